@@ -1,0 +1,5 @@
+import sys
+
+from agentgateway.cli import main
+
+sys.exit(main())

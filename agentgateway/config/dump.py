@@ -1,0 +1,100 @@
+"""The effective config as JSON for ``/config_dump`` and the status page (secrets redacted)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from agentgateway.config.ir import RuntimeConfig
+from agentgateway.config.schema import RouteMatch
+
+_REDACTED = "<redacted>"
+# Keys whose values are secrets wherever they appear.
+_SECRET_KEYS = frozenset(("key", "apiKey", "clientSecret", "password", "token", "htpasswd"))
+
+
+def _redact(node: Any, parent_key: str = "") -> Any:
+    if isinstance(node, dict):
+        return {k: (_REDACTED if k in _SECRET_KEYS and isinstance(v, str) else _redact(v, k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_redact(v, parent_key) for v in node]
+    return node
+
+
+def _describe_match(m: RouteMatch) -> str:
+    parts = []
+    if m.path is not None:
+        if m.path.exact is not None:
+            parts.append(f"path == {m.path.exact}")
+        elif m.path.path_prefix is not None:
+            parts.append(f"path {m.path.path_prefix}*")
+        elif m.path.regex is not None:
+            parts.append(f"path ~ {m.path.regex}")
+    if m.method:
+        parts.append(f"method {m.method}")
+    parts += [f"header {h.name}" for h in m.headers]
+    parts += [f"query {q.name}" for q in m.query]
+    return " & ".join(parts) or "/*"
+
+
+def effective(runtime: RuntimeConfig) -> dict[str, Any]:
+    static = runtime.static
+    limits = runtime.limits
+
+    def addr(a: tuple[str, int] | None) -> str | None:
+        return f"{a[0]}:{a[1]}" if a else None
+
+    binds = []
+    for i, bind in enumerate(runtime.source.binds):
+        listeners = []
+        for j, ls in enumerate(bind.listeners):
+            routes = []
+            for k, r in enumerate(ls.routes):
+                name = r.name or f"route{k}"
+                routes.append(
+                    {
+                        "name": f"{r.namespace}/{name}" if r.namespace else name,
+                        "hostnames": r.hostnames,
+                        "matches": [_describe_match(m) for m in r.matches],
+                        "backends": [
+                            f"{b.host or b.backend} (weight {b.weight})" for b in r.backends
+                        ],
+                    }
+                )
+            listeners.append(
+                {"name": ls.name or f"listener{j}", "hostname": ls.hostname, "protocol": ls.protocol, "routes": routes}
+            )
+        binds.append({"index": i, "port": bind.port, "listeners": listeners})
+    return {
+        "planes": {
+            "admin": addr(static.admin_addr),
+            "stats": addr(static.stats_addr),
+            "readiness": addr(static.readiness_addr),
+        },
+        "workers": static.workers,
+        "logging": {"format": static.log_format, "level": static.log_level},
+        "backend": {
+            "connectTimeout": static.connect_timeout,
+            "poolIdleTimeout": static.pool_idle_timeout,
+            "poolMaxSize": static.pool_max_size,
+        },
+        "connectionTerminationDeadline": static.termination_deadline,
+        "limits": {
+            "maxHeaderSize": limits.max_header_size,
+            "http1MaxHeaders": limits.max_headers,
+            "headerReadTimeout": limits.header_read_timeout,
+            "http1IdleTimeout": limits.idle_timeout,
+            "maxRequestBodySize": limits.max_request_body_size,
+            "maxBufferSize": limits.max_buffer_size,
+            "tlsHandshakeTimeout": limits.tls_handshake_timeout,
+        },
+        "binds": binds,
+    }
+
+
+def config_dump(runtime: RuntimeConfig) -> dict[str, Any]:
+    return {
+        "config": _redact(msgspec.to_builtins(runtime.source)),
+        "effective": effective(runtime),
+    }

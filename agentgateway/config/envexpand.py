@@ -1,0 +1,36 @@
+"""``$VAR`` / ``${VAR}`` / ``${VAR:-default}`` expansion of the config text, as the reference
+does with shell-style expansion before parsing. Full-line YAML comments are left alone so a
+commented-out ``$SECRET`` does not have to be defined."""
+
+import os
+import re
+from collections.abc import Mapping
+
+from agentgateway.config.errors import ConfigError
+
+# `$` followed by something that cannot start a name (e.g. the end anchor of a regex) is literal.
+_VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+
+
+def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    if "$" not in text:
+        return text
+    out: list[str] = []
+    for lineno, line in enumerate(text.splitlines(keepends=True), start=1):
+        if "$" not in line or line.lstrip().startswith("#"):
+            out.append(line)
+            continue
+
+        def substitute(m: re.Match[str], lineno: int = lineno) -> str:
+            name = m.group("braced") or m.group("bare")
+            value = env.get(name)
+            if value is not None:
+                return value
+            default = m.group("default")
+            if default is not None:
+                return default
+            raise ConfigError(f"line {lineno}", f"environment variable ${name} is not set")
+
+        out.append(_VAR.sub(substitute, line))
+    return "".join(out)

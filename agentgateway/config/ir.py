@@ -1,0 +1,134 @@
+"""The runtime IR: what serving code reads. Built by ``compile.compile_config`` from the decoded
+file; immutable once built and swapped as a whole on reload."""
+
+from __future__ import annotations
+
+import ssl
+
+from agentgateway.config.schema import LocalConfig
+from agentgateway.routing.table import ListenerSet, RouteTable
+
+
+class ServerLimits:
+    """Per-connection limits and timeouts (``frontendPolicies``); applied on reload."""
+
+    __slots__ = (
+        "max_header_size",
+        "max_headers",
+        "header_read_timeout",
+        "idle_timeout",
+        "max_request_body_size",
+        "max_buffer_size",
+        "tls_handshake_timeout",
+    )
+
+    def __init__(
+        self,
+        max_header_size: int = 64 * 1024,
+        max_headers: int = 100,
+        header_read_timeout: float = 10.0,
+        idle_timeout: float = 600.0,
+        max_request_body_size: int | None = None,
+        max_buffer_size: int = 2 * 1024 * 1024,
+        tls_handshake_timeout: float = 15.0,
+    ) -> None:
+        self.max_header_size = max_header_size
+        self.max_headers = max_headers
+        self.header_read_timeout = header_read_timeout
+        self.idle_timeout = idle_timeout
+        self.max_request_body_size = max_request_body_size
+        self.max_buffer_size = max_buffer_size
+        self.tls_handshake_timeout = tls_handshake_timeout
+
+
+class StaticSettings:
+    """The ``config:`` block. Read at startup; a reload that changes it is reported, not applied
+    (except the backend settings, which are compiled into each upstream target)."""
+
+    __slots__ = (
+        "admin_addr",
+        "stats_addr",
+        "readiness_addr",
+        "workers",
+        "log_format",
+        "log_level",
+        "connect_timeout",
+        "pool_idle_timeout",
+        "pool_max_size",
+        "termination_deadline",
+        "min_termination_deadline",
+    )
+
+    def __init__(
+        self,
+        admin_addr: tuple[str, int] | None,
+        stats_addr: tuple[str, int] | None,
+        readiness_addr: tuple[str, int] | None,
+        workers: int,
+        log_format: str,
+        log_level: str,
+        connect_timeout: float,
+        pool_idle_timeout: float,
+        pool_max_size: int | None,
+        termination_deadline: float,
+        min_termination_deadline: float,
+    ) -> None:
+        self.admin_addr = admin_addr
+        self.stats_addr = stats_addr
+        self.readiness_addr = readiness_addr
+        self.workers = workers
+        self.log_format = log_format
+        self.log_level = log_level
+        self.connect_timeout = connect_timeout
+        self.pool_idle_timeout = pool_idle_timeout
+        self.pool_max_size = pool_max_size
+        self.termination_deadline = termination_deadline
+        self.min_termination_deadline = min_termination_deadline
+
+    def restart_only_changes(self, other: StaticSettings) -> list[str]:
+        keys = ("admin_addr", "stats_addr", "readiness_addr", "workers", "log_format", "log_level")
+        return [k for k in keys if getattr(self, k) != getattr(other, k)]
+
+
+class ListenerRuntime:
+    __slots__ = ("name", "gateway", "hostname", "protocol", "ssl_context", "routes")
+
+    def __init__(
+        self,
+        name: str,
+        gateway: str,
+        hostname: str | None,
+        protocol: str,
+        ssl_context: ssl.SSLContext | None,
+        routes: RouteTable,
+    ) -> None:
+        self.name = name
+        self.gateway = gateway
+        self.hostname = hostname
+        self.protocol = protocol
+        self.ssl_context = ssl_context
+        self.routes = routes
+
+
+class BindRuntime:
+    __slots__ = ("port", "tls", "listeners", "default_listener")
+
+    def __init__(self, port: int, tls: bool, listeners: ListenerSet[ListenerRuntime], default: ListenerRuntime) -> None:
+        self.port = port
+        self.tls = tls
+        self.listeners = listeners
+        # Answers TLS clients without SNI (or with an unknown name): the listener without a
+        # hostname if there is one, else the first listener of the bind.
+        self.default_listener = default
+
+
+class RuntimeConfig:
+    __slots__ = ("source", "binds", "limits", "static")
+
+    def __init__(
+        self, source: LocalConfig, binds: dict[int, BindRuntime], limits: ServerLimits, static: StaticSettings
+    ) -> None:
+        self.source = source
+        self.binds = binds
+        self.limits = limits
+        self.static = static

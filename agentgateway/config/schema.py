@@ -1,0 +1,384 @@
+"""The local config file, as msgspec Structs: agentgateway's schema (camelCase keys).
+
+Every struct forbids unknown keys. Keys that exist in the reference schema but that this gateway
+does not implement yet are declared with the ``NotSupported`` marker: the file decodes, and
+``find_unsupported`` then reports them with their path instead of silently ignoring them.
+Fields marked "addition" are ours; they never change the meaning of a reference field.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+_NOT_SUPPORTED = "agentgateway:not-supported"
+NotSupported = Annotated[Any | UnsetType, _NOT_SUPPORTED]
+
+
+class Schema(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, rename="camel", omit_defaults=True
+):
+    """Base of every config struct."""
+
+
+# ---------------------------------------------------------------- config: (static settings)
+
+
+class LoggingSettings(Schema):
+    format: Literal["text", "json"] | None = None
+    level: str | None = None
+    filter: NotSupported = UNSET
+    fields: NotSupported = UNSET
+
+
+class SessionSettings(Schema):
+    key: str | None = None
+
+
+class McpSettings(Schema):
+    session_ttl: str | None = None
+
+
+class BackendSettings(Schema):
+    connect_timeout: str | None = None
+    pool_idle_timeout: str | None = None
+    pool_max_size: int | None = None
+    keepalives: NotSupported = UNSET
+
+
+class RawConfig(Schema):
+    admin_addr: str | None = None
+    stats_addr: str | None = None
+    readiness_addr: str | None = None
+    # addition: worker processes sharing the listeners (default: one per core)
+    workers: int | None = None
+    logging: LoggingSettings | None = None
+    session: SessionSettings | None = None
+    mcp: McpSettings | None = None
+    backend: BackendSettings | None = None
+    connection_termination_deadline: str | None = None
+    connection_min_termination_deadline: str | None = None
+    worker_threads: NotSupported = UNSET
+    tracing: NotSupported = UNSET
+    metrics: NotSupported = UNSET
+    histograms: NotSupported = UNSET
+    dns: NotSupported = UNSET
+    enable_ipv6: NotSupported = UNSET
+    hbone: NotSupported = UNSET
+    xds_address: NotSupported = UNSET
+    xds_auth_token: NotSupported = UNSET
+    ca_address: NotSupported = UNSET
+    ca_auth_token: NotSupported = UNSET
+    namespace: NotSupported = UNSET
+    gateway: NotSupported = UNSET
+    trust_domain: NotSupported = UNSET
+    additional_trust_domains: NotSupported = UNSET
+    skip_validate_trust_domain: NotSupported = UNSET
+    service_account: NotSupported = UNSET
+    cluster_id: NotSupported = UNSET
+    network: NotSupported = UNSET
+    local_xds_path: NotSupported = UNSET
+    custom_functions: NotSupported = UNSET
+    model_catalog: NotSupported = UNSET
+    database: NotSupported = UNSET
+    storage: NotSupported = UNSET
+    standard_attributes: NotSupported = UNSET
+    sensitive_headers: NotSupported = UNSET
+
+
+# ---------------------------------------------------------------- frontendPolicies:
+
+
+class FrontendHttp(Schema):
+    max_buffer_size: int | None = None
+    http1_max_headers: int | None = None
+    http1_idle_timeout: str | None = None
+    # addition: total bytes of request line + headers before 431 (default 64 KiB)
+    max_header_size: int | None = None
+    # addition: time a client has to send a complete request head before the connection is closed
+    header_read_timeout: str | None = None
+    # addition: largest request body accepted, in bytes, answered with 413 beyond it (default: no limit)
+    max_request_body_size: int | None = None
+    http2_window_size: NotSupported = UNSET
+    http2_connection_window_size: NotSupported = UNSET
+    http2_frame_size: NotSupported = UNSET
+    http2_keepalive_interval: NotSupported = UNSET
+    http2_keepalive_timeout: NotSupported = UNSET
+    max_connection_duration: NotSupported = UNSET
+
+
+class FrontendTls(Schema):
+    tls_handshake_timeout: str | None = None
+    alpn: NotSupported = UNSET
+    min_version: NotSupported = UNSET
+    max_version: NotSupported = UNSET
+    cipher_suites: NotSupported = UNSET
+    key_exchange_groups: NotSupported = UNSET
+
+
+class FrontendPolicies(Schema):
+    http: FrontendHttp | None = None
+    tls: FrontendTls | None = None
+    tcp: NotSupported = UNSET
+    network_authorization: NotSupported = UNSET
+    network_ext_authz: NotSupported = UNSET
+    proxy_protocol: NotSupported = UNSET
+    proxy: NotSupported = UNSET
+    connect: NotSupported = UNSET
+    access_log: NotSupported = UNSET
+    logging: NotSupported = UNSET
+    tracing: NotSupported = UNSET
+    metrics: NotSupported = UNSET
+
+
+# ---------------------------------------------------------------- routes and matches
+
+
+class PathMatch(Schema):
+    """Exactly one of the three."""
+
+    exact: str | None = None
+    path_prefix: str | None = None
+    regex: str | None = None
+
+
+class ValueMatch(Schema):
+    """Exactly one of the two."""
+
+    exact: str | None = None
+    regex: str | None = None
+
+
+class HeaderMatch(Schema):
+    name: str
+    value: ValueMatch
+
+
+class QueryMatch(Schema):
+    name: str
+    value: ValueMatch
+
+
+class RouteMatch(Schema):
+    path: PathMatch | None = None
+    method: str | None = None
+    headers: list[HeaderMatch] = []
+    query: list[QueryMatch] = []
+
+
+class BackendTls(Schema):
+    cert: str | None = None
+    key: str | None = None
+    root: str | None = None
+    hostname: str | None = None
+    insecure: bool = False
+    insecure_host: bool = False
+    alpn: NotSupported = UNSET
+    subject_alt_names: NotSupported = UNSET
+    key_exchange_groups: NotSupported = UNSET
+    spiffe: NotSupported = UNSET
+
+
+class BackendPolicies(Schema):
+    """Policies that apply to the call to one backend."""
+
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    request_header_modifier: NotSupported = UNSET
+    response_header_modifier: NotSupported = UNSET
+    request_redirect: NotSupported = UNSET
+    request_mirror: NotSupported = UNSET
+    transformations: NotSupported = UNSET
+    backend_auth: NotSupported = UNSET
+    backend_tunnel: NotSupported = UNSET
+    backend_http: NotSupported = UNSET
+    backend_tcp: NotSupported = UNSET
+    http: NotSupported = UNSET
+    tcp: NotSupported = UNSET
+    health: NotSupported = UNSET
+    inference_routing: NotSupported = UNSET
+    session_affinity: NotSupported = UNSET
+    mcp_authorization: NotSupported = UNSET
+    mcp_authentication: NotSupported = UNSET
+    mcp_guardrails: NotSupported = UNSET
+    ext_mcp: NotSupported = UNSET
+    a2a: NotSupported = UNSET
+    ai: NotSupported = UNSET
+    authorization: NotSupported = UNSET
+    ext_authz: NotSupported = UNSET
+
+
+class DirectResponse(Schema):
+    status: int = 200
+    body: str | None = None
+    body_expression: NotSupported = UNSET
+    headers: NotSupported = UNSET
+    conditional: NotSupported = UNSET
+
+
+class RoutePolicies(Schema):
+    """Route-level policies (the reference's FilterOrPolicy). Backend policies are accepted here too
+    and apply to every backend of the route."""
+
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    request_header_modifier: NotSupported = UNSET
+    response_header_modifier: NotSupported = UNSET
+    request_redirect: NotSupported = UNSET
+    url_rewrite: NotSupported = UNSET
+    request_mirror: NotSupported = UNSET
+    direct_response: DirectResponse | None = None
+    cors: NotSupported = UNSET
+    csrf: NotSupported = UNSET
+    authorization: NotSupported = UNSET
+    mcp_authorization: NotSupported = UNSET
+    mcp_authentication: NotSupported = UNSET
+    mcp_guardrails: NotSupported = UNSET
+    ext_mcp: NotSupported = UNSET
+    a2a: NotSupported = UNSET
+    ai: NotSupported = UNSET
+    backend_tunnel: NotSupported = UNSET
+    backend_auth: NotSupported = UNSET
+    local_rate_limit: NotSupported = UNSET
+    remote_rate_limit: NotSupported = UNSET
+    jwt_auth: NotSupported = UNSET
+    oidc: NotSupported = UNSET
+    basic_auth: NotSupported = UNSET
+    api_key: NotSupported = UNSET
+    ext_authz: NotSupported = UNSET
+    ext_proc: NotSupported = UNSET
+    transformations: NotSupported = UNSET
+    buffer: NotSupported = UNSET
+    timeout: NotSupported = UNSET
+    retry: NotSupported = UNSET
+    delay: NotSupported = UNSET
+    host_rewrite: NotSupported = UNSET
+    health: NotSupported = UNSET
+    http: NotSupported = UNSET
+    tcp: NotSupported = UNSET
+
+
+class RouteBackend(Schema):
+    """One entry of ``routes[].backends``: exactly one of ``host`` or ``backend`` (a named backend)."""
+
+    weight: int = 1
+    policies: BackendPolicies | None = None
+    host: str | None = None
+    backend: str | None = None
+    service: NotSupported = UNSET
+    mcp: NotSupported = UNSET
+    ai: NotSupported = UNSET
+    aws: NotSupported = UNSET
+    dynamic: NotSupported = UNSET
+    internal: NotSupported = UNSET
+    route_group: NotSupported = UNSET
+
+
+class Route(Schema):
+    name: str | None = None
+    namespace: str | None = None
+    rule_name: str | None = None
+    hostnames: list[str] = []
+    matches: list[RouteMatch] = []
+    policies: RoutePolicies | None = None
+    backends: list[RouteBackend] = []
+
+
+class ListenerTls(Schema):
+    cert: str
+    key: str
+    min_tls_version: Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"] | None = msgspec.field(
+        default=None, name="minTLSVersion"
+    )
+    max_tls_version: Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"] | None = msgspec.field(
+        default=None, name="maxTLSVersion"
+    )
+    root: NotSupported = UNSET
+    cipher_suites: NotSupported = UNSET
+    key_exchange_groups: NotSupported = UNSET
+
+
+class Listener(Schema):
+    name: str | None = None
+    namespace: str | None = None
+    hostname: str | None = None
+    protocol: Literal["HTTP", "HTTPS", "TLS", "TCP", "HBONE"] = "HTTP"
+    tls: ListenerTls | None = None
+    routes: list[Route] = []
+    tcp_routes: NotSupported = UNSET
+    policies: NotSupported = UNSET
+    gateway_name: NotSupported = UNSET
+
+
+class Bind(Schema):
+    port: int
+    listeners: list[Listener] = []
+    mode: NotSupported = UNSET
+    tunnel_protocol: NotSupported = UNSET
+
+
+class NamedBackend(Schema):
+    """A top-level ``backends[]`` entry that routes refer to by name."""
+
+    name: str
+    host: str | None = None
+    policies: BackendPolicies | None = None
+    mcp: NotSupported = UNSET
+    ai: NotSupported = UNSET
+    aws: NotSupported = UNSET
+    internal: NotSupported = UNSET
+
+
+class LocalConfig(Schema):
+    config: RawConfig | None = None
+    binds: list[Bind] = []
+    frontend_policies: FrontendPolicies | None = None
+    backends: list[NamedBackend] = []
+    gateways: NotSupported = UNSET
+    routes: NotSupported = UNSET
+    tcp_routes: NotSupported = UNSET
+    policies: NotSupported = UNSET
+    workloads: NotSupported = UNSET
+    services: NotSupported = UNSET
+    route_groups: NotSupported = UNSET
+    llm: NotSupported = UNSET
+    mcp: NotSupported = UNSET
+    ui: NotSupported = UNSET
+
+
+# ---------------------------------------------------------------- unsupported-key report
+
+
+@functools.cache
+def _unsupported_fields(cls: type[Schema]) -> tuple[tuple[str, str], ...]:
+    """(attribute, key in the file) of every NotSupported field of ``cls``."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = []
+    for f in msgspec.structs.fields(cls):
+        hint = hints[f.name]
+        if typing.get_origin(hint) is Annotated and _NOT_SUPPORTED in hint.__metadata__:
+            out.append((f.name, f.encode_name))
+    return tuple(out)
+
+
+def find_unsupported(node: object, path: str = "") -> str | None:
+    """Path of the first key present in the file that this gateway does not implement yet."""
+    if isinstance(node, Schema):
+        cls = type(node)
+        for attr, key in _unsupported_fields(cls):
+            if getattr(node, attr) is not UNSET:
+                return f"{path}.{key}" if path else key
+        for f in msgspec.structs.fields(cls):
+            child = getattr(node, f.name)
+            if isinstance(child, Schema | list):
+                found = find_unsupported(child, f"{path}.{f.encode_name}" if path else f.encode_name)
+                if found:
+                    return found
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            found = find_unsupported(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None

@@ -1,0 +1,61 @@
+"""TLS material named in the config: a file path (relative to the working directory, else to the
+config file's directory) or inline PEM text."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from pathlib import Path
+
+from agentgateway.config.errors import ConfigError
+
+
+def _is_inline_pem(value: str) -> bool:
+    return value.lstrip().startswith("-----BEGIN")
+
+
+def resolve_path(value: str, base_dir: Path | None, where: str) -> Path:
+    p = Path(value).expanduser()
+    if p.is_absolute() or p.exists() or base_dir is None:
+        candidate = p
+    else:
+        candidate = base_dir / p
+    if not candidate.is_file():
+        raise ConfigError(where, f"file {value!r} not found")
+    return candidate
+
+
+def read_pem(value: str, base_dir: Path | None, where: str) -> str:
+    if _is_inline_pem(value):
+        return value
+    try:
+        return resolve_path(value, base_dir, where).read_text()
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read {value!r}: {exc.strerror}") from None
+
+
+def load_cert_chain(
+    ctx: ssl.SSLContext, cert: str, key: str, base_dir: Path | None, where: str
+) -> None:
+    """Load a certificate and key, from files or inline PEM (ssl wants files, so inline PEM goes
+    through a private temporary file that is removed at once)."""
+    cert_pem = read_pem(cert, base_dir, f"{where}.cert")
+    key_pem = read_pem(key, base_dir, f"{where}.key")
+    fd, tmp = tempfile.mkstemp(prefix="agw-tls-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(cert_pem.rstrip() + "\n" + key_pem.rstrip() + "\n")
+        ctx.load_cert_chain(tmp)
+    except ssl.SSLError as exc:
+        raise ConfigError(where, f"invalid certificate or key: {exc.reason or exc}") from None
+    finally:
+        os.unlink(tmp)
+
+
+def load_roots(ctx: ssl.SSLContext, root: str, base_dir: Path | None, where: str) -> None:
+    pem = read_pem(root, base_dir, where)
+    try:
+        ctx.load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(where, f"invalid root certificates: {exc}") from None

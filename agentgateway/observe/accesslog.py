@@ -1,0 +1,94 @@
+"""One line per request on stdout, as text (``key=value``) or JSON (``config.logging.format``).
+Lines are buffered and written by the worker's ticker, never per request."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import orjson
+
+from agentgateway.server.context import RequestCtx
+
+
+def _quote(value: str) -> str:
+    if not value or any(c in value for c in ' "=\\\n'):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return value
+
+
+class Timestamps:
+    """RFC 3339 UTC timestamps with milliseconds; the seconds part is formatted once a second."""
+
+    __slots__ = ("_second", "_prefix")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, wall: float) -> str:
+        second = int(wall)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((wall - second) * 1000):03d}Z"
+
+
+class AccessLog:
+    __slots__ = ("json", "enabled", "fd", "_lines", "_size", "_ts")
+
+    def __init__(self, fmt: str, enabled: bool, fd: int = 1) -> None:
+        self.json = fmt == "json"
+        self.enabled = enabled
+        self.fd = fd
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._ts = Timestamps()
+
+    def record(self, ctx: RequestCtx, duration: float) -> None:
+        if not self.enabled:
+            return
+        request = ctx.request
+        fields: dict[str, object] = {
+            "gateway": ctx.gateway,
+            "listener": ctx.listener,
+            "route": ctx.route,
+            "endpoint": ctx.backend,
+            "src.addr": f"{request.client_ip}:{request.client_port}",
+            "http.method": request.method.decode("latin-1"),
+            "http.host": request.host.decode("latin-1"),
+            "http.path": request.target.decode("latin-1"),
+            "http.version": f"HTTP/{request.version}",
+            "http.status": ctx.status,
+            "duration": f"{duration * 1000:.3f}ms",
+        }
+        if ctx.reason:
+            fields["reason"] = ctx.reason
+        if ctx.error:
+            fields["error"] = ctx.error
+        ts = self._ts.format(request.start_wall + duration)
+        if self.json:
+            line = orjson.dumps({"time": ts, "level": "info", "scope": "request", **fields}) + b"\n"
+        else:
+            text = " ".join(f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items() if v != "")
+            line = f"{ts}\tinfo\trequest\t{text}\n".encode()
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size > 64 * 1024:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        data = b"".join(self._lines)
+        self._lines.clear()
+        self._size = 0
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return  # stdout is gone; logging must never take the data plane down
+            view = view[n:]

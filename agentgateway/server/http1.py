@@ -1,0 +1,596 @@
+"""HTTP/1.1 server side of a client connection: httptools parsing, pipelining, framing, limits.
+
+One ``HttpConnection`` per accepted socket. It parses request heads, hands each request to an
+*exchange* (the thing that serves it: an upstream proxy call or a local reply), and frames what
+the exchange sends back. Pipelined requests are queued with their bodies and answered in order.
+Reading is paused while requests are queued or while the upstream cannot take more body bytes;
+writing back-pressure is forwarded to the exchange, which pauses its upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+from agentgateway.server.context import RequestCtx
+from agentgateway.server.request import Headers, Request, split_target
+
+if TYPE_CHECKING:
+    from agentgateway.server.worker import BindHandle, Worker
+
+STATUS_LINES: dict[int, bytes] = {
+    s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus
+}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+_CRLF = b"\r\n"
+_TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
+
+# Reasons reading from the client is paused; reading resumes when none is left.
+PAUSE_PIPELINE = 1
+PAUSE_UPSTREAM = 2
+PAUSE_BODY_BUFFER = 4
+
+# Framing of the response body towards the client.
+_BODY_NONE, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE = 0, 1, 2, 3
+
+# Deadline kinds checked by the worker's sweep.
+DEADLINE_HEADER, DEADLINE_IDLE = 1, 2
+
+_WRITE_HIGH_WATER = 256 * 1024
+_WRITE_LOW_WATER = 64 * 1024
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINES.get(status)
+    return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
+
+
+class Exchange(Protocol):
+    """What serves one request. The connection feeds it the body and flow-control events."""
+
+    def request_body(self, chunk: bytes) -> None: ...
+
+    def request_end(self) -> None: ...
+
+    def client_write_paused(self) -> None: ...
+
+    def client_write_resumed(self) -> None: ...
+
+    def client_lost(self) -> None: ...
+
+
+class _Discard:
+    """Exchange for a request that was already answered: its remaining body is dropped."""
+
+    __slots__ = ()
+
+    def request_body(self, chunk: bytes) -> None:
+        pass
+
+    def request_end(self) -> None:
+        pass
+
+    def client_write_paused(self) -> None:
+        pass
+
+    def client_write_resumed(self) -> None:
+        pass
+
+    def client_lost(self) -> None:
+        pass
+
+
+DISCARD = _Discard()
+
+
+class _Queued:
+    """A pipelined request waiting for the one before it to be answered."""
+
+    __slots__ = ("ctx", "body", "done")
+
+    def __init__(self, ctx: RequestCtx) -> None:
+        self.ctx = ctx
+        self.body: list[bytes] = []
+        self.done = False
+
+
+class _Rejected(Exception):
+    """Raised inside a parser callback to stop parsing and answer with ``status``."""
+
+    def __init__(self, status: int, message: str, ctx: RequestCtx | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.ctx = ctx
+
+
+class HttpConnection(asyncio.Protocol):
+    __slots__ = (
+        "worker",
+        "bind",
+        "transport",
+        "parser",
+        "client_ip",
+        "client_port",
+        "scheme",
+        "sni",
+        "_parsing_head",
+        "_url",
+        "_headers",
+        "_head_bytes",
+        "_ctx",
+        "_exchange",
+        "_body_sink",
+        "_queue",
+        "_request_done",
+        "_response_done",
+        "_response_started",
+        "_framing",
+        "_close_after",
+        "_pause_mask",
+        "_write_paused",
+        "_body_bytes",
+        "deadline",
+        "deadline_kind",
+        "closed",
+    )
+
+    def __init__(self, worker: Worker, bind: BindHandle) -> None:
+        self.worker = worker
+        self.bind = bind
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client_ip = ""
+        self.client_port = 0
+        self.scheme = b"http"
+        # For TLS connections: the server name the client asked for (picks the listener).
+        self.sni: bytes | None = None
+        self._parsing_head = False
+        self._url = b""
+        self._headers: Headers = []
+        self._head_bytes = 0
+        self._ctx: RequestCtx | None = None  # the request being answered
+        self._exchange: Exchange | None = None
+        # Where body bytes of the request being *parsed* go: the exchange, or a queue entry.
+        self._body_sink: Exchange | _Queued | None = None
+        self._queue: deque[_Queued] = deque()
+        self._request_done = False
+        self._response_done = False
+        self._response_started = False
+        self._framing = _BODY_NONE
+        self._close_after = False
+        self._pause_mask = 0
+        self._write_paused = False
+        self._body_bytes = 0
+        self.deadline = 0.0
+        self.deadline_kind = 0
+        self.closed = False
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio.Transport subclasses
+        transport.set_write_buffer_limits(_WRITE_HIGH_WATER, _WRITE_LOW_WATER)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip, self.client_port = peer[0], peer[1]
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.scheme = b"https"
+            sni = getattr(sslobj, "agw_sni", None)
+            self.sni = sni.encode() if sni else None
+        worker = self.worker
+        worker.connections.add(self)
+        self.deadline = worker.loop.time() + worker.runtime.limits.header_read_timeout
+        self.deadline_kind = DEADLINE_HEADER
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # Upgrades (websocket, h2c) are not proxied yet: the request is served as plain
+            # HTTP (Upgrade is a hop-by-hop header and is not forwarded); parsing continues on
+            # a fresh parser with whatever followed the head.
+            offset = exc.args[0] if exc.args else len(data)
+            self.parser = httptools.HttpRequestParser(self)
+            if self._body_sink is not None:
+                self.on_message_complete()
+            rest = data[offset:]
+            if rest and not self.closed:
+                self.data_received(rest)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Rejected):
+                self._reject(cause.status, cause.message, cause.ctx)
+            else:
+                self.worker.log_internal_error("request handling failed", cause or exc)
+                self._reject(500, "internal error while handling the request")
+        except httptools.HttpParserError as exc:
+            self._reject(400, f"malformed HTTP request: {exc}")
+
+    def eof_received(self) -> bool | None:
+        # The client half-closed. Finish the response in flight (if any), then close.
+        if self._exchange is not None and not self._response_done:
+            self._close_after = True
+            return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.worker.connections.discard(self)
+        exchange = self._exchange
+        if exchange is not None and not self._response_done:
+            self._exchange = None
+            self._response_done = True
+            ctx = self._ctx
+            if ctx is not None and not ctx.status:
+                ctx.status = 499  # client closed before the response started (nginx's convention)
+                ctx.reason = "client closed the connection"
+            exchange.client_lost()
+            if ctx is not None:
+                self.worker.observe(ctx)
+        self._queue.clear()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self._exchange is not None:
+            self._exchange.client_write_paused()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._exchange is not None:
+            self._exchange.client_write_resumed()
+
+    # ------------------------------------------------------------------ httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._parsing_head = True
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        if self.deadline_kind == DEADLINE_IDLE:
+            self.deadline = self.worker.loop.time() + self.worker.runtime.limits.header_read_timeout
+            self.deadline_kind = DEADLINE_HEADER
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_bytes += len(url)
+        if self._head_bytes > self.worker.runtime.limits.max_header_size:
+            raise _Rejected(414 if len(self._url) == self._head_bytes else 431, "request head too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        headers.append((name.lower(), value))
+        self._head_bytes += len(name) + len(value) + 4
+        limits = self.worker.runtime.limits
+        if self._head_bytes > limits.max_header_size:
+            raise _Rejected(431, f"request headers exceed {limits.max_header_size} bytes")
+        if len(headers) > limits.max_headers:
+            raise _Rejected(431, f"more than {limits.max_headers} request headers")
+
+    def on_headers_complete(self) -> None:
+        self.deadline_kind = 0
+        self._parsing_head = False
+        parser = self.parser
+        headers = self._headers
+        worker = self.worker
+        host = b""
+        content_length: int | None = None
+        chunked = False
+        expect_continue = False
+        for name, value in headers:
+            if name == b"host":
+                host = value
+            elif name == b"content-length":
+                content_length = int(value)  # llhttp has validated it
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expect_continue = True
+        version = parser.get_http_version()
+        parts = split_target(self._url)
+        if parts is None:
+            raise _Rejected(400, "invalid request target")
+        path, query, authority = parts
+        if authority is not None:
+            host = authority
+        elif not host and version != "1.0":
+            raise _Rejected(400, "missing Host header")
+        target = path + b"?" + query if query else path
+        request = Request(
+            parser.get_method(),
+            target,
+            path,
+            query,
+            host,
+            headers,
+            version,
+            parser.should_keep_alive(),
+            content_length,
+            chunked,
+            expect_continue,
+            self.client_ip,
+            self.client_port,
+            self.scheme,
+            time.perf_counter(),
+        )
+        ctx = RequestCtx(request, self.bind.gateway, "")
+        self._body_bytes = 0
+        limit = worker.runtime.limits.max_request_body_size
+        if limit is not None and content_length is not None and content_length > limit:
+            raise _Rejected(413, f"request body of {content_length} bytes exceeds the limit of {limit}", ctx)
+        if self._exchange is None and not self._queue:
+            self._start(ctx)
+        else:
+            queued = _Queued(ctx)
+            self._queue.append(queued)
+            self._body_sink = queued
+            self._pause(PAUSE_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        limit = self.worker.runtime.limits.max_request_body_size
+        if limit is not None and self._body_bytes > limit:
+            raise _Rejected(413, f"request body exceeds the limit of {limit} bytes")
+        sink = self._body_sink
+        if isinstance(sink, _Queued):
+            sink.body.append(body)
+        elif sink is not None:
+            sink.request_body(body)
+
+    def on_message_complete(self) -> None:
+        sink = self._body_sink
+        self._body_sink = None
+        if isinstance(sink, _Queued):
+            sink.done = True
+            return
+        self._request_done = True
+        if sink is not None:
+            sink.request_end()
+        if self._response_done:
+            self._next()
+
+    # ------------------------------------------------------------------ serving
+
+    def _start(self, ctx: RequestCtx) -> None:
+        """Make ``ctx`` the request being answered and hand it to its exchange."""
+        self._ctx = ctx
+        self._request_done = False
+        self._response_done = False
+        self._response_started = False
+        self._framing = _BODY_NONE
+        self._close_after = not ctx.request.keep_alive or self.worker.draining
+        exchange = self.worker.dispatch(self, ctx)
+        self._exchange = exchange
+        self._body_sink = exchange
+
+    def _next(self) -> None:
+        """Both the request and its response are complete: move on to the next request."""
+        if self._close_after:
+            self._close()
+            return
+        self._exchange = None
+        self._ctx = None
+        if self._queue:
+            queued = self._queue.popleft()
+            self._start(queued.ctx)
+            exchange = self._exchange
+            assert exchange is not None
+            for chunk in queued.body:
+                exchange.request_body(chunk)
+            if queued.done:
+                self.on_message_complete_for_started()
+            else:
+                self._body_sink = exchange
+            if not self._queue:
+                self._resume(PAUSE_PIPELINE)
+        else:
+            self.deadline = self.worker.loop.time() + self.worker.runtime.limits.idle_timeout
+            self.deadline_kind = DEADLINE_IDLE
+
+    def on_message_complete_for_started(self) -> None:
+        """The queued request that just started had its whole body already."""
+        self._body_sink = None
+        self._request_done = True
+        assert self._exchange is not None
+        self._exchange.request_end()
+        if self._response_done:
+            self._next()
+
+    # ------------------------------------------------------------------ response API (exchanges)
+
+    def send_continue(self) -> None:
+        """``100 Continue`` for a client that waits for it before sending the body."""
+        if not self._request_done and not self._response_started and self.transport is not None:
+            self.transport.write(_CONTINUE)
+
+    def send_head(self, status: int, headers: Headers, content_length: int | None, has_body: bool) -> None:
+        """Write the status line and headers in one write. ``headers`` must not carry framing
+        headers (content-length, transfer-encoding, connection); this method adds them."""
+        ctx = self._ctx
+        assert ctx is not None
+        ctx.status = status
+        self._response_started = True
+        request = ctx.request
+        parts = [status_line(status)]
+        for name, value in headers:
+            parts += (name, b": ", value, _CRLF)
+        if not has_body or request.method == b"HEAD" or status in (204, 304) or status < 200:
+            self._framing = _BODY_NONE
+            if content_length is not None and status not in (204, 304):
+                parts.append(b"content-length: %d\r\n" % content_length)
+        elif content_length is not None:
+            self._framing = _BODY_LENGTH
+            parts.append(b"content-length: %d\r\n" % content_length)
+        elif request.version == "1.1":
+            self._framing = _BODY_CHUNKED
+            parts.append(b"transfer-encoding: chunked\r\n")
+        else:
+            # An HTTP/1.0 client cannot read chunked bodies: the end of the body is the close.
+            self._framing = _BODY_CLOSE
+            self._close_after = True
+        if not self._request_done and request.has_body:
+            # The body was not read (an early answer): reuse of this connection is not safe.
+            self._close_after = True
+        if self._close_after:
+            parts.append(b"connection: close\r\n")
+        elif request.version == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(_CRLF)
+        transport = self.transport
+        if transport is not None and not self.closed:
+            transport.write(b"".join(parts))
+
+    def send_body(self, chunk: bytes) -> None:
+        transport = self.transport
+        if transport is None or self.closed or not chunk:
+            return
+        ctx = self._ctx
+        if ctx is not None:
+            ctx.response_bytes += len(chunk)
+        framing = self._framing
+        if framing == _BODY_CHUNKED:
+            transport.writelines((b"%x\r\n" % len(chunk), chunk, _CRLF))
+        elif framing != _BODY_NONE:
+            transport.write(chunk)
+
+    def end_response(self) -> None:
+        """The exchange sent its whole response."""
+        if self._response_done:
+            return
+        self._response_done = True
+        if self._framing == _BODY_CHUNKED and self.transport is not None and not self.closed:
+            self.transport.write(_LAST_CHUNK)
+        ctx = self._ctx
+        if ctx is not None:
+            self.worker.observe(ctx)
+        if self.closed:
+            return
+        if self._request_done:
+            self._next()
+        elif self._body_sink is not None:
+            # The request body is still arriving: drop it and close once the response is out.
+            self._body_sink = DISCARD
+            self._close_after = True
+            self._close()
+
+    def abort(self) -> None:
+        """The response cannot be completed (the upstream failed mid-body): close the connection
+        so the client sees a truncated response rather than a wrong one."""
+        if not self._response_done:
+            self._response_done = True
+            ctx = self._ctx
+            if ctx is not None:
+                self.worker.observe(ctx)
+        self._close(force=True)
+
+    def reply(
+        self, ctx: RequestCtx, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
+        """A response the gateway writes itself (no route, upstream down, limits, ...)."""
+        ctx.reason = message
+        body = message.encode() + b"\n"
+        self.send_head(status, [_TEXT_PLAIN, *headers], len(body), True)
+        self.send_body(body)
+        self.end_response()
+
+    def pause_request_body(self, reason: int = PAUSE_UPSTREAM) -> None:
+        self._pause(reason)
+
+    def resume_request_body(self, reason: int = PAUSE_UPSTREAM) -> None:
+        self._resume(reason)
+
+    @property
+    def write_paused(self) -> bool:
+        return self._write_paused
+
+    # ------------------------------------------------------------------ internals
+
+    def _pause(self, reason: int) -> None:
+        if not self._pause_mask and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._pause_mask |= reason
+
+    def _resume(self, reason: int) -> None:
+        if not self._pause_mask & reason:
+            return
+        self._pause_mask &= ~reason
+        if not self._pause_mask and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def _reject(self, status: int, message: str, rejected: RequestCtx | None = None) -> None:
+        """Parsing failed or a limit was hit: answer in order if possible, then close."""
+        if self.closed:
+            return
+        in_head = self._parsing_head or rejected is not None
+        self._parsing_head = False
+        sink = self._body_sink
+        self._body_sink = DISCARD
+        self._queue.clear()
+        self._close_after = True
+        self._pause(PAUSE_PIPELINE)
+        exchange = self._exchange
+        if exchange is not None and not self._response_done:
+            if in_head or isinstance(sink, _Queued):
+                # A later (pipelined) request is bad; the one in flight is answered first and
+                # the connection closes after it.
+                return
+            # The body of the request being answered is bad: stop its exchange.
+            self._exchange = DISCARD
+            exchange.client_lost()
+            if self._response_started:
+                self.abort()
+                return
+        ctx = rejected
+        if ctx is None:
+            if exchange is not None and not self._response_done and self._ctx is not None:
+                ctx = self._ctx
+            else:
+                request = Request(
+                    b"-", b"-", b"-", b"", b"", [], "1.1", False, None, False, False,
+                    self.client_ip, self.client_port, self.scheme, time.perf_counter(),
+                )
+                ctx = RequestCtx(request, self.bind.gateway, "")
+        self._ctx = ctx
+        self._exchange = DISCARD
+        self._response_done = False
+        self._response_started = False
+        self._request_done = True
+        self.reply(ctx, status, message)
+
+    def _close(self, force: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.worker.connections.discard(self)
+        transport = self.transport
+        if transport is not None:
+            if force:
+                transport.abort()
+            else:
+                transport.close()
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the worker's sweep: close connections that idle or trickle their head."""
+        if not self.deadline_kind or now < self.deadline:
+            return
+        if self.deadline_kind == DEADLINE_HEADER and (self._url or self._headers):
+            self.deadline_kind = 0
+            self._reject(408, "timed out reading the request head")
+        else:
+            self._close()
+
+    def close_if_idle(self) -> bool:
+        """Used when draining: close a keep-alive connection that has no request in flight."""
+        if self._exchange is None and not self._queue and not self._url and not self._headers:
+            self._close()
+            return True
+        self._close_after = True
+        return False

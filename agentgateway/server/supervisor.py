@@ -1,0 +1,460 @@
+"""The supervisor: starts N workers, restarts any that dies, reloads the config, serves the
+admin/stats/readiness planes and drains everything on SIGTERM.
+
+Workers are separate interpreters (``python -m agentgateway.server.worker``) talking to the
+supervisor over a socketpair. The supervisor validates every config before any worker sees it,
+so a broken edit never reaches the data plane: it is logged, counted and shown on the admin page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from agentgateway import __version__
+from agentgateway.admin.http import serve_admin
+from agentgateway.admin.planes import admin_handler, readiness_handler, stats_handler
+from agentgateway.config.compile import compile_config
+from agentgateway.config.dump import config_dump
+from agentgateway.config.envexpand import expand_env
+from agentgateway.config.errors import ConfigError
+from agentgateway.config.ir import RuntimeConfig
+from agentgateway.config.loader import decode_config, default_config_text, read_config_file
+from agentgateway.observe.metrics import RequestTotals
+from agentgateway.server import control
+from agentgateway.server.listeners import check_port_free
+
+log = logging.getLogger("agentgateway.supervisor")
+
+_WATCH_PERIOD = 0.2
+_READY_TIMEOUT = 60.0
+_SCRAPE_TIMEOUT = 2.0
+
+
+class ConfigSource:
+    """Where the config comes from: a watched file, inline text, or the embedded default."""
+
+    def __init__(self, path: Path | None = None, inline: str | None = None) -> None:
+        self.path = path
+        self.inline = inline
+
+    @property
+    def watched(self) -> bool:
+        return self.path is not None
+
+    @property
+    def base_dir(self) -> Path | None:
+        return self.path.resolve().parent if self.path is not None else None
+
+    def describe(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        return "inline (-c)" if self.inline is not None else "embedded default"
+
+    def read(self) -> str:
+        if self.path is not None:
+            return read_config_file(self.path)
+        return self.inline if self.inline is not None else default_config_text()
+
+    def signature(self) -> tuple[int, int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def load(source: ConfigSource, raw: str | None = None) -> tuple[str, RuntimeConfig]:
+    """Expanded text and compiled IR of ``source`` (raises ConfigError)."""
+    text = expand_env(source.read() if raw is None else raw)
+    runtime = compile_config(decode_config(text), source.base_dir)
+    return text, runtime
+
+
+class WorkerProcess:
+    """One worker and its control channel."""
+
+    def __init__(self, supervisor: Supervisor, index: int) -> None:
+        self.supervisor = supervisor
+        self.index = index
+        self.proc: asyncio.subprocess.Process | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.ready = False
+        self.started_at = 0.0
+        self.failed_message: str | None = None
+        self.last_snapshot: list[list[object]] = []
+        self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.ready_event = asyncio.Event()
+
+    async def start(self, text: str, generation: int) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "agentgateway.server.worker",
+                "--control-fd",
+                str(child.fileno()),
+                "--index",
+                str(self.index),
+                pass_fds=(child.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        self.started_at = time.monotonic()
+        self.ready = False
+        self.ready_event.clear()
+        self.failed_message = None
+        self.last_snapshot = []
+        reader, self.writer = await asyncio.open_unix_connection(sock=parent)
+        self.send({"op": "config", "text": text, "base_dir": self._base_dir(), "generation": generation})
+        asyncio.get_running_loop().create_task(self._read(reader))
+
+    def _base_dir(self) -> str | None:
+        base = self.supervisor.source.base_dir
+        return str(base) if base else None
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(control.encode(message))
+
+    async def request(self, message: dict[str, Any], key: str, timeout: float) -> dict[str, Any] | None:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiters[key] = future
+        self.send(message)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self.waiters.pop(key, None)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            message = await control.read_message(reader)
+            if message is None:
+                break
+            op = message.get("op")
+            if op == "ready":
+                self.ready = True
+                self.ready_event.set()
+            elif op == "error":
+                self.failed_message = str(message.get("message"))
+                self.ready_event.set()
+            elif op == "metrics":
+                self.last_snapshot = message.get("requests", [])
+                key = f"metrics:{message.get('id')}"
+                if key in self.waiters and not self.waiters[key].done():
+                    self.waiters[key].set_result(message)
+            elif op == "config_result":
+                key = f"config:{message.get('generation')}"
+                if key in self.waiters and not self.waiters[key].done():
+                    self.waiters[key].set_result(message)
+        self.ready = False
+        self.ready_event.set()
+        if self.writer is not None:
+            self.writer.close()
+        assert self.proc is not None
+        code = await self.proc.wait()
+        await self.supervisor.worker_exited(self, code)
+
+
+class Supervisor:
+    def __init__(self, source: ConfigSource, text: str, runtime: RuntimeConfig, raw: str) -> None:
+        self.source = source
+        self.text = text
+        self.raw_digest = hashlib.sha256(raw.encode()).hexdigest()
+        self.runtime = runtime
+        self.static = runtime.static
+        self.generation = 1
+        self.workers = [WorkerProcess(self, i) for i in range(self.static.workers)]
+        self.totals = RequestTotals()
+        self.stopping = False
+        self.started = False
+        self.stop_event = asyncio.Event()
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self.worker_restarts = 0
+        self.last_error: str | None = None
+        self.last_reload = time.time()
+        self._servers: list[asyncio.Server] = []
+        self._crash_times: list[float] = []
+        self._request_seq = 0
+
+    # ------------------------------------------------------------------ GatewayView
+
+    def is_ready(self) -> bool:
+        return self.started and not self.stopping and all(w.ready for w in self.workers)
+
+    def config_dump(self) -> dict[str, Any]:
+        dump = config_dump(self.runtime)
+        dump["version"] = __version__
+        dump["status"] = {
+            "source": self.source.describe(),
+            "generation": self.generation,
+            "workers": sum(1 for w in self.workers if w.ready),
+            "ready": self.is_ready(),
+            "lastReload": self.last_reload,
+            "lastError": self.last_error,
+        }
+        return dump
+
+    def request_shutdown(self) -> None:
+        self.stop_event.set()
+
+    async def metrics_text(self) -> bytes:
+        live = [w for w in self.workers if w.ready]
+        ids = [self._next_request_id() for _ in live]
+        replies = await asyncio.gather(
+            *(w.request({"op": "metrics", "id": i}, f"metrics:{i}", _SCRAPE_TIMEOUT) for w, i in zip(live, ids, strict=True))
+        )
+        snapshots = [r.get("requests", []) if r else w.last_snapshot for w, r in zip(live, replies, strict=True)]
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(list(self.totals.families(snapshots)) + self._own_families()))
+        return generate_latest(registry)
+
+    def _next_request_id(self) -> str:
+        self._request_seq += 1
+        return str(self._request_seq)
+
+    def _own_families(self) -> list[Metric]:
+        build = GaugeMetricFamily("agentgateway_build_info", "Build of this gateway", labels=["tag"])
+        build.add_metric([__version__], 1)
+        reloads = CounterMetricFamily(
+            "agentgateway_config_reloads", "Config reloads by result", labels=["result"]
+        )
+        reloads.add_metric(["success"], self.reloads_ok)
+        reloads.add_metric(["failure"], self.reloads_failed)
+        synced = GaugeMetricFamily(
+            "agentgateway_config_synchronized", "1 when the served config is the latest version of the file"
+        )
+        synced.add_metric([], 0 if self.last_error else 1)
+        workers = GaugeMetricFamily("agentgateway_workers", "Worker processes serving")
+        workers.add_metric([], sum(1 for w in self.workers if w.ready))
+        restarts = CounterMetricFamily("agentgateway_worker_restarts", "Workers restarted after they exited")
+        restarts.add_metric([], self.worker_restarts)
+        return [build, reloads, synced, workers, restarts]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        try:
+            await self._start_planes()
+        except OSError as exc:
+            log.error("cannot start the management planes: %s", exc)
+            return 1
+        for port in self.runtime.binds:
+            problem = port_problem(port)
+            if problem:
+                log.error("%s", problem)
+                await self._close_planes()
+                return 1
+        await asyncio.gather(*(w.start(self.text, self.generation) for w in self.workers))
+        try:
+            await asyncio.wait_for(asyncio.gather(*(w.ready_event.wait() for w in self.workers)), _READY_TIMEOUT)
+        except TimeoutError:
+            log.error("workers did not become ready within %ss", _READY_TIMEOUT)
+        failed = [w.failed_message for w in self.workers if w.failed_message]
+        if failed or not all(w.ready for w in self.workers):
+            log.error("startup failed: %s", failed[0] if failed else "a worker exited during startup")
+            self.stopping = True
+            await self._stop_workers()
+            await self._close_planes()
+            return 1
+        self.started = True
+        self._log_serving()
+        watcher = loop.create_task(self._watch()) if self.source.watched else None
+        await self.stop_event.wait()
+        log.info("draining (deadline %gs)", self.static.termination_deadline)
+        self.stopping = True
+        if watcher is not None:
+            watcher.cancel()
+        await self._stop_workers()
+        await self._close_planes()
+        log.info("stopped")
+        return 0
+
+    async def _start_planes(self) -> None:
+        planes = (
+            (self.static.admin_addr, admin_handler(self)),
+            (self.static.stats_addr, stats_handler(self)),
+            (self.static.readiness_addr, readiness_handler(self)),
+        )
+        for addr, handler in planes:
+            if addr is not None:
+                self._servers.append(await serve_admin(addr[0], addr[1], handler))
+
+    async def _close_planes(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    def _log_serving(self) -> None:
+        for port, bind in sorted(self.runtime.binds.items()):
+            names = ", ".join(listener.name for listener in bind.listeners.values())
+            log.info("serving %s on port %d (listeners: %s)", "HTTPS" if bind.tls else "HTTP", port, names)
+        static = self.static
+        if static.admin_addr:
+            log.info("admin: http://%s:%d/ui", *static.admin_addr)
+        if static.stats_addr:
+            log.info("metrics: http://%s:%d/metrics", *static.stats_addr)
+        if static.readiness_addr:
+            log.info("readiness: http://%s:%d/healthz/ready", *static.readiness_addr)
+        log.info("%d worker(s) ready; config: %s", len(self.workers), self.source.describe())
+
+    async def _stop_workers(self) -> None:
+        procs = [w.proc for w in self.workers if w.proc is not None and w.proc.returncode is None]
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        grace = self.static.min_termination_deadline + self.static.termination_deadline + 5.0
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), grace)
+        except TimeoutError:
+            for proc in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            await asyncio.gather(*(p.wait() for p in procs))
+
+    async def worker_exited(self, worker: WorkerProcess, code: int) -> None:
+        self.totals.retire(worker.last_snapshot)
+        worker.last_snapshot = []
+        if self.stopping or not self.started:
+            return
+        log.warning("worker %d (pid %s) exited with %s; restarting", worker.index, worker.proc.pid if worker.proc else "?", code)
+        now = time.monotonic()
+        self._crash_times = [t for t in self._crash_times if now - t < 10.0] + [now]
+        if len(self._crash_times) > 5:
+            await asyncio.sleep(1.0)  # crash loop: do not spin
+        if self.stopping:
+            return
+        self.worker_restarts += 1
+        await worker.start(self.text, self.generation)
+
+    # ------------------------------------------------------------------ reload
+
+    async def _watch(self) -> None:
+        last = self.source.signature()
+        while True:
+            await asyncio.sleep(_WATCH_PERIOD)
+            sig = self.source.signature()
+            if sig is None or sig == last:
+                continue
+            # Editors write in steps; wait for the file to settle before reading it.
+            await asyncio.sleep(0.05)
+            last = self.source.signature()
+            await self.reload()
+
+    async def reload(self) -> None:
+        try:
+            raw = self.source.read()
+        except ConfigError as exc:
+            self._reload_failed(str(exc))
+            return
+        digest = hashlib.sha256(raw.encode()).hexdigest()
+        if digest == self.raw_digest:
+            return
+        try:
+            text, runtime = load(self.source, raw)
+            for port in runtime.binds.keys() - self.runtime.binds.keys():
+                problem = port_problem(port)
+                if problem:
+                    raise ConfigError("binds", problem)
+        except ConfigError as exc:
+            self.raw_digest = digest
+            self._reload_failed(str(exc))
+            return
+        changed = runtime.static.restart_only_changes(self.static)
+        if changed:
+            log.warning("config: %s changed; restart the gateway to apply", ", ".join(changed))
+        self.generation += 1
+        generation = self.generation
+        results = await asyncio.gather(
+            *(
+                w.request(
+                    {"op": "config", "text": text, "base_dir": w._base_dir(), "generation": generation},
+                    f"config:{generation}",
+                    10.0,
+                )
+                for w in self.workers
+                if w.ready
+            )
+        )
+        errors = [r.get("error") for r in results if r and r.get("error")]
+        self.raw_digest = digest
+        self.text = text
+        self.runtime = runtime
+        if errors:
+            self._reload_failed(str(errors[0]))
+            return
+        self.reloads_ok += 1
+        self.last_error = None
+        self.last_reload = time.time()
+        log.info("config reloaded (generation %d)", generation)
+
+    def _reload_failed(self, message: str) -> None:
+        self.reloads_failed += 1
+        self.last_error = message
+        log.error("config reload rejected, still serving the previous config: %s", message)
+
+
+class _Families:
+    """A collector over metric families computed before the scrape is rendered."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def port_problem(port: int) -> str | None:
+    """Why the workers cannot own ``port``: bound by another process, or listened on by one
+    (with SO_REUSEPORT, a second gateway on the same port would silently share its traffic)."""
+    problem = check_port_free(port)
+    if problem:
+        return problem
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        return f"cannot listen on port {port}: another process is already serving it"
+    return None
+
+
+def run_supervisor(source: ConfigSource) -> int:
+    import uvloop
+
+    from agentgateway.observe.log import setup_logging
+
+    try:
+        raw = source.read()
+        text, runtime = load(source, raw)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    setup_logging(runtime.static.log_format, runtime.static.log_level, "supervisor")
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+    async def main() -> int:
+        return await Supervisor(source, text, runtime, raw).run()
+
+    return uvloop.run(main())

@@ -1,0 +1,288 @@
+"""A worker process: one uvloop loop serving every bind, driven by the supervisor.
+
+The supervisor sends the config text over the control socket; the worker compiles it, opens
+its own SO_REUSEPORT listening sockets and serves. A later config is applied by swapping the IR:
+connections read the current bind IR at the start of each request, so requests in flight
+finish on the config they started with. SIGTERM drains: stop accepting, let in-flight requests
+finish (up to the termination deadline), close, exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from agentgateway.config.compile import compile_config
+from agentgateway.config.errors import ConfigError
+from agentgateway.config.ir import BindRuntime, ListenerRuntime, RuntimeConfig
+from agentgateway.config.loader import decode_config
+from agentgateway.observe.accesslog import AccessLog
+from agentgateway.observe.log import access_log_enabled, setup_logging
+from agentgateway.observe.metrics import RequestMetrics
+from agentgateway.server import control
+from agentgateway.server.context import RequestCtx
+from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
+from agentgateway.server.listeners import listen_socket, sni_selector
+from agentgateway.upstream.forward import HttpForward
+from agentgateway.upstream.pool import UpstreamPool
+
+log = logging.getLogger("agentgateway.worker")
+
+_TICK = 0.1  # access-log flush period; deadlines are checked every 5 ticks
+
+
+class BindHandle:
+    """One listening port in this worker and the IR it currently serves."""
+
+    __slots__ = ("port", "runtime", "gateway", "server", "tls")
+
+    def __init__(self, runtime: BindRuntime) -> None:
+        self.port = runtime.port
+        self.runtime = runtime
+        self.gateway = f"bind/{runtime.port}"
+        self.server: asyncio.Server | None = None
+        self.tls = runtime.tls
+
+
+class Worker:
+    def __init__(self, loop: asyncio.AbstractEventLoop, runtime: RuntimeConfig, index: int) -> None:
+        self.loop = loop
+        self.runtime = runtime
+        self.index = index
+        static = runtime.static
+        self.pool = UpstreamPool(loop, static.pool_idle_timeout, static.pool_max_size)
+        self.metrics = RequestMetrics()
+        self.access_log = AccessLog(static.log_format, access_log_enabled(static.log_level))
+        self.connections: set[HttpConnection] = set()
+        self.binds: dict[int, BindHandle] = {}
+        self.draining = False
+        self._ticker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ request path
+
+    def dispatch(self, conn: HttpConnection, ctx: RequestCtx) -> Exchange:
+        """Choose what serves this request: its route's backend, or a local reply."""
+        request = ctx.request
+        bind = conn.bind.runtime
+        listener: ListenerRuntime | None
+        if conn.sni is not None:
+            listener = bind.listeners.select(conn.sni) or bind.default_listener
+        else:
+            listener = bind.listeners.select(request.host)
+        if listener is None:
+            conn.reply(ctx, 404, f"no listener on port {bind.port} for host {request.host.decode('latin-1')!r}")
+            return DISCARD
+        ctx.listener = listener.name
+        route = listener.routes.select(request.host, request.method, request.path, request.headers, request.query)
+        if route is None:
+            conn.reply(
+                ctx,
+                404,
+                f"route not found: no route of listener {listener.name} matches "
+                f"{request.method.decode('latin-1')} {request.host.decode('latin-1')}{request.path.decode('latin-1')}",
+            )
+            return DISCARD
+        ctx.route = route.name
+        if route.direct_response is not None:
+            route.direct_response.respond(conn, ctx)
+            return DISCARD
+        target = route.backends.pick()
+        if target is None:
+            conn.reply(ctx, 500, f"route {route.name} has no backends")
+            return DISCARD
+        ctx.backend = target.label
+        forward = HttpForward(self, conn, ctx, target)
+        forward.start()
+        return forward
+
+    def observe(self, ctx: RequestCtx) -> None:
+        """The request is over: metrics and the access-log line."""
+        duration = time.perf_counter() - ctx.request.start
+        ctx.end = duration
+        self.metrics.observe(
+            (ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.request.method.decode("latin-1"), str(ctx.status)),
+            duration,
+        )
+        self.access_log.record(ctx, duration)
+
+    def log_internal_error(self, what: str, exc: BaseException) -> None:
+        log.error("%s: %r", what, exc, exc_info=exc)
+
+    # ------------------------------------------------------------------ config
+
+    async def apply(self, runtime: RuntimeConfig) -> None:
+        """Serve ``runtime``: open new binds first (so a failure leaves the old config serving),
+        then swap the IR of kept binds and close removed ones."""
+        opened: dict[int, BindHandle] = {}
+        try:
+            for port, bind in runtime.binds.items():
+                old = self.binds.get(port)
+                if old is None or old.tls != bind.tls:
+                    opened[port] = await self._open(bind, runtime)
+        except OSError as exc:
+            for handle in opened.values():
+                if handle.server is not None:
+                    handle.server.close()
+            raise ConfigError("binds", f"cannot listen: {exc.strerror or exc}") from None
+        for port, handle in list(self.binds.items()):
+            if port not in runtime.binds or port in opened:
+                if handle.server is not None:
+                    handle.server.close()
+                del self.binds[port]
+        for port, bind in runtime.binds.items():
+            if port in opened:
+                self.binds[port] = opened[port]
+            else:
+                self.binds[port].runtime = bind
+        self.runtime = runtime
+        self.pool.idle_timeout = runtime.static.pool_idle_timeout
+        self.pool.max_idle = runtime.static.pool_max_size
+
+    async def _open(self, bind: BindRuntime, runtime: RuntimeConfig) -> BindHandle:
+        handle = BindHandle(bind)
+        sock = listen_socket(bind.port)
+        ssl_ctx: ssl.SSLContext | None = None
+        if bind.tls:
+            ssl_ctx = bind.default_listener.ssl_context
+            assert ssl_ctx is not None
+            ssl_ctx.sni_callback = sni_selector(lambda: handle.runtime)
+        handle.server = await self.loop.create_server(
+            lambda: HttpConnection(self, handle),
+            sock=sock,
+            ssl=ssl_ctx,
+            ssl_handshake_timeout=runtime.limits.tls_handshake_timeout if ssl_ctx else None,
+            backlog=4096,
+        )
+        return handle
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start_ticker(self) -> None:
+        self._ticker = self.loop.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(_TICK)
+            self.access_log.flush()
+            ticks += 1
+            if ticks % 5 == 0:
+                now = self.loop.time()
+                for conn in list(self.connections):
+                    conn.check_deadline(now)
+                if ticks % 50 == 0:
+                    self.pool.sweep(now)
+
+    async def drain(self) -> None:
+        """Stop accepting, finish requests in flight (bounded by the termination deadline)."""
+        if self.draining:
+            return
+        static = self.runtime.static
+        if static.min_termination_deadline > 0:
+            await asyncio.sleep(static.min_termination_deadline)
+        self.draining = True
+        for handle in self.binds.values():
+            if handle.server is not None:
+                handle.server.close()
+        deadline = self.loop.time() + static.termination_deadline
+        while self.connections and self.loop.time() < deadline:
+            for conn in list(self.connections):
+                conn.close_if_idle()
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.pool.close_all()
+        self.access_log.flush()
+
+
+async def _serve(control_fd: int, index: int) -> int:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(fileno=control_fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+
+    def send(message: dict[str, Any]) -> None:
+        writer.write(control.encode(message))
+
+    first = await control.read_message(reader)
+    if first is None or first.get("op") != "config":
+        return 2
+    try:
+        runtime = _compile(first)
+    except ConfigError as exc:
+        send({"op": "error", "message": str(exc)})
+        await writer.drain()
+        return 2
+    setup_logging(runtime.static.log_format, runtime.static.log_level, f"worker{index}")
+    worker = Worker(loop, runtime, index)
+    try:
+        await worker.apply(runtime)
+    except ConfigError as exc:
+        send({"op": "error", "message": str(exc)})
+        await writer.drain()
+        return 2
+    worker.start_ticker()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, lambda: None)  # the supervisor decides; Ctrl-C reaches it too
+    send({"op": "ready", "pid": os.getpid(), "generation": first.get("generation", 0)})
+
+    async def control_loop() -> None:
+        while True:
+            message = await control.read_message(reader)
+            if message is None:
+                return  # supervisor gone
+            op = message.get("op")
+            if op == "config":
+                try:
+                    await worker.apply(_compile(message))
+                except ConfigError as exc:
+                    log.error("config not applied: %s", exc)
+                    send({"op": "config_result", "generation": message.get("generation"), "error": str(exc)})
+                else:
+                    send({"op": "config_result", "generation": message.get("generation"), "error": None})
+            elif op == "metrics":
+                send({"op": "metrics", "id": message.get("id"), "requests": worker.metrics.snapshot()})
+            elif op == "drain":
+                stop.set()
+
+    control_task = loop.create_task(control_loop())
+    stop_task = loop.create_task(stop.wait())
+    await asyncio.wait((control_task, stop_task), return_when=asyncio.FIRST_COMPLETED)
+    await worker.drain()
+    if not control_task.done():
+        send({"op": "metrics", "id": "final", "requests": worker.metrics.snapshot()})
+        try:
+            await asyncio.wait_for(writer.drain(), 1.0)
+        except (TimeoutError, ConnectionError):
+            pass
+        control_task.cancel()
+    return 0
+
+
+def _compile(message: dict[str, Any]) -> RuntimeConfig:
+    base_dir = message.get("base_dir")
+    return compile_config(decode_config(message["text"]), Path(base_dir) if base_dir else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentgateway-worker")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--index", type=int, default=0)
+    args = parser.parse_args(argv)
+    return uvloop.run(_serve(args.control_fd, args.index))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""Proxying one request to an HTTP upstream and its response back, streaming both ways.
+
+``HttpForward`` is the exchange for routes with HTTP backends. Bytes flow through callbacks,
+never through a queue: request body chunks are written to the upstream as they arrive and
+response chunks to the client as they arrive. Back-pressure is passed across: a slow client
+pauses reading from the upstream, a slow upstream pauses reading from the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from agentgateway.server.http1 import PAUSE_BODY_BUFFER, PAUSE_UPSTREAM
+from agentgateway.upstream.pool import UpstreamConnectError
+from agentgateway.upstream.target import HttpTarget
+
+if TYPE_CHECKING:
+    from agentgateway.server.context import RequestCtx
+    from agentgateway.server.http1 import HttpConnection
+    from agentgateway.server.request import Request
+    from agentgateway.server.worker import Worker
+    from agentgateway.upstream.http1 import Headers, UpstreamConnection
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) are never forwarded; framing headers are re-made.
+_HOP_BY_HOP = frozenset(
+    (
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    )
+)
+# Request headers the gateway writes itself.
+_REQUEST_REWRITTEN = _HOP_BY_HOP | {b"host", b"expect", b"x-forwarded-for", b"x-forwarded-proto"}
+_RESPONSE_REWRITTEN = _HOP_BY_HOP | {b"content-length"}
+
+_LAST_CHUNK = b"0\r\n\r\n"
+# Body bytes kept to replay a request when a pooled connection turns out to be dead, and body
+# bytes buffered while the upstream connection is being made.
+_REPLAY_LIMIT = 64 * 1024
+_PENDING_LIMIT = 256 * 1024
+
+
+def _connection_tokens(headers: Headers) -> frozenset[bytes]:
+    """Header names a client lists in ``Connection`` (they are hop-by-hop too)."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    tokens.discard(b"close")
+    tokens.discard(b"keep-alive")
+    return frozenset(tokens)
+
+
+def build_request_head(request: Request, chunked: bool) -> bytes:
+    """Request line and headers for the upstream, in one buffer."""
+    headers = request.headers
+    listed = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else None
+    parts = [request.method, b" ", request.target, b" HTTP/1.1\r\nhost: ", request.host, b"\r\n"]
+    forwarded_for = request.client_ip.encode()
+    for name, value in headers:
+        if name in _REQUEST_REWRITTEN:
+            if name == b"x-forwarded-for":
+                forwarded_for = value + b", " + forwarded_for
+            continue
+        if listed and name in listed:
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    parts += (b"x-forwarded-for: ", forwarded_for, b"\r\nx-forwarded-proto: ", request.scheme, b"\r\n")
+    if chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def response_headers(headers: Headers) -> tuple[Headers, int | None]:
+    """Headers to relay to the client and the body length, if the upstream declared one."""
+    out: Headers = []
+    content_length: int | None = None
+    chunked = False
+    listed: frozenset[bytes] | None = None
+    for name, value in headers:
+        if name in _RESPONSE_REWRITTEN:
+            if name == b"content-length":
+                try:
+                    content_length = int(value)
+                except ValueError:
+                    content_length = None
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"connection":
+                listed = _connection_tokens(headers)
+            continue
+        out.append((name, value))
+    if listed:
+        out = [(n, v) for n, v in out if n not in listed]
+    return out, (None if chunked else content_length)
+
+
+class HttpForward:
+    __slots__ = (
+        "worker",
+        "conn",
+        "ctx",
+        "target",
+        "upstream",
+        "_head",
+        "_chunked",
+        "_no_body",
+        "_pending",
+        "_pending_bytes",
+        "_replay",
+        "_replay_bytes",
+        "_request_done",
+        "_response_started",
+        "_finished",
+        "_retried",
+        "_connect_task",
+    )
+
+    def __init__(self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, target: HttpTarget) -> None:
+        self.worker = worker
+        self.conn = conn
+        self.ctx = ctx
+        self.target = target
+        self.upstream: UpstreamConnection | None = None
+        request = ctx.request
+        self._chunked = request.chunked
+        self._no_body = request.method == b"HEAD"
+        self._head = build_request_head(request, request.chunked)
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._replay: list[bytes] | None = [] if request.has_body else None
+        self._replay_bytes = 0
+        self._request_done = False
+        self._response_started = False
+        self._finished = False
+        self._retried = False
+        self._connect_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        upstream = self.worker.pool.take(self.target)
+        if upstream is not None:
+            self._attach(upstream)
+        else:
+            self._connect()
+        if self.ctx.request.expect_continue:
+            self.conn.send_continue()
+
+    # ------------------------------------------------------------------ upstream connection
+
+    def _connect(self) -> None:
+        self._connect_task = self.worker.loop.create_task(self._connect_and_attach())
+
+    async def _connect_and_attach(self) -> None:
+        try:
+            upstream = await self.worker.pool.connect(self.target)
+        except UpstreamConnectError as exc:
+            self._connect_task = None
+            if not self._finished:
+                self._fail(503, exc.message)
+            return
+        self._connect_task = None
+        if self._finished:
+            self.worker.pool.release(upstream)
+            return
+        self._attach(upstream)
+
+    def _attach(self, upstream: UpstreamConnection) -> None:
+        self.upstream = upstream
+        upstream.begin(self, self._no_body)
+        if self._pending:
+            upstream.write(b"".join([self._head, *self._pending]))
+            self._pending = []
+            self._pending_bytes = 0
+            self.conn.resume_request_body(PAUSE_BODY_BUFFER)
+        else:
+            upstream.write(self._head)
+        if self.conn.write_paused:
+            upstream.pause_reading()
+
+    # ------------------------------------------------------------------ request body (Exchange)
+
+    def request_body(self, chunk: bytes) -> None:
+        self.ctx.request_bytes += len(chunk)
+        replay = self._replay
+        if replay is not None:
+            self._replay_bytes += len(chunk)
+            if self._replay_bytes <= _REPLAY_LIMIT:
+                replay.append(chunk)
+            else:
+                self._replay = None
+        data = b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk
+        self._send(data)
+
+    def request_end(self) -> None:
+        self._request_done = True
+        if self._chunked:
+            self._send(_LAST_CHUNK)
+
+    def _send(self, data: bytes) -> None:
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.write(data)
+        elif not self._finished:
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            if self._pending_bytes > _PENDING_LIMIT:
+                self.conn.pause_request_body(PAUSE_BODY_BUFFER)
+
+    # ------------------------------------------------------------------ client events (Exchange)
+
+    def client_write_paused(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def client_write_resumed(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    def client_lost(self) -> None:
+        self._finished = True
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            self._connect_task = None
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.abort()
+
+    # ------------------------------------------------------------------ response (UpstreamSink)
+
+    def upstream_head(self, status: int, headers: Headers) -> None:
+        self._response_started = True
+        out, content_length = response_headers(headers)
+        self.conn.send_head(status, out, content_length, True)
+
+    def upstream_body(self, chunk: bytes) -> None:
+        self.conn.send_body(chunk)
+
+    def upstream_end(self, keep_alive: bool) -> None:
+        upstream = self.upstream
+        self.upstream = None
+        self._finished = True
+        if upstream is not None:
+            if keep_alive and self._request_done:
+                self.worker.pool.release(upstream)
+            else:
+                upstream.close()
+        self.conn.end_response()
+
+    def upstream_failed(self, status: int, message: str) -> None:
+        upstream = self.upstream
+        self.upstream = None
+        if self._finished:
+            return
+        if self._response_started:
+            self._finished = True
+            self.ctx.error = message
+            self.conn.abort()
+            return
+        if (
+            upstream is not None
+            and upstream.reused
+            and not upstream.received
+            and not self._retried
+            and (self._replay is not None or not self.ctx.request.has_body)
+        ):
+            # A pooled connection the upstream had closed: nothing was processed, send again
+            # on a fresh connection.
+            self._retried = True
+            self._pending = [b"%x\r\n%b\r\n" % (len(c), c) if self._chunked else c for c in self._replay or ()]
+            if self._request_done and self._chunked:
+                self._pending.append(_LAST_CHUNK)
+            self._pending_bytes = sum(len(p) for p in self._pending)
+            self._connect()
+            return
+        self._fail(status, message)
+
+    def upstream_write_paused(self) -> None:
+        self.conn.pause_request_body(PAUSE_UPSTREAM)
+
+    def upstream_write_resumed(self) -> None:
+        self.conn.resume_request_body(PAUSE_UPSTREAM)
+
+    def _fail(self, status: int, message: str) -> None:
+        self._finished = True
+        self.ctx.error = message
+        self.conn.reply(self.ctx, status, message)

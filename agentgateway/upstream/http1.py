@@ -1,0 +1,229 @@
+"""HTTP/1.1 client side of one upstream connection (httptools response parser).
+
+The connection knows nothing about clients: it reports the response to its current *sink*
+(the exchange that sent the request) and returns to its pool when the exchange says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+if TYPE_CHECKING:
+    from agentgateway.upstream.pool import UpstreamPool
+
+Headers = list[tuple[bytes, bytes]]
+
+_WRITE_HIGH_WATER = 256 * 1024
+_WRITE_LOW_WATER = 64 * 1024
+
+
+class UpstreamSink(Protocol):
+    """Receives one response. ``upstream_end`` says whether the connection may be reused."""
+
+    def upstream_head(self, status: int, headers: Headers) -> None: ...
+
+    def upstream_body(self, chunk: bytes) -> None: ...
+
+    def upstream_end(self, keep_alive: bool) -> None: ...
+
+    def upstream_failed(self, status: int, message: str) -> None: ...
+
+    def upstream_write_paused(self) -> None: ...
+
+    def upstream_write_resumed(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "pool",
+        "key",
+        "label",
+        "transport",
+        "parser",
+        "sink",
+        "reused",
+        "received",
+        "idle_since",
+        "closed",
+        "_headers",
+        "_head_done",
+        "_interim",
+        "_no_body",
+        "_replace_parser",
+        "_write_paused",
+    )
+
+    def __init__(self, pool: UpstreamPool, key: tuple[object, ...], label: str) -> None:
+        self.pool = pool
+        self.key = key
+        self.label = label
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sink: UpstreamSink | None = None
+        # Taken from the pool (not fresh): a failure before any byte arrives may just be the
+        # upstream closing an idle keep-alive connection, which is safe to retry.
+        self.reused = False
+        self.received = False
+        self.idle_since = 0.0
+        self.closed = False
+        self._headers: Headers = []
+        self._head_done = False
+        self._interim = False
+        self._no_body = False
+        self._replace_parser = False
+        self._write_paused = False
+
+    # ------------------------------------------------------------------ used by exchanges
+
+    def begin(self, sink: UpstreamSink, no_body: bool) -> None:
+        """Start a request/response cycle; ``no_body`` for HEAD requests, whose responses carry
+        framing headers but no body (the parser cannot know that by itself)."""
+        self.sink = sink
+        self.received = False
+        self._head_done = False
+        self._no_body = no_body
+        if self._write_paused:
+            sink.upstream_write_paused()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.sink = None
+        if not self.closed:
+            self.closed = True
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        self.sink = None
+        if not self.closed:
+            self.closed = True
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.abort()
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio.Transport subclasses
+        transport.set_write_buffer_limits(_WRITE_HIGH_WATER, _WRITE_LOW_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        if self.sink is None:
+            # Bytes on an idle connection: the upstream is out of sync; never reuse it.
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            sink = self.sink
+            self.abort()
+            if sink is not None:
+                sink.upstream_failed(502, f"invalid response from upstream {self.label}: {exc}")
+            return
+        if self._replace_parser:
+            self._replace_parser = False
+            self.parser = httptools.HttpResponseParser(self)
+
+    def eof_received(self) -> bool | None:
+        return None  # close; connection_lost reports what it means
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_closed = self.closed
+        self.closed = True
+        if not was_closed:
+            self.pool.forget(self)
+        sink = self.sink
+        self.sink = None
+        if sink is None:
+            return
+        if self._head_done:
+            # A body delimited by the end of the connection ends here; any other framing was
+            # cut short.
+            if self._close_delimited():
+                sink.upstream_end(False)
+            else:
+                sink.upstream_failed(502, f"upstream {self.label} closed the connection mid-response")
+        else:
+            reason = f": {exc}" if exc else ""
+            sink.upstream_failed(502, f"upstream {self.label} closed the connection before responding{reason}")
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self.sink is not None:
+            self.sink.upstream_write_paused()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.sink is not None:
+            self.sink.upstream_write_resumed()
+
+    # ------------------------------------------------------------------ httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # Interim responses (100 Continue, 103 Early Hints) are not relayed.
+            self._interim = True
+            return
+        self._head_done = True
+        sink = self.sink
+        if sink is None:
+            return
+        sink.upstream_head(status, self._headers)
+        if self._no_body and self.sink is sink:
+            # The answer to HEAD has no body whatever its headers say; the parser would wait
+            # for one, so it is replaced before the connection is reused.
+            self._replace_parser = True
+            self.sink = None
+            sink.upstream_end(self._keep_alive_after_head())
+
+    def on_body(self, body: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        sink = self.sink
+        if sink is None:
+            return
+        self.sink = None
+        sink.upstream_end(self.parser.should_keep_alive())
+
+    # ------------------------------------------------------------------ internals
+
+    def _close_delimited(self) -> bool:
+        for name, value in self._headers:
+            if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
+                return False
+        return True
+
+    def _keep_alive_after_head(self) -> bool:
+        for name, value in self._headers:
+            if name == b"connection" and b"close" in value.lower():
+                return False
+        return self.parser.get_http_version() == "1.1"

@@ -1,0 +1,54 @@
+"""A concrete HTTP upstream: where to connect and how (TLS settings are part of its identity)."""
+
+from __future__ import annotations
+
+import ssl
+
+
+class UpstreamTls:
+    """Client-side TLS to an upstream. ``fingerprint`` names every security-relevant setting so a
+    pooled connection made with one configuration is never reused for another (DESIGN §8.6)."""
+
+    __slots__ = ("context", "server_hostname", "fingerprint")
+
+    def __init__(self, context: ssl.SSLContext, server_hostname: str, fingerprint: tuple[object, ...]) -> None:
+        self.context = context
+        self.server_hostname = server_hostname
+        self.fingerprint = fingerprint
+
+
+class HttpTarget:
+    """``host:port`` plus optional TLS. ``pool_key`` selects the connection pool."""
+
+    __slots__ = ("host", "port", "tls", "label", "authority", "pool_key", "connect_timeout")
+
+    def __init__(self, host: str, port: int, tls: UpstreamTls | None, label: str, connect_timeout: float) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.label = label
+        self.authority = f"{host}:{port}".encode()
+        self.connect_timeout = connect_timeout
+        self.pool_key: tuple[object, ...] = (host, port, tls.fingerprint if tls else None)
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``) → (host, port); raises ValueError with the reason."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or value[end + 1 : end + 2] != ":":
+            raise ValueError(f"{value!r} is not [address]:port")
+        host, port_text = value[1:end], value[end + 2 :]
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{value!r} is not host:port")
+    if "/" in host or "://" in value:
+        raise ValueError(f"{value!r} is not host:port (no scheme or path here)")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{value!r}: port must be 1-65535")
+    return host, port
