@@ -1,8 +1,18 @@
+//! The only pyo3 layer: thin wrappers that move bytes across the boundary once per call.
+//!
+//! Calls do not release the GIL: a worker runs one event loop thread, messages are small, and
+//! releasing and re-taking the GIL would cost more than the scan it frees.
+
 use pyo3::prelude::*;
+
+mod jsonrpc;
+mod sse;
 
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    jsonrpc::register(m)?;
+    sse::register(m)?;
     Ok(())
 }
