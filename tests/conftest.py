@@ -1,0 +1,53 @@
+"""Fixtures that start real processes on 127.0.0.1 and always stop them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import Gateway, Process, UpstreamServer
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, processes: list[Process]) -> Callable[..., UpstreamServer]:
+    def start(name: str = "up", **kwargs: Any) -> UpstreamServer:
+        server = UpstreamServer(tmp_path, name, **kwargs)
+        processes.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, processes: list[Process], request: pytest.FixtureRequest) -> Callable[..., Gateway]:
+    def start(config: dict[str, Any] | str, **kwargs: Any) -> Gateway:
+        gw_dir = tmp_path / f"gw{sum(isinstance(p, Gateway) for p in processes)}"
+        gw_dir.mkdir()
+        gw = Gateway(gw_dir, config, **kwargs)
+        processes.append(gw)
+        return gw
+
+    return start
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """On failure, attach the gateway's log to the report."""
+    report = yield
+    if report.failed and call.when == "call":
+        procs = item.funcargs.get("processes") if hasattr(item, "funcargs") else None
+        for proc in procs or []:
+            if isinstance(proc, Gateway):
+                report.sections.append(("gateway log", proc.output()[-20000:]))
+    return report

@@ -1,0 +1,248 @@
+"""Run the real daemon (``python -m agentgateway``) and real upstream processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Process:
+    """A child process whose output goes to a file (read by tests, shown on failure)."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=full_env, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        # Workers live in the same session: make sure none outlives the test.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()
+        return self.proc.returncode
+
+
+class UpstreamServer(Process):
+    def __init__(self, tmp: Path, name: str = "up", port: int | None = None, tls: tuple[str, str] | None = None,
+                 client_ca: str | None = None) -> None:
+        self.name = name
+        self.port = port or free_port()
+        args = [sys.executable, "-m", "tests.support.upstream", "--port", str(self.port), "--name", name]
+        if tls:
+            args += ["--cert", tls[0], "--key", tls[1]]
+        if client_ca:
+            args += ["--client-ca", client_ca]
+        super().__init__(args, tmp / f"upstream-{name}-{self.port}.log")
+        wait_for(lambda: "ready" in self.output() or not self.alive(), 15, f"upstream {name}")
+        if not self.alive():
+            raise RuntimeError(f"upstream {name} failed:\n{self.output()}")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class Gateway(Process):
+    """The daemon on a config written to ``tmp/config.yaml``; management planes on free ports."""
+
+    def __init__(self, tmp: Path, config: dict[str, Any] | str, workers: int = 1,
+                 env: dict[str, str] | None = None, wait: bool = True) -> None:
+        self.tmp = tmp
+        self.admin_port = free_port()
+        self.stats_port = free_port()
+        self.ready_port = free_port()
+        self.workers = workers
+        self.config_path = tmp / "config.yaml"
+        self.write_config(config)
+        super().__init__(
+            [sys.executable, "-m", "agentgateway", "-f", str(self.config_path)], tmp / "gateway.log", env
+        )
+        if wait:
+            self.wait_ready()
+
+    def render(self, config: dict[str, Any] | str) -> str:
+        if isinstance(config, str):
+            return config
+        cfg = dict(config)
+        settings = dict(cfg.get("config") or {})
+        settings.setdefault("adminAddr", f"127.0.0.1:{self.admin_port}")
+        settings.setdefault("statsAddr", f"127.0.0.1:{self.stats_port}")
+        settings.setdefault("readinessAddr", f"127.0.0.1:{self.ready_port}")
+        settings.setdefault("workers", self.workers)
+        cfg["config"] = settings
+        return yaml.safe_dump(cfg, sort_keys=False)
+
+    def write_config(self, config: dict[str, Any] | str) -> None:
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(self.render(config))
+        os.replace(tmp, self.config_path)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise AssertionError(f"gateway exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                return httpx.get(self.ready_url, timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout, "gateway readiness")
+
+    @property
+    def ready_url(self) -> str:
+        return f"http://127.0.0.1:{self.ready_port}/healthz/ready"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def metrics_text(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.stats_port}/metrics", timeout=5).text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        total = 0.0
+        for line in self.metrics_text().splitlines():
+            if line.startswith("#") or not line.startswith(name):
+                continue
+            m = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})?\s+(\S+)$", line)
+            if not m or m.group(1) != name:
+                continue
+            have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+            if all(have.get(k) == v for k, v in labels.items()):
+                total += float(m.group(4))
+        return total
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        try:
+            return [int(p) for p in children.read_text().split()]
+        except OSError:
+            return []
+
+    def access_lines(self) -> list[str]:
+        return [line for line in self.output().splitlines() if "\trequest\t" in line or '"scope":"request"' in line]
+
+
+def binds(port: int, routes: list[dict[str, Any]], **listener: Any) -> dict[str, Any]:
+    """The smallest config with one bind, one listener and ``routes``."""
+    return {"binds": [{"port": port, "listeners": [{**listener, "routes": routes}]}]}
+
+
+@contextlib.contextmanager
+def raw_connection(port: int, timeout: float = 5.0) -> Iterator[socket.socket]:
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+class ResponseReader:
+    """Reads HTTP/1.1 responses one after another from a raw socket, keeping leftover bytes for
+    the next (pipelined) response."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError(f"connection closed; unread: {self.buf[:200]!r}")
+        self.buf += data
+
+    def read(self, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if head_only or status in (204, 304) or 100 <= status < 200:
+            return status, headers, b""
+        if "content-length" in headers:
+            n = int(headers["content-length"])
+            while len(self.buf) < n:
+                self._fill()
+            body, self.buf = self.buf[:n], self.buf[n:]
+            return status, headers, body
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in self.buf:
+                    self._fill()
+                size_line, _, self.buf = self.buf.partition(b"\r\n")
+                size = int(size_line, 16)
+                while len(self.buf) < size + 2:
+                    self._fill()
+                chunk, self.buf = self.buf[:size], self.buf[size + 2 :]
+                if size == 0:
+                    return status, headers, body
+                body += chunk
+        while True:
+            try:
+                self._fill()
+            except ConnectionError:
+                body, self.buf = self.buf, b""
+                return status, headers, body
+
+
+def read_response(sock: socket.socket, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+    return ResponseReader(sock).read(head_only)
