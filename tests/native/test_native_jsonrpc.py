@@ -166,7 +166,7 @@ json_scalars = (
     | st.booleans()
     | st.integers(-(2**70), 2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6)
+    | st.text(max_size=24)
     # Lone and paired surrogates: written as \u escapes, only proper pairs are valid.
     | st.text(
         st.characters(min_codepoint=0xD7FE, max_codepoint=0xE001, categories=["Cs", "Co", "Lo"]), max_size=3

@@ -165,6 +165,8 @@ impl std::error::Error for ParseError {}
 /// Receives the decoded pieces of a string; lets one string walker serve both validation
 /// (which discards them) and decoding (which collects them).
 trait Sink {
+    /// Whether `text` uses its argument; when it does not, ASCII runs skip `str` conversion.
+    const WANTS_TEXT: bool;
     fn text(&mut self, s: &str);
     fn char(&mut self, c: char);
 }
@@ -172,6 +174,7 @@ trait Sink {
 struct Discard;
 
 impl Sink for Discard {
+    const WANTS_TEXT: bool = false;
     #[inline]
     fn text(&mut self, _: &str) {}
     #[inline]
@@ -179,6 +182,7 @@ impl Sink for Discard {
 }
 
 impl Sink for String {
+    const WANTS_TEXT: bool = true;
     fn text(&mut self, s: &str) {
         self.push_str(s);
     }
@@ -427,19 +431,17 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         loop {
             let run_start = self.pos;
-            while let Some(&b) = self.buf.get(self.pos) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
+            let non_ascii = self.skip_plain_run();
             // Runs end only at ASCII bytes, which never occur inside a multi-byte UTF-8
             // sequence, so validating run by run validates the whole string.
-            let run = &self.buf[run_start..self.pos];
-            match std::str::from_utf8(run) {
-                Ok(text) => sink.text(text),
-                Err(e) => {
-                    return Err(self.error_at(run_start + e.valid_up_to(), Syntax::InvalidUtf8));
+            if non_ascii || S::WANTS_TEXT {
+                let run = &self.buf[run_start..self.pos];
+                match std::str::from_utf8(run) {
+                    Ok(text) => sink.text(text),
+                    Err(e) => {
+                        let offset = run_start + e.valid_up_to();
+                        return Err(self.error_at(offset, Syntax::InvalidUtf8));
+                    }
                 }
             }
             match self.peek() {
@@ -462,6 +464,35 @@ impl<'a> Scanner<'a> {
                 None => return Err(self.error("'\"' to close the string")),
             }
         }
+    }
+
+    /// Advances to the next `"`, `\\` or control byte (or the end), eight bytes at a time
+    /// while none is in sight. Returns whether the skipped bytes include non-ASCII ones, which
+    /// then need UTF-8 validation.
+    fn skip_plain_run(&mut self) -> bool {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+        // Nonzero iff some byte of `w` is below `n` (n <= 0x80); exact about existence,
+        // which is all the fast path needs.
+        let has_below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS != 0;
+        let has_byte = |w: u64, b: u8| has_below(w ^ (ONES * u64::from(b)), 1);
+        let mut seen = 0u64;
+        while let Some(word) = self.buf[self.pos..].first_chunk::<8>() {
+            let w = u64::from_ne_bytes(*word);
+            if has_below(w, 0x20) || has_byte(w, b'"') || has_byte(w, b'\\') {
+                break;
+            }
+            seen |= w;
+            self.pos += 8;
+        }
+        while let Some(&b) = self.buf.get(self.pos) {
+            if b == b'"' || b == b'\\' || b < 0x20 {
+                break;
+            }
+            seen |= u64::from(b);
+            self.pos += 1;
+        }
+        seen & HIGHS != 0
     }
 
     /// Consumes one escape starting at the backslash.
@@ -715,6 +746,34 @@ mod tests {
         assert_eq!(syntax(b"\"\xed\xa0\x80\""), (1, Syntax::InvalidUtf8));
         // Bytes outside strings are structural, so non-ASCII there is a plain syntax error.
         assert_eq!(expected("\u{e9}"), "a JSON value");
+    }
+
+    #[test]
+    fn special_bytes_at_every_position_of_long_strings() {
+        // Exercises both the eight-byte fast path and the byte loop of `skip_plain_run`.
+        for at in 0..24 {
+            let mut text = vec![b'"'];
+            text.extend(std::iter::repeat_n(b'a', 24));
+            text.push(b'"');
+            let with = |bytes: &[u8]| {
+                let mut t = text.clone();
+                t.splice(1 + at..2 + at, bytes.iter().copied());
+                t
+            };
+            assert_eq!(
+                syntax(&with(b"\x1f")),
+                (1 + at, Syntax::ControlCharacter(0x1f))
+            );
+            assert_eq!(syntax(&with(b"\xff")), (1 + at, Syntax::InvalidUtf8));
+            assert_eq!(syntax(&with(b"\\q")), (1 + at, Syntax::InvalidEscape(b'q')));
+            let newline = with(b"\\n");
+            assert_eq!(decode_string(&newline).unwrap().find('\n'), Some(at));
+            let accented = with("\u{e9}".as_bytes());
+            assert_eq!(decode_string(&accented).unwrap().find('\u{e9}'), Some(at));
+            // A quote ends the string early and leaves the rest as trailing garbage.
+            let (offset, _) = syntax(&with(b"\""));
+            assert_eq!(offset, 2 + at);
+        }
     }
 
     #[test]
