@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 import pytest
-import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import ABSENT, INVALID_REQUEST, PARSE_ERROR
 
 from agentgateway import _native
 from agentgateway._native import JsonRpcEnvelope, JsonRpcError
+from tests.native import reference
+from tests.native.reference import ABSENT, INVALID_REQUEST, PARSE_ERROR
 
 # --- API ---------------------------------------------------------------------------------------
 
@@ -290,7 +290,7 @@ def reference_outcome(data: bytes) -> tuple[Any, ...]:
     return ("ok", ref.kind, typed(ref.id), ref.method, ref.params, ref.error_code)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(messages)
 def test_scan_matches_reference(data: bytes) -> None:
     assert native_outcome(data) == reference_outcome(data)
@@ -316,7 +316,7 @@ interesting_bytes = st.sampled_from(
 ) | st.integers(0, 255)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     messages,
     st.lists(st.tuples(st.integers(0, 3), st.integers(0, 10_000), interesting_bytes), min_size=1, max_size=3),

@@ -4,10 +4,8 @@ over every way of splitting a stream into chunks."""
 from __future__ import annotations
 
 import pytest
-import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import RefComment, RefEvent, RefSseResult
 
 from agentgateway._native import (
     SseComment,
@@ -17,6 +15,8 @@ from agentgateway._native import (
     encode_sse_comment,
     encode_sse_event,
 )
+from tests.native import reference
+from tests.native.reference import RefComment, RefEvent, RefSseResult
 
 # --- API ---------------------------------------------------------------------------------------
 
@@ -164,7 +164,7 @@ def chunkings(stream: bytes) -> list[list[bytes]]:
     return whole + [[stream[:i], stream[i:]] for i in range(1, len(stream))]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(sse_streams(), max_sizes)
 def test_decoder_matches_reference_at_every_split(stream: bytes, max_event_size: int) -> None:
     expected = reference.decode_sse(stream, max_event_size)
@@ -182,7 +182,7 @@ def test_decoder_matches_reference_on_random_chunks(
     check_same(native_decode(chunks, max_event_size), reference.decode_sse(stream, max_event_size))
 
 
-no_line_breaks = st.text(st.characters(exclude_characters="\r\n"), max_size=8)
+no_line_breaks = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), max_size=8)
 
 
 @settings(max_examples=200, deadline=None)
