@@ -13,6 +13,9 @@ REQUEST_LABELS = ("gateway", "listener", "route", "backend", "method", "status")
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 RequestKey = tuple[str, str, str, str, str, str]
+# What a worker keys its series by: the label values as the request path has them (the method
+# as bytes, the status as int); they become strings only when a snapshot is taken.
+RawRequestKey = tuple[str, str, str, str, bytes, int]
 
 
 class RequestMetrics:
@@ -21,9 +24,9 @@ class RequestMetrics:
     __slots__ = ("series",)
 
     def __init__(self) -> None:
-        self.series: dict[RequestKey, list[float]] = {}
+        self.series: dict[RawRequestKey, list[float]] = {}
 
-    def observe(self, key: RequestKey, seconds: float) -> None:
+    def observe(self, key: RawRequestKey, seconds: float) -> None:
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = [0.0] * (len(DURATION_BUCKETS) + 3)
@@ -32,7 +35,10 @@ class RequestMetrics:
         s[2 + bisect_left(DURATION_BUCKETS, seconds)] += 1
 
     def snapshot(self) -> list[list[object]]:
-        return [[*key, *values] for key, values in self.series.items()]
+        return [
+            [gateway, listener, route, backend, method.decode("latin-1"), str(status), *values]
+            for (gateway, listener, route, backend, method, status), values in self.series.items()
+        ]
 
 
 class RequestTotals:

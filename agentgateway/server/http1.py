@@ -64,6 +64,9 @@ class Exchange(Protocol):
 
     def client_lost(self) -> None: ...
 
+    def client_data_done(self) -> None:
+        """Everything the client sent in one read has been fed: flush what it produced."""
+
 
 class _Discard:
     """Exchange for a request that was already answered: its remaining body is dropped."""
@@ -83,6 +86,9 @@ class _Discard:
         pass
 
     def client_lost(self) -> None:
+        pass
+
+    def client_data_done(self) -> None:
         pass
 
 
@@ -133,8 +139,9 @@ class HttpConnection(asyncio.Protocol):
         "_framing",
         "_close_after",
         "_pause_mask",
-        "_write_paused",
+        "write_paused",
         "_body_bytes",
+        "_out",
         "deadline",
         "deadline_kind",
         "closed",
@@ -165,8 +172,10 @@ class HttpConnection(asyncio.Protocol):
         self._framing = _BODY_NONE
         self._close_after = False
         self._pause_mask = 0
-        self._write_paused = False
+        self.write_paused = False
         self._body_bytes = 0
+        # Response bytes produced while handling one upstream read, written with one syscall.
+        self._out: list[bytes] = []
         self.deadline = 0.0
         self.deadline_kind = 0
         self.closed = False
@@ -194,6 +203,9 @@ class HttpConnection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
+            exchange = self._exchange
+            if exchange is not None:
+                exchange.client_data_done()
         except httptools.HttpParserUpgrade as exc:
             # Upgrades (websocket, h2c) are not proxied yet: the request is served as plain
             # HTTP (Upgrade is a hop-by-hop header and is not forwarded); parsing continues on
@@ -239,12 +251,12 @@ class HttpConnection(asyncio.Protocol):
         self._queue.clear()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
         if self._exchange is not None:
             self._exchange.client_write_paused()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         if self._exchange is not None:
             self._exchange.client_write_resumed()
 
@@ -412,14 +424,15 @@ class HttpConnection(asyncio.Protocol):
             self.transport.write(_CONTINUE)
 
     def send_head(self, status: int, headers: Headers, content_length: int | None, has_body: bool) -> None:
-        """Write the status line and headers in one write. ``headers`` must not carry framing
-        headers (content-length, transfer-encoding, connection); this method adds them."""
+        """Queue the status line and headers. ``headers`` must not carry framing headers
+        (content-length, transfer-encoding, connection); this method adds them."""
         ctx = self._ctx
         assert ctx is not None
         ctx.status = status
         self._response_started = True
         request = ctx.request
-        parts = [status_line(status)]
+        line = STATUS_LINES.get(status)
+        parts = [line if line is not None else status_line(status)]
         for name, value in headers:
             parts += (name, b": ", value, _CRLF)
         if not has_body or request.method == b"HEAD" or status in (204, 304) or status < 200:
@@ -444,30 +457,42 @@ class HttpConnection(asyncio.Protocol):
         elif request.version == "1.0":
             parts.append(b"connection: keep-alive\r\n")
         parts.append(_CRLF)
-        transport = self.transport
-        if transport is not None and not self.closed:
-            transport.write(b"".join(parts))
+        self._out.append(b"".join(parts))
 
     def send_body(self, chunk: bytes) -> None:
-        transport = self.transport
-        if transport is None or self.closed or not chunk:
+        """Queue a body chunk; it is written by the next ``flush`` (or ``end_response``)."""
+        if not chunk:
             return
         ctx = self._ctx
         if ctx is not None:
             ctx.response_bytes += len(chunk)
         framing = self._framing
         if framing == _BODY_CHUNKED:
-            transport.writelines((b"%x\r\n" % len(chunk), chunk, _CRLF))
+            self._out += (b"%x\r\n" % len(chunk), chunk, _CRLF)
         elif framing != _BODY_NONE:
-            transport.write(chunk)
+            self._out.append(chunk)
+
+    def flush(self) -> None:
+        """Write what ``send_head``/``send_body`` queued, in one system call."""
+        out = self._out
+        if not out:
+            return
+        transport = self.transport
+        if transport is not None and not self.closed:
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.writelines(out)
+        self._out = []
 
     def end_response(self) -> None:
         """The exchange sent its whole response."""
         if self._response_done:
             return
         self._response_done = True
-        if self._framing == _BODY_CHUNKED and self.transport is not None and not self.closed:
-            self.transport.write(_LAST_CHUNK)
+        if self._framing == _BODY_CHUNKED:
+            self._out.append(_LAST_CHUNK)
+        self.flush()
         ctx = self._ctx
         if ctx is not None:
             self.worker.observe(ctx)
@@ -484,6 +509,7 @@ class HttpConnection(asyncio.Protocol):
     def abort(self) -> None:
         """The response cannot be completed (the upstream failed mid-body): close the connection
         so the client sees a truncated response rather than a wrong one."""
+        self._out = []
         if not self._response_done:
             self._response_done = True
             ctx = self._ctx
@@ -506,10 +532,6 @@ class HttpConnection(asyncio.Protocol):
 
     def resume_request_body(self, reason: int = PAUSE_UPSTREAM) -> None:
         self._resume(reason)
-
-    @property
-    def write_paused(self) -> bool:
-        return self._write_paused
 
     # ------------------------------------------------------------------ internals
 

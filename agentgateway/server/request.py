@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -27,7 +25,6 @@ class Request:
         "client_port",
         "scheme",
         "start",
-        "start_wall",
     )
 
     def __init__(
@@ -62,8 +59,7 @@ class Request:
         self.client_ip = client_ip
         self.client_port = client_port
         self.scheme = scheme
-        self.start = start
-        self.start_wall = time.time()
+        self.start = start  # time.perf_counter()
 
     @property
     def has_body(self) -> bool:

@@ -110,11 +110,9 @@ class Worker:
         """The request is over: metrics and the access-log line."""
         duration = time.perf_counter() - ctx.request.start
         ctx.end = duration
-        self.metrics.observe(
-            (ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.request.method.decode("latin-1"), str(ctx.status)),
-            duration,
-        )
-        self.access_log.record(ctx, duration)
+        self.metrics.observe((ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.request.method, ctx.status), duration)
+        if self.access_log.enabled:
+            self.access_log.record(ctx, duration)
 
     def log_internal_error(self, what: str, exc: BaseException) -> None:
         log.error("%s: %r", what, exc, exc_info=exc)

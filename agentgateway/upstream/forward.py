@@ -40,6 +40,9 @@ _HOP_BY_HOP = frozenset(
 _REQUEST_REWRITTEN = _HOP_BY_HOP | {b"host", b"expect", b"x-forwarded-for", b"x-forwarded-proto"}
 _RESPONSE_REWRITTEN = _HOP_BY_HOP | {b"content-length"}
 
+# Connection header values that name no other header (the common case, checked cheaply).
+_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close", b"Keep-Alive", b"Close", b"upgrade", b"Upgrade"))
+
 _LAST_CHUNK = b"0\r\n\r\n"
 # Body bytes kept to replay a request when a pooled connection turns out to be dead, and body
 # bytes buffered while the upstream connection is being made.
@@ -58,16 +61,20 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
-def build_request_head(request: Request, chunked: bool) -> bytes:
-    """Request line and headers for the upstream, in one buffer."""
+def build_request_head(request: Request, chunked: bool, listed: frozenset[bytes] = frozenset()) -> bytes:
+    """Request line and headers for the upstream, in one buffer. Headers named in the client's
+    ``Connection`` header are hop-by-hop too; finding one (rare) restarts with them filtered."""
     headers = request.headers
-    listed = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else None
     parts = [request.method, b" ", request.target, b" HTTP/1.1\r\nhost: ", request.host, b"\r\n"]
     forwarded_for = request.client_ip.encode()
     for name, value in headers:
         if name in _REQUEST_REWRITTEN:
             if name == b"x-forwarded-for":
                 forwarded_for = value + b", " + forwarded_for
+            elif name == b"connection" and not listed and value not in _PLAIN_CONNECTION:
+                tokens = _connection_tokens(headers)
+                if tokens:
+                    return build_request_head(request, chunked, tokens)
             continue
         if listed and name in listed:
             continue
@@ -94,7 +101,7 @@ def response_headers(headers: Headers) -> tuple[Headers, int | None]:
                     content_length = None
             elif name == b"transfer-encoding":
                 chunked = True
-            elif name == b"connection":
+            elif name == b"connection" and value not in _PLAIN_CONNECTION:
                 listed = _connection_tokens(headers)
             continue
         out.append((name, value))
@@ -115,6 +122,7 @@ class HttpForward:
         "_no_body",
         "_pending",
         "_pending_bytes",
+        "_out",
         "_replay",
         "_replay_bytes",
         "_request_done",
@@ -136,6 +144,8 @@ class HttpForward:
         self._head = build_request_head(request, request.chunked)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        # Bytes for the upstream produced while handling one client read, written at its end.
+        self._out: list[bytes] = []
         self._replay: list[bytes] | None = [] if request.has_body else None
         self._replay_bytes = 0
         self._request_done = False
@@ -147,7 +157,7 @@ class HttpForward:
     def start(self) -> None:
         upstream = self.worker.pool.take(self.target)
         if upstream is not None:
-            self._attach(upstream)
+            self._attach(upstream, flush=False)  # flushed at the end of the client read
         else:
             self._connect()
         if self.ctx.request.expect_continue:
@@ -170,18 +180,19 @@ class HttpForward:
         if self._finished:
             self.worker.pool.release(upstream)
             return
-        self._attach(upstream)
+        self._attach(upstream, flush=True)
 
-    def _attach(self, upstream: UpstreamConnection) -> None:
+    def _attach(self, upstream: UpstreamConnection, flush: bool) -> None:
         self.upstream = upstream
         upstream.begin(self, self._no_body)
+        self._out.append(self._head)
         if self._pending:
-            upstream.write(b"".join([self._head, *self._pending]))
+            self._out += self._pending
             self._pending = []
             self._pending_bytes = 0
             self.conn.resume_request_body(PAUSE_BODY_BUFFER)
-        else:
-            upstream.write(self._head)
+        if flush:
+            self.client_data_done()
         if self.conn.write_paused:
             upstream.pause_reading()
 
@@ -203,11 +214,11 @@ class HttpForward:
         self._request_done = True
         if self._chunked:
             self._send(_LAST_CHUNK)
+        self.client_data_done()
 
     def _send(self, data: bytes) -> None:
-        upstream = self.upstream
-        if upstream is not None:
-            upstream.write(data)
+        if self.upstream is not None:
+            self._out.append(data)
         elif not self._finished:
             self._pending.append(data)
             self._pending_bytes += len(data)
@@ -223,6 +234,14 @@ class HttpForward:
     def client_write_resumed(self) -> None:
         if self.upstream is not None:
             self.upstream.resume_reading()
+
+    def client_data_done(self) -> None:
+        out = self._out
+        if out:
+            upstream = self.upstream
+            if upstream is not None:
+                upstream.write(out[0] if len(out) == 1 else b"".join(out))
+            self._out = []
 
     def client_lost(self) -> None:
         self._finished = True
@@ -243,6 +262,9 @@ class HttpForward:
 
     def upstream_body(self, chunk: bytes) -> None:
         self.conn.send_body(chunk)
+
+    def upstream_data_done(self) -> None:
+        self.conn.flush()
 
     def upstream_end(self, keep_alive: bool) -> None:
         upstream = self.upstream
@@ -275,6 +297,7 @@ class HttpForward:
             # A pooled connection the upstream had closed: nothing was processed, send again
             # on a fresh connection.
             self._retried = True
+            self._out = []
             self._pending = [b"%x\r\n%b\r\n" % (len(c), c) if self._chunked else c for c in self._replay or ()]
             if self._request_done and self._chunked:
                 self._pending.append(_LAST_CHUNK)

@@ -35,6 +35,9 @@ class UpstreamSink(Protocol):
 
     def upstream_write_resumed(self) -> None: ...
 
+    def upstream_data_done(self) -> None:
+        """One read from the upstream has been parsed: flush what it produced to the client."""
+
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
@@ -49,11 +52,13 @@ class UpstreamConnection(asyncio.Protocol):
         "idle_since",
         "closed",
         "_headers",
+        "_response_headers",
         "_head_done",
         "_interim",
         "_no_body",
         "_replace_parser",
         "_write_paused",
+        "reading_paused",
     )
 
     def __init__(self, pool: UpstreamPool, key: tuple[object, ...], label: str) -> None:
@@ -70,11 +75,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.closed = False
         self._headers: Headers = []
+        self._response_headers: Headers = []  # of the response being received
         self._head_done = False
         self._interim = False
         self._no_body = False
         self._replace_parser = False
         self._write_paused = False
+        self.reading_paused = False
 
     # ------------------------------------------------------------------ used by exchanges
 
@@ -94,10 +101,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self.reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self.reading_paused = False
             self.transport.resume_reading()
 
     def close(self) -> None:
@@ -128,14 +137,16 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes on an idle connection: the upstream is out of sync; never reuse it.
             self.close()
             return
+        sink = self.sink
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            sink = self.sink
+            current = self.sink
             self.abort()
-            if sink is not None:
-                sink.upstream_failed(502, f"invalid response from upstream {self.label}: {exc}")
+            if current is not None:
+                current.upstream_failed(502, f"invalid response from upstream {self.label}: {exc}")
             return
+        sink.upstream_data_done()
         if self._replace_parser:
             self._replace_parser = False
             self.parser = httptools.HttpResponseParser(self)
@@ -175,9 +186,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ httptools callbacks
 
-    def on_message_begin(self) -> None:
-        self._headers = []
-
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
 
@@ -186,12 +194,15 @@ class UpstreamConnection(asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             # Interim responses (100 Continue, 103 Early Hints) are not relayed.
             self._interim = True
+            self._headers = []
             return
         self._head_done = True
+        headers = self._response_headers = self._headers
+        self._headers = []  # the next response starts afresh (no on_message_begin callback)
         sink = self.sink
         if sink is None:
             return
-        sink.upstream_head(status, self._headers)
+        sink.upstream_head(status, headers)
         if self._no_body and self.sink is sink:
             # The answer to HEAD has no body whatever its headers say; the parser would wait
             # for one, so it is replaced before the connection is reused.
@@ -217,13 +228,13 @@ class UpstreamConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ internals
 
     def _close_delimited(self) -> bool:
-        for name, value in self._headers:
+        for name, value in self._response_headers:
             if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
                 return False
         return True
 
     def _keep_alive_after_head(self) -> bool:
-        for name, value in self._headers:
+        for name, value in self._response_headers:
             if name == b"connection" and b"close" in value.lower():
                 return False
         return self.parser.get_http_version() == "1.1"

@@ -78,7 +78,8 @@ class UpstreamPool:
             conn.close()
             return
         conn.idle_since = self.loop.time()
-        conn.resume_reading()  # it may have been paused for a slow client
+        if conn.reading_paused:
+            conn.resume_reading()  # it was paused for a slow client
         idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
