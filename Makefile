@@ -7,12 +7,16 @@ NATIVE_SOURCES := $(shell find native/src -name '*.rs') native/Cargo.toml Cargo.
 BUILD_STAMP := $(VENV)/.stamp-build
 DEPS_STAMP  := $(VENV)/.stamp-deps
 
-.PHONY: run test build venv test-rust test-py lint bench clean
+.PHONY: run test build venv test-deps test-rust test-stub test-py lint bench clean
+
+# Debian packages, installed as root or through sudo: `$(call apt_install,pkg ...)`.
+APT_GET = $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
+apt_install = { $(APT_GET) update -q && $(APT_GET) install -y -q --no-install-recommends $(1); }
 
 run: build
 	$(BIN)/agentgateway $(ARGS)
 
-test: build test-rust test-py
+test: build test-deps test-rust test-stub test-py
 
 build: $(BUILD_STAMP)
 
@@ -32,8 +36,16 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/maturin develop --release --extras test --quiet
 	touch $@
 
+# Programs the integration tests drive besides the Python SDKs (installed once, if missing).
+test-deps:
+	@command -v curl >/dev/null || $(call apt_install,curl)
+
 test-rust:
 	cargo test --quiet --workspace
+
+# The typed stub of the native module must match what the extension exports.
+test-stub: build
+	$(BIN)/python -m mypy.stubtest agentgateway._native
 
 test-py: build
 	$(BIN)/python -m pytest -q

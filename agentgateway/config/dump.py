@@ -14,9 +14,20 @@ _REDACTED = "<redacted>"
 _SECRET_KEYS = frozenset(("key", "apiKey", "clientSecret", "password", "token", "htpasswd"))
 
 
+# Under these keys, ``key`` is a file path (of a TLS private key), not a secret.
+_PATH_PARENTS = frozenset(("tls", "backendTLS"))
+
+
 def _redact(node: Any, parent_key: str = "") -> Any:
     if isinstance(node, dict):
-        return {k: (_REDACTED if k in _SECRET_KEYS and isinstance(v, str) else _redact(v, k)) for k, v in node.items()}
+        return {
+            k: (
+                _REDACTED
+                if k in _SECRET_KEYS and isinstance(v, str) and parent_key not in _PATH_PARENTS
+                else _redact(v, k)
+            )
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_redact(v, parent_key) for v in node]
     return node

@@ -35,14 +35,6 @@ class LoggingSettings(Schema):
     fields: NotSupported = UNSET
 
 
-class SessionSettings(Schema):
-    key: str | None = None
-
-
-class McpSettings(Schema):
-    session_ttl: str | None = None
-
-
 class BackendSettings(Schema):
     connect_timeout: str | None = None
     pool_idle_timeout: str | None = None
@@ -57,8 +49,8 @@ class RawConfig(Schema):
     # addition: worker processes sharing the listeners (default: one per core)
     workers: int | None = None
     logging: LoggingSettings | None = None
-    session: SessionSettings | None = None
-    mcp: McpSettings | None = None
+    session: NotSupported = UNSET
+    mcp: NotSupported = UNSET
     backend: BackendSettings | None = None
     connection_termination_deadline: str | None = None
     connection_min_termination_deadline: str | None = None
