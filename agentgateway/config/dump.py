@@ -68,13 +68,16 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
                         "name": f"{r.namespace}/{name}" if r.namespace else name,
                         "hostnames": r.hostnames,
                         "matches": [_describe_match(m) for m in r.matches],
-                        "backends": [
-                            f"{b.host or b.backend} (weight {b.weight})" for b in r.backends
-                        ],
+                        "backends": [f"{b.host or b.backend} (weight {b.weight})" for b in r.backends],
                     }
                 )
             listeners.append(
-                {"name": ls.name or f"listener{j}", "hostname": ls.hostname, "protocol": ls.protocol, "routes": routes}
+                {
+                    "name": ls.name or f"listener{j}",
+                    "hostname": ls.hostname,
+                    "protocol": ls.protocol,
+                    "routes": routes,
+                }
             )
         binds.append({"index": i, "port": bind.port, "listeners": listeners})
     return {

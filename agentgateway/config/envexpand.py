@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from agentgateway.config.errors import ConfigError
 
 # `$` followed by something that cannot start a name (e.g. the end anchor of a regex) is literal.
-_VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+_VAR = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:

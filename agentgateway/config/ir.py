@@ -113,7 +113,9 @@ class ListenerRuntime:
 class BindRuntime:
     __slots__ = ("port", "tls", "listeners", "default_listener")
 
-    def __init__(self, port: int, tls: bool, listeners: ListenerSet[ListenerRuntime], default: ListenerRuntime) -> None:
+    def __init__(
+        self, port: int, tls: bool, listeners: ListenerSet[ListenerRuntime], default: ListenerRuntime
+    ) -> None:
         self.port = port
         self.tls = tls
         self.listeners = listeners

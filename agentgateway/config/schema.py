@@ -28,21 +28,21 @@ class Schema(
 # ---------------------------------------------------------------- config: (static settings)
 
 
-class LoggingSettings(Schema):
+class LoggingSettings(Schema, frozen=True):
     format: Literal["text", "json"] | None = None
     level: str | None = None
     filter: NotSupported = UNSET
     fields: NotSupported = UNSET
 
 
-class BackendSettings(Schema):
+class BackendSettings(Schema, frozen=True):
     connect_timeout: str | None = None
     pool_idle_timeout: str | None = None
     pool_max_size: int | None = None
     keepalives: NotSupported = UNSET
 
 
-class RawConfig(Schema):
+class RawConfig(Schema, frozen=True):
     admin_addr: str | None = None
     stats_addr: str | None = None
     readiness_addr: str | None = None
@@ -85,7 +85,7 @@ class RawConfig(Schema):
 # ---------------------------------------------------------------- frontendPolicies:
 
 
-class FrontendHttp(Schema):
+class FrontendHttp(Schema, frozen=True):
     max_buffer_size: int | None = None
     http1_max_headers: int | None = None
     http1_idle_timeout: str | None = None
@@ -103,7 +103,7 @@ class FrontendHttp(Schema):
     max_connection_duration: NotSupported = UNSET
 
 
-class FrontendTls(Schema):
+class FrontendTls(Schema, frozen=True):
     tls_handshake_timeout: str | None = None
     alpn: NotSupported = UNSET
     min_version: NotSupported = UNSET
@@ -112,7 +112,7 @@ class FrontendTls(Schema):
     key_exchange_groups: NotSupported = UNSET
 
 
-class FrontendPolicies(Schema):
+class FrontendPolicies(Schema, frozen=True):
     http: FrontendHttp | None = None
     tls: FrontendTls | None = None
     tcp: NotSupported = UNSET
@@ -130,7 +130,7 @@ class FrontendPolicies(Schema):
 # ---------------------------------------------------------------- routes and matches
 
 
-class PathMatch(Schema):
+class PathMatch(Schema, frozen=True):
     """Exactly one of the three."""
 
     exact: str | None = None
@@ -138,31 +138,31 @@ class PathMatch(Schema):
     regex: str | None = None
 
 
-class ValueMatch(Schema):
+class ValueMatch(Schema, frozen=True):
     """Exactly one of the two."""
 
     exact: str | None = None
     regex: str | None = None
 
 
-class HeaderMatch(Schema):
+class HeaderMatch(Schema, frozen=True):
     name: str
     value: ValueMatch
 
 
-class QueryMatch(Schema):
+class QueryMatch(Schema, frozen=True):
     name: str
     value: ValueMatch
 
 
-class RouteMatch(Schema):
+class RouteMatch(Schema, frozen=True):
     path: PathMatch | None = None
     method: str | None = None
     headers: list[HeaderMatch] = []
     query: list[QueryMatch] = []
 
 
-class BackendTls(Schema):
+class BackendTls(Schema, frozen=True):
     cert: str | None = None
     key: str | None = None
     root: str | None = None
@@ -175,7 +175,7 @@ class BackendTls(Schema):
     spiffe: NotSupported = UNSET
 
 
-class BackendPolicies(Schema):
+class BackendPolicies(Schema, frozen=True):
     """Policies that apply to the call to one backend."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
@@ -203,7 +203,7 @@ class BackendPolicies(Schema):
     ext_authz: NotSupported = UNSET
 
 
-class DirectResponse(Schema):
+class DirectResponse(Schema, frozen=True):
     status: int = 200
     body: str | None = None
     body_expression: NotSupported = UNSET
@@ -211,7 +211,7 @@ class DirectResponse(Schema):
     conditional: NotSupported = UNSET
 
 
-class RoutePolicies(Schema):
+class RoutePolicies(Schema, frozen=True):
     """Route-level policies (the reference's FilterOrPolicy). Backend policies are accepted here too
     and apply to every backend of the route."""
 
@@ -252,7 +252,7 @@ class RoutePolicies(Schema):
     tcp: NotSupported = UNSET
 
 
-class RouteBackend(Schema):
+class RouteBackend(Schema, frozen=True):
     """One entry of ``routes[].backends``: exactly one of ``host`` or ``backend`` (a named backend)."""
 
     weight: int = 1
@@ -268,7 +268,7 @@ class RouteBackend(Schema):
     route_group: NotSupported = UNSET
 
 
-class Route(Schema):
+class Route(Schema, frozen=True):
     name: str | None = None
     namespace: str | None = None
     rule_name: str | None = None
@@ -278,7 +278,7 @@ class Route(Schema):
     backends: list[RouteBackend] = []
 
 
-class ListenerTls(Schema):
+class ListenerTls(Schema, frozen=True):
     cert: str
     key: str
     min_tls_version: Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"] | None = msgspec.field(
@@ -292,7 +292,7 @@ class ListenerTls(Schema):
     key_exchange_groups: NotSupported = UNSET
 
 
-class Listener(Schema):
+class Listener(Schema, frozen=True):
     name: str | None = None
     namespace: str | None = None
     hostname: str | None = None
@@ -304,14 +304,14 @@ class Listener(Schema):
     gateway_name: NotSupported = UNSET
 
 
-class Bind(Schema):
+class Bind(Schema, frozen=True):
     port: int
     listeners: list[Listener] = []
     mode: NotSupported = UNSET
     tunnel_protocol: NotSupported = UNSET
 
 
-class NamedBackend(Schema):
+class NamedBackend(Schema, frozen=True):
     """A top-level ``backends[]`` entry that routes refer to by name."""
 
     name: str
@@ -323,7 +323,7 @@ class NamedBackend(Schema):
     internal: NotSupported = UNSET
 
 
-class LocalConfig(Schema):
+class LocalConfig(Schema, frozen=True):
     config: RawConfig | None = None
     binds: list[Bind] = []
     frontend_policies: FrontendPolicies | None = None

@@ -17,10 +17,7 @@ def _is_inline_pem(value: str) -> bool:
 
 def resolve_path(value: str, base_dir: Path | None, where: str) -> Path:
     p = Path(value).expanduser()
-    if p.is_absolute() or p.exists() or base_dir is None:
-        candidate = p
-    else:
-        candidate = base_dir / p
+    candidate = p if p.is_absolute() or p.exists() or base_dir is None else base_dir / p
     if not candidate.is_file():
         raise ConfigError(where, f"file {value!r} not found")
     return candidate
@@ -35,9 +32,7 @@ def read_pem(value: str, base_dir: Path | None, where: str) -> str:
         raise ConfigError(where, f"cannot read {value!r}: {exc.strerror}") from None
 
 
-def load_cert_chain(
-    ctx: ssl.SSLContext, cert: str, key: str, base_dir: Path | None, where: str
-) -> None:
+def load_cert_chain(ctx: ssl.SSLContext, cert: str, key: str, base_dir: Path | None, where: str) -> None:
     """Load a certificate and key, from files or inline PEM (ssl wants files, so inline PEM goes
     through a private temporary file that is removed at once)."""
     cert_pem = read_pem(cert, base_dir, f"{where}.cert")

@@ -69,7 +69,9 @@ class AccessLog:
         if self.json:
             line = orjson.dumps({"time": ts, "level": "info", "scope": "request", **fields}) + b"\n"
         else:
-            text = " ".join(f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items() if v != "")
+            text = " ".join(
+                f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items() if v != ""
+            )
             line = f"{ts}\tinfo\trequest\t{text}\n".encode()
         self._lines.append(line)
         self._size += len(line)

@@ -10,7 +10,24 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 
 # Labels of agentgateway_requests_total and agentgateway_request_duration_seconds, in key order.
 REQUEST_LABELS = ("gateway", "listener", "route", "backend", "method", "status")
-DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 RequestKey = tuple[str, str, str, str, str, str]
 # What a worker keys its series by: the label values as the request path has them (the method
@@ -68,11 +85,13 @@ class RequestTotals:
         for snapshot in live:
             self._add(merged, snapshot)
         requests = CounterMetricFamily(
-            "agentgateway_requests", "HTTP requests served, by route, backend, method and status",
+            "agentgateway_requests",
+            "HTTP requests served, by route, backend, method and status",
             labels=REQUEST_LABELS,
         )
         durations = HistogramMetricFamily(
-            "agentgateway_request_duration_seconds", "Time from request head to the end of the response",
+            "agentgateway_request_duration_seconds",
+            "Time from request head to the end of the response",
             labels=REQUEST_LABELS,
         )
         for key, values in sorted(merged.items()):

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections import deque
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
@@ -23,9 +23,7 @@ from agentgateway.server.request import Headers, Request, split_target
 if TYPE_CHECKING:
     from agentgateway.server.worker import BindHandle, Worker
 
-STATUS_LINES: dict[int, bytes] = {
-    s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus
-}
+STATUS_LINES: dict[int, bytes] = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _CRLF = b"\r\n"
@@ -183,8 +181,10 @@ class HttpConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio.Transport subclasses
-        transport.set_write_buffer_limits(_WRITE_HIGH_WATER, _WRITE_LOW_WATER)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        stream = cast(asyncio.Transport, transport)
+        stream.set_write_buffer_limits(_WRITE_HIGH_WATER, _WRITE_LOW_WATER)
+        self.transport = stream
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip, self.client_port = peer[0], peer[1]
@@ -576,8 +576,21 @@ class HttpConnection(asyncio.Protocol):
                 ctx = self._ctx
             else:
                 request = Request(
-                    b"-", b"-", b"-", b"", b"", [], "1.1", False, None, False, False,
-                    self.client_ip, self.client_port, self.scheme, time.perf_counter(),
+                    b"-",
+                    b"-",
+                    b"-",
+                    b"",
+                    b"",
+                    [],
+                    "1.1",
+                    False,
+                    None,
+                    False,
+                    False,
+                    self.client_ip,
+                    self.client_port,
+                    self.scheme,
+                    time.perf_counter(),
                 )
                 ctx = RequestCtx(request, self.bind.gateway, "")
         self._ctx = ctx

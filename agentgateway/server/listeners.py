@@ -42,7 +42,9 @@ def check_port_free(port: int, host: str = "0.0.0.0") -> str | None:
     return None
 
 
-def sni_selector(current: Callable[[], BindRuntime]) -> Callable[[ssl.SSLObject, str | None, ssl.SSLContext], None]:
+def sni_selector(
+    current: Callable[[], BindRuntime],
+) -> Callable[[ssl.SSLObject, str | None, ssl.SSLContext], None]:
     """An SNI callback that switches the handshake to the certificate of the listener the client
     named, reading the bind's *current* config so a reload changes certificates in place."""
 

@@ -223,9 +223,14 @@ class Supervisor:
         live = [w for w in self.workers if w.ready]
         ids = [self._next_request_id() for _ in live]
         replies = await asyncio.gather(
-            *(w.request({"op": "metrics", "id": i}, f"metrics:{i}", _SCRAPE_TIMEOUT) for w, i in zip(live, ids, strict=True))
+            *(
+                w.request({"op": "metrics", "id": i}, f"metrics:{i}", _SCRAPE_TIMEOUT)
+                for w, i in zip(live, ids, strict=True)
+            )
         )
-        snapshots = [r.get("requests", []) if r else w.last_snapshot for w, r in zip(live, replies, strict=True)]
+        snapshots = [
+            r.get("requests", []) if r else w.last_snapshot for w, r in zip(live, replies, strict=True)
+        ]
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Families(list(self.totals.families(snapshots)) + self._own_families()))
         return generate_latest(registry)
@@ -272,7 +277,9 @@ class Supervisor:
                 return 1
         await asyncio.gather(*(w.start(self.text, self.generation) for w in self.workers))
         try:
-            await asyncio.wait_for(asyncio.gather(*(w.ready_event.wait() for w in self.workers)), _READY_TIMEOUT)
+            await asyncio.wait_for(
+                asyncio.gather(*(w.ready_event.wait() for w in self.workers)), _READY_TIMEOUT
+            )
         except TimeoutError:
             log.error("workers did not become ready within %ss", _READY_TIMEOUT)
         failed = [w.failed_message for w in self.workers if w.failed_message]
@@ -342,7 +349,12 @@ class Supervisor:
         worker.last_snapshot = []
         if self.stopping or not self.started:
             return
-        log.warning("worker %d (pid %s) exited with %s; restarting", worker.index, worker.proc.pid if worker.proc else "?", code)
+        log.warning(
+            "worker %d (pid %s) exited with %s; restarting",
+            worker.index,
+            worker.proc.pid if worker.proc else "?",
+            code,
+        )
         now = time.monotonic()
         self._crash_times = [t for t in self._crash_times if now - t < 10.0] + [now]
         if len(self._crash_times) > 5:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -81,16 +82,20 @@ class Worker:
         else:
             listener = bind.listeners.select(request.host)
         if listener is None:
-            conn.reply(ctx, 404, f"no listener on port {bind.port} for host {request.host.decode('latin-1')!r}")
+            conn.reply(
+                ctx, 404, f"no listener on port {bind.port} for host {request.host.decode('latin-1')!r}"
+            )
             return DISCARD
         ctx.listener = listener.name
-        route = listener.routes.select(request.host, request.method, request.path, request.headers, request.query)
+        route = listener.routes.select(
+            request.host, request.method, request.path, request.headers, request.query
+        )
         if route is None:
             conn.reply(
                 ctx,
                 404,
                 f"route not found: no route of listener {listener.name} matches "
-                f"{request.method.decode('latin-1')} {request.host.decode('latin-1')}{request.path.decode('latin-1')}",
+                + (b"%s %s%s" % (request.method, request.host, request.path)).decode("latin-1"),
             )
             return DISCARD
         ctx.route = route.name
@@ -110,7 +115,9 @@ class Worker:
         """The request is over: metrics and the access-log line."""
         duration = time.perf_counter() - ctx.request.start
         ctx.end = duration
-        self.metrics.observe((ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.request.method, ctx.status), duration)
+        self.metrics.observe(
+            (ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.request.method, ctx.status), duration
+        )
         if self.access_log.enabled:
             self.access_log.record(ctx, duration)
 
@@ -261,10 +268,8 @@ async def _serve(control_fd: int, index: int) -> int:
     await worker.drain()
     if not control_task.done():
         send({"op": "metrics", "id": "final", "requests": worker.metrics.snapshot()})
-        try:
+        with contextlib.suppress(TimeoutError, ConnectionError):
             await asyncio.wait_for(writer.drain(), 1.0)
-        except (TimeoutError, ConnectionError):
-            pass
         control_task.cancel()
     return 0
 

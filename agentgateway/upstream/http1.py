@@ -7,7 +7,7 @@ The connection knows nothing about clients: it reports the response to its curre
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
@@ -128,8 +128,10 @@ class UpstreamConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio.Transport subclasses
-        transport.set_write_buffer_limits(_WRITE_HIGH_WATER, _WRITE_LOW_WATER)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        stream = cast(asyncio.Transport, transport)
+        stream.set_write_buffer_limits(_WRITE_HIGH_WATER, _WRITE_LOW_WATER)
+        self.transport = stream
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -172,7 +174,9 @@ class UpstreamConnection(asyncio.Protocol):
                 sink.upstream_failed(502, f"upstream {self.label} closed the connection mid-response")
         else:
             reason = f": {exc}" if exc else ""
-            sink.upstream_failed(502, f"upstream {self.label} closed the connection before responding{reason}")
+            sink.upstream_failed(
+                502, f"upstream {self.label} closed the connection before responding{reason}"
+            )
 
     def pause_writing(self) -> None:
         self._write_paused = True

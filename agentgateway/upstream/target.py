@@ -11,7 +11,9 @@ class UpstreamTls:
 
     __slots__ = ("context", "server_hostname", "fingerprint")
 
-    def __init__(self, context: ssl.SSLContext, server_hostname: str, fingerprint: tuple[object, ...]) -> None:
+    def __init__(
+        self, context: ssl.SSLContext, server_hostname: str, fingerprint: tuple[object, ...]
+    ) -> None:
         self.context = context
         self.server_hostname = server_hostname
         self.fingerprint = fingerprint
@@ -22,7 +24,9 @@ class HttpTarget:
 
     __slots__ = ("host", "port", "tls", "label", "authority", "pool_key", "connect_timeout")
 
-    def __init__(self, host: str, port: int, tls: UpstreamTls | None, label: str, connect_timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, tls: UpstreamTls | None, label: str, connect_timeout: float
+    ) -> None:
         self.host = host
         self.port = port
         self.tls = tls

@@ -12,7 +12,12 @@ from tests.support.gateway import REPO, Process, binds, free_port, wait_for
 
 def _cli(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "agentgateway", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+        [sys.executable, "-m", "agentgateway", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
     )
 
 
@@ -87,7 +92,7 @@ def test_management_planes(gateway, upstream):
     assert dump["status"]["ready"] is True and dump["status"]["lastError"] is None
     assert httpx.get(gw.ready_url).text == "ready\n"
     text = gw.metrics_text()
-    assert 'agentgateway_requests_total{backend="%s"' % up.address in text
+    assert f'agentgateway_requests_total{{backend="{up.address}"' in text
     assert "agentgateway_build_info" in text
     assert httpx.get(gw.admin_url + "/nope").status_code == 404
     assert httpx.get(gw.admin_url + "/quitquitquit").status_code == 405
@@ -96,7 +101,9 @@ def test_management_planes(gateway, upstream):
 def test_json_access_log(gateway, upstream):
     up = upstream()
     port = free_port()
-    gw = gateway({**binds(port, [{"backends": [{"host": up.address}]}]), "config": {"logging": {"format": "json"}}})
+    gw = gateway(
+        {**binds(port, [{"backends": [{"host": up.address}]}]), "config": {"logging": {"format": "json"}}}
+    )
     httpx.get(f"http://127.0.0.1:{port}/echo?a=1", headers={"host": "h.test"})
     import json
 

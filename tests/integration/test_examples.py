@@ -25,7 +25,11 @@ def test_there_are_examples():
 def test_example_validates(path: Path):
     r = subprocess.run(
         [sys.executable, "-m", "agentgateway", "-f", str(path), "--validate-only"],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, **ENV}, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **ENV},
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
 

@@ -161,7 +161,16 @@ def test_http10_client(proxied):
         (b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", 413),
     ],
-    ids=["garbage", "cl-and-te", "bad-header", "no-host", "header-size", "header-count", "long-url", "body-length"],
+    ids=[
+        "garbage",
+        "cl-and-te",
+        "bad-header",
+        "no-host",
+        "header-size",
+        "header-count",
+        "long-url",
+        "body-length",
+    ],
 )
 def test_bad_requests_get_clear_errors_and_the_gateway_keeps_serving(proxied, raw, status):
     with raw_connection(proxied.port) as s:

@@ -37,7 +37,9 @@ def test_killed_worker_is_replaced(gateway, upstream):
         httpx.get(f"http://127.0.0.1:{port}/echo")
     before = gw.metric("agentgateway_requests_total")
     os.kill(first[0], signal.SIGKILL)
-    wait_for(lambda: len(gw.worker_pids()) == 2 and first[0] not in gw.worker_pids(), 15, "a replacement worker")
+    wait_for(
+        lambda: len(gw.worker_pids()) == 2 and first[0] not in gw.worker_pids(), 15, "a replacement worker"
+    )
     gw.wait_ready()
     failures = 0
     for _ in range(30):
@@ -79,7 +81,7 @@ def test_sigterm_drains_in_flight_requests(gateway, upstream):
     assert results == {i: (200, "slow done\n") for i in range(4)}
     assert gw.proc.wait(15) == 0
     for pid in workers:
-        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+        assert not os.path.exists(f"/proc/{pid}"), f"worker {pid} outlived the supervisor"
 
 
 def test_keep_alive_connection_is_closed_cleanly_on_drain(gateway, upstream):
@@ -106,6 +108,6 @@ def test_port_in_use_is_a_clear_startup_error(gateway):
     try:
         gw = gateway(binds(port, [{"backends": [{"host": "127.0.0.1:1"}]}]), wait=False)
         assert gw.proc.wait(20) == 1
-        assert f"cannot listen on" in gw.output() and str(port) in gw.output()
+        assert "cannot listen on" in gw.output() and str(port) in gw.output()
     finally:
         blocker.close()

@@ -14,7 +14,11 @@ def _config(port, upstream_address, path="/v1", extra_routes=()):
     return binds(
         port,
         [
-            {"name": "main", "matches": [{"path": {"pathPrefix": path}}], "backends": [{"host": upstream_address}]},
+            {
+                "name": "main",
+                "matches": [{"path": {"pathPrefix": path}}],
+                "backends": [{"host": upstream_address}],
+            },
             *extra_routes,
         ],
     )
@@ -45,9 +49,13 @@ def test_broken_edit_keeps_the_old_config(gateway, upstream):
     gw = gateway(_config(port, a.address))
     url = f"http://127.0.0.1:{port}/v1/x"
     gw.write_config(
-        gw.render(_config(port, a.address)).replace("pathPrefix: /v1", "pathPrefix: /v1\n          extProc: {}")
+        gw.render(_config(port, a.address)).replace(
+            "pathPrefix: /v1", "pathPrefix: /v1\n          extProc: {}"
+        )
     )
-    wait_for(lambda: gw.metric("agentgateway_config_reloads_total", result="failure") == 1, 5, "the reload failure")
+    wait_for(
+        lambda: gw.metric("agentgateway_config_reloads_total", result="failure") == 1, 5, "the reload failure"
+    )
     assert gw.metric("agentgateway_config_synchronized") == 0
     assert "config reload rejected" in gw.output() and "extProc" in gw.output()
     dump = httpx.get(gw.admin_url + "/config_dump").json()
@@ -55,7 +63,9 @@ def test_broken_edit_keeps_the_old_config(gateway, upstream):
     assert httpx.get(url).status_code == 200  # still serving the previous config
     # Garbage YAML is rejected the same way.
     gw.write_config("binds: [ {port: ")
-    wait_for(lambda: gw.metric("agentgateway_config_reloads_total", result="failure") == 2, 5, "second failure")
+    wait_for(
+        lambda: gw.metric("agentgateway_config_reloads_total", result="failure") == 2, 5, "second failure"
+    )
     assert httpx.get(url).status_code == 200
     # Fixing the file recovers.
     gw.write_config(_config(port, a.address, path="/fixed"))
@@ -117,7 +127,13 @@ def test_reload_under_load_drops_nothing(gateway, upstream):
     try:
         for i in range(20):
             # Alternate upstreams and add/remove an unrelated route each time.
-            extra = [{"name": f"x{i}", "matches": [{"path": {"exact": f"/x{i}"}}], "backends": [{"host": b.address}]}]
+            extra = [
+                {
+                    "name": f"x{i}",
+                    "matches": [{"path": {"exact": f"/x{i}"}}],
+                    "backends": [{"host": b.address}],
+                }
+            ]
             gw.write_config(_config(port, (a if i % 2 else b).address, extra_routes=extra))
             wait_for(
                 lambda i=i: gw.metric("agentgateway_config_reloads_total", result="success") >= i + 1,

@@ -21,7 +21,10 @@ def _route(name, match=None, upstream=None, hostnames=None, weight=None):
 
 @pytest.fixture
 def named_upstreams(upstream):
-    return {name: upstream(name) for name in ("exact", "prefix", "longprefix", "regex", "method", "header", "query", "fallback")}
+    return {
+        name: upstream(name)
+        for name in ("exact", "prefix", "longprefix", "regex", "method", "header", "query", "fallback")
+    }
 
 
 def test_match_precedence(gateway, named_upstreams):
@@ -35,8 +38,16 @@ def test_match_precedence(gateway, named_upstreams):
         _route("longprefix", {"path": {"pathPrefix": "/api/v1/"}}, u["longprefix"]),
         _route("exact", {"path": {"exact": "/api/v1/items"}}, u["exact"]),
         _route("method", {"path": {"pathPrefix": "/api"}, "method": "DELETE"}, u["method"]),
-        _route("header", {"path": {"pathPrefix": "/api"}, "headers": [{"name": "X-Tenant", "value": {"exact": "blue"}}]}, u["header"]),
-        _route("query", {"path": {"pathPrefix": "/api"}, "query": [{"name": "debug", "value": {"regex": "1|true"}}]}, u["query"]),
+        _route(
+            "header",
+            {"path": {"pathPrefix": "/api"}, "headers": [{"name": "X-Tenant", "value": {"exact": "blue"}}]},
+            u["header"],
+        ),
+        _route(
+            "query",
+            {"path": {"pathPrefix": "/api"}, "query": [{"name": "debug", "value": {"regex": "1|true"}}]},
+            u["query"],
+        ),
     ]
     gateway(binds(port, routes))
     base = f"http://127.0.0.1:{port}"

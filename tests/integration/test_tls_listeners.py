@@ -80,8 +80,11 @@ def test_https_listener_with_httpx(gateway, upstream, tmp_path):
                 {
                     "port": port,
                     "listeners": [
-                        {"protocol": "HTTPS", "tls": {"cert": cert, "key": key, "minTLSVersion": "TLS_V1_2"},
-                         "routes": [{"backends": [{"host": up.address}]}]}
+                        {
+                            "protocol": "HTTPS",
+                            "tls": {"cert": cert, "key": key, "minTLSVersion": "TLS_V1_2"},
+                            "routes": [{"backends": [{"host": up.address}]}],
+                        }
                     ],
                 }
             ]

@@ -89,7 +89,16 @@ def test_https_upstream_with_root(gateway, upstream, tmp_path):
     gateway(
         binds(
             port,
-            [{"backends": [{"host": up.address, "policies": {"backendTLS": {"root": str(ca_path), "hostname": "localhost"}}}]}],
+            [
+                {
+                    "backends": [
+                        {
+                            "host": up.address,
+                            "policies": {"backendTLS": {"root": str(ca_path), "hostname": "localhost"}},
+                        }
+                    ]
+                }
+            ],
         )
     )
     r = httpx.get(f"http://127.0.0.1:{port}/echo")
@@ -102,7 +111,11 @@ def test_https_upstream_untrusted_is_refused_unless_insecure(gateway, upstream, 
     gateway(binds(strict, [{"backends": [{"host": up.address, "policies": {"backendTLS": {}}}]}]))
     r = httpx.get(f"http://127.0.0.1:{strict}/echo")
     assert r.status_code == 503 and "TLS" in r.text
-    gateway(binds(insecure, [{"policies": {"backendTLS": {"insecure": True}}, "backends": [{"host": up.address}]}]))
+    gateway(
+        binds(
+            insecure, [{"policies": {"backendTLS": {"insecure": True}}, "backends": [{"host": up.address}]}]
+        )
+    )
     assert httpx.get(f"http://127.0.0.1:{insecure}/echo").status_code == 200
 
 
@@ -119,7 +132,21 @@ def test_https_upstream_with_client_certificate(gateway, upstream, tmp_path):
     client.private_key_pem.write_to_path(str(key_path))
     with_cert, without = free_port(), free_port()
     tls = {"root": str(root), "hostname": "localhost"}
-    gateway(binds(with_cert, [{"backends": [{"host": up.address, "policies": {"backendTLS": {**tls, "cert": str(cert_path), "key": str(key_path)}}}]}]))
+    gateway(
+        binds(
+            with_cert,
+            [
+                {
+                    "backends": [
+                        {
+                            "host": up.address,
+                            "policies": {"backendTLS": {**tls, "cert": str(cert_path), "key": str(key_path)}},
+                        }
+                    ]
+                }
+            ],
+        )
+    )
     assert httpx.get(f"http://127.0.0.1:{with_cert}/echo").status_code == 200
     gateway(binds(without, [{"backends": [{"host": up.address, "policies": {"backendTLS": tls}}]}]))
     r = httpx.get(f"http://127.0.0.1:{without}/echo")

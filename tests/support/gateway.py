@@ -76,8 +76,14 @@ class Process:
 
 
 class UpstreamServer(Process):
-    def __init__(self, tmp: Path, name: str = "up", port: int | None = None, tls: tuple[str, str] | None = None,
-                 client_ca: str | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        name: str = "up",
+        port: int | None = None,
+        tls: tuple[str, str] | None = None,
+        client_ca: str | None = None,
+    ) -> None:
         self.name = name
         self.port = port or free_port()
         args = [sys.executable, "-m", "tests.support.upstream", "--port", str(self.port), "--name", name]
@@ -98,8 +104,14 @@ class UpstreamServer(Process):
 class Gateway(Process):
     """The daemon on a config written to ``tmp/config.yaml``; management planes on free ports."""
 
-    def __init__(self, tmp: Path, config: dict[str, Any] | str, workers: int = 1,
-                 env: dict[str, str] | None = None, wait: bool = True) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        config: dict[str, Any] | str,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> None:
         self.tmp = tmp
         self.admin_port = free_port()
         self.stats_port = free_port()
@@ -174,7 +186,11 @@ class Gateway(Process):
             return []
 
     def access_lines(self) -> list[str]:
-        return [line for line in self.output().splitlines() if "\trequest\t" in line or '"scope":"request"' in line]
+        return [
+            line
+            for line in self.output().splitlines()
+            if "\trequest\t" in line or '"scope":"request"' in line
+        ]
 
 
 def binds(port: int, routes: list[dict[str, Any]], **listener: Any) -> dict[str, Any]:

@@ -60,7 +60,10 @@ def test_known_but_unsupported_key_says_so_with_its_path():
             "binds: [{port: 80, listeners: [{routes: [{backends: [{backend: nope}]}]}]}]",
             "binds[0].listeners[0].routes[0].backends[0].backend: no backend named 'nope' in backends[]",
         ),
-        ("config: {backend: {connectTimeout: soon}}", "config.backend.connectTimeout: invalid duration 'soon'"),
+        (
+            "config: {backend: {connectTimeout: soon}}",
+            "config.backend.connectTimeout: invalid duration 'soon'",
+        ),
         ("config: {workerThreads: 4}", "config.workerThreads: not supported"),
         ("mcp: {targets: []}", "mcp: not supported"),
         (
