@@ -51,7 +51,7 @@ test-py: build
 	$(BIN)/python -m pytest -q
 
 lint: build
-	$(BIN)/ruff check agentgateway tests benchmarks
+	$(BIN)/ruff check agentgateway tests $(wildcard benchmarks)
 	$(BIN)/python -m mypy agentgateway
 
 # What `make bench` drives besides the gateway, installed once if missing: wrk and nginx from Debian

@@ -111,3 +111,23 @@ def test_port_in_use_is_a_clear_startup_error(gateway):
         assert "cannot listen on" in gw.output() and str(port) in gw.output()
     finally:
         blocker.close()
+
+
+def test_workers_exit_when_the_supervisor_is_killed(gateway, upstream):
+    up = upstream()
+    port = free_port()
+    gw = gateway(binds(port, [{"backends": [{"host": up.address}]}]), workers=2)
+    workers = gw.worker_pids()
+    assert len(workers) == 2
+    os.kill(gw.pid, signal.SIGKILL)
+    gw.proc.wait(5)
+    # Workers notice the closed control channel, drain and exit: no orphans.
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in workers), 20, "workers to exit")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -166,3 +166,32 @@ def test_many_concurrent_clients(gateway, upstream):
         status, _, body = ResponseReader(s).read()
         assert status == 200 and f"/echo?i={i}".encode() in body
         s.close()
+
+
+def test_connect_timeout(gateway):
+    """An upstream whose accept queue is full drops new SYNs: the connect times out, quickly."""
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    held = []
+    try:
+        # Fill the accept queue (never accepted) so further connection attempts hang.
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(blackhole.getsockname())
+            held.append(c)
+        time.sleep(0.2)
+        port = free_port()
+        config = binds(port, [{"backends": [{"host": f"127.0.0.1:{blackhole.getsockname()[1]}"}]}])
+        config["config"] = {"backend": {"connectTimeout": "500ms"}}
+        gateway(config)
+        start = time.monotonic()
+        r = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        elapsed = time.monotonic() - start
+        assert r.status_code == 503 and "connect timeout" in r.text
+        assert 0.4 < elapsed < 2.0
+    finally:
+        for c in held:
+            c.close()
+        blackhole.close()
