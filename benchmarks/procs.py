@@ -203,6 +203,28 @@ def affinity(pid: int) -> set[int]:
     return os.sched_getaffinity(pid)
 
 
+def pin_tree(root: int, cpu: int) -> None:
+    """Move every thread of every process in the tree onto ``cpu`` (affinity is per thread)."""
+    for pid in process_tree(root):
+        with contextlib.suppress(FileNotFoundError):
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setaffinity(int(task.name), {cpu})
+
+
+def wait_for_quiet(max_share: float, timeout: float) -> bool:
+    """Wait, bounded, for a one-second window in which the machine is nearly idle.
+
+    Called between runs, when the servers of the run are idle too, so what it sees is other work."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = busy_cpu_seconds()
+        time.sleep(1.0)
+        if busy_cpu_seconds() - before <= max_share:
+            return True
+    return False
+
+
 # --- ports and readiness ----------------------------------------------------------------------------
 
 

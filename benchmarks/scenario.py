@@ -34,6 +34,8 @@ class RunOptions:
     load_cpu: int
     proxy_cpu: int
     base_port: int
+    max_other_share: float  # CPU (in cores) other processes may use during a run before it is repeated
+    noisy_retries: int
     results_path: Path | None  # None: print only, leave RESULTS.md alone
     work_dir: Path
     command: str
@@ -58,6 +60,16 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_base_port: int) 
         default=default_base_port,
         help=f"first of the ports used ({default_base_port})",
     )
+    parser.add_argument(
+        "--max-other-cpu",
+        type=float,
+        default=10.0,
+        metavar="PCT",
+        help="repeat a run during which other processes used more than PCT%% of a core (10)",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=2, help="how often one noisy run may be repeated (2; 0: never)"
+    )
     parser.add_argument("--no-results", action="store_true", help="print the table, do not touch RESULTS.md")
     parser.add_argument(
         "--results", type=Path, default=RESULTS_PATH, help="results file (benchmarks/RESULTS.md)"
@@ -66,8 +78,8 @@ def add_run_options(parser: argparse.ArgumentParser, *, default_base_port: int) 
 
 def run_options(args: argparse.Namespace, scenario: str) -> RunOptions:
     duration, warmup, rounds = (3, 1, 1) if args.quick else (args.duration, args.warmup, args.rounds)
-    if duration < 1 or warmup < 0 or rounds < 1:
-        raise BenchmarkError("--duration and --rounds must be at least 1, --warmup at least 0")
+    if duration < 1 or warmup < 0 or rounds < 1 or args.retries < 0:
+        raise BenchmarkError("--duration and --rounds must be at least 1, --warmup and --retries at least 0")
     check_cpus(args.load_cpu, args.proxy_cpu)
     keep_results = not (args.quick or args.no_results)
     return RunOptions(
@@ -77,6 +89,8 @@ def run_options(args: argparse.Namespace, scenario: str) -> RunOptions:
         load_cpu=args.load_cpu,
         proxy_cpu=args.proxy_cpu,
         base_port=args.base_port,
+        max_other_share=args.max_other_cpu / 100,
+        noisy_retries=args.retries,
         results_path=args.results if keep_results else None,
         work_dir=WORK_ROOT / scenario,
         command=" ".join(["python -m benchmarks", *map(shlex.quote, sys.argv[1:])]),
