@@ -47,17 +47,16 @@ class AccessLog:
 
     def record(self, ctx: RequestCtx, duration: float) -> None:
         """Callers check ``enabled`` first (it saves a call per request when logs are off)."""
-        request = ctx.request
         fields: dict[str, object] = {
             "gateway": ctx.gateway,
             "listener": ctx.listener,
             "route": ctx.route,
             "endpoint": ctx.backend,
-            "src.addr": f"{request.client_ip}:{request.client_port}",
-            "http.method": request.method.decode("latin-1"),
-            "http.host": request.host.decode("latin-1"),
-            "http.path": request.target.decode("latin-1"),
-            "http.version": f"HTTP/{request.version}",
+            "src.addr": f"{ctx.client_ip}:{ctx.client_port}",
+            "http.method": ctx.method.decode("latin-1"),
+            "http.host": ctx.host.decode("latin-1"),
+            "http.path": ctx.target.decode("latin-1"),
+            "http.version": f"HTTP/{ctx.version}",
             "http.status": ctx.status,
             "duration": f"{duration * 1000:.3f}ms",
         }

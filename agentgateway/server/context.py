@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from agentgateway.server.request import Request
+from agentgateway.server.request import Headers
 
 
 class RequestCtx:
-    """Who asked for what, where it went and how it ended; read by logs and metrics."""
+    """The request head as parsed, then where it went and how it ended (read by logs and metrics).
+
+    Header names are lower-cased bytes, values bytes as received. ``target`` is what is sent
+    upstream (origin-form, path normalized); ``path`` and ``query`` are its two halves."""
 
     __slots__ = (
-        "request",
+        "method",
+        "target",
+        "path",
+        "query",
+        "host",
+        "headers",
+        "version",
+        "keep_alive",
+        "content_length",
+        "chunked",
+        "expect_continue",
+        "client_ip",
+        "client_port",
+        "scheme",
+        "start",
         "gateway",
         "listener",
         "route",
@@ -22,10 +39,42 @@ class RequestCtx:
         "end",
     )
 
-    def __init__(self, request: Request, gateway: str, listener: str) -> None:
-        self.request = request
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        path: bytes,
+        query: bytes,
+        host: bytes,
+        headers: Headers,
+        version: str,
+        keep_alive: bool,
+        content_length: int | None,
+        chunked: bool,
+        expect_continue: bool,
+        client_ip: str,
+        client_port: int,
+        scheme: bytes,
+        start: float,
+        gateway: str,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.path = path
+        self.query = query
+        self.host = host
+        self.headers = headers
+        self.version = version
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+        self.chunked = chunked
+        self.expect_continue = expect_continue
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.scheme = scheme
+        self.start = start  # time.perf_counter() when the head was parsed
         self.gateway = gateway
-        self.listener = listener
+        self.listener = ""
         self.route = ""
         self.backend = ""
         self.status = 0
@@ -35,3 +84,13 @@ class RequestCtx:
         self.request_bytes = 0
         self.response_bytes = 0
         self.end = 0.0
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+    def header(self, name: bytes) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None

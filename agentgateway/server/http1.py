@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import httptools
 
 from agentgateway.server.context import RequestCtx
-from agentgateway.server.request import Headers, Request, split_target
+from agentgateway.server.request import Headers, split_target
 
 if TYPE_CHECKING:
     from agentgateway.server.worker import BindHandle, Worker
@@ -127,6 +127,7 @@ class HttpConnection(asyncio.Protocol):
         "_url",
         "_headers",
         "_head_bytes",
+        "_limits",
         "_ctx",
         "_exchange",
         "_body_sink",
@@ -159,6 +160,7 @@ class HttpConnection(asyncio.Protocol):
         self._url = b""
         self._headers: Headers = []
         self._head_bytes = 0
+        self._limits = worker.runtime.limits  # refreshed per request: reloads may change them
         self._ctx: RequestCtx | None = None  # the request being answered
         self._exchange: Exchange | None = None
         # Where body bytes of the request being *parsed* go: the exchange, or a queue entry.
@@ -267,21 +269,22 @@ class HttpConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        limits = self._limits = self.worker.runtime.limits
         if self.deadline_kind == DEADLINE_IDLE:
-            self.deadline = self.worker.loop.time() + self.worker.runtime.limits.header_read_timeout
+            self.deadline = self.worker.loop.time() + limits.header_read_timeout
             self.deadline_kind = DEADLINE_HEADER
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_bytes += len(url)
-        if self._head_bytes > self.worker.runtime.limits.max_header_size:
+        if self._head_bytes > self._limits.max_header_size:
             raise _Rejected(414 if len(self._url) == self._head_bytes else 431, "request head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
         headers.append((name.lower(), value))
         self._head_bytes += len(name) + len(value) + 4
-        limits = self.worker.runtime.limits
+        limits = self._limits
         if self._head_bytes > limits.max_header_size:
             raise _Rejected(431, f"request headers exceed {limits.max_header_size} bytes")
         if len(headers) > limits.max_headers:
@@ -292,7 +295,6 @@ class HttpConnection(asyncio.Protocol):
         self._parsing_head = False
         parser = self.parser
         headers = self._headers
-        worker = self.worker
         host = b""
         content_length: int | None = None
         chunked = False
@@ -316,7 +318,7 @@ class HttpConnection(asyncio.Protocol):
         elif not host and version != "1.0":
             raise _Rejected(400, "missing Host header")
         target = path + b"?" + query if query else path
-        request = Request(
+        ctx = RequestCtx(
             parser.get_method(),
             target,
             path,
@@ -332,10 +334,10 @@ class HttpConnection(asyncio.Protocol):
             self.client_port,
             self.scheme,
             time.perf_counter(),
+            self.bind.gateway,
         )
-        ctx = RequestCtx(request, self.bind.gateway, "")
         self._body_bytes = 0
-        limit = worker.runtime.limits.max_request_body_size
+        limit = self._limits.max_request_body_size
         if limit is not None and content_length is not None and content_length > limit:
             raise _Rejected(413, f"request body of {content_length} bytes exceeds the limit of {limit}", ctx)
         if self._exchange is None and not self._queue:
@@ -348,7 +350,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
-        limit = self.worker.runtime.limits.max_request_body_size
+        limit = self._limits.max_request_body_size
         if limit is not None and self._body_bytes > limit:
             raise _Rejected(413, f"request body exceeds the limit of {limit} bytes")
         sink = self._body_sink
@@ -378,7 +380,7 @@ class HttpConnection(asyncio.Protocol):
         self._response_done = False
         self._response_started = False
         self._framing = _BODY_NONE
-        self._close_after = not ctx.request.keep_alive or self.worker.draining
+        self._close_after = not ctx.keep_alive or self.worker.draining
         exchange = self.worker.dispatch(self, ctx)
         self._exchange = exchange
         self._body_sink = exchange
@@ -426,35 +428,40 @@ class HttpConnection(asyncio.Protocol):
     def send_head(self, status: int, headers: Headers, content_length: int | None, has_body: bool) -> None:
         """Queue the status line and headers. ``headers`` must not carry framing headers
         (content-length, transfer-encoding, connection); this method adds them."""
+        fields = b"".join([b"%s: %s\r\n" % (name, value) for name, value in headers])
+        self.send_head_fields(status, fields, content_length, has_body)
+
+    def send_head_fields(
+        self, status: int, fields: bytes, content_length: int | None, has_body: bool
+    ) -> None:
+        """``send_head`` for a header block already serialized (``name: value\\r\\n`` lines),
+        as a proxy builds it while filtering the upstream's headers."""
         ctx = self._ctx
         assert ctx is not None
         ctx.status = status
         self._response_started = True
-        request = ctx.request
         line = STATUS_LINES.get(status)
-        parts = [line if line is not None else status_line(status)]
-        for name, value in headers:
-            parts += (name, b": ", value, _CRLF)
-        if not has_body or request.method == b"HEAD" or status in (204, 304) or status < 200:
+        parts = [line if line is not None else status_line(status), fields]
+        if not has_body or ctx.method == b"HEAD" or status in (204, 304) or status < 200:
             self._framing = _BODY_NONE
             if content_length is not None and status not in (204, 304):
                 parts.append(b"content-length: %d\r\n" % content_length)
         elif content_length is not None:
             self._framing = _BODY_LENGTH
             parts.append(b"content-length: %d\r\n" % content_length)
-        elif request.version == "1.1":
+        elif ctx.version == "1.1":
             self._framing = _BODY_CHUNKED
             parts.append(b"transfer-encoding: chunked\r\n")
         else:
             # An HTTP/1.0 client cannot read chunked bodies: the end of the body is the close.
             self._framing = _BODY_CLOSE
             self._close_after = True
-        if not self._request_done and request.has_body:
+        if not self._request_done and ctx.has_body:
             # The body was not read (an early answer): reuse of this connection is not safe.
             self._close_after = True
         if self._close_after:
             parts.append(b"connection: close\r\n")
-        elif request.version == "1.0":
+        elif ctx.version == "1.0":
             parts.append(b"connection: keep-alive\r\n")
         parts.append(_CRLF)
         self._out.append(b"".join(parts))
@@ -575,7 +582,7 @@ class HttpConnection(asyncio.Protocol):
             if exchange is not None and not self._response_done and self._ctx is not None:
                 ctx = self._ctx
             else:
-                request = Request(
+                ctx = RequestCtx(
                     b"-",
                     b"-",
                     b"-",
@@ -591,8 +598,8 @@ class HttpConnection(asyncio.Protocol):
                     self.client_port,
                     self.scheme,
                     time.perf_counter(),
+                    self.bind.gateway,
                 )
-                ctx = RequestCtx(request, self.bind.gateway, "")
         self._ctx = ctx
         self._exchange = DISCARD
         self._response_done = False

@@ -1,75 +1,8 @@
-"""A parsed request head, as handed from the connection to whatever serves the route."""
+"""Request targets: split into path and query, dot segments resolved."""
 
 from __future__ import annotations
 
 Headers = list[tuple[bytes, bytes]]
-
-
-class Request:
-    """Header names are lower-cased bytes; values are bytes as received. ``target`` is what is sent
-    upstream (origin-form, path normalized); ``path`` and ``query`` are its two halves."""
-
-    __slots__ = (
-        "method",
-        "target",
-        "path",
-        "query",
-        "host",
-        "headers",
-        "version",
-        "keep_alive",
-        "content_length",
-        "chunked",
-        "expect_continue",
-        "client_ip",
-        "client_port",
-        "scheme",
-        "start",
-    )
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        path: bytes,
-        query: bytes,
-        host: bytes,
-        headers: Headers,
-        version: str,
-        keep_alive: bool,
-        content_length: int | None,
-        chunked: bool,
-        expect_continue: bool,
-        client_ip: str,
-        client_port: int,
-        scheme: bytes,
-        start: float,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.path = path
-        self.query = query
-        self.host = host
-        self.headers = headers
-        self.version = version
-        self.keep_alive = keep_alive
-        self.content_length = content_length
-        self.chunked = chunked
-        self.expect_continue = expect_continue
-        self.client_ip = client_ip
-        self.client_port = client_port
-        self.scheme = scheme
-        self.start = start  # time.perf_counter()
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
-
-    def header(self, name: bytes) -> bytes | None:
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
 
 
 def remove_dot_segments(path: bytes) -> bytes:

@@ -74,28 +74,23 @@ class Worker:
 
     def dispatch(self, conn: HttpConnection, ctx: RequestCtx) -> Exchange:
         """Choose what serves this request: its route's backend, or a local reply."""
-        request = ctx.request
         bind = conn.bind.runtime
         listener: ListenerRuntime | None
         if conn.sni is not None:
             listener = bind.listeners.select(conn.sni) or bind.default_listener
         else:
-            listener = bind.listeners.select(request.host)
+            listener = bind.listeners.select(ctx.host)
         if listener is None:
-            conn.reply(
-                ctx, 404, f"no listener on port {bind.port} for host {request.host.decode('latin-1')!r}"
-            )
+            conn.reply(ctx, 404, f"no listener on port {bind.port} for host {ctx.host.decode('latin-1')!r}")
             return DISCARD
         ctx.listener = listener.name
-        route = listener.routes.select(
-            request.host, request.method, request.path, request.headers, request.query
-        )
+        route = listener.routes.select(ctx.host, ctx.method, ctx.path, ctx.headers, ctx.query)
         if route is None:
             conn.reply(
                 ctx,
                 404,
                 f"route not found: no route of listener {listener.name} matches "
-                + (b"%s %s%s" % (request.method, request.host, request.path)).decode("latin-1"),
+                + (b"%s %s%s" % (ctx.method, ctx.host, ctx.path)).decode("latin-1"),
             )
             return DISCARD
         ctx.route = route.name
@@ -113,10 +108,10 @@ class Worker:
 
     def observe(self, ctx: RequestCtx) -> None:
         """The request is over: metrics and the access-log line."""
-        duration = time.perf_counter() - ctx.request.start
+        duration = time.perf_counter() - ctx.start
         ctx.end = duration
         self.metrics.observe(
-            (ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.request.method, ctx.status), duration
+            (ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status), duration
         )
         if self.access_log.enabled:
             self.access_log.record(ctx, duration)

@@ -18,7 +18,6 @@ from agentgateway.upstream.target import HttpTarget
 if TYPE_CHECKING:
     from agentgateway.server.context import RequestCtx
     from agentgateway.server.http1 import HttpConnection
-    from agentgateway.server.request import Request
     from agentgateway.server.worker import Worker
     from agentgateway.upstream.http1 import Headers, UpstreamConnection
 
@@ -61,7 +60,7 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
-def build_request_head(request: Request, chunked: bool, listed: frozenset[bytes] = frozenset()) -> bytes:
+def build_request_head(request: RequestCtx, chunked: bool, listed: frozenset[bytes] = frozenset()) -> bytes:
     """Request line and headers for the upstream, in one buffer. Headers named in the client's
     ``Connection`` header are hop-by-hop too; finding one (rare) restarts with them filtered."""
     headers = request.headers
@@ -86,9 +85,11 @@ def build_request_head(request: Request, chunked: bool, listed: frozenset[bytes]
     return b"".join(parts)
 
 
-def response_headers(headers: Headers) -> tuple[Headers, int | None]:
-    """Headers to relay to the client and the body length, if the upstream declared one."""
-    out: Headers = []
+def response_fields(headers: Headers) -> tuple[bytes, int | None]:
+    """The upstream's headers to relay to the client, serialized, and the body length if the
+    upstream declared one. Hop-by-hop and framing headers are left out (the client connection
+    adds its own framing)."""
+    parts: list[bytes] = []
     content_length: int | None = None
     chunked = False
     listed: frozenset[bytes] | None = None
@@ -104,10 +105,13 @@ def response_headers(headers: Headers) -> tuple[Headers, int | None]:
             elif name == b"connection" and value not in _PLAIN_CONNECTION:
                 listed = _connection_tokens(headers)
             continue
-        out.append((name, value))
+        parts += (name, b": ", value, b"\r\n")
     if listed:
-        out = [(n, v) for n, v in out if n not in listed]
-    return out, (None if chunked else content_length)
+        parts = []
+        for name, value in headers:
+            if name not in _RESPONSE_REWRITTEN and name not in listed:
+                parts += (name, b": ", value, b"\r\n")
+    return b"".join(parts), (None if chunked else content_length)
 
 
 class HttpForward:
@@ -138,15 +142,14 @@ class HttpForward:
         self.ctx = ctx
         self.target = target
         self.upstream: UpstreamConnection | None = None
-        request = ctx.request
-        self._chunked = request.chunked
-        self._no_body = request.method == b"HEAD"
-        self._head = build_request_head(request, request.chunked)
+        self._chunked = ctx.chunked
+        self._no_body = ctx.method == b"HEAD"
+        self._head = build_request_head(ctx, ctx.chunked)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         # Bytes for the upstream produced while handling one client read, written at its end.
         self._out: list[bytes] = []
-        self._replay: list[bytes] | None = [] if request.has_body else None
+        self._replay: list[bytes] | None = [] if ctx.has_body else None
         self._replay_bytes = 0
         self._request_done = False
         self._response_started = False
@@ -160,7 +163,7 @@ class HttpForward:
             self._attach(upstream, flush=False)  # flushed at the end of the client read
         else:
             self._connect()
-        if self.ctx.request.expect_continue:
+        if self.ctx.expect_continue:
             self.conn.send_continue()
 
     # ------------------------------------------------------------------ upstream connection
@@ -257,8 +260,8 @@ class HttpForward:
 
     def upstream_head(self, status: int, headers: Headers) -> None:
         self._response_started = True
-        out, content_length = response_headers(headers)
-        self.conn.send_head(status, out, content_length, True)
+        fields, content_length = response_fields(headers)
+        self.conn.send_head_fields(status, fields, content_length, True)
 
     def upstream_body(self, chunk: bytes) -> None:
         self.conn.send_body(chunk)
@@ -292,7 +295,7 @@ class HttpForward:
             and upstream.reused
             and not upstream.received
             and not self._retried
-            and (self._replay is not None or not self.ctx.request.has_body)
+            and (self._replay is not None or not self.ctx.has_body)
         ):
             # A pooled connection the upstream had closed: nothing was processed, send again
             # on a fresh connection.
