@@ -108,6 +108,8 @@ def ports_needed(names: Sequence[str], ports: servers.Ports) -> list[int]:
         needed.append(ports.nginx)
     if "envoy" in names:
         needed.append(ports.envoy)
+    if "floor" in names:
+        needed.append(ports.floor)
     return needed
 
 
@@ -136,6 +138,11 @@ def start_targets(
                 processes, tools_.nginx, port=ports.nginx, upstream_port=ports.upstream, body=body, cpu=cpu
             )
             targets.append(Target(name, ports.nginx, nginx))
+        elif name == "floor":
+            floor = servers.start_floor_proxy(
+                processes, port=ports.floor, upstream_port=ports.upstream, body=body, cpu=cpu
+            )
+            targets.append(Target(name, ports.floor, floor))
         elif name == "envoy" and tools_.envoy is not None:
             envoy = servers.start_envoy_proxy(
                 processes, tools_.envoy, port=ports.envoy, upstream_port=ports.upstream, body=body, cpu=cpu
@@ -187,6 +194,10 @@ def _tree_cpu_seconds(process: procs.ManagedProcess | None) -> float:
     return procs.cpu_seconds(procs.process_tree(process.pid)) if process else 0.0
 
 
+def _tree_user_seconds(process: procs.ManagedProcess | None) -> float:
+    return procs.user_system_seconds(procs.process_tree(process.pid))[0] if process else 0.0
+
+
 def measure_once(bench: Bench, target: Target, layout: str, connections: int, round_index: int) -> Sample:
     options = bench.options
     url = f"http://{servers.HOST}:{target.port}/"
@@ -202,10 +213,12 @@ def measure_once(bench: Bench, target: Target, layout: str, connections: int, ro
     log_path = options.work_dir / "wrk" / f"{target.name}-{layout}-c{connections}-round{round_index + 1}.txt"
     busy_before = procs.busy_cpu_seconds()
     proxy_before = _tree_cpu_seconds(target.process)
+    proxy_user_before = _tree_user_seconds(target.process)
     load_before = _tree_cpu_seconds(bench.upstream) + _children_cpu_seconds()
     result = wrk(options.duration_s, log_path)
     load_after = _tree_cpu_seconds(bench.upstream) + _children_cpu_seconds()
     proxy_after = _tree_cpu_seconds(target.process)
+    proxy_user_after = _tree_user_seconds(target.process)
     busy_after = procs.busy_cpu_seconds()
     proxy_cpu, load_cpu = proxy_after - proxy_before, load_after - load_before
     return Sample(
@@ -215,6 +228,7 @@ def measure_once(bench: Bench, target: Target, layout: str, connections: int, ro
         round=round_index,
         wrk=result,
         proxy_cpu_s=proxy_cpu if target.process else None,
+        proxy_user_s=proxy_user_after - proxy_user_before if target.process else None,
         load_cpu_s=load_cpu,
         # Tick-sampled counters: a small negative difference is rounding, not time.
         other_cpu_s=max(0.0, (busy_after - busy_before) - proxy_cpu - load_cpu),

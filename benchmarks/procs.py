@@ -168,13 +168,21 @@ def process_tree(root: int) -> list[int]:
 
 def cpu_seconds(pids: Iterable[int]) -> float:
     """utime + stime of the given processes (all their threads), in seconds."""
-    ticks = 0
+    user, system = user_system_seconds(pids)
+    return user + system
+
+
+def user_system_seconds(pids: Iterable[int]) -> tuple[float, float]:
+    """(utime, stime) of the given processes (all their threads), in seconds: user-space work and
+    kernel work (for a proxy mostly socket I/O) apart."""
+    user = system = 0
     for pid in pids:
         with contextlib.suppress(OSError):
             fields = _stat_fields(pid)
             # Fields 14 and 15 of stat(5); the list starts at field 3 (state).
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLOCK_TICKS_PER_SECOND
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / CLOCK_TICKS_PER_SECOND, system / CLOCK_TICKS_PER_SECOND
 
 
 def peak_rss_bytes(pids: Iterable[int]) -> int:

@@ -27,12 +27,13 @@ class Ports:
     gateway: int
     nginx: int
     envoy: int
+    floor: int
     gateway_stats: int
     gateway_readiness: int
 
     @classmethod
     def from_base(cls, base: int) -> Ports:
-        return cls(base, base + 1, base + 2, base + 3, base + 11, base + 12)
+        return cls(base, base + 1, base + 2, base + 3, base + 4, base + 11, base + 12)
 
     def all(self) -> tuple[int, ...]:
         return (
@@ -40,6 +41,7 @@ class Ports:
             self.gateway,
             self.nginx,
             self.envoy,
+            self.floor,
             self.gateway_stats,
             self.gateway_readiness,
         )
@@ -233,4 +235,14 @@ def start_gateway(processes: ProcessSet, *, ports: Ports, body: bytes, cpu: int)
 
     wait_until(ready, what="readiness", process=process)
     wait_until(_answers_with(ports.gateway, body), what="proxied answer", process=process)
+    return process
+
+
+def start_floor_proxy(
+    processes: ProcessSet, *, port: int, upstream_port: int, body: bytes, cpu: int
+) -> ManagedProcess:
+    """The bare uvloop + httptools proxy of ``benchmarks.floor_proxy``: the floor under the gateway."""
+    argv = [sys.executable, "-m", "benchmarks.floor_proxy", str(port), str(upstream_port)]
+    process = processes.start("floor", argv, cpu=cpu)
+    wait_until(_answers_with(port, body), what="proxied answer", process=process)
     return process

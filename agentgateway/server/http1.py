@@ -486,10 +486,9 @@ class HttpConnection(asyncio.Protocol):
             return
         transport = self.transport
         if transport is not None and not self.closed:
-            if len(out) == 1:
-                transport.write(out[0])
-            else:
-                transport.writelines(out)
+            # One contiguous buffer: the kernel's send() of it is cheaper than writev() of the
+            # pieces, and joining a response of a few KiB costs less than the difference.
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
         self._out = []
 
     def end_response(self) -> None:
