@@ -1,9 +1,14 @@
 """Typed stub of the native hot path (`native/src/py/`). Bytes in, bytes out."""
 
-from typing import Final, Literal, final
+from collections.abc import Sequence
+from typing import Final, Literal, TypeAlias, final
 
 __all__ = [
     "__version__",
+    "CelCompileError",
+    "CelEvaluationError",
+    "CelProgram",
+    "CelRules",
     "JSONRPC_MAX_DEPTH",
     "JsonRpcEnvelope",
     "JsonRpcError",
@@ -150,3 +155,82 @@ def encode_sse_event(
 
 def encode_sse_comment(text: bytes = b"") -> bytes:
     """Comment lines for `text`; b"" gives the keep-alive b":\\n"."""
+
+# --- CEL -----------------------------------------------------------------------------------
+
+_CelRequest: TypeAlias = tuple[bytes, bytes, bytes, bytes, bytes, str, Sequence[tuple[bytes, bytes]] | None]
+"""(method, scheme, host, path, path_and_query, version, headers): `request`'s parts. Header
+names lower-case; a repeated header's values are joined with ","; str is accepted for bytes."""
+
+_CelSource: TypeAlias = tuple[str, int]
+"""(address, port) of the peer: `source`."""
+
+_CelVariables: TypeAlias = dict[str, object]
+
+class CelCompileError(ValueError):
+    """A CEL expression that cannot be compiled (syntax, an unknown variable, request field or
+    function, an invalid literal `matches` pattern). `index` is the rule's position in a
+    `CelRules`, None for a `CelProgram`."""
+
+    message: str
+    line: int
+    column: int
+    expression: str
+    index: int | None
+
+class CelEvaluationError(ValueError):
+    """An evaluation that failed, or a value that has no Python equivalent."""
+
+@final
+class CelProgram:
+    """One expression. `variables`: the top-level variables it reads; `request_fields`: the
+    fields of `request` it reads; `needs_headers`: whether it reads `request.headers`."""
+
+    def __new__(cls, expression: str) -> CelProgram: ...
+    @property
+    def expression(self) -> str: ...
+    @property
+    def variables(self) -> frozenset[str]: ...
+    @property
+    def request_fields(self) -> frozenset[str]: ...
+    @property
+    def needs_headers(self) -> bool: ...
+    def evaluate(
+        self,
+        request: _CelRequest | None = None,
+        source: _CelSource | None = None,
+        variables: _CelVariables | None = None,
+    ) -> object:
+        """The value (bool, int, float, str, bytes, None, list, dict; an IP or CIDR as text).
+
+        `request` and `source` come from their tuples when given, else from `variables`, which
+        holds the other variables; only what the expression reads is converted. Raises
+        CelEvaluationError, and TypeError/ValueError for a variable of an unsupported type."""
+
+@final
+class CelRules:
+    """An authorization rule set: (kind, expression) with kind "allow", "deny" or "require"."""
+
+    def __new__(cls, rules: Sequence[tuple[str, str]]) -> CelRules: ...
+    def __len__(self) -> int: ...
+    @property
+    def variables(self) -> frozenset[str]: ...
+    @property
+    def request_fields(self) -> frozenset[str]: ...
+    @property
+    def needs_headers(self) -> bool: ...
+    def evaluate(
+        self,
+        request: _CelRequest | None = None,
+        source: _CelSource | None = None,
+        variables: _CelVariables | None = None,
+    ) -> int:
+        """The index of the rule that decided; -1: allowed with no rule deciding (no rules, or
+        no deny/require rule applied), -2: denied with none deciding (no allow rule matched)."""
+    def explain(
+        self,
+        request: _CelRequest | None = None,
+        source: _CelSource | None = None,
+        variables: _CelVariables | None = None,
+    ) -> list[bool | str]:
+        """Each rule's result in order: True, False, or the message of its error."""

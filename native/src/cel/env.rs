@@ -163,7 +163,13 @@ fn matches<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executio
     };
     let (subject, re) = (text(0)?, text(1)?);
     let compiled = pattern(re).map_err(|err| {
-        ExecutionError::function_error("matches", format!("'{re}' not a valid regex: {err}"))
+        ExecutionError::function_error(
+            "matches",
+            format!(
+                "'{re}' not a valid regex: {}",
+                super::program::regex_reason(&err)
+            ),
+        )
     })?;
     Ok(CowVal::owned(CelBool::from(compiled.is_match(subject))))
 }

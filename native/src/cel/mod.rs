@@ -18,10 +18,12 @@
 mod env;
 pub mod net;
 mod program;
+mod record;
 pub mod rules;
 mod vars;
 
 pub use program::{CompileError, EvalError, Program, References, context};
+pub use record::{Field, Record};
 pub use rules::{Decision, RuleError, RuleKind, RuleSet};
 pub use vars::{
     Bindings, RequestField, RequestFields, RequestHead, Var, VarSet, headers_value, request_value,

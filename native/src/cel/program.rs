@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue, SourceInfo, operators};
+use cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue, SourceInfo, operators};
 use cel::common::types::{CelBool, CelString};
 use cel::common::value::CowVal;
 use cel::{Context, ExecutionError, Value};
@@ -96,7 +96,7 @@ impl Program {
             CompileError {
                 source: source.to_owned(),
                 line: line.max(1) as usize,
-                column: column.max(0) as usize + 1,
+                column: column.max(1) as usize,
                 message: first
                     .map(|e| e.msg.clone())
                     .unwrap_or_else(|| "invalid expression".to_owned()),
@@ -109,6 +109,8 @@ impl Program {
         };
         check.walk(&expr)?;
         let references = check.references;
+        let mut expr = expr;
+        index_fields(&mut expr);
         Ok(Program {
             source: source.to_owned(),
             expr,
@@ -150,6 +152,82 @@ pub fn context<'v>(bindings: &'v Bindings<'v>) -> Context<'v, 'v> {
     let mut context = Context::with_env(env::env().clone());
     context.set_variable_resolver(bindings);
     context
+}
+
+/// Rewrites `v.f` as `v["f"]` when `v` is an identifier naming a value (a variable or a
+/// comprehension's): the same lookup, but the interpreter resolves a select chain as a
+/// qualified name first (`v.f` could be a variable named "v.f"), which allocates and searches
+/// on every evaluation. Names that are no value (`net.IP`) are left alone, as are presence
+/// tests (`has(v.f)`), whose operand is evaluated the cheap way already.
+fn index_fields(e: &mut IdedExpr) {
+    let rewrite = match &mut e.expr {
+        Expr::Select(select) if !select.test => match &select.operand.expr {
+            Expr::Ident(name) if name != "net" && !TYPE_NAMES.contains(&name.as_str()) => true,
+            _ => {
+                index_fields(&mut select.operand);
+                false
+            }
+        },
+        Expr::Select(select) => {
+            index_fields(&mut select.operand);
+            false
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &mut call.target {
+                index_fields(target);
+            }
+            call.args.iter_mut().for_each(index_fields);
+            false
+        }
+        Expr::Comprehension(c) => {
+            for part in [
+                &mut c.iter_range,
+                &mut c.accu_init,
+                &mut c.loop_cond,
+                &mut c.loop_step,
+                &mut c.result,
+            ] {
+                index_fields(part);
+            }
+            false
+        }
+        Expr::List(list) => {
+            list.elements.iter_mut().for_each(index_fields);
+            false
+        }
+        Expr::Map(map) => {
+            for entry in &mut map.entries {
+                match &mut entry.expr {
+                    EntryExpr::MapEntry(entry) => {
+                        index_fields(&mut entry.key);
+                        index_fields(&mut entry.value);
+                    }
+                    EntryExpr::StructField(field) => index_fields(&mut field.value),
+                }
+            }
+            false
+        }
+        Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) | Expr::Struct(_) => false,
+    };
+    if rewrite && let Expr::Select(select) = std::mem::take(&mut e.expr) {
+        let key = IdedExpr {
+            id: e.id,
+            expr: Expr::Literal(LiteralValue::String(CelString::from(select.field))),
+        };
+        e.expr = Expr::Call(CallExpr {
+            func_name: operators::INDEX.to_owned(),
+            target: None,
+            args: vec![*select.operand, key],
+        });
+    }
+}
+
+/// The reason of a pattern error on one line (a syntax error's text draws a caret under the
+/// pattern over several lines).
+pub(super) fn regex_reason(err: &regex::Error) -> String {
+    let text = err.to_string();
+    let last = text.lines().last().unwrap_or_default();
+    last.strip_prefix("error: ").unwrap_or(last).to_owned()
 }
 
 /// Identifiers that name types (`type(x) == string`); `net.IP` and `net.CIDR` are handled apart.
@@ -377,7 +455,10 @@ impl<'a> Check<'a> {
         {
             let pattern: &CelString = pattern;
             if let Err(err) = env::pattern(pattern.inner()) {
-                return Err(self.error(at, format!("invalid regular expression: {err}")));
+                return Err(self.error(
+                    at,
+                    format!("invalid regular expression: {}", regex_reason(&err)),
+                ));
             }
         }
         Ok(())

@@ -4,13 +4,11 @@
 //! copies only what must change (a header name with upper-case letters, repeated headers joined,
 //! bytes that are not UTF-8, `uri`).
 
-use std::borrow::Cow;
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
-use cel::common::types::{CelInt, CelMap, CelMapKey, CelString};
+use cel::common::types::{CelInt, CelString};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
+
+use super::record::{Field, Record};
 
 /// A top-level variable, agentgateway's names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -187,7 +185,10 @@ impl VariableResolver for Bindings<'_> {
 /// Bytes as a CEL string: borrowed when they are UTF-8, else decoded with replacement
 /// characters.
 pub fn text(bytes: &[u8]) -> CelString<'_> {
-    CelString::from(String::from_utf8_lossy(bytes))
+    match std::str::from_utf8(bytes) {
+        Ok(valid) => CelString::from(valid),
+        Err(_) => CelString::from(String::from_utf8_lossy(bytes).into_owned()),
+    }
 }
 
 /// The parts of an HTTP request head that `request` is made of.
@@ -220,54 +221,52 @@ fn host_name(host: &[u8]) -> &[u8] {
     }
 }
 
-fn string<'v>(value: CelString<'v>) -> Box<dyn Val + 'v> {
-    Box::new(value)
+/// A cheap, approximate membership test for header names while a [`Record`] is built: most
+/// names are new, and are added without scanning the entries before them.
+fn name_bit(name: &[u8]) -> u64 {
+    let first = name.first().copied().unwrap_or(0) as usize;
+    let last = name.last().copied().unwrap_or(0) as usize;
+    1 << ((name.len().wrapping_mul(31) + first * 7 + last) % 64)
 }
 
 /// `request.headers`: a map of lower-case name to value.
-pub fn headers_value<'v>(headers: &[(&'v [u8], &'v [u8])]) -> CelMap<'v> {
-    let mut map: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = HashMap::with_capacity(headers.len());
+pub fn headers_value<'v>(headers: &[(&'v [u8], &'v [u8])]) -> Record<'v> {
+    let mut record = Record::with_capacity(headers.len());
+    let mut seen = 0u64;
     for &(name, value) in headers {
-        let name = if name.iter().any(u8::is_ascii_uppercase) {
-            CelMapKey::from(String::from_utf8_lossy(&name.to_ascii_lowercase()).into_owned())
+        let name: CelString<'v> = if name.iter().any(u8::is_ascii_uppercase) {
+            CelString::from(String::from_utf8_lossy(&name.to_ascii_lowercase()).into_owned())
         } else {
-            match String::from_utf8_lossy(name) {
-                Cow::Borrowed(name) => CelMapKey::from(name),
-                Cow::Owned(name) => CelMapKey::from(name),
-            }
+            text(name)
         };
-        match map.entry(name) {
-            Entry::Vacant(slot) => {
-                slot.insert(string(text(value)));
-            }
-            Entry::Occupied(mut slot) => {
-                let first = slot
-                    .get()
-                    .downcast_ref::<CelString>()
-                    .map(|s| s.inner())
-                    .unwrap_or_default();
-                let joined = format!("{first},{}", String::from_utf8_lossy(value));
-                slot.insert(string(CelString::from(joined)));
-            }
+        let bit = name_bit(name.as_bytes());
+        if seen & bit != 0
+            && let Some(Field::Str(first)) = record.find_mut(name.inner())
+        {
+            let joined = format!("{},{}", first.inner(), String::from_utf8_lossy(value));
+            *first = CelString::from(joined);
+            continue;
         }
+        seen |= bit;
+        record.push(name, Field::Str(text(value)));
     }
-    CelMap::from(map)
+    record
 }
 
 /// `request`, with the `fields` asked for.
-pub fn request_value<'v>(head: &RequestHead<'_, 'v>, fields: RequestFields) -> CelMap<'v> {
-    let mut map: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = HashMap::with_capacity(8);
+pub fn request_value<'v>(head: &RequestHead<'_, 'v>, fields: RequestFields) -> Record<'v> {
+    let mut record = Record::with_capacity(RequestField::ALL.len());
     for field in RequestField::ALL {
         if !fields.contains(field) {
             continue;
         }
-        let value: Box<dyn Val + 'v> = match field {
-            RequestField::Method => string(text(head.method)),
-            RequestField::Scheme => string(text(head.scheme)),
-            RequestField::Host => string(text(host_name(head.host))),
-            RequestField::Path => string(text(head.path)),
-            RequestField::PathAndQuery => string(text(head.path_and_query)),
-            RequestField::Version => string(CelString::from(head.version)),
+        let value = match field {
+            RequestField::Method => Field::Str(text(head.method)),
+            RequestField::Scheme => Field::Str(text(head.scheme)),
+            RequestField::Host => Field::Str(text(host_name(head.host))),
+            RequestField::Path => Field::Str(text(head.path)),
+            RequestField::PathAndQuery => Field::Str(text(head.path_and_query)),
+            RequestField::Version => Field::Str(CelString::from(head.version)),
             RequestField::Uri => {
                 let mut uri = Vec::with_capacity(
                     head.scheme.len() + 3 + head.host.len() + head.path_and_query.len(),
@@ -276,21 +275,24 @@ pub fn request_value<'v>(head: &RequestHead<'_, 'v>, fields: RequestFields) -> C
                 uri.extend_from_slice(b"://");
                 uri.extend_from_slice(head.host);
                 uri.extend_from_slice(head.path_and_query);
-                string(CelString::from(String::from_utf8_lossy(&uri).into_owned()))
+                Field::Str(CelString::from(String::from_utf8_lossy(&uri).into_owned()))
             }
-            RequestField::Headers => Box::new(headers_value(head.headers)),
+            RequestField::Headers => Field::Record(headers_value(head.headers)),
         };
-        map.insert(CelMapKey::from(field.name()), value);
+        record.push(CelString::from(field.name()), value);
     }
-    CelMap::from(map)
+    record
 }
 
 /// `source`: the peer's address and port.
-pub fn source_value<'v>(address: &'v str, port: i64) -> CelMap<'v> {
-    let mut map: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = HashMap::with_capacity(2);
-    map.insert(CelMapKey::from("address"), string(CelString::from(address)));
-    map.insert(CelMapKey::from("port"), Box::new(CelInt::from(port)));
-    CelMap::from(map)
+pub fn source_value(address: &str, port: i64) -> Record<'_> {
+    let mut record = Record::with_capacity(2);
+    record.push(
+        CelString::from("address"),
+        Field::Str(CelString::from(address)),
+    );
+    record.push(CelString::from("port"), Field::Int(CelInt::from(port)));
+    record
 }
 
 #[cfg(test)]

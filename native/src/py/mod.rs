@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod cel;
 mod jsonrpc;
 mod sse;
 
@@ -12,6 +13,7 @@ mod sse;
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    cel::register(m)?;
     jsonrpc::register(m)?;
     sse::register(m)?;
     Ok(())
