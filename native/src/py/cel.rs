@@ -438,8 +438,11 @@ impl PyProgram {
         to_python(py, value.as_ref(), 0)
     }
 
-    fn __repr__(&self) -> String {
-        format!("CelProgram({:?})", self.program.source())
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "CelProgram({})",
+            PyString::new(py, self.program.source()).repr()?
+        ))
     }
 }
 
