@@ -51,7 +51,9 @@ def test_compile_error_attributes() -> None:
 
 
 def test_rules_codes_and_explain() -> None:
-    rules = CelRules([("deny", "request.method == 'POST'"), ("require", "has(jwt.sub)"), ("allow", "jwt.sub == 'a'")])
+    rules = CelRules(
+        [("deny", "request.method == 'POST'"), ("require", "has(jwt.sub)"), ("allow", "jwt.sub == 'a'")]
+    )
     assert len(rules) == 3
     assert rules.variables == frozenset({"request", "jwt"})
     assert rules.request_fields == frozenset({"method"})
@@ -68,17 +70,43 @@ def test_rules_codes_and_explain() -> None:
 
 def test_variables_from_the_dict() -> None:
     # request and source may come as plain maps too
-    assert CelProgram("request.path + source.address").evaluate(None, None, {"request": {"path": "/p"}, "source": {"address": "x"}}) == "/px"
+    assert (
+        CelProgram("request.path + source.address").evaluate(
+            None, None, {"request": {"path": "/p"}, "source": {"address": "x"}}
+        )
+        == "/px"
+    )
     # the tuple wins over the dict
     assert CelProgram("request.path").evaluate(HEAD, None, {"request": {"path": "/other"}}) == "/a/b"
 
 
 def test_conversions() -> None:
-    value = {"s": "é", "b": b"\xc3\xa9\xff", "i": -(2**63), "u": 2**64 - 1, "f": 0.5, "t": True, "n": None, "l": [1, (2, 3)]}
-    assert CelProgram("jwt").evaluate(variables={"jwt": value}) == {
-        "s": "é", "b": "é\ufffd", "i": -(2**63), "u": 2**64 - 1, "f": 0.5, "t": True, "n": None, "l": [1, [2, 3]]
+    value = {
+        "s": "é",
+        "b": b"\xc3\xa9\xff",
+        "i": -(2**63),
+        "u": 2**64 - 1,
+        "f": 0.5,
+        "t": True,
+        "n": None,
+        "l": [1, (2, 3)],
     }
-    assert CelProgram("jwt[2] + jwt[true] + jwt['k']").evaluate(variables={"jwt": {2: "a", True: "b", b"k": "c"}}) == "abc"
+    assert CelProgram("jwt").evaluate(variables={"jwt": value}) == {
+        "s": "é",
+        "b": "é\ufffd",
+        "i": -(2**63),
+        "u": 2**64 - 1,
+        "f": 0.5,
+        "t": True,
+        "n": None,
+        "l": [1, [2, 3]],
+    }
+    assert (
+        CelProgram("jwt[2] + jwt[true] + jwt['k']").evaluate(
+            variables={"jwt": {2: "a", True: "b", b"k": "c"}}
+        )
+        == "abc"
+    )
     with pytest.raises(OverflowError):
         CelProgram("jwt").evaluate(variables={"jwt": 2**64})
     with pytest.raises(TypeError, match="map key"):
@@ -108,7 +136,15 @@ def test_bad_request_tuples() -> None:
 
 
 def test_results() -> None:
-    assert CelProgram("[1, 'a', 2.5, b'x', null, true, {'k': [1u]}]").evaluate() == [1, "a", 2.5, b"x", None, True, {"k": [1]}]
+    assert CelProgram("[1, 'a', 2.5, b'x', null, true, {'k': [1u]}]").evaluate() == [
+        1,
+        "a",
+        2.5,
+        b"x",
+        None,
+        True,
+        {"k": [1]},
+    ]
     assert CelProgram("ip('::1')").evaluate() == "::1"
     assert CelProgram("optional.of(3)").evaluate() == 3
     assert CelProgram("optional.none()").evaluate() is None
@@ -134,13 +170,17 @@ def _native(expr: ref.Expr, claims: dict[str, Any], raw_headers: list[tuple[byte
 
 @settings(max_examples=400, deadline=None)
 @given(ref.expressions("bool"), ref.claims(), ref.headers)
-def test_bool_expressions_match_the_reference(expr: ref.Expr, claims: dict[str, Any], raw: list[tuple[bytes, bytes]]) -> None:
+def test_bool_expressions_match_the_reference(
+    expr: ref.Expr, claims: dict[str, Any], raw: list[tuple[bytes, bytes]]
+) -> None:
     assert _native(expr, claims, raw) == ref.run(expr, _env(claims, raw)), expr.source
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(["int", "string", "list"]).flatmap(ref.expressions), ref.claims(), ref.headers)
-def test_value_expressions_match_the_reference(expr: ref.Expr, claims: dict[str, Any], raw: list[tuple[bytes, bytes]]) -> None:
+def test_value_expressions_match_the_reference(
+    expr: ref.Expr, claims: dict[str, Any], raw: list[tuple[bytes, bytes]]
+) -> None:
     expected = ref.run(expr, _env(claims, raw))
     got = _native(expr, claims, raw)
     assert got == expected and type(got) is type(expected), expr.source
@@ -165,7 +205,9 @@ def reference_decision(kinds: list[str], results: list[Any]) -> int:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.tuples(st.sampled_from(["allow", "deny", "require"]), ref.expressions("bool", depth=2)), max_size=6),
+    st.lists(
+        st.tuples(st.sampled_from(["allow", "deny", "require"]), ref.expressions("bool", depth=2)), max_size=6
+    ),
     ref.claims(),
     ref.headers,
 )
@@ -180,3 +222,11 @@ def test_rule_sets_match_the_reference(
     assert compiled.evaluate(head, None, {"jwt": claims}) == reference_decision(kinds, results)
     explained = compiled.explain(head, None, {"jwt": claims})
     assert [r if isinstance(r, bool) else ref.RefError for r in explained] == results
+
+
+def test_only_headers_named_by_literal_keys_are_converted() -> None:
+    head = (b"GET", b"", b"", b"", b"", "HTTP/1.1", [(b"x-b", 5), (b"X-A", b"1"), (b"x-a", b"2")])
+    assert CelProgram("request.headers['x-a']").evaluate(head) == "1,2"  # type: ignore[arg-type]
+    assert CelProgram("request.headers").evaluate(head[:6] + ([(b"x-a", b"1")],)) == {"x-a": "1"}  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a header value must be bytes or str, not int"):
+        CelProgram("size(request.headers)").evaluate(head)  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ mod record;
 pub mod rules;
 mod vars;
 
-pub use program::{CompileError, EvalError, Program, References, context};
+pub use program::{CompileError, EvalError, HeaderNames, Program, References, context};
 pub use record::{Field, Record};
 pub use rules::{Decision, RuleError, RuleKind, RuleSet};
 pub use vars::{

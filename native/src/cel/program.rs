@@ -12,22 +12,85 @@ use super::env;
 use super::vars::{Bindings, RequestField, RequestFields, Var, VarSet};
 
 /// What an expression reads: its top-level variables and, of `request`, which fields.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct References {
     pub variables: VarSet,
     pub request: RequestFields,
+    /// Of `request.headers`, which ones (meaningful when `request.headers` is read at all).
+    pub headers: HeaderNames,
 }
 
 impl References {
-    pub fn union(self, other: References) -> References {
+    pub fn union(&self, other: &References) -> References {
         References {
             variables: self.variables.union(other.variables),
             request: self.request.union(other.request),
+            headers: self.headers.union(&other.headers),
         }
     }
 
     pub fn needs_headers(&self) -> bool {
         self.variables.contains(Var::Request) && self.request.contains(RequestField::Headers)
+    }
+}
+
+/// The request headers an expression can observe: those it names as literal keys
+/// (`request.headers["x-user"]`, `request.headers.host`, `has(request.headers.cookie)`,
+/// `"x" in request.headers`), or all of them when it uses the map any other way (its size, a
+/// comprehension, a computed key). Binding only the named ones keeps a request's other headers
+/// out of the conversion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderNames {
+    /// Sorted, without repeats.
+    Named(Vec<String>),
+    All,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        HeaderNames::Named(Vec::new())
+    }
+}
+
+impl HeaderNames {
+    fn add(&mut self, name: &str) {
+        if let HeaderNames::Named(names) = self
+            && let Err(at) = names.binary_search_by(|n| n.as_str().cmp(name))
+        {
+            names.insert(at, name.to_owned());
+        }
+    }
+
+    pub fn union(&self, other: &HeaderNames) -> HeaderNames {
+        match (self, other) {
+            (HeaderNames::Named(a), HeaderNames::Named(b)) => {
+                let mut union = self.clone();
+                b.iter().for_each(|name| union.add(name));
+                debug_assert!(a.len() <= union.len_named());
+                union
+            }
+            _ => HeaderNames::All,
+        }
+    }
+
+    fn len_named(&self) -> usize {
+        match self {
+            HeaderNames::Named(names) => names.len(),
+            HeaderNames::All => usize::MAX,
+        }
+    }
+
+    /// Whether a header named `name` (as received: its case does not matter) is to be bound.
+    pub fn wants(&self, name: &[u8]) -> bool {
+        match self {
+            HeaderNames::All => true,
+            HeaderNames::Named(names) => names.iter().any(|n| {
+                n.len() == name.len()
+                    && n.bytes()
+                        .zip(name)
+                        .all(|(a, b)| a == b.to_ascii_lowercase())
+            }),
+        }
     }
 }
 
@@ -122,8 +185,8 @@ impl Program {
         &self.source
     }
 
-    pub fn references(&self) -> References {
-        self.references
+    pub fn references(&self) -> &References {
+        &self.references
     }
 
     /// The value of the expression; it may borrow the bindings.
@@ -302,6 +365,10 @@ impl<'a> Check<'a> {
                 ),
             )
         })?;
+        if field == RequestField::Headers {
+            // `request.headers` used other than with a literal key: every header may be seen.
+            self.references.headers = HeaderNames::All;
+        }
         self.references.request.insert(field);
         Ok(())
     }
@@ -309,6 +376,28 @@ impl<'a> Check<'a> {
     /// The root variable of `operand` when it is `request` itself (not a local of that name).
     fn is_request(&self, operand: &IdedExpr) -> bool {
         matches!(&operand.expr, Expr::Ident(name) if name == "request" && !self.is_local(name))
+    }
+
+    /// Whether `e` is `request.headers` (or `request["headers"]`).
+    fn is_headers(&self, e: &IdedExpr) -> bool {
+        match &e.expr {
+            Expr::Select(select) => {
+                !select.test && select.field == "headers" && self.is_request(&select.operand)
+            }
+            Expr::Call(call) if call.func_name == operators::INDEX => matches!(
+                call.args.as_slice(),
+                [operand, IdedExpr { expr: Expr::Literal(LiteralValue::String(field)), .. }]
+                    if field.inner() == "headers" && self.is_request(operand)
+            ),
+            _ => false,
+        }
+    }
+
+    /// A header read by a literal name.
+    fn named_header(&mut self, name: &str) {
+        self.references.variables.insert(Var::Request);
+        self.references.request.insert(RequestField::Headers);
+        self.references.headers.add(name);
     }
 
     fn walk(&mut self, e: &'a IdedExpr) -> Result<(), CompileError> {
@@ -321,10 +410,15 @@ impl<'a> Check<'a> {
                 if self.variable(e, name)? == Some(Var::Request) {
                     // The whole of `request`: bind every field.
                     self.references.request = RequestFields::ALL;
+                    self.references.headers = HeaderNames::All;
                 }
                 Ok(())
             }
             Expr::Select(select) => {
+                if self.is_headers(&select.operand) {
+                    self.named_header(&select.field);
+                    return Ok(());
+                }
                 if self.is_request(&select.operand) {
                     self.references.variables.insert(Var::Request);
                     return self.request_field(e, &select.field);
@@ -341,6 +435,24 @@ impl<'a> Check<'a> {
             Expr::Call(call) => {
                 let indexes =
                     call.func_name == operators::INDEX || call.func_name == operators::OPT_INDEX;
+                // request.headers["name"], "name" in request.headers
+                if let [first, second] = call.args.as_slice() {
+                    let literal = |e: &'a IdedExpr| match &e.expr {
+                        Expr::Literal(LiteralValue::String(s)) => Some(s.inner()),
+                        _ => None,
+                    };
+                    let named = if indexes && self.is_headers(first) {
+                        literal(second)
+                    } else if call.func_name == operators::IN && self.is_headers(second) {
+                        literal(first)
+                    } else {
+                        None
+                    };
+                    if let Some(name) = named {
+                        self.named_header(name);
+                        return Ok(());
+                    }
+                }
                 if indexes
                     && let [
                         operand,

@@ -76,8 +76,8 @@ impl RuleSet {
     }
 
     /// What the rules read, together.
-    pub fn references(&self) -> References {
-        self.references
+    pub fn references(&self) -> &References {
+        &self.references
     }
 
     pub fn evaluate(&self, context: &Context<'_, '_>) -> Decision {

@@ -250,7 +250,10 @@ fn references_name_variables_and_request_fields() {
             "{source}"
         );
     }
-    let r = Program::compile("size(request) > 0").unwrap().references();
+    let r = Program::compile("size(request) > 0")
+        .unwrap()
+        .references()
+        .clone();
     assert_eq!(r.request, RequestFields::ALL);
     assert!(
         !Program::compile("jwt.sub == 'a'")
@@ -262,7 +265,8 @@ fn references_name_variables_and_request_fields() {
         "apiKey.team == basicAuth.username || llm.x == backend.name || extauthz.a == metadata.b",
     )
     .unwrap()
-    .references();
+    .references()
+    .clone();
     assert_eq!(
         r.variables.iter().collect::<Vec<_>>(),
         [
@@ -739,4 +743,57 @@ fn repeated_headers_are_joined_in_order() {
         Some(Field::Str(s)) => assert_eq!(s.inner(), "1,3,4"),
         other => panic!("{other:?}"),
     }
+}
+
+fn named_headers(source: &str) -> Option<Vec<String>> {
+    match &Program::compile(source).unwrap().references().headers {
+        HeaderNames::Named(names) => Some(names.clone()),
+        HeaderNames::All => None,
+    }
+}
+
+#[test]
+fn headers_named_by_literal_keys_are_the_only_ones_bound() {
+    let names = named_headers(
+        "request.headers['x-user'] == 'a' && has(request.headers.cookie) && 'b' in request.headers \
+         && request.headers.host == '' && request.headers['x-user'] != 'b'",
+    );
+    assert_eq!(names.unwrap(), ["b", "cookie", "host", "x-user"]);
+    let names = named_headers("request['headers']['a'] == '' && request.headers[?'c'].hasValue()");
+    assert_eq!(names.unwrap(), ["a", "c"]);
+    assert_eq!(
+        named_headers("request.path == ''").unwrap(),
+        Vec::<String>::new()
+    );
+    for all in [
+        "size(request.headers) > 0",
+        "request.headers[jwt.sub] == ''",
+        "request.headers.exists(h, h == 'a')",
+        "request.size() > 0",
+        "request[?'headers'].hasValue()",
+        "request.headers == {}",
+    ] {
+        assert_eq!(named_headers(all), None, "{all}");
+    }
+    let p = Program::compile("request.headers.host == ''").unwrap();
+    assert!(p.references().needs_headers());
+    let wanted = HeaderNames::Named(vec!["x-user".into()]);
+    assert!(wanted.wants(b"x-user") && wanted.wants(b"X-User"));
+    assert!(!wanted.wants(b"x-use") && !wanted.wants(b"x-users"));
+    assert!(HeaderNames::All.wants(b"anything"));
+    let set = RuleSet::compile([
+        (Allow, "request.headers.a == ''"),
+        (Deny, "request.headers.b == ''"),
+    ])
+    .unwrap();
+    assert_eq!(
+        set.references().headers,
+        HeaderNames::Named(vec!["a".into(), "b".into()])
+    );
+    let set = RuleSet::compile([
+        (Allow, "request.headers.a == ''"),
+        (Deny, "size(request.headers) == 0"),
+    ])
+    .unwrap();
+    assert_eq!(set.references().headers, HeaderNames::All);
 }

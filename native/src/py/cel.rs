@@ -64,19 +64,33 @@ fn compile_error(py: Python<'_>, error: &CompileError, index: Option<usize>) -> 
 
 fn variable_names<'py>(
     py: Python<'py>,
-    references: References,
+    references: &References,
 ) -> PyResult<Bound<'py, PyFrozenSet>> {
     PyFrozenSet::new(py, references.variables.iter().map(Var::name))
 }
 
 fn request_field_names<'py>(
     py: Python<'py>,
-    references: References,
+    references: &References,
 ) -> PyResult<Bound<'py, PyFrozenSet>> {
     let fields = RequestField::ALL
         .into_iter()
         .filter(|f| references.variables.contains(Var::Request) && references.request.contains(*f));
     PyFrozenSet::new(py, fields.map(RequestField::name))
+}
+
+/// Bytes (or the UTF-8 of a str) borrowed for as long as `item` is.
+fn bytes_or_str<'a>(item: Borrowed<'a, '_, PyAny>, what: &str) -> PyResult<&'a [u8]> {
+    if let Ok(bytes) = item.extract::<&'a [u8]>() {
+        return Ok(bytes);
+    }
+    if let Ok(text) = item.extract::<&'a str>() {
+        return Ok(text.as_bytes());
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be bytes or str, not {}",
+        item.get_type().name()?
+    )))
 }
 
 /// Turns Python values into CEL values that borrow from objects kept in `arena`.
@@ -99,20 +113,6 @@ impl<'a, 'py> Converter<'a, 'py> {
             return Ok(Some(text(b.as_bytes())));
         }
         Ok(None)
-    }
-
-    fn bytes_or_str(&self, object: Bound<'py, PyAny>, what: &str) -> PyResult<&'a [u8]> {
-        let kept = self.keep(object);
-        if let Ok(b) = kept.cast::<PyBytes>() {
-            return Ok(b.as_bytes());
-        }
-        if let Ok(s) = kept.cast::<PyString>() {
-            return Ok(s.to_str()?.as_bytes());
-        }
-        Err(PyTypeError::new_err(format!(
-            "{what} must be bytes or str, not {}",
-            kept.get_type().name()?
-        )))
     }
 
     fn value(&self, object: Bound<'py, PyAny>, depth: usize) -> PyResult<Box<dyn Val + 'a>> {
@@ -196,46 +196,48 @@ impl<'a, 'py> Converter<'a, 'py> {
     /// `(method, scheme, host, path, path_and_query, version, headers)` → `request`.
     fn request(
         &self,
-        head: &Bound<'py, PyAny>,
-        references: References,
+        head: &'a Bound<'py, PyAny>,
+        references: &References,
     ) -> PyResult<Box<dyn Val + 'a>> {
-        let head = head
-            .cast::<PyTuple>()
-            .map_err(|_| PyTypeError::new_err("request must be a tuple (method, scheme, host, path, path_and_query, version, headers)"))?;
+        let head = head.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err("request must be a tuple (method, scheme, host, path, path_and_query, version, headers)")
+        })?;
         if head.len() != 7 {
             return Err(PyValueError::new_err(format!(
                 "request must have 7 items, not {}",
                 head.len()
             )));
         }
-        let part = |i: usize, what: &str| -> PyResult<&'a [u8]> {
-            self.bytes_or_str(head.get_item(i)?, what)
-        };
+        let part = |i: usize, what: &str| bytes_or_str(head.get_borrowed_item(i)?, what);
         let (method, scheme, host) = (part(0, "method")?, part(1, "scheme")?, part(2, "host")?);
         let (path, path_and_query) = (part(3, "path")?, part(4, "path_and_query")?);
-        let version = self.keep(head.get_item(5)?);
-        let version = version
-            .cast::<PyString>()
-            .map_err(|_| PyTypeError::new_err("version must be a str"))?
-            .to_str()?;
+        let version: &'a str = head
+            .get_borrowed_item(5)?
+            .extract()
+            .map_err(|_| PyTypeError::new_err("version must be a str"))?;
         let mut headers: Vec<(&'a [u8], &'a [u8])> = Vec::new();
         if references.request.contains(RequestField::Headers) {
-            let given = head.get_item(6)?;
+            let given = head.get_borrowed_item(6)?;
             if !given.is_none() {
+                let shape = || PyTypeError::new_err("headers must be (name, value) tuples");
                 for pair in given.try_iter()? {
-                    let pair = pair?;
-                    let pair = pair.cast::<PyTuple>().map_err(|_| {
-                        PyTypeError::new_err("headers must be (name, value) tuples")
-                    })?;
+                    let pair = pair?.cast_into::<PyTuple>().map_err(|_| shape())?;
                     if pair.len() != 2 {
-                        return Err(PyValueError::new_err(
-                            "headers must be (name, value) tuples",
-                        ));
+                        return Err(shape());
                     }
-                    headers.push((
-                        self.bytes_or_str(pair.get_item(0)?, "a header name")?,
-                        self.bytes_or_str(pair.get_item(1)?, "a header value")?,
-                    ));
+                    let name = bytes_or_str(pair.get_borrowed_item(0)?, "a header name")?;
+                    if !references.headers.wants(name) {
+                        continue;
+                    }
+                    // A header the expressions read: the pair is kept for the call, so that its
+                    // items can be borrowed.
+                    let pair = self
+                        .keep(pair.into_any())
+                        .cast::<PyTuple>()
+                        .map_err(|_| shape())?;
+                    let name = bytes_or_str(pair.get_borrowed_item(0)?, "a header name")?;
+                    let value = bytes_or_str(pair.get_borrowed_item(1)?, "a header value")?;
+                    headers.push((name, value));
                 }
             }
         }
@@ -252,21 +254,17 @@ impl<'a, 'py> Converter<'a, 'py> {
     }
 
     /// `(address, port)` → `source`.
-    fn source(&self, peer: &Bound<'py, PyAny>) -> PyResult<Box<dyn Val + 'a>> {
-        let peer = peer
-            .cast::<PyTuple>()
-            .map_err(|_| PyTypeError::new_err("source must be a tuple (address, port)"))?;
+    fn source(&self, peer: &'a Bound<'py, PyAny>) -> PyResult<Box<dyn Val + 'a>> {
+        let shape = || PyTypeError::new_err("source must be a tuple (address, port)");
+        let peer = peer.cast::<PyTuple>().map_err(|_| shape())?;
         if peer.len() != 2 {
-            return Err(PyValueError::new_err(
-                "source must be a tuple (address, port)",
-            ));
+            return Err(shape());
         }
-        let address = self.keep(peer.get_item(0)?);
-        let address = address
-            .cast::<PyString>()
-            .map_err(|_| PyTypeError::new_err("source address must be a str"))?
-            .to_str()?;
-        let port: i64 = peer.get_item(1)?.extract()?;
+        let address: &'a str = peer
+            .get_borrowed_item(0)?
+            .extract()
+            .map_err(|_| PyTypeError::new_err("source address must be a str"))?;
+        let port: i64 = peer.get_borrowed_item(1)?.extract()?;
         Ok(Box::new(source_value(address, port)))
     }
 
@@ -274,9 +272,9 @@ impl<'a, 'py> Converter<'a, 'py> {
     /// the rest (and those, when not given) from `variables`; other entries are not read.
     fn bind(
         &self,
-        references: References,
-        request: Option<&Bound<'py, PyAny>>,
-        source: Option<&Bound<'py, PyAny>>,
+        references: &References,
+        request: Option<&'a Bound<'py, PyAny>>,
+        source: Option<&'a Bound<'py, PyAny>>,
         variables: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bindings<'a>> {
         let mut bindings = Bindings::default();
