@@ -84,7 +84,9 @@ def lookup(mapping: dict[str, Any], key: str) -> Any:
 
 
 def same_kind(a: Any, b: Any) -> bool:
-    return type(a) is type(b) or (isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and not isinstance(b, bool))
+    return type(a) is type(b) or (
+        isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and not isinstance(b, bool)
+    )
 
 
 def equal(a: Any, b: Any) -> bool:
@@ -168,12 +170,16 @@ def leaf(kind: str) -> st.SearchStrategy[Expr]:
             lambda k: Expr(f"jwt.{k}", lambda env, k=k: lookup(env["jwt"], k), "string")
         )
         header = st.sampled_from(HEADER_NAMES).map(
-            lambda h: Expr(f"request.headers[{quote(h)}]", lambda env, h=h: lookup(env["headers"], h), "string")
+            lambda h: Expr(
+                f"request.headers[{quote(h)}]", lambda env, h=h: lookup(env["headers"], h), "string"
+            )
         )
         return literals | claim | header
     if kind == "list":
         literals = st.lists(text, max_size=3).map(
-            lambda items: Expr("[" + ", ".join(map(quote, items)) + "]", lambda env, items=items: list(items), "list")
+            lambda items: Expr(
+                "[" + ", ".join(map(quote, items)) + "]", lambda env, items=items: list(items), "list"
+            )
         )
         return literals | st.just(Expr("jwt.tags", lambda env: lookup(env["jwt"], "tags"), "list"))
     booleans = st.booleans().map(lambda b: Expr("true" if b else "false", lambda env, b=b: b, "bool"))
@@ -181,18 +187,19 @@ def leaf(kind: str) -> st.SearchStrategy[Expr]:
         lambda k: Expr(f"has(jwt.{k})", lambda env, k=k: k in env["jwt"], "bool")
     )
     header_presence = st.sampled_from(HEADER_NAMES).map(
-        lambda h: Expr(f"({quote(h)} in request.headers)",
-                       lambda env, h=h: h in env["headers"], "bool")
+        lambda h: Expr(f"({quote(h)} in request.headers)", lambda env, h=h: h in env["headers"], "bool")
     )
     return booleans | presence | header_presence
 
 
 def extend(children: Callable[[str], st.SearchStrategy[Expr]], kind: str) -> st.SearchStrategy[Expr]:
     if kind == "int":
+
         def arith(op: str, a: Expr, b: Expr) -> Expr:
             def run(env: Env) -> int:
                 x, y = a.evaluate(env), b.evaluate(env)
                 return {"+": x + y, "-": x - y, "*": x * y}[op]
+
             return Expr(f"({a.source} {op} {b.source})", run, "int")
 
         def size_of(a: Expr) -> Expr:
@@ -202,6 +209,7 @@ def extend(children: Callable[[str], st.SearchStrategy[Expr]], kind: str) -> st.
             size_of, children("string") | children("list")
         )
     if kind == "string":
+
         def concat(a: Expr, b: Expr) -> Expr:
             return Expr(f"({a.source} + {b.source})", lambda env: a.evaluate(env) + b.evaluate(env), "string")
 
@@ -209,11 +217,15 @@ def extend(children: Callable[[str], st.SearchStrategy[Expr]], kind: str) -> st.
             name = "upperAscii" if upper else "lowerAscii"
             return Expr(f"{a.source}.{name}()", lambda env: ascii_case(a.evaluate(env), upper), "string")
 
-        return st.builds(concat, children("string"), children("string")) | st.builds(case, children("string"), st.booleans())
+        return st.builds(concat, children("string"), children("string")) | st.builds(
+            case, children("string"), st.booleans()
+        )
     if kind == "list":
         return st.builds(
             lambda items: Expr(
-                "[" + ", ".join(i.source for i in items) + "]", lambda env: [i.evaluate(env) for i in items], "list"
+                "[" + ", ".join(i.source for i in items) + "]",
+                lambda env: [i.evaluate(env) for i in items],
+                "list",
             ),
             st.lists(children("string"), max_size=3),
         )
@@ -226,16 +238,20 @@ def extend(children: Callable[[str], st.SearchStrategy[Expr]], kind: str) -> st.
             if op == "!=":
                 return not equal(x, y)
             return compare(op, x, y)
+
         return Expr(f"({a.source} {op} {b.source})", run, "bool")
 
     def string_test(name: str, a: Expr, b: Expr) -> Expr:
         ops = {"startsWith": str.startswith, "endsWith": str.endswith, "contains": str.__contains__}
-        return Expr(f"{a.source}.{name}({b.source})", lambda env: ops[name](a.evaluate(env), b.evaluate(env)), "bool")
+        return Expr(
+            f"{a.source}.{name}({b.source})", lambda env: ops[name](a.evaluate(env), b.evaluate(env)), "bool"
+        )
 
     def membership(a: Expr, b: Expr) -> Expr:
         def run(env: Env) -> bool:
             needle = a.evaluate(env)
             return any(equal(needle, x) for x in b.evaluate(env))
+
         return Expr(f"({a.source} in {b.source})", run, "bool")
 
     def negation(a: Expr) -> Expr:
@@ -262,13 +278,23 @@ def extend(children: Callable[[str], st.SearchStrategy[Expr]], kind: str) -> st.
             p = prefix.evaluate(env)
             tests = [v.startswith(p) for v in values]
             return any(tests) if name == "exists" else all(tests)
+
         return Expr(f"{items.source}.{name}(v, v.startsWith({prefix.source}))", run, "bool")
 
     scalar = st.sampled_from(["int", "string"])
     return (
-        scalar.flatmap(lambda k: st.builds(comparison, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), children(k), children(k)))
+        scalar.flatmap(
+            lambda k: st.builds(
+                comparison, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), children(k), children(k)
+            )
+        )
         | st.builds(comparison, st.sampled_from(["==", "!="]), children("int"), children("string"))
-        | st.builds(string_test, st.sampled_from(["startsWith", "endsWith", "contains"]), children("string"), children("string"))
+        | st.builds(
+            string_test,
+            st.sampled_from(["startsWith", "endsWith", "contains"]),
+            children("string"),
+            children("string"),
+        )
         | st.builds(membership, children("string"), children("list"))
         | st.builds(negation, children("bool"))
         | st.builds(junction, st.sampled_from(["&&", "||"]), children("bool"), children("bool"))

@@ -24,15 +24,34 @@ def make_ctx(
     if headers is None:
         headers = [(b"host", host), (b"x-user", b"alice"), (b"accept", b"text/html"), (b"accept", b"*/*")]
     return RequestCtx(
-        method, target, path, query, host, headers, version, True, None, False, False, client_ip, 40000, scheme, 0.0, "gw"
+        method,
+        target,
+        path,
+        query,
+        host,
+        headers,
+        version,
+        True,
+        None,
+        False,
+        False,
+        client_ip,
+        40000,
+        scheme,
+        0.0,
+        "gw",
     )
 
 
 CLAIMS = {"sub": "alice", "groups": ["dev", "admin"], "level": 3, "nested": {"key": "value"}}
 
 
-def decide(rules: list[str | dict[str, str]], ctx: RequestCtx | None = None, extra: dict[str, object] | None = None) -> Decision:
-    return CelRuleSet.compile(rules, WHERE).evaluate(ctx or make_ctx(), {"jwt": CLAIMS} if extra is None else extra)
+def decide(
+    rules: list[str | dict[str, str]], ctx: RequestCtx | None = None, extra: dict[str, object] | None = None
+) -> Decision:
+    return CelRuleSet.compile(rules, WHERE).evaluate(
+        ctx or make_ctx(), {"jwt": CLAIMS} if extra is None else extra
+    )
 
 
 # --- compiling ---------------------------------------------------------------------------------
@@ -82,7 +101,9 @@ def test_expression_compile_error() -> None:
 
 
 def test_referenced_variables() -> None:
-    rules = CelRuleSet.compile(["jwt.sub == 'a'", {"deny": "cidr('10.0.0.0/8').containsIP(source.address)"}], WHERE)
+    rules = CelRuleSet.compile(
+        ["jwt.sub == 'a'", {"deny": "cidr('10.0.0.0/8').containsIP(source.address)"}], WHERE
+    )
     assert rules.variables == {"jwt", "source"}
     assert len(rules) == 2
     assert rules.kinds == ("allow", "deny")
@@ -166,7 +187,15 @@ def test_request_fields() -> None:
 
 
 def test_headers_from_bytes() -> None:
-    ctx = make_ctx(headers=[(b"x-a", b"1"), (b"x-b", b"caf\xc3\xa9"), (b"x-a", b"2"), (b"x-bad", b"a\xffb"), (b"X-Up", b"v")])
+    ctx = make_ctx(
+        headers=[
+            (b"x-a", b"1"),
+            (b"x-b", b"caf\xc3\xa9"),
+            (b"x-a", b"2"),
+            (b"x-bad", b"a\xffb"),
+            (b"X-Up", b"v"),
+        ]
+    )
     assert value("request.headers", ctx) == {"x-a": "1,2", "x-b": "café", "x-bad": "a\ufffdb", "x-up": "v"}
     assert value("request.headers['x-a'].split(',')", ctx) == ["1", "2"]
     assert value("has(request.headers.cookie)", ctx) is False
@@ -204,10 +233,17 @@ def test_cidr_and_ip() -> None:
 
 def test_extra_variables_and_values() -> None:
     mcp = {"methodName": "tools/call", "tool": {"target": "github", "name": "create_issue"}}
-    extra: dict[str, object] = {"jwt": CLAIMS, "mcp": mcp, "apiKey": {"team": "blue"}, "basicAuth": {"username": "bob"}}
+    extra: dict[str, object] = {
+        "jwt": CLAIMS,
+        "mcp": mcp,
+        "apiKey": {"team": "blue"},
+        "basicAuth": {"username": "bob"},
+    }
     assert value("jwt.groups", extra=extra) == ["dev", "admin"]
     assert value("jwt", extra=extra) == CLAIMS
-    assert value("mcp.tool.name == 'create_issue' && apiKey.team == 'blue' && basicAuth.username == 'bob'", extra=extra)
+    assert value(
+        "mcp.tool.name == 'create_issue' && apiKey.team == 'blue' && basicAuth.username == 'bob'", extra=extra
+    )
     assert value("{'a': [1, 2.5, null, true, b'x']}", None) == {"a": [1, 2.5, None, True, b"x"]}
     assert value("jwt.?email", extra=extra) is None
     assert value("18446744073709551615u") == 2**64 - 1
