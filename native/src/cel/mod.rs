@@ -5,8 +5,12 @@
 //!   is not one of agentgateway's ([`Var`]), a `request` field that does not exist, a function
 //!   that is not declared, or a literal `matches` pattern that is not a valid regular expression
 //!   is a [`CompileError`] with its position. It also records what the expression reads
-//!   ([`References`]), so a caller binds only those variables, and `request.headers` only
-//!   when a rule reads them.
+//!   ([`References`]), so a caller binds only those variables, only the `request` fields read,
+//!   and of `request.headers` only the headers named by literal keys (all of them when the map
+//!   is used otherwise). `request`, its headers and `source` are bound as [`Record`]s.
+//! - Not supported (a compile error): timestamps and durations, message (struct) literals,
+//!   agentgateway's own extensions (`json`, `default`, `with`, `base64.*`, `regexReplace`, ...)
+//!   and variables other than [`Var`]'s (`response`, `destination`, `env`, ...).
 //! - [`RuleSet`] evaluates a list of `allow` / `deny` / `require` rules against one set of
 //!   [`Bindings`], built once per request; see [`rules`] for the semantics.
 //! - Functions: the CEL standard library except timestamps and durations (`size`, `contains`,
