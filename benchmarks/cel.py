@@ -52,10 +52,11 @@ RULES: list[str | dict[str, str]] = [
     "request.method in ['PUT', 'DELETE'] && request.host.endsWith('.example.com')",
     "jwt.groups.exists(g, g == 'dev') && request.headers['x-user'] == jwt.sub",
 ]
-# The same variables as RULES, deciding at once: what is left is building the context.
+# What RULES read (variables, request fields, header names), deciding at once: what is left is
+# building the context.
 CONTEXT_ONLY = [
-    "true || request.headers.size() > 0 || request.method + request.path + request.host == '' "
-    "|| jwt.sub == '' || source.port > 0"
+    "true || request.headers['x-tenant'] + request.headers['x-user'] + request.method + request.path"
+    " + request.host == '' || jwt.sub == '' || source.port > 0"
 ]
 
 CLAIMS: dict[str, object] = {
@@ -84,6 +85,7 @@ HEADERS = [
 ]
 EXPECTED_RULE = 9  # the request is allowed by the last rule
 QUIET_WAIT_SECONDS = 30.0
+BUDGET_US = 5.0
 
 
 def make_ctx() -> Any:
@@ -323,7 +325,8 @@ def section(
         "JWT claims (8) to a decision, building the CEL context included. Only the last rule allows the "
         "request, so all ten are evaluated. *gateway* is `CelRuleSet.evaluate` (agentgateway.policy.cel, "
         "native `cel` crate, one call per request); *context only* is the same with rules that read the "
-        "same variables but decide at once; *µs per rule* of the gateway is the difference over ten. "
+        "same variables, `request` fields and headers but decide at once; *µs per rule* of the gateway is "
+        "the difference over ten. "
         "*cel-python* is the pure-Python package with the same rules and rule semantics (its context "
         "built from the same `RequestCtx`; `cidr`/`containsIP` added as Python functions).",
         "",
@@ -342,8 +345,9 @@ def section(
         "",
         table(results),
         "",
-        f"- Budget (few µs for a set of ten rules, context included): "
-        f"**{'met' if gateway <= 5.0 else 'not met'}** — {gateway:.2f} µs per request.",
+        f'- Ten rules, context included, ≤ {BUDGET_US:g} µs ("a few µs"; the later target is jwtAuth + ten '
+        f"rules ≤ 25 µs added per request): **{'met' if gateway <= BUDGET_US else 'not met'}** — "
+        f"{gateway:.2f} µs per request.",
     ]
     return "\n".join(lines) + "\n"
 
