@@ -4,6 +4,7 @@ from typing import Final, Literal, final
 
 __all__ = [
     "__version__",
+    "BucketSpec",
     "JSONRPC_MAX_DEPTH",
     "JsonRpcEnvelope",
     "JsonRpcError",
@@ -11,6 +12,8 @@ __all__ = [
     "SseDecoder",
     "SseError",
     "SseEvent",
+    "SharedBuckets",
+    "bucket_key",
     "encode_sse_comment",
     "encode_sse_event",
     "rewrite_jsonrpc_id",
@@ -150,3 +153,44 @@ def encode_sse_event(
 
 def encode_sse_comment(text: bytes = b"") -> bytes:
     """Comment lines for `text`; b"" gives the keep-alive b":\\n"."""
+
+# --- Shared token buckets (local rate limits across worker processes) ------------------------
+
+@final
+class BucketSpec:
+    """How a bucket fills. ValueError when tokens_per_fill > max_tokens or the interval is 0."""
+
+    def __new__(cls, max_tokens: int, tokens_per_fill: int, fill_interval_ns: int) -> BucketSpec: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def tokens_per_fill(self) -> int: ...
+    @property
+    def fill_interval_ns(self) -> int: ...
+
+@final
+class SharedBuckets:
+    """Token buckets in memory shared by every process that maps the table (a memfd)."""
+
+    @staticmethod
+    def anonymous(slots: int) -> SharedBuckets:
+        """A table private to this process."""
+    @staticmethod
+    def initialize(fd: int, slots: int) -> SharedBuckets:
+        """Size the empty file `fd` for `slots` buckets and map it (OSError on failure)."""
+    @staticmethod
+    def attach(fd: int) -> SharedBuckets:
+        """Map a table initialized by another process; ValueError if `fd` holds none."""
+    @property
+    def slots(self) -> int: ...
+    @property
+    def evictions(self) -> int:
+        """Buckets dropped while in use because their probe window was full."""
+    def acquire(self, key: int, spec: BucketSpec, cost: int = 1) -> tuple[bool, int, int]:
+        """Take `cost` tokens: (allowed, tokens remaining, nanoseconds until the next fill)."""
+    def available(self, key: int, spec: BucketSpec) -> int: ...
+    def amend(self, key: int, spec: BucketSpec, delta: int) -> int:
+        """Remove `delta` tokens (give back when negative); returns the tokens left."""
+
+def bucket_key(identity: bytes, key: bytes) -> int:
+    """Table key of a bucket: its identity and the per-request key value (never 0)."""

@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 mod jsonrpc;
+mod ratelimit;
 mod sse;
 
 #[pymodule]
@@ -14,5 +15,6 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     jsonrpc::register(m)?;
     sse::register(m)?;
+    ratelimit::register(m)?;
     Ok(())
 }
