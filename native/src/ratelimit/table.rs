@@ -281,7 +281,7 @@ impl SharedBuckets {
                         spin_loop();
                         continue;
                     }
-                    if waits % LIVENESS_EVERY == 0
+                    if waits.is_multiple_of(LIVENESS_EVERY)
                         && owner != 0
                         && owner != self.pid
                         && !process_alive(owner)
