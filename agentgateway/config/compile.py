@@ -9,10 +9,18 @@ from pathlib import Path
 
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
-from agentgateway.config.ir import BindRuntime, ListenerRuntime, RuntimeConfig, ServerLimits, StaticSettings
+from agentgateway.config.ir import (
+    BindRuntime,
+    HealthState,
+    ListenerRuntime,
+    RuntimeConfig,
+    ServerLimits,
+    StaticSettings,
+)
 from agentgateway.config.schema import (
     BackendPolicies,
     BackendTls,
+    ListenerTls,
     LocalConfig,
     NamedBackend,
     Route,
@@ -20,7 +28,18 @@ from agentgateway.config.schema import (
     ValueMatch,
 )
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots
+from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.direct_response import DirectResponse
+from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
+from agentgateway.policy.health import EndpointHealth, HealthPolicy
+from agentgateway.policy.local_rate_limit import LocalRateLimit
+from agentgateway.policy.remote_rate_limit import RemoteRateLimit
+from agentgateway.policy.request_mirror import RequestMirror
+from agentgateway.policy.request_redirect import RequestRedirect
+from agentgateway.policy.retry import RetryPolicy
+from agentgateway.policy.timeout import TimeoutPolicy
+from agentgateway.policy.transformations import Transformations
+from agentgateway.policy.url_rewrite import UrlRewrite
 from agentgateway.routing.hostnames import validate_hostname_pattern
 from agentgateway.routing.route import CompiledRoute
 from agentgateway.routing.table import (
@@ -152,12 +171,20 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
 
 
 class _Compiler:
-    def __init__(self, cfg: LocalConfig, static: StaticSettings, base_dir: Path | None) -> None:
+    def __init__(
+        self,
+        cfg: LocalConfig,
+        static: StaticSettings,
+        base_dir: Path | None,
+        previous_health: HealthState | None,
+    ) -> None:
         self.cfg = cfg
         self.static = static
         self.base_dir = base_dir
         self.named: dict[str, tuple[NamedBackend, int]] = {}
         self._client_tls: dict[tuple[object, ...], UpstreamTls] = {}
+        self.previous_health: HealthState = previous_health or {}
+        self.health_state: HealthState = {}
 
     # ------------------------------------------------------------------ backends
 
@@ -204,7 +231,9 @@ class _Compiler:
             self.named[nb.name] = (nb, i)
 
     def route_backends(self, route: Route, where: str) -> WeightedChoice[HttpTarget]:
-        route_tls = route.policies.backend_tls if route.policies else None
+        policies = route.policies
+        route_tls = policies.backend_tls if policies else None
+        route_health = policies.health if policies else None
         items: list[tuple[HttpTarget, int]] = []
         for j, rb in enumerate(route.backends):
             bwhere = f"{where}.backends[{j}]"
@@ -213,8 +242,14 @@ class _Compiler:
             if (rb.host is None) == (rb.backend is None):
                 raise ConfigError(bwhere, "exactly one of host or backend must be set")
             inline_tls = _tls_of(rb.policies)
+            inline_health = rb.policies.health if rb.policies else None
             if rb.host is not None:
                 target = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
+                health, hwhere = (
+                    (inline_health, f"{bwhere}.policies.health")
+                    if inline_health
+                    else (route_health, f"{where}.policies.health")
+                )
             else:
                 assert rb.backend is not None
                 found = self.named.get(rb.backend)
@@ -225,8 +260,84 @@ class _Compiler:
                 # Precedence as the reference: backend-level < route-level < backendRef inline.
                 tls = inline_tls or route_tls or _tls_of(nb.policies)
                 target = self.http_target(nb.host, tls, nb.name, f"backends[{k}]")
+                named_health = nb.policies.health if nb.policies else None
+                if inline_health:
+                    health, hwhere = inline_health, f"{bwhere}.policies.health"
+                elif route_health:
+                    health, hwhere = route_health, f"{where}.policies.health"
+                else:
+                    health, hwhere = named_health, f"backends[{k}].policies.health"
+            if health is not None:
+                target.health = self.endpoint_health(target, HealthPolicy(health, hwhere))
             items.append((target, rb.weight))
         return WeightedChoice(items)
+
+    def endpoint_health(self, target: HttpTarget, policy: HealthPolicy) -> EndpointHealth:
+        """The health record of a backend under a policy, carried over from the previous config."""
+        key = (*target.pool_key, policy.fingerprint)
+        state = self.health_state.get(key) or self.previous_health.get(key)
+        if state is None:
+            state = EndpointHealth(policy)
+        self.health_state[key] = state
+        return state
+
+    def simple_target(self, host: str | None, backend: str | None, where: str) -> HttpTarget:
+        """A backend named inline (mirror, rate-limit service): ``host`` or a named backend."""
+        if (host is None) == (backend is None):
+            raise ConfigError(where, "exactly one of host or backend must be set")
+        if host is not None:
+            return self.http_target(host, None, host, where)
+        assert backend is not None
+        found = self.named.get(backend)
+        if found is None:
+            raise ConfigError(f"{where}.backend", f"no backend named {backend!r} in backends[]")
+        nb, k = found
+        assert nb.host is not None
+        return self.http_target(nb.host, _tls_of(nb.policies), nb.name, f"backends[{k}]")
+
+    # ------------------------------------------------------------------ policies
+
+    def route_policies(
+        self, route: Route, where: str, identity: str, labels: tuple[str, str, str]
+    ) -> tuple[PolicyChain, TimeoutPolicy | None, RetryPolicy | None, RequestMirror | None]:
+        """The chain of a route's policies and its upstream-call policies."""
+        p = route.policies
+        if p is None:
+            return EMPTY_CHAIN, None, None, None
+        pw = f"{where}.policies"
+        matches = route.matches
+        chain: list[Policy] = []
+        if p.request_header_modifier is not None:
+            chain.append(RequestHeaderModifier(p.request_header_modifier, f"{pw}.requestHeaderModifier"))
+        if p.response_header_modifier is not None:
+            chain.append(ResponseHeaderModifier(p.response_header_modifier, f"{pw}.responseHeaderModifier"))
+        if p.url_rewrite is not None:
+            chain.append(UrlRewrite(p.url_rewrite, f"{pw}.urlRewrite", matches))
+        if p.request_redirect is not None:
+            chain.append(RequestRedirect(p.request_redirect, f"{pw}.requestRedirect", matches))
+        if p.direct_response is not None:
+            chain.append(DirectResponse(p.direct_response, f"{pw}.directResponse"))
+        if p.transformations is not None:
+            chain.append(Transformations(p.transformations, f"{pw}.transformations"))
+        if p.local_rate_limit:
+            chain.append(LocalRateLimit(p.local_rate_limit, f"{pw}.localRateLimit", identity, labels))
+        if p.remote_rate_limit is not None:
+            rrl = p.remote_rate_limit
+            target = None
+            if rrl.redis is None:
+                target = self.simple_target(rrl.host, rrl.backend, f"{pw}.remoteRateLimit")
+            elif rrl.host is not None or rrl.backend is not None:
+                raise ConfigError(f"{pw}.remoteRateLimit", "redis replaces host/backend; set one of them")
+            chain.append(RemoteRateLimit(rrl, f"{pw}.remoteRateLimit", target, labels))
+        timeout = TimeoutPolicy(p.timeout, f"{pw}.timeout") if p.timeout is not None else None
+        retry = RetryPolicy(p.retry, f"{pw}.retry") if p.retry is not None else None
+        mirror = None
+        if p.request_mirror is not None:
+            mw = f"{pw}.requestMirror"
+            ref = p.request_mirror.backend
+            target = self.simple_target(ref.host, ref.backend, f"{mw}.backend")
+            mirror = RequestMirror(target, p.request_mirror.percentage, mw)
+        return PolicyChain(chain), timeout, retry, mirror
 
     # ------------------------------------------------------------------ routes
 
@@ -273,24 +384,104 @@ class _Compiler:
 
     def compile(self, limits: ServerLimits) -> RuntimeConfig:
         self.index_named_backends()
-        binds: dict[int, BindRuntime] = {}
+        sources: dict[int, tuple[str, list[_ListenerSource]]] = {}
         for i, bind in enumerate(self.cfg.binds):
             bwhere = f"binds[{i}]"
             if not 0 < bind.port < 65536:
                 raise ConfigError(f"{bwhere}.port", "must be 1-65535")
-            if bind.port in binds:
+            if bind.port in sources:
                 raise ConfigError(f"{bwhere}.port", f"port {bind.port} is bound twice")
-            binds[bind.port] = self.bind(bind.port, bind.listeners, bwhere)
-        return RuntimeConfig(self.cfg, binds, limits, self.static)
+            listeners = []
+            for j, ls in enumerate(bind.listeners):
+                lwhere = f"{bwhere}.listeners[{j}]"
+                listeners.append(
+                    _ListenerSource(
+                        ls.name or f"listener{j}",
+                        ls.hostname,
+                        ls.protocol,
+                        ls.tls,
+                        lwhere,
+                        [(route, f"{lwhere}.routes[{k}]") for k, route in enumerate(ls.routes)],
+                    )
+                )
+            sources[bind.port] = (bwhere, listeners)
+        self.gateway_sources(sources)
+        binds = {port: self.bind(port, listeners, where) for port, (where, listeners) in sources.items()}
+        return RuntimeConfig(self.cfg, binds, limits, self.static, self.health_state)
 
-    def bind(self, port: int, listeners: list, where: str) -> BindRuntime:  # type: ignore[type-arg]
+    def gateway_sources(self, sources: dict[int, tuple[str, list[_ListenerSource]]]) -> None:
+        """The new-style form: ``gateways`` (a port each, one or more listeners) and top-level
+        ``routes`` attached to them by name, compiled into the same IR as ``binds``."""
+        refs: dict[str, list[_ListenerSource]] = {}
+        for name, gw in self.cfg.gateways.items():
+            where = f"gateways.{name}"
+            if gw.port is None:
+                raise ConfigError(f"{where}.port", "is required")
+            if not 0 < gw.port < 65536:
+                raise ConfigError(f"{where}.port", "must be 1-65535")
+            if gw.port in sources:
+                raise ConfigError(f"{where}.port", f"port {gw.port} is also used by {sources[gw.port][0]}")
+            listeners = []
+            if not gw.listeners:
+                listeners.append(
+                    _ListenerSource(
+                        name, gw.hostname, _gateway_protocol(gw.protocol, gw.tls, where), gw.tls, where, []
+                    )
+                )
+                refs[name] = listeners
+            else:
+                if gw.protocol is not None or gw.tls is not None or gw.hostname is not None:
+                    raise ConfigError(
+                        where, "protocol, hostname and tls go on the listeners when listeners are set"
+                    )
+                for j, ls in enumerate(gw.listeners):
+                    lwhere = f"{where}.listeners[{j}]"
+                    lname = ls.name or f"listener{j}"
+                    source = _ListenerSource(
+                        f"{name}/{lname}",
+                        ls.hostname,
+                        _gateway_protocol(ls.protocol, ls.tls, lwhere),
+                        ls.tls,
+                        lwhere,
+                        [],
+                    )
+                    if source.name in refs:
+                        raise ConfigError(
+                            f"{lwhere}.name", f"two listeners of gateway {name} are named {lname!r}"
+                        )
+                    refs[source.name] = [source]
+                    listeners.append(source)
+                refs[name] = list(listeners)
+            sources[gw.port] = (where, listeners)
+        for k, route in enumerate(self.cfg.routes):
+            rwhere = f"routes[{k}]"
+            names = route.gateways
+            if names is None or names == []:
+                if "default" not in self.cfg.gateways:
+                    raise ConfigError(f"{rwhere}.gateways", "must be set (there is no gateway named default)")
+                names = ["default"]
+            elif isinstance(names, str):
+                names = [names]
+            attached: list[_ListenerSource] = []
+            for g, ref in enumerate(names):
+                found = refs.get(ref)
+                if found is None:
+                    known = ", ".join(sorted(refs)) or "none"
+                    raise ConfigError(
+                        f"{rwhere}.gateways[{g}]", f"no gateway or listener {ref!r} (known: {known})"
+                    )
+                attached += [ls for ls in found if ls not in attached]
+            for source in attached:
+                source.routes.append((route, rwhere))
+
+    def bind(self, port: int, listeners: list[_ListenerSource], where: str) -> BindRuntime:
         gateway = f"bind/{port}"
         by_host: dict[bytes, ListenerRuntime] = {}
         protocols = set()
         first: ListenerRuntime | None = None
         order = 0
-        for j, ls in enumerate(listeners):
-            lwhere = f"{where}.listeners[{j}]"
+        for ls in listeners:
+            lwhere = ls.where
             if ls.protocol not in ("HTTP", "HTTPS"):
                 raise ConfigError(f"{lwhere}.protocol", f"{ls.protocol} listeners are not supported yet")
             protocols.add(ls.protocol)
@@ -317,20 +508,24 @@ class _Compiler:
                 ssl_ctx.set_alpn_protocols(["http/1.1"])
             elif ls.tls is not None:
                 raise ConfigError(f"{lwhere}.tls", "tls is set but protocol is HTTP (use HTTPS)")
-            name = ls.name or f"listener{j}"
+            name = ls.name
             rules: dict[bytes, list[RouteRule]] = {}
-            for k, route in enumerate(ls.routes):
-                rwhere = f"{lwhere}.routes[{k}]"
+            for k, (route, rwhere) in enumerate(ls.routes):
                 route_name = route.name or f"route{k}"
                 if route.namespace:
                     route_name = f"{route.namespace}/{route_name}"
-                direct = None
-                if route.policies and route.policies.direct_response:
-                    direct = DirectResponse.compile(
-                        route.policies.direct_response, f"{rwhere}.policies.directResponse"
-                    )
+                chain, timeout, retry, mirror = self.route_policies(
+                    route, rwhere, f"{gateway}/{name}/{route_name}", (gateway, name, route_name)
+                )
                 compiled = CompiledRoute(
-                    route_name, gateway, name, self.route_backends(route, rwhere), direct
+                    route_name,
+                    gateway,
+                    name,
+                    self.route_backends(route, rwhere),
+                    chain,
+                    timeout,
+                    retry,
+                    mirror,
                 )
                 route_rules = self.route_rules(route, compiled, rwhere, order)
                 order += 1
@@ -350,6 +545,39 @@ class _Compiler:
             raise ConfigError(f"{where}.listeners", "a bind needs at least one listener")
         default = by_host.get(b"", first)
         return BindRuntime(port, "HTTPS" in protocols, ListenerSet(by_host), default)
+
+
+class _ListenerSource:
+    """A listener as written in either form (``binds`` or ``gateways``), with its routes and the
+    path of each in the file."""
+
+    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes")
+
+    def __init__(
+        self,
+        name: str,
+        hostname: str | None,
+        protocol: str,
+        tls: ListenerTls | None,
+        where: str,
+        routes: list[tuple[Route, str]],
+    ) -> None:
+        self.name = name
+        self.hostname = hostname
+        self.protocol = protocol
+        self.tls = tls
+        self.where = where
+        self.routes = routes
+
+
+def _gateway_protocol(protocol: str | None, tls: ListenerTls | None, where: str) -> str:
+    """As agentgateway: HTTP by default, HTTPS when tls is set; tls and protocol must agree."""
+    effective = protocol or ("HTTPS" if tls is not None else "HTTP")
+    if effective == "HTTPS" and tls is None:
+        raise ConfigError(f"{where}.tls", "protocol HTTPS requires tls")
+    if effective in ("HTTP", "TCP") and tls is not None:
+        raise ConfigError(f"{where}.tls", f"protocol {effective} cannot set tls")
+    return effective
 
 
 def _tls_of(policies: BackendPolicies | None) -> BackendTls | None:
@@ -372,7 +600,11 @@ def _value_matcher(name: bytes, value: ValueMatch, where: str) -> ValueMatcher:
     return ValueMatcher(name, None, _regex(value.regex, f"{where}.regex"))
 
 
-def compile_config(cfg: LocalConfig, base_dir: Path | None = None) -> RuntimeConfig:
+def compile_config(
+    cfg: LocalConfig, base_dir: Path | None = None, health_state: HealthState | None = None
+) -> RuntimeConfig:
+    """The IR of ``cfg``. ``health_state`` is the previous IR's backend health, carried over for
+    the backends and health policies that did not change."""
     static = compile_static(cfg)
     limits = compile_limits(cfg)
-    return _Compiler(cfg, static, base_dir).compile(limits)
+    return _Compiler(cfg, static, base_dir, health_state).compile(limits)

@@ -6,7 +6,11 @@ from __future__ import annotations
 import ssl
 
 from agentgateway.config.schema import LocalConfig
+from agentgateway.policy.health import EndpointHealth
 from agentgateway.routing.table import ListenerSet, RouteTable
+
+# Passive health of backends, by (backend connection key, health policy): kept across reloads.
+HealthState = dict[tuple[object, ...], EndpointHealth]
 
 
 class ServerLimits:
@@ -125,12 +129,18 @@ class BindRuntime:
 
 
 class RuntimeConfig:
-    __slots__ = ("source", "binds", "limits", "static")
+    __slots__ = ("source", "binds", "limits", "static", "health_state")
 
     def __init__(
-        self, source: LocalConfig, binds: dict[int, BindRuntime], limits: ServerLimits, static: StaticSettings
+        self,
+        source: LocalConfig,
+        binds: dict[int, BindRuntime],
+        limits: ServerLimits,
+        static: StaticSettings,
+        health_state: HealthState | None = None,
     ) -> None:
         self.source = source
         self.binds = binds
         self.limits = limits
         self.static = static
+        self.health_state: HealthState = health_state if health_state is not None else {}

@@ -26,13 +26,18 @@ import uvloop
 
 from agentgateway.config.compile import compile_config
 from agentgateway.config.errors import ConfigError
-from agentgateway.config.ir import BindRuntime, ListenerRuntime, RuntimeConfig
+from agentgateway.config.ir import BindRuntime, HealthState, ListenerRuntime, RuntimeConfig
 from agentgateway.config.loader import decode_config
 from agentgateway.observe.accesslog import AccessLog
+from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.log import access_log_enabled, setup_logging
 from agentgateway.observe.metrics import RequestMetrics
+from agentgateway.policy import buckets
+from agentgateway.policy.chain import respond
+from agentgateway.routing.route import CompiledRoute
 from agentgateway.server import control
 from agentgateway.server.context import RequestCtx
+from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
 from agentgateway.upstream.forward import HttpForward
@@ -84,8 +89,8 @@ class Worker:
             conn.reply(ctx, 404, f"no listener on port {bind.port} for host {ctx.host.decode('latin-1')!r}")
             return DISCARD
         ctx.listener = listener.name
-        route = listener.routes.select(ctx.host, ctx.method, ctx.path, ctx.headers, ctx.query)
-        if route is None:
+        rule = listener.routes.select_rule(ctx.host, ctx.method, ctx.path, ctx.headers, ctx.query)
+        if rule is None:
             conn.reply(
                 ctx,
                 404,
@@ -93,16 +98,35 @@ class Worker:
                 + (b"%s %s%s" % (ctx.method, ctx.host, ctx.path)).decode("latin-1"),
             )
             return DISCARD
+        route = rule.route
         ctx.route = route.name
-        if route.direct_response is not None:
-            route.direct_response.respond(conn, ctx)
-            return DISCARD
-        target = route.backends.pick()
-        if target is None:
+        ctx.match_prefix = rule.match_prefix
+        chain = route.chain
+        policies = chain.request
+        if policies:
+            first_async = chain.first_async
+            if first_async < 0:
+                # The common case: synchronous policies only, run in a plain loop.
+                for policy in policies:
+                    reply = policy.on_request(ctx)  # type: ignore[union-attr]
+                    if reply is not None:
+                        respond(conn, ctx, reply, chain)
+                        return DISCARD
+            else:
+                for i in range(first_async):
+                    reply = policies[i].on_request(ctx)  # type: ignore[union-attr]
+                    if reply is not None:
+                        respond(conn, ctx, reply, chain)
+                        return DISCARD
+                return DeferredExchange(self, conn, ctx, route, first_async)
+        return self.forward(conn, ctx, route)
+
+    def forward(self, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute) -> Exchange:
+        """Call the route's backend (the policy chain has let the request through)."""
+        if not route.backends:
             conn.reply(ctx, 500, f"route {route.name} has no backends")
             return DISCARD
-        ctx.backend = target.label
-        forward = HttpForward(self, conn, ctx, target)
+        forward = HttpForward(self, conn, ctx, route)
         forward.start()
         return forward
 
@@ -207,7 +231,7 @@ class Worker:
         self.access_log.flush()
 
 
-async def _serve(control_fd: int, index: int) -> int:
+async def _serve(control_fd: int, index: int, ratelimit_fd: int | None) -> int:
     loop = asyncio.get_running_loop()
     sock = socket.socket(fileno=control_fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
@@ -215,6 +239,8 @@ async def _serve(control_fd: int, index: int) -> int:
     def send(message: dict[str, Any]) -> None:
         writer.write(control.encode(message))
 
+    if ratelimit_fd is not None:
+        buckets.attach(ratelimit_fd)
     first = await control.read_message(reader)
     if first is None or first.get("op") != "config":
         return 2
@@ -246,14 +272,21 @@ async def _serve(control_fd: int, index: int) -> int:
             op = message.get("op")
             if op == "config":
                 try:
-                    await worker.apply(_compile(message))
+                    await worker.apply(_compile(message, worker.runtime.health_state))
                 except ConfigError as exc:
                     log.error("config not applied: %s", exc)
                     send({"op": "config_result", "generation": message.get("generation"), "error": str(exc)})
                 else:
                     send({"op": "config_result", "generation": message.get("generation"), "error": None})
             elif op == "metrics":
-                send({"op": "metrics", "id": message.get("id"), "requests": worker.metrics.snapshot()})
+                send(
+                    {
+                        "op": "metrics",
+                        "id": message.get("id"),
+                        "requests": worker.metrics.snapshot(),
+                        "counters": COUNTERS.snapshot(),
+                    }
+                )
             elif op == "drain":
                 stop.set()
 
@@ -262,24 +295,32 @@ async def _serve(control_fd: int, index: int) -> int:
     await asyncio.wait((control_task, stop_task), return_when=asyncio.FIRST_COMPLETED)
     await worker.drain()
     if not control_task.done():
-        send({"op": "metrics", "id": "final", "requests": worker.metrics.snapshot()})
+        send(
+            {
+                "op": "metrics",
+                "id": "final",
+                "requests": worker.metrics.snapshot(),
+                "counters": COUNTERS.snapshot(),
+            }
+        )
         with contextlib.suppress(TimeoutError, ConnectionError):
             await asyncio.wait_for(writer.drain(), 1.0)
         control_task.cancel()
     return 0
 
 
-def _compile(message: dict[str, Any]) -> RuntimeConfig:
+def _compile(message: dict[str, Any], health_state: HealthState | None = None) -> RuntimeConfig:
     base_dir = message.get("base_dir")
-    return compile_config(decode_config(message["text"]), Path(base_dir) if base_dir else None)
+    return compile_config(decode_config(message["text"]), Path(base_dir) if base_dir else None, health_state)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentgateway-worker")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--ratelimit-fd", type=int, help="memfd of the host's shared token buckets")
     args = parser.parse_args(argv)
-    return uvloop.run(_serve(args.control_fd, args.index))
+    return uvloop.run(_serve(args.control_fd, args.index, args.ratelimit_fd))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ssl
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentgateway.policy.health import EndpointHealth
 
 
 class UpstreamTls:
@@ -22,7 +26,7 @@ class UpstreamTls:
 class HttpTarget:
     """``host:port`` plus optional TLS. ``pool_key`` selects the connection pool."""
 
-    __slots__ = ("host", "port", "tls", "label", "authority", "pool_key", "connect_timeout")
+    __slots__ = ("host", "port", "tls", "label", "authority", "pool_key", "connect_timeout", "health")
 
     def __init__(
         self, host: str, port: int, tls: UpstreamTls | None, label: str, connect_timeout: float
@@ -34,6 +38,8 @@ class HttpTarget:
         self.authority = f"{host}:{port}".encode()
         self.connect_timeout = connect_timeout
         self.pool_key: tuple[object, ...] = (host, port, tls.fingerprint if tls else None)
+        # Passive health (outlier detection) of this backend, when a health policy applies.
+        self.health: EndpointHealth | None = None
 
 
 def split_host_port(value: str) -> tuple[str, int]:

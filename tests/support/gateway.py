@@ -100,6 +100,13 @@ class UpstreamServer(Process):
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def requests(self) -> list[dict[str, Any]]:
+        """What reached this upstream so far (its /__log)."""
+        return list(httpx.get(f"http://{self.address}/__log", timeout=5).json()["requests"])
+
+    def open_connections(self) -> int:
+        return int(httpx.get(f"http://{self.address}/__log", timeout=5).json()["open"]) - 1  # minus ours
+
 
 class Gateway(Process):
     """The daemon on a config written to ``tmp/config.yaml``; management planes on free ports."""
