@@ -69,7 +69,9 @@ def test_url_rewrite_prefix_full_and_authority(gateway, upstream):
                 {
                     "name": "prefix",
                     "matches": [{"path": {"pathPrefix": "/api/v1"}}],
-                    "policies": {"urlRewrite": {"path": {"prefix": "/v2"}, "authority": {"full": "svc.internal:81"}}},
+                    "policies": {
+                        "urlRewrite": {"path": {"prefix": "/v2"}, "authority": {"full": "svc.internal:81"}}
+                    },
                     "backends": [{"host": up.address}],
                 },
                 {
@@ -81,7 +83,9 @@ def test_url_rewrite_prefix_full_and_authority(gateway, upstream):
                 {
                     "name": "full",
                     "matches": [{"path": {"exact": "/old"}}],
-                    "policies": {"urlRewrite": {"path": {"full": "/new/place"}, "authority": {"host": "example.org"}}},
+                    "policies": {
+                        "urlRewrite": {"path": {"full": "/new/place"}, "authority": {"host": "example.org"}}
+                    },
                     "backends": [{"host": up.address}],
                 },
             ],
@@ -147,7 +151,10 @@ def test_request_redirect(gateway):
                     "name": "moved",
                     "matches": [{"path": {"pathPrefix": "/docs"}}],
                     "policies": {
-                        "requestRedirect": {"authority": {"host": "docs.example.com"}, "path": {"prefix": "/manual"}}
+                        "requestRedirect": {
+                            "authority": {"host": "docs.example.com"},
+                            "path": {"prefix": "/manual"},
+                        }
                     },
                 },
                 {
@@ -249,7 +256,7 @@ def test_response_body_transformation(gateway, upstream):
 
 @pytest.mark.parametrize(
     "expression",
-    ['request.headers["a"] + "x"', "jwt.sub", 'size(request.path) > 3'],
+    ['request.headers["a"] + "x"', "jwt.sub", "size(request.path) > 3"],
 )
 def test_expressions_that_need_cel_are_refused_at_load(tmp_path, expression):
     import subprocess
@@ -261,7 +268,12 @@ def test_expressions_that_need_cel_are_refused_at_load(tmp_path, expression):
 
     config = binds(
         8080,
-        [{"policies": {"transformations": {"request": {"set": {"x": expression}}}}, "backends": [{"host": "h:1"}]}],
+        [
+            {
+                "policies": {"transformations": {"request": {"set": {"x": expression}}}},
+                "backends": [{"host": "h:1"}],
+            }
+        ],
     )
     path = tmp_path / "cel.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -292,7 +304,9 @@ def test_policy_order(gateway, upstream):
                     "policies": {
                         # the header modifier runs after the transformation: its value wins
                         "requestHeaderModifier": {"set": {"x-who": "modifier"}},
-                        "transformations": {"request": {"set": {"x-who": '"transformation"', "x-seen-path": "request.path"}}},
+                        "transformations": {
+                            "request": {"set": {"x-who": '"transformation"', "x-seen-path": "request.path"}}
+                        },
                         # the rewrite runs after both: they saw the client's path
                         "urlRewrite": {"path": {"prefix": "/rewritten"}},
                     },
