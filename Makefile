@@ -36,9 +36,11 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/maturin develop --release --extras test --quiet
 	touch $@
 
-# Programs the integration tests drive besides the Python SDKs (installed once, if missing).
+# Programs the integration tests drive besides the Python SDKs (installed once, if missing):
+# curl, and redis-server for the shared rate limits (started by the tests, never as a service).
 test-deps:
 	@command -v curl >/dev/null || $(call apt_install,curl)
+	@{ command -v redis-server || [ -x /usr/bin/redis-server ]; } >/dev/null || $(call apt_install,redis-server)
 
 test-rust:
 	cargo test --quiet --workspace

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import Gateway, Process, UpstreamServer
+from tests.support.gateway import Gateway, Process, RateLimitService, RedisServer, UpstreamServer
 
 
 @pytest.fixture
@@ -23,6 +23,26 @@ def processes() -> Iterator[list[Process]]:
 def upstream(tmp_path: Path, processes: list[Process]) -> Callable[..., UpstreamServer]:
     def start(name: str = "up", **kwargs: Any) -> UpstreamServer:
         server = UpstreamServer(tmp_path, name, **kwargs)
+        processes.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def rls(tmp_path: Path, processes: list[Process]) -> Callable[..., RateLimitService]:
+    def start(**kwargs: Any) -> RateLimitService:
+        service = RateLimitService(tmp_path, **kwargs)
+        processes.append(service)
+        return service
+
+    return start
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path, processes: list[Process]) -> Callable[[], RedisServer]:
+    def start() -> RedisServer:
+        server = RedisServer(tmp_path)
         processes.append(server)
         return server
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -106,6 +107,47 @@ class UpstreamServer(Process):
 
     def open_connections(self) -> int:
         return int(httpx.get(f"http://{self.address}/__log", timeout=5).json()["open"]) - 1  # minus ours
+
+
+class RateLimitService(Process):
+    """The test RLS (``tests/support/rls.py``)."""
+
+    def __init__(
+        self, tmp: Path, limit: int = 3, delay: float = 0.0, headers: dict[str, str] | None = None
+    ) -> None:
+        self.port = free_port()
+        args = [sys.executable, "-m", "tests.support.rls", "--port", str(self.port), "--limit", str(limit)]
+        args += ["--delay", str(delay)]
+        for k, v in (headers or {}).items():
+            args += ["--header", f"{k}={v}"]
+        super().__init__(args, tmp / f"rls-{self.port}.log")
+        wait_for(lambda: "ready" in self.output() or not self.alive(), 20, "the rate limit service")
+        if not self.alive():
+            raise RuntimeError(f"rate limit service failed:\n{self.output()}")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class RedisServer(Process):
+    """A real ``redis-server`` (Debian's package) on a free port, in memory only."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--dir", str(tmp)]
+        super().__init__(args, tmp / f"redis-{self.port}.log")
+        wait_for(
+            lambda: "Ready to accept connections" in self.output() or not self.alive(), 20, "redis-server"
+        )
+        if not self.alive():
+            raise RuntimeError(f"redis-server failed:\n{self.output()}")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
 
 
 class Gateway(Process):
