@@ -261,3 +261,55 @@ def test_redis_down(gateway, upstream, redis_server):
     redis.stop()
     assert httpx.get(f"http://127.0.0.1:{port_closed}/echo").status_code == 500
     assert httpx.get(f"http://127.0.0.1:{port_open}/echo").status_code == 200
+
+
+def test_request_timeout_bounds_a_slow_rate_limit_service(gateway, upstream, rls):
+    up = upstream()
+    service = rls(limit=100, delay=1.0)
+    port = free_port()
+    gateway(
+        binds(
+            port,
+            [
+                {
+                    "policies": {
+                        "remoteRateLimit": _remote(host=service.address, timeout="5s"),
+                        "timeout": {"requestTimeout": "300ms"},
+                    },
+                    "backends": [{"host": up.address}],
+                }
+            ],
+        )
+    )
+    start = time.monotonic()
+    r = httpx.get(f"http://127.0.0.1:{port}/echo", headers={"x-user": "u"}, timeout=10)
+    assert r.status_code == 504 and time.monotonic() - start < 0.9
+    assert up.requests() == []
+
+
+def test_client_leaving_during_a_remote_check(gateway, upstream, rls):
+    import socket
+    import struct
+
+    up = upstream()
+    service = rls(limit=100, delay=0.5)
+    port = free_port()
+    gateway(
+        binds(
+            port,
+            [
+                {
+                    "policies": {"remoteRateLimit": _remote(host=service.address)},
+                    "backends": [{"host": up.address}],
+                }
+            ],
+        )
+    )
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nx-user: gone\r\n\r\n")
+    time.sleep(0.1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # a reset: the client is gone (a plain close is a half-close, still answered)
+    time.sleep(0.8)
+    assert up.requests() == []  # the request was dropped with its client
+    assert httpx.get(f"http://127.0.0.1:{port}/echo", headers={"x-user": "u"}).status_code == 200
