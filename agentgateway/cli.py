@@ -15,9 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="LLM, MCP and A2A gateway. With no config it serves the embedded default config.",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "-f", "--file", type=Path, help="config file (YAML or JSON); watched and hot-reloaded"
-    )
+    source.add_argument("-f", "--file", type=Path, help="config file (YAML or JSON); watched and hot-reloaded")
     source.add_argument("-c", "--config", help="inline config (YAML or JSON)")
     parser.add_argument(
         "--validate-only", action="store_true", help="check the config and exit: 0 if valid, 1 with the error"

@@ -30,9 +30,7 @@ def upstream(tmp_path: Path, processes: list[Process]) -> Callable[..., Upstream
 
 
 @pytest.fixture
-def gateway(
-    tmp_path: Path, processes: list[Process], request: pytest.FixtureRequest
-) -> Callable[..., Gateway]:
+def gateway(tmp_path: Path, processes: list[Process], request: pytest.FixtureRequest) -> Callable[..., Gateway]:
     def start(config: dict[str, Any] | str, **kwargs: Any) -> Gateway:
         gw_dir = tmp_path / f"gw{sum(isinstance(p, Gateway) for p in processes)}"
         gw_dir.mkdir()

@@ -9,20 +9,29 @@ from pathlib import Path
 
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
-from agentgateway.config.ir import BindRuntime, ListenerRuntime, RuntimeConfig, ServerLimits, StaticSettings
+from agentgateway.config.ir import (
+    BindRuntime,
+    ListenerRuntime,
+    McpSessionSettings,
+    RuntimeConfig,
+    ServerLimits,
+    StaticSettings,
+)
 from agentgateway.config.schema import (
     BackendPolicies,
     BackendTls,
     LocalConfig,
+    McpShortcut,
     NamedBackend,
     Route,
     RouteMatch,
     ValueMatch,
 )
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots
+from agentgateway.mcp.config import compile_mcp_backend
 from agentgateway.policy.direct_response import DirectResponse
 from agentgateway.routing.hostnames import validate_hostname_pattern
-from agentgateway.routing.route import CompiledRoute
+from agentgateway.routing.route import Backend, CompiledRoute
 from agentgateway.routing.table import (
     PATH_EXACT,
     PATH_PREFIX,
@@ -82,9 +91,7 @@ def compile_static(cfg: LocalConfig) -> StaticSettings:
         raise ConfigError("config.workers", "must be at least 1")
     level = (logging.level if logging and logging.level else "info").lower()
     if level not in ("trace", "debug", "info", "warn", "warning", "error", "off"):
-        raise ConfigError(
-            "config.logging.level", f"unknown level {level!r} (trace, debug, info, warn, error, off)"
-        )
+        raise ConfigError("config.logging.level", f"unknown level {level!r} (trace, debug, info, warn, error, off)")
     pool_max = backend.pool_max_size if backend else None
     if pool_max is not None and pool_max < 0:
         raise ConfigError("config.backend.poolMaxSize", "must not be negative")
@@ -95,9 +102,7 @@ def compile_static(cfg: LocalConfig) -> StaticSettings:
         workers=workers,
         log_format=(logging.format if logging and logging.format else "text"),
         log_level="warn" if level == "warning" else level,
-        connect_timeout=_duration(
-            backend.connect_timeout if backend else None, 10.0, "config.backend.connectTimeout"
-        ),
+        connect_timeout=_duration(backend.connect_timeout if backend else None, 10.0, "config.backend.connectTimeout"),
         pool_idle_timeout=_duration(
             backend.pool_idle_timeout if backend else None, 90.0, "config.backend.poolIdleTimeout"
         ),
@@ -139,9 +144,7 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
         limits.header_read_timeout = _duration(
             http.header_read_timeout, limits.header_read_timeout, f"{where}.headerReadTimeout"
         )
-        limits.idle_timeout = _duration(
-            http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout"
-        )
+        limits.idle_timeout = _duration(http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout")
     if tls:
         limits.tls_handshake_timeout = _duration(
             tls.tls_handshake_timeout,
@@ -186,47 +189,75 @@ class _Compiler:
         self._client_tls[fingerprint] = out
         return out
 
+    def make_target(self, host: str, port: int, tls: BackendTls | None, label: str, where: str) -> HttpTarget:
+        upstream_tls = self.client_tls(tls, host, f"{where}.policies.backendTLS") if tls else None
+        return HttpTarget(host, port, upstream_tls, label, self.static.connect_timeout)
+
     def http_target(self, host_port: str, tls: BackendTls | None, label: str, where: str) -> HttpTarget:
         try:
             host, port = split_host_port(host_port)
         except ValueError as exc:
             raise ConfigError(f"{where}.host", str(exc)) from None
-        upstream_tls = self.client_tls(tls, host, f"{where}.policies.backendTLS") if tls else None
-        return HttpTarget(host, port, upstream_tls, label, self.static.connect_timeout)
+        return self.make_target(host, port, tls, label, where)
 
     def index_named_backends(self) -> None:
         for i, nb in enumerate(self.cfg.backends):
             where = f"backends[{i}]"
             if nb.name in self.named:
                 raise ConfigError(f"{where}.name", f"duplicate backend name {nb.name!r}")
-            if nb.host is None:
-                raise ConfigError(where, "a backend needs host (the other kinds are not supported yet)")
+            if (nb.host is None) == (nb.mcp is None):
+                raise ConfigError(
+                    where, "exactly one of host or mcp must be set (the other kinds are not supported yet)"
+                )
             self.named[nb.name] = (nb, i)
 
-    def route_backends(self, route: Route, where: str) -> WeightedChoice[HttpTarget]:
+    def route_backends(self, route: Route, where: str) -> WeightedChoice[Backend]:
         route_tls = route.policies.backend_tls if route.policies else None
-        items: list[tuple[HttpTarget, int]] = []
+        items: list[tuple[Backend, int]] = []
         for j, rb in enumerate(route.backends):
             bwhere = f"{where}.backends[{j}]"
             if rb.weight < 0:
                 raise ConfigError(f"{bwhere}.weight", "must not be negative")
-            if (rb.host is None) == (rb.backend is None):
-                raise ConfigError(bwhere, "exactly one of host or backend must be set")
+            if sum(x is not None for x in (rb.host, rb.backend, rb.mcp)) != 1:
+                raise ConfigError(bwhere, "exactly one of host, backend or mcp must be set")
             inline_tls = _tls_of(rb.policies)
+            target: Backend
             if rb.host is not None:
                 target = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
+            elif rb.mcp is not None:
+                target = compile_mcp_backend(rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target)
             else:
                 assert rb.backend is not None
                 found = self.named.get(rb.backend)
                 if found is None:
                     raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
                 nb, k = found
-                assert nb.host is not None
-                # Precedence as the reference: backend-level < route-level < backendRef inline.
-                tls = inline_tls or route_tls or _tls_of(nb.policies)
-                target = self.http_target(nb.host, tls, nb.name, f"backends[{k}]")
+                if nb.mcp is not None:
+                    target = compile_mcp_backend(nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target)
+                else:
+                    assert nb.host is not None
+                    # Precedence as the reference: backend-level < route-level < backendRef inline.
+                    tls = inline_tls or route_tls or _tls_of(nb.policies)
+                    target = self.http_target(nb.host, tls, nb.name, f"backends[{k}]")
             items.append((target, rb.weight))
         return WeightedChoice(items)
+
+    def mcp_shortcut_bind(self, shortcut: McpShortcut) -> BindRuntime:
+        """``mcp:``: one listener on its own port whose only route serves /mcp and /sse."""
+        if not 0 < shortcut.port < 65536:
+            raise ConfigError("mcp.port", "must be 1-65535")
+        service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target)
+        direct = None
+        if shortcut.policies and shortcut.policies.direct_response:
+            direct = DirectResponse.compile(shortcut.policies.direct_response, "mcp.policies.directResponse")
+        gateway = f"bind/{shortcut.port}"
+        route = CompiledRoute("mcp", gateway, "mcp", WeightedChoice([(service, 1)]), direct)
+        rules = [
+            RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order)
+            for order, prefix in enumerate((b"/mcp", b"/sse"))
+        ]
+        listener = ListenerRuntime("mcp", gateway, None, "HTTP", None, RouteTable({b"": rules}))
+        return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
 
     # ------------------------------------------------------------------ routes
 
@@ -265,10 +296,7 @@ class _Compiler:
             if not _TOKEN.match(h.name):
                 raise ConfigError(f"{where}.headers[{k}].name", f"{h.name!r} is not a header name")
             headers.append(_value_matcher(h.name.lower().encode(), h.value, f"{where}.headers[{k}].value"))
-        query = [
-            _value_matcher(q.name.encode(), q.value, f"{where}.query[{k}].value")
-            for k, q in enumerate(m.query)
-        ]
+        query = [_value_matcher(q.name.encode(), q.value, f"{where}.query[{k}].value") for k, q in enumerate(m.query)]
         return RouteRule(route, kind, value, regex, method, headers, query, order)
 
     def compile(self, limits: ServerLimits) -> RuntimeConfig:
@@ -281,7 +309,11 @@ class _Compiler:
             if bind.port in binds:
                 raise ConfigError(f"{bwhere}.port", f"port {bind.port} is bound twice")
             binds[bind.port] = self.bind(bind.port, bind.listeners, bwhere)
-        return RuntimeConfig(self.cfg, binds, limits, self.static)
+        if self.cfg.mcp is not None:
+            if self.cfg.mcp.port in binds:
+                raise ConfigError("mcp.port", f"port {self.cfg.mcp.port} is also a bind's port")
+            binds[self.cfg.mcp.port] = self.mcp_shortcut_bind(self.cfg.mcp)
+        return RuntimeConfig(self.cfg, binds, limits, self.static, compile_mcp_settings(self.cfg))
 
     def bind(self, port: int, listeners: list, where: str) -> BindRuntime:  # type: ignore[type-arg]
         gateway = f"bind/{port}"
@@ -301,9 +333,7 @@ class _Compiler:
                     raise ConfigError(f"{lwhere}.hostname", err)
             key = (hostname or "").lower().encode()
             if key in by_host:
-                raise ConfigError(
-                    f"{lwhere}.hostname", f"two listeners on port {port} share hostname {hostname!r}"
-                )
+                raise ConfigError(f"{lwhere}.hostname", f"two listeners on port {port} share hostname {hostname!r}")
             ssl_ctx = None
             if ls.protocol == "HTTPS":
                 if ls.tls is None:
@@ -326,12 +356,8 @@ class _Compiler:
                     route_name = f"{route.namespace}/{route_name}"
                 direct = None
                 if route.policies and route.policies.direct_response:
-                    direct = DirectResponse.compile(
-                        route.policies.direct_response, f"{rwhere}.policies.directResponse"
-                    )
-                compiled = CompiledRoute(
-                    route_name, gateway, name, self.route_backends(route, rwhere), direct
-                )
+                    direct = DirectResponse.compile(route.policies.direct_response, f"{rwhere}.policies.directResponse")
+                compiled = CompiledRoute(route_name, gateway, name, self.route_backends(route, rwhere), direct)
                 route_rules = self.route_rules(route, compiled, rwhere, order)
                 order += 1
                 patterns = route.hostnames or [""]
@@ -370,6 +396,24 @@ def _value_matcher(name: bytes, value: ValueMatch, where: str) -> ValueMatcher:
         return ValueMatcher(name, value.exact.encode(), None)
     assert value.regex is not None
     return ValueMatcher(name, None, _regex(value.regex, f"{where}.regex"))
+
+
+def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
+    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp.sessionTtl``."""
+    raw = cfg.config
+    key_text = raw.session.key if raw and raw.session and raw.session.key else os.environ.get("SESSION_KEY")
+    key = None
+    if key_text:
+        try:
+            key = bytes.fromhex(key_text.strip())
+        except ValueError:
+            key = None
+        if key is None or len(key) != 32:
+            where = "config.session.key" if raw and raw.session and raw.session.key else "SESSION_KEY"
+            raise ConfigError(where, "must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`")
+    ttl_text = raw.mcp.session_ttl if raw and raw.mcp else None
+    ttl = _duration(ttl_text, 30 * 60.0, "config.mcp.sessionTtl")
+    return McpSessionSettings(key, ttl)
 
 
 def compile_config(cfg: LocalConfig, base_dir: Path | None = None) -> RuntimeConfig:

@@ -90,6 +90,18 @@ class StaticSettings:
         return [k for k in keys if getattr(self, k) != getattr(other, k)]
 
 
+class McpSessionSettings:
+    """How MCP session ids are protected and how long an idle session lives."""
+
+    __slots__ = ("key", "ttl")
+
+    def __init__(self, key: bytes | None, ttl: float) -> None:
+        # None: no configured key; the supervisor then makes one per gateway run, shared by its
+        # workers (sessions survive a worker change but not a restart, nor reach other replicas).
+        self.key = key
+        self.ttl = ttl
+
+
 class ListenerRuntime:
     __slots__ = ("name", "gateway", "hostname", "protocol", "ssl_context", "routes")
 
@@ -113,9 +125,7 @@ class ListenerRuntime:
 class BindRuntime:
     __slots__ = ("port", "tls", "listeners", "default_listener")
 
-    def __init__(
-        self, port: int, tls: bool, listeners: ListenerSet[ListenerRuntime], default: ListenerRuntime
-    ) -> None:
+    def __init__(self, port: int, tls: bool, listeners: ListenerSet[ListenerRuntime], default: ListenerRuntime) -> None:
         self.port = port
         self.tls = tls
         self.listeners = listeners
@@ -125,12 +135,18 @@ class BindRuntime:
 
 
 class RuntimeConfig:
-    __slots__ = ("source", "binds", "limits", "static")
+    __slots__ = ("source", "binds", "limits", "static", "mcp_sessions")
 
     def __init__(
-        self, source: LocalConfig, binds: dict[int, BindRuntime], limits: ServerLimits, static: StaticSettings
+        self,
+        source: LocalConfig,
+        binds: dict[int, BindRuntime],
+        limits: ServerLimits,
+        static: StaticSettings,
+        mcp_sessions: McpSessionSettings | None = None,
     ) -> None:
         self.source = source
         self.binds = binds
         self.limits = limits
         self.static = static
+        self.mcp_sessions = mcp_sessions or McpSessionSettings(None, 1800.0)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from agentgateway.mcp.config import McpService
 from agentgateway.policy.direct_response import DirectResponse
 from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.target import HttpTarget
+
+# What a route forwards to: an HTTP upstream, or a virtual MCP server (checked by ``kind``).
+Backend = HttpTarget | McpService
 
 
 class CompiledRoute:
@@ -17,7 +21,7 @@ class CompiledRoute:
         name: str,
         gateway: str,
         listener: str,
-        backends: WeightedChoice[HttpTarget],
+        backends: WeightedChoice[Backend],
         direct_response: DirectResponse | None = None,
     ) -> None:
         self.name = name

@@ -37,6 +37,10 @@ class RequestCtx:
         "request_bytes",
         "response_bytes",
         "end",
+        "mcp_session",
+        "mcp_method",
+        "mcp_target",
+        "mcp_resource",
     )
 
     def __init__(
@@ -84,6 +88,11 @@ class RequestCtx:
         self.request_bytes = 0
         self.response_bytes = 0
         self.end = 0.0
+        # MCP facts, set by the MCP endpoint (empty for other traffic).
+        self.mcp_session = ""
+        self.mcp_method = ""
+        self.mcp_target = ""
+        self.mcp_resource = ""
 
     @property
     def has_body(self) -> bool:

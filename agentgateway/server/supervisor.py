@@ -34,7 +34,7 @@ from agentgateway.config.envexpand import expand_env
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import RuntimeConfig
 from agentgateway.config.loader import decode_config, default_config_text, read_config_file
-from agentgateway.observe.metrics import RequestTotals
+from agentgateway.observe.metrics import RequestTotals, Snapshot
 from agentgateway.server import control
 from agentgateway.server.listeners import check_port_free
 
@@ -98,7 +98,7 @@ class WorkerProcess:
         self.ready = False
         self.started_at = 0.0
         self.failed_message: str | None = None
-        self.last_snapshot: list[list[object]] = []
+        self.last_snapshot: Snapshot = {}
         self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.ready_event = asyncio.Event()
 
@@ -122,7 +122,7 @@ class WorkerProcess:
         self.ready = False
         self.ready_event.clear()
         self.failed_message = None
-        self.last_snapshot = []
+        self.last_snapshot = {}
         reader, self.writer = await asyncio.open_unix_connection(sock=parent)
         self.send({"op": "config", "text": text, "base_dir": self._base_dir(), "generation": generation})
         asyncio.get_running_loop().create_task(self._read(reader))
@@ -159,7 +159,7 @@ class WorkerProcess:
                 self.failed_message = str(message.get("message"))
                 self.ready_event.set()
             elif op == "metrics":
-                self.last_snapshot = message.get("requests", [])
+                self.last_snapshot = message.get("metrics", {})
                 key = f"metrics:{message.get('id')}"
                 if key in self.waiters and not self.waiters[key].done():
                     self.waiters[key].set_result(message)
@@ -228,9 +228,7 @@ class Supervisor:
                 for w, i in zip(live, ids, strict=True)
             )
         )
-        snapshots = [
-            r.get("requests", []) if r else w.last_snapshot for w, r in zip(live, replies, strict=True)
-        ]
+        snapshots = [r.get("metrics", {}) if r else w.last_snapshot for w, r in zip(live, replies, strict=True)]
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Families(list(self.totals.families(snapshots)) + self._own_families()))
         return generate_latest(registry)
@@ -242,9 +240,7 @@ class Supervisor:
     def _own_families(self) -> list[Metric]:
         build = GaugeMetricFamily("agentgateway_build_info", "Build of this gateway", labels=["tag"])
         build.add_metric([__version__], 1)
-        reloads = CounterMetricFamily(
-            "agentgateway_config_reloads", "Config reloads by result", labels=["result"]
-        )
+        reloads = CounterMetricFamily("agentgateway_config_reloads", "Config reloads by result", labels=["result"])
         reloads.add_metric(["success"], self.reloads_ok)
         reloads.add_metric(["failure"], self.reloads_failed)
         synced = GaugeMetricFamily(
@@ -277,9 +273,7 @@ class Supervisor:
                 return 1
         await asyncio.gather(*(w.start(self.text, self.generation) for w in self.workers))
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(w.ready_event.wait() for w in self.workers)), _READY_TIMEOUT
-            )
+            await asyncio.wait_for(asyncio.gather(*(w.ready_event.wait() for w in self.workers)), _READY_TIMEOUT)
         except TimeoutError:
             log.error("workers did not become ready within %ss", _READY_TIMEOUT)
         failed = [w.failed_message for w in self.workers if w.failed_message]
@@ -346,7 +340,7 @@ class Supervisor:
 
     async def worker_exited(self, worker: WorkerProcess, code: int) -> None:
         self.totals.retire(worker.last_snapshot)
-        worker.last_snapshot = []
+        worker.last_snapshot = {}
         if self.stopping or not self.started:
             return
         log.warning(

@@ -28,6 +28,9 @@ from agentgateway.config.compile import compile_config
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import BindRuntime, ListenerRuntime, RuntimeConfig
 from agentgateway.config.loader import decode_config
+from agentgateway.mcp.config import McpService
+from agentgateway.mcp.endpoint import McpExchange
+from agentgateway.mcp.runtime import McpRuntime
 from agentgateway.observe.accesslog import AccessLog
 from agentgateway.observe.log import access_log_enabled, setup_logging
 from agentgateway.observe.metrics import RequestMetrics
@@ -37,6 +40,7 @@ from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
 from agentgateway.upstream.forward import HttpForward
 from agentgateway.upstream.pool import UpstreamPool
+from agentgateway.upstream.target import HttpTarget
 
 log = logging.getLogger("agentgateway.worker")
 
@@ -69,6 +73,14 @@ class Worker:
         self.binds: dict[int, BindHandle] = {}
         self.draining = False
         self._ticker: asyncio.Task[None] | None = None
+        self._mcp: McpRuntime | None = None
+
+    @property
+    def mcp(self) -> McpRuntime:
+        """MCP sessions and upstream clients, made on first use (most routes never need them)."""
+        if self._mcp is None:
+            self._mcp = McpRuntime(self)
+        return self._mcp
 
     # ------------------------------------------------------------------ request path
 
@@ -102,6 +114,12 @@ class Worker:
             conn.reply(ctx, 500, f"route {route.name} has no backends")
             return DISCARD
         ctx.backend = target.label
+        if target.kind == "mcp":
+            assert isinstance(target, McpService)
+            exchange = McpExchange(self.mcp, conn, ctx, target)
+            exchange.start()
+            return exchange
+        assert isinstance(target, HttpTarget)
         forward = HttpForward(self, conn, ctx, target)
         forward.start()
         return forward
@@ -110,9 +128,10 @@ class Worker:
         """The request is over: metrics and the access-log line."""
         duration = time.perf_counter() - ctx.start
         ctx.end = duration
-        self.metrics.observe(
-            (ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status), duration
-        )
+        self.metrics.observe((ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status), duration)
+        if ctx.mcp_method:
+            tool = ctx.mcp_resource if ctx.mcp_method == "tools/call" else ""
+            self.metrics.observe_mcp((ctx.route, ctx.mcp_method, ctx.mcp_target, tool))
         if self.access_log.enabled:
             self.access_log.record(ctx, duration)
 
@@ -183,6 +202,8 @@ class Worker:
                     conn.check_deadline(now)
                 if ticks % 50 == 0:
                     self.pool.sweep(now)
+                    if self._mcp is not None:
+                        self._mcp.sweep()
 
     async def drain(self) -> None:
         """Stop accepting, finish requests in flight (bounded by the termination deadline)."""
@@ -203,6 +224,8 @@ class Worker:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        if self._mcp is not None:
+            await self._mcp.close_all()  # stops stdio servers, ends upstream sessions
         self.pool.close_all()
         self.access_log.flush()
 
@@ -253,7 +276,7 @@ async def _serve(control_fd: int, index: int) -> int:
                 else:
                     send({"op": "config_result", "generation": message.get("generation"), "error": None})
             elif op == "metrics":
-                send({"op": "metrics", "id": message.get("id"), "requests": worker.metrics.snapshot()})
+                send({"op": "metrics", "id": message.get("id"), "metrics": worker.metrics.snapshot()})
             elif op == "drain":
                 stop.set()
 
@@ -262,7 +285,7 @@ async def _serve(control_fd: int, index: int) -> int:
     await asyncio.wait((control_task, stop_task), return_when=asyncio.FIRST_COMPLETED)
     await worker.drain()
     if not control_task.done():
-        send({"op": "metrics", "id": "final", "requests": worker.metrics.snapshot()})
+        send({"op": "metrics", "id": "final", "metrics": worker.metrics.snapshot()})
         with contextlib.suppress(TimeoutError, ConnectionError):
             await asyncio.wait_for(writer.drain(), 1.0)
         control_task.cancel()

@@ -301,9 +301,7 @@ class HttpForward:
             # on a fresh connection.
             self._retried = True
             self._out = []
-            self._pending = [
-                b"%x\r\n%b\r\n" % (len(c), c) if self._chunked else c for c in self._replay or ()
-            ]
+            self._pending = [b"%x\r\n%b\r\n" % (len(c), c) if self._chunked else c for c in self._replay or ()]
             if self._request_done and self._chunked:
                 self._pending.append(_LAST_CHUNK)
             self._pending_bytes = sum(len(p) for p in self._pending)

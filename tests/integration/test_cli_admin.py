@@ -101,9 +101,7 @@ def test_management_planes(gateway, upstream):
 def test_json_access_log(gateway, upstream):
     up = upstream()
     port = free_port()
-    gw = gateway(
-        {**binds(port, [{"backends": [{"host": up.address}]}]), "config": {"logging": {"format": "json"}}}
-    )
+    gw = gateway({**binds(port, [{"backends": [{"host": up.address}]}]), "config": {"logging": {"format": "json"}}})
     httpx.get(f"http://127.0.0.1:{port}/echo?a=1", headers={"host": "h.test"})
     import json
 

@@ -119,9 +119,7 @@ class Gateway(Process):
         self.workers = workers
         self.config_path = tmp / "config.yaml"
         self.write_config(config)
-        super().__init__(
-            [sys.executable, "-m", "agentgateway", "-f", str(self.config_path)], tmp / "gateway.log", env
-        )
+        super().__init__([sys.executable, "-m", "agentgateway", "-f", str(self.config_path)], tmp / "gateway.log", env)
         if wait:
             self.wait_ready()
 
@@ -186,11 +184,7 @@ class Gateway(Process):
             return []
 
     def access_lines(self) -> list[str]:
-        return [
-            line
-            for line in self.output().splitlines()
-            if "\trequest\t" in line or '"scope":"request"' in line
-        ]
+        return [line for line in self.output().splitlines() if "\trequest\t" in line or '"scope":"request"' in line]
 
 
 def binds(port: int, routes: list[dict[str, Any]], **listener: Any) -> dict[str, Any]:

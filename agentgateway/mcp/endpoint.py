@@ -1,0 +1,356 @@
+"""The MCP endpoint clients talk to: the exchange for routes whose backend is an MCP service.
+
+One endpoint path serves every client generation:
+- streamable HTTP, legacy shape: POST ``initialize`` → ``Mcp-Session-Id``; POST messages with it
+  (answers as JSON, or as an SSE stream for calls that may send progress or server requests);
+  GET with it for the session's own stream (``Last-Event-ID`` replays); DELETE ends it;
+- the modern shape (2026-07-28): stateless POSTs carrying their ``_meta`` envelope;
+- HTTP+SSE (2024-11-05): GET without a session opens an event stream whose first event names the
+  URL to POST messages to (``?sessionId=``); answers arrive on the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from agentgateway._native import encode_sse_comment, encode_sse_event
+from agentgateway.mcp import protocol
+from agentgateway.mcp.config import McpService
+from agentgateway.mcp.protocol import McpError, Message
+
+if TYPE_CHECKING:
+    from agentgateway.mcp.runtime import McpRuntime
+    from agentgateway.mcp.session import DownstreamSession
+    from agentgateway.server.context import RequestCtx
+    from agentgateway.server.http1 import HttpConnection
+
+log = logging.getLogger("agentgateway.mcp")
+
+_JSON = (b"content-type", b"application/json")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_KEEPALIVE = 15.0
+# Calls that may stream progress, logging or server requests before their answer.
+_STREAMING_METHODS = frozenset(("tools/call", "prompts/get", "resources/read", "completion/complete"))
+
+
+class McpExchange:
+    """Serves one HTTP request on an MCP route (body buffered, then handled in a task)."""
+
+    __slots__ = ("runtime", "conn", "ctx", "service", "_body", "_size", "_limit", "_too_large", "_task")
+
+    def __init__(self, runtime: McpRuntime, conn: HttpConnection, ctx: RequestCtx, service: McpService) -> None:
+        self.runtime = runtime
+        self.conn = conn
+        self.ctx = ctx
+        self.service = service
+        self._body: list[bytes] = []
+        self._size = 0
+        self._limit = runtime.worker.runtime.limits.max_buffer_size
+        self._too_large = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.ctx.expect_continue:
+            self.conn.send_continue()
+
+    # ------------------------------------------------------------------ Exchange
+
+    def request_body(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._limit:
+            self._too_large = True
+            self._body.clear()
+            return
+        self._body.append(chunk)
+
+    def request_end(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    def client_write_paused(self) -> None:
+        pass  # MCP messages are small; SSE writes are flushed per event
+
+    def client_write_resumed(self) -> None:
+        pass
+
+    def client_lost(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def client_data_done(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def _serve(self) -> None:
+        try:
+            await self._dispatch()
+        except asyncio.CancelledError:
+            raise
+        except McpError as exc:
+            self._jsonrpc_error(None, exc, 400)
+        except Exception as exc:  # a bug must cost one request, not the worker
+            log.exception("MCP request failed")
+            self._jsonrpc_error(None, McpError(protocol.INTERNAL_ERROR, f"internal error: {exc}"), 500)
+
+    async def _dispatch(self) -> None:
+        ctx = self.ctx
+        method = ctx.method
+        token = ctx.header(b"mcp-session-id")
+        if method == b"POST":
+            if self._too_large:
+                raise McpError(protocol.INVALID_REQUEST, f"message larger than {self._limit} bytes")
+            query = parse_qs(ctx.query.decode("latin-1"))
+            if "sessionId" in query:
+                await self._sse_transport_post(query["sessionId"][0])
+                return
+            msg = self._decode()
+            if token is not None:
+                session = self.runtime.lookup(token.decode("latin-1"), self.service)
+                if session is None:
+                    self._unknown_session()
+                    return
+                await self._session_message(session, msg)
+            elif msg.get("method") == "initialize":
+                await self._initialize(msg)
+            else:
+                raise McpError(protocol.INVALID_REQUEST, "Bad Request: no Mcp-Session-Id (send initialize first)")
+        elif method == b"GET":
+            if token is not None:
+                session = self.runtime.lookup(token.decode("latin-1"), self.service)
+                if session is None:
+                    self._unknown_session()
+                    return
+                await self._session_stream(session)
+            elif b"text/event-stream" in (ctx.header(b"accept") or b""):
+                await self._sse_transport_open()
+            else:
+                self._status(405, (b"allow", b"POST, GET, DELETE"))
+        elif method == b"DELETE":
+            if token is None:
+                raise McpError(protocol.INVALID_REQUEST, "Bad Request: DELETE needs Mcp-Session-Id")
+            session = self.runtime.lookup(token.decode("latin-1"), self.service)
+            if session is None:
+                self._unknown_session()
+                return
+            await self.runtime.end(session)
+            self._status(200)
+        else:
+            self._status(405, (b"allow", b"POST, GET, DELETE"))
+
+    def _decode(self) -> Message:
+        raw = b"".join(self._body)
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise McpError(protocol.PARSE_ERROR, f"Parse error: {exc}") from None
+        if isinstance(msg, list):
+            raise McpError(protocol.INVALID_REQUEST, "JSON-RPC batches are not supported (MCP 2025-06-18 removed them)")
+        if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0":
+            raise McpError(protocol.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+        if "method" in msg:
+            if not isinstance(msg["method"], str):
+                raise McpError(protocol.INVALID_REQUEST, "Invalid Request: method must be a string")
+            if "id" in msg and (msg["id"] is None or isinstance(msg["id"], bool | float | list | dict)):
+                raise McpError(protocol.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
+            if "params" in msg and not isinstance(msg["params"], dict):
+                raise McpError(protocol.INVALID_REQUEST, "Invalid Request: params must be an object")
+        elif not ("result" in msg or "error" in msg) or "id" not in msg:
+            raise McpError(
+                protocol.INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response"
+            )
+        return msg
+
+    # ------------------------------------------------------------------ legacy streamable HTTP
+
+    async def _initialize(self, msg: Message) -> None:
+        params = msg.get("params")
+        if not isinstance(params, dict):
+            raise McpError(protocol.INVALID_PARAMS, "initialize needs params")
+        session = self.runtime.new_session(self.service)
+        try:
+            result = await self.runtime.federation.initialize(session, params)
+        except McpError as exc:
+            self.runtime.sessions.pop(session.sid, None)
+            self._json(200, protocol.error(msg.get("id"), exc))
+            return
+        token = self.runtime.seal(session)
+        self.ctx.mcp_session = session.sid
+        self._note(msg, None)
+        self._json(200, protocol.result(msg.get("id"), result), ((b"mcp-session-id", token.encode()),))
+
+    async def _session_message(self, session: DownstreamSession, msg: Message) -> None:
+        self.ctx.mcp_session = session.sid
+        federation = self.runtime.federation
+        if protocol.is_notification(msg):
+            self._note(msg, None)
+            await federation.client_notification(session, msg)
+            self._status(202)
+            return
+        if protocol.is_response(msg):
+            await federation.client_response(session, msg)
+            self._status(202)
+            return
+        method = msg["method"]
+        if method in _STREAMING_METHODS and self._accepts_sse():
+            await self._answer_streaming(session, msg)
+            return
+
+        async def to_session_stream(related: Message) -> None:
+            session.stream.push(related)
+
+        try:
+            result = await federation.request(session, msg, to_session_stream)
+            answer = protocol.result(msg["id"], result)
+        except McpError as exc:
+            answer = protocol.error(msg["id"], exc)
+        self._note(msg, session)
+        self._json(200, answer)
+
+    async def _answer_streaming(self, session: DownstreamSession, msg: Message) -> None:
+        """The answer as an SSE stream: what the server sends about the call, then the result."""
+        self.conn.send_head(200, _SSE_HEADERS, None, True)
+        self.conn.flush()
+
+        async def related(item: Message) -> None:
+            self._event(protocol.dumps(item))
+
+        try:
+            result = await self.runtime.federation.request(session, msg, related)
+            answer = protocol.result(msg["id"], result)
+        except McpError as exc:
+            answer = protocol.error(msg["id"], exc)
+        self._note(msg, session)
+        self._event(protocol.dumps(answer))
+        self.conn.end_response()
+
+    async def _session_stream(self, session: DownstreamSession) -> None:
+        """GET with a session: messages not tied to a request, until the client goes away."""
+        self.ctx.mcp_session = session.sid
+        last = self.ctx.header(b"last-event-id")
+        queue = session.stream.attach(last.decode("latin-1") if last else None)
+        for upstream in session.upstreams.values():
+            opener = getattr(upstream, "open_session_stream", None)
+            if opener is not None:
+                opener()
+        self.conn.send_head(200, _SSE_HEADERS, None, True)
+        self.conn.flush()
+        try:
+            await self._pump(queue)
+        finally:
+            session.stream.detach(queue)
+        self.conn.end_response()
+
+    async def _pump(self, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:
+        while not self.conn.closed:
+            try:
+                item = await asyncio.wait_for(queue.get(), _KEEPALIVE)
+            except TimeoutError:
+                self.conn.send_body(encode_sse_comment(b"keep-alive"))
+                self.conn.flush()
+                continue
+            if item is None:
+                return
+            event_id, data = item
+            self._event(data, event_id)
+
+    # ------------------------------------------------------------------ HTTP+SSE (2024-11-05)
+
+    async def _sse_transport_open(self) -> None:
+        session = self.runtime.new_session(self.service)
+        self.ctx.mcp_session = session.sid
+        queue = session.stream.attach(None)
+        endpoint = self.ctx.path + b"?sessionId=" + session.sid.encode()
+        self.conn.send_head(200, _SSE_HEADERS, None, True)
+        self.conn.send_body(encode_sse_event(endpoint, "endpoint"))
+        self.conn.flush()
+        try:
+            await self._pump(queue)
+        finally:
+            # The session lives as long as its stream.
+            await self.runtime.end(session)
+        self.conn.end_response()
+
+    async def _sse_transport_post(self, sid: str) -> None:
+        session = self.runtime.sessions.get(sid)
+        if session is None or session.closed:
+            self._status(404)
+            return
+        self.ctx.mcp_session = session.sid
+        msg = self._decode()
+        self._status(202)  # the answer goes on the event stream
+        federation = self.runtime.federation
+        if protocol.is_notification(msg):
+            await federation.client_notification(session, msg)
+            return
+        if protocol.is_response(msg):
+            await federation.client_response(session, msg)
+            return
+
+        async def to_stream(item: Message) -> None:
+            session.stream.push(item)
+
+        try:
+            if msg["method"] == "initialize":
+                params = msg.get("params")
+                if not isinstance(params, dict):
+                    raise McpError(protocol.INVALID_PARAMS, "initialize needs params")
+                answer = protocol.result(msg["id"], await federation.initialize(session, params))
+            else:
+                answer = protocol.result(msg["id"], await federation.request(session, msg, to_stream))
+        except McpError as exc:
+            answer = protocol.error(msg["id"], exc)
+        self._note(msg, session)
+        session.stream.push(answer)
+
+    # ------------------------------------------------------------------ responses
+
+    def _accepts_sse(self) -> bool:
+        return b"text/event-stream" in (self.ctx.header(b"accept") or b"")
+
+    def _event(self, data: bytes, event_id: str | None = None) -> None:
+        self.conn.send_body(encode_sse_event(data, "message", event_id))
+        self.conn.flush()
+
+    def _json(self, status: int, msg: Message, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        body = protocol.dumps(msg)
+        self.conn.send_head(status, [_JSON, *headers], len(body), True)
+        self.conn.send_body(body)
+        self.conn.end_response()
+
+    def _jsonrpc_error(self, id_: Any, err: McpError, status: int) -> None:
+        if self.ctx.status:  # the response already started (a stream): nothing sane to add
+            self.conn.abort()
+            return
+        self.ctx.reason = err.message
+        self._json(status, protocol.error(id_, err))
+
+    def _status(self, status: int, *headers: tuple[bytes, bytes]) -> None:
+        self.conn.send_head(status, list(headers), 0, False)
+        self.conn.end_response()
+
+    def _unknown_session(self) -> None:
+        self.ctx.reason = "unknown MCP session"
+        self._json(404, protocol.error(None, McpError(protocol.INVALID_REQUEST, "Session not found")))
+
+    def _note(self, msg: Message, session: DownstreamSession | None) -> None:
+        """MCP facts for the access log and metrics."""
+        ctx = self.ctx
+        method = msg.get("method")
+        ctx.mcp_method = method if isinstance(method, str) else ""
+        params = msg.get("params")
+        if session is not None and isinstance(params, dict) and method in protocol.NAME_PARAM:
+            name = params.get(protocol.NAME_PARAM[method])
+            if isinstance(name, str):
+                ctx.mcp_resource = name
+                with contextlib.suppress(McpError):
+                    ctx.mcp_target = self.runtime.federation.resolve(session, method, params)[0]
