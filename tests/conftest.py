@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import Gateway, Process, UpstreamServer
+from tests.support.gateway import Gateway, McpServerProcess, Process, UpstreamServer
 
 
 @pytest.fixture
@@ -23,6 +23,16 @@ def processes() -> Iterator[list[Process]]:
 def upstream(tmp_path: Path, processes: list[Process]) -> Callable[..., UpstreamServer]:
     def start(name: str = "up", **kwargs: Any) -> UpstreamServer:
         server = UpstreamServer(tmp_path, name, **kwargs)
+        processes.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def mcp_server(tmp_path: Path, processes: list[Process]) -> Callable[..., McpServerProcess]:
+    def start(name: str, transport: str = "http", **kwargs: Any) -> McpServerProcess:
+        server = McpServerProcess(tmp_path, name, transport, **kwargs)
         processes.append(server)
         return server
 

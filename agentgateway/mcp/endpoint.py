@@ -23,12 +23,16 @@ from agentgateway._native import encode_sse_comment, encode_sse_event
 from agentgateway.mcp import protocol
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.protocol import McpError, Message
+from agentgateway.mcp.runtime import Remote
+from agentgateway.server.relay import BIND_HEADER, relay_target
+from agentgateway.upstream.forward import HttpForward
 
 if TYPE_CHECKING:
     from agentgateway.mcp.runtime import McpRuntime
     from agentgateway.mcp.session import DownstreamSession
     from agentgateway.server.context import RequestCtx
     from agentgateway.server.http1 import HttpConnection
+    from agentgateway.upstream.target import HttpTarget
 
 log = logging.getLogger("agentgateway.mcp")
 
@@ -46,7 +50,7 @@ _STREAMING_METHODS = frozenset(("tools/call", "prompts/get", "resources/read", "
 class McpExchange:
     """Serves one HTTP request on an MCP route (body buffered, then handled in a task)."""
 
-    __slots__ = ("runtime", "conn", "ctx", "service", "_body", "_size", "_limit", "_too_large", "_task")
+    __slots__ = ("runtime", "conn", "ctx", "service", "_body", "_size", "_limit", "_too_large", "_task", "_relay")
 
     def __init__(self, runtime: McpRuntime, conn: HttpConnection, ctx: RequestCtx, service: McpService) -> None:
         self.runtime = runtime
@@ -58,6 +62,8 @@ class McpExchange:
         self._limit = runtime.worker.runtime.limits.max_buffer_size
         self._too_large = False
         self._task: asyncio.Task[None] | None = None
+        # Set when the session lives in another worker: that worker answers through this one.
+        self._relay: HttpForward | None = None
 
     def start(self) -> None:
         if self.ctx.expect_continue:
@@ -77,17 +83,23 @@ class McpExchange:
         self._task = asyncio.get_running_loop().create_task(self._serve())
 
     def client_write_paused(self) -> None:
-        pass  # MCP messages are small; SSE writes are flushed per event
+        if self._relay is not None:
+            self._relay.client_write_paused()
+        # Otherwise nothing to do: MCP messages are small and SSE writes are flushed per event.
 
     def client_write_resumed(self) -> None:
-        pass
+        if self._relay is not None:
+            self._relay.client_write_resumed()
 
     def client_lost(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        if self._relay is not None:
+            self._relay.client_lost()
 
     def client_data_done(self) -> None:
-        pass
+        if self._relay is not None:
+            self._relay.client_data_done()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -111,26 +123,24 @@ class McpExchange:
                 raise McpError(protocol.INVALID_REQUEST, f"message larger than {self._limit} bytes")
             query = parse_qs(ctx.query.decode("latin-1"))
             if "sessionId" in query:
-                await self._sse_transport_post(query["sessionId"][0])
+                sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0]))
+                if sse_session is not None:
+                    await self._sse_transport_post(sse_session)
                 return
             msg = self._decode()
             if token is not None:
-                session = self.runtime.lookup(token.decode("latin-1"), self.service)
-                if session is None:
-                    self._unknown_session()
-                    return
-                await self._session_message(session, msg)
+                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+                if session is not None:
+                    await self._session_message(session, msg)
             elif msg.get("method") == "initialize":
                 await self._initialize(msg)
             else:
                 raise McpError(protocol.INVALID_REQUEST, "Bad Request: no Mcp-Session-Id (send initialize first)")
         elif method == b"GET":
             if token is not None:
-                session = self.runtime.lookup(token.decode("latin-1"), self.service)
-                if session is None:
-                    self._unknown_session()
-                    return
-                await self._session_stream(session)
+                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+                if session is not None:
+                    await self._session_stream(session)
             elif b"text/event-stream" in (ctx.header(b"accept") or b""):
                 await self._sse_transport_open()
             else:
@@ -138,14 +148,37 @@ class McpExchange:
         elif method == b"DELETE":
             if token is None:
                 raise McpError(protocol.INVALID_REQUEST, "Bad Request: DELETE needs Mcp-Session-Id")
-            session = self.runtime.lookup(token.decode("latin-1"), self.service)
-            if session is None:
-                self._unknown_session()
-                return
-            await self.runtime.end(session)
-            self._status(200)
+            session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+            if session is not None:
+                await self.runtime.end(session)
+                self._status(200)
         else:
             self._status(405, (b"allow", b"POST, GET, DELETE"))
+
+    def _owned(self, found: DownstreamSession | Remote | None) -> DownstreamSession | None:
+        """The session if this worker serves it. A session of another worker: the request is
+        relayed there as it came (None returned). Unknown: 404 (None returned)."""
+        if isinstance(found, Remote):
+            target = relay_target(found.owner)
+            if target is not None and not self.conn.bind.internal:
+                self._relay_to(target)
+                return None
+            found = None
+        if found is None:
+            self._unknown_session()
+        return found
+
+    def _relay_to(self, target: HttpTarget) -> None:
+        ctx = self.ctx
+        ctx.relayed = True
+        ctx.backend = target.label
+        ctx.headers = [*ctx.headers, (BIND_HEADER, str(self.conn.bind.port).encode())]
+        forward = HttpForward(self.runtime.worker, self.conn, ctx, target)
+        self._relay = forward
+        forward.start()
+        for chunk in self._body:
+            forward.request_body(chunk)
+        forward.request_end()
 
     def _decode(self) -> Message:
         raw = b"".join(self._body)
@@ -269,7 +302,7 @@ class McpExchange:
         session = self.runtime.new_session(self.service)
         self.ctx.mcp_session = session.sid
         queue = session.stream.attach(None)
-        endpoint = self.ctx.path + b"?sessionId=" + session.sid.encode()
+        endpoint = self.ctx.path + b"?sessionId=" + self.runtime.sse_query_id(session).encode()
         self.conn.send_head(200, _SSE_HEADERS, None, True)
         self.conn.send_body(encode_sse_event(endpoint, "endpoint"))
         self.conn.flush()
@@ -280,11 +313,7 @@ class McpExchange:
             await self.runtime.end(session)
         self.conn.end_response()
 
-    async def _sse_transport_post(self, sid: str) -> None:
-        session = self.runtime.sessions.get(sid)
-        if session is None or session.closed:
-            self._status(404)
-            return
+    async def _sse_transport_post(self, session: DownstreamSession) -> None:
         self.ctx.mcp_session = session.sid
         msg = self._decode()
         self._status(202)  # the answer goes on the event stream

@@ -26,6 +26,15 @@ _REVOKED_KEPT = 10_000  # ended session ids remembered, so their tokens are refu
 EPHEMERAL_KEY_ENV = "AGENTGATEWAY_EPHEMERAL_SESSION_KEY"
 
 
+class Remote:
+    """A session owned by another worker of this gateway, named by its pid."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+
+
 class McpRuntime:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -59,9 +68,10 @@ class McpRuntime:
         session.token = self.codec.seal(session.token_state())
         return session.token
 
-    def lookup(self, token: str, service: McpService) -> DownstreamSession | None:
-        """The session a client names, or None when it is unknown, ended or expired (HTTP 404:
-        the client starts a new one)."""
+    def lookup(self, token: str, service: McpService) -> DownstreamSession | Remote | None:
+        """The session a client names; ``Remote`` when another worker of this gateway owns it
+        (the request is relayed there); None when it is unknown, ended or expired (HTTP 404: the
+        client starts a new one)."""
         try:
             state = self.codec.open(token)
         except SessionTokenError:
@@ -76,9 +86,22 @@ class McpRuntime:
                 return None
             session.last_seen = now
             return session
-        if state.get("o") is not None:
-            return None  # its processes live in another worker (or a gateway that is gone)
+        owner = state.get("o")
+        if owner is not None:
+            # Its processes or streams live in the worker that started it.
+            return Remote(str(owner)) if owner != self.owner_id else None
         return self._rebuild(state, service, token)
+
+    def lookup_sse(self, query_id: str) -> DownstreamSession | Remote | None:
+        """The HTTP+SSE session named in a POST's ``?sessionId=`` (``<owner>.<sid>``)."""
+        owner, _, sid = query_id.partition(".")
+        if owner != self.owner_id:
+            return Remote(owner) if owner.isdigit() else None
+        session = self.sessions.get(sid)
+        return session if session is not None and not session.closed else None
+
+    def sse_query_id(self, session: DownstreamSession) -> str:
+        return f"{self.owner_id}.{session.sid}"
 
     def _rebuild(self, state: dict[str, object], service: McpService, token: str) -> DownstreamSession | None:
         """A session started by another worker or replica: its HTTP upstream sessions are named
@@ -108,11 +131,19 @@ class McpRuntime:
         return session
 
     async def end(self, session: DownstreamSession) -> None:
-        self.sessions.pop(session.sid, None)
-        self.revoked[session.sid] = None
+        """The client ended the session (DELETE, or its event stream closed): every worker must
+        refuse its id from now on."""
+        self.forget(session.sid)
+        self.worker.announce({"op": "mcp_revoke", "sid": session.sid})
+        await session.close()
+
+    def forget(self, sid: str) -> None:
+        session = self.sessions.pop(sid, None)
+        self.revoked[sid] = None
         while len(self.revoked) > _REVOKED_KEPT:
             self.revoked.popitem(last=False)
-        await session.close()
+        if session is not None:
+            asyncio.get_running_loop().create_task(session.close())
 
     def sweep(self) -> None:
         """Close sessions idle for longer than ``config.mcp.sessionTtl``."""

@@ -41,6 +41,7 @@ class RequestCtx:
         "mcp_method",
         "mcp_target",
         "mcp_resource",
+        "relayed",
     )
 
     def __init__(
@@ -93,6 +94,8 @@ class RequestCtx:
         self.mcp_method = ""
         self.mcp_target = ""
         self.mcp_resource = ""
+        # Handed to another worker of this gateway, which logs and counts it (server/relay.py).
+        self.relayed = False
 
     @property
     def has_body(self) -> bool:

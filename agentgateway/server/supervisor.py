@@ -13,9 +13,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +36,11 @@ from agentgateway.config.envexpand import expand_env
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import RuntimeConfig
 from agentgateway.config.loader import decode_config, default_config_text, read_config_file
+from agentgateway.mcp.runtime import EPHEMERAL_KEY_ENV
 from agentgateway.observe.metrics import RequestTotals, Snapshot
 from agentgateway.server import control
 from agentgateway.server.listeners import check_port_free
+from agentgateway.server.relay import RUNTIME_DIR_ENV
 
 log = logging.getLogger("agentgateway.supervisor")
 
@@ -163,6 +167,11 @@ class WorkerProcess:
                 key = f"metrics:{message.get('id')}"
                 if key in self.waiters and not self.waiters[key].done():
                     self.waiters[key].set_result(message)
+            elif op == "mcp_revoke":
+                # A session ended in one worker: no other worker may continue it.
+                for other in self.supervisor.workers:
+                    if other is not self:
+                        other.send(message)
             elif op == "config_result":
                 key = f"config:{message.get('generation')}"
                 if key in self.waiters and not self.waiters[key].done():
@@ -459,8 +468,16 @@ def run_supervisor(source: ConfigSource) -> int:
         return 1
     setup_logging(runtime.static.log_format, runtime.static.log_level, "supervisor")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # Shared by this run's workers (inherited through the environment): the key of MCP session
+    # ids when none is configured, and the directory of the workers' relay sockets.
+    os.environ.setdefault(EPHEMERAL_KEY_ENV, os.urandom(32).hex())
+    runtime_dir = tempfile.mkdtemp(prefix="agentgateway-")
+    os.environ[RUNTIME_DIR_ENV] = runtime_dir
 
     async def main() -> int:
         return await Supervisor(source, text, runtime, raw).run()
 
-    return uvloop.run(main())
+    try:
+        return uvloop.run(main())
+    finally:
+        shutil.rmtree(runtime_dir, ignore_errors=True)

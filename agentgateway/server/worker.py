@@ -19,6 +19,7 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from agentgateway.server import control
 from agentgateway.server.context import RequestCtx
 from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
+from agentgateway.server.relay import BIND_HEADER, worker_socket
 from agentgateway.upstream.forward import HttpForward
 from agentgateway.upstream.pool import UpstreamPool
 from agentgateway.upstream.target import HttpTarget
@@ -48,16 +50,18 @@ _TICK = 0.1  # access-log flush period; deadlines are checked every 5 ticks
 
 
 class BindHandle:
-    """One listening port in this worker and the IR it currently serves."""
+    """One listening port in this worker and the IR it currently serves. The relay socket
+    (``internal``) serves every bind: the port comes with each relayed request."""
 
-    __slots__ = ("port", "runtime", "gateway", "server", "tls")
+    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal")
 
-    def __init__(self, runtime: BindRuntime) -> None:
+    def __init__(self, runtime: BindRuntime, internal: bool = False) -> None:
         self.port = runtime.port
         self.runtime = runtime
         self.gateway = f"bind/{runtime.port}"
         self.server: asyncio.Server | None = None
         self.tls = runtime.tls
+        self.internal = internal
 
 
 class Worker:
@@ -74,6 +78,9 @@ class Worker:
         self.draining = False
         self._ticker: asyncio.Task[None] | None = None
         self._mcp: McpRuntime | None = None
+        self._relay: BindHandle | None = None
+        # Set by the control loop: tells the supervisor (and through it every worker) a thing.
+        self.announce: Callable[[dict[str, Any]], None] = lambda message: None
 
     @property
     def mcp(self) -> McpRuntime:
@@ -87,6 +94,12 @@ class Worker:
     def dispatch(self, conn: HttpConnection, ctx: RequestCtx) -> Exchange:
         """Choose what serves this request: its route's backend, or a local reply."""
         bind = conn.bind.runtime
+        if conn.bind.internal:
+            relayed = self._relayed_bind(ctx)
+            if relayed is None:
+                conn.reply(ctx, 404, "relayed request for a port this worker does not serve")
+                return DISCARD
+            bind = relayed
         listener: ListenerRuntime | None
         if conn.sni is not None:
             listener = bind.listeners.select(conn.sni) or bind.default_listener
@@ -124,8 +137,35 @@ class Worker:
         forward.start()
         return forward
 
+    def _relayed_bind(self, ctx: RequestCtx) -> BindRuntime | None:
+        value = ctx.header(BIND_HEADER)
+        if value is None or not value.isdigit():
+            return None
+        bind = self.runtime.binds.get(int(value))
+        if bind is not None:
+            ctx.gateway = f"bind/{bind.port}"
+            # The relaying worker appended the client's address last.
+            forwarded = ctx.header(b"x-forwarded-for")
+            if forwarded:
+                ctx.client_ip = forwarded.rsplit(b",", 1)[-1].strip().decode("latin-1")
+        return bind
+
+    async def open_relay_socket(self) -> None:
+        """The socket other workers relay requests to (server/relay.py)."""
+        path = worker_socket(str(os.getpid()))
+        if path is None or not self.runtime.binds:
+            return
+        first = next(iter(self.runtime.binds.values()))
+        handle = BindHandle(first, internal=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        handle.server = await self.loop.create_unix_server(lambda: HttpConnection(self, handle), str(path))
+        self._relay = handle
+
     def observe(self, ctx: RequestCtx) -> None:
         """The request is over: metrics and the access-log line."""
+        if ctx.relayed and not ctx.reason:
+            return  # the owning worker logged and counted it
         duration = time.perf_counter() - ctx.start
         ctx.end = duration
         self.metrics.observe((ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status), duration)
@@ -213,7 +253,7 @@ class Worker:
         if static.min_termination_deadline > 0:
             await asyncio.sleep(static.min_termination_deadline)
         self.draining = True
-        for handle in self.binds.values():
+        for handle in (*self.binds.values(), *([self._relay] if self._relay else [])):
             if handle.server is not None:
                 handle.server.close()
         deadline = self.loop.time() + static.termination_deadline
@@ -255,6 +295,8 @@ async def _serve(control_fd: int, index: int) -> int:
         send({"op": "error", "message": str(exc)})
         await writer.drain()
         return 2
+    worker.announce = send
+    await worker.open_relay_socket()
     worker.start_ticker()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -279,6 +321,8 @@ async def _serve(control_fd: int, index: int) -> int:
                 send({"op": "metrics", "id": message.get("id"), "metrics": worker.metrics.snapshot()})
             elif op == "drain":
                 stop.set()
+            elif op == "mcp_revoke" and worker._mcp is not None:
+                worker._mcp.forget(str(message.get("sid")))
 
     control_task = loop.create_task(control_loop())
     stop_task = loop.create_task(stop.wait())
