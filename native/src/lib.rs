@@ -2,6 +2,7 @@
 //! values; `py` is the only pyo3 layer and is compiled with the `python` feature.
 
 pub mod jsonrpc;
+pub mod mcp;
 pub mod sse;
 
 #[cfg(feature = "python")]
