@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 mod jsonrpc;
+mod mcp;
 mod sse;
 
 #[pymodule]
@@ -13,6 +14,7 @@ mod sse;
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     jsonrpc::register(m)?;
+    mcp::register(m)?;
     sse::register(m)?;
     Ok(())
 }
