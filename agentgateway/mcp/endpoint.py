@@ -22,6 +22,7 @@ import orjson
 from agentgateway._native import encode_sse_comment, encode_sse_event
 from agentgateway.mcp import protocol
 from agentgateway.mcp.config import McpService
+from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote
 from agentgateway.server.relay import BIND_HEADER, relay_target
@@ -43,6 +44,7 @@ _SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _KEEPALIVE = 15.0
+_ROUTING_HEADERS = frozenset((b"mcp-protocol-version", b"mcp-method", b"mcp-name"))
 # Calls that may stream progress, logging or server requests before their answer.
 _STREAMING_METHODS = frozenset(("tools/call", "prompts/get", "resources/read", "completion/complete"))
 
@@ -134,6 +136,8 @@ class McpExchange:
                     await self._session_message(session, msg)
             elif msg.get("method") == "initialize":
                 await self._initialize(msg)
+            elif is_modern(msg):
+                await self._modern(msg)
             else:
                 raise McpError(protocol.INVALID_REQUEST, "Bad Request: no Mcp-Session-Id (send initialize first)")
         elif method == b"GET":
@@ -295,6 +299,56 @@ class McpExchange:
                 return
             event_id, data = item
             self._event(data, event_id)
+
+    # ------------------------------------------------------------------ modern (2026-07-28)
+
+    async def _modern(self, msg: Message) -> None:
+        ctx = self.ctx
+        headers: dict[str, str] = {}
+        for name, value in ctx.headers:
+            if name in _ROUTING_HEADERS:
+                if name.decode() in headers:
+                    raise_status = McpError(protocol.HEADER_MISMATCH, f"{name.decode()} header appears more than once")
+                    self._jsonrpc_error(msg.get("id"), raise_status, 400)
+                    return
+                headers[name.decode()] = value.decode("latin-1")
+        if not protocol.is_request(msg):
+            self._status(202)  # modern clients send no notifications the gateway acts on
+            return
+        self._note(msg, None)
+        try:
+            check_envelope(msg, headers)
+        except McpError as exc:
+            self._jsonrpc_error(msg.get("id"), exc, protocol.ERROR_HTTP_STATUS.get(exc.code, 400))
+            return
+        params = msg.get("params")
+        state = params.get("requestState") if isinstance(params, dict) else None
+        if state is not None:
+            owner = self.runtime.modern.state_owner(state)
+            if owner is not None and owner != self.runtime.owner_id:
+                self._owned(Remote(owner))  # the parked call lives in that worker
+                return
+        streaming = self._accepts_sse() and msg.get("method") in _STREAMING_METHODS
+
+        async def related(item: Message) -> None:
+            if not streaming:
+                return  # a JSON answer has nowhere to put notifications
+            if not self.ctx.status:
+                self.conn.send_head(200, _SSE_HEADERS, None, True)  # committed at the first notification
+            self._event(protocol.dumps(item))
+
+        try:
+            result = await self.runtime.modern.request(self.service, msg, related)
+            answer = protocol.result(msg["id"], finish_result(result))
+            status = 200
+        except McpError as exc:
+            answer = protocol.error(msg["id"], exc)
+            status = protocol.ERROR_HTTP_STATUS.get(exc.code, 200)
+        if self.ctx.status:  # the stream was started
+            self._event(protocol.dumps(answer))
+            self.conn.end_response()
+        else:
+            self._json(status, answer)
 
     # ------------------------------------------------------------------ HTTP+SSE (2024-11-05)
 

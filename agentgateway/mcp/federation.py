@@ -22,9 +22,16 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agentgateway import __version__
+from agentgateway._native import (
+    ListResultError,
+    list_item_keys,
+    merge_list_results,
+    split_prefixed_name,
+    split_prefixed_uri,
+)
 from agentgateway.mcp import protocol
 from agentgateway.mcp.config import McpService
-from agentgateway.mcp.protocol import McpError, Message
+from agentgateway.mcp.protocol import McpError, Message, RawJson
 from agentgateway.mcp.upstream.base import UpstreamSession
 
 if TYPE_CHECKING:
@@ -44,6 +51,8 @@ _INSTRUCTIONS_PREAMBLE = (
 )
 
 Sink = Callable[[Message], Awaitable[None]]
+# A result object: decoded, or (merged lists) already serialized.
+Result = dict[str, Any] | RawJson
 
 
 class Federation:
@@ -88,7 +97,7 @@ class Federation:
 
     # ------------------------------------------------------------------ requests
 
-    async def request(self, session: DownstreamSession, msg: Message, related: Sink) -> dict[str, Any]:
+    async def request(self, session: DownstreamSession, msg: Message, related: Sink) -> Result:
         """Serve one client request; returns the result object (raises McpError)."""
         method = msg.get("method")
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
@@ -108,7 +117,9 @@ class Federation:
             raise McpError(protocol.INVALID_REQUEST, "the session is already initialized")
         raise McpError(protocol.METHOD_NOT_FOUND, f"Method not found: {method}")
 
-    async def fan_out_list(self, session: DownstreamSession, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def fan_out_list(self, session: DownstreamSession, method: str, params: dict[str, Any]) -> RawJson:
+        """Every target's list, merged natively (names prefixed, duplicates dropped in prefixMode
+        never), as the result object's JSON (passed on without being parsed again)."""
         service = session.service
         key = protocol.LIST_METHODS[method]
         capability = _LIST_CAPABILITY[method]
@@ -117,64 +128,52 @@ class Federation:
             cursors = decode_cursor(cursor, service)
         else:
             cursors = {name: None for name, up in session.upstreams.items() if _offers(up, capability)}
-        names = list(cursors)
+        names = [n for n in cursors if n in session.upstreams]
         upstream_params = {k: v for k, v in params.items() if k != "cursor"}
 
-        async def one(name: str) -> dict[str, Any]:
+        async def one(name: str) -> bytes:
             p = dict(upstream_params)
             if cursors[name] is not None:
                 p["cursor"] = cursors[name]
-            return await session.upstreams[name].call(method, p, None, timeout=60.0)
+            return await session.upstreams[name].call_raw(method, p, None, timeout=60.0)
 
-        results = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
-        merged: list[Any] = []
+        outcomes = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+        results: list[tuple[str, bytes]] = []
         next_cursors: dict[str, str] = {}
-        offered: dict[str, list[str]] = {}
-        for name, outcome in zip(names, results, strict=True):
+        for name, outcome in zip(names, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                message = outcome.message if isinstance(outcome, McpError) else repr(outcome)
-                if not service.fail_open:
-                    raise McpError(protocol.INTERNAL_ERROR, f"MCP target {name} failed {method}: {message}")
-                log.warning("MCP target %s failed %s (failOpen: skipped): %s", name, method, message)
+                self._skip_or_fail(service, name, method, outcome)
                 continue
-            items = outcome.get(key)
-            if not isinstance(items, list):
-                continue
-            for item in items:
-                if isinstance(item, dict):
-                    merged.append(self._expose_item(service, name, key, item, offered))
-            nxt = outcome.get("nextCursor")
-            if isinstance(nxt, str) and nxt:
-                next_cursors[name] = nxt
-        if key in ("tools", "prompts"):
-            session.names[key] = {n: t for t, ns in offered.items() for n in ns} | (
-                session.names.get(key, {}) if cursor is not None else {}
-            )
-        if service.dedupe:
-            merged = _drop_duplicates(
-                merged,
-                "uri" if key == "resources" else "uriTemplate" if key == "resourceTemplates" else "name",
-            )
-        out: dict[str, Any] = {key: merged}
-        if next_cursors:
-            out["nextCursor"] = encode_cursor(next_cursors)
-        return out
+            results.append((name, outcome))
+            if b'"nextCursor"' in outcome:  # rare: only then is the result parsed here
+                nxt = orjson.loads(outcome).get("nextCursor")
+                if isinstance(nxt, str) and nxt:
+                    next_cursors[name] = nxt
+        composite = encode_cursor(next_cursors) if next_cursors else None
+        while True:
+            try:
+                merged = merge_list_results(
+                    key,
+                    results,
+                    prefix=service.prefix,
+                    delimiter=DELIMITER,
+                    dedupe=service.dedupe,
+                    next_cursor=composite,
+                )
+                if key in ("tools", "prompts") and not service.prefix and len(session.upstreams) > 1:
+                    # Unprefixed names are routed by what each target listed.
+                    known = session.names.get(key, {}) if cursor is not None else {}
+                    session.names[key] = known | {name: target for target, name in list_item_keys(key, results)}
+                return RawJson(merged)
+            except ListResultError as exc:
+                self._skip_or_fail(service, exc.target, method, exc)
+                del results[exc.index]
 
-    def _expose_item(
-        self, service: McpService, target: str, key: str, item: dict[str, Any], offered: dict[str, list[str]]
-    ) -> dict[str, Any]:
-        if key in ("tools", "prompts"):
-            name = item.get("name")
-            if isinstance(name, str):
-                offered.setdefault(target, []).append(name)
-                if service.prefix:
-                    item = {**item, "name": f"{target}{DELIMITER}{name}"}
-        elif service.prefix:
-            field = "uri" if key == "resources" else "uriTemplate"
-            uri = item.get(field)
-            if isinstance(uri, str) and _has_scheme(uri):
-                item = {**item, field: f"{target}+{uri}"}
-        return item
+    def _skip_or_fail(self, service: McpService, target: str, method: str, exc: BaseException) -> None:
+        message = exc.message if isinstance(exc, McpError) else str(exc)
+        if not service.fail_open:
+            raise McpError(protocol.INTERNAL_ERROR, f"MCP target {target} failed {method}: {message}")
+        log.warning("MCP target %s failed %s (failOpen: skipped): %s", target, method, message)
 
     async def routed(
         self, session: DownstreamSession, msg: Message, method: str, params: dict[str, Any], related: Sink
@@ -223,14 +222,12 @@ class Federation:
         live = [n for n in service.target_names if n in session.upstreams]
         if service.prefix:
             if kind == "resources":
-                target, sep, original = name.partition("+")
-                if sep and target in session.upstreams:
-                    return target, original
+                split = split_prefixed_uri(name, live)
             else:
-                for target in sorted(live, key=len, reverse=True):
-                    if name.startswith(target + DELIMITER):
-                        return target, name[len(target) + 1 :]
-            raise McpError(protocol.INVALID_PARAMS, f"Unknown {what}: {name}")
+                split = split_prefixed_name(name, live, DELIMITER)
+            if split is None:
+                raise McpError(protocol.INVALID_PARAMS, f"Unknown {what}: {name}")
+            return live[split[0]], split[1]
         if len(live) == 1:
             return live[0], name
         known = session.names.get(kind, {})
@@ -305,13 +302,6 @@ def _offers(upstream: UpstreamSession, capability: str) -> bool:
 def _has_scheme(uri: str) -> bool:
     scheme, sep, _ = uri.partition(":")
     return bool(sep) and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum() and scheme[:1].isalpha()
-
-
-def _drop_duplicates(items: list[Any], field: str) -> list[Any]:
-    counts: dict[Any, int] = {}
-    for item in items:
-        counts[item.get(field)] = counts.get(item.get(field), 0) + 1
-    return [item for item in items if counts[item.get(field)] == 1]
 
 
 def encode_cursor(cursors: dict[str, str]) -> str:

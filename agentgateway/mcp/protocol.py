@@ -4,7 +4,7 @@ place."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -46,7 +46,8 @@ META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 
 # Methods whose target is named in params: the parameter holding the (prefixed) name.
 NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-LIST_METHODS = {
+ListKind = Literal["tools", "prompts", "resources", "resourceTemplates"]
+LIST_METHODS: dict[str, ListKind] = {
     "tools/list": "tools",
     "prompts/list": "prompts",
     "resources/list": "resources",
@@ -54,6 +55,15 @@ LIST_METHODS = {
 }
 
 Message = dict[str, Any]
+
+
+class RawJson:
+    """A result object already serialized (a merged list): embedded in the answer as it is."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
 
 
 class McpError(Exception):
@@ -86,8 +96,8 @@ def notification(method: str, params: dict[str, Any] | None = None) -> Message:
     return msg
 
 
-def result(id_: Any, value: dict[str, Any]) -> Message:
-    return {"jsonrpc": "2.0", "id": id_, "result": value}
+def result(id_: Any, value: dict[str, Any] | RawJson) -> Message:
+    return {"jsonrpc": "2.0", "id": id_, "result": orjson.Fragment(value.raw) if isinstance(value, RawJson) else value}
 
 
 def error(id_: Any, err: McpError) -> Message:

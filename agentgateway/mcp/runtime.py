@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.federation import Federation
+from agentgateway.mcp.modern import ModernServer
 from agentgateway.mcp.session import DownstreamSession, SessionCodec, SessionTokenError
 from agentgateway.upstream.client import HttpClient
 
@@ -40,6 +41,7 @@ class McpRuntime:
         self.worker = worker
         self.http = HttpClient(worker.pool)
         self.federation = Federation(self)
+        self.modern = ModernServer(self)
         self.sessions: dict[str, DownstreamSession] = {}
         self.revoked: OrderedDict[str, None] = OrderedDict()
         self.owner_id = f"{os.getpid()}"
@@ -147,12 +149,14 @@ class McpRuntime:
 
     def sweep(self) -> None:
         """Close sessions idle for longer than ``config.mcp.sessionTtl``."""
+        self.modern.sweep()
         limit = time.monotonic() - self.ttl
         for session in [s for s in self.sessions.values() if s.last_seen < limit]:
             log.info("MCP session %s idle for over %gs: closed", session.sid[:8], self.ttl)
             asyncio.get_running_loop().create_task(self.end(session))
 
     async def close_all(self) -> None:
+        await self.modern.close()
         sessions = list(self.sessions.values())
         self.sessions.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)

@@ -10,9 +10,7 @@ a long-lived stream); the token names that worker so the request can be relayed 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import os
 import secrets
 import time
 from collections import deque
@@ -20,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from agentgateway._native import SessionCipher
+from agentgateway._native import SessionTokenError as NativeTokenError
 from agentgateway.mcp import protocol
 from agentgateway.mcp.config import SSE, STDIO, STREAMABLE, McpService, McpTargetSpec
 from agentgateway.mcp.protocol import Message
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentgateway.mcp.session")
 
 _TOKEN_VERSION = 1
+_AAD = b"agentgateway-mcp-session"
 _STREAM_BUFFER = 256  # events kept for a client that reconnects with Last-Event-ID
 
 
@@ -42,26 +43,20 @@ class SessionTokenError(Exception):
 
 
 class SessionCodec:
-    """Seals session state into an opaque ``Mcp-Session-Id`` (visible ASCII, as MCP requires)."""
+    """Seals session state into an opaque ``Mcp-Session-Id`` (visible ASCII, as MCP requires),
+    with AES-256-GCM in the native module. ``aad`` binds a token to what must match when it is
+    used again (the identity that created the session, once authentication is configured)."""
 
     def __init__(self, key: bytes) -> None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        self._cipher = SessionCipher(key)
 
-        self._aead = AESGCM(key)
+    def seal(self, state: dict[str, Any], aad: bytes = b"") -> str:
+        return self._cipher.seal(orjson.dumps(state), _AAD + aad)
 
-    def seal(self, state: dict[str, Any]) -> str:
-        nonce = os.urandom(12)
-        sealed = nonce + self._aead.encrypt(nonce, orjson.dumps(state), b"agentgateway-mcp-session")
-        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
-
-    def open(self, token: str) -> dict[str, Any]:
-        from cryptography.exceptions import InvalidTag
-
+    def open(self, token: str, aad: bytes = b"") -> dict[str, Any]:
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            plain = self._aead.decrypt(raw[:12], raw[12:], b"agentgateway-mcp-session")
-            state = orjson.loads(plain)
-        except (ValueError, InvalidTag, orjson.JSONDecodeError):
+            state = orjson.loads(self._cipher.open(token, _AAD + aad))
+        except (NativeTokenError, orjson.JSONDecodeError):
             raise SessionTokenError("not a session of this gateway") from None
         if not isinstance(state, dict) or state.get("k") != _TOKEN_VERSION:
             raise SessionTokenError("not a session of this gateway")

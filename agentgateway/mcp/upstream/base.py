@@ -10,6 +10,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+
+from agentgateway._native import scan_jsonrpc
 from agentgateway.mcp import protocol
 from agentgateway.mcp.config import McpTargetSpec
 from agentgateway.mcp.protocol import McpError, Message
@@ -21,11 +24,15 @@ log = logging.getLogger("agentgateway.mcp")
 RelatedSink = Callable[[Message], Awaitable[None]]
 
 
+# A response as decoded, and its bytes when the transport had them (to pass results on unparsed).
+Response = tuple[Message, bytes | None]
+
+
 class PendingCall:
     __slots__ = ("future", "sink", "progress_token", "method")
 
     def __init__(
-        self, future: asyncio.Future[Message], sink: RelatedSink | None, progress_token: Any, method: str
+        self, future: asyncio.Future[Response], sink: RelatedSink | None, progress_token: Any, method: str
     ) -> None:
         self.future = future
         self.sink = sink
@@ -95,12 +102,41 @@ class UpstreamSession:
     ) -> dict[str, Any]:
         """Send a request and wait for its result (raises McpError for an error answer).
         ``track`` learns the upstream request id (to cancel it later)."""
+        response, _ = await self.request(method, params, sink, timeout, track)
+        value = response.get("result")
+        if not isinstance(value, dict):
+            raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name} answered {method} without a result object")
+        return value
+
+    async def call_raw(
+        self, method: str, params: dict[str, Any] | None, sink: RelatedSink | None, timeout: float | None = None
+    ) -> bytes:
+        """``call``, returning the result object's JSON as the upstream wrote it."""
+        response, raw = await self.request(method, params, sink, timeout)
+        if raw is not None:
+            result = scan_jsonrpc(raw).result
+            if result is not None:
+                return result
+        value = response.get("result")
+        if not isinstance(value, dict):
+            raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name} answered {method} without a result object")
+        return orjson.dumps(value)
+
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        sink: RelatedSink | None,
+        timeout: float | None = None,
+        track: Callable[[int], None] | None = None,
+    ) -> Response:
+        """The response message to a request (an error answer raises McpError)."""
         if self.closed:
             raise McpError(protocol.INTERNAL_ERROR, f"session with MCP target {self.name} is closed")
         id_ = next(self._ids)
         if track is not None:
             track(id_)
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         token = None
         if params:
             meta = params.get("_meta")
@@ -119,12 +155,9 @@ class UpstreamSession:
             raise
         finally:
             self._pending.pop(id_, None)
-        if "error" in response:
-            raise protocol.error_from_message(response)
-        value = response.get("result")
-        if not isinstance(value, dict):
-            raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name} answered {method} without a result object")
-        return value
+        if "error" in response[0]:
+            raise protocol.error_from_message(response[0])
+        return response
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
         await self._send(protocol.notification(method, params), None)
@@ -139,13 +172,14 @@ class UpstreamSession:
 
     # ------------------------------------------------------------------ incoming
 
-    async def _incoming(self, msg: Message, related: PendingCall | None) -> None:
-        """Route one message from the server. ``related`` is the call whose response stream it
-        arrived on, when the transport knows (streamable HTTP); otherwise it is inferred."""
+    async def _incoming(self, msg: Message, related: PendingCall | None, raw: bytes | None = None) -> None:
+        """Route one message from the server (``raw``: its bytes, if the transport has them).
+        ``related`` is the call whose response stream it arrived on, when the transport knows
+        (streamable HTTP); otherwise it is inferred."""
         if protocol.is_response(msg):
             call = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
             if call is not None and not call.future.done():
-                call.future.set_result(msg)
+                call.future.set_result((msg, raw))
             return
         if related is None:
             related = self._infer_related(msg)
@@ -168,10 +202,15 @@ class UpstreamSession:
         calls = [c for c in self._pending.values() if c.method != "initialize"]
         return calls[0] if len(calls) == 1 else None
 
+    @staticmethod
+    def _fail_call(call: PendingCall, message: str) -> None:
+        if not call.future.done():
+            call.future.set_result((protocol.error(None, McpError(protocol.INTERNAL_ERROR, message)), None))
+
     def _fail_pending(self, err: McpError) -> None:
         for call in list(self._pending.values()):
             if not call.future.done():
-                call.future.set_result(protocol.error(None, err))
+                call.future.set_result((protocol.error(None, err), None))
 
     async def _cancel_upstream(self, upstream_id: int, reason: str) -> None:
         if self.closed:

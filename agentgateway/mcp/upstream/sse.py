@@ -77,7 +77,7 @@ class LegacySseSession(UpstreamSession):
                     except orjson.JSONDecodeError:
                         continue
                     if isinstance(msg, dict):
-                        await self._incoming(msg, None)
+                        await self._incoming(msg, None, event.data)
         except (HttpClientError, ValueError) as exc:
             log.info("MCP target %s: event stream ended: %s", self.name, exc)
         finally:

@@ -106,7 +106,7 @@ class StdioSession(UpstreamSession):
                     log.warning("MCP server %s wrote a non-JSON line on stdout: %r", self.name, line[:200])
                     continue
                 if isinstance(msg, dict):
-                    await self._incoming(msg, None)
+                    await self._incoming(msg, None, line)
         finally:
             code = await proc.wait()
             self._exited.set()

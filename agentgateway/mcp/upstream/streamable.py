@@ -110,19 +110,17 @@ class StreamableHttpSession(UpstreamSession):
                 decoded = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 decoded = None
-            for item in decoded if isinstance(decoded, list) else [decoded]:
-                if isinstance(item, dict) and ("jsonrpc" in item):
-                    await self._incoming(item, call)
+            if isinstance(decoded, dict) and "jsonrpc" in decoded:
+                await self._incoming(decoded, call, raw)
+            elif isinstance(decoded, list):  # a batch (2025-03-26)
+                for item in decoded:
+                    if isinstance(item, dict) and "jsonrpc" in item:
+                        await self._incoming(item, call)
             if status == 200 or (call is not None and call.future.done()):
                 return
         if call is not None and not call.future.done():
             text = raw[:300].decode("utf-8", "replace")
-            call.future.set_result(
-                protocol.error(
-                    None,
-                    McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name} answered HTTP {status}: {text}"),
-                )
-            )
+            self._fail_call(call, f"MCP target {self.name} answered HTTP {status}: {text}")
 
     async def _read_events(self, response: ClientResponse, call: PendingCall | None) -> None:
         decoder = SseDecoder(_MAX_EVENT)
@@ -137,21 +135,13 @@ class StreamableHttpSession(UpstreamSession):
                         log.warning("MCP target %s sent a non-JSON event: %r", self.name, event.data[:200])
                         continue
                     if isinstance(msg, dict):
-                        await self._incoming(msg, call)
+                        await self._incoming(msg, call, event.data)
         except (HttpClientError, ValueError) as exc:
             log.info("MCP target %s: event stream ended: %s", self.name, exc)
         finally:
             response.close()
             if call is not None and not call.future.done():
-                call.future.set_result(
-                    protocol.error(
-                        None,
-                        McpError(
-                            protocol.INTERNAL_ERROR,
-                            f"MCP target {self.name} closed the stream before answering",
-                        ),
-                    )
-                )
+                self._fail_call(call, f"MCP target {self.name} closed the stream before answering")
 
     # ------------------------------------------------------------------ session stream (GET)
 
