@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Lets configs start Python MCP servers with this interpreter (the default config does).
+    os.environ.setdefault("AGENTGATEWAY_PYTHON", sys.executable)
     from agentgateway.config.errors import ConfigError
     from agentgateway.server.supervisor import ConfigSource, load, run_supervisor
 

@@ -44,8 +44,11 @@ def gateway(tmp_path: Path, processes: list[Process], request: pytest.FixtureReq
     def start(config: dict[str, Any] | str, **kwargs: Any) -> Gateway:
         gw_dir = tmp_path / f"gw{sum(isinstance(p, Gateway) for p in processes)}"
         gw_dir.mkdir()
-        gw = Gateway(gw_dir, config, **kwargs)
-        processes.append(gw)
+        wait = kwargs.pop("wait", True)
+        gw = Gateway(gw_dir, config, wait=False, **kwargs)
+        processes.append(gw)  # stopped (and its log closed) even if it never gets ready
+        if wait:
+            gw.wait_ready()
         return gw
 
     return start

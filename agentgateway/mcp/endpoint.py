@@ -135,9 +135,11 @@ class McpExchange:
                 if session is not None:
                     await self._session_message(session, msg)
             elif msg.get("method") == "initialize":
-                await self._initialize(msg)
+                await (self._initialize(msg) if self.service.stateful else self._stateless_initialize(msg))
             elif is_modern(msg):
                 await self._modern(msg)
+            elif not self.service.stateful:
+                await self._stateless(msg)
             else:
                 raise McpError(protocol.INVALID_REQUEST, "Bad Request: no Mcp-Session-Id (send initialize first)")
         elif method == b"GET":
@@ -224,6 +226,40 @@ class McpExchange:
         self.ctx.mcp_session = session.sid
         self._note(msg, None)
         self._json(200, protocol.result(msg.get("id"), result), ((b"mcp-session-id", token.encode()),))
+
+    async def _stateless_initialize(self, msg: Message) -> None:
+        """statefulMode stateless: no session id; the answer describes the worker's shared
+        upstream sessions, which then serve every request of every client."""
+        params = msg.get("params")
+        requested = params.get("protocolVersion") if isinstance(params, dict) else None
+        try:
+            shared = await self.runtime.modern.shared_session(self.service)
+        except McpError as exc:
+            self._json(200, protocol.error(msg.get("id"), exc))
+            return
+        answer = dict(shared.init_answer)
+        if requested in protocol.LEGACY_VERSIONS:
+            answer["protocolVersion"] = min(str(requested), str(answer.get("protocolVersion", requested)))
+        self._note(msg, None)
+        self._json(200, protocol.result(msg.get("id"), answer))
+
+    async def _stateless(self, msg: Message) -> None:
+        shared = await self.runtime.modern.shared_session(self.service)
+        if not protocol.is_request(msg):
+            if protocol.is_notification(msg):
+                await self.runtime.federation.client_notification(shared, msg)
+            self._status(202)
+            return
+
+        async def nowhere(related: Message) -> None:
+            pass  # no session: nothing to deliver progress or server requests to
+
+        try:
+            answer = protocol.result(msg["id"], await self.runtime.federation.request(shared, msg, nowhere))
+        except McpError as exc:
+            answer = protocol.error(msg["id"], exc)
+        self._note(msg, shared)
+        self._json(200, answer)
 
     async def _session_message(self, session: DownstreamSession, msg: Message) -> None:
         self.ctx.mcp_session = session.sid

@@ -146,7 +146,7 @@ class ModernServer:
                 "capabilities": _SHARED_CAPABILITIES,
                 "clientInfo": dict(_SERVER_INFO),
             }
-            await self.runtime.federation.initialize(session, params)
+            session.init_answer = await self.runtime.federation.initialize(session, params)
             self._shared[service.label] = session
             future.set_result(session)
             return session

@@ -123,6 +123,8 @@ class DownstreamSession:
         self.closed = False
         # Names offered by each target at the last listing, for prefixMode never routing.
         self.names: dict[str, dict[str, str]] = {}
+        # The merged initialize result (kept for shared sessions, which answer many clients).
+        self.init_answer: dict[str, Any] = {}
 
     @property
     def local_only(self) -> bool:

@@ -313,3 +313,50 @@ async def test_mcp_metrics_and_access_log(gateway):
     lines = wait_for(lambda: [line for line in gw.access_lines() if "gen_ai.tool.name=beta_add" in line], 5, "log")
     assert "mcp.method.name=tools/call" in lines[0] and "mcp.target=beta" in lines[0]
     assert "mcp.session.id=" in lines[0]
+
+
+async def test_cancellation_reaches_the_upstream(gateway):
+    port = free_port()
+    gw = gateway(mcp_config(port, [stdio_target("alpha"), stdio_target("beta")]))
+    async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
+        with anyio.move_on_after(1.0):
+            await client.call_tool("beta_sleep", {"seconds": 30})
+        # The client sent notifications/cancelled; the gateway mapped it to beta's request id.
+        with anyio.fail_after(10):  # (an async wait: the client must keep running to send the cancel)
+            while "beta: sleep cancelled" not in gw.output():
+                await anyio.sleep(0.1)
+        assert _text(await client.call_tool("beta_whoami", {})) == "beta"
+
+
+async def test_shutdown_stops_stdio_servers(gateway):
+    port = free_port()
+    gw = gateway(mcp_config(port, [stdio_target("alpha"), stdio_target("beta")]), workers=2)
+    async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
+        await client.call_tool("alpha_whoami", {})
+        servers = _stdio_children(gw)
+        assert len(servers) == 2
+        gw.proc.send_signal(signal.SIGTERM)
+        assert gw.proc.wait(30) == 0
+    for pid in servers:
+        assert not os.path.exists(f"/proc/{pid}"), "a stdio server outlived the gateway"
+
+
+async def test_stateless_mode_issues_no_session(gateway):
+    port = free_port()
+    gateway(mcp_config(port, [stdio_target("alpha"), stdio_target("beta")], statefulMode="stateless"), workers=2)
+    url = f"http://127.0.0.1:{port}/mcp"
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    async with httpx.AsyncClient(timeout=20) as http:
+        r = await http.post(url, json=init, headers={"accept": "application/json, text/event-stream"})
+        assert r.status_code == 200 and "mcp-session-id" not in r.headers
+        assert r.json()["result"]["protocolVersion"] == "2025-06-18"
+        for i in range(6):  # fresh connections: any worker answers without a session
+            call = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "beta_add", "arguments": {"a": i, "b": 1}}}
+            async with httpx.AsyncClient(timeout=20) as fresh:
+                r = await fresh.post(url, json=call, headers={"accept": "application/json"})
+            assert r.json()["result"]["content"][0]["text"] == str(i + 1)

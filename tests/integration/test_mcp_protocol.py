@@ -97,7 +97,7 @@ async def test_modern_discover_and_header_validation(two_targets):
         assert wrong.status_code == 400 and wrong.json()["error"]["code"] == -32020
         missing = await http.post(two_targets, json=call, headers={"accept": ACCEPT, "mcp-protocol-version": MODERN})
         assert missing.status_code == 400 and missing.json()["error"]["code"] == -32020
-        encoded = "=?base64?" + base64.b64encode("alpha_echo".encode()).decode() + "?="
+        encoded = "=?base64?" + base64.b64encode(b"alpha_echo").decode() + "?="
         wrapped = await http.post(two_targets, json=call, headers={**_headers("tools/call", encoded), "accept": "application/json"})
         assert wrapped.status_code == 200
         old = _modern("tools/list")

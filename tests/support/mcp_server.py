@@ -48,7 +48,11 @@ def build(name: str, tools: int) -> MCPServer:
 
     @server.tool(description="Sleep, then answer (cancellable)")
     async def sleep(seconds: float) -> str:
-        await asyncio.sleep(seconds)
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            print(f"{name}: sleep cancelled", file=sys.stderr, flush=True)  # the tests look for this
+            raise
         return f"{name} slept {seconds}"
 
     @server.tool(description="Ask the client to confirm (elicitation)")
