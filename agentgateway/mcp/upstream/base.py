@@ -140,8 +140,12 @@ class UpstreamSession:
         token = None
         if params:
             meta = params.get("_meta")
-            if isinstance(meta, dict):
-                token = meta.get("progressToken")
+            if isinstance(meta, dict) and "progressToken" in meta:
+                # Tokens must be unique among the requester's requests, and the gateway is the
+                # requester here (sessions may be shared by clients): ours go upstream, the
+                # client's comes back in the relayed notifications.
+                token = meta["progressToken"]
+                params = {**params, "_meta": {**meta, "progressToken": f"agw-{id_}"}}
         call = PendingCall(future, sink, token, method)
         self._pending[id_] = call
         try:
@@ -181,7 +185,13 @@ class UpstreamSession:
             if call is not None and not call.future.done():
                 call.future.set_result((msg, raw))
             return
-        if related is None:
+        params = msg.get("params")
+        if msg.get("method") == "notifications/progress" and isinstance(params, dict):
+            related = self._pending.get(_progress_call(params.get("progressToken")))  # type: ignore[arg-type]
+            if related is None:
+                return  # progress for a request that is over: dropped, as the spec allows
+            msg = {**msg, "params": {**params, "progressToken": related.progress_token}}
+        elif related is None:
             related = self._infer_related(msg)
         sink = related.sink if related is not None else None
         if sink is not None:
@@ -190,15 +200,8 @@ class UpstreamSession:
             await self.on_session_message(msg)
 
     def _infer_related(self, msg: Message) -> PendingCall | None:
-        """For transports with one shared stream (stdio, legacy SSE): progress goes to the call
-        that asked for it; other messages go to the only call in flight, if there is exactly one."""
-        params = msg.get("params")
-        if msg.get("method") == "notifications/progress" and isinstance(params, dict):
-            token = params.get("progressToken")
-            for call in self._pending.values():
-                if call.progress_token is not None and call.progress_token == token:
-                    return call
-            return None
+        """For transports with one shared stream (stdio, legacy SSE), what is not progress goes to
+        the only call in flight, if there is exactly one (else to the session's stream)."""
         calls = [c for c in self._pending.values() if c.method != "initialize"]
         return calls[0] if len(calls) == 1 else None
 
@@ -234,3 +237,10 @@ class UpstreamSession:
     async def _reset(self) -> None:
         """Drop the transport state so the next ``_connect`` starts afresh."""
         raise NotImplementedError
+
+
+def _progress_call(token: object) -> int | None:
+    """The request id behind a progress token the gateway issued (``agw-<id>``)."""
+    if isinstance(token, str) and token.startswith("agw-") and token[4:].isdigit():
+        return int(token[4:])
+    return None
