@@ -225,7 +225,7 @@ class _Compiler:
             if rb.host is not None:
                 target = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
             elif rb.mcp is not None:
-                target = compile_mcp_backend(rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target)
+                target = compile_mcp_backend(rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target, self.base_dir)
             else:
                 assert rb.backend is not None
                 found = self.named.get(rb.backend)
@@ -233,7 +233,7 @@ class _Compiler:
                     raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
                 nb, k = found
                 if nb.mcp is not None:
-                    target = compile_mcp_backend(nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target)
+                    target = compile_mcp_backend(nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target, self.base_dir)
                 else:
                     assert nb.host is not None
                     # Precedence as the reference: backend-level < route-level < backendRef inline.
@@ -246,7 +246,7 @@ class _Compiler:
         """``mcp:``: one listener on its own port whose only route serves /mcp and /sse."""
         if not 0 < shortcut.port < 65536:
             raise ConfigError("mcp.port", "must be 1-65535")
-        service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target)
+        service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target, self.base_dir)
         direct = None
         if shortcut.policies and shortcut.policies.direct_response:
             direct = DirectResponse.compile(shortcut.policies.direct_response, "mcp.policies.directResponse")

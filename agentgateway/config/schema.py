@@ -276,6 +276,20 @@ class McpStdio(Schema, frozen=True):
     clear_env: bool = False
 
 
+class OpenApiSchemaSource(Schema, frozen=True):
+    """Exactly one: a file path, the document inline (YAML/JSON text or a mapping), or a URL."""
+
+    file: str | None = None
+    inline: Any = None
+    url: str | None = None
+
+
+class McpOpenApi(McpHost, frozen=True):
+    """A REST API described by an OpenAPI 3 document, served as MCP tools (``schema`` is required)."""
+
+    schema: OpenApiSchemaSource | None = None
+
+
 class McpTargetPolicies(Schema, frozen=True):
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
     mcp_authorization: NotSupported = UNSET
@@ -295,7 +309,7 @@ class McpTarget(Schema, frozen=True):
     stdio: McpStdio | None = None
     mcp: McpHost | None = None
     sse: McpHost | None = None
-    openapi: NotSupported = UNSET
+    openapi: McpOpenApi | None = None
     policies: McpTargetPolicies | None = None
 
 

@@ -21,9 +21,10 @@ import orjson
 from agentgateway._native import SessionCipher
 from agentgateway._native import SessionTokenError as NativeTokenError
 from agentgateway.mcp import protocol
-from agentgateway.mcp.config import SSE, STDIO, STREAMABLE, McpService, McpTargetSpec
+from agentgateway.mcp.config import OPENAPI, SSE, STDIO, STREAMABLE, McpService, McpTargetSpec
 from agentgateway.mcp.protocol import Message
 from agentgateway.mcp.upstream.base import RelatedSink, UpstreamSession
+from agentgateway.mcp.upstream.openapi import OpenApiSession
 from agentgateway.mcp.upstream.sse import LegacySseSession
 from agentgateway.mcp.upstream.stdio import StdioSession
 from agentgateway.mcp.upstream.streamable import StreamableHttpSession
@@ -138,6 +139,8 @@ class DownstreamSession:
             session = StdioSession(spec, on_message)
         elif spec.kind == STREAMABLE:
             session = StreamableHttpSession(spec, on_message, self.runtime.http, upstream_sid)
+        elif spec.kind == OPENAPI:
+            session = OpenApiSession(spec, on_message, self.runtime.http)
         else:
             session = LegacySseSession(spec, on_message, self.runtime.http)
         self.upstreams[spec.name] = session

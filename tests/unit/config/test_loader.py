@@ -90,6 +90,12 @@ def test_env_expansion():
     assert "port: 8080" in expanded and "host: 127.0.0.1:9000" in expanded
     assert expand_env("a: ${MISSING:-fallback}", env) == "a: fallback"
     assert expand_env("regex: ^/api$", env) == "regex: ^/api$"  # `$` before a non-name is literal
+    assert expand_env("price: $$PORT", env) == "price: $PORT"
+    # JSON Schema keys in inline documents are not variables; `$NAME:port` still is one.
+    assert (
+        expand_env('s: {$ref: "#/a", "$schema": x}\nh: $UP:1', env)
+        == 's: {$ref: "#/a", "$schema": x}\nh: 127.0.0.1:9000:1'
+    )
     with pytest.raises(ConfigError, match=r"line 2: environment variable \$MISSING is not set"):
         expand_env("a: 1\nb: $MISSING", env)
 
