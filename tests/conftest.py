@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import Gateway, Process, RateLimitService, RedisServer, UpstreamServer
+from tests.support.gateway import Gateway, McpServerProcess, Process, RateLimitService, RedisServer, UpstreamServer
 
 
 @pytest.fixture
@@ -23,6 +23,16 @@ def processes() -> Iterator[list[Process]]:
 def upstream(tmp_path: Path, processes: list[Process]) -> Callable[..., UpstreamServer]:
     def start(name: str = "up", **kwargs: Any) -> UpstreamServer:
         server = UpstreamServer(tmp_path, name, **kwargs)
+        processes.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def mcp_server(tmp_path: Path, processes: list[Process]) -> Callable[..., McpServerProcess]:
+    def start(name: str, transport: str = "http", **kwargs: Any) -> McpServerProcess:
+        server = McpServerProcess(tmp_path, name, transport, **kwargs)
         processes.append(server)
         return server
 
@@ -50,14 +60,15 @@ def redis_server(tmp_path: Path, processes: list[Process]) -> Callable[[], Redis
 
 
 @pytest.fixture
-def gateway(
-    tmp_path: Path, processes: list[Process], request: pytest.FixtureRequest
-) -> Callable[..., Gateway]:
+def gateway(tmp_path: Path, processes: list[Process], request: pytest.FixtureRequest) -> Callable[..., Gateway]:
     def start(config: dict[str, Any] | str, **kwargs: Any) -> Gateway:
         gw_dir = tmp_path / f"gw{sum(isinstance(p, Gateway) for p in processes)}"
         gw_dir.mkdir()
-        gw = Gateway(gw_dir, config, **kwargs)
-        processes.append(gw)
+        wait = kwargs.pop("wait", True)
+        gw = Gateway(gw_dir, config, wait=False, **kwargs)
+        processes.append(gw)  # stopped (and its log closed) even if it never gets ready
+        if wait:
+            gw.wait_ready()
         return gw
 
     return start

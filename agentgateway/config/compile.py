@@ -13,6 +13,7 @@ from agentgateway.config.ir import (
     BindRuntime,
     HealthState,
     ListenerRuntime,
+    McpSessionSettings,
     RuntimeConfig,
     ServerLimits,
     StaticSettings,
@@ -22,12 +23,15 @@ from agentgateway.config.schema import (
     BackendTls,
     ListenerTls,
     LocalConfig,
+    McpShortcut,
     NamedBackend,
     Route,
     RouteMatch,
+    RoutePolicies,
     ValueMatch,
 )
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots
+from agentgateway.mcp.config import compile_mcp_backend
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.direct_response import DirectResponse
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
@@ -41,7 +45,7 @@ from agentgateway.policy.timeout import TimeoutPolicy
 from agentgateway.policy.transformations import Transformations
 from agentgateway.policy.url_rewrite import UrlRewrite
 from agentgateway.routing.hostnames import validate_hostname_pattern
-from agentgateway.routing.route import CompiledRoute
+from agentgateway.routing.route import Backend, CompiledRoute
 from agentgateway.routing.table import (
     PATH_EXACT,
     PATH_PREFIX,
@@ -101,9 +105,7 @@ def compile_static(cfg: LocalConfig) -> StaticSettings:
         raise ConfigError("config.workers", "must be at least 1")
     level = (logging.level if logging and logging.level else "info").lower()
     if level not in ("trace", "debug", "info", "warn", "warning", "error", "off"):
-        raise ConfigError(
-            "config.logging.level", f"unknown level {level!r} (trace, debug, info, warn, error, off)"
-        )
+        raise ConfigError("config.logging.level", f"unknown level {level!r} (trace, debug, info, warn, error, off)")
     pool_max = backend.pool_max_size if backend else None
     if pool_max is not None and pool_max < 0:
         raise ConfigError("config.backend.poolMaxSize", "must not be negative")
@@ -114,9 +116,7 @@ def compile_static(cfg: LocalConfig) -> StaticSettings:
         workers=workers,
         log_format=(logging.format if logging and logging.format else "text"),
         log_level="warn" if level == "warning" else level,
-        connect_timeout=_duration(
-            backend.connect_timeout if backend else None, 10.0, "config.backend.connectTimeout"
-        ),
+        connect_timeout=_duration(backend.connect_timeout if backend else None, 10.0, "config.backend.connectTimeout"),
         pool_idle_timeout=_duration(
             backend.pool_idle_timeout if backend else None, 90.0, "config.backend.poolIdleTimeout"
         ),
@@ -158,9 +158,7 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
         limits.header_read_timeout = _duration(
             http.header_read_timeout, limits.header_read_timeout, f"{where}.headerReadTimeout"
         )
-        limits.idle_timeout = _duration(
-            http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout"
-        )
+        limits.idle_timeout = _duration(http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout")
     if tls:
         limits.tls_handshake_timeout = _duration(
             tls.tls_handshake_timeout,
@@ -213,63 +211,78 @@ class _Compiler:
         self._client_tls[fingerprint] = out
         return out
 
+    def make_target(self, host: str, port: int, tls: BackendTls | None, label: str, where: str) -> HttpTarget:
+        upstream_tls = self.client_tls(tls, host, f"{where}.policies.backendTLS") if tls else None
+        return HttpTarget(host, port, upstream_tls, label, self.static.connect_timeout)
+
     def http_target(self, host_port: str, tls: BackendTls | None, label: str, where: str) -> HttpTarget:
         try:
             host, port = split_host_port(host_port)
         except ValueError as exc:
             raise ConfigError(f"{where}.host", str(exc)) from None
-        upstream_tls = self.client_tls(tls, host, f"{where}.policies.backendTLS") if tls else None
-        return HttpTarget(host, port, upstream_tls, label, self.static.connect_timeout)
+        return self.make_target(host, port, tls, label, where)
 
     def index_named_backends(self) -> None:
         for i, nb in enumerate(self.cfg.backends):
             where = f"backends[{i}]"
             if nb.name in self.named:
                 raise ConfigError(f"{where}.name", f"duplicate backend name {nb.name!r}")
-            if nb.host is None:
-                raise ConfigError(where, "a backend needs host (the other kinds are not supported yet)")
+            if (nb.host is None) == (nb.mcp is None):
+                raise ConfigError(
+                    where, "exactly one of host or mcp must be set (the other kinds are not supported yet)"
+                )
             self.named[nb.name] = (nb, i)
 
-    def route_backends(self, route: Route, where: str) -> WeightedChoice[HttpTarget]:
+    def route_backends(self, route: Route, where: str) -> WeightedChoice[Backend]:
         policies = route.policies
         route_tls = policies.backend_tls if policies else None
         route_health = policies.health if policies else None
-        items: list[tuple[HttpTarget, int]] = []
+        items: list[tuple[Backend, int]] = []
         for j, rb in enumerate(route.backends):
             bwhere = f"{where}.backends[{j}]"
             if rb.weight < 0:
                 raise ConfigError(f"{bwhere}.weight", "must not be negative")
-            if (rb.host is None) == (rb.backend is None):
-                raise ConfigError(bwhere, "exactly one of host or backend must be set")
+            if sum(x is not None for x in (rb.host, rb.backend, rb.mcp)) != 1:
+                raise ConfigError(bwhere, "exactly one of host, backend or mcp must be set")
             inline_tls = _tls_of(rb.policies)
             inline_health = rb.policies.health if rb.policies else None
+            target: Backend
+            http: HttpTarget | None = None
+            health, hwhere = None, ""
             if rb.host is not None:
-                target = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
+                target = http = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
                 health, hwhere = (
                     (inline_health, f"{bwhere}.policies.health")
                     if inline_health
                     else (route_health, f"{where}.policies.health")
                 )
+            elif rb.mcp is not None:
+                target = compile_mcp_backend(rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target, self.base_dir)
             else:
                 assert rb.backend is not None
                 found = self.named.get(rb.backend)
                 if found is None:
                     raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
                 nb, k = found
-                assert nb.host is not None
-                # Precedence as the reference: backend-level < route-level < backendRef inline.
-                tls = inline_tls or route_tls or _tls_of(nb.policies)
-                target = self.http_target(nb.host, tls, nb.name, f"backends[{k}]")
-                named_health = nb.policies.health if nb.policies else None
-                if inline_health:
-                    health, hwhere = inline_health, f"{bwhere}.policies.health"
-                elif route_health:
-                    health, hwhere = route_health, f"{where}.policies.health"
+                if nb.mcp is not None:
+                    target = compile_mcp_backend(nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target, self.base_dir)
                 else:
-                    health, hwhere = named_health, f"backends[{k}].policies.health"
-            if health is not None:
-                target.health = self.endpoint_health(target, HealthPolicy(health, hwhere))
+                    assert nb.host is not None
+                    # Precedence as the reference: backend-level < route-level < backendRef inline.
+                    tls = inline_tls or route_tls or _tls_of(nb.policies)
+                    target = http = self.http_target(nb.host, tls, nb.name, f"backends[{k}]")
+                    named_health = nb.policies.health if nb.policies else None
+                    if inline_health:
+                        health, hwhere = inline_health, f"{bwhere}.policies.health"
+                    elif route_health:
+                        health, hwhere = route_health, f"{where}.policies.health"
+                    else:
+                        health, hwhere = named_health, f"backends[{k}].policies.health"
+            if http is not None and health is not None:
+                http.health = self.endpoint_health(http, HealthPolicy(health, hwhere))
             items.append((target, rb.weight))
+        if len({t.kind for t, _ in items}) > 1:
+            raise ConfigError(f"{where}.backends", "a route's backends are either all MCP or all HTTP")
         return WeightedChoice(items)
 
     def endpoint_health(self, target: HttpTarget, policy: HealthPolicy) -> EndpointHealth:
@@ -298,14 +311,17 @@ class _Compiler:
     # ------------------------------------------------------------------ policies
 
     def route_policies(
-        self, route: Route, where: str, identity: str, labels: tuple[str, str, str]
+        self,
+        p: RoutePolicies | None,
+        matches: list[RouteMatch],
+        where: str,
+        identity: str,
+        labels: tuple[str, str, str],
     ) -> tuple[PolicyChain, TimeoutPolicy | None, RetryPolicy | None, RequestMirror | None]:
         """The chain of a route's policies and its upstream-call policies."""
-        p = route.policies
         if p is None:
             return EMPTY_CHAIN, None, None, None
         pw = f"{where}.policies"
-        matches = route.matches
         chain: list[Policy] = []
         if p.request_header_modifier is not None:
             chain.append(RequestHeaderModifier(p.request_header_modifier, f"{pw}.requestHeaderModifier"))
@@ -338,6 +354,23 @@ class _Compiler:
             target = self.simple_target(ref.host, ref.backend, f"{mw}.backend")
             mirror = RequestMirror(target, p.request_mirror.percentage, mw)
         return PolicyChain(chain), timeout, retry, mirror
+
+    def mcp_shortcut_bind(self, shortcut: McpShortcut) -> BindRuntime:
+        """``mcp:``: one listener on its own port whose only route serves /mcp and /sse."""
+        if not 0 < shortcut.port < 65536:
+            raise ConfigError("mcp.port", "must be 1-65535")
+        service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target, self.base_dir)
+        gateway = f"bind/{shortcut.port}"
+        chain, timeout, retry, mirror = self.route_policies(
+            shortcut.policies, [], "mcp", f"{gateway}/mcp/mcp", (gateway, "mcp", "mcp")
+        )
+        route = CompiledRoute("mcp", gateway, "mcp", WeightedChoice([(service, 1)]), chain, timeout, retry, mirror)
+        rules = [
+            RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order)
+            for order, prefix in enumerate((b"/mcp", b"/sse"))
+        ]
+        listener = ListenerRuntime("mcp", gateway, None, "HTTP", None, RouteTable({b"": rules}))
+        return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
 
     # ------------------------------------------------------------------ routes
 
@@ -376,10 +409,7 @@ class _Compiler:
             if not _TOKEN.match(h.name):
                 raise ConfigError(f"{where}.headers[{k}].name", f"{h.name!r} is not a header name")
             headers.append(_value_matcher(h.name.lower().encode(), h.value, f"{where}.headers[{k}].value"))
-        query = [
-            _value_matcher(q.name.encode(), q.value, f"{where}.query[{k}].value")
-            for k, q in enumerate(m.query)
-        ]
+        query = [_value_matcher(q.name.encode(), q.value, f"{where}.query[{k}].value") for k, q in enumerate(m.query)]
         return RouteRule(route, kind, value, regex, method, headers, query, order)
 
     def compile(self, limits: ServerLimits) -> RuntimeConfig:
@@ -407,7 +437,11 @@ class _Compiler:
             sources[bind.port] = (bwhere, listeners)
         self.gateway_sources(sources)
         binds = {port: self.bind(port, listeners, where) for port, (where, listeners) in sources.items()}
-        return RuntimeConfig(self.cfg, binds, limits, self.static, self.health_state)
+        if self.cfg.mcp is not None:
+            if self.cfg.mcp.port in binds:
+                raise ConfigError("mcp.port", f"port {self.cfg.mcp.port} is also a bind's port")
+            binds[self.cfg.mcp.port] = self.mcp_shortcut_bind(self.cfg.mcp)
+        return RuntimeConfig(self.cfg, binds, limits, self.static, self.health_state, compile_mcp_settings(self.cfg))
 
     def gateway_sources(self, sources: dict[int, tuple[str, list[_ListenerSource]]]) -> None:
         """The new-style form: ``gateways`` (a port each, one or more listeners) and top-level
@@ -424,16 +458,12 @@ class _Compiler:
             listeners = []
             if not gw.listeners:
                 listeners.append(
-                    _ListenerSource(
-                        name, gw.hostname, _gateway_protocol(gw.protocol, gw.tls, where), gw.tls, where, []
-                    )
+                    _ListenerSource(name, gw.hostname, _gateway_protocol(gw.protocol, gw.tls, where), gw.tls, where, [])
                 )
                 refs[name] = listeners
             else:
                 if gw.protocol is not None or gw.tls is not None or gw.hostname is not None:
-                    raise ConfigError(
-                        where, "protocol, hostname and tls go on the listeners when listeners are set"
-                    )
+                    raise ConfigError(where, "protocol, hostname and tls go on the listeners when listeners are set")
                 for j, ls in enumerate(gw.listeners):
                     lwhere = f"{where}.listeners[{j}]"
                     lname = ls.name or f"listener{j}"
@@ -446,9 +476,7 @@ class _Compiler:
                         [],
                     )
                     if source.name in refs:
-                        raise ConfigError(
-                            f"{lwhere}.name", f"two listeners of gateway {name} are named {lname!r}"
-                        )
+                        raise ConfigError(f"{lwhere}.name", f"two listeners of gateway {name} are named {lname!r}")
                     refs[source.name] = [source]
                     listeners.append(source)
                 refs[name] = list(listeners)
@@ -467,9 +495,7 @@ class _Compiler:
                 found = refs.get(ref)
                 if found is None:
                     known = ", ".join(sorted(refs)) or "none"
-                    raise ConfigError(
-                        f"{rwhere}.gateways[{g}]", f"no gateway or listener {ref!r} (known: {known})"
-                    )
+                    raise ConfigError(f"{rwhere}.gateways[{g}]", f"no gateway or listener {ref!r} (known: {known})")
                 attached += [ls for ls in found if ls not in attached]
             for source in attached:
                 source.routes.append((route, rwhere))
@@ -492,9 +518,7 @@ class _Compiler:
                     raise ConfigError(f"{lwhere}.hostname", err)
             key = (hostname or "").lower().encode()
             if key in by_host:
-                raise ConfigError(
-                    f"{lwhere}.hostname", f"two listeners on port {port} share hostname {hostname!r}"
-                )
+                raise ConfigError(f"{lwhere}.hostname", f"two listeners on port {port} share hostname {hostname!r}")
             ssl_ctx = None
             if ls.protocol == "HTTPS":
                 if ls.tls is None:
@@ -515,7 +539,7 @@ class _Compiler:
                 if route.namespace:
                     route_name = f"{route.namespace}/{route_name}"
                 chain, timeout, retry, mirror = self.route_policies(
-                    route, rwhere, f"{gateway}/{name}/{route_name}", (gateway, name, route_name)
+                    route.policies, route.matches, rwhere, f"{gateway}/{name}/{route_name}", (gateway, name, route_name)
                 )
                 compiled = CompiledRoute(
                     route_name,
@@ -598,6 +622,24 @@ def _value_matcher(name: bytes, value: ValueMatch, where: str) -> ValueMatcher:
         return ValueMatcher(name, value.exact.encode(), None)
     assert value.regex is not None
     return ValueMatcher(name, None, _regex(value.regex, f"{where}.regex"))
+
+
+def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
+    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp.sessionTtl``."""
+    raw = cfg.config
+    key_text = raw.session.key if raw and raw.session and raw.session.key else os.environ.get("SESSION_KEY")
+    key = None
+    if key_text:
+        try:
+            key = bytes.fromhex(key_text.strip())
+        except ValueError:
+            key = None
+        if key is None or len(key) != 32:
+            where = "config.session.key" if raw and raw.session and raw.session.key else "SESSION_KEY"
+            raise ConfigError(where, "must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`")
+    ttl_text = raw.mcp.session_ttl if raw and raw.mcp else None
+    ttl = _duration(ttl_text, 30 * 60.0, "config.mcp.sessionTtl")
+    return McpSessionSettings(key, ttl)
 
 
 def compile_config(

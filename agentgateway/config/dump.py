@@ -98,9 +98,7 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
         listeners = []
         for ref, hostname, protocol, tls in refs:
             attached = [
-                r
-                for r in source.routes
-                if name in _gateway_refs(r.gateways) or ref in _gateway_refs(r.gateways)
+                r for r in source.routes if name in _gateway_refs(r.gateways) or ref in _gateway_refs(r.gateways)
             ]
             listeners.append(
                 {

@@ -19,9 +19,7 @@ _NOT_SUPPORTED = "agentgateway:not-supported"
 NotSupported = Annotated[Any | UnsetType, _NOT_SUPPORTED]
 
 
-class Schema(
-    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, rename="camel", omit_defaults=True
-):
+class Schema(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, rename="camel", omit_defaults=True):
     """Base of every config struct."""
 
 
@@ -42,6 +40,15 @@ class BackendSettings(Schema, frozen=True):
     keepalives: NotSupported = UNSET
 
 
+class SessionSettings(Schema, frozen=True):
+    # 64 hex characters (e.g. `openssl rand -hex 32`); also read from SESSION_KEY
+    key: str | None = None
+
+
+class McpSettings(Schema, frozen=True):
+    session_ttl: str | None = None
+
+
 class RawConfig(Schema, frozen=True):
     admin_addr: str | None = None
     stats_addr: str | None = None
@@ -49,8 +56,8 @@ class RawConfig(Schema, frozen=True):
     # addition: worker processes sharing the listeners (default: one per core)
     workers: int | None = None
     logging: LoggingSettings | None = None
-    session: NotSupported = UNSET
-    mcp: NotSupported = UNSET
+    session: SessionSettings | None = None
+    mcp: McpSettings | None = None
     backend: BackendSettings | None = None
     connection_termination_deadline: str | None = None
     connection_min_termination_deadline: str | None = None
@@ -395,6 +402,67 @@ class RoutePolicies(Schema, frozen=True):
     tcp: NotSupported = UNSET
 
 
+class McpHost(Schema, frozen=True):
+    """Where an HTTP MCP server is: ``host`` is a URL (``http://host:port/path``, https for TLS) or a
+    plain ``host:port`` with ``port`` and ``path`` given separately."""
+
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    backend: NotSupported = UNSET
+
+
+class McpStdio(Schema, frozen=True):
+    cmd: str
+    args: list[str] = []
+    env: dict[str, str] = {}
+    clear_env: bool = False
+
+
+class OpenApiSchemaSource(Schema, frozen=True):
+    """Exactly one: a file path, the document inline (YAML/JSON text or a mapping), or a URL."""
+
+    file: str | None = None
+    inline: Any = None
+    url: str | None = None
+
+
+class McpOpenApi(McpHost, frozen=True):
+    """A REST API described by an OpenAPI 3 document, served as MCP tools (``schema`` is required)."""
+
+    schema: OpenApiSchemaSource | None = None
+
+
+class McpTargetPolicies(Schema, frozen=True):
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    mcp_authorization: NotSupported = UNSET
+    ext_mcp: NotSupported = UNSET
+    request_header_modifier: NotSupported = UNSET
+    transformations: NotSupported = UNSET
+    backend_auth: NotSupported = UNSET
+    http: NotSupported = UNSET
+    tcp: NotSupported = UNSET
+    backend_tunnel: NotSupported = UNSET
+
+
+class McpTarget(Schema, frozen=True):
+    """One upstream MCP server: exactly one of ``stdio``, ``mcp`` (streamable HTTP) or ``sse``."""
+
+    name: str
+    stdio: McpStdio | None = None
+    mcp: McpHost | None = None
+    sse: McpHost | None = None
+    openapi: McpOpenApi | None = None
+    policies: McpTargetPolicies | None = None
+
+
+class McpBackend(Schema, frozen=True):
+    targets: list[McpTarget]
+    stateful_mode: Literal["stateful", "stateless"] = "stateful"
+    prefix_mode: Literal["always", "conditional", "never"] | None = None
+    failure_mode: Literal["failClosed", "failOpen"] | None = None
+
+
 class RouteBackend(Schema, frozen=True):
     """One entry of ``routes[].backends``: exactly one of ``host`` or ``backend`` (a named backend)."""
 
@@ -402,8 +470,8 @@ class RouteBackend(Schema, frozen=True):
     policies: BackendPolicies | None = None
     host: str | None = None
     backend: str | None = None
+    mcp: McpBackend | None = None
     service: NotSupported = UNSET
-    mcp: NotSupported = UNSET
     ai: NotSupported = UNSET
     aws: NotSupported = UNSET
     dynamic: NotSupported = UNSET
@@ -460,7 +528,7 @@ class NamedBackend(Schema, frozen=True):
     name: str
     host: str | None = None
     policies: BackendPolicies | None = None
-    mcp: NotSupported = UNSET
+    mcp: McpBackend | None = None
     ai: NotSupported = UNSET
     aws: NotSupported = UNSET
     internal: NotSupported = UNSET
@@ -500,6 +568,15 @@ class AttachedRoute(Route, frozen=True):
     gateways: str | list[str] | None = None
 
 
+class McpShortcut(McpBackend, frozen=True):
+    """The ``mcp:`` shortcut: one MCP endpoint (``/mcp`` and ``/sse``) on its own port."""
+
+    port: int = 3000
+    policies: RoutePolicies | None = None
+    gateways: NotSupported = UNSET
+    dns_rebinding_protection: NotSupported = UNSET
+
+
 class LocalConfig(Schema, frozen=True):
     config: RawConfig | None = None
     binds: list[Bind] = []
@@ -513,7 +590,7 @@ class LocalConfig(Schema, frozen=True):
     services: NotSupported = UNSET
     route_groups: NotSupported = UNSET
     llm: NotSupported = UNSET
-    mcp: NotSupported = UNSET
+    mcp: McpShortcut | None = None
     ui: NotSupported = UNSET
 
 

@@ -44,12 +44,8 @@ class HeaderEdit:
 
     def __init__(self, cfg: HeaderModifierConfig, where: str) -> None:
         removed = {header_name(n, f"{where}.remove") for n in cfg.remove}
-        sets = [
-            (header_name(k, f"{where}.set"), header_value(v, f"{where}.set.{k}")) for k, v in cfg.set.items()
-        ]
-        adds = [
-            (header_name(k, f"{where}.add"), header_value(v, f"{where}.add.{k}")) for k, v in cfg.add.items()
-        ]
+        sets = [(header_name(k, f"{where}.set"), header_value(v, f"{where}.set.{k}")) for k, v in cfg.set.items()]
+        adds = [(header_name(k, f"{where}.add"), header_value(v, f"{where}.add.{k}")) for k, v in cfg.add.items()]
         set_names = {k for k, _ in sets}
         self.drop = frozenset(removed | set_names)
         self.append = tuple(

@@ -36,9 +36,7 @@ class HealthPolicy:
         self.restore: float | None = None
         if ev is not None:
             self.duration = (
-                positive_duration(ev.duration, f"{where}.eviction.duration")
-                if ev.duration
-                else _DEFAULT_EVICTION
+                positive_duration(ev.duration, f"{where}.eviction.duration") if ev.duration else _DEFAULT_EVICTION
             )
             self.consecutive = ev.consecutive_failures
             for key, value in (

@@ -76,9 +76,7 @@ class LocalRateLimit:
     def __init__(
         self, cfgs: list[LocalRateLimitConfig], where: str, identity: str, labels: tuple[str, str, str]
     ) -> None:
-        self.buckets = tuple(
-            _Bucket(cfg, f"{where}[{i}]", f"{identity}#{i}".encode()) for i, cfg in enumerate(cfgs)
-        )
+        self.buckets = tuple(_Bucket(cfg, f"{where}[{i}]", f"{identity}#{i}".encode()) for i, cfg in enumerate(cfgs))
         self.request_buckets = tuple(b for b in self.buckets if b.requests)
         self.allowed_labels = (*labels, "local", "allowed")
         self.limited_labels = (*labels, "local", "limited")

@@ -198,9 +198,7 @@ class _RlsClient:
             ],
         )
         try:
-            response = await rls_pb2_grpc.RateLimitServiceStub(channel).ShouldRateLimit(
-                request, timeout=self.timeout
-            )
+            response = await rls_pb2_grpc.RateLimitServiceStub(channel).ShouldRateLimit(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise RateLimitUnavailable(f"{exc.code().name} from {self.address}") from None
         code = response.overall_code
@@ -218,9 +216,7 @@ class _RlsClient:
         if code != rls_pb2.RateLimitResponse.OK:
             raise RateLimitUnavailable(f"unknown overall code {code} from {self.address}")
         for h in response.request_headers_to_add:
-            ctx.headers.append(
-                (h.key.lower().encode(), (h.value or h.raw_value.decode("latin-1")).encode("latin-1"))
-            )
+            ctx.headers.append((h.key.lower().encode(), (h.value or h.raw_value.decode("latin-1")).encode("latin-1")))
         for h in response.response_headers_to_add:
             ctx.add_response_header(
                 h.key.lower().encode(), (h.value or h.raw_value.decode("latin-1")).encode("latin-1")
@@ -232,9 +228,7 @@ def _status_headers(statuses: Any) -> list[tuple[bytes, bytes]]:
     """x-ratelimit-* from the most constrained descriptor status that carries a limit."""
     best = None
     for status in statuses:
-        if status.HasField("current_limit") and (
-            best is None or status.limit_remaining < best.limit_remaining
-        ):
+        if status.HasField("current_limit") and (best is None or status.limit_remaining < best.limit_remaining):
             best = status
     if best is None:
         return []

@@ -35,9 +35,7 @@ class RequestRedirect:
         if scheme is not None and scheme not in ("http", "https"):
             raise ConfigError(f"{where}.scheme", "must be http or https")
         self.scheme = scheme.encode() if scheme else None
-        self.auth_kind, self.auth_value, self.auth_port = compile_authority(
-            cfg.authority, f"{where}.authority"
-        )
+        self.auth_kind, self.auth_value, self.auth_port = compile_authority(cfg.authority, f"{where}.authority")
         if self.auth_kind == AUTH_AUTO:
             self.auth_kind = AUTH_KEEP  # a redirect has no backend to take the host from
         self.full, self.prefix = compile_path(cfg.path, f"{where}.path", matches)
@@ -54,11 +52,7 @@ class RequestRedirect:
         elif kind == AUTH_HOST:
             # With an explicit scheme the port is the scheme's; otherwise a non-default port of the
             # request is kept.
-            keep = (
-                port
-                if self.scheme is None and port is not None and port != DEFAULT_PORTS.get(scheme)
-                else None
-            )
+            keep = port if self.scheme is None and port is not None and port != DEFAULT_PORTS.get(scheme) else None
             authority = self.auth_value if keep is None else b"%s:%d" % (self.auth_value, keep)
         elif kind == AUTH_KEEP:
             authority = ctx.host
@@ -74,6 +68,4 @@ class RequestRedirect:
 
     def on_request(self, ctx: RequestCtx) -> LocalReply | None:
         location = self.location(ctx)
-        return LocalReply(
-            self.status, ((b"location", location),), b"", f"redirect to {location.decode('latin-1')}"
-        )
+        return LocalReply(self.status, ((b"location", location),), b"", f"redirect to {location.decode('latin-1')}")

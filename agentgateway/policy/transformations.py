@@ -35,16 +35,10 @@ class _Side:
                 raise ConfigError(at, f"{key} is set by the gateway itself")
             return n
 
-        self.set = tuple(
-            (name(k, f"{where}.set"), compile_value(v, f"{where}.set.{k}")) for k, v in cfg.set.items()
-        )
-        self.add = tuple(
-            (name(k, f"{where}.add"), compile_value(v, f"{where}.add.{k}")) for k, v in cfg.add.items()
-        )
+        self.set = tuple((name(k, f"{where}.set"), compile_value(v, f"{where}.set.{k}")) for k, v in cfg.set.items())
+        self.add = tuple((name(k, f"{where}.add"), compile_value(v, f"{where}.add.{k}")) for k, v in cfg.add.items())
         self.drop = frozenset(name(k, f"{where}.remove") for k in cfg.remove)
-        self.body: ValueExpression | None = (
-            compile_value(cfg.body, f"{where}.body") if cfg.body is not None else None
-        )
+        self.body: ValueExpression | None = compile_value(cfg.body, f"{where}.body") if cfg.body is not None else None
 
     def edit(self, ctx: RequestCtx, headers: Headers) -> Headers:
         values = [(n, e.evaluate(ctx)) for n, e in self.set]

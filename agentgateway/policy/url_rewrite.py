@@ -64,9 +64,7 @@ def compile_authority(cfg: AuthorityRewrite | str | None, where: str) -> tuple[i
     return AUTH_PORT, b"", cfg.port
 
 
-def compile_path(
-    cfg: PathRewrite | None, where: str, matches: list[RouteMatch]
-) -> tuple[bytes | None, bytes | None]:
+def compile_path(cfg: PathRewrite | None, where: str, matches: list[RouteMatch]) -> tuple[bytes | None, bytes | None]:
     """(full, prefix) replacements of a ``path`` field."""
     if cfg is None:
         return None, None
@@ -105,9 +103,7 @@ class UrlRewrite:
     __slots__ = ("auth_kind", "auth_value", "auth_port", "full", "prefix")
 
     def __init__(self, cfg: UrlRewriteConfig, where: str, matches: list[RouteMatch]) -> None:
-        self.auth_kind, self.auth_value, self.auth_port = compile_authority(
-            cfg.authority, f"{where}.authority"
-        )
+        self.auth_kind, self.auth_value, self.auth_port = compile_authority(cfg.authority, f"{where}.authority")
         self.full, self.prefix = compile_path(cfg.path, f"{where}.path", matches)
 
     def on_request(self, ctx: RequestCtx) -> LocalReply | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agentgateway.mcp.config import McpService
 from agentgateway.policy.chain import EMPTY_CHAIN, PolicyChain
 from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.target import HttpTarget
@@ -12,6 +13,9 @@ if TYPE_CHECKING:
     from agentgateway.policy.request_mirror import RequestMirror
     from agentgateway.policy.retry import RetryPolicy
     from agentgateway.policy.timeout import TimeoutPolicy
+
+# What a route forwards to: an HTTP upstream, or a virtual MCP server (checked by ``kind``).
+Backend = HttpTarget | McpService
 
 
 class CompiledRoute:
@@ -28,6 +32,7 @@ class CompiledRoute:
         "retry",
         "mirror",
         "health_checked",
+        "mcp_backends",
     )
 
     def __init__(
@@ -35,7 +40,7 @@ class CompiledRoute:
         name: str,
         gateway: str,
         listener: str,
-        backends: WeightedChoice[HttpTarget],
+        backends: WeightedChoice[Backend],
         chain: PolicyChain = EMPTY_CHAIN,
         timeout: TimeoutPolicy | None = None,
         retry: RetryPolicy | None = None,
@@ -50,4 +55,6 @@ class CompiledRoute:
         self.retry = retry
         self.mirror = mirror
         # Some backend has a health policy: picks skip evicted backends.
-        self.health_checked = any(t.health is not None for t in backends.items)
+        self.health_checked = any(isinstance(t, HttpTarget) and t.health is not None for t in backends.items)
+        # Some backend is a virtual MCP server: the worker picks before forwarding.
+        self.mcp_backends = any(t.kind == "mcp" for t in backends.items)

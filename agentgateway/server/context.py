@@ -42,6 +42,11 @@ class RequestCtx:
         "request_body",
         "response_body",
         "auto_host",
+        "mcp_session",
+        "mcp_method",
+        "mcp_target",
+        "mcp_resource",
+        "relayed",
     )
 
     def __init__(
@@ -95,6 +100,13 @@ class RequestCtx:
         self.request_body: bytes | None = None  # replaces the client's body (a transformation)
         self.response_body: bytes | None = None  # replaces the backend's body
         self.auto_host = False  # send the chosen backend's host:port as Host
+        # MCP facts, set by the MCP endpoint (empty for other traffic).
+        self.mcp_session = ""
+        self.mcp_method = ""
+        self.mcp_target = ""
+        self.mcp_resource = ""
+        # Handed to another worker of this gateway, which logs and counts it (server/relay.py).
+        self.relayed = False
 
     @property
     def has_body(self) -> bool:

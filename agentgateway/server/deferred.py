@@ -42,9 +42,7 @@ class DeferredExchange:
         "_task",
     )
 
-    def __init__(
-        self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute, index: int
-    ) -> None:
+    def __init__(self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute, index: int) -> None:
         self.worker = worker
         self.conn = conn
         self.ctx = ctx

@@ -434,9 +434,7 @@ class HttpConnection(asyncio.Protocol):
         fields = b"".join([b"%s: %s\r\n" % (name, value) for name, value in headers])
         self.send_head_fields(status, fields, content_length, has_body)
 
-    def send_head_fields(
-        self, status: int, fields: bytes, content_length: int | None, has_body: bool
-    ) -> None:
+    def send_head_fields(self, status: int, fields: bytes, content_length: int | None, has_body: bool) -> None:
         """``send_head`` for a header block already serialized (``name: value\\r\\n`` lines),
         as a proxy builds it while filtering the upstream's headers."""
         ctx = self._ctx
@@ -526,9 +524,7 @@ class HttpConnection(asyncio.Protocol):
                 self.worker.observe(ctx)
         self._close(force=True)
 
-    def reply(
-        self, ctx: RequestCtx, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
-    ) -> None:
+    def reply(self, ctx: RequestCtx, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         """A response the gateway writes itself (no route, upstream down, limits, ...)."""
         ctx.reason = message
         body = message.encode() + b"\n"

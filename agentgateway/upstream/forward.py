@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from agentgateway.observe.counters import COUNTERS
 from agentgateway.policy.chain import apply_response
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from agentgateway.server.context import RequestCtx
     from agentgateway.server.http1 import HttpConnection
     from agentgateway.server.worker import Worker
+    from agentgateway.upstream.balance import WeightedChoice
     from agentgateway.upstream.http1 import Headers, UpstreamConnection
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) are never forwarded; framing headers are re-made.
@@ -210,28 +211,21 @@ class HttpForward:
     # ------------------------------------------------------------------ attempts
 
     def _pick(self) -> HttpTarget | None:
-        backends = self.route.backends
+        # Routes with HTTP backends have only HTTP backends (checked at load).
+        backends = cast("WeightedChoice[HttpTarget]", self.route.backends)
         avoid = self._avoid
         if not self.route.health_checked and avoid is None:
             return backends.pick()
         now = self.worker.loop.time()
         picked = backends.pick()
-        if (
-            picked is not None
-            and picked is not avoid
-            and (picked.health is None or picked.health.available(now))
-        ):
+        if picked is not None and picked is not avoid and (picked.health is None or picked.health.available(now)):
             return picked
 
         def usable(t: HttpTarget) -> bool:
             return t.health is None or t.health.available(now)
 
         # Another healthy backend, else any healthy one, else (all evicted) the weighted pick.
-        return (
-            backends.pick_where(lambda t: t is not avoid and usable(t))
-            or backends.pick_where(usable)
-            or picked
-        )
+        return backends.pick_where(lambda t: t is not avoid and usable(t)) or backends.pick_where(usable) or picked
 
     def _attempt(self, flush: bool) -> None:
         target = self._pick()
@@ -246,9 +240,7 @@ class HttpForward:
             if ctx.auto_host:
                 ctx.host = target.authority
             body = self._body
-            self._head = build_request_head(
-                ctx, self._chunked, body_length=None if body is None else len(body)
-            )
+            self._head = build_request_head(ctx, self._chunked, body_length=None if body is None else len(body))
         if self._tries == 1 and self.route.mirror is not None:
             self._start_mirror()
         timeout = self.route.timeout

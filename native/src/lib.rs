@@ -3,6 +3,7 @@
 
 pub mod jsonrpc;
 pub mod ratelimit;
+pub mod mcp;
 pub mod sse;
 
 #[cfg(feature = "python")]

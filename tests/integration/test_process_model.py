@@ -37,9 +37,7 @@ def test_killed_worker_is_replaced(gateway, upstream):
         httpx.get(f"http://127.0.0.1:{port}/echo")
     before = gw.metric("agentgateway_requests_total")
     os.kill(first[0], signal.SIGKILL)
-    wait_for(
-        lambda: len(gw.worker_pids()) == 2 and first[0] not in gw.worker_pids(), 15, "a replacement worker"
-    )
+    wait_for(lambda: len(gw.worker_pids()) == 2 and first[0] not in gw.worker_pids(), 15, "a replacement worker")
     gw.wait_ready()
     failures = 0
     for _ in range(30):

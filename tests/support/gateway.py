@@ -168,9 +168,7 @@ class Gateway(Process):
         self.workers = workers
         self.config_path = tmp / "config.yaml"
         self.write_config(config)
-        super().__init__(
-            [sys.executable, "-m", "agentgateway", "-f", str(self.config_path)], tmp / "gateway.log", env
-        )
+        super().__init__([sys.executable, "-m", "agentgateway", "-f", str(self.config_path)], tmp / "gateway.log", env)
         if wait:
             self.wait_ready()
 
@@ -235,11 +233,7 @@ class Gateway(Process):
             return []
 
     def access_lines(self) -> list[str]:
-        return [
-            line
-            for line in self.output().splitlines()
-            if "\trequest\t" in line or '"scope":"request"' in line
-        ]
+        return [line for line in self.output().splitlines() if "\trequest\t" in line or '"scope":"request"' in line]
 
 
 def binds(port: int, routes: list[dict[str, Any]], **listener: Any) -> dict[str, Any]:
@@ -311,3 +305,39 @@ class ResponseReader:
 
 def read_response(sock: socket.socket, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
     return ResponseReader(sock).read(head_only)
+
+
+class McpServerProcess(Process):
+    """``tests.support.mcp_server`` over HTTP (streamable, path /mcp) or legacy SSE (path /sse)."""
+
+    def __init__(self, tmp: Path, name: str, transport: str, port: int | None = None, tools: int = 0) -> None:
+        self.name = name
+        self.transport = transport
+        self.port = port or free_port()
+        args = [sys.executable, "-m", "tests.support.mcp_server", "--name", name, "--transport", transport]
+        args += ["--port", str(self.port), "--tools", str(tools)]
+        super().__init__(args, tmp / f"mcp-{name}-{self.port}.log")
+
+        def listening() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"MCP server {name} exited:\n{self.output()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+            return False
+
+        wait_for(listening, 30, f"MCP server {name}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{'mcp' if self.transport == 'http' else 'sse'}"
+
+
+def stdio_target(name: str, tools: int = 0) -> dict[str, Any]:
+    """A target running ``tests.support.mcp_server`` over stdio."""
+    args = ["-m", "tests.support.mcp_server", "--name", name, "--tools", str(tools)]
+    return {"name": name, "stdio": {"cmd": sys.executable, "args": args, "env": {"PYTHONPATH": str(REPO)}}}
+
+
+def mcp_config(port: int, targets: list[dict[str, Any]], **backend: Any) -> dict[str, Any]:
+    """One bind whose only route is an MCP backend federating ``targets``."""
+    return binds(port, [{"name": "mcp", "backends": [{"mcp": {"targets": targets, **backend}}]}])

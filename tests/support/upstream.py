@@ -169,17 +169,13 @@ class Upstream:
             step = int(q.get("chunk", str(64 * 1024)))
             chunked = q.get("chunked") == "1"
             fields = base + ([("transfer-encoding", "chunked")] if chunked else [("content-length", str(n))])
-            writer.write(
-                ("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n").encode()
-            )
+            writer.write(("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n").encode())
             if method != "HEAD":
                 sent = 0
                 while sent < n:
                     size = min(step, n - sent)
                     offset = sent % len(PATTERN)
-                    piece = (
-                        (PATTERN[offset:] + PATTERN)[:size] if size <= len(PATTERN) else pattern_bytes(size)
-                    )
+                    piece = (PATTERN[offset:] + PATTERN)[:size] if size <= len(PATTERN) else pattern_bytes(size)
                     writer.write(b"%x\r\n%b\r\n" % (size, piece) if chunked else piece)
                     sent += size
                     await writer.drain()
@@ -190,9 +186,7 @@ class Upstream:
             n = int(q.get("n", "5"))
             delay = float(q.get("delay", "0.1"))
             fields = base + [("content-type", "text/event-stream"), ("transfer-encoding", "chunked")]
-            writer.write(
-                ("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n").encode()
-            )
+            writer.write(("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n").encode())
             await writer.drain()
             loop = asyncio.get_running_loop()
             for i in range(n):
@@ -210,9 +204,7 @@ class Upstream:
             await send(int(q.get("code", "200")))
         elif path == "/close-delimited":
             n = int(q.get("n", "1000"))
-            writer.write(
-                b"HTTP/1.0 200 OK\r\nx-upstream: " + self.name.encode() + b"\r\n\r\n" + pattern_bytes(n)
-            )
+            writer.write(b"HTTP/1.0 200 OK\r\nx-upstream: " + self.name.encode() + b"\r\n\r\n" + pattern_bytes(n))
             await writer.drain()
             return False
         elif path == "/drop":

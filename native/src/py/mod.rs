@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 mod jsonrpc;
 mod ratelimit;
+mod mcp;
 mod sse;
 
 #[pymodule]
@@ -14,6 +15,7 @@ mod sse;
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     jsonrpc::register(m)?;
+    mcp::register(m)?;
     sse::register(m)?;
     ratelimit::register(m)?;
     Ok(())
