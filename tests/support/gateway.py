@@ -307,6 +307,40 @@ def read_response(sock: socket.socket, head_only: bool = False) -> tuple[int, di
     return ResponseReader(sock).read(head_only)
 
 
+def wait_listening(proc: Process, port: int, what: str, timeout: float = 30.0) -> None:
+    """Wait until ``proc`` accepts connections on 127.0.0.1:``port``; fail at once if it exits."""
+
+    def listening() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"{what} exited with {proc.proc.returncode}:\n{proc.output()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+        return False
+
+    wait_for(listening, timeout, what)
+
+
+class ServerProcess(Process):
+    """Any program serving on 127.0.0.1:``port`` (told the port by its ``args`` or ``env``); ready
+    once the port accepts connections."""
+
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        what: str = "server",
+        timeout: float = 30.0,
+    ) -> None:
+        self.port = port
+        super().__init__(args, log_path, env)
+        wait_listening(self, port, what, timeout)
+
+    def endpoint(self, path: str = "/mcp") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
 class McpServerProcess(Process):
     """``tests.support.mcp_server`` over HTTP (streamable, path /mcp) or legacy SSE (path /sse)."""
 
@@ -317,25 +351,22 @@ class McpServerProcess(Process):
         args = [sys.executable, "-m", "tests.support.mcp_server", "--name", name, "--transport", transport]
         args += ["--port", str(self.port), "--tools", str(tools)]
         super().__init__(args, tmp / f"mcp-{name}-{self.port}.log")
-
-        def listening() -> bool:
-            if not self.alive():
-                raise RuntimeError(f"MCP server {name} exited:\n{self.output()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-            return False
-
-        wait_for(listening, 30, f"MCP server {name}")
+        wait_listening(self, self.port, f"MCP server {name}")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/{'mcp' if self.transport == 'http' else 'sse'}"
 
 
+def python_stdio_target(name: str, module: str, *args: str) -> dict[str, Any]:
+    """A target running ``python -m <module> <args>`` (a module of this repository) over stdio."""
+    argv = ["-m", module, *args]
+    return {"name": name, "stdio": {"cmd": sys.executable, "args": argv, "env": {"PYTHONPATH": str(REPO)}}}
+
+
 def stdio_target(name: str, tools: int = 0) -> dict[str, Any]:
     """A target running ``tests.support.mcp_server`` over stdio."""
-    args = ["-m", "tests.support.mcp_server", "--name", name, "--tools", str(tools)]
-    return {"name": name, "stdio": {"cmd": sys.executable, "args": args, "env": {"PYTHONPATH": str(REPO)}}}
+    return python_stdio_target(name, "tests.support.mcp_server", "--name", name, "--tools", str(tools))
 
 
 def mcp_config(port: int, targets: list[dict[str, Any]], **backend: Any) -> dict[str, Any]:
