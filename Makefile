@@ -36,9 +36,24 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/maturin develop --release --extras test --quiet
 	touch $@
 
-# Programs the integration tests drive besides the Python SDKs (installed once, if missing).
-test-deps:
+# Programs the integration tests drive besides the Python SDKs (installed once, if missing): curl,
+# redis-server for the shared rate limits (started by the tests, never as a service), and the Node
+# ones (a Node 22 runtime, the MCP conformance suite, the reference server and the inspector CLI),
+# pinned by tests/node/package-lock.json and installed with `npm ci` under .cache/node; they are
+# reinstalled only when the lock file changes.
+NODE_DIR   := .cache/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.stamp-agentgateway
+
+test-deps: $(NODE_STAMP)
 	@command -v curl >/dev/null || $(call apt_install,curl)
+	@{ command -v redis-server || [ -x /usr/bin/redis-server ]; } >/dev/null || $(call apt_install,redis-server)
+
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	@command -v npm >/dev/null || $(call apt_install,nodejs npm)
+	mkdir -p $(NODE_DIR)
+	cp tests/node/package.json tests/node/package-lock.json $(NODE_DIR)/
+	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 test-rust:
 	cargo test --quiet --workspace

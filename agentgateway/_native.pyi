@@ -1,10 +1,11 @@
 """Typed stub of the native hot path (`native/src/py/`). Bytes in, bytes out."""
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Final, Literal, TypeAlias, final
 
 __all__ = [
     "__version__",
+    "BucketSpec",
     "CelCompileError",
     "CelEvaluationError",
     "CelProgram",
@@ -12,16 +13,28 @@ __all__ = [
     "JSONRPC_MAX_DEPTH",
     "JsonRpcEnvelope",
     "JsonRpcError",
+    "ListResultError",
+    "SESSION_KEY_LEN",
+    "SessionCipher",
+    "SessionTokenError",
     "SseComment",
     "SseDecoder",
     "SseError",
     "SseEvent",
+    "SharedBuckets",
+    "bucket_key",
     "encode_sse_comment",
     "encode_sse_event",
+    "list_item_keys",
+    "merge_list_results",
     "rewrite_jsonrpc_id",
+    "rewrite_request",
     "scan_jsonrpc",
     "scan_jsonrpc_batch",
+    "session_key_from_hex",
     "split_jsonrpc_batch",
+    "split_prefixed_name",
+    "split_prefixed_uri",
 ]
 
 __version__: Final[str]
@@ -147,9 +160,7 @@ class SseDecoder:
     @property
     def max_event_size(self) -> int: ...
 
-def encode_sse_event(
-    data: bytes, event: str | None = None, id: str | None = None, retry: int | None = None
-) -> bytes:
+def encode_sse_event(data: bytes, event: str | None = None, id: str | None = None, retry: int | None = None) -> bytes:
     """One event; `data` is split on CRLF/CR/LF into data lines. ValueError on CR/LF in
     `event` or `id`, or NUL in `id`."""
 
@@ -234,3 +245,126 @@ class CelRules:
         variables: _CelVariables | None = None,
     ) -> list[bool | str]:
         """Each rule's result in order: True, False, or the message of its error."""
+
+# --- Shared token buckets (local rate limits across worker processes) ------------------------
+
+@final
+class BucketSpec:
+    """How a bucket fills. ValueError when tokens_per_fill > max_tokens or the interval is 0."""
+
+    def __new__(cls, max_tokens: int, tokens_per_fill: int, fill_interval_ns: int) -> BucketSpec: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def tokens_per_fill(self) -> int: ...
+    @property
+    def fill_interval_ns(self) -> int: ...
+
+@final
+class SharedBuckets:
+    """Token buckets in memory shared by every process that maps the table (a memfd)."""
+
+    @staticmethod
+    def anonymous(slots: int) -> SharedBuckets:
+        """A table private to this process."""
+    @staticmethod
+    def initialize(fd: int, slots: int) -> SharedBuckets:
+        """Size the empty file `fd` for `slots` buckets and map it (OSError on failure)."""
+    @staticmethod
+    def attach(fd: int) -> SharedBuckets:
+        """Map a table initialized by another process; ValueError if `fd` holds none."""
+    @property
+    def slots(self) -> int: ...
+    @property
+    def evictions(self) -> int:
+        """Buckets dropped while in use because their probe window was full."""
+    def acquire(self, key: int, spec: BucketSpec, cost: int = 1) -> tuple[bool, int, int]:
+        """Take `cost` tokens: (allowed, tokens remaining, nanoseconds until the next fill)."""
+    def available(self, key: int, spec: BucketSpec) -> int: ...
+    def amend(self, key: int, spec: BucketSpec, delta: int) -> int:
+        """Remove `delta` tokens (give back when negative); returns the tokens left."""
+
+def bucket_key(identity: bytes, key: bytes) -> int:
+    """Table key of a bucket: its identity and the per-request key value (never 0)."""
+
+# --- MCP federation -----------------------------------------------------------------------------
+
+SESSION_KEY_LEN: Final[int]
+"""Bytes of a session key (32: AES-256)."""
+
+class SessionTokenError(ValueError):
+    """A session token that is malformed, tampered with, or sealed under another key or aad."""
+
+@final
+class SessionCipher:
+    """Seals and opens self-contained Mcp-Session-Id tokens with AES-256-GCM.
+
+    A token is base64url without padding of nonce (12 random bytes) || ciphertext || tag (16),
+    so it holds only visible ASCII. `aad` is authenticated, not stored: open with the same bytes
+    (e.g. the identity that created the session) or the token does not open.
+    """
+
+    def __new__(cls, key: bytes) -> SessionCipher:
+        """ValueError unless `key` is exactly 32 bytes."""
+    def seal(self, plaintext: bytes, aad: bytes = b"") -> str:
+        """Encrypt under a fresh random nonce (OSError if the OS random source fails)."""
+    def open(self, token: str, aad: bytes = b"") -> bytes:
+        """Decrypt; SessionTokenError for a malformed, tampered or foreign token."""
+
+def session_key_from_hex(text: str) -> bytes:
+    """The 32-byte key from exactly 64 hex digits (`openssl rand -hex 32`); ValueError otherwise."""
+
+_ListKind = Literal["tools", "prompts", "resources", "resourceTemplates"]
+
+class ListResultError(ValueError):
+    """An upstream */list result that cannot be merged; `target` names it, `index` is its
+    position in `results` (to skip it when failing open)."""
+
+    target: str
+    index: int
+
+def merge_list_results(
+    kind: _ListKind,
+    results: Sequence[tuple[str, bytes]],
+    *,
+    prefix: bool,
+    delimiter: str = "_",
+    dedupe: bool = False,
+    allowed: Container[str] | None = None,
+    next_cursor: str | None = None,
+) -> bytes:
+    """Merge each (target, raw result object) into one result object.
+
+    Items keep target order and their bytes; with `prefix`, tool and prompt names become
+    `<target><delimiter><name>` and URIs with a scheme `<target>+<uri>`. `dedupe` drops exposed
+    names served by several targets (decided before `allowed`). `allowed` keeps only items whose
+    `"<target>\x00<original name or uri>"` it contains. Output members: the list, `nextCursor`
+    if given, `ttlMs` (minimum; inputs without it count as 0; omitted if none has it),
+    `cacheScope` ("public" only if all inputs say so and `allowed` is None; omitted if none has
+    it). Raises ValueError for an unknown kind, ListResultError for a malformed result.
+    """
+
+def list_item_keys(kind: _ListKind, results: Sequence[tuple[str, bytes]]) -> list[tuple[str, str]]:
+    """(target, original name or URI) of every item, in order. Raises like merge_list_results."""
+
+def split_prefixed_name(name: str, targets: Sequence[str], delimiter: str = "_") -> tuple[int, str] | None:
+    """(target index, original name) for `<target><delimiter><name>`; the longest target wins."""
+
+def split_prefixed_uri(uri: str, targets: Sequence[str]) -> tuple[int, str] | None:
+    """(target index, original URI) for `<target>+<uri>` where `<uri>` has a scheme; the
+    longest target wins."""
+
+def rewrite_request(
+    message: bytes,
+    *,
+    new_id: bytes | None = None,
+    param: str | None = None,
+    value: str | None = None,
+) -> bytes:
+    """`message` with its id replaced by raw JSON `new_id` and/or the string at
+    `params.<param>` (one or two dotted names, e.g. "name", "ref.uri") replaced by `value`.
+
+    Raises JsonRpcError for an invalid message; ValueError for a batch, a missing id, an
+    invalid `new_id`, `param` without `value` (or the reverse), or a path that is absent,
+    repeated, or not a string.
+    """

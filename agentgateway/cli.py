@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -15,9 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="LLM, MCP and A2A gateway. With no config it serves the embedded default config.",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "-f", "--file", type=Path, help="config file (YAML or JSON); watched and hot-reloaded"
-    )
+    source.add_argument("-f", "--file", type=Path, help="config file (YAML or JSON); watched and hot-reloaded")
     source.add_argument("-c", "--config", help="inline config (YAML or JSON)")
     parser.add_argument(
         "--validate-only", action="store_true", help="check the config and exit: 0 if valid, 1 with the error"
@@ -28,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Lets configs start Python MCP servers with this interpreter (the default config does).
+    os.environ.setdefault("AGENTGATEWAY_PYTHON", sys.executable)
     from agentgateway.config.errors import ConfigError
     from agentgateway.server.supervisor import ConfigSource, load, run_supervisor
 

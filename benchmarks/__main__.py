@@ -10,11 +10,13 @@ import signal
 import sys
 from types import FrameType
 
-from benchmarks import cel, http
+from benchmarks import cel, http, policies
 from benchmarks.procs import BenchmarkError
 from benchmarks.scenario import Scenario
 
-SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in (http.SCENARIO, cel.SCENARIO)}
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario for scenario in (http.SCENARIO, policies.SCENARIO, cel.SCENARIO)
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

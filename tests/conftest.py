@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import Gateway, Process, UpstreamServer
+from tests.support.gateway import Gateway, McpServerProcess, Process, RateLimitService, RedisServer, UpstreamServer
 
 
 @pytest.fixture
@@ -30,14 +30,45 @@ def upstream(tmp_path: Path, processes: list[Process]) -> Callable[..., Upstream
 
 
 @pytest.fixture
-def gateway(
-    tmp_path: Path, processes: list[Process], request: pytest.FixtureRequest
-) -> Callable[..., Gateway]:
+def mcp_server(tmp_path: Path, processes: list[Process]) -> Callable[..., McpServerProcess]:
+    def start(name: str, transport: str = "http", **kwargs: Any) -> McpServerProcess:
+        server = McpServerProcess(tmp_path, name, transport, **kwargs)
+        processes.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def rls(tmp_path: Path, processes: list[Process]) -> Callable[..., RateLimitService]:
+    def start(**kwargs: Any) -> RateLimitService:
+        service = RateLimitService(tmp_path, **kwargs)
+        processes.append(service)
+        return service
+
+    return start
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path, processes: list[Process]) -> Callable[[], RedisServer]:
+    def start() -> RedisServer:
+        server = RedisServer(tmp_path)
+        processes.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, processes: list[Process], request: pytest.FixtureRequest) -> Callable[..., Gateway]:
     def start(config: dict[str, Any] | str, **kwargs: Any) -> Gateway:
         gw_dir = tmp_path / f"gw{sum(isinstance(p, Gateway) for p in processes)}"
         gw_dir.mkdir()
-        gw = Gateway(gw_dir, config, **kwargs)
-        processes.append(gw)
+        wait = kwargs.pop("wait", True)
+        gw = Gateway(gw_dir, config, wait=False, **kwargs)
+        processes.append(gw)  # stopped (and its log closed) even if it never gets ready
+        if wait:
+            gw.wait_ready()
         return gw
 
     return start

@@ -9,20 +9,43 @@ from pathlib import Path
 
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
-from agentgateway.config.ir import BindRuntime, ListenerRuntime, RuntimeConfig, ServerLimits, StaticSettings
+from agentgateway.config.ir import (
+    BindRuntime,
+    HealthState,
+    ListenerRuntime,
+    McpSessionSettings,
+    RuntimeConfig,
+    ServerLimits,
+    StaticSettings,
+)
 from agentgateway.config.schema import (
     BackendPolicies,
     BackendTls,
+    ListenerTls,
     LocalConfig,
+    McpShortcut,
     NamedBackend,
     Route,
     RouteMatch,
+    RoutePolicies,
     ValueMatch,
 )
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots
+from agentgateway.mcp.config import compile_mcp_backend
+from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.direct_response import DirectResponse
+from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
+from agentgateway.policy.health import EndpointHealth, HealthPolicy
+from agentgateway.policy.local_rate_limit import LocalRateLimit
+from agentgateway.policy.remote_rate_limit import RemoteRateLimit
+from agentgateway.policy.request_mirror import RequestMirror
+from agentgateway.policy.request_redirect import RequestRedirect
+from agentgateway.policy.retry import RetryPolicy
+from agentgateway.policy.timeout import TimeoutPolicy
+from agentgateway.policy.transformations import Transformations
+from agentgateway.policy.url_rewrite import UrlRewrite
 from agentgateway.routing.hostnames import validate_hostname_pattern
-from agentgateway.routing.route import CompiledRoute
+from agentgateway.routing.route import Backend, CompiledRoute
 from agentgateway.routing.table import (
     PATH_EXACT,
     PATH_PREFIX,
@@ -82,9 +105,7 @@ def compile_static(cfg: LocalConfig) -> StaticSettings:
         raise ConfigError("config.workers", "must be at least 1")
     level = (logging.level if logging and logging.level else "info").lower()
     if level not in ("trace", "debug", "info", "warn", "warning", "error", "off"):
-        raise ConfigError(
-            "config.logging.level", f"unknown level {level!r} (trace, debug, info, warn, error, off)"
-        )
+        raise ConfigError("config.logging.level", f"unknown level {level!r} (trace, debug, info, warn, error, off)")
     pool_max = backend.pool_max_size if backend else None
     if pool_max is not None and pool_max < 0:
         raise ConfigError("config.backend.poolMaxSize", "must not be negative")
@@ -95,9 +116,7 @@ def compile_static(cfg: LocalConfig) -> StaticSettings:
         workers=workers,
         log_format=(logging.format if logging and logging.format else "text"),
         log_level="warn" if level == "warning" else level,
-        connect_timeout=_duration(
-            backend.connect_timeout if backend else None, 10.0, "config.backend.connectTimeout"
-        ),
+        connect_timeout=_duration(backend.connect_timeout if backend else None, 10.0, "config.backend.connectTimeout"),
         pool_idle_timeout=_duration(
             backend.pool_idle_timeout if backend else None, 90.0, "config.backend.poolIdleTimeout"
         ),
@@ -139,9 +158,7 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
         limits.header_read_timeout = _duration(
             http.header_read_timeout, limits.header_read_timeout, f"{where}.headerReadTimeout"
         )
-        limits.idle_timeout = _duration(
-            http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout"
-        )
+        limits.idle_timeout = _duration(http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout")
     if tls:
         limits.tls_handshake_timeout = _duration(
             tls.tls_handshake_timeout,
@@ -152,12 +169,20 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
 
 
 class _Compiler:
-    def __init__(self, cfg: LocalConfig, static: StaticSettings, base_dir: Path | None) -> None:
+    def __init__(
+        self,
+        cfg: LocalConfig,
+        static: StaticSettings,
+        base_dir: Path | None,
+        previous_health: HealthState | None,
+    ) -> None:
         self.cfg = cfg
         self.static = static
         self.base_dir = base_dir
         self.named: dict[str, tuple[NamedBackend, int]] = {}
         self._client_tls: dict[tuple[object, ...], UpstreamTls] = {}
+        self.previous_health: HealthState = previous_health or {}
+        self.health_state: HealthState = {}
 
     # ------------------------------------------------------------------ backends
 
@@ -186,47 +211,166 @@ class _Compiler:
         self._client_tls[fingerprint] = out
         return out
 
+    def make_target(self, host: str, port: int, tls: BackendTls | None, label: str, where: str) -> HttpTarget:
+        upstream_tls = self.client_tls(tls, host, f"{where}.policies.backendTLS") if tls else None
+        return HttpTarget(host, port, upstream_tls, label, self.static.connect_timeout)
+
     def http_target(self, host_port: str, tls: BackendTls | None, label: str, where: str) -> HttpTarget:
         try:
             host, port = split_host_port(host_port)
         except ValueError as exc:
             raise ConfigError(f"{where}.host", str(exc)) from None
-        upstream_tls = self.client_tls(tls, host, f"{where}.policies.backendTLS") if tls else None
-        return HttpTarget(host, port, upstream_tls, label, self.static.connect_timeout)
+        return self.make_target(host, port, tls, label, where)
 
     def index_named_backends(self) -> None:
         for i, nb in enumerate(self.cfg.backends):
             where = f"backends[{i}]"
             if nb.name in self.named:
                 raise ConfigError(f"{where}.name", f"duplicate backend name {nb.name!r}")
-            if nb.host is None:
-                raise ConfigError(where, "a backend needs host (the other kinds are not supported yet)")
+            if (nb.host is None) == (nb.mcp is None):
+                raise ConfigError(
+                    where, "exactly one of host or mcp must be set (the other kinds are not supported yet)"
+                )
             self.named[nb.name] = (nb, i)
 
-    def route_backends(self, route: Route, where: str) -> WeightedChoice[HttpTarget]:
-        route_tls = route.policies.backend_tls if route.policies else None
-        items: list[tuple[HttpTarget, int]] = []
+    def route_backends(self, route: Route, where: str) -> WeightedChoice[Backend]:
+        policies = route.policies
+        route_tls = policies.backend_tls if policies else None
+        route_health = policies.health if policies else None
+        items: list[tuple[Backend, int]] = []
         for j, rb in enumerate(route.backends):
             bwhere = f"{where}.backends[{j}]"
             if rb.weight < 0:
                 raise ConfigError(f"{bwhere}.weight", "must not be negative")
-            if (rb.host is None) == (rb.backend is None):
-                raise ConfigError(bwhere, "exactly one of host or backend must be set")
+            if sum(x is not None for x in (rb.host, rb.backend, rb.mcp)) != 1:
+                raise ConfigError(bwhere, "exactly one of host, backend or mcp must be set")
             inline_tls = _tls_of(rb.policies)
+            inline_health = rb.policies.health if rb.policies else None
+            target: Backend
+            http: HttpTarget | None = None
+            health, hwhere = None, ""
             if rb.host is not None:
-                target = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
+                target = http = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
+                health, hwhere = (
+                    (inline_health, f"{bwhere}.policies.health")
+                    if inline_health
+                    else (route_health, f"{where}.policies.health")
+                )
+            elif rb.mcp is not None:
+                target = compile_mcp_backend(rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target, self.base_dir)
             else:
                 assert rb.backend is not None
                 found = self.named.get(rb.backend)
                 if found is None:
                     raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
                 nb, k = found
-                assert nb.host is not None
-                # Precedence as the reference: backend-level < route-level < backendRef inline.
-                tls = inline_tls or route_tls or _tls_of(nb.policies)
-                target = self.http_target(nb.host, tls, nb.name, f"backends[{k}]")
+                if nb.mcp is not None:
+                    target = compile_mcp_backend(nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target, self.base_dir)
+                else:
+                    assert nb.host is not None
+                    # Precedence as the reference: backend-level < route-level < backendRef inline.
+                    tls = inline_tls or route_tls or _tls_of(nb.policies)
+                    target = http = self.http_target(nb.host, tls, nb.name, f"backends[{k}]")
+                    named_health = nb.policies.health if nb.policies else None
+                    if inline_health:
+                        health, hwhere = inline_health, f"{bwhere}.policies.health"
+                    elif route_health:
+                        health, hwhere = route_health, f"{where}.policies.health"
+                    else:
+                        health, hwhere = named_health, f"backends[{k}].policies.health"
+            if http is not None and health is not None:
+                http.health = self.endpoint_health(http, HealthPolicy(health, hwhere))
             items.append((target, rb.weight))
+        if len({t.kind for t, _ in items}) > 1:
+            raise ConfigError(f"{where}.backends", "a route's backends are either all MCP or all HTTP")
         return WeightedChoice(items)
+
+    def endpoint_health(self, target: HttpTarget, policy: HealthPolicy) -> EndpointHealth:
+        """The health record of a backend under a policy, carried over from the previous config."""
+        key = (*target.pool_key, policy.fingerprint)
+        state = self.health_state.get(key) or self.previous_health.get(key)
+        if state is None:
+            state = EndpointHealth(policy)
+        self.health_state[key] = state
+        return state
+
+    def simple_target(self, host: str | None, backend: str | None, where: str) -> HttpTarget:
+        """A backend named inline (mirror, rate-limit service): ``host`` or a named backend."""
+        if (host is None) == (backend is None):
+            raise ConfigError(where, "exactly one of host or backend must be set")
+        if host is not None:
+            return self.http_target(host, None, host, where)
+        assert backend is not None
+        found = self.named.get(backend)
+        if found is None:
+            raise ConfigError(f"{where}.backend", f"no backend named {backend!r} in backends[]")
+        nb, k = found
+        assert nb.host is not None
+        return self.http_target(nb.host, _tls_of(nb.policies), nb.name, f"backends[{k}]")
+
+    # ------------------------------------------------------------------ policies
+
+    def route_policies(
+        self,
+        p: RoutePolicies | None,
+        matches: list[RouteMatch],
+        where: str,
+        identity: str,
+        labels: tuple[str, str, str],
+    ) -> tuple[PolicyChain, TimeoutPolicy | None, RetryPolicy | None, RequestMirror | None]:
+        """The chain of a route's policies and its upstream-call policies."""
+        if p is None:
+            return EMPTY_CHAIN, None, None, None
+        pw = f"{where}.policies"
+        chain: list[Policy] = []
+        if p.request_header_modifier is not None:
+            chain.append(RequestHeaderModifier(p.request_header_modifier, f"{pw}.requestHeaderModifier"))
+        if p.response_header_modifier is not None:
+            chain.append(ResponseHeaderModifier(p.response_header_modifier, f"{pw}.responseHeaderModifier"))
+        if p.url_rewrite is not None:
+            chain.append(UrlRewrite(p.url_rewrite, f"{pw}.urlRewrite", matches))
+        if p.request_redirect is not None:
+            chain.append(RequestRedirect(p.request_redirect, f"{pw}.requestRedirect", matches))
+        if p.direct_response is not None:
+            chain.append(DirectResponse(p.direct_response, f"{pw}.directResponse"))
+        if p.transformations is not None:
+            chain.append(Transformations(p.transformations, f"{pw}.transformations"))
+        if p.local_rate_limit:
+            chain.append(LocalRateLimit(p.local_rate_limit, f"{pw}.localRateLimit", identity, labels))
+        if p.remote_rate_limit is not None:
+            rrl = p.remote_rate_limit
+            target = None
+            if rrl.redis is None:
+                target = self.simple_target(rrl.host, rrl.backend, f"{pw}.remoteRateLimit")
+            elif rrl.host is not None or rrl.backend is not None:
+                raise ConfigError(f"{pw}.remoteRateLimit", "redis replaces host/backend; set one of them")
+            chain.append(RemoteRateLimit(rrl, f"{pw}.remoteRateLimit", target, labels))
+        timeout = TimeoutPolicy(p.timeout, f"{pw}.timeout") if p.timeout is not None else None
+        retry = RetryPolicy(p.retry, f"{pw}.retry") if p.retry is not None else None
+        mirror = None
+        if p.request_mirror is not None:
+            mw = f"{pw}.requestMirror"
+            ref = p.request_mirror.backend
+            target = self.simple_target(ref.host, ref.backend, f"{mw}.backend")
+            mirror = RequestMirror(target, p.request_mirror.percentage, mw)
+        return PolicyChain(chain), timeout, retry, mirror
+
+    def mcp_shortcut_bind(self, shortcut: McpShortcut) -> BindRuntime:
+        """``mcp:``: one listener on its own port whose only route serves /mcp and /sse."""
+        if not 0 < shortcut.port < 65536:
+            raise ConfigError("mcp.port", "must be 1-65535")
+        service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target, self.base_dir)
+        gateway = f"bind/{shortcut.port}"
+        chain, timeout, retry, mirror = self.route_policies(
+            shortcut.policies, [], "mcp", f"{gateway}/mcp/mcp", (gateway, "mcp", "mcp")
+        )
+        route = CompiledRoute("mcp", gateway, "mcp", WeightedChoice([(service, 1)]), chain, timeout, retry, mirror)
+        rules = [
+            RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order)
+            for order, prefix in enumerate((b"/mcp", b"/sse"))
+        ]
+        listener = ListenerRuntime("mcp", gateway, None, "HTTP", None, RouteTable({b"": rules}))
+        return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
 
     # ------------------------------------------------------------------ routes
 
@@ -265,32 +409,105 @@ class _Compiler:
             if not _TOKEN.match(h.name):
                 raise ConfigError(f"{where}.headers[{k}].name", f"{h.name!r} is not a header name")
             headers.append(_value_matcher(h.name.lower().encode(), h.value, f"{where}.headers[{k}].value"))
-        query = [
-            _value_matcher(q.name.encode(), q.value, f"{where}.query[{k}].value")
-            for k, q in enumerate(m.query)
-        ]
+        query = [_value_matcher(q.name.encode(), q.value, f"{where}.query[{k}].value") for k, q in enumerate(m.query)]
         return RouteRule(route, kind, value, regex, method, headers, query, order)
 
     def compile(self, limits: ServerLimits) -> RuntimeConfig:
         self.index_named_backends()
-        binds: dict[int, BindRuntime] = {}
+        sources: dict[int, tuple[str, list[_ListenerSource]]] = {}
         for i, bind in enumerate(self.cfg.binds):
             bwhere = f"binds[{i}]"
             if not 0 < bind.port < 65536:
                 raise ConfigError(f"{bwhere}.port", "must be 1-65535")
-            if bind.port in binds:
+            if bind.port in sources:
                 raise ConfigError(f"{bwhere}.port", f"port {bind.port} is bound twice")
-            binds[bind.port] = self.bind(bind.port, bind.listeners, bwhere)
-        return RuntimeConfig(self.cfg, binds, limits, self.static)
+            listeners = []
+            for j, ls in enumerate(bind.listeners):
+                lwhere = f"{bwhere}.listeners[{j}]"
+                listeners.append(
+                    _ListenerSource(
+                        ls.name or f"listener{j}",
+                        ls.hostname,
+                        ls.protocol,
+                        ls.tls,
+                        lwhere,
+                        [(route, f"{lwhere}.routes[{k}]") for k, route in enumerate(ls.routes)],
+                    )
+                )
+            sources[bind.port] = (bwhere, listeners)
+        self.gateway_sources(sources)
+        binds = {port: self.bind(port, listeners, where) for port, (where, listeners) in sources.items()}
+        if self.cfg.mcp is not None:
+            if self.cfg.mcp.port in binds:
+                raise ConfigError("mcp.port", f"port {self.cfg.mcp.port} is also a bind's port")
+            binds[self.cfg.mcp.port] = self.mcp_shortcut_bind(self.cfg.mcp)
+        return RuntimeConfig(self.cfg, binds, limits, self.static, self.health_state, compile_mcp_settings(self.cfg))
 
-    def bind(self, port: int, listeners: list, where: str) -> BindRuntime:  # type: ignore[type-arg]
+    def gateway_sources(self, sources: dict[int, tuple[str, list[_ListenerSource]]]) -> None:
+        """The new-style form: ``gateways`` (a port each, one or more listeners) and top-level
+        ``routes`` attached to them by name, compiled into the same IR as ``binds``."""
+        refs: dict[str, list[_ListenerSource]] = {}
+        for name, gw in self.cfg.gateways.items():
+            where = f"gateways.{name}"
+            if gw.port is None:
+                raise ConfigError(f"{where}.port", "is required")
+            if not 0 < gw.port < 65536:
+                raise ConfigError(f"{where}.port", "must be 1-65535")
+            if gw.port in sources:
+                raise ConfigError(f"{where}.port", f"port {gw.port} is also used by {sources[gw.port][0]}")
+            listeners = []
+            if not gw.listeners:
+                listeners.append(
+                    _ListenerSource(name, gw.hostname, _gateway_protocol(gw.protocol, gw.tls, where), gw.tls, where, [])
+                )
+                refs[name] = listeners
+            else:
+                if gw.protocol is not None or gw.tls is not None or gw.hostname is not None:
+                    raise ConfigError(where, "protocol, hostname and tls go on the listeners when listeners are set")
+                for j, ls in enumerate(gw.listeners):
+                    lwhere = f"{where}.listeners[{j}]"
+                    lname = ls.name or f"listener{j}"
+                    source = _ListenerSource(
+                        f"{name}/{lname}",
+                        ls.hostname,
+                        _gateway_protocol(ls.protocol, ls.tls, lwhere),
+                        ls.tls,
+                        lwhere,
+                        [],
+                    )
+                    if source.name in refs:
+                        raise ConfigError(f"{lwhere}.name", f"two listeners of gateway {name} are named {lname!r}")
+                    refs[source.name] = [source]
+                    listeners.append(source)
+                refs[name] = list(listeners)
+            sources[gw.port] = (where, listeners)
+        for k, route in enumerate(self.cfg.routes):
+            rwhere = f"routes[{k}]"
+            names = route.gateways
+            if names is None or names == []:
+                if "default" not in self.cfg.gateways:
+                    raise ConfigError(f"{rwhere}.gateways", "must be set (there is no gateway named default)")
+                names = ["default"]
+            elif isinstance(names, str):
+                names = [names]
+            attached: list[_ListenerSource] = []
+            for g, ref in enumerate(names):
+                found = refs.get(ref)
+                if found is None:
+                    known = ", ".join(sorted(refs)) or "none"
+                    raise ConfigError(f"{rwhere}.gateways[{g}]", f"no gateway or listener {ref!r} (known: {known})")
+                attached += [ls for ls in found if ls not in attached]
+            for source in attached:
+                source.routes.append((route, rwhere))
+
+    def bind(self, port: int, listeners: list[_ListenerSource], where: str) -> BindRuntime:
         gateway = f"bind/{port}"
         by_host: dict[bytes, ListenerRuntime] = {}
         protocols = set()
         first: ListenerRuntime | None = None
         order = 0
-        for j, ls in enumerate(listeners):
-            lwhere = f"{where}.listeners[{j}]"
+        for ls in listeners:
+            lwhere = ls.where
             if ls.protocol not in ("HTTP", "HTTPS"):
                 raise ConfigError(f"{lwhere}.protocol", f"{ls.protocol} listeners are not supported yet")
             protocols.add(ls.protocol)
@@ -301,9 +518,7 @@ class _Compiler:
                     raise ConfigError(f"{lwhere}.hostname", err)
             key = (hostname or "").lower().encode()
             if key in by_host:
-                raise ConfigError(
-                    f"{lwhere}.hostname", f"two listeners on port {port} share hostname {hostname!r}"
-                )
+                raise ConfigError(f"{lwhere}.hostname", f"two listeners on port {port} share hostname {hostname!r}")
             ssl_ctx = None
             if ls.protocol == "HTTPS":
                 if ls.tls is None:
@@ -317,20 +532,24 @@ class _Compiler:
                 ssl_ctx.set_alpn_protocols(["http/1.1"])
             elif ls.tls is not None:
                 raise ConfigError(f"{lwhere}.tls", "tls is set but protocol is HTTP (use HTTPS)")
-            name = ls.name or f"listener{j}"
+            name = ls.name
             rules: dict[bytes, list[RouteRule]] = {}
-            for k, route in enumerate(ls.routes):
-                rwhere = f"{lwhere}.routes[{k}]"
+            for k, (route, rwhere) in enumerate(ls.routes):
                 route_name = route.name or f"route{k}"
                 if route.namespace:
                     route_name = f"{route.namespace}/{route_name}"
-                direct = None
-                if route.policies and route.policies.direct_response:
-                    direct = DirectResponse.compile(
-                        route.policies.direct_response, f"{rwhere}.policies.directResponse"
-                    )
+                chain, timeout, retry, mirror = self.route_policies(
+                    route.policies, route.matches, rwhere, f"{gateway}/{name}/{route_name}", (gateway, name, route_name)
+                )
                 compiled = CompiledRoute(
-                    route_name, gateway, name, self.route_backends(route, rwhere), direct
+                    route_name,
+                    gateway,
+                    name,
+                    self.route_backends(route, rwhere),
+                    chain,
+                    timeout,
+                    retry,
+                    mirror,
                 )
                 route_rules = self.route_rules(route, compiled, rwhere, order)
                 order += 1
@@ -350,6 +569,39 @@ class _Compiler:
             raise ConfigError(f"{where}.listeners", "a bind needs at least one listener")
         default = by_host.get(b"", first)
         return BindRuntime(port, "HTTPS" in protocols, ListenerSet(by_host), default)
+
+
+class _ListenerSource:
+    """A listener as written in either form (``binds`` or ``gateways``), with its routes and the
+    path of each in the file."""
+
+    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes")
+
+    def __init__(
+        self,
+        name: str,
+        hostname: str | None,
+        protocol: str,
+        tls: ListenerTls | None,
+        where: str,
+        routes: list[tuple[Route, str]],
+    ) -> None:
+        self.name = name
+        self.hostname = hostname
+        self.protocol = protocol
+        self.tls = tls
+        self.where = where
+        self.routes = routes
+
+
+def _gateway_protocol(protocol: str | None, tls: ListenerTls | None, where: str) -> str:
+    """As agentgateway: HTTP by default, HTTPS when tls is set; tls and protocol must agree."""
+    effective = protocol or ("HTTPS" if tls is not None else "HTTP")
+    if effective == "HTTPS" and tls is None:
+        raise ConfigError(f"{where}.tls", "protocol HTTPS requires tls")
+    if effective in ("HTTP", "TCP") and tls is not None:
+        raise ConfigError(f"{where}.tls", f"protocol {effective} cannot set tls")
+    return effective
 
 
 def _tls_of(policies: BackendPolicies | None) -> BackendTls | None:
@@ -372,7 +624,29 @@ def _value_matcher(name: bytes, value: ValueMatch, where: str) -> ValueMatcher:
     return ValueMatcher(name, None, _regex(value.regex, f"{where}.regex"))
 
 
-def compile_config(cfg: LocalConfig, base_dir: Path | None = None) -> RuntimeConfig:
+def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
+    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp.sessionTtl``."""
+    raw = cfg.config
+    key_text = raw.session.key if raw and raw.session and raw.session.key else os.environ.get("SESSION_KEY")
+    key = None
+    if key_text:
+        try:
+            key = bytes.fromhex(key_text.strip())
+        except ValueError:
+            key = None
+        if key is None or len(key) != 32:
+            where = "config.session.key" if raw and raw.session and raw.session.key else "SESSION_KEY"
+            raise ConfigError(where, "must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`")
+    ttl_text = raw.mcp.session_ttl if raw and raw.mcp else None
+    ttl = _duration(ttl_text, 30 * 60.0, "config.mcp.sessionTtl")
+    return McpSessionSettings(key, ttl)
+
+
+def compile_config(
+    cfg: LocalConfig, base_dir: Path | None = None, health_state: HealthState | None = None
+) -> RuntimeConfig:
+    """The IR of ``cfg``. ``health_state`` is the previous IR's backend health, carried over for
+    the backends and health policies that did not change."""
     static = compile_static(cfg)
     limits = compile_limits(cfg)
-    return _Compiler(cfg, static, base_dir).compile(limits)
+    return _Compiler(cfg, static, base_dir, health_state).compile(limits)

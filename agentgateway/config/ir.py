@@ -6,7 +6,11 @@ from __future__ import annotations
 import ssl
 
 from agentgateway.config.schema import LocalConfig
+from agentgateway.policy.health import EndpointHealth
 from agentgateway.routing.table import ListenerSet, RouteTable
+
+# Passive health of backends, by (backend connection key, health policy): kept across reloads.
+HealthState = dict[tuple[object, ...], EndpointHealth]
 
 
 class ServerLimits:
@@ -90,6 +94,18 @@ class StaticSettings:
         return [k for k in keys if getattr(self, k) != getattr(other, k)]
 
 
+class McpSessionSettings:
+    """How MCP session ids are protected and how long an idle session lives."""
+
+    __slots__ = ("key", "ttl")
+
+    def __init__(self, key: bytes | None, ttl: float) -> None:
+        # None: no configured key; the supervisor then makes one per gateway run, shared by its
+        # workers (sessions survive a worker change but not a restart, nor reach other replicas).
+        self.key = key
+        self.ttl = ttl
+
+
 class ListenerRuntime:
     __slots__ = ("name", "gateway", "hostname", "protocol", "ssl_context", "routes")
 
@@ -113,9 +129,7 @@ class ListenerRuntime:
 class BindRuntime:
     __slots__ = ("port", "tls", "listeners", "default_listener")
 
-    def __init__(
-        self, port: int, tls: bool, listeners: ListenerSet[ListenerRuntime], default: ListenerRuntime
-    ) -> None:
+    def __init__(self, port: int, tls: bool, listeners: ListenerSet[ListenerRuntime], default: ListenerRuntime) -> None:
         self.port = port
         self.tls = tls
         self.listeners = listeners
@@ -125,12 +139,20 @@ class BindRuntime:
 
 
 class RuntimeConfig:
-    __slots__ = ("source", "binds", "limits", "static")
+    __slots__ = ("source", "binds", "limits", "static", "health_state", "mcp_sessions")
 
     def __init__(
-        self, source: LocalConfig, binds: dict[int, BindRuntime], limits: ServerLimits, static: StaticSettings
+        self,
+        source: LocalConfig,
+        binds: dict[int, BindRuntime],
+        limits: ServerLimits,
+        static: StaticSettings,
+        health_state: HealthState | None = None,
+        mcp_sessions: McpSessionSettings | None = None,
     ) -> None:
         self.source = source
         self.binds = binds
         self.limits = limits
         self.static = static
+        self.health_state: HealthState = health_state if health_state is not None else {}
+        self.mcp_sessions = mcp_sessions or McpSessionSettings(None, 1800.0)

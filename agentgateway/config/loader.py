@@ -12,9 +12,7 @@ from agentgateway.config.envexpand import expand_env
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import LocalConfig, find_unsupported
 
-_UNKNOWN_FIELD = re.compile(
-    r"^Object contains unknown field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?$"
-)
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?$")
 _AT_PATH = re.compile(r"^(?P<reason>.*) - at `\$(?P<path>[^`]*)`$", re.S)
 
 

@@ -19,9 +19,7 @@ _NOT_SUPPORTED = "agentgateway:not-supported"
 NotSupported = Annotated[Any | UnsetType, _NOT_SUPPORTED]
 
 
-class Schema(
-    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, rename="camel", omit_defaults=True
-):
+class Schema(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, rename="camel", omit_defaults=True):
     """Base of every config struct."""
 
 
@@ -42,6 +40,15 @@ class BackendSettings(Schema, frozen=True):
     keepalives: NotSupported = UNSET
 
 
+class SessionSettings(Schema, frozen=True):
+    # 64 hex characters (e.g. `openssl rand -hex 32`); also read from SESSION_KEY
+    key: str | None = None
+
+
+class McpSettings(Schema, frozen=True):
+    session_ttl: str | None = None
+
+
 class RawConfig(Schema, frozen=True):
     admin_addr: str | None = None
     stats_addr: str | None = None
@@ -49,8 +56,8 @@ class RawConfig(Schema, frozen=True):
     # addition: worker processes sharing the listeners (default: one per core)
     workers: int | None = None
     logging: LoggingSettings | None = None
-    session: NotSupported = UNSET
-    mcp: NotSupported = UNSET
+    session: SessionSettings | None = None
+    mcp: McpSettings | None = None
     backend: BackendSettings | None = None
     connection_termination_deadline: str | None = None
     connection_min_termination_deadline: str | None = None
@@ -175,10 +182,154 @@ class BackendTls(Schema, frozen=True):
     spiffe: NotSupported = UNSET
 
 
+# ---------------------------------------------------------------- traffic policies
+
+
+class HeaderModifier(Schema, frozen=True):
+    """``requestHeaderModifier`` / ``responseHeaderModifier``: applied add, then set, then remove."""
+
+    add: dict[str, str] = {}
+    set: dict[str, str] = {}
+    remove: list[str] = []
+
+
+class AuthorityRewrite(Schema, frozen=True):
+    """Exactly one of the three (the string forms ``auto`` and ``none`` are also accepted)."""
+
+    full: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+
+class PathRewrite(Schema, frozen=True):
+    """Exactly one of the two."""
+
+    full: str | None = None
+    prefix: str | None = None
+
+
+class UrlRewrite(Schema, frozen=True):
+    authority: AuthorityRewrite | Literal["auto", "none"] | None = None
+    path: PathRewrite | None = None
+
+
+class RequestRedirect(Schema, frozen=True):
+    scheme: str | None = None
+    authority: AuthorityRewrite | Literal["auto", "none"] | None = None
+    path: PathRewrite | None = None
+    status: int | None = None
+
+
+class SimpleBackendRef(Schema, frozen=True):
+    """A backend named inline: exactly one of ``host`` or ``backend`` (a top-level backend)."""
+
+    host: str | None = None
+    backend: str | None = None
+    service: NotSupported = UNSET
+
+
+class RequestMirror(Schema, frozen=True):
+    backend: SimpleBackendRef
+    percentage: float
+
+
+class Timeout(Schema, frozen=True):
+    request_timeout: str | None = None
+    backend_request_timeout: str | None = None
+    response_idle_timeout: NotSupported = UNSET
+
+
+class Retry(Schema, frozen=True):
+    attempts: int = 1
+    backoff: str | None = None
+    codes: list[int] = []
+    # CEL, compiled through policy.expression
+    precondition: str | None = None
+    condition: str | None = None
+    postcondition: str | None = None
+
+
+class LocalRateLimit(Schema, frozen=True):
+    fill_interval: str
+    max_tokens: int = 0
+    tokens_per_fill: int = 0
+    type: Literal["requests", "tokens"] = "requests"
+    # addition: a CEL value that splits the bucket (one bucket per distinct value)
+    key: str | None = None
+
+
+class DescriptorEntry(Schema, frozen=True):
+    key: str
+    value: str
+
+
+class RateLimitUnitLimit(Schema, frozen=True):
+    """addition (Redis mode): the limit a descriptor is held to."""
+
+    requests_per_unit: int
+    unit: Literal["second", "minute", "hour", "day"]
+
+
+class Descriptor(Schema, frozen=True):
+    entries: list[DescriptorEntry]
+    type: Literal["requests", "tokens"] = "requests"
+    # addition, Redis mode only
+    limit: RateLimitUnitLimit | None = None
+
+
+class RedisTarget(Schema, frozen=True):
+    """addition: a Redis server that holds the counters instead of a rate limit service."""
+
+    url: str
+    timeout: str | None = None
+
+
+class RemoteRateLimit(Schema, frozen=True):
+    domain: str
+    descriptors: list[Descriptor] = []
+    failure_mode: Literal["failClosed", "failOpen", "FailClosed", "FailOpen"] = "failClosed"
+    host: str | None = None
+    backend: str | None = None
+    # addition: Redis mode
+    redis: RedisTarget | None = None
+    # addition: deadline of one call to the service (default 1s)
+    timeout: str | None = None
+    service: NotSupported = UNSET
+    policies: NotSupported = UNSET
+
+
+class TransformSide(Schema, frozen=True):
+    add: dict[str, str] = {}
+    set: dict[str, str] = {}
+    remove: list[str] = []
+    body: str | None = None
+    metadata: NotSupported = UNSET
+    replace: NotSupported = UNSET
+
+
+class Transformations(Schema, frozen=True):
+    request: TransformSide | None = None
+    response: TransformSide | None = None
+
+
+class Eviction(Schema, frozen=True):
+    duration: str | None = None
+    restore_health: float | None = None
+    consecutive_failures: int | None = None
+    health_threshold: float | None = None
+
+
+class Health(Schema, frozen=True):
+    unhealthy_expression: str | None = None
+    eviction: Eviction | None = None
+    active: NotSupported = UNSET
+
+
 class BackendPolicies(Schema, frozen=True):
     """Policies that apply to the call to one backend."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    health: Health | None = None
     request_header_modifier: NotSupported = UNSET
     response_header_modifier: NotSupported = UNSET
     request_redirect: NotSupported = UNSET
@@ -190,7 +341,6 @@ class BackendPolicies(Schema, frozen=True):
     backend_tcp: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET
-    health: NotSupported = UNSET
     inference_routing: NotSupported = UNSET
     session_affinity: NotSupported = UNSET
     mcp_authorization: NotSupported = UNSET
@@ -216,12 +366,18 @@ class RoutePolicies(Schema, frozen=True):
     and apply to every backend of the route."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
-    request_header_modifier: NotSupported = UNSET
-    response_header_modifier: NotSupported = UNSET
-    request_redirect: NotSupported = UNSET
-    url_rewrite: NotSupported = UNSET
-    request_mirror: NotSupported = UNSET
+    request_header_modifier: HeaderModifier | None = None
+    response_header_modifier: HeaderModifier | None = None
+    request_redirect: RequestRedirect | None = None
+    url_rewrite: UrlRewrite | None = None
+    request_mirror: RequestMirror | None = None
     direct_response: DirectResponse | None = None
+    local_rate_limit: list[LocalRateLimit] | None = None
+    remote_rate_limit: RemoteRateLimit | None = None
+    transformations: Transformations | None = None
+    timeout: Timeout | None = None
+    retry: Retry | None = None
+    health: Health | None = None
     cors: NotSupported = UNSET
     csrf: NotSupported = UNSET
     authorization: NotSupported = UNSET
@@ -233,23 +389,78 @@ class RoutePolicies(Schema, frozen=True):
     ai: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
     backend_auth: NotSupported = UNSET
-    local_rate_limit: NotSupported = UNSET
-    remote_rate_limit: NotSupported = UNSET
     jwt_auth: NotSupported = UNSET
     oidc: NotSupported = UNSET
     basic_auth: NotSupported = UNSET
     api_key: NotSupported = UNSET
     ext_authz: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
-    transformations: NotSupported = UNSET
     buffer: NotSupported = UNSET
-    timeout: NotSupported = UNSET
-    retry: NotSupported = UNSET
     delay: NotSupported = UNSET
     host_rewrite: NotSupported = UNSET
-    health: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET
+
+
+class McpHost(Schema, frozen=True):
+    """Where an HTTP MCP server is: ``host`` is a URL (``http://host:port/path``, https for TLS) or a
+    plain ``host:port`` with ``port`` and ``path`` given separately."""
+
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    backend: NotSupported = UNSET
+
+
+class McpStdio(Schema, frozen=True):
+    cmd: str
+    args: list[str] = []
+    env: dict[str, str] = {}
+    clear_env: bool = False
+
+
+class OpenApiSchemaSource(Schema, frozen=True):
+    """Exactly one: a file path, the document inline (YAML/JSON text or a mapping), or a URL."""
+
+    file: str | None = None
+    inline: Any = None
+    url: str | None = None
+
+
+class McpOpenApi(McpHost, frozen=True):
+    """A REST API described by an OpenAPI 3 document, served as MCP tools (``schema`` is required)."""
+
+    schema: OpenApiSchemaSource | None = None
+
+
+class McpTargetPolicies(Schema, frozen=True):
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    mcp_authorization: NotSupported = UNSET
+    ext_mcp: NotSupported = UNSET
+    request_header_modifier: NotSupported = UNSET
+    transformations: NotSupported = UNSET
+    backend_auth: NotSupported = UNSET
+    http: NotSupported = UNSET
+    tcp: NotSupported = UNSET
+    backend_tunnel: NotSupported = UNSET
+
+
+class McpTarget(Schema, frozen=True):
+    """One upstream MCP server: exactly one of ``stdio``, ``mcp`` (streamable HTTP) or ``sse``."""
+
+    name: str
+    stdio: McpStdio | None = None
+    mcp: McpHost | None = None
+    sse: McpHost | None = None
+    openapi: McpOpenApi | None = None
+    policies: McpTargetPolicies | None = None
+
+
+class McpBackend(Schema, frozen=True):
+    targets: list[McpTarget]
+    stateful_mode: Literal["stateful", "stateless"] = "stateful"
+    prefix_mode: Literal["always", "conditional", "never"] | None = None
+    failure_mode: Literal["failClosed", "failOpen"] | None = None
 
 
 class RouteBackend(Schema, frozen=True):
@@ -259,8 +470,8 @@ class RouteBackend(Schema, frozen=True):
     policies: BackendPolicies | None = None
     host: str | None = None
     backend: str | None = None
+    mcp: McpBackend | None = None
     service: NotSupported = UNSET
-    mcp: NotSupported = UNSET
     ai: NotSupported = UNSET
     aws: NotSupported = UNSET
     dynamic: NotSupported = UNSET
@@ -317,10 +528,53 @@ class NamedBackend(Schema, frozen=True):
     name: str
     host: str | None = None
     policies: BackendPolicies | None = None
-    mcp: NotSupported = UNSET
+    mcp: McpBackend | None = None
     ai: NotSupported = UNSET
     aws: NotSupported = UNSET
     internal: NotSupported = UNSET
+
+
+class GatewayListener(Schema, frozen=True):
+    """One listener of a ``gateways`` entry (new-style config)."""
+
+    name: str | None = None
+    hostname: str | None = None
+    protocol: Literal["HTTP", "HTTPS", "TCP", "TLS"] | None = None
+    tls: ListenerTls | None = None
+    # gateway-phase policies (the security issue)
+    oidc: NotSupported = UNSET
+    jwt_auth: NotSupported = UNSET
+    authorization: NotSupported = UNSET
+    ext_authz: NotSupported = UNSET
+    ext_proc: NotSupported = UNSET
+    cors: NotSupported = UNSET
+    transformations: NotSupported = UNSET
+    basic_auth: NotSupported = UNSET
+    api_key: NotSupported = UNSET
+
+
+class Gateway(GatewayListener, frozen=True):
+    """A ``gateways`` entry: a port with one listener (the gateway itself) or named listeners."""
+
+    port: int | None = None
+    listeners: list[GatewayListener] = []
+    bind_address: NotSupported = UNSET
+
+
+class AttachedRoute(Route, frozen=True):
+    """A top-level ``routes`` entry: a route plus the gateways (``name`` or ``name/listener``) it
+    serves; without them it attaches to the gateway named ``default``."""
+
+    gateways: str | list[str] | None = None
+
+
+class McpShortcut(McpBackend, frozen=True):
+    """The ``mcp:`` shortcut: one MCP endpoint (``/mcp`` and ``/sse``) on its own port."""
+
+    port: int = 3000
+    policies: RoutePolicies | None = None
+    gateways: NotSupported = UNSET
+    dns_rebinding_protection: NotSupported = UNSET
 
 
 class LocalConfig(Schema, frozen=True):
@@ -328,15 +582,15 @@ class LocalConfig(Schema, frozen=True):
     binds: list[Bind] = []
     frontend_policies: FrontendPolicies | None = None
     backends: list[NamedBackend] = []
-    gateways: NotSupported = UNSET
-    routes: NotSupported = UNSET
+    gateways: dict[str, Gateway] = {}
+    routes: list[AttachedRoute] = []
     tcp_routes: NotSupported = UNSET
     policies: NotSupported = UNSET
     workloads: NotSupported = UNSET
     services: NotSupported = UNSET
     route_groups: NotSupported = UNSET
     llm: NotSupported = UNSET
-    mcp: NotSupported = UNSET
+    mcp: McpShortcut | None = None
     ui: NotSupported = UNSET
 
 
@@ -364,10 +618,15 @@ def find_unsupported(node: object, path: str = "") -> str | None:
                 return f"{path}.{key}" if path else key
         for f in msgspec.structs.fields(cls):
             child = getattr(node, f.name)
-            if isinstance(child, Schema | list):
+            if isinstance(child, Schema | list | dict):
                 found = find_unsupported(child, f"{path}.{f.encode_name}" if path else f.encode_name)
                 if found:
                     return found
+    elif isinstance(node, dict):
+        for key, item in node.items():
+            found = find_unsupported(item, f"{path}.{key}")
+            if found:
+                return found
     elif isinstance(node, list):
         for i, item in enumerate(node):
             found = find_unsupported(item, f"{path}[{i}]")

@@ -60,6 +60,15 @@ class AccessLog:
             "http.status": ctx.status,
             "duration": f"{duration * 1000:.3f}ms",
         }
+        if ctx.mcp_method:
+            fields["mcp.method.name"] = ctx.mcp_method
+            if ctx.mcp_target:
+                fields["mcp.target"] = ctx.mcp_target
+            if ctx.mcp_resource:
+                key = "gen_ai.tool.name" if ctx.mcp_method == "tools/call" else "mcp.resource.name"
+                fields[key] = ctx.mcp_resource
+        if ctx.mcp_session:
+            fields["mcp.session.id"] = ctx.mcp_session
         if ctx.reason:
             fields["reason"] = ctx.reason
         if ctx.error:
@@ -68,9 +77,7 @@ class AccessLog:
         if self.json:
             line = orjson.dumps({"time": ts, "level": "info", "scope": "request", **fields}) + b"\n"
         else:
-            text = " ".join(
-                f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items() if v != ""
-            )
+            text = " ".join(f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items() if v != "")
             line = f"{ts}\tinfo\trequest\t{text}\n".encode()
         self._lines.append(line)
         self._size += len(line)

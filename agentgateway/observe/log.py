@@ -33,9 +33,7 @@ class _Formatter(logging.Formatter):
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
         if self.json:
-            return orjson.dumps(
-                {"time": ts, "level": level, "scope": self.scope, "message": message}
-            ).decode()
+            return orjson.dumps({"time": ts, "level": level, "scope": self.scope, "message": message}).decode()
         return f"{ts}\t{level}\t{self.scope}\t{message}"
 
 

@@ -29,19 +29,25 @@ DURATION_BUCKETS = (
     60.0,
 )
 
-RequestKey = tuple[str, str, str, str, str, str]
 # What a worker keys its series by: the label values as the request path has them (the method
 # as bytes, the status as int); they become strings only when a snapshot is taken.
 RawRequestKey = tuple[str, str, str, str, bytes, int]
 
 
-class RequestMetrics:
-    """count, sum of seconds and per-bucket counts (not cumulative) per label set."""
+# Labels of agentgateway_mcp_requests_total.
+MCP_LABELS = ("route", "method", "target", "tool")
+McpKey = tuple[str, str, str, str]
 
-    __slots__ = ("series",)
+
+class RequestMetrics:
+    """A worker's counters. Requests: count, sum of seconds and per-bucket counts (not
+    cumulative) per label set. MCP: a count per (route, method, target, tool)."""
+
+    __slots__ = ("series", "mcp")
 
     def __init__(self) -> None:
         self.series: dict[RawRequestKey, list[float]] = {}
+        self.mcp: dict[McpKey, int] = {}
 
     def observe(self, key: RawRequestKey, seconds: float) -> None:
         s = self.series.get(key)
@@ -51,39 +57,51 @@ class RequestMetrics:
         s[1] += seconds
         s[2 + bisect_left(DURATION_BUCKETS, seconds)] += 1
 
-    def snapshot(self) -> list[list[object]]:
-        return [
-            [gateway, listener, route, backend, method.decode("latin-1"), str(status), *values]
-            for (gateway, listener, route, backend, method, status), values in self.series.items()
-        ]
+    def observe_mcp(self, key: McpKey) -> None:
+        self.mcp[key] = self.mcp.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, list[list[object]]]:
+        return {
+            "requests": [
+                [gateway, listener, route, backend, method.decode("latin-1"), str(status), *values]
+                for (gateway, listener, route, backend, method, status), values in self.series.items()
+            ],
+            "mcp": [[*key, count] for key, count in self.mcp.items()],
+        }
+
+
+Snapshot = dict[str, list[list[object]]]
+
+
+def _add(into: dict[tuple[str, ...], list[float]], rows: Iterable[list[object]], labels: int) -> None:
+    for row in rows:
+        key = tuple(str(x) for x in row[:labels])
+        values = [float(v) for v in row[labels:]]  # type: ignore[arg-type]
+        have = into.get(key)
+        if have is None:
+            into[key] = values
+        else:
+            for i, v in enumerate(values):
+                have[i] += v
 
 
 class RequestTotals:
     """Sum of worker snapshots. Totals of workers that exited are kept so counters never go down."""
 
     def __init__(self) -> None:
-        self.retired: dict[RequestKey, list[float]] = {}
+        self.retired_requests: dict[tuple[str, ...], list[float]] = {}
+        self.retired_mcp: dict[tuple[str, ...], list[float]] = {}
 
-    @staticmethod
-    def _add(into: dict[RequestKey, list[float]], snapshot: Iterable[list[object]]) -> None:
-        n = len(REQUEST_LABELS)
-        for row in snapshot:
-            key: RequestKey = tuple(str(x) for x in row[:n])  # type: ignore[assignment]
-            values = [float(v) for v in row[n:]]  # type: ignore[arg-type]
-            have = into.get(key)
-            if have is None:
-                into[key] = values
-            else:
-                for i, v in enumerate(values):
-                    have[i] += v
+    def retire(self, snapshot: Snapshot) -> None:
+        _add(self.retired_requests, snapshot.get("requests", ()), len(REQUEST_LABELS))
+        _add(self.retired_mcp, snapshot.get("mcp", ()), len(MCP_LABELS))
 
-    def retire(self, snapshot: Iterable[list[object]]) -> None:
-        self._add(self.retired, snapshot)
-
-    def families(self, live: Iterable[Iterable[list[object]]]) -> Iterator[Metric]:
-        merged: dict[RequestKey, list[float]] = {k: list(v) for k, v in self.retired.items()}
+    def families(self, live: Iterable[Snapshot]) -> Iterator[Metric]:
+        requests_total = {k: list(v) for k, v in self.retired_requests.items()}
+        mcp_total = {k: list(v) for k, v in self.retired_mcp.items()}
         for snapshot in live:
-            self._add(merged, snapshot)
+            _add(requests_total, snapshot.get("requests", ()), len(REQUEST_LABELS))
+            _add(mcp_total, snapshot.get("mcp", ()), len(MCP_LABELS))
         requests = CounterMetricFamily(
             "agentgateway_requests",
             "HTTP requests served, by route, backend, method and status",
@@ -94,7 +112,7 @@ class RequestTotals:
             "Time from request head to the end of the response",
             labels=REQUEST_LABELS,
         )
-        for key, values in sorted(merged.items()):
+        for key, values in sorted(requests_total.items()):
             requests.add_metric(list(key), values[0])
             cumulative = 0.0
             buckets = []
@@ -102,5 +120,11 @@ class RequestTotals:
                 cumulative += count
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
             durations.add_metric(list(key), buckets, values[1])
+        mcp = CounterMetricFamily(
+            "agentgateway_mcp_requests", "MCP messages served, by method, target and tool", labels=MCP_LABELS
+        )
+        for key, values in sorted(mcp_total.items()):
+            mcp.add_metric(list(key), values[0])
         yield requests
         yield durations
+        yield mcp

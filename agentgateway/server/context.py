@@ -37,6 +37,17 @@ class RequestCtx:
         "request_bytes",
         "response_bytes",
         "end",
+        "match_prefix",
+        "response_headers",
+        "request_body",
+        "response_body",
+        "auto_host",
+        "mcp_session",
+        "mcp_method",
+        "mcp_target",
+        "mcp_resource",
+        "relayed",
+        "cel_vars",
     )
 
     def __init__(
@@ -84,10 +95,33 @@ class RequestCtx:
         self.request_bytes = 0
         self.response_bytes = 0
         self.end = 0.0
+        # Set by routing and policies (DESIGN §5):
+        self.match_prefix: bytes | None = None  # what the route's pathPrefix matched
+        self.response_headers: Headers | None = None  # added to the response (rate-limit state)
+        self.request_body: bytes | None = None  # replaces the client's body (a transformation)
+        self.response_body: bytes | None = None  # replaces the backend's body
+        self.auto_host = False  # send the chosen backend's host:port as Host
+        # MCP facts, set by the MCP endpoint (empty for other traffic).
+        self.mcp_session = ""
+        self.mcp_method = ""
+        self.mcp_target = ""
+        self.mcp_resource = ""
+        # Handed to another worker of this gateway, which logs and counts it (server/relay.py).
+        self.relayed = False
+        # CEL variables policies learned about this request (``jwt``, ``apiKey``, ``basicAuth``,
+        # ``mcp``, ``a2a``, ``llm``): what expressions and rules see besides request and source.
+        self.cel_vars: dict[str, object] | None = None
 
     @property
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
+
+    def add_response_header(self, name: bytes, value: bytes) -> None:
+        extra = self.response_headers
+        if extra is None:
+            self.response_headers = [(name, value)]
+        else:
+            extra.append((name, value))
 
     def header(self, name: bytes) -> bytes | None:
         for k, v in self.headers:

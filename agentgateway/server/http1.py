@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -425,15 +426,15 @@ class HttpConnection(asyncio.Protocol):
         if not self._request_done and not self._response_started and self.transport is not None:
             self.transport.write(_CONTINUE)
 
-    def send_head(self, status: int, headers: Headers, content_length: int | None, has_body: bool) -> None:
+    def send_head(
+        self, status: int, headers: Iterable[tuple[bytes, bytes]], content_length: int | None, has_body: bool
+    ) -> None:
         """Queue the status line and headers. ``headers`` must not carry framing headers
         (content-length, transfer-encoding, connection); this method adds them."""
         fields = b"".join([b"%s: %s\r\n" % (name, value) for name, value in headers])
         self.send_head_fields(status, fields, content_length, has_body)
 
-    def send_head_fields(
-        self, status: int, fields: bytes, content_length: int | None, has_body: bool
-    ) -> None:
+    def send_head_fields(self, status: int, fields: bytes, content_length: int | None, has_body: bool) -> None:
         """``send_head`` for a header block already serialized (``name: value\\r\\n`` lines),
         as a proxy builds it while filtering the upstream's headers."""
         ctx = self._ctx
@@ -523,15 +524,21 @@ class HttpConnection(asyncio.Protocol):
                 self.worker.observe(ctx)
         self._close(force=True)
 
-    def reply(
-        self, ctx: RequestCtx, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
-    ) -> None:
+    def reply(self, ctx: RequestCtx, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         """A response the gateway writes itself (no route, upstream down, limits, ...)."""
         ctx.reason = message
         body = message.encode() + b"\n"
         self.send_head(status, [_TEXT_PLAIN, *headers], len(body), True)
         self.send_body(body)
         self.end_response()
+
+    def switch_exchange(self, old: Exchange, new: Exchange) -> None:
+        """``old`` (which was waiting, e.g. on an asynchronous policy) hands the request over to
+        ``new``; a no-op when ``old`` no longer serves this connection's current request."""
+        if self._exchange is old:
+            self._exchange = new
+            if self._body_sink is old:
+                self._body_sink = new
 
     def pause_request_body(self, reason: int = PAUSE_UPSTREAM) -> None:
         self._pause(reason)

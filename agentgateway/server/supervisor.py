@@ -13,9 +13,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +36,13 @@ from agentgateway.config.envexpand import expand_env
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import RuntimeConfig
 from agentgateway.config.loader import decode_config, default_config_text, read_config_file
-from agentgateway.observe.metrics import RequestTotals
+from agentgateway.mcp.runtime import EPHEMERAL_KEY_ENV
+from agentgateway.observe.counters import CounterTotals
+from agentgateway.observe.metrics import RequestTotals, Snapshot
+from agentgateway.policy import buckets
 from agentgateway.server import control
 from agentgateway.server.listeners import check_port_free
+from agentgateway.server.relay import RUNTIME_DIR_ENV
 
 log = logging.getLogger("agentgateway.supervisor")
 
@@ -98,12 +104,14 @@ class WorkerProcess:
         self.ready = False
         self.started_at = 0.0
         self.failed_message: str | None = None
-        self.last_snapshot: list[list[object]] = []
+        self.last_snapshot: Snapshot = {}
+        self.last_counters: list[list[object]] = []
         self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.ready_event = asyncio.Event()
 
     async def start(self, text: str, generation: int) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        shared = self.supervisor.ratelimit_fd
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -113,7 +121,9 @@ class WorkerProcess:
                 str(child.fileno()),
                 "--index",
                 str(self.index),
-                pass_fds=(child.fileno(),),
+                "--ratelimit-fd",
+                str(shared),
+                pass_fds=(child.fileno(), shared),
                 stdin=asyncio.subprocess.DEVNULL,
             )
         finally:
@@ -122,7 +132,8 @@ class WorkerProcess:
         self.ready = False
         self.ready_event.clear()
         self.failed_message = None
-        self.last_snapshot = []
+        self.last_snapshot = {}
+        self.last_counters = []
         reader, self.writer = await asyncio.open_unix_connection(sock=parent)
         self.send({"op": "config", "text": text, "base_dir": self._base_dir(), "generation": generation})
         asyncio.get_running_loop().create_task(self._read(reader))
@@ -159,10 +170,16 @@ class WorkerProcess:
                 self.failed_message = str(message.get("message"))
                 self.ready_event.set()
             elif op == "metrics":
-                self.last_snapshot = message.get("requests", [])
+                self.last_snapshot = message.get("metrics", {})
+                self.last_counters = message.get("counters", [])
                 key = f"metrics:{message.get('id')}"
                 if key in self.waiters and not self.waiters[key].done():
                     self.waiters[key].set_result(message)
+            elif op == "mcp_revoke":
+                # A session ended in one worker: no other worker may continue it.
+                for other in self.supervisor.workers:
+                    if other is not self:
+                        other.send(message)
             elif op == "config_result":
                 key = f"config:{message.get('generation')}"
                 if key in self.waiters and not self.waiters[key].done():
@@ -186,6 +203,9 @@ class Supervisor:
         self.generation = 1
         self.workers = [WorkerProcess(self, i) for i in range(self.static.workers)]
         self.totals = RequestTotals()
+        self.counter_totals = CounterTotals()
+        # The host's shared token buckets (local rate limits), inherited by every worker.
+        self.ratelimit_fd = buckets.create_shared()
         self.stopping = False
         self.started = False
         self.stop_event = asyncio.Event()
@@ -228,11 +248,11 @@ class Supervisor:
                 for w, i in zip(live, ids, strict=True)
             )
         )
-        snapshots = [
-            r.get("requests", []) if r else w.last_snapshot for w, r in zip(live, replies, strict=True)
-        ]
+        snapshots = [r.get("metrics", {}) if r else w.last_snapshot for w, r in zip(live, replies, strict=True)]
+        counters = [r.get("counters", []) if r else w.last_counters for w, r in zip(live, replies, strict=True)]
+        families = list(self.totals.families(snapshots)) + list(self.counter_totals.families(counters))
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Families(list(self.totals.families(snapshots)) + self._own_families()))
+        registry.register(_Families(families + self._own_families()))
         return generate_latest(registry)
 
     def _next_request_id(self) -> str:
@@ -242,9 +262,7 @@ class Supervisor:
     def _own_families(self) -> list[Metric]:
         build = GaugeMetricFamily("agentgateway_build_info", "Build of this gateway", labels=["tag"])
         build.add_metric([__version__], 1)
-        reloads = CounterMetricFamily(
-            "agentgateway_config_reloads", "Config reloads by result", labels=["result"]
-        )
+        reloads = CounterMetricFamily("agentgateway_config_reloads", "Config reloads by result", labels=["result"])
         reloads.add_metric(["success"], self.reloads_ok)
         reloads.add_metric(["failure"], self.reloads_failed)
         synced = GaugeMetricFamily(
@@ -277,9 +295,7 @@ class Supervisor:
                 return 1
         await asyncio.gather(*(w.start(self.text, self.generation) for w in self.workers))
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(w.ready_event.wait() for w in self.workers)), _READY_TIMEOUT
-            )
+            await asyncio.wait_for(asyncio.gather(*(w.ready_event.wait() for w in self.workers)), _READY_TIMEOUT)
         except TimeoutError:
             log.error("workers did not become ready within %ss", _READY_TIMEOUT)
         failed = [w.failed_message for w in self.workers if w.failed_message]
@@ -346,7 +362,9 @@ class Supervisor:
 
     async def worker_exited(self, worker: WorkerProcess, code: int) -> None:
         self.totals.retire(worker.last_snapshot)
-        worker.last_snapshot = []
+        self.counter_totals.retire(worker.last_counters)
+        worker.last_snapshot = {}
+        worker.last_counters = []
         if self.stopping or not self.started:
             return
         log.warning(
@@ -465,8 +483,16 @@ def run_supervisor(source: ConfigSource) -> int:
         return 1
     setup_logging(runtime.static.log_format, runtime.static.log_level, "supervisor")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # Shared by this run's workers (inherited through the environment): the key of MCP session
+    # ids when none is configured, and the directory of the workers' relay sockets.
+    os.environ.setdefault(EPHEMERAL_KEY_ENV, os.urandom(32).hex())
+    runtime_dir = tempfile.mkdtemp(prefix="agentgateway-")
+    os.environ[RUNTIME_DIR_ENV] = runtime_dir
 
     async def main() -> int:
         return await Supervisor(source, text, runtime, raw).run()
 
-    return uvloop.run(main())
+    try:
+        return uvloop.run(main())
+    finally:
+        shutil.rmtree(runtime_dir, ignore_errors=True)

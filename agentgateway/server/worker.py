@@ -19,6 +19,7 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,24 @@ import uvloop
 
 from agentgateway.config.compile import compile_config
 from agentgateway.config.errors import ConfigError
-from agentgateway.config.ir import BindRuntime, ListenerRuntime, RuntimeConfig
+from agentgateway.config.ir import BindRuntime, HealthState, ListenerRuntime, RuntimeConfig
 from agentgateway.config.loader import decode_config
+from agentgateway.mcp.config import McpService
+from agentgateway.mcp.endpoint import McpExchange
+from agentgateway.mcp.runtime import McpRuntime
 from agentgateway.observe.accesslog import AccessLog
+from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.log import access_log_enabled, setup_logging
 from agentgateway.observe.metrics import RequestMetrics
+from agentgateway.policy import buckets
+from agentgateway.policy.chain import respond
+from agentgateway.routing.route import CompiledRoute
 from agentgateway.server import control
 from agentgateway.server.context import RequestCtx
+from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
+from agentgateway.server.relay import BIND_HEADER, worker_socket
 from agentgateway.upstream.forward import HttpForward
 from agentgateway.upstream.pool import UpstreamPool
 
@@ -44,16 +54,18 @@ _TICK = 0.1  # access-log flush period; deadlines are checked every 5 ticks
 
 
 class BindHandle:
-    """One listening port in this worker and the IR it currently serves."""
+    """One listening port in this worker and the IR it currently serves. The relay socket
+    (``internal``) serves every bind: the port comes with each relayed request."""
 
-    __slots__ = ("port", "runtime", "gateway", "server", "tls")
+    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal")
 
-    def __init__(self, runtime: BindRuntime) -> None:
+    def __init__(self, runtime: BindRuntime, internal: bool = False) -> None:
         self.port = runtime.port
         self.runtime = runtime
         self.gateway = f"bind/{runtime.port}"
         self.server: asyncio.Server | None = None
         self.tls = runtime.tls
+        self.internal = internal
 
 
 class Worker:
@@ -69,12 +81,29 @@ class Worker:
         self.binds: dict[int, BindHandle] = {}
         self.draining = False
         self._ticker: asyncio.Task[None] | None = None
+        self._mcp: McpRuntime | None = None
+        self._relay: BindHandle | None = None
+        # Set by the control loop: tells the supervisor (and through it every worker) a thing.
+        self.announce: Callable[[dict[str, Any]], None] = lambda message: None
+
+    @property
+    def mcp(self) -> McpRuntime:
+        """MCP sessions and upstream clients, made on first use (most routes never need them)."""
+        if self._mcp is None:
+            self._mcp = McpRuntime(self)
+        return self._mcp
 
     # ------------------------------------------------------------------ request path
 
     def dispatch(self, conn: HttpConnection, ctx: RequestCtx) -> Exchange:
         """Choose what serves this request: its route's backend, or a local reply."""
         bind = conn.bind.runtime
+        if conn.bind.internal:
+            relayed = self._relayed_bind(ctx)
+            if relayed is None:
+                conn.reply(ctx, 404, "relayed request for a port this worker does not serve")
+                return DISCARD
+            bind = relayed
         listener: ListenerRuntime | None
         if conn.sni is not None:
             listener = bind.listeners.select(conn.sni) or bind.default_listener
@@ -84,8 +113,8 @@ class Worker:
             conn.reply(ctx, 404, f"no listener on port {bind.port} for host {ctx.host.decode('latin-1')!r}")
             return DISCARD
         ctx.listener = listener.name
-        route = listener.routes.select(ctx.host, ctx.method, ctx.path, ctx.headers, ctx.query)
-        if route is None:
+        rule = listener.routes.select_rule(ctx.host, ctx.method, ctx.path, ctx.headers, ctx.query)
+        if rule is None:
             conn.reply(
                 ctx,
                 404,
@@ -93,26 +122,83 @@ class Worker:
                 + (b"%s %s%s" % (ctx.method, ctx.host, ctx.path)).decode("latin-1"),
             )
             return DISCARD
+        route = rule.route
         ctx.route = route.name
-        if route.direct_response is not None:
-            route.direct_response.respond(conn, ctx)
-            return DISCARD
-        target = route.backends.pick()
-        if target is None:
+        ctx.match_prefix = rule.match_prefix
+        chain = route.chain
+        policies = chain.request
+        # A request relayed by another worker of this gateway (an MCP session it owns) passed the
+        # route's request policies there; running them again would count it twice.
+        if policies and not conn.bind.internal:
+            first_async = chain.first_async
+            if first_async < 0:
+                # The common case: synchronous policies only, run in a plain loop.
+                for policy in policies:
+                    reply = policy.on_request(ctx)  # type: ignore[union-attr]
+                    if reply is not None:
+                        respond(conn, ctx, reply, chain)
+                        return DISCARD
+            else:
+                for i in range(first_async):
+                    reply = policies[i].on_request(ctx)  # type: ignore[union-attr]
+                    if reply is not None:
+                        respond(conn, ctx, reply, chain)
+                        return DISCARD
+                return DeferredExchange(self, conn, ctx, route, first_async)
+        return self.forward(conn, ctx, route)
+
+    def forward(self, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute) -> Exchange:
+        """Call the route's backend (the policy chain has let the request through)."""
+        if not route.backends:
             conn.reply(ctx, 500, f"route {route.name} has no backends")
             return DISCARD
-        ctx.backend = target.label
-        forward = HttpForward(self, conn, ctx, target)
+        if route.mcp_backends:
+            target = route.backends.pick()
+            if target is not None and target.kind == "mcp":
+                assert isinstance(target, McpService)
+                ctx.backend = target.label
+                exchange = McpExchange(self.mcp, conn, ctx, target, route)
+                exchange.start()
+                return exchange
+        forward = HttpForward(self, conn, ctx, route)
         forward.start()
         return forward
 
+    def _relayed_bind(self, ctx: RequestCtx) -> BindRuntime | None:
+        value = ctx.header(BIND_HEADER)
+        if value is None or not value.isdigit():
+            return None
+        bind = self.runtime.binds.get(int(value))
+        if bind is not None:
+            ctx.gateway = f"bind/{bind.port}"
+            # The relaying worker appended the client's address last.
+            forwarded = ctx.header(b"x-forwarded-for")
+            if forwarded:
+                ctx.client_ip = forwarded.rsplit(b",", 1)[-1].strip().decode("latin-1")
+        return bind
+
+    async def open_relay_socket(self) -> None:
+        """The socket other workers relay requests to (server/relay.py)."""
+        path = worker_socket(str(os.getpid()))
+        if path is None or not self.runtime.binds:
+            return
+        first = next(iter(self.runtime.binds.values()))
+        handle = BindHandle(first, internal=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        handle.server = await self.loop.create_unix_server(lambda: HttpConnection(self, handle), str(path))
+        self._relay = handle
+
     def observe(self, ctx: RequestCtx) -> None:
         """The request is over: metrics and the access-log line."""
+        if ctx.relayed and not ctx.reason:
+            return  # the owning worker logged and counted it
         duration = time.perf_counter() - ctx.start
         ctx.end = duration
-        self.metrics.observe(
-            (ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status), duration
-        )
+        self.metrics.observe((ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status), duration)
+        if ctx.mcp_method:
+            tool = ctx.mcp_resource if ctx.mcp_method == "tools/call" else ""
+            self.metrics.observe_mcp((ctx.route, ctx.mcp_method, ctx.mcp_target, tool))
         if self.access_log.enabled:
             self.access_log.record(ctx, duration)
 
@@ -183,6 +269,8 @@ class Worker:
                     conn.check_deadline(now)
                 if ticks % 50 == 0:
                     self.pool.sweep(now)
+                    if self._mcp is not None:
+                        self._mcp.sweep()
 
     async def drain(self) -> None:
         """Stop accepting, finish requests in flight (bounded by the termination deadline)."""
@@ -192,7 +280,7 @@ class Worker:
         if static.min_termination_deadline > 0:
             await asyncio.sleep(static.min_termination_deadline)
         self.draining = True
-        for handle in self.binds.values():
+        for handle in (*self.binds.values(), *([self._relay] if self._relay else [])):
             if handle.server is not None:
                 handle.server.close()
         deadline = self.loop.time() + static.termination_deadline
@@ -203,11 +291,13 @@ class Worker:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        if self._mcp is not None:
+            await self._mcp.close_all()  # stops stdio servers, ends upstream sessions
         self.pool.close_all()
         self.access_log.flush()
 
 
-async def _serve(control_fd: int, index: int) -> int:
+async def _serve(control_fd: int, index: int, ratelimit_fd: int | None) -> int:
     loop = asyncio.get_running_loop()
     sock = socket.socket(fileno=control_fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
@@ -215,6 +305,8 @@ async def _serve(control_fd: int, index: int) -> int:
     def send(message: dict[str, Any]) -> None:
         writer.write(control.encode(message))
 
+    if ratelimit_fd is not None:
+        buckets.attach(ratelimit_fd)
     first = await control.read_message(reader)
     if first is None or first.get("op") != "config":
         return 2
@@ -232,6 +324,8 @@ async def _serve(control_fd: int, index: int) -> int:
         send({"op": "error", "message": str(exc)})
         await writer.drain()
         return 2
+    worker.announce = send
+    await worker.open_relay_socket()
     worker.start_ticker()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -246,40 +340,57 @@ async def _serve(control_fd: int, index: int) -> int:
             op = message.get("op")
             if op == "config":
                 try:
-                    await worker.apply(_compile(message))
+                    await worker.apply(_compile(message, worker.runtime.health_state))
                 except ConfigError as exc:
                     log.error("config not applied: %s", exc)
                     send({"op": "config_result", "generation": message.get("generation"), "error": str(exc)})
                 else:
                     send({"op": "config_result", "generation": message.get("generation"), "error": None})
             elif op == "metrics":
-                send({"op": "metrics", "id": message.get("id"), "requests": worker.metrics.snapshot()})
+                send(
+                    {
+                        "op": "metrics",
+                        "id": message.get("id"),
+                        "metrics": worker.metrics.snapshot(),
+                        "counters": COUNTERS.snapshot(),
+                    }
+                )
             elif op == "drain":
                 stop.set()
+            elif op == "mcp_revoke" and worker._mcp is not None:
+                worker._mcp.forget(str(message.get("sid")))
 
     control_task = loop.create_task(control_loop())
     stop_task = loop.create_task(stop.wait())
     await asyncio.wait((control_task, stop_task), return_when=asyncio.FIRST_COMPLETED)
     await worker.drain()
     if not control_task.done():
-        send({"op": "metrics", "id": "final", "requests": worker.metrics.snapshot()})
+        send(
+            {
+                "op": "metrics",
+                "id": "final",
+                "metrics": worker.metrics.snapshot(),
+                "counters": COUNTERS.snapshot(),
+            }
+        )
         with contextlib.suppress(TimeoutError, ConnectionError):
             await asyncio.wait_for(writer.drain(), 1.0)
         control_task.cancel()
     return 0
 
 
-def _compile(message: dict[str, Any]) -> RuntimeConfig:
+def _compile(message: dict[str, Any], health_state: HealthState | None = None) -> RuntimeConfig:
     base_dir = message.get("base_dir")
-    return compile_config(decode_config(message["text"]), Path(base_dir) if base_dir else None)
+    return compile_config(decode_config(message["text"]), Path(base_dir) if base_dir else None, health_state)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentgateway-worker")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--ratelimit-fd", type=int, help="memfd of the host's shared token buckets")
     args = parser.parse_args(argv)
-    return uvloop.run(_serve(args.control_fd, args.index))
+    return uvloop.run(_serve(args.control_fd, args.index, args.ratelimit_fd))
 
 
 if __name__ == "__main__":

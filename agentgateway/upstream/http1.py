@@ -174,9 +174,7 @@ class UpstreamConnection(asyncio.Protocol):
                 sink.upstream_failed(502, f"upstream {self.label} closed the connection mid-response")
         else:
             reason = f": {exc}" if exc else ""
-            sink.upstream_failed(
-                502, f"upstream {self.label} closed the connection before responding{reason}"
-            )
+            sink.upstream_failed(502, f"upstream {self.label} closed the connection before responding{reason}")
 
     def pause_writing(self) -> None:
         self._write_paused = True

@@ -44,7 +44,11 @@ class UpstreamPool:
         tls = target.tls
         try:
             async with asyncio.timeout(target.connect_timeout):
-                if tls is None:
+                if target.host.startswith("unix:"):  # another worker of this gateway (server/relay.py)
+                    _, conn = await self.loop.create_unix_connection(
+                        lambda: UpstreamConnection(self, key, label), target.host[5:]
+                    )
+                elif tls is None:
                     _, conn = await self.loop.create_connection(
                         lambda: UpstreamConnection(self, key, label), target.host, target.port
                     )

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ssl
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentgateway.policy.health import EndpointHealth
 
 
 class UpstreamTls:
@@ -11,9 +15,7 @@ class UpstreamTls:
 
     __slots__ = ("context", "server_hostname", "fingerprint")
 
-    def __init__(
-        self, context: ssl.SSLContext, server_hostname: str, fingerprint: tuple[object, ...]
-    ) -> None:
+    def __init__(self, context: ssl.SSLContext, server_hostname: str, fingerprint: tuple[object, ...]) -> None:
         self.context = context
         self.server_hostname = server_hostname
         self.fingerprint = fingerprint
@@ -22,18 +24,22 @@ class UpstreamTls:
 class HttpTarget:
     """``host:port`` plus optional TLS. ``pool_key`` selects the connection pool."""
 
-    __slots__ = ("host", "port", "tls", "label", "authority", "pool_key", "connect_timeout")
+    __slots__ = ("host", "port", "tls", "label", "authority", "host_header", "pool_key", "connect_timeout", "health")
+    kind = "http"
 
-    def __init__(
-        self, host: str, port: int, tls: UpstreamTls | None, label: str, connect_timeout: float
-    ) -> None:
+    def __init__(self, host: str, port: int, tls: UpstreamTls | None, label: str, connect_timeout: float) -> None:
         self.host = host
         self.port = port
         self.tls = tls
         self.label = label
         self.authority = f"{host}:{port}".encode()
+        # The Host header the gateway sends on requests it makes itself to this upstream.
+        name = f"[{host}]" if ":" in host else host
+        self.host_header = (name if port == (443 if tls else 80) else f"{name}:{port}").encode()
         self.connect_timeout = connect_timeout
         self.pool_key: tuple[object, ...] = (host, port, tls.fingerprint if tls else None)
+        # Passive health (outlier detection) of this backend, when a health policy applies.
+        self.health: EndpointHealth | None = None
 
 
 def split_host_port(value: str) -> tuple[str, int]:

@@ -3,6 +3,8 @@
 
 pub mod cel;
 pub mod jsonrpc;
+pub mod ratelimit;
+pub mod mcp;
 pub mod sse;
 
 #[cfg(feature = "python")]

@@ -66,7 +66,7 @@ def _ok(url):
 
 
 def test_default_config_shows_admin_page_and_demo_route(tmp_path, processes):
-    for port in (8080, 15000, 15020, 15021):
+    for port in (8080, 3000, 15000, 15020, 15021):
         assert not _ok(f"http://127.0.0.1:{port}/"), f"port {port} is busy; the default config needs it"
     proc = Process([sys.executable, "-m", "agentgateway"], tmp_path / "default.log")
     processes.append(proc)
@@ -78,6 +78,20 @@ def test_default_config_shows_admin_page_and_demo_route(tmp_path, processes):
     proxied = httpx.get("http://127.0.0.1:8080/ui")
     assert proxied.status_code == 200 and "<h1>agentgateway" in proxied.text
     assert "agentgateway_requests_total" in httpx.get("http://127.0.0.1:15020/metrics").text
+    # The MCP endpoint on port 3000 federates the built-in demo server.
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    accept = {"accept": "application/json, text/event-stream"}
+    r = httpx.post("http://127.0.0.1:3000/mcp", json=init, headers=accept, timeout=20)
+    assert r.json()["result"]["serverInfo"]["name"] == "agentgateway"
+    session = {**accept, "mcp-session-id": r.headers["mcp-session-id"], "accept": "application/json"}
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 2, "b": 3}}}
+    r = httpx.post("http://127.0.0.1:3000/mcp", json=call, headers=session, timeout=20)
+    assert r.json()["result"]["content"][0]["text"] == "5"
 
 
 def test_management_planes(gateway, upstream):
@@ -101,9 +115,7 @@ def test_management_planes(gateway, upstream):
 def test_json_access_log(gateway, upstream):
     up = upstream()
     port = free_port()
-    gw = gateway(
-        {**binds(port, [{"backends": [{"host": up.address}]}]), "config": {"logging": {"format": "json"}}}
-    )
+    gw = gateway({**binds(port, [{"backends": [{"host": up.address}]}]), "config": {"logging": {"format": "json"}}})
     httpx.get(f"http://127.0.0.1:{port}/echo?a=1", headers={"host": "h.test"})
     import json
 

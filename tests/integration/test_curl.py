@@ -32,9 +32,7 @@ def test_curl_head_upload_and_continue(gateway, upstream):
     # A body over 1 KiB makes curl send Expect: 100-continue and wait for the 100.
     big = _curl("-H", "Expect: 100-continue", "--data-binary", "@-", f"{base}/echo", stdin=b"y" * 5000)
     assert json.loads(big.stdout)["body_length"] == 5000
-    missing = _curl(
-        "-w", "%{http_code}", "-o", "/dev/null", f"http://127.0.0.1:{port}/nothing", "-H", "Host: x"
-    )
+    missing = _curl("-w", "%{http_code}", "-o", "/dev/null", f"http://127.0.0.1:{port}/nothing", "-H", "Host: x")
     assert missing.stdout == b"200"
 
 
@@ -60,8 +58,6 @@ def test_curl_https_sni(gateway, upstream, tmp_path):
     port = free_port()
     gateway({"binds": [{"port": port, "listeners": listeners}]})
     for name in ("one.test", "two.test"):
-        r = _curl(
-            "--cacert", str(ca_path), "--resolve", f"{name}:{port}:127.0.0.1", f"https://{name}:{port}/"
-        )
+        r = _curl("--cacert", str(ca_path), "--resolve", f"{name}:{port}:127.0.0.1", f"https://{name}:{port}/")
         assert r.returncode == 0, r.stderr
         assert r.stdout == f"hello {name}".encode()

@@ -37,9 +37,7 @@ def test_killed_worker_is_replaced(gateway, upstream):
         httpx.get(f"http://127.0.0.1:{port}/echo")
     before = gw.metric("agentgateway_requests_total")
     os.kill(first[0], signal.SIGKILL)
-    wait_for(
-        lambda: len(gw.worker_pids()) == 2 and first[0] not in gw.worker_pids(), 15, "a replacement worker"
-    )
+    wait_for(lambda: len(gw.worker_pids()) == 2 and first[0] not in gw.worker_pids(), 15, "a replacement worker")
     gw.wait_ready()
     failures = 0
     for _ in range(30):
@@ -122,7 +120,11 @@ def test_workers_exit_when_the_supervisor_is_killed(gateway, upstream):
     os.kill(gw.pid, signal.SIGKILL)
     gw.proc.wait(5)
     # Workers notice the closed control channel, drain and exit: no orphans.
-    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in workers), 20, "workers to exit")
+    wait_for(
+        lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in workers),
+        20,
+        "workers to exit",
+    )
 
 
 def _alive(pid: int) -> bool:

@@ -49,13 +49,9 @@ def test_broken_edit_keeps_the_old_config(gateway, upstream):
     gw = gateway(_config(port, a.address))
     url = f"http://127.0.0.1:{port}/v1/x"
     gw.write_config(
-        gw.render(_config(port, a.address)).replace(
-            "pathPrefix: /v1", "pathPrefix: /v1\n          extProc: {}"
-        )
+        gw.render(_config(port, a.address)).replace("pathPrefix: /v1", "pathPrefix: /v1\n          extProc: {}")
     )
-    wait_for(
-        lambda: gw.metric("agentgateway_config_reloads_total", result="failure") == 1, 5, "the reload failure"
-    )
+    wait_for(lambda: gw.metric("agentgateway_config_reloads_total", result="failure") == 1, 5, "the reload failure")
     assert gw.metric("agentgateway_config_synchronized") == 0
     assert "config reload rejected" in gw.output() and "extProc" in gw.output()
     dump = httpx.get(gw.admin_url + "/config_dump").json()
@@ -63,9 +59,7 @@ def test_broken_edit_keeps_the_old_config(gateway, upstream):
     assert httpx.get(url).status_code == 200  # still serving the previous config
     # Garbage YAML is rejected the same way.
     gw.write_config("binds: [ {port: ")
-    wait_for(
-        lambda: gw.metric("agentgateway_config_reloads_total", result="failure") == 2, 5, "second failure"
-    )
+    wait_for(lambda: gw.metric("agentgateway_config_reloads_total", result="failure") == 2, 5, "second failure")
     assert httpx.get(url).status_code == 200
     # Fixing the file recovers.
     gw.write_config(_config(port, a.address, path="/fixed"))

@@ -111,11 +111,7 @@ def test_https_upstream_untrusted_is_refused_unless_insecure(gateway, upstream, 
     gateway(binds(strict, [{"backends": [{"host": up.address, "policies": {"backendTLS": {}}}]}]))
     r = httpx.get(f"http://127.0.0.1:{strict}/echo")
     assert r.status_code == 503 and "TLS" in r.text
-    gateway(
-        binds(
-            insecure, [{"policies": {"backendTLS": {"insecure": True}}, "backends": [{"host": up.address}]}]
-        )
-    )
+    gateway(binds(insecure, [{"policies": {"backendTLS": {"insecure": True}}, "backends": [{"host": up.address}]}]))
     assert httpx.get(f"http://127.0.0.1:{insecure}/echo").status_code == 200
 
 

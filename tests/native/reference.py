@@ -262,9 +262,7 @@ def _field(name: bytes, value: bytes) -> bytes:
     return name + b":" + (b" " + value if value else b"") + b"\n"
 
 
-def encode_sse(
-    data: bytes, event: str | None = None, id: str | None = None, retry: int | None = None
-) -> bytes:
+def encode_sse(data: bytes, event: str | None = None, id: str | None = None, retry: int | None = None) -> bytes:
     out = []
     if event is not None:
         out.append(_field(b"event", event.encode()))

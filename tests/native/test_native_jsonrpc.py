@@ -168,9 +168,7 @@ json_scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=24)
     # Lone and paired surrogates: written as \u escapes, only proper pairs are valid.
-    | st.text(
-        st.characters(min_codepoint=0xD7FE, max_codepoint=0xE001, categories=["Cs", "Co", "Lo"]), max_size=3
-    )
+    | st.text(st.characters(min_codepoint=0xD7FE, max_codepoint=0xE001, categories=["Cs", "Co", "Lo"]), max_size=3)
 )
 json_values = st.recursive(
     json_scalars,

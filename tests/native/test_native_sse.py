@@ -25,9 +25,9 @@ def test_feed_and_state() -> None:
     decoder = SseDecoder()
     assert decoder.max_event_size == 16 * 1024 * 1024
     assert (decoder.last_event_id, decoder.retry) == (None, None)
-    assert decoder.feed(
-        b"event: endpoint\ndata: /messages?session_id=1\n\n: ping\nid: 7\nretry: 1500\nda"
-    ) == [SseEvent(b"/messages?session_id=1", "endpoint")]
+    assert decoder.feed(b"event: endpoint\ndata: /messages?session_id=1\n\n: ping\nid: 7\nretry: 1500\nda") == [
+        SseEvent(b"/messages?session_id=1", "endpoint")
+    ]
     assert decoder.retry == 1500
     assert decoder.last_event_id is None  # "id: 7" takes effect at the next blank line
     (event,) = decoder.feed(b"ta: {}\r\n\r\n")
@@ -174,9 +174,7 @@ def test_decoder_matches_reference_at_every_split(stream: bytes, max_event_size:
 
 @settings(max_examples=200, deadline=None)
 @given(sse_streams(), st.lists(st.integers(0, 200), max_size=8), max_sizes)
-def test_decoder_matches_reference_on_random_chunks(
-    stream: bytes, cuts: list[int], max_event_size: int
-) -> None:
+def test_decoder_matches_reference_on_random_chunks(stream: bytes, cuts: list[int], max_event_size: int) -> None:
     bounds = [0, *sorted(c % (len(stream) + 1) for c in cuts), len(stream)]
     chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     check_same(native_decode(chunks, max_event_size), reference.decode_sse(stream, max_event_size))
@@ -187,8 +185,7 @@ no_line_breaks = st.text(st.characters(exclude_characters="\r\n", exclude_catego
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.binary(max_size=40)
-    | st.lists(st.sampled_from([b"a", b"\r", b"\n", b" ", b":"]), max_size=10).map(b"".join),
+    st.binary(max_size=40) | st.lists(st.sampled_from([b"a", b"\r", b"\n", b" ", b":"]), max_size=10).map(b"".join),
     st.none() | no_line_breaks,
     st.none() | no_line_breaks.filter(lambda s: "\0" not in s),
     st.none() | st.integers(0, 2**64 - 1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,6 +101,54 @@ class UpstreamServer(Process):
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def requests(self) -> list[dict[str, Any]]:
+        """What reached this upstream so far (its /__log)."""
+        return list(httpx.get(f"http://{self.address}/__log", timeout=5).json()["requests"])
+
+    def open_connections(self) -> int:
+        return int(httpx.get(f"http://{self.address}/__log", timeout=5).json()["open"]) - 1  # minus ours
+
+
+class RateLimitService(Process):
+    """The test RLS (``tests/support/rls.py``)."""
+
+    def __init__(
+        self, tmp: Path, limit: int = 3, delay: float = 0.0, headers: dict[str, str] | None = None
+    ) -> None:
+        self.port = free_port()
+        args = [sys.executable, "-m", "tests.support.rls", "--port", str(self.port), "--limit", str(limit)]
+        args += ["--delay", str(delay)]
+        for k, v in (headers or {}).items():
+            args += ["--header", f"{k}={v}"]
+        super().__init__(args, tmp / f"rls-{self.port}.log")
+        wait_for(lambda: "ready" in self.output() or not self.alive(), 20, "the rate limit service")
+        if not self.alive():
+            raise RuntimeError(f"rate limit service failed:\n{self.output()}")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class RedisServer(Process):
+    """A real ``redis-server`` (Debian's package) on a free port, in memory only."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--dir", str(tmp)]
+        super().__init__(args, tmp / f"redis-{self.port}.log")
+        wait_for(
+            lambda: "Ready to accept connections" in self.output() or not self.alive(), 20, "redis-server"
+        )
+        if not self.alive():
+            raise RuntimeError(f"redis-server failed:\n{self.output()}")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
 
 class Gateway(Process):
     """The daemon on a config written to ``tmp/config.yaml``; management planes on free ports."""
@@ -119,9 +168,7 @@ class Gateway(Process):
         self.workers = workers
         self.config_path = tmp / "config.yaml"
         self.write_config(config)
-        super().__init__(
-            [sys.executable, "-m", "agentgateway", "-f", str(self.config_path)], tmp / "gateway.log", env
-        )
+        super().__init__([sys.executable, "-m", "agentgateway", "-f", str(self.config_path)], tmp / "gateway.log", env)
         if wait:
             self.wait_ready()
 
@@ -186,11 +233,7 @@ class Gateway(Process):
             return []
 
     def access_lines(self) -> list[str]:
-        return [
-            line
-            for line in self.output().splitlines()
-            if "\trequest\t" in line or '"scope":"request"' in line
-        ]
+        return [line for line in self.output().splitlines() if "\trequest\t" in line or '"scope":"request"' in line]
 
 
 def binds(port: int, routes: list[dict[str, Any]], **listener: Any) -> dict[str, Any]:
@@ -262,3 +305,70 @@ class ResponseReader:
 
 def read_response(sock: socket.socket, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
     return ResponseReader(sock).read(head_only)
+
+
+def wait_listening(proc: Process, port: int, what: str, timeout: float = 30.0) -> None:
+    """Wait until ``proc`` accepts connections on 127.0.0.1:``port``; fail at once if it exits."""
+
+    def listening() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"{what} exited with {proc.proc.returncode}:\n{proc.output()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+        return False
+
+    wait_for(listening, timeout, what)
+
+
+class ServerProcess(Process):
+    """Any program serving on 127.0.0.1:``port`` (told the port by its ``args`` or ``env``); ready
+    once the port accepts connections."""
+
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        what: str = "server",
+        timeout: float = 30.0,
+    ) -> None:
+        self.port = port
+        super().__init__(args, log_path, env)
+        wait_listening(self, port, what, timeout)
+
+    def endpoint(self, path: str = "/mcp") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class McpServerProcess(Process):
+    """``tests.support.mcp_server`` over HTTP (streamable, path /mcp) or legacy SSE (path /sse)."""
+
+    def __init__(self, tmp: Path, name: str, transport: str, port: int | None = None, tools: int = 0) -> None:
+        self.name = name
+        self.transport = transport
+        self.port = port or free_port()
+        args = [sys.executable, "-m", "tests.support.mcp_server", "--name", name, "--transport", transport]
+        args += ["--port", str(self.port), "--tools", str(tools)]
+        super().__init__(args, tmp / f"mcp-{name}-{self.port}.log")
+        wait_listening(self, self.port, f"MCP server {name}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{'mcp' if self.transport == 'http' else 'sse'}"
+
+
+def python_stdio_target(name: str, module: str, *args: str) -> dict[str, Any]:
+    """A target running ``python -m <module> <args>`` (a module of this repository) over stdio."""
+    argv = ["-m", module, *args]
+    return {"name": name, "stdio": {"cmd": sys.executable, "args": argv, "env": {"PYTHONPATH": str(REPO)}}}
+
+
+def stdio_target(name: str, tools: int = 0) -> dict[str, Any]:
+    """A target running ``tests.support.mcp_server`` over stdio."""
+    return python_stdio_target(name, "tests.support.mcp_server", "--name", name, "--tools", str(tools))
+
+
+def mcp_config(port: int, targets: list[dict[str, Any]], **backend: Any) -> dict[str, Any]:
+    """One bind whose only route is an MCP backend federating ``targets``."""
+    return binds(port, [{"name": "mcp", "backends": [{"mcp": {"targets": targets, **backend}}]}])

@@ -15,6 +15,14 @@ Endpoints (query parameters in brackets):
   /truncate [n]         promises n bytes, sends half, closes
   /hop                  answers with hop-by-hop headers a proxy must remove
   /head-length [n]      HEAD-friendly: content-length n on HEAD and GET
+  /fail [key, times, code]  the first `times` requests with this key get `code`, later ones the echo
+  /hang                 reads the request and never answers
+  /partial              sends the start of a response head, then closes
+
+Bookkeeping (not logged themselves), for tests that count and time what reached the upstream:
+  /__log                JSON: every request so far (method, target, headers, body length and sha256,
+                        arrival time on the upstream's monotonic clock) and the open connections
+  /__reset              forgets the log
 """
 
 from __future__ import annotations
@@ -30,7 +38,22 @@ from urllib.parse import parse_qs, urlsplit
 
 PATTERN = bytes(range(256)) * 256  # 64 KiB
 SPECIAL_PATHS = frozenset(
-    ("/bytes", "/sse", "/slow", "/status", "/close-delimited", "/drop", "/truncate", "/hop", "/head-length")
+    (
+        "/bytes",
+        "/sse",
+        "/slow",
+        "/status",
+        "/close-delimited",
+        "/drop",
+        "/truncate",
+        "/hop",
+        "/head-length",
+        "/fail",
+        "/hang",
+        "/partial",
+        "/__log",
+        "/__reset",
+    )
 )
 
 
@@ -43,9 +66,13 @@ class Upstream:
     def __init__(self, name: str) -> None:
         self.name = name
         self.conn_ids = itertools.count(1)
+        self.log: list[dict[str, object]] = []
+        self.open_connections = 0
+        self.failures: dict[str, int] = {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn_id = next(self.conn_ids)
+        self.open_connections += 1
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -55,6 +82,7 @@ class Upstream:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
+            self.open_connections -= 1
             writer.close()
 
     async def request(
@@ -110,6 +138,18 @@ class Upstream:
             await writer.drain()
 
         path = url.path
+        if not path.startswith("/__"):
+            self.log.append(
+                {
+                    "method": method,
+                    "target": target,
+                    "headers": headers,
+                    "body_length": length,
+                    "body_sha256": sha.hexdigest(),
+                    "time": asyncio.get_running_loop().time(),
+                    "conn": conn_id,
+                }
+            )
         if path not in SPECIAL_PATHS:
             body = json.dumps(
                 {
@@ -129,17 +169,13 @@ class Upstream:
             step = int(q.get("chunk", str(64 * 1024)))
             chunked = q.get("chunked") == "1"
             fields = base + ([("transfer-encoding", "chunked")] if chunked else [("content-length", str(n))])
-            writer.write(
-                ("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n").encode()
-            )
+            writer.write(("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n").encode())
             if method != "HEAD":
                 sent = 0
                 while sent < n:
                     size = min(step, n - sent)
                     offset = sent % len(PATTERN)
-                    piece = (
-                        (PATTERN[offset:] + PATTERN)[:size] if size <= len(PATTERN) else pattern_bytes(size)
-                    )
+                    piece = (PATTERN[offset:] + PATTERN)[:size] if size <= len(PATTERN) else pattern_bytes(size)
                     writer.write(b"%x\r\n%b\r\n" % (size, piece) if chunked else piece)
                     sent += size
                     await writer.drain()
@@ -150,9 +186,7 @@ class Upstream:
             n = int(q.get("n", "5"))
             delay = float(q.get("delay", "0.1"))
             fields = base + [("content-type", "text/event-stream"), ("transfer-encoding", "chunked")]
-            writer.write(
-                ("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n").encode()
-            )
+            writer.write(("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n").encode())
             await writer.drain()
             loop = asyncio.get_running_loop()
             for i in range(n):
@@ -170,9 +204,7 @@ class Upstream:
             await send(int(q.get("code", "200")))
         elif path == "/close-delimited":
             n = int(q.get("n", "1000"))
-            writer.write(
-                b"HTTP/1.0 200 OK\r\nx-upstream: " + self.name.encode() + b"\r\n\r\n" + pattern_bytes(n)
-            )
+            writer.write(b"HTTP/1.0 200 OK\r\nx-upstream: " + self.name.encode() + b"\r\n\r\n" + pattern_bytes(n))
             await writer.drain()
             return False
         elif path == "/drop":
@@ -196,6 +228,31 @@ class Upstream:
         elif path == "/head-length":
             n = int(q.get("n", "12345"))
             await send(200, pattern_bytes(n))
+        elif path == "/fail":
+            key = q.get("key", "")
+            seen = self.failures.get(key, 0)
+            self.failures[key] = seen + 1
+            if seen < int(q.get("times", "1")):
+                await send(int(q.get("code", "503")), b"failing on purpose\n")
+            else:
+                await send(
+                    200,
+                    json.dumps({"upstream": self.name, "attempt": seen + 1, "body_length": length}).encode(),
+                )
+        elif path == "/hang":
+            await reader.read()  # until the client closes
+            return False
+        elif path == "/partial":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-le")
+            await writer.drain()
+            return False
+        elif path == "/__log":
+            body = json.dumps({"requests": self.log, "open": self.open_connections}).encode()
+            await send(200, body, [("content-type", "application/json")])
+        elif path == "/__reset":
+            self.log.clear()
+            self.failures.clear()
+            await send(200)
         return keep_alive
 
 

@@ -7,6 +7,8 @@ use pyo3::prelude::*;
 
 mod cel;
 mod jsonrpc;
+mod ratelimit;
+mod mcp;
 mod sse;
 
 #[pymodule]
@@ -15,6 +17,8 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     cel::register(m)?;
     jsonrpc::register(m)?;
+    mcp::register(m)?;
     sse::register(m)?;
+    ratelimit::register(m)?;
     Ok(())
 }

@@ -65,7 +65,8 @@ def test_known_but_unsupported_key_says_so_with_its_path():
             "config.backend.connectTimeout: invalid duration 'soon'",
         ),
         ("config: {workerThreads: 4}", "config.workerThreads: not supported"),
-        ("mcp: {targets: []}", "mcp: not supported"),
+        ("mcp: {targets: []}", "mcp.targets: an MCP backend needs at least one target"),
+        ("llm: {models: []}", "llm: not supported"),
         (
             "binds: [{port: 80, listeners: [{protocol: HTTPS, tls: {cert: /nonexistent.pem, key: /k.pem}}]}]",
             "binds[0].listeners[0].tls.cert: file '/nonexistent.pem' not found",
@@ -82,11 +83,19 @@ def test_yaml_syntax_error():
 
 def test_env_expansion():
     env = {"PORT": "8080", "UP": "127.0.0.1:9000"}
-    text = "# $NOT_SET in a comment is fine\nbinds: [{port: $PORT, listeners: [{routes: [{backends: [{host: ${UP}}]}]}]}]"
+    text = (
+        "# $NOT_SET in a comment is fine\nbinds: [{port: $PORT, listeners: [{routes: [{backends: [{host: ${UP}}]}]}]}]"
+    )
     expanded = expand_env(text, env)
     assert "port: 8080" in expanded and "host: 127.0.0.1:9000" in expanded
     assert expand_env("a: ${MISSING:-fallback}", env) == "a: fallback"
     assert expand_env("regex: ^/api$", env) == "regex: ^/api$"  # `$` before a non-name is literal
+    assert expand_env("price: $$PORT", env) == "price: $PORT"
+    # JSON Schema keys in inline documents are not variables; `$NAME:port` still is one.
+    assert (
+        expand_env('s: {$ref: "#/a", "$schema": x}\nh: $UP:1', env)
+        == 's: {$ref: "#/a", "$schema": x}\nh: 127.0.0.1:9000:1'
+    )
     with pytest.raises(ConfigError, match=r"line 2: environment variable \$MISSING is not set"):
         expand_env("a: 1\nb: $MISSING", env)
 

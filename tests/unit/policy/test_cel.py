@@ -49,9 +49,7 @@ CLAIMS = {"sub": "alice", "groups": ["dev", "admin"], "level": 3, "nested": {"ke
 def decide(
     rules: list[str | dict[str, str]], ctx: RequestCtx | None = None, extra: dict[str, object] | None = None
 ) -> Decision:
-    return CelRuleSet.compile(rules, WHERE).evaluate(
-        ctx or make_ctx(), {"jwt": CLAIMS} if extra is None else extra
-    )
+    return CelRuleSet.compile(rules, WHERE).evaluate(ctx or make_ctx(), {"jwt": CLAIMS} if extra is None else extra)
 
 
 # --- compiling ---------------------------------------------------------------------------------
@@ -101,9 +99,7 @@ def test_expression_compile_error() -> None:
 
 
 def test_referenced_variables() -> None:
-    rules = CelRuleSet.compile(
-        ["jwt.sub == 'a'", {"deny": "cidr('10.0.0.0/8').containsIP(source.address)"}], WHERE
-    )
+    rules = CelRuleSet.compile(["jwt.sub == 'a'", {"deny": "cidr('10.0.0.0/8').containsIP(source.address)"}], WHERE)
     assert rules.variables == {"jwt", "source"}
     assert len(rules) == 2
     assert rules.kinds == ("allow", "deny")
@@ -241,9 +237,7 @@ def test_extra_variables_and_values() -> None:
     }
     assert value("jwt.groups", extra=extra) == ["dev", "admin"]
     assert value("jwt", extra=extra) == CLAIMS
-    assert value(
-        "mcp.tool.name == 'create_issue' && apiKey.team == 'blue' && basicAuth.username == 'bob'", extra=extra
-    )
+    assert value("mcp.tool.name == 'create_issue' && apiKey.team == 'blue' && basicAuth.username == 'bob'", extra=extra)
     assert value("{'a': [1, 2.5, null, true, b'x']}", None) == {"a": [1, 2.5, None, True, b"x"]}
     assert value("jwt.?email", extra=extra) is None
     assert value("18446744073709551615u") == 2**64 - 1

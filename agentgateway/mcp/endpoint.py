@@ -1,0 +1,506 @@
+"""The MCP endpoint clients talk to: the exchange for routes whose backend is an MCP service.
+
+One endpoint path serves every client generation:
+- streamable HTTP, legacy shape: POST ``initialize`` → ``Mcp-Session-Id``; POST messages with it
+  (answers as JSON, or as an SSE stream for calls that may send progress or server requests);
+  GET with it for the session's own stream (``Last-Event-ID`` replays); DELETE ends it;
+- the modern shape (2026-07-28): stateless POSTs carrying their ``_meta`` envelope;
+- HTTP+SSE (2024-11-05): GET without a session opens an event stream whose first event names the
+  URL to POST messages to (``?sessionId=``); answers arrive on the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from agentgateway._native import encode_sse_comment, encode_sse_event
+from agentgateway.mcp import protocol
+from agentgateway.mcp.config import McpService
+from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
+from agentgateway.mcp.protocol import McpError, Message
+from agentgateway.mcp.runtime import Remote
+from agentgateway.policy.chain import apply_response
+from agentgateway.routing.route import CompiledRoute
+from agentgateway.server.relay import BIND_HEADER, relay_target
+from agentgateway.upstream.balance import WeightedChoice
+from agentgateway.upstream.forward import HttpForward
+
+if TYPE_CHECKING:
+    from agentgateway.mcp.runtime import McpRuntime
+    from agentgateway.mcp.session import DownstreamSession
+    from agentgateway.server.context import RequestCtx
+    from agentgateway.server.http1 import HttpConnection
+    from agentgateway.upstream.target import HttpTarget
+
+log = logging.getLogger("agentgateway.mcp")
+
+_JSON = (b"content-type", b"application/json")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_KEEPALIVE = 15.0
+_ROUTING_HEADERS = frozenset((b"mcp-protocol-version", b"mcp-method", b"mcp-name"))
+# Calls that may stream progress, logging or server requests before their answer.
+_STREAMING_METHODS = frozenset(("tools/call", "prompts/get", "resources/read", "completion/complete"))
+
+
+class McpExchange:
+    """Serves one HTTP request on an MCP route (body buffered, then handled in a task)."""
+
+    __slots__ = (
+        "runtime",
+        "conn",
+        "ctx",
+        "service",
+        "route",
+        "_body",
+        "_size",
+        "_limit",
+        "_too_large",
+        "_task",
+        "_relay",
+    )
+
+    def __init__(
+        self, runtime: McpRuntime, conn: HttpConnection, ctx: RequestCtx, service: McpService, route: CompiledRoute
+    ) -> None:
+        self.runtime = runtime
+        self.conn = conn
+        self.ctx = ctx
+        self.service = service
+        self.route = route
+        self._body: list[bytes] = []
+        self._size = 0
+        self._limit = runtime.worker.runtime.limits.max_buffer_size
+        self._too_large = False
+        self._task: asyncio.Task[None] | None = None
+        # Set when the session lives in another worker: that worker answers through this one.
+        self._relay: HttpForward | None = None
+
+    def start(self) -> None:
+        if self.ctx.expect_continue:
+            self.conn.send_continue()
+
+    # ------------------------------------------------------------------ Exchange
+
+    def request_body(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._limit:
+            self._too_large = True
+            self._body.clear()
+            return
+        self._body.append(chunk)
+
+    def request_end(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    def client_write_paused(self) -> None:
+        if self._relay is not None:
+            self._relay.client_write_paused()
+        # Otherwise nothing to do: MCP messages are small and SSE writes are flushed per event.
+
+    def client_write_resumed(self) -> None:
+        if self._relay is not None:
+            self._relay.client_write_resumed()
+
+    def client_lost(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._relay is not None:
+            self._relay.client_lost()
+
+    def client_data_done(self) -> None:
+        if self._relay is not None:
+            self._relay.client_data_done()
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def _serve(self) -> None:
+        try:
+            await self._dispatch()
+        except asyncio.CancelledError:
+            raise
+        except McpError as exc:
+            self._jsonrpc_error(None, exc, 400)
+        except Exception as exc:  # a bug must cost one request, not the worker
+            log.exception("MCP request failed")
+            self._jsonrpc_error(None, McpError(protocol.INTERNAL_ERROR, f"internal error: {exc}"), 500)
+
+    async def _dispatch(self) -> None:
+        ctx = self.ctx
+        method = ctx.method
+        token = ctx.header(b"mcp-session-id")
+        if method == b"POST":
+            if self._too_large:
+                raise McpError(protocol.INVALID_REQUEST, f"message larger than {self._limit} bytes")
+            query = parse_qs(ctx.query.decode("latin-1"))
+            if "sessionId" in query:
+                sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0]))
+                if sse_session is not None:
+                    await self._sse_transport_post(sse_session)
+                return
+            msg = self._decode()
+            if token is not None:
+                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+                if session is not None:
+                    await self._session_message(session, msg)
+            elif msg.get("method") == "initialize":
+                await (self._initialize(msg) if self.service.stateful else self._stateless_initialize(msg))
+            elif is_modern(msg):
+                await self._modern(msg)
+            elif not self.service.stateful:
+                await self._stateless(msg)
+            else:
+                raise McpError(protocol.INVALID_REQUEST, "Bad Request: no Mcp-Session-Id (send initialize first)")
+        elif method == b"GET":
+            if token is not None:
+                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+                if session is not None:
+                    await self._session_stream(session)
+            elif b"text/event-stream" in (ctx.header(b"accept") or b""):
+                await self._sse_transport_open()
+            else:
+                self._status(405, (b"allow", b"POST, GET, DELETE"))
+        elif method == b"DELETE":
+            if token is None:
+                raise McpError(protocol.INVALID_REQUEST, "Bad Request: DELETE needs Mcp-Session-Id")
+            session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+            if session is not None:
+                await self.runtime.end(session)
+                self._status(200)
+        else:
+            self._status(405, (b"allow", b"POST, GET, DELETE"))
+
+    def _owned(self, found: DownstreamSession | Remote | None) -> DownstreamSession | None:
+        """The session if this worker serves it. A session of another worker: the request is
+        relayed there as it came (None returned). Unknown: 404 (None returned)."""
+        if isinstance(found, Remote):
+            target = relay_target(found.owner)
+            if target is not None and not self.conn.bind.internal:
+                self._relay_to(target)
+                return None
+            found = None
+        if found is None:
+            self._unknown_session()
+        return found
+
+    def _relay_to(self, target: HttpTarget) -> None:
+        ctx = self.ctx
+        ctx.relayed = True
+        ctx.backend = target.label
+        ctx.headers = [*ctx.headers, (BIND_HEADER, str(self.conn.bind.port).encode())]
+        # The route's request policies ran here; the owner applies its response policies.
+        relay_route = CompiledRoute(
+            self.route.name, self.route.gateway, self.route.listener, WeightedChoice([(target, 1)])
+        )
+        forward = HttpForward(self.runtime.worker, self.conn, ctx, relay_route)
+        self._relay = forward
+        forward.start()
+        for chunk in self._body:
+            forward.request_body(chunk)
+        forward.request_end()
+
+    def _decode(self) -> Message:
+        raw = b"".join(self._body)
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise McpError(protocol.PARSE_ERROR, f"Parse error: {exc}") from None
+        if isinstance(msg, list):
+            raise McpError(protocol.INVALID_REQUEST, "JSON-RPC batches are not supported (MCP 2025-06-18 removed them)")
+        if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0":
+            raise McpError(protocol.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+        if "method" in msg:
+            if not isinstance(msg["method"], str):
+                raise McpError(protocol.INVALID_REQUEST, "Invalid Request: method must be a string")
+            if "id" in msg and (msg["id"] is None or isinstance(msg["id"], bool | float | list | dict)):
+                raise McpError(protocol.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
+            if "params" in msg and not isinstance(msg["params"], dict):
+                raise McpError(protocol.INVALID_REQUEST, "Invalid Request: params must be an object")
+        elif not ("result" in msg or "error" in msg) or "id" not in msg:
+            raise McpError(
+                protocol.INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response"
+            )
+        return msg
+
+    # ------------------------------------------------------------------ legacy streamable HTTP
+
+    async def _initialize(self, msg: Message) -> None:
+        params = msg.get("params")
+        if not isinstance(params, dict):
+            raise McpError(protocol.INVALID_PARAMS, "initialize needs params")
+        session = self.runtime.new_session(self.service)
+        try:
+            result = await self.runtime.federation.initialize(session, params)
+        except McpError as exc:
+            self.runtime.sessions.pop(session.sid, None)
+            self._json(200, protocol.error(msg.get("id"), exc))
+            return
+        token = self.runtime.seal(session)
+        self.ctx.mcp_session = session.sid
+        self._note(msg, None)
+        self._json(200, protocol.result(msg.get("id"), result), ((b"mcp-session-id", token.encode()),))
+
+    async def _stateless_initialize(self, msg: Message) -> None:
+        """statefulMode stateless: no session id; the answer describes the worker's shared
+        upstream sessions, which then serve every request of every client."""
+        params = msg.get("params")
+        requested = params.get("protocolVersion") if isinstance(params, dict) else None
+        try:
+            shared = await self.runtime.modern.shared_session(self.service)
+        except McpError as exc:
+            self._json(200, protocol.error(msg.get("id"), exc))
+            return
+        answer = dict(shared.init_answer)
+        if requested in protocol.LEGACY_VERSIONS:
+            answer["protocolVersion"] = min(str(requested), str(answer.get("protocolVersion", requested)))
+        self._note(msg, None)
+        self._json(200, protocol.result(msg.get("id"), answer))
+
+    async def _stateless(self, msg: Message) -> None:
+        shared = await self.runtime.modern.shared_session(self.service)
+        if not protocol.is_request(msg):
+            if protocol.is_notification(msg):
+                await self.runtime.federation.client_notification(shared, msg)
+            self._status(202)
+            return
+
+        async def nowhere(related: Message) -> None:
+            pass  # no session: nothing to deliver progress or server requests to
+
+        try:
+            answer = protocol.result(msg["id"], await self.runtime.federation.request(shared, msg, nowhere))
+        except McpError as exc:
+            answer = protocol.error(msg["id"], exc)
+        self._note(msg, shared)
+        self._json(200, answer)
+
+    async def _session_message(self, session: DownstreamSession, msg: Message) -> None:
+        self.ctx.mcp_session = session.sid
+        federation = self.runtime.federation
+        if protocol.is_notification(msg):
+            self._note(msg, None)
+            await federation.client_notification(session, msg)
+            self._status(202)
+            return
+        if protocol.is_response(msg):
+            await federation.client_response(session, msg)
+            self._status(202)
+            return
+        method = msg["method"]
+        if method in _STREAMING_METHODS and self._accepts_sse():
+            await self._answer_streaming(session, msg)
+            return
+
+        async def to_session_stream(related: Message) -> None:
+            session.stream.push(related)
+
+        try:
+            result = await federation.request(session, msg, to_session_stream)
+            answer = protocol.result(msg["id"], result)
+        except McpError as exc:
+            answer = protocol.error(msg["id"], exc)
+        self._note(msg, session)
+        self._json(200, answer)
+
+    async def _answer_streaming(self, session: DownstreamSession, msg: Message) -> None:
+        """The answer as an SSE stream: what the server sends about the call, then the result."""
+        self._head(200, _SSE_HEADERS, None, True)
+        self.conn.flush()
+
+        async def related(item: Message) -> None:
+            self._event(protocol.dumps(item))
+
+        try:
+            result = await self.runtime.federation.request(session, msg, related)
+            answer = protocol.result(msg["id"], result)
+        except McpError as exc:
+            answer = protocol.error(msg["id"], exc)
+        self._note(msg, session)
+        self._event(protocol.dumps(answer))
+        self.conn.end_response()
+
+    async def _session_stream(self, session: DownstreamSession) -> None:
+        """GET with a session: messages not tied to a request, until the client goes away."""
+        self.ctx.mcp_session = session.sid
+        last = self.ctx.header(b"last-event-id")
+        queue = session.stream.attach(last.decode("latin-1") if last else None)
+        for upstream in session.upstreams.values():
+            opener = getattr(upstream, "open_session_stream", None)
+            if opener is not None:
+                opener()
+        self._head(200, _SSE_HEADERS, None, True)
+        self.conn.flush()
+        try:
+            await self._pump(queue)
+        finally:
+            session.stream.detach(queue)
+        self.conn.end_response()
+
+    async def _pump(self, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:
+        while not self.conn.closed:
+            try:
+                item = await asyncio.wait_for(queue.get(), _KEEPALIVE)
+            except TimeoutError:
+                self.conn.send_body(encode_sse_comment(b"keep-alive"))
+                self.conn.flush()
+                continue
+            if item is None:
+                return
+            event_id, data = item
+            self._event(data, event_id)
+
+    # ------------------------------------------------------------------ modern (2026-07-28)
+
+    async def _modern(self, msg: Message) -> None:
+        ctx = self.ctx
+        headers: dict[str, str] = {}
+        for name, value in ctx.headers:
+            if name in _ROUTING_HEADERS:
+                if name.decode() in headers:
+                    raise_status = McpError(protocol.HEADER_MISMATCH, f"{name.decode()} header appears more than once")
+                    self._jsonrpc_error(msg.get("id"), raise_status, 400)
+                    return
+                headers[name.decode()] = value.decode("latin-1")
+        if not protocol.is_request(msg):
+            self._status(202)  # modern clients send no notifications the gateway acts on
+            return
+        self._note(msg, None)
+        try:
+            check_envelope(msg, headers)
+        except McpError as exc:
+            self._jsonrpc_error(msg.get("id"), exc, protocol.ERROR_HTTP_STATUS.get(exc.code, 400))
+            return
+        params = msg.get("params")
+        state = params.get("requestState") if isinstance(params, dict) else None
+        if state is not None:
+            owner = self.runtime.modern.state_owner(state)
+            if owner is not None and owner != self.runtime.owner_id:
+                self._owned(Remote(owner))  # the parked call lives in that worker
+                return
+        streaming = self._accepts_sse() and msg.get("method") in _STREAMING_METHODS
+
+        async def related(item: Message) -> None:
+            if not streaming:
+                return  # a JSON answer has nowhere to put notifications
+            if not self.ctx.status:
+                self._head(200, _SSE_HEADERS, None, True)  # committed at the first notification
+            self._event(protocol.dumps(item))
+
+        try:
+            result = await self.runtime.modern.request(self.service, msg, related)
+            answer = protocol.result(msg["id"], finish_result(result))
+            status = 200
+        except McpError as exc:
+            answer = protocol.error(msg["id"], exc)
+            status = protocol.ERROR_HTTP_STATUS.get(exc.code, 200)
+        if self.ctx.status:  # the stream was started
+            self._event(protocol.dumps(answer))
+            self.conn.end_response()
+        else:
+            self._json(status, answer)
+
+    # ------------------------------------------------------------------ HTTP+SSE (2024-11-05)
+
+    async def _sse_transport_open(self) -> None:
+        session = self.runtime.new_session(self.service)
+        self.ctx.mcp_session = session.sid
+        queue = session.stream.attach(None)
+        endpoint = self.ctx.path + b"?sessionId=" + self.runtime.sse_query_id(session).encode()
+        self._head(200, _SSE_HEADERS, None, True)
+        self.conn.send_body(encode_sse_event(endpoint, "endpoint"))
+        self.conn.flush()
+        try:
+            await self._pump(queue)
+        finally:
+            # The session lives as long as its stream.
+            await self.runtime.end(session)
+        self.conn.end_response()
+
+    async def _sse_transport_post(self, session: DownstreamSession) -> None:
+        self.ctx.mcp_session = session.sid
+        msg = self._decode()
+        self._status(202)  # the answer goes on the event stream
+        federation = self.runtime.federation
+        if protocol.is_notification(msg):
+            await federation.client_notification(session, msg)
+            return
+        if protocol.is_response(msg):
+            await federation.client_response(session, msg)
+            return
+
+        async def to_stream(item: Message) -> None:
+            session.stream.push(item)
+
+        try:
+            if msg["method"] == "initialize":
+                params = msg.get("params")
+                if not isinstance(params, dict):
+                    raise McpError(protocol.INVALID_PARAMS, "initialize needs params")
+                answer = protocol.result(msg["id"], await federation.initialize(session, params))
+            else:
+                answer = protocol.result(msg["id"], await federation.request(session, msg, to_stream))
+        except McpError as exc:
+            answer = protocol.error(msg["id"], exc)
+        self._note(msg, session)
+        session.stream.push(answer)
+
+    # ------------------------------------------------------------------ responses
+
+    def _accepts_sse(self) -> bool:
+        return b"text/event-stream" in (self.ctx.header(b"accept") or b"")
+
+    def _event(self, data: bytes, event_id: str | None = None) -> None:
+        self.conn.send_body(encode_sse_event(data, "message", event_id))
+        self.conn.flush()
+
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]], length: int | None, keep_alive: bool) -> None:
+        """The response head, through the route's response-phase policies (header edits, rate-limit
+        state); body replacements do not apply to MCP answers."""
+        chain = self.route.chain
+        if chain.response or self.ctx.response_headers:
+            headers = list(headers)
+            apply_response(chain, self.ctx, status, headers)
+        self.conn.send_head(status, headers, length, keep_alive)
+
+    def _json(self, status: int, msg: Message, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        body = protocol.dumps(msg)
+        self._head(status, [_JSON, *headers], len(body), True)
+        self.conn.send_body(body)
+        self.conn.end_response()
+
+    def _jsonrpc_error(self, id_: Any, err: McpError, status: int) -> None:
+        if self.ctx.status:  # the response already started (a stream): nothing sane to add
+            self.conn.abort()
+            return
+        self.ctx.reason = err.message
+        self._json(status, protocol.error(id_, err))
+
+    def _status(self, status: int, *headers: tuple[bytes, bytes]) -> None:
+        self._head(status, list(headers), 0, False)
+        self.conn.end_response()
+
+    def _unknown_session(self) -> None:
+        self.ctx.reason = "unknown MCP session"
+        self._json(404, protocol.error(None, McpError(protocol.INVALID_REQUEST, "Session not found")))
+
+    def _note(self, msg: Message, session: DownstreamSession | None) -> None:
+        """MCP facts for the access log and metrics."""
+        ctx = self.ctx
+        method = msg.get("method")
+        ctx.mcp_method = method if isinstance(method, str) else ""
+        params = msg.get("params")
+        if session is not None and isinstance(params, dict) and method in protocol.NAME_PARAM:
+            name = params.get(protocol.NAME_PARAM[method])
+            if isinstance(name, str):
+                ctx.mcp_resource = name
+                with contextlib.suppress(McpError):
+                    ctx.mcp_target = self.runtime.federation.resolve(session, method, params)[0]

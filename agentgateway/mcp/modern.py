@@ -1,0 +1,331 @@
+"""Modern MCP clients (2026-07-28): stateless requests with a ``_meta`` envelope.
+
+Each request is checked the way the spec's ladder does (envelope keys, then the ``MCP-Protocol-
+Version`` / ``Mcp-Method`` / ``Mcp-Name`` headers against the body, then the version), and served
+from a shared upstream session per service and worker (upstreams are spoken to in the legacy
+shape, which every deployed server understands).
+
+When an upstream asks the client something during a call (elicitation, sampling, roots) a
+modern client cannot be sent a request: the call is parked and the client gets an
+``input_required`` result carrying the question and a sealed ``requestState``; its retry (with
+``inputResponses``) answers the upstream and resumes the parked call (MRTR, DESIGN §4 and the
+protocol brief §1.13).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from agentgateway import __version__
+from agentgateway.mcp import protocol
+from agentgateway.mcp.federation import Result, Sink, merge_capabilities, merge_instructions
+from agentgateway.mcp.protocol import McpError, Message, RawJson
+from agentgateway.mcp.session import SessionTokenError
+
+if TYPE_CHECKING:
+    from agentgateway.mcp.config import McpService
+    from agentgateway.mcp.runtime import McpRuntime
+    from agentgateway.mcp.session import DownstreamSession
+    from agentgateway.mcp.upstream.base import UpstreamSession
+
+log = logging.getLogger("agentgateway.mcp.modern")
+
+_PARKED_TTL = 300.0  # how long an input_required round may take the client
+_SERVER_INFO = {"name": "agentgateway", "version": __version__}
+_META = {protocol.META_SERVER_INFO: _SERVER_INFO}
+# The envelope the gateway answers for: not passed on to upstreams spoken to in the legacy shape.
+_ENVELOPE_KEYS = frozenset(
+    (
+        protocol.META_PROTOCOL_VERSION,
+        protocol.META_CLIENT_CAPABILITIES,
+        protocol.META_CLIENT_INFO,
+        protocol.META_LOG_LEVEL,
+    )
+)
+# What the shared upstream sessions declare, so upstreams may ask; the gateway bridges the asks.
+_SHARED_CAPABILITIES: dict[str, Any] = {"elicitation": {"form": {}}, "sampling": {}, "roots": {}}
+
+
+def is_modern(msg: Message) -> bool:
+    """A request carrying the modern envelope (or the modern-only discovery method)."""
+    if msg.get("method") == "server/discover":
+        return True
+    params = msg.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and protocol.META_PROTOCOL_VERSION in meta
+
+
+def decode_header_value(value: str | None) -> str | None:
+    """Header values that are not plain ASCII travel as ``=?base64?<b64 of UTF-8>?=``."""
+    if value is None or not (value.startswith("=?base64?") and value.endswith("?=")):
+        return value
+    payload = value[len("=?base64?") : -2]
+    try:
+        decoded = base64.b64decode(payload, validate=True)
+        if base64.b64encode(decoded).decode() != payload:
+            return None
+        return decoded.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def check_envelope(msg: Message, headers: dict[str, str]) -> str:
+    """The modern validation ladder; the request's protocol version, or McpError."""
+    params = msg.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if not isinstance(meta, dict):
+        raise McpError(protocol.INVALID_PARAMS, "params._meta must carry the protocol version and client capabilities")
+    missing = [k for k in (protocol.META_PROTOCOL_VERSION, protocol.META_CLIENT_CAPABILITIES) if k not in meta]
+    if missing:
+        raise McpError(protocol.INVALID_PARAMS, f"params._meta is missing: {', '.join(missing)}")
+    version = meta[protocol.META_PROTOCOL_VERSION]
+    if headers.get("mcp-protocol-version") != version:
+        raise McpError(protocol.HEADER_MISMATCH, "MCP-Protocol-Version header does not match params._meta")
+    method = msg.get("method")
+    if headers.get("mcp-method") != method:
+        raise McpError(protocol.HEADER_MISMATCH, "Mcp-Method header does not match the request's method")
+    name_key = protocol.NAME_PARAM.get(str(method))
+    if name_key is not None and isinstance(params, dict):
+        value = params.get(name_key)
+        if value is not None and decode_header_value(headers.get("mcp-name")) != value:
+            raise McpError(protocol.HEADER_MISMATCH, f"Mcp-Name header does not match params.{name_key}")
+    if not isinstance(version, str):
+        raise McpError(protocol.INVALID_PARAMS, "the protocol version must be a string")
+    if version not in protocol.MODERN_VERSIONS:
+        raise McpError(
+            protocol.UNSUPPORTED_PROTOCOL_VERSION,
+            "Unsupported protocol version",
+            {"supported": list(protocol.MODERN_VERSIONS), "requested": version},
+        )
+    return version
+
+
+class ParkedCall:
+    """An upstream call waiting for the client to answer what the upstream asked."""
+
+    def __init__(self, upstream: UpstreamSession) -> None:
+        self.upstream = upstream
+        self.asks: asyncio.Queue[Message] = asyncio.Queue()
+        self.waiting: dict[str, Any] = {}  # input request key → the upstream's request id
+        self.task: asyncio.Task[dict[str, Any]] | None = None
+        self.expires = time.monotonic() + _PARKED_TTL
+
+
+class ModernServer:
+    def __init__(self, runtime: McpRuntime) -> None:
+        self.runtime = runtime
+        self._shared: dict[str, DownstreamSession] = {}
+        self._starting: dict[str, asyncio.Future[DownstreamSession]] = {}
+        self.parked: dict[str, ParkedCall] = {}
+
+    async def shared_session(self, service: McpService) -> DownstreamSession:
+        """The worker's upstream sessions for stateless clients of ``service``, made once."""
+        session = self._shared.get(service.label)
+        if session is not None and not session.closed and session.service is service:
+            return session
+        starting = self._starting.get(service.label)
+        if starting is not None:
+            return await asyncio.shield(starting)
+        future: asyncio.Future[DownstreamSession] = asyncio.get_running_loop().create_future()
+        self._starting[service.label] = future
+        try:
+            from agentgateway.mcp.session import DownstreamSession
+
+            session = DownstreamSession(self.runtime, service)
+            params = {
+                "protocolVersion": protocol.LATEST_LEGACY,
+                "capabilities": _SHARED_CAPABILITIES,
+                "clientInfo": dict(_SERVER_INFO),
+            }
+            session.init_answer = await self.runtime.federation.initialize(session, params)
+            self._shared[service.label] = session
+            future.set_result(session)
+            return session
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the waiters re-raise it
+            raise
+        finally:
+            self._starting.pop(service.label, None)
+
+    # ------------------------------------------------------------------ requests
+
+    async def request(self, service: McpService, msg: Message, related: Sink) -> Result:
+        method = msg.get("method")
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        assert isinstance(params, dict)
+        session = await self.shared_session(service)
+        if method == "server/discover":
+            return self._discover(session)
+        if method in protocol.LIST_METHODS:
+            return await self.runtime.federation.fan_out_list(session, str(method), _strip_envelope(params))
+        if method in protocol.NAME_PARAM or method == "completion/complete":
+            return await self._interactive(session, msg, str(method), params, related)
+        if method == "ping":
+            return {}
+        raise McpError(protocol.METHOD_NOT_FOUND, f"Method not found: {method}")
+
+    def _discover(self, session: DownstreamSession) -> dict[str, Any]:
+        results = {name: u.init_result or {} for name, u in session.upstreams.items()}
+        out: dict[str, Any] = {
+            "supportedVersions": [*protocol.MODERN_VERSIONS, *reversed(protocol.LEGACY_VERSIONS)],
+            "capabilities": merge_capabilities(results.values()),
+            "ttlMs": 0,
+            "cacheScope": "private",
+        }
+        instructions = merge_instructions(results)
+        if instructions:
+            out["instructions"] = instructions
+        return out
+
+    async def _interactive(
+        self, session: DownstreamSession, msg: Message, method: str, params: dict[str, Any], related: Sink
+    ) -> dict[str, Any]:
+        """tools/call, prompts/get, resources/read: may need the client's input (MRTR)."""
+        state = params.get("requestState")
+        if state is not None:
+            parked = self._resume(state, params.get("inputResponses"))
+            await self._answer(parked, params.get("inputResponses"))
+        else:
+            target, upstream_params = self.runtime.federation.resolve(session, method, _strip_envelope(params))
+            upstream = session.upstreams.get(target)
+            if upstream is None:
+                raise McpError(protocol.INTERNAL_ERROR, f"MCP target {target} is not available")
+            parked = ParkedCall(upstream)
+
+            async def relay(server_msg: Message) -> None:
+                if protocol.is_request(server_msg):
+                    parked.asks.put_nowait(server_msg)  # answered through an input_required round
+                else:
+                    await related(server_msg)  # progress and logging reach the client's stream
+
+            parked.task = asyncio.get_running_loop().create_task(upstream.call(method, upstream_params, relay))
+        return await self._next_step(parked)
+
+    async def _next_step(self, parked: ParkedCall) -> dict[str, Any]:
+        """The call's result, or the next input_required round if the upstream asked first."""
+        assert parked.task is not None
+        ask = asyncio.get_running_loop().create_task(parked.asks.get())
+        try:
+            done, _ = await asyncio.wait({parked.task, ask}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            ask.cancel()
+            parked.task.cancel()  # the client closed its stream: that cancels the request
+            raise
+        if parked.task in done:
+            ask.cancel()
+            return parked.task.result()
+        requests: dict[str, Any] = {}
+        first = ask.result()
+        for server_msg in (first, *_drain(parked.asks)):
+            key = secrets.token_hex(6)
+            parked.waiting[key] = server_msg.get("id")
+            requests[key] = {"method": server_msg.get("method"), "params": server_msg.get("params") or {}}
+        handle = secrets.token_hex(12)
+        parked.expires = time.monotonic() + _PARKED_TTL
+        self.parked[handle] = parked
+        state = self.runtime.codec.seal({"k": 1, "r": handle, "o": self.runtime.owner_id})
+        return {"resultType": "input_required", "inputRequests": requests, "requestState": state}
+
+    def _resume(self, state: Any, responses: Any) -> ParkedCall:
+        handle = self.state_handle(state)
+        parked = self.parked.pop(handle, None) if handle else None
+        if parked is None or parked.task is None or parked.task.done():
+            raise McpError(protocol.INVALID_PARAMS, "unknown or expired requestState")
+        return parked
+
+    def state_handle(self, state: Any) -> str | None:
+        """The parked call a requestState names, if this gateway sealed it."""
+        if not isinstance(state, str):
+            return None
+        try:
+            opened = self.runtime.codec.open(state)
+        except SessionTokenError:
+            return None
+        handle = opened.get("r")
+        return handle if isinstance(handle, str) else None
+
+    def state_owner(self, state: Any) -> str | None:
+        if not isinstance(state, str):
+            return None
+        with contextlib.suppress(SessionTokenError):
+            owner = self.runtime.codec.open(state).get("o")
+            return owner if isinstance(owner, str) else None
+        return None
+
+    async def _answer(self, parked: ParkedCall, responses: Any) -> None:
+        if not isinstance(responses, dict):
+            responses = {}
+        for key, upstream_id in list(parked.waiting.items()):
+            value = responses.get(key)
+            if isinstance(value, dict):
+                await parked.upstream.respond(upstream_id, value)
+            else:
+                await parked.upstream.respond(
+                    upstream_id, err=McpError(protocol.INVALID_PARAMS, f"the client gave no answer for {key}")
+                )
+            del parked.waiting[key]
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        for handle, parked in list(self.parked.items()):
+            if parked.expires < now:
+                del self.parked[handle]
+                if parked.task is not None:
+                    parked.task.cancel()
+
+    async def close(self) -> None:
+        for parked in self.parked.values():
+            if parked.task is not None:
+                parked.task.cancel()
+        self.parked.clear()
+        sessions = list(self._shared.values())
+        self._shared.clear()
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+
+def finish_result(result: Result) -> Result:
+    """Modern results say whether they are complete, how long they may be cached (lists) and
+    which server answered."""
+    if isinstance(result, RawJson):
+        raw = result.raw
+        if b'"ttlMs"' in raw or b'"cacheScope"' in raw:
+            result = orjson.loads(raw)  # rare: upstream cache hints were merged in; add to them
+        else:
+            # A merged list (from the native merge, so a JSON object with none of these keys):
+            # the fields are spliced in rather than paid for with a parse of the whole list.
+            extra = orjson.dumps({"resultType": "complete", "ttlMs": 0, "cacheScope": "private", "_meta": _META})
+            return RawJson(raw[:-1] + b"," + extra[1:] if raw != b"{}" else extra)
+    assert isinstance(result, dict)
+    out = dict(result)
+    out.setdefault("resultType", "complete")
+    meta = out.get("_meta")
+    out["_meta"] = {**(meta if isinstance(meta, dict) else {}), **_META}
+    return out
+
+
+def _strip_envelope(params: dict[str, Any]) -> dict[str, Any]:
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        return params
+    kept = {k: v for k, v in meta.items() if k not in _ENVELOPE_KEYS}
+    out = {k: v for k, v in params.items() if k != "_meta"}
+    if kept:
+        out["_meta"] = kept
+    return out
+
+
+def _drain(queue: asyncio.Queue[Message]) -> list[Message]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items

@@ -1,0 +1,172 @@
+"""Per-worker MCP state: sessions, the HTTP client for upstreams, the session-id codec."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from agentgateway.mcp.config import McpService
+from agentgateway.mcp.federation import Federation
+from agentgateway.mcp.modern import ModernServer
+from agentgateway.mcp.session import DownstreamSession, SessionCodec, SessionTokenError
+from agentgateway.upstream.client import HttpClient
+
+if TYPE_CHECKING:
+    from agentgateway.server.worker import Worker
+
+log = logging.getLogger("agentgateway.mcp")
+
+_REVOKED_KEPT = 10_000  # ended session ids remembered, so their tokens are refused afterwards
+
+# When no session key is configured, the supervisor makes one for the run and hands it to its
+# workers in this environment variable (sessions then work across the workers of one gateway).
+EPHEMERAL_KEY_ENV = "AGENTGATEWAY_EPHEMERAL_SESSION_KEY"
+
+
+class Remote:
+    """A session owned by another worker of this gateway, named by its pid."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+
+
+class McpRuntime:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.http = HttpClient(worker.pool)
+        self.federation = Federation(self)
+        self.modern = ModernServer(self)
+        self.sessions: dict[str, DownstreamSession] = {}
+        self.revoked: OrderedDict[str, None] = OrderedDict()
+        self.owner_id = f"{os.getpid()}"
+        self._codec: SessionCodec | None = None
+        self._codec_key: bytes | None = None
+
+    @property
+    def codec(self) -> SessionCodec:
+        settings = self.worker.runtime.mcp_sessions
+        key = settings.key or _ephemeral_key()
+        if self._codec is None or key != self._codec_key:
+            self._codec = SessionCodec(key)
+            self._codec_key = key
+        return self._codec
+
+    @property
+    def ttl(self) -> float:
+        return self.worker.runtime.mcp_sessions.ttl
+
+    def new_session(self, service: McpService) -> DownstreamSession:
+        session = DownstreamSession(self, service)
+        self.sessions[session.sid] = session
+        return session
+
+    def seal(self, session: DownstreamSession) -> str:
+        session.token = self.codec.seal(session.token_state())
+        return session.token
+
+    def lookup(self, token: str, service: McpService) -> DownstreamSession | Remote | None:
+        """The session a client names; ``Remote`` when another worker of this gateway owns it
+        (the request is relayed there); None when it is unknown, ended or expired (HTTP 404: the
+        client starts a new one)."""
+        try:
+            state = self.codec.open(token)
+        except SessionTokenError:
+            return None
+        sid = state.get("s")
+        if not isinstance(sid, str) or sid in self.revoked or state.get("b") != service.label:
+            return None
+        now = time.monotonic()
+        session = self.sessions.get(sid)
+        if session is not None:
+            if session.closed or now - session.last_seen > self.ttl:
+                return None
+            session.last_seen = now
+            return session
+        owner = state.get("o")
+        if owner is not None:
+            # Its processes or streams live in the worker that started it.
+            return Remote(str(owner)) if owner != self.owner_id else None
+        return self._rebuild(state, service, token)
+
+    def lookup_sse(self, query_id: str) -> DownstreamSession | Remote | None:
+        """The HTTP+SSE session named in a POST's ``?sessionId=`` (``<owner>.<sid>``)."""
+        owner, _, sid = query_id.partition(".")
+        if owner != self.owner_id:
+            return Remote(owner) if owner.isdigit() else None
+        session = self.sessions.get(sid)
+        return session if session is not None and not session.closed else None
+
+    def sse_query_id(self, session: DownstreamSession) -> str:
+        return f"{self.owner_id}.{session.sid}"
+
+    def _rebuild(self, state: dict[str, object], service: McpService, token: str) -> DownstreamSession | None:
+        """A session started by another worker or replica: its HTTP upstream sessions are named
+        in the token, so it continues here without a new handshake."""
+        session = DownstreamSession(self, service, sid=str(state["s"]))
+        session.token = token
+        version = state.get("v")
+        if isinstance(version, str):
+            session.protocol_version = version
+        params = state.get("p")
+        session.client_params = params if isinstance(params, dict) else {}
+        targets = state.get("t")
+        if not isinstance(targets, list):
+            return None
+        for entry in targets:
+            if not (isinstance(entry, list) and len(entry) == 4 and entry[0] in service.by_name):
+                return None
+            name, upstream_sid, upstream_version, offered = entry
+            upstream = session.make_upstream(service.by_name[name], upstream_sid.encode() if upstream_sid else None)
+            upstream.init_params = session.client_params
+            upstream.init_result = {
+                "protocolVersion": upstream_version,
+                "capabilities": dict.fromkeys(offered, {}),
+            }
+            upstream.protocol_version = str(upstream_version)
+        self.sessions[session.sid] = session
+        return session
+
+    async def end(self, session: DownstreamSession) -> None:
+        """The client ended the session (DELETE, or its event stream closed): every worker must
+        refuse its id from now on."""
+        self.forget(session.sid)
+        self.worker.announce({"op": "mcp_revoke", "sid": session.sid})
+        await session.close()
+
+    def forget(self, sid: str) -> None:
+        session = self.sessions.pop(sid, None)
+        self.revoked[sid] = None
+        while len(self.revoked) > _REVOKED_KEPT:
+            self.revoked.popitem(last=False)
+        if session is not None:
+            asyncio.get_running_loop().create_task(session.close())
+
+    def sweep(self) -> None:
+        """Close sessions idle for longer than ``config.mcp.sessionTtl``."""
+        self.modern.sweep()
+        limit = time.monotonic() - self.ttl
+        for session in [s for s in self.sessions.values() if s.last_seen < limit]:
+            log.info("MCP session %s idle for over %gs: closed", session.sid[:8], self.ttl)
+            asyncio.get_running_loop().create_task(self.end(session))
+
+    async def close_all(self) -> None:
+        await self.modern.close()
+        sessions = list(self.sessions.values())
+        self.sessions.clear()
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+
+def _ephemeral_key() -> bytes:
+    text = os.environ.get(EPHEMERAL_KEY_ENV)
+    if text:
+        return bytes.fromhex(text)
+    # A worker started outside a supervisor (tests of the module): one key per process.
+    key = os.urandom(32)
+    os.environ[EPHEMERAL_KEY_ENV] = key.hex()
+    return key

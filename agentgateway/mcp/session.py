@@ -1,0 +1,182 @@
+"""Downstream MCP sessions: their upstream sessions, their id (a sealed token), their event stream.
+
+A legacy client's session id is a token that carries everything needed to serve it: the id of
+each HTTP upstream's session and the negotiated versions, sealed with AES-256-GCM (DESIGN §4). Any
+worker (and any replica with the same key) can therefore serve a session whose targets are all
+HTTP servers. stdio and legacy-SSE upstreams are tied to the worker that started them (a process,
+a long-lived stream); the token names that worker so the request can be relayed to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from agentgateway._native import SessionCipher
+from agentgateway._native import SessionTokenError as NativeTokenError
+from agentgateway.mcp import protocol
+from agentgateway.mcp.config import OPENAPI, SSE, STDIO, STREAMABLE, McpService, McpTargetSpec
+from agentgateway.mcp.protocol import Message
+from agentgateway.mcp.upstream.base import RelatedSink, UpstreamSession
+from agentgateway.mcp.upstream.openapi import OpenApiSession
+from agentgateway.mcp.upstream.sse import LegacySseSession
+from agentgateway.mcp.upstream.stdio import StdioSession
+from agentgateway.mcp.upstream.streamable import StreamableHttpSession
+
+if TYPE_CHECKING:
+    from agentgateway.mcp.runtime import McpRuntime
+
+log = logging.getLogger("agentgateway.mcp.session")
+
+_TOKEN_VERSION = 1
+_AAD = b"agentgateway-mcp-session"
+_STREAM_BUFFER = 256  # events kept for a client that reconnects with Last-Event-ID
+
+
+class SessionTokenError(Exception):
+    pass
+
+
+class SessionCodec:
+    """Seals session state into an opaque ``Mcp-Session-Id`` (visible ASCII, as MCP requires),
+    with AES-256-GCM in the native module. ``aad`` binds a token to what must match when it is
+    used again (the identity that created the session, once authentication is configured)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._cipher = SessionCipher(key)
+
+    def seal(self, state: dict[str, Any], aad: bytes = b"") -> str:
+        return self._cipher.seal(orjson.dumps(state), _AAD + aad)
+
+    def open(self, token: str, aad: bytes = b"") -> dict[str, Any]:
+        try:
+            state = orjson.loads(self._cipher.open(token, _AAD + aad))
+        except (NativeTokenError, orjson.JSONDecodeError):
+            raise SessionTokenError("not a session of this gateway") from None
+        if not isinstance(state, dict) or state.get("k") != _TOKEN_VERSION:
+            raise SessionTokenError("not a session of this gateway")
+        return state
+
+
+class SessionStream:
+    """Messages for the client not tied to a request: delivered on the GET stream when one is
+    open, kept (bounded) otherwise, and replayable by event id."""
+
+    def __init__(self, sid: str) -> None:
+        self.sid = sid
+        self._seq = 0
+        self.buffer: deque[tuple[str, bytes]] = deque(maxlen=_STREAM_BUFFER)
+        self._delivered = 0  # number of buffered events already handed to a listener
+        self.listener: asyncio.Queue[tuple[str, bytes] | None] | None = None
+
+    def push(self, msg: Message) -> None:
+        self._seq += 1
+        event = (f"{self.sid[:8]}-{self._seq}", protocol.dumps(msg))
+        self.buffer.append(event)
+        if self.listener is not None:
+            self.listener.put_nowait(event)
+
+    def attach(self, last_event_id: str | None) -> asyncio.Queue[tuple[str, bytes] | None]:
+        """A new GET stream: replaces any previous one; replays what it has not seen."""
+        if self.listener is not None:
+            self.listener.put_nowait(None)
+        queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        replay = list(self.buffer)
+        if last_event_id:
+            ids = [eid for eid, _ in replay]
+            replay = replay[ids.index(last_event_id) + 1 :] if last_event_id in ids else replay
+        for event in replay:
+            queue.put_nowait(event)
+        self.listener = queue
+        return queue
+
+    def detach(self, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:
+        if self.listener is queue:
+            self.listener = None
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.put_nowait(None)
+            self.listener = None
+
+
+class DownstreamSession:
+    """A legacy (initialize-based) client session on one MCP service."""
+
+    def __init__(self, runtime: McpRuntime, service: McpService, sid: str | None = None) -> None:
+        self.runtime = runtime
+        self.service = service
+        self.sid = sid or secrets.token_hex(16)
+        self.token = ""
+        self.protocol_version = protocol.LATEST_LEGACY
+        self.client_params: dict[str, Any] = {}
+        self.upstreams: dict[str, UpstreamSession] = {}
+        self.stream = SessionStream(self.sid)
+        # Client request id (as JSON text) → (upstream session, upstream request id), for cancels.
+        self.inflight: dict[bytes, tuple[UpstreamSession, int]] = {}
+        self.last_seen = time.monotonic()
+        self.closed = False
+        # Names offered by each target at the last listing, for prefixMode never routing.
+        self.names: dict[str, dict[str, str]] = {}
+        # The merged initialize result (kept for shared sessions, which answer many clients).
+        self.init_answer: dict[str, Any] = {}
+
+    @property
+    def local_only(self) -> bool:
+        """Tied to this worker: a target that is a process or a long-lived stream."""
+        return any(t.kind in (STDIO, SSE) for t in self.service.targets)
+
+    def make_upstream(self, spec: McpTargetSpec, upstream_sid: bytes | None = None) -> UpstreamSession:
+        on_message = self._session_sink(spec.name)
+        session: UpstreamSession
+        if spec.kind == STDIO:
+            session = StdioSession(spec, on_message)
+        elif spec.kind == STREAMABLE:
+            session = StreamableHttpSession(spec, on_message, self.runtime.http, upstream_sid)
+        elif spec.kind == OPENAPI:
+            session = OpenApiSession(spec, on_message, self.runtime.http)
+        else:
+            session = LegacySseSession(spec, on_message, self.runtime.http)
+        self.upstreams[spec.name] = session
+        return session
+
+    def _session_sink(self, target: str) -> RelatedSink:
+        async def deliver(msg: Message) -> None:
+            rewritten = self.runtime.federation.from_upstream(self, target, msg)
+            if rewritten is not None:
+                self.stream.push(rewritten)
+
+        return deliver
+
+    def token_state(self) -> dict[str, Any]:
+        targets = []
+        for name, upstream in self.upstreams.items():
+            sid = None
+            if isinstance(upstream, StreamableHttpSession) and upstream.session_id:
+                sid = upstream.session_id.decode()
+            caps = (upstream.init_result or {}).get("capabilities")
+            offered = sorted(caps) if isinstance(caps, dict) else []
+            targets.append([name, sid, upstream.protocol_version, offered])
+        return {
+            "k": _TOKEN_VERSION,
+            "s": self.sid,
+            "b": self.service.label,
+            "v": self.protocol_version,
+            "t": targets,
+            "o": self.runtime.owner_id if self.local_only else None,
+            "p": self.client_params,
+        }
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.stream.close()
+        await asyncio.gather(*(u.close() for u in self.upstreams.values()), return_exceptions=True)
+        self.upstreams.clear()

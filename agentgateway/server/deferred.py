@@ -1,0 +1,125 @@
+"""The exchange of a request whose policy chain waits for I/O (a remote rate-limit service).
+
+The chain runs in a task; meanwhile the request body is buffered (reading pauses above a bound)
+and nothing is written. When the chain answers, that answer is written; when it lets the request
+through, the real exchange (the upstream call) takes over with the buffered body. Pipelined
+requests behind this one wait as they always do: the connection starts the next request only
+when this one's response is complete, so order is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from agentgateway.policy.chain import LocalReply, respond, run_from
+from agentgateway.server.http1 import DISCARD, PAUSE_BODY_BUFFER, Exchange
+
+if TYPE_CHECKING:
+    from agentgateway.routing.route import CompiledRoute
+    from agentgateway.server.context import RequestCtx
+    from agentgateway.server.http1 import HttpConnection
+    from agentgateway.server.worker import Worker
+
+log = logging.getLogger("agentgateway.policy")
+
+_BUFFER_LIMIT = 256 * 1024
+
+
+class DeferredExchange:
+    __slots__ = (
+        "worker",
+        "conn",
+        "ctx",
+        "route",
+        "_body",
+        "_body_bytes",
+        "_ended",
+        "_lost",
+        "_next",
+        "_task",
+    )
+
+    def __init__(self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute, index: int) -> None:
+        self.worker = worker
+        self.conn = conn
+        self.ctx = ctx
+        self.route = route
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+        self._ended = False
+        self._lost = False
+        self._next: Exchange | None = None
+        self._task = worker.loop.create_task(self._run(index))
+
+    async def _run(self, index: int) -> None:
+        ctx = self.ctx
+        route = self.route
+        timeout = route.timeout.request if route.timeout is not None else None
+        reply: LocalReply | None
+        try:
+            if timeout is not None:
+                left = timeout - (time.perf_counter() - ctx.start)
+                async with asyncio.timeout(max(left, 0.0)):
+                    reply = await run_from(route.chain, index, ctx)
+            else:
+                reply = await run_from(route.chain, index, ctx)
+        except TimeoutError:
+            reply = LocalReply.text(504, f"request timeout: no response within {timeout:g}s")
+        except Exception as exc:  # a policy bug must not leave the client hanging
+            log.error("policy chain of route %s failed: %r", route.name, exc, exc_info=exc)
+            reply = LocalReply.text(500, "internal error in the policy chain")
+        if self._lost:
+            return
+        if reply is not None:
+            self.conn.switch_exchange(self, DISCARD)
+            respond(self.conn, ctx, reply, route.chain)
+            return
+        nxt = self.worker.forward(self.conn, ctx, route)
+        self._next = nxt
+        self.conn.switch_exchange(self, nxt)
+        for chunk in self._body:
+            nxt.request_body(chunk)
+        self._body = []
+        if self._ended:
+            nxt.request_end()
+        else:
+            nxt.client_data_done()
+        self.conn.resume_request_body(PAUSE_BODY_BUFFER)
+
+    # ------------------------------------------------------------------ Exchange
+
+    def request_body(self, chunk: bytes) -> None:
+        nxt = self._next
+        if nxt is not None:
+            nxt.request_body(chunk)
+            return
+        self._body.append(chunk)
+        self._body_bytes += len(chunk)
+        if self._body_bytes > _BUFFER_LIMIT:
+            self.conn.pause_request_body(PAUSE_BODY_BUFFER)
+
+    def request_end(self) -> None:
+        self._ended = True
+        if self._next is not None:
+            self._next.request_end()
+
+    def client_write_paused(self) -> None:
+        if self._next is not None:
+            self._next.client_write_paused()
+
+    def client_write_resumed(self) -> None:
+        if self._next is not None:
+            self._next.client_write_resumed()
+
+    def client_lost(self) -> None:
+        self._lost = True
+        self._task.cancel()
+        if self._next is not None:
+            self._next.client_lost()
+
+    def client_data_done(self) -> None:
+        if self._next is not None:
+            self._next.client_data_done()

@@ -1,0 +1,40 @@
+"""Relaying requests between the workers of one gateway.
+
+Some state cannot move between processes: a stdio MCP server belongs to the worker that started
+it, an HTTP+SSE client session to the worker holding its event stream. A request for such a
+session that the kernel hands to another worker is proxied, unchanged, to the owner over a Unix
+socket in the run's private directory. The owner serves it as if it had arrived on the port named
+in ``x-agentgateway-bind`` (a header trusted only on that socket).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agentgateway.upstream.target import HttpTarget
+
+RUNTIME_DIR_ENV = "AGENTGATEWAY_RUNTIME_DIR"
+BIND_HEADER = b"x-agentgateway-bind"
+_RELAY_CONNECT_TIMEOUT = 5.0
+
+
+def runtime_dir() -> Path | None:
+    value = os.environ.get(RUNTIME_DIR_ENV)
+    return Path(value) if value else None
+
+
+def worker_socket(owner: str) -> Path | None:
+    """Where the worker ``owner`` (its pid) listens for relayed requests."""
+    base = runtime_dir()
+    if base is None or not owner.isdigit():
+        return None
+    return base / f"worker-{owner}.sock"
+
+
+def relay_target(owner: str) -> HttpTarget | None:
+    """An upstream target for the owner's socket, or None if that worker is gone."""
+    path = worker_socket(owner)
+    if path is None or not path.exists():
+        return None
+    return HttpTarget(f"unix:{path}", 0, None, f"worker {owner}", _RELAY_CONNECT_TIMEOUT)

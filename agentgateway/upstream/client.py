@@ -1,0 +1,225 @@
+"""An async HTTP/1.1 client over the gateway's upstream pools, for the gateway's own calls.
+
+The data path proxies with callbacks (``forward.py``); this client is for requests the gateway
+makes itself: MCP upstream calls, and later token fetches and external services. It shares the
+pools (keep-alive, TLS identity in the pool key) and the connection protocol. Bodies can be
+read whole or as a stream of chunks (server-sent events); reading is paused while the consumer
+lags, so a long stream never piles up in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+
+from agentgateway.upstream.http1 import Headers, UpstreamConnection
+from agentgateway.upstream.pool import UpstreamConnectError, UpstreamPool
+from agentgateway.upstream.target import HttpTarget
+
+_BUFFER_HIGH = 256 * 1024
+_DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+class HttpClientError(Exception):
+    """The request failed before a complete response arrived; ``message`` is fit for a log or an
+    error answer, ``status`` the HTTP status a proxy would answer with (502/503/504)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ClientResponse:
+    """One response. Use ``read()`` or iterate ``chunks()``; ``close()`` abandons the rest."""
+
+    __slots__ = (
+        "status",
+        "headers",
+        "_conn",
+        "_pool",
+        "_chunks",
+        "_buffered",
+        "_done",
+        "_failed",
+        "_waiter",
+        "_keep_alive",
+        "_paused",
+        "_request_sent",
+    )
+
+    def __init__(self, pool: UpstreamPool, conn: UpstreamConnection) -> None:
+        self.status = 0
+        self.headers: Headers = []
+        self._conn: UpstreamConnection | None = conn
+        self._pool = pool
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._done = False
+        self._failed: HttpClientError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._keep_alive = False
+        self._paused = False
+        self._request_sent = True
+
+    def header(self, name: bytes) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    @property
+    def content_type(self) -> bytes:
+        value = self.header(b"content-type") or b""
+        return value.split(b";", 1)[0].strip().lower()
+
+    async def read(self, limit: int = _DEFAULT_MAX_BODY) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                self.close()
+                raise HttpClientError(502, f"response body larger than {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            while self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if self._paused and self._buffered < _BUFFER_HIGH // 2 and self._conn is not None:
+                    self._paused = False
+                    self._conn.resume_reading()
+                yield chunk
+            if self._failed is not None:
+                raise self._failed
+            if self._done:
+                return
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def close(self) -> None:
+        """Stop reading: an unfinished response makes the connection unusable, so it is closed."""
+        conn = self._conn
+        self._conn = None
+        if conn is not None and not self._done:
+            conn.abort()
+        self._done = True
+        self._wake()
+
+    # ------------------------------------------------------------------ UpstreamSink
+
+    def upstream_head(self, status: int, headers: Headers) -> None:
+        self.status = status
+        self.headers = headers
+        self._wake()
+
+    def upstream_body(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered > _BUFFER_HIGH and not self._paused and self._conn is not None:
+            self._paused = True
+            self._conn.pause_reading()
+        self._wake()
+
+    def upstream_end(self, keep_alive: bool) -> None:
+        conn = self._conn
+        self._conn = None
+        self._done = True
+        if conn is not None:
+            if keep_alive and self._request_sent:
+                self._pool.release(conn)
+            else:
+                conn.close()
+        self._wake()
+
+    def upstream_failed(self, status: int, message: str) -> None:
+        self._conn = None
+        self._failed = HttpClientError(status, message)
+        self._wake()
+
+    def upstream_write_paused(self) -> None:
+        pass
+
+    def upstream_write_resumed(self) -> None:
+        pass
+
+    def upstream_data_done(self) -> None:
+        pass
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class HttpClient:
+    """Requests over the worker's pools. One retry on a fresh connection when a pooled one turns
+    out to be closed before any byte of the response arrived (the upstream dropped it idle)."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+
+    async def request(
+        self,
+        target: HttpTarget,
+        method: bytes,
+        path: bytes,
+        headers: Headers = (),  # type: ignore[assignment]
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> ClientResponse:
+        """Send a request and wait for the response head (the body is read from the response).
+        ``headers`` must not include Host or Content-Length (they are added)."""
+        head = _request_head(target, method, path, headers, body)
+        payload = head + body if body else head
+        try:
+            async with asyncio.timeout(timeout):
+                for attempt in range(2):
+                    conn = self.pool.take(target) if attempt == 0 else None
+                    if conn is None:
+                        conn = await self.pool.connect(target)
+                    response = ClientResponse(self.pool, conn)
+                    conn.begin(response, method == b"HEAD")
+                    conn.write(payload)
+                    try:
+                        await _head_arrived(response)
+                    except HttpClientError:
+                        if conn.reused and not conn.received and attempt == 0:
+                            continue
+                        raise
+                    return response
+        except TimeoutError:
+            raise HttpClientError(504, f"{target.label} did not answer within {timeout:g}s") from None
+        except UpstreamConnectError as exc:
+            raise HttpClientError(503, exc.message) from None
+        raise AssertionError("unreachable")
+
+
+async def _head_arrived(response: ClientResponse) -> None:
+    while not response.status:
+        if response._failed is not None:
+            raise response._failed
+        response._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await response._waiter
+        finally:
+            response._waiter = None
+    if response._failed is not None and not response._chunks and not response._done:
+        raise response._failed
+
+
+def _request_head(target: HttpTarget, method: bytes, path: bytes, headers: Headers, body: bytes | None) -> bytes:
+    parts = [method, b" ", path, b" HTTP/1.1\r\nhost: ", target.host_header, b"\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    if body is not None:
+        parts.append(b"content-length: %d\r\n" % len(body))
+    parts.append(b"\r\n")
+    return b"".join(parts)
