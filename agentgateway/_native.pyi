@@ -206,6 +206,9 @@ class CelProgram:
     def request_fields(self) -> frozenset[str]: ...
     @property
     def needs_headers(self) -> bool: ...
+    @property
+    def header_names(self) -> frozenset[str] | None:
+        """Lower-case names of the request headers read; None when the map is read as a whole."""
     def evaluate(
         self,
         request: _CelRequest | None = None,
@@ -230,6 +233,10 @@ class CelRules:
     def request_fields(self) -> frozenset[str]: ...
     @property
     def needs_headers(self) -> bool: ...
+    @property
+    def header_names(self) -> frozenset[str] | None:
+        """Lower-case names of the request headers read; None when one rule reads the map as a
+        whole."""
     def evaluate(
         self,
         request: _CelRequest | None = None,

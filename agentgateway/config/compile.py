@@ -23,6 +23,7 @@ from agentgateway.config.schema import (
     BackendTls,
     ListenerTls,
     LocalConfig,
+    McpAuthorization,
     McpShortcut,
     NamedBackend,
     Route,
@@ -231,6 +232,8 @@ class _Compiler:
                 raise ConfigError(
                     where, "exactly one of host or mcp must be set (the other kinds are not supported yet)"
                 )
+            if nb.mcp is None and nb.policies is not None and nb.policies.mcp_authorization is not None:
+                raise ConfigError(f"{where}.policies.mcpAuthorization", "applies to MCP backends only")
             self.named[nb.name] = (nb, i)
 
     def route_backends(self, route: Route, where: str) -> WeightedChoice[Backend]:
@@ -257,7 +260,10 @@ class _Compiler:
                     else (route_health, f"{where}.policies.health")
                 )
             elif rb.mcp is not None:
-                target = compile_mcp_backend(rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target, self.base_dir)
+                authz = _mcp_authorization((policies, where), (rb.policies, bwhere))
+                target = compile_mcp_backend(
+                    rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target, self.base_dir, authorization=authz
+                )
             else:
                 assert rb.backend is not None
                 found = self.named.get(rb.backend)
@@ -265,7 +271,12 @@ class _Compiler:
                     raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
                 nb, k = found
                 if nb.mcp is not None:
-                    target = compile_mcp_backend(nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target, self.base_dir)
+                    authz = _mcp_authorization(
+                        (policies, where), (nb.policies, f"backends[{k}]"), (rb.policies, bwhere)
+                    )
+                    target = compile_mcp_backend(
+                        nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target, self.base_dir, authorization=authz
+                    )
                 else:
                     assert nb.host is not None
                     # Precedence as the reference: backend-level < route-level < backendRef inline.
@@ -283,6 +294,13 @@ class _Compiler:
             items.append((target, rb.weight))
         if len({t.kind for t, _ in items}) > 1:
             raise ConfigError(f"{where}.backends", "a route's backends are either all MCP or all HTTP")
+        if items and items[0][0].kind != "mcp":
+            for policies_of, pwhere in [
+                (policies, where),
+                *((rb.policies, f"{where}.backends[{j}]") for j, rb in enumerate(route.backends)),
+            ]:
+                if policies_of is not None and policies_of.mcp_authorization is not None:
+                    raise ConfigError(f"{pwhere}.policies.mcpAuthorization", "applies to MCP backends only")
         return WeightedChoice(items)
 
     def endpoint_health(self, target: HttpTarget, policy: HealthPolicy) -> EndpointHealth:
@@ -359,7 +377,8 @@ class _Compiler:
         """``mcp:``: one listener on its own port whose only route serves /mcp and /sse."""
         if not 0 < shortcut.port < 65536:
             raise ConfigError("mcp.port", "must be 1-65535")
-        service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target, self.base_dir)
+        authz = _mcp_authorization((shortcut.policies, "mcp"))
+        service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target, self.base_dir, authorization=authz)
         gateway = f"bind/{shortcut.port}"
         chain, timeout, retry, mirror = self.route_policies(
             shortcut.policies, [], "mcp", f"{gateway}/mcp/mcp", (gateway, "mcp", "mcp")
@@ -602,6 +621,18 @@ def _gateway_protocol(protocol: str | None, tls: ListenerTls | None, where: str)
     if effective in ("HTTP", "TCP") and tls is not None:
         raise ConfigError(f"{where}.tls", f"protocol {effective} cannot set tls")
     return effective
+
+
+def _mcp_authorization(
+    *attached: tuple[RoutePolicies | BackendPolicies | None, str],
+) -> list[tuple[McpAuthorization, str]]:
+    """The mcpAuthorization rule sets attached to an MCP backend's route and references, each with
+    its path (they all apply, concatenated)."""
+    return [
+        (p.mcp_authorization, f"{where}.policies.mcpAuthorization")
+        for p, where in attached
+        if p is not None and p.mcp_authorization is not None
+    ]
 
 
 def _tls_of(policies: BackendPolicies | None) -> BackendTls | None:

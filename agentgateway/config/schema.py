@@ -325,6 +325,13 @@ class Health(Schema, frozen=True):
     active: NotSupported = UNSET
 
 
+class McpAuthorization(Schema, frozen=True):
+    """CEL rules deciding which tools, prompts and resources of an MCP backend a caller may see and
+    use: each rule a CEL string (allow) or ``{allow|deny|require: CEL}``."""
+
+    rules: list[str | dict[str, str]]
+
+
 class BackendPolicies(Schema, frozen=True):
     """Policies that apply to the call to one backend."""
 
@@ -343,7 +350,7 @@ class BackendPolicies(Schema, frozen=True):
     tcp: NotSupported = UNSET
     inference_routing: NotSupported = UNSET
     session_affinity: NotSupported = UNSET
-    mcp_authorization: NotSupported = UNSET
+    mcp_authorization: McpAuthorization | None = None
     mcp_authentication: NotSupported = UNSET
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
@@ -381,7 +388,7 @@ class RoutePolicies(Schema, frozen=True):
     cors: NotSupported = UNSET
     csrf: NotSupported = UNSET
     authorization: NotSupported = UNSET
-    mcp_authorization: NotSupported = UNSET
+    mcp_authorization: McpAuthorization | None = None
     mcp_authentication: NotSupported = UNSET
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
@@ -435,7 +442,7 @@ class McpOpenApi(McpHost, frozen=True):
 
 class McpTargetPolicies(Schema, frozen=True):
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
-    mcp_authorization: NotSupported = UNSET
+    mcp_authorization: McpAuthorization | None = None
     ext_mcp: NotSupported = UNSET
     request_header_modifier: NotSupported = UNSET
     transformations: NotSupported = UNSET
@@ -456,11 +463,25 @@ class McpTarget(Schema, frozen=True):
     policies: McpTargetPolicies | None = None
 
 
+class ToolPinning(Schema, frozen=True):
+    """(addition) Tool pinning against tool poisoning: each upstream tool's definition is recorded
+    by hash (from ``pins``, or at first sight when ``learn``), and a tool whose definition changed
+    is hidden (``mode: hide``) or listed with a warning (``mode: flag``). ``pins`` maps
+    ``<target>_<tool>`` to ``sha256:<hex>``; ``store`` is a file that keeps learned pins across
+    restarts (without it they last as long as the gateway runs)."""
+
+    mode: Literal["hide", "flag"] = "hide"
+    pins: dict[str, str] = {}
+    learn: bool = True
+    store: str | None = None
+
+
 class McpBackend(Schema, frozen=True):
     targets: list[McpTarget]
     stateful_mode: Literal["stateful", "stateless"] = "stateful"
     prefix_mode: Literal["always", "conditional", "never"] | None = None
     failure_mode: Literal["failClosed", "failOpen"] | None = None
+    tool_pinning: ToolPinning | None = None  # addition
 
 
 class RouteBackend(Schema, frozen=True):

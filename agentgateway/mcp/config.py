@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,9 +12,13 @@ from urllib.parse import urlsplit
 import msgspec
 
 from agentgateway.config.errors import ConfigError
-from agentgateway.config.schema import BackendTls, McpBackend, McpHost, McpTarget
+from agentgateway.config.schema import BackendTls, McpAuthorization, McpBackend, McpHost, McpTarget, ToolPinning
 from agentgateway.config.tlsfiles import read_pem
+from agentgateway.mcp.access import McpAccess
+from agentgateway.mcp.authorization import McpAuthorization as CompiledAuthorization
 from agentgateway.mcp.openapi import OpenApiError, OpenApiTools
+from agentgateway.mcp.pinning import PinStore, ToolPins, read_pin_file, valid_digest
+from agentgateway.policy.cel import CelRuleSet
 from agentgateway.upstream.target import HttpTarget, split_host_port
 
 # Target names appear in tool names (`<target>_<tool>`) and resource URIs (`<target>+<uri>`):
@@ -71,7 +76,17 @@ class McpTargetSpec:
 class McpService:
     """A virtual MCP server federating ``targets`` (a route backend of kind mcp)."""
 
-    __slots__ = ("label", "targets", "by_name", "stateful", "prefix", "dedupe", "fail_open", "target_names")
+    __slots__ = (
+        "label",
+        "targets",
+        "by_name",
+        "stateful",
+        "prefix",
+        "dedupe",
+        "fail_open",
+        "target_names",
+        "access",
+    )
     kind = "mcp"
 
     def __init__(
@@ -81,6 +96,7 @@ class McpService:
         stateful: bool,
         prefix_mode: str,
         fail_open: bool,
+        access: McpAccess | None = None,
     ) -> None:
         self.label = label
         self.targets = targets
@@ -92,6 +108,8 @@ class McpService:
         # never: names offered by more than one target are hidden (a call could not be routed).
         self.dedupe = prefix_mode == "never"
         self.fail_open = fail_open
+        # mcpAuthorization and toolPinning; None when neither is configured (nothing to check).
+        self.access = access if access else None
 
 
 def _http_location(host: McpHost, default_path: str, where: str) -> tuple[str, int, bool, str]:
@@ -208,8 +226,18 @@ def compile_target(
     return McpTargetSpec(cfg.name, kind, http=http, path=path.encode())
 
 
+# mcpAuthorization rule sets attached above the backend (route, backend reference), with the
+# path of each in the file.
+AuthorizationSources = Sequence[tuple[McpAuthorization, str]]
+
+
 def compile_mcp_backend(
-    cfg: McpBackend, label: str, where: str, make_http: MakeHttpTarget, base_dir: Path | None = None
+    cfg: McpBackend,
+    label: str,
+    where: str,
+    make_http: MakeHttpTarget,
+    base_dir: Path | None = None,
+    authorization: AuthorizationSources = (),
 ) -> McpService:
     if not cfg.targets:
         raise ConfigError(f"{where}.targets", "an MCP backend needs at least one target")
@@ -221,10 +249,65 @@ def compile_mcp_backend(
             raise ConfigError(f"{where}.targets[{i}].name", f"duplicate target name {spec.name!r}")
         seen.add(spec.name)
         targets.append(spec)
+    rules = compile_authorization(cfg, label, where, authorization)
+    pins = compile_pinning(cfg.tool_pinning, label, f"{where}.toolPinning", targets, base_dir)
     return McpService(
         label,
         tuple(targets),
         stateful=cfg.stateful_mode == "stateful",
         prefix_mode=cfg.prefix_mode or "conditional",
         fail_open=cfg.failure_mode == "failOpen",
+        access=McpAccess(rules, pins),
     )
+
+
+def compile_authorization(
+    cfg: McpBackend, label: str, where: str, outer: AuthorizationSources
+) -> CompiledAuthorization | None:
+    """Per target, every mcpAuthorization rule set that applies to it, concatenated: the route's
+    and the backend's (``outer``) and the target's own (agentgateway merges them so)."""
+    outer_sets = [CelRuleSet.compile(a.rules, f"{w}.rules") for a, w in outer]
+    by_target: dict[str, CelRuleSet] = {}
+    for i, target in enumerate(cfg.targets):
+        sets = list(outer_sets)
+        own = target.policies.mcp_authorization if target.policies else None
+        if own is not None:
+            sets.append(CelRuleSet.compile(own.rules, f"{where}.targets[{i}].policies.mcpAuthorization.rules"))
+        if any(len(s) for s in sets):
+            by_target[target.name] = CelRuleSet.concat(sets, f"{where}.targets[{i}] (mcpAuthorization)")
+    return CompiledAuthorization(by_target, label) if by_target else None
+
+
+def compile_pinning(
+    cfg: ToolPinning | None, label: str, where: str, targets: Sequence[McpTargetSpec], base_dir: Path | None
+) -> ToolPins | None:
+    if cfg is None:
+        return None
+    names = {t.name for t in targets}
+    for key, digest in cfg.pins.items():
+        target, sep, tool = key.partition("_")
+        if not sep or not tool or target not in names:
+            raise ConfigError(
+                f"{where}.pins.{key}",
+                f"a pin is named <target>_<tool>, with a target of this backend ({', '.join(sorted(names))})",
+            )
+        if not valid_digest(digest):
+            raise ConfigError(f"{where}.pins.{key}", "a pin is sha256:<64 lower-case hex digits>")
+    if cfg.store is not None:
+        if not cfg.store:
+            raise ConfigError(f"{where}.store", "must not be empty")
+        path = Path(cfg.store)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        try:
+            read_pin_file(path)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.store", str(exc)) from None
+        except OSError as exc:
+            raise ConfigError(f"{where}.store", f"cannot be read: {exc}") from None
+        store = PinStore(path)
+    else:
+        # Shared by this run's workers: one file per set of targets (the same servers share pins).
+        identity = "\0".join([label, *(f"{t.name}={t.describe()}" for t in targets)])
+        store = PinStore(run_name=f"mcp-pins-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.json")
+    return ToolPins(label, cfg.mode, cfg.pins, cfg.learn, store)

@@ -21,6 +21,7 @@ import orjson
 
 from agentgateway._native import encode_sse_comment, encode_sse_event
 from agentgateway.mcp import protocol
+from agentgateway.mcp.authorization import CURRENT_CALLER, Caller
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
 from agentgateway.mcp.protocol import McpError, Message
@@ -124,6 +125,7 @@ class McpExchange:
     # ------------------------------------------------------------------ dispatch
 
     async def _serve(self) -> None:
+        CURRENT_CALLER.set(Caller(self.ctx))  # who is asking, for mcpAuthorization
         try:
             await self._dispatch()
         except asyncio.CancelledError:

@@ -152,12 +152,17 @@ class Federation:
         composite = encode_cursor(next_cursors) if next_cursors else None
         while True:
             try:
+                # What the caller may not see (mcpAuthorization, changed tools) is left out here.
+                shown, allowed = results, None
+                if service.access is not None:
+                    shown, allowed = service.access.screen_list(session, key, method, results)
                 merged = merge_list_results(
                     key,
-                    results,
+                    shown,
                     prefix=service.prefix,
                     delimiter=DELIMITER,
                     dedupe=service.dedupe,
+                    allowed=allowed,
                     next_cursor=composite,
                 )
                 if key in ("tools", "prompts") and not service.prefix and len(session.upstreams) > 1:
@@ -178,7 +183,7 @@ class Federation:
     async def routed(
         self, session: DownstreamSession, msg: Message, method: str, params: dict[str, Any], related: Sink
     ) -> dict[str, Any]:
-        target, upstream_params = self.resolve(session, method, params)
+        target, upstream_params = await self.route(session, method, params)
         upstream = session.upstreams.get(target)
         if upstream is None:
             raise McpError(protocol.INTERNAL_ERROR, f"MCP target {target} is not available")
@@ -197,6 +202,16 @@ class Federation:
             return await upstream.call(method, upstream_params, relay, track=track)
         finally:
             session.inflight.pop(client_id, None)
+
+    async def route(
+        self, session: DownstreamSession, method: str, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """``resolve``, for a call the client makes: what the caller may not use (mcpAuthorization,
+        a hidden tool) is answered as unknown."""
+        target, upstream_params = self.resolve(session, method, params)
+        if session.service.access is not None:
+            await session.service.access.admit(session, method, params, target, upstream_params)
+        return target, upstream_params
 
     def resolve(self, session: DownstreamSession, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """The target owning the request's name, and the params with the target's own name."""

@@ -196,7 +196,7 @@ class ModernServer:
             parked = self._resume(state, params.get("inputResponses"))
             await self._answer(parked, params.get("inputResponses"))
         else:
-            target, upstream_params = self.runtime.federation.resolve(session, method, _strip_envelope(params))
+            target, upstream_params = await self.runtime.federation.route(session, method, _strip_envelope(params))
             upstream = session.upstreams.get(target)
             if upstream is None:
                 raise McpError(protocol.INTERNAL_ERROR, f"MCP target {target} is not available")

@@ -22,6 +22,7 @@ from agentgateway._native import SessionCipher
 from agentgateway._native import SessionTokenError as NativeTokenError
 from agentgateway.mcp import protocol
 from agentgateway.mcp.config import OPENAPI, SSE, STDIO, STREAMABLE, McpService, McpTargetSpec
+from agentgateway.mcp.pinning import SessionTools
 from agentgateway.mcp.protocol import Message
 from agentgateway.mcp.upstream.base import RelatedSink, UpstreamSession
 from agentgateway.mcp.upstream.openapi import OpenApiSession
@@ -126,6 +127,8 @@ class DownstreamSession:
         self.names: dict[str, dict[str, str]] = {}
         # The merged initialize result (kept for shared sessions, which answer many clients).
         self.init_answer: dict[str, Any] = {}
+        # Each target's tools as last listed (their definitions' digests), for tool pinning.
+        self.tools = SessionTools()
 
     @property
     def local_only(self) -> bool:

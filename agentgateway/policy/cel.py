@@ -96,7 +96,18 @@ class CelExpression:
 class CelRuleSet:
     """Authorization rules (``allow`` / ``deny`` / ``require``), evaluated in one native call."""
 
-    __slots__ = ("_rules", "_decisions", "_request", "_headers", "_source", "kinds", "variables")
+    __slots__ = (
+        "_rules",
+        "_decisions",
+        "_request",
+        "_headers",
+        "_source",
+        "kinds",
+        "rules",
+        "variables",
+        "request_fields",
+        "header_names",
+    )
 
     def __init__(self, rules: Sequence[tuple[RuleKind, str]], where: str = "") -> None:
         """Raises ConfigError(``where[i]``, reason) naming the first rule that does not compile."""
@@ -104,8 +115,12 @@ class CelRuleSet:
             self._rules = _native.CelRules(list(rules))
         except _native.CelCompileError as exc:
             raise ConfigError(f"{where}[{exc.index}]", str(exc)) from None
+        self.rules: tuple[tuple[RuleKind, str], ...] = tuple(rules)
         self.kinds: tuple[RuleKind, ...] = tuple(kind for kind, _ in rules)
         self.variables: frozenset[str] = self._rules.variables
+        # What the rules read of ``request``: its fields, and which headers (None: all of them).
+        self.request_fields: frozenset[str] = self._rules.request_fields
+        self.header_names: frozenset[str] | None = self._rules.header_names
         self._request = "request" in self.variables
         self._headers = self._rules.needs_headers
         self._source = "source" in self.variables
@@ -137,6 +152,12 @@ class CelRuleSet:
                     continue
             raise ConfigError(f"{where}[{i}]", _RULE_SHAPE)
         return cls(parsed, where)
+
+    @classmethod
+    def concat(cls, sets: Sequence[CelRuleSet], where: str = "") -> CelRuleSet:
+        """Rule sets that apply together (agentgateway merges attached rule sets this way: a deny
+        in any denies, every require must hold, an allow in any allows)."""
+        return cls([rule for s in sets for rule in s.rules], where)
 
     def evaluate(self, ctx: RequestCtx, extra: dict[str, object] | None = None) -> Decision:
         """The verdict for ``ctx``, with ``extra`` variables (``jwt``, ``mcp``, ...)."""

@@ -22,8 +22,8 @@ use cel::common::value::Val;
 
 use crate::cel::net::{Cidr, Ip};
 use crate::cel::{
-    Bindings, CompileError, Program, References, RequestField, RequestHead, RuleKind, RuleSet, Var,
-    context, request_value, source_value, text,
+    Bindings, CompileError, HeaderNames, Program, References, RequestField, RequestHead, RuleKind,
+    RuleSet, Var, context, request_value, source_value, text,
 };
 
 create_exception!(
@@ -77,6 +77,21 @@ fn request_field_names<'py>(
         .into_iter()
         .filter(|f| references.variables.contains(Var::Request) && references.request.contains(*f));
     PyFrozenSet::new(py, fields.map(RequestField::name))
+}
+
+/// The headers of `request.headers` the expressions read: their lower-case names, or None when
+/// they use the map as a whole (then every header may matter).
+fn header_names<'py>(
+    py: Python<'py>,
+    references: &References,
+) -> PyResult<Option<Bound<'py, PyFrozenSet>>> {
+    if !references.needs_headers() {
+        return Ok(Some(PyFrozenSet::empty(py)?));
+    }
+    match &references.headers {
+        HeaderNames::All => Ok(None),
+        HeaderNames::Named(names) => PyFrozenSet::new(py, names).map(Some),
+    }
 }
 
 /// Bytes (or the UTF-8 of a str) borrowed for as long as `item` is.
@@ -417,6 +432,13 @@ impl PyProgram {
         self.program.references().needs_headers()
     }
 
+    /// The request headers the expression reads (lower-case names); None when it reads the
+    /// map as a whole.
+    #[getter]
+    fn header_names<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyFrozenSet>>> {
+        header_names(py, self.program.references())
+    }
+
     #[pyo3(signature = (request=None, source=None, variables=None))]
     fn evaluate<'py>(
         &self,
@@ -510,6 +532,13 @@ impl PyRules {
     #[getter]
     fn needs_headers(&self) -> bool {
         self.rules.references().needs_headers()
+    }
+
+    /// The request headers the rules read (lower-case names); None when one reads the map as
+    /// a whole.
+    #[getter]
+    fn header_names<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyFrozenSet>>> {
+        header_names(py, self.rules.references())
     }
 
     /// The index of the rule that decided, -1 when the set allows with no rule deciding, -2
