@@ -20,6 +20,11 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Rate-limit checks by policy type and result (allowed, limited, failed_open, failed_closed)",
         ("gateway", "listener", "route", "type", "result"),
     ),
+    "agentgateway_mcp_tool_pin_mismatches": (
+        "MCP tools whose definition does not match its pin (toolPinning), by what was done: hidden "
+        "(left out of a list), flagged (listed with a warning), refused (a call refused)",
+        ("backend", "target", "tool", "action"),
+    ),
 }
 
 
