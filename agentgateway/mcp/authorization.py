@@ -45,11 +45,20 @@ def item_kind(list_key: str) -> str:
 class Caller:
     """The client request being served, as the MCP layer sees it (set once per MCP request)."""
 
-    __slots__ = ("ctx", "_fingerprints")
+    __slots__ = ("ctx", "_fingerprints", "_variables")
 
     def __init__(self, ctx: RequestCtx) -> None:
         self.ctx = ctx
         self._fingerprints: dict[int, tuple[object, ...]] = {}
+        self._variables: dict[int, dict[str, object]] = {}
+
+    def variables(self, rules: CelRuleSet) -> dict[str, object]:
+        """The variables other policies learned that ``rules`` read (``jwt``, ``apiKey``, ...)."""
+        found = self._variables.get(id(rules))
+        if found is None:
+            known = self.ctx.cel_vars or {}
+            found = self._variables[id(rules)] = {k: v for k, v in known.items() if k in rules.variables}
+        return found
 
     def fingerprint(self, rules: CelRuleSet) -> tuple[object, ...]:
         """Everything ``rules`` can read of this caller (all but ``mcp``): two callers with the
@@ -86,13 +95,15 @@ CURRENT_CALLER: ContextVar[Caller | None] = ContextVar("agentgateway_mcp_caller"
 class McpAuthorization:
     """The compiled rule sets of one MCP backend: per target, every set that applies to it."""
 
-    __slots__ = ("by_target", "label", "_cache", "_warned")
+    __slots__ = ("by_target", "label", "_tables", "_size", "_warned")
 
     def __init__(self, by_target: Mapping[str, CelRuleSet], label: str) -> None:
         # Targets without rules are absent: everything they serve is allowed.
         self.by_target = {target: rules for target, rules in by_target.items() if len(rules)}
         self.label = label
-        self._cache: dict[tuple[object, ...], bool] = {}
+        # (fingerprint, method, kind) → {"target\0name": verdict}: one table per kind of caller.
+        self._tables: dict[tuple[object, ...], dict[str, bool]] = {}
+        self._size = 0
         self._warned = False
 
     def __bool__(self) -> bool:
@@ -106,18 +117,32 @@ class McpAuthorization:
         caller = self._caller()
         if caller is None:
             return False
-        return self._verdict(rules, caller, kind, target, name, method)
+        return self._verdict(self._table(rules, caller, method, kind), rules, caller, kind, target, name, method)
 
     def allowed_items(self, kind: str, items: Iterable[tuple[str, str]], method: str) -> set[str] | None:
-        """Of (target, name) ``items``, the keys (``target\\0name``) the caller may see; None when
+        """Of (target, name) ``items``, the keys (``target\0name``) the caller may see; None when
         it may see them all."""
         caller = self._caller()
+        tables: dict[int, dict[str, bool]] = {}
         keys: set[str] = set()
         hidden = False
         for target, name in items:
+            key = f"{target}\0{name}"
             rules = self.by_target.get(target)
-            if rules is None or (caller is not None and self._verdict(rules, caller, kind, target, name, method)):
-                keys.add(f"{target}\0{name}")
+            if rules is None:
+                keys.add(key)
+                continue
+            if caller is None:
+                hidden = True
+                continue
+            table = tables.get(id(rules))
+            if table is None:
+                table = tables[id(rules)] = self._table(rules, caller, method, kind)
+            verdict = table.get(key)
+            if verdict is None:
+                verdict = self._verdict(table, rules, caller, kind, target, name, method)
+            if verdict:
+                keys.add(key)
             else:
                 hidden = True
         return keys if hidden else None
@@ -130,19 +155,36 @@ class McpAuthorization:
             self._warned = True
         return caller
 
-    def _verdict(self, rules: CelRuleSet, caller: Caller, kind: str, target: str, name: str, method: str) -> bool:
-        key = (caller.fingerprint(rules), method, kind, target, name)
-        verdict = self._cache.get(key)
-        if verdict is None:
-            item = (
-                {"target": target, "name": name, "uri": name}
-                if kind == "resource"
-                else {"target": target, "name": name}
-            )
-            extra = dict(caller.ctx.cel_vars or ())
-            extra["mcp"] = {"methodName": method, kind: item}
-            verdict = rules.evaluate(caller.ctx, extra).allowed
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            self._cache[key] = verdict
+    def _table(self, rules: CelRuleSet, caller: Caller, method: str, kind: str) -> dict[str, bool]:
+        """The verdicts of callers like this one (same fingerprint) on this method and kind."""
+        key = (caller.fingerprint(rules), method, kind)
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables[key] = {}
+        return table
+
+    def _verdict(
+        self,
+        table: dict[str, bool],
+        rules: CelRuleSet,
+        caller: Caller,
+        kind: str,
+        target: str,
+        name: str,
+        method: str,
+    ) -> bool:
+        key = f"{target}\0{name}"
+        verdict = table.get(key)
+        if verdict is not None:
+            return verdict
+        item = {"target": target, "name": name, "uri": name} if kind == "resource" else {"target": target, "name": name}
+        extra = {**caller.variables(rules), "mcp": {"methodName": method, kind: item}}
+        verdict = rules.evaluate(caller.ctx, extra).allowed
+        self._size += 1
+        if self._size > _CACHE_MAX:
+            # Bounded: names in calls come from clients. Start over (the table in use is kept).
+            self._tables = {k: t for k, t in self._tables.items() if t is table}
+            table.clear()
+            self._size = 1
+        table[key] = verdict
         return verdict

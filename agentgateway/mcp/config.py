@@ -267,14 +267,17 @@ def compile_authorization(
     """Per target, every mcpAuthorization rule set that applies to it, concatenated: the route's
     and the backend's (``outer``) and the target's own (agentgateway merges them so)."""
     outer_sets = [CelRuleSet.compile(a.rules, f"{w}.rules") for a, w in outer]
+    # One set for the targets without rules of their own: the caller is then fingerprinted once.
+    shared = CelRuleSet.concat(outer_sets, f"{where} (mcpAuthorization)")
     by_target: dict[str, CelRuleSet] = {}
     for i, target in enumerate(cfg.targets):
-        sets = list(outer_sets)
         own = target.policies.mcp_authorization if target.policies else None
+        rules = shared
         if own is not None:
-            sets.append(CelRuleSet.compile(own.rules, f"{where}.targets[{i}].policies.mcpAuthorization.rules"))
-        if any(len(s) for s in sets):
-            by_target[target.name] = CelRuleSet.concat(sets, f"{where}.targets[{i}] (mcpAuthorization)")
+            mine = CelRuleSet.compile(own.rules, f"{where}.targets[{i}].policies.mcpAuthorization.rules")
+            rules = CelRuleSet.concat([*outer_sets, mine], f"{where}.targets[{i}] (mcpAuthorization)")
+        if len(rules):
+            by_target[target.name] = rules
     return CompiledAuthorization(by_target, label) if by_target else None
 
 

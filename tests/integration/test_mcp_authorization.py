@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
+import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.support.gateway import free_port, mcp_config, stdio_target
+from tests.support.gateway import REPO, free_port, mcp_config, stdio_target
 
 pytestmark = pytest.mark.anyio
 
@@ -180,3 +181,20 @@ async def test_mcp_shortcut_with_jwt_rules_fails_closed_without_a_token(gateway)
     async with client(f"http://127.0.0.1:{port}/mcp", "alice") as c:
         assert await _tools(c) == {"add"}
         assert await _refused(c, "echo") == (-32602, "Unknown tool: echo")
+
+
+async def test_the_example_config_does_what_it_says(gateway):
+    config = yaml.safe_load((REPO / "config" / "mcp-authorization.yaml").read_text())
+    port = config["mcp"]["port"] = free_port()
+    gateway(config)
+    url = f"http://127.0.0.1:{port}/mcp"
+    expected = {
+        ("admin", ""): {"demo_echo", "demo_add", "demo_time"},
+        ("alice", ""): {"demo_echo", "demo_add", "demo_time"},
+        ("bob", ""): {"demo_echo", "demo_time"},
+        ("bob", "guests"): {"demo_echo"},
+    }
+    for (user, team), tools in expected.items():
+        async with client(url, user, x_team=team) as c:
+            assert await _tools(c) == tools
+            assert [p.name for p in (await c.list_prompts()).prompts] == ["demo_greeting"]

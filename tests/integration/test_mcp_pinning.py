@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.support.gateway import Process, ServerProcess, free_port, mcp_config, stdio_target, wait_for
+from tests.support.gateway import REPO, Process, ServerProcess, free_port, mcp_config, stdio_target, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -171,3 +172,13 @@ async def test_learned_pins_survive_a_restart_with_a_store(gateway, rugpull, tmp
     tools = await _tools(url)
     assert "shop_weather" not in tools and "shop_add" in tools
     assert json.loads(store.read_text()) == learned  # a changed tool never replaces its pin
+
+
+async def test_the_example_config_pins_the_demo_server(gateway):
+    config = yaml.safe_load((REPO / "config" / "mcp-tool-pinning.yaml").read_text())
+    port = config["mcp"]["port"] = free_port()
+    gw = gateway(config)
+    # demo_echo matches the pin in the file; the others are pinned at first sight.
+    assert set(await _tools(f"http://127.0.0.1:{port}/mcp")) == {"echo", "add", "time"}
+    assert "MCP tool demo_add of backend mcp pinned at first sight" in gw.output()
+    assert "demo_echo of backend mcp pinned at first sight" not in gw.output()

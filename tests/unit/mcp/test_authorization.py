@@ -124,7 +124,7 @@ def test_cached_verdicts_follow_what_the_rules_read(as_caller) -> None:
     for user, level, expected in [("alice", 3, True), ("bob", 3, False), ("alice", 1, False), ("alice", 3, True)]:
         as_caller(_ctx(user, cel_vars={"jwt": {"level": level}}, x_request_id=f"{user}{level}"))
         assert authz.allows("tool", "a", "t", "tools/call") is expected
-    assert len(authz._cache) == 3  # x-request-id is not read: alice/3 was a hit
+    assert len(authz._tables) == 3  # x-request-id is not read: alice/3 was a hit
 
 
 def test_without_a_caller_everything_is_denied() -> None:
