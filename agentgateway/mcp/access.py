@@ -110,6 +110,7 @@ class McpAccess:
         kind, exposed = given
         name = own[1]
         if self.authorization is not None and not self.authorization.allows(kind, target, name, method):
+            log.debug("mcpAuthorization: %s of %s %s of target %s denied", method, kind, name, target)
             raise unknown(kind, exposed)
         pins = self.pins
         if pins is not None and method == "tools/call":
