@@ -6,6 +6,9 @@ Every policy kind is one module of this package and implements only the phases i
   backend is called. ``None`` continues; a ``LocalReply`` stops the chain and is the answer.
   Policies that must wait for I/O (a remote rate-limit service) implement
   ``async on_request_async(ctx)`` instead and set ``is_async = True``.
+* A synchronous policy that only sometimes waits (a JWT policy fetching signing keys it has not
+  seen yet) returns ``DEFER`` from ``on_request``; the chain then awaits its
+  ``on_request_async(ctx)`` instead, so the common path stays a plain call.
 * ``on_response(ctx, status, headers) -> None``: edits the response headers (a list of
   lower-cased ``(name, value)`` pairs) before they are sent, for proxied responses and for the
   route's own replies.
@@ -34,6 +37,9 @@ ORDER: tuple[str, ...] = (
     "cors",
     "oidc",
     "jwtAuth",
+    # agentgateway applies it in the MCP backend; here it runs with the other authentication
+    # policies so that ``authorization`` sees the claims it validated.
+    "mcpAuthentication",
     "basicAuth",
     "apiKey",
     "extAuthz",
@@ -73,6 +79,11 @@ class LocalReply:
     @classmethod
     def text(cls, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> LocalReply:
         return cls(status, (_TEXT_PLAIN, *headers), message.encode() + b"\n", message)
+
+
+DEFER = LocalReply(0, (), b"", "deferred")
+"""Returned by ``on_request`` of a policy that must wait for I/O this time: the chain goes on in a
+task from that policy, starting with its ``on_request_async``."""
 
 
 class Policy(Protocol):
@@ -122,7 +133,8 @@ EMPTY_CHAIN = PolicyChain(())
 
 
 def run_sync(policies: tuple[RequestPolicy | AsyncRequestPolicy, ...], ctx: RequestCtx) -> LocalReply | None:
-    """The request phase of a chain without asynchronous policies."""
+    """The request phase of a chain without asynchronous policies (``DEFER`` when one of them
+    must wait after all: finish with ``run_from(..., resume=True)``)."""
     for policy in policies:
         reply = policy.on_request(ctx)  # type: ignore[union-attr]
         if reply is not None:
@@ -130,15 +142,18 @@ def run_sync(policies: tuple[RequestPolicy | AsyncRequestPolicy, ...], ctx: Requ
     return None
 
 
-async def run_from(chain: PolicyChain, index: int, ctx: RequestCtx) -> LocalReply | None:
-    """The request phase from ``index`` on, awaiting the asynchronous policies."""
+async def run_from(chain: PolicyChain, index: int, ctx: RequestCtx, resume: bool = False) -> LocalReply | None:
+    """The request phase from ``index`` on, awaiting the asynchronous policies. ``resume``: the
+    policy at ``index`` returned ``DEFER``; its asynchronous half runs first."""
     policies = chain.request
     for i in range(index, len(policies)):
         policy = policies[i]
-        if getattr(policy, "is_async", False):
+        if getattr(policy, "is_async", False) or (resume and i == index):
             reply = await policy.on_request_async(ctx)  # type: ignore[union-attr]
         else:
             reply = policy.on_request(ctx)  # type: ignore[union-attr]
+            if reply is DEFER:
+                reply = await policy.on_request_async(ctx)  # type: ignore[union-attr]
         if reply is not None:
             return reply
     return None

@@ -48,6 +48,8 @@ class RequestCtx:
         "mcp_resource",
         "relayed",
         "cel_vars",
+        "identity",
+        "jwt_token",
     )
 
     def __init__(
@@ -111,6 +113,24 @@ class RequestCtx:
         # CEL variables policies learned about this request (``jwt``, ``apiKey``, ``basicAuth``,
         # ``mcp``, ``a2a``, ``llm``): what expressions and rules see besides request and source.
         self.cel_vars: dict[str, object] | None = None
+        # Who the authentication policies proved the client is, as text fit for a fingerprint
+        # (``jwt:<iss> <sub>``, ``apiKey:<sha256>``, ``basic:<user>``; several joined by newlines);
+        # empty when none did. MCP sessions are bound to it (mcp/session.py).
+        self.identity = ""
+        # The JWT that jwtAuth validated and removed from the request: what backendAuth
+        # passthrough would send upstream again.
+        self.jwt_token: str | None = None
+
+    def learn(self, name: str, value: object) -> None:
+        """Set the CEL variable ``name`` (``jwt``, ``apiKey``, ...) for later policies."""
+        cel_vars = self.cel_vars
+        if cel_vars is None:
+            self.cel_vars = {name: value}
+        else:
+            cel_vars[name] = value
+
+    def add_identity(self, who: str) -> None:
+        self.identity = f"{self.identity}\n{who}" if self.identity else who
 
     @property
     def has_body(self) -> bool:

@@ -1,4 +1,5 @@
-"""The exchange of a request whose policy chain waits for I/O (a remote rate-limit service).
+"""The exchange of a request whose policy chain waits for I/O (a remote rate-limit service, signing
+keys a JWT policy must fetch).
 
 The chain runs in a task; meanwhile the request body is buffered (reading pauses above a bound)
 and nothing is written. When the chain answers, that answer is written; when it lets the request
@@ -42,7 +43,15 @@ class DeferredExchange:
         "_task",
     )
 
-    def __init__(self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute, index: int) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        conn: HttpConnection,
+        ctx: RequestCtx,
+        route: CompiledRoute,
+        index: int,
+        resume: bool = False,
+    ) -> None:
         self.worker = worker
         self.conn = conn
         self.ctx = ctx
@@ -52,9 +61,9 @@ class DeferredExchange:
         self._ended = False
         self._lost = False
         self._next: Exchange | None = None
-        self._task = worker.loop.create_task(self._run(index))
+        self._task = worker.loop.create_task(self._run(index, resume))
 
-    async def _run(self, index: int) -> None:
+    async def _run(self, index: int, resume: bool) -> None:
         ctx = self.ctx
         route = self.route
         timeout = route.timeout.request if route.timeout is not None else None
@@ -63,9 +72,9 @@ class DeferredExchange:
             if timeout is not None:
                 left = timeout - (time.perf_counter() - ctx.start)
                 async with asyncio.timeout(max(left, 0.0)):
-                    reply = await run_from(route.chain, index, ctx)
+                    reply = await run_from(route.chain, index, ctx, resume)
             else:
-                reply = await run_from(route.chain, index, ctx)
+                reply = await run_from(route.chain, index, ctx, resume)
         except TimeoutError:
             reply = LocalReply.text(504, f"request timeout: no response within {timeout:g}s")
         except Exception as exc:  # a policy bug must not leave the client hanging
