@@ -37,14 +37,14 @@ from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.log import access_log_enabled, setup_logging
 from agentgateway.observe.metrics import RequestMetrics
 from agentgateway.policy import buckets
-from agentgateway.policy.chain import respond
+from agentgateway.policy.chain import DEFER, respond
 from agentgateway.routing.route import CompiledRoute
 from agentgateway.server import control
 from agentgateway.server.context import RequestCtx
 from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
-from agentgateway.server.relay import BIND_HEADER, worker_socket
+from agentgateway.server.relay import BIND_HEADER, IDENTITY_HEADER, worker_socket
 from agentgateway.upstream.forward import HttpForward
 from agentgateway.upstream.pool import UpstreamPool
 
@@ -136,12 +136,16 @@ class Worker:
                 for policy in policies:
                     reply = policy.on_request(ctx)  # type: ignore[union-attr]
                     if reply is not None:
+                        if reply is DEFER:  # this policy must wait for I/O this time
+                            return DeferredExchange(self, conn, ctx, route, policies.index(policy), resume=True)
                         respond(conn, ctx, reply, chain)
                         return DISCARD
             else:
                 for i in range(first_async):
                     reply = policies[i].on_request(ctx)  # type: ignore[union-attr]
                     if reply is not None:
+                        if reply is DEFER:
+                            return DeferredExchange(self, conn, ctx, route, i, resume=True)
                         respond(conn, ctx, reply, chain)
                         return DISCARD
                 return DeferredExchange(self, conn, ctx, route, first_async)
@@ -175,6 +179,12 @@ class Worker:
             forwarded = ctx.header(b"x-forwarded-for")
             if forwarded:
                 ctx.client_ip = forwarded.rsplit(b",", 1)[-1].strip().decode("latin-1")
+            for name, value in ctx.headers:
+                if name == IDENTITY_HEADER:
+                    try:
+                        ctx.identity = bytes.fromhex(value.decode("latin-1")).decode()
+                    except (ValueError, UnicodeDecodeError):
+                        ctx.identity = ""
         return bind
 
     async def open_relay_socket(self) -> None:
