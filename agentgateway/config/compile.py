@@ -21,6 +21,7 @@ from agentgateway.config.ir import (
 from agentgateway.config.schema import (
     BackendPolicies,
     BackendTls,
+    GatewayListener,
     ListenerTls,
     LocalConfig,
     McpShortcut,
@@ -32,11 +33,16 @@ from agentgateway.config.schema import (
 )
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots
 from agentgateway.mcp.config import compile_mcp_backend
+from agentgateway.policy.api_key import ApiKeyPolicy
+from agentgateway.policy.authorization import AuthorizationPolicy
+from agentgateway.policy.basic_auth import BasicAuthPolicy
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.direct_response import DirectResponse
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from agentgateway.policy.health import EndpointHealth, HealthPolicy
+from agentgateway.policy.jwt_auth import JwtAuthPolicy
 from agentgateway.policy.local_rate_limit import LocalRateLimit
+from agentgateway.policy.mcp_authentication import McpAuthenticationPolicy
 from agentgateway.policy.remote_rate_limit import RemoteRateLimit
 from agentgateway.policy.request_mirror import RequestMirror
 from agentgateway.policy.request_redirect import RequestRedirect
@@ -317,12 +323,19 @@ class _Compiler:
         where: str,
         identity: str,
         labels: tuple[str, str, str],
+        inherited: tuple[Policy, ...] = (),
     ) -> tuple[PolicyChain, TimeoutPolicy | None, RetryPolicy | None, RequestMirror | None]:
-        """The chain of a route's policies and its upstream-call policies."""
+        """The chain of a route's policies and its upstream-call policies. ``inherited``: the
+        gateway-level policies of its listener (a route's own authentication policy of a kind
+        replaces the gateway's; authorization rules of both apply)."""
         if p is None:
-            return EMPTY_CHAIN, None, None, None
+            return (PolicyChain(inherited) if inherited else EMPTY_CHAIN), None, None, None
         pw = f"{where}.policies"
-        chain: list[Policy] = []
+        chain: list[Policy] = self.security_policies(p, pw)
+        own = {policy.kind for policy in chain}
+        chain += [policy for policy in inherited if policy.kind == "authorization" or policy.kind not in own]
+        if p.mcp_authentication is not None:
+            chain.append(McpAuthenticationPolicy(p.mcp_authentication, self.base_dir, f"{pw}.mcpAuthentication"))
         if p.request_header_modifier is not None:
             chain.append(RequestHeaderModifier(p.request_header_modifier, f"{pw}.requestHeaderModifier"))
         if p.response_header_modifier is not None:
@@ -355,6 +368,19 @@ class _Compiler:
             mirror = RequestMirror(target, p.request_mirror.percentage, mw)
         return PolicyChain(chain), timeout, retry, mirror
 
+    def security_policies(self, p: RoutePolicies | GatewayListener, where: str) -> list[Policy]:
+        """The authentication and authorization policies a route or a gateway sets."""
+        out: list[Policy] = []
+        if p.jwt_auth is not None:
+            out.append(JwtAuthPolicy(p.jwt_auth, self.base_dir, f"{where}.jwtAuth"))
+        if p.basic_auth is not None:
+            out.append(BasicAuthPolicy(p.basic_auth, self.base_dir, f"{where}.basicAuth"))
+        if p.api_key is not None:
+            out.append(ApiKeyPolicy(p.api_key, f"{where}.apiKey"))
+        if p.authorization is not None:
+            out.append(AuthorizationPolicy(p.authorization, f"{where}.authorization"))
+        return out
+
     def mcp_shortcut_bind(self, shortcut: McpShortcut) -> BindRuntime:
         """``mcp:``: one listener on its own port whose only route serves /mcp and /sse."""
         if not 0 < shortcut.port < 65536:
@@ -365,9 +391,12 @@ class _Compiler:
             shortcut.policies, [], "mcp", f"{gateway}/mcp/mcp", (gateway, "mcp", "mcp")
         )
         route = CompiledRoute("mcp", gateway, "mcp", WeightedChoice([(service, 1)]), chain, timeout, retry, mirror)
+        prefixes = [b"/mcp", b"/sse"]
+        if shortcut.policies is not None and shortcut.policies.mcp_authentication is not None:
+            # The OAuth discovery documents mcpAuthentication answers (RFC 9728, RFC 8414).
+            prefixes += [b"/.well-known/oauth-protected-resource", b"/.well-known/oauth-authorization-server"]
         rules = [
-            RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order)
-            for order, prefix in enumerate((b"/mcp", b"/sse"))
+            RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order) for order, prefix in enumerate(prefixes)
         ]
         listener = ListenerRuntime("mcp", gateway, None, "HTTP", None, RouteTable({b"": rules}))
         return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
@@ -456,9 +485,18 @@ class _Compiler:
             if gw.port in sources:
                 raise ConfigError(f"{where}.port", f"port {gw.port} is also used by {sources[gw.port][0]}")
             listeners = []
+            gateway_policies = self.security_policies(gw, where)
             if not gw.listeners:
                 listeners.append(
-                    _ListenerSource(name, gw.hostname, _gateway_protocol(gw.protocol, gw.tls, where), gw.tls, where, [])
+                    _ListenerSource(
+                        name,
+                        gw.hostname,
+                        _gateway_protocol(gw.protocol, gw.tls, where),
+                        gw.tls,
+                        where,
+                        [],
+                        tuple(gateway_policies),
+                    )
                 )
                 refs[name] = listeners
             else:
@@ -467,6 +505,9 @@ class _Compiler:
                 for j, ls in enumerate(gw.listeners):
                     lwhere = f"{where}.listeners[{j}]"
                     lname = ls.name or f"listener{j}"
+                    own = self.security_policies(ls, lwhere)
+                    kinds = {policy.kind for policy in own}
+                    merged = own + [p for p in gateway_policies if p.kind == "authorization" or p.kind not in kinds]
                     source = _ListenerSource(
                         f"{name}/{lname}",
                         ls.hostname,
@@ -474,6 +515,7 @@ class _Compiler:
                         ls.tls,
                         lwhere,
                         [],
+                        tuple(merged),
                     )
                     if source.name in refs:
                         raise ConfigError(f"{lwhere}.name", f"two listeners of gateway {name} are named {lname!r}")
@@ -539,7 +581,12 @@ class _Compiler:
                 if route.namespace:
                     route_name = f"{route.namespace}/{route_name}"
                 chain, timeout, retry, mirror = self.route_policies(
-                    route.policies, route.matches, rwhere, f"{gateway}/{name}/{route_name}", (gateway, name, route_name)
+                    route.policies,
+                    route.matches,
+                    rwhere,
+                    f"{gateway}/{name}/{route_name}",
+                    (gateway, name, route_name),
+                    ls.policies,
                 )
                 compiled = CompiledRoute(
                     route_name,
@@ -575,7 +622,7 @@ class _ListenerSource:
     """A listener as written in either form (``binds`` or ``gateways``), with its routes and the
     path of each in the file."""
 
-    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes")
+    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes", "policies")
 
     def __init__(
         self,
@@ -585,6 +632,7 @@ class _ListenerSource:
         tls: ListenerTls | None,
         where: str,
         routes: list[tuple[Route, str]],
+        policies: tuple[Policy, ...] = (),
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -592,6 +640,8 @@ class _ListenerSource:
         self.tls = tls
         self.where = where
         self.routes = routes
+        # gateway-phase policies, applied to every route of the listener
+        self.policies = policies
 
 
 def _gateway_protocol(protocol: str | None, tls: ListenerTls | None, where: str) -> str:

@@ -353,6 +353,113 @@ class BackendPolicies(Schema, frozen=True):
     ext_authz: NotSupported = UNSET
 
 
+# ---------------------------------------------------------------- security policies
+
+
+class HeaderLocation(Schema, frozen=True):
+    name: str
+    # removed from the value before validation, compared without case ("Bearer ", "Basic ")
+    prefix: str | None = None
+
+
+class NamedLocation(Schema, frozen=True):
+    name: str
+
+
+class CredentialLocation(Schema, frozen=True):
+    """Where a credential is read from: exactly one of the four."""
+
+    header: HeaderLocation | None = None
+    query_parameter: NamedLocation | None = None
+    cookie: NamedLocation | None = None
+    # CEL giving the credential (read only: nothing is removed from the request)
+    expression: str | None = None
+
+
+class JwksSource(Schema, frozen=True):
+    """Exactly one: a file, a URL (fetched, cached, fetched again for an unknown ``kid``), or
+    (addition) the key set written out in place (``keys: [...]``). A string is the JWKS as JSON."""
+
+    file: str | None = None
+    url: str | None = None
+    keys: list[dict[str, Any]] | None = None
+
+
+class JwtValidationOptions(Schema, frozen=True):
+    # claims that must be present: exp, nbf, aud, iss, sub (default [exp])
+    required_claims: list[str] | None = None
+
+
+class JwtProvider(Schema, frozen=True):
+    issuer: str
+    jwks: JwksSource | str
+    audiences: list[str] | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+
+
+class JwtAuth(Schema, frozen=True):
+    """``jwtAuth``: one issuer (``issuer``, ``audiences``, ``jwks``) or several (``providers``)."""
+
+    mode: Literal["strict", "optional", "permissive"] = "optional"
+    issuer: str | None = None
+    audiences: list[str] | None = None
+    jwks: JwksSource | str | None = None
+    providers: list[JwtProvider] | None = None
+    location: CredentialLocation | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+
+
+class McpAuthentication(Schema, frozen=True):
+    """``mcpAuthentication``: the gateway as the OAuth resource server of an MCP endpoint."""
+
+    issuer: str
+    audiences: list[str]
+    resource_metadata: dict[str, Any] = {}
+    # default: <issuer>/.well-known/jwks.json
+    jwks: JwksSource | str | None = None
+    mode: Literal["strict", "optional", "permissive"] = "strict"
+    authorization_location: CredentialLocation | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+    provider: NotSupported = UNSET
+    client_id: NotSupported = UNSET
+    client_secret: NotSupported = UNSET
+    relay_signing_key: NotSupported = UNSET
+
+
+class ApiKeyEntry(Schema, frozen=True):
+    """One accepted key: exactly one of ``key`` and ``keyHash`` (``sha256:<hex>`` or bcrypt)."""
+
+    key: str | None = None
+    key_hash: str | None = None
+    metadata: dict[str, Any] | None = None
+    allowed_models: NotSupported = UNSET
+
+
+class ApiKey(Schema, frozen=True):
+    keys: list[ApiKeyEntry]
+    mode: Literal["strict", "optional", "permissive"] = "optional"
+    location: CredentialLocation | None = None
+
+
+class HtpasswdFile(Schema, frozen=True):
+    file: str
+
+
+class BasicAuth(Schema, frozen=True):
+    """``basicAuth``: ``htpasswd`` is the file's text, or ``{file: path}``."""
+
+    htpasswd: HtpasswdFile | str
+    realm: str | None = None
+    mode: Literal["strict", "optional"] = "optional"
+    authorization_location: CredentialLocation | None = None
+
+
+class Authorization(Schema, frozen=True):
+    """``authorization``: CEL rules, each a string (allow) or ``{allow|deny|require: CEL}``."""
+
+    rules: list[str | dict[str, str]] = []
+
+
 class DirectResponse(Schema, frozen=True):
     status: int = 200
     body: str | None = None
@@ -378,21 +485,21 @@ class RoutePolicies(Schema, frozen=True):
     timeout: Timeout | None = None
     retry: Retry | None = None
     health: Health | None = None
+    jwt_auth: JwtAuth | None = None
+    mcp_authentication: McpAuthentication | None = None
+    basic_auth: BasicAuth | None = None
+    api_key: ApiKey | None = None
+    authorization: Authorization | None = None
     cors: NotSupported = UNSET
     csrf: NotSupported = UNSET
-    authorization: NotSupported = UNSET
     mcp_authorization: NotSupported = UNSET
-    mcp_authentication: NotSupported = UNSET
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
     a2a: NotSupported = UNSET
     ai: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
     backend_auth: NotSupported = UNSET
-    jwt_auth: NotSupported = UNSET
     oidc: NotSupported = UNSET
-    basic_auth: NotSupported = UNSET
-    api_key: NotSupported = UNSET
     ext_authz: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
     buffer: NotSupported = UNSET
@@ -541,16 +648,17 @@ class GatewayListener(Schema, frozen=True):
     hostname: str | None = None
     protocol: Literal["HTTP", "HTTPS", "TCP", "TLS"] | None = None
     tls: ListenerTls | None = None
-    # gateway-phase policies (the security issue)
+    # gateway-phase policies: apply to every route of the listener (a route's own jwtAuth,
+    # basicAuth or apiKey replaces the gateway's; authorization rules of both apply)
+    jwt_auth: JwtAuth | None = None
+    basic_auth: BasicAuth | None = None
+    api_key: ApiKey | None = None
+    authorization: Authorization | None = None
     oidc: NotSupported = UNSET
-    jwt_auth: NotSupported = UNSET
-    authorization: NotSupported = UNSET
     ext_authz: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
     cors: NotSupported = UNSET
     transformations: NotSupported = UNSET
-    basic_auth: NotSupported = UNSET
-    api_key: NotSupported = UNSET
 
 
 class Gateway(GatewayListener, frozen=True):
