@@ -27,7 +27,7 @@ from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote
 from agentgateway.policy.chain import apply_response
 from agentgateway.routing.route import CompiledRoute
-from agentgateway.server.relay import BIND_HEADER, relay_target
+from agentgateway.server.relay import BIND_HEADER, IDENTITY_HEADER, relay_target
 from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.forward import HttpForward
 
@@ -143,13 +143,13 @@ class McpExchange:
                 raise McpError(protocol.INVALID_REQUEST, f"message larger than {self._limit} bytes")
             query = parse_qs(ctx.query.decode("latin-1"))
             if "sessionId" in query:
-                sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0]))
+                sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0], ctx.identity))
                 if sse_session is not None:
                     await self._sse_transport_post(sse_session)
                 return
             msg = self._decode()
             if token is not None:
-                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service, ctx.identity))
                 if session is not None:
                     await self._session_message(session, msg)
             elif msg.get("method") == "initialize":
@@ -162,7 +162,7 @@ class McpExchange:
                 raise McpError(protocol.INVALID_REQUEST, "Bad Request: no Mcp-Session-Id (send initialize first)")
         elif method == b"GET":
             if token is not None:
-                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service, ctx.identity))
                 if session is not None:
                     await self._session_stream(session)
             elif b"text/event-stream" in (ctx.header(b"accept") or b""):
@@ -172,7 +172,7 @@ class McpExchange:
         elif method == b"DELETE":
             if token is None:
                 raise McpError(protocol.INVALID_REQUEST, "Bad Request: DELETE needs Mcp-Session-Id")
-            session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+            session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service, ctx.identity))
             if session is not None:
                 await self.runtime.end(session)
                 self._status(200)
@@ -196,7 +196,11 @@ class McpExchange:
         ctx = self.ctx
         ctx.relayed = True
         ctx.backend = target.label
-        ctx.headers = [*ctx.headers, (BIND_HEADER, str(self.conn.bind.port).encode())]
+        # The owner does not run the route's policies again: it is told who they proved the client is.
+        headers = [h for h in ctx.headers if h[0] != IDENTITY_HEADER]
+        ctx.headers = [*headers, (BIND_HEADER, str(self.conn.bind.port).encode())]
+        if ctx.identity:
+            ctx.headers.append((IDENTITY_HEADER, ctx.identity.encode().hex().encode()))
         # The route's request policies ran here; the owner applies its response policies.
         relay_route = CompiledRoute(
             self.route.name, self.route.gateway, self.route.listener, WeightedChoice([(target, 1)])
@@ -237,7 +241,7 @@ class McpExchange:
         params = msg.get("params")
         if not isinstance(params, dict):
             raise McpError(protocol.INVALID_PARAMS, "initialize needs params")
-        session = self.runtime.new_session(self.service)
+        session = self.runtime.new_session(self.service, self.ctx.identity)
         try:
             result = await self.runtime.federation.initialize(session, params)
         except McpError as exc:
@@ -411,7 +415,7 @@ class McpExchange:
     # ------------------------------------------------------------------ HTTP+SSE (2024-11-05)
 
     async def _sse_transport_open(self) -> None:
-        session = self.runtime.new_session(self.service)
+        session = self.runtime.new_session(self.service, self.ctx.identity)
         self.ctx.mcp_session = session.sid
         queue = session.stream.attach(None)
         endpoint = self.ctx.path + b"?sessionId=" + self.runtime.sse_query_id(session).encode()

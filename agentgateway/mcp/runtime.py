@@ -61,21 +61,21 @@ class McpRuntime:
     def ttl(self) -> float:
         return self.worker.runtime.mcp_sessions.ttl
 
-    def new_session(self, service: McpService) -> DownstreamSession:
-        session = DownstreamSession(self, service)
+    def new_session(self, service: McpService, identity: str = "") -> DownstreamSession:
+        session = DownstreamSession(self, service, identity=identity)
         self.sessions[session.sid] = session
         return session
 
     def seal(self, session: DownstreamSession) -> str:
-        session.token = self.codec.seal(session.token_state())
+        session.token = self.codec.seal(session.token_state(), session.identity)
         return session.token
 
-    def lookup(self, token: str, service: McpService) -> DownstreamSession | Remote | None:
+    def lookup(self, token: str, service: McpService, identity: str = "") -> DownstreamSession | Remote | None:
         """The session a client names; ``Remote`` when another worker of this gateway owns it
-        (the request is relayed there); None when it is unknown, ended or expired (HTTP 404: the
-        client starts a new one)."""
+        (the request is relayed there); None when it is unknown, ended or expired, or was made by
+        another identity (HTTP 404: the client starts a new one)."""
         try:
-            state = self.codec.open(token)
+            state = self.codec.open(token, identity)
         except SessionTokenError:
             return None
         sid = state.get("s")
@@ -84,7 +84,7 @@ class McpRuntime:
         now = time.monotonic()
         session = self.sessions.get(sid)
         if session is not None:
-            if session.closed or now - session.last_seen > self.ttl:
+            if session.closed or now - session.last_seen > self.ttl or session.identity != identity:
                 return None
             session.last_seen = now
             return session
@@ -92,23 +92,28 @@ class McpRuntime:
         if owner is not None:
             # Its processes or streams live in the worker that started it.
             return Remote(str(owner)) if owner != self.owner_id else None
-        return self._rebuild(state, service, token)
+        return self._rebuild(state, service, token, identity)
 
-    def lookup_sse(self, query_id: str) -> DownstreamSession | Remote | None:
-        """The HTTP+SSE session named in a POST's ``?sessionId=`` (``<owner>.<sid>``)."""
+    def lookup_sse(self, query_id: str, identity: str = "") -> DownstreamSession | Remote | None:
+        """The HTTP+SSE session named in a POST's ``?sessionId=`` (``<owner>.<sid>``), if it was
+        opened by ``identity``."""
         owner, _, sid = query_id.partition(".")
         if owner != self.owner_id:
             return Remote(owner) if owner.isdigit() else None
         session = self.sessions.get(sid)
-        return session if session is not None and not session.closed else None
+        if session is None or session.closed or session.identity != identity:
+            return None
+        return session
 
     def sse_query_id(self, session: DownstreamSession) -> str:
         return f"{self.owner_id}.{session.sid}"
 
-    def _rebuild(self, state: dict[str, object], service: McpService, token: str) -> DownstreamSession | None:
+    def _rebuild(
+        self, state: dict[str, object], service: McpService, token: str, identity: str
+    ) -> DownstreamSession | None:
         """A session started by another worker or replica: its HTTP upstream sessions are named
         in the token, so it continues here without a new handshake."""
-        session = DownstreamSession(self, service, sid=str(state["s"]))
+        session = DownstreamSession(self, service, sid=str(state["s"]), identity=identity)
         session.token = token
         version = state.get("v")
         if isinstance(version, str):
