@@ -36,7 +36,7 @@ from agentgateway.upstream.target import HttpTarget
 
 log = logging.getLogger("agentgateway.policy.jwt")
 
-MIN_INTERVAL = 5.0  # seconds between two fetches of one URL
+MIN_INTERVAL = 2.0  # seconds between two fetches of one URL
 MAX_AGE = 600.0  # a fetched key set is refreshed in the background after this
 _FETCH_TIMEOUT = 5.0
 _MAX_JWKS_BYTES = 1024 * 1024
