@@ -139,6 +139,9 @@ class KeySet:
     def stale(self) -> bool:
         return False
 
+    def refresh_in_background(self) -> None:
+        return None
+
     async def fetch(self) -> None:
         return None
 
@@ -146,7 +149,7 @@ class KeySet:
 class RemoteKeySet(KeySet):
     """A JWKS URL, shared by every policy of this worker that names it (see ``remote_key_set``)."""
 
-    __slots__ = ("url", "target", "path", "fetched_at", "last_attempt", "_loaded", "_inflight", "_background")
+    __slots__ = ("url", "target", "path", "fetched_at", "last_attempt", "_loaded", "_inflight")
 
     remote = True
 
@@ -158,8 +161,7 @@ class RemoteKeySet(KeySet):
         self.fetched_at = 0.0
         self.last_attempt = -MIN_INTERVAL
         self._loaded = False
-        self._inflight: asyncio.Future[None] | None = None
-        self._background: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[None] | None = None
 
     @property
     def loaded(self) -> bool:
@@ -173,31 +175,31 @@ class RemoteKeySet(KeySet):
         return self._loaded and time.monotonic() - self.fetched_at > MAX_AGE
 
     def refresh_in_background(self) -> None:
-        if self._inflight is None and self._background is None and self.may_fetch():
-            self._background = asyncio.get_running_loop().create_task(self._fetch_in_background())
-
-    async def _fetch_in_background(self) -> None:
-        try:
-            await self.fetch()
-        finally:
-            self._background = None
+        if self._inflight is None and self.may_fetch():
+            self._start()
 
     async def fetch(self) -> None:
         """Fetch the key set now unless the rate bound says no; join a fetch already running.
-        Failures are logged and leave the keys as they were."""
-        if self._inflight is not None:
-            await asyncio.shield(self._inflight)
-            return
-        if time.monotonic() - self.last_attempt < MIN_INTERVAL:
-            return
+        The fetch is a task of its own: a request that gives up waiting (its client left) does
+        not cancel it for the others. Failures are logged and leave the keys as they were."""
+        task = self._inflight
+        if task is None:
+            if time.monotonic() - self.last_attempt < MIN_INTERVAL:
+                return
+            task = self._start()
+        await asyncio.shield(task)
+
+    def _start(self) -> asyncio.Task[None]:
         self.last_attempt = time.monotonic()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._inflight = future
-        try:
-            await self._load()
-        finally:
+        task = self._inflight = asyncio.get_running_loop().create_task(self._load())
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        if self._inflight is task:
             self._inflight = None
-            future.set_result(None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("JWKS %s: fetch failed: %r", self.url, exc, exc_info=exc)
 
     async def _load(self) -> None:
         try:

@@ -112,7 +112,7 @@ class JwtValidator:
                 if entry.nbf is not None and now + LEEWAY < entry.nbf:
                     return Rejected("token not yet valid (nbf)")
                 if entry.key_set.remote and entry.key_set.stale():
-                    entry.key_set.refresh_in_background()  # type: ignore[attr-defined]
+                    entry.key_set.refresh_in_background()
                 return entry
             del self._cache[token]  # the keys changed since
         return self._verify(token, may_fetch)

@@ -289,3 +289,33 @@ def test_session_token_opens_only_for_its_identity():
     assert codec.open(anonymous)["s"] == "y"
     with pytest.raises(SessionTokenError):
         codec.open(anonymous, "basic:ann")
+
+
+def test_a_waiter_that_leaves_does_not_cancel_the_fetch():
+    body = json.dumps({"keys": [public_jwk("late", new_key("EC"))]}).encode()
+    served = []
+
+    async def scenario():
+        async def handle(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            served.append(1)
+            await asyncio.sleep(0.3)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        from agentgateway.policy.outbound import url_target
+
+        remote = jwks_module.RemoteKeySet("u", *url_target(f"http://127.0.0.1:{port}/jwks", "x"))
+        leaving = asyncio.create_task(remote.fetch())
+        staying = asyncio.create_task(remote.fetch())
+        await asyncio.sleep(0.05)
+        leaving.cancel()  # its client went away
+        await staying
+        server.close()
+        return remote
+
+    remote = asyncio.run(scenario())
+    assert remote.loaded and set(remote.keys) == {"late"} and served == [1]
