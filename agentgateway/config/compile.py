@@ -33,6 +33,8 @@ from agentgateway.config.schema import (
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots
 from agentgateway.mcp.config import compile_mcp_backend
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
+from agentgateway.policy.cors import Cors
+from agentgateway.policy.csrf import Csrf
 from agentgateway.policy.direct_response import DirectResponse
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from agentgateway.policy.health import EndpointHealth, HealthPolicy
@@ -323,6 +325,10 @@ class _Compiler:
             return EMPTY_CHAIN, None, None, None
         pw = f"{where}.policies"
         chain: list[Policy] = []
+        if p.cors is not None:
+            chain.append(Cors(p.cors, f"{pw}.cors"))
+        if p.csrf is not None:
+            chain.append(Csrf(p.csrf, f"{pw}.csrf"))
         if p.request_header_modifier is not None:
             chain.append(RequestHeaderModifier(p.request_header_modifier, f"{pw}.requestHeaderModifier"))
         if p.response_header_modifier is not None:
