@@ -30,12 +30,14 @@ from agentgateway.config.schema import (
     RoutePolicies,
     ValueMatch,
 )
-from agentgateway.config.tlsfiles import load_cert_chain, load_roots
+from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
+from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
 from agentgateway.mcp.config import compile_mcp_backend
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.cors import Cors
 from agentgateway.policy.csrf import Csrf
 from agentgateway.policy.direct_response import DirectResponse
+from agentgateway.policy.ext_authz import ExtAuthz
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from agentgateway.policy.health import EndpointHealth, HealthPolicy
 from agentgateway.policy.local_rate_limit import LocalRateLimit
@@ -296,19 +298,44 @@ class _Compiler:
         self.health_state[key] = state
         return state
 
-    def simple_target(self, host: str | None, backend: str | None, where: str) -> HttpTarget:
-        """A backend named inline (mirror, rate-limit service): ``host`` or a named backend."""
+    def simple_target(
+        self, host: str | None, backend: str | None, where: str, tls: BackendTls | None = None
+    ) -> HttpTarget:
+        """A backend named inline (mirror, rate-limit or authorization service): ``host`` or a
+        named backend; ``tls`` (the reference's inline ``policies.backendTLS``) wins."""
         if (host is None) == (backend is None):
             raise ConfigError(where, "exactly one of host or backend must be set")
         if host is not None:
-            return self.http_target(host, None, host, where)
+            return self.http_target(host, tls, host, where)
         assert backend is not None
         found = self.named.get(backend)
         if found is None:
             raise ConfigError(f"{where}.backend", f"no backend named {backend!r} in backends[]")
         nb, k = found
-        assert nb.host is not None
-        return self.http_target(nb.host, _tls_of(nb.policies), nb.name, f"backends[{k}]")
+        if nb.host is None:
+            raise ConfigError(f"{where}.backend", f"backend {backend!r} is not a host backend")
+        return self.http_target(nb.host, tls or _tls_of(nb.policies), nb.name, f"backends[{k}]")
+
+    def ext_authz(self, cfg: ExtAuthzConfig, where: str, labels: tuple[str, str, str]) -> ExtAuthz:
+        tls = None
+        if cfg.policies is not None:
+            if cfg.policies.backend_auth is not None or cfg.policies.health is not None:
+                raise ConfigError(f"{where}.policies", "only backendTLS applies to the authorization service")
+            tls = cfg.policies.backend_tls
+        target = self.simple_target(cfg.host, cfg.backend, where, tls)
+        grpc_tls = None
+        grpc = cfg.protocol is None or cfg.protocol.http is None
+        if grpc and target.tls is not None:
+            settings = tls or (_tls_of(self.named[cfg.backend][0].policies) if cfg.backend else None)
+            assert settings is not None
+            tw = f"{where}.policies.backendTLS"
+            if settings.insecure or settings.insecure_host:
+                raise ConfigError(tw, "gRPC to the authorization service always verifies its certificate")
+            root = read_pem(settings.root, self.base_dir, f"{tw}.root").encode() if settings.root else None
+            cert = read_pem(settings.cert, self.base_dir, f"{tw}.cert").encode() if settings.cert else None
+            key = read_pem(settings.key, self.base_dir, f"{tw}.key").encode() if settings.key else None
+            grpc_tls = (root, key, cert)
+        return ExtAuthz(cfg, where, target, grpc_tls, labels)
 
     # ------------------------------------------------------------------ policies
 
@@ -329,6 +356,8 @@ class _Compiler:
             chain.append(Cors(p.cors, f"{pw}.cors"))
         if p.csrf is not None:
             chain.append(Csrf(p.csrf, f"{pw}.csrf"))
+        if p.ext_authz is not None:
+            chain.append(self.ext_authz(p.ext_authz, f"{pw}.extAuthz", labels))
         if p.request_header_modifier is not None:
             chain.append(RequestHeaderModifier(p.request_header_modifier, f"{pw}.requestHeaderModifier"))
         if p.response_header_modifier is not None:

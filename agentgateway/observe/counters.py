@@ -20,6 +20,10 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Rate-limit checks by policy type and result (allowed, limited, failed_open, failed_closed)",
         ("gateway", "listener", "route", "type", "result"),
     ),
+    "agentgateway_ext_authz_decisions": (
+        "External authorization checks by result (allowed, denied, failed_open, failed_closed)",
+        ("gateway", "listener", "route", "result"),
+    ),
 }
 
 

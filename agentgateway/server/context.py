@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from agentgateway.server.request import Headers
+
+# Reads the request body for a policy: at most ``limit`` + 1 bytes are waited for; answers the
+# bytes received so far and whether they are the whole body (server/deferred.py).
+BodyReader = Callable[[int], Awaitable[tuple[bytes, bool]]]
 
 
 class RequestCtx:
@@ -48,6 +54,7 @@ class RequestCtx:
         "mcp_resource",
         "relayed",
         "cel_vars",
+        "read_body",
     )
 
     def __init__(
@@ -111,6 +118,9 @@ class RequestCtx:
         # CEL variables policies learned about this request (``jwt``, ``apiKey``, ``basicAuth``,
         # ``mcp``, ``a2a``, ``llm``): what expressions and rules see besides request and source.
         self.cel_vars: dict[str, object] | None = None
+        # Set while asynchronous policies run (server/deferred.py): lets one look at the body
+        # (extAuthz includeRequestBody, the buffering backendAuth aws needs) without taking it.
+        self.read_body: BodyReader | None = None
 
     @property
     def has_body(self) -> bool:

@@ -1,7 +1,8 @@
 """The exchange of a request whose policy chain waits for I/O (a remote rate-limit service).
 
-The chain runs in a task; meanwhile the request body is buffered (reading pauses above a bound)
-and nothing is written. When the chain answers, that answer is written; when it lets the request
+The chain runs in a task; meanwhile the request body is buffered (reading pauses above a bound,
+raised while a policy waits for more of the body through ``ctx.read_body``) and nothing is
+written. When the chain answers, that answer is written; when it lets the request
 through, the real exchange (the upstream call) takes over with the buffered body. Pipelined
 requests behind this one wait as they always do: the connection starts the next request only
 when this one's response is complete, so order is kept.
@@ -40,6 +41,8 @@ class DeferredExchange:
         "_lost",
         "_next",
         "_task",
+        "_want",
+        "_body_waiter",
     )
 
     def __init__(self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute, index: int) -> None:
@@ -52,7 +55,36 @@ class DeferredExchange:
         self._ended = False
         self._lost = False
         self._next: Exchange | None = None
+        # Body bytes a policy waits for (read_body), and the future it waits on.
+        self._want = 0
+        self._body_waiter: asyncio.Future[None] | None = None
+        ctx.read_body = self.read_body
         self._task = worker.loop.create_task(self._run(index))
+
+    async def read_body(self, limit: int) -> tuple[bytes, bool]:
+        """The body received so far once it is complete or longer than ``limit`` bytes, and
+        whether it is complete. The bytes stay buffered: the backend still gets all of them."""
+        ctx = self.ctx
+        if not ctx.has_body:
+            return b"", True
+        if ctx.expect_continue:
+            # The client waits for this before sending the body; the forward must not send it again.
+            ctx.expect_continue = False
+            self.conn.send_continue()
+        self._want = max(self._want, limit + 1)
+        self.conn.resume_request_body(PAUSE_BODY_BUFFER)
+        while not self._ended and self._body_bytes <= limit:
+            waiter = self._body_waiter = self.worker.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._body_waiter = None
+        return b"".join(self._body), self._ended
+
+    def _wake_reader(self) -> None:
+        waiter = self._body_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _run(self, index: int) -> None:
         ctx = self.ctx
@@ -77,6 +109,7 @@ class DeferredExchange:
             self.conn.switch_exchange(self, DISCARD)
             respond(self.conn, ctx, reply, route.chain)
             return
+        ctx.read_body = None
         nxt = self.worker.forward(self.conn, ctx, route)
         self._next = nxt
         self.conn.switch_exchange(self, nxt)
@@ -98,11 +131,14 @@ class DeferredExchange:
             return
         self._body.append(chunk)
         self._body_bytes += len(chunk)
-        if self._body_bytes > _BUFFER_LIMIT:
+        if self._body_bytes > _BUFFER_LIMIT and self._body_bytes >= self._want:
             self.conn.pause_request_body(PAUSE_BODY_BUFFER)
+        if self._body_bytes >= self._want:
+            self._wake_reader()
 
     def request_end(self) -> None:
         self._ended = True
+        self._wake_reader()
         if self._next is not None:
             self._next.request_end()
 
