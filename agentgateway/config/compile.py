@@ -18,6 +18,7 @@ from agentgateway.config.ir import (
     ServerLimits,
     StaticSettings,
 )
+from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import (
     BackendPolicies,
     BackendTls,
@@ -32,7 +33,8 @@ from agentgateway.config.schema import (
 )
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
-from agentgateway.mcp.config import compile_mcp_backend
+from agentgateway.mcp.config import McpService, compile_mcp_backend
+from agentgateway.policy.backend_auth import SigningBuffer, compile_backend_auth
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.cors import Cors
 from agentgateway.policy.csrf import Csrf
@@ -186,6 +188,7 @@ class _Compiler:
         self.named: dict[str, tuple[NamedBackend, int]] = {}
         self._client_tls: dict[tuple[object, ...], UpstreamTls] = {}
         self.previous_health: HealthState = previous_health or {}
+        self.limits = ServerLimits()
         self.health_state: HealthState = {}
 
     # ------------------------------------------------------------------ backends
@@ -241,6 +244,9 @@ class _Compiler:
         policies = route.policies
         route_tls = policies.backend_tls if policies else None
         route_health = policies.health if policies else None
+        route_auth = (
+            (policies.backend_auth, f"{where}.policies.backendAuth") if policies and policies.backend_auth else None
+        )
         items: list[tuple[Backend, int]] = []
         for j, rb in enumerate(route.backends):
             bwhere = f"{where}.backends[{j}]"
@@ -250,6 +256,12 @@ class _Compiler:
                 raise ConfigError(bwhere, "exactly one of host, backend or mcp must be set")
             inline_tls = _tls_of(rb.policies)
             inline_health = rb.policies.health if rb.policies else None
+            inline_auth = (
+                (rb.policies.backend_auth, f"{bwhere}.policies.backendAuth")
+                if rb.policies and rb.policies.backend_auth
+                else None
+            )
+            auth = inline_auth or route_auth
             target: Backend
             http: HttpTarget | None = None
             health, hwhere = None, ""
@@ -262,14 +274,22 @@ class _Compiler:
                 )
             elif rb.mcp is not None:
                 target = compile_mcp_backend(rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target, self.base_dir)
+                self.mcp_auth(target, auth)
             else:
                 assert rb.backend is not None
                 found = self.named.get(rb.backend)
                 if found is None:
                     raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
                 nb, k = found
+                named_auth = (
+                    (nb.policies.backend_auth, f"backends[{k}].policies.backendAuth")
+                    if nb.policies and nb.policies.backend_auth
+                    else None
+                )
+                auth = auth or named_auth
                 if nb.mcp is not None:
                     target = compile_mcp_backend(nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target, self.base_dir)
+                    self.mcp_auth(target, auth)
                 else:
                     assert nb.host is not None
                     # Precedence as the reference: backend-level < route-level < backendRef inline.
@@ -284,10 +304,32 @@ class _Compiler:
                         health, hwhere = named_health, f"backends[{k}].policies.health"
             if http is not None and health is not None:
                 http.health = self.endpoint_health(http, HealthPolicy(health, hwhere))
+            if http is not None and auth is not None:
+                http.auth = compile_backend_auth(auth[0], auth[1], http.host, self.base_dir)
             items.append((target, rb.weight))
         if len({t.kind for t, _ in items}) > 1:
             raise ConfigError(f"{where}.backends", "a route's backends are either all MCP or all HTTP")
         return WeightedChoice(items)
+
+    def mcp_auth(self, service: McpService, auth: tuple[BackendAuthConfig, str] | None) -> None:
+        """A route's (or named backend's) backendAuth for the HTTP targets of an MCP backend that
+        have none of their own."""
+        if auth is None:
+            return
+        for spec in service.targets:
+            if spec.http is not None and spec.http.auth is None:
+                spec.http.auth = compile_backend_auth(auth[0], auth[1], spec.http.host, self.base_dir, mcp=True)
+
+    def with_signing_buffer(self, chain: PolicyChain, backends: WeightedChoice[Backend]) -> PolicyChain:
+        """Routes whose backend signs the body (backendAuth aws) read it whole first."""
+        if not any(isinstance(t, HttpTarget) and t.auth is not None and t.auth.needs_body for t in backends.items):
+            return chain
+        policies: list[Policy] = []
+        for p in (*chain.request, *chain.response):
+            if all(p is not q for q in policies):
+                policies.append(p)
+        policies.append(SigningBuffer(self.limits.max_buffer_size))
+        return PolicyChain(policies)
 
     def endpoint_health(self, target: HttpTarget, policy: HealthPolicy) -> EndpointHealth:
         """The health record of a backend under a policy, carried over from the previous config."""
@@ -399,6 +441,8 @@ class _Compiler:
         chain, timeout, retry, mirror = self.route_policies(
             shortcut.policies, [], "mcp", f"{gateway}/mcp/mcp", (gateway, "mcp", "mcp")
         )
+        if shortcut.policies is not None and shortcut.policies.backend_auth is not None:
+            self.mcp_auth(service, (shortcut.policies.backend_auth, "mcp.policies.backendAuth"))
         route = CompiledRoute("mcp", gateway, "mcp", WeightedChoice([(service, 1)]), chain, timeout, retry, mirror)
         rules = [
             RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order)
@@ -448,6 +492,7 @@ class _Compiler:
         return RouteRule(route, kind, value, regex, method, headers, query, order)
 
     def compile(self, limits: ServerLimits) -> RuntimeConfig:
+        self.limits = limits
         self.index_named_backends()
         sources: dict[int, tuple[str, list[_ListenerSource]]] = {}
         for i, bind in enumerate(self.cfg.binds):
@@ -576,11 +621,13 @@ class _Compiler:
                 chain, timeout, retry, mirror = self.route_policies(
                     route.policies, route.matches, rwhere, f"{gateway}/{name}/{route_name}", (gateway, name, route_name)
                 )
+                backends = self.route_backends(route, rwhere)
+                chain = self.with_signing_buffer(chain, backends)
                 compiled = CompiledRoute(
                     route_name,
                     gateway,
                     name,
-                    self.route_backends(route, rwhere),
+                    backends,
                     chain,
                     timeout,
                     retry,

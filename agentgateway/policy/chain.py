@@ -52,6 +52,9 @@ ORDER: tuple[str, ...] = (
     "requestRedirect",
     "delay",
     "directResponse",
+    # Not a policy of the file: a route whose backend signs the request body (backendAuth aws)
+    # reads the whole body last, once nothing else can answer.
+    "backendAuth",
 )
 _RANK = {kind: i for i, kind in enumerate(ORDER)}
 

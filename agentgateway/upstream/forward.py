@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from agentgateway.observe.counters import COUNTERS
+from agentgateway.policy.backend_auth import BackendAuth, BackendAuthError, HeaderEdits, Outbound
 from agentgateway.policy.chain import apply_response
 from agentgateway.policy.retry import IDEMPOTENT
 from agentgateway.server.http1 import PAUSE_BODY_BUFFER, PAUSE_UPSTREAM
@@ -74,28 +75,41 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
 
 
 def build_request_head(
-    request: RequestCtx, chunked: bool, listed: frozenset[bytes] = frozenset(), body_length: int | None = None
+    request: RequestCtx,
+    chunked: bool,
+    listed: frozenset[bytes] = frozenset(),
+    body_length: int | None = None,
+    target: bytes | None = None,
+    edits: HeaderEdits = (),  # type: ignore[assignment]
+    _tokens_read: bool = False,
 ) -> bytes:
     """Request line and headers for the upstream, in one buffer. Headers named in the client's
     ``Connection`` header are hop-by-hop too; finding one (rare) restarts with them filtered.
-    ``body_length`` replaces the client's body framing (a transformed body)."""
+    ``body_length`` replaces the client's body framing (a transformed body); ``target`` and
+    ``edits`` are a backendAuth's (another request target, headers replaced or removed)."""
     headers = request.headers
-    parts = [request.method, b" ", request.target, b" HTTP/1.1\r\nhost: ", request.host, b"\r\n"]
+    skip = listed
+    if edits:
+        skip = listed | {name for name, _ in edits}
+    parts = [request.method, b" ", target or request.target, b" HTTP/1.1\r\nhost: ", request.host, b"\r\n"]
     forwarded_for = request.client_ip.encode()
     for name, value in headers:
         if name in _REQUEST_REWRITTEN:
             if name == b"x-forwarded-for":
                 forwarded_for = value + b", " + forwarded_for
-            elif name == b"connection" and not listed and value not in _PLAIN_CONNECTION:
+            elif name == b"connection" and not _tokens_read and value not in _PLAIN_CONNECTION:
                 tokens = _connection_tokens(headers)
                 if tokens:
-                    return build_request_head(request, chunked, tokens, body_length)
+                    return build_request_head(request, chunked, tokens, body_length, target, edits, True)
             continue
-        if listed and name in listed:
+        if skip and name in skip:
             continue
         if body_length is not None and name == b"content-length":
             continue
         parts += (name, b": ", value, b"\r\n")
+    for name, edited in edits:
+        if edited is not None:
+            parts += (name, b": ", edited, b"\r\n")
     parts += (b"x-forwarded-for: ", forwarded_for, b"\r\nx-forwarded-proto: ", request.scheme, b"\r\n")
     if body_length is not None:
         parts.append(b"content-length: %d\r\n" % body_length)
@@ -143,6 +157,7 @@ class HttpForward:
         "target",
         "upstream",
         "_head",
+        "_sent_head",
         "_chunked",
         "_no_body",
         "_body",
@@ -178,6 +193,8 @@ class HttpForward:
         self._chunked = ctx.chunked and body is None
         self._no_body = ctx.method == b"HEAD"
         self._head = b""
+        # What this attempt sends: the head, with the backend's credentials when it has some.
+        self._sent_head = b""
         self._pending: list[bytes] = [body] if body else []
         self._pending_bytes = len(body) if body else 0
         # Bytes for the upstream produced while handling one client read, written at its end.
@@ -242,15 +259,58 @@ class HttpForward:
             body = self._body
             self._head = build_request_head(ctx, self._chunked, body_length=None if body is None else len(body))
         if self._tries == 1 and self.route.mirror is not None:
-            self._start_mirror()
+            self._start_mirror()  # the mirror gets the head without any backend's credentials
         timeout = self.route.timeout
         if timeout is not None and timeout.backend is not None:
             self._attempt_timer = self.worker.loop.call_later(timeout.backend, self._attempt_timed_out)
+        auth = target.auth
+        if auth is None:
+            self._sent_head = self._head
+        elif not auth.ready():
+            self._connect_task = self.worker.loop.create_task(self._authorize_and_attach(target, auth))
+            return
+        elif not self._sign(target, auth):
+            return
         upstream = self.worker.pool.take(target)
         if upstream is not None:
             self._attach(upstream, flush)
         else:
             self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
+
+    def _sign(self, target: HttpTarget, auth: BackendAuth) -> bool:
+        """The head with the backend's credentials; False (and answered) when they failed."""
+        ctx = self.ctx
+        body = self._body
+        if auth.needs_body and body is None and ctx.has_body:
+            self._fail(500, "backend authentication failed: the request body was not buffered for signing")
+            return False
+        out = Outbound(ctx.method, b"https" if target.tls else b"http", ctx.host, ctx.target, ctx.headers, body or b"")
+        try:
+            path, edits = auth.apply(out)
+        except BackendAuthError as exc:
+            self._fail(500, f"backend authentication failed: {exc}")
+            return False
+        length = None if body is None else len(body)
+        self._sent_head = build_request_head(ctx, self._chunked, body_length=length, target=path, edits=edits)
+        return True
+
+    async def _authorize_and_attach(self, target: HttpTarget, auth: BackendAuth) -> None:
+        """Fetch the backend's credentials (a token endpoint, the AWS chain), then connect."""
+        try:
+            await auth.prepare()
+        except BackendAuthError as exc:
+            self._connect_task = None
+            if not self._finished:
+                self._fail(500, f"backend authentication failed: {exc}")
+            return
+        self._connect_task = None
+        if self._finished or not self._sign(target, auth):
+            return
+        upstream = self.worker.pool.take(target)
+        if upstream is None:
+            self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
+        else:
+            self._attach(upstream, flush=True)
 
     def _start_mirror(self) -> None:
         mirror = self.route.mirror
@@ -280,7 +340,7 @@ class HttpForward:
     def _attach(self, upstream: UpstreamConnection, flush: bool) -> None:
         self.upstream = upstream
         upstream.begin(self, self._no_body)
-        self._out.append(self._head)
+        self._out.append(self._sent_head)
         if self._pending:
             self._out += self._pending
             self._pending = []
