@@ -1,6 +1,7 @@
 """Test authorization services: Envoy's ext_authz over gRPC (grpcio) and a plain HTTP authorizer.
 
-Run as ``python -m tests.support.extauthz --port P --mode grpc|http``. Prints ``ready``, then one
+Run as ``python -m tests.support.extauthz --port P --mode grpc|http [--cert C --key K [--client-ca CA]]``
+(TLS, and mutual TLS, for gRPC). Prints ``ready``, then one
 line ``CHECK <json>`` per check it answers (the gRPC CheckRequest as JSON, or for HTTP the method,
 path, headers and body), so tests can see what the gateway sent.
 
@@ -72,10 +73,20 @@ class Authorization(external_auth_pb2_grpc.AuthorizationServicer):
         return external_auth_pb2.CheckResponse(status=status_pb2.Status(code=PERMISSION_DENIED), denied_response=denied)
 
 
-async def serve_grpc(port: int) -> None:
+async def serve_grpc(port: int, cert: str | None, key: str | None, client_ca: str | None) -> None:
     server = grpc.aio.server()
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(Authorization(), server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    if cert and key:
+        with open(cert, "rb") as c, open(key, "rb") as k:
+            pair = (k.read(), c.read())
+        roots = None
+        if client_ca:
+            with open(client_ca, "rb") as f:
+                roots = f.read()
+        creds = grpc.ssl_server_credentials([pair], root_certificates=roots, require_client_auth=roots is not None)
+        server.add_secure_port(f"127.0.0.1:{port}", creds)
+    else:
+        server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print("ready", flush=True)
     await server.wait_for_termination()
@@ -135,8 +146,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=("grpc", "http"), default="grpc")
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--client-ca")
     args = parser.parse_args()
-    asyncio.run(serve_grpc(args.port) if args.mode == "grpc" else serve_http(args.port))
+    if args.mode == "grpc":
+        asyncio.run(serve_grpc(args.port, args.cert, args.key, args.client_ca))
+    else:
+        asyncio.run(serve_http(args.port))
 
 
 if __name__ == "__main__":
