@@ -36,16 +36,20 @@ def checks(proc: ServerProcess) -> list[dict]:
     return [json.loads(line[6:]) for line in proc.output().splitlines() if line.startswith("CHECK ")]
 
 
-def _gateway(gateway, up, ext_authz, extra_policies=None):
+def _gateway_and_process(gateway, up, ext_authz, extra_policies=None):
     port = free_port()
     policies = {"extAuthz": ext_authz, **(extra_policies or {})}
-    gateway(binds(port, [{"policies": policies, "backends": [{"host": up.address}]}]))
-    return f"http://127.0.0.1:{port}"
+    gw = gateway(binds(port, [{"policies": policies, "backends": [{"host": up.address}]}]))
+    return f"http://127.0.0.1:{port}", gw
+
+
+def _gateway(gateway, up, ext_authz, extra_policies=None):
+    return _gateway_and_process(gateway, up, ext_authz, extra_policies)[0]
 
 
 def test_grpc_allow_applies_the_services_mutations(gateway, upstream, authz):
     up, svc = upstream(), authz("grpc")
-    base = _gateway(
+    base, gw = _gateway_and_process(
         gateway,
         up,
         {"host": f"127.0.0.1:{svc.port}", "protocol": {"grpc": {"context": {"tenant": "t1"}}}},
@@ -72,6 +76,7 @@ def test_grpc_allow_applies_the_services_mutations(gateway, upstream, authz):
     assert http["headers"][":method"] == "GET" and http["headers"]["x-remove-me"] == "secret"
     assert check["contextExtensions"] == {"tenant": "t1"}
     assert check["source"]["address"]["socketAddress"]["address"] == "127.0.0.1"
+    assert gw.metric("agentgateway_ext_authz_decisions_total", route="route0", result="allowed") == 1
 
 
 def test_grpc_denial_reaches_the_client(gateway, upstream, authz):
