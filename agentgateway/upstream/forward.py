@@ -290,6 +290,9 @@ class HttpForward:
         except BackendAuthError as exc:
             self._fail(500, f"backend authentication failed: {exc}")
             return False
+        if not edits and path == ctx.target:
+            self._sent_head = self._head  # nothing to add (passthrough)
+            return True
         length = None if body is None else len(body)
         self._sent_head = build_request_head(ctx, self._chunked, body_length=length, target=path, edits=edits)
         return True

@@ -353,6 +353,7 @@ class TokenEndpoint:
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture
