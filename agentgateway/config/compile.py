@@ -76,7 +76,11 @@ def _duration(value: str | None, default: float, where: str) -> float:
         raise ConfigError(where, str(exc)) from None
 
 
-def _address(value: str | None, default: str, where: str) -> tuple[str, int] | None:
+def _address(value: str | bool | None, default: str, where: str) -> tuple[str, int] | None:
+    if value is False:
+        return None
+    if value is True:
+        raise ConfigError(where, "expected ip:port or off")
     text = default if value is None else value
     if text == "off":
         return None

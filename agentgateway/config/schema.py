@@ -50,9 +50,10 @@ class McpSettings(Schema, frozen=True):
 
 
 class RawConfig(Schema, frozen=True):
-    admin_addr: str | None = None
-    stats_addr: str | None = None
-    readiness_addr: str | None = None
+    # `off` disables a plane; unquoted, YAML reads it as false, which means the same.
+    admin_addr: str | bool | None = None
+    stats_addr: str | bool | None = None
+    readiness_addr: str | bool | None = None
     # addition: worker processes sharing the listeners (default: one per core)
     workers: int | None = None
     logging: LoggingSettings | None = None
