@@ -462,6 +462,7 @@ class McpBackend(Schema, frozen=True):
     stateful_mode: Literal["stateful", "stateless"] = "stateful"
     prefix_mode: Literal["always", "conditional", "never"] | None = None
     failure_mode: Literal["failClosed", "failOpen"] | None = None
+    dns_rebinding_protection: bool = False
 
 
 class RouteBackend(Schema, frozen=True):
@@ -575,7 +576,6 @@ class McpShortcut(McpBackend, frozen=True):
     port: int = 3000
     policies: RoutePolicies | None = None
     gateways: NotSupported = UNSET
-    dns_rebinding_protection: NotSupported = UNSET
 
 
 class LocalConfig(Schema, frozen=True):

@@ -23,6 +23,7 @@ from agentgateway._native import encode_sse_comment, encode_sse_event
 from agentgateway.mcp import protocol
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
+from agentgateway.mcp.origin import origin_problem
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote
 from agentgateway.policy.chain import apply_response
@@ -136,6 +137,12 @@ class McpExchange:
 
     async def _dispatch(self) -> None:
         ctx = self.ctx
+        if not self.conn.bind.internal:  # (a relayed request was checked by the worker it reached)
+            origins = [value for name, value in ctx.headers if name == b"origin"]
+            problem = origin_problem(ctx.host, origins, ctx.header(b"x-forwarded-host"), self.service.localhost_only)
+            if problem is not None:
+                self._jsonrpc_error(None, McpError(protocol.INVALID_REQUEST, f"Forbidden: {problem}"), 403)
+                return
         method = ctx.method
         token = ctx.header(b"mcp-session-id")
         if method == b"POST":

@@ -108,7 +108,12 @@ def direct_results(fixture_server: ServerProcess, tmp_path_factory: pytest.TempP
 
 
 def _gateway_config(port: int, target: dict[str, Any]) -> dict[str, Any]:
-    config = mcp_config(port, [target])
+    # The suite's dns-rebinding-protection scenario tests a server on localhost: it sends
+    # `Host: evil.example.com` with the matching `Origin: http://evil.example.com`, which is
+    # same-origin and so passes the Origin rule every gateway endpoint applies. Only a server that
+    # knows it is reached as localhost can refuse it, which agentgateway makes opt-in
+    # (`dnsRebindingProtection`, off by default since a gateway usually serves remote clients).
+    config = mcp_config(port, [target], dnsRebindingProtection=True)
     # Sessions the suite leaves open keep their GET streams; do not wait long for them on stop.
     config["config"] = {"connectionTerminationDeadline": "1s"}
     return config
