@@ -281,7 +281,11 @@ class McpExchange:
             return
 
         async def nowhere(related: Message) -> None:
-            pass  # no session: nothing to deliver progress or server requests to
+            # No session: progress and logging have nowhere to go, and a server's ask (it was
+            # told the client can answer none) is refused at once rather than left waiting.
+            if protocol.is_request(related):
+                refusal = McpError(protocol.INVALID_REQUEST, "statefulMode stateless: the client cannot be asked")
+                await self.runtime.federation.client_response(shared, protocol.error(related["id"], refusal))
 
         try:
             answer = protocol.result(msg["id"], await self.runtime.federation.request(shared, msg, nowhere))

@@ -37,6 +37,7 @@ _DEFAULT_RETRY_MS = 1000
 _MAX_RETRY_DELAY = 30.0
 _RESUME_TIMEOUT = 30.0
 _RESUME_STALL = _CALL_TIMEOUT
+_LISTEN_WAIT = 5.0  # how long the handshake waits for the session stream to open (listen_early)
 
 
 class StreamableHttpSession(UpstreamSession):
@@ -54,6 +55,11 @@ class StreamableHttpSession(UpstreamSession):
         self.session_id = session_id
         self._streams: set[asyncio.Task[None]] = set()
         self._get_stream: asyncio.Task[None] | None = None
+        self._get_ready: asyncio.Future[None] | None = None
+        # Open the session stream before the handshake ends: a server may ask or announce at
+        # once, and what it sends while no stream is open is lost (shared sessions, which have
+        # no client stream to wait for).
+        self.listen_early = False
 
     # ------------------------------------------------------------------ transport hooks
 
@@ -227,12 +233,16 @@ class StreamableHttpSession(UpstreamSession):
 
     # ------------------------------------------------------------------ session stream (GET)
 
-    def open_session_stream(self) -> None:
-        """Listen for messages not tied to a request (list changes, server requests)."""
-        if self._get_stream is None or self._get_stream.done():
-            self._get_stream = asyncio.get_running_loop().create_task(self._listen())
+    def open_session_stream(self) -> asyncio.Future[None]:
+        """Listen for messages not tied to a request (list changes, server requests); done once
+        the server answered (with a stream or without)."""
+        if self._get_stream is None or self._get_stream.done() or self._get_ready is None:
+            loop = asyncio.get_running_loop()
+            self._get_ready = loop.create_future()
+            self._get_stream = loop.create_task(self._listen(self._get_ready))
+        return self._get_ready
 
-    async def _listen(self) -> None:
+    async def _listen(self, ready: asyncio.Future[None]) -> None:
         try:
             response = await self.client.request(
                 self.target,
@@ -244,15 +254,26 @@ class StreamableHttpSession(UpstreamSession):
         except HttpClientError as exc:
             log.info("MCP target %s: no session stream: %s", self.name, exc.message)
             return
+        finally:
+            if not ready.done():
+                ready.set_result(None)
         if response.status != 200 or response.content_type != b"text/event-stream":
             response.close()  # 405: the server has no such stream, which is allowed
             return
         await self._read_events(response, None)
 
+    async def _before_initialized(self) -> None:
+        if self.listen_early:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.open_session_stream()), _LISTEN_WAIT)
+
     def _stop_get_stream(self) -> None:
         if self._get_stream is not None:
             self._get_stream.cancel()
             self._get_stream = None
+        if self._get_ready is not None and not self._get_ready.done():
+            self._get_ready.cancel()
+        self._get_ready = None
 
     # ------------------------------------------------------------------ helpers
 
