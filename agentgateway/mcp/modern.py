@@ -316,7 +316,11 @@ class ModernServer:
                 else:
                     await related(server_msg)  # progress and logging reach the client's stream
 
-            parked.task = asyncio.get_running_loop().create_task(upstream.call(method, upstream_params, relay))
+            async def result() -> dict[str, Any]:
+                answer = await upstream.call(method, upstream_params, relay)
+                return self.runtime.federation.to_client_result(session, target, method, answer)
+
+            parked.task = asyncio.get_running_loop().create_task(result())
         return await self._next_step(parked)
 
     async def _next_step(self, parked: ParkedCall) -> dict[str, Any]:

@@ -249,3 +249,16 @@ async def test_abandoned_input_required_round_does_not_block_the_target(endpoint
             for prompt in ("one", "two", "three"):
                 sampled = await client.call_tool("evstdio_trigger-sampling-request", {"prompt": prompt})
                 assert f"context: {prompt}>" in _texts(sampled), _texts(sampled)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_read_resource_keeps_the_prefixed_uri(endpoint, mode):
+    """resources/read of ``<target>+<uri>``: the contents name the URI as the client knows it (as
+    agentgateway rewrites read results)."""
+    async with Client(endpoint, mode=mode) as client:
+        for target in TS_TARGETS:
+            uri = f"{target}+demo://resource/dynamic/text/3"
+            read = await client.read_resource(uri)
+            assert [str(c.uri) for c in read.contents] == [uri]
+        read = await client.read_resource("py+memo://py/info")
+        assert [str(c.uri) for c in read.contents] == ["py+memo://py/info"]
