@@ -68,6 +68,8 @@ class McpExchange:
         "_too_large",
         "_task",
         "_relay",
+        "_listening",
+        "_client_eof",
     )
 
     def __init__(
@@ -85,6 +87,9 @@ class McpExchange:
         self._task: asyncio.Task[None] | None = None
         # Set when the session lives in another worker: that worker answers through this one.
         self._relay: HttpForward | None = None
+        # The queue an event stream (GET) is fed from, while one is served.
+        self._listening: asyncio.Queue[tuple[str, bytes] | None] | None = None
+        self._client_eof = False
 
     def start(self) -> None:
         if self.ctx.expect_continue:
@@ -121,6 +126,16 @@ class McpExchange:
     def client_data_done(self) -> None:
         if self._relay is not None:
             self._relay.client_data_done()
+
+    def client_eof(self) -> None:
+        """The client half-closed its connection. One that only listens (an event stream) has
+        gone: the stream ends now, not when a keep-alive finds the connection dead."""
+        self._client_eof = True
+        if self._listening is not None:
+            self._listening.put_nowait(None)
+        elif self._relay is not None and self.ctx.method == b"GET":
+            self._relay.client_lost()
+            self.conn.abort()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -357,7 +372,8 @@ class McpExchange:
         self.conn.end_response()
 
     async def _pump(self, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:
-        while not self.conn.closed:
+        self._listening = queue
+        while not self.conn.closed and not self._client_eof:
             try:
                 item = await asyncio.wait_for(queue.get(), _KEEPALIVE)
             except TimeoutError:
