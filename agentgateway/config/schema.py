@@ -47,6 +47,9 @@ class SessionSettings(Schema, frozen=True):
 
 class McpSettings(Schema, frozen=True):
     session_ttl: str | None = None
+    # Additions: bounds on the sessions that hold stdio processes.
+    stdio_session_ttl: str | None = None
+    max_stdio_sessions: int | None = None
 
 
 class RawConfig(Schema, frozen=True):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -369,6 +370,7 @@ class McpExchange:
             await self._pump(queue)
         finally:
             session.stream.detach(queue)
+            session.last_seen = time.monotonic()  # idle from now on, if no other request comes
         self.conn.end_response()
 
     async def _pump(self, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:

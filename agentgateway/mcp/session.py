@@ -130,6 +130,11 @@ class DownstreamSession:
         self.shared = False
 
     @property
+    def holds_processes(self) -> bool:
+        """Its stdio targets run as processes of their own (bounded: ``config.mcp``)."""
+        return any(t.kind == STDIO for t in self.service.targets)
+
+    @property
     def local_only(self) -> bool:
         """Tied to this worker: a target that is a process or a long-lived stream."""
         return any(t.kind in (STDIO, SSE) for t in self.service.targets)

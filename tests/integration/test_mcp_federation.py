@@ -436,3 +436,57 @@ async def test_event_streams_end_when_their_client_goes(gateway):
     starting = wait_for(lambda: set(_stdio_children(gw)) - before, 10, "a stdio server to start")
     sse.close()
     wait_for(lambda: not set(_stdio_children(gw)) & starting, 10, "the starting stdio server to stop")
+
+
+async def test_sessions_holding_stdio_servers_are_bounded(gateway):
+    """Clients that never end their sessions: at most ``maxStdioSessions`` sessions of a backend
+    hold processes in a worker (the least recently used ends first: its client gets 404), and
+    they end after ``stdioSessionTtl`` without requests, unless their client listens on the
+    session's event stream."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    accept = {"accept": "application/json, text/event-stream"}
+
+    async def whoami(http: httpx.AsyncClient, url: str, token: str) -> str:
+        r = await http.post(url, json=call, headers={"accept": "application/json", "mcp-session-id": token})
+        if r.status_code == 404:
+            return "404"
+        return str(r.json()["result"]["content"][0]["text"])
+
+    port = free_port()
+    config = mcp_config(port, [stdio_target("alpha")])
+    config["config"] = {"mcp": {"maxStdioSessions": 2}}
+    gw = gateway(config, workers=1)
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with httpx.AsyncClient(timeout=30) as http:
+        tokens = []
+        for _ in range(3):
+            r = await http.post(url, json=init, headers=accept)
+            assert r.status_code == 200
+            tokens.append(r.headers["mcp-session-id"])
+        wait_for(lambda: len(_stdio_children(gw)) == 2, 10, "the oldest session's server to stop")
+        assert [await whoami(http, url, token) for token in tokens] == ["404", "alpha", "alpha"]
+    assert "maxStdioSessions" in gw.output()
+
+    port = free_port()
+    config = mcp_config(port, [stdio_target("alpha")])
+    config["config"] = {"mcp": {"stdioSessionTtl": "2s"}}
+    gw = gateway(config, workers=1)
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(url, json=init, headers=accept)
+        listening = r.headers["mcp-session-id"]
+        stream, _ = _get_stream(port, "/mcp", {"mcp-session-id": listening, "mcp-protocol-version": "2025-06-18"})
+        try:
+            r = await http.post(url, json=init, headers=accept)
+            idle = r.headers["mcp-session-id"]
+            wait_for(lambda: len(_stdio_children(gw)) == 1, 20, "the idle session's server to stop")
+            assert await whoami(http, url, idle) == "404"
+            assert await whoami(http, url, listening) == "alpha"
+        finally:
+            stream.close()
