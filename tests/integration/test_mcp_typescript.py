@@ -18,7 +18,7 @@ import pytest
 from mcp import Client
 from mcp_types import CreateMessageResult, ElicitResult, ImageContent, ListRootsResult, Root, TextContent
 
-from tests.support.gateway import ServerProcess, free_port, mcp_config, stdio_target
+from tests.support.gateway import Gateway, ServerProcess, free_port, mcp_config, stdio_target
 from tests.support.node import NODE, node_script, require_node, run_node
 
 pytestmark = pytest.mark.anyio
@@ -205,15 +205,18 @@ async def test_modern_clients_capabilities_reach_the_upstreams(endpoint):
                 assert "sampled <Resource trigger-sampling-request context: a haiku>" in _texts(sampled)
 
 
-async def test_modern_client_with_roots_gets_them_asked_in_its_call(endpoint):
+async def test_modern_client_with_roots_gets_them_asked_in_its_call(endpoint, everything_http, processes):
     """server-everything asks for the roots 350 ms after initialize, outside any request; the
     gateway cannot ask a stateless client then, so it answers that ask itself at once (nothing
     waits for a minute), and the roots tool then asks during the call, which reaches the client as
     an input_required round."""
+    gw = next(p for p in processes if isinstance(p, Gateway))
+    answered = "roots/list outside a request"
     with anyio.fail_after(30):
         async with Client(endpoint, mode=MODERN, list_roots_callback=_roots) as client:
             await client.list_tools()
-            await anyio.sleep(1.0)  # the upstreams' own asks have been answered by now
+            while answered not in gw.output() or answered not in everything_http.output():
+                await anyio.sleep(0.1)  # both servers log the gateway's answer (stdio: in its log)
             for target in TS_TARGETS:
                 listed = _texts(await client.call_tool(f"{target}_get-roots-list", {}))
                 assert "file:///work/project" in listed, listed
