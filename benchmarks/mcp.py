@@ -155,7 +155,16 @@ class Target:
             raise procs.BenchmarkError(f"{self.name}: {self.method} answered without {self.expect}: {result!r:.300}")
 
 
-def _call(name: str, port: int, path: str, tool: str, process: procs.ManagedProcess | None, **kw: Any) -> Target:
+def _call(
+    name: str,
+    port: int,
+    path: str,
+    tool: str,
+    process: procs.ManagedProcess | None,
+    *,
+    accept: str = ACCEPT_BOTH,
+    headers: dict[str, str] | None = None,
+) -> Target:
     return Target(
         name=name,
         port=port,
@@ -163,8 +172,8 @@ def _call(name: str, port: int, path: str, tool: str, process: procs.ManagedProc
         method="tools/call",
         params={"name": tool, "arguments": {"text": ECHO_TEXT}},
         expect=f'"text":"{ECHO_TEXT}"',
-        accept=kw.pop("accept", ACCEPT_BOTH),
-        headers=kw.pop("headers", {}),
+        accept=accept,
+        headers=headers or {},
         process=process,
     )
 
