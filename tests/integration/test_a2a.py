@@ -32,7 +32,7 @@ from a2a.types import (
     TaskState,
 )
 
-from tests.support.gateway import Gateway, Process, free_port, wait_for
+from tests.support.gateway import Gateway, Process, ResponseReader, free_port, raw_connection, wait_for
 
 CARD = "/.well-known/agent-card.json"
 LEGACY_CARD = "/.well-known/agent.json"
@@ -430,3 +430,21 @@ def test_cel_metrics_and_log(env: Env) -> None:
         env.gateway.metric("agentgateway_a2a_requests_total", route="limited", method="GetTask", error_code="429")
         == 1.0
     )
+
+
+def test_body_read_after_100_continue(env: Env) -> None:
+    """A client that waits for 100 Continue gets it before the gateway reads the call."""
+    body = b'{"jsonrpc":"2.0","id":11,"method":"GetTask","params":{"id":"missing"}}'
+    head = (
+        b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\na2a-version: 1.0\r\n"
+        b"expect: 100-continue\r\ncontent-length: %d\r\n\r\n" % len(body)
+    )
+    with raw_connection(env.port) as sock:
+        sock.sendall(head)
+        reader = ResponseReader(sock)
+        status, _, _ = reader.read(head_only=True)
+        assert status == 100
+        sock.sendall(body)
+        status, headers, answer = reader.read()
+    assert status == 200 and json.loads(answer)["error"]["code"] == -32001
+    assert headers["x-a2a-task"] == "missing"
