@@ -77,7 +77,11 @@ def _duration(value: str | None, default: float, where: str) -> float:
         raise ConfigError(where, str(exc)) from None
 
 
-def _address(value: str | None, default: str, where: str) -> tuple[str, int] | None:
+def _address(value: str | bool | None, default: str, where: str) -> tuple[str, int] | None:
+    if value is False:
+        return None
+    if value is True:
+        raise ConfigError(where, "expected ip:port or off")
     text = default if value is None else value
     if text == "off":
         return None
@@ -633,7 +637,8 @@ def _value_matcher(name: bytes, value: ValueMatch, where: str) -> ValueMatcher:
 
 
 def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
-    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp.sessionTtl``."""
+    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp``:
+    ``sessionTtl``, ``stdioSessionTtl`` and ``maxStdioSessions``."""
     raw = cfg.config
     key_text = raw.session.key if raw and raw.session and raw.session.key else os.environ.get("SESSION_KEY")
     key = None
@@ -645,9 +650,13 @@ def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
         if key is None or len(key) != 32:
             where = "config.session.key" if raw and raw.session and raw.session.key else "SESSION_KEY"
             raise ConfigError(where, "must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`")
-    ttl_text = raw.mcp.session_ttl if raw and raw.mcp else None
-    ttl = _duration(ttl_text, 30 * 60.0, "config.mcp.sessionTtl")
-    return McpSessionSettings(key, ttl)
+    mcp = raw.mcp if raw else None
+    ttl = _duration(mcp.session_ttl if mcp else None, 30 * 60.0, "config.mcp.sessionTtl")
+    stdio_ttl = _duration(mcp.stdio_session_ttl if mcp else None, 5 * 60.0, "config.mcp.stdioSessionTtl")
+    max_stdio = mcp.max_stdio_sessions if mcp and mcp.max_stdio_sessions is not None else 64
+    if max_stdio < 1:
+        raise ConfigError("config.mcp.maxStdioSessions", "must be at least 1")
+    return McpSessionSettings(key, ttl, stdio_ttl, max_stdio)
 
 
 def compile_config(

@@ -47,12 +47,16 @@ class SessionSettings(Schema, frozen=True):
 
 class McpSettings(Schema, frozen=True):
     session_ttl: str | None = None
+    # Additions: bounds on the sessions that hold stdio processes.
+    stdio_session_ttl: str | None = None
+    max_stdio_sessions: int | None = None
 
 
 class RawConfig(Schema, frozen=True):
-    admin_addr: str | None = None
-    stats_addr: str | None = None
-    readiness_addr: str | None = None
+    # `off` disables a plane; unquoted, YAML reads it as false, which means the same.
+    admin_addr: str | bool | None = None
+    stats_addr: str | bool | None = None
+    readiness_addr: str | bool | None = None
     # addition: worker processes sharing the listeners (default: one per core)
     workers: int | None = None
     logging: LoggingSettings | None = None
@@ -468,6 +472,7 @@ class McpBackend(Schema, frozen=True):
     stateful_mode: Literal["stateful", "stateless"] = "stateful"
     prefix_mode: Literal["always", "conditional", "never"] | None = None
     failure_mode: Literal["failClosed", "failOpen"] | None = None
+    dns_rebinding_protection: bool = False
 
 
 class RouteBackend(Schema, frozen=True):
@@ -581,7 +586,6 @@ class McpShortcut(McpBackend, frozen=True):
     port: int = 3000
     policies: RoutePolicies | None = None
     gateways: NotSupported = UNSET
-    dns_rebinding_protection: NotSupported = UNSET
 
 
 class LocalConfig(Schema, frozen=True):
