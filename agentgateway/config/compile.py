@@ -32,6 +32,7 @@ from agentgateway.config.schema import (
 )
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots
 from agentgateway.mcp.config import compile_mcp_backend
+from agentgateway.policy.a2a import A2aPolicy
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.direct_response import DirectResponse
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
@@ -337,6 +338,9 @@ class _Compiler:
             chain.append(RequestRedirect(p.request_redirect, f"{pw}.requestRedirect", matches))
         if p.direct_response is not None:
             chain.append(DirectResponse(p.direct_response, f"{pw}.directResponse"))
+        if p.a2a is not None:
+            rewrite = p.url_rewrite.path if p.url_rewrite is not None else None
+            chain.append(A2aPolicy(p.a2a, f"{pw}.a2a", rewrite.prefix if rewrite is not None else None))
         if p.transformations is not None:
             chain.append(Transformations(p.transformations, f"{pw}.transformations"))
         if p.local_rate_limit:
@@ -364,6 +368,8 @@ class _Compiler:
         if not 0 < shortcut.port < 65536:
             raise ConfigError("mcp.port", "must be 1-65535")
         service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target, self.base_dir)
+        if shortcut.policies is not None and shortcut.policies.a2a is not None:
+            raise ConfigError("mcp.policies.a2a", "a2a needs HTTP backends (this is an MCP endpoint)")
         gateway = f"bind/{shortcut.port}"
         chain, timeout, retry, mirror = self.route_policies(
             shortcut.policies, [], "mcp", f"{gateway}/mcp/mcp", (gateway, "mcp", "mcp")
@@ -555,6 +561,8 @@ class _Compiler:
                     retry,
                     mirror,
                 )
+                if compiled.mcp_backends and route.policies is not None and route.policies.a2a is not None:
+                    raise ConfigError(f"{rwhere}.policies.a2a", "a2a needs HTTP backends (this route's are MCP)")
                 route_rules = self.route_rules(route, compiled, rwhere, order)
                 order += 1
                 patterns = route.hostnames or [""]

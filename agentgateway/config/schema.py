@@ -357,6 +357,13 @@ class BackendPolicies(Schema, frozen=True):
     ext_authz: NotSupported = UNSET
 
 
+class A2aPolicy(Schema, frozen=True):
+    """``a2a: {}``: the route serves an A2A agent."""
+
+    # addition: an event stream quiet for this long gets a comment line (0s: never); default 15s
+    keep_alive_interval: str | None = None
+
+
 class DirectResponse(Schema, frozen=True):
     status: int = 200
     body: str | None = None
@@ -389,7 +396,7 @@ class RoutePolicies(Schema, frozen=True):
     mcp_authentication: NotSupported = UNSET
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
-    a2a: NotSupported = UNSET
+    a2a: A2aPolicy | None = None
     ai: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
     backend_auth: NotSupported = UNSET

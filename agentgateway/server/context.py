@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentgateway.server.request import Headers
+
+if TYPE_CHECKING:
+    from agentgateway.a2a.facts import A2aFacts
 
 
 class RequestCtx:
@@ -48,6 +53,7 @@ class RequestCtx:
         "mcp_resource",
         "relayed",
         "cel_vars",
+        "a2a",
     )
 
     def __init__(
@@ -111,6 +117,8 @@ class RequestCtx:
         # CEL variables policies learned about this request (``jwt``, ``apiKey``, ``basicAuth``,
         # ``mcp``, ``a2a``, ``llm``): what expressions and rules see besides request and source.
         self.cel_vars: dict[str, object] | None = None
+        # A2A facts (method, task, state), set by the ``a2a`` policy; None for other traffic.
+        self.a2a: A2aFacts | None = None
 
     @property
     def has_body(self) -> bool:
