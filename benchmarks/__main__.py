@@ -10,12 +10,12 @@ import signal
 import sys
 from types import FrameType
 
-from benchmarks import cel, http, policies
+from benchmarks import cel, http, mcp, policies
 from benchmarks.procs import BenchmarkError
 from benchmarks.scenario import Scenario
 
 SCENARIOS: dict[str, Scenario] = {
-    scenario.name: scenario for scenario in (http.SCENARIO, policies.SCENARIO, cel.SCENARIO)
+    scenario.name: scenario for scenario in (http.SCENARIO, policies.SCENARIO, cel.SCENARIO, mcp.SCENARIO)
 }
 
 

@@ -34,6 +34,7 @@ from agentgateway.config.schema import (
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
 from agentgateway.mcp.config import McpService, compile_mcp_backend
+from agentgateway.policy.a2a import A2aPolicy
 from agentgateway.policy.backend_auth import SigningBuffer, compile_backend_auth
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.cors import Cors
@@ -82,7 +83,11 @@ def _duration(value: str | None, default: float, where: str) -> float:
         raise ConfigError(where, str(exc)) from None
 
 
-def _address(value: str | None, default: str, where: str) -> tuple[str, int] | None:
+def _address(value: str | bool | None, default: str, where: str) -> tuple[str, int] | None:
+    if value is False:
+        return None
+    if value is True:
+        raise ConfigError(where, "expected ip:port or off")
     text = default if value is None else value
     if text == "off":
         return None
@@ -410,6 +415,9 @@ class _Compiler:
             chain.append(RequestRedirect(p.request_redirect, f"{pw}.requestRedirect", matches))
         if p.direct_response is not None:
             chain.append(DirectResponse(p.direct_response, f"{pw}.directResponse"))
+        if p.a2a is not None:
+            rewrite = p.url_rewrite.path if p.url_rewrite is not None else None
+            chain.append(A2aPolicy(p.a2a, f"{pw}.a2a", rewrite.prefix if rewrite is not None else None))
         if p.transformations is not None:
             chain.append(Transformations(p.transformations, f"{pw}.transformations"))
         if p.local_rate_limit:
@@ -437,6 +445,8 @@ class _Compiler:
         if not 0 < shortcut.port < 65536:
             raise ConfigError("mcp.port", "must be 1-65535")
         service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target, self.base_dir)
+        if shortcut.policies is not None and shortcut.policies.a2a is not None:
+            raise ConfigError("mcp.policies.a2a", "a2a needs HTTP backends (this is an MCP endpoint)")
         gateway = f"bind/{shortcut.port}"
         chain, timeout, retry, mirror = self.route_policies(
             shortcut.policies, [], "mcp", f"{gateway}/mcp/mcp", (gateway, "mcp", "mcp")
@@ -633,6 +643,8 @@ class _Compiler:
                     retry,
                     mirror,
                 )
+                if compiled.mcp_backends and route.policies is not None and route.policies.a2a is not None:
+                    raise ConfigError(f"{rwhere}.policies.a2a", "a2a needs HTTP backends (this route's are MCP)")
                 route_rules = self.route_rules(route, compiled, rwhere, order)
                 order += 1
                 patterns = route.hostnames or [""]
@@ -707,7 +719,8 @@ def _value_matcher(name: bytes, value: ValueMatch, where: str) -> ValueMatcher:
 
 
 def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
-    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp.sessionTtl``."""
+    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp``:
+    ``sessionTtl``, ``stdioSessionTtl`` and ``maxStdioSessions``."""
     raw = cfg.config
     key_text = raw.session.key if raw and raw.session and raw.session.key else os.environ.get("SESSION_KEY")
     key = None
@@ -719,9 +732,13 @@ def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
         if key is None or len(key) != 32:
             where = "config.session.key" if raw and raw.session and raw.session.key else "SESSION_KEY"
             raise ConfigError(where, "must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`")
-    ttl_text = raw.mcp.session_ttl if raw and raw.mcp else None
-    ttl = _duration(ttl_text, 30 * 60.0, "config.mcp.sessionTtl")
-    return McpSessionSettings(key, ttl)
+    mcp = raw.mcp if raw else None
+    ttl = _duration(mcp.session_ttl if mcp else None, 30 * 60.0, "config.mcp.sessionTtl")
+    stdio_ttl = _duration(mcp.stdio_session_ttl if mcp else None, 5 * 60.0, "config.mcp.stdioSessionTtl")
+    max_stdio = mcp.max_stdio_sessions if mcp and mcp.max_stdio_sessions is not None else 64
+    if max_stdio < 1:
+        raise ConfigError("config.mcp.maxStdioSessions", "must be at least 1")
+    return McpSessionSettings(key, ttl, stdio_ttl, max_stdio)
 
 
 def compile_config(

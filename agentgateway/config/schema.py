@@ -47,12 +47,16 @@ class SessionSettings(Schema, frozen=True):
 
 class McpSettings(Schema, frozen=True):
     session_ttl: str | None = None
+    # Additions: bounds on the sessions that hold stdio processes.
+    stdio_session_ttl: str | None = None
+    max_stdio_sessions: int | None = None
 
 
 class RawConfig(Schema, frozen=True):
-    admin_addr: str | None = None
-    stats_addr: str | None = None
-    readiness_addr: str | None = None
+    # `off` disables a plane; unquoted, YAML reads it as false, which means the same.
+    admin_addr: str | bool | None = None
+    stats_addr: str | bool | None = None
+    readiness_addr: str | bool | None = None
     # addition: worker processes sharing the listeners (default: one per core)
     workers: int | None = None
     logging: LoggingSettings | None = None
@@ -486,6 +490,13 @@ class BackendPolicies(Schema, frozen=True):
     ext_authz: NotSupported = UNSET
 
 
+class A2aPolicy(Schema, frozen=True):
+    """``a2a: {}``: the route serves an A2A agent."""
+
+    # addition: an event stream quiet for this long gets a comment line (0s: never); default 15s
+    keep_alive_interval: str | None = None
+
+
 class DirectResponse(Schema, frozen=True):
     status: int = 200
     body: str | None = None
@@ -520,7 +531,7 @@ class RoutePolicies(Schema, frozen=True):
     mcp_authentication: NotSupported = UNSET
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
-    a2a: NotSupported = UNSET
+    a2a: A2aPolicy | None = None
     ai: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
     jwt_auth: NotSupported = UNSET
@@ -594,6 +605,7 @@ class McpBackend(Schema, frozen=True):
     stateful_mode: Literal["stateful", "stateless"] = "stateful"
     prefix_mode: Literal["always", "conditional", "never"] | None = None
     failure_mode: Literal["failClosed", "failOpen"] | None = None
+    dns_rebinding_protection: bool = False
 
 
 class RouteBackend(Schema, frozen=True):
@@ -707,7 +719,6 @@ class McpShortcut(McpBackend, frozen=True):
     port: int = 3000
     policies: RoutePolicies | None = None
     gateways: NotSupported = UNSET
-    dns_rebinding_protection: NotSupported = UNSET
 
 
 class LocalConfig(Schema, frozen=True):

@@ -72,7 +72,17 @@ class McpTargetSpec:
 class McpService:
     """A virtual MCP server federating ``targets`` (a route backend of kind mcp)."""
 
-    __slots__ = ("label", "targets", "by_name", "stateful", "prefix", "dedupe", "fail_open", "target_names")
+    __slots__ = (
+        "label",
+        "targets",
+        "by_name",
+        "stateful",
+        "prefix",
+        "dedupe",
+        "fail_open",
+        "target_names",
+        "localhost_only",
+    )
     kind = "mcp"
 
     def __init__(
@@ -82,6 +92,7 @@ class McpService:
         stateful: bool,
         prefix_mode: str,
         fail_open: bool,
+        localhost_only: bool = False,
     ) -> None:
         self.label = label
         self.targets = targets
@@ -93,6 +104,8 @@ class McpService:
         # never: names offered by more than one target are hidden (a call could not be routed).
         self.dedupe = prefix_mode == "never"
         self.fail_open = fail_open
+        # dnsRebindingProtection: Host and Origin must be localhost names (mcp/origin.py).
+        self.localhost_only = localhost_only
 
 
 def _http_location(host: McpHost, default_path: str, where: str) -> tuple[str, int, bool, str]:
@@ -239,4 +252,5 @@ def compile_mcp_backend(
         stateful=cfg.stateful_mode == "stateful",
         prefix_mode=cfg.prefix_mode or "conditional",
         fail_open=cfg.failure_mode == "failOpen",
+        localhost_only=cfg.dns_rebinding_protection,
     )

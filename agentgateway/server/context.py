@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from agentgateway.server.request import Headers
+
+if TYPE_CHECKING:
+    from agentgateway.a2a.facts import A2aFacts
 
 # Reads the request body for a policy: at most ``limit`` + 1 bytes are waited for; answers the
 # bytes received so far and whether they are the whole body (server/deferred.py).
@@ -55,6 +59,7 @@ class RequestCtx:
         "relayed",
         "cel_vars",
         "read_body",
+        "a2a",
     )
 
     def __init__(
@@ -121,6 +126,8 @@ class RequestCtx:
         # Set while asynchronous policies run (server/deferred.py): lets one look at the body
         # (extAuthz includeRequestBody, the buffering backendAuth aws needs) without taking it.
         self.read_body: BodyReader | None = None
+        # A2A facts (method, task, state), set by the ``a2a`` policy; None for other traffic.
+        self.a2a: A2aFacts | None = None
 
     @property
     def has_body(self) -> bool:

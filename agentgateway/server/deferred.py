@@ -1,8 +1,10 @@
-"""The exchange of a request whose policy chain waits for I/O (a remote rate-limit service).
+"""The exchange of a request whose policy chain waits: for I/O (a remote rate-limit service) or
+for the whole request body (a policy that reads it, such as ``a2a``).
 
 The chain runs in a task; meanwhile the request body is buffered (reading pauses above a bound,
-raised while a policy waits for more of the body through ``ctx.read_body``) and nothing is
-written. When the chain answers, that answer is written; when it lets the request
+or above ``frontendPolicies.http.maxBufferSize`` once a policy asked for the whole body, or
+above what a policy peeking at it through ``ctx.read_body`` waits for) and nothing is written.
+When the chain answers, that answer is written; when it lets the request
 through, the real exchange (the upstream call) takes over with the buffered body. Pipelined
 requests behind this one wait as they always do: the connection starts the next request only
 when this one's response is complete, so order is kept.
@@ -29,6 +31,10 @@ log = logging.getLogger("agentgateway.policy")
 _BUFFER_LIMIT = 256 * 1024
 
 
+def _too_large(limit: int) -> LocalReply:
+    return LocalReply.text(413, f"request body larger than frontendPolicies.http.maxBufferSize ({limit} bytes)")
+
+
 class DeferredExchange:
     __slots__ = (
         "worker",
@@ -41,7 +47,7 @@ class DeferredExchange:
         "_lost",
         "_next",
         "_task",
-        "_want",
+        "_limit",
         "_body_waiter",
     )
 
@@ -55,13 +61,13 @@ class DeferredExchange:
         self._ended = False
         self._lost = False
         self._next: Exchange | None = None
-        # Body bytes a policy waits for (read_body), and the future it waits on.
-        self._want = 0
+        # Reading pauses above this many buffered bytes (raised while a policy reads the body).
+        self._limit = _BUFFER_LIMIT
         self._body_waiter: asyncio.Future[None] | None = None
-        ctx.read_body = self.read_body
+        ctx.read_body = self.peek_body
         self._task = worker.loop.create_task(self._run(index))
 
-    async def read_body(self, limit: int) -> tuple[bytes, bool]:
+    async def peek_body(self, limit: int) -> tuple[bytes, bool]:
         """The body received so far once it is complete or longer than ``limit`` bytes, and
         whether it is complete. The bytes stay buffered: the backend still gets all of them."""
         ctx = self.ctx
@@ -71,7 +77,7 @@ class DeferredExchange:
             # The client waits for this before sending the body; the forward must not send it again.
             ctx.expect_continue = False
             self.conn.send_continue()
-        self._want = max(self._want, limit + 1)
+        self._limit = max(self._limit, limit + 1)
         self.conn.resume_request_body(PAUSE_BODY_BUFFER)
         while not self._ended and self._body_bytes <= limit:
             waiter = self._body_waiter = self.worker.loop.create_future()
@@ -80,11 +86,6 @@ class DeferredExchange:
             finally:
                 self._body_waiter = None
         return b"".join(self._body), self._ended
-
-    def _wake_reader(self) -> None:
-        waiter = self._body_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     async def _run(self, index: int) -> None:
         ctx = self.ctx
@@ -95,9 +96,9 @@ class DeferredExchange:
             if timeout is not None:
                 left = timeout - (time.perf_counter() - ctx.start)
                 async with asyncio.timeout(max(left, 0.0)):
-                    reply = await run_from(route.chain, index, ctx)
+                    reply = await run_from(route.chain, index, ctx, self.read_body)
             else:
-                reply = await run_from(route.chain, index, ctx)
+                reply = await run_from(route.chain, index, ctx, self.read_body)
         except TimeoutError:
             reply = LocalReply.text(504, f"request timeout: no response within {timeout:g}s")
         except Exception as exc:  # a policy bug must not leave the client hanging
@@ -122,6 +123,22 @@ class DeferredExchange:
             nxt.client_data_done()
         self.conn.resume_request_body(PAUSE_BODY_BUFFER)
 
+    async def read_body(self) -> LocalReply | None:
+        """The whole request body into ``ctx.request_body`` (the buffered chunks stay queued for
+        the exchange that takes over, which counts them and sends ``ctx.request_body``), or a
+        413 when it is larger than ``maxBufferSize``."""
+        ctx = self.ctx
+        if not ctx.has_body or ctx.request_body is not None:
+            return None
+        limit = self.worker.runtime.limits.max_buffer_size
+        if ctx.content_length is not None and ctx.content_length > limit:
+            return _too_large(limit)
+        body, complete = await self.peek_body(limit)
+        if not complete:
+            return _too_large(limit)
+        ctx.request_body = body
+        return None
+
     # ------------------------------------------------------------------ Exchange
 
     def request_body(self, chunk: bytes) -> None:
@@ -131,16 +148,20 @@ class DeferredExchange:
             return
         self._body.append(chunk)
         self._body_bytes += len(chunk)
-        if self._body_bytes > _BUFFER_LIMIT and self._body_bytes >= self._want:
+        if self._body_bytes > self._limit:
             self.conn.pause_request_body(PAUSE_BODY_BUFFER)
-        if self._body_bytes >= self._want:
-            self._wake_reader()
+        self._wake()
 
     def request_end(self) -> None:
         self._ended = True
-        self._wake_reader()
+        self._wake()
         if self._next is not None:
             self._next.request_end()
+
+    def _wake(self) -> None:
+        waiter = self._body_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def client_write_paused(self) -> None:
         if self._next is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from agentgateway.observe.counters import COUNTERS
 from agentgateway.policy.backend_auth import BackendAuth, BackendAuthError, HeaderEdits, Outbound
@@ -61,6 +61,23 @@ _LAST_CHUNK = b"0\r\n\r\n"
 # bytes buffered while the upstream connection is being made.
 _REPLAY_LIMIT = 64 * 1024
 _PENDING_LIMIT = 256 * 1024
+
+_BODY_RELAY, _BODY_DROP, _BODY_PROCESS = 0, 1, 2
+
+
+class ResponseProcessor(Protocol):
+    """Takes over a proxied response from its head on (a policy's ``process_response`` made it,
+    having sent the head or decided to hold it): the agent card rewrite, stream observers."""
+
+    def body(self, chunk: bytes) -> bool:
+        """One body chunk. False: the processor has answered the request itself (an error)
+        and the rest of the upstream response is dropped."""
+
+    def end(self) -> bool:
+        """The upstream body is complete. False: the processor has already ended the response."""
+
+    def close(self) -> None:
+        """The exchange is over (or was cut short): release timers. Called once, last."""
 
 
 def _connection_tokens(headers: Headers) -> frozenset[bytes]:
@@ -177,7 +194,8 @@ class HttpForward:
         "_attempt_timer",
         "_retry_timer",
         "_mirror",
-        "_replaced_body",
+        "_body_mode",
+        "_processor",
     )
 
     def __init__(self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute) -> None:
@@ -213,7 +231,10 @@ class HttpForward:
         self._attempt_timer: asyncio.TimerHandle | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
         self._mirror: MirrorCall | None = None
-        self._replaced_body: bytes | None = None
+        # How response body chunks are handled: relayed, dropped (a policy replaced the body) or
+        # given to a response processor.
+        self._body_mode = _BODY_RELAY
+        self._processor: ResponseProcessor | None = None
 
     def start(self) -> None:
         route = self.route
@@ -505,6 +526,7 @@ class HttpForward:
     def client_lost(self) -> None:
         self._finished = True
         self._cancel_timers()
+        self._close_processor()
         self._drop_upstream()
         mirror = self._mirror
         if mirror is not None and not self._request_done:
@@ -532,21 +554,37 @@ class HttpForward:
             self._deadline_timer.cancel()
             self._deadline_timer = None
         ctx = self.ctx
-        if route.chain.response or ctx.response_headers:
-            apply_response(route.chain, ctx, status, headers)
+        chain = route.chain
+        if chain.response or ctx.response_headers:
+            apply_response(chain, ctx, status, headers)
             replaced = ctx.response_body
             if replaced is not None:
-                self._replaced_body = replaced
+                self._body_mode = _BODY_DROP
                 fields, _ = response_fields(headers)
                 self.conn.send_head_fields(status, fields, len(replaced), True)
                 self.conn.send_body(replaced)
+                return
+        for policy in chain.processors:
+            processor = policy.process_response(ctx, self.conn, status, headers)
+            if processor is not None:
+                self._processor = processor
+                self._body_mode = _BODY_PROCESS
                 return
         fields, content_length = response_fields(headers)
         self.conn.send_head_fields(status, fields, content_length, True)
 
     def upstream_body(self, chunk: bytes) -> None:
-        if self._replaced_body is None:
+        mode = self._body_mode
+        if not mode:
             self.conn.send_body(chunk)
+        elif mode == _BODY_PROCESS:
+            processor = self._processor
+            if processor is not None and not processor.body(chunk):
+                # The processor answered (an error): the rest of this response is not wanted.
+                self._finished = True
+                self._cancel_timers()
+                self._close_processor()
+                self._drop_upstream()
 
     def upstream_data_done(self) -> None:
         self.conn.flush()
@@ -561,7 +599,20 @@ class HttpForward:
                 self.worker.pool.release(upstream)
             else:
                 upstream.close()
+        processor = self._processor
+        if processor is not None:
+            ended = not processor.end()
+            self._close_processor()
+            if ended:
+                return
         self.conn.end_response()
+
+    def _close_processor(self) -> None:
+        processor = self._processor
+        if processor is not None:
+            self._processor = None
+            self._body_mode = _BODY_DROP
+            processor.close()
 
     def upstream_failed(self, status: int, message: str) -> None:
         upstream = self.upstream
@@ -571,6 +622,7 @@ class HttpForward:
         if self._response_started:
             self._finished = True
             self._cancel_timers()
+            self._close_processor()
             self.ctx.error = message
             self.conn.abort()
             return
