@@ -10,12 +10,13 @@ import signal
 import sys
 from types import FrameType
 
-from benchmarks import authz, cel, http, policies
+from benchmarks import authz, cel, http, mcp, policies
 from benchmarks.procs import BenchmarkError
 from benchmarks.scenario import Scenario
 
 SCENARIOS: dict[str, Scenario] = {
-    scenario.name: scenario for scenario in (http.SCENARIO, policies.SCENARIO, cel.SCENARIO, authz.SCENARIO)
+    scenario.name: scenario
+    for scenario in (http.SCENARIO, policies.SCENARIO, cel.SCENARIO, authz.SCENARIO, mcp.SCENARIO)
 }
 
 

@@ -47,12 +47,16 @@ class SessionSettings(Schema, frozen=True):
 
 class McpSettings(Schema, frozen=True):
     session_ttl: str | None = None
+    # Additions: bounds on the sessions that hold stdio processes.
+    stdio_session_ttl: str | None = None
+    max_stdio_sessions: int | None = None
 
 
 class RawConfig(Schema, frozen=True):
-    admin_addr: str | None = None
-    stats_addr: str | None = None
-    readiness_addr: str | None = None
+    # `off` disables a plane; unquoted, YAML reads it as false, which means the same.
+    admin_addr: str | bool | None = None
+    stats_addr: str | bool | None = None
+    readiness_addr: str | bool | None = None
     # addition: worker processes sharing the listeners (default: one per core)
     workers: int | None = None
     logging: LoggingSettings | None = None
@@ -325,17 +329,151 @@ class Health(Schema, frozen=True):
     active: NotSupported = UNSET
 
 
+# ---------------------------------------------------------------- security policies
+
+
+class Cors(Schema, frozen=True):
+    """``cors``: answered preflights and the response headers of allowed cross-origin requests."""
+
+    allow_credentials: bool = False
+    allow_headers: list[str] = []
+    allow_methods: list[str] = []
+    allow_origins: list[str] = []
+    expose_headers: list[str] = []
+    max_age: str | None = None
+
+
+class Csrf(Schema, frozen=True):
+    """``csrf``: unsafe methods must come from the request's own origin (or these)."""
+
+    additional_origins: list[str] = []
+
+
+class ExtAuthzBody(Schema, frozen=True):
+    max_request_bytes: int = 8192
+    allow_partial_message: bool = False
+    pack_as_bytes: bool = False
+
+
+class ExtAuthzGrpc(Schema, frozen=True):
+    # static values sent as the check's context_extensions
+    context: dict[str, str] = {}
+    metadata: NotSupported = UNSET
+
+
+class ExtAuthzHttp(Schema, frozen=True):
+    # CEL expressions
+    path: str | None = None
+    redirect: str | None = None
+    body: str | None = None
+    add_request_headers: dict[str, str] = {}
+    include_response_headers: list[str] = []
+    metadata: NotSupported = UNSET
+
+
+class ExtAuthzProtocol(Schema, frozen=True):
+    """Exactly one of the two (gRPC when the whole key is unset)."""
+
+    grpc: ExtAuthzGrpc | None = None
+    http: ExtAuthzHttp | None = None
+
+
+class DenyWithStatus(Schema, frozen=True):
+    deny_with_status: int
+
+
+class ExtAuthz(Schema, frozen=True):
+    """``extAuthz``: an external authorization service (Envoy's ext_authz, gRPC or HTTP)."""
+
+    host: str | None = None
+    backend: str | None = None
+    policies: BackendPolicies | None = None
+    protocol: ExtAuthzProtocol | None = None
+    failure_mode: Literal["allow", "deny"] | DenyWithStatus = "deny"
+    include_request_headers: list[str] = []
+    include_request_body: ExtAuthzBody | None = None
+    # addition: deadline of one check (default 2s)
+    timeout: str | None = None
+    service: NotSupported = UNSET
+    cache: NotSupported = UNSET
+    conditional: NotSupported = UNSET
+
+
+class FileRef(Schema, frozen=True):
+    file: str
+
+
+class HeaderLocation(Schema, frozen=True):
+    name: str
+    # removed from the value before validation, compared without case ("Bearer ", "Basic ")
+    prefix: str | None = None
+
+
+class NamedLocation(Schema, frozen=True):
+    name: str
+
+
+class AuthorizationLocation(Schema, frozen=True):
+    """Exactly one: a header (with an optional prefix), a query parameter or a cookie."""
+
+    header: HeaderLocation | None = None
+    query_parameter: NamedLocation | None = None
+    cookie: NamedLocation | None = None
+
+
+class BackendKey(Schema, frozen=True):
+    """The object form of ``backendAuth.key``: ``value`` (inline or ``{file}``) or ``file``."""
+
+    value: str | FileRef | None = None
+    file: str | None = None
+    location: AuthorizationLocation | None = None
+
+
+class Passthrough(Schema, frozen=True):
+    location: NotSupported = UNSET
+
+
+class GcpAuth(Schema, frozen=True):
+    type: Literal["accessToken", "idToken", "AccessToken", "IdToken"] | None = None
+    audience: str | None = None
+
+
+class AwsAuth(Schema, frozen=True):
+    """Explicit credentials (``accessKeyId`` and ``secretAccessKey``), or none: the standard chain."""
+
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    region: str | None = None
+    service_name: str | None = None
+    assume_role: NotSupported = UNSET
+
+
+class BackendAuth(Schema, frozen=True):
+    """``backendAuth``: credentials the gateway adds to the requests it sends a backend. Exactly one."""
+
+    passthrough: Passthrough | None = None
+    key: str | BackendKey | None = None
+    gcp: GcpAuth | None = None
+    aws: AwsAuth | None = None
+    azure: NotSupported = UNSET
+    copilot: NotSupported = UNSET
+    jwt_sign: NotSupported = UNSET
+    oauth_token_exchange: NotSupported = UNSET
+    cross_app_access: NotSupported = UNSET
+
+
 class BackendPolicies(Schema, frozen=True):
     """Policies that apply to the call to one backend."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    backend_auth: BackendAuth | None = None
     health: Health | None = None
     request_header_modifier: NotSupported = UNSET
     response_header_modifier: NotSupported = UNSET
     request_redirect: NotSupported = UNSET
     request_mirror: NotSupported = UNSET
     transformations: NotSupported = UNSET
-    backend_auth: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
     backend_http: NotSupported = UNSET
     backend_tcp: NotSupported = UNSET
@@ -354,16 +492,6 @@ class BackendPolicies(Schema, frozen=True):
 
 
 # ---------------------------------------------------------------- security policies
-
-
-class HeaderLocation(Schema, frozen=True):
-    name: str
-    # removed from the value before validation, compared without case ("Bearer ", "Basic ")
-    prefix: str | None = None
-
-
-class NamedLocation(Schema, frozen=True):
-    name: str
 
 
 class CredentialLocation(Schema, frozen=True):
@@ -460,6 +588,13 @@ class Authorization(Schema, frozen=True):
     rules: list[str | dict[str, str]] = []
 
 
+class A2aPolicy(Schema, frozen=True):
+    """``a2a: {}``: the route serves an A2A agent."""
+
+    # addition: an event stream quiet for this long gets a comment line (0s: never); default 15s
+    keep_alive_interval: str | None = None
+
+
 class DirectResponse(Schema, frozen=True):
     status: int = 200
     body: str | None = None
@@ -490,17 +625,17 @@ class RoutePolicies(Schema, frozen=True):
     basic_auth: BasicAuth | None = None
     api_key: ApiKey | None = None
     authorization: Authorization | None = None
-    cors: NotSupported = UNSET
-    csrf: NotSupported = UNSET
+    cors: Cors | None = None
+    csrf: Csrf | None = None
+    ext_authz: ExtAuthz | None = None
+    backend_auth: BackendAuth | None = None
     mcp_authorization: NotSupported = UNSET
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
-    a2a: NotSupported = UNSET
+    a2a: A2aPolicy | None = None
     ai: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
-    backend_auth: NotSupported = UNSET
     oidc: NotSupported = UNSET
-    ext_authz: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
     buffer: NotSupported = UNSET
     delay: NotSupported = UNSET
@@ -542,11 +677,11 @@ class McpOpenApi(McpHost, frozen=True):
 
 class McpTargetPolicies(Schema, frozen=True):
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    backend_auth: BackendAuth | None = None
     mcp_authorization: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
     request_header_modifier: NotSupported = UNSET
     transformations: NotSupported = UNSET
-    backend_auth: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
@@ -568,6 +703,7 @@ class McpBackend(Schema, frozen=True):
     stateful_mode: Literal["stateful", "stateless"] = "stateful"
     prefix_mode: Literal["always", "conditional", "never"] | None = None
     failure_mode: Literal["failClosed", "failOpen"] | None = None
+    dns_rebinding_protection: bool = False
 
 
 class RouteBackend(Schema, frozen=True):
@@ -682,7 +818,6 @@ class McpShortcut(McpBackend, frozen=True):
     port: int = 3000
     policies: RoutePolicies | None = None
     gateways: NotSupported = UNSET
-    dns_rebinding_protection: NotSupported = UNSET
 
 
 class LocalConfig(Schema, frozen=True):

@@ -14,6 +14,7 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import BackendTls, McpBackend, McpHost, McpTarget
 from agentgateway.config.tlsfiles import read_pem
 from agentgateway.mcp.openapi import OpenApiError, OpenApiTools
+from agentgateway.policy.backend_auth import compile_backend_auth
 from agentgateway.upstream.target import HttpTarget, split_host_port
 
 # Target names appear in tool names (`<target>_<tool>`) and resource URIs (`<target>+<uri>`):
@@ -71,7 +72,17 @@ class McpTargetSpec:
 class McpService:
     """A virtual MCP server federating ``targets`` (a route backend of kind mcp)."""
 
-    __slots__ = ("label", "targets", "by_name", "stateful", "prefix", "dedupe", "fail_open", "target_names")
+    __slots__ = (
+        "label",
+        "targets",
+        "by_name",
+        "stateful",
+        "prefix",
+        "dedupe",
+        "fail_open",
+        "target_names",
+        "localhost_only",
+    )
     kind = "mcp"
 
     def __init__(
@@ -81,6 +92,7 @@ class McpService:
         stateful: bool,
         prefix_mode: str,
         fail_open: bool,
+        localhost_only: bool = False,
     ) -> None:
         self.label = label
         self.targets = targets
@@ -92,6 +104,8 @@ class McpService:
         # never: names offered by more than one target are hidden (a call could not be routed).
         self.dedupe = prefix_mode == "never"
         self.fail_open = fail_open
+        # dnsRebindingProtection: Host and Origin must be localhost names (mcp/origin.py).
+        self.localhost_only = localhost_only
 
 
 def _http_location(host: McpHost, default_path: str, where: str) -> tuple[str, int, bool, str]:
@@ -134,6 +148,7 @@ def _compile_openapi(cfg: McpTarget, where: str, make_http: MakeHttpTarget, base
     if tls is None and implicit_tls:
         tls = BackendTls()
     http = make_http(host, port, tls, cfg.name, owhere)
+    _target_auth(cfg, http, where, base_dir)
     source = api.schema
     if source is None:
         raise ConfigError(f"{owhere}.schema", "required: the OpenAPI document (file, inline or url)")
@@ -186,6 +201,8 @@ def compile_target(
             raise ConfigError(f"{where}.stdio.cmd", "must not be empty")
         if cfg.policies and cfg.policies.backend_tls:
             raise ConfigError(f"{where}.policies.backendTLS", "a stdio target has no network connection")
+        if cfg.policies and cfg.policies.backend_auth:
+            raise ConfigError(f"{where}.policies.backendAuth", "a stdio target has no network connection")
         return McpTargetSpec(
             cfg.name,
             STDIO,
@@ -205,7 +222,15 @@ def compile_target(
     if tls is None and implicit_tls:
         tls = BackendTls()  # an https URL means TLS with the system roots
     http = make_http(host, port, tls, cfg.name, f"{where}.{kind}")
+    _target_auth(cfg, http, where, base_dir)
     return McpTargetSpec(cfg.name, kind, http=http, path=path.encode())
+
+
+def _target_auth(cfg: McpTarget, http: HttpTarget, where: str, base_dir: Path | None) -> None:
+    """``policies.backendAuth`` of an HTTP target: applied by the client to every request."""
+    auth = cfg.policies.backend_auth if cfg.policies else None
+    if auth is not None:
+        http.auth = compile_backend_auth(auth, f"{where}.policies.backendAuth", http.host, base_dir, mcp=True)
 
 
 def compile_mcp_backend(
@@ -227,4 +252,5 @@ def compile_mcp_backend(
         stateful=cfg.stateful_mode == "stateful",
         prefix_mode=cfg.prefix_mode or "conditional",
         fail_open=cfg.failure_mode == "failOpen",
+        localhost_only=cfg.dns_rebinding_protection,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -23,6 +24,7 @@ from agentgateway._native import encode_sse_comment, encode_sse_event
 from agentgateway.mcp import protocol
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
+from agentgateway.mcp.origin import origin_problem
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote
 from agentgateway.policy.chain import apply_response
@@ -67,6 +69,8 @@ class McpExchange:
         "_too_large",
         "_task",
         "_relay",
+        "_listening",
+        "_client_eof",
     )
 
     def __init__(
@@ -84,6 +88,9 @@ class McpExchange:
         self._task: asyncio.Task[None] | None = None
         # Set when the session lives in another worker: that worker answers through this one.
         self._relay: HttpForward | None = None
+        # The queue an event stream (GET) is fed from, while one is served.
+        self._listening: asyncio.Queue[tuple[str, bytes] | None] | None = None
+        self._client_eof = False
 
     def start(self) -> None:
         if self.ctx.expect_continue:
@@ -121,6 +128,16 @@ class McpExchange:
         if self._relay is not None:
             self._relay.client_data_done()
 
+    def client_eof(self) -> None:
+        """The client half-closed its connection. One that only listens (an event stream) has
+        gone: the stream ends now, not when a keep-alive finds the connection dead."""
+        self._client_eof = True
+        if self._listening is not None:
+            self._listening.put_nowait(None)
+        elif self._relay is not None and self.ctx.method == b"GET":
+            self._relay.client_lost()
+            self.conn.abort()
+
     # ------------------------------------------------------------------ dispatch
 
     async def _serve(self) -> None:
@@ -136,6 +153,12 @@ class McpExchange:
 
     async def _dispatch(self) -> None:
         ctx = self.ctx
+        if not self.conn.bind.internal:  # (a relayed request was checked by the worker it reached)
+            origins = [value for name, value in ctx.headers if name == b"origin"]
+            problem = origin_problem(ctx.host, origins, ctx.header(b"x-forwarded-host"), self.service.localhost_only)
+            if problem is not None:
+                self._jsonrpc_error(None, McpError(protocol.INVALID_REQUEST, f"Forbidden: {problem}"), 403)
+                return
         method = ctx.method
         token = ctx.header(b"mcp-session-id")
         if method == b"POST":
@@ -278,7 +301,11 @@ class McpExchange:
             return
 
         async def nowhere(related: Message) -> None:
-            pass  # no session: nothing to deliver progress or server requests to
+            # No session: progress and logging have nowhere to go, and a server's ask (it was
+            # told the client can answer none) is refused at once rather than left waiting.
+            if protocol.is_request(related):
+                refusal = McpError(protocol.INVALID_REQUEST, "statefulMode stateless: the client cannot be asked")
+                await self.runtime.federation.client_response(shared, protocol.error(related["id"], refusal))
 
         try:
             answer = protocol.result(msg["id"], await self.runtime.federation.request(shared, msg, nowhere))
@@ -347,10 +374,12 @@ class McpExchange:
             await self._pump(queue)
         finally:
             session.stream.detach(queue)
+            session.last_seen = time.monotonic()  # idle from now on, if no other request comes
         self.conn.end_response()
 
     async def _pump(self, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:
-        while not self.conn.closed:
+        self._listening = queue
+        while not self.conn.closed and not self._client_eof:
             try:
                 item = await asyncio.wait_for(queue.get(), _KEEPALIVE)
             except TimeoutError:

@@ -143,6 +143,13 @@ class DownstreamSession:
         self.names: dict[str, dict[str, str]] = {}
         # The merged initialize result (kept for shared sessions, which answer many clients).
         self.init_answer: dict[str, Any] = {}
+        # Serves stateless clients (mcp/modern.py): nobody to pass a server's own asks to.
+        self.shared = False
+
+    @property
+    def holds_processes(self) -> bool:
+        """Its stdio targets run as processes of their own (bounded: ``config.mcp``)."""
+        return any(t.kind == STDIO for t in self.service.targets)
 
     @property
     def local_only(self) -> bool:
@@ -156,6 +163,7 @@ class DownstreamSession:
             session = StdioSession(spec, on_message)
         elif spec.kind == STREAMABLE:
             session = StreamableHttpSession(spec, on_message, self.runtime.http, upstream_sid)
+            session.listen_early = self.shared
         elif spec.kind == OPENAPI:
             session = OpenApiSession(spec, on_message, self.runtime.http)
         else:
@@ -165,6 +173,9 @@ class DownstreamSession:
 
     def _session_sink(self, target: str) -> RelatedSink:
         async def deliver(msg: Message) -> None:
+            if self.shared and protocol.is_request(msg):
+                await self.runtime.modern.answer_unrelated(self, target, msg)
+                return
             rewritten = self.runtime.federation.from_upstream(self, target, msg)
             if rewritten is not None:
                 self.stream.push(rewritten)

@@ -209,6 +209,20 @@ class Worker:
         if ctx.mcp_method:
             tool = ctx.mcp_resource if ctx.mcp_method == "tools/call" else ""
             self.metrics.observe_mcp((ctx.route, ctx.mcp_method, ctx.mcp_target, tool))
+        a2a = ctx.a2a
+        if a2a is not None and (a2a.method or a2a.error_code):
+            COUNTERS.inc(
+                "agentgateway_a2a_requests",
+                (
+                    ctx.gateway,
+                    ctx.listener,
+                    ctx.route,
+                    a2a.method,
+                    a2a.binding,
+                    a2a.task_state,
+                    a2a.outcome_code(ctx.status),
+                ),
+            )
         if self.access_log.enabled:
             self.access_log.record(ctx, duration)
 

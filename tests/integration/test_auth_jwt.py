@@ -56,6 +56,21 @@ def test_valid_token_reaches_upstream_without_it(gateway, upstream, idp):
     assert idp.jwks_fetches == 1
 
 
+def test_backend_auth_passthrough_sends_the_validated_token_again(gateway, upstream, idp):
+    up = upstream()
+    port = free_port()
+    route = _jwt_route(idp, up.address)
+    route["policies"]["backendAuth"] = {"passthrough": {}}
+    gateway(binds(port, [route]))
+    token = idp.mint(aud="api")
+    r = _get(port, token, headers={"x-other": "kept"})
+    assert r.status_code == 200, r.text
+    headers = dict(r.json()["headers"])
+    assert headers["authorization"] == f"Bearer {token}" and headers["x-other"] == "kept"
+    # A token that does not verify never reaches the backend.
+    assert _get(port, idp.mint(aud="other")).status_code == 401
+
+
 def test_attacks_are_refused_with_401_and_why(gateway, upstream, idp):
     up = upstream()
     port = free_port()
