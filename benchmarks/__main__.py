@@ -10,12 +10,20 @@ import signal
 import sys
 from types import FrameType
 
-from benchmarks import cel, http, mcp_access, policies
+from benchmarks import authz, cel, http, mcp, mcp_access, policies
 from benchmarks.procs import BenchmarkError
 from benchmarks.scenario import Scenario
 
 SCENARIOS: dict[str, Scenario] = {
-    scenario.name: scenario for scenario in (http.SCENARIO, policies.SCENARIO, cel.SCENARIO, mcp_access.SCENARIO)
+    scenario.name: scenario
+    for scenario in (
+        http.SCENARIO,
+        policies.SCENARIO,
+        cel.SCENARIO,
+        authz.SCENARIO,
+        mcp.SCENARIO,
+        mcp_access.SCENARIO,
+    )
 }
 
 

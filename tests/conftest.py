@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.gateway import Gateway, McpServerProcess, Process, RateLimitService, RedisServer, UpstreamServer
+from tests.support.idp import IdentityProvider
 
 
 @pytest.fixture
@@ -57,6 +58,14 @@ def redis_server(tmp_path: Path, processes: list[Process]) -> Callable[[], Redis
         return server
 
     return start
+
+
+@pytest.fixture
+def idp() -> Iterator[IdentityProvider]:
+    """An OAuth authorization server and JWKS host in a thread (tests/support/idp.py)."""
+    provider = IdentityProvider()
+    yield provider
+    provider.stop()
 
 
 @pytest.fixture

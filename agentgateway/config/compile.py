@@ -18,9 +18,11 @@ from agentgateway.config.ir import (
     ServerLimits,
     StaticSettings,
 )
+from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import (
     BackendPolicies,
     BackendTls,
+    GatewayListener,
     ListenerTls,
     LocalConfig,
     McpAuthorization,
@@ -31,13 +33,24 @@ from agentgateway.config.schema import (
     RoutePolicies,
     ValueMatch,
 )
-from agentgateway.config.tlsfiles import load_cert_chain, load_roots
-from agentgateway.mcp.config import compile_mcp_backend
+from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
+from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
+from agentgateway.mcp.config import McpService, compile_mcp_backend
+from agentgateway.policy.a2a import A2aPolicy
+from agentgateway.policy.api_key import ApiKeyPolicy
+from agentgateway.policy.authorization import AuthorizationPolicy
+from agentgateway.policy.backend_auth import SigningBuffer, compile_backend_auth
+from agentgateway.policy.basic_auth import BasicAuthPolicy
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
+from agentgateway.policy.cors import Cors
+from agentgateway.policy.csrf import Csrf
 from agentgateway.policy.direct_response import DirectResponse
+from agentgateway.policy.ext_authz import ExtAuthz
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from agentgateway.policy.health import EndpointHealth, HealthPolicy
+from agentgateway.policy.jwt_auth import JwtAuthPolicy
 from agentgateway.policy.local_rate_limit import LocalRateLimit
+from agentgateway.policy.mcp_authentication import McpAuthenticationPolicy
 from agentgateway.policy.remote_rate_limit import RemoteRateLimit
 from agentgateway.policy.request_mirror import RequestMirror
 from agentgateway.policy.request_redirect import RequestRedirect
@@ -77,7 +90,11 @@ def _duration(value: str | None, default: float, where: str) -> float:
         raise ConfigError(where, str(exc)) from None
 
 
-def _address(value: str | None, default: str, where: str) -> tuple[str, int] | None:
+def _address(value: str | bool | None, default: str, where: str) -> tuple[str, int] | None:
+    if value is False:
+        return None
+    if value is True:
+        raise ConfigError(where, "expected ip:port or off")
     text = default if value is None else value
     if text == "off":
         return None
@@ -183,6 +200,7 @@ class _Compiler:
         self.named: dict[str, tuple[NamedBackend, int]] = {}
         self._client_tls: dict[tuple[object, ...], UpstreamTls] = {}
         self.previous_health: HealthState = previous_health or {}
+        self.limits = ServerLimits()
         self.health_state: HealthState = {}
 
     # ------------------------------------------------------------------ backends
@@ -240,6 +258,9 @@ class _Compiler:
         policies = route.policies
         route_tls = policies.backend_tls if policies else None
         route_health = policies.health if policies else None
+        route_auth = (
+            (policies.backend_auth, f"{where}.policies.backendAuth") if policies and policies.backend_auth else None
+        )
         items: list[tuple[Backend, int]] = []
         for j, rb in enumerate(route.backends):
             bwhere = f"{where}.backends[{j}]"
@@ -249,6 +270,12 @@ class _Compiler:
                 raise ConfigError(bwhere, "exactly one of host, backend or mcp must be set")
             inline_tls = _tls_of(rb.policies)
             inline_health = rb.policies.health if rb.policies else None
+            inline_auth = (
+                (rb.policies.backend_auth, f"{bwhere}.policies.backendAuth")
+                if rb.policies and rb.policies.backend_auth
+                else None
+            )
+            auth = inline_auth or route_auth
             target: Backend
             http: HttpTarget | None = None
             health, hwhere = None, ""
@@ -264,12 +291,19 @@ class _Compiler:
                 target = compile_mcp_backend(
                     rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target, self.base_dir, authorization=authz
                 )
+                self.mcp_auth(target, auth)
             else:
                 assert rb.backend is not None
                 found = self.named.get(rb.backend)
                 if found is None:
                     raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
                 nb, k = found
+                named_auth = (
+                    (nb.policies.backend_auth, f"backends[{k}].policies.backendAuth")
+                    if nb.policies and nb.policies.backend_auth
+                    else None
+                )
+                auth = auth or named_auth
                 if nb.mcp is not None:
                     authz = _mcp_authorization(
                         (policies, where), (nb.policies, f"backends[{k}]"), (rb.policies, bwhere)
@@ -277,6 +311,7 @@ class _Compiler:
                     target = compile_mcp_backend(
                         nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target, self.base_dir, authorization=authz
                     )
+                    self.mcp_auth(target, auth)
                 else:
                     assert nb.host is not None
                     # Precedence as the reference: backend-level < route-level < backendRef inline.
@@ -291,6 +326,8 @@ class _Compiler:
                         health, hwhere = named_health, f"backends[{k}].policies.health"
             if http is not None and health is not None:
                 http.health = self.endpoint_health(http, HealthPolicy(health, hwhere))
+            if http is not None and auth is not None:
+                http.auth = compile_backend_auth(auth[0], auth[1], http.host, self.base_dir)
             items.append((target, rb.weight))
         if len({t.kind for t, _ in items}) > 1:
             raise ConfigError(f"{where}.backends", "a route's backends are either all MCP or all HTTP")
@@ -303,6 +340,26 @@ class _Compiler:
                     raise ConfigError(f"{pwhere}.policies.mcpAuthorization", "applies to MCP backends only")
         return WeightedChoice(items)
 
+    def mcp_auth(self, service: McpService, auth: tuple[BackendAuthConfig, str] | None) -> None:
+        """A route's (or named backend's) backendAuth for the HTTP targets of an MCP backend that
+        have none of their own."""
+        if auth is None:
+            return
+        for spec in service.targets:
+            if spec.http is not None and spec.http.auth is None:
+                spec.http.auth = compile_backend_auth(auth[0], auth[1], spec.http.host, self.base_dir, mcp=True)
+
+    def with_signing_buffer(self, chain: PolicyChain, backends: WeightedChoice[Backend]) -> PolicyChain:
+        """Routes whose backend signs the body (backendAuth aws) read it whole first."""
+        if not any(isinstance(t, HttpTarget) and t.auth is not None and t.auth.needs_body for t in backends.items):
+            return chain
+        policies: list[Policy] = []
+        for p in (*chain.request, *chain.response):
+            if all(p is not q for q in policies):
+                policies.append(p)
+        policies.append(SigningBuffer(self.limits.max_buffer_size))
+        return PolicyChain(policies)
+
     def endpoint_health(self, target: HttpTarget, policy: HealthPolicy) -> EndpointHealth:
         """The health record of a backend under a policy, carried over from the previous config."""
         key = (*target.pool_key, policy.fingerprint)
@@ -312,19 +369,44 @@ class _Compiler:
         self.health_state[key] = state
         return state
 
-    def simple_target(self, host: str | None, backend: str | None, where: str) -> HttpTarget:
-        """A backend named inline (mirror, rate-limit service): ``host`` or a named backend."""
+    def simple_target(
+        self, host: str | None, backend: str | None, where: str, tls: BackendTls | None = None
+    ) -> HttpTarget:
+        """A backend named inline (mirror, rate-limit or authorization service): ``host`` or a
+        named backend; ``tls`` (the reference's inline ``policies.backendTLS``) wins."""
         if (host is None) == (backend is None):
             raise ConfigError(where, "exactly one of host or backend must be set")
         if host is not None:
-            return self.http_target(host, None, host, where)
+            return self.http_target(host, tls, host, where)
         assert backend is not None
         found = self.named.get(backend)
         if found is None:
             raise ConfigError(f"{where}.backend", f"no backend named {backend!r} in backends[]")
         nb, k = found
-        assert nb.host is not None
-        return self.http_target(nb.host, _tls_of(nb.policies), nb.name, f"backends[{k}]")
+        if nb.host is None:
+            raise ConfigError(f"{where}.backend", f"backend {backend!r} is not a host backend")
+        return self.http_target(nb.host, tls or _tls_of(nb.policies), nb.name, f"backends[{k}]")
+
+    def ext_authz(self, cfg: ExtAuthzConfig, where: str, labels: tuple[str, str, str]) -> ExtAuthz:
+        tls = None
+        if cfg.policies is not None:
+            if cfg.policies.backend_auth is not None or cfg.policies.health is not None:
+                raise ConfigError(f"{where}.policies", "only backendTLS applies to the authorization service")
+            tls = cfg.policies.backend_tls
+        target = self.simple_target(cfg.host, cfg.backend, where, tls)
+        grpc_tls = None
+        grpc = cfg.protocol is None or cfg.protocol.http is None
+        if grpc and target.tls is not None:
+            settings = tls or (_tls_of(self.named[cfg.backend][0].policies) if cfg.backend else None)
+            assert settings is not None
+            tw = f"{where}.policies.backendTLS"
+            if settings.insecure or settings.insecure_host:
+                raise ConfigError(tw, "gRPC to the authorization service always verifies its certificate")
+            root = read_pem(settings.root, self.base_dir, f"{tw}.root").encode() if settings.root else None
+            cert = read_pem(settings.cert, self.base_dir, f"{tw}.cert").encode() if settings.cert else None
+            key = read_pem(settings.key, self.base_dir, f"{tw}.key").encode() if settings.key else None
+            grpc_tls = (root, key, cert)
+        return ExtAuthz(cfg, where, target, grpc_tls, labels)
 
     # ------------------------------------------------------------------ policies
 
@@ -335,12 +417,25 @@ class _Compiler:
         where: str,
         identity: str,
         labels: tuple[str, str, str],
+        inherited: tuple[Policy, ...] = (),
     ) -> tuple[PolicyChain, TimeoutPolicy | None, RetryPolicy | None, RequestMirror | None]:
-        """The chain of a route's policies and its upstream-call policies."""
+        """The chain of a route's policies and its upstream-call policies. ``inherited``: the
+        gateway-level policies of its listener (a route's own authentication policy of a kind
+        replaces the gateway's; authorization rules of both apply)."""
         if p is None:
-            return EMPTY_CHAIN, None, None, None
+            return (PolicyChain(inherited) if inherited else EMPTY_CHAIN), None, None, None
         pw = f"{where}.policies"
-        chain: list[Policy] = []
+        chain: list[Policy] = self.security_policies(p, pw)
+        own = {policy.kind for policy in chain}
+        chain += [policy for policy in inherited if policy.kind == "authorization" or policy.kind not in own]
+        if p.mcp_authentication is not None:
+            chain.append(McpAuthenticationPolicy(p.mcp_authentication, self.base_dir, f"{pw}.mcpAuthentication"))
+        if p.cors is not None:
+            chain.append(Cors(p.cors, f"{pw}.cors"))
+        if p.csrf is not None:
+            chain.append(Csrf(p.csrf, f"{pw}.csrf"))
+        if p.ext_authz is not None:
+            chain.append(self.ext_authz(p.ext_authz, f"{pw}.extAuthz", labels))
         if p.request_header_modifier is not None:
             chain.append(RequestHeaderModifier(p.request_header_modifier, f"{pw}.requestHeaderModifier"))
         if p.response_header_modifier is not None:
@@ -351,6 +446,9 @@ class _Compiler:
             chain.append(RequestRedirect(p.request_redirect, f"{pw}.requestRedirect", matches))
         if p.direct_response is not None:
             chain.append(DirectResponse(p.direct_response, f"{pw}.directResponse"))
+        if p.a2a is not None:
+            rewrite = p.url_rewrite.path if p.url_rewrite is not None else None
+            chain.append(A2aPolicy(p.a2a, f"{pw}.a2a", rewrite.prefix if rewrite is not None else None))
         if p.transformations is not None:
             chain.append(Transformations(p.transformations, f"{pw}.transformations"))
         if p.local_rate_limit:
@@ -373,20 +471,40 @@ class _Compiler:
             mirror = RequestMirror(target, p.request_mirror.percentage, mw)
         return PolicyChain(chain), timeout, retry, mirror
 
+    def security_policies(self, p: RoutePolicies | GatewayListener, where: str) -> list[Policy]:
+        """The authentication and authorization policies a route or a gateway sets."""
+        out: list[Policy] = []
+        if p.jwt_auth is not None:
+            out.append(JwtAuthPolicy(p.jwt_auth, self.base_dir, f"{where}.jwtAuth"))
+        if p.basic_auth is not None:
+            out.append(BasicAuthPolicy(p.basic_auth, self.base_dir, f"{where}.basicAuth"))
+        if p.api_key is not None:
+            out.append(ApiKeyPolicy(p.api_key, f"{where}.apiKey"))
+        if p.authorization is not None:
+            out.append(AuthorizationPolicy(p.authorization, f"{where}.authorization"))
+        return out
+
     def mcp_shortcut_bind(self, shortcut: McpShortcut) -> BindRuntime:
         """``mcp:``: one listener on its own port whose only route serves /mcp and /sse."""
         if not 0 < shortcut.port < 65536:
             raise ConfigError("mcp.port", "must be 1-65535")
         authz = _mcp_authorization((shortcut.policies, "mcp"))
         service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target, self.base_dir, authorization=authz)
+        if shortcut.policies is not None and shortcut.policies.a2a is not None:
+            raise ConfigError("mcp.policies.a2a", "a2a needs HTTP backends (this is an MCP endpoint)")
         gateway = f"bind/{shortcut.port}"
         chain, timeout, retry, mirror = self.route_policies(
             shortcut.policies, [], "mcp", f"{gateway}/mcp/mcp", (gateway, "mcp", "mcp")
         )
+        if shortcut.policies is not None and shortcut.policies.backend_auth is not None:
+            self.mcp_auth(service, (shortcut.policies.backend_auth, "mcp.policies.backendAuth"))
         route = CompiledRoute("mcp", gateway, "mcp", WeightedChoice([(service, 1)]), chain, timeout, retry, mirror)
+        prefixes = [b"/mcp", b"/sse"]
+        if shortcut.policies is not None and shortcut.policies.mcp_authentication is not None:
+            # The OAuth discovery documents mcpAuthentication answers (RFC 9728, RFC 8414).
+            prefixes += [b"/.well-known/oauth-protected-resource", b"/.well-known/oauth-authorization-server"]
         rules = [
-            RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order)
-            for order, prefix in enumerate((b"/mcp", b"/sse"))
+            RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order) for order, prefix in enumerate(prefixes)
         ]
         listener = ListenerRuntime("mcp", gateway, None, "HTTP", None, RouteTable({b"": rules}))
         return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
@@ -432,6 +550,7 @@ class _Compiler:
         return RouteRule(route, kind, value, regex, method, headers, query, order)
 
     def compile(self, limits: ServerLimits) -> RuntimeConfig:
+        self.limits = limits
         self.index_named_backends()
         sources: dict[int, tuple[str, list[_ListenerSource]]] = {}
         for i, bind in enumerate(self.cfg.binds):
@@ -475,9 +594,18 @@ class _Compiler:
             if gw.port in sources:
                 raise ConfigError(f"{where}.port", f"port {gw.port} is also used by {sources[gw.port][0]}")
             listeners = []
+            gateway_policies = self.security_policies(gw, where)
             if not gw.listeners:
                 listeners.append(
-                    _ListenerSource(name, gw.hostname, _gateway_protocol(gw.protocol, gw.tls, where), gw.tls, where, [])
+                    _ListenerSource(
+                        name,
+                        gw.hostname,
+                        _gateway_protocol(gw.protocol, gw.tls, where),
+                        gw.tls,
+                        where,
+                        [],
+                        tuple(gateway_policies),
+                    )
                 )
                 refs[name] = listeners
             else:
@@ -486,6 +614,9 @@ class _Compiler:
                 for j, ls in enumerate(gw.listeners):
                     lwhere = f"{where}.listeners[{j}]"
                     lname = ls.name or f"listener{j}"
+                    own = self.security_policies(ls, lwhere)
+                    kinds = {policy.kind for policy in own}
+                    merged = own + [p for p in gateway_policies if p.kind == "authorization" or p.kind not in kinds]
                     source = _ListenerSource(
                         f"{name}/{lname}",
                         ls.hostname,
@@ -493,6 +624,7 @@ class _Compiler:
                         ls.tls,
                         lwhere,
                         [],
+                        tuple(merged),
                     )
                     if source.name in refs:
                         raise ConfigError(f"{lwhere}.name", f"two listeners of gateway {name} are named {lname!r}")
@@ -558,18 +690,27 @@ class _Compiler:
                 if route.namespace:
                     route_name = f"{route.namespace}/{route_name}"
                 chain, timeout, retry, mirror = self.route_policies(
-                    route.policies, route.matches, rwhere, f"{gateway}/{name}/{route_name}", (gateway, name, route_name)
+                    route.policies,
+                    route.matches,
+                    rwhere,
+                    f"{gateway}/{name}/{route_name}",
+                    (gateway, name, route_name),
+                    ls.policies,
                 )
+                backends = self.route_backends(route, rwhere)
+                chain = self.with_signing_buffer(chain, backends)
                 compiled = CompiledRoute(
                     route_name,
                     gateway,
                     name,
-                    self.route_backends(route, rwhere),
+                    backends,
                     chain,
                     timeout,
                     retry,
                     mirror,
                 )
+                if compiled.mcp_backends and route.policies is not None and route.policies.a2a is not None:
+                    raise ConfigError(f"{rwhere}.policies.a2a", "a2a needs HTTP backends (this route's are MCP)")
                 route_rules = self.route_rules(route, compiled, rwhere, order)
                 order += 1
                 patterns = route.hostnames or [""]
@@ -594,7 +735,7 @@ class _ListenerSource:
     """A listener as written in either form (``binds`` or ``gateways``), with its routes and the
     path of each in the file."""
 
-    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes")
+    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes", "policies")
 
     def __init__(
         self,
@@ -604,6 +745,7 @@ class _ListenerSource:
         tls: ListenerTls | None,
         where: str,
         routes: list[tuple[Route, str]],
+        policies: tuple[Policy, ...] = (),
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -611,6 +753,8 @@ class _ListenerSource:
         self.tls = tls
         self.where = where
         self.routes = routes
+        # gateway-phase policies, applied to every route of the listener
+        self.policies = policies
 
 
 def _gateway_protocol(protocol: str | None, tls: ListenerTls | None, where: str) -> str:
@@ -656,7 +800,8 @@ def _value_matcher(name: bytes, value: ValueMatch, where: str) -> ValueMatcher:
 
 
 def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
-    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp.sessionTtl``."""
+    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp``:
+    ``sessionTtl``, ``stdioSessionTtl`` and ``maxStdioSessions``."""
     raw = cfg.config
     key_text = raw.session.key if raw and raw.session and raw.session.key else os.environ.get("SESSION_KEY")
     key = None
@@ -668,9 +813,13 @@ def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
         if key is None or len(key) != 32:
             where = "config.session.key" if raw and raw.session and raw.session.key else "SESSION_KEY"
             raise ConfigError(where, "must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`")
-    ttl_text = raw.mcp.session_ttl if raw and raw.mcp else None
-    ttl = _duration(ttl_text, 30 * 60.0, "config.mcp.sessionTtl")
-    return McpSessionSettings(key, ttl)
+    mcp = raw.mcp if raw else None
+    ttl = _duration(mcp.session_ttl if mcp else None, 30 * 60.0, "config.mcp.sessionTtl")
+    stdio_ttl = _duration(mcp.stdio_session_ttl if mcp else None, 5 * 60.0, "config.mcp.stdioSessionTtl")
+    max_stdio = mcp.max_stdio_sessions if mcp and mcp.max_stdio_sessions is not None else 64
+    if max_stdio < 1:
+        raise ConfigError("config.mcp.maxStdioSessions", "must be at least 1")
+    return McpSessionSettings(key, ttl, stdio_ttl, max_stdio)
 
 
 def compile_config(

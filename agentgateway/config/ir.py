@@ -95,15 +95,18 @@ class StaticSettings:
 
 
 class McpSessionSettings:
-    """How MCP session ids are protected and how long an idle session lives."""
+    """How MCP session ids are protected and how long an idle session lives; how long, and how
+    many, sessions that hold stdio processes live (per MCP backend and worker)."""
 
-    __slots__ = ("key", "ttl")
+    __slots__ = ("key", "ttl", "stdio_ttl", "max_stdio")
 
-    def __init__(self, key: bytes | None, ttl: float) -> None:
+    def __init__(self, key: bytes | None, ttl: float, stdio_ttl: float = 300.0, max_stdio: int = 64) -> None:
         # None: no configured key; the supervisor then makes one per gateway run, shared by its
         # workers (sessions survive a worker change but not a restart, nor reach other replicas).
         self.key = key
         self.ttl = ttl
+        self.stdio_ttl = stdio_ttl
+        self.max_stdio = max_stdio
 
 
 class ListenerRuntime:

@@ -47,12 +47,16 @@ class SessionSettings(Schema, frozen=True):
 
 class McpSettings(Schema, frozen=True):
     session_ttl: str | None = None
+    # Additions: bounds on the sessions that hold stdio processes.
+    stdio_session_ttl: str | None = None
+    max_stdio_sessions: int | None = None
 
 
 class RawConfig(Schema, frozen=True):
-    admin_addr: str | None = None
-    stats_addr: str | None = None
-    readiness_addr: str | None = None
+    # `off` disables a plane; unquoted, YAML reads it as false, which means the same.
+    admin_addr: str | bool | None = None
+    stats_addr: str | bool | None = None
+    readiness_addr: str | bool | None = None
     # addition: worker processes sharing the listeners (default: one per core)
     workers: int | None = None
     logging: LoggingSettings | None = None
@@ -332,17 +336,151 @@ class McpAuthorization(Schema, frozen=True):
     rules: list[str | dict[str, str]]
 
 
+# ---------------------------------------------------------------- security policies
+
+
+class Cors(Schema, frozen=True):
+    """``cors``: answered preflights and the response headers of allowed cross-origin requests."""
+
+    allow_credentials: bool = False
+    allow_headers: list[str] = []
+    allow_methods: list[str] = []
+    allow_origins: list[str] = []
+    expose_headers: list[str] = []
+    max_age: str | None = None
+
+
+class Csrf(Schema, frozen=True):
+    """``csrf``: unsafe methods must come from the request's own origin (or these)."""
+
+    additional_origins: list[str] = []
+
+
+class ExtAuthzBody(Schema, frozen=True):
+    max_request_bytes: int = 8192
+    allow_partial_message: bool = False
+    pack_as_bytes: bool = False
+
+
+class ExtAuthzGrpc(Schema, frozen=True):
+    # static values sent as the check's context_extensions
+    context: dict[str, str] = {}
+    metadata: NotSupported = UNSET
+
+
+class ExtAuthzHttp(Schema, frozen=True):
+    # CEL expressions
+    path: str | None = None
+    redirect: str | None = None
+    body: str | None = None
+    add_request_headers: dict[str, str] = {}
+    include_response_headers: list[str] = []
+    metadata: NotSupported = UNSET
+
+
+class ExtAuthzProtocol(Schema, frozen=True):
+    """Exactly one of the two (gRPC when the whole key is unset)."""
+
+    grpc: ExtAuthzGrpc | None = None
+    http: ExtAuthzHttp | None = None
+
+
+class DenyWithStatus(Schema, frozen=True):
+    deny_with_status: int
+
+
+class ExtAuthz(Schema, frozen=True):
+    """``extAuthz``: an external authorization service (Envoy's ext_authz, gRPC or HTTP)."""
+
+    host: str | None = None
+    backend: str | None = None
+    policies: BackendPolicies | None = None
+    protocol: ExtAuthzProtocol | None = None
+    failure_mode: Literal["allow", "deny"] | DenyWithStatus = "deny"
+    include_request_headers: list[str] = []
+    include_request_body: ExtAuthzBody | None = None
+    # addition: deadline of one check (default 2s)
+    timeout: str | None = None
+    service: NotSupported = UNSET
+    cache: NotSupported = UNSET
+    conditional: NotSupported = UNSET
+
+
+class FileRef(Schema, frozen=True):
+    file: str
+
+
+class HeaderLocation(Schema, frozen=True):
+    name: str
+    # removed from the value before validation, compared without case ("Bearer ", "Basic ")
+    prefix: str | None = None
+
+
+class NamedLocation(Schema, frozen=True):
+    name: str
+
+
+class AuthorizationLocation(Schema, frozen=True):
+    """Exactly one: a header (with an optional prefix), a query parameter or a cookie."""
+
+    header: HeaderLocation | None = None
+    query_parameter: NamedLocation | None = None
+    cookie: NamedLocation | None = None
+
+
+class BackendKey(Schema, frozen=True):
+    """The object form of ``backendAuth.key``: ``value`` (inline or ``{file}``) or ``file``."""
+
+    value: str | FileRef | None = None
+    file: str | None = None
+    location: AuthorizationLocation | None = None
+
+
+class Passthrough(Schema, frozen=True):
+    location: NotSupported = UNSET
+
+
+class GcpAuth(Schema, frozen=True):
+    type: Literal["accessToken", "idToken", "AccessToken", "IdToken"] | None = None
+    audience: str | None = None
+
+
+class AwsAuth(Schema, frozen=True):
+    """Explicit credentials (``accessKeyId`` and ``secretAccessKey``), or none: the standard chain."""
+
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    region: str | None = None
+    service_name: str | None = None
+    assume_role: NotSupported = UNSET
+
+
+class BackendAuth(Schema, frozen=True):
+    """``backendAuth``: credentials the gateway adds to the requests it sends a backend. Exactly one."""
+
+    passthrough: Passthrough | None = None
+    key: str | BackendKey | None = None
+    gcp: GcpAuth | None = None
+    aws: AwsAuth | None = None
+    azure: NotSupported = UNSET
+    copilot: NotSupported = UNSET
+    jwt_sign: NotSupported = UNSET
+    oauth_token_exchange: NotSupported = UNSET
+    cross_app_access: NotSupported = UNSET
+
+
 class BackendPolicies(Schema, frozen=True):
     """Policies that apply to the call to one backend."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    backend_auth: BackendAuth | None = None
     health: Health | None = None
     request_header_modifier: NotSupported = UNSET
     response_header_modifier: NotSupported = UNSET
     request_redirect: NotSupported = UNSET
     request_mirror: NotSupported = UNSET
     transformations: NotSupported = UNSET
-    backend_auth: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
     backend_http: NotSupported = UNSET
     backend_tcp: NotSupported = UNSET
@@ -358,6 +496,110 @@ class BackendPolicies(Schema, frozen=True):
     ai: NotSupported = UNSET
     authorization: NotSupported = UNSET
     ext_authz: NotSupported = UNSET
+
+
+# ---------------------------------------------------------------- security policies
+
+
+class CredentialLocation(Schema, frozen=True):
+    """Where a credential is read from: exactly one of the four."""
+
+    header: HeaderLocation | None = None
+    query_parameter: NamedLocation | None = None
+    cookie: NamedLocation | None = None
+    # CEL giving the credential (read only: nothing is removed from the request)
+    expression: str | None = None
+
+
+class JwksSource(Schema, frozen=True):
+    """Exactly one: a file, a URL (fetched, cached, fetched again for an unknown ``kid``), or
+    (addition) the key set written out in place (``keys: [...]``). A string is the JWKS as JSON."""
+
+    file: str | None = None
+    url: str | None = None
+    keys: list[dict[str, Any]] | None = None
+
+
+class JwtValidationOptions(Schema, frozen=True):
+    # claims that must be present: exp, nbf, aud, iss, sub (default [exp])
+    required_claims: list[str] | None = None
+
+
+class JwtProvider(Schema, frozen=True):
+    issuer: str
+    jwks: JwksSource | str
+    audiences: list[str] | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+
+
+class JwtAuth(Schema, frozen=True):
+    """``jwtAuth``: one issuer (``issuer``, ``audiences``, ``jwks``) or several (``providers``)."""
+
+    mode: Literal["strict", "optional", "permissive"] = "optional"
+    issuer: str | None = None
+    audiences: list[str] | None = None
+    jwks: JwksSource | str | None = None
+    providers: list[JwtProvider] | None = None
+    location: CredentialLocation | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+
+
+class McpAuthentication(Schema, frozen=True):
+    """``mcpAuthentication``: the gateway as the OAuth resource server of an MCP endpoint."""
+
+    issuer: str
+    audiences: list[str]
+    resource_metadata: dict[str, Any] = {}
+    # default: <issuer>/.well-known/jwks.json
+    jwks: JwksSource | str | None = None
+    mode: Literal["strict", "optional", "permissive"] = "strict"
+    authorization_location: CredentialLocation | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+    provider: NotSupported = UNSET
+    client_id: NotSupported = UNSET
+    client_secret: NotSupported = UNSET
+    relay_signing_key: NotSupported = UNSET
+
+
+class ApiKeyEntry(Schema, frozen=True):
+    """One accepted key: exactly one of ``key`` and ``keyHash`` (``sha256:<hex>`` or bcrypt)."""
+
+    key: str | None = None
+    key_hash: str | None = None
+    metadata: dict[str, Any] | None = None
+    allowed_models: NotSupported = UNSET
+
+
+class ApiKey(Schema, frozen=True):
+    keys: list[ApiKeyEntry]
+    mode: Literal["strict", "optional", "permissive"] = "optional"
+    location: CredentialLocation | None = None
+
+
+class HtpasswdFile(Schema, frozen=True):
+    file: str
+
+
+class BasicAuth(Schema, frozen=True):
+    """``basicAuth``: ``htpasswd`` is the file's text, or ``{file: path}``."""
+
+    htpasswd: HtpasswdFile | str
+    realm: str | None = None
+    mode: Literal["strict", "optional"] = "optional"
+    authorization_location: CredentialLocation | None = None
+
+
+class Authorization(Schema, frozen=True):
+    """``authorization``: CEL rules, each a string (allow) or ``{allow|deny|require: CEL}``."""
+
+    rules: list[str | dict[str, str]] = []
+
+
+class A2aPolicy(Schema, frozen=True):
+    """``a2a: {}``: the route serves an A2A agent."""
+
+    # addition: an event stream quiet for this long gets a comment line (0s: never); default 15s
+    keep_alive_interval: str | None = None
 
 
 class DirectResponse(Schema, frozen=True):
@@ -385,22 +627,22 @@ class RoutePolicies(Schema, frozen=True):
     timeout: Timeout | None = None
     retry: Retry | None = None
     health: Health | None = None
-    cors: NotSupported = UNSET
-    csrf: NotSupported = UNSET
-    authorization: NotSupported = UNSET
+    jwt_auth: JwtAuth | None = None
+    mcp_authentication: McpAuthentication | None = None
+    basic_auth: BasicAuth | None = None
+    api_key: ApiKey | None = None
+    authorization: Authorization | None = None
+    cors: Cors | None = None
+    csrf: Csrf | None = None
+    ext_authz: ExtAuthz | None = None
+    backend_auth: BackendAuth | None = None
     mcp_authorization: McpAuthorization | None = None
-    mcp_authentication: NotSupported = UNSET
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
-    a2a: NotSupported = UNSET
+    a2a: A2aPolicy | None = None
     ai: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
-    backend_auth: NotSupported = UNSET
-    jwt_auth: NotSupported = UNSET
     oidc: NotSupported = UNSET
-    basic_auth: NotSupported = UNSET
-    api_key: NotSupported = UNSET
-    ext_authz: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
     buffer: NotSupported = UNSET
     delay: NotSupported = UNSET
@@ -442,11 +684,11 @@ class McpOpenApi(McpHost, frozen=True):
 
 class McpTargetPolicies(Schema, frozen=True):
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    backend_auth: BackendAuth | None = None
     mcp_authorization: McpAuthorization | None = None
     ext_mcp: NotSupported = UNSET
     request_header_modifier: NotSupported = UNSET
     transformations: NotSupported = UNSET
-    backend_auth: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
@@ -482,6 +724,7 @@ class McpBackend(Schema, frozen=True):
     prefix_mode: Literal["always", "conditional", "never"] | None = None
     failure_mode: Literal["failClosed", "failOpen"] | None = None
     tool_pinning: ToolPinning | None = None  # addition
+    dns_rebinding_protection: bool = False
 
 
 class RouteBackend(Schema, frozen=True):
@@ -562,16 +805,17 @@ class GatewayListener(Schema, frozen=True):
     hostname: str | None = None
     protocol: Literal["HTTP", "HTTPS", "TCP", "TLS"] | None = None
     tls: ListenerTls | None = None
-    # gateway-phase policies (the security issue)
+    # gateway-phase policies: apply to every route of the listener (a route's own jwtAuth,
+    # basicAuth or apiKey replaces the gateway's; authorization rules of both apply)
+    jwt_auth: JwtAuth | None = None
+    basic_auth: BasicAuth | None = None
+    api_key: ApiKey | None = None
+    authorization: Authorization | None = None
     oidc: NotSupported = UNSET
-    jwt_auth: NotSupported = UNSET
-    authorization: NotSupported = UNSET
     ext_authz: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
     cors: NotSupported = UNSET
     transformations: NotSupported = UNSET
-    basic_auth: NotSupported = UNSET
-    api_key: NotSupported = UNSET
 
 
 class Gateway(GatewayListener, frozen=True):
@@ -595,7 +839,6 @@ class McpShortcut(McpBackend, frozen=True):
     port: int = 3000
     policies: RoutePolicies | None = None
     gateways: NotSupported = UNSET
-    dns_rebinding_protection: NotSupported = UNSET
 
 
 class LocalConfig(Schema, frozen=True):

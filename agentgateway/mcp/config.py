@@ -18,6 +18,7 @@ from agentgateway.mcp.access import McpAccess
 from agentgateway.mcp.authorization import McpAuthorization as CompiledAuthorization
 from agentgateway.mcp.openapi import OpenApiError, OpenApiTools
 from agentgateway.mcp.pinning import PinStore, ToolPins, read_pin_file, valid_digest
+from agentgateway.policy.backend_auth import compile_backend_auth
 from agentgateway.policy.cel import CelRuleSet
 from agentgateway.upstream.target import HttpTarget, split_host_port
 
@@ -86,6 +87,7 @@ class McpService:
         "fail_open",
         "target_names",
         "access",
+        "localhost_only",
     )
     kind = "mcp"
 
@@ -97,6 +99,7 @@ class McpService:
         prefix_mode: str,
         fail_open: bool,
         access: McpAccess | None = None,
+        localhost_only: bool = False,
     ) -> None:
         self.label = label
         self.targets = targets
@@ -110,6 +113,8 @@ class McpService:
         self.fail_open = fail_open
         # mcpAuthorization and toolPinning; None when neither is configured (nothing to check).
         self.access = access if access else None
+        # dnsRebindingProtection: Host and Origin must be localhost names (mcp/origin.py).
+        self.localhost_only = localhost_only
 
 
 def _http_location(host: McpHost, default_path: str, where: str) -> tuple[str, int, bool, str]:
@@ -152,6 +157,7 @@ def _compile_openapi(cfg: McpTarget, where: str, make_http: MakeHttpTarget, base
     if tls is None and implicit_tls:
         tls = BackendTls()
     http = make_http(host, port, tls, cfg.name, owhere)
+    _target_auth(cfg, http, where, base_dir)
     source = api.schema
     if source is None:
         raise ConfigError(f"{owhere}.schema", "required: the OpenAPI document (file, inline or url)")
@@ -204,6 +210,8 @@ def compile_target(
             raise ConfigError(f"{where}.stdio.cmd", "must not be empty")
         if cfg.policies and cfg.policies.backend_tls:
             raise ConfigError(f"{where}.policies.backendTLS", "a stdio target has no network connection")
+        if cfg.policies and cfg.policies.backend_auth:
+            raise ConfigError(f"{where}.policies.backendAuth", "a stdio target has no network connection")
         return McpTargetSpec(
             cfg.name,
             STDIO,
@@ -223,7 +231,15 @@ def compile_target(
     if tls is None and implicit_tls:
         tls = BackendTls()  # an https URL means TLS with the system roots
     http = make_http(host, port, tls, cfg.name, f"{where}.{kind}")
+    _target_auth(cfg, http, where, base_dir)
     return McpTargetSpec(cfg.name, kind, http=http, path=path.encode())
+
+
+def _target_auth(cfg: McpTarget, http: HttpTarget, where: str, base_dir: Path | None) -> None:
+    """``policies.backendAuth`` of an HTTP target: applied by the client to every request."""
+    auth = cfg.policies.backend_auth if cfg.policies else None
+    if auth is not None:
+        http.auth = compile_backend_auth(auth, f"{where}.policies.backendAuth", http.host, base_dir, mcp=True)
 
 
 # mcpAuthorization rule sets attached above the backend (route, backend reference), with the
@@ -258,6 +274,7 @@ def compile_mcp_backend(
         prefix_mode=cfg.prefix_mode or "conditional",
         fail_open=cfg.failure_mode == "failOpen",
         access=McpAccess(rules, pins),
+        localhost_only=cfg.dns_rebinding_protection,
     )
 
 

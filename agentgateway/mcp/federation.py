@@ -199,9 +199,10 @@ class Federation:
             session.inflight[client_id] = (upstream, upstream_id)
 
         try:
-            return await upstream.call(method, upstream_params, relay, track=track)
+            result = await upstream.call(method, upstream_params, relay, track=track)
         finally:
             session.inflight.pop(client_id, None)
+        return self.to_client_result(session, target, method, result)
 
     async def route(
         self, session: DownstreamSession, method: str, params: dict[str, Any]
@@ -296,6 +297,17 @@ class Federation:
 
     # ------------------------------------------------------------------ server → client
 
+    def to_client_result(
+        self, session: DownstreamSession, target: str, method: str, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A routed call's result as the client must see it: what ``resources/read`` returns
+        names the URIs as the client knows them (``<target>+<uri>``), as agentgateway does."""
+        if method == "resources/read" and session.service.prefix:
+            contents = result.get("contents")
+            if isinstance(contents, list):
+                result = {**result, "contents": [_prefixed_content(target, c) for c in contents]}
+        return result
+
     def from_upstream(self, session: DownstreamSession, target: str, msg: Message) -> Message | None:
         """A message a server sent, as the client must see it."""
         service = session.service
@@ -312,6 +324,13 @@ class Federation:
 def _offers(upstream: UpstreamSession, capability: str) -> bool:
     caps = (upstream.init_result or {}).get("capabilities")
     return isinstance(caps, dict) and capability in caps
+
+
+def _prefixed_content(target: str, content: Any) -> Any:
+    uri = content.get("uri") if isinstance(content, dict) else None
+    if isinstance(uri, str) and _has_scheme(uri):
+        return {**content, "uri": f"{target}+{uri}"}
+    return content
 
 
 def _has_scheme(uri: str) -> bool:

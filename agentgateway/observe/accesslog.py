@@ -69,6 +69,9 @@ class AccessLog:
                 fields[key] = ctx.mcp_resource
         if ctx.mcp_session:
             fields["mcp.session.id"] = ctx.mcp_session
+        a2a = ctx.a2a
+        if a2a is not None:
+            a2a.log_fields(fields, ctx.status)
         if ctx.reason:
             fields["reason"] = ctx.reason
         if ctx.error:

@@ -16,6 +16,11 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Requests sent again to a backend after a failed attempt (retry policy)",
         ("gateway", "listener", "route", "backend"),
     ),
+    "agentgateway_a2a_requests": (
+        "A2A calls by method, binding, final task state and error code (JSON-RPC code, REST reason, "
+        "or HTTP status of a failure)",
+        ("gateway", "listener", "route", "method", "binding", "task_state", "error_code"),
+    ),
     "agentgateway_rate_limit_decisions": (
         "Rate-limit checks by policy type and result (allowed, limited, failed_open, failed_closed)",
         ("gateway", "listener", "route", "type", "result"),
@@ -24,6 +29,10 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "MCP tools whose definition does not match its pin (toolPinning), by what was done: hidden "
         "(left out of a list), flagged (listed with a warning), refused (a call refused)",
         ("backend", "target", "tool", "action"),
+    ),
+    "agentgateway_ext_authz_decisions": (
+        "External authorization checks by result (allowed, denied, failed_open, failed_closed)",
+        ("gateway", "listener", "route", "result"),
     ),
 }
 

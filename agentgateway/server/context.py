@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
 from agentgateway.server.request import Headers
+
+if TYPE_CHECKING:
+    from agentgateway.a2a.facts import A2aFacts
+
+# Reads the request body for a policy: at most ``limit`` + 1 bytes are waited for; answers the
+# bytes received so far and whether they are the whole body (server/deferred.py).
+BodyReader = Callable[[int], Awaitable[tuple[bytes, bool]]]
 
 
 class RequestCtx:
@@ -48,6 +58,10 @@ class RequestCtx:
         "mcp_resource",
         "relayed",
         "cel_vars",
+        "identity",
+        "jwt_token",
+        "read_body",
+        "a2a",
     )
 
     def __init__(
@@ -111,6 +125,29 @@ class RequestCtx:
         # CEL variables policies learned about this request (``jwt``, ``apiKey``, ``basicAuth``,
         # ``mcp``, ``a2a``, ``llm``): what expressions and rules see besides request and source.
         self.cel_vars: dict[str, object] | None = None
+        # Set while asynchronous policies run (server/deferred.py): lets one look at the body
+        # (extAuthz includeRequestBody, the buffering backendAuth aws needs) without taking it.
+        self.read_body: BodyReader | None = None
+        # A2A facts (method, task, state), set by the ``a2a`` policy; None for other traffic.
+        self.a2a: A2aFacts | None = None
+        # Who the authentication policies proved the client is, as text fit for a fingerprint
+        # (``jwt:<iss> <sub>``, ``apiKey:<sha256>``, ``basic:<user>``; several joined by newlines);
+        # empty when none did. MCP sessions are bound to it (mcp/session.py).
+        self.identity = ""
+        # The JWT that jwtAuth validated and removed from the request: what backendAuth
+        # passthrough would send upstream again.
+        self.jwt_token: str | None = None
+
+    def learn(self, name: str, value: object) -> None:
+        """Set the CEL variable ``name`` (``jwt``, ``apiKey``, ...) for later policies."""
+        cel_vars = self.cel_vars
+        if cel_vars is None:
+            self.cel_vars = {name: value}
+        else:
+            cel_vars[name] = value
+
+    def add_identity(self, who: str) -> None:
+        self.identity = f"{self.identity}\n{who}" if self.identity else who
 
     @property
     def has_body(self) -> bool:

@@ -234,6 +234,11 @@ class HttpConnection(asyncio.Protocol):
         # The client half-closed. Finish the response in flight (if any), then close.
         if self._exchange is not None and not self._response_done:
             self._close_after = True
+            # An exchange streaming to a client that sends nothing (an event stream) may end now:
+            # that client has gone.
+            on_eof = getattr(self._exchange, "client_eof", None)
+            if on_eof is not None:
+                on_eof()
             return True
         return None
 

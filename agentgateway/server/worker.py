@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import uvloop
 
 from agentgateway.config.compile import compile_config
@@ -37,14 +39,14 @@ from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.log import access_log_enabled, setup_logging
 from agentgateway.observe.metrics import RequestMetrics
 from agentgateway.policy import buckets
-from agentgateway.policy.chain import respond
+from agentgateway.policy.chain import DEFER, respond
 from agentgateway.routing.route import CompiledRoute
 from agentgateway.server import control
 from agentgateway.server.context import RequestCtx
 from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
-from agentgateway.server.relay import BIND_HEADER, worker_socket
+from agentgateway.server.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, worker_socket
 from agentgateway.upstream.forward import HttpForward
 from agentgateway.upstream.pool import UpstreamPool
 
@@ -136,12 +138,16 @@ class Worker:
                 for policy in policies:
                     reply = policy.on_request(ctx)  # type: ignore[union-attr]
                     if reply is not None:
+                        if reply is DEFER:  # this policy must wait for I/O this time
+                            return DeferredExchange(self, conn, ctx, route, policies.index(policy), resume=True)
                         respond(conn, ctx, reply, chain)
                         return DISCARD
             else:
                 for i in range(first_async):
                     reply = policies[i].on_request(ctx)  # type: ignore[union-attr]
                     if reply is not None:
+                        if reply is DEFER:
+                            return DeferredExchange(self, conn, ctx, route, i, resume=True)
                         respond(conn, ctx, reply, chain)
                         return DISCARD
                 return DeferredExchange(self, conn, ctx, route, first_async)
@@ -175,6 +181,18 @@ class Worker:
             forwarded = ctx.header(b"x-forwarded-for")
             if forwarded:
                 ctx.client_ip = forwarded.rsplit(b",", 1)[-1].strip().decode("latin-1")
+            for name, value in ctx.headers:
+                if name == IDENTITY_HEADER:
+                    try:
+                        ctx.identity = bytes.fromhex(value.decode("latin-1")).decode()
+                    except (ValueError, UnicodeDecodeError):
+                        ctx.identity = ""
+                elif name == CEL_VARS_HEADER:
+                    try:
+                        learned = orjson.loads(base64.b64decode(value))
+                    except (ValueError, orjson.JSONDecodeError):
+                        learned = None
+                    ctx.cel_vars = learned if isinstance(learned, dict) else None
         return bind
 
     async def open_relay_socket(self) -> None:
@@ -199,6 +217,20 @@ class Worker:
         if ctx.mcp_method:
             tool = ctx.mcp_resource if ctx.mcp_method == "tools/call" else ""
             self.metrics.observe_mcp((ctx.route, ctx.mcp_method, ctx.mcp_target, tool))
+        a2a = ctx.a2a
+        if a2a is not None and (a2a.method or a2a.error_code):
+            COUNTERS.inc(
+                "agentgateway_a2a_requests",
+                (
+                    ctx.gateway,
+                    ctx.listener,
+                    ctx.route,
+                    a2a.method,
+                    a2a.binding,
+                    a2a.task_state,
+                    a2a.outcome_code(ctx.status),
+                ),
+            )
         if self.access_log.enabled:
             self.access_log.record(ctx, duration)
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from agentgateway.observe.counters import COUNTERS
+from agentgateway.policy.backend_auth import BackendAuth, BackendAuthError, HeaderEdits, Outbound
 from agentgateway.policy.chain import apply_response
 from agentgateway.policy.retry import IDEMPOTENT
 from agentgateway.server.http1 import PAUSE_BODY_BUFFER, PAUSE_UPSTREAM
@@ -61,6 +62,23 @@ _LAST_CHUNK = b"0\r\n\r\n"
 _REPLAY_LIMIT = 64 * 1024
 _PENDING_LIMIT = 256 * 1024
 
+_BODY_RELAY, _BODY_DROP, _BODY_PROCESS = 0, 1, 2
+
+
+class ResponseProcessor(Protocol):
+    """Takes over a proxied response from its head on (a policy's ``process_response`` made it,
+    having sent the head or decided to hold it): the agent card rewrite, stream observers."""
+
+    def body(self, chunk: bytes) -> bool:
+        """One body chunk. False: the processor has answered the request itself (an error)
+        and the rest of the upstream response is dropped."""
+
+    def end(self) -> bool:
+        """The upstream body is complete. False: the processor has already ended the response."""
+
+    def close(self) -> None:
+        """The exchange is over (or was cut short): release timers. Called once, last."""
+
 
 def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     """Header names a client lists in ``Connection`` (they are hop-by-hop too)."""
@@ -74,28 +92,41 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
 
 
 def build_request_head(
-    request: RequestCtx, chunked: bool, listed: frozenset[bytes] = frozenset(), body_length: int | None = None
+    request: RequestCtx,
+    chunked: bool,
+    listed: frozenset[bytes] = frozenset(),
+    body_length: int | None = None,
+    target: bytes | None = None,
+    edits: HeaderEdits = (),  # type: ignore[assignment]
+    _tokens_read: bool = False,
 ) -> bytes:
     """Request line and headers for the upstream, in one buffer. Headers named in the client's
     ``Connection`` header are hop-by-hop too; finding one (rare) restarts with them filtered.
-    ``body_length`` replaces the client's body framing (a transformed body)."""
+    ``body_length`` replaces the client's body framing (a transformed body); ``target`` and
+    ``edits`` are a backendAuth's (another request target, headers replaced or removed)."""
     headers = request.headers
-    parts = [request.method, b" ", request.target, b" HTTP/1.1\r\nhost: ", request.host, b"\r\n"]
+    skip = listed
+    if edits:
+        skip = listed | {name for name, _ in edits}
+    parts = [request.method, b" ", target or request.target, b" HTTP/1.1\r\nhost: ", request.host, b"\r\n"]
     forwarded_for = request.client_ip.encode()
     for name, value in headers:
         if name in _REQUEST_REWRITTEN:
             if name == b"x-forwarded-for":
                 forwarded_for = value + b", " + forwarded_for
-            elif name == b"connection" and not listed and value not in _PLAIN_CONNECTION:
+            elif name == b"connection" and not _tokens_read and value not in _PLAIN_CONNECTION:
                 tokens = _connection_tokens(headers)
                 if tokens:
-                    return build_request_head(request, chunked, tokens, body_length)
+                    return build_request_head(request, chunked, tokens, body_length, target, edits, True)
             continue
-        if listed and name in listed:
+        if skip and name in skip:
             continue
         if body_length is not None and name == b"content-length":
             continue
         parts += (name, b": ", value, b"\r\n")
+    for name, edited in edits:
+        if edited is not None:
+            parts += (name, b": ", edited, b"\r\n")
     parts += (b"x-forwarded-for: ", forwarded_for, b"\r\nx-forwarded-proto: ", request.scheme, b"\r\n")
     if body_length is not None:
         parts.append(b"content-length: %d\r\n" % body_length)
@@ -143,6 +174,7 @@ class HttpForward:
         "target",
         "upstream",
         "_head",
+        "_sent_head",
         "_chunked",
         "_no_body",
         "_body",
@@ -162,7 +194,8 @@ class HttpForward:
         "_attempt_timer",
         "_retry_timer",
         "_mirror",
-        "_replaced_body",
+        "_body_mode",
+        "_processor",
     )
 
     def __init__(self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute) -> None:
@@ -178,6 +211,8 @@ class HttpForward:
         self._chunked = ctx.chunked and body is None
         self._no_body = ctx.method == b"HEAD"
         self._head = b""
+        # What this attempt sends: the head, with the backend's credentials when it has some.
+        self._sent_head = b""
         self._pending: list[bytes] = [body] if body else []
         self._pending_bytes = len(body) if body else 0
         # Bytes for the upstream produced while handling one client read, written at its end.
@@ -196,7 +231,10 @@ class HttpForward:
         self._attempt_timer: asyncio.TimerHandle | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
         self._mirror: MirrorCall | None = None
-        self._replaced_body: bytes | None = None
+        # How response body chunks are handled: relayed, dropped (a policy replaced the body) or
+        # given to a response processor.
+        self._body_mode = _BODY_RELAY
+        self._processor: ResponseProcessor | None = None
 
     def start(self) -> None:
         route = self.route
@@ -242,15 +280,62 @@ class HttpForward:
             body = self._body
             self._head = build_request_head(ctx, self._chunked, body_length=None if body is None else len(body))
         if self._tries == 1 and self.route.mirror is not None:
-            self._start_mirror()
+            self._start_mirror()  # the mirror gets the head without any backend's credentials
         timeout = self.route.timeout
         if timeout is not None and timeout.backend is not None:
             self._attempt_timer = self.worker.loop.call_later(timeout.backend, self._attempt_timed_out)
+        auth = target.auth
+        if auth is None:
+            self._sent_head = self._head
+        elif not auth.ready():
+            self._connect_task = self.worker.loop.create_task(self._authorize_and_attach(target, auth))
+            return
+        elif not self._sign(target, auth):
+            return
         upstream = self.worker.pool.take(target)
         if upstream is not None:
             self._attach(upstream, flush)
         else:
             self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
+
+    def _sign(self, target: HttpTarget, auth: BackendAuth) -> bool:
+        """The head with the backend's credentials; False (and answered) when they failed."""
+        ctx = self.ctx
+        body = self._body
+        if auth.needs_body and body is None and ctx.has_body:
+            self._fail(500, "backend authentication failed: the request body was not buffered for signing")
+            return False
+        scheme = b"https" if target.tls else b"http"
+        out = Outbound(ctx.method, scheme, ctx.host, ctx.target, ctx.headers, body or b"", ctx.jwt_token)
+        try:
+            path, edits = auth.apply(out)
+        except BackendAuthError as exc:
+            self._fail(500, f"backend authentication failed: {exc}")
+            return False
+        if not edits and path == ctx.target:
+            self._sent_head = self._head  # nothing to add (passthrough)
+            return True
+        length = None if body is None else len(body)
+        self._sent_head = build_request_head(ctx, self._chunked, body_length=length, target=path, edits=edits)
+        return True
+
+    async def _authorize_and_attach(self, target: HttpTarget, auth: BackendAuth) -> None:
+        """Fetch the backend's credentials (a token endpoint, the AWS chain), then connect."""
+        try:
+            await auth.prepare()
+        except BackendAuthError as exc:
+            self._connect_task = None
+            if not self._finished:
+                self._fail(500, f"backend authentication failed: {exc}")
+            return
+        self._connect_task = None
+        if self._finished or not self._sign(target, auth):
+            return
+        upstream = self.worker.pool.take(target)
+        if upstream is None:
+            self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
+        else:
+            self._attach(upstream, flush=True)
 
     def _start_mirror(self) -> None:
         mirror = self.route.mirror
@@ -280,7 +365,7 @@ class HttpForward:
     def _attach(self, upstream: UpstreamConnection, flush: bool) -> None:
         self.upstream = upstream
         upstream.begin(self, self._no_body)
-        self._out.append(self._head)
+        self._out.append(self._sent_head)
         if self._pending:
             self._out += self._pending
             self._pending = []
@@ -442,6 +527,7 @@ class HttpForward:
     def client_lost(self) -> None:
         self._finished = True
         self._cancel_timers()
+        self._close_processor()
         self._drop_upstream()
         mirror = self._mirror
         if mirror is not None and not self._request_done:
@@ -469,21 +555,37 @@ class HttpForward:
             self._deadline_timer.cancel()
             self._deadline_timer = None
         ctx = self.ctx
-        if route.chain.response or ctx.response_headers:
-            apply_response(route.chain, ctx, status, headers)
+        chain = route.chain
+        if chain.response or ctx.response_headers:
+            apply_response(chain, ctx, status, headers)
             replaced = ctx.response_body
             if replaced is not None:
-                self._replaced_body = replaced
+                self._body_mode = _BODY_DROP
                 fields, _ = response_fields(headers)
                 self.conn.send_head_fields(status, fields, len(replaced), True)
                 self.conn.send_body(replaced)
+                return
+        for policy in chain.processors:
+            processor = policy.process_response(ctx, self.conn, status, headers)
+            if processor is not None:
+                self._processor = processor
+                self._body_mode = _BODY_PROCESS
                 return
         fields, content_length = response_fields(headers)
         self.conn.send_head_fields(status, fields, content_length, True)
 
     def upstream_body(self, chunk: bytes) -> None:
-        if self._replaced_body is None:
+        mode = self._body_mode
+        if not mode:
             self.conn.send_body(chunk)
+        elif mode == _BODY_PROCESS:
+            processor = self._processor
+            if processor is not None and not processor.body(chunk):
+                # The processor answered (an error): the rest of this response is not wanted.
+                self._finished = True
+                self._cancel_timers()
+                self._close_processor()
+                self._drop_upstream()
 
     def upstream_data_done(self) -> None:
         self.conn.flush()
@@ -498,7 +600,20 @@ class HttpForward:
                 self.worker.pool.release(upstream)
             else:
                 upstream.close()
+        processor = self._processor
+        if processor is not None:
+            ended = not processor.end()
+            self._close_processor()
+            if ended:
+                return
         self.conn.end_response()
+
+    def _close_processor(self) -> None:
+        processor = self._processor
+        if processor is not None:
+            self._processor = None
+            self._body_mode = _BODY_DROP
+            processor.close()
 
     def upstream_failed(self, status: int, message: str) -> None:
         upstream = self.upstream
@@ -508,6 +623,7 @@ class HttpForward:
         if self._response_started:
             self._finished = True
             self._cancel_timers()
+            self._close_processor()
             self.ctx.error = message
             self.conn.abort()
             return

@@ -198,3 +198,37 @@ async def test_the_example_config_does_what_it_says(gateway):
         async with client(url, user, x_team=team) as c:
             assert await _tools(c) == tools
             assert [p.name for p in (await c.list_prompts()).prompts] == ["demo_greeting"]
+
+
+async def test_jwt_identities_across_workers(gateway, idp):
+    """Identities proved by jwtAuth: each caller sees the tools its claims allow, also when its
+    session's stdio server lives in the other worker (requests relayed there carry the claims)."""
+    port = free_port()
+    cfg = mcp_config(port, [stdio_target("alpha")])
+    cfg["binds"][0]["listeners"][0]["routes"][0]["policies"] = {
+        "jwtAuth": {"mode": "strict", "issuer": idp.issuer, "audiences": ["mcp"], "jwks": {"url": idp.jwks_url}},
+        "mcpAuthorization": {"rules": ['mcp.tool.name == "echo"', 'jwt.sub == "bob" && mcp.tool.name == "whoami"']},
+    }
+    gateway(cfg, workers=2)
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    @contextlib.asynccontextmanager
+    async def as_user(sub: str) -> AsyncIterator[Client]:
+        token = idp.mint(sub=sub, aud="mcp")
+        async with (
+            httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"}, timeout=30) as http,
+            Client(streamable_http_client(url, http_client=http), mode="legacy") as session,  # type: ignore[arg-type]
+        ):
+            yield session
+
+    # Several sessions each, so that both workers own some and every request shape gets relayed.
+    for _ in range(3):
+        async with as_user("alice") as alice, as_user("bob") as bob:
+            assert await _tools(alice) == {"echo"}
+            assert await _tools(bob) == {"echo", "whoami"}
+            assert (await bob.call_tool("whoami", {})).content[0].text == "alpha"
+            assert await _refused(alice, "whoami") == (-32602, "Unknown tool: whoami")
+            assert (await alice.call_tool("echo", {"text": "hi"})).content[0].text == "alpha: hi"
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert r.status_code == 401

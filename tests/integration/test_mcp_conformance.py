@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from tests.support.gateway import (
     ServerProcess,
@@ -108,7 +109,12 @@ def direct_results(fixture_server: ServerProcess, tmp_path_factory: pytest.TempP
 
 
 def _gateway_config(port: int, target: dict[str, Any]) -> dict[str, Any]:
-    config = mcp_config(port, [target])
+    # The suite's dns-rebinding-protection scenario tests a server on localhost: it sends
+    # `Host: evil.example.com` with the matching `Origin: http://evil.example.com`, which is
+    # same-origin and so passes the Origin rule every gateway endpoint applies. Only a server that
+    # knows it is reached as localhost can refuse it, which agentgateway makes opt-in
+    # (`dnsRebindingProtection`, off by default since a gateway usually serves remote clients).
+    config = mcp_config(port, [target], dnsRebindingProtection=True)
     # Sessions the suite leaves open keep their GET streams; do not wait long for them on stop.
     config["config"] = {"connectionTerminationDeadline": "1s"}
     return config
@@ -147,3 +153,25 @@ async def test_stream_closed_mid_call_is_resumed(gateway, fixture_server):
             result = await client.call_tool("test_reconnection", {})
             assert not result.is_error, f"{url}: {result.content}"
             assert result.content[0].text == "Reconnection test completed successfully", url
+
+
+@pytest.mark.anyio
+async def test_stream_that_cannot_be_resumed_fails_the_call(gateway, tmp_path):
+    """A server that closes a call's stream and then cannot replay it: the call fails with a clear
+    error after a bounded number of attempts, and the gateway keeps serving."""
+    port = free_port()
+    args = [sys.executable, "-m", FIXTURES, "--transport", "http", "--port", str(port), "--forget-events"]
+    server = ServerProcess(args, tmp_path / "forgetful.log", port, what="conformance fixture server")
+    try:
+        gw_port = free_port()
+        gateway(_gateway_config(gw_port, {"name": "fixtures", "mcp": {"host": server.endpoint()}}))
+        async with Client(f"http://127.0.0.1:{gw_port}/mcp", mode="legacy") as client:
+            started = time.monotonic()
+            with pytest.raises(MCPError) as failed:
+                await client.call_tool("test_reconnection", {})
+            assert "could not be resumed" in failed.value.error.message, failed.value.error.message
+            assert time.monotonic() - started < 20
+            result = await client.call_tool("test_simple_text", {})
+            assert not result.is_error
+    finally:
+        server.stop()

@@ -159,3 +159,33 @@ async def test_unreachable_document_fails_initialize_clearly(gateway):
         "MCP target pets failed to initialize: OpenAPI document of pets: "
         "upstream connect error: pets (schema): Connection refused"
     )
+
+
+async def test_backend_auth_on_targets(gateway, rest_service, tmp_path):
+    """backendAuth on an MCP target (its own), or on the MCP route for every target without one."""
+    schema = {"file": _schema_file(tmp_path)}
+    own = {
+        "name": "pets",
+        "openapi": {"host": f"127.0.0.1:{rest_service.port}", "schema": schema},
+        "policies": {"backendAuth": {"key": {"value": "target-key", "location": {"header": {"name": "x-api-key"}}}}},
+    }
+    port = free_port()
+    gateway(mcp_config(port, [own]))
+    async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
+        assert not (await client.call_tool("getPet", {"path": {"petId": 1}})).is_error
+    assert rest_service.received()[-1]["headers"]["x-api-key"] == "target-key"
+
+    shortcut = free_port()
+    gateway(
+        {
+            "mcp": {
+                "port": shortcut,
+                "policies": {"backendAuth": {"key": "$PETS_TOKEN"}},
+                "targets": [{"name": "pets", "openapi": {"host": f"127.0.0.1:{rest_service.port}", "schema": schema}}],
+            }
+        },
+        env={"PETS_TOKEN": "route-token"},
+    )
+    async with Client(f"http://127.0.0.1:{shortcut}/mcp", mode="legacy") as client:
+        assert not (await client.call_tool("getPet", {"path": {"petId": 1}})).is_error
+    assert rest_service.received()[-1]["headers"]["authorization"] == "Bearer route-token"

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from mcp import Client
-from mcp_types import CreateMessageResult, ElicitResult, ImageContent, TextContent
+from mcp_types import CreateMessageResult, ElicitResult, ImageContent, ListRootsResult, Root, TextContent
 
-from tests.support.gateway import ServerProcess, free_port, mcp_config, stdio_target
+from tests.support.gateway import Gateway, ServerProcess, free_port, mcp_config, stdio_target
 from tests.support.node import NODE, node_script, require_node, run_node
 
 pytestmark = pytest.mark.anyio
@@ -172,3 +174,94 @@ def test_inspector_cli_through_the_gateway(endpoint):
     assert {"evstdio_simple-prompt", "evhttp_simple-prompt", "py_greet"} <= prompts
     read = _inspector(*http, "--method", "resources/read", "--uri", "evhttp+demo://resource/dynamic/text/2")
     assert "Resource 2" in read["contents"][0]["text"]
+
+
+MODERN = "2026-07-28"
+
+
+async def _roots(context: Any) -> ListRootsResult:
+    return ListRootsResult(roots=[Root(uri="file:///work/project", name="project")])
+
+
+async def test_modern_clients_capabilities_reach_the_upstreams(endpoint):
+    """server-everything offers its sampling, elicitation and roots tools only to clients that
+    declared those capabilities: a modern client's declaration must reach it as a legacy one's
+    does (the gateway keeps an upstream session per declared set)."""
+    conditional = ("trigger-sampling-request", "trigger-elicitation-request", "get-roots-list")
+    with anyio.fail_after(60):
+        async with Client(endpoint, mode=MODERN) as bare:
+            tools = {tool.name for tool in (await bare.list_tools()).tools}
+            for target in TS_TARGETS:
+                assert f"{target}_echo" in tools, sorted(tools)
+                for name in conditional:
+                    assert f"{target}_{name}" not in tools, sorted(tools)
+            assert _texts(await bare.call_tool("evstdio_echo", {"message": "hi"})) == "Echo: hi"
+        async with Client(endpoint, mode=MODERN, sampling_callback=_sample) as sampler:
+            tools = {tool.name for tool in (await sampler.list_tools()).tools}
+            for target in TS_TARGETS:
+                assert f"{target}_trigger-sampling-request" in tools, sorted(tools)
+                assert f"{target}_trigger-elicitation-request" not in tools, sorted(tools)
+                sampled = await sampler.call_tool(f"{target}_trigger-sampling-request", {"prompt": "a haiku"})
+                assert "sampled <Resource trigger-sampling-request context: a haiku>" in _texts(sampled)
+
+
+async def test_modern_client_with_roots_gets_them_asked_in_its_call(endpoint, everything_http, processes):
+    """server-everything asks for the roots 350 ms after initialize, outside any request; the
+    gateway cannot ask a stateless client then, so it answers that ask itself at once (nothing
+    waits for a minute), and the roots tool then asks during the call, which reaches the client as
+    an input_required round."""
+    gw = next(p for p in processes if isinstance(p, Gateway))
+    answered = "roots/list outside a request"
+    with anyio.fail_after(30):
+        async with Client(endpoint, mode=MODERN, list_roots_callback=_roots) as client:
+            await client.list_tools()
+            while answered not in gw.output() or answered not in everything_http.output():
+                await anyio.sleep(0.1)  # both servers log the gateway's answer (stdio: in its log)
+            for target in TS_TARGETS:
+                listed = _texts(await client.call_tool(f"{target}_get-roots-list", {}))
+                assert "file:///work/project" in listed, listed
+
+
+async def test_abandoned_input_required_round_does_not_block_the_target(endpoint):
+    """A modern client that gets input_required and never retries must not leave the stdio server
+    unusable: the next calls that ask the client something still reach their own client."""
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "evstdio_trigger-sampling-request", "arguments": {"prompt": "x"}, "_meta": envelope},
+    }
+    headers = {
+        "accept": "application/json",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": "tools/call",
+        "mcp-name": "evstdio_trigger-sampling-request",
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(endpoint, json=call, headers=headers)
+        assert r.status_code == 200
+        assert r.json()["result"]["resultType"] == "input_required", r.text
+    # The round above is never finished; the next ones are, each asking its own client.
+    with anyio.fail_after(30):
+        async with Client(endpoint, mode=MODERN, sampling_callback=_sample) as client:
+            for prompt in ("one", "two", "three"):
+                sampled = await client.call_tool("evstdio_trigger-sampling-request", {"prompt": prompt})
+                assert f"context: {prompt}>" in _texts(sampled), _texts(sampled)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_read_resource_keeps_the_prefixed_uri(endpoint, mode):
+    """resources/read of ``<target>+<uri>``: the contents name the URI as the client knows it (as
+    agentgateway rewrites read results)."""
+    async with Client(endpoint, mode=mode) as client:
+        for target in TS_TARGETS:
+            uri = f"{target}+demo://resource/dynamic/text/3"
+            read = await client.read_resource(uri)
+            assert [str(c.uri) for c in read.contents] == [uri]
+        read = await client.read_resource("py+memo://py/info")
+        assert [str(c.uri) for c in read.contents] == ["py+memo://py/info"]

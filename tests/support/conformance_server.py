@@ -98,6 +98,13 @@ class MemoryEventStore(EventStore):
         return stream_id
 
 
+class ForgetfulEventStore(MemoryEventStore):
+    """Names its events but cannot replay them: a stream closed mid-call cannot be resumed."""
+
+    async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
+        return None
+
+
 ELICIT_USER = {
     "type": "object",
     "properties": {
@@ -355,6 +362,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--forget-events", action="store_true", help="streams closed mid-call cannot be resumed")
     args = parser.parse_args()
     server = build()
     if args.transport == "stdio":
@@ -365,7 +373,7 @@ def main() -> None:
             "streamable-http",
             host="127.0.0.1",
             port=args.port,
-            event_store=MemoryEventStore(),
+            event_store=ForgetfulEventStore() if args.forget_events else MemoryEventStore(),
             retry_interval=500,
         )
 

@@ -77,7 +77,9 @@ def _log(request: Request, body: bytes) -> None:
         "method": request.method,
         "path": request.url.path,
         "query": request.url.query,
-        "headers": {k: v for k, v in request.headers.items() if k.startswith("x-") or k == "content-type"},
+        "headers": {
+            k: v for k, v in request.headers.items() if k.startswith("x-") or k in ("content-type", "authorization")
+        },
         "body": body.decode(errors="replace"),
     }
     print(json.dumps(record), flush=True)

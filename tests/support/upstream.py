@@ -1,8 +1,9 @@
 """A test upstream: a small HTTP/1.1 server with endpoints that exercise a proxy.
 
-Run as ``python -m tests.support.upstream --port P --name NAME [--cert C --key K]``. It prints
-``ready`` once listening. Every response carries ``x-upstream: NAME`` and ``x-conn: <id>`` (the
-connection number), so tests can tell replicas and connection reuse apart.
+Run as ``python -m tests.support.upstream --port P --name NAME [--cert C --key K [--client-ca CA]]``.
+It prints ``ready`` once listening. Every response carries ``x-upstream: NAME`` and ``x-conn: <id>``
+(the connection number), so tests can tell replicas and connection reuse apart; over mutual TLS
+also ``x-client-cert: <subject CN of the client's certificate>``.
 
 Endpoints (query parameters in brackets):
   /echo (and any path not below)  JSON: method, target, headers, body length and sha256 (streamed)
@@ -100,6 +101,10 @@ class Upstream:
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         keep_alive = version == "HTTP/1.1" and hdr.get("connection", "").lower() != "close"
         base = [("x-upstream", self.name), ("x-conn", str(conn_id))]
+        peer = writer.get_extra_info("peercert") or {}
+        client_cn = next((v for rdn in peer.get("subject", ()) for k, v in rdn if k == "commonName"), "")
+        if client_cn:
+            base.append(("x-client-cert", client_cn))
 
         sha = hashlib.sha256()
         length = 0

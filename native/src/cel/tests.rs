@@ -61,6 +61,13 @@ fn bindings() -> Bindings<'static> {
     mcp.insert("methodName".to_string(), Value::from("tools/call"));
     mcp.insert("tool".to_string(), Value::from(tool));
     b.set(Var::Mcp, boxed(Value::from(mcp)));
+    let mut a2a = HashMap::new();
+    a2a.insert("method".to_string(), Value::from("SendMessage"));
+    a2a.insert(
+        "task".to_string(),
+        Value::from(HashMap::from([("id".to_string(), Value::from("t-1"))])),
+    );
+    b.set(Var::A2a, boxed(Value::from(a2a)));
     b.set(
         Var::ApiKey,
         boxed(Value::from(HashMap::from([(
@@ -366,6 +373,9 @@ fn source_and_other_variables() {
     ));
     assert!(holds(
         "apiKey.team == 'blue' && basicAuth.username == 'bob' && backend.name == 'svc'"
+    ));
+    assert!(holds(
+        "a2a.method == 'SendMessage' && a2a.task.id == 't-1' && !has(a2a.context)"
     ));
 }
 

@@ -20,6 +20,7 @@ pub enum Var {
     ApiKey,
     BasicAuth,
     Mcp,
+    A2a,
     Llm,
     Backend,
     Extauthz,
@@ -27,13 +28,14 @@ pub enum Var {
 }
 
 impl Var {
-    pub const ALL: [Var; 10] = [
+    pub const ALL: [Var; 11] = [
         Var::Request,
         Var::Source,
         Var::Jwt,
         Var::ApiKey,
         Var::BasicAuth,
         Var::Mcp,
+        Var::A2a,
         Var::Llm,
         Var::Backend,
         Var::Extauthz,
@@ -49,6 +51,7 @@ impl Var {
             Var::ApiKey => "apiKey",
             Var::BasicAuth => "basicAuth",
             Var::Mcp => "mcp",
+            Var::A2a => "a2a",
             Var::Llm => "llm",
             Var::Backend => "backend",
             Var::Extauthz => "extauthz",
@@ -64,6 +67,7 @@ impl Var {
             "apiKey" => Var::ApiKey,
             "basicAuth" => Var::BasicAuth,
             "mcp" => Var::Mcp,
+            "a2a" => Var::A2a,
             "llm" => Var::Llm,
             "backend" => Var::Backend,
             "extauthz" => Var::Extauthz,

@@ -77,6 +77,13 @@ def test_semantic_errors_name_the_path_and_reason(text, expected):
     assert _error(text).startswith(expected)
 
 
+def test_planes_can_be_turned_off_quoted_or_not():
+    static = compile_config(load_text("config: {adminAddr: off, statsAddr: 'off', readinessAddr: 127.0.0.1:9}")).static
+    assert static.admin_addr is None and static.stats_addr is None
+    assert static.readiness_addr == ("127.0.0.1", 9)
+    assert _error("config: {adminAddr: on}") == "config.adminAddr: expected ip:port or off"
+
+
 def test_yaml_syntax_error():
     assert "invalid YAML" in _error("binds: [")
 
