@@ -143,7 +143,8 @@ class DeferredExchange:
         if ctx.content_length is not None and ctx.content_length > limit:
             return _too_large(limit)
         body, complete = await self.peek_body(limit)
-        if not complete:
+        # The end may arrive in the same read as the bytes past the limit: complete but too long.
+        if not complete or len(body) > limit:
             return _too_large(limit)
         ctx.request_body = body
         return None
