@@ -318,7 +318,9 @@ def test_authorization_rules_on_the_a2a_method(env: Env) -> None:
     ]:
         r = _raw_jsonrpc(url, body, **headers)
         assert r.status_code == 403, r.text
-    r = _raw_jsonrpc(url, b'{"jsonrpc":"2.0","id":3,"method":"GetTask","params":{"id":"missing"}}', **{"a2a-version": "1.0"})
+    r = _raw_jsonrpc(
+        url, b'{"jsonrpc":"2.0","id":3,"method":"GetTask","params":{"id":"missing"}}', **{"a2a-version": "1.0"}
+    )
     assert r.status_code == 200 and r.json()["id"] == 3 and "error" in r.json(), r.text  # the agent's own answer
     assert env.wait_access(route="readonly", **{"a2a.method": "CancelTask", "http.status": 403})
 
