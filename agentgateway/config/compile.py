@@ -18,8 +18,10 @@ from agentgateway.config.ir import (
     StaticSettings,
 )
 from agentgateway.config.schema import (
+    AiPolicy,
     BackendPolicies,
     BackendTls,
+    LlmShortcut,
     LocalConfig,
     McpShortcut,
     NamedBackend,
@@ -28,6 +30,7 @@ from agentgateway.config.schema import (
     ValueMatch,
 )
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots
+from agentgateway.llm.config import LlmPolicy, compile_ai_backend, compile_llm_shortcut, compile_policy
 from agentgateway.mcp.config import compile_mcp_backend
 from agentgateway.policy.direct_response import DirectResponse
 from agentgateway.routing.hostnames import validate_hostname_pattern
@@ -205,27 +208,49 @@ class _Compiler:
             where = f"backends[{i}]"
             if nb.name in self.named:
                 raise ConfigError(f"{where}.name", f"duplicate backend name {nb.name!r}")
-            if (nb.host is None) == (nb.mcp is None):
+            if sum(x is not None for x in (nb.host, nb.mcp, nb.ai)) != 1:
                 raise ConfigError(
-                    where, "exactly one of host or mcp must be set (the other kinds are not supported yet)"
+                    where, "exactly one of host, mcp or ai must be set (the other kinds are not supported yet)"
                 )
+            if nb.host is not None and nb.policies and (nb.policies.backend_auth or nb.policies.ai):
+                raise ConfigError(f"{where}.policies", "backendAuth and ai apply to ai backends only (for now)")
             self.named[nb.name] = (nb, i)
 
     def route_backends(self, route: Route, where: str) -> WeightedChoice[Backend]:
         route_tls = route.policies.backend_tls if route.policies else None
+        route_auth = route.policies.backend_auth if route.policies else None
+        route_ai = route.policies.ai if route.policies else None
         items: list[tuple[Backend, int]] = []
         for j, rb in enumerate(route.backends):
             bwhere = f"{where}.backends[{j}]"
             if rb.weight < 0:
                 raise ConfigError(f"{bwhere}.weight", "must not be negative")
-            if sum(x is not None for x in (rb.host, rb.backend, rb.mcp)) != 1:
-                raise ConfigError(bwhere, "exactly one of host, backend or mcp must be set")
+            if sum(x is not None for x in (rb.host, rb.backend, rb.mcp, rb.ai)) != 1:
+                raise ConfigError(bwhere, "exactly one of host, backend, mcp or ai must be set")
             inline_tls = _tls_of(rb.policies)
+            inline_auth = rb.policies.backend_auth if rb.policies else None
+            inline_ai = rb.policies.ai if rb.policies else None
             target: Backend
+            if rb.ai is None and rb.backend is None and (inline_auth or inline_ai):
+                raise ConfigError(f"{bwhere}.policies", "backendAuth and ai apply to ai backends only (for now)")
             if rb.host is not None:
                 target = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
             elif rb.mcp is not None:
                 target = compile_mcp_backend(rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target)
+            elif rb.ai is not None:
+                policy = self.ai_policy(
+                    inline_ai or route_ai, f"{bwhere}.policies.ai" if inline_ai else f"{where}.policies.ai"
+                )
+                label = rb.ai.name or "ai"
+                target = compile_ai_backend(
+                    rb.ai,
+                    label,
+                    f"{bwhere}.ai",
+                    self.make_target,
+                    policy,
+                    inline_auth or route_auth,
+                    inline_tls or route_tls,
+                )
             else:
                 assert rb.backend is not None
                 found = self.named.get(rb.backend)
@@ -234,6 +259,20 @@ class _Compiler:
                 nb, k = found
                 if nb.mcp is not None:
                     target = compile_mcp_backend(nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target)
+                elif nb.ai is not None:
+                    nb_ai = nb.policies.ai if nb.policies else None
+                    nb_auth = nb.policies.backend_auth if nb.policies else None
+                    ai_policy = inline_ai or route_ai or nb_ai
+                    policy = self.ai_policy(ai_policy, f"{bwhere}.policies.ai")
+                    target = compile_ai_backend(
+                        nb.ai,
+                        nb.name,
+                        f"backends[{k}].ai",
+                        self.make_target,
+                        policy,
+                        inline_auth or route_auth or nb_auth,
+                        inline_tls or route_tls or _tls_of(nb.policies),
+                    )
                 else:
                     assert nb.host is not None
                     # Precedence as the reference: backend-level < route-level < backendRef inline.
@@ -257,6 +296,31 @@ class _Compiler:
             for order, prefix in enumerate((b"/mcp", b"/sse"))
         ]
         listener = ListenerRuntime("mcp", gateway, None, "HTTP", None, RouteTable({b"": rules}))
+        return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
+
+    def ai_policy(self, ai: AiPolicy | None, where: str) -> LlmPolicy:
+        return compile_policy(ai, where, self.make_target)
+
+    def llm_shortcut_bind(self, shortcut: LlmShortcut) -> BindRuntime:
+        """``llm:``: one listener on its own port serving the OpenAI and Anthropic APIs."""
+        if not 0 < shortcut.port < 65536:
+            raise ConfigError("llm.port", "must be 1-65535")
+        service = compile_llm_shortcut(shortcut, self.make_target, self.base_dir)
+        policies = shortcut.policies
+        if policies is not None:
+            if (
+                policies.direct_response is not None
+                or policies.backend_tls is not None
+                or policies.backend_auth is not None
+            ):
+                raise ConfigError(
+                    "llm.policies", "directResponse, backendTLS and backendAuth do not apply to the llm shortcut"
+                )
+            service.policy = self.ai_policy(policies.ai, "llm.policies.ai")
+        gateway = f"bind/{shortcut.port}"
+        route = CompiledRoute("llm", gateway, "llm", WeightedChoice([(service, 1)]))
+        rules = [RouteRule(route, PATH_PREFIX, b"/", None, None, [], [], 0)]
+        listener = ListenerRuntime("llm", gateway, None, "HTTP", None, RouteTable({b"": rules}))
         return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
 
     # ------------------------------------------------------------------ routes
@@ -313,6 +377,10 @@ class _Compiler:
             if self.cfg.mcp.port in binds:
                 raise ConfigError("mcp.port", f"port {self.cfg.mcp.port} is also a bind's port")
             binds[self.cfg.mcp.port] = self.mcp_shortcut_bind(self.cfg.mcp)
+        if self.cfg.llm is not None:
+            if self.cfg.llm.port in binds:
+                raise ConfigError("llm.port", f"port {self.cfg.llm.port} is also used by a bind or the mcp shortcut")
+            binds[self.cfg.llm.port] = self.llm_shortcut_bind(self.cfg.llm)
         return RuntimeConfig(self.cfg, binds, limits, self.static, compile_mcp_settings(self.cfg))
 
     def bind(self, port: int, listeners: list, where: str) -> BindRuntime:  # type: ignore[type-arg]

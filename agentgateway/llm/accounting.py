@@ -23,7 +23,9 @@ from agentgateway.llm.usage import Usage
 class CallerIdentity:
     __slots__ = ("name", "metadata", "allowed_models")
 
-    def __init__(self, name: str, metadata: dict[str, Any] | None = None, allowed_models: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self, name: str, metadata: dict[str, Any] | None = None, allowed_models: tuple[str, ...] | None = None
+    ) -> None:
         self.name = name
         self.metadata = metadata or {}
         # None: every model; () : none
@@ -41,7 +43,9 @@ class LlmCall:
 
     __slots__ = ("route", "caller", "request_model", "provider", "estimate")
 
-    def __init__(self, route: str, caller: CallerIdentity | None, request_model: str, provider: str, estimate: int) -> None:
+    def __init__(
+        self, route: str, caller: CallerIdentity | None, request_model: str, provider: str, estimate: int
+    ) -> None:
         self.route = route
         self.caller = caller
         self.request_model = request_model
@@ -95,7 +99,9 @@ class LlmHooks:
 NO_HOOKS = LlmHooks()
 
 
-def reserve_all(budgets: tuple[TokenBudget, ...], call: LlmCall) -> tuple[list[tuple[TokenBudget, object]], Refusal | None]:
+def reserve_all(
+    budgets: tuple[TokenBudget, ...], call: LlmCall
+) -> tuple[list[tuple[TokenBudget, object]], Refusal | None]:
     """Reserve on every budget; on a refusal, the ones already taken are released (settled with
     zero usage) and the refusal returned."""
     taken: list[tuple[TokenBudget, object]] = []

@@ -62,7 +62,10 @@ _ERROR_STATUS = {
 
 def _image_part(source: Json) -> Json:
     if source.get("type") == "base64":
-        return {"type": "image_url", "image_url": {"url": data_url(source.get("media_type", ""), source.get("data", ""))}}
+        return {
+            "type": "image_url",
+            "image_url": {"url": data_url(source.get("media_type", ""), source.get("data", ""))},
+        }
     if source.get("type") == "url":
         return {"type": "image_url", "image_url": {"url": source.get("url", "")}}
     raise LlmError(400, f"image source type {source.get('type')!r} cannot be translated")
@@ -98,7 +101,9 @@ def messages_request_to_chat(req: Json) -> Json:
                 if kind == "text":
                     texts.append(block.get("text", ""))
                 elif kind == "tool_use":
-                    calls.append(tool_call(block.get("id", ""), block.get("name", ""), dump_arguments(block.get("input"))))
+                    calls.append(
+                        tool_call(block.get("id", ""), block.get("name", ""), dump_arguments(block.get("input")))
+                    )
                 # thinking blocks have no Chat equivalent and are dropped
             messages.append(assistant_message("".join(texts) or None, calls))
             continue
@@ -226,7 +231,11 @@ def chat_request_to_messages(req: Json, default_max_tokens: int = DEFAULT_MAX_TO
                 )
             add("assistant", blocks)
         elif role == "tool":
-            result = {"type": "tool_result", "tool_use_id": msg.get("tool_call_id", ""), "content": text_of(msg.get("content"))}
+            result = {
+                "type": "tool_result",
+                "tool_use_id": msg.get("tool_call_id", ""),
+                "content": text_of(msg.get("content")),
+            }
             if turns and turns[-1]["role"] == "user":
                 content = turns[-1]["content"]
                 # results go before any other content of the same user turn
@@ -318,7 +327,12 @@ def chat_response_to_messages(resp: Json, usage: Usage) -> Json:
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
         content.append(
-            {"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""), "input": parse_arguments(fn.get("arguments"))}
+            {
+                "type": "tool_use",
+                "id": call.get("id", ""),
+                "name": fn.get("name", ""),
+                "input": parse_arguments(fn.get("arguments")),
+            }
         )
     return {
         "id": resp.get("id") or new_id("msg_"),
@@ -429,7 +443,7 @@ class MessagesStreamEncoder:
 
     def _start(self, model: str) -> bytes:
         self._started = True
-        message = {
+        message: Json = {
             "id": self._id,
             "type": "message",
             "role": "assistant",
@@ -459,9 +473,17 @@ class MessagesStreamEncoder:
                     parts.append(self._close())
                     self._block += 1
                     self._block_kind = "text"
-                    start = {"type": "content_block_start", "index": self._block, "content_block": {"type": "text", "text": ""}}
+                    start = {
+                        "type": "content_block_start",
+                        "index": self._block,
+                        "content_block": {"type": "text", "text": ""},
+                    }
                     parts.append(self._event("content_block_start", start))
-                delta_event = {"type": "content_block_delta", "index": self._block, "delta": {"type": "text_delta", "text": text}}
+                delta_event = {
+                    "type": "content_block_delta",
+                    "index": self._block,
+                    "delta": {"type": "text_delta", "text": text},
+                }
                 parts.append(self._event("content_block_delta", delta_event))
             for call in delta.get("tool_calls") or ():
                 k = call.get("index", 0)
@@ -471,13 +493,22 @@ class MessagesStreamEncoder:
                     self._block += 1
                     self._block_kind = "tool_use"
                     self._tool_blocks[k] = self._block
-                    block = {"type": "tool_use", "id": call.get("id") or new_id("toolu_"), "name": fn.get("name", ""), "input": {}}
+                    block = {
+                        "type": "tool_use",
+                        "id": call.get("id") or new_id("toolu_"),
+                        "name": fn.get("name", ""),
+                        "input": {},
+                    }
                     start = {"type": "content_block_start", "index": self._block, "content_block": block}
                     parts.append(self._event("content_block_start", start))
                 args = fn.get("arguments")
                 if args:
                     index = self._tool_blocks[k]
-                    ev = {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": args}}
+                    ev = {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": args},
+                    }
                     parts.append(self._event("content_block_delta", ev))
             if choice.get("finish_reason"):
                 self._stop = FROM_CHAT_FINISH.get(choice["finish_reason"], "end_turn")
@@ -486,7 +517,54 @@ class MessagesStreamEncoder:
     def finish(self, usage: Usage) -> bytes:
         parts = [] if self._started else [self._start("")]
         parts.append(self._close())
-        delta = {"type": "message_delta", "delta": {"stop_reason": self._stop, "stop_sequence": None}, "usage": usage.to_anthropic()}
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": self._stop, "stop_sequence": None},
+            "usage": usage.to_anthropic(),
+        }
         parts.append(self._event("message_delta", delta))
         parts.append(self._event("message_stop", {"type": "message_stop"}))
         return b"".join(parts)
+
+
+class MessagesPassthrough:
+    """Relays an Anthropic stream to a Messages client as is (every block type, thinking and
+    signatures included); only ``message_start``, ``message_delta`` and ``error`` are parsed."""
+
+    __slots__ = ("_sse", "usage", "model", "error", "done", "first")
+
+    def __init__(self) -> None:
+        self._sse = SseDecoder()
+        self.usage = Usage()
+        self.model = ""
+        self.error: LlmError | None = None
+        self.done = False
+        self.first = True
+
+    def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        for event in self._sse.feed(data):
+            kind = event.event
+            if kind in ("message_start", "message_delta", "error"):
+                try:
+                    msg = orjson.loads(event.data)
+                except orjson.JSONDecodeError:
+                    msg = {}
+                if kind == "message_start":
+                    message = msg.get("message") or {}
+                    self.model = message.get("model", "")
+                    self.usage.update_anthropic(message.get("usage") or {})
+                elif kind == "message_delta":
+                    self.usage.update_anthropic(msg.get("usage") or {})
+                else:
+                    err = msg.get("error") or {}
+                    self.error = LlmError(
+                        _ERROR_STATUS.get(err.get("type", ""), 500), err.get("message") or "provider stream error"
+                    )
+                    break
+            elif kind == "message_stop":
+                self.done = True
+            elif kind == "content_block_delta":
+                self.first = False
+            out.append(b"event: " + kind.encode() + b"\ndata: " + event.data + b"\n\n")
+        return b"".join(out)

@@ -38,7 +38,13 @@ _FINISH = {
     "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter",
 }
-_IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
+_IMAGE_FORMATS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
 _EXCEPTION_STATUS = {
     "validationException": 400,
     "accessDeniedException": 403,
@@ -110,10 +116,22 @@ def chat_request_to_converse(req: Json) -> Json:
             blocks = _content(msg.get("content"))
             for call in msg.get("tool_calls") or []:
                 fn = call.get("function") or {}
-                blocks.append({"toolUse": {"toolUseId": call.get("id", ""), "name": fn.get("name", ""), "input": parse_arguments(fn.get("arguments"))}})
+                blocks.append(
+                    {
+                        "toolUse": {
+                            "toolUseId": call.get("id", ""),
+                            "name": fn.get("name", ""),
+                            "input": parse_arguments(fn.get("arguments")),
+                        }
+                    }
+                )
             add("assistant", blocks)
         elif role == "tool":
-            result = {"toolUseId": msg.get("tool_call_id", ""), "content": _tool_result(text_of(msg.get("content"))), "status": "success"}
+            result = {
+                "toolUseId": msg.get("tool_call_id", ""),
+                "content": _tool_result(text_of(msg.get("content"))),
+                "status": "success",
+            }
             add("user", [{"toolResult": result}])
         else:
             raise LlmError(400, f"unknown message role {role!r}")
@@ -139,7 +157,10 @@ def chat_request_to_converse(req: Json) -> Json:
         specs = []
         for t in tools:
             fn = t.get("function") or {}
-            spec: Json = {"name": fn.get("name", ""), "inputSchema": {"json": fn.get("parameters") or {"type": "object", "properties": {}}}}
+            spec: Json = {
+                "name": fn.get("name", ""),
+                "inputSchema": {"json": fn.get("parameters") or {"type": "object", "properties": {}}},
+            }
             if fn.get("description"):
                 spec["description"] = fn["description"]
             specs.append({"toolSpec": spec})
@@ -167,7 +188,9 @@ def converse_response_to_chat(resp: Json, model: str) -> tuple[Json, Usage]:
             calls.append(tool_call(use.get("toolUseId", ""), use.get("name", ""), dump_arguments(use.get("input"))))
     usage = Usage.from_bedrock(resp.get("usage") or {})
     finish = _FINISH.get(resp.get("stopReason") or "end_turn", "stop")
-    out = completion(new_id("chatcmpl-"), model, assistant_message("".join(texts) or None, calls), finish, usage.to_openai())
+    out = completion(
+        new_id("chatcmpl-"), model, assistant_message("".join(texts) or None, calls), finish, usage.to_openai()
+    )
     return out, usage
 
 
@@ -203,7 +226,9 @@ class ConverseStreamDecoder:
                 body = {}
             if frame.header(":message-type") != "event":
                 name = frame.header(":exception-type") or kind
-                self.error = LlmError(_EXCEPTION_STATUS.get(name, 500), body.get("message") or name or "Bedrock stream error")
+                self.error = LlmError(
+                    _EXCEPTION_STATUS.get(name, 500), body.get("message") or name or "Bedrock stream error"
+                )
                 break
             if kind == "contentBlockDelta":
                 delta = body.get("delta") or {}
@@ -220,7 +245,12 @@ class ConverseStreamDecoder:
                     k = self._next_tool
                     self._next_tool += 1
                     self._tools[body.get("contentBlockIndex", -1)] = k
-                    call = {"index": k, "id": use.get("toolUseId", ""), "type": "function", "function": {"name": use.get("name", ""), "arguments": ""}}
+                    call = {
+                        "index": k,
+                        "id": use.get("toolUseId", ""),
+                        "type": "function",
+                        "function": {"name": use.get("name", ""), "arguments": ""},
+                    }
                     out.append(chunk(self._id, self.model, self._created, {"tool_calls": [call]}))
             elif kind == "messageStart":
                 out.append(chunk(self._id, self.model, self._created, {"role": "assistant", "content": ""}))

@@ -76,7 +76,9 @@ def error_object(api: str, status: int, message: str) -> dict[str, Any]:
     if api in (MESSAGES, COUNT_TOKENS):
         kind = _ANTHROPIC_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
-    kind, code = _OPENAI_TYPES.get(status) or (("server_error", None) if status >= 500 else ("invalid_request_error", None))
+    kind, code = _OPENAI_TYPES.get(status) or (
+        ("server_error", None) if status >= 500 else ("invalid_request_error", None)
+    )
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 

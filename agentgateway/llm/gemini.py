@@ -106,14 +106,18 @@ def chat_request_to_gemini(req: Json) -> Json:
             for call in msg.get("tool_calls") or []:
                 fn = call.get("function") or {}
                 call_names[call.get("id", "")] = fn.get("name", "")
-                parts.append({"functionCall": {"name": fn.get("name", ""), "args": parse_arguments(fn.get("arguments"))}})
+                parts.append(
+                    {"functionCall": {"name": fn.get("name", ""), "args": parse_arguments(fn.get("arguments"))}}
+                )
             add("model", parts)
         elif role == "tool":
             call_id = msg.get("tool_call_id", "")
             name = call_names.get(call_id)
             if name is None:
                 raise LlmError(400, f"tool message answers unknown tool_call_id {call_id!r}")
-            add("user", [{"functionResponse": {"name": name, "response": _response_value(text_of(msg.get("content")))}}])
+            add(
+                "user", [{"functionResponse": {"name": name, "response": _response_value(text_of(msg.get("content")))}}]
+            )
         else:
             raise LlmError(400, f"unknown message role {role!r}")
     out: Json = {"contents": contents}
@@ -189,7 +193,13 @@ def gemini_response_to_chat(resp: Json) -> tuple[Json, Usage]:
     if not candidates:
         reason = (resp.get("promptFeedback") or {}).get("blockReason")
         if reason:
-            out = completion(resp.get("responseId") or new_id("chatcmpl-"), resp.get("modelVersion", ""), assistant_message("", []), "content_filter", usage.to_openai())
+            out = completion(
+                resp.get("responseId") or new_id("chatcmpl-"),
+                resp.get("modelVersion", ""),
+                assistant_message("", []),
+                "content_filter",
+                usage.to_openai(),
+            )
             return out, usage
         raise LlmError(502, "Gemini returned no candidates")
     choices = []
@@ -203,7 +213,9 @@ def gemini_response_to_chat(resp: Json) -> tuple[Json, Usage]:
                 "logprobs": None,
             }
         )
-    out = completion(resp.get("responseId") or new_id("chatcmpl-"), resp.get("modelVersion", ""), {}, "stop", usage.to_openai())
+    out = completion(
+        resp.get("responseId") or new_id("chatcmpl-"), resp.get("modelVersion", ""), {}, "stop", usage.to_openai()
+    )
     out["choices"] = choices
     return out, usage
 

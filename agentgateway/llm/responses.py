@@ -27,7 +27,12 @@ def _parts(content: Any) -> str | list[Json]:
             url = part.get("image_url")
             if not url:
                 raise LlmError(400, "input_image needs image_url (file ids cannot be translated)")
-            parts.append({"type": "image_url", "image_url": {"url": url, **({"detail": part["detail"]} if "detail" in part else {})}})
+            parts.append(
+                {
+                    "type": "image_url",
+                    "image_url": {"url": url, **({"detail": part["detail"]} if "detail" in part else {})},
+                }
+            )
         else:
             raise LlmError(400, f"input content type {kind!r} cannot be sent to this provider")
     if all(p["type"] == "text" for p in parts):
@@ -52,7 +57,9 @@ def responses_request_to_chat(req: Json) -> Json:
             role = item.get("role", "user")
             content = _parts(item.get("content"))
             if role == "assistant":
-                messages.append({"role": "assistant", "content": content if isinstance(content, str) else text_of(content)})
+                messages.append(
+                    {"role": "assistant", "content": content if isinstance(content, str) else text_of(content)}
+                )
             else:
                 messages.append({"role": role, "content": content})
         elif kind == "function_call":
@@ -70,7 +77,13 @@ def responses_request_to_chat(req: Json) -> Json:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
             output = item.get("output", "")
-            messages.append({"role": "tool", "tool_call_id": item.get("call_id", ""), "content": output if isinstance(output, str) else text_of(output)})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": item.get("call_id", ""),
+                    "content": output if isinstance(output, str) else text_of(output),
+                }
+            )
         elif kind == "reasoning":
             continue
         else:
@@ -154,7 +167,14 @@ def _message_item(item_id: str, text: str, status: str) -> Json:
 
 
 def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> Json:
-    return {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments, "status": status}
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
 
 
 def chat_response_to_responses(req: Json, resp: Json, usage: Usage) -> Json:
@@ -173,7 +193,9 @@ def chat_response_to_responses(req: Json, resp: Json, usage: Usage) -> Json:
         out["output"].append(_message_item(new_id("msg_"), text, "completed"))
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
-        out["output"].append(_call_item(new_id("fc_"), call.get("id", ""), fn.get("name", ""), fn.get("arguments", ""), "completed"))
+        out["output"].append(
+            _call_item(new_id("fc_"), call.get("id", ""), fn.get("name", ""), fn.get("arguments", ""), "completed")
+        )
     out["usage"] = usage.to_responses()
     return out
 
@@ -185,7 +207,18 @@ class ResponsesStreamEncoder:
     """Chat chunks → typed Responses events (``event: <type>`` + ``data``), in the order the
     OpenAI SDK's stream accumulator expects."""
 
-    __slots__ = ("_req", "_seq", "_resp", "_started", "_text_item", "_text", "_calls", "_open_call", "_finish", "_output")
+    __slots__ = (
+        "_req",
+        "_seq",
+        "_resp",
+        "_started",
+        "_text_item",
+        "_text",
+        "_calls",
+        "_open_call",
+        "_finish",
+        "_output",
+    )
 
     def __init__(self, req: Json, model: str) -> None:
         self._req = req
@@ -229,8 +262,14 @@ class ResponsesStreamEncoder:
         part = {"type": "output_text", "text": text, "annotations": []}
         return b"".join(
             (
-                self._event("response.output_text.done", {"item_id": item["id"], "output_index": index, "content_index": 0, "text": text}),
-                self._event("response.content_part.done", {"item_id": item["id"], "output_index": index, "content_index": 0, "part": part}),
+                self._event(
+                    "response.output_text.done",
+                    {"item_id": item["id"], "output_index": index, "content_index": 0, "text": text},
+                ),
+                self._event(
+                    "response.content_part.done",
+                    {"item_id": item["id"], "output_index": index, "content_index": 0, "part": part},
+                ),
                 self._event("response.output_item.done", {"output_index": index, "item": done_item}),
             )
         )
@@ -265,7 +304,10 @@ class ResponsesStreamEncoder:
                     parts.append(self._event("response.output_item.added", {"output_index": index, "item": added}))
                     part = {"type": "output_text", "text": "", "annotations": []}
                     parts.append(
-                        self._event("response.content_part.added", {"item_id": item["id"], "output_index": index, "content_index": 0, "part": part})
+                        self._event(
+                            "response.content_part.added",
+                            {"item_id": item["id"], "output_index": index, "content_index": 0, "part": part},
+                        )
                     )
                 item = self._text_item
                 self._text.append(text)
@@ -317,7 +359,9 @@ class ResponsesStreamEncoder:
         if self._finish in ("length", "content_filter"):
             kind = "response.incomplete"
             resp["status"] = "incomplete"
-            resp["incomplete_details"] = {"reason": "max_output_tokens" if self._finish == "length" else "content_filter"}
+            resp["incomplete_details"] = {
+                "reason": "max_output_tokens" if self._finish == "length" else "content_filter"
+            }
         parts.append(self._event(kind, {"response": resp}))
         return b"".join(parts)
 

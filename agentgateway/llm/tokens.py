@@ -63,9 +63,7 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(
-            p.get("text", "") if isinstance(p, dict) else "" for p in content
-        )
+        return " ".join(p.get("text", "") if isinstance(p, dict) else "" for p in content)
     return ""
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from agentgateway.llm.config import LlmService
 from agentgateway.mcp.config import McpService
 from agentgateway.policy.direct_response import DirectResponse
 from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.target import HttpTarget
 
-# What a route forwards to: an HTTP upstream, or a virtual MCP server (checked by ``kind``).
-Backend = HttpTarget | McpService
+# What a route forwards to: an HTTP upstream, a virtual MCP server, or an LLM service (checked
+# by ``kind``).
+Backend = HttpTarget | McpService | LlmService
 
 
 class CompiledRoute:

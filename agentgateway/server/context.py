@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentgateway.server.request import Headers
+
+if TYPE_CHECKING:
+    from agentgateway.llm.exchange import LlmFacts
 
 
 class RequestCtx:
@@ -42,6 +47,7 @@ class RequestCtx:
         "mcp_target",
         "mcp_resource",
         "relayed",
+        "llm",
     )
 
     def __init__(
@@ -96,6 +102,8 @@ class RequestCtx:
         self.mcp_resource = ""
         # Handed to another worker of this gateway, which logs and counts it (server/relay.py).
         self.relayed = False
+        # LLM facts (llm/exchange.py LlmFacts), set by the LLM exchange; None for other traffic.
+        self.llm: LlmFacts | None = None
 
     @property
     def has_body(self) -> bool:

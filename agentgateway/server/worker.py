@@ -29,6 +29,8 @@ from agentgateway.config.compile import compile_config
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import BindRuntime, ListenerRuntime, RuntimeConfig
 from agentgateway.config.loader import decode_config
+from agentgateway.llm.config import LlmService
+from agentgateway.llm.exchange import LlmExchange, LlmFacts
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.endpoint import McpExchange
 from agentgateway.mcp.runtime import McpRuntime
@@ -40,6 +42,7 @@ from agentgateway.server.context import RequestCtx
 from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
 from agentgateway.server.relay import BIND_HEADER, worker_socket
+from agentgateway.upstream.client import HttpClient
 from agentgateway.upstream.forward import HttpForward
 from agentgateway.upstream.pool import UpstreamPool
 from agentgateway.upstream.target import HttpTarget
@@ -78,6 +81,7 @@ class Worker:
         self.draining = False
         self._ticker: asyncio.Task[None] | None = None
         self._mcp: McpRuntime | None = None
+        self.http_client = HttpClient(self.pool)  # the gateway's own calls (LLM providers, webhooks)
         self._relay: BindHandle | None = None
         # Set by the control loop: tells the supervisor (and through it every worker) a thing.
         self.announce: Callable[[dict[str, Any]], None] = lambda message: None
@@ -132,6 +136,11 @@ class Worker:
             exchange = McpExchange(self.mcp, conn, ctx, target)
             exchange.start()
             return exchange
+        if target.kind == "llm":
+            assert isinstance(target, LlmService)
+            llm = LlmExchange(self.http_client, conn, ctx, target, self.runtime.limits.max_buffer_size)
+            llm.start()
+            return llm
         assert isinstance(target, HttpTarget)
         forward = HttpForward(self, conn, ctx, target)
         forward.start()
@@ -172,8 +181,23 @@ class Worker:
         if ctx.mcp_method:
             tool = ctx.mcp_resource if ctx.mcp_method == "tools/call" else ""
             self.metrics.observe_mcp((ctx.route, ctx.mcp_method, ctx.mcp_target, tool))
+        llm = ctx.llm
+        if llm is not None:
+            self._observe_llm(ctx, llm, duration)
         if self.access_log.enabled:
             self.access_log.record(ctx, duration)
+
+    def _observe_llm(self, ctx: RequestCtx, llm: LlmFacts, duration: float) -> None:
+        key = (llm.operation, llm.provider, llm.request_model, llm.response_model, ctx.route)
+        metrics = self.metrics
+        usage = llm.usage
+        if usage.known:
+            metrics.observe_genai("agentgateway_gen_ai_client_token_usage", (*key, "input"), usage.input_tokens)
+            metrics.observe_genai("agentgateway_gen_ai_client_token_usage", (*key, "output"), usage.output_tokens)
+        error = llm.error_type or (str(ctx.status) if ctx.status >= 400 else "")
+        metrics.observe_genai("agentgateway_gen_ai_server_request_duration", (*key, error), duration)
+        if llm.stream and llm.ttft:
+            metrics.observe_genai("agentgateway_gen_ai_server_time_to_first_token", key, llm.ttft)
 
     def log_internal_error(self, what: str, exc: BaseException) -> None:
         log.error("%s: %r", what, exc, exc_info=exc)
