@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import struct
 import sys
 import time
@@ -61,22 +62,134 @@ def only_keys(obj: Json, allowed: frozenset[str], where: str) -> None:
 # ---------------------------------------------------------------- request validation
 
 OPENAI_CHAT_KEYS = frozenset(
-    ["model", "messages", "temperature", "top_p", "n", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "max_completion_tokens", "max_tokens", "reasoning_effort", "response_format", "tools", "tool_choice", "parallel_tool_calls", "stream", "stream_options", "user", "safety_identifier", "metadata", "store", "service_tier", "prompt_cache_key", "modalities", "audio", "prediction", "verbosity", "web_search_options"]
+    [
+        "model",
+        "messages",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "max_completion_tokens",
+        "max_tokens",
+        "reasoning_effort",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "stream",
+        "stream_options",
+        "user",
+        "safety_identifier",
+        "metadata",
+        "store",
+        "service_tier",
+        "prompt_cache_key",
+        "modalities",
+        "audio",
+        "prediction",
+        "verbosity",
+        "web_search_options",
+    ]
 )
 RESPONSES_KEYS = frozenset(
-    ["model", "input", "instructions", "tools", "tool_choice", "max_output_tokens", "temperature", "top_p", "reasoning", "text", "stream", "previous_response_id", "conversation", "store", "background", "truncation", "include", "metadata", "parallel_tool_calls", "user", "safety_identifier", "service_tier", "prompt_cache_key"]
+    [
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "reasoning",
+        "text",
+        "stream",
+        "previous_response_id",
+        "conversation",
+        "store",
+        "background",
+        "truncation",
+        "include",
+        "metadata",
+        "parallel_tool_calls",
+        "user",
+        "safety_identifier",
+        "service_tier",
+        "prompt_cache_key",
+    ]
 )
 ANTHROPIC_KEYS = frozenset(
-    ["model", "messages", "max_tokens", "system", "temperature", "top_p", "top_k", "stop_sequences", "stream", "metadata", "tools", "tool_choice", "thinking", "output_config", "service_tier", "container", "mcp_servers", "context_management"]
+    [
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop_sequences",
+        "stream",
+        "metadata",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "output_config",
+        "service_tier",
+        "container",
+        "mcp_servers",
+        "context_management",
+    ]
 )
 GEMINI_KEYS = frozenset(
-    ["contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings", "cachedContent", "labels"]
+    [
+        "contents",
+        "systemInstruction",
+        "generationConfig",
+        "tools",
+        "toolConfig",
+        "safetySettings",
+        "cachedContent",
+        "labels",
+    ]
 )
 GEMINI_GEN_KEYS = frozenset(
-    ["temperature", "topP", "topK", "maxOutputTokens", "stopSequences", "candidateCount", "responseMimeType", "responseSchema", "responseJsonSchema", "thinkingConfig", "seed", "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs"]
+    [
+        "temperature",
+        "topP",
+        "topK",
+        "maxOutputTokens",
+        "stopSequences",
+        "candidateCount",
+        "responseMimeType",
+        "responseSchema",
+        "responseJsonSchema",
+        "thinkingConfig",
+        "seed",
+        "presencePenalty",
+        "frequencyPenalty",
+        "responseLogprobs",
+        "logprobs",
+    ]
 )
 BEDROCK_KEYS = frozenset(
-    ["messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig", "additionalModelRequestFields", "additionalModelResponseFieldPaths", "promptVariables", "requestMetadata", "performanceConfig"]
+    [
+        "messages",
+        "system",
+        "inferenceConfig",
+        "toolConfig",
+        "guardrailConfig",
+        "additionalModelRequestFields",
+        "additionalModelResponseFieldPaths",
+        "promptVariables",
+        "requestMetadata",
+        "performanceConfig",
+    ]
 )
 
 
@@ -168,7 +281,8 @@ def _anthropic_blocks(content: Any, role: str, where: str, tool_ids: set[str]) -
 
 
 def validate_anthropic(body: Json, headers: dict[bytes, bytes]) -> None:
-    need(headers.get(b"anthropic-version") == b"2023-06-01", "anthropic-version header is required")
+    version = headers.get(b"anthropic-version", b"")
+    need(re.fullmatch(rb"20\d\d-\d\d-\d\d", version), "anthropic-version header is required (a dated API version)")
     only_keys(body, ANTHROPIC_KEYS, "request")
     need(isinstance(body.get("model"), str), "model: Field required")
     need(isinstance(body.get("max_tokens"), int) and body["max_tokens"] > 0, "max_tokens: Field required")
@@ -319,7 +433,6 @@ def verify_sigv4(method: str, url: str, headers: dict[bytes, bytes], body: bytes
     )
     request.context["timestamp"] = amz_date
     signer = SigV4Auth(Credentials(AWS_KEY, AWS_SECRET), "bedrock", scope[2])
-    request.headers["X-Amz-Date"] = amz_date
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
     need(
