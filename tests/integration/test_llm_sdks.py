@@ -45,18 +45,20 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
         config = {"llm": {"port": port, "models": model_entries(fakes)}}
         gw = Gateway(gw_dir, config, env=AWS_ENV)
         procs.append(gw)
-        yield LlmSetup(gw, port, fakes)
+        setup = LlmSetup(gw, port, fakes)
+        yield setup
+        setup.close()
     finally:
         for p in reversed(procs):
             p.stop()
 
 
 def oa(llm: LlmSetup) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{llm.url}/v1", api_key=CLIENT_KEY, max_retries=0)
+    return llm.openai(key=CLIENT_KEY)  # type: ignore[no-any-return]
 
 
 def an(llm: LlmSetup) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=llm.url, api_key=CLIENT_KEY, max_retries=0)
+    return llm.anthropic(key=CLIENT_KEY)  # type: ignore[no-any-return]
 
 
 def assert_no_client_credential(llm: LlmSetup, model: str) -> None:
@@ -265,5 +267,5 @@ def test_metrics_and_access_log(llm: LlmSetup) -> None:
     )
     assert gw.metric("agentgateway_gen_ai_server_request_duration_count", gen_ai_request_model="claude-haiku") >= 1
     assert gw.metric("agentgateway_gen_ai_server_time_to_first_token_count", gen_ai_provider_name="anthropic") >= 1
-    line = [x for x in gw.access_lines() if "gen_ai.request.model=claude-haiku" in x][-1]
+    line = llm.access_line("gen_ai.request.model=claude-haiku")
     assert "gen_ai.provider.name=anthropic" in line and "gen_ai.usage.input_tokens=16" in line

@@ -115,6 +115,42 @@ class LlmSetup:
         self.gateway = gateway
         self.port = port
         self.fakes = fakes
+        self.route_port = 0
+        self._clients: dict[tuple[str, int], Any] = {}
+
+    def openai(self, port: int | None = None, key: str = "sk-client-must-not-leak") -> Any:
+        """An OpenAI SDK client on the gateway (one per port, closed with the setup)."""
+        import openai
+
+        port = port or self.port
+        client = self._clients.get(("openai", port))
+        if client is None:
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+            self._clients[("openai", port)] = client
+        return client
+
+    def anthropic(self, key: str = "sk-client-must-not-leak") -> Any:
+        import anthropic
+
+        client = self._clients.get(("anthropic", self.port))
+        if client is None:
+            client = anthropic.Anthropic(base_url=self.url, api_key=key, max_retries=0)
+            self._clients[("anthropic", self.port)] = client
+        return client
+
+    def access_line(self, needle: str) -> str:
+        """The last access-log line containing ``needle`` (lines are flushed every 100 ms)."""
+
+        def find() -> str | None:
+            lines = [x for x in self.gateway.access_lines() if needle in x]
+            return lines[-1] if lines else None
+
+        return str(wait_for(find, 5, f"an access-log line with {needle}"))
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
     @property
     def url(self) -> str:
