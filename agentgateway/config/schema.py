@@ -274,6 +274,7 @@ class AiAzureProvider(Schema, frozen=True):
     model: str | None = None
     resource_name: str | None = None
     resource_type: Literal["openAI", "foundry"] | None = None
+    # quote a dated version in YAML ("2024-10-21"), or it reads as a date
     api_version: str | None = None
 
 

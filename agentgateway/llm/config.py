@@ -321,6 +321,10 @@ def compile_provider(spec: ProviderSpec, make_http: MakeHttpTarget, where: str) 
     )
 
 
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def _provider_kind(p: AiProvider, where: str) -> tuple[str, Any]:
     set_kinds = [
         (k, v)
@@ -367,7 +371,7 @@ def _ai_provider(
         region=getattr(cfg, "region", None),
         project=getattr(cfg, "project_id", None),
         azure_resource=getattr(cfg, "resource_name", None),
-        azure_version=getattr(cfg, "api_version", None),
+        azure_version=_text(getattr(cfg, "api_version", None)),
         auth=auth,
         tls=tls,
     )
@@ -455,7 +459,7 @@ def _model_provider(model: LlmModel, make_http: MakeHttpTarget, where: str, base
         region=(params.vertex_region or params.aws_region) if params else None,
         project=params.vertex_project if params else None,
         azure_resource=params.azure_resource_name if params else None,
-        azure_version=params.azure_api_version if params else None,
+        azure_version=_text(params.azure_api_version) if params else None,
     )
     return compile_provider(spec, make_http, f"{where}.params" if params else where)
 
