@@ -10,11 +10,11 @@ import signal
 import sys
 from types import FrameType
 
-from benchmarks import http
+from benchmarks import http, llm
 from benchmarks.procs import BenchmarkError
 from benchmarks.scenario import Scenario
 
-SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in (http.SCENARIO,)}
+SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in (http.SCENARIO, llm.SCENARIO)}
 
 
 def build_parser() -> argparse.ArgumentParser:
