@@ -348,12 +348,18 @@ class LlmExchange:
                     provider_error_message(raw)[:200],
                 )
                 continue
-            if status >= 400:
-                await self._provider_error(resp, plan)
-                return None
-            if stream:
-                return await self._relay_stream(resp, plan)
-            return await self._complete(resp, plan)
+            try:
+                if status >= 400:
+                    await self._provider_error(resp, plan)
+                    return None
+                if stream:
+                    return await self._relay_stream(resp, plan)
+                return await self._complete(resp, plan)
+            except BaseException:
+                # The client left (cancelled) or the answer failed: an unfinished upstream response
+                # must not hold its connection (closing a finished one does nothing).
+                resp.close()
+                raise
         raise last_error or LlmError(502, "no provider could be called")
 
     def _forwarded_headers(self, plan: _Plan) -> tuple[tuple[bytes, bytes], ...]:

@@ -53,6 +53,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                     oai("dead", base=dead),
                     oai("sluggish", "slow-model"),
                     oai("openai-midstream", "midstream"),
+                    oai("openai-slowstream", "slowstream"),
                     {
                         "name": "bedrock-midstream",
                         "provider": "bedrock",
@@ -301,3 +302,17 @@ def test_bad_requests(llm: LlmSetup) -> None:
     assert r.status_code == 404 and r.json()["type"] == "error"
     r = httpx.get(url)
     assert r.status_code == 405
+
+
+def test_client_leaving_mid_stream(llm: LlmSetup) -> None:
+    with httpx.stream(
+        "POST",
+        f"{llm.url}/v1/chat/completions",
+        json={"model": "openai-slowstream", "stream": True, "messages": [{"role": "user", "content": "a b c d e f"}]},
+        timeout=10,
+    ) as r:
+        first = next(r.iter_bytes())
+        assert first.startswith(b"data: ")
+    # the gateway noticed, let the upstream response go, and keeps serving
+    r2 = oa(llm).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "still here"}])
+    assert r2.choices[0].message.content == "Hello from openai! You said: still here"

@@ -5,6 +5,7 @@ with tool calls; usage mapped exactly; the client's credential never reaches a p
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import anthropic
@@ -13,6 +14,7 @@ import pytest
 
 from tests.support.gateway import Gateway, free_port
 from tests.support.llm import AWS_ENV, KINDS, MODELS, FakeProvider, LlmSetup, model_entries
+from tests.support.llm_fakes import API_KEY
 
 CLIENT_KEY = "sk-client-must-not-leak"
 TOOL = {
@@ -42,7 +44,19 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
         port = free_port()
         gw_dir = tmp / "gw"
         gw_dir.mkdir()
-        config = {"llm": {"port": port, "models": model_entries(fakes)}}
+        slow = [
+            {
+                "name": "openai-slowstream",
+                "provider": "openAI",
+                "params": {"apiKey": API_KEY, "baseUrl": f"{fakes['openai'].base}/v1", "model": "slowstream"},
+            },
+            {
+                "name": "anthropic-slowstream",
+                "provider": "anthropic",
+                "params": {"apiKey": API_KEY, "baseUrl": f"{fakes['anthropic'].base}/v1", "model": "slowstream"},
+            },
+        ]
+        config = {"llm": {"port": port, "models": model_entries(fakes) + slow}}
         gw = Gateway(gw_dir, config, env=AWS_ENV)
         procs.append(gw)
         setup = LlmSetup(gw, port, fakes)
@@ -229,8 +243,8 @@ def test_embeddings(llm: LlmSetup, model: str) -> None:
 
 def test_models_and_count_tokens(llm: LlmSetup) -> None:
     ids = [m.id for m in oa(llm).models.list()]
-    assert ids == list(MODELS)
-    assert [m.id for m in an(llm).models.list()] == list(MODELS)
+    assert ids == [*MODELS, "openai-slowstream", "anthropic-slowstream"]
+    assert [m.id for m in an(llm).models.list()] == ids
     count = an(llm).messages.count_tokens(model="claude-haiku", messages=[{"role": "user", "content": "hi"}])
     assert count.input_tokens == 42  # the provider's count
     local = an(llm).messages.count_tokens(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello world"}])
@@ -269,3 +283,22 @@ def test_metrics_and_access_log(llm: LlmSetup) -> None:
     assert gw.metric("agentgateway_gen_ai_server_time_to_first_token_count", gen_ai_provider_name="anthropic") >= 1
     line = llm.access_line("gen_ai.request.model=claude-haiku")
     assert "gen_ai.provider.name=anthropic" in line and "gen_ai.usage.input_tokens=16" in line
+
+
+@pytest.mark.parametrize("model", ["openai-slowstream", "anthropic-slowstream"])
+def test_first_token_is_forwarded_at_once(llm: LlmSetup, model: str) -> None:
+    """The provider pauses 250 ms between events: each reaches the client on its own, relayed
+    (OpenAI → Chat) or translated (Anthropic → Chat, OpenAI → Messages) chunk by chunk."""
+    start = time.monotonic()
+    arrivals = []
+    for chunk in oa(llm).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "one two three"}], stream=True
+    ):
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic() - start)
+    assert len(arrivals) >= 5
+    assert arrivals[0] < arrivals[-1] - 0.75  # the first token came long before the last
+    start = time.monotonic()
+    with an(llm).messages.stream(model=model, max_tokens=64, messages=[{"role": "user", "content": "one two"}]) as s:
+        times = [time.monotonic() - start for _ in s.text_stream]
+    assert len(times) >= 5 and times[0] < times[-1] - 0.75

@@ -12,7 +12,8 @@ openai, azure, anthropic, gemini, vertex or bedrock. Each fake:
   provider's exact framing (SSE ``data:`` chunks and ``[DONE]``, Anthropic's named events, Gemini's
   ``alt=sse``, Bedrock's binary event stream);
 - misbehaves on request: a model name containing ``fail429`` / ``fail500`` answers that error,
-  ``slow`` waits 3 s, ``midstream`` sends an error event after the first streamed chunk;
+  ``slow`` waits 3 s, ``midstream`` sends an error event after the first streamed chunk,
+  ``slowstream`` waits 250 ms between streamed events;
 - records the last request: ``GET /_last`` returns {path, headers, body}; ``GET /_count`` the
   number of requests served.
 
@@ -1242,9 +1243,10 @@ class FakeProtocol(asyncio.Protocol):
             else:
                 head.append(b"transfer-encoding: chunked\r\n\r\n")
                 self.transport.write(b"".join(head))
+                pause = 0.25 if "slowstream" in target + body.decode("utf-8", "replace")[:300] else 0
                 async for part in payload:
                     self.transport.write(b"%x\r\n%s\r\n" % (len(part), part))
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(pause)
                 self.transport.write(b"0\r\n\r\n")
             if not keep:
                 self.transport.close()
