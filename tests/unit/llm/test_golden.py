@@ -72,6 +72,27 @@ def run(direction: str, given: Any) -> Any:
         return anthropic.messages_request_to_chat(given)
     if direction == "request responses->chat":
         return responses.responses_request_to_chat(given)
+    # Composed directions: what the exchange does for a client API and a provider that differ
+    # and are not Chat (the request goes through the canonical Chat form).
+    if direction == "request messages->gemini":
+        return gemini.chat_request_to_gemini(anthropic.messages_request_to_chat(given))
+    if direction == "request messages->bedrock":
+        return bedrock.chat_request_to_converse(anthropic.messages_request_to_chat(given))
+    if direction == "request responses->anthropic":
+        return anthropic.chat_request_to_messages(responses.responses_request_to_chat(given))
+    if direction == "request responses->gemini":
+        return gemini.chat_request_to_gemini(responses.responses_request_to_chat(given))
+    if direction == "request responses->bedrock":
+        return bedrock.chat_request_to_converse(responses.responses_request_to_chat(given))
+    if direction == "response gemini->messages":
+        out, usage = gemini.gemini_response_to_chat(given)
+        return anthropic.chat_response_to_messages(out, usage)
+    if direction == "response bedrock->messages":
+        out, usage = bedrock.converse_response_to_chat(given, "anthropic.claude-3-haiku")
+        return anthropic.chat_response_to_messages(out, usage)
+    if direction == "response anthropic->responses":
+        out, usage = anthropic.messages_response_to_chat(given)
+        return responses.chat_response_to_responses({"model": "m"}, out, usage)
     if direction == "response anthropic->chat":
         out, usage = anthropic.messages_response_to_chat(given)
         return {"response": out, "usage": _usage(usage)}
@@ -89,7 +110,7 @@ def run(direction: str, given: Any) -> Any:
         )
     pieces = (
         [p.encode() for p in given]
-        if direction != "stream bedrock->chat"
+        if not direction.startswith("stream bedrock->")
         else [
             encode_frame(
                 {":event-type": e, ":content-type": "application/json", ":message-type": "event"}, orjson.dumps(p)
@@ -111,6 +132,15 @@ def run(direction: str, given: Any) -> Any:
         return _stream(
             bedrock.ConverseStreamDecoder("anthropic.claude-3-haiku"), openai.ChatStreamEncoder(False, "m"), pieces
         )
+    if direction == "stream bedrock->messages":
+        return _stream(
+            bedrock.ConverseStreamDecoder("anthropic.claude-3-haiku"), anthropic.MessagesStreamEncoder("m"), pieces
+        )
+    if direction == "stream bedrock->responses":
+        encoder = responses.ResponsesStreamEncoder({"model": "m"}, "m")
+        return _stream(bedrock.ConverseStreamDecoder("anthropic.claude-3-haiku"), encoder, pieces)
+    if direction == "stream gemini->responses":
+        return _stream(gemini.GeminiStreamDecoder(), responses.ResponsesStreamEncoder({"model": "m"}, "m"), pieces)
     if direction == "stream anthropic->responses":
         return _stream(anthropic.MessagesStreamDecoder(), responses.ResponsesStreamEncoder({"model": "m"}, "m"), pieces)
     raise AssertionError(f"unknown direction {direction}")
@@ -118,7 +148,7 @@ def run(direction: str, given: Any) -> Any:
 
 def test_every_direction_has_fixtures() -> None:
     directions = {json.loads(f.read_text())["direction"] for f in FILES}
-    assert len(directions) >= 17, sorted(directions)
+    assert len(directions) >= 28, sorted(directions)
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
@@ -131,3 +161,54 @@ def test_golden(path: Path) -> None:
         path.write_text(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
         return
     assert got == case["output"]
+
+
+@pytest.mark.parametrize(
+    ("direction", "given", "message"),
+    [
+        (
+            "request chat->bedrock",
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/a.png"}}]}
+                ]
+            },
+            "data URLs only",
+        ),
+        ("request chat->anthropic", {"messages": [{"role": "user", "content": "x"}], "n": 3}, "n > 1"),
+        (
+            "request responses->chat",
+            {"model": "m", "input": "x", "previous_response_id": "resp_1"},
+            "server-side state",
+        ),
+        (
+            "request responses->chat",
+            {"model": "m", "input": "x", "tools": [{"type": "web_search"}]},
+            "built-in Responses tools",
+        ),
+        (
+            "request chat->gemini",
+            {"messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]},
+            "unknown tool_call_id",
+        ),
+        (
+            "request chat->bedrock",
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                    }
+                ]
+            },
+            "tool definitions",
+        ),
+    ],
+)
+def test_untranslatable_requests_are_400s(direction: str, given: dict[str, Any], message: str) -> None:
+    from agentgateway.llm.errors import LlmError
+
+    with pytest.raises(LlmError) as err:
+        run(direction, given)
+    assert err.value.status == 400 and message in err.value.message
