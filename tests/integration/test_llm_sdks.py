@@ -126,6 +126,8 @@ def test_openai_tool_round_trip(llm: LlmSetup, model: str, stream: bool) -> None
         calls: dict[int, dict] = {}
         finish = None
         for chunk in client.chat.completions.create(model=model, messages=messages, tools=[TOOL], stream=True):
+            # the gateway asks providers for usage; a client that did not ask never sees it
+            assert chunk.usage is None and chunk.choices
             for c in chunk.choices:
                 finish = c.finish_reason or finish
                 for tc in c.delta.tool_calls or []:
