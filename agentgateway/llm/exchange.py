@@ -21,6 +21,7 @@ from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
 from agentgateway.llm.accounting import LlmCall, TokenBudget, reserve_all, settle_all
 from agentgateway.llm.chat import Json, new_id, now
 from agentgateway.llm.config import LlmService, ModelRoute, ModelTarget
+from agentgateway.llm.embeddings import embed_request, embed_response
 from agentgateway.llm.errors import (
     CHAT,
     COUNT_TOKENS,
@@ -391,19 +392,10 @@ class LlmExchange:
             return plan, provider.path(OP_RESPONSES, upstream_model), orjson.dumps(req)
         if api == EMBEDDINGS:
             plan = _Plan(provider, upstream_model, api, fmt == F_OPENAI, False, False, body)
+            path = provider.path(OP_EMBEDDINGS, upstream_model)
             if fmt == F_OPENAI:
-                return (
-                    plan,
-                    provider.path(OP_EMBEDDINGS, upstream_model),
-                    orjson.dumps({**body, "model": upstream_model}),
-                )
-            if fmt == F_GEMINI:
-                return (
-                    plan,
-                    provider.path(OP_EMBEDDINGS, upstream_model),
-                    orjson.dumps(gemini_embed_request(body, upstream_model)),
-                )
-            raise LlmError(400, f"embeddings are not supported for {provider.kind} providers yet")
+                return plan, path, orjson.dumps({**body, "model": upstream_model})
+            return plan, path, orjson.dumps(embed_request(provider.kind, upstream_model, body))
         if api == COUNT_TOKENS:
             raise LlmError(400, "count_tokens goes to Anthropic providers only")
         # Translated: client API → canonical Chat → provider format.
@@ -477,7 +469,7 @@ class LlmExchange:
         else:
             fmt = plan.fmt
             if api == EMBEDDINGS:
-                out = gemini_embed_response(data, plan.model, plan.client_body)
+                out = embed_response(plan.provider.kind, plan.model, data, plan.client_body)
                 usage = Usage(out["usage"]["prompt_tokens"], 0, known=True)
                 facts.response_model = plan.model
                 facts.usage = usage
@@ -721,36 +713,6 @@ async def _read_quietly(resp: ClientResponse) -> bytes:
         return await resp.read(64 * 1024)
     except HttpClientError:
         return b""
-
-
-def gemini_embed_request(body: Json, model: str) -> Json:
-    value = body.get("input")
-    inputs = [value] if isinstance(value, str) else value
-    if not isinstance(inputs, list) or not all(isinstance(v, str) for v in inputs):
-        raise LlmError(400, "Gemini embeddings take text input (a string or a list of strings)")
-    name = model if "/" in model else f"models/{model}"
-    reqs: list[Json] = []
-    for text in inputs:
-        req: Json = {"model": name, "content": {"parts": [{"text": text}]}}
-        if body.get("dimensions"):
-            req["outputDimensionality"] = body["dimensions"]
-        reqs.append(req)
-    return {"requests": reqs}
-
-
-def gemini_embed_response(data: Json, model: str, request: Json) -> Json:
-    value = request.get("input")
-    inputs = [value] if isinstance(value, str) else list(value or [])
-    tokens = sum(COUNTER.count(t) for t in inputs if isinstance(t, str))
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": e.get("values", [])}
-            for i, e in enumerate(data.get("embeddings") or [])
-        ],
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
 
 
 __all__ = ["LLM_PATHS", "LlmExchange", "LlmFacts", "client_api", "new_id", "now"]

@@ -105,12 +105,13 @@ class Provider:
         if fmt == F_ANTHROPIC:
             return base + ("/messages/count_tokens" if op == OP_COUNT_TOKENS else "/messages")
         if fmt == F_GEMINI:
-            if self.kind == "vertex" and "/" not in model:
+            vertex = self.kind == "vertex"
+            if vertex and "/" not in model:
                 model = f"publishers/google/models/{model}"
             elif "/" not in model:
                 model = f"models/{model}"
             if op == OP_EMBEDDINGS:
-                return f"{base}/{model}:batchEmbedContents"
+                return f"{base}/{model}:predict" if vertex else f"{base}/{model}:batchEmbedContents"
             if op == OP_COUNT_TOKENS:
                 return f"{base}/{model}:countTokens"
             return (
@@ -119,7 +120,7 @@ class Provider:
                 else f"{base}/{model}:generateContent"
             )
         # Bedrock: the model id (or ARN) is one path segment
-        action = "converse-stream" if op == OP_STREAM else "converse"
+        action = {OP_STREAM: "converse-stream", OP_EMBEDDINGS: "invoke"}.get(op, "converse")
         return f"{base}/model/{quote(model, safe='')}/{action}"
 
     def headers(self, path: str, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> list[tuple[bytes, bytes]]:

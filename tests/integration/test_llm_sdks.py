@@ -56,7 +56,20 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                 "params": {"apiKey": API_KEY, "baseUrl": f"{fakes['anthropic'].base}/v1", "model": "slowstream"},
             },
         ]
-        config = {"llm": {"port": port, "models": model_entries(fakes) + slow}}
+        bedrock_base = fakes["bedrock"].base
+        embed = [
+            {
+                "name": "titan-embed",
+                "provider": "bedrock",
+                "params": {"awsRegion": "us-east-1", "baseUrl": bedrock_base, "model": "amazon.titan-embed-text-v2:0"},
+            },
+            {
+                "name": "cohere-embed",
+                "provider": "bedrock",
+                "params": {"awsRegion": "us-east-1", "baseUrl": bedrock_base, "model": "cohere.embed-english-v3"},
+            },
+        ]
+        config = {"llm": {"port": port, "models": model_entries(fakes) + slow + embed}}
         gw = Gateway(gw_dir, config, env=AWS_ENV)
         procs.append(gw)
         setup = LlmSetup(gw, port, fakes)
@@ -236,16 +249,26 @@ def test_openai_responses_tools(llm: LlmSetup, model: str) -> None:
     assert r2.output_text == "The tool said: 22C and sunny"
 
 
-@pytest.mark.parametrize("model", ["gpt-4o-mini", "gemini-2.5-flash"])
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "azure-gpt", "gemini-2.5-flash", "vertex-gemini", "cohere-embed"])
 def test_embeddings(llm: LlmSetup, model: str) -> None:
     r = oa(llm).embeddings.create(model=model, input=["a", "b"])
     assert [d.index for d in r.data] == [0, 1]
     assert len(r.data[0].embedding) >= 2
+    assert r.usage.prompt_tokens > 0
+
+
+def test_embeddings_titan_one_input(llm: LlmSetup) -> None:
+    r = oa(llm).embeddings.create(model="titan-embed", input="hello")
+    assert r.data[0].embedding == [0.125, 0.5] and r.usage.prompt_tokens == 4
+    with pytest.raises(openai.BadRequestError):
+        oa(llm).embeddings.create(model="titan-embed", input=["a", "b"])
+    with pytest.raises(openai.BadRequestError):
+        oa(llm).embeddings.create(model="claude-haiku", input="x")
 
 
 def test_models_and_count_tokens(llm: LlmSetup) -> None:
     ids = [m.id for m in oa(llm).models.list()]
-    assert ids == [*MODELS, "openai-slowstream", "anthropic-slowstream"]
+    assert ids == [*MODELS, "openai-slowstream", "anthropic-slowstream", "titan-embed", "cohere-embed"]
     assert [m.id for m in an(llm).models.list()] == ids
     count = an(llm).messages.count_tokens(model="claude-haiku", messages=[{"role": "user", "content": "hi"}])
     assert count.input_tokens == 42  # the provider's count

@@ -777,6 +777,16 @@ class Fake:
                     [("content-type", "application/json")],
                     orjson.dumps({"embeddings": [{"values": [0.5, float(i)]} for i in range(len(reqs))]}),
                 )
+            if method == "predict" and kind == "vertex":
+                instances = req.get("instances")
+                need(isinstance(instances, list) and instances, "instances is required")
+                need(all(isinstance(i.get("content"), str) for i in instances), "each instance needs content")
+                only_keys(req, frozenset(("instances", "parameters")), "PredictRequest")
+                preds = [
+                    {"embeddings": {"values": [0.25, float(i)], "statistics": {"token_count": 3, "truncated": False}}}
+                    for i in range(len(instances))
+                ]
+                return 200, [("content-type", "application/json")], orjson.dumps({"predictions": preds})
             need(method in ("generateContent", "streamGenerateContent"), f"unknown method {method}")
             if method == "streamGenerateContent":
                 need(query == "alt=sse", "this fake streams with alt=sse only")
@@ -789,6 +799,26 @@ class Fake:
         need(path.startswith("/model/"), f"unknown path {path}")
         model_id, _, action = path[len("/model/") :].rpartition("/")
         model_id = unquote(model_id)
+        if action == "invoke":
+            if model_id.startswith("cohere."):
+                only_keys(req, frozenset(("texts", "input_type", "truncate", "embedding_types")), "Cohere embed")
+                need(isinstance(req.get("texts"), list) and req.get("input_type"), "texts and input_type are required")
+                vectors = [[0.5, float(i)] for i in range(len(req["texts"]))]
+                return (
+                    200,
+                    [("content-type", "application/json")],
+                    orjson.dumps(
+                        {"id": "e1", "embeddings": vectors, "texts": req["texts"], "response_type": "embeddings_floats"}
+                    ),
+                )
+            need("titan-embed" in model_id, f"model {model_id} cannot be invoked by this fake")
+            only_keys(req, frozenset(("inputText", "dimensions", "normalize", "embeddingTypes")), "Titan embed")
+            need(isinstance(req.get("inputText"), str), "inputText is required")
+            return (
+                200,
+                [("content-type", "application/json")],
+                orjson.dumps({"embedding": [0.125, 0.5], "inputTextTokenCount": 4}),
+            )
         need(action in ("converse", "converse-stream"), f"unknown action {action}")
         bad = await self.misbehave(model_id)
         if bad:
