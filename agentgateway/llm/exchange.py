@@ -386,7 +386,7 @@ class LlmExchange:
             plan = _Plan(provider, upstream_model, api, True, stream, False, body)
             op = OP_COUNT_TOKENS if api == COUNT_TOKENS else OP_CHAT
             return plan, provider.path(op, upstream_model), orjson.dumps(req)
-        if api == RESPONSES and fmt == F_OPENAI and provider.kind == "openAI":
+        if api == RESPONSES and provider.speaks_responses:
             req = {**body, "model": upstream_model}
             plan = _Plan(provider, upstream_model, api, True, stream, False, body)
             return plan, provider.path(OP_RESPONSES, upstream_model), orjson.dumps(req)

@@ -58,6 +58,7 @@ class Provider:
         "vertex_location",
         "tokenize",
         "scheme",
+        "speaks_responses",
     )
 
     def __init__(
@@ -88,6 +89,8 @@ class Provider:
         self.vertex_location = vertex_location
         self.tokenize = tokenize
         self.scheme = "https" if target.tls else "http"
+        # OpenAI and Azure's v1 API serve /responses themselves; the others get it translated.
+        self.speaks_responses = kind == "openAI" or (kind == "azure" and azure_deployment_version is None)
 
     def path(self, op: str, model: str) -> str:
         base = self.base_path

@@ -220,7 +220,9 @@ def test_anthropic_tool_round_trip(llm: LlmSetup, model: str, stream: bool) -> N
     assert second.content[0].type == "text" and second.content[0].text == "The tool said: 22C and sunny"
 
 
-@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku", "gemini-2.5-flash", "bedrock-claude"])
+@pytest.mark.parametrize(
+    "model", ["gpt-4o-mini", "azure-gpt", "azure-dated", "claude-haiku", "gemini-2.5-flash", "bedrock-claude"]
+)
 def test_openai_responses(llm: LlmSetup, model: str) -> None:
     client = oa(llm)
     r = client.responses.create(model=model, input="hello responses", instructions="Be brief.")

@@ -723,7 +723,7 @@ class Fake:
                     req.setdefault("model", model)
                 validate_openai_chat(req)
                 return self.openai_chat(req)
-            if sub == "/responses" and kind == "openai":
+            if sub == "/responses" and not path.startswith("/openai/deployments/"):
                 validate_responses(req)
                 return self.openai_responses(req)
             if sub == "/embeddings":
