@@ -19,10 +19,51 @@ from tests.support.llm_fakes import API_KEY
 CARD = "4111 1111 1111 1111"
 
 
+class Webhook:
+    """A prompt-guard webhook: masks "banana", rejects "forbidden", answers in a thread."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen = self.seen = []  # type: list[dict]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                seen.append({"path": self.path, **body})
+                texts = body["texts"]
+                if any("forbidden" in t for t in texts):
+                    verdict: dict = {"action": "reject", "reason": "forbidden topic", "status": 422}
+                elif any("banana" in t for t in texts):
+                    verdict = {"action": "mask", "texts": [t.replace("banana", "[fruit]") for t in texts]}
+                else:
+                    verdict = {"action": "pass"}
+                data = json.dumps(verdict).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
     tmp = tmp_path_factory.mktemp("llmpol")
     procs = []
+    webhook = Webhook()
     try:
         fakes = {k: FakeProvider(tmp, k) for k in ("openai", "anthropic", "bedrock")}
         procs += fakes.values()
@@ -135,6 +176,19 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                                             "policies": {"backendAuth": {"key": API_KEY}},
                                         }
                                     ],
+                                    "policies": {
+                                        "ai": {
+                                            "overrides": {"top_p": 0.9},
+                                            "promptGuard": {
+                                                "request": [
+                                                    {"webhook": {"target": {"host": f"127.0.0.1:{webhook.port}"}}}
+                                                ],
+                                                "response": [
+                                                    {"webhook": {"target": {"host": f"127.0.0.1:{webhook.port}"}}}
+                                                ],
+                                            },
+                                        }
+                                    },
                                 },
                             ]
                         }
@@ -148,11 +202,13 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
         procs.append(gw)
         setup = LlmSetup(gw, port, fakes)
         setup.route_port = route_port
+        setup.webhook = webhook  # type: ignore[attr-defined]
         yield setup
         setup.close()
     finally:
         for p in reversed(procs):
             p.stop()
+        webhook.stop()
 
 
 def oa(llm: LlmSetup, port: int | None = None) -> openai.OpenAI:
@@ -316,3 +372,18 @@ def test_client_leaving_mid_stream(llm: LlmSetup) -> None:
     # the gateway noticed, let the upstream response go, and keeps serving
     r2 = oa(llm).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "still here"}])
     assert r2.choices[0].message.content == "Hello from openai! You said: still here"
+
+
+def test_overrides_and_webhook_guards(llm: LlmSetup) -> None:
+    client = oa(llm, llm.route_port)
+    r = client.chat.completions.create(model="x", top_p=0.2, messages=[{"role": "user", "content": "a banana split"}])
+    sent = json.loads(llm.fakes["openai"].last()["body"])
+    assert sent["top_p"] == 0.9  # overridden
+    assert sent["messages"][-1]["content"] == "a [fruit] split"  # masked by the request webhook
+    assert r.choices[0].message.content == "Hello from openai! You said: a [fruit] split"
+    phases = [(c["path"], c["phase"]) for c in llm.webhook.seen[-2:]]  # type: ignore[attr-defined]
+    assert phases == [("/request", "request"), ("/response", "response")]
+    assert llm.webhook.seen[-1]["texts"] == ["Hello from openai! You said: a [fruit] split"]  # type: ignore[attr-defined]
+    with pytest.raises(openai.UnprocessableEntityError) as err:
+        client.chat.completions.create(model="x", messages=[{"role": "user", "content": "something forbidden"}])
+    assert "forbidden topic" in str(err.value)
