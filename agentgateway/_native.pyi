@@ -1,10 +1,15 @@
 """Typed stub of the native hot path (`native/src/py/`). Bytes in, bytes out."""
 
 from collections.abc import Container, Sequence
-from typing import Final, Literal, final
+from typing import Final, Literal, TypeAlias, final
 
 __all__ = [
     "__version__",
+    "BucketSpec",
+    "CelCompileError",
+    "CelEvaluationError",
+    "CelProgram",
+    "CelRules",
     "JSONRPC_MAX_DEPTH",
     "JsonRpcEnvelope",
     "JsonRpcError",
@@ -16,6 +21,8 @@ __all__ = [
     "SseDecoder",
     "SseError",
     "SseEvent",
+    "SharedBuckets",
+    "bucket_key",
     "encode_sse_comment",
     "encode_sse_event",
     "list_item_keys",
@@ -159,6 +166,133 @@ def encode_sse_event(data: bytes, event: str | None = None, id: str | None = Non
 
 def encode_sse_comment(text: bytes = b"") -> bytes:
     """Comment lines for `text`; b"" gives the keep-alive b":\\n"."""
+
+# --- CEL -----------------------------------------------------------------------------------
+
+_CelRequest: TypeAlias = tuple[bytes, bytes, bytes, bytes, bytes, str, Sequence[tuple[bytes, bytes]] | None]
+"""(method, scheme, host, path, path_and_query, version, headers): `request`'s parts. Header
+names lower-case; a repeated header's values are joined with ","; str is accepted for bytes."""
+
+_CelSource: TypeAlias = tuple[str, int]
+"""(address, port) of the peer: `source`."""
+
+_CelVariables: TypeAlias = dict[str, object]
+
+class CelCompileError(ValueError):
+    """A CEL expression that cannot be compiled (syntax, an unknown variable, request field or
+    function, an invalid literal `matches` pattern). `index` is the rule's position in a
+    `CelRules`, None for a `CelProgram`."""
+
+    message: str
+    line: int
+    column: int
+    expression: str
+    index: int | None
+
+class CelEvaluationError(ValueError):
+    """An evaluation that failed, or a value that has no Python equivalent."""
+
+@final
+class CelProgram:
+    """One expression. `variables`: the top-level variables it reads; `request_fields`: the
+    fields of `request` it reads; `needs_headers`: whether it reads `request.headers`."""
+
+    def __new__(cls, expression: str) -> CelProgram: ...
+    @property
+    def expression(self) -> str: ...
+    @property
+    def variables(self) -> frozenset[str]: ...
+    @property
+    def request_fields(self) -> frozenset[str]: ...
+    @property
+    def needs_headers(self) -> bool: ...
+    @property
+    def header_names(self) -> frozenset[str] | None:
+        """Lower-case names of the request headers read; None when the map is read as a whole."""
+    def evaluate(
+        self,
+        request: _CelRequest | None = None,
+        source: _CelSource | None = None,
+        variables: _CelVariables | None = None,
+    ) -> object:
+        """The value (bool, int, float, str, bytes, None, list, dict; an IP or CIDR as text).
+
+        `request` and `source` come from their tuples when given, else from `variables`, which
+        holds the other variables; only what the expression reads is converted. Raises
+        CelEvaluationError, and TypeError/ValueError for a variable of an unsupported type."""
+
+@final
+class CelRules:
+    """An authorization rule set: (kind, expression) with kind "allow", "deny" or "require"."""
+
+    def __new__(cls, rules: Sequence[tuple[str, str]]) -> CelRules: ...
+    def __len__(self) -> int: ...
+    @property
+    def variables(self) -> frozenset[str]: ...
+    @property
+    def request_fields(self) -> frozenset[str]: ...
+    @property
+    def needs_headers(self) -> bool: ...
+    @property
+    def header_names(self) -> frozenset[str] | None:
+        """Lower-case names of the request headers read; None when one rule reads the map as a
+        whole."""
+    def evaluate(
+        self,
+        request: _CelRequest | None = None,
+        source: _CelSource | None = None,
+        variables: _CelVariables | None = None,
+    ) -> int:
+        """The index of the rule that decided; -1: allowed with no rule deciding (no rules, or
+        no deny/require rule applied), -2: denied with none deciding (no allow rule matched)."""
+    def explain(
+        self,
+        request: _CelRequest | None = None,
+        source: _CelSource | None = None,
+        variables: _CelVariables | None = None,
+    ) -> list[bool | str]:
+        """Each rule's result in order: True, False, or the message of its error."""
+
+# --- Shared token buckets (local rate limits across worker processes) ------------------------
+
+@final
+class BucketSpec:
+    """How a bucket fills. ValueError when tokens_per_fill > max_tokens or the interval is 0."""
+
+    def __new__(cls, max_tokens: int, tokens_per_fill: int, fill_interval_ns: int) -> BucketSpec: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def tokens_per_fill(self) -> int: ...
+    @property
+    def fill_interval_ns(self) -> int: ...
+
+@final
+class SharedBuckets:
+    """Token buckets in memory shared by every process that maps the table (a memfd)."""
+
+    @staticmethod
+    def anonymous(slots: int) -> SharedBuckets:
+        """A table private to this process."""
+    @staticmethod
+    def initialize(fd: int, slots: int) -> SharedBuckets:
+        """Size the empty file `fd` for `slots` buckets and map it (OSError on failure)."""
+    @staticmethod
+    def attach(fd: int) -> SharedBuckets:
+        """Map a table initialized by another process; ValueError if `fd` holds none."""
+    @property
+    def slots(self) -> int: ...
+    @property
+    def evictions(self) -> int:
+        """Buckets dropped while in use because their probe window was full."""
+    def acquire(self, key: int, spec: BucketSpec, cost: int = 1) -> tuple[bool, int, int]:
+        """Take `cost` tokens: (allowed, tokens remaining, nanoseconds until the next fill)."""
+    def available(self, key: int, spec: BucketSpec) -> int: ...
+    def amend(self, key: int, spec: BucketSpec, delta: int) -> int:
+        """Remove `delta` tokens (give back when negative); returns the tokens left."""
+
+def bucket_key(identity: bytes, key: bytes) -> int:
+    """Table key of a bucket: its identity and the per-request key value (never 0)."""
 
 # --- MCP federation -----------------------------------------------------------------------------
 

@@ -10,11 +10,22 @@ import signal
 import sys
 from types import FrameType
 
-from benchmarks import http, llm
+from benchmarks import authz, cel, http, llm, mcp, mcp_access, policies
 from benchmarks.procs import BenchmarkError
 from benchmarks.scenario import Scenario
 
-SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in (http.SCENARIO, llm.SCENARIO)}
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario
+    for scenario in (
+        http.SCENARIO,
+        policies.SCENARIO,
+        cel.SCENARIO,
+        authz.SCENARIO,
+        mcp.SCENARIO,
+        mcp_access.SCENARIO,
+        llm.SCENARIO,
+    )
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +55,15 @@ def pinned(argv: Sequence[str], cpu: int) -> list[str]:
     return ["taskset", "--cpu-list", str(cpu), *argv]
 
 
-def _launch(name: str, argv: Sequence[str], *, cpu: int, log_dir: Path) -> ManagedProcess:
+def _launch(
+    name: str,
+    argv: Sequence[str],
+    *,
+    cpu: int,
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ManagedProcess:
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         # The child keeps its own copy of the descriptor; closing ours right away is fine.
@@ -65,6 +73,8 @@ def _launch(name: str, argv: Sequence[str], *, cpu: int, log_dir: Path) -> Manag
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
+            cwd=cwd,
         )
     return ManagedProcess(name=name, popen=popen, log_path=log_path)
 
@@ -77,8 +87,17 @@ class ProcessSet:
         self.log_dir = log_dir
         self.processes: list[ManagedProcess] = []
 
-    def start(self, name: str, argv: Sequence[str], *, cpu: int) -> ManagedProcess:
-        process = _launch(name, argv, cpu=cpu, log_dir=self.log_dir)
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        cpu: int,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> ManagedProcess:
+        """Start a pinned server; ``env`` replaces the environment when given (None: inherit ours)."""
+        process = _launch(name, argv, cpu=cpu, log_dir=self.log_dir, env=env, cwd=cwd)
         self.processes.append(process)
         return process
 

@@ -41,10 +41,22 @@ class RunOptions:
     command: str
 
 
-def add_run_options(parser: argparse.ArgumentParser, *, default_base_port: int) -> None:
-    parser.add_argument("--duration", type=int, default=10, metavar="S", help="seconds per measured run (10)")
+def add_run_options(
+    parser: argparse.ArgumentParser, *, default_base_port: int, default_duration: int = 10, default_warmup: int = 3
+) -> None:
     parser.add_argument(
-        "--warmup", type=int, default=3, metavar="S", help="seconds of warm-up before each (3)"
+        "--duration",
+        type=int,
+        default=default_duration,
+        metavar="S",
+        help=f"seconds per measured run ({default_duration})",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=default_warmup,
+        metavar="S",
+        help=f"seconds of warm-up before each ({default_warmup})",
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians (3)")
     parser.add_argument(

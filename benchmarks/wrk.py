@@ -74,6 +74,16 @@ def run_wrk(
     wrk: str, url: str, *, connections: int, seconds: float, cpu: int, script: Path, log_path: Path | None
 ) -> WrkResult:
     """One wrk run with one thread (the load generator gets one core), pinned to ``cpu``."""
+    output = wrk_output(
+        wrk, url, connections=connections, seconds=seconds, cpu=cpu, script=script, log_path=log_path
+    )
+    return parse_result(output)
+
+
+def wrk_output(
+    wrk: str, url: str, *, connections: int, seconds: float, cpu: int, script: Path, log_path: Path | None
+) -> str:
+    """What ``run_wrk`` runs, returning wrk's whole output: for scripts that print more lines."""
     argv = [
         wrk,
         "--threads", "1",
@@ -87,4 +97,4 @@ def run_wrk(
     output = run_bounded(pinned(argv, cpu), timeout=seconds + EXTRA_SECONDS)
     if log_path is not None:
         log_path.write_text(output)
-    return parse_result(output)
+    return output

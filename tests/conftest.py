@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import Gateway, McpServerProcess, Process, UpstreamServer
+from tests.support.gateway import Gateway, McpServerProcess, Process, RateLimitService, RedisServer, UpstreamServer
+from tests.support.idp import IdentityProvider
 
 
 @pytest.fixture
@@ -37,6 +38,34 @@ def mcp_server(tmp_path: Path, processes: list[Process]) -> Callable[..., McpSer
         return server
 
     return start
+
+
+@pytest.fixture
+def rls(tmp_path: Path, processes: list[Process]) -> Callable[..., RateLimitService]:
+    def start(**kwargs: Any) -> RateLimitService:
+        service = RateLimitService(tmp_path, **kwargs)
+        processes.append(service)
+        return service
+
+    return start
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path, processes: list[Process]) -> Callable[[], RedisServer]:
+    def start() -> RedisServer:
+        server = RedisServer(tmp_path)
+        processes.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def idp() -> Iterator[IdentityProvider]:
+    """An OAuth authorization server and JWKS host in a thread (tests/support/idp.py)."""
+    provider = IdentityProvider()
+    yield provider
+    provider.stop()
 
 
 @pytest.fixture

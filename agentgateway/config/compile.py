@@ -11,6 +11,7 @@ from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import (
     BindRuntime,
+    HealthState,
     ListenerRuntime,
     McpSessionSettings,
     RuntimeConfig,
@@ -21,18 +22,45 @@ from agentgateway.config.schema import (
     AiPolicy,
     BackendPolicies,
     BackendTls,
+    GatewayListener,
+    ListenerTls,
     LlmShortcut,
     LocalConfig,
+    McpAuthorization,
     McpShortcut,
     NamedBackend,
     Route,
     RouteMatch,
+    RoutePolicies,
     ValueMatch,
 )
-from agentgateway.config.tlsfiles import load_cert_chain, load_roots
+from agentgateway.config.schema import BackendAuth as BackendAuthConfig
+from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
+from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
 from agentgateway.llm.config import LlmPolicy, compile_ai_backend, compile_llm_shortcut, compile_policy
-from agentgateway.mcp.config import compile_mcp_backend
+from agentgateway.mcp.config import McpService, compile_mcp_backend
+from agentgateway.policy.a2a import A2aPolicy
+from agentgateway.policy.api_key import ApiKeyPolicy
+from agentgateway.policy.authorization import AuthorizationPolicy
+from agentgateway.policy.backend_auth import SigningBuffer, compile_backend_auth
+from agentgateway.policy.basic_auth import BasicAuthPolicy
+from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
+from agentgateway.policy.cors import Cors
+from agentgateway.policy.csrf import Csrf
 from agentgateway.policy.direct_response import DirectResponse
+from agentgateway.policy.ext_authz import ExtAuthz
+from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
+from agentgateway.policy.health import EndpointHealth, HealthPolicy
+from agentgateway.policy.jwt_auth import JwtAuthPolicy
+from agentgateway.policy.local_rate_limit import LocalRateLimit
+from agentgateway.policy.mcp_authentication import McpAuthenticationPolicy
+from agentgateway.policy.remote_rate_limit import RemoteRateLimit
+from agentgateway.policy.request_mirror import RequestMirror
+from agentgateway.policy.request_redirect import RequestRedirect
+from agentgateway.policy.retry import RetryPolicy
+from agentgateway.policy.timeout import TimeoutPolicy
+from agentgateway.policy.transformations import Transformations
+from agentgateway.policy.url_rewrite import UrlRewrite
 from agentgateway.routing.hostnames import validate_hostname_pattern
 from agentgateway.routing.route import Backend, CompiledRoute
 from agentgateway.routing.table import (
@@ -65,7 +93,11 @@ def _duration(value: str | None, default: float, where: str) -> float:
         raise ConfigError(where, str(exc)) from None
 
 
-def _address(value: str | None, default: str, where: str) -> tuple[str, int] | None:
+def _address(value: str | bool | None, default: str, where: str) -> tuple[str, int] | None:
+    if value is False:
+        return None
+    if value is True:
+        raise ConfigError(where, "expected ip:port or off")
     text = default if value is None else value
     if text == "off":
         return None
@@ -158,12 +190,21 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
 
 
 class _Compiler:
-    def __init__(self, cfg: LocalConfig, static: StaticSettings, base_dir: Path | None) -> None:
+    def __init__(
+        self,
+        cfg: LocalConfig,
+        static: StaticSettings,
+        base_dir: Path | None,
+        previous_health: HealthState | None,
+    ) -> None:
         self.cfg = cfg
         self.static = static
         self.base_dir = base_dir
         self.named: dict[str, tuple[NamedBackend, int]] = {}
         self._client_tls: dict[tuple[object, ...], UpstreamTls] = {}
+        self.previous_health: HealthState = previous_health or {}
+        self.limits = ServerLimits()
+        self.health_state: HealthState = {}
 
     # ------------------------------------------------------------------ backends
 
@@ -212,14 +253,20 @@ class _Compiler:
                 raise ConfigError(
                     where, "exactly one of host, mcp or ai must be set (the other kinds are not supported yet)"
                 )
-            if nb.host is not None and nb.policies and (nb.policies.backend_auth or nb.policies.ai):
-                raise ConfigError(f"{where}.policies", "backendAuth and ai apply to ai backends only (for now)")
+            if nb.mcp is None and nb.policies is not None and nb.policies.mcp_authorization is not None:
+                raise ConfigError(f"{where}.policies.mcpAuthorization", "applies to MCP backends only")
+            if nb.ai is None and nb.policies is not None and nb.policies.ai is not None:
+                raise ConfigError(f"{where}.policies.ai", "applies to ai backends only")
             self.named[nb.name] = (nb, i)
 
     def route_backends(self, route: Route, where: str) -> WeightedChoice[Backend]:
-        route_tls = route.policies.backend_tls if route.policies else None
-        route_auth = route.policies.backend_auth if route.policies else None
-        route_ai = route.policies.ai if route.policies else None
+        policies = route.policies
+        route_tls = policies.backend_tls if policies else None
+        route_health = policies.health if policies else None
+        route_auth = (
+            (policies.backend_auth, f"{where}.policies.backendAuth") if policies and policies.backend_auth else None
+        )
+        route_ai = policies.ai if policies else None
         items: list[tuple[Backend, int]] = []
         for j, rb in enumerate(route.backends):
             bwhere = f"{where}.backends[{j}]"
@@ -228,15 +275,32 @@ class _Compiler:
             if sum(x is not None for x in (rb.host, rb.backend, rb.mcp, rb.ai)) != 1:
                 raise ConfigError(bwhere, "exactly one of host, backend, mcp or ai must be set")
             inline_tls = _tls_of(rb.policies)
-            inline_auth = rb.policies.backend_auth if rb.policies else None
+            inline_health = rb.policies.health if rb.policies else None
+            inline_auth = (
+                (rb.policies.backend_auth, f"{bwhere}.policies.backendAuth")
+                if rb.policies and rb.policies.backend_auth
+                else None
+            )
             inline_ai = rb.policies.ai if rb.policies else None
+            if rb.ai is None and rb.backend is None and inline_ai is not None:
+                raise ConfigError(f"{bwhere}.policies.ai", "applies to ai backends only")
+            auth = inline_auth or route_auth
             target: Backend
-            if rb.ai is None and rb.backend is None and (inline_auth or inline_ai):
-                raise ConfigError(f"{bwhere}.policies", "backendAuth and ai apply to ai backends only (for now)")
+            http: HttpTarget | None = None
+            health, hwhere = None, ""
             if rb.host is not None:
-                target = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
+                target = http = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
+                health, hwhere = (
+                    (inline_health, f"{bwhere}.policies.health")
+                    if inline_health
+                    else (route_health, f"{where}.policies.health")
+                )
             elif rb.mcp is not None:
-                target = compile_mcp_backend(rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target)
+                authz = _mcp_authorization((policies, where), (rb.policies, bwhere))
+                target = compile_mcp_backend(
+                    rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target, self.base_dir, authorization=authz
+                )
+                self.mcp_auth(target, auth)
             elif rb.ai is not None:
                 policy = self.ai_policy(
                     inline_ai or route_ai, f"{bwhere}.policies.ai" if inline_ai else f"{where}.policies.ai"
@@ -248,7 +312,7 @@ class _Compiler:
                     f"{bwhere}.ai",
                     self.make_target,
                     policy,
-                    inline_auth or route_auth,
+                    auth[0] if auth else None,
                     inline_tls or route_tls,
                 )
             else:
@@ -257,43 +321,225 @@ class _Compiler:
                 if found is None:
                     raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
                 nb, k = found
+                named_auth = (
+                    (nb.policies.backend_auth, f"backends[{k}].policies.backendAuth")
+                    if nb.policies and nb.policies.backend_auth
+                    else None
+                )
+                auth = auth or named_auth
                 if nb.mcp is not None:
-                    target = compile_mcp_backend(nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target)
+                    authz = _mcp_authorization(
+                        (policies, where), (nb.policies, f"backends[{k}]"), (rb.policies, bwhere)
+                    )
+                    target = compile_mcp_backend(
+                        nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target, self.base_dir, authorization=authz
+                    )
+                    self.mcp_auth(target, auth)
                 elif nb.ai is not None:
                     nb_ai = nb.policies.ai if nb.policies else None
-                    nb_auth = nb.policies.backend_auth if nb.policies else None
-                    ai_policy = inline_ai or route_ai or nb_ai
-                    policy = self.ai_policy(ai_policy, f"{bwhere}.policies.ai")
+                    policy = self.ai_policy(inline_ai or route_ai or nb_ai, f"{bwhere}.policies.ai")
                     target = compile_ai_backend(
                         nb.ai,
                         nb.name,
                         f"backends[{k}].ai",
                         self.make_target,
                         policy,
-                        inline_auth or route_auth or nb_auth,
+                        auth[0] if auth else None,
                         inline_tls or route_tls or _tls_of(nb.policies),
                     )
                 else:
                     assert nb.host is not None
                     # Precedence as the reference: backend-level < route-level < backendRef inline.
                     tls = inline_tls or route_tls or _tls_of(nb.policies)
-                    target = self.http_target(nb.host, tls, nb.name, f"backends[{k}]")
+                    target = http = self.http_target(nb.host, tls, nb.name, f"backends[{k}]")
+                    named_health = nb.policies.health if nb.policies else None
+                    if inline_health:
+                        health, hwhere = inline_health, f"{bwhere}.policies.health"
+                    elif route_health:
+                        health, hwhere = route_health, f"{where}.policies.health"
+                    else:
+                        health, hwhere = named_health, f"backends[{k}].policies.health"
+            if http is not None and health is not None:
+                http.health = self.endpoint_health(http, HealthPolicy(health, hwhere))
+            if http is not None and auth is not None:
+                http.auth = compile_backend_auth(auth[0], auth[1], http.host, self.base_dir)
             items.append((target, rb.weight))
+        if len({t.kind for t, _ in items}) > 1:
+            raise ConfigError(f"{where}.backends", "a route's backends are all of one kind: MCP, ai or HTTP")
+        if items and items[0][0].kind != "mcp":
+            for policies_of, pwhere in [
+                (policies, where),
+                *((rb.policies, f"{where}.backends[{j}]") for j, rb in enumerate(route.backends)),
+            ]:
+                if policies_of is not None and policies_of.mcp_authorization is not None:
+                    raise ConfigError(f"{pwhere}.policies.mcpAuthorization", "applies to MCP backends only")
         return WeightedChoice(items)
+
+    def mcp_auth(self, service: McpService, auth: tuple[BackendAuthConfig, str] | None) -> None:
+        """A route's (or named backend's) backendAuth for the HTTP targets of an MCP backend that
+        have none of their own."""
+        if auth is None:
+            return
+        for spec in service.targets:
+            if spec.http is not None and spec.http.auth is None:
+                spec.http.auth = compile_backend_auth(auth[0], auth[1], spec.http.host, self.base_dir, mcp=True)
+
+    def with_signing_buffer(self, chain: PolicyChain, backends: WeightedChoice[Backend]) -> PolicyChain:
+        """Routes whose backend signs the body (backendAuth aws) read it whole first."""
+        if not any(isinstance(t, HttpTarget) and t.auth is not None and t.auth.needs_body for t in backends.items):
+            return chain
+        policies: list[Policy] = []
+        for p in (*chain.request, *chain.response):
+            if all(p is not q for q in policies):
+                policies.append(p)
+        policies.append(SigningBuffer(self.limits.max_buffer_size))
+        return PolicyChain(policies)
+
+    def endpoint_health(self, target: HttpTarget, policy: HealthPolicy) -> EndpointHealth:
+        """The health record of a backend under a policy, carried over from the previous config."""
+        key = (*target.pool_key, policy.fingerprint)
+        state = self.health_state.get(key) or self.previous_health.get(key)
+        if state is None:
+            state = EndpointHealth(policy)
+        self.health_state[key] = state
+        return state
+
+    def simple_target(
+        self, host: str | None, backend: str | None, where: str, tls: BackendTls | None = None
+    ) -> HttpTarget:
+        """A backend named inline (mirror, rate-limit or authorization service): ``host`` or a
+        named backend; ``tls`` (the reference's inline ``policies.backendTLS``) wins."""
+        if (host is None) == (backend is None):
+            raise ConfigError(where, "exactly one of host or backend must be set")
+        if host is not None:
+            return self.http_target(host, tls, host, where)
+        assert backend is not None
+        found = self.named.get(backend)
+        if found is None:
+            raise ConfigError(f"{where}.backend", f"no backend named {backend!r} in backends[]")
+        nb, k = found
+        if nb.host is None:
+            raise ConfigError(f"{where}.backend", f"backend {backend!r} is not a host backend")
+        return self.http_target(nb.host, tls or _tls_of(nb.policies), nb.name, f"backends[{k}]")
+
+    def ext_authz(self, cfg: ExtAuthzConfig, where: str, labels: tuple[str, str, str]) -> ExtAuthz:
+        tls = None
+        if cfg.policies is not None:
+            if cfg.policies.backend_auth is not None or cfg.policies.health is not None:
+                raise ConfigError(f"{where}.policies", "only backendTLS applies to the authorization service")
+            tls = cfg.policies.backend_tls
+        target = self.simple_target(cfg.host, cfg.backend, where, tls)
+        grpc_tls = None
+        grpc = cfg.protocol is None or cfg.protocol.http is None
+        if grpc and target.tls is not None:
+            settings = tls or (_tls_of(self.named[cfg.backend][0].policies) if cfg.backend else None)
+            assert settings is not None
+            tw = f"{where}.policies.backendTLS"
+            if settings.insecure or settings.insecure_host:
+                raise ConfigError(tw, "gRPC to the authorization service always verifies its certificate")
+            root = read_pem(settings.root, self.base_dir, f"{tw}.root").encode() if settings.root else None
+            cert = read_pem(settings.cert, self.base_dir, f"{tw}.cert").encode() if settings.cert else None
+            key = read_pem(settings.key, self.base_dir, f"{tw}.key").encode() if settings.key else None
+            grpc_tls = (root, key, cert)
+        return ExtAuthz(cfg, where, target, grpc_tls, labels)
+
+    # ------------------------------------------------------------------ policies
+
+    def route_policies(
+        self,
+        p: RoutePolicies | None,
+        matches: list[RouteMatch],
+        where: str,
+        identity: str,
+        labels: tuple[str, str, str],
+        inherited: tuple[Policy, ...] = (),
+    ) -> tuple[PolicyChain, TimeoutPolicy | None, RetryPolicy | None, RequestMirror | None]:
+        """The chain of a route's policies and its upstream-call policies. ``inherited``: the
+        gateway-level policies of its listener (a route's own authentication policy of a kind
+        replaces the gateway's; authorization rules of both apply)."""
+        if p is None:
+            return (PolicyChain(inherited) if inherited else EMPTY_CHAIN), None, None, None
+        pw = f"{where}.policies"
+        chain: list[Policy] = self.security_policies(p, pw)
+        own = {policy.kind for policy in chain}
+        chain += [policy for policy in inherited if policy.kind == "authorization" or policy.kind not in own]
+        if p.mcp_authentication is not None:
+            chain.append(McpAuthenticationPolicy(p.mcp_authentication, self.base_dir, f"{pw}.mcpAuthentication"))
+        if p.cors is not None:
+            chain.append(Cors(p.cors, f"{pw}.cors"))
+        if p.csrf is not None:
+            chain.append(Csrf(p.csrf, f"{pw}.csrf"))
+        if p.ext_authz is not None:
+            chain.append(self.ext_authz(p.ext_authz, f"{pw}.extAuthz", labels))
+        if p.request_header_modifier is not None:
+            chain.append(RequestHeaderModifier(p.request_header_modifier, f"{pw}.requestHeaderModifier"))
+        if p.response_header_modifier is not None:
+            chain.append(ResponseHeaderModifier(p.response_header_modifier, f"{pw}.responseHeaderModifier"))
+        if p.url_rewrite is not None:
+            chain.append(UrlRewrite(p.url_rewrite, f"{pw}.urlRewrite", matches))
+        if p.request_redirect is not None:
+            chain.append(RequestRedirect(p.request_redirect, f"{pw}.requestRedirect", matches))
+        if p.direct_response is not None:
+            chain.append(DirectResponse(p.direct_response, f"{pw}.directResponse"))
+        if p.a2a is not None:
+            rewrite = p.url_rewrite.path if p.url_rewrite is not None else None
+            chain.append(A2aPolicy(p.a2a, f"{pw}.a2a", rewrite.prefix if rewrite is not None else None))
+        if p.transformations is not None:
+            chain.append(Transformations(p.transformations, f"{pw}.transformations"))
+        if p.local_rate_limit:
+            chain.append(LocalRateLimit(p.local_rate_limit, f"{pw}.localRateLimit", identity, labels))
+        if p.remote_rate_limit is not None:
+            rrl = p.remote_rate_limit
+            target = None
+            if rrl.redis is None:
+                target = self.simple_target(rrl.host, rrl.backend, f"{pw}.remoteRateLimit")
+            elif rrl.host is not None or rrl.backend is not None:
+                raise ConfigError(f"{pw}.remoteRateLimit", "redis replaces host/backend; set one of them")
+            chain.append(RemoteRateLimit(rrl, f"{pw}.remoteRateLimit", target, labels))
+        timeout = TimeoutPolicy(p.timeout, f"{pw}.timeout") if p.timeout is not None else None
+        retry = RetryPolicy(p.retry, f"{pw}.retry") if p.retry is not None else None
+        mirror = None
+        if p.request_mirror is not None:
+            mw = f"{pw}.requestMirror"
+            ref = p.request_mirror.backend
+            target = self.simple_target(ref.host, ref.backend, f"{mw}.backend")
+            mirror = RequestMirror(target, p.request_mirror.percentage, mw)
+        return PolicyChain(chain), timeout, retry, mirror
+
+    def security_policies(self, p: RoutePolicies | GatewayListener, where: str) -> list[Policy]:
+        """The authentication and authorization policies a route or a gateway sets."""
+        out: list[Policy] = []
+        if p.jwt_auth is not None:
+            out.append(JwtAuthPolicy(p.jwt_auth, self.base_dir, f"{where}.jwtAuth"))
+        if p.basic_auth is not None:
+            out.append(BasicAuthPolicy(p.basic_auth, self.base_dir, f"{where}.basicAuth"))
+        if p.api_key is not None:
+            out.append(ApiKeyPolicy(p.api_key, f"{where}.apiKey"))
+        if p.authorization is not None:
+            out.append(AuthorizationPolicy(p.authorization, f"{where}.authorization"))
+        return out
 
     def mcp_shortcut_bind(self, shortcut: McpShortcut) -> BindRuntime:
         """``mcp:``: one listener on its own port whose only route serves /mcp and /sse."""
         if not 0 < shortcut.port < 65536:
             raise ConfigError("mcp.port", "must be 1-65535")
-        service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target)
-        direct = None
-        if shortcut.policies and shortcut.policies.direct_response:
-            direct = DirectResponse.compile(shortcut.policies.direct_response, "mcp.policies.directResponse")
+        authz = _mcp_authorization((shortcut.policies, "mcp"))
+        service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target, self.base_dir, authorization=authz)
+        if shortcut.policies is not None and shortcut.policies.a2a is not None:
+            raise ConfigError("mcp.policies.a2a", "a2a needs HTTP backends (this is an MCP endpoint)")
         gateway = f"bind/{shortcut.port}"
-        route = CompiledRoute("mcp", gateway, "mcp", WeightedChoice([(service, 1)]), direct)
+        chain, timeout, retry, mirror = self.route_policies(
+            shortcut.policies, [], "mcp", f"{gateway}/mcp/mcp", (gateway, "mcp", "mcp")
+        )
+        if shortcut.policies is not None and shortcut.policies.backend_auth is not None:
+            self.mcp_auth(service, (shortcut.policies.backend_auth, "mcp.policies.backendAuth"))
+        route = CompiledRoute("mcp", gateway, "mcp", WeightedChoice([(service, 1)]), chain, timeout, retry, mirror)
+        prefixes = [b"/mcp", b"/sse"]
+        if shortcut.policies is not None and shortcut.policies.mcp_authentication is not None:
+            # The OAuth discovery documents mcpAuthentication answers (RFC 9728, RFC 8414).
+            prefixes += [b"/.well-known/oauth-protected-resource", b"/.well-known/oauth-authorization-server"]
         rules = [
-            RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order)
-            for order, prefix in enumerate((b"/mcp", b"/sse"))
+            RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order) for order, prefix in enumerate(prefixes)
         ]
         listener = ListenerRuntime("mcp", gateway, None, "HTTP", None, RouteTable({b"": rules}))
         return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
@@ -364,15 +610,31 @@ class _Compiler:
         return RouteRule(route, kind, value, regex, method, headers, query, order)
 
     def compile(self, limits: ServerLimits) -> RuntimeConfig:
+        self.limits = limits
         self.index_named_backends()
-        binds: dict[int, BindRuntime] = {}
+        sources: dict[int, tuple[str, list[_ListenerSource]]] = {}
         for i, bind in enumerate(self.cfg.binds):
             bwhere = f"binds[{i}]"
             if not 0 < bind.port < 65536:
                 raise ConfigError(f"{bwhere}.port", "must be 1-65535")
-            if bind.port in binds:
+            if bind.port in sources:
                 raise ConfigError(f"{bwhere}.port", f"port {bind.port} is bound twice")
-            binds[bind.port] = self.bind(bind.port, bind.listeners, bwhere)
+            listeners = []
+            for j, ls in enumerate(bind.listeners):
+                lwhere = f"{bwhere}.listeners[{j}]"
+                listeners.append(
+                    _ListenerSource(
+                        ls.name or f"listener{j}",
+                        ls.hostname,
+                        ls.protocol,
+                        ls.tls,
+                        lwhere,
+                        [(route, f"{lwhere}.routes[{k}]") for k, route in enumerate(ls.routes)],
+                    )
+                )
+            sources[bind.port] = (bwhere, listeners)
+        self.gateway_sources(sources)
+        binds = {port: self.bind(port, listeners, where) for port, (where, listeners) in sources.items()}
         if self.cfg.mcp is not None:
             if self.cfg.mcp.port in binds:
                 raise ConfigError("mcp.port", f"port {self.cfg.mcp.port} is also a bind's port")
@@ -381,16 +643,86 @@ class _Compiler:
             if self.cfg.llm.port in binds:
                 raise ConfigError("llm.port", f"port {self.cfg.llm.port} is also used by a bind or the mcp shortcut")
             binds[self.cfg.llm.port] = self.llm_shortcut_bind(self.cfg.llm)
-        return RuntimeConfig(self.cfg, binds, limits, self.static, compile_mcp_settings(self.cfg))
+        return RuntimeConfig(self.cfg, binds, limits, self.static, self.health_state, compile_mcp_settings(self.cfg))
 
-    def bind(self, port: int, listeners: list, where: str) -> BindRuntime:  # type: ignore[type-arg]
+    def gateway_sources(self, sources: dict[int, tuple[str, list[_ListenerSource]]]) -> None:
+        """The new-style form: ``gateways`` (a port each, one or more listeners) and top-level
+        ``routes`` attached to them by name, compiled into the same IR as ``binds``."""
+        refs: dict[str, list[_ListenerSource]] = {}
+        for name, gw in self.cfg.gateways.items():
+            where = f"gateways.{name}"
+            if gw.port is None:
+                raise ConfigError(f"{where}.port", "is required")
+            if not 0 < gw.port < 65536:
+                raise ConfigError(f"{where}.port", "must be 1-65535")
+            if gw.port in sources:
+                raise ConfigError(f"{where}.port", f"port {gw.port} is also used by {sources[gw.port][0]}")
+            listeners = []
+            gateway_policies = self.security_policies(gw, where)
+            if not gw.listeners:
+                listeners.append(
+                    _ListenerSource(
+                        name,
+                        gw.hostname,
+                        _gateway_protocol(gw.protocol, gw.tls, where),
+                        gw.tls,
+                        where,
+                        [],
+                        tuple(gateway_policies),
+                    )
+                )
+                refs[name] = listeners
+            else:
+                if gw.protocol is not None or gw.tls is not None or gw.hostname is not None:
+                    raise ConfigError(where, "protocol, hostname and tls go on the listeners when listeners are set")
+                for j, ls in enumerate(gw.listeners):
+                    lwhere = f"{where}.listeners[{j}]"
+                    lname = ls.name or f"listener{j}"
+                    own = self.security_policies(ls, lwhere)
+                    kinds = {policy.kind for policy in own}
+                    merged = own + [p for p in gateway_policies if p.kind == "authorization" or p.kind not in kinds]
+                    source = _ListenerSource(
+                        f"{name}/{lname}",
+                        ls.hostname,
+                        _gateway_protocol(ls.protocol, ls.tls, lwhere),
+                        ls.tls,
+                        lwhere,
+                        [],
+                        tuple(merged),
+                    )
+                    if source.name in refs:
+                        raise ConfigError(f"{lwhere}.name", f"two listeners of gateway {name} are named {lname!r}")
+                    refs[source.name] = [source]
+                    listeners.append(source)
+                refs[name] = list(listeners)
+            sources[gw.port] = (where, listeners)
+        for k, route in enumerate(self.cfg.routes):
+            rwhere = f"routes[{k}]"
+            names = route.gateways
+            if names is None or names == []:
+                if "default" not in self.cfg.gateways:
+                    raise ConfigError(f"{rwhere}.gateways", "must be set (there is no gateway named default)")
+                names = ["default"]
+            elif isinstance(names, str):
+                names = [names]
+            attached: list[_ListenerSource] = []
+            for g, ref in enumerate(names):
+                found = refs.get(ref)
+                if found is None:
+                    known = ", ".join(sorted(refs)) or "none"
+                    raise ConfigError(f"{rwhere}.gateways[{g}]", f"no gateway or listener {ref!r} (known: {known})")
+                attached += [ls for ls in found if ls not in attached]
+            for source in attached:
+                source.routes.append((route, rwhere))
+
+    def bind(self, port: int, listeners: list[_ListenerSource], where: str) -> BindRuntime:
         gateway = f"bind/{port}"
         by_host: dict[bytes, ListenerRuntime] = {}
         protocols = set()
         first: ListenerRuntime | None = None
         order = 0
-        for j, ls in enumerate(listeners):
-            lwhere = f"{where}.listeners[{j}]"
+        for ls in listeners:
+            lwhere = ls.where
             if ls.protocol not in ("HTTP", "HTTPS"):
                 raise ConfigError(f"{lwhere}.protocol", f"{ls.protocol} listeners are not supported yet")
             protocols.add(ls.protocol)
@@ -415,17 +747,34 @@ class _Compiler:
                 ssl_ctx.set_alpn_protocols(["http/1.1"])
             elif ls.tls is not None:
                 raise ConfigError(f"{lwhere}.tls", "tls is set but protocol is HTTP (use HTTPS)")
-            name = ls.name or f"listener{j}"
+            name = ls.name
             rules: dict[bytes, list[RouteRule]] = {}
-            for k, route in enumerate(ls.routes):
-                rwhere = f"{lwhere}.routes[{k}]"
+            for k, (route, rwhere) in enumerate(ls.routes):
                 route_name = route.name or f"route{k}"
                 if route.namespace:
                     route_name = f"{route.namespace}/{route_name}"
-                direct = None
-                if route.policies and route.policies.direct_response:
-                    direct = DirectResponse.compile(route.policies.direct_response, f"{rwhere}.policies.directResponse")
-                compiled = CompiledRoute(route_name, gateway, name, self.route_backends(route, rwhere), direct)
+                chain, timeout, retry, mirror = self.route_policies(
+                    route.policies,
+                    route.matches,
+                    rwhere,
+                    f"{gateway}/{name}/{route_name}",
+                    (gateway, name, route_name),
+                    ls.policies,
+                )
+                backends = self.route_backends(route, rwhere)
+                chain = self.with_signing_buffer(chain, backends)
+                compiled = CompiledRoute(
+                    route_name,
+                    gateway,
+                    name,
+                    backends,
+                    chain,
+                    timeout,
+                    retry,
+                    mirror,
+                )
+                if compiled.mcp_backends and route.policies is not None and route.policies.a2a is not None:
+                    raise ConfigError(f"{rwhere}.policies.a2a", "a2a needs HTTP backends (this route's are MCP)")
                 route_rules = self.route_rules(route, compiled, rwhere, order)
                 order += 1
                 patterns = route.hostnames or [""]
@@ -444,6 +793,54 @@ class _Compiler:
             raise ConfigError(f"{where}.listeners", "a bind needs at least one listener")
         default = by_host.get(b"", first)
         return BindRuntime(port, "HTTPS" in protocols, ListenerSet(by_host), default)
+
+
+class _ListenerSource:
+    """A listener as written in either form (``binds`` or ``gateways``), with its routes and the
+    path of each in the file."""
+
+    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes", "policies")
+
+    def __init__(
+        self,
+        name: str,
+        hostname: str | None,
+        protocol: str,
+        tls: ListenerTls | None,
+        where: str,
+        routes: list[tuple[Route, str]],
+        policies: tuple[Policy, ...] = (),
+    ) -> None:
+        self.name = name
+        self.hostname = hostname
+        self.protocol = protocol
+        self.tls = tls
+        self.where = where
+        self.routes = routes
+        # gateway-phase policies, applied to every route of the listener
+        self.policies = policies
+
+
+def _gateway_protocol(protocol: str | None, tls: ListenerTls | None, where: str) -> str:
+    """As agentgateway: HTTP by default, HTTPS when tls is set; tls and protocol must agree."""
+    effective = protocol or ("HTTPS" if tls is not None else "HTTP")
+    if effective == "HTTPS" and tls is None:
+        raise ConfigError(f"{where}.tls", "protocol HTTPS requires tls")
+    if effective in ("HTTP", "TCP") and tls is not None:
+        raise ConfigError(f"{where}.tls", f"protocol {effective} cannot set tls")
+    return effective
+
+
+def _mcp_authorization(
+    *attached: tuple[RoutePolicies | BackendPolicies | None, str],
+) -> list[tuple[McpAuthorization, str]]:
+    """The mcpAuthorization rule sets attached to an MCP backend's route and references, each with
+    its path (they all apply, concatenated)."""
+    return [
+        (p.mcp_authorization, f"{where}.policies.mcpAuthorization")
+        for p, where in attached
+        if p is not None and p.mcp_authorization is not None
+    ]
 
 
 def _tls_of(policies: BackendPolicies | None) -> BackendTls | None:
@@ -467,7 +864,8 @@ def _value_matcher(name: bytes, value: ValueMatch, where: str) -> ValueMatcher:
 
 
 def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
-    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp.sessionTtl``."""
+    """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp``:
+    ``sessionTtl``, ``stdioSessionTtl`` and ``maxStdioSessions``."""
     raw = cfg.config
     key_text = raw.session.key if raw and raw.session and raw.session.key else os.environ.get("SESSION_KEY")
     key = None
@@ -479,12 +877,20 @@ def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
         if key is None or len(key) != 32:
             where = "config.session.key" if raw and raw.session and raw.session.key else "SESSION_KEY"
             raise ConfigError(where, "must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`")
-    ttl_text = raw.mcp.session_ttl if raw and raw.mcp else None
-    ttl = _duration(ttl_text, 30 * 60.0, "config.mcp.sessionTtl")
-    return McpSessionSettings(key, ttl)
+    mcp = raw.mcp if raw else None
+    ttl = _duration(mcp.session_ttl if mcp else None, 30 * 60.0, "config.mcp.sessionTtl")
+    stdio_ttl = _duration(mcp.stdio_session_ttl if mcp else None, 5 * 60.0, "config.mcp.stdioSessionTtl")
+    max_stdio = mcp.max_stdio_sessions if mcp and mcp.max_stdio_sessions is not None else 64
+    if max_stdio < 1:
+        raise ConfigError("config.mcp.maxStdioSessions", "must be at least 1")
+    return McpSessionSettings(key, ttl, stdio_ttl, max_stdio)
 
 
-def compile_config(cfg: LocalConfig, base_dir: Path | None = None) -> RuntimeConfig:
+def compile_config(
+    cfg: LocalConfig, base_dir: Path | None = None, health_state: HealthState | None = None
+) -> RuntimeConfig:
+    """The IR of ``cfg``. ``health_state`` is the previous IR's backend health, carried over for
+    the backends and health policies that did not change."""
     static = compile_static(cfg)
     limits = compile_limits(cfg)
-    return _Compiler(cfg, static, base_dir).compile(limits)
+    return _Compiler(cfg, static, base_dir, health_state).compile(limits)

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from agentgateway.config.ir import RuntimeConfig
-from agentgateway.config.schema import RouteBackend, RouteMatch
+from agentgateway.config.schema import Route, RouteBackend, RouteMatch
 
 _REDACTED = "<redacted>"
 # Keys whose values are secrets wherever they appear.
@@ -59,6 +59,24 @@ def _backend_name(b: RouteBackend) -> str:
     return "mcp" if b.mcp is not None else "-"
 
 
+def _gateway_refs(refs: str | list[str] | None) -> list[str]:
+    if not refs:
+        return ["default"]
+    return [refs] if isinstance(refs, str) else refs
+
+
+def _describe_route(k: int, r: Route) -> dict[str, Any]:
+    name = r.name or f"route{k}"
+    policies = msgspec.to_builtins(r.policies) if r.policies is not None else {}
+    return {
+        "name": f"{r.namespace}/{name}" if r.namespace else name,
+        "hostnames": r.hostnames,
+        "matches": [_describe_match(m) for m in r.matches],
+        "backends": [f"{_backend_name(b)} (weight {b.weight})" for b in r.backends],
+        "policies": sorted(policies),
+    }
+
+
 def effective(runtime: RuntimeConfig) -> dict[str, Any]:
     static = runtime.static
     limits = runtime.limits
@@ -68,28 +86,39 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
 
     binds = []
     for i, bind in enumerate(runtime.source.binds):
+        listeners = [
+            {
+                "name": ls.name or f"listener{j}",
+                "hostname": ls.hostname,
+                "protocol": ls.protocol,
+                "routes": [_describe_route(k, r) for k, r in enumerate(ls.routes)],
+            }
+            for j, ls in enumerate(bind.listeners)
+        ]
+        binds.append({"index": i, "port": bind.port, "listeners": listeners})
+    source = runtime.source
+    for name, gw in source.gateways.items():
+        if gw.listeners:
+            refs = [
+                (f"{name}/{ls.name or f'listener{j}'}", ls.hostname, ls.protocol, ls.tls)
+                for j, ls in enumerate(gw.listeners)
+            ]
+        else:
+            refs = [(name, gw.hostname, gw.protocol, gw.tls)]
         listeners = []
-        for j, ls in enumerate(bind.listeners):
-            routes = []
-            for k, r in enumerate(ls.routes):
-                name = r.name or f"route{k}"
-                routes.append(
-                    {
-                        "name": f"{r.namespace}/{name}" if r.namespace else name,
-                        "hostnames": r.hostnames,
-                        "matches": [_describe_match(m) for m in r.matches],
-                        "backends": [f"{_backend_name(b)} (weight {b.weight})" for b in r.backends],
-                    }
-                )
+        for ref, hostname, protocol, tls in refs:
+            attached = [
+                r for r in source.routes if name in _gateway_refs(r.gateways) or ref in _gateway_refs(r.gateways)
+            ]
             listeners.append(
                 {
-                    "name": ls.name or f"listener{j}",
-                    "hostname": ls.hostname,
-                    "protocol": ls.protocol,
-                    "routes": routes,
+                    "name": ref,
+                    "hostname": hostname,
+                    "protocol": protocol or ("HTTPS" if tls else "HTTP"),
+                    "routes": [_describe_route(k, r) for k, r in enumerate(attached)],
                 }
             )
-        binds.append({"index": i, "port": bind.port, "listeners": listeners})
+        binds.append({"gateway": name, "port": gw.port, "listeners": listeners})
     return {
         "planes": {
             "admin": addr(static.admin_addr),

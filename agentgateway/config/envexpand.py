@@ -1,6 +1,8 @@
 """``$VAR`` / ``${VAR}`` / ``${VAR:-default}`` expansion of the config text, as the reference
 does with shell-style expansion before parsing. Full-line YAML comments are left alone so a
-commented-out ``$SECRET`` does not have to be defined."""
+commented-out ``$SECRET`` does not have to be defined. ``$$`` is a literal ``$``, and so is a
+``$name`` used as a mapping key (``$ref:``, ``"$schema":``): JSON Schema and OpenAPI documents
+written inline use those keys, and a variable never stands for a key."""
 
 import os
 import re
@@ -8,9 +10,11 @@ from collections.abc import Mapping
 
 from agentgateway.config.errors import ConfigError
 
-# `$` followed by something that cannot start a name (e.g. the end anchor of a regex) is literal.
+# `$` followed by something that cannot start a name (e.g. the end anchor of a regex) is literal;
+# `$$` is an escaped `$`; `$name:` + space is a mapping key, kept as written.
 _VAR = re.compile(
-    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+    r"\$(?:(?P<dollar>\$)|(?P<key>[A-Za-z_][A-Za-z0-9_]*['\"]?:(?=\s|$))"
+    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
 )
 
 
@@ -25,6 +29,10 @@ def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
             continue
 
         def substitute(m: re.Match[str], lineno: int = lineno) -> str:
+            if m.group("dollar"):
+                return "$"
+            if m.group("key"):
+                return m.group(0)
             name = m.group("braced") or m.group("bare")
             value = env.get(name)
             if value is not None:

@@ -6,7 +6,11 @@ from __future__ import annotations
 import ssl
 
 from agentgateway.config.schema import LocalConfig
+from agentgateway.policy.health import EndpointHealth
 from agentgateway.routing.table import ListenerSet, RouteTable
+
+# Passive health of backends, by (backend connection key, health policy): kept across reloads.
+HealthState = dict[tuple[object, ...], EndpointHealth]
 
 
 class ServerLimits:
@@ -91,15 +95,18 @@ class StaticSettings:
 
 
 class McpSessionSettings:
-    """How MCP session ids are protected and how long an idle session lives."""
+    """How MCP session ids are protected and how long an idle session lives; how long, and how
+    many, sessions that hold stdio processes live (per MCP backend and worker)."""
 
-    __slots__ = ("key", "ttl")
+    __slots__ = ("key", "ttl", "stdio_ttl", "max_stdio")
 
-    def __init__(self, key: bytes | None, ttl: float) -> None:
+    def __init__(self, key: bytes | None, ttl: float, stdio_ttl: float = 300.0, max_stdio: int = 64) -> None:
         # None: no configured key; the supervisor then makes one per gateway run, shared by its
         # workers (sessions survive a worker change but not a restart, nor reach other replicas).
         self.key = key
         self.ttl = ttl
+        self.stdio_ttl = stdio_ttl
+        self.max_stdio = max_stdio
 
 
 class ListenerRuntime:
@@ -135,7 +142,7 @@ class BindRuntime:
 
 
 class RuntimeConfig:
-    __slots__ = ("source", "binds", "limits", "static", "mcp_sessions")
+    __slots__ = ("source", "binds", "limits", "static", "health_state", "mcp_sessions")
 
     def __init__(
         self,
@@ -143,10 +150,12 @@ class RuntimeConfig:
         binds: dict[int, BindRuntime],
         limits: ServerLimits,
         static: StaticSettings,
+        health_state: HealthState | None = None,
         mcp_sessions: McpSessionSettings | None = None,
     ) -> None:
         self.source = source
         self.binds = binds
         self.limits = limits
         self.static = static
+        self.health_state: HealthState = health_state if health_state is not None else {}
         self.mcp_sessions = mcp_sessions or McpSessionSettings(None, 1800.0)

@@ -47,12 +47,16 @@ class SessionSettings(Schema, frozen=True):
 
 class McpSettings(Schema, frozen=True):
     session_ttl: str | None = None
+    # Additions: bounds on the sessions that hold stdio processes.
+    stdio_session_ttl: str | None = None
+    max_stdio_sessions: int | None = None
 
 
 class RawConfig(Schema, frozen=True):
-    admin_addr: str | None = None
-    stats_addr: str | None = None
-    readiness_addr: str | None = None
+    # `off` disables a plane; unquoted, YAML reads it as false, which means the same.
+    admin_addr: str | bool | None = None
+    stats_addr: str | bool | None = None
+    readiness_addr: str | bool | None = None
     # addition: worker processes sharing the listeners (default: one per core)
     workers: int | None = None
     logging: LoggingSettings | None = None
@@ -182,25 +186,309 @@ class BackendTls(Schema, frozen=True):
     spiffe: NotSupported = UNSET
 
 
+# ---------------------------------------------------------------- traffic policies
+
+
+class HeaderModifier(Schema, frozen=True):
+    """``requestHeaderModifier`` / ``responseHeaderModifier``: applied add, then set, then remove."""
+
+    add: dict[str, str] = {}
+    set: dict[str, str] = {}
+    remove: list[str] = []
+
+
+class AuthorityRewrite(Schema, frozen=True):
+    """Exactly one of the three (the string forms ``auto`` and ``none`` are also accepted)."""
+
+    full: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+
+class PathRewrite(Schema, frozen=True):
+    """Exactly one of the two."""
+
+    full: str | None = None
+    prefix: str | None = None
+
+
+class UrlRewrite(Schema, frozen=True):
+    authority: AuthorityRewrite | Literal["auto", "none"] | None = None
+    path: PathRewrite | None = None
+
+
+class RequestRedirect(Schema, frozen=True):
+    scheme: str | None = None
+    authority: AuthorityRewrite | Literal["auto", "none"] | None = None
+    path: PathRewrite | None = None
+    status: int | None = None
+
+
+class SimpleBackendRef(Schema, frozen=True):
+    """A backend named inline: exactly one of ``host`` or ``backend`` (a top-level backend)."""
+
+    host: str | None = None
+    backend: str | None = None
+    service: NotSupported = UNSET
+
+
+class RequestMirror(Schema, frozen=True):
+    backend: SimpleBackendRef
+    percentage: float
+
+
+class Timeout(Schema, frozen=True):
+    request_timeout: str | None = None
+    backend_request_timeout: str | None = None
+    response_idle_timeout: NotSupported = UNSET
+
+
+class Retry(Schema, frozen=True):
+    attempts: int = 1
+    backoff: str | None = None
+    codes: list[int] = []
+    # CEL, compiled through policy.expression
+    precondition: str | None = None
+    condition: str | None = None
+    postcondition: str | None = None
+
+
+class LocalRateLimit(Schema, frozen=True):
+    fill_interval: str
+    max_tokens: int = 0
+    tokens_per_fill: int = 0
+    type: Literal["requests", "tokens"] = "requests"
+    # addition: a CEL value that splits the bucket (one bucket per distinct value)
+    key: str | None = None
+
+
+class DescriptorEntry(Schema, frozen=True):
+    key: str
+    value: str
+
+
+class RateLimitUnitLimit(Schema, frozen=True):
+    """addition (Redis mode): the limit a descriptor is held to."""
+
+    requests_per_unit: int
+    unit: Literal["second", "minute", "hour", "day"]
+
+
+class Descriptor(Schema, frozen=True):
+    entries: list[DescriptorEntry]
+    type: Literal["requests", "tokens"] = "requests"
+    # addition, Redis mode only
+    limit: RateLimitUnitLimit | None = None
+
+
+class RedisTarget(Schema, frozen=True):
+    """addition: a Redis server that holds the counters instead of a rate limit service."""
+
+    url: str
+    timeout: str | None = None
+
+
+class RemoteRateLimit(Schema, frozen=True):
+    domain: str
+    descriptors: list[Descriptor] = []
+    failure_mode: Literal["failClosed", "failOpen", "FailClosed", "FailOpen"] = "failClosed"
+    host: str | None = None
+    backend: str | None = None
+    # addition: Redis mode
+    redis: RedisTarget | None = None
+    # addition: deadline of one call to the service (default 1s)
+    timeout: str | None = None
+    service: NotSupported = UNSET
+    policies: NotSupported = UNSET
+
+
+class TransformSide(Schema, frozen=True):
+    add: dict[str, str] = {}
+    set: dict[str, str] = {}
+    remove: list[str] = []
+    body: str | None = None
+    metadata: NotSupported = UNSET
+    replace: NotSupported = UNSET
+
+
+class Transformations(Schema, frozen=True):
+    request: TransformSide | None = None
+    response: TransformSide | None = None
+
+
+class Eviction(Schema, frozen=True):
+    duration: str | None = None
+    restore_health: float | None = None
+    consecutive_failures: int | None = None
+    health_threshold: float | None = None
+
+
+class Health(Schema, frozen=True):
+    unhealthy_expression: str | None = None
+    eviction: Eviction | None = None
+    active: NotSupported = UNSET
+
+
+class McpAuthorization(Schema, frozen=True):
+    """CEL rules deciding which tools, prompts and resources of an MCP backend a caller may see and
+    use: each rule a CEL string (allow) or ``{allow|deny|require: CEL}``."""
+
+    rules: list[str | dict[str, str]]
+
+
+# ---------------------------------------------------------------- security policies
+
+
+class Cors(Schema, frozen=True):
+    """``cors``: answered preflights and the response headers of allowed cross-origin requests."""
+
+    allow_credentials: bool = False
+    allow_headers: list[str] = []
+    allow_methods: list[str] = []
+    allow_origins: list[str] = []
+    expose_headers: list[str] = []
+    max_age: str | None = None
+
+
+class Csrf(Schema, frozen=True):
+    """``csrf``: unsafe methods must come from the request's own origin (or these)."""
+
+    additional_origins: list[str] = []
+
+
+class ExtAuthzBody(Schema, frozen=True):
+    max_request_bytes: int = 8192
+    allow_partial_message: bool = False
+    pack_as_bytes: bool = False
+
+
+class ExtAuthzGrpc(Schema, frozen=True):
+    # static values sent as the check's context_extensions
+    context: dict[str, str] = {}
+    metadata: NotSupported = UNSET
+
+
+class ExtAuthzHttp(Schema, frozen=True):
+    # CEL expressions
+    path: str | None = None
+    redirect: str | None = None
+    body: str | None = None
+    add_request_headers: dict[str, str] = {}
+    include_response_headers: list[str] = []
+    metadata: NotSupported = UNSET
+
+
+class ExtAuthzProtocol(Schema, frozen=True):
+    """Exactly one of the two (gRPC when the whole key is unset)."""
+
+    grpc: ExtAuthzGrpc | None = None
+    http: ExtAuthzHttp | None = None
+
+
+class DenyWithStatus(Schema, frozen=True):
+    deny_with_status: int
+
+
+class ExtAuthz(Schema, frozen=True):
+    """``extAuthz``: an external authorization service (Envoy's ext_authz, gRPC or HTTP)."""
+
+    host: str | None = None
+    backend: str | None = None
+    policies: BackendPolicies | None = None
+    protocol: ExtAuthzProtocol | None = None
+    failure_mode: Literal["allow", "deny"] | DenyWithStatus = "deny"
+    include_request_headers: list[str] = []
+    include_request_body: ExtAuthzBody | None = None
+    # addition: deadline of one check (default 2s)
+    timeout: str | None = None
+    service: NotSupported = UNSET
+    cache: NotSupported = UNSET
+    conditional: NotSupported = UNSET
+
+
+class FileRef(Schema, frozen=True):
+    file: str
+
+
+class HeaderLocation(Schema, frozen=True):
+    name: str
+    # removed from the value before validation, compared without case ("Bearer ", "Basic ")
+    prefix: str | None = None
+
+
+class NamedLocation(Schema, frozen=True):
+    name: str
+
+
+class AuthorizationLocation(Schema, frozen=True):
+    """Exactly one: a header (with an optional prefix), a query parameter or a cookie."""
+
+    header: HeaderLocation | None = None
+    query_parameter: NamedLocation | None = None
+    cookie: NamedLocation | None = None
+
+
+class BackendKey(Schema, frozen=True):
+    """The object form of ``backendAuth.key``: ``value`` (inline or ``{file}``) or ``file``."""
+
+    value: str | FileRef | None = None
+    file: str | None = None
+    location: AuthorizationLocation | None = None
+
+
+class Passthrough(Schema, frozen=True):
+    location: NotSupported = UNSET
+
+
+class GcpAuth(Schema, frozen=True):
+    type: Literal["accessToken", "idToken", "AccessToken", "IdToken"] | None = None
+    audience: str | None = None
+
+
+class AwsAuth(Schema, frozen=True):
+    """Explicit credentials (``accessKeyId`` and ``secretAccessKey``), or none: the standard chain."""
+
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    region: str | None = None
+    service_name: str | None = None
+    assume_role: NotSupported = UNSET
+
+
+class BackendAuth(Schema, frozen=True):
+    """``backendAuth``: credentials the gateway adds to the requests it sends a backend. Exactly one."""
+
+    passthrough: Passthrough | None = None
+    key: str | BackendKey | None = None
+    gcp: GcpAuth | None = None
+    aws: AwsAuth | None = None
+    azure: NotSupported = UNSET
+    copilot: NotSupported = UNSET
+    jwt_sign: NotSupported = UNSET
+    oauth_token_exchange: NotSupported = UNSET
+    cross_app_access: NotSupported = UNSET
+
+
 class BackendPolicies(Schema, frozen=True):
     """Policies that apply to the call to one backend."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    backend_auth: BackendAuth | None = None
+    health: Health | None = None
     request_header_modifier: NotSupported = UNSET
     response_header_modifier: NotSupported = UNSET
     request_redirect: NotSupported = UNSET
     request_mirror: NotSupported = UNSET
     transformations: NotSupported = UNSET
-    backend_auth: BackendAuth | None = None
     backend_tunnel: NotSupported = UNSET
     backend_http: NotSupported = UNSET
     backend_tcp: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET
-    health: NotSupported = UNSET
     inference_routing: NotSupported = UNSET
     session_affinity: NotSupported = UNSET
-    mcp_authorization: NotSupported = UNSET
+    mcp_authorization: McpAuthorization | None = None
     mcp_authentication: NotSupported = UNSET
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
@@ -213,39 +501,8 @@ class BackendPolicies(Schema, frozen=True):
 # ---------------------------------------------------------------- LLM: ai backends, policies.ai, llm:
 
 
-class SecretFile(Schema, frozen=True):
-    """A secret read from a file (``apiKey: {file: path}``), trailing whitespace removed."""
-
-    file: str
-
-
-Secret = str | SecretFile
-
-
-class AwsAuth(Schema, frozen=True):
-    """Explicit AWS credentials for SigV4 (otherwise AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
-    AWS_SESSION_TOKEN from the environment)."""
-
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
-    region: str | None = None
-    assume_role_arn: NotSupported = UNSET
-    assume_role_session_name: NotSupported = UNSET
-
-
-class BackendAuth(Schema, frozen=True):
-    """How the gateway authenticates to a provider (the client's own credential is never sent)."""
-
-    key: Secret | None = None
-    aws: AwsAuth | None = None
-    passthrough: NotSupported = UNSET
-    gcp: NotSupported = UNSET
-    azure: NotSupported = UNSET
-    copilot: NotSupported = UNSET
-    jwt_sign: NotSupported = UNSET
-    oauth_token_exchange: NotSupported = UNSET
-    cross_app_access: NotSupported = UNSET
+# a secret inline or read from a file (``apiKey: {file: path}``), trailing whitespace removed
+Secret = str | FileRef
 
 
 class AiModelProvider(Schema, frozen=True):
@@ -390,6 +647,108 @@ class AiPolicy(Schema, frozen=True):
     prompt_caching: NotSupported = UNSET
     routes: NotSupported = UNSET
     models: NotSupported = UNSET
+# ---------------------------------------------------------------- security policies
+
+
+class CredentialLocation(Schema, frozen=True):
+    """Where a credential is read from: exactly one of the four."""
+
+    header: HeaderLocation | None = None
+    query_parameter: NamedLocation | None = None
+    cookie: NamedLocation | None = None
+    # CEL giving the credential (read only: nothing is removed from the request)
+    expression: str | None = None
+
+
+class JwksSource(Schema, frozen=True):
+    """Exactly one: a file, a URL (fetched, cached, fetched again for an unknown ``kid``), or
+    (addition) the key set written out in place (``keys: [...]``). A string is the JWKS as JSON."""
+
+    file: str | None = None
+    url: str | None = None
+    keys: list[dict[str, Any]] | None = None
+
+
+class JwtValidationOptions(Schema, frozen=True):
+    # claims that must be present: exp, nbf, aud, iss, sub (default [exp])
+    required_claims: list[str] | None = None
+
+
+class JwtProvider(Schema, frozen=True):
+    issuer: str
+    jwks: JwksSource | str
+    audiences: list[str] | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+
+
+class JwtAuth(Schema, frozen=True):
+    """``jwtAuth``: one issuer (``issuer``, ``audiences``, ``jwks``) or several (``providers``)."""
+
+    mode: Literal["strict", "optional", "permissive"] = "optional"
+    issuer: str | None = None
+    audiences: list[str] | None = None
+    jwks: JwksSource | str | None = None
+    providers: list[JwtProvider] | None = None
+    location: CredentialLocation | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+
+
+class McpAuthentication(Schema, frozen=True):
+    """``mcpAuthentication``: the gateway as the OAuth resource server of an MCP endpoint."""
+
+    issuer: str
+    audiences: list[str]
+    resource_metadata: dict[str, Any] = {}
+    # default: <issuer>/.well-known/jwks.json
+    jwks: JwksSource | str | None = None
+    mode: Literal["strict", "optional", "permissive"] = "strict"
+    authorization_location: CredentialLocation | None = None
+    jwt_validation_options: JwtValidationOptions | None = None
+    provider: NotSupported = UNSET
+    client_id: NotSupported = UNSET
+    client_secret: NotSupported = UNSET
+    relay_signing_key: NotSupported = UNSET
+
+
+class ApiKeyEntry(Schema, frozen=True):
+    """One accepted key: exactly one of ``key`` and ``keyHash`` (``sha256:<hex>`` or bcrypt)."""
+
+    key: str | None = None
+    key_hash: str | None = None
+    metadata: dict[str, Any] | None = None
+    allowed_models: NotSupported = UNSET
+
+
+class ApiKey(Schema, frozen=True):
+    keys: list[ApiKeyEntry]
+    mode: Literal["strict", "optional", "permissive"] = "optional"
+    location: CredentialLocation | None = None
+
+
+class HtpasswdFile(Schema, frozen=True):
+    file: str
+
+
+class BasicAuth(Schema, frozen=True):
+    """``basicAuth``: ``htpasswd`` is the file's text, or ``{file: path}``."""
+
+    htpasswd: HtpasswdFile | str
+    realm: str | None = None
+    mode: Literal["strict", "optional"] = "optional"
+    authorization_location: CredentialLocation | None = None
+
+
+class Authorization(Schema, frozen=True):
+    """``authorization``: CEL rules, each a string (allow) or ``{allow|deny|require: CEL}``."""
+
+    rules: list[str | dict[str, str]] = []
+
+
+class A2aPolicy(Schema, frozen=True):
+    """``a2a: {}``: the route serves an A2A agent."""
+
+    # addition: an event stream quiet for this long gets a comment line (0s: never); default 15s
+    keep_alive_interval: str | None = None
 
 
 class DirectResponse(Schema, frozen=True):
@@ -405,38 +764,38 @@ class RoutePolicies(Schema, frozen=True):
     and apply to every backend of the route."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
-    request_header_modifier: NotSupported = UNSET
-    response_header_modifier: NotSupported = UNSET
-    request_redirect: NotSupported = UNSET
-    url_rewrite: NotSupported = UNSET
-    request_mirror: NotSupported = UNSET
+    request_header_modifier: HeaderModifier | None = None
+    response_header_modifier: HeaderModifier | None = None
+    request_redirect: RequestRedirect | None = None
+    url_rewrite: UrlRewrite | None = None
+    request_mirror: RequestMirror | None = None
     direct_response: DirectResponse | None = None
-    cors: NotSupported = UNSET
-    csrf: NotSupported = UNSET
-    authorization: NotSupported = UNSET
-    mcp_authorization: NotSupported = UNSET
-    mcp_authentication: NotSupported = UNSET
+    local_rate_limit: list[LocalRateLimit] | None = None
+    remote_rate_limit: RemoteRateLimit | None = None
+    transformations: Transformations | None = None
+    timeout: Timeout | None = None
+    retry: Retry | None = None
+    health: Health | None = None
+    jwt_auth: JwtAuth | None = None
+    mcp_authentication: McpAuthentication | None = None
+    basic_auth: BasicAuth | None = None
+    api_key: ApiKey | None = None
+    authorization: Authorization | None = None
+    cors: Cors | None = None
+    csrf: Csrf | None = None
+    ext_authz: ExtAuthz | None = None
+    backend_auth: BackendAuth | None = None
+    mcp_authorization: McpAuthorization | None = None
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
-    a2a: NotSupported = UNSET
+    a2a: A2aPolicy | None = None
     ai: AiPolicy | None = None
     backend_tunnel: NotSupported = UNSET
-    backend_auth: BackendAuth | None = None
-    local_rate_limit: NotSupported = UNSET
-    remote_rate_limit: NotSupported = UNSET
-    jwt_auth: NotSupported = UNSET
     oidc: NotSupported = UNSET
-    basic_auth: NotSupported = UNSET
-    api_key: NotSupported = UNSET
-    ext_authz: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
-    transformations: NotSupported = UNSET
     buffer: NotSupported = UNSET
-    timeout: NotSupported = UNSET
-    retry: NotSupported = UNSET
     delay: NotSupported = UNSET
     host_rewrite: NotSupported = UNSET
-    health: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET
 
@@ -458,13 +817,27 @@ class McpStdio(Schema, frozen=True):
     clear_env: bool = False
 
 
+class OpenApiSchemaSource(Schema, frozen=True):
+    """Exactly one: a file path, the document inline (YAML/JSON text or a mapping), or a URL."""
+
+    file: str | None = None
+    inline: Any = None
+    url: str | None = None
+
+
+class McpOpenApi(McpHost, frozen=True):
+    """A REST API described by an OpenAPI 3 document, served as MCP tools (``schema`` is required)."""
+
+    schema: OpenApiSchemaSource | None = None
+
+
 class McpTargetPolicies(Schema, frozen=True):
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
-    mcp_authorization: NotSupported = UNSET
+    backend_auth: BackendAuth | None = None
+    mcp_authorization: McpAuthorization | None = None
     ext_mcp: NotSupported = UNSET
     request_header_modifier: NotSupported = UNSET
     transformations: NotSupported = UNSET
-    backend_auth: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
@@ -477,8 +850,21 @@ class McpTarget(Schema, frozen=True):
     stdio: McpStdio | None = None
     mcp: McpHost | None = None
     sse: McpHost | None = None
-    openapi: NotSupported = UNSET
+    openapi: McpOpenApi | None = None
     policies: McpTargetPolicies | None = None
+
+
+class ToolPinning(Schema, frozen=True):
+    """(addition) Tool pinning against tool poisoning: each upstream tool's definition is recorded
+    by hash (from ``pins``, or at first sight when ``learn``), and a tool whose definition changed
+    is hidden (``mode: hide``) or listed with a warning (``mode: flag``). ``pins`` maps
+    ``<target>_<tool>`` to ``sha256:<hex>``; ``store`` is a file that keeps learned pins across
+    restarts (without it they last as long as the gateway runs)."""
+
+    mode: Literal["hide", "flag"] = "hide"
+    pins: dict[str, str] = {}
+    learn: bool = True
+    store: str | None = None
 
 
 class McpBackend(Schema, frozen=True):
@@ -486,6 +872,8 @@ class McpBackend(Schema, frozen=True):
     stateful_mode: Literal["stateful", "stateless"] = "stateful"
     prefix_mode: Literal["always", "conditional", "never"] | None = None
     failure_mode: Literal["failClosed", "failOpen"] | None = None
+    tool_pinning: ToolPinning | None = None  # addition
+    dns_rebinding_protection: bool = False
 
 
 class RouteBackend(Schema, frozen=True):
@@ -559,13 +947,47 @@ class NamedBackend(Schema, frozen=True):
     internal: NotSupported = UNSET
 
 
+class GatewayListener(Schema, frozen=True):
+    """One listener of a ``gateways`` entry (new-style config)."""
+
+    name: str | None = None
+    hostname: str | None = None
+    protocol: Literal["HTTP", "HTTPS", "TCP", "TLS"] | None = None
+    tls: ListenerTls | None = None
+    # gateway-phase policies: apply to every route of the listener (a route's own jwtAuth,
+    # basicAuth or apiKey replaces the gateway's; authorization rules of both apply)
+    jwt_auth: JwtAuth | None = None
+    basic_auth: BasicAuth | None = None
+    api_key: ApiKey | None = None
+    authorization: Authorization | None = None
+    oidc: NotSupported = UNSET
+    ext_authz: NotSupported = UNSET
+    ext_proc: NotSupported = UNSET
+    cors: NotSupported = UNSET
+    transformations: NotSupported = UNSET
+
+
+class Gateway(GatewayListener, frozen=True):
+    """A ``gateways`` entry: a port with one listener (the gateway itself) or named listeners."""
+
+    port: int | None = None
+    listeners: list[GatewayListener] = []
+    bind_address: NotSupported = UNSET
+
+
+class AttachedRoute(Route, frozen=True):
+    """A top-level ``routes`` entry: a route plus the gateways (``name`` or ``name/listener``) it
+    serves; without them it attaches to the gateway named ``default``."""
+
+    gateways: str | list[str] | None = None
+
+
 class McpShortcut(McpBackend, frozen=True):
     """The ``mcp:`` shortcut: one MCP endpoint (``/mcp`` and ``/sse``) on its own port."""
 
     port: int = 3000
     policies: RoutePolicies | None = None
     gateways: NotSupported = UNSET
-    dns_rebinding_protection: NotSupported = UNSET
 
 
 class LlmParams(Schema, frozen=True):
@@ -645,8 +1067,8 @@ class LocalConfig(Schema, frozen=True):
     binds: list[Bind] = []
     frontend_policies: FrontendPolicies | None = None
     backends: list[NamedBackend] = []
-    gateways: NotSupported = UNSET
-    routes: NotSupported = UNSET
+    gateways: dict[str, Gateway] = {}
+    routes: list[AttachedRoute] = []
     tcp_routes: NotSupported = UNSET
     policies: NotSupported = UNSET
     workloads: NotSupported = UNSET
@@ -681,10 +1103,15 @@ def find_unsupported(node: object, path: str = "") -> str | None:
                 return f"{path}.{key}" if path else key
         for f in msgspec.structs.fields(cls):
             child = getattr(node, f.name)
-            if isinstance(child, Schema | list):
+            if isinstance(child, Schema | list | dict):
                 found = find_unsupported(child, f"{path}.{f.encode_name}" if path else f.encode_name)
                 if found:
                     return found
+    elif isinstance(node, dict):
+        for key, item in node.items():
+            found = find_unsupported(item, f"{path}.{key}")
+            if found:
+                return found
     elif isinstance(node, list):
         for i, item in enumerate(node):
             found = find_unsupported(item, f"{path}[{i}]")

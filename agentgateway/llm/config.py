@@ -21,12 +21,13 @@ from agentgateway.config.schema import (
     AiPolicy,
     AiProvider,
     BackendAuth,
+    BackendKey,
     BackendTls,
+    FileRef,
     LlmModel,
     LlmShortcut,
     PromptGuardRule,
     Secret,
-    SecretFile,
 )
 from agentgateway.llm.accounting import NO_HOOKS, LlmHooks
 from agentgateway.llm.guards import GuardSet, RegexGuard, Rejection, builtin_rule, custom_rule
@@ -169,7 +170,7 @@ class LlmService:
 
 
 def read_secret(secret: Secret, base_dir: Path | None, where: str) -> str:
-    if isinstance(secret, SecretFile):
+    if isinstance(secret, FileRef):
         path = Path(os.path.expandvars(os.path.expanduser(secret.file)))
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
@@ -178,6 +179,19 @@ def read_secret(secret: Secret, base_dir: Path | None, where: str) -> str:
         except OSError as exc:
             raise ConfigError(f"{where}.file", f"cannot read {path}: {exc.strerror}") from None
     return secret
+
+
+def _backend_key(key: str | BackendKey, base_dir: Path | None, where: str) -> str:
+    """The secret of ``backendAuth.key``; the provider kind decides the header it goes in."""
+    if isinstance(key, str):
+        return key
+    if key.location is not None:
+        raise ConfigError(f"{where}.location", "not supported for ai backends (each provider has its own header)")
+    if (key.value is None) == (key.file is None):
+        raise ConfigError(where, "exactly one of value or file must be set")
+    if key.value is not None:
+        return read_secret(key.value, base_dir, f"{where}.value")
+    return read_secret(FileRef(file=key.file or ""), base_dir, where)
 
 
 def _base_url(url: str, where: str) -> tuple[str, int, bool, str]:
@@ -288,8 +302,11 @@ def compile_provider(spec: ProviderSpec, make_http: MakeHttpTarget, where: str) 
     # Credentials: the gateway's own, never the client's.
     key = spec.api_key
     auth = spec.auth
+    if auth is not None and (auth.passthrough is not None or auth.gcp is not None):
+        kind_name = "passthrough" if auth.passthrough is not None else "gcp"
+        raise ConfigError(f"{where}.policies.backendAuth.{kind_name}", "not supported for ai backends yet")
     if key is None and auth is not None and auth.key is not None:
-        key = read_secret(auth.key, None, f"{where}.policies.backendAuth.key")
+        key = _backend_key(auth.key, None, f"{where}.policies.backendAuth.key")
     aws: AwsSigning | None = None
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if kind == "bedrock" and (key is None or (auth is not None and auth.aws is not None)):

@@ -59,6 +59,7 @@ from agentgateway.llm.usage import Usage
 from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError
 
 if TYPE_CHECKING:
+    from agentgateway.routing.route import CompiledRoute
     from agentgateway.server.context import RequestCtx
     from agentgateway.server.http1 import HttpConnection
 
@@ -149,6 +150,7 @@ class _Plan:
 
 class LlmExchange:
     __slots__ = (
+        "route",
         "conn",
         "ctx",
         "service",
@@ -166,8 +168,15 @@ class LlmExchange:
     )
 
     def __init__(
-        self, client: HttpClient, conn: HttpConnection, ctx: RequestCtx, service: LlmService, limit: int
+        self,
+        client: HttpClient,
+        conn: HttpConnection,
+        ctx: RequestCtx,
+        service: LlmService,
+        limit: int,
+        route: CompiledRoute | None = None,
     ) -> None:
+        self.route = route
         self.conn = conn
         self.ctx = ctx
         self.service = service

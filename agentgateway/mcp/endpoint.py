@@ -12,8 +12,10 @@ One endpoint path serves every client generation:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -21,11 +23,16 @@ import orjson
 
 from agentgateway._native import encode_sse_comment, encode_sse_event
 from agentgateway.mcp import protocol
+from agentgateway.mcp.authorization import CURRENT_CALLER, Caller
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
+from agentgateway.mcp.origin import origin_problem
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote
-from agentgateway.server.relay import BIND_HEADER, relay_target
+from agentgateway.policy.chain import apply_response
+from agentgateway.routing.route import CompiledRoute
+from agentgateway.server.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, relay_target
+from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.forward import HttpForward
 
 if TYPE_CHECKING:
@@ -52,13 +59,30 @@ _STREAMING_METHODS = frozenset(("tools/call", "prompts/get", "resources/read", "
 class McpExchange:
     """Serves one HTTP request on an MCP route (body buffered, then handled in a task)."""
 
-    __slots__ = ("runtime", "conn", "ctx", "service", "_body", "_size", "_limit", "_too_large", "_task", "_relay")
+    __slots__ = (
+        "runtime",
+        "conn",
+        "ctx",
+        "service",
+        "route",
+        "_body",
+        "_size",
+        "_limit",
+        "_too_large",
+        "_task",
+        "_relay",
+        "_listening",
+        "_client_eof",
+    )
 
-    def __init__(self, runtime: McpRuntime, conn: HttpConnection, ctx: RequestCtx, service: McpService) -> None:
+    def __init__(
+        self, runtime: McpRuntime, conn: HttpConnection, ctx: RequestCtx, service: McpService, route: CompiledRoute
+    ) -> None:
         self.runtime = runtime
         self.conn = conn
         self.ctx = ctx
         self.service = service
+        self.route = route
         self._body: list[bytes] = []
         self._size = 0
         self._limit = runtime.worker.runtime.limits.max_buffer_size
@@ -66,6 +90,9 @@ class McpExchange:
         self._task: asyncio.Task[None] | None = None
         # Set when the session lives in another worker: that worker answers through this one.
         self._relay: HttpForward | None = None
+        # The queue an event stream (GET) is fed from, while one is served.
+        self._listening: asyncio.Queue[tuple[str, bytes] | None] | None = None
+        self._client_eof = False
 
     def start(self) -> None:
         if self.ctx.expect_continue:
@@ -103,9 +130,20 @@ class McpExchange:
         if self._relay is not None:
             self._relay.client_data_done()
 
+    def client_eof(self) -> None:
+        """The client half-closed its connection. One that only listens (an event stream) has
+        gone: the stream ends now, not when a keep-alive finds the connection dead."""
+        self._client_eof = True
+        if self._listening is not None:
+            self._listening.put_nowait(None)
+        elif self._relay is not None and self.ctx.method == b"GET":
+            self._relay.client_lost()
+            self.conn.abort()
+
     # ------------------------------------------------------------------ dispatch
 
     async def _serve(self) -> None:
+        CURRENT_CALLER.set(Caller(self.ctx))  # who is asking, for mcpAuthorization
         try:
             await self._dispatch()
         except asyncio.CancelledError:
@@ -116,8 +154,22 @@ class McpExchange:
             log.exception("MCP request failed")
             self._jsonrpc_error(None, McpError(protocol.INTERNAL_ERROR, f"internal error: {exc}"), 500)
 
+    def _cors_allows(self, origin: bytes) -> bool:
+        for policy in self.route.chain.request:
+            if policy.kind == "cors":
+                return bool(policy.allowed(origin))  # type: ignore[union-attr]
+        return False
+
     async def _dispatch(self) -> None:
         ctx = self.ctx
+        if not self.conn.bind.internal:  # (a relayed request was checked by the worker it reached)
+            origins = [value for name, value in ctx.headers if name == b"origin"]
+            if len(origins) == 1 and self._cors_allows(origins[0]):
+                origins = []  # a page of an origin the route's cors policy allows
+            problem = origin_problem(ctx.host, origins, ctx.header(b"x-forwarded-host"), self.service.localhost_only)
+            if problem is not None:
+                self._jsonrpc_error(None, McpError(protocol.INVALID_REQUEST, f"Forbidden: {problem}"), 403)
+                return
         method = ctx.method
         token = ctx.header(b"mcp-session-id")
         if method == b"POST":
@@ -125,13 +177,13 @@ class McpExchange:
                 raise McpError(protocol.INVALID_REQUEST, f"message larger than {self._limit} bytes")
             query = parse_qs(ctx.query.decode("latin-1"))
             if "sessionId" in query:
-                sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0]))
+                sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0], ctx.identity))
                 if sse_session is not None:
                     await self._sse_transport_post(sse_session)
                 return
             msg = self._decode()
             if token is not None:
-                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service, ctx.identity))
                 if session is not None:
                     await self._session_message(session, msg)
             elif msg.get("method") == "initialize":
@@ -144,7 +196,7 @@ class McpExchange:
                 raise McpError(protocol.INVALID_REQUEST, "Bad Request: no Mcp-Session-Id (send initialize first)")
         elif method == b"GET":
             if token is not None:
-                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+                session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service, ctx.identity))
                 if session is not None:
                     await self._session_stream(session)
             elif b"text/event-stream" in (ctx.header(b"accept") or b""):
@@ -154,7 +206,7 @@ class McpExchange:
         elif method == b"DELETE":
             if token is None:
                 raise McpError(protocol.INVALID_REQUEST, "Bad Request: DELETE needs Mcp-Session-Id")
-            session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service))
+            session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service, ctx.identity))
             if session is not None:
                 await self.runtime.end(session)
                 self._status(200)
@@ -178,8 +230,23 @@ class McpExchange:
         ctx = self.ctx
         ctx.relayed = True
         ctx.backend = target.label
-        ctx.headers = [*ctx.headers, (BIND_HEADER, str(self.conn.bind.port).encode())]
-        forward = HttpForward(self.runtime.worker, self.conn, ctx, target)
+        # The owner does not run the route's policies again: it is told who they proved the client is.
+        headers = [h for h in ctx.headers if h[0] != IDENTITY_HEADER and h[0] != CEL_VARS_HEADER]
+        ctx.headers = [*headers, (BIND_HEADER, str(self.conn.bind.port).encode())]
+        if ctx.identity:
+            ctx.headers.append((IDENTITY_HEADER, ctx.identity.encode().hex().encode()))
+        if ctx.cel_vars:
+            try:
+                encoded = base64.b64encode(orjson.dumps(ctx.cel_vars, default=str))
+            except TypeError:
+                encoded = b""
+            if encoded:
+                ctx.headers.append((CEL_VARS_HEADER, encoded))
+        # The route's request policies ran here; the owner applies its response policies.
+        relay_route = CompiledRoute(
+            self.route.name, self.route.gateway, self.route.listener, WeightedChoice([(target, 1)])
+        )
+        forward = HttpForward(self.runtime.worker, self.conn, ctx, relay_route)
         self._relay = forward
         forward.start()
         for chunk in self._body:
@@ -215,7 +282,7 @@ class McpExchange:
         params = msg.get("params")
         if not isinstance(params, dict):
             raise McpError(protocol.INVALID_PARAMS, "initialize needs params")
-        session = self.runtime.new_session(self.service)
+        session = self.runtime.new_session(self.service, self.ctx.identity)
         try:
             result = await self.runtime.federation.initialize(session, params)
         except McpError as exc:
@@ -252,7 +319,11 @@ class McpExchange:
             return
 
         async def nowhere(related: Message) -> None:
-            pass  # no session: nothing to deliver progress or server requests to
+            # No session: progress and logging have nowhere to go, and a server's ask (it was
+            # told the client can answer none) is refused at once rather than left waiting.
+            if protocol.is_request(related):
+                refusal = McpError(protocol.INVALID_REQUEST, "statefulMode stateless: the client cannot be asked")
+                await self.runtime.federation.client_response(shared, protocol.error(related["id"], refusal))
 
         try:
             answer = protocol.result(msg["id"], await self.runtime.federation.request(shared, msg, nowhere))
@@ -291,7 +362,7 @@ class McpExchange:
 
     async def _answer_streaming(self, session: DownstreamSession, msg: Message) -> None:
         """The answer as an SSE stream: what the server sends about the call, then the result."""
-        self.conn.send_head(200, _SSE_HEADERS, None, True)
+        self._head(200, _SSE_HEADERS, None, True)
         self.conn.flush()
 
         async def related(item: Message) -> None:
@@ -315,16 +386,18 @@ class McpExchange:
             opener = getattr(upstream, "open_session_stream", None)
             if opener is not None:
                 opener()
-        self.conn.send_head(200, _SSE_HEADERS, None, True)
+        self._head(200, _SSE_HEADERS, None, True)
         self.conn.flush()
         try:
             await self._pump(queue)
         finally:
             session.stream.detach(queue)
+            session.last_seen = time.monotonic()  # idle from now on, if no other request comes
         self.conn.end_response()
 
     async def _pump(self, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:
-        while not self.conn.closed:
+        self._listening = queue
+        while not self.conn.closed and not self._client_eof:
             try:
                 item = await asyncio.wait_for(queue.get(), _KEEPALIVE)
             except TimeoutError:
@@ -370,7 +443,7 @@ class McpExchange:
             if not streaming:
                 return  # a JSON answer has nowhere to put notifications
             if not self.ctx.status:
-                self.conn.send_head(200, _SSE_HEADERS, None, True)  # committed at the first notification
+                self._head(200, _SSE_HEADERS, None, True)  # committed at the first notification
             self._event(protocol.dumps(item))
 
         try:
@@ -389,11 +462,11 @@ class McpExchange:
     # ------------------------------------------------------------------ HTTP+SSE (2024-11-05)
 
     async def _sse_transport_open(self) -> None:
-        session = self.runtime.new_session(self.service)
+        session = self.runtime.new_session(self.service, self.ctx.identity)
         self.ctx.mcp_session = session.sid
         queue = session.stream.attach(None)
         endpoint = self.ctx.path + b"?sessionId=" + self.runtime.sse_query_id(session).encode()
-        self.conn.send_head(200, _SSE_HEADERS, None, True)
+        self._head(200, _SSE_HEADERS, None, True)
         self.conn.send_body(encode_sse_event(endpoint, "endpoint"))
         self.conn.flush()
         try:
@@ -440,9 +513,18 @@ class McpExchange:
         self.conn.send_body(encode_sse_event(data, "message", event_id))
         self.conn.flush()
 
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]], length: int | None, keep_alive: bool) -> None:
+        """The response head, through the route's response-phase policies (header edits, rate-limit
+        state); body replacements do not apply to MCP answers."""
+        chain = self.route.chain
+        if chain.response or self.ctx.response_headers:
+            headers = list(headers)
+            apply_response(chain, self.ctx, status, headers)
+        self.conn.send_head(status, headers, length, keep_alive)
+
     def _json(self, status: int, msg: Message, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         body = protocol.dumps(msg)
-        self.conn.send_head(status, [_JSON, *headers], len(body), True)
+        self._head(status, [_JSON, *headers], len(body), True)
         self.conn.send_body(body)
         self.conn.end_response()
 
@@ -454,7 +536,7 @@ class McpExchange:
         self._json(status, protocol.error(id_, err))
 
     def _status(self, status: int, *headers: tuple[bytes, bytes]) -> None:
-        self.conn.send_head(status, list(headers), 0, False)
+        self._head(status, list(headers), 0, False)
         self.conn.end_response()
 
     def _unknown_session(self) -> None:

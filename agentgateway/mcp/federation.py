@@ -152,12 +152,17 @@ class Federation:
         composite = encode_cursor(next_cursors) if next_cursors else None
         while True:
             try:
+                # What the caller may not see (mcpAuthorization, changed tools) is left out here.
+                shown, allowed = results, None
+                if service.access is not None:
+                    shown, allowed = service.access.screen_list(session, key, method, results)
                 merged = merge_list_results(
                     key,
-                    results,
+                    shown,
                     prefix=service.prefix,
                     delimiter=DELIMITER,
                     dedupe=service.dedupe,
+                    allowed=allowed,
                     next_cursor=composite,
                 )
                 if key in ("tools", "prompts") and not service.prefix and len(session.upstreams) > 1:
@@ -178,7 +183,7 @@ class Federation:
     async def routed(
         self, session: DownstreamSession, msg: Message, method: str, params: dict[str, Any], related: Sink
     ) -> dict[str, Any]:
-        target, upstream_params = self.resolve(session, method, params)
+        target, upstream_params = await self.route(session, method, params)
         upstream = session.upstreams.get(target)
         if upstream is None:
             raise McpError(protocol.INTERNAL_ERROR, f"MCP target {target} is not available")
@@ -194,9 +199,20 @@ class Federation:
             session.inflight[client_id] = (upstream, upstream_id)
 
         try:
-            return await upstream.call(method, upstream_params, relay, track=track)
+            result = await upstream.call(method, upstream_params, relay, track=track)
         finally:
             session.inflight.pop(client_id, None)
+        return self.to_client_result(session, target, method, result)
+
+    async def route(
+        self, session: DownstreamSession, method: str, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """``resolve``, for a call the client makes: what the caller may not use (mcpAuthorization,
+        a hidden tool) is answered as unknown."""
+        target, upstream_params = self.resolve(session, method, params)
+        if session.service.access is not None:
+            await session.service.access.admit(session, method, params, target, upstream_params)
+        return target, upstream_params
 
     def resolve(self, session: DownstreamSession, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """The target owning the request's name, and the params with the target's own name."""
@@ -281,6 +297,17 @@ class Federation:
 
     # ------------------------------------------------------------------ server → client
 
+    def to_client_result(
+        self, session: DownstreamSession, target: str, method: str, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A routed call's result as the client must see it: what ``resources/read`` returns
+        names the URIs as the client knows them (``<target>+<uri>``), as agentgateway does."""
+        if method == "resources/read" and session.service.prefix:
+            contents = result.get("contents")
+            if isinstance(contents, list):
+                result = {**result, "contents": [_prefixed_content(target, c) for c in contents]}
+        return result
+
     def from_upstream(self, session: DownstreamSession, target: str, msg: Message) -> Message | None:
         """A message a server sent, as the client must see it."""
         service = session.service
@@ -297,6 +324,13 @@ class Federation:
 def _offers(upstream: UpstreamSession, capability: str) -> bool:
     caps = (upstream.init_result or {}).get("capabilities")
     return isinstance(caps, dict) and capability in caps
+
+
+def _prefixed_content(target: str, content: Any) -> Any:
+    uri = content.get("uri") if isinstance(content, dict) else None
+    if isinstance(uri, str) and _has_scheme(uri):
+        return {**content, "uri": f"{target}+{uri}"}
+    return content
 
 
 def _has_scheme(uri: str) -> bool:

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -51,8 +52,17 @@ _ENVELOPE_KEYS = frozenset(
         protocol.META_LOG_LEVEL,
     )
 )
-# What the shared upstream sessions declare, so upstreams may ask; the gateway bridges the asks.
-_SHARED_CAPABILITIES: dict[str, Any] = {"elicitation": {"form": {}}, "sampling": {}, "roots": {}}
+# Client capabilities a server may ask for during a call (bridged by input_required rounds), with
+# the sub-features passed on. Others name nothing the gateway relays to a stateless client.
+_ASKABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("roots", ()),
+    ("sampling", ("context", "tools")),
+    ("elicitation", ("form", "url")),
+)
+# Upstream sessions per service and worker, one per distinct set of client capabilities; beyond
+# this the least recently used idle one is closed.
+_SHARED_PER_SERVICE = 8
+_RETIRE_WAIT = 300  # seconds a retired shared session may finish its calls before it is closed
 
 
 def is_modern(msg: Message) -> bool:
@@ -109,6 +119,19 @@ def check_envelope(msg: Message, headers: dict[str, str]) -> str:
     return version
 
 
+def upstream_capabilities(declared: Any) -> dict[str, Any]:
+    """A modern client's ``clientCapabilities`` as its upstream sessions declare them, so that a
+    server asks only for what the client can answer (and offers only the tools that need it)."""
+    out: dict[str, Any] = {}
+    if not isinstance(declared, dict):
+        return out
+    for name, features in _ASKABLE:
+        value = declared.get(name)
+        if isinstance(value, dict):
+            out[name] = {f: {} for f in features if isinstance(value.get(f), dict)}
+    return out
+
+
 class ParkedCall:
     """An upstream call waiting for the client to answer what the upstream asked."""
 
@@ -123,31 +146,47 @@ class ParkedCall:
 class ModernServer:
     def __init__(self, runtime: McpRuntime) -> None:
         self.runtime = runtime
-        self._shared: dict[str, DownstreamSession] = {}
-        self._starting: dict[str, asyncio.Future[DownstreamSession]] = {}
+        # Upstream sessions for stateless clients, by service and declared capabilities (LRU order).
+        self._shared: OrderedDict[tuple[str, bytes], DownstreamSession] = OrderedDict()
+        self._starting: dict[tuple[str, bytes], asyncio.Future[DownstreamSession]] = {}
+        self._in_use: dict[int, int] = {}  # id(shared session) → requests being served on it
+        self._retiring: dict[asyncio.Task[None], DownstreamSession] = {}
+        self._abandoning: set[asyncio.Task[None]] = set()
         self.parked: dict[str, ParkedCall] = {}
 
-    async def shared_session(self, service: McpService) -> DownstreamSession:
-        """The worker's upstream sessions for stateless clients of ``service``, made once."""
-        session = self._shared.get(service.label)
+    async def shared_session(
+        self, service: McpService, capabilities: dict[str, Any] | None = None
+    ) -> DownstreamSession:
+        """The worker's upstream sessions for stateless clients of ``service`` that declare
+        ``capabilities``, made once per distinct set. Stateless legacy clients (no capabilities
+        per request, no stream a server's ask could reach them on) declare none."""
+        capabilities = capabilities or {}
+        key = (service.label, orjson.dumps(capabilities, option=orjson.OPT_SORT_KEYS))
+        session = self._shared.get(key)
         if session is not None and not session.closed and session.service is service:
+            self._shared.move_to_end(key)
             return session
-        starting = self._starting.get(service.label)
+        starting = self._starting.get(key)
         if starting is not None:
             return await asyncio.shield(starting)
         future: asyncio.Future[DownstreamSession] = asyncio.get_running_loop().create_future()
-        self._starting[service.label] = future
+        self._starting[key] = future
         try:
             from agentgateway.mcp.session import DownstreamSession
 
             session = DownstreamSession(self.runtime, service)
+            session.shared = True
             params = {
                 "protocolVersion": protocol.LATEST_LEGACY,
-                "capabilities": _SHARED_CAPABILITIES,
+                "capabilities": capabilities,
                 "clientInfo": dict(_SERVER_INFO),
             }
             session.init_answer = await self.runtime.federation.initialize(session, params)
-            self._shared[service.label] = session
+            previous = self._shared.pop(key, None)
+            if previous is not None:
+                self._retire(previous)
+            self._shared[key] = session
+            self._trim(service.label)
             future.set_result(session)
             return session
         except BaseException as exc:
@@ -155,7 +194,63 @@ class ModernServer:
             future.exception()  # retrieved: the waiters re-raise it
             raise
         finally:
-            self._starting.pop(service.label, None)
+            self._starting.pop(key, None)
+
+    def _trim(self, label: str) -> None:
+        """Close the least recently used idle sessions of a service beyond its bound."""
+        keys = [k for k in self._shared if k[0] == label]
+        excess = len(keys) - _SHARED_PER_SERVICE
+        for key in keys:
+            if excess <= 0:
+                return
+            session = self._shared[key]
+            if self._busy(session):
+                continue
+            del self._shared[key]
+            log.info("closing the least recently used upstream sessions of stateless clients (%s)", label)
+            self._retire(session)
+            excess -= 1
+
+    def _busy(self, session: DownstreamSession) -> bool:
+        if self._in_use.get(id(session)):
+            return True
+        upstreams = set(map(id, session.upstreams.values()))
+        return any(id(parked.upstream) in upstreams for parked in self.parked.values())
+
+    def _retire(self, session: DownstreamSession) -> None:
+        """Close a shared session no longer handed out, once the calls on it are over."""
+
+        async def close_when_idle() -> None:
+            for _ in range(_RETIRE_WAIT):
+                if not self._busy(session):
+                    break
+                await asyncio.sleep(1.0)
+            await session.close()
+
+        task = asyncio.get_running_loop().create_task(close_when_idle())
+        self._retiring[task] = session
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))
+
+    async def answer_unrelated(self, session: DownstreamSession, target: str, msg: Message) -> None:
+        """A server's request outside any call, on a shared session. Stateless clients can be
+        asked only during a call (an input_required round), so the gateway answers: ``ping``,
+        and an error for anything else (``roots/list``, sampling, elicitation), which tells the
+        server to ask again during a call rather than wait for an answer that cannot come."""
+        upstream = session.upstreams.get(target)
+        if upstream is None:
+            return
+        method = msg.get("method")
+        if method == "ping":
+            await upstream.respond(msg.get("id"), {})
+            return
+        await upstream.respond(
+            msg.get("id"),
+            err=McpError(
+                protocol.INVALID_REQUEST,
+                f"{method} outside a request: this session serves stateless clients, who can be asked "
+                "only during a call",
+            ),
+        )
 
     # ------------------------------------------------------------------ requests
 
@@ -163,7 +258,20 @@ class ModernServer:
         method = msg.get("method")
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
         assert isinstance(params, dict)
-        session = await self.shared_session(service)
+        meta = params.get("_meta")
+        declared = meta.get(protocol.META_CLIENT_CAPABILITIES) if isinstance(meta, dict) else None
+        session = await self.shared_session(service, upstream_capabilities(declared))
+        self._in_use[id(session)] = self._in_use.get(id(session), 0) + 1
+        try:
+            return await self._serve(session, msg, method, params, related)
+        finally:
+            left = self._in_use.pop(id(session)) - 1
+            if left:
+                self._in_use[id(session)] = left
+
+    async def _serve(
+        self, session: DownstreamSession, msg: Message, method: Any, params: dict[str, Any], related: Sink
+    ) -> Result:
         if method == "server/discover":
             return self._discover(session)
         if method in protocol.LIST_METHODS:
@@ -196,7 +304,7 @@ class ModernServer:
             parked = self._resume(state, params.get("inputResponses"))
             await self._answer(parked, params.get("inputResponses"))
         else:
-            target, upstream_params = self.runtime.federation.resolve(session, method, _strip_envelope(params))
+            target, upstream_params = await self.runtime.federation.route(session, method, _strip_envelope(params))
             upstream = session.upstreams.get(target)
             if upstream is None:
                 raise McpError(protocol.INTERNAL_ERROR, f"MCP target {target} is not available")
@@ -208,7 +316,11 @@ class ModernServer:
                 else:
                     await related(server_msg)  # progress and logging reach the client's stream
 
-            parked.task = asyncio.get_running_loop().create_task(upstream.call(method, upstream_params, relay))
+            async def result() -> dict[str, Any]:
+                answer = await upstream.call(method, upstream_params, relay)
+                return self.runtime.federation.to_client_result(session, target, method, answer)
+
+            parked.task = asyncio.get_running_loop().create_task(result())
         return await self._next_step(parked)
 
     async def _next_step(self, parked: ParkedCall) -> dict[str, Any]:
@@ -233,6 +345,8 @@ class ModernServer:
         handle = secrets.token_hex(12)
         parked.expires = time.monotonic() + _PARKED_TTL
         self.parked[handle] = parked
+        # Ended while the client was away (the upstream gave up waiting): nothing left to resume.
+        parked.task.add_done_callback(lambda _: self._drop(handle, parked))
         state = self.runtime.codec.seal({"k": 1, "r": handle, "o": self.runtime.owner_id})
         return {"resultType": "input_required", "inputRequests": requests, "requestState": state}
 
@@ -275,20 +389,40 @@ class ModernServer:
                 )
             del parked.waiting[key]
 
+    def _drop(self, handle: str, parked: ParkedCall) -> None:
+        if self.parked.get(handle) is parked:
+            del self.parked[handle]
+
     def sweep(self) -> None:
+        """End input_required rounds the client did not finish in time: the upstream's questions
+        get an error answer (its handler stops waiting) and the call is cancelled."""
         now = time.monotonic()
         for handle, parked in list(self.parked.items()):
             if parked.expires < now:
                 del self.parked[handle]
-                if parked.task is not None:
-                    parked.task.cancel()
+                log.info("an input_required round was not answered within %gs: call cancelled", _PARKED_TTL)
+                task = asyncio.get_running_loop().create_task(self._abandon(parked))
+                self._abandoning.add(task)
+                task.add_done_callback(self._abandoning.discard)
+
+    async def _abandon(self, parked: ParkedCall) -> None:
+        unanswered = McpError(protocol.INTERNAL_ERROR, "the client did not answer in time")
+        for upstream_id in parked.waiting.values():
+            with contextlib.suppress(McpError, OSError):
+                await parked.upstream.respond(upstream_id, err=unanswered)
+        parked.waiting.clear()
+        if parked.task is not None:
+            parked.task.cancel()
 
     async def close(self) -> None:
+        retiring = list(self._retiring.values())
+        for task in list(self._retiring):
+            task.cancel()
         for parked in self.parked.values():
             if parked.task is not None:
                 parked.task.cancel()
         self.parked.clear()
-        sessions = list(self._shared.values())
+        sessions = [*self._shared.values(), *retiring]
         self._shared.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 

@@ -47,6 +47,7 @@ class McpRuntime:
         self.owner_id = f"{os.getpid()}"
         self._codec: SessionCodec | None = None
         self._codec_key: bytes | None = None
+        self._ending: set[asyncio.Task[None]] = set()
 
     @property
     def codec(self) -> SessionCodec:
@@ -57,25 +58,54 @@ class McpRuntime:
             self._codec_key = key
         return self._codec
 
-    @property
-    def ttl(self) -> float:
-        return self.worker.runtime.mcp_sessions.ttl
-
-    def new_session(self, service: McpService) -> DownstreamSession:
-        session = DownstreamSession(self, service)
+    def new_session(self, service: McpService, identity: str = "") -> DownstreamSession:
+        session = DownstreamSession(self, service, identity=identity)
         self.sessions[session.sid] = session
+        if session.holds_processes:
+            self._bound_processes(session)
         return session
 
+    def _bound_processes(self, new: DownstreamSession) -> None:
+        """At most ``config.mcp.maxStdioSessions`` sessions of a service hold stdio processes in
+        this worker: beyond that the least recently used ones end (their clients get 404 and
+        start a new session, as MCP provides), except those with a call in flight."""
+        label = new.service.label
+        holding = [s for s in self.sessions.values() if s.service.label == label and s.holds_processes]
+        excess = len(holding) - self.worker.runtime.mcp_sessions.max_stdio
+        for session in sorted(holding, key=lambda s: s.last_seen):
+            if excess <= 0:
+                return
+            if session is new or session.inflight:
+                continue
+            log.info("MCP session %s ended: over maxStdioSessions, and the least recently used", session.sid[:8])
+            self._end_later(session)
+            excess -= 1
+
+    def _expired(self, session: DownstreamSession, now: float) -> bool:
+        """Idle for longer than its TTL: ``sessionTtl``, or ``stdioSessionTtl`` if it holds
+        processes. A session whose client is listening on its event stream is in use."""
+        if session.stream.listener is not None:
+            return False
+        settings = self.worker.runtime.mcp_sessions
+        ttl = min(settings.ttl, settings.stdio_ttl) if session.holds_processes else settings.ttl
+        return now - session.last_seen > ttl
+
+    def _end_later(self, session: DownstreamSession) -> None:
+        self.sessions.pop(session.sid, None)
+        task = asyncio.get_running_loop().create_task(self.end(session))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
     def seal(self, session: DownstreamSession) -> str:
-        session.token = self.codec.seal(session.token_state())
+        session.token = self.codec.seal(session.token_state(), session.identity)
         return session.token
 
-    def lookup(self, token: str, service: McpService) -> DownstreamSession | Remote | None:
+    def lookup(self, token: str, service: McpService, identity: str = "") -> DownstreamSession | Remote | None:
         """The session a client names; ``Remote`` when another worker of this gateway owns it
-        (the request is relayed there); None when it is unknown, ended or expired (HTTP 404: the
-        client starts a new one)."""
+        (the request is relayed there); None when it is unknown, ended or expired, or was made by
+        another identity (HTTP 404: the client starts a new one)."""
         try:
-            state = self.codec.open(token)
+            state = self.codec.open(token, identity)
         except SessionTokenError:
             return None
         sid = state.get("s")
@@ -84,7 +114,7 @@ class McpRuntime:
         now = time.monotonic()
         session = self.sessions.get(sid)
         if session is not None:
-            if session.closed or now - session.last_seen > self.ttl:
+            if session.closed or self._expired(session, now) or session.identity != identity:
                 return None
             session.last_seen = now
             return session
@@ -92,23 +122,28 @@ class McpRuntime:
         if owner is not None:
             # Its processes or streams live in the worker that started it.
             return Remote(str(owner)) if owner != self.owner_id else None
-        return self._rebuild(state, service, token)
+        return self._rebuild(state, service, token, identity)
 
-    def lookup_sse(self, query_id: str) -> DownstreamSession | Remote | None:
-        """The HTTP+SSE session named in a POST's ``?sessionId=`` (``<owner>.<sid>``)."""
+    def lookup_sse(self, query_id: str, identity: str = "") -> DownstreamSession | Remote | None:
+        """The HTTP+SSE session named in a POST's ``?sessionId=`` (``<owner>.<sid>``), if it was
+        opened by ``identity``."""
         owner, _, sid = query_id.partition(".")
         if owner != self.owner_id:
             return Remote(owner) if owner.isdigit() else None
         session = self.sessions.get(sid)
-        return session if session is not None and not session.closed else None
+        if session is None or session.closed or session.identity != identity:
+            return None
+        return session
 
     def sse_query_id(self, session: DownstreamSession) -> str:
         return f"{self.owner_id}.{session.sid}"
 
-    def _rebuild(self, state: dict[str, object], service: McpService, token: str) -> DownstreamSession | None:
+    def _rebuild(
+        self, state: dict[str, object], service: McpService, token: str, identity: str
+    ) -> DownstreamSession | None:
         """A session started by another worker or replica: its HTTP upstream sessions are named
         in the token, so it continues here without a new handshake."""
-        session = DownstreamSession(self, service, sid=str(state["s"]))
+        session = DownstreamSession(self, service, sid=str(state["s"]), identity=identity)
         session.token = token
         version = state.get("v")
         if isinstance(version, str):
@@ -148,12 +183,12 @@ class McpRuntime:
             asyncio.get_running_loop().create_task(session.close())
 
     def sweep(self) -> None:
-        """Close sessions idle for longer than ``config.mcp.sessionTtl``."""
+        """End the sessions idle for longer than their TTL (``_expired``)."""
         self.modern.sweep()
-        limit = time.monotonic() - self.ttl
-        for session in [s for s in self.sessions.values() if s.last_seen < limit]:
-            log.info("MCP session %s idle for over %gs: closed", session.sid[:8], self.ttl)
-            asyncio.get_running_loop().create_task(self.end(session))
+        now = time.monotonic()
+        for session in [s for s in self.sessions.values() if self._expired(s, now)]:
+            log.info("MCP session %s idle for %.0fs: ended", session.sid[:8], now - session.last_seen)
+            self._end_later(session)
 
     async def close_all(self) -> None:
         await self.modern.close()

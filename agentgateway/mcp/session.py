@@ -1,7 +1,11 @@
 """Downstream MCP sessions: their upstream sessions, their id (a sealed token), their event stream.
 
 A legacy client's session id is a token that carries everything needed to serve it: the id of
-each HTTP upstream's session and the negotiated versions, sealed with AES-256-GCM (DESIGN §4). Any
+each HTTP upstream's session and the negotiated versions, sealed with AES-256-GCM (DESIGN §4). The
+identity that created the session (what the route's authentication policies proved: JWT issuer and
+subject, API key, basic-auth user) is bound into the seal as associated data, so the token opens
+only for that identity: another client presenting a stolen session id is told the session does
+not exist (404), as for any unknown session. Any
 worker (and any replica with the same key) can therefore serve a session whose targets are all
 HTTP servers. stdio and legacy-SSE upstreams are tied to the worker that started them (a process,
 a long-lived stream); the token names that worker so the request can be relayed to it.
@@ -10,6 +14,7 @@ a long-lived stream); the token names that worker so the request can be relayed 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
@@ -21,9 +26,11 @@ import orjson
 from agentgateway._native import SessionCipher
 from agentgateway._native import SessionTokenError as NativeTokenError
 from agentgateway.mcp import protocol
-from agentgateway.mcp.config import SSE, STDIO, STREAMABLE, McpService, McpTargetSpec
+from agentgateway.mcp.config import OPENAPI, SSE, STDIO, STREAMABLE, McpService, McpTargetSpec
+from agentgateway.mcp.pinning import SessionTools
 from agentgateway.mcp.protocol import Message
 from agentgateway.mcp.upstream.base import RelatedSink, UpstreamSession
+from agentgateway.mcp.upstream.openapi import OpenApiSession
 from agentgateway.mcp.upstream.sse import LegacySseSession
 from agentgateway.mcp.upstream.stdio import StdioSession
 from agentgateway.mcp.upstream.streamable import StreamableHttpSession
@@ -50,17 +57,27 @@ class SessionCodec:
     def __init__(self, key: bytes) -> None:
         self._cipher = SessionCipher(key)
 
-    def seal(self, state: dict[str, Any], aad: bytes = b"") -> str:
-        return self._cipher.seal(orjson.dumps(state), _AAD + aad)
+    def seal(self, state: dict[str, Any], identity: str = "") -> str:
+        return self._cipher.seal(orjson.dumps(state), identity_aad(identity))
 
-    def open(self, token: str, aad: bytes = b"") -> dict[str, Any]:
+    def open(self, token: str, identity: str = "") -> dict[str, Any]:
+        """The state sealed in ``token``; SessionTokenError when it is not a token of this gateway
+        or was sealed for another identity."""
         try:
-            state = orjson.loads(self._cipher.open(token, _AAD + aad))
+            state = orjson.loads(self._cipher.open(token, identity_aad(identity)))
         except (NativeTokenError, orjson.JSONDecodeError):
             raise SessionTokenError("not a session of this gateway") from None
         if not isinstance(state, dict) or state.get("k") != _TOKEN_VERSION:
             raise SessionTokenError("not a session of this gateway")
         return state
+
+
+def identity_aad(identity: str) -> bytes:
+    """The associated data a session token is sealed with: anonymous sessions keep the plain
+    prefix; an authenticated one adds a digest of the identity (the token itself names nobody)."""
+    if not identity:
+        return _AAD
+    return _AAD + b"\0" + hashlib.sha256(identity.encode()).digest()
 
 
 class SessionStream:
@@ -108,9 +125,11 @@ class SessionStream:
 class DownstreamSession:
     """A legacy (initialize-based) client session on one MCP service."""
 
-    def __init__(self, runtime: McpRuntime, service: McpService, sid: str | None = None) -> None:
+    def __init__(self, runtime: McpRuntime, service: McpService, sid: str | None = None, identity: str = "") -> None:
         self.runtime = runtime
         self.service = service
+        # Who created it (RequestCtx.identity): only that identity may use it.
+        self.identity = identity
         self.sid = sid or secrets.token_hex(16)
         self.token = ""
         self.protocol_version = protocol.LATEST_LEGACY
@@ -125,6 +144,15 @@ class DownstreamSession:
         self.names: dict[str, dict[str, str]] = {}
         # The merged initialize result (kept for shared sessions, which answer many clients).
         self.init_answer: dict[str, Any] = {}
+        # Each target's tools as last listed (their definitions' digests), for tool pinning.
+        self.tools = SessionTools()
+        # Serves stateless clients (mcp/modern.py): nobody to pass a server's own asks to.
+        self.shared = False
+
+    @property
+    def holds_processes(self) -> bool:
+        """Its stdio targets run as processes of their own (bounded: ``config.mcp``)."""
+        return any(t.kind == STDIO for t in self.service.targets)
 
     @property
     def local_only(self) -> bool:
@@ -138,6 +166,9 @@ class DownstreamSession:
             session = StdioSession(spec, on_message)
         elif spec.kind == STREAMABLE:
             session = StreamableHttpSession(spec, on_message, self.runtime.http, upstream_sid)
+            session.listen_early = self.shared
+        elif spec.kind == OPENAPI:
+            session = OpenApiSession(spec, on_message, self.runtime.http)
         else:
             session = LegacySseSession(spec, on_message, self.runtime.http)
         self.upstreams[spec.name] = session
@@ -145,6 +176,9 @@ class DownstreamSession:
 
     def _session_sink(self, target: str) -> RelatedSink:
         async def deliver(msg: Message) -> None:
+            if self.shared and protocol.is_request(msg):
+                await self.runtime.modern.answer_unrelated(self, target, msg)
+                return
             rewritten = self.runtime.federation.from_upstream(self, target, msg)
             if rewritten is not None:
                 self.stream.push(rewritten)

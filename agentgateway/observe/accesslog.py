@@ -91,6 +91,9 @@ class AccessLog:
                     fields["gen_ai.response.time_to_first_chunk"] = round(llm.ttft, 6)
             if llm.attempts > 1:
                 fields["agw.ai.attempts"] = llm.attempts
+        a2a = ctx.a2a
+        if a2a is not None:
+            a2a.log_fields(fields, ctx.status)
         if ctx.reason:
             fields["reason"] = ctx.reason
         if ctx.error:

@@ -6,28 +6,31 @@ from typing import TYPE_CHECKING
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import DirectResponse as DirectResponseConfig
+from agentgateway.policy.chain import LocalReply
 
 if TYPE_CHECKING:
     from agentgateway.server.context import RequestCtx
-    from agentgateway.server.http1 import HttpConnection
 
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
 class DirectResponse:
-    __slots__ = ("status", "body")
+    kind = "directResponse"
+    __slots__ = ("reply",)
 
-    def __init__(self, status: int, body: bytes) -> None:
-        self.status = status
-        self.body = body
-
-    @classmethod
-    def compile(cls, cfg: DirectResponseConfig, where: str) -> DirectResponse:
-        if not 100 <= cfg.status <= 599 or 100 <= cfg.status < 200:
+    def __init__(self, cfg: DirectResponseConfig, where: str) -> None:
+        if not 200 <= cfg.status <= 599:
             raise ConfigError(f"{where}.status", "must be a final HTTP status (200-599)")
-        return cls(cfg.status, (cfg.body or "").encode())
+        body = (cfg.body or "").encode()
+        self.reply = LocalReply(cfg.status, (_TEXT,), body, "")
 
-    def respond(self, conn: HttpConnection, ctx: RequestCtx) -> None:
-        conn.send_head(self.status, [_TEXT], len(self.body), True)
-        conn.send_body(self.body)
-        conn.end_response()
+    @property
+    def status(self) -> int:
+        return self.reply.status
+
+    @property
+    def body(self) -> bytes:
+        return self.reply.body
+
+    def on_request(self, ctx: RequestCtx) -> LocalReply | None:
+        return self.reply

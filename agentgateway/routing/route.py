@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentgateway.llm.config import LlmService
 from agentgateway.mcp.config import McpService
-from agentgateway.policy.direct_response import DirectResponse
+from agentgateway.policy.chain import EMPTY_CHAIN, PolicyChain
 from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.target import HttpTarget
+
+if TYPE_CHECKING:
+    from agentgateway.policy.request_mirror import RequestMirror
+    from agentgateway.policy.retry import RetryPolicy
+    from agentgateway.policy.timeout import TimeoutPolicy
 
 # What a route forwards to: an HTTP upstream, a virtual MCP server, or an LLM service (checked
 # by ``kind``).
@@ -14,9 +21,22 @@ Backend = HttpTarget | McpService | LlmService
 
 
 class CompiledRoute:
-    """Names used in logs and metrics, the backends to choose from, and the route's policies."""
+    """Names used in logs and metrics, the backends to choose from, the policy chain and the
+    policies of the upstream call (timeout, retry, mirror)."""
 
-    __slots__ = ("name", "gateway", "listener", "backends", "direct_response")
+    __slots__ = (
+        "name",
+        "gateway",
+        "listener",
+        "backends",
+        "chain",
+        "timeout",
+        "retry",
+        "mirror",
+        "health_checked",
+        "mcp_backends",
+        "llm_backends",
+    )
 
     def __init__(
         self,
@@ -24,10 +44,22 @@ class CompiledRoute:
         gateway: str,
         listener: str,
         backends: WeightedChoice[Backend],
-        direct_response: DirectResponse | None = None,
+        chain: PolicyChain = EMPTY_CHAIN,
+        timeout: TimeoutPolicy | None = None,
+        retry: RetryPolicy | None = None,
+        mirror: RequestMirror | None = None,
     ) -> None:
         self.name = name
         self.gateway = gateway
         self.listener = listener
         self.backends = backends
-        self.direct_response = direct_response
+        self.chain = chain
+        self.timeout = timeout
+        self.retry = retry
+        self.mirror = mirror
+        # Some backend has a health policy: picks skip evicted backends.
+        self.health_checked = any(isinstance(t, HttpTarget) and t.health is not None for t in backends.items)
+        # Some backend is a virtual MCP server: the worker picks before forwarding.
+        self.mcp_backends = any(t.kind == "mcp" for t in backends.items)
+        # Some backend is an LLM service (``llm:``, ``ai`` backends): served by the LLM exchange.
+        self.llm_backends = any(t.kind == "llm" for t in backends.items)

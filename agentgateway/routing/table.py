@@ -42,7 +42,18 @@ class ValueMatcher:
 class RouteRule:
     """One ``matches[]`` entry of one route (a route with N matches gives N rules)."""
 
-    __slots__ = ("route", "path_kind", "path", "prefix", "regex", "method", "headers", "query", "order")
+    __slots__ = (
+        "route",
+        "path_kind",
+        "path",
+        "prefix",
+        "match_prefix",
+        "regex",
+        "method",
+        "headers",
+        "query",
+        "order",
+    )
 
     def __init__(
         self,
@@ -61,6 +72,8 @@ class RouteRule:
         # Prefixes match whole path segments and ignore trailing slashes: /api matches /api, /api/
         # and /api/x but not /apix.
         self.prefix = path.rstrip(b"/")
+        # What a prefix rewrite replaces (None for exact and regex matches).
+        self.match_prefix = self.prefix if path_kind == PATH_PREFIX else None
         self.regex = regex
         self.method = method
         self.headers = headers
@@ -135,6 +148,13 @@ class RouteTable:
     def select(
         self, host: bytes, method: bytes, path: bytes, headers: Headers, raw_query: bytes
     ) -> CompiledRoute | None:
+        rule = self.select_rule(host, method, path, headers, raw_query)
+        return rule.route if rule is not None else None
+
+    def select_rule(
+        self, host: bytes, method: bytes, path: bytes, headers: Headers, raw_query: bytes
+    ) -> RouteRule | None:
+        """The matching rule (its route is ``rule.route``; its path match feeds rewrites)."""
         query = parse_query(raw_query) if self._needs_query else None
         if self._host_specific:
             for pattern in host_candidates(normalize_host(host)):
@@ -142,13 +162,13 @@ class RouteTable:
                 if rules:
                     for rule in rules:
                         if rule.matches(method, path, headers, query):
-                            return rule.route
+                            return rule
             return None
         rules = self._by_pattern.get(b"")
         if rules:
             for rule in rules:
                 if rule.matches(method, path, headers, query):
-                    return rule.route
+                    return rule
         return None
 
     def is_empty(self) -> bool:

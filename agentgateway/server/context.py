@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from agentgateway.server.request import Headers
 
 if TYPE_CHECKING:
+    from agentgateway.a2a.facts import A2aFacts
     from agentgateway.llm.exchange import LlmFacts
+
+# Reads the request body for a policy: at most ``limit`` + 1 bytes are waited for; answers the
+# bytes received so far and whether they are the whole body (server/deferred.py).
+BodyReader = Callable[[int], Awaitable[tuple[bytes, bool]]]
 
 
 class RequestCtx:
@@ -42,12 +48,22 @@ class RequestCtx:
         "request_bytes",
         "response_bytes",
         "end",
+        "match_prefix",
+        "response_headers",
+        "request_body",
+        "response_body",
+        "auto_host",
         "mcp_session",
         "mcp_method",
         "mcp_target",
         "mcp_resource",
         "relayed",
         "llm",
+        "cel_vars",
+        "identity",
+        "jwt_token",
+        "read_body",
+        "a2a",
     )
 
     def __init__(
@@ -95,6 +111,12 @@ class RequestCtx:
         self.request_bytes = 0
         self.response_bytes = 0
         self.end = 0.0
+        # Set by routing and policies (DESIGN §5):
+        self.match_prefix: bytes | None = None  # what the route's pathPrefix matched
+        self.response_headers: Headers | None = None  # added to the response (rate-limit state)
+        self.request_body: bytes | None = None  # replaces the client's body (a transformation)
+        self.response_body: bytes | None = None  # replaces the backend's body
+        self.auto_host = False  # send the chosen backend's host:port as Host
         # MCP facts, set by the MCP endpoint (empty for other traffic).
         self.mcp_session = ""
         self.mcp_method = ""
@@ -104,10 +126,43 @@ class RequestCtx:
         self.relayed = False
         # LLM facts (llm/exchange.py LlmFacts), set by the LLM exchange; None for other traffic.
         self.llm: LlmFacts | None = None
+        # CEL variables policies learned about this request (``jwt``, ``apiKey``, ``basicAuth``,
+        # ``mcp``, ``a2a``, ``llm``): what expressions and rules see besides request and source.
+        self.cel_vars: dict[str, object] | None = None
+        # Set while asynchronous policies run (server/deferred.py): lets one look at the body
+        # (extAuthz includeRequestBody, the buffering backendAuth aws needs) without taking it.
+        self.read_body: BodyReader | None = None
+        # A2A facts (method, task, state), set by the ``a2a`` policy; None for other traffic.
+        self.a2a: A2aFacts | None = None
+        # Who the authentication policies proved the client is, as text fit for a fingerprint
+        # (``jwt:<iss> <sub>``, ``apiKey:<sha256>``, ``basic:<user>``; several joined by newlines);
+        # empty when none did. MCP sessions are bound to it (mcp/session.py).
+        self.identity = ""
+        # The JWT that jwtAuth validated and removed from the request: what backendAuth
+        # passthrough would send upstream again.
+        self.jwt_token: str | None = None
+
+    def learn(self, name: str, value: object) -> None:
+        """Set the CEL variable ``name`` (``jwt``, ``apiKey``, ...) for later policies."""
+        cel_vars = self.cel_vars
+        if cel_vars is None:
+            self.cel_vars = {name: value}
+        else:
+            cel_vars[name] = value
+
+    def add_identity(self, who: str) -> None:
+        self.identity = f"{self.identity}\n{who}" if self.identity else who
 
     @property
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
+
+    def add_response_header(self, name: bytes, value: bytes) -> None:
+        extra = self.response_headers
+        if extra is None:
+            self.response_headers = [(name, value)]
+        else:
+            extra.append((name, value))
 
     def header(self, name: bytes) -> bytes | None:
         for k, v in self.headers:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -233,6 +234,11 @@ class HttpConnection(asyncio.Protocol):
         # The client half-closed. Finish the response in flight (if any), then close.
         if self._exchange is not None and not self._response_done:
             self._close_after = True
+            # An exchange streaming to a client that sends nothing (an event stream) may end now:
+            # that client has gone.
+            on_eof = getattr(self._exchange, "client_eof", None)
+            if on_eof is not None:
+                on_eof()
             return True
         return None
 
@@ -425,7 +431,9 @@ class HttpConnection(asyncio.Protocol):
         if not self._request_done and not self._response_started and self.transport is not None:
             self.transport.write(_CONTINUE)
 
-    def send_head(self, status: int, headers: Headers, content_length: int | None, has_body: bool) -> None:
+    def send_head(
+        self, status: int, headers: Iterable[tuple[bytes, bytes]], content_length: int | None, has_body: bool
+    ) -> None:
         """Queue the status line and headers. ``headers`` must not carry framing headers
         (content-length, transfer-encoding, connection); this method adds them."""
         fields = b"".join([b"%s: %s\r\n" % (name, value) for name, value in headers])
@@ -528,6 +536,14 @@ class HttpConnection(asyncio.Protocol):
         self.send_head(status, [_TEXT_PLAIN, *headers], len(body), True)
         self.send_body(body)
         self.end_response()
+
+    def switch_exchange(self, old: Exchange, new: Exchange) -> None:
+        """``old`` (which was waiting, e.g. on an asynchronous policy) hands the request over to
+        ``new``; a no-op when ``old`` no longer serves this connection's current request."""
+        if self._exchange is old:
+            self._exchange = new
+            if self._body_sink is old:
+                self._body_sink = new
 
     def pause_request_body(self, reason: int = PAUSE_UPSTREAM) -> None:
         self._pause(reason)

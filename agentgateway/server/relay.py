@@ -4,7 +4,8 @@ Some state cannot move between processes: a stdio MCP server belongs to the work
 it, an HTTP+SSE client session to the worker holding its event stream. A request for such a
 session that the kernel hands to another worker is proxied, unchanged, to the owner over a Unix
 socket in the run's private directory. The owner serves it as if it had arrived on the port named
-in ``x-agentgateway-bind`` (a header trusted only on that socket).
+in ``x-agentgateway-bind`` (a header trusted only on that socket), for the client identity named
+in ``x-agentgateway-identity`` (what the relaying worker's authentication policies proved, hex).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from agentgateway.upstream.target import HttpTarget
 
 RUNTIME_DIR_ENV = "AGENTGATEWAY_RUNTIME_DIR"
 BIND_HEADER = b"x-agentgateway-bind"
+IDENTITY_HEADER = b"x-agentgateway-identity"
+# The CEL variables the relaying worker's policies learned (jwt claims, apiKey metadata, ...), as
+# base64 JSON: the owner does not run the request policies again, its MCP rules still read them.
+CEL_VARS_HEADER = b"x-agentgateway-cel-vars"
 _RELAY_CONNECT_TIMEOUT = 5.0
 
 

@@ -37,7 +37,9 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import RuntimeConfig
 from agentgateway.config.loader import decode_config, default_config_text, read_config_file
 from agentgateway.mcp.runtime import EPHEMERAL_KEY_ENV
+from agentgateway.observe.counters import CounterTotals
 from agentgateway.observe.metrics import RequestTotals, Snapshot
+from agentgateway.policy import buckets
 from agentgateway.server import control
 from agentgateway.server.listeners import check_port_free
 from agentgateway.server.relay import RUNTIME_DIR_ENV
@@ -103,11 +105,13 @@ class WorkerProcess:
         self.started_at = 0.0
         self.failed_message: str | None = None
         self.last_snapshot: Snapshot = {}
+        self.last_counters: list[list[object]] = []
         self.waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.ready_event = asyncio.Event()
 
     async def start(self, text: str, generation: int) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        shared = self.supervisor.ratelimit_fd
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -117,7 +121,9 @@ class WorkerProcess:
                 str(child.fileno()),
                 "--index",
                 str(self.index),
-                pass_fds=(child.fileno(),),
+                "--ratelimit-fd",
+                str(shared),
+                pass_fds=(child.fileno(), shared),
                 stdin=asyncio.subprocess.DEVNULL,
             )
         finally:
@@ -127,6 +133,7 @@ class WorkerProcess:
         self.ready_event.clear()
         self.failed_message = None
         self.last_snapshot = {}
+        self.last_counters = []
         reader, self.writer = await asyncio.open_unix_connection(sock=parent)
         self.send({"op": "config", "text": text, "base_dir": self._base_dir(), "generation": generation})
         asyncio.get_running_loop().create_task(self._read(reader))
@@ -164,6 +171,7 @@ class WorkerProcess:
                 self.ready_event.set()
             elif op == "metrics":
                 self.last_snapshot = message.get("metrics", {})
+                self.last_counters = message.get("counters", [])
                 key = f"metrics:{message.get('id')}"
                 if key in self.waiters and not self.waiters[key].done():
                     self.waiters[key].set_result(message)
@@ -195,6 +203,9 @@ class Supervisor:
         self.generation = 1
         self.workers = [WorkerProcess(self, i) for i in range(self.static.workers)]
         self.totals = RequestTotals()
+        self.counter_totals = CounterTotals()
+        # The host's shared token buckets (local rate limits), inherited by every worker.
+        self.ratelimit_fd = buckets.create_shared()
         self.stopping = False
         self.started = False
         self.stop_event = asyncio.Event()
@@ -238,8 +249,10 @@ class Supervisor:
             )
         )
         snapshots = [r.get("metrics", {}) if r else w.last_snapshot for w, r in zip(live, replies, strict=True)]
+        counters = [r.get("counters", []) if r else w.last_counters for w, r in zip(live, replies, strict=True)]
+        families = list(self.totals.families(snapshots)) + list(self.counter_totals.families(counters))
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Families(list(self.totals.families(snapshots)) + self._own_families()))
+        registry.register(_Families(families + self._own_families()))
         return generate_latest(registry)
 
     def _next_request_id(self) -> str:
@@ -349,7 +362,9 @@ class Supervisor:
 
     async def worker_exited(self, worker: WorkerProcess, code: int) -> None:
         self.totals.retire(worker.last_snapshot)
+        self.counter_totals.retire(worker.last_counters)
         worker.last_snapshot = {}
+        worker.last_counters = []
         if self.stopping or not self.started:
             return
         log.warning(

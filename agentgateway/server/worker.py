@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import gc
 import logging
@@ -24,11 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import uvloop
 
 from agentgateway.config.compile import compile_config
 from agentgateway.config.errors import ConfigError
-from agentgateway.config.ir import BindRuntime, ListenerRuntime, RuntimeConfig
+from agentgateway.config.ir import BindRuntime, HealthState, ListenerRuntime, RuntimeConfig
 from agentgateway.config.loader import decode_config
 from agentgateway.llm.config import LlmService
 from agentgateway.llm.exchange import LlmExchange, LlmFacts
@@ -36,17 +38,21 @@ from agentgateway.mcp.config import McpService
 from agentgateway.mcp.endpoint import McpExchange
 from agentgateway.mcp.runtime import McpRuntime
 from agentgateway.observe.accesslog import AccessLog
+from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.log import access_log_enabled, setup_logging
 from agentgateway.observe.metrics import RequestMetrics
+from agentgateway.policy import buckets
+from agentgateway.policy.chain import DEFER, respond
+from agentgateway.routing.route import CompiledRoute
 from agentgateway.server import control
 from agentgateway.server.context import RequestCtx
+from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
-from agentgateway.server.relay import BIND_HEADER, worker_socket
+from agentgateway.server.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, worker_socket
 from agentgateway.upstream.client import HttpClient
 from agentgateway.upstream.forward import HttpForward
 from agentgateway.upstream.pool import UpstreamPool
-from agentgateway.upstream.target import HttpTarget
 
 log = logging.getLogger("agentgateway.worker")
 
@@ -114,8 +120,8 @@ class Worker:
             conn.reply(ctx, 404, f"no listener on port {bind.port} for host {ctx.host.decode('latin-1')!r}")
             return DISCARD
         ctx.listener = listener.name
-        route = listener.routes.select(ctx.host, ctx.method, ctx.path, ctx.headers, ctx.query)
-        if route is None:
+        rule = listener.routes.select_rule(ctx.host, ctx.method, ctx.path, ctx.headers, ctx.query)
+        if rule is None:
             conn.reply(
                 ctx,
                 404,
@@ -123,27 +129,57 @@ class Worker:
                 + (b"%s %s%s" % (ctx.method, ctx.host, ctx.path)).decode("latin-1"),
             )
             return DISCARD
+        route = rule.route
         ctx.route = route.name
-        if route.direct_response is not None:
-            route.direct_response.respond(conn, ctx)
-            return DISCARD
-        target = route.backends.pick()
-        if target is None:
+        ctx.match_prefix = rule.match_prefix
+        chain = route.chain
+        policies = chain.request
+        # A request relayed by another worker of this gateway (an MCP session it owns) passed the
+        # route's request policies there; running them again would count it twice.
+        if policies and not conn.bind.internal:
+            first_async = chain.first_async
+            if first_async < 0:
+                # The common case: synchronous policies only, run in a plain loop.
+                for policy in policies:
+                    reply = policy.on_request(ctx)  # type: ignore[union-attr]
+                    if reply is not None:
+                        if reply is DEFER:  # this policy must wait for I/O this time
+                            return DeferredExchange(self, conn, ctx, route, policies.index(policy), resume=True)
+                        respond(conn, ctx, reply, chain)
+                        return DISCARD
+            else:
+                for i in range(first_async):
+                    reply = policies[i].on_request(ctx)  # type: ignore[union-attr]
+                    if reply is not None:
+                        if reply is DEFER:
+                            return DeferredExchange(self, conn, ctx, route, i, resume=True)
+                        respond(conn, ctx, reply, chain)
+                        return DISCARD
+                return DeferredExchange(self, conn, ctx, route, first_async)
+        return self.forward(conn, ctx, route)
+
+    def forward(self, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute) -> Exchange:
+        """Call the route's backend (the policy chain has let the request through)."""
+        if not route.backends:
             conn.reply(ctx, 500, f"route {route.name} has no backends")
             return DISCARD
-        ctx.backend = target.label
-        if target.kind == "mcp":
-            assert isinstance(target, McpService)
-            exchange = McpExchange(self.mcp, conn, ctx, target)
-            exchange.start()
-            return exchange
-        if target.kind == "llm":
-            assert isinstance(target, LlmService)
-            llm = LlmExchange(self.http_client, conn, ctx, target, self.runtime.limits.max_buffer_size)
-            llm.start()
-            return llm
-        assert isinstance(target, HttpTarget)
-        forward = HttpForward(self, conn, ctx, target)
+        if route.mcp_backends:
+            target = route.backends.pick()
+            if target is not None and target.kind == "mcp":
+                assert isinstance(target, McpService)
+                ctx.backend = target.label
+                exchange = McpExchange(self.mcp, conn, ctx, target, route)
+                exchange.start()
+                return exchange
+        if route.llm_backends:
+            service = route.backends.pick()
+            if service is not None and service.kind == "llm":
+                assert isinstance(service, LlmService)
+                ctx.backend = service.label
+                llm = LlmExchange(self.http_client, conn, ctx, service, self.runtime.limits.max_buffer_size, route)
+                llm.start()
+                return llm
+        forward = HttpForward(self, conn, ctx, route)
         forward.start()
         return forward
 
@@ -158,6 +194,18 @@ class Worker:
             forwarded = ctx.header(b"x-forwarded-for")
             if forwarded:
                 ctx.client_ip = forwarded.rsplit(b",", 1)[-1].strip().decode("latin-1")
+            for name, value in ctx.headers:
+                if name == IDENTITY_HEADER:
+                    try:
+                        ctx.identity = bytes.fromhex(value.decode("latin-1")).decode()
+                    except (ValueError, UnicodeDecodeError):
+                        ctx.identity = ""
+                elif name == CEL_VARS_HEADER:
+                    try:
+                        learned = orjson.loads(base64.b64decode(value))
+                    except (ValueError, orjson.JSONDecodeError):
+                        learned = None
+                    ctx.cel_vars = learned if isinstance(learned, dict) else None
         return bind
 
     async def open_relay_socket(self) -> None:
@@ -185,6 +233,20 @@ class Worker:
         llm = ctx.llm
         if llm is not None:
             self._observe_llm(ctx, llm, duration)
+        a2a = ctx.a2a
+        if a2a is not None and (a2a.method or a2a.error_code):
+            COUNTERS.inc(
+                "agentgateway_a2a_requests",
+                (
+                    ctx.gateway,
+                    ctx.listener,
+                    ctx.route,
+                    a2a.method,
+                    a2a.binding,
+                    a2a.task_state,
+                    a2a.outcome_code(ctx.status),
+                ),
+            )
         if self.access_log.enabled:
             self.access_log.record(ctx, duration)
 
@@ -295,7 +357,7 @@ class Worker:
         self.access_log.flush()
 
 
-async def _serve(control_fd: int, index: int) -> int:
+async def _serve(control_fd: int, index: int, ratelimit_fd: int | None) -> int:
     loop = asyncio.get_running_loop()
     sock = socket.socket(fileno=control_fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
@@ -303,6 +365,8 @@ async def _serve(control_fd: int, index: int) -> int:
     def send(message: dict[str, Any]) -> None:
         writer.write(control.encode(message))
 
+    if ratelimit_fd is not None:
+        buckets.attach(ratelimit_fd)
     first = await control.read_message(reader)
     if first is None or first.get("op") != "config":
         return 2
@@ -340,14 +404,21 @@ async def _serve(control_fd: int, index: int) -> int:
             op = message.get("op")
             if op == "config":
                 try:
-                    await worker.apply(_compile(message))
+                    await worker.apply(_compile(message, worker.runtime.health_state))
                 except ConfigError as exc:
                     log.error("config not applied: %s", exc)
                     send({"op": "config_result", "generation": message.get("generation"), "error": str(exc)})
                 else:
                     send({"op": "config_result", "generation": message.get("generation"), "error": None})
             elif op == "metrics":
-                send({"op": "metrics", "id": message.get("id"), "metrics": worker.metrics.snapshot()})
+                send(
+                    {
+                        "op": "metrics",
+                        "id": message.get("id"),
+                        "metrics": worker.metrics.snapshot(),
+                        "counters": COUNTERS.snapshot(),
+                    }
+                )
             elif op == "drain":
                 stop.set()
             elif op == "mcp_revoke" and worker._mcp is not None:
@@ -358,24 +429,32 @@ async def _serve(control_fd: int, index: int) -> int:
     await asyncio.wait((control_task, stop_task), return_when=asyncio.FIRST_COMPLETED)
     await worker.drain()
     if not control_task.done():
-        send({"op": "metrics", "id": "final", "metrics": worker.metrics.snapshot()})
+        send(
+            {
+                "op": "metrics",
+                "id": "final",
+                "metrics": worker.metrics.snapshot(),
+                "counters": COUNTERS.snapshot(),
+            }
+        )
         with contextlib.suppress(TimeoutError, ConnectionError):
             await asyncio.wait_for(writer.drain(), 1.0)
         control_task.cancel()
     return 0
 
 
-def _compile(message: dict[str, Any]) -> RuntimeConfig:
+def _compile(message: dict[str, Any], health_state: HealthState | None = None) -> RuntimeConfig:
     base_dir = message.get("base_dir")
-    return compile_config(decode_config(message["text"]), Path(base_dir) if base_dir else None)
+    return compile_config(decode_config(message["text"]), Path(base_dir) if base_dir else None, health_state)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentgateway-worker")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--ratelimit-fd", type=int, help="memfd of the host's shared token buckets")
     args = parser.parse_args(argv)
-    return uvloop.run(_serve(args.control_fd, args.index))
+    return uvloop.run(_serve(args.control_fd, args.index, args.ratelimit_fd))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 
+from agentgateway.policy.backend_auth import BackendAuth, BackendAuthError, Outbound, edit_headers
 from agentgateway.upstream.http1 import Headers, UpstreamConnection
 from agentgateway.upstream.pool import UpstreamConnectError, UpstreamPool
 from agentgateway.upstream.target import HttpTarget
@@ -176,7 +177,11 @@ class HttpClient:
         timeout: float | None = None,
     ) -> ClientResponse:
         """Send a request and wait for the response head (the body is read from the response).
-        ``headers`` must not include Host or Content-Length (they are added)."""
+        ``headers`` must not include Host or Content-Length (they are added). The target's
+        ``backendAuth`` is applied here."""
+        auth = target.auth
+        if auth is not None:
+            path, headers = await _authorize(target, auth, method, path, headers, body)
         head = _request_head(target, method, path, headers, body)
         payload = head + body if body else head
         try:
@@ -200,6 +205,21 @@ class HttpClient:
         except UpstreamConnectError as exc:
             raise HttpClientError(503, exc.message) from None
         raise AssertionError("unreachable")
+
+
+async def _authorize(
+    target: HttpTarget, auth: BackendAuth, method: bytes, path: bytes, headers: Headers, body: bytes | None
+) -> tuple[bytes, Headers]:
+    try:
+        if not auth.ready():
+            await auth.prepare()
+        out = Outbound(
+            method, b"https" if target.tls else b"http", target.host_header, path, list(headers), body or b""
+        )
+        path, edits = auth.apply(out)
+    except BackendAuthError as exc:
+        raise HttpClientError(500, f"backend authentication for {target.label} failed: {exc}") from None
+    return path, edit_headers(list(headers), edits)
 
 
 async def _head_arrived(response: ClientResponse) -> None:

@@ -4,21 +4,35 @@
 never through a queue: request body chunks are written to the upstream as they arrive and
 response chunks to the client as they arrive. Back-pressure is passed across: a slow client
 pauses reading from the upstream, a slow upstream pauses reading from the client.
+
+The route's upstream policies act here: timeouts (a timer per request and per attempt, armed only
+when configured), retries (a bounded copy of the body is replayed to the next attempt, on another
+healthy backend when there is one), passive health (each attempt's outcome is recorded against
+its backend) and the request mirror (fed the same bytes as the primary upstream).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import random
+import time
+from typing import TYPE_CHECKING, Protocol, cast
 
+from agentgateway.observe.counters import COUNTERS
+from agentgateway.policy.backend_auth import BackendAuth, BackendAuthError, HeaderEdits, Outbound
+from agentgateway.policy.chain import apply_response
+from agentgateway.policy.retry import IDEMPOTENT
 from agentgateway.server.http1 import PAUSE_BODY_BUFFER, PAUSE_UPSTREAM
+from agentgateway.upstream.mirror import MirrorCall
 from agentgateway.upstream.pool import UpstreamConnectError
 from agentgateway.upstream.target import HttpTarget
 
 if TYPE_CHECKING:
+    from agentgateway.routing.route import CompiledRoute
     from agentgateway.server.context import RequestCtx
     from agentgateway.server.http1 import HttpConnection
     from agentgateway.server.worker import Worker
+    from agentgateway.upstream.balance import WeightedChoice
     from agentgateway.upstream.http1 import Headers, UpstreamConnection
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) are never forwarded; framing headers are re-made.
@@ -48,6 +62,23 @@ _LAST_CHUNK = b"0\r\n\r\n"
 _REPLAY_LIMIT = 64 * 1024
 _PENDING_LIMIT = 256 * 1024
 
+_BODY_RELAY, _BODY_DROP, _BODY_PROCESS = 0, 1, 2
+
+
+class ResponseProcessor(Protocol):
+    """Takes over a proxied response from its head on (a policy's ``process_response`` made it,
+    having sent the head or decided to hold it): the agent card rewrite, stream observers."""
+
+    def body(self, chunk: bytes) -> bool:
+        """One body chunk. False: the processor has answered the request itself (an error)
+        and the rest of the upstream response is dropped."""
+
+    def end(self) -> bool:
+        """The upstream body is complete. False: the processor has already ended the response."""
+
+    def close(self) -> None:
+        """The exchange is over (or was cut short): release timers. Called once, last."""
+
 
 def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     """Header names a client lists in ``Connection`` (they are hop-by-hop too)."""
@@ -60,26 +91,46 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
-def build_request_head(request: RequestCtx, chunked: bool, listed: frozenset[bytes] = frozenset()) -> bytes:
+def build_request_head(
+    request: RequestCtx,
+    chunked: bool,
+    listed: frozenset[bytes] = frozenset(),
+    body_length: int | None = None,
+    target: bytes | None = None,
+    edits: HeaderEdits = (),  # type: ignore[assignment]
+    _tokens_read: bool = False,
+) -> bytes:
     """Request line and headers for the upstream, in one buffer. Headers named in the client's
-    ``Connection`` header are hop-by-hop too; finding one (rare) restarts with them filtered."""
+    ``Connection`` header are hop-by-hop too; finding one (rare) restarts with them filtered.
+    ``body_length`` replaces the client's body framing (a transformed body); ``target`` and
+    ``edits`` are a backendAuth's (another request target, headers replaced or removed)."""
     headers = request.headers
-    parts = [request.method, b" ", request.target, b" HTTP/1.1\r\nhost: ", request.host, b"\r\n"]
+    skip = listed
+    if edits:
+        skip = listed | {name for name, _ in edits}
+    parts = [request.method, b" ", target or request.target, b" HTTP/1.1\r\nhost: ", request.host, b"\r\n"]
     forwarded_for = request.client_ip.encode()
     for name, value in headers:
         if name in _REQUEST_REWRITTEN:
             if name == b"x-forwarded-for":
                 forwarded_for = value + b", " + forwarded_for
-            elif name == b"connection" and not listed and value not in _PLAIN_CONNECTION:
+            elif name == b"connection" and not _tokens_read and value not in _PLAIN_CONNECTION:
                 tokens = _connection_tokens(headers)
                 if tokens:
-                    return build_request_head(request, chunked, tokens)
+                    return build_request_head(request, chunked, tokens, body_length, target, edits, True)
             continue
-        if listed and name in listed:
+        if skip and name in skip:
+            continue
+        if body_length is not None and name == b"content-length":
             continue
         parts += (name, b": ", value, b"\r\n")
+    for name, edited in edits:
+        if edited is not None:
+            parts += (name, b": ", edited, b"\r\n")
     parts += (b"x-forwarded-for: ", forwarded_for, b"\r\nx-forwarded-proto: ", request.scheme, b"\r\n")
-    if chunked:
+    if body_length is not None:
+        parts.append(b"content-length: %d\r\n" % body_length)
+    elif chunked:
         parts.append(b"transfer-encoding: chunked\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
@@ -119,11 +170,14 @@ class HttpForward:
         "worker",
         "conn",
         "ctx",
+        "route",
         "target",
         "upstream",
         "_head",
+        "_sent_head",
         "_chunked",
         "_no_body",
+        "_body",
         "_pending",
         "_pending_bytes",
         "_out",
@@ -132,52 +186,175 @@ class HttpForward:
         "_request_done",
         "_response_started",
         "_finished",
-        "_retried",
+        "_stale_retried",
+        "_tries",
+        "_avoid",
         "_connect_task",
+        "_deadline_timer",
+        "_attempt_timer",
+        "_retry_timer",
+        "_mirror",
+        "_body_mode",
+        "_processor",
     )
 
-    def __init__(self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, target: HttpTarget) -> None:
+    def __init__(self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute) -> None:
         self.worker = worker
         self.conn = conn
         self.ctx = ctx
-        self.target = target
+        self.route = route
+        self.target: HttpTarget | None = None
         self.upstream: UpstreamConnection | None = None
-        self._chunked = ctx.chunked
+        # A body set by a transformation replaces the client's, which is then read and dropped.
+        body = ctx.request_body
+        self._body = body
+        self._chunked = ctx.chunked and body is None
         self._no_body = ctx.method == b"HEAD"
-        self._head = build_request_head(ctx, ctx.chunked)
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
+        self._head = b""
+        # What this attempt sends: the head, with the backend's credentials when it has some.
+        self._sent_head = b""
+        self._pending: list[bytes] = [body] if body else []
+        self._pending_bytes = len(body) if body else 0
         # Bytes for the upstream produced while handling one client read, written at its end.
         self._out: list[bytes] = []
-        self._replay: list[bytes] | None = [] if ctx.has_body else None
+        # What a new attempt sends again: the body so far, while it fits the replay bound.
+        self._replay: list[bytes] | None = [body] if body else ([] if ctx.has_body else None)
         self._replay_bytes = 0
         self._request_done = False
         self._response_started = False
         self._finished = False
-        self._retried = False
+        self._stale_retried = False
+        self._tries = 0
+        self._avoid: HttpTarget | None = None
         self._connect_task: asyncio.Task[None] | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._attempt_timer: asyncio.TimerHandle | None = None
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._mirror: MirrorCall | None = None
+        # How response body chunks are handled: relayed, dropped (a policy replaced the body) or
+        # given to a response processor.
+        self._body_mode = _BODY_RELAY
+        self._processor: ResponseProcessor | None = None
 
     def start(self) -> None:
-        upstream = self.worker.pool.take(self.target)
-        if upstream is not None:
-            self._attach(upstream, flush=False)  # flushed at the end of the client read
-        else:
-            self._connect()
-        if self.ctx.expect_continue:
+        route = self.route
+        timeout = route.timeout
+        if timeout is not None and timeout.request is not None:
+            left = timeout.request - (time.perf_counter() - self.ctx.start)
+            self._deadline_timer = self.worker.loop.call_later(max(left, 0.0), self._request_timed_out)
+        self._attempt(flush=False)  # the head is flushed at the end of the client read
+        if self.ctx.expect_continue and not self._finished:
             self.conn.send_continue()
 
-    # ------------------------------------------------------------------ upstream connection
+    # ------------------------------------------------------------------ attempts
 
-    def _connect(self) -> None:
-        self._connect_task = self.worker.loop.create_task(self._connect_and_attach())
+    def _pick(self) -> HttpTarget | None:
+        # Routes with HTTP backends have only HTTP backends (checked at load).
+        backends = cast("WeightedChoice[HttpTarget]", self.route.backends)
+        avoid = self._avoid
+        if not self.route.health_checked and avoid is None:
+            return backends.pick()
+        now = self.worker.loop.time()
+        picked = backends.pick()
+        if picked is not None and picked is not avoid and (picked.health is None or picked.health.available(now)):
+            return picked
 
-    async def _connect_and_attach(self) -> None:
+        def usable(t: HttpTarget) -> bool:
+            return t.health is None or t.health.available(now)
+
+        # Another healthy backend, else any healthy one, else (all evicted) the weighted pick.
+        return backends.pick_where(lambda t: t is not avoid and usable(t)) or backends.pick_where(usable) or picked
+
+    def _attempt(self, flush: bool) -> None:
+        target = self._pick()
+        ctx = self.ctx
+        if target is None:
+            self._fail(500, f"route {ctx.route} has no backends")
+            return
+        self.target = target
+        ctx.backend = target.label
+        self._tries += 1
+        if not self._head or ctx.auto_host:
+            if ctx.auto_host:
+                ctx.host = target.authority
+            body = self._body
+            self._head = build_request_head(ctx, self._chunked, body_length=None if body is None else len(body))
+        if self._tries == 1 and self.route.mirror is not None:
+            self._start_mirror()  # the mirror gets the head without any backend's credentials
+        timeout = self.route.timeout
+        if timeout is not None and timeout.backend is not None:
+            self._attempt_timer = self.worker.loop.call_later(timeout.backend, self._attempt_timed_out)
+        auth = target.auth
+        if auth is None:
+            self._sent_head = self._head
+        elif not auth.ready():
+            self._connect_task = self.worker.loop.create_task(self._authorize_and_attach(target, auth))
+            return
+        elif not self._sign(target, auth):
+            return
+        upstream = self.worker.pool.take(target)
+        if upstream is not None:
+            self._attach(upstream, flush)
+        else:
+            self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
+
+    def _sign(self, target: HttpTarget, auth: BackendAuth) -> bool:
+        """The head with the backend's credentials; False (and answered) when they failed."""
+        ctx = self.ctx
+        body = self._body
+        if auth.needs_body and body is None and ctx.has_body:
+            self._fail(500, "backend authentication failed: the request body was not buffered for signing")
+            return False
+        scheme = b"https" if target.tls else b"http"
+        out = Outbound(ctx.method, scheme, ctx.host, ctx.target, ctx.headers, body or b"", ctx.jwt_token)
         try:
-            upstream = await self.worker.pool.connect(self.target)
+            path, edits = auth.apply(out)
+        except BackendAuthError as exc:
+            self._fail(500, f"backend authentication failed: {exc}")
+            return False
+        if not edits and path == ctx.target:
+            self._sent_head = self._head  # nothing to add (passthrough)
+            return True
+        length = None if body is None else len(body)
+        self._sent_head = build_request_head(ctx, self._chunked, body_length=length, target=path, edits=edits)
+        return True
+
+    async def _authorize_and_attach(self, target: HttpTarget, auth: BackendAuth) -> None:
+        """Fetch the backend's credentials (a token endpoint, the AWS chain), then connect."""
+        try:
+            await auth.prepare()
+        except BackendAuthError as exc:
+            self._connect_task = None
+            if not self._finished:
+                self._fail(500, f"backend authentication failed: {exc}")
+            return
+        self._connect_task = None
+        if self._finished or not self._sign(target, auth):
+            return
+        upstream = self.worker.pool.take(target)
+        if upstream is None:
+            self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
+        else:
+            self._attach(upstream, flush=True)
+
+    def _start_mirror(self) -> None:
+        mirror = self.route.mirror
+        assert mirror is not None
+        if mirror.percentage < 1.0 and random.random() >= mirror.percentage:
+            return
+        call = MirrorCall(self.worker, mirror.target, self._head)
+        if self._body:
+            call.send(self._body)
+        call.start()
+        self._mirror = call
+
+    async def _connect_and_attach(self, target: HttpTarget) -> None:
+        try:
+            upstream = await self.worker.pool.connect(target)
         except UpstreamConnectError as exc:
             self._connect_task = None
             if not self._finished:
-                self._fail(503, exc.message)
+                self._attempt_failed(503, exc.message, received=False)
             return
         self._connect_task = None
         if self._finished:
@@ -188,7 +365,7 @@ class HttpForward:
     def _attach(self, upstream: UpstreamConnection, flush: bool) -> None:
         self.upstream = upstream
         upstream.begin(self, self._no_body)
-        self._out.append(self._head)
+        self._out.append(self._sent_head)
         if self._pending:
             self._out += self._pending
             self._pending = []
@@ -199,10 +376,105 @@ class HttpForward:
         if self.conn.write_paused:
             upstream.pause_reading()
 
+    def _can_retry(self, received: bool) -> bool:
+        retry = self.route.retry
+        if retry is None or self._tries >= retry.attempts or self._response_started or self._finished:
+            return False
+        if received and self.ctx.method not in IDEMPOTENT:
+            return False  # the backend had started answering: it may have acted on the request
+        return self._replay is not None or not self.ctx.has_body
+
+    def _attempt_failed(self, status: int, message: str, received: bool) -> None:
+        """The current attempt ended without a usable response."""
+        self._cancel_attempt_timer()
+        target = self.target
+        if target is not None and target.health is not None:
+            target.health.record(False, self.worker.loop.time())
+        if self._can_retry(received):
+            self._retry()
+        else:
+            self._fail(status, message)
+
+    def _retry(self) -> None:
+        retry = self.route.retry
+        assert retry is not None and self.target is not None
+        ctx = self.ctx
+        COUNTERS.inc("agentgateway_retries", (ctx.gateway, ctx.listener, ctx.route, self.target.label))
+        self._avoid = self.target
+        self._reset_body()
+        if retry.backoff:
+            self._retry_timer = self.worker.loop.call_later(retry.backoff, self._retry_now)
+        else:
+            self._retry_now()
+
+    def _retry_now(self) -> None:
+        self._retry_timer = None
+        if not self._finished:
+            self._attempt(flush=True)
+
+    def _reset_body(self) -> None:
+        """The next attempt starts from the replay copy of the body."""
+        self._out = []
+        chunked = self._chunked
+        pending = [b"%x\r\n%b\r\n" % (len(c), c) if chunked else c for c in self._replay or ()]
+        if self._request_done and chunked:
+            pending.append(_LAST_CHUNK)
+        self._pending = pending
+        self._pending_bytes = sum(len(p) for p in pending)
+
+    # ------------------------------------------------------------------ timers
+
+    def _request_timed_out(self) -> None:
+        self._deadline_timer = None
+        if self._finished or self._response_started:
+            return
+        self._drop_upstream()
+        timeout = self.route.timeout
+        assert timeout is not None and timeout.request is not None
+        self._fail(504, f"request timeout: no response within {timeout.request:g}s")
+
+    def _attempt_timed_out(self) -> None:
+        self._attempt_timer = None
+        if self._finished or self._response_started:
+            return
+        upstream = self.upstream
+        received = upstream is not None and upstream.received
+        self._drop_upstream()
+        timeout = self.route.timeout
+        assert timeout is not None and timeout.backend is not None and self.target is not None
+        self._attempt_failed(
+            504,
+            f"upstream request timeout: {self.target.label} did not answer within {timeout.backend:g}s",
+            received,
+        )
+
+    def _drop_upstream(self) -> None:
+        """Abandon the current attempt: its connection cannot be reused (a response is due)."""
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            self._connect_task = None
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.abort()
+
+    def _cancel_attempt_timer(self) -> None:
+        if self._attempt_timer is not None:
+            self._attempt_timer.cancel()
+            self._attempt_timer = None
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._deadline_timer, self._attempt_timer, self._retry_timer):
+            if timer is not None:
+                timer.cancel()
+        self._deadline_timer = self._attempt_timer = self._retry_timer = None
+
     # ------------------------------------------------------------------ request body (Exchange)
 
     def request_body(self, chunk: bytes) -> None:
         self.ctx.request_bytes += len(chunk)
+        if self._body is not None:
+            return  # replaced by a transformation
         replay = self._replay
         if replay is not None:
             self._replay_bytes += len(chunk)
@@ -211,12 +483,18 @@ class HttpForward:
             else:
                 self._replay = None
         data = b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk
+        if self._mirror is not None:
+            self._mirror.send(data)
         self._send(data)
 
     def request_end(self) -> None:
         self._request_done = True
         if self._chunked:
+            if self._mirror is not None:
+                self._mirror.send(_LAST_CHUNK)
             self._send(_LAST_CHUNK)
+        if self._mirror is not None:
+            self._mirror.request_end()
         self.client_data_done()
 
     def _send(self, data: bytes) -> None:
@@ -248,23 +526,66 @@ class HttpForward:
 
     def client_lost(self) -> None:
         self._finished = True
-        if self._connect_task is not None:
-            self._connect_task.cancel()
-            self._connect_task = None
-        upstream = self.upstream
-        self.upstream = None
-        if upstream is not None:
-            upstream.abort()
+        self._cancel_timers()
+        self._close_processor()
+        self._drop_upstream()
+        mirror = self._mirror
+        if mirror is not None and not self._request_done:
+            mirror.abort()  # its copy of the request would never be complete
 
     # ------------------------------------------------------------------ response (UpstreamSink)
 
     def upstream_head(self, status: int, headers: Headers) -> None:
+        self._cancel_attempt_timer()
+        route = self.route
+        target = self.target
+        if target is not None and target.health is not None:
+            target.health.record(status < 500, self.worker.loop.time())
+        retry = route.retry
+        if retry is not None and status in retry.codes and self._can_retry(False):
+            # A status the route retries: this answer is dropped with its connection.
+            upstream = self.upstream
+            self.upstream = None
+            if upstream is not None:
+                upstream.abort()
+            self._retry()
+            return
         self._response_started = True
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        ctx = self.ctx
+        chain = route.chain
+        if chain.response or ctx.response_headers:
+            apply_response(chain, ctx, status, headers)
+            replaced = ctx.response_body
+            if replaced is not None:
+                self._body_mode = _BODY_DROP
+                fields, _ = response_fields(headers)
+                self.conn.send_head_fields(status, fields, len(replaced), True)
+                self.conn.send_body(replaced)
+                return
+        for policy in chain.processors:
+            processor = policy.process_response(ctx, self.conn, status, headers)
+            if processor is not None:
+                self._processor = processor
+                self._body_mode = _BODY_PROCESS
+                return
         fields, content_length = response_fields(headers)
         self.conn.send_head_fields(status, fields, content_length, True)
 
     def upstream_body(self, chunk: bytes) -> None:
-        self.conn.send_body(chunk)
+        mode = self._body_mode
+        if not mode:
+            self.conn.send_body(chunk)
+        elif mode == _BODY_PROCESS:
+            processor = self._processor
+            if processor is not None and not processor.body(chunk):
+                # The processor answered (an error): the rest of this response is not wanted.
+                self._finished = True
+                self._cancel_timers()
+                self._close_processor()
+                self._drop_upstream()
 
     def upstream_data_done(self) -> None:
         self.conn.flush()
@@ -273,12 +594,26 @@ class HttpForward:
         upstream = self.upstream
         self.upstream = None
         self._finished = True
+        self._cancel_timers()
         if upstream is not None:
             if keep_alive and self._request_done:
                 self.worker.pool.release(upstream)
             else:
                 upstream.close()
+        processor = self._processor
+        if processor is not None:
+            ended = not processor.end()
+            self._close_processor()
+            if ended:
+                return
         self.conn.end_response()
+
+    def _close_processor(self) -> None:
+        processor = self._processor
+        if processor is not None:
+            self._processor = None
+            self._body_mode = _BODY_DROP
+            processor.close()
 
     def upstream_failed(self, status: int, message: str) -> None:
         upstream = self.upstream
@@ -287,6 +622,8 @@ class HttpForward:
             return
         if self._response_started:
             self._finished = True
+            self._cancel_timers()
+            self._close_processor()
             self.ctx.error = message
             self.conn.abort()
             return
@@ -294,20 +631,18 @@ class HttpForward:
             upstream is not None
             and upstream.reused
             and not upstream.received
-            and not self._retried
+            and not self._stale_retried
             and (self._replay is not None or not self.ctx.has_body)
         ):
-            # A pooled connection the upstream had closed: nothing was processed, send again
-            # on a fresh connection.
-            self._retried = True
-            self._out = []
-            self._pending = [b"%x\r\n%b\r\n" % (len(c), c) if self._chunked else c for c in self._replay or ()]
-            if self._request_done and self._chunked:
-                self._pending.append(_LAST_CHUNK)
-            self._pending_bytes = sum(len(p) for p in self._pending)
-            self._connect()
+            # A pooled connection the upstream had closed while idle: nothing was processed and
+            # the backend is not to blame; send again on a fresh connection.
+            self._stale_retried = True
+            self._reset_body()
+            target = self.target
+            assert target is not None
+            self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
             return
-        self._fail(status, message)
+        self._attempt_failed(status, message, upstream is not None and upstream.received)
 
     def upstream_write_paused(self) -> None:
         self.conn.pause_request_body(PAUSE_UPSTREAM)
@@ -317,5 +652,7 @@ class HttpForward:
 
     def _fail(self, status: int, message: str) -> None:
         self._finished = True
+        self._cancel_timers()
+        self._drop_upstream()
         self.ctx.error = message
         self.conn.reply(self.ctx, status, message)

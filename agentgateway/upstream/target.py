@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import ssl
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentgateway.policy.backend_auth import BackendAuth
+    from agentgateway.policy.health import EndpointHealth
 
 
 class UpstreamTls:
@@ -18,9 +23,21 @@ class UpstreamTls:
 
 
 class HttpTarget:
-    """``host:port`` plus optional TLS. ``pool_key`` selects the connection pool."""
+    """``host:port`` plus optional TLS. ``pool_key`` selects the connection pool; ``auth`` is
+    the backend's ``backendAuth``, applied to each request by the proxy and the client."""
 
-    __slots__ = ("host", "port", "tls", "label", "authority", "host_header", "pool_key", "connect_timeout")
+    __slots__ = (
+        "host",
+        "port",
+        "tls",
+        "label",
+        "authority",
+        "host_header",
+        "pool_key",
+        "connect_timeout",
+        "health",
+        "auth",
+    )
     kind = "http"
 
     def __init__(self, host: str, port: int, tls: UpstreamTls | None, label: str, connect_timeout: float) -> None:
@@ -34,6 +51,11 @@ class HttpTarget:
         self.host_header = (name if port == (443 if tls else 80) else f"{name}:{port}").encode()
         self.connect_timeout = connect_timeout
         self.pool_key: tuple[object, ...] = (host, port, tls.fingerprint if tls else None)
+        # Passive health (outlier detection) of this backend, when a health policy applies.
+        self.health: EndpointHealth | None = None
+        # Credentials added to every request sent here (backendAuth); not part of the pool key:
+        # they travel per request, never with the connection.
+        self.auth: BackendAuth | None = None
 
 
 def split_host_port(value: str) -> tuple[str, int]:

@@ -1,7 +1,9 @@
 //! agentgateway's native hot path. Pure-Rust modules take bytes and return bytes or plain
 //! values; `py` is the only pyo3 layer and is compiled with the `python` feature.
 
+pub mod cel;
 pub mod jsonrpc;
+pub mod ratelimit;
 pub mod mcp;
 pub mod sse;
 

@@ -41,6 +41,8 @@ def test_example_serves(path: Path, gateway):
     ports = {}
     for bind in config.get("binds", []):
         ports[bind["port"]] = bind["port"] = free_port()
+    for gw in config.get("gateways", {}).values():
+        ports[gw["port"]] = gw["port"] = free_port()
     if "mcp" in config:
         ports[config["mcp"].get("port", 3000)] = config["mcp"]["port"] = free_port()
     if "llm" in config:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -356,7 +357,136 @@ async def test_stateless_mode_issues_no_session(gateway):
         assert r.status_code == 200 and "mcp-session-id" not in r.headers
         assert r.json()["result"]["protocolVersion"] == "2025-06-18"
         for i in range(6):  # fresh connections: any worker answers without a session
-            call = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "beta_add", "arguments": {"a": i, "b": 1}}}
+            call = {
+                "jsonrpc": "2.0",
+                "id": i,
+                "method": "tools/call",
+                "params": {"name": "beta_add", "arguments": {"a": i, "b": 1}},
+            }
             async with httpx.AsyncClient(timeout=20) as fresh:
                 r = await fresh.post(url, json=call, headers={"accept": "application/json"})
             assert r.json()["result"]["content"][0]["text"] == str(i + 1)
+
+
+def _get_stream(port: int, path: str, headers: dict[str, str]) -> tuple[socket.socket, bytes]:
+    """An event stream opened on a raw connection: the socket (the caller closes it) and what
+    arrived after the head."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    s.sendall(f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\naccept: text/event-stream\r\n{lines}\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, f"connection closed: {head!r}"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return s, head.partition(b"\r\n\r\n")[2]
+
+
+async def test_event_streams_end_when_their_client_goes(gateway):
+    """A client that exits closes its connection: its event streams end at once (not at the next
+    keep-alive, nor at shutdown), also when the session lives in the other worker, and an
+    HTTP+SSE session, which lives as long as its stream, ends with its servers."""
+    port = free_port()
+    gw = gateway(mcp_config(port, [stdio_target("alpha")]), workers=2)
+    url = f"http://127.0.0.1:{port}/mcp"
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    async with httpx.AsyncClient(timeout=20) as http:
+        r = await http.post(url, json=init, headers={"accept": "application/json, text/event-stream"})
+        token = r.headers["mcp-session-id"]
+
+    def streams_ended() -> int:
+        return sum("http.method=GET" in line and "http.status=200" in line for line in gw.access_lines())
+
+    # New connections: the kernel hands some to the worker owning the session, some to the other.
+    for i in range(4):
+        _get_stream(port, "/mcp", {"mcp-session-id": token, "mcp-protocol-version": "2025-06-18"})[0].close()
+        wait_for(lambda i=i: streams_ended() > i, 3, f"GET stream {i} to end")
+
+    # HTTP+SSE (2024-11-05): the session, and its stdio server, end with the stream.
+    before = set(_stdio_children(gw))
+    sse, events = _get_stream(port, "/mcp", {})
+    while b"sessionId=" not in events:
+        events += sse.recv(4096)
+    endpoint = events.split(b"data: ", 1)[1].split(b"\n", 1)[0].decode()
+    async with httpx.AsyncClient(timeout=20) as http:
+        r = await http.post(f"http://127.0.0.1:{port}{endpoint}", json=init)
+        assert r.status_code == 202
+    while b'"serverInfo"' not in events:  # the answer to initialize arrives on the stream
+        events += sse.recv(4096)
+    started = set(_stdio_children(gw)) - before
+    assert started
+    sse.close()
+    wait_for(lambda: not set(_stdio_children(gw)) & started, 5, "the SSE session's stdio server to stop")
+
+    # A client that leaves while its server is still starting: that server is stopped too.
+    before = set(_stdio_children(gw))
+    sse, events = _get_stream(port, "/mcp", {})
+    while b"sessionId=" not in events:
+        events += sse.recv(4096)
+    endpoint = events.split(b"data: ", 1)[1].split(b"\n", 1)[0].decode()
+    async with httpx.AsyncClient(timeout=20) as http:
+        r = await http.post(f"http://127.0.0.1:{port}{endpoint}", json=init)
+        assert r.status_code == 202
+    starting = wait_for(lambda: set(_stdio_children(gw)) - before, 10, "a stdio server to start")
+    sse.close()
+    wait_for(lambda: not set(_stdio_children(gw)) & starting, 10, "the starting stdio server to stop")
+
+
+async def test_sessions_holding_stdio_servers_are_bounded(gateway):
+    """Clients that never end their sessions: at most ``maxStdioSessions`` sessions of a backend
+    hold processes in a worker (the least recently used ends first: its client gets 404), and
+    they end after ``stdioSessionTtl`` without requests, unless their client listens on the
+    session's event stream."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    accept = {"accept": "application/json, text/event-stream"}
+
+    async def whoami(http: httpx.AsyncClient, url: str, token: str) -> str:
+        r = await http.post(url, json=call, headers={"accept": "application/json", "mcp-session-id": token})
+        if r.status_code == 404:
+            return "404"
+        return str(r.json()["result"]["content"][0]["text"])
+
+    port = free_port()
+    config = mcp_config(port, [stdio_target("alpha")])
+    config["config"] = {"mcp": {"maxStdioSessions": 2}}
+    gw = gateway(config, workers=1)
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with httpx.AsyncClient(timeout=30) as http:
+        tokens = []
+        for _ in range(3):
+            r = await http.post(url, json=init, headers=accept)
+            assert r.status_code == 200
+            tokens.append(r.headers["mcp-session-id"])
+        wait_for(lambda: len(_stdio_children(gw)) == 2, 10, "the oldest session's server to stop")
+        assert [await whoami(http, url, token) for token in tokens] == ["404", "alpha", "alpha"]
+    assert "maxStdioSessions" in gw.output()
+
+    port = free_port()
+    config = mcp_config(port, [stdio_target("alpha")])
+    config["config"] = {"mcp": {"stdioSessionTtl": "2s"}}
+    gw = gateway(config, workers=1)
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(url, json=init, headers=accept)
+        listening = r.headers["mcp-session-id"]
+        stream, _ = _get_stream(port, "/mcp", {"mcp-session-id": listening, "mcp-protocol-version": "2025-06-18"})
+        try:
+            r = await http.post(url, json=init, headers=accept)
+            idle = r.headers["mcp-session-id"]
+            wait_for(lambda: len(_stdio_children(gw)) == 1, 20, "the idle session's server to stop")
+            assert await whoami(http, url, idle) == "404"
+            assert await whoami(http, url, listening) == "alpha"
+        finally:
+            stream.close()

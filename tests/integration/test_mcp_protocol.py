@@ -58,12 +58,18 @@ async def test_modern_clients(two_targets, mode):
         names = {t.name for t in (await client.list_tools()).tools}
         assert {"alpha_echo", "beta_echo"} <= names
         assert _text(await client.call_tool("beta_echo", {"text": "x"})) == "beta: x"
-        assert _text(await client.call_tool("alpha_count", {"steps": 2}, progress_callback=on_progress)) == "alpha counted 2"
+        assert (
+            _text(await client.call_tool("alpha_count", {"steps": 2}, progress_callback=on_progress))
+            == "alpha counted 2"
+        )
         assert progress == [1, 2]
         # The upstream asks the client during the call: the gateway turns that into an
         # input_required round and resumes the call with the client's answer.
         for target in ("alpha", "beta"):
-            assert _text(await client.call_tool(f"{target}_confirm", {"question": "Ship?"})) == f"{target}: confirmed=False"
+            assert (
+                _text(await client.call_tool(f"{target}_confirm", {"question": "Ship?"}))
+                == f"{target}: confirmed=False"
+            )
         assert asked == ["Ship?", "Ship?"]
         prompt = await client.get_prompt("beta_greet", {"person": "Lin"})
         assert "beta greets Lin" in prompt.messages[0].content.text
@@ -91,14 +97,18 @@ async def test_modern_discover_and_header_validation(two_targets):
         assert result["resultType"] == "complete"
         call = _modern("tools/call", {"name": "alpha_echo", "arguments": {"text": "hé"}})
         # Mcp-Name must match params.name; non-ASCII travels base64-wrapped.
-        ok = await http.post(two_targets, json=call, headers={**_headers("tools/call", "alpha_echo"), "accept": "application/json"})
+        ok = await http.post(
+            two_targets, json=call, headers={**_headers("tools/call", "alpha_echo"), "accept": "application/json"}
+        )
         assert ok.status_code == 200 and ok.json()["result"]["content"][0]["text"] == "alpha: hé"
         wrong = await http.post(two_targets, json=call, headers=_headers("tools/call", "beta_echo"))
         assert wrong.status_code == 400 and wrong.json()["error"]["code"] == -32020
         missing = await http.post(two_targets, json=call, headers={"accept": ACCEPT, "mcp-protocol-version": MODERN})
         assert missing.status_code == 400 and missing.json()["error"]["code"] == -32020
         encoded = "=?base64?" + base64.b64encode(b"alpha_echo").decode() + "?="
-        wrapped = await http.post(two_targets, json=call, headers={**_headers("tools/call", encoded), "accept": "application/json"})
+        wrapped = await http.post(
+            two_targets, json=call, headers={**_headers("tools/call", encoded), "accept": "application/json"}
+        )
         assert wrapped.status_code == 200
         old = _modern("tools/list")
         old["params"]["_meta"] = {**ENVELOPE, "io.modelcontextprotocol/protocolVersion": "2027-01-01"}
@@ -127,7 +137,17 @@ async def test_modern_discover_and_header_validation(two_targets):
         (b'{"jsonrpc":"2.0","id":1}', 400, -32600),
         (b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}', 400, -32600),  # no session, no envelope
     ],
-    ids=["parse", "empty-batch", "batch", "version", "null-id", "method-type", "params-type", "no-method", "no-session"],
+    ids=[
+        "parse",
+        "empty-batch",
+        "batch",
+        "version",
+        "null-id",
+        "method-type",
+        "params-type",
+        "no-method",
+        "no-session",
+    ],
 )
 async def test_invalid_messages_get_the_spec_errors(two_targets, body, status, code):
     async with httpx.AsyncClient(timeout=20) as http:
@@ -169,3 +189,98 @@ async def test_legacy_session_errors(two_targets):
         forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
         r = await http.post(two_targets, json=call, headers={**session, "mcp-session-id": forged})
         assert r.status_code == 404
+
+
+def _initialize(id_: int = 1) -> dict:
+    params = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+    return {"jsonrpc": "2.0", "id": id_, "method": "initialize", "params": params}
+
+
+async def test_browser_origins_are_checked(gateway, mcp_server):
+    """A present Origin must be the endpoint's own (or both localhost): the MCP transport's 403.
+    Clients that are not browsers send none and are not affected."""
+    beta = mcp_server("beta", "http")
+    port = free_port()
+    gateway(mcp_config(port, [{"name": "beta", "mcp": {"host": beta.url}}]))
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with httpx.AsyncClient(timeout=20) as http:
+        for origin in ("https://evil.example", "null", "http://127.0.0.1:1/path"):
+            r = await http.post(url, json=_initialize(), headers={"accept": ACCEPT, "origin": origin})
+            assert r.status_code == 403, origin
+            error = r.json()["error"]
+            assert error["code"] == -32600 and "Origin" in error["message"], error
+        r = await http.get(url, headers={"accept": "text/event-stream", "origin": "https://evil.example"})
+        assert r.status_code == 403
+        r = await http.post(
+            url,
+            json=_modern("server/discover"),
+            headers={**_headers("server/discover"), "origin": "https://evil.example"},
+        )
+        assert r.status_code == 403
+        for origin in (None, f"http://127.0.0.1:{port}", "http://localhost:5173"):
+            headers = {"accept": ACCEPT, **({"origin": origin} if origin else {})}
+            r = await http.post(url, json=_initialize(), headers=headers)
+            assert r.status_code == 200 and r.json()["result"]["serverInfo"]["name"] == "agentgateway", origin
+        # A page of another site is refused even when the gateway is reached under a public name.
+        r = await http.post(
+            url,
+            json=_initialize(),
+            headers={"accept": ACCEPT, "host": "mcp.example.com", "origin": "http://localhost:5173"},
+        )
+        assert r.status_code == 403
+        r = await http.post(
+            url,
+            json=_initialize(),
+            headers={"accept": ACCEPT, "host": "mcp.example.com", "origin": "http://mcp.example.com"},
+        )
+        assert r.status_code == 200
+
+
+async def test_cors_policy_lets_named_origins_in(gateway, mcp_server):
+    """A page of an origin the route's cors policy allows may use the endpoint (and gets its
+    preflight answered); other origins are still refused."""
+    beta = mcp_server("beta", "http")
+    port = free_port()
+    config = mcp_config(port, [{"name": "beta", "mcp": {"host": beta.url}}])
+    config["binds"][0]["listeners"][0]["routes"][0]["policies"] = {
+        "cors": {"allowOrigins": ["https://app.example"], "allowMethods": ["POST", "GET"], "allowHeaders": ["*"]}
+    }
+    gateway(config)
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with httpx.AsyncClient(timeout=20) as http:
+        r = await http.options(url, headers={"origin": "https://app.example", "access-control-request-method": "POST"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+        r = await http.post(url, json=_initialize(), headers={"accept": ACCEPT, "origin": "https://app.example"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+        r = await http.post(url, json=_initialize(), headers={"accept": ACCEPT, "origin": "https://evil.example"})
+        assert r.status_code == 403
+
+
+async def test_dns_rebinding_protection(gateway, mcp_server):
+    """``dnsRebindingProtection`` (the ``mcp:`` shortcut here): Host and Origin must be localhost,
+    which refuses the rebinding attack's same-origin requests under the attacker's name."""
+    beta = mcp_server("beta", "http")
+    port = free_port()
+    gateway(
+        {
+            "mcp": {
+                "port": port,
+                "dnsRebindingProtection": True,
+                "targets": [{"name": "beta", "mcp": {"host": beta.url}}],
+            }
+        }
+    )
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with httpx.AsyncClient(timeout=20) as http:
+        attack = {"accept": ACCEPT, "host": "evil.example.com", "origin": "http://evil.example.com"}
+        r = await http.post(url, json=_initialize(), headers=attack)
+        assert r.status_code == 403 and "dnsRebindingProtection" in r.json()["error"]["message"]
+        r = await http.post(url, json=_initialize(), headers={"accept": ACCEPT, "host": "evil.example.com"})
+        assert r.status_code == 403
+        r = await http.post(url, json=_initialize(), headers={"accept": ACCEPT, "origin": "http://evil.example.com"})
+        assert r.status_code == 403
+        for host in (f"127.0.0.1:{port}", "localhost", f"[::1]:{port}"):
+            r = await http.post(
+                url, json=_initialize(), headers={"accept": ACCEPT, "host": host, "origin": f"http://{host}"}
+            )
+            assert r.status_code == 200, host

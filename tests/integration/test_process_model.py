@@ -120,7 +120,11 @@ def test_workers_exit_when_the_supervisor_is_killed(gateway, upstream):
     os.kill(gw.pid, signal.SIGKILL)
     gw.proc.wait(5)
     # Workers notice the closed control channel, drain and exit: no orphans.
-    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in workers), 20, "workers to exit")
+    wait_for(
+        lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in workers),
+        20,
+        "workers to exit",
+    )
 
 
 def _alive(pid: int) -> bool:

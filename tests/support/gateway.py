@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,6 +100,54 @@ class UpstreamServer(Process):
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def requests(self) -> list[dict[str, Any]]:
+        """What reached this upstream so far (its /__log)."""
+        return list(httpx.get(f"http://{self.address}/__log", timeout=5).json()["requests"])
+
+    def open_connections(self) -> int:
+        return int(httpx.get(f"http://{self.address}/__log", timeout=5).json()["open"]) - 1  # minus ours
+
+
+class RateLimitService(Process):
+    """The test RLS (``tests/support/rls.py``)."""
+
+    def __init__(
+        self, tmp: Path, limit: int = 3, delay: float = 0.0, headers: dict[str, str] | None = None
+    ) -> None:
+        self.port = free_port()
+        args = [sys.executable, "-m", "tests.support.rls", "--port", str(self.port), "--limit", str(limit)]
+        args += ["--delay", str(delay)]
+        for k, v in (headers or {}).items():
+            args += ["--header", f"{k}={v}"]
+        super().__init__(args, tmp / f"rls-{self.port}.log")
+        wait_for(lambda: "ready" in self.output() or not self.alive(), 20, "the rate limit service")
+        if not self.alive():
+            raise RuntimeError(f"rate limit service failed:\n{self.output()}")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class RedisServer(Process):
+    """A real ``redis-server`` (Debian's package) on a free port, in memory only."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--dir", str(tmp)]
+        super().__init__(args, tmp / f"redis-{self.port}.log")
+        wait_for(
+            lambda: "Ready to accept connections" in self.output() or not self.alive(), 20, "redis-server"
+        )
+        if not self.alive():
+            raise RuntimeError(f"redis-server failed:\n{self.output()}")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
 
 
 class Gateway(Process):
@@ -258,6 +307,40 @@ def read_response(sock: socket.socket, head_only: bool = False) -> tuple[int, di
     return ResponseReader(sock).read(head_only)
 
 
+def wait_listening(proc: Process, port: int, what: str, timeout: float = 30.0) -> None:
+    """Wait until ``proc`` accepts connections on 127.0.0.1:``port``; fail at once if it exits."""
+
+    def listening() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"{what} exited with {proc.proc.returncode}:\n{proc.output()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+        return False
+
+    wait_for(listening, timeout, what)
+
+
+class ServerProcess(Process):
+    """Any program serving on 127.0.0.1:``port`` (told the port by its ``args`` or ``env``); ready
+    once the port accepts connections."""
+
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        what: str = "server",
+        timeout: float = 30.0,
+    ) -> None:
+        self.port = port
+        super().__init__(args, log_path, env)
+        wait_listening(self, port, what, timeout)
+
+    def endpoint(self, path: str = "/mcp") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
 class McpServerProcess(Process):
     """``tests.support.mcp_server`` over HTTP (streamable, path /mcp) or legacy SSE (path /sse)."""
 
@@ -268,25 +351,22 @@ class McpServerProcess(Process):
         args = [sys.executable, "-m", "tests.support.mcp_server", "--name", name, "--transport", transport]
         args += ["--port", str(self.port), "--tools", str(tools)]
         super().__init__(args, tmp / f"mcp-{name}-{self.port}.log")
-
-        def listening() -> bool:
-            if not self.alive():
-                raise RuntimeError(f"MCP server {name} exited:\n{self.output()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-            return False
-
-        wait_for(listening, 30, f"MCP server {name}")
+        wait_listening(self, self.port, f"MCP server {name}")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/{'mcp' if self.transport == 'http' else 'sse'}"
 
 
+def python_stdio_target(name: str, module: str, *args: str) -> dict[str, Any]:
+    """A target running ``python -m <module> <args>`` (a module of this repository) over stdio."""
+    argv = ["-m", module, *args]
+    return {"name": name, "stdio": {"cmd": sys.executable, "args": argv, "env": {"PYTHONPATH": str(REPO)}}}
+
+
 def stdio_target(name: str, tools: int = 0) -> dict[str, Any]:
     """A target running ``tests.support.mcp_server`` over stdio."""
-    args = ["-m", "tests.support.mcp_server", "--name", name, "--tools", str(tools)]
-    return {"name": name, "stdio": {"cmd": sys.executable, "args": args, "env": {"PYTHONPATH": str(REPO)}}}
+    return python_stdio_target(name, "tests.support.mcp_server", "--name", name, "--tools", str(tools))
 
 
 def mcp_config(port: int, targets: list[dict[str, Any]], **backend: Any) -> dict[str, Any]:

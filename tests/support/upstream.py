@@ -1,8 +1,9 @@
 """A test upstream: a small HTTP/1.1 server with endpoints that exercise a proxy.
 
-Run as ``python -m tests.support.upstream --port P --name NAME [--cert C --key K]``. It prints
-``ready`` once listening. Every response carries ``x-upstream: NAME`` and ``x-conn: <id>`` (the
-connection number), so tests can tell replicas and connection reuse apart.
+Run as ``python -m tests.support.upstream --port P --name NAME [--cert C --key K [--client-ca CA]]``.
+It prints ``ready`` once listening. Every response carries ``x-upstream: NAME`` and ``x-conn: <id>``
+(the connection number), so tests can tell replicas and connection reuse apart; over mutual TLS
+also ``x-client-cert: <subject CN of the client's certificate>``.
 
 Endpoints (query parameters in brackets):
   /echo (and any path not below)  JSON: method, target, headers, body length and sha256 (streamed)
@@ -15,6 +16,14 @@ Endpoints (query parameters in brackets):
   /truncate [n]         promises n bytes, sends half, closes
   /hop                  answers with hop-by-hop headers a proxy must remove
   /head-length [n]      HEAD-friendly: content-length n on HEAD and GET
+  /fail [key, times, code]  the first `times` requests with this key get `code`, later ones the echo
+  /hang                 reads the request and never answers
+  /partial              sends the start of a response head, then closes
+
+Bookkeeping (not logged themselves), for tests that count and time what reached the upstream:
+  /__log                JSON: every request so far (method, target, headers, body length and sha256,
+                        arrival time on the upstream's monotonic clock) and the open connections
+  /__reset              forgets the log
 """
 
 from __future__ import annotations
@@ -30,7 +39,22 @@ from urllib.parse import parse_qs, urlsplit
 
 PATTERN = bytes(range(256)) * 256  # 64 KiB
 SPECIAL_PATHS = frozenset(
-    ("/bytes", "/sse", "/slow", "/status", "/close-delimited", "/drop", "/truncate", "/hop", "/head-length")
+    (
+        "/bytes",
+        "/sse",
+        "/slow",
+        "/status",
+        "/close-delimited",
+        "/drop",
+        "/truncate",
+        "/hop",
+        "/head-length",
+        "/fail",
+        "/hang",
+        "/partial",
+        "/__log",
+        "/__reset",
+    )
 )
 
 
@@ -43,9 +67,13 @@ class Upstream:
     def __init__(self, name: str) -> None:
         self.name = name
         self.conn_ids = itertools.count(1)
+        self.log: list[dict[str, object]] = []
+        self.open_connections = 0
+        self.failures: dict[str, int] = {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn_id = next(self.conn_ids)
+        self.open_connections += 1
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -55,6 +83,7 @@ class Upstream:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
+            self.open_connections -= 1
             writer.close()
 
     async def request(
@@ -72,6 +101,10 @@ class Upstream:
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         keep_alive = version == "HTTP/1.1" and hdr.get("connection", "").lower() != "close"
         base = [("x-upstream", self.name), ("x-conn", str(conn_id))]
+        peer = writer.get_extra_info("peercert") or {}
+        client_cn = next((v for rdn in peer.get("subject", ()) for k, v in rdn if k == "commonName"), "")
+        if client_cn:
+            base.append(("x-client-cert", client_cn))
 
         sha = hashlib.sha256()
         length = 0
@@ -110,6 +143,18 @@ class Upstream:
             await writer.drain()
 
         path = url.path
+        if not path.startswith("/__"):
+            self.log.append(
+                {
+                    "method": method,
+                    "target": target,
+                    "headers": headers,
+                    "body_length": length,
+                    "body_sha256": sha.hexdigest(),
+                    "time": asyncio.get_running_loop().time(),
+                    "conn": conn_id,
+                }
+            )
         if path not in SPECIAL_PATHS:
             body = json.dumps(
                 {
@@ -188,6 +233,31 @@ class Upstream:
         elif path == "/head-length":
             n = int(q.get("n", "12345"))
             await send(200, pattern_bytes(n))
+        elif path == "/fail":
+            key = q.get("key", "")
+            seen = self.failures.get(key, 0)
+            self.failures[key] = seen + 1
+            if seen < int(q.get("times", "1")):
+                await send(int(q.get("code", "503")), b"failing on purpose\n")
+            else:
+                await send(
+                    200,
+                    json.dumps({"upstream": self.name, "attempt": seen + 1, "body_length": length}).encode(),
+                )
+        elif path == "/hang":
+            await reader.read()  # until the client closes
+            return False
+        elif path == "/partial":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-le")
+            await writer.drain()
+            return False
+        elif path == "/__log":
+            body = json.dumps({"requests": self.log, "open": self.open_connections}).encode()
+            await send(200, body, [("content-type", "application/json")])
+        elif path == "/__reset":
+            self.log.clear()
+            self.failures.clear()
+            await send(200)
         return keep_alive
 
 

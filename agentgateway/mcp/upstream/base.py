@@ -29,7 +29,7 @@ Response = tuple[Message, bytes | None]
 
 
 class PendingCall:
-    __slots__ = ("future", "sink", "progress_token", "method")
+    __slots__ = ("future", "sink", "progress_token", "method", "asking")
 
     def __init__(
         self, future: asyncio.Future[Response], sink: RelatedSink | None, progress_token: Any, method: str
@@ -38,6 +38,8 @@ class PendingCall:
         self.sink = sink
         self.progress_token = progress_token
         self.method = method
+        # Ids of the server's requests about this call that are not answered yet.
+        self.asking: set[str | int] = set()
 
 
 class UpstreamSession:
@@ -73,6 +75,7 @@ class UpstreamSession:
         version = result.get("protocolVersion")
         if isinstance(version, str):
             self.protocol_version = version
+        await self._before_initialized()
         await self.notify("notifications/initialized", None)
         return result
 
@@ -168,6 +171,9 @@ class UpstreamSession:
 
     async def respond(self, id_: Any, value: dict[str, Any] | None = None, err: McpError | None = None) -> None:
         """Answer a request the server sent (sampling, elicitation, roots)."""
+        if isinstance(id_, str | int):
+            for call in self._pending.values():
+                call.asking.discard(id_)
         msg = protocol.error(id_, err) if err is not None else protocol.result(id_, value or {})
         await self._send(msg, None)
 
@@ -193,6 +199,8 @@ class UpstreamSession:
             msg = {**msg, "params": {**params, "progressToken": related.progress_token}}
         elif related is None:
             related = self._infer_related(msg)
+        if related is not None and protocol.is_request(msg) and isinstance(msg["id"], str | int):
+            related.asking.add(msg["id"])
         sink = related.sink if related is not None else None
         if sink is not None:
             await sink(msg)
@@ -201,8 +209,11 @@ class UpstreamSession:
 
     def _infer_related(self, msg: Message) -> PendingCall | None:
         """For transports with one shared stream (stdio, legacy SSE), what is not progress goes to
-        the only call in flight, if there is exactly one (else to the session's stream)."""
-        calls = [c for c in self._pending.values() if c.method != "initialize"]
+        the only call in flight, if there is exactly one (else to the session's stream). A call
+        whose server request is still unanswered does not count: its handler is waiting for that
+        answer (perhaps for good, when a stateless client never finished an input_required round)
+        and is not the one speaking."""
+        calls = [c for c in self._pending.values() if c.method != "initialize" and not c.asking]
         return calls[0] if len(calls) == 1 else None
 
     @staticmethod
@@ -237,6 +248,9 @@ class UpstreamSession:
     async def _reset(self) -> None:
         """Drop the transport state so the next ``_connect`` starts afresh."""
         raise NotImplementedError
+
+    async def _before_initialized(self) -> None:
+        """The handshake's answer arrived; ``notifications/initialized`` is sent next."""
 
 
 def _progress_call(token: object) -> int | None:

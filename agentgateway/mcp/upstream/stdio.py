@@ -67,6 +67,9 @@ class StdioSession(UpstreamSession):
             loop.create_task(self._read_stderr(self.proc)),
         ]
         log.info("started MCP server %s (pid %d): %s", self.name, self.proc.pid, self.spec.describe())
+        if self.closed:  # the session ended while the process was starting: nobody will stop it
+            await self._stop_process()
+            raise McpError(protocol.INTERNAL_ERROR, f"session with MCP target {self.name} is closed")
 
     async def _send(self, msg: Message, call: PendingCall | None) -> None:
         proc = self.proc

@@ -29,6 +29,15 @@ _ACCEPT = (b"accept", b"application/json, text/event-stream")
 _JSON = (b"content-type", b"application/json")
 _MAX_EVENT = 64 * 1024 * 1024
 _CALL_TIMEOUT = 300.0
+# Resuming a call's event stream the server closed (SEP-1699): consecutive failed resumptions
+# allowed, the wait when the server named none (``retry:``), its bound, and how long resumed
+# streams may bring no message before the call fails.
+_RESUME_ATTEMPTS = 3
+_DEFAULT_RETRY_MS = 1000
+_MAX_RETRY_DELAY = 30.0
+_RESUME_TIMEOUT = 30.0
+_RESUME_STALL = _CALL_TIMEOUT
+_LISTEN_WAIT = 5.0  # how long the handshake waits for the session stream to open (listen_early)
 
 
 class StreamableHttpSession(UpstreamSession):
@@ -46,6 +55,11 @@ class StreamableHttpSession(UpstreamSession):
         self.session_id = session_id
         self._streams: set[asyncio.Task[None]] = set()
         self._get_stream: asyncio.Task[None] | None = None
+        self._get_ready: asyncio.Future[None] | None = None
+        # Open the session stream before the handshake ends: a server may ask or announce at
+        # once, and what it sends while no stream is open is lost (shared sessions, which have
+        # no client stream to wait for).
+        self.listen_early = False
 
     # ------------------------------------------------------------------ transport hooks
 
@@ -123,10 +137,69 @@ class StreamableHttpSession(UpstreamSession):
             self._fail_call(call, f"MCP target {self.name} answered HTTP {status}: {text}")
 
     async def _read_events(self, response: ClientResponse, call: PendingCall | None) -> None:
-        decoder = SseDecoder(_MAX_EVENT)
+        """A response's event stream, to its end. A call's stream that ends before its answer is
+        resumed when the server made it resumable (SEP-1699, 2025-11-25: a priming event with an
+        ``id``, ``retry:`` before closing): after ``retry`` ms, GET with ``Last-Event-ID`` continues
+        it, as often as the server closes it, while events keep coming."""
+        last_id: str | None = None
+        retry_ms: int | None = None
+        failures = 0
+        reason = ""
+        deadline = asyncio.get_running_loop().time() + _RESUME_STALL
+        current: ClientResponse | None = response
+        try:
+            while True:
+                if current is not None:
+                    decoder = SseDecoder(_MAX_EVENT, last_id or "")
+                    received = await self._read_stream(current, call, decoder)
+                    current = None
+                    moved = (decoder.last_event_id or last_id) != last_id
+                    last_id = decoder.last_event_id or last_id
+                    retry_ms = decoder.retry if decoder.retry is not None else retry_ms
+                    if received:
+                        deadline = asyncio.get_running_loop().time() + _RESUME_STALL
+                    if received or moved:
+                        failures = 0
+                    else:  # a resumed stream with nothing new: the server lost the stream
+                        failures += 1
+                        reason = "the resumed stream ended with nothing new"
+                if call is None or call.future.done() or self.closed:
+                    return
+                if last_id is None:
+                    self._fail_call(call, f"MCP target {self.name} closed the stream before answering")
+                    return
+                why = None
+                if failures >= _RESUME_ATTEMPTS:
+                    why = f"{failures} attempts to resume failed, the last: {reason}"
+                elif asyncio.get_running_loop().time() > deadline:
+                    why = f"nothing arrived for {_RESUME_STALL:g}s"
+                if why is not None:
+                    self._fail_call(
+                        call,
+                        f"MCP target {self.name} closed the stream before answering and it could not be resumed: {why}",
+                    )
+                    return
+                delay = (retry_ms if retry_ms is not None else _DEFAULT_RETRY_MS) / 1000 * (2**failures)
+                await asyncio.sleep(min(delay, _MAX_RETRY_DELAY))
+                if call.future.done() or self.closed:
+                    return
+                resumed = await self._resume(last_id)
+                if isinstance(resumed, str):
+                    reason = resumed
+                    failures += 1
+                else:
+                    current = resumed
+        finally:
+            if current is not None:
+                current.close()
+
+    async def _read_stream(self, response: ClientResponse, call: PendingCall | None, decoder: SseDecoder) -> int:
+        """Route the messages of one event stream until it ends; how many there were."""
+        received = 0
         try:
             async for chunk in response.chunks():
                 for event in decoder.feed(chunk):
+                    received += 1
                     if event.event != "message" or not event.data:
                         continue
                     try:
@@ -140,17 +213,36 @@ class StreamableHttpSession(UpstreamSession):
             log.info("MCP target %s: event stream ended: %s", self.name, exc)
         finally:
             response.close()
-            if call is not None and not call.future.done():
-                self._fail_call(call, f"MCP target {self.name} closed the stream before answering")
+        return received
+
+    async def _resume(self, last_id: str) -> ClientResponse | str:
+        """GET the stream again from after ``last_id``; why not, if the server would not."""
+        headers = [(b"accept", b"text/event-stream"), (b"last-event-id", last_id.encode()), *self._headers()]
+        try:
+            response = await self.client.request(
+                self.target, b"GET", self.spec.path, headers, None, timeout=_RESUME_TIMEOUT
+            )
+        except HttpClientError as exc:
+            log.info("MCP target %s: resuming a stream failed: %s", self.name, exc.message)
+            return exc.message
+        if response.status != 200 or response.content_type != b"text/event-stream":
+            log.info("MCP target %s: resuming a stream answered HTTP %d", self.name, response.status)
+            response.close()
+            return f"GET answered HTTP {response.status}"
+        return response
 
     # ------------------------------------------------------------------ session stream (GET)
 
-    def open_session_stream(self) -> None:
-        """Listen for messages not tied to a request (list changes, server requests)."""
-        if self._get_stream is None or self._get_stream.done():
-            self._get_stream = asyncio.get_running_loop().create_task(self._listen())
+    def open_session_stream(self) -> asyncio.Future[None]:
+        """Listen for messages not tied to a request (list changes, server requests); done once
+        the server answered (with a stream or without)."""
+        if self._get_stream is None or self._get_stream.done() or self._get_ready is None:
+            loop = asyncio.get_running_loop()
+            self._get_ready = loop.create_future()
+            self._get_stream = loop.create_task(self._listen(self._get_ready))
+        return self._get_ready
 
-    async def _listen(self) -> None:
+    async def _listen(self, ready: asyncio.Future[None]) -> None:
         try:
             response = await self.client.request(
                 self.target,
@@ -162,15 +254,26 @@ class StreamableHttpSession(UpstreamSession):
         except HttpClientError as exc:
             log.info("MCP target %s: no session stream: %s", self.name, exc.message)
             return
+        finally:
+            if not ready.done():
+                ready.set_result(None)
         if response.status != 200 or response.content_type != b"text/event-stream":
             response.close()  # 405: the server has no such stream, which is allowed
             return
         await self._read_events(response, None)
 
+    async def _before_initialized(self) -> None:
+        if self.listen_early:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.open_session_stream()), _LISTEN_WAIT)
+
     def _stop_get_stream(self) -> None:
         if self._get_stream is not None:
             self._get_stream.cancel()
             self._get_stream = None
+        if self._get_ready is not None and not self._get_ready.done():
+            self._get_ready.cancel()
+        self._get_ready = None
 
     # ------------------------------------------------------------------ helpers
 

@@ -5,7 +5,9 @@
 
 use pyo3::prelude::*;
 
+mod cel;
 mod jsonrpc;
+mod ratelimit;
 mod mcp;
 mod sse;
 
@@ -13,8 +15,10 @@ mod sse;
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    cel::register(m)?;
     jsonrpc::register(m)?;
     mcp::register(m)?;
     sse::register(m)?;
+    ratelimit::register(m)?;
     Ok(())
 }

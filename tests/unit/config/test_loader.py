@@ -78,6 +78,13 @@ def test_semantic_errors_name_the_path_and_reason(text, expected):
     assert _error(text).startswith(expected)
 
 
+def test_planes_can_be_turned_off_quoted_or_not():
+    static = compile_config(load_text("config: {adminAddr: off, statsAddr: 'off', readinessAddr: 127.0.0.1:9}")).static
+    assert static.admin_addr is None and static.stats_addr is None
+    assert static.readiness_addr == ("127.0.0.1", 9)
+    assert _error("config: {adminAddr: on}") == "config.adminAddr: expected ip:port or off"
+
+
 def test_yaml_syntax_error():
     assert "invalid YAML" in _error("binds: [")
 
@@ -91,6 +98,12 @@ def test_env_expansion():
     assert "port: 8080" in expanded and "host: 127.0.0.1:9000" in expanded
     assert expand_env("a: ${MISSING:-fallback}", env) == "a: fallback"
     assert expand_env("regex: ^/api$", env) == "regex: ^/api$"  # `$` before a non-name is literal
+    assert expand_env("price: $$PORT", env) == "price: $PORT"
+    # JSON Schema keys in inline documents are not variables; `$NAME:port` still is one.
+    assert (
+        expand_env('s: {$ref: "#/a", "$schema": x}\nh: $UP:1', env)
+        == 's: {$ref: "#/a", "$schema": x}\nh: 127.0.0.1:9000:1'
+    )
     with pytest.raises(ConfigError, match=r"line 2: environment variable \$MISSING is not set"):
         expand_env("a: 1\nb: $MISSING", env)
 

@@ -101,7 +101,7 @@ def test_bedrock_sigv4_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
     ("text", "path"),
     [
         ("llm: {models: [{name: a, provider: openAI, transformation: {model: x}}]}", "llm.models[0].transformation"),
-        ("llm: {models: [{name: a, provider: openAI}], policies: {localRateLimit: []}}", "llm.policies.localRateLimit"),
+        ("llm: {models: [{name: a, provider: openAI}], policies: {oidc: {}}}", "llm.policies.oidc"),
         ("llm: {models: [{name: a, provider: openAI}], policies: {apiKey: {}}}", "llm.policies.apiKey"),
         ("llm: {models: [{name: a, provider: vertex}]}", "llm.models[0]"),
         ("llm: {models: [{name: a, provider: bedrock, params: {apiKey: k}}]}", "llm.models[0].params"),
@@ -123,8 +123,8 @@ def test_bedrock_sigv4_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
             "binds[0].listeners[0].routes[0].backends[0].ai.provider",
         ),
         (
-            "binds: [{port: 3000, listeners: [{routes: [{backends: [{host: 'a:1', policies: {backendAuth: {key: k}}}]}]}]}]",
-            "binds[0].listeners[0].routes[0].backends[0].policies",
+            "binds: [{port: 3000, listeners: [{routes: [{backends: [{host: 'a:1', policies: {ai: {}}}]}]}]}]",
+            "binds[0].listeners[0].routes[0].backends[0].policies.ai",
         ),
     ],
 )

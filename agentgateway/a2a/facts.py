@@ -1,0 +1,219 @@
+"""What the gateway learns about one A2A exchange, from the request and from what the agent answers.
+
+Both protocol versions are read: 0.3 (JSON-RPC methods ``message/send`` …, results carrying a
+``kind``, states ``working``) and 1.0 (methods ``SendMessage`` …, results wrapped in ``task`` /
+``message`` / ``statusUpdate`` / ``artifactUpdate``, states ``TASK_STATE_WORKING``). Methods are
+recorded as the client named them (REST calls get the canonical 1.0 name of their operation);
+task states are recorded in one vocabulary for both versions: the 0.3 spelling
+(``TASK_STATE_INPUT_REQUIRED`` and ``input-required`` are both ``input-required``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+JSONRPC, REST = "JSONRPC", "HTTP+JSON"
+CardRequest = tuple[str, str, str, bytes | None]
+CARD_SUFFIXES = (b"/.well-known/agent-card.json", b"/.well-known/agent.json")
+
+# The HTTP+JSON binding: an optional tenant or mount prefix, then the operation. 0.3 put the
+# operations under /v1 (and named the extended card /v1/card); 1.0 dropped both.
+_REST = re.compile(
+    rb"""(?:^|/)(?:
+        message:(?P<send>send|stream)
+      | tasks(?:/(?P<task>[^/]+?)(?::(?P<verb>cancel|subscribe)|/pushNotificationConfigs(?P<configs>/[^/]+)?)?)?
+      | (?P<card>extendedAgentCard|(?<=v1/)card)
+    )$""",
+    re.X,
+)
+
+
+# ProtoJSON spellings that differ from 0.3's JSON names (0.3's own proto said CANCELLED).
+_STATE_ALIASES = {"cancelled": "canceled", "unspecified": "unknown"}
+
+
+def normalize_state(state: str) -> str:
+    """``TASK_STATE_INPUT_REQUIRED`` → ``input-required``; 0.3 names are kept."""
+    if state.startswith("TASK_STATE_"):
+        name = state[11:].lower().replace("_", "-")
+        return _STATE_ALIASES.get(name, name)
+    return state
+
+
+def rest_operation(method: bytes, path: bytes) -> tuple[str, str] | None:
+    """(canonical method name, task id) of an HTTP+JSON call, or None for other requests."""
+    m = _REST.search(path)
+    if m is None:
+        return None
+    task = (m.group("task") or b"").decode("latin-1")
+    if m.group("send") is not None:
+        if method != b"POST":
+            return None
+        return ("SendMessage" if m.group("send") == b"send" else "SendStreamingMessage"), ""
+    if m.group("card") is not None:
+        return ("GetExtendedAgentCard", "") if method == b"GET" else None
+    verb = m.group("verb")
+    if verb is not None:
+        if verb == b"cancel":
+            return ("CancelTask", task) if method == b"POST" else None
+        return ("SubscribeToTask", task) if method in (b"POST", b"GET") else None
+    if m.group("configs") is not None:
+        if method == b"GET":
+            return "GetTaskPushNotificationConfig", task
+        return ("DeleteTaskPushNotificationConfig", task) if method == b"DELETE" else None
+    if task and m.group(0).endswith(b"/pushNotificationConfigs"):
+        if method == b"POST":
+            return "CreateTaskPushNotificationConfig", task
+        return ("ListTaskPushNotificationConfigs", task) if method == b"GET" else None
+    if method != b"GET":
+        return None
+    return ("GetTask", task) if task else ("ListTasks", "")
+
+
+def _str(node: dict[str, Any], key: str) -> str:
+    value = node.get(key)
+    return value if isinstance(value, str) else ""
+
+
+class A2aFacts:
+    """One request's A2A facts: set from the request by the ``a2a`` policy, completed from the
+    response (JSON body or each stream event) by the response observer; read by the access log,
+    the metrics and CEL (``a2a.*``)."""
+
+    __slots__ = (
+        "binding",
+        "version",
+        "method",
+        "card",
+        "task_id",
+        "context_id",
+        "message_id",
+        "task_state",
+        "result_kind",
+        "error_code",
+        "events",
+    )
+
+    def __init__(self, binding: str, version: str) -> None:
+        self.binding = binding
+        self.version = version
+        self.method = ""
+        # An agent card fetch: (client's card base path, scheme, authority, If-None-Match).
+        self.card: CardRequest | None = None
+        self.task_id = ""
+        self.context_id = ""
+        self.message_id = ""
+        self.task_state = ""
+        self.result_kind = ""
+        self.error_code = ""
+        self.events = 0  # stream events seen
+
+    # ------------------------------------------------------------------ request
+
+    def observe_params(self, params: object) -> None:
+        """Ids named by a request's params (JSON-RPC ``params`` or a REST body), both versions:
+        ``message.{taskId,contextId,messageId}``, a task's ``id`` (get, cancel, subscribe) or
+        ``taskId`` (push-notification configs)."""
+        if not isinstance(params, dict):
+            return
+        message = params.get("message")
+        if isinstance(message, dict):
+            self.task_id = _str(message, "taskId") or self.task_id
+            self.context_id = _str(message, "contextId")
+            self.message_id = _str(message, "messageId")
+            return
+        task = _str(params, "taskId") or _str(params, "id")
+        if task:
+            self.task_id = task
+
+    def cel(self) -> dict[str, object]:
+        """The ``a2a`` CEL variable: only what is known (``has(a2a.task.id)`` tells)."""
+        out: dict[str, object] = {"method": self.method, "binding": self.binding, "version": self.version}
+        if self.card is not None:
+            out["card"] = True
+        if self.task_id:
+            out["task"] = {"id": self.task_id}
+        if self.context_id:
+            out["context"] = {"id": self.context_id}
+        if self.message_id:
+            out["message"] = {"id": self.message_id}
+        return out
+
+    # ------------------------------------------------------------------ response
+
+    def observe_result(self, result: object) -> None:
+        """A result (JSON-RPC ``result``, a REST body or stream event) of either version."""
+        if not isinstance(result, dict):
+            return
+        kind = result.get("kind")
+        node: dict[str, Any] = result
+        if not isinstance(kind, str):
+            for key, name in (
+                ("task", "task"),
+                ("statusUpdate", "status-update"),
+                ("artifactUpdate", "artifact-update"),
+                ("message", "message"),
+            ):
+                inner = result.get(key)
+                if isinstance(inner, dict):
+                    node, kind = inner, name
+                    break
+            else:
+                if not (isinstance(result.get("status"), dict) and "id" in result):
+                    return
+                kind = "task"  # a bare 1.0 Task (GetTask, CancelTask)
+        self.result_kind = kind
+        task_id = _str(node, "id") if kind == "task" else _str(node, "taskId")
+        if task_id:
+            self.task_id = task_id
+        context_id = _str(node, "contextId")
+        if context_id:
+            self.context_id = context_id
+        status = node.get("status")
+        if isinstance(status, dict):
+            state = status.get("state")
+            if isinstance(state, str) and state:
+                self.task_state = normalize_state(state)
+
+    def observe_rest_error(self, body: object, status: int) -> None:
+        """A REST error body (``{"error": {"code", "status", "details": [ErrorInfo]}}``): the
+        ErrorInfo ``reason`` (``TASK_NOT_FOUND``), else the status name, else the HTTP status."""
+        error = body.get("error") if isinstance(body, dict) else None
+        code = ""
+        if isinstance(error, dict):
+            details = error.get("details")
+            if isinstance(details, list):
+                for item in details:
+                    if isinstance(item, dict) and isinstance(item.get("reason"), str):
+                        code = item["reason"]
+                        break
+            if not code and isinstance(error.get("status"), str):
+                code = error["status"]
+        self.error_code = code or str(status)
+
+    def outcome_code(self, status: int) -> str:
+        """The error code (JSON-RPC code, REST reason), else the HTTP status of a failure."""
+        if self.error_code:
+            return self.error_code
+        return str(status) if status >= 400 else ""
+
+    def log_fields(self, fields: dict[str, object], status: int) -> None:
+        """The access-log fields (agentgateway's names where it has them)."""
+        if self.method:
+            fields["a2a.method"] = self.method
+        elif self.card is not None:
+            fields["a2a.card"] = "true"
+        if self.task_id:
+            fields["a2a.task.id"] = self.task_id
+        if self.context_id:
+            fields["a2a.context.id"] = self.context_id
+        if self.task_state:
+            fields["a2a.task.state"] = self.task_state
+        if self.result_kind:
+            fields["a2a.result.kind"] = self.result_kind
+        code = self.outcome_code(status)
+        if code:
+            fields["a2a.response.error_code"] = code
+        if self.events:
+            fields["a2a.stream.events"] = self.events

@@ -1,0 +1,265 @@
+"""What the gateway does with an A2A agent's answers (``ResponseProcessor``s of the ``a2a`` policy).
+
+- ``CardResponse``: the agent card, the one response held whole (bounded by
+  ``maxBufferSize``): rewritten (``a2a.card``), sent with its new length and a strong ETag of the
+  bytes sent; a matching ``If-None-Match`` is answered 304 by the gateway.
+- ``StreamResponse``: an event stream, relayed chunk by chunk as it arrives; each event is read
+  (a copy, through the native SSE decoder) for the task id and state, and a comment line is
+  written when the stream has been quiet for the keep-alive interval, only between events.
+- ``JsonResponse``: a JSON answer, relayed as it arrives; a bounded copy is read at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from typing import TYPE_CHECKING
+
+import orjson
+
+from agentgateway._native import JsonRpcError, SseDecoder, SseError, encode_sse_comment, scan_jsonrpc
+from agentgateway.a2a.card import CardError, CardPaths, rewrite_card
+from agentgateway.a2a.facts import JSONRPC
+from agentgateway.upstream.forward import response_fields
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from agentgateway.a2a.facts import A2aFacts
+    from agentgateway.server.context import RequestCtx
+    from agentgateway.server.http1 import HttpConnection
+
+Headers = list[tuple[bytes, bytes]]
+
+KEEPALIVE = encode_sse_comment(b"keep-alive")
+# The card's own validators no longer describe what is sent; framing is the connection's.
+_CARD_DROPPED = frozenset((b"etag", b"content-encoding", b"content-md5", b"digest"))
+# The bytes that end an event (a blank line after a line), whatever the line endings.
+_EVENT_ENDS = (b"\n\n", b"\n\r\n", b"\r\r\n")
+
+
+def _loads(data: bytes) -> object:
+    """The JSON value, or None when ``data`` is not JSON (the agent's business, not ours)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _observe_jsonrpc(facts: A2aFacts, data: bytes) -> None:
+    try:
+        envelope = scan_jsonrpc(data)
+    except JsonRpcError:
+        return
+    if envelope.kind == "error":
+        code = envelope.error_code
+        facts.error_code = "" if code is None else str(code)
+    elif envelope.kind == "result":
+        result = envelope.result
+        if result is not None:
+            facts.observe_result(_loads(result))
+
+
+def _etag_matches(header: bytes, etag: bytes) -> bool:
+    """If-None-Match's weak comparison (RFC 9110 §13.1.2)."""
+    bare = etag.removeprefix(b"W/")
+    for candidate in header.split(b","):
+        candidate = candidate.strip()
+        if candidate == b"*" or candidate.removeprefix(b"W/") == bare:
+            return True
+    return False
+
+
+def _decode(body: bytes, encoding: bytes, limit: int) -> bytes:
+    """A card the agent compressed although the gateway asked for ``identity``."""
+    name = encoding.strip().lower()
+    if name in (b"", b"identity"):
+        return body
+    if name in (b"gzip", b"x-gzip", b"deflate"):
+        decoder = zlib.decompressobj(zlib.MAX_WBITS | (16 if name != b"deflate" else 0))
+        try:
+            out = decoder.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise CardError(f"not valid {name.decode('latin-1')} data ({exc})") from None
+        if len(out) > limit:
+            raise CardError(f"larger than frontendPolicies.http.maxBufferSize ({limit} bytes) once decompressed")
+        return out
+    raise CardError(f"compressed with {name.decode('latin-1')}, which the gateway cannot read")
+
+
+class CardResponse:
+    __slots__ = ("conn", "ctx", "status", "headers", "paths", "if_none_match", "limit", "_chunks", "_size")
+
+    def __init__(
+        self,
+        conn: HttpConnection,
+        ctx: RequestCtx,
+        status: int,
+        headers: Headers,
+        paths: CardPaths,
+        if_none_match: bytes | None,
+        limit: int,
+    ) -> None:
+        self.conn = conn
+        self.ctx = ctx
+        self.status = status
+        self.headers = headers
+        self.paths = paths
+        self.if_none_match = if_none_match
+        self.limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def _fail(self, why: str) -> None:
+        message = f"agent card from {self.ctx.backend} is {why}"
+        self.ctx.error = message
+        self.conn.reply(self.ctx, 502, message)
+
+    def body(self, chunk: bytes) -> bool:
+        self._size += len(chunk)
+        if self._size > self.limit:
+            self._fail(f"larger than frontendPolicies.http.maxBufferSize ({self.limit} bytes)")
+            return False
+        self._chunks.append(chunk)
+        return True
+
+    def end(self) -> bool:
+        encoding = b""
+        kept: Headers = []
+        for name, value in self.headers:
+            if name == b"content-encoding":
+                encoding = value
+            if name not in _CARD_DROPPED:
+                kept.append((name, value))
+        try:
+            card = rewrite_card(_decode(b"".join(self._chunks), encoding, self.limit), self.paths)
+        except CardError as exc:
+            self._fail(str(exc))
+            return False
+        etag = b'"%s"' % hashlib.sha256(card).hexdigest()[:32].encode()
+        fields, _ = response_fields(kept)
+        fields += b"etag: " + etag + b"\r\n"
+        conn = self.conn
+        if self.if_none_match is not None and _etag_matches(self.if_none_match, etag):
+            conn.send_head_fields(304, fields, None, False)
+        else:
+            conn.send_head_fields(self.status, fields, len(card), True)
+            conn.send_body(card)
+        return True
+
+    def close(self) -> None:
+        self._chunks = []
+
+
+class StreamResponse:
+    __slots__ = ("conn", "facts", "jsonrpc", "decoder", "interval", "loop", "timer", "last", "tail", "closed")
+
+    def __init__(self, conn: HttpConnection, facts: A2aFacts, status: int, headers: Headers, interval: float) -> None:
+        self.conn = conn
+        self.facts = facts
+        self.jsonrpc = facts.binding == JSONRPC
+        self.decoder: SseDecoder | None = SseDecoder(conn.worker.runtime.limits.max_buffer_size)
+        self.interval = interval
+        self.loop: asyncio.AbstractEventLoop = conn.worker.loop
+        self.timer: asyncio.TimerHandle | None = None
+        self.last = self.loop.time()
+        self.tail = b""
+        self.closed = False
+        fields, content_length = response_fields(headers)
+        conn.send_head_fields(status, fields, content_length, True)
+        if interval > 0 and content_length is None:
+            self.timer = self.loop.call_later(interval, self._tick)
+
+    def body(self, chunk: bytes) -> bool:
+        self.conn.send_body(chunk)
+        self.last = self.loop.time()
+        self.tail = (self.tail + chunk[-4:])[-4:]
+        decoder = self.decoder
+        if decoder is not None:
+            try:
+                events = decoder.feed(chunk)
+            except SseError:
+                self.decoder = None  # an event past the bound: still relayed, no longer read
+                return True
+            facts = self.facts
+            for event in events:
+                facts.events += 1
+                if self.jsonrpc:
+                    _observe_jsonrpc(facts, event.data)
+                else:
+                    facts.observe_result(_loads(event.data))
+        return True
+
+    def _tick(self) -> None:
+        self.timer = None
+        if self.closed:
+            return
+        now = self.loop.time()
+        idle = now - self.last
+        wait = self.interval - idle
+        if wait <= 0.001:
+            # Quiet for the whole interval. A comment goes only where an event may start (never
+            # inside one the agent is still writing), and not to a client that is not reading.
+            tail = self.tail
+            if (not tail or tail.endswith(_EVENT_ENDS)) and not self.conn.write_paused:
+                self.conn.send_body(KEEPALIVE)
+                self.conn.flush()
+                self.last = now
+            wait = self.interval
+        self.timer = self.loop.call_later(wait, self._tick)
+
+    def end(self) -> bool:
+        if self.decoder is not None:
+            self.decoder.finish()
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class JsonResponse:
+    __slots__ = ("facts", "conn", "status", "limit", "_chunks", "_size")
+
+    def __init__(self, conn: HttpConnection, facts: A2aFacts, status: int, headers: Headers, limit: int) -> None:
+        self.conn = conn
+        self.facts = facts
+        self.status = status
+        self.limit = limit
+        self._chunks: list[bytes] | None = []
+        self._size = 0
+        fields, content_length = response_fields(headers)
+        conn.send_head_fields(status, fields, content_length, True)
+
+    def body(self, chunk: bytes) -> bool:
+        self.conn.send_body(chunk)
+        chunks = self._chunks
+        if chunks is not None:
+            self._size += len(chunk)
+            if self._size > self.limit:
+                self._chunks = None  # too large to read; relayed all the same
+            else:
+                chunks.append(chunk)
+        return True
+
+    def end(self) -> bool:
+        chunks = self._chunks
+        if chunks:
+            body = b"".join(chunks)
+            facts = self.facts
+            if facts.binding == JSONRPC:
+                _observe_jsonrpc(facts, body)
+            else:
+                decoded = _loads(body)
+                if decoded is None:
+                    return True
+                if self.status >= 400:
+                    facts.observe_rest_error(decoded, self.status)
+                else:
+                    facts.observe_result(decoded)
+        return True
+
+    def close(self) -> None:
+        self._chunks = None

@@ -1,0 +1,95 @@
+"""Which browsers may reach an MCP endpoint.
+
+- Always (the MCP transport's rule, 403 since 2025-11-25): a request that carries an ``Origin``
+  must come from the page the endpoint belongs to, meaning the Origin's host and port are those
+  of the request's ``Host`` (or of ``X-Forwarded-Host``, set by a proxy in front), or both are
+  localhost names. A browser sends Origin on every cross-origin POST, even a "simple" one
+  (``text/plain``) that reaches the server without a CORS preflight; without this rule any web page
+  could call tools through a gateway the browser can reach. Clients that are not browsers send no
+  Origin and are not affected.
+- Opt-in (``dnsRebindingProtection``, as agentgateway): ``Host`` must be a localhost name and so
+  must a present ``Origin``. DNS rebinding makes an attacker's name resolve to 127.0.0.1, so its
+  page is same-origin with the request it sends (``Host: evil.example``,
+  ``Origin: http://evil.example``); only a gateway that knows it is reached as localhost can refuse
+  it. Use it for a gateway that listens on a developer's machine.
+
+Localhost names: ``localhost``, ``127.0.0.1`` and ``[::1]``, any port.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LOCALHOST = frozenset(("localhost", "127.0.0.1", "::1"))
+_DEFAULT_PORT = {"http": 80, "https": 443}
+# RFC 3986 authority without userinfo: a registered name or IPv4 address, or an IPv6 literal.
+_AUTHORITY = r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._~-]+))(?::(?P<port>[0-9]{1,5}))?"
+_HOST_RE = re.compile(_AUTHORITY)
+_ORIGIN_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://" + _AUTHORITY + "/?")
+
+
+def _host_port(match: re.Match[str]) -> tuple[str, int | None] | None:
+    port = int(match["port"]) if match["port"] else None
+    if port is not None and port > 65535:
+        return None
+    return (match["v6"] or match["name"]).lower(), port
+
+
+def split_authority(value: bytes | str | None) -> tuple[str, int | None] | None:
+    """(lower-cased host, port or None) of a ``Host`` value; None when it is not one."""
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    match = _HOST_RE.fullmatch(text.strip())
+    return _host_port(match) if match else None
+
+
+def parse_origin(value: bytes) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a serialized origin (``https://app.example:8443``); None for
+    ``null`` or anything that is not an http(s) origin."""
+    match = _ORIGIN_RE.fullmatch(value.decode("latin-1").strip())
+    if match is None:
+        return None
+    scheme = match["scheme"].lower()
+    authority = _host_port(match)
+    if scheme not in _DEFAULT_PORT or authority is None:
+        return None
+    host, port = authority
+    return scheme, host, port if port is not None else _DEFAULT_PORT[scheme]
+
+
+def is_localhost(host: str) -> bool:
+    return host in _LOCALHOST
+
+
+def origin_problem(
+    host: bytes | None, origins: list[bytes], forwarded_host: bytes | None, localhost_only: bool
+) -> str | None:
+    """Why the request must be refused (HTTP 403), or None when it may proceed."""
+    authority = split_authority(host)
+    if localhost_only and (authority is None or not is_localhost(authority[0])):
+        shown = host.decode("latin-1") if host else "(none)"
+        return f"Host {shown} is not localhost, 127.0.0.1 or [::1] (dnsRebindingProtection)"
+    if not origins:
+        return None  # not a browser
+    if len(origins) > 1:
+        return "more than one Origin header"
+    origin = parse_origin(origins[0])
+    shown = origins[0].decode("latin-1")
+    if origin is None:
+        return f"Origin {shown} is not an http(s) origin"
+    scheme, origin_host, origin_port = origin
+    if localhost_only:
+        if is_localhost(origin_host):
+            return None
+        return f"Origin {shown} is not localhost, 127.0.0.1 or [::1] (dnsRebindingProtection)"
+    forwarded = forwarded_host.split(b",", 1)[0] if forwarded_host else None
+    for candidate in (authority, split_authority(forwarded)):
+        if candidate is None:
+            continue
+        name, port = candidate
+        if name == origin_host and (port if port is not None else _DEFAULT_PORT[scheme]) == origin_port:
+            return None
+    if authority is not None and is_localhost(authority[0]) and is_localhost(origin_host):
+        return None
+    return f"Origin {shown} is not allowed: it is not the origin of this endpoint"

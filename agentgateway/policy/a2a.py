@@ -1,0 +1,187 @@
+"""``a2a``: the route serves an A2A agent.
+
+Request phase (after authentication, before ``authorization``; it reads the body, so the chain
+waits for it, bounded by ``maxBufferSize``):
+
+- ``GET …/.well-known/agent-card.json`` or ``…/agent.json``: an agent card fetch. The upstream
+  request asks for an uncompressed, unconditional answer (the gateway rewrites the card and
+  validates it against its own ETag);
+- an HTTP+JSON operation (``POST …/message:send``, ``GET …/tasks/{id}``, 0.3 ``/v1/…``): the method
+  from the path, ids from the path and the JSON body;
+- any other ``POST``: a JSON-RPC request; the method and ids are read from it. A body that is
+  not a JSON-RPC request is answered by the gateway as the agent's JSON-RPC endpoint would
+  (``-32700`` / ``-32600``, HTTP 200), and is not forwarded.
+
+The facts go to ``ctx.a2a`` (access log, metrics) and ``ctx.cel_vars["a2a"]`` (CEL of the
+policies that run after this one). Response phase: ``process_response`` picks the card rewrite,
+the stream relay with keep-alives, or the JSON observer (``agentgateway.a2a.response``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+import orjson
+
+from agentgateway._native import JsonRpcError, scan_jsonrpc
+from agentgateway.a2a.card import CardPaths
+from agentgateway.a2a.facts import CARD_SUFFIXES, JSONRPC, REST, A2aFacts, rest_operation
+from agentgateway.a2a.response import CardResponse, JsonResponse, StreamResponse
+from agentgateway.config.durations import parse_duration
+from agentgateway.config.errors import ConfigError
+from agentgateway.config.schema import A2aPolicy as A2aConfig
+from agentgateway.policy.chain import LocalReply
+
+if TYPE_CHECKING:
+    from agentgateway.server.context import RequestCtx
+    from agentgateway.server.http1 import HttpConnection
+    from agentgateway.upstream.forward import ResponseProcessor
+
+Headers = list[tuple[bytes, bytes]]
+
+DEFAULT_KEEPALIVE = 15.0
+_JSON = (b"content-type", b"application/json")
+# Card fetches go upstream without these: the gateway needs the whole card, uncompressed.
+_CARD_REQUEST_DROPPED = frozenset((b"accept-encoding", b"if-none-match", b"if-modified-since", b"range", b"if-range"))
+
+
+def _jsonrpc_error(request_id: bytes | None, code: int, message: str) -> LocalReply:
+    body = b'{"jsonrpc":"2.0","id":%s,"error":%s}' % (
+        request_id or b"null",
+        orjson.dumps({"code": code, "message": message}),
+    )
+    return LocalReply(200, (_JSON,), body, f"a2a: {message}")
+
+
+def _rest_error(message: str) -> LocalReply:
+    body = orjson.dumps({"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": message}})
+    return LocalReply(400, (_JSON,), body, f"a2a: {message}")
+
+
+def _version(ctx: RequestCtx) -> str:
+    """``A2A-Version`` (header, else query parameter); absent or empty means 0.3."""
+    value = ctx.header(b"a2a-version")
+    if value is None and ctx.query and b"A2A-Version" in ctx.query:
+        found = parse_qs(ctx.query.decode("latin-1")).get("A2A-Version")
+        if found:
+            return found[0].strip() or "0.3"
+    if value:
+        return value.decode("latin-1").strip() or "0.3"
+    return "0.3"
+
+
+class A2aPolicy:
+    kind = "a2a"
+    needs_body = True
+    __slots__ = ("keepalive", "prefix")
+
+    def __init__(self, cfg: A2aConfig, where: str, rewrite_prefix: str | None) -> None:
+        self.keepalive = DEFAULT_KEEPALIVE
+        if cfg.keep_alive_interval is not None:
+            try:
+                self.keepalive = parse_duration(cfg.keep_alive_interval)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.keepAliveInterval", str(exc)) from None
+        # The route's urlRewrite prefix replacement: card URLs under it map back to the prefix
+        # the route matched.
+        self.prefix = rewrite_prefix
+
+    def on_request(self, ctx: RequestCtx) -> LocalReply | None:
+        method = ctx.method
+        path = ctx.path
+        if method == b"GET" and path.endswith(CARD_SUFFIXES):
+            facts = A2aFacts("", _version(ctx))
+            suffix = CARD_SUFFIXES[0] if path.endswith(CARD_SUFFIXES[0]) else CARD_SUFFIXES[1]
+            scheme = ctx.scheme
+            forwarded = ctx.header(b"x-forwarded-proto")
+            if forwarded in (b"http", b"https"):
+                scheme = forwarded
+            facts.card = (
+                path[: -len(suffix)].decode("latin-1"),
+                scheme.decode("latin-1"),
+                ctx.host.decode("latin-1"),
+                ctx.header(b"if-none-match"),
+            )
+            headers = [h for h in ctx.headers if h[0] not in _CARD_REQUEST_DROPPED]
+            headers.append((b"accept-encoding", b"identity"))
+            ctx.headers = headers
+            self._learned(ctx, facts)
+            return None
+        rest = rest_operation(method, path)
+        if rest is not None:
+            facts = A2aFacts(REST, _version(ctx))
+            facts.method, facts.task_id = rest
+            body = ctx.request_body
+            if body:
+                try:
+                    facts.observe_params(orjson.loads(body))
+                except orjson.JSONDecodeError as exc:
+                    self._learned(ctx, facts)
+                    return _rest_error(f"request body is not JSON: {exc}")
+            self._learned(ctx, facts)
+            return None
+        if method != b"POST":
+            return None  # not an A2A operation (a health check, a static page)
+        facts = A2aFacts(JSONRPC, _version(ctx))
+        try:
+            envelope = scan_jsonrpc(ctx.request_body or b"")
+        except JsonRpcError as exc:
+            facts.error_code = str(exc.code)
+            self._learned(ctx, facts)
+            return _jsonrpc_error(exc.id, exc.code, exc.message)
+        if envelope.kind == "batch":
+            facts.error_code = "-32600"
+            self._learned(ctx, facts)
+            return _jsonrpc_error(None, -32600, "batch requests are not supported by A2A")
+        if envelope.kind not in ("request", "notification"):
+            facts.error_code = "-32600"
+            self._learned(ctx, facts)
+            return _jsonrpc_error(envelope.id, -32600, f"expected a JSON-RPC request, got a {envelope.kind}")
+        facts.method = envelope.method or ""
+        params = envelope.params
+        if params is not None:
+            facts.observe_params(orjson.loads(params))
+        self._learned(ctx, facts)
+        return None
+
+    @staticmethod
+    def _learned(ctx: RequestCtx, facts: A2aFacts) -> None:
+        ctx.a2a = facts
+        cel = ctx.cel_vars
+        if cel is None:
+            ctx.cel_vars = {"a2a": facts.cel()}
+        else:
+            cel["a2a"] = facts.cel()
+
+    def process_response(
+        self, ctx: RequestCtx, conn: HttpConnection, status: int, headers: Headers
+    ) -> ResponseProcessor | None:
+        facts = ctx.a2a
+        if facts is None:
+            return None
+        limit = conn.worker.runtime.limits.max_buffer_size
+        card = facts.card
+        if card is not None:
+            if status != 200:
+                return None
+            client_base, scheme, authority, if_none_match = card
+            backend_path = ctx.path  # after this route's urlRewrite, if any
+            backend_base = next(
+                (backend_path[: -len(s)].decode("latin-1") for s in CARD_SUFFIXES if backend_path.endswith(s)),
+                None,
+            )
+            matched = ctx.match_prefix
+            prefix = (matched.decode("latin-1"), self.prefix) if self.prefix is not None and matched else None
+            paths = CardPaths(scheme, authority, client_base, backend_base, prefix)
+            return CardResponse(conn, ctx, status, headers, paths, if_none_match, limit)
+        content_type = b""
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value.lower()
+                break
+        if content_type.startswith(b"text/event-stream"):
+            return StreamResponse(conn, facts, status, headers, self.keepalive)
+        if b"json" in content_type:
+            return JsonResponse(conn, facts, status, headers, limit)
+        return None

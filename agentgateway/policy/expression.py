@@ -1,0 +1,196 @@
+"""Expressions in policies: compiled at config load, evaluated per request to a value.
+
+Policies that take a CEL expression (transformation header values and bodies, rate-limit
+descriptor values and keys) depend only on ``ValueExpression`` and ``compile_value``. The forms
+that need no interpreter — a string literal and a direct lookup such as
+``request.headers["x-user"]``, ``request.path`` or ``source.address`` — are answered in Python
+(one attribute read per request); every other expression is compiled by the native CEL engine
+(``agentgateway.policy.cel``) at load, a compile error naming its path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import orjson
+
+from agentgateway.config.errors import ConfigError
+from agentgateway.policy.cel import CelEvaluationError, CelExpression
+
+if TYPE_CHECKING:
+    from agentgateway.server.context import RequestCtx
+
+
+_STRING = re.compile(r"""^(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')$""", re.S)
+_HEADER = re.compile(
+    r"""^request\.headers\[\s*(?:"([!#$%&'*+.^_`|~0-9A-Za-z-]+)"|'([!#$%&*+.^_`|~0-9A-Za-z-]+)')\s*\]$"""
+)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
+
+
+class ValueExpression:
+    """An expression of the config, evaluated against one request. ``evaluate`` returns the value
+    as bytes (header values, descriptor values and bodies are bytes on the wire), or None when
+    the value is absent (a missing header): callers skip what depends on it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        raise NotImplementedError
+
+    @property
+    def constant(self) -> bytes | None:
+        """The value, when it does not depend on the request."""
+        return None
+
+
+class _Literal(ValueExpression):
+    __slots__ = ("value",)
+
+    def __init__(self, text: str, value: bytes) -> None:
+        super().__init__(text)
+        self.value = value
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        return self.value
+
+    @property
+    def constant(self) -> bytes | None:
+        return self.value
+
+
+class _Header(ValueExpression):
+    __slots__ = ("name",)
+
+    def __init__(self, text: str, name: bytes) -> None:
+        super().__init__(text)
+        self.name = name
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        name = self.name
+        for k, v in ctx.headers:
+            if k == name:
+                return v
+        return None
+
+
+class _Path(ValueExpression):
+    __slots__ = ()
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        return ctx.path
+
+
+class _PathAndQuery(ValueExpression):
+    __slots__ = ()
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        return ctx.target
+
+
+class _Method(ValueExpression):
+    __slots__ = ()
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        return ctx.method
+
+
+class _Host(ValueExpression):
+    __slots__ = ()
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        return ctx.host
+
+
+class _Scheme(ValueExpression):
+    __slots__ = ()
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        return ctx.scheme
+
+
+class _SourceAddress(ValueExpression):
+    __slots__ = ()
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        return ctx.client_ip.encode()
+
+
+class _SourcePort(ValueExpression):
+    __slots__ = ()
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        return b"%d" % ctx.client_port
+
+
+class _Cel(ValueExpression):
+    """Any other expression, evaluated natively. A failed evaluation (a missing header or claim)
+    is an absent value, like a missing header in the lookups."""
+
+    __slots__ = ("program",)
+
+    def __init__(self, text: str, where: str) -> None:
+        super().__init__(text)
+        self.program = CelExpression(text, where)
+
+    def evaluate(self, ctx: RequestCtx) -> bytes | None:
+        try:
+            value = self.program.evaluate(ctx, ctx.cel_vars)
+        except CelEvaluationError:
+            return None
+        return _to_bytes(value)
+
+
+def _to_bytes(value: object) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, int | float):
+        return str(value).encode()
+    return orjson.dumps(value)
+
+
+_LOOKUPS: dict[str, type[ValueExpression]] = {
+    "request.path": _Path,
+    "request.pathAndQuery": _PathAndQuery,
+    "request.method": _Method,
+    "request.host": _Host,
+    "request.scheme": _Scheme,
+    "source.address": _SourceAddress,
+    "source.port": _SourcePort,
+}
+
+
+def _unescape(body: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
+
+
+def compile_value(text: str, where: str) -> ValueExpression:
+    """Compile ``text`` (CEL syntax) or raise ConfigError naming ``where``."""
+    stripped = text.strip()
+    m = _STRING.match(stripped)
+    if m:
+        body = m.group(1) if m.group(1) is not None else m.group(2)
+        return _Literal(text, _unescape(body).encode())
+    m = _HEADER.match(stripped)
+    if m:
+        return _Header(text, (m.group(1) or m.group(2)).lower().encode())
+    lookup = _LOOKUPS.get(stripped)
+    if lookup is not None:
+        return lookup(text)
+    return _Cel(text, where)
+
+
+def compile_condition(text: str, where: str) -> ValueExpression:
+    """A boolean CEL condition (retry precondition, health check, ...): the forward does not
+    consult conditions yet, so any is refused at load rather than ignored."""
+    raise ConfigError(where, f"condition {text!r}: CEL conditions are not supported here yet")

@@ -1,0 +1,88 @@
+"""``requestHeaderModifier`` and ``responseHeaderModifier``: add, then set, then remove headers.
+
+As in agentgateway, ``add`` appends a value, ``set`` replaces every value of a name and
+``remove`` drops a name; a name both added and set ends up set, and one removed is gone whatever
+else was asked. All of that is resolved at load, so a request pays one pass over its headers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from agentgateway.config.errors import ConfigError
+from agentgateway.config.schema import HeaderModifier as HeaderModifierConfig
+
+if TYPE_CHECKING:
+    from agentgateway.policy.chain import LocalReply
+    from agentgateway.server.context import RequestCtx
+
+Headers = list[tuple[bytes, bytes]]
+
+TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def header_name(name: str, where: str) -> bytes:
+    if not TOKEN.match(name):
+        raise ConfigError(where, f"{name!r} is not a header name")
+    return name.lower().encode()
+
+
+def header_value(value: str, where: str) -> bytes:
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise ConfigError(where, "a header value cannot contain CR, LF or NUL")
+    try:
+        return value.strip().encode("latin-1")
+    except UnicodeEncodeError:
+        return value.strip().encode()
+
+
+class HeaderEdit:
+    """The resolved edit: names to drop from what is there, then pairs to append."""
+
+    __slots__ = ("drop", "append", "host")
+
+    def __init__(self, cfg: HeaderModifierConfig, where: str) -> None:
+        removed = {header_name(n, f"{where}.remove") for n in cfg.remove}
+        sets = [(header_name(k, f"{where}.set"), header_value(v, f"{where}.set.{k}")) for k, v in cfg.set.items()]
+        adds = [(header_name(k, f"{where}.add"), header_value(v, f"{where}.add.{k}")) for k, v in cfg.add.items()]
+        set_names = {k for k, _ in sets}
+        self.drop = frozenset(removed | set_names)
+        self.append = tuple(
+            [(k, v) for k, v in adds if k not in self.drop] + [(k, v) for k, v in sets if k not in removed]
+        )
+        # A set/added Host header changes the request's authority.
+        self.host = next((v for k, v in reversed(self.append) if k == b"host"), None)
+
+    def apply(self, headers: Headers) -> Headers:
+        """``headers`` edited; the list is edited in place when nothing is dropped."""
+        drop = self.drop
+        out = [h for h in headers if h[0] not in drop] if drop else headers
+        out.extend(self.append)
+        return out
+
+
+class RequestHeaderModifier:
+    kind = "requestHeaderModifier"
+    __slots__ = ("edit",)
+
+    def __init__(self, cfg: HeaderModifierConfig, where: str) -> None:
+        self.edit = HeaderEdit(cfg, where)
+
+    def on_request(self, ctx: RequestCtx) -> LocalReply | None:
+        edit = self.edit
+        ctx.headers = edit.apply(ctx.headers)  # the parsed list belongs to this request
+        if edit.host is not None:
+            ctx.host = edit.host
+        return None
+
+
+class ResponseHeaderModifier:
+    kind = "responseHeaderModifier"
+    __slots__ = ("edit",)
+
+    def __init__(self, cfg: HeaderModifierConfig, where: str) -> None:
+        self.edit = HeaderEdit(cfg, where)
+
+    def on_response(self, ctx: RequestCtx, status: int, headers: Headers) -> None:
+        headers[:] = self.edit.apply(headers)

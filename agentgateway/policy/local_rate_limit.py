@@ -1,0 +1,121 @@
+"""``localRateLimit``: token buckets held by this host, exact across its worker processes.
+
+Each entry is a bucket of ``maxTokens`` that gains ``tokensPerFill`` every ``fillInterval``
+(agentgateway's semantics); a request of type ``requests`` takes one token or is answered 429.
+Buckets live in the native shared table (``policy/buckets.py``), so N workers enforce one limit.
+Answers carry ``x-ratelimit-limit``, ``x-ratelimit-remaining`` and ``x-ratelimit-reset``
+(seconds until the next fill), on success as on refusal.
+
+``key`` (an addition) splits a bucket by a value of the request, e.g.
+``request.headers["x-user"]``: one bucket per distinct value, requests without it sharing one.
+Limits of type ``tokens`` count LLM tokens: they are taken by the LLM gateway through
+``take_tokens``; on other traffic they do not apply (as in agentgateway).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agentgateway._native import BucketSpec, bucket_key
+from agentgateway.config.durations import parse_duration
+from agentgateway.config.errors import ConfigError
+from agentgateway.config.schema import LocalRateLimit as LocalRateLimitConfig
+from agentgateway.observe.counters import COUNTERS
+from agentgateway.policy import buckets
+from agentgateway.policy.chain import LocalReply
+from agentgateway.policy.expression import ValueExpression, compile_value
+
+if TYPE_CHECKING:
+    from agentgateway.server.context import RequestCtx
+
+_LIMIT, _REMAINING, _RESET = b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset"
+
+
+class _Bucket:
+    __slots__ = ("spec", "key", "identity", "by", "requests", "limit_value")
+
+    def __init__(self, cfg: LocalRateLimitConfig, where: str, identity: bytes) -> None:
+        try:
+            interval = parse_duration(cfg.fill_interval)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.fillInterval", str(exc)) from None
+        interval_ns = int(interval * 1e9)
+        if interval_ns <= 0:
+            raise ConfigError(f"{where}.fillInterval", "must be positive")
+        if cfg.max_tokens < 0 or cfg.tokens_per_fill < 0:
+            raise ConfigError(where, "maxTokens and tokensPerFill cannot be negative")
+        if cfg.tokens_per_fill > cfg.max_tokens:
+            raise ConfigError(f"{where}.tokensPerFill", "cannot exceed maxTokens")
+        self.spec = BucketSpec(cfg.max_tokens, cfg.tokens_per_fill, interval_ns)
+        # The identity names the route and the bucket's settings: every worker derives the same
+        # table key, a reload that keeps them keeps the bucket, a changed limit starts afresh.
+        self.identity = b"%s|%d|%d|%d|%s|%s" % (
+            identity,
+            cfg.max_tokens,
+            cfg.tokens_per_fill,
+            interval_ns,
+            cfg.type.encode(),
+            (cfg.key or "").encode(),
+        )
+        self.by: ValueExpression | None = compile_value(cfg.key, f"{where}.key") if cfg.key else None
+        self.key = bucket_key(self.identity, b"")
+        self.requests = cfg.type == "requests"
+        self.limit_value = b"%d" % cfg.max_tokens
+
+    def table_key(self, ctx: RequestCtx) -> int:
+        by = self.by
+        if by is None:
+            return self.key
+        return bucket_key(self.identity, by.evaluate(ctx) or b"")
+
+
+class LocalRateLimit:
+    kind = "localRateLimit"
+    __slots__ = ("buckets", "request_buckets", "allowed_labels", "limited_labels")
+
+    def __init__(
+        self, cfgs: list[LocalRateLimitConfig], where: str, identity: str, labels: tuple[str, str, str]
+    ) -> None:
+        self.buckets = tuple(_Bucket(cfg, f"{where}[{i}]", f"{identity}#{i}".encode()) for i, cfg in enumerate(cfgs))
+        self.request_buckets = tuple(b for b in self.buckets if b.requests)
+        self.allowed_labels = (*labels, "local", "allowed")
+        self.limited_labels = (*labels, "local", "limited")
+
+    def on_request(self, ctx: RequestCtx) -> LocalReply | None:
+        if not self.request_buckets:
+            return None
+        table = buckets.table()
+        shown: tuple[bytes, int, int] | None = None
+        for bucket in self.request_buckets:
+            allowed, remaining, reset_ns = table.acquire(bucket.table_key(ctx), bucket.spec)
+            if not allowed:
+                COUNTERS.inc("agentgateway_rate_limit_decisions", self.limited_labels)
+                return LocalReply.text(
+                    429,
+                    "rate limit exceeded",
+                    (
+                        (_LIMIT, bucket.limit_value),
+                        (_REMAINING, b"%d" % remaining),
+                        (_RESET, b"%d" % (reset_ns // 1_000_000_000)),
+                    ),
+                )
+            if shown is None or remaining < shown[1]:
+                shown = (bucket.limit_value, remaining, reset_ns)
+        COUNTERS.inc("agentgateway_rate_limit_decisions", self.allowed_labels)
+        assert shown is not None
+        ctx.add_response_header(_LIMIT, shown[0])
+        ctx.add_response_header(_REMAINING, b"%d" % shown[1])
+        ctx.add_response_header(_RESET, b"%d" % (shown[2] // 1_000_000_000))
+        return None
+
+    def take_tokens(self, ctx: RequestCtx, tokens: int) -> None:
+        """Debit LLM tokens from the ``tokens`` buckets (the true-up after a response)."""
+        table = buckets.table()
+        for bucket in self.buckets:
+            if not bucket.requests:
+                table.amend(bucket.table_key(ctx), bucket.spec, tokens)
+
+    def tokens_available(self, ctx: RequestCtx) -> bool:
+        """Whether every ``tokens`` bucket has at least one token (checked before an LLM call)."""
+        table = buckets.table()
+        return all(table.available(b.table_key(ctx), b.spec) > 0 for b in self.buckets if not b.requests)

@@ -1,0 +1,300 @@
+"""``remoteRateLimit``: limits shared by every replica of the gateway, held by a service.
+
+Two ways to reach the shared counters:
+
+* **Envoy's rate limit service** (agentgateway's protocol): each request's ``descriptors`` (entries
+  of key and value, the values evaluated per request) are sent to
+  ``envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`` over gRPC at ``host`` (or a
+  named ``backend``) for ``domain``. ``OVER_LIMIT`` is answered 429 with the service's headers and
+  body; ``OK`` applies its request and response headers.
+* **Redis** (an addition, for teams without a rate limit service): ``redis.url`` and a ``limit``
+  (``requestsPerUnit`` per ``second|minute|hour|day``) on each descriptor. Counters are fixed
+  windows, one Redis key per descriptor value and window, incremented atomically by a Lua script.
+
+A descriptor with a value that is absent for a request (a missing header) is left out of the
+check, as agentgateway does; no descriptor left means no check. ``failureMode`` decides what a
+failed check (service down, timeout) does: ``failClosed`` (default) answers 500, ``failOpen``
+lets the request through. 429 answers carry ``x-ratelimit-limit``, ``-remaining`` and ``-reset``
+when the service did not send them itself (an addition).
+
+gRPC and Redis clients are made on first use in the worker and shared by every policy that
+names the same service, across config reloads.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from agentgateway.config.durations import parse_duration
+from agentgateway.config.errors import ConfigError
+from agentgateway.config.schema import Descriptor as DescriptorConfig
+from agentgateway.config.schema import RemoteRateLimit as RemoteRateLimitConfig
+from agentgateway.observe.counters import COUNTERS
+from agentgateway.policy.chain import LocalReply
+from agentgateway.policy.expression import ValueExpression, compile_value
+
+if TYPE_CHECKING:
+    from agentgateway.server.context import RequestCtx
+    from agentgateway.upstream.target import HttpTarget
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_DEFAULT_TIMEOUT = 1.0
+_LIMIT, _REMAINING, _RESET = b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset"
+
+# Atomically count one hit per key and report the count and the time left in its window.
+# KEYS: one per descriptor; ARGV[1]: the cost; ARGV[1 + i]: the window of KEYS[i] in ms.
+_REDIS_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCRBY', key, ARGV[1])
+  if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', key, ARGV[i + 1]) end
+  out[2 * i - 1] = n
+  out[2 * i] = redis.call('PTTL', key)
+end
+return out
+"""
+
+
+class RateLimitUnavailable(Exception):
+    """The check could not be made (service down, timeout, bad answer)."""
+
+
+class _Descriptor:
+    __slots__ = ("entries", "requests", "limit", "window")
+
+    def __init__(self, cfg: DescriptorConfig, where: str, redis: bool) -> None:
+        if not cfg.entries:
+            raise ConfigError(f"{where}.entries", "a descriptor needs at least one entry")
+        self.entries: tuple[tuple[str, ValueExpression], ...] = tuple(
+            (e.key, compile_value(e.value, f"{where}.entries[{i}].value")) for i, e in enumerate(cfg.entries)
+        )
+        self.requests = cfg.type == "requests"
+        self.limit = 0
+        self.window = 0
+        if redis:
+            if cfg.limit is None:
+                raise ConfigError(f"{where}.limit", "is required with redis (requestsPerUnit and unit)")
+            if cfg.limit.requests_per_unit < 0:
+                raise ConfigError(f"{where}.limit.requestsPerUnit", "cannot be negative")
+            self.limit = cfg.limit.requests_per_unit
+            self.window = _UNITS[cfg.limit.unit]
+        elif cfg.limit is not None:
+            raise ConfigError(f"{where}.limit", "only with redis (the rate limit service holds the limits)")
+
+    def evaluate(self, ctx: RequestCtx) -> list[tuple[str, str]] | None:
+        out = []
+        for key, expr in self.entries:
+            value = expr.evaluate(ctx)
+            if value is None:
+                return None
+            out.append((key, value.decode("latin-1")))
+        return out
+
+
+class RemoteRateLimit:
+    kind = "remoteRateLimit"
+    is_async = True
+    __slots__ = ("domain", "descriptors", "fail_open", "client", "labels")
+
+    def __init__(
+        self,
+        cfg: RemoteRateLimitConfig,
+        where: str,
+        target: HttpTarget | None,
+        labels: tuple[str, str, str],
+    ) -> None:
+        if not cfg.domain:
+            raise ConfigError(f"{where}.domain", "must not be empty")
+        redis = cfg.redis is not None
+        self.domain = cfg.domain
+        self.descriptors = tuple(
+            _Descriptor(d, f"{where}.descriptors[{i}]", redis) for i, d in enumerate(cfg.descriptors)
+        )
+        self.fail_open = cfg.failure_mode in ("failOpen", "FailOpen")
+        timeout = _DEFAULT_TIMEOUT
+        if cfg.timeout is not None:
+            try:
+                timeout = parse_duration(cfg.timeout)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.timeout", str(exc)) from None
+        self.client: _RlsClient | _RedisClient
+        if cfg.redis is not None:
+            rtimeout = timeout
+            if cfg.redis.timeout is not None:
+                try:
+                    rtimeout = parse_duration(cfg.redis.timeout)
+                except ValueError as exc:
+                    raise ConfigError(f"{where}.redis.timeout", str(exc)) from None
+            if not cfg.redis.url.startswith(("redis://", "rediss://", "unix://")):
+                raise ConfigError(f"{where}.redis.url", "must be a redis://, rediss:// or unix:// URL")
+            self.client = _RedisClient(cfg.redis.url, rtimeout)
+        else:
+            assert target is not None
+            if target.tls is not None:
+                raise ConfigError(where, "backendTLS to the rate limit service is not supported yet")
+            self.client = _RlsClient(f"{target.host}:{target.port}", timeout)
+        self.labels = labels
+
+    async def on_request_async(self, ctx: RequestCtx) -> LocalReply | None:
+        checks = []
+        for descriptor in self.descriptors:
+            if descriptor.requests:
+                entries = descriptor.evaluate(ctx)
+                if entries:
+                    checks.append((descriptor, entries))
+        if not checks:
+            return None
+        try:
+            reply = await self.client.check(self.domain, checks, ctx)
+        except RateLimitUnavailable as exc:
+            if self.fail_open:
+                self._count("failed_open")
+                return None
+            self._count("failed_closed")
+            return LocalReply.text(500, f"rate limit service unavailable: {exc}")
+        self._count("allowed" if reply is None else "limited")
+        return reply
+
+    def _count(self, result: str) -> None:
+        COUNTERS.inc("agentgateway_rate_limit_decisions", (*self.labels, "remote", result))
+
+
+def _limit_headers(limit: int, remaining: int, reset_seconds: int) -> tuple[tuple[bytes, bytes], ...]:
+    return ((_LIMIT, b"%d" % limit), (_REMAINING, b"%d" % max(remaining, 0)), (_RESET, b"%d" % reset_seconds))
+
+
+# ---------------------------------------------------------------- Envoy rate limit service (gRPC)
+
+_channels: dict[str, Any] = {}
+
+
+class _RlsClient:
+    __slots__ = ("address", "timeout")
+
+    def __init__(self, address: str, timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+
+    async def check(
+        self, domain: str, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], ctx: RequestCtx
+    ) -> LocalReply | None:
+        # Imported on first use: only workers with a remote rate limit pay for gRPC.
+        import grpc
+        from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
+        from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+
+        channel = _channels.get(self.address)
+        if channel is None:
+            channel = _channels[self.address] = grpc.aio.insecure_channel(self.address)
+        request = rls_pb2.RateLimitRequest(
+            domain=domain,
+            descriptors=[
+                ratelimit_pb2.RateLimitDescriptor(
+                    entries=[ratelimit_pb2.RateLimitDescriptor.Entry(key=k, value=v) for k, v in entries]
+                )
+                for _, entries in checks
+            ],
+        )
+        try:
+            response = await rls_pb2_grpc.RateLimitServiceStub(channel).ShouldRateLimit(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise RateLimitUnavailable(f"{exc.code().name} from {self.address}") from None
+        code = response.overall_code
+        if code == rls_pb2.RateLimitResponse.OVER_LIMIT:
+            headers = [
+                (h.key.lower().encode(), (h.value or h.raw_value.decode("latin-1")).encode("latin-1"))
+                for h in response.response_headers_to_add
+            ]
+            if not any(name == _LIMIT for name, _ in headers):
+                headers += _status_headers(response.statuses)
+            body = bytes(response.raw_body)
+            if not body:
+                return LocalReply.text(429, "rate limit exceeded", headers)
+            return LocalReply(429, headers, body, "rate limit exceeded")
+        if code != rls_pb2.RateLimitResponse.OK:
+            raise RateLimitUnavailable(f"unknown overall code {code} from {self.address}")
+        for h in response.request_headers_to_add:
+            ctx.headers.append((h.key.lower().encode(), (h.value or h.raw_value.decode("latin-1")).encode("latin-1")))
+        for h in response.response_headers_to_add:
+            ctx.add_response_header(
+                h.key.lower().encode(), (h.value or h.raw_value.decode("latin-1")).encode("latin-1")
+            )
+        return None
+
+
+def _status_headers(statuses: Any) -> list[tuple[bytes, bytes]]:
+    """x-ratelimit-* from the most constrained descriptor status that carries a limit."""
+    best = None
+    for status in statuses:
+        if status.HasField("current_limit") and (best is None or status.limit_remaining < best.limit_remaining):
+            best = status
+    if best is None:
+        return []
+    reset = best.duration_until_reset.seconds + (1 if best.duration_until_reset.nanos else 0)
+    return list(_limit_headers(best.current_limit.requests_per_unit, best.limit_remaining, reset))
+
+
+# ---------------------------------------------------------------- Redis (addition)
+
+_redis_clients: dict[str, Any] = {}
+
+
+class _RedisClient:
+    __slots__ = ("url", "timeout", "_script")
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._script: Any = None
+
+    def _connection(self) -> Any:
+        import redis.asyncio
+
+        key = f"{self.url}|{self.timeout}"
+        client = _redis_clients.get(key)
+        if client is None:
+            client = _redis_clients[key] = redis.asyncio.Redis.from_url(
+                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+            )
+        return client
+
+    async def check(
+        self, domain: str, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], ctx: RequestCtx
+    ) -> LocalReply | None:
+        import redis.exceptions
+
+        client = self._connection()
+        if self._script is None:
+            self._script = client.register_script(_REDIS_SCRIPT)
+        now = time.time()
+        keys = []
+        windows = []
+        for descriptor, entries in checks:
+            window = descriptor.window
+            index = math.floor(now / window)
+            text = "|".join(f"{k}={v}" for k, v in entries)
+            keys.append(f"agw:rl:{domain}:{window}:{index}:{text}")
+            windows.append(str(window * 1000 + 1000))
+        try:
+            counts = await self._script(keys=keys, args=["1", *windows])
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise RateLimitUnavailable(f"redis {self.url}: {exc}") from None
+        worst: tuple[int, int, int] | None = None
+        over = False
+        for i, (descriptor, _) in enumerate(checks):
+            count, ttl_ms = int(counts[2 * i]), int(counts[2 * i + 1])
+            remaining = descriptor.limit - count
+            reset = max(1, math.ceil(ttl_ms / 1000)) if ttl_ms > 0 else descriptor.window
+            if count > descriptor.limit:
+                over = True
+            if worst is None or remaining < worst[1]:
+                worst = (descriptor.limit, remaining, reset)
+        assert worst is not None
+        headers = _limit_headers(*worst)
+        if over:
+            return LocalReply.text(429, "rate limit exceeded", headers)
+        for name, value in headers:
+            ctx.add_response_header(name, value)
+        return None

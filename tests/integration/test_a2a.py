@@ -1,0 +1,450 @@
+"""A2A agents behind the real daemon: the official ``a2a-sdk`` client and an ``a2a-sdk`` agent
+(``tests/support/a2a_agent.py``), both protocol versions (1.0, and 0.3 through the SDK's
+compatibility layer) on both HTTP bindings (JSON-RPC, HTTP+JSON).
+
+The client only ever gets the gateway's address: it resolves the agent card through the
+gateway, and the rewritten card sends it back through the gateway for every call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from a2a.client import ClientConfig, create_client
+from a2a.types import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    SubscribeToTaskRequest,
+    TaskState,
+)
+
+from tests.support.gateway import Gateway, Process, ResponseReader, free_port, raw_connection, wait_for
+
+CARD = "/.well-known/agent-card.json"
+LEGACY_CARD = "/.well-known/agent.json"
+MAX_BUFFER = 64 * 1024
+KEEPALIVE = 0.2
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class A2aAgent(Process):
+    def __init__(self, tmp: Path, base_path: str = "") -> None:
+        self.port = free_port()
+        self.base_path = base_path
+        args = [sys.executable, "-m", "tests.support.a2a_agent", "--port", str(self.port), "--base-path", base_path]
+        super().__init__(args, tmp / f"a2a-agent-{self.port}.log")
+
+        def listening() -> bool:
+            assert self.alive(), self.output()
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+            return False
+
+        wait_for(listening, 30, "the A2A agent")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.base_path}"
+
+
+class Env:
+    def __init__(self, gateway: Gateway, port: int, agent: A2aAgent, sub_agent: A2aAgent) -> None:
+        self.gateway = gateway
+        self.port = port
+        self.agent = agent
+        self.sub_agent = sub_agent
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def access(self, **match: Any) -> list[dict[str, Any]]:
+        """Access-log records (JSON lines) that have every ``match`` field."""
+        out = []
+        for line in self.gateway.access_lines():
+            record = json.loads(line)
+            if all(record.get(k) == v for k, v in match.items()):
+                out.append(record)
+        return out
+
+    def wait_access(self, **match: Any) -> list[dict[str, Any]]:
+        return wait_for(lambda: self.access(**match), 10, f"access log line with {match}")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    tmp = tmp_path_factory.mktemp("a2a")
+    started: list[Process] = []
+    try:
+        agent = A2aAgent(tmp)
+        started.append(agent)
+        sub_agent = A2aAgent(tmp, "/agents/tock")
+        started.append(sub_agent)
+        port = free_port()
+        a2a = {"keepAliveInterval": f"{int(KEEPALIVE * 1000)}ms"}
+        config = {
+            "config": {"logging": {"format": "json"}},
+            "frontendPolicies": {"http": {"maxBufferSize": MAX_BUFFER}},
+            "binds": [
+                {
+                    "port": port,
+                    "listeners": [
+                        {
+                            "routes": [
+                                {
+                                    # The agent lives under /agents/tock on its server; the
+                                    # gateway publishes it under /a2a/tick.
+                                    "name": "tick",
+                                    "matches": [{"path": {"pathPrefix": "/a2a/tick"}}],
+                                    "policies": {"a2a": a2a, "urlRewrite": {"path": {"prefix": "/agents/tock"}}},
+                                    "backends": [{"host": f"127.0.0.1:{sub_agent.port}"}],
+                                },
+                                {
+                                    # Policies after a2a read a2a.* (CEL): one token per method.
+                                    "name": "limited",
+                                    "matches": [{"path": {"pathPrefix": "/limited"}}],
+                                    "policies": {
+                                        "a2a": {},
+                                        "urlRewrite": {"path": {"prefix": "/"}},
+                                        "localRateLimit": [
+                                            {
+                                                "maxTokens": 1,
+                                                "tokensPerFill": 1,
+                                                "fillInterval": "1h",
+                                                "key": "a2a.method",
+                                            }
+                                        ],
+                                    },
+                                    "backends": [{"host": f"127.0.0.1:{agent.port}"}],
+                                },
+                                {
+                                    "name": "agent",
+                                    "policies": {
+                                        "a2a": a2a,
+                                        "transformations": {
+                                            "response": {
+                                                "set": {
+                                                    "x-a2a-method": "a2a.method",
+                                                    "x-a2a-task": "a2a.task.id",
+                                                    "x-a2a-version": "a2a.version",
+                                                }
+                                            }
+                                        },
+                                    },
+                                    "backends": [{"host": f"127.0.0.1:{agent.port}"}],
+                                },
+                            ]
+                        }
+                    ],
+                }
+            ],
+        }
+        gateway = Gateway(tmp, config, workers=2)
+        started.append(gateway)
+        yield Env(gateway, port, agent, sub_agent)
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+def _message(text: str) -> SendMessageRequest:
+    return SendMessageRequest(
+        message=Message(message_id=str(uuid.uuid4()), role=Role.ROLE_USER, parts=[Part(text=text)])
+    )
+
+
+VERSIONS = {"1.0": CARD, "0.3": LEGACY_CARD}
+BINDINGS = ["JSONRPC", "HTTP+JSON"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("binding", BINDINGS)
+@pytest.mark.parametrize("version", list(VERSIONS))
+async def test_sdk_client_through_gateway(env: Env, version: str, binding: str) -> None:
+    """Card resolution, send, stream, get and cancel: the client reaches the agent only
+    through the gateway, with the transport of the version the card offers."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        config = ClientConfig(streaming=False, supported_protocol_bindings=[binding], httpx_client=http)
+        client = await create_client(env.base, client_config=config, relative_card_path=VERSIONS[version])
+        transport = client._transport  # which interface the card made it choose
+        assert transport.url.rstrip("/") == env.base, transport.url
+        assert ("Compat" in type(transport).__name__) == (version == "0.3")
+
+        events = [e async for e in client.send_message(_message("abc"))]
+        assert len(events) == 1 and events[0].HasField("task")
+        task = events[0].task
+        assert task.status.state == TaskState.TASK_STATE_COMPLETED
+        assert task.artifacts[0].parts[0].text == "echo: abc"
+        assert (await client.get_task(GetTaskRequest(id=task.id))).status.state == TaskState.TASK_STATE_COMPLETED
+
+        # A reply without a task.
+        events = [e async for e in client.send_message(_message("hello there"))]
+        assert events[0].message.parts[0].text == "hi: hello there"
+
+        streaming = await create_client(
+            env.base,
+            client_config=ClientConfig(streaming=True, supported_protocol_bindings=[binding], httpx_client=http),
+            relative_card_path=VERSIONS[version],
+        )
+        kinds = [e.WhichOneof("payload") async for e in streaming.send_message(_message("slow 0.05 2"))]
+        assert kinds[0] == "task" and kinds[-1] == "status_update" and "artifact_update" in kinds
+
+        # A task that waits: subscribed to from a second stream, then canceled.
+        async for event in streaming.send_message(_message("wait")):
+            waiting = event.task.id if event.HasField("task") else event.status_update.task_id
+            break
+        subscribed = streaming.subscribe(SubscribeToTaskRequest(id=waiting))
+        first = await anext(subscribed)
+        assert first.task.id == waiting
+        canceled = await client.cancel_task(CancelTaskRequest(id=waiting))
+        assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+        rest = [e async for e in subscribed]
+        assert rest and rest[-1].status_update.status.state == TaskState.TASK_STATE_CANCELED
+        await client.close()
+        await streaming.close()
+
+    # Every call went through the gateway, and was understood there.
+    names = {
+        ("1.0", "JSONRPC"): ("SendMessage", "SendStreamingMessage", "GetTask", "CancelTask", "SubscribeToTask"),
+        ("0.3", "JSONRPC"): ("message/send", "message/stream", "tasks/get", "tasks/cancel", "tasks/resubscribe"),
+    }.get((version, binding), ("SendMessage", "SendStreamingMessage", "GetTask", "CancelTask", "SubscribeToTask"))
+    send, stream, get, cancel, subscribe = names
+    record = env.wait_access(**{"a2a.method": get, "a2a.task.id": task.id})[0]
+    assert record["a2a.task.state"] == "completed" and record["route"] == "agent"
+    assert env.wait_access(**{"a2a.method": cancel, "a2a.task.id": waiting})[0]["a2a.task.state"] == "canceled"
+    # The stream the client left after its first event: what it had seen by then.
+    streams = env.wait_access(**{"a2a.method": stream, "a2a.task.id": waiting})
+    assert streams[0]["a2a.task.state"] in ("submitted", "working", "canceled") and streams[0]["a2a.stream.events"] >= 1
+    resubscribed = env.wait_access(**{"a2a.method": subscribe, "a2a.task.id": waiting})
+    assert resubscribed[0]["a2a.task.state"] == "canceled"
+    assert env.wait_access(**{"a2a.method": send, "a2a.task.state": "completed"})
+
+
+@pytest.mark.anyio
+async def test_client_through_rewritten_path(env: Env) -> None:
+    """An agent under /agents/tock on its server, published as /a2a/tick: its card points at
+    the gateway path, and the client talks through it."""
+    card = httpx.get(f"{env.base}/a2a/tick{CARD}", timeout=10).json()
+    urls = [i["url"] for i in card["supportedInterfaces"]]
+    assert urls == [f"{env.base}/a2a/tick/", f"{env.base}/a2a/tick", f"{env.base}/a2a/tick/"]
+    assert card["url"] == f"{env.base}/a2a/tick/"
+    legacy = httpx.get(f"{env.base}/a2a/tick{LEGACY_CARD}", timeout=10).json()
+    assert legacy["url"] == f"{env.base}/a2a/tick/"
+    assert [i["url"] for i in legacy["additionalInterfaces"]] == [f"{env.base}/a2a/tick/", f"{env.base}/a2a/tick"]
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        for binding in BINDINGS:
+            config = ClientConfig(streaming=True, supported_protocol_bindings=[binding], httpx_client=http)
+            client = await create_client(f"{env.base}/a2a/tick", client_config=config)
+            events = [e async for e in client.send_message(_message("via tick"))]
+            assert events[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+            await client.close()
+    assert env.wait_access(route="tick", **{"a2a.method": "SendStreamingMessage", "a2a.task.state": "completed"})
+
+
+def test_card_rewrite(env: Env) -> None:
+    direct = httpx.get(env.agent.url + CARD, timeout=10)
+    assert direct.json()["signatures"] and direct.headers["etag"].startswith('W/"')
+    r = httpx.get(env.base + CARD, timeout=10)
+    assert r.status_code == 200
+    card = r.json()
+    assert "signatures" not in card
+    assert {i["url"].rstrip("/") for i in card["supportedInterfaces"]} == {env.base}
+    assert card["url"] == env.base + "/"
+    # Everything else is the agent's.
+    assert {k: v for k, v in card.items() if k not in ("supportedInterfaces", "url")} == {
+        k: v for k, v in direct.json().items() if k not in ("supportedInterfaces", "url", "signatures")
+    }
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert r.headers["cache-control"] == "public, max-age=300"
+    etag = r.headers["etag"]
+    assert etag.startswith('"') and etag != direct.headers["etag"]
+    # The gateway's own ETag validates: 304 without a body; a stale one gets the card.
+    again = httpx.get(env.base + CARD, headers={"if-none-match": etag}, timeout=10)
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert again.headers["cache-control"] == "public, max-age=300"
+    stale = httpx.get(env.base + CARD, headers={"if-none-match": direct.headers["etag"]}, timeout=10)
+    assert stale.status_code == 200 and stale.headers["etag"] == etag
+    # The host the client used is the host in the card.
+    named = httpx.get(env.base + CARD, headers={"host": f"agents.example.com:{env.port}"}, timeout=10).json()
+    assert named["url"] == f"http://agents.example.com:{env.port}/"
+    # A client that accepts compressed answers still gets a card the gateway could rewrite.
+    gz = httpx.get(env.base + LEGACY_CARD, headers={"accept-encoding": "gzip"}, timeout=10)
+    assert "signatures" not in gz.json() and gz.json()["url"] == env.base + "/"
+
+
+def _raw_jsonrpc(url: str, body: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(url, content=body, headers={"content-type": "application/json", **headers}, timeout=10)
+
+
+def test_agent_errors_pass_through(env: Env) -> None:
+    """Unknown methods and the agent's own errors reach the client as the agent wrote them."""
+    cases = [
+        (b'{"jsonrpc":"2.0","id":7,"method":"NoSuchMethod","params":{}}', {"a2a-version": "1.0"}),
+        (b'{"jsonrpc":"2.0","id":"x","method":"tasks/unknown","params":{}}', {}),
+        (b'{"jsonrpc":"2.0","id":8,"method":"GetTask","params":{"id":"missing"}}', {"a2a-version": "1.0"}),
+        (b'{"jsonrpc":"2.0","id":9,"method":"tasks/get","params":{"id":"missing"}}', {}),
+    ]
+    for body, headers in cases:
+        direct = _raw_jsonrpc(env.agent.url + "/", body, **headers)
+        through = _raw_jsonrpc(env.base + "/", body, **headers)
+        assert through.status_code == direct.status_code
+        assert through.json() == direct.json(), body
+    assert env.wait_access(**{"a2a.method": "NoSuchMethod", "a2a.response.error_code": "-32601"})
+    assert env.wait_access(**{"a2a.method": "tasks/get", "a2a.response.error_code": "-32001"})
+    direct = httpx.get(env.agent.url + "/tasks/missing", headers={"a2a-version": "1.0"}, timeout=10)
+    through = httpx.get(env.base + "/tasks/missing", headers={"a2a-version": "1.0"}, timeout=10)
+    assert (through.status_code, through.json()) == (direct.status_code, direct.json()) and through.status_code == 404
+    assert env.wait_access(
+        **{"a2a.method": "GetTask", "a2a.task.id": "missing", "a2a.response.error_code": "TASK_NOT_FOUND"}
+    )
+
+
+def test_keepalives_in_a_long_stream(env: Env) -> None:
+    """The agent is quiet for 0.9 s between events: comment lines keep the stream alive, only
+    between events, and every event arrives whole and in order."""
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": "k",
+            "method": "SendStreamingMessage",
+            "params": {"message": {"messageId": "k1", "role": "ROLE_USER", "parts": [{"text": "slow 0.9 2"}]}},
+        }
+    )
+    lines: list[tuple[float, str]] = []
+    start = time.monotonic()
+    with httpx.stream(
+        "POST",
+        env.base + "/",
+        content=body,
+        headers={"content-type": "application/json", "a2a-version": "1.0"},
+        timeout=30,
+    ) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            lines.append((time.monotonic() - start, line))
+    keepalives = [t for t, line in lines if line.startswith(":")]
+    events = [json.loads(line[5:]) for _, line in lines if line.startswith("data:")]
+    assert len(keepalives) >= 4, lines
+    states = [e["result"].get("statusUpdate", {}).get("status", {}).get("state") for e in events]
+    assert "task" in events[0]["result"] and states[-1] == "TASK_STATE_COMPLETED"
+    assert all(e["id"] == "k" for e in events)
+    # Keep-alives come while the agent is quiet, not in a burst at the end.
+    assert keepalives[0] < 0.9 and keepalives[-1] < lines[-1][0] - 0.05
+
+
+@pytest.mark.anyio
+async def test_sdk_client_reads_streams_with_keepalives(env: Env) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        for card in (CARD, LEGACY_CARD):
+            client = await create_client(
+                env.base, client_config=ClientConfig(httpx_client=http), relative_card_path=card
+            )
+            kinds = [e.WhichOneof("payload") async for e in client.send_message(_message("slow 0.5 1"))]
+            assert kinds[0] == "task" and kinds[-1] == "status_update"
+            await client.close()
+
+
+def test_bad_input_gets_clear_errors(env: Env) -> None:
+    url = env.base + "/"
+    r = _raw_jsonrpc(url, b"this is not json")
+    assert r.status_code == 200 and r.json()["error"]["code"] == -32700 and r.json()["id"] is None
+    r = _raw_jsonrpc(url, b'{"jsonrpc":"2.0","id":3}')
+    assert r.json()["error"]["code"] == -32600 and r.json()["id"] == 3
+    r = _raw_jsonrpc(url, b'[{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"a"}}]')
+    assert r.json()["error"]["code"] == -32600 and "batch" in r.json()["error"]["message"]
+    r = _raw_jsonrpc(url, b"")
+    assert r.json()["error"]["code"] == -32700
+    r = _raw_jsonrpc(env.base + "/message:send", b"{oops", **{"a2a-version": "1.0"})
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+    # Larger than maxBufferSize: by Content-Length, and chunked (no length known up front).
+    big = b'{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"text":"' + b"x" * MAX_BUFFER + b'"}}}'
+    r = _raw_jsonrpc(url, big)
+    assert r.status_code == 413 and "maxBufferSize" in r.text
+    r = httpx.post(
+        url, content=iter([big[:1000], big[1000:]]), headers={"content-type": "application/json"}, timeout=10
+    )
+    assert r.status_code == 413
+    # An agent whose card is not JSON: 502 naming the problem.
+    r = httpx.get(env.base + "/broken" + CARD, timeout=10)
+    assert r.status_code == 502 and "not valid JSON" in r.text
+    assert env.wait_access(**{"http.path": "/broken" + CARD, "http.status": 502})[0]["error"] == r.text.strip()
+    # The gateway keeps serving.
+    assert httpx.get(env.base + CARD, timeout=10).status_code == 200
+    ok = _raw_jsonrpc(
+        url, b'{"jsonrpc":"2.0","id":5,"method":"GetTask","params":{"id":"missing"}}', **{"a2a-version": "1.0"}
+    )
+    assert ok.json()["error"]["code"] == -32001
+    assert env.gateway.alive()
+
+
+def test_cel_metrics_and_log(env: Env) -> None:
+    """a2a.* reaches the CEL of the policies after a2a (a response transformation, a rate limit
+    keyed by the method), the metrics and the access log."""
+    body = b'{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t-42"}}'
+    r = _raw_jsonrpc(env.base + "/", body, **{"a2a-version": "1.0"})
+    assert r.headers["x-a2a-method"] == "GetTask" and r.headers["x-a2a-task"] == "t-42"
+    assert r.headers["x-a2a-version"] == "1.0"
+    r = httpx.get(env.base + "/tasks/t-43", headers={"a2a-version": "1.0"}, timeout=10)
+    assert r.headers["x-a2a-method"] == "GetTask" and r.headers["x-a2a-task"] == "t-43"
+    r = _raw_jsonrpc(env.base + "/", body.replace(b"GetTask", b"tasks/get"))
+    assert r.headers["x-a2a-method"] == "tasks/get" and r.headers["x-a2a-version"] == "0.3"
+
+    # One token per method on /limited: a second GetTask is limited, a CancelTask is not.
+    first = _raw_jsonrpc(env.base + "/limited/", body, **{"a2a-version": "1.0"})
+    assert first.status_code == 200 and first.json()["error"]["code"] == -32001
+    assert _raw_jsonrpc(env.base + "/limited/", body, **{"a2a-version": "1.0"}).status_code == 429
+    cancel = body.replace(b"GetTask", b"CancelTask")
+    assert _raw_jsonrpc(env.base + "/limited/", cancel, **{"a2a-version": "1.0"}).status_code == 200
+
+    record = env.wait_access(route="limited", **{"a2a.method": "GetTask", "http.status": 429})[0]
+    assert record["a2a.task.id"] == "t-42"
+
+    def counted() -> float:
+        return env.gateway.metric(
+            "agentgateway_a2a_requests_total", route="limited", method="GetTask", error_code="-32001"
+        )
+
+    wait_for(lambda: counted() == 1.0, 10, "the a2a metric")
+    metrics = env.gateway.metrics_text()
+    assert "agentgateway_a2a_requests_total{" in metrics
+    assert (
+        env.gateway.metric("agentgateway_a2a_requests_total", route="limited", method="GetTask", error_code="429")
+        == 1.0
+    )
+
+
+def test_body_read_after_100_continue(env: Env) -> None:
+    """A client that waits for 100 Continue gets it before the gateway reads the call."""
+    body = b'{"jsonrpc":"2.0","id":11,"method":"GetTask","params":{"id":"missing"}}'
+    head = (
+        b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\na2a-version: 1.0\r\n"
+        b"expect: 100-continue\r\ncontent-length: %d\r\n\r\n" % len(body)
+    )
+    with raw_connection(env.port) as sock:
+        sock.sendall(head)
+        reader = ResponseReader(sock)
+        status, _, _ = reader.read(head_only=True)
+        assert status == 100
+        sock.sendall(body)
+        status, headers, answer = reader.read()
+    assert status == 200 and json.loads(answer)["error"]["code"] == -32001
+    assert headers["x-a2a-task"] == "missing"

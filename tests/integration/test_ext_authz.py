@@ -1,0 +1,254 @@
+"""extAuthz through the real daemon: a gRPC authorization service (grpcio, Envoy's protocol) and an
+HTTP authorizer, both written in tests/support/extauthz.py and run as processes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.gateway import REPO, ResponseReader, ServerProcess, binds, free_port
+
+
+@pytest.fixture
+def authz(tmp_path, processes):
+    def start(mode: str = "grpc") -> ServerProcess:
+        port = free_port()
+        proc = ServerProcess(
+            [sys.executable, "-m", "tests.support.extauthz", "--port", str(port), "--mode", mode],
+            tmp_path / f"authz-{mode}-{port}.log",
+            port,
+            what=f"{mode} authorizer",
+        )
+        processes.append(proc)
+        return proc
+
+    return start
+
+
+def checks(proc: ServerProcess) -> list[dict]:
+    return [json.loads(line[6:]) for line in proc.output().splitlines() if line.startswith("CHECK ")]
+
+
+def _gateway_and_process(gateway, up, ext_authz, extra_policies=None):
+    port = free_port()
+    policies = {"extAuthz": ext_authz, **(extra_policies or {})}
+    gw = gateway(binds(port, [{"policies": policies, "backends": [{"host": up.address}]}]))
+    return f"http://127.0.0.1:{port}", gw
+
+
+def _gateway(gateway, up, ext_authz, extra_policies=None):
+    return _gateway_and_process(gateway, up, ext_authz, extra_policies)[0]
+
+
+def test_grpc_allow_applies_the_services_mutations(gateway, upstream, authz):
+    up, svc = upstream(), authz("grpc")
+    base, gw = _gateway_and_process(
+        gateway,
+        up,
+        {"host": f"127.0.0.1:{svc.port}", "protocol": {"grpc": {"context": {"tenant": "t1"}}}},
+        # Policies after extAuthz see what it learned (CEL variable extauthz).
+        {"transformations": {"request": {"set": {"x-meta-user": "extauthz.user"}}}},
+    )
+    r = httpx.get(
+        f"{base}/echo?drop=1&keep=2",
+        headers={"x-authz": "allow", "x-remove-me": "secret", "x-added": "client", "x-authz-user": "mallory"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-authz-resp"] == "yes"
+    seen = r.json()
+    headers = seen["headers"]
+    values = lambda name: [v for k, v in headers if k == name]  # noqa: E731
+    assert values("x-authz-user") == ["alice"]  # overwritten
+    assert values("x-added") == ["client", "from-authz"]  # appended
+    assert values("x-remove-me") == []
+    assert values("x-meta-user") == ["alice"]
+    assert seen["target"] == "/echo?keep=2&checked=yes"
+    check = checks(svc)[-1]["attributes"]
+    http = check["request"]["http"]
+    assert http["method"] == "GET" and http["path"] == "/echo?drop=1&keep=2"
+    assert http["headers"][":method"] == "GET" and http["headers"]["x-remove-me"] == "secret"
+    assert check["contextExtensions"] == {"tenant": "t1"}
+    assert check["source"]["address"]["socketAddress"]["address"] == "127.0.0.1"
+    assert gw.metric("agentgateway_ext_authz_decisions_total", route="route0", result="allowed") == 1
+
+
+def test_grpc_denial_reaches_the_client(gateway, upstream, authz):
+    up, svc = upstream(), authz("grpc")
+    base = _gateway(gateway, up, {"host": f"127.0.0.1:{svc.port}", "includeRequestHeaders": ["x-authz", ":path"]})
+    r = httpx.post(f"{base}/echo", headers={"x-authz": "deny", "x-private": "p"}, content=b"payload")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == 'Bearer realm="test"' and r.headers["x-reason"] == "no-token"
+    assert r.text == "denied by the test authorizer\n"
+    r = httpx.get(f"{base}/echo", headers={"x-authz": "deny-bare"})
+    assert r.status_code == 403
+    assert up.requests() == []
+    # Only the named headers were sent.
+    assert checks(svc)[-1]["attributes"]["request"]["http"]["headers"] == {"x-authz": "deny-bare", ":path": "/echo"}
+
+
+def test_grpc_request_body(gateway, upstream, authz):
+    up, svc = upstream(), authz("grpc")
+    target = f"127.0.0.1:{svc.port}"
+    port = free_port()
+    route = lambda name, body: {  # noqa: E731
+        "name": name,
+        "matches": [{"path": {"pathPrefix": f"/{name}"}}],
+        "policies": {"extAuthz": {"host": target, "includeRequestBody": body}},
+        "backends": [{"host": up.address}],
+    }
+    gateway(
+        binds(
+            port,
+            [
+                route("whole", {"maxRequestBytes": 64}),
+                route("head8", {"maxRequestBytes": 8, "allowPartialMessage": True}),
+                route("raw", {"packAsBytes": True}),
+            ],
+        )
+    )
+    base = f"http://127.0.0.1:{port}"
+    allow = {"x-authz": "allow"}
+    r = httpx.post(f"{base}/whole", headers=allow, content=b"hello authz")
+    assert r.status_code == 200 and r.json()["body_length"] == 11
+    http = checks(svc)[-1]["attributes"]["request"]["http"]
+    assert http["body"] == "hello authz" and http["size"] == "11"
+    # Larger than maxRequestBytes: refused before any check.
+    n = len(checks(svc))
+    r = httpx.post(f"{base}/whole", headers=allow, content=b"x" * 65)
+    assert r.status_code == 413 and len(checks(svc)) == n
+    # Partial: the first 8 bytes go to the service, the whole body to the backend (chunked too).
+    body = b"0123456789" * 1000
+    r = httpx.post(f"{base}/head8", headers=allow, content=iter([body[:5000], body[5000:]]))
+    assert r.status_code == 200 and r.json()["body_length"] == len(body) and r.json()["chunked"]
+    assert checks(svc)[-1]["attributes"]["request"]["http"]["body"] == "01234567"
+    r = httpx.post(f"{base}/raw", headers=allow, content=b"\x00\xff")
+    assert r.status_code == 200
+    assert checks(svc)[-1]["attributes"]["request"]["http"]["rawBody"] == "AP8="  # base64 of the bytes
+
+
+def test_expect_continue_with_body_check(gateway, upstream, authz):
+    """A client that waits for 100 Continue gets it from the gateway while the check waits for
+    the body, and only once."""
+    up, svc = upstream(), authz("grpc")
+    base = _gateway(gateway, up, {"host": f"127.0.0.1:{svc.port}", "includeRequestBody": {}})
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nhost: x\r\nx-authz: allow\r\nexpect: 100-continue\r\ncontent-length: 4\r\n\r\n"
+        )
+        reader = ResponseReader(s)
+        status, _, _ = reader.read(head_only=True)
+        assert status == 100
+        s.sendall(b"abcd")
+        status, _, body = reader.read()
+        assert status == 200 and json.loads(body)["body_length"] == 4
+
+
+@pytest.mark.parametrize(("mode", "status"), [("deny", 403), ("allow", 200), ({"denyWithStatus": 503}, 503)])
+def test_service_down_follows_failure_mode(gateway, upstream, mode, status):
+    up = upstream()
+    base = _gateway(gateway, up, {"host": f"127.0.0.1:{free_port()}", "failureMode": mode})
+    for _ in range(2):  # the gateway keeps serving
+        r = httpx.get(f"{base}/echo", headers={"x-authz": "allow"}, timeout=10)
+        assert r.status_code == status, r.text
+
+
+def test_slow_service_times_out(gateway, upstream, authz):
+    up, svc = upstream(), authz("grpc")
+    base = _gateway(gateway, up, {"host": f"127.0.0.1:{svc.port}", "timeout": "300ms"})
+    start = time.monotonic()
+    r = httpx.get(f"{base}/echo", headers={"x-authz": "slow"}, timeout=10)
+    assert r.status_code == 403 and time.monotonic() - start < 2.5
+    assert httpx.get(f"{base}/echo", headers={"x-authz": "allow"}).status_code == 200
+
+
+def test_http_authorizer(gateway, upstream, authz):
+    up, svc = upstream(), authz("http")
+    target = f"127.0.0.1:{svc.port}"
+    base = _gateway(
+        gateway,
+        up,
+        {
+            "host": target,
+            "protocol": {
+                "http": {
+                    "includeResponseHeaders": ["x-authz-user"],
+                    "addRequestHeaders": {"x-authz": 'request.headers["x-authz"]', "x-original-path": "request.path"},
+                }
+            },
+        },
+    )
+    r = httpx.get(f"{base}/echo/a?b=1", headers={"x-authz": "allow", "authorization": "Bearer t", "x-private": "no"})
+    assert r.status_code == 200, r.text
+    headers = dict(r.json()["headers"])
+    assert headers["x-authz-user"] == "alice" and "x-not-copied" not in headers
+    check = checks(svc)[-1]
+    assert check["method"] == "GET" and check["path"] == "/echo/a?b=1"
+    assert check["headers"]["authorization"] == "Bearer t" and "x-private" not in check["headers"]
+    assert check["headers"]["x-original-path"] == "/echo/a"
+    # A denial is relayed as the authorizer wrote it.
+    r = httpx.post(f"{base}/echo", headers={"x-authz": "deny"}, content=b"x")
+    assert r.status_code == 401 and r.headers["x-reason"] == "no-token"
+    assert r.headers["www-authenticate"] == 'Bearer realm="http"'
+    assert r.text == "denied by the http authorizer\n"
+    assert [q["method"] for q in up.requests()] == ["GET"]
+
+
+def test_http_authorizer_body_and_redirect(gateway, upstream, authz):
+    up, svc = upstream(), authz("http")
+    base = _gateway(
+        gateway,
+        up,
+        {
+            "host": f"127.0.0.1:{svc.port}",
+            "includeRequestHeaders": ["x-authz"],
+            "includeRequestBody": {"maxRequestBytes": 4, "allowPartialMessage": True},
+            "protocol": {"http": {"redirect": '"https://login.example/?from=" + request.path'}},
+        },
+    )
+    r = httpx.post(f"{base}/echo", headers={"x-authz": "allow"}, content=b"abcdefgh")
+    assert r.status_code == 200 and r.json()["body_length"] == 8
+    check = checks(svc)[-1]
+    assert check["body"] == "abcd" and check["headers"]["x-envoy-auth-partial-body"] == "true"
+    r = httpx.post(f"{base}/echo", headers={"x-authz": "allow"}, content=b"ab")
+    assert checks(svc)[-1]["headers"]["x-envoy-auth-partial-body"] == "false"
+    r = httpx.get(f"{base}/echo", headers={"x-authz": "deny-bare"})
+    assert r.status_code == 302 and r.headers["location"] == "https://login.example/?from=/echo"
+
+
+def test_http_authorizer_down(gateway, upstream):
+    up = upstream()
+    base = _gateway(gateway, up, {"host": f"127.0.0.1:{free_port()}", "protocol": {"http": {}}})
+    r = httpx.get(f"{base}/echo", timeout=10)
+    assert r.status_code == 403 and r.text == "external authorization failed\n"
+
+
+def test_bad_configs_are_refused(tmp_path):
+    cases = [
+        ({"host": "127.0.0.1:1", "protocol": {"grpc": {}, "http": {}}}, "extAuthz.protocol"),
+        ({"host": "127.0.0.1:1", "includeRequestHeaders": ["bad header"]}, "includeRequestHeaders[0]"),
+        ({"host": "127.0.0.1:1", "failureMode": {"denyWithStatus": 42}}, "denyWithStatus"),
+        ({"host": "127.0.0.1:1", "protocol": {"http": {"path": "request.("}}}, "protocol.http.path"),
+        ({"backend": "nope"}, "extAuthz.backend"),
+        ({"host": "127.0.0.1:1", "cache": {"key": []}}, "extAuthz.cache"),
+    ]
+    for i, (ext_authz, expected) in enumerate(cases):
+        path = tmp_path / f"bad{i}.yaml"
+        path.write_text(
+            yaml.safe_dump(binds(8080, [{"policies": {"extAuthz": ext_authz}, "backends": [{"host": "127.0.0.1:1"}]}]))
+        )
+        r = subprocess.run(
+            [sys.executable, "-m", "agentgateway", "-f", str(path), "--validate-only"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+        assert r.returncode != 0 and expected in r.stderr, (ext_authz, r.stderr)

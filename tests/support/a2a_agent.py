@@ -1,0 +1,166 @@
+"""An A2A agent built on the official ``a2a-sdk`` server, for the A2A gateway tests.
+
+Run as ``python -m tests.support.a2a_agent --port N [--base-path /agents/tock]``. One process
+serves both protocol versions on both HTTP bindings: JSON-RPC at ``<base>/`` (1.0, and 0.3
+through the SDK's compatibility layer), HTTP+JSON at ``<base>/message:send`` … (1.0) and
+``<base>/v1/message:send`` … (0.3). Cards:
+
+- ``<base>/.well-known/agent-card.json``: the SDK's card (1.0 ``supportedInterfaces`` with the
+  0.3 fields merged in by the SDK), signed with a placeholder ``signatures`` entry;
+- ``<base>/.well-known/agent.json``: a card in the 0.3 shape only (``url``,
+  ``preferredTransport``, ``additionalInterfaces``, ``protocolVersion: 0.3.0``), as 0.3 agents
+  serve it;
+- ``<base>/broken/.well-known/agent-card.json``: not JSON (a broken agent).
+
+What the agent does depends on the text of the message:
+
+- ``hello …``: answers with a single message (no task);
+- ``slow <seconds> <steps>``: a task that works ``steps`` times, sleeping ``seconds`` between
+  status updates, then completes with an artifact (long streams, keep-alive tests);
+- ``wait``: a task that stays ``working`` until it is canceled;
+- anything else: a task that completes at once with the artifact ``echo: <text>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+import uvicorn
+from a2a.helpers import get_message_text, new_task_from_user_message, new_text_message
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.types import AgentCapabilities, AgentCard, AgentCardSignature, AgentInterface, AgentSkill, Role
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+
+class GatewayTestAgent(AgentExecutor):
+    def __init__(self) -> None:
+        self._cancel: dict[str, asyncio.Event] = {}
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        message = context.message
+        assert message is not None
+        text = get_message_text(message)
+        if text.startswith("hello"):
+            await event_queue.enqueue_event(
+                new_text_message(f"hi: {text}", context_id=context.context_id, role=Role.ROLE_AGENT)
+            )
+            return
+        task = context.current_task or new_task_from_user_message(message)
+        if context.current_task is None:
+            await event_queue.enqueue_event(task)
+        updater = TaskUpdater(event_queue, task.id, task.context_id)
+        await updater.start_work()
+        words = text.split()
+        if words and words[0] == "slow":
+            seconds = float(words[1]) if len(words) > 1 else 1.0
+            steps = int(words[2]) if len(words) > 2 else 2
+            for i in range(steps):
+                await asyncio.sleep(seconds)
+                await updater.start_work(
+                    new_text_message(f"step {i + 1}", context_id=task.context_id, task_id=task.id, role=Role.ROLE_AGENT)
+                )
+        elif words and words[0] == "wait":
+            stop = self._cancel.setdefault(task.id, asyncio.Event())
+            await asyncio.wait_for(stop.wait(), 60)
+            return
+        await updater.add_artifact(
+            [new_text_message(f"echo: {text}").parts[0]],
+            name="echo",
+        )
+        await updater.complete()
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        task_id = context.task_id or ""
+        self._cancel.setdefault(task_id, asyncio.Event()).set()
+        updater = TaskUpdater(event_queue, task_id, context.context_id or "")
+        await updater.cancel()
+
+
+def agent_card(origin: str, base: str) -> AgentCard:
+    url = f"{origin}{base}/"
+    card = AgentCard(
+        name="gateway test agent",
+        description="echoes, streams slowly, waits to be canceled",
+        version="1.0.0",
+        supported_interfaces=[
+            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0"),
+            AgentInterface(url=f"{origin}{base}", protocol_binding="HTTP+JSON", protocol_version="1.0"),
+            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="0.3"),
+        ],
+        capabilities=AgentCapabilities(streaming=True),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain"],
+        skills=[AgentSkill(id="echo", name="echo", description="echoes the text", tags=["test"])],
+    )
+    card.signatures.append(AgentCardSignature(protected="eyJhbGciOiJFUzI1NiJ9", signature="c2lnbmF0dXJl"))
+    return card
+
+
+def legacy_card(origin: str, base: str) -> dict[str, object]:
+    """A card as 0.3 agents write it (no supportedInterfaces)."""
+    return {
+        "protocolVersion": "0.3.0",
+        "name": "gateway test agent (0.3 card)",
+        "description": "the same agent, described in the 0.3 shape",
+        "version": "1.0.0",
+        "url": f"{origin}{base}/",
+        "preferredTransport": "JSONRPC",
+        "additionalInterfaces": [
+            {"url": f"{origin}{base}/", "transport": "JSONRPC"},
+            {"url": f"{origin}{base}", "transport": "HTTP+JSON"},
+        ],
+        "capabilities": {"streaming": True},
+        "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["text/plain"],
+        "skills": [{"id": "echo", "name": "echo", "description": "echoes the text", "tags": ["test"]}],
+        "signatures": [{"protected": "eyJhbGciOiJFUzI1NiJ9", "signature": "c2lnbmF0dXJl"}],
+    }
+
+
+def build_app(origin: str, base: str) -> Starlette:
+    card = agent_card(origin, base)
+    handler = DefaultRequestHandler(agent_executor=GatewayTestAgent(), task_store=InMemoryTaskStore(), agent_card=card)
+
+    async def legacy(request: Request) -> Response:
+        return JSONResponse(legacy_card(origin, base), headers={"cache-control": "max-age=60"})
+
+    async def broken(request: Request) -> Response:
+        return Response(b'{"name": "broken agent", "url": ', media_type="application/json")
+
+    async def raw_json_echo(request: Request) -> Response:
+        return Response(json.dumps({"path": request.url.path}), media_type="application/json")
+
+    routes = [
+        *create_agent_card_routes(card, cache_control="public, max-age=300"),
+        Route("/.well-known/agent.json", legacy, methods=["GET"]),
+        Route("/broken/.well-known/agent-card.json", broken, methods=["GET"]),
+        Route("/debug/path", raw_json_echo, methods=["GET", "POST"]),
+        *create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True),
+        *create_rest_routes(handler, enable_v0_3_compat=True),
+    ]
+    if base:
+        return Starlette(routes=[Mount(base, routes=routes)])
+    return Starlette(routes=routes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--base-path", default="")
+    args = parser.parse_args()
+    origin = f"http://127.0.0.1:{args.port}"
+    app = build_app(origin, args.base_path.rstrip("/"))
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
