@@ -136,6 +136,19 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                                     "backends": [{"host": f"127.0.0.1:{agent.port}"}],
                                 },
                                 {
+                                    # authorization reads a2a.* too: this route may not cancel.
+                                    "name": "readonly",
+                                    "matches": [{"path": {"pathPrefix": "/readonly"}}],
+                                    "policies": {
+                                        "a2a": {},
+                                        "urlRewrite": {"path": {"prefix": "/"}},
+                                        "authorization": {
+                                            "rules": [{"deny": "a2a.method in ['CancelTask', 'tasks/cancel']"}]
+                                        },
+                                    },
+                                    "backends": [{"host": f"127.0.0.1:{agent.port}"}],
+                                },
+                                {
                                     "name": "agent",
                                     "policies": {
                                         "a2a": a2a,
@@ -293,6 +306,23 @@ def test_card_rewrite(env: Env) -> None:
 
 def _raw_jsonrpc(url: str, body: bytes, **headers: str) -> httpx.Response:
     return httpx.post(url, content=body, headers={"content-type": "application/json", **headers}, timeout=10)
+
+
+def test_authorization_rules_on_the_a2a_method(env: Env) -> None:
+    """``authorization`` runs after ``a2a`` read the body: a rule on ``a2a.method`` refuses a
+    cancel in either protocol version and lets every other call reach the agent."""
+    url = env.base + "/readonly/"
+    for body, headers in [
+        (b'{"jsonrpc":"2.0","id":1,"method":"CancelTask","params":{"id":"t"}}', {"a2a-version": "1.0"}),
+        (b'{"jsonrpc":"2.0","id":2,"method":"tasks/cancel","params":{"id":"t"}}', {}),
+    ]:
+        r = _raw_jsonrpc(url, body, **headers)
+        assert r.status_code == 403, r.text
+    r = _raw_jsonrpc(
+        url, b'{"jsonrpc":"2.0","id":3,"method":"GetTask","params":{"id":"missing"}}', **{"a2a-version": "1.0"}
+    )
+    assert r.status_code == 200 and r.json()["id"] == 3 and "error" in r.json(), r.text  # the agent's own answer
+    assert env.wait_access(route="readonly", **{"a2a.method": "CancelTask", "http.status": 403})
 
 
 def test_agent_errors_pass_through(env: Env) -> None:
