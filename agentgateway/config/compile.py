@@ -37,7 +37,9 @@ from agentgateway.config.schema import (
 from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
-from agentgateway.llm.config import LlmPolicy, compile_ai_backend, compile_llm_shortcut, compile_policy
+from agentgateway.llm.accounting import LlmHooks
+from agentgateway.llm.budgets import LocalTokenBudget, caller_of
+from agentgateway.llm.config import LlmPolicy, LlmService, compile_ai_backend, compile_llm_shortcut, compile_policy
 from agentgateway.mcp.config import McpService, compile_mcp_backend
 from agentgateway.policy.a2a import A2aPolicy
 from agentgateway.policy.api_key import ApiKeyPolicy
@@ -554,20 +556,45 @@ class _Compiler:
         service = compile_llm_shortcut(shortcut, self.make_target, self.base_dir)
         policies = shortcut.policies
         if policies is not None:
-            if (
-                policies.direct_response is not None
-                or policies.backend_tls is not None
-                or policies.backend_auth is not None
-            ):
-                raise ConfigError(
-                    "llm.policies", "directResponse, backendTLS and backendAuth do not apply to the llm shortcut"
-                )
+            for attr, key in (("backend_tls", "backendTLS"), ("backend_auth", "backendAuth")):
+                if getattr(policies, attr) is not None:
+                    raise ConfigError(f"llm.policies.{key}", "set provider credentials and TLS on llm.models[].params")
             service.policy = self.ai_policy(policies.ai, "llm.policies.ai")
         gateway = f"bind/{shortcut.port}"
-        route = CompiledRoute("llm", gateway, "llm", WeightedChoice([(service, 1)]))
+        self.check_llm_policies(policies, "llm")
+        chain, timeout, _, _ = self.route_policies(policies, [], "llm", f"{gateway}/llm/llm", (gateway, "llm", "llm"))
+        backends = WeightedChoice[Backend]([(service, 1)])
+        self.llm_hooks(chain, backends)
+        route = CompiledRoute("llm", gateway, "llm", backends, chain, timeout)
         rules = [RouteRule(route, PATH_PREFIX, b"/", None, None, [], [], 0)]
         listener = ListenerRuntime("llm", gateway, None, "HTTP", None, RouteTable({b"": rules}))
         return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
+
+    @staticmethod
+    def check_llm_policies(p: RoutePolicies | None, where: str) -> None:
+        """Route policies that have no meaning for an LLM route (the exchange calls providers
+        itself, with failover in place of retries)."""
+        if p is None:
+            return
+        for attr, key in (
+            ("retry", "retry"),
+            ("request_mirror", "requestMirror"),
+            ("a2a", "a2a"),
+            ("mcp_authentication", "mcpAuthentication"),
+            ("mcp_authorization", "mcpAuthorization"),
+        ):
+            if getattr(p, attr) is not None:
+                raise ConfigError(f"{where}.policies.{key}", "does not apply to LLM routes")
+
+    @staticmethod
+    def llm_hooks(chain: PolicyChain, backends: WeightedChoice[Backend]) -> None:
+        """Plug the route's policies into its LLM services: the caller the authentication
+        policies proved (and the models it may call), and localRateLimit token buckets."""
+        budgets = tuple(LocalTokenBudget(p) for p in chain.request if isinstance(p, LocalRateLimit) and p.counts_tokens)
+        hooks = LlmHooks(identity=caller_of, budgets=budgets)
+        for service in backends.items:
+            if isinstance(service, LlmService):
+                service.hooks = hooks
 
     # ------------------------------------------------------------------ routes
 
@@ -763,6 +790,9 @@ class _Compiler:
                 )
                 backends = self.route_backends(route, rwhere)
                 chain = self.with_signing_buffer(chain, backends)
+                if any(t.kind == "llm" for t in backends.items):
+                    self.check_llm_policies(route.policies, rwhere)
+                    self.llm_hooks(chain, backends)
                 compiled = CompiledRoute(
                     route_name,
                     gateway,

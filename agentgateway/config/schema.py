@@ -716,7 +716,8 @@ class ApiKeyEntry(Schema, frozen=True):
     key: str | None = None
     key_hash: str | None = None
     metadata: dict[str, Any] | None = None
-    allowed_models: NotSupported = UNSET
+    # the models this key may call through an LLM route (``*`` wildcards); unset: every model
+    allowed_models: list[str] | None = None
 
 
 class ApiKey(Schema, frozen=True):

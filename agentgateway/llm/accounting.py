@@ -41,11 +41,19 @@ class CallerIdentity:
 class LlmCall:
     """The facts of one call a budget decides on."""
 
-    __slots__ = ("route", "caller", "request_model", "provider", "estimate")
+    __slots__ = ("route", "caller", "request_model", "provider", "estimate", "ctx")
 
     def __init__(
-        self, route: str, caller: CallerIdentity | None, request_model: str, provider: str, estimate: int
+        self,
+        route: str,
+        caller: CallerIdentity | None,
+        request_model: str,
+        provider: str,
+        estimate: int,
+        ctx: Any = None,
     ) -> None:
+        # ctx: the request (server/context.py RequestCtx), for budgets keyed by its values
+        self.ctx = ctx
         self.route = route
         self.caller = caller
         self.request_model = request_model

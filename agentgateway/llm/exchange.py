@@ -56,6 +56,7 @@ from agentgateway.llm.shaping import (
 )
 from agentgateway.llm.tokens import COUNTER
 from agentgateway.llm.usage import Usage
+from agentgateway.policy.chain import apply_response
 from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError
 
 if TYPE_CHECKING:
@@ -121,6 +122,20 @@ class LlmFacts:
         self.ttft = 0.0  # seconds from the request head to the first token relayed; 0 if none
         self.error_type = ""
         self.attempts = 0
+
+    def cel(self) -> dict[str, object]:
+        """The CEL variable ``llm`` (agentgateway's names)."""
+        out: dict[str, object] = {"requestModel": self.request_model, "streaming": self.stream}
+        if self.provider:
+            out["provider"] = self.provider
+        if self.response_model:
+            out["responseModel"] = self.response_model
+        usage = self.usage
+        if usage.known:
+            out["inputTokens"] = usage.input_tokens
+            out["outputTokens"] = usage.output_tokens
+            out["totalTokens"] = usage.total_tokens
+        return out
 
 
 class _Plan:
@@ -237,6 +252,9 @@ class LlmExchange:
             log.exception("LLM request failed")
             self._fail(LlmError(500, f"internal error: {exc}"))
         finally:
+            if self._facts is not None:
+                # what the provider charged, for the expressions evaluated from here (rate-limit keys)
+                self.ctx.learn("llm", self._facts.cel())
             if self._taken:
                 settle_all(self._taken, usage or Usage())
                 self._taken = []
@@ -250,10 +268,7 @@ class LlmExchange:
             self.conn.send_body(stream_error(self._api, exc.status, exc.message))
             self.conn.end_response()
             return
-        body = exc.body(self._api)
-        self.conn.send_head(client_status(self._api, exc.status), [_JSON, *exc.headers], len(body), True)
-        self.conn.send_body(body)
-        self.conn.end_response()
+        self._answer(client_status(self._api, exc.status), [_JSON, *exc.headers], exc.body(self._api))
 
     async def _handle(self) -> Usage | None:
         ctx = self.ctx
@@ -273,8 +288,10 @@ class LlmExchange:
             raise LlmError(405, f"use POST for {ctx.path.decode('latin-1')}")
         if self._too_large:
             raise LlmError(413, f"request body larger than {self._limit} bytes")
+        # A request transformation (or a policy that read the body) left it in ctx.request_body.
+        raw = ctx.request_body if ctx.request_body is not None else b"".join(self._body)
         try:
-            body = orjson.loads(b"".join(self._body))
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise LlmError(400, f"request body is not valid JSON: {exc}") from None
         self._body = []
@@ -289,6 +306,7 @@ class LlmExchange:
         stream = api in (CHAT, MESSAGES, RESPONSES) and body.get("stream") is True
         facts = self._facts = LlmFacts(_OPERATION_NAME[api], requested, stream)
         ctx.llm = facts
+        ctx.learn("llm", facts.cel())
         hooks = service.hooks
         caller = hooks.identity(ctx)
         if caller is not None and not (caller.may_call(requested) or caller.may_call(model)):
@@ -312,7 +330,7 @@ class LlmExchange:
         if hooks.tokenize or first.tokenize:
             estimate = sum(COUNTER.count(t) for t in collect_texts(api, body)) or 1
         if hooks.budgets:
-            call = LlmCall(ctx.route, caller, requested, first.genai_name, estimate)
+            call = LlmCall(ctx.route, caller, requested, first.genai_name, estimate, ctx)
             self._taken, refusal = reserve_all(hooks.budgets, call)
             if refusal is not None:
                 raise LlmError(refusal.status, refusal.message, refusal.headers)
@@ -340,7 +358,7 @@ class LlmExchange:
             headers = provider.headers(path, payload, self._forwarded_headers(plan))
             try:
                 resp = await self.client.request(
-                    provider.target, b"POST", path.encode(), headers, payload, route.timeout
+                    provider.target, b"POST", path.encode(), headers, payload, self._timeout(route)
                 )
             except HttpClientError as exc:
                 last_error = LlmError(exc.status, f"provider {provider.name}: {exc.message}")
@@ -371,6 +389,22 @@ class LlmExchange:
                 resp.close()
                 raise
         raise last_error or LlmError(502, "no provider could be called")
+
+    def _timeout(self, route: ModelRoute) -> float | None:
+        """How long one provider has to answer (its response head): the virtual model's
+        ``failover.timeout``, the route's ``backendRequestTimeout``, and what is left of its
+        ``requestTimeout``, whichever is shortest."""
+        limits = [route.timeout] if route.timeout is not None else []
+        policy = self.route.timeout if self.route is not None else None
+        if policy is not None:
+            if policy.backend is not None:
+                limits.append(policy.backend)
+            if policy.request is not None:
+                left = policy.request - (time.perf_counter() - self.ctx.start)
+                if left <= 0:
+                    raise LlmError(504, f"request timeout: no response within {policy.request:g}s")
+                limits.append(left)
+        return min(limits) if limits else None
 
     def _forwarded_headers(self, plan: _Plan) -> tuple[tuple[bytes, bytes], ...]:
         if plan.fmt != F_ANTHROPIC or plan.api not in (MESSAGES, COUNT_TOKENS):
@@ -432,7 +466,21 @@ class LlmExchange:
     # ------------------------------------------------------------------ responses
 
     def _json(self, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...]) -> None:
-        self.conn.send_head(status, [_JSON, *headers], len(body), True)
+        self._answer(status, [_JSON, *headers], body)
+
+    def _response_phase(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """The route's response-phase policies (header modifiers, CORS, rate-limit headers)."""
+        route = self.route
+        if route is not None and (route.chain.response or self.ctx.response_headers):
+            if self._facts is not None:
+                self.ctx.learn("llm", self._facts.cel())
+            apply_response(route.chain, self.ctx, status, headers)
+
+    def _answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self._response_phase(status, headers)
+        if self.ctx.response_body is not None:  # a response transformation replaced it
+            body = self.ctx.response_body
+        self.conn.send_head(status, headers, len(body), True)
         self.conn.send_body(body)
         self.conn.end_response()
 
@@ -517,7 +565,9 @@ class LlmExchange:
         kept = [(k, v) for k, v in resp.headers if k in KEPT_HEADERS]
         policy = self.service.policy
         guards = policy.response_guards
-        conn.send_head(200, [*_SSE, *kept], None, True)
+        head = [*_SSE, *kept]
+        self._response_phase(200, head)
+        conn.send_head(200, head, None, True)
         self._started = True
         conn.flush()
         start = self.ctx.start

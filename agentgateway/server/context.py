@@ -59,6 +59,7 @@ class RequestCtx:
         "mcp_resource",
         "relayed",
         "llm",
+        "allowed_models",
         "cel_vars",
         "identity",
         "jwt_token",
@@ -126,6 +127,9 @@ class RequestCtx:
         self.relayed = False
         # LLM facts (llm/exchange.py LlmFacts), set by the LLM exchange; None for other traffic.
         self.llm: LlmFacts | None = None
+        # The models an authentication policy allows this client (``apiKey.keys[].allowedModels``):
+        # patterns with ``*``; None: every model. Checked by the LLM exchange.
+        self.allowed_models: tuple[str, ...] | None = None
         # CEL variables policies learned about this request (``jwt``, ``apiKey``, ``basicAuth``,
         # ``mcp``, ``a2a``, ``llm``): what expressions and rules see besides request and source.
         self.cel_vars: dict[str, object] | None = None

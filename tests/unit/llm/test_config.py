@@ -102,6 +102,12 @@ def test_bedrock_sigv4_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
     [
         ("llm: {models: [{name: a, provider: openAI, transformation: {model: x}}]}", "llm.models[0].transformation"),
         ("llm: {models: [{name: a, provider: openAI}], policies: {oidc: {}}}", "llm.policies.oidc"),
+        ("llm: {models: [{name: a, provider: openAI}], policies: {retry: {attempts: 2}}}", "llm.policies.retry"),
+        ("llm: {models: [{name: a, provider: openAI}], policies: {backendAuth: {key: k}}}", "llm.policies.backendAuth"),
+        (
+            "llm: {models: [{name: a, provider: openAI}], policies: {apiKey: {keys: [{key: k, allowedModels: ['']}]}}}",
+            "llm.policies.apiKey.keys[0].allowedModels[0]",
+        ),
         ("llm: {models: [{name: a, provider: openAI}], policies: {apiKey: {}}}", "llm.policies.apiKey"),
         ("llm: {models: [{name: a, provider: vertex}]}", "llm.models[0]"),
         ("llm: {models: [{name: a, provider: bedrock, params: {apiKey: k}}]}", "llm.models[0].params"),
