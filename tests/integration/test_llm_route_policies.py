@@ -145,12 +145,23 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
 
 
 def oa(llm: LlmSetup, key: str, port: int | None = None, prefix: str = "") -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"http://127.0.0.1:{port or llm.port}{prefix}/v1", api_key=key, max_retries=0)
+    """An OpenAI SDK client with ``key`` (one per key and base URL, closed with the setup)."""
+    base = f"http://127.0.0.1:{port or llm.port}{prefix}"
+    client = llm._clients.get(("openai", base, key))  # type: ignore[call-overload]
+    if client is None:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+        llm._clients[("openai", base, key)] = client  # type: ignore[index]
+    return client  # type: ignore[no-any-return]
 
 
 def an(llm: LlmSetup, key: str, port: int | None = None, prefix: str = "") -> anthropic.Anthropic:
-    # the apiKey policy reads Authorization: Bearer (the SDK's auth_token)
-    return anthropic.Anthropic(base_url=f"http://127.0.0.1:{port or llm.port}{prefix}", auth_token=key, max_retries=0)
+    """An Anthropic SDK client; the apiKey policy reads ``Authorization: Bearer`` (its auth_token)."""
+    base = f"http://127.0.0.1:{port or llm.port}{prefix}"
+    client = llm._clients.get(("anthropic", base, key))  # type: ignore[call-overload]
+    if client is None:
+        client = anthropic.Anthropic(base_url=base, auth_token=key, max_retries=0)
+        llm._clients[("anthropic", base, key)] = client  # type: ignore[index]
+    return client  # type: ignore[no-any-return]
 
 
 def test_authentication_runs_before_the_llm_exchange(llm: LlmSetup) -> None:
