@@ -18,12 +18,13 @@ from agentgateway.config.ir import (
     ServerLimits,
     StaticSettings,
 )
-from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import (
+    AiPolicy,
     BackendPolicies,
     BackendTls,
     GatewayListener,
     ListenerTls,
+    LlmShortcut,
     LocalConfig,
     McpAuthorization,
     McpShortcut,
@@ -33,8 +34,12 @@ from agentgateway.config.schema import (
     RoutePolicies,
     ValueMatch,
 )
+from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
+from agentgateway.llm.accounting import LlmHooks
+from agentgateway.llm.budgets import LocalTokenBudget, caller_of
+from agentgateway.llm.config import LlmPolicy, LlmService, compile_ai_backend, compile_llm_shortcut, compile_policy
 from agentgateway.mcp.config import McpService, compile_mcp_backend
 from agentgateway.policy.a2a import A2aPolicy
 from agentgateway.policy.api_key import ApiKeyPolicy
@@ -246,12 +251,14 @@ class _Compiler:
             where = f"backends[{i}]"
             if nb.name in self.named:
                 raise ConfigError(f"{where}.name", f"duplicate backend name {nb.name!r}")
-            if (nb.host is None) == (nb.mcp is None):
+            if sum(x is not None for x in (nb.host, nb.mcp, nb.ai)) != 1:
                 raise ConfigError(
-                    where, "exactly one of host or mcp must be set (the other kinds are not supported yet)"
+                    where, "exactly one of host, mcp or ai must be set (the other kinds are not supported yet)"
                 )
             if nb.mcp is None and nb.policies is not None and nb.policies.mcp_authorization is not None:
                 raise ConfigError(f"{where}.policies.mcpAuthorization", "applies to MCP backends only")
+            if nb.ai is None and nb.policies is not None and nb.policies.ai is not None:
+                raise ConfigError(f"{where}.policies.ai", "applies to ai backends only")
             self.named[nb.name] = (nb, i)
 
     def route_backends(self, route: Route, where: str) -> WeightedChoice[Backend]:
@@ -261,13 +268,14 @@ class _Compiler:
         route_auth = (
             (policies.backend_auth, f"{where}.policies.backendAuth") if policies and policies.backend_auth else None
         )
+        route_ai = policies.ai if policies else None
         items: list[tuple[Backend, int]] = []
         for j, rb in enumerate(route.backends):
             bwhere = f"{where}.backends[{j}]"
             if rb.weight < 0:
                 raise ConfigError(f"{bwhere}.weight", "must not be negative")
-            if sum(x is not None for x in (rb.host, rb.backend, rb.mcp)) != 1:
-                raise ConfigError(bwhere, "exactly one of host, backend or mcp must be set")
+            if sum(x is not None for x in (rb.host, rb.backend, rb.mcp, rb.ai)) != 1:
+                raise ConfigError(bwhere, "exactly one of host, backend, mcp or ai must be set")
             inline_tls = _tls_of(rb.policies)
             inline_health = rb.policies.health if rb.policies else None
             inline_auth = (
@@ -275,6 +283,9 @@ class _Compiler:
                 if rb.policies and rb.policies.backend_auth
                 else None
             )
+            inline_ai = rb.policies.ai if rb.policies else None
+            if rb.ai is None and rb.backend is None and inline_ai is not None:
+                raise ConfigError(f"{bwhere}.policies.ai", "applies to ai backends only")
             auth = inline_auth or route_auth
             target: Backend
             http: HttpTarget | None = None
@@ -292,6 +303,20 @@ class _Compiler:
                     rb.mcp, "mcp", f"{bwhere}.mcp", self.make_target, self.base_dir, authorization=authz
                 )
                 self.mcp_auth(target, auth)
+            elif rb.ai is not None:
+                policy = self.ai_policy(
+                    inline_ai or route_ai, f"{bwhere}.policies.ai" if inline_ai else f"{where}.policies.ai"
+                )
+                label = rb.ai.name or "ai"
+                target = compile_ai_backend(
+                    rb.ai,
+                    label,
+                    f"{bwhere}.ai",
+                    self.make_target,
+                    policy,
+                    auth[0] if auth else None,
+                    inline_tls or route_tls,
+                )
             else:
                 assert rb.backend is not None
                 found = self.named.get(rb.backend)
@@ -312,6 +337,18 @@ class _Compiler:
                         nb.mcp, nb.name, f"backends[{k}].mcp", self.make_target, self.base_dir, authorization=authz
                     )
                     self.mcp_auth(target, auth)
+                elif nb.ai is not None:
+                    nb_ai = nb.policies.ai if nb.policies else None
+                    policy = self.ai_policy(inline_ai or route_ai or nb_ai, f"{bwhere}.policies.ai")
+                    target = compile_ai_backend(
+                        nb.ai,
+                        nb.name,
+                        f"backends[{k}].ai",
+                        self.make_target,
+                        policy,
+                        auth[0] if auth else None,
+                        inline_tls or route_tls or _tls_of(nb.policies),
+                    )
                 else:
                     assert nb.host is not None
                     # Precedence as the reference: backend-level < route-level < backendRef inline.
@@ -330,7 +367,7 @@ class _Compiler:
                 http.auth = compile_backend_auth(auth[0], auth[1], http.host, self.base_dir)
             items.append((target, rb.weight))
         if len({t.kind for t, _ in items}) > 1:
-            raise ConfigError(f"{where}.backends", "a route's backends are either all MCP or all HTTP")
+            raise ConfigError(f"{where}.backends", "a route's backends are all of one kind: MCP, ai or HTTP")
         if items and items[0][0].kind != "mcp":
             for policies_of, pwhere in [
                 (policies, where),
@@ -509,6 +546,56 @@ class _Compiler:
         listener = ListenerRuntime("mcp", gateway, None, "HTTP", None, RouteTable({b"": rules}))
         return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
 
+    def ai_policy(self, ai: AiPolicy | None, where: str) -> LlmPolicy:
+        return compile_policy(ai, where, self.make_target)
+
+    def llm_shortcut_bind(self, shortcut: LlmShortcut) -> BindRuntime:
+        """``llm:``: one listener on its own port serving the OpenAI and Anthropic APIs."""
+        if not 0 < shortcut.port < 65536:
+            raise ConfigError("llm.port", "must be 1-65535")
+        service = compile_llm_shortcut(shortcut, self.make_target, self.base_dir)
+        policies = shortcut.policies
+        if policies is not None:
+            for attr, key in (("backend_tls", "backendTLS"), ("backend_auth", "backendAuth")):
+                if getattr(policies, attr) is not None:
+                    raise ConfigError(f"llm.policies.{key}", "set provider credentials and TLS on llm.models[].params")
+            service.policy = self.ai_policy(policies.ai, "llm.policies.ai")
+        gateway = f"bind/{shortcut.port}"
+        self.check_llm_policies(policies, "llm")
+        chain, timeout, _, _ = self.route_policies(policies, [], "llm", f"{gateway}/llm/llm", (gateway, "llm", "llm"))
+        backends = WeightedChoice[Backend]([(service, 1)])
+        self.llm_hooks(chain, backends)
+        route = CompiledRoute("llm", gateway, "llm", backends, chain, timeout)
+        rules = [RouteRule(route, PATH_PREFIX, b"/", None, None, [], [], 0)]
+        listener = ListenerRuntime("llm", gateway, None, "HTTP", None, RouteTable({b"": rules}))
+        return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
+
+    @staticmethod
+    def check_llm_policies(p: RoutePolicies | None, where: str) -> None:
+        """Route policies that have no meaning for an LLM route (the exchange calls providers
+        itself, with failover in place of retries)."""
+        if p is None:
+            return
+        for attr, key in (
+            ("retry", "retry"),
+            ("request_mirror", "requestMirror"),
+            ("a2a", "a2a"),
+            ("mcp_authentication", "mcpAuthentication"),
+            ("mcp_authorization", "mcpAuthorization"),
+        ):
+            if getattr(p, attr) is not None:
+                raise ConfigError(f"{where}.policies.{key}", "does not apply to LLM routes")
+
+    @staticmethod
+    def llm_hooks(chain: PolicyChain, backends: WeightedChoice[Backend]) -> None:
+        """Plug the route's policies into its LLM services: the caller the authentication
+        policies proved (and the models it may call), and localRateLimit token buckets."""
+        budgets = tuple(LocalTokenBudget(p) for p in chain.request if isinstance(p, LocalRateLimit) and p.counts_tokens)
+        hooks = LlmHooks(identity=caller_of, budgets=budgets)
+        for service in backends.items:
+            if isinstance(service, LlmService):
+                service.hooks = hooks
+
     # ------------------------------------------------------------------ routes
 
     def route_rules(self, route: Route, compiled: CompiledRoute, where: str, order: int) -> list[RouteRule]:
@@ -579,6 +666,10 @@ class _Compiler:
             if self.cfg.mcp.port in binds:
                 raise ConfigError("mcp.port", f"port {self.cfg.mcp.port} is also a bind's port")
             binds[self.cfg.mcp.port] = self.mcp_shortcut_bind(self.cfg.mcp)
+        if self.cfg.llm is not None:
+            if self.cfg.llm.port in binds:
+                raise ConfigError("llm.port", f"port {self.cfg.llm.port} is also used by a bind or the mcp shortcut")
+            binds[self.cfg.llm.port] = self.llm_shortcut_bind(self.cfg.llm)
         return RuntimeConfig(self.cfg, binds, limits, self.static, self.health_state, compile_mcp_settings(self.cfg))
 
     def gateway_sources(self, sources: dict[int, tuple[str, list[_ListenerSource]]]) -> None:
@@ -699,6 +790,9 @@ class _Compiler:
                 )
                 backends = self.route_backends(route, rwhere)
                 chain = self.with_signing_buffer(chain, backends)
+                if any(t.kind == "llm" for t in backends.items):
+                    self.check_llm_policies(route.policies, rwhere)
+                    self.llm_hooks(chain, backends)
                 compiled = CompiledRoute(
                     route_name,
                     gateway,

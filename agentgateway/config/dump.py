@@ -7,11 +7,13 @@ from typing import Any
 import msgspec
 
 from agentgateway.config.ir import RuntimeConfig
-from agentgateway.config.schema import Route, RouteMatch
+from agentgateway.config.schema import Route, RouteBackend, RouteMatch
 
 _REDACTED = "<redacted>"
 # Keys whose values are secrets wherever they appear.
-_SECRET_KEYS = frozenset(("key", "apiKey", "clientSecret", "password", "token", "htpasswd"))
+_SECRET_KEYS = frozenset(
+    ("key", "apiKey", "clientSecret", "password", "token", "htpasswd", "accessKeyId", "secretAccessKey", "sessionToken")
+)
 
 
 # Under these keys, ``key`` is a file path (of a TLS private key), not a secret.
@@ -49,6 +51,14 @@ def _describe_match(m: RouteMatch) -> str:
     return " & ".join(parts) or "/*"
 
 
+def _backend_name(b: RouteBackend) -> str:
+    if b.host or b.backend:
+        return str(b.host or b.backend)
+    if b.ai is not None:
+        return f"ai {b.ai.name or ''}".strip()
+    return "mcp" if b.mcp is not None else "-"
+
+
 def _gateway_refs(refs: str | list[str] | None) -> list[str]:
     if not refs:
         return ["default"]
@@ -62,7 +72,7 @@ def _describe_route(k: int, r: Route) -> dict[str, Any]:
         "name": f"{r.namespace}/{name}" if r.namespace else name,
         "hostnames": r.hostnames,
         "matches": [_describe_match(m) for m in r.matches],
-        "backends": [f"{b.host or b.backend} (weight {b.weight})" for b in r.backends],
+        "backends": [f"{_backend_name(b)} (weight {b.weight})" for b in r.backends],
         "policies": sorted(policies),
     }
 

@@ -493,11 +493,160 @@ class BackendPolicies(Schema, frozen=True):
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
     a2a: NotSupported = UNSET
-    ai: NotSupported = UNSET
+    ai: AiPolicy | None = None
     authorization: NotSupported = UNSET
     ext_authz: NotSupported = UNSET
 
 
+# ---------------------------------------------------------------- LLM: ai backends, policies.ai, llm:
+
+
+# a secret inline or read from a file (``apiKey: {file: path}``), trailing whitespace removed
+Secret = str | FileRef
+
+
+class AiModelProvider(Schema, frozen=True):
+    """``openAI``, ``anthropic``, ``gemini``: ``model`` overrides the request's model when set."""
+
+    model: str | None = None
+
+
+class AiVertexProvider(Schema, frozen=True):
+    project_id: str
+    model: str | None = None
+    region: str | None = None
+
+
+class AiBedrockProvider(Schema, frozen=True):
+    region: str
+    model: str | None = None
+    guardrail_identifier: NotSupported = UNSET
+    guardrail_version: NotSupported = UNSET
+
+
+class AiAzureProvider(Schema, frozen=True):
+    """Azure OpenAI: ``resourceName`` → https://{resourceName}.openai.azure.com; ``apiVersion``
+    ``v1`` (default) uses the v1 API, a dated version the deployments API."""
+
+    model: str | None = None
+    resource_name: str | None = None
+    resource_type: Literal["openAI", "foundry"] | None = None
+    # quote a dated version in YAML ("2024-10-21"), or it reads as a date
+    api_version: str | None = None
+
+
+class AiProvider(Schema, frozen=True):
+    """Exactly one provider kind."""
+
+    open_ai: AiModelProvider | None = msgspec.field(default=None, name="openAI")
+    anthropic: AiModelProvider | None = None
+    gemini: AiModelProvider | None = None
+    vertex: AiVertexProvider | None = None
+    bedrock: AiBedrockProvider | None = None
+    azure: AiAzureProvider | None = None
+    copilot: NotSupported = UNSET
+    custom: NotSupported = UNSET
+
+
+class AiNamedProvider(Schema, frozen=True):
+    provider: AiProvider
+    name: str | None = None
+    host_override: str | None = None
+    path_override: str | None = None
+    path_prefix: str | None = None
+    tokenize: bool = False
+    policies: BackendPolicies | None = None
+
+
+class AiGroup(Schema, frozen=True):
+    providers: list[AiNamedProvider]
+
+
+class AiBackend(Schema, frozen=True):
+    """``ai:``: one provider (``provider``), or priority ``groups`` of providers for failover."""
+
+    name: str | None = None
+    provider: AiProvider | None = None
+    host_override: str | None = None
+    path_override: str | None = None
+    path_prefix: str | None = None
+    tokenize: bool = False
+    groups: list[AiGroup] = []
+    policies: BackendPolicies | None = None
+
+
+class RegexRule(Schema, frozen=True):
+    """One of ``builtin`` (email, creditCard, ssn, phoneNumber, caSin) or ``pattern``."""
+
+    builtin: Literal["email", "creditCard", "ssn", "phoneNumber", "caSin"] | None = None
+    pattern: str | None = None
+    name: str | None = None
+
+
+class RegexGuardSpec(Schema, frozen=True):
+    action: Literal["mask", "reject"] = "mask"
+    rules: list[RegexRule] = []
+
+
+class GuardRejection(Schema, frozen=True):
+    status: int = 403
+    body: str | None = None
+    headers: NotSupported = UNSET
+
+
+class WebhookTarget(Schema, frozen=True):
+    host: str | None = None
+    backend: NotSupported = UNSET
+    service: NotSupported = UNSET
+
+
+class WebhookGuardSpec(Schema, frozen=True):
+    target: WebhookTarget
+    forward_header_matches: NotSupported = UNSET
+
+
+class PromptGuardRule(Schema, frozen=True):
+    """One guard: exactly one of ``regex`` or ``webhook``."""
+
+    regex: RegexGuardSpec | None = None
+    webhook: WebhookGuardSpec | None = None
+    rejection: GuardRejection | None = None
+    scope: NotSupported = UNSET
+    open_ai_moderation: NotSupported = msgspec.field(default=UNSET, name="openAIModeration")
+    bedrock_guardrails: NotSupported = UNSET
+    google_model_armor: NotSupported = UNSET
+    azure_content_safety: NotSupported = UNSET
+
+
+class PromptGuard(Schema, frozen=True):
+    request: list[PromptGuardRule] = []
+    response: list[PromptGuardRule] = []
+    streaming: NotSupported = UNSET
+
+
+class PromptMessage(Schema, frozen=True):
+    role: str
+    content: str
+
+
+class PromptEnrichment(Schema, frozen=True):
+    prepend: list[PromptMessage] = []
+    append: list[PromptMessage] = []
+
+
+class AiPolicy(Schema, frozen=True):
+    """``policies.ai``: request shaping and guards for LLM traffic."""
+
+    prompt_guard: PromptGuard | None = None
+    defaults: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
+    prompts: PromptEnrichment | None = None
+    model_aliases: dict[str, str] = {}
+    transformations: NotSupported = UNSET
+    final_transformations: NotSupported = UNSET
+    prompt_caching: NotSupported = UNSET
+    routes: NotSupported = UNSET
+    models: NotSupported = UNSET
 # ---------------------------------------------------------------- security policies
 
 
@@ -567,7 +716,8 @@ class ApiKeyEntry(Schema, frozen=True):
     key: str | None = None
     key_hash: str | None = None
     metadata: dict[str, Any] | None = None
-    allowed_models: NotSupported = UNSET
+    # the models this key may call through an LLM route (``*`` wildcards); unset: every model
+    allowed_models: list[str] | None = None
 
 
 class ApiKey(Schema, frozen=True):
@@ -640,7 +790,7 @@ class RoutePolicies(Schema, frozen=True):
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
     a2a: A2aPolicy | None = None
-    ai: NotSupported = UNSET
+    ai: AiPolicy | None = None
     backend_tunnel: NotSupported = UNSET
     oidc: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
@@ -735,8 +885,8 @@ class RouteBackend(Schema, frozen=True):
     host: str | None = None
     backend: str | None = None
     mcp: McpBackend | None = None
+    ai: AiBackend | None = None
     service: NotSupported = UNSET
-    ai: NotSupported = UNSET
     aws: NotSupported = UNSET
     dynamic: NotSupported = UNSET
     internal: NotSupported = UNSET
@@ -793,7 +943,7 @@ class NamedBackend(Schema, frozen=True):
     host: str | None = None
     policies: BackendPolicies | None = None
     mcp: McpBackend | None = None
-    ai: NotSupported = UNSET
+    ai: AiBackend | None = None
     aws: NotSupported = UNSET
     internal: NotSupported = UNSET
 
@@ -841,6 +991,78 @@ class McpShortcut(McpBackend, frozen=True):
     gateways: NotSupported = UNSET
 
 
+class LlmParams(Schema, frozen=True):
+    """``llm.models[].params``: how to reach the provider for this model."""
+
+    model: str | None = None
+    api_key: Secret | None = None
+    base_url: str | None = None
+    tokenize: bool = False
+    vertex_region: str | None = None
+    vertex_project: str | None = None
+    azure_resource_name: str | None = None
+    azure_resource_type: Literal["openAI", "foundry"] | None = None
+    azure_api_version: str | None = None
+    # addition: the region of a Bedrock model (SigV4 credentials come from the environment)
+    aws_region: str | None = None
+
+
+class LlmModel(Schema, frozen=True):
+    name: str
+    provider: Literal["openAI", "anthropic", "gemini", "vertex", "bedrock", "azure"]
+    params: LlmParams | None = None
+    visibility: NotSupported = UNSET
+    transformation: NotSupported = UNSET
+    matches: NotSupported = UNSET
+    health: NotSupported = UNSET
+    response_headers: NotSupported = UNSET
+    request_headers: NotSupported = UNSET
+    prompt_caching: NotSupported = UNSET
+    guardrails: NotSupported = UNSET
+
+
+class VirtualTarget(Schema, frozen=True):
+    model: str
+    priority: int = 0
+    weight: int = 1
+
+
+class FailoverRouting(Schema, frozen=True):
+    targets: list[VirtualTarget]
+    # addition: how long each target has to answer (response head) before the next is tried
+    timeout: str | None = None
+
+
+class WeightedRouting(Schema, frozen=True):
+    targets: list[VirtualTarget]
+
+
+class VirtualRouting(Schema, frozen=True):
+    """Exactly one of ``failover`` or ``weighted``."""
+
+    failover: FailoverRouting | None = None
+    weighted: WeightedRouting | None = None
+    conditional: NotSupported = UNSET
+
+
+class VirtualModel(Schema, frozen=True):
+    name: str
+    routing: VirtualRouting
+
+
+class LlmShortcut(Schema, frozen=True):
+    """The ``llm:`` shortcut: an OpenAI- and Anthropic-compatible endpoint on its own port."""
+
+    port: int = 4000
+    models: list[LlmModel] = []
+    virtual_models: list[VirtualModel] = []
+    policies: RoutePolicies | None = None
+    gateways: NotSupported = UNSET
+    tls: NotSupported = UNSET
+    providers: NotSupported = UNSET
+    guardrails: NotSupported = UNSET
+
+
 class LocalConfig(Schema, frozen=True):
     config: RawConfig | None = None
     binds: list[Bind] = []
@@ -853,7 +1075,7 @@ class LocalConfig(Schema, frozen=True):
     workloads: NotSupported = UNSET
     services: NotSupported = UNSET
     route_groups: NotSupported = UNSET
-    llm: NotSupported = UNSET
+    llm: LlmShortcut | None = None
     mcp: McpShortcut | None = None
     ui: NotSupported = UNSET
 

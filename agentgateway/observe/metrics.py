@@ -38,16 +38,48 @@ RawRequestKey = tuple[str, str, str, str, bytes, int]
 MCP_LABELS = ("route", "method", "target", "tool")
 McpKey = tuple[str, str, str, str]
 
+# GenAI histograms (OTel GenAI semantic conventions; bucket bounds as the conventions advise).
+GENAI_LABELS = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+    "route",
+)
+GenAiKey = tuple[str, str, str, str, str]
+TOKEN_BUCKETS = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0)
+GENAI_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+# name → (help, extra label, buckets)
+GENAI_FAMILIES: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
+    "agentgateway_gen_ai_client_token_usage": (
+        "Tokens used per LLM call, by token type (input includes cached tokens)",
+        ("gen_ai_token_type",),
+        TOKEN_BUCKETS,
+    ),
+    "agentgateway_gen_ai_server_request_duration": (
+        "Time from request head to the end of the LLM response, in seconds",
+        ("error_type",),
+        GENAI_DURATION_BUCKETS,
+    ),
+    "agentgateway_gen_ai_server_time_to_first_token": (
+        "Time from request head to the first streamed output relayed, in seconds",
+        (),
+        TTFT_BUCKETS,
+    ),
+}
+
 
 class RequestMetrics:
     """A worker's counters. Requests: count, sum of seconds and per-bucket counts (not
     cumulative) per label set. MCP: a count per (route, method, target, tool)."""
 
-    __slots__ = ("series", "mcp")
+    __slots__ = ("series", "mcp", "genai")
 
     def __init__(self) -> None:
         self.series: dict[RawRequestKey, list[float]] = {}
         self.mcp: dict[McpKey, int] = {}
+        self.genai: dict[str, dict[tuple[str, ...], list[float]]] = {name: {} for name in GENAI_FAMILIES}
 
     def observe(self, key: RawRequestKey, seconds: float) -> None:
         s = self.series.get(key)
@@ -60,6 +92,16 @@ class RequestMetrics:
     def observe_mcp(self, key: McpKey) -> None:
         self.mcp[key] = self.mcp.get(key, 0) + 1
 
+    def observe_genai(self, family: str, key: tuple[str, ...], value: float) -> None:
+        series = self.genai[family]
+        s = series.get(key)
+        buckets = GENAI_FAMILIES[family][2]
+        if s is None:
+            s = series[key] = [0.0] * (len(buckets) + 3)
+        s[0] += 1
+        s[1] += value
+        s[2 + bisect_left(buckets, value)] += 1
+
     def snapshot(self) -> dict[str, list[list[object]]]:
         return {
             "requests": [
@@ -67,6 +109,7 @@ class RequestMetrics:
                 for (gateway, listener, route, backend, method, status), values in self.series.items()
             ],
             "mcp": [[*key, count] for key, count in self.mcp.items()],
+            **{name: [[*key, *values] for key, values in series.items()] for name, series in self.genai.items()},
         }
 
 
@@ -91,17 +134,24 @@ class RequestTotals:
     def __init__(self) -> None:
         self.retired_requests: dict[tuple[str, ...], list[float]] = {}
         self.retired_mcp: dict[tuple[str, ...], list[float]] = {}
+        self.retired_genai: dict[str, dict[tuple[str, ...], list[float]]] = {name: {} for name in GENAI_FAMILIES}
 
     def retire(self, snapshot: Snapshot) -> None:
         _add(self.retired_requests, snapshot.get("requests", ()), len(REQUEST_LABELS))
         _add(self.retired_mcp, snapshot.get("mcp", ()), len(MCP_LABELS))
+        for name, (_, extra, _) in GENAI_FAMILIES.items():
+            _add(self.retired_genai[name], snapshot.get(name, ()), len(GENAI_LABELS) + len(extra))
 
     def families(self, live: Iterable[Snapshot]) -> Iterator[Metric]:
         requests_total = {k: list(v) for k, v in self.retired_requests.items()}
         mcp_total = {k: list(v) for k, v in self.retired_mcp.items()}
+        genai_total = {name: {k: list(v) for k, v in series.items()} for name, series in self.retired_genai.items()}
+        live = list(live)
         for snapshot in live:
             _add(requests_total, snapshot.get("requests", ()), len(REQUEST_LABELS))
             _add(mcp_total, snapshot.get("mcp", ()), len(MCP_LABELS))
+            for name, (_, extra, _) in GENAI_FAMILIES.items():
+                _add(genai_total[name], snapshot.get(name, ()), len(GENAI_LABELS) + len(extra))
         requests = CounterMetricFamily(
             "agentgateway_requests",
             "HTTP requests served, by route, backend, method and status",
@@ -128,3 +178,13 @@ class RequestTotals:
         yield requests
         yield durations
         yield mcp
+        for name, (text, extra, bounds) in GENAI_FAMILIES.items():
+            family = HistogramMetricFamily(name, text, labels=(*GENAI_LABELS, *extra))
+            for key, values in sorted(genai_total[name].items()):
+                cumulative = 0.0
+                points = []
+                for bound, count in zip((*bounds, float("inf")), values[2:], strict=False):
+                    cumulative += count
+                    points.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+                family.add_metric(list(key), points, values[1])
+            yield family

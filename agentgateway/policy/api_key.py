@@ -2,7 +2,8 @@
 
 ``keys[]`` holds ``key`` (the key itself) or ``keyHash`` (``sha256:<hex>`` of it, or a bcrypt
 hash), each with optional ``metadata`` that becomes the CEL variable ``apiKey`` (``apiKey.team``
-…). ``mode``: ``strict`` (a valid key required), ``optional`` (default: a key that is present
+…); ``allowedModels`` (patterns with ``*``) limits the models the key may call through an LLM
+route. ``mode``: ``strict`` (a valid key required), ``optional`` (default: a key that is present
 must be valid) or ``permissive`` (never rejects). ``location`` defaults to ``Authorization:
 Bearer``; an accepted key is removed from the request.
 
@@ -31,12 +32,13 @@ _REMEMBERED = 1024
 
 
 class _Key:
-    __slots__ = ("digest", "metadata", "identity")
+    __slots__ = ("digest", "metadata", "identity", "allowed_models")
 
-    def __init__(self, digest: bytes, metadata: dict[str, Any]) -> None:
+    def __init__(self, digest: bytes, metadata: dict[str, Any], allowed_models: tuple[str, ...] | None) -> None:
         self.digest = digest
         self.metadata = metadata
         self.identity = f"apiKey:{digest.hex()}"
+        self.allowed_models = allowed_models
 
 
 class ApiKeyPolicy:
@@ -46,10 +48,11 @@ class ApiKeyPolicy:
 
     def __init__(self, cfg: ApiKey, where: str) -> None:
         self.by_digest: dict[bytes, _Key] = {}
-        self.salted: list[tuple[bytes, dict[str, Any]]] = []
+        self.salted: list[tuple[bytes, dict[str, Any], tuple[str, ...] | None]] = []
         for i, entry in enumerate(cfg.keys):
             kwhere = f"{where}.keys[{i}]"
             metadata = dict(entry.metadata or {})
+            allowed = _allowed_models(entry.allowed_models, f"{kwhere}.allowedModels")
             if (entry.key is None) == (entry.key_hash is None):
                 raise ConfigError(kwhere, "exactly one of key or keyHash must be set")
             if entry.key is not None:
@@ -59,12 +62,12 @@ class ApiKeyPolicy:
             else:
                 assert entry.key_hash is not None
                 if entry.key_hash.startswith(_BCRYPT_PREFIXES):
-                    self.salted.append((entry.key_hash.encode(), metadata))
+                    self.salted.append((entry.key_hash.encode(), metadata, allowed))
                     continue
                 digest = _parse_sha256(entry.key_hash, f"{kwhere}.keyHash")
             if digest in self.by_digest:
                 raise ConfigError(kwhere, "the same key is listed twice")
-            self.by_digest[digest] = _Key(digest, metadata)
+            self.by_digest[digest] = _Key(digest, metadata, allowed)
         if not cfg.keys:
             raise ConfigError(f"{where}.keys", "needs at least one key")
         self.location = Location.compile(cfg.location, "Bearer ", f"{where}.location")
@@ -92,21 +95,21 @@ class ApiKeyPolicy:
         if presented is None:
             return self.on_request(ctx)
         raw = presented.encode("latin-1", "replace")
-        metadata = await asyncio.get_running_loop().run_in_executor(None, self._match_salted, raw)
-        if metadata is None:
+        matched = await asyncio.get_running_loop().run_in_executor(None, self._match_salted, raw)
+        if matched is None:
             return None if self.mode == "permissive" else self._invalid
-        key = _Key(hashlib.sha256(raw).digest(), metadata)
+        key = _Key(hashlib.sha256(raw).digest(), *matched)
         if len(self._remembered) >= _REMEMBERED:
             del self._remembered[next(iter(self._remembered))]
         self._remembered[key.digest] = key
         self._accept(ctx, key)
         return None
 
-    def _match_salted(self, raw: bytes) -> dict[str, Any] | None:
-        for hashed, metadata in self.salted:
+    def _match_salted(self, raw: bytes) -> tuple[dict[str, Any], tuple[str, ...] | None] | None:
+        for hashed, metadata, allowed in self.salted:
             try:
                 if bcrypt.checkpw(raw, hashed):
-                    return metadata
+                    return metadata, allowed
             except ValueError:
                 continue
         return None
@@ -114,8 +117,19 @@ class ApiKeyPolicy:
     def _accept(self, ctx: RequestCtx, key: _Key) -> None:
         ctx.learn("apiKey", key.metadata)
         ctx.add_identity(key.identity)
+        if key.allowed_models is not None:
+            ctx.allowed_models = key.allowed_models
         if self.location.removable:
             self.location.remove(ctx)
+
+
+def _allowed_models(patterns: list[str] | None, where: str) -> tuple[str, ...] | None:
+    if patterns is None:
+        return None
+    for j, pattern in enumerate(patterns):
+        if not pattern:
+            raise ConfigError(f"{where}[{j}]", "must not be empty")
+    return tuple(patterns)
 
 
 def _parse_sha256(text: str, where: str) -> bytes:

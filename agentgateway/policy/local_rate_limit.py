@@ -115,6 +115,27 @@ class LocalRateLimit:
             if not bucket.requests:
                 table.amend(bucket.table_key(ctx), bucket.spec, tokens)
 
+    @property
+    def counts_tokens(self) -> bool:
+        return len(self.request_buckets) != len(self.buckets)
+
+    def token_refusal(self, ctx: RequestCtx) -> tuple[tuple[bytes, bytes], ...] | None:
+        """Before an LLM call: None when every ``tokens`` bucket holds a token, else the
+        ``x-ratelimit-*`` headers of an empty one (the call is refused)."""
+        table = buckets.table()
+        for bucket in self.buckets:
+            if bucket.requests:
+                continue
+            _, remaining, reset_ns = table.acquire(bucket.table_key(ctx), bucket.spec, 0)
+            if remaining <= 0:
+                COUNTERS.inc("agentgateway_rate_limit_decisions", self.limited_labels)
+                return (
+                    (_LIMIT, bucket.limit_value),
+                    (_REMAINING, b"0"),
+                    (_RESET, b"%d" % (reset_ns // 1_000_000_000)),
+                )
+        return None
+
     def tokens_available(self, ctx: RequestCtx) -> bool:
         """Whether every ``tokens`` bucket has at least one token (checked before an LLM call)."""
         table = buckets.table()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agentgateway.llm.config import LlmService
 from agentgateway.mcp.config import McpService
 from agentgateway.policy.chain import EMPTY_CHAIN, PolicyChain
 from agentgateway.upstream.balance import WeightedChoice
@@ -14,8 +15,9 @@ if TYPE_CHECKING:
     from agentgateway.policy.retry import RetryPolicy
     from agentgateway.policy.timeout import TimeoutPolicy
 
-# What a route forwards to: an HTTP upstream, or a virtual MCP server (checked by ``kind``).
-Backend = HttpTarget | McpService
+# What a route forwards to: an HTTP upstream, a virtual MCP server, or an LLM service (checked
+# by ``kind``).
+Backend = HttpTarget | McpService | LlmService
 
 
 class CompiledRoute:
@@ -33,6 +35,7 @@ class CompiledRoute:
         "mirror",
         "health_checked",
         "mcp_backends",
+        "llm_backends",
     )
 
     def __init__(
@@ -58,3 +61,5 @@ class CompiledRoute:
         self.health_checked = any(isinstance(t, HttpTarget) and t.health is not None for t in backends.items)
         # Some backend is a virtual MCP server: the worker picks before forwarding.
         self.mcp_backends = any(t.kind == "mcp" for t in backends.items)
+        # Some backend is an LLM service (``llm:``, ``ai`` backends): served by the LLM exchange.
+        self.llm_backends = any(t.kind == "llm" for t in backends.items)

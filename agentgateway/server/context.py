@@ -9,6 +9,7 @@ from agentgateway.server.request import Headers
 
 if TYPE_CHECKING:
     from agentgateway.a2a.facts import A2aFacts
+    from agentgateway.llm.exchange import LlmFacts
 
 # Reads the request body for a policy: at most ``limit`` + 1 bytes are waited for; answers the
 # bytes received so far and whether they are the whole body (server/deferred.py).
@@ -57,6 +58,8 @@ class RequestCtx:
         "mcp_target",
         "mcp_resource",
         "relayed",
+        "llm",
+        "allowed_models",
         "cel_vars",
         "identity",
         "jwt_token",
@@ -122,6 +125,11 @@ class RequestCtx:
         self.mcp_resource = ""
         # Handed to another worker of this gateway, which logs and counts it (server/relay.py).
         self.relayed = False
+        # LLM facts (llm/exchange.py LlmFacts), set by the LLM exchange; None for other traffic.
+        self.llm: LlmFacts | None = None
+        # The models an authentication policy allows this client (``apiKey.keys[].allowedModels``):
+        # patterns with ``*``; None: every model. Checked by the LLM exchange.
+        self.allowed_models: tuple[str, ...] | None = None
         # CEL variables policies learned about this request (``jwt``, ``apiKey``, ``basicAuth``,
         # ``mcp``, ``a2a``, ``llm``): what expressions and rules see besides request and source.
         self.cel_vars: dict[str, object] | None = None

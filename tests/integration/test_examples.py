@@ -45,6 +45,8 @@ def test_example_serves(path: Path, gateway):
         ports[gw["port"]] = gw["port"] = free_port()
     if "mcp" in config:
         ports[config["mcp"].get("port", 3000)] = config["mcp"]["port"] = free_port()
+    if "llm" in config:
+        ports[config["llm"].get("port", 4000)] = config["llm"]["port"] = free_port()
     config.setdefault("config", {})
     for key in ("adminAddr", "statsAddr", "readinessAddr"):
         config["config"].pop(key, None)

@@ -66,7 +66,8 @@ def test_known_but_unsupported_key_says_so_with_its_path():
         ),
         ("config: {workerThreads: 4}", "config.workerThreads: not supported"),
         ("mcp: {targets: []}", "mcp.targets: an MCP backend needs at least one target"),
-        ("llm: {models: []}", "llm: not supported"),
+        ("llm: {models: []}", "llm.models: the llm shortcut needs at least one model"),
+        ("ui: {}", "ui: not supported"),
         (
             "binds: [{port: 80, listeners: [{protocol: HTTPS, tls: {cert: /nonexistent.pem, key: /k.pem}}]}]",
             "binds[0].listeners[0].tls.cert: file '/nonexistent.pem' not found",

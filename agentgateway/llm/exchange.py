@@ -1,0 +1,777 @@
+"""The exchange for routes whose backend is an LLM service: one request of a client API, served
+by one provider (or the next one of a virtual model when a provider fails).
+
+The body is buffered (it is a JSON document the gateway must read), then served in a task:
+route the model, shape and guard the request, translate it to the provider's format, call the
+provider with the gateway's own credentials, and answer in the client's format. Streams are
+translated chunk by chunk as they arrive; when client and provider speak the same API the events
+are relayed untouched and only the usage is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
+from agentgateway.llm.accounting import LlmCall, TokenBudget, reserve_all, settle_all
+from agentgateway.llm.chat import Json, new_id, now
+from agentgateway.llm.config import LlmService, ModelRoute, ModelTarget
+from agentgateway.llm.embeddings import embed_request, embed_response
+from agentgateway.llm.errors import (
+    CHAT,
+    COUNT_TOKENS,
+    EMBEDDINGS,
+    KEPT_HEADERS,
+    MESSAGES,
+    MODELS,
+    RESPONSES,
+    LlmError,
+    client_status,
+    provider_error_message,
+    stream_error,
+)
+from agentgateway.llm.guards import StreamGuard
+from agentgateway.llm.providers import (
+    F_ANTHROPIC,
+    F_GEMINI,
+    F_OPENAI,
+    OP_CHAT,
+    OP_COUNT_TOKENS,
+    OP_EMBEDDINGS,
+    OP_RESPONSES,
+    OP_STREAM,
+    Provider,
+)
+from agentgateway.llm.shaping import (
+    apply_defaults,
+    apply_prompts,
+    collect_texts,
+    walk_request_texts,
+    walk_response_texts,
+)
+from agentgateway.llm.tokens import COUNTER
+from agentgateway.llm.usage import Usage
+from agentgateway.policy.chain import apply_response
+from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError
+
+if TYPE_CHECKING:
+    from agentgateway.routing.route import CompiledRoute
+    from agentgateway.server.context import RequestCtx
+    from agentgateway.server.http1 import HttpConnection
+
+log = logging.getLogger("agentgateway.llm")
+
+_JSON = (b"content-type", b"application/json")
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+# Client request headers passed on to an Anthropic provider (the rest stay at the gateway).
+_ANTHROPIC_FORWARD = (b"anthropic-version", b"anthropic-beta")
+
+# Client API by path suffix; the longest suffixes first.
+LLM_PATHS: tuple[tuple[bytes, str], ...] = (
+    (b"/messages/count_tokens", COUNT_TOKENS),
+    (b"/chat/completions", CHAT),
+    (b"/messages", MESSAGES),
+    (b"/responses", RESPONSES),
+    (b"/embeddings", EMBEDDINGS),
+    (b"/models", MODELS),
+)
+_OPERATION_NAME = {
+    CHAT: "chat",
+    MESSAGES: "chat",
+    RESPONSES: "chat",
+    EMBEDDINGS: "embeddings",
+    COUNT_TOKENS: "chat",
+    MODELS: "chat",
+}
+
+
+def client_api(path: bytes) -> str | None:
+    for suffix, api in LLM_PATHS:
+        if path.endswith(suffix):
+            return api
+    return None
+
+
+class LlmFacts:
+    """What the access log, the metrics and the trace attributes say about one LLM call."""
+
+    __slots__ = (
+        "operation",
+        "provider",
+        "request_model",
+        "response_model",
+        "usage",
+        "stream",
+        "ttft",
+        "error_type",
+        "attempts",
+    )
+
+    def __init__(self, operation: str, request_model: str, stream: bool) -> None:
+        self.operation = operation
+        self.provider = ""
+        self.request_model = request_model
+        self.response_model = ""
+        self.usage = Usage()
+        self.stream = stream
+        self.ttft = 0.0  # seconds from the request head to the first token relayed; 0 if none
+        self.error_type = ""
+        self.attempts = 0
+
+    def cel(self) -> dict[str, object]:
+        """The CEL variable ``llm`` (agentgateway's names)."""
+        out: dict[str, object] = {"requestModel": self.request_model, "streaming": self.stream}
+        if self.provider:
+            out["provider"] = self.provider
+        if self.response_model:
+            out["responseModel"] = self.response_model
+        usage = self.usage
+        if usage.known:
+            out["inputTokens"] = usage.input_tokens
+            out["outputTokens"] = usage.output_tokens
+            out["totalTokens"] = usage.total_tokens
+        return out
+
+
+class _Plan:
+    """How one provider call is translated, decided before it is made."""
+
+    __slots__ = ("provider", "model", "api", "fmt", "passthrough", "stream", "include_usage", "client_body")
+
+    def __init__(
+        self,
+        provider: Provider,
+        model: str,
+        api: str,
+        passthrough: bool,
+        stream: bool,
+        include_usage: bool,
+        client_body: Json,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.api = api
+        self.fmt = provider.format
+        self.passthrough = passthrough
+        self.stream = stream
+        self.include_usage = include_usage
+        self.client_body = client_body
+
+
+class LlmExchange:
+    __slots__ = (
+        "route",
+        "conn",
+        "ctx",
+        "service",
+        "client",
+        "_body",
+        "_size",
+        "_limit",
+        "_too_large",
+        "_task",
+        "_writable",
+        "_api",
+        "_facts",
+        "_taken",
+        "_started",
+    )
+
+    def __init__(
+        self,
+        client: HttpClient,
+        conn: HttpConnection,
+        ctx: RequestCtx,
+        service: LlmService,
+        limit: int,
+        route: CompiledRoute | None = None,
+    ) -> None:
+        self.route = route
+        self.conn = conn
+        self.ctx = ctx
+        self.service = service
+        self.client = client
+        self._body: list[bytes] = []
+        self._size = 0
+        self._limit = limit
+        self._too_large = False
+        self._task: asyncio.Task[None] | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._api = CHAT
+        self._facts: LlmFacts | None = None
+        self._taken: list[tuple[TokenBudget, object]] = []
+        self._started = False  # response head sent
+
+    def start(self) -> None:
+        if self.ctx.expect_continue:
+            self.conn.send_continue()
+
+    # ------------------------------------------------------------------ Exchange
+
+    def request_body(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._limit:
+            self._too_large = True
+            self._body.clear()
+            return
+        self._body.append(chunk)
+
+    def request_end(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    def client_write_paused(self) -> None:
+        self._writable.clear()
+
+    def client_write_resumed(self) -> None:
+        self._writable.set()
+
+    def client_lost(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def client_data_done(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ serving
+
+    async def _serve(self) -> None:
+        usage: Usage | None = None
+        try:
+            usage = await self._handle()
+        except asyncio.CancelledError:
+            raise
+        except LlmError as exc:
+            self._fail(exc)
+        except Exception as exc:  # a bug must cost one request, not the worker
+            log.exception("LLM request failed")
+            self._fail(LlmError(500, f"internal error: {exc}"))
+        finally:
+            if self._facts is not None:
+                # what the provider charged, for the expressions evaluated from here (rate-limit keys)
+                self.ctx.learn("llm", self._facts.cel())
+            if self._taken:
+                settle_all(self._taken, usage or Usage())
+                self._taken = []
+
+    def _fail(self, exc: LlmError) -> None:
+        facts = self._facts
+        if facts is not None and not facts.error_type:
+            facts.error_type = str(exc.status)
+        self.ctx.reason = exc.message
+        if self._started:
+            self.conn.send_body(stream_error(self._api, exc.status, exc.message))
+            self.conn.end_response()
+            return
+        self._answer(client_status(self._api, exc.status), [_JSON, *exc.headers], exc.body(self._api))
+
+    async def _handle(self) -> Usage | None:
+        ctx = self.ctx
+        api = client_api(ctx.path)
+        if api is None:
+            raise LlmError(
+                404,
+                f"no LLM API at {ctx.path.decode('latin-1')}; try /v1/chat/completions, /v1/messages or /v1/responses",
+            )
+        self._api = api
+        if api == MODELS:
+            if ctx.method not in (b"GET", b"HEAD"):
+                raise LlmError(405, "use GET for /v1/models")
+            self._models()
+            return None
+        if ctx.method != b"POST":
+            raise LlmError(405, f"use POST for {ctx.path.decode('latin-1')}")
+        if self._too_large:
+            raise LlmError(413, f"request body larger than {self._limit} bytes")
+        # A request transformation (or a policy that read the body) left it in ctx.request_body.
+        raw = ctx.request_body if ctx.request_body is not None else b"".join(self._body)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise LlmError(400, f"request body is not valid JSON: {exc}") from None
+        self._body = []
+        if not isinstance(body, dict):
+            raise LlmError(400, "request body must be a JSON object")
+        requested = body.get("model")
+        if not isinstance(requested, str) or not requested:
+            raise LlmError(400, "model is required")
+        service = self.service
+        policy = service.policy
+        model = policy.resolve_alias(requested)
+        stream = api in (CHAT, MESSAGES, RESPONSES) and body.get("stream") is True
+        facts = self._facts = LlmFacts(_OPERATION_NAME[api], requested, stream)
+        ctx.llm = facts
+        ctx.learn("llm", facts.cel())
+        hooks = service.hooks
+        caller = hooks.identity(ctx)
+        if caller is not None and not (caller.may_call(requested) or caller.may_call(model)):
+            raise LlmError(403, f"this key may not call model {requested!r}")
+        route = service.route_for(model)
+        if route is None:
+            raise LlmError(404, f"model {requested!r} not found")
+        apply_defaults(policy, body)
+        apply_prompts(policy, api, body)
+        if policy.request_guards:
+            walk_request_texts(api, body, policy.request_guards.apply)
+        if policy.webhooks:
+            await self._webhooks(api, body, response=False)
+        attempts = route.attempts()
+        first = attempts[0].provider
+        if api == COUNT_TOKENS and first.format != F_ANTHROPIC:
+            n = sum(COUNTER.count(t) for t in collect_texts(api, body))
+            self._json(200, orjson.dumps({"input_tokens": n}), ())
+            return None
+        estimate = 1
+        if hooks.tokenize or first.tokenize:
+            estimate = sum(COUNTER.count(t) for t in collect_texts(api, body)) or 1
+        if hooks.budgets:
+            call = LlmCall(ctx.route, caller, requested, first.genai_name, estimate, ctx)
+            self._taken, refusal = reserve_all(hooks.budgets, call)
+            if refusal is not None:
+                raise LlmError(refusal.status, refusal.message, refusal.headers)
+        return await self._call_with_failover(route, attempts, api, body, model, stream)
+
+    async def _call_with_failover(
+        self, route: ModelRoute, attempts: list[ModelTarget], api: str, body: Json, model: str, stream: bool
+    ) -> Usage | None:
+        facts = self._facts
+        assert facts is not None
+        last_error: LlmError | None = None
+        for i, target in enumerate(attempts):
+            final = i == len(attempts) - 1
+            facts.attempts = i + 1
+            provider = target.provider
+            facts.provider = provider.genai_name
+            self.ctx.backend = provider.name
+            try:
+                plan, path, payload = self._build(target, api, body, model, stream)
+            except LlmError as exc:
+                if final:
+                    raise
+                last_error = exc
+                continue
+            headers = provider.headers(path, payload, self._forwarded_headers(plan))
+            try:
+                resp = await self.client.request(
+                    provider.target, b"POST", path.encode(), headers, payload, self._timeout(route)
+                )
+            except HttpClientError as exc:
+                last_error = LlmError(exc.status, f"provider {provider.name}: {exc.message}")
+                if final:
+                    raise last_error from None
+                log.info("LLM failover: %s; trying the next target", last_error.message)
+                continue
+            status = resp.status
+            if (status == 429 or status >= 500) and not final:
+                raw = await _read_quietly(resp)
+                log.info(
+                    "LLM failover: provider %s answered %d (%s); trying the next target",
+                    provider.name,
+                    status,
+                    provider_error_message(raw)[:200],
+                )
+                continue
+            try:
+                if status >= 400:
+                    await self._provider_error(resp, plan)
+                    return None
+                if stream:
+                    return await self._relay_stream(resp, plan)
+                return await self._complete(resp, plan)
+            except BaseException:
+                # The client left (cancelled) or the answer failed: an unfinished upstream response
+                # must not hold its connection (closing a finished one does nothing).
+                resp.close()
+                raise
+        raise last_error or LlmError(502, "no provider could be called")
+
+    def _timeout(self, route: ModelRoute) -> float | None:
+        """How long one provider has to answer (its response head): the virtual model's
+        ``failover.timeout``, the route's ``backendRequestTimeout``, and what is left of its
+        ``requestTimeout``, whichever is shortest."""
+        limits = [route.timeout] if route.timeout is not None else []
+        policy = self.route.timeout if self.route is not None else None
+        if policy is not None:
+            if policy.backend is not None:
+                limits.append(policy.backend)
+            if policy.request is not None:
+                left = policy.request - (time.perf_counter() - self.ctx.start)
+                if left <= 0:
+                    raise LlmError(504, f"request timeout: no response within {policy.request:g}s")
+                limits.append(left)
+        return min(limits) if limits else None
+
+    def _forwarded_headers(self, plan: _Plan) -> tuple[tuple[bytes, bytes], ...]:
+        if plan.fmt != F_ANTHROPIC or plan.api not in (MESSAGES, COUNT_TOKENS):
+            return ()
+        return tuple((k, v) for k, v in self.ctx.headers if k in _ANTHROPIC_FORWARD)
+
+    # ------------------------------------------------------------------ request translation
+
+    def _build(self, target: ModelTarget, api: str, body: Json, model: str, stream: bool) -> tuple[_Plan, str, bytes]:
+        provider = target.provider
+        upstream_model = target.model or model
+        fmt = provider.format
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if api == CHAT else False
+        if api == CHAT and fmt == F_OPENAI:
+            req = {**body, "model": upstream_model}
+            if stream:
+                req["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            plan = _Plan(provider, upstream_model, api, True, stream, include_usage, body)
+            return plan, provider.path(OP_STREAM if stream else OP_CHAT, upstream_model), orjson.dumps(req)
+        if api in (MESSAGES, COUNT_TOKENS) and fmt == F_ANTHROPIC:
+            req = {**body, "model": upstream_model}
+            plan = _Plan(provider, upstream_model, api, True, stream, False, body)
+            op = OP_COUNT_TOKENS if api == COUNT_TOKENS else OP_CHAT
+            return plan, provider.path(op, upstream_model), orjson.dumps(req)
+        if api == RESPONSES and provider.speaks_responses:
+            req = {**body, "model": upstream_model}
+            plan = _Plan(provider, upstream_model, api, True, stream, False, body)
+            return plan, provider.path(OP_RESPONSES, upstream_model), orjson.dumps(req)
+        if api == EMBEDDINGS:
+            plan = _Plan(provider, upstream_model, api, fmt == F_OPENAI, False, False, body)
+            path = provider.path(OP_EMBEDDINGS, upstream_model)
+            if fmt == F_OPENAI:
+                return plan, path, orjson.dumps({**body, "model": upstream_model})
+            return plan, path, orjson.dumps(embed_request(provider.kind, upstream_model, body))
+        if api == COUNT_TOKENS:
+            raise LlmError(400, "count_tokens goes to Anthropic providers only")
+        # Translated: client API → canonical Chat → provider format.
+        if api == MESSAGES:
+            canonical = anthropic.messages_request_to_chat(body)
+        elif api == RESPONSES:
+            canonical = responses.responses_request_to_chat(body)
+        else:
+            canonical = dict(body)
+        canonical["model"] = upstream_model
+        plan = _Plan(provider, upstream_model, api, False, stream, include_usage, body)
+        op = OP_STREAM if stream else OP_CHAT
+        if fmt == F_OPENAI:
+            if stream:
+                canonical["stream_options"] = {**(canonical.get("stream_options") or {}), "include_usage": True}
+            payload: Json = canonical
+        elif fmt == F_ANTHROPIC:
+            payload = anthropic.chat_request_to_messages(canonical)
+        elif fmt == F_GEMINI:
+            payload = gemini.chat_request_to_gemini(canonical)
+        else:
+            payload = bedrock.chat_request_to_converse(canonical)
+        return plan, provider.path(op, upstream_model), orjson.dumps(payload)
+
+    # ------------------------------------------------------------------ responses
+
+    def _json(self, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...]) -> None:
+        self._answer(status, [_JSON, *headers], body)
+
+    def _response_phase(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """The route's response-phase policies (header modifiers, CORS, rate-limit headers)."""
+        route = self.route
+        if route is not None and (route.chain.response or self.ctx.response_headers):
+            if self._facts is not None:
+                self.ctx.learn("llm", self._facts.cel())
+            apply_response(route.chain, self.ctx, status, headers)
+
+    def _answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self._response_phase(status, headers)
+        if self.ctx.response_body is not None:  # a response transformation replaced it
+            body = self.ctx.response_body
+        self.conn.send_head(status, headers, len(body), True)
+        self.conn.send_body(body)
+        self.conn.end_response()
+
+    async def _provider_error(self, resp: ClientResponse, plan: _Plan) -> None:
+        raw = await resp.read()
+        kept = tuple((k, v) for k, v in resp.headers if k in KEPT_HEADERS)
+        facts = self._facts
+        if facts is not None:
+            facts.error_type = str(resp.status)
+        if plan.passthrough and resp.content_type == b"application/json":
+            # Same API on both sides: the provider's own error body is already in the client's format.
+            self.ctx.reason = provider_error_message(raw)[:200]
+            self._json(resp.status, raw, kept)
+            return
+        raise LlmError(resp.status, provider_error_message(raw), kept)
+
+    async def _complete(self, resp: ClientResponse, plan: _Plan) -> Usage:
+        raw = await resp.read()
+        kept = tuple((k, v) for k, v in resp.headers if k in KEPT_HEADERS)
+        facts = self._facts
+        assert facts is not None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise LlmError(502, f"provider {plan.provider.name} answered with invalid JSON") from None
+        guards = self.service.policy.response_guards
+        api = plan.api
+        if plan.passthrough:
+            if api == COUNT_TOKENS:
+                self._json(200, raw, kept)
+                return Usage()
+            if api == MESSAGES:
+                usage = Usage.from_anthropic(data.get("usage") or {})
+            else:
+                usage = Usage.from_openai(data.get("usage") or {})
+            facts.response_model = data.get("model", "") if isinstance(data, dict) else ""
+            if guards:
+                walk_response_texts(api, data, guards.apply)
+                raw = orjson.dumps(data)
+            if self.service.policy.webhooks:
+                await self._webhooks(api, data, response=True)
+                raw = orjson.dumps(data)
+        else:
+            fmt = plan.fmt
+            if api == EMBEDDINGS:
+                out = embed_response(plan.provider.kind, plan.model, data, plan.client_body)
+                usage = Usage(out["usage"]["prompt_tokens"], 0, known=True)
+                facts.response_model = plan.model
+                facts.usage = usage
+                self._json(200, orjson.dumps(out), kept)
+                return usage
+            if fmt == F_OPENAI:
+                chat_resp, usage = data, Usage.from_openai(data.get("usage") or {})
+            elif fmt == F_ANTHROPIC:
+                chat_resp, usage = anthropic.messages_response_to_chat(data)
+            elif fmt == F_GEMINI:
+                chat_resp, usage = gemini.gemini_response_to_chat(data)
+            else:
+                chat_resp, usage = bedrock.converse_response_to_chat(data, plan.model)
+            if not chat_resp.get("model"):
+                chat_resp["model"] = plan.model
+            facts.response_model = chat_resp["model"]
+            if api == MESSAGES:
+                out = anthropic.chat_response_to_messages(chat_resp, usage)
+            elif api == RESPONSES:
+                out = responses.chat_response_to_responses(plan.client_body, chat_resp, usage)
+            else:
+                out = chat_resp
+            if guards:
+                walk_response_texts(api, out, guards.apply)
+            if self.service.policy.webhooks:
+                await self._webhooks(api, out, response=True)
+            raw = orjson.dumps(out)
+        facts.usage = usage
+        self._json(200, raw, kept)
+        return usage
+
+    async def _relay_stream(self, resp: ClientResponse, plan: _Plan) -> Usage:
+        conn = self.conn
+        facts = self._facts
+        assert facts is not None
+        kept = [(k, v) for k, v in resp.headers if k in KEPT_HEADERS]
+        policy = self.service.policy
+        guards = policy.response_guards
+        head = [*_SSE, *kept]
+        self._response_phase(200, head)
+        conn.send_head(200, head, None, True)
+        self._started = True
+        conn.flush()
+        start = self.ctx.start
+        writable = self._writable
+        if plan.passthrough and not guards:
+            relay: openai.ChatPassthrough | anthropic.MessagesPassthrough | responses.ResponsesPassthrough
+            if plan.api == CHAT:
+                relay = openai.ChatPassthrough(plan.include_usage)
+            elif plan.api == MESSAGES:
+                relay = anthropic.MessagesPassthrough()
+            else:
+                relay = responses.ResponsesPassthrough()
+            try:
+                async for data in resp.chunks():
+                    out = relay.feed(data)
+                    if out:
+                        if not facts.ttft:
+                            facts.ttft = time.perf_counter() - start
+                        conn.send_body(out)
+                        conn.flush()
+                    if relay.error is not None:
+                        raise relay.error
+                    if not writable.is_set():
+                        await writable.wait()
+            except HttpClientError as exc:
+                facts.usage = relay.usage
+                raise LlmError(502, f"provider stream ended early: {exc.message}") from None
+            except LlmError:
+                facts.usage = relay.usage
+                resp.close()
+                raise
+            facts.usage = relay.usage
+            facts.response_model = relay.model or plan.model
+            conn.end_response()
+            return relay.usage
+        # Translated (or guarded): provider events → canonical chunks → client events.
+        fmt = plan.fmt
+        decoder: Any
+        if fmt == F_OPENAI:
+            decoder = openai.ChatStreamDecoder()
+        elif fmt == F_ANTHROPIC:
+            decoder = anthropic.MessagesStreamDecoder()
+        elif fmt == F_GEMINI:
+            decoder = gemini.GeminiStreamDecoder()
+        else:
+            decoder = bedrock.ConverseStreamDecoder(plan.model)
+        encoder: Any
+        if plan.api == MESSAGES:
+            encoder = anthropic.MessagesStreamEncoder(plan.model)
+        elif plan.api == RESPONSES:
+            encoder = responses.ResponsesStreamEncoder(plan.client_body, plan.model)
+        else:
+            encoder = openai.ChatStreamEncoder(plan.include_usage, plan.model)
+        guard = StreamGuard(guards) if guards else None
+        try:
+            async for data in resp.chunks():
+                chunks = decoder.feed(data)
+                if chunks:
+                    out = self._encode(chunks, encoder, guard)
+                    if out:
+                        if not facts.ttft:
+                            facts.ttft = time.perf_counter() - start
+                        conn.send_body(out)
+                        conn.flush()
+                if decoder.error is not None:
+                    raise decoder.error
+                if not writable.is_set():
+                    await writable.wait()
+            tail = decoder.finish()
+        except HttpClientError as exc:
+            facts.usage = decoder.usage
+            raise LlmError(502, f"provider stream ended early: {exc.message}") from None
+        except LlmError:
+            facts.usage = decoder.usage
+            resp.close()
+            raise
+        out = self._encode(tail, encoder, guard, final=True)
+        usage: Usage = decoder.usage
+        facts.usage = usage
+        facts.response_model = decoder.model or plan.model
+        conn.send_body(out + encoder.finish(usage))
+        conn.end_response()
+        return usage
+
+    @staticmethod
+    def _encode(chunks: list[Json], encoder: Any, guard: StreamGuard | None, final: bool = False) -> bytes:
+        if guard is None:
+            return b"".join([encoder.feed(c) for c in chunks])
+        parts: list[bytes] = []
+        for c in chunks:
+            choice = (c.get("choices") or [{}])[0]
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if text:
+                delta["content"] = guard.feed(text)
+            if choice.get("finish_reason") or delta.get("tool_calls"):
+                rest = guard.flush()
+                if rest:
+                    parts.append(
+                        encoder.feed(
+                            {**c, "choices": [{"index": 0, "delta": {"content": rest}, "finish_reason": None}]}
+                        )
+                    )
+            if delta.get("content") or delta.get("tool_calls") or delta.get("role") or choice.get("finish_reason"):
+                parts.append(encoder.feed(c))
+        if final:
+            rest = guard.flush()
+            if rest:
+                parts.append(
+                    encoder.feed(
+                        {
+                            "id": "",
+                            "model": "",
+                            "choices": [{"index": 0, "delta": {"content": rest}, "finish_reason": None}],
+                        }
+                    )
+                )
+        return b"".join(parts)
+
+    # ------------------------------------------------------------------ models, webhooks
+
+    def _models(self) -> None:
+        service = self.service
+        listed = service.listed
+        if self.ctx.header(b"anthropic-version") is not None:
+            data = [
+                {"id": r.name, "type": "model", "display_name": r.name, "created_at": "1970-01-01T00:00:00Z"}
+                for r in listed
+            ]
+            body: Json = {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        else:
+            body = {
+                "object": "list",
+                "data": [{"id": r.name, "object": "model", "created": 0, "owned_by": r.owner} for r in listed],
+            }
+        self._json(200, orjson.dumps(body), ())
+
+    async def _webhooks(self, api: str, body: Json, response: bool) -> None:
+        """Webhook guards: the texts go to the webhook, which answers pass, mask (with the new
+        texts) or reject (with a reason)."""
+        texts = collect_texts(api, body) if not response else _response_texts(api, body)
+        for target, on_response in self.service.policy.webhooks:
+            if on_response != response:
+                continue
+            payload = orjson.dumps({"phase": "response" if response else "request", "texts": texts})
+            try:
+                resp = await self.client.request(
+                    target, b"POST", b"/response" if response else b"/request", [_JSON], payload, 10.0
+                )
+                raw = await resp.read(1024 * 1024)
+                verdict = orjson.loads(raw) if resp.status == 200 else {}
+            except (HttpClientError, orjson.JSONDecodeError) as exc:
+                raise LlmError(503, f"prompt guard webhook failed: {exc}") from None
+            action = verdict.get("action")
+            if action == "reject":
+                raise LlmError(
+                    int(verdict.get("status") or 403),
+                    str(verdict.get("reason") or "rejected by a prompt guard webhook"),
+                )
+            if action == "mask":
+                replace = _Replacer(verdict.get("texts") or [])
+                if response:
+                    walk_response_texts(api, body, replace)
+                else:
+                    walk_request_texts(api, body, replace)
+                texts = list(verdict.get("texts") or [])
+            elif action != "pass":
+                raise LlmError(503, "prompt guard webhook gave no action (pass, mask or reject)")
+
+
+class _Replacer:
+    """Hands out a webhook's masked texts in the order the texts were sent."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self, texts: list[Any]) -> None:
+        self._texts = iter(texts)
+
+    def __call__(self, old: str) -> str:
+        new = next(self._texts, old)
+        return new if isinstance(new, str) else old
+
+
+def _response_texts(api: str, body: Json) -> list[str]:
+    texts: list[str] = []
+
+    def keep(text: str) -> str:
+        texts.append(text)
+        return text
+
+    walk_response_texts(api, body, keep)
+    return texts
+
+
+async def _read_quietly(resp: ClientResponse) -> bytes:
+    try:
+        return await resp.read(64 * 1024)
+    except HttpClientError:
+        return b""
+
+
+__all__ = ["LLM_PATHS", "LlmExchange", "LlmFacts", "client_api", "new_id", "now"]
