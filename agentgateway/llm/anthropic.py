@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
@@ -9,6 +10,7 @@ import orjson
 from agentgateway._native import SseDecoder
 from agentgateway.llm.chat import (
     Json,
+    append_turn,
     assistant_message,
     chunk,
     completion,
@@ -203,13 +205,7 @@ def chat_request_to_messages(req: Json, default_max_tokens: int = DEFAULT_MAX_TO
     system: list[str] = []
     turns: list[Json] = []
 
-    def add(role: str, blocks: list[Json]) -> None:
-        if not blocks:
-            return
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+    add = partial(append_turn, turns)
 
     for msg in req.get("messages") or []:
         role = msg.get("role")

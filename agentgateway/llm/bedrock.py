@@ -3,6 +3,7 @@ signing of the final body with botocore's signer."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from botocore.credentials import Credentials
 
 from agentgateway.llm.chat import (
     Json,
+    append_turn,
     assistant_message,
     chunk,
     completion,
@@ -96,13 +98,7 @@ def chat_request_to_converse(req: Json) -> Json:
     system: list[Json] = []
     messages: list[Json] = []
 
-    def add(role: str, blocks: list[Json]) -> None:
-        if not blocks:
-            return
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(blocks)
-        else:
-            messages.append({"role": role, "content": blocks})
+    add = partial(append_turn, messages)
 
     for msg in req.get("messages") or []:
         role = msg.get("role")

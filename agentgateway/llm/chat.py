@@ -41,6 +41,17 @@ def text_of(content: Any) -> str:
     return ""
 
 
+def append_turn(turns: list[Json], role: str, items: list[Json], key: str = "content") -> None:
+    """Add ``items`` as a turn of ``role``, merged into the last turn when it has the same role
+    (providers that want strictly alternating turns: Anthropic, Bedrock, Gemini)."""
+    if not items:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})
+
+
 def parse_arguments(arguments: Any) -> Any:
     """Tool-call arguments (a JSON string in Chat) as an object; '' means no arguments."""
     if isinstance(arguments, dict):

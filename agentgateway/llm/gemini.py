@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ import orjson
 from agentgateway._native import SseDecoder
 from agentgateway.llm.chat import (
     Json,
+    append_turn,
     assistant_message,
     chunk,
     completion,
@@ -85,13 +87,7 @@ def chat_request_to_gemini(req: Json) -> Json:
     contents: list[Json] = []
     call_names: dict[str, str] = {}
 
-    def add(role: str, parts: list[Json]) -> None:
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+    add = partial(append_turn, contents, key="parts")
 
     for msg in req.get("messages") or []:
         role = msg.get("role")
