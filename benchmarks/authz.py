@@ -19,24 +19,18 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from http.client import HTTPConnection
-from pathlib import Path
+from collections.abc import Callable
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from benchmarks import http, procs, servers, tools
-from benchmarks.http_samples import LATENCY_CONNECTIONS, PINNED, SATURATION_CONNECTIONS, Sample, Target
-from benchmarks.policies import gateway_config
-from benchmarks.report import Spread, markdown_table, write_section
+from benchmarks import paired
+from benchmarks.report import write_section
 from benchmarks.scenario import RunOptions, Scenario, add_run_options, run_options
-from benchmarks.wrk import DONE_SCRIPT
 
 NAME = "authz"
 DEFAULT_BASE_PORT = 18280
-BODY_SIZE = 1024
 BUDGET_US = 25.0  # the issue's target: jwtAuth + ten rules, added per request
 ISSUER = "https://idp.example.com"
 
@@ -93,15 +87,6 @@ def authz_policies(jwk: str) -> str:
     )
 
 
-def wrk_script(work_dir: Path, token: str) -> Path:
-    """wrk's script: the request headers, then the harness's ``done`` hook."""
-    path = work_dir / "wrk-authz.lua"
-    headers = {"Authorization": f"Bearer {token}", **REQUEST_HEADERS}
-    lines = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
-    path.write_text(lines + DONE_SCRIPT)
-    return path
-
-
 def in_process(policies: str, token: str, iterations: int = 20000) -> dict[str, float]:
     """µs per request: the request phase (cached token), and a token's first verification."""
     from agentgateway.config.compile import compile_config
@@ -109,7 +94,7 @@ def in_process(policies: str, token: str, iterations: int = 20000) -> dict[str, 
     from agentgateway.policy.jwt_auth import JwtAuthPolicy, Verified
     from agentgateway.server.context import RequestCtx
 
-    runtime = compile_config(decode_config(gateway_config(1, 2, 3, 4, policies)))
+    runtime = compile_config(decode_config(paired.gateway_config(1, 2, 3, 4, policies)))
     listener = next(iter(runtime.binds.values())).default_listener
     headers = [
         (b"host", b"bench"),
@@ -168,100 +153,12 @@ def in_process(policies: str, token: str, iterations: int = 20000) -> dict[str, 
     }
 
 
-def start_gateway(
-    processes: procs.ProcessSet, name: str, config: str, port: int, readiness: int, body: bytes, cpu: int, token: str
-) -> procs.ManagedProcess:
-    path = processes.log_dir / f"{name}.yaml"
-    path.write_text(config)
-    process = processes.start(name, [sys.executable, "-m", "agentgateway", "--file", str(path)], cpu=cpu)
-
-    def ready() -> bool:
-        return procs.http_get(servers.HOST, readiness, "/healthz/ready")[0] == 200
-
-    procs.wait_until(ready, what="readiness", process=process)
-
-    def answers() -> bool:
-        conn = HTTPConnection(servers.HOST, port, timeout=2)
-        try:
-            conn.request("GET", "/", headers={"Authorization": f"Bearer {token}", **REQUEST_HEADERS})
-            response = conn.getresponse()
-            return response.status == 200 and response.read() == body
-        finally:
-            conn.close()
-
-    procs.wait_until(answers, what="proxied answer with the token", process=process)
-    return process
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_options(parser, default_base_port=DEFAULT_BASE_PORT)
 
 
-def _per_request(sample: Sample) -> float | None:
-    if sample.proxy_cpu_s is None or not sample.wrk.requests:
-        return None
-    return sample.proxy_cpu_s / sample.wrk.requests * 1e6
-
-
-def summarise(samples: Sequence[Sample], local: dict[str, float], rounds: int) -> str:
-    rows = []
-    for name in ("bare", "authz"):
-        for c in (LATENCY_CONNECTIONS, SATURATION_CONNECTIONS):
-            runs = [s for s in samples if s.target == name and s.connections == c]
-            rps = Spread.of([s.wrk.requests_per_second for s in runs])
-            p50 = Spread.of([s.wrk.p50_us for s in runs])
-            cpu = Spread.of([v for s in runs if (v := _per_request(s)) is not None])
-            assert rps and p50 and cpu
-            rows.append(
-                [
-                    name,
-                    str(c),
-                    f"{rps.median:,.0f} [{rps.low:,.0f}…{rps.high:,.0f}]",
-                    f"{p50.median:.0f}",
-                    f"{statistics.median(s.wrk.p99_us for s in runs):.0f}",
-                    f"{cpu.median:.1f} [{cpu.low:.1f}…{cpu.high:.1f}]",
-                    str(sum(s.wrk.errors for s in runs)),
-                ]
-            )
-    table = markdown_table(
-        ["gateway", "c", "req/s [min…max]", "p50 µs", "p99 µs", "CPU µs/req [min…max]", "errors"], rows, 1
-    )
-    added = []
-    for c in (LATENCY_CONNECTIONS, SATURATION_CONNECTIONS):
-        pairs = []
-        for r in range(rounds):
-            bare = [s for s in samples if s.target == "bare" and s.connections == c and s.round == r]
-            authz = [s for s in samples if s.target == "authz" and s.connections == c and s.round == r]
-            if bare and authz:
-                b, a = _per_request(bare[0]), _per_request(authz[0])
-                if b is not None and a is not None:
-                    pairs.append((a - b, authz[0].wrk.p50_us - bare[0].wrk.p50_us))
-        cpu = Spread.of([p[0] for p in pairs])
-        p50 = Spread.of([p[1] for p in pairs])
-        assert cpu and p50
-        added.append(
-            f"- c={c}: authz − bare = {cpu.median:+.1f} µs CPU per request [{cpu.low:+.1f}…{cpu.high:+.1f}], "
-            f"{p50.median:+.0f} µs p50 [{p50.low:+.0f}…{p50.high:+.0f}]"
-        )
-    verdict = (
-        f"- In process: jwtAuth + ten rules {local['chain']:.1f} µs per request (jwtAuth alone "
-        f"{local['jwt']:.1f} µs; target ≤ {BUDGET_US:g} µs added: "
-        f"**{'met' if local['chain'] <= BUDGET_US else 'not met'}**); a token's first verification "
-        f"(parse + RS256 signature) {local['first']:.0f} µs, once per token and worker."
-    )
-    return table + "\n\n" + "\n".join(added) + "\n" + verdict + "\n"
-
-
 def run(args: argparse.Namespace) -> int:
     options: RunOptions = run_options(args, NAME)
-    wrk = tools.find_tool("wrk")
-    nginx = tools.find_tool("nginx")
-    tools.find_tool("taskset", hint="install util-linux, which every Debian system has")
-    base = options.base_port
-    upstream_port = base
-    gateways = {"bare": (base + 1, base + 11, base + 12), "authz": (base + 2, base + 13, base + 14)}
-    procs.require_free_ports([upstream_port, *(p for ports in gateways.values() for p in ports)])
-    http.fresh_work_dir(options.work_dir)
     key, jwk = signing_key()
     token = mint(key)
     policies = authz_policies(jwk)
@@ -271,44 +168,26 @@ def run(args: argparse.Namespace) -> int:
         f"first verification {local['first']:.1f}",
         file=sys.stderr,
     )
-    body = servers.response_body(BODY_SIZE)
-    with procs.ProcessSet(options.work_dir) as processes:
-        upstream = servers.start_upstream(processes, nginx, port=upstream_port, body=body, cpu=options.load_cpu)
-        targets = []
-        for name, (port, stats, readiness) in gateways.items():
-            config = gateway_config(port, stats, readiness, upstream_port, policies if name == "authz" else "")
-            process = start_gateway(processes, name, config, port, readiness, body, options.proxy_cpu, token)
-            http.check_pinning(process, options.proxy_cpu)
-            targets.append(Target(name, port, process))
-        bench_tools = http.Tools(wrk=wrk, nginx=nginx, envoy=None)
-        script = wrk_script(options.work_dir, token)
-        bench = http.Bench(upstream=upstream, tools=bench_tools, options=options, script=script)
-        samples: list[Sample] = []
-        for round_index in range(options.rounds):
-            for target in targets:
-                for c in (LATENCY_CONNECTIONS, SATURATION_CONNECTIONS):
-                    samples.append(http.measure(bench, target, PINNED, c, round_index))
-    facts = (
-        f"- Command: `{options.command}`\n"
-        f"- Machine: {tools.machine_summary()}\n"
-        f"- Gateway {tools.package_version('agentgateway')} (commit {tools.gateway_revision()}), "
-        f"Python {tools.python_version()}; 1 worker each, access log off\n"
-        f"- Pinning: CPU {options.proxy_cpu} both gateways (measured one at a time), "
-        f"CPU {options.load_cpu} wrk (1 thread) and the upstream nginx; "
-        f"{options.rounds} round(s) of {options.duration_s} s after {options.warmup_s} s warm-up, "
-        "gateways interleaved; medians [min…max]\n"
-        "- Policies: jwtAuth (strict, RS256 2048-bit key inline, issuer and audience checked, 8 claims) and "
-        "ten authorization rules (two deny, one require, seven allow; the last allows); every request carries "
-        "the same token (both gateways receive the same bytes)\n"
-    )
+    # Both gateways receive the same bytes: the token and the headers the rules read.
+    headers = {"Authorization": f"Bearer {token}", **REQUEST_HEADERS}
+    samples = paired.measure(options, NAME, policies, headers)
     text = (
         f"## {NAME} — cost of jwtAuth + ten CEL authorization rules\n\n"
         "Two gateways in front of the same upstream (nginx, 1 KiB from memory): *bare* proxies a plain "
         "route, *authz* the same route with the policies below. The added cost is the difference in the "
         "gateway's CPU time per request and in p50 latency, paired per round.\n\n"
-        + facts
+        + paired.facts(
+            options,
+            "Policies: jwtAuth (strict, RS256 2048-bit key inline, issuer and audience checked, 8 claims) and "
+            "ten authorization rules (two deny, one require, seven allow; the last allows); every request "
+            "carries the same token (both gateways receive the same bytes)",
+        )
         + "\n"
-        + summarise(samples, local, options.rounds)
+        + paired.summarise(samples, NAME, options.rounds)
+        + f"- In process: jwtAuth + ten rules {local['chain']:.1f} µs per request (jwtAuth alone "
+        f"{local['jwt']:.1f} µs; target ≤ {BUDGET_US:g} µs added: "
+        f"**{'met' if local['chain'] <= BUDGET_US else 'not met'}**); a token's first verification "
+        f"(parse + RS256 signature) {local['first']:.0f} µs, once per token and worker.\n"
     )
     print(text)
     if options.results_path is not None:

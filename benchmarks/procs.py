@@ -270,24 +270,23 @@ def require_free_ports(ports: Iterable[int]) -> None:
     busy = [port for port in ports if not port_is_free(port)]
     if busy:
         raise BenchmarkError(
-            f"ports in use on 127.0.0.1: {', '.join(map(str, busy))}; "
-            "stop what holds them or pass --base-port"
+            f"ports in use on 127.0.0.1: {', '.join(map(str, busy))}; stop what holds them or pass --base-port"
         )
 
 
-def http_get(url_host: str, port: int, path: str = "/", timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(
+    url_host: str, port: int, path: str = "/", timeout: float = 2.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(url_host, port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=dict(headers or {}))
         response = conn.getresponse()
         return response.status, response.read()
     finally:
         conn.close()
 
 
-def wait_until(
-    check: Callable[[], bool], *, what: str, process: ManagedProcess, timeout: float = 30.0
-) -> None:
+def wait_until(check: Callable[[], bool], *, what: str, process: ManagedProcess, timeout: float = 30.0) -> None:
     """Poll ``check`` until it holds; fail early with the log tail if the process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
