@@ -18,9 +18,7 @@ from benchmarks.http_samples import (
     THROUGHPUT_RATIO_GOAL,
     Sample,
 )
-from benchmarks.report import Spread, markdown_table
-
-DASH = "–"
+from benchmarks.report import DASH, Spread, markdown_table, median_cell, percent_cell, range_cell, spread_of
 
 
 @dataclass(frozen=True)
@@ -46,12 +44,6 @@ class Row:
 
 
 Key = tuple[int, int]  # (round, connections)
-
-
-def _spread(values: Sequence[float]) -> Spread:
-    spread = Spread.of(values)
-    assert spread is not None, "a row always has at least one round"
-    return spread
 
 
 def _paired_difference(own: Sequence[Sample], baseline: dict[Key, Sample], percentile: str) -> Spread | None:
@@ -95,15 +87,13 @@ def summarise(samples: Sequence[Sample], peak_rss: dict[str, int]) -> list[Row]:
                 target=target,
                 layout=layout,
                 connections=connections,
-                requests_per_second=_spread([s.wrk.requests_per_second for s in own]),
-                p50_us=_spread([s.wrk.p50_us for s in own]),
-                p99_us=_spread([s.wrk.p99_us for s in own]),
+                requests_per_second=spread_of([s.wrk.requests_per_second for s in own]),
+                p50_us=spread_of([s.wrk.p50_us for s in own]),
+                p99_us=spread_of([s.wrk.p99_us for s in own]),
                 added_p50_us=_paired_difference(own, direct, "p50_us") if is_proxy else None,
                 added_p99_us=_paired_difference(own, direct, "p99_us") if is_proxy else None,
                 vs_nginx=_paired_ratio(own, nginx),
-                proxy_cpu_us_per_request=Spread.of(
-                    [c * 1e6 / s.wrk.requests for c, s in proxied if s.wrk.requests]
-                ),
+                proxy_cpu_us_per_request=Spread.of([c * 1e6 / s.wrk.requests for c, s in proxied if s.wrk.requests]),
                 proxy_user_us_per_request=Spread.of(
                     [
                         s.proxy_user_s * 1e6 / s.wrk.requests
@@ -112,8 +102,8 @@ def summarise(samples: Sequence[Sample], peak_rss: dict[str, int]) -> list[Row]:
                     ]
                 ),
                 proxy_cpu_share=Spread.of([c / s.wrk.duration_s for c, s in proxied]),
-                load_cpu_share=_spread([s.load_cpu_s / s.wrk.duration_s for s in own]),
-                other_cpu_share=_spread([s.other_cpu_share for s in own]),
+                load_cpu_share=spread_of([s.load_cpu_s / s.wrk.duration_s for s in own]),
+                other_cpu_share=spread_of([s.other_cpu_share for s in own]),
                 peak_rss_bytes=peak_rss.get(target),
                 errors=sum(s.wrk.errors for s in own),
             )
@@ -122,24 +112,6 @@ def summarise(samples: Sequence[Sample], peak_rss: dict[str, int]) -> list[Row]:
 
 
 # --- cells ------------------------------------------------------------------------------------------
-
-
-def _with_range(spread: Spread | None, fmt: str, signed: bool = False) -> str:
-    if spread is None:
-        return DASH
-    fmt = ("+" if signed else "") + fmt
-    median = format(spread.median, fmt)
-    if spread.low == spread.high:
-        return median
-    return f"{median} [{format(spread.low, fmt)}…{format(spread.high, fmt)}]"
-
-
-def _median(spread: Spread | None, fmt: str, signed: bool = False) -> str:
-    return DASH if spread is None else format(spread.median, ("+" if signed else "") + fmt)
-
-
-def _percent(spread: Spread | None, pick: str = "median") -> str:
-    return DASH if spread is None else f"{getattr(spread, pick) * 100:.0f}"
 
 
 def _rss(row: Row) -> str:
@@ -160,17 +132,17 @@ def main_table(rows: Sequence[Row]) -> str:
         [
             row.target,
             str(row.connections),
-            _with_range(row.requests_per_second, ",.0f"),
-            _with_range(row.p50_us, ".0f"),
-            _median(row.p99_us, ".0f"),
-            _with_range(row.added_p50_us, ".0f", signed=True),
-            _median(row.added_p99_us, ".0f", signed=True),
-            _median(row.vs_nginx, ".2f"),
-            _median(row.proxy_cpu_us_per_request, ".1f"),
-            _median(row.proxy_user_us_per_request, ".1f"),
-            _percent(row.proxy_cpu_share),
-            _percent(row.load_cpu_share),
-            _percent(row.other_cpu_share, "high"),
+            range_cell(row.requests_per_second, ",.0f"),
+            range_cell(row.p50_us, ".0f"),
+            median_cell(row.p99_us, ".0f"),
+            range_cell(row.added_p50_us, ".0f", signed=True),
+            median_cell(row.added_p99_us, ".0f", signed=True),
+            median_cell(row.vs_nginx, ".2f"),
+            median_cell(row.proxy_cpu_us_per_request, ".1f"),
+            median_cell(row.proxy_user_us_per_request, ".1f"),
+            percent_cell(row.proxy_cpu_share),
+            percent_cell(row.load_cpu_share),
+            percent_cell(row.other_cpu_share, "high"),
             _rss(row),
             str(row.errors),
         ]
@@ -198,13 +170,13 @@ def one_core_table(rows: Sequence[Row]) -> str | None:
         [
             row.target,
             str(row.connections),
-            _median(row.requests_per_second, ",.0f"),
-            _with_range(row.p50_us, ".0f"),
-            _median(row.p99_us, ".0f"),
-            _with_range(row.added_p50_us, ".0f", signed=True),
-            _median(row.added_p99_us, ".0f", signed=True),
-            _median(row.proxy_cpu_us_per_request, ".1f"),
-            _percent(row.other_cpu_share, "high"),
+            median_cell(row.requests_per_second, ",.0f"),
+            range_cell(row.p50_us, ".0f"),
+            median_cell(row.p99_us, ".0f"),
+            range_cell(row.added_p50_us, ".0f", signed=True),
+            median_cell(row.added_p99_us, ".0f", signed=True),
+            median_cell(row.proxy_cpu_us_per_request, ".1f"),
+            percent_cell(row.other_cpu_share, "high"),
             str(row.errors),
         ]
         for row in chosen
@@ -220,9 +192,7 @@ def per_round_table(samples: Sequence[Sample], rounds: int) -> str:
     )
     rows = []
     for name, layout, connections in groups:
-        by_round = {
-            s.round: s for s in samples if (s.target, s.layout, s.connections) == (name, layout, connections)
-        }
+        by_round = {s.round: s for s in samples if (s.target, s.layout, s.connections) == (name, layout, connections)}
         cells = [_round_cell(by_round[i]) if i in by_round else DASH for i in range(rounds)]
         label = name if layout == PINNED else f"{name} ({layout})"
         rows.append([label, str(connections), *cells])

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.report import Spread, markdown_table
+from benchmarks.report import DASH, Spread, markdown_table, median_cell, percent_cell, range_cell, spread_of
 from benchmarks.wrk import WrkResult
 
 NAME = "mcp"
@@ -36,8 +36,6 @@ SATURATION_CONNECTIONS = 32
 ADDED_P50_BUDGET_US = 200.0  # tools/call through the gateway at c=1, over direct
 MERGE_BUDGET_US = 1000.0  # the native merge of 10 results × 50 tools
 CONTEXTFORGE_RATIO_GOAL = 10.0  # gateway req/s at c=32 over ContextForge's
-
-DASH = "–"
 
 
 @dataclass(frozen=True)
@@ -86,12 +84,6 @@ class Row:
 
 
 Key = tuple[int, int]  # (round, connections)
-
-
-def _spread(values: Sequence[float]) -> Spread:
-    spread = Spread.of(values)
-    assert spread is not None, "a row always has at least one round"
-    return spread
 
 
 def _by_round(samples: Sequence[Sample], target: str, layout: str = PINNED) -> dict[Key, Sample]:
@@ -147,9 +139,9 @@ def summarise(samples: Sequence[Sample], peak_rss: dict[str, int]) -> list[Row]:
                 target=target,
                 layout=layout,
                 connections=connections,
-                requests_per_second=_spread([s.wrk.requests_per_second for s in own]),
-                p50_us=_spread([s.wrk.p50_us for s in own]),
-                p99_us=_spread([s.wrk.p99_us for s in own]),
+                requests_per_second=spread_of([s.wrk.requests_per_second for s in own]),
+                p50_us=spread_of([s.wrk.p50_us for s in own]),
+                p99_us=spread_of([s.wrk.p99_us for s in own]),
                 added_p50_us=_paired_difference(own, baseline, "p50_us") if is_proxy else None,
                 added_p99_us=_paired_difference(own, baseline, "p99_us") if is_proxy else None,
                 vs_contextforge=Spread.of(ratios) if target not in LIST_TARGETS else None,
@@ -166,10 +158,10 @@ def summarise(samples: Sequence[Sample], peak_rss: dict[str, int]) -> list[Row]:
                 proxy_cpu_share=Spread.of(
                     [s.proxy_cpu_s / s.wrk.duration_s for s in own if s.proxy_cpu_s is not None and s.wrk.duration_s]
                 ),
-                load_cpu_share=_spread([s.load_cpu_s / s.wrk.duration_s for s in own if s.wrk.duration_s] or [0.0]),
-                other_cpu_share=_spread([s.other_cpu_share for s in own]),
-                upstream_sessions_per_1k=_spread([_per_1k(s.upstream_sessions, s) for s in own]),
-                upstream_connections_per_1k=_spread([_per_1k(s.upstream_connections, s) for s in own]),
+                load_cpu_share=spread_of([s.load_cpu_s / s.wrk.duration_s for s in own if s.wrk.duration_s] or [0.0]),
+                other_cpu_share=spread_of([s.other_cpu_share for s in own]),
+                upstream_sessions_per_1k=spread_of([_per_1k(s.upstream_sessions, s) for s in own]),
+                upstream_connections_per_1k=spread_of([_per_1k(s.upstream_connections, s) for s in own]),
                 peak_rss_bytes=peak_rss.get(target),
                 errors=sum(s.wrk.errors for s in own),
             )
@@ -180,33 +172,15 @@ def summarise(samples: Sequence[Sample], peak_rss: dict[str, int]) -> list[Row]:
 # --- cells ------------------------------------------------------------------------------------------
 
 
-def _with_range(spread: Spread | None, fmt: str, signed: bool = False) -> str:
-    if spread is None:
-        return DASH
-    fmt = ("+" if signed else "") + fmt
-    median = format(spread.median, fmt)
-    if format(spread.low, fmt) == format(spread.high, fmt):
-        return median
-    return f"{median} [{format(spread.low, fmt)}…{format(spread.high, fmt)}]"
-
-
-def _median(spread: Spread | None, fmt: str, signed: bool = False) -> str:
-    return DASH if spread is None else format(spread.median, ("+" if signed else "") + fmt)
-
-
-def _percent(spread: Spread | None, pick: str = "median") -> str:
-    return DASH if spread is None else f"{getattr(spread, pick) * 100:.0f}"
-
-
 def _latency(spread: Spread | None, signed: bool = False, ranged: bool = False) -> str:
     """µs below 10 ms, ms above (ContextForge's latencies are in the hundreds of ms)."""
     if spread is None:
         return DASH
     if abs(spread.median) >= 10_000:
         scaled = Spread(spread.median / 1000, spread.low / 1000, spread.high / 1000)
-        text = _with_range(scaled, ",.0f", signed) if ranged else _median(scaled, ",.0f", signed)
+        text = range_cell(scaled, ",.0f", signed) if ranged else median_cell(scaled, ",.0f", signed)
         return text.replace(" [", " ms [") if " [" in text else text + " ms"
-    return _with_range(spread, ",.0f", signed) if ranged else _median(spread, ",.0f", signed)
+    return range_cell(spread, ",.0f", signed) if ranged else median_cell(spread, ",.0f", signed)
 
 
 def _rss(row: Row) -> str:
@@ -230,19 +204,19 @@ def _main_cells(row: Row) -> list[str]:
     return [
         row.target if row.layout == PINNED else f"{row.target} ({row.layout})",
         str(row.connections),
-        _with_range(row.requests_per_second, ",.0f" if row.requests_per_second.median >= 100 else ",.1f"),
+        range_cell(row.requests_per_second, ",.0f" if row.requests_per_second.median >= 100 else ",.1f"),
         _latency(row.p50_us, ranged=True),
         _latency(row.p99_us),
         _latency(row.added_p50_us, signed=True, ranged=True),
         _latency(row.added_p99_us, signed=True),
-        _median(row.vs_contextforge, ",.1f"),
-        _median(row.proxy_cpu_us_per_request, ",.0f"),
-        _median(row.proxy_user_us_per_request, ",.0f"),
-        _percent(row.proxy_cpu_share),
-        _percent(row.load_cpu_share),
-        _percent(row.other_cpu_share, "high"),
-        _median(row.upstream_sessions_per_1k, ",.0f"),
-        _median(row.upstream_connections_per_1k, ",.0f"),
+        median_cell(row.vs_contextforge, ",.1f"),
+        median_cell(row.proxy_cpu_us_per_request, ",.0f"),
+        median_cell(row.proxy_user_us_per_request, ",.0f"),
+        percent_cell(row.proxy_cpu_share),
+        percent_cell(row.load_cpu_share),
+        percent_cell(row.other_cpu_share, "high"),
+        median_cell(row.upstream_sessions_per_1k, ",.0f"),
+        median_cell(row.upstream_connections_per_1k, ",.0f"),
         _rss(row),
         str(row.errors),
     ]
@@ -268,8 +242,8 @@ def list_table(rows: Sequence[Row]) -> str | None:
             _latency(row.p50_us, ranged=True),
             _latency(row.p99_us),
             _latency(row.added_p50_us, signed=True, ranged=True),
-            _median(row.proxy_cpu_us_per_request, ",.0f"),
-            _percent(row.other_cpu_share, "high"),
+            median_cell(row.proxy_cpu_us_per_request, ",.0f"),
+            percent_cell(row.other_cpu_share, "high"),
             str(row.errors),
         ]
         for row in chosen

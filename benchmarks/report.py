@@ -33,6 +33,35 @@ class Spread:
         return cls(statistics.median(values), min(values), max(values))
 
 
+DASH = "–"  # a cell without a value
+
+
+def spread_of(values: Sequence[float]) -> Spread:
+    """The spread of a row's rounds (a row always has at least one)."""
+    spread = Spread.of(values)
+    assert spread is not None, "a row always has at least one round"
+    return spread
+
+
+def range_cell(spread: Spread | None, fmt: str, signed: bool = False) -> str:
+    """``median [low…high]``, or the median alone when the rounds print the same."""
+    if spread is None:
+        return DASH
+    fmt = ("+" if signed else "") + fmt
+    median = format(spread.median, fmt)
+    if format(spread.low, fmt) == format(spread.high, fmt):
+        return median
+    return f"{median} [{format(spread.low, fmt)}…{format(spread.high, fmt)}]"
+
+
+def median_cell(spread: Spread | None, fmt: str, signed: bool = False) -> str:
+    return DASH if spread is None else format(spread.median, ("+" if signed else "") + fmt)
+
+
+def percent_cell(spread: Spread | None, pick: str = "median") -> str:
+    return DASH if spread is None else f"{getattr(spread, pick) * 100:.0f}"
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], right_align_from: int = 1) -> str:
     """A Markdown table padded to line up in a terminal too."""
     # At least three wide: a delimiter cell needs a dash besides the alignment colon.
@@ -45,10 +74,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], right_a
         ]
         return "| " + " | ".join(padded) + " |"
 
-    rule = [
-        "-" * (width - 1) + ":" if index >= right_align_from else "-" * width
-        for index, width in enumerate(widths)
-    ]
+    rule = ["-" * (width - 1) + ":" if index >= right_align_from else "-" * width for index, width in enumerate(widths)]
     return "\n".join([line(header), line(rule), *(line(row) for row in rows)])
 
 
