@@ -38,7 +38,7 @@ from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
 from agentgateway.llm.accounting import LlmHooks
-from agentgateway.llm.budgets import LocalTokenBudget, caller_of
+from agentgateway.llm.budgets import LocalTokenBudget, RemoteTokenBudget, caller_of
 from agentgateway.llm.config import LlmPolicy, LlmService, compile_ai_backend, compile_llm_shortcut, compile_policy
 from agentgateway.mcp.config import McpService, compile_mcp_backend
 from agentgateway.policy.a2a import A2aPolicy
@@ -589,9 +589,13 @@ class _Compiler:
     @staticmethod
     def llm_hooks(chain: PolicyChain, backends: WeightedChoice[Backend]) -> None:
         """Plug the route's policies into its LLM services: the caller the authentication
-        policies proved (and the models it may call), and localRateLimit token buckets."""
-        budgets = tuple(LocalTokenBudget(p) for p in chain.request if isinstance(p, LocalRateLimit) and p.counts_tokens)
-        hooks = LlmHooks(identity=caller_of, budgets=budgets)
+        policies proved (and the models it may call), and the token limits (localRateLimit buckets,
+        remoteRateLimit descriptors)."""
+        local = tuple(LocalTokenBudget(p) for p in chain.request if isinstance(p, LocalRateLimit) and p.counts_tokens)
+        remote = tuple(
+            RemoteTokenBudget(p) for p in chain.request if isinstance(p, RemoteRateLimit) and p.counts_tokens
+        )
+        hooks = LlmHooks(identity=caller_of, budgets=(*local, *remote), admissions=remote)
         for service in backends.items:
             if isinstance(service, LlmService):
                 service.hooks = hooks

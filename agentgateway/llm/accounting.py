@@ -4,7 +4,8 @@ that live outside ``llm/`` (API keys, token rate limits, budgets).
 - ``CallerIdentity``: what an authentication policy (``apiKey``, ``jwtAuth``) learned about the
   caller. ``allowed_models`` (patterns, ``*`` wildcards) limits which models it may call.
 - ``TokenBudget``: a token account (``localRateLimit``/``remoteRateLimit`` of ``type: tokens``,
-  per-key budgets). ``reserve`` runs before the provider call with an estimate (the tokenizer's
+  per-key budgets). An account held by a service is asked before the call too (``TokenAdmission``,
+  awaited). ``reserve`` runs before the provider call with an estimate (the tokenizer's
   count of the prompt, or 1 when ``tokenize`` is off, as the reference does) and may refuse;
   ``settle`` runs once the provider reported usage (or the call failed: usage unknown), so the
   account is trued up with what the provider actually charged.
@@ -80,6 +81,11 @@ class TokenBudget(Protocol):
         """True up: ``usage.total_tokens`` were used (``usage.known`` False: the call failed)."""
 
 
+class TokenAdmission(Protocol):
+    async def admit(self, call: LlmCall) -> Refusal | None:
+        """Before the provider call, after every budget reserved: a remote check (None: go on)."""
+
+
 class IdentitySource(Protocol):
     def __call__(self, ctx: Any) -> CallerIdentity | None: ...
 
@@ -91,16 +97,18 @@ def no_identity(ctx: Any) -> None:
 class LlmHooks:
     """What the route's policies plug into the LLM exchange."""
 
-    __slots__ = ("identity", "budgets", "tokenize")
+    __slots__ = ("identity", "budgets", "admissions", "tokenize")
 
     def __init__(
         self,
         identity: IdentitySource = no_identity,
         budgets: tuple[TokenBudget, ...] = (),
         tokenize: bool = False,
+        admissions: tuple[TokenAdmission, ...] = (),
     ) -> None:
         self.identity = identity
         self.budgets = budgets
+        self.admissions = admissions
         self.tokenize = tokenize
 
 

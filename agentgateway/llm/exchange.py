@@ -332,6 +332,11 @@ class LlmExchange:
         if hooks.budgets:
             call = LlmCall(ctx.route, caller, requested, first.genai_name, estimate, ctx)
             self._taken, refusal = reserve_all(hooks.budgets, call)
+            if refusal is None:
+                for admission in hooks.admissions:  # services holding shared limits
+                    refusal = await admission.admit(call)
+                    if refusal is not None:
+                        break
             if refusal is not None:
                 raise LlmError(refusal.status, refusal.message, refusal.headers)
         return await self._call_with_failover(route, attempts, api, body, model, stream)

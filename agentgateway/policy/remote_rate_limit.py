@@ -17,12 +17,19 @@ failed check (service down, timeout) does: ``failClosed`` (default) answers 500,
 lets the request through. 429 answers carry ``x-ratelimit-limit``, ``-remaining`` and ``-reset``
 when the service did not send them itself (an addition).
 
+Descriptors of ``type: tokens`` count LLM tokens and apply on LLM routes only (llm/budgets.py):
+before the provider call the service is asked for one hit (refused when the limit is already
+spent, answered in the client API's format), and once the provider reported its usage the rest of
+the call's tokens are added in the background (``hits_addend`` for the service, ``INCRBY`` for
+Redis). On other routes they are left out, as agentgateway does.
+
 gRPC and Redis clients are made on first use in the worker and shared by every policy that
 names the same service, across config reloads.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -38,6 +45,8 @@ from agentgateway.policy.expression import ValueExpression, compile_value
 if TYPE_CHECKING:
     from agentgateway.server.context import RequestCtx
     from agentgateway.upstream.target import HttpTarget
+
+log = logging.getLogger("agentgateway.policy")
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _DEFAULT_TIMEOUT = 1.0
@@ -96,7 +105,7 @@ class _Descriptor:
 class RemoteRateLimit:
     kind = "remoteRateLimit"
     is_async = True
-    __slots__ = ("domain", "descriptors", "fail_open", "client", "labels")
+    __slots__ = ("domain", "descriptors", "fail_open", "client", "labels", "counts_tokens")
 
     def __init__(
         self,
@@ -136,18 +145,43 @@ class RemoteRateLimit:
                 raise ConfigError(where, "backendTLS to the rate limit service is not supported yet")
             self.client = _RlsClient(f"{target.host}:{target.port}", timeout)
         self.labels = labels
+        self.counts_tokens = any(not d.requests for d in self.descriptors)
 
-    async def on_request_async(self, ctx: RequestCtx) -> LocalReply | None:
+    def _checks(self, ctx: RequestCtx, requests: bool) -> list[tuple[_Descriptor, list[tuple[str, str]]]]:
+        """The descriptors of one kind (requests or tokens) with their values for this request."""
         checks = []
         for descriptor in self.descriptors:
-            if descriptor.requests:
+            if descriptor.requests == requests:
                 entries = descriptor.evaluate(ctx)
                 if entries:
                     checks.append((descriptor, entries))
+        return checks
+
+    async def on_request_async(self, ctx: RequestCtx) -> LocalReply | None:
+        return await self._check(ctx, self._checks(ctx, requests=True), 1)
+
+    async def admit_tokens(self, ctx: RequestCtx) -> LocalReply | None:
+        """Before an LLM call: one hit on the ``tokens`` descriptors, refused when none is left."""
+        return await self._check(ctx, self._checks(ctx, requests=False), 1)
+
+    async def add_tokens(self, ctx: RequestCtx, tokens: int) -> None:
+        """After an LLM call: the rest of the tokens it used. Over the limit or not, the call is
+        done; a failure is logged (the tokens are not counted)."""
+        checks = self._checks(ctx, requests=False)
+        if not checks or tokens <= 0:
+            return
+        try:
+            await self.client.check(self.domain, checks, None, tokens)
+        except RateLimitUnavailable as exc:
+            log.warning("remoteRateLimit %s: %d tokens not counted: %s", self.domain, tokens, exc)
+
+    async def _check(
+        self, ctx: RequestCtx, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], hits: int
+    ) -> LocalReply | None:
         if not checks:
             return None
         try:
-            reply = await self.client.check(self.domain, checks, ctx)
+            reply = await self.client.check(self.domain, checks, ctx, hits)
         except RateLimitUnavailable as exc:
             if self.fail_open:
                 self._count("failed_open")
@@ -178,8 +212,10 @@ class _RlsClient:
         self.timeout = timeout
 
     async def check(
-        self, domain: str, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], ctx: RequestCtx
+        self, domain: str, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], ctx: RequestCtx | None, hits: int
     ) -> LocalReply | None:
+        """Count ``hits`` on every descriptor; the 429 when one is over its limit. The service's
+        headers are applied to ``ctx`` (None: a count after the answer, nothing to apply)."""
         # Imported on first use: only workers with a remote rate limit pay for gRPC.
         import grpc
         from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
@@ -190,6 +226,7 @@ class _RlsClient:
             channel = _channels[self.address] = grpc.aio.insecure_channel(self.address)
         request = rls_pb2.RateLimitRequest(
             domain=domain,
+            hits_addend=hits,
             descriptors=[
                 ratelimit_pb2.RateLimitDescriptor(
                     entries=[ratelimit_pb2.RateLimitDescriptor.Entry(key=k, value=v) for k, v in entries]
@@ -215,6 +252,8 @@ class _RlsClient:
             return LocalReply(429, headers, body, "rate limit exceeded")
         if code != rls_pb2.RateLimitResponse.OK:
             raise RateLimitUnavailable(f"unknown overall code {code} from {self.address}")
+        if ctx is None:
+            return None
         for h in response.request_headers_to_add:
             ctx.headers.append((h.key.lower().encode(), (h.value or h.raw_value.decode("latin-1")).encode("latin-1")))
         for h in response.response_headers_to_add:
@@ -261,7 +300,7 @@ class _RedisClient:
         return client
 
     async def check(
-        self, domain: str, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], ctx: RequestCtx
+        self, domain: str, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], ctx: RequestCtx | None, hits: int
     ) -> LocalReply | None:
         import redis.exceptions
 
@@ -278,7 +317,7 @@ class _RedisClient:
             keys.append(f"agw:rl:{domain}:{window}:{index}:{text}")
             windows.append(str(window * 1000 + 1000))
         try:
-            counts = await self._script(keys=keys, args=["1", *windows])
+            counts = await self._script(keys=keys, args=[str(hits), *windows])
         except (redis.exceptions.RedisError, OSError) as exc:
             raise RateLimitUnavailable(f"redis {self.url}: {exc}") from None
         worst: tuple[int, int, int] | None = None
@@ -295,6 +334,7 @@ class _RedisClient:
         headers = _limit_headers(*worst)
         if over:
             return LocalReply.text(429, "rate limit exceeded", headers)
-        for name, value in headers:
-            ctx.add_response_header(name, value)
+        if ctx is not None:
+            for name, value in headers:
+                ctx.add_response_header(name, value)
         return None

@@ -3,7 +3,8 @@
 Run as ``python -m tests.support.rls --port P --limit N [--delay S] [--header k=v]``. Every distinct
 descriptor (its entries, in order) gets ``N`` hits; past that the answer is OVER_LIMIT. Requests
 are counted per descriptor and reported by the ``domain`` ``__stats`` (one descriptor entry
-``key=<descriptor text>``: the answer's ``limit_remaining`` is the hit count). Prints ``ready``.
+``key=<descriptor text>``: the answer's ``limit_remaining`` is the hit count). A request counts
+``hits_addend`` hits (unset: one), as Envoy's service does. Prints ``ready``.
 """
 
 from __future__ import annotations
@@ -37,15 +38,14 @@ class Service(rls_pb2_grpc.RateLimitServiceServicer):
         statuses = []
         for d in request.descriptors:
             key = request.domain + ":" + ",".join(f"{e.key}={e.value}" for e in d.entries)
-            self.hits[key] = self.hits.get(key, 0) + 1
+            # As Envoy's service: hits_addend hits (unset: one).
+            self.hits[key] = self.hits.get(key, 0) + (request.hits_addend or 1)
             remaining = self.limit - self.hits[key]
             if remaining < 0:
                 over = True
             statuses.append(
                 rls_pb2.RateLimitResponse.DescriptorStatus(
-                    code=rls_pb2.RateLimitResponse.OVER_LIMIT
-                    if remaining < 0
-                    else rls_pb2.RateLimitResponse.OK,
+                    code=rls_pb2.RateLimitResponse.OVER_LIMIT if remaining < 0 else rls_pb2.RateLimitResponse.OK,
                     current_limit=rls_pb2.RateLimitResponse.RateLimit(
                         requests_per_unit=self.limit, unit=rls_pb2.RateLimitResponse.RateLimit.MINUTE
                     ),
