@@ -65,6 +65,10 @@ class Rejected:
         self.reason = reason
 
 
+# What a verdict of None means after the keys were fetched (check(may_fetch=False) always decides).
+UNDECIDED = Rejected("unknown signing key")
+
+
 class Provider:
     __slots__ = ("issuer", "audiences", "key_set", "required", "where")
 
@@ -255,17 +259,21 @@ class JwtAuthPolicy:
 
     def _apply(self, ctx: RequestCtx, token: str, verdict: Verified | Rejected | None) -> LocalReply | None:
         if isinstance(verdict, Verified):
-            ctx.learn("jwt", verdict.claims)
-            ctx.add_identity(verdict.identity)
-            ctx.jwt_token = token
-            if self.location.removable:
-                self.location.remove(ctx)
+            accept(ctx, token, verdict, self.location)
             return None
         if self.mode == "permissive":
             return None
-        if verdict is None:  # pragma: no cover - check(may_fetch=False) always decides
-            verdict = Rejected("unknown signing key")
-        return reject(verdict)
+        return reject(verdict or UNDECIDED)
+
+
+def accept(ctx: RequestCtx, token: str, verdict: Verified, location: Location) -> None:
+    """A valid token: its claims become ``jwt.*``, its subject the caller's identity, and the token
+    is kept for ``backendAuth.passthrough`` (and taken off the request where its location allows)."""
+    ctx.learn("jwt", verdict.claims)
+    ctx.add_identity(verdict.identity)
+    ctx.jwt_token = token
+    if location.removable:
+        location.remove(ctx)
 
 
 def reject(verdict: Rejected, extra: str = "") -> LocalReply:

@@ -36,7 +36,16 @@ from agentgateway.policy import outbound
 from agentgateway.policy.chain import DEFER, LocalReply
 from agentgateway.policy.credentials import Location
 from agentgateway.policy.jwks import compile_key_set
-from agentgateway.policy.jwt_auth import JwtValidator, Provider, Rejected, Verified, bearer_challenge, reject
+from agentgateway.policy.jwt_auth import (
+    UNDECIDED,
+    JwtValidator,
+    Provider,
+    Rejected,
+    Verified,
+    accept,
+    bearer_challenge,
+    reject,
+)
 from agentgateway.server.context import RequestCtx
 from agentgateway.upstream.client import HttpClientError
 from agentgateway.upstream.target import HttpTarget
@@ -135,16 +144,11 @@ class McpAuthenticationPolicy:
 
     def _apply(self, ctx: RequestCtx, token: str, verdict: Verified | Rejected | None) -> LocalReply | None:
         if isinstance(verdict, Verified):
-            ctx.learn("jwt", verdict.claims)
-            ctx.add_identity(verdict.identity)
-            ctx.jwt_token = token
-            if self.location.removable:
-                self.location.remove(ctx)
+            accept(ctx, token, verdict, self.location)
             return None
         if self.mode == "permissive":
             return None
-        if verdict is None:  # pragma: no cover - check(may_fetch=False) always decides
-            verdict = Rejected("unknown signing key")
+        verdict = verdict or UNDECIDED
         if verdict.status != 401:
             return reject(verdict)
         return self._challenge(ctx, verdict.reason, f"invalid token: {verdict.reason}")
