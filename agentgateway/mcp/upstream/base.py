@@ -125,6 +125,15 @@ class UpstreamSession:
             raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name} answered {method} without a result object")
         return orjson.dumps(value)
 
+    def _request_id(self, track: Callable[[int], None] | None) -> int:
+        """The id of a new request on this open session, told to ``track`` (cancellation maps it)."""
+        if self.closed:
+            raise McpError(protocol.INTERNAL_ERROR, f"session with MCP target {self.name} is closed")
+        id_ = next(self._ids)
+        if track is not None:
+            track(id_)
+        return id_
+
     async def request(
         self,
         method: str,
@@ -134,11 +143,7 @@ class UpstreamSession:
         track: Callable[[int], None] | None = None,
     ) -> Response:
         """The response message to a request (an error answer raises McpError)."""
-        if self.closed:
-            raise McpError(protocol.INTERNAL_ERROR, f"session with MCP target {self.name} is closed")
-        id_ = next(self._ids)
-        if track is not None:
-            track(id_)
+        id_ = self._request_id(track)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         token = None
         if params:

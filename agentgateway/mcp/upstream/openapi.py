@@ -49,11 +49,7 @@ class OpenApiSession(UpstreamSession):
         timeout: float | None = None,
         track: Callable[[int], None] | None = None,
     ) -> Response:
-        if self.closed:
-            raise McpError(protocol.INTERNAL_ERROR, f"session with MCP target {self.name} is closed")
-        id_ = next(self._ids)
-        if track is not None:
-            track(id_)
+        id_ = self._request_id(track)
         params = params or {}
         if method == "initialize":
             result = await self._initialize(params)
