@@ -37,7 +37,6 @@ from benchmarks.scenario import RunOptions, Scenario, add_run_options, run_optio
 from benchmarks.wrk import WrkResult, run_wrk, write_script
 
 DEFAULT_BASE_PORT = 18080
-QUIET_WAIT_SECONDS = 30.0
 # Progress lines mention other processes above this share of a core (below it is tick rounding).
 NOISE_SHOWN_SHARE = 0.02
 
@@ -64,9 +63,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_options(parser, default_base_port=DEFAULT_BASE_PORT)
-    parser.add_argument(
-        "--targets", type=_name_list, default=TARGETS, help=f"subset of {','.join(TARGETS)} (all)"
-    )
+    parser.add_argument("--targets", type=_name_list, default=TARGETS, help=f"subset of {','.join(TARGETS)} (all)")
     parser.add_argument(
         "--concurrency",
         type=_int_list,
@@ -123,9 +120,7 @@ def start_targets(
     """Start the upstream, then each proxy named; each answers a proxied request before the next starts."""
     body = servers.response_body(BODY_SIZE)
     cpu = options.proxy_cpu
-    upstream = servers.start_upstream(
-        processes, tools_.nginx, port=ports.upstream, body=body, cpu=options.load_cpu
-    )
+    upstream = servers.start_upstream(processes, tools_.nginx, port=ports.upstream, body=body, cpu=options.load_cpu)
     targets: list[Target] = []
     for name in names:
         if name == "direct":
@@ -239,15 +234,13 @@ def measure_once(bench: Bench, target: Target, layout: str, connections: int, ro
 def measure(bench: Bench, target: Target, layout: str, connections: int, round_index: int) -> Sample:
     """One measured run; repeated (bounded) when other processes took a share of the machine meanwhile."""
     options = bench.options
-    attempt = 1
-    while True:
-        sample = measure_once(bench, target, layout, connections, round_index)
-        _progress(sample, options.rounds)
-        if sample.other_cpu_share <= options.max_other_share or attempt > options.noisy_retries:
-            return dataclasses.replace(sample, attempts=attempt)
-        attempt += 1
-        print("    other processes were busy; waiting for a quiet moment, then repeating", file=sys.stderr)
-        procs.wait_for_quiet(options.max_other_share, QUIET_WAIT_SECONDS)
+    sample, attempts = procs.measure_quietly(
+        lambda: measure_once(bench, target, layout, connections, round_index),
+        lambda s: _progress(s, options.rounds),
+        options.max_other_share,
+        options.noisy_retries,
+    )
+    return dataclasses.replace(sample, attempts=attempts)
 
 
 def _progress(sample: Sample, rounds: int) -> None:
@@ -269,9 +262,7 @@ def _progress(sample: Sample, rounds: int) -> None:
     )
 
 
-def measure_rounds(
-    bench: Bench, targets: Sequence[Target], connections: Sequence[int], one_core: bool
-) -> list[Sample]:
+def measure_rounds(bench: Bench, targets: Sequence[Target], connections: Sequence[int], one_core: bool) -> list[Sample]:
     options = bench.options
     samples: list[Sample] = []
     for round_index in range(options.rounds):
@@ -287,9 +278,7 @@ def measure_rounds(
 # --- the run ----------------------------------------------------------------------------------------
 
 
-def run_facts(
-    tools_: Tools, options: RunOptions, connections: Sequence[int], names: Sequence[str]
-) -> RunFacts:
+def run_facts(tools_: Tools, options: RunOptions, connections: Sequence[int], names: Sequence[str]) -> RunFacts:
     versions = [
         f"gateway {tools.package_version('agentgateway')} (commit {tools.gateway_revision()})",
         f"Python {tools.python_version()}",
@@ -353,9 +342,7 @@ def run(args: argparse.Namespace) -> int:
         bench = Bench(upstream=upstream, tools=tools_, options=options, script=write_script(options.work_dir))
         samples = measure_rounds(bench, targets, connections, one_core)
         # VmHWM is a peak over each process's life, so reading it once at the end covers every run.
-        peak_rss = {
-            t.name: procs.peak_rss_bytes(procs.process_tree(t.process.pid)) for t in targets if t.process
-        }
+        peak_rss = {t.name: procs.peak_rss_bytes(procs.process_tree(t.process.pid)) for t in targets if t.process}
 
     text = section(facts, summarise(samples, peak_rss), samples, options.rounds, options.max_other_share)
     print(text)

@@ -53,7 +53,6 @@ from benchmarks.report import write_section
 from benchmarks.scenario import RunOptions, Scenario, add_run_options, run_options
 
 DEFAULT_BASE_PORT = 18180
-QUIET_WAIT_SECONDS = 30.0
 NOISE_SHOWN_SHARE = 0.02
 ECHO_TEXT = "mcp-bench-ok"
 PEER_OF = {CONTEXTFORGE: "contextforge", CONTEXTFORGE_STATEFUL: "contextforge", MCP_PROXY: "mcp-proxy"}
@@ -347,16 +346,15 @@ def measure_once(bench: Bench, target: Target, layout: str, connections: int, ro
 
 
 def measure(bench: Bench, target: Target, layout: str, connections: int, round_index: int) -> Sample:
+    """One measured run; repeated (bounded) when other processes took a share of the machine meanwhile."""
     options = bench.options
-    attempt = 1
-    while True:
-        sample = measure_once(bench, target, layout, connections, round_index)
-        _progress(sample, options.rounds)
-        if sample.other_cpu_share <= options.max_other_share or attempt > options.noisy_retries:
-            return dataclasses.replace(sample, attempts=attempt)
-        attempt += 1
-        print("    other processes were busy; waiting for a quiet moment, then repeating", file=sys.stderr)
-        procs.wait_for_quiet(options.max_other_share, QUIET_WAIT_SECONDS)
+    sample, attempts = procs.measure_quietly(
+        lambda: measure_once(bench, target, layout, connections, round_index),
+        lambda s: _progress(s, options.rounds),
+        options.max_other_share,
+        options.noisy_retries,
+    )
+    return dataclasses.replace(sample, attempts=attempts)
 
 
 def _progress(sample: Sample, rounds: int) -> None:

@@ -13,10 +13,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 STOP_GRACE_SECONDS = 10.0
@@ -250,6 +252,33 @@ def wait_for_quiet(max_share: float, timeout: float) -> bool:
         if busy_cpu_seconds() - before <= max_share:
             return True
     return False
+
+
+class _NoisySample(Protocol):
+    @property
+    def other_cpu_share(self) -> float: ...
+
+
+_Sample = TypeVar("_Sample", bound=_NoisySample)
+
+# How long to wait for a quiet machine before repeating a noisy run.
+QUIET_WAIT_SECONDS = 30.0
+
+
+def measure_quietly(
+    run: Callable[[], _Sample], progress: Callable[[_Sample], None], max_share: float, retries: int
+) -> tuple[_Sample, int]:
+    """One measured run, and how many attempts it took: a run during which other processes took
+    more than ``max_share`` of a core is repeated after a quiet moment, at most ``retries`` times."""
+    attempt = 1
+    while True:
+        sample = run()
+        progress(sample)
+        if sample.other_cpu_share <= max_share or attempt > retries:
+            return sample, attempt
+        attempt += 1
+        print("    other processes were busy; waiting for a quiet moment, then repeating", file=sys.stderr)
+        wait_for_quiet(max_share, QUIET_WAIT_SECONDS)
 
 
 # --- ports and readiness ----------------------------------------------------------------------------
