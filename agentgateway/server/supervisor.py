@@ -28,7 +28,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agentgateway import __version__
-from agentgateway.admin.http import serve_admin
+from agentgateway.admin.door import AdminDoor, Door, ReadOnlyDoor
+from agentgateway.admin.http import Handler, serve_admin
 from agentgateway.admin.planes import admin_handler, readiness_handler, stats_handler
 from agentgateway.config.compile import compile_config
 from agentgateway.config.dump import config_dump
@@ -115,6 +116,10 @@ class WorkerProcess:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
+                # -P: the working directory is not put on sys.path, so a folder named agentgateway
+                # where the gateway was started cannot stand in for the package. (-I would also drop
+                # PYTHON* variables and user site-packages, which some installs rely on.)
+                "-P",
                 "-m",
                 "agentgateway.server.worker",
                 "--control-fd",
@@ -319,14 +324,16 @@ class Supervisor:
         return 0
 
     async def _start_planes(self) -> None:
-        planes = (
-            (self.static.admin_addr, admin_handler(self)),
-            (self.static.stats_addr, stats_handler(self)),
-            (self.static.readiness_addr, readiness_handler(self)),
-        )
-        for addr, handler in planes:
+        static = self.static
+        planes: list[tuple[tuple[str, int] | None, Handler, Door]] = [
+            (static.stats_addr, stats_handler(self), ReadOnlyDoor()),
+            (static.readiness_addr, readiness_handler(self), ReadOnlyDoor()),
+        ]
+        if static.admin_addr is not None:
+            planes.insert(0, (static.admin_addr, admin_handler(self), AdminDoor(static.admin_addr[0])))
+        for addr, handler, door in planes:
             if addr is not None:
-                self._servers.append(await serve_admin(addr[0], addr[1], handler))
+                self._servers.append(await serve_admin(addr[0], addr[1], handler, door))
 
     async def _close_planes(self) -> None:
         for server in self._servers:
