@@ -8,28 +8,29 @@ import ssl
 import tempfile
 from pathlib import Path
 
+from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
-
-
-def _is_inline_pem(value: str) -> bool:
-    return value.lstrip().startswith("-----BEGIN")
+from agentgateway.config.redact import is_inline_pem
 
 
 def resolve_path(value: str, base_dir: Path | None, where: str) -> Path:
     p = Path(value).expanduser()
     candidate = p if p.is_absolute() or p.exists() or base_dir is None else base_dir / p
     if not candidate.is_file():
+        referenced.note_missing(candidate)
         raise ConfigError(where, f"file {value!r} not found")
     return candidate
 
 
 def read_pem(value: str, base_dir: Path | None, where: str) -> str:
-    if _is_inline_pem(value):
+    if is_inline_pem(value):
         return value
     try:
-        return resolve_path(value, base_dir, where).read_text()
+        return referenced.read_text(resolve_path(value, base_dir, where))
     except OSError as exc:
         raise ConfigError(where, f"cannot read {value!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(where, f"{value!r} is not a text (UTF-8) file") from None
 
 
 def load_cert_chain(ctx: ssl.SSLContext, cert: str, key: str, base_dir: Path | None, where: str) -> None:
