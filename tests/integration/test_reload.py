@@ -18,7 +18,7 @@ import httpx
 import trustme
 from cryptography import x509
 
-from tests.support.gateway import binds, free_port, mcp_config, wait_for
+from tests.support.gateway import ResponseReader, binds, free_port, mcp_config, wait_for
 from tests.support.idp import new_key, public_jwk
 
 
@@ -314,10 +314,15 @@ def test_a_rotated_certificate_is_served_on_new_connections(gateway, upstream, t
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
 
-    def served_serial() -> int:
+    no_sni_ctx = ssl.create_default_context()
+    no_sni_ctx.check_hostname = False
+    ca.configure_trust(no_sni_ctx)
+
+    def served_serial(sni: bool = True) -> int:
+        ctx, name = (client_ctx, "localhost") if sni else (no_sni_ctx, None)
         with (
             socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-            client_ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+            ctx.wrap_socket(raw, server_hostname=name) as tls,
         ):
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
@@ -327,8 +332,9 @@ def test_a_rotated_certificate_is_served_on_new_connections(gateway, upstream, t
     assert served_serial() == serial_of(first)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         kept = client_ctx.wrap_socket(raw, server_hostname="localhost")
+        kept_reader = ResponseReader(kept)
         kept.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        assert kept.recv(12) == b"HTTP/1.1 200"
+        assert kept_reader.read()[0] == 200
         second = ca.issue_cert("localhost", "127.0.0.1")
         # Rotation as cert-manager does it: key and certificate replaced (briefly a mismatched pair,
         # which is a broken config that keeps the old one).
@@ -337,6 +343,11 @@ def test_a_rotated_certificate_is_served_on_new_connections(gateway, upstream, t
         wait_for(lambda: served_serial() == serial_of(second), 5, "the new certificate")
         for _ in range(10):
             assert served_serial() == serial_of(second)
+            assert served_serial(sni=False) == serial_of(second)  # a client that names no server
+        # The connection opened before the rotation goes on, with the certificate it was given.
+        kept.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert kept_reader.read()[0] == 200
+        assert x509.load_der_x509_certificate(kept.getpeercert(binary_form=True)).serial_number == serial_of(first)
         kept.close()
     assert gw.metric("agentgateway_config_synchronized") == 1
 
