@@ -1,7 +1,7 @@
 """The supervisor: starts N workers, restarts any that dies, reloads the config, serves the
 admin/stats/readiness planes and drains everything on SIGTERM.
 
-Workers are separate interpreters (``python -m agentgateway.server.worker``) talking to the
+Workers are separate interpreters (``python -P -m agentgateway.server.worker``) talking to the
 supervisor over a socketpair. The supervisor validates every config before any worker sees it,
 so a broken edit never reaches the data plane: it is logged, counted and shown on the admin page.
 """
