@@ -225,3 +225,28 @@ def test_a_wildcard_admin_address_also_answers_ip_literals(gateway):
     for host in ("evil.example", f"localhost.evil.example:{admin}", socket.gethostname() + ".evil.example"):
         assert _exchange(admin, _request("GET", "/config_dump", host))[0] == 403, host
     assert gw.alive()
+
+
+def test_open_connections_per_plane_are_bounded(gw):
+    port = gw.admin_port
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(64)]
+    try:
+        with raw_connection(port) as extra:
+            # Closed at accept (the plane holds 64 already): end of stream, or a reset when the
+            # request was sent before the close.
+            try:
+                extra.sendall(_request("GET", "/config_dump", f"127.0.0.1:{port}"))
+                assert extra.recv(100) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        for s in held:
+            s.close()
+
+    def answered() -> bool:
+        try:
+            return _exchange(port, _request("GET", "/config_dump", f"127.0.0.1:{port}"))[0] == 200
+        except ConnectionError:
+            return False
+
+    wait_for(answered, 10, "the plane to take connections again")
