@@ -1,7 +1,11 @@
 """A small HTTP/1.1 server for the admin, stats and readiness planes (not the data path).
 
-Each request is read whole (bodies are small and capped), handed to an async handler, and
-answered with ``Connection: close``: scrapes and probes open a connection per request anyway.
+One request per connection, answered with ``Connection: close`` (scrapes and probes open a
+connection per request anyway). Every request's head first passes the plane's door
+(``admin/door.py``), before its body is read and before any handler sees it. The server is small
+but not naive: the head is capped (bytes and header count, 431), the body too (413), a client
+has ``REQUEST_TIMEOUT`` seconds to send its whole request (no slow-loris), and at most
+``MAX_CONNECTIONS`` connections are open at once (more are closed at accept).
 """
 
 from __future__ import annotations
@@ -10,12 +14,34 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import httptools
 
+if TYPE_CHECKING:
+    from agentgateway.admin.door import Door
+
 log = logging.getLogger("agentgateway.admin")
 
-_MAX_BODY = 1024 * 1024
+MAX_HEAD_BYTES = 32 * 1024
+MAX_HEADERS = 64
+MAX_BODY = 1024 * 1024
+REQUEST_TIMEOUT = 5.0
+MAX_CONNECTIONS = 64
+
+
+class RequestHead:
+    """Method, path and headers of a request (names lowercased, every occurrence kept)."""
+
+    __slots__ = ("method", "url", "header_list")
+
+    def __init__(self, method: str, url: bytes, header_list: list[tuple[str, str]]) -> None:
+        self.method = method
+        self.url = url
+        self.header_list = header_list
+
+    def values(self, name: str) -> list[str]:
+        return [v for k, v in self.header_list if k == name]
 
 
 class AdminRequest:
@@ -48,61 +74,124 @@ class AdminResponse:
 Handler = Callable[[AdminRequest], Awaitable[AdminResponse]]
 
 
-class _AdminProtocol(asyncio.Protocol):
-    def __init__(self, handler: Handler) -> None:
+class _Plane:
+    """What the connections of one plane share: its handler, its door and the open count."""
+
+    __slots__ = ("handler", "door", "open")
+
+    def __init__(self, handler: Handler, door: Door) -> None:
         self.handler = handler
+        self.door = door
+        self.open = 0
+
+
+class _AdminProtocol(asyncio.Protocol):
+    def __init__(self, plane: _Plane) -> None:
+        self.plane = plane
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
-        self.headers: dict[str, str] = {}
+        self.header_list: list[tuple[str, str]] = []
+        self.head_bytes = 0  # received before the head was complete (bounds what the parser buffers)
+        self.head_size = 0  # of the head itself: URL and headers
+        self.head_done = False
         self.body = bytearray()
+        self.answered = False  # one request per connection: anything after it is ignored
         self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio.Transport subclasses
+        if self.plane.open >= MAX_CONNECTIONS:
+            transport.close()
+            return
+        self.plane.open += 1
+        self.counted = True
+        self.timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self._timed_out)
 
     def data_received(self, data: bytes) -> None:
+        if self.answered or self.task is not None:
+            return  # one request per connection: what follows it is not read
+        if not self.head_done:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # also a callback's _Stop, wrapped
+            if self.answered or self.task is not None:
+                return  # answered, or the whole request is in (an Upgrade header is ignored)
             self._write(AdminResponse(400, "malformed request\n"))
+        if not self.head_done and self.head_bytes > MAX_HEAD_BYTES and not self.answered:
+            self._write(AdminResponse(431, "request head too large\n"))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.plane.open -= 1
+            self.counted = False
+        if self.timer is not None:
+            self.timer.cancel()
         if self.task is not None:
             self.task.cancel()
 
+    def _timed_out(self) -> None:
+        if not self.answered:
+            self._write(AdminResponse(408, "request not received in time\n"))
+
+    # ------------------------------------------------------------------ parser callbacks
+
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self.head_size += len(name) + len(value) + 4
+        if len(self.header_list) >= MAX_HEADERS or self.head_size > MAX_HEAD_BYTES:
+            self._write(AdminResponse(431, "request head too large (bytes or header count)\n"))
+            raise _Stop
+        self.header_list.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        head = RequestHead(self.parser.get_method().decode("latin-1"), self.url, self.header_list)
+        refusal = self.plane.door.refuse(head)
+        if refusal is not None:
+            self._write(refusal)
+            raise _Stop
 
     def on_body(self, body: bytes) -> None:
         self.body += body
-        if len(self.body) > _MAX_BODY:
-            raise ValueError("body too large")
+        if len(self.body) > MAX_BODY:
+            self._write(AdminResponse(413, "request body too large\n"))
+            raise _Stop
 
     def on_message_complete(self) -> None:
+        if self.answered or self.task is not None:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
         url = httptools.parse_url(self.url)
         request = AdminRequest(
-            self.parser.get_method().decode(),
+            self.parser.get_method().decode("latin-1"),
             (url.path or b"/").decode("latin-1"),
             (url.query or b"").decode("latin-1"),
-            self.headers,
+            dict(self.header_list),
             bytes(self.body),
         )
-        self.transport.pause_reading()  # type: ignore[union-attr]
+        assert self.transport is not None
+        self.transport.pause_reading()
         self.task = asyncio.get_running_loop().create_task(self._handle(request))
+        raise _Stop
 
     async def _handle(self, request: AdminRequest) -> None:
         try:
-            response = await self.handler(request)
+            response = await self.plane.handler(request)
         except Exception as exc:  # an admin bug must not take the plane down
             log.exception("admin handler failed")
-            response = AdminResponse(500, f"internal error: {exc}\n")
+            response = AdminResponse(500, f"internal error: {type(exc).__name__}\n")
         self._write(response, head_only=request.method == "HEAD")
 
     def _write(self, response: AdminResponse, head_only: bool = False) -> None:
+        self.answered = True
         if self.transport is None or self.transport.is_closing():
             return
         try:
@@ -114,6 +203,8 @@ class _AdminProtocol(asyncio.Protocol):
             f"content-type: {response.content_type}",
             f"content-length: {len(response.body)}",
             "connection: close",
+            "cache-control: no-store",
+            "x-content-type-options: nosniff",
             *(f"{k}: {v}" for k, v in response.headers),
         ]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -121,6 +212,13 @@ class _AdminProtocol(asyncio.Protocol):
         self.transport.close()
 
 
-async def serve_admin(host: str, port: int, handler: Handler) -> asyncio.Server:
+class _Stop(Exception):
+    """Raised from a parser callback that has answered, or has the whole request: stops the parser
+    (bytes after the request, such as a pipelined second one, are not parsed)."""
+
+
+async def serve_admin(host: str, port: int, handler: Handler, door: Door) -> asyncio.Server:
+    """Serve one plane: every request passes ``door`` before ``handler`` sees it."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _AdminProtocol(handler), host, port, reuse_address=True)
+    plane = _Plane(handler, door)
+    return await loop.create_server(lambda: _AdminProtocol(plane), host, port, reuse_address=True)

@@ -1,4 +1,5 @@
-"""The effective config as JSON for ``/config_dump`` and the status page (secrets redacted)."""
+"""The effective config as JSON for ``/config_dump`` and the status page, secrets redacted
+(config/redact.py: by the schema's markers, then by value on every string, status included)."""
 
 from __future__ import annotations
 
@@ -7,32 +8,8 @@ from typing import Any
 import msgspec
 
 from agentgateway.config.ir import RuntimeConfig
+from agentgateway.config.redact import redact_config, scrub_tree
 from agentgateway.config.schema import Route, RouteBackend, RouteMatch
-
-_REDACTED = "<redacted>"
-# Keys whose values are secrets wherever they appear.
-_SECRET_KEYS = frozenset(
-    ("key", "apiKey", "clientSecret", "password", "token", "htpasswd", "accessKeyId", "secretAccessKey", "sessionToken")
-)
-
-
-# Under these keys, ``key`` is a file path (of a TLS private key), not a secret.
-_PATH_PARENTS = frozenset(("tls", "backendTLS"))
-
-
-def _redact(node: Any, parent_key: str = "") -> Any:
-    if isinstance(node, dict):
-        return {
-            k: (
-                _REDACTED
-                if k in _SECRET_KEYS and isinstance(v, str) and parent_key not in _PATH_PARENTS
-                else _redact(v, k)
-            )
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_redact(v, parent_key) for v in node]
-    return node
 
 
 def _describe_match(m: RouteMatch) -> str:
@@ -146,8 +123,10 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
     }
 
 
-def config_dump(runtime: RuntimeConfig) -> dict[str, Any]:
-    return {
-        "config": _redact(msgspec.to_builtins(runtime.source)),
-        "effective": effective(runtime),
-    }
+def config_dump(runtime: RuntimeConfig, status: dict[str, Any], version: str) -> dict[str, Any]:
+    """The dump: ``config`` (the decoded file), ``effective`` (with defaults applied), ``status``
+    (of the supervisor: generation, readiness, the last reload error) and ``version``."""
+    config, secrets = redact_config(runtime.source)
+    dump = {"config": config, "effective": effective(runtime), "status": status, "version": version}
+    result: dict[str, Any] = scrub_tree(dump, secrets)
+    return result

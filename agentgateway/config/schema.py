@@ -18,6 +18,17 @@ from msgspec import UNSET, UnsetType
 _NOT_SUPPORTED = "agentgateway:not-supported"
 NotSupported = Annotated[Any | UnsetType, _NOT_SUPPORTED]
 
+# What ``/config_dump`` must not show, marked on the field (``Annotated[<type>, MARKER]``) so that
+# config/dump.py redacts by type wherever the struct is used:
+# text that is a secret (a ``{file: path}`` form is a path and is shown; a map: its values)
+SECRET = "agentgateway:secret"
+# a file path (shown) or inline PEM (redacted)
+KEY_MATERIAL = "agentgateway:key-material"
+# header name → value: the values of credential headers (authorization, cookie, x-api-key, ...)
+CREDENTIAL_HEADERS = "agentgateway:credential-headers"
+# JSON Web Keys (the list, or a JWKS as JSON text): private members (d, p, q, k, ...) are redacted
+JWKS = "agentgateway:jwks"
+
 
 class Schema(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, rename="camel", omit_defaults=True):
     """Base of every config struct."""
@@ -42,7 +53,7 @@ class BackendSettings(Schema, frozen=True):
 
 class SessionSettings(Schema, frozen=True):
     # 64 hex characters (e.g. `openssl rand -hex 32`); also read from SESSION_KEY
-    key: str | None = None
+    key: Annotated[str | None, SECRET] = None
 
 
 class McpSettings(Schema, frozen=True):
@@ -175,7 +186,7 @@ class RouteMatch(Schema, frozen=True):
 
 class BackendTls(Schema, frozen=True):
     cert: str | None = None
-    key: str | None = None
+    key: Annotated[str | None, KEY_MATERIAL] = None
     root: str | None = None
     hostname: str | None = None
     insecure: bool = False
@@ -192,8 +203,8 @@ class BackendTls(Schema, frozen=True):
 class HeaderModifier(Schema, frozen=True):
     """``requestHeaderModifier`` / ``responseHeaderModifier``: applied add, then set, then remove."""
 
-    add: dict[str, str] = {}
-    set: dict[str, str] = {}
+    add: Annotated[dict[str, str], CREDENTIAL_HEADERS] = {}
+    set: Annotated[dict[str, str], CREDENTIAL_HEADERS] = {}
     remove: list[str] = []
 
 
@@ -303,8 +314,8 @@ class RemoteRateLimit(Schema, frozen=True):
 
 
 class TransformSide(Schema, frozen=True):
-    add: dict[str, str] = {}
-    set: dict[str, str] = {}
+    add: Annotated[dict[str, str], CREDENTIAL_HEADERS] = {}
+    set: Annotated[dict[str, str], CREDENTIAL_HEADERS] = {}
     remove: list[str] = []
     body: str | None = None
     metadata: NotSupported = UNSET
@@ -373,7 +384,7 @@ class ExtAuthzHttp(Schema, frozen=True):
     path: str | None = None
     redirect: str | None = None
     body: str | None = None
-    add_request_headers: dict[str, str] = {}
+    add_request_headers: Annotated[dict[str, str], CREDENTIAL_HEADERS] = {}
     include_response_headers: list[str] = []
     metadata: NotSupported = UNSET
 
@@ -431,7 +442,7 @@ class AuthorizationLocation(Schema, frozen=True):
 class BackendKey(Schema, frozen=True):
     """The object form of ``backendAuth.key``: ``value`` (inline or ``{file}``) or ``file``."""
 
-    value: str | FileRef | None = None
+    value: Annotated[str | FileRef | None, SECRET] = None
     file: str | None = None
     location: AuthorizationLocation | None = None
 
@@ -448,9 +459,9 @@ class GcpAuth(Schema, frozen=True):
 class AwsAuth(Schema, frozen=True):
     """Explicit credentials (``accessKeyId`` and ``secretAccessKey``), or none: the standard chain."""
 
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
+    access_key_id: Annotated[str | None, SECRET] = None
+    secret_access_key: Annotated[str | None, SECRET] = None
+    session_token: Annotated[str | None, SECRET] = None
     region: str | None = None
     service_name: str | None = None
     assume_role: NotSupported = UNSET
@@ -460,7 +471,7 @@ class BackendAuth(Schema, frozen=True):
     """``backendAuth``: credentials the gateway adds to the requests it sends a backend. Exactly one."""
 
     passthrough: Passthrough | None = None
-    key: str | BackendKey | None = None
+    key: Annotated[str | BackendKey | None, SECRET] = None
     gcp: GcpAuth | None = None
     aws: AwsAuth | None = None
     azure: NotSupported = UNSET
@@ -647,6 +658,8 @@ class AiPolicy(Schema, frozen=True):
     prompt_caching: NotSupported = UNSET
     routes: NotSupported = UNSET
     models: NotSupported = UNSET
+
+
 # ---------------------------------------------------------------- security policies
 
 
@@ -666,7 +679,7 @@ class JwksSource(Schema, frozen=True):
 
     file: str | None = None
     url: str | None = None
-    keys: list[dict[str, Any]] | None = None
+    keys: Annotated[list[dict[str, Any]] | None, JWKS] = None
 
 
 class JwtValidationOptions(Schema, frozen=True):
@@ -676,7 +689,7 @@ class JwtValidationOptions(Schema, frozen=True):
 
 class JwtProvider(Schema, frozen=True):
     issuer: str
-    jwks: JwksSource | str
+    jwks: Annotated[JwksSource | str, JWKS]
     audiences: list[str] | None = None
     jwt_validation_options: JwtValidationOptions | None = None
 
@@ -687,7 +700,7 @@ class JwtAuth(Schema, frozen=True):
     mode: Literal["strict", "optional", "permissive"] = "optional"
     issuer: str | None = None
     audiences: list[str] | None = None
-    jwks: JwksSource | str | None = None
+    jwks: Annotated[JwksSource | str | None, JWKS] = None
     providers: list[JwtProvider] | None = None
     location: CredentialLocation | None = None
     jwt_validation_options: JwtValidationOptions | None = None
@@ -700,7 +713,7 @@ class McpAuthentication(Schema, frozen=True):
     audiences: list[str]
     resource_metadata: dict[str, Any] = {}
     # default: <issuer>/.well-known/jwks.json
-    jwks: JwksSource | str | None = None
+    jwks: Annotated[JwksSource | str | None, JWKS] = None
     mode: Literal["strict", "optional", "permissive"] = "strict"
     authorization_location: CredentialLocation | None = None
     jwt_validation_options: JwtValidationOptions | None = None
@@ -713,8 +726,8 @@ class McpAuthentication(Schema, frozen=True):
 class ApiKeyEntry(Schema, frozen=True):
     """One accepted key: exactly one of ``key`` and ``keyHash`` (``sha256:<hex>`` or bcrypt)."""
 
-    key: str | None = None
-    key_hash: str | None = None
+    key: Annotated[str | None, SECRET] = None
+    key_hash: Annotated[str | None, SECRET] = None
     metadata: dict[str, Any] | None = None
     # the models this key may call through an LLM route (``*`` wildcards); unset: every model
     allowed_models: list[str] | None = None
@@ -733,7 +746,7 @@ class HtpasswdFile(Schema, frozen=True):
 class BasicAuth(Schema, frozen=True):
     """``basicAuth``: ``htpasswd`` is the file's text, or ``{file: path}``."""
 
-    htpasswd: HtpasswdFile | str
+    htpasswd: Annotated[HtpasswdFile | str, SECRET]
     realm: str | None = None
     mode: Literal["strict", "optional"] = "optional"
     authorization_location: CredentialLocation | None = None
@@ -814,7 +827,7 @@ class McpHost(Schema, frozen=True):
 class McpStdio(Schema, frozen=True):
     cmd: str
     args: list[str] = []
-    env: dict[str, str] = {}
+    env: Annotated[dict[str, str], SECRET] = {}
     clear_env: bool = False
 
 
@@ -905,7 +918,7 @@ class Route(Schema, frozen=True):
 
 class ListenerTls(Schema, frozen=True):
     cert: str
-    key: str
+    key: Annotated[str, KEY_MATERIAL]
     min_tls_version: Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"] | None = msgspec.field(
         default=None, name="minTLSVersion"
     )
@@ -995,7 +1008,7 @@ class LlmParams(Schema, frozen=True):
     """``llm.models[].params``: how to reach the provider for this model."""
 
     model: str | None = None
-    api_key: Secret | None = None
+    api_key: Annotated[Secret | None, SECRET] = None
     base_url: str | None = None
     tokenize: bool = False
     vertex_region: str | None = None

@@ -4,32 +4,45 @@ config file's directory) or inline PEM text."""
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import tempfile
 from pathlib import Path
 
+from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
+from agentgateway.config.redact import is_inline_pem
 
-
-def _is_inline_pem(value: str) -> bool:
-    return value.lstrip().startswith("-----BEGIN")
+# Base64 text, not starting like a path: what a PEM body looks like without its header.
+_BASE64 = re.compile(r"[A-Za-z0-9+=][A-Za-z0-9+/=\s]{39,}")
 
 
 def resolve_path(value: str, base_dir: Path | None, where: str) -> Path:
     p = Path(value).expanduser()
     candidate = p if p.is_absolute() or p.exists() or base_dir is None else base_dir / p
     if not candidate.is_file():
-        raise ConfigError(where, f"file {value!r} not found")
+        referenced.note_missing(candidate)
+        raise ConfigError(where, f"file {_shown(value)} not found")
     return candidate
 
 
+def _shown(value: str) -> str:
+    """``value`` quoted for an error message when it can be a path; a long, multi-line or base64
+    value is more likely key material pasted without its PEM header, and is not repeated."""
+    if len(value) <= 255 and "\n" not in value and not _BASE64.fullmatch(value):
+        return repr(value)
+    return f"of {len(value)} characters (not inline PEM either: that starts with -----BEGIN)"
+
+
 def read_pem(value: str, base_dir: Path | None, where: str) -> str:
-    if _is_inline_pem(value):
+    if is_inline_pem(value):
         return value
     try:
-        return resolve_path(value, base_dir, where).read_text()
+        return referenced.read_text(resolve_path(value, base_dir, where))
     except OSError as exc:
         raise ConfigError(where, f"cannot read {value!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(where, f"{value!r} is not a text (UTF-8) file") from None
 
 
 def load_cert_chain(ctx: ssl.SSLContext, cert: str, key: str, base_dir: Path | None, where: str) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from botocore.credentials import Credentials
 
+from agentgateway.config import referenced
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import (
@@ -175,9 +176,11 @@ def read_secret(secret: Secret, base_dir: Path | None, where: str) -> str:
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         try:
-            return path.read_text().strip()
+            return referenced.read_text(path).strip()
         except OSError as exc:
             raise ConfigError(f"{where}.file", f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}.file", f"{path} is not a text (UTF-8) file") from None
     return secret
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import BackendKey, FileRef
@@ -371,9 +372,11 @@ def _secret(value: str | FileRef, where: str, base_dir: Path | None) -> str:
     if isinstance(value, FileRef):
         path = resolve_path(value.file, base_dir, f"{where}.file")
         try:
-            text = path.read_text()
+            text = referenced.read_text(path)
         except OSError as exc:
             raise ConfigError(f"{where}.file", f"cannot read {value.file!r}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}.file", f"{value.file!r} is not a text (UTF-8) file") from None
         value = text.strip()
     if not value:
         raise ConfigError(where, "the key is empty")

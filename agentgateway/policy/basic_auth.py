@@ -21,6 +21,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import BasicAuth
 from agentgateway.policy.chain import DEFER, LocalReply
@@ -45,7 +46,7 @@ class BasicAuthPolicy:
                 path = base_dir / path
             hwhere = f"{where}.htpasswd.file"
             try:
-                text = path.read_text()
+                text = referenced.read_text(path)
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(hwhere, f"cannot read {path}: {exc}") from None
         users, problems = parse_htpasswd(text)

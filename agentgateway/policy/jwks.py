@@ -28,6 +28,7 @@ import orjson
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
+from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import JwksSource
 from agentgateway.policy import outbound
@@ -254,7 +255,7 @@ def compile_key_set(source: JwksSource | str, base_dir: Path | None, where: str)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     try:
-        text = path.read_bytes()
+        text = referenced.read_bytes(path)
     except OSError as exc:
         raise ConfigError(f"{where}.file", f"cannot read {path}: {exc.strerror or exc}") from None
     return _static(_parse_json(text, f"{where}.file"), f"{where}.file", str(path))

@@ -6,7 +6,10 @@ token's claims are still learned). A token is found at ``location`` (default ``A
 Bearer``) and is valid when its ``kid`` names a key of a provider, its ``alg`` is one that key may
 verify, the signature holds, ``iss`` is the provider's issuer, ``aud`` holds one of its
 ``audiences`` (when set), ``exp``/``nbf`` allow now (60 s leeway, as agentgateway) and the
-``jwtValidationOptions.requiredClaims`` (default ``exp``) are present. A rejected request gets 401
+``jwtValidationOptions.requiredClaims`` (default ``exp``) are present. Registered claims must have
+their JSON types (RFC 7519 §4.1): ``exp``, ``nbf`` and ``iat`` a finite number (not a string, not a
+boolean), ``iss`` and ``sub`` a string, ``aud`` a string or an array of strings; PyJWT alone would
+read ``"exp": "9999999999"`` as a number. A rejected request gets 401
 with ``WWW-Authenticate: Bearer error="invalid_token", error_description="<why>"``.
 
 The claims become the CEL variable ``jwt``; the token is removed from the request (it is not the
@@ -20,7 +23,11 @@ token names a key that must be fetched.
 
 from __future__ import annotations
 
+import binascii
+import json
+import math
 import time
+from base64 import urlsafe_b64decode
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +156,9 @@ class JwtValidator:
             return Rejected(f"unknown signing key (kid {kid})")
         if alg not in key.algorithms:
             return Rejected(f"algorithm {alg} is not accepted for key {kid}")
+        problem = claim_type_problem(token)
+        if problem is not None:
+            return Rejected(problem)
         try:
             claims = jwt.decode(
                 token,
@@ -180,6 +190,42 @@ class JwtValidator:
                 del cache[next(iter(cache))]  # the oldest
             cache[token] = verified
         return verified
+
+
+def claim_type_problem(token: str) -> str | None:
+    """Why a registered claim of ``token`` has the wrong JSON type, or None. The payload is read as
+    PyJWT reads it (``json``, which also takes ``NaN`` and ``Infinity``); a payload that does not
+    decode is left to PyJWT, which says so."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    segment = parts[1]
+    try:
+        claims = json.loads(urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(claims, dict):
+        return "the claims are not a JSON object"
+    for name in ("exp", "nbf", "iat"):
+        if name in claims and not _is_numeric_date(claims[name]):
+            return f"{name} claim is not a NumericDate (a JSON number of seconds)"
+    for name in ("iss", "sub"):
+        if name in claims and not isinstance(claims[name], str):
+            return f"{name} claim is not a string"
+    if "aud" in claims:
+        aud = claims["aud"]
+        if not isinstance(aud, str) and not (isinstance(aud, list) and all(isinstance(a, str) for a in aud)):
+            return "aud claim is not a string or an array of strings"
+    return None
+
+
+def _is_numeric_date(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float: no date
+        return False
 
 
 def compile_providers(

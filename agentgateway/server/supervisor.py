@@ -1,7 +1,7 @@
 """The supervisor: starts N workers, restarts any that dies, reloads the config, serves the
 admin/stats/readiness planes and drains everything on SIGTERM.
 
-Workers are separate interpreters (``python -m agentgateway.server.worker``) talking to the
+Workers are separate interpreters (``python -P -m agentgateway.server.worker``) talking to the
 supervisor over a socketpair. The supervisor validates every config before any worker sees it,
 so a broken edit never reaches the data plane: it is logged, counted and shown on the admin page.
 """
@@ -28,7 +28,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agentgateway import __version__
-from agentgateway.admin.http import serve_admin
+from agentgateway.admin.door import AdminDoor, Door, ReadOnlyDoor
+from agentgateway.admin.http import Handler, serve_admin
 from agentgateway.admin.planes import admin_handler, readiness_handler, stats_handler
 from agentgateway.config.compile import compile_config
 from agentgateway.config.dump import config_dump
@@ -36,6 +37,8 @@ from agentgateway.config.envexpand import expand_env
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import RuntimeConfig
 from agentgateway.config.loader import decode_config, default_config_text, read_config_file
+from agentgateway.config.redact import scrub, secret_values
+from agentgateway.config.referenced import ReferencedFiles, Signature, signature
 from agentgateway.mcp.runtime import EPHEMERAL_KEY_ENV
 from agentgateway.observe.counters import CounterTotals
 from agentgateway.observe.metrics import RequestTotals, Snapshot
@@ -59,10 +62,6 @@ class ConfigSource:
         self.inline = inline
 
     @property
-    def watched(self) -> bool:
-        return self.path is not None
-
-    @property
     def base_dir(self) -> Path | None:
         return self.path.resolve().parent if self.path is not None else None
 
@@ -76,21 +75,53 @@ class ConfigSource:
             return read_config_file(self.path)
         return self.inline if self.inline is not None else default_config_text()
 
-    def signature(self) -> tuple[int, int, int] | None:
-        if self.path is None:
-            return None
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    def signature(self) -> Signature:
+        return signature(self.path) if self.path is not None else None
 
 
-def load(source: ConfigSource, raw: str | None = None) -> tuple[str, RuntimeConfig]:
-    """Expanded text and compiled IR of ``source`` (raises ConfigError)."""
+def load(
+    source: ConfigSource, raw: str | None = None, files: ReferencedFiles | None = None
+) -> tuple[str, RuntimeConfig]:
+    """Expanded text and compiled IR of ``source``; ``files`` collects the files the config refers
+    to. Raises ConfigError, its message stripped of the secrets of the config it is about."""
     text = expand_env(source.read() if raw is None else raw)
-    runtime = compile_config(decode_config(text), source.base_dir)
+    cfg = decode_config(text)
+    try:
+        with (files or ReferencedFiles()).collecting():
+            runtime = compile_config(cfg, source.base_dir)
+    except ConfigError as exc:
+        raise ConfigError(exc.path, scrub(exc.reason, secret_values(cfg))) from None
     return text, runtime
+
+
+class ConfigState:
+    """What a compile read: the config text and the files it refers to, with their signatures
+    (what the watch compares) and digests (what decides whether anything changed at all)."""
+
+    __slots__ = ("raw_digest", "files", "main_signature")
+
+    def __init__(self, raw: str, files: ReferencedFiles, main_signature: Signature) -> None:
+        self.raw_digest = hashlib.sha256(raw.encode()).hexdigest()
+        self.files = files
+        self.main_signature = main_signature
+
+    def unchanged(self, raw: str, main_signature: Signature) -> ConfigState | None:
+        """If compiling ``raw`` now would read exactly what this state read: the same state with
+        the signatures of now (so the watch stops seeing a touched file as changed); else None."""
+        if hashlib.sha256(raw.encode()).hexdigest() != self.raw_digest:
+            return None
+        files = self.files.resigned()  # signatures first: a change after them is seen next time
+        if files.current_digests() != self.files.digests():
+            return None
+        same = ConfigState("", files, main_signature)
+        same.raw_digest = self.raw_digest
+        return same
+
+    def watched(self, source: ConfigSource) -> dict[Path, Signature]:
+        out = self.files.signatures()
+        if source.path is not None:
+            out[source.path.absolute()] = self.main_signature
+        return out
 
 
 class WorkerProcess:
@@ -115,6 +146,10 @@ class WorkerProcess:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
+                # -P: the working directory is not put on sys.path, so a folder named agentgateway
+                # where the gateway was started cannot stand in for the package. (-I would also drop
+                # PYTHON* variables and user site-packages, which some installs rely on.)
+                "-P",
                 "-m",
                 "agentgateway.server.worker",
                 "--control-fd",
@@ -194,10 +229,13 @@ class WorkerProcess:
 
 
 class Supervisor:
-    def __init__(self, source: ConfigSource, text: str, runtime: RuntimeConfig, raw: str) -> None:
+    def __init__(self, source: ConfigSource, text: str, runtime: RuntimeConfig, state: ConfigState) -> None:
         self.source = source
         self.text = text
-        self.raw_digest = hashlib.sha256(raw.encode()).hexdigest()
+        # What the last compile (successful or not) read: a reload with nothing changed is a no-op.
+        self.state = state
+        self._reload_lock = asyncio.Lock()
+        self._sighup_task: asyncio.Task[None] | None = None
         self.runtime = runtime
         self.static = runtime.static
         self.generation = 1
@@ -224,9 +262,7 @@ class Supervisor:
         return self.started and not self.stopping and all(w.ready for w in self.workers)
 
     def config_dump(self) -> dict[str, Any]:
-        dump = config_dump(self.runtime)
-        dump["version"] = __version__
-        dump["status"] = {
+        status = {
             "source": self.source.describe(),
             "generation": self.generation,
             "workers": sum(1 for w in self.workers if w.ready),
@@ -234,7 +270,7 @@ class Supervisor:
             "lastReload": self.last_reload,
             "lastError": self.last_error,
         }
-        return dump
+        return config_dump(self.runtime, status, __version__)
 
     def request_shutdown(self) -> None:
         self.stop_event.set()
@@ -281,7 +317,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)
         try:
             await self._start_planes()
         except OSError as exc:
@@ -307,26 +343,27 @@ class Supervisor:
             return 1
         self.started = True
         self._log_serving()
-        watcher = loop.create_task(self._watch()) if self.source.watched else None
+        watcher = loop.create_task(self._watch())
         await self.stop_event.wait()
         log.info("draining (deadline %gs)", self.static.termination_deadline)
         self.stopping = True
-        if watcher is not None:
-            watcher.cancel()
+        watcher.cancel()
         await self._stop_workers()
         await self._close_planes()
         log.info("stopped")
         return 0
 
     async def _start_planes(self) -> None:
-        planes = (
-            (self.static.admin_addr, admin_handler(self)),
-            (self.static.stats_addr, stats_handler(self)),
-            (self.static.readiness_addr, readiness_handler(self)),
-        )
-        for addr, handler in planes:
+        static = self.static
+        planes: list[tuple[tuple[str, int] | None, Handler, Door]] = [
+            (static.stats_addr, stats_handler(self), ReadOnlyDoor()),
+            (static.readiness_addr, readiness_handler(self), ReadOnlyDoor()),
+        ]
+        if static.admin_addr is not None:
+            planes.insert(0, (static.admin_addr, admin_handler(self), AdminDoor(static.admin_addr[0])))
+        for addr, handler, door in planes:
             if addr is not None:
-                self._servers.append(await serve_admin(addr[0], addr[1], handler))
+                self._servers.append(await serve_admin(addr[0], addr[1], handler, door))
 
     async def _close_planes(self) -> None:
         for server in self._servers:
@@ -384,37 +421,52 @@ class Supervisor:
 
     # ------------------------------------------------------------------ reload
 
+    def _sighup(self) -> None:
+        self._sighup_task = asyncio.get_running_loop().create_task(self.reload())
+
     async def _watch(self) -> None:
-        last = self.source.signature()
+        """Every ``_WATCH_PERIOD``: has the config file, or a file it refers to, changed on disk?"""
         while True:
             await asyncio.sleep(_WATCH_PERIOD)
-            sig = self.source.signature()
-            if sig is None or sig == last:
+            if self.source.path is not None and self.source.signature() is None:
+                continue  # the config file is being replaced (or was removed): wait for it
+            watched = self.state.watched(self.source)
+            if all(signature(path) == sig for path, sig in watched.items()):
                 continue
-            # Editors write in steps; wait for the file to settle before reading it.
+            # Editors (and secret rotations) write in steps; let the files settle before reading.
             await asyncio.sleep(0.05)
-            last = self.source.signature()
             await self.reload()
 
     async def reload(self) -> None:
+        """Compile the config again if it, or a file it refers to, changed since the last compile;
+        serve it if it is valid, else keep the old one (logged, counted, shown). One at a time."""
+        async with self._reload_lock:
+            await self._reload()
+
+    async def _reload(self) -> None:
+        main_signature = self.source.signature()
         try:
             raw = self.source.read()
         except ConfigError as exc:
+            self.state.main_signature = main_signature
             self._reload_failed(str(exc))
             return
-        digest = hashlib.sha256(raw.encode()).hexdigest()
-        if digest == self.raw_digest:
+        same = self.state.unchanged(raw, main_signature)
+        if same is not None:
+            self.state = same  # touched but not changed, or a SIGHUP with nothing new: nothing to do
             return
+        files = ReferencedFiles()
         try:
-            text, runtime = load(self.source, raw)
+            text, runtime = load(self.source, raw, files)
             for port in runtime.binds.keys() - self.runtime.binds.keys():
                 problem = port_problem(port)
                 if problem:
                     raise ConfigError("binds", problem)
         except ConfigError as exc:
-            self.raw_digest = digest
+            self.state = ConfigState(raw, files, main_signature)
             self._reload_failed(str(exc))
             return
+        self.state = ConfigState(raw, files, main_signature)
         changed = runtime.static.restart_only_changes(self.static)
         if changed:
             log.warning("config: %s changed; restart the gateway to apply", ", ".join(changed))
@@ -432,7 +484,6 @@ class Supervisor:
             )
         )
         errors = [r.get("error") for r in results if r and r.get("error")]
-        self.raw_digest = digest
         self.text = text
         self.runtime = runtime
         if errors:
@@ -444,6 +495,9 @@ class Supervisor:
         log.info("config reloaded (generation %d)", generation)
 
     def _reload_failed(self, message: str) -> None:
+        """Logged, counted and kept for the status page, without the secrets of the config that
+        serves (a message about a broken edit may quote one)."""
+        message = scrub(message, secret_values(self.runtime.source))
         self.reloads_failed += 1
         self.last_error = message
         log.error("config reload rejected, still serving the previous config: %s", message)
@@ -475,11 +529,13 @@ def run_supervisor(source: ConfigSource) -> int:
 
     from agentgateway.observe.log import setup_logging
 
+    main_signature = source.signature()
+    files = ReferencedFiles()
     try:
         raw = source.read()
-        text, runtime = load(source, raw)
+        text, runtime = load(source, raw, files)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         return 1
     setup_logging(runtime.static.log_format, runtime.static.log_level, "supervisor")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
@@ -490,7 +546,7 @@ def run_supervisor(source: ConfigSource) -> int:
     os.environ[RUNTIME_DIR_ENV] = runtime_dir
 
     async def main() -> int:
-        return await Supervisor(source, text, runtime, raw).run()
+        return await Supervisor(source, text, runtime, ConfigState(raw, files, main_signature)).run()
 
     try:
         return uvloop.run(main())

@@ -25,6 +25,14 @@ def _forge(header: dict, claims: dict, signature: bytes = b"") -> str:
     return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}.{_b64(signature)}"
 
 
+def _signed(idp: IdentityProvider, claims: dict) -> str:
+    """A token signed by the provider's key k1 with exactly these claims, as JSON (Python's json:
+    also NaN and Infinity), whatever their types (PyJWT's encode checks some of them)."""
+    import jwt
+
+    return jwt.api_jws.encode(json.dumps(claims).encode(), idp.keys["k1"][0], algorithm="RS256", headers={"kid": "k1"})
+
+
 def _jwt_route(idp: IdentityProvider, up_address: str, **jwt_auth) -> dict:
     cfg = {"mode": "strict", "issuer": idp.issuer, "audiences": ["api"], "jwks": {"url": idp.jwks_url}}
     cfg.update(jwt_auth)
@@ -360,3 +368,59 @@ def test_config_errors_name_the_path(tmp_path, policy, where):
     )
     assert r.returncode != 0
     assert where in r.stderr, r.stderr
+
+
+def test_registered_claims_of_the_wrong_type_are_refused(gateway, upstream, idp):
+    """RFC 7519 §4.1: exp, nbf and iat are NumericDates (JSON numbers), iss and sub strings, aud a
+    string or an array of strings. Tokens signed by the provider's own key, in jwtAuth and in
+    mcpAuthentication (one validator): a wrong type is refused with 401 and why, never read
+    leniently (PyJWT alone takes "exp": "9999999999" as a number)."""
+    up = upstream()
+    port_jwt, port_mcp = free_port(), free_port()
+    mcp_auth = {"issuer": idp.issuer, "audiences": ["api"], "jwks": {"url": idp.jwks_url}}
+    gateway(
+        {
+            "binds": [
+                {"port": port_jwt, "listeners": [{"routes": [_jwt_route(idp, up.address)]}]},
+                {
+                    "port": port_mcp,
+                    "listeners": [
+                        {"routes": [{"policies": {"mcpAuthentication": mcp_auth}, "backends": [{"host": up.address}]}]}
+                    ],
+                },
+            ]
+        }
+    )
+    now = int(time.time())
+    later = now + 600
+    cases = {
+        "exp as a string": ({"exp": str(later)}, "exp claim is not a NumericDate"),
+        "exp as a bool": ({"exp": True}, "exp claim is not a NumericDate"),
+        "exp null": ({"exp": None, "aud": "api"}, "exp claim is not a NumericDate"),
+        "exp infinite": ({"exp": float("inf")}, "exp claim is not a NumericDate"),
+        "exp NaN": ({"exp": float("nan")}, "exp claim is not a NumericDate"),
+        "exp beyond any float": ({"exp": 10**400}, "exp claim is not a NumericDate"),
+        "exp as an array": ({"exp": [later]}, "exp claim is not a NumericDate"),
+        "nbf as a string": ({"nbf": str(now - 10)}, "nbf claim is not a NumericDate"),
+        "iat as a string": ({"iat": str(now)}, "iat claim is not a NumericDate"),
+        "iat as a bool": ({"iat": False}, "iat claim is not a NumericDate"),
+        "iss as an array": ({"iss": [idp.issuer]}, "iss claim is not a string"),
+        "sub as a number": ({"sub": 42}, "sub claim is not a string"),
+        "sub as an object": ({"sub": {"id": "alice"}}, "sub claim is not a string"),
+        "aud as a number": ({"aud": 7}, "aud claim is not a string or an array of strings"),
+        "aud array with a number": ({"aud": ["api", 7]}, "aud claim is not a string or an array of strings"),
+        "aud as an object": ({"aud": {"api": True}}, "aud claim is not a string or an array of strings"),
+    }
+    for name, (overrides, why) in cases.items():
+        claims = idp.claims(aud="api")
+        claims.update(overrides)  # None stays: a claim present with the value null
+        token = _signed(idp, claims)
+        for port in (port_jwt, port_mcp):
+            r = _get(port, token)
+            assert r.status_code == 401, (name, port, r.status_code, r.text)
+            assert why in _challenge(r), (name, port, r.headers["www-authenticate"])
+    # The right types still pass: float dates, aud as an array, through both policies.
+    good = _signed(idp, idp.claims(aud=["other", "api"], exp=later + 0.5, iat=now - 0.5, nbf=float(now - 5)))
+    for port in (port_jwt, port_mcp):
+        assert _get(port, good).status_code == 200
+    assert up.requests() and all(req["headers"] for req in up.requests())

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 
@@ -124,3 +128,44 @@ def test_json_access_log(gateway, upstream):
     assert entry["http.path"] == "/echo?a=1" and entry["http.status"] == 200
     assert entry["http.host"] == "h.test" and entry["endpoint"] == up.address
     assert entry["route"] == "route0" and entry["http.method"] == "GET"
+
+
+def test_workers_ignore_an_agentgateway_folder_in_the_working_directory(tmp_path):
+    """Started from a directory holding a folder named agentgateway (a checkout, a folder of
+    configs), the workers still import the installed package: they run with -P, so the working
+    directory is not on their sys.path."""
+    bogus = tmp_path / "agentgateway"
+    (bogus / "server").mkdir(parents=True)
+    (bogus / "__init__.py").write_text("raise ImportError('the bogus agentgateway folder was imported')\n")
+    (bogus / "server" / "__init__.py").write_text("")
+    (bogus / "server" / "worker.py").write_text("raise SystemExit('the bogus worker ran')\n")
+    port, ready = free_port(), free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"config: {{adminAddr: 'off', statsAddr: 'off', readinessAddr: '127.0.0.1:{ready}', workers: 2}}\n"
+        f"binds: [{{port: {port}, listeners: [{{routes: [{{policies: {{directResponse: {{status: 200, body: real}}}}}}]}}]}}]\n"
+    )
+    # The installed console script, as an operator runs it (its own directory, not the working
+    # one, is first on the supervisor's sys.path).
+    script = str(Path(sys.executable).parent / "agentgateway")
+    log_path = tmp_path / "gateway.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [script, "-f", "config.yaml"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_for(lambda: proc.poll() is not None or _ok(f"http://127.0.0.1:{ready}/healthz/ready"), 30, "ready")
+            assert proc.poll() is None, log_path.read_text()
+            for _ in range(10):
+                r = httpx.get(f"http://127.0.0.1:{port}/")
+                assert (r.status_code, r.text) == (200, "real")
+            assert "bogus" not in log_path.read_text()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -126,10 +126,3 @@ def test_default_config_is_valid_and_has_a_demo_route():
     runtime = compile_config(load_text(default_config_text()))
     assert 8080 in runtime.binds
     assert runtime.static.admin_addr == ("127.0.0.1", 15000)
-
-
-def test_config_dump_redacts_secrets():
-    from agentgateway.config.dump import _redact
-
-    dump = _redact({"config": {"session": {"key": "s3cret"}}, "x": [{"apiKey": "k"}], "port": 1})
-    assert dump == {"config": {"session": {"key": "<redacted>"}}, "x": [{"apiKey": "<redacted>"}], "port": 1}
