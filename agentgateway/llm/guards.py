@@ -172,10 +172,10 @@ class GuardSet:
         the folded form, so invisible characters cannot stretch a match past the window), never
         inside a match. Raises the rejection of a reject guard that matches."""
         index = None if plain(text) else IndexMap(text)
-        if index is None:
-            cut = max(0, len(text) - hold)
-        else:
-            cut = index.original_offset(max(0, len(index.text) - hold))
+        folded_length = len(text) if index is None else len(index.text)
+        cut = max(0, folded_length - hold)
+        if index is not None:
+            cut = index.original_offset(cut)
         spans: list[tuple[int, int, str]] = []
         for guard in self.guards:
             found = guard.spans(text, index)
@@ -265,10 +265,10 @@ class ChunkGuard:
                     fn["name"] = guards.apply(name)
                 args = fn.get("arguments")
                 if isinstance(args, str) and args:
-                    guard = self._calls.get(k)
-                    if guard is None:
-                        guard = self._calls[k] = StreamGuard(guards)
-                    fn["arguments"] = guard.feed(args)
+                    args_guard = self._calls.get(k)
+                    if args_guard is None:
+                        args_guard = self._calls[k] = StreamGuard(guards)
+                    fn["arguments"] = args_guard.feed(args)
             out_calls.append(call)
         if finish:
             out_calls += self._held_args()

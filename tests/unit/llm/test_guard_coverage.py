@@ -112,7 +112,9 @@ def test_chunk_guard_holds_tool_call_arguments_across_deltas() -> None:
         _chunk({"content": "calling"}),
         _chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}]}),
         *(_chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 4]}}]}) for i in range(0, 40, 4)),
-        _chunk({"tool_calls": [{"index": 1, "id": "call_2", "type": "function", "function": {"name": "sk-live-abcd1234"}}]}),
+        _chunk(
+            {"tool_calls": [{"index": 1, "id": "call_2", "type": "function", "function": {"name": "sk-live-abcd1234"}}]}
+        ),
         _chunk({"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]}),
         _chunk({}, "tool_calls"),
     ]
@@ -145,7 +147,11 @@ def test_request_walks_cover_tool_calls_and_results() -> None:
                 "role": "assistant",
                 "content": None,
                 "tool_calls": [
-                    {"id": "c", "type": "function", "function": {"name": "sk-live-aaaaaaa3", "arguments": '{"a": "sk-live-aaaaaaa4"}'}}
+                    {
+                        "id": "c",
+                        "type": "function",
+                        "function": {"name": "sk-live-aaaaaaa3", "arguments": '{"a": "sk-live-aaaaaaa4"}'},
+                    }
                 ],
             },
             {"role": "tool", "tool_call_id": "c", "content": "result sk-live-aaaaaaa5"},
@@ -154,8 +160,27 @@ def test_request_walks_cover_tool_calls_and_results() -> None:
     messages = {
         "system": [{"type": "text", "text": "sk-live-bbbbbbb1"}],
         "messages": [
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "get", "input": {"k": ["sk-live-bbbbbbb2"], "sk-live-bbbbbbb3": 4111111111111111}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "sk-live-bbbbbbb4"}]}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "t",
+                        "name": "get",
+                        "input": {"k": ["sk-live-bbbbbbb2"], "sk-live-bbbbbbb3": 4111111111111111},
+                    }
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t",
+                        "content": [{"type": "text", "text": "sk-live-bbbbbbb4"}],
+                    }
+                ],
+            },
         ],
     }
     responses = {
@@ -176,9 +201,28 @@ def test_request_walks_cover_tool_calls_and_results() -> None:
 
 def test_response_walks_cover_tool_calls() -> None:
     g = guard(patterns=(SECRET,))
-    chat = {"choices": [{"message": {"content": "x", "tool_calls": [{"function": {"name": "n", "arguments": '{"t":"\\u0073k-live-abcd1234"}'}}]}}]}
-    messages = {"content": [{"type": "thinking", "thinking": "sk-live-abcd1234"}, {"type": "tool_use", "name": "n", "input": {"t": "ѕk-live-abcd1234"}}]}
-    responses = {"output": [{"type": "function_call", "name": "n", "arguments": '{"t":"sk-live-abcd1234"}'}, {"type": "message", "content": [{"type": "output_text", "text": "sk-live-abcd1234"}]}]}
+    chat = {
+        "choices": [
+            {
+                "message": {
+                    "content": "x",
+                    "tool_calls": [{"function": {"name": "n", "arguments": '{"t":"\\u0073k-live-abcd1234"}'}}],
+                }
+            }
+        ]
+    }
+    messages = {
+        "content": [
+            {"type": "thinking", "thinking": "sk-live-abcd1234"},
+            {"type": "tool_use", "name": "n", "input": {"t": "ѕk-live-abcd1234"}},
+        ]
+    }
+    responses = {
+        "output": [
+            {"type": "function_call", "name": "n", "arguments": '{"t":"sk-live-abcd1234"}'},
+            {"type": "message", "content": [{"type": "output_text", "text": "sk-live-abcd1234"}]},
+        ]
+    }
     for api, body in ((CHAT, chat), (MESSAGES, messages), (RESPONSES, responses)):
         walk_response_texts(api, body, g.apply)
         dumped = orjson.dumps(body).decode()
