@@ -212,30 +212,52 @@ class StreamGuard:
         return self.guards.apply(buf) if buf else ""
 
 
-class ChunkGuard:
-    """Guards a stream of canonical Chat chunks: the content, the refusal, and each tool call's
-    name (sent whole) and arguments (held back like text, one window per call). Held text is
-    released in the chunk that ends its part (a tool call starting, the finish reason), ahead of
-    what that chunk starts, so the encoders see every part in order."""
+class _ChoiceGuard:
+    """The streamed texts of one choice: content, refusal, each tool call's arguments."""
 
-    __slots__ = ("guards", "_content", "_refusal", "_calls", "_open_call")
+    __slots__ = ("content", "refusal", "calls", "open_call")
+
+    def __init__(self, guards: GuardSet) -> None:
+        self.content = StreamGuard(guards)
+        self.refusal = StreamGuard(guards)
+        self.calls: dict[int, StreamGuard] = {}
+        self.open_call = -1
+
+    def held_args(self) -> list[Json]:
+        """The held arguments of the open tool call, as a tool-call delta (or nothing)."""
+        guard = self.calls.get(self.open_call)
+        rest = guard.flush() if guard is not None else ""
+        return [{"index": self.open_call, "function": {"arguments": rest}}] if rest else []
+
+
+class ChunkGuard:
+    """Guards a stream of canonical Chat chunks, per choice: the content, the refusal, and each
+    tool call's name (sent whole) and arguments (held back like text, one window per call). Held
+    text is released in the chunk that ends its part (a tool call starting, the finish reason),
+    ahead of what that chunk starts, so the encoders see every part in order."""
+
+    __slots__ = ("guards", "_choices")
 
     def __init__(self, guards: GuardSet) -> None:
         self.guards = guards
-        self._content = StreamGuard(guards)
-        self._refusal = StreamGuard(guards)
-        self._calls: dict[int, StreamGuard] = {}
-        self._open_call = -1
-
-    def _held_args(self) -> list[Json]:
-        """The held arguments of the open tool call, as a tool-call delta (or nothing)."""
-        guard = self._calls.get(self._open_call)
-        rest = guard.flush() if guard is not None else ""
-        return [{"index": self._open_call, "function": {"arguments": rest}}] if rest else []
+        self._choices: dict[int, _ChoiceGuard] = {}
 
     def feed(self, c: Json) -> Json | None:
         """Chunk ``c`` guarded (None when all it carried is held back)."""
-        choice = (c.get("choices") or [{}])[0]
+        choices = c.get("choices")
+        if not choices:
+            return c
+        keep = False
+        for choice in choices:
+            if isinstance(choice, dict) and self._choice(choice):
+                keep = True
+        return c if keep else None
+
+    def _choice(self, choice: Json) -> bool:
+        index = choice.get("index", 0)
+        state = self._choices.get(index)
+        if state is None:
+            state = self._choices[index] = _ChoiceGuard(self.guards)
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             delta = {}
@@ -243,7 +265,7 @@ class ChunkGuard:
         calls = delta.get("tool_calls")
         finish = choice.get("finish_reason")
         ends_text = bool(calls) or bool(finish)
-        for key, guard in (("content", self._content), ("refusal", self._refusal)):
+        for key, guard in (("content", state.content), ("refusal", state.refusal)):
             text = delta.get(key)
             released = guard.feed(text) if isinstance(text, str) and text else ""
             if ends_text:
@@ -255,9 +277,9 @@ class ChunkGuard:
         out_calls: list[Json] = []
         for call in calls or ():
             k = call.get("index", 0)
-            if k != self._open_call:
-                out_calls += self._held_args()
-                self._open_call = k
+            if k != state.open_call:
+                out_calls += state.held_args()
+                state.open_call = k
             fn = call.get("function")
             if isinstance(fn, dict):
                 name = fn.get("name")
@@ -265,29 +287,31 @@ class ChunkGuard:
                     fn["name"] = guards.apply(name)
                 args = fn.get("arguments")
                 if isinstance(args, str) and args:
-                    args_guard = self._calls.get(k)
+                    args_guard = state.calls.get(k)
                     if args_guard is None:
-                        args_guard = self._calls[k] = StreamGuard(guards)
+                        args_guard = state.calls[k] = StreamGuard(guards)
                     fn["arguments"] = args_guard.feed(args)
             out_calls.append(call)
         if finish:
-            out_calls += self._held_args()
+            out_calls += state.held_args()
         if out_calls:
             delta["tool_calls"] = out_calls
-        if delta.get("content") or delta.get("refusal") or out_calls or delta.get("role") or finish:
-            return c
-        return None
+        return bool(delta.get("content") or delta.get("refusal") or out_calls or delta.get("role") or finish)
 
     def finish(self) -> Json | None:
         """A chunk with what is still held at the end of the stream (None: nothing is)."""
-        delta: Json = {}
-        for key, guard in (("content", self._content), ("refusal", self._refusal)):
-            rest = guard.flush()
-            if rest:
-                delta[key] = rest
-        calls = self._held_args()
-        if calls:
-            delta["tool_calls"] = calls
-        if not delta:
+        out: list[Json] = []
+        for index, state in self._choices.items():
+            delta: Json = {}
+            for key, guard in (("content", state.content), ("refusal", state.refusal)):
+                rest = guard.flush()
+                if rest:
+                    delta[key] = rest
+            calls = state.held_args()
+            if calls:
+                delta["tool_calls"] = calls
+            if delta:
+                out.append({"index": index, "delta": delta, "finish_reason": None})
+        if not out:
             return None
-        return {"id": "", "model": "", "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        return {"id": "", "model": "", "choices": out}

@@ -227,3 +227,25 @@ def test_response_walks_cover_tool_calls() -> None:
         walk_response_texts(api, body, g.apply)
         dumped = orjson.dumps(body).decode()
         assert "live" not in dumped and "<MASKED>" in dumped, (api, dumped)
+
+
+def test_chunk_guard_keeps_choices_apart() -> None:
+    """n > 1: each choice's text is held and released in its own chunks."""
+    cg = ChunkGuard(guard(patterns=(SECRET,)))
+
+    def chunk(index: int, text: str, finish: str | None = None) -> dict:
+        return {
+            "id": "c",
+            "model": "m",
+            "choices": [{"index": index, "delta": {"content": text}, "finish_reason": finish}],
+        }
+
+    pieces = [chunk(0, "zero sk-li"), chunk(1, "one sk-live-"), chunk(0, "ve-abcd1234 end"), chunk(1, "aaaa1111 end")]
+    out = [g for c in pieces if (g := cg.feed(c)) is not None]
+    out += [cg.feed(chunk(0, "", "stop")), cg.feed(chunk(1, "", "stop"))]
+    texts: dict[int, str] = {0: "", 1: ""}
+    for c in out:
+        assert c is not None
+        for choice in c["choices"]:
+            texts[choice["index"]] += choice["delta"].get("content") or ""
+    assert texts == {0: "zero <MASKED> end", 1: "one <MASKED> end"}
