@@ -1,4 +1,5 @@
-"""Agent card rewriting: the interface URLs point at the gateway, signatures go.
+"""Agent card rewriting: the interface URLs point at the gateway, every other URL is one a client
+may follow safely, signatures go.
 
 The card names where the agent is reached: 0.3 ``url`` and ``additionalInterfaces[].url``, 1.0
 ``supportedInterfaces[].url``. Through the gateway those must be the address the client used
@@ -13,14 +14,30 @@ the route's rewrite:
    route matched;
 3. else the path is kept (the agent already advertises a public path).
 
-Only ``http``/``https`` URLs are rewritten (the gateway serves HTTP; a gRPC interface is left as
-the agent wrote it). ``signatures`` are removed: they cover the card as the agent wrote it and no
-longer verify.
+Every URL of the card is one of three kinds:
+
+- **interfaces** (above): an absolute ``http``/``https`` URL, a protocol-relative one
+  (``//host/x``) or an absolute path is rewritten to the gateway; anything else (``grpc://``, a
+  bare ``host:port``, ``javascript:``, ``file:``, a relative path) is an interface the gateway
+  does not serve and would send clients around it: the interface is dropped (the 0.3 ``url``,
+  which is required, becomes the gateway's address of the agent);
+- **security endpoints** (OAuth flows' ``authorizationUrl``, ``tokenUrl``, ``refreshUrl``,
+  ``deviceAuthorizationUrl``, ``oauth2MetadataUrl``, ``openIdConnectUrl``; 0.3 and 1.0 shapes):
+  the agent's identity provider, not proxied: kept only when absolute ``https`` (OAuth and
+  OpenID Connect require TLS there), else dropped;
+- **links** (``provider.url``, ``documentationUrl``, ``iconUrl``): kept when absolute
+  ``http``/``https`` with a host, else dropped.
+
+A URL with whitespace or control characters, or a backslash, is not taken as any of these.
+Extension ``uri`` values are identifiers, not links, and are left as written. ``signatures`` are
+removed: they cover the card as the agent wrote it and no longer verify.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+import re
+from typing import Any
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import orjson
 
@@ -77,19 +94,71 @@ def gateway_path(path: str, paths: CardPaths) -> str:
     return path
 
 
-def gateway_url(url: str, paths: CardPaths) -> str:
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+# OAuth flow fields holding URLs (0.3 and 1.0 use the same names in JSON).
+_FLOW_URLS = ("authorizationUrl", "tokenUrl", "refreshUrl", "deviceAuthorizationUrl")
+
+
+def _split(url: str) -> SplitResult | None:
+    if _UNSAFE.search(url):
+        return None
     try:
         parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
     except ValueError:
-        return url
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return url
-    return urlunsplit((paths.scheme, paths.authority, gateway_path(parts.path, paths), parts.query, parts.fragment))
+        return None
+    return parts
+
+
+def gateway_url(url: str, paths: CardPaths) -> str | None:
+    """An interface URL as the gateway serves it; None when it is not one the gateway serves."""
+    parts = _split(url)
+    if parts is None:
+        return None
+    if parts.scheme in ("http", "https") and parts.netloc:
+        pass
+    elif not parts.scheme and (parts.netloc or parts.path.startswith("/")):
+        pass  # protocol-relative or an absolute path: the card's own origin, i.e. the agent
+    else:
+        return None
+    path = gateway_path(parts.path or "/", paths)
+    return urlunsplit((paths.scheme, paths.authority, path, parts.query, parts.fragment))
+
+
+def _absolute(url: object, schemes: tuple[str, ...]) -> bool:
+    if not isinstance(url, str):
+        return False
+    parts = _split(url)
+    return parts is not None and parts.scheme in schemes and bool(parts.hostname)
+
+
+def _keep_if(container: dict[str, Any], key: str, schemes: tuple[str, ...]) -> None:
+    if key in container and not _absolute(container[key], schemes):
+        del container[key]
+
+
+def _security_urls(schemes: Any) -> None:
+    if not isinstance(schemes, dict):
+        return
+    for scheme in schemes.values():
+        if not isinstance(scheme, dict):
+            continue
+        # 1.0 wraps each kind (oauth2SecurityScheme, openIdConnectSecurityScheme, ...); 0.3 is flat.
+        bodies = [scheme, *(v for k, v in scheme.items() if k.endswith("SecurityScheme") and isinstance(v, dict))]
+        for body in bodies:
+            _keep_if(body, "openIdConnectUrl", ("https",))
+            _keep_if(body, "oauth2MetadataUrl", ("https",))
+            flows = body.get("flows")
+            if isinstance(flows, dict):
+                for flow in flows.values():
+                    if isinstance(flow, dict):
+                        for key in _FLOW_URLS:
+                            _keep_if(flow, key, ("https",))
 
 
 def rewrite_card(body: bytes, paths: CardPaths) -> bytes:
-    """The card with its interface URLs pointing at the gateway and without signatures.
-    Raises CardError when ``body`` is not a JSON object."""
+    """The card with its interface URLs pointing at the gateway, its other URLs safe to follow,
+    and without signatures. Raises CardError when ``body`` is not a JSON object."""
     try:
         card = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -97,13 +166,27 @@ def rewrite_card(body: bytes, paths: CardPaths) -> bytes:
     if not isinstance(card, dict):
         raise CardError(f"a JSON {type(card).__name__} where an object was expected")
     card.pop("signatures", None)
-    url = card.get("url")
-    if isinstance(url, str):
-        card["url"] = gateway_url(url, paths)
+    if "url" in card:
+        url = card["url"]
+        rewritten = gateway_url(url, paths) if isinstance(url, str) else None
+        card["url"] = rewritten or urlunsplit((paths.scheme, paths.authority, paths.client_base + "/", "", ""))
     for key in ("additionalInterfaces", "supportedInterfaces"):
         interfaces = card.get(key)
         if isinstance(interfaces, list):
+            kept = []
             for interface in interfaces:
-                if isinstance(interface, dict) and isinstance(interface.get("url"), str):
-                    interface["url"] = gateway_url(interface["url"], paths)
+                if isinstance(interface, dict):
+                    url = interface.get("url")
+                    rewritten = gateway_url(url, paths) if isinstance(url, str) else None
+                    if rewritten is None:
+                        continue  # not an interface the gateway serves
+                    interface["url"] = rewritten
+                kept.append(interface)
+            card[key] = kept
+    provider = card.get("provider")
+    if isinstance(provider, dict):
+        _keep_if(provider, "url", ("http", "https"))
+    _keep_if(card, "documentationUrl", ("http", "https"))
+    _keep_if(card, "iconUrl", ("http", "https"))
+    _security_urls(card.get("securitySchemes"))
     return orjson.dumps(card)

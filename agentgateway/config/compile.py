@@ -483,9 +483,10 @@ class _Compiler:
             chain.append(RequestRedirect(p.request_redirect, f"{pw}.requestRedirect", matches))
         if p.direct_response is not None:
             chain.append(DirectResponse(p.direct_response, f"{pw}.directResponse"))
+        timeout = TimeoutPolicy(p.timeout, f"{pw}.timeout") if p.timeout is not None else None
         if p.a2a is not None:
             rewrite = p.url_rewrite.path if p.url_rewrite is not None else None
-            chain.append(A2aPolicy(p.a2a, f"{pw}.a2a", rewrite.prefix if rewrite is not None else None))
+            chain.append(A2aPolicy(p.a2a, f"{pw}.a2a", rewrite.prefix if rewrite is not None else None, timeout))
         if p.transformations is not None:
             chain.append(Transformations(p.transformations, f"{pw}.transformations"))
         if p.local_rate_limit:
@@ -498,7 +499,6 @@ class _Compiler:
             elif rrl.host is not None or rrl.backend is not None:
                 raise ConfigError(f"{pw}.remoteRateLimit", "redis replaces host/backend; set one of them")
             chain.append(RemoteRateLimit(rrl, f"{pw}.remoteRateLimit", target, labels))
-        timeout = TimeoutPolicy(p.timeout, f"{pw}.timeout") if p.timeout is not None else None
         retry = RetryPolicy(p.retry, f"{pw}.retry") if p.retry is not None else None
         mirror = None
         if p.request_mirror is not None:

@@ -645,6 +645,13 @@ class PromptEnrichment(Schema, frozen=True):
     append: list[PromptMessage] = []
 
 
+class TokenReservation(Schema, frozen=True):
+    """addition: what an LLM call reserves against token rate limits before it is made."""
+
+    # tokens reserved for the answer of a request that sets no output limit of its own
+    output_tokens: int = 1024
+
+
 class AiPolicy(Schema, frozen=True):
     """``policies.ai``: request shaping and guards for LLM traffic."""
 
@@ -653,6 +660,8 @@ class AiPolicy(Schema, frozen=True):
     overrides: dict[str, Any] = {}
     prompts: PromptEnrichment | None = None
     model_aliases: dict[str, str] = {}
+    # addition: the reservation of token rate limits (llm/exchange.py)
+    token_reservation: TokenReservation | None = None
     transformations: NotSupported = UNSET
     final_transformations: NotSupported = UNSET
     prompt_caching: NotSupported = UNSET

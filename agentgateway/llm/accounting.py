@@ -4,11 +4,12 @@ that live outside ``llm/`` (API keys, token rate limits, budgets).
 - ``CallerIdentity``: what an authentication policy (``apiKey``, ``jwtAuth``) learned about the
   caller. ``allowed_models`` (patterns, ``*`` wildcards) limits which models it may call.
 - ``TokenBudget``: a token account (``localRateLimit``/``remoteRateLimit`` of ``type: tokens``,
-  per-key budgets). An account held by a service is asked before the call too (``TokenAdmission``,
-  awaited). ``reserve`` runs before the provider call with an estimate (the tokenizer's
-  count of the prompt, or 1 when ``tokenize`` is off, as the reference does) and may refuse;
+  per-key budgets). ``reserve`` runs before the provider call and takes ``call.reserve`` tokens
+  (the prompt's estimate plus the answer's limit, llm/exchange.py) or refuses; an account held by
+  a service takes them in ``admit`` (``TokenAdmission``, awaited, after every ``reserve``).
   ``settle`` runs once the provider reported usage (or the call failed: usage unknown), so the
-  account is trued up with what the provider actually charged.
+  account is trued up with what the provider actually charged. Reserving what a call may cost
+  is what keeps concurrent calls from spending the same tokens.
 
 The exchange calls them through ``LlmHooks``, compiled per route. Nothing here keeps counters.
 """
@@ -42,7 +43,7 @@ class CallerIdentity:
 class LlmCall:
     """The facts of one call a budget decides on."""
 
-    __slots__ = ("route", "caller", "request_model", "provider", "estimate", "ctx")
+    __slots__ = ("route", "caller", "request_model", "provider", "estimate", "reserve", "ctx")
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class LlmCall:
         provider: str,
         estimate: int,
         ctx: Any = None,
+        reserve: int | None = None,
     ) -> None:
         # ctx: the request (server/context.py RequestCtx), for budgets keyed by its values
         self.ctx = ctx
@@ -59,7 +61,9 @@ class LlmCall:
         self.caller = caller
         self.request_model = request_model
         self.provider = provider
-        self.estimate = estimate
+        self.estimate = estimate  # the prompt's tokens, estimated
+        # what the call may cost: the estimate and the tokens its answer may use
+        self.reserve = estimate if reserve is None else reserve
 
 
 class Refusal:
@@ -75,15 +79,16 @@ class Refusal:
 
 class TokenBudget(Protocol):
     def reserve(self, call: LlmCall) -> object | Refusal:
-        """Take ``call.estimate`` tokens (or refuse). The returned token is given back to settle."""
+        """Take ``call.reserve`` tokens (or refuse). What it returns is given back to settle."""
 
     def settle(self, reservation: object, usage: Usage) -> None:
         """True up: ``usage.total_tokens`` were used (``usage.known`` False: the call failed)."""
 
 
 class TokenAdmission(Protocol):
-    async def admit(self, call: LlmCall) -> Refusal | None:
-        """Before the provider call, after every budget reserved: a remote check (None: go on)."""
+    async def admit(self, call: LlmCall, reservation: object) -> Refusal | None:
+        """Before the provider call, after every budget reserved: the reservation made with a
+        service (None: go on). ``reservation`` is what this budget's ``reserve`` returned."""
 
 
 class IdentitySource(Protocol):
@@ -129,6 +134,21 @@ def reserve_all(
             return [], result
         taken.append((budget, result))
     return taken, None
+
+
+async def admit_all(
+    admissions: tuple[TokenAdmission, ...], taken: list[tuple[TokenBudget, object]], call: LlmCall
+) -> Refusal | None:
+    """The reservations held by services, in order; the first refusal stops (what was taken is
+    released by ``settle_all`` like any other reservation)."""
+    for budget, reservation in taken:
+        held: object = budget  # an admission is one of the budgets (the same object)
+        for admission in admissions:
+            if admission is held:
+                refusal = await admission.admit(call, reservation)
+                if refusal is not None:
+                    return refusal
+    return None
 
 
 def settle_all(taken: list[tuple[TokenBudget, object]], usage: Usage) -> None:

@@ -2,25 +2,27 @@
 what the authentication policies learned, and token budgets over ``localRateLimit`` buckets and
 ``remoteRateLimit`` descriptors of ``type: tokens``.
 
-A token bucket is checked before the provider call: an empty bucket refuses it (429 in the
-client API's format, with ``x-ratelimit-*``). With ``tokenize`` the estimated prompt tokens are
-taken at once; when the provider has reported its usage, the bucket is trued up to the tokens it
-charged (input + output). A failed call gives the estimate back. As in agentgateway, a bucket
-that still holds a single token lets a call through, which may then overdraw it to zero.
+A call reserves what it may cost before it is made (``LlmCall.reserve``: the prompt's estimate
+and the answer's limit); a limit that cannot cover the reservation refuses the call (429 in the
+client API's format, with ``x-ratelimit-*``). Once the provider reported its usage, the limit is
+trued up to the tokens it charged (input + output); a failed call gives the reservation back.
+Concurrent calls therefore cannot all spend the same last tokens: what they may overspend is
+what each used beyond its own reservation (README, "Token budgets under concurrency").
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from agentgateway.llm.accounting import CallerIdentity, LlmCall, Refusal
 from agentgateway.llm.usage import Usage
+from agentgateway.policy.local_rate_limit import TokenHold
+from agentgateway.policy.remote_rate_limit import RemoteHold
 
 if TYPE_CHECKING:
     from agentgateway.policy.local_rate_limit import LocalRateLimit
     from agentgateway.policy.remote_rate_limit import RemoteRateLimit
-    from agentgateway.server.context import RequestCtx
 
 
 def caller_of(ctx: Any) -> CallerIdentity | None:
@@ -35,7 +37,8 @@ def caller_of(ctx: Any) -> CallerIdentity | None:
 
 
 class LocalTokenBudget:
-    """A ``TokenBudget`` over the ``tokens`` buckets of one route's ``localRateLimit``."""
+    """A ``TokenBudget`` over the ``tokens`` buckets of one route's ``localRateLimit`` (the
+    shared table: every worker of the host sees the same reservations)."""
 
     __slots__ = ("limit",)
 
@@ -43,52 +46,56 @@ class LocalTokenBudget:
         self.limit = limit
 
     def reserve(self, call: LlmCall) -> object | Refusal:
-        ctx = call.ctx
-        headers = self.limit.token_refusal(ctx)
-        if headers is not None:
-            return Refusal(429, "token rate limit exceeded", headers)
-        taken = call.estimate if call.estimate > 1 else 0  # 1: no estimate (tokenize off)
-        if taken:
-            self.limit.take_tokens(ctx, taken)
-        return (ctx, taken)
+        hold = self.limit.reserve_tokens(call.ctx, call.reserve)
+        if isinstance(hold, TokenHold):
+            return hold
+        return Refusal(429, "token rate limit exceeded", hold)
 
     def settle(self, reservation: object, usage: Usage) -> None:
-        assert isinstance(reservation, tuple)
-        ctx, taken = reservation
-        used = usage.total_tokens if usage.known else 0
-        if used != taken:
-            self.limit.take_tokens(ctx, used - taken)
+        assert isinstance(reservation, TokenHold)
+        self.limit.settle_tokens(reservation, usage.total_tokens if usage.known else 0)
+
+
+class _Pending:
+    """A reservation with a service, filled in by ``admit`` (None: not made, nothing to settle)."""
+
+    __slots__ = ("hold",)
+
+    def __init__(self) -> None:
+        self.hold: RemoteHold | None = None
 
 
 class RemoteTokenBudget:
     """A ``TokenBudget`` and ``TokenAdmission`` over the ``tokens`` descriptors of one route's
-    ``remoteRateLimit``: before the call one hit is asked for (the service refuses when the limit
-    is spent; 429, or 500 when the service fails closed, in the client API's format); after it,
-    the rest of the tokens the provider reported are added in the background, so the client's
-    answer never waits for the service."""
+    ``remoteRateLimit``: the reservation is made with the service before the call (``admit``:
+    429, or 500 when the service fails closed, in the client API's format); the true-up after it
+    runs in the background, so the client's answer never waits for the service."""
 
     __slots__ = ("limit",)
 
-    # Counting tasks still running (the event loop keeps only weak references to tasks).
+    # True-ups still running (the event loop keeps only weak references to tasks).
     _pending: set[asyncio.Task[None]] = set()
 
     def __init__(self, limit: RemoteRateLimit) -> None:
         self.limit = limit
 
     def reserve(self, call: LlmCall) -> object:
-        return call.ctx
+        return _Pending()
 
-    async def admit(self, call: LlmCall) -> Refusal | None:
-        reply = await self.limit.admit_tokens(call.ctx)
-        if reply is None:
-            return None
-        return Refusal(reply.status, reply.reason, tuple(h for h in reply.headers if h[0] != b"content-type"))
+    async def admit(self, call: LlmCall, reservation: object) -> Refusal | None:
+        assert isinstance(reservation, _Pending)
+        reply, hold = await self.limit.reserve_tokens(call.ctx, call.reserve)
+        if reply is not None:
+            return Refusal(reply.status, reply.reason, tuple(h for h in reply.headers if h[0] != b"content-type"))
+        reservation.hold = hold
+        return None
 
     def settle(self, reservation: object, usage: Usage) -> None:
-        rest = (usage.total_tokens if usage.known else 0) - 1  # the admitting hit counted one
-        if rest <= 0:
+        assert isinstance(reservation, _Pending)
+        hold = reservation.hold
+        if hold is None:
             return
-        ctx = cast("RequestCtx", reservation)  # what reserve returned
-        task = asyncio.get_running_loop().create_task(self.limit.add_tokens(ctx, rest))
+        used = usage.total_tokens if usage.known else 0
+        task = asyncio.get_running_loop().create_task(self.limit.settle_tokens(hold, used))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -33,6 +33,7 @@ from agentgateway.config.schema import (
 from agentgateway.llm.accounting import NO_HOOKS, LlmHooks
 from agentgateway.llm.guards import GuardSet, RegexGuard, Rejection, builtin_rule, custom_rule
 from agentgateway.llm.providers import AwsSigning, Provider
+from agentgateway.llm.redact import Redactor
 from agentgateway.upstream.target import HttpTarget, split_host_port
 
 # (host, port, tls settings, label, where) → HttpTarget; provided by the config compiler.
@@ -83,6 +84,10 @@ class ModelRoute:
         return out
 
 
+# tokenReservation.outputTokens when unset (addition).
+DEFAULT_OUTPUT_RESERVATION = 1024
+
+
 class LlmPolicy:
     """``policies.ai`` compiled: aliases, request shaping and guards."""
 
@@ -96,6 +101,7 @@ class LlmPolicy:
         "request_guards",
         "response_guards",
         "webhooks",
+        "default_output_tokens",
     )
 
     def __init__(
@@ -109,6 +115,7 @@ class LlmPolicy:
         request_guards: GuardSet,
         response_guards: GuardSet,
         webhooks: tuple[tuple[HttpTarget, bool], ...] = (),
+        default_output_tokens: int = DEFAULT_OUTPUT_RESERVATION,
     ) -> None:
         self.aliases = aliases
         self.alias_patterns = alias_patterns
@@ -119,6 +126,8 @@ class LlmPolicy:
         self.request_guards = request_guards
         self.response_guards = response_guards
         self.webhooks = webhooks  # (target, on_response) of webhook guards
+        # reserved against token rate limits for the answer of a request without an output limit
+        self.default_output_tokens = default_output_tokens
 
     def resolve_alias(self, model: str) -> str:
         exact = self.aliases.get(model)
@@ -137,7 +146,7 @@ class LlmService:
     """A route backend of kind llm: the model table (exact names, then wildcards in order), or
     a single route for every model (an ``ai`` backend)."""
 
-    __slots__ = ("label", "models", "patterns", "default", "listed", "policy", "hooks")
+    __slots__ = ("label", "models", "patterns", "default", "listed", "policy", "hooks", "_redactor")
     kind = "llm"
 
     def __init__(
@@ -156,6 +165,26 @@ class LlmService:
         self.listed = tuple(m for m in models.values())
         self.policy = policy
         self.hooks = hooks
+        self._redactor: Redactor | None = None
+
+    @property
+    def redactor(self) -> Redactor:
+        """Takes every credential of this service's providers out of their errors (made on the
+        first error: the model table is complete by then)."""
+        redactor = self._redactor
+        if redactor is None:
+            routes = [*self.models.values(), *(r for _, r in self.patterns)]
+            if self.default is not None:
+                routes.append(self.default)
+            secrets = {
+                secret
+                for route in routes
+                for tier in route.tiers
+                for target, _ in tier
+                for secret in target.provider.secrets
+            }
+            redactor = self._redactor = Redactor(secrets)
+        return redactor
 
     def route_for(self, model: str) -> ModelRoute | None:
         route = self.models.get(model)
@@ -579,6 +608,11 @@ def compile_policy(ai: AiPolicy | None, where: str, make_http: MakeHttpTarget) -
             raise ConfigError(
                 f"{where}.overrides", f"{key!r} cannot be set by defaults or overrides (use modelAliases)"
             )
+    output_tokens = DEFAULT_OUTPUT_RESERVATION
+    if ai.token_reservation is not None:
+        output_tokens = ai.token_reservation.output_tokens
+        if output_tokens < 0:
+            raise ConfigError(f"{where}.tokenReservation.outputTokens", "cannot be negative")
     return LlmPolicy(
         aliases,
         tuple(patterns),
@@ -589,6 +623,7 @@ def compile_policy(ai: AiPolicy | None, where: str, make_http: MakeHttpTarget) -
         request_guards,
         response_guards,
         request_hooks + response_hooks,
+        output_tokens,
     )
 
 

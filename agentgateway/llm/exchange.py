@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
-from agentgateway.llm.accounting import LlmCall, TokenBudget, reserve_all, settle_all
+from agentgateway.llm.accounting import LlmCall, TokenBudget, admit_all, reserve_all, settle_all
 from agentgateway.llm.chat import Json, new_id, now
 from agentgateway.llm.config import LlmService, ModelRoute, ModelTarget
 from agentgateway.llm.embeddings import embed_request, embed_response
@@ -35,7 +35,7 @@ from agentgateway.llm.errors import (
     provider_error_message,
     stream_error,
 )
-from agentgateway.llm.guards import StreamGuard
+from agentgateway.llm.guards import ChunkGuard
 from agentgateway.llm.providers import (
     F_ANTHROPIC,
     F_GEMINI,
@@ -54,7 +54,7 @@ from agentgateway.llm.shaping import (
     walk_request_texts,
     walk_response_texts,
 )
-from agentgateway.llm.tokens import COUNTER
+from agentgateway.llm.tokens import COUNTER, output_limit, rough_count
 from agentgateway.llm.usage import Usage
 from agentgateway.policy.chain import apply_response
 from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError
@@ -263,12 +263,17 @@ class LlmExchange:
         facts = self._facts
         if facts is not None and not facts.error_type:
             facts.error_type = str(exc.status)
-        self.ctx.reason = exc.message
+        # A provider's message may quote the credential the gateway sent it.
+        redactor = self.service.redactor
+        message = redactor.text(exc.message)
+        headers = redactor.headers(exc.headers) if exc.headers else ()
+        self.ctx.reason = message
         if self._started:
-            self.conn.send_body(stream_error(self._api, exc.status, exc.message))
+            self.conn.send_body(stream_error(self._api, exc.status, message))
             self.conn.end_response()
             return
-        self._answer(client_status(self._api, exc.status), [_JSON, *exc.headers], exc.body(self._api))
+        body = LlmError(exc.status, message).body(self._api)
+        self._answer(client_status(self._api, exc.status), [_JSON, *headers], body)
 
     async def _handle(self) -> Usage | None:
         ctx = self.ctx
@@ -326,17 +331,21 @@ class LlmExchange:
             n = sum(COUNTER.count(t) for t in collect_texts(api, body))
             self._json(200, orjson.dumps({"input_tokens": n}), ())
             return None
-        estimate = 1
-        if hooks.tokenize or first.tokenize:
-            estimate = sum(COUNTER.count(t) for t in collect_texts(api, body)) or 1
         if hooks.budgets:
-            call = LlmCall(ctx.route, caller, requested, first.genai_name, estimate, ctx)
+            # What the call may cost is reserved before it is made: the prompt's tokens (the
+            # tokenizer's count with tokenize, else one per 4 bytes) and the answer's limit (the
+            # request's own, else the policy's defaultOutputTokens); settled from the usage.
+            texts = collect_texts(api, body)
+            if hooks.tokenize or first.tokenize:
+                estimate = sum(COUNTER.count(t) for t in texts) or 1
+            else:
+                estimate = rough_count(texts)
+            output = output_limit(api, body)
+            reserve = estimate + (policy.default_output_tokens if output is None else output)
+            call = LlmCall(ctx.route, caller, requested, first.genai_name, estimate, ctx, reserve)
             self._taken, refusal = reserve_all(hooks.budgets, call)
-            if refusal is None:
-                for admission in hooks.admissions:  # services holding shared limits
-                    refusal = await admission.admit(call)
-                    if refusal is not None:
-                        break
+            if refusal is None and hooks.admissions:  # services holding shared limits
+                refusal = await admit_all(hooks.admissions, self._taken, call)
             if refusal is not None:
                 raise LlmError(refusal.status, refusal.message, refusal.headers)
         return await self._call_with_failover(route, attempts, api, body, model, stream)
@@ -378,7 +387,7 @@ class LlmExchange:
                     "LLM failover: provider %s answered %d (%s); trying the next target",
                     provider.name,
                     status,
-                    provider_error_message(raw)[:200],
+                    self.service.redactor.text(provider_error_message(raw))[:200],
                 )
                 continue
             try:
@@ -434,7 +443,9 @@ class LlmExchange:
             plan = _Plan(provider, upstream_model, api, True, stream, False, body)
             op = OP_COUNT_TOKENS if api == COUNT_TOKENS else OP_CHAT
             return plan, provider.path(op, upstream_model), orjson.dumps(req)
-        if api == RESPONSES and provider.speaks_responses:
+        # A guarded Responses stream is served through Chat Completions: the guard reads canonical
+        # chunks (the Responses events repeat each text whole in their done events).
+        if api == RESPONSES and provider.speaks_responses and not (stream and self.service.policy.response_guards):
             req = {**body, "model": upstream_model}
             plan = _Plan(provider, upstream_model, api, True, stream, False, body)
             return plan, provider.path(OP_RESPONSES, upstream_model), orjson.dumps(req)
@@ -490,8 +501,11 @@ class LlmExchange:
         self.conn.end_response()
 
     async def _provider_error(self, resp: ClientResponse, plan: _Plan) -> None:
-        raw = await resp.read()
-        kept = tuple((k, v) for k, v in resp.headers if k in KEPT_HEADERS)
+        """A provider's error, in the client's format, without the credentials the gateway sent
+        (a 401 may quote the key)."""
+        redactor = self.service.redactor
+        raw = redactor.body(await resp.read())
+        kept = redactor.headers((k, v) for k, v in resp.headers if k in KEPT_HEADERS)
         facts = self._facts
         if facts is not None:
             facts.error_type = str(resp.status)
@@ -584,7 +598,7 @@ class LlmExchange:
             elif plan.api == MESSAGES:
                 relay = anthropic.MessagesPassthrough()
             else:
-                relay = responses.ResponsesPassthrough()
+                relay = responses.ResponsesPassthrough(self.service.redactor)
             try:
                 async for data in resp.chunks():
                     out = relay.feed(data)
@@ -626,7 +640,7 @@ class LlmExchange:
             encoder = responses.ResponsesStreamEncoder(plan.client_body, plan.model)
         else:
             encoder = openai.ChatStreamEncoder(plan.include_usage, plan.model)
-        guard = StreamGuard(guards) if guards else None
+        guard = ChunkGuard(guards) if guards else None
         try:
             async for data in resp.chunks():
                 chunks = decoder.feed(data)
@@ -658,38 +672,18 @@ class LlmExchange:
         return usage
 
     @staticmethod
-    def _encode(chunks: list[Json], encoder: Any, guard: StreamGuard | None, final: bool = False) -> bytes:
+    def _encode(chunks: list[Json], encoder: Any, guard: ChunkGuard | None, final: bool = False) -> bytes:
         if guard is None:
             return b"".join([encoder.feed(c) for c in chunks])
         parts: list[bytes] = []
         for c in chunks:
-            choice = (c.get("choices") or [{}])[0]
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text:
-                delta["content"] = guard.feed(text)
-            if choice.get("finish_reason") or delta.get("tool_calls"):
-                rest = guard.flush()
-                if rest:
-                    parts.append(
-                        encoder.feed(
-                            {**c, "choices": [{"index": 0, "delta": {"content": rest}, "finish_reason": None}]}
-                        )
-                    )
-            if delta.get("content") or delta.get("tool_calls") or delta.get("role") or choice.get("finish_reason"):
-                parts.append(encoder.feed(c))
+            guarded = guard.feed(c)
+            if guarded is not None:
+                parts.append(encoder.feed(guarded))
         if final:
-            rest = guard.flush()
-            if rest:
-                parts.append(
-                    encoder.feed(
-                        {
-                            "id": "",
-                            "model": "",
-                            "choices": [{"index": 0, "delta": {"content": rest}, "finish_reason": None}],
-                        }
-                    )
-                )
+            rest = guard.finish()
+            if rest is not None:
+                parts.append(encoder.feed(rest))
         return b"".join(parts)
 
     # ------------------------------------------------------------------ models, webhooks

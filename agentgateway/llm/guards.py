@@ -1,10 +1,13 @@
 """Prompt guards: regular expressions (built-in PII recognizers or custom patterns) that mask or
 reject, on requests and on responses (streamed responses too).
 
-Patterns are compiled once at config load. A request guard sees the text of every message
-(system prompt, user, assistant and tool content); a response guard sees the completion text.
-A streaming response is guarded with a short hold-back window so a match split across chunks is
-still caught: text is released only once it can no longer be part of a match.
+Patterns are compiled once at config load. A request guard sees every text a client can send
+and a response guard every text a model can answer (llm/shaping.py walks them: message content
+of every role, tool-call names and arguments, tool results, reasoning). Rules match the text as
+written and its folded form (llm/textfold.py), so look-alike letters, fullwidth forms and
+invisible characters do not hide a match. A streaming response is guarded with a short hold-back
+window per streamed text (the completion, each tool call's arguments) so a match split across
+chunks is still caught: text is released only once it can no longer be part of a match.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from agentgateway.llm.errors import LlmError
+from agentgateway.llm.textfold import IndexMap, fold, plain
+
+Json = dict[str, Any]
 
 # Built-in recognizers, named as agentgateway names them.
 BUILTINS: dict[str, str] = {
@@ -81,7 +87,11 @@ class Rejection:
 
 
 class RegexGuard:
-    """``regex: {action, rules}`` with its ``rejection``."""
+    """``regex: {action, rules}`` with its ``rejection``.
+
+    Rules match the original text and its folded form (llm/textfold.py: look-alikes, invisible
+    characters, JSON escapes); a match in the folded form is mapped back to the original
+    characters it came from, which are masked."""
 
     __slots__ = ("rules", "reject", "rejection")
 
@@ -90,40 +100,55 @@ class RegexGuard:
         self.reject = reject
         self.rejection = rejection
 
-    def _spans(self, text: str) -> list[tuple[int, int, str]]:
+    def _find(self, text: str) -> list[tuple[int, int, str]]:
         spans = []
         for rule in self.rules:
             for m in rule.pattern.finditer(text):
                 if m.end() > m.start() and (rule.check is None or rule.check(m.group())):
                     spans.append((m.start(), m.end(), rule.label))
+        return spans
+
+    def spans(self, text: str, index: IndexMap | None = None) -> list[tuple[int, int, str]]:
+        """Matches as spans of ``text`` (folded matches mapped back), sorted by start.
+        ``index``: the text's index map when the caller already made it."""
+        spans = self._find(text)
+        if index is None and plain(text):
+            spans.sort()
+            return spans
+        folded = index.text if index is not None else fold(text)
+        if folded != text:
+            found = self._find(folded)
+            if found:
+                if index is None:
+                    index = IndexMap(text)
+                for start, end, label in found:
+                    o_start, o_end = index.span(start, end)
+                    spans.append((o_start, o_end, label))
         spans.sort()
         return spans
 
     def apply(self, text: str) -> str:
         """The text with matches masked; raises the rejection if the action is reject."""
-        spans = self._spans(text)
+        spans = self.spans(text)
         if not spans:
             return text
         if self.reject:
             raise LlmError(self.rejection.status, self.rejection.message)
         out = []
         pos = 0
-        for start, end, label in spans:
-            if start < pos:
-                continue  # overlapping matches: the first one wins
+        merged: list[tuple[int, int, str]] = []
+        for start, end, label in spans:  # overlapping matches become one, labelled by the first
+            if merged and start < merged[-1][1]:
+                last = merged[-1]
+                merged[-1] = (last[0], max(last[1], end), last[2])
+            else:
+                merged.append((start, end, label))
+        for start, end, label in merged:
             out.append(text[pos:start])
             out.append(label)
             pos = end
         out.append(text[pos:])
         return "".join(out)
-
-    def safe_cut(self, text: str, hold: int) -> int:
-        """Where a streamed buffer can be cut: at most ``len - hold``, never inside a match."""
-        cut = max(0, len(text) - hold)
-        for start, end, _ in self._spans(text):
-            if start < cut < end:
-                cut = start
-        return cut
 
 
 class GuardSet:
@@ -142,33 +167,32 @@ class GuardSet:
             text = guard.apply(text)
         return text
 
-
-def guard_chat_request(guards: GuardSet, req: dict[str, Any]) -> None:
-    """Masks (in place) or rejects the text of every message of a canonical Chat request."""
-    for msg in req.get("messages") or []:
-        content = msg.get("content")
-        if isinstance(content, str):
-            msg["content"] = guards.apply(content)
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    part["text"] = guards.apply(part["text"])
-        for call in msg.get("tool_calls") or []:
-            fn = call.get("function") or {}
-            if isinstance(fn.get("arguments"), str):
-                fn["arguments"] = guards.apply(fn["arguments"])
-
-
-def guard_chat_response(guards: GuardSet, resp: dict[str, Any]) -> None:
-    for choice in resp.get("choices") or []:
-        message = choice.get("message") or {}
-        if isinstance(message.get("content"), str):
-            message["content"] = guards.apply(message["content"])
+    def safe_cut(self, text: str, hold: int) -> int:
+        """Where a streamed buffer can be cut: before its last ``hold`` characters (counted in
+        the folded form, so invisible characters cannot stretch a match past the window), never
+        inside a match. Raises the rejection of a reject guard that matches."""
+        index = None if plain(text) else IndexMap(text)
+        folded_length = len(text) if index is None else len(index.text)
+        cut = max(0, folded_length - hold)
+        if index is not None:
+            cut = index.original_offset(cut)
+        spans: list[tuple[int, int, str]] = []
+        for guard in self.guards:
+            found = guard.spans(text, index)
+            if found and guard.reject:
+                raise LlmError(guard.rejection.status, guard.rejection.message)
+            spans += found
+        spans.sort(reverse=True)  # latest start first: moving the cut back may enter earlier ones
+        for start, end, _ in spans:
+            if start < cut < end:
+                cut = start
+        return cut
 
 
 class StreamGuard:
-    """Guards streamed completion text: ``feed`` returns what can be released now (masked),
-    ``flush`` the rest at the end. A reject raises as soon as a match is seen."""
+    """Guards one streamed text (the completion, or one tool call's arguments): ``feed``
+    returns what can be released now (masked), ``flush`` the rest at the end. A reject raises as
+    soon as a match is seen."""
 
     __slots__ = ("guards", "_pending")
 
@@ -178,11 +202,7 @@ class StreamGuard:
 
     def feed(self, text: str) -> str:
         buf = self._pending + text
-        cut = len(buf)
-        for guard in self.guards.guards:
-            if guard.reject:
-                guard.apply(buf)  # raises on a match
-            cut = min(cut, guard.safe_cut(buf, STREAM_HOLD))
+        cut = self.guards.safe_cut(buf, STREAM_HOLD)
         self._pending = buf[cut:]
         return self.guards.apply(buf[:cut]) if cut else ""
 
@@ -190,3 +210,108 @@ class StreamGuard:
         buf = self._pending
         self._pending = ""
         return self.guards.apply(buf) if buf else ""
+
+
+class _ChoiceGuard:
+    """The streamed texts of one choice: content, refusal, each tool call's arguments."""
+
+    __slots__ = ("content", "refusal", "calls", "open_call")
+
+    def __init__(self, guards: GuardSet) -> None:
+        self.content = StreamGuard(guards)
+        self.refusal = StreamGuard(guards)
+        self.calls: dict[int, StreamGuard] = {}
+        self.open_call = -1
+
+    def held_args(self) -> list[Json]:
+        """The held arguments of the open tool call, as a tool-call delta (or nothing)."""
+        guard = self.calls.get(self.open_call)
+        rest = guard.flush() if guard is not None else ""
+        return [{"index": self.open_call, "function": {"arguments": rest}}] if rest else []
+
+
+class ChunkGuard:
+    """Guards a stream of canonical Chat chunks, per choice: the content, the refusal, and each
+    tool call's name (sent whole) and arguments (held back like text, one window per call). Held
+    text is released in the chunk that ends its part (a tool call starting, the finish reason),
+    ahead of what that chunk starts, so the encoders see every part in order."""
+
+    __slots__ = ("guards", "_choices")
+
+    def __init__(self, guards: GuardSet) -> None:
+        self.guards = guards
+        self._choices: dict[int, _ChoiceGuard] = {}
+
+    def feed(self, c: Json) -> Json | None:
+        """Chunk ``c`` guarded (None when all it carried is held back)."""
+        choices = c.get("choices")
+        if not choices:
+            return c
+        keep = False
+        for choice in choices:
+            if isinstance(choice, dict) and self._choice(choice):
+                keep = True
+        return c if keep else None
+
+    def _choice(self, choice: Json) -> bool:
+        index = choice.get("index", 0)
+        state = self._choices.get(index)
+        if state is None:
+            state = self._choices[index] = _ChoiceGuard(self.guards)
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
+        guards = self.guards
+        calls = delta.get("tool_calls")
+        finish = choice.get("finish_reason")
+        ends_text = bool(calls) or bool(finish)
+        for key, guard in (("content", state.content), ("refusal", state.refusal)):
+            text = delta.get(key)
+            released = guard.feed(text) if isinstance(text, str) and text else ""
+            if ends_text:
+                released += guard.flush()
+            if released:
+                delta[key] = released
+            elif delta.get(key):
+                delta[key] = ""
+        out_calls: list[Json] = []
+        for call in calls or ():
+            k = call.get("index", 0)
+            if k != state.open_call:
+                out_calls += state.held_args()
+                state.open_call = k
+            fn = call.get("function")
+            if isinstance(fn, dict):
+                name = fn.get("name")
+                if isinstance(name, str) and name:
+                    fn["name"] = guards.apply(name)
+                args = fn.get("arguments")
+                if isinstance(args, str) and args:
+                    args_guard = state.calls.get(k)
+                    if args_guard is None:
+                        args_guard = state.calls[k] = StreamGuard(guards)
+                    fn["arguments"] = args_guard.feed(args)
+            out_calls.append(call)
+        if finish:
+            out_calls += state.held_args()
+        if out_calls:
+            delta["tool_calls"] = out_calls
+        return bool(delta.get("content") or delta.get("refusal") or out_calls or delta.get("role") or finish)
+
+    def finish(self) -> Json | None:
+        """A chunk with what is still held at the end of the stream (None: nothing is)."""
+        out: list[Json] = []
+        for index, state in self._choices.items():
+            delta: Json = {}
+            for key, guard in (("content", state.content), ("refusal", state.refusal)):
+                rest = guard.flush()
+                if rest:
+                    delta[key] = rest
+            calls = state.held_args()
+            if calls:
+                delta["tool_calls"] = calls
+            if delta:
+                out.append({"index": index, "delta": delta, "finish_reason": None})
+        if not out:
+            return None
+        return {"id": "", "model": "", "choices": out}

@@ -59,6 +59,7 @@ class Provider:
         "tokenize",
         "scheme",
         "speaks_responses",
+        "secrets",
     )
 
     def __init__(
@@ -91,6 +92,12 @@ class Provider:
         self.scheme = "https" if target.tls else "http"
         # OpenAI and Azure's v1 API serve /responses themselves; the others get it translated.
         self.speaks_responses = kind == "openAI" or (kind == "azure" and azure_deployment_version is None)
+        # The credentials the gateway sends this provider, redacted from what it answers.
+        secrets = [v.decode("latin-1").removeprefix("Bearer ") for _, v in auth_headers]
+        if aws is not None:
+            creds = aws.credentials
+            secrets += [c for c in (creds.access_key, creds.secret_key, creds.token) if c]
+        self.secrets = tuple(secrets)
 
     def path(self, op: str, model: str) -> str:
         base = self.base_path

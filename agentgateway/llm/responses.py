@@ -10,6 +10,7 @@ import orjson
 from agentgateway._native import SseDecoder
 from agentgateway.llm.chat import Json, new_id, now, text_of
 from agentgateway.llm.errors import LlmError
+from agentgateway.llm.redact import NO_SECRETS, Redactor
 from agentgateway.llm.usage import Usage
 
 # ---------------------------------------------------------------- requests
@@ -367,11 +368,13 @@ class ResponsesStreamEncoder:
 
 
 class ResponsesPassthrough:
-    """Relays a Responses stream from an OpenAI provider as is; reads usage from the final event."""
+    """Relays a Responses stream from an OpenAI provider as is; reads usage from the final event.
+    Error events (``error``, ``response.failed``) are relayed without the gateway's credentials."""
 
-    __slots__ = ("_sse", "usage", "model", "error", "done", "first")
+    __slots__ = ("_sse", "usage", "model", "error", "done", "first", "_redactor")
 
-    def __init__(self) -> None:
+    def __init__(self, redactor: Redactor = NO_SECRETS) -> None:
+        self._redactor = redactor
         self._sse = SseDecoder()
         self.usage = Usage()
         self.model = ""
@@ -394,6 +397,9 @@ class ResponsesPassthrough:
                 self.model = resp.get("model", self.model)
             elif kind == "response.output_text.delta":
                 self.first = False
+            data = event.data
+            if kind in ("error", "response.failed"):
+                data = self._redactor.body(data)
             head = b"event: " + kind.encode() + b"\n" if kind and kind != "message" else b""
-            out.append(head + b"data: " + event.data + b"\n\n")
+            out.append(head + b"data: " + data + b"\n\n")
         return b"".join(out)

@@ -55,28 +55,108 @@ def apply_prompts(policy: LlmPolicy, api: str, body: Json) -> None:
         body["input"] = [*(dict(m) for m in policy.prepend), *(items or []), *(dict(m) for m in policy.append)]
 
 
+def _walk_json(value: Any, fn: Callable[[str], str]) -> Any:
+    """Every string of a JSON value (object keys too; numbers as their text, since a card
+    number is a number in a tool's input): what ``fn`` returns, a masked number as a string."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            new_key = fn(key) if isinstance(key, str) else key
+            out[new_key] = _walk_json(item, fn)
+        return out
+    if isinstance(value, list):
+        return [_walk_json(item, fn) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+        new = fn(text)
+        return value if new == text else new
+    return value
+
+
+def _walk_call(call: Any, fn: Callable[[str], str]) -> None:
+    """A Chat tool call (or the legacy ``function_call``): its name and its arguments."""
+    if not isinstance(call, dict):
+        return
+    fn_part = call.get("function") if "function" in call else call
+    if not isinstance(fn_part, dict):
+        return
+    if isinstance(fn_part.get("name"), str):
+        fn_part["name"] = fn(fn_part["name"])
+    if isinstance(fn_part.get("arguments"), str):
+        fn_part["arguments"] = fn(fn_part["arguments"])
+
+
 def _walk_content(content: Any, fn: Callable[[str], str]) -> Any:
+    """A message's content in any API: a string, or parts/blocks (text, refusal, Anthropic
+    ``tool_use`` / ``tool_result`` / ``thinking``, Responses function-call items)."""
     if isinstance(content, str):
         return fn(content)
     if isinstance(content, list):
         for part in content:
-            if not isinstance(part, dict):
-                continue
-            if isinstance(part.get("text"), str):
-                part["text"] = fn(part["text"])
-            if part.get("type") == "tool_result":
-                part["content"] = _walk_content(part.get("content"), fn)
-            elif part.get("type") == "function_call_output" and isinstance(part.get("output"), str):
-                part["output"] = fn(part["output"])
+            if isinstance(part, dict):
+                _walk_block(part, fn)
     return content
 
 
+def _walk_block(part: dict[str, Any], fn: Callable[[str], str]) -> None:
+    kind = part.get("type")
+    for key in ("text", "refusal", "thinking"):
+        if isinstance(part.get(key), str):
+            part[key] = fn(part[key])
+    if kind in ("tool_use", "server_tool_use"):
+        if isinstance(part.get("name"), str):
+            part["name"] = fn(part["name"])
+        if "input" in part:
+            part["input"] = _walk_json(part["input"], fn)
+    elif kind == "tool_result":
+        part["content"] = _walk_content(part.get("content"), fn)
+    else:
+        _walk_item(part, fn)
+
+
+def _walk_item(item: dict[str, Any], fn: Callable[[str], str]) -> None:
+    """A Responses item other than a message: function and custom tool calls and their outputs,
+    reasoning summaries."""
+    kind = item.get("type")
+    if kind in ("function_call", "custom_tool_call", "mcp_call"):
+        if isinstance(item.get("name"), str):
+            item["name"] = fn(item["name"])
+        for key in ("arguments", "input", "output"):
+            if isinstance(item.get(key), str):
+                item[key] = fn(item[key])
+    elif kind in ("function_call_output", "custom_tool_call_output"):
+        output = item.get("output")
+        if isinstance(output, str):
+            item["output"] = fn(output)
+        elif isinstance(output, list):
+            _walk_content(output, fn)
+    elif kind == "reasoning":
+        for key in ("summary", "content"):
+            if isinstance(item.get(key), list):
+                _walk_content(item[key], fn)
+
+
+def _walk_chat_message(msg: dict[str, Any], fn: Callable[[str], str]) -> None:
+    if "content" in msg:
+        msg["content"] = _walk_content(msg["content"], fn)
+    if isinstance(msg.get("refusal"), str):
+        msg["refusal"] = fn(msg["refusal"])
+    for call in msg.get("tool_calls") or ():
+        _walk_call(call, fn)
+    if isinstance(msg.get("function_call"), dict):
+        _walk_call(msg["function_call"], fn)
+
+
 def walk_request_texts(api: str, body: Json, fn: Callable[[str], str]) -> None:
-    """Calls ``fn`` on every prompt text of the request and stores what it returns."""
+    """Calls ``fn`` on every text of the request a client wrote or carries back (message content
+    of every role, tool calls' names and arguments, tool results, reasoning) and stores what it
+    returns. Tool definitions are not walked."""
     if api == CHAT:
         for msg in body.get("messages") or []:
             if isinstance(msg, dict):
-                msg["content"] = _walk_content(msg.get("content"), fn)
+                _walk_chat_message(msg, fn)
     elif api in (MESSAGES, COUNT_TOKENS):
         if "system" in body:
             body["system"] = _walk_content(body["system"], fn)
@@ -94,8 +174,7 @@ def walk_request_texts(api: str, body: Json, fn: Callable[[str], str]) -> None:
                 if isinstance(item, dict):
                     if "content" in item:
                         item["content"] = _walk_content(item["content"], fn)
-                    if isinstance(item.get("output"), str):
-                        item["output"] = fn(item["output"])
+                    _walk_item(item, fn)
     elif api == EMBEDDINGS:
         value = body.get("input")
         if isinstance(value, str):
@@ -105,21 +184,22 @@ def walk_request_texts(api: str, body: Json, fn: Callable[[str], str]) -> None:
 
 
 def walk_response_texts(api: str, body: Json, fn: Callable[[str], str]) -> None:
-    """The completion texts of a response in a client format (for response guards)."""
+    """Every text of a response in a client format a model wrote (for response guards): the
+    message, its refusal, tool calls' names and arguments, Anthropic ``tool_use`` input and
+    ``thinking``, Responses output items."""
     if api == CHAT:
         for choice in body.get("choices") or []:
-            message = choice.get("message") or {}
-            if isinstance(message.get("content"), str):
-                message["content"] = fn(message["content"])
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict):
+                _walk_chat_message(message, fn)
     elif api == MESSAGES:
-        for block in body.get("content") or []:
-            if block.get("type") == "text" and isinstance(block.get("text"), str):
-                block["text"] = fn(block["text"])
+        _walk_content(body.get("content"), fn)
     elif api == RESPONSES:
         for item in body.get("output") or []:
-            for part in item.get("content") or []:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    part["text"] = fn(part["text"])
+            if isinstance(item, dict):
+                if isinstance(item.get("content"), list):
+                    _walk_content(item["content"], fn)
+                _walk_item(item, fn)
 
 
 def collect_texts(api: str, body: Json) -> list[str]:

@@ -84,3 +84,31 @@ def estimate_chat_tokens(req: dict[str, Any], counter: TokenCounter = COUNTER) -
 
             total += counter.count(orjson.dumps(params).decode())
     return total
+
+
+def rough_count(texts: list[str]) -> int:
+    """Tokens of texts without the tokenizer: one per 4 UTF-8 bytes (English averages about
+    that; the provider's usage trues it up)."""
+    return (sum(len(t) if t.isascii() else len(t.encode("utf-8")) for t in texts) + 3) // 4
+
+
+def _limit(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def output_limit(api: str, body: dict[str, Any]) -> int | None:
+    """The most output tokens the request lets the model write (every choice of an ``n`` > 1
+    Chat request), or None when it sets no limit. Embeddings and token counts write none."""
+    if api in ("embeddings", "count_tokens"):
+        return 0
+    if api == "chat":
+        limit = _limit(body.get("max_completion_tokens"))
+        if limit is None:
+            limit = _limit(body.get("max_tokens"))
+        n = _limit(body.get("n")) or 1
+        return None if limit is None else limit * n
+    if api == "messages":
+        return _limit(body.get("max_tokens"))
+    if api == "responses":
+        return _limit(body.get("max_output_tokens"))
+    return None

@@ -5,7 +5,9 @@ waits for it, bounded by ``maxBufferSize``):
 
 - ``GET …/.well-known/agent-card.json`` or ``…/agent.json``: an agent card fetch. The upstream
   request asks for an uncompressed, unconditional answer (the gateway rewrites the card and
-  validates it against its own ETag);
+  validates it against its own ETag), and must be complete, head and body, within the route's
+  timeouts (the shorter of ``requestTimeout`` and ``backendRequestTimeout``; 10 s when it has
+  none): a stalled agent is answered 504;
 - an HTTP+JSON operation (``POST …/message:send``, ``GET …/tasks/{id}``, 0.3 ``/v1/…``): the method
   from the path, ids from the path and the JSON body;
 - any other ``POST``: a JSON-RPC request; the method and ids are read from it. A body that is
@@ -32,6 +34,7 @@ from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import A2aPolicy as A2aConfig
 from agentgateway.policy.chain import LocalReply
+from agentgateway.policy.timeout import TimeoutPolicy
 
 if TYPE_CHECKING:
     from agentgateway.server.context import RequestCtx
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
 Headers = list[tuple[bytes, bytes]]
 
 DEFAULT_KEEPALIVE = 15.0
+# How long a card fetch may take (head and whole body) when the route sets no timeout: a card is
+# a small document, and a client waiting on a stalled agent holds a connection.
+DEFAULT_CARD_TIMEOUT = 10.0
 _JSON = (b"content-type", b"application/json")
 # Card fetches go upstream without these: the gateway needs the whole card, uncompressed.
 _CARD_REQUEST_DROPPED = frozenset((b"accept-encoding", b"if-none-match", b"if-modified-since", b"range", b"if-range"))
@@ -74,9 +80,11 @@ def _version(ctx: RequestCtx) -> str:
 class A2aPolicy:
     kind = "a2a"
     needs_body = True
-    __slots__ = ("keepalive", "prefix")
+    __slots__ = ("keepalive", "prefix", "card_timeout")
 
-    def __init__(self, cfg: A2aConfig, where: str, rewrite_prefix: str | None) -> None:
+    def __init__(
+        self, cfg: A2aConfig, where: str, rewrite_prefix: str | None, timeout: TimeoutPolicy | None = None
+    ) -> None:
         self.keepalive = DEFAULT_KEEPALIVE
         if cfg.keep_alive_interval is not None:
             try:
@@ -86,6 +94,10 @@ class A2aPolicy:
         # The route's urlRewrite prefix replacement: card URLs under it map back to the prefix
         # the route matched.
         self.prefix = rewrite_prefix
+        # A card fetch is bounded whole (the card is held until its last byte): the route's
+        # timeouts, the shorter one when both are set, else the default.
+        limits = [t for t in (timeout.request, timeout.backend) if t is not None] if timeout else []
+        self.card_timeout = min(limits) if limits else DEFAULT_CARD_TIMEOUT
 
     def on_request(self, ctx: RequestCtx) -> LocalReply | None:
         method = ctx.method
@@ -106,6 +118,7 @@ class A2aPolicy:
             headers = [h for h in ctx.headers if h[0] not in _CARD_REQUEST_DROPPED]
             headers.append((b"accept-encoding", b"identity"))
             ctx.headers = headers
+            ctx.fetch_timeout = self.card_timeout
             self._learned(ctx, facts)
             return None
         rest = rest_operation(method, path)

@@ -8,8 +8,10 @@ Answers carry ``x-ratelimit-limit``, ``x-ratelimit-remaining`` and ``x-ratelimit
 
 ``key`` (an addition) splits a bucket by a value of the request, e.g.
 ``request.headers["x-user"]``: one bucket per distinct value, requests without it sharing one.
-Limits of type ``tokens`` count LLM tokens: they are taken by the LLM gateway through
-``take_tokens``; on other traffic they do not apply (as in agentgateway).
+Limits of type ``tokens`` count LLM tokens: the LLM gateway reserves what a call may cost
+before making it (``reserve_tokens``, refused when a bucket cannot cover it) and trues the
+buckets up to the provider's usage after it (``settle_tokens``); on other traffic they do not
+apply (as in agentgateway).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from agentgateway.server.context import RequestCtx
 
 _LIMIT, _REMAINING, _RESET = b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset"
+Headers = tuple[tuple[bytes, bytes], ...]
 
 
 class _Bucket:
@@ -108,35 +111,51 @@ class LocalRateLimit:
         ctx.add_response_header(_RESET, b"%d" % (shown[2] // 1_000_000_000))
         return None
 
-    def take_tokens(self, ctx: RequestCtx, tokens: int) -> None:
-        """Debit LLM tokens from the ``tokens`` buckets (the true-up after a response)."""
-        table = buckets.table()
-        for bucket in self.buckets:
-            if not bucket.requests:
-                table.amend(bucket.table_key(ctx), bucket.spec, tokens)
-
     @property
     def counts_tokens(self) -> bool:
         return len(self.request_buckets) != len(self.buckets)
 
-    def token_refusal(self, ctx: RequestCtx) -> tuple[tuple[bytes, bytes], ...] | None:
-        """Before an LLM call: None when every ``tokens`` bucket holds a token, else the
-        ``x-ratelimit-*`` headers of an empty one (the call is refused)."""
+    def reserve_tokens(self, ctx: RequestCtx, tokens: int) -> TokenHold | Headers:
+        """Before an LLM call: take ``tokens`` from every ``tokens`` bucket, all or none. A
+        bucket that cannot cover them refuses the call: its ``x-ratelimit-*`` headers are
+        returned and what other buckets gave is put back. A reservation larger than a bucket
+        takes the whole bucket (so such a call waits for a full bucket rather than never
+        running); at least one token is always taken, as agentgateway asks for one."""
         table = buckets.table()
+        taken: list[tuple[int, BucketSpec, int]] = []
         for bucket in self.buckets:
             if bucket.requests:
                 continue
-            _, remaining, reset_ns = table.acquire(bucket.table_key(ctx), bucket.spec, 0)
-            if remaining <= 0:
+            key = bucket.table_key(ctx)
+            spec = bucket.spec
+            cost = max(1, min(tokens, spec.max_tokens))
+            allowed, remaining, reset_ns = table.acquire(key, spec, cost)
+            if not allowed:
+                for k, s, c in taken:
+                    table.amend(k, s, -c)
                 COUNTERS.inc("agentgateway_rate_limit_decisions", self.limited_labels)
                 return (
                     (_LIMIT, bucket.limit_value),
-                    (_REMAINING, b"0"),
+                    (_REMAINING, b"%d" % remaining),
                     (_RESET, b"%d" % (reset_ns // 1_000_000_000)),
                 )
-        return None
+            taken.append((key, spec, cost))
+        return TokenHold(taken)
 
-    def tokens_available(self, ctx: RequestCtx) -> bool:
-        """Whether every ``tokens`` bucket has at least one token (checked before an LLM call)."""
+    @staticmethod
+    def settle_tokens(hold: TokenHold, used: int) -> None:
+        """After an LLM call: the buckets are trued up to the ``used`` tokens the provider
+        charged (a bucket that cannot pay the difference is emptied, never below zero)."""
         table = buckets.table()
-        return all(table.available(b.table_key(ctx), b.spec) > 0 for b in self.buckets if not b.requests)
+        for key, spec, cost in hold.taken:
+            if used != cost:
+                table.amend(key, spec, used - cost)
+
+
+class TokenHold:
+    """The tokens one LLM call took from each bucket (table key, spec, tokens)."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self, taken: list[tuple[int, BucketSpec, int]]) -> None:
+        self.taken = taken

@@ -18,10 +18,10 @@ lets the request through. 429 answers carry ``x-ratelimit-limit``, ``-remaining`
 when the service did not send them itself (an addition).
 
 Descriptors of ``type: tokens`` count LLM tokens and apply on LLM routes only (llm/budgets.py):
-before the provider call the service is asked for one hit (refused when the limit is already
-spent, answered in the client API's format), and once the provider reported its usage the rest of
-the call's tokens are added in the background (``hits_addend`` for the service, ``INCRBY`` for
-Redis). On other routes they are left out, as agentgateway does.
+before the provider call what the call may cost is reserved (refused, in the client API's
+format, when the limit cannot cover it), and once the provider reported its usage the counters
+are trued up in the background (``hits_addend`` for the service, ``INCRBY`` for Redis). On other
+routes they are left out, as agentgateway does.
 
 gRPC and Redis clients are made on first use in the worker and shared by every policy that
 names the same service, across config reloads.
@@ -64,6 +64,51 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+
+
+# Token reservations: take ARGV[i] on KEYS[i] only if every key stays within its limit
+# (ARGV[n + i]); a key made here expires after its window (ARGV[2n + i] ms). Answers
+# {1, count, ttl, ...} when taken, {0, i, count, ttl} for the first key that cannot cover it.
+_REDIS_RESERVE = """
+local n = #KEYS
+for i, key in ipairs(KEYS) do
+  local have = tonumber(redis.call('GET', key) or '0')
+  if have + tonumber(ARGV[i]) > tonumber(ARGV[n + i]) then
+    return {0, i, have, redis.call('PTTL', key)}
+  end
+end
+local out = {1}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCRBY', key, ARGV[i])
+  if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[2 * n + i]) end
+  out[#out + 1] = count
+  out[#out + 1] = redis.call('PTTL', key)
+end
+return out
+"""
+# The true-up: add ARGV[i] (negative: give back) to KEYS[i] while its window lasts, never below 0.
+_REDIS_TRUE_UP = """
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    if redis.call('INCRBY', key, ARGV[i]) < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
+  end
+end
+return 1
+"""
+
+
+class RemoteHold:
+    """The tokens one LLM call reserved: the descriptors it was checked on, the Redis keys of
+    the windows it took from (None with the rate limit service) and what each one took."""
+
+    __slots__ = ("checks", "keys", "taken")
+
+    def __init__(
+        self, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], keys: list[str] | None, taken: tuple[int, ...]
+    ) -> None:
+        self.checks = checks
+        self.keys = keys
+        self.taken = taken
 
 
 class RateLimitUnavailable(Exception):
@@ -160,20 +205,49 @@ class RemoteRateLimit:
     async def on_request_async(self, ctx: RequestCtx) -> LocalReply | None:
         return await self._check(ctx, self._checks(ctx, requests=True), 1)
 
-    async def admit_tokens(self, ctx: RequestCtx) -> LocalReply | None:
-        """Before an LLM call: one hit on the ``tokens`` descriptors, refused when none is left."""
-        return await self._check(ctx, self._checks(ctx, requests=False), 1)
-
-    async def add_tokens(self, ctx: RequestCtx, tokens: int) -> None:
-        """After an LLM call: the rest of the tokens it used. Over the limit or not, the call is
-        done; a failure is logged (the tokens are not counted)."""
+    async def reserve_tokens(self, ctx: RequestCtx, tokens: int) -> tuple[LocalReply | None, RemoteHold | None]:
+        """Before an LLM call: ``tokens`` taken on the ``tokens`` descriptors (the answer when
+        refused, and what was taken, for the true-up). Redis takes them only when every
+        descriptor can cover them, all or none (a reservation larger than a limit takes the
+        whole limit); the rate limit service is sent them as ``hits_addend`` and counts them
+        whether it refuses or not, as Envoy's service does. A failed service lets the call
+        through with ``failOpen`` (nothing held: its usage is added afterwards)."""
         checks = self._checks(ctx, requests=False)
-        if not checks or tokens <= 0:
-            return
+        if not checks:
+            return None, None
+        tokens = max(tokens, 1)
+        client = self.client
         try:
-            await self.client.check(self.domain, checks, None, tokens)
+            if isinstance(client, _RedisClient):
+                reply, hold = await client.reserve(self.domain, checks, ctx, tokens)
+            else:
+                reply = await client.check(self.domain, checks, ctx, tokens)
+                hold = RemoteHold(checks, None, (tokens,) * len(checks))
         except RateLimitUnavailable as exc:
-            log.warning("remoteRateLimit %s: %d tokens not counted: %s", self.domain, tokens, exc)
+            if self.fail_open:
+                self._count("failed_open")
+                return None, RemoteHold(checks, None, (0,) * len(checks))
+            self._count("failed_closed")
+            return LocalReply.text(500, f"rate limit service unavailable: {exc}"), None
+        self._count("allowed" if reply is None else "limited")
+        return reply, (None if reply is not None else hold)
+
+    async def settle_tokens(self, hold: RemoteHold, used: int) -> None:
+        """After an LLM call: the counters trued up to the ``used`` tokens the provider charged.
+        Redis takes back what was reserved and not used (in the window it was taken from); the
+        rate limit service cannot give hits back (``hits_addend`` is unsigned), so only tokens
+        beyond the reservation are added there. A failure is logged (the tokens are not
+        counted)."""
+        client = self.client
+        try:
+            if isinstance(client, _RedisClient) and hold.keys is not None:
+                await client.true_up(hold.keys, tuple(used - taken for taken in hold.taken))
+                return
+            extra = used - max(hold.taken)
+            if extra > 0:
+                await client.check(self.domain, hold.checks, None, extra)
+        except RateLimitUnavailable as exc:
+            log.warning("remoteRateLimit %s: %d tokens not counted: %s", self.domain, used, exc)
 
     async def _check(
         self, ctx: RequestCtx, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], hits: int
@@ -299,14 +373,9 @@ class _RedisClient:
             )
         return client
 
-    async def check(
-        self, domain: str, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], ctx: RequestCtx | None, hits: int
-    ) -> LocalReply | None:
-        import redis.exceptions
-
-        client = self._connection()
-        if self._script is None:
-            self._script = client.register_script(_REDIS_SCRIPT)
+    @staticmethod
+    def _keys(domain: str, checks: list[tuple[_Descriptor, list[tuple[str, str]]]]) -> tuple[list[str], list[str]]:
+        """The key of each descriptor's current window, and how long it lives (ms)."""
         now = time.time()
         keys = []
         windows = []
@@ -316,8 +385,70 @@ class _RedisClient:
             text = "|".join(f"{k}={v}" for k, v in entries)
             keys.append(f"agw:rl:{domain}:{window}:{index}:{text}")
             windows.append(str(window * 1000 + 1000))
+        return keys, windows
+
+    def _scripts(self) -> Any:
+        """The check, reserve and true-up scripts (registered on first use)."""
+        if self._script is None:
+            client = self._connection()
+            self._script = (
+                client.register_script(_REDIS_SCRIPT),
+                client.register_script(_REDIS_RESERVE),
+                client.register_script(_REDIS_TRUE_UP),
+            )
+        return self._script
+
+    async def reserve(
+        self, domain: str, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], ctx: RequestCtx, tokens: int
+    ) -> tuple[LocalReply | None, RemoteHold]:
+        import redis.exceptions
+
+        _, reserve, _ = self._scripts()
+        keys, windows = self._keys(domain, checks)
+        taken = tuple(max(1, min(tokens, descriptor.limit)) for descriptor, _ in checks)
+        limits = [str(descriptor.limit) for descriptor, _ in checks]
         try:
-            counts = await self._script(keys=keys, args=[str(hits), *windows])
+            out = await reserve(keys=keys, args=[*map(str, taken), *limits, *windows])
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise RateLimitUnavailable(f"redis {self.url}: {exc}") from None
+        hold = RemoteHold(checks, keys, taken)
+        if int(out[0]) == 0:
+            descriptor = checks[int(out[1]) - 1][0]
+            count, ttl_ms = int(out[2]), int(out[3])
+            reset = max(1, math.ceil(ttl_ms / 1000)) if ttl_ms > 0 else descriptor.window
+            headers = _limit_headers(descriptor.limit, descriptor.limit - count, reset)
+            return LocalReply.text(429, "rate limit exceeded", headers), hold
+        worst: tuple[int, int, int] | None = None
+        for i, (descriptor, _) in enumerate(checks):
+            count, ttl_ms = int(out[1 + 2 * i]), int(out[2 + 2 * i])
+            reset = max(1, math.ceil(ttl_ms / 1000)) if ttl_ms > 0 else descriptor.window
+            if worst is None or descriptor.limit - count < worst[1]:
+                worst = (descriptor.limit, descriptor.limit - count, reset)
+        assert worst is not None
+        for name, value in _limit_headers(*worst):
+            ctx.add_response_header(name, value)
+        return None, hold
+
+    async def true_up(self, keys: list[str], deltas: tuple[int, ...]) -> None:
+        import redis.exceptions
+
+        if not any(deltas):
+            return
+        _, _, true_up = self._scripts()
+        try:
+            await true_up(keys=keys, args=[str(d) for d in deltas])
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise RateLimitUnavailable(f"redis {self.url}: {exc}") from None
+
+    async def check(
+        self, domain: str, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], ctx: RequestCtx | None, hits: int
+    ) -> LocalReply | None:
+        import redis.exceptions
+
+        script, _, _ = self._scripts()
+        keys, windows = self._keys(domain, checks)
+        try:
+            counts = await script(keys=keys, args=[str(hits), *windows])
         except (redis.exceptions.RedisError, OSError) as exc:
             raise RateLimitUnavailable(f"redis {self.url}: {exc}") from None
         worst: tuple[int, int, int] | None = None

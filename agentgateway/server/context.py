@@ -65,6 +65,7 @@ class RequestCtx:
         "jwt_token",
         "read_body",
         "a2a",
+        "fetch_timeout",
     )
 
     def __init__(
@@ -138,6 +139,9 @@ class RequestCtx:
         self.read_body: BodyReader | None = None
         # A2A facts (method, task, state), set by the ``a2a`` policy; None for other traffic.
         self.a2a: A2aFacts | None = None
+        # Seconds the upstream exchange may take, head and whole body (set by a policy that
+        # holds a response whole: the a2a card fetch); None: the route's timeouts only.
+        self.fetch_timeout: float | None = None
         # Who the authentication policies proved the client is, as text fit for a fingerprint
         # (``jwt:<iss> <sub>``, ``apiKey:<sha256>``, ``basic:<user>``; several joined by newlines);
         # empty when none did. MCP sessions are bound to it (mcp/session.py).

@@ -193,6 +193,7 @@ class HttpForward:
         "_deadline_timer",
         "_attempt_timer",
         "_retry_timer",
+        "_fetch_timer",
         "_mirror",
         "_body_mode",
         "_processor",
@@ -230,6 +231,7 @@ class HttpForward:
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._attempt_timer: asyncio.TimerHandle | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
+        self._fetch_timer: asyncio.TimerHandle | None = None
         self._mirror: MirrorCall | None = None
         # How response body chunks are handled: relayed, dropped (a policy replaced the body) or
         # given to a response processor.
@@ -242,6 +244,9 @@ class HttpForward:
         if timeout is not None and timeout.request is not None:
             left = timeout.request - (time.perf_counter() - self.ctx.start)
             self._deadline_timer = self.worker.loop.call_later(max(left, 0.0), self._request_timed_out)
+        fetch = self.ctx.fetch_timeout
+        if fetch is not None:
+            self._fetch_timer = self.worker.loop.call_later(fetch, self._fetch_timed_out)
         self._attempt(flush=False)  # the head is flushed at the end of the client read
         if self.ctx.expect_continue and not self._finished:
             self.conn.send_continue()
@@ -433,6 +438,24 @@ class HttpForward:
         assert timeout is not None and timeout.request is not None
         self._fail(504, f"request timeout: no response within {timeout.request:g}s")
 
+    def _fetch_timed_out(self) -> None:
+        """A policy's bound on the whole exchange (``ctx.fetch_timeout``: the a2a card fetch)
+        passed, head and body included: 504 while the client has seen nothing, else the
+        response is cut."""
+        self._fetch_timer = None
+        if self._finished:
+            return
+        self._drop_upstream()
+        timeout = self.ctx.fetch_timeout
+        if self._response_started and self._body_mode == _BODY_RELAY:
+            self._finished = True
+            self._cancel_timers()
+            self.ctx.error = f"upstream response not complete within {timeout:g}s"
+            self.conn.abort()
+            return
+        self._close_processor()
+        self._fail(504, f"upstream timeout: no complete response within {timeout:g}s")
+
     def _attempt_timed_out(self) -> None:
         self._attempt_timer = None
         if self._finished or self._response_started:
@@ -464,10 +487,10 @@ class HttpForward:
             self._attempt_timer = None
 
     def _cancel_timers(self) -> None:
-        for timer in (self._deadline_timer, self._attempt_timer, self._retry_timer):
+        for timer in (self._deadline_timer, self._attempt_timer, self._retry_timer, self._fetch_timer):
             if timer is not None:
                 timer.cancel()
-        self._deadline_timer = self._attempt_timer = self._retry_timer = None
+        self._deadline_timer = self._attempt_timer = self._retry_timer = self._fetch_timer = None
 
     # ------------------------------------------------------------------ request body (Exchange)
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -65,6 +66,41 @@ class A2aAgent(Process):
         return f"http://127.0.0.1:{self.port}{self.base_path}"
 
 
+class StalledAgent:
+    """An agent that never finishes its card: on ``/head/…`` it sends nothing, on ``/body/…`` the
+    head and part of the body. Connections are held until ``stop``."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            conn.settimeout(5)
+            try:
+                head = conn.recv(65536)
+            except OSError:
+                continue
+            if b" /body/" in head.split(b"\r\n", 1)[0]:
+                conn.sendall(
+                    b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"name": "sta'
+                )
+
+    def stop(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+        self.thread.join(5)
+
+
 class Env:
     def __init__(self, gateway: Gateway, port: int, agent: A2aAgent, sub_agent: A2aAgent) -> None:
         self.gateway = gateway
@@ -93,6 +129,7 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("a2a")
     started: list[Process] = []
+    stalled = StalledAgent()
     try:
         agent = A2aAgent(tmp)
         started.append(agent)
@@ -149,6 +186,24 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                                     "backends": [{"host": f"127.0.0.1:{agent.port}"}],
                                 },
                                 {
+                                    # Card fetches from a stalled agent: the route's timeout.
+                                    "name": "stalled",
+                                    "matches": [{"path": {"pathPrefix": "/stalled"}}],
+                                    "policies": {
+                                        "a2a": {},
+                                        "urlRewrite": {"path": {"prefix": "/"}},
+                                        "timeout": {"requestTimeout": "1s"},
+                                    },
+                                    "backends": [{"host": f"127.0.0.1:{stalled.port}"}],
+                                },
+                                {
+                                    # ... and without one, the default (10 s).
+                                    "name": "stalled-default",
+                                    "matches": [{"path": {"pathPrefix": "/untimed"}}],
+                                    "policies": {"a2a": {}, "urlRewrite": {"path": {"prefix": "/"}}},
+                                    "backends": [{"host": f"127.0.0.1:{stalled.port}"}],
+                                },
+                                {
                                     "name": "agent",
                                     "policies": {
                                         "a2a": a2a,
@@ -176,6 +231,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     finally:
         for proc in reversed(started):
             proc.stop()
+        stalled.stop()
 
 
 def _message(text: str) -> SendMessageRequest:
@@ -302,6 +358,58 @@ def test_card_rewrite(env: Env) -> None:
     # A client that accepts compressed answers still gets a card the gateway could rewrite.
     gz = httpx.get(env.base + LEGACY_CARD, headers={"accept-encoding": "gzip"}, timeout=10)
     assert "signatures" not in gz.json() and gz.json()["url"] == env.base + "/"
+
+
+UNSAFE = ("javascript:", "file:", "data:", "grpc:", '"//', "http://idp.example")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("version", list(VERSIONS))
+async def test_card_urls_a_client_must_not_follow(env: Env, version: str) -> None:
+    """A card whose URLs are protocol-relative, javascript:, file:, data:, gRPC, or plain-http
+    OAuth endpoints: interfaces point at the gateway or are dropped, security endpoints stay only
+    as https, links only as http(s); the SDK client still reaches the agent through the gateway."""
+    raw = httpx.get(f"{env.base}/hostile{VERSIONS[version]}", timeout=10)
+    assert raw.status_code == 200
+    for unsafe in UNSAFE:
+        assert unsafe not in raw.text, (unsafe, raw.text)
+    card = raw.json()
+    if version == "1.0":
+        assert [i["url"] for i in card["supportedInterfaces"]] == [f"{env.base}/"]
+        assert card["provider"] == {"organization": "hostile"}
+        assert "documentationUrl" not in card and "iconUrl" not in card
+        oauth = card["securitySchemes"]["oauth"]["oauth2SecurityScheme"]
+        assert oauth["flows"]["authorizationCode"] == {
+            "authorizationUrl": "https://idp.example/authorize",
+            "scopes": {"read": "read"},
+        }
+        assert oauth["oauth2MetadataUrl"] == "https://idp.example/.well-known/oauth-authorization-server"
+        assert card["securitySchemes"]["oidc"] == {"openIdConnectSecurityScheme": {}}
+    else:
+        assert card["url"] == f"{env.base}/"
+        assert card["additionalInterfaces"] == [{"url": f"{env.base}/", "transport": "JSONRPC"}]
+        assert "documentationUrl" not in card and card["iconUrl"] == "https://cdn.example/icon.png"
+    async with httpx.AsyncClient(timeout=30) as http:
+        config = ClientConfig(streaming=False, supported_protocol_bindings=["JSONRPC"], httpx_client=http)
+        client = await create_client(f"{env.base}/hostile", client_config=config, relative_card_path=VERSIONS[version])
+        assert client._transport.url.rstrip("/") == env.base
+        events = [e async for e in client.send_message(_message("through the gateway"))]
+        assert events[0].task.artifacts[0].parts[0].text == "echo: through the gateway"
+        await client.close()
+
+
+@pytest.mark.parametrize("where", ["head", "body"])
+def test_a_stalled_card_is_bounded_by_the_route_timeout(env: Env, where: str) -> None:
+    """The card is held until its last byte: a route timeout bounds the head and the body."""
+    r = httpx.get(f"{env.base}/stalled/{where}{CARD}", timeout=30)
+    assert r.status_code == 504, r.text
+    assert "1s" in r.text
+    assert env.wait_access(route="stalled", **{"http.status": 504})
+
+
+def test_a_stalled_card_without_a_route_timeout_gets_the_default(env: Env) -> None:
+    r = httpx.get(f"{env.base}/untimed/body{CARD}", timeout=30)
+    assert r.status_code == 504 and "10s" in r.text, r.text
 
 
 def _raw_jsonrpc(url: str, body: bytes, **headers: str) -> httpx.Response:

@@ -1,7 +1,8 @@
 """``remoteRateLimit`` descriptors of ``type: tokens`` on an LLM route, through the real daemon with
 the OpenAI and Anthropic SDKs, against both shared stores: Envoy's rate limit service (the test
-service counts ``hits_addend``) and a real ``redis-server``. Before a call the gateway asks for one
-hit; after it, the rest of the tokens the provider reported are counted in the background."""
+service counts ``hits_addend``) and a real ``redis-server``. Before a call the gateway reserves what
+it may cost; after it, the counters are trued up to the tokens the provider reported, in the
+background."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from tests.support.llm_fakes import API_KEY, USAGE_IN, USAGE_OUT
 
 HI = [{"role": "user", "content": "hi"}]
 USED = USAGE_IN + USAGE_OUT  # what each answer of the fake provider costs
-# Two calls fit (the second is admitted with one token left), the third is refused.
-LIMIT = USED + 1
+# Two calls fit (each reserves its prompt's estimate and USAGE_OUT tokens for the answer, trued up
+# to what the fake charged), the third cannot reserve and is refused.
+LIMIT = 2 * USED
 DOMAIN = "llm-tokens"
 
 
@@ -76,7 +78,11 @@ def test_remote_token_limit_counts_provider_usage(
                 "llm": {
                     "port": port,
                     "models": [model],
-                    "policies": {"apiKey": {"mode": "strict", "keys": keys}, "remoteRateLimit": limit},
+                    "policies": {
+                        "apiKey": {"mode": "strict", "keys": keys},
+                        "remoteRateLimit": limit,
+                        "ai": {"tokenReservation": {"outputTokens": USAGE_OUT}},
+                    },
                 }
             }
         )
@@ -84,7 +90,7 @@ def test_remote_token_limit_counts_provider_usage(
         messages = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", auth_token="key-a", max_retries=0)
         try:
             client.chat.completions.create(model="gpt-4o-mini", messages=HI)  # type: ignore[arg-type]
-            # one hit before the call, the rest of the provider's usage after it
+            # the reservation before the call, trued up to the provider's usage after it
             wait_for(lambda: counted("a") == USED, 10, f"{USED} tokens counted")
             with client.chat.completions.create(
                 model="gpt-4o-mini",

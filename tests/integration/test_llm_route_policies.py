@@ -18,8 +18,9 @@ from tests.support.llm_fakes import API_KEY, USAGE_IN, USAGE_OUT
 
 HI = [{"role": "user", "content": "hi"}]
 # Each answer of the fakes costs USAGE_IN + USAGE_OUT tokens; a bucket of this many lets two
-# calls through (the second overdraws it to zero) and refuses the third.
-BUCKET = USAGE_IN + USAGE_OUT + 1
+# calls through (each reserving its prompt's estimate and USAGE_OUT tokens for the answer, trued up
+# to what the fake charged) and refuses the third.
+BUCKET = 2 * (USAGE_IN + USAGE_OUT)
 
 
 def _key(name: str, team: str, allowed: list[str] | None = None) -> dict[str, object]:
@@ -113,6 +114,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                                             "mode": "strict",
                                             "keys": [_key("key-budget", "b"), _key("key-budget-2", "b2")],
                                         },
+                                        "ai": {"tokenReservation": {"outputTokens": USAGE_OUT}},
                                         # one bucket of LLM tokens per team
                                         "localRateLimit": [
                                             {

@@ -10,7 +10,10 @@ through the SDK's compatibility layer), HTTP+JSON at ``<base>/message:send`` …
 - ``<base>/.well-known/agent.json``: a card in the 0.3 shape only (``url``,
   ``preferredTransport``, ``additionalInterfaces``, ``protocolVersion: 0.3.0``), as 0.3 agents
   serve it;
-- ``<base>/broken/.well-known/agent-card.json``: not JSON (a broken agent).
+- ``<base>/broken/.well-known/agent-card.json``: not JSON (a broken agent);
+- ``<base>/hostile/.well-known/agent-card.json`` (1.0) and ``…/agent.json`` (0.3): cards whose
+  URLs are protocol-relative (``//host/``: the agent's JSON-RPC endpoint), ``javascript:``,
+  ``file:``, ``data:``, gRPC, and OAuth / OpenID Connect endpoints over http and https.
 
 What the agent does depends on the text of the message:
 
@@ -35,6 +38,7 @@ from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import AgentCapabilities, AgentCard, AgentCardSignature, AgentInterface, AgentSkill, Role
+from google.protobuf.json_format import MessageToDict
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -126,6 +130,53 @@ def legacy_card(origin: str, base: str) -> dict[str, object]:
     }
 
 
+def hostile_card(origin: str, base: str) -> dict[str, object]:
+    """The 1.0 card with URLs a gateway must not pass on as they are."""
+    netloc = origin.split("//", 1)[1]
+    card = MessageToDict(agent_card(origin, base))
+    card.pop("signatures", None)
+    card["supportedInterfaces"] = [
+        {"url": "javascript:alert(document.cookie)", "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
+        {"url": f"grpc://{netloc}", "protocolBinding": "GRPC", "protocolVersion": "1.0"},
+        {"url": f"//{netloc}{base}/", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+    ]
+    card["provider"] = {"organization": "hostile", "url": "javascript:void(0)"}
+    card["documentationUrl"] = "file:///etc/passwd"
+    card["iconUrl"] = "data:image/svg+xml,<svg onload=alert(1)>"
+    card["securitySchemes"] = {
+        "oauth": {
+            "oauth2SecurityScheme": {
+                "flows": {
+                    "authorizationCode": {
+                        "authorizationUrl": "https://idp.example/authorize",
+                        "tokenUrl": "http://idp.example/token",
+                        "refreshUrl": "//idp.example/refresh",
+                        "scopes": {"read": "read"},
+                    }
+                },
+                "oauth2MetadataUrl": "https://idp.example/.well-known/oauth-authorization-server",
+            }
+        },
+        "oidc": {"openIdConnectSecurityScheme": {"openIdConnectUrl": "javascript:alert(1)"}},
+    }
+    return card
+
+
+def hostile_legacy_card(origin: str, base: str) -> dict[str, object]:
+    netloc = origin.split("//", 1)[1]
+    card = legacy_card(origin, base)
+    card.pop("signatures", None)
+    card["url"] = f"//{netloc}{base}/"
+    card["additionalInterfaces"] = [
+        {"url": "javascript:alert(1)", "transport": "HTTP+JSON"},
+        {"url": f"//{netloc}{base}/", "transport": "JSONRPC"},
+        {"url": f"file://{netloc}/", "transport": "JSONRPC"},
+    ]
+    card["documentationUrl"] = "javascript:alert(2)"
+    card["iconUrl"] = "https://cdn.example/icon.png"
+    return card
+
+
 def build_app(origin: str, base: str) -> Starlette:
     card = agent_card(origin, base)
     handler = DefaultRequestHandler(agent_executor=GatewayTestAgent(), task_store=InMemoryTaskStore(), agent_card=card)
@@ -143,6 +194,16 @@ def build_app(origin: str, base: str) -> Starlette:
         *create_agent_card_routes(card, cache_control="public, max-age=300"),
         Route("/.well-known/agent.json", legacy, methods=["GET"]),
         Route("/broken/.well-known/agent-card.json", broken, methods=["GET"]),
+        Route(
+            "/hostile/.well-known/agent-card.json",
+            lambda request: JSONResponse(hostile_card(origin, base)),
+            methods=["GET"],
+        ),
+        Route(
+            "/hostile/.well-known/agent.json",
+            lambda request: JSONResponse(hostile_legacy_card(origin, base)),
+            methods=["GET"],
+        ),
         Route("/debug/path", raw_json_echo, methods=["GET", "POST"]),
         *create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True),
         *create_rest_routes(handler, enable_v0_3_compat=True),

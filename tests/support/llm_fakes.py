@@ -12,8 +12,12 @@ openai, azure, anthropic, gemini, vertex or bedrock. Each fake:
   provider's exact framing (SSE ``data:`` chunks and ``[DONE]``, Anthropic's named events, Gemini's
   ``alt=sse``, Bedrock's binary event stream);
 - misbehaves on request: a model name containing ``fail429`` / ``fail500`` answers that error,
-  ``slow`` waits 3 s, ``midstream`` sends an error event after the first streamed chunk,
-  ``slowstream`` waits 250 ms between streamed events;
+  ``slow`` waits 3 s, ``midstream`` sends an error event after the first streamed chunk
+  (``leakkey``: one that quotes the provider key), ``slowstream`` waits 250 ms between streamed
+  events, ``toolecho`` answers a tool call whose arguments carry the user's text (OpenAI and
+  Anthropic);
+- answers a wrong key with a 401 quoting it as the provider does (OpenAI: first 8 and last 4
+  characters); a key containing ``-echo-`` is quoted whole, in the body and in ``x-request-id``;
 - records the last request: ``GET /_last`` returns {path, headers, body}; ``GET /_count`` the
   number of requests served.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import struct
 import sys
@@ -44,10 +49,11 @@ AWS_KEY, AWS_SECRET = "AKIDFAKEPROVIDER", "fake-aws-secret-key"
 
 
 class Invalid(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.headers = headers or []
 
 
 def need(cond: object, message: str) -> None:
@@ -464,7 +470,30 @@ class Answer:
         else:
             self.text = f"Hello from {kind}! You said: {text[:60]}"
             self.tool = None
-        self.args = {"city": "Paris"}
+        self.args: Json = {"city": "Paris"}
+        self.user_text = text
+        self.echo = False
+
+    def echo_into_tool_call(self, tool: str | None) -> None:
+        """``toolecho`` mode: a model that copies the user's text into a tool call's arguments
+        (what a prompt-injected model leaking a secret does), streamed in 3-character pieces."""
+        if self.tool is None and self.text.startswith("The tool said"):
+            return  # the answer after a tool result stays text
+        self.tool = tool or "lookup"
+        self.text = ""
+        self.args = {"query": self.user_text}
+        self.echo = True
+
+    def arguments(self) -> str:
+        """The arguments as JSON text; echoed ones as the OpenAI Python SDK writes them (non-ASCII
+        escaped as \\uXXXX), so guards meet JSON escapes."""
+        return json.dumps(self.args) if self.echo else orjson.dumps(self.args).decode()
+
+    def fragments(self, first: tuple[str, ...] = ()) -> list[str]:
+        args = self.arguments()
+        if self.echo:
+            return [*first, *(args[i : i + 3] for i in range(0, len(args), 3))]
+        return [*first, args[:5], args[5:]]
 
     def words(self) -> list[str]:
         words = self.text.split(" ")
@@ -640,19 +669,37 @@ class Fake:
         )
 
     def check_auth(self, headers: dict[bytes, bytes], method: str, url: str, body: bytes) -> None:
+        """A wrong key is a 401 that quotes it as the provider does: OpenAI shows its first 8 and
+        last 4 characters with the middle starred; a key containing ``-echo-`` is quoted whole
+        (as some OpenAI-compatible servers do), in the body and in ``x-request-id``."""
         kind = self.kind
-        if kind == "anthropic":
-            need(headers.get(b"x-api-key") == API_KEY.encode(), "invalid x-api-key")
-            need(b"authorization" not in headers, "unexpected Authorization header")
-        elif kind == "gemini":
-            need(headers.get(b"x-goog-api-key") == API_KEY.encode(), "API key not valid. Please pass a valid API key.")
-        elif kind == "azure":
-            need(headers.get(b"api-key") == API_KEY.encode(), "Access denied due to invalid subscription key")
-            need(b"authorization" not in headers, "unexpected Authorization header")
-        elif kind == "bedrock":
+        if kind == "bedrock":
             verify_sigv4(method, url, headers, body)
-        else:  # openai, vertex
-            need(headers.get(b"authorization") == b"Bearer " + API_KEY.encode(), "Incorrect API key provided")
+            return
+        name = {"anthropic": b"x-api-key", "gemini": b"x-goog-api-key", "azure": b"api-key"}.get(kind, b"authorization")
+        sent = headers.get(name, b"").decode("latin-1")
+        if name == b"authorization":
+            sent = sent.removeprefix("Bearer ")
+        if kind in ("anthropic", "azure"):
+            need(b"authorization" not in headers, "unexpected Authorization header")
+        if sent == API_KEY:
+            return
+        echo = "-echo-" in sent
+        if kind == "anthropic":
+            message = "invalid x-api-key"
+        elif kind == "gemini":
+            message = "API key not valid. Please pass a valid API key."
+        elif kind == "azure":
+            message = "Access denied due to invalid subscription key or wrong API endpoint."
+        else:
+            quoted = sent if echo or len(sent) <= 12 else sent[:8] + "*" * (len(sent) - 12) + sent[-4:]
+            message = (
+                f"Incorrect API key provided: {quoted}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys."
+            )
+        if echo and kind != "openai":
+            message += f" (key {sent})"
+        raise Invalid(message, 401, [("x-request-id", f"req_{sent}")] if echo else [])
 
     async def handle(
         self, method: str, target: str, headers: dict[bytes, bytes], body: bytes, host: str
@@ -678,7 +725,7 @@ class Fake:
             try:
                 self.check_auth(headers, method, f"http://{host}{target}", body)
             except Invalid as exc:
-                raise Invalid(exc.message, 403 if self.kind == "bedrock" else 401) from None
+                raise Invalid(exc.message, 403 if self.kind == "bedrock" else 401, exc.headers) from None
             try:
                 req = orjson.loads(body)
             except orjson.JSONDecodeError:
@@ -686,7 +733,9 @@ class Fake:
             need(isinstance(req, dict), "request body must be an object")
             return await self.route(path, query, req, headers)
         except Invalid as exc:
-            return self.error(exc.status, exc.message)
+            status, resp_headers, payload = self.error(exc.status, exc.message)
+            extra = {k for k, _ in exc.headers}
+            return status, [*(h for h in resp_headers if h[0] not in extra), *exc.headers], payload
 
     async def misbehave(self, model: str) -> tuple[int, str] | None:
         if "fail429" in model:
@@ -831,6 +880,9 @@ class Fake:
     def openai_chat(self, req: Json) -> tuple[int, list[tuple[str, str]], Any]:
         ans = _openai_answer(self.kind, req)
         model = req["model"]
+        if "toolecho" in model:
+            tools = req.get("tools") or []
+            ans.echo_into_tool_call(tools[0]["function"]["name"] if tools else None)
         usage = {
             "prompt_tokens": USAGE_IN,
             "completion_tokens": USAGE_OUT,
@@ -851,7 +903,7 @@ class Fake:
                     {
                         "id": "call_fake1",
                         "type": "function",
-                        "function": {"name": ans.tool, "arguments": orjson.dumps(ans.args).decode()},
+                        "function": {"name": ans.tool, "arguments": ans.arguments()},
                     }
                 ]
             body = {
@@ -866,7 +918,7 @@ class Fake:
             }
             return 200, [("content-type", "application/json"), ("x-request-id", "req_fake")], orjson.dumps(body)
         include = (req.get("stream_options") or {}).get("include_usage")
-        midstream = "midstream" in model
+        midstream = "midstream" in model or "leakkey" in model
 
         async def events() -> Any:
             base = {
@@ -901,8 +953,7 @@ class Fake:
                         ]
                     }
                 )
-                args = orjson.dumps(ans.args).decode()
-                for frag in (args[:5], args[5:]):
+                for frag in ans.fragments():
                     yield ch({"tool_calls": [{"index": 0, "function": {"arguments": frag}}]})
             else:
                 for i, w in enumerate(ans.words()):
@@ -911,7 +962,8 @@ class Fake:
                         yield sse(
                             {
                                 "error": {
-                                    "message": "The server had an error mid-stream",
+                                    "message": "The server had an error mid-stream"
+                                    + (f" for key {API_KEY}" if "leakkey" in model else ""),
                                     "type": "server_error",
                                     "param": None,
                                     "code": None,
@@ -1009,6 +1061,9 @@ class Fake:
     def anthropic(self, req: Json) -> tuple[int, list[tuple[str, str]], Any]:
         ans = _anthropic_answer(req)
         model = req["model"]
+        if "toolecho" in model:
+            tools = req.get("tools") or []
+            ans.echo_into_tool_call(tools[0]["name"] if tools else None)
         usage = {
             "input_tokens": USAGE_IN - CACHED,
             "output_tokens": USAGE_OUT,
@@ -1034,7 +1089,7 @@ class Fake:
                 "usage": usage,
             }
             return 200, [("content-type", "application/json"), ("request-id", "req_fake")], orjson.dumps(body)
-        midstream = "midstream" in model
+        midstream = "midstream" in model or "leakkey" in model
 
         async def events() -> Any:
             start_usage = {**usage, "output_tokens": 1}
@@ -1059,8 +1114,7 @@ class Fake:
                     },
                     "content_block_start",
                 )
-                args = orjson.dumps(ans.args).decode()
-                for frag in ("", args[:5], args[5:]):
+                for frag in ans.fragments(("",)):
                     yield sse(
                         {
                             "type": "content_block_delta",
@@ -1081,7 +1135,14 @@ class Fake:
                     )
                     if midstream and i == 0:
                         yield sse(
-                            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error"
+                            {
+                                "type": "error",
+                                "error": {
+                                    "type": "overloaded_error",
+                                    "message": "Overloaded" + (f" (key {API_KEY})" if "leakkey" in model else ""),
+                                },
+                            },
+                            "error",
                         )
                         return
             yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
@@ -1119,7 +1180,7 @@ class Fake:
                 "responseId": "gem-fake1",
             }
             return 200, [("content-type", "application/json")], orjson.dumps(body)
-        midstream = "midstream" in model
+        midstream = "midstream" in model or "leakkey" in model
 
         async def events() -> Any:
             if ans.tool:
@@ -1175,7 +1236,7 @@ class Fake:
                 "metrics": {"latencyMs": 12},
             }
             return 200, [("content-type", "application/json"), ("x-amzn-RequestId", "fake-req")], orjson.dumps(body)
-        midstream = "midstream" in model
+        midstream = "midstream" in model or "leakkey" in model
 
         async def events() -> Any:
             yield frame("messageStart", {"role": "assistant", "p": "abc"})

@@ -49,9 +49,20 @@ def paths(client_base="", backend_base="", prefix=None, authority="gw.example:80
             paths("/a2a/agents/supervisor", "/firefly/agents/supervisor", ("/a2a/agents/", "/firefly/agents/")),
             "https://gw.example:8080/a2a/agents/other/rpc",
         ),
-        # Not HTTP: left as the agent wrote it.
-        ("grpc://10.0.0.5:50051", paths(), "grpc://10.0.0.5:50051"),
-        ("10.0.0.5:50051", paths(), "10.0.0.5:50051"),
+        # Protocol-relative and path-only: the agent's own origin, served by the gateway.
+        ("//10.0.0.5:9999/rpc", paths(), "https://gw.example:8080/rpc"),
+        ("//evil.example/a2a/tock/x", paths("/a2a/tick", "/a2a/tock"), "https://gw.example:8080/a2a/tick/x"),
+        ("/a2a/tock/rpc", paths("/a2a/tick", "/a2a/tock"), "https://gw.example:8080/a2a/tick/rpc"),
+        # Not an interface the gateway serves: dropped.
+        ("grpc://10.0.0.5:50051", paths(), None),
+        ("10.0.0.5:50051", paths(), None),
+        ("javascript:alert(1)", paths(), None),
+        ("java\tscript:alert(1)", paths(), None),
+        ("file:///etc/passwd", paths(), None),
+        ("https:\\\\evil.example/x", paths(), None),
+        (" https://h/x", paths(), None),
+        ("rpc", paths(), None),
+        ("http://h:notaport/", paths(), None),
     ],
 )
 def test_gateway_url(url, where, expected):
@@ -69,12 +80,70 @@ def test_rewrite_card_both_versions():
     }
     out = orjson.loads(rewrite_card(orjson.dumps(card), paths("/p")))
     assert out["url"] == "https://gw.example:8080/p/"
-    assert [i["url"] for i in out["additionalInterfaces"]] == ["https://gw.example:8080/p/", "x:2"]
+    assert [i["url"] for i in out["additionalInterfaces"]] == ["https://gw.example:8080/p/"]  # gRPC dropped
     assert out["supportedInterfaces"] == [
         {"url": "https://gw.example:8080/p/", "protocolBinding": "JSONRPC", "tenant": "t"}
     ]
     assert "signatures" not in out
-    assert out["provider"] == {"url": "http://b:1/about"}  # not an interface
+    assert out["provider"] == {"url": "http://b:1/about"}  # a link: kept as written
+
+
+def test_rewrite_card_urls_of_every_kind():
+    """Interfaces go to the gateway or are dropped; security endpoints stay only as absolute
+    https; links stay only as absolute http(s); extension URIs are identifiers and stay."""
+    flows = {
+        "authorizationCode": {
+            "authorizationUrl": "https://idp.example/authorize",
+            "tokenUrl": "http://idp.example/token",
+            "refreshUrl": "//idp.example/refresh",
+            "scopes": {},
+        },
+        "clientCredentials": {"tokenUrl": "javascript:alert(1)", "scopes": {}},
+        "deviceCode": {"deviceAuthorizationUrl": "https://idp.example/device", "tokenUrl": "https://idp.example/t"},
+    }
+    card = {
+        "url": "javascript:alert(document.cookie)",
+        "additionalInterfaces": [
+            {"url": "//agent.internal:9000/", "transport": "JSONRPC"},
+            {"url": "file:///etc/passwd", "transport": "HTTP+JSON"},
+        ],
+        "supportedInterfaces": [
+            {"url": "grpc://agent.internal:50051", "protocolBinding": "GRPC"},
+            {"url": "http://agent.internal/rpc", "protocolBinding": "JSONRPC"},
+        ],
+        "provider": {"organization": "o", "url": "javascript:void(0)"},
+        "documentationUrl": "https://docs.example/a",
+        "iconUrl": "data:image/svg+xml,<svg onload=alert(1)>",
+        "capabilities": {"extensions": [{"uri": "urn:example:ext", "required": False}]},
+        "securitySchemes": {
+            # 0.3 shape
+            "oauth": {"type": "oauth2", "flows": flows, "oauth2MetadataUrl": "file:///m"},
+            "oidc": {
+                "type": "openIdConnect",
+                "openIdConnectUrl": "https://idp.example/.well-known/openid-configuration",
+            },
+            # 1.0 shape
+            "oauth10": {"oauth2SecurityScheme": {"flows": orjson.loads(orjson.dumps(flows))}},
+            "oidc10": {"openIdConnectSecurityScheme": {"openIdConnectUrl": "http://idp.example/oidc"}},
+        },
+    }
+    out = orjson.loads(rewrite_card(orjson.dumps(card), paths("/p")))
+    assert out["url"] == "https://gw.example:8080/p/"
+    assert out["additionalInterfaces"] == [{"url": "https://gw.example:8080/p/", "transport": "JSONRPC"}]
+    assert out["supportedInterfaces"] == [{"url": "https://gw.example:8080/p/rpc", "protocolBinding": "JSONRPC"}]
+    assert out["provider"] == {"organization": "o"}
+    assert out["documentationUrl"] == "https://docs.example/a" and "iconUrl" not in out
+    assert out["capabilities"] == card["capabilities"]
+    for scheme in (out["securitySchemes"]["oauth"], out["securitySchemes"]["oauth10"]["oauth2SecurityScheme"]):
+        assert scheme["flows"]["authorizationCode"] == {
+            "authorizationUrl": "https://idp.example/authorize",
+            "scopes": {},
+        }
+        assert scheme["flows"]["clientCredentials"] == {"scopes": {}}
+        assert scheme["flows"]["deviceCode"] == flows["deviceCode"]
+    assert "oauth2MetadataUrl" not in out["securitySchemes"]["oauth"]
+    assert out["securitySchemes"]["oidc"] == card["securitySchemes"]["oidc"]
+    assert out["securitySchemes"]["oidc10"] == {"openIdConnectSecurityScheme": {}}
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"[1]", b'"card"'])
