@@ -9,9 +9,10 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from agentgateway.mcp.config import McpService
+from agentgateway.mcp.config import STDIO, McpService
 from agentgateway.mcp.federation import Federation
 from agentgateway.mcp.modern import ModernServer
+from agentgateway.mcp.protocol import McpError
 from agentgateway.mcp.session import DownstreamSession, SessionCodec, SessionTokenError
 from agentgateway.upstream.client import HttpClient
 
@@ -20,11 +21,56 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("agentgateway.mcp")
 
+# The JSON-RPC error code of a session refused by a quota (a code of the range JSON-RPC leaves
+# to servers), answered with HTTP 429 (503 when the backend is full).
+SESSION_QUOTA = -32029
 _REVOKED_KEPT = 10_000  # ended session ids remembered, so their tokens are refused afterwards
 
 # When no session key is configured, the supervisor makes one for the run and hands it to its
 # workers in this environment variable (sessions then work across the workers of one gateway).
 EPHEMERAL_KEY_ENV = "AGENTGATEWAY_EPHEMERAL_SESSION_KEY"
+
+
+class SessionQuotaError(McpError):
+    """A client may not start one more session (``McpRuntime._make_room``)."""
+
+    status: int  # of the HTTP answer
+
+    def __init__(self, key: str, limit: int) -> None:
+        if key == "maxStdioSessions":
+            # The backend is full of other clients' sessions: a condition of the gateway.
+            self.status = 503
+            text = (
+                f"this MCP backend already has {limit} sessions running stdio servers in this worker "
+                f"(config.mcp.{key}) and none of this client's can end; try again later"
+            )
+        else:
+            self.status = 429
+            what = "sessions running stdio servers" if key == "maxStdioSessionsPerIdentity" else "sessions"
+            text = (
+                f"this client already has {limit} MCP {what} in this worker (config.mcp.{key}), all in use "
+                "(a call in flight or a listening stream): end one (HTTP DELETE) or let one expire"
+            )
+        super().__init__(SESSION_QUOTA, f"Too many MCP sessions: {text}")
+
+
+def quota_owner(identity: str, client_ip: str) -> str:
+    """Whose quota a session counts against: the identity the route's authentication proved, or
+    for an anonymous client its address (anonymous clients are not one client)."""
+    return f"identity:{identity}" if identity else f"address:{client_ip}"
+
+
+def _least_recently_used(
+    sessions: list[DownstreamSession], count: int, key: str, limit: int
+) -> list[DownstreamSession]:
+    """The ``count`` least recently used of ``sessions`` that are idle; SessionQuotaError when
+    fewer are."""
+    if count <= 0:
+        return []
+    idle = sorted((s for s in sessions if s.idle), key=lambda s: s.last_seen)
+    if len(idle) < count:
+        raise SessionQuotaError(key, limit)
+    return idle[:count]
 
 
 class Remote:
@@ -43,6 +89,8 @@ class McpRuntime:
         self.federation = Federation(self)
         self.modern = ModernServer(self)
         self.sessions: dict[str, DownstreamSession] = {}
+        # The sessions started in this worker, by whose quota they count against (quota_owner).
+        self._by_owner: dict[str, dict[str, DownstreamSession]] = {}
         self.revoked: OrderedDict[str, None] = OrderedDict()
         self.owner_id = f"{os.getpid()}"
         self._codec: SessionCodec | None = None
@@ -58,28 +106,45 @@ class McpRuntime:
             self._codec_key = key
         return self._codec
 
-    def new_session(self, service: McpService, identity: str = "") -> DownstreamSession:
+    def new_session(self, service: McpService, identity: str = "", client_ip: str = "") -> DownstreamSession:
+        """A session for the client ``identity`` (``client_ip`` when anonymous). Raises
+        SessionQuotaError when it may not have one more (``_make_room``)."""
+        owner = quota_owner(identity, client_ip)
+        holds_processes = any(t.kind == STDIO for t in service.targets)
+        self._make_room(owner, service, holds_processes)
         session = DownstreamSession(self, service, identity=identity)
+        session.owner = owner
         self.sessions[session.sid] = session
-        if session.holds_processes:
-            self._bound_processes(session)
+        self._by_owner.setdefault(owner, {})[session.sid] = session
         return session
 
-    def _bound_processes(self, new: DownstreamSession) -> None:
-        """At most ``config.mcp.maxStdioSessions`` sessions of a service hold stdio processes in
-        this worker: beyond that the least recently used ones end (their clients get 404 and
-        start a new session, as MCP provides), except those with a call in flight."""
-        label = new.service.label
-        holding = [s for s in self.sessions.values() if s.service.label == label and s.holds_processes]
-        excess = len(holding) - self.worker.runtime.mcp_sessions.max_stdio
-        for session in sorted(holding, key=lambda s: s.last_seen):
-            if excess <= 0:
-                return
-            if session is new or session.inflight:
-                continue
-            log.info("MCP session %s ended: over maxStdioSessions, and the least recently used", session.sid[:8])
+    def _make_room(self, owner: str, service: McpService, holds_processes: bool) -> None:
+        """Room for one more session of ``owner`` in this worker, within the bounds of
+        ``config.mcp``: ``maxSessionsPerIdentity`` sessions, ``maxStdioSessionsPerIdentity`` of
+        them holding stdio processes, and ``maxStdioSessions`` sessions of a backend holding
+        processes, of all identities. Beyond a bound, the least recently used of the owner's own
+        sessions end (their clients get 404 and start a new session, as MCP provides), never one
+        of another identity, nor one in use (a call in flight, a client listening on its stream).
+        When that cannot make room, SessionQuotaError and nothing ends. One identity can thus
+        neither end another's sessions nor take all of this worker's processes."""
+        settings = self.worker.runtime.mcp_sessions
+        mine = list(self._by_owner.get(owner, {}).values())
+        ending: list[DownstreamSession] = []
+        over = len(mine) - settings.max_per_identity + 1
+        ending += _least_recently_used(mine, over, "maxSessionsPerIdentity", settings.max_per_identity)
+        if holds_processes:
+            held = [s for s in mine if s.holds_processes and s not in ending]
+            over = len(held) - settings.max_stdio_per_identity + 1
+            limit = settings.max_stdio_per_identity
+            ending += _least_recently_used(held, over, "maxStdioSessionsPerIdentity", limit)
+            label = service.label
+            holding = sum(1 for s in self.sessions.values() if s.service.label == label and s.holds_processes)
+            on_backend = [s for s in mine if s.service.label == label and s.holds_processes and s not in ending]
+            over = holding - sum(1 for s in ending if s.service.label == label) - settings.max_stdio + 1
+            ending += _least_recently_used(on_backend, over, "maxStdioSessions", settings.max_stdio)
+        for session in ending:
+            log.info("MCP session %s ended: the least recently used of a client at a config.mcp bound", session.sid[:8])
             self._end_later(session)
-            excess -= 1
 
     def _expired(self, session: DownstreamSession, now: float) -> bool:
         """Idle for longer than its TTL: ``sessionTtl``, or ``stdioSessionTtl`` if it holds
@@ -91,7 +156,7 @@ class McpRuntime:
         return now - session.last_seen > ttl
 
     def _end_later(self, session: DownstreamSession) -> None:
-        self.sessions.pop(session.sid, None)
+        self.discard(session.sid)
         task = asyncio.get_running_loop().create_task(self.end(session))
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
@@ -174,8 +239,19 @@ class McpRuntime:
         self.worker.announce({"op": "mcp_revoke", "sid": session.sid})
         await session.close()
 
-    def forget(self, sid: str) -> None:
+    def discard(self, sid: str) -> DownstreamSession | None:
+        """Take a session out of this worker's tables (ending it is the caller's business)."""
         session = self.sessions.pop(sid, None)
+        if session is not None and session.owner:
+            owned = self._by_owner.get(session.owner)
+            if owned is not None:
+                owned.pop(sid, None)
+                if not owned:
+                    del self._by_owner[session.owner]
+        return session
+
+    def forget(self, sid: str) -> None:
+        session = self.discard(sid)
         self.revoked[sid] = None
         while len(self.revoked) > _REVOKED_KEPT:
             self.revoked.popitem(last=False)
@@ -194,6 +270,7 @@ class McpRuntime:
         await self.modern.close()
         sessions = list(self.sessions.values())
         self.sessions.clear()
+        self._by_owner.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
 

@@ -198,10 +198,12 @@ def _initialize(id_: int = 1) -> dict:
 
 async def test_browser_origins_are_checked(gateway, mcp_server):
     """A present Origin must be the endpoint's own (or both localhost): the MCP transport's 403.
-    Clients that are not browsers send none and are not affected."""
+    Clients that are not browsers send none and are not affected. (With the DNS-rebinding
+    protection off, as for a gateway reached under a public name: test_mcp_rebinding.py tests it
+    on, the default for clients on this machine.)"""
     beta = mcp_server("beta", "http")
     port = free_port()
-    gateway(mcp_config(port, [{"name": "beta", "mcp": {"host": beta.url}}]))
+    gateway(mcp_config(port, [{"name": "beta", "mcp": {"host": beta.url}}], dnsRebindingProtection=False))
     url = f"http://127.0.0.1:{port}/mcp"
     async with httpx.AsyncClient(timeout=20) as http:
         for origin in ("https://evil.example", "null", "http://127.0.0.1:1/path"):
