@@ -23,7 +23,7 @@ _WHOAMI = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name":
 def _post(port: int, msg: dict[str, Any], headers: list[tuple[str, str]]) -> tuple[int, dict[str, str], Any]:
     """On a new connection each time: the kernel hands it to either worker."""
     body = json.dumps(msg).encode()
-    lines = [f"POST /mcp HTTP/1.1", f"host: 127.0.0.1:{port}", "accept: application/json"]
+    lines = ["POST /mcp HTTP/1.1", f"host: 127.0.0.1:{port}", "accept: application/json"]
     lines += ["content-type: application/json", f"content-length: {len(body)}", "connection: close"]
     lines += [f"{name}: {value}" for name, value in headers]
     with contextlib.closing(socket.create_connection(("127.0.0.1", port), timeout=30)) as sock:
@@ -62,7 +62,7 @@ def test_spoofed_internal_headers_have_no_effect(gateway):
         ("mcp-session-id", token),
         ("x-agentgateway-bind", str(two)),
         ("X-Agentgateway-Bind", str(two)),
-        ("x-agentgateway-identity", "basic:admin".encode().hex()),
+        ("x-agentgateway-identity", b"basic:admin".hex()),
         ("x-agentgateway-cel-vars", "eyJqd3QiOiB7InN1YiI6ICJhZG1pbiJ9fQ=="),
     ]
     # Enough requests on new connections that both workers get some (each one about half).
