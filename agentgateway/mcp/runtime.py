@@ -60,19 +60,6 @@ def quota_owner(identity: str, client_ip: str) -> str:
     return f"identity:{identity}" if identity else f"address:{client_ip}"
 
 
-def _least_recently_used(
-    sessions: list[DownstreamSession], count: int, key: str, limit: int
-) -> list[DownstreamSession]:
-    """The ``count`` least recently used of ``sessions`` that are idle; SessionQuotaError when
-    fewer are."""
-    if count <= 0:
-        return []
-    idle = sorted((s for s in sessions if s.idle), key=lambda s: s.last_seen)
-    if len(idle) < count:
-        raise SessionQuotaError(key, limit)
-    return idle[:count]
-
-
 class Remote:
     """A session owned by another worker of this gateway, named by its pid."""
 
@@ -129,22 +116,33 @@ class McpRuntime:
         neither end another's sessions nor take all of this worker's processes."""
         settings = self.worker.runtime.mcp_sessions
         mine = list(self._by_owner.get(owner, {}).values())
-        ending: list[DownstreamSession] = []
-        over = len(mine) - settings.max_per_identity + 1
-        ending += _least_recently_used(mine, over, "maxSessionsPerIdentity", settings.max_per_identity)
+        ending: dict[str, str] = {}  # session id → the bound it ends for
+
+        def end_for(key: str, limit: int, held: int, candidates: list[DownstreamSession]) -> None:
+            """``held`` sessions count against the bound ``key``: mark the least recently used
+            idle ``candidates`` that take them below ``limit``."""
+            over = held - limit + 1
+            if over <= 0:
+                return
+            idle = sorted((s for s in candidates if s.idle and s.sid not in ending), key=lambda s: s.last_seen)
+            if len(idle) < over:
+                raise SessionQuotaError(key, limit)
+            ending.update((s.sid, key) for s in idle[:over])
+
+        end_for("maxSessionsPerIdentity", settings.max_per_identity, len(mine), mine)
         if holds_processes:
-            held = [s for s in mine if s.holds_processes and s not in ending]
-            over = len(held) - settings.max_stdio_per_identity + 1
-            limit = settings.max_stdio_per_identity
-            ending += _least_recently_used(held, over, "maxStdioSessionsPerIdentity", limit)
+            running = [s for s in mine if s.holds_processes]
+            held = sum(1 for s in running if s.sid not in ending)
+            end_for("maxStdioSessionsPerIdentity", settings.max_stdio_per_identity, held, running)
             label = service.label
-            holding = sum(1 for s in self.sessions.values() if s.service.label == label and s.holds_processes)
-            on_backend = [s for s in mine if s.service.label == label and s.holds_processes and s not in ending]
-            over = holding - sum(1 for s in ending if s.service.label == label) - settings.max_stdio + 1
-            ending += _least_recently_used(on_backend, over, "maxStdioSessions", settings.max_stdio)
-        for session in ending:
-            log.info("MCP session %s ended: the least recently used of a client at a config.mcp bound", session.sid[:8])
-            self._end_later(session)
+            on_backend = [s for s in self.sessions.values() if s.service.label == label and s.holds_processes]
+            held = sum(1 for s in on_backend if s.sid not in ending)
+            end_for("maxStdioSessions", settings.max_stdio, held, [s for s in on_backend if s.owner == owner])
+        for sid, key in ending.items():
+            log.info(
+                "MCP session %s ended: its client is at config.mcp.%s; it was its least recently used", sid[:8], key
+            )
+            self._end_later(self.sessions[sid])
 
     def _expired(self, session: DownstreamSession, now: float) -> bool:
         """Idle for longer than its TTL: ``sessionTtl``, or ``stdioSessionTtl`` if it holds

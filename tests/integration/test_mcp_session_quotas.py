@@ -168,7 +168,7 @@ async def test_one_identity_cannot_end_anothers_stdio_sessions(gateway):
             b_new = b.initialize()
             assert b.whoami(b_new) == "alpha" and b.whoami(b_idle) == "404"
             assert [a.whoami(t) for t in a_tokens[-2:]] == ["alpha", "alpha"]
-    assert "the least recently used of a client at a config.mcp bound" in gw.output()
+    assert "its client is at config.mcp.maxStdioSessionsPerIdentity; it was its least recently used" in gw.output()
 
 
 async def test_a_full_backend_refuses_rather_than_end_another_identitys_session(gateway):
