@@ -54,7 +54,7 @@ class SessionQuotaError(McpError):
         super().__init__(SESSION_QUOTA, f"Too many MCP sessions: {text}")
 
 
-def quota_owner(identity: str, client_ip: str) -> str:
+def client_key(identity: str, client_ip: str) -> str:
     """Whose quota a session counts against: the identity the route's authentication proved, or
     for an anonymous client its address (anonymous clients are not one client)."""
     return f"identity:{identity}" if identity else f"address:{client_ip}"
@@ -76,8 +76,8 @@ class McpRuntime:
         self.federation = Federation(self)
         self.modern = ModernServer(self)
         self.sessions: dict[str, DownstreamSession] = {}
-        # The sessions started in this worker, by whose quota they count against (quota_owner).
-        self._by_owner: dict[str, dict[str, DownstreamSession]] = {}
+        # The sessions started in this worker, by whose quota they count against (client_key).
+        self._by_client: dict[str, dict[str, DownstreamSession]] = {}
         self.revoked: OrderedDict[str, None] = OrderedDict()
         self.owner_id = f"{os.getpid()}"
         self._codec: SessionCodec | None = None
@@ -96,26 +96,26 @@ class McpRuntime:
     def new_session(self, service: McpService, identity: str = "", client_ip: str = "") -> DownstreamSession:
         """A session for the client ``identity`` (``client_ip`` when anonymous). Raises
         SessionQuotaError when it may not have one more (``_make_room``)."""
-        owner = quota_owner(identity, client_ip)
+        client = client_key(identity, client_ip)
         holds_processes = any(t.kind == STDIO for t in service.targets)
-        self._make_room(owner, service, holds_processes)
+        self._make_room(client, service, holds_processes)
         session = DownstreamSession(self, service, identity=identity)
-        session.owner = owner
+        session.client_key = client
         self.sessions[session.sid] = session
-        self._by_owner.setdefault(owner, {})[session.sid] = session
+        self._by_client.setdefault(client, {})[session.sid] = session
         return session
 
-    def _make_room(self, owner: str, service: McpService, holds_processes: bool) -> None:
-        """Room for one more session of ``owner`` in this worker, within the bounds of
+    def _make_room(self, client: str, service: McpService, holds_processes: bool) -> None:
+        """Room for one more session of ``client`` (client_key) in this worker, within the bounds of
         ``config.mcp``: ``maxSessionsPerIdentity`` sessions, ``maxStdioSessionsPerIdentity`` of
         them holding stdio processes, and ``maxStdioSessions`` sessions of a backend holding
-        processes, of all identities. Beyond a bound, the least recently used of the owner's own
+        processes, of all identities. Beyond a bound, the least recently used of the client's own
         sessions end (their clients get 404 and start a new session, as MCP provides), never one
         of another identity, nor one in use (a call in flight, a client listening on its stream).
         When that cannot make room, SessionQuotaError and nothing ends. One identity can thus
         neither end another's sessions nor take all of this worker's processes."""
         settings = self.worker.runtime.mcp_sessions
-        mine = list(self._by_owner.get(owner, {}).values())
+        mine = list(self._by_client.get(client, {}).values())
         ending: dict[str, str] = {}  # session id → the bound it ends for
 
         def end_for(key: str, limit: int, held: int, candidates: list[DownstreamSession]) -> None:
@@ -137,7 +137,7 @@ class McpRuntime:
             label = service.label
             on_backend = [s for s in self.sessions.values() if s.service.label == label and s.holds_processes]
             held = sum(1 for s in on_backend if s.sid not in ending)
-            end_for("maxStdioSessions", settings.max_stdio, held, [s for s in on_backend if s.owner == owner])
+            end_for("maxStdioSessions", settings.max_stdio, held, [s for s in on_backend if s.client_key == client])
         for sid, key in ending.items():
             log.info(
                 "MCP session %s ended: its client is at config.mcp.%s; it was its least recently used", sid[:8], key
@@ -240,12 +240,12 @@ class McpRuntime:
     def discard(self, sid: str) -> DownstreamSession | None:
         """Take a session out of this worker's tables (ending it is the caller's business)."""
         session = self.sessions.pop(sid, None)
-        if session is not None and session.owner:
-            owned = self._by_owner.get(session.owner)
+        if session is not None and session.client_key:
+            owned = self._by_client.get(session.client_key)
             if owned is not None:
                 owned.pop(sid, None)
                 if not owned:
-                    del self._by_owner[session.owner]
+                    del self._by_client[session.client_key]
         return session
 
     def forget(self, sid: str) -> None:
@@ -268,7 +268,7 @@ class McpRuntime:
         await self.modern.close()
         sessions = list(self.sessions.values())
         self.sessions.clear()
-        self._by_owner.clear()
+        self._by_client.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
 

@@ -130,9 +130,9 @@ class DownstreamSession:
         self.service = service
         # Who created it (RequestCtx.identity): only that identity may use it.
         self.identity = identity
-        # Whose quota it counts against in this worker (runtime.quota_owner); "" for a session
+        # Whose quota it counts against in this worker (runtime.client_key); "" for a session
         # started in another worker and continued here, which counts there.
-        self.owner = ""
+        self.client_key = ""
         self.sid = sid or secrets.token_hex(16)
         self.token = ""
         self.protocol_version = protocol.LATEST_LEGACY

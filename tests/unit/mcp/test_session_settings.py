@@ -13,7 +13,7 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.loader import load_text
 from agentgateway.config.schema import McpBackend
 from agentgateway.mcp.config import compile_mcp_backend
-from agentgateway.mcp.runtime import SESSION_QUOTA, SessionQuotaError, quota_owner
+from agentgateway.mcp.runtime import SESSION_QUOTA, SessionQuotaError, client_key
 
 
 def test_quota_defaults_and_values():
@@ -53,10 +53,10 @@ def test_dns_rebinding_protection_unset_true_or_false():
         assert service.dns_rebinding is expected
 
 
-def test_quota_owners_and_errors():
-    assert quota_owner("apiKey:abc", "10.0.0.1") == "identity:apiKey:abc"
-    assert quota_owner("", "10.0.0.1") == "address:10.0.0.1" != quota_owner("", "10.0.0.2")
-    assert quota_owner("10.0.0.1", "") != quota_owner("", "10.0.0.1")  # an identity is never an address
+def test_client_keys_and_errors():
+    assert client_key("apiKey:abc", "10.0.0.1") == "identity:apiKey:abc"
+    assert client_key("", "10.0.0.1") == "address:10.0.0.1" != client_key("", "10.0.0.2")
+    assert client_key("10.0.0.1", "") != client_key("", "10.0.0.1")  # an identity is never an address
     error = SessionQuotaError("maxSessionsPerIdentity", 3)
     assert (error.code, error.status) == (SESSION_QUOTA, 429)
     assert "already has 3 MCP sessions in this worker (config.mcp.maxSessionsPerIdentity)" in error.message
