@@ -899,7 +899,7 @@ def _value_matcher(name: bytes, value: ValueMatch, where: str) -> ValueMatcher:
 
 def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
     """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp``:
-    ``sessionTtl``, ``stdioSessionTtl`` and ``maxStdioSessions``."""
+    ``sessionTtl``, ``stdioSessionTtl``, ``maxStdioSessions`` and the quotas per identity."""
     raw = cfg.config
     key_text = raw.session.key if raw and raw.session and raw.session.key else os.environ.get("SESSION_KEY")
     key = None
@@ -914,10 +914,21 @@ def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
     mcp = raw.mcp if raw else None
     ttl = _duration(mcp.session_ttl if mcp else None, 30 * 60.0, "config.mcp.sessionTtl")
     stdio_ttl = _duration(mcp.stdio_session_ttl if mcp else None, 5 * 60.0, "config.mcp.stdioSessionTtl")
-    max_stdio = mcp.max_stdio_sessions if mcp and mcp.max_stdio_sessions is not None else 64
-    if max_stdio < 1:
-        raise ConfigError("config.mcp.maxStdioSessions", "must be at least 1")
-    return McpSessionSettings(key, ttl, stdio_ttl, max_stdio)
+    max_stdio = _at_least_one(mcp.max_stdio_sessions if mcp else None, 64, "maxStdioSessions")
+    per_identity = _at_least_one(mcp.max_sessions_per_identity if mcp else None, 32, "maxSessionsPerIdentity")
+    stdio_per_identity = _at_least_one(
+        mcp.max_stdio_sessions_per_identity if mcp else None, 8, "maxStdioSessionsPerIdentity"
+    )
+    return McpSessionSettings(key, ttl, stdio_ttl, max_stdio, per_identity, stdio_per_identity)
+
+
+def _at_least_one(value: int | None, default: int, key: str) -> int:
+    """A bound of ``config.mcp`` (``key``): ``default`` when unset."""
+    if value is None:
+        return default
+    if value < 1:
+        raise ConfigError(f"config.mcp.{key}", "must be at least 1")
+    return value
 
 
 def compile_config(

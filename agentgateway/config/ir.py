@@ -96,17 +96,28 @@ class StaticSettings:
 
 class McpSessionSettings:
     """How MCP session ids are protected and how long an idle session lives; how long, and how
-    many, sessions that hold stdio processes live (per MCP backend and worker)."""
+    many, sessions that hold stdio processes live (per MCP backend and worker); how many sessions
+    one client identity may hold (per worker)."""
 
-    __slots__ = ("key", "ttl", "stdio_ttl", "max_stdio")
+    __slots__ = ("key", "ttl", "stdio_ttl", "max_stdio", "max_per_identity", "max_stdio_per_identity")
 
-    def __init__(self, key: bytes | None, ttl: float, stdio_ttl: float = 300.0, max_stdio: int = 64) -> None:
+    def __init__(
+        self,
+        key: bytes | None,
+        ttl: float,
+        stdio_ttl: float = 300.0,
+        max_stdio: int = 64,
+        max_per_identity: int = 32,
+        max_stdio_per_identity: int = 8,
+    ) -> None:
         # None: no configured key; the supervisor then makes one per gateway run, shared by its
         # workers (sessions survive a worker change but not a restart, nor reach other replicas).
         self.key = key
         self.ttl = ttl
         self.stdio_ttl = stdio_ttl
         self.max_stdio = max_stdio
+        self.max_per_identity = max_per_identity
+        self.max_stdio_per_identity = max_stdio_per_identity
 
 
 class ListenerRuntime:

@@ -61,6 +61,10 @@ class McpSettings(Schema, frozen=True):
     # Additions: bounds on the sessions that hold stdio processes.
     stdio_session_ttl: str | None = None
     max_stdio_sessions: int | None = None
+    # Additions: sessions one client identity (an anonymous one: its address) may hold per worker,
+    # of any kind and holding stdio processes.
+    max_sessions_per_identity: int | None = None
+    max_stdio_sessions_per_identity: int | None = None
 
 
 class RawConfig(Schema, frozen=True):
@@ -896,7 +900,8 @@ class McpBackend(Schema, frozen=True):
     prefix_mode: Literal["always", "conditional", "never"] | None = None
     failure_mode: Literal["failClosed", "failOpen"] | None = None
     tool_pinning: ToolPinning | None = None  # addition
-    dns_rebinding_protection: bool = False
+    # Unset (our default, agentgateway's is off): on for connections made to a loopback address.
+    dns_rebinding_protection: bool | None = None
 
 
 class RouteBackend(Schema, frozen=True):

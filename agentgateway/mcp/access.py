@@ -28,7 +28,7 @@ _MAX_PAGES = 64  # pages of one target's tools listed to check a call (a bound f
 
 def unknown(kind: str, name: object) -> McpError:
     """The answer to a call of something the caller cannot use, or that nothing serves."""
-    return McpError(protocol.INVALID_PARAMS, f"Unknown {kind}: {name}")
+    return McpError(protocol.INVALID_PARAMS, f"Unknown {kind}: {protocol.shown(name)}")
 
 
 def called_item(method: str, params: dict[str, Any]) -> tuple[str, str] | None:

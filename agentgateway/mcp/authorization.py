@@ -20,13 +20,15 @@ lookup per tool for a caller seen before.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
+from urllib.parse import unquote
 
 from agentgateway.policy.cel import CelRuleSet
 from agentgateway.server.context import RequestCtx
 
-__all__ = ["CURRENT_CALLER", "Caller", "McpAuthorization", "item_kind"]
+__all__ = ["CURRENT_CALLER", "Caller", "McpAuthorization", "item_kind", "normalize_uri"]
 
 log = logging.getLogger("agentgateway.mcp.authorization")
 
@@ -177,9 +179,22 @@ class McpAuthorization:
         verdict = table.get(key)
         if verdict is not None:
             return verdict
+        variables = caller.variables(rules)
         item = {"target": target, "name": name, "uri": name} if kind == "resource" else {"target": target, "name": name}
-        extra = {**caller.variables(rules), "mcp": {"methodName": method, kind: item}}
-        verdict = rules.evaluate(caller.ctx, extra).allowed
+        verdict = rules.evaluate(caller.ctx, {**variables, "mcp": {"methodName": method, kind: item}}).allowed
+        if verdict and kind == "resource":
+            # The server may read another spelling of a URI as the resource a rule names (other
+            # case, a trailing '/', a query, escapes, dot segments): no deny or require rule may
+            # refuse its normal form, with or without a trailing '/', either. (An allow rule
+            # must allow the URI as given.)
+            normal = normalize_uri(name)
+            for form in (normal, normal + "/"):
+                if form != name:
+                    item = {"target": target, "name": form, "uri": form}
+                    decision = rules.evaluate(caller.ctx, {**variables, "mcp": {"methodName": method, kind: item}})
+                    if not decision.allowed and decision.rule is not None:
+                        verdict = False
+                        break
         self._size += 1
         if self._size > _CACHE_MAX:
             # Bounded: names in calls come from clients. Start over (the table in use is kept).
@@ -188,3 +203,42 @@ class McpAuthorization:
             self._size = 1
         table[key] = verdict
         return verdict
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_MAX_DECODINGS = 4
+
+
+def normalize_uri(uri: str) -> str:
+    """The form of a resource URI that the ways of writing one resource share, so that a deny
+    rule about it also applies to the others: escapes decoded (repeatedly: ``%252e`` is ``.``),
+    no query or fragment (a server may ignore them), scheme and host in lower case, ``\\`` read
+    as ``/``, dot segments resolved, repeated and trailing slashes dropped (RFC 3986 §6, and
+    more: whatever a server might read as the same name)."""
+    for _ in range(_MAX_DECODINGS):
+        decoded = unquote(uri)
+        if decoded == uri:
+            break
+        uri = decoded
+    uri = uri.split("#", 1)[0].split("?", 1)[0].replace("\\", "/")
+    match = _SCHEME.match(uri)
+    scheme = match.group(1).lower() + ":" if match else ""
+    rest = uri[match.end() :] if match else uri
+    authority = ""
+    if rest.startswith("//"):
+        end = rest.find("/", 2)
+        end = len(rest) if end < 0 else end
+        userinfo, at, host = rest[2:end].rpartition("@")
+        authority = "//" + userinfo + at + host.lower()
+        rest = rest[end:]
+    segments: list[str] = []
+    for segment in rest.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    path = "/".join(segments)
+    if path and (authority or rest.startswith("/")):
+        path = "/" + path
+    return scheme + authority + path

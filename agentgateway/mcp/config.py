@@ -87,7 +87,7 @@ class McpService:
         "fail_open",
         "target_names",
         "access",
-        "localhost_only",
+        "dns_rebinding",
     )
     kind = "mcp"
 
@@ -99,7 +99,7 @@ class McpService:
         prefix_mode: str,
         fail_open: bool,
         access: McpAccess | None = None,
-        localhost_only: bool = False,
+        dns_rebinding: bool | None = None,
     ) -> None:
         self.label = label
         self.targets = targets
@@ -113,8 +113,9 @@ class McpService:
         self.fail_open = fail_open
         # mcpAuthorization and toolPinning; None when neither is configured (nothing to check).
         self.access = access if access else None
-        # dnsRebindingProtection: Host and Origin must be localhost names (mcp/origin.py).
-        self.localhost_only = localhost_only
+        # dnsRebindingProtection: Host and Origin must be localhost names (mcp/origin.py); None
+        # (unset): on the connections that reached the gateway at a loopback address.
+        self.dns_rebinding = dns_rebinding
 
 
 def _http_location(host: McpHost, default_path: str, where: str) -> tuple[str, int, bool, str]:
@@ -274,7 +275,7 @@ def compile_mcp_backend(
         prefix_mode=cfg.prefix_mode or "conditional",
         fail_open=cfg.failure_mode == "failOpen",
         access=McpAccess(rules, pins),
-        localhost_only=cfg.dns_rebinding_protection,
+        dns_rebinding=cfg.dns_rebinding_protection,
     )
 
 

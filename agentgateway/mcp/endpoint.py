@@ -26,9 +26,9 @@ from agentgateway.mcp import protocol
 from agentgateway.mcp.authorization import CURRENT_CALLER, Caller
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
-from agentgateway.mcp.origin import origin_problem
+from agentgateway.mcp.origin import origin_problem, reached_on_loopback
 from agentgateway.mcp.protocol import McpError, Message
-from agentgateway.mcp.runtime import Remote
+from agentgateway.mcp.runtime import Remote, SessionQuotaError
 from agentgateway.policy.chain import apply_response
 from agentgateway.routing.route import CompiledRoute
 from agentgateway.server.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, relay_target
@@ -52,6 +52,9 @@ _SSE_HEADERS = [
 ]
 _KEEPALIVE = 15.0
 _ROUTING_HEADERS = frozenset((b"mcp-protocol-version", b"mcp-method", b"mcp-name"))
+# What the names of the headers workers add to a relayed request start with (server/relay.py:
+# BIND_HEADER, IDENTITY_HEADER, CEL_VARS_HEADER).
+_INTERNAL_HEADERS = b"x-agentgateway-"
 # Calls that may stream progress, logging or server requests before their answer.
 _STREAMING_METHODS = frozenset(("tools/call", "prompts/get", "resources/read", "completion/complete"))
 
@@ -154,19 +157,36 @@ class McpExchange:
             log.exception("MCP request failed")
             self._jsonrpc_error(None, McpError(protocol.INTERNAL_ERROR, f"internal error: {exc}"), 500)
 
-    def _cors_allows(self, origin: bytes) -> bool:
+    def _cors_allows(self, origin: bytes, localhost_only: bool) -> bool:
+        """The route's cors policy allows pages of ``origin``. Under the DNS-rebinding protection
+        only an origin it names counts, not ``*`` (often copied from examples)."""
         for policy in self.route.chain.request:
             if policy.kind == "cors":
+                if localhost_only and policy.any_origin:  # type: ignore[union-attr]
+                    return False
                 return bool(policy.allowed(origin))  # type: ignore[union-attr]
         return False
+
+    def _rebinding_protected(self) -> bool:
+        """Whether the DNS-rebinding protection applies: ``dnsRebindingProtection``, or unset, the
+        client reached the gateway at a loopback address (mcp/origin.py)."""
+        protect = self.service.dns_rebinding
+        if protect is not None:
+            return protect
+        transport = self.conn.transport
+        return transport is not None and reached_on_loopback(transport.get_extra_info("sockname"))
 
     async def _dispatch(self) -> None:
         ctx = self.ctx
         if not self.conn.bind.internal:  # (a relayed request was checked by the worker it reached)
             origins = [value for name, value in ctx.headers if name == b"origin"]
-            if len(origins) == 1 and self._cors_allows(origins[0]):
+            protect = self._rebinding_protected()
+            if len(origins) == 1 and self._cors_allows(origins[0], protect):
                 origins = []  # a page of an origin the route's cors policy allows
-            problem = origin_problem(ctx.host, origins, ctx.header(b"x-forwarded-host"), self.service.localhost_only)
+            problem = origin_problem(ctx.host, origins, ctx.header(b"x-forwarded-host"), protect)
+            if sum(1 for name, _ in ctx.headers if name == b"host") > 1:
+                # Malformed (RFC 9112): the check above read one of them, a proxy in front another.
+                problem = "more than one Host header"
             if problem is not None:
                 self._jsonrpc_error(None, McpError(protocol.INVALID_REQUEST, f"Forbidden: {problem}"), 403)
                 return
@@ -230,8 +250,11 @@ class McpExchange:
         ctx = self.ctx
         ctx.relayed = True
         ctx.backend = target.label
-        # The owner does not run the route's policies again: it is told who they proved the client is.
-        headers = [h for h in ctx.headers if h[0] != IDENTITY_HEADER and h[0] != CEL_VARS_HEADER]
+        # The owner does not run the route's policies again: it is told who they proved the client
+        # is, and on which bind the request came. Whatever the client sent under the names of these
+        # internal headers is dropped, or the owner would read it (the bind it serves the request
+        # on, the identity it serves it for).
+        headers = [h for h in ctx.headers if not h[0].startswith(_INTERNAL_HEADERS)]
         ctx.headers = [*headers, (BIND_HEADER, str(self.conn.bind.port).encode())]
         if ctx.identity:
             ctx.headers.append((IDENTITY_HEADER, ctx.identity.encode().hex().encode()))
@@ -282,11 +305,15 @@ class McpExchange:
         params = msg.get("params")
         if not isinstance(params, dict):
             raise McpError(protocol.INVALID_PARAMS, "initialize needs params")
-        session = self.runtime.new_session(self.service, self.ctx.identity)
+        try:
+            session = self.runtime.new_session(self.service, self.ctx.identity, self.ctx.client_ip)
+        except SessionQuotaError as exc:
+            self._jsonrpc_error(msg.get("id"), exc, exc.status)
+            return
         try:
             result = await self.runtime.federation.initialize(session, params)
         except McpError as exc:
-            self.runtime.sessions.pop(session.sid, None)
+            self.runtime.discard(session.sid)
             self._json(200, protocol.error(msg.get("id"), exc))
             return
         token = self.runtime.seal(session)
@@ -462,7 +489,11 @@ class McpExchange:
     # ------------------------------------------------------------------ HTTP+SSE (2024-11-05)
 
     async def _sse_transport_open(self) -> None:
-        session = self.runtime.new_session(self.service, self.ctx.identity)
+        try:
+            session = self.runtime.new_session(self.service, self.ctx.identity, self.ctx.client_ip)
+        except SessionQuotaError as exc:
+            self._jsonrpc_error(None, exc, exc.status)
+            return
         self.ctx.mcp_session = session.sid
         queue = session.stream.attach(None)
         endpoint = self.ctx.path + b"?sessionId=" + self.runtime.sse_query_id(session).encode()
@@ -547,11 +578,12 @@ class McpExchange:
         """MCP facts for the access log and metrics."""
         ctx = self.ctx
         method = msg.get("method")
-        ctx.mcp_method = method if isinstance(method, str) else ""
+        # (Client input, in the access log and metrics labels: cut to a bounded length.)
+        ctx.mcp_method = protocol.shown(method) if isinstance(method, str) else ""
         params = msg.get("params")
         if session is not None and isinstance(params, dict) and method in protocol.NAME_PARAM:
             name = params.get(protocol.NAME_PARAM[method])
             if isinstance(name, str):
-                ctx.mcp_resource = name
+                ctx.mcp_resource = protocol.shown(name)
                 with contextlib.suppress(McpError):
                     ctx.mcp_target = self.runtime.federation.resolve(session, method, params)[0]

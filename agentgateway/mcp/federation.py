@@ -115,7 +115,7 @@ class Federation:
             return {}
         if method == "initialize":
             raise McpError(protocol.INVALID_REQUEST, "the session is already initialized")
-        raise McpError(protocol.METHOD_NOT_FOUND, f"Method not found: {method}")
+        raise McpError(protocol.METHOD_NOT_FOUND, f"Method not found: {protocol.shown(method)}")
 
     async def fan_out_list(self, session: DownstreamSession, method: str, params: dict[str, Any]) -> RawJson:
         """Every target's list, merged natively (names prefixed, duplicates dropped in prefixMode
@@ -242,7 +242,7 @@ class Federation:
             else:
                 split = split_prefixed_name(name, live, DELIMITER)
             if split is None:
-                raise McpError(protocol.INVALID_PARAMS, f"Unknown {what}: {name}")
+                raise McpError(protocol.INVALID_PARAMS, f"Unknown {what}: {protocol.shown(name)}")
             return live[split[0]], split[1]
         if len(live) == 1:
             return live[0], name
@@ -251,7 +251,7 @@ class Federation:
             return known[name], name
         if kind == "resources" and live:
             return live[0], name
-        raise McpError(protocol.INVALID_PARAMS, f"Unknown {what}: {name}")
+        raise McpError(protocol.INVALID_PARAMS, f"Unknown {what}: {protocol.shown(name)}")
 
     async def _broadcast_call(
         self, session: DownstreamSession, method: str, params: dict[str, Any], capability: str

@@ -114,7 +114,7 @@ def check_envelope(msg: Message, headers: dict[str, str]) -> str:
         raise McpError(
             protocol.UNSUPPORTED_PROTOCOL_VERSION,
             "Unsupported protocol version",
-            {"supported": list(protocol.MODERN_VERSIONS), "requested": version},
+            {"supported": list(protocol.MODERN_VERSIONS), "requested": protocol.shown(version)},
         )
     return version
 
@@ -280,7 +280,7 @@ class ModernServer:
             return await self._interactive(session, msg, str(method), params, related)
         if method == "ping":
             return {}
-        raise McpError(protocol.METHOD_NOT_FOUND, f"Method not found: {method}")
+        raise McpError(protocol.METHOD_NOT_FOUND, f"Method not found: {protocol.shown(method)}")
 
     def _discover(self, session: DownstreamSession) -> dict[str, Any]:
         results = {name: u.init_result or {} for name, u in session.upstreams.items()}

@@ -7,13 +7,18 @@
   (``text/plain``) that reaches the server without a CORS preflight; without this rule any web page
   could call tools through a gateway the browser can reach. Clients that are not browsers send no
   Origin and are not affected.
-- Opt-in (``dnsRebindingProtection``, as agentgateway): ``Host`` must be a localhost name and so
-  must a present ``Origin``. DNS rebinding makes an attacker's name resolve to 127.0.0.1, so its
-  page is same-origin with the request it sends (``Host: evil.example``,
+- DNS-rebinding protection (``dnsRebindingProtection``, agentgateway's key): ``Host`` must be a
+  localhost name and so must a present ``Origin``. DNS rebinding makes an attacker's name resolve
+  to 127.0.0.1, so its page is same-origin with the request it sends (``Host: evil.example``,
   ``Origin: http://evil.example``); only a gateway that knows it is reached as localhost can refuse
-  it. Use it for a gateway that listens on a developer's machine.
+  it, and the upstream cannot (the gateway sends it a Host of its own). It applies when set to
+  ``true``; unset, it applies to the connections that reached the gateway at a loopback address
+  (``reached_on_loopback``: the listeners take every IPv4 address, so whether a client came "to
+  localhost" is known per connection); ``false`` turns it off.
 
-Localhost names: ``localhost``, ``127.0.0.1`` and ``[::1]``, any port.
+Localhost names: ``localhost``, ``127.0.0.1`` and ``[::1]``, any port, in any letter case; no other
+spelling (``127.1``, ``localhost.``, ``127.0.0.1.nip.io``: a browser sends none of them for a page
+of its own machine).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ _DEFAULT_PORT = {"http": 80, "https": 443}
 _AUTHORITY = r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._~-]+))(?::(?P<port>[0-9]{1,5}))?"
 _HOST_RE = re.compile(_AUTHORITY)
 _ORIGIN_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://" + _AUTHORITY + "/?")
+_SHOWN = 100  # characters of a refused header value quoted in the answer
 
 
 def _host_port(match: re.Match[str]) -> tuple[str, int | None] | None:
@@ -62,20 +68,36 @@ def is_localhost(host: str) -> bool:
     return host in _LOCALHOST
 
 
+def reached_on_loopback(local_address: object) -> bool:
+    """Whether a connection's local address (the transport's ``sockname``) is a loopback
+    address: the client connected to 127.0.0.0/8 or ::1, so it runs on this machine."""
+    if not isinstance(local_address, tuple) or not local_address or not isinstance(local_address[0], str):
+        return False  # a Unix socket: the relay between workers, checked by the worker relaying
+    ip = local_address[0]
+    return ip.startswith("127.") or ip == "::1" or ip.startswith("::ffff:127.")
+
+
+def _shown(value: bytes) -> str:
+    text = value.decode("latin-1")
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+
+
 def origin_problem(
     host: bytes | None, origins: list[bytes], forwarded_host: bytes | None, localhost_only: bool
 ) -> str | None:
-    """Why the request must be refused (HTTP 403), or None when it may proceed."""
+    """Why the request must be refused (HTTP 403), or None when it may proceed. ``origins`` are
+    the request's Origin values that must be checked (one allowed by the route's cors policy is
+    left out); ``localhost_only``: the DNS-rebinding protection applies."""
     authority = split_authority(host)
     if localhost_only and (authority is None or not is_localhost(authority[0])):
-        shown = host.decode("latin-1") if host else "(none)"
+        shown = _shown(host) if host else "(none)"
         return f"Host {shown} is not localhost, 127.0.0.1 or [::1] (dnsRebindingProtection)"
     if not origins:
         return None  # not a browser
     if len(origins) > 1:
         return "more than one Origin header"
     origin = parse_origin(origins[0])
-    shown = origins[0].decode("latin-1")
+    shown = _shown(origins[0])
     if origin is None:
         return f"Origin {shown} is not an http(s) origin"
     scheme, origin_host, origin_port = origin

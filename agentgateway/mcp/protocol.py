@@ -56,6 +56,16 @@ LIST_METHODS: dict[str, ListKind] = {
 
 Message = dict[str, Any]
 
+# Characters of client input (a method, a tool name, a URI) quoted in an error message at most.
+SHOWN_MAX = 200
+
+
+def shown(value: object) -> str:
+    """``value`` as text for an error message, cut to ``SHOWN_MAX`` characters: an answer must not
+    echo a client's 100 KB name back."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= SHOWN_MAX else f"{text[:SHOWN_MAX]}… ({len(text)} characters)"
+
 
 class RawJson:
     """A result object already serialized (a merged list): embedded in the answer as it is."""

@@ -9,9 +9,10 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from agentgateway.mcp.config import McpService
+from agentgateway.mcp.config import STDIO, McpService
 from agentgateway.mcp.federation import Federation
 from agentgateway.mcp.modern import ModernServer
+from agentgateway.mcp.protocol import McpError
 from agentgateway.mcp.session import DownstreamSession, SessionCodec, SessionTokenError
 from agentgateway.upstream.client import HttpClient
 
@@ -20,11 +21,43 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("agentgateway.mcp")
 
+# The JSON-RPC error code of a session refused by a quota (a code of the range JSON-RPC leaves
+# to servers), answered with HTTP 429 (503 when the backend is full).
+SESSION_QUOTA = -32029
 _REVOKED_KEPT = 10_000  # ended session ids remembered, so their tokens are refused afterwards
 
 # When no session key is configured, the supervisor makes one for the run and hands it to its
 # workers in this environment variable (sessions then work across the workers of one gateway).
 EPHEMERAL_KEY_ENV = "AGENTGATEWAY_EPHEMERAL_SESSION_KEY"
+
+
+class SessionQuotaError(McpError):
+    """A client may not start one more session (``McpRuntime._make_room``)."""
+
+    status: int  # of the HTTP answer
+
+    def __init__(self, key: str, limit: int) -> None:
+        if key == "maxStdioSessions":
+            # The backend is full of other clients' sessions: a condition of the gateway.
+            self.status = 503
+            text = (
+                f"this MCP backend already has {limit} sessions running stdio servers in this worker "
+                f"(config.mcp.{key}) and none of this client's can end; try again later"
+            )
+        else:
+            self.status = 429
+            what = "sessions running stdio servers" if key == "maxStdioSessionsPerIdentity" else "sessions"
+            text = (
+                f"this client already has {limit} MCP {what} in this worker (config.mcp.{key}), all in use "
+                "(a call in flight or a listening stream): end one (HTTP DELETE) or let one expire"
+            )
+        super().__init__(SESSION_QUOTA, f"Too many MCP sessions: {text}")
+
+
+def client_key(identity: str, client_ip: str) -> str:
+    """Whose quota a session counts against: the identity the route's authentication proved, or
+    for an anonymous client its address (anonymous clients are not one client)."""
+    return f"identity:{identity}" if identity else f"address:{client_ip}"
 
 
 class Remote:
@@ -43,6 +76,8 @@ class McpRuntime:
         self.federation = Federation(self)
         self.modern = ModernServer(self)
         self.sessions: dict[str, DownstreamSession] = {}
+        # The sessions started in this worker, by whose quota they count against (client_key).
+        self._by_client: dict[str, dict[str, DownstreamSession]] = {}
         self.revoked: OrderedDict[str, None] = OrderedDict()
         self.owner_id = f"{os.getpid()}"
         self._codec: SessionCodec | None = None
@@ -58,28 +93,56 @@ class McpRuntime:
             self._codec_key = key
         return self._codec
 
-    def new_session(self, service: McpService, identity: str = "") -> DownstreamSession:
+    def new_session(self, service: McpService, identity: str = "", client_ip: str = "") -> DownstreamSession:
+        """A session for the client ``identity`` (``client_ip`` when anonymous). Raises
+        SessionQuotaError when it may not have one more (``_make_room``)."""
+        client = client_key(identity, client_ip)
+        holds_processes = any(t.kind == STDIO for t in service.targets)
+        self._make_room(client, service, holds_processes)
         session = DownstreamSession(self, service, identity=identity)
+        session.client_key = client
         self.sessions[session.sid] = session
-        if session.holds_processes:
-            self._bound_processes(session)
+        self._by_client.setdefault(client, {})[session.sid] = session
         return session
 
-    def _bound_processes(self, new: DownstreamSession) -> None:
-        """At most ``config.mcp.maxStdioSessions`` sessions of a service hold stdio processes in
-        this worker: beyond that the least recently used ones end (their clients get 404 and
-        start a new session, as MCP provides), except those with a call in flight."""
-        label = new.service.label
-        holding = [s for s in self.sessions.values() if s.service.label == label and s.holds_processes]
-        excess = len(holding) - self.worker.runtime.mcp_sessions.max_stdio
-        for session in sorted(holding, key=lambda s: s.last_seen):
-            if excess <= 0:
+    def _make_room(self, client: str, service: McpService, holds_processes: bool) -> None:
+        """Room for one more session of ``client`` (client_key) in this worker, within the bounds of
+        ``config.mcp``: ``maxSessionsPerIdentity`` sessions, ``maxStdioSessionsPerIdentity`` of
+        them holding stdio processes, and ``maxStdioSessions`` sessions of a backend holding
+        processes, of all identities. Beyond a bound, the least recently used of the client's own
+        sessions end (their clients get 404 and start a new session, as MCP provides), never one
+        of another identity, nor one in use (a call in flight, a client listening on its stream).
+        When that cannot make room, SessionQuotaError and nothing ends. One identity can thus
+        neither end another's sessions nor take all of this worker's processes."""
+        settings = self.worker.runtime.mcp_sessions
+        mine = list(self._by_client.get(client, {}).values())
+        ending: dict[str, str] = {}  # session id → the bound it ends for
+
+        def end_for(key: str, limit: int, held: int, candidates: list[DownstreamSession]) -> None:
+            """``held`` sessions count against the bound ``key``: mark the least recently used
+            idle ``candidates`` that take them below ``limit``."""
+            over = held - limit + 1
+            if over <= 0:
                 return
-            if session is new or session.inflight:
-                continue
-            log.info("MCP session %s ended: over maxStdioSessions, and the least recently used", session.sid[:8])
-            self._end_later(session)
-            excess -= 1
+            idle = sorted((s for s in candidates if s.idle and s.sid not in ending), key=lambda s: s.last_seen)
+            if len(idle) < over:
+                raise SessionQuotaError(key, limit)
+            ending.update((s.sid, key) for s in idle[:over])
+
+        end_for("maxSessionsPerIdentity", settings.max_per_identity, len(mine), mine)
+        if holds_processes:
+            running = [s for s in mine if s.holds_processes]
+            held = sum(1 for s in running if s.sid not in ending)
+            end_for("maxStdioSessionsPerIdentity", settings.max_stdio_per_identity, held, running)
+            label = service.label
+            on_backend = [s for s in self.sessions.values() if s.service.label == label and s.holds_processes]
+            held = sum(1 for s in on_backend if s.sid not in ending)
+            end_for("maxStdioSessions", settings.max_stdio, held, [s for s in on_backend if s.client_key == client])
+        for sid, key in ending.items():
+            log.info(
+                "MCP session %s ended: its client is at config.mcp.%s; it was its least recently used", sid[:8], key
+            )
+            self._end_later(self.sessions[sid])
 
     def _expired(self, session: DownstreamSession, now: float) -> bool:
         """Idle for longer than its TTL: ``sessionTtl``, or ``stdioSessionTtl`` if it holds
@@ -91,7 +154,7 @@ class McpRuntime:
         return now - session.last_seen > ttl
 
     def _end_later(self, session: DownstreamSession) -> None:
-        self.sessions.pop(session.sid, None)
+        self.discard(session.sid)
         task = asyncio.get_running_loop().create_task(self.end(session))
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
@@ -174,8 +237,19 @@ class McpRuntime:
         self.worker.announce({"op": "mcp_revoke", "sid": session.sid})
         await session.close()
 
-    def forget(self, sid: str) -> None:
+    def discard(self, sid: str) -> DownstreamSession | None:
+        """Take a session out of this worker's tables (ending it is the caller's business)."""
         session = self.sessions.pop(sid, None)
+        if session is not None and session.client_key:
+            owned = self._by_client.get(session.client_key)
+            if owned is not None:
+                owned.pop(sid, None)
+                if not owned:
+                    del self._by_client[session.client_key]
+        return session
+
+    def forget(self, sid: str) -> None:
+        session = self.discard(sid)
         self.revoked[sid] = None
         while len(self.revoked) > _REVOKED_KEPT:
             self.revoked.popitem(last=False)
@@ -194,6 +268,7 @@ class McpRuntime:
         await self.modern.close()
         sessions = list(self.sessions.values())
         self.sessions.clear()
+        self._by_client.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
 

@@ -130,6 +130,9 @@ class DownstreamSession:
         self.service = service
         # Who created it (RequestCtx.identity): only that identity may use it.
         self.identity = identity
+        # Whose quota it counts against in this worker (runtime.client_key); "" for a session
+        # started in another worker and continued here, which counts there.
+        self.client_key = ""
         self.sid = sid or secrets.token_hex(16)
         self.token = ""
         self.protocol_version = protocol.LATEST_LEGACY
@@ -153,6 +156,11 @@ class DownstreamSession:
     def holds_processes(self) -> bool:
         """Its stdio targets run as processes of their own (bounded: ``config.mcp``)."""
         return any(t.kind == STDIO for t in self.service.targets)
+
+    @property
+    def idle(self) -> bool:
+        """Not in use: no call in flight, no client listening on its stream."""
+        return not self.inflight and self.stream.listener is None
 
     @property
     def local_only(self) -> bool:

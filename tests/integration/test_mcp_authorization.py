@@ -232,3 +232,72 @@ async def test_jwt_identities_across_workers(gateway, idp):
     async with httpx.AsyncClient(timeout=10) as http:
         r = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert r.status_code == 401
+
+
+# Spellings of file:///srv/secret.txt that a file server reads as that file.
+SECRET_SPELLINGS = [
+    "file:///srv/secret.txt",
+    "FILE:///srv/secret.txt",
+    "File:///srv/secret.txt",
+    "file:///srv/secret.txt/",
+    "file:///srv/secret.txt?x=1",
+    "file:///srv/secret.txt?",
+    "file:///srv/secret.txt#top",
+    "file:///srv/public/../secret.txt",
+    "file:///srv/./secret.txt",
+    "file:///srv//secret.txt",
+    "file:///srv/%73ecret.txt",
+    "file:///srv/%2E%2E/srv/secret.txt",
+    "file:///srv/public%2F..%2Fsecret.txt",
+]
+
+
+async def test_resource_deny_rules_hold_for_every_spelling_of_the_uri(gateway):
+    """A deny rule names a resource URI; the server reads many spellings of it as the same
+    file. Through a route with the rule every spelling is refused as unknown; through one
+    without, the server serves them all (so the spellings do reach the same file)."""
+    guarded, open_port = free_port(), free_port()
+    target = {"name": "files", "stdio": stdio_target("files")["stdio"]}
+    target["stdio"]["args"] = ["-m", "tests.support.file_server"]
+    route = {"name": "files", "backends": [{"mcp": {"targets": [target]}}]}
+    rules = [{"deny": 'has(mcp.resource) && mcp.resource.uri == "file:///srv/secret.txt"'}]
+    gateway(
+        {
+            "binds": [
+                {
+                    "port": guarded,
+                    "listeners": [{"routes": [{**route, "policies": {"mcpAuthorization": {"rules": rules}}}]}],
+                },
+                {"port": open_port, "listeners": [{"routes": [route]}]},
+            ]
+        }
+    )
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+    }
+    accept = {"accept": "application/json"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        sessions = {}
+        for port in (guarded, open_port):
+            r = await http.post(f"http://127.0.0.1:{port}/mcp", json=init, headers=accept)
+            sessions[port] = {**accept, "mcp-session-id": r.headers["mcp-session-id"]}
+
+        async def read(port: int, uri: str) -> dict[str, Any]:
+            msg = {"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": uri}}
+            r = await http.post(f"http://127.0.0.1:{port}/mcp", json=msg, headers=sessions[port])
+            assert r.status_code == 200
+            return dict(r.json())
+
+        for uri in SECRET_SPELLINGS:
+            served = await read(open_port, uri)
+            assert served["result"]["contents"][0]["text"] == "secret text", (uri, served)
+            refused = await read(guarded, uri)
+            assert refused["error"] == {"code": -32602, "message": f"Unknown resource: {uri}"}, (uri, refused)
+        public = await read(guarded, "file:///srv/public.txt")
+        assert public["result"]["contents"][0]["text"] == "public text"
+        msg = {"jsonrpc": "2.0", "id": 2, "method": "resources/list"}
+        listed = (await http.post(f"http://127.0.0.1:{guarded}/mcp", json=msg, headers=sessions[guarded])).json()
+        assert [r["uri"] for r in listed["result"]["resources"]] == ["file:///srv/public.txt"]

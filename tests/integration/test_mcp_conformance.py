@@ -111,10 +111,10 @@ def direct_results(fixture_server: ServerProcess, tmp_path_factory: pytest.TempP
 def _gateway_config(port: int, target: dict[str, Any]) -> dict[str, Any]:
     # The suite's dns-rebinding-protection scenario tests a server on localhost: it sends
     # `Host: evil.example.com` with the matching `Origin: http://evil.example.com`, which is
-    # same-origin and so passes the Origin rule every gateway endpoint applies. Only a server that
-    # knows it is reached as localhost can refuse it, which agentgateway makes opt-in
-    # (`dnsRebindingProtection`, off by default since a gateway usually serves remote clients).
-    config = mcp_config(port, [target], dnsRebindingProtection=True)
+    # same-origin and so passes the Origin rule every gateway endpoint applies. The gateway refuses
+    # it without `dnsRebindingProtection` set: the suite reaches it at 127.0.0.1, where the
+    # protection is on by default.
+    config = mcp_config(port, [target])
     # Sessions the suite leaves open keep their GET streams; do not wait long for them on stop.
     config["config"] = {"connectionTerminationDeadline": "1s"}
     return config

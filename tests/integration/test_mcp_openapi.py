@@ -4,9 +4,11 @@ as tools through the real daemon; the service (a real HTTP server) logs what it 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import socket
 import sys
+import threading
 
 import pytest
 from mcp import Client
@@ -86,7 +88,7 @@ async def test_operations_are_tools(gateway, rest_service, tmp_path):
         assert missing.is_error and missing.content[0].text == 'getPet: HTTP 404: {"error":"no such pet"}'
 
         bad = await client.call_tool("getPet", {})
-        assert bad.is_error and "missing path parameter(s): petId" in bad.content[0].text
+        assert bad.is_error and "missing path parameter petId" in bad.content[0].text
         smuggle = await client.call_tool("createPet", {"body": {"name": "x"}, "header": {"X-Request-Tag": "a\r\nb: c"}})
         assert smuggle.is_error and "cannot be sent" in smuggle.content[0].text
 
@@ -189,3 +191,126 @@ async def test_backend_auth_on_targets(gateway, rest_service, tmp_path):
     async with Client(f"http://127.0.0.1:{shortcut}/mcp", mode="legacy") as client:
         assert not (await client.call_tool("getPet", {"path": {"petId": 1}})).is_error
     assert rest_service.received()[-1]["headers"]["authorization"] == "Bearer route-token"
+
+
+# Operations whose path parameters are strings, in front of a service that records each request
+# line as it arrived: what a tool call may and may not make the gateway send.
+FILES_DOCUMENT = {
+    "openapi": "3.0.0",
+    "info": {"title": "Files", "version": "1"},
+    "servers": [{"url": "/v1"}],
+    "paths": {
+        "/users/{uid}/files/{fid}": {
+            "get": {
+                "operationId": "getUserFile",
+                "parameters": [
+                    {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "fid", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
+                    {"name": "filter", "in": "query", "schema": {"type": "object"}},
+                    {"name": "X-Trace", "in": "header", "schema": {"type": "string"}},
+                ],
+            }
+        },
+        "/files/{fid}": {
+            "get": {
+                "operationId": "adminFile",
+                "parameters": [{"name": "fid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            }
+        },
+    },
+}
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+        self.server.seen.append((self.requestline, dict(self.headers.items())))  # type: ignore[attr-defined]
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder():
+    """A real HTTP server (a thread of the test) that records each raw request line and its headers."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+async def test_arguments_cannot_leave_their_place(gateway, recorder):
+    port = free_port()
+    upstream = f"127.0.0.1:{recorder.server_address[1]}"
+    gateway(mcp_config(port, [{"name": "files", "openapi": {"host": upstream, "schema": {"inline": FILES_DOCUMENT}}}]))
+
+    def path(uid: str, fid: str = "f") -> dict:
+        return {"path": {"uid": uid, "fid": fid}}
+
+    async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
+        # Values that some hop (the service, or a proxy in front) would read as dot segments or
+        # as nothing: refused as tool errors, never sent.
+        for uid in (
+            "..",
+            ".",
+            "%2E%2E",
+            "%2e%2E",
+            ".%2E",
+            "%252E%252E",
+            "a/../..",
+            "..%2F..",
+            "..;x",
+            "..\\x",
+            "",
+            "/",
+        ):
+            for args in (path(uid, "admin"), path("alice", uid)):
+                result = await client.call_tool("getUserFile", args)
+                assert result.is_error, (uid, args)
+                text = result.content[0].text
+                assert text.startswith("invalid arguments for getUserFile: path parameter "), text
+                assert "must not" in text, text
+        refused = {
+            "query parameter limit must be an integer, not a string": {**path("a"), "query": {"limit": "5"}},
+            "query parameter filter cannot be an object": {**path("a"), "query": {"filter": {"admin": "1"}}},
+            "path parameter uid cannot be an object": {"path": {"uid": {"x": 1}, "fid": "f"}},
+            "path parameter uid must be a string, not a number": {"path": {"uid": 7, "fid": "f"}},
+            "missing path parameter fid": {"path": {"uid": "a"}},
+        }
+        for message, args in refused.items():
+            result = await client.call_tool("getUserFile", args)
+            assert result.is_error and message in result.content[0].text, (message, result.content[0].text)
+        smuggle = await client.call_tool("getUserFile", {**path("a"), "header": {"X-Trace": "t\r\nX-Admin: 1"}})
+        assert smuggle.is_error and "cannot be sent" in smuggle.content[0].text
+        assert recorder.seen == []
+
+        # What may be sent stays in its segment, and only declared parameters go.
+        sent = [
+            {**path("a/b", "x%2Fy"), "query": {"limit": 5, "tags": ["p q", "r&s=t"]}},
+            {**path("...", "..a"), "query": {"admin": "true"}, "header": {"X-Trace": "t1", "Authorization": "x"}},
+            {**path("alice", "notes.txt"), "host": "evil.example", "cookie": {"s": "1"}},
+        ]
+        for args in sent:
+            result = await client.call_tool("getUserFile", args)
+            assert not result.is_error, result.content[0].text
+    lines = [line for line, _ in recorder.seen]
+    assert lines == [
+        "GET /v1/users/a%2Fb/files/x%252Fy?limit=5&tags=p+q&tags=r%26s%3Dt HTTP/1.1",
+        "GET /v1/users/.../files/..a HTTP/1.1",
+        "GET /v1/users/alice/files/notes.txt HTTP/1.1",
+    ]
+    headers = [{k.lower(): v for k, v in h.items()} for _, h in recorder.seen]
+    assert all(h["host"] == upstream for h in headers)
+    assert headers[1]["x-trace"] == "t1" and "authorization" not in headers[1]
+    assert "cookie" not in headers[2]

@@ -198,10 +198,12 @@ def _initialize(id_: int = 1) -> dict:
 
 async def test_browser_origins_are_checked(gateway, mcp_server):
     """A present Origin must be the endpoint's own (or both localhost): the MCP transport's 403.
-    Clients that are not browsers send none and are not affected."""
+    Clients that are not browsers send none and are not affected. (With the DNS-rebinding
+    protection off, as for a gateway reached under a public name: test_mcp_rebinding.py tests it
+    on, the default for clients on this machine.)"""
     beta = mcp_server("beta", "http")
     port = free_port()
-    gateway(mcp_config(port, [{"name": "beta", "mcp": {"host": beta.url}}]))
+    gateway(mcp_config(port, [{"name": "beta", "mcp": {"host": beta.url}}], dnsRebindingProtection=False))
     url = f"http://127.0.0.1:{port}/mcp"
     async with httpx.AsyncClient(timeout=20) as http:
         for origin in ("https://evil.example", "null", "http://127.0.0.1:1/path"):
@@ -284,3 +286,38 @@ async def test_dns_rebinding_protection(gateway, mcp_server):
                 url, json=_initialize(), headers={"accept": ACCEPT, "host": host, "origin": f"http://{host}"}
             )
             assert r.status_code == 200, host
+
+
+async def test_errors_quote_little_of_what_the_client_sent(gateway, mcp_server):
+    """An unknown method, tool, prompt or resource named with 100 KB: the error says which, in a
+    bounded message (and the access log line is bounded too)."""
+    beta = mcp_server("beta", "http")
+    port = free_port()
+    gw = gateway(mcp_config(port, [stdio_target("alpha"), {"name": "beta", "mcp": {"host": beta.url}}]), workers=1)
+    url = f"http://127.0.0.1:{port}/mcp"
+    long = "x" * 100_000
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(url, json=_initialize(), headers={"accept": ACCEPT})
+        session = {"accept": "application/json", "mcp-session-id": r.headers["mcp-session-id"]}
+
+        async def error(method: str, params: dict | None = None) -> dict:
+            msg = {"jsonrpc": "2.0", "id": 7, "method": method, **({"params": params} if params else {})}
+            r = await http.post(url, json=msg, headers=session)
+            assert r.status_code == 200 and len(r.content) < 1000, (method, len(r.content))
+            return dict(r.json()["error"])
+
+        assert (await error("tools/" + long))["message"] == f"Method not found: tools/{'x' * 194}… (100006 characters)"
+        got = await error("tools/call", {"name": "gamma_" + long})
+        assert got["message"].startswith("Unknown tool: gamma_xxx") and got["message"].endswith("(100006 characters)")
+        assert (await error("prompts/get", {"name": long}))["message"].startswith("Unknown prompt: xxx")
+        assert (await error("resources/read", {"uri": "gamma+" + long}))["message"].startswith("Unknown resource:")
+        assert (await error("tools/list", {"cursor": long}))["message"] == "invalid cursor"
+        # The modern shape: an unsupported version and an unknown method.
+        r = await http.post(url, json=_modern("x" * 50_000), headers=_headers("x" * 50_000))
+        assert r.status_code == 404 and len(r.content) < 1000
+        bad = _modern("tools/list")
+        version = "2" * 30_000  # (the header must fit in the gateway's limit on request heads)
+        bad["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = version
+        r = await http.post(url, json=bad, headers=_headers("tools/list", version=version))
+        assert r.status_code == 400 and len(r.content) < 1000, r.text[:300]
+    assert max(len(line) for line in gw.access_lines()) < 2000

@@ -66,7 +66,7 @@ class OpenApiSession(UpstreamSession):
         elif method == "ping":
             result = {}
         else:
-            raise McpError(protocol.METHOD_NOT_FOUND, f"Method not found: {method}")
+            raise McpError(protocol.METHOD_NOT_FOUND, f"Method not found: {protocol.shown(method)}")
         return protocol.result(id_, result), None
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
@@ -118,7 +118,7 @@ class OpenApiSession(UpstreamSession):
         name = params.get("name")
         operation = document.operations.get(name) if isinstance(name, str) else None
         if operation is None:
-            raise McpError(protocol.INVALID_PARAMS, f"Unknown tool: {name}")
+            raise McpError(protocol.INVALID_PARAMS, f"Unknown tool: {protocol.shown(name)}")
         arguments = params.get("arguments")
         if arguments is None:
             arguments = {}

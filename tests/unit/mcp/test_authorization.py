@@ -14,7 +14,7 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.loader import load_text
 from agentgateway.config.schema import McpAuthorization as McpAuthorizationCfg
 from agentgateway.config.schema import McpBackend
-from agentgateway.mcp.authorization import CURRENT_CALLER, Caller, McpAuthorization
+from agentgateway.mcp.authorization import CURRENT_CALLER, Caller, McpAuthorization, normalize_uri
 from agentgateway.mcp.config import McpService, compile_mcp_backend
 from agentgateway.server.context import RequestCtx
 
@@ -196,3 +196,79 @@ binds:
     assert _authz(service).allowed_items("tool", [("a", "keep"), ("a", "drop"), ("a", "other")], "tools/list") == {
         "a\0keep"
     }
+
+
+@pytest.mark.parametrize(
+    "uri,normal",
+    [
+        ("demo://about", "demo://about"),
+        ("DEMO://about", "demo://about"),
+        ("demo://ABOUT", "demo://about"),
+        ("demo://about/", "demo://about"),
+        ("demo://about//", "demo://about"),
+        ("demo://about?x", "demo://about"),
+        ("demo://about#top", "demo://about"),
+        ("demo://%61bout", "demo://about"),
+        ("demo://about%2F", "demo://about"),
+        ("demo://x/a/./b/../c/", "demo://x/a/c"),
+        ("demo://x/%2e%2e/y", "demo://x/y"),
+        ("demo://x/%252e%252e/y", "demo://x/y"),
+        ("file:///srv//a/../../etc/passwd", "file:///etc/passwd"),
+        ("file:///srv\\..\\etc", "file:///etc"),
+        ("urn:Ex:Item", "urn:Ex:Item"),  # an opaque path keeps its case
+        ("memo://alpha/Info", "memo://alpha/Info"),  # and so does a path
+    ],
+)
+def test_resource_uris_normalized(uri, normal) -> None:
+    assert normalize_uri(uri) == normal
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "demo://about",
+        "DEMO://about",
+        "Demo://About",
+        "demo://about/",
+        "demo://about?x",
+        "demo://about?",
+        "demo://about#x",
+        "demo://%61bout",
+        "demo://about/.",
+        "demo://about/x/..",
+        "demo://about%2F",
+    ],
+)
+def test_deny_rules_cover_every_spelling_of_a_uri(as_caller, uri) -> None:
+    service = _service({"targets": [_stdio("demo")]}, route_rules=[{"deny": 'mcp.resource.uri == "demo://about"'}])
+    as_caller(_ctx())
+    authz = _authz(service)
+    assert not authz.allows("resource", "demo", uri, "resources/read")
+    assert authz.allowed_items("resource", [("demo", uri), ("demo", "demo://other")], "resources/list") == {
+        "demo\0demo://other"
+    }
+    assert authz.allows("resource", "demo", "demo://abouts", "resources/read")
+
+
+def test_deny_rules_written_with_a_trailing_slash(as_caller) -> None:
+    service = _service({"targets": [_stdio("f")]}, route_rules=[{"deny": 'mcp.resource.name == "file:///secret/"'}])
+    as_caller(_ctx())
+    for uri in ("file:///secret", "file:///secret/", "file:///secret//", "file:///public/../secret", "FILE:///secret"):
+        assert not _authz(service).allows("resource", "f", uri, "resources/read"), uri
+
+
+def test_require_rules_see_the_normal_form_too(as_caller) -> None:
+    rules = [{"require": 'mcp.resource.uri.startsWith("file:///public/")'}]
+    service = _service({"targets": [_stdio("f")]}, route_rules=rules)
+    as_caller(_ctx())
+    assert _authz(service).allows("resource", "f", "file:///public/a.txt", "resources/read")
+    for uri in ("file:///public/../secret", "file:///public/%2e%2e/secret", "file:///public/..%2Fsecret"):
+        assert not _authz(service).allows("resource", "f", uri, "resources/read"), uri
+
+
+def test_allow_rules_must_allow_the_uri_as_given(as_caller) -> None:
+    service = _service({"targets": [_stdio("demo")]}, route_rules=['mcp.resource.uri == "demo://about"'])
+    as_caller(_ctx())
+    assert _authz(service).allows("resource", "demo", "demo://about", "resources/read")
+    for uri in ("demo://about?admin=1", "DEMO://about", "demo://about/"):
+        assert not _authz(service).allows("resource", "demo", uri, "resources/read"), uri

@@ -52,10 +52,10 @@ def test_arguments_become_the_request():
     )
     assert (method, target, body) == ("POST", "/x/pets", b'{"name":"Fido"}')
     assert headers == [("X-Request-Tag", "t1"), ("content-type", "application/json")]
-    # Path values are escaped whole: a '/' cannot reach another resource.
-    assert ops["getPet"].request("", {"path": {"petId": "1/../2"}})[1] == "/pets/1%2F..%2F2"
-    with pytest.raises(ValueError, match="missing path parameter"):
+    with pytest.raises(ValueError, match="missing path parameter petId"):
         ops["getPet"].request("", {})
+    with pytest.raises(ValueError, match="path parameter petId must be an integer, not a string"):
+        ops["getPet"].request("", {"path": {"petId": "1/../2"}})
 
 
 @pytest.mark.parametrize(
@@ -173,3 +173,140 @@ def test_document_from_a_file_inline_or_a_url(tmp_path):
     assert from_url.openapi_url is not None
     fetch_target, path = from_url.openapi_url
     assert (fetch_target.authority, path) == (b"docs:81", b"/o.yaml?v=2")
+
+
+# A document whose path parameters are strings: what a value may do to the request made.
+FILES = {
+    "openapi": "3.0.0",
+    "servers": [{"url": "/v1"}],
+    "paths": {
+        "/users/{uid}/files/{fid}": {
+            "get": {
+                "operationId": "getUserFile",
+                "parameters": [
+                    {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "fid", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "mode", "in": "query", "schema": {"type": "string", "enum": ["full", "short"]}},
+                    {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
+                    {"name": "filter", "in": "query", "schema": {"type": "object"}},
+                    {"name": "X-Trace", "in": "header", "required": True, "schema": {"type": "string"}},
+                ],
+            }
+        },
+        "/loose/{any}": {"get": {"operationId": "loose", "parameters": [{"name": "any", "in": "path"}]}},
+        "/undeclared/{x}": {"get": {"operationId": "undeclared"}},
+    },
+}
+
+
+def _files(uid: object, fid: object = "f1", **more: object) -> str:
+    args = {"path": {"uid": uid, "fid": fid}, "header": {"X-Trace": "t"}, **more}
+    return OpenApiTools(FILES).operations["getUserFile"].request("/v1", args)[1]
+
+
+@pytest.mark.parametrize(
+    "value,sent",
+    [
+        ("alice", "alice"),
+        ("a b", "a%20b"),
+        ("a/b", "a%2Fb"),  # one segment: a '/' is escaped
+        ("a%2Fb", "a%252Fb"),  # an escape in a value arrives as text, never as a '/'
+        ("a?b#c", "a%3Fb%23c"),
+        ("...", "..."),
+        ("..a", "..a"),
+        ("é", "%C3%A9"),
+    ],
+)
+def test_path_values_stay_in_their_segment(value, sent):
+    assert _files(value) == f"/v1/users/{sent}/files/f1"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "..",
+        ".",
+        "",
+        "/",
+        "//",
+        "a/../b",
+        "a/..",
+        "../admin",
+        "..\\\\admin",
+        "%2E%2E",  # a service that decodes before normalizing reads '..'
+        "%2e%2e",
+        "%2E",
+        ".%2E",
+        "%252E%252E",  # decoded twice
+        "a%2F..%2Fb",
+        "..;jsessionid=x",  # Tomcat drops ';...' from a segment
+        "%2F",
+    ],
+)
+def test_dot_segments_and_empty_values_are_refused(value):
+    with pytest.raises(ValueError, match="path parameter uid must not"):
+        _files(value)
+    with pytest.raises(ValueError, match="path parameter fid must not"):
+        _files("alice", value)
+
+
+def test_values_are_checked_against_their_schema():
+    assert _files("u", limit=None) == "/v1/users/u/files/f1"
+    assert _files("u", query={"limit": 3, "mode": "full", "tags": ["a", "b c"]}).endswith(
+        "?limit=3&mode=full&tags=a&tags=b+c"
+    )
+    assert _files("u", query={"limit": 3.0}).endswith("?limit=3")
+    refused = {
+        "path": [({"uid": {"a": 1}, "fid": "f"}, "path parameter uid cannot be an object")],
+        "query": [
+            ({"limit": "3"}, "query parameter limit must be an integer, not a string"),
+            ({"limit": True}, "query parameter limit must be an integer, not a boolean"),
+            ({"limit": 1.5}, "query parameter limit must be an integer, not a number"),
+            ({"mode": "admin"}, 'query parameter mode must be one of ["full","short"]'),
+            ({"tags": "a"}, "query parameter tags must be an array"),
+            ({"tags": [{"k": "v"}]}, "an item of query parameter tags cannot be an object"),
+            ({"filter": {"admin": "1"}}, "query parameter filter cannot be an object"),  # no extra parameters
+            ({"limit": [1, 2]}, "query parameter limit must be an integer, not an array"),
+        ],
+    }
+    for part, cases in refused.items():
+        for given, message in cases:
+            args = {"path": {"uid": "u", "fid": "f"}, "header": {"X-Trace": "t"}}
+            args[part] = given
+            with pytest.raises(ValueError) as info:
+                OpenApiTools(FILES).operations["getUserFile"].request("/v1", args)
+            assert str(info.value).startswith(message), given
+    with pytest.raises(ValueError, match="missing header parameter X-Trace"):
+        OpenApiTools(FILES).operations["getUserFile"].request("/v1", {"path": {"uid": "u", "fid": "f"}})
+
+
+def test_only_declared_parameters_are_sent():
+    method, target, headers, body = (
+        OpenApiTools(FILES)
+        .operations["getUserFile"]
+        .request(
+            "/v1",
+            {
+                "path": {"uid": "u", "fid": "f", "extra": "x"},
+                "query": {"admin": "true"},
+                "header": {"X-Trace": "t", "Authorization": "Bearer stolen", "X-Other": "1"},
+                "cookie": {"session": "s"},
+                "host": "evil.example",
+            },
+        )
+    )
+    assert (method, target, headers, body) == ("GET", "/v1/users/u/files/f", [("X-Trace", "t")], None)
+
+
+def test_parameters_without_schema_are_strings():
+    # As their tools say ({"type": "string"}), and the call is refused, not sent with a repr.
+    loose = OpenApiTools(FILES).operations["loose"]
+    assert loose.tool["inputSchema"]["properties"]["path"]["properties"]["any"] == {"type": "string"}
+    assert loose.request("", {"path": {"any": "7"}})[1] == "/loose/7"
+    with pytest.raises(ValueError, match="must be a string, not a number"):
+        loose.request("", {"path": {"any": 7}})
+    with pytest.raises(ValueError, match="cannot be an object"):
+        loose.request("", {"path": {"any": {"a": 1}}})
+    with pytest.raises(ValueError, match="without declaring it"):
+        OpenApiTools(FILES).operations["undeclared"].request("", {"path": {"x": "1"}})

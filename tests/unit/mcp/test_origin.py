@@ -1,10 +1,10 @@
-"""The Origin rule of MCP endpoints and the opt-in DNS-rebinding protection (mcp/origin.py)."""
+"""The Origin rule of MCP endpoints and the DNS-rebinding protection (mcp/origin.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from agentgateway.mcp.origin import origin_problem, parse_origin, split_authority
+from agentgateway.mcp.origin import origin_problem, parse_origin, reached_on_loopback, split_authority
 
 
 @pytest.mark.parametrize(
@@ -91,3 +91,73 @@ def test_dns_rebinding_protection_requires_localhost():
     for host in (b"localhost", b"localhost:8080", b"127.0.0.1:9", b"[::1]", b"[::1]:3000"):
         assert origin_problem(host, [], None, localhost_only=True) is None
         assert origin_problem(host, [b"http://127.0.0.1:3000"], None, localhost_only=True) is None
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"evil.example",
+        b"localhost.evil.example",
+        b"127.0.0.1.nip.io",
+        b"localhost.",  # a trailing dot is another name to the resolver's search rules
+        b"127.1",  # browsers send 127.0.0.1 for a page of this machine, never this
+        b"127.0.0.2",
+        b"0.0.0.0",
+        b"[::ffff:127.0.0.1]",
+        b"[0:0:0:0:0:0:0:1]",
+        b"localhost:3000@evil.example",
+        b"evil.example#@localhost",
+        b"",
+        None,
+    ],
+)
+def test_rebinding_protection_refuses_other_hosts(host):
+    assert origin_problem(host, [], None, localhost_only=True)
+
+
+@pytest.mark.parametrize("host", [b"LOCALHOST", b"LocalHost:3000", b"[::1]", b"[::1]:1", b"127.0.0.1"])
+def test_localhost_names_in_any_case(host):
+    assert origin_problem(host, [], None, localhost_only=True) is None
+    assert origin_problem(host, [b"HTTP://LOCALHOST:5173"], None, localhost_only=True) is None
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [
+        [b"null"],
+        [b"http://evil.example"],
+        [b"http://localhost.evil.example"],
+        [b"http://localhost:3000", b"http://evil.example"],
+        [b"http://localhost:3000", b"http://localhost:3000"],
+        [b"http://localhost/path"],
+        [b"file://localhost"],
+        [b"http://user@localhost"],
+    ],
+)
+def test_rebinding_protection_refuses_other_origins(origins):
+    assert origin_problem(b"localhost:3000", origins, None, localhost_only=True)
+
+
+def test_refusals_quote_little_of_the_value():
+    problem = origin_problem(b"x" * 10_000 + b".example", [], None, localhost_only=True)
+    assert problem and len(problem) < 300
+    problem = origin_problem(b"localhost", [b"http://" + b"x" * 10_000], None, localhost_only=True)
+    assert problem and len(problem) < 300
+
+
+@pytest.mark.parametrize(
+    "local,expected",
+    [
+        (("127.0.0.1", 3000), True),
+        (("127.8.9.10", 3000), True),
+        (("::1", 3000, 0, 0), True),
+        (("::ffff:127.0.0.1", 3000, 0, 0), True),
+        (("10.0.0.7", 3000), False),
+        (("192.168.1.2", 3000), False),
+        (("::ffff:10.0.0.7", 3000, 0, 0), False),
+        ("/run/agentgateway/worker-1.sock", False),
+        (None, False),
+    ],
+)
+def test_connections_reached_on_loopback(local, expected):
+    assert reached_on_loopback(local) is expected
