@@ -56,6 +56,49 @@ LIST_METHODS: dict[str, ListKind] = {
 
 Message = dict[str, Any]
 
+# The methods of both MCP eras a client may send, and the notifications: what a metrics label may
+# name (any other method is counted as "unknown", so a client cannot mint label values).
+KNOWN_METHODS = frozenset(
+    (
+        "initialize",
+        "ping",
+        "server/discover",
+        "tools/list",
+        "tools/call",
+        "prompts/list",
+        "prompts/get",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "subscriptions/listen",
+        "completion/complete",
+        "logging/setLevel",
+        "roots/list",
+        "sampling/createMessage",
+        "elicitation/create",
+        "tasks/get",
+        "tasks/list",
+        "tasks/result",
+        "tasks/cancel",
+        "tasks/update",
+        "tasks/resubscribe",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/message",
+        "notifications/roots/list_changed",
+        "notifications/resources/updated",
+        "notifications/tools/list_changed",
+        "notifications/prompts/list_changed",
+        "notifications/resources/list_changed",
+        "notifications/elicitation/complete",
+        "notifications/subscriptions/acknowledged",
+        "notifications/tasks/status",
+    )
+)
+
 # Characters of client input (a method, a tool name, a URI) quoted in an error message at most.
 SHOWN_MAX = 200
 

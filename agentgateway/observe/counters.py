@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
+from agentgateway.observe.metrics import MAX_SERIES, OVERFLOW
+
 # name (without _total) -> (help, label names)
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "agentgateway_retries": (
@@ -38,14 +40,24 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 class Counters:
-    __slots__ = ("values",)
+    __slots__ = ("values", "sizes")
 
     def __init__(self) -> None:
         self.values: dict[tuple[str, tuple[str, ...]], float] = {}
+        self.sizes: dict[str, int] = {}  # series per family, bounded by MAX_SERIES
 
     def inc(self, name: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
         key = (name, labels)
-        self.values[key] = self.values.get(key, 0.0) + amount
+        values = self.values
+        have = values.get(key)
+        if have is None:
+            size = self.sizes.get(name, 0)
+            if size >= MAX_SERIES:
+                key = (name, (OVERFLOW,) * len(labels))
+                have = values.get(key)
+            else:
+                self.sizes[name] = size + 1
+        values[key] = (have or 0.0) + amount
 
     def snapshot(self) -> list[list[object]]:
         return [[name, list(labels), value] for (name, labels), value in self.values.items()]

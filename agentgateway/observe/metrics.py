@@ -34,6 +34,14 @@ DURATION_BUCKETS = (
 RawRequestKey = tuple[str, str, str, str, bytes, int]
 
 
+# Series one worker keeps per family at most. Some label values come from the client (an MCP
+# method or tool name, an LLM model name): without a bound, a client sending a new name per
+# request would grow the gateway's memory and every scrape without end. Past the bound, new
+# label sets are counted under one series whose labels are all ``OVERFLOW``.
+MAX_SERIES = 10_000
+OVERFLOW = "other"
+
+
 # Labels of agentgateway_mcp_requests_total.
 MCP_LABELS = ("route", "method", "target", "tool")
 McpKey = tuple[str, str, str, str]
@@ -90,14 +98,23 @@ class RequestMetrics:
         s[2 + bisect_left(DURATION_BUCKETS, seconds)] += 1
 
     def observe_mcp(self, key: McpKey) -> None:
-        self.mcp[key] = self.mcp.get(key, 0) + 1
+        mcp = self.mcp
+        count = mcp.get(key)
+        if count is None and len(mcp) >= MAX_SERIES:
+            key = (OVERFLOW, OVERFLOW, OVERFLOW, OVERFLOW)
+            count = mcp.get(key)
+        mcp[key] = (count or 0) + 1
 
     def observe_genai(self, family: str, key: tuple[str, ...], value: float) -> None:
         series = self.genai[family]
         s = series.get(key)
         buckets = GENAI_FAMILIES[family][2]
         if s is None:
-            s = series[key] = [0.0] * (len(buckets) + 3)
+            if len(series) >= MAX_SERIES:
+                key = (OVERFLOW,) * len(key)
+                s = series.get(key)
+            if s is None:
+                s = series[key] = [0.0] * (len(buckets) + 3)
         s[0] += 1
         s[1] += value
         s[2 + bisect_left(buckets, value)] += 1

@@ -36,6 +36,7 @@ from agentgateway.llm.config import LlmService
 from agentgateway.llm.exchange import LlmExchange, LlmFacts
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.endpoint import McpExchange
+from agentgateway.mcp.protocol import KNOWN_METHODS as KNOWN_MCP_METHODS
 from agentgateway.mcp.runtime import McpRuntime
 from agentgateway.observe.accesslog import AccessLog
 from agentgateway.observe.counters import COUNTERS
@@ -227,9 +228,12 @@ class Worker:
         duration = time.perf_counter() - ctx.start
         ctx.end = duration
         self.metrics.observe((ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status), duration)
-        if ctx.mcp_method:
-            tool = ctx.mcp_resource if ctx.mcp_method == "tools/call" else ""
-            self.metrics.observe_mcp((ctx.route, ctx.mcp_method, ctx.mcp_target, tool))
+        method = ctx.mcp_method
+        if method:
+            tool = ctx.mcp_resource if method == "tools/call" else ""
+            if method not in KNOWN_MCP_METHODS:
+                method = "unknown"
+            self.metrics.observe_mcp((ctx.route, method, ctx.mcp_target, tool))
         llm = ctx.llm
         if llm is not None:
             self._observe_llm(ctx, llm, duration)

@@ -316,6 +316,33 @@ async def test_mcp_metrics_and_access_log(gateway):
     assert "mcp.session.id=" in lines[0]
 
 
+async def test_mcp_metric_labels_are_not_client_chosen(gateway):
+    """Invented method names are counted under ``unknown``: a client cannot mint label values."""
+    port = free_port()
+    gw = gateway(mcp_config(port, [stdio_target("alpha")]))
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with httpx.AsyncClient(timeout=20) as http:
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
+        accept = {"accept": "application/json, text/event-stream"}
+        r = await http.post(url, json=init, headers=accept)
+        session_id = r.headers["mcp-session-id"]
+        headers = {**accept, "mcp-session-id": session_id, "mcp-protocol-version": "2025-06-18"}
+        for i in range(20):
+            r = await http.post(url, json={"jsonrpc": "2.0", "id": i + 2, "method": f"made/up-{i}"}, headers=headers)
+            assert r.status_code == 200 and r.json()["error"]["code"] == -32601
+    assert gw.metric("agentgateway_mcp_requests_total", method="unknown") == 20
+    assert "made/up" not in gw.metrics_text()
+
+
 async def test_cancellation_reaches_the_upstream(gateway):
     port = free_port()
     gw = gateway(mcp_config(port, [stdio_target("alpha"), stdio_target("beta")]))
