@@ -469,11 +469,11 @@ async def test_extended_card_urls_a_client_must_not_follow(env: Env, version: st
 
 
 def test_extended_card_answers_are_rewritten_whatever_they_look_like(env: Env) -> None:
-    """HTTP+JSON: an answer that passes for a card (203, compressed) is rewritten and gets a
-    gateway ETag that validates; the agent's errors pass as it wrote them. JSON-RPC: a result is
+    """HTTP+JSON (and the public card): an answer that passes for a card (203, compressed) is
+    rewritten and gets a gateway ETag that validates; the agent's errors pass as it wrote them. JSON-RPC: a result is
     a card whatever the HTTP status; errors, and HTTP errors that are not JSON-RPC, pass."""
     for kind in ("gzip", "accepted"):
-        for operation in ("/extendedAgentCard", "/v1/card", "/agent/authenticatedExtendedCard"):
+        for operation in ("/extendedAgentCard", "/v1/card", "/agent/authenticatedExtendedCard", CARD):
             r = httpx.get(f"{env.base}/odd/{kind}{operation}", headers={"accept-encoding": "gzip"}, timeout=10)
             assert r.status_code == ODD_ANSWERS[kind][0], r.text
             _safe(env, r.text)

@@ -24,8 +24,8 @@ Extended cards:
   ``agent/getAuthenticatedExtendedCard`` at ``<base>/extended/``, ``GET
   <base>/extended/extendedAgentCard`` and ``GET <base>/extended/v1/card``;
 - ``<base>/odd/<kind>/`` (JSON-RPC, any method) and ``<base>/odd/<kind>/extendedAgentCard``,
-  ``…/v1/card``, ``…/agent/authenticatedExtendedCard`` (HTTP+JSON): extended card answers an
-  agent should not give (``ODD_ANSWERS``).
+  ``…/v1/card``, ``…/agent/authenticatedExtendedCard`` (HTTP+JSON), and
+  ``…/.well-known/agent-card.json``: card answers an agent should not give (``ODD_ANSWERS``).
 
 What the agent does depends on the text of the message:
 
@@ -265,7 +265,12 @@ def odd_routes(origin: str, base: str) -> list[Route]:
         Route("/odd/{kind}/", jsonrpc, methods=["POST"]),
         *(
             Route(f"/odd/{{kind}}/{path}", rest, methods=["GET"])
-            for path in ("extendedAgentCard", "v1/card", "agent/authenticatedExtendedCard")
+            for path in (
+                "extendedAgentCard",
+                "v1/card",
+                "agent/authenticatedExtendedCard",
+                ".well-known/agent-card.json",
+            )
         ),
     ]
 
