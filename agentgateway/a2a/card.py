@@ -28,6 +28,11 @@ Every URL of the card is one of three kinds:
 - **links** (``provider.url``, ``documentationUrl``, ``iconUrl``): kept when absolute
   ``http``/``https`` with a host, else dropped.
 
+What a dropped URL leaves must still be a valid card (0.3 clients validate it against the
+schema): a URL the schema requires takes its object with it (``provider``, an OAuth flow whose
+authorization, token or device endpoint goes, an OpenID Connect scheme); optional ones
+(``refreshUrl``, ``oauth2MetadataUrl``, ``documentationUrl``, ``iconUrl``) go alone.
+
 A URL with whitespace or control characters, or a backslash, is not taken as any of these.
 Extension ``uri`` values are identifiers, not links, and are left as written. ``signatures`` are
 removed: they cover the card as the agent wrote it and no longer verify.
@@ -95,8 +100,9 @@ def gateway_path(path: str, paths: CardPaths) -> str:
 
 
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
-# OAuth flow fields holding URLs (0.3 and 1.0 use the same names in JSON).
-_FLOW_URLS = ("authorizationUrl", "tokenUrl", "refreshUrl", "deviceAuthorizationUrl")
+# A flow's endpoints (0.3 and 1.0 use the same names in JSON): the schema requires the ones a
+# flow has, so a flow whose endpoint is dropped goes whole. ``refreshUrl`` is optional.
+_FLOW_ENDPOINTS = ("authorizationUrl", "tokenUrl", "deviceAuthorizationUrl")
 
 
 def _split(url: str) -> SplitResult | None:
@@ -132,6 +138,10 @@ def _absolute(url: object, schemes: tuple[str, ...]) -> bool:
     return parts is not None and parts.scheme in schemes and bool(parts.hostname)
 
 
+_HTTPS = ("https",)
+_WEB = ("http", "https")
+
+
 def _keep_if(container: dict[str, Any], key: str, schemes: tuple[str, ...]) -> None:
     if key in container and not _absolute(container[key], schemes):
         del container[key]
@@ -140,20 +150,25 @@ def _keep_if(container: dict[str, Any], key: str, schemes: tuple[str, ...]) -> N
 def _security_urls(schemes: Any) -> None:
     if not isinstance(schemes, dict):
         return
-    for scheme in schemes.values():
+    for name, scheme in list(schemes.items()):
         if not isinstance(scheme, dict):
             continue
         # 1.0 wraps each kind (oauth2SecurityScheme, openIdConnectSecurityScheme, ...); 0.3 is flat.
         bodies = [scheme, *(v for k, v in scheme.items() if k.endswith("SecurityScheme") and isinstance(v, dict))]
         for body in bodies:
-            _keep_if(body, "openIdConnectUrl", ("https",))
-            _keep_if(body, "oauth2MetadataUrl", ("https",))
+            if "openIdConnectUrl" in body and not _absolute(body["openIdConnectUrl"], _HTTPS):
+                del schemes[name]  # the scheme's one, required, URL: nothing is left of it
+                break
+            _keep_if(body, "oauth2MetadataUrl", _HTTPS)
             flows = body.get("flows")
             if isinstance(flows, dict):
-                for flow in flows.values():
-                    if isinstance(flow, dict):
-                        for key in _FLOW_URLS:
-                            _keep_if(flow, key, ("https",))
+                for kind, flow in list(flows.items()):
+                    if not isinstance(flow, dict):
+                        continue
+                    if any(key in flow and not _absolute(flow[key], _HTTPS) for key in _FLOW_ENDPOINTS):
+                        del flows[kind]
+                    else:
+                        _keep_if(flow, "refreshUrl", _HTTPS)
 
 
 def rewrite_card(body: bytes, paths: CardPaths) -> bytes:
@@ -184,9 +199,9 @@ def rewrite_card(body: bytes, paths: CardPaths) -> bytes:
                 kept.append(interface)
             card[key] = kept
     provider = card.get("provider")
-    if isinstance(provider, dict):
-        _keep_if(provider, "url", ("http", "https"))
-    _keep_if(card, "documentationUrl", ("http", "https"))
-    _keep_if(card, "iconUrl", ("http", "https"))
+    if isinstance(provider, dict) and "url" in provider and not _absolute(provider["url"], _WEB):
+        del card["provider"]  # its url is required (0.3 and 1.0): the provider goes whole
+    _keep_if(card, "documentationUrl", _WEB)
+    _keep_if(card, "iconUrl", _WEB)
     _security_urls(card.get("securitySchemes"))
     return orjson.dumps(card)

@@ -12,10 +12,22 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 JSONRPC, REST = "JSONRPC", "HTTP+JSON"
-CardRequest = tuple[str, str, str, bytes | None]
-CARD_SUFFIXES = (b"/.well-known/agent-card.json", b"/.well-known/agent.json")
+# The extended card's JSON-RPC methods (1.0, 0.3), compared lower-cased.
+EXTENDED_CARD_METHODS = frozenset(("getextendedagentcard", "agent/getauthenticatedextendedcard"))
+# Card paths: the well-known card (0.3 on, and the older name); the extended card over HTTP+JSON
+# (1.0 ``/extendedAgentCard``, 0.3 ``/v1/card``, 0.2 ``/agent/authenticatedExtendedCard``). They
+# are matched on the path as an agent's router sees it (``routed_path``), in any case and with or
+# without a trailing slash: a spelling the gateway did not take for a card would reach the
+# agent's card all the same (case-insensitive routers, percent-decoding frameworks) and come
+# back un-rewritten.
+_CARD_PATH = re.compile(rb"/\.well-known/agent(?:-card)?\.json/?$", re.I)
+_EXTENDED_CARD_PATH = re.compile(rb"/(?:extendedAgentCard|v1/card|agent/authenticatedExtendedCard)/?$", re.I)
+_PATH_PARAMS = re.compile(rb";[^/]*")
+# What stays as written when a decoded base path is quoted again for the card's URLs.
+_PATH_SAFE = "/!$&'()*+,=:@-._~"
 
 # The HTTP+JSON binding: an optional tenant or mount prefix, then the operation. 0.3 put the
 # operations under /v1 (and named the extended card /v1/card); 1.0 dropped both.
@@ -71,6 +83,55 @@ def rest_operation(method: bytes, path: bytes) -> tuple[str, str] | None:
     return ("GetTask", task) if task else ("ListTasks", "")
 
 
+def routed_path(path: bytes) -> bytes:
+    """The request path as an agent's router matches it: percent-decoded, ``;`` parameters
+    dropped from its segments."""
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    if b";" in path:
+        path = _PATH_PARAMS.sub(b"", path)
+    return path
+
+
+def card_base(path: bytes, binding: str) -> str | None:
+    """The base path of a card request, as it goes in the card's URLs: the path less the
+    well-known suffix (``binding`` "": the agent card) or the extended card's HTTP+JSON operation
+    (``REST``); for a JSON-RPC call, the endpoint's path less a trailing slash. None when the
+    path is not such a request."""
+    plain = routed_path(path)
+    if binding == JSONRPC:
+        base = plain.removesuffix(b"/")
+    else:
+        found = (_EXTENDED_CARD_PATH if binding == REST else _CARD_PATH).search(plain)
+        if found is None:
+            return None
+        base = plain[: found.start()]
+    return quote_from_bytes(base, _PATH_SAFE)
+
+
+class CardRequest:
+    """An agent card asked for through the gateway (the well-known card, or the extended card of
+    either binding): what its rewrite needs from the request. The scheme and authority are the
+    ones the client used; ``request_id`` is the JSON-RPC call's raw id, for the gateway's own
+    error answer."""
+
+    __slots__ = ("client_base", "scheme", "authority", "if_none_match", "request_id")
+
+    def __init__(
+        self,
+        client_base: str,
+        scheme: str,
+        authority: str,
+        if_none_match: bytes | None,
+        request_id: bytes | None = None,
+    ) -> None:
+        self.client_base = client_base
+        self.scheme = scheme
+        self.authority = authority
+        self.if_none_match = if_none_match
+        self.request_id = request_id
+
+
 def _str(node: dict[str, Any], key: str) -> str:
     value = node.get(key)
     return value if isinstance(value, str) else ""
@@ -86,6 +147,7 @@ class A2aFacts:
         "version",
         "method",
         "card",
+        "extended_card",
         "task_id",
         "context_id",
         "message_id",
@@ -99,8 +161,11 @@ class A2aFacts:
         self.binding = binding
         self.version = version
         self.method = ""
-        # An agent card fetch: (client's card base path, scheme, authority, If-None-Match).
+        # A fetch of the well-known agent card (``a2a.card``), or an extended card call
+        # (``GetExtendedAgentCard``, ``agent/getAuthenticatedExtendedCard``, ``GET /v1/card``):
+        # both answers are rewritten.
         self.card: CardRequest | None = None
+        self.extended_card: CardRequest | None = None
         self.task_id = ""
         self.context_id = ""
         self.message_id = ""

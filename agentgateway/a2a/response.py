@@ -1,8 +1,9 @@
 """What the gateway does with an A2A agent's answers (``ResponseProcessor``s of the ``a2a`` policy).
 
-- ``CardResponse``: the agent card, the one response held whole (bounded by
-  ``maxBufferSize``): rewritten (``a2a.card``), sent with its new length and a strong ETag of the
-  bytes sent; a matching ``If-None-Match`` is answered 304 by the gateway.
+- ``CardResponse``: an agent card (the well-known card, the extended card of either binding),
+  the one kind of answer held whole (bounded by ``maxBufferSize``): rewritten (``a2a.card``),
+  sent with its new length and, when fetched with ``GET``, a strong ETag of the bytes sent (a
+  matching ``If-None-Match`` is answered 304 by the gateway).
 - ``StreamResponse``: an event stream, relayed chunk by chunk as it arrives; each event is read
   (a copy, through the native SSE decoder) for the task id and state, and a comment line is
   written when the stream has been quiet for the keep-alive interval, only between events.
@@ -25,13 +26,16 @@ from agentgateway.upstream.forward import response_fields
 if TYPE_CHECKING:
     import asyncio
 
-    from agentgateway.a2a.facts import A2aFacts
+    from agentgateway.a2a.facts import A2aFacts, CardRequest
     from agentgateway.server.context import RequestCtx
     from agentgateway.server.http1 import HttpConnection
 
 Headers = list[tuple[bytes, bytes]]
 
 KEEPALIVE = encode_sse_comment(b"keep-alive")
+# A2A's InvalidAgentResponseError: what a client is told when the agent's card cannot be rewritten.
+INVALID_AGENT_RESPONSE = -32006
+_JSON = (b"content-type", b"application/json")
 # The card's own validators no longer describe what is sent; framing is the connection's.
 _CARD_DROPPED = frozenset((b"etag", b"content-encoding", b"content-md5", b"digest"))
 # The bytes that end an event (a blank line after a line), whatever the line endings.
@@ -88,7 +92,14 @@ def _decode(body: bytes, encoding: bytes, limit: int) -> bytes:
 
 
 class CardResponse:
-    __slots__ = ("conn", "ctx", "status", "headers", "paths", "if_none_match", "limit", "_chunks", "_size")
+    """An agent card answer, held whole (bounded by ``maxBufferSize``) and rewritten before
+    anything is sent: the well-known card or the HTTP+JSON extended card (the body is the card),
+    or a JSON-RPC extended card call (the card is the ``result``; an ``error``, or an HTTP error
+    that is not JSON-RPC, passes as the agent wrote it). What cannot be rewritten is answered by
+    the gateway as an error of the card's kind: 502 with the reason (the well-known card), 502
+    with an ``INVALID_AGENT_RESPONSE`` error (HTTP+JSON), a JSON-RPC ``-32006`` error."""
+
+    __slots__ = ("conn", "ctx", "facts", "status", "headers", "paths", "card", "limit", "jsonrpc", "_chunks", "_size")
 
     def __init__(
         self,
@@ -97,23 +108,63 @@ class CardResponse:
         status: int,
         headers: Headers,
         paths: CardPaths,
-        if_none_match: bytes | None,
+        card: CardRequest,
         limit: int,
+        facts: A2aFacts,
     ) -> None:
         self.conn = conn
         self.ctx = ctx
+        self.facts = facts
         self.status = status
         self.headers = headers
         self.paths = paths
-        self.if_none_match = if_none_match
+        self.card = card
         self.limit = limit
+        self.jsonrpc = facts.binding == JSONRPC
         self._chunks: list[bytes] = []
         self._size = 0
 
     def _fail(self, why: str) -> None:
-        message = f"agent card from {self.ctx.backend} is {why}"
-        self.ctx.error = message
-        self.conn.reply(self.ctx, 502, message)
+        """The gateway answers instead of the agent. The client is told what is wrong with the
+        answer; the access log also says which backend wrote it."""
+        extended = self.facts.extended_card is not None
+        message = f"{'extended agent card' if extended else 'agent card'} from the agent is {why}"
+        ctx = self.ctx
+        ctx.error = f"{message} ({ctx.backend})"
+        conn = self.conn
+        if not extended:
+            conn.reply(ctx, 502, message)
+            return
+        if self.jsonrpc:
+            self.facts.error_code = str(INVALID_AGENT_RESPONSE)
+            status = 200  # as the agent's endpoint answers its errors
+            body = b'{"jsonrpc":"2.0","id":%s,"error":%s}' % (
+                self.card.request_id or b"null",
+                orjson.dumps({"code": INVALID_AGENT_RESPONSE, "message": message}),
+            )
+        else:
+            self.facts.error_code = "INVALID_AGENT_RESPONSE"
+            status = 502
+            body = orjson.dumps(
+                {
+                    "error": {
+                        "code": 502,
+                        "status": "INTERNAL",
+                        "message": message,
+                        "details": [
+                            {
+                                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                "reason": "INVALID_AGENT_RESPONSE",
+                                "domain": "a2a-protocol.org",
+                            }
+                        ],
+                    }
+                }
+            )
+        ctx.reason = message
+        conn.send_head(status, (_JSON,), len(body), True)
+        conn.send_body(body)
+        conn.end_response()
 
     def body(self, chunk: bytes) -> bool:
         self._size += len(chunk)
@@ -122,6 +173,28 @@ class CardResponse:
             return False
         self._chunks.append(chunk)
         return True
+
+    def _rewrite_result(self, answer: bytes) -> bytes:
+        """A JSON-RPC answer with its ``result`` rewritten as a card; other answers as they are."""
+        if self.card.request_id is None and not answer.strip():
+            return answer  # a notification, rightly not answered
+        try:
+            envelope = scan_jsonrpc(answer)
+        except JsonRpcError as exc:
+            if 200 <= self.status < 300:
+                raise CardError(f"not a JSON-RPC response ({exc.message})") from None
+            return answer  # an HTTP error (from the agent, or a proxy in front of it)
+        if envelope.kind == "error":
+            code = envelope.error_code
+            self.facts.error_code = "" if code is None else str(code)
+            return answer
+        span = envelope.result_span
+        if envelope.kind != "result" or span is None:
+            if 200 <= self.status < 300:
+                raise CardError(f"a JSON-RPC {envelope.kind} where a response was expected")
+            return answer
+        start, end = span
+        return answer[:start] + rewrite_card(answer[start:end], self.paths) + answer[end:]
 
     def end(self) -> bool:
         encoding = b""
@@ -132,19 +205,25 @@ class CardResponse:
             if name not in _CARD_DROPPED:
                 kept.append((name, value))
         try:
-            card = rewrite_card(_decode(b"".join(self._chunks), encoding, self.limit), self.paths)
+            answer = _decode(b"".join(self._chunks), encoding, self.limit)
+            out = self._rewrite_result(answer) if self.jsonrpc else rewrite_card(answer, self.paths)
         except CardError as exc:
             self._fail(str(exc))
             return False
-        etag = b'"%s"' % hashlib.sha256(card).hexdigest()[:32].encode()
         fields, _ = response_fields(kept)
-        fields += b"etag: " + etag + b"\r\n"
         conn = self.conn
-        if self.if_none_match is not None and _etag_matches(self.if_none_match, etag):
+        if self.jsonrpc:
+            conn.send_head_fields(self.status, fields, len(out), True)
+            conn.send_body(out)
+            return True
+        etag = b'"%s"' % hashlib.sha256(out).hexdigest()[:32].encode()
+        fields += b"etag: " + etag + b"\r\n"
+        if_none_match = self.card.if_none_match
+        if if_none_match is not None and _etag_matches(if_none_match, etag):
             conn.send_head_fields(304, fields, None, False)
         else:
-            conn.send_head_fields(self.status, fields, len(card), True)
-            conn.send_body(card)
+            conn.send_head_fields(self.status, fields, len(out), True)
+            conn.send_body(out)
         return True
 
     def close(self) -> None:

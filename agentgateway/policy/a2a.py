@@ -8,6 +8,11 @@ waits for it, bounded by ``maxBufferSize``):
   validates it against its own ETag), and must be complete, head and body, within the route's
   timeouts (the shorter of ``requestTimeout`` and ``backendRequestTimeout``; 10 s when it has
   none): a stalled agent is answered 504;
+- the extended card (``GET …/extendedAgentCard``, 0.3 ``GET …/v1/card``, 0.2
+  ``GET …/agent/authenticatedExtendedCard``, JSON-RPC ``GetExtendedAgentCard`` and
+  ``agent/getAuthenticatedExtendedCard``): fetched the same way, its answer rewritten the same
+  way. Card paths are recognized however an agent's router would take them (percent-encoded,
+  any case, ``;`` parameters, a trailing slash);
 - an HTTP+JSON operation (``POST …/message:send``, ``GET …/tasks/{id}``, 0.3 ``/v1/…``): the method
   from the path, ids from the path and the JSON body;
 - any other ``POST``: a JSON-RPC request; the method and ids are read from it. A body that is
@@ -15,8 +20,8 @@ waits for it, bounded by ``maxBufferSize``):
   (``-32700`` / ``-32600``, HTTP 200), and is not forwarded.
 
 The facts go to ``ctx.a2a`` (access log, metrics) and ``ctx.cel_vars["a2a"]`` (CEL of the
-policies that run after this one). Response phase: ``process_response`` picks the card rewrite,
-the stream relay with keep-alives, or the JSON observer (``agentgateway.a2a.response``).
+policies that run after this one). Response phase: ``process_response`` picks the card rewrite
+(both cards), the stream relay with keep-alives, or the JSON observer (``agentgateway.a2a.response``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,15 @@ import orjson
 
 from agentgateway._native import JsonRpcError, scan_jsonrpc
 from agentgateway.a2a.card import CardPaths
-from agentgateway.a2a.facts import CARD_SUFFIXES, JSONRPC, REST, A2aFacts, rest_operation
+from agentgateway.a2a.facts import (
+    EXTENDED_CARD_METHODS,
+    JSONRPC,
+    REST,
+    A2aFacts,
+    CardRequest,
+    card_base,
+    rest_operation,
+)
 from agentgateway.a2a.response import CardResponse, JsonResponse, StreamResponse
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
@@ -102,25 +115,20 @@ class A2aPolicy:
     def on_request(self, ctx: RequestCtx) -> LocalReply | None:
         method = ctx.method
         path = ctx.path
-        if method == b"GET" and path.endswith(CARD_SUFFIXES):
-            facts = A2aFacts("", _version(ctx))
-            suffix = CARD_SUFFIXES[0] if path.endswith(CARD_SUFFIXES[0]) else CARD_SUFFIXES[1]
-            scheme = ctx.scheme
-            forwarded = ctx.header(b"x-forwarded-proto")
-            if forwarded in (b"http", b"https"):
-                scheme = forwarded
-            facts.card = (
-                path[: -len(suffix)].decode("latin-1"),
-                scheme.decode("latin-1"),
-                ctx.host.decode("latin-1"),
-                ctx.header(b"if-none-match"),
-            )
-            headers = [h for h in ctx.headers if h[0] not in _CARD_REQUEST_DROPPED]
-            headers.append((b"accept-encoding", b"identity"))
-            ctx.headers = headers
-            ctx.fetch_timeout = self.card_timeout
-            self._learned(ctx, facts)
-            return None
+        if method == b"GET":
+            base = card_base(path, "")
+            if base is not None:
+                facts = A2aFacts("", _version(ctx))
+                facts.card = self._card_request(ctx, base)
+                self._learned(ctx, facts)
+                return None
+            base = card_base(path, REST)
+            if base is not None:
+                facts = A2aFacts(REST, _version(ctx))
+                facts.method = "GetExtendedAgentCard"
+                facts.extended_card = self._card_request(ctx, base)
+                self._learned(ctx, facts)
+                return None
         rest = rest_operation(method, path)
         if rest is not None:
             facts = A2aFacts(REST, _version(ctx))
@@ -155,8 +163,29 @@ class A2aPolicy:
         params = envelope.params
         if params is not None:
             facts.observe_params(orjson.loads(params))
+        if facts.method.lower() in EXTENDED_CARD_METHODS:
+            base = card_base(path, JSONRPC)
+            assert base is not None
+            facts.extended_card = self._card_request(ctx, base, envelope.id)
         self._learned(ctx, facts)
         return None
+
+    def _card_request(self, ctx: RequestCtx, base: str, request_id: bytes | None = None) -> CardRequest:
+        """A card is asked for: the upstream request asks for an uncompressed, unconditional
+        answer (the gateway reads and rewrites it, and validates the card against its own ETag),
+        bounded whole by the card timeout."""
+        scheme = ctx.scheme
+        forwarded = ctx.header(b"x-forwarded-proto")
+        if forwarded in (b"http", b"https"):
+            scheme = forwarded
+        card = CardRequest(
+            base, scheme.decode("latin-1"), ctx.host.decode("latin-1"), ctx.header(b"if-none-match"), request_id
+        )
+        headers = [h for h in ctx.headers if h[0] not in _CARD_REQUEST_DROPPED]
+        headers.append((b"accept-encoding", b"identity"))
+        ctx.headers = headers
+        ctx.fetch_timeout = self.card_timeout
+        return card
 
     @staticmethod
     def _learned(ctx: RequestCtx, facts: A2aFacts) -> None:
@@ -174,20 +203,19 @@ class A2aPolicy:
         if facts is None:
             return None
         limit = conn.worker.runtime.limits.max_buffer_size
-        card = facts.card
+        card = facts.card or facts.extended_card
         if card is not None:
-            if status != 200:
+            jsonrpc = facts.binding == JSONRPC
+            # A card is any successful answer (a 203 is followed as a 200 is); a JSON-RPC card
+            # is a ``result``, whatever the status, so every JSON-RPC answer is read.
+            if jsonrpc or 200 <= status < 300:
+                backend_base = card_base(ctx.path, facts.binding)  # after this route's urlRewrite
+                matched = ctx.match_prefix
+                prefix = (matched.decode("latin-1"), self.prefix) if self.prefix is not None and matched else None
+                paths = CardPaths(card.scheme, card.authority, card.client_base, backend_base, prefix)
+                return CardResponse(conn, ctx, status, headers, paths, card, limit, facts)
+            if facts.card is not None:
                 return None
-            client_base, scheme, authority, if_none_match = card
-            backend_path = ctx.path  # after this route's urlRewrite, if any
-            backend_base = next(
-                (backend_path[: -len(s)].decode("latin-1") for s in CARD_SUFFIXES if backend_path.endswith(s)),
-                None,
-            )
-            matched = ctx.match_prefix
-            prefix = (matched.decode("latin-1"), self.prefix) if self.prefix is not None and matched else None
-            paths = CardPaths(scheme, authority, client_base, backend_base, prefix)
-            return CardResponse(conn, ctx, status, headers, paths, if_none_match, limit)
         content_type = b""
         for name, value in headers:
             if name == b"content-type":

@@ -23,7 +23,11 @@ import httpx
 import pytest
 from a2a.client import ClientConfig, create_client
 from a2a.types import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
     CancelTaskRequest,
+    GetExtendedAgentCardRequest,
     GetTaskRequest,
     Message,
     Part,
@@ -32,7 +36,9 @@ from a2a.types import (
     SubscribeToTaskRequest,
     TaskState,
 )
+from google.protobuf.json_format import MessageToJson
 
+from tests.support.a2a_agent import ODD_ANSWERS
 from tests.support.gateway import Gateway, Process, ResponseReader, free_port, raw_connection, wait_for
 
 CARD = "/.well-known/agent-card.json"
@@ -376,15 +382,14 @@ async def test_card_urls_a_client_must_not_follow(env: Env, version: str) -> Non
     card = raw.json()
     if version == "1.0":
         assert [i["url"] for i in card["supportedInterfaces"]] == [f"{env.base}/"]
-        assert card["provider"] == {"organization": "hostile"}
+        # A URL the schema requires takes its object with it: the provider, the flow whose
+        # token endpoint is plain http, the OpenID Connect scheme.
+        assert "provider" not in card
         assert "documentationUrl" not in card and "iconUrl" not in card
         oauth = card["securitySchemes"]["oauth"]["oauth2SecurityScheme"]
-        assert oauth["flows"]["authorizationCode"] == {
-            "authorizationUrl": "https://idp.example/authorize",
-            "scopes": {"read": "read"},
-        }
+        assert oauth["flows"] == {}
         assert oauth["oauth2MetadataUrl"] == "https://idp.example/.well-known/oauth-authorization-server"
-        assert card["securitySchemes"]["oidc"] == {"openIdConnectSecurityScheme": {}}
+        assert "oidc" not in card["securitySchemes"]
     else:
         assert card["url"] == f"{env.base}/"
         assert card["additionalInterfaces"] == [{"url": f"{env.base}/", "transport": "JSONRPC"}]
@@ -396,6 +401,198 @@ async def test_card_urls_a_client_must_not_follow(env: Env, version: str) -> Non
         events = [e async for e in client.send_message(_message("through the gateway"))]
         assert events[0].task.artifacts[0].parts[0].text == "echo: through the gateway"
         await client.close()
+
+
+def _safe(env: Env, text: str) -> None:
+    """Nothing a client must not follow, and not the agent's own address."""
+    for unsafe in UNSAFE:
+        assert unsafe not in text, (unsafe, text)
+    assert f":{env.agent.port}" not in text, text
+
+
+def _extended_card_call_path(base: str, version: str, binding: str) -> str:
+    if binding == "JSONRPC":
+        return base + "/"
+    return base + ("/extendedAgentCard" if version == "1.0" else "/v1/card")
+
+
+def _extended_card_call(env: Env, version: str, binding: str, base: str = "/extended") -> httpx.Response:
+    """The extended card asked for as the SDK asks in each version and binding."""
+    headers = {"a2a-version": "1.0"} if version == "1.0" else {}
+    url = env.base + _extended_card_call_path(base, version, binding)
+    if binding == "JSONRPC":
+        name = "GetExtendedAgentCard" if version == "1.0" else "agent/getAuthenticatedExtendedCard"
+        body = json.dumps({"jsonrpc": "2.0", "id": "ext-1", "method": name, "params": {}}).encode()
+        return _raw_jsonrpc(url, body, **headers)
+    return httpx.get(url, headers=headers, timeout=10)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("binding", BINDINGS)
+@pytest.mark.parametrize("version", list(VERSIONS))
+async def test_extended_card_urls_a_client_must_not_follow(env: Env, version: str, binding: str) -> None:
+    """The extended card of an agent (the hostile card) is rewritten like the public one, in both
+    versions and both bindings: the SDK client that asks for it gets only gateway URLs and safe
+    links, and can go on calling the agent through the gateway."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        config = ClientConfig(streaming=False, supported_protocol_bindings=[binding], httpx_client=http)
+        client = await create_client(f"{env.base}/extended", client_config=config, relative_card_path=VERSIONS[version])
+        assert client._transport.url.rstrip("/") == f"{env.base}/extended"
+        card = await client.get_extended_agent_card(GetExtendedAgentCardRequest())
+        _safe(env, MessageToJson(card))
+        urls = [i.url for i in card.supported_interfaces]
+        assert urls and all(url.startswith(env.base + "/") for url in urls), urls
+        if version == "1.0":
+            assert urls == [f"{env.base}/", f"{env.base}/extended/"]
+        else:
+            # The SDK's 0.3 card: the required url (javascript: at the agent) is the gateway's.
+            assert urls[0] == f"{env.base}/extended/"
+        assert not card.HasField("provider") and not card.documentation_url and not card.icon_url
+        oauth = card.security_schemes["oauth"].oauth2_security_scheme
+        assert not oauth.flows.HasField("authorization_code") and "oidc" not in card.security_schemes
+        # The client goes on through the gateway.
+        events = [e async for e in client.send_message(_message("after the extended card"))]
+        assert events[0].task.artifacts[0].parts[0].text == "echo: after the extended card"
+        await client.close()
+
+    # What went over the wire: the whole answer, as any client would read it.
+    r = _extended_card_call(env, version, binding)
+    assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
+    _safe(env, r.text)
+    direct = httpx.get(env.agent.url + "/extended/v1/card", timeout=10)
+    assert "javascript:" in direct.text  # the agent's own answer is hostile
+    method = (
+        "agent/getAuthenticatedExtendedCard" if (version, binding) == ("0.3", "JSONRPC") else "GetExtendedAgentCard"
+    )
+    path = _extended_card_call_path("/extended", version, binding)
+    assert env.wait_access(**{"a2a.method": method, "http.path": path, "http.status": 200})
+
+
+def test_extended_card_answers_are_rewritten_whatever_they_look_like(env: Env) -> None:
+    """HTTP+JSON (and the public card): an answer that passes for a card (203, compressed) is
+    rewritten and gets a gateway ETag that validates; the agent's errors pass as it wrote them. JSON-RPC: a result is
+    a card whatever the HTTP status; errors, and HTTP errors that are not JSON-RPC, pass."""
+    for kind in ("gzip", "accepted"):
+        for operation in ("/extendedAgentCard", "/v1/card", "/agent/authenticatedExtendedCard", CARD):
+            r = httpx.get(f"{env.base}/odd/{kind}{operation}", headers={"accept-encoding": "gzip"}, timeout=10)
+            assert r.status_code == ODD_ANSWERS[kind][0], r.text
+            _safe(env, r.text)
+            assert [i["url"] for i in r.json()["supportedInterfaces"]] == [f"{env.base}/"]
+        again = httpx.get(f"{env.base}/odd/{kind}/v1/card", headers={"if-none-match": r.headers["etag"]}, timeout=10)
+        assert again.status_code == 304 and again.content == b""
+        r = _raw_jsonrpc(
+            f"{env.base}/odd/{kind}/", b'{"jsonrpc":"2.0","id":3,"method":"GetExtendedAgentCard","params":{}}'
+        )
+        assert r.status_code == ODD_ANSWERS[kind][0] and r.json()["id"] == 3 and "etag" not in r.headers
+        _safe(env, r.text)
+    failed = _raw_jsonrpc(
+        f"{env.base}/odd/failed/", b'{"jsonrpc":"2.0","id":4,"method":"agent/getAuthenticatedExtendedCard"}'
+    )
+    assert failed.status_code == 500 and failed.json()["result"]["name"] == "gateway test agent"
+    _safe(env, failed.text)
+    for kind in ("error", "html"):
+        direct = _raw_jsonrpc(
+            f"{env.agent.url}/odd/{kind}/", b'{"jsonrpc":"2.0","id":5,"method":"GetExtendedAgentCard"}'
+        )
+        through = _raw_jsonrpc(f"{env.base}/odd/{kind}/", b'{"jsonrpc":"2.0","id":5,"method":"GetExtendedAgentCard"}')
+        assert (through.status_code, through.content) == (direct.status_code, direct.content)
+        direct = httpx.get(f"{env.agent.url}/odd/{kind}/extendedAgentCard", timeout=10)
+        through = httpx.get(f"{env.base}/odd/{kind}/extendedAgentCard", timeout=10)
+        assert (through.status_code, through.content) == (direct.status_code, direct.content)
+    assert env.wait_access(
+        **{"a2a.method": "GetExtendedAgentCard", "http.path": "/odd/error/", "a2a.response.error_code": "-32007"}
+    )
+
+
+def test_card_paths_are_recognized_however_spelled(env: Env) -> None:
+    """Spellings the agent's router takes for a card path (percent-encoded), an escaped JSON-RPC
+    method name, a notification: they reach the same cards, and no hostile URL comes back."""
+    for url, version in (
+        (f"{env.base}/hostile/.well-known/agent-card%2Ejson", "1.0"),
+        (f"{env.base}/hostile/%2Ewell-known/agent-card.json", "1.0"),
+        (f"{env.base}/extended/%65xtendedAgentCard", "1.0"),
+        (f"{env.base}/extended/v1/c%61rd", ""),
+    ):
+        r = httpx.get(url, headers={"a2a-version": version}, timeout=10)
+        assert r.status_code == 200 and r.json()["name"] == "gateway test agent", (url, r.text)
+        _safe(env, r.text)
+    r = _raw_jsonrpc(
+        f"{env.base}/extended/",
+        b'{"jsonrpc":"2.0","id":6,"method":"GetExtended\\u0041gentCard","params":{}}',
+        **{"a2a-version": "1.0"},
+    )
+    assert r.status_code == 200 and r.json()["result"]["name"] == "gateway test agent", r.text
+    _safe(env, r.text)
+    # A notification (no id): the SDK agent answers it all the same, with a result whose id is
+    # null, which JSON-RPC allows only in errors: refused, not passed.
+    r = _raw_jsonrpc(
+        f"{env.base}/extended/", b'{"jsonrpc":"2.0","method":"GetExtendedAgentCard"}', **{"a2a-version": "1.0"}
+    )
+    assert r.status_code == 200 and r.json()["error"]["code"] == -32006 and r.json()["id"] is None, r.text
+    _safe(env, r.text)
+
+
+def _odd_card(env: Env, kind: str, version: str, binding: str) -> AgentCard:
+    """A card that sends the SDK client to ``/odd/<kind>`` for the extended card."""
+    url = f"{env.base}/odd/{kind}" + ("/" if binding == "JSONRPC" else "")
+    return AgentCard(
+        name="odd",
+        description="answers the extended card call oddly",
+        version="1",
+        supported_interfaces=[AgentInterface(url=url, protocol_binding=binding, protocol_version=version)],
+        capabilities=AgentCapabilities(extended_agent_card=True),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain"],
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("binding", BINDINGS)
+@pytest.mark.parametrize("version", list(VERSIONS))
+async def test_an_extended_card_that_cannot_be_rewritten_is_an_error(env: Env, version: str, binding: str) -> None:
+    """Larger than maxBufferSize, not JSON, not an object, an event stream: the client gets an
+    invalid-agent-response error naming the problem (never the agent's bytes), and the gateway
+    keeps serving."""
+    malformed = "not a JSON-RPC response" if binding == "JSONRPC" else "not valid JSON"
+    reasons = {
+        "big": "maxBufferSize",
+        "broken": malformed,
+        "scalar": "a JSON str where an object was expected",
+        "stream": malformed,  # no binding streams the extended card
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        for kind, reason in reasons.items():
+            config = ClientConfig(streaming=False, supported_protocol_bindings=[binding], httpx_client=http)
+            client = await create_client(_odd_card(env, kind, version, binding), client_config=config)
+            with pytest.raises(Exception) as raised:
+                await client.get_extended_agent_card(GetExtendedAgentCardRequest())
+            await client.close()
+            if (version, binding) == ("0.3", "HTTP+JSON"):
+                # The SDK's 0.3 REST transport does not read error bodies: it names the status.
+                assert "502" in str(raised.value), (kind, repr(raised.value))
+            else:
+                assert type(raised.value).__name__ == "InvalidAgentResponseError", repr(raised.value)
+                assert reason in str(raised.value), (kind, repr(raised.value))
+            assert "javascript:" not in str(raised.value)
+
+            r = _extended_card_call(env, version, binding, f"/odd/{kind}")
+            assert reason in r.text and "extended agent card" in r.text, r.text
+            assert "javascript:" not in r.text and str(env.agent.port) not in r.text
+            if binding == "JSONRPC":
+                assert r.status_code == 200 and r.json()["id"] == "ext-1"
+                assert r.json()["error"]["code"] == -32006
+            else:
+                error = r.json()["error"]
+                assert r.status_code == 502 and error["code"] == 502
+                assert error["details"][0]["reason"] == "INVALID_AGENT_RESPONSE"
+    code = "-32006" if binding == "JSONRPC" else "INVALID_AGENT_RESPONSE"
+    path = _extended_card_call_path("/odd/big", version, binding)
+    record = env.wait_access(**{"http.path": path, "a2a.response.error_code": code})
+    assert "maxBufferSize" in record[-1]["error"]
+    # The gateway keeps serving, cards and calls alike.
+    assert httpx.get(env.base + CARD, timeout=10).status_code == 200
+    assert _extended_card_call(env, version, binding).status_code == 200
+    assert env.gateway.alive()
 
 
 @pytest.mark.parametrize("where", ["head", "body"])
@@ -524,7 +721,10 @@ def test_bad_input_gets_clear_errors(env: Env) -> None:
     # An agent whose card is not JSON: 502 naming the problem.
     r = httpx.get(env.base + "/broken" + CARD, timeout=10)
     assert r.status_code == 502 and "not valid JSON" in r.text
-    assert env.wait_access(**{"http.path": "/broken" + CARD, "http.status": 502})[0]["error"] == r.text.strip()
+    # The client is told what is wrong; the log also names the backend.
+    assert str(env.agent.port) not in r.text
+    error = env.wait_access(**{"http.path": "/broken" + CARD, "http.status": 502})[0]["error"]
+    assert error.startswith(r.text.strip()) and str(env.agent.port) in error
     # The gateway keeps serving.
     assert httpx.get(env.base + CARD, timeout=10).status_code == 200
     ok = _raw_jsonrpc(

@@ -15,6 +15,18 @@ through the SDK's compatibility layer), HTTP+JSON at ``<base>/message:send`` …
   URLs are protocol-relative (``//host/``: the agent's JSON-RPC endpoint), ``javascript:``,
   ``file:``, ``data:``, gRPC, and OAuth / OpenID Connect endpoints over http and https.
 
+Extended cards:
+
+- ``<base>/extended/…``: the same agent (its own SDK request handler) whose cards announce an
+  extended card (1.0 ``capabilities.extendedAgentCard``, 0.3
+  ``supportsAuthenticatedExtendedCard``), and whose extended card is the hostile 1.0 card, served
+  by the SDK on every binding: JSON-RPC ``GetExtendedAgentCard`` and
+  ``agent/getAuthenticatedExtendedCard`` at ``<base>/extended/``, ``GET
+  <base>/extended/extendedAgentCard`` and ``GET <base>/extended/v1/card``;
+- ``<base>/odd/<kind>/`` (JSON-RPC, any method) and ``<base>/odd/<kind>/extendedAgentCard``,
+  ``…/v1/card``, ``…/agent/authenticatedExtendedCard`` (HTTP+JSON), and
+  ``…/.well-known/agent-card.json``: card answers an agent should not give (``ODD_ANSWERS``).
+
 What the agent does depends on the text of the message:
 
 - ``hello …``: answers with a single message (no task);
@@ -28,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 
 import uvicorn
@@ -38,7 +51,7 @@ from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import AgentCapabilities, AgentCard, AgentCardSignature, AgentInterface, AgentSkill, Role
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, ParseDict
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -177,6 +190,91 @@ def hostile_legacy_card(origin: str, base: str) -> dict[str, object]:
     return card
 
 
+def extended_routes(origin: str, base: str) -> list[Route | Mount]:
+    """The agent under ``<base>/extended``, with the hostile card as its extended card."""
+    mount = f"{base}/extended"
+    card = agent_card(origin, mount)
+    card.capabilities.extended_agent_card = True
+    hostile = hostile_card(origin, base)
+    # 0.3 clients get the card converted by the SDK, from its 0.3 interfaces.
+    hostile["supportedInterfaces"] += [
+        {"url": "javascript:alert(3)", "protocolBinding": "HTTP+JSON", "protocolVersion": "0.3"},
+        {"url": f"{origin}{mount}/", "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+    ]
+    extended = ParseDict(hostile, AgentCard())
+    handler = DefaultRequestHandler(
+        agent_executor=GatewayTestAgent(),
+        task_store=InMemoryTaskStore(),
+        agent_card=card,
+        extended_agent_card=extended,
+    )
+    legacy = legacy_card(origin, mount)
+    legacy["supportsAuthenticatedExtendedCard"] = True
+    return [
+        *create_agent_card_routes(card),
+        Route("/.well-known/agent.json", lambda request: JSONResponse(legacy), methods=["GET"]),
+        *create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True),
+        *create_rest_routes(handler, enable_v0_3_compat=True),
+    ]
+
+
+# Extended card answers an agent should not give, by kind: HTTP status, content type, body
+# (None: the hostile card), whether it is wrapped as a JSON-RPC result when the call is JSON-RPC,
+# and whether it is gzip-compressed (although the gateway asks for no compression).
+ODD_ANSWERS: dict[str, tuple[int, str, bytes | None, bool, bool]] = {
+    "broken": (200, "application/json", b'{"name": "broken agent", "url": ', False, False),
+    "big": (200, "application/json", None, True, False),  # a card of 200 KiB
+    "scalar": (200, "application/json", b'"javascript:alert(1)"', True, False),
+    "stream": (200, "text/event-stream", None, True, False),  # the card as an event
+    "gzip": (200, "application/json", None, True, True),
+    "accepted": (203, "application/json", None, True, False),  # a card all the same
+    "failed": (500, "application/json", None, True, False),  # JSON-RPC: a result with an HTTP error
+    "html": (401, "text/html", b"<html>log in first</html>", False, False),  # a proxy in front
+    "error": (400, "application/json", b'{"code": -32007, "message": "not configured"}', False, False),
+}
+
+
+def odd_routes(origin: str, base: str) -> list[Route]:
+    def answer(kind: str, rpc_id: object) -> Response:
+        status, content_type, data, wrapped, compressed = ODD_ANSWERS[kind]
+        if data is None:
+            card = hostile_card(origin, base)
+            if kind == "big":
+                card["description"] = "x" * 200 * 1024
+            data = json.dumps(card).encode()
+        if rpc_id is not None:
+            if wrapped:
+                data = b'{"jsonrpc": "2.0", "id": %s, "result": %s}' % (json.dumps(rpc_id).encode(), data)
+            elif kind == "error":
+                data = b'{"jsonrpc": "2.0", "id": %s, "error": %s}' % (json.dumps(rpc_id).encode(), data)
+        elif kind == "error":
+            data = b'{"error": %s}' % data
+        if kind == "stream":
+            data = b"data: " + data + b"\n\n"
+        if compressed:
+            return Response(gzip.compress(data), status, {"content-encoding": "gzip"}, media_type=content_type)
+        return Response(data, status, media_type=content_type)
+
+    async def jsonrpc(request: Request) -> Response:
+        return answer(request.path_params["kind"], (await request.json()).get("id"))
+
+    async def rest(request: Request) -> Response:
+        return answer(request.path_params["kind"], None)
+
+    return [
+        Route("/odd/{kind}/", jsonrpc, methods=["POST"]),
+        *(
+            Route(f"/odd/{{kind}}/{path}", rest, methods=["GET"])
+            for path in (
+                "extendedAgentCard",
+                "v1/card",
+                "agent/authenticatedExtendedCard",
+                ".well-known/agent-card.json",
+            )
+        ),
+    ]
+
+
 def build_app(origin: str, base: str) -> Starlette:
     card = agent_card(origin, base)
     handler = DefaultRequestHandler(agent_executor=GatewayTestAgent(), task_store=InMemoryTaskStore(), agent_card=card)
@@ -205,6 +303,9 @@ def build_app(origin: str, base: str) -> Starlette:
             methods=["GET"],
         ),
         Route("/debug/path", raw_json_echo, methods=["GET", "POST"]),
+        # Before the HTTP+JSON routes: they take /{tenant}/… too.
+        Mount("/extended", routes=extended_routes(origin, base)),
+        *odd_routes(origin, base),
         *create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True),
         *create_rest_routes(handler, enable_v0_3_compat=True),
     ]

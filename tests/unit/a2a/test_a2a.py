@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from a2a.compat.v0_3.types import AgentCard as AgentCard03
 
 from agentgateway.a2a.card import CardError, CardPaths, gateway_url, rewrite_card
-from agentgateway.a2a.facts import JSONRPC, A2aFacts, normalize_state, rest_operation
+from agentgateway.a2a.facts import JSONRPC, REST, A2aFacts, card_base, normalize_state, rest_operation
 from agentgateway.config.compile import compile_config
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.loader import load_text
@@ -100,6 +101,7 @@ def test_rewrite_card_urls_of_every_kind():
         },
         "clientCredentials": {"tokenUrl": "javascript:alert(1)", "scopes": {}},
         "deviceCode": {"deviceAuthorizationUrl": "https://idp.example/device", "tokenUrl": "https://idp.example/t"},
+        "password": {"tokenUrl": "https://idp.example/t", "refreshUrl": "http://idp.example/r", "scopes": {}},
     }
     card = {
         "url": "javascript:alert(document.cookie)",
@@ -131,19 +133,42 @@ def test_rewrite_card_urls_of_every_kind():
     assert out["url"] == "https://gw.example:8080/p/"
     assert out["additionalInterfaces"] == [{"url": "https://gw.example:8080/p/", "transport": "JSONRPC"}]
     assert out["supportedInterfaces"] == [{"url": "https://gw.example:8080/p/rpc", "protocolBinding": "JSONRPC"}]
-    assert out["provider"] == {"organization": "o"}
+    # What is left is still a valid card: a URL the schema requires takes its object with it.
+    assert "provider" not in out
     assert out["documentationUrl"] == "https://docs.example/a" and "iconUrl" not in out
     assert out["capabilities"] == card["capabilities"]
     for scheme in (out["securitySchemes"]["oauth"], out["securitySchemes"]["oauth10"]["oauth2SecurityScheme"]):
-        assert scheme["flows"]["authorizationCode"] == {
-            "authorizationUrl": "https://idp.example/authorize",
-            "scopes": {},
+        assert scheme["flows"] == {
+            "deviceCode": flows["deviceCode"],
+            "password": {"tokenUrl": "https://idp.example/t", "scopes": {}},
         }
-        assert scheme["flows"]["clientCredentials"] == {"scopes": {}}
-        assert scheme["flows"]["deviceCode"] == flows["deviceCode"]
     assert "oauth2MetadataUrl" not in out["securitySchemes"]["oauth"]
     assert out["securitySchemes"]["oidc"] == card["securitySchemes"]["oidc"]
-    assert out["securitySchemes"]["oidc10"] == {"openIdConnectSecurityScheme": {}}
+    assert "oidc10" not in out["securitySchemes"]
+
+
+def test_rewritten_cards_stay_valid_for_0_3_clients():
+    """The a2a-sdk's 0.3 card model accepts what the rewrite leaves of a hostile 0.3 card."""
+    card = {
+        "name": "a",
+        "description": "d",
+        "version": "1",
+        "url": "javascript:x",
+        "capabilities": {},
+        "defaultInputModes": [],
+        "defaultOutputModes": [],
+        "skills": [],
+        "provider": {"organization": "o", "url": "file:///x"},
+        "securitySchemes": {
+            "oauth": {
+                "type": "oauth2",
+                "flows": {"authorizationCode": {"authorizationUrl": "https://a", "tokenUrl": "//t", "scopes": {}}},
+            },
+            "oidc": {"type": "openIdConnect", "openIdConnectUrl": "http://idp/oidc"},
+        },
+        "security": [{"oauth": [], "oidc": []}],
+    }
+    AgentCard03.model_validate(orjson.loads(rewrite_card(orjson.dumps(card), paths("/p"))))
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"[1]", b'"card"'])
@@ -317,7 +342,116 @@ def test_card_fetch_goes_upstream_uncompressed_and_unconditional():
     )
     assert A2aPolicy(A2aConfig(), "p", None).on_request(ctx) is None
     assert ctx.headers == [(b"accept", b"*/*"), (b"accept-encoding", b"identity")]
-    assert ctx.a2a is not None and ctx.a2a.card == ("/a", "http", "gw.example", b'"x"')
+    card = ctx.a2a.card if ctx.a2a is not None else None
+    assert card is not None and ctx.a2a is not None and ctx.a2a.extended_card is None
+    assert (card.client_base, card.scheme, card.authority, card.if_none_match) == ("/a", "http", "gw.example", b'"x"')
+    assert ctx.fetch_timeout == 10.0
+
+
+@pytest.mark.parametrize(
+    "path,binding,expected",
+    [
+        (b"/a/.well-known/agent-card.json", "", "/a"),
+        (b"/.well-known/agent.json", "", ""),
+        # Spellings an agent's router takes for the card: encoded, any case, parameters, a slash.
+        (b"/a/.well-known/agent-card%2Ejson", "", "/a"),
+        (b"/a/%2Ewell-known%2Fagent-card.json", "", "/a"),
+        (b"/a/.WELL-KNOWN/Agent-Card.JSON", "", "/a"),
+        (b"/a/.well-known/agent-card.json;v=1", "", "/a"),
+        (b"/a/.well-known;x/agent-card.json/", "", "/a"),
+        (b"/a/.well-known/agent-card.jsonx", "", None),
+        (b"/a/.well-known/agent-card.json/x", "", None),
+        # The base goes in URLs: what the decoding made of it is quoted again.
+        (b"/a%20b%0d%0a/.well-known/agent-card.json", "", "/a%20b%0D%0A"),
+        (b"/a%252e/.well-known/agent.json", "", "/a%252e"),
+        # The extended card over HTTP+JSON: 1.0, 0.3, 0.2.
+        (b"/t/extendedAgentCard", REST, "/t"),
+        (b"/v1/card", REST, ""),
+        (b"/a/agent/authenticatedExtendedCard", REST, "/a"),
+        (b"/a/%65xtendedagentcard/", REST, "/a"),
+        (b"/a/V1/CARD;jsessionid=1", REST, "/a"),
+        (b"/card", REST, None),
+        (b"/a/extendedAgentCards", REST, None),
+        # A JSON-RPC endpoint is its own base.
+        (b"/a2a/tick/", JSONRPC, "/a2a/tick"),
+        (b"/", JSONRPC, ""),
+        (b"/rpc", JSONRPC, "/rpc"),
+    ],
+)
+def test_card_base(path, binding, expected):
+    assert card_base(path, binding) == expected
+
+
+@pytest.mark.parametrize(
+    "method,path,body,binding,name,base,request_id",
+    [
+        (b"GET", b"/a/extendedAgentCard", None, REST, "GetExtendedAgentCard", "/a", None),
+        (b"GET", b"/v1/card", None, REST, "GetExtendedAgentCard", "", None),
+        (b"GET", b"/a/agent/authenticatedExtendedCard", None, REST, "GetExtendedAgentCard", "/a", None),
+        (b"GET", b"/a/extended%41gentCard", None, REST, "GetExtendedAgentCard", "/a", None),
+        (
+            b"POST",
+            b"/a/",
+            b'{"jsonrpc":"2.0","id":"x","method":"GetExtendedAgentCard","params":{}}',
+            JSONRPC,
+            "GetExtendedAgentCard",
+            "/a",
+            b'"x"',
+        ),
+        (
+            b"POST",
+            b"/",
+            b'{"jsonrpc":"2.0","id":7,"method":"agent/getAuthenticatedExtendedCard"}',
+            JSONRPC,
+            "agent/getAuthenticatedExtendedCard",
+            "",
+            b"7",
+        ),
+        # Escaped, or in another case: the name an agent may still take for the method.
+        (
+            b"POST",
+            b"/",
+            b'{"jsonrpc":"2.0","id":8,"method":"GetExtended\\u0041gentCard"}',
+            JSONRPC,
+            "GetExtendedAgentCard",
+            "",
+            b"8",
+        ),
+        (
+            b"POST",
+            b"/",
+            b'{"jsonrpc":"2.0","method":"getextendedagentcard"}',
+            JSONRPC,
+            "getextendedagentcard",
+            "",
+            None,
+        ),
+    ],
+)
+def test_extended_card_calls_are_card_fetches(method, path, body, binding, name, base, request_id):
+    ctx = _ctx(method=method, path=path, body=body, headers=[(b"accept-encoding", b"br"), (b"if-none-match", b"*")])
+    assert A2aPolicy(A2aConfig(), "p", None).on_request(ctx) is None
+    facts = ctx.a2a
+    assert facts is not None and facts.card is None and facts.extended_card is not None
+    assert (facts.binding, facts.method) == (binding, name)
+    assert (facts.extended_card.client_base, facts.extended_card.request_id) == (base, request_id)
+    assert ctx.headers == [(b"accept-encoding", b"identity")] and ctx.fetch_timeout == 10.0
+    # Not a card fetch for authorization rules (``a2a.card`` is the public card's).
+    assert "card" not in ctx.cel_vars["a2a"]
+
+
+def test_other_calls_are_not_card_fetches():
+    for method, path, body in [
+        (b"POST", b"/", b'{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t"}}'),
+        (b"GET", b"/tasks/t1", None),
+        (b"GET", b"/a/.well-known/agent-card.json.bak", None),
+        (b"POST", b"/extendedAgentCard", b'{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{}}'),
+    ]:
+        ctx = _ctx(method=method, path=path, body=body, headers=[(b"accept-encoding", b"gzip")])
+        A2aPolicy(A2aConfig(), "p", None).on_request(ctx)
+        facts = ctx.a2a
+        assert facts is None or (facts.card is None and facts.extended_card is None), path
+        assert ctx.headers == [(b"accept-encoding", b"gzip")] and ctx.fetch_timeout is None
 
 
 def test_a2a_runs_after_authentication_and_before_authorization():
