@@ -240,6 +240,7 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        rest = b""
         try:
             self.parser.feed_data(data)
             exchange = self._exchange
@@ -248,14 +249,13 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as exc:
             # Upgrades (websocket, h2c) are not proxied yet: the request is served as plain
             # HTTP (Upgrade is a hop-by-hop header and is not forwarded); parsing continues on
-            # a fresh parser with whatever followed the head.
+            # a fresh parser with whatever followed the head (below, outside this handler: an
+            # error there must not be chained to this exception).
             offset = exc.args[0] if exc.args else len(data)
             self.parser = httptools.HttpRequestParser(self)
             if self._body_sink is not None:
                 self.on_message_complete()
             rest = data[offset:]
-            if rest and not self.closed:
-                self.data_received(rest)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _Rejected):
@@ -265,10 +265,18 @@ class HttpConnection(asyncio.Protocol):
                 self._reject(500, "internal error while handling the request")
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed HTTP request: {exc}")
+        if rest and not self.closed:
+            self.data_received(rest)
 
     def eof_received(self) -> bool | None:
         # The client half-closed. Finish the response in flight (if any), then close.
         if self._exchange is not None and not self._response_done:
+            sink = self._body_sink
+            if sink is not None and sink is not DISCARD and not isinstance(sink, _Queued):
+                # The body can never be complete: answer now (and free the upstream connection)
+                # rather than when the body timeout notices.
+                self._reject(400, "the client closed its side before the request body was complete")
+                return None
             self._close_after = True
             # An exchange streaming to a client that sends nothing (an event stream) may end now:
             # that client has gone.
@@ -364,6 +372,9 @@ class HttpConnection(asyncio.Protocol):
         if parts is None:
             raise _Rejected(400, "invalid request target")
         path, query, authority = parts
+        method = parser.get_method()
+        if path == b"*" and method != b"OPTIONS":
+            raise _Rejected(400, "the asterisk target is only for OPTIONS")
         if host is not None and host != self._host_ok:
             host = self._valid_host(host, "invalid Host header")
         if authority is not None:
@@ -377,7 +388,7 @@ class HttpConnection(asyncio.Protocol):
             host = b""
         target = path + b"?" + query if query else path
         ctx = RequestCtx(
-            parser.get_method(),
+            method,
             target,
             path,
             query,

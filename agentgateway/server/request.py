@@ -9,7 +9,7 @@ spelling it differently. The rules (RFC 3986 §6.2.2):
 - an encoded ``/`` or ``\\`` (``%2F``, ``%5C``) and a raw ``\\`` are refused (an upstream that
   decodes them would see other segments than the router did), unless the listener is told to
   decode them into ``/`` first (``frontendPolicies.http.escapedSlashes: decode``);
-- dot segments are removed (also the encoded ones: ``/%2e%2e/``), empty segments merged
+- dot segments are removed (also the encoded ones: ``/%2e%2e/``), then empty segments merged
   (``//api`` is ``/api``, as nginx's ``merge_slashes``; a trailing ``/`` is kept);
 - refused outright: malformed escapes (``%zz``), an encoded NUL (``%00``), escapes that do not
   decode to UTF-8 (overlong forms such as ``%c0%af``, an old way of spelling ``/``), and a dot
@@ -99,8 +99,9 @@ _DOT_WITH_PARAMETERS = (b".;", b"..;", b".%3B", b"..%3B")
 
 
 def remove_dot_segments(path: bytes) -> bytes:
-    """RFC 3986 §5.2.4 with empty segments merged, so ``/a/../admin`` and ``//admin`` are routed
-    (and forwarded) as ``/admin``; a trailing ``/`` (or a final dot segment) leaves one."""
+    """RFC 3986 §5.2.4, then empty segments merged: ``/a/../admin`` and ``//admin`` are routed
+    (and forwarded) as ``/admin``. Dots first, as the RFC reads the path (``/api//../x`` is
+    ``/api/x`` to it, and so to us); a trailing ``/`` (or a final dot segment) leaves one."""
     out: list[bytes] = []
     segments = path.split(b"/")
     last_index = len(segments) - 1
@@ -111,13 +112,12 @@ def remove_dot_segments(path: bytes) -> bytes:
                 out.pop()
             if i == last_index:
                 out.append(b"")
-        elif not seg:
-            if i == last_index:
-                out.append(b"")
-        elif seg[0] == 0x2E and seg.startswith(_DOT_WITH_PARAMETERS):
+        elif seg and seg[0] == 0x2E and seg.startswith(_DOT_WITH_PARAMETERS):
             raise PathError("dot segment with parameters in the request path")
         else:
             out.append(seg)
+    if b"" in out and len(out) > 1:
+        out = [seg for seg in out[:-1] if seg] + [out[-1]]
     return b"/" + b"/".join(out)
 
 
