@@ -264,9 +264,18 @@ def test_escaped_slashes_can_be_decoded_instead(gateway, upstream):
         (b"GET http://user@a/echo HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         (b"GET http:///echo HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         (b"GET http://a b/echo HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        # Framing (llhttp's strict mode), as the README states it.
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400),
+        (b"GET /echo HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", 400),
+        (b"GET /echo HTTP/1.1\nHost: a\n\n", 400),
+        (b"GET /echo HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n", 400),
+        (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ],
 )
-def test_host_must_be_one_valid_value(paths, head, status):
+def test_host_and_framing_must_be_valid(paths, head, status):
     got, headers, body = _exchange(paths["port"], head)
     assert got == status, body
     assert headers.get("connection") == "close" and body.strip()
@@ -290,6 +299,11 @@ def test_valid_hosts_and_the_authority_of_an_absolute_target(paths):
     assert status == 200, body
     assert dict(json.loads(body)["headers"])["host"] == open_.address
     assert len([r for r in open_.requests() if dict(r["headers"]).get("host") == ""]) == 0
+
+
+def test_options_asterisk_is_forwarded(paths):
+    status, _, body = _exchange(paths["port"], b"OPTIONS * HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+    assert status == 200 and json.loads(body)["target"] == "*"
 
 
 # ------------------------------------------------------------------------ slow bodies, silent upstreams
@@ -344,6 +358,18 @@ def test_a_stalled_body_gets_408_and_frees_the_upstream(slow):
         assert s.recv(10) == b""
     _no_upstream_connections(up)
     assert len(up.requests()) == before  # the truncated request never completed upstream
+
+
+def test_a_client_half_closing_mid_body_gets_400_at_once(slow):
+    up = slow["up"]
+    with raw_connection(slow["port"], timeout=10) as s:
+        s.sendall(_post_head(100) + b"x" * 10)
+        s.shutdown(socket.SHUT_WR)
+        start = time.monotonic()
+        status, _, body = ResponseReader(s).read()
+        assert status == 400 and b"before the request body was complete" in body
+        assert time.monotonic() - start < 0.9  # not the 1s body timeout
+    _no_upstream_connections(up)
 
 
 def test_a_trickled_body_is_cut_by_the_minimum_rate(slow):
