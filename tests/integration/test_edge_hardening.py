@@ -345,6 +345,16 @@ def _post_head(length: int | None, path: str = "/echo") -> bytes:
     return f"POST {path} HTTP/1.1\r\nHost: gw.test\r\n{framing}\r\n\r\n".encode()
 
 
+def test_the_effective_settings_are_in_the_config_dump(slow, proxies):
+    limits = httpx.get(slow["gateway"].admin_url + "/config_dump", timeout=5).json()["effective"]
+    assert limits["backend"]["responseHeaderTimeout"] == 1.0
+    assert limits["limits"]["requestBodyIdleTimeout"] == 1.0
+    assert limits["limits"]["requestBodyMinRate"] == 100
+    assert limits["limits"]["escapedSlashes"] == "reject"
+    dump = httpx.get(proxies["gateway"].admin_url + "/config_dump", timeout=5).json()["effective"]
+    assert dump["limits"]["trustedProxies"] == ["127.0.0.2/32", "10.0.0.0/8"]
+
+
 def test_a_stalled_body_gets_408_and_frees_the_upstream(slow):
     up = slow["up"]
     before = len(up.requests())
