@@ -342,7 +342,6 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.deadline_kind = 0
-        self._parsing_head = False
         parser = self.parser
         headers = self._headers
         limits = self._limits
@@ -386,6 +385,9 @@ class HttpConnection(asyncio.Protocol):
             if version != "1.0":
                 raise _Rejected(400, "missing Host header" if host is None else "empty Host header")
             host = b""
+        # The head is valid: from here on an error belongs to this request, not to its head
+        # (a head error while an earlier request is answered must not cut that one short).
+        self._parsing_head = False
         target = path + b"?" + query if query else path
         ctx = RequestCtx(
             method,

@@ -301,6 +301,28 @@ def test_valid_hosts_and_the_authority_of_an_absolute_target(paths):
     assert len([r for r in open_.requests() if dict(r["headers"]).get("host") == ""]) == 0
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"GET /x HTTP/1.1\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET /api%2fx HTTP/1.1\r\nHost: a\r\n\r\n",
+    ],
+)
+@pytest.mark.parametrize("upgrade", [b"", b"Upgrade: websocket\r\nConnection: upgrade\r\n"])
+def test_a_bad_head_pipelined_behind_a_request_does_not_cut_it_short(paths, bad, upgrade):
+    """Found by the fuzz (test_edge_fuzz.py): a bad head pipelined after an Upgrade request was
+    answered 500 (its error was chained to the upgrade's); and any head refused after the head
+    was parsed (Host, path) stopped the request before it and took its place in the answer.
+    Now the first request is answered, then the connection closes."""
+    with raw_connection(paths["port"]) as s:
+        s.sendall(b"GET /slow?delay=0.2 HTTP/1.1\r\nHost: gw.test\r\n" + upgrade + b"\r\n" + bad)
+        reader = ResponseReader(s)
+        status, _, body = reader.read()
+        assert status == 200 and body == b"slow done\n"
+        assert s.recv(100) == b""
+
+
 def test_options_asterisk_is_forwarded(paths):
     status, _, body = _exchange(paths["port"], b"OPTIONS * HTTP/1.1\r\nHost: gw.test\r\n\r\n")
     assert status == 200 and json.loads(body)["target"] == "*"
@@ -647,3 +669,22 @@ def test_without_trusted_proxies_nobody_is_believed(paths):
 def test_still_serving(paths):
     r = httpx.get(f"http://127.0.0.1:{paths['port']}/echo", timeout=5)
     assert r.status_code == 200
+
+
+def test_oauth_challenge_urls_believe_x_forwarded_proto_only_from_a_trusted_proxy(gateway, idp):
+    """mcpAuthentication builds its resource URL from X-Forwarded-Proto: a client cannot pick it."""
+    port = free_port()
+    policy = {"issuer": idp.issuer, "audiences": [f"http://127.0.0.1:{port}/mcp"], "jwks": {"url": idp.jwks_url}}
+    config = {"mcp": {"port": port, "targets": [stdio_target("t")], "policies": {"mcpAuthentication": policy}}}
+    config["frontendPolicies"] = {"http": {"trustedProxies": ["127.0.0.2"]}}
+    gateway(config)
+    raw = (
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Forwarded-Proto: https\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    ).encode()
+    status, headers, _ = _exchange(port, raw)
+    assert status == 401
+    assert f'resource_metadata="http://127.0.0.1:{port}/' in headers["www-authenticate"]
+    status, headers, _ = _exchange(port, raw, source="127.0.0.2")
+    assert status == 401
+    assert f'resource_metadata="https://127.0.0.1:{port}/' in headers["www-authenticate"]
