@@ -45,11 +45,6 @@ for _hi in _HEX:
             _ESCAPES[_key] = b"%" + (_hi + _lo).upper().encode()
 
 
-def needs_normalizing(path: bytes) -> bool:
-    """False for the common path (no escape, no dot segment, no empty segment, no backslash)."""
-    return b"%" in path or b"/." in path or b"//" in path or b"\\" in path
-
-
 def normalize_path(path: bytes, decode_slashes: bool = False) -> bytes:
     """The normalized form of an origin-form path (starting with ``/``); raises PathError."""
     if b"%" in path:
@@ -148,6 +143,8 @@ def split_target(target: bytes, decode_slashes: bool = False) -> tuple[bytes, by
         path, query = target[:q], target[q + 1 :]
     else:
         path, query = target, b""
-    if b"%" in path or b"/." in path or b"//" in path or b"\\" in path:
+    # The common path has no escape, dot segment, empty segment or backslash: four searches
+    # (``find``: ``in`` on bytes first tries the needle as an integer, twice as slow on 3.11).
+    if path.find(b"%") >= 0 or path.find(b"/.") >= 0 or path.find(b"//") >= 0 or path.find(b"\\") >= 0:
         path = normalize_path(path, decode_slashes)
     return path, query, authority
