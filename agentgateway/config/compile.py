@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import ssl
@@ -74,6 +75,8 @@ from agentgateway.routing.table import (
     RouteTable,
     ValueMatcher,
 )
+from agentgateway.server.forwarded import IPNetwork
+from agentgateway.server.request import PathError, normalize_path
 from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.target import HttpTarget, UpstreamTls, split_host_port
 
@@ -93,6 +96,24 @@ def _duration(value: str | None, default: float, where: str) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise ConfigError(where, str(exc)) from None
+
+
+def _positive(value: str | None, default: float, where: str) -> float:
+    seconds = _duration(value, default, where)
+    if seconds <= 0:
+        raise ConfigError(where, "must be positive")
+    return seconds
+
+
+def _networks(values: list[str], where: str) -> tuple[IPNetwork, ...]:
+    """IP addresses and CIDRs (``10.0.0.0/8``, ``::1``) as networks."""
+    networks = []
+    for k, text in enumerate(values):
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(f"{where}[{k}]", f"{text!r} is not an IP address or CIDR") from None
+    return tuple(networks)
 
 
 def _address(value: str | bool | None, default: str, where: str) -> tuple[str, int] | None:
@@ -152,6 +173,9 @@ def compile_static(cfg: LocalConfig) -> StaticSettings:
             0.0,
             "config.connectionMinTerminationDeadline",
         ),
+        response_header_timeout=_positive(
+            backend.response_header_timeout if backend else None, 300.0, "config.backend.responseHeaderTimeout"
+        ),
     )
 
 
@@ -182,6 +206,19 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
             http.header_read_timeout, limits.header_read_timeout, f"{where}.headerReadTimeout"
         )
         limits.idle_timeout = _duration(http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout")
+        limits.body_idle_timeout = _positive(
+            http.request_body_idle_timeout, limits.body_idle_timeout, f"{where}.requestBodyIdleTimeout"
+        )
+        if http.request_body_min_rate is not None:
+            if http.request_body_min_rate < 0:
+                raise ConfigError(f"{where}.requestBodyMinRate", "must not be negative (0 turns the check off)")
+            limits.body_min_rate = http.request_body_min_rate
+        limits.body_min_rate_grace = _duration(
+            http.request_body_min_rate_grace, limits.body_min_rate_grace, f"{where}.requestBodyMinRateGrace"
+        )
+        limits.decode_escaped_slashes = http.escaped_slashes == "decode"
+        if http.trusted_proxies is not None:
+            limits.trusted_proxies = _networks(http.trusted_proxies, f"{where}.trustedProxies")
     if tls:
         limits.tls_handshake_timeout = _duration(
             tls.tls_handshake_timeout,
@@ -626,7 +663,8 @@ class _Compiler:
             else:
                 if not text.startswith("/"):
                     raise ConfigError(f"{where}.path.{key}", "a path starts with /")
-                kind, value = (PATH_EXACT if key == "exact" else PATH_PREFIX), text.encode()
+                kind = PATH_EXACT if key == "exact" else PATH_PREFIX
+                value = self.route_path(text, f"{where}.path.{key}")
         method = None
         if m.method is not None:
             if not _TOKEN.match(m.method):
@@ -639,6 +677,18 @@ class _Compiler:
             headers.append(_value_matcher(h.name.lower().encode(), h.value, f"{where}.headers[{k}].value"))
         query = [_value_matcher(q.name.encode(), q.value, f"{where}.query[{k}].value") for k, q in enumerate(m.query)]
         return RouteRule(route, kind, value, regex, method, headers, query, order)
+
+    def route_path(self, text: str, where: str) -> bytes:
+        """A route's path normalized as request paths are (server/request.py), so ``/%61pi``
+        in the file matches requests for ``/api``."""
+        try:
+            raw = text.encode("ascii")
+        except UnicodeEncodeError:
+            raise ConfigError(where, "percent-encode non-ASCII characters (requests never carry them raw)") from None
+        try:
+            return normalize_path(raw, self.limits.decode_escaped_slashes)
+        except PathError as exc:
+            raise ConfigError(where, f"no request can match it: {exc}") from None
 
     def compile(self, limits: ServerLimits) -> RuntimeConfig:
         self.limits = limits
@@ -806,6 +856,11 @@ class _Compiler:
                     timeout,
                     retry,
                     mirror,
+                    head_timeout=(
+                        None
+                        if timeout is not None and (timeout.request is not None or timeout.backend is not None)
+                        else self.static.response_header_timeout
+                    ),
                 )
                 if compiled.mcp_backends and route.policies is not None and route.policies.a2a is not None:
                     raise ConfigError(f"{rwhere}.policies.a2a", "a2a needs HTTP backends (this route's are MCP)")

@@ -108,6 +108,7 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
             "connectTimeout": static.connect_timeout,
             "poolIdleTimeout": static.pool_idle_timeout,
             "poolMaxSize": static.pool_max_size,
+            "responseHeaderTimeout": static.response_header_timeout,
         },
         "connectionTerminationDeadline": static.termination_deadline,
         "limits": {
@@ -118,6 +119,11 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
             "maxRequestBodySize": limits.max_request_body_size,
             "maxBufferSize": limits.max_buffer_size,
             "tlsHandshakeTimeout": limits.tls_handshake_timeout,
+            "requestBodyIdleTimeout": limits.body_idle_timeout,
+            "requestBodyMinRate": limits.body_min_rate,
+            "requestBodyMinRateGrace": limits.body_min_rate_grace,
+            "escapedSlashes": "decode" if limits.decode_escaped_slashes else "reject",
+            "trustedProxies": [str(network) for network in limits.trusted_proxies],
         },
         "binds": binds,
     }

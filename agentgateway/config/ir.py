@@ -8,6 +8,7 @@ import ssl
 from agentgateway.config.schema import LocalConfig
 from agentgateway.policy.health import EndpointHealth
 from agentgateway.routing.table import ListenerSet, RouteTable
+from agentgateway.server.forwarded import IPNetwork
 
 # Passive health of backends, by (backend connection key, health policy): kept across reloads.
 HealthState = dict[tuple[object, ...], EndpointHealth]
@@ -24,6 +25,11 @@ class ServerLimits:
         "max_request_body_size",
         "max_buffer_size",
         "tls_handshake_timeout",
+        "body_idle_timeout",
+        "body_min_rate",
+        "body_min_rate_grace",
+        "decode_escaped_slashes",
+        "trusted_proxies",
     )
 
     def __init__(
@@ -43,6 +49,16 @@ class ServerLimits:
         self.max_request_body_size = max_request_body_size
         self.max_buffer_size = max_buffer_size
         self.tls_handshake_timeout = tls_handshake_timeout
+        # A request body that pauses this long between two reads, or that arrives slower than
+        # ``body_min_rate`` bytes/s on average once ``body_min_rate_grace`` has passed, is cut
+        # (Apache mod_reqtimeout's body timeout and MinRate); a rate of 0 checks only pauses.
+        self.body_idle_timeout = 60.0
+        self.body_min_rate = 500
+        self.body_min_rate_grace = 10.0
+        # %2F, %5C and a raw backslash in a path: decoded into "/" (True) or refused with 400.
+        self.decode_escaped_slashes = False
+        # Peers whose forwarded headers are believed (server/forwarded.py); empty: nobody.
+        self.trusted_proxies: tuple[IPNetwork, ...] = ()
 
 
 class StaticSettings:
@@ -61,6 +77,7 @@ class StaticSettings:
         "pool_max_size",
         "termination_deadline",
         "min_termination_deadline",
+        "response_header_timeout",
     )
 
     def __init__(
@@ -76,6 +93,7 @@ class StaticSettings:
         pool_max_size: int | None,
         termination_deadline: float,
         min_termination_deadline: float,
+        response_header_timeout: float = 300.0,
     ) -> None:
         self.admin_addr = admin_addr
         self.stats_addr = stats_addr
@@ -88,6 +106,9 @@ class StaticSettings:
         self.pool_max_size = pool_max_size
         self.termination_deadline = termination_deadline
         self.min_termination_deadline = min_termination_deadline
+        # How long a backend may take to start answering a request fully sent to it, on routes
+        # without a timeout policy: a backend that accepts and never answers is given up on.
+        self.response_header_timeout = response_header_timeout
 
     def restart_only_changes(self, other: StaticSettings) -> list[str]:
         keys = ("admin_addr", "stats_addr", "readiness_addr", "workers", "log_format", "log_level")

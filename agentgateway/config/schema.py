@@ -46,6 +46,9 @@ class LoggingSettings(Schema, frozen=True):
 
 class BackendSettings(Schema, frozen=True):
     connect_timeout: str | None = None
+    # addition: time a backend has to send its response head once the request is sent, for
+    # routes without a timeout policy (default 300s)
+    response_header_timeout: str | None = None
     pool_idle_timeout: str | None = None
     pool_max_size: int | None = None
     keepalives: NotSupported = UNSET
@@ -121,6 +124,19 @@ class FrontendHttp(Schema, frozen=True):
     header_read_timeout: str | None = None
     # addition: largest request body accepted, in bytes, answered with 413 beyond it (default: no limit)
     max_request_body_size: int | None = None
+    # addition: longest pause between two reads of a request body before 408 (default 60s)
+    request_body_idle_timeout: str | None = None
+    # addition: slowest average request body rate, bytes/s, enforced after requestBodyMinRateGrace
+    # (default 500; 0 turns it off)
+    request_body_min_rate: int | None = None
+    # addition: how long a request body may take before requestBodyMinRate applies (default 10s)
+    request_body_min_rate_grace: str | None = None
+    # addition: what an encoded slash or backslash in the request path (%2F, %5C, raw \) gets:
+    # reject (400, the default) or decode (into /, before routing)
+    escaped_slashes: Literal["reject", "decode"] | None = None
+    # addition: peers (IP addresses or CIDRs) whose X-Forwarded-For/-Proto/-Host, Forwarded and
+    # X-Real-IP headers are believed; from any other peer they are dropped (default: none)
+    trusted_proxies: list[str] | None = None
     http2_window_size: NotSupported = UNSET
     http2_connection_window_size: NotSupported = UNSET
     http2_frame_size: NotSupported = UNSET

@@ -36,6 +36,7 @@ class CompiledRoute:
         "health_checked",
         "mcp_backends",
         "llm_backends",
+        "head_timeout",
     )
 
     def __init__(
@@ -48,6 +49,7 @@ class CompiledRoute:
         timeout: TimeoutPolicy | None = None,
         retry: RetryPolicy | None = None,
         mirror: RequestMirror | None = None,
+        head_timeout: float | None = None,
     ) -> None:
         self.name = name
         self.gateway = gateway
@@ -57,6 +59,9 @@ class CompiledRoute:
         self.timeout = timeout
         self.retry = retry
         self.mirror = mirror
+        # Time an HTTP backend has to start answering once the request is sent to it, when no
+        # timeout policy bounds the call (``config.backend.responseHeaderTimeout``).
+        self.head_timeout = head_timeout
         # Some backend has a health policy: picks skip evicted backends.
         self.health_checked = any(isinstance(t, HttpTarget) and t.health is not None for t in backends.items)
         # Some backend is a virtual MCP server: the worker picks before forwarding.

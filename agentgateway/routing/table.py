@@ -16,6 +16,7 @@ from agentgateway.routing.hostnames import host_candidates, normalize_host
 from agentgateway.routing.route import CompiledRoute
 
 PATH_EXACT, PATH_PREFIX, PATH_REGEX = 0, 1, 2
+_SEGMENT_END = (0x2F, 0x3B)  # "/", ";"
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -70,7 +71,8 @@ class RouteRule:
         self.path_kind = path_kind
         self.path = path
         # Prefixes match whole path segments and ignore trailing slashes: /api matches /api, /api/
-        # and /api/x but not /apix.
+        # and /api/x but not /apix. A segment's parameters belong to it: /api matches /api;v=1/x
+        # (servlet containers serve it as /api/x).
         self.prefix = path.rstrip(b"/")
         # What a prefix rewrite replaces (None for exact and regex matches).
         self.match_prefix = self.prefix if path_kind == PATH_PREFIX else None
@@ -98,7 +100,7 @@ class RouteRule:
                 trimmed = path.rstrip(b"/")
                 if not trimmed.startswith(prefix):
                     return False
-                if len(trimmed) != len(prefix) and trimmed[len(prefix)] != 0x2F:  # "/"
+                if len(trimmed) != len(prefix) and trimmed[len(prefix)] not in _SEGMENT_END:
                     return False
         elif kind == PATH_EXACT:
             if path != self.path:

@@ -36,6 +36,8 @@ class RequestCtx:
         "expect_continue",
         "client_ip",
         "client_port",
+        "peer_ip",
+        "client_host",
         "scheme",
         "start",
         "gateway",
@@ -98,8 +100,14 @@ class RequestCtx:
         self.content_length = content_length
         self.chunked = chunked
         self.expect_continue = expect_continue
+        # The client's address: the TCP peer, or what a trusted proxy in front says it is
+        # (server/forwarded.py); ``peer_ip`` stays the peer (appended to X-Forwarded-For).
         self.client_ip = client_ip
         self.client_port = client_port
+        self.peer_ip = client_ip
+        # The authority the client asked for, kept when policies rewrite ``host`` (sent upstream
+        # as X-Forwarded-Host).
+        self.client_host = host
         self.scheme = scheme
         self.start = start  # time.perf_counter() when the head was parsed
         self.gateway = gateway

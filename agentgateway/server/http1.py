@@ -10,6 +10,7 @@ writing back-pressure is forwarded to the exchange, which pauses its upstream.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -19,7 +20,14 @@ from typing import TYPE_CHECKING, Protocol, cast
 import httptools
 
 from agentgateway.server.context import RequestCtx
-from agentgateway.server.request import Headers, split_target
+from agentgateway.server.forwarded import (
+    FORWARDED_HEADERS,
+    client_address,
+    forwarded_chain,
+    is_trusted,
+    without_forwarded,
+)
+from agentgateway.server.request import Headers, PathError, split_target
 
 if TYPE_CHECKING:
     from agentgateway.server.worker import BindHandle, Worker
@@ -38,8 +46,13 @@ PAUSE_BODY_BUFFER = 4
 # Framing of the response body towards the client.
 _BODY_NONE, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE = 0, 1, 2, 3
 
-# Deadline kinds checked by the worker's sweep.
-DEADLINE_HEADER, DEADLINE_IDLE = 1, 2
+# Deadline kinds checked by the worker's sweep: the request head, an idle keep-alive connection,
+# and the request body (its pauses and its average rate, see ``_check_body``).
+DEADLINE_HEADER, DEADLINE_IDLE, DEADLINE_BODY = 1, 2, 3
+
+# RFC 9110 §7.2 / RFC 3986 §3.2.2: host (reg-name or IP literal) and an optional port. No
+# userinfo, no whitespace.
+_VALID_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{0,5})?").fullmatch
 
 _WRITE_HIGH_WATER = 256 * 1024
 _WRITE_LOW_WATER = 64 * 1024
@@ -141,9 +154,17 @@ class HttpConnection(asyncio.Protocol):
         "_pause_mask",
         "write_paused",
         "_body_bytes",
+        "_body_seen",
+        "_body_idle",
+        "_body_elapsed",
+        "_body_checked",
+        "_host_ok",
+        "_trust_limits",
+        "_trusted",
         "_out",
         "deadline",
         "deadline_kind",
+        "response_deadline",
         "closed",
     )
 
@@ -175,10 +196,25 @@ class HttpConnection(asyncio.Protocol):
         self._pause_mask = 0
         self.write_paused = False
         self._body_bytes = 0
+        # The request body clock (DEADLINE_BODY): bytes seen at the last sweep, seconds since
+        # they last grew and since the body began (counted only while reading is not paused),
+        # and when the sweep last looked.
+        self._body_seen = 0
+        self._body_idle = 0.0
+        self._body_elapsed = 0.0
+        self._body_checked = 0.0
+        # The last Host value found valid (a keep-alive client repeats it: checked once).
+        self._host_ok = b""
+        # Whether the peer is a trusted proxy, for the limits it was decided with.
+        self._trust_limits: object = None
+        self._trusted = False
         # Response bytes produced while handling one upstream read, written with one syscall.
         self._out: list[bytes] = []
         self.deadline = 0.0
         self.deadline_kind = 0
+        # When the exchange gives up waiting for its upstream's response head (0: not waiting);
+        # set by the exchange (``expect_response``), checked by the sweep.
+        self.response_deadline = 0.0
         self.closed = False
 
     # ------------------------------------------------------------------ asyncio.Protocol
@@ -204,6 +240,7 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        rest = b""
         try:
             self.parser.feed_data(data)
             exchange = self._exchange
@@ -212,14 +249,13 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as exc:
             # Upgrades (websocket, h2c) are not proxied yet: the request is served as plain
             # HTTP (Upgrade is a hop-by-hop header and is not forwarded); parsing continues on
-            # a fresh parser with whatever followed the head.
+            # a fresh parser with whatever followed the head (below, outside this handler: an
+            # error there must not be chained to this exception).
             offset = exc.args[0] if exc.args else len(data)
             self.parser = httptools.HttpRequestParser(self)
             if self._body_sink is not None:
                 self.on_message_complete()
             rest = data[offset:]
-            if rest and not self.closed:
-                self.data_received(rest)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _Rejected):
@@ -229,10 +265,18 @@ class HttpConnection(asyncio.Protocol):
                 self._reject(500, "internal error while handling the request")
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed HTTP request: {exc}")
+        if rest and not self.closed:
+            self.data_received(rest)
 
     def eof_received(self) -> bool | None:
         # The client half-closed. Finish the response in flight (if any), then close.
         if self._exchange is not None and not self._response_done:
+            sink = self._body_sink
+            if sink is not None and sink is not DISCARD and not isinstance(sink, _Queued):
+                # The body can never be complete: answer now (and free the upstream connection)
+                # rather than when the body timeout notices.
+                self._reject(400, "the client closed its side before the request body was complete")
+                return None
             self._close_after = True
             # An exchange streaming to a client that sends nothing (an event stream) may end now:
             # that client has gone.
@@ -298,15 +342,18 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.deadline_kind = 0
-        self._parsing_head = False
         parser = self.parser
         headers = self._headers
-        host = b""
+        limits = self._limits
+        host: bytes | None = None
         content_length: int | None = None
         chunked = False
         expect_continue = False
+        forwarded = False
         for name, value in headers:
             if name == b"host":
+                if host is not None:
+                    raise _Rejected(400, "more than one Host header")
                 host = value
             elif name == b"content-length":
                 content_length = int(value)  # llhttp has validated it
@@ -314,18 +361,36 @@ class HttpConnection(asyncio.Protocol):
                 chunked = True
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect_continue = True
+            elif name in FORWARDED_HEADERS:
+                forwarded = True
         version = parser.get_http_version()
-        parts = split_target(self._url)
+        try:
+            parts = split_target(self._url, limits.decode_escaped_slashes)
+        except PathError as exc:
+            raise _Rejected(400, str(exc)) from None
         if parts is None:
             raise _Rejected(400, "invalid request target")
         path, query, authority = parts
+        method = parser.get_method()
+        if path == b"*" and method != b"OPTIONS":
+            raise _Rejected(400, "the asterisk target is only for OPTIONS")
+        if host is not None and host != self._host_ok:
+            host = self._valid_host(host, "invalid Host header")
         if authority is not None:
-            host = authority
-        elif not host and version != "1.0":
-            raise _Rejected(400, "missing Host header")
+            # RFC 9112 §3.2.2: the target's authority wins; Host is replaced by it upstream.
+            host = authority if authority == self._host_ok else self._valid_host(authority, "invalid request target")
+            if not host:
+                raise _Rejected(400, "invalid request target: empty authority")
+        elif not host:
+            if version != "1.0":
+                raise _Rejected(400, "missing Host header" if host is None else "empty Host header")
+            host = b""
+        # The head is valid: from here on an error belongs to this request, not to its head
+        # (a head error while an earlier request is answered must not cut that one short).
+        self._parsing_head = False
         target = path + b"?" + query if query else path
         ctx = RequestCtx(
-            parser.get_method(),
+            method,
             target,
             path,
             query,
@@ -342,10 +407,16 @@ class HttpConnection(asyncio.Protocol):
             time.perf_counter(),
             self.bind.gateway,
         )
+        if not host:
+            ctx.auto_host = True  # an HTTP/1.0 request without Host: the backend's authority goes upstream
+        if forwarded and not self.bind.internal:
+            self._forwarded(ctx)
         self._body_bytes = 0
-        limit = self._limits.max_request_body_size
+        limit = limits.max_request_body_size
         if limit is not None and content_length is not None and content_length > limit:
             raise _Rejected(413, f"request body of {content_length} bytes exceeds the limit of {limit}", ctx)
+        if (chunked or content_length) and not expect_continue:
+            self._start_body_clock()
         if self._exchange is None and not self._queue:
             self._start(ctx)
         else:
@@ -353,6 +424,30 @@ class HttpConnection(asyncio.Protocol):
             self._queue.append(queued)
             self._body_sink = queued
             self._pause(PAUSE_PIPELINE)
+
+    def _valid_host(self, host: bytes, problem: str) -> bytes:
+        """``host`` (trailing whitespace llhttp keeps removed) or a 400."""
+        host = host.rstrip(b" \t")
+        if host and _VALID_HOST(host) is None:
+            raise _Rejected(400, problem)
+        self._host_ok = host
+        return host
+
+    def _forwarded(self, ctx: RequestCtx) -> None:
+        """The request carries forwarded headers: believed from a trusted proxy (the client
+        address comes from its X-Forwarded-For), dropped from anyone else."""
+        limits = self._limits
+        if self._trust_limits is not limits:
+            self._trust_limits = limits
+            self._trusted = is_trusted(self.client_ip, limits.trusted_proxies)
+        if not self._trusted:
+            ctx.headers = without_forwarded(ctx.headers)
+            return
+        chain = forwarded_chain(ctx.headers)
+        if chain:
+            client = client_address(chain, limits.trusted_proxies)
+            if client is not None:
+                ctx.client_ip = client
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -366,6 +461,8 @@ class HttpConnection(asyncio.Protocol):
             sink.request_body(body)
 
     def on_message_complete(self) -> None:
+        if self.deadline_kind == DEADLINE_BODY:
+            self.deadline_kind = 0
         sink = self._body_sink
         self._body_sink = None
         if isinstance(sink, _Queued):
@@ -382,6 +479,7 @@ class HttpConnection(asyncio.Protocol):
     def _start(self, ctx: RequestCtx) -> None:
         """Make ``ctx`` the request being answered and hand it to its exchange."""
         self._ctx = ctx
+        self.response_deadline = 0.0
         self._request_done = False
         self._response_done = False
         self._response_started = False
@@ -430,6 +528,8 @@ class HttpConnection(asyncio.Protocol):
         """``100 Continue`` for a client that waits for it before sending the body."""
         if not self._request_done and not self._response_started and self.transport is not None:
             self.transport.write(_CONTINUE)
+            if not self.deadline_kind and not self._queue:
+                self._start_body_clock()  # the client sends its body now
 
     def send_head(
         self, status: int, headers: Iterable[tuple[bytes, bytes]], content_length: int | None, has_body: bool
@@ -545,6 +645,11 @@ class HttpConnection(asyncio.Protocol):
             if self._body_sink is old:
                 self._body_sink = new
 
+    def expect_response(self, seconds: float) -> None:
+        """The exchange waits for its upstream's response head: ``response_timed_out`` is called
+        on it if none came ``seconds`` from now."""
+        self.response_deadline = self.worker.loop.time() + seconds
+
     def pause_request_body(self, reason: int = PAUSE_UPSTREAM) -> None:
         self._pause(reason)
 
@@ -631,14 +736,59 @@ class HttpConnection(asyncio.Protocol):
                 transport.close()
 
     def check_deadline(self, now: float) -> None:
-        """Called by the worker's sweep: close connections that idle or trickle their head."""
-        if not self.deadline_kind or now < self.deadline:
+        """Called by the worker's sweep: close connections that idle or trickle their head, cut
+        requests that trickle their body."""
+        if self.response_deadline and now >= self.response_deadline:
+            self.response_deadline = 0.0
+            on_timeout = getattr(self._exchange, "response_timed_out", None)
+            if on_timeout is not None:
+                on_timeout()
+        kind = self.deadline_kind
+        if not kind:
             return
-        if self.deadline_kind == DEADLINE_HEADER and (self._url or self._headers):
+        if kind == DEADLINE_BODY:
+            self._check_body(now)
+        elif now < self.deadline:
+            return
+        elif kind == DEADLINE_HEADER and (self._url or self._headers):
             self.deadline_kind = 0
             self._reject(408, "timed out reading the request head")
         else:
             self._close()
+
+    def _start_body_clock(self) -> None:
+        self.deadline_kind = DEADLINE_BODY
+        self._body_checked = self.worker.loop.time()
+        self._body_seen = self._body_bytes
+        self._body_idle = self._body_elapsed = 0.0
+
+    def _check_body(self, now: float) -> None:
+        """The body must not pause longer than ``requestBodyIdleTimeout`` between reads, nor
+        average less than ``requestBodyMinRate`` once ``requestBodyMinRateGrace`` has passed
+        (a trickle that never pauses). Time while the gateway itself is not reading (upstream
+        back-pressure, a queued pipelined request) does not count. No per-read timer: the sweep
+        compares byte counts."""
+        elapsed = now - self._body_checked
+        self._body_checked = now
+        if self._pause_mask:
+            return
+        limits = self._limits
+        received = self._body_bytes
+        if received != self._body_seen:
+            self._body_seen = received
+            self._body_idle = 0.0
+        else:
+            self._body_idle += elapsed
+        total = self._body_elapsed = self._body_elapsed + elapsed
+        if self._body_idle >= limits.body_idle_timeout:
+            message = f"timed out reading the request body (nothing for {limits.body_idle_timeout:g}s)"
+        else:
+            rate, grace = limits.body_min_rate, limits.body_min_rate_grace
+            if not rate or total <= grace or received >= rate * (total - grace):
+                return
+            message = f"request body too slow ({received} bytes in {total:.0f}s; at least {rate} bytes/s needed)"
+        self.deadline_kind = 0
+        self._reject(408, message)
 
     def close_if_idle(self) -> bool:
         """Used when draining: close a keep-alive connection that has no request in flight."""

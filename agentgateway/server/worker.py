@@ -48,6 +48,7 @@ from agentgateway.routing.route import CompiledRoute
 from agentgateway.server import control
 from agentgateway.server.context import RequestCtx
 from agentgateway.server.deferred import DeferredExchange
+from agentgateway.server.forwarded import client_address
 from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
 from agentgateway.server.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, worker_socket
@@ -191,10 +192,12 @@ class Worker:
         bind = self.runtime.binds.get(int(value))
         if bind is not None:
             ctx.gateway = f"bind/{bind.port}"
-            # The relaying worker appended the client's address last.
+            # The relaying worker appended its peer last, after the chain of any proxy it trusted:
+            # the client is found in it as that worker found it.
             forwarded = ctx.header(b"x-forwarded-for")
             if forwarded:
-                ctx.client_ip = forwarded.rsplit(b",", 1)[-1].strip().decode("latin-1")
+                ctx.peer_ip = forwarded.rsplit(b",", 1)[-1].strip().decode("latin-1")
+                ctx.client_ip = client_address(forwarded, self.runtime.limits.trusted_proxies) or ctx.peer_ip
             for name, value in ctx.headers:
                 if name == IDENTITY_HEADER:
                     try:

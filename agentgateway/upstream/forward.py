@@ -49,8 +49,10 @@ _HOP_BY_HOP = frozenset(
         b"proxy-authorization",
     )
 )
-# Request headers the gateway writes itself.
-_REQUEST_REWRITTEN = _HOP_BY_HOP | {b"host", b"expect", b"x-forwarded-for", b"x-forwarded-proto"}
+# Request headers the gateway writes itself. The forwarded ones reach this point only from a
+# trusted proxy (the edge drops them otherwise, server/forwarded.py): its values are extended
+# (X-Forwarded-For) or kept (-Proto, -Host).
+_REQUEST_REWRITTEN = _HOP_BY_HOP | {b"host", b"expect", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 _RESPONSE_REWRITTEN = _HOP_BY_HOP | {b"content-length"}
 
 # Connection header values that name no other header (the common case, checked cheaply).
@@ -109,11 +111,20 @@ def build_request_head(
     if edits:
         skip = listed | {name for name, _ in edits}
     parts = [request.method, b" ", target or request.target, b" HTTP/1.1\r\nhost: ", request.host, b"\r\n"]
-    forwarded_for = request.client_ip.encode()
+    chain: list[bytes] | None = None
+    proto = request.scheme
+    forwarded_host = request.client_host
     for name, value in headers:
         if name in _REQUEST_REWRITTEN:
             if name == b"x-forwarded-for":
-                forwarded_for = value + b", " + forwarded_for
+                if chain is None:
+                    chain = [value]
+                else:
+                    chain.append(value)
+            elif name == b"x-forwarded-proto":
+                proto = value
+            elif name == b"x-forwarded-host":
+                forwarded_host = value
             elif name == b"connection" and not _tokens_read and value not in _PLAIN_CONNECTION:
                 tokens = _connection_tokens(headers)
                 if tokens:
@@ -127,7 +138,11 @@ def build_request_head(
     for name, edited in edits:
         if edited is not None:
             parts += (name, b": ", edited, b"\r\n")
-    parts += (b"x-forwarded-for: ", forwarded_for, b"\r\nx-forwarded-proto: ", request.scheme, b"\r\n")
+    peer = request.peer_ip.encode()
+    forwarded_for = peer if chain is None else b", ".join((*chain, peer))
+    parts += (b"x-forwarded-for: ", forwarded_for, b"\r\nx-forwarded-proto: ", proto, b"\r\n")
+    if forwarded_host:
+        parts += (b"x-forwarded-host: ", forwarded_host, b"\r\n")
     if body_length is not None:
         parts.append(b"content-length: %d\r\n" % body_length)
     elif chunked:
@@ -380,6 +395,8 @@ class HttpForward:
             self.client_data_done()
         if self.conn.write_paused:
             upstream.pause_reading()
+        if self._request_done:
+            self._await_head()
 
     def _can_retry(self, received: bool) -> bool:
         retry = self.route.retry
@@ -482,11 +499,34 @@ class HttpForward:
             upstream.abort()
 
     def _cancel_attempt_timer(self) -> None:
+        self.conn.response_deadline = 0.0
         if self._attempt_timer is not None:
             self._attempt_timer.cancel()
             self._attempt_timer = None
 
+    def _await_head(self) -> None:
+        """The request is all with the upstream: without a timeout policy, it has the route's
+        ``head_timeout`` to start answering (checked by the connection sweep, not a timer)."""
+        limit = self.route.head_timeout
+        if limit is not None and not self._response_started and not self._finished:
+            self.conn.expect_response(limit)
+
+    def response_timed_out(self) -> None:
+        """Called by the connection sweep: the upstream sent no response head in time."""
+        if self._finished or self._response_started or self.upstream is None:
+            return
+        upstream = self.upstream
+        received = upstream.received
+        self._drop_upstream()
+        assert self.target is not None
+        self._attempt_failed(
+            504,
+            f"upstream response timeout: {self.target.label} sent no response within {self.route.head_timeout:g}s",
+            received,
+        )
+
     def _cancel_timers(self) -> None:
+        self.conn.response_deadline = 0.0
         for timer in (self._deadline_timer, self._attempt_timer, self._retry_timer, self._fetch_timer):
             if timer is not None:
                 timer.cancel()
@@ -512,6 +552,8 @@ class HttpForward:
 
     def request_end(self) -> None:
         self._request_done = True
+        if self.upstream is not None:
+            self._await_head()
         if self._chunked:
             if self._mirror is not None:
                 self._mirror.send(_LAST_CHUNK)
