@@ -114,7 +114,7 @@ class McpService:
         # mcpAuthorization and toolPinning; None when neither is configured (nothing to check).
         self.access = access if access else None
         # dnsRebindingProtection: Host and Origin must be localhost names (mcp/origin.py); None
-        # (unset): on the connections that reached the gateway at a loopback address.
+        # (unset): for clients whose address is a loopback one (mcp/origin.py).
         self.dns_rebinding = dns_rebinding
 
 

@@ -26,7 +26,7 @@ from agentgateway.mcp import protocol
 from agentgateway.mcp.authorization import CURRENT_CALLER, Caller
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
-from agentgateway.mcp.origin import origin_problem, reached_on_loopback
+from agentgateway.mcp.origin import is_loopback_client, origin_problem
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote, SessionQuotaError
 from agentgateway.policy.chain import apply_response
@@ -169,12 +169,16 @@ class McpExchange:
 
     def _rebinding_protected(self) -> bool:
         """Whether the DNS-rebinding protection applies: ``dnsRebindingProtection``, or unset, the
-        client reached the gateway at a loopback address (mcp/origin.py)."""
+        client's address is a loopback one (mcp/origin.py)."""
         protect = self.service.dns_rebinding
         if protect is not None:
             return protect
-        transport = self.conn.transport
-        return transport is not None and reached_on_loopback(transport.get_extra_info("sockname"))
+        if self.conn.bind.internal:
+            return False  # relayed by another worker of this gateway, which checked it
+        # The client's address as the edge resolved it: the peer, or, behind a trusted proxy, the
+        # client its X-Forwarded-For names (a browser on the proxy's machine is protected, a
+        # remote client of that proxy is not).
+        return is_loopback_client(self.ctx.client_ip)
 
     async def _dispatch(self) -> None:
         ctx = self.ctx

@@ -12,9 +12,10 @@
   to 127.0.0.1, so its page is same-origin with the request it sends (``Host: evil.example``,
   ``Origin: http://evil.example``); only a gateway that knows it is reached as localhost can refuse
   it, and the upstream cannot (the gateway sends it a Host of its own). It applies when set to
-  ``true``; unset, it applies to the connections that reached the gateway at a loopback address
-  (``reached_on_loopback``: the listeners take every IPv4 address, so whether a client came "to
-  localhost" is known per connection); ``false`` turns it off.
+  ``true``; unset, it applies to clients on this machine (``is_loopback_client``: the client
+  address is a loopback one, read from the connection, or from ``X-Forwarded-For`` when the peer
+  is a trusted proxy: the listeners take every IPv4 address, so the bind cannot tell it);
+  ``false`` turns it off.
 
 Localhost names: ``localhost``, ``127.0.0.1`` and ``[::1]``, any port, in any letter case; no other
 spelling (``127.1``, ``localhost.``, ``127.0.0.1.nip.io``: a browser sends none of them for a page
@@ -68,13 +69,10 @@ def is_localhost(host: str) -> bool:
     return host in _LOCALHOST
 
 
-def reached_on_loopback(local_address: object) -> bool:
-    """Whether a connection's local address (the transport's ``sockname``) is a loopback
-    address: the client connected to 127.0.0.0/8 or ::1, so it runs on this machine."""
-    if not isinstance(local_address, tuple) or not local_address or not isinstance(local_address[0], str):
-        return False  # a Unix socket: the relay between workers, checked by the worker relaying
-    ip = local_address[0]
-    return ip.startswith("127.") or ip == "::1" or ip.startswith("::ffff:127.")
+def is_loopback_client(address: str) -> bool:
+    """Whether a client address is a loopback address (127.0.0.0/8, ::1, or 127.x mapped into
+    IPv6): the client runs on this machine, where a DNS-rebinding page would run."""
+    return address.startswith("127.") or address == "::1" or address.startswith("::ffff:127.")
 
 
 def _shown(value: bytes) -> str:

@@ -650,10 +650,21 @@ def test_mcp_origin_check_believes_x_forwarded_host_only_from_a_trusted_proxy(pr
         b"X-Forwarded-Host: app.example\r\nContent-Type: application/json\r\n"
         b"Accept: application/json, text/event-stream\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     )
+    # From an untrusted peer X-Forwarded-Host is dropped: the Origin is not this endpoint's. (The
+    # peer is on this machine, so the DNS-rebinding check refuses its foreign Host first.)
     status, _, answer = _exchange(proxies["port"], raw)
-    assert status == 403 and b"Origin" in answer
+    assert status == 403 and b"gw.internal is not localhost" in answer
+    # From the trusted proxy: the client is the one its X-Forwarded-For names (none here: the
+    # proxy itself, a loopback address, so the rebinding check applies too) ...
     status, _, answer = _exchange(proxies["port"], raw, source="127.0.0.2")
+    assert status == 403 and b"gw.internal is not localhost" in answer
+    # ... and a remote client of that proxy is not on this machine: X-Forwarded-Host is believed
+    # and the Origin is the endpoint's own.
+    remote = raw.replace(b"X-Forwarded-Host", b"X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Host")
+    status, _, answer = _exchange(proxies["port"], remote, source="127.0.0.2")
     assert status == 200, answer
+    status, _, answer = _exchange(proxies["port"], remote)  # the same headers from anyone else
+    assert status == 403, answer
 
 
 def test_without_trusted_proxies_nobody_is_believed(paths):
