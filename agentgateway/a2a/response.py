@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import zlib
 from typing import TYPE_CHECKING
@@ -24,8 +25,6 @@ from agentgateway.a2a.facts import JSONRPC
 from agentgateway.proxy.forward import response_fields
 
 if TYPE_CHECKING:
-    import asyncio
-
     from agentgateway.a2a.facts import A2aFacts, CardRequest
     from agentgateway.core.context import RequestCtx
     from agentgateway.core.exchange import ResponseWriter
