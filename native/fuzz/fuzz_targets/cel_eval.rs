@@ -75,9 +75,6 @@ static PROGRAMS: LazyLock<(Vec<Program>, RuleSet, Vec<Program>)> = LazyLock::new
 fn fixture(data: &[u8]) -> Option<Fixture> {
     let mut parts = fields(data);
     let mut fixture = Fixture::sample();
-    if parts.len() < 6 {
-        return None;
-    }
     if let Some(last) = parts.last()
         && last.first() == Some(&b'{')
     {
@@ -85,6 +82,9 @@ fn fixture(data: &[u8]) -> Option<Fixture> {
         fixture.others.retain(|(var, _)| *var != Var::Jwt);
         fixture.others.push((Var::Jwt, claims));
         parts.pop();
+    }
+    if parts.len() < 6 {
+        return None;
     }
     let rest = parts.split_off(6);
     fixture.method = parts[0].to_vec();

@@ -140,6 +140,14 @@ fn check_scan(buf: &[u8]) {
         jsonrpc::scan_message(buf),
         jsonrpc_ref::classify_message(buf),
     );
+    // `split_batch` (the Python layer's batch entry point) splits exactly what `scan` reads as a
+    // batch, and refuses the rest.
+    match (jsonrpc::split_batch(buf), jsonrpc::scan(buf)) {
+        (Ok(spans), Ok(Message::Batch(scanned))) => assert_eq!(spans, scanned),
+        (Ok(spans), other) => panic!("split_batch gave {spans:?}, scan {other:?}"),
+        (Err(e), Ok(Message::Batch(_))) => panic!("split_batch refused a batch: {e}"),
+        (Err(_), _) => {}
+    }
 }
 
 /// Replacing the id keeps everything else: the new message scans the same with the new id.

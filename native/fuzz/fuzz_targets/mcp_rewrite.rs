@@ -8,7 +8,10 @@
 #![no_main]
 
 use agentgateway_native::jsonrpc::{self, Message};
-use agentgateway_native::mcp::{ParamEdit, RequestRewrite, SliceSink, rewrite_request};
+use agentgateway_native::mcp::{
+    ParamEdit, RequestRewrite, SliceSink, has_scheme, rewrite_request, split_prefixed_name,
+    split_prefixed_uri,
+};
 use agentgateway_native_fuzz::{fields, text};
 use libfuzzer_sys::fuzz_target;
 
@@ -24,6 +27,29 @@ const PATHS: [&str; 8] = [
 ];
 const IDS: [&[u8]; 6] = [b"7", b"\"gw-1\"", b"-0", b"\"\\u00e9\"", b"1.5", b" 7"];
 
+/// Target names that prefix each other, as configs may have.
+const TARGETS: [&str; 5] = ["a", "a_b", "svc", "", "\u{e9}"];
+
+/// Resolving an exposed name (what a client sends in `params.name` or `params.uri`) takes the
+/// longest target whose prefix it carries, and gives back what follows the prefix.
+fn check_split(exposed: &str) {
+    for delimiter in ["_", "__", "-"] {
+        let expected = TARGETS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| Some((i, exposed.strip_prefix(t)?.strip_prefix(delimiter)?)))
+            .max_by_key(|(i, _)| (TARGETS[*i].len(), std::cmp::Reverse(*i)));
+        assert_eq!(split_prefixed_name(exposed, &TARGETS, delimiter), expected);
+    }
+    let expected = TARGETS
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, exposed.strip_prefix(t)?.strip_prefix('+')?)))
+        .filter(|(_, original)| has_scheme(original))
+        .max_by_key(|(i, _)| (TARGETS[*i].len(), std::cmp::Reverse(*i)));
+    assert_eq!(split_prefixed_uri(exposed, &TARGETS), expected);
+}
+
 fuzz_target!(|data: &[u8]| {
     let parts = fields(data);
     let [head, message] = parts[..] else {
@@ -33,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let value = text(value);
+    check_split(&value);
     let path = PATHS[usize::from(selector & 7)];
     let new_id = (selector & 8 != 0).then(|| IDS[usize::from(selector >> 4) % IDS.len()]);
     let edit = (selector & 0x80 == 0).then_some(ParamEdit {

@@ -83,6 +83,7 @@ impl Fixture {
                 (b"Accept", b"application/json"),
                 (b"x-forwarded-for", b"10.1.2.3, 192.0.2.7"),
                 (b"x-raw", b"a\xffb"),
+                (b"x-\xffname", b"not UTF-8"),
                 (b"authorization", b"Bearer abc.def.ghi"),
             ]
             .iter()

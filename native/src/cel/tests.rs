@@ -791,6 +791,25 @@ fn headers_named_by_literal_keys_are_the_only_ones_bound() {
     assert!(wanted.wants(b"x-user") && wanted.wants(b"X-User"));
     assert!(!wanted.wants(b"x-use") && !wanted.wants(b"x-users"));
     assert!(HeaderNames::All.wants(b"anything"));
+    // Found by fuzzing (cel_compile): a name that is not UTF-8 is bound with replacement
+    // characters, and `wants` must compare it that way too, or binding only the named headers
+    // would hide it from an expression that finds it among all of them.
+    let p = Program::compile(r#"request.headers["x-\ufffdname"] == "v""#).unwrap();
+    assert!(p.references().headers.wants(b"X-\xffName"));
+    let headers: &[(&[u8], &[u8])] = &[(b"X-\xffName", b"v"), (b"other", b"o")];
+    let wanted: Vec<_> = headers
+        .iter()
+        .copied()
+        .filter(|(name, _)| p.references().headers.wants(name))
+        .collect();
+    let mut bindings = Bindings::default();
+    let mut head = head();
+    head.headers = &wanted;
+    bindings.set(
+        Var::Request,
+        Box::new(request_value(&head, p.references().request)),
+    );
+    assert_eq!(p.evaluate_bool(&context(&bindings)), Ok(true));
     let set = RuleSet::compile([
         (Allow, "request.headers.a == ''"),
         (Deny, "request.headers.b == ''"),
