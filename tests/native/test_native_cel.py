@@ -230,3 +230,11 @@ def test_only_headers_named_by_literal_keys_are_converted() -> None:
     assert CelProgram("request.headers").evaluate(head[:6] + ([(b"x-a", b"1")],)) == {"x-a": "1"}  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="a header value must be bytes or str, not int"):
         CelProgram("size(request.headers)").evaluate(head)  # type: ignore[arg-type]
+
+
+def test_a_named_header_whose_name_is_not_utf8_is_converted() -> None:
+    # Found by fuzzing (native/fuzz, cel_compile): `request.headers` holds such a name with a
+    # replacement character, so converting only the named headers must match it that way too.
+    head = (b"GET", b"", b"", b"", b"", "HTTP/1.1", [(b"X-\xffName", b"v"), (b"other", b"o")])
+    assert CelProgram("request.headers").evaluate(head) == {"x-\ufffdname": "v", "other": "o"}  # type: ignore[arg-type]
+    assert CelProgram('request.headers["x-\\ufffdname"]').evaluate(head) == "v"  # type: ignore[arg-type]
