@@ -151,10 +151,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // Without dedupe or allow-list, item i is input item i with only its key changed.
-    if options.dedupe || keep.is_some() {
-        return;
-    }
+    // The output is the input items in order, each with only its key exposed, less those the
+    // allow-list drops and (with dedupe) those whose exposed name more than one target serves.
     let originals: Vec<&Value> = inputs
         .iter()
         .flat_map(|input| {
@@ -164,22 +162,31 @@ fuzz_target!(|data: &[u8]| {
                 .iter()
         })
         .collect();
-    assert_eq!(list.len(), originals.len());
-    for ((item, original), (target, key)) in list.iter().zip(originals).zip(&keys) {
-        let rewritten =
-            options.prefix && (matches!(kind, ListKind::Tools | ListKind::Prompts) || has_scheme(key));
-        let joint = if matches!(kind, ListKind::Tools | ListKind::Prompts) {
-            delimiter
-        } else {
-            "+"
-        };
-        let exposed = if rewritten {
-            format!("{target}{joint}{key}")
-        } else {
-            key.to_string()
-        };
-        let mut expected = original.clone();
-        expected[kind.key()] = Value::String(exposed);
-        assert_eq!(item, &expected);
-    }
+    assert_eq!(originals.len(), keys.len());
+    let by_name = matches!(kind, ListKind::Tools | ListKind::Prompts);
+    let joint = if by_name { delimiter } else { "+" };
+    let exposed: Vec<String> = keys
+        .iter()
+        .map(|(target, key)| {
+            if options.prefix && (by_name || has_scheme(key)) {
+                format!("{target}{joint}{key}")
+            } else {
+                key.to_string()
+            }
+        })
+        .collect();
+    let target_index: Vec<usize> = scanned.items().iter().map(|item| item.target).collect();
+    let shared = |i: usize| {
+        options.dedupe
+            && (0..keys.len()).any(|j| exposed[j] == exposed[i] && target_index[j] != target_index[i])
+    };
+    let expected: Vec<Value> = (0..keys.len())
+        .filter(|&i| keep.as_ref().is_none_or(|keep| keep[i]) && !shared(i))
+        .map(|i| {
+            let mut item = originals[i].clone();
+            item[kind.key()] = Value::String(exposed[i].clone());
+            item
+        })
+        .collect();
+    assert_eq!(list, &expected);
 });
