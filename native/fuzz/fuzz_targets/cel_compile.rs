@@ -27,10 +27,17 @@ static PLAIN: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
 /// run for hours. Such expressions come from the (trusted) config, so they are compiled here
 /// but not evaluated.
 fn comprehensions(source: &str) -> usize {
-    ["all(", "exists(", "exists_one(", "map(", "filter(", "existsOne("]
-        .iter()
-        .map(|m| source.matches(m).count())
-        .sum()
+    [
+        "all(",
+        "exists(",
+        "exists_one(",
+        "map(",
+        "filter(",
+        "existsOne(",
+    ]
+    .iter()
+    .map(|m| source.matches(m).count())
+    .sum()
 }
 
 fuzz_target!(|data: &[u8]| {

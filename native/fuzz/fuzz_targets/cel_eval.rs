@@ -21,35 +21,122 @@ const RULES: &[(RuleKind, &str)] = &[
     (RuleKind::Allow, r#"request.headers["x-user"] == "alice""#),
     (RuleKind::Allow, r#""admin" in jwt.groups"#),
     (RuleKind::Require, r#"jwt.sub == request.headers["x-user"]"#),
-    (RuleKind::Deny, r#"request.path.startsWith("/admin") && !("admin" in jwt.groups)"#),
-    (RuleKind::Require, r#"request.headers["authorization"].split(" ")[1].size() > 10"#),
-    (RuleKind::Allow, r#"cidr("10.0.0.0/8").containsIP(source.address)"#),
-    (RuleKind::Deny, r#"isIP(request.headers["x-forwarded-for"].split(",")[0].trim()) && ip(request.headers["x-forwarded-for"].split(",")[0].trim()).isLoopback()"#),
-    (RuleKind::Allow, r#"request.headers["x-forwarded-for"].split(",").exists(a, isCIDR(a.trim() + "/24") && cidr(a.trim() + "/24").masked().containsIP(ip("192.0.2.7")))"#),
-    (RuleKind::Allow, r#"ip(source.address).family() == 6 || ip(source.address).isGlobalUnicast() || ip(source.address).isLinkLocalUnicast()"#),
-    (RuleKind::Allow, r#"request.path.matches("^/api/v[0-9]+/") && request.pathAndQuery.contains("?")"#),
-    (RuleKind::Deny, r#"request.headers["x-a"].matches(request.headers["x-b"])"#),
-    (RuleKind::Allow, r#"request.headers["x-a"].substring(1, 3) == request.headers["x-b"].charAt(2)"#),
-    (RuleKind::Allow, r#"request.headers["x-a"].indexOf(request.headers["x-b"]) > request.headers["x-a"].lastIndexOf("é", 2)"#),
-    (RuleKind::Allow, r#"request.headers["x-a"].replace(request.headers["x-b"], "é", 2).upperAscii().lowerAscii().reverse().size() > 3"#),
-    (RuleKind::Allow, r#"strings.quote(request.path) == "%s/%d".format([request.host, size(request.headers)])"#),
-    (RuleKind::Require, r#"size(request.headers) > 3 || request.uri.endsWith(request.pathAndQuery)"#),
-    (RuleKind::Allow, r#"int(request.headers["x-a"]) + int(request.headers["x-b"]) > 0"#),
-    (RuleKind::Allow, r#"int(request.headers["x-a"]) * int(request.headers["x-b"]) - 1 < 0"#),
-    (RuleKind::Allow, r#"int(request.headers["x-a"]) / int(request.headers["x-b"]) == -int(request.headers["x-a"]) % int(request.headers["x-b"])"#),
-    (RuleKind::Allow, r#"uint(request.headers["x-a"]) - uint(request.headers["x-b"]) + 1u > 2u * uint(request.headers["x-b"])"#),
-    (RuleKind::Allow, r#"double(request.headers["x-a"]) / double(request.headers["x-b"]) > 1.0"#),
-    (RuleKind::Allow, r#"string(int(request.headers["x-a"])) == request.headers["x-a"] && bool(request.headers["x-b"])"#),
-    (RuleKind::Allow, r#"int(double(request.headers["x-a"])) > 0 && uint(double(request.headers["x-b"])) > 0u"#),
-    (RuleKind::Allow, r#"bytes(request.headers["x-raw"]).size() > 0 && string(bytes(request.path)) == request.path"#),
-    (RuleKind::Allow, r#"jwt.level > 2 && jwt.nested.key == "value" && jwt.exp < 2e9"#),
-    (RuleKind::Allow, r#"jwt.groups.filter(g, g.startsWith("a")).map(g, g + request.method).size() == 1"#),
-    (RuleKind::Allow, r#"[jwt.sub, request.path, request.scheme].join("/") == request.headers[?"x-join"].orValue("")"#),
-    (RuleKind::Allow, r#"has(request.headers.cookie) && request.headers.cookie.split(";").exists_one(c, c.trim().startsWith("session="))"#),
-    (RuleKind::Allow, r#"mcp.tool.name in ["create_issue", request.headers["x-tool"]] && a2a.method == "SendMessage""#),
-    (RuleKind::Allow, r#"request.headers.exists(k, k.startsWith("x-") && request.headers[k].size() > 100)"#),
-    (RuleKind::Allow, r#"request.host.endsWith(".example.com") && request.method in ["GET", "POST"]"#),
-    (RuleKind::Allow, r#"jwt.sub.size() + jwt.groups.size() + size(jwt) > 0 && type(jwt.level) == int"#),
+    (
+        RuleKind::Deny,
+        r#"request.path.startsWith("/admin") && !("admin" in jwt.groups)"#,
+    ),
+    (
+        RuleKind::Require,
+        r#"request.headers["authorization"].split(" ")[1].size() > 10"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"cidr("10.0.0.0/8").containsIP(source.address)"#,
+    ),
+    (
+        RuleKind::Deny,
+        r#"isIP(request.headers["x-forwarded-for"].split(",")[0].trim()) && ip(request.headers["x-forwarded-for"].split(",")[0].trim()).isLoopback()"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"request.headers["x-forwarded-for"].split(",").exists(a, isCIDR(a.trim() + "/24") && cidr(a.trim() + "/24").masked().containsIP(ip("192.0.2.7")))"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"ip(source.address).family() == 6 || ip(source.address).isGlobalUnicast() || ip(source.address).isLinkLocalUnicast()"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"request.path.matches("^/api/v[0-9]+/") && request.pathAndQuery.contains("?")"#,
+    ),
+    (
+        RuleKind::Deny,
+        r#"request.headers["x-a"].matches(request.headers["x-b"])"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"request.headers["x-a"].substring(1, 3) == request.headers["x-b"].charAt(2)"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"request.headers["x-a"].indexOf(request.headers["x-b"]) > request.headers["x-a"].lastIndexOf("é", 2)"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"request.headers["x-a"].replace(request.headers["x-b"], "é", 2).upperAscii().lowerAscii().reverse().size() > 3"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"strings.quote(request.path) == "%s/%d".format([request.host, size(request.headers)])"#,
+    ),
+    (
+        RuleKind::Require,
+        r#"size(request.headers) > 3 || request.uri.endsWith(request.pathAndQuery)"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"int(request.headers["x-a"]) + int(request.headers["x-b"]) > 0"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"int(request.headers["x-a"]) * int(request.headers["x-b"]) - 1 < 0"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"int(request.headers["x-a"]) / int(request.headers["x-b"]) == -int(request.headers["x-a"]) % int(request.headers["x-b"])"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"uint(request.headers["x-a"]) - uint(request.headers["x-b"]) + 1u > 2u * uint(request.headers["x-b"])"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"double(request.headers["x-a"]) / double(request.headers["x-b"]) > 1.0"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"string(int(request.headers["x-a"])) == request.headers["x-a"] && bool(request.headers["x-b"])"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"int(double(request.headers["x-a"])) > 0 && uint(double(request.headers["x-b"])) > 0u"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"bytes(request.headers["x-raw"]).size() > 0 && string(bytes(request.path)) == request.path"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"jwt.level > 2 && jwt.nested.key == "value" && jwt.exp < 2e9"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"jwt.groups.filter(g, g.startsWith("a")).map(g, g + request.method).size() == 1"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"[jwt.sub, request.path, request.scheme].join("/") == request.headers[?"x-join"].orValue("")"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"has(request.headers.cookie) && request.headers.cookie.split(";").exists_one(c, c.trim().startsWith("session="))"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"mcp.tool.name in ["create_issue", request.headers["x-tool"]] && a2a.method == "SendMessage""#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"request.headers.exists(k, k.startsWith("x-") && request.headers[k].size() > 100)"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"request.host.endsWith(".example.com") && request.method in ["GET", "POST"]"#,
+    ),
+    (
+        RuleKind::Allow,
+        r#"jwt.sub.size() + jwt.groups.size() + size(jwt) > 0 && type(jwt.level) == int"#,
+    ),
 ];
 
 /// Must hold for every request.
@@ -95,7 +182,12 @@ fn fixture(data: &[u8]) -> Option<Fixture> {
     fixture.address = String::from_utf8_lossy(parts[5]).into_owned();
     fixture.headers = rest
         .chunks(2)
-        .map(|pair| (pair[0].to_vec(), pair.get(1).copied().unwrap_or_default().to_vec()))
+        .map(|pair| {
+            (
+                pair[0].to_vec(),
+                pair.get(1).copied().unwrap_or_default().to_vec(),
+            )
+        })
         .collect();
     Some(fixture)
 }

@@ -15,7 +15,10 @@ use libfuzzer_sys::fuzz_target;
 fn trim(buf: &[u8]) -> &[u8] {
     let json_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let start = buf.iter().position(|b| !json_space(b)).unwrap_or(buf.len());
-    let end = buf.iter().rposition(|b| !json_space(b)).map_or(start, |e| e + 1);
+    let end = buf
+        .iter()
+        .rposition(|b| !json_space(b))
+        .map_or(start, |e| e + 1);
     &buf[start..end]
 }
 
@@ -29,7 +32,11 @@ fn check_validate(buf: &[u8]) {
     let theirs = jsonrpc_ref::json_validity(buf);
     match (&ours, &theirs) {
         (Ok(value), Ok(json)) => {
-            assert_eq!(value.span.slice(buf), trim(buf), "the span is the value's text");
+            assert_eq!(
+                value.span.slice(buf),
+                trim(buf),
+                "the span is the value's text"
+            );
             let kind_agrees = match (value.kind, json) {
                 (ValueKind::Object, serde_json::Value::Object(_))
                 | (ValueKind::Array, serde_json::Value::Array(_))

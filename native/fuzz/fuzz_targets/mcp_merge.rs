@@ -7,8 +7,8 @@
 #![no_main]
 
 use agentgateway_native::mcp::{
-    ListKind, ListResults, MergeOptions, SliceSink, has_scheme, list_item_keys,
-    merge_list_results, split_prefixed_name, split_prefixed_uri,
+    ListKind, ListResults, MergeOptions, SliceSink, has_scheme, list_item_keys, merge_list_results,
+    split_prefixed_name, split_prefixed_uri,
 };
 use agentgateway_native_fuzz::jsonrpc_ref::object_members;
 use agentgateway_native_fuzz::{fields, text};
@@ -95,9 +95,14 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(merged, exact);
 
     let merged: Value = serde_json::from_slice(&merged).unwrap_or_else(|e| {
-        panic!("merged result is not JSON ({e}): {}", String::from_utf8_lossy(&merged))
+        panic!(
+            "merged result is not JSON ({e}): {}",
+            String::from_utf8_lossy(&merged)
+        )
     });
-    let list = merged[kind.member()].as_array().expect("the list is an array");
+    let list = merged[kind.member()]
+        .as_array()
+        .expect("the list is an array");
     assert_eq!(list.len(), plan.item_count());
     assert_eq!(
         merged.get("nextCursor").and_then(Value::as_str),
@@ -120,7 +125,10 @@ fuzz_target!(|data: &[u8]| {
             "private"
         }
     });
-    assert_eq!(merged.get("cacheScope").and_then(Value::as_str), expected_scope);
+    assert_eq!(
+        merged.get("cacheScope").and_then(Value::as_str),
+        expected_scope
+    );
 
     // Every exposed name resolves back to a target that could have served it.
     let targets: Vec<&str> = scanned.targets().to_vec();
@@ -141,10 +149,10 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 assert!(
                     matches!(kind, ListKind::Resources | ListKind::ResourceTemplates)
-                        && !targets
-                            .iter()
-                            .any(|t| exposed.strip_prefix(t).is_some_and(|r| r.starts_with('+'))
-                                && has_scheme(&exposed[t.len() + 1..])),
+                        && !targets.iter().any(|t| exposed
+                            .strip_prefix(t)
+                            .is_some_and(|r| r.starts_with('+'))
+                            && has_scheme(&exposed[t.len() + 1..])),
                     "{exposed:?} does not resolve to a target"
                 );
             }
@@ -178,7 +186,8 @@ fuzz_target!(|data: &[u8]| {
     let target_index: Vec<usize> = scanned.items().iter().map(|item| item.target).collect();
     let shared = |i: usize| {
         options.dedupe
-            && (0..keys.len()).any(|j| exposed[j] == exposed[i] && target_index[j] != target_index[i])
+            && (0..keys.len())
+                .any(|j| exposed[j] == exposed[i] && target_index[j] != target_index[i])
     };
     let expected: Vec<Value> = (0..keys.len())
         .filter(|&i| keep.as_ref().is_none_or(|keep| keep[i]) && !shared(i))

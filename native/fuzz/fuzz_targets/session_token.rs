@@ -60,7 +60,10 @@ fn seal_and_tamper(cipher: &SessionCipher, plaintext: &[u8], aad: &[u8]) {
     }
     changed[at] = *to;
     if let Ok(changed) = String::from_utf8(changed) {
-        assert!(cipher.open(&changed, aad).is_err(), "{changed:?} still opens");
+        assert!(
+            cipher.open(&changed, aad).is_err(),
+            "{changed:?} still opens"
+        );
     }
     // Cut short, or one character more.
     assert!(cipher.open(&token[..token.len() - 1], aad).is_err());

@@ -38,7 +38,10 @@ fn run(limit: usize, chunks: &[&[u8]]) -> Run {
         if let Err(e) = fed {
             error = Some(e);
             // Once failed, the decoder refuses everything until `finish`.
-            assert_eq!(decoder.feed(b"data: x\n\n", |_| panic!("item after an error")), Err(e));
+            assert_eq!(
+                decoder.feed(b"data: x\n\n", |_| panic!("item after an error")),
+                Err(e)
+            );
             break;
         }
     }

@@ -101,13 +101,21 @@ impl Fixture {
                 ),
                 (
                     Var::Mcp,
-                    json(r#"{"methodName":"tools/call","tool":{"target":"github","name":"create_issue"}}"#),
+                    json(
+                        r#"{"methodName":"tools/call","tool":{"target":"github","name":"create_issue"}}"#,
+                    ),
                 ),
-                (Var::A2a, json(r#"{"method":"SendMessage","task":{"id":"t-1"}}"#)),
+                (
+                    Var::A2a,
+                    json(r#"{"method":"SendMessage","task":{"id":"t-1"}}"#),
+                ),
                 (Var::ApiKey, json(r#"{"key":"k-1","team":"blue"}"#)),
                 (Var::BasicAuth, json(r#"{"username":"bob"}"#)),
                 (Var::Backend, json(r#"{"name":"svc","type":"mcp"}"#)),
-                (Var::Llm, json(r#"{"requestModel":"gpt-4o","inputTokens":12}"#)),
+                (
+                    Var::Llm,
+                    json(r#"{"requestModel":"gpt-4o","inputTokens":12}"#),
+                ),
                 (Var::Extauthz, json(r#"{"allowed":true}"#)),
                 (Var::Metadata, json(r#"{"tier":"gold"}"#)),
             ],
@@ -139,7 +147,10 @@ impl Fixture {
             bindings.set(Var::Request, Box::new(request_value(&head, fields)));
         }
         if wanted(Var::Source) {
-            bindings.set(Var::Source, Box::new(source_value(&self.address, self.port)));
+            bindings.set(
+                Var::Source,
+                Box::new(source_value(&self.address, self.port)),
+            );
         }
         for (var, value) in &self.others {
             if wanted(*var)
@@ -152,13 +163,13 @@ impl Fixture {
     }
 }
 
-/// An evaluation's outcome in a form two evaluations can be compared by: the value, or that
-/// it failed (messages may differ: a missing key and a missing variable fail alike).
-pub fn outcome(result: Result<Value, String>) -> Result<Value, ()> {
-    result.map_err(|_| ())
+/// An evaluation's outcome in a form two evaluations can be compared by: the value, or `None`
+/// when it failed (messages may differ: a missing key and a missing variable fail alike).
+pub fn outcome(result: Result<Value, String>) -> Option<Value> {
+    result.ok()
 }
 
 /// Whether two outcomes agree; NaN, which equals nothing, is taken to agree with itself.
-pub fn same(a: &Result<Value, ()>, b: &Result<Value, ()>) -> bool {
+pub fn same(a: &Option<Value>, b: &Option<Value>) -> bool {
     a == b || format!("{a:?}") == format!("{b:?}") && format!("{a:?}").contains("NaN")
 }

@@ -17,12 +17,24 @@ pub enum Outcome {
     /// texts are only checked for not crashing.
     TooDeep,
     /// JSON, but not a valid message; `id` is the raw id text that the error answer echoes.
-    Invalid { id: Option<String> },
-    Request { id: String, method: String },
-    Notification { method: String },
-    Result { id: String },
+    Invalid {
+        id: Option<String>,
+    },
+    Request {
+        id: String,
+        method: String,
+    },
+    Notification {
+        method: String,
+    },
+    Result {
+        id: String,
+    },
     /// `id` is `None` when absent, `Some("null")` when null.
-    Error { id: Option<String>, code: i64 },
+    Error {
+        id: Option<String>,
+        code: i64,
+    },
     /// The raw texts of the elements.
     Batch(Vec<String>),
 }
@@ -151,7 +163,9 @@ fn message(buf: &[u8]) -> Outcome {
     }
     let members: Members = serde_json::from_slice(buf).expect("validated as JSON above");
     let ([jsonrpc, id, method, params, result, error], repeated) = pick(&members, ENVELOPE);
-    let readable_id = id.filter(|raw| is_id(raw) && !repeated[1]).map(str::to_owned);
+    let readable_id = id
+        .filter(|raw| is_id(raw) && !repeated[1])
+        .map(str::to_owned);
     let invalid = || Outcome::Invalid {
         id: readable_id.clone(),
     };

@@ -28,7 +28,11 @@ fn lines(stream: &[u8]) -> (Vec<&[u8]>, &[u8]) {
     let mut rest = stream;
     while let Some(end) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
         lines.push(&rest[..end]);
-        let skip = if rest[end..].starts_with(b"\r\n") { 2 } else { 1 };
+        let skip = if rest[end..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
         rest = &rest[end + skip..];
     }
     (lines, rest)
@@ -86,17 +90,13 @@ pub fn decode(stream: &[u8]) -> Decoded {
                 data.push(b'\n');
             }
             b"event" => event_type = String::from_utf8_lossy(value).into_owned(),
-            b"id" => {
-                if !value.contains(&0) {
-                    id_buffer = String::from_utf8_lossy(value).into_owned();
-                }
+            b"id" if !value.contains(&0) => {
+                id_buffer = String::from_utf8_lossy(value).into_owned();
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    // A delay too large for the decoder's integer is ignored.
-                    if let Ok(ms) = std::str::from_utf8(value).unwrap().parse::<u64>() {
-                        retry = Some(ms);
-                    }
+            // A delay too large for the decoder's integer is ignored.
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                if let Ok(ms) = std::str::from_utf8(value).unwrap().parse::<u64>() {
+                    retry = Some(ms);
                 }
             }
             _ => {}
