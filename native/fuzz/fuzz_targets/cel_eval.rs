@@ -11,6 +11,9 @@
 
 use std::sync::LazyLock;
 
+use std::net::IpAddr;
+
+use agentgateway_native::cel::net::{Cidr, parse_cidr, parse_ip};
 use agentgateway_native::cel::{Field, Program, RuleKind, RuleSet, Var, context, headers_value};
 use agentgateway_native_fuzz::cel_fixture::{Fixture, outcome, same};
 use agentgateway_native_fuzz::fields;
@@ -221,11 +224,98 @@ fn check_headers(fixture: &Fixture) {
     }
 }
 
+/// Whether `addr` is in `net/prefix`, by comparing the leading `prefix` bits (IPv4-mapped IPv6
+/// addresses are IPv4 ones; families never mix).
+fn in_range(net: IpAddr, prefix: u8, addr: IpAddr) -> bool {
+    let host_bits = |width: u32| width - u32::from(prefix);
+    match (net, addr.to_canonical()) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let shift = host_bits(32);
+            u32::from(n).checked_shr(shift).unwrap_or(0)
+                == u32::from(a).checked_shr(shift).unwrap_or(0)
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let shift = host_bits(128);
+            u128::from(n).checked_shr(shift).unwrap_or(0)
+                == u128::from(a).checked_shr(shift).unwrap_or(0)
+        }
+        _ => false,
+    }
+}
+
+/// Whether range `inner` lies in range `outer`, both as parsed: same family, no shorter
+/// prefix, and the same leading bits.
+fn range_in_range(outer: &Cidr, inner: &Cidr) -> bool {
+    let leading = |addr: IpAddr, width: u32| {
+        let bits = match addr {
+            IpAddr::V4(v4) => u128::from(u32::from(v4)),
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        bits.checked_shr(width - u32::from(outer.prefix))
+            .unwrap_or(0)
+    };
+    let width = if outer.addr.is_ipv4() { 32 } else { 128 };
+    outer.addr.is_ipv4() == inner.addr.is_ipv4()
+        && inner.prefix >= outer.prefix
+        && leading(outer.addr, width) == leading(inner.addr, width)
+}
+
+/// The IP/CIDR library on request data: ranges hold what their leading bits say, masking
+/// keeps the range, and the text form parses back to the same range.
+fn check_net(texts: &[String]) {
+    let addrs: Vec<IpAddr> = texts
+        .iter()
+        .filter_map(|t| parse_ip(t.trim()))
+        .chain(
+            ["10.1.2.3", "::1", "::ffff:10.1.2.3", "0.0.0.0", "ff02::1"]
+                .map(|t| t.parse().unwrap()),
+        )
+        .collect();
+    let cidrs: Vec<Cidr> = texts.iter().filter_map(|t| parse_cidr(t.trim())).collect();
+    for cidr in &cidrs {
+        assert!(cidr.prefix <= if cidr.addr.is_ipv4() { 32 } else { 128 });
+        assert_eq!(parse_cidr(&cidr.to_string()), Some(*cidr));
+        let masked = cidr.masked();
+        assert_eq!(masked.masked(), masked);
+        assert!(masked.contains_cidr(cidr) && cidr.contains_cidr(&masked));
+        // A mapped address is an IPv4 one, never in an IPv6 range (`::ffff:0:0/95`).
+        if cidr.addr == cidr.addr.to_canonical() {
+            assert!(cidr.contains_ip(cidr.addr));
+        }
+        for &addr in &addrs {
+            assert_eq!(
+                cidr.contains_ip(addr),
+                in_range(cidr.addr, cidr.prefix, addr),
+                "{cidr} contains {addr}"
+            );
+        }
+        for other in &cidrs {
+            assert_eq!(
+                cidr.contains_cidr(other),
+                range_in_range(cidr, other),
+                "{cidr} contains {other}"
+            );
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some(fixture) = fixture(data) else {
         return;
     };
     check_headers(&fixture);
+    let texts: Vec<String> = fixture
+        .headers
+        .iter()
+        .flat_map(|(_, value)| {
+            String::from_utf8_lossy(value)
+                .split(',')
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .chain([fixture.address.clone()])
+        .collect();
+    check_net(&texts);
     let (programs, set, invariants) = &*PROGRAMS;
 
     let full_bindings = fixture.bind(None);

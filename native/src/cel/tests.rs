@@ -498,6 +498,15 @@ fn ip_and_cidr() {
     assert!(holds(
         "ip('10.0.0.1') == ip('10.0.0.1') && cidr('10.0.0.0/8') != cidr('10.0.0.0/9') && type(ip('::1')) == net.IP"
     ));
+    // Found by fuzzing (cel_eval): a range given as text with an IPv4-mapped address and a
+    // prefix under 96 spans IPv6 addresses, so it is in no IPv4 range.
+    assert!(holds(
+        "!cidr('10.0.0.0/8').containsCIDR('::ffff:10.0.0.0/95') \
+         && !cidr('0.0.0.0/0').containsCIDR(cidr('::ffff:0:0/1')) \
+         && cidr('::/0').containsCIDR('::ffff:0:0/95') \
+         && cidr('::ffff:0:0/95').containsCIDR('::ffff:0:0/95') \
+         && cidr('10.0.0.0/8').containsCIDR('::ffff:10.0.0.0/104')"
+    ));
     assert!(eval("ip('nope')").unwrap_err().contains("parse error"));
     assert!(
         eval("cidr('10.0.0.0/8').containsIP('nope')")
