@@ -248,3 +248,14 @@ def test_a_range_that_spans_ipv6_is_in_no_ipv4_range() -> None:
     assert rule.evaluate(head) is False  # type: ignore[arg-type]
     head = (b"GET", b"", b"", b"", b"", "HTTP/1.1", [(b"x-net", b"::ffff:10.1.0.0/112")])
     assert rule.evaluate(head) is True  # type: ignore[arg-type]
+
+
+def test_a_pattern_from_the_request_is_compiled_within_a_budget() -> None:
+    # Found while writing the cel_eval fuzz target: a pattern taken from request data was compiled
+    # with the limits of the config's own patterns, and thousands were kept.
+    rule = CelProgram("request.path.matches(request.headers['x-re'])")
+    head = (b"GET", b"", b"", b"/v1/items", b"", "HTTP/1.1", [(b"x-re", b"^/v[0-9]+/")])
+    assert rule.evaluate(head) is True  # type: ignore[arg-type]
+    head = (b"GET", b"", b"", b"/v1/items", b"", "HTTP/1.1", [(b"x-re", rb"\w{101}")])
+    with pytest.raises(CelEvaluationError, match="size limit"):
+        rule.evaluate(head)  # type: ignore[arg-type]

@@ -429,6 +429,24 @@ fn dynamic_patterns_compile_on_use() {
 }
 
 #[test]
+fn run_time_patterns_are_bounded() {
+    // Found while writing the cel_eval fuzz target: a pattern computed at run time, which can
+    // come from request data, was compiled with the limits for the config's own patterns
+    // (10 MiB each) and kept up to 4096 of them, gigabytes chosen by a client.
+    assert!(Program::compile(r"request.path.matches(r'\w{100}')").is_ok());
+    let err = eval(r"request.path.matches(r'\w{101}' + '')").unwrap_err();
+    assert!(
+        err.contains("not a valid regex") && err.contains("size limit"),
+        "{err}"
+    );
+    assert!(holds(r"request.path.matches(r'/\w{2}/' + 'items$')"));
+    for i in 0..env::MAX_RUN_TIME_PATTERNS + 8 {
+        assert!(holds(&format!("!request.path.matches('^nope{i}' + '$')")));
+    }
+    assert!(env::run_time_patterns_kept() <= env::MAX_RUN_TIME_PATTERNS);
+}
+
+#[test]
 fn lists_maps_and_macros() {
     assert!(holds("'admin' in jwt.groups && !('root' in jwt.groups)"));
     assert!(holds(
