@@ -7,7 +7,7 @@ NATIVE_SOURCES := $(shell find native/src -name '*.rs') native/Cargo.toml Cargo.
 BUILD_STAMP := $(VENV)/.stamp-build
 DEPS_STAMP  := $(VENV)/.stamp-deps
 
-.PHONY: run test build venv test-deps test-rust test-stub test-py lint bench clean
+.PHONY: run test build venv test-deps test-rust test-fuzz test-stub test-py lint bench clean
 
 # Debian packages, installed as root or through sudo: `$(call apt_install,pkg ...)`.
 APT_GET = $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
@@ -16,7 +16,7 @@ apt_install = { $(APT_GET) update -q && $(APT_GET) install -y -q --no-install-re
 run: build
 	$(BIN)/agentgateway $(ARGS)
 
-test: build test-deps test-rust test-stub lint test-py
+test: build test-deps test-rust test-fuzz test-stub lint test-py
 
 build: $(BUILD_STAMP)
 
@@ -57,6 +57,52 @@ $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
 
 test-rust:
 	cargo test --quiet --workspace
+
+# Coverage-guided fuzzing of the native parsers (README "Fuzzing"): libFuzzer through the
+# libfuzzer-sys crate, built on stable Rust with the sanitizer-coverage flags cargo-fuzz passes
+# (no sanitizer; debug assertions and overflow checks are on in native/fuzz's profile). --target
+# keeps the flags off build scripts and proc macros. The build is cached under target/fuzz.
+FUZZ_DIR       := native/fuzz
+FUZZ_TARGETS   ?= jsonrpc_scan mcp_rewrite mcp_merge sse_decode session_token cel_compile cel_eval
+FUZZ_TRIPLE     = $(shell rustc -vV | sed -n 's/^host: //p')
+FUZZ_BIN        = $(CURDIR)/target/fuzz/$(FUZZ_TRIPLE)/release
+FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+	-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing
+# Inputs past 4 KiB add nothing the parsers do not see in smaller ones; one slow input is a finding.
+FUZZ_FLAGS     := -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+FUZZ_SMOKE_SECONDS ?= 4
+FUZZ_SECONDS   ?= 600
+
+.PHONY: fuzz-build fuzz
+fuzz-build:
+	@command -v c++ >/dev/null || $(call apt_install,g++)
+	cd $(FUZZ_DIR) && RUSTFLAGS="$(FUZZ_RUSTFLAGS)" CARGO_TARGET_DIR=$(CURDIR)/target/fuzz \
+		cargo build --quiet --release --locked --target $(FUZZ_TRIPLE)
+
+# Each target runs FUZZ_SMOKE_SECONDS from its checked-in corpus; what it finds is written to a
+# scratch directory (the corpus is never changed) and a crash fails the run, with its input saved
+# under target/fuzz/artifacts/<target>/ and the log under target/fuzz/logs/.
+test-fuzz: fuzz-build
+	@mkdir -p target/fuzz/logs; for t in $(FUZZ_TARGETS); do \
+		scratch=$$(mktemp -d) && mkdir -p target/fuzz/artifacts/$$t && \
+		$(FUZZ_BIN)/$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SMOKE_SECONDS) \
+			-artifact_prefix=target/fuzz/artifacts/$$t/ $$scratch $(FUZZ_DIR)/corpus/$$t \
+			>target/fuzz/logs/$$t.log 2>&1; rc=$$?; rm -rf $$scratch; \
+		if [ $$rc -ne 0 ]; then tail -n 40 target/fuzz/logs/$$t.log; \
+			echo "fuzz target $$t FAILED (exit $$rc): see target/fuzz/logs/$$t.log" >&2; exit 1; fi; \
+		echo "fuzz target $$t: $$(sed -n 's/^stat::number_of_executed_units: *//p' target/fuzz/logs/$$t.log) inputs, no crash"; \
+	done
+
+# The longer run: FUZZ_SECONDS per target (`make fuzz FUZZ_SECONDS=3600 FUZZ_TARGETS=cel_eval`).
+# New inputs are kept under .cache/fuzz/<target> for the next run; the first crash stops the run.
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p .cache/fuzz/$$t target/fuzz/artifacts/$$t && echo "== $$t, $(FUZZ_SECONDS) s" && \
+		$(FUZZ_BIN)/$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+			-artifact_prefix=target/fuzz/artifacts/$$t/ .cache/fuzz/$$t $(FUZZ_DIR)/corpus/$$t \
+			|| exit 1; \
+	done
 
 # The typed stub of the native module must match what the extension exports.
 test-stub: build

@@ -962,9 +962,9 @@ def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
     ttl = _duration(mcp.session_ttl if mcp else None, 30 * 60.0, "config.mcp.sessionTtl")
     stdio_ttl = _duration(mcp.stdio_session_ttl if mcp else None, 5 * 60.0, "config.mcp.stdioSessionTtl")
     max_stdio = _at_least_one(mcp.max_stdio_sessions if mcp else None, 64, "maxStdioSessions")
-    per_identity = _at_least_one(mcp.max_sessions_per_identity if mcp else None, 32, "maxSessionsPerIdentity")
+    per_identity = _at_least_one(mcp.max_sessions_per_identity if mcp else None, 1024, "maxSessionsPerIdentity")
     stdio_per_identity = _at_least_one(
-        mcp.max_stdio_sessions_per_identity if mcp else None, 8, "maxStdioSessionsPerIdentity"
+        mcp.max_stdio_sessions_per_identity if mcp else None, 16, "maxStdioSessionsPerIdentity"
     )
     return McpSessionSettings(key, ttl, stdio_ttl, max_stdio, per_identity, stdio_per_identity)
 

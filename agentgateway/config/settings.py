@@ -124,8 +124,8 @@ class McpSessionSettings:
         ttl: float,
         stdio_ttl: float = 300.0,
         max_stdio: int = 64,
-        max_per_identity: int = 32,
-        max_stdio_per_identity: int = 8,
+        max_per_identity: int = 1024,
+        max_stdio_per_identity: int = 16,
     ) -> None:
         # None: no configured key; the supervisor then makes one per gateway run, shared by its
         # workers (sessions survive a worker change but not a restart, nor reach other replicas).

@@ -230,3 +230,32 @@ def test_only_headers_named_by_literal_keys_are_converted() -> None:
     assert CelProgram("request.headers").evaluate(head[:6] + ([(b"x-a", b"1")],)) == {"x-a": "1"}  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="a header value must be bytes or str, not int"):
         CelProgram("size(request.headers)").evaluate(head)  # type: ignore[arg-type]
+
+
+def test_a_named_header_whose_name_is_not_utf8_is_converted() -> None:
+    # Found by fuzzing (native/fuzz, cel_compile): `request.headers` holds such a name with a
+    # replacement character, so converting only the named headers must match it that way too.
+    head = (b"GET", b"", b"", b"", b"", "HTTP/1.1", [(b"X-\xffName", b"v"), (b"other", b"o")])
+    assert CelProgram("request.headers").evaluate(head) == {"x-\ufffdname": "v", "other": "o"}  # type: ignore[arg-type]
+    assert CelProgram('request.headers["x-\\ufffdname"]').evaluate(head) == "v"  # type: ignore[arg-type]
+
+
+def test_a_range_that_spans_ipv6_is_in_no_ipv4_range() -> None:
+    # Found by fuzzing (native/fuzz, cel_eval): a range taken from the request, written with an
+    # IPv4-mapped address and a prefix under 96, was "in" 10.0.0.0/8 though it spans IPv6.
+    rule = CelProgram("cidr('10.0.0.0/8').containsCIDR(request.headers['x-net'])")
+    head = (b"GET", b"", b"", b"", b"", "HTTP/1.1", [(b"x-net", b"::ffff:10.0.0.0/95")])
+    assert rule.evaluate(head) is False  # type: ignore[arg-type]
+    head = (b"GET", b"", b"", b"", b"", "HTTP/1.1", [(b"x-net", b"::ffff:10.1.0.0/112")])
+    assert rule.evaluate(head) is True  # type: ignore[arg-type]
+
+
+def test_a_pattern_from_the_request_is_compiled_within_a_budget() -> None:
+    # Found while writing the cel_eval fuzz target: a pattern taken from request data was compiled
+    # with the limits of the config's own patterns, and thousands were kept.
+    rule = CelProgram("request.path.matches(request.headers['x-re'])")
+    head = (b"GET", b"", b"", b"/v1/items", b"", "HTTP/1.1", [(b"x-re", b"^/v[0-9]+/")])
+    assert rule.evaluate(head) is True  # type: ignore[arg-type]
+    head = (b"GET", b"", b"", b"/v1/items", b"", "HTTP/1.1", [(b"x-re", rb"\w{101}")])
+    with pytest.raises(CelEvaluationError, match="size limit"):
+        rule.evaluate(head)  # type: ignore[arg-type]

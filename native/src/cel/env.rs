@@ -133,25 +133,79 @@ const OPERATORS: &[&str] = &[
 ];
 
 /// Patterns compiled once. Expressions put their literal patterns here when they are
-/// compiled; a pattern computed at run time is compiled on use and kept while there is room.
+/// compiled (the config is trusted, so they get the `regex` crate's default size limits).
 static PATTERNS: LazyLock<RwLock<HashMap<String, Arc<Regex>>>> = LazyLock::new(Default::default);
 const MAX_PATTERNS: usize = 4096;
 
-/// The compiled `pattern`, from the cache when it is there.
-pub fn pattern(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
-    if let Some(found) = PATTERNS
+/// Patterns computed at run time, which may come from request data. One compiled pattern can
+/// take megabytes (`\w{100}` does), so each is compiled within [`RUN_TIME_LIMIT`]
+/// bytes of program and of lazy DFA cache, and only [`MAX_RUN_TIME_PATTERNS`] are kept: the
+/// ones compiled past that are dropped after use. Counting entries alone let a client that
+/// chose the patterns fill gigabytes.
+static RUN_TIME_PATTERNS: LazyLock<RwLock<HashMap<String, Arc<Regex>>>> =
+    LazyLock::new(Default::default);
+pub(crate) const MAX_RUN_TIME_PATTERNS: usize = 64;
+pub(crate) const RUN_TIME_LIMIT: usize = 1 << 20;
+
+fn cached(cache: &RwLock<HashMap<String, Arc<Regex>>>, pattern: &str) -> Option<Arc<Regex>> {
+    cache
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .get(pattern)
-    {
-        return Ok(Arc::clone(found));
+        .map(Arc::clone)
+}
+
+fn keep(
+    cache: &RwLock<HashMap<String, Arc<Regex>>>,
+    limit: usize,
+    pattern: &str,
+    compiled: &Arc<Regex>,
+) {
+    let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
+    if cache.len() < limit {
+        cache.insert(pattern.to_owned(), Arc::clone(compiled));
+    }
+}
+
+/// The compiled literal `pattern` of an expression, from the cache when it is there.
+pub fn pattern(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
+    if let Some(found) = cached(&PATTERNS, pattern) {
+        return Ok(found);
     }
     let compiled = Arc::new(Regex::new(pattern)?);
-    let mut cache = PATTERNS.write().unwrap_or_else(|e| e.into_inner());
-    if cache.len() < MAX_PATTERNS {
-        cache.insert(pattern.to_owned(), Arc::clone(&compiled));
-    }
+    keep(&PATTERNS, MAX_PATTERNS, pattern, &compiled);
     Ok(compiled)
+}
+
+/// The compiled `pattern` that `matches` was given at run time: a literal one compiled with
+/// its expression, else one compiled within the run-time limits.
+pub fn run_time_pattern(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
+    if let Some(found) = cached(&PATTERNS, pattern).or_else(|| cached(&RUN_TIME_PATTERNS, pattern))
+    {
+        return Ok(found);
+    }
+    let compiled = Arc::new(
+        regex::RegexBuilder::new(pattern)
+            .size_limit(RUN_TIME_LIMIT)
+            .dfa_size_limit(RUN_TIME_LIMIT)
+            .build()?,
+    );
+    keep(
+        &RUN_TIME_PATTERNS,
+        MAX_RUN_TIME_PATTERNS,
+        pattern,
+        &compiled,
+    );
+    Ok(compiled)
+}
+
+/// How many run-time patterns are kept (for tests).
+#[cfg(test)]
+pub(crate) fn run_time_patterns_kept() -> usize {
+    RUN_TIME_PATTERNS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .len()
 }
 
 fn matches<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
@@ -162,7 +216,7 @@ fn matches<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executio
             .ok_or_else(|| ExecutionError::function_error("matches", "expected strings"))
     };
     let (subject, re) = (text(0)?, text(1)?);
-    let compiled = pattern(re).map_err(|err| {
+    let compiled = run_time_pattern(re).map_err(|err| {
         ExecutionError::function_error(
             "matches",
             format!(

@@ -87,8 +87,15 @@ impl Cidr {
         }
     }
 
+    /// Whether every address of `other` is in this range. Ranges are compared in the family
+    /// they were parsed into: an IPv6 range written with an IPv4-mapped address and a prefix
+    /// under 96 (`::ffff:10.0.0.0/95`) spans IPv6 addresses too, so it is in no IPv4 range, and
+    /// it is in the IPv6 ranges that cover it.
     pub fn contains_cidr(&self, other: &Cidr) -> bool {
-        other.prefix >= self.prefix && self.contains_ip(other.addr)
+        other.addr.is_ipv4() == self.addr.is_ipv4() && other.prefix >= self.prefix && {
+            let m = mask(self.addr, self.prefix);
+            bits(other.addr) & m == bits(self.addr) & m
+        }
     }
 
     /// The range with its host bits cleared.
@@ -457,6 +464,21 @@ mod tests {
         );
         assert!(c.contains_cidr(&parse_cidr("10.1.0.0/16").unwrap()));
         assert!(!parse_cidr("10.1.0.0/16").unwrap().contains_cidr(&c));
+        // Found by fuzzing (cel_eval): the other range's address was taken as IPv4 when it is
+        // IPv4-mapped, even with a prefix under 96, and its IPv6 prefix length compared with an
+        // IPv4 one, so a range spanning half of IPv6 was "in" 10.0.0.0/8, and such a range was
+        // not in itself nor in ::/0.
+        let straddling = parse_cidr("::ffff:10.0.0.0/95").unwrap();
+        assert!(!c.contains_cidr(&straddling));
+        assert!(
+            !parse_cidr("0.0.0.0/0")
+                .unwrap()
+                .contains_cidr(&parse_cidr("::ffff:0:0/1").unwrap())
+        );
+        assert!(straddling.contains_cidr(&straddling));
+        assert!(parse_cidr("::/0").unwrap().contains_cidr(&straddling));
+        assert!(!straddling.contains_cidr(&c));
+        assert!(!parse_cidr("::/0").unwrap().contains_cidr(&c));
         assert_eq!(parse_cidr("10.1.2.3/8").unwrap().masked(), c);
         assert_eq!(
             parse_cidr("2001:db8::1/32").unwrap().masked().to_string(),

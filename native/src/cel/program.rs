@@ -81,15 +81,26 @@ impl HeaderNames {
     }
 
     /// Whether a header named `name` (as received: its case does not matter) is to be bound.
+    /// The name is compared as `request.headers` holds it (see `headers_value`): ASCII letters
+    /// lower-cased and bytes that are not UTF-8 replaced, so binding only the named headers
+    /// never hides one that the expression would find among all of them.
     pub fn wants(&self, name: &[u8]) -> bool {
         match self {
             HeaderNames::All => true,
-            HeaderNames::Named(names) => names.iter().any(|n| {
-                n.len() == name.len()
-                    && n.bytes()
-                        .zip(name)
-                        .all(|(a, b)| a == b.to_ascii_lowercase())
-            }),
+            HeaderNames::Named(names) => {
+                let bound = match std::str::from_utf8(name) {
+                    Ok(_) => std::borrow::Cow::Borrowed(name),
+                    Err(_) => std::borrow::Cow::Owned(
+                        String::from_utf8_lossy(name).into_owned().into_bytes(),
+                    ),
+                };
+                names.iter().any(|n| {
+                    n.len() == bound.len()
+                        && n.bytes()
+                            .zip(bound.iter())
+                            .all(|(a, b)| a == b.to_ascii_lowercase())
+                })
+            }
         }
     }
 }

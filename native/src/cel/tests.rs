@@ -429,6 +429,24 @@ fn dynamic_patterns_compile_on_use() {
 }
 
 #[test]
+fn run_time_patterns_are_bounded() {
+    // Found while writing the cel_eval fuzz target: a pattern computed at run time, which can
+    // come from request data, was compiled with the limits for the config's own patterns
+    // (10 MiB each) and kept up to 4096 of them, gigabytes chosen by a client.
+    assert!(Program::compile(r"request.path.matches(r'\w{100}')").is_ok());
+    let err = eval(r"request.path.matches(r'\w{101}' + '')").unwrap_err();
+    assert!(
+        err.contains("not a valid regex") && err.contains("size limit"),
+        "{err}"
+    );
+    assert!(holds(r"request.path.matches(r'/\w{2}/' + 'items$')"));
+    for i in 0..env::MAX_RUN_TIME_PATTERNS + 8 {
+        assert!(holds(&format!("!request.path.matches('^nope{i}' + '$')")));
+    }
+    assert!(env::run_time_patterns_kept() <= env::MAX_RUN_TIME_PATTERNS);
+}
+
+#[test]
 fn lists_maps_and_macros() {
     assert!(holds("'admin' in jwt.groups && !('root' in jwt.groups)"));
     assert!(holds(
@@ -497,6 +515,15 @@ fn ip_and_cidr() {
     ));
     assert!(holds(
         "ip('10.0.0.1') == ip('10.0.0.1') && cidr('10.0.0.0/8') != cidr('10.0.0.0/9') && type(ip('::1')) == net.IP"
+    ));
+    // Found by fuzzing (cel_eval): a range given as text with an IPv4-mapped address and a
+    // prefix under 96 spans IPv6 addresses, so it is in no IPv4 range.
+    assert!(holds(
+        "!cidr('10.0.0.0/8').containsCIDR('::ffff:10.0.0.0/95') \
+         && !cidr('0.0.0.0/0').containsCIDR(cidr('::ffff:0:0/1')) \
+         && cidr('::/0').containsCIDR('::ffff:0:0/95') \
+         && cidr('::ffff:0:0/95').containsCIDR('::ffff:0:0/95') \
+         && cidr('10.0.0.0/8').containsCIDR('::ffff:10.0.0.0/104')"
     ));
     assert!(eval("ip('nope')").unwrap_err().contains("parse error"));
     assert!(
@@ -791,6 +818,25 @@ fn headers_named_by_literal_keys_are_the_only_ones_bound() {
     assert!(wanted.wants(b"x-user") && wanted.wants(b"X-User"));
     assert!(!wanted.wants(b"x-use") && !wanted.wants(b"x-users"));
     assert!(HeaderNames::All.wants(b"anything"));
+    // Found by fuzzing (cel_compile): a name that is not UTF-8 is bound with replacement
+    // characters, and `wants` must compare it that way too, or binding only the named headers
+    // would hide it from an expression that finds it among all of them.
+    let p = Program::compile(r#"request.headers["x-\ufffdname"] == "v""#).unwrap();
+    assert!(p.references().headers.wants(b"X-\xffName"));
+    let headers: &[(&[u8], &[u8])] = &[(b"X-\xffName", b"v"), (b"other", b"o")];
+    let wanted: Vec<_> = headers
+        .iter()
+        .copied()
+        .filter(|(name, _)| p.references().headers.wants(name))
+        .collect();
+    let mut bindings = Bindings::default();
+    let mut head = head();
+    head.headers = &wanted;
+    bindings.set(
+        Var::Request,
+        Box::new(request_value(&head, p.references().request)),
+    );
+    assert_eq!(p.evaluate_bool(&context(&bindings)), Ok(true));
     let set = RuleSet::compile([
         (Allow, "request.headers.a == ''"),
         (Deny, "request.headers.b == ''"),

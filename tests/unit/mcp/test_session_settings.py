@@ -18,7 +18,7 @@ from agentgateway.mcp.runtime import SESSION_QUOTA, SessionQuotaError, client_ke
 
 def test_quota_defaults_and_values():
     defaults = compile_mcp_settings(load_text("{}"))
-    assert (defaults.max_per_identity, defaults.max_stdio_per_identity, defaults.max_stdio) == (32, 8, 64)
+    assert (defaults.max_per_identity, defaults.max_stdio_per_identity, defaults.max_stdio) == (1024, 16, 64)
     text = "config: {mcp: {maxSessionsPerIdentity: 5, maxStdioSessionsPerIdentity: 2}}"
     settings = compile_mcp_settings(load_text(text))
     assert (settings.max_per_identity, settings.max_stdio_per_identity) == (5, 2)
