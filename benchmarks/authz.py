@@ -91,8 +91,8 @@ def in_process(policies: str, token: str, iterations: int = 20000) -> dict[str, 
     """µs per request: the request phase (cached token), and a token's first verification."""
     from agentgateway.config.compile import compile_config
     from agentgateway.config.loader import decode_config
+    from agentgateway.core.context import RequestCtx
     from agentgateway.policy.jwt_auth import JwtAuthPolicy, Verified
-    from agentgateway.server.context import RequestCtx
 
     runtime = compile_config(decode_config(paired.gateway_config(1, 2, 3, 4, policies)))
     listener = next(iter(runtime.binds.values())).default_listener

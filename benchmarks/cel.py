@@ -89,7 +89,7 @@ BUDGET_US = 5.0
 
 
 def make_ctx() -> Any:
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
 
     return RequestCtx(
         b"GET",

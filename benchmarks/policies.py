@@ -49,8 +49,8 @@ def chain_in_process(iterations: int = 20000) -> float:
     """µs per request of the chain's request and response phases, no sockets involved."""
     from agentgateway.config.compile import compile_config
     from agentgateway.config.loader import decode_config
+    from agentgateway.core.context import RequestCtx
     from agentgateway.policy.chain import apply_response
-    from agentgateway.server.context import RequestCtx
 
     runtime = compile_config(decode_config(paired.gateway_config(1, 2, 3, 4, CHAIN_POLICIES)))
     listener = next(iter(runtime.binds.values())).default_listener

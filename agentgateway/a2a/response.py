@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import zlib
 from typing import TYPE_CHECKING
@@ -21,14 +22,12 @@ import orjson
 from agentgateway._native import JsonRpcError, SseDecoder, SseError, encode_sse_comment, scan_jsonrpc
 from agentgateway.a2a.card import CardError, CardPaths, rewrite_card
 from agentgateway.a2a.facts import JSONRPC
-from agentgateway.upstream.forward import response_fields
+from agentgateway.proxy.forward import response_fields
 
 if TYPE_CHECKING:
-    import asyncio
-
     from agentgateway.a2a.facts import A2aFacts, CardRequest
-    from agentgateway.server.context import RequestCtx
-    from agentgateway.server.http1 import HttpConnection
+    from agentgateway.core.context import RequestCtx
+    from agentgateway.core.exchange import ResponseWriter
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -103,7 +102,7 @@ class CardResponse:
 
     def __init__(
         self,
-        conn: HttpConnection,
+        conn: ResponseWriter,
         ctx: RequestCtx,
         status: int,
         headers: Headers,
@@ -233,13 +232,13 @@ class CardResponse:
 class StreamResponse:
     __slots__ = ("conn", "facts", "jsonrpc", "decoder", "interval", "loop", "timer", "last", "tail", "closed")
 
-    def __init__(self, conn: HttpConnection, facts: A2aFacts, status: int, headers: Headers, interval: float) -> None:
+    def __init__(self, conn: ResponseWriter, facts: A2aFacts, status: int, headers: Headers, interval: float) -> None:
         self.conn = conn
         self.facts = facts
         self.jsonrpc = facts.binding == JSONRPC
-        self.decoder: SseDecoder | None = SseDecoder(conn.worker.runtime.limits.max_buffer_size)
+        self.decoder: SseDecoder | None = SseDecoder(conn.max_buffer_size)
         self.interval = interval
-        self.loop: asyncio.AbstractEventLoop = conn.worker.loop
+        self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
         self.timer: asyncio.TimerHandle | None = None
         self.last = self.loop.time()
         self.tail = b""
@@ -302,7 +301,7 @@ class StreamResponse:
 class JsonResponse:
     __slots__ = ("facts", "conn", "status", "limit", "_chunks", "_size")
 
-    def __init__(self, conn: HttpConnection, facts: A2aFacts, status: int, headers: Headers, limit: int) -> None:
+    def __init__(self, conn: ResponseWriter, facts: A2aFacts, status: int, headers: Headers, limit: int) -> None:
         self.conn = conn
         self.facts = facts
         self.status = status

@@ -8,17 +8,10 @@ import re
 import ssl
 from pathlib import Path
 
+from agentgateway.a2a.policy import A2aPolicy
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
-from agentgateway.config.ir import (
-    BindRuntime,
-    HealthState,
-    ListenerRuntime,
-    McpSessionSettings,
-    RuntimeConfig,
-    ServerLimits,
-    StaticSettings,
-)
+from agentgateway.config.ir import BindRuntime, HealthState, ListenerRuntime, RuntimeConfig
 from agentgateway.config.schema import (
     AiPolicy,
     BackendPolicies,
@@ -37,15 +30,15 @@ from agentgateway.config.schema import (
 )
 from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
+from agentgateway.config.settings import IPNetwork, McpSessionSettings, ServerLimits, StaticSettings
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
+from agentgateway.core.request import PathError, normalize_path
 from agentgateway.llm.accounting import LlmHooks
 from agentgateway.llm.budgets import LocalTokenBudget, RemoteTokenBudget, caller_of
 from agentgateway.llm.config import LlmPolicy, LlmService, compile_ai_backend, compile_llm_shortcut, compile_policy
 from agentgateway.mcp.config import McpService, compile_mcp_backend
-from agentgateway.policy.a2a import A2aPolicy
 from agentgateway.policy.api_key import ApiKeyPolicy
 from agentgateway.policy.authorization import AuthorizationPolicy
-from agentgateway.policy.backend_auth import SigningBuffer, compile_backend_auth
 from agentgateway.policy.basic_auth import BasicAuthPolicy
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.cors import Cors
@@ -75,8 +68,7 @@ from agentgateway.routing.table import (
     RouteTable,
     ValueMatcher,
 )
-from agentgateway.server.forwarded import IPNetwork
-from agentgateway.server.request import PathError, normalize_path
+from agentgateway.upstream.backend_auth import SigningBuffer, compile_backend_auth
 from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.target import HttpTarget, UpstreamTls, split_host_port
 
@@ -679,7 +671,7 @@ class _Compiler:
         return RouteRule(route, kind, value, regex, method, headers, query, order)
 
     def route_path(self, text: str, where: str) -> bytes:
-        """A route's path normalized as request paths are (server/request.py), so ``/%61pi``
+        """A route's path normalized as request paths are (core/request.py), so ``/%61pi``
         in the file matches requests for ``/api``."""
         try:
             raw = text.encode("ascii")

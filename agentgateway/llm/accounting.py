@@ -55,7 +55,7 @@ class LlmCall:
         ctx: Any = None,
         reserve: int | None = None,
     ) -> None:
-        # ctx: the request (server/context.py RequestCtx), for budgets keyed by its values
+        # ctx: the request (core/context.py RequestCtx), for budgets keyed by its values
         self.ctx = ctx
         self.route = route
         self.caller = caller

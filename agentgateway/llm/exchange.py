@@ -60,9 +60,9 @@ from agentgateway.policy.chain import apply_response
 from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError
 
 if TYPE_CHECKING:
+    from agentgateway.core.context import RequestCtx
+    from agentgateway.core.exchange import ResponseWriter
     from agentgateway.routing.route import CompiledRoute
-    from agentgateway.server.context import RequestCtx
-    from agentgateway.server.http1 import HttpConnection
 
 log = logging.getLogger("agentgateway.llm")
 
@@ -137,6 +137,29 @@ class LlmFacts:
             out["totalTokens"] = usage.total_tokens
         return out
 
+    def log_fields(self, fields: dict[str, object], status: int) -> None:
+        """The access-log fields (the OTel GenAI names)."""
+        fields["gen_ai.operation.name"] = self.operation
+        fields["gen_ai.provider.name"] = self.provider
+        fields["gen_ai.request.model"] = self.request_model
+        fields["gen_ai.response.model"] = self.response_model
+        usage = self.usage
+        if usage.known:
+            fields["gen_ai.usage.input_tokens"] = usage.input_tokens
+            fields["gen_ai.usage.output_tokens"] = usage.output_tokens
+            if usage.cache_read:
+                fields["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read
+            if usage.cache_creation:
+                fields["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_creation
+            if usage.reasoning:
+                fields["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
+        if self.stream:
+            fields["gen_ai.request.stream"] = True
+            if self.ttft:
+                fields["gen_ai.response.time_to_first_chunk"] = round(self.ttft, 6)
+        if self.attempts > 1:
+            fields["agw.ai.attempts"] = self.attempts
+
 
 class _Plan:
     """How one provider call is translated, decided before it is made."""
@@ -185,7 +208,7 @@ class LlmExchange:
     def __init__(
         self,
         client: HttpClient,
-        conn: HttpConnection,
+        conn: ResponseWriter,
         ctx: RequestCtx,
         service: LlmService,
         limit: int,

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from urllib.parse import unquote
 
+from agentgateway.core.context import RequestCtx
 from agentgateway.policy.cel import CelRuleSet
-from agentgateway.server.context import RequestCtx
 
 __all__ = ["CURRENT_CALLER", "Caller", "McpAuthorization", "item_kind", "normalize_uri"]
 

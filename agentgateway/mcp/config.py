@@ -18,8 +18,8 @@ from agentgateway.mcp.access import McpAccess
 from agentgateway.mcp.authorization import McpAuthorization as CompiledAuthorization
 from agentgateway.mcp.openapi import OpenApiError, OpenApiTools
 from agentgateway.mcp.pinning import PinStore, ToolPins, read_pin_file, valid_digest
-from agentgateway.policy.backend_auth import compile_backend_auth
 from agentgateway.policy.cel import CelRuleSet
+from agentgateway.upstream.backend_auth import compile_backend_auth
 from agentgateway.upstream.target import HttpTarget, split_host_port
 
 # Target names appear in tool names (`<target>_<tool>`) and resource URIs (`<target>+<uri>`):

@@ -30,16 +30,16 @@ from agentgateway.mcp.origin import is_loopback_client, origin_problem
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote, SessionQuotaError
 from agentgateway.policy.chain import apply_response
+from agentgateway.proxy.forward import HttpForward
 from agentgateway.routing.route import CompiledRoute
-from agentgateway.server.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, relay_target
 from agentgateway.upstream.balance import WeightedChoice
-from agentgateway.upstream.forward import HttpForward
+from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, relay_target
 
 if TYPE_CHECKING:
+    from agentgateway.core.context import RequestCtx
+    from agentgateway.core.exchange import ResponseWriter
     from agentgateway.mcp.runtime import McpRuntime
     from agentgateway.mcp.session import DownstreamSession
-    from agentgateway.server.context import RequestCtx
-    from agentgateway.server.http1 import HttpConnection
     from agentgateway.upstream.target import HttpTarget
 
 log = logging.getLogger("agentgateway.mcp")
@@ -52,7 +52,7 @@ _SSE_HEADERS = [
 ]
 _KEEPALIVE = 15.0
 _ROUTING_HEADERS = frozenset((b"mcp-protocol-version", b"mcp-method", b"mcp-name"))
-# What the names of the headers workers add to a relayed request start with (server/relay.py:
+# What the names of the headers workers add to a relayed request start with (upstream/relay.py:
 # BIND_HEADER, IDENTITY_HEADER, CEL_VARS_HEADER).
 _INTERNAL_HEADERS = b"x-agentgateway-"
 # Calls that may stream progress, logging or server requests before their answer.
@@ -79,7 +79,7 @@ class McpExchange:
     )
 
     def __init__(
-        self, runtime: McpRuntime, conn: HttpConnection, ctx: RequestCtx, service: McpService, route: CompiledRoute
+        self, runtime: McpRuntime, conn: ResponseWriter, ctx: RequestCtx, service: McpService, route: CompiledRoute
     ) -> None:
         self.runtime = runtime
         self.conn = conn

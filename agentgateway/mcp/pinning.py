@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from agentgateway.observe.counters import COUNTERS
-from agentgateway.server.relay import runtime_dir
+from agentgateway.upstream.relay import runtime_dir
 
 __all__ = [
     "DEFINITION_KEYS",

@@ -7,17 +7,18 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from agentgateway.mcp.config import STDIO, McpService
 from agentgateway.mcp.federation import Federation
 from agentgateway.mcp.modern import ModernServer
 from agentgateway.mcp.protocol import McpError
 from agentgateway.mcp.session import DownstreamSession, SessionCodec, SessionTokenError
+from agentgateway.proxy.host import ProxyHost
 from agentgateway.upstream.client import HttpClient
 
 if TYPE_CHECKING:
-    from agentgateway.server.worker import Worker
+    from agentgateway.config.settings import RuntimeSettings
 
 log = logging.getLogger("agentgateway.mcp")
 
@@ -60,6 +61,17 @@ def client_key(identity: str, client_ip: str) -> str:
     return f"identity:{identity}" if identity else f"address:{client_ip}"
 
 
+class McpHost(ProxyHost, Protocol):
+    """What MCP sessions need from the worker they live in (``server.worker.Worker``): the
+    loop and upstream pool (requests relayed to another worker are proxied), the running
+    config, and a way to tell the other workers (an ended session's id)."""
+
+    @property
+    def runtime(self) -> RuntimeSettings: ...
+
+    def announce(self, message: dict[str, object]) -> None: ...
+
+
 class Remote:
     """A session owned by another worker of this gateway, named by its pid."""
 
@@ -70,7 +82,7 @@ class Remote:
 
 
 class McpRuntime:
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: McpHost) -> None:
         self.worker = worker
         self.http = HttpClient(worker.pool)
         self.federation = Federation(self)

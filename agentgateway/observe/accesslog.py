@@ -8,7 +8,7 @@ import time
 
 import orjson
 
-from agentgateway.server.context import RequestCtx
+from agentgateway.core.context import RequestCtx
 
 
 def _quote(value: str) -> str:
@@ -71,26 +71,7 @@ class AccessLog:
             fields["mcp.session.id"] = ctx.mcp_session
         llm = ctx.llm
         if llm is not None:
-            fields["gen_ai.operation.name"] = llm.operation
-            fields["gen_ai.provider.name"] = llm.provider
-            fields["gen_ai.request.model"] = llm.request_model
-            fields["gen_ai.response.model"] = llm.response_model
-            usage = llm.usage
-            if usage.known:
-                fields["gen_ai.usage.input_tokens"] = usage.input_tokens
-                fields["gen_ai.usage.output_tokens"] = usage.output_tokens
-                if usage.cache_read:
-                    fields["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read
-                if usage.cache_creation:
-                    fields["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_creation
-                if usage.reasoning:
-                    fields["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
-            if llm.stream:
-                fields["gen_ai.request.stream"] = True
-                if llm.ttft:
-                    fields["gen_ai.response.time_to_first_chunk"] = round(llm.ttft, 6)
-            if llm.attempts > 1:
-                fields["agw.ai.attempts"] = llm.attempts
+            llm.log_fields(fields, ctx.status)
         a2a = ctx.a2a
         if a2a is not None:
             a2a.log_fields(fields, ctx.status)

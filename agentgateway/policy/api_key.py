@@ -23,9 +23,9 @@ import bcrypt
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import ApiKey
-from agentgateway.policy.chain import DEFER, LocalReply
+from agentgateway.core.context import RequestCtx
+from agentgateway.core.reply import DEFER, LocalReply
 from agentgateway.policy.credentials import Location
-from agentgateway.server.context import RequestCtx
 
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 _REMEMBERED = 1024

@@ -9,9 +9,9 @@ with agentgateway's ``allow``/``deny``/``require`` semantics (``policy/cel.py``)
 from __future__ import annotations
 
 from agentgateway.config.schema import Authorization
+from agentgateway.core.context import RequestCtx
+from agentgateway.core.reply import LocalReply
 from agentgateway.policy.cel import CelRuleSet
-from agentgateway.policy.chain import LocalReply
-from agentgateway.server.context import RequestCtx
 
 
 class AuthorizationPolicy:

@@ -24,10 +24,10 @@ from pathlib import Path
 from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import BasicAuth
-from agentgateway.policy.chain import DEFER, LocalReply
+from agentgateway.core.context import RequestCtx
+from agentgateway.core.reply import DEFER, LocalReply
 from agentgateway.policy.credentials import Location
 from agentgateway.policy.htpasswd import HtpasswdEntry, parse_htpasswd
-from agentgateway.server.context import RequestCtx
 
 _VERIFIED_ENTRIES = 1024
 

@@ -24,7 +24,7 @@ from typing import Literal, TypeAlias
 
 from agentgateway import _native
 from agentgateway.config.errors import ConfigError
-from agentgateway.server.context import RequestCtx
+from agentgateway.core.context import RequestCtx
 
 __all__ = [
     "CelEvaluationError",

@@ -31,12 +31,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agentgateway.core.reply import DEFER, LocalReply
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from agentgateway.server.context import RequestCtx
-    from agentgateway.server.http1 import HttpConnection
-    from agentgateway.upstream.forward import ResponseProcessor
+    from agentgateway.core.context import RequestCtx
+    from agentgateway.core.exchange import ResponseProcessor, ResponseWriter
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -75,31 +76,6 @@ ORDER: tuple[str, ...] = (
 )
 _RANK = {kind: i for i, kind in enumerate(ORDER)}
 
-_TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
-
-
-class LocalReply:
-    """An answer the gateway writes itself. Policies that always answer the same (a direct
-    response) build it once at config load; ``reason`` goes to the access log."""
-
-    __slots__ = ("status", "headers", "body", "reason")
-
-    def __init__(self, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes, reason: str) -> None:
-        self.status = status
-        self.headers = tuple(headers)
-        self.body = body
-        self.reason = reason
-
-    @classmethod
-    def text(cls, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> LocalReply:
-        return cls(status, (_TEXT_PLAIN, *headers), message.encode() + b"\n", message)
-
-
-DEFER = LocalReply(0, (), b"", "deferred")
-"""Returned by ``on_request`` of a policy that must wait for I/O this time: the chain goes on in a
-task from that policy, starting with its ``on_request_async``."""
-
-
 class Policy(Protocol):
     kind: str
 
@@ -120,7 +96,7 @@ class ResponsePolicy(Policy, Protocol):
 
 class ProcessingPolicy(Policy, Protocol):
     def process_response(
-        self, ctx: RequestCtx, conn: HttpConnection, status: int, headers: Headers
+        self, ctx: RequestCtx, conn: ResponseWriter, status: int, headers: Headers
     ) -> ResponseProcessor | None: ...
 
 
@@ -207,7 +183,7 @@ def apply_response(chain: PolicyChain, ctx: RequestCtx, status: int, headers: He
         headers.extend(extra)
 
 
-def respond(conn: HttpConnection, ctx: RequestCtx, reply: LocalReply, chain: PolicyChain) -> None:
+def respond(conn: ResponseWriter, ctx: RequestCtx, reply: LocalReply, chain: PolicyChain) -> None:
     """Write ``reply`` as the answer to ``ctx``, through the route's response phase."""
     ctx.reason = reply.reason
     body = reply.body

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import Cors as CorsConfig
-from agentgateway.policy.chain import Headers, LocalReply
+from agentgateway.core.reply import LocalReply
+from agentgateway.policy.chain import Headers
 
 if TYPE_CHECKING:
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
 
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _ALLOW_ORIGIN = b"access-control-allow-origin"

@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import CredentialLocation
+from agentgateway.core.context import RequestCtx
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
-from agentgateway.server.context import RequestCtx
 
 _HEADER, _QUERY, _COOKIE, _EXPRESSION = range(4)
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agentgateway.config.schema import Csrf as CsrfConfig
-from agentgateway.policy.chain import LocalReply
+from agentgateway.core.reply import LocalReply
 
 if TYPE_CHECKING:
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
 
 _SAFE = frozenset((b"GET", b"HEAD", b"OPTIONS"))
 _SAME = frozenset((b"same-origin", b"none"))

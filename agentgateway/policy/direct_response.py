@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import DirectResponse as DirectResponseConfig
-from agentgateway.policy.chain import LocalReply
+from agentgateway.core.reply import LocalReply
 
 if TYPE_CHECKING:
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
 
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 

@@ -19,7 +19,7 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 
 if TYPE_CHECKING:
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
 
 
 _STRING = re.compile(r"""^(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')$""", re.S)

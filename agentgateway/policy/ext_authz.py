@@ -36,12 +36,12 @@ from urllib.parse import quote, unquote
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
+from agentgateway.core.reply import LocalReply
 from agentgateway.observe.counters import COUNTERS
-from agentgateway.policy.chain import LocalReply
 from agentgateway.policy.expression import ValueExpression, compile_value
 
 if TYPE_CHECKING:
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
     from agentgateway.upstream.client import HttpClient
     from agentgateway.upstream.target import HttpTarget
 

@@ -14,8 +14,8 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import HeaderModifier as HeaderModifierConfig
 
 if TYPE_CHECKING:
-    from agentgateway.policy.chain import LocalReply
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
+    from agentgateway.core.reply import LocalReply
 
 Headers = list[tuple[bytes, bytes]]
 

@@ -36,10 +36,10 @@ from jwt import exceptions as jwt_errors
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import JwksSource, JwtAuth, JwtValidationOptions
-from agentgateway.policy.chain import DEFER, LocalReply
+from agentgateway.core.context import RequestCtx
+from agentgateway.core.reply import DEFER, LocalReply
 from agentgateway.policy.credentials import Location
 from agentgateway.policy.jwks import KeySet, compile_key_set
-from agentgateway.server.context import RequestCtx
 
 LEEWAY = 60.0  # seconds of clock skew allowed on exp, nbf and iat (agentgateway's default)
 _CACHE_ENTRIES = 4096

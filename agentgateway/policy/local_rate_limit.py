@@ -22,13 +22,13 @@ from agentgateway._native import BucketSpec, bucket_key
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import LocalRateLimit as LocalRateLimitConfig
+from agentgateway.core.reply import LocalReply
 from agentgateway.observe.counters import COUNTERS
 from agentgateway.policy import buckets
-from agentgateway.policy.chain import LocalReply
 from agentgateway.policy.expression import ValueExpression, compile_value
 
 if TYPE_CHECKING:
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
 
 _LIMIT, _REMAINING, _RESET = b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset"
 Headers = tuple[tuple[bytes, bytes], ...]

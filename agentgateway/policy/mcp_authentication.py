@@ -32,8 +32,9 @@ import orjson
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import JwksSource, McpAuthentication
+from agentgateway.core.context import RequestCtx
+from agentgateway.core.reply import DEFER, LocalReply
 from agentgateway.policy import outbound
-from agentgateway.policy.chain import DEFER, LocalReply
 from agentgateway.policy.credentials import Location
 from agentgateway.policy.jwks import compile_key_set
 from agentgateway.policy.jwt_auth import (
@@ -46,7 +47,6 @@ from agentgateway.policy.jwt_auth import (
     bearer_challenge,
     reject,
 )
-from agentgateway.server.context import RequestCtx
 from agentgateway.upstream.client import HttpClientError
 from agentgateway.upstream.target import HttpTarget
 

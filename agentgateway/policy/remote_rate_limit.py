@@ -38,12 +38,12 @@ from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import Descriptor as DescriptorConfig
 from agentgateway.config.schema import RemoteRateLimit as RemoteRateLimitConfig
+from agentgateway.core.reply import LocalReply
 from agentgateway.observe.counters import COUNTERS
-from agentgateway.policy.chain import LocalReply
 from agentgateway.policy.expression import ValueExpression, compile_value
 
 if TYPE_CHECKING:
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
     from agentgateway.upstream.target import HttpTarget
 
 log = logging.getLogger("agentgateway.policy")

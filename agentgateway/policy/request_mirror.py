@@ -1,6 +1,6 @@
 """``requestMirror``: send a copy of a share (``percentage``, 0.0-1.0) of the route's requests to
 another backend, body included (an addition: agentgateway mirrors the head only). The copy is
-fire-and-forget: it never delays or changes the primary response (``upstream/mirror.py``)."""
+fire-and-forget: it never delays or changes the primary response (``proxy/mirror.py``)."""
 
 from __future__ import annotations
 

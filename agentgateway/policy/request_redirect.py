@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import RequestRedirect as RequestRedirectConfig
 from agentgateway.config.schema import RouteMatch
-from agentgateway.policy.chain import LocalReply
+from agentgateway.core.reply import LocalReply
 from agentgateway.policy.url_rewrite import (
     AUTH_AUTO,
     AUTH_FULL,
@@ -21,7 +21,7 @@ from agentgateway.policy.url_rewrite import (
 )
 
 if TYPE_CHECKING:
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
 
 _REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 

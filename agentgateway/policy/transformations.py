@@ -17,8 +17,8 @@ from agentgateway.policy.expression import ValueExpression, compile_value
 from agentgateway.policy.header_modifier import header_name
 
 if TYPE_CHECKING:
-    from agentgateway.policy.chain import LocalReply
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
+    from agentgateway.core.reply import LocalReply
 
 Headers = list[tuple[bytes, bytes]]
 # Framing is the gateway's business; a transformation cannot set these.

@@ -16,8 +16,8 @@ from agentgateway.config.schema import AuthorityRewrite, PathRewrite, RouteMatch
 from agentgateway.config.schema import UrlRewrite as UrlRewriteConfig
 
 if TYPE_CHECKING:
-    from agentgateway.policy.chain import LocalReply
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
+    from agentgateway.core.reply import LocalReply
 
 AUTH_KEEP, AUTH_FULL, AUTH_HOST, AUTH_PORT, AUTH_AUTO = 0, 1, 2, 3, 4
 DEFAULT_PORTS = {b"http": 80, b"https": 443}

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from agentgateway.llm.config import LlmService
-from agentgateway.mcp.config import McpService
 from agentgateway.policy.chain import EMPTY_CHAIN, PolicyChain
 from agentgateway.upstream.balance import WeightedChoice
-from agentgateway.upstream.target import HttpTarget
 
 if TYPE_CHECKING:
     from agentgateway.policy.request_mirror import RequestMirror
     from agentgateway.policy.retry import RetryPolicy
     from agentgateway.policy.timeout import TimeoutPolicy
 
-# What a route forwards to: an HTTP upstream, a virtual MCP server, or an LLM service (checked
-# by ``kind``).
-Backend = HttpTarget | McpService | LlmService
+
+class Backend(Protocol):
+    """What a route forwards to: an HTTP upstream (``upstream.target.HttpTarget``, kind
+    ``http``), a virtual MCP server (``mcp.config.McpService``, ``mcp``) or an LLM service
+    (``llm.config.LlmService``, ``llm``). The worker hands each kind to its backend room."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
 
 
 class CompiledRoute:
@@ -63,7 +68,7 @@ class CompiledRoute:
         # timeout policy bounds the call (``config.backend.responseHeaderTimeout``).
         self.head_timeout = head_timeout
         # Some backend has a health policy: picks skip evicted backends.
-        self.health_checked = any(isinstance(t, HttpTarget) and t.health is not None for t in backends.items)
+        self.health_checked = any(getattr(t, "health", None) is not None for t in backends.items)
         # Some backend is a virtual MCP server: the worker picks before forwarding.
         self.mcp_backends = any(t.kind == "mcp" for t in backends.items)
         # Some backend is an LLM service (``llm:``, ``ai`` backends): served by the LLM exchange.

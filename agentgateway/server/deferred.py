@@ -18,14 +18,15 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from agentgateway.policy.chain import LocalReply, respond, run_from
-from agentgateway.server.http1 import DISCARD, PAUSE_BODY_BUFFER, Exchange
+from agentgateway.core.exchange import DISCARD, PAUSE_BODY_BUFFER, Exchange
+from agentgateway.core.reply import LocalReply
+from agentgateway.policy.chain import respond, run_from
 
 if TYPE_CHECKING:
+    from agentgateway.core.context import RequestCtx
+    from agentgateway.core.exchange import ResponseWriter
     from agentgateway.routing.route import CompiledRoute
-    from agentgateway.server.context import RequestCtx
-    from agentgateway.server.http1 import HttpConnection
-    from agentgateway.server.worker import Worker
+    from agentgateway.server.host import ConnectionHost
 
 log = logging.getLogger("agentgateway.policy")
 
@@ -54,8 +55,8 @@ class DeferredExchange:
 
     def __init__(
         self,
-        worker: Worker,
-        conn: HttpConnection,
+        worker: ConnectionHost,
+        conn: ResponseWriter,
         ctx: RequestCtx,
         route: CompiledRoute,
         index: int,

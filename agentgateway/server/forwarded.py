@@ -6,7 +6,7 @@ say who the client is and how it connected; any client can write them. From a pe
 ``X-Forwarded-For`` (Envoy's ``xff_trusted_cidrs`` and nginx's ``real_ip_recursive``: the
 rightmost address that is not itself a trusted proxy). From any other peer they are dropped at
 the edge, so no policy, CEL expression, MCP Origin check or upstream ever sees them; the gateway
-then writes ``X-Forwarded-For`` (the peer), ``-Proto`` and ``-Host`` itself (upstream/forward.py).
+then writes ``X-Forwarded-For`` (the peer), ``-Proto`` and ``-Host`` itself (proxy/forward.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from agentgateway.server.request import Headers
+from agentgateway.config.settings import IPNetwork
+from agentgateway.core.request import Headers
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 FORWARDED_HEADERS = frozenset(

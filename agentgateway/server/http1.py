@@ -15,11 +15,13 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from agentgateway.server.context import RequestCtx
+from agentgateway.core.context import RequestCtx
+from agentgateway.core.exchange import DISCARD, PAUSE_PIPELINE, PAUSE_UPSTREAM, Exchange
+from agentgateway.core.request import Headers, PathError, split_target
 from agentgateway.server.forwarded import (
     FORWARDED_HEADERS,
     client_address,
@@ -27,21 +29,15 @@ from agentgateway.server.forwarded import (
     is_trusted,
     without_forwarded,
 )
-from agentgateway.server.request import Headers, PathError, split_target
 
 if TYPE_CHECKING:
-    from agentgateway.server.worker import BindHandle, Worker
+    from agentgateway.server.host import ConnectionHost, ServedBind
 
 STATUS_LINES: dict[int, bytes] = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _CRLF = b"\r\n"
 _TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
-
-# Reasons reading from the client is paused; reading resumes when none is left.
-PAUSE_PIPELINE = 1
-PAUSE_UPSTREAM = 2
-PAUSE_BODY_BUFFER = 4
 
 # Framing of the response body towards the client.
 _BODY_NONE, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE = 0, 1, 2, 3
@@ -61,50 +57,6 @@ _WRITE_LOW_WATER = 64 * 1024
 def status_line(status: int) -> bytes:
     line = STATUS_LINES.get(status)
     return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
-
-
-class Exchange(Protocol):
-    """What serves one request. The connection feeds it the body and flow-control events."""
-
-    def request_body(self, chunk: bytes) -> None: ...
-
-    def request_end(self) -> None: ...
-
-    def client_write_paused(self) -> None: ...
-
-    def client_write_resumed(self) -> None: ...
-
-    def client_lost(self) -> None: ...
-
-    def client_data_done(self) -> None:
-        """Everything the client sent in one read has been fed: flush what it produced."""
-
-
-class _Discard:
-    """Exchange for a request that was already answered: its remaining body is dropped."""
-
-    __slots__ = ()
-
-    def request_body(self, chunk: bytes) -> None:
-        pass
-
-    def request_end(self) -> None:
-        pass
-
-    def client_write_paused(self) -> None:
-        pass
-
-    def client_write_resumed(self) -> None:
-        pass
-
-    def client_lost(self) -> None:
-        pass
-
-    def client_data_done(self) -> None:
-        pass
-
-
-DISCARD = _Discard()
 
 
 class _Queued:
@@ -168,7 +120,7 @@ class HttpConnection(asyncio.Protocol):
         "closed",
     )
 
-    def __init__(self, worker: Worker, bind: BindHandle) -> None:
+    def __init__(self, worker: ConnectionHost, bind: ServedBind) -> None:
         self.worker = worker
         self.bind = bind
         self.transport: asyncio.Transport | None = None
@@ -649,6 +601,13 @@ class HttpConnection(asyncio.Protocol):
         """The exchange waits for its upstream's response head: ``response_timed_out`` is called
         on it if none came ``seconds`` from now."""
         self.response_deadline = self.worker.loop.time() + seconds
+
+    def response_arrived(self) -> None:
+        self.response_deadline = 0.0
+
+    @property
+    def max_buffer_size(self) -> int:
+        return self._limits.max_buffer_size
 
     def pause_request_body(self, reason: int = PAUSE_UPSTREAM) -> None:
         self._pause(reason)

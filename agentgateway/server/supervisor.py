@@ -45,7 +45,7 @@ from agentgateway.observe.metrics import RequestTotals, Snapshot
 from agentgateway.policy import buckets
 from agentgateway.server import control
 from agentgateway.server.listeners import check_port_free
-from agentgateway.server.relay import RUNTIME_DIR_ENV
+from agentgateway.upstream.relay import RUNTIME_DIR_ENV
 
 log = logging.getLogger("agentgateway.supervisor")
 

@@ -23,15 +23,19 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import uvloop
 
+from agentgateway.a2a.facts import A2aFacts
 from agentgateway.config.compile import compile_config
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import BindRuntime, HealthState, ListenerRuntime, RuntimeConfig
 from agentgateway.config.loader import decode_config
+from agentgateway.core.context import RequestCtx
+from agentgateway.core.exchange import DISCARD, Exchange, ResponseWriter
+from agentgateway.core.reply import DEFER
 from agentgateway.llm.config import LlmService
 from agentgateway.llm.exchange import LlmExchange, LlmFacts
 from agentgateway.mcp.config import McpService
@@ -43,18 +47,17 @@ from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.log import access_log_enabled, setup_logging
 from agentgateway.observe.metrics import RequestMetrics
 from agentgateway.policy import buckets
-from agentgateway.policy.chain import DEFER, respond
+from agentgateway.policy.chain import respond
+from agentgateway.proxy.forward import HttpForward
 from agentgateway.routing.route import CompiledRoute
 from agentgateway.server import control
-from agentgateway.server.context import RequestCtx
 from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.forwarded import client_address
-from agentgateway.server.http1 import DISCARD, Exchange, HttpConnection
+from agentgateway.server.http1 import HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
-from agentgateway.server.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, worker_socket
 from agentgateway.upstream.client import HttpClient
-from agentgateway.upstream.forward import HttpForward
 from agentgateway.upstream.pool import UpstreamPool
+from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, worker_socket
 
 log = logging.getLogger("agentgateway.worker")
 
@@ -106,7 +109,9 @@ class Worker:
 
     def dispatch(self, conn: HttpConnection, ctx: RequestCtx) -> Exchange:
         """Choose what serves this request: its route's backend, or a local reply."""
-        bind = conn.bind.runtime
+        # This worker made the connection with one of its BindHandles (the server only knows
+        # the ServedBind part of it).
+        bind = cast(BindHandle, conn.bind).runtime
         if conn.bind.internal:
             relayed = self._relayed_bind(ctx)
             if relayed is None:
@@ -160,7 +165,7 @@ class Worker:
                 return DeferredExchange(self, conn, ctx, route, first_async)
         return self.forward(conn, ctx, route)
 
-    def forward(self, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute) -> Exchange:
+    def forward(self, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> Exchange:
         """Call the route's backend (the policy chain has let the request through)."""
         if not route.backends:
             conn.reply(ctx, 500, f"route {route.name} has no backends")
@@ -213,7 +218,7 @@ class Worker:
         return bind
 
     async def open_relay_socket(self) -> None:
-        """The socket other workers relay requests to (server/relay.py)."""
+        """The socket other workers relay requests to (upstream/relay.py)."""
         path = worker_socket(str(os.getpid()))
         if path is None or not self.runtime.binds:
             return
@@ -238,10 +243,10 @@ class Worker:
                 method = "unknown"
             self.metrics.observe_mcp((ctx.route, method, ctx.mcp_target, tool))
         llm = ctx.llm
-        if llm is not None:
+        if isinstance(llm, LlmFacts):
             self._observe_llm(ctx, llm, duration)
         a2a = ctx.a2a
-        if a2a is not None and (a2a.method or a2a.error_code):
+        if isinstance(a2a, A2aFacts) and (a2a.method or a2a.error_code):
             COUNTERS.inc(
                 "agentgateway_a2a_requests",
                 (

@@ -13,7 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 
-from agentgateway.policy.backend_auth import BackendAuth, BackendAuthError, Outbound, edit_headers
+from agentgateway.upstream.backend_auth import BackendAuth, BackendAuthError, Outbound, edit_headers
 from agentgateway.upstream.http1 import Headers, UpstreamConnection
 from agentgateway.upstream.pool import UpstreamConnectError, UpstreamPool
 from agentgateway.upstream.target import HttpTarget

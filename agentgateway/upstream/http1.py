@@ -7,12 +7,15 @@ The connection knows nothing about clients: it reports the response to its curre
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
 if TYPE_CHECKING:
     from agentgateway.upstream.pool import UpstreamPool
+
+log = logging.getLogger("agentgateway.upstream")
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -145,6 +148,9 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             current = self.sink
             self.abort()
+            if isinstance(exc, httptools.HttpParserCallbackError) and exc.__context__ is not None:
+                # Not the upstream's fault: the code handling its response failed.
+                log.error("handling the response of %s failed", self.label, exc_info=exc.__context__)
             if current is not None:
                 current.upstream_failed(502, f"invalid response from upstream {self.label}: {exc}")
             return

@@ -44,7 +44,7 @@ class UpstreamPool:
         tls = target.tls
         try:
             async with asyncio.timeout(target.connect_timeout):
-                if target.host.startswith("unix:"):  # another worker of this gateway (server/relay.py)
+                if target.host.startswith("unix:"):  # another worker of this gateway (upstream/relay.py)
                     _, conn = await self.loop.create_unix_connection(
                         lambda: UpstreamConnection(self, key, label), target.host[5:]
                     )

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from agentgateway.policy.backend_auth import BackendAuth
-    from agentgateway.policy.health import EndpointHealth
+    from agentgateway.upstream.backend_auth import BackendAuth
+
+
+class HealthRecord(Protocol):
+    """Passive health of one backend (outlier detection, policy/health.py): whether it may be
+    picked now, and each attempt's outcome."""
+
+    def available(self, now: float) -> bool: ...
+
+    def record(self, healthy: bool, now: float) -> None: ...
 
 
 class UpstreamTls:
@@ -52,7 +60,7 @@ class HttpTarget:
         self.connect_timeout = connect_timeout
         self.pool_key: tuple[object, ...] = (host, port, tls.fingerprint if tls else None)
         # Passive health (outlier detection) of this backend, when a health policy applies.
-        self.health: EndpointHealth | None = None
+        self.health: HealthRecord | None = None
         # Credentials added to every request sent here (backendAuth); not part of the pool key:
         # they travel per request, never with the connection.
         self.auth: BackendAuth | None = None

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agentgateway.server.request import normalize_path
+from agentgateway.core.request import normalize_path
 from tests.support.gateway import Gateway, UpstreamServer, binds, free_port
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 [1-5][0-9]{2} [^\r\n]*\r\n")

@@ -9,13 +9,13 @@ from a2a.compat.v0_3.types import AgentCard as AgentCard03
 
 from agentgateway.a2a.card import CardError, CardPaths, gateway_url, rewrite_card
 from agentgateway.a2a.facts import JSONRPC, REST, A2aFacts, card_base, normalize_state, rest_operation
+from agentgateway.a2a.policy import A2aPolicy
 from agentgateway.config.compile import compile_config
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.loader import load_text
 from agentgateway.config.schema import A2aPolicy as A2aConfig
-from agentgateway.policy.a2a import A2aPolicy
+from agentgateway.core.context import RequestCtx
 from agentgateway.policy.chain import ORDER, PolicyChain
-from agentgateway.server.context import RequestCtx
 
 
 def paths(client_base="", backend_base="", prefix=None, authority="gw.example:8080", scheme="https"):

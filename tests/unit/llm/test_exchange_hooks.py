@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 
+from agentgateway.core.context import RequestCtx
 from agentgateway.llm.accounting import CallerIdentity, LlmCall, LlmHooks, Refusal
 from agentgateway.llm.config import EMPTY_POLICY, LlmService, ModelRoute, ModelTarget
 from agentgateway.llm.exchange import LlmExchange
 from agentgateway.llm.providers import Provider
 from agentgateway.llm.usage import Usage
-from agentgateway.server.context import RequestCtx
 from agentgateway.upstream.target import HttpTarget
 
 

@@ -5,13 +5,13 @@ size, trued up to the provider's usage (the native shared table, private to this
 from __future__ import annotations
 
 from agentgateway.config.schema import LocalRateLimit as LocalRateLimitConfig
+from agentgateway.core.context import RequestCtx
 from agentgateway.llm.accounting import LlmCall, Refusal
 from agentgateway.llm.budgets import LocalTokenBudget
 from agentgateway.llm.tokens import output_limit, rough_count
 from agentgateway.llm.usage import Usage
 from agentgateway.policy import buckets
 from agentgateway.policy.local_rate_limit import LocalRateLimit, TokenHold
-from agentgateway.server.context import RequestCtx
 
 
 def _ctx() -> RequestCtx:

@@ -14,9 +14,9 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.loader import load_text
 from agentgateway.config.schema import McpAuthorization as McpAuthorizationCfg
 from agentgateway.config.schema import McpBackend
+from agentgateway.core.context import RequestCtx
 from agentgateway.mcp.authorization import CURRENT_CALLER, Caller, McpAuthorization, normalize_uri
 from agentgateway.mcp.config import McpService, compile_mcp_backend
-from agentgateway.server.context import RequestCtx
 
 ROUTE = "binds[0].listeners[0].routes[0]"
 

@@ -15,14 +15,15 @@ import pytest
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import CredentialLocation, HeaderLocation, JwksSource, NamedLocation
+from agentgateway.core.context import RequestCtx
+from agentgateway.core.reply import DEFER, LocalReply
 from agentgateway.mcp.session import SessionCodec, SessionTokenError
 from agentgateway.policy import jwks as jwks_module
-from agentgateway.policy.chain import DEFER, LocalReply, PolicyChain, run_from, run_sync
+from agentgateway.policy.chain import PolicyChain, run_from, run_sync
 from agentgateway.policy.credentials import Location
 from agentgateway.policy.htpasswd import apr1, parse_htpasswd
 from agentgateway.policy.jwks import KeySet, compile_key_set, decode_jwk, decode_jwks
 from agentgateway.policy.jwt_auth import JwtValidator, Provider, Rejected, Verified, bearer_challenge
-from agentgateway.server.context import RequestCtx
 from tests.support.idp import new_key, public_jwk
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agentgateway.config.errors import ConfigError
+from agentgateway.core.context import RequestCtx
 from agentgateway.policy.cel import CelEvaluationError, CelExpression, CelRuleSet, Decision
-from agentgateway.server.context import RequestCtx
 
 WHERE = "binds[0].listeners[0].routes[0].policies.authorization.rules"
 

@@ -7,9 +7,9 @@ import pytest
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import Cors as CorsConfig
 from agentgateway.config.schema import Csrf as CsrfConfig
+from agentgateway.core.context import RequestCtx
 from agentgateway.policy.cors import Cors, parse_origin
 from agentgateway.policy.csrf import Csrf
-from agentgateway.server.context import RequestCtx
 
 
 def ctx(method=b"GET", headers=None, host=b"gw.example:8080", scheme=b"http"):

@@ -16,12 +16,13 @@ from agentgateway.config.schema import (
 from agentgateway.config.schema import (
     UrlRewrite as UrlRewriteConfig,
 )
-from agentgateway.policy.chain import ORDER, LocalReply, PolicyChain, run_sync
+from agentgateway.core.context import RequestCtx
+from agentgateway.core.reply import LocalReply
+from agentgateway.policy.chain import ORDER, PolicyChain, run_sync
 from agentgateway.policy.expression import compile_value
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from agentgateway.policy.health import EndpointHealth, HealthPolicy
 from agentgateway.policy.url_rewrite import UrlRewrite, split_authority
-from agentgateway.server.context import RequestCtx
 
 
 def ctx(path=b"/api/v1/x", headers=None, host=b"h.example:8080"):

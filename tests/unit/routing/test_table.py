@@ -4,8 +4,8 @@ import collections
 
 from agentgateway.config.compile import compile_config
 from agentgateway.config.loader import load_text
+from agentgateway.core.request import remove_dot_segments, split_target
 from agentgateway.routing.hostnames import host_candidates, normalize_host
-from agentgateway.server.request import remove_dot_segments, split_target
 from agentgateway.upstream.balance import WeightedChoice
 
 

@@ -1,4 +1,4 @@
-"""The request path normalizer (server/request.py): explicit tricky cases, then hypothesis
+"""The request path normalizer (core/request.py): explicit tricky cases, then hypothesis
 properties against an independent RFC 3986 reference (decode, then §5.2.4 dot removal), with the
 real route table deciding what is guarded."""
 
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from agentgateway.config.compile import compile_config
 from agentgateway.config.loader import load_text
+from agentgateway.core.request import PathError, normalize_path, split_target
 from agentgateway.routing.table import RouteTable
-from agentgateway.server.request import PathError, normalize_path, split_target
 
 
 def _table() -> RouteTable:

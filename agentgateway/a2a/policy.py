@@ -46,13 +46,12 @@ from agentgateway.a2a.response import CardResponse, JsonResponse, StreamResponse
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import A2aPolicy as A2aConfig
-from agentgateway.policy.chain import LocalReply
+from agentgateway.core.reply import LocalReply
 from agentgateway.policy.timeout import TimeoutPolicy
 
 if TYPE_CHECKING:
-    from agentgateway.server.context import RequestCtx
-    from agentgateway.server.http1 import HttpConnection
-    from agentgateway.upstream.forward import ResponseProcessor
+    from agentgateway.core.context import RequestCtx
+    from agentgateway.core.exchange import ResponseProcessor, ResponseWriter
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -197,12 +196,12 @@ class A2aPolicy:
             cel["a2a"] = facts.cel()
 
     def process_response(
-        self, ctx: RequestCtx, conn: HttpConnection, status: int, headers: Headers
+        self, ctx: RequestCtx, conn: ResponseWriter, status: int, headers: Headers
     ) -> ResponseProcessor | None:
         facts = ctx.a2a
-        if facts is None:
+        if not isinstance(facts, A2aFacts):
             return None
-        limit = conn.worker.runtime.limits.max_buffer_size
+        limit = conn.max_buffer_size
         card = facts.card or facts.extended_card
         if card is not None:
             jsonrpc = facts.binding == JSONRPC

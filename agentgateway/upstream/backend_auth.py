@@ -2,7 +2,7 @@
 
 A backend policy (on ``routes[].policies``, ``routes[].backends[].policies``,
 ``backends[].policies`` or an MCP target's ``policies``; the most specific wins). Each compiled
-HTTP target carries its ``BackendAuth`` (``HttpTarget.auth``); the proxy (``upstream/forward.py``)
+HTTP target carries its ``BackendAuth`` (``HttpTarget.auth``); the proxy (``proxy/forward.py``)
 and the gateway's own client (``upstream/client.py``, MCP targets) apply it to every request, so
 a retry or a pooled connection never carries another backend's credentials, and mirrors get none.
 
@@ -39,10 +39,10 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import BackendKey, FileRef
 from agentgateway.config.tlsfiles import resolve_path
-from agentgateway.policy.chain import LocalReply
+from agentgateway.core.reply import LocalReply
 
 if TYPE_CHECKING:
-    from agentgateway.server.context import RequestCtx
+    from agentgateway.core.context import RequestCtx
 
 Headers = list[tuple[bytes, bytes]]
 # Header changes: (name, value) replaces every header of that name; a None value removes them.

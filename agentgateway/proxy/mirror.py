@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from agentgateway.upstream.pool import UpstreamConnectError
 
 if TYPE_CHECKING:
-    from agentgateway.server.worker import Worker
+    from agentgateway.proxy.host import ProxyHost
     from agentgateway.upstream.http1 import Headers, UpstreamConnection
     from agentgateway.upstream.target import HttpTarget
 
@@ -35,7 +35,7 @@ class MirrorCall:
         "_timer",
     )
 
-    def __init__(self, worker: Worker, target: HttpTarget, head: bytes) -> None:
+    def __init__(self, worker: ProxyHost, target: HttpTarget, head: bytes) -> None:
         self.worker = worker
         self.target = target
         self.upstream: UpstreamConnection | None = None

@@ -16,22 +16,22 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
+from agentgateway.core.exchange import PAUSE_BODY_BUFFER, PAUSE_UPSTREAM
 from agentgateway.observe.counters import COUNTERS
-from agentgateway.policy.backend_auth import BackendAuth, BackendAuthError, HeaderEdits, Outbound
 from agentgateway.policy.chain import apply_response
 from agentgateway.policy.retry import IDEMPOTENT
-from agentgateway.server.http1 import PAUSE_BODY_BUFFER, PAUSE_UPSTREAM
-from agentgateway.upstream.mirror import MirrorCall
+from agentgateway.proxy.mirror import MirrorCall
+from agentgateway.upstream.backend_auth import BackendAuth, BackendAuthError, HeaderEdits, Outbound
 from agentgateway.upstream.pool import UpstreamConnectError
 from agentgateway.upstream.target import HttpTarget
 
 if TYPE_CHECKING:
+    from agentgateway.core.context import RequestCtx
+    from agentgateway.core.exchange import ResponseProcessor, ResponseWriter
+    from agentgateway.proxy.host import ProxyHost
     from agentgateway.routing.route import CompiledRoute
-    from agentgateway.server.context import RequestCtx
-    from agentgateway.server.http1 import HttpConnection
-    from agentgateway.server.worker import Worker
     from agentgateway.upstream.balance import WeightedChoice
     from agentgateway.upstream.http1 import Headers, UpstreamConnection
 
@@ -65,21 +65,6 @@ _REPLAY_LIMIT = 64 * 1024
 _PENDING_LIMIT = 256 * 1024
 
 _BODY_RELAY, _BODY_DROP, _BODY_PROCESS = 0, 1, 2
-
-
-class ResponseProcessor(Protocol):
-    """Takes over a proxied response from its head on (a policy's ``process_response`` made it,
-    having sent the head or decided to hold it): the agent card rewrite, stream observers."""
-
-    def body(self, chunk: bytes) -> bool:
-        """One body chunk. False: the processor has answered the request itself (an error)
-        and the rest of the upstream response is dropped."""
-
-    def end(self) -> bool:
-        """The upstream body is complete. False: the processor has already ended the response."""
-
-    def close(self) -> None:
-        """The exchange is over (or was cut short): release timers. Called once, last."""
 
 
 def _connection_tokens(headers: Headers) -> frozenset[bytes]:
@@ -214,7 +199,7 @@ class HttpForward:
         "_processor",
     )
 
-    def __init__(self, worker: Worker, conn: HttpConnection, ctx: RequestCtx, route: CompiledRoute) -> None:
+    def __init__(self, worker: ProxyHost, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> None:
         self.worker = worker
         self.conn = conn
         self.ctx = ctx
@@ -499,7 +484,7 @@ class HttpForward:
             upstream.abort()
 
     def _cancel_attempt_timer(self) -> None:
-        self.conn.response_deadline = 0.0
+        self.conn.response_arrived()
         if self._attempt_timer is not None:
             self._attempt_timer.cancel()
             self._attempt_timer = None
@@ -526,7 +511,7 @@ class HttpForward:
         )
 
     def _cancel_timers(self) -> None:
-        self.conn.response_deadline = 0.0
+        self.conn.response_arrived()
         for timer in (self._deadline_timer, self._attempt_timer, self._retry_timer, self._fetch_timer):
             if timer is not None:
                 timer.cancel()

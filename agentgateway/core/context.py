@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from agentgateway.server.request import Headers
-
-if TYPE_CHECKING:
-    from agentgateway.a2a.facts import A2aFacts
-    from agentgateway.llm.exchange import LlmFacts
+from agentgateway.core.request import Headers
 
 # Reads the request body for a policy: at most ``limit`` + 1 bytes are waited for; answers the
 # bytes received so far and whether they are the whole body (server/deferred.py).
 BodyReader = Callable[[int], Awaitable[tuple[bytes, bool]]]
+
+
+class RequestFacts(Protocol):
+    """What a backend room learned about a request (an LLM call: ``llm.exchange.LlmFacts``, an
+    A2A call: ``a2a.facts.A2aFacts``), told to the access log in its own field names."""
+
+    def log_fields(self, fields: dict[str, object], status: int) -> None: ...
 
 
 class RequestCtx:
@@ -132,10 +135,10 @@ class RequestCtx:
         self.mcp_method = ""
         self.mcp_target = ""
         self.mcp_resource = ""
-        # Handed to another worker of this gateway, which logs and counts it (server/relay.py).
+        # Handed to another worker of this gateway, which logs and counts it (upstream/relay.py).
         self.relayed = False
         # LLM facts (llm/exchange.py LlmFacts), set by the LLM exchange; None for other traffic.
-        self.llm: LlmFacts | None = None
+        self.llm: RequestFacts | None = None
         # The models an authentication policy allows this client (``apiKey.keys[].allowedModels``):
         # patterns with ``*``; None: every model. Checked by the LLM exchange.
         self.allowed_models: tuple[str, ...] | None = None
@@ -146,7 +149,7 @@ class RequestCtx:
         # (extAuthz includeRequestBody, the buffering backendAuth aws needs) without taking it.
         self.read_body: BodyReader | None = None
         # A2A facts (method, task, state), set by the ``a2a`` policy; None for other traffic.
-        self.a2a: A2aFacts | None = None
+        self.a2a: RequestFacts | None = None
         # Seconds the upstream exchange may take, head and whole body (set by a policy that
         # holds a response whole: the a2a card fetch); None: the route's timeouts only.
         self.fetch_timeout: float | None = None
