@@ -19,14 +19,17 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import orjson
 
 from agentgateway.config.errors import ConfigError
-from agentgateway.upstream.client import HttpClient, HttpClientError
-from agentgateway.upstream.target import HttpTarget
+
+if TYPE_CHECKING:
+    # upstream.client applies backendAuth (which uses this module): imported when first used
+    from agentgateway.upstream.client import HttpClient
+    from agentgateway.upstream.target import HttpTarget
 
 TOKEN_TIMEOUT = 10.0
 _MAX_ANSWER = 256 * 1024
@@ -60,6 +63,7 @@ def client() -> HttpClient:
     loop = asyncio.get_running_loop()
     found = _clients.get(id(loop))
     if found is None or found.pool.loop is not loop:
+        from agentgateway.upstream.client import HttpClient
         from agentgateway.upstream.pool import UpstreamPool
 
         _clients.clear()
@@ -139,6 +143,8 @@ async def request_token(
     """POST ``form`` to a token endpoint; the access token of a successful answer. ``bearer``:
     the answer's ``token_type`` must be Bearer (an ID-JAG's is not); ``expected_type``: the
     ``issued_token_type`` it must have, when it says one (RFC 8693 §2.2.1)."""
+    from agentgateway.upstream.client import HttpClientError
+
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/x-www-form-urlencoded"),
         (b"accept", b"application/json"),

@@ -164,9 +164,7 @@ def test_remote_rate_limit_failure_modes(gateway, upstream):
                 port,
                 [
                     {
-                        "policies": {
-                            "remoteRateLimit": _remote(host=dead, failureMode=mode, timeout="300ms")
-                        },
+                        "policies": {"remoteRateLimit": _remote(host=dead, failureMode=mode, timeout="300ms")},
                         "backends": [{"host": up.address}],
                     }
                 ],

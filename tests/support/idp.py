@@ -221,7 +221,7 @@ class IdentityProvider:
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
-                if url.path == "/jwks.json":
+                if url.path in ("/jwks.json", "/protocol/openid-connect/certs"):  # the second: Keycloak's
                     with idp.lock:
                         idp.jwks_fetches += 1
                     self._send(200, idp.jwks())
@@ -263,7 +263,7 @@ class IdentityProvider:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
                 url = urlsplit(self.path)
-                if url.path == "/register":
+                if url.path in ("/register", "/clients-registrations/openid-connect"):  # the second: Keycloak's
                     request = json.loads(raw or b"{}")
                     client_id = secrets.token_hex(8)
                     client = {**request, "client_id": client_id, "client_id_issued_at": int(time.time())}
