@@ -164,7 +164,9 @@ def test_remote_rate_limit_failure_modes(gateway, upstream):
                 port,
                 [
                     {
-                        "policies": {"remoteRateLimit": _remote(host=dead, failureMode=mode, timeout="300ms")},
+                        "policies": {
+                            "remoteRateLimit": _remote(host=dead, failureMode=mode, timeout="300ms")
+                        },
                         "backends": [{"host": up.address}],
                     }
                 ],

@@ -117,7 +117,9 @@ def test_retry_replays_the_request_body(gateway, upstream):
     assert [q["body_length"] for q in seen] == [len(body), len(body)]
     assert seen[1]["body_sha256"] == hashlib.sha256(body).hexdigest()
     # Chunked bodies are replayed too.
-    r = httpx.post(f"http://127.0.0.1:{port}/fail?key=chunked&times=1", content=iter([b"a" * 1000, b"b" * 1000]))
+    r = httpx.post(
+        f"http://127.0.0.1:{port}/fail?key=chunked&times=1", content=iter([b"a" * 1000, b"b" * 1000])
+    )
     assert r.status_code == 200
     assert [q["body_length"] for q in up.requests()[2:]] == [2000, 2000]
 

@@ -37,7 +37,9 @@ def _config(port, a, b, generation):
             {
                 "name": "limited",
                 "matches": [{"path": {"pathPrefix": "/limited"}}],
-                "policies": {"localRateLimit": [{"maxTokens": LIMIT, "tokensPerFill": 1, "fillInterval": "1h"}]},
+                "policies": {
+                    "localRateLimit": [{"maxTokens": LIMIT, "tokensPerFill": 1, "fillInterval": "1h"}]
+                },
                 "backends": [{"host": a}],
             },
             {

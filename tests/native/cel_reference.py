@@ -170,12 +170,16 @@ def leaf(kind: str) -> st.SearchStrategy[Expr]:
             lambda k: Expr(f"jwt.{k}", lambda env, k=k: lookup(env["jwt"], k), "string")
         )
         header = st.sampled_from(HEADER_NAMES).map(
-            lambda h: Expr(f"request.headers[{quote(h)}]", lambda env, h=h: lookup(env["headers"], h), "string")
+            lambda h: Expr(
+                f"request.headers[{quote(h)}]", lambda env, h=h: lookup(env["headers"], h), "string"
+            )
         )
         return literals | claim | header
     if kind == "list":
         literals = st.lists(text, max_size=3).map(
-            lambda items: Expr("[" + ", ".join(map(quote, items)) + "]", lambda env, items=items: list(items), "list")
+            lambda items: Expr(
+                "[" + ", ".join(map(quote, items)) + "]", lambda env, items=items: list(items), "list"
+            )
         )
         return literals | st.just(Expr("jwt.tags", lambda env: lookup(env["jwt"], "tags"), "list"))
     booleans = st.booleans().map(lambda b: Expr("true" if b else "false", lambda env, b=b: b, "bool"))
@@ -239,7 +243,9 @@ def extend(children: Callable[[str], st.SearchStrategy[Expr]], kind: str) -> st.
 
     def string_test(name: str, a: Expr, b: Expr) -> Expr:
         ops = {"startsWith": str.startswith, "endsWith": str.endswith, "contains": str.__contains__}
-        return Expr(f"{a.source}.{name}({b.source})", lambda env: ops[name](a.evaluate(env), b.evaluate(env)), "bool")
+        return Expr(
+            f"{a.source}.{name}({b.source})", lambda env: ops[name](a.evaluate(env), b.evaluate(env)), "bool"
+        )
 
     def membership(a: Expr, b: Expr) -> Expr:
         def run(env: Env) -> bool:

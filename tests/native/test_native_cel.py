@@ -51,7 +51,9 @@ def test_compile_error_attributes() -> None:
 
 
 def test_rules_codes_and_explain() -> None:
-    rules = CelRules([("deny", "request.method == 'POST'"), ("require", "has(jwt.sub)"), ("allow", "jwt.sub == 'a'")])
+    rules = CelRules(
+        [("deny", "request.method == 'POST'"), ("require", "has(jwt.sub)"), ("allow", "jwt.sub == 'a'")]
+    )
     assert len(rules) == 3
     assert rules.variables == frozenset({"request", "jwt"})
     assert rules.request_fields == frozenset({"method"})
@@ -100,7 +102,10 @@ def test_conversions() -> None:
         "l": [1, [2, 3]],
     }
     assert (
-        CelProgram("jwt[2] + jwt[true] + jwt['k']").evaluate(variables={"jwt": {2: "a", True: "b", b"k": "c"}}) == "abc"
+        CelProgram("jwt[2] + jwt[true] + jwt['k']").evaluate(
+            variables={"jwt": {2: "a", True: "b", b"k": "c"}}
+        )
+        == "abc"
     )
     with pytest.raises(OverflowError):
         CelProgram("jwt").evaluate(variables={"jwt": 2**64})
@@ -200,7 +205,9 @@ def reference_decision(kinds: list[str], results: list[Any]) -> int:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.tuples(st.sampled_from(["allow", "deny", "require"]), ref.expressions("bool", depth=2)), max_size=6),
+    st.lists(
+        st.tuples(st.sampled_from(["allow", "deny", "require"]), ref.expressions("bool", depth=2)), max_size=6
+    ),
     ref.claims(),
     ref.headers,
 )
