@@ -43,13 +43,16 @@ from agentgateway.policy.basic_auth import BasicAuthPolicy
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.cors import Cors
 from agentgateway.policy.csrf import Csrf
+from agentgateway.policy.delay import DelayPolicy
 from agentgateway.policy.direct_response import DirectResponse
+from agentgateway.policy.expression import compile_value
 from agentgateway.policy.ext_authz import ExtAuthz
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from agentgateway.policy.health import EndpointHealth, HealthPolicy
 from agentgateway.policy.jwt_auth import JwtAuthPolicy
 from agentgateway.policy.local_rate_limit import LocalRateLimit
 from agentgateway.policy.mcp_authentication import McpAuthenticationPolicy
+from agentgateway.policy.oidc import OidcPolicy
 from agentgateway.policy.remote_rate_limit import RemoteRateLimit
 from agentgateway.policy.request_mirror import RequestMirror
 from agentgateway.policy.request_redirect import RequestRedirect
@@ -236,6 +239,7 @@ class _Compiler:
         self.previous_health: HealthState = previous_health or {}
         self.limits = ServerLimits()
         self.health_state: HealthState = {}
+        self._session_key: bytes | None | bool = False  # not read yet
 
     # ------------------------------------------------------------------ backends
 
@@ -393,7 +397,14 @@ class _Compiler:
             if http is not None and health is not None:
                 http.health = self.endpoint_health(http, HealthPolicy(health, hwhere))
             if http is not None and auth is not None:
-                http.auth = compile_backend_auth(auth[0], auth[1], http.host, self.base_dir)
+                http.auth = compile_backend_auth(
+                    auth[0],
+                    auth[1],
+                    http.host,
+                    self.base_dir,
+                    resolve=self.token_endpoint,
+                    compile_expression=compile_value,
+                )
             items.append((target, rb.weight))
         if len({t.kind for t, _ in items}) > 1:
             raise ConfigError(f"{where}.backends", "a route's backends are all of one kind: MCP, ai or HTTP")
@@ -452,6 +463,18 @@ class _Compiler:
         if nb.host is None:
             raise ConfigError(f"{where}.backend", f"backend {backend!r} is not a host backend")
         return self.http_target(nb.host, tls or _tls_of(nb.policies), nb.name, f"backends[{k}]")
+
+    def token_endpoint(self, host: str | None, backend: str | None, tls: BackendTls | None, where: str) -> HttpTarget:
+        """The target of a token endpoint backendAuth calls (``host`` or a named backend)."""
+        return self.simple_target(host, backend, where, tls)
+
+    def session_key(self) -> bytes | None:
+        """``config.session.key`` (or SESSION_KEY), read once."""
+        if self._session_key is False:
+            self._session_key = compile_mcp_settings(self.cfg).key
+        key = self._session_key
+        assert not isinstance(key, bool)
+        return key
 
     def ext_authz(self, cfg: ExtAuthzConfig, where: str, labels: tuple[str, str, str]) -> ExtAuthz:
         tls = None
@@ -512,6 +535,8 @@ class _Compiler:
             chain.append(RequestRedirect(p.request_redirect, f"{pw}.requestRedirect", matches))
         if p.direct_response is not None:
             chain.append(DirectResponse(p.direct_response, f"{pw}.directResponse"))
+        if p.delay is not None:
+            chain.append(DelayPolicy(p.delay, f"{pw}.delay"))
         timeout = TimeoutPolicy(p.timeout, f"{pw}.timeout") if p.timeout is not None else None
         if p.a2a is not None:
             rewrite = p.url_rewrite.path if p.url_rewrite is not None else None
@@ -540,6 +565,8 @@ class _Compiler:
     def security_policies(self, p: RoutePolicies | GatewayListener, where: str) -> list[Policy]:
         """The authentication and authorization policies a route or a gateway sets."""
         out: list[Policy] = []
+        if p.oidc is not None:
+            out.append(OidcPolicy(p.oidc, self.session_key(), where, self.base_dir, f"{where}.oidc"))
         if p.jwt_auth is not None:
             out.append(JwtAuthPolicy(p.jwt_auth, self.base_dir, f"{where}.jwtAuth"))
         if p.basic_auth is not None:

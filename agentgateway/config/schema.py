@@ -406,7 +406,9 @@ class ExtAuthzHttp(Schema, frozen=True):
     body: str | None = None
     add_request_headers: Annotated[dict[str, str], CREDENTIAL_HEADERS] = {}
     include_response_headers: list[str] = []
-    metadata: NotSupported = UNSET
+    # name → CEL (request variables, and the authorization answer as ``response.code``,
+    # ``response.headers["..."]``, ``response.body``): the CEL variable ``extauthz`` afterwards
+    metadata: dict[str, str] = {}
 
 
 class ExtAuthzProtocol(Schema, frozen=True):
@@ -418,6 +420,14 @@ class ExtAuthzProtocol(Schema, frozen=True):
 
 class DenyWithStatus(Schema, frozen=True):
     deny_with_status: int
+
+
+class ExtAuthzCache(Schema, frozen=True):
+    """``extAuthz.cache``: decisions reused per key (CEL values) for ``ttl``."""
+
+    key: list[str]
+    ttl: str
+    max_entries: int = 10000
 
 
 class ExtAuthz(Schema, frozen=True):
@@ -433,7 +443,7 @@ class ExtAuthz(Schema, frozen=True):
     # addition: deadline of one check (default 2s)
     timeout: str | None = None
     service: NotSupported = UNSET
-    cache: NotSupported = UNSET
+    cache: ExtAuthzCache | None = None
     conditional: NotSupported = UNSET
 
 
@@ -487,6 +497,141 @@ class AwsAuth(Schema, frozen=True):
     assume_role: NotSupported = UNSET
 
 
+class JwtSign(Schema, frozen=True):
+    """``backendAuth.jwtSign``: a short-lived JWT signed with ``signingKey`` on each request."""
+
+    signing_key: Annotated[str | FileRef, KEY_MATERIAL]
+    alg: Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"] = "RS256"
+    kid: str | None = None
+    claims: dict[str, Any] = {}
+    ttl: str | None = None
+    location: AuthorizationLocation | None = None
+
+
+class OAuthClientAuth(Schema, frozen=True):
+    """How the gateway authenticates to a token endpoint: ``method`` clientSecretBasic (the
+    default), clientSecretPost or privateKeyJwt."""
+
+    client_id: str
+    client_secret: Annotated[str | FileRef | None, SECRET] = None
+    method: Literal["clientSecretBasic", "clientSecretPost", "privateKeyJwt"] | None = None
+    signing_key: Annotated[str | FileRef | None, KEY_MATERIAL] = None
+    alg: Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"] = "RS256"
+    kid: str | None = None
+    assertion_audience: str | None = None
+    certificate: NotSupported = UNSET
+    certificate_header: NotSupported = UNSET
+
+
+class TokenSpec(Schema, frozen=True):
+    source: CredentialLocation | None = None
+    token_type: str | None = None
+
+
+class ActorTokenSpec(Schema, frozen=True):
+    source: CredentialLocation
+    token_type: str | None = None
+    enforce_may_act: bool = False
+
+
+class TokenCacheConfig(Schema, frozen=True):
+    max_entries: int | None = None
+    default_ttl: str | None = None
+
+
+class OAuthTokenExchange(Schema, frozen=True):
+    """``backendAuth.oauthTokenExchange``: the client's token exchanged at a token endpoint
+    (RFC 8693, or the RFC 7523 JWT-bearer grant) for the backend's."""
+
+    host: str | None = None
+    backend: str | None = None
+    service: NotSupported = UNSET
+    policies: BackendPolicies | None = None
+    path: str | None = None
+    grant_type: Literal["tokenExchange", "jwtBearer"] = "tokenExchange"
+    subject_token: TokenSpec | None = None
+    actor_token: ActorTokenSpec | None = None
+    audiences: list[str] = []
+    scopes: list[str] = []
+    resources: list[str] = []
+    requested_token_type: str | None = None
+    client_auth: OAuthClientAuth | None = None
+    additional_params: dict[str, str] = {}
+    authorization_location: CredentialLocation | None = None
+    cache: TokenCacheConfig | None = None
+
+
+class CrossAppAccessEndpoint(Schema, frozen=True):
+    client_auth: OAuthClientAuth
+    host: str | None = None
+    backend: str | None = None
+    service: NotSupported = UNSET
+    policies: BackendPolicies | None = None
+    path: str | None = None
+
+
+class CrossAppAccessSubjectToken(Schema, frozen=True):
+    source: CredentialLocation | None = None
+    token_type: str | None = None
+
+
+class CrossAppAccess(Schema, frozen=True):
+    """``backendAuth.crossAppAccess``: Identity Assertion Authorization Grant (ID-JAG): the user's
+    ID token exchanged at their identity provider for an ID-JAG, which the resource authorization
+    server exchanges (JWT-bearer grant) for the backend's access token."""
+
+    identity_provider: CrossAppAccessEndpoint
+    resource_authorization_server: CrossAppAccessEndpoint
+    audience: str
+    resources: list[str] = []
+    scopes: list[str] = []
+    access_token_scopes: list[str] | None = None
+    subject_token: CrossAppAccessSubjectToken | None = None
+    cache: TokenCacheConfig | None = None
+
+
+class AzureClientSecret(Schema, frozen=True):
+    tenant_id: str = msgspec.field(name="tenant_id")
+    client_id: str = msgspec.field(name="client_id")
+    client_secret: Annotated[str, SECRET] = msgspec.field(name="client_secret")
+
+
+class AzureUserAssignedIdentity(Schema, frozen=True):
+    """Exactly one."""
+
+    client_id: str | None = None
+    object_id: str | None = None
+    resource_id: str | None = None
+
+
+class AzureManagedIdentity(Schema, frozen=True):
+    user_assigned_identity: AzureUserAssignedIdentity | None = None
+
+
+class AzureWorkloadIdentity(Schema, frozen=True):
+    pass
+
+
+class AzureExplicitConfig(Schema, frozen=True):
+    """Exactly one."""
+
+    client_secret: AzureClientSecret | None = None
+    managed_identity: AzureManagedIdentity | None = None
+    workload_identity: AzureWorkloadIdentity | None = None
+
+
+class AzureImplicit(Schema, frozen=True):
+    pass
+
+
+class AzureAuth(Schema, frozen=True):
+    """``backendAuth.azure``: exactly one of ``explicitConfig`` or ``implicit``."""
+
+    explicit_config: AzureExplicitConfig | None = None
+    implicit: AzureImplicit | None = None
+    developer_implicit: NotSupported = UNSET
+
+
 class BackendAuth(Schema, frozen=True):
     """``backendAuth``: credentials the gateway adds to the requests it sends a backend. Exactly one."""
 
@@ -494,11 +639,11 @@ class BackendAuth(Schema, frozen=True):
     key: Annotated[str | BackendKey | None, SECRET] = None
     gcp: GcpAuth | None = None
     aws: AwsAuth | None = None
-    azure: NotSupported = UNSET
+    azure: AzureAuth | None = None
     copilot: NotSupported = UNSET
-    jwt_sign: NotSupported = UNSET
-    oauth_token_exchange: NotSupported = UNSET
-    cross_app_access: NotSupported = UNSET
+    jwt_sign: JwtSign | None = None
+    oauth_token_exchange: OAuthTokenExchange | None = None
+    cross_app_access: CrossAppAccess | None = None
 
 
 class BackendPolicies(Schema, frozen=True):
@@ -735,6 +880,57 @@ class JwtAuth(Schema, frozen=True):
     jwt_validation_options: JwtValidationOptions | None = None
 
 
+class IdentityProviderKind(Schema, frozen=True):
+    """An empty map: the kind is its key."""
+
+
+class McpIdentityProvider(Schema, frozen=True):
+    """Exactly one (each an empty map): the identity provider behind ``mcpAuthentication``."""
+
+    auth0: IdentityProviderKind | None = None
+    keycloak: IdentityProviderKind | None = None
+    okta: IdentityProviderKind | None = None
+    descope: IdentityProviderKind | None = None
+    authentik: IdentityProviderKind | None = None
+    entra: IdentityProviderKind | None = None
+
+
+class OidcSource(Schema, frozen=True):
+    """Exactly one: a file, or a URL fetched when first needed."""
+
+    file: str | None = None
+    url: str | None = None
+
+
+class OidcLogout(Schema, frozen=True):
+    """addition (agentgateway's later ``oidc.logout``): a local path that ends the session."""
+
+    path: str
+    redirect: str | None = None
+
+
+class Oidc(Schema, frozen=True):
+    """``oidc``: browser login (authorization code with PKCE) and a session cookie."""
+
+    issuer: str
+    client_id: str
+    client_secret: Annotated[str, SECRET]
+    redirect_uri: str = msgspec.field(name="redirectURI")
+    discovery: OidcSource | str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    token_endpoint_auth: Literal["clientSecretBasic", "clientSecretPost"] | None = None
+    jwks: Annotated[JwksSource | str | None, JWKS] = None
+    scopes: list[str] = []
+    logout: OidcLogout | None = None  # addition
+
+
+class Delay(Schema, frozen=True):
+    """``delay``: latency injected before the backend is called (a duration, or CEL)."""
+
+    duration: str
+
+
 class McpAuthentication(Schema, frozen=True):
     """``mcpAuthentication``: the gateway as the OAuth resource server of an MCP endpoint."""
 
@@ -746,8 +942,9 @@ class McpAuthentication(Schema, frozen=True):
     mode: Literal["strict", "optional", "permissive"] = "strict"
     authorization_location: CredentialLocation | None = None
     jwt_validation_options: JwtValidationOptions | None = None
-    provider: NotSupported = UNSET
-    client_id: NotSupported = UNSET
+    # the identity provider's kind: how its metadata and default JWKS URL are found
+    provider: McpIdentityProvider | None = None
+    client_id: str | None = None
     client_secret: NotSupported = UNSET
     relay_signing_key: NotSupported = UNSET
 
@@ -834,10 +1031,10 @@ class RoutePolicies(Schema, frozen=True):
     a2a: A2aPolicy | None = None
     ai: AiPolicy | None = None
     backend_tunnel: NotSupported = UNSET
-    oidc: NotSupported = UNSET
+    oidc: Oidc | None = None
     ext_proc: NotSupported = UNSET
     buffer: NotSupported = UNSET
-    delay: NotSupported = UNSET
+    delay: Delay | None = None
     host_rewrite: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET
@@ -1004,7 +1201,7 @@ class GatewayListener(Schema, frozen=True):
     basic_auth: BasicAuth | None = None
     api_key: ApiKey | None = None
     authorization: Authorization | None = None
-    oidc: NotSupported = UNSET
+    oidc: Oidc | None = None
     ext_authz: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
     cors: NotSupported = UNSET

@@ -71,6 +71,7 @@ class RequestCtx:
         "read_body",
         "a2a",
         "fetch_timeout",
+        "backend_token",
     )
 
     def __init__(
@@ -160,6 +161,9 @@ class RequestCtx:
         # The JWT that jwtAuth validated and removed from the request: what backendAuth
         # passthrough would send upstream again.
         self.jwt_token: str | None = None
+        # A credential backendAuth got for this request (a token exchange): (the auth that got
+        # it, the token), so a retry to a backend with other credentials never sends it.
+        self.backend_token: tuple[object, str] | None = None
 
     def learn(self, name: str, value: object) -> None:
         """Set the CEL variable ``name`` (``jwt``, ``apiKey``, ...) for later policies."""

@@ -334,9 +334,17 @@ def compile_provider(spec: ProviderSpec, make_http: MakeHttpTarget, where: str) 
     # Credentials: the gateway's own, never the client's.
     key = spec.api_key
     auth = spec.auth
-    if auth is not None and (auth.passthrough is not None or auth.gcp is not None):
-        kind_name = "passthrough" if auth.passthrough is not None else "gcp"
-        raise ConfigError(f"{where}.policies.backendAuth.{kind_name}", "not supported for ai backends yet")
+    if auth is not None:
+        for attr, kind_name in (
+            ("passthrough", "passthrough"),
+            ("gcp", "gcp"),
+            ("azure", "azure"),
+            ("jwt_sign", "jwtSign"),
+            ("oauth_token_exchange", "oauthTokenExchange"),
+            ("cross_app_access", "crossAppAccess"),
+        ):
+            if getattr(auth, attr) is not None:
+                raise ConfigError(f"{where}.policies.backendAuth.{kind_name}", "not supported for ai backends yet")
     if key is None and auth is not None and auth.key is not None:
         key = _backend_key(auth.key, None, f"{where}.policies.backendAuth.key")
     aws: AwsSigning | None = None

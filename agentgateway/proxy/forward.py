@@ -292,7 +292,7 @@ class HttpForward:
         auth = target.auth
         if auth is None:
             self._sent_head = self._head
-        elif not auth.ready():
+        elif not auth.ready(ctx):
             self._connect_task = self.worker.loop.create_task(self._authorize_and_attach(target, auth))
             return
         elif not self._sign(target, auth):
@@ -311,11 +311,11 @@ class HttpForward:
             self._fail(500, "backend authentication failed: the request body was not buffered for signing")
             return False
         scheme = b"https" if target.tls else b"http"
-        out = Outbound(ctx.method, scheme, ctx.host, ctx.target, ctx.headers, body or b"", ctx.jwt_token)
+        out = Outbound(ctx.method, scheme, ctx.host, ctx.target, ctx.headers, body or b"", ctx.jwt_token, ctx)
         try:
             path, edits = auth.apply(out)
         except BackendAuthError as exc:
-            self._fail(500, f"backend authentication failed: {exc}")
+            self._fail(exc.status, f"backend authentication failed: {exc}")
             return False
         if not edits and path == ctx.target:
             self._sent_head = self._head  # nothing to add (passthrough)
@@ -327,11 +327,11 @@ class HttpForward:
     async def _authorize_and_attach(self, target: HttpTarget, auth: BackendAuth) -> None:
         """Fetch the backend's credentials (a token endpoint, the AWS chain), then connect."""
         try:
-            await auth.prepare()
+            await auth.prepare(self.ctx)
         except BackendAuthError as exc:
             self._connect_task = None
             if not self._finished:
-                self._fail(500, f"backend authentication failed: {exc}")
+                self._fail(exc.status, f"backend authentication failed: {exc}")
             return
         self._connect_task = None
         if self._finished or not self._sign(target, auth):
