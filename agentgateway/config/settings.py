@@ -26,6 +26,7 @@ class ServerLimits:
         "body_min_rate_grace",
         "decode_escaped_slashes",
         "trusted_proxies",
+        "tunnel_idle_timeout",
     )
 
     def __init__(
@@ -55,6 +56,9 @@ class ServerLimits:
         self.decode_escaped_slashes = False
         # Peers whose forwarded headers are believed (server/forwarded.py); empty: nobody.
         self.trusted_proxies: tuple[IPNetwork, ...] = ()
+        # A connection relayed byte for byte (an accepted upgrade, a TCP or TLS-passthrough
+        # route) that carries nothing either way for this long is closed.
+        self.tunnel_idle_timeout = 3600.0
 
 
 class StaticSettings:

@@ -71,6 +71,7 @@ class RequestCtx:
         "read_body",
         "a2a",
         "fetch_timeout",
+        "upgrade",
     )
 
     def __init__(
@@ -160,6 +161,10 @@ class RequestCtx:
         # The JWT that jwtAuth validated and removed from the request: what backendAuth
         # passthrough would send upstream again.
         self.jwt_token: str | None = None
+        # The protocols an HTTP/1.1 client asked to switch to (its ``Upgrade`` value, ``h2c``
+        # left out), forwarded upstream; None for a plain request. A ``101`` answer turns the
+        # connection into a byte tunnel (proxy/tunnel.py), logged when the tunnel ends.
+        self.upgrade: bytes | None = None
 
     def learn(self, name: str, value: object) -> None:
         """Set the CEL variable ``name`` (``jwt``, ``apiKey``, ...) for later policies."""

@@ -50,11 +50,14 @@ from agentgateway.policy import buckets
 from agentgateway.policy.chain import respond
 from agentgateway.proxy.forward import HttpForward
 from agentgateway.routing.route import CompiledRoute
+from agentgateway.routing.tcp import CompiledTcpRoute
 from agentgateway.server import control
 from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.forwarded import client_address
+from agentgateway.server.host import ServedConnection
 from agentgateway.server.http1 import HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
+from agentgateway.server.tcp import StreamConnection
 from agentgateway.upstream.client import HttpClient
 from agentgateway.upstream.pool import UpstreamPool
 from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, worker_socket
@@ -88,7 +91,7 @@ class Worker:
         self.pool = UpstreamPool(loop, static.pool_idle_timeout, static.pool_max_size)
         self.metrics = RequestMetrics()
         self.access_log = AccessLog(static.log_format, access_log_enabled(static.log_level))
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[ServedConnection] = set()
         self.binds: dict[int, BindHandle] = {}
         self.draining = False
         self._ticker: asyncio.Task[None] | None = None
@@ -189,6 +192,30 @@ class Worker:
         forward = HttpForward(self, conn, ctx, route)
         forward.start()
         return forward
+
+    def stream_route(
+        self, conn: StreamConnection, server_name: bytes | None
+    ) -> tuple[str, CompiledTcpRoute | None] | None:
+        """The listener and TCP route of a TCP or TLS connection (by the client's SNI)."""
+        bind = cast(BindHandle, conn.bind).runtime
+        if bind.protocol == "TCP":
+            listener: ListenerRuntime | None = bind.default_listener
+        else:
+            listener = bind.listeners.select(server_name or b"")
+        if listener is None or listener.tcp_routes is None:
+            return None
+        return listener.name, listener.tcp_routes.select(server_name)
+
+    def observe_connection(self, ctx: RequestCtx) -> None:
+        """A relayed connection ended: counted by listener, route and protocol (connections, bytes
+        each way), and one access-log line."""
+        duration = time.perf_counter() - ctx.start
+        labels = (ctx.gateway, ctx.listener, ctx.route, ctx.scheme.decode("latin-1"))
+        COUNTERS.inc("agentgateway_downstream_connections", labels)
+        COUNTERS.inc("agentgateway_downstream_received_bytes", labels, ctx.request_bytes)
+        COUNTERS.inc("agentgateway_downstream_sent_bytes", labels, ctx.response_bytes)
+        if self.access_log.enabled:
+            self.access_log.record_connection(ctx, duration)
 
     def _relayed_bind(self, ctx: RequestCtx) -> BindRuntime | None:
         value = ctx.header(BIND_HEADER)
@@ -316,13 +343,21 @@ class Worker:
             assert ssl_ctx is not None
             ssl_ctx.sni_callback = sni_selector(lambda: handle.runtime)
         handle.server = await self.loop.create_server(
-            lambda: HttpConnection(self, handle),
+            lambda: self._accepted(handle),
             sock=sock,
             ssl=ssl_ctx,
             ssl_handshake_timeout=runtime.limits.tls_handshake_timeout if ssl_ctx else None,
             backlog=4096,
         )
         return handle
+
+    def _accepted(self, handle: BindHandle) -> HttpConnection | StreamConnection:
+        """The protocol of a connection accepted on ``handle``'s port, by what the port serves
+        now (a reload may change it)."""
+        protocol = handle.runtime.protocol
+        if protocol == "HTTP":
+            return HttpConnection(self, handle)
+        return StreamConnection(self, handle, passthrough=protocol == "TLS" and not handle.tls)
 
     # ------------------------------------------------------------------ lifecycle
 
