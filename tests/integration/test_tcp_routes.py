@@ -47,7 +47,9 @@ def _cert(ca: trustme.CA, tmp_path: Path, name: str) -> tuple[str, str]:
 
 def _tcp_config(port: int, backends: list[dict[str, object]], **extra: object) -> dict[str, object]:
     return {
-        "binds": [{"port": port, "listeners": [{"protocol": "TCP", "tcpRoutes": [{"name": "echo", "backends": backends}]}]}],
+        "binds": [
+            {"port": port, "listeners": [{"protocol": "TCP", "tcpRoutes": [{"name": "echo", "backends": backends}]}]}
+        ],
         **extra,
     }
 
@@ -166,9 +168,10 @@ def test_tls_passthrough_to_two_backends_by_sni(gateway, tls_backends):
     )
     ctx = _tls_client(ca)
     for name, expected in (("a.example.com", "a"), ("b.example.com", "b"), ("A.Example.Com", "a")):
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, ctx.wrap_socket(
-            raw, server_hostname=name
-        ) as s:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname=name) as s,
+        ):
             # The certificate verified against the name is the backend's: the gateway has none.
             assert ("DNS", name.lower()) in s.getpeercert()["subjectAltName"]
             s.sendall(f"GET /echo HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
@@ -225,13 +228,16 @@ def test_unknown_or_missing_sni_is_refused(gateway, tls_backends):
     ctx = _tls_client(ca)
     ctx.check_hostname = False
     for name in ("c.example.com", None):
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME|unrecognized name"):
-                ctx.wrap_socket(raw, server_hostname=name)
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME|unrecognized name"),
+        ):
+            ctx.wrap_socket(raw, server_hostname=name)
     # The gateway serves the next client.
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, _tls_client(ca).wrap_socket(
-        raw, server_hostname="a.example.com"
-    ) as s:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        _tls_client(ca).wrap_socket(raw, server_hostname="a.example.com") as s,
+    ):
         assert s.getpeercert() is not None
     lines = wait_for(lambda: len(_connection_lines(gw)) >= 3 and _connection_lines(gw), 10, "log lines")
     refused = [x for x in lines if "no TCP route" in x]
@@ -264,9 +270,10 @@ def test_malformed_or_slow_client_hello(gateway, tls_backends):
         assert s.recv(100) == b""
         assert time.monotonic() - started < 14
     # The gateway still serves a well-formed client (any name: the route has no hostnames).
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, _tls_client(ca).wrap_socket(
-        raw, server_hostname="a.example.com"
-    ) as s:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        _tls_client(ca).wrap_socket(raw, server_hostname="a.example.com") as s,
+    ):
         s.sendall(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
         assert ResponseReader(s).read()[0] == 200
     lines = wait_for(lambda: len(_connection_lines(gw)) >= len(bad) + 2 and _connection_lines(gw), 10, "log lines")
@@ -299,9 +306,10 @@ def test_tls_terminated_by_the_gateway(gateway, echo_servers, tmp_path):
             ]
         }
     )
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, _tls_client(ca).wrap_socket(
-        raw, server_hostname="echo.example.com"
-    ) as s:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        _tls_client(ca).wrap_socket(raw, server_hostname="echo.example.com") as s,
+    ):
         assert ("DNS", "echo.example.com") in s.getpeercert()["subjectAltName"]
         s.sendall(b"plaintext behind the gateway")
         assert _recv_exactly(s, 28) == b"plaintext behind the gateway"
@@ -340,16 +348,22 @@ def test_tcp_routes_in_the_gateways_form(gateway, echo_servers, tls_backends):
             },
             "tcpRoutes": [
                 {"name": "echo", "gateways": "raw", "backends": [{"host": echo.address}]},
-                {"name": "a", "gateways": "edge/pass", "hostnames": ["a.example.com"], "backends": [{"host": up_a.address}]},
+                {
+                    "name": "a",
+                    "gateways": "edge/pass",
+                    "hostnames": ["a.example.com"],
+                    "backends": [{"host": up_a.address}],
+                },
             ],
         }
     )
     with raw_connection(tcp_port) as s:
         s.sendall(b"ping")
         assert _recv_exactly(s, 4) == b"ping"
-    with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as raw, _tls_client(ca).wrap_socket(
-        raw, server_hostname="a.example.com"
-    ) as s:
+    with (
+        socket.create_connection(("127.0.0.1", tls_port), timeout=10) as raw,
+        _tls_client(ca).wrap_socket(raw, server_hostname="a.example.com") as s,
+    ):
         s.sendall(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
         assert ResponseReader(s).read()[1]["x-upstream"] == "a"
 
@@ -373,7 +387,10 @@ def test_idle_tcp_connection_is_closed(gateway, echo_servers):
         ({"protocol": "TCP", "routes": [{"backends": [{"host": "127.0.0.1:1"}]}]}, "takes tcpRoutes"),
         ({"protocol": "HTTP", "tcpRoutes": [{"backends": [{"host": "127.0.0.1:1"}]}]}, "need protocol TCP or TLS"),
         ({"protocol": "TCP", "tcpRoutes": [{"backends": []}]}, "needs a backend"),
-        ({"protocol": "TCP", "tcpRoutes": [{"hostnames": ["a.test"], "backends": [{"host": "127.0.0.1:1"}]}]}, "need TLS"),
+        (
+            {"protocol": "TCP", "tcpRoutes": [{"hostnames": ["a.test"], "backends": [{"host": "127.0.0.1:1"}]}]},
+            "need TLS",
+        ),
         ({"protocol": "TLS", "tcpRoutes": [{"backends": [{"service": {"name": "x", "port": 1}}]}]}, "not supported"),
         ({"protocol": "HBONE"}, "not supported"),
     ],

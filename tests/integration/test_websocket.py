@@ -236,6 +236,59 @@ def test_refused_upgrade_keeps_the_connection_for_http(gateway, ws_server, upstr
     assert first["upgrade"] == "websocket" and first["connection"] == "upgrade"
 
 
+def test_a_request_behind_a_refused_upgrade_is_policed(gateway, ws_server, upstream):
+    """Bytes pipelined behind an upgrade the backend refuses are the next request: routed and
+    policed as such, never relayed to the backend that refused (no tunnel without a 101)."""
+    up = upstream()
+    port = free_port()
+    routes = [
+        {
+            "matches": [{"path": {"pathPrefix": "/admin"}}],
+            "backends": [{"host": up.address}],
+            "policies": {"authorization": {"rules": ["false"]}},
+        },
+        _route(ws_server),
+    ]
+    gateway(binds(port, routes))
+    with raw_connection(port) as s:
+        smuggled = b"GET /admin/secret HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+        s.sendall(_HANDSHAKE.format(path="/refuse", extra="").encode() + smuggled)
+        reader = ResponseReader(s)
+        assert reader.read()[0] == 403  # the WebSocket server refused the handshake
+        status, _, body = reader.read()
+        assert status == 403 and b"authorization" in body.lower()  # the policy refused the request
+    assert up.requests() == []
+
+
+def test_websocket_over_an_https_listener(gateway, ws_server, tmp_path):
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("ws.example.com")
+    cert, key = tmp_path / "ws.crt", tmp_path / "ws.key"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    port = free_port()
+    gateway(binds(port, [_route(ws_server)], protocol="HTTPS", tls={"cert": str(cert), "key": str(key)}))
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+
+    async def run() -> None:
+        async with connect(
+            f"wss://127.0.0.1:{port}/echo", ssl=client, server_hostname="ws.example.com", max_size=None, open_timeout=10
+        ) as ws:
+            big = os.urandom(3 * 1024 * 1024)
+            await ws.send(big)
+            assert await ws.recv() == big
+            await ws.close(1000, "tls done")
+
+    asyncio.run(run())
+    wait_for(lambda: ws_server.closes, 10, "the server to see the close")
+    assert ws_server.closes == [(1000, "tls done")]
+
+
 def test_bytes_after_the_handshake_and_early_server_data(gateway, ws_server):
     """Raw frames written right behind the handshake (before the 101) reach the server, and the
     server's frames written right behind its 101 reach the client."""
