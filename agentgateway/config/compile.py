@@ -717,6 +717,8 @@ class _Compiler:
                     if ls.protocol not in _STREAM_PROTOCOLS:
                         raise ConfigError(f"{lwhere}.tcpRoutes", "tcpRoutes need protocol TCP or TLS")
                     source.tcp_routes = [(r, f"{lwhere}.tcpRoutes[{k}]") for k, r in enumerate(ls.tcp_routes)]
+                elif ls.protocol in _STREAM_PROTOCOLS:
+                    raise ConfigError(f"{lwhere}.tcpRoutes", f"protocol {ls.protocol} requires tcpRoutes")
                 listeners.append(source)
             sources[bind.port] = (bwhere, listeners)
         self.gateway_sources(sources)

@@ -146,12 +146,8 @@ class StreamConnection(asyncio.Protocol):
         return True  # the tunnel passes the half-close on once it runs
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._tunnel is not None:
-            return  # (the tunnel's protocol gets it; kept for safety)
-        connecting = self._connecting
-        if connecting is not None:
-            connecting.cancel()
-            self._connecting = None
+        # (Once the tunnel runs, its protocol gets this.) A connect in flight is not cancelled:
+        # it ends within its timeout and drops the upstream connection it made.
         if not self.closed:
             self._end(f"the client closed the connection{f': {exc}' if exc else ''}")
 
