@@ -31,7 +31,13 @@ from agentgateway.config.schema import (
 )
 from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
-from agentgateway.config.settings import IPNetwork, McpSessionSettings, ServerLimits, StaticSettings
+from agentgateway.config.settings import (
+    IPNetwork,
+    McpSessionSettings,
+    ProxyProtocolSettings,
+    ServerLimits,
+    StaticSettings,
+)
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
 from agentgateway.core.request import PathError, normalize_path
 from agentgateway.llm.accounting import LlmHooks
@@ -218,6 +224,14 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
             tls.tls_handshake_timeout,
             limits.tls_handshake_timeout,
             "frontendPolicies.tls.tlsHandshakeTimeout",
+        )
+    if fp and (fp.proxy_protocol or fp.proxy):
+        if fp.proxy_protocol and fp.proxy:
+            raise ConfigError("frontendPolicies.proxy", "set proxyProtocol or proxy (the same policy), not both")
+        pp = fp.proxy_protocol or fp.proxy
+        assert pp is not None
+        limits.proxy_protocol = ProxyProtocolSettings(
+            allow_v1=pp.version != "v2", allow_v2=pp.version != "v1", strict=pp.mode == "strict"
         )
     tcp = fp.tcp if fp else None
     if tcp:

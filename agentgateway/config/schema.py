@@ -162,14 +162,23 @@ class FrontendTcp(Schema, frozen=True):
     idle_timeout: str | None = None
 
 
+class ProxyProtocol(Schema, frozen=True):
+    """PROXY protocol headers read from every downstream connection (``v1``, ``v2`` or ``all``;
+    ``strict``: required, ``optional``: read when present)."""
+
+    version: Literal["v1", "v2", "all"] = "v2"
+    mode: Literal["strict", "optional"] = "strict"
+
+
 class FrontendPolicies(Schema, frozen=True):
     http: FrontendHttp | None = None
     tls: FrontendTls | None = None
     tcp: FrontendTcp | None = None
     network_authorization: NotSupported = UNSET
     network_ext_authz: NotSupported = UNSET
-    proxy_protocol: NotSupported = UNSET
-    proxy: NotSupported = UNSET
+    proxy_protocol: ProxyProtocol | None = None
+    # the same policy under agentgateway's other name for it (one of the two)
+    proxy: ProxyProtocol | None = None
     connect: NotSupported = UNSET
     access_log: NotSupported = UNSET
     logging: NotSupported = UNSET

@@ -191,7 +191,7 @@ class HttpConnection(asyncio.Protocol):
         stream = cast(asyncio.Transport, transport)
         stream.set_write_buffer_limits(_WRITE_HIGH_WATER, _WRITE_LOW_WATER)
         self.transport = stream
-        peer = transport.get_extra_info("peername")
+        peer = None if self.client_ip else transport.get_extra_info("peername")  # (PROXY protocol set it)
         if peer:
             self.client_ip, self.client_port = peer[0], peer[1]
         sslobj = transport.get_extra_info("ssl_object")

@@ -47,6 +47,8 @@ class StreamConnection(asyncio.Protocol):
         "bind",
         "passthrough",
         "transport",
+        "client_ip",
+        "client_port",
         "ctx",
         "closed",
         "deadline",
@@ -66,6 +68,9 @@ class StreamConnection(asyncio.Protocol):
         # A TLS listener that passes TLS through: the route waits for the ClientHello's name.
         self.passthrough = passthrough
         self.transport: asyncio.Transport | None = None
+        # The client's address: the peer's, or what a PROXY protocol header named (set before).
+        self.client_ip = ""
+        self.client_port = 0
         self.ctx: RequestCtx | None = None
         self.closed = False
         self.deadline = 0.0
@@ -82,7 +87,9 @@ class StreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername") or ("", 0)
+        if not self.client_ip:
+            peer = transport.get_extra_info("peername") or ("", 0)
+            self.client_ip, self.client_port = peer[0], peer[1]
         sslobj = transport.get_extra_info("ssl_object")
         server_name: bytes | None = None
         if sslobj is not None:
@@ -100,8 +107,8 @@ class StreamConnection(asyncio.Protocol):
             None,
             False,
             False,
-            peer[0],
-            peer[1],
+            self.client_ip,
+            self.client_port,
             b"tls" if self.passthrough or sslobj is not None else b"tcp",
             time.perf_counter(),
             self.bind.gateway,

@@ -57,6 +57,7 @@ from agentgateway.server.forwarded import client_address
 from agentgateway.server.host import ServedConnection
 from agentgateway.server.http1 import HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
+from agentgateway.server.proxy_protocol import Address, ProxyProtocolListener
 from agentgateway.server.tcp import StreamConnection
 from agentgateway.upstream.client import HttpClient
 from agentgateway.upstream.pool import UpstreamPool
@@ -71,15 +72,17 @@ class BindHandle:
     """One listening port in this worker and the IR it currently serves. The relay socket
     (``internal``) serves every bind: the port comes with each relayed request."""
 
-    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal")
+    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied")
 
     def __init__(self, runtime: BindRuntime, internal: bool = False) -> None:
         self.port = runtime.port
         self.runtime = runtime
         self.gateway = f"bind/{runtime.port}"
-        self.server: asyncio.Server | None = None
+        self.server: asyncio.Server | ProxyProtocolListener | None = None
         self.tls = runtime.tls
         self.internal = internal
+        # Connections start with a PROXY protocol header (frontendPolicies.proxyProtocol).
+        self.proxied = False
 
 
 class Worker:
@@ -313,7 +316,8 @@ class Worker:
         try:
             for port, bind in runtime.binds.items():
                 old = self.binds.get(port)
-                if old is None or old.tls != bind.tls:
+                proxied = runtime.limits.proxy_protocol is not None
+                if old is None or old.tls != bind.tls or old.proxied != proxied:
                     opened[port] = await self._open(bind, runtime)
         except OSError as exc:
             for handle in opened.values():
@@ -342,6 +346,19 @@ class Worker:
             ssl_ctx = bind.default_listener.ssl_context
             assert ssl_ctx is not None
             ssl_ctx.sni_callback = sni_selector(lambda: handle.runtime)
+        if runtime.limits.proxy_protocol is not None:
+            # The PROXY header comes before TLS and HTTP: read from the socket before the loop
+            # gets it (server/proxy_protocol.py).
+            handle.proxied = True
+            handle.server = ProxyProtocolListener(
+                self.loop,
+                sock,
+                lambda client: self._accepted(handle, client),
+                lambda: self.runtime.limits.proxy_protocol,
+                ssl_ctx,
+                runtime.limits.tls_handshake_timeout,
+            )
+            return handle
         handle.server = await self.loop.create_server(
             lambda: self._accepted(handle),
             sock=sock,
@@ -351,13 +368,18 @@ class Worker:
         )
         return handle
 
-    def _accepted(self, handle: BindHandle) -> HttpConnection | StreamConnection:
+    def _accepted(self, handle: BindHandle, client: Address | None = None) -> HttpConnection | StreamConnection:
         """The protocol of a connection accepted on ``handle``'s port, by what the port serves
-        now (a reload may change it)."""
+        now (a reload may change it). ``client``: the address a PROXY protocol header named."""
         protocol = handle.runtime.protocol
+        conn: HttpConnection | StreamConnection
         if protocol == "HTTP":
-            return HttpConnection(self, handle)
-        return StreamConnection(self, handle, passthrough=protocol == "TLS" and not handle.tls)
+            conn = HttpConnection(self, handle)
+        else:
+            conn = StreamConnection(self, handle, passthrough=protocol == "TLS" and not handle.tls)
+        if client is not None:
+            conn.client_ip, conn.client_port = client
+        return conn
 
     # ------------------------------------------------------------------ lifecycle
 
