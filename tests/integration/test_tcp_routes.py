@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.support.client_hello import hello_body, records, sni_extension
 from tests.support.gateway import ResponseReader, free_port, raw_connection, wait_for
 from tests.support.tcp_echo import TcpEchoServer
 
@@ -244,6 +245,45 @@ def test_unknown_or_missing_sni_is_refused(gateway, tls_backends):
     assert len(refused) == 2 and any("tls.sni=c.example.com" in x for x in refused)
     # Nothing reached the backend for them (no endpoint was chosen).
     assert all("endpoint=" not in x for x in refused)
+
+
+def test_sni_look_alikes_do_not_match(gateway, tls_backends):
+    """Names that only look like a route's hostname are refused: a suffix added, a prefix added,
+    the wildcard's own domain, a name with a NUL byte (a hand-made hello)."""
+    ca, up_a, up_b, _ = tls_backends
+    port = free_port()
+    gw = gateway(
+        _passthrough(
+            port,
+            [
+                {"name": "a", "hostnames": ["a.example.com"], "backends": [{"host": up_a.address}]},
+                {"name": "wild", "hostnames": ["*.b.example.com"], "backends": [{"host": up_b.address}]},
+            ],
+        )
+    )
+    ctx = _tls_client(ca)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    for name in ("a.example.com.evil.test", "evil-a.example.com", "b.example.com", "xa.example.com"):
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME|unrecognized name"),
+        ):
+            ctx.wrap_socket(raw, server_hostname=name)
+    # Deeper names under the wildcard go to its route (the backend's certificate does not cover
+    # them, which the client sees: the gateway did not terminate).
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="x.y.b.example.com") as s,
+    ):
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: b\r\n\r\n")
+        assert ResponseReader(s).read()[1]["x-upstream"] == "b"
+    with raw_connection(port) as s:
+        s.sendall(records(hello_body([sni_extension((0, b"a.example.com\x00.evil"))])))
+        assert s.recv(100) == b""
+    lines = wait_for(lambda: len(_connection_lines(gw)) >= 6 and _connection_lines(gw), 10, "log lines")
+    assert sum("no TCP route" in x for x in lines) == 4
+    assert any("invalid host name" in x for x in lines)
 
 
 def test_malformed_or_slow_client_hello(gateway, tls_backends):

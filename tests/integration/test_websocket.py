@@ -305,6 +305,42 @@ def test_bytes_after_the_handshake_and_early_server_data(gateway, ws_server):
         assert reader.buf[:2] == b"\x81\x0a" and reader.buf[2:12] == b"early bird"
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n",
+        "Upgrade: H2C, websocket\r\nConnection: UPGRADE\r\n",
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 0\r\n",
+    ],
+)
+def test_upgrade_spellings(gateway, ws_server, headers):
+    """Case, token lists and an empty body all upgrade; h2c is dropped from the list."""
+    port = free_port()
+    gateway(binds(port, [_route(ws_server)]))
+    with raw_connection(port) as s:
+        s.sendall(
+            (
+                "GET /echo HTTP/1.1\r\nHost: gw.test\r\n" + headers + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        status, response, _ = ResponseReader(s).read()
+        assert status == 101, response
+    seen = ws_server.handshakes[-1]
+    assert seen["upgrade"].lower() == "websocket" and "h2c" not in seen["upgrade"].lower()
+
+
+@pytest.mark.parametrize("framing", ["Content-Length: 5\r\n", "Transfer-Encoding: chunked\r\n"])
+def test_upgrade_request_with_any_body_framing_is_refused(gateway, ws_server, framing):
+    port = free_port()
+    gateway(binds(port, [_route(ws_server)]))
+    with raw_connection(port) as s:
+        s.sendall(_HANDSHAKE.format(path="/echo", extra=framing).encode() + b"5\r\nhello\r\n0\r\n\r\n")
+        status, _, body = ResponseReader(s).read()
+        assert status == 400 and b"cannot carry a body" in body
+    assert ws_server.connections == 0
+
+
 def test_upgrade_request_with_a_body_is_refused(gateway, ws_server):
     port = free_port()
     gateway(binds(port, [_route(ws_server)]))
