@@ -65,8 +65,7 @@ def test_http_listener_takes_the_client_from_the_header(gateway, upstream):
     # A LOCAL header (the balancer's own check) keeps the real peer.
     local = V2_SIGNATURE + b"\x20\x00\x00\x00"
     assert _get(port, local)["x-forwarded-for"] == "127.0.0.1"
-    lines = gw.access_lines()
-    assert any("src.addr=198.51.100.7:40001" in x for x in lines)
+    wait_for(lambda: any("src.addr=198.51.100.7:40001" in x for x in gw.access_lines()), 10, "the access log")
     # Strict (the default mode): no header, a malformed one, or one cut short: closed.
     _refused(port, b"GET /echo HTTP/1.1\r\nHost: gw.test\r\n\r\n")
     _refused(port, b"PROXY TCP4 1.2.3.4.5 1.2.3.4 1 2\r\nGET / HTTP/1.1\r\n\r\n")

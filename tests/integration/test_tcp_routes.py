@@ -424,7 +424,8 @@ def test_idle_tcp_connection_is_closed(gateway, echo_servers):
 @pytest.mark.parametrize(
     "listener, error",
     [
-        ({"protocol": "TCP", "routes": [{"backends": [{"host": "127.0.0.1:1"}]}]}, "takes tcpRoutes"),
+        ({"protocol": "TCP", "tcpRoutes": [], "routes": [{"backends": [{"host": "127.0.0.1:1"}]}]}, "takes tcpRoutes"),
+        ({"protocol": "TLS"}, "protocol TLS requires tcpRoutes"),
         ({"protocol": "HTTP", "tcpRoutes": [{"backends": [{"host": "127.0.0.1:1"}]}]}, "need protocol TCP or TLS"),
         ({"protocol": "TCP", "tcpRoutes": [{"backends": []}]}, "needs a backend"),
         (
