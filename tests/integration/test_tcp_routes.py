@@ -107,6 +107,58 @@ class _Writer:
         self._thread.join(30)
 
 
+def test_a_client_that_does_not_read_holds_the_backend_back(gateway):
+    """Back-pressure: a backend writing to a client that reads nothing is soon blocked (the
+    relay stops reading it) instead of the gateway buffering everything; then every byte arrives
+    intact. Kernel buffers on both legs hold a few MiB; 64 MiB would pass without it."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(10)
+    port = free_port()
+    total = 64 * 1024 * 1024
+    sent = [0]
+    blocked = threading.Event()
+    chunk = os.urandom(256 * 1024)
+
+    def produce(server: socket.socket) -> None:
+        server.settimeout(3)  # a send that makes no progress for 3 s: the relay holds it back
+        try:
+            while sent[0] < total:
+                sent[0] += server.send(chunk)
+        except TimeoutError:
+            blocked.set()
+            server.settimeout(30)  # the rest goes once the client reads
+            rest = total - sent[0]
+            while rest > 0:
+                n = server.send(chunk[: min(len(chunk), rest)])
+                rest -= n
+                sent[0] += n
+
+    try:
+        gateway(_tcp_config(port, [{"host": f"127.0.0.1:{listener.getsockname()[1]}"}]))
+        with raw_connection(port, timeout=60) as client:
+            client.sendall(b"start")
+            server, _ = listener.accept()
+            with server:
+                assert server.recv(5) == b"start"
+                producer = threading.Thread(target=produce, args=(server,), daemon=True)
+                producer.start()
+                assert blocked.wait(60), "the backend was never held back"
+                assert sent[0] < 48 * 1024 * 1024, sent[0]
+                received = 0
+                while received < total:
+                    data = client.recv(1 << 20)
+                    assert data, f"closed after {received} bytes"
+                    received += len(data)
+                producer.join(30)
+                assert received == total == sent[0]
+    finally:
+        listener.close()
+
+
 def test_a_server_that_speaks_first_and_weighted_backends(gateway, echo_servers):
     first = _echo(echo_servers, banner=b"220 first\r\n")
     second = _echo(echo_servers, banner=b"220 second\r\n")

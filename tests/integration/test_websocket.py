@@ -453,6 +453,30 @@ def test_idle_tunnel_is_closed(gateway, ws_server):
     assert "idle for 1s" in line
 
 
+def test_drain_lets_a_session_run_until_the_termination_deadline(gateway, ws_server):
+    import signal
+
+    port = free_port()
+    config = binds(port, [_route(ws_server)])
+    config["config"] = {"connectionTerminationDeadline": "2s"}
+    gw = gateway(config)
+
+    async def run() -> None:
+        async with await _session(port, ping_interval=None) as ws:
+            await ws.send("before")
+            assert await ws.recv() == "before"
+            gw.proc.send_signal(signal.SIGTERM)
+            # Draining: the session still works...
+            await ws.send("during")
+            assert await ws.recv() == "during"
+            # ...until the deadline cuts it.
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 20)
+
+    asyncio.run(run())
+    assert gw.proc.wait(20) == 0
+
+
 def test_many_sessions_at_once(gateway, ws_server):
     port = free_port()
     gateway(binds(port, [_route(ws_server)]), workers=2)
