@@ -204,6 +204,38 @@ def test_upgrade_refused_by_jwt_auth_and_rate_limit(gateway, ws_server):
     assert all("authorization" not in h for h in ws_server.handshakes)
 
 
+def test_upgrade_behind_an_asynchronous_policy(gateway, ws_server, tmp_path, processes):
+    """extAuthz (a gRPC call) holds the upgrade until it answers: allowed, the tunnel opens with
+    the service's header mutations; denied, its answer reaches the client."""
+    import sys
+
+    from tests.support.gateway import ServerProcess
+
+    authz_port = free_port()
+    svc = ServerProcess(
+        [sys.executable, "-m", "tests.support.extauthz", "--port", str(authz_port), "--mode", "grpc"],
+        tmp_path / "authz.log",
+        authz_port,
+        what="grpc authorizer",
+    )
+    processes.append(svc)
+    port = free_port()
+    gateway(binds(port, [_route(ws_server, extAuthz={"host": f"127.0.0.1:{authz_port}"})]))
+
+    async def run() -> None:
+        async with await _session(port, "/headers", additional_headers={"x-authz": "allow"}) as ws:
+            seen = json.loads(await ws.recv())
+            assert seen["x-authz-user"] == "alice"
+            await ws.send(b"through")
+            assert await ws.recv() == b"through"
+        with pytest.raises(InvalidStatus) as refused:
+            await _session(port, "/headers", additional_headers={"x-authz": "deny"})
+        assert refused.value.response.status_code == 401
+
+    asyncio.run(run())
+    assert ws_server.connections == 1
+
+
 def test_refused_upgrade_keeps_the_connection_for_http(gateway, ws_server, upstream):
     """A policy's answer, or a backend that does not switch, is an ordinary response: the next
     request on the same connection is served."""
