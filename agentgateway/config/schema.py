@@ -154,14 +154,31 @@ class FrontendTls(Schema, frozen=True):
     key_exchange_groups: NotSupported = UNSET
 
 
+class FrontendTcp(Schema, frozen=True):
+    keepalives: NotSupported = UNSET
+    # addition: a connection relayed byte for byte (an accepted upgrade such as a WebSocket, a
+    # TCP or TLS-passthrough route) that carries nothing either way for this long is closed
+    # (default 1h)
+    idle_timeout: str | None = None
+
+
+class ProxyProtocol(Schema, frozen=True):
+    """PROXY protocol headers read from every downstream connection (``v1``, ``v2`` or ``all``;
+    ``strict``: required, ``optional``: read when present)."""
+
+    version: Literal["v1", "v2", "all"] = "v2"
+    mode: Literal["strict", "optional"] = "strict"
+
+
 class FrontendPolicies(Schema, frozen=True):
     http: FrontendHttp | None = None
     tls: FrontendTls | None = None
-    tcp: NotSupported = UNSET
+    tcp: FrontendTcp | None = None
     network_authorization: NotSupported = UNSET
     network_ext_authz: NotSupported = UNSET
-    proxy_protocol: NotSupported = UNSET
-    proxy: NotSupported = UNSET
+    proxy_protocol: ProxyProtocol | None = None
+    # the same policy under agentgateway's other name for it (one of the two)
+    proxy: ProxyProtocol | None = None
     connect: NotSupported = UNSET
     access_log: NotSupported = UNSET
     logging: NotSupported = UNSET
@@ -1143,6 +1160,41 @@ class Route(Schema, frozen=True):
     backends: list[RouteBackend] = []
 
 
+class TcpRoutePolicies(Schema, frozen=True):
+    """A TCP route's policies (the reference's TCPFilterOrPolicy)."""
+
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+
+
+class TcpBackendPolicies(Schema, frozen=True):
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    backend_tunnel: NotSupported = UNSET
+
+
+class TcpRouteBackend(Schema, frozen=True):
+    """One entry of ``tcpRoutes[].backends``: exactly one of ``host`` or ``backend`` (a named
+    backend with a ``host``)."""
+
+    weight: int = 1
+    policies: TcpBackendPolicies | None = None
+    host: str | None = None
+    backend: str | None = None
+    service: NotSupported = UNSET
+    dynamic: NotSupported = UNSET
+
+
+class TcpRoute(Schema, frozen=True):
+    """A route of a TCP or TLS listener: chosen by the TLS server name (SNI) among
+    ``hostnames``; the connection's bytes go to one of ``backends``."""
+
+    name: str | None = None
+    namespace: str | None = None
+    rule_name: str | None = None
+    hostnames: list[str] = []
+    policies: TcpRoutePolicies | None = None
+    backends: list[TcpRouteBackend] = []
+
+
 class ListenerTls(Schema, frozen=True):
     cert: str
     key: Annotated[str, KEY_MATERIAL]
@@ -1164,7 +1216,7 @@ class Listener(Schema, frozen=True):
     protocol: Literal["HTTP", "HTTPS", "TLS", "TCP", "HBONE"] = "HTTP"
     tls: ListenerTls | None = None
     routes: list[Route] = []
-    tcp_routes: NotSupported = UNSET
+    tcp_routes: list[TcpRoute] | None = None
     policies: NotSupported = UNSET
     gateway_name: NotSupported = UNSET
 
@@ -1219,6 +1271,13 @@ class Gateway(GatewayListener, frozen=True):
 class AttachedRoute(Route, frozen=True):
     """A top-level ``routes`` entry: a route plus the gateways (``name`` or ``name/listener``) it
     serves; without them it attaches to the gateway named ``default``."""
+
+    gateways: str | list[str] | None = None
+
+
+class AttachedTcpRoute(TcpRoute, frozen=True):
+    """A top-level ``tcpRoutes`` entry: a TCP route plus the TCP/TLS gateways (``name`` or
+    ``name/listener``) it serves; without them it attaches to the gateway named ``default``."""
 
     gateways: str | list[str] | None = None
 
@@ -1310,7 +1369,7 @@ class LocalConfig(Schema, frozen=True):
     backends: list[NamedBackend] = []
     gateways: dict[str, Gateway] = {}
     routes: list[AttachedRoute] = []
-    tcp_routes: NotSupported = UNSET
+    tcp_routes: list[AttachedTcpRoute] = []
     policies: NotSupported = UNSET
     workloads: NotSupported = UNSET
     services: NotSupported = UNSET

@@ -373,7 +373,8 @@ class Supervisor:
     def _log_serving(self) -> None:
         for port, bind in sorted(self.runtime.binds.items()):
             names = ", ".join(listener.name for listener in bind.listeners.values())
-            log.info("serving %s on port %d (listeners: %s)", "HTTPS" if bind.tls else "HTTP", port, names)
+            protocol = "HTTPS" if bind.protocol == "HTTP" and bind.tls else bind.protocol
+            log.info("serving %s on port %d (listeners: %s)", protocol, port, names)
         static = self.static
         if static.admin_addr:
             log.info("admin: http://%s:%d/ui", *static.admin_addr)
