@@ -146,10 +146,10 @@ class Redactor:
         for path, node in yamltext.scalars(root):
             value = node.value
             redacted = self.marked.get(path)
-            if redacted is not None and not _ENV_REFERENCE.match(value):
-                shown = redacted
-            else:
-                shown = scrub(value, self.known)
+            # A marked field shows its redacted form (unless it only names a variable); any other
+            # value what the value rules leave of it.
+            marked = redacted is not None and not _ENV_REFERENCE.match(value)
+            shown = redacted if marked and redacted is not None else scrub(value, self.known)
             if shown != value:
                 start, end = _span(text, node)
                 spans.append((start, end, json.dumps(shown, ensure_ascii=False)))

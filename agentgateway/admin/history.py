@@ -81,9 +81,12 @@ def _reduce(families: Iterable[Metric]) -> tuple[Totals, Buckets]:
                 _add(totals["mcpCalls"], labels.get("tool") or labels.get("method", "?"), value)
             elif name == "agentgateway_a2a_requests" and sample.name.endswith("_total"):
                 _add(totals["a2aCalls"], labels.get("method", "?"), value)
-            elif name == "agentgateway_rate_limit_decisions" and sample.name.endswith("_total"):
-                if labels.get("result") == "limited":
-                    _add(totals["rateLimited"], labels.get("route", ""), value)
+            elif (
+                name == "agentgateway_rate_limit_decisions"
+                and sample.name.endswith("_total")
+                and labels.get("result") == "limited"
+            ):
+                _add(totals["rateLimited"], labels.get("route", ""), value)
     for route in mcp_routes:
         if route in errors_by_route:
             totals["mcpErrors"][route] = errors_by_route[route]
@@ -185,9 +188,7 @@ class TrafficHistory:
                 routes = sorted({route for s in samples for route in s.latency})
                 per_route = {
                     route: {
-                        f"p{round(q * 100):d}": [
-                            s.latency[route][i] if route in s.latency else None for s in samples
-                        ]
+                        f"p{round(q * 100):d}": [s.latency[route][i] if route in s.latency else None for s in samples]
                         for i, q in enumerate(PERCENTILES)
                     }
                     for route in routes

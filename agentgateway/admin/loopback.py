@@ -9,6 +9,7 @@ the port and the path from the running config; nothing here takes an address fro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator
 
@@ -77,10 +78,8 @@ class LoopbackResponse:
     async def close(self) -> None:
         self._reader_task.cancel()
         self._writer.close()
-        try:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
             await self._writer.wait_closed()
-        except (OSError, asyncio.CancelledError):
-            pass
 
 
 class _Parser:

@@ -84,7 +84,9 @@ async def call(picture: dict[str, Any], body: dict[str, Any]) -> AdminResponse:
             return _error(400, f"header {name!r}: invalid value")
         headers.append((name, text))
     payload = body.get("body")
-    data = b"" if payload is None else (payload if isinstance(payload, str) else orjson.dumps(payload).decode()).encode()
+    data = (
+        b"" if payload is None else (payload if isinstance(payload, str) else orjson.dumps(payload).decode()).encode()
+    )
     path = (target["base"] + suffix) or "/"
     if target["query"]:
         path += "?" + target["query"]

@@ -83,7 +83,9 @@ def _describe_backend(backend: Json, named: dict[str, Json]) -> Json:
     elif kind == LLM:
         ai = target.get("ai") or {}
         providers = [ai] + [p for g in ai.get("groups") or [] for p in g.get("providers") or []]
-        names = [f"{p.get('name') or 'ai'} ({', '.join(_keys(p.get('provider')))})" for p in providers if p.get("provider")]
+        names = [
+            f"{p.get('name') or 'ai'} ({', '.join(_keys(p.get('provider')))})" for p in providers if p.get("provider")
+        ]
         out["label"] = out.get("label") or "LLM: " + ", ".join(names)
         out["models"] = _models_of_ai(ai)
         out["policies"] = sorted({*out["policies"], *_keys(ai.get("policies"))})
@@ -212,7 +214,12 @@ def topology(config: Json) -> Json:
     mcp = config.get("mcp")
     if isinstance(mcp, dict):
         port = int(mcp.get("port", 3000))
-        backend = {"kind": MCP, "label": "MCP", "weight": 1, "policies": _keys(mcp.get("toolPinning") and {"toolPinning": 1})}
+        backend = {
+            "kind": MCP,
+            "label": "MCP",
+            "weight": 1,
+            "policies": _keys(mcp.get("toolPinning") and {"toolPinning": 1}),
+        }
         backend["targets"] = [_describe_target(t) for t in mcp.get("targets") or []]
         route = {
             "id": "mcp",
@@ -223,14 +230,23 @@ def topology(config: Json) -> Json:
             "kind": MCP,
             "backends": [backend],
             "models": [],
-            "call": {"port": port, "base": "/mcp", "query": "", "host": f"127.0.0.1:{port}", "tls": False,
-                     "headers": [], "method": None},
+            "call": {
+                "port": port,
+                "base": "/mcp",
+                "query": "",
+                "host": f"127.0.0.1:{port}",
+                "tls": False,
+                "headers": [],
+                "method": None,
+            },
         }
         binds.append({"port": port, "source": "mcp", "listeners": [_listener("mcp", {}, [route])]})
     llm = config.get("llm")
     if isinstance(llm, dict):
         port = int(llm.get("port", 4000))
-        models = [m.get("name") for m in llm.get("models") or []] + [v.get("name") for v in llm.get("virtualModels") or []]
+        models = [m.get("name") for m in llm.get("models") or []] + [
+            v.get("name") for v in llm.get("virtualModels") or []
+        ]
         providers = sorted({str(m.get("provider")) for m in llm.get("models") or []})
         route = {
             "id": "llm",
@@ -239,11 +255,25 @@ def topology(config: Json) -> Json:
             "matches": ["/*"],
             "policies": _keys(llm.get("policies")),
             "kind": LLM,
-            "backends": [{"kind": LLM, "label": "LLM: " + ", ".join(providers), "weight": 1, "policies": [],
-                          "models": [m for m in models if isinstance(m, str)]}],
+            "backends": [
+                {
+                    "kind": LLM,
+                    "label": "LLM: " + ", ".join(providers),
+                    "weight": 1,
+                    "policies": [],
+                    "models": [m for m in models if isinstance(m, str)],
+                }
+            ],
             "models": sorted(m for m in models if isinstance(m, str)),
-            "call": {"port": port, "base": "", "query": "", "host": f"127.0.0.1:{port}", "tls": False,
-                     "headers": [], "method": None},
+            "call": {
+                "port": port,
+                "base": "",
+                "query": "",
+                "host": f"127.0.0.1:{port}",
+                "tls": False,
+                "headers": [],
+                "method": None,
+            },
         }
         binds.append({"port": port, "source": "llm", "listeners": [_listener("llm", {}, [route])]})
     frontend = config.get("frontendPolicies") or {}

@@ -132,8 +132,10 @@ class AdminUi:
             return AdminResponse(405, "use GET or POST\n", headers=(("allow", "GET, HEAD, POST"),))
         if relayed_from_elsewhere(request):
             return json_response(
-                {"error": "changes and playground calls are taken only from this host (the request was relayed "
-                 "for another address): open the admin address itself"},
+                {
+                    "error": "changes and playground calls are taken only from this host (the request was relayed "
+                    "for another address): open the admin address itself"
+                },
                 403,
             )
         try:

@@ -39,8 +39,8 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import RuntimeConfig
 from agentgateway.config.loader import decode_config, default_config_text, read_config_file
 from agentgateway.config.redact import scrub, secret_values
-from agentgateway.config.schema import LocalConfig
 from agentgateway.config.referenced import ReferencedFiles, Signature, signature
+from agentgateway.config.schema import LocalConfig
 from agentgateway.mcp.runtime import EPHEMERAL_KEY_ENV
 from agentgateway.observe.counters import CounterTotals
 from agentgateway.observe.metrics import RequestTotals, Snapshot
@@ -329,9 +329,15 @@ class Supervisor:
         live = [w for w in self.workers if w.ready]
         ids = [self._next_request_id() for _ in live]
         replies = await asyncio.gather(
-            *(w.request({"op": "state", "id": i}, f"state:{i}", _SCRAPE_TIMEOUT) for w, i in zip(live, ids, strict=True))
+            *(
+                w.request({"op": "state", "id": i}, f"state:{i}", _SCRAPE_TIMEOUT)
+                for w, i in zip(live, ids, strict=True)
+            )
         )
-        return [r.get("state", {}) if r else {"index": w.index, "unanswered": True} for w, r in zip(live, replies, strict=True)]
+        return [
+            r.get("state", {}) if r else {"index": w.index, "unanswered": True}
+            for w, r in zip(live, replies, strict=True)
+        ]
 
     async def _sample_traffic(self) -> None:
         """Every ``SAMPLE_PERIOD``: the metrics into the UI's history."""
