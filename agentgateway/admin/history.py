@@ -26,6 +26,7 @@ MAX_KEYS = 20
 OTHER = "other"
 PERCENTILES = (0.5, 0.9, 0.99)
 ALL_ROUTES = "(all routes)"
+NO_ROUTE = "(no route)"  # requests no route matched (404s of the listener) are labelled route=""
 
 # chart → (title, unit); the page draws them in this order.
 CHARTS: dict[str, tuple[str, str]] = {
@@ -61,7 +62,7 @@ def _reduce(families: Iterable[Metric]) -> tuple[Totals, Buckets]:
             labels = sample.labels
             value = float(sample.value)
             if name == "agentgateway_requests" and sample.name.endswith("_total"):
-                route = labels.get("route", "")
+                route = labels.get("route") or NO_ROUTE
                 _add(totals["requests"], route, value)
                 status = labels.get("status", "")
                 _add(totals["status"], f"{status[:1]}xx" if status[:1].isdigit() else status or "?", value)
@@ -69,7 +70,7 @@ def _reduce(families: Iterable[Metric]) -> tuple[Totals, Buckets]:
                     _add(errors_by_route, route, value)
             elif name == "agentgateway_request_duration_seconds" and sample.name.endswith("_bucket"):
                 bound = math.inf if labels.get("le") == "+Inf" else float(labels.get("le", "inf"))
-                for route in (labels.get("route", ""), ALL_ROUTES):
+                for route in (labels.get("route") or NO_ROUTE, ALL_ROUTES):
                     per_bound = buckets.setdefault(route, {})
                     per_bound[bound] = per_bound.get(bound, 0.0) + value
             elif name == "agentgateway_gen_ai_client_token_usage" and sample.name.endswith("_sum"):

@@ -15,6 +15,7 @@ function h(tag, attrs, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else if (k === "class") el.className = v;
+    else if (k === "style") el.style.cssText = v; // through the CSSOM: the CSP allows no style attribute
     else if (k === "value") el.value = v;
     else el.setAttribute(k, v === true ? "" : String(v));
   }
@@ -126,7 +127,7 @@ async function overview(token) {
   const picture = h("div", { id: "picture" });
   const detail = h("div", { class: "card detail", id: "detail" }, h("span", { class: "muted" }, "Select a listener, route or backend."));
   const workers = h("div", { class: "card", id: "workers" });
-  root.append(summary, h("div", { class: "row" }, h("div", { class: "grow" }, picture), h("div", { style: "width:26rem" }, detail, workers)));
+  root.append(summary, h("div", { class: "row" }, h("div", { class: "grow" }, picture), h("div", { class: "side" }, detail, workers)));
   app.replaceChildren(root);
   let lastShape = "";
   every(3000, async () => {
@@ -260,13 +261,13 @@ function renderWorkers(el, workers) {
   });
   const endpoints = workers.flatMap((w) => (w.endpoints || []).map((e) => ({ ...e, worker: w.index })));
   el.replaceChildren(h("h3", {}, "Workers"),
-    h("table", {}, h("tr", {}, h("th", {}, "worker"), h("th", {}, "pid"), h("th", {}, "connections"), h("th", {}, "MCP sessions"), h("th", {}, "stdio processes")), rows),
+    h("table", {}, h("tr", {}, h("th", {}, "worker"), h("th", {}, "pid"), h("th", { title: "open client connections" }, "conns"), h("th", { title: "MCP sessions" }, "MCP sessions"), h("th", { title: "stdio MCP server processes" }, "stdio")), rows),
     h("h3", {}, "Upstream endpoints (passive health)"),
     endpoints.length ? h("table", {}, endpoints.map((e) => h("tr", {}, h("td", {}, e.endpoint), h("td", {}, `worker #${e.worker}`),
       h("td", {}, e.ejected ? h("span", { class: "chip bad" }, "ejected") : h("span", { class: "chip ok" }, "healthy")), h("td", {}, `score ${e.score}`))))
       : h("div", { class: "muted" }, "No backend has a health policy (outlier detection)."),
-    Object.keys(targets).length ? [h("h3", {}, "MCP targets"), h("table", {}, Object.entries(targets).map(([n, t]) =>
-      h("tr", {}, h("td", {}, n), h("td", {}, t.kind), h("td", {}, `${t.open} connected`), h("td", {}, t.closed ? h("span", { class: "bad" }, `${t.closed} failed or closed`) : ""))))] : "");
+    Object.keys(targets).length ? h("div", {}, h("h3", {}, "MCP targets"), h("table", {}, Object.entries(targets).map(([n, t]) =>
+      h("tr", {}, h("td", {}, n), h("td", {}, t.kind), h("td", {}, `${t.open} connected`), h("td", {}, t.closed ? h("span", { class: "bad" }, `${t.closed} failed or closed`) : ""))))) : "");
 }
 
 // ------------------------------------------------------------------ traffic
@@ -276,7 +277,7 @@ const COLORS = ["--c0", "--c1", "--c2", "--c3", "--c4", "--c5", "--c6", "--c7"].
 async function traffic(token) {
   const grid = h("div", { class: "charts" });
   const latencyRoute = h("select", { id: "latency-route" });
-  app.replaceChildren(h("h1", {}, "Traffic ", h("span", { class: "muted" }, "(last 15 minutes, from the gateway's own metrics)")), grid);
+  app.replaceChildren(h("h1", {}, "Traffic ", h("span", { class: "muted" }, "(the last 15 minutes at most, sampled every 2 s from the gateway's own metrics)")), grid);
   every(2000, async () => {
     let data;
     try { data = await getJSON("traffic?window=900"); } catch (e) { return; }
@@ -288,7 +289,7 @@ async function traffic(token) {
         const chosen = routes.includes(latencyRoute.value) ? latencyRoute.value : (routes.find((r) => r === "(all routes)") || routes[0]);
         latencyRoute.replaceChildren(...routes.map((r) => h("option", { value: r, selected: r === chosen }, r)));
         latencyRoute.value = chosen || "";
-        const series = chosen ? chart.routes[chosen] : {};
+        const series = chosen !== undefined ? chart.routes[chosen] : {};
         cards.push(chartCard(name, chart.title, chart.unit, data.times, series, latencyRoute));
       } else {
         cards.push(chartCard(name, chart.title, chart.unit, data.times, chart.series));
@@ -303,7 +304,9 @@ async function traffic(token) {
 
 function chartCard(name, title, unit, times, series, control) {
   const W = 560, H = 180, L = 44, B = 20, T = 8, R = 8;
-  const now = Date.now() / 1000, span = 900;
+  // The last 15 minutes, or less while the gateway has not run that long.
+  const now = Date.now() / 1000;
+  const span = Math.min(900, Math.max(60, times.length ? now - times[0] + 2 : 60));
   const keys = Object.keys(series || {});
   let max = 0;
   for (const k of keys) for (const v of series[k]) if (v !== null && v > max) max = v;
@@ -315,7 +318,7 @@ function chartCard(name, title, unit, times, series, control) {
     s("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }),
     s("text", { x: L - 4, y: T + 8, "text-anchor": "end" }, fmt(top)),
     s("text", { x: L - 4, y: H - B, "text-anchor": "end" }, "0"),
-    [-15, -10, -5, 0].map((m) => s("text", { x: x(now + m * 60), y: H - 6, "text-anchor": m === 0 ? "end" : "middle" }, m === 0 ? "now" : `${m}m`)));
+    [-1, -2 / 3, -1 / 3, 0].map((f) => s("text", { x: x(now + f * span), y: H - 6, "text-anchor": f === -1 ? "start" : f === 0 ? "end" : "middle" }, f === 0 ? "now" : ago(-f * span))));
   keys.forEach((k, i) => {
     const points = [];
     series[k].forEach((v, j) => { if (v !== null && times[j] >= now - span) points.push(`${x(times[j]).toFixed(1)},${y(v).toFixed(1)}`); });
@@ -327,6 +330,10 @@ function chartCard(name, title, unit, times, series, control) {
     h("div", { class: "row" }, h("h3", { class: "grow" }, title), control || ""),
     keys.length ? svg : h("div", { class: "muted", style: "height:180px" }, "No traffic in this window."),
     h("div", { class: "legend" }, keys.map((k, i) => h("span", { "data-key": k }, h("i", { style: `background:${COLORS[i % COLORS.length]}` }), `${k} `, h("span", { class: "muted" }, `${fmt(last(k))} ${unit}`)))));
+}
+
+function ago(seconds) {
+  return seconds >= 90 ? `-${Math.round(seconds / 60)}m` : `-${Math.round(seconds)}s`;
 }
 
 function niceMax(v) {
