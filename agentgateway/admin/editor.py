@@ -307,12 +307,16 @@ class ConfigEditor:
         status = await self.host.reload_config()
         return 200, {"applied": True, **status, "history": self.versions()}
 
-    async def rollback(self) -> tuple[int, dict[str, Any]]:
+    async def rollback(self, base: str) -> tuple[int, dict[str, Any]]:
+        """Write the version before the last apply back, if the file is still the one the
+        editor shows (``base``): an edit made meanwhile is not thrown away unseen."""
         path = self.host.config_file()
         if path is None:
             return 409, {"error": "read-only: the gateway does not run on a config file (-f)"}
         if not self.history:
             return 409, {"error": "no previous version to roll back to"}
+        if digest(self.host.config_text()) != base:
+            return 409, {"error": "the config file changed since the editor loaded it: reload the editor"}
         previous = self.history[-1]
         try:
             self.host.check_config(previous.text)

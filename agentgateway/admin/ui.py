@@ -189,7 +189,7 @@ class AdminUi:
             status, answer = await self.editor.apply(text, str(body.get("base", "")))
             return json_response(answer, status)
         if endpoint == "config/rollback":
-            status, answer = await self.editor.rollback()
+            status, answer = await self.editor.rollback(str(body.get("base", "")))
             return json_response(answer, status)
         if endpoint == "call":
             dump = self.host.config_dump()

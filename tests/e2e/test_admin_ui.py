@@ -307,14 +307,26 @@ def _demo_traffic(env: Env, seconds: float) -> None:
             wave = 1 + math.sin(step / 4)
             for _ in range(int(6 * wave) + 1):
                 client.get(f"http://127.0.0.1:{env.port}/web")
-            client.get(f"http://127.0.0.1:{env.port}/web/missing-{step % 3}" if step % 5 == 0 else f"http://127.0.0.1:{env.port}/nowhere")
+            client.get(
+                f"http://127.0.0.1:{env.port}/web/missing-{step % 3}"
+                if step % 5 == 0
+                else f"http://127.0.0.1:{env.port}/nowhere"
+            )
             for tool, args in (("echo", {"text": "hi"}), ("add", {"a": step, "b": 1}))[: 1 + step % 2]:
-                call = {"jsonrpc": "2.0", "id": step + 1, "method": "tools/call", "params": {"name": f"demo_{tool}", "arguments": args}}
+                call = {
+                    "jsonrpc": "2.0",
+                    "id": step + 1,
+                    "method": "tools/call",
+                    "params": {"name": f"demo_{tool}", "arguments": args},
+                }
                 client.post(mcp, json=call, headers=session)
             if step % 2 == 0:
                 client.post(
                     f"http://127.0.0.1:{env.llm_port}/v1/chat/completions",
-                    json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "a question " * (step % 7 + 1)}]},
+                    json={
+                        "model": "gpt-4o-mini",
+                        "messages": [{"role": "user", "content": "a question " * (step % 7 + 1)}],
+                    },
                 )
             time.sleep(0.5)
 

@@ -220,10 +220,17 @@ def test_apply_refuses_a_stale_base_and_keeps_the_secret(gw):
     assert SECRET in gw.config_path.read_text()
     status = httpx.get(gw.admin_url + "/config_dump").json()["status"]
     assert status["generation"] == 2
-    r = httpx.post(gw.admin_url + "/ui/api/config/rollback", json={}, headers={"x-agentgateway-admin": "1"})
+    rollback = gw.admin_url + "/ui/api/config/rollback"
+    marker = {"x-agentgateway-admin": "1"}
+    # Not over an edit the editor has not seen.
+    r = httpx.post(rollback, json={"base": current["base"]}, headers=marker)
+    assert r.status_code == 409 and "changed" in r.text
+    base = httpx.get(gw.admin_url + "/ui/api/config").json()["base"]
+    r = httpx.post(rollback, json={"base": base}, headers=marker)
     assert r.status_code == 200 and "body: web" in gw.config_path.read_text()
-    r = httpx.post(gw.admin_url + "/ui/api/config/rollback", json={}, headers={"x-agentgateway-admin": "1"})
-    assert r.status_code == 409  # nothing left to roll back to
+    base = httpx.get(gw.admin_url + "/ui/api/config").json()["base"]
+    r = httpx.post(rollback, json={"base": base}, headers=marker)
+    assert r.status_code == 409 and "no previous version" in r.text
 
 
 def test_an_inline_config_is_read_only(tmp_path, processes):

@@ -411,7 +411,7 @@ async function config(token) {
   });
   rollbackBtn.addEventListener("click", async () => {
     if (!confirm("Write the previous version of the config file back?")) return;
-    const { status, data: r } = await postJSON("config/rollback", {});
+    const { status, data: r } = await postJSON("config/rollback", { base });
     result.replaceChildren(status === 200 ? h("span", { class: "ok" }, `Rolled back: generation ${r.generation} is serving.`) : h("span", { class: "bad" }, `Not rolled back: ${r.error}`));
     await reload();
   });
