@@ -21,6 +21,8 @@ from tests.support.gateway import Gateway, Process, ServerProcess, free_port, py
 from tests.support.llm import FakeProvider
 from tests.support.llm_fakes import API_KEY
 
+BEARER = "ui-bearer-token-0123456789"
+
 
 class Env:
     def __init__(self, gateway: Gateway, port: int, llm_port: int, agent_port: int) -> None:
@@ -60,6 +62,14 @@ def ui_config(port: int, llm_port: int, agent_port: int, fake: FakeProvider) -> 
                                 "matches": [{"path": {"pathPrefix": "/agent"}}],
                                 "policies": {"a2a": {}},
                                 "backends": [{"host": f"127.0.0.1:{agent_port}"}],
+                            },
+                            {
+                                "name": "secure-tools",
+                                "matches": [{"path": {"pathPrefix": "/secure/mcp"}}],
+                                "policies": {"apiKey": {"mode": "strict", "keys": [{"key": BEARER}]}},
+                                "backends": [
+                                    {"mcp": {"targets": [python_stdio_target("demo", "agentgateway.mcp.demo_server")]}}
+                                ],
                             },
                         ],
                     }
@@ -234,6 +244,19 @@ def test_an_mcp_tool_is_called_from_its_form(page: Page, env: Env, era: str) -> 
     expect(page.locator("#mcp-result")).to_contain_text("b is required")
 
 
+def test_an_mcp_route_asking_for_a_bearer_token(page: Page, env: Env) -> None:
+    open_page(page, env, "mcp", "?route=binds%5B0%5D.listeners%5B0%5D.routes%5B3%5D")
+    page.locator("#mcp-connect").click()
+    expect(page.locator("#mcp-state")).to_contain_text("asks for authentication (401")
+    page.locator("#mcp-token").fill(BEARER)
+    page.locator("#mcp-connect").click()
+    expect(page.locator("#mcp-state")).to_contain_text("connected")
+    page.locator("#mcp-tools button", has_text="time").click()
+    expect(page.locator("#mcp-form [data-field]")).to_have_count(0)
+    page.locator("#mcp-call").click()
+    expect(page.locator("#mcp-text")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\dT"))
+
+
 def test_an_mcp_session_shows_on_the_overview(page: Page, env: Env) -> None:
     open_page(page, env, "mcp")
     page.locator("#mcp-route").select_option("binds[0].listeners[0].routes[1]")
@@ -241,7 +264,7 @@ def test_an_mcp_session_shows_on_the_overview(page: Page, env: Env) -> None:
     expect(page.locator("#mcp-tools button")).to_have_count(3)
     page.locator("nav a[data-page='overview']").click()
     expect(page.locator("body")).to_have_attribute("data-ready", "overview")
-    expect(page.locator("[data-target='demo'] .target-state")).to_contain_text("connected")
+    expect(page.locator("[data-target='demo'] .target-state").first).to_contain_text("connected")
     sessions = page.locator("#workers td.sessions").first
     wait_for(lambda: int(sessions.inner_text() or 0) >= 1, 10, "an MCP session on the overview")
 
