@@ -25,6 +25,7 @@ call to anything outside the gateway, no framing: no clickjacking of the Apply b
 
 from __future__ import annotations
 
+import functools
 import html
 import ipaddress
 from importlib import resources
@@ -65,7 +66,9 @@ class UiHost(EditorHost, Protocol):
     def traffic(self, window: float) -> dict[str, Any]: ...
 
 
+@functools.cache
 def _asset(name: str) -> bytes:
+    """A file of ``admin/ui/`` (read once: they ship with the package)."""
     return resources.files("agentgateway.admin").joinpath("ui", name).read_bytes()
 
 

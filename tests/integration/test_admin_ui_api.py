@@ -163,8 +163,9 @@ def test_the_ui_proxied_by_the_gateway_itself_is_read_only_for_other_hosts(gatew
     gateway(cfg)
     url = f"http://127.0.0.1:{port}/ui/api/config/validate"
     marker = {"x-agentgateway-admin": "1"}
-    # From this host: the gateway's X-Forwarded-For names 127.0.0.1.
-    r = httpx.post(url, json={"text": "binds: []"}, headers=marker)
+    # From this host (a browser on the proxied page: its own Origin): the gateway's
+    # X-Forwarded-For names 127.0.0.1.
+    r = httpx.post(url, json={"text": "binds: []"}, headers={**marker, "origin": f"http://127.0.0.1:{port}"})
     assert r.status_code == 200 and r.json()["valid"] is True
     # A client elsewhere, as the proxy in front names it: pages yes, changes no.
     elsewhere = {"x-forwarded-for": "10.9.8.7"}

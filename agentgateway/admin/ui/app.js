@@ -7,6 +7,7 @@ const API = "/ui/api/";
 const MARKER = { "x-agentgateway-admin": "1" };
 const app = document.getElementById("app");
 let timers = [];
+let pageCleanups = []; // run when the page changes (open streams are closed)
 let pageToken = 0;
 
 function h(tag, attrs, ...children) {
@@ -64,9 +65,10 @@ function chips(names, cls) {
 
 // A request to a route, through the admin plane. Returns {status, headers, events} where events
 // is an async iterator over JSON messages (a JSON body gives one, an SSE body one per event).
-async function routeCall(route, { method = "POST", path = "", headers = {}, body } = {}) {
+async function routeCall(route, { method = "POST", path = "", headers = {}, body, signal } = {}) {
   if (body !== undefined && !headers["content-type"]) headers = { ...headers, "content-type": "application/json" };
   const r = await fetch(API + "call", {
+    signal,
     method: "POST",
     headers: { "content-type": "application/json", ...MARKER },
     body: JSON.stringify({ route, method, path, headers, body: body === undefined ? null : JSON.stringify(body) }),
@@ -490,6 +492,8 @@ async function mcp(token) {
   const log = h("pre", { class: "log", id: "mcp-log" });
   let session = null;
   let nextId = 1;
+  let listener = null; // the AbortController of the session's notification stream
+  pageCleanups.push(() => listener && listener.abort());
 
   async function rpc(method, params, isNotification) {
     const headers = { accept: "application/json, text/event-stream" };
@@ -527,7 +531,29 @@ async function mcp(token) {
     return answer.result;
   }
 
+  // Legacy sessions: the GET stream on which the server sends what is not an answer to a call
+  // (list changes, log messages, its own requests), shown in the log while the page is open.
+  async function listen() {
+    if (listener) listener.abort();
+    listener = new AbortController();
+    const headers = { accept: "text/event-stream", "mcp-session-id": session.id };
+    if (session.version) headers["mcp-protocol-version"] = session.version;
+    if (bearer.value) headers.authorization = `Bearer ${bearer.value}`;
+    try {
+      const r = await routeCall(session.route, { method: "GET", headers, signal: listener.signal });
+      if (r.status !== 200 || !r.type.startsWith("text/event-stream")) {
+        logLine(log, "", `the server offers no notification stream (HTTP ${r.status})`);
+        return;
+      }
+      logLine(log, "", "notification stream open");
+      for await (const msg of r.events()) logLine(log, "note", `← ${msg.method || "message"} ${JSON.stringify(msg.params || msg)}`);
+    } catch (e) {
+      if (e.name !== "AbortError") logLine(log, "err", `notification stream: ${e.message || e}`);
+    }
+  }
+
   async function connect() {
+    if (listener) listener.abort();
     session = { route: picker.value, era: era.value, id: null, version: null };
     lists.replaceChildren(); form.replaceChildren(); output.replaceChildren();
     try {
@@ -536,6 +562,7 @@ async function mcp(token) {
         session.version = init.protocolVersion;
         await rpc("notifications/initialized", undefined, true);
         state.replaceChildren(h("span", { class: "ok" }, `connected: ${init.serverInfo?.name || "server"} (${init.protocolVersion}${session.id ? ", session " + session.id.slice(0, 8) + "…" : ""})`));
+        if (session.id) listen();
       } else {
         const d = await rpc("server/discover", {});
         state.replaceChildren(h("span", { class: "ok" }, `connected (${MODERN}): versions ${(d.supportedVersions || []).join(", ")}`));
@@ -784,6 +811,8 @@ const PAGES = { overview, traffic, config, mcp, a2a, llm };
 async function route() {
   for (const t of timers) clearInterval(t);
   timers = [];
+  for (const cleanup of pageCleanups) cleanup();
+  pageCleanups = [];
   const name = (location.hash.slice(1).split("?")[0]) || "overview";
   const page = PAGES[name] || overview;
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === (PAGES[name] ? name : "overview")));
