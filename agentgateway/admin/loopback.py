@@ -83,10 +83,11 @@ class LoopbackResponse:
 
 
 class _Parser:
-    """httptools callbacks: the head into attributes, body chunks into a queue."""
+    """httptools callbacks: the head into attributes, body chunks into ``pending`` (moved to the
+    bounded queue by the reader, which waits while the queue is full: back-pressure)."""
 
-    def __init__(self, chunks: asyncio.Queue[bytes | None]) -> None:
-        self.chunks = chunks
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
         self.headers: list[tuple[str, str]] = []
         self.head_done = asyncio.Event()
         self.head_size = 0
@@ -104,11 +105,10 @@ class _Parser:
         self.head_done.set()
 
     def on_body(self, body: bytes) -> None:
-        self.chunks.put_nowait(bytes(body))
+        self.pending.append(bytes(body))
 
     def on_message_complete(self) -> None:
         self.done = True
-        self.chunks.put_nowait(None)
 
 
 async def request(
@@ -141,8 +141,10 @@ async def request(
     lines += [f"{k}: {v}" for k, v in headers]
     lines += [f"content-length: {len(body)}", "connection: close"]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-    callbacks = _Parser(chunks)
+    # A few chunks in flight at most: a page that reads slowly slows the route's answer down
+    # instead of filling the supervisor's memory.
+    chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+    callbacks = _Parser()
     parser = httptools.HttpResponseParser(callbacks)
 
     async def read() -> None:
@@ -150,14 +152,18 @@ async def request(
             while not callbacks.done:
                 data = await reader.read(65536)
                 if not data:
-                    break  # a close-delimited body ends here (the finally says so)
-                parser.feed_data(data)
+                    break  # a close-delimited body ends here
+                try:
+                    parser.feed_data(data)
+                finally:
+                    for chunk in callbacks.pending:
+                        await chunks.put(chunk)
+                    callbacks.pending.clear()
         except (httptools.HttpParserError, LoopbackError, OSError):
             pass
         finally:
             callbacks.head_done.set()
-            if not callbacks.done:
-                chunks.put_nowait(None)
+        await chunks.put(None)
 
     task = asyncio.get_running_loop().create_task(read())
     try:

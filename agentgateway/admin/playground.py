@@ -101,6 +101,9 @@ async def call(picture: dict[str, Any], body: dict[str, Any]) -> AdminResponse:
         )
     except loopback.LoopbackError as exc:
         return _error(502, str(exc))
+    if answer.status < 200:  # an interim or upgrade answer is nothing a playground can use
+        await answer.close()
+        return _error(502, f"the route answered {answer.status}")
     shown = [(f"x-upstream-{name}", value) for name in _SHOWN if (value := answer.header(name)) is not None]
     return AdminResponse(
         answer.status,
