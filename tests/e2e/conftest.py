@@ -27,8 +27,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
+    # Per module, not per session: while it runs, the driver's event loop is the thread's
+    # running loop, and tests of other modules that start their own loop must not meet it.
     with sync_playwright() as driver:
         yield driver
 
