@@ -300,6 +300,12 @@ class Supervisor:
         )
         snapshots = [r.get("metrics", {}) if r else w.last_snapshot for w, r in zip(live, replies, strict=True)]
         counters = [r.get("counters", []) if r else w.last_counters for w, r in zip(live, replies, strict=True)]
+        # A worker that is gone but not yet retired (worker_exited) still counts with what it last
+        # reported: otherwise its requests vanish from the totals for a moment and come back as
+        # retired ones, and the counters (and the UI's rates) dip and jump.
+        gone = [w for w in self.workers if not w.ready and w.last_snapshot]
+        snapshots += [w.last_snapshot for w in gone]
+        counters += [w.last_counters for w in gone]
         families = list(self.totals.families(snapshots)) + list(self.counter_totals.families(counters))
         return families + self._own_families()
 

@@ -682,9 +682,14 @@ async function a2a(token) {
 
   async function fetchCard() {
     card.replaceChildren(h("span", { class: "muted" }, "…"));
-    const r = await routeCall(picker.value, { method: "GET", path: "/.well-known/agent-card.json", headers: { accept: "application/json" } });
-    let c = null;
-    for await (const m of r.events()) c = m;
+    let r, c = null;
+    // The 1.0 card's path, then the one 0.3 agents serve.
+    for (const path of ["/.well-known/agent-card.json", "/.well-known/agent.json"]) {
+      r = await routeCall(picker.value, { method: "GET", path, headers: { accept: "application/json" } });
+      c = null;
+      for await (const m of r.events()) c = m;
+      if (r.status === 200 && c && !c._text) break;
+    }
     if (r.status !== 200 || !c || c._text) { card.replaceChildren(h("span", { class: "bad" }, `no agent card (HTTP ${r.status})`)); return null; }
     agentCard = c;
     const interfaces = c.supportedInterfaces || (c.url ? [{ url: c.url, protocolBinding: c.preferredTransport || "JSONRPC", protocolVersion: c.protocolVersion }] : []);
