@@ -488,6 +488,8 @@ async def _serve(control_fd: int, index: int, ratelimit_fd: int | None) -> int:
                         "counters": COUNTERS.snapshot(),
                     }
                 )
+            elif op == "state":
+                send({"op": "state", "id": message.get("id"), "state": state_report(worker)})
             elif op == "drain":
                 stop.set()
             elif op == "mcp_revoke" and worker._mcp is not None:
@@ -510,6 +512,42 @@ async def _serve(control_fd: int, index: int, ratelimit_fd: int | None) -> int:
             await asyncio.wait_for(writer.drain(), 1.0)
         control_task.cancel()
     return 0
+
+
+def state_report(worker: Worker) -> dict[str, Any]:
+    """What the admin UI's overview shows of this worker: connections, MCP sessions (per backend,
+    with the stdio processes they hold and each target's upstream sessions) and the passive health
+    of upstream endpoints (ejected or not)."""
+    services: dict[str, dict[str, Any]] = {}
+    if worker._mcp is not None:
+        for session in list(worker._mcp.sessions.values()):
+            entry = services.setdefault(session.service.label, {"sessions": 0, "stdioProcesses": 0, "targets": {}})
+            entry["sessions"] += 1
+            for name, upstream in session.upstreams.items():
+                target = entry["targets"].setdefault(name, {"kind": upstream.spec.kind, "open": 0, "closed": 0})
+                connected = upstream.init_result is not None and not upstream.closed
+                target["open" if connected else "closed"] += 1
+                if connected and upstream.spec.kind == "stdio":
+                    entry["stdioProcesses"] += 1
+    now = worker.loop.time()  # the clock health records are kept on
+    endpoints = [
+        {
+            "endpoint": f"{key[0]}:{key[1]}",
+            "ejected": now < health.evicted_until,
+            "ejections": health.ejections,
+            "score": round(health.score, 3),
+        }
+        for key, health in worker.runtime.health_state.items()
+        if len(key) >= 2
+    ]
+    return {
+        "index": worker.index,
+        "pid": os.getpid(),
+        "connections": len(worker.connections),
+        "mcpSessions": sum(entry["sessions"] for entry in services.values()),
+        "mcp": services,
+        "endpoints": endpoints,
+    }
 
 
 def _compile(message: dict[str, Any], health_state: HealthState | None = None) -> RuntimeConfig:
