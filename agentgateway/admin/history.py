@@ -142,6 +142,12 @@ class TrafficHistory:
         self.samples: deque[Sample] = deque(maxlen=int(keep / period) + 1)
         self._last: tuple[float, Totals, Buckets] | None = None
 
+    def begin(self, at: float) -> None:
+        """The counters' zero: the moment the workers started counting. Without it the first
+        sample is only a baseline, and the traffic of the first ``period`` after startup is
+        never shown."""
+        self._last = (at, {name: {} for name in CHARTS if name != "latency"}, {})
+
     def add(self, at: float, families: Iterable[Metric]) -> None:
         totals, buckets = _reduce(families)
         last = self._last

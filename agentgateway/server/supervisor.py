@@ -407,6 +407,7 @@ class Supervisor:
         self.started = True
         self._log_serving()
         watcher = loop.create_task(self._watch())
+        self.history.begin(time.time())
         sampler = loop.create_task(self._sample_traffic())
         await self.stop_event.wait()
         log.info("draining (deadline %gs)", self.static.termination_deadline)

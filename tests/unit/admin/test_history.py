@@ -66,3 +66,15 @@ def test_percentiles() -> None:
     assert percentile([(1.0, 10.0), (2.0, 10.0), (float("inf"), 0.0)], 0.5) == 1.0
     assert percentile([(1.0, 10.0), (2.0, 10.0), (float("inf"), 0.0)], 0.75) == 1.5
     assert percentile([(1.0, 0.0), (float("inf"), 5.0)], 0.99) == 1.0
+
+
+def test_traffic_before_the_first_sample_is_shown() -> None:
+    """Requests served between startup and the first sample count from the zero of the counters
+    (the first sample is not a mere baseline)."""
+    metrics = RequestMetrics()
+    history = TrafficHistory(period=2.0, keep=10.0)
+    history.begin(100.0)
+    for _ in range(30):
+        metrics.observe(("gw", "l", "web", "b", b"GET", 200), 0.001)
+    history.add(102.0, _families(metrics))
+    assert history.series()["charts"]["requests"]["series"] == {"web": [15.0]}
