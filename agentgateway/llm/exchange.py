@@ -800,9 +800,9 @@ class LlmExchange:
                     await writable.wait()
         except HttpClientError as exc:
             raise LlmError(502, f"provider stream ended early: {exc.message}") from None
-        conn.end_response()
         usage = _detected_usage(bytes(seen), resp.content_type) if seen is not None else Usage()
-        facts.usage = usage
+        facts.usage = usage  # before the end: the access log is written with it
+        conn.end_response()
         return usage
 
     async def _relay_stream(self, resp: ClientResponse, plan: _Plan) -> Usage:

@@ -288,6 +288,8 @@ def _anthropic_blocks(content: Any, role: str, where: str, tool_ids: set[str]) -
                 need(src.get("media_type") and src.get("data"), "image source needs media_type and data")
         if kind == "text":
             need(isinstance(block.get("text"), str), f"{where}.content[{j}].text required")
+        if "cache_control" in block:
+            need(block["cache_control"].get("type") == "ephemeral", f"{where}.content[{j}].cache_control.type invalid")
     return new_ids
 
 
@@ -414,11 +416,20 @@ def validate_bedrock(body: Json) -> None:
     tc = body.get("toolConfig")
     if tc is not None:
         for tool in tc.get("tools") or []:
+            need(len(tool) == 1 and set(tool) <= {"toolSpec", "cachePoint"}, "a Tool is a toolSpec or a cachePoint")
+            if "cachePoint" in tool:
+                need(tool["cachePoint"] == {"type": "default"}, "cachePoint.type must be default")
+                continue
             spec = tool.get("toolSpec") or {}
             need(
                 spec.get("name") and "json" in (spec.get("inputSchema") or {}),
                 "toolSpec needs name and inputSchema.json",
             )
+    for i, block in enumerate(body.get("system") or []):
+        keys = {"text", "guardContent", "cachePoint"} & set(block)
+        need(len(keys) == 1 and len(block) == 1, f"system[{i}] must be exactly one member of SystemContentBlock")
+        if "cachePoint" in block:
+            need(block["cachePoint"] == {"type": "default"}, "cachePoint.type must be default")
 
 
 def verify_sigv4(method: str, url: str, headers: dict[bytes, bytes], body: bytes) -> None:
