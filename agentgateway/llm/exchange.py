@@ -655,12 +655,15 @@ class LlmExchange:
                 mark_messages(payload, caching)
             elif plan.fmt == F_BEDROCK:
                 mark_converse(payload, caching, plan.model)
-        facts = self._facts
-        llm = facts.cel() if facts is not None else None
-        if policy.final_transform is not None:
-            policy.final_transform.apply(payload, self.ctx, llm)
-        if shaping is not None and shaping.final_transform is not None:
-            shaping.final_transform.apply(payload, self.ctx, llm)
+        final = policy.final_transform
+        model_final = shaping.final_transform if shaping is not None else None
+        if final is not None or model_final is not None:
+            facts = self._facts
+            llm = facts.cel() if facts is not None else None
+            if final is not None:
+                final.apply(payload, self.ctx, llm)
+            if model_final is not None:
+                model_final.apply(payload, self.ctx, llm)
         return orjson.dumps(payload)
 
     # ------------------------------------------------------------------ responses
