@@ -627,7 +627,7 @@ class _Compiler:
         return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
 
     def ai_policy(self, ai: AiPolicy | None, where: str) -> LlmPolicy:
-        return compile_policy(ai, where, self.make_target)
+        return compile_policy(ai, where, self.make_target, self.base_dir)
 
     def llm_shortcut_bind(self, shortcut: LlmShortcut) -> BindRuntime:
         """``llm:``: one listener on its own port serving the OpenAI and Anthropic APIs."""

@@ -325,6 +325,8 @@ class RateLimitUnitLimit(Schema, frozen=True):
 class Descriptor(Schema, frozen=True):
     entries: list[DescriptorEntry]
     type: Literal["requests", "tokens"] = "requests"
+    # CEL: what one request counts (default 1; tokens: llm.totalTokens); a failure skips it
+    cost: str | None = None
     # addition, Redis mode only
     limit: RateLimitUnitLimit | None = None
 
@@ -699,9 +701,20 @@ Secret = str | FileRef
 
 
 class AiModelProvider(Schema, frozen=True):
-    """``openAI``, ``anthropic``, ``gemini``: ``model`` overrides the request's model when set."""
+    """``anthropic`` (and ``openAI``/``gemini`` below): ``model`` overrides the request's model when set."""
 
     model: str | None = None
+
+
+class AiOpenAiProvider(Schema, frozen=True):
+    model: str | None = None
+    moderation: NotSupported = UNSET
+
+
+class AiGeminiProvider(Schema, frozen=True):
+    model: str | None = None
+    # addition: speak Gemini's own generateContent API instead of its OpenAI-compatible endpoint
+    native_api: bool = False
 
 
 class AiVertexProvider(Schema, frozen=True):
@@ -717,28 +730,61 @@ class AiBedrockProvider(Schema, frozen=True):
     guardrail_version: NotSupported = UNSET
 
 
+AzureResourceType = Literal["openAI", "foundry", "aiServices"]
+
+
 class AiAzureProvider(Schema, frozen=True):
-    """Azure OpenAI: ``resourceName`` → https://{resourceName}.openai.azure.com; ``apiVersion``
-    ``v1`` (default) uses the v1 API, a dated version the deployments API."""
+    """Azure: ``resourceType`` ``openAI`` → https://{resourceName}.openai.azure.com, ``foundry``
+    (alias ``aiServices``) → https://{resourceName}.services.ai.azure.com; ``apiVersion`` ``v1``
+    (default), ``preview``, or a dated version (the deployments API)."""
 
     model: str | None = None
     resource_name: str | None = None
-    resource_type: Literal["openAI", "foundry"] | None = None
+    resource_type: AzureResourceType | None = None
     # quote a dated version in YAML ("2024-10-21"), or it reads as a date
     api_version: str | None = None
+    project_name: str | None = None
+
+
+ProviderFormatType = Literal[
+    "completions",
+    "messages",
+    "responses",
+    "embeddings",
+    "anthropicTokenCount",
+    "generateContent",
+    "geminiCountTokens",
+    "realtime",
+    "rerank",
+]
+
+
+class AiProviderFormat(Schema, frozen=True):
+    """One API a custom provider serves, at its default path (under the path prefix) or ``path``."""
+
+    type: ProviderFormatType
+    path: str | None = None
+
+
+class AiCustomProvider(Schema, frozen=True):
+    """``custom``: an endpoint that speaks the listed APIs (OpenAI-compatible, Anthropic-compatible)."""
+
+    formats: list[AiProviderFormat]
+    model: str | None = None
+    provider_override: str | None = None
 
 
 class AiProvider(Schema, frozen=True):
     """Exactly one provider kind."""
 
-    open_ai: AiModelProvider | None = msgspec.field(default=None, name="openAI")
+    open_ai: AiOpenAiProvider | None = msgspec.field(default=None, name="openAI")
     anthropic: AiModelProvider | None = None
-    gemini: AiModelProvider | None = None
+    gemini: AiGeminiProvider | None = None
     vertex: AiVertexProvider | None = None
     bedrock: AiBedrockProvider | None = None
     azure: AiAzureProvider | None = None
+    custom: AiCustomProvider | None = None
     copilot: NotSupported = UNSET
-    custom: NotSupported = UNSET
 
 
 class AiNamedProvider(Schema, frozen=True):
@@ -784,7 +830,7 @@ class RegexGuardSpec(Schema, frozen=True):
 class GuardRejection(Schema, frozen=True):
     status: int = 403
     body: str | None = None
-    headers: NotSupported = UNSET
+    headers: HeaderModifier | None = None
 
 
 class WebhookTarget(Schema, frozen=True):
@@ -798,17 +844,84 @@ class WebhookGuardSpec(Schema, frozen=True):
     forward_header_matches: NotSupported = UNSET
 
 
+class GuardPolicies(Schema, frozen=True):
+    """The backend policies of a vendor guard's calls (agentgateway's SimpleLocalBackendPolicies)."""
+
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    backend_auth: BackendAuth | None = None
+    request_header_modifier: NotSupported = UNSET
+    transformations: NotSupported = UNSET
+    http: NotSupported = UNSET
+    tcp: NotSupported = UNSET
+    backend_tunnel: NotSupported = UNSET
+
+
+class OpenAiModerationGuard(Schema, frozen=True):
+    """``openAIModeration``: OpenAI's moderation API (``POST /v1/moderations``)."""
+
+    model: str | None = None
+    policies: GuardPolicies | None = None
+    # addition: where the API is (default https://api.openai.com)
+    base_url: str | None = None
+
+
+class BedrockGuardrailsGuard(Schema, frozen=True):
+    """``bedrockGuardrails``: the Bedrock ApplyGuardrail API, signed with AWS SigV4."""
+
+    guardrail_identifier: str
+    guardrail_version: str
+    region: str
+    policies: GuardPolicies | None = None
+    # addition: where the API is (default https://bedrock-runtime.<region>.amazonaws.com)
+    base_url: str | None = None
+
+
+class GoogleModelArmorGuard(Schema, frozen=True):
+    """``googleModelArmor``: Model Armor's sanitizeUserPrompt / sanitizeModelResponse."""
+
+    template_id: str
+    project_id: str
+    location: str | None = None
+    policies: GuardPolicies | None = None
+    # addition: where the API is (default https://modelarmor.<location>.rep.googleapis.com)
+    base_url: str | None = None
+
+
+class AnalyzeTextSpec(Schema, frozen=True):
+    severity_threshold: int | None = None
+    api_version: str | None = None
+    blocklist_names: list[str] | None = None
+    halt_on_blocklist_hit: bool | None = None
+
+
+class DetectJailbreakSpec(Schema, frozen=True):
+    api_version: str | None = None
+
+
+class AzureContentSafetyGuard(Schema, frozen=True):
+    """``azureContentSafety``: Azure AI Content Safety text:analyze and text:detectJailbreak."""
+
+    # the resource host (``<name>.cognitiveservices.azure.com``); https
+    endpoint: str
+    policies: GuardPolicies | None = None
+    analyze_text: AnalyzeTextSpec | None = None
+    detect_jailbreak: DetectJailbreakSpec | None = None
+    # addition: where the API is instead of https://<endpoint> (scheme, host, port)
+    base_url: str | None = None
+
+
 class PromptGuardRule(Schema, frozen=True):
-    """One guard: exactly one of ``regex`` or ``webhook``."""
+    """One guard: exactly one of ``regex``, ``webhook``, ``openAIModeration``,
+    ``bedrockGuardrails``, ``googleModelArmor`` or ``azureContentSafety``."""
 
     regex: RegexGuardSpec | None = None
     webhook: WebhookGuardSpec | None = None
+    open_ai_moderation: OpenAiModerationGuard | None = msgspec.field(default=None, name="openAIModeration")
+    bedrock_guardrails: BedrockGuardrailsGuard | None = None
+    google_model_armor: GoogleModelArmorGuard | None = None
+    azure_content_safety: AzureContentSafetyGuard | None = None
     rejection: GuardRejection | None = None
     scope: NotSupported = UNSET
-    open_ai_moderation: NotSupported = msgspec.field(default=UNSET, name="openAIModeration")
-    bedrock_guardrails: NotSupported = UNSET
-    google_model_armor: NotSupported = UNSET
-    azure_content_safety: NotSupported = UNSET
 
 
 class PromptGuard(Schema, frozen=True):
@@ -834,20 +947,49 @@ class TokenReservation(Schema, frozen=True):
     output_tokens: int = 1024
 
 
+class PromptCaching(Schema, frozen=True):
+    """``promptCaching``: cache markers added for providers that take them (Anthropic, Bedrock)."""
+
+    cache_system: bool = True
+    cache_messages: bool = True
+    cache_tools: bool = False
+    min_tokens: int | None = 1024
+    cache_message_offset: int = 0
+
+
+RouteType = Literal[
+    "completions",
+    "messages",
+    "models",
+    "passthrough",
+    "detect",
+    "responses",
+    "embeddings",
+    "realtime",
+    "anthropicTokenCount",
+    "generateContent",
+    "geminiCountTokens",
+    "rerank",
+]
+
+
 class AiPolicy(Schema, frozen=True):
     """``policies.ai``: request shaping and guards for LLM traffic."""
 
     prompt_guard: PromptGuard | None = None
     defaults: dict[str, Any] = {}
     overrides: dict[str, Any] = {}
+    # field → CEL: request body fields computed before (transformations) and after
+    # (finalTransformations) the translation to the provider's format
+    transformations: dict[str, str] = {}
+    final_transformations: dict[str, str] = {}
     prompts: PromptEnrichment | None = None
     model_aliases: dict[str, str] = {}
+    prompt_caching: PromptCaching | None = None
+    # request path suffix → the API it is
+    routes: dict[str, RouteType] = {}
     # addition: the reservation of token rate limits (llm/exchange.py)
     token_reservation: TokenReservation | None = None
-    transformations: NotSupported = UNSET
-    final_transformations: NotSupported = UNSET
-    prompt_caching: NotSupported = UNSET
-    routes: NotSupported = UNSET
     models: NotSupported = UNSET
 
 
@@ -1291,33 +1433,84 @@ class McpShortcut(McpBackend, frozen=True):
 
 
 class LlmParams(Schema, frozen=True):
-    """``llm.models[].params``: how to reach the provider for this model."""
+    """``llm.models[].params`` (and ``llm.providers[].params``): how to reach the provider."""
 
     model: str | None = None
     api_key: Annotated[Secret | None, SECRET] = None
     base_url: str | None = None
+    host_override: str | None = None
+    path_override: str | None = None
+    path_prefix: str | None = None
     tokenize: bool = False
     vertex_region: str | None = None
     vertex_project: str | None = None
     azure_resource_name: str | None = None
-    azure_resource_type: Literal["openAI", "foundry"] | None = None
+    azure_resource_type: AzureResourceType | None = None
     azure_api_version: str | None = None
-    # addition: the region of a Bedrock model (SigV4 credentials come from the environment)
+    azure_project_name: str | None = None
     aws_region: str | None = None
+    # addition: Gemini's own generateContent API instead of its OpenAI-compatible endpoint
+    native_api: bool | None = None
+
+
+class LlmProviderObject(Schema, frozen=True):
+    """The object forms of ``provider``: ``{reference: <llm.providers[].name>}`` or ``{custom: ...}``."""
+
+    reference: str | None = None
+    custom: AiCustomProvider | None = None
+
+
+# a built-in provider or preset name, or {reference} / {custom}
+LlmProviderRef = str | LlmProviderObject
+
+
+class LlmProviderDefaults(Schema, frozen=True):
+    """``llm.providers[].defaults``: what the models of a provider get unless they set it."""
+
+    defaults: dict[str, Any] | None = None
+    overrides: dict[str, Any] | None = None
+    transformation: dict[str, str] | None = None
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    tls: BackendTls | None = None
+    auth: BackendAuth | None = None
+    prompt_caching: PromptCaching | None = None
+    request_headers: NotSupported = UNSET
+    response_headers: NotSupported = UNSET
+    health: NotSupported = UNSET
+    backend_tunnel: NotSupported = UNSET
+
+
+class LlmProviderDef(Schema, frozen=True):
+    """``llm.providers[]``: a provider models name with ``provider: {reference: <name>}``."""
+
+    name: str
+    provider: LlmProviderRef
+    params: LlmParams | None = None
+    defaults: LlmProviderDefaults | None = None
 
 
 class LlmModel(Schema, frozen=True):
     name: str
-    provider: Literal["openAI", "anthropic", "gemini", "vertex", "bedrock", "azure"]
+    provider: LlmProviderRef
     params: LlmParams | None = None
-    visibility: NotSupported = UNSET
-    transformation: NotSupported = UNSET
+    id: str | None = None
+    visibility: Literal["public", "internal"] = "public"
+    passthrough: Literal["detect", "opaque"] | None = None
+    authorization: Authorization | None = None
+    defaults: dict[str, Any] | None = None
+    overrides: dict[str, Any] | None = None
+    transformation: dict[str, str] | None = None
+    final_transformation: dict[str, str] | None = None
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    tls: BackendTls | None = None
+    auth: BackendAuth | None = None
+    prompt_caching: PromptCaching | None = None
+    guardrails: NotSupported = UNSET
     matches: NotSupported = UNSET
     health: NotSupported = UNSET
     response_headers: NotSupported = UNSET
     request_headers: NotSupported = UNSET
-    prompt_caching: NotSupported = UNSET
-    guardrails: NotSupported = UNSET
+    backend_tunnel: NotSupported = UNSET
 
 
 class VirtualTarget(Schema, frozen=True):
@@ -1356,9 +1549,9 @@ class LlmShortcut(Schema, frozen=True):
     models: list[LlmModel] = []
     virtual_models: list[VirtualModel] = []
     policies: RoutePolicies | None = None
+    providers: list[LlmProviderDef] = []
     gateways: NotSupported = UNSET
     tls: NotSupported = UNSET
-    providers: NotSupported = UNSET
     guardrails: NotSupported = UNSET
 
 

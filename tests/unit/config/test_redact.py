@@ -30,6 +30,7 @@ NOT_SECRETS = {
     ("AiNamedProvider", "tokenize"): "a switch",
     ("LlmParams", "tokenize"): "a switch",
     ("LocalRateLimit", "maxTokens"): "a number",
+    ("PromptCaching", "minTokens"): "a number",
     ("LocalRateLimit", "tokensPerFill"): "a number",
     ("Cors", "allowCredentials"): "a switch",
     ("DescriptorEntry", "key"): "the name of a rate limit descriptor entry",
