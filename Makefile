@@ -112,7 +112,7 @@ test-stub: build
 	$(BIN)/python -m mypy.stubtest agentgateway._native
 
 test-py: build
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 lint: build
 	$(BIN)/ruff check agentgateway tests $(wildcard benchmarks)
