@@ -56,6 +56,7 @@ from agentgateway.llm.shaping import (
 )
 from agentgateway.llm.tokens import COUNTER, output_limit, rough_count
 from agentgateway.llm.usage import Usage
+from agentgateway.observe.tracing import end_call, end_provider_call, start_call, start_provider_call
 from agentgateway.policy.chain import apply_response
 from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError
 
@@ -393,12 +394,17 @@ class LlmExchange:
                 last_error = exc
                 continue
             headers = provider.headers(path, payload, self._forwarded_headers(plan))
+            span = start_provider_call(self.ctx, facts, provider.name, target.model or model)
+            if self.ctx.trace is not None:
+                headers = [*headers, (b"traceparent", self.ctx.trace.traceparent(span))]
             try:
                 resp = await self.client.request(
                     provider.target, b"POST", path.encode(), headers, payload, self._timeout(route)
                 )
             except HttpClientError as exc:
                 last_error = LlmError(exc.status, f"provider {provider.name}: {exc.message}")
+                if span is not None:
+                    end_provider_call(span, facts, 0, exc.message)
                 if final:
                     raise last_error from None
                 log.info("LLM failover: %s; trying the next target", last_error.message)
@@ -406,6 +412,8 @@ class LlmExchange:
             status = resp.status
             if (status == 429 or status >= 500) and not final:
                 raw = await _read_quietly(resp)
+                if span is not None:
+                    end_provider_call(span, facts, status, str(status))
                 log.info(
                     "LLM failover: provider %s answered %d (%s); trying the next target",
                     provider.name,
@@ -425,6 +433,9 @@ class LlmExchange:
                 # must not hold its connection (closing a finished one does nothing).
                 resp.close()
                 raise
+            finally:
+                if span is not None:
+                    end_provider_call(span, facts, status, facts.error_type)
         raise last_error or LlmError(502, "no provider could be called")
 
     def _timeout(self, route: ModelRoute) -> float | None:
@@ -740,15 +751,23 @@ class LlmExchange:
             if on_response != response:
                 continue
             payload = orjson.dumps({"phase": "response" if response else "request", "texts": texts})
+            phase = "response" if response else "request"
+            span = start_call(self.ctx, f"guardrail webhook {phase}", {"agw.guardrail.phase": phase})
+            headers = [_JSON]
+            if self.ctx.trace is not None:
+                headers.append((b"traceparent", self.ctx.trace.traceparent(span)))
             try:
-                resp = await self.client.request(
-                    target, b"POST", b"/response" if response else b"/request", [_JSON], payload, 10.0
-                )
+                resp = await self.client.request(target, b"POST", f"/{phase}".encode(), headers, payload, 10.0)
                 raw = await resp.read(1024 * 1024)
                 verdict = orjson.loads(raw) if resp.status == 200 else {}
             except (HttpClientError, orjson.JSONDecodeError) as exc:
+                if span is not None:
+                    end_call(span, 0, str(exc))
                 raise LlmError(503, f"prompt guard webhook failed: {exc}") from None
             action = verdict.get("action")
+            if span is not None:
+                span.attributes["agw.guardrail.action"] = str(action)
+                end_call(span, resp.status)
             if action == "reject":
                 raise LlmError(
                     int(verdict.get("status") or 403),

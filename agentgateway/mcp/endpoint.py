@@ -29,6 +29,7 @@ from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
 from agentgateway.mcp.origin import is_loopback_client, origin_problem
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote, SessionQuotaError
+from agentgateway.observe.tracing import CURRENT_TRACE, adopt_meta_traceparent
 from agentgateway.policy.chain import apply_response
 from agentgateway.proxy.forward import HttpForward
 from agentgateway.routing.route import CompiledRoute
@@ -147,6 +148,8 @@ class McpExchange:
 
     async def _serve(self) -> None:
         CURRENT_CALLER.set(Caller(self.ctx))  # who is asking, for mcpAuthorization
+        if self.ctx.trace is not None:
+            CURRENT_TRACE.set(self.ctx.trace)  # the calls to targets are its spans
         try:
             await self._dispatch()
         except asyncio.CancelledError:
@@ -585,6 +588,8 @@ class McpExchange:
         # (Client input, in the access log and metrics labels: cut to a bounded length.)
         ctx.mcp_method = protocol.shown(method) if isinstance(method, str) else ""
         params = msg.get("params")
+        if ctx.trace is not None and isinstance(params, dict) and isinstance(params.get("_meta"), dict):
+            adopt_meta_traceparent(ctx, params["_meta"].get("traceparent"))
         if session is not None and isinstance(params, dict) and method in protocol.NAME_PARAM:
             name = params.get(protocol.NAME_PARAM[method])
             if isinstance(name, str):

@@ -32,6 +32,15 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "(left out of a list), flagged (listed with a warning), refused (a call refused)",
         ("backend", "target", "tool", "action"),
     ),
+    "agentgateway_trace_spans_dropped": (
+        "Spans not exported: the export queue was full (collector slow or down), or the collector "
+        "refused or did not answer a batch",
+        ("reason",),
+    ),
+    "agentgateway_log_records_dropped": (
+        "Access-log records not exported over OTLP, by the same reasons as spans",
+        ("reason",),
+    ),
     "agentgateway_ext_authz_decisions": (
         "External authorization checks by result (allowed, denied, failed_open, failed_closed)",
         ("gateway", "listener", "route", "result"),

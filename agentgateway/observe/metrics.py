@@ -4,9 +4,34 @@ the supervisor on scrape and summed over workers into Prometheus families."""
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from agentgateway.core.context import RequestCtx
+
+
+class MetricSettings:
+    """``config.metrics``: families left out (``remove``, by name without the ``agentgateway_``
+    prefix or ``_total``), and extra labels (``fields.add``: label name: CEL expression, evaluated
+    when the request ends; a failed or non-string value is ``unknown``)."""
+
+    __slots__ = ("remove", "labels")
+
+    def __init__(
+        self,
+        remove: frozenset[str] = frozenset(),
+        labels: tuple[tuple[str, Callable[[RequestCtx, dict[str, object] | None], object]], ...] = (),
+    ) -> None:
+        self.remove = remove
+        self.labels = labels
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.labels)
+
 
 # Labels of agentgateway_requests_total and agentgateway_request_duration_seconds, in key order.
 REQUEST_LABELS = ("gateway", "listener", "route", "backend", "method", "status")

@@ -38,6 +38,7 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
 from agentgateway.core.reply import LocalReply
 from agentgateway.observe.counters import COUNTERS
+from agentgateway.observe.tracing import end_call, start_call
 from agentgateway.policy.expression import ValueExpression, compile_value
 
 if TYPE_CHECKING:
@@ -191,9 +192,12 @@ class ExtAuthz:
                 return LocalReply.text(413, "request body larger than extAuthz includeRequestBody.maxRequestBytes")
             body = data[: self.body_limit]
             partial = not complete
+        span = start_call(ctx, "ext_authz check", {"agw.policy": "extAuthz"})
         try:
             reply = await self.client.check(ctx, body, partial)
         except AuthzUnavailable as exc:
+            if span is not None:
+                end_call(span, 0, str(exc))
             log.warning("extAuthz check failed for route %s: %s", ctx.route, exc)
             if self.fail_open:
                 self._count("failed_open")
@@ -203,6 +207,9 @@ class ExtAuthz:
                 return LocalReply.text(403, "external authorization failed")
             return LocalReply.text(self.fail_status, "Authorization service unavailable")
         self._count("allowed" if reply is None else "denied")
+        if span is not None:
+            span.attributes["agw.ext_authz.result"] = "allowed" if reply is None else "denied"
+            end_call(span, 0)
         return reply
 
     def check_headers(self, ctx: RequestCtx, default_all: bool) -> list[tuple[str, bytes]]:

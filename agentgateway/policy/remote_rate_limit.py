@@ -40,6 +40,7 @@ from agentgateway.config.schema import Descriptor as DescriptorConfig
 from agentgateway.config.schema import RemoteRateLimit as RemoteRateLimitConfig
 from agentgateway.core.reply import LocalReply
 from agentgateway.observe.counters import COUNTERS
+from agentgateway.observe.tracing import end_call, start_call
 from agentgateway.policy.expression import ValueExpression, compile_value
 
 if TYPE_CHECKING:
@@ -254,15 +255,22 @@ class RemoteRateLimit:
     ) -> LocalReply | None:
         if not checks:
             return None
+        attributes: dict[str, object] = {"agw.policy": "remoteRateLimit", "agw.rate_limit.domain": self.domain}
+        span = start_call(ctx, "rate_limit check", attributes)
         try:
             reply = await self.client.check(self.domain, checks, ctx, hits)
         except RateLimitUnavailable as exc:
+            if span is not None:
+                end_call(span, 0, str(exc))
             if self.fail_open:
                 self._count("failed_open")
                 return None
             self._count("failed_closed")
             return LocalReply.text(500, f"rate limit service unavailable: {exc}")
         self._count("allowed" if reply is None else "limited")
+        if span is not None:
+            span.attributes["agw.rate_limit.result"] = "allowed" if reply is None else "limited"
+            end_call(span, 0)
         return reply
 
     def _count(self, result: str) -> None:

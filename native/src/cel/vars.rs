@@ -25,10 +25,11 @@ pub enum Var {
     Backend,
     Extauthz,
     Metadata,
+    Response,
 }
 
 impl Var {
-    pub const ALL: [Var; 11] = [
+    pub const ALL: [Var; 12] = [
         Var::Request,
         Var::Source,
         Var::Jwt,
@@ -40,6 +41,7 @@ impl Var {
         Var::Backend,
         Var::Extauthz,
         Var::Metadata,
+        Var::Response,
     ];
     pub const COUNT: usize = Var::ALL.len();
 
@@ -56,6 +58,7 @@ impl Var {
             Var::Backend => "backend",
             Var::Extauthz => "extauthz",
             Var::Metadata => "metadata",
+            Var::Response => "response",
         }
     }
 
@@ -72,6 +75,8 @@ impl Var {
             "backend" => Var::Backend,
             "extauthz" => Var::Extauthz,
             "metadata" => Var::Metadata,
+            // what the access log, trace fields and metric labels see once the response is known
+            "response" => Var::Response,
             _ => return None,
         })
     }
@@ -311,7 +316,7 @@ mod tests {
         for field in RequestField::ALL {
             assert_eq!(RequestField::from_name(field.name()), Some(field));
         }
-        assert_eq!(Var::from_name("response"), None);
+        assert_eq!(Var::from_name("responses"), None);
         assert_eq!(RequestField::from_name("body"), None);
     }
 

@@ -1,0 +1,246 @@
+"""Traces through the daemon to a real OTLP receiver (tests/support/otlp.py): the server span and
+the gateway's own calls, W3C trace context continued and propagated, sampling, the collector
+going away mid-run."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.support.gateway import binds, free_port, wait_for
+
+SERVER, CLIENT = 2, 3
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+
+
+def traced(port: int, routes: list[dict], endpoint: str, protocol: str = "grpc", **tracing: object) -> dict:
+    config = binds(port, routes)
+    config["config"] = {
+        "tracing": {"otlpEndpoint": endpoint, "otlpProtocol": protocol, "randomSampling": True, **tracing}
+    }
+    return config
+
+
+def api_route(address: str) -> dict:
+    return {"name": "api", "matches": [{"path": {"pathPrefix": "/api"}}], "backends": [{"host": address}]}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_http_route_server_and_upstream_spans(gateway, upstream, otlp, protocol):
+    up = upstream("a")
+    port = free_port()
+    endpoint = otlp.grpc_endpoint if protocol == "grpc" else otlp.http_endpoint
+    gateway(traced(port, [api_route(up.address)], endpoint, protocol))
+    r = httpx.get(f"http://127.0.0.1:{port}/api/items?x=1", headers={"user-agent": "tester/1"})
+    assert r.status_code == 200
+    sent = dict(r.json()["headers"])
+    spans = otlp.wait_spans(lambda s: len(s) >= 2)
+    server = next(s for s in spans if s.kind == SERVER)
+    call = next(s for s in spans if s.kind == CLIENT)
+    assert {s.via for s in spans} == {protocol}
+    # The server span: HTTP conventions and the gateway's route identity.
+    assert server.name == "GET /api"
+    assert server.parent_id == ""
+    a = server.attributes
+    assert a["http.request.method"] == "GET"
+    assert a["url.path"] == "/api/items"
+    assert a["url.query"] == "x=1"
+    assert a["http.route"] == "/api"
+    assert a["http.response.status_code"] == 200
+    assert a["client.address"] == "127.0.0.1"
+    assert a["route"] == "api"
+    assert a["endpoint"] == up.address
+    assert a["user_agent.original"] == "tester/1"
+    assert server.resource["service.name"] == "agentgateway"
+    assert server.scope == "agentgateway"
+    # The upstream call: a child of the server span; the upstream was told its id.
+    assert call.trace_id == server.trace_id
+    assert call.parent_id == server.span_id
+    assert call.attributes["server.address"] == "127.0.0.1"
+    assert call.attributes["http.response.status_code"] == 200
+    assert sent["traceparent"] == f"00-{server.trace_id}-{call.span_id}-01"
+    assert server.start <= call.start <= call.end <= server.end
+
+
+def test_client_traceparent_is_continued(gateway, upstream, otlp):
+    up = upstream("a")
+    port = free_port()
+    gateway(traced(port, [api_route(up.address)], otlp.grpc_endpoint, randomSampling=False))
+    incoming = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
+    r = httpx.get(
+        f"http://127.0.0.1:{port}/api/x", headers={"traceparent": incoming, "tracestate": "vendor=abc,other=1"}
+    )
+    sent = dict(r.json()["headers"])
+    spans = otlp.wait_spans(lambda s: len(s) >= 2)
+    server = next(s for s in spans if s.kind == SERVER)
+    call = next(s for s in spans if s.kind == CLIENT)
+    assert server.trace_id == CLIENT_TRACE
+    assert server.parent_id == CLIENT_SPAN
+    assert server.trace_state == "vendor=abc,other=1"
+    assert call.parent_id == server.span_id
+    assert sent["traceparent"] == f"00-{CLIENT_TRACE}-{call.span_id}-01"
+    assert sent["tracestate"] == "vendor=abc,other=1"
+
+
+def test_unsampled_requests_propagate_without_spans(gateway, upstream, otlp):
+    """randomSampling off: no span; a client's traceparent passes unchanged (also an unsampled
+    one); a request without one gets a fresh trace id with the sampled flag cleared."""
+    up = upstream("a")
+    port = free_port()
+    gw = gateway(traced(port, [api_route(up.address)], otlp.grpc_endpoint, randomSampling=False))
+    unsampled = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"
+    r = httpx.get(f"http://127.0.0.1:{port}/api/x", headers={"traceparent": unsampled})
+    assert dict(r.json()["headers"])["traceparent"] == unsampled
+    r = httpx.get(f"http://127.0.0.1:{port}/api/y")
+    fresh = dict(r.json()["headers"])["traceparent"]
+    version, trace_id, span_id, flags = fresh.split("-")
+    assert (version, flags) == ("00", "00") and len(trace_id) == 32 and len(span_id) == 16
+    assert int(trace_id, 16) and int(span_id, 16)
+    time.sleep(1.5)  # an export period
+    assert otlp.spans == []
+    # The access log names the trace either way.
+    wait_for(lambda: any(trace_id in line for line in gw.access_lines()), 5, "the trace id in the access log")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",  # upper-case hex
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # zero trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # zero parent id
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # forbidden version
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  # 00 has no more fields
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",  # short trace id
+        "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+    ],
+)
+def test_malformed_traceparent_starts_a_new_trace(gateway, upstream, otlp, bad):
+    up = upstream("a")
+    port = free_port()
+    gateway(traced(port, [api_route(up.address)], otlp.grpc_endpoint))
+    r = httpx.get(f"http://127.0.0.1:{port}/api/x", headers={"traceparent": bad, "tracestate": "vendor=abc"})
+    sent = dict(r.json()["headers"])
+    spans = otlp.wait_spans(lambda s: len(s) >= 2)
+    server = next(s for s in spans if s.kind == SERVER)
+    assert server.trace_id != CLIENT_TRACE and server.parent_id == ""
+    assert sent["traceparent"].split("-")[1] == server.trace_id
+    assert "tracestate" not in sent  # it belonged to the context that was dropped
+
+
+def test_duplicate_traceparent_headers_are_not_trusted(gateway, upstream, otlp):
+    up = upstream("a")
+    port = free_port()
+    gateway(traced(port, [api_route(up.address)], otlp.grpc_endpoint))
+    first = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
+    second = "00-11111111111111111111111111111111-2222222222222222-01"
+    r = httpx.get(f"http://127.0.0.1:{port}/api/x", headers=[("traceparent", first), ("traceparent", second)])
+    sent = [v for k, v in r.json()["headers"] if k == "traceparent"]
+    assert len(sent) == 1
+    spans = otlp.wait_spans(lambda s: len(s) >= 2)
+    server = next(s for s in spans if s.kind == SERVER)
+    assert server.trace_id not in (CLIENT_TRACE, "1" * 32)
+
+
+def test_fields_add_and_remove_and_span_name(gateway, upstream, otlp):
+    up = upstream("a")
+    port = free_port()
+    fields = {
+        "remove": ["user_agent.original", "url.query"],
+        "add": {"tenant": 'request.headers["x-tenant"]', "code": "response.code", "span.name": '"custom name"'},
+    }
+    gateway(traced(port, [api_route(up.address)], otlp.grpc_endpoint, fields=fields))
+    httpx.get(f"http://127.0.0.1:{port}/api/x?q=1", headers={"x-tenant": "acme", "user-agent": "t/1"})
+    spans = otlp.wait_spans(lambda s: any(x.kind == SERVER for x in s))
+    server = next(s for s in spans if s.kind == SERVER)
+    assert server.name == "custom name"
+    assert server.attributes["tenant"] == "acme"
+    assert server.attributes["code"] == 200
+    assert "user_agent.original" not in server.attributes and "url.query" not in server.attributes
+
+
+def test_sampling_ratio_from_cel(gateway, upstream, otlp):
+    """randomSampling as CEL: only the requests it selects are traced."""
+    up = upstream("a")
+    port = free_port()
+    rule = 'request.headers["x-trace-me"] == "yes"'
+    gateway(traced(port, [api_route(up.address)], otlp.grpc_endpoint, randomSampling=rule))
+    for i in range(6):
+        headers = {"x-trace-me": "yes"} if i % 3 == 0 else {}
+        httpx.get(f"http://127.0.0.1:{port}/api/{i}", headers=headers)
+    spans = otlp.wait_spans(lambda s: len([x for x in s if x.kind == SERVER]) >= 2)
+    time.sleep(1.2)
+    servers = [s for s in otlp.spans if s.kind == SERVER]
+    assert sorted(s.attributes["url.path"] for s in servers) == ["/api/0", "/api/3"]
+    assert spans
+
+
+def test_error_status_and_failed_upstream(gateway, otlp):
+    port = free_port()
+    dead = f"127.0.0.1:{free_port()}"
+    gateway(traced(port, [api_route(dead)], otlp.grpc_endpoint))
+    r = httpx.get(f"http://127.0.0.1:{port}/api/x")
+    assert r.status_code == 503
+    spans = otlp.wait_spans(lambda s: len(s) >= 2)
+    server = next(s for s in spans if s.kind == SERVER)
+    call = next(s for s in spans if s.kind == CLIENT)
+    assert server.status == 2 and server.attributes["error.type"] == "503"
+    assert call.status == 2 and call.status_message
+
+
+def test_collector_killed_mid_run_fails_no_request(gateway, upstream, otlp):
+    up = upstream("a")
+    port = free_port()
+    gw = gateway(traced(port, [api_route(up.address)], otlp.grpc_endpoint))
+    with httpx.Client() as client:
+        for i in range(20):
+            assert client.get(f"http://127.0.0.1:{port}/api/before{i}").status_code == 200
+        otlp.wait_spans(lambda s: len(s) >= 40)
+        otlp.stop()
+        for i in range(200):
+            assert client.get(f"http://127.0.0.1:{port}/api/during{i}").status_code == 200
+
+    # Spans the dead collector could not take are dropped and counted, not kept without bound.
+    wait_for(lambda: gw.metric("agentgateway_trace_spans_dropped_total") >= 1, 15, "drops counted")
+    assert gw.alive()
+
+
+def test_headers_sent_to_the_collector(gateway, upstream, otlp):
+    up = upstream("a")
+    port = free_port()
+    gateway(traced(port, [api_route(up.address)], otlp.grpc_endpoint, headers={"x-api-key": "k123"}))
+    httpx.get(f"http://127.0.0.1:{port}/api/x")
+    spans = otlp.wait_spans(lambda s: len(s) >= 1)
+    assert spans[0].metadata.get("x-api-key") == "k123"
+
+
+def test_frontend_policy_tracing(gateway, upstream, otlp):
+    """frontendPolicies.tracing: its own collector, CEL attributes and resources, a filter."""
+    up = upstream("a")
+    port = free_port()
+    config = binds(port, [api_route(up.address)])
+    config["frontendPolicies"] = {
+        "tracing": {
+            "host": f"127.0.0.1:{otlp.http_port}",
+            "protocol": "http",
+            "randomSampling": "1.0",
+            "attributes": {"environment": '"production"', "path": "request.path"},
+            "resources": {"service.name": '"edge-gw"', "service.version": '"1.0.0"'},
+            "remove": ["user_agent.original"],
+            "filter": 'request.path != "/api/skip"',
+        }
+    }
+    gateway(config)
+    httpx.get(f"http://127.0.0.1:{port}/api/skip")
+    httpx.get(f"http://127.0.0.1:{port}/api/keep", headers={"user-agent": "t/1"})
+    spans = otlp.wait_spans(lambda s: any(x.kind == SERVER for x in s))
+    time.sleep(1.2)
+    servers = [s for s in otlp.spans if s.kind == SERVER]
+    assert [s.attributes["path"] for s in servers] == ["/api/keep"]
+    server = servers[0]
+    assert server.attributes["environment"] == "production"
+    assert "user_agent.original" not in server.attributes
+    assert server.resource["service.name"] == "edge-gw" and server.resource["service.version"] == "1.0.0"
+    assert spans[0].via == "http"
