@@ -304,6 +304,10 @@ class McpExchange:
             raise McpError(
                 protocol.INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response"
             )
+        params = msg.get("params")
+        if self.ctx.trace is not None and isinstance(params, dict) and isinstance(params.get("_meta"), dict):
+            # A client's trace context in the message (before any target is called).
+            adopt_meta_traceparent(self.ctx, params["_meta"].get("traceparent"))
         return msg
 
     # ------------------------------------------------------------------ legacy streamable HTTP
@@ -588,8 +592,6 @@ class McpExchange:
         # (Client input, in the access log and metrics labels: cut to a bounded length.)
         ctx.mcp_method = protocol.shown(method) if isinstance(method, str) else ""
         params = msg.get("params")
-        if ctx.trace is not None and isinstance(params, dict) and isinstance(params.get("_meta"), dict):
-            adopt_meta_traceparent(ctx, params["_meta"].get("traceparent"))
         if session is not None and isinstance(params, dict) and method in protocol.NAME_PARAM:
             name = params.get(protocol.NAME_PARAM[method])
             if isinstance(name, str):

@@ -4,12 +4,15 @@ going away mid-run."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
 
-from tests.support.gateway import binds, free_port, wait_for
+from tests.support.gateway import binds, free_port, mcp_config, stdio_target, wait_for
 
 SERVER, CLIENT = 2, 3
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -244,3 +247,78 @@ def test_frontend_policy_tracing(gateway, upstream, otlp):
     assert "user_agent.original" not in server.attributes
     assert server.resource["service.name"] == "edge-gw" and server.resource["service.version"] == "1.0.0"
     assert spans[0].via == "http"
+
+
+# ---------------------------------------------------------------------- MCP
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_mcp_fan_out_spans_and_meta_traceparent(gateway, mcp_server, otlp):
+    """tools/list fans out to both targets (a span each); tools/call continues the client's
+    _meta.traceparent and carries the call span's context to the MCP SDK server in _meta."""
+    beta = mcp_server("beta", "http")
+    port = free_port()
+    config = mcp_config(port, [stdio_target("alpha"), {"name": "beta", "mcp": {"host": beta.url}}])
+    config["config"] = {"tracing": {"otlpEndpoint": otlp.grpc_endpoint, "randomSampling": True}}
+    gateway(config)
+    incoming = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
+    async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        assert {"alpha_trace_meta", "beta_trace_meta"} <= tools
+        result = await client.call_tool("beta_trace_meta", {}, meta={"traceparent": incoming})
+        failed = await client.call_tool("alpha_fail", {"reason": "boom"})
+        assert failed.is_error
+    received_meta = json.loads(result.content[0].text)
+
+    def complete(spans: list) -> bool:
+        names = {(s.kind, s.name) for s in spans}
+        return {(SERVER, "tools/list"), (CLIENT, "tools/call trace_meta"), (CLIENT, "tools/call fail")} <= names
+
+    spans = otlp.wait_spans(complete)
+    listing = next(s for s in spans if s.kind == SERVER and s.name == "tools/list")
+    fan_out = [s for s in spans if s.kind == CLIENT and s.parent_id == listing.span_id]
+    assert sorted(s.attributes["mcp.target"] for s in fan_out) == ["alpha", "beta"]
+    assert all(s.name == "tools/list" and s.trace_id == listing.trace_id for s in fan_out)
+    assert listing.attributes["mcp.method.name"] == "tools/list"
+
+    call = next(s for s in spans if s.kind == SERVER and s.name == "tools/call beta_trace_meta")
+    assert call.trace_id == CLIENT_TRACE and call.parent_id == CLIENT_SPAN  # from the client's _meta
+    a = call.attributes
+    assert a["mcp.method.name"] == "tools/call"
+    assert a["gen_ai.tool.name"] == "beta_trace_meta"
+    assert a["gen_ai.operation.name"] == "execute_tool"
+    assert a["mcp.target"] == "beta"
+    session = a["mcp.session.id"]
+    assert len(session) == 32 and session not in json.dumps(received_meta)  # a digest, not the id
+
+    target_call = next(s for s in spans if s.kind == CLIENT and s.name == "tools/call trace_meta")
+    assert target_call.parent_id == call.span_id and target_call.trace_id == CLIENT_TRACE
+    assert target_call.attributes["gen_ai.tool.name"] == "trace_meta"
+    assert target_call.attributes["mcp.target"] == "beta"
+    # What the MCP SDK server received in params._meta.
+    assert received_meta["traceparent"] == f"00-{CLIENT_TRACE}-{target_call.span_id}-01"
+
+    failing = next(s for s in spans if s.kind == CLIENT and s.name == "tools/call fail")
+    assert failing.attributes["error.type"] == "tool_error" and failing.status == 2
+
+
+@pytest.mark.anyio
+async def test_mcp_jsonrpc_error_code_on_the_target_span(gateway, mcp_server, otlp):
+    beta = mcp_server("beta", "http")
+    port = free_port()
+    config = mcp_config(port, [{"name": "beta", "mcp": {"host": beta.url}}])
+    config["config"] = {"tracing": {"otlpEndpoint": otlp.http_endpoint, "otlpProtocol": "http", "randomSampling": 1}}
+    gateway(config)
+    async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
+        with pytest.raises(MCPError):
+            await client.get_prompt("no_such_prompt", {})
+    spans = otlp.wait_spans(lambda s: any(x.kind == CLIENT and x.name.startswith("prompts/get") for x in s))
+    span = next(s for s in spans if s.kind == CLIENT and s.name.startswith("prompts/get"))
+    assert span.attributes["rpc.response.status_code"] == span.attributes["error.type"]
+    int(span.attributes["error.type"])  # the JSON-RPC code the target answered, as text
+    assert span.status == 2
