@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Callable
 
 # OTLP span kinds (opentelemetry.proto.trace.v1.Span.SpanKind).
 INTERNAL, SERVER, CLIENT = 1, 2, 3
@@ -58,7 +59,18 @@ def new_span_id() -> int:
 class Span:
     """A span the gateway records (a finished one has ``end_ns``)."""
 
-    __slots__ = ("name", "kind", "span_id", "parent_id", "start_ns", "end_ns", "attributes", "status", "message")
+    __slots__ = (
+        "name",
+        "kind",
+        "span_id",
+        "parent_id",
+        "start_ns",
+        "end_ns",
+        "attributes",
+        "status",
+        "message",
+        "on_end",
+    )
 
     def __init__(self, name: str, kind: int, span_id: int, parent_id: int, attributes: dict[str, object]) -> None:
         self.name = name
@@ -70,6 +82,9 @@ class Span:
         self.attributes = attributes
         self.status = STATUS_UNSET
         self.message = ""
+        # Completes the span when the request ends before its call's code did (the response was
+        # written from inside the call): called once, then the span ends with the request.
+        self.on_end: Callable[[], None] | None = None
 
     def end(self, error: str = "") -> None:
         """Ended now; ``error`` (a short reason) marks it failed."""

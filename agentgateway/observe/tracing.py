@@ -186,7 +186,10 @@ class Tracer:
         records = [SpanRecord(trace.trace_id, server, state)]
         for span in trace.spans:
             if not span.end_ns:
-                span.end_ns = end_ns
+                if span.on_end is not None:
+                    span.on_end()
+                if not span.end_ns:
+                    span.end_ns = end_ns
             records.append(SpanRecord(trace.trace_id, span, state))
         self.exporter.offer_many(records)
 
@@ -337,7 +340,9 @@ def start_provider_call(ctx: RequestCtx, facts: RequestFacts, provider: str, mod
     attributes["gen_ai.request.model"] = model
     attributes["agw.ai.provider"] = provider
     operation = attributes.get("gen_ai.operation.name", "chat")
-    return trace.child(f"{operation} {model}", CLIENT, attributes)
+    span = trace.child(f"{operation} {model}", CLIENT, attributes)
+    span.on_end = lambda: end_provider_call(span, facts, 0, "")
+    return span
 
 
 def end_provider_call(span: Span, facts: RequestFacts, status: int, error: str) -> None:

@@ -8,11 +8,14 @@ import json
 import time
 
 import httpx
+import openai
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.support.gateway import binds, free_port, mcp_config, stdio_target, wait_for
+from tests.support.llm import FakeProvider
+from tests.support.llm_fakes import API_KEY
 
 SERVER, CLIENT = 2, 3
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -322,3 +325,50 @@ async def test_mcp_jsonrpc_error_code_on_the_target_span(gateway, mcp_server, ot
     assert span.attributes["rpc.response.status_code"] == span.attributes["error.type"]
     int(span.attributes["error.type"])  # the JSON-RPC code the target answered, as text
     assert span.status == 2
+
+
+# ---------------------------------------------------------------------- LLM
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_llm_chat_span_with_genai_conventions(gateway, tmp_path, processes, otlp, stream):
+    fake = FakeProvider(tmp_path, "openai")
+    processes.append(fake)
+    port = free_port()
+    model = {"name": "gpt-4o-mini", "provider": "openAI", "params": {"apiKey": API_KEY, "baseUrl": f"{fake.base}/v1"}}
+    config = {
+        "llm": {"port": port, "models": [model]},
+        "config": {"tracing": {"otlpEndpoint": otlp.grpc_endpoint, "randomSampling": True}},
+    }
+    gateway(config)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client")
+    messages = [{"role": "user", "content": "hi there"}]
+    if stream:
+        chunks = client.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+        assert any(c.usage is not None for c in chunks)
+    else:
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    client.close()
+    spans = otlp.wait_spans(lambda s: any(x.kind == CLIENT for x in s) and any(x.kind == SERVER for x in s))
+    server = next(s for s in spans if s.kind == SERVER)
+    call = next(s for s in spans if s.kind == CLIENT)
+    assert call.parent_id == server.span_id and call.trace_id == server.trace_id
+    assert call.name == "chat gpt-4o-mini"
+    a = call.attributes
+    assert a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.provider.name"] == "openai"
+    assert a["gen_ai.request.model"] == "gpt-4o-mini"
+    assert a["gen_ai.response.model"]
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (16, 7)
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 5
+    if stream:
+        assert a["gen_ai.request.stream"] is True
+        assert a["gen_ai.response.time_to_first_chunk"] > 0
+    # Usage is on the provider span only (GenAI views would count it twice).
+    assert "gen_ai.usage.input_tokens" not in server.attributes
+    assert server.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    # The provider was told the call span's context.
+    sent = {k.lower(): v for k, v in fake.last()["headers"].items()}
+    assert sent["traceparent"] == f"00-{call.trace_id}-{call.span_id}-01"
