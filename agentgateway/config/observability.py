@@ -179,25 +179,26 @@ def compile_access_log(cfg: LocalConfig, tracing: CompiledTracing | None) -> Acc
     if legacy is not None and legacy.fields is not None:
         add.update({k: (v, f"config.logging.fields.add.{k}") for k, v in (legacy.fields.add or {}).items()})
         remove.update(legacy.fields.remove or ())
-    otlp: OtlpLogSettings | None = None
     if policy is not None:
         if policy.filter is not None:
             filter_text, filter_where = policy.filter, f"{where}.filter"
         add.update({k: (v, f"{where}.add.{k}") for k, v in (policy.add or {}).items()})
         remove.update(policy.remove or ())
-        if policy.otlp is not None:
-            otlp = _otlp_logs(policy, where, tracing)
-    if filter_text is None and not add and not remove and otlp is None:
+    if filter_text is None and not add and not remove and (policy is None or policy.otlp is None):
         return None
     shape = LogShape(
         evaluator(filter_text, filter_where) if filter_text is not None else None,
         tuple((name, evaluator(text, w)) for name, (text, w) in add.items()),
         frozenset(remove),
     )
+    otlp = _otlp_logs(policy, where, tracing, shape) if policy is not None and policy.otlp is not None else None
     return AccessLogSettings(shape, otlp)
 
 
-def _otlp_logs(policy: AccessLogPolicy, where: str, tracing: CompiledTracing | None) -> OtlpLogSettings:
+def _otlp_logs(
+    policy: AccessLogPolicy, where: str, tracing: CompiledTracing | None, parent: LogShape
+) -> OtlpLogSettings:
+    """The records' own filter and fields where given, the access log's otherwise."""
     otlp = policy.otlp
     assert otlp is not None
     where = f"{where}.otlp"
@@ -212,14 +213,12 @@ def _otlp_logs(policy: AccessLogPolicy, where: str, tracing: CompiledTracing | N
     else:
         raise ConfigError(where, "host is required (or configure tracing, whose collector is then used)")
     target = OtlpTarget(endpoint, protocol or "grpc", _path(otlp.path, "/v1/logs", f"{where}.path"), headers)
-    shape = None
-    if otlp.filter is not None or otlp.fields is not None:
-        fields = otlp.fields
-        shape = LogShape(
-            evaluator(otlp.filter, f"{where}.filter") if otlp.filter is not None else None,
-            _fields(fields.add if fields else None, f"{where}.fields.add"),
-            frozenset(fields.remove or ()) if fields else frozenset(),
-        )
+    fields = otlp.fields
+    shape = LogShape(
+        evaluator(otlp.filter, f"{where}.filter") if otlp.filter is not None else parent.filter,
+        _fields(fields.add, f"{where}.fields.add") if fields is not None else parent.add,
+        frozenset(fields.remove or ()) if fields is not None else parent.remove,
+    )
     return OtlpLogSettings(target, tracing.resource if tracing is not None else resource_defaults(), shape)
 
 
