@@ -78,8 +78,9 @@ COUNTERS = Counters()
 class CounterTotals:
     """Sum of worker snapshots; totals of workers that exited are kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, remove: frozenset[str] = frozenset()) -> None:
         self.retired: dict[tuple[str, tuple[str, ...]], float] = {}
+        self.remove = remove  # config.metrics.remove: families left out
 
     @staticmethod
     def _add(into: dict[tuple[str, tuple[str, ...]], float], snapshot: Iterable[list[object]]) -> None:
@@ -95,6 +96,8 @@ class CounterTotals:
         for snapshot in live:
             self._add(merged, snapshot)
         for name, (text, labels) in FAMILIES.items():
+            if name in self.remove or name.removeprefix("agentgateway_") in self.remove:
+                continue
             family = CounterMetricFamily(name, text, labels=labels)
             for (n, values), value in sorted(merged.items()):
                 if n == name:

@@ -66,6 +66,11 @@ log = logging.getLogger("agentgateway.worker")
 _TICK = 0.1  # access-log flush period; deadlines are checked every 5 ticks
 
 
+def _label_value(value: object) -> str:
+    """A metric label from an expression: its text, ``unknown`` when it is not a string."""
+    return value if isinstance(value, str) else "unknown"
+
+
 class BindHandle:
     """One listening port in this worker and the IR it currently serves. The relay socket
     (``internal``) serves every bind: the port comes with each relayed request."""
@@ -93,6 +98,8 @@ class Worker:
         self.tracer: Tracer | None = None  # set by apply() when tracing is configured
         self._reported_drops: dict[tuple[str, str], int] = {}
         self._needs_variables = False  # some log, trace or metric expression reads the request
+        # config.metrics.fields.add: fixed at start (the supervisor's series have these labels).
+        self._metric_labels = runtime.metric_settings.labels
         self.connections: set[HttpConnection] = set()
         self.binds: dict[int, BindHandle] = {}
         self.draining = False
@@ -243,7 +250,13 @@ class Worker:
             return  # the owning worker logged and counted it
         duration = time.perf_counter() - ctx.start
         ctx.end = duration
-        self.metrics.observe((ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status), duration)
+        extra = request_variables(ctx) if self._needs_variables else None
+        key: tuple[object, ...] = (ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status)
+        if self._metric_labels:
+            key = (*key, *(_label_value(evaluate(ctx, extra)) for _, evaluate in self._metric_labels))
+        trace = ctx.trace
+        # A traced request is the exemplar of its latency bucket (its trace id on the histogram).
+        self.metrics.observe(key, duration, f"{trace.trace_id:032x}" if trace is not None and trace.sampled else "")
         method = ctx.mcp_method
         if method:
             tool = ctx.mcp_resource if method == "tools/call" else ""
@@ -270,7 +283,6 @@ class Worker:
         access_log = self.access_log
         tracer = self.tracer
         if access_log.enabled or access_log.otlp is not None or tracer is not None:
-            extra = request_variables(ctx) if self._needs_variables else None
             if access_log.enabled or access_log.otlp is not None:
                 access_log.record(ctx, duration, extra)
             if tracer is not None:
