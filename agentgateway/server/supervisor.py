@@ -25,8 +25,8 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from agentgateway import __version__
 from agentgateway.admin.door import AdminDoor, Door, ReadOnlyDoor
