@@ -22,7 +22,7 @@ import struct
 import threading
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -104,16 +104,15 @@ def _any_value(value: object) -> bytes:
     """An AnyValue message: string 1, bool 2, int 3, double 4, array 5, kvlist 6."""
     cls = value.__class__
     if cls is str:
-        return _field(b"\x0a", cast(str, value).encode("utf-8", "replace"))
+        return _field(b"\x0a", value.encode("utf-8", "replace"))  # type: ignore[attr-defined]
     if cls is bool:
         return b"\x10\x01" if value else b"\x10\x00"
     if cls is int:
-        number = cast(int, value)
-        if -(2**63) <= number < 2**63:
-            return b"\x18" + _varint(number & 0xFFFFFFFFFFFFFFFF)
-        return _field(b"\x0a", str(number).encode())
+        if -(2**63) <= value < 2**63:  # type: ignore[operator]
+            return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)  # type: ignore[operator]
+        return _field(b"\x0a", str(value).encode())
     if cls is float:
-        return b"\x21" + _double(cast(float, value))
+        return b"\x21" + _double(value)
     if isinstance(value, bytes):
         return _field(b"\x0a", value.decode("utf-8", "replace").encode())
     if isinstance(value, list | tuple):
@@ -133,8 +132,30 @@ def _key_value(key: str, value: object) -> bytes:
     return encoded + _field(b"\x12", _any_value(value))
 
 
+# Whole attribute fields (tag, KeyValue) by (tag, key, value), for the values that repeat from
+# request to request (route, listener, method, status, peer, scheme, models): one lookup each.
+_ATTRIBUTES: dict[tuple[bytes, str, object], bytes] = {}
+_ATTRIBUTES_LIMIT = 8192
+
+
 def _attributes(tag: bytes, attributes: dict[str, object]) -> bytes:
-    return b"".join(_field(tag, _key_value(k, v)) for k, v in attributes.items() if v is not None)
+    out = []
+    cache = _ATTRIBUTES
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        cls = value.__class__
+        cacheable = (cls is str and len(value) <= 64) or cls is int  # type: ignore[arg-type]
+        if cacheable:
+            encoded = cache.get((tag, key, value))
+            if encoded is not None:
+                out.append(encoded)
+                continue
+        encoded = _field(tag, _key_value(key, value))
+        if cacheable and len(cache) < _ATTRIBUTES_LIMIT:
+            cache[(tag, key, value)] = encoded
+        out.append(encoded)
+    return b"".join(out)
 
 
 def resource(attributes: dict[str, object]) -> bytes:
