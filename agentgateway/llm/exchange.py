@@ -111,6 +111,9 @@ class LlmFacts:
         "ttft",
         "error_type",
         "attempts",
+        "api",
+        "request_body",
+        "response_body",
     )
 
     def __init__(self, operation: str, request_model: str, stream: bool) -> None:
@@ -123,6 +126,24 @@ class LlmFacts:
         self.ttft = 0.0  # seconds from the request head to the first token relayed; 0 if none
         self.error_type = ""
         self.attempts = 0
+        # The client's request and the (non-streamed) answer, kept by reference: read only by
+        # log and trace expressions that ask for llm.prompt / llm.completion (``final_cel``).
+        self.api = ""
+        self.request_body: Json | None = None
+        self.response_body: Json | None = None
+
+    def final_cel(self) -> dict[str, object]:
+        """``cel()`` once the call is over, with ``prompt`` (the request's messages, or input)
+        and ``completion`` (the answer's texts; streamed answers are not kept)."""
+        out = self.cel()
+        body = self.request_body
+        if body is not None:
+            prompt = body.get("messages", body.get("input"))
+            if prompt is not None:
+                out["prompt"] = prompt
+        if self.response_body is not None:
+            out["completion"] = _response_texts(self.api, self.response_body)
+        return out
 
     def cel(self) -> dict[str, object]:
         """The CEL variable ``llm`` (agentgateway's names)."""
@@ -334,6 +355,8 @@ class LlmExchange:
         model = policy.resolve_alias(requested)
         stream = api in (CHAT, MESSAGES, RESPONSES) and body.get("stream") is True
         facts = self._facts = LlmFacts(_OPERATION_NAME[api], requested, stream)
+        facts.api = api
+        facts.request_body = body
         ctx.llm = facts
         ctx.learn("llm", facts.cel())
         hooks = service.hooks
@@ -570,6 +593,7 @@ class LlmExchange:
             else:
                 usage = Usage.from_openai(data.get("usage") or {})
             facts.response_model = data.get("model", "") if isinstance(data, dict) else ""
+            facts.response_body = data
             if guards:
                 walk_response_texts(api, data, guards.apply)
                 raw = orjson.dumps(data)
@@ -607,6 +631,7 @@ class LlmExchange:
             if self.service.policy.webhooks:
                 await self._webhooks(api, out, response=True)
             raw = orjson.dumps(out)
+            facts.response_body = out
         facts.usage = usage
         self._json(200, raw, kept)
         return usage

@@ -428,7 +428,9 @@ def request_variables(ctx: RequestCtx) -> dict[str, object]:
         variables["mcp"] = mcp
     llm = ctx.llm
     if llm is not None:
-        cel = getattr(llm, "cel", None)
+        # With the prompt and the completion (agentgateway's llm.prompt, llm.completion): content
+        # reaches a log line or a span only when an expression asks for it.
+        cel = getattr(llm, "final_cel", None)
         if cel is not None:
             variables["llm"] = cel()
     return variables

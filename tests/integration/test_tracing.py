@@ -372,3 +372,42 @@ def test_llm_chat_span_with_genai_conventions(gateway, tmp_path, processes, otlp
     # The provider was told the call span's context.
     sent = {k.lower(): v for k, v in fake.last()["headers"].items()}
     assert sent["traceparent"] == f"00-{call.trace_id}-{call.span_id}-01"
+
+
+def test_llm_content_only_when_asked(gateway, tmp_path, processes, otlp):
+    fake = FakeProvider(tmp_path, "openai")
+    processes.append(fake)
+    port = free_port()
+    model = {"name": "gpt-4o-mini", "provider": "openAI", "params": {"apiKey": API_KEY, "baseUrl": f"{fake.base}/v1"}}
+    fields = {"add": {"gen_ai.input.messages": "llm.prompt", "gen_ai.output.messages": "llm.completion"}}
+    tracing = {"otlpEndpoint": otlp.grpc_endpoint, "randomSampling": 'request.headers["x-capture"] == "yes"'}
+    gateway({"llm": {"port": port, "models": [model]}, "config": {"tracing": {**tracing, "fields": fields}}})
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client")
+    answer = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "secret plan"}],
+        extra_headers={"x-capture": "yes"},
+    )
+    client.close()
+    spans = otlp.wait_spans(lambda s: any(x.kind == SERVER for x in s))
+    server = next(s for s in spans if s.kind == SERVER)
+    assert server.attributes["gen_ai.input.messages"] == [{"role": "user", "content": "secret plan"}]
+    assert server.attributes["gen_ai.output.messages"] == [answer.choices[0].message.content]
+
+
+def test_llm_content_is_not_recorded_by_default(gateway, tmp_path, processes, otlp):
+    fake = FakeProvider(tmp_path, "openai")
+    processes.append(fake)
+    port = free_port()
+    model = {"name": "gpt-4o-mini", "provider": "openAI", "params": {"apiKey": API_KEY, "baseUrl": f"{fake.base}/v1"}}
+    gateway(
+        {
+            "llm": {"port": port, "models": [model]},
+            "config": {"tracing": {"otlpEndpoint": otlp.grpc_endpoint, "randomSampling": True}},
+        }
+    )
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client")
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "secret plan"}])
+    client.close()
+    spans = otlp.wait_spans(lambda s: len(s) >= 2)
+    assert all("secret plan" not in repr(s.attributes) for s in spans)
