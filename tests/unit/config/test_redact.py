@@ -162,6 +162,7 @@ def test_markers_cover_the_known_secret_fields():
         ("BasicAuth", "htpasswd"): S.SECRET,
         ("McpStdio", "env"): S.SECRET,
         ("LlmParams", "apiKey"): S.SECRET,
+        ("TracingSettings", "headers"): S.SECRET,
     }
 
 
