@@ -150,6 +150,23 @@ class Tracer:
             ctx.headers = [(n, v) for n, v in headers if n != TRACESTATE]
         ctx.headers.append((TRACEPARENT, format_traceparent(trace.trace_id, trace.span_id, sampled)))
 
+    def continue_relayed(self, ctx: RequestCtx, value: bytes | None) -> None:
+        """A request another worker of this gateway relayed (an MCP session this one owns): the
+        trace context that worker made for it (``relayed_trace``), kept as it is, since it was
+        already propagated and that worker records no span for it."""
+        parts = value.split(b"-") if value is not None else []
+        if len(parts) != 4:
+            self.begin(ctx)
+            return
+        try:
+            trace_id, span_id, parent_id = int(parts[0], 16), int(parts[1], 16), int(parts[2], 16)
+        except ValueError:
+            self.begin(ctx)
+            return
+        trace = RequestTrace(trace_id, span_id, parent_id, parts[3] == b"1", ctx.header(TRACESTATE))
+        trace.sampled_by_client = bool(parent_id)
+        ctx.trace = trace
+
     # ------------------------------------------------------------------ request end
 
     def finish(self, ctx: RequestCtx, duration: float, extra: dict[str, object] | None) -> None:
@@ -195,6 +212,11 @@ class Tracer:
 
     def close(self) -> None:
         self.exporter.close()
+
+
+def relayed_trace(trace: RequestTrace) -> bytes:
+    """What a relayed request carries to the worker that owns its session (``continue_relayed``)."""
+    return b"%032x-%016x-%016x-%d" % (trace.trace_id, trace.span_id, trace.parent_id, trace.sampled)
 
 
 def _set_header(ctx: RequestCtx, value: bytes) -> None:

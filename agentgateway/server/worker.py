@@ -59,7 +59,7 @@ from agentgateway.server.http1 import HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
 from agentgateway.upstream.client import HttpClient
 from agentgateway.upstream.pool import UpstreamPool
-from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, worker_socket
+from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, TRACE_HEADER, worker_socket
 
 log = logging.getLogger("agentgateway.worker")
 
@@ -123,7 +123,10 @@ class Worker:
         """Choose what serves this request: its route's backend, or a local reply."""
         tracer = self.tracer
         if tracer is not None:
-            tracer.begin(ctx)
+            if conn.bind.internal:
+                tracer.continue_relayed(ctx, ctx.header(TRACE_HEADER))
+            else:
+                tracer.begin(ctx)
         # This worker made the connection with one of its BindHandles (the server only knows
         # the ServedBind part of it).
         bind = cast(BindHandle, conn.bind).runtime

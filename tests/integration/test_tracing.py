@@ -411,3 +411,40 @@ def test_llm_content_is_not_recorded_by_default(gateway, tmp_path, processes, ot
     client.close()
     spans = otlp.wait_spans(lambda s: len(s) >= 2)
     assert all("secret plan" not in repr(s.attributes) for s in spans)
+
+
+def test_requests_relayed_between_workers_keep_one_server_span(gateway, otlp):
+    """Two workers: calls for a stdio session reach either one; those the other worker relays to
+    the owner are recorded by the owner, with the context the first one propagated, so every
+    target call has its server span and every server span the client's span as parent."""
+    port = free_port()
+    config = mcp_config(port, [stdio_target("alpha")])
+    config["config"] = {"tracing": {"otlpEndpoint": otlp.grpc_endpoint, "randomSampling": True}}
+    gateway(config, workers=2)
+    base = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    r = httpx.post(f"http://127.0.0.1:{port}/mcp", json=init, headers=base)
+    session = {**base, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    parents = []
+    for i in range(12):
+        parent = f"{i + 1:016x}"
+        parents.append(parent)
+        headers = {**session, "traceparent": f"00-{CLIENT_TRACE}-{parent}-01", "connection": "close"}
+        with httpx.Client() as client:  # a new connection each time: either worker takes it
+            assert client.post(f"http://127.0.0.1:{port}/mcp", json=call, headers=headers).status_code == 200
+
+    def done(spans: list) -> bool:
+        return len([s for s in spans if s.kind == SERVER and s.trace_id == CLIENT_TRACE]) >= 12
+
+    spans = [s for s in otlp.wait_spans(done) if s.trace_id == CLIENT_TRACE]
+    servers = [s for s in spans if s.kind == SERVER]
+    assert sorted(s.parent_id for s in servers) == parents  # one server span per request
+    server_ids = {s.span_id for s in servers}
+    calls = [s for s in spans if s.kind == CLIENT]
+    assert len(calls) == 12 and all(c.parent_id in server_ids for c in calls)
