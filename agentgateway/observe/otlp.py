@@ -37,6 +37,7 @@ BATCH = 512
 INTERVAL = 1.0  # seconds between exports when the queue does not fill a batch
 EXPORT_TIMEOUT = 10.0
 
+
 def hashed_session(sid: str) -> str:
     """An MCP session id as spans and OTLP logs carry it: a digest, never the token itself (it
     lets its holder use the session)."""

@@ -448,3 +448,16 @@ def test_requests_relayed_between_workers_keep_one_server_span(gateway, otlp):
     server_ids = {s.span_id for s in servers}
     calls = [s for s in spans if s.kind == CLIENT]
     assert len(calls) == 12 and all(c.parent_id in server_ids for c in calls)
+
+
+def test_a_client_cannot_hand_over_a_relayed_trace_context(gateway, upstream, otlp):
+    """x-agentgateway-trace is believed only on the internal relay socket: on a public listener
+    it is ignored (the client's own traceparent, or a new trace, decides)."""
+    up = upstream("a")
+    port = free_port()
+    gateway(traced(port, [api_route(up.address)], otlp.grpc_endpoint))
+    forged = f"{CLIENT_TRACE}-{CLIENT_SPAN}-00f067aa0ba902b8-1"
+    httpx.get(f"http://127.0.0.1:{port}/api/x", headers={"x-agentgateway-trace": forged})
+    spans = otlp.wait_spans(lambda s: any(x.kind == SERVER for x in s))
+    server = next(s for s in spans if s.kind == SERVER)
+    assert server.trace_id != CLIENT_TRACE and server.span_id != CLIENT_SPAN and server.parent_id == ""
