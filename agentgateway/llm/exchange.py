@@ -175,6 +175,10 @@ class LlmFacts:
                 fields["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_creation
             if usage.reasoning:
                 fields["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
+        if self.response_body is not None:
+            reasons = _finish_reasons(self.api, self.response_body)
+            if reasons:
+                fields["gen_ai.response.finish_reasons"] = reasons
         if self.stream:
             fields["gen_ai.request.stream"] = True
             if self.ttft:
@@ -820,6 +824,21 @@ class _Replacer:
     def __call__(self, old: str) -> str:
         new = next(self._texts, old)
         return new if isinstance(new, str) else old
+
+
+def _finish_reasons(api: str, body: Json) -> list[str]:
+    """Why the answer ended, in the client's API's words (``stop``, ``length``, ``tool_calls``;
+    ``end_turn``; ``completed``), one per generation."""
+    if api == MESSAGES:
+        reason = body.get("stop_reason")
+        return [reason] if isinstance(reason, str) else []
+    if api == RESPONSES:
+        status = body.get("status")
+        return [status] if isinstance(status, str) else []
+    choices = body.get("choices")
+    if not isinstance(choices, list):
+        return []
+    return [c["finish_reason"] for c in choices if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)]
 
 
 def _response_texts(api: str, body: Json) -> list[str]:

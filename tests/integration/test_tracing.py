@@ -366,6 +366,8 @@ def test_llm_chat_span_with_genai_conventions(gateway, tmp_path, processes, otlp
     if stream:
         assert a["gen_ai.request.stream"] is True
         assert a["gen_ai.response.time_to_first_chunk"] > 0
+    else:
+        assert a["gen_ai.response.finish_reasons"] == ["stop"]
     # Usage is on the provider span only (GenAI views would count it twice).
     assert "gen_ai.usage.input_tokens" not in server.attributes
     assert server.attributes["gen_ai.request.model"] == "gpt-4o-mini"
