@@ -351,6 +351,7 @@ class OtlpExporter:
             while self.queue:
                 self._export_batch()
             if self._stop:
+                self._sender.close()  # only this thread uses the sender
                 return
 
     def _export_batch(self) -> None:
@@ -374,11 +375,12 @@ class OtlpExporter:
         self.exported += len(batch)
 
     def close(self, timeout: float = 2.0) -> None:
-        """Export what is queued (bounded by ``timeout``) and stop the thread."""
+        """Stop: what is queued is exported first; waits for that at most ``timeout`` seconds
+        (0: not at all, the thread finishes on its own)."""
         self._stop = True
         self._wake.set()
-        self._thread.join(timeout)
-        self._sender.close()
+        if timeout > 0:
+            self._thread.join(timeout)
 
 
 def _short(exc: BaseException) -> str:

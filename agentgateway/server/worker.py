@@ -344,15 +344,16 @@ class Worker:
         exporter is kept when its collector did not change."""
         settings = runtime.tracing
         tracer = self.tracer
+        # A replaced exporter finishes its queue in its own thread: a reload never waits for it.
         if settings is None:
             if tracer is not None:
-                tracer.close()
+                tracer.exporter.close(timeout=0.0)
             self.tracer = None
         elif tracer is not None and tracer.settings.export_key() == settings.export_key():
             tracer.update(settings)
         else:
             if tracer is not None:
-                tracer.close()
+                tracer.exporter.close(timeout=0.0)
             self.tracer = Tracer(settings, OtlpExporter(settings.target, "traces", settings.resource))
         log_settings = runtime.access_log
         access_log = self.access_log
@@ -361,18 +362,18 @@ class Worker:
         current = access_log.otlp
         if wanted is None:
             if current is not None:
-                current.exporter.close()
+                current.exporter.close(timeout=0.0)
             access_log.otlp = None
         elif current is not None and current.exporter.target.key() == wanted.target.key():
             current.shape = wanted.shape
         else:
             if current is not None:
-                current.exporter.close()
+                current.exporter.close(timeout=0.0)
             access_log.otlp = OtlpLogs(OtlpExporter(wanted.target, "logs", wanted.resource), wanted.shape)
         self._needs_variables = (
             access_log.needs_cel
             or (self.tracer is not None and (bool(self.tracer.settings.add) or self.tracer.settings.filter is not None))
-            or bool(runtime.metric_settings.labels)
+            or bool(self._metric_labels)
         )
 
     def _report_exports(self) -> None:

@@ -463,3 +463,25 @@ def test_a_client_cannot_hand_over_a_relayed_trace_context(gateway, upstream, ot
     spans = otlp.wait_spans(lambda s: any(x.kind == SERVER for x in s))
     server = next(s for s in spans if s.kind == SERVER)
     assert server.trace_id != CLIENT_TRACE and server.span_id != CLIENT_SPAN and server.parent_id == ""
+
+
+def test_reload_turns_tracing_on_changes_sampling_and_off(gateway, upstream, otlp):
+    up = upstream("a")
+    port = free_port()
+    plain = binds(port, [api_route(up.address)])
+    gw = gateway(plain)
+    r = httpx.get(f"http://127.0.0.1:{port}/api/before")
+    assert "traceparent" not in dict(r.json()["headers"])  # tracing off: nothing added
+    gw.write_config(traced(port, [api_route(up.address)], otlp.grpc_endpoint))
+    wait_for(lambda: gw.metric("agentgateway_config_reloads_total", result="success") == 1, 10, "the reload")
+    httpx.get(f"http://127.0.0.1:{port}/api/on")
+    otlp.wait_spans(lambda s: any(x.attributes.get("url.path") == "/api/on" for x in s))
+    gw.write_config(traced(port, [api_route(up.address)], otlp.grpc_endpoint, randomSampling=False))
+    wait_for(lambda: gw.metric("agentgateway_config_reloads_total", result="success") == 2, 10, "the second reload")
+    httpx.get(f"http://127.0.0.1:{port}/api/unsampled")
+    gw.write_config(plain)
+    wait_for(lambda: gw.metric("agentgateway_config_reloads_total", result="success") == 3, 10, "the third reload")
+    r = httpx.get(f"http://127.0.0.1:{port}/api/off")
+    assert "traceparent" not in dict(r.json()["headers"])
+    time.sleep(1.5)
+    assert not any(s.attributes.get("url.path") in ("/api/unsampled", "/api/off") for s in otlp.spans)
