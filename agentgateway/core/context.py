@@ -73,6 +73,8 @@ class RequestCtx:
         "a2a",
         "fetch_timeout",
         "trace",
+        "backend_token",
+        "upgrade",
     )
 
     def __init__(
@@ -164,6 +166,13 @@ class RequestCtx:
         self.jwt_token: str | None = None
         # The W3C trace context when tracing is configured (observe/tracing.py); None otherwise.
         self.trace: RequestTrace | None = None
+        # A credential backendAuth got for this request (a token exchange): (the auth that got
+        # it, the token), so a retry to a backend with other credentials never sends it.
+        self.backend_token: tuple[object, str] | None = None
+        # The protocols an HTTP/1.1 client asked to switch to (its ``Upgrade`` value, ``h2c``
+        # left out), forwarded upstream; None for a plain request. A ``101`` answer turns the
+        # connection into a byte tunnel (proxy/tunnel.py), logged when the tunnel ends.
+        self.upgrade: bytes | None = None
 
     def learn(self, name: str, value: object) -> None:
         """Set the CEL variable ``name`` (``jwt``, ``apiKey``, ...) for later policies."""

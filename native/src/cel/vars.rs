@@ -26,10 +26,12 @@ pub enum Var {
     Extauthz,
     Metadata,
     Response,
+    /// The LLM request body (`transformations`, `finalTransformations` of `policies.ai`).
+    LlmRequest,
 }
 
 impl Var {
-    pub const ALL: [Var; 12] = [
+    pub const ALL: [Var; 13] = [
         Var::Request,
         Var::Source,
         Var::Jwt,
@@ -42,6 +44,7 @@ impl Var {
         Var::Extauthz,
         Var::Metadata,
         Var::Response,
+        Var::LlmRequest,
     ];
     pub const COUNT: usize = Var::ALL.len();
 
@@ -59,6 +62,7 @@ impl Var {
             Var::Extauthz => "extauthz",
             Var::Metadata => "metadata",
             Var::Response => "response",
+            Var::LlmRequest => "llmRequest",
         }
     }
 
@@ -77,6 +81,7 @@ impl Var {
             "metadata" => Var::Metadata,
             // what the access log, trace fields and metric labels see once the response is known
             "response" => Var::Response,
+            "llmRequest" => Var::LlmRequest,
             _ => return None,
         })
     }
