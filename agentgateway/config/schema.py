@@ -231,6 +231,8 @@ class FrontendTracing(Schema, frozen=True):
     filter: str | None = None
     path: str | None = None
     protocol: Literal["grpc", "http"] | None = None
+
+
 class FrontendTcp(Schema, frozen=True):
     keepalives: NotSupported = UNSET
     # addition: a connection relayed byte for byte (an accepted upgrade such as a WebSocket, a

@@ -422,7 +422,7 @@ class LlmExchange:
             if policy.webhooks:
                 await self._webhooks(api, body, response=False)
             for guard in policy.vendor_request:
-                replaced = await guard.check(self.client, collect_texts(api, body))
+                replaced = await guard.check(self.client, collect_texts(api, body), self.ctx)
                 if replaced is not None:
                     walk_request_texts(api, body, _Replacer(replaced))
             if api == COUNT_TOKENS and not first.provider.counts_tokens(first.model or model):
@@ -744,7 +744,7 @@ class LlmExchange:
     async def _vendor_response(self, api: str, out: Json) -> None:
         """The vendor response guards over a whole answer (in the client's format)."""
         for guard in self.service.policy.vendor_response:
-            replaced = await guard.check(self.client, _response_texts(api, out))
+            replaced = await guard.check(self.client, _response_texts(api, out), self.ctx)
             if replaced is not None:
                 walk_response_texts(api, out, _Replacer(replaced))
 
@@ -947,7 +947,7 @@ class LlmExchange:
         if chunks_seen is not None:
             chunks_seen.extend(self._guarded(tail, guard, final=True))
             for vendor in policy.vendor_response:
-                replaced = await vendor.check(self.client, _stream_texts(chunks_seen))
+                replaced = await vendor.check(self.client, _stream_texts(chunks_seen), self.ctx)
                 if replaced is not None:
                     chunks_seen = _replace_stream_texts(chunks_seen, replaced)
             body = b"".join([encoder.feed(c) for c in chunks_seen]) + encoder.finish(usage)

@@ -485,3 +485,47 @@ def test_reload_turns_tracing_on_changes_sampling_and_off(gateway, upstream, otl
     assert "traceparent" not in dict(r.json()["headers"])
     time.sleep(1.5)
     assert not any(s.attributes.get("url.path") in ("/api/unsampled", "/api/off") for s in otlp.spans)
+
+
+def test_vendor_guard_checks_are_child_spans(gateway, tmp_path, processes, otlp):
+    """A vendor prompt guard (openAIModeration) is a CLIENT span of the request, and the vendor
+    is told its id; a flagged prompt marks the span ``reject``."""
+    from tests.integration.test_llm_vendor_guards import GuardService, _route
+    from tests.support.guard_fakes import GUARD_KEY
+
+    fake = FakeProvider(tmp_path, "openai")
+    processes.append(fake)
+    guard = GuardService(tmp_path, "moderation")
+    processes.append(guard)
+    moderation = {
+        "model": "omni-moderation-latest",
+        "baseUrl": guard.base,
+        "policies": {"backendAuth": {"key": GUARD_KEY}},
+    }
+    port = free_port()
+    route = _route("mod", fake.port, {"request": [{"openAIModeration": moderation}]})
+    gateway(traced(port, [route], otlp.grpc_endpoint))
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/mod/v1", api_key="sk-client", max_retries=0)
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+        spans = otlp.wait_spans(lambda s: any(x.name == "guardrail openAIModeration" for x in s) and len(s) >= 3)
+        server = next(s for s in spans if s.kind == SERVER)
+        check = next(s for s in spans if s.name == "guardrail openAIModeration")
+        assert check.kind == CLIENT and check.parent_id == server.span_id and check.trace_id == server.trace_id
+        assert check.attributes["agw.guardrail.action"] == "pass"
+        assert check.attributes["agw.guardrail.phase"] == "request"
+        sent = {k.lower(): v for k, v in guard.last()["headers"].items()}
+        assert sent["traceparent"] == f"00-{check.trace_id}-{check.span_id}-01"
+        # The provider call comes after the check, as a sibling.
+        call = next(s for s in spans if s.name.startswith("chat "))
+        assert call.parent_id == server.span_id and check.end <= call.start
+        first = server.trace_id
+        with pytest.raises(openai.APIStatusError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "FLAGME"}])
+        spans = otlp.wait_spans(lambda s: any(x.kind == SERVER and x.trace_id != first for x in s))
+        spans = [s for s in spans if s.trace_id != first]
+        check = next(s for s in spans if s.name == "guardrail openAIModeration")
+        assert check.attributes["agw.guardrail.action"] == "reject"
+        assert not any(s.name.startswith("chat ") for s in spans)
+    finally:
+        client.close()
