@@ -239,6 +239,10 @@ class AccessLog:
             "bytes.sent": ctx.response_bytes,
             "duration": f"{duration * 1000:.3f}ms",
         }
+        trace = ctx.trace
+        if trace is not None:  # a traced connection (tracing sampled it)
+            fields["trace.id"] = f"{trace.trace_id:032x}"
+            fields["span.id"] = f"{trace.span_id:016x}"
         if ctx.reason:
             fields["reason"] = ctx.reason
         if ctx.error:

@@ -177,13 +177,48 @@ class Tracer:
         settings = self.settings
         if settings.filter is not None and settings.filter(ctx, extra) is not True:
             return
+        failed = ctx.status >= 500 or not ctx.status
+        self._record(ctx, trace, span_name(ctx), server_attributes(ctx), extra, failed, ctx.error or ctx.reason)
+
+    def finish_connection(self, ctx: RequestCtx, extra: dict[str, object] | None) -> None:
+        """A relayed TCP or TLS connection (a ``tcpRoutes`` route) ended: one SERVER span from
+        accept to close. Nothing carries a trace context on such a connection, so
+        ``randomSampling`` decides (a CEL rule sees the source and the connection's names)."""
+        if not _decide(self._random, ctx):
+            return
+        settings = self.settings
+        if settings.filter is not None and settings.filter(ctx, extra) is not True:
+            return
+        trace = RequestTrace(_bits(128) or 1, new_span_id(), 0, True, None)
+        ctx.trace = trace
+        protocol = ctx.scheme.decode("latin-1")
+        self._record(
+            ctx,
+            trace,
+            f"{protocol} {ctx.route}" if ctx.route else protocol,
+            connection_attributes(ctx),
+            extra,
+            bool(ctx.reason),  # refused: no backend was reached
+            ctx.reason or ctx.error,
+        )
+
+    def _record(
+        self,
+        ctx: RequestCtx,
+        trace: RequestTrace,
+        name: str,
+        attributes: dict[str, object],
+        extra: dict[str, object] | None,
+        failed: bool,
+        message: str,
+    ) -> None:
+        """The server span (the configured fields applied) and the spans of its calls, queued."""
+        settings = self.settings
         end_ns = time.time_ns()
-        attributes = server_attributes(ctx)
         remove = settings.remove
         if remove:
             for key in remove:
                 attributes.pop(key, None)
-        name = span_name(ctx)
         for key, evaluate in settings.add:
             value = evaluate(ctx, extra)
             if value is None:
@@ -196,9 +231,9 @@ class Tracer:
         # Both ends from this instant: the wall clock now, less the monotonic time since the head.
         server.start_ns = end_ns - int((time.perf_counter() - ctx.start) * 1e9)
         server.end_ns = end_ns
-        if ctx.status >= 500 or not ctx.status:
+        if failed:
             server.status = STATUS_ERROR
-            server.message = ctx.error or ctx.reason
+            server.message = message
         state = trace.state
         records = [SpanRecord(trace.trace_id, server, state)]
         for span in trace.spans:
@@ -274,6 +309,13 @@ def server_attributes(ctx: RequestCtx) -> dict[str, object]:
         attributes["reason"] = ctx.reason
     if ctx.error:
         attributes["error"] = ctx.error
+    if ctx.status == 101:
+        # An accepted upgrade (a WebSocket): the span lasts until the relay ends.
+        upgrade = ctx.upgrade
+        if upgrade:
+            attributes["agw.upgrade"] = upgrade.decode("latin-1")
+        attributes["bytes.received"] = ctx.request_bytes
+        attributes["bytes.sent"] = ctx.response_bytes
     if ctx.mcp_method:
         mcp_attributes(attributes, ctx.mcp_method, ctx.mcp_resource, ctx.mcp_target)
     if ctx.mcp_session:
@@ -290,6 +332,33 @@ def server_attributes(ctx: RequestCtx) -> dict[str, object]:
     a2a = ctx.a2a
     if a2a is not None:
         a2a.log_fields(attributes, ctx.status)
+    return attributes
+
+
+def connection_attributes(ctx: RequestCtx) -> dict[str, object]:
+    """A relayed TCP or TLS connection's span attributes: the network conventions, the server
+    name a TLS client sent, the bytes each way (from the client's side), why it was refused."""
+    attributes: dict[str, object] = {
+        "network.transport": "tcp",
+        "client.address": ctx.client_ip,
+        "network.peer.address": ctx.peer_ip,
+        "network.peer.port": ctx.client_port,
+        "gateway": ctx.gateway,
+        "listener": ctx.listener,
+        "route": ctx.route,
+        "bytes.received": ctx.request_bytes,
+        "bytes.sent": ctx.response_bytes,
+    }
+    if ctx.scheme == b"tls":
+        attributes["network.protocol.name"] = "tls"
+        if ctx.host:
+            attributes["tls.client.server_name"] = ctx.host.decode("latin-1")
+    if ctx.backend:
+        attributes["endpoint"] = ctx.backend
+    if ctx.reason:
+        attributes["reason"] = ctx.reason
+    if ctx.error:
+        attributes["error"] = ctx.error
     return attributes
 
 

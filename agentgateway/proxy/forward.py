@@ -659,6 +659,9 @@ class HttpForward:
         self._finished = True
         self._response_started = True
         self._cancel_timers()
+        if self._span is not None:
+            # The call was the handshake; the relay after it is the server span's (until it ends).
+            end_call(self._span, 101)
         ctx = self.ctx
         chain = self.route.chain
         if chain.response or ctx.response_headers:

@@ -235,6 +235,9 @@ class Worker:
         COUNTERS.inc("agentgateway_downstream_connections", labels)
         COUNTERS.inc("agentgateway_downstream_received_bytes", labels, ctx.request_bytes)
         COUNTERS.inc("agentgateway_downstream_sent_bytes", labels, ctx.response_bytes)
+        tracer = self.tracer
+        if tracer is not None:
+            tracer.finish_connection(ctx, request_variables(ctx) if self._needs_variables else None)
         if self.access_log.enabled:
             self.access_log.record_connection(ctx, duration)
 

@@ -529,3 +529,107 @@ def test_vendor_guard_checks_are_child_spans(gateway, tmp_path, processes, otlp)
         assert not any(s.name.startswith("chat ") for s in spans)
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------------- upgrades and TCP routes
+
+
+def test_websocket_upgrade_span_lasts_until_the_relay_ends(gateway, otlp):
+    """A WebSocket: one SERVER span from the handshake to the end of the relay (with the bytes
+    each way); the upstream call's span is the handshake, ended at the 101; the backend was told
+    that span's id."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    from tests.support.websocket_server import WebSocketServer
+
+    server = WebSocketServer()
+    try:
+        port = free_port()
+        route = {"name": "ws", "matches": [{"path": {"pathPrefix": "/"}}], "backends": [{"host": server.address}]}
+        gateway(traced(port, [route], otlp.grpc_endpoint))
+
+        async def run() -> None:
+            async with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=10) as ws:
+                await ws.send("ping")
+                assert await ws.recv() == "ping"
+                # The relay is open: no span was exported for it yet.
+                await asyncio.sleep(1.5)
+                assert not any(s.kind == SERVER for s in otlp.spans)
+
+        asyncio.run(run())
+        spans = otlp.wait_spans(lambda s: any(x.kind == SERVER for x in s))
+        server_span = next(s for s in spans if s.kind == SERVER)
+        call = next(s for s in spans if s.kind == CLIENT)
+        a = server_span.attributes
+        assert a["http.response.status_code"] == 101
+        assert a["agw.upgrade"].lower() == "websocket"
+        assert a["bytes.received"] > 4 and a["bytes.sent"] > 4
+        assert call.parent_id == server_span.span_id
+        assert call.attributes["http.response.status_code"] == 101
+        # The handshake span ended at the 101; the server span ended with the relay, after it.
+        assert call.end < server_span.end - 1_000_000_000
+        assert server.handshakes[0]["traceparent"] == f"00-{call.trace_id}-{call.span_id}-01"
+    finally:
+        server.stop()
+
+
+def test_tcp_route_connection_span(gateway, otlp):
+    """A connection of a TCP listener: one SERVER span from accept to close (network
+    conventions, bytes each way), its trace id in the connection's log line; one refused (no
+    backend) is a failed span."""
+    from tests.support.gateway import raw_connection
+    from tests.support.tcp_echo import TcpEchoServer
+
+    echo = TcpEchoServer()
+    try:
+        port = free_port()
+        dead = free_port()
+        config = {
+            "binds": [
+                {
+                    "port": port,
+                    "listeners": [
+                        {"protocol": "TCP", "tcpRoutes": [{"name": "echo", "backends": [{"host": echo.address}]}]}
+                    ],
+                }
+            ],
+            "config": {"tracing": {"otlpEndpoint": otlp.grpc_endpoint, "randomSampling": True}},
+        }
+        config["binds"].append(
+            {
+                "port": dead,
+                "listeners": [
+                    {
+                        "protocol": "TCP",
+                        "tcpRoutes": [{"name": "down", "backends": [{"host": f"127.0.0.1:{free_port()}"}]}],
+                    }
+                ],
+            }
+        )
+        gw = gateway(config)
+        with raw_connection(port, timeout=10) as s:
+            s.sendall(b"hello")
+            got = b""
+            while len(got) < 5:
+                chunk = s.recv(5 - len(got))
+                assert chunk
+                got += chunk
+            assert got == b"hello"
+        with raw_connection(dead, timeout=10) as s:
+            assert s.recv(10) == b""
+        spans = otlp.wait_spans(lambda s: len([x for x in s if x.kind == SERVER]) >= 2)
+        ok = next(s for s in spans if s.attributes.get("route") == "echo")
+        assert ok.name == "tcp echo" and ok.parent_id == ""
+        a = ok.attributes
+        assert a["network.transport"] == "tcp" and a["client.address"] == "127.0.0.1"
+        assert (a["bytes.received"], a["bytes.sent"]) == (5, 5)
+        assert a["endpoint"] == echo.address
+        assert ok.status == 0
+        down = next(s for s in spans if s.attributes.get("route") == "down")
+        assert down.status == 2 and down.attributes["reason"]
+        line = next(x for x in gw.output().splitlines() if "\tconnection\t" in x and "route=echo" in x)
+        assert f"trace.id={ok.trace_id}" in line and f"span.id={ok.span_id}" in line
+    finally:
+        echo.stop()
