@@ -633,3 +633,27 @@ def test_tcp_route_connection_span(gateway, otlp):
         assert f"trace.id={ok.trace_id}" in line and f"span.id={ok.span_id}" in line
     finally:
         echo.stop()
+
+
+def test_token_exchange_is_a_child_span(gateway, upstream, idp, otlp):
+    """backendAuth oauthTokenExchange: the call to the token endpoint is a CLIENT span of the
+    request (the endpoint told its id); a cached token makes no call and no span."""
+    from tests.integration.test_backend_auth_tokens import _exchange_route
+
+    idp.register_client("gw", "gw-secret", [])
+    up = upstream()
+    port = free_port()
+    gateway(traced(port, [_exchange_route(up, idp)], otlp.grpc_endpoint))
+    headers = {"authorization": f"Bearer {idp.mint()}"}
+    assert httpx.get(f"http://127.0.0.1:{port}/x", headers=headers).status_code == 200
+    spans = otlp.wait_spans(lambda s: any(x.kind == SERVER for x in s))
+    server = next(s for s in spans if s.kind == SERVER)
+    token = next(s for s in spans if s.name == "oauth token")
+    assert token.kind == CLIENT and token.parent_id == server.span_id and token.trace_id == server.trace_id
+    assert token.attributes["agw.oauth.grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange"
+    assert token.attributes["http.response.status_code"] == 200
+    assert idp.token_requests[-1]["headers"]["traceparent"] == f"00-{token.trace_id}-{token.span_id}-01"
+    assert httpx.get(f"http://127.0.0.1:{port}/x", headers=headers).status_code == 200
+    spans = otlp.wait_spans(lambda s: len([x for x in s if x.kind == SERVER]) >= 2)
+    second = next(s for s in spans if s.kind == SERVER and s.trace_id != server.trace_id)
+    assert not any(s.name == "oauth token" for s in otlp.trace(second.trace_id))
