@@ -657,3 +657,24 @@ def test_token_exchange_is_a_child_span(gateway, upstream, idp, otlp):
     spans = otlp.wait_spans(lambda s: len([x for x in s if x.kind == SERVER]) >= 2)
     second = next(s for s in spans if s.kind == SERVER and s.trace_id != server.trace_id)
     assert not any(s.name == "oauth token" for s in otlp.trace(second.trace_id))
+
+
+def test_oidc_code_redemption_is_a_child_span(gateway, upstream, idp, otlp):
+    """The OIDC callback's call to the provider's token endpoint is a CLIENT span of the callback
+    request, the provider told its id."""
+    from tests.integration.test_auth_oidc import HTML, SESSION_KEY, _login, _oidc
+
+    up = upstream()
+    port = free_port()
+    route = {"name": "app", "policies": {"oidc": _oidc(idp, port)}, "backends": [{"host": up.address}]}
+    gateway(traced(port, [route], otlp.grpc_endpoint), env={"SESSION_KEY": SESSION_KEY})
+    with httpx.Client() as browser:
+        callback = _login(browser, f"http://127.0.0.1:{port}")
+        assert callback.status_code == 302, callback.text
+        assert browser.get(f"http://127.0.0.1:{port}/app", headers=HTML).status_code == 200
+    spans = otlp.wait_spans(lambda s: any(x.name == "oidc token" for x in s))
+    token = next(s for s in spans if s.name == "oidc token")
+    callback_span = next(s for s in spans if s.kind == SERVER and s.span_id == token.parent_id)
+    assert callback_span.attributes["url.path"] == "/oauth/callback"
+    assert token.kind == CLIENT and token.attributes["http.response.status_code"] == 200
+    assert idp.token_requests[-1]["headers"]["traceparent"] == f"00-{token.trace_id}-{token.span_id}-01"
