@@ -247,7 +247,22 @@ class AccessLog:
             fields["reason"] = ctx.reason
         if ctx.error:
             fields["error"] = ctx.error
-        self._write(fields, "connection")
+        if self.enabled:
+            self._write(fields, "connection")
+        otlp = self.otlp
+        if otlp is not None:
+            # The same line as an OTLP log record (the request filter and fields are about HTTP
+            # requests and do not apply to connections, as on stdout).
+            body = " ".join(f"{k}={_text(v)}" for k, v in fields.items() if v != "")
+            otlp.exporter.offer(
+                LogRecord(
+                    time.time_ns(),
+                    body,
+                    fields,
+                    trace.trace_id if trace is not None else 0,
+                    trace.span_id if trace is not None else 0,
+                )
+            )
 
     def _write(self, fields: dict[str, object], scope: str) -> None:
         ts = self._ts.format(time.time())  # the line is written when the request ends

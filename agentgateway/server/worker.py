@@ -238,7 +238,7 @@ class Worker:
         tracer = self.tracer
         if tracer is not None:
             tracer.finish_connection(ctx, request_variables(ctx) if self._needs_variables else None)
-        if self.access_log.enabled:
+        if self.access_log.enabled or self.access_log.otlp is not None:
             self.access_log.record_connection(ctx, duration)
 
     def _relayed_bind(self, ctx: RequestCtx) -> BindRuntime | None:

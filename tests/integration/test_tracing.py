@@ -577,8 +577,8 @@ def test_websocket_upgrade_span_lasts_until_the_relay_ends(gateway, otlp):
 
 def test_tcp_route_connection_span(gateway, otlp):
     """A connection of a TCP listener: one SERVER span from accept to close (network
-    conventions, bytes each way), its trace id in the connection's log line; one refused (no
-    backend) is a failed span."""
+    conventions, bytes each way), its ids in the connection's log line and OTLP log record; one
+    refused (no backend) is a failed span."""
     from tests.support.gateway import raw_connection
     from tests.support.tcp_echo import TcpEchoServer
 
@@ -596,6 +596,7 @@ def test_tcp_route_connection_span(gateway, otlp):
                 }
             ],
             "config": {"tracing": {"otlpEndpoint": otlp.grpc_endpoint, "randomSampling": True}},
+            "frontendPolicies": {"accessLog": {"otlp": {}}},
         }
         config["binds"].append(
             {
@@ -631,6 +632,11 @@ def test_tcp_route_connection_span(gateway, otlp):
         assert down.status == 2 and down.attributes["reason"]
         line = next(x for x in gw.output().splitlines() if "\tconnection\t" in x and "route=echo" in x)
         assert f"trace.id={ok.trace_id}" in line and f"span.id={ok.span_id}" in line
+        # The same line as an OTLP log record, with the span's ids.
+        logs = otlp.wait_logs(lambda r: any(x.attributes.get("route") == "echo" for x in r))
+        record = next(x for x in logs if x.attributes.get("route") == "echo")
+        assert (record.trace_id, record.span_id) == (ok.trace_id, ok.span_id)
+        assert record.attributes["bytes.sent"] == 5
     finally:
         echo.stop()
 
