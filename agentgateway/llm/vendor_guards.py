@@ -80,24 +80,24 @@ class VendorGuard:
         ``traceparent`` parent."""
         if not texts:
             return None
-        span = (
-            start_call(
-                ctx,
-                f"guardrail {self.kind}",
-                {
-                    "agw.guardrail.vendor": self.kind,
-                    "agw.guardrail.phase": "response" if self.response else "request",
-                    "server.address": self.target.host,
-                    "server.port": self.target.port,
-                },
-            )
-            if ctx is not None
-            else None
-        )
-        if ctx is None or span is None:
+        if ctx is None:
             return await self._check(client, texts, [])
+        span = start_call(
+            ctx,
+            f"guardrail {self.kind}",
+            {
+                "agw.guardrail.vendor": self.kind,
+                "agw.guardrail.phase": "response" if self.response else "request",
+                "server.address": self.target.host,
+                "server.port": self.target.port,
+            },
+        )
+        parent = traceparent_for(ctx, span)  # also for an unsampled request: the trace goes on
+        extra = [(b"traceparent", parent)] if parent is not None else []
+        if span is None:
+            return await self._check(client, texts, extra)
         try:
-            replaced = await self._check(client, texts, [(b"traceparent", traceparent_for(ctx, span) or b"")])
+            replaced = await self._check(client, texts, extra)
         except VendorFailure as exc:
             span.attributes["agw.guardrail.action"] = "error"
             end_call(span, 0, exc.message)
