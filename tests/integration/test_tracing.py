@@ -684,3 +684,36 @@ def test_oidc_code_redemption_is_a_child_span(gateway, upstream, idp, otlp):
     assert callback_span.attributes["url.path"] == "/oauth/callback"
     assert token.kind == CLIENT and token.attributes["http.response.status_code"] == 200
     assert idp.token_requests[-1]["headers"]["traceparent"] == f"00-{token.trace_id}-{token.span_id}-01"
+
+
+def test_llm_remote_token_reservation_is_a_child_span(gateway, tmp_path, processes, rls, otlp):
+    """remoteRateLimit tokens on an LLM route: the reservation before the provider call is a
+    CLIENT span of the request (the true-up after it runs once the request is over)."""
+    fake = FakeProvider(tmp_path, "openai")
+    processes.append(fake)
+    service = rls(limit=100_000)
+    port = free_port()
+    model = {"name": "gpt-4o-mini", "provider": "openAI", "params": {"apiKey": API_KEY, "baseUrl": f"{fake.base}/v1"}}
+    limit = {
+        "domain": "llm-tokens",
+        "host": service.address,
+        "descriptors": [{"type": "tokens", "entries": [{"key": "route", "value": '"all"'}]}],
+    }
+    config = {
+        "llm": {"port": port, "models": [model], "policies": {"remoteRateLimit": limit}},
+        "config": {"tracing": {"otlpEndpoint": otlp.grpc_endpoint, "randomSampling": True}},
+    }
+    gateway(config)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client", max_retries=0)
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        client.close()
+    spans = otlp.wait_spans(lambda s: any(x.kind == SERVER for x in s))
+    server = next(s for s in spans if s.kind == SERVER)
+    reserve = next(s for s in spans if s.name == "rate_limit reserve")
+    call = next(s for s in spans if s.name == "chat gpt-4o-mini")
+    assert reserve.kind == CLIENT and reserve.parent_id == server.span_id
+    assert reserve.attributes["agw.rate_limit.result"] == "allowed"
+    assert reserve.attributes["agw.rate_limit.tokens"] > 0
+    assert reserve.end <= call.start
