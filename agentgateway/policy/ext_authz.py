@@ -743,13 +743,13 @@ def compile_answer_value(text: str, where: str) -> AnswerValue:
             else:
                 path.append(dq if dq is not None else sq)
         return AnswerValue("json", path=tuple(path))
-    try:
-        return AnswerValue("cel", expression=CelExpression(text, where))
-    except ConfigError as exc:
-        if "response" not in exc.reason:
-            raise
+    expression = CelExpression(text, where)
+    # ``response`` is a CEL variable of log and trace fields (the finished request's); here the
+    # answer is read only in the forms above.
+    if "response" in expression.variables:
         raise ConfigError(
             where,
             'the answer is read only as response.code, response.headers["name"], response.body or '
             "json(response.body).field... (and not inside other expressions)",
-        ) from None
+        )
+    return AnswerValue("cel", expression=expression)
