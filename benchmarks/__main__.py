@@ -10,7 +10,7 @@ import signal
 import sys
 from types import FrameType
 
-from benchmarks import authz, cel, http, llm, mcp, mcp_access, policies
+from benchmarks import authz, cel, http, llm, mcp, mcp_access, policies, tracing
 from benchmarks.procs import BenchmarkError
 from benchmarks.scenario import Scenario
 
@@ -24,6 +24,7 @@ SCENARIOS: dict[str, Scenario] = {
         mcp.SCENARIO,
         mcp_access.SCENARIO,
         llm.SCENARIO,
+        tracing.SCENARIO,
     )
 }
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import procs, tools
+from benchmarks.otlp_sink import OtlpSink
 from benchmarks.report import markdown_table, write_section
 from benchmarks.scenario import WORK_ROOT, RunOptions, Scenario, add_run_options, run_options
 from benchmarks.wrk import DONE_SCRIPT, WrkResult, run_wrk
@@ -147,7 +148,8 @@ def start_fake(processes: procs.ProcessSet, kind: str, port: int, cpu: int) -> p
     return process
 
 
-def gateway_config(ports: Ports) -> str:
+def gateway_config(ports: Ports, tracing: str = "") -> str:
+    """``tracing``: the ``config.tracing`` line when a run traces (``--tracing RATE``)."""
     return f"""\
 config:
   workers: 1
@@ -155,7 +157,7 @@ config:
   statsAddr: "off"
   readinessAddr: "{HOST}:{ports.gateway_ready}"
   logging: {{level: warn}}
-llm:
+{tracing}llm:
   port: {ports.gateway}
   models:
   - name: bench-openai
@@ -167,9 +169,9 @@ llm:
 """
 
 
-def start_gateway(processes: procs.ProcessSet, ports: Ports, cpu: int) -> procs.ManagedProcess:
+def start_gateway(processes: procs.ProcessSet, ports: Ports, cpu: int, tracing: str = "") -> procs.ManagedProcess:
     config = processes.log_dir / "gateway.yaml"
-    config.write_text(gateway_config(ports))
+    config.write_text(gateway_config(ports, tracing))
     process = processes.start("gateway", [sys.executable, "-m", "agentgateway", "--file", str(config)], cpu=cpu)
     procs.wait_until(
         lambda: procs.http_get(HOST, ports.gateway_ready, "/healthz/ready")[0] == 200, what="readiness", process=process
@@ -411,6 +413,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--targets", type=_list(TARGETS), default=TARGETS, help=f"subset of {','.join(TARGETS)} (all)")
     parser.add_argument("--cases", type=_list(CASES), default=CASES, help=f"subset of {','.join(CASES)} (all)")
     parser.add_argument("--concurrency", default="1,32", help="wrk connections, comma list (1,32)")
+    parser.add_argument(
+        "--tracing",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="trace the gateway's requests at this sampling rate (0.0-1.0), OTLP/HTTP to a sink (off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -433,6 +442,13 @@ def run(args: argparse.Namespace) -> int:
     (options.work_dir / "wrk").mkdir(parents=True)
     started = datetime.datetime.now(datetime.UTC)
     samples: list[Sample] = []
+    sink = OtlpSink(options.base_port + 9) if args.tracing is not None else None
+    tracing = ""
+    if sink is not None:
+        sink.__enter__()
+        tracing = (
+            f'  tracing: {{otlpEndpoint: "{sink.endpoint}", otlpProtocol: http, randomSampling: {args.tracing}}}\n'
+        )
     with procs.ProcessSet(options.work_dir) as processes:
         fakes = [
             start_fake(processes, "openai", ports.openai, options.load_cpu),
@@ -440,7 +456,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         proxies: dict[str, procs.ManagedProcess | None] = {"direct": None}
         if "gateway" in targets:
-            proxies["gateway"] = start_gateway(processes, ports, options.proxy_cpu)
+            proxies["gateway"] = start_gateway(processes, ports, options.proxy_cpu, tracing)
         if litellm_exe is not None:
             proxies["litellm"] = start_litellm(processes, litellm_exe, ports, options.proxy_cpu)
         for round_index in range(options.rounds):
@@ -450,6 +466,8 @@ def run(args: argparse.Namespace) -> int:
                         samples.append(
                             measure(options, wrk, target, case, c, round_index, ports, proxies[target], fakes)
                         )
+    if sink is not None:
+        sink.__exit__(None, None, None)
     table, verdicts = summarise(samples, targets, cases, connections)
     lite_version = LITELLM_VERSION if litellm_exe else "not run"
     text = "\n".join(
@@ -461,7 +479,12 @@ def run(args: argparse.Namespace) -> int:
             "uvloop + httptools, strict validation of every request). *passthrough*: an OpenAI-compatible provider; "
             "*translated*: an Anthropic provider (Chat Completions → Messages and back, streams chunk by chunk). "
             "*direct*: wrk to the fake provider in its own API (Chat, or Messages for the translated cases). "
-            "Access logs off (gateway `logging.level: warn`, LiteLLM `LITELLM_LOG=ERROR`).",
+            "Access logs off (gateway `logging.level: warn`, LiteLLM `LITELLM_LOG=ERROR`)."
+            + (
+                f" Gateway tracing on: randomSampling {args.tracing}, OTLP/HTTP to a sink in the benchmark process."
+                if args.tracing is not None
+                else ""
+            ),
             "",
             f"- Command: `{options.command}`",
             f"- Date: {started:%Y-%m-%d %H:%M} UTC",

@@ -25,8 +25,9 @@ BARE = "bare"
 BODY_SIZE = 1024
 
 
-def gateway_config(port: int, stats: int, readiness: int, upstream: int, policies: str) -> str:
-    """One worker, access log off, one route named ``bench`` with ``policies`` (YAML, indented)."""
+def gateway_config(port: int, stats: int, readiness: int, upstream: int, policies: str, settings: str = "") -> str:
+    """One worker, access log off, one route named ``bench`` with ``policies`` (YAML, indented);
+    ``settings``: more of the ``config:`` block (YAML lines indented by two)."""
     return f"""\
 config:
   workers: 1
@@ -34,7 +35,7 @@ config:
   statsAddr: "{servers.HOST}:{stats}"
   readinessAddr: "{servers.HOST}:{readiness}"
   logging: {{level: warn}}
-binds:
+{settings}binds:
 - port: {port}
   listeners:
   - routes:
@@ -79,8 +80,11 @@ def wrk_script(work_dir: Path, headers: Mapping[str, str]) -> Path:
     return path
 
 
-def measure(options: RunOptions, name: str, policies: str, headers: Mapping[str, str]) -> list[Sample]:
-    """Both gateways at c = 1 and 32, ``options.rounds`` interleaved rounds."""
+def measure(
+    options: RunOptions, name: str, policies: str, headers: Mapping[str, str], settings: str = ""
+) -> list[Sample]:
+    """Both gateways at c = 1 and 32, ``options.rounds`` interleaved rounds; ``settings`` (the
+    ``config:`` block's) apply to the ``name`` gateway only."""
     wrk = tools.find_tool("wrk")
     nginx = tools.find_tool("nginx")
     tools.find_tool("taskset", hint="install util-linux, which every Debian system has")
@@ -95,7 +99,10 @@ def measure(options: RunOptions, name: str, policies: str, headers: Mapping[str,
         upstream = servers.start_upstream(processes, nginx, port=upstream_port, body=body, cpu=options.load_cpu)
         targets = []
         for target_name, (port, stats, readiness) in gateways.items():
-            config = gateway_config(port, stats, readiness, upstream_port, policies if target_name == name else "")
+            own = target_name == name
+            config = gateway_config(
+                port, stats, readiness, upstream_port, policies if own else "", settings if own else ""
+            )
             process = start_gateway(processes, target_name, config, port, readiness, body, options.proxy_cpu, headers)
             http.check_pinning(process, options.proxy_cpu)
             targets.append(Target(target_name, port, process))

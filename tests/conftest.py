@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.gateway import Gateway, McpServerProcess, Process, RateLimitService, RedisServer, UpstreamServer
 from tests.support.idp import IdentityProvider
+from tests.support.otlp import OtlpReceiver
 
 
 @pytest.fixture
@@ -66,6 +67,14 @@ def idp() -> Iterator[IdentityProvider]:
     provider = IdentityProvider()
     yield provider
     provider.stop()
+
+
+@pytest.fixture
+def otlp() -> Iterator[OtlpReceiver]:
+    """A real OTLP collector endpoint (gRPC and HTTP/protobuf) in threads (tests/support/otlp.py)."""
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import orjson
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
 from agentgateway.admin.http import AdminRequest, AdminResponse, Handler
 from agentgateway.admin.ui import AdminUi, UiHost
@@ -20,7 +21,7 @@ class GatewayView(Protocol):
 
     def config_dump(self) -> dict[str, Any]: ...
 
-    async def metrics_text(self) -> bytes: ...
+    async def metrics_text(self, openmetrics: bool = False) -> bytes: ...
 
     def request_shutdown(self) -> None: ...
 
@@ -64,6 +65,9 @@ def admin_handler(view: AdminView) -> Handler:
 def stats_handler(view: GatewayView) -> Handler:
     async def handle(request: AdminRequest) -> AdminResponse:
         if request.path in ("/metrics", "/stats/prometheus"):
+            # OpenMetrics when asked for: it carries the exemplars (trace ids) of the histograms.
+            if "application/openmetrics-text" in request.headers.get("accept", ""):
+                return AdminResponse(200, await view.metrics_text(openmetrics=True), OPENMETRICS_CONTENT_TYPE)
             return AdminResponse(200, await view.metrics_text(), CONTENT_TYPE_LATEST)
         return AdminResponse(404, "metrics are at /metrics\n")
 

@@ -12,6 +12,7 @@ from agentgateway.a2a.policy import A2aPolicy
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import BindRuntime, HealthState, ListenerRuntime, RuntimeConfig
+from agentgateway.config.observability import compile_access_log, compile_metrics, compile_tracing
 from agentgateway.config.schema import (
     AiPolicy,
     BackendPolicies,
@@ -1176,4 +1177,8 @@ def compile_config(
     the backends and health policies that did not change."""
     static = compile_static(cfg)
     limits = compile_limits(cfg)
-    return _Compiler(cfg, static, base_dir, health_state).compile(limits)
+    runtime = _Compiler(cfg, static, base_dir, health_state).compile(limits)
+    runtime.tracing = compile_tracing(cfg)
+    runtime.access_log = compile_access_log(cfg, runtime.tracing)
+    runtime.metric_settings = compile_metrics(cfg)
+    return runtime

@@ -7,6 +7,9 @@ import ssl
 
 from agentgateway.config.schema import LocalConfig
 from agentgateway.config.settings import McpSessionSettings, ServerLimits, StaticSettings
+from agentgateway.observe.accesslog import AccessLogSettings
+from agentgateway.observe.metrics import MetricSettings
+from agentgateway.observe.tracing import TracingSettings
 from agentgateway.policy.health import EndpointHealth
 from agentgateway.routing.table import ListenerSet, RouteTable
 from agentgateway.routing.tcp import TcpRouteTable
@@ -62,7 +65,17 @@ class BindRuntime:
 
 
 class RuntimeConfig:
-    __slots__ = ("source", "binds", "limits", "static", "health_state", "mcp_sessions")
+    __slots__ = (
+        "source",
+        "binds",
+        "limits",
+        "static",
+        "health_state",
+        "mcp_sessions",
+        "tracing",
+        "access_log",
+        "metric_settings",
+    )
 
     def __init__(
         self,
@@ -79,3 +92,7 @@ class RuntimeConfig:
         self.static = static
         self.health_state: HealthState = health_state if health_state is not None else {}
         self.mcp_sessions = mcp_sessions or McpSessionSettings(None, 1800.0)
+        # Telemetry (config/observability.py): None when not configured.
+        self.tracing: TracingSettings | None = None
+        self.access_log: AccessLogSettings | None = None
+        self.metric_settings = MetricSettings()

@@ -37,11 +37,45 @@ class Schema(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
 # ---------------------------------------------------------------- config: (static settings)
 
 
+class LoggingFields(Schema, frozen=True):
+    """Fields removed from, and added to (name: CEL expression), a log line or span."""
+
+    remove: list[str] | None = None
+    add: dict[str, str] | None = None
+
+
 class LoggingSettings(Schema, frozen=True):
     format: Literal["text", "json"] | None = None
     level: str | None = None
-    filter: NotSupported = UNSET
-    fields: NotSupported = UNSET
+    # CEL: the requests logged (agentgateway keeps these for compatibility; frontendPolicies.accessLog
+    # is the newer place, and wins where both say something)
+    filter: str | None = None
+    fields: LoggingFields | None = None
+
+
+# A sampling rule: a probability (0.0-1.0), a boolean, or a CEL expression giving either.
+SamplingRule = str | bool | float
+
+
+class TracingSettings(Schema, frozen=True):
+    """``config.tracing``: OTLP export of one span per request and the gateway's own calls."""
+
+    otlp_endpoint: str | None = None
+    headers: Annotated[dict[str, str] | None, SECRET] = None
+    otlp_protocol: Literal["grpc", "http"] | None = None
+    fields: LoggingFields | None = None
+    random_sampling: SamplingRule | None = None
+    client_sampling: SamplingRule | None = None
+    path: str | None = None
+
+
+class MetricFields(Schema, frozen=True):
+    add: dict[str, str] | None = None
+
+
+class MetricsSettings(Schema, frozen=True):
+    remove: list[str] | None = None
+    fields: MetricFields | None = None
 
 
 class BackendSettings(Schema, frozen=True):
@@ -84,8 +118,8 @@ class RawConfig(Schema, frozen=True):
     connection_termination_deadline: str | None = None
     connection_min_termination_deadline: str | None = None
     worker_threads: NotSupported = UNSET
-    tracing: NotSupported = UNSET
-    metrics: NotSupported = UNSET
+    tracing: TracingSettings | None = None
+    metrics: MetricsSettings | None = None
     histograms: NotSupported = UNSET
     dns: NotSupported = UNSET
     enable_ipv6: NotSupported = UNSET
@@ -154,6 +188,51 @@ class FrontendTls(Schema, frozen=True):
     key_exchange_groups: NotSupported = UNSET
 
 
+class AccessLogFields(Schema, frozen=True):
+    remove: list[str] | None = None
+    add: dict[str, str] | None = None
+
+
+class OtlpLogging(Schema, frozen=True):
+    """``accessLog.otlp``: access-log records exported as OTLP logs."""
+
+    # the collector (host:port, or http(s)://host:port); addition: may be left out when tracing is
+    # configured, the records then go to the tracing collector
+    host: str | None = None
+    backend: NotSupported = UNSET
+    service: NotSupported = UNSET
+    policies: NotSupported = UNSET
+    filter: str | None = None
+    fields: AccessLogFields | None = None
+    protocol: Literal["grpc", "http"] | None = None
+    path: str | None = None
+
+
+class AccessLogPolicy(Schema, frozen=True):
+    filter: str | None = None
+    add: dict[str, str] | None = None
+    remove: list[str] | None = None
+    otlp: OtlpLogging | None = None
+    database: NotSupported = UNSET
+
+
+class FrontendTracing(Schema, frozen=True):
+    """``frontendPolicies.tracing``: the collector and span attributes for this gateway's requests."""
+
+    host: str | None = None
+    backend: NotSupported = UNSET
+    service: NotSupported = UNSET
+    policies: NotSupported = UNSET
+    attributes: dict[str, str] | None = None
+    resources: dict[str, str] | None = None
+    remove: list[str] | None = None
+    random_sampling: SamplingRule | None = None
+    client_sampling: SamplingRule | None = None
+    filter: str | None = None
+    path: str | None = None
+    protocol: Literal["grpc", "http"] | None = None
+
+
 class FrontendTcp(Schema, frozen=True):
     keepalives: NotSupported = UNSET
     # addition: a connection relayed byte for byte (an accepted upgrade such as a WebSocket, a
@@ -180,9 +259,10 @@ class FrontendPolicies(Schema, frozen=True):
     # the same policy under agentgateway's other name for it (one of the two)
     proxy: ProxyProtocol | None = None
     connect: NotSupported = UNSET
-    access_log: NotSupported = UNSET
-    logging: NotSupported = UNSET
-    tracing: NotSupported = UNSET
+    access_log: AccessLogPolicy | None = None
+    # agentgateway's older name of accessLog
+    logging: AccessLogPolicy | None = None
+    tracing: FrontendTracing | None = None
     metrics: NotSupported = UNSET
 
 

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from agentgateway.core.request import Headers
+from agentgateway.core.trace import RequestTrace
 
 # Reads the request body for a policy: at most ``limit`` + 1 bytes are waited for; answers the
 # bytes received so far and whether they are the whole body (server/deferred.py).
@@ -71,6 +72,7 @@ class RequestCtx:
         "read_body",
         "a2a",
         "fetch_timeout",
+        "trace",
         "backend_token",
         "upgrade",
     )
@@ -162,6 +164,8 @@ class RequestCtx:
         # The JWT that jwtAuth validated and removed from the request: what backendAuth
         # passthrough would send upstream again.
         self.jwt_token: str | None = None
+        # The W3C trace context when tracing is configured (observe/tracing.py); None otherwise.
+        self.trace: RequestTrace | None = None
         # A credential backendAuth got for this request (a token exchange): (the auth that got
         # it, the token), so a retry to a backend with other credentials never sends it.
         self.backend_token: tuple[object, str] | None = None

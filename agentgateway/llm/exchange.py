@@ -62,6 +62,7 @@ from agentgateway.llm.shaping import (
 from agentgateway.llm.tokens import COUNTER, output_limit, rough_count
 from agentgateway.llm.transforms import BodyTransform
 from agentgateway.llm.usage import Usage
+from agentgateway.observe.tracing import end_call, end_provider_call, start_call, start_provider_call
 from agentgateway.policy.chain import apply_response
 from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError
 
@@ -120,6 +121,9 @@ class LlmFacts:
         "ttft",
         "error_type",
         "attempts",
+        "api",
+        "request_body",
+        "response_body",
     )
 
     def __init__(self, operation: str, request_model: str, stream: bool) -> None:
@@ -132,6 +136,24 @@ class LlmFacts:
         self.ttft = 0.0  # seconds from the request head to the first token relayed; 0 if none
         self.error_type = ""
         self.attempts = 0
+        # The client's request and the (non-streamed) answer, kept by reference: read only by
+        # log and trace expressions that ask for llm.prompt / llm.completion (``final_cel``).
+        self.api = ""
+        self.request_body: Json | None = None
+        self.response_body: Json | None = None
+
+    def final_cel(self) -> dict[str, object]:
+        """``cel()`` once the call is over, with ``prompt`` (the request's messages, or input)
+        and ``completion`` (the answer's texts; streamed answers are not kept)."""
+        out = self.cel()
+        body = self.request_body
+        if body is not None:
+            prompt = body.get("messages", body.get("input"))
+            if prompt is not None:
+                out["prompt"] = prompt
+        if self.response_body is not None:
+            out["completion"] = _response_texts(self.api, self.response_body)
+        return out
 
     def cel(self) -> dict[str, object]:
         """The CEL variable ``llm`` (agentgateway's names)."""
@@ -163,6 +185,10 @@ class LlmFacts:
                 fields["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_creation
             if usage.reasoning:
                 fields["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
+        if self.response_body is not None:
+            reasons = _finish_reasons(self.api, self.response_body)
+            if reasons:
+                fields["gen_ai.response.finish_reasons"] = reasons
         if self.stream:
             fields["gen_ai.request.stream"] = True
             if self.ttft:
@@ -374,6 +400,8 @@ class LlmExchange:
         model = policy.resolve_alias(requested) if requested else requested
         stream = api in (CHAT, MESSAGES, RESPONSES, PASSTHROUGH, DETECT) and body.get("stream") is True
         facts = self._facts = LlmFacts(_OPERATION_NAME[api], requested, stream)
+        facts.api = api
+        facts.request_body = body
         ctx.llm = facts
         ctx.learn("llm", facts.cel())
         hooks = service.hooks
@@ -394,7 +422,7 @@ class LlmExchange:
             if policy.webhooks:
                 await self._webhooks(api, body, response=False)
             for guard in policy.vendor_request:
-                replaced = await guard.check(self.client, collect_texts(api, body))
+                replaced = await guard.check(self.client, collect_texts(api, body), self.ctx)
                 if replaced is not None:
                     walk_request_texts(api, body, _Replacer(replaced))
             if api == COUNT_TOKENS and not first.provider.counts_tokens(first.model or model):
@@ -462,12 +490,17 @@ class LlmExchange:
                 content_type = self.ctx.header(b"content-type")
                 if content_type is not None:
                     headers = [(k, content_type if k == b"content-type" else v) for k, v in headers]
+            span = start_provider_call(self.ctx, facts, provider.name, target.model or model)
+            if self.ctx.trace is not None:
+                headers = [*headers, (b"traceparent", self.ctx.trace.traceparent(span))]
             try:
                 resp = await self.client.request(
                     provider.target, method, path.encode(), headers, payload, self._timeout(route)
                 )
             except HttpClientError as exc:
                 last_error = LlmError(exc.status, f"provider {provider.name}: {exc.message}")
+                if span is not None:
+                    end_provider_call(span, facts, 0, exc.message)
                 if final:
                     raise last_error from None
                 log.info("LLM failover: %s; trying the next target", last_error.message)
@@ -475,6 +508,8 @@ class LlmExchange:
             status = resp.status
             if (status == 429 or status >= 500) and not final:
                 raw_error = await _read_quietly(resp)
+                if span is not None:
+                    end_provider_call(span, facts, status, str(status))
                 log.info(
                     "LLM failover: provider %s answered %d (%s); trying the next target",
                     provider.name,
@@ -496,6 +531,9 @@ class LlmExchange:
                 # must not hold its connection (closing a finished one does nothing).
                 resp.close()
                 raise
+            finally:
+                if span is not None:
+                    end_provider_call(span, facts, status, facts.error_type)
         raise last_error or LlmError(502, "no provider could be called")
 
     def _timeout(self, route: ModelRoute) -> float | None:
@@ -706,7 +744,7 @@ class LlmExchange:
     async def _vendor_response(self, api: str, out: Json) -> None:
         """The vendor response guards over a whole answer (in the client's format)."""
         for guard in self.service.policy.vendor_response:
-            replaced = await guard.check(self.client, _response_texts(api, out))
+            replaced = await guard.check(self.client, _response_texts(api, out), self.ctx)
             if replaced is not None:
                 walk_response_texts(api, out, _Replacer(replaced))
 
@@ -733,6 +771,7 @@ class LlmExchange:
             else:
                 usage = Usage.from_openai(data.get("usage") or {})
             facts.response_model = data.get("model", "") if isinstance(data, dict) else ""
+            facts.response_body = data
             if guards:
                 walk_response_texts(api, data, guards.apply)
                 raw = orjson.dumps(data)
@@ -775,6 +814,7 @@ class LlmExchange:
             if policy.vendor_response:
                 await self._vendor_response(api, out)
             raw = orjson.dumps(out)
+            facts.response_body = out
         facts.usage = usage
         self._json(200, raw, kept)
         return usage
@@ -907,7 +947,7 @@ class LlmExchange:
         if chunks_seen is not None:
             chunks_seen.extend(self._guarded(tail, guard, final=True))
             for vendor in policy.vendor_response:
-                replaced = await vendor.check(self.client, _stream_texts(chunks_seen))
+                replaced = await vendor.check(self.client, _stream_texts(chunks_seen), self.ctx)
                 if replaced is not None:
                     chunks_seen = _replace_stream_texts(chunks_seen, replaced)
             body = b"".join([encoder.feed(c) for c in chunks_seen]) + encoder.finish(usage)
@@ -980,15 +1020,23 @@ class LlmExchange:
             if on_response != response:
                 continue
             payload = orjson.dumps({"phase": "response" if response else "request", "texts": texts})
+            phase = "response" if response else "request"
+            span = start_call(self.ctx, f"guardrail webhook {phase}", {"agw.guardrail.phase": phase})
+            headers = [_JSON]
+            if self.ctx.trace is not None:
+                headers.append((b"traceparent", self.ctx.trace.traceparent(span)))
             try:
-                resp = await self.client.request(
-                    target, b"POST", b"/response" if response else b"/request", [_JSON], payload, 10.0
-                )
+                resp = await self.client.request(target, b"POST", f"/{phase}".encode(), headers, payload, 10.0)
                 raw = await resp.read(1024 * 1024)
                 verdict = orjson.loads(raw) if resp.status == 200 else {}
             except (HttpClientError, orjson.JSONDecodeError) as exc:
+                if span is not None:
+                    end_call(span, 0, str(exc))
                 raise LlmError(503, f"prompt guard webhook failed: {exc}") from None
             action = verdict.get("action")
+            if span is not None:
+                span.attributes["agw.guardrail.action"] = str(action)
+                end_call(span, resp.status)
             if action == "reject":
                 raise LlmError(
                     int(verdict.get("status") or 403),
@@ -1016,6 +1064,21 @@ class _Replacer:
     def __call__(self, old: str) -> str:
         new = next(self._texts, old)
         return new if isinstance(new, str) else old
+
+
+def _finish_reasons(api: str, body: Json) -> list[str]:
+    """Why the answer ended, in the client's API's words (``stop``, ``length``, ``tool_calls``;
+    ``end_turn``; ``completed``), one per generation."""
+    if api == MESSAGES:
+        reason = body.get("stop_reason")
+        return [reason] if isinstance(reason, str) else []
+    if api == RESPONSES:
+        status = body.get("status")
+        return [status] if isinstance(status, str) else []
+    choices = body.get("choices")
+    if not isinstance(choices, list):
+        return []
+    return [c["finish_reason"] for c in choices if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)]
 
 
 def _response_texts(api: str, body: Json) -> list[str]:

@@ -23,7 +23,7 @@ Bedrock signs with the standard AWS chain and Model Armor uses Application Defau
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
@@ -33,15 +33,23 @@ from agentgateway.config.schema import AwsAuth, BackendAuth, BackendTls, GcpAuth
 from agentgateway.llm.endpoints import MakeHttpTarget, parse_url
 from agentgateway.llm.errors import LlmError
 from agentgateway.llm.guards import Rejection
+from agentgateway.observe.tracing import end_call, start_call, traceparent_for
 from agentgateway.upstream.backend_auth import compile_backend_auth
 from agentgateway.upstream.client import HttpClient, HttpClientError
 from agentgateway.upstream.target import HttpTarget
+
+if TYPE_CHECKING:
+    from agentgateway.core.context import RequestCtx
 
 _JSON = (b"content-type", b"application/json")
 _ACCEPT = (b"accept", b"application/json")
 # a vendor check is an extra round trip before (or after) the model: bounded
 GUARD_TIMEOUT = 10.0
 _READ_LIMIT = 1024 * 1024
+
+
+class VendorFailure(LlmError):
+    """The vendor could not give a verdict (unreachable, an error, not its API): 503."""
 
 
 class VendorGuard:
@@ -65,14 +73,49 @@ class VendorGuard:
         self.response = response
         self.settings = settings
 
-    async def check(self, client: HttpClient, texts: list[str]) -> list[str] | None:
+    async def check(self, client: HttpClient, texts: list[str], ctx: RequestCtx | None = None) -> list[str] | None:
         """None: the texts pass. A list: the texts to use instead (Bedrock's anonymized
-        outputs). Raises the guard's rejection, or a 503 when the vendor fails."""
+        outputs). Raises the guard's rejection, or a 503 when the vendor fails. A traced
+        request (``ctx``) records the check as a CLIENT span whose id the vendor gets as its
+        ``traceparent`` parent."""
         if not texts:
             return None
+        if ctx is None:
+            return await self._check(client, texts, [])
+        span = start_call(
+            ctx,
+            f"guardrail {self.kind}",
+            {
+                "agw.guardrail.vendor": self.kind,
+                "agw.guardrail.phase": "response" if self.response else "request",
+                "server.address": self.target.host,
+                "server.port": self.target.port,
+            },
+        )
+        parent = traceparent_for(ctx, span)  # also for an unsampled request: the trace goes on
+        extra = [(b"traceparent", parent)] if parent is not None else []
+        if span is None:
+            return await self._check(client, texts, extra)
+        try:
+            replaced = await self._check(client, texts, extra)
+        except VendorFailure as exc:
+            span.attributes["agw.guardrail.action"] = "error"
+            end_call(span, 0, exc.message)
+            raise
+        except LlmError:
+            span.attributes["agw.guardrail.action"] = "reject"
+            end_call(span, 0)
+            raise
+        span.attributes["agw.guardrail.action"] = "pass" if replaced is None else "mask"
+        end_call(span, 0)
+        return replaced
+
+    async def _check(self, client: HttpClient, texts: list[str], extra: list[tuple[bytes, bytes]]) -> list[str] | None:
         kind = self.kind
         if kind == "openAIModeration":
-            verdict = await self._call(client, "/v1/moderations", {"input": texts, "model": self.settings["model"]})
+            verdict = await self._call(
+                client, "/v1/moderations", {"input": texts, "model": self.settings["model"]}, extra
+            )
             results = verdict.get("results")
             if not isinstance(results, list):
                 raise self._failed("no results in the moderation answer")
@@ -85,7 +128,7 @@ class VendorGuard:
                 "source": "OUTPUT" if self.response else "INPUT",
                 "content": [{"text": {"text": t}} for t in texts],
             }
-            verdict = await self._call(client, path, body)
+            verdict = await self._call(client, path, body, extra)
             action = verdict.get("action")
             if action not in ("NONE", "GUARDRAIL_INTERVENED"):
                 raise self._failed(f"unexpected guardrail action {action!r}")
@@ -102,7 +145,7 @@ class VendorGuard:
                 action, data = "sanitizeModelResponse", {"model_response_data": {"text": text}}
             else:
                 action, data = "sanitizeUserPrompt", {"user_prompt_data": {"text": text}}
-            verdict = await self._call(client, f"{self.settings['path']}:{action}", data)
+            verdict = await self._call(client, f"{self.settings['path']}:{action}", data, extra)
             result = verdict.get("sanitizationResult")
             if result is not None and not isinstance(result, dict):
                 raise self._failed("sanitizationResult is not an object")
@@ -119,7 +162,7 @@ class VendorGuard:
             if analyze["halt"] is not None:
                 body["haltOnBlocklistHit"] = analyze["halt"]
             path = f"/contentsafety/text:analyze?api-version={quote(analyze['version'], safe='')}"
-            verdict = await self._call(client, path, body)
+            verdict = await self._call(client, path, body, extra)
             categories = verdict.get("categoriesAnalysis")
             if not isinstance(categories, list):
                 raise self._failed("no categoriesAnalysis in the answer")
@@ -131,7 +174,7 @@ class VendorGuard:
         jailbreak = self.settings.get("jailbreak")
         if jailbreak is not None and not self.response:
             path = f"/contentsafety/text:detectJailbreak?api-version={quote(jailbreak, safe='')}"
-            verdict = await self._call(client, path, {"text": text})
+            verdict = await self._call(client, path, {"text": text}, extra)
             analysis = verdict.get("jailbreakAnalysis")
             if not isinstance(analysis, dict) or not isinstance(analysis.get("detected"), bool):
                 raise self._failed("no jailbreakAnalysis in the answer")
@@ -140,13 +183,15 @@ class VendorGuard:
         return None
 
     def _failed(self, reason: str) -> LlmError:
-        return LlmError(503, f"prompt guard {self.kind} failed: {reason}")
+        return VendorFailure(503, f"prompt guard {self.kind} failed: {reason}")
 
-    async def _call(self, client: HttpClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _call(
+        self, client: HttpClient, path: str, body: dict[str, Any], extra: list[tuple[bytes, bytes]]
+    ) -> dict[str, Any]:
         payload = orjson.dumps(body)
         try:
             resp = await client.request(
-                self.target, b"POST", (self.prefix + path).encode(), [_JSON, _ACCEPT], payload, GUARD_TIMEOUT
+                self.target, b"POST", (self.prefix + path).encode(), [_JSON, _ACCEPT, *extra], payload, GUARD_TIMEOUT
             )
             raw = await resp.read(_READ_LIMIT)
         except HttpClientError as exc:

@@ -29,11 +29,12 @@ from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
 from agentgateway.mcp.origin import is_loopback_client, origin_problem
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote, SessionQuotaError
+from agentgateway.observe.tracing import CURRENT_TRACE, adopt_meta_traceparent, relayed_trace
 from agentgateway.policy.chain import apply_response
 from agentgateway.proxy.forward import HttpForward
 from agentgateway.routing.route import CompiledRoute
 from agentgateway.upstream.balance import WeightedChoice
-from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, relay_target
+from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, TRACE_HEADER, relay_target
 
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
@@ -147,6 +148,8 @@ class McpExchange:
 
     async def _serve(self) -> None:
         CURRENT_CALLER.set(Caller(self.ctx))  # who is asking, for mcpAuthorization
+        if self.ctx.trace is not None:
+            CURRENT_TRACE.set(self.ctx.trace)  # the calls to targets are its spans
         try:
             await self._dispatch()
         except asyncio.CancelledError:
@@ -262,6 +265,8 @@ class McpExchange:
         ctx.headers = [*headers, (BIND_HEADER, str(self.conn.bind.port).encode())]
         if ctx.identity:
             ctx.headers.append((IDENTITY_HEADER, ctx.identity.encode().hex().encode()))
+        if ctx.trace is not None:
+            ctx.headers.append((TRACE_HEADER, relayed_trace(ctx.trace)))
         if ctx.cel_vars:
             try:
                 encoded = base64.b64encode(orjson.dumps(ctx.cel_vars, default=str))
@@ -301,6 +306,10 @@ class McpExchange:
             raise McpError(
                 protocol.INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response"
             )
+        params = msg.get("params")
+        if self.ctx.trace is not None and isinstance(params, dict) and isinstance(params.get("_meta"), dict):
+            # A client's trace context in the message (before any target is called).
+            adopt_meta_traceparent(self.ctx, params["_meta"].get("traceparent"))
         return msg
 
     # ------------------------------------------------------------------ legacy streamable HTTP

@@ -32,6 +32,15 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "(left out of a list), flagged (listed with a warning), refused (a call refused)",
         ("backend", "target", "tool", "action"),
     ),
+    "agentgateway_trace_spans_dropped": (
+        "Spans not exported: the export queue was full (collector slow or down), or the collector "
+        "refused or did not answer a batch",
+        ("reason",),
+    ),
+    "agentgateway_log_records_dropped": (
+        "Access-log records not exported over OTLP, by the same reasons as spans",
+        ("reason",),
+    ),
     "agentgateway_downstream_connections": (
         "Connections of TCP and TLS listeners relayed to a backend (or refused), by route and protocol (tcp, tls)",
         ("gateway", "listener", "route", "protocol"),
@@ -81,8 +90,9 @@ COUNTERS = Counters()
 class CounterTotals:
     """Sum of worker snapshots; totals of workers that exited are kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, remove: frozenset[str] = frozenset()) -> None:
         self.retired: dict[tuple[str, tuple[str, ...]], float] = {}
+        self.remove = remove  # config.metrics.remove: families left out
 
     @staticmethod
     def _add(into: dict[tuple[str, tuple[str, ...]], float], snapshot: Iterable[list[object]]) -> None:
@@ -98,6 +108,8 @@ class CounterTotals:
         for snapshot in live:
             self._add(merged, snapshot)
         for name, (text, labels) in FAMILIES.items():
+            if name in self.remove or name.removeprefix("agentgateway_") in self.remove:
+                continue
             family = CounterMetricFamily(name, text, labels=labels)
             for (n, values), value in sorted(merged.items()):
                 if n == name:

@@ -57,6 +57,7 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
 from agentgateway.core.reply import LocalReply
 from agentgateway.observe.counters import COUNTERS
+from agentgateway.observe.tracing import end_call, start_call
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 from agentgateway.policy.expression import ValueExpression, compile_value
 
@@ -326,9 +327,12 @@ class ExtAuthz:
                 return LocalReply.text(413, "request body larger than extAuthz includeRequestBody.maxRequestBytes")
             body = data[: self.body_limit]
             partial = not complete
+        span = start_call(ctx, "ext_authz check", {"agw.policy": "extAuthz"})
         try:
             decision = await self.client.check(ctx, body, partial)
         except AuthzUnavailable as exc:
+            if span is not None:
+                end_call(span, 0, str(exc))
             log.warning("extAuthz check failed for route %s: %s", ctx.route, exc)
             if self.fail_open:
                 self._count("failed_open")
@@ -339,6 +343,9 @@ class ExtAuthz:
             return LocalReply.text(self.fail_status, "Authorization service unavailable")
         reply = decision.apply(ctx)
         self._count("allowed" if reply is None else "denied")
+        if span is not None:
+            span.attributes["agw.ext_authz.result"] = "allowed" if reply is None else "denied"
+            end_call(span, 0)
         if key is not None and (reply is None or reply.status < 500):
             assert cache is not None
             cache.put(key, ctx, decision)
@@ -736,13 +743,13 @@ def compile_answer_value(text: str, where: str) -> AnswerValue:
             else:
                 path.append(dq if dq is not None else sq)
         return AnswerValue("json", path=tuple(path))
-    try:
-        return AnswerValue("cel", expression=CelExpression(text, where))
-    except ConfigError as exc:
-        if "response" not in exc.reason:
-            raise
+    expression = CelExpression(text, where)
+    # ``response`` is a CEL variable of log and trace fields (the finished request's); here the
+    # answer is read only in the forms above.
+    if "response" in expression.variables:
         raise ConfigError(
             where,
             'the answer is read only as response.code, response.headers["name"], response.body or '
             "json(response.body).field... (and not inside other expressions)",
-        ) from None
+        )
+    return AnswerValue("cel", expression=expression)

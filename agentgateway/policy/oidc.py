@@ -58,6 +58,7 @@ from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import Oidc, OidcSource
 from agentgateway.core.context import RequestCtx
 from agentgateway.core.reply import DEFER, LocalReply
+from agentgateway.observe.tracing import end_call, start_call, traceparent_for
 from agentgateway.policy import outbound
 from agentgateway.policy.jwks import KeySet, compile_key_set, remote_key_set
 from agentgateway.policy.jwt_auth import JwtValidator, Provider, Rejected, Verified
@@ -432,7 +433,7 @@ class OidcPolicy:
         if not code:
             return _refuse(400, "callback without a code", clear)
         try:
-            id_token = await self._exchange_code(code, str(transaction.get("pkceVerifier", "")))
+            id_token = await self._exchange_code(ctx, code, str(transaction.get("pkceVerifier", "")))
         except _TokenEndpointError as exc:
             log.warning("oidc %s: code exchange failed: %s", self.issuer, exc)
             return _refuse(exc.status, "the OpenID provider did not issue tokens for this login", clear)
@@ -470,7 +471,7 @@ class OidcPolicy:
             "oidc login complete",
         )
 
-    async def _exchange_code(self, code: str, verifier: str) -> str:
+    async def _exchange_code(self, ctx: RequestCtx, code: str, verifier: str) -> str:
         assert self.endpoints is not None
         endpoints = self.endpoints
         form = {
@@ -489,13 +490,26 @@ class OidcPolicy:
         else:
             headers.append((b"authorization", basic_credentials(self.client_id, self.client_secret)))
         target, path = endpoints.token_target
+        # The code redemption is a call of the callback request (a CLIENT span when it is traced).
+        span = start_call(
+            ctx,
+            "oidc token",
+            {"http.request.method": "POST", "server.address": target.host, "server.port": target.port},
+        )
+        parent = traceparent_for(ctx, span)
+        if parent is not None:
+            headers.append((b"traceparent", parent))
         try:
             response = await outbound.client().request(
                 target, b"POST", path, headers, urlencode(form).encode(), timeout=_TOKEN_TIMEOUT
             )
             body = await response.read(_MAX_RESPONSE)
         except HttpClientError as exc:
+            if span is not None:
+                end_call(span, 0, exc.message)
             raise _TokenEndpointError(502, exc.message) from None
+        if span is not None:
+            end_call(span, response.status, "" if response.status == 200 else f"HTTP {response.status}")
         if response.status != 200:
             # 4xx: the code was refused (used, expired, PKCE failed); 5xx: the provider's fault.
             raise _TokenEndpointError(401 if 400 <= response.status < 500 else 502, f"HTTP {response.status}")

@@ -46,6 +46,7 @@ from agentgateway.config.schema import Descriptor as DescriptorConfig
 from agentgateway.config.schema import RemoteRateLimit as RemoteRateLimitConfig
 from agentgateway.core.reply import LocalReply
 from agentgateway.observe.counters import COUNTERS
+from agentgateway.observe.tracing import end_call, start_call
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 from agentgateway.policy.expression import ValueExpression, compile_value
 
@@ -253,6 +254,12 @@ class RemoteRateLimit:
             return None, None
         tokens = max(tokens, 1)
         client = self.client
+        # The true-up after the call runs once the request is over: only the reservation is a span.
+        span = start_call(
+            ctx,
+            "rate_limit reserve",
+            {"agw.policy": "remoteRateLimit", "agw.rate_limit.domain": self.domain, "agw.rate_limit.tokens": tokens},
+        )
         try:
             if isinstance(client, _RedisClient):
                 reply, hold = await client.reserve(self.domain, checks, ctx, tokens)
@@ -260,12 +267,17 @@ class RemoteRateLimit:
                 reply = await client.check(self.domain, checks, ctx, tokens)
                 hold = RemoteHold(checks, None, (tokens,) * len(checks))
         except RateLimitUnavailable as exc:
+            if span is not None:
+                end_call(span, 0, str(exc))
             if self.fail_open:
                 self._count("failed_open")
                 return None, RemoteHold(checks, None, (0,) * len(checks))
             self._count("failed_closed")
             return LocalReply.text(500, f"rate limit service unavailable: {exc}"), None
         self._count("allowed" if reply is None else "limited")
+        if span is not None:
+            span.attributes["agw.rate_limit.result"] = "allowed" if reply is None else "limited"
+            end_call(span, 0)
         if hold is not None:
             hold.ctx = ctx
         return reply, (None if reply is not None else hold)
@@ -299,15 +311,22 @@ class RemoteRateLimit:
     ) -> LocalReply | None:
         if not checks:
             return None
+        attributes: dict[str, object] = {"agw.policy": "remoteRateLimit", "agw.rate_limit.domain": self.domain}
+        span = start_call(ctx, "rate_limit check", attributes)
         try:
             reply = await self.client.check(self.domain, checks, ctx, hits)
         except RateLimitUnavailable as exc:
+            if span is not None:
+                end_call(span, 0, str(exc))
             if self.fail_open:
                 self._count("failed_open")
                 return None
             self._count("failed_closed")
             return LocalReply.text(500, f"rate limit service unavailable: {exc}")
         self._count("allowed" if reply is None else "limited")
+        if span is not None:
+            span.attributes["agw.rate_limit.result"] = "allowed" if reply is None else "limited"
+            end_call(span, 0)
         return reply
 
     def _count(self, result: str) -> None:

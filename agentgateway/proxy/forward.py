@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 from agentgateway.core.exchange import PAUSE_BODY_BUFFER, PAUSE_UPSTREAM
 from agentgateway.observe.counters import COUNTERS
+from agentgateway.observe.tracing import end_call, start_upstream
 from agentgateway.policy.chain import apply_response
 from agentgateway.policy.retry import IDEMPOTENT
 from agentgateway.proxy.mirror import MirrorCall
@@ -30,6 +31,7 @@ from agentgateway.upstream.target import HttpTarget
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
     from agentgateway.core.exchange import ResponseProcessor, ResponseWriter
+    from agentgateway.core.trace import Span
     from agentgateway.proxy.host import ProxyHost
     from agentgateway.routing.route import CompiledRoute
     from agentgateway.upstream.balance import WeightedChoice
@@ -201,6 +203,8 @@ class HttpForward:
         "_mirror",
         "_body_mode",
         "_processor",
+        "_span",
+        "_status",
     )
 
     def __init__(self, worker: ProxyHost, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> None:
@@ -241,6 +245,9 @@ class HttpForward:
         # given to a response processor.
         self._body_mode = _BODY_RELAY
         self._processor: ResponseProcessor | None = None
+        # The upstream call's span when the request is traced (observe/tracing.py).
+        self._span: Span | None = None
+        self._status = 0
 
     def start(self) -> None:
         route = self.route
@@ -283,6 +290,8 @@ class HttpForward:
         self.target = target
         ctx.backend = target.label
         self._tries += 1
+        if self._tries == 1 and ctx.trace is not None and ctx.trace.sampled and not ctx.relayed:
+            self._span = start_upstream(ctx, target.host, target.port, target.label)
         if not self._head or ctx.auto_host:
             if ctx.auto_host:
                 ctx.host = target.authority
@@ -583,6 +592,8 @@ class HttpForward:
             self._out = []
 
     def client_lost(self) -> None:
+        if self._span is not None and not self._finished:
+            end_call(self._span, self._status, "the client went away")
         self._finished = True
         self._cancel_timers()
         self._close_processor()
@@ -609,6 +620,7 @@ class HttpForward:
             self._retry()
             return
         self._response_started = True
+        self._status = status
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
             self._deadline_timer = None
@@ -647,6 +659,9 @@ class HttpForward:
         self._finished = True
         self._response_started = True
         self._cancel_timers()
+        if self._span is not None:
+            # The call was the handshake; the relay after it is the server span's (until it ends).
+            end_call(self._span, 101)
         ctx = self.ctx
         chain = self.route.chain
         if chain.response or ctx.response_headers:
@@ -679,6 +694,8 @@ class HttpForward:
         self.upstream = None
         self._finished = True
         self._cancel_timers()
+        if self._span is not None:
+            end_call(self._span, self._status)
         if upstream is not None:
             if keep_alive and self._request_done:
                 self.worker.pool.release(upstream)
@@ -705,6 +722,8 @@ class HttpForward:
         if self._finished:
             return
         if self._response_started:
+            if self._span is not None:
+                end_call(self._span, self._status, message)
             self._finished = True
             self._cancel_timers()
             self._close_processor()
@@ -735,6 +754,8 @@ class HttpForward:
         self.conn.resume_request_body(PAUSE_UPSTREAM)
 
     def _fail(self, status: int, message: str) -> None:
+        if self._span is not None:
+            end_call(self._span, self._status, message)
         self._finished = True
         self._cancel_timers()
         self._drop_upstream()

@@ -21,11 +21,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from agentgateway import __version__
 from agentgateway.admin.door import AdminDoor, Door, ReadOnlyDoor
@@ -246,8 +247,10 @@ class Supervisor:
         self.static = runtime.static
         self.generation = 1
         self.workers = [WorkerProcess(self, i) for i in range(self.static.workers)]
-        self.totals = RequestTotals()
-        self.counter_totals = CounterTotals()
+        # config.metrics (restart to change: the series of running workers have these labels)
+        metric_settings = runtime.metric_settings
+        self.totals = RequestTotals(metric_settings.label_names, metric_settings.remove)
+        self.counter_totals = CounterTotals(metric_settings.remove)
         # The host's shared token buckets (local rate limits), inherited by every worker.
         self.ratelimit_fd = buckets.create_shared()
         self.stopping = False
@@ -283,9 +286,13 @@ class Supervisor:
     def request_shutdown(self) -> None:
         self.stop_event.set()
 
-    async def metrics_text(self) -> bytes:
+    async def metrics_text(self, openmetrics: bool = False) -> bytes:
+        """The exposition: Prometheus text, or OpenMetrics (which carries the exemplars, the
+        trace ids on the latency histogram) when the scraper asks for it."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Families(await self._metric_families()))
+        if openmetrics:
+            return cast(bytes, openmetrics_latest(registry))  # type: ignore[no-untyped-call]
         return generate_latest(registry)
 
     async def _metric_families(self) -> list[Metric]:

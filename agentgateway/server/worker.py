@@ -42,10 +42,12 @@ from agentgateway.mcp.config import McpService
 from agentgateway.mcp.endpoint import McpExchange
 from agentgateway.mcp.protocol import KNOWN_METHODS as KNOWN_MCP_METHODS
 from agentgateway.mcp.runtime import McpRuntime
-from agentgateway.observe.accesslog import AccessLog
+from agentgateway.observe.accesslog import AccessLog, OtlpLogs
 from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.log import access_log_enabled, setup_logging
 from agentgateway.observe.metrics import RequestMetrics
+from agentgateway.observe.otlp import OtlpExporter
+from agentgateway.observe.tracing import Tracer, request_variables
 from agentgateway.policy import buckets
 from agentgateway.policy.chain import respond
 from agentgateway.proxy.forward import HttpForward
@@ -61,11 +63,16 @@ from agentgateway.server.proxy_protocol import Address, ProxyProtocolListener
 from agentgateway.server.tcp import StreamConnection
 from agentgateway.upstream.client import HttpClient
 from agentgateway.upstream.pool import UpstreamPool
-from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, worker_socket
+from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, TRACE_HEADER, worker_socket
 
 log = logging.getLogger("agentgateway.worker")
 
 _TICK = 0.1  # access-log flush period; deadlines are checked every 5 ticks
+
+
+def _label_value(value: object) -> str:
+    """A metric label from an expression: its text, ``unknown`` when it is not a string."""
+    return value if isinstance(value, str) else "unknown"
 
 
 class BindHandle:
@@ -94,6 +101,11 @@ class Worker:
         self.pool = UpstreamPool(loop, static.pool_idle_timeout, static.pool_max_size)
         self.metrics = RequestMetrics()
         self.access_log = AccessLog(static.log_format, access_log_enabled(static.log_level))
+        self.tracer: Tracer | None = None  # set by apply() when tracing is configured
+        self._reported_drops: dict[tuple[str, str], int] = {}
+        self._needs_variables = False  # some log, trace or metric expression reads the request
+        # config.metrics.fields.add: fixed at start (the supervisor's series have these labels).
+        self._metric_labels = runtime.metric_settings.labels
         self.connections: set[ServedConnection] = set()
         self.binds: dict[int, BindHandle] = {}
         self.draining = False
@@ -115,6 +127,12 @@ class Worker:
 
     def dispatch(self, conn: HttpConnection, ctx: RequestCtx) -> Exchange:
         """Choose what serves this request: its route's backend, or a local reply."""
+        tracer = self.tracer
+        if tracer is not None:
+            if conn.bind.internal:
+                tracer.continue_relayed(ctx, ctx.header(TRACE_HEADER))
+            else:
+                tracer.begin(ctx)
         # This worker made the connection with one of its BindHandles (the server only knows
         # the ServedBind part of it).
         bind = cast(BindHandle, conn.bind).runtime
@@ -217,7 +235,10 @@ class Worker:
         COUNTERS.inc("agentgateway_downstream_connections", labels)
         COUNTERS.inc("agentgateway_downstream_received_bytes", labels, ctx.request_bytes)
         COUNTERS.inc("agentgateway_downstream_sent_bytes", labels, ctx.response_bytes)
-        if self.access_log.enabled:
+        tracer = self.tracer
+        if tracer is not None:
+            tracer.finish_connection(ctx, request_variables(ctx) if self._needs_variables else None)
+        if self.access_log.enabled or self.access_log.otlp is not None:
             self.access_log.record_connection(ctx, duration)
 
     def _relayed_bind(self, ctx: RequestCtx) -> BindRuntime | None:
@@ -265,7 +286,13 @@ class Worker:
             return  # the owning worker logged and counted it
         duration = time.perf_counter() - ctx.start
         ctx.end = duration
-        self.metrics.observe((ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status), duration)
+        extra = request_variables(ctx) if self._needs_variables else None
+        key: tuple[object, ...] = (ctx.gateway, ctx.listener, ctx.route, ctx.backend, ctx.method, ctx.status)
+        if self._metric_labels:
+            key = (*key, *(_label_value(evaluate(ctx, extra)) for _, evaluate in self._metric_labels))
+        trace = ctx.trace
+        # A traced request is the exemplar of its latency bucket (its trace id on the histogram).
+        self.metrics.observe(key, duration, f"{trace.trace_id:032x}" if trace is not None and trace.sampled else "")
         method = ctx.mcp_method
         if method:
             tool = ctx.mcp_resource if method == "tools/call" else ""
@@ -289,8 +316,15 @@ class Worker:
                     a2a.outcome_code(ctx.status),
                 ),
             )
-        if self.access_log.enabled:
-            self.access_log.record(ctx, duration)
+        access_log = self.access_log
+        tracer = self.tracer
+        if access_log.enabled or access_log.otlp is not None or tracer is not None:
+            if access_log.enabled or access_log.otlp is not None:
+                access_log.record(ctx, duration, extra)
+            if tracer is not None:
+                if ctx.trace is None:
+                    tracer.begin(ctx)  # refused before it was dispatched (a malformed request)
+                tracer.finish(ctx, duration, extra)
 
     def _observe_llm(self, ctx: RequestCtx, llm: LlmFacts, duration: float) -> None:
         key = (llm.operation, llm.provider, llm.request_model, llm.response_model, ctx.route)
@@ -337,6 +371,63 @@ class Worker:
         self.runtime = runtime
         self.pool.idle_timeout = runtime.static.pool_idle_timeout
         self.pool.max_idle = runtime.static.pool_max_size
+        self._apply_telemetry(runtime)
+
+    def _apply_telemetry(self, runtime: RuntimeConfig) -> None:
+        """Tracing and the access log's shape and OTLP export, as the new config says; an
+        exporter is kept when its collector did not change."""
+        settings = runtime.tracing
+        tracer = self.tracer
+        # A replaced exporter finishes its queue in its own thread: a reload never waits for it.
+        if settings is None:
+            if tracer is not None:
+                tracer.exporter.close(timeout=0.0)
+            self.tracer = None
+        elif tracer is not None and tracer.settings.export_key() == settings.export_key():
+            tracer.update(settings)
+        else:
+            if tracer is not None:
+                tracer.exporter.close(timeout=0.0)
+            self.tracer = Tracer(settings, OtlpExporter(settings.target, "traces", settings.resource))
+        log_settings = runtime.access_log
+        access_log = self.access_log
+        access_log.shape = log_settings.shape if log_settings is not None else None
+        wanted = log_settings.otlp if log_settings is not None else None
+        current = access_log.otlp
+        if wanted is None:
+            if current is not None:
+                current.exporter.close(timeout=0.0)
+            access_log.otlp = None
+        elif current is not None and current.exporter.target.key() == wanted.target.key():
+            current.shape = wanted.shape
+        else:
+            if current is not None:
+                current.exporter.close(timeout=0.0)
+            access_log.otlp = OtlpLogs(OtlpExporter(wanted.target, "logs", wanted.resource), wanted.shape)
+        self._needs_variables = (
+            access_log.needs_cel
+            or (self.tracer is not None and (bool(self.tracer.settings.add) or self.tracer.settings.filter is not None))
+            or bool(self._metric_labels)
+        )
+
+    def _report_exports(self) -> None:
+        """Records the exporters dropped since the last report, into the counters table (the
+        exporter threads never touch it: a scrape reads it on this thread)."""
+        exporters: list[OtlpExporter] = []
+        if self.tracer is not None:
+            exporters.append(self.tracer.exporter)
+        if self.access_log.otlp is not None:
+            exporters.append(self.access_log.otlp.exporter)
+        reported = self._reported_drops
+        for exporter in exporters:
+            traces = exporter.signal == "traces"
+            family = "agentgateway_trace_spans_dropped" if traces else "agentgateway_log_records_dropped"
+            for reason, total in (("queue_full", exporter.dropped_full), ("export_failed", exporter.dropped_failed)):
+                key = (f"{exporter.signal}:{id(exporter)}", reason)
+                delta = total - reported.get(key, 0)
+                if delta > 0:
+                    reported[key] = total
+                    COUNTERS.inc(family, (reason,), float(delta))
 
     async def _open(self, bind: BindRuntime, runtime: RuntimeConfig) -> BindHandle:
         handle = BindHandle(bind)
@@ -392,6 +483,8 @@ class Worker:
             await asyncio.sleep(_TICK)
             self.access_log.flush()
             ticks += 1
+            if ticks % 10 == 0 and (self.tracer is not None or self.access_log.otlp is not None):
+                self._report_exports()
             if ticks % 5 == 0:
                 now = self.loop.time()
                 for conn in list(self.connections):
@@ -424,6 +517,12 @@ class Worker:
             await self._mcp.close_all()  # stops stdio servers, ends upstream sessions
         self.pool.close_all()
         self.access_log.flush()
+        # What is queued for the collector goes now (each exporter waits at most 2 s).
+        if self.tracer is not None:
+            self.tracer.close()
+        if self.access_log.otlp is not None:
+            self.access_log.otlp.exporter.close()
+        self._report_exports()
 
 
 async def _serve(control_fd: int, index: int, ratelimit_fd: int | None) -> int:

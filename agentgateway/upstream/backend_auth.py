@@ -818,7 +818,7 @@ class TokenExchangeAuth(_PerRequestToken):
             form += extra
             endpoint = self.endpoint
             return await oauth.request_token(
-                endpoint.target, endpoint.path, form, endpoint.client_auth, self.requested_type
+                endpoint.target, endpoint.path, form, endpoint.client_auth, self.requested_type, ctx=ctx
             )
 
         return await self.cache.get_or_fetch(key, subject, request)
@@ -894,7 +894,7 @@ class CrossAppAccessAuth(_PerRequestToken):
                 form.append(("scope", " ".join(self.scopes)))
             idp = self.idp
             grant = await oauth.request_token(
-                idp.target, idp.path, form, idp.client_auth, oauth.TOKEN_TYPE_ID_JAG, bearer=False
+                idp.target, idp.path, form, idp.client_auth, oauth.TOKEN_TYPE_ID_JAG, bearer=False, ctx=ctx
             )
             if grant.issued_type != oauth.TOKEN_TYPE_ID_JAG:
                 raise oauth.TokenError("the identity provider did not issue an ID-JAG")
@@ -903,7 +903,7 @@ class CrossAppAccessAuth(_PerRequestToken):
             if self.access_scopes:
                 form.append(("scope", " ".join(self.access_scopes)))
             rs = self.resource_server
-            return await oauth.request_token(rs.target, rs.path, form, rs.client_auth)
+            return await oauth.request_token(rs.target, rs.path, form, rs.client_auth, ctx=ctx)
 
         return await self.cache.get_or_fetch(key, subject, request)
 

@@ -25,8 +25,11 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from agentgateway.config.errors import ConfigError
+from agentgateway.observe.tracing import end_call, start_call, traceparent_for
 
 if TYPE_CHECKING:
+    from agentgateway.core.context import RequestCtx
+
     # upstream.client applies backendAuth (which uses this module): imported when first used
     from agentgateway.upstream.client import HttpClient
     from agentgateway.upstream.target import HttpTarget
@@ -139,12 +142,12 @@ async def request_token(
     auth: ClientAuth | None,
     expected_type: str | None = None,
     bearer: bool = True,
+    ctx: RequestCtx | None = None,
 ) -> TokenAnswer:
     """POST ``form`` to a token endpoint; the access token of a successful answer. ``bearer``:
     the answer's ``token_type`` must be Bearer (an ID-JAG's is not); ``expected_type``: the
-    ``issued_token_type`` it must have, when it says one (RFC 8693 §2.2.1)."""
-    from agentgateway.upstream.client import HttpClientError
-
+    ``issued_token_type`` it must have, when it says one (RFC 8693 §2.2.1). A traced request
+    (``ctx``) records the call as a CLIENT span, the endpoint told its id."""
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/x-www-form-urlencoded"),
         (b"accept", b"application/json"),
@@ -152,6 +155,44 @@ async def request_token(
     form = list(form)
     if auth is not None:
         auth.add_to(form, headers)
+    span = None
+    if ctx is not None:
+        grant = next((v for k, v in form if k == "grant_type"), "")
+        span = start_call(
+            ctx,
+            "oauth token",
+            {
+                "http.request.method": "POST",
+                "server.address": target.host,
+                "server.port": target.port,
+                "url.path": path.decode("latin-1"),
+                "agw.oauth.grant_type": grant,
+            },
+        )
+        parent = traceparent_for(ctx, span)
+        if parent is not None:
+            headers.append((b"traceparent", parent))
+    try:
+        answer = await _request_token(target, path, form, headers, expected_type, bearer)
+    except TokenError as exc:
+        if span is not None:
+            end_call(span, 0, str(exc))
+        raise
+    if span is not None:
+        end_call(span, 200)
+    return answer
+
+
+async def _request_token(
+    target: HttpTarget,
+    path: bytes,
+    form: list[tuple[str, str]],
+    headers: list[tuple[bytes, bytes]],
+    expected_type: str | None,
+    bearer: bool,
+) -> TokenAnswer:
+    from agentgateway.upstream.client import HttpClientError
+
     try:
         response = await client().request(
             target, b"POST", path, headers, urlencode(form).encode(), timeout=TOKEN_TIMEOUT

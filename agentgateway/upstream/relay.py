@@ -21,6 +21,9 @@ IDENTITY_HEADER = b"x-agentgateway-identity"
 # The CEL variables the relaying worker's policies learned (jwt claims, apiKey metadata, ...), as
 # base64 JSON: the owner does not run the request policies again, its MCP rules still read them.
 CEL_VARS_HEADER = b"x-agentgateway-cel-vars"
+# The trace context of a relayed request (trace id, server span id, parent span id, sampled), so
+# that the owner records the request's server span as the one the relaying worker propagated.
+TRACE_HEADER = b"x-agentgateway-trace"
 _RELAY_CONNECT_TIMEOUT = 5.0
 
 

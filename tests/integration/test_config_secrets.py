@@ -87,6 +87,7 @@ def test_no_secret_shows_anywhere(gateway, upstream):
             "redis-password",
             "jwks-url-password",
             "mcp-url-token",
+            "tracing-header",
             "oidc-secret",
             "exchange-secret",
             "azure-secret",
@@ -279,7 +280,11 @@ def test_no_secret_shows_anywhere(gateway, upstream):
         },
     ]
     config = {
-        "config": {"session": {"key": s["session"]}},
+        "config": {
+            "session": {"key": s["session"]},
+            # a collector nobody listens on: only the header's redaction matters here
+            "tracing": {"otlpEndpoint": "http://127.0.0.1:1", "headers": {"authorization": s["tracing-header"]}},
+        },
         "binds": [
             {"port": port, "listeners": [{"routes": routes}]},
             {

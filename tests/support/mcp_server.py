@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 
@@ -65,6 +66,10 @@ def build(name: str, tools: int) -> MCPServer:
     @server.tool(description="Exit the server process (a crash)")
     def crash() -> str:
         os._exit(3)
+
+    @server.tool(description="The _meta this request arrived with (trace context), as JSON")
+    def trace_meta(ctx: Context) -> str:
+        return json.dumps(dict(ctx.request_context.meta or {}), default=str)
 
     @server.tool(description="Fail with a tool error")
     def fail(reason: str) -> str:

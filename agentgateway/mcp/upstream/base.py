@@ -16,6 +16,7 @@ from agentgateway._native import scan_jsonrpc
 from agentgateway.mcp import protocol
 from agentgateway.mcp.config import McpTargetSpec
 from agentgateway.mcp.protocol import McpError, Message
+from agentgateway.mcp.upstream import tracing
 
 log = logging.getLogger("agentgateway.mcp")
 
@@ -156,22 +157,37 @@ class UpstreamSession:
                 params = {**params, "_meta": {**meta, "progressToken": f"agw-{id_}"}}
         call = PendingCall(future, sink, token, method)
         self._pending[id_] = call
+        span, params = tracing.start_call(method, params, self.name, id_)
         try:
             await self._send(protocol.request(id_, method, params), call)
             response = await asyncio.wait_for(future, timeout) if timeout else await future
         except TimeoutError:
             await self._cancel_upstream(id_, "timeout")
-            raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name} did not answer {method} in time") from None
-        except asyncio.CancelledError:
-            await self._cancel_upstream(id_, "the client went away")
+            error = McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name} did not answer {method} in time")
+            if span is not None:
+                tracing.end_call(span, None, error)
+            raise error from None
+        except BaseException as exc:
+            if span is not None:
+                tracing.end_call(span, None, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                await self._cancel_upstream(id_, "the client went away")
             raise
         finally:
             self._pending.pop(id_, None)
         if "error" in response[0]:
-            raise protocol.error_from_message(response[0])
+            failure = protocol.error_from_message(response[0])
+            if span is not None:
+                tracing.end_call(span, None, failure)
+            raise failure
+        if span is not None:
+            tracing.end_call(span, response[0], None)
         return response
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
+        traceparent = tracing.current_traceparent()
+        if traceparent is not None:
+            params = tracing.with_traceparent(params, traceparent)
         await self._send(protocol.notification(method, params), None)
 
     async def respond(self, id_: Any, value: dict[str, Any] | None = None, err: McpError | None = None) -> None:

@@ -21,6 +21,7 @@ from agentgateway.mcp import protocol
 from agentgateway.mcp.config import McpTargetSpec
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.upstream.base import PendingCall, RelatedSink, UpstreamSession
+from agentgateway.mcp.upstream.tracing import meta_traceparent
 from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError
 
 log = logging.getLogger("agentgateway.mcp.http")
@@ -83,12 +84,16 @@ class StreamableHttpSession(UpstreamSession):
 
     async def _send(self, msg: Message, call: PendingCall | None, retried: bool = False) -> None:
         body = orjson.dumps(msg)
+        headers = [_JSON, _ACCEPT, *self._headers()]
+        traceparent = meta_traceparent(msg)
+        if traceparent is not None:
+            headers.append((b"traceparent", traceparent.encode()))  # the HTTP convention too
         try:
             response = await self.client.request(
                 self.target,
                 b"POST",
                 self.spec.path,
-                [_JSON, _ACCEPT, *self._headers()],
+                headers,
                 body,
                 timeout=_CALL_TIMEOUT,
             )

@@ -148,9 +148,9 @@ fn unknown_variables_are_compile_errors() {
         ("undeclared reference to 'user'", 12)
     );
     assert!(
-        compile_error("response.code == 200")
+        compile_error("responses.code == 200")
             .message
-            .contains("'response'")
+            .contains("'responses'")
     );
 }
 

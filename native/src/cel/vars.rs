@@ -25,12 +25,13 @@ pub enum Var {
     Backend,
     Extauthz,
     Metadata,
+    Response,
     /// The LLM request body (`transformations`, `finalTransformations` of `policies.ai`).
     LlmRequest,
 }
 
 impl Var {
-    pub const ALL: [Var; 12] = [
+    pub const ALL: [Var; 13] = [
         Var::Request,
         Var::Source,
         Var::Jwt,
@@ -42,6 +43,7 @@ impl Var {
         Var::Backend,
         Var::Extauthz,
         Var::Metadata,
+        Var::Response,
         Var::LlmRequest,
     ];
     pub const COUNT: usize = Var::ALL.len();
@@ -59,6 +61,7 @@ impl Var {
             Var::Backend => "backend",
             Var::Extauthz => "extauthz",
             Var::Metadata => "metadata",
+            Var::Response => "response",
             Var::LlmRequest => "llmRequest",
         }
     }
@@ -76,6 +79,8 @@ impl Var {
             "backend" => Var::Backend,
             "extauthz" => Var::Extauthz,
             "metadata" => Var::Metadata,
+            // what the access log, trace fields and metric labels see once the response is known
+            "response" => Var::Response,
             "llmRequest" => Var::LlmRequest,
             _ => return None,
         })
@@ -316,7 +321,7 @@ mod tests {
         for field in RequestField::ALL {
             assert_eq!(RequestField::from_name(field.name()), Some(field));
         }
-        assert_eq!(Var::from_name("response"), None);
+        assert_eq!(Var::from_name("responses"), None);
         assert_eq!(RequestField::from_name("body"), None);
     }
 

@@ -177,6 +177,7 @@ def test_markers_cover_the_known_secret_fields():
         ("BasicAuth", "htpasswd"): S.SECRET,
         ("McpStdio", "env"): S.SECRET,
         ("LlmParams", "apiKey"): S.SECRET,
+        ("TracingSettings", "headers"): S.SECRET,
         ("JwtSign", "signingKey"): S.KEY_MATERIAL,
         ("OAuthClientAuth", "clientSecret"): S.SECRET,
         ("OAuthClientAuth", "signingKey"): S.KEY_MATERIAL,

@@ -37,3 +37,19 @@ def test_counters_are_bounded_per_family(monkeypatch):
     assert len(a2a) == 4 and a2a[("agentgateway_a2a_requests", (OVERFLOW,) * 7)] == 7
     retries = {k: v for k, v in c.values.items() if k[0] == "agentgateway_retries"}
     assert len(retries) == 4  # each family has its own bound
+
+
+def test_extra_labels_from_config_metrics_are_bounded(monkeypatch):
+    """config.metrics.fields.add labels may come from the client (a header): bounded too."""
+    monkeypatch.setattr(metrics, "MAX_SERIES", 5)
+    m = RequestMetrics()
+    for i in range(50):
+        m.observe(("bind/1", "l", "r", "b", b"GET", 200, f"tenant-{i}"), 0.01, trace_id=f"{i:032x}")
+    assert len(m.series) == 6
+    assert m.series[("bind/1", "l", "r", "b", b"GET", 200, OVERFLOW)][0] == 45
+    # The exemplars are kept per series and bucket: bounded with them.
+    assert len(m.exemplars) == 6
+    totals = metrics.RequestTotals(extra=("tenant",))
+    families = {f.name: f for f in totals.families([m.snapshot()])}
+    samples = families["agentgateway_request_duration_seconds"].samples
+    assert any(s.exemplar is not None and s.exemplar.labels["trace_id"] == f"{49:032x}" for s in samples)

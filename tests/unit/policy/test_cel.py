@@ -70,7 +70,7 @@ def test_compile_errors_name_the_rule() -> None:
         ("request.body == ''", "request has no field 'body'"),
         ("nope(1)", "undeclared function 'nope'"),
         ("request.path.matches('[')", "invalid regular expression: unclosed character class"),
-        ("response.code == 200", "undeclared reference to 'response'"),
+        ("responses.code == 200", "undeclared reference to 'responses'"),
     ],
 )
 def test_compile_error_reasons(rule: str, reason: str) -> None:
