@@ -53,9 +53,13 @@ from agentgateway.routing.route import CompiledRoute
 from agentgateway.server import control
 from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.forwarded import client_address
+from agentgateway.server.host import ClientConnection, ServedConnection
 from agentgateway.server.http1 import HttpConnection
+from agentgateway.server.http2 import Http2Connection
 from agentgateway.server.listeners import listen_socket, sni_selector
+from agentgateway.server.negotiate import client_protocol
 from agentgateway.upstream.client import HttpClient
+from agentgateway.upstream.http2 import Http2Pool
 from agentgateway.upstream.pool import UpstreamPool
 from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, worker_socket
 
@@ -86,9 +90,10 @@ class Worker:
         self.index = index
         static = runtime.static
         self.pool = UpstreamPool(loop, static.pool_idle_timeout, static.pool_max_size)
+        self.h2_pool = Http2Pool(loop, static.pool_idle_timeout)
         self.metrics = RequestMetrics()
         self.access_log = AccessLog(static.log_format, access_log_enabled(static.log_level))
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[ServedConnection] = set()
         self.binds: dict[int, BindHandle] = {}
         self.draining = False
         self._ticker: asyncio.Task[None] | None = None
@@ -107,7 +112,7 @@ class Worker:
 
     # ------------------------------------------------------------------ request path
 
-    def dispatch(self, conn: HttpConnection, ctx: RequestCtx) -> Exchange:
+    def dispatch(self, conn: ClientConnection, ctx: RequestCtx) -> Exchange:
         """Choose what serves this request: its route's backend, or a local reply."""
         # This worker made the connection with one of its BindHandles (the server only knows
         # the ServedBind part of it).
@@ -293,10 +298,12 @@ class Worker:
                 if handle.server is not None:
                     handle.server.close()
             raise ConfigError("binds", f"cannot listen: {exc.strerror or exc}") from None
+        closed: list[BindHandle] = []
         for port, handle in list(self.binds.items()):
             if port not in runtime.binds or port in opened:
                 if handle.server is not None:
                     handle.server.close()
+                closed.append(handle)
                 del self.binds[port]
         for port, bind in runtime.binds.items():
             if port in opened:
@@ -304,8 +311,20 @@ class Worker:
             else:
                 self.binds[port].runtime = bind
         self.runtime = runtime
+        self._retire_connections(closed, runtime)
         self.pool.idle_timeout = runtime.static.pool_idle_timeout
+        self.h2_pool.idle_timeout = runtime.static.pool_idle_timeout
         self.pool.max_idle = runtime.static.pool_max_size
+
+    def _retire_connections(self, closed: list[BindHandle], runtime: RuntimeConfig) -> None:
+        """After a reload: the connections of a bind that is gone (or reopened) finish what they
+        serve and close; so do HTTP/2 connections whose settings changed (a GOAWAY each: their
+        clients reconnect and get the new ones). Other connections serve the new config."""
+        for conn in list(self.connections):
+            if any(conn.bind is handle for handle in closed) or (
+                isinstance(conn, Http2Connection) and conn.settings_changed(runtime.limits)
+            ):
+                conn.close_if_idle()
 
     async def _open(self, bind: BindRuntime, runtime: RuntimeConfig) -> BindHandle:
         handle = BindHandle(bind)
@@ -316,7 +335,7 @@ class Worker:
             assert ssl_ctx is not None
             ssl_ctx.sni_callback = sni_selector(lambda: handle.runtime)
         handle.server = await self.loop.create_server(
-            lambda: HttpConnection(self, handle),
+            lambda: client_protocol(self, handle, ssl_ctx is not None),
             sock=sock,
             ssl=ssl_ctx,
             ssl_handshake_timeout=runtime.limits.tls_handshake_timeout if ssl_ctx else None,
@@ -341,6 +360,7 @@ class Worker:
                     conn.check_deadline(now)
                 if ticks % 50 == 0:
                     self.pool.sweep(now)
+                    self.h2_pool.sweep(now)
                     if self._mcp is not None:
                         self._mcp.sweep()
 
@@ -366,6 +386,7 @@ class Worker:
         if self._mcp is not None:
             await self._mcp.close_all()  # stops stdio servers, ends upstream sessions
         self.pool.close_all()
+        self.h2_pool.close_all()
         self.access_log.flush()
 
 
