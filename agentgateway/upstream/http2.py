@@ -304,7 +304,7 @@ class Http2Upstream(asyncio.Protocol):
         self.write_paused = False
         self.idle_since = 0.0
         self.served = False  # some stream was opened on it (a failure later is "reused")
-        self.spoke = False  # the upstream sent something (its SETTINGS, if it speaks HTTP/2)
+        self.spoke = False  # the upstream sent its SETTINGS: it speaks HTTP/2
         self._batching = False
         self._touched: list[Http2UpstreamStream] = []
 
@@ -335,7 +335,6 @@ class Http2Upstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self.spoke = True
         try:
             events = self.h2.receive_data(data)
         except ProtocolError as exc:
@@ -376,10 +375,7 @@ class Http2Upstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f": {exc}" if exc else ""
-        if self.spoke:
-            self._lost(f"upstream {self.label} closed the connection{reason}")
-        else:
-            self._lost(f"upstream {self.label} closed the connection without a word of HTTP/2 (does it speak it?)")
+        self._lost(f"upstream {self.label} closed the connection{reason}")
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -443,6 +439,7 @@ class Http2Upstream(asyncio.Protocol):
                 stream._window_opened()
 
     def _on_settings(self, event: RemoteSettingsChanged) -> None:
+        self.spoke = True
         for stream in list(self.streams.values()):
             stream._window_opened()
 
@@ -492,6 +489,10 @@ class Http2Upstream(asyncio.Protocol):
                 self.transport.close()
 
     def _lost(self, message: str) -> None:
+        if not self.spoke:
+            message = (
+                f"upstream {self.label} does not speak HTTP/2 (no SETTINGS before it closed); check its http.version"
+            )
         was_closed = self.closed
         self.closed = True
         self.pool.forget(self)
