@@ -42,12 +42,24 @@ def _fail_if_asked(request: bytes, context: Any) -> None:
         context.abort(grpc.StatusCode[code], message)
 
 
-def _sleep(seconds: float, context: Any, method: str) -> bool:
-    """Sleeps unless the call ends first; False (and recorded) when it was cancelled."""
+def _watch(context: Any, method: str) -> list[bool]:
+    """Records ``cancelled:<method>`` if the call ends before its handler says it is done
+    (``done[0] = True``): a cancellation (RST_STREAM) or a deadline."""
+    done = [False]
+
+    def ended() -> None:
+        if not done[0]:
+            _record(f"cancelled:{method}")
+
+    context.add_callback(ended)
+    return done
+
+
+def _sleep(seconds: float, context: Any) -> bool:
+    """Sleeps unless the call ends first; False when it did."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not context.is_active():
-            _record(f"cancelled:{method}")
             return False
         time.sleep(0.02)
     return True
@@ -56,8 +68,10 @@ def _sleep(seconds: float, context: Any, method: str) -> bool:
 def unary(request: bytes, context: Any) -> bytes:
     _fail_if_asked(request, context)
     if request.startswith(b"sleep:"):
-        if not _sleep(float(request[6:]), context, "Unary"):
+        done = _watch(context, "Unary")
+        if not _sleep(float(request[6:]), context):
             return b""
+        done[0] = True
         return b"slept"
     if request == b"meta":
         return json.dumps(sorted([k, v] for k, v in context.invocation_metadata())).encode()
@@ -73,10 +87,12 @@ def server_stream(request: bytes, context: Any) -> Iterator[bytes]:
         return
     n_text, _, delay_text = request.decode().partition(":")
     delay = float(delay_text or 0)
+    done = _watch(context, "ServerStream")
     for i in range(int(n_text)):
-        if delay and not _sleep(delay, context, "ServerStream"):
+        if delay and not _sleep(delay, context):
             return
         yield str(i).encode()
+    done[0] = True
 
 
 def client_stream(requests: Iterator[bytes], context: Any) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import ssl
@@ -185,10 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cert")
     parser.add_argument("--key")
     args = parser.parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.port, args.cert, args.key))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
