@@ -1,7 +1,7 @@
 """HTTP/2 server side of a client connection (RFC 9113): streams, flow control, limits, GOAWAY.
 
 One ``Http2Connection`` per connection that negotiated h2 (ALPN on TLS, the connection preface
-on plaintext: ``negotiate.py``); the ``h2`` library keeps the protocol state (``core/http2.py``).
+on plaintext: ``negotiate.py``); libnghttp2 keeps the protocol state (``core/http2.py``).
 Each request stream is an ``Http2Stream``: the same ``ResponseWriter`` an HTTP/1.1 connection is,
 handed to the same ``worker.dispatch`` with a ``RequestCtx`` built by the same head checks
 (``head.py``), so routes, policies and backends do not know which protocol the client spoke.
@@ -9,8 +9,8 @@ handed to the same ``worker.dispatch`` with a ``RequestCtx`` built by the same h
 Flow control carries back-pressure both ways. Request body: a stream's received bytes are
 acknowledged (its window reopened) once handed to the exchange, and not while the exchange has
 paused the request body, so a client never has more than a window in flight. Response body:
-bytes beyond the client's window wait in the stream; past a high-water mark the exchange is told
-to pause its upstream, as a full socket buffer does on HTTP/1.1.
+bytes beyond the client's window wait in nghttp2; past a high-water mark the exchange is told to
+pause its upstream, as a full socket buffer does on HTTP/1.1.
 
 gRPC requests (``content-type: application/grpc``) get the gateway's own answers as gRPC
 statuses (a trailers-only response), and their ``grpc-timeout`` is a deadline: when it passes,
@@ -22,28 +22,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, cast
 
-from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
+from ngh2 import (
+    ConnectionClosed,
     DataReceived,
     Event,
-    PingAckReceived,
-    RemoteSettingsChanged,
+    GoAwayReceived,
+    NGH2Error,
+    PingAcknowledged,
     RequestReceived,
-    SettingsAcknowledged,
-    StreamEnded,
+    StreamClosed,
     StreamReset,
+    TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError, StreamClosedError
 
 from agentgateway.core.context import RequestCtx
 from agentgateway.core.exchange import DISCARD, PAUSE_UPSTREAM, Exchange
-from agentgateway.core.http2 import DEFAULT_WINDOW, ProxyH2Connection, window_settings
+from agentgateway.core.http2 import (
+    DEFAULT_WINDOW,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    REFUSED_STREAM,
+    local_settings,
+    new_connection,
+)
 from agentgateway.core.request import Headers, PathError, split_target
 from agentgateway.server.forwarded import FORWARDED_HEADERS, is_trusted
 from agentgateway.server.head import apply_forwarded, body_stall, valid_host
@@ -123,7 +128,6 @@ class Http2Stream:
         "_head",
         "_head_end",
         "_pending",
-        "_pending_bytes",
         "_trailers",
         "_no_body",
         "_response_started",
@@ -158,8 +162,7 @@ class Http2Stream:
         self.response_deadline = 0.0
         self._head: list[tuple[bytes, bytes]] | None = None  # response head not yet sent
         self._head_end = False  # the head is the whole response (trailers-only, no body)
-        self._pending: deque[bytes] = deque()  # body bytes waiting for the client's window
-        self._pending_bytes = 0
+        self._pending: list[bytes] = []  # body chunks of this flush, handed to nghttp2 together
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._no_body = False
         self._response_started = False
@@ -180,7 +183,7 @@ class Http2Stream:
 
     # ------------------------------------------------------------------ request (the connection)
 
-    def begin(self, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
+    def begin(self, headers: Iterable[tuple[bytes, bytes]], ended: bool) -> None:
         """The request head arrived: check it, build its context, dispatch it."""
         conn = self.conn
         limits = self.limits
@@ -191,6 +194,7 @@ class Http2Stream:
         size = 0
         forwarded = expect_continue = False
         timeout: bytes | None = None
+        cookies = 0
         for name, value in headers:
             size += len(name) + len(value) + 32  # RFC 9113 §6.5.2's accounting
             if name[0] == 0x3A:  # ":"
@@ -218,6 +222,8 @@ class Http2Stream:
                 timeout = value
             elif name == b"expect":
                 expect_continue = value.lower() == b"100-continue"
+            elif name == b"cookie":
+                cookies += 1
             elif name in FORWARDED_HEADERS:
                 forwarded = True
         if ended:
@@ -248,6 +254,11 @@ class Http2Stream:
         if not checked:
             self._refuse(400, "invalid :authority" if checked is None else "missing :authority")
             return
+        if cookies > 1:
+            # RFC 9113 §8.2.3: split cookie fields are joined again, as HTTP/1.1 sends them.
+            joined = b"; ".join([v for n, v in regular if n == b"cookie"])
+            regular = [(n, v) for n, v in regular if n != b"cookie"]
+            regular.append((b"cookie", joined))
         target = path + b"?" + query if query else path
         ctx = self.ctx = RequestCtx(
             method,
@@ -298,29 +309,32 @@ class Http2Stream:
             )  # fmt: skip
         self.reply(self.ctx, status, message)
 
-    def request_data(self, data: bytes, flow_length: int) -> None:
+    def request_data(self, data: bytes) -> None:
+        size = len(data)
         if self._response_done or self.exchange is DISCARD:
-            self.conn.acknowledge(self.stream_id, flow_length)  # nobody reads it: dropped
+            self.conn.acknowledge(self.stream_id, size)  # nobody reads it: dropped
             return
-        self._body_bytes += len(data)
+        self._body_bytes += size
         limit = self.limits.max_request_body_size
         if limit is not None and self._body_bytes > limit:
+            self.conn.acknowledge(self.stream_id, size)
             self._cut(413, f"request body exceeds the limit of {limit} bytes")
             return
         if self._pause_mask:
-            self._unacked += flow_length
+            self._unacked += size
         else:
-            self.conn.acknowledge(self.stream_id, flow_length)
+            self.conn.acknowledge(self.stream_id, size)
         if not self._touched:
             self._touched = True
             self.conn.touched.append(self)
         self.exchange.request_body(data)
 
     def request_end(self) -> None:
+        if self._request_done:
+            return
         self._request_done = True
         self._body_clock = False
         if self._end_sent:
-            self._finish()
             return
         if not self._touched:
             self._touched = True
@@ -335,8 +349,7 @@ class Http2Stream:
     def reset(self) -> None:
         """The client reset the stream (RST_STREAM): the request is cancelled."""
         self._lost()
-        self.closed = True
-        self.conn.forget(self)
+        self._finish()
 
     def _lost(self) -> None:
         """The client will not see the rest: stop the exchange, log the request."""
@@ -370,7 +383,7 @@ class Http2Stream:
 
     def send_continue(self) -> None:
         if not self._request_done and not self._response_started and not self.closed:
-            self.conn.h2.send_headers(self.stream_id, [(b":status", b"100")])
+            self.conn.h2.send_informational_response(self.stream_id, [(b":status", b"100")])
             self.conn.write()
             if not self._body_clock:
                 self._start_body_clock()
@@ -422,7 +435,6 @@ class Http2Stream:
         if ctx is not None:
             ctx.response_bytes += len(chunk)
         self._pending.append(chunk)
-        self._pending_bytes += len(chunk)
 
     def send_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None:
         if not self._no_body:
@@ -452,14 +464,13 @@ class Http2Stream:
     def abort(self) -> None:
         """The response cannot be completed: the stream is reset, so the client sees it cut."""
         self._pending.clear()
-        self._pending_bytes = 0
         if not self._response_done:
             self._response_done = True
             ctx = self.ctx
             if ctx is not None:
                 self.conn.worker.observe(ctx)
         if not self.closed:
-            self._reset_stream(ErrorCodes.INTERNAL_ERROR)
+            self._reset_stream(INTERNAL_ERROR)
             self.conn.write()
 
     def reply(self, ctx: RequestCtx, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
@@ -494,77 +505,68 @@ class Http2Stream:
     # ------------------------------------------------------------------ sending
 
     def _push(self, end: bool = False) -> None:
-        """Hand the head and as much of the body as the client's window allows to h2; with
-        ``end``, the response is complete once the queue is out."""
+        """Hand the head and the body queued so far to nghttp2 (which sends what the client's
+        window allows and keeps the rest); with ``end``, the response is complete."""
         h2 = self.conn.h2
         sid = self.stream_id
         head = self._head
+        pending = self._pending
         if head is not None:
             self._head = None
-            if self._head_end or (end and not self._pending and self._trailers is None):
-                h2.send_headers(sid, head, end_stream=True)
+            if self._head_end or (end and not pending and self._trailers is None):
+                h2.send_response(sid, head, end_stream=True)
                 self._ended()
                 return
-            h2.send_headers(sid, head)
-        pending = self._pending
+            h2.send_response(sid, head)
         if pending:
-            window = h2.local_flow_control_window(sid)
-            frame = h2.max_outbound_frame_size
-            while pending and window > 0:
-                chunk = pending[0]
-                size = len(chunk)
-                if size > window or size > frame:
-                    size = min(window, frame)
-                    pending[0] = chunk[size:]
-                    chunk = chunk[:size]
-                else:
-                    pending.popleft()
-                window -= size
-                self._pending_bytes -= size
-                last = end and not pending and self._trailers is None
-                h2.send_data(sid, chunk, end_stream=last)
-                if last:
-                    self._ended()
-                    return
-            if self._pending_bytes > _STREAM_HIGH_WATER and not self.write_paused:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            last = end and self._trailers is None
+            h2.send_data(sid, data, end_stream=last)
+            if last:
+                self._ended()
+                return
+            queued = h2.queued_body_size(sid)
+            if queued > _STREAM_HIGH_WATER and not self.write_paused:
                 self.write_paused = True
                 self.exchange.client_write_paused()
-            elif self.write_paused and self._pending_bytes < _STREAM_LOW_WATER and not self.conn.write_paused:
-                self.write_paused = False
-                self.exchange.client_write_resumed()
-        if (end or self._response_done) and not pending and not self._end_sent:
+        if end and not self._end_sent:
             trailers = self._trailers
             if trailers is not None:
-                h2.send_headers(sid, trailers, end_stream=True)
+                h2.send_trailers(sid, trailers)
             else:
                 h2.end_stream(sid)
             self._ended()
 
     def window_opened(self) -> None:
-        if self._pending or (self._response_done and not self._end_sent):
-            self._push()
+        """The client's window grew: nghttp2 sends more; the exchange may produce again."""
+        if self.write_paused and not self.conn.write_paused:
+            if self.conn.h2.queued_body_size(self.stream_id) < _STREAM_LOW_WATER:
+                self.write_paused = False
+                self.exchange.client_write_resumed()
 
     def _ended(self) -> None:
-        """The whole response is with h2 (END_STREAM queued)."""
+        """The whole response is with nghttp2 (END_STREAM queued)."""
         self._end_sent = True
-        if self._request_done:
-            self._finish()
-        else:
-            # RFC 9113 §8.1: the response is complete before the request; the client is asked
-            # to stop sending (NO_ERROR) and what it still sends is dropped.
-            self._reset_stream(ErrorCodes.NO_ERROR)
+        if not self._request_done:
+            # RFC 9113 §8.1: the response is complete before the request; once it is out the
+            # client is asked to stop sending (NO_ERROR), and what it still sends is dropped.
+            self.conn.closing.append(self)
 
-    def _reset_stream(self, code: ErrorCodes) -> None:
-        with contextlib.suppress(ProtocolError, StreamClosedError):  # already closed by the client
+    def _reset_stream(self, code: int) -> None:
+        with contextlib.suppress(NGH2Error):  # already closed by the client
             self.conn.h2.reset_stream(self.stream_id, code)
         self._finish()
 
     def _finish(self) -> None:
+        """Nothing more is read or written on the stream (nghttp2's StreamClosed forgets it)."""
         if self.closed:
             return
         self.closed = True
         self._cancel_timers()
-        self.conn.forget(self)
+        if self._unacked:
+            unacked, self._unacked = self._unacked, 0
+            self.conn.acknowledge(self.stream_id, unacked)  # the connection's window, for others
 
     def _cancel_timers(self) -> None:
         if self._grpc_timer is not None:
@@ -600,9 +602,7 @@ class Http2Stream:
             self.exchange.client_write_paused()
 
     def resume_writing(self) -> None:
-        if self.write_paused and self._pending_bytes < _STREAM_LOW_WATER:
-            self.write_paused = False
-            self.exchange.client_write_resumed()
+        self.window_opened()
 
     def connection_lost(self) -> None:
         self._lost()
@@ -641,7 +641,7 @@ class Http2Stream:
 
 
 class Http2Connection(asyncio.Protocol):
-    """The connection: h2's state, the streams, the settings and the deadlines."""
+    """The connection: nghttp2's state, the streams, the settings and the deadlines."""
 
     __slots__ = (
         "worker",
@@ -657,11 +657,14 @@ class Http2Connection(asyncio.Protocol):
         "header_limit",
         "streams",
         "touched",
+        "closing",
         "closed",
         "write_paused",
         "deadline",
         "_batching",
         "_goaway",
+        "_ending",
+        "_last_stream_id",
         "_trust_limits",
         "_trusted",
         "_last_read",
@@ -677,22 +680,25 @@ class Http2Connection(asyncio.Protocol):
         self.client_port = 0
         self.scheme = b"http"
         self.sni: bytes | None = None
-        limits = self.limits = worker.runtime.limits  # settings of this connection's life
-        self.header_limit = limits.http2_max_header_size or limits.max_header_size
-        settings = window_settings(
-            limits.http2_window_size, limits.http2_frame_size, limits.http2_max_concurrent_streams, self.header_limit
-        )
-        self.h2 = ProxyH2Connection(client_side=False, settings=settings, enforce_stream_limit=False)
+        self.limits = worker.runtime.limits  # the settings of this connection's life
+        self.header_limit = self.limits.http2_max_header_size or self.limits.max_header_size
+        # Header lists up to twice the advertised limit are decoded and answered 431 (per stream);
+        # larger ones end the connection.
+        self.h2 = new_connection(client=False, header_list_cap=2 * self.header_limit)
         self.streams: dict[int, Http2Stream] = {}
         # Streams that received request events in the read being handled (flushed after it).
         self.touched: list[Http2Stream] = []
+        # Streams whose response is complete before their request: reset once it is sent.
+        self.closing: list[Http2Stream] = []
         self.closed = False
         self.write_paused = False
         # When a connection without streams is closed: its first request's head is due within
         # the header timeout, later ones within the idle timeout (0: streams are open).
         self.deadline = 0.0
         self._batching = False
-        self._goaway = False
+        self._goaway = False  # no new stream is served (a GOAWAY was sent or received)
+        self._ending = False  # nghttp2 is done with the connection: close once written
+        self._last_stream_id = 0
         self._trust_limits: object = None
         self._trusted = False
         self._last_read = 0.0
@@ -712,40 +718,40 @@ class Http2Connection(asyncio.Protocol):
             self.scheme = b"https"
             sni = getattr(sslobj, "agw_sni", None)
             self.sni = sni.encode() if sni else None
+        limits = self.limits
         h2 = self.h2
-        # h2 refuses a header list over the advertised size as a connection error; up to twice
-        # that it is decoded and the stream answered 431 (``Http2Stream.begin``).
-        h2.decoder.max_header_list_size = 2 * self.header_limit
-        h2.initiate_connection()
-        window = self.limits.http2_connection_window_size
-        if window > DEFAULT_WINDOW:
-            h2.increment_flow_control_window(window - DEFAULT_WINDOW)
+        h2.initiate_connection(
+            local_settings(
+                limits.http2_window_size,
+                limits.http2_frame_size,
+                limits.http2_max_concurrent_streams,
+                self.header_limit,
+            )
+        )
+        if limits.http2_connection_window_size > DEFAULT_WINDOW:
+            h2.set_local_window_size(limits.http2_connection_window_size)
         self.worker.connections.add(self)
         now = self.loop.time()
         self._last_read = now
-        self.deadline = now + self.limits.header_read_timeout
+        self.deadline = now + limits.header_read_timeout
         self.write()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        h2 = self.h2
         try:
-            events = self.h2.receive_data(data)
-        except ProtocolError:
-            # h2 has queued a GOAWAY naming the error; the connection ends with it.
+            h2.receive_data(data)
+        except NGH2Error:
+            # A connection error (nghttp2 has queued the GOAWAY that names it): the connection ends.
+            self._batching = False
             self.write()
             self._close()
             return
-        self._last_read = self.loop.time() if self.limits.http2_keepalive_interval else 0.0
+        if self.limits.http2_keepalive_interval:
+            self._last_read = self.loop.time()
         self._batching = True
-        handlers = _HANDLERS
-        for event in events:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                try:
-                    handler(self, event)
-                except Exception as exc:  # the gateway's own failure: that stream's, not the connection's
-                    self._stream_failed(getattr(event, "stream_id", 0), exc)
+        self._dispatch(h2.events())
         touched = self.touched
         if touched:
             self.touched = []
@@ -756,6 +762,16 @@ class Http2Connection(asyncio.Protocol):
                     self._stream_failed(stream.stream_id, exc)
         self._batching = False
         self.write()
+
+    def _dispatch(self, events: list[Event]) -> None:
+        handlers = _HANDLERS
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                try:
+                    handler(self, event)
+                except Exception as exc:  # the gateway's own failure: that stream's, not the connection's
+                    self._stream_failed(getattr(event, "stream_id", 0), exc)
 
     def _stream_failed(self, stream_id: int, exc: Exception) -> None:
         self.worker.log_internal_error("request handling failed", exc)
@@ -794,31 +810,47 @@ class Http2Connection(asyncio.Protocol):
 
     def _on_request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
+        if stream_id > self._last_stream_id:
+            self._last_stream_id = stream_id
         if self._goaway or len(self.streams) >= self.limits.http2_max_concurrent_streams:
             # Draining, or over SETTINGS_MAX_CONCURRENT_STREAMS: refused, safe to retry.
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.h2.reset_stream(stream_id, REFUSED_STREAM)
             return
         self.deadline = 0.0
         stream = Http2Stream(self, stream_id)
         self.streams[stream_id] = stream
-        stream.begin(event.headers, event.stream_ended is not None)
+        stream.begin(event.headers, event.end_stream)
 
     def _on_data(self, event: DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is None:
-            self.acknowledge(event.stream_id, event.flow_controlled_length)
-        else:
-            stream.request_data(event.data, event.flow_controlled_length)
-
-    def _on_end(self, event: StreamEnded) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is not None and stream.ctx is not None and not stream._request_done:
+            self.acknowledge(event.stream_id, len(event.data))
+            return
+        stream.request_data(event.data)
+        if event.end_stream:
             stream.request_end()
+
+    def _on_trailers(self, event: TrailersReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.request_end()  # request trailers are not forwarded
 
     def _on_reset(self, event: StreamReset) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is not None:
             stream.reset()
+
+    def _on_closed(self, event: StreamClosed) -> None:
+        stream = self.streams.pop(event.stream_id, None)
+        if stream is not None:
+            if not stream._response_done:
+                stream._lost()
+            stream._finish()
+        if not self.streams:
+            if self._goaway:
+                self._ending = True
+            else:
+                self.deadline = self.loop.time() + self.worker.runtime.limits.idle_timeout
 
     def _on_window(self, event: WindowUpdated) -> None:
         if event.stream_id:
@@ -829,22 +861,18 @@ class Http2Connection(asyncio.Protocol):
             for stream in list(self.streams.values()):
                 stream.window_opened()
 
-    def _on_settings(self, event: RemoteSettingsChanged) -> None:
-        for stream in list(self.streams.values()):
-            stream.window_opened()  # a larger initial window or frame size may let data out
-
-    def _on_settings_acked(self, event: SettingsAcknowledged) -> None:
-        self.h2.decoder.max_header_list_size = 2 * self.header_limit  # h2 lowers it on the ACK
-
-    def _on_goaway(self, event: ConnectionTerminated) -> None:
+    def _on_goaway(self, event: GoAwayReceived) -> None:
         if event.error_code:
             self._close(abort=True)  # an error: nothing more will be read
         else:
             self._goaway = True  # the client opens no more streams; those open finish
             if not self.streams:
-                self._close()
+                self._ending = True
 
-    def _on_ping_ack(self, event: PingAckReceived) -> None:
+    def _on_connection_closed(self, event: ConnectionClosed) -> None:
+        self._ending = True
+
+    def _on_ping_ack(self, event: PingAcknowledged) -> None:
         self._ping_sent = 0.0
 
     # ------------------------------------------------------------------ used by streams
@@ -858,25 +886,44 @@ class Http2Connection(asyncio.Protocol):
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         if size:
-            self.h2.acknowledge_received_data(size, stream_id)
+            with contextlib.suppress(NGH2Error, ValueError):  # a stream nghttp2 already forgot
+                self.h2.acknowledge_received_data(size, stream_id)
 
     def write(self) -> None:
-        """Send what h2 has queued (once per client read while one is being handled)."""
-        if self._batching:
+        """Send what nghttp2 has queued (once per client read while one is being handled), then
+        handle what sending changed (streams closed)."""
+        if self._batching or self.closed:
             return
-        data = self.h2.data_to_send()
-        if data and not self.closed and self.transport is not None:
-            self.transport.write(data)
-
-    def forget(self, stream: Http2Stream) -> None:
-        """A stream is over both ways."""
-        if self.streams.pop(stream.stream_id, None) is None or self.streams:
-            return
-        if self._goaway:
-            self.write()
+        h2 = self.h2
+        transport = self.transport
+        self._batching = True
+        try:
+            for _ in range(8):  # bounded: each round handles what the previous one caused
+                data = h2.data_to_send()
+                if data and transport is not None:
+                    transport.write(data)
+                if self.closing:
+                    self._reset_finished()
+                events = h2.events()
+                if not events:
+                    break
+                self._dispatch(events)
+        finally:
+            self._batching = False
+        if self._ending:
             self._close()
-        else:
-            self.deadline = self.loop.time() + self.worker.runtime.limits.idle_timeout
+
+    def _reset_finished(self) -> None:
+        """Streams whose response is out while their request is not: RST_STREAM NO_ERROR."""
+        waiting = []
+        for stream in self.closing:
+            if stream.closed or stream._request_done:
+                continue
+            if self.h2.queued_body_size(stream.stream_id):
+                waiting.append(stream)
+            else:
+                stream._reset_stream(NO_ERROR)
+        self.closing = waiting
 
     # ------------------------------------------------------------------ worker
 
@@ -902,18 +949,20 @@ class Http2Connection(asyncio.Protocol):
         return _settings_of(limits) != _settings_of(self.limits)
 
     def close_if_idle(self) -> bool:
-        """Draining (or idle): GOAWAY, so the client opens no more streams; closed when none is open."""
+        """Draining (or idle): GOAWAY, so the client opens no more streams; the streams open
+        finish, then the connection closes."""
         if self.closed:
             return True
         if not self._goaway:
             self._goaway = True
+            with contextlib.suppress(NGH2Error):
+                self.h2.send_goaway(NO_ERROR, last_stream_id=self._last_stream_id)
+            if not self.streams:
+                self._ending = True
             self.write()
-            if self.transport is not None:
-                self.transport.write(self.h2.goaway(self.h2.highest_inbound_stream_id))
-        if not self.streams:
+        elif not self.streams:
             self._close()
-            return True
-        return False
+        return self.closed
 
     def _close(self, abort: bool = False) -> None:
         if self.closed:
@@ -943,11 +992,11 @@ def _settings_of(limits: ServerLimits) -> tuple[object, ...]:
 _HANDLERS: dict[type[Event], Callable[[Http2Connection, Event], None]] = {
     RequestReceived: Http2Connection._on_request,  # type: ignore[dict-item]
     DataReceived: Http2Connection._on_data,  # type: ignore[dict-item]
-    StreamEnded: Http2Connection._on_end,  # type: ignore[dict-item]
+    TrailersReceived: Http2Connection._on_trailers,  # type: ignore[dict-item]
     StreamReset: Http2Connection._on_reset,  # type: ignore[dict-item]
+    StreamClosed: Http2Connection._on_closed,  # type: ignore[dict-item]
     WindowUpdated: Http2Connection._on_window,  # type: ignore[dict-item]
-    RemoteSettingsChanged: Http2Connection._on_settings,  # type: ignore[dict-item]
-    SettingsAcknowledged: Http2Connection._on_settings_acked,  # type: ignore[dict-item]
-    ConnectionTerminated: Http2Connection._on_goaway,  # type: ignore[dict-item]
-    PingAckReceived: Http2Connection._on_ping_ack,  # type: ignore[dict-item]
+    GoAwayReceived: Http2Connection._on_goaway,  # type: ignore[dict-item]
+    ConnectionClosed: Http2Connection._on_connection_closed,  # type: ignore[dict-item]
+    PingAcknowledged: Http2Connection._on_ping_ack,  # type: ignore[dict-item]
 }

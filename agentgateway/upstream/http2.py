@@ -1,14 +1,15 @@
 """HTTP/2 client side of upstream connections: requests multiplexed over pooled connections.
 
 An ``Http2Upstream`` is one connection (h2c with prior knowledge, or TLS with ALPN h2) carrying
-many streams; ``Http2Pool`` keeps a few per upstream and opens streams on one with room (the
-upstream's SETTINGS_MAX_CONCURRENT_STREAMS), connecting another when none has. A stream,
+many streams, its protocol state kept by libnghttp2 (``core/http2.py``); ``Http2Pool`` keeps a
+few per upstream and opens streams on one with room (the upstream's
+SETTINGS_MAX_CONCURRENT_STREAMS), connecting another when none has. A stream,
 ``Http2UpstreamStream``, is what an exchange holds while its request is in flight: the same
 calls as an HTTP/1.1 ``UpstreamConnection`` (``begin``, ``write``, ``pause_reading``, ``abort``,
 ...) plus the request head and end, and its response reaches the same ``UpstreamSink``, trailers
 included (``upstream_trailers``: gRPC's status). Back-pressure is flow control: a paused stream
 stops acknowledging what it received, so the upstream stops sending on it; request bytes beyond
-the upstream's window wait in the stream and past a high-water mark pause the client.
+the upstream's window wait in nghttp2 and past a high-water mark pause the client.
 """
 
 from __future__ import annotations
@@ -21,21 +22,21 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
+from ngh2 import (
+    ConnectionClosed,
     DataReceived,
     Event,
-    RemoteSettingsChanged,
+    GoAwayReceived,
+    NGH2Error,
     ResponseReceived,
-    StreamEnded,
+    SettingsReceived,
+    StreamClosed,
     StreamReset,
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError, StreamClosedError
 
-from agentgateway.core.http2 import DEFAULT_WINDOW, ProxyH2Connection, window_settings
+from agentgateway.core.http2 import CANCEL, REFUSED_STREAM, error_name, local_settings, new_connection
 from agentgateway.upstream.http1 import Headers
 from agentgateway.upstream.pool import UpstreamConnectError
 
@@ -53,8 +54,6 @@ _STREAM_LOW_WATER = 64 * 1024
 # bytes to the client, so these bound what one stream or connection may have in flight).
 _STREAM_WINDOW = 1024 * 1024
 _CONNECTION_WINDOW = 8 * 1024 * 1024
-# Streams opened on a connection before its SETTINGS tell the real limit.
-_ASSUMED_MAX_STREAMS = 100
 
 
 class Http2UpstreamStream:
@@ -68,9 +67,6 @@ class Http2UpstreamStream:
         "received",
         "closed",
         "reading_paused",
-        "_pending",
-        "_pending_bytes",
-        "_end_pending",
         "_local_ended",
         "_remote_ended",
         "_write_paused",
@@ -80,7 +76,7 @@ class Http2UpstreamStream:
 
     def __init__(self, conn: Http2Upstream, reused: bool) -> None:
         self.conn = conn
-        self.stream_id = 0  # taken when the head is sent (stream ids go up in sending order)
+        self.stream_id = 0  # given when the head is sent
         self.sink: UpstreamSink | None = None
         # On a connection that served before: a failure before any response byte (the upstream
         # went away, or refused the stream) is safe to retry elsewhere.
@@ -88,9 +84,6 @@ class Http2UpstreamStream:
         self.received = False
         self.closed = False
         self.reading_paused = False
-        self._pending: deque[bytes] = deque()
-        self._pending_bytes = 0
-        self._end_pending = False
         self._local_ended = False
         self._remote_ended = False
         self._write_paused = False
@@ -103,32 +96,39 @@ class Http2UpstreamStream:
         self.sink = sink
 
     def send_head(self, headers: Headers, end_stream: bool) -> None:
-        """The request head (pseudo-headers first); ``end_stream`` when there is no body."""
+        """The request head (pseudo-headers first); ``end_stream`` when there is no body. Past
+        the upstream's stream limit nghttp2 holds it until a stream ends."""
         conn = self.conn
-        if conn.closed or self.closed:
+        if conn.closed:
             self._fail(f"upstream {conn.label} closed the connection before the request was sent")
             return
-        h2 = conn.h2
-        self.stream_id = h2.get_next_available_stream_id()
+        try:
+            self.stream_id = conn.h2.send_request(headers, end_stream=end_stream)
+        except NGH2Error as exc:
+            self.reused = True  # not sent: safe to send elsewhere
+            self._fail(f"upstream {conn.label} refused a new stream: {exc}")
+            return
         conn.streams[self.stream_id] = self
-        h2.send_headers(self.stream_id, headers, end_stream=end_stream)
         self._local_ended = end_stream
         conn.write()
 
     def write(self, data: bytes) -> None:
         if self.closed or self._local_ended or not data:
             return
-        self._pending.append(data)
-        self._pending_bytes += len(data)
-        self._push()
-        self.conn.write()
+        conn = self.conn
+        conn.h2.send_data(self.stream_id, data)
+        conn.write()
+        if conn.h2.queued_body_size(self.stream_id) > _STREAM_HIGH_WATER and not self._write_paused:
+            self._write_paused = True
+            if self.sink is not None:
+                self.sink.upstream_write_paused()
 
     def end_request(self) -> None:
-        """The request body is complete (END_STREAM once what waits for the window is out)."""
+        """The request body is complete (END_STREAM after what waits for the window)."""
         if self.closed or self._local_ended:
             return
-        self._end_pending = True
-        self._push()
+        self._local_ended = True
+        self.conn.h2.end_stream(self.stream_id)
         self.conn.write()
 
     def pause_reading(self) -> None:
@@ -146,7 +146,7 @@ class Http2UpstreamStream:
         self.sink = None
         if not self.closed:
             if not (self._local_ended and self._remote_ended):
-                self._reset(ErrorCodes.CANCEL)
+                self._reset(CANCEL)
             self._forget()
 
     def abort(self) -> None:
@@ -154,47 +154,7 @@ class Http2UpstreamStream:
 
     # ------------------------------------------------------------------ the connection's events
 
-    def _push(self) -> None:
-        pending = self._pending
-        h2 = self.conn.h2
-        sid = self.stream_id
-        if pending:
-            try:
-                window = h2.local_flow_control_window(sid)
-            except (ProtocolError, StreamClosedError):
-                pending.clear()
-                self._pending_bytes = 0
-                return
-            frame = h2.max_outbound_frame_size
-            while pending and window > 0:
-                chunk = pending[0]
-                size = len(chunk)
-                if size > window or size > frame:
-                    size = min(window, frame)
-                    pending[0] = chunk[size:]
-                    chunk = chunk[:size]
-                else:
-                    pending.popleft()
-                window -= size
-                self._pending_bytes -= size
-                last = self._end_pending and not pending
-                h2.send_data(sid, chunk, end_stream=last)
-                if last:
-                    self._local_ended = True
-            sink = self.sink
-            if self._pending_bytes > _STREAM_HIGH_WATER and not self._write_paused:
-                self._write_paused = True
-                if sink is not None:
-                    sink.upstream_write_paused()
-            elif self._write_paused and self._pending_bytes < _STREAM_LOW_WATER and not self.conn.write_paused:
-                self._write_paused = False
-                if sink is not None:
-                    sink.upstream_write_resumed()
-        if self._end_pending and not pending and not self._local_ended:
-            h2.end_stream(sid)
-            self._local_ended = True
-
-    def _head(self, headers: list[tuple[bytes, bytes]]) -> None:
+    def _head(self, headers: tuple[tuple[bytes, bytes], ...], end_stream: bool) -> None:
         status = 0
         fields: Headers = []
         for name, value in headers:
@@ -206,44 +166,51 @@ class Http2UpstreamStream:
         sink = self.sink
         if sink is not None:
             sink.upstream_head(status, fields)
+        if end_stream:
+            self._end()
 
-    def _data(self, data: bytes, flow_length: int) -> None:
-        if self.reading_paused:
-            self._unacked += flow_length
-        else:
-            self.conn.acknowledge(self.stream_id, flow_length)
-        sink = self.sink
-        if sink is not None and data:
-            sink.upstream_body(data)
+    def _data(self, data: bytes, end_stream: bool) -> None:
+        if data:
+            if self.reading_paused:
+                self._unacked += len(data)
+            else:
+                self.conn.acknowledge(self.stream_id, len(data))
+            sink = self.sink
+            if sink is not None:
+                sink.upstream_body(data)
+        if end_stream:
+            self._end()
 
-    def _trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
+    def _trailers(self, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         sink = self.sink
         if sink is not None:
             sink.upstream_trailers([(n, v) for n, v in headers if n[:1] != b":"])
+        self._end()
 
     def _end(self) -> None:
         self._remote_ended = True
-        sink = self.sink
         if not self.received:
             self._fail(f"upstream {self.conn.label} ended the stream without a response")
             return
-        if self._local_ended:
-            self._forget()
+        sink = self.sink
         if sink is not None:
             self.sink = None
-            # The connection is the pool's, never the exchange's: the stream is never "kept alive".
+            # The connection is the pool's, never the exchange's: a stream is never "kept alive".
             sink.upstream_end(False)
 
     def _reset_by_peer(self, code: int) -> None:
-        self.closed = True
-        self._forget()
-        if code == ErrorCodes.REFUSED_STREAM:
-            self.received = False  # the upstream did not process it: safe to retry
-            self.reused = True
-        self._fail(f"upstream {self.conn.label} reset the stream ({_code_name(code)})")
+        if code == REFUSED_STREAM and not self.received:
+            self.reused = True  # the upstream did not process it: safe to retry
+        self._fail(f"upstream {self.conn.label} reset the stream ({error_name(code)})")
+
+    def _closed(self, code: int) -> None:
+        """nghttp2 closed the stream; a response not complete by then has failed."""
+        if self.sink is not None and not self._remote_ended:
+            self._fail(f"upstream {self.conn.label} closed the stream ({error_name(code)})")
+        else:
+            self._forget()
 
     def _fail(self, message: str) -> None:
-        self.closed = True
         self._forget()
         sink = self.sink
         self.sink = None
@@ -251,26 +218,24 @@ class Http2UpstreamStream:
             sink.upstream_failed(502, message)
 
     def _window_opened(self) -> None:
-        if self._pending or self._end_pending:
-            self._push()
+        if self._write_paused and not self.conn.write_paused:
+            if self.conn.h2.queued_body_size(self.stream_id) < _STREAM_LOW_WATER:
+                self._write_paused = False
+                if self.sink is not None:
+                    self.sink.upstream_write_resumed()
 
-    def _reset(self, code: ErrorCodes) -> None:
+    def _reset(self, code: int) -> None:
         if self.stream_id and not self.conn.closed:
-            with contextlib.suppress(ProtocolError, StreamClosedError):
+            with contextlib.suppress(NGH2Error):
                 self.conn.h2.reset_stream(self.stream_id, code)
             self.conn.write()
 
     def _forget(self) -> None:
         self.closed = True
-        self._pending.clear()
+        if self._unacked:
+            unacked, self._unacked = self._unacked, 0
+            self.conn.acknowledge(self.stream_id, unacked)  # the connection's window, for others
         self.conn.forget(self)
-
-
-def _code_name(code: int) -> str:
-    try:
-        return ErrorCodes(code).name
-    except ValueError:
-        return f"error {code}"
 
 
 class Http2Upstream(asyncio.Protocol):
@@ -288,7 +253,9 @@ class Http2Upstream(asyncio.Protocol):
         "idle_since",
         "served",
         "spoke",
+        "goaway",
         "_batching",
+        "_ending",
         "_touched",
     )
 
@@ -297,24 +264,21 @@ class Http2Upstream(asyncio.Protocol):
         self.key = key
         self.label = label
         self.transport: asyncio.Transport | None = None
-        settings = window_settings(_STREAM_WINDOW, 16_384, None, None)
-        self.h2 = ProxyH2Connection(client_side=True, settings=settings, enforce_stream_limit=True)
+        self.h2 = new_connection(client=True, header_list_cap=1024 * 1024)
         self.streams: dict[int, Http2UpstreamStream] = {}
         self.closed = False
         self.write_paused = False
         self.idle_since = 0.0
         self.served = False  # some stream was opened on it (a failure later is "reused")
         self.spoke = False  # the upstream sent its SETTINGS: it speaks HTTP/2
+        self.goaway = False  # the upstream said it takes no new streams
         self._batching = False
+        self._ending = False
         self._touched: list[Http2UpstreamStream] = []
 
     def available(self) -> bool:
         """Open, not told to go away, and with room for another stream."""
-        h2 = self.h2
-        limit = h2.remote_settings.max_concurrent_streams
-        if limit > 2**31:
-            limit = _ASSUMED_MAX_STREAMS
-        return not self.closed and not h2.goaway_received and len(self.streams) < limit
+        return not self.closed and not self.goaway and self.h2.can_send_request
 
     def open_stream(self) -> Http2UpstreamStream:
         stream = Http2UpstreamStream(self, self.served)
@@ -328,28 +292,22 @@ class Http2Upstream(asyncio.Protocol):
         stream.set_write_buffer_limits(_WRITE_HIGH_WATER, _WRITE_LOW_WATER)
         self.transport = stream
         h2 = self.h2
-        h2.initiate_connection()
-        h2.increment_flow_control_window(_CONNECTION_WINDOW - DEFAULT_WINDOW)
+        h2.initiate_connection(local_settings(_STREAM_WINDOW, 16_384))
+        h2.set_local_window_size(_CONNECTION_WINDOW)
         self.write()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        h2 = self.h2
         try:
-            events = self.h2.receive_data(data)
-        except ProtocolError as exc:
-            self.write()  # the GOAWAY h2 queued
+            h2.receive_data(data)
+        except NGH2Error as exc:
+            self.write()  # the GOAWAY nghttp2 queued
             self._lost(f"invalid HTTP/2 from upstream {self.label}: {exc}")
             return
         self._batching = True
-        handlers = _HANDLERS
-        for event in events:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                try:
-                    handler(self, event)
-                except Exception as exc:  # the gateway's code handling the response, not the upstream
-                    self._sink_failed(self.streams.get(getattr(event, "stream_id", 0)), exc)
+        self._dispatch(h2.events())
         touched = self._touched
         if touched:
             self._touched = []
@@ -364,10 +322,20 @@ class Http2Upstream(asyncio.Protocol):
         self._batching = False
         self.write()
 
+    def _dispatch(self, events: list[Event]) -> None:
+        handlers = _HANDLERS
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                try:
+                    handler(self, event)
+                except Exception as exc:  # the gateway's code handling the response, not the upstream
+                    self._sink_failed(self.streams.get(getattr(event, "stream_id", 0)), exc)
+
     def _sink_failed(self, stream: Http2UpstreamStream | None, exc: Exception) -> None:
         log.error("handling the response of %s failed", self.label, exc_info=exc)
         if stream is not None:
-            stream._reset(ErrorCodes.CANCEL)
+            stream._reset(CANCEL)
             stream._fail(f"invalid response from upstream {self.label}: {exc!r}")
 
     def eof_received(self) -> bool | None:
@@ -388,46 +356,44 @@ class Http2Upstream(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         for stream in list(self.streams.values()):
-            if stream._write_paused and stream._pending_bytes < _STREAM_LOW_WATER:
-                stream._write_paused = False
-                if stream.sink is not None:
-                    stream.sink.upstream_write_resumed()
+            stream._window_opened()
 
     # ------------------------------------------------------------------ events
 
-    def _stream(self, event: Event) -> Http2UpstreamStream | None:
-        stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+    def _stream(self, stream_id: int) -> Http2UpstreamStream | None:
+        stream = self.streams.get(stream_id)
         if stream is not None and not stream._touched:
             stream._touched = True
             self._touched.append(stream)
         return stream
 
     def _on_response(self, event: ResponseReceived) -> None:
-        stream = self._stream(event)
+        stream = self._stream(event.stream_id)
         if stream is not None:
-            stream._head(event.headers)
+            stream._head(event.headers, event.end_stream)
 
     def _on_data(self, event: DataReceived) -> None:
-        stream = self._stream(event)
+        stream = self._stream(event.stream_id)
         if stream is None:
-            self.acknowledge(event.stream_id, event.flow_controlled_length)
+            self.acknowledge(event.stream_id, len(event.data))
         else:
-            stream._data(event.data, event.flow_controlled_length)
+            stream._data(event.data, event.end_stream)
 
     def _on_trailers(self, event: TrailersReceived) -> None:
-        stream = self._stream(event)
+        stream = self._stream(event.stream_id)
         if stream is not None:
             stream._trailers(event.headers)
 
-    def _on_end(self, event: StreamEnded) -> None:
-        stream = self._stream(event)
-        if stream is not None:
-            stream._end()
-
     def _on_reset(self, event: StreamReset) -> None:
-        stream = self._stream(event)
+        stream = self._stream(event.stream_id)
         if stream is not None:
             stream._reset_by_peer(event.error_code)
+
+    def _on_closed(self, event: StreamClosed) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream._closed(event.error_code)
+            self.forget(stream)
 
     def _on_window(self, event: WindowUpdated) -> None:
         if event.stream_id:
@@ -438,55 +404,72 @@ class Http2Upstream(asyncio.Protocol):
             for stream in list(self.streams.values()):
                 stream._window_opened()
 
-    def _on_settings(self, event: RemoteSettingsChanged) -> None:
+    def _on_settings(self, event: SettingsReceived) -> None:
         self.spoke = True
-        for stream in list(self.streams.values()):
-            stream._window_opened()
 
-    def _on_goaway(self, event: ConnectionTerminated) -> None:
-        last = event.last_stream_id or 0
+    def _on_goaway(self, event: GoAwayReceived) -> None:
+        self.goaway = True
         self.pool.forget(self)  # no new stream goes here
+        last = event.last_stream_id
         for stream in list(self.streams.values()):
-            if stream.stream_id > last:
+            if stream.stream_id > last and not stream.received:
                 # Not processed by the upstream (RFC 9113 §6.8): safe to send again elsewhere.
-                stream.received = False
                 stream.reused = True
                 stream._fail(f"upstream {self.label} is going away (GOAWAY)")
         if event.error_code:
-            self._lost(f"upstream {self.label} ended the connection ({_code_name(event.error_code)})")
+            self._lost(f"upstream {self.label} ended the connection ({error_name(event.error_code)})")
         elif not self.streams:
-            self.close()
+            self._ending = True
+
+    def _on_connection_closed(self, event: ConnectionClosed) -> None:
+        self._ending = True
 
     # ------------------------------------------------------------------ used by streams and the pool
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         if size:
-            self.h2.acknowledge_received_data(size, stream_id)
+            with contextlib.suppress(NGH2Error, ValueError):
+                self.h2.acknowledge_received_data(size, stream_id)
 
     def write(self) -> None:
-        if self._batching:
+        if self._batching or self.closed:
             return
-        data = self.h2.data_to_send()
-        if data and not self.closed and self.transport is not None:
-            self.transport.write(data)
+        h2 = self.h2
+        self._batching = True
+        try:
+            for _ in range(8):  # bounded: each round handles what the previous one caused
+                data = h2.data_to_send()
+                if data and self.transport is not None:
+                    self.transport.write(data)
+                events = h2.events()
+                if not events:
+                    break
+                self._dispatch(events)
+        finally:
+            self._batching = False
+        if self._ending:
+            self.close()
 
     def forget(self, stream: Http2UpstreamStream) -> None:
         if self.streams.pop(stream.stream_id, None) is not None and not self.streams:
-            if self.h2.goaway_received:
-                self.close()
+            if self.goaway:
+                self._ending = True
             else:
                 self.idle_since = self.pool.loop.time()
 
     def close(self) -> None:
         if self.closed:
             return
-        self.closed = True
         self.pool.forget(self)
+        if self.transport is not None and not self._ending:
+            with contextlib.suppress(NGH2Error):
+                self.h2.send_goaway(0)
+            data = self.h2.data_to_send()
+            if data:
+                self.transport.write(data)
+        self.closed = True
         if self.transport is not None:
-            try:
-                self.transport.write(self.h2.goaway(self.h2.highest_inbound_stream_id))
-            finally:
-                self.transport.close()
+            self.transport.close()
 
     def _lost(self, message: str) -> None:
         if not self.spoke:
@@ -508,11 +491,12 @@ _HANDLERS: dict[type[Event], Callable[[Http2Upstream, Event], None]] = {
     ResponseReceived: Http2Upstream._on_response,  # type: ignore[dict-item]
     DataReceived: Http2Upstream._on_data,  # type: ignore[dict-item]
     TrailersReceived: Http2Upstream._on_trailers,  # type: ignore[dict-item]
-    StreamEnded: Http2Upstream._on_end,  # type: ignore[dict-item]
     StreamReset: Http2Upstream._on_reset,  # type: ignore[dict-item]
+    StreamClosed: Http2Upstream._on_closed,  # type: ignore[dict-item]
     WindowUpdated: Http2Upstream._on_window,  # type: ignore[dict-item]
-    RemoteSettingsChanged: Http2Upstream._on_settings,  # type: ignore[dict-item]
-    ConnectionTerminated: Http2Upstream._on_goaway,  # type: ignore[dict-item]
+    SettingsReceived: Http2Upstream._on_settings,  # type: ignore[dict-item]
+    GoAwayReceived: Http2Upstream._on_goaway,  # type: ignore[dict-item]
+    ConnectionClosed: Http2Upstream._on_connection_closed,  # type: ignore[dict-item]
 }
 
 

@@ -22,8 +22,8 @@ from h2.errors import ErrorCodes
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.support.gateway import binds, free_port, mcp_config, stdio_target, wait_for
-from tests.support.http2 import H2UpstreamServer, RawH2Client
+from tests.support.gateway import binds, free_port, mcp_config, raw_connection, stdio_target, wait_for
+from tests.support.http2 import PREFACE, H2UpstreamServer, RawH2Client
 
 
 @pytest.fixture
@@ -285,20 +285,21 @@ def test_stream_limit_and_settings(gateway, upstream):
         "http": {"http2MaxConcurrentStreams": 2, "http2MaxHeaderSize": 4096, "http2WindowSize": 100_000}
     }
     gateway(config)
-    with RawH2Client(port, respect_stream_limit=False) as client:
+    with RawH2Client(port) as client:
         client.wait(lambda: client.max_concurrent_streams is not None, what="the server's SETTINGS")
         assert client.max_concurrent_streams == 2
-        # A third stream while two are open is refused (REFUSED_STREAM: safe to retry); the
-        # connection and the two streams go on.
-        slow = [client.request("/slow?delay=1") for _ in range(2)]
-        extra = client.request("/echo")
-        assert client.response(extra).reset == ErrorCodes.REFUSED_STREAM
-        assert [client.response(s).status for s in slow] == [200, 200]
-        assert client.fetch("/echo").status == 200
         # A header list over http2MaxHeaderSize is answered 431; the connection stays.
         big = client.fetch("/echo", headers=[("x-big", "a" * 5000)])
         assert big.status == 431
         assert client.fetch("/echo").status == 200
+    with RawH2Client(port, respect_stream_limit=False) as client:
+        client.wait(lambda: client.max_concurrent_streams is not None, what="the server's SETTINGS")
+        # A client that opens a third stream while two are open breaks the protocol: nghttp2
+        # ends the connection (GOAWAY, PROTOCOL_ERROR).
+        for _ in range(3):
+            client.request("/slow?delay=1")
+        client.wait(lambda: client.goaway is not None, what="the GOAWAY")
+        assert client.goaway.error_code == ErrorCodes.PROTOCOL_ERROR
     # Clients that respect the limit queue their requests: all succeed.
 
     async def many() -> list[int]:
@@ -309,31 +310,43 @@ def test_stream_limit_and_settings(gateway, upstream):
     assert asyncio.run(many()) == [200] * 6
 
 
-def test_bad_requests_are_answered_per_stream(gateway, upstream):
+def _refused(response) -> bool:
+    """Refused before anything is forwarded: 400 from the gateway's checks, or a stream reset
+    (PROTOCOL_ERROR) from nghttp2's (RFC 9113 §8.2, §8.3)."""
+    return response.status == 400 or response.reset == ErrorCodes.PROTOCOL_ERROR
+
+
+def test_bad_requests_are_refused_per_stream(gateway, upstream):
     up = upstream()
     port = free_port()
     gateway(binds(port, [{"backends": [{"host": up.address}]}]))
     with RawH2Client(port) as client:
         # Path checks are the same as over HTTP/1.1 (core/request.py).
-        assert client.fetch("/api/%2e%2e/%2e%2e/etc").status == 200  # normalized, not refused
-        assert client.fetch("/a%2Fb").status == 400
-        assert client.fetch("/a%00b").status == 400
-        assert client.fetch("/..;/admin").status == 400
-        assert client.fetch("*").status == 400  # only OPTIONS may ask for *
-        assert client.fetch("/echo", authority="bad host").status == 400
-        assert client.fetch("/echo", authority="user@host").status == 400
+        assert client.fetch("/api/%2e%2e/%2e%2e/etc").status == 200  # normalized to /etc, not refused
+        for path in ("/a%2Fb", "/a%5Cb", "/a%00b", "/..;/admin", "/%c0%af", "*", "relative"):
+            assert _refused(client.fetch(path)), path
+        for authority in ("bad host", "user@host", "", "a\tb"):
+            assert _refused(client.fetch("/echo", authority=authority)), authority
+        conflicting = client.fetch("/echo", method="POST", headers=[("content-length", "x1")], body=b"x")
+        assert _refused(conflicting)
         # Forwarded headers from an untrusted peer are dropped at the edge.
         echo = json.loads(client.fetch("/echo", headers=[("x-forwarded-for", "6.6.6.6")]).body)
         assert _headers(echo)["x-forwarded-for"] == "127.0.0.1"
         assert client.fetch("/echo").status == 200  # the connection is still good
-    # A protocol violation (an upper-case field name) ends the connection with a GOAWAY; the
-    # gateway goes on serving others.
+    # A malformed request (RFC 9113 §8.2: an upper-case field name, a connection-specific
+    # field) is a stream error: that stream is reset, the connection goes on.
     with RawH2Client(port) as client:
         client.conn.config.validate_outbound_headers = False
         client.conn.config.normalize_outbound_headers = False
-        client.request("/echo", headers=[("X-Upper", "1")])
-        client.wait(lambda: client.goaway is not None or client.closed, what="the GOAWAY")
-        assert client.goaway is not None and client.goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+        for bad in (("X-Upper", "1"), ("connection", "close"), ("te", "gzip")):
+            assert client.fetch("/echo", headers=[bad]).reset == ErrorCodes.PROTOCOL_ERROR
+        assert client.fetch("/echo").status == 200
+    # Nothing refused reached the upstream.
+    assert sorted(r["target"] for r in up.requests()) == ["/echo", "/echo", "/echo", "/etc"]
+    # Bytes that are not HTTP/2 after the preface end that connection; the gateway serves others.
+    with raw_connection(port) as sock:
+        sock.sendall(PREFACE + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"HTTP/1.1 200" not in sock.recv(4096)
     with httpx.Client(http1=False, http2=True, timeout=10) as c:
         assert c.get(f"http://127.0.0.1:{port}/echo").status_code == 200
 

@@ -28,6 +28,8 @@ from h2.settings import SettingCodes
 
 from tests.support.gateway import Process, free_port, wait_for
 
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 
 class H2UpstreamServer(Process):
     """``tests/support/h2_upstream.py``: speaks HTTP/2 only."""
