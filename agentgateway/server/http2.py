@@ -540,10 +540,10 @@ class Http2Stream:
 
     def window_opened(self) -> None:
         """The client's window grew: nghttp2 sends more; the exchange may produce again."""
-        if self.write_paused and not self.conn.write_paused:
-            if self.conn.h2.queued_body_size(self.stream_id) < _STREAM_LOW_WATER:
-                self.write_paused = False
-                self.exchange.client_write_resumed()
+        conn = self.conn
+        if self.write_paused and not conn.write_paused and conn.h2.queued_body_size(self.stream_id) < _STREAM_LOW_WATER:
+            self.write_paused = False
+            self.exchange.client_write_resumed()
 
     def _ended(self) -> None:
         """The whole response is with nghttp2 (END_STREAM queued)."""

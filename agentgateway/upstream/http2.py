@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
@@ -218,11 +217,15 @@ class Http2UpstreamStream:
             sink.upstream_failed(502, message)
 
     def _window_opened(self) -> None:
-        if self._write_paused and not self.conn.write_paused:
-            if self.conn.h2.queued_body_size(self.stream_id) < _STREAM_LOW_WATER:
-                self._write_paused = False
-                if self.sink is not None:
-                    self.sink.upstream_write_resumed()
+        conn = self.conn
+        if (
+            self._write_paused
+            and not conn.write_paused
+            and conn.h2.queued_body_size(self.stream_id) < _STREAM_LOW_WATER
+        ):
+            self._write_paused = False
+            if self.sink is not None:
+                self.sink.upstream_write_resumed()
 
     def _reset(self, code: int) -> None:
         if self.stream_id and not self.conn.closed:
