@@ -28,11 +28,18 @@ from agentgateway.config.schema import (
     Route,
     RouteMatch,
     RoutePolicies,
+    TcpRoute,
     ValueMatch,
 )
 from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
-from agentgateway.config.settings import IPNetwork, McpSessionSettings, ServerLimits, StaticSettings
+from agentgateway.config.settings import (
+    IPNetwork,
+    McpSessionSettings,
+    ProxyProtocolSettings,
+    ServerLimits,
+    StaticSettings,
+)
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
 from agentgateway.core.http2 import DEFAULT_WINDOW, MAX_FRAME_SIZE, MAX_WINDOW_SIZE, MIN_FRAME_SIZE
 from agentgateway.core.request import PathError, normalize_path
@@ -46,13 +53,16 @@ from agentgateway.policy.basic_auth import BasicAuthPolicy
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.cors import Cors
 from agentgateway.policy.csrf import Csrf
+from agentgateway.policy.delay import DelayPolicy
 from agentgateway.policy.direct_response import DirectResponse
+from agentgateway.policy.expression import compile_value
 from agentgateway.policy.ext_authz import ExtAuthz
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from agentgateway.policy.health import EndpointHealth, HealthPolicy
 from agentgateway.policy.jwt_auth import JwtAuthPolicy
 from agentgateway.policy.local_rate_limit import LocalRateLimit
 from agentgateway.policy.mcp_authentication import McpAuthenticationPolicy
+from agentgateway.policy.oidc import OidcPolicy
 from agentgateway.policy.remote_rate_limit import RemoteRateLimit
 from agentgateway.policy.request_mirror import RequestMirror
 from agentgateway.policy.request_redirect import RequestRedirect
@@ -71,6 +81,7 @@ from agentgateway.routing.table import (
     RouteTable,
     ValueMatcher,
 )
+from agentgateway.routing.tcp import CompiledTcpRoute, TcpRouteTable
 from agentgateway.upstream.backend_auth import SigningBuffer, compile_backend_auth
 from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.target import HTTP_1, HTTP_2, HTTP_AUTO, HttpTarget, UpstreamTls, split_host_port
@@ -223,6 +234,19 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
         )
         if tls.alpn is not None:
             limits.alpn = _alpn(tls.alpn, "frontendPolicies.tls.alpn")
+    if fp and (fp.proxy_protocol or fp.proxy):
+        if fp.proxy_protocol and fp.proxy:
+            raise ConfigError("frontendPolicies.proxy", "set proxyProtocol or proxy (the same policy), not both")
+        pp = fp.proxy_protocol or fp.proxy
+        assert pp is not None
+        limits.proxy_protocol = ProxyProtocolSettings(
+            allow_v1=pp.version != "v2", allow_v2=pp.version != "v1", strict=pp.mode == "strict"
+        )
+    tcp = fp.tcp if fp else None
+    if tcp:
+        limits.tunnel_idle_timeout = _positive(
+            tcp.idle_timeout, limits.tunnel_idle_timeout, "frontendPolicies.tcp.idleTimeout"
+        )
     return limits
 
 
@@ -302,11 +326,14 @@ class _Compiler:
         self.previous_health: HealthState = previous_health or {}
         self.limits = ServerLimits()
         self.health_state: HealthState = {}
+        self._session_key: bytes | None | bool = False  # not read yet
 
     # ------------------------------------------------------------------ backends
 
-    def client_tls(self, tls: BackendTls, host: str, where: str, alpn: str = "http/1.1") -> UpstreamTls:
-        """Client TLS context for one upstream host; contexts with equal settings are shared."""
+    def client_tls(self, tls: BackendTls, host: str, where: str, alpn: str | None = "http/1.1") -> UpstreamTls:
+        """Client TLS context for one upstream host; contexts with equal settings are shared.
+        ``alpn``: the protocol offered (None for a TCP route's backend: the gateway does not know
+        what the relayed bytes speak)."""
         server_hostname = tls.hostname or host
         fingerprint = (tls.cert, tls.key, tls.root, server_hostname, tls.insecure, tls.insecure_host, alpn)
         cached = self._client_tls.get(fingerprint)
@@ -325,7 +352,8 @@ class _Compiler:
             raise ConfigError(where, "cert and key go together (client certificate for mTLS)")
         if tls.cert and tls.key:
             load_cert_chain(ctx, tls.cert, tls.key, self.base_dir, where)
-        ctx.set_alpn_protocols([alpn])
+        if alpn is not None:
+            ctx.set_alpn_protocols([alpn])
         out = UpstreamTls(ctx, server_hostname, fingerprint)
         self._client_tls[fingerprint] = out
         return out
@@ -474,7 +502,14 @@ class _Compiler:
             if http is not None and health is not None:
                 http.health = self.endpoint_health(http, HealthPolicy(health, hwhere))
             if http is not None and auth is not None:
-                http.auth = compile_backend_auth(auth[0], auth[1], http.host, self.base_dir)
+                http.auth = compile_backend_auth(
+                    auth[0],
+                    auth[1],
+                    http.host,
+                    self.base_dir,
+                    resolve=self.token_endpoint,
+                    compile_expression=compile_value,
+                )
             if http is not None:
                 self.http_version(http, http_tls, http_policy)
             elif (
@@ -543,6 +578,18 @@ class _Compiler:
             raise ConfigError(f"{where}.backend", f"backend {backend!r} is not a host backend")
         return self.http_target(nb.host, tls or _tls_of(nb.policies), nb.name, f"backends[{k}]")
 
+    def token_endpoint(self, host: str | None, backend: str | None, tls: BackendTls | None, where: str) -> HttpTarget:
+        """The target of a token endpoint backendAuth calls (``host`` or a named backend)."""
+        return self.simple_target(host, backend, where, tls)
+
+    def session_key(self) -> bytes | None:
+        """``config.session.key`` (or SESSION_KEY), read once."""
+        if self._session_key is False:
+            self._session_key = compile_mcp_settings(self.cfg).key
+        key = self._session_key
+        assert not isinstance(key, bool)
+        return key
+
     def ext_authz(self, cfg: ExtAuthzConfig, where: str, labels: tuple[str, str, str]) -> ExtAuthz:
         tls = None
         if cfg.policies is not None:
@@ -602,6 +649,8 @@ class _Compiler:
             chain.append(RequestRedirect(p.request_redirect, f"{pw}.requestRedirect", matches))
         if p.direct_response is not None:
             chain.append(DirectResponse(p.direct_response, f"{pw}.directResponse"))
+        if p.delay is not None:
+            chain.append(DelayPolicy(p.delay, f"{pw}.delay"))
         timeout = TimeoutPolicy(p.timeout, f"{pw}.timeout") if p.timeout is not None else None
         if p.a2a is not None:
             rewrite = p.url_rewrite.path if p.url_rewrite is not None else None
@@ -630,6 +679,8 @@ class _Compiler:
     def security_policies(self, p: RoutePolicies | GatewayListener, where: str) -> list[Policy]:
         """The authentication and authorization policies a route or a gateway sets."""
         out: list[Policy] = []
+        if p.oidc is not None:
+            out.append(OidcPolicy(p.oidc, self.session_key(), where, self.base_dir, f"{where}.oidc"))
         if p.jwt_auth is not None:
             out.append(JwtAuthPolicy(p.jwt_auth, self.base_dir, f"{where}.jwtAuth"))
         if p.basic_auth is not None:
@@ -666,7 +717,7 @@ class _Compiler:
         return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
 
     def ai_policy(self, ai: AiPolicy | None, where: str) -> LlmPolicy:
-        return compile_policy(ai, where, self.make_target)
+        return compile_policy(ai, where, self.make_target, self.base_dir)
 
     def llm_shortcut_bind(self, shortcut: LlmShortcut) -> BindRuntime:
         """``llm:``: one listener on its own port serving the OpenAI and Anthropic APIs."""
@@ -785,16 +836,21 @@ class _Compiler:
             listeners = []
             for j, ls in enumerate(bind.listeners):
                 lwhere = f"{bwhere}.listeners[{j}]"
-                listeners.append(
-                    _ListenerSource(
-                        ls.name or f"listener{j}",
-                        ls.hostname,
-                        ls.protocol,
-                        ls.tls,
-                        lwhere,
-                        [(route, f"{lwhere}.routes[{k}]") for k, route in enumerate(ls.routes)],
-                    )
+                source = _ListenerSource(
+                    ls.name or f"listener{j}",
+                    ls.hostname,
+                    ls.protocol,
+                    ls.tls,
+                    lwhere,
+                    [(route, f"{lwhere}.routes[{k}]") for k, route in enumerate(ls.routes)],
                 )
+                if ls.tcp_routes is not None:
+                    if ls.protocol not in _STREAM_PROTOCOLS:
+                        raise ConfigError(f"{lwhere}.tcpRoutes", "tcpRoutes need protocol TCP or TLS")
+                    source.tcp_routes = [(r, f"{lwhere}.tcpRoutes[{k}]") for k, r in enumerate(ls.tcp_routes)]
+                elif ls.protocol in _STREAM_PROTOCOLS:
+                    raise ConfigError(f"{lwhere}.tcpRoutes", f"protocol {ls.protocol} requires tcpRoutes")
+                listeners.append(source)
             sources[bind.port] = (bwhere, listeners)
         self.gateway_sources(sources)
         binds = {port: self.bind(port, listeners, where) for port, (where, listeners) in sources.items()}
@@ -876,18 +932,60 @@ class _Compiler:
                     raise ConfigError(f"{rwhere}.gateways[{g}]", f"no gateway or listener {ref!r} (known: {known})")
                 attached += [ls for ls in found if ls not in attached]
             for source in attached:
+                if source.protocol in _STREAM_PROTOCOLS:
+                    raise ConfigError(
+                        f"{rwhere}.gateways",
+                        f"{source.name} is a {source.protocol} listener: attach tcpRoutes to it, not routes",
+                    )
                 source.routes.append((route, rwhere))
+        for k, tcp_route in enumerate(self.cfg.tcp_routes):
+            rwhere = f"tcpRoutes[{k}]"
+            names = tcp_route.gateways
+            if names is None or names == []:
+                if "default" not in self.cfg.gateways:
+                    raise ConfigError(f"{rwhere}.gateways", "must be set (there is no gateway named default)")
+                names = ["default"]
+            elif isinstance(names, str):
+                names = [names]
+            attached = []
+            for g, ref in enumerate(names):
+                found = refs.get(ref)
+                if found is None:
+                    known = ", ".join(sorted(refs)) or "none"
+                    raise ConfigError(f"{rwhere}.gateways[{g}]", f"no gateway or listener {ref!r} (known: {known})")
+                attached += [ls for ls in found if ls not in attached]
+            for source in attached:
+                if source.protocol not in _STREAM_PROTOCOLS:
+                    raise ConfigError(
+                        f"{rwhere}.gateways",
+                        f"{source.name} is an {source.protocol} listener: tcpRoutes attach to TCP or TLS listeners",
+                    )
+                source.tcp_routes.append((tcp_route, rwhere))
 
     def bind(self, port: int, listeners: list[_ListenerSource], where: str) -> BindRuntime:
         gateway = f"bind/{port}"
         by_host: dict[bytes, ListenerRuntime] = {}
-        protocols = set()
+        protocols: set[str] = set()
+        terminated: set[str] = set()
         first: ListenerRuntime | None = None
         order = 0
         for ls in listeners:
             lwhere = ls.where
-            if ls.protocol not in ("HTTP", "HTTPS"):
+            if ls.protocol not in ("HTTP", "HTTPS", "TCP", "TLS"):
                 raise ConfigError(f"{lwhere}.protocol", f"{ls.protocol} listeners are not supported yet")
+            if ls.protocol in _STREAM_PROTOCOLS:
+                runtime = self.stream_listener(ls, gateway)
+                if runtime.ssl_context is not None:
+                    terminated.add(ls.name)
+                protocols.add(ls.protocol)
+                key = (ls.hostname or "").lower().encode()
+                if key in by_host:
+                    raise ConfigError(
+                        f"{lwhere}.hostname", f"two listeners on port {port} share hostname {ls.hostname!r}"
+                    )
+                by_host[key] = runtime
+                first = first or runtime
+                continue
             protocols.add(ls.protocol)
             hostname = ls.hostname
             if hostname is not None:
@@ -901,13 +999,7 @@ class _Compiler:
             if ls.protocol == "HTTPS":
                 if ls.tls is None:
                     raise ConfigError(f"{lwhere}.tls", "an HTTPS listener needs tls.cert and tls.key")
-                ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                load_cert_chain(ssl_ctx, ls.tls.cert, ls.tls.key, self.base_dir, f"{lwhere}.tls")
-                if ls.tls.min_tls_version:
-                    ssl_ctx.minimum_version = _TLS_VERSIONS[ls.tls.min_tls_version]
-                if ls.tls.max_tls_version:
-                    ssl_ctx.maximum_version = _TLS_VERSIONS[ls.tls.max_tls_version]
-                ssl_ctx.set_alpn_protocols(list(self.limits.alpn))
+                ssl_ctx = self.server_tls(ls.tls, f"{lwhere}.tls", list(self.limits.alpn))
             elif ls.tls is not None:
                 raise ConfigError(f"{lwhere}.tls", "tls is set but protocol is HTTP (use HTTPS)")
             name = ls.name
@@ -958,19 +1050,116 @@ class _Compiler:
             runtime = ListenerRuntime(name, gateway, hostname, ls.protocol, ssl_ctx, RouteTable(rules))
             by_host[key] = runtime
             first = first or runtime
-        if len(protocols) > 1:
-            raise ConfigError(f"{where}.listeners", "HTTP and HTTPS listeners cannot share a port")
         if first is None:
             raise ConfigError(f"{where}.listeners", "a bind needs at least one listener")
+        if len(protocols) > 1:
+            if protocols == {"HTTP", "HTTPS"}:
+                raise ConfigError(f"{where}.listeners", "HTTP and HTTPS listeners cannot share a port")
+            mixed = " and ".join(sorted(protocols))
+            raise ConfigError(
+                f"{where}.listeners", f"{mixed} listeners on one port are not supported yet (one protocol per port)"
+            )
+        protocol = protocols.pop()
+        if protocol == "TCP" and len(by_host) > 1:
+            raise ConfigError(f"{where}.listeners", "a TCP port has one listener (a TCP connection names no host)")
+        if protocol == "TLS" and terminated and len(terminated) != len(by_host):
+            raise ConfigError(
+                f"{where}.listeners",
+                "TLS listeners that terminate (tls set) and that pass TLS through on one port are not supported yet",
+            )
         default = by_host.get(b"", first)
-        return BindRuntime(port, "HTTPS" in protocols, ListenerSet(by_host), default)
+        tls = protocol == "HTTPS" or bool(terminated)
+        return BindRuntime(port, tls, ListenerSet(by_host), default, "HTTP" if protocol == "HTTPS" else protocol)
+
+    def server_tls(self, tls: ListenerTls, where: str, alpn: list[str] | None) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        load_cert_chain(ctx, tls.cert, tls.key, self.base_dir, where)
+        if tls.min_tls_version:
+            ctx.minimum_version = _TLS_VERSIONS[tls.min_tls_version]
+        if tls.max_tls_version:
+            ctx.maximum_version = _TLS_VERSIONS[tls.max_tls_version]
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        return ctx
+
+    def stream_listener(self, ls: _ListenerSource, gateway: str) -> ListenerRuntime:
+        """A TCP or TLS listener: its tcpRoutes by hostname; TLS with ``tls`` set is terminated
+        here (the route still chosen by the SNI), without it passed through untouched."""
+        lwhere = ls.where
+        if ls.routes:
+            raise ConfigError(f"{ls.routes[0][1]}", f"a {ls.protocol} listener takes tcpRoutes, not routes")
+        if ls.policies:
+            raise ConfigError(lwhere, "gateway-level policies apply to HTTP traffic; this listener is TCP or TLS")
+        if ls.hostname is not None:
+            err = validate_hostname_pattern(ls.hostname)
+            if err:
+                raise ConfigError(f"{lwhere}.hostname", err)
+        ssl_ctx = None
+        if ls.tls is not None:
+            if ls.protocol == "TCP":
+                raise ConfigError(f"{lwhere}.tls", "tls is set but protocol is TCP (use TLS)")
+            ssl_ctx = self.server_tls(ls.tls, f"{lwhere}.tls", None)
+        by_pattern: dict[bytes, CompiledTcpRoute] = {}
+        for k, (route, rwhere) in enumerate(ls.tcp_routes):
+            compiled = self.tcp_route(route, rwhere, k, gateway, ls.name)
+            for h, pattern in enumerate(route.hostnames or [""]):
+                if pattern:
+                    err = validate_hostname_pattern(pattern)
+                    if err:
+                        raise ConfigError(f"{rwhere}.hostnames[{h}]", err)
+                    if ls.protocol == "TCP":
+                        raise ConfigError(f"{rwhere}.hostnames", "a TCP connection names no host: hostnames need TLS")
+                # The first route in the file keeps a hostname another one also names.
+                by_pattern.setdefault(pattern.lower().encode(), compiled)
+        return ListenerRuntime(
+            ls.name, gateway, ls.hostname, ls.protocol, ssl_ctx, RouteTable({}), TcpRouteTable(by_pattern)
+        )
+
+    def tcp_route(self, route: TcpRoute, where: str, index: int, gateway: str, listener: str) -> CompiledTcpRoute:
+        name = route.name or f"tcproute{index}"
+        if route.namespace:
+            name = f"{route.namespace}/{name}"
+        route_tls = route.policies.backend_tls if route.policies else None
+        items: list[tuple[HttpTarget, int]] = []
+        for j, rb in enumerate(route.backends):
+            bwhere = f"{where}.backends[{j}]"
+            if rb.weight < 0:
+                raise ConfigError(f"{bwhere}.weight", "must not be negative")
+            if (rb.host is None) == (rb.backend is None):
+                raise ConfigError(bwhere, "exactly one of host or backend must be set")
+            inline_tls = rb.policies.backend_tls if rb.policies else None
+            if rb.host is not None:
+                host_port, label, named_tls, twhere = rb.host, rb.host, None, bwhere
+            else:
+                assert rb.backend is not None
+                found = self.named.get(rb.backend)
+                if found is None:
+                    raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
+                nb, k = found
+                if nb.host is None:
+                    raise ConfigError(f"{bwhere}.backend", f"backend {rb.backend!r} is not a host backend")
+                host_port, label, named_tls, twhere = nb.host, nb.name, _tls_of(nb.policies), f"backends[{k}]"
+            try:
+                host, port = split_host_port(host_port)
+            except ValueError as exc:
+                raise ConfigError(f"{twhere}.host", str(exc)) from None
+            tls = inline_tls or route_tls or named_tls
+            upstream_tls = self.client_tls(tls, host, f"{bwhere}.policies.backendTLS", alpn=None) if tls else None
+            items.append((HttpTarget(host, port, upstream_tls, label, self.static.connect_timeout), rb.weight))
+        if not any(w > 0 for _, w in items):
+            raise ConfigError(f"{where}.backends", "a TCP route needs a backend (with a weight above 0)")
+        return CompiledTcpRoute(name, gateway, listener, WeightedChoice(items))
+
+
+# Listener protocols whose connections are relayed byte for byte to a tcpRoute.
+_STREAM_PROTOCOLS = ("TCP", "TLS")
 
 
 class _ListenerSource:
     """A listener as written in either form (``binds`` or ``gateways``), with its routes and the
     path of each in the file."""
 
-    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes", "policies")
+    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes", "policies", "tcp_routes")
 
     def __init__(
         self,
@@ -990,6 +1179,8 @@ class _ListenerSource:
         self.routes = routes
         # gateway-phase policies, applied to every route of the listener
         self.policies = policies
+        # the routes of a TCP or TLS listener
+        self.tcp_routes: list[tuple[TcpRoute, str]] = []
 
 
 def _gateway_protocol(protocol: str | None, tls: ListenerTls | None, where: str) -> str:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
     from agentgateway.core.exchange import Exchange
     from agentgateway.routing.route import CompiledRoute
+    from agentgateway.routing.tcp import CompiledTcpRoute
+    from agentgateway.server.tcp import StreamConnection
 
 
 class ServedBind(Protocol):
@@ -44,7 +46,7 @@ class ClientConnection(ResponseWriter, Protocol):
 
 
 class ServedConnection(Protocol):
-    """A client connection as the worker's sweep and drain see it."""
+    """A client connection as the worker's sweep and drain see it (HTTP/1.1, HTTP/2, or relayed)."""
 
     @property
     def transport(self) -> asyncio.Transport | None: ...
@@ -52,9 +54,11 @@ class ServedConnection(Protocol):
     @property
     def bind(self) -> ServedBind: ...
 
-    def check_deadline(self, now: float) -> None: ...
+    def check_deadline(self, now: float) -> None:
+        """Called about twice a second: act on what timed out."""
 
-    def close_if_idle(self) -> bool: ...
+    def close_if_idle(self) -> bool:
+        """Draining: close now if nothing is in flight (True), else let it finish."""
 
 
 class ConnectionHost(Protocol):
@@ -78,5 +82,14 @@ class ConnectionHost(Protocol):
 
     def observe(self, ctx: RequestCtx) -> None:
         """The request is over: metrics and the access log."""
+
+    def stream_route(
+        self, conn: StreamConnection, server_name: bytes | None
+    ) -> tuple[str, CompiledTcpRoute | None] | None:
+        """The listener (its name) and TCP route that serve a TCP or TLS connection whose client
+        named ``server_name`` (SNI; None without); None when no listener takes the name."""
+
+    def observe_connection(self, ctx: RequestCtx) -> None:
+        """A relayed TCP or TLS connection is over: metrics and the access log."""
 
     def log_internal_error(self, what: str, exc: BaseException) -> None: ...

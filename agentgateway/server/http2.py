@@ -496,6 +496,16 @@ class Http2Stream:
             self.conn.acknowledge(self.stream_id, unacked)
             self.conn.write()
 
+    def switch_protocols(self, fields: bytes, upstream: asyncio.Transport, early: bytes) -> None:
+        """Never asked: an HTTP/2 request carries no ``Upgrade`` (a connection-specific field,
+        RFC 9113 §8.2.2) and CONNECT, extended CONNECT (RFC 8441) included, is refused with 501
+        before routing; should a backend's 101 reach here anyway, the stream fails cleanly."""
+        upstream.close()
+        ctx = self.ctx
+        if ctx is not None:
+            ctx.error = "a protocol switch cannot be relayed over HTTP/2"
+        self.abort()
+
     def expect_response(self, seconds: float) -> None:
         self.response_deadline = self.conn.loop.time() + seconds
 
@@ -710,7 +720,7 @@ class Http2Connection(asyncio.Protocol):
         stream = cast(asyncio.Transport, transport)
         stream.set_write_buffer_limits(_WRITE_HIGH_WATER, _WRITE_LOW_WATER)
         self.transport = stream
-        peer = transport.get_extra_info("peername")
+        peer = None if self.client_ip else transport.get_extra_info("peername")  # (PROXY protocol set it)
         if peer:
             self.client_ip, self.client_port = peer[0], peer[1]
         sslobj = transport.get_extra_info("ssl_object")

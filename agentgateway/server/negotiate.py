@@ -20,19 +20,28 @@ from agentgateway.server.http2 import Http2Connection
 _PREFACE_LENGTH = len(PREFACE)
 
 
-def client_protocol(worker: ConnectionHost, bind: ServedBind, tls: bool) -> asyncio.Protocol:
-    """The protocol factory of a listening socket."""
-    return AlpnSelector(worker, bind) if tls else PrefaceSniffer(worker, bind)
+def client_protocol(
+    worker: ConnectionHost, bind: ServedBind, tls: bool, client: tuple[str, int] | None = None
+) -> asyncio.Protocol:
+    """The protocol of a connection accepted on an HTTP port. ``client``: the address a PROXY
+    protocol header named (else the peer's)."""
+    return AlpnSelector(worker, bind, client) if tls else PrefaceSniffer(worker, bind, client)
+
+
+def _with_client(conn: HttpConnection | Http2Connection, client: tuple[str, int] | None) -> None:
+    if client is not None:
+        conn.client_ip, conn.client_port = client
 
 
 class AlpnSelector(asyncio.Protocol):
     """TLS: the handshake is done when the connection is made; ALPN names the protocol."""
 
-    __slots__ = ("worker", "bind")
+    __slots__ = ("worker", "bind", "client")
 
-    def __init__(self, worker: ConnectionHost, bind: ServedBind) -> None:
+    def __init__(self, worker: ConnectionHost, bind: ServedBind, client: tuple[str, int] | None) -> None:
         self.worker = worker
         self.bind = bind
+        self.client = client
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         sslobj = transport.get_extra_info("ssl_object")
@@ -41,6 +50,7 @@ class AlpnSelector(asyncio.Protocol):
             protocol = Http2Connection(self.worker, self.bind)
         else:
             protocol = HttpConnection(self.worker, self.bind)
+        _with_client(protocol, self.client)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
 
@@ -48,13 +58,15 @@ class AlpnSelector(asyncio.Protocol):
 class PrefaceSniffer(asyncio.Protocol):
     """Plaintext: looks at the first bytes, then hands the connection over for good."""
 
-    __slots__ = ("worker", "bind", "transport", "http1", "_seen")
+    __slots__ = ("worker", "bind", "client", "transport", "http1", "_seen")
 
-    def __init__(self, worker: ConnectionHost, bind: ServedBind) -> None:
+    def __init__(self, worker: ConnectionHost, bind: ServedBind, client: tuple[str, int] | None) -> None:
         self.worker = worker
         self.bind = bind
+        self.client = client
         self.transport: asyncio.Transport | None = None
         self.http1 = HttpConnection(worker, bind)
+        _with_client(self.http1, client)
         self._seen = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,6 +89,7 @@ class PrefaceSniffer(asyncio.Protocol):
         self.worker.connections.discard(self.http1)
         self.http1.closed = True
         http2 = Http2Connection(self.worker, self.bind)
+        _with_client(http2, self.client)
         transport.set_protocol(http2)
         http2.connection_made(transport)
         http2.data_received(seen)
