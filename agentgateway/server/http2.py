@@ -672,6 +672,7 @@ class Http2Connection(asyncio.Protocol):
         "write_paused",
         "deadline",
         "_batching",
+        "_write_due",
         "_goaway",
         "_ending",
         "_last_stream_id",
@@ -706,6 +707,7 @@ class Http2Connection(asyncio.Protocol):
         # the header timeout, later ones within the idle timeout (0: streams are open).
         self.deadline = 0.0
         self._batching = False
+        self._write_due = False  # a write is scheduled for when the loop has read what is ready
         self._goaway = False  # no new stream is served (a GOAWAY was sent or received)
         self._ending = False  # nghttp2 is done with the connection: close once written
         self._last_stream_id = 0
@@ -755,7 +757,7 @@ class Http2Connection(asyncio.Protocol):
         except NGH2Error:
             # A connection error (nghttp2 has queued the GOAWAY that names it): the connection ends.
             self._batching = False
-            self.write()
+            self._write_now()
             self._close()
             return
         if self.limits.http2_keepalive_interval:
@@ -771,7 +773,7 @@ class Http2Connection(asyncio.Protocol):
                 except Exception as exc:
                     self._stream_failed(stream.stream_id, exc)
         self._batching = False
-        self.write()
+        self._write_now()
 
     def _dispatch(self, events: list[Event]) -> None:
         handlers = _HANDLERS
@@ -900,8 +902,21 @@ class Http2Connection(asyncio.Protocol):
                 self.h2.acknowledge_received_data(size, stream_id)
 
     def write(self) -> None:
-        """Send what nghttp2 has queued (once per client read while one is being handled), then
-        handle what sending changed (streams closed)."""
+        """Send what nghttp2 has queued: at the end of the client read being handled; else now
+        when one stream is open, and once the loop has handled the other ready sockets when
+        several are (the responses of several upstreams go out in one write)."""
+        if self._batching or self.closed:
+            return
+        if len(self.streams) > 1:
+            if not self._write_due:
+                self._write_due = True
+                self.loop.call_soon(self._write_now)
+            return
+        self._write_now()
+
+    def _write_now(self) -> None:
+        """Send what nghttp2 has queued, then handle what sending changed (streams closed)."""
+        self._write_due = False
         if self._batching or self.closed:
             return
         h2 = self.h2
@@ -969,7 +984,7 @@ class Http2Connection(asyncio.Protocol):
                 self.h2.send_goaway(NO_ERROR, last_stream_id=self._last_stream_id)
             if not self.streams:
                 self._ending = True
-            self.write()
+            self._write_now()
         elif not self.streams:
             self._close()
         return self.closed
