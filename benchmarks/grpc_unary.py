@@ -38,12 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def grpc_call(port: int) -> bool:
-    """One unary call with grpcio: the upstream's message and status OK arrive."""
+    """One unary call with grpcio: the upstream's message and status OK arrive (False while the
+    target is not up yet)."""
     import grpc
 
     with grpc.insecure_channel(f"{HOST}:{port}") as channel:
         call = channel.unary_unary(METHOD, lambda b: b, lambda b: b)
-        response, state = call.with_call(REQUEST, timeout=5)
+        try:
+            response, state = call.with_call(REQUEST, timeout=2)
+        except grpc.RpcError:
+            return False
         return bool(response == REPLY and state.code() == grpc.StatusCode.OK)
 
 
