@@ -476,3 +476,41 @@ def test_upstream_versions_are_independent_of_the_client(gateway, upstream, h2_u
         r = raw.fetch("/h2c/trailers", method="POST", body=b"abc")
         assert r.status == 200 and r.trailers["x-done"] == "yes"
         assert r.trailers["x-checksum"] == json.loads(r.body)["body_sha256"]
+
+
+def test_upgrades_have_no_http2_form(gateway, upstream, h2_upstream):
+    """Neither side turns an upgrade into HTTP/2: a WebSocket upgrade to a backend set to HTTP/2
+    is refused (502), and CONNECT over HTTP/2 (extended CONNECT, RFC 8441, included) with 501 or
+    a stream reset; nothing reaches an upstream."""
+    up = upstream()
+    h2up = h2_upstream()
+    port = free_port()
+    gateway(
+        binds(
+            port,
+            [
+                {"matches": [{"path": {"pathPrefix": "/h2"}}],
+                 "backends": [{"host": h2up.address, "policies": {"http": {"version": "2"}}}]},
+                {"backends": [{"host": up.address}]},
+            ],
+        )
+    )  # fmt: skip
+    with raw_connection(port) as sock:
+        sock.sendall(
+            b"GET /h2/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            assert chunk, answer
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 502"), answer
+    with RawH2Client(port) as client:
+        client.conn.config.validate_outbound_headers = False
+        for path in ("/ws", "/h2/ws"):
+            extended = client.fetch(path, method="CONNECT", headers=[(":protocol", "websocket")])
+            assert extended.status == 501 or extended.reset == ErrorCodes.PROTOCOL_ERROR, path
+        assert client.fetch("/echo").status == 200  # the connection is still good
+    assert [r["target"] for r in up.requests()] == ["/echo"]
+    assert not _h2_log(h2up, "requests", "/h2/ws")
