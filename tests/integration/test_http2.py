@@ -514,3 +514,22 @@ def test_upgrades_have_no_http2_form(gateway, upstream, h2_upstream):
         assert client.fetch("/echo").status == 200  # the connection is still good
     assert [r["target"] for r in up.requests()] == ["/echo"]
     assert not _h2_log(h2up, "requests", "/h2/ws")
+
+
+def test_backend_auth_reaches_an_http2_upstream(gateway, h2_upstream):
+    """backendAuth is applied to a request sent over HTTP/2 as over HTTP/1.1 (the client's own
+    credentials replaced)."""
+    h2up = h2_upstream()
+    port = free_port()
+    gateway(
+        binds(
+            port,
+            [{"backends": [{"host": h2up.address, "policies": {
+                "http": {"version": "2"},
+                "backendAuth": {"key": {"value": "k2", "location": {"header": {"name": "x-api-key"}}}}}}]}],
+        )
+    )  # fmt: skip
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:
+        r = client.get(f"http://127.0.0.1:{port}/echo", headers={"x-api-key": "client-key"})
+    assert r.status_code == 200
+    assert _headers(r.json())["x-api-key"] == "k2"
