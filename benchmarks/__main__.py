@@ -10,7 +10,7 @@ import signal
 import sys
 from types import FrameType
 
-from benchmarks import authz, cel, http, llm, mcp, mcp_access, policies, tracing
+from benchmarks import authz, cel, grpc_unary, http, http2, llm, mcp, mcp_access, policies, tracing
 from benchmarks.procs import BenchmarkError
 from benchmarks.scenario import Scenario
 
@@ -18,6 +18,8 @@ SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
         http.SCENARIO,
+        http2.SCENARIO,
+        grpc_unary.SCENARIO,
         policies.SCENARIO,
         cel.SCENARIO,
         authz.SCENARIO,

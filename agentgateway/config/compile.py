@@ -15,8 +15,10 @@ from agentgateway.config.ir import BindRuntime, HealthState, ListenerRuntime, Ru
 from agentgateway.config.observability import compile_access_log, compile_metrics, compile_tracing
 from agentgateway.config.schema import (
     AiPolicy,
+    BackendHttp,
     BackendPolicies,
     BackendTls,
+    FrontendHttp,
     GatewayListener,
     ListenerTls,
     LlmShortcut,
@@ -40,6 +42,7 @@ from agentgateway.config.settings import (
     StaticSettings,
 )
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
+from agentgateway.core.http2 import DEFAULT_WINDOW, MAX_FRAME_SIZE, MAX_WINDOW_SIZE, MIN_FRAME_SIZE
 from agentgateway.core.request import PathError, normalize_path
 from agentgateway.llm.accounting import LlmHooks
 from agentgateway.llm.budgets import LocalTokenBudget, RemoteTokenBudget, caller_of
@@ -82,7 +85,7 @@ from agentgateway.routing.table import (
 from agentgateway.routing.tcp import CompiledTcpRoute, TcpRouteTable
 from agentgateway.upstream.backend_auth import SigningBuffer, compile_backend_auth
 from agentgateway.upstream.balance import WeightedChoice
-from agentgateway.upstream.target import HttpTarget, UpstreamTls, split_host_port
+from agentgateway.upstream.target import HTTP_1, HTTP_2, HTTP_AUTO, HttpTarget, UpstreamTls, split_host_port
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _TLS_VERSIONS = {
@@ -223,12 +226,15 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
         limits.decode_escaped_slashes = http.escaped_slashes == "decode"
         if http.trusted_proxies is not None:
             limits.trusted_proxies = _networks(http.trusted_proxies, f"{where}.trustedProxies")
+        _http2_limits(http, limits, where)
     if tls:
         limits.tls_handshake_timeout = _duration(
             tls.tls_handshake_timeout,
             limits.tls_handshake_timeout,
             "frontendPolicies.tls.tlsHandshakeTimeout",
         )
+        if tls.alpn is not None:
+            limits.alpn = _alpn(tls.alpn, "frontendPolicies.tls.alpn")
     if fp and (fp.proxy_protocol or fp.proxy):
         if fp.proxy_protocol and fp.proxy:
             raise ConfigError("frontendPolicies.proxy", "set proxyProtocol or proxy (the same policy), not both")
@@ -243,6 +249,66 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
             tcp.idle_timeout, limits.tunnel_idle_timeout, "frontendPolicies.tcp.idleTimeout"
         )
     return limits
+
+
+def _http2_limits(http: FrontendHttp, limits: ServerLimits, where: str) -> None:
+    """``frontendPolicies.http.http2*``, in the bounds RFC 9113 §6.5.2 sets."""
+    if http.http2_window_size is not None:
+        limits.http2_window_size = _in_range(http.http2_window_size, 1, MAX_WINDOW_SIZE, f"{where}.http2WindowSize")
+    if http.http2_connection_window_size is not None:
+        limits.http2_connection_window_size = _in_range(
+            http.http2_connection_window_size, DEFAULT_WINDOW, MAX_WINDOW_SIZE, f"{where}.http2ConnectionWindowSize"
+        )
+    if http.http2_frame_size is not None:
+        limits.http2_frame_size = _in_range(
+            http.http2_frame_size, MIN_FRAME_SIZE, MAX_FRAME_SIZE, f"{where}.http2FrameSize"
+        )
+    if http.http2_max_header_size is not None:
+        limits.http2_max_header_size = _in_range(
+            http.http2_max_header_size, 1, 2**32 - 1, f"{where}.http2MaxHeaderSize"
+        )
+    if http.http2_max_concurrent_streams is not None:
+        limits.http2_max_concurrent_streams = _in_range(
+            http.http2_max_concurrent_streams, 1, 2**31 - 1, f"{where}.http2MaxConcurrentStreams"
+        )
+    if http.http2_keepalive_interval is not None:
+        limits.http2_keepalive_interval = _positive(
+            http.http2_keepalive_interval, 0.0, f"{where}.http2KeepaliveInterval"
+        )
+    limits.http2_keepalive_timeout = _positive(
+        http.http2_keepalive_timeout, limits.http2_keepalive_timeout, f"{where}.http2KeepaliveTimeout"
+    )
+
+
+def _in_range(value: int, low: int, high: int, where: str) -> int:
+    if not low <= value <= high:
+        raise ConfigError(where, f"must be between {low} and {high}")
+    return value
+
+
+_KNOWN_ALPN = ("h2", "http/1.1")
+
+
+def _alpn(values: list[str | list[int]], where: str) -> tuple[str, ...]:
+    """ALPN protocol names, written as text or (the reference's form) as lists of bytes. Only
+    the protocols this gateway serves may be offered."""
+    names: list[str] = []
+    for k, value in enumerate(values):
+        if isinstance(value, str):
+            name = value
+        else:
+            try:
+                name = bytes(value).decode("ascii")
+            except (ValueError, UnicodeDecodeError):
+                raise ConfigError(f"{where}[{k}]", "is not a protocol name") from None
+        if name not in _KNOWN_ALPN:
+            raise ConfigError(f"{where}[{k}]", f"{name!r} is not served here (h2 or http/1.1)")
+        if name in names:
+            raise ConfigError(f"{where}[{k}]", f"{name!r} is listed twice")
+        names.append(name)
+    if not names:
+        raise ConfigError(where, "offer at least one protocol (h2, http/1.1)")
+    return tuple(names)
 
 
 class _Compiler:
@@ -265,12 +331,12 @@ class _Compiler:
 
     # ------------------------------------------------------------------ backends
 
-    def client_tls(self, tls: BackendTls, host: str, where: str, http: bool = True) -> UpstreamTls:
+    def client_tls(self, tls: BackendTls, host: str, where: str, alpn: str | None = "http/1.1") -> UpstreamTls:
         """Client TLS context for one upstream host; contexts with equal settings are shared.
-        ``http``: offer HTTP/1.1 by ALPN (a TCP route's backend is offered nothing: the gateway
-        does not know what the relayed bytes speak)."""
+        ``alpn``: the protocol offered (None for a TCP route's backend: the gateway does not know
+        what the relayed bytes speak)."""
         server_hostname = tls.hostname or host
-        fingerprint = (tls.cert, tls.key, tls.root, server_hostname, tls.insecure, tls.insecure_host, http)
+        fingerprint = (tls.cert, tls.key, tls.root, server_hostname, tls.insecure, tls.insecure_host, alpn)
         cached = self._client_tls.get(fingerprint)
         if cached is not None:
             return cached
@@ -287,8 +353,8 @@ class _Compiler:
             raise ConfigError(where, "cert and key go together (client certificate for mTLS)")
         if tls.cert and tls.key:
             load_cert_chain(ctx, tls.cert, tls.key, self.base_dir, where)
-        if http:
-            ctx.set_alpn_protocols(["http/1.1"])
+        if alpn is not None:
+            ctx.set_alpn_protocols([alpn])
         out = UpstreamTls(ctx, server_hostname, fingerprint)
         self._client_tls[fingerprint] = out
         return out
@@ -296,6 +362,16 @@ class _Compiler:
     def make_target(self, host: str, port: int, tls: BackendTls | None, label: str, where: str) -> HttpTarget:
         upstream_tls = self.client_tls(tls, host, f"{where}.policies.backendTLS") if tls else None
         return HttpTarget(host, port, upstream_tls, label, self.static.connect_timeout)
+
+    def http_version(self, target: HttpTarget, tls: BackendTls | None, http: tuple[BackendHttp, str] | None) -> None:
+        """The backend's ``http.version``; for one that may speak HTTP/2 (set to "2", or unset:
+        gRPC requests) over TLS, the context that offers h2 (ALPN)."""
+        version = HTTP_AUTO
+        if http is not None and http[0].version is not None:
+            version = _http_version(http[0].version, f"{http[1]}.version")
+        target.http_version = version
+        if tls is not None and version != HTTP_1:
+            target.tls_h2 = self.client_tls(tls, target.host, "policies.backendTLS", alpn="h2")
 
     def http_target(self, host_port: str, tls: BackendTls | None, label: str, where: str) -> HttpTarget:
         try:
@@ -348,8 +424,12 @@ class _Compiler:
             target: Backend
             http: HttpTarget | None = None
             health, hwhere = None, ""
+            http_tls: BackendTls | None = None
+            # Precedence as backendTLS: backendRef inline > route > named backend.
+            http_policy = _http_of(rb.policies, bwhere) or _http_of(policies, where)
             if rb.host is not None:
-                target = http = self.http_target(rb.host, inline_tls or route_tls, rb.host, bwhere)
+                http_tls = inline_tls or route_tls
+                target = http = self.http_target(rb.host, http_tls, rb.host, bwhere)
                 health, hwhere = (
                     (inline_health, f"{bwhere}.policies.health")
                     if inline_health
@@ -381,6 +461,7 @@ class _Compiler:
                 if found is None:
                     raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
                 nb, k = found
+                http_policy = http_policy or _http_of(nb.policies, f"backends[{k}]")
                 named_auth = (
                     (nb.policies.backend_auth, f"backends[{k}].policies.backendAuth")
                     if nb.policies and nb.policies.backend_auth
@@ -410,8 +491,8 @@ class _Compiler:
                 else:
                     assert nb.host is not None
                     # Precedence as the reference: backend-level < route-level < backendRef inline.
-                    tls = inline_tls or route_tls or _tls_of(nb.policies)
-                    target = http = self.http_target(nb.host, tls, nb.name, f"backends[{k}]")
+                    http_tls = inline_tls or route_tls or _tls_of(nb.policies)
+                    target = http = self.http_target(nb.host, http_tls, nb.name, f"backends[{k}]")
                     named_health = nb.policies.health if nb.policies else None
                     if inline_health:
                         health, hwhere = inline_health, f"{bwhere}.policies.health"
@@ -430,6 +511,15 @@ class _Compiler:
                     resolve=self.token_endpoint,
                     compile_expression=compile_value,
                 )
+            if http is not None:
+                self.http_version(http, http_tls, http_policy)
+            elif (
+                http_policy is not None
+                and http_policy[0].version is not None
+                and _http_version(http_policy[0].version, f"{http_policy[1]}.version") == HTTP_2
+            ):
+                # The gateway's own clients (MCP targets, LLM providers) speak HTTP/1.1.
+                raise ConfigError(f"{http_policy[1]}.version", "HTTP/2 is for HTTP backends (host) only")
             items.append((target, rb.weight))
         if len({t.kind for t, _ in items}) > 1:
             raise ConfigError(f"{where}.backends", "a route's backends are all of one kind: MCP, ai or HTTP")
@@ -910,7 +1000,7 @@ class _Compiler:
             if ls.protocol == "HTTPS":
                 if ls.tls is None:
                     raise ConfigError(f"{lwhere}.tls", "an HTTPS listener needs tls.cert and tls.key")
-                ssl_ctx = self.server_tls(ls.tls, f"{lwhere}.tls", ["http/1.1"])
+                ssl_ctx = self.server_tls(ls.tls, f"{lwhere}.tls", list(self.limits.alpn))
             elif ls.tls is not None:
                 raise ConfigError(f"{lwhere}.tls", "tls is set but protocol is HTTP (use HTTPS)")
             name = ls.name
@@ -1055,7 +1145,7 @@ class _Compiler:
             except ValueError as exc:
                 raise ConfigError(f"{twhere}.host", str(exc)) from None
             tls = inline_tls or route_tls or named_tls
-            upstream_tls = self.client_tls(tls, host, f"{bwhere}.policies.backendTLS", http=False) if tls else None
+            upstream_tls = self.client_tls(tls, host, f"{bwhere}.policies.backendTLS", alpn=None) if tls else None
             items.append((HttpTarget(host, port, upstream_tls, label, self.static.connect_timeout), rb.weight))
         if not any(w > 0 for _, w in items):
             raise ConfigError(f"{where}.backends", "a TCP route needs a backend (with a weight above 0)")
@@ -1118,6 +1208,22 @@ def _mcp_authorization(
 
 def _tls_of(policies: BackendPolicies | None) -> BackendTls | None:
     return policies.backend_tls if policies else None
+
+
+def _http_of(policies: RoutePolicies | BackendPolicies | None, where: str) -> tuple[BackendHttp, str] | None:
+    """A policies block's ``http`` with its path in the file."""
+    return (policies.http, f"{where}.policies.http") if policies is not None and policies.http is not None else None
+
+
+# ``http.version`` as agentgateway reads it ("1.1", "2"), with the "HTTP/x" spellings it also took.
+_HTTP_VERSIONS = {"1.1": HTTP_1, "HTTP/1.1": HTTP_1, "2": HTTP_2, "2.0": HTTP_2, "HTTP/2": HTTP_2, "HTTP/2.0": HTTP_2}
+
+
+def _http_version(value: str | int | float, where: str) -> int:
+    version = _HTTP_VERSIONS.get(str(value))
+    if version is None:
+        raise ConfigError(where, f"unknown HTTP version {value!r} (1.1 or 2)")
+    return version
 
 
 def _regex(text: str, where: str) -> re.Pattern[bytes]:

@@ -171,17 +171,25 @@ class FrontendHttp(Schema, frozen=True):
     # addition: peers (IP addresses or CIDRs) whose X-Forwarded-For/-Proto/-Host, Forwarded and
     # X-Real-IP headers are believed; from any other peer they are dropped (default: none)
     trusted_proxies: list[str] | None = None
-    http2_window_size: NotSupported = UNSET
-    http2_connection_window_size: NotSupported = UNSET
-    http2_frame_size: NotSupported = UNSET
-    http2_keepalive_interval: NotSupported = UNSET
-    http2_keepalive_timeout: NotSupported = UNSET
+    # HTTP/2 (server/http2.py): stream and connection flow-control windows, the largest frame
+    # accepted, keep-alive pings (interval, and how long an answer may take), the largest request
+    # header list
+    http2_window_size: int | None = None
+    http2_connection_window_size: int | None = None
+    http2_frame_size: int | None = None
+    http2_keepalive_interval: str | None = None
+    http2_keepalive_timeout: str | None = None
+    http2_max_header_size: int | None = None
+    # addition: streams one HTTP/2 client connection may have open at once (default 100)
+    http2_max_concurrent_streams: int | None = None
     max_connection_duration: NotSupported = UNSET
 
 
 class FrontendTls(Schema, frozen=True):
     tls_handshake_timeout: str | None = None
-    alpn: NotSupported = UNSET
+    # protocols offered to clients, most preferred first (default h2, http/1.1); each as text or
+    # as the list of its bytes (the reference's form)
+    alpn: list[str | list[int]] | None = None
     min_version: NotSupported = UNSET
     max_version: NotSupported = UNSET
     cipher_suites: NotSupported = UNSET
@@ -745,6 +753,14 @@ class BackendAuth(Schema, frozen=True):
     cross_app_access: CrossAppAccess | None = None
 
 
+class BackendHttp(Schema, frozen=True):
+    """``http``: how the gateway speaks HTTP to the backend. ``version`` "1.1" or "2" (also
+    "HTTP/1.1", "HTTP/2"); unset: HTTP/1.1, and HTTP/2 for gRPC requests."""
+
+    version: str | int | float | None = None
+    request_timeout: NotSupported = UNSET
+
+
 class BackendPolicies(Schema, frozen=True):
     """Policies that apply to the call to one backend."""
 
@@ -759,7 +775,7 @@ class BackendPolicies(Schema, frozen=True):
     backend_tunnel: NotSupported = UNSET
     backend_http: NotSupported = UNSET
     backend_tcp: NotSupported = UNSET
-    http: NotSupported = UNSET
+    http: BackendHttp | None = None
     tcp: NotSupported = UNSET
     inference_routing: NotSupported = UNSET
     session_affinity: NotSupported = UNSET
@@ -1275,7 +1291,7 @@ class RoutePolicies(Schema, frozen=True):
     buffer: NotSupported = UNSET
     delay: Delay | None = None
     host_rewrite: NotSupported = UNSET
-    http: NotSupported = UNSET
+    http: BackendHttp | None = None
     tcp: NotSupported = UNSET
 
 

@@ -38,6 +38,14 @@ class ServerLimits:
         "body_min_rate_grace",
         "decode_escaped_slashes",
         "trusted_proxies",
+        "http2_window_size",
+        "http2_connection_window_size",
+        "http2_frame_size",
+        "http2_max_header_size",
+        "http2_max_concurrent_streams",
+        "http2_keepalive_interval",
+        "http2_keepalive_timeout",
+        "alpn",
         "tunnel_idle_timeout",
         "proxy_protocol",
     )
@@ -69,6 +77,19 @@ class ServerLimits:
         self.decode_escaped_slashes = False
         # Peers whose forwarded headers are believed (server/forwarded.py); empty: nobody.
         self.trusted_proxies: tuple[IPNetwork, ...] = ()
+        # HTTP/2 clients (server/http2.py): flow-control windows of a stream and of a connection
+        # (what a client may send before the gateway has passed it on), the largest frame and
+        # header list accepted (None: ``max_header_size``), streams open at once, keep-alive
+        # pings (None: none) and how long their answer may take.
+        self.http2_window_size = 1024 * 1024
+        self.http2_connection_window_size = 4 * 1024 * 1024
+        self.http2_frame_size = 16 * 1024
+        self.http2_max_header_size: int | None = None
+        self.http2_max_concurrent_streams = 100
+        self.http2_keepalive_interval: float | None = None
+        self.http2_keepalive_timeout = 20.0
+        # Protocols offered by TLS listeners (ALPN), most preferred first.
+        self.alpn: tuple[str, ...] = ("h2", "http/1.1")
         # A connection relayed byte for byte (an accepted upgrade, a TCP or TLS-passthrough
         # route) that carries nothing either way for this long is closed.
         self.tunnel_idle_timeout = 3600.0

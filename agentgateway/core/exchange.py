@@ -1,9 +1,9 @@
 """The interfaces between the server and what serves a request.
 
-The server's connection (``server/http1.py``) implements ``ResponseWriter``: backends and
-policies write their answer to it and steer the request body through it, without importing the
-server. What serves a request implements ``Exchange``: the connection feeds it the request body
-and flow-control events. A proxied response taken over by a policy goes through a
+The server's connections (``server/http1.py``, each stream of ``server/http2.py``) implement
+``ResponseWriter``: backends and policies write their answer to it and steer the request body
+through it, without importing the server. What serves a request implements ``Exchange``: the
+connection feeds it the request body and flow-control events. A proxied response taken over by a policy goes through a
 ``ResponseProcessor``.
 """
 
@@ -110,6 +110,10 @@ class ResponseWriter(Protocol):
 
     def send_body(self, chunk: bytes) -> None:
         """Queue a body chunk; written by the next ``flush`` (or ``end_response``)."""
+
+    def send_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        """Trailer fields to end the response with (an HTTP/2 upstream's, gRPC's
+        ``grpc-status``); sent by ``end_response``. A client protocol without trailers drops them."""
 
     def flush(self) -> None:
         """Write what was queued, in one system call."""

@@ -5,6 +5,11 @@ never through a queue: request body chunks are written to the upstream as they a
 response chunks to the client as they arrive. Back-pressure is passed across: a slow client
 pauses reading from the upstream, a slow upstream pauses reading from the client.
 
+The upstream is spoken to in HTTP/1.1, or in HTTP/2 (multiplexed on pooled connections) when
+its backend says so (``http.version: "2"``) or, with no version set, for gRPC requests, which
+need HTTP/2: a backend that serves gRPC speaks it. The client's protocol does not decide it.
+An HTTP/2 upstream's trailers (gRPC's status) are relayed.
+
 The route's upstream policies act here: timeouts (a timer per request and per attempt, armed only
 when configured), retries (a bounded copy of the body is replayed to the next attempt, on another
 healthy backend when there is one), passive health (each attempt's outcome is recorded against
@@ -26,7 +31,7 @@ from agentgateway.policy.retry import IDEMPOTENT
 from agentgateway.proxy.mirror import MirrorCall
 from agentgateway.upstream.backend_auth import BackendAuth, BackendAuthError, HeaderEdits, Outbound
 from agentgateway.upstream.pool import UpstreamConnectError
-from agentgateway.upstream.target import HttpTarget
+from agentgateway.upstream.target import HTTP_2, HTTP_AUTO, HttpTarget
 
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from agentgateway.routing.route import CompiledRoute
     from agentgateway.upstream.balance import WeightedChoice
     from agentgateway.upstream.http1 import Headers, UpstreamConnection
+    from agentgateway.upstream.http2 import Http2UpstreamStream
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) are never forwarded; framing headers are re-made.
 _HOP_BY_HOP = frozenset(
@@ -142,6 +148,67 @@ def build_request_head(
     return b"".join(parts)
 
 
+def h2_request_fields(
+    request: RequestCtx,
+    scheme: bytes,
+    body_length: int | None = None,
+    target: bytes | None = None,
+    edits: HeaderEdits = (),  # type: ignore[assignment]
+) -> Headers:
+    """``build_request_head`` for an HTTP/2 upstream: the same fields, as a list, with the
+    pseudo-headers first. ``te: trailers`` is kept (gRPC servers ask for it)."""
+    headers = request.headers
+    listed = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else frozenset()
+    skip = listed | {name for name, _ in edits} if edits else listed
+    fields = [
+        (b":method", request.method),
+        (b":scheme", scheme),
+        (b":authority", request.host),
+        (b":path", target or request.target),
+    ]
+    chain: list[bytes] | None = None
+    proto = request.scheme
+    forwarded_host = request.client_host
+    for name, value in headers:
+        if name in _REQUEST_REWRITTEN:
+            if name == b"x-forwarded-for":
+                if chain is None:
+                    chain = [value]
+                else:
+                    chain.append(value)
+            elif name == b"x-forwarded-proto":
+                proto = value
+            elif name == b"x-forwarded-host":
+                forwarded_host = value
+            elif name == b"te" and value.strip().lower() == b"trailers":
+                fields.append((name, b"trailers"))
+            continue
+        if skip and name in skip:
+            continue
+        if body_length is not None and name == b"content-length":
+            continue
+        fields.append((name, value))
+    for name, edited in edits:
+        if edited is not None:
+            fields.append((name, edited))
+    peer = request.peer_ip.encode()
+    fields.append((b"x-forwarded-for", peer if chain is None else b", ".join((*chain, peer))))
+    fields.append((b"x-forwarded-proto", proto))
+    if forwarded_host:
+        fields.append((b"x-forwarded-host", forwarded_host))
+    if body_length is not None:
+        fields.append((b"content-length", b"%d" % body_length))
+    return fields
+
+
+def is_grpc(headers: Headers) -> bool:
+    """A gRPC request (``application/grpc``, ``application/grpc+proto``; not gRPC-Web)."""
+    for name, value in headers:
+        if name == b"content-type":
+            return value.startswith(b"application/grpc") and value[16:17] in (b"", b"+", b";")
+    return False
+
+
 def response_fields(headers: Headers) -> tuple[bytes, int | None]:
     """The upstream's headers to relay to the client, serialized, and the body length if the
     upstream declared one. Hop-by-hop and framing headers are left out (the client connection
@@ -205,6 +272,9 @@ class HttpForward:
         "_processor",
         "_span",
         "_status",
+        "_h2",
+        "_sent_fields",
+        "_end_due",
     )
 
     def __init__(self, worker: ProxyHost, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> None:
@@ -213,7 +283,7 @@ class HttpForward:
         self.ctx = ctx
         self.route = route
         self.target: HttpTarget | None = None
-        self.upstream: UpstreamConnection | None = None
+        self.upstream: UpstreamConnection | Http2UpstreamStream | None = None
         # A body set by a transformation replaces the client's, which is then read and dropped.
         body = ctx.request_body
         self._body = body
@@ -248,6 +318,11 @@ class HttpForward:
         # The upstream call's span when the request is traced (observe/tracing.py).
         self._span: Span | None = None
         self._status = 0
+        # This attempt speaks HTTP/2 to its upstream: the head as fields, the body unframed, and
+        # the end of the request sent at the end of the client read that completed it.
+        self._h2 = False
+        self._sent_fields: Headers = []
+        self._end_due = False
 
     def start(self) -> None:
         route = self.route
@@ -292,6 +367,17 @@ class HttpForward:
         self._tries += 1
         if self._tries == 1 and ctx.trace is not None and ctx.trace.sampled and not ctx.relayed:
             self._span = start_upstream(ctx, target.host, target.port, target.label)
+        version = target.http_version
+        if version == HTTP_2 or (version == HTTP_AUTO and ctx.version == "2" and is_grpc(ctx.headers)):
+            if ctx.upgrade is not None:
+                # An HTTP/1.1 upgrade has no HTTP/2 form towards the upstream (extended CONNECT,
+                # RFC 8441, is not spoken upstream).
+                self._fail(502, f"backend {target.label} speaks HTTP/2: an upgrade cannot be forwarded to it")
+                return
+            self._attempt_h2(target, flush)
+            return
+        if self._h2:
+            self._switch_protocol(False)  # a retry went from an HTTP/2 backend to an HTTP/1.1 one
         if not self._head or ctx.auto_host:
             if ctx.auto_host:
                 ctx.host = target.authority
@@ -300,9 +386,7 @@ class HttpForward:
         if self._tries == 1 and self.route.mirror is not None and ctx.upgrade is None:
             # (an upgrade is not mirrored: the mirror cannot take part in the new protocol)
             self._start_mirror()  # the mirror gets the head without any backend's credentials
-        timeout = self.route.timeout
-        if timeout is not None and timeout.backend is not None:
-            self._attempt_timer = self.worker.loop.call_later(timeout.backend, self._attempt_timed_out)
+        self._arm_attempt_timer()
         auth = target.auth
         if auth is None:
             self._sent_head = self._head
@@ -316,6 +400,44 @@ class HttpForward:
             self._attach(upstream, flush)
         else:
             self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
+
+    def _attempt_h2(self, target: HttpTarget, flush: bool) -> None:
+        """``_attempt`` to an HTTP/2 upstream (the request mirror, an HTTP/1.1 copy, is not made)."""
+        ctx = self.ctx
+        if not self._h2:
+            self._switch_protocol(True)
+        if ctx.auto_host:
+            ctx.host = target.authority
+        body = self._body
+        self._sent_fields = h2_request_fields(
+            ctx, b"https" if target.tls is not None else b"http", None if body is None else len(body)
+        )
+        self._arm_attempt_timer()
+        auth = target.auth
+        if auth is not None:
+            if not auth.ready(ctx):
+                self._connect_task = self.worker.loop.create_task(self._authorize_and_attach(target, auth))
+                return
+            if not self._sign(target, auth):
+                return
+        upstream = self.worker.h2_pool.take(target)
+        if upstream is not None:
+            self._attach(upstream, flush)
+        else:
+            self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
+
+    def _switch_protocol(self, h2: bool) -> None:
+        """The attempts go from one HTTP version to the other: the body is framed anew."""
+        self._h2 = h2
+        self._chunked = self.ctx.chunked and self._body is None and not h2
+        self._end_due = False
+        if self._tries > 1:
+            self._reset_body()
+
+    def _arm_attempt_timer(self) -> None:
+        timeout = self.route.timeout
+        if timeout is not None and timeout.backend is not None:
+            self._attempt_timer = self.worker.loop.call_later(timeout.backend, self._attempt_timed_out)
 
     def _sign(self, target: HttpTarget, auth: BackendAuth) -> bool:
         """The head with the backend's credentials; False (and answered) when they failed."""
@@ -331,10 +453,14 @@ class HttpForward:
         except BackendAuthError as exc:
             self._fail(exc.status, f"backend authentication failed: {exc}")
             return False
+        length = None if body is None else len(body)
+        if self._h2:
+            if edits or path != ctx.target:
+                self._sent_fields = h2_request_fields(ctx, scheme, length, target=path, edits=edits)
+            return True
         if not edits and path == ctx.target:
             self._sent_head = self._head  # nothing to add (passthrough)
             return True
-        length = None if body is None else len(body)
         self._sent_head = build_request_head(ctx, self._chunked, body_length=length, target=path, edits=edits)
         return True
 
@@ -350,7 +476,7 @@ class HttpForward:
         self._connect_task = None
         if self._finished or not self._sign(target, auth):
             return
-        upstream = self.worker.pool.take(target)
+        upstream = self.worker.h2_pool.take(target) if self._h2 else self.worker.pool.take(target)
         if upstream is None:
             self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
         else:
@@ -368,8 +494,12 @@ class HttpForward:
         self._mirror = call
 
     async def _connect_and_attach(self, target: HttpTarget) -> None:
+        upstream: UpstreamConnection | Http2UpstreamStream
         try:
-            upstream = await self.worker.pool.connect(target)
+            if self._h2:
+                upstream = await self.worker.h2_pool.open(target)
+            else:
+                upstream = await self.worker.pool.connect(target)
         except UpstreamConnectError as exc:
             self._connect_task = None
             if not self._finished:
@@ -377,16 +507,23 @@ class HttpForward:
             return
         self._connect_task = None
         if self._finished:
-            self.worker.pool.release(upstream)
+            if self._h2:
+                upstream.close()
+            else:
+                self.worker.pool.release(cast("UpstreamConnection", upstream))
             return
         self._attach(upstream, flush=True)
 
-    def _attach(self, upstream: UpstreamConnection, flush: bool) -> None:
+    def _attach(self, upstream: UpstreamConnection | Http2UpstreamStream, flush: bool) -> None:
         self.upstream = upstream
+        if self._h2:
+            upstream.begin(self, self._no_body)
+            self._attach_h2(cast("Http2UpstreamStream", upstream), flush)
+            return
         if self.ctx.upgrade is None:
             upstream.begin(self, self._no_body)
         else:
-            upstream.begin_upgrade(self)
+            cast("UpstreamConnection", upstream).begin_upgrade(self)
         self._out.append(self._sent_head)
         if self._pending:
             self._out += self._pending
@@ -397,6 +534,25 @@ class HttpForward:
             self.client_data_done()
         if self.conn.write_paused:
             upstream.pause_reading()
+        if self._request_done:
+            self._await_head()
+
+    def _attach_h2(self, stream: Http2UpstreamStream, flush: bool) -> None:
+        no_body = self._body is None and not self.ctx.has_body
+        stream.send_head(self._sent_fields, end_stream=no_body)
+        if self.upstream is not stream:
+            return  # the connection was gone: the attempt has failed (and maybe been retried)
+        if self._pending:
+            self._out += self._pending
+            self._pending = []
+            self._pending_bytes = 0
+            self.conn.resume_request_body(PAUSE_BODY_BUFFER)
+        if self._request_done and not no_body:
+            self._end_due = True
+        if flush:
+            self.client_data_done()
+        if self.conn.write_paused:
+            stream.pause_reading()
         if self._request_done:
             self._await_head()
 
@@ -439,6 +595,7 @@ class HttpForward:
     def _reset_body(self) -> None:
         """The next attempt starts from the replay copy of the body."""
         self._out = []
+        self._end_due = False
         chunked = self._chunked
         pending = [b"%x\r\n%b\r\n" % (len(c), c) if chunked else c for c in self._replay or ()]
         if self._request_done and chunked:
@@ -560,6 +717,8 @@ class HttpForward:
             if self._mirror is not None:
                 self._mirror.send(_LAST_CHUNK)
             self._send(_LAST_CHUNK)
+        elif self._h2:
+            self._end_due = True
         if self._mirror is not None:
             self._mirror.request_end()
         self.client_data_done()
@@ -590,6 +749,9 @@ class HttpForward:
             if upstream is not None:
                 upstream.write(out[0] if len(out) == 1 else b"".join(out))
             self._out = []
+        if self._end_due and self.upstream is not None:
+            self._end_due = False
+            cast("Http2UpstreamStream", self.upstream).end_request()
 
     def client_lost(self) -> None:
         if self._span is not None and not self._finished:
@@ -689,6 +851,10 @@ class HttpForward:
     def upstream_data_done(self) -> None:
         self.conn.flush()
 
+    def upstream_trailers(self, trailers: Headers) -> None:
+        if self._body_mode == _BODY_RELAY:
+            self.conn.send_trailers(trailers)
+
     def upstream_end(self, keep_alive: bool) -> None:
         upstream = self.upstream
         self.upstream = None
@@ -698,7 +864,8 @@ class HttpForward:
             end_call(self._span, self._status)
         if upstream is not None:
             if keep_alive and self._request_done:
-                self.worker.pool.release(upstream)
+                # (an HTTP/2 stream always ends with keep_alive False: its connection is the pool's)
+                self.worker.pool.release(cast("UpstreamConnection", upstream))
             else:
                 upstream.close()
         processor = self._processor

@@ -1,11 +1,12 @@
 """What the HTTP backend needs from the worker process it runs in (implemented by
-``server.worker.Worker``): the event loop and the pool of upstream connections."""
+``server.worker.Worker``): the event loop and the pools of upstream connections (HTTP/1.1 and HTTP/2)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Protocol
 
+from agentgateway.upstream.http2 import Http2Pool
 from agentgateway.upstream.pool import UpstreamPool
 
 
@@ -15,3 +16,6 @@ class ProxyHost(Protocol):
 
     @property
     def pool(self) -> UpstreamPool: ...
+
+    @property
+    def h2_pool(self) -> Http2Pool: ...

@@ -125,6 +125,9 @@ class MirrorCall:
     def upstream_data_done(self) -> None:
         pass
 
+    def upstream_trailers(self, trailers: Headers) -> None:
+        pass
+
     def upstream_end(self, keep_alive: bool) -> None:
         upstream = self.upstream
         self.upstream = None

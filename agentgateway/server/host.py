@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Protocol
 
+from agentgateway.core.exchange import ResponseWriter
+
 if TYPE_CHECKING:
     from agentgateway.config.settings import RuntimeSettings
     from agentgateway.core.context import RequestCtx
-    from agentgateway.core.exchange import Exchange, ResponseWriter
+    from agentgateway.core.exchange import Exchange
     from agentgateway.routing.route import CompiledRoute
     from agentgateway.routing.tcp import CompiledTcpRoute
-    from agentgateway.server.http1 import HttpConnection
     from agentgateway.server.tcp import StreamConnection
 
 
@@ -32,11 +33,26 @@ class ServedBind(Protocol):
         """The gateway name logs and metrics use for this port."""
 
 
+class ClientConnection(ResponseWriter, Protocol):
+    """Where a request arrived, as the worker routes it: an HTTP/1.1 connection, or one stream of
+    an HTTP/2 connection."""
+
+    @property
+    def bind(self) -> ServedBind: ...
+
+    @property
+    def sni(self) -> bytes | None:
+        """The server name a TLS client asked for (it picks the listener)."""
+
+
 class ServedConnection(Protocol):
-    """A client connection as the worker's sweep and drain see it (HTTP/1.1, or relayed)."""
+    """A client connection as the worker's sweep and drain see it (HTTP/1.1, HTTP/2, or relayed)."""
 
     @property
     def transport(self) -> asyncio.Transport | None: ...
+
+    @property
+    def bind(self) -> ServedBind: ...
 
     def check_deadline(self, now: float) -> None:
         """Called about twice a second: act on what timed out."""
@@ -58,7 +74,7 @@ class ConnectionHost(Protocol):
     @property
     def connections(self) -> set[ServedConnection]: ...
 
-    def dispatch(self, conn: HttpConnection, ctx: RequestCtx) -> Exchange:
+    def dispatch(self, conn: ClientConnection, ctx: RequestCtx) -> Exchange:
         """What serves a request whose head was parsed: its route's backend, or a local reply."""
 
     def forward(self, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> Exchange:

@@ -10,7 +10,6 @@ writing back-pressure is forwarded to the exchange, which pauses its upstream.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -23,13 +22,8 @@ from agentgateway.core.context import RequestCtx
 from agentgateway.core.exchange import DISCARD, PAUSE_PIPELINE, PAUSE_UPSTREAM, Exchange
 from agentgateway.core.request import Headers, PathError, split_target
 from agentgateway.proxy.tunnel import Tunnel
-from agentgateway.server.forwarded import (
-    FORWARDED_HEADERS,
-    client_address,
-    forwarded_chain,
-    is_trusted,
-    without_forwarded,
-)
+from agentgateway.server.forwarded import FORWARDED_HEADERS, is_trusted
+from agentgateway.server.head import apply_forwarded, body_stall, valid_host
 
 if TYPE_CHECKING:
     from agentgateway.server.host import ConnectionHost, ServedBind
@@ -53,10 +47,6 @@ DEADLINE_HEADER, DEADLINE_IDLE, DEADLINE_BODY, DEADLINE_TUNNEL = 1, 2, 3, 4
 _PAUSE_UPGRADE = 8
 # Upgrade tokens served as plain HTTP: h2c is HTTP/2's own upgrade, not a protocol to relay.
 _NOT_RELAYED = frozenset((b"h2c",))
-
-# RFC 9110 §7.2 / RFC 3986 §3.2.2: host (reg-name or IP literal) and an optional port. No
-# userinfo, no whitespace.
-_VALID_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{0,5})?").fullmatch
 
 _WRITE_HIGH_WATER = 256 * 1024
 _WRITE_LOW_WATER = 64 * 1024
@@ -427,27 +417,20 @@ class HttpConnection(asyncio.Protocol):
 
     def _valid_host(self, host: bytes, problem: str) -> bytes:
         """``host`` (trailing whitespace llhttp keeps removed) or a 400."""
-        host = host.rstrip(b" \t")
-        if host and _VALID_HOST(host) is None:
+        valid = valid_host(host)
+        if valid is None:
             raise _Rejected(400, problem)
-        self._host_ok = host
-        return host
+        self._host_ok = valid
+        return valid
 
     def _forwarded(self, ctx: RequestCtx) -> None:
-        """The request carries forwarded headers: believed from a trusted proxy (the client
-        address comes from its X-Forwarded-For), dropped from anyone else."""
+        """The request carries forwarded headers: believed from a trusted proxy, dropped from
+        anyone else (server/head.py)."""
         limits = self._limits
         if self._trust_limits is not limits:
             self._trust_limits = limits
             self._trusted = is_trusted(self.client_ip, limits.trusted_proxies)
-        if not self._trusted:
-            ctx.headers = without_forwarded(ctx.headers)
-            return
-        chain = forwarded_chain(ctx.headers)
-        if chain:
-            client = client_address(chain, limits.trusted_proxies)
-            if client is not None:
-                ctx.client_ip = client
+        apply_forwarded(ctx, self._trusted, limits.trusted_proxies)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -597,6 +580,10 @@ class HttpConnection(asyncio.Protocol):
             self._out += (b"%x\r\n" % len(chunk), chunk, _CRLF)
         elif framing != _BODY_NONE:
             self._out.append(chunk)
+
+    def send_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        """Dropped: trailers reach HTTP/1.1 clients only through an HTTP/2 upstream (gRPC),
+        and gRPC clients speak HTTP/2."""
 
     def flush(self) -> None:
         """Write what ``send_head``/``send_body`` queued, in one system call."""
@@ -844,13 +831,9 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._body_idle += elapsed
         total = self._body_elapsed = self._body_elapsed + elapsed
-        if self._body_idle >= limits.body_idle_timeout:
-            message = f"timed out reading the request body (nothing for {limits.body_idle_timeout:g}s)"
-        else:
-            rate, grace = limits.body_min_rate, limits.body_min_rate_grace
-            if not rate or total <= grace or received >= rate * (total - grace):
-                return
-            message = f"request body too slow ({received} bytes in {total:.0f}s; at least {rate} bytes/s needed)"
+        message = body_stall(limits, received, total, self._body_idle)
+        if message is None:
+            return
         self.deadline_kind = 0
         self._reject(408, message)
 

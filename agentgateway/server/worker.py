@@ -56,12 +56,15 @@ from agentgateway.routing.tcp import CompiledTcpRoute
 from agentgateway.server import control
 from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.forwarded import client_address
-from agentgateway.server.host import ServedConnection
+from agentgateway.server.host import ClientConnection, ServedConnection
 from agentgateway.server.http1 import HttpConnection
+from agentgateway.server.http2 import Http2Connection
 from agentgateway.server.listeners import listen_socket, sni_selector
+from agentgateway.server.negotiate import client_protocol
 from agentgateway.server.proxy_protocol import Address, ProxyProtocolListener
 from agentgateway.server.tcp import StreamConnection
 from agentgateway.upstream.client import HttpClient
+from agentgateway.upstream.http2 import Http2Pool
 from agentgateway.upstream.pool import UpstreamPool
 from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, TRACE_HEADER, worker_socket
 
@@ -99,6 +102,7 @@ class Worker:
         self.index = index
         static = runtime.static
         self.pool = UpstreamPool(loop, static.pool_idle_timeout, static.pool_max_size)
+        self.h2_pool = Http2Pool(loop, static.pool_idle_timeout)
         self.metrics = RequestMetrics()
         self.access_log = AccessLog(static.log_format, access_log_enabled(static.log_level))
         self.tracer: Tracer | None = None  # set by apply() when tracing is configured
@@ -125,7 +129,7 @@ class Worker:
 
     # ------------------------------------------------------------------ request path
 
-    def dispatch(self, conn: HttpConnection, ctx: RequestCtx) -> Exchange:
+    def dispatch(self, conn: ClientConnection, ctx: RequestCtx) -> Exchange:
         """Choose what serves this request: its route's backend, or a local reply."""
         tracer = self.tracer
         if tracer is not None:
@@ -358,10 +362,12 @@ class Worker:
                 if handle.server is not None:
                     handle.server.close()
             raise ConfigError("binds", f"cannot listen: {exc.strerror or exc}") from None
+        closed: list[BindHandle] = []
         for port, handle in list(self.binds.items()):
             if port not in runtime.binds or port in opened:
                 if handle.server is not None:
                     handle.server.close()
+                closed.append(handle)
                 del self.binds[port]
         for port, bind in runtime.binds.items():
             if port in opened:
@@ -369,7 +375,9 @@ class Worker:
             else:
                 self.binds[port].runtime = bind
         self.runtime = runtime
+        self._retire_connections(closed, runtime)
         self.pool.idle_timeout = runtime.static.pool_idle_timeout
+        self.h2_pool.idle_timeout = runtime.static.pool_idle_timeout
         self.pool.max_idle = runtime.static.pool_max_size
         self._apply_telemetry(runtime)
 
@@ -429,6 +437,16 @@ class Worker:
                     reported[key] = total
                     COUNTERS.inc(family, (reason,), float(delta))
 
+    def _retire_connections(self, closed: list[BindHandle], runtime: RuntimeConfig) -> None:
+        """After a reload: the connections of a bind that is gone (or reopened) finish what they
+        serve and close; so do HTTP/2 connections whose settings changed (a GOAWAY each: their
+        clients reconnect and get the new ones). Other connections serve the new config."""
+        for conn in list(self.connections):
+            if any(conn.bind is handle for handle in closed) or (
+                isinstance(conn, Http2Connection) and conn.settings_changed(runtime.limits)
+            ):
+                conn.close_if_idle()
+
     async def _open(self, bind: BindRuntime, runtime: RuntimeConfig) -> BindHandle:
         handle = BindHandle(bind)
         sock = listen_socket(bind.port)
@@ -459,15 +477,14 @@ class Worker:
         )
         return handle
 
-    def _accepted(self, handle: BindHandle, client: Address | None = None) -> HttpConnection | StreamConnection:
+    def _accepted(self, handle: BindHandle, client: Address | None = None) -> asyncio.Protocol:
         """The protocol of a connection accepted on ``handle``'s port, by what the port serves
-        now (a reload may change it). ``client``: the address a PROXY protocol header named."""
+        now (a reload may change it): HTTP/1.1 or HTTP/2 (server/negotiate.py), or relayed
+        bytes. ``client``: the address a PROXY protocol header named."""
         protocol = handle.runtime.protocol
-        conn: HttpConnection | StreamConnection
         if protocol == "HTTP":
-            conn = HttpConnection(self, handle)
-        else:
-            conn = StreamConnection(self, handle, passthrough=protocol == "TLS" and not handle.tls)
+            return client_protocol(self, handle, handle.tls, client)
+        conn = StreamConnection(self, handle, passthrough=protocol == "TLS" and not handle.tls)
         if client is not None:
             conn.client_ip, conn.client_port = client
         return conn
@@ -491,6 +508,7 @@ class Worker:
                     conn.check_deadline(now)
                 if ticks % 50 == 0:
                     self.pool.sweep(now)
+                    self.h2_pool.sweep(now)
                     if self._mcp is not None:
                         self._mcp.sweep()
 
@@ -516,6 +534,7 @@ class Worker:
         if self._mcp is not None:
             await self._mcp.close_all()  # stops stdio servers, ends upstream sessions
         self.pool.close_all()
+        self.h2_pool.close_all()
         self.access_log.flush()
         # What is queued for the collector goes now (each exporter waits at most 2 s).
         if self.tracer is not None:

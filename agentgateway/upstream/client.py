@@ -129,6 +129,9 @@ class ClientResponse:
             self._conn.pause_reading()
         self._wake()
 
+    def upstream_trailers(self, trailers: Headers) -> None:
+        pass
+
     def upstream_end(self, keep_alive: bool) -> None:
         conn = self._conn
         self._conn = None

@@ -30,6 +30,9 @@ class UpstreamSink(Protocol):
 
     def upstream_body(self, chunk: bytes) -> None: ...
 
+    def upstream_trailers(self, trailers: Headers) -> None:
+        """Trailer fields, before ``upstream_end`` (HTTP/2 upstreams: gRPC's status)."""
+
     def upstream_end(self, keep_alive: bool) -> None: ...
 
     def upstream_failed(self, status: int, message: str) -> None: ...

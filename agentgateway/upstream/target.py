@@ -9,6 +9,10 @@ if TYPE_CHECKING:
     from agentgateway.upstream.backend_auth import BackendAuth
 
 
+# ``HttpTarget.http_version``.
+HTTP_AUTO, HTTP_1, HTTP_2 = 0, 1, 2
+
+
 class HealthRecord(Protocol):
     """Passive health of one backend (outlier detection, policy/health.py): whether it may be
     picked now, and each attempt's outcome."""
@@ -45,6 +49,9 @@ class HttpTarget:
         "connect_timeout",
         "health",
         "auth",
+        "http_version",
+        "tls_h2",
+        "h2_pool_key",
     )
     kind = "http"
 
@@ -64,6 +71,11 @@ class HttpTarget:
         # Credentials added to every request sent here (backendAuth); not part of the pool key:
         # they travel per request, never with the connection.
         self.auth: BackendAuth | None = None
+        # The backend's ``http.version``: HTTP_AUTO (HTTP/1.1, and HTTP/2 for gRPC requests),
+        # HTTP_1 or HTTP_2. HTTP/2 over TLS is negotiated with its own context (ALPN h2).
+        self.http_version = HTTP_AUTO
+        self.tls_h2: UpstreamTls | None = None
+        self.h2_pool_key: tuple[object, ...] = (*self.pool_key, "h2")
 
 
 def split_host_port(value: str) -> tuple[str, int]:

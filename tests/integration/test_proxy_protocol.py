@@ -172,3 +172,58 @@ def test_tcp_and_tls_passthrough_behind_a_proxy_header(gateway, upstream, tmp_pa
         assert any("src.addr=198.51.100.21:6001" in x and "tls.sni=a.example.com" in x for x in lines)
     finally:
         echo.stop()
+
+
+def _h2_get(sock: socket.socket | ssl.SSLSocket, authority: str) -> dict[str, str]:
+    """One HTTP/2 GET /echo on ``sock``: the headers the upstream saw."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import DataReceived, StreamEnded
+
+    conn = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    conn.send_headers(
+        1, [(":method", "GET"), (":scheme", "http"), (":authority", authority), (":path", "/echo")], end_stream=True
+    )
+    sock.sendall(conn.data_to_send())
+    body = b""
+    for _ in range(1000):  # bounded: a few frames are expected
+        data = sock.recv(65536)
+        assert data, "the gateway closed the connection"
+        ended = False
+        for event in conn.receive_data(data):
+            if isinstance(event, DataReceived):
+                body += event.data
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            ended = ended or isinstance(event, StreamEnded)
+        sock.sendall(conn.data_to_send())
+        if ended:
+            break
+    return dict(json.loads(body)["headers"])
+
+
+def test_http2_clients_behind_a_proxy_header(gateway, upstream, tmp_path):
+    """HTTP/2 (h2c with prior knowledge, and h2 chosen by ALPN) right behind the header: the
+    client address is the header's."""
+    up = upstream()
+    port = free_port()
+    config = binds(port, [{"backends": [{"host": up.address}]}])
+    config["frontendPolicies"] = {"proxyProtocol": {}}
+    gateway(config)
+    with raw_connection(port) as sock:
+        sock.sendall(v2("198.51.100.21", 41000))
+        assert _h2_get(sock, "gw.test")["x-forwarded-for"] == "198.51.100.21"
+    ca = trustme.CA()
+    cert, key = _cert(ca, tmp_path, "gw.example.com")
+    tls_port = free_port()
+    config = binds(tls_port, [{"backends": [{"host": up.address}]}], protocol="HTTPS", tls={"cert": cert, "key": key})
+    config["frontendPolicies"] = {"proxyProtocol": {}}
+    gateway(config)
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    ctx.set_alpn_protocols(["h2"])
+    raw = socket.create_connection(("127.0.0.1", tls_port), timeout=10)
+    raw.sendall(v2("192.0.2.45", 5556))
+    with ctx.wrap_socket(raw, server_hostname="gw.example.com") as s:
+        assert s.selected_alpn_protocol() == "h2"
+        assert _h2_get(s, "gw.example.com")["x-forwarded-for"] == "192.0.2.45"

@@ -1,0 +1,49 @@
+"""Checks of a request head that every client protocol makes the same way (the HTTP/1.1
+connection, ``http1.py``, and the HTTP/2 streams, ``http2.py``): the authority, and the
+forwarded headers of a peer that may or may not be a trusted proxy."""
+
+from __future__ import annotations
+
+import re
+
+from agentgateway.config.settings import IPNetwork, ServerLimits
+from agentgateway.core.context import RequestCtx
+from agentgateway.server.forwarded import client_address, forwarded_chain, without_forwarded
+
+# RFC 9110 §7.2 / RFC 3986 §3.2.2: host (reg-name or IP literal) and an optional port. No
+# userinfo, no whitespace.
+_VALID_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{0,5})?").fullmatch
+
+
+def valid_host(host: bytes) -> bytes | None:
+    """``host`` without trailing whitespace (which llhttp keeps), or None when it is not a host."""
+    host = host.rstrip(b" \t")
+    if host and _VALID_HOST(host) is None:
+        return None
+    return host
+
+
+def apply_forwarded(ctx: RequestCtx, trusted: bool, trusted_proxies: tuple[IPNetwork, ...]) -> None:
+    """The request carries forwarded headers: from a trusted proxy they are believed (the client
+    address comes from its X-Forwarded-For), from anyone else they are dropped."""
+    if not trusted:
+        ctx.headers = without_forwarded(ctx.headers)
+        return
+    chain = forwarded_chain(ctx.headers)
+    if chain:
+        client = client_address(chain, trusted_proxies)
+        if client is not None:
+            ctx.client_ip = client
+
+
+def body_stall(limits: ServerLimits, received: int, elapsed: float, idle: float) -> str | None:
+    """Why a request body that has delivered ``received`` bytes in ``elapsed`` seconds of reading,
+    the last ``idle`` of them without a byte, is cut (408); None while it keeps pace. It must not
+    pause longer than ``requestBodyIdleTimeout``, nor average less than ``requestBodyMinRate``
+    once ``requestBodyMinRateGrace`` has passed (a trickle that never pauses)."""
+    if idle >= limits.body_idle_timeout:
+        return f"timed out reading the request body (nothing for {limits.body_idle_timeout:g}s)"
+    rate, grace = limits.body_min_rate, limits.body_min_rate_grace
+    if not rate or elapsed <= grace or received >= rate * (elapsed - grace):
+        return None
+    return f"request body too slow ({received} bytes in {elapsed:.0f}s; at least {rate} bytes/s needed)"
