@@ -717,3 +717,25 @@ def test_llm_remote_token_reservation_is_a_child_span(gateway, tmp_path, process
     assert reserve.attributes["agw.rate_limit.result"] == "allowed"
     assert reserve.attributes["agw.rate_limit.tokens"] > 0
     assert reserve.end <= call.start
+
+
+def test_http2_client_request_is_traced_like_http1(gateway, upstream, otlp):
+    """The protocol is below the policy chain: an h2c request gets the same server span and
+    upstream child span, and the upstream the same traceparent, as an HTTP/1.1 one."""
+    up = upstream("a")
+    port = free_port()
+    gateway(traced(port, [api_route(up.address)], otlp.grpc_endpoint))
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:
+        r = client.get(
+            f"http://127.0.0.1:{port}/api/h2", headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}
+        )
+    assert r.status_code == 200 and r.http_version == "HTTP/2"
+    sent = dict(r.json()["headers"])
+    spans = otlp.wait_spans(lambda s: len(s) >= 2)
+    server = next(s for s in spans if s.kind == SERVER)
+    call = next(s for s in spans if s.kind == CLIENT)
+    assert server.trace_id == CLIENT_TRACE and server.parent_id == CLIENT_SPAN
+    assert server.attributes["url.path"] == "/api/h2"
+    assert server.attributes["http.response.status_code"] == 200
+    assert call.parent_id == server.span_id
+    assert sent["traceparent"] == f"00-{CLIENT_TRACE}-{call.span_id}-01"
