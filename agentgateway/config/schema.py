@@ -9,6 +9,7 @@ Fields marked "addition" are ours; they never change the meaning of a reference 
 from __future__ import annotations
 
 import functools
+import types
 import typing
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,53 @@ from msgspec import UNSET, UnsetType
 
 _NOT_SUPPORTED = "agentgateway:not-supported"
 NotSupported = Annotated[Any | UnsetType, _NOT_SUPPORTED]
+
+
+class RefusedForms:
+    """Field metadata (``Annotated[<type>, RefusedForms(...)]``): value forms agentgateway accepts
+    for the key that this gateway does not implement yet. They are refused by name (``<path>: ...
+    not supported``) before the file is decoded, so the field's type stays what the code uses.
+
+    ``strings``: any string value; ``objects``: any mapping; ``lists``: any list; ``values``: these
+    values (of an enum); ``keys``: a mapping holding one of these keys (``conditional``), refused at
+    ``<path>.<key>``."""
+
+    __slots__ = ("strings", "objects", "lists", "values", "keys", "what")
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        strings: bool = False,
+        objects: bool = False,
+        lists: bool = False,
+        values: tuple[str, ...] = (),
+        keys: tuple[str, ...] = (),
+    ) -> None:
+        self.what = what
+        self.strings = strings
+        self.objects = objects
+        self.lists = lists
+        self.values = values
+        self.keys = keys
+
+    def refusal(self, value: object, path: str) -> tuple[str, str] | None:
+        """(path, reason) when ``value`` is one of the refused forms."""
+        if isinstance(value, str) and (self.strings or value in self.values):
+            return path, f"{self.what} ({value!r}) is not supported"
+        if isinstance(value, dict):
+            for key in self.keys:
+                if key in value:
+                    return f"{path}.{key}", f"the {key} form of {self.what} is not supported"
+            if self.objects:
+                return path, f"{self.what} in this form is not supported"
+        if isinstance(value, list) and self.lists:
+            return path, f"{self.what} as a list is not supported"
+        return None
+
+
+# The conditional form (``{conditional: [{condition, ...}]}``) of agentgateway's policies.
+CONDITIONAL = RefusedForms("the policy", keys=("conditional",))
 
 # What ``/config_dump`` must not show, marked on the field (``Annotated[<type>, MARKER]``) so that
 # config/dump.py redacts by type wherever the struct is used:
@@ -39,9 +87,11 @@ class Schema(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
 
 class LoggingSettings(Schema, frozen=True):
     format: Literal["text", "json"] | None = None
-    level: str | None = None
+    # agentgateway also takes a list of per-module levels, which has no meaning here
+    level: Annotated[str | None, RefusedForms("a list of levels", lists=True)] = None
     filter: NotSupported = UNSET
     fields: NotSupported = UNSET
+    database: NotSupported = UNSET
 
 
 class BackendSettings(Schema, frozen=True):
@@ -83,7 +133,9 @@ class RawConfig(Schema, frozen=True):
     backend: BackendSettings | None = None
     connection_termination_deadline: str | None = None
     connection_min_termination_deadline: str | None = None
-    worker_threads: NotSupported = UNSET
+    # agentgateway's proxy threads: a count or a percentage of the cores ("50%"); mapped to worker
+    # processes here (``workers`` wins when both are set)
+    worker_threads: int | str | None = None
     tracing: NotSupported = UNSET
     metrics: NotSupported = UNSET
     histograms: NotSupported = UNSET
@@ -109,6 +161,7 @@ class RawConfig(Schema, frozen=True):
     storage: NotSupported = UNSET
     standard_attributes: NotSupported = UNSET
     sensitive_headers: NotSupported = UNSET
+    spiffe: NotSupported = UNSET
 
 
 # ---------------------------------------------------------------- frontendPolicies:
@@ -137,6 +190,8 @@ class FrontendHttp(Schema, frozen=True):
     # addition: peers (IP addresses or CIDRs) whose X-Forwarded-For/-Proto/-Host, Forwarded and
     # X-Real-IP headers are believed; from any other peer they are dropped (default: none)
     trusted_proxies: list[str] | None = None
+    http1_header_case: NotSupported = UNSET
+    http2_max_header_size: NotSupported = UNSET
     http2_window_size: NotSupported = UNSET
     http2_connection_window_size: NotSupported = UNSET
     http2_frame_size: NotSupported = UNSET
@@ -146,7 +201,7 @@ class FrontendHttp(Schema, frozen=True):
 
 
 class FrontendTls(Schema, frozen=True):
-    tls_handshake_timeout: str | None = None
+    handshake_timeout: str | None = None
     alpn: NotSupported = UNSET
     min_version: NotSupported = UNSET
     max_version: NotSupported = UNSET
@@ -189,16 +244,17 @@ class ValueMatch(Schema, frozen=True):
 
 class HeaderMatch(Schema, frozen=True):
     name: str
-    value: ValueMatch
+    value: ValueMatch | Literal["invalid"]
 
 
 class QueryMatch(Schema, frozen=True):
     name: str
-    value: ValueMatch
+    value: ValueMatch | Literal["invalid"]
 
 
 class RouteMatch(Schema, frozen=True):
-    path: PathMatch | None = None
+    # ``invalid`` (agentgateway's marker of a match that can never hold) is refused by name
+    path: PathMatch | Literal["invalid"] | None = None
     method: str | None = None
     headers: list[HeaderMatch] = []
     query: list[QueryMatch] = []
@@ -310,6 +366,8 @@ class Descriptor(Schema, frozen=True):
     type: Literal["requests", "tokens"] = "requests"
     # addition, Redis mode only
     limit: RateLimitUnitLimit | None = None
+    cost: NotSupported = UNSET
+    limit_override: NotSupported = UNSET
 
 
 class RedisTarget(Schema, frozen=True):
@@ -345,6 +403,7 @@ class TransformSide(Schema, frozen=True):
 class Transformations(Schema, frozen=True):
     request: TransformSide | None = None
     response: TransformSide | None = None
+    conditional: NotSupported = UNSET
 
 
 class Eviction(Schema, frozen=True):
@@ -457,6 +516,7 @@ class AuthorizationLocation(Schema, frozen=True):
     header: HeaderLocation | None = None
     query_parameter: NamedLocation | None = None
     cookie: NamedLocation | None = None
+    expression: NotSupported = UNSET
 
 
 class BackendKey(Schema, frozen=True):
@@ -474,6 +534,7 @@ class Passthrough(Schema, frozen=True):
 class GcpAuth(Schema, frozen=True):
     type: Literal["accessToken", "idToken", "AccessToken", "IdToken"] | None = None
     audience: str | None = None
+    credential: NotSupported = UNSET
 
 
 class AwsAuth(Schema, frozen=True):
@@ -485,6 +546,33 @@ class AwsAuth(Schema, frozen=True):
     region: str | None = None
     service_name: str | None = None
     assume_role: NotSupported = UNSET
+
+
+# agentgateway's ``backendAuth: copilot`` (the string form)
+COPILOT_AUTH = RefusedForms("backendAuth", values=("copilot",))
+# the forms of ``llm.models[].provider`` beyond the six built-in names: presets, ``openai``,
+# ``copilot``, ``{reference}`` and ``{custom}``
+LLM_PROVIDER_FORMS = RefusedForms(
+    "provider",
+    objects=True,
+    values=(
+        "openai",
+        "copilot",
+        "cohere",
+        "ollama",
+        "baseten",
+        "cerebras",
+        "deepinfra",
+        "deepseek",
+        "groq",
+        "huggingface",
+        "mistral",
+        "openrouter",
+        "togetherai",
+        "xai",
+        "fireworks",
+    ),
+)
 
 
 class BackendAuth(Schema, frozen=True):
@@ -499,13 +587,14 @@ class BackendAuth(Schema, frozen=True):
     jwt_sign: NotSupported = UNSET
     oauth_token_exchange: NotSupported = UNSET
     cross_app_access: NotSupported = UNSET
+    credentials: NotSupported = UNSET
 
 
 class BackendPolicies(Schema, frozen=True):
     """Policies that apply to the call to one backend."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
-    backend_auth: BackendAuth | None = None
+    backend_auth: Annotated[BackendAuth | None, COPILOT_AUTH] = None
     health: Health | None = None
     request_header_modifier: NotSupported = UNSET
     response_header_modifier: NotSupported = UNSET
@@ -540,6 +629,7 @@ class AiModelProvider(Schema, frozen=True):
     """``openAI``, ``anthropic``, ``gemini``: ``model`` overrides the request's model when set."""
 
     model: str | None = None
+    moderation: NotSupported = UNSET
 
 
 class AiVertexProvider(Schema, frozen=True):
@@ -561,9 +651,11 @@ class AiAzureProvider(Schema, frozen=True):
 
     model: str | None = None
     resource_name: str | None = None
-    resource_type: Literal["openAI", "foundry"] | None = None
+    # ``openAI`` (the default); the other types are refused by name (llm/config.py)
+    resource_type: Literal["openAI", "foundry", "aiServices"] | None = None
     # quote a dated version in YAML ("2024-10-21"), or it reads as a date
     api_version: str | None = None
+    project_name: NotSupported = UNSET
 
 
 class AiProvider(Schema, frozen=True):
@@ -621,7 +713,7 @@ class RegexGuardSpec(Schema, frozen=True):
 
 class GuardRejection(Schema, frozen=True):
     status: int = 403
-    body: str | None = None
+    body: Annotated[str | None, RefusedForms("a body", lists=True)] = None
     headers: NotSupported = UNSET
 
 
@@ -634,6 +726,8 @@ class WebhookTarget(Schema, frozen=True):
 class WebhookGuardSpec(Schema, frozen=True):
     target: WebhookTarget
     forward_header_matches: NotSupported = UNSET
+    headers: NotSupported = UNSET
+    failure_mode: NotSupported = UNSET
 
 
 class PromptGuardRule(Schema, frozen=True):
@@ -796,7 +890,7 @@ class A2aPolicy(Schema, frozen=True):
 
 class DirectResponse(Schema, frozen=True):
     status: int = 200
-    body: str | None = None
+    body: Annotated[str | None, RefusedForms("a body", lists=True)] = None
     body_expression: NotSupported = UNSET
     headers: NotSupported = UNSET
     conditional: NotSupported = UNSET
@@ -813,8 +907,8 @@ class RoutePolicies(Schema, frozen=True):
     url_rewrite: UrlRewrite | None = None
     request_mirror: RequestMirror | None = None
     direct_response: DirectResponse | None = None
-    local_rate_limit: list[LocalRateLimit] | None = None
-    remote_rate_limit: RemoteRateLimit | None = None
+    local_rate_limit: Annotated[list[LocalRateLimit] | None, CONDITIONAL] = None
+    remote_rate_limit: Annotated[RemoteRateLimit | None, CONDITIONAL] = None
     transformations: Transformations | None = None
     timeout: Timeout | None = None
     retry: Retry | None = None
@@ -827,7 +921,7 @@ class RoutePolicies(Schema, frozen=True):
     cors: Cors | None = None
     csrf: Csrf | None = None
     ext_authz: ExtAuthz | None = None
-    backend_auth: BackendAuth | None = None
+    backend_auth: Annotated[BackendAuth | None, COPILOT_AUTH] = None
     mcp_authorization: McpAuthorization | None = None
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
@@ -841,6 +935,8 @@ class RoutePolicies(Schema, frozen=True):
     host_rewrite: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET
+    # (``llm.policies`` only: guardrails for every model of the shortcut)
+    guardrails: NotSupported = UNSET
 
 
 class McpHost(Schema, frozen=True):
@@ -857,7 +953,8 @@ class McpStdio(Schema, frozen=True):
     cmd: str
     args: list[str] = []
     env: Annotated[dict[str, str], SECRET] = {}
-    clear_env: bool = False
+    # agentgateway spells this one in snake case
+    clear_env: bool = msgspec.field(default=False, name="clear_env")
 
 
 class OpenApiSchemaSource(Schema, frozen=True):
@@ -871,12 +968,12 @@ class OpenApiSchemaSource(Schema, frozen=True):
 class McpOpenApi(McpHost, frozen=True):
     """A REST API described by an OpenAPI 3 document, served as MCP tools (``schema`` is required)."""
 
-    schema: OpenApiSchemaSource | None = None
+    schema: Annotated[OpenApiSchemaSource | None, RefusedForms("the OpenAPI document as a string", strings=True)] = None
 
 
 class McpTargetPolicies(Schema, frozen=True):
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
-    backend_auth: BackendAuth | None = None
+    backend_auth: Annotated[BackendAuth | None, COPILOT_AUTH] = None
     mcp_authorization: McpAuthorization | None = None
     ext_mcp: NotSupported = UNSET
     request_header_modifier: NotSupported = UNSET
@@ -929,11 +1026,13 @@ class RouteBackend(Schema, frozen=True):
     backend: str | None = None
     mcp: McpBackend | None = None
     ai: AiBackend | None = None
-    service: NotSupported = UNSET
+    # a service of the top-level ``services`` list, load-balanced over its workloads
+    service: ServiceRef | None = None
     aws: NotSupported = UNSET
     dynamic: NotSupported = UNSET
     internal: NotSupported = UNSET
     route_group: NotSupported = UNSET
+    invalid: NotSupported = UNSET
 
 
 class Route(Schema, frozen=True):
@@ -946,16 +1045,22 @@ class Route(Schema, frozen=True):
     backends: list[RouteBackend] = []
 
 
+TlsVersion = Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"]
+
+
 class ListenerTls(Schema, frozen=True):
-    cert: str
-    key: Annotated[str, KEY_MATERIAL]
-    min_tls_version: Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"] | None = msgspec.field(
-        default=None, name="minTLSVersion"
-    )
-    max_tls_version: Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"] | None = msgspec.field(
-        default=None, name="maxTLSVersion"
-    )
+    # required (agentgateway makes them optional only for ``spiffe``, not supported here)
+    cert: str | None = None
+    key: Annotated[str | None, KEY_MATERIAL] = None
+    # ``static`` (the certificate is the listener's) or ``dynamicCa`` (refused by name)
+    mode: Literal["static", "dynamicCa"] | None = None
+    min_tls_version: TlsVersion | None = msgspec.field(default=None, name="minTLSVersion")
+    max_tls_version: TlsVersion | None = msgspec.field(default=None, name="maxTLSVersion")
+    # agentgateway's other spellings of the two (one of each pair at most)
+    min_tls_version_lower: TlsVersion | None = msgspec.field(default=None, name="minTlsVersion")
+    max_tls_version_lower: TlsVersion | None = msgspec.field(default=None, name="maxTlsVersion")
     root: NotSupported = UNSET
+    spiffe: NotSupported = UNSET
     cipher_suites: NotSupported = UNSET
     key_exchange_groups: NotSupported = UNSET
 
@@ -968,15 +1073,18 @@ class Listener(Schema, frozen=True):
     tls: ListenerTls | None = None
     routes: list[Route] = []
     tcp_routes: NotSupported = UNSET
-    policies: NotSupported = UNSET
+    # gateway-phase policies: they apply to every route of the listener
+    policies: GatewayPolicies | None = None
     gateway_name: NotSupported = UNSET
 
 
 class Bind(Schema, frozen=True):
     port: int
     listeners: list[Listener] = []
-    mode: NotSupported = UNSET
-    tunnel_protocol: NotSupported = UNSET
+    # ``standard`` (the default: the port is bound) and ``direct`` (no tunnel) are what this
+    # gateway does; the other values are refused by name
+    mode: Literal["standard", "internal"] | None = None
+    tunnel_protocol: Literal["direct", "hboneWaypoint", "hboneGateway", "proxy", "connect"] | None = None
 
 
 class NamedBackend(Schema, frozen=True):
@@ -989,6 +1097,21 @@ class NamedBackend(Schema, frozen=True):
     ai: AiBackend | None = None
     aws: NotSupported = UNSET
     internal: NotSupported = UNSET
+
+
+class GatewayPolicies(Schema, frozen=True):
+    """``binds[].listeners[].policies``: the gateway-phase policies of a listener (the same keys
+    a ``gateways`` entry takes beside its port), applied to every route of the listener."""
+
+    jwt_auth: JwtAuth | None = None
+    basic_auth: BasicAuth | None = None
+    api_key: ApiKey | None = None
+    authorization: Authorization | None = None
+    oidc: NotSupported = UNSET
+    ext_authz: NotSupported = UNSET
+    ext_proc: NotSupported = UNSET
+    cors: NotSupported = UNSET
+    transformations: NotSupported = UNSET
 
 
 class GatewayListener(Schema, frozen=True):
@@ -1027,11 +1150,14 @@ class AttachedRoute(Route, frozen=True):
 
 
 class McpShortcut(McpBackend, frozen=True):
-    """The ``mcp:`` shortcut: one MCP endpoint (``/mcp`` and ``/sse``) on its own port."""
+    """The ``mcp:`` shortcut: one MCP endpoint, on the gateways it names (``/mcp`` and ``/sse``
+    there), else on ``gateways.default`` when there is one and no ``port`` is set, else on its own
+    port (3000 by default)."""
 
-    port: int = 3000
+    port: int | None = None
     policies: RoutePolicies | None = None
-    gateways: NotSupported = UNSET
+    # ``<gateway>`` or ``<gateway>/<listener>``, one or a list
+    gateways: str | list[str] | None = None
 
 
 class LlmParams(Schema, frozen=True):
@@ -1044,15 +1170,19 @@ class LlmParams(Schema, frozen=True):
     vertex_region: str | None = None
     vertex_project: str | None = None
     azure_resource_name: str | None = None
-    azure_resource_type: Literal["openAI", "foundry"] | None = None
+    azure_resource_type: Literal["openAI", "foundry", "aiServices"] | None = None
     azure_api_version: str | None = None
     # addition: the region of a Bedrock model (SigV4 credentials come from the environment)
     aws_region: str | None = None
+    azure_project_name: NotSupported = UNSET
+    host_override: NotSupported = UNSET
+    path_override: NotSupported = UNSET
+    path_prefix: NotSupported = UNSET
 
 
 class LlmModel(Schema, frozen=True):
     name: str
-    provider: Literal["openAI", "anthropic", "gemini", "vertex", "bedrock", "azure"]
+    provider: Annotated[Literal["openAI", "anthropic", "gemini", "vertex", "bedrock", "azure"], LLM_PROVIDER_FORMS]
     params: LlmParams | None = None
     visibility: NotSupported = UNSET
     transformation: NotSupported = UNSET
@@ -1062,6 +1192,16 @@ class LlmModel(Schema, frozen=True):
     request_headers: NotSupported = UNSET
     prompt_caching: NotSupported = UNSET
     guardrails: NotSupported = UNSET
+    id: NotSupported = UNSET
+    passthrough: NotSupported = UNSET
+    authorization: NotSupported = UNSET
+    defaults: NotSupported = UNSET
+    overrides: NotSupported = UNSET
+    final_transformation: NotSupported = UNSET
+    backend_tls: NotSupported = msgspec.field(default=UNSET, name="backendTLS")
+    tls: NotSupported = UNSET
+    auth: NotSupported = UNSET
+    backend_tunnel: NotSupported = UNSET
 
 
 class VirtualTarget(Schema, frozen=True):
@@ -1094,16 +1234,87 @@ class VirtualModel(Schema, frozen=True):
 
 
 class LlmShortcut(Schema, frozen=True):
-    """The ``llm:`` shortcut: an OpenAI- and Anthropic-compatible endpoint on its own port."""
+    """The ``llm:`` shortcut: an OpenAI- and Anthropic-compatible endpoint, on the gateways it
+    names, else on ``gateways.default`` when there is one and neither ``port`` nor ``tls`` is set,
+    else on its own port (4000 by default; HTTPS with ``tls``)."""
 
-    port: int = 4000
+    port: int | None = None
     models: list[LlmModel] = []
     virtual_models: list[VirtualModel] = []
     policies: RoutePolicies | None = None
-    gateways: NotSupported = UNSET
-    tls: NotSupported = UNSET
+    # ``<gateway>`` or ``<gateway>/<listener>``, one or a list
+    gateways: str | list[str] | None = None
+    tls: ListenerTls | None = None
     providers: NotSupported = UNSET
     guardrails: NotSupported = UNSET
+
+
+# ---------------------------------------------------------------- services and workloads
+#
+# agentgateway's static form of the service/workload model a control plane sends: a service is a
+# hostname with ports, a workload an address that claims membership of services. A route backend
+# ``service: {name: <namespace>/<hostname>, port}`` is load-balanced over the service's workloads.
+
+
+class ServiceRef(Schema, frozen=True):
+    # ``<namespace>/<hostname>`` of a ``services`` entry
+    name: str
+    port: int
+
+
+class ServiceLoadBalancer(Schema, frozen=True):
+    # ``OnlyHealthy`` (the default): workloads whose status is Unhealthy are left out
+    health_policy: Literal["OnlyHealthy", "AllowAll"] | None = None
+    routing_preferences: NotSupported = UNSET
+    mode: NotSupported = UNSET
+
+
+class LocalService(Schema, frozen=True):
+    name: str
+    namespace: str
+    hostname: str
+    # the addresses the service answers on where traffic is captured (a mesh); nothing is
+    # captured here, so they name the service and route nothing
+    vips: list[str]
+    # service port -> workload port (0: the workload's own mapping must give it); a port may be
+    # written as a number or a string, as YAML keys often are
+    ports: dict[int | str, int]
+    # ``Http11`` is what this gateway speaks to upstreams; the others are refused by name
+    app_protocols: dict[int | str, Literal["Http11", "Http2", "Grpc"]] = {}
+    load_balancer: ServiceLoadBalancer | None = None
+    subject_alt_names: NotSupported = UNSET
+    waypoint: NotSupported = UNSET
+    ip_families: NotSupported = UNSET
+
+
+class LocalWorkload(Schema, frozen=True):
+    # the first address is connected to (as agentgateway)
+    workload_ips: list[str]
+    namespace: str
+    # ``<namespace>/<hostname>`` of each service the workload serves -> {service port: its port}
+    services: dict[str, dict[int | str, int]]
+    name: str | None = None
+    uid: str | None = None
+    status: Literal["Healthy", "Unhealthy"] | None = None
+    # ``TCP`` (plain connections) and ``Standard`` are what this gateway does; the others are
+    # refused by name
+    protocol: Literal["TCP", "HBONE", "LegacyIstioMtls"] | None = None
+    network_mode: Literal["Standard", "HostNetwork"] | None = None
+    waypoint: NotSupported = UNSET
+    network_gateway: NotSupported = UNSET
+    trust_domain: NotSupported = UNSET
+    service_account: NotSupported = UNSET
+    network: NotSupported = UNSET
+    workload_name: NotSupported = UNSET
+    workload_type: NotSupported = UNSET
+    canonical_name: NotSupported = UNSET
+    canonical_revision: NotSupported = UNSET
+    hostname: NotSupported = UNSET
+    node: NotSupported = UNSET
+    authorization_policies: NotSupported = UNSET
+    cluster_id: NotSupported = UNSET
+    locality: NotSupported = UNSET
+    capacity: NotSupported = UNSET
 
 
 class LocalConfig(Schema, frozen=True):
@@ -1115,8 +1326,8 @@ class LocalConfig(Schema, frozen=True):
     routes: list[AttachedRoute] = []
     tcp_routes: NotSupported = UNSET
     policies: NotSupported = UNSET
-    workloads: NotSupported = UNSET
-    services: NotSupported = UNSET
+    workloads: list[LocalWorkload] = []
+    services: list[LocalService] = []
     route_groups: NotSupported = UNSET
     llm: LlmShortcut | None = None
     mcp: McpShortcut | None = None
@@ -1160,5 +1371,80 @@ def find_unsupported(node: object, path: str = "") -> str | None:
         for i, item in enumerate(node):
             found = find_unsupported(item, f"{path}[{i}]")
             if found:
+                return found
+    return None
+
+
+# ---------------------------------------------------------------- refused value forms
+
+
+@functools.cache
+def _field_table(cls: type[Schema]) -> dict[str, tuple[Any, RefusedForms | None]]:
+    """key in the file -> (type hint without Annotated, its RefusedForms marker)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out: dict[str, tuple[Any, RefusedForms | None]] = {}
+    for f in msgspec.structs.fields(cls):
+        hint = hints[f.name]
+        marker = None
+        if typing.get_origin(hint) is Annotated:
+            marker = next((m for m in hint.__metadata__ if isinstance(m, RefusedForms)), None)
+            hint = typing.get_args(hint)[0]
+        out[f.encode_name] = (hint, marker)
+    return out
+
+
+def _inner(hint: Any, value: object) -> Any:
+    """The part of ``hint`` (a union, list or dict type) that a raw ``value`` decodes into."""
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        return _inner(typing.get_args(hint)[0], value)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            inner = _inner(arg, value)
+            if inner is not None:
+                return inner
+        return None
+    if isinstance(value, dict):
+        if isinstance(hint, type) and issubclass(hint, Schema):
+            return hint
+        return hint if origin is dict else None
+    if isinstance(value, list):
+        return hint if origin is list else None
+    return None
+
+
+def find_refused_form(value: object, hint: Any, path: str = "") -> tuple[str, str] | None:
+    """(path, reason) of the first value of the raw file (before decoding) that is a form
+    agentgateway accepts and this gateway refuses (fields marked with RefusedForms)."""
+    target = _inner(hint, value)
+    if target is None:
+        return None
+    if isinstance(target, type) and issubclass(target, Schema):
+        assert isinstance(value, dict)
+        table = _field_table(target)
+        for key, item in value.items():
+            entry = table.get(key) if isinstance(key, str) else None
+            if entry is None:
+                continue
+            sub, marker = entry
+            where = f"{path}.{key}" if path else key
+            if marker is not None:
+                refused = marker.refusal(item, where)
+                if refused is not None:
+                    return refused
+            found = find_refused_form(item, sub, where)
+            if found is not None:
+                return found
+        return None
+    args = typing.get_args(target)
+    if isinstance(value, list) and args:
+        for i, item in enumerate(value):
+            found = find_refused_form(item, args[0], f"{path}[{i}]")
+            if found is not None:
+                return found
+    elif isinstance(value, dict) and len(args) == 2:
+        for key, item in value.items():
+            found = find_refused_form(item, args[1], f"{path}.{key}")
+            if found is not None:
                 return found
     return None

@@ -16,6 +16,7 @@ from botocore.credentials import Credentials
 from agentgateway.config import referenced
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
+from agentgateway.config.paths import resolve_file
 from agentgateway.config.schema import (
     AiBackend,
     AiNamedProvider,
@@ -201,9 +202,7 @@ class LlmService:
 
 def read_secret(secret: Secret, base_dir: Path | None, where: str) -> str:
     if isinstance(secret, FileRef):
-        path = Path(os.path.expandvars(os.path.expanduser(secret.file)))
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
+        path = resolve_file(os.path.expandvars(secret.file), base_dir, f"{where}.file")
         try:
             return referenced.read_text(path).strip()
         except OSError as exc:
@@ -407,6 +406,7 @@ def _ai_provider(
     where: str,
 ) -> Provider:
     kind, cfg = _provider_kind(provider, f"{where}.provider")
+    _azure_type(getattr(cfg, "resource_type", None), f"{where}.provider.azure.resourceType")
     spec = ProviderSpec(
         name,
         kind,
@@ -494,6 +494,7 @@ def _named_provider(
 
 def _model_provider(model: LlmModel, make_http: MakeHttpTarget, where: str, base_dir: Path | None) -> Provider:
     params = model.params
+    _azure_type(params.azure_resource_type if params else None, f"{where}.params.azureResourceType")
     api_key = read_secret(params.api_key, base_dir, f"{where}.params.apiKey") if params and params.api_key else None
     spec = ProviderSpec(
         model.name,
@@ -511,6 +512,13 @@ def _model_provider(model: LlmModel, make_http: MakeHttpTarget, where: str, base
         azure_version=_text(params.azure_api_version) if params else None,
     )
     return compile_provider(spec, make_http, f"{where}.params" if params else where)
+
+
+def _azure_type(value: str | None, where: str) -> None:
+    """Azure's ``openAI`` resources (``https://<name>.openai.azure.com``, the default) are served;
+    the other resource types are refused by name."""
+    if value not in (None, "openAI"):
+        raise ConfigError(where, f"{value} is not supported (only openAI resources)")
 
 
 def compile_llm_shortcut(cfg: LlmShortcut, make_http: MakeHttpTarget, base_dir: Path | None) -> LlmService:

@@ -168,7 +168,10 @@ class Worker:
     def forward(self, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> Exchange:
         """Call the route's backend (the policy chain has let the request through)."""
         if not route.backends:
-            conn.reply(ctx, 500, f"route {route.name} has no backends")
+            if route.unavailable:
+                conn.reply(ctx, 503, f"route {route.name}: no healthy endpoints")
+            else:
+                conn.reply(ctx, 500, f"route {route.name} has no backends")
             return DISCARD
         if route.mcp_backends:
             target = route.backends.pick()
