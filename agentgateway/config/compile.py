@@ -78,8 +78,6 @@ from agentgateway.upstream.target import HttpTarget, UpstreamTls, split_host_por
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _TLS_VERSIONS = {
-    "TLS_V1_0": ssl.TLSVersion.TLSv1,
-    "TLS_V1_1": ssl.TLSVersion.TLSv1_1,
     "TLS_V1_2": ssl.TLSVersion.TLSv1_2,
     "TLS_V1_3": ssl.TLSVersion.TLSv1_3,
 }
@@ -702,6 +700,9 @@ class _Compiler:
             if low is not None and lower is not None:
                 raise ConfigError(f"{where}.{key}", f"set once ({key} or its other spelling)")
             version = low or lower
+            if version in ("TLS_V1_0", "TLS_V1_1"):
+                # as agentgateway: only TLS 1.2 and 1.3
+                raise ConfigError(f"{where}.{key}", f"{version} is not supported (only TLS_V1_2 and TLS_V1_3)")
             if version is not None:
                 setattr(ctx, attr, _TLS_VERSIONS[version])
         ctx.set_alpn_protocols(["http/1.1"])

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agentgateway.config import schema as S
@@ -42,6 +43,8 @@ from tests.support.reference_schema import load
 
 IMPLEMENTED = "implemented"
 REFUSED = "refused by name"
+# Where the walk test leaves its tally line for the end of the pytest run (tests/unit/config/conftest.py).
+TALLY = pytest.StashKey[str]()
 
 Embed = Callable[[Any], Any]
 
@@ -371,6 +374,10 @@ _BY_NAME: dict[str, Any] = {
     "rules": {"by kind": {"string": "true"}},
     "htpasswd": {"by kind": {"string": "@htpasswd_line"}},
     "denyWithStatus": 403,
+    "minTLSVersion": "TLS_V1_2",
+    "minTlsVersion": "TLS_V1_2",
+    "maxTLSVersion": "TLS_V1_3",
+    "maxTlsVersion": "TLS_V1_3",
 }
 _DURATION = re.compile(r"(timeout|interval|duration|ttl|backoff|deadline|age|grace|keepalive)$", re.I)
 # Keys holding CEL.
