@@ -1021,10 +1021,10 @@ class _Compiler:
                         if err:
                             raise ConfigError(f"{rwhere}.hostnames[{h}]", err)
                     rules.setdefault(pattern.lower().encode(), []).extend(route_rules)
-            for key in ls.shortcuts:
+            for shortcut in ls.shortcuts:
                 route, prefixes = (
                     self.mcp_shortcut_route(gateway, name, ls.policies)
-                    if key == "mcp"
+                    if shortcut == "mcp"
                     else self.llm_shortcut_route(gateway, name, ls.policies)
                 )
                 rules.setdefault(b"", []).extend(

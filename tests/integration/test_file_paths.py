@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 from pathlib import Path
 
 import httpx
 import trustme
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.gateway import Gateway, Process, free_port
 
@@ -22,6 +24,10 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 def _htpasswd(user: str, password: str) -> str:
     return f"{user}:{{SHA}}{base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()}\n"
+
+
+def _b64(n: int) -> str:
+    return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
 
 
 def _start(tmp: Path, processes: list[Process], config: dict[str, object], cwd: Path) -> Gateway:
@@ -68,7 +74,11 @@ def test_tls_and_jwks_files_resolve_from_the_working_directory(tmp_path, process
         cert.cert_chain_pems[0].write_to_path(str(where / "tls" / "cert.pem"))
         cert.private_key_pem.write_to_path(str(where / "tls" / "key.pem"))
     good.cert_pem.write_to_path(str(tmp_path / "good-ca.pem"))
-    (run / "keys.json").write_text(json.dumps({"keys": []}))
+    # A valid key set from the working directory; the config directory's has no key (an error if read).
+    key = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    jwk = {"kty": "EC", "crv": "P-256", "kid": "k", "x": _b64(key.x), "y": _b64(key.y)}
+    (run / "keys.json").write_text(json.dumps({"keys": [jwk]}))
+    (conf / "keys.json").write_text(json.dumps({"keys": []}))
     port = free_port()
     listener = {
         "protocol": "HTTPS",
@@ -82,5 +92,5 @@ def test_tls_and_jwks_files_resolve_from_the_working_directory(tmp_path, process
     }
     _start(conf, processes, {"binds": [{"port": port, "listeners": [listener]}]}, cwd=run)
     # The certificate served is the working directory's (signed by the good CA).
-    with httpx.Client(verify=str(tmp_path / "good-ca.pem")) as client:
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(tmp_path / "good-ca.pem"))) as client:
         assert client.get(f"https://localhost:{port}/").status_code == 200

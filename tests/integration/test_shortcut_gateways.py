@@ -5,6 +5,7 @@ after the routes of its listeners and under its gateway-level policies; on the g
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -137,7 +138,7 @@ def test_llm_tls_serves_https_on_its_own_port(gateway, fake_openai, tmp_path):
         base_url=f"https://localhost:{port}/v1",
         api_key="x",
         max_retries=0,
-        http_client=httpx.Client(verify=str(tmp_path / "ca.pem")),
+        http_client=httpx.Client(verify=ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))),
     ) as client:
         assert client.chat.completions.create(model="gpt-4o-mini", messages=HI).choices  # type: ignore[arg-type]
 
