@@ -800,6 +800,8 @@ class _Compiler:
         sources: dict[int, tuple[str, list[_ListenerSource]]] = {}
         for i, bind in enumerate(self.cfg.binds):
             bwhere = f"binds[{i}]"
+            if bind.port is None:
+                raise ConfigError(f"{bwhere}.port", "is required (a bind without a port is an internal bind)")
             if not 0 < bind.port < 65536:
                 raise ConfigError(f"{bwhere}.port", "must be 1-65535")
             if bind.port in sources:

@@ -1079,7 +1079,8 @@ class Listener(Schema, frozen=True):
 
 
 class Bind(Schema, frozen=True):
-    port: int
+    # required here: agentgateway omits it only for internal binds (mode: internal, refused)
+    port: int | None = None
     listeners: list[Listener] = []
     # ``standard`` (the default: the port is bound) and ``direct`` (no tunnel) are what this
     # gateway does; the other values are refused by name
