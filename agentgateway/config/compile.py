@@ -521,10 +521,10 @@ class _Compiler:
     def ext_authz(self, cfg: ExtAuthzConfig, where: str, labels: tuple[str, str, str]) -> ExtAuthz:
         tls = None
         if cfg.policies is not None:
-            for attr, key in (("backend_auth", "backendAuth"), ("health", "health")):
+            for attr, name in (("backend_auth", "backendAuth"), ("health", "health")):
                 if getattr(cfg.policies, attr) is not None:
                     raise ConfigError(
-                        f"{where}.policies.{key}", "not supported on the authorization service (only backendTLS)"
+                        f"{where}.policies.{name}", "not supported on the authorization service (only backendTLS)"
                     )
             tls = cfg.policies.backend_tls
         target = self.simple_target(cfg.host, cfg.backend, where, tls)
@@ -885,7 +885,9 @@ class _Compiler:
             attached += [ls for ls in found if ls not in attached]
         return attached
 
-    def gateway_sources(self, sources: dict[int, tuple[str, list[_ListenerSource]]]) -> dict[str, list[_ListenerSource]]:
+    def gateway_sources(
+        self, sources: dict[int, tuple[str, list[_ListenerSource]]]
+    ) -> dict[str, list[_ListenerSource]]:
         """The new-style form: ``gateways`` (a port each, one or more listeners) and top-level
         ``routes`` attached to them by name, compiled into the same IR as ``binds``. Returns the
         listeners by reference (``<gateway>`` and ``<gateway>/<listener>``)."""
@@ -1024,13 +1026,13 @@ class _Compiler:
                             raise ConfigError(f"{rwhere}.hostnames[{h}]", err)
                     rules.setdefault(pattern.lower().encode(), []).extend(route_rules)
             for shortcut in ls.shortcuts:
-                route, prefixes = (
+                attached, prefixes = (
                     self.mcp_shortcut_route(gateway, name, ls.policies)
                     if shortcut == "mcp"
                     else self.llm_shortcut_route(gateway, name, ls.policies)
                 )
                 rules.setdefault(b"", []).extend(
-                    RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order) for prefix in prefixes
+                    RouteRule(attached, PATH_PREFIX, prefix, None, None, [], [], order) for prefix in prefixes
                 )
                 order += 1
             runtime = ListenerRuntime(name, gateway, hostname, ls.protocol, ssl_ctx, RouteTable(rules))

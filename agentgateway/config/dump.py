@@ -65,7 +65,7 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
     def addr(a: tuple[str, int] | None) -> str | None:
         return f"{a[0]}:{a[1]}" if a else None
 
-    binds = []
+    binds: list[dict[str, Any]] = []
     for i, bind in enumerate(runtime.source.binds):
         listeners = [
             {

@@ -27,7 +27,11 @@ CORS_MCP = {
     "exposeHeaders": ["Mcp-Session-Id"],
 }
 STDIO = {"name": "everything", "stdio": {"cmd": "npx", "args": ["@modelcontextprotocol/server-everything"]}}
-JWT = {"issuer": "agentgateway.dev", "audiences": ["test.agentgateway.dev"], "jwks": {"file": "./manifests/jwt/pub-key"}}
+JWT = {
+    "issuer": "agentgateway.dev",
+    "audiences": ["test.agentgateway.dev"],
+    "jwks": {"file": "./manifests/jwt/pub-key"},
+}
 RULES = {"rules": ['mcp.tool.name == "echo"', 'jwt.sub == "test-user" && mcp.tool.name == "add"']}
 
 
@@ -66,7 +70,10 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[str, str] | None]] = {
                             "targets": [
                                 {
                                     "name": "openapi",
-                                    "openapi": {"schema": {"file": "./examples/openapi/openapi.json"}, "host": "localhost:8080"},
+                                    "openapi": {
+                                        "schema": {"file": "./examples/openapi/openapi.json"},
+                                        "host": "localhost:8080",
+                                    },
                                 }
                             ]
                         }
@@ -113,18 +120,27 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[str, str] | None]] = {
         ),
         None,
     ),
-    "a2a": (_bind({"policies": {"cors": {"allowOrigins": ["*"]}, "a2a": {}}, "backends": [{"host": "localhost:9999"}]}), None),
+    "a2a": (
+        _bind({"policies": {"cors": {"allowOrigins": ["*"]}, "a2a": {}}, "backends": [{"host": "localhost:9999"}]}),
+        None,
+    ),
     "mcp-authentication": (
         _bind(
             {
-                "matches": [{"path": {"exact": "/stdio/mcp"}}, {"path": {"exact": "/.well-known/oauth-protected-resource/stdio/mcp"}}],
+                "matches": [
+                    {"path": {"exact": "/stdio/mcp"}},
+                    {"path": {"exact": "/.well-known/oauth-protected-resource/stdio/mcp"}},
+                ],
                 "policies": {
                     "mcpAuthentication": {
                         "mode": "strict",
                         "issuer": "http://localhost:9000",
                         "audiences": ["http://localhost:3000/stdio/mcp"],
                         "jwks": {"url": "http://localhost:9000/.well-known/jwks.json"},
-                        "resourceMetadata": {"resource": "http://localhost:3000/stdio/mcp", "scopesSupported": ["read:all"]},
+                        "resourceMetadata": {
+                            "resource": "http://localhost:3000/stdio/mcp",
+                            "scopesSupported": ["read:all"],
+                        },
                     }
                 },
                 "backends": [{"mcp": {"targets": [STDIO]}}],
@@ -134,11 +150,19 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[str, str] | None]] = {
     ),
     # What the rest of the examples use and this gateway does not implement yet: refused by name.
     "fault-injection": (
-        _bind({"policies": {"delay": {"conditional": [{"condition": "random() < 0.1", "duration": "2s"}]}}, "backends": [{"host": "127.0.0.1:8080"}]}),
+        _bind(
+            {
+                "policies": {"delay": {"conditional": [{"condition": "random() < 0.1", "duration": "2s"}]}},
+                "backends": [{"host": "127.0.0.1:8080"}],
+            }
+        ),
         ("binds[0].listeners[0].routes[0].policies.delay", "not supported"),
     ),
     "ratelimiting-local (tracing)": (
-        {"config": {"tracing": {"otlpEndpoint": "http://localhost:4317"}}, **_bind({"backends": [{"host": "127.0.0.1:8080"}]})},
+        {
+            "config": {"tracing": {"otlpEndpoint": "http://localhost:4317"}},
+            **_bind({"backends": [{"host": "127.0.0.1:8080"}]}),
+        },
         ("config.tracing", "not supported"),
     ),
     "mtls": (
@@ -149,7 +173,11 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[str, str] | None]] = {
                     "listeners": [
                         {
                             "protocol": "HTTPS",
-                            "tls": {"cert": "examples/mtls/certs/cert.pem", "key": "examples/mtls/certs/key.pem", "root": "examples/mtls/certs/ca-cert.pem"},
+                            "tls": {
+                                "cert": "examples/mtls/certs/cert.pem",
+                                "key": "examples/mtls/certs/key.pem",
+                                "root": "examples/mtls/certs/ca-cert.pem",
+                            },
                             "routes": [{"backends": [{"host": "localhost:7080"}]}],
                         }
                     ],
@@ -159,7 +187,12 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[str, str] | None]] = {
         ("binds[0].listeners[0].tls.root", "not supported"),
     ),
     "ai-models": (
-        _bind({"backends": [{"ai": {"name": "openai", "provider": {"openAI": {}}}}], "policies": {"ai": {"routes": {"/v1/models": "Models"}}}}),
+        _bind(
+            {
+                "backends": [{"ai": {"name": "openai", "provider": {"openAI": {}}}}],
+                "policies": {"ai": {"routes": {"/v1/models": "Models"}}},
+            }
+        ),
         ("binds[0].listeners[0].routes[0].policies.ai.routes", "not supported"),
     ),
 }
@@ -247,7 +280,16 @@ def test_openapi_reads_its_document_from_the_working_directory(
     r = httpx.post(
         f"http://127.0.0.1:{port}/mcp",
         headers={"accept": "application/json, text/event-stream"},
-        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
     )
     assert r.status_code == 200, r.text
 

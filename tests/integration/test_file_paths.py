@@ -85,7 +85,9 @@ def test_tls_and_jwks_files_resolve_from_the_working_directory(tmp_path, process
         "tls": {"cert": "tls/cert.pem", "key": "tls/key.pem"},
         "routes": [
             {
-                "policies": {"jwtAuth": {"mode": "optional", "issuer": "https://idp.test", "jwks": {"file": "keys.json"}}},
+                "policies": {
+                    "jwtAuth": {"mode": "optional", "issuer": "https://idp.test", "jwks": {"file": "keys.json"}}
+                },
                 "backends": [{"host": up.address}],
             }
         ],

@@ -26,7 +26,11 @@ def _config(port: int, address: str) -> dict[str, object]:
                         "hostname": "guarded.test",
                         "policies": listener_policies,
                         "routes": [
-                            {"name": "plain", "matches": [{"path": {"pathPrefix": "/plain"}}], "backends": [{"host": address}]},
+                            {
+                                "name": "plain",
+                                "matches": [{"path": {"pathPrefix": "/plain"}}],
+                                "backends": [{"host": address}],
+                            },
                             {
                                 "name": "own",
                                 "matches": [{"path": {"pathPrefix": "/own"}}],
@@ -74,7 +78,12 @@ def test_listener_policies_are_not_bypassed(gateway, upstream):
     port = free_port()
     gateway(_config(port, up.address))
     # The key elsewhere, in the wrong case, or twice: refused.
-    assert httpx.get(f"http://127.0.0.1:{port}/plain", headers={"host": "guarded.test", "x-api-key": "sk-listener"}).status_code == 401
+    assert (
+        httpx.get(
+            f"http://127.0.0.1:{port}/plain", headers={"host": "guarded.test", "x-api-key": "sk-listener"}
+        ).status_code
+        == 401
+    )
     assert _get(port, "/plain", "SK-LISTENER") == 401
     assert _get(port, "/plain", "sk-listenerx") == 401
     # The Host header with a port, upper case, or a trailing dot still selects the listener.

@@ -56,7 +56,9 @@ def test_llm_without_port_attaches_to_the_default_gateway(gateway, upstream, fak
             "gateways": {
                 "default": {"port": port, "apiKey": {"mode": "strict", "keys": [{"key": "sk-gw"}]}},
             },
-            "routes": [{"name": "api", "matches": [{"path": {"pathPrefix": "/api"}}], "backends": [{"host": up.address}]}],
+            "routes": [
+                {"name": "api", "matches": [{"path": {"pathPrefix": "/api"}}], "backends": [{"host": up.address}]}
+            ],
             "llm": _llm(fake_openai),
         }
     )
@@ -133,7 +135,13 @@ def test_llm_tls_serves_https_on_its_own_port(gateway, fake_openai, tmp_path):
     cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     port = free_port()
-    gateway({"llm": _llm(fake_openai, port=port, tls={"cert": str(tmp_path / "cert.pem"), "key": str(tmp_path / "key.pem")})})
+    gateway(
+        {
+            "llm": _llm(
+                fake_openai, port=port, tls={"cert": str(tmp_path / "cert.pem"), "key": str(tmp_path / "key.pem")}
+            )
+        }
+    )
     with openai.OpenAI(
         base_url=f"https://localhost:{port}/v1",
         api_key="x",
@@ -146,9 +154,21 @@ def test_llm_tls_serves_https_on_its_own_port(gateway, fake_openai, tmp_path):
 @pytest.mark.parametrize(
     ("config", "path", "reason"),
     [
-        ({"gateways": {"g": {"port": 18101}}, "llm": {"gateways": "g", "port": 18102, "models": []}}, "llm.gateways", "cannot be used with llm.port"),
-        ({"gateways": {"g": {"port": 18103}}, "mcp": {"gateways": ["nope"], "targets": []}}, "mcp.gateways[0]", "no gateway or listener 'nope'"),
-        ({"llm": {"port": 18104, "models": []}, "mcp": {"port": 18104, "targets": []}}, "llm.port", "also the mcp shortcut's"),
+        (
+            {"gateways": {"g": {"port": 18101}}, "llm": {"gateways": "g", "port": 18102, "models": []}},
+            "llm.gateways",
+            "cannot be used with llm.port",
+        ),
+        (
+            {"gateways": {"g": {"port": 18103}}, "mcp": {"gateways": ["nope"], "targets": []}},
+            "mcp.gateways[0]",
+            "no gateway or listener 'nope'",
+        ),
+        (
+            {"llm": {"port": 18104, "models": []}, "mcp": {"port": 18104, "targets": []}},
+            "llm.port",
+            "also the mcp shortcut's",
+        ),
     ],
 )
 def test_shortcut_placement_errors_name_the_key(tmp_path, config, path, reason):

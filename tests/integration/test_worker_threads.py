@@ -26,7 +26,9 @@ def test_worker_threads_is_the_number_of_worker_processes(gateway, upstream):
 def test_a_percentage_of_the_cores_rounded_up(gateway, upstream):
     up = upstream()
     port = free_port()
-    gw = gateway({"config": {"workerThreads": "50%"}, **binds(port, [{"backends": [{"host": up.address}]}])}, workers=None)
+    gw = gateway(
+        {"config": {"workerThreads": "50%"}, **binds(port, [{"backends": [{"host": up.address}]}])}, workers=None
+    )
     expected = max(1, math.ceil(len(os.sched_getaffinity(0)) * 0.5))
     assert len(gw.worker_pids()) == expected
 
@@ -36,6 +38,9 @@ def test_the_environment_overrides_it_and_workers_wins_over_both(gateway, upstre
     config = {"config": {"workerThreads": 2}, **binds(free_port(), [{"backends": [{"host": up.address}]}])}
     gw = gateway(config, workers=None, env={"WORKER_THREADS": "1"})
     assert len(gw.worker_pids()) == 1
-    explicit = {"config": {"workerThreads": 2, "workers": 1}, **binds(free_port(), [{"backends": [{"host": up.address}]}])}
+    explicit = {
+        "config": {"workerThreads": 2, "workers": 1},
+        **binds(free_port(), [{"backends": [{"host": up.address}]}]),
+    }
     gw = gateway(explicit, workers=None, env={"WORKER_THREADS": "2"})
     assert len(gw.worker_pids()) == 1

@@ -20,8 +20,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-
-import bcrypt
 import json
 import os
 import re
@@ -31,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -136,7 +135,10 @@ class Schema:
             elif types != "null":
                 out.append((_label(base), base))
         # Distinguish labels (the key an object alternative requires, else its type).
-        return [(lbl if sum(1 for other, _ in out if other == lbl) == 1 else f"{lbl}{i}", v) for i, (lbl, v) in enumerate(out)]
+        return [
+            (lbl if sum(1 for other, _ in out if other == lbl) == 1 else f"{lbl}{i}", v)
+            for i, (lbl, v) in enumerate(out)
+        ]
 
 
 def _label(v: dict[str, Any]) -> str:
@@ -369,7 +371,6 @@ _BY_NAME: dict[str, Any] = {
     "hostname": "example.com",
     "hostnames": ["example.com"],
     "gateways": "default",
-    "percentage": 0.5,
     "provider": {"by kind": {"string": "openAI"}},
     "rules": {"by kind": {"string": "true"}},
     "htpasswd": {"by kind": {"string": "@htpasswd_line"}},
@@ -381,7 +382,9 @@ _BY_NAME: dict[str, Any] = {
 }
 _DURATION = re.compile(r"(timeout|interval|duration|ttl|backoff|deadline|age|grace|keepalive)$", re.I)
 # Keys holding CEL.
-_CEL = re.compile(r"(expression|condition|precondition|postcondition|when|body|redirect|path|allow|deny|require)$", re.I)
+_CEL = re.compile(
+    r"(expression|condition|precondition|postcondition|when|body|redirect|path|allow|deny|require)$", re.I
+)
 
 
 # ---------------------------------------------------------------- walk
@@ -578,7 +581,11 @@ class Walker:
             kind = _kind(v)
             if kind == "object" and v.get("properties"):
                 props = v["properties"]
-                keys = sorted(props, key=lambda k: _ORDER.index(k) if k in _ORDER else len(_ORDER)) if not path else list(props)
+                keys = (
+                    sorted(props, key=lambda k: _ORDER.index(k) if k in _ORDER else len(_ORDER))
+                    if not path
+                    else list(props)
+                )
                 for key in keys:
                     sub = props[key]
                     obj = dict(value) if isinstance(value, dict) else {}

@@ -72,7 +72,10 @@ def test_known_but_unsupported_key_says_so_with_its_path():
             "binds: [{port: 80, mode: internal, listeners: [{}]}]",
             "binds[0].mode: internal binds (routing without a socket) are not supported",
         ),
-        ("routes: [{policies: {backendAuth: copilot}}]", "routes[0].policies.backendAuth: backendAuth ('copilot') is not supported"),
+        (
+            "routes: [{policies: {backendAuth: copilot}}]",
+            "routes[0].policies.backendAuth: backendAuth ('copilot') is not supported",
+        ),
         (
             "routes: [{policies: {localRateLimit: {conditional: []}}}]",
             "routes[0].policies.localRateLimit.conditional: the conditional form of the policy is not supported",
