@@ -29,7 +29,7 @@ def test_known_but_unsupported_key_says_so_with_its_path():
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ("binds: [{port: eighty}]", "binds[0].port: Expected `int`, got `str`"),
+        ("binds: [{port: eighty}]", "binds[0].port: Expected `int | null`, got `str`"),
         ("binds: [{port: 70000, listeners: [{}]}]", "binds[0].port: must be 1-65535"),
         ("binds: [{port: 80}]", "binds[0].listeners: a bind needs at least one listener"),
         (
