@@ -693,6 +693,10 @@ class _Compiler:
             raise ConfigError(f"{where}.mode", "dynamicCa is not supported (use static certificates)")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         load_cert_chain(ctx, tls.cert, tls.key, self.base_dir, where)
+        if tls.root is not None:
+            # as agentgateway: a client certificate chaining to these roots is required
+            load_roots(ctx, tls.root, self.base_dir, f"{where}.root")
+            ctx.verify_mode = ssl.CERT_REQUIRED
         for low, lower, key, attr in (
             (tls.min_tls_version, tls.min_tls_version_lower, "minTLSVersion", "minimum_version"),
             (tls.max_tls_version, tls.max_tls_version_lower, "maxTLSVersion", "maximum_version"),

@@ -1059,7 +1059,8 @@ class ListenerTls(Schema, frozen=True):
     # agentgateway's other spellings of the two (one of each pair at most)
     min_tls_version_lower: TlsVersion | None = msgspec.field(default=None, name="minTlsVersion")
     max_tls_version_lower: TlsVersion | None = msgspec.field(default=None, name="maxTlsVersion")
-    root: NotSupported = UNSET
+    # CA certificates that client certificates must chain to: clients must present one (mTLS)
+    root: str | None = None
     spiffe: NotSupported = UNSET
     cipher_suites: NotSupported = UNSET
     key_exchange_groups: NotSupported = UNSET
