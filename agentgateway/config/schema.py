@@ -1018,7 +1018,8 @@ class McpBackend(Schema, frozen=True):
 
 
 class RouteBackend(Schema, frozen=True):
-    """One entry of ``routes[].backends``: exactly one of ``host`` or ``backend`` (a named backend)."""
+    """One entry of ``routes[].backends``: exactly one of ``host``, ``backend`` (a named backend),
+    ``service`` (a service of ``services``), ``mcp`` or ``ai``."""
 
     weight: int = 1
     policies: BackendPolicies | None = None
