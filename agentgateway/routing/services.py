@@ -20,7 +20,7 @@ from agentgateway.config.schema import LocalService, LocalWorkload
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One workload of a service port: its name (logs and metrics), address and port."""
+    """One workload of a service port: its name in logs and metrics, address and port."""
 
     name: str
     address: str
@@ -85,8 +85,9 @@ class ServiceTable:
             target = ports.get(port) or service_ports.get(port) or 0
             if target == 0:
                 continue
-            label = wl.name or wl.uid or wl.workload_ips[0]
-            out.append(Endpoint(f"{svc.namespace}/{label}", wl.workload_ips[0], target))
+            # named in logs and metrics by its service and itself: <service>/<namespace>/<workload>
+            label = f"{svc.name}/{wl.namespace}/{wl.name or wl.uid or wl.workload_ips[0]}"
+            out.append(Endpoint(label, wl.workload_ips[0], target))
         return out
 
 
