@@ -8,8 +8,14 @@ The walk starts at the top of the file and goes depth-first. A property that is 
 entered (its own keys, enum values and alternatives are walked); a refused one is not. Each schema
 definition is entered once, at the first place the walk reaches it (the top-level sections are
 visited in ``_ORDER``), so a definition used in many places is judged where it is simplest to
-reach; ``_ANCHORS`` moves that place where a definition only makes sense somewhere else (the
-``ai`` policy under an ``ai`` backend, ...).
+reach. A minimal value holds the keys the schema requires (and those agentgateway requires at
+conversion, ``_ALSO_REQUIRED``), with sample values that are valid for both gateways (``_BY_NAME``,
+``_by_key``); ``_SIBLINGS`` and ``_CONTEXT`` give the keys that only make sense beside another
+(``tls`` with ``protocol: HTTPS``) or on one kind of backend (``ai`` under an ``ai`` backend).
+
+An implemented key must also be *read*: while the compile step runs, every attribute read of a
+config struct is noted, and a key the compile step never reads is reported as silently ignored
+(``NO_EFFECT`` lists the ones agentgateway itself accepts without effect).
 
 A *unit* names what was judged: ``Def.key`` for a key of a schema definition, ``Def.key=VALUE``
 for an enum value, ``Def<alt>`` for one alternative of a one-of / any-of.
