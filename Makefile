@@ -37,6 +37,8 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
 	touch $@
 
 # Programs the integration tests drive besides the Python SDKs (installed once, if missing): curl,
+# Debian's chromium for the admin UI's browser tests (tests/e2e, driven by the playwright package of
+# the test extras; Playwright's own browser download is not used),
 # redis-server for the shared rate limits (started by the tests, never as a service), and the Node
 # ones (a Node 22 runtime, the MCP conformance suite, the reference server and the inspector CLI),
 # pinned by tests/node/package-lock.json and installed with `npm ci` under .cache/node; they are
@@ -46,6 +48,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.stamp-agentgateway
 
 test-deps: $(NODE_STAMP)
 	@command -v curl >/dev/null || $(call apt_install,curl)
+	@[ -x /usr/bin/chromium ] || $(call apt_install,chromium)
 	@{ command -v redis-server || [ -x /usr/bin/redis-server ]; } >/dev/null || $(call apt_install,redis-server)
 
 $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -45,18 +45,34 @@ class RequestHead:
 
 
 class AdminRequest:
-    __slots__ = ("method", "path", "query", "headers", "body")
+    __slots__ = ("method", "path", "query", "headers", "body", "header_list")
 
-    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        header_list: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
+        # Every occurrence of every header (``headers`` keeps the last one of a name).
+        self.header_list = header_list if header_list is not None else list(headers.items())
+
+    def values(self, name: str) -> list[str]:
+        return [v for k, v in self.header_list if k == name]
 
 
 class AdminResponse:
-    __slots__ = ("status", "body", "content_type", "headers")
+    """An answer: ``body`` whole, or ``stream`` (then the body is what the iterator yields, sent as
+    it comes and delimited by the connection's close; the UI's playgrounds relay streams)."""
+
+    __slots__ = ("status", "body", "content_type", "headers", "stream")
 
     def __init__(
         self,
@@ -64,11 +80,13 @@ class AdminResponse:
         body: bytes | str,
         content_type: str = "text/plain; charset=utf-8",
         headers: tuple[tuple[str, str], ...] = (),
+        stream: AsyncIterator[bytes] | None = None,
     ) -> None:
         self.status = status
         self.body = body.encode() if isinstance(body, str) else body
         self.content_type = content_type
         self.headers = headers
+        self.stream = stream
 
 
 Handler = Callable[[AdminRequest], Awaitable[AdminResponse]]
@@ -100,6 +118,8 @@ class _AdminProtocol(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.counted = False
+        self.writable = asyncio.Event()  # cleared while the transport's write buffer is full
+        self.writable.set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio.Transport subclasses
@@ -132,6 +152,12 @@ class _AdminProtocol(asyncio.Protocol):
             self.timer.cancel()
         if self.task is not None:
             self.task.cancel()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
 
     def _timed_out(self) -> None:
         if not self.answered:
@@ -176,6 +202,7 @@ class _AdminProtocol(asyncio.Protocol):
             (url.query or b"").decode("latin-1"),
             dict(self.header_list),
             bytes(self.body),
+            self.header_list,
         )
         assert self.transport is not None
         self.transport.pause_reading()
@@ -188,12 +215,45 @@ class _AdminProtocol(asyncio.Protocol):
         except Exception as exc:  # an admin bug must not take the plane down
             log.exception("admin handler failed")
             response = AdminResponse(500, f"internal error: {type(exc).__name__}\n")
+        if response.stream is not None and request.method != "HEAD":
+            await self._write_stream(response, response.stream)
+            return
         self._write(response, head_only=request.method == "HEAD")
+
+    async def _write_stream(self, response: AdminResponse, stream: AsyncIterator[bytes]) -> None:
+        """The head, then each chunk as the stream yields it (waiting while the client is slow),
+        then the close that ends the body."""
+        self.answered = True
+        transport = self.transport
+        try:
+            if transport is None or transport.is_closing():
+                return
+            transport.write(self._head(response, None))
+            async for chunk in stream:
+                if transport.is_closing():
+                    return
+                if chunk:
+                    transport.write(chunk)
+                await self.writable.wait()
+        except Exception:  # the source failed mid-stream: cut the body (never a wrong one)
+            log.exception("admin stream failed")
+        finally:
+            closer = getattr(stream, "aclose", None)
+            if closer is not None:
+                await closer()
+            if transport is not None:
+                transport.close()
 
     def _write(self, response: AdminResponse, head_only: bool = False) -> None:
         self.answered = True
         if self.transport is None or self.transport.is_closing():
             return
+        head = self._head(response, len(response.body))
+        self.transport.write(head if head_only else head + response.body)
+        self.transport.close()
+
+    @staticmethod
+    def _head(response: AdminResponse, length: int | None) -> bytes:
         try:
             phrase = HTTPStatus(response.status).phrase
         except ValueError:
@@ -201,15 +261,13 @@ class _AdminProtocol(asyncio.Protocol):
         lines = [
             f"HTTP/1.1 {response.status} {phrase}",
             f"content-type: {response.content_type}",
-            f"content-length: {len(response.body)}",
+            *([f"content-length: {length}"] if length is not None else []),
             "connection: close",
             "cache-control: no-store",
             "x-content-type-options: nosniff",
             *(f"{k}: {v}" for k, v in response.headers),
         ]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.transport.write(head if head_only else head + response.body)
-        self.transport.close()
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 class _Stop(Exception):

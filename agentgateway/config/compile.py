@@ -29,11 +29,18 @@ from agentgateway.config.schema import (
     Route,
     RouteMatch,
     RoutePolicies,
+    TcpRoute,
     ValueMatch,
 )
 from agentgateway.config.schema import BackendAuth as BackendAuthConfig
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
-from agentgateway.config.settings import IPNetwork, McpSessionSettings, ServerLimits, StaticSettings
+from agentgateway.config.settings import (
+    IPNetwork,
+    McpSessionSettings,
+    ProxyProtocolSettings,
+    ServerLimits,
+    StaticSettings,
+)
 from agentgateway.config.tlsfiles import load_cert_chain, load_roots, read_pem
 from agentgateway.core.request import PathError, normalize_path
 from agentgateway.llm.accounting import LlmHooks
@@ -46,13 +53,16 @@ from agentgateway.policy.basic_auth import BasicAuthPolicy
 from agentgateway.policy.chain import EMPTY_CHAIN, Policy, PolicyChain
 from agentgateway.policy.cors import Cors
 from agentgateway.policy.csrf import Csrf
+from agentgateway.policy.delay import DelayPolicy
 from agentgateway.policy.direct_response import DirectResponse
+from agentgateway.policy.expression import compile_value
 from agentgateway.policy.ext_authz import ExtAuthz
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from agentgateway.policy.health import EndpointHealth, HealthPolicy
 from agentgateway.policy.jwt_auth import JwtAuthPolicy
 from agentgateway.policy.local_rate_limit import LocalRateLimit
 from agentgateway.policy.mcp_authentication import McpAuthenticationPolicy
+from agentgateway.policy.oidc import OidcPolicy
 from agentgateway.policy.remote_rate_limit import RemoteRateLimit
 from agentgateway.policy.request_mirror import RequestMirror
 from agentgateway.policy.request_redirect import RequestRedirect
@@ -72,6 +82,7 @@ from agentgateway.routing.table import (
     RouteTable,
     ValueMatcher,
 )
+from agentgateway.routing.tcp import CompiledTcpRoute, TcpRouteTable
 from agentgateway.upstream.backend_auth import SigningBuffer, compile_backend_auth
 from agentgateway.upstream.balance import WeightedChoice
 from agentgateway.upstream.target import HttpTarget, UpstreamTls, split_host_port
@@ -253,6 +264,19 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
             limits.tls_handshake_timeout,
             "frontendPolicies.tls.handshakeTimeout",
         )
+    if fp and (fp.proxy_protocol or fp.proxy):
+        if fp.proxy_protocol and fp.proxy:
+            raise ConfigError("frontendPolicies.proxy", "set proxyProtocol or proxy (the same policy), not both")
+        pp = fp.proxy_protocol or fp.proxy
+        assert pp is not None
+        limits.proxy_protocol = ProxyProtocolSettings(
+            allow_v1=pp.version != "v2", allow_v2=pp.version != "v1", strict=pp.mode == "strict"
+        )
+    tcp = fp.tcp if fp else None
+    if tcp:
+        limits.tunnel_idle_timeout = _positive(
+            tcp.idle_timeout, limits.tunnel_idle_timeout, "frontendPolicies.tcp.idleTimeout"
+        )
     return limits
 
 
@@ -273,13 +297,16 @@ class _Compiler:
         self.previous_health: HealthState = previous_health or {}
         self.limits = ServerLimits()
         self.health_state: HealthState = {}
+        self._session_key: bytes | None | bool = False  # not read yet
 
     # ------------------------------------------------------------------ backends
 
-    def client_tls(self, tls: BackendTls, host: str, where: str) -> UpstreamTls:
-        """Client TLS context for one upstream host; contexts with equal settings are shared."""
+    def client_tls(self, tls: BackendTls, host: str, where: str, http: bool = True) -> UpstreamTls:
+        """Client TLS context for one upstream host; contexts with equal settings are shared.
+        ``http``: offer HTTP/1.1 by ALPN (a TCP route's backend is offered nothing: the gateway
+        does not know what the relayed bytes speak)."""
         server_hostname = tls.hostname or host
-        fingerprint = (tls.cert, tls.key, tls.root, server_hostname, tls.insecure, tls.insecure_host)
+        fingerprint = (tls.cert, tls.key, tls.root, server_hostname, tls.insecure, tls.insecure_host, http)
         cached = self._client_tls.get(fingerprint)
         if cached is not None:
             return cached
@@ -296,7 +323,8 @@ class _Compiler:
             raise ConfigError(where, "cert and key go together (client certificate for mTLS)")
         if tls.cert and tls.key:
             load_cert_chain(ctx, tls.cert, tls.key, self.base_dir, where)
-        ctx.set_alpn_protocols(["http/1.1"])
+        if http:
+            ctx.set_alpn_protocols(["http/1.1"])
         out = UpstreamTls(ctx, server_hostname, fingerprint)
         self._client_tls[fingerprint] = out
         return out
@@ -448,7 +476,14 @@ class _Compiler:
             if http is not None and health is not None:
                 http.health = self.endpoint_health(http, HealthPolicy(health, hwhere))
             if http is not None and auth is not None:
-                http.auth = compile_backend_auth(auth[0], auth[1], http.host, self.base_dir)
+                http.auth = compile_backend_auth(
+                    auth[0],
+                    auth[1],
+                    http.host,
+                    self.base_dir,
+                    resolve=self.token_endpoint,
+                    compile_expression=compile_value,
+                )
             items.append((target, rb.weight))
         if groups:
             # A service's weight is shared by its endpoints: every weight is scaled so that each
@@ -518,6 +553,18 @@ class _Compiler:
             raise ConfigError(f"{where}.backend", f"backend {backend!r} is not a host backend")
         return self.http_target(nb.host, tls or _tls_of(nb.policies), nb.name, f"backends[{k}]")
 
+    def token_endpoint(self, host: str | None, backend: str | None, tls: BackendTls | None, where: str) -> HttpTarget:
+        """The target of a token endpoint backendAuth calls (``host`` or a named backend)."""
+        return self.simple_target(host, backend, where, tls)
+
+    def session_key(self) -> bytes | None:
+        """``config.session.key`` (or SESSION_KEY), read once."""
+        if self._session_key is False:
+            self._session_key = compile_mcp_settings(self.cfg).key
+        key = self._session_key
+        assert not isinstance(key, bool)
+        return key
+
     def ext_authz(self, cfg: ExtAuthzConfig, where: str, labels: tuple[str, str, str]) -> ExtAuthz:
         tls = None
         if cfg.policies is not None:
@@ -580,6 +627,8 @@ class _Compiler:
             chain.append(RequestRedirect(p.request_redirect, f"{pw}.requestRedirect", matches))
         if p.direct_response is not None:
             chain.append(DirectResponse(p.direct_response, f"{pw}.directResponse"))
+        if p.delay is not None:
+            chain.append(DelayPolicy(p.delay, f"{pw}.delay"))
         timeout = TimeoutPolicy(p.timeout, f"{pw}.timeout") if p.timeout is not None else None
         if p.a2a is not None:
             rewrite = p.url_rewrite.path if p.url_rewrite is not None else None
@@ -608,6 +657,8 @@ class _Compiler:
     def security_policies(self, p: RoutePolicies | GatewayListener | GatewayPolicies, where: str) -> list[Policy]:
         """The authentication and authorization policies a route or a gateway sets."""
         out: list[Policy] = []
+        if p.oidc is not None:
+            out.append(OidcPolicy(p.oidc, self.session_key(), where, self.base_dir, f"{where}.oidc"))
         if p.jwt_auth is not None:
             out.append(JwtAuthPolicy(p.jwt_auth, self.base_dir, f"{where}.jwtAuth"))
         if p.basic_auth is not None:
@@ -651,7 +702,7 @@ class _Compiler:
         return BindRuntime(port, False, ListenerSet({b"": listener}), listener)
 
     def ai_policy(self, ai: AiPolicy | None, where: str) -> LlmPolicy:
-        return compile_policy(ai, where, self.make_target)
+        return compile_policy(ai, where, self.make_target, self.base_dir)
 
     def llm_shortcut_route(
         self, gateway: str, listener: str, inherited: tuple[Policy, ...] = ()
@@ -680,13 +731,14 @@ class _Compiler:
         gateway = f"bind/{port}"
         route, _ = self.llm_shortcut_route(gateway, "llm")
         rules = [RouteRule(route, PATH_PREFIX, b"/", None, None, [], [], 0)]
-        ssl_ctx = self.server_tls(shortcut.tls, "llm.tls") if shortcut.tls is not None else None
+        ssl_ctx = self.server_tls(shortcut.tls, "llm.tls", ["http/1.1"]) if shortcut.tls is not None else None
         protocol = "HTTP" if ssl_ctx is None else "HTTPS"
         listener = ListenerRuntime("llm", gateway, None, protocol, ssl_ctx, RouteTable({b"": rules}))
         return BindRuntime(port, ssl_ctx is not None, ListenerSet({b"": listener}), listener)
 
-    def server_tls(self, tls: ListenerTls, where: str) -> ssl.SSLContext:
-        """The TLS context of a listener (``tls`` of a listener, a gateway or ``llm``)."""
+    def server_tls(self, tls: ListenerTls, where: str, alpn: list[str] | None) -> ssl.SSLContext:
+        """The TLS context of a listener (``tls`` of a listener, a gateway or ``llm``); ``alpn``:
+        the protocols it offers (None: a TLS listener passing its bytes on offers none)."""
         if tls.cert is None or tls.key is None:
             raise ConfigError(where, "tls.cert and tls.key are required (spiffe is not supported)")
         if tls.mode == "dynamicCa":
@@ -709,7 +761,8 @@ class _Compiler:
                 raise ConfigError(f"{where}.{key}", f"{version} is not supported (only TLS_V1_2 and TLS_V1_3)")
             if version is not None:
                 setattr(ctx, attr, _TLS_VERSIONS[version])
-        ctx.set_alpn_protocols(["http/1.1"])
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
         return ctx
 
     @staticmethod
@@ -819,17 +872,22 @@ class _Compiler:
                 lwhere = f"{bwhere}.listeners[{j}]"
                 policies = self.security_policies(ls.policies, f"{lwhere}.policies") if ls.policies else []
                 name = ls.name or f"listener{j}"
-                listeners.append(
-                    _ListenerSource(
-                        f"{ls.namespace}/{name}" if ls.namespace else name,
-                        ls.hostname,
-                        ls.protocol,
-                        ls.tls,
-                        lwhere,
-                        [(route, f"{lwhere}.routes[{k}]") for k, route in enumerate(ls.routes)],
-                        tuple(policies),
-                    )
+                source = _ListenerSource(
+                    f"{ls.namespace}/{name}" if ls.namespace else name,
+                    ls.hostname,
+                    ls.protocol,
+                    ls.tls,
+                    lwhere,
+                    [(route, f"{lwhere}.routes[{k}]") for k, route in enumerate(ls.routes)],
+                    tuple(policies),
                 )
+                if ls.tcp_routes is not None:
+                    if ls.protocol not in _STREAM_PROTOCOLS:
+                        raise ConfigError(f"{lwhere}.tcpRoutes", "tcpRoutes need protocol TCP or TLS")
+                    source.tcp_routes = [(r, f"{lwhere}.tcpRoutes[{k}]") for k, r in enumerate(ls.tcp_routes)]
+                elif ls.protocol in _STREAM_PROTOCOLS:
+                    raise ConfigError(f"{lwhere}.tcpRoutes", f"protocol {ls.protocol} requires tcpRoutes")
+                listeners.append(source)
             sources[bind.port] = (bwhere, listeners)
         refs = self.gateway_sources(sources)
         own_ports = self.attach_shortcuts(refs)
@@ -870,6 +928,11 @@ class _Compiler:
                 own[key] = port
                 continue
             for source in self.resolve_gateways(refs, names, f"{key}.gateways"):
+                if source.protocol in _STREAM_PROTOCOLS:
+                    raise ConfigError(
+                        f"{key}.gateways",
+                        f"{source.name} is a {source.protocol} listener; the {key} shortcut serves HTTP",
+                    )
                 source.shortcuts.append(key)
         if "mcp" in own and "llm" in own and own["mcp"] == own["llm"]:
             raise ConfigError(
@@ -953,19 +1016,54 @@ class _Compiler:
             elif isinstance(names, str):
                 names = [names]
             for source in self.resolve_gateways(refs, names, f"{rwhere}.gateways"):
+                if source.protocol in _STREAM_PROTOCOLS:
+                    raise ConfigError(
+                        f"{rwhere}.gateways",
+                        f"{source.name} is a {source.protocol} listener: attach tcpRoutes to it, not routes",
+                    )
                 source.routes.append((route, rwhere))
+        for k, tcp_route in enumerate(self.cfg.tcp_routes):
+            rwhere = f"tcpRoutes[{k}]"
+            names = tcp_route.gateways
+            if names is None or names == []:
+                if "default" not in self.cfg.gateways:
+                    raise ConfigError(f"{rwhere}.gateways", "must be set (there is no gateway named default)")
+                names = ["default"]
+            elif isinstance(names, str):
+                names = [names]
+            for source in self.resolve_gateways(refs, names, f"{rwhere}.gateways"):
+                if source.protocol not in _STREAM_PROTOCOLS:
+                    raise ConfigError(
+                        f"{rwhere}.gateways",
+                        f"{source.name} is an {source.protocol} listener: tcpRoutes attach to TCP or TLS listeners",
+                    )
+                source.tcp_routes.append((tcp_route, rwhere))
         return refs
 
     def bind(self, port: int, listeners: list[_ListenerSource], where: str) -> BindRuntime:
         gateway = f"bind/{port}"
         by_host: dict[bytes, ListenerRuntime] = {}
-        protocols = set()
+        protocols: set[str] = set()
+        terminated: set[str] = set()
         first: ListenerRuntime | None = None
         order = 0
         for ls in listeners:
             lwhere = ls.where
-            if ls.protocol not in ("HTTP", "HTTPS"):
+            if ls.protocol not in ("HTTP", "HTTPS", "TCP", "TLS"):
                 raise ConfigError(f"{lwhere}.protocol", f"{ls.protocol} listeners are not supported yet")
+            if ls.protocol in _STREAM_PROTOCOLS:
+                runtime = self.stream_listener(ls, gateway)
+                if runtime.ssl_context is not None:
+                    terminated.add(ls.name)
+                protocols.add(ls.protocol)
+                key = (ls.hostname or "").lower().encode()
+                if key in by_host:
+                    raise ConfigError(
+                        f"{lwhere}.hostname", f"two listeners on port {port} share hostname {ls.hostname!r}"
+                    )
+                by_host[key] = runtime
+                first = first or runtime
+                continue
             protocols.add(ls.protocol)
             hostname = ls.hostname
             if hostname is not None:
@@ -979,7 +1077,7 @@ class _Compiler:
             if ls.protocol == "HTTPS":
                 if ls.tls is None:
                     raise ConfigError(f"{lwhere}.tls", "an HTTPS listener needs tls.cert and tls.key")
-                ssl_ctx = self.server_tls(ls.tls, f"{lwhere}.tls")
+                ssl_ctx = self.server_tls(ls.tls, f"{lwhere}.tls", ["http/1.1"])
             elif ls.tls is not None:
                 raise ConfigError(f"{lwhere}.tls", "tls is set but protocol is HTTP (use HTTPS)")
             name = ls.name
@@ -1042,19 +1140,105 @@ class _Compiler:
             runtime = ListenerRuntime(name, gateway, hostname, ls.protocol, ssl_ctx, RouteTable(rules))
             by_host[key] = runtime
             first = first or runtime
-        if len(protocols) > 1:
-            raise ConfigError(f"{where}.listeners", "HTTP and HTTPS listeners cannot share a port")
         if first is None:
             raise ConfigError(f"{where}.listeners", "a bind needs at least one listener")
+        if len(protocols) > 1:
+            if protocols == {"HTTP", "HTTPS"}:
+                raise ConfigError(f"{where}.listeners", "HTTP and HTTPS listeners cannot share a port")
+            mixed = " and ".join(sorted(protocols))
+            raise ConfigError(
+                f"{where}.listeners", f"{mixed} listeners on one port are not supported yet (one protocol per port)"
+            )
+        protocol = protocols.pop()
+        if protocol == "TCP" and len(by_host) > 1:
+            raise ConfigError(f"{where}.listeners", "a TCP port has one listener (a TCP connection names no host)")
+        if protocol == "TLS" and terminated and len(terminated) != len(by_host):
+            raise ConfigError(
+                f"{where}.listeners",
+                "TLS listeners that terminate (tls set) and that pass TLS through on one port are not supported yet",
+            )
         default = by_host.get(b"", first)
-        return BindRuntime(port, "HTTPS" in protocols, ListenerSet(by_host), default)
+        tls = protocol == "HTTPS" or bool(terminated)
+        return BindRuntime(port, tls, ListenerSet(by_host), default, "HTTP" if protocol == "HTTPS" else protocol)
+
+    def stream_listener(self, ls: _ListenerSource, gateway: str) -> ListenerRuntime:
+        """A TCP or TLS listener: its tcpRoutes by hostname; TLS with ``tls`` set is terminated
+        here (the route still chosen by the SNI), without it passed through untouched."""
+        lwhere = ls.where
+        if ls.routes:
+            raise ConfigError(f"{ls.routes[0][1]}", f"a {ls.protocol} listener takes tcpRoutes, not routes")
+        if ls.policies:
+            raise ConfigError(lwhere, "gateway-level policies apply to HTTP traffic; this listener is TCP or TLS")
+        if ls.hostname is not None:
+            err = validate_hostname_pattern(ls.hostname)
+            if err:
+                raise ConfigError(f"{lwhere}.hostname", err)
+        ssl_ctx = None
+        if ls.tls is not None:
+            if ls.protocol == "TCP":
+                raise ConfigError(f"{lwhere}.tls", "tls is set but protocol is TCP (use TLS)")
+            ssl_ctx = self.server_tls(ls.tls, f"{lwhere}.tls", None)
+        by_pattern: dict[bytes, CompiledTcpRoute] = {}
+        for k, (route, rwhere) in enumerate(ls.tcp_routes):
+            compiled = self.tcp_route(route, rwhere, k, gateway, ls.name)
+            for h, pattern in enumerate(route.hostnames or [""]):
+                if pattern:
+                    err = validate_hostname_pattern(pattern)
+                    if err:
+                        raise ConfigError(f"{rwhere}.hostnames[{h}]", err)
+                    if ls.protocol == "TCP":
+                        raise ConfigError(f"{rwhere}.hostnames", "a TCP connection names no host: hostnames need TLS")
+                # The first route in the file keeps a hostname another one also names.
+                by_pattern.setdefault(pattern.lower().encode(), compiled)
+        return ListenerRuntime(
+            ls.name, gateway, ls.hostname, ls.protocol, ssl_ctx, RouteTable({}), TcpRouteTable(by_pattern)
+        )
+
+    def tcp_route(self, route: TcpRoute, where: str, index: int, gateway: str, listener: str) -> CompiledTcpRoute:
+        name = route.name or f"tcproute{index}"
+        if route.namespace:
+            name = f"{route.namespace}/{name}"
+        route_tls = route.policies.backend_tls if route.policies else None
+        items: list[tuple[HttpTarget, int]] = []
+        for j, rb in enumerate(route.backends):
+            bwhere = f"{where}.backends[{j}]"
+            if rb.weight < 0:
+                raise ConfigError(f"{bwhere}.weight", "must not be negative")
+            if (rb.host is None) == (rb.backend is None):
+                raise ConfigError(bwhere, "exactly one of host or backend must be set")
+            inline_tls = rb.policies.backend_tls if rb.policies else None
+            if rb.host is not None:
+                host_port, label, named_tls, twhere = rb.host, rb.host, None, bwhere
+            else:
+                assert rb.backend is not None
+                found = self.named.get(rb.backend)
+                if found is None:
+                    raise ConfigError(f"{bwhere}.backend", f"no backend named {rb.backend!r} in backends[]")
+                nb, k = found
+                if nb.host is None:
+                    raise ConfigError(f"{bwhere}.backend", f"backend {rb.backend!r} is not a host backend")
+                host_port, label, named_tls, twhere = nb.host, nb.name, _tls_of(nb.policies), f"backends[{k}]"
+            try:
+                host, port = split_host_port(host_port)
+            except ValueError as exc:
+                raise ConfigError(f"{twhere}.host", str(exc)) from None
+            tls = inline_tls or route_tls or named_tls
+            upstream_tls = self.client_tls(tls, host, f"{bwhere}.policies.backendTLS", http=False) if tls else None
+            items.append((HttpTarget(host, port, upstream_tls, label, self.static.connect_timeout), rb.weight))
+        if not any(w > 0 for _, w in items):
+            raise ConfigError(f"{where}.backends", "a TCP route needs a backend (with a weight above 0)")
+        return CompiledTcpRoute(name, gateway, listener, WeightedChoice(items))
+
+
+# Listener protocols whose connections are relayed byte for byte to a tcpRoute.
+_STREAM_PROTOCOLS = ("TCP", "TLS")
 
 
 class _ListenerSource:
     """A listener as written in either form (``binds`` or ``gateways``), with its routes and the
     path of each in the file, and the shortcuts (``mcp``, ``llm``) attached to it."""
 
-    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes", "policies", "shortcuts")
+    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes", "policies", "shortcuts", "tcp_routes")
 
     def __init__(
         self,
@@ -1075,6 +1259,8 @@ class _ListenerSource:
         # gateway-phase policies, applied to every route of the listener
         self.policies = policies
         self.shortcuts: list[str] = []
+        # the routes of a TCP or TLS listener
+        self.tcp_routes: list[tuple[TcpRoute, str]] = []
 
 
 def _gateway_protocol(protocol: str | None, tls: ListenerTls | None, where: str) -> str:

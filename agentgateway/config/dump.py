@@ -9,7 +9,7 @@ import msgspec
 
 from agentgateway.config.ir import RuntimeConfig
 from agentgateway.config.redact import redact_config, scrub_tree
-from agentgateway.config.schema import Route, RouteBackend, RouteMatch
+from agentgateway.config.schema import Route, RouteBackend, RouteMatch, TcpRoute
 
 
 def _describe_match(m: RouteMatch) -> str:
@@ -46,6 +46,16 @@ def _gateway_refs(refs: str | list[str] | None) -> list[str]:
     return [refs] if isinstance(refs, str) else refs
 
 
+def _describe_tcp_route(k: int, r: TcpRoute) -> dict[str, Any]:
+    name = r.name or f"tcproute{k}"
+    return {
+        "name": f"{r.namespace}/{name}" if r.namespace else name,
+        "hostnames": r.hostnames,
+        "backends": [f"{b.host or b.backend} (weight {b.weight})" for b in r.backends],
+        "policies": sorted(msgspec.to_builtins(r.policies)) if r.policies is not None else [],
+    }
+
+
 def _describe_route(k: int, r: Route) -> dict[str, Any]:
     name = r.name or f"route{k}"
     policies = msgspec.to_builtins(r.policies) if r.policies is not None else {}
@@ -73,6 +83,11 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
                 "hostname": ls.hostname,
                 "protocol": ls.protocol,
                 "routes": [_describe_route(k, r) for k, r in enumerate(ls.routes)],
+                **(
+                    {"tcpRoutes": [_describe_tcp_route(k, r) for k, r in enumerate(ls.tcp_routes)]}
+                    if ls.tcp_routes is not None
+                    else {}
+                ),
             }
             for j, ls in enumerate(bind.listeners)
         ]
@@ -91,14 +106,18 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
             attached = [
                 r for r in source.routes if name in _gateway_refs(r.gateways) or ref in _gateway_refs(r.gateways)
             ]
-            listeners.append(
-                {
-                    "name": ref,
-                    "hostname": hostname,
-                    "protocol": protocol or ("HTTPS" if tls else "HTTP"),
-                    "routes": [_describe_route(k, r) for k, r in enumerate(attached)],
-                }
-            )
+            tcp_attached = [
+                r for r in source.tcp_routes if name in _gateway_refs(r.gateways) or ref in _gateway_refs(r.gateways)
+            ]
+            entry: dict[str, Any] = {
+                "name": ref,
+                "hostname": hostname,
+                "protocol": protocol or ("HTTPS" if tls else "HTTP"),
+                "routes": [_describe_route(k, r) for k, r in enumerate(attached)],
+            }
+            if tcp_attached:
+                entry["tcpRoutes"] = [_describe_tcp_route(k, r) for k, r in enumerate(tcp_attached)]
+            listeners.append(entry)
         binds.append({"gateway": name, "port": gw.port, "listeners": listeners})
     return {
         "planes": {
@@ -128,6 +147,7 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
             "requestBodyMinRateGrace": limits.body_min_rate_grace,
             "escapedSlashes": "decode" if limits.decode_escaped_slashes else "reject",
             "trustedProxies": [str(network) for network in limits.trusted_proxies],
+            "tcpIdleTimeout": limits.tunnel_idle_timeout,
         },
         "binds": binds,
     }

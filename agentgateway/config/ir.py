@@ -9,13 +9,14 @@ from agentgateway.config.schema import LocalConfig
 from agentgateway.config.settings import McpSessionSettings, ServerLimits, StaticSettings
 from agentgateway.policy.health import EndpointHealth
 from agentgateway.routing.table import ListenerSet, RouteTable
+from agentgateway.routing.tcp import TcpRouteTable
 
 # Passive health of backends, by (backend connection key, health policy): kept across reloads.
 HealthState = dict[tuple[object, ...], EndpointHealth]
 
 
 class ListenerRuntime:
-    __slots__ = ("name", "gateway", "hostname", "protocol", "ssl_context", "routes")
+    __slots__ = ("name", "gateway", "hostname", "protocol", "ssl_context", "routes", "tcp_routes")
 
     def __init__(
         self,
@@ -25,6 +26,7 @@ class ListenerRuntime:
         protocol: str,
         ssl_context: ssl.SSLContext | None,
         routes: RouteTable,
+        tcp_routes: TcpRouteTable | None = None,
     ) -> None:
         self.name = name
         self.gateway = gateway
@@ -32,14 +34,27 @@ class ListenerRuntime:
         self.protocol = protocol
         self.ssl_context = ssl_context
         self.routes = routes
+        # The routes of a TCP or TLS listener (``tcpRoutes``); None on HTTP and HTTPS listeners.
+        self.tcp_routes = tcp_routes
 
 
 class BindRuntime:
-    __slots__ = ("port", "tls", "listeners", "default_listener")
+    __slots__ = ("port", "tls", "listeners", "default_listener", "protocol")
 
-    def __init__(self, port: int, tls: bool, listeners: ListenerSet[ListenerRuntime], default: ListenerRuntime) -> None:
+    def __init__(
+        self,
+        port: int,
+        tls: bool,
+        listeners: ListenerSet[ListenerRuntime],
+        default: ListenerRuntime,
+        protocol: str = "HTTP",
+    ) -> None:
         self.port = port
+        # The worker terminates TLS on this port (HTTPS listeners, TLS listeners with ``tls``).
         self.tls = tls
+        # What its connections speak: HTTP (HTTP and HTTPS listeners), TCP, or TLS (listeners
+        # whose bytes are relayed to a tcpRoute: TLS passed through, or terminated when ``tls``).
+        self.protocol = protocol
         self.listeners = listeners
         # Answers TLS clients without SNI (or with an unknown name): the listener without a
         # hostname if there is one, else the first listener of the bind.

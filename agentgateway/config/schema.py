@@ -209,14 +209,31 @@ class FrontendTls(Schema, frozen=True):
     key_exchange_groups: NotSupported = UNSET
 
 
+class FrontendTcp(Schema, frozen=True):
+    keepalives: NotSupported = UNSET
+    # addition: a connection relayed byte for byte (an accepted upgrade such as a WebSocket, a
+    # TCP or TLS-passthrough route) that carries nothing either way for this long is closed
+    # (default 1h)
+    idle_timeout: str | None = None
+
+
+class ProxyProtocol(Schema, frozen=True):
+    """PROXY protocol headers read from every downstream connection (``v1``, ``v2`` or ``all``;
+    ``strict``: required, ``optional``: read when present)."""
+
+    version: Literal["v1", "v2", "all"] = "v2"
+    mode: Literal["strict", "optional"] = "strict"
+
+
 class FrontendPolicies(Schema, frozen=True):
     http: FrontendHttp | None = None
     tls: FrontendTls | None = None
-    tcp: NotSupported = UNSET
+    tcp: FrontendTcp | None = None
     network_authorization: NotSupported = UNSET
     network_ext_authz: NotSupported = UNSET
-    proxy_protocol: NotSupported = UNSET
-    proxy: NotSupported = UNSET
+    proxy_protocol: ProxyProtocol | None = None
+    # the same policy under agentgateway's other name for it (one of the two)
+    proxy: ProxyProtocol | None = None
     connect: NotSupported = UNSET
     access_log: NotSupported = UNSET
     logging: NotSupported = UNSET
@@ -364,9 +381,10 @@ class RateLimitUnitLimit(Schema, frozen=True):
 class Descriptor(Schema, frozen=True):
     entries: list[DescriptorEntry]
     type: Literal["requests", "tokens"] = "requests"
+    # CEL: what one request counts (default 1; tokens: llm.totalTokens); a failure skips it
+    cost: str | None = None
     # addition, Redis mode only
     limit: RateLimitUnitLimit | None = None
-    cost: NotSupported = UNSET
     limit_override: NotSupported = UNSET
 
 
@@ -465,7 +483,9 @@ class ExtAuthzHttp(Schema, frozen=True):
     body: str | None = None
     add_request_headers: Annotated[dict[str, str], CREDENTIAL_HEADERS] = {}
     include_response_headers: list[str] = []
-    metadata: NotSupported = UNSET
+    # name → CEL (request variables, and the authorization answer as ``response.code``,
+    # ``response.headers["..."]``, ``response.body``): the CEL variable ``extauthz`` afterwards
+    metadata: dict[str, str] = {}
 
 
 class ExtAuthzProtocol(Schema, frozen=True):
@@ -477,6 +497,14 @@ class ExtAuthzProtocol(Schema, frozen=True):
 
 class DenyWithStatus(Schema, frozen=True):
     deny_with_status: int
+
+
+class ExtAuthzCache(Schema, frozen=True):
+    """``extAuthz.cache``: decisions reused per key (CEL values) for ``ttl``."""
+
+    key: list[str]
+    ttl: str
+    max_entries: int = 10000
 
 
 class ExtAuthz(Schema, frozen=True):
@@ -492,7 +520,7 @@ class ExtAuthz(Schema, frozen=True):
     # addition: deadline of one check (default 2s)
     timeout: str | None = None
     service: NotSupported = UNSET
-    cache: NotSupported = UNSET
+    cache: ExtAuthzCache | None = None
     conditional: NotSupported = UNSET
 
 
@@ -548,31 +576,142 @@ class AwsAuth(Schema, frozen=True):
     assume_role: NotSupported = UNSET
 
 
-# agentgateway's ``backendAuth: copilot`` (the string form)
 COPILOT_AUTH = RefusedForms("backendAuth", values=("copilot",))
-# the forms of ``llm.models[].provider`` beyond the six built-in names: presets, ``openai``,
-# ``copilot``, ``{reference}`` and ``{custom}``
-LLM_PROVIDER_FORMS = RefusedForms(
-    "provider",
-    objects=True,
-    values=(
-        "openai",
-        "copilot",
-        "cohere",
-        "ollama",
-        "baseten",
-        "cerebras",
-        "deepinfra",
-        "deepseek",
-        "groq",
-        "huggingface",
-        "mistral",
-        "openrouter",
-        "togetherai",
-        "xai",
-        "fireworks",
-    ),
-)
+
+
+class JwtSign(Schema, frozen=True):
+    """``backendAuth.jwtSign``: a short-lived JWT signed with ``signingKey`` on each request."""
+
+    signing_key: Annotated[str | FileRef, KEY_MATERIAL]
+    alg: Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"] = "RS256"
+    kid: str | None = None
+    claims: dict[str, Any] = {}
+    ttl: str | None = None
+    location: AuthorizationLocation | None = None
+
+
+class OAuthClientAuth(Schema, frozen=True):
+    """How the gateway authenticates to a token endpoint: ``method`` clientSecretBasic (the
+    default), clientSecretPost or privateKeyJwt."""
+
+    client_id: str
+    client_secret: Annotated[str | FileRef | None, SECRET] = None
+    method: Literal["clientSecretBasic", "clientSecretPost", "privateKeyJwt"] | None = None
+    signing_key: Annotated[str | FileRef | None, KEY_MATERIAL] = None
+    alg: Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"] = "RS256"
+    kid: str | None = None
+    assertion_audience: str | None = None
+    certificate: NotSupported = UNSET
+    certificate_header: NotSupported = UNSET
+
+
+class TokenSpec(Schema, frozen=True):
+    source: CredentialLocation | None = None
+    token_type: str | None = None
+
+
+class ActorTokenSpec(Schema, frozen=True):
+    source: CredentialLocation
+    token_type: str | None = None
+    enforce_may_act: bool = False
+
+
+class TokenCacheConfig(Schema, frozen=True):
+    max_entries: int | None = None
+    default_ttl: str | None = None
+
+
+class OAuthTokenExchange(Schema, frozen=True):
+    """``backendAuth.oauthTokenExchange``: the client's token exchanged at a token endpoint
+    (RFC 8693, or the RFC 7523 JWT-bearer grant) for the backend's."""
+
+    host: str | None = None
+    backend: str | None = None
+    service: NotSupported = UNSET
+    policies: BackendPolicies | None = None
+    path: str | None = None
+    grant_type: Literal["tokenExchange", "jwtBearer"] = "tokenExchange"
+    subject_token: TokenSpec | None = None
+    actor_token: ActorTokenSpec | None = None
+    audiences: list[str] = []
+    scopes: list[str] = []
+    resources: list[str] = []
+    requested_token_type: str | None = None
+    client_auth: OAuthClientAuth | None = None
+    additional_params: dict[str, str] = {}
+    authorization_location: CredentialLocation | None = None
+    cache: TokenCacheConfig | None = None
+
+
+class CrossAppAccessEndpoint(Schema, frozen=True):
+    client_auth: OAuthClientAuth
+    host: str | None = None
+    backend: str | None = None
+    service: NotSupported = UNSET
+    policies: BackendPolicies | None = None
+    path: str | None = None
+
+
+class CrossAppAccessSubjectToken(Schema, frozen=True):
+    source: CredentialLocation | None = None
+    token_type: str | None = None
+
+
+class CrossAppAccess(Schema, frozen=True):
+    """``backendAuth.crossAppAccess``: Identity Assertion Authorization Grant (ID-JAG): the user's
+    ID token exchanged at their identity provider for an ID-JAG, which the resource authorization
+    server exchanges (JWT-bearer grant) for the backend's access token."""
+
+    identity_provider: CrossAppAccessEndpoint
+    resource_authorization_server: CrossAppAccessEndpoint
+    audience: str
+    resources: list[str] = []
+    scopes: list[str] = []
+    access_token_scopes: list[str] | None = None
+    subject_token: CrossAppAccessSubjectToken | None = None
+    cache: TokenCacheConfig | None = None
+
+
+class AzureClientSecret(Schema, frozen=True):
+    tenant_id: str = msgspec.field(name="tenant_id")
+    client_id: str = msgspec.field(name="client_id")
+    client_secret: Annotated[str, SECRET] = msgspec.field(name="client_secret")
+
+
+class AzureUserAssignedIdentity(Schema, frozen=True):
+    """Exactly one."""
+
+    client_id: str | None = None
+    object_id: str | None = None
+    resource_id: str | None = None
+
+
+class AzureManagedIdentity(Schema, frozen=True):
+    user_assigned_identity: AzureUserAssignedIdentity | None = None
+
+
+class AzureWorkloadIdentity(Schema, frozen=True):
+    pass
+
+
+class AzureExplicitConfig(Schema, frozen=True):
+    """Exactly one."""
+
+    client_secret: AzureClientSecret | None = None
+    managed_identity: AzureManagedIdentity | None = None
+    workload_identity: AzureWorkloadIdentity | None = None
+
+
+class AzureImplicit(Schema, frozen=True):
+    pass
+
+
+class AzureAuth(Schema, frozen=True):
+    """``backendAuth.azure``: exactly one of ``explicitConfig`` or ``implicit``."""
+
+    explicit_config: AzureExplicitConfig | None = None
+    implicit: AzureImplicit | None = None
+    developer_implicit: NotSupported = UNSET
 
 
 class BackendAuth(Schema, frozen=True):
@@ -582,11 +721,11 @@ class BackendAuth(Schema, frozen=True):
     key: Annotated[str | BackendKey | None, SECRET] = None
     gcp: GcpAuth | None = None
     aws: AwsAuth | None = None
-    azure: NotSupported = UNSET
+    azure: AzureAuth | None = None
     copilot: NotSupported = UNSET
-    jwt_sign: NotSupported = UNSET
-    oauth_token_exchange: NotSupported = UNSET
-    cross_app_access: NotSupported = UNSET
+    jwt_sign: JwtSign | None = None
+    oauth_token_exchange: OAuthTokenExchange | None = None
+    cross_app_access: CrossAppAccess | None = None
     credentials: NotSupported = UNSET
 
 
@@ -626,10 +765,21 @@ Secret = str | FileRef
 
 
 class AiModelProvider(Schema, frozen=True):
-    """``openAI``, ``anthropic``, ``gemini``: ``model`` overrides the request's model when set."""
+    """``anthropic`` (and ``openAI``/``gemini`` below): ``model`` overrides the request's model when set."""
 
     model: str | None = None
     moderation: NotSupported = UNSET
+
+
+class AiOpenAiProvider(Schema, frozen=True):
+    model: str | None = None
+    moderation: NotSupported = UNSET
+
+
+class AiGeminiProvider(Schema, frozen=True):
+    model: str | None = None
+    # addition: speak Gemini's own generateContent API instead of its OpenAI-compatible endpoint
+    native_api: bool = False
 
 
 class AiVertexProvider(Schema, frozen=True):
@@ -645,30 +795,61 @@ class AiBedrockProvider(Schema, frozen=True):
     guardrail_version: NotSupported = UNSET
 
 
+AzureResourceType = Literal["openAI", "foundry", "aiServices"]
+
+
 class AiAzureProvider(Schema, frozen=True):
-    """Azure OpenAI: ``resourceName`` → https://{resourceName}.openai.azure.com; ``apiVersion``
-    ``v1`` (default) uses the v1 API, a dated version the deployments API."""
+    """Azure: ``resourceType`` ``openAI`` → https://{resourceName}.openai.azure.com, ``foundry``
+    (alias ``aiServices``) → https://{resourceName}.services.ai.azure.com; ``apiVersion`` ``v1``
+    (default), ``preview``, or a dated version (the deployments API)."""
 
     model: str | None = None
     resource_name: str | None = None
-    # ``openAI`` (the default); the other types are refused by name (llm/config.py)
-    resource_type: Literal["openAI", "foundry", "aiServices"] | None = None
+    resource_type: AzureResourceType | None = None
     # quote a dated version in YAML ("2024-10-21"), or it reads as a date
     api_version: str | None = None
-    project_name: NotSupported = UNSET
+    project_name: str | None = None
+
+
+ProviderFormatType = Literal[
+    "completions",
+    "messages",
+    "responses",
+    "embeddings",
+    "anthropicTokenCount",
+    "generateContent",
+    "geminiCountTokens",
+    "realtime",
+    "rerank",
+]
+
+
+class AiProviderFormat(Schema, frozen=True):
+    """One API a custom provider serves, at its default path (under the path prefix) or ``path``."""
+
+    type: ProviderFormatType
+    path: str | None = None
+
+
+class AiCustomProvider(Schema, frozen=True):
+    """``custom``: an endpoint that speaks the listed APIs (OpenAI-compatible, Anthropic-compatible)."""
+
+    formats: list[AiProviderFormat]
+    model: str | None = None
+    provider_override: str | None = None
 
 
 class AiProvider(Schema, frozen=True):
     """Exactly one provider kind."""
 
-    open_ai: AiModelProvider | None = msgspec.field(default=None, name="openAI")
+    open_ai: AiOpenAiProvider | None = msgspec.field(default=None, name="openAI")
     anthropic: AiModelProvider | None = None
-    gemini: AiModelProvider | None = None
+    gemini: AiGeminiProvider | None = None
     vertex: AiVertexProvider | None = None
     bedrock: AiBedrockProvider | None = None
     azure: AiAzureProvider | None = None
+    custom: AiCustomProvider | None = None
     copilot: NotSupported = UNSET
-    custom: NotSupported = UNSET
 
 
 class AiNamedProvider(Schema, frozen=True):
@@ -714,7 +895,7 @@ class RegexGuardSpec(Schema, frozen=True):
 class GuardRejection(Schema, frozen=True):
     status: int = 403
     body: Annotated[str | None, RefusedForms("a body", lists=True)] = None
-    headers: NotSupported = UNSET
+    headers: HeaderModifier | None = None
 
 
 class WebhookTarget(Schema, frozen=True):
@@ -730,17 +911,84 @@ class WebhookGuardSpec(Schema, frozen=True):
     failure_mode: NotSupported = UNSET
 
 
+class GuardPolicies(Schema, frozen=True):
+    """The backend policies of a vendor guard's calls (agentgateway's SimpleLocalBackendPolicies)."""
+
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    backend_auth: BackendAuth | None = None
+    request_header_modifier: NotSupported = UNSET
+    transformations: NotSupported = UNSET
+    http: NotSupported = UNSET
+    tcp: NotSupported = UNSET
+    backend_tunnel: NotSupported = UNSET
+
+
+class OpenAiModerationGuard(Schema, frozen=True):
+    """``openAIModeration``: OpenAI's moderation API (``POST /v1/moderations``)."""
+
+    model: str | None = None
+    policies: GuardPolicies | None = None
+    # addition: where the API is (default https://api.openai.com)
+    base_url: str | None = None
+
+
+class BedrockGuardrailsGuard(Schema, frozen=True):
+    """``bedrockGuardrails``: the Bedrock ApplyGuardrail API, signed with AWS SigV4."""
+
+    guardrail_identifier: str
+    guardrail_version: str
+    region: str
+    policies: GuardPolicies | None = None
+    # addition: where the API is (default https://bedrock-runtime.<region>.amazonaws.com)
+    base_url: str | None = None
+
+
+class GoogleModelArmorGuard(Schema, frozen=True):
+    """``googleModelArmor``: Model Armor's sanitizeUserPrompt / sanitizeModelResponse."""
+
+    template_id: str
+    project_id: str
+    location: str | None = None
+    policies: GuardPolicies | None = None
+    # addition: where the API is (default https://modelarmor.<location>.rep.googleapis.com)
+    base_url: str | None = None
+
+
+class AnalyzeTextSpec(Schema, frozen=True):
+    severity_threshold: int | None = None
+    api_version: str | None = None
+    blocklist_names: list[str] | None = None
+    halt_on_blocklist_hit: bool | None = None
+
+
+class DetectJailbreakSpec(Schema, frozen=True):
+    api_version: str | None = None
+
+
+class AzureContentSafetyGuard(Schema, frozen=True):
+    """``azureContentSafety``: Azure AI Content Safety text:analyze and text:detectJailbreak."""
+
+    # the resource host (``<name>.cognitiveservices.azure.com``); https
+    endpoint: str
+    policies: GuardPolicies | None = None
+    analyze_text: AnalyzeTextSpec | None = None
+    detect_jailbreak: DetectJailbreakSpec | None = None
+    # addition: where the API is instead of https://<endpoint> (scheme, host, port)
+    base_url: str | None = None
+
+
 class PromptGuardRule(Schema, frozen=True):
-    """One guard: exactly one of ``regex`` or ``webhook``."""
+    """One guard: exactly one of ``regex``, ``webhook``, ``openAIModeration``,
+    ``bedrockGuardrails``, ``googleModelArmor`` or ``azureContentSafety``."""
 
     regex: RegexGuardSpec | None = None
     webhook: WebhookGuardSpec | None = None
+    open_ai_moderation: OpenAiModerationGuard | None = msgspec.field(default=None, name="openAIModeration")
+    bedrock_guardrails: BedrockGuardrailsGuard | None = None
+    google_model_armor: GoogleModelArmorGuard | None = None
+    azure_content_safety: AzureContentSafetyGuard | None = None
     rejection: GuardRejection | None = None
     scope: NotSupported = UNSET
-    open_ai_moderation: NotSupported = msgspec.field(default=UNSET, name="openAIModeration")
-    bedrock_guardrails: NotSupported = UNSET
-    google_model_armor: NotSupported = UNSET
-    azure_content_safety: NotSupported = UNSET
 
 
 class PromptGuard(Schema, frozen=True):
@@ -766,20 +1014,49 @@ class TokenReservation(Schema, frozen=True):
     output_tokens: int = 1024
 
 
+class PromptCaching(Schema, frozen=True):
+    """``promptCaching``: cache markers added for providers that take them (Anthropic, Bedrock)."""
+
+    cache_system: bool = True
+    cache_messages: bool = True
+    cache_tools: bool = False
+    min_tokens: int | None = 1024
+    cache_message_offset: int = 0
+
+
+RouteType = Literal[
+    "completions",
+    "messages",
+    "models",
+    "passthrough",
+    "detect",
+    "responses",
+    "embeddings",
+    "realtime",
+    "anthropicTokenCount",
+    "generateContent",
+    "geminiCountTokens",
+    "rerank",
+]
+
+
 class AiPolicy(Schema, frozen=True):
     """``policies.ai``: request shaping and guards for LLM traffic."""
 
     prompt_guard: PromptGuard | None = None
     defaults: dict[str, Any] = {}
     overrides: dict[str, Any] = {}
+    # field → CEL: request body fields computed before (transformations) and after
+    # (finalTransformations) the translation to the provider's format
+    transformations: dict[str, str] = {}
+    final_transformations: dict[str, str] = {}
     prompts: PromptEnrichment | None = None
     model_aliases: dict[str, str] = {}
+    prompt_caching: PromptCaching | None = None
+    # request path suffix → the API it is
+    routes: dict[str, RouteType] = {}
     # addition: the reservation of token rate limits (llm/exchange.py)
     token_reservation: TokenReservation | None = None
-    transformations: NotSupported = UNSET
-    final_transformations: NotSupported = UNSET
-    prompt_caching: NotSupported = UNSET
-    routes: NotSupported = UNSET
     models: NotSupported = UNSET
 
 
@@ -829,6 +1106,57 @@ class JwtAuth(Schema, frozen=True):
     jwt_validation_options: JwtValidationOptions | None = None
 
 
+class IdentityProviderKind(Schema, frozen=True):
+    """An empty map: the kind is its key."""
+
+
+class McpIdentityProvider(Schema, frozen=True):
+    """Exactly one (each an empty map): the identity provider behind ``mcpAuthentication``."""
+
+    auth0: IdentityProviderKind | None = None
+    keycloak: IdentityProviderKind | None = None
+    okta: IdentityProviderKind | None = None
+    descope: IdentityProviderKind | None = None
+    authentik: IdentityProviderKind | None = None
+    entra: IdentityProviderKind | None = None
+
+
+class OidcSource(Schema, frozen=True):
+    """Exactly one: a file, or a URL fetched when first needed."""
+
+    file: str | None = None
+    url: str | None = None
+
+
+class OidcLogout(Schema, frozen=True):
+    """addition (agentgateway's later ``oidc.logout``): a local path that ends the session."""
+
+    path: str
+    redirect: str | None = None
+
+
+class Oidc(Schema, frozen=True):
+    """``oidc``: browser login (authorization code with PKCE) and a session cookie."""
+
+    issuer: str
+    client_id: str
+    client_secret: Annotated[str, SECRET]
+    redirect_uri: str = msgspec.field(name="redirectURI")
+    discovery: OidcSource | str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    token_endpoint_auth: Literal["clientSecretBasic", "clientSecretPost"] | None = None
+    jwks: Annotated[JwksSource | str | None, JWKS] = None
+    scopes: list[str] = []
+    logout: OidcLogout | None = None  # addition
+
+
+class Delay(Schema, frozen=True):
+    """``delay``: latency injected before the backend is called (a duration, or CEL)."""
+
+    duration: str
+
+
 class McpAuthentication(Schema, frozen=True):
     """``mcpAuthentication``: the gateway as the OAuth resource server of an MCP endpoint."""
 
@@ -840,8 +1168,9 @@ class McpAuthentication(Schema, frozen=True):
     mode: Literal["strict", "optional", "permissive"] = "strict"
     authorization_location: CredentialLocation | None = None
     jwt_validation_options: JwtValidationOptions | None = None
-    provider: NotSupported = UNSET
-    client_id: NotSupported = UNSET
+    # the identity provider's kind: how its metadata and default JWKS URL are found
+    provider: McpIdentityProvider | None = None
+    client_id: str | None = None
     client_secret: NotSupported = UNSET
     relay_signing_key: NotSupported = UNSET
 
@@ -928,10 +1257,10 @@ class RoutePolicies(Schema, frozen=True):
     a2a: A2aPolicy | None = None
     ai: AiPolicy | None = None
     backend_tunnel: NotSupported = UNSET
-    oidc: NotSupported = UNSET
+    oidc: Oidc | None = None
     ext_proc: NotSupported = UNSET
     buffer: NotSupported = UNSET
-    delay: NotSupported = UNSET
+    delay: Delay | None = None
     host_rewrite: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET
@@ -1049,6 +1378,41 @@ class Route(Schema, frozen=True):
 TlsVersion = Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"]
 
 
+class TcpRoutePolicies(Schema, frozen=True):
+    """A TCP route's policies (the reference's TCPFilterOrPolicy)."""
+
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+
+
+class TcpBackendPolicies(Schema, frozen=True):
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    backend_tunnel: NotSupported = UNSET
+
+
+class TcpRouteBackend(Schema, frozen=True):
+    """One entry of ``tcpRoutes[].backends``: exactly one of ``host`` or ``backend`` (a named
+    backend with a ``host``)."""
+
+    weight: int = 1
+    policies: TcpBackendPolicies | None = None
+    host: str | None = None
+    backend: str | None = None
+    service: NotSupported = UNSET
+    dynamic: NotSupported = UNSET
+
+
+class TcpRoute(Schema, frozen=True):
+    """A route of a TCP or TLS listener: chosen by the TLS server name (SNI) among
+    ``hostnames``; the connection's bytes go to one of ``backends``."""
+
+    name: str | None = None
+    namespace: str | None = None
+    rule_name: str | None = None
+    hostnames: list[str] = []
+    policies: TcpRoutePolicies | None = None
+    backends: list[TcpRouteBackend] = []
+
+
 class ListenerTls(Schema, frozen=True):
     # required (agentgateway makes them optional only for ``spiffe``, not supported here)
     cert: str | None = None
@@ -1074,7 +1438,7 @@ class Listener(Schema, frozen=True):
     protocol: Literal["HTTP", "HTTPS", "TLS", "TCP", "HBONE"] = "HTTP"
     tls: ListenerTls | None = None
     routes: list[Route] = []
-    tcp_routes: NotSupported = UNSET
+    tcp_routes: list[TcpRoute] | None = None
     # gateway-phase policies: they apply to every route of the listener
     policies: GatewayPolicies | None = None
     gateway_name: NotSupported = UNSET
@@ -1110,7 +1474,7 @@ class GatewayPolicies(Schema, frozen=True):
     basic_auth: BasicAuth | None = None
     api_key: ApiKey | None = None
     authorization: Authorization | None = None
-    oidc: NotSupported = UNSET
+    oidc: Oidc | None = None
     ext_authz: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
     cors: NotSupported = UNSET
@@ -1130,7 +1494,7 @@ class GatewayListener(Schema, frozen=True):
     basic_auth: BasicAuth | None = None
     api_key: ApiKey | None = None
     authorization: Authorization | None = None
-    oidc: NotSupported = UNSET
+    oidc: Oidc | None = None
     ext_authz: NotSupported = UNSET
     ext_proc: NotSupported = UNSET
     cors: NotSupported = UNSET
@@ -1152,6 +1516,13 @@ class AttachedRoute(Route, frozen=True):
     gateways: str | list[str] | None = None
 
 
+class AttachedTcpRoute(TcpRoute, frozen=True):
+    """A top-level ``tcpRoutes`` entry: a TCP route plus the TCP/TLS gateways (``name`` or
+    ``name/listener``) it serves; without them it attaches to the gateway named ``default``."""
+
+    gateways: str | list[str] | None = None
+
+
 class McpShortcut(McpBackend, frozen=True):
     """The ``mcp:`` shortcut: one MCP endpoint, on the gateways it names (``/mcp`` and ``/sse``
     there), else on ``gateways.default`` when there is one and no ``port`` is set, else on its own
@@ -1164,46 +1535,83 @@ class McpShortcut(McpBackend, frozen=True):
 
 
 class LlmParams(Schema, frozen=True):
-    """``llm.models[].params``: how to reach the provider for this model."""
+    """``llm.models[].params`` (and ``llm.providers[].params``): how to reach the provider."""
 
     model: str | None = None
     api_key: Annotated[Secret | None, SECRET] = None
     base_url: str | None = None
+    host_override: str | None = None
+    path_override: str | None = None
+    path_prefix: str | None = None
     tokenize: bool = False
     vertex_region: str | None = None
     vertex_project: str | None = None
     azure_resource_name: str | None = None
-    azure_resource_type: Literal["openAI", "foundry", "aiServices"] | None = None
+    azure_resource_type: AzureResourceType | None = None
     azure_api_version: str | None = None
-    # addition: the region of a Bedrock model (SigV4 credentials come from the environment)
+    azure_project_name: str | None = None
     aws_region: str | None = None
-    azure_project_name: NotSupported = UNSET
-    host_override: NotSupported = UNSET
-    path_override: NotSupported = UNSET
-    path_prefix: NotSupported = UNSET
+    # addition: Gemini's own generateContent API instead of its OpenAI-compatible endpoint
+    native_api: bool | None = None
+
+
+class LlmProviderObject(Schema, frozen=True):
+    """The object forms of ``provider``: ``{reference: <llm.providers[].name>}`` or ``{custom: ...}``."""
+
+    reference: str | None = None
+    custom: AiCustomProvider | None = None
+
+
+# a built-in provider or preset name, or {reference} / {custom}
+LlmProviderRef = str | LlmProviderObject
+
+
+class LlmProviderDefaults(Schema, frozen=True):
+    """``llm.providers[].defaults``: what the models of a provider get unless they set it."""
+
+    defaults: dict[str, Any] | None = None
+    overrides: dict[str, Any] | None = None
+    transformation: dict[str, str] | None = None
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    tls: BackendTls | None = None
+    auth: BackendAuth | None = None
+    prompt_caching: PromptCaching | None = None
+    request_headers: NotSupported = UNSET
+    response_headers: NotSupported = UNSET
+    health: NotSupported = UNSET
+    backend_tunnel: NotSupported = UNSET
+
+
+class LlmProviderDef(Schema, frozen=True):
+    """``llm.providers[]``: a provider models name with ``provider: {reference: <name>}``."""
+
+    name: str
+    provider: LlmProviderRef
+    params: LlmParams | None = None
+    defaults: LlmProviderDefaults | None = None
 
 
 class LlmModel(Schema, frozen=True):
     name: str
-    provider: Annotated[Literal["openAI", "anthropic", "gemini", "vertex", "bedrock", "azure"], LLM_PROVIDER_FORMS]
+    provider: LlmProviderRef
     params: LlmParams | None = None
-    visibility: NotSupported = UNSET
-    transformation: NotSupported = UNSET
+    id: str | None = None
+    visibility: Literal["public", "internal"] = "public"
+    passthrough: Literal["detect", "opaque"] | None = None
+    authorization: Authorization | None = None
+    defaults: dict[str, Any] | None = None
+    overrides: dict[str, Any] | None = None
+    transformation: dict[str, str] | None = None
+    final_transformation: dict[str, str] | None = None
+    backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
+    tls: BackendTls | None = None
+    auth: BackendAuth | None = None
+    prompt_caching: PromptCaching | None = None
+    guardrails: NotSupported = UNSET
     matches: NotSupported = UNSET
     health: NotSupported = UNSET
     response_headers: NotSupported = UNSET
     request_headers: NotSupported = UNSET
-    prompt_caching: NotSupported = UNSET
-    guardrails: NotSupported = UNSET
-    id: NotSupported = UNSET
-    passthrough: NotSupported = UNSET
-    authorization: NotSupported = UNSET
-    defaults: NotSupported = UNSET
-    overrides: NotSupported = UNSET
-    final_transformation: NotSupported = UNSET
-    backend_tls: NotSupported = msgspec.field(default=UNSET, name="backendTLS")
-    tls: NotSupported = UNSET
-    auth: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
 
 
@@ -1245,10 +1653,10 @@ class LlmShortcut(Schema, frozen=True):
     models: list[LlmModel] = []
     virtual_models: list[VirtualModel] = []
     policies: RoutePolicies | None = None
+    providers: list[LlmProviderDef] = []
     # ``<gateway>`` or ``<gateway>/<listener>``, one or a list
     gateways: str | list[str] | None = None
     tls: ListenerTls | None = None
-    providers: NotSupported = UNSET
     guardrails: NotSupported = UNSET
 
 
@@ -1327,7 +1735,7 @@ class LocalConfig(Schema, frozen=True):
     backends: list[NamedBackend] = []
     gateways: dict[str, Gateway] = {}
     routes: list[AttachedRoute] = []
-    tcp_routes: NotSupported = UNSET
+    tcp_routes: list[AttachedTcpRoute] = []
     policies: NotSupported = UNSET
     workloads: list[LocalWorkload] = []
     services: list[LocalService] = []

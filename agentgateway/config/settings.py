@@ -10,6 +10,18 @@ from typing import Protocol
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+class ProxyProtocolSettings:
+    """``frontendPolicies.proxyProtocol``: which PROXY protocol versions are read, and whether
+    every connection must start with a header (``strict``) or may (``optional``)."""
+
+    __slots__ = ("allow_v1", "allow_v2", "strict")
+
+    def __init__(self, allow_v1: bool, allow_v2: bool, strict: bool) -> None:
+        self.allow_v1 = allow_v1
+        self.allow_v2 = allow_v2
+        self.strict = strict
+
+
 class ServerLimits:
     """Per-connection limits and timeouts (``frontendPolicies``); applied on reload."""
 
@@ -26,6 +38,8 @@ class ServerLimits:
         "body_min_rate_grace",
         "decode_escaped_slashes",
         "trusted_proxies",
+        "tunnel_idle_timeout",
+        "proxy_protocol",
     )
 
     def __init__(
@@ -55,6 +69,11 @@ class ServerLimits:
         self.decode_escaped_slashes = False
         # Peers whose forwarded headers are believed (server/forwarded.py); empty: nobody.
         self.trusted_proxies: tuple[IPNetwork, ...] = ()
+        # A connection relayed byte for byte (an accepted upgrade, a TCP or TLS-passthrough
+        # route) that carries nothing either way for this long is closed.
+        self.tunnel_idle_timeout = 3600.0
+        # PROXY protocol headers read on every listener (server/proxy_protocol.py); None: off.
+        self.proxy_protocol: ProxyProtocolSettings | None = None
 
 
 class StaticSettings:

@@ -71,6 +71,8 @@ class RequestCtx:
         "read_body",
         "a2a",
         "fetch_timeout",
+        "backend_token",
+        "upgrade",
     )
 
     def __init__(
@@ -160,6 +162,13 @@ class RequestCtx:
         # The JWT that jwtAuth validated and removed from the request: what backendAuth
         # passthrough would send upstream again.
         self.jwt_token: str | None = None
+        # A credential backendAuth got for this request (a token exchange): (the auth that got
+        # it, the token), so a retry to a backend with other credentials never sends it.
+        self.backend_token: tuple[object, str] | None = None
+        # The protocols an HTTP/1.1 client asked to switch to (its ``Upgrade`` value, ``h2c``
+        # left out), forwarded upstream; None for a plain request. A ``101`` answer turns the
+        # connection into a byte tunnel (proxy/tunnel.py), logged when the tunnel ends.
+        self.upgrade: bytes | None = None
 
     def learn(self, name: str, value: object) -> None:
         """Set the CEL variable ``name`` (``jwt``, ``apiKey``, ...) for later policies."""

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    import asyncio
+
     from agentgateway.core.context import RequestCtx
 
 # Reasons reading from the client is paused; reading resumes when none is left.
@@ -133,6 +135,12 @@ class ResponseWriter(Protocol):
 
     def response_arrived(self) -> None:
         """Clears ``expect_response``: the backend answered (or the exchange is over)."""
+
+    def switch_protocols(self, fields: bytes, upstream: asyncio.Transport, early: bytes) -> None:
+        """The backend accepted the client's ``Upgrade`` (``ctx.upgrade``): answer ``101`` with
+        ``fields`` (``name: value\\r\\n`` lines, Upgrade and Connection included), then relay
+        bytes both ways between the client and ``upstream`` (``early``: what the upstream sent
+        after its own 101 head) until either side closes. The writer owns ``upstream`` now."""
 
 
 class ResponseProcessor(Protocol):

@@ -4,57 +4,136 @@ models, and the ``policies.ai`` that shape requests. Built once per config load.
 from __future__ import annotations
 
 import fnmatch
-import os
 import random
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from botocore.credentials import Credentials
+import msgspec
 
-from agentgateway.config import referenced
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
-from agentgateway.config.paths import resolve_file
 from agentgateway.config.schema import (
     AiBackend,
     AiNamedProvider,
     AiPolicy,
     AiProvider,
+    Authorization,
     BackendAuth,
-    BackendKey,
     BackendTls,
-    FileRef,
     LlmModel,
+    LlmParams,
+    LlmProviderDef,
+    LlmProviderDefaults,
+    LlmProviderRef,
     LlmShortcut,
+    PromptCaching,
     PromptGuardRule,
-    Secret,
 )
 from agentgateway.llm.accounting import NO_HOOKS, LlmHooks
+from agentgateway.llm.endpoints import (
+    BUILTIN_KINDS,
+    MakeHttpTarget,
+    ProviderSpec,
+    compile_provider,
+    custom_formats,
+    preset_spec,
+    read_secret,
+)
+from agentgateway.llm.errors import (
+    CHAT,
+    COUNT_TOKENS,
+    DETECT,
+    EMBEDDINGS,
+    MESSAGES,
+    MODELS,
+    PASSTHROUGH,
+    RERANK,
+    RESPONSES,
+)
 from agentgateway.llm.guards import GuardSet, RegexGuard, Rejection, builtin_rule, custom_rule
-from agentgateway.llm.providers import AwsSigning, Provider
+from agentgateway.llm.providers import PRESETS, Provider
 from agentgateway.llm.redact import Redactor
+from agentgateway.llm.transforms import BodyTransform
+from agentgateway.llm.vendor_guards import VendorGuard, compile_vendor_guard
+from agentgateway.policy.cel import CelRuleSet
+from agentgateway.policy.header_modifier import HeaderEdit
 from agentgateway.upstream.target import HttpTarget, split_host_port
 
-# (host, port, tls settings, label, where) → HttpTarget; provided by the config compiler.
-MakeHttpTarget = Callable[[str, int, BackendTls | None, str, str], HttpTarget]
+__all__ = [
+    "DEFAULT_OUTPUT_RESERVATION",
+    "EMPTY_POLICY",
+    "LlmPolicy",
+    "LlmService",
+    "MakeHttpTarget",
+    "ModelOptions",
+    "ModelRoute",
+    "ModelTarget",
+    "compile_ai_backend",
+    "compile_llm_shortcut",
+    "compile_policy",
+]
 
-_DEFAULT_BASE = {
-    "openAI": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com/v1",
-    "gemini": "https://generativelanguage.googleapis.com/v1beta",
+# policies.ai.routes values → the client API (see errors.py); None: refused (not served here)
+ROUTE_TYPES: dict[str, str | None] = {
+    "completions": CHAT,
+    "messages": MESSAGES,
+    "models": MODELS,
+    "passthrough": PASSTHROUGH,
+    "detect": DETECT,
+    "responses": RESPONSES,
+    "embeddings": EMBEDDINGS,
+    "anthropicTokenCount": COUNT_TOKENS,
+    "rerank": RERANK,
+    "realtime": None,
+    "generateContent": None,
+    "geminiCountTokens": None,
 }
+
+
+class ModelShaping:
+    """Request shaping of one model (``llm.models[]`` fields, with its provider's defaults),
+    applied after the route's ``policies.ai``: its values win."""
+
+    __slots__ = ("defaults", "overrides", "transform", "final_transform", "prompt_caching")
+
+    def __init__(
+        self,
+        defaults: dict[str, Any],
+        overrides: dict[str, Any],
+        transform: BodyTransform | None,
+        final_transform: BodyTransform | None,
+        prompt_caching: PromptCaching | None,
+    ) -> None:
+        self.defaults = defaults
+        self.overrides = overrides
+        self.transform = transform
+        self.final_transform = final_transform
+        self.prompt_caching = prompt_caching
+
+
+class ModelOptions:
+    """What one ``llm.models[]`` entry adds: its shaping, its ``authorization`` (CEL rules over the
+    request, checked once the model is known) and ``passthrough`` (``detect``/``opaque``: the
+    request goes as the client sent it)."""
+
+    __slots__ = ("shaping", "authorization", "passthrough")
+
+    def __init__(self, shaping: ModelShaping | None, authorization: CelRuleSet | None, passthrough: str | None) -> None:
+        self.shaping = shaping
+        self.authorization = authorization
+        self.passthrough = passthrough
 
 
 class ModelTarget:
     """A provider and the model name to send it (None: the request's model, after aliases)."""
 
-    __slots__ = ("provider", "model")
+    __slots__ = ("provider", "model", "options")
 
-    def __init__(self, provider: Provider, model: str | None) -> None:
+    def __init__(self, provider: Provider, model: str | None, options: ModelOptions | None = None) -> None:
         self.provider = provider
         self.model = model
+        self.options = options
 
 
 class ModelRoute:
@@ -62,15 +141,22 @@ class ModelRoute:
     (connect error, timeout, 429, 5xx) moves on to the next target of the tier, then to the
     next tier, before the client sees an error."""
 
-    __slots__ = ("name", "tiers", "timeout", "owner")
+    __slots__ = ("name", "tiers", "timeout", "owner", "internal")
 
     def __init__(
-        self, name: str, tiers: tuple[tuple[tuple[ModelTarget, int], ...], ...], timeout: float | None, owner: str
+        self,
+        name: str,
+        tiers: tuple[tuple[tuple[ModelTarget, int], ...], ...],
+        timeout: float | None,
+        owner: str,
+        internal: bool = False,
     ) -> None:
         self.name = name
         self.tiers = tiers
         self.timeout = timeout
         self.owner = owner  # owned_by in /v1/models
+        # visibility: internal: reachable through virtual models only (not requested, not listed)
+        self.internal = internal
 
     def attempts(self) -> list[ModelTarget]:
         """Targets in the order to try them: tier by tier, weighted-random within a tier."""
@@ -90,7 +176,7 @@ DEFAULT_OUTPUT_RESERVATION = 1024
 
 
 class LlmPolicy:
-    """``policies.ai`` compiled: aliases, request shaping and guards."""
+    """``policies.ai`` compiled: aliases, request shaping, routes and guards."""
 
     __slots__ = (
         "aliases",
@@ -103,6 +189,12 @@ class LlmPolicy:
         "response_guards",
         "webhooks",
         "default_output_tokens",
+        "transform",
+        "final_transform",
+        "prompt_caching",
+        "routes",
+        "vendor_request",
+        "vendor_response",
     )
 
     def __init__(
@@ -117,6 +209,12 @@ class LlmPolicy:
         response_guards: GuardSet,
         webhooks: tuple[tuple[HttpTarget, bool], ...] = (),
         default_output_tokens: int = DEFAULT_OUTPUT_RESERVATION,
+        transform: BodyTransform | None = None,
+        final_transform: BodyTransform | None = None,
+        prompt_caching: PromptCaching | None = None,
+        routes: tuple[tuple[bytes, str], ...] | None = None,
+        vendor_request: tuple[VendorGuard, ...] = (),
+        vendor_response: tuple[VendorGuard, ...] = (),
     ) -> None:
         self.aliases = aliases
         self.alias_patterns = alias_patterns
@@ -129,6 +227,14 @@ class LlmPolicy:
         self.webhooks = webhooks  # (target, on_response) of webhook guards
         # reserved against token rate limits for the answer of a request without an output limit
         self.default_output_tokens = default_output_tokens
+        self.transform = transform
+        self.final_transform = final_transform
+        self.prompt_caching = prompt_caching
+        # path suffix → client API, longest first, "*" last (None: the built-in suffixes)
+        self.routes = routes
+        # openAIModeration, bedrockGuardrails, googleModelArmor, azureContentSafety
+        self.vendor_request = vendor_request
+        self.vendor_response = vendor_response
 
     def resolve_alias(self, model: str) -> str:
         exact = self.aliases.get(model)
@@ -138,6 +244,16 @@ class LlmPolicy:
             if fnmatch.fnmatchcase(model, pattern):
                 return target
         return model
+
+    def route_for_path(self, path: bytes) -> str | None:
+        """The client API of a request path by ``routes`` (agentgateway: the longest matching
+        suffix, else ``*``, else Chat Completions)."""
+        routes = self.routes
+        assert routes is not None
+        for suffix, api in routes:
+            if suffix == b"*" or path.endswith(suffix):
+                return api
+        return CHAT
 
 
 EMPTY_POLICY = LlmPolicy({}, (), {}, {}, (), (), GuardSet(()), GuardSet(()))
@@ -163,7 +279,7 @@ class LlmService:
         self.models = models
         self.patterns = patterns
         self.default = default
-        self.listed = tuple(m for m in models.values())
+        self.listed = tuple(m for m in models.values() if not m.internal)
         self.policy = policy
         self.hooks = hooks
         self._redactor: Redactor | None = None
@@ -187,190 +303,23 @@ class LlmService:
             redactor = self._redactor = Redactor(secrets)
         return redactor
 
-    def route_for(self, model: str) -> ModelRoute | None:
+    def route_for(self, model: str, direct: bool = True) -> ModelRoute | None:
+        """The route of a model name (``direct``: as a client asked for it, so internal models
+        are not found)."""
         route = self.models.get(model)
-        if route is not None:
-            return route
-        for pattern, candidate in self.patterns:
-            if fnmatch.fnmatchcase(model, pattern):
-                return candidate
-        return self.default
+        if route is None:
+            for pattern, candidate in self.patterns:
+                if fnmatch.fnmatchcase(model, pattern):
+                    route = candidate
+                    break
+            else:
+                route = self.default
+        if route is not None and route.internal and direct:
+            return None
+        return route
 
 
-# ---------------------------------------------------------------- compile
-
-
-def read_secret(secret: Secret, base_dir: Path | None, where: str) -> str:
-    if isinstance(secret, FileRef):
-        path = resolve_file(os.path.expandvars(secret.file), base_dir, f"{where}.file")
-        try:
-            return referenced.read_text(path).strip()
-        except OSError as exc:
-            raise ConfigError(f"{where}.file", f"cannot read {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{where}.file", f"{path} is not a text (UTF-8) file") from None
-    return secret
-
-
-def _backend_key(key: str | BackendKey, base_dir: Path | None, where: str) -> str:
-    """The secret of ``backendAuth.key``; the provider kind decides the header it goes in."""
-    if isinstance(key, str):
-        return key
-    if key.location is not None:
-        raise ConfigError(f"{where}.location", "not supported for ai backends (each provider has its own header)")
-    if (key.value is None) == (key.file is None):
-        raise ConfigError(where, "exactly one of value or file must be set")
-    if key.value is not None:
-        return read_secret(key.value, base_dir, f"{where}.value")
-    return read_secret(FileRef(file=key.file or ""), base_dir, where)
-
-
-def _base_url(url: str, where: str) -> tuple[str, int, bool, str]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(where, f"{url!r} is not an http(s) URL")
-    tls = parts.scheme == "https"
-    try:
-        port = parts.port or (443 if tls else 80)
-    except ValueError:
-        raise ConfigError(where, f"{url!r} has an invalid port") from None
-    return parts.hostname, port, tls, parts.path.rstrip("/")
-
-
-def _aws_credentials(auth: BackendAuth | None, where: str) -> Credentials:
-    aws = auth.aws if auth else None
-    key = aws.access_key_id if aws and aws.access_key_id else os.environ.get("AWS_ACCESS_KEY_ID")
-    secret = aws.secret_access_key if aws and aws.secret_access_key else os.environ.get("AWS_SECRET_ACCESS_KEY")
-    token = aws.session_token if aws and aws.session_token else os.environ.get("AWS_SESSION_TOKEN")
-    if not key or not secret:
-        raise ConfigError(
-            where,
-            "Bedrock needs credentials: backendAuth.aws (accessKeyId, secretAccessKey), AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY in the environment, or an API key (apiKey / backendAuth.key)",
-        )
-    return Credentials(key, secret, token)
-
-
-class ProviderSpec:
-    """The pieces of a provider from either config form, before compilation."""
-
-    def __init__(
-        self,
-        name: str,
-        kind: str,
-        model: str | None,
-        api_key: str | None,
-        base_url: str | None,
-        host_override: str | None,
-        path_override: str | None,
-        path_prefix: str | None,
-        tokenize: bool,
-        region: str | None = None,
-        project: str | None = None,
-        azure_resource: str | None = None,
-        azure_version: str | None = None,
-        auth: BackendAuth | None = None,
-        tls: BackendTls | None = None,
-    ) -> None:
-        self.name = name
-        self.kind = kind
-        self.model = model
-        self.api_key = api_key
-        self.base_url = base_url
-        self.host_override = host_override
-        self.path_override = path_override
-        self.path_prefix = path_prefix
-        self.tokenize = tokenize
-        self.region = region
-        self.project = project
-        self.azure_resource = azure_resource
-        self.azure_version = azure_version
-        self.auth = auth
-        self.tls = tls
-
-
-def compile_provider(spec: ProviderSpec, make_http: MakeHttpTarget, where: str) -> Provider:
-    kind = spec.kind
-    region = spec.region
-    azure_version: str | None = None
-    # Default endpoint of each kind.
-    if kind in _DEFAULT_BASE:
-        base = _DEFAULT_BASE[kind]
-    elif kind == "vertex":
-        if not spec.project:
-            raise ConfigError(where, "vertex needs a project (vertexProject / projectId)")
-        region = region or "global"
-        host = "aiplatform.googleapis.com" if region == "global" else f"{region}-aiplatform.googleapis.com"
-        base = f"https://{host}/v1/projects/{spec.project}/locations/{region}"
-    elif kind == "bedrock":
-        if not region:
-            raise ConfigError(where, "bedrock needs a region (awsRegion / region)")
-        base = f"https://bedrock-runtime.{region}.amazonaws.com"
-    else:  # azure
-        if not spec.azure_resource and not spec.base_url and not spec.host_override:
-            raise ConfigError(where, "azure needs azureResourceName (or a baseUrl)")
-        base = f"https://{spec.azure_resource}.openai.azure.com/openai"
-        version = spec.azure_version or "v1"
-        if version == "v1":
-            base += "/v1"
-        else:
-            azure_version = version
-    if spec.base_url:
-        base = spec.base_url
-    host, port, tls, path = _base_url(base, f"{where}.baseUrl" if spec.base_url else where)
-    if spec.host_override:
-        try:
-            host, port = split_host_port(spec.host_override)
-        except ValueError as exc:
-            raise ConfigError(f"{where}.hostOverride", str(exc)) from None
-        tls = port == 443
-    if spec.path_prefix is not None:
-        path = spec.path_prefix.rstrip("/")
-    tls_settings = spec.tls
-    if tls_settings is None and tls:
-        tls_settings = BackendTls()
-    target = make_http(host, port, tls_settings, spec.name, where)
-    # Credentials: the gateway's own, never the client's.
-    key = spec.api_key
-    auth = spec.auth
-    if auth is not None and (auth.passthrough is not None or auth.gcp is not None):
-        kind_name = "passthrough" if auth.passthrough is not None else "gcp"
-        raise ConfigError(f"{where}.policies.backendAuth.{kind_name}", "not supported for ai backends yet")
-    if key is None and auth is not None and auth.key is not None:
-        key = _backend_key(auth.key, None, f"{where}.policies.backendAuth.key")
-    aws: AwsSigning | None = None
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    if kind == "bedrock" and (key is None or (auth is not None and auth.aws is not None)):
-        # SigV4 (explicit keys, or the environment's); a Bedrock API key is a bearer token instead
-        creds = _aws_credentials(auth, where)
-        aws = AwsSigning(creds, (auth.aws.region if auth and auth.aws and auth.aws.region else region) or "")
-    if aws is None and key:
-        value = key.encode()
-        if kind == "anthropic":
-            headers = ((b"x-api-key", value),)
-        elif kind == "gemini":
-            headers = ((b"x-goog-api-key", value),)
-        elif kind == "azure":
-            headers = ((b"api-key", value),)
-        else:  # openAI, vertex (OAuth access token), bedrock API key
-            headers = ((b"authorization", b"Bearer " + value),)
-    return Provider(
-        spec.name,
-        kind,
-        target,
-        path,
-        spec.model,
-        headers,
-        aws,
-        spec.path_override,
-        azure_version,
-        region or "",
-        spec.tokenize,
-    )
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+# ---------------------------------------------------------------- providers
 
 
 def _provider_kind(p: AiProvider, where: str) -> tuple[str, Any]:
@@ -383,12 +332,13 @@ def _provider_kind(p: AiProvider, where: str) -> tuple[str, Any]:
             ("vertex", p.vertex),
             ("bedrock", p.bedrock),
             ("azure", p.azure),
+            ("custom", p.custom),
         )
         if v is not None
     ]
     if len(set_kinds) != 1:
         raise ConfigError(
-            where, "exactly one provider kind must be set (openAI, anthropic, gemini, vertex, bedrock, azure)"
+            where, "exactly one provider kind must be set (openAI, anthropic, gemini, vertex, bedrock, azure, custom)"
         )
     return set_kinds[0]
 
@@ -406,25 +356,29 @@ def _ai_provider(
     where: str,
 ) -> Provider:
     kind, cfg = _provider_kind(provider, f"{where}.provider")
-    _azure_type(getattr(cfg, "resource_type", None), f"{where}.provider.azure.resourceType")
-    spec = ProviderSpec(
-        name,
-        kind,
-        cfg.model,
-        None,
-        None,
-        host_override,
-        path_override,
-        path_prefix,
-        tokenize,
-        region=getattr(cfg, "region", None),
-        project=getattr(cfg, "project_id", None),
-        azure_resource=getattr(cfg, "resource_name", None),
-        azure_version=_text(getattr(cfg, "api_version", None)),
-        auth=auth,
-        tls=tls,
-    )
+    spec = ProviderSpec(name, kind)
+    spec.model = cfg.model
+    spec.host_override = host_override
+    spec.path_override = path_override
+    spec.path_prefix = path_prefix
+    spec.tokenize = tokenize
+    spec.region = getattr(cfg, "region", None)
+    spec.project = getattr(cfg, "project_id", None)
+    spec.azure_resource = getattr(cfg, "resource_name", None)
+    spec.azure_type = getattr(cfg, "resource_type", None)
+    spec.azure_version = _text(getattr(cfg, "api_version", None))
+    spec.azure_project = getattr(cfg, "project_name", None)
+    spec.gemini_native = bool(getattr(cfg, "native_api", False))
+    if kind == "custom":
+        spec.formats = custom_formats([(f.type, f.path) for f in cfg.formats], f"{where}.provider.custom.formats")
+        spec.genai_name = cfg.provider_override or "custom"
+    spec.auth = auth
+    spec.tls = tls
     return compile_provider(spec, make_http, where)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def compile_ai_backend(
@@ -492,38 +446,148 @@ def _named_provider(
     )
 
 
-def _model_provider(model: LlmModel, make_http: MakeHttpTarget, where: str, base_dir: Path | None) -> Provider:
-    params = model.params
-    _azure_type(params.azure_resource_type if params else None, f"{where}.params.azureResourceType")
-    api_key = read_secret(params.api_key, base_dir, f"{where}.params.apiKey") if params and params.api_key else None
-    spec = ProviderSpec(
-        model.name,
-        model.provider,
-        params.model if params else None,
-        api_key,
-        params.base_url if params else None,
-        None,
-        None,
-        None,
-        params.tokenize if params else False,
-        region=(params.vertex_region or params.aws_region) if params else None,
-        project=params.vertex_project if params else None,
-        azure_resource=params.azure_resource_name if params else None,
-        azure_version=_text(params.azure_api_version) if params else None,
-    )
-    return compile_provider(spec, make_http, f"{where}.params" if params else where)
+# ---------------------------------------------------------------- the llm: shortcut
 
 
-def _azure_type(value: str | None, where: str) -> None:
-    """Azure's ``openAI`` resources (``https://<name>.openai.azure.com``, the default) are served;
-    the other resource types are refused by name."""
-    if value not in (None, "openAI"):
-        raise ConfigError(where, f"{value} is not supported (only openAI resources)")
+def _merge_params(base: LlmParams | None, over: LlmParams | None) -> LlmParams | None:
+    """A model's params over its provider's: each field the model sets wins."""
+    if base is None or over is None:
+        return over or base
+    defaults = LlmParams()
+    changes = {f: getattr(over, f) for f in LlmParams.__struct_fields__ if getattr(over, f) != getattr(defaults, f)}
+    return msgspec.structs.replace(base, **changes)
+
+
+def _provider_name(value: LlmProviderRef, where: str, providers: dict[str, tuple[LlmProviderDef, int]]) -> Any:
+    """(kind or preset, custom provider, provider def) of a model's ``provider``."""
+    if isinstance(value, str):
+        if value in BUILTIN_KINDS or value in PRESETS:
+            return value, None, None
+        if value == "copilot":
+            raise ConfigError(where, "the copilot provider is not supported")
+        known = sorted({*BUILTIN_KINDS, *PRESETS})
+        raise ConfigError(where, f"unknown provider {value!r}; one of {', '.join(known)}, {{reference}} or {{custom}}")
+    if (value.reference is None) == (value.custom is None):
+        raise ConfigError(where, "exactly one of reference or custom must be set")
+    if value.custom is not None:
+        return "custom", value.custom, None
+    ref = providers.get(value.reference or "")
+    if ref is None:
+        raise ConfigError(f"{where}.reference", f"no provider named {value.reference!r} in llm.providers")
+    return None, None, ref
+
+
+class _ModelSource:
+    """One model's provider and params once a reference is resolved."""
+
+    __slots__ = ("kind", "custom", "params", "defaults", "where")
+
+    def __init__(self, kind: str, custom: Any, params: LlmParams | None, defaults: LlmProviderDefaults | None) -> None:
+        self.kind = kind
+        self.custom = custom
+        self.params = params
+        self.defaults = defaults
+
+
+def _resolve_source(
+    model: LlmModel, where: str, providers: dict[str, tuple[LlmProviderDef, int]]
+) -> tuple[_ModelSource, str]:
+    kind, custom, ref = _provider_name(model.provider, f"{where}.provider", providers)
+    if ref is None:
+        return _ModelSource(kind, custom, model.params, None), where
+    pdef, index = ref
+    pwhere = f"llm.providers[{index}]"
+    pkind, pcustom, pref = _provider_name(pdef.provider, f"{pwhere}.provider", {})
+    if pref is not None:
+        raise ConfigError(f"{pwhere}.provider", "a provider cannot reference another")
+    return _ModelSource(pkind, pcustom, _merge_params(pdef.params, model.params), pdef.defaults), where
+
+
+def _model_provider(
+    model: LlmModel, source: _ModelSource, make_http: MakeHttpTarget, where: str, base_dir: Path | None
+) -> Provider:
+    params = source.params or LlmParams()
+    pwhere = f"{where}.params"
+    kind = source.kind
+    spec = ProviderSpec(model.name, BUILTIN_KINDS.get(kind, kind))
+    if kind in PRESETS:
+        preset_spec(spec, kind)
+    elif kind == "custom":
+        custom = source.custom
+        spec.formats = custom_formats([(f.type, f.path) for f in custom.formats], f"{where}.provider.custom.formats")
+        spec.genai_name = custom.provider_override or "custom"
+        if custom.model is not None:
+            spec.model = custom.model
+    if params.model is not None:
+        spec.model = params.model
+    if params.api_key is not None:
+        spec.api_key = read_secret(params.api_key, base_dir, f"{pwhere}.apiKey")
+    spec.base_url = params.base_url
+    spec.host_override = params.host_override
+    spec.path_override = params.path_override
+    spec.path_prefix = params.path_prefix
+    spec.tokenize = params.tokenize
+    spec.region = params.vertex_region or params.aws_region
+    spec.project = params.vertex_project
+    spec.azure_resource = params.azure_resource_name
+    spec.azure_type = params.azure_resource_type
+    spec.azure_version = _text(params.azure_api_version)
+    spec.azure_project = params.azure_project_name
+    spec.gemini_native = bool(params.native_api)
+    defaults = source.defaults
+    if model.backend_tls is not None and model.tls is not None:
+        raise ConfigError(f"{where}.tls", "backendTLS and tls are the same setting; set one")
+    spec.tls = model.backend_tls or model.tls
+    spec.auth = model.auth
+    if defaults is not None:
+        spec.tls = spec.tls or defaults.backend_tls or defaults.tls
+        spec.auth = spec.auth or defaults.auth
+    spec.base_dir = base_dir
+    return compile_provider(spec, make_http, pwhere)
+
+
+def _model_options(model: LlmModel, defaults: LlmProviderDefaults | None, where: str) -> ModelOptions | None:
+    """A model's own shaping (its fields over its provider's ``defaults``), authorization and
+    passthrough; None when it has none."""
+    d = defaults or LlmProviderDefaults()
+    merged_defaults = {**(d.defaults or {}), **(model.defaults or {})}
+    overrides = {**(d.overrides or {}), **(model.overrides or {})}
+    transformation = {**(d.transformation or {}), **(model.transformation or {})}
+    caching = model.prompt_caching or d.prompt_caching
+    for key in ("model", "messages", "stream"):
+        if key in overrides or key in merged_defaults:
+            raise ConfigError(f"{where}.overrides", f"{key!r} cannot be set by defaults or overrides")
+    shaping = None
+    if merged_defaults or overrides or transformation or model.final_transformation or caching:
+        shaping = ModelShaping(
+            merged_defaults,
+            overrides,
+            BodyTransform(transformation, f"{where}.transformation") if transformation else None,
+            BodyTransform(model.final_transformation, f"{where}.finalTransformation")
+            if model.final_transformation
+            else None,
+            caching,
+        )
+    authorization = _authorization(model.authorization, f"{where}.authorization")
+    if shaping is None and authorization is None and model.passthrough is None:
+        return None
+    return ModelOptions(shaping, authorization, model.passthrough)
+
+
+def _authorization(cfg: Authorization | None, where: str) -> CelRuleSet | None:
+    if cfg is None or not cfg.rules:
+        return None
+    return CelRuleSet.compile(cfg.rules, f"{where}.rules")
 
 
 def compile_llm_shortcut(cfg: LlmShortcut, make_http: MakeHttpTarget, base_dir: Path | None) -> LlmService:
     if not cfg.models and not cfg.virtual_models:
         raise ConfigError("llm.models", "the llm shortcut needs at least one model")
+    providers: dict[str, tuple[LlmProviderDef, int]] = {}
+    for i, pdef in enumerate(cfg.providers):
+        if pdef.name in providers:
+            raise ConfigError(f"llm.providers[{i}].name", f"duplicate provider name {pdef.name!r}")
+        providers[pdef.name] = (pdef, i)
     exact: dict[str, ModelRoute] = {}
     patterns: list[tuple[str, ModelRoute]] = []
     names: set[str] = set()
@@ -532,11 +596,19 @@ def compile_llm_shortcut(cfg: LlmShortcut, make_http: MakeHttpTarget, base_dir: 
         if model.name in names:
             raise ConfigError(f"{where}.name", f"duplicate model name {model.name!r}")
         names.add(model.name)
-        provider = _model_provider(model, make_http, where, base_dir)
+        source, _ = _resolve_source(model, where, providers)
+        provider = _model_provider(model, source, make_http, where, base_dir)
+        options = _model_options(model, source.defaults, where)
         wildcard = any(c in model.name for c in "*?[")
         # A wildcard model sends the requested name; an exact one its params.model, or its name.
         upstream = provider.model or (None if wildcard else model.name)
-        route = ModelRoute(model.name, (((ModelTarget(provider, upstream), 1),),), None, provider.genai_name)
+        route = ModelRoute(
+            model.name,
+            (((ModelTarget(provider, upstream, options), 1),),),
+            None,
+            provider.genai_name,
+            model.visibility == "internal",
+        )
         if wildcard:
             patterns.append((model.name, route))
         else:
@@ -544,11 +616,11 @@ def compile_llm_shortcut(cfg: LlmShortcut, make_http: MakeHttpTarget, base_dir: 
     service = LlmService("llm", exact, tuple(patterns), None, EMPTY_POLICY)
 
     def resolve(name: str, where: str) -> ModelTarget:
-        route = service.route_for(name)
+        route = service.route_for(name, direct=False)
         if route is None or name in virtual_names:
             raise ConfigError(where, f"no model named {name!r} in llm.models")
         target = route.tiers[0][0][0]
-        return ModelTarget(target.provider, target.model or name)
+        return ModelTarget(target.provider, target.model or name, target.options)
 
     virtual_names = {v.name for v in cfg.virtual_models}
     for i, vm in enumerate(cfg.virtual_models):
@@ -580,14 +652,25 @@ def compile_llm_shortcut(cfg: LlmShortcut, make_http: MakeHttpTarget, base_dir: 
             if t.weight <= 0:
                 raise ConfigError(f"{twhere}.weight", "must be positive")
             priority = t.priority if kind == "failover" else 0
-            by_priority.setdefault(priority, []).append((resolve(t.model, f"{twhere}.model"), t.weight))
+            target = resolve(t.model, f"{twhere}.model")
+            if kind == "failover" and target.options is not None and target.options.authorization is not None:
+                # agentgateway: authorization cannot be enforced once a failover picked its target
+                raise ConfigError(
+                    f"{twhere}.model", f"{t.model!r} has authorization; failover virtual models cannot target it"
+                )
+            by_priority.setdefault(priority, []).append((target, t.weight))
         tiers = tuple(tuple(by_priority[p]) for p in sorted(by_priority))
         exact[vm.name] = ModelRoute(vm.name, tiers, timeout, "agentgateway")
-    service.listed = tuple(exact.values())
+    service.listed = tuple(r for r in exact.values() if not r.internal)
     return service
 
 
-def compile_policy(ai: AiPolicy | None, where: str, make_http: MakeHttpTarget) -> LlmPolicy:
+# ---------------------------------------------------------------- policies.ai
+
+
+def compile_policy(
+    ai: AiPolicy | None, where: str, make_http: MakeHttpTarget, base_dir: Path | None = None
+) -> LlmPolicy:
     if ai is None:
         return EMPTY_POLICY
     aliases: dict[str, str] = {}
@@ -605,11 +688,11 @@ def compile_policy(ai: AiPolicy | None, where: str, make_http: MakeHttpTarget) -
             if msg.role not in ("system", "developer", "user", "assistant"):
                 raise ConfigError(f"{where}.prompts.{key}[{k}].role", "must be system, developer, user or assistant")
     guard = ai.prompt_guard
-    request_guards, request_hooks = _guards(
-        guard.request if guard else [], f"{where}.promptGuard.request", make_http, False
+    request_guards, request_hooks, vendor_request = _guards(
+        guard.request if guard else [], f"{where}.promptGuard.request", make_http, False, base_dir
     )
-    response_guards, response_hooks = _guards(
-        guard.response if guard else [], f"{where}.promptGuard.response", make_http, True
+    response_guards, response_hooks, vendor_response = _guards(
+        guard.response if guard else [], f"{where}.promptGuard.response", make_http, True, base_dir
     )
     for key in ("model", "messages", "stream"):
         if key in ai.overrides or key in ai.defaults:
@@ -632,25 +715,62 @@ def compile_policy(ai: AiPolicy | None, where: str, make_http: MakeHttpTarget) -
         response_guards,
         request_hooks + response_hooks,
         output_tokens,
+        BodyTransform(ai.transformations, f"{where}.transformations") if ai.transformations else None,
+        BodyTransform(ai.final_transformations, f"{where}.finalTransformations") if ai.final_transformations else None,
+        ai.prompt_caching,
+        _routes(ai.routes, f"{where}.routes") if ai.routes else None,
+        vendor_request,
+        vendor_response,
     )
 
 
+def _routes(routes: Mapping[str, str], where: str) -> tuple[tuple[bytes, str], ...]:
+    table: list[tuple[bytes, str]] = []
+    for suffix, kind in routes.items():
+        api = ROUTE_TYPES[kind]
+        if api is None:
+            raise ConfigError(f"{where}.{suffix}", f"route type {kind!r} is not supported")
+        if not suffix:
+            raise ConfigError(where, "a route suffix cannot be empty")
+        table.append((suffix.encode(), api))
+    # agentgateway's order: "*" last, longer suffixes first
+    table.sort(key=lambda e: (e[0] == b"*", -len(e[0]), e[0]))
+    return tuple(table)
+
+
+def _rejection(rule: PromptGuardRule, where: str) -> Rejection:
+    rejection = rule.rejection
+    status = rejection.status if rejection else 403
+    if not 400 <= status <= 599:
+        raise ConfigError(f"{where}.rejection.status", "must be a 4xx or 5xx status")
+    message = (rejection.body if rejection and rejection.body else None) or "the request was rejected by a prompt guard"
+    edit = None
+    if rejection is not None and rejection.headers is not None:
+        edit = HeaderEdit(rejection.headers, f"{where}.rejection.headers")
+    return Rejection(status, message, edit)
+
+
 def _guards(
-    rules: list[PromptGuardRule], where: str, make_http: MakeHttpTarget, response: bool
-) -> tuple[GuardSet, tuple[tuple[HttpTarget, bool], ...]]:
+    rules: list[PromptGuardRule], where: str, make_http: MakeHttpTarget, response: bool, base_dir: Path | None
+) -> tuple[GuardSet, tuple[tuple[HttpTarget, bool], ...], tuple[VendorGuard, ...]]:
     guards: list[RegexGuard] = []
     webhooks: list[tuple[HttpTarget, bool]] = []
+    vendors: list[VendorGuard] = []
     for i, rule in enumerate(rules):
         gwhere = f"{where}[{i}]"
-        if (rule.regex is None) == (rule.webhook is None):
-            raise ConfigError(gwhere, "exactly one of regex or webhook must be set")
-        rejection = rule.rejection
-        status = rejection.status if rejection else 403
-        if not 400 <= status <= 599:
-            raise ConfigError(f"{gwhere}.rejection.status", "must be a 4xx or 5xx status")
-        message = (
-            rejection.body if rejection and rejection.body else None
-        ) or "the request was rejected by a prompt guard"
+        kinds = [
+            k
+            for k in ("regex", "webhook", "open_ai_moderation", "bedrock_guardrails", "google_model_armor")
+            + ("azure_content_safety",)
+            if getattr(rule, k) is not None
+        ]
+        if len(kinds) != 1:
+            raise ConfigError(
+                gwhere,
+                "exactly one of regex, webhook, openAIModeration, bedrockGuardrails, googleModelArmor or "
+                "azureContentSafety must be set",
+            )
+        rejection = _rejection(rule, gwhere)
         if rule.webhook is not None:
             host = rule.webhook.target.host
             if not host:
@@ -661,7 +781,9 @@ def _guards(
                 raise ConfigError(f"{gwhere}.webhook.target.host", str(exc)) from None
             webhooks.append((make_http(h, p, None, f"webhook:{host}", f"{gwhere}.webhook"), response))
             continue
-        assert rule.regex is not None
+        if rule.regex is None:
+            vendors.append(compile_vendor_guard(rule, rejection, response, gwhere, make_http, base_dir))
+            continue
         if not rule.regex.rules:
             raise ConfigError(f"{gwhere}.regex.rules", "needs at least one rule")
         compiled = []
@@ -676,5 +798,5 @@ def _guards(
                     compiled.append(custom_rule(r.pattern, r.name))
                 except Exception as exc:
                     raise ConfigError(f"{gwhere}.regex.rules[{k}].pattern", f"invalid regex: {exc}") from None
-        guards.append(RegexGuard(tuple(compiled), rule.regex.action == "reject", Rejection(status, message)))
-    return GuardSet(tuple(guards)), tuple(webhooks)
+        guards.append(RegexGuard(tuple(compiled), rule.regex.action == "reject", rejection))
+    return GuardSet(tuple(guards)), tuple(webhooks), tuple(vendors)

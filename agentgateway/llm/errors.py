@@ -7,18 +7,25 @@ Mid-stream errors use each API's stream form (a ``data:`` chunk, or an ``error``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-# Client APIs (the wire format a client speaks).
-CHAT, MESSAGES, RESPONSES, EMBEDDINGS, MODELS, COUNT_TOKENS = (
+if TYPE_CHECKING:
+    from agentgateway.policy.header_modifier import HeaderEdit
+
+# Client APIs (the wire format a client speaks). PASSTHROUGH and DETECT are agentgateway's route
+# types for requests sent to the provider as they are (DETECT also reads their usage).
+CHAT, MESSAGES, RESPONSES, EMBEDDINGS, MODELS, COUNT_TOKENS, RERANK, PASSTHROUGH, DETECT = (
     "chat",
     "messages",
     "responses",
     "embeddings",
     "models",
     "count_tokens",
+    "rerank",
+    "passthrough",
+    "detect",
 )
 
 _ANTHROPIC_TYPES = {
@@ -55,11 +62,19 @@ KEPT_HEADERS = (b"retry-after", b"x-request-id", b"request-id", b"x-amzn-request
 class LlmError(Exception):
     """An answer the gateway gives instead of (or in place of) a provider's response."""
 
-    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+        edit: HeaderEdit | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        # a guard's rejection.headers: edits of the answer's headers
+        self.edit = edit
 
     def body(self, api: str) -> bytes:
         return orjson.dumps(error_object(api, self.status, self.message))

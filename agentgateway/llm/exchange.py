@@ -19,16 +19,20 @@ import orjson
 
 from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
 from agentgateway.llm.accounting import LlmCall, TokenBudget, admit_all, reserve_all, settle_all
+from agentgateway.llm.caching import mark_converse, mark_messages
 from agentgateway.llm.chat import Json, new_id, now
-from agentgateway.llm.config import LlmService, ModelRoute, ModelTarget
+from agentgateway.llm.config import LlmService, ModelRoute, ModelShaping, ModelTarget
 from agentgateway.llm.embeddings import embed_request, embed_response
 from agentgateway.llm.errors import (
     CHAT,
     COUNT_TOKENS,
+    DETECT,
     EMBEDDINGS,
     KEPT_HEADERS,
     MESSAGES,
     MODELS,
+    PASSTHROUGH,
+    RERANK,
     RESPONSES,
     LlmError,
     client_status,
@@ -38,23 +42,25 @@ from agentgateway.llm.errors import (
 from agentgateway.llm.guards import ChunkGuard
 from agentgateway.llm.providers import (
     F_ANTHROPIC,
+    F_BEDROCK,
     F_GEMINI,
     F_OPENAI,
     OP_CHAT,
     OP_COUNT_TOKENS,
     OP_EMBEDDINGS,
+    OP_RERANK,
     OP_RESPONSES,
     OP_STREAM,
     Provider,
 )
 from agentgateway.llm.shaping import (
-    apply_defaults,
     apply_prompts,
     collect_texts,
     walk_request_texts,
     walk_response_texts,
 )
 from agentgateway.llm.tokens import COUNTER, output_limit, rough_count
+from agentgateway.llm.transforms import BodyTransform
 from agentgateway.llm.usage import Usage
 from agentgateway.policy.chain import apply_response
 from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError
@@ -78,6 +84,7 @@ LLM_PATHS: tuple[tuple[bytes, str], ...] = (
     (b"/messages", MESSAGES),
     (b"/responses", RESPONSES),
     (b"/embeddings", EMBEDDINGS),
+    (b"/rerank", RERANK),
     (b"/models", MODELS),
 )
 _OPERATION_NAME = {
@@ -87,6 +94,9 @@ _OPERATION_NAME = {
     EMBEDDINGS: "embeddings",
     COUNT_TOKENS: "chat",
     MODELS: "chat",
+    RERANK: "rerank",
+    PASSTHROUGH: "chat",
+    DETECT: "chat",
 }
 
 
@@ -164,7 +174,19 @@ class LlmFacts:
 class _Plan:
     """How one provider call is translated, decided before it is made."""
 
-    __slots__ = ("provider", "model", "api", "fmt", "passthrough", "stream", "include_usage", "client_body")
+    __slots__ = (
+        "provider",
+        "model",
+        "api",
+        "fmt",
+        "passthrough",
+        "stream",
+        "include_usage",
+        "client_body",
+        "raw",
+        "detect",
+        "shaping",
+    )
 
     def __init__(
         self,
@@ -175,15 +197,22 @@ class _Plan:
         stream: bool,
         include_usage: bool,
         client_body: Json,
+        fmt: str | None = None,
     ) -> None:
         self.provider = provider
         self.model = model
         self.api = api
-        self.fmt = provider.format
+        # the wire format of the call (a custom provider's depends on the client API)
+        self.fmt = fmt or provider.format
         self.passthrough = passthrough
         self.stream = stream
         self.include_usage = include_usage
         self.client_body = client_body
+        # the request and its answer go as they are (route types passthrough/detect, model
+        # passthrough); detect: their usage is read
+        self.raw = False
+        self.detect = False
+        self.shaping: ModelShaping | None = None
 
 
 class LlmExchange:
@@ -296,11 +325,16 @@ class LlmExchange:
             self.conn.end_response()
             return
         body = LlmError(exc.status, message).body(self._api)
-        self._answer(client_status(self._api, exc.status), [_JSON, *headers], body)
+        out = [_JSON, *headers]
+        if exc.edit is not None:  # a guard's rejection.headers
+            out = exc.edit.apply(out)
+        self._answer(client_status(self._api, exc.status), out, body)
 
     async def _handle(self) -> Usage | None:
         ctx = self.ctx
-        api = client_api(ctx.path)
+        service = self.service
+        policy = service.policy
+        api = policy.route_for_path(ctx.path) if policy.routes is not None else client_api(ctx.path)
         if api is None:
             raise LlmError(
                 404,
@@ -312,26 +346,33 @@ class LlmExchange:
                 raise LlmError(405, "use GET for /v1/models")
             self._models()
             return None
-        if ctx.method != b"POST":
+        raw_api = api in (PASSTHROUGH, DETECT)
+        if ctx.method != b"POST" and not raw_api:
             raise LlmError(405, f"use POST for {ctx.path.decode('latin-1')}")
         if self._too_large:
             raise LlmError(413, f"request body larger than {self._limit} bytes")
         # A request transformation (or a policy that read the body) left it in ctx.request_body.
         raw = ctx.request_body if ctx.request_body is not None else b"".join(self._body)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise LlmError(400, f"request body is not valid JSON: {exc}") from None
         self._body = []
-        if not isinstance(body, dict):
+        parsed: Any = None
+        if raw:
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if not raw_api:
+                    raise LlmError(400, f"request body is not valid JSON: {exc}") from None
+        elif not raw_api:
             raise LlmError(400, "request body must be a JSON object")
+        if not raw_api and not isinstance(parsed, dict):
+            raise LlmError(400, "request body must be a JSON object")
+        body: Json = parsed if isinstance(parsed, dict) else {}
         requested = body.get("model")
         if not isinstance(requested, str) or not requested:
-            raise LlmError(400, "model is required")
-        service = self.service
-        policy = service.policy
-        model = policy.resolve_alias(requested)
-        stream = api in (CHAT, MESSAGES, RESPONSES) and body.get("stream") is True
+            if not raw_api or service.default is None:
+                raise LlmError(400, "model is required")
+            requested = ""
+        model = policy.resolve_alias(requested) if requested else requested
+        stream = api in (CHAT, MESSAGES, RESPONSES, PASSTHROUGH, DETECT) and body.get("stream") is True
         facts = self._facts = LlmFacts(_OPERATION_NAME[api], requested, stream)
         ctx.llm = facts
         ctx.learn("llm", facts.cel())
@@ -342,39 +383,54 @@ class LlmExchange:
         route = service.route_for(model)
         if route is None:
             raise LlmError(404, f"model {requested!r} not found")
-        apply_defaults(policy, body)
-        apply_prompts(policy, api, body)
-        if policy.request_guards:
-            walk_request_texts(api, body, policy.request_guards.apply)
-        if policy.webhooks:
-            await self._webhooks(api, body, response=False)
         attempts = route.attempts()
-        first = attempts[0].provider
-        if api == COUNT_TOKENS and first.format != F_ANTHROPIC:
-            n = sum(COUNTER.count(t) for t in collect_texts(api, body))
-            self._json(200, orjson.dumps({"input_tokens": n}), ())
-            return None
+        first = attempts[0]
+        raw_model = first.options is not None and first.options.passthrough is not None
+        if not raw_api and not raw_model:
+            _shape(policy.defaults, policy.overrides, policy.transform, body, ctx, facts)
+            apply_prompts(policy, api, body)
+            if policy.request_guards:
+                walk_request_texts(api, body, policy.request_guards.apply)
+            if policy.webhooks:
+                await self._webhooks(api, body, response=False)
+            for guard in policy.vendor_request:
+                replaced = await guard.check(self.client, collect_texts(api, body))
+                if replaced is not None:
+                    walk_request_texts(api, body, _Replacer(replaced))
+            if api == COUNT_TOKENS and not first.provider.counts_tokens(first.model or model):
+                n = sum(COUNTER.count(t) for t in collect_texts(api, body))
+                self._json(200, orjson.dumps({"input_tokens": n}), ())
+                return None
         if hooks.budgets:
             # What the call may cost is reserved before it is made: the prompt's tokens (the
             # tokenizer's count with tokenize, else one per 4 bytes) and the answer's limit (the
             # request's own, else the policy's defaultOutputTokens); settled from the usage.
             texts = collect_texts(api, body)
-            if hooks.tokenize or first.tokenize:
+            if raw_api and not texts:
+                estimate = max(len(raw) // 4, 1)
+            elif hooks.tokenize or first.provider.tokenize:
                 estimate = sum(COUNTER.count(t) for t in texts) or 1
             else:
                 estimate = rough_count(texts)
             output = output_limit(api, body)
             reserve = estimate + (policy.default_output_tokens if output is None else output)
-            call = LlmCall(ctx.route, caller, requested, first.genai_name, estimate, ctx, reserve)
+            call = LlmCall(ctx.route, caller, requested, first.provider.genai_name, estimate, ctx, reserve)
             self._taken, refusal = reserve_all(hooks.budgets, call)
             if refusal is None and hooks.admissions:  # services holding shared limits
                 refusal = await admit_all(hooks.admissions, self._taken, call)
             if refusal is not None:
                 raise LlmError(refusal.status, refusal.message, refusal.headers)
-        return await self._call_with_failover(route, attempts, api, body, model, stream)
+        return await self._call_with_failover(route, attempts, api, body, model, stream, raw)
 
     async def _call_with_failover(
-        self, route: ModelRoute, attempts: list[ModelTarget], api: str, body: Json, model: str, stream: bool
+        self,
+        route: ModelRoute,
+        attempts: list[ModelTarget],
+        api: str,
+        body: Json,
+        model: str,
+        stream: bool,
+        raw: bytes,
     ) -> Usage | None:
         facts = self._facts
         assert facts is not None
@@ -385,17 +441,30 @@ class LlmExchange:
             provider = target.provider
             facts.provider = provider.genai_name
             self.ctx.backend = provider.name
+            options = target.options
+            if options is not None and options.authorization is not None:
+                # the model's own authorization (llm.models[].authorization)
+                decision = options.authorization.evaluate(self.ctx, self.ctx.cel_vars)
+                if not decision.allowed:
+                    self.ctx.error = decision.reason
+                    raise LlmError(403, "authorization failed")
             try:
-                plan, path, payload = self._build(target, api, body, model, stream)
+                plan, path, payload = self._build(target, api, body, model, stream, raw)
             except LlmError as exc:
                 if final:
                     raise
                 last_error = exc
                 continue
-            headers = provider.headers(path, payload, self._forwarded_headers(plan))
+            headers = provider.headers(path, payload, self._forwarded_headers(plan), plan.fmt)
+            method = b"POST"
+            if plan.raw:
+                method = self.ctx.method
+                content_type = self.ctx.header(b"content-type")
+                if content_type is not None:
+                    headers = [(k, content_type if k == b"content-type" else v) for k, v in headers]
             try:
                 resp = await self.client.request(
-                    provider.target, b"POST", path.encode(), headers, payload, self._timeout(route)
+                    provider.target, method, path.encode(), headers, payload, self._timeout(route)
                 )
             except HttpClientError as exc:
                 last_error = LlmError(exc.status, f"provider {provider.name}: {exc.message}")
@@ -405,18 +474,20 @@ class LlmExchange:
                 continue
             status = resp.status
             if (status == 429 or status >= 500) and not final:
-                raw = await _read_quietly(resp)
+                raw_error = await _read_quietly(resp)
                 log.info(
                     "LLM failover: provider %s answered %d (%s); trying the next target",
                     provider.name,
                     status,
-                    self.service.redactor.text(provider_error_message(raw))[:200],
+                    self.service.redactor.text(provider_error_message(raw_error))[:200],
                 )
                 continue
             try:
                 if status >= 400:
                     await self._provider_error(resp, plan)
                     return None
+                if plan.raw:
+                    return await self._relay_raw(resp, plan)
                 if stream:
                     return await self._relay_stream(resp, plan)
                 return await self._complete(resp, plan)
@@ -444,42 +515,87 @@ class LlmExchange:
         return min(limits) if limits else None
 
     def _forwarded_headers(self, plan: _Plan) -> tuple[tuple[bytes, bytes], ...]:
-        if plan.fmt != F_ANTHROPIC or plan.api not in (MESSAGES, COUNT_TOKENS):
+        if plan.fmt != F_ANTHROPIC or plan.api not in (MESSAGES, COUNT_TOKENS, PASSTHROUGH, DETECT):
             return ()
         return tuple((k, v) for k, v in self.ctx.headers if k in _ANTHROPIC_FORWARD)
 
     # ------------------------------------------------------------------ request translation
 
-    def _build(self, target: ModelTarget, api: str, body: Json, model: str, stream: bool) -> tuple[_Plan, str, bytes]:
+    def _client_target(self, provider: Provider, raw_route: bool) -> str:
+        """The client's path (and query) as the provider gets it: unchanged, or under the path
+        prefix (which replaces the /v1 base where the provider has one, as agentgateway does
+        for passthrough routes)."""
+        ctx = self.ctx
+        path = ctx.path.decode("latin-1")
+        prefix = provider.prefix
+        if raw_route and prefix is not None:
+            if provider.kind in ("openAI", "anthropic") and (path == "/v1" or path.startswith("/v1/")):
+                path = path[3:]
+            path = prefix + path
+        if ctx.query:
+            path += "?" + ctx.query.decode("latin-1")
+        return path
+
+    def _path(self, plan: _Plan, op: str) -> str:
+        provider = plan.provider
+        if plan.passthrough and provider.client_path:
+            # hostOverride without a path prefix: the provider gets the client's path (agentgateway)
+            return self._client_target(provider, False)
+        return provider.path(op, plan.model, plan.fmt)
+
+    def _build(
+        self, target: ModelTarget, api: str, body: Json, model: str, stream: bool, raw: bytes
+    ) -> tuple[_Plan, str, bytes]:
         provider = target.provider
         upstream_model = target.model or model
-        fmt = provider.format
+        options = target.options
+        if api in (PASSTHROUGH, DETECT) or (options is not None and options.passthrough is not None):
+            return self._raw_plan(target, api, body, upstream_model, stream, raw)
+        shaping = options.shaping if options is not None else None
+        if shaping is not None:  # the model's own defaults, overrides and transformation
+            body = dict(body)
+            _shape(shaping.defaults, shaping.overrides, shaping.transform, body, self.ctx, self._facts)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if api == CHAT else False
+        policy = self.service.policy
+        if api == RERANK:
+            if not provider.serves_rerank():
+                raise LlmError(400, f"provider {provider.name} has no rerank API")
+            plan = _Plan(provider, upstream_model, api, True, False, False, body)
+            return plan, self._path(plan, OP_RERANK), self._payload({**body, "model": upstream_model}, plan, shaping)
+        if api == EMBEDDINGS:
+            efmt = provider.embeddings_format()
+            if efmt is None:
+                raise LlmError(400, f"provider {provider.name} has no embeddings API")
+            plan = _Plan(provider, upstream_model, api, efmt == F_OPENAI, False, False, body, efmt)
+            path = self._path(plan, OP_EMBEDDINGS)
+            if efmt == F_OPENAI:
+                return plan, path, self._payload({**body, "model": upstream_model}, plan, shaping)
+            return plan, path, self._payload(embed_request(provider.kind, upstream_model, body), plan, shaping)
+        fmt = provider.chat_format(api in (MESSAGES, COUNT_TOKENS), upstream_model)
+        if api == COUNT_TOKENS:
+            if fmt != F_ANTHROPIC:
+                raise LlmError(400, "count_tokens goes to Anthropic-compatible providers only")
+            plan = _Plan(provider, upstream_model, api, True, False, False, body, F_ANTHROPIC)
+            return plan, self._path(plan, OP_COUNT_TOKENS), self._payload({**body, "model": upstream_model}, plan, None)
+        if fmt is None:
+            raise LlmError(400, f"provider {provider.name} serves no chat API")
         if api == CHAT and fmt == F_OPENAI:
             req = {**body, "model": upstream_model}
             if stream:
                 req["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            plan = _Plan(provider, upstream_model, api, True, stream, include_usage, body)
-            return plan, provider.path(OP_STREAM if stream else OP_CHAT, upstream_model), orjson.dumps(req)
-        if api in (MESSAGES, COUNT_TOKENS) and fmt == F_ANTHROPIC:
+            plan = _Plan(provider, upstream_model, api, True, stream, include_usage, body, fmt)
+            return plan, self._path(plan, OP_STREAM if stream else OP_CHAT), self._payload(req, plan, shaping)
+        if api == MESSAGES and fmt == F_ANTHROPIC:
+            plan = _Plan(provider, upstream_model, api, True, stream, False, body, fmt)
             req = {**body, "model": upstream_model}
-            plan = _Plan(provider, upstream_model, api, True, stream, False, body)
-            op = OP_COUNT_TOKENS if api == COUNT_TOKENS else OP_CHAT
-            return plan, provider.path(op, upstream_model), orjson.dumps(req)
+            return plan, self._path(plan, OP_CHAT), self._payload(req, plan, shaping)
         # A guarded Responses stream is served through Chat Completions: the guard reads canonical
         # chunks (the Responses events repeat each text whole in their done events).
-        if api == RESPONSES and provider.speaks_responses and not (stream and self.service.policy.response_guards):
+        guarded = bool(policy.response_guards) or bool(policy.vendor_response)
+        if api == RESPONSES and provider.serves_responses(upstream_model) and not (stream and guarded):
+            plan = _Plan(provider, upstream_model, api, True, stream, False, body, F_OPENAI)
             req = {**body, "model": upstream_model}
-            plan = _Plan(provider, upstream_model, api, True, stream, False, body)
-            return plan, provider.path(OP_RESPONSES, upstream_model), orjson.dumps(req)
-        if api == EMBEDDINGS:
-            plan = _Plan(provider, upstream_model, api, fmt == F_OPENAI, False, False, body)
-            path = provider.path(OP_EMBEDDINGS, upstream_model)
-            if fmt == F_OPENAI:
-                return plan, path, orjson.dumps({**body, "model": upstream_model})
-            return plan, path, orjson.dumps(embed_request(provider.kind, upstream_model, body))
-        if api == COUNT_TOKENS:
-            raise LlmError(400, "count_tokens goes to Anthropic providers only")
+            return plan, self._path(plan, OP_RESPONSES), self._payload(req, plan, shaping)
         # Translated: client API → canonical Chat → provider format.
         if api == MESSAGES:
             canonical = anthropic.messages_request_to_chat(body)
@@ -488,7 +604,7 @@ class LlmExchange:
         else:
             canonical = dict(body)
         canonical["model"] = upstream_model
-        plan = _Plan(provider, upstream_model, api, False, stream, include_usage, body)
+        plan = _Plan(provider, upstream_model, api, False, stream, include_usage, body, fmt)
         op = OP_STREAM if stream else OP_CHAT
         if fmt == F_OPENAI:
             if stream:
@@ -500,7 +616,55 @@ class LlmExchange:
             payload = gemini.chat_request_to_gemini(canonical)
         else:
             payload = bedrock.chat_request_to_converse(canonical)
-        return plan, provider.path(op, upstream_model), orjson.dumps(payload)
+        return plan, provider.path(op, upstream_model, fmt), self._payload(payload, plan, shaping)
+
+    def _raw_plan(
+        self, target: ModelTarget, api: str, body: Json, model: str, stream: bool, raw: bytes
+    ) -> tuple[_Plan, str, bytes]:
+        """The request as the client sent it (route types passthrough/detect, or a model's
+        ``passthrough``): on the client's path, or the provider's own path for its own API."""
+        provider = target.provider
+        options = target.options
+        plan = _Plan(provider, model, api, True, stream, False, body)
+        plan.raw = True
+        plan.detect = api == DETECT or (options is not None and options.passthrough == "detect")
+        if api in (PASSTHROUGH, DETECT):
+            return plan, self._client_target(provider, True), raw
+        fmt = provider.chat_format(api == MESSAGES, model)
+        plan.fmt = fmt or provider.format
+        if api == CHAT and fmt == F_OPENAI:
+            path = self._path(plan, OP_STREAM if stream else OP_CHAT)
+        elif api in (MESSAGES, COUNT_TOKENS) and fmt == F_ANTHROPIC:
+            path = self._path(plan, OP_COUNT_TOKENS if api == COUNT_TOKENS else OP_CHAT)
+        elif api == RESPONSES and provider.serves_responses(model):
+            path = self._path(plan, OP_RESPONSES)
+        elif api == EMBEDDINGS and provider.embeddings_format() == F_OPENAI:
+            path = self._path(plan, OP_EMBEDDINGS)
+        elif api == RERANK and provider.serves_rerank():
+            path = self._path(plan, OP_RERANK)
+        else:
+            path = self._client_target(provider, True)
+        return plan, path, raw
+
+    def _payload(self, payload: Json, plan: _Plan, shaping: ModelShaping | None) -> bytes:
+        """The provider's request with cache markers (promptCaching) and finalTransformations."""
+        policy = self.service.policy
+        caching = shaping.prompt_caching if shaping is not None and shaping.prompt_caching else policy.prompt_caching
+        if caching is not None and plan.api not in (EMBEDDINGS, RERANK, COUNT_TOKENS):
+            if plan.fmt == F_ANTHROPIC:
+                mark_messages(payload, caching)
+            elif plan.fmt == F_BEDROCK:
+                mark_converse(payload, caching, plan.model)
+        final = policy.final_transform
+        model_final = shaping.final_transform if shaping is not None else None
+        if final is not None or model_final is not None:
+            facts = self._facts
+            llm = facts.cel() if facts is not None else None
+            if final is not None:
+                final.apply(payload, self.ctx, llm)
+            if model_final is not None:
+                model_final.apply(payload, self.ctx, llm)
+        return orjson.dumps(payload)
 
     # ------------------------------------------------------------------ responses
 
@@ -539,6 +703,13 @@ class LlmExchange:
             return
         raise LlmError(resp.status, provider_error_message(raw), kept)
 
+    async def _vendor_response(self, api: str, out: Json) -> None:
+        """The vendor response guards over a whole answer (in the client's format)."""
+        for guard in self.service.policy.vendor_response:
+            replaced = await guard.check(self.client, _response_texts(api, out))
+            if replaced is not None:
+                walk_response_texts(api, out, _Replacer(replaced))
+
     async def _complete(self, resp: ClientResponse, plan: _Plan) -> Usage:
         raw = await resp.read()
         kept = tuple((k, v) for k, v in resp.headers if k in KEPT_HEADERS)
@@ -548,12 +719,15 @@ class LlmExchange:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise LlmError(502, f"provider {plan.provider.name} answered with invalid JSON") from None
-        guards = self.service.policy.response_guards
+        policy = self.service.policy
+        guards = policy.response_guards
         api = plan.api
         if plan.passthrough:
-            if api == COUNT_TOKENS:
+            if api in (COUNT_TOKENS, RERANK):
+                usage = Usage.from_openai(data["usage"]) if isinstance(data.get("usage"), dict) else Usage()
+                facts.usage = usage
                 self._json(200, raw, kept)
-                return Usage()
+                return usage
             if api == MESSAGES:
                 usage = Usage.from_anthropic(data.get("usage") or {})
             else:
@@ -562,8 +736,11 @@ class LlmExchange:
             if guards:
                 walk_response_texts(api, data, guards.apply)
                 raw = orjson.dumps(data)
-            if self.service.policy.webhooks:
+            if policy.webhooks:
                 await self._webhooks(api, data, response=True)
+                raw = orjson.dumps(data)
+            if policy.vendor_response:
+                await self._vendor_response(api, data)
                 raw = orjson.dumps(data)
         else:
             fmt = plan.fmt
@@ -593,11 +770,42 @@ class LlmExchange:
                 out = chat_resp
             if guards:
                 walk_response_texts(api, out, guards.apply)
-            if self.service.policy.webhooks:
+            if policy.webhooks:
                 await self._webhooks(api, out, response=True)
+            if policy.vendor_response:
+                await self._vendor_response(api, out)
             raw = orjson.dumps(out)
         facts.usage = usage
         self._json(200, raw, kept)
+        return usage
+
+    async def _relay_raw(self, resp: ClientResponse, plan: _Plan) -> Usage:
+        """A passthrough answer, relayed as it arrives; ``detect`` reads its usage (a JSON body,
+        or the usage events of a stream)."""
+        conn = self.conn
+        facts = self._facts
+        assert facts is not None
+        head = [(k, v) for k, v in resp.headers if k == b"content-type" or k in KEPT_HEADERS]
+        self._response_phase(resp.status, head)
+        conn.send_head(resp.status, head, None, True)
+        self._started = True
+        writable = self._writable
+        seen = bytearray() if plan.detect else None
+        try:
+            async for data in resp.chunks():
+                if not facts.ttft:
+                    facts.ttft = time.perf_counter() - self.ctx.start
+                conn.send_body(data)
+                conn.flush()
+                if seen is not None and len(seen) < _DETECT_LIMIT:
+                    seen += data
+                if not writable.is_set():
+                    await writable.wait()
+        except HttpClientError as exc:
+            raise LlmError(502, f"provider stream ended early: {exc.message}") from None
+        usage = _detected_usage(bytes(seen), resp.content_type) if seen is not None else Usage()
+        facts.usage = usage  # before the end: the access log is written with it
+        conn.end_response()
         return usage
 
     async def _relay_stream(self, resp: ClientResponse, plan: _Plan) -> Usage:
@@ -607,14 +815,17 @@ class LlmExchange:
         kept = [(k, v) for k, v in resp.headers if k in KEPT_HEADERS]
         policy = self.service.policy
         guards = policy.response_guards
+        # Vendor response guards judge the whole answer: a stream is held until it is judged.
+        held: list[bytes] | None = [] if policy.vendor_response else None
         head = [*_SSE, *kept]
-        self._response_phase(200, head)
-        conn.send_head(200, head, None, True)
-        self._started = True
-        conn.flush()
+        if held is None:
+            self._response_phase(200, head)
+            conn.send_head(200, head, None, True)
+            self._started = True
+            conn.flush()
         start = self.ctx.start
         writable = self._writable
-        if plan.passthrough and not guards:
+        if plan.passthrough and not guards and held is None:
             relay: openai.ChatPassthrough | anthropic.MessagesPassthrough | responses.ResponsesPassthrough
             if plan.api == CHAT:
                 relay = openai.ChatPassthrough(plan.include_usage)
@@ -664,16 +875,20 @@ class LlmExchange:
         else:
             encoder = openai.ChatStreamEncoder(plan.include_usage, plan.model)
         guard = ChunkGuard(guards) if guards else None
+        chunks_seen: list[Json] | None = [] if held is not None else None
         try:
             async for data in resp.chunks():
                 chunks = decoder.feed(data)
                 if chunks:
-                    out = self._encode(chunks, encoder, guard)
-                    if out:
-                        if not facts.ttft:
-                            facts.ttft = time.perf_counter() - start
-                        conn.send_body(out)
-                        conn.flush()
+                    if chunks_seen is not None:
+                        chunks_seen.extend(self._guarded(chunks, guard))
+                    else:
+                        out = self._encode(chunks, encoder, guard)
+                        if out:
+                            if not facts.ttft:
+                                facts.ttft = time.perf_counter() - start
+                            conn.send_body(out)
+                            conn.flush()
                 if decoder.error is not None:
                     raise decoder.error
                 if not writable.is_set():
@@ -686,13 +901,38 @@ class LlmExchange:
             facts.usage = decoder.usage
             resp.close()
             raise
-        out = self._encode(tail, encoder, guard, final=True)
         usage: Usage = decoder.usage
         facts.usage = usage
         facts.response_model = decoder.model or plan.model
+        if chunks_seen is not None:
+            chunks_seen.extend(self._guarded(tail, guard, final=True))
+            for vendor in policy.vendor_response:
+                replaced = await vendor.check(self.client, _stream_texts(chunks_seen))
+                if replaced is not None:
+                    chunks_seen = _replace_stream_texts(chunks_seen, replaced)
+            body = b"".join([encoder.feed(c) for c in chunks_seen]) + encoder.finish(usage)
+            self._response_phase(200, head)
+            conn.send_head(200, head, None, True)
+            self._started = True
+            facts.ttft = time.perf_counter() - start
+            conn.send_body(body)
+            conn.end_response()
+            return usage
+        out = self._encode(tail, encoder, guard, final=True)
         conn.send_body(out + encoder.finish(usage))
         conn.end_response()
         return usage
+
+    @staticmethod
+    def _guarded(chunks: list[Json], guard: ChunkGuard | None, final: bool = False) -> list[Json]:
+        if guard is None:
+            return chunks
+        out = [g for g in (guard.feed(c) for c in chunks) if g is not None]
+        if final:
+            rest = guard.finish()
+            if rest is not None:
+                out.append(rest)
+        return out
 
     @staticmethod
     def _encode(chunks: list[Json], encoder: Any, guard: ChunkGuard | None, final: bool = False) -> bytes:
@@ -797,3 +1037,119 @@ async def _read_quietly(resp: ClientResponse) -> bytes:
 
 
 __all__ = ["LLM_PATHS", "LlmExchange", "LlmFacts", "client_api", "new_id", "now"]
+
+
+def _shape(
+    defaults: dict[str, Any],
+    overrides: dict[str, Any],
+    transform: BodyTransform | None,
+    body: Json,
+    ctx: Any,
+    facts: LlmFacts | None,
+) -> None:
+    """``overrides``, then ``transformations``, then ``defaults`` (agentgateway's order)."""
+    for key, value in overrides.items():
+        body[key] = value
+    if transform is not None:
+        transform.apply(body, ctx, facts.cel() if facts is not None else None)
+    for key, value in defaults.items():
+        if key not in body:
+            body[key] = value
+
+
+# How much of a detected (passthrough) answer is kept to read its usage.
+_DETECT_LIMIT = 4 * 1024 * 1024
+
+
+def _usage_of(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        message = data.get("message") or data.get("response")  # Anthropic / Responses stream events
+        usage = message.get("usage") if isinstance(message, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    if "input_tokens" in usage or "output_tokens" in usage:
+        return Usage.from_anthropic(usage) if "prompt_tokens" not in usage else Usage.from_openai(usage)
+    return Usage.from_openai(usage)
+
+
+def _detected_usage(raw: bytes, content_type: bytes) -> Usage:
+    """The usage a passthrough answer reports (``detect``): a JSON body's ``usage``, or the last
+    usage of an event stream (Anthropic's split input/output counts are added up)."""
+    if content_type.startswith(b"text/event-stream"):
+        found = Usage()
+        for line in raw.split(b"\n"):
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                usage = _usage_of(orjson.loads(line[5:]))
+            except orjson.JSONDecodeError:
+                continue
+            if usage is not None and usage.known:
+                found = Usage(
+                    max(found.input_tokens, usage.input_tokens),
+                    max(found.output_tokens, usage.output_tokens),
+                    known=True,
+                )
+        return found
+    try:
+        return _usage_of(orjson.loads(raw)) or Usage()
+    except orjson.JSONDecodeError:
+        return Usage()
+
+
+def _stream_texts(chunks: list[Json]) -> list[str]:
+    """The texts of a held stream, as the whole answer has them: each choice's content, then
+    each tool call's arguments."""
+    content: dict[int, list[str]] = {}
+    args: dict[tuple[int, int], list[str]] = {}
+    for chunk in chunks:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            index = choice.get("index", 0)
+            if isinstance(delta.get("content"), str):
+                content.setdefault(index, []).append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") or {}
+                if isinstance(fn.get("arguments"), str):
+                    args.setdefault((index, call.get("index", 0)), []).append(fn["arguments"])
+    return ["".join(v) for v in content.values()] + ["".join(v) for v in args.values()]
+
+
+def _replace_stream_texts(chunks: list[Json], texts: list[str]) -> list[Json]:
+    """A held stream with its texts replaced (a guard's anonymized answer): each text is carried
+    whole by the first delta that had part of it, the later parts are emptied."""
+    keys: list[object] = []
+    for chunk in chunks:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            index = choice.get("index", 0)
+            if isinstance(delta.get("content"), str) and ("c", index) not in keys:
+                keys.append(("c", index))
+    for chunk in chunks:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            index = choice.get("index", 0)
+            for call in delta.get("tool_calls") or ():
+                key = ("a", index, call.get("index", 0))
+                if isinstance((call.get("function") or {}).get("arguments"), str) and key not in keys:
+                    keys.append(key)
+    new = dict(zip(keys, texts, strict=False))
+    done: set[object] = set()
+    for chunk in chunks:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            index = choice.get("index", 0)
+            text_key: object = ("c", index)
+            if isinstance(delta.get("content"), str) and text_key in new:
+                delta["content"] = "" if text_key in done else new[text_key]
+                done.add(text_key)
+            for call in delta.get("tool_calls") or ():
+                args_key = ("a", index, call.get("index", 0))
+                fn = call.get("function") or {}
+                if isinstance(fn.get("arguments"), str) and args_key in new:
+                    fn["arguments"] = "" if args_key in done else new[args_key]
+                    done.add(args_key)
+    return chunks

@@ -18,6 +18,7 @@ from typing import Any
 
 from agentgateway.llm.errors import LlmError
 from agentgateway.llm.textfold import IndexMap, fold, plain
+from agentgateway.policy.header_modifier import HeaderEdit
 
 Json = dict[str, Any]
 
@@ -79,11 +80,18 @@ def custom_rule(pattern: str, name: str | None = None) -> RegexRule:
 
 
 class Rejection:
-    __slots__ = ("status", "message")
+    """A guard's answer: ``rejection.status``, ``.body`` (the message, in the client API's error
+    format) and ``.headers`` (edits of the answer's headers)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    __slots__ = ("status", "message", "edit")
+
+    def __init__(self, status: int, message: str, edit: HeaderEdit | None = None) -> None:
         self.status = status
         self.message = message
+        self.edit = edit
+
+    def error(self) -> LlmError:
+        return LlmError(self.status, self.message, edit=self.edit)
 
 
 class RegexGuard:
@@ -133,7 +141,7 @@ class RegexGuard:
         if not spans:
             return text
         if self.reject:
-            raise LlmError(self.rejection.status, self.rejection.message)
+            raise self.rejection.error()
         out = []
         pos = 0
         merged: list[tuple[int, int, str]] = []

@@ -98,8 +98,8 @@ def _limit(value: Any) -> int | None:
 
 def output_limit(api: str, body: dict[str, Any]) -> int | None:
     """The most output tokens the request lets the model write (every choice of an ``n`` > 1
-    Chat request), or None when it sets no limit. Embeddings and token counts write none."""
-    if api in ("embeddings", "count_tokens"):
+    Chat request), or None when it sets no limit. Embeddings, token counts and reranks write none."""
+    if api in ("embeddings", "count_tokens", "rerank"):
         return 0
     if api == "chat":
         limit = _limit(body.get("max_completion_tokens"))

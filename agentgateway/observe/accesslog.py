@@ -75,6 +75,10 @@ class AccessLog:
         a2a = ctx.a2a
         if a2a is not None:
             a2a.log_fields(fields, ctx.status)
+        if ctx.status == 101:
+            # A connection that switched protocols (a WebSocket): the bytes relayed each way.
+            fields["bytes.received"] = ctx.request_bytes
+            fields["bytes.sent"] = ctx.response_bytes
         if ctx.reason:
             fields["reason"] = ctx.reason
         if ctx.error:
@@ -85,6 +89,39 @@ class AccessLog:
         else:
             text = " ".join(f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items() if v != "")
             line = f"{ts}\tinfo\trequest\t{text}\n".encode()
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size > 64 * 1024:
+            self.flush()
+
+    def record_connection(self, ctx: RequestCtx, duration: float) -> None:
+        """The line of a relayed TCP or TLS connection: where it went, the server name a TLS
+        client sent, the bytes each way (from the client's side), and why it ended early."""
+        fields: dict[str, object] = {
+            "gateway": ctx.gateway,
+            "listener": ctx.listener,
+            "route": ctx.route,
+            "endpoint": ctx.backend,
+            "src.addr": f"{ctx.client_ip}:{ctx.client_port}",
+            "protocol": ctx.scheme.decode("latin-1"),
+            "tls.sni": ctx.host.decode("latin-1"),
+            "bytes.received": ctx.request_bytes,
+            "bytes.sent": ctx.response_bytes,
+            "duration": f"{duration * 1000:.3f}ms",
+        }
+        if ctx.reason:
+            fields["reason"] = ctx.reason
+        if ctx.error:
+            fields["error"] = ctx.error
+        self._write(fields, "connection")
+
+    def _write(self, fields: dict[str, object], scope: str) -> None:
+        ts = self._ts.format(time.time())
+        if self.json:
+            line = orjson.dumps({"time": ts, "level": "info", "scope": scope, **fields}) + b"\n"
+        else:
+            text = " ".join(f"{k}={_quote(v) if isinstance(v, str) else v}" for k, v in fields.items() if v != "")
+            line = f"{ts}\tinfo\t{scope}\t{text}\n".encode()
         self._lines.append(line)
         self._size += len(line)
         if self._size > 64 * 1024:

@@ -32,6 +32,18 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "(left out of a list), flagged (listed with a warning), refused (a call refused)",
         ("backend", "target", "tool", "action"),
     ),
+    "agentgateway_downstream_connections": (
+        "Connections of TCP and TLS listeners relayed to a backend (or refused), by route and protocol (tcp, tls)",
+        ("gateway", "listener", "route", "protocol"),
+    ),
+    "agentgateway_downstream_received_bytes": (
+        "Bytes received from clients of TCP and TLS listeners and relayed to their backends",
+        ("gateway", "listener", "route", "protocol"),
+    ),
+    "agentgateway_downstream_sent_bytes": (
+        "Bytes relayed from backends to clients of TCP and TLS listeners",
+        ("gateway", "listener", "route", "protocol"),
+    ),
     "agentgateway_ext_authz_decisions": (
         "External authorization checks by result (allowed, denied, failed_open, failed_closed)",
         ("gateway", "listener", "route", "result"),

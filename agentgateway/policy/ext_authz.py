@@ -16,6 +16,20 @@ Two protocols, as agentgateway:
   ``includeResponseHeaders`` from it into the request; any other answer is relayed to the client
   as it is (status, headers, body), or, for 401/403 with ``redirect`` (CEL), a 302 there.
 
+``protocol.http.metadata`` names CEL expressions evaluated on an allowed answer; their values
+become the CEL variable ``extauthz`` for the policies after it. Besides the request's variables
+they may read the answer: ``response.code``, ``response.headers["name"]``, ``response.body`` and
+``json(response.body)`` followed by fields (``json(response.body).user.name``).
+
+``cache`` reuses decisions: ``key`` is a list of CEL expressions, evaluated per request (a key
+whose expression fails, or an empty list, is never cached); ``ttl`` a duration (``5m``) or a CEL
+expression giving one, evaluated once the answer is applied (so it may read ``extauthz``);
+``maxEntries`` (default 10000) bounds the cache, the oldest entry going first. Allowed answers
+(with the header changes they made and the metadata they gave) and denials (the service's own
+answer, not a failure) are kept. The identity earlier authentication policies proved is always
+part of the key: a decision made for one caller is never replayed for another, whatever the
+configured key says.
+
 ``includeRequestBody`` sends up to ``maxRequestBytes`` (default 8192) of the body along, waiting
 for it (it is kept for the backend); a larger body is refused with 413 unless
 ``allowPartialMessage``. ``failureMode`` decides when the service cannot answer (down, timeout,
@@ -29,15 +43,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 import uuid
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
+
+import orjson
 
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
 from agentgateway.core.reply import LocalReply
 from agentgateway.observe.counters import COUNTERS
+from agentgateway.policy.cel import CelEvaluationError, CelExpression
 from agentgateway.policy.expression import ValueExpression, compile_value
 
 if TYPE_CHECKING:
@@ -61,6 +81,106 @@ _PROTECTED = frozenset((b"content-length", b"transfer-encoding", b"connection", 
 
 class AuthzUnavailable(Exception):
     """The service gave no decision (down, timeout, an answer that makes no sense)."""
+
+
+class Decision:
+    """What one check decided, as changes to the request: replayed from the cache as they were
+    first applied. ``reply`` set: denied with that answer."""
+
+    __slots__ = ("reply", "remove", "set", "response_headers", "query_set", "query_remove", "metadata")
+
+    def __init__(self, reply: LocalReply | None = None) -> None:
+        self.reply = reply
+        self.remove: list[bytes] = []
+        self.set: list[tuple[bytes, bytes, str]] = []
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.query_set: list[tuple[str, str]] = []
+        self.query_remove: list[str] = []
+        self.metadata: dict[str, Any] | None = None
+
+    def apply(self, ctx: RequestCtx) -> LocalReply | None:
+        if self.metadata is not None:
+            ctx.learn("extauthz", self.metadata)
+        if self.reply is not None:
+            return self.reply
+        for name in self.remove:
+            if name != b"host" and not name.startswith(b":") and name not in _PROTECTED:
+                ctx.headers[:] = [(k, v) for k, v in ctx.headers if k != name]
+        for name, value, action in self.set:
+            set_request_header(ctx, name, value, action)
+        for name, value in self.response_headers:
+            ctx.add_response_header(name, value)
+        if self.query_set or self.query_remove:
+            _set_query(ctx, self.query_set, self.query_remove)
+        return None
+
+
+class _Entry:
+    __slots__ = ("decision", "expires")
+
+    def __init__(self, decision: Decision, expires: float) -> None:
+        self.decision = decision
+        self.expires = expires
+
+
+class DecisionCache:
+    """``extAuthz.cache``: decisions by key, each until its ttl, at most ``max_entries``."""
+
+    __slots__ = ("keys", "ttl", "ttl_expression", "max_entries", "entries")
+
+    def __init__(self, keys: list[str], ttl: str, max_entries: int, where: str) -> None:
+        self.keys = tuple(CelExpression(k, f"{where}.key[{i}]") for i, k in enumerate(keys))
+        if max_entries < 0:
+            raise ConfigError(f"{where}.maxEntries", "must not be negative")
+        self.max_entries = max_entries
+        self.ttl: float | None = None
+        self.ttl_expression: CelExpression | None = None
+        try:
+            self.ttl = parse_duration(ttl)
+        except ValueError:
+            self.ttl_expression = CelExpression(ttl, f"{where}.ttl")
+        self.entries: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
+
+    def key(self, ctx: RequestCtx) -> tuple[object, ...] | None:
+        """The cache key of ``ctx``, or None (not cacheable)."""
+        if not self.keys or self.max_entries == 0:
+            return None
+        values: list[object] = [ctx.identity]
+        for expression in self.keys:
+            try:
+                value = expression.evaluate(ctx, ctx.cel_vars)
+            except CelEvaluationError:
+                return None
+            if value is not None and not isinstance(value, str | bytes | int | float | bool):
+                return None  # lists and maps are no keys (agentgateway takes scalars only)
+            values.append((type(value).__name__, value))
+        return tuple(values)
+
+    def get(self, key: tuple[object, ...]) -> Decision | None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry.expires <= time.monotonic():
+            del self.entries[key]
+            return None
+        return entry.decision
+
+    def put(self, key: tuple[object, ...], ctx: RequestCtx, decision: Decision) -> None:
+        ttl = self.ttl
+        if ttl is None:
+            assert self.ttl_expression is not None
+            try:
+                value = self.ttl_expression.evaluate(ctx, ctx.cel_vars)
+                ttl = parse_duration(value) if isinstance(value, str) else None
+            except (CelEvaluationError, ValueError):
+                ttl = None
+        if ttl is None or ttl <= 0:
+            return
+        entries = self.entries
+        entries.pop(key, None)
+        while len(entries) >= self.max_entries:
+            entries.popitem(last=False)
+        entries[key] = _Entry(decision, time.monotonic() + ttl)
 
 
 def _header_name(text: str, where: str) -> str:
@@ -132,6 +252,7 @@ class ExtAuthz:
         "pack_bytes",
         "timeout",
         "labels",
+        "cache",
     )
 
     def __init__(
@@ -175,8 +296,22 @@ class ExtAuthz:
             context = dict(protocol.grpc.context) if protocol is not None and protocol.grpc is not None else {}
             self.client = _GrpcCheck(self, target, grpc_tls, context)
         self.labels = labels
+        self.cache = (
+            DecisionCache(cfg.cache.key, cfg.cache.ttl, cfg.cache.max_entries, f"{where}.cache")
+            if cfg.cache is not None
+            else None
+        )
 
     async def on_request_async(self, ctx: RequestCtx) -> LocalReply | None:
+        cache = self.cache
+        key = cache.key(ctx) if cache is not None else None
+        if key is not None:
+            assert cache is not None
+            cached = cache.get(key)
+            if cached is not None:
+                reply = cached.apply(ctx)
+                self._count("allowed" if reply is None else "denied")
+                return reply
         body: bytes | None = None
         partial = False
         if self.body_limit >= 0:
@@ -192,7 +327,7 @@ class ExtAuthz:
             body = data[: self.body_limit]
             partial = not complete
         try:
-            reply = await self.client.check(ctx, body, partial)
+            decision = await self.client.check(ctx, body, partial)
         except AuthzUnavailable as exc:
             log.warning("extAuthz check failed for route %s: %s", ctx.route, exc)
             if self.fail_open:
@@ -202,7 +337,11 @@ class ExtAuthz:
             if self.fail_status == 403:
                 return LocalReply.text(403, "external authorization failed")
             return LocalReply.text(self.fail_status, "Authorization service unavailable")
+        reply = decision.apply(ctx)
         self._count("allowed" if reply is None else "denied")
+        if key is not None and (reply is None or reply.status < 500):
+            assert cache is not None
+            cache.put(key, ctx, decision)
         return reply
 
     def check_headers(self, ctx: RequestCtx, default_all: bool) -> list[tuple[str, bytes]]:
@@ -340,7 +479,7 @@ class _GrpcCheck:
             )
         )
 
-    async def check(self, ctx: RequestCtx, body: bytes | None, partial: bool) -> LocalReply | None:
+    async def check(self, ctx: RequestCtx, body: bytes | None, partial: bool) -> Decision:
         import grpc
         from envoy.service.auth.v3 import external_auth_pb2_grpc
 
@@ -349,15 +488,15 @@ class _GrpcCheck:
             response = await stub.Check(self._request(ctx, body, partial), timeout=self.policy.timeout)
         except grpc.aio.AioRpcError as exc:
             raise AuthzUnavailable(f"{exc.code().name} from {self.address}") from None
-        if response.HasField("dynamic_metadata") and response.dynamic_metadata.fields:
-            if ctx.cel_vars is None:
-                ctx.cel_vars = {}
-            ctx.cel_vars["extauthz"] = _struct_to_python(response.dynamic_metadata)
         if response.status.code != 0:
-            return self._denied(response)
-        if response.HasField("ok_response"):
-            self._allowed(ctx, response.ok_response)
-        return None
+            decision = Decision(self._denied(response))
+        else:
+            decision = Decision()
+            if response.HasField("ok_response"):
+                self._allowed(decision, response.ok_response)
+        if response.HasField("dynamic_metadata") and response.dynamic_metadata.fields:
+            decision.metadata = _struct_to_python(response.dynamic_metadata)
+        return decision
 
     @staticmethod
     def _denied(response: Any) -> LocalReply:
@@ -382,21 +521,18 @@ class _GrpcCheck:
         return LocalReply(status, headers, denied.body.encode(), "denied by external authorization")
 
     @staticmethod
-    def _allowed(ctx: RequestCtx, ok: Any) -> None:
-        for name_text in ok.headers_to_remove:
-            name = name_text.lower().encode("latin-1")
-            if name != b"host" and not name.startswith(b":") and name not in _PROTECTED:
-                ctx.headers[:] = [(k, v) for k, v in ctx.headers if k != name]
+    def _allowed(decision: Decision, ok: Any) -> None:
+        decision.remove = [name.lower().encode("latin-1") for name in ok.headers_to_remove]
         for option in ok.headers:
             parsed = _header_option(option)
             if parsed is not None:
-                set_request_header(ctx, *parsed)
+                decision.set.append(parsed)
         for option in ok.response_headers_to_add:
             parsed = _header_option(option)
             if parsed is not None and parsed[0] not in _NOT_RELAYED:
-                ctx.add_response_header(parsed[0], parsed[1])
-        if ok.query_parameters_to_set or ok.query_parameters_to_remove:
-            _set_query(ctx, [(q.key, q.value) for q in ok.query_parameters_to_set], list(ok.query_parameters_to_remove))
+                decision.response_headers.append((parsed[0], parsed[1]))
+        decision.query_set = [(q.key, q.value) for q in ok.query_parameters_to_set]
+        decision.query_remove = list(ok.query_parameters_to_remove)
 
 
 # ---------------------------------------------------------------- HTTP
@@ -416,7 +552,7 @@ def _client() -> HttpClient:
 
 
 class _HttpCheck:
-    __slots__ = ("policy", "target", "path", "redirect", "body", "add_headers", "copy_headers")
+    __slots__ = ("policy", "target", "path", "redirect", "body", "add_headers", "copy_headers", "metadata")
 
     def __init__(self, policy: ExtAuthz, cfg: Any, where: str, target: HttpTarget) -> None:
         self.policy = policy
@@ -435,8 +571,11 @@ class _HttpCheck:
             _header_name(h, f"{where}.includeResponseHeaders[{i}]").encode()
             for i, h in enumerate(cfg.include_response_headers)
         )
+        self.metadata = tuple(
+            (name, compile_answer_value(text, f"{where}.metadata.{name}")) for name, text in cfg.metadata.items()
+        )
 
-    async def check(self, ctx: RequestCtx, body: bytes | None, partial: bool) -> LocalReply | None:
+    async def check(self, ctx: RequestCtx, body: bytes | None, partial: bool) -> Decision:
         from agentgateway.upstream.client import HttpClientError
 
         policy = self.policy
@@ -473,15 +612,137 @@ class _HttpCheck:
             raise AuthzUnavailable(reason) from None
         status = response.status
         if 200 <= status < 300:
+            decision = Decision()
             for copied in self.copy_headers:
                 found = response.header(copied)
                 if found is not None:
-                    set_request_header(ctx, copied, found, "overwrite")
-            return None
+                    decision.set.append((copied, found, "overwrite"))
+            if self.metadata:
+                answer_vars = _Answer(status, response.headers, answer)
+                values: dict[str, Any] = {}
+                for name, expression in self.metadata:
+                    got = expression.evaluate(ctx, answer_vars)
+                    if got is not _MISSING:
+                        values[name] = got
+                decision.metadata = values
+            return decision
         if status in (401, 403) and self.redirect is not None:
             location = self.redirect.evaluate(ctx)
             if not location:
                 raise AuthzUnavailable("redirect expression gave no value")
-            return LocalReply(302, ((b"location", location),), b"", "denied by external authorization (redirect)")
+            return Decision(
+                LocalReply(302, ((b"location", location),), b"", "denied by external authorization (redirect)")
+            )
         kept = [(k, v) for k, v in response.headers if k not in _NOT_RELAYED]
-        return LocalReply(status, kept, answer, "denied by external authorization")
+        return Decision(LocalReply(status, kept, answer, "denied by external authorization"))
+
+
+# ---------------------------------------------------------------- metadata expressions
+
+_MISSING = object()
+_RESPONSE_HEADER = re.compile(r"""^response\.headers\[\s*(?:"([^"]+)"|'([^']+)')\s*\]$""")
+_JSON_BODY = re.compile(
+    r"^json\(\s*response\.body\s*\)((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\s*(?:\"[^\"]*\"|'[^']*'|\d+)\s*\])*)$"
+)
+_PATH_STEP = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*(?:"([^"]*)"|'([^']*)'|(\d+))\s*\]""")
+
+
+class _Answer:
+    """The authorization service's answer, as the metadata expressions read it."""
+
+    __slots__ = ("status", "headers", "body", "_json")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self._json: object = _MISSING
+
+    def json(self) -> object:
+        if self._json is _MISSING:
+            try:
+                self._json = orjson.loads(self.body)
+            except orjson.JSONDecodeError:
+                self._json = None
+        return self._json
+
+
+class AnswerValue:
+    """A metadata expression: a read of the answer (done here: the CEL engine has no ``response``
+    variable), or a CEL expression over the request's variables."""
+
+    __slots__ = ("kind", "name", "path", "expression")
+
+    def __init__(
+        self,
+        kind: str,
+        name: bytes = b"",
+        path: tuple[str | int, ...] = (),
+        expression: CelExpression | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.path = path
+        self.expression = expression
+
+    def evaluate(self, ctx: RequestCtx, answer: _Answer) -> object:
+        kind = self.kind
+        if kind == "code":
+            return answer.status
+        if kind == "header":
+            for k, v in answer.headers:
+                if k == self.name:
+                    return v.decode("latin-1")
+            return _MISSING
+        if kind == "body":
+            return answer.body.decode("utf-8", "replace")
+        if kind == "json":
+            value = answer.json()
+            for step in self.path:
+                if isinstance(step, int):
+                    if not isinstance(value, list) or not 0 <= step < len(value):
+                        return _MISSING
+                    value = value[step]
+                else:
+                    if not isinstance(value, dict) or step not in value:
+                        return _MISSING
+                    value = value[step]
+            return value
+        assert self.expression is not None
+        try:
+            return self.expression.evaluate(ctx, ctx.cel_vars)
+        except CelEvaluationError:
+            return _MISSING
+
+
+def compile_answer_value(text: str, where: str) -> AnswerValue:
+    stripped = text.strip()
+    if stripped == "response.code":
+        return AnswerValue("code")
+    if stripped == "response.body":
+        return AnswerValue("body")
+    m = _RESPONSE_HEADER.match(stripped)
+    if m:
+        return AnswerValue("header", name=(m.group(1) or m.group(2)).lower().encode("latin-1"))
+    m = _JSON_BODY.match(stripped)
+    if m:
+        path: list[str | int] = []
+        for step in _PATH_STEP.finditer(m.group(1)):
+            field, dq, sq, index = step.groups()
+            if field is not None:
+                path.append(field)
+            elif index is not None:
+                path.append(int(index))
+            else:
+                path.append(dq if dq is not None else sq)
+        return AnswerValue("json", path=tuple(path))
+    try:
+        return AnswerValue("cel", expression=CelExpression(text, where))
+    except ConfigError as exc:
+        if "response" not in exc.reason:
+            raise
+        raise ConfigError(
+            where,
+            'the answer is read only as response.code, response.headers["name"], response.body or '
+            "json(response.body).field... (and not inside other expressions)",
+        ) from None

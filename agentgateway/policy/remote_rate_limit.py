@@ -23,6 +23,12 @@ format, when the limit cannot cover it), and once the provider reported its usag
 are trued up in the background (``hits_addend`` for the service, ``INCRBY`` for Redis). On other
 routes they are left out, as agentgateway does.
 
+A descriptor's ``cost`` (CEL) is what one request counts on it, as in agentgateway: evaluated
+when the request is checked for ``type: requests`` (default 1), once the LLM call is over for
+``type: tokens`` (default ``llm.totalTokens``; ``llm.inputTokens``, ``llm.outputTokens`` and the
+request's variables are there). An expression that fails, or is not a number, skips the
+descriptor (a token reservation made on it is given back).
+
 gRPC and Redis clients are made on first use in the worker and shared by every policy that
 names the same service, across config reloads.
 """
@@ -40,6 +46,7 @@ from agentgateway.config.schema import Descriptor as DescriptorConfig
 from agentgateway.config.schema import RemoteRateLimit as RemoteRateLimitConfig
 from agentgateway.core.reply import LocalReply
 from agentgateway.observe.counters import COUNTERS
+from agentgateway.policy.cel import CelEvaluationError, CelExpression
 from agentgateway.policy.expression import ValueExpression, compile_value
 
 if TYPE_CHECKING:
@@ -101,7 +108,7 @@ class RemoteHold:
     """The tokens one LLM call reserved: the descriptors it was checked on, the Redis keys of
     the windows it took from (None with the rate limit service) and what each one took."""
 
-    __slots__ = ("checks", "keys", "taken")
+    __slots__ = ("checks", "keys", "taken", "ctx")
 
     def __init__(
         self, checks: list[tuple[_Descriptor, list[tuple[str, str]]]], keys: list[str] | None, taken: tuple[int, ...]
@@ -109,6 +116,8 @@ class RemoteHold:
         self.checks = checks
         self.keys = keys
         self.taken = taken
+        # the request, for the descriptors' cost once the call is over
+        self.ctx: RequestCtx | None = None
 
 
 class RateLimitUnavailable(Exception):
@@ -116,7 +125,7 @@ class RateLimitUnavailable(Exception):
 
 
 class _Descriptor:
-    __slots__ = ("entries", "requests", "limit", "window")
+    __slots__ = ("entries", "requests", "limit", "window", "cost")
 
     def __init__(self, cfg: DescriptorConfig, where: str, redis: bool) -> None:
         if not cfg.entries:
@@ -125,6 +134,7 @@ class _Descriptor:
             (e.key, compile_value(e.value, f"{where}.entries[{i}].value")) for i, e in enumerate(cfg.entries)
         )
         self.requests = cfg.type == "requests"
+        self.cost = CelExpression(cfg.cost, f"{where}.cost") if cfg.cost is not None else None
         self.limit = 0
         self.window = 0
         if redis:
@@ -136,6 +146,19 @@ class _Descriptor:
             self.window = _UNITS[cfg.limit.unit]
         elif cfg.limit is not None:
             raise ConfigError(f"{where}.limit", "only with redis (the rate limit service holds the limits)")
+
+    def cost_of(self, ctx: RequestCtx | None, default: int) -> int | None:
+        """What this request counts here: ``cost`` (None when it fails or is no number: the
+        descriptor is skipped), else ``default``."""
+        if self.cost is None:
+            return default
+        try:
+            value = self.cost.evaluate(ctx, ctx.cel_vars if ctx is not None else None)
+        except CelEvaluationError:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            return None
+        return max(int(value), 0)
 
     def evaluate(self, ctx: RequestCtx) -> list[tuple[str, str]] | None:
         out = []
@@ -203,7 +226,20 @@ class RemoteRateLimit:
         return checks
 
     async def on_request_async(self, ctx: RequestCtx) -> LocalReply | None:
-        return await self._check(ctx, self._checks(ctx, requests=True), 1)
+        checks = self._checks(ctx, requests=True)
+        if not any(d.cost is not None for d, _ in checks):
+            return await self._check(ctx, checks, 1)
+        # descriptors with a cost of their own are counted by it, one call per distinct cost
+        by_cost: dict[int, list[tuple[_Descriptor, list[tuple[str, str]]]]] = {}
+        for descriptor, entries in checks:
+            hits = descriptor.cost_of(ctx, 1)
+            if hits:
+                by_cost.setdefault(hits, []).append((descriptor, entries))
+        for hits, group in by_cost.items():
+            reply = await self._check(ctx, group, hits)
+            if reply is not None:
+                return reply
+        return None
 
     async def reserve_tokens(self, ctx: RequestCtx, tokens: int) -> tuple[LocalReply | None, RemoteHold | None]:
         """Before an LLM call: ``tokens`` taken on the ``tokens`` descriptors (the answer when
@@ -230,22 +266,31 @@ class RemoteRateLimit:
             self._count("failed_closed")
             return LocalReply.text(500, f"rate limit service unavailable: {exc}"), None
         self._count("allowed" if reply is None else "limited")
+        if hold is not None:
+            hold.ctx = ctx
         return reply, (None if reply is not None else hold)
 
     async def settle_tokens(self, hold: RemoteHold, used: int) -> None:
-        """After an LLM call: the counters trued up to the ``used`` tokens the provider charged.
-        Redis takes back what was reserved and not used (in the window it was taken from); the
-        rate limit service cannot give hits back (``hits_addend`` is unsigned), so only tokens
-        beyond the reservation are added there. A failure is logged (the tokens are not
-        counted)."""
+        """After an LLM call: the counters trued up to the ``used`` tokens the provider charged
+        (or a descriptor's ``cost``). Redis takes back what was reserved and not used (in the
+        window it was taken from); the rate limit service cannot give hits back (``hits_addend``
+        is unsigned), so only tokens beyond the reservation are added there. A failure is logged
+        (the tokens are not counted)."""
         client = self.client
+        costs = [descriptor.cost_of(hold.ctx, used) for descriptor, _ in hold.checks]
         try:
             if isinstance(client, _RedisClient) and hold.keys is not None:
-                await client.true_up(hold.keys, tuple(used - taken for taken in hold.taken))
+                # a skipped descriptor gives its reservation back
+                deltas = tuple((cost or 0) - taken for cost, taken in zip(costs, hold.taken, strict=True))
+                await client.true_up(hold.keys, deltas)
                 return
-            extra = used - max(hold.taken)
-            if extra > 0:
-                await client.check(self.domain, hold.checks, None, extra)
+            reserved = max(hold.taken)
+            by_extra: dict[int, list[tuple[_Descriptor, list[tuple[str, str]]]]] = {}
+            for check, cost in zip(hold.checks, costs, strict=True):
+                if cost is not None and cost > reserved:
+                    by_extra.setdefault(cost - reserved, []).append(check)
+            for extra, group in by_extra.items():
+                await client.check(self.domain, group, None, extra)
         except RateLimitUnavailable as exc:
             log.warning("remoteRateLimit %s: %d tokens not counted: %s", self.domain, used, exc)
 

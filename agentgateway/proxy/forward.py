@@ -132,6 +132,10 @@ def build_request_head(
         parts.append(b"content-length: %d\r\n" % body_length)
     elif chunked:
         parts.append(b"transfer-encoding: chunked\r\n")
+    if request.upgrade is not None:
+        # Upgrade and Connection are hop-by-hop: an upgrade asks this hop, so the gateway asks
+        # the next one itself, for the protocols the client named (Sec-WebSocket-* pass as is).
+        parts += (b"connection: upgrade\r\nupgrade: ", request.upgrade, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
 
@@ -284,7 +288,8 @@ class HttpForward:
                 ctx.host = target.authority
             body = self._body
             self._head = build_request_head(ctx, self._chunked, body_length=None if body is None else len(body))
-        if self._tries == 1 and self.route.mirror is not None:
+        if self._tries == 1 and self.route.mirror is not None and ctx.upgrade is None:
+            # (an upgrade is not mirrored: the mirror cannot take part in the new protocol)
             self._start_mirror()  # the mirror gets the head without any backend's credentials
         timeout = self.route.timeout
         if timeout is not None and timeout.backend is not None:
@@ -292,7 +297,7 @@ class HttpForward:
         auth = target.auth
         if auth is None:
             self._sent_head = self._head
-        elif not auth.ready():
+        elif not auth.ready(ctx):
             self._connect_task = self.worker.loop.create_task(self._authorize_and_attach(target, auth))
             return
         elif not self._sign(target, auth):
@@ -311,11 +316,11 @@ class HttpForward:
             self._fail(500, "backend authentication failed: the request body was not buffered for signing")
             return False
         scheme = b"https" if target.tls else b"http"
-        out = Outbound(ctx.method, scheme, ctx.host, ctx.target, ctx.headers, body or b"", ctx.jwt_token)
+        out = Outbound(ctx.method, scheme, ctx.host, ctx.target, ctx.headers, body or b"", ctx.jwt_token, ctx)
         try:
             path, edits = auth.apply(out)
         except BackendAuthError as exc:
-            self._fail(500, f"backend authentication failed: {exc}")
+            self._fail(exc.status, f"backend authentication failed: {exc}")
             return False
         if not edits and path == ctx.target:
             self._sent_head = self._head  # nothing to add (passthrough)
@@ -327,11 +332,11 @@ class HttpForward:
     async def _authorize_and_attach(self, target: HttpTarget, auth: BackendAuth) -> None:
         """Fetch the backend's credentials (a token endpoint, the AWS chain), then connect."""
         try:
-            await auth.prepare()
+            await auth.prepare(self.ctx)
         except BackendAuthError as exc:
             self._connect_task = None
             if not self._finished:
-                self._fail(500, f"backend authentication failed: {exc}")
+                self._fail(exc.status, f"backend authentication failed: {exc}")
             return
         self._connect_task = None
         if self._finished or not self._sign(target, auth):
@@ -369,7 +374,10 @@ class HttpForward:
 
     def _attach(self, upstream: UpstreamConnection, flush: bool) -> None:
         self.upstream = upstream
-        upstream.begin(self, self._no_body)
+        if self.ctx.upgrade is None:
+            upstream.begin(self, self._no_body)
+        else:
+            upstream.begin_upgrade(self)
         self._out.append(self._sent_head)
         if self._pending:
             self._out += self._pending
@@ -623,6 +631,32 @@ class HttpForward:
                 return
         fields, content_length = response_fields(headers)
         self.conn.send_head_fields(status, fields, content_length, True)
+
+    def upstream_switched(self, headers: Headers, transport: asyncio.Transport, early: bytes) -> None:
+        """The upstream accepted the upgrade (101): its head goes to the client, after the
+        route's response policies (header modifiers apply to it), and both connections become
+        a byte tunnel. The upstream connection is the tunnel's now, never the pool's."""
+        self.upstream = None
+        self._cancel_attempt_timer()
+        target = self.target
+        if target is not None and target.health is not None:
+            target.health.record(True, self.worker.loop.time())
+        if self._finished:
+            transport.abort()
+            return
+        self._finished = True
+        self._response_started = True
+        self._cancel_timers()
+        ctx = self.ctx
+        chain = self.route.chain
+        if chain.response or ctx.response_headers:
+            apply_response(chain, ctx, 101, headers)
+        fields, _ = response_fields(headers)
+        protocol = b""
+        for name, value in headers:
+            if name == b"upgrade":
+                protocol = value
+        self.conn.switch_protocols(fields + b"connection: upgrade\r\nupgrade: " + protocol + b"\r\n", transport, early)
 
     def upstream_body(self, chunk: bytes) -> None:
         mode = self._body_mode

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
     from agentgateway.core.exchange import Exchange, ResponseWriter
     from agentgateway.routing.route import CompiledRoute
+    from agentgateway.routing.tcp import CompiledTcpRoute
     from agentgateway.server.http1 import HttpConnection
+    from agentgateway.server.tcp import StreamConnection
 
 
 class ServedBind(Protocol):
@@ -30,6 +32,19 @@ class ServedBind(Protocol):
         """The gateway name logs and metrics use for this port."""
 
 
+class ServedConnection(Protocol):
+    """A client connection as the worker's sweep and drain see it (HTTP/1.1, or relayed)."""
+
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+
+    def check_deadline(self, now: float) -> None:
+        """Called about twice a second: act on what timed out."""
+
+    def close_if_idle(self) -> bool:
+        """Draining: close now if nothing is in flight (True), else let it finish."""
+
+
 class ConnectionHost(Protocol):
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
@@ -41,7 +56,7 @@ class ConnectionHost(Protocol):
     def draining(self) -> bool: ...
 
     @property
-    def connections(self) -> set[HttpConnection]: ...
+    def connections(self) -> set[ServedConnection]: ...
 
     def dispatch(self, conn: HttpConnection, ctx: RequestCtx) -> Exchange:
         """What serves a request whose head was parsed: its route's backend, or a local reply."""
@@ -51,5 +66,14 @@ class ConnectionHost(Protocol):
 
     def observe(self, ctx: RequestCtx) -> None:
         """The request is over: metrics and the access log."""
+
+    def stream_route(
+        self, conn: StreamConnection, server_name: bytes | None
+    ) -> tuple[str, CompiledTcpRoute | None] | None:
+        """The listener (its name) and TCP route that serve a TCP or TLS connection whose client
+        named ``server_name`` (SNI; None without); None when no listener takes the name."""
+
+    def observe_connection(self, ctx: RequestCtx) -> None:
+        """A relayed TCP or TLS connection is over: metrics and the access log."""
 
     def log_internal_error(self, what: str, exc: BaseException) -> None: ...

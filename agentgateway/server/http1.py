@@ -22,6 +22,7 @@ import httptools
 from agentgateway.core.context import RequestCtx
 from agentgateway.core.exchange import DISCARD, PAUSE_PIPELINE, PAUSE_UPSTREAM, Exchange
 from agentgateway.core.request import Headers, PathError, split_target
+from agentgateway.proxy.tunnel import Tunnel
 from agentgateway.server.forwarded import (
     FORWARDED_HEADERS,
     client_address,
@@ -43,8 +44,15 @@ _TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
 _BODY_NONE, _BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE = 0, 1, 2, 3
 
 # Deadline kinds checked by the worker's sweep: the request head, an idle keep-alive connection,
-# and the request body (its pauses and its average rate, see ``_check_body``).
-DEADLINE_HEADER, DEADLINE_IDLE, DEADLINE_BODY = 1, 2, 3
+# the request body (its pauses and its average rate, see ``_check_body``), and a connection that
+# switched protocols (its tunnel's idle time).
+DEADLINE_HEADER, DEADLINE_IDLE, DEADLINE_BODY, DEADLINE_TUNNEL = 1, 2, 3, 4
+
+# Reading paused while the backend decides on an upgrade (beside core.exchange's reasons): what the
+# client sends after the head belongs to the new protocol, or to the next request if refused.
+_PAUSE_UPGRADE = 8
+# Upgrade tokens served as plain HTTP: h2c is HTTP/2's own upgrade, not a protocol to relay.
+_NOT_RELAYED = frozenset((b"h2c",))
 
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: host (reg-name or IP literal) and an optional port. No
 # userinfo, no whitespace.
@@ -118,6 +126,8 @@ class HttpConnection(asyncio.Protocol):
         "deadline_kind",
         "response_deadline",
         "closed",
+        "_held",
+        "_tunnel",
     )
 
     def __init__(self, worker: ConnectionHost, bind: ServedBind) -> None:
@@ -168,6 +178,11 @@ class HttpConnection(asyncio.Protocol):
         # set by the exchange (``expect_response``), checked by the sweep.
         self.response_deadline = 0.0
         self.closed = False
+        # Not None while an upgrade request waits for its backend's answer: the bytes the client
+        # sent after its head (the parser stopped there; reading is paused meanwhile).
+        self._held: bytes | None = None
+        # The byte relay this connection became when its backend accepted an upgrade (101).
+        self._tunnel: Tunnel | None = None
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -176,7 +191,7 @@ class HttpConnection(asyncio.Protocol):
         stream = cast(asyncio.Transport, transport)
         stream.set_write_buffer_limits(_WRITE_HIGH_WATER, _WRITE_LOW_WATER)
         self.transport = stream
-        peer = transport.get_extra_info("peername")
+        peer = None if self.client_ip else transport.get_extra_info("peername")  # (PROXY protocol set it)
         if peer:
             self.client_ip, self.client_port = peer[0], peer[1]
         sslobj = transport.get_extra_info("ssl_object")
@@ -199,15 +214,26 @@ class HttpConnection(asyncio.Protocol):
             if exchange is not None:
                 exchange.client_data_done()
         except httptools.HttpParserUpgrade as exc:
-            # Upgrades (websocket, h2c) are not proxied yet: the request is served as plain
-            # HTTP (Upgrade is a hop-by-hop header and is not forwarded); parsing continues on
-            # a fresh parser with whatever followed the head (below, outside this handler: an
-            # error there must not be chained to this exception).
+            # llhttp stops after the head of an upgrade request (and of CONNECT). The parser is
+            # spent: a fresh one reads whatever comes next over HTTP/1.1.
             offset = exc.args[0] if exc.args else len(data)
             self.parser = httptools.HttpRequestParser(self)
             if self._body_sink is not None:
                 self.on_message_complete()
             rest = data[offset:]
+            if self._held is not None:
+                # A relayed upgrade still waiting for its answer: what follows the head is the
+                # new protocol's (101) or the next request's (refused); it waits, and so does
+                # reading. The head queued for the upstream goes out now.
+                self._held = rest
+                rest = b""
+                self._pause(_PAUSE_UPGRADE)
+                exchange = self._exchange
+                if exchange is not None:
+                    exchange.client_data_done()
+            # Otherwise (h2c, CONNECT, or an upgrade already refused) the request is served as
+            # plain HTTP and parsing goes on (below, outside this handler: an error there must
+            # not be chained to this exception).
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _Rejected):
@@ -367,6 +393,8 @@ class HttpConnection(asyncio.Protocol):
         limit = limits.max_request_body_size
         if limit is not None and content_length is not None and content_length > limit:
             raise _Rejected(413, f"request body of {content_length} bytes exceeds the limit of {limit}", ctx)
+        if parser.should_upgrade() and method != b"CONNECT" and version == "1.1":
+            self._upgrade_request(ctx)
         if (chunked or content_length) and not expect_continue:
             self._start_body_clock()
         if self._exchange is None and not self._queue:
@@ -376,6 +404,26 @@ class HttpConnection(asyncio.Protocol):
             self._queue.append(queued)
             self._body_sink = queued
             self._pause(PAUSE_PIPELINE)
+
+    def _upgrade_request(self, ctx: RequestCtx) -> None:
+        """The client asks to switch protocols (``Upgrade`` listed in ``Connection``): the
+        request is routed and policed like any other and forwarded with the protocols it names;
+        the backend's 101 turns the connection into a tunnel. Only h2c is left out (served as
+        plain HTTP). An upgrade request has no body: bytes after its head belong to the new
+        protocol, so a declared body (which llhttp does not read) is refused."""
+        tokens = [
+            token.strip()
+            for name, value in ctx.headers
+            if name == b"upgrade"
+            for token in value.split(b",")
+            if token.strip() and token.strip().lower() not in _NOT_RELAYED
+        ]
+        if not tokens:
+            return
+        if ctx.has_body:
+            raise _Rejected(400, "an upgrade request cannot carry a body", ctx)
+        ctx.upgrade = b", ".join(tokens)
+        self._held = b""
 
     def _valid_host(self, host: bytes, problem: str) -> bytes:
         """``host`` (trailing whitespace llhttp keeps removed) or a 400."""
@@ -446,6 +494,11 @@ class HttpConnection(asyncio.Protocol):
         if self._close_after:
             self._close()
             return
+        if self._held is not None and self._ctx is not None and self._ctx.upgrade is not None:
+            # The upgrade was refused (a policy answered, or the backend did not switch): the
+            # connection goes on as HTTP/1.1 with what the client sent after that request.
+            held, self._held = self._held, None
+            self.worker.loop.call_soon(self._continue_after_refused_upgrade, held)
         self._exchange = None
         self._ctx = None
         if self._queue:
@@ -464,6 +517,14 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.deadline = self.worker.loop.time() + self.worker.runtime.limits.idle_timeout
             self.deadline_kind = DEADLINE_IDLE
+
+    def _continue_after_refused_upgrade(self, held: bytes) -> None:
+        if self.closed:
+            return
+        # Reading resumes first: the held bytes may hold another upgrade, which pauses again.
+        self._resume(_PAUSE_UPGRADE)
+        if held:
+            self.data_received(held)
 
     def on_message_complete_for_started(self) -> None:
         """The queued request that just started had its whole body already."""
@@ -605,6 +666,44 @@ class HttpConnection(asyncio.Protocol):
     def response_arrived(self) -> None:
         self.response_deadline = 0.0
 
+    def switch_protocols(self, fields: bytes, upstream: asyncio.Transport, early: bytes) -> None:
+        """The backend switched protocols: ``101`` to the client, then this connection is a
+        byte tunnel to ``upstream`` (proxy/tunnel.py) until either side closes; the request is
+        logged when it ends, with the bytes relayed each way."""
+        ctx = self._ctx
+        transport = self.transport
+        held = self._held
+        if self.closed or transport is None or ctx is None or ctx.upgrade is None or held is None:
+            upstream.abort()
+            return
+        self._held = None
+        ctx.status = 101
+        self._response_started = self._response_done = True
+        self._exchange = None
+        self._body_sink = None
+        self.response_deadline = 0.0
+        self._out.append(b"%s%s\r\n" % (STATUS_LINES[101], fields))
+        self.flush()
+        # The tunnel decides when each side reads from now on.
+        self._pause_mask = 0
+        self.deadline = self.worker.loop.time()
+        self.deadline_kind = DEADLINE_TUNNEL
+        tunnel = self._tunnel = Tunnel(transport, upstream, self._tunnel_ended)
+        tunnel.start(held, early)
+
+    def _tunnel_ended(self, tunnel: Tunnel) -> None:
+        self._tunnel = None
+        self.closed = True
+        self.deadline_kind = 0
+        self.worker.connections.discard(self)
+        ctx = self._ctx
+        if ctx is not None:
+            ctx.request_bytes += tunnel.from_client
+            ctx.response_bytes += tunnel.from_upstream
+            if tunnel.error and not ctx.error:
+                ctx.error = tunnel.error
+            self.worker.observe(ctx)
+
     @property
     def max_buffer_size(self) -> int:
         return self._limits.max_buffer_size
@@ -705,6 +804,12 @@ class HttpConnection(asyncio.Protocol):
         kind = self.deadline_kind
         if not kind:
             return
+        if kind == DEADLINE_TUNNEL:
+            tunnel = self._tunnel
+            if tunnel is not None:
+                elapsed, self.deadline = now - self.deadline, now
+                tunnel.check_idle(elapsed, self.worker.runtime.limits.tunnel_idle_timeout)
+            return
         if kind == DEADLINE_BODY:
             self._check_body(now)
         elif now < self.deadline:
@@ -751,6 +856,8 @@ class HttpConnection(asyncio.Protocol):
 
     def close_if_idle(self) -> bool:
         """Used when draining: close a keep-alive connection that has no request in flight."""
+        if self._tunnel is not None:
+            return False  # a tunnel runs until it ends or the termination deadline cuts it
         if self._exchange is None and not self._queue and not self._url and not self._headers:
             self._close()
             return True

@@ -29,6 +29,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from agentgateway import __version__
 from agentgateway.admin.door import AdminDoor, Door, ReadOnlyDoor
+from agentgateway.admin.history import SAMPLE_PERIOD, TrafficHistory
 from agentgateway.admin.http import Handler, serve_admin
 from agentgateway.admin.planes import admin_handler, readiness_handler, stats_handler
 from agentgateway.config.compile import compile_config
@@ -39,6 +40,7 @@ from agentgateway.config.ir import RuntimeConfig
 from agentgateway.config.loader import decode_config, default_config_text, read_config_file
 from agentgateway.config.redact import scrub, secret_values
 from agentgateway.config.referenced import ReferencedFiles, Signature, signature
+from agentgateway.config.schema import LocalConfig
 from agentgateway.mcp.runtime import EPHEMERAL_KEY_ENV
 from agentgateway.observe.counters import CounterTotals
 from agentgateway.observe.metrics import RequestTotals, Snapshot
@@ -210,6 +212,10 @@ class WorkerProcess:
                 key = f"metrics:{message.get('id')}"
                 if key in self.waiters and not self.waiters[key].done():
                     self.waiters[key].set_result(message)
+            elif op == "state":
+                key = f"state:{message.get('id')}"
+                if key in self.waiters and not self.waiters[key].done():
+                    self.waiters[key].set_result(message)
             elif op == "mcp_revoke":
                 # A session ended in one worker: no other worker may continue it.
                 for other in self.supervisor.workers:
@@ -255,6 +261,8 @@ class Supervisor:
         self._servers: list[asyncio.Server] = []
         self._crash_times: list[float] = []
         self._request_seq = 0
+        # The admin UI's traffic page: the last 15 minutes of the metrics, sampled here.
+        self.history = TrafficHistory()
 
     # ------------------------------------------------------------------ GatewayView
 
@@ -276,6 +284,12 @@ class Supervisor:
         self.stop_event.set()
 
     async def metrics_text(self) -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(await self._metric_families()))
+        return generate_latest(registry)
+
+    async def _metric_families(self) -> list[Metric]:
+        """Every family of ``/metrics``: the workers' counters summed, and the supervisor's own."""
         live = [w for w in self.workers if w.ready]
         ids = [self._next_request_id() for _ in live]
         replies = await asyncio.gather(
@@ -286,10 +300,59 @@ class Supervisor:
         )
         snapshots = [r.get("metrics", {}) if r else w.last_snapshot for w, r in zip(live, replies, strict=True)]
         counters = [r.get("counters", []) if r else w.last_counters for w, r in zip(live, replies, strict=True)]
+        # A worker that is gone but not yet retired (worker_exited) still counts with what it last
+        # reported: otherwise its requests vanish from the totals for a moment and come back as
+        # retired ones, and the counters (and the UI's rates) dip and jump.
+        gone = [w for w in self.workers if not w.ready and w.last_snapshot]
+        snapshots += [w.last_snapshot for w in gone]
+        counters += [w.last_counters for w in gone]
         families = list(self.totals.families(snapshots)) + list(self.counter_totals.families(counters))
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Families(families + self._own_families()))
-        return generate_latest(registry)
+        return families + self._own_families()
+
+    # ------------------------------------------------------------------ the admin UI's view
+
+    def config_file(self) -> Path | None:
+        return self.source.path
+
+    def config_text(self) -> str:
+        return self.source.read()
+
+    def running_config(self) -> LocalConfig:
+        return self.runtime.source
+
+    def check_config(self, text: str) -> None:
+        load(self.source, text)
+
+    async def reload_config(self) -> dict[str, Any]:
+        await self.reload()
+        return {"generation": self.generation, "lastError": self.last_error}
+
+    def traffic(self, window: float) -> dict[str, Any]:
+        return self.history.series(window, time.time())
+
+    async def worker_states(self) -> list[dict[str, Any]]:
+        """Each serving worker's state report (``server/worker.py`` state_report)."""
+        live = [w for w in self.workers if w.ready]
+        ids = [self._next_request_id() for _ in live]
+        replies = await asyncio.gather(
+            *(
+                w.request({"op": "state", "id": i}, f"state:{i}", _SCRAPE_TIMEOUT)
+                for w, i in zip(live, ids, strict=True)
+            )
+        )
+        return [
+            r.get("state", {}) if r else {"index": w.index, "unanswered": True}
+            for w, r in zip(live, replies, strict=True)
+        ]
+
+    async def _sample_traffic(self) -> None:
+        """Every ``SAMPLE_PERIOD``: the metrics into the UI's history."""
+        while True:
+            await asyncio.sleep(SAMPLE_PERIOD)
+            try:
+                self.history.add(time.time(), await self._metric_families())
+            except Exception:  # the UI's charts must never stop the supervisor
+                log.exception("traffic sample failed")
 
     def _next_request_id(self) -> str:
         self._request_seq += 1
@@ -344,10 +407,13 @@ class Supervisor:
         self.started = True
         self._log_serving()
         watcher = loop.create_task(self._watch())
+        self.history.begin(time.time())
+        sampler = loop.create_task(self._sample_traffic())
         await self.stop_event.wait()
         log.info("draining (deadline %gs)", self.static.termination_deadline)
         self.stopping = True
         watcher.cancel()
+        sampler.cancel()
         await self._stop_workers()
         await self._close_planes()
         log.info("stopped")
@@ -373,7 +439,8 @@ class Supervisor:
     def _log_serving(self) -> None:
         for port, bind in sorted(self.runtime.binds.items()):
             names = ", ".join(listener.name for listener in bind.listeners.values())
-            log.info("serving %s on port %d (listeners: %s)", "HTTPS" if bind.tls else "HTTP", port, names)
+            protocol = "HTTPS" if bind.protocol == "HTTP" and bind.tls else bind.protocol
+            log.info("serving %s on port %d (listeners: %s)", protocol, port, names)
         static = self.static
         if static.admin_addr:
             log.info("admin: http://%s:%d/ui", *static.admin_addr)

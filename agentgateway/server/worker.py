@@ -50,11 +50,15 @@ from agentgateway.policy import buckets
 from agentgateway.policy.chain import respond
 from agentgateway.proxy.forward import HttpForward
 from agentgateway.routing.route import CompiledRoute
+from agentgateway.routing.tcp import CompiledTcpRoute
 from agentgateway.server import control
 from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.forwarded import client_address
+from agentgateway.server.host import ServedConnection
 from agentgateway.server.http1 import HttpConnection
 from agentgateway.server.listeners import listen_socket, sni_selector
+from agentgateway.server.proxy_protocol import Address, ProxyProtocolListener
+from agentgateway.server.tcp import StreamConnection
 from agentgateway.upstream.client import HttpClient
 from agentgateway.upstream.pool import UpstreamPool
 from agentgateway.upstream.relay import BIND_HEADER, CEL_VARS_HEADER, IDENTITY_HEADER, worker_socket
@@ -68,15 +72,17 @@ class BindHandle:
     """One listening port in this worker and the IR it currently serves. The relay socket
     (``internal``) serves every bind: the port comes with each relayed request."""
 
-    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal")
+    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied")
 
     def __init__(self, runtime: BindRuntime, internal: bool = False) -> None:
         self.port = runtime.port
         self.runtime = runtime
         self.gateway = f"bind/{runtime.port}"
-        self.server: asyncio.Server | None = None
+        self.server: asyncio.Server | ProxyProtocolListener | None = None
         self.tls = runtime.tls
         self.internal = internal
+        # Connections start with a PROXY protocol header (frontendPolicies.proxyProtocol).
+        self.proxied = False
 
 
 class Worker:
@@ -88,7 +94,7 @@ class Worker:
         self.pool = UpstreamPool(loop, static.pool_idle_timeout, static.pool_max_size)
         self.metrics = RequestMetrics()
         self.access_log = AccessLog(static.log_format, access_log_enabled(static.log_level))
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[ServedConnection] = set()
         self.binds: dict[int, BindHandle] = {}
         self.draining = False
         self._ticker: asyncio.Task[None] | None = None
@@ -193,6 +199,30 @@ class Worker:
         forward.start()
         return forward
 
+    def stream_route(
+        self, conn: StreamConnection, server_name: bytes | None
+    ) -> tuple[str, CompiledTcpRoute | None] | None:
+        """The listener and TCP route of a TCP or TLS connection (by the client's SNI)."""
+        bind = cast(BindHandle, conn.bind).runtime
+        if bind.protocol == "TCP":
+            listener: ListenerRuntime | None = bind.default_listener
+        else:
+            listener = bind.listeners.select(server_name or b"")
+        if listener is None or listener.tcp_routes is None:
+            return None
+        return listener.name, listener.tcp_routes.select(server_name)
+
+    def observe_connection(self, ctx: RequestCtx) -> None:
+        """A relayed connection ended: counted by listener, route and protocol (connections, bytes
+        each way), and one access-log line."""
+        duration = time.perf_counter() - ctx.start
+        labels = (ctx.gateway, ctx.listener, ctx.route, ctx.scheme.decode("latin-1"))
+        COUNTERS.inc("agentgateway_downstream_connections", labels)
+        COUNTERS.inc("agentgateway_downstream_received_bytes", labels, ctx.request_bytes)
+        COUNTERS.inc("agentgateway_downstream_sent_bytes", labels, ctx.response_bytes)
+        if self.access_log.enabled:
+            self.access_log.record_connection(ctx, duration)
+
     def _relayed_bind(self, ctx: RequestCtx) -> BindRuntime | None:
         value = ctx.header(BIND_HEADER)
         if value is None or not value.isdigit():
@@ -289,7 +319,8 @@ class Worker:
         try:
             for port, bind in runtime.binds.items():
                 old = self.binds.get(port)
-                if old is None or old.tls != bind.tls:
+                proxied = runtime.limits.proxy_protocol is not None
+                if old is None or old.tls != bind.tls or old.proxied != proxied:
                     opened[port] = await self._open(bind, runtime)
         except OSError as exc:
             for handle in opened.values():
@@ -318,14 +349,40 @@ class Worker:
             ssl_ctx = bind.default_listener.ssl_context
             assert ssl_ctx is not None
             ssl_ctx.sni_callback = sni_selector(lambda: handle.runtime)
+        if runtime.limits.proxy_protocol is not None:
+            # The PROXY header comes before TLS and HTTP: read from the socket before the loop
+            # gets it (server/proxy_protocol.py).
+            handle.proxied = True
+            handle.server = ProxyProtocolListener(
+                self.loop,
+                sock,
+                lambda client: self._accepted(handle, client),
+                lambda: self.runtime.limits.proxy_protocol,
+                ssl_ctx,
+                runtime.limits.tls_handshake_timeout,
+            )
+            return handle
         handle.server = await self.loop.create_server(
-            lambda: HttpConnection(self, handle),
+            lambda: self._accepted(handle),
             sock=sock,
             ssl=ssl_ctx,
             ssl_handshake_timeout=runtime.limits.tls_handshake_timeout if ssl_ctx else None,
             backlog=4096,
         )
         return handle
+
+    def _accepted(self, handle: BindHandle, client: Address | None = None) -> HttpConnection | StreamConnection:
+        """The protocol of a connection accepted on ``handle``'s port, by what the port serves
+        now (a reload may change it). ``client``: the address a PROXY protocol header named."""
+        protocol = handle.runtime.protocol
+        conn: HttpConnection | StreamConnection
+        if protocol == "HTTP":
+            conn = HttpConnection(self, handle)
+        else:
+            conn = StreamConnection(self, handle, passthrough=protocol == "TLS" and not handle.tls)
+        if client is not None:
+            conn.client_ip, conn.client_port = client
+        return conn
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -434,6 +491,8 @@ async def _serve(control_fd: int, index: int, ratelimit_fd: int | None) -> int:
                         "counters": COUNTERS.snapshot(),
                     }
                 )
+            elif op == "state":
+                send({"op": "state", "id": message.get("id"), "state": state_report(worker)})
             elif op == "drain":
                 stop.set()
             elif op == "mcp_revoke" and worker._mcp is not None:
@@ -456,6 +515,42 @@ async def _serve(control_fd: int, index: int, ratelimit_fd: int | None) -> int:
             await asyncio.wait_for(writer.drain(), 1.0)
         control_task.cancel()
     return 0
+
+
+def state_report(worker: Worker) -> dict[str, Any]:
+    """What the admin UI's overview shows of this worker: connections, MCP sessions (per backend,
+    with the stdio processes they hold and each target's upstream sessions) and the passive health
+    of upstream endpoints (ejected or not)."""
+    services: dict[str, dict[str, Any]] = {}
+    if worker._mcp is not None:
+        for session in list(worker._mcp.sessions.values()):
+            entry = services.setdefault(session.service.label, {"sessions": 0, "stdioProcesses": 0, "targets": {}})
+            entry["sessions"] += 1
+            for name, upstream in session.upstreams.items():
+                target = entry["targets"].setdefault(name, {"kind": upstream.spec.kind, "open": 0, "closed": 0})
+                connected = upstream.init_result is not None and not upstream.closed
+                target["open" if connected else "closed"] += 1
+                if connected and upstream.spec.kind == "stdio":
+                    entry["stdioProcesses"] += 1
+    now = worker.loop.time()  # the clock health records are kept on
+    endpoints = [
+        {
+            "endpoint": f"{key[0]}:{key[1]}",
+            "ejected": now < health.evicted_until,
+            "ejections": health.ejections,
+            "score": round(health.score, 3),
+        }
+        for key, health in worker.runtime.health_state.items()
+        if len(key) >= 2
+    ]
+    return {
+        "index": worker.index,
+        "pid": os.getpid(),
+        "connections": len(worker.connections),
+        "mcpSessions": sum(entry["sessions"] for entry in services.values()),
+        "mcp": services,
+        "endpoints": endpoints,
+    }
 
 
 def _compile(message: dict[str, Any], health_state: HealthState | None = None) -> RuntimeConfig:

@@ -211,8 +211,8 @@ async def _authorize(
     target: HttpTarget, auth: BackendAuth, method: bytes, path: bytes, headers: Headers, body: bytes | None
 ) -> tuple[bytes, Headers]:
     try:
-        if not auth.ready():
-            await auth.prepare()
+        if not auth.ready(None):
+            await auth.prepare(None)
         out = Outbound(
             method, b"https" if target.tls else b"http", target.host_header, path, list(headers), body or b""
         )

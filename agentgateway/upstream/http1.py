@@ -42,6 +42,15 @@ class UpstreamSink(Protocol):
         """One read from the upstream has been parsed: flush what it produced to the client."""
 
 
+class UpgradeSink(UpstreamSink, Protocol):
+    """A sink whose request asked to switch protocols (``Upgrade``): a ``101`` answer hands it
+    the connection itself, which then never returns to the pool."""
+
+    def upstream_switched(self, headers: Headers, transport: asyncio.Transport, early: bytes) -> None:
+        """The upstream answered ``101`` with ``headers``; ``early`` are the bytes it sent after
+        that head (the first bytes of the new protocol). The sink owns ``transport`` now."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool",
@@ -62,6 +71,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_replace_parser",
         "_write_paused",
         "reading_paused",
+        "_upgrade",
+        "_switching",
     )
 
     def __init__(self, pool: UpstreamPool, key: tuple[object, ...], label: str) -> None:
@@ -85,6 +96,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._replace_parser = False
         self._write_paused = False
         self.reading_paused = False
+        # The sink of a request that asked to switch protocols, and whether its 101 arrived
+        # (the head was parsed; the parser stops right after it).
+        self._upgrade: UpgradeSink | None = None
+        self._switching = False
 
     # ------------------------------------------------------------------ used by exchanges
 
@@ -95,8 +110,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.received = False
         self._head_done = False
         self._no_body = no_body
+        self._upgrade = None
         if self._write_paused:
             sink.upstream_write_paused()
+
+    def begin_upgrade(self, sink: UpgradeSink) -> None:
+        """``begin`` for a request that asks to switch protocols: a ``101`` answer makes the
+        connection the sink's (``upstream_switched``), any other is an ordinary response."""
+        self.begin(sink, False)
+        self._upgrade = sink
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -145,7 +167,18 @@ class UpstreamConnection(asyncio.Protocol):
         sink = self.sink
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops right after a 101 head that names the protocol switched to.
+            if self._switching:
+                self._switch(data[exc.args[0] if exc.args else len(data) :])
+                return
+            self._fail_invalid("it switched protocols unasked")
+            return
         except httptools.HttpParserError as exc:
+            if self._switching or self.parser.get_status_code() == 101:
+                # A 101 without Upgrade/Connection names no protocol (RFC 9110 §15.2.2).
+                self._fail_invalid("101 Switching Protocols without an Upgrade header")
+                return
             current = self.sink
             self.abort()
             if isinstance(exc, httptools.HttpParserCallbackError) and exc.__context__ is not None:
@@ -158,6 +191,29 @@ class UpstreamConnection(asyncio.Protocol):
         if self._replace_parser:
             self._replace_parser = False
             self.parser = httptools.HttpResponseParser(self)
+
+    def _switch(self, early: bytes) -> None:
+        """The upstream switched protocols: the connection leaves the pool for good and goes to
+        the sink with the bytes that followed the 101 head."""
+        sink = self._upgrade
+        transport = self.transport
+        self.sink = None
+        self._upgrade = None
+        self._switching = False
+        self.closed = True
+        self.pool.forget(self)
+        if sink is None or transport is None:
+            if transport is not None:
+                transport.abort()
+            return
+        sink.upstream_switched(self._response_headers, transport, early)
+
+    def _fail_invalid(self, why: str) -> None:
+        current = self.sink
+        self._switching = False
+        self.abort()
+        if current is not None:
+            current.upstream_failed(502, f"invalid response from upstream {self.label}: {why}")
 
     def eof_received(self) -> bool | None:
         return None  # close; connection_lost reports what it means
@@ -204,6 +260,13 @@ class UpstreamConnection(asyncio.Protocol):
             self._interim = True
             self._headers = []
             return
+        if status == 101:
+            # Switching protocols: the sink hears of it once the parser stops after the head
+            # (``data_received``), with the bytes that followed. Unasked, it is invalid.
+            self._response_headers = self._headers
+            self._headers = []
+            self._switching = self._upgrade is not None
+            return
         self._head_done = True
         headers = self._response_headers = self._headers
         self._headers = []  # the next response starts afresh (no on_message_begin callback)
@@ -227,6 +290,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             return
+        if self.parser.get_status_code() == 101:
+            return  # the end of a 101 head: data_received switches (or fails) next
         sink = self.sink
         if sink is None:
             return

@@ -64,7 +64,9 @@ def test_no_secret_shows_anywhere(gateway, upstream):
     client_cert = ca.issue_cert("client.example")
     server_key_pem = server_cert.private_key_pem.bytes().decode()
     client_key_pem = client_cert.private_key_pem.bytes().decode()
-    jwk_a, jwk_b, jwk_c, jwk_d = (_private_jwk(kid) for kid in ("a1", "b1", "c1", "d1"))
+    jwk_a, jwk_b, jwk_c, jwk_d, jwk_e = (_private_jwk(kid) for kid in ("a1", "b1", "c1", "d1", "e1"))
+    signing_key_pem = ca.issue_cert("signer.example").private_key_pem.bytes().decode()
+    assertion_key_pem = ca.issue_cert("assertion.example").private_key_pem.bytes().decode()
     s = {
         name: _secret(name)
         for name in (
@@ -85,6 +87,9 @@ def test_no_secret_shows_anywhere(gateway, upstream):
             "redis-password",
             "jwks-url-password",
             "mcp-url-token",
+            "oidc-secret",
+            "exchange-secret",
+            "azure-secret",
         )
     }
     s["session"] = secrets.token_hex(32)
@@ -95,7 +100,7 @@ def test_no_secret_shows_anywhere(gateway, upstream):
     port, tls_port, llm_port = free_port(), free_port(), free_port()
     target = stdio_target("alpha")
     target["stdio"]["env"]["UPSTREAM_TOKEN"] = s["stdio-env"]
-    private_members = [jwk[m] for jwk in (jwk_a, jwk_b, jwk_c, jwk_d) for m in ("d", "p", "q", "dp", "dq", "qi")]
+    private_members = [jwk[m] for jwk in (jwk_a, jwk_b, jwk_c, jwk_d, jwk_e) for m in ("d", "p", "q", "dp", "dq", "qi")]
     routes = [
         {
             "name": "headers",
@@ -177,6 +182,88 @@ def test_no_secret_shows_anywhere(gateway, upstream):
             "backends": [{"host": "127.0.0.1:1"}],
         },
         {
+            "name": "login",
+            "matches": [{"path": {"pathPrefix": "/login"}}],
+            "policies": {
+                "oidc": {
+                    "issuer": "https://login.example",
+                    "clientId": "gateway",
+                    "clientSecret": s["oidc-secret"],
+                    "redirectURI": f"http://127.0.0.1:{port}/login/callback",
+                    "authorizationEndpoint": "https://login.example/auth",
+                    "tokenEndpoint": "https://login.example/token",
+                    "jwks": json.dumps({"keys": [jwk_e]}),
+                }
+            },
+            "backends": [{"host": up.address}],
+        },
+        {
+            "name": "signed",
+            "matches": [{"path": {"pathPrefix": "/signed"}}],
+            "policies": {"backendAuth": {"jwtSign": {"signingKey": signing_key_pem, "alg": "ES256"}}},
+            "backends": [{"host": up.address}],
+        },
+        {
+            "name": "exchanged",
+            "matches": [{"path": {"pathPrefix": "/exchanged"}}],
+            "policies": {
+                "backendAuth": {
+                    "oauthTokenExchange": {
+                        "host": "127.0.0.1:1",
+                        "path": "/token",
+                        "clientAuth": {"clientId": "gw", "clientSecret": s["exchange-secret"]},
+                    }
+                }
+            },
+            "backends": [{"host": up.address}],
+        },
+        {
+            "name": "cross-app",
+            "matches": [{"path": {"pathPrefix": "/cross-app"}}],
+            "policies": {
+                "backendAuth": {
+                    "crossAppAccess": {
+                        "identityProvider": {
+                            "host": "127.0.0.1:1",
+                            "path": "/token",
+                            "clientAuth": {
+                                "clientId": "gw",
+                                "method": "privateKeyJwt",
+                                "signingKey": assertion_key_pem,
+                                "alg": "ES256",
+                                "assertionAudience": "https://idp.example/token",
+                            },
+                        },
+                        "resourceAuthorizationServer": {
+                            "host": "127.0.0.1:1",
+                            "path": "/token",
+                            "clientAuth": {"clientId": "gw", "clientSecret": s["exchange-secret"]},
+                        },
+                        "audience": "https://resource.example",
+                    }
+                }
+            },
+            "backends": [{"host": up.address}],
+        },
+        {
+            "name": "azure",
+            "matches": [{"path": {"pathPrefix": "/azure"}}],
+            "policies": {
+                "backendAuth": {
+                    "azure": {
+                        "explicitConfig": {
+                            "clientSecret": {
+                                "tenant_id": "t",
+                                "client_id": "c",
+                                "client_secret": s["azure-secret"],
+                            }
+                        }
+                    }
+                }
+            },
+            "backends": [{"host": up.address}],
+        },
+        {
             "name": "mcp",
             "matches": [{"path": {"pathPrefix": "/mcp"}}],
             "backends": [
@@ -243,7 +330,12 @@ def test_no_secret_shows_anywhere(gateway, upstream):
         for where, text in outputs.items():
             for name, value in s.items():
                 assert value not in text, (where, name)
-            for line in _pem_body_lines(server_key_pem) + _pem_body_lines(client_key_pem):
+            for line in [
+                *_pem_body_lines(server_key_pem),
+                *_pem_body_lines(client_key_pem),
+                *_pem_body_lines(signing_key_pem),
+                *_pem_body_lines(assertion_key_pem),
+            ]:
                 assert line not in text, (where, "a PEM private key line")
             assert "PRIVATE KEY" not in text, where
             for member in private_members:

@@ -210,6 +210,8 @@ def test_nothing_that_reads_as_the_guarded_path_reached_the_open_upstream(edge):
     gateway logged no internal error and still serves."""
     for request in edge["up"].requests():
         path = request["target"].encode().split(b"?", 1)[0]
+        if path == b"*" and request.get("method") == "OPTIONS":
+            continue  # OPTIONS * (the server as a whole) is forwarded as it came
         assert normalize_path(path) == path, path
         decoded = unquote_to_bytes(path).replace(b"\\", b"/")
         assert not re.match(rb"/+api(/|$)", decoded), path

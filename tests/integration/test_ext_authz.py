@@ -252,3 +252,137 @@ def test_bad_configs_are_refused(tmp_path):
             timeout=60,
         )
         assert r.returncode != 0 and expected in r.stderr, (ext_authz, r.stderr)
+
+
+# ---------------------------------------------------------------- HTTP metadata, cache
+
+
+def test_http_metadata_reaches_later_policies(gateway, upstream, authz):
+    up, svc = upstream(), authz("http")
+    base = _gateway(
+        gateway,
+        up,
+        {
+            "host": f"127.0.0.1:{svc.port}",
+            "protocol": {
+                "http": {
+                    "metadata": {
+                        "user": "json(response.body).user",
+                        "group": "json(response.body).groups[1]",
+                        "header": 'response.headers["x-authz-user"]',
+                        "code": "response.code",
+                        "method": "request.method",
+                        "missing": "json(response.body).nope",
+                    }
+                }
+            },
+            "includeRequestHeaders": ["x-authz", "x-user"],
+        },
+        {
+            "transformations": {
+                "request": {
+                    "set": {
+                        "x-meta-user": "extauthz.user",
+                        "x-meta-group": "extauthz.group",
+                        "x-meta-code": "string(extauthz.code)",
+                        "x-meta-method": "extauthz.method",
+                        "x-meta-missing": 'has(extauthz.missing) ? "yes" : "no"',
+                    }
+                }
+            }
+        },
+    )
+    r = httpx.get(f"{base}/echo", headers={"x-authz": "allow-json", "x-user": "bob"})
+    assert r.status_code == 200, r.text
+    headers = dict(r.json()["headers"])
+    assert headers["x-meta-user"] == "bob" and headers["x-meta-group"] == "b"
+    assert headers["x-meta-code"] == "200" and headers["x-meta-method"] == "GET"
+    assert headers["x-meta-missing"] == "no"
+
+
+def test_bad_metadata_expressions_are_config_errors(tmp_path):
+    for expression, expected in (("response.headers.x", "response"), ("size(response.body) > 1", "response")):
+        config = binds(
+            1,
+            [
+                {
+                    "policies": {
+                        "extAuthz": {"host": "127.0.0.1:1", "protocol": {"http": {"metadata": {"m": expression}}}}
+                    },
+                    "backends": [{"host": "127.0.0.1:9"}],
+                }
+            ],
+        )
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(config))
+        result = subprocess.run(
+            [sys.executable, "-m", "agentgateway", "--validate-only", "-f", str(path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode != 0 and "metadata.m" in result.stderr and expected in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["http", "grpc"])
+def test_cache_by_key_and_identity(gateway, upstream, authz, idp, mode):
+    up, svc = upstream(), authz(mode)
+    protocol = {"http": {"metadata": {"user": "json(response.body).user"}}} if mode == "http" else {"grpc": {}}
+    base = _gateway(
+        gateway,
+        up,
+        {
+            "host": f"127.0.0.1:{svc.port}",
+            "protocol": protocol,
+            "includeRequestHeaders": ["x-authz", "x-user"],
+            "cache": {"key": ['request.headers["x-user"]'], "ttl": "1m", "maxEntries": 2},
+        },
+        {
+            "jwtAuth": {"mode": "optional", "issuer": idp.issuer, "jwks": {"url": idp.jwks_url}},
+            "transformations": {"request": {"set": {"x-meta-user": "extauthz.user"}}},
+        },
+    )
+    allow = "allow-json" if mode == "http" else "allow"
+
+    def call(user: str, token: str | None = None, decision: str = allow) -> httpx.Response:
+        headers = {"x-authz": decision, "x-user": user}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        return httpx.get(f"{base}/echo", headers=headers)
+
+    first = call("u1")
+    assert first.status_code == 200
+    assert len(checks(svc)) == 1
+    again = call("u1", decision="deny")  # the key does not include x-authz: the cached decision holds
+    assert again.status_code == 200 and len(checks(svc)) == 1
+    # The replayed decision changes the request as the first one did.
+    assert dict(again.json()["headers"]).get("x-authz-user") == dict(first.json()["headers"]).get("x-authz-user")
+    if mode == "http":
+        assert dict(again.json()["headers"])["x-meta-user"] == "u1"
+    # Another key: a new check, whose denial is cached too.
+    assert call("u2", decision="deny").status_code == 401
+    assert call("u2").status_code == 401 and len(checks(svc)) == 2
+    # Another caller (the identity jwtAuth proved) never shares a decision, whatever the key says.
+    assert call("u1", idp.mint(sub="mallory"), decision="deny").status_code == 401
+    assert len(checks(svc)) == 3
+    # Bounded: u1 was pushed out (two entries at most).
+    call("u3")
+    assert call("u1").status_code == 200 and len(checks(svc)) == 5
+
+
+def test_cache_key_failure_is_not_cached(gateway, upstream, authz):
+    up, svc = upstream(), authz("http")
+    base = _gateway(
+        gateway,
+        up,
+        {
+            "host": f"127.0.0.1:{svc.port}",
+            "protocol": {"http": {}},
+            "includeRequestHeaders": ["x-authz"],
+            "cache": {"key": ['request.headers["x-user"]'], "ttl": "1m"},
+        },
+    )
+    for _ in range(2):
+        assert httpx.get(f"{base}/echo", headers={"x-authz": "allow"}).status_code == 200
+    assert len(checks(svc)) == 2  # no x-user: no key, never cached

@@ -117,3 +117,59 @@ def test_remote_token_limit_counts_provider_usage(
             messages.close()
     finally:
         fake.stop()
+
+
+@pytest.mark.parametrize("store", ["rls", "redis"])
+def test_descriptor_cost(
+    store: str, tmp_path: Path, gateway: Callable[..., Any], rls: Callable[..., Any], redis_server: Callable[[], Any]
+) -> None:
+    """``cost`` (CEL) is what a request counts on a descriptor: evaluated with the request for
+    ``requests`` descriptors, once the call is over for ``tokens`` ones (instead of
+    ``llm.totalTokens``); an expression that fails skips its descriptor."""
+    fake = FakeProvider(tmp_path, "openai")
+    try:
+        requests = {"entries": [{"key": "team", "value": "apiKey.team"}], "cost": "3"}
+        output = {
+            "type": "tokens",
+            "entries": [{"key": "team", "value": '"out-" + apiKey.team'}],
+            "cost": "llm.outputTokens * 10",
+        }
+        skipped = {
+            "type": "tokens",
+            "entries": [{"key": "team", "value": '"skip-" + apiKey.team'}],
+            "cost": 'jwt.sub == "x" ? 1 : 2',  # no jwt: fails, the descriptor is skipped
+        }
+        limit: dict[str, Any] = {"domain": DOMAIN, "descriptors": [requests, output, skipped]}
+        if store == "rls":
+            service = rls(limit=10_000)
+            limit["host"] = service.address
+            counted = lambda team: _rls_count(service.address, team)  # noqa: E731
+        else:
+            server = redis_server()
+            limit["redis"] = {"url": server.url}
+            for d in (requests, output, skipped):
+                d["limit"] = {"requestsPerUnit": 10_000, "unit": "hour"}
+            counted = lambda team: _redis_count(server.url, team)  # noqa: E731
+        port = free_port()
+        model = {"name": "gpt-4o-mini", "provider": "openAI", "params": {"apiKey": API_KEY, "baseUrl": fake.base}}
+        gateway(
+            {
+                "llm": {
+                    "port": port,
+                    "models": [model],
+                    "policies": {
+                        "apiKey": {"mode": "strict", "keys": [{"key": "key-a", "metadata": {"team": "a"}}]},
+                        "remoteRateLimit": limit,
+                        "ai": {"tokenReservation": {"outputTokens": 1}},
+                    },
+                }
+            }
+        )
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="key-a", max_retries=0) as client:
+            client.chat.completions.create(model="gpt-4o-mini", messages=HI)  # type: ignore[arg-type]
+        wait_for(lambda: counted("a") == 3, 10, "the request counted 3")
+        wait_for(lambda: counted("out-a") == 10 * USAGE_OUT, 10, f"{10 * USAGE_OUT} output tokens counted")
+        if store == "redis":
+            wait_for(lambda: counted("skip-a") == 0, 10, "the skipped descriptor's reservation given back")
+    finally:
+        fake.stop()

@@ -104,7 +104,10 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                                             "ai": {
                                                 "name": "openai",
                                                 "provider": {"openAI": {}},
+                                                # without a pathPrefix the provider would get the
+                                                # client's path (/budget/v1/...), as in agentgateway
                                                 "hostOverride": f"127.0.0.1:{fakes['openai'].port}",
+                                                "pathPrefix": "/v1",
                                             },
                                             "policies": {"backendAuth": {"key": API_KEY}},
                                         }

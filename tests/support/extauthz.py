@@ -13,6 +13,8 @@ The decision comes from the request's ``x-authz`` header:
   deny        gRPC: PERMISSION_DENIED with a 401, ``www-authenticate`` and a body;
               HTTP: 401 with ``www-authenticate``, x-reason and a body
   deny-bare   gRPC: PERMISSION_DENIED without an HTTP response; HTTP: 403, empty
+  allow-json  HTTP: 200 with a JSON body {"user": <x-user or alice>, "tier": "gold",
+              "groups": ["a", "b"]} and x-authz-user
   slow        answers ``allow`` after 3 seconds
   (missing)   denied, as ``deny``
 """
@@ -115,6 +117,10 @@ async def _http_handle(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                 decision = "allow"
             if decision == "allow":
                 status, extra, out = 200, [("x-authz-user", "alice"), ("x-not-copied", "1")], b"ok"
+            elif decision == "allow-json":
+                user = headers.get("x-user", "alice")
+                out = json.dumps({"user": user, "tier": "gold", "groups": ["a", "b"]}).encode()
+                status, extra = 200, [("x-authz-user", user), ("content-type", "application/json")]
             elif decision == "deny-bare":
                 status, extra, out = 403, [], b""
             else:

@@ -15,6 +15,9 @@ from tests.support.gateway import Gateway, Process, free_port, wait_for
 from tests.support.llm_fakes import API_KEY, AWS_KEY, AWS_SECRET
 
 KINDS = ("openai", "azure", "anthropic", "gemini", "vertex", "bedrock")
+# baseUrl of each kind: a path in it is a path prefix (agentgateway's pathPrefix), which replaces
+# the /v1 base of OpenAI and Anthropic and goes in front of the default path of the others, so
+# the fakes of those are named by scheme, host and port only.
 AWS_ENV = {"AWS_ACCESS_KEY_ID": AWS_KEY, "AWS_SECRET_ACCESS_KEY": AWS_SECRET}
 
 
@@ -53,14 +56,14 @@ def model_entries(fakes: dict[str, FakeProvider]) -> list[dict[str, Any]]:
         {
             "name": "azure-gpt",
             "provider": "azure",
-            "params": {"apiKey": API_KEY, "baseUrl": f"{p['azure']}/openai/v1", "model": "gpt-4o"},
+            "params": {"apiKey": API_KEY, "baseUrl": p["azure"], "model": "gpt-4o"},
         },
         {
             "name": "azure-dated",
             "provider": "azure",
             "params": {
                 "apiKey": API_KEY,
-                "baseUrl": f"{p['azure']}/openai",
+                "baseUrl": p["azure"],
                 "azureApiVersion": "2024-10-21",
                 "model": "gpt4-deploy",
             },
@@ -73,7 +76,12 @@ def model_entries(fakes: dict[str, FakeProvider]) -> list[dict[str, Any]]:
         {
             "name": "gemini-2.5-flash",
             "provider": "gemini",
-            "params": {"apiKey": API_KEY, "baseUrl": f"{p['gemini']}/v1beta"},
+            "params": {"apiKey": API_KEY, "baseUrl": p["gemini"]},
+        },
+        {
+            "name": "gemini-native",
+            "provider": "gemini",
+            "params": {"apiKey": API_KEY, "baseUrl": p["gemini"], "nativeApi": True, "model": "gemini-2.5-pro"},
         },
         {
             "name": "vertex-gemini",
@@ -82,7 +90,7 @@ def model_entries(fakes: dict[str, FakeProvider]) -> list[dict[str, Any]]:
                 "apiKey": API_KEY,
                 "vertexProject": "proj-1",
                 "vertexRegion": "us-central1",
-                "baseUrl": f"{p['vertex']}/v1/projects/proj-1/locations/us-central1",
+                "baseUrl": p["vertex"],
                 "model": "gemini-2.0-flash",
             },
         },
@@ -105,6 +113,7 @@ MODELS = {
     "azure-dated": "azure",
     "claude-haiku": "anthropic",
     "gemini-2.5-flash": "gemini",
+    "gemini-native": "gemini",
     "vertex-gemini": "vertex",
     "bedrock-claude": "bedrock",
 }

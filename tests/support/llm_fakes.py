@@ -1,7 +1,11 @@
 """Fake LLM providers that validate requests strictly and answer in each provider's wire format.
 
 Run as ``python -m tests.support.llm_fakes --kind KIND --port P`` (prints ``ready``). KIND is
-openai, azure, anthropic, gemini, vertex or bedrock. Each fake:
+openai, azure, anthropic, gemini, vertex, bedrock or compat (an OpenAI-compatible vendor, as the
+provider presets and custom providers are: Chat Completions, Anthropic Messages, Responses,
+embeddings and rerank under any path prefix, with a bearer key). Gemini serves its native API
+(``x-goog-api-key``) and its OpenAI-compatible one under ``/v1beta/openai`` (a bearer key); Azure
+its OpenAI resource paths and Foundry's project and Anthropic paths. Each fake:
 
 - checks the path, the method, the auth header (the expected key, or a SigV4 signature verified
   with botocore for bedrock), the required headers, and the body against the provider's
@@ -284,6 +288,8 @@ def _anthropic_blocks(content: Any, role: str, where: str, tool_ids: set[str]) -
                 need(src.get("media_type") and src.get("data"), "image source needs media_type and data")
         if kind == "text":
             need(isinstance(block.get("text"), str), f"{where}.content[{j}].text required")
+        if "cache_control" in block:
+            need(block["cache_control"].get("type") == "ephemeral", f"{where}.content[{j}].cache_control.type invalid")
     return new_ids
 
 
@@ -410,11 +416,20 @@ def validate_bedrock(body: Json) -> None:
     tc = body.get("toolConfig")
     if tc is not None:
         for tool in tc.get("tools") or []:
+            need(len(tool) == 1 and set(tool) <= {"toolSpec", "cachePoint"}, "a Tool is a toolSpec or a cachePoint")
+            if "cachePoint" in tool:
+                need(tool["cachePoint"] == {"type": "default"}, "cachePoint.type must be default")
+                continue
             spec = tool.get("toolSpec") or {}
             need(
                 spec.get("name") and "json" in (spec.get("inputSchema") or {}),
                 "toolSpec needs name and inputSchema.json",
             )
+    for i, block in enumerate(body.get("system") or []):
+        keys = {"text", "guardContent", "cachePoint"} & set(block)
+        need(len(keys) == 1 and len(block) == 1, f"system[{i}] must be exactly one member of SystemContentBlock")
+        if "cachePoint" in block:
+            need(block["cachePoint"] == {"type": "default"}, "cachePoint.type must be default")
 
 
 def verify_sigv4(method: str, url: str, headers: dict[bytes, bytes], body: bytes) -> None:
@@ -676,6 +691,9 @@ class Fake:
         if kind == "bedrock":
             verify_sigv4(method, url, headers, body)
             return
+        path = url.partition("://")[2].partition("/")[2].partition("?")[0]
+        if kind == "gemini" and path.startswith("v1beta/openai/"):
+            kind = "openai"  # Gemini's OpenAI-compatible endpoint takes the key as a bearer token
         name = {"anthropic": b"x-api-key", "gemini": b"x-goog-api-key", "azure": b"api-key"}.get(kind, b"authorization")
         sent = headers.get(name, b"").decode("latin-1")
         if name == b"authorization":
@@ -750,6 +768,16 @@ class Fake:
         self, path: str, query: str, req: Json, headers: dict[bytes, bytes]
     ) -> tuple[int, list[tuple[str, str]], Any]:
         kind = self.kind
+        if kind == "compat":
+            return await self.compat(path, req, headers)
+        if kind == "gemini" and path.startswith("/v1beta/openai/"):
+            return await self.compat(path, req, headers, "/v1beta/openai")
+        if kind == "azure" and path.startswith("/anthropic/v1/messages"):
+            return await self.compat(path, req, headers, "/anthropic/v1")
+        if kind == "azure" and path.startswith("/api/projects/"):
+            parts = path.split("/")
+            need(len(parts) > 5 and parts[4:6] == ["openai", "v1"], f"unknown path {path}")
+            return await self.compat(path, req, headers, "/".join(parts[:6]))
         if kind in ("openai", "azure"):
             if kind == "azure":
                 if path.startswith("/openai/deployments/"):
@@ -874,6 +902,71 @@ class Fake:
             return self.error(*bad)
         validate_bedrock(req)
         return self.bedrock(req, model_id, action == "converse-stream")
+
+    async def compat(
+        self, path: str, req: Json, headers: dict[bytes, bytes], prefix: str | None = None
+    ) -> tuple[int, list[tuple[str, str]], Any]:
+        """An OpenAI-compatible vendor: the API by the end of the path (under ``prefix`` when the
+        vendor has a fixed one)."""
+        if prefix is not None:
+            need(path.startswith(prefix + "/"), f"unknown path {path}")
+        model = req.get("model", "")
+        bad = await self.misbehave(model if isinstance(model, str) else "")
+        if bad:
+            return self.error(*bad)
+        if path.endswith("/chat/completions"):
+            validate_openai_chat(req)
+            return self.openai_chat(req)
+        if path.endswith("/messages/count_tokens"):
+            need(req.get("model") and req.get("messages"), "model and messages are required")
+            return 200, [("content-type", "application/json")], orjson.dumps({"input_tokens": 42})
+        if path.endswith("/messages"):
+            validate_anthropic(req, headers)
+            return self.anthropic(req)
+        if path.endswith("/responses"):
+            validate_responses(req)
+            return self.openai_responses(req)
+        if path.endswith("/embeddings"):
+            need(req.get("model") and "input" in req, "model and input are required")
+            only_keys(req, frozenset(("model", "input", "encoding_format", "dimensions", "user")), "request")
+            inputs = req["input"] if isinstance(req["input"], list) else [req["input"]]
+            data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, float(i)]} for i in range(len(inputs))]
+            usage = {"prompt_tokens": 4, "total_tokens": 4}
+            body = {"object": "list", "data": data, "model": req["model"], "usage": usage}
+            return 200, [("content-type", "application/json")], orjson.dumps(body)
+        if path.endswith("/rerank"):
+            return self.rerank(req)
+        raise Invalid(f"unknown path {path}", 404)
+
+    def rerank(self, req: Json) -> tuple[int, list[tuple[str, str]], Any]:
+        """Cohere's v2 rerank (which Together, Fireworks and OpenRouter follow)."""
+        only_keys(
+            req,
+            frozenset(
+                ("model", "query", "documents", "top_n", "return_documents", "max_tokens_per_doc", "rank_fields")
+            ),
+            "rerank request",
+        )
+        need(isinstance(req.get("model"), str) and req["model"], "model is required")
+        need(isinstance(req.get("query"), str) and req["query"], "query is required")
+        docs = req.get("documents")
+        need(isinstance(docs, list) and docs, "documents is required")
+        texts = [d if isinstance(d, str) else (d.get("text") if isinstance(d, dict) else None) for d in docs]
+        need(all(isinstance(t, str) for t in texts), "documents are strings or {text} objects")
+        words = set(req["query"].lower().split())
+        scored = [(i, len(words & set(str(t).lower().split())) / (len(words) or 1)) for i, t in enumerate(texts)]
+        scored.sort(key=lambda x: -x[1])
+        top = req.get("top_n")
+        if isinstance(top, int):
+            scored = scored[:top]
+        results = [{"index": i, "relevance_score": round(score, 3)} for i, score in scored]
+        body = {
+            "id": "rerank-fake",
+            "results": results,
+            "meta": {"billed_units": {"search_units": 1}},
+            "usage": {"prompt_tokens": USAGE_IN, "total_tokens": USAGE_IN},
+        }
+        return 200, [("content-type", "application/json")], orjson.dumps(body)
 
     # ------------------------------------------------------------------ OpenAI
 
@@ -1356,7 +1449,7 @@ async def main_async(kind: str, port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--kind", required=True, choices=["openai", "azure", "anthropic", "gemini", "vertex", "bedrock"]
+        "--kind", required=True, choices=["openai", "azure", "anthropic", "gemini", "vertex", "bedrock", "compat"]
     )
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()

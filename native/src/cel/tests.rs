@@ -69,6 +69,13 @@ fn bindings() -> Bindings<'static> {
     );
     b.set(Var::A2a, boxed(Value::from(a2a)));
     b.set(
+        Var::LlmRequest,
+        boxed(Value::from(HashMap::from([
+            ("model".to_string(), Value::from("anthropic/claude")),
+            ("max_tokens".to_string(), Value::from(10i64)),
+        ]))),
+    );
+    b.set(
         Var::ApiKey,
         boxed(Value::from(HashMap::from([(
             "team".to_string(),
@@ -376,6 +383,9 @@ fn source_and_other_variables() {
     ));
     assert!(holds(
         "a2a.method == 'SendMessage' && a2a.task.id == 't-1' && !has(a2a.context)"
+    ));
+    assert!(holds(
+        "llmRequest.model.startsWith('anthropic/') && llmRequest.max_tokens * 2 == 20"
     ));
 }
 

@@ -25,10 +25,12 @@ pub enum Var {
     Backend,
     Extauthz,
     Metadata,
+    /// The LLM request body (`transformations`, `finalTransformations` of `policies.ai`).
+    LlmRequest,
 }
 
 impl Var {
-    pub const ALL: [Var; 11] = [
+    pub const ALL: [Var; 12] = [
         Var::Request,
         Var::Source,
         Var::Jwt,
@@ -40,6 +42,7 @@ impl Var {
         Var::Backend,
         Var::Extauthz,
         Var::Metadata,
+        Var::LlmRequest,
     ];
     pub const COUNT: usize = Var::ALL.len();
 
@@ -56,6 +59,7 @@ impl Var {
             Var::Backend => "backend",
             Var::Extauthz => "extauthz",
             Var::Metadata => "metadata",
+            Var::LlmRequest => "llmRequest",
         }
     }
 
@@ -72,6 +76,7 @@ impl Var {
             "backend" => Var::Backend,
             "extauthz" => Var::Extauthz,
             "metadata" => Var::Metadata,
+            "llmRequest" => Var::LlmRequest,
             _ => return None,
         })
     }

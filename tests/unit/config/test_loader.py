@@ -41,8 +41,16 @@ def test_known_but_unsupported_key_says_so_with_its_path():
             "binds[0].listeners[0].tls: an HTTPS listener needs tls.cert and tls.key",
         ),
         (
+            "binds: [{port: 80, listeners: [{protocol: HBONE}]}]",
+            "binds[0].listeners[0].protocol: HBONE listeners are not supported yet",
+        ),
+        (
             "binds: [{port: 80, listeners: [{protocol: TCP}]}]",
-            "binds[0].listeners[0].protocol: TCP listeners are not supported yet",
+            "binds[0].listeners[0].tcpRoutes: protocol TCP requires tcpRoutes",
+        ),
+        (
+            "binds: [{port: 80, listeners: [{protocol: TLS, tcpRoutes: []}, {hostname: a.test, routes: []}]}]",
+            "binds[0].listeners: HTTP and TLS listeners on one port are not supported yet (one protocol per port)",
         ),
         (
             "binds: [{port: 80, listeners: [{routes: [{matches: [{path: {regex: '(['}}]}]}]}]",

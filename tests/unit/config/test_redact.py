@@ -26,6 +26,7 @@ NOT_SECRETS = {
     ("AiNamedProvider", "tokenize"): "a switch",
     ("LlmParams", "tokenize"): "a switch",
     ("LocalRateLimit", "maxTokens"): "a number",
+    ("PromptCaching", "minTokens"): "a number",
     ("LocalRateLimit", "tokensPerFill"): "a number",
     ("Cors", "allowCredentials"): "a switch",
     ("DescriptorEntry", "key"): "the name of a rate limit descriptor entry",
@@ -34,6 +35,20 @@ NOT_SECRETS = {
     ("Gateway", "apiKey"): "the apiKey policy (its entries are marked)",
     ("GatewayListener", "apiKey"): "the apiKey policy (its entries are marked)",
     ("GatewayPolicies", "apiKey"): "the apiKey policy (its entries are marked)",
+    ("ActorTokenSpec", "tokenType"): "a token type URI",
+    ("TokenSpec", "tokenType"): "a token type URI",
+    ("CrossAppAccessSubjectToken", "tokenType"): "a token type URI",
+    ("OAuthTokenExchange", "requestedTokenType"): "a token type URI",
+    ("OAuthTokenExchange", "subjectToken"): "where the client's token is read",
+    ("OAuthTokenExchange", "actorToken"): "where the actor token is read",
+    ("CrossAppAccess", "subjectToken"): "where the client's token is read",
+    ("CrossAppAccess", "accessTokenScopes"): "scope names",
+    ("BackendAuth", "oauthTokenExchange"): "the policy (its client secret is marked)",
+    ("AzureExplicitConfig", "clientSecret"): "the tenant, client and secret (the secret is marked)",
+    ("ExtAuthzCache", "key"): "CEL expressions",
+    ("McpIdentityProvider", "keycloak"): "a provider kind",
+    ("Oidc", "tokenEndpoint"): "a URL",
+    ("Oidc", "tokenEndpointAuth"): "a method name",
 }
 # Header maps: the values of credential headers in them are secrets.
 HEADER_MAPS = {("HeaderModifier", "add"), ("HeaderModifier", "set"), ("TransformSide", "add"), ("TransformSide", "set")}
@@ -158,6 +173,12 @@ def test_markers_cover_the_known_secret_fields():
         ("BasicAuth", "htpasswd"): S.SECRET,
         ("McpStdio", "env"): S.SECRET,
         ("LlmParams", "apiKey"): S.SECRET,
+        ("JwtSign", "signingKey"): S.KEY_MATERIAL,
+        ("OAuthClientAuth", "clientSecret"): S.SECRET,
+        ("OAuthClientAuth", "signingKey"): S.KEY_MATERIAL,
+        ("AzureClientSecret", "client_secret"): S.SECRET,
+        ("Oidc", "clientSecret"): S.SECRET,
+        ("Oidc", "jwks"): S.JWKS,
     }
 
 

@@ -79,7 +79,9 @@ llm:
     assert vx.path(OP_STREAM, "gemini-2.0-flash") == (
         "/v1/projects/p1/locations/europe-west4/publishers/google/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
     )
-    assert provider("gm").path(OP_CHAT, "gemini-2.5-flash") == "/v1beta/models/gemini-2.5-flash:generateContent"
+    # Gemini: its OpenAI-compatible endpoint (agentgateway's), a bearer key
+    assert provider("gm").path(OP_CHAT, "gemini-2.5-flash") == "/v1beta/openai/chat/completions"
+    assert provider("gm").auth_headers == ((b"authorization", b"Bearer k"),)
     br = provider("br")
     assert br.target.host == "bedrock-runtime.eu-west-1.amazonaws.com"
     assert br.path(OP_STREAM, br.model) == "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream"
@@ -100,7 +102,11 @@ def test_bedrock_sigv4_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.parametrize(
     ("text", "path"),
     [
-        ("llm: {models: [{name: a, provider: openAI, transformation: {model: x}}]}", "llm.models[0].transformation"),
+        ("llm: {models: [{name: a, provider: openAI, matches: []}]}", "llm.models[0].matches"),
+        (
+            "llm: {models: [{name: a, provider: openAI, transformation: {model: '(('}}]}",
+            "llm.models[0].transformation.model",
+        ),
         ("llm: {models: [{name: a, provider: openAI}], policies: {oidc: {}}}", "llm.policies.oidc"),
         ("llm: {models: [{name: a, provider: openAI}], policies: {retry: {attempts: 2}}}", "llm.policies.retry"),
         ("llm: {models: [{name: a, provider: openAI}], policies: {backendAuth: {key: k}}}", "llm.policies.backendAuth"),
