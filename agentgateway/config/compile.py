@@ -277,6 +277,15 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
         limits.tunnel_idle_timeout = _positive(
             tcp.idle_timeout, limits.tunnel_idle_timeout, "frontendPolicies.tcp.idleTimeout"
         )
+    if tcp and tcp.keepalives and tcp.keepalives.enabled:
+        ka = tcp.keepalives
+        where = "frontendPolicies.tcp.keepalives"
+        if not 0 < ka.retries < 128:
+            raise ConfigError(f"{where}.retries", "must be 1-127")
+        idle = _positive(ka.time, 180.0, f"{where}.time")
+        interval = _positive(ka.interval, 180.0, f"{where}.interval")
+        # the kernel counts in whole seconds (at least 1)
+        limits.keepalive = (max(1, round(idle)), max(1, round(interval)), ka.retries)
     return limits
 
 

@@ -209,8 +209,19 @@ class FrontendTls(Schema, frozen=True):
     key_exchange_groups: NotSupported = UNSET
 
 
+class Keepalive(Schema, frozen=True):
+    """TCP keepalive probes (agentgateway's KeepaliveConfig): after ``time`` without traffic, a
+    probe every ``interval``; ``retries`` unanswered probes drop the connection."""
+
+    enabled: bool = True
+    time: str | None = None  # default 3m
+    interval: str | None = None  # default 3m
+    retries: int = 9
+
+
 class FrontendTcp(Schema, frozen=True):
-    keepalives: NotSupported = UNSET
+    # keepalive probes on the connections clients open (set on the listening sockets)
+    keepalives: Keepalive | None = None
     # addition: a connection relayed byte for byte (an accepted upgrade such as a WebSocket, a
     # TCP or TLS-passthrough route) that carries nothing either way for this long is closed
     # (default 1h)
@@ -915,7 +926,7 @@ class GuardPolicies(Schema, frozen=True):
     """The backend policies of a vendor guard's calls (agentgateway's SimpleLocalBackendPolicies)."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
-    backend_auth: BackendAuth | None = None
+    backend_auth: Annotated[BackendAuth | None, COPILOT_AUTH] = None
     request_header_modifier: NotSupported = UNSET
     transformations: NotSupported = UNSET
     http: NotSupported = UNSET

@@ -40,6 +40,7 @@ class ServerLimits:
         "trusted_proxies",
         "tunnel_idle_timeout",
         "proxy_protocol",
+        "keepalive",
     )
 
     def __init__(
@@ -74,6 +75,9 @@ class ServerLimits:
         self.tunnel_idle_timeout = 3600.0
         # PROXY protocol headers read on every listener (server/proxy_protocol.py); None: off.
         self.proxy_protocol: ProxyProtocolSettings | None = None
+        # TCP keepalive of client connections: (idle seconds, seconds between probes, probes),
+        # or None for the system's default (off).
+        self.keepalive: tuple[int, int, int] | None = None
 
 
 class StaticSettings:

@@ -27,10 +27,10 @@ from agentgateway.config.schema import (
     LlmProviderDefaults,
     LlmProviderRef,
     LlmShortcut,
-    PromptCaching,
     PromptGuardRule,
 )
 from agentgateway.llm.accounting import NO_HOOKS, LlmHooks
+from agentgateway.llm.caching import CachePlan
 from agentgateway.llm.endpoints import (
     BUILTIN_KINDS,
     MakeHttpTarget,
@@ -103,7 +103,7 @@ class ModelShaping:
         overrides: dict[str, Any],
         transform: BodyTransform | None,
         final_transform: BodyTransform | None,
-        prompt_caching: PromptCaching | None,
+        prompt_caching: CachePlan | None,
     ) -> None:
         self.defaults = defaults
         self.overrides = overrides
@@ -211,7 +211,7 @@ class LlmPolicy:
         default_output_tokens: int = DEFAULT_OUTPUT_RESERVATION,
         transform: BodyTransform | None = None,
         final_transform: BodyTransform | None = None,
-        prompt_caching: PromptCaching | None = None,
+        prompt_caching: CachePlan | None = None,
         routes: tuple[tuple[bytes, str], ...] | None = None,
         vendor_request: tuple[VendorGuard, ...] = (),
         vendor_response: tuple[VendorGuard, ...] = (),
@@ -566,7 +566,7 @@ def _model_options(model: LlmModel, defaults: LlmProviderDefaults | None, where:
             BodyTransform(model.final_transformation, f"{where}.finalTransformation")
             if model.final_transformation
             else None,
-            caching,
+            CachePlan(caching) if caching else None,
         )
     authorization = _authorization(model.authorization, f"{where}.authorization")
     if shaping is None and authorization is None and model.passthrough is None:
@@ -717,7 +717,7 @@ def compile_policy(
         output_tokens,
         BodyTransform(ai.transformations, f"{where}.transformations") if ai.transformations else None,
         BodyTransform(ai.final_transformations, f"{where}.finalTransformations") if ai.final_transformations else None,
-        ai.prompt_caching,
+        CachePlan(ai.prompt_caching) if ai.prompt_caching else None,
         _routes(ai.routes, f"{where}.routes") if ai.routes else None,
         vendor_request,
         vendor_response,

@@ -56,7 +56,7 @@ from agentgateway.server.deferred import DeferredExchange
 from agentgateway.server.forwarded import client_address
 from agentgateway.server.host import ServedConnection
 from agentgateway.server.http1 import HttpConnection
-from agentgateway.server.listeners import listen_socket, sni_selector
+from agentgateway.server.listeners import listen_socket, set_keepalive, sni_selector
 from agentgateway.server.proxy_protocol import Address, ProxyProtocolListener
 from agentgateway.server.tcp import StreamConnection
 from agentgateway.upstream.client import HttpClient
@@ -72,7 +72,7 @@ class BindHandle:
     """One listening port in this worker and the IR it currently serves. The relay socket
     (``internal``) serves every bind: the port comes with each relayed request."""
 
-    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied")
+    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied", "sock")
 
     def __init__(self, runtime: BindRuntime, internal: bool = False) -> None:
         self.port = runtime.port
@@ -83,6 +83,8 @@ class BindHandle:
         self.internal = internal
         # Connections start with a PROXY protocol header (frontendPolicies.proxyProtocol).
         self.proxied = False
+        # the listening socket (its options are set again on a reload)
+        self.sock: socket.socket | None = None
 
 
 class Worker:
@@ -336,14 +338,18 @@ class Worker:
             if port in opened:
                 self.binds[port] = opened[port]
             else:
-                self.binds[port].runtime = bind
+                handle = self.binds[port]
+                handle.runtime = bind
+                if handle.sock is not None:
+                    set_keepalive(handle.sock, runtime.limits.keepalive)
         self.runtime = runtime
         self.pool.idle_timeout = runtime.static.pool_idle_timeout
         self.pool.max_idle = runtime.static.pool_max_size
 
     async def _open(self, bind: BindRuntime, runtime: RuntimeConfig) -> BindHandle:
         handle = BindHandle(bind)
-        sock = listen_socket(bind.port)
+        sock = handle.sock = listen_socket(bind.port)
+        set_keepalive(sock, runtime.limits.keepalive)
         ssl_ctx: ssl.SSLContext | None = None
         if bind.tls:
             ssl_ctx = bind.default_listener.ssl_context

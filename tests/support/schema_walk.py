@@ -38,7 +38,8 @@ from typing import Any
 import bcrypt
 import msgspec
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agentgateway.config import schema as S
 from agentgateway.config.compile import compile_config
@@ -217,6 +218,29 @@ class Samples:
 
         jwk = {"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "x": b64(numbers.x), "y": b64(numbers.y)}
         self.jwks_text = json.dumps({"keys": [jwk]})
+        self.discovery = str(tmp / "openid-configuration.json")
+        Path(self.discovery).write_text(
+            json.dumps(
+                {
+                    "issuer": "https://issuer.example",
+                    "authorization_endpoint": "https://issuer.example/authorize",
+                    "token_endpoint": "https://issuer.example/token",
+                    "jwks_uri": "https://issuer.example/jwks",
+                }
+            )
+        )
+        # an RSA signing key (RS256, the default alg of jwtSign and private_key_jwt)
+        self.ec256_pem, self.ec384_pem = (
+            ec.generate_private_key(curve)
+            .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            .decode()
+            for curve in (ec.SECP256R1(), ec.SECP384R1())
+        )
+        self.rsa_pem = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            .decode()
+        )
         self.secret = str(tmp / "secret.txt")
         # also a valid htpasswd file: FileOrInline holds secrets and htpasswd files alike
         Path(self.secret).write_text("user:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")
@@ -265,6 +289,19 @@ def _by_key(s: Samples) -> dict[tuple[str, str], Any]:
         ("LocalBackendTLS", "cert"): s.cert,
         ("LocalBackendTLS", "key"): s.key,
         ("LocalBackendTLS", "root"): s.root,
+        # CEL expressions (agentgateway's metadata of an HTTP ext_authz call)
+        ("ExtAuthzProtocol.http", "metadata"): {"team": "'t'"},
+        ("OAuthTokenExchangeAuth", "path"): "/token",
+        ("KeepaliveConfig", "time"): "30s",
+        ("JwtSignAuth", "signingKey"): "@rsa_pem",
+        ("RawOAuthClientAuth", "signingKey"): "@rsa_pem",
+        ("OAuthClientAuth", "signingKey"): "@rsa_pem",
+        ("ProviderFormatConfig", "path"): "/v1/chat/completions",
+        ("LocalOidcConfig", "discovery"): {"file": s.discovery},
+        # vendor guards take an API key here (implicit cloud credentials are not implemented)
+        ("Moderation", "policies"): {"backendAuth": {"key": "k"}},
+        ("AzureContentSafety", "policies"): {"backendAuth": {"key": "k"}},
+        ("CrossAppAccessEndpoint", "path"): "/token",
     }
 
 
@@ -302,6 +339,10 @@ _ALSO_REQUIRED: dict[str, tuple[str, ...]] = {
     # a route without backends answers 500: its backend policies would be judged on nothing
     "LocalRoute": ("backends",),
     "LocalAttachedRoute": ("backends",),
+    "LocalTCPRoute": ("backends",),
+    "Moderation": ("policies",),
+    "AzureContentSafety": ("policies",),
+    "LocalAttachedTCPRoute": ("backends",),
 }
 
 SERVICE = "default/svc.local"
@@ -311,6 +352,9 @@ WORKLOAD_ENTRY = {"name": "w", "namespace": "default", "workloadIps": ["127.0.0.
 # Keys agentgateway accepts and gives no effect in a local config: accepted here too, unread.
 NO_EFFECT = {
     "LocalRoute.ruleName": "agentgateway reads it from the file and names no route rule with it",
+    "LocalTCPRoute.ruleName": "agentgateway reads it from the file and names no route rule with it",
+    "LocalAttachedTCPRoute.ruleName": "agentgateway reads it from the file and names no route rule with it",
+    "LocalLLMModels.id": "a stable identity of the entry for config stores; a local file matches models by name",
     "LocalAttachedRoute.ruleName": "agentgateway reads it from the file and names no route rule with it",
 }
 
@@ -385,6 +429,11 @@ _BY_NAME: dict[str, Any] = {
     "minTlsVersion": "TLS_V1_2",
     "maxTLSVersion": "TLS_V1_3",
     "maxTlsVersion": "TLS_V1_3",
+    "pathOverride": "/v1/chat/completions",
+    "tokenType": "urn:ietf:params:oauth:token-type:jwt",
+    "authorizationEndpoint": "https://issuer.example/authorize",
+    "tokenEndpoint": "https://issuer.example/token",
+    "redirectURI": "http://127.0.0.1:18090/oauth/callback",
 }
 _DURATION = re.compile(r"(timeout|interval|duration|ttl|backoff|deadline|age|grace|keepalive)$", re.I)
 # Keys holding CEL.
@@ -398,6 +447,11 @@ _CEL = re.compile(
 
 # Keys set beside a key (or beside an enum value of it: ``key=VALUE``) for it to make sense.
 _TLS = {"cert": "@cert", "key": "@key"}
+_OIDC_ENDPOINTS = {
+    "authorizationEndpoint": "https://issuer.example/authorize",
+    "tokenEndpoint": "https://issuer.example/token",
+    "jwks": "@jwks_text",
+}
 _SIBLINGS: dict[tuple[str, str], dict[str, Any]] = {
     ("LocalListener", "tls"): {"protocol": "HTTPS"},
     ("LocalBackendTLS", "cert"): {"key": "@key"},
@@ -408,6 +462,20 @@ _SIBLINGS: dict[tuple[str, str], dict[str, Any]] = {
     ("LocalLLMModels", "provider=vertex"): {"params": {"vertexProject": "p"}},
     ("LocalLLMModels", "provider=bedrock"): {"params": {"awsRegion": "us-east-1"}},
     ("LocalLLMModels", "provider=azure"): {"params": {"azureResourceName": "r"}},
+    # a TCP or TLS listener takes tcpRoutes (and no routes)
+    ("LocalListener", "protocol=TCP"): {"routes": [], "tcpRoutes": [{"backends": [{"host": "127.0.0.1:18080"}]}]},
+    ("LocalListener", "protocol=TLS"): {"routes": [], "tcpRoutes": [{"backends": [{"host": "127.0.0.1:18080"}]}]},
+    ("LocalListener", "tcpRoutes"): {"protocol": "TLS", "routes": []},
+    # explicit endpoints are given all together
+    **{("LocalOidcConfig", key): {k: v for k, v in _OIDC_ENDPOINTS.items() if k != key} for key in _OIDC_ENDPOINTS},
+    ("LocalOidcConfig", "tokenEndpointAuth"): _OIDC_ENDPOINTS,
+    ("JwtSignAuth", "alg=ES256"): {"signingKey": "@ec256_pem"},
+    ("JwtSignAuth", "alg=ES384"): {"signingKey": "@ec384_pem"},
+    ("SimpleLocalBackendPolicies", "backendTLS"): {"backendAuth": {"key": "k"}},
+    ("ActorTokenSpec", "enforceMayAct"): {"tokenType": "urn:ietf:params:oauth:token-type:jwt"},
+    ("LocalConfig", "tcpRoutes"): {"gateways": {"default": {"port": 18091, "protocol": "TLS"}}},
+    # a provider models refer to (one no model names is never compiled, as an unused backend)
+    ("LocalLLMConfig", "providers"): {"models": [{"name": "gpt", "provider": {"reference": "n"}}]},
 }
 
 # Where a key only makes sense on one kind of backend: (levels up from the key to the backend,
@@ -420,7 +488,26 @@ _CONTEXT: dict[str, tuple[int, tuple[str, ...], dict[str, Any]]] = {
     "LocalBackendPolicies.ai": (2, _BACKEND_KINDS, _AI_BACKEND),
     "FilterOrPolicy.mcpAuthorization": (2, ("backends",), {"backends": [_MCP_BACKEND]}),
     "FilterOrPolicy.ai": (2, ("backends",), {"backends": [_AI_BACKEND]}),
+    # providers without a default JWKS URL
+    **{f"McpIDP<{idp}>": (1, (), {"jwks": "@jwks_text"}) for idp in ("okta", "authentik")},
+    **{f"McpIDP.{idp}": (2, (), {"jwks": "@jwks_text"}) for idp in ("okta", "authentik")},
+    # Descope's issuer names its project and server
+    **{
+        unit: (levels, ("issuer",), {"issuer": "https://api.descope.com/v1/apps/agentic/P1/S1", "jwks": "@jwks_text"})
+        for unit, levels in (("McpIDP<descope>", 1), ("McpIDP.descope", 2))
+    },
+    # a custom provider needs to know where it is; a reference, the provider it names
+    "AIProvider<custom>": (1, (), {"hostOverride": "127.0.0.1:18080"}),
+    "AIProvider.custom": (2, (), {"hostOverride": "127.0.0.1:18080"}),
+    "LocalModelAIProvider<custom>": (1, (), {"params": {"baseUrl": "http://127.0.0.1:18080/v1"}}),
+    "LocalModelAIProvider.custom": (2, (), {"params": {"baseUrl": "http://127.0.0.1:18080/v1"}}),
+    "LocalModelAIProvider<reference>": (3, (), {"providers": [{"name": "x", "provider": "openAI"}]}),
+    "LocalModelAIProvider.reference": (4, (), {"providers": [{"name": "x", "provider": "openAI"}]}),
 }
+# Definitions judged at a later place than the first the walk reaches: ``backendAuth`` in a vendor
+# guard's policies takes only a key, while a backend's takes every kind; a model's ``provider`` is
+# judged on a model (``llm.providers[]`` entries take no reference).
+_NOT_FIRST_AT: dict[str, str] = {"BackendAuthCompat": "promptGuard", "LocalModelAIProvider": "llm.providers"}
 
 # Top-level keys in the order the walk visits them: a definition is judged at its first place.
 _ORDER = [
@@ -521,7 +608,7 @@ class Walker:
             node = node[int(part[1:-1])] if part.startswith("[") else node[part]
         for key in drop:
             node.pop(key, None)
-        node.update(copy.deepcopy(patch))
+        _fill_in(node, copy.deepcopy(patch))
         return doc
 
     def judge(self, unit: str, path: str, doc: Any, alt_paths: tuple[str, ...] = ()) -> Case:
@@ -566,7 +653,7 @@ class Walker:
         """Judge the keys, enum values and alternatives of the value at ``path``."""
         rnode, name = self.schema.resolve(node)
         here = name or owner
-        if here in self.entered:
+        if here in self.entered or _NOT_FIRST_AT.get(here, "\0") in path:
             return
         self.entered.add(here)
         vs = self.schema.variants(rnode)
@@ -578,7 +665,8 @@ class Walker:
             value = self.variant_value(v, here, key)
             if several:
                 alt_paths = tuple(f"{path}.{k}" for k in v.get("required", []))
-                case = self.judge(f"{here}<{label}>", path, embed(value), alt_paths)
+                unit = f"{here}<{label}>"
+                case = self.judge(unit, path, self.in_context(unit, path, embed(value)), alt_paths)
                 if case.outcome != IMPLEMENTED:
                     continue
             if "enum" in v and len(v["enum"]) > 1:
@@ -612,6 +700,15 @@ class Walker:
             elif kind == "object" and isinstance(v.get("additionalProperties"), dict):
                 mkey = "default" if path == "gateways" else "k"
                 self.enter(v["additionalProperties"], f"{path}.{mkey}", _embed_key(embed, {}, mkey), f"{here}{{}}")
+
+
+def _fill_in(node: dict[str, Any], patch: dict[str, Any]) -> None:
+    """Sets the keys of ``patch`` that ``node`` lacks, object by object (what is there stays)."""
+    for key, value in patch.items():
+        if isinstance(node.get(key), dict) and isinstance(value, dict):
+            _fill_in(node[key], value)
+        elif key not in node:
+            node[key] = value
 
 
 def _holder(cfg: S.LocalConfig, path: str) -> tuple[object, str] | None:
@@ -685,8 +782,14 @@ def _workspace() -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _aws_credentials() -> Iterator[None]:
-    """Bedrock models need AWS credentials at load; the walk lends them fake ones."""
-    fake = {"AWS_ACCESS_KEY_ID": "AKIDWALK", "AWS_SECRET_ACCESS_KEY": "walk-secret", "AWS_REGION": "us-east-1"}
+    """Bedrock models need AWS credentials at load, oidc a session key; the walk lends fake ones."""
+    fake = {
+        "AWS_ACCESS_KEY_ID": "AKIDWALK",
+        "AWS_SECRET_ACCESS_KEY": "walk-secret",
+        "AWS_REGION": "us-east-1",
+        # oidc seals its session cookies with the session key
+        "SESSION_KEY": "cd" * 32,
+    }
     saved = {k: os.environ.get(k) for k in fake}
     os.environ.update(fake)
     try:
