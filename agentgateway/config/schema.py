@@ -1049,6 +1049,22 @@ RouteType = Literal[
     "geminiCountTokens",
     "rerank",
 ]
+# agentgateway's earlier spelling of the route types (``Models``, ``AnthropicTokenCount``), which
+# its published examples still use: read as the current one
+RouteTypeCapitalized = Literal[
+    "Completions",
+    "Messages",
+    "Models",
+    "Passthrough",
+    "Detect",
+    "Responses",
+    "Embeddings",
+    "Realtime",
+    "AnthropicTokenCount",
+    "GenerateContent",
+    "GeminiCountTokens",
+    "Rerank",
+]
 
 
 class AiPolicy(Schema, frozen=True):
@@ -1065,7 +1081,7 @@ class AiPolicy(Schema, frozen=True):
     model_aliases: dict[str, str] = {}
     prompt_caching: PromptCaching | None = None
     # request path suffix → the API it is
-    routes: dict[str, RouteType] = {}
+    routes: dict[str, RouteType | RouteTypeCapitalized] = {}
     # addition: the reservation of token rate limits (llm/exchange.py)
     token_reservation: TokenReservation | None = None
     models: NotSupported = UNSET
@@ -1271,7 +1287,7 @@ class RoutePolicies(Schema, frozen=True):
     oidc: Oidc | None = None
     ext_proc: NotSupported = UNSET
     buffer: NotSupported = UNSET
-    delay: Delay | None = None
+    delay: Annotated[Delay | None, CONDITIONAL] = None
     host_rewrite: NotSupported = UNSET
     http: NotSupported = UNSET
     tcp: NotSupported = UNSET

@@ -726,7 +726,8 @@ def compile_policy(
 
 def _routes(routes: Mapping[str, str], where: str) -> tuple[tuple[bytes, str], ...]:
     table: list[tuple[bytes, str]] = []
-    for suffix, kind in routes.items():
+    for suffix, written in routes.items():
+        kind = written[0].lower() + written[1:]  # ``Models``: agentgateway's earlier spelling
         api = ROUTE_TYPES[kind]
         if api is None:
             raise ConfigError(f"{where}.{suffix}", f"route type {kind!r} is not supported")

@@ -177,7 +177,8 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[str, str] | None]] = {
                 "backends": [{"host": "127.0.0.1:8080"}],
             }
         ),
-        ("binds[0].listeners[0].routes[0].policies.delay", "not supported"),
+        # agentgateway's earlier conditional form (its schema now takes a CEL duration instead)
+        ("binds[0].listeners[0].routes[0].policies.delay.conditional", "not supported"),
     ),
     "ratelimiting-local (tracing)": (
         {
@@ -193,7 +194,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[str, str] | None]] = {
                 "policies": {"ai": {"routes": {"/v1/models": "Models"}}},
             }
         ),
-        ("binds[0].listeners[0].routes[0].policies.ai.routes", "not supported"),
+        None,
     ),
 }
 
