@@ -114,9 +114,7 @@ class UpstreamServer(Process):
 class RateLimitService(Process):
     """The test RLS (``tests/support/rls.py``)."""
 
-    def __init__(
-        self, tmp: Path, limit: int = 3, delay: float = 0.0, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, tmp: Path, limit: int = 3, delay: float = 0.0, headers: dict[str, str] | None = None) -> None:
         self.port = free_port()
         args = [sys.executable, "-m", "tests.support.rls", "--port", str(self.port), "--limit", str(limit)]
         args += ["--delay", str(delay)]
@@ -141,9 +139,7 @@ class RedisServer(Process):
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(tmp)]
         super().__init__(args, tmp / f"redis-{self.port}.log")
-        wait_for(
-            lambda: "Ready to accept connections" in self.output() or not self.alive(), 20, "redis-server"
-        )
+        wait_for(lambda: "Ready to accept connections" in self.output() or not self.alive(), 20, "redis-server")
         if not self.alive():
             raise RuntimeError(f"redis-server failed:\n{self.output()}")
 
