@@ -663,6 +663,17 @@ class _Compiler:
             mirror = RequestMirror(target, p.request_mirror.percentage, mw)
         return PolicyChain(chain), timeout, retry, mirror
 
+    def gateway_policies(
+        self, p: GatewayListener | GatewayPolicies, where: str, labels: tuple[str, str, str]
+    ) -> list[Policy]:
+        """The gateway-level policies of a gateway or listener: its authentication and
+        authorization, and ``extAuthz`` (which runs besides a route's own, as agentgateway's
+        gateway phase runs before its route phase)."""
+        out = self.security_policies(p, where)
+        if p.ext_authz is not None:
+            out.append(self.ext_authz(p.ext_authz, f"{where}.extAuthz", labels))
+        return out
+
     def security_policies(self, p: RoutePolicies | GatewayListener | GatewayPolicies, where: str) -> list[Policy]:
         """The authentication and authorization policies a route or a gateway sets."""
         out: list[Policy] = []
@@ -879,8 +890,12 @@ class _Compiler:
             listeners = []
             for j, ls in enumerate(bind.listeners):
                 lwhere = f"{bwhere}.listeners[{j}]"
-                policies = self.security_policies(ls.policies, f"{lwhere}.policies") if ls.policies else []
                 name = ls.name or f"listener{j}"
+                policies = (
+                    self.gateway_policies(ls.policies, f"{lwhere}.policies", (f"bind/{bind.port}", name, ""))
+                    if ls.policies
+                    else []
+                )
                 source = _ListenerSource(
                     f"{ls.namespace}/{name}" if ls.namespace else name,
                     ls.hostname,
@@ -977,7 +992,7 @@ class _Compiler:
             if gw.port in sources:
                 raise ConfigError(f"{where}.port", f"port {gw.port} is also used by {sources[gw.port][0]}")
             listeners = []
-            gateway_policies = self.security_policies(gw, where)
+            gateway_policies = self.gateway_policies(gw, where, (name, "", ""))
             if not gw.listeners:
                 listeners.append(
                     _ListenerSource(
@@ -997,7 +1012,7 @@ class _Compiler:
                 for j, ls in enumerate(gw.listeners):
                     lwhere = f"{where}.listeners[{j}]"
                     lname = ls.name or f"listener{j}"
-                    own = self.security_policies(ls, lwhere)
+                    own = self.gateway_policies(ls, lwhere, (name, lname, ""))
                     kinds = {policy.kind for policy in own}
                     merged = own + [p for p in gateway_policies if p.kind == "authorization" or p.kind not in kinds]
                     source = _ListenerSource(

@@ -69,6 +69,8 @@ def test_what_agentgateway_accepts_is_never_called_unknown(result: WalkResult) -
         "LocalModelAIProvider<custom>",
         "AIProvider<custom>",
         "PromptCachingConfig.minTokens",
+        "LocalGateway.extAuthz",
+        "LocalGatewayPolicy.extAuthz",
     ):
         assert unit in implemented, unit
 
