@@ -617,7 +617,11 @@ class _Compiler:
         pw = f"{where}.policies"
         chain: list[Policy] = self.security_policies(p, pw)
         own = {policy.kind for policy in chain}
-        chain += [policy for policy in inherited if policy.kind == "authorization" or policy.kind not in own]
+        # a route's own cors or transformations replace the gateway's (one answer to a preflight)
+        own |= {kind for kind, cfg in (("cors", p.cors), ("transformations", p.transformations)) if cfg is not None}
+        chain += [
+            policy for policy in inherited if policy.kind in ("authorization", "extAuthz") or policy.kind not in own
+        ]
         if p.mcp_authentication is not None:
             chain.append(McpAuthenticationPolicy(p.mcp_authentication, self.base_dir, f"{pw}.mcpAuthentication"))
         if p.cors is not None:
@@ -667,11 +671,16 @@ class _Compiler:
         self, p: GatewayListener | GatewayPolicies, where: str, labels: tuple[str, str, str]
     ) -> list[Policy]:
         """The gateway-level policies of a gateway or listener: its authentication and
-        authorization, and ``extAuthz`` (which runs besides a route's own, as agentgateway's
-        gateway phase runs before its route phase)."""
+        authorization; ``extAuthz`` (which runs besides a route's own, as agentgateway's gateway
+        phase runs before its route phase); ``cors`` and ``transformations`` (a route's own
+        replaces them)."""
         out = self.security_policies(p, where)
         if p.ext_authz is not None:
             out.append(self.ext_authz(p.ext_authz, f"{where}.extAuthz", labels))
+        if p.cors is not None:
+            out.append(Cors(p.cors, f"{where}.cors"))
+        if p.transformations is not None:
+            out.append(Transformations(p.transformations, f"{where}.transformations"))
         return out
 
     def security_policies(self, p: RoutePolicies | GatewayListener | GatewayPolicies, where: str) -> list[Policy]:

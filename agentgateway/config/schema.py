@@ -1504,8 +1504,8 @@ class GatewayPolicies(Schema, frozen=True):
     oidc: Oidc | None = None
     ext_authz: ExtAuthz | None = None
     ext_proc: NotSupported = UNSET
-    cors: NotSupported = UNSET
-    transformations: NotSupported = UNSET
+    cors: Cors | None = None
+    transformations: Transformations | None = None
 
 
 class GatewayListener(Schema, frozen=True):
@@ -1524,8 +1524,8 @@ class GatewayListener(Schema, frozen=True):
     oidc: Oidc | None = None
     ext_authz: ExtAuthz | None = None
     ext_proc: NotSupported = UNSET
-    cors: NotSupported = UNSET
-    transformations: NotSupported = UNSET
+    cors: Cors | None = None
+    transformations: Transformations | None = None
 
 
 class Gateway(GatewayListener, frozen=True):

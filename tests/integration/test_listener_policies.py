@@ -95,3 +95,46 @@ def test_listener_policies_are_not_bypassed(gateway, upstream):
         status, _, _ = read_response(s)
     assert status in (400, 401)
     assert up.requests() == []
+
+
+def test_listener_cors_and_transformations_apply_unless_a_route_has_its_own(gateway, upstream):
+    """``cors`` and ``transformations`` at the gateway level (a listener's ``policies``, a
+    ``gateways`` entry): every route gets them; a route's own replaces them (one CORS answer)."""
+    up = upstream()
+    level = {
+        "cors": {"allowOrigins": ["https://app.example"], "allowMethods": ["GET"]},
+        "transformations": {"request": {"set": {"x-level": '"gateway"'}}},
+    }
+    routes = [
+        {"matches": [{"path": {"pathPrefix": "/plain"}}], "backends": [{"host": up.address}]},
+        {
+            "matches": [{"path": {"pathPrefix": "/own"}}],
+            "policies": {
+                "cors": {"allowOrigins": ["https://other.example"], "allowMethods": ["GET"]},
+                "transformations": {"request": {"set": {"x-level": '"route"'}}},
+            },
+            "backends": [{"host": up.address}],
+        },
+    ]
+    bind_port, gw_port = free_port(), free_port()
+    gateway(
+        {
+            "binds": [{"port": bind_port, "listeners": [{"policies": level, "routes": routes}]}],
+            "gateways": {"default": {"port": gw_port, **level}},
+            "routes": routes,
+        }
+    )
+    for port in (bind_port, gw_port):
+        base = f"http://127.0.0.1:{port}"
+        preflight = {"origin": "https://app.example", "access-control-request-method": "GET"}
+        r = httpx.options(f"{base}/plain", headers=preflight)
+        assert r.headers.get("access-control-allow-origin") == "https://app.example"
+        r = httpx.options(f"{base}/own", headers=preflight)
+        assert "access-control-allow-origin" not in r.headers  # the route's own policy answers
+        r = httpx.get(f"{base}/own", headers={"origin": "https://other.example"})
+        assert r.headers.get_list("access-control-allow-origin") == ["https://other.example"]
+    levels = [dict(q["headers"]).get("x-level") for q in up.requests()]
+    assert levels == ["route", "route"], levels
+    for port in (bind_port, gw_port):
+        httpx.get(f"http://127.0.0.1:{port}/plain")
+    assert [dict(q["headers"]).get("x-level") for q in up.requests()][2:] == ["gateway", "gateway"]

@@ -71,6 +71,8 @@ def test_what_agentgateway_accepts_is_never_called_unknown(result: WalkResult) -
         "PromptCachingConfig.minTokens",
         "LocalGateway.extAuthz",
         "LocalGatewayPolicy.extAuthz",
+        "LocalGatewayPolicy.cors",
+        "LocalGatewayListener.transformations",
     ):
         assert unit in implemented, unit
 
