@@ -1603,8 +1603,8 @@ class LlmProviderDefaults(Schema, frozen=True):
     tls: BackendTls | None = None
     auth: BackendAuth | None = None
     prompt_caching: PromptCaching | None = None
-    request_headers: NotSupported = UNSET
-    response_headers: NotSupported = UNSET
+    request_headers: HeaderModifier | None = None
+    response_headers: HeaderModifier | None = None
     health: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
 
@@ -1637,8 +1637,9 @@ class LlmModel(Schema, frozen=True):
     guardrails: NotSupported = UNSET
     matches: NotSupported = UNSET
     health: NotSupported = UNSET
-    response_headers: NotSupported = UNSET
-    request_headers: NotSupported = UNSET
+    # headers of the requests to the model's provider, and of the answers from it
+    response_headers: HeaderModifier | None = None
+    request_headers: HeaderModifier | None = None
     backend_tunnel: NotSupported = UNSET
 
 

@@ -117,12 +117,23 @@ class ModelOptions:
     request, checked once the model is known) and ``passthrough`` (``detect``/``opaque``: the
     request goes as the client sent it)."""
 
-    __slots__ = ("shaping", "authorization", "passthrough")
+    __slots__ = ("shaping", "authorization", "passthrough", "request_headers", "response_headers")
 
-    def __init__(self, shaping: ModelShaping | None, authorization: CelRuleSet | None, passthrough: str | None) -> None:
+    def __init__(
+        self,
+        shaping: ModelShaping | None,
+        authorization: CelRuleSet | None,
+        passthrough: str | None,
+        request_headers: HeaderEdit | None = None,
+        response_headers: HeaderEdit | None = None,
+    ) -> None:
         self.shaping = shaping
         self.authorization = authorization
         self.passthrough = passthrough
+        # ``requestHeaders`` / ``responseHeaders``: edits of the provider call's headers and of
+        # the answer's
+        self.request_headers = request_headers
+        self.response_headers = response_headers
 
 
 class ModelTarget:
@@ -569,9 +580,23 @@ def _model_options(model: LlmModel, defaults: LlmProviderDefaults | None, where:
             CachePlan(caching) if caching else None,
         )
     authorization = _authorization(model.authorization, f"{where}.authorization")
-    if shaping is None and authorization is None and model.passthrough is None:
+    request_headers = model.request_headers or d.request_headers
+    response_headers = model.response_headers or d.response_headers
+    if (
+        shaping is None
+        and authorization is None
+        and model.passthrough is None
+        and request_headers is None
+        and response_headers is None
+    ):
         return None
-    return ModelOptions(shaping, authorization, model.passthrough)
+    return ModelOptions(
+        shaping,
+        authorization,
+        model.passthrough,
+        HeaderEdit(request_headers, f"{where}.requestHeaders") if request_headers else None,
+        HeaderEdit(response_headers, f"{where}.responseHeaders") if response_headers else None,
+    )
 
 
 def _authorization(cfg: Authorization | None, where: str) -> CelRuleSet | None:

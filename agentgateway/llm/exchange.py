@@ -21,7 +21,7 @@ from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
 from agentgateway.llm.accounting import LlmCall, TokenBudget, admit_all, reserve_all, settle_all
 from agentgateway.llm.caching import mark_converse, mark_messages
 from agentgateway.llm.chat import Json, new_id, now
-from agentgateway.llm.config import LlmService, ModelRoute, ModelShaping, ModelTarget
+from agentgateway.llm.config import LlmService, ModelOptions, ModelRoute, ModelShaping, ModelTarget
 from agentgateway.llm.embeddings import embed_request, embed_response
 from agentgateway.llm.errors import (
     CHAT,
@@ -230,6 +230,7 @@ class LlmExchange:
         "_writable",
         "_api",
         "_facts",
+        "_options",
         "_taken",
         "_started",
     )
@@ -257,6 +258,8 @@ class LlmExchange:
         self._writable.set()
         self._api = CHAT
         self._facts: LlmFacts | None = None
+        # the options of the model being called (its responseHeaders edit the answer)
+        self._options: ModelOptions | None = None
         self._taken: list[tuple[TokenBudget, object]] = []
         self._started = False  # response head sent
 
@@ -441,7 +444,7 @@ class LlmExchange:
             provider = target.provider
             facts.provider = provider.genai_name
             self.ctx.backend = provider.name
-            options = target.options
+            options = self._options = target.options
             if options is not None and options.authorization is not None:
                 # the model's own authorization (llm.models[].authorization)
                 decision = options.authorization.evaluate(self.ctx, self.ctx.cel_vars)
@@ -456,6 +459,8 @@ class LlmExchange:
                 last_error = exc
                 continue
             headers = provider.headers(path, payload, self._forwarded_headers(plan), plan.fmt)
+            if options is not None and options.request_headers is not None:
+                headers = options.request_headers.apply(headers)
             method = b"POST"
             if plan.raw:
                 method = self.ctx.method
@@ -672,7 +677,11 @@ class LlmExchange:
         self._answer(status, [_JSON, *headers], body)
 
     def _response_phase(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        """The route's response-phase policies (header modifiers, CORS, rate-limit headers)."""
+        """The model's ``responseHeaders``, then the route's response-phase policies (header
+        modifiers, CORS, rate-limit headers)."""
+        options = self._options
+        if options is not None and options.response_headers is not None:
+            headers[:] = options.response_headers.apply(headers)
         route = self.route
         if route is not None and (route.chain.response or self.ctx.response_headers):
             if self._facts is not None:

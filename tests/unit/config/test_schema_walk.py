@@ -73,6 +73,8 @@ def test_what_agentgateway_accepts_is_never_called_unknown(result: WalkResult) -
         "LocalGatewayPolicy.extAuthz",
         "LocalGatewayPolicy.cors",
         "LocalGatewayListener.transformations",
+        "LocalLLMModels.requestHeaders",
+        "LocalLLMProviderDefaults.responseHeaders",
     ):
         assert unit in implemented, unit
 
