@@ -917,9 +917,11 @@ class WebhookTarget(Schema, frozen=True):
 
 class WebhookGuardSpec(Schema, frozen=True):
     target: WebhookTarget
-    forward_header_matches: NotSupported = UNSET
-    headers: NotSupported = UNSET
-    failure_mode: NotSupported = UNSET
+    # the client's headers that go along to the webhook
+    forward_header_matches: list[HeaderMatch] = []
+    # header name (or ``:path``, ``:method``) -> CEL over the client's request
+    headers: dict[str, str] = {}
+    failure_mode: Literal["failClosed", "failOpen"] = "failClosed"
 
 
 class GuardPolicies(Schema, frozen=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import random
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from agentgateway.config.schema import (
     LlmProviderRef,
     LlmShortcut,
     PromptGuardRule,
+    WebhookGuardSpec,
 )
 from agentgateway.llm.accounting import NO_HOOKS, LlmHooks
 from agentgateway.llm.caching import CachePlan
@@ -51,13 +53,15 @@ from agentgateway.llm.errors import (
     RERANK,
     RESPONSES,
 )
-from agentgateway.llm.guards import GuardSet, RegexGuard, Rejection, builtin_rule, custom_rule
+from agentgateway.llm.guards import GuardSet, RegexGuard, Rejection, WebhookGuard, builtin_rule, custom_rule
 from agentgateway.llm.providers import PRESETS, Provider
 from agentgateway.llm.redact import Redactor
 from agentgateway.llm.transforms import BodyTransform
 from agentgateway.llm.vendor_guards import VendorGuard, compile_vendor_guard
 from agentgateway.policy.cel import CelRuleSet
+from agentgateway.policy.expression import ValueExpression, compile_value
 from agentgateway.policy.header_modifier import HeaderEdit
+from agentgateway.routing.table import ValueMatcher
 from agentgateway.upstream.target import HttpTarget, split_host_port
 
 __all__ = [
@@ -218,7 +222,7 @@ class LlmPolicy:
         append: tuple[dict[str, str], ...],
         request_guards: GuardSet,
         response_guards: GuardSet,
-        webhooks: tuple[tuple[HttpTarget, bool], ...] = (),
+        webhooks: tuple[WebhookGuard, ...] = (),
         default_output_tokens: int = DEFAULT_OUTPUT_RESERVATION,
         transform: BodyTransform | None = None,
         final_transform: BodyTransform | None = None,
@@ -235,7 +239,7 @@ class LlmPolicy:
         self.append = append
         self.request_guards = request_guards
         self.response_guards = response_guards
-        self.webhooks = webhooks  # (target, on_response) of webhook guards
+        self.webhooks = webhooks
         # reserved against token rate limits for the answer of a request without an output limit
         self.default_output_tokens = default_output_tokens
         self.transform = transform
@@ -776,11 +780,52 @@ def _rejection(rule: PromptGuardRule, where: str) -> Rejection:
     return Rejection(status, message, edit)
 
 
+# an HTTP header name (RFC 9110 token)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _webhook(cfg: WebhookGuardSpec, target: HttpTarget, response: bool, where: str) -> WebhookGuard:
+    headers: list[tuple[bytes, ValueExpression]] = []
+    path = method = None
+    for name, text in cfg.headers.items():
+        hwhere = f"{where}.headers.{name}"
+        expression = compile_value(text, hwhere)
+        if name == ":path":
+            path = expression
+        elif name == ":method":
+            method = expression
+        elif name == ":authority":
+            raise ConfigError(hwhere, "not supported (the call goes to the target's host)")
+        elif not _HEADER_NAME.fullmatch(name) or name.lower() in ("host", "content-length", "transfer-encoding"):
+            raise ConfigError(hwhere, f"{name!r} is not a header the gateway can set")
+        else:
+            headers.append((name.lower().encode(), expression))
+    forward = []
+    for k, match in enumerate(cfg.forward_header_matches):
+        mwhere = f"{where}.forwardHeaderMatches[{k}]"
+        if not _HEADER_NAME.fullmatch(match.name):
+            raise ConfigError(f"{mwhere}.name", f"{match.name!r} is not a header name")
+        value = match.value
+        if isinstance(value, str):
+            raise ConfigError(f"{mwhere}.value", f"{value!r} (a match that never holds) is not supported")
+        if (value.exact is None) == (value.regex is None):
+            raise ConfigError(f"{mwhere}.value", "exactly one of exact or regex must be set")
+        regex = None
+        if value.regex is not None:
+            try:
+                regex = re.compile(value.regex.encode())
+            except re.error as exc:
+                raise ConfigError(f"{mwhere}.value.regex", f"invalid regex: {exc}") from None
+        exact = value.exact.encode() if value.exact is not None else None
+        forward.append(ValueMatcher(match.name.lower().encode(), exact, regex))
+    return WebhookGuard(target, response, tuple(headers), path, method, tuple(forward), cfg.failure_mode == "failOpen")
+
+
 def _guards(
     rules: list[PromptGuardRule], where: str, make_http: MakeHttpTarget, response: bool, base_dir: Path | None
-) -> tuple[GuardSet, tuple[tuple[HttpTarget, bool], ...], tuple[VendorGuard, ...]]:
+) -> tuple[GuardSet, tuple[WebhookGuard, ...], tuple[VendorGuard, ...]]:
     guards: list[RegexGuard] = []
-    webhooks: list[tuple[HttpTarget, bool]] = []
+    webhooks: list[WebhookGuard] = []
     vendors: list[VendorGuard] = []
     for i, rule in enumerate(rules):
         gwhere = f"{where}[{i}]"
@@ -805,7 +850,8 @@ def _guards(
                 h, p = split_host_port(host)
             except ValueError as exc:
                 raise ConfigError(f"{gwhere}.webhook.target.host", str(exc)) from None
-            webhooks.append((make_http(h, p, None, f"webhook:{host}", f"{gwhere}.webhook"), response))
+            target = make_http(h, p, None, f"webhook:{host}", f"{gwhere}.webhook")
+            webhooks.append(_webhook(rule.webhook, target, response, f"{gwhere}.webhook"))
             continue
         if rule.regex is None:
             vendors.append(compile_vendor_guard(rule, rejection, response, gwhere, make_http, base_dir))

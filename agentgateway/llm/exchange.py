@@ -985,17 +985,21 @@ class LlmExchange:
         """Webhook guards: the texts go to the webhook, which answers pass, mask (with the new
         texts) or reject (with a reason)."""
         texts = collect_texts(api, body) if not response else _response_texts(api, body)
-        for target, on_response in self.service.policy.webhooks:
-            if on_response != response:
+        for hook in self.service.policy.webhooks:
+            if hook.on_response != response:
                 continue
             payload = orjson.dumps({"phase": "response" if response else "request", "texts": texts})
+            method, path, headers = hook.request_head(self.ctx)
             try:
-                resp = await self.client.request(
-                    target, b"POST", b"/response" if response else b"/request", [_JSON], payload, 10.0
-                )
+                resp = await self.client.request(hook.target, method, path, headers, payload, 10.0)
                 raw = await resp.read(1024 * 1024)
-                verdict = orjson.loads(raw) if resp.status == 200 else {}
+                if resp.status != 200:
+                    raise HttpClientError(502, f"the webhook answered {resp.status}")
+                verdict = orjson.loads(raw)
             except (HttpClientError, orjson.JSONDecodeError) as exc:
+                if hook.fail_open:
+                    log.info("prompt guard webhook failed (failOpen, the request goes on): %s", exc)
+                    continue
                 raise LlmError(503, f"prompt guard webhook failed: {exc}") from None
             action = verdict.get("action")
             if action == "reject":

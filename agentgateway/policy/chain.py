@@ -76,6 +76,7 @@ ORDER: tuple[str, ...] = (
 )
 _RANK = {kind: i for i, kind in enumerate(ORDER)}
 
+
 class Policy(Protocol):
     kind: str
 

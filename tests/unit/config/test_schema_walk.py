@@ -75,6 +75,9 @@ def test_what_agentgateway_accepts_is_never_called_unknown(result: WalkResult) -
         "LocalGatewayListener.transformations",
         "LocalLLMModels.requestHeaders",
         "LocalLLMProviderDefaults.responseHeaders",
+        "Webhook.headers",
+        "Webhook.forwardHeaderMatches",
+        "Webhook.failureMode",
     ):
         assert unit in implemented, unit
 

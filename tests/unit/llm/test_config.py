@@ -138,6 +138,21 @@ def test_bedrock_sigv4_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
             "binds: [{port: 3000, listeners: [{routes: [{backends: [{host: 'a:1', policies: {ai: {}}}]}]}]}]",
             "binds[0].listeners[0].routes[0].backends[0].policies.ai",
         ),
+        (
+            "llm: {models: [{name: a, provider: openAI}], policies: {ai: {promptGuard: {request: [{webhook: "
+            "{target: {host: 'a:1'}, headers: {':authority': '\"x\"'}}}]}}}}",
+            "llm.policies.ai.promptGuard.request[0].webhook.headers.:authority: not supported",
+        ),
+        (
+            "llm: {models: [{name: a, provider: openAI}], policies: {ai: {promptGuard: {request: [{webhook: "
+            "{target: {host: 'a:1'}, headers: {'bad header': '\"x\"'}}}]}}}}",
+            "llm.policies.ai.promptGuard.request[0].webhook.headers.bad header",
+        ),
+        (
+            "llm: {models: [{name: a, provider: openAI}], policies: {ai: {promptGuard: {request: [{webhook: "
+            "{target: {host: 'a:1'}, forwardHeaderMatches: [{name: x, value: {regex: '('}}]}}]}}}}",
+            "llm.policies.ai.promptGuard.request[0].webhook.forwardHeaderMatches[0].value.regex",
+        ),
     ],
 )
 def test_errors_name_the_path(text: str, path: str) -> None:
