@@ -245,6 +245,10 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
             http.header_read_timeout, limits.header_read_timeout, f"{where}.headerReadTimeout"
         )
         limits.idle_timeout = _duration(http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout")
+        if http.max_connection_duration is not None:
+            limits.max_connection_duration = _positive(
+                http.max_connection_duration, 0.0, f"{where}.maxConnectionDuration"
+            )
         limits.body_idle_timeout = _positive(
             http.request_body_idle_timeout, limits.body_idle_timeout, f"{where}.requestBodyIdleTimeout"
         )

@@ -197,7 +197,8 @@ class FrontendHttp(Schema, frozen=True):
     http2_frame_size: NotSupported = UNSET
     http2_keepalive_interval: NotSupported = UNSET
     http2_keepalive_timeout: NotSupported = UNSET
-    max_connection_duration: NotSupported = UNSET
+    # a client connection this old is closed once it is idle (between requests)
+    max_connection_duration: str | None = None
 
 
 class FrontendTls(Schema, frozen=True):

@@ -41,6 +41,7 @@ class ServerLimits:
         "tunnel_idle_timeout",
         "proxy_protocol",
         "keepalive",
+        "max_connection_duration",
     )
 
     def __init__(
@@ -78,6 +79,8 @@ class ServerLimits:
         # TCP keepalive of client connections: (idle seconds, seconds between probes, probes),
         # or None for the system's default (off).
         self.keepalive: tuple[int, int, int] | None = None
+        # a client connection older than this is closed at its next idle moment (0: never)
+        self.max_connection_duration = 0.0
 
 
 class StaticSettings:

@@ -78,6 +78,7 @@ def test_what_agentgateway_accepts_is_never_called_unknown(result: WalkResult) -
         "Webhook.headers",
         "Webhook.forwardHeaderMatches",
         "Webhook.failureMode",
+        "FrontendHTTP.maxConnectionDuration",
     ):
         assert unit in implemented, unit
 
