@@ -263,6 +263,12 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
         if http.trusted_proxies is not None:
             limits.trusted_proxies = _networks(http.trusted_proxies, f"{where}.trustedProxies")
     if tls:
+        for key, version in (("minVersion", tls.min_version), ("maxVersion", tls.max_version)):
+            # checked here even when no listener terminates TLS (applied in server_tls)
+            if version in ("TLS_V1_0", "TLS_V1_1"):
+                raise ConfigError(
+                    f"frontendPolicies.tls.{key}", f"{version} is not supported (only TLS_V1_2 and TLS_V1_3)"
+                )
         limits.tls_handshake_timeout = _duration(
             tls.handshake_timeout,
             limits.tls_handshake_timeout,
@@ -782,16 +788,36 @@ class _Compiler:
             # as agentgateway: a client certificate chaining to these roots is required
             load_roots(ctx, tls.root, self.base_dir, f"{where}.root")
             ctx.verify_mode = ssl.CERT_REQUIRED
-        for low, lower, key, attr in (
-            (tls.min_tls_version, tls.min_tls_version_lower, "minTLSVersion", "minimum_version"),
-            (tls.max_tls_version, tls.max_tls_version_lower, "maxTLSVersion", "maximum_version"),
+        fp = self.cfg.frontend_policies
+        frontend = fp.tls if fp is not None else None
+        for low, lower, key, attr, default, fkey in (
+            (
+                tls.min_tls_version,
+                tls.min_tls_version_lower,
+                "minTLSVersion",
+                "minimum_version",
+                frontend.min_version if frontend else None,
+                "minVersion",
+            ),
+            (
+                tls.max_tls_version,
+                tls.max_tls_version_lower,
+                "maxTLSVersion",
+                "maximum_version",
+                frontend.max_version if frontend else None,
+                "maxVersion",
+            ),
         ):
             if low is not None and lower is not None:
                 raise ConfigError(f"{where}.{key}", f"set once ({key} or its other spelling)")
             version = low or lower
+            vwhere = f"{where}.{key}"
+            if version is None and default is not None:
+                # frontendPolicies.tls.minVersion / maxVersion: every listener without its own
+                version, vwhere = default, f"frontendPolicies.tls.{fkey}"
             if version in ("TLS_V1_0", "TLS_V1_1"):
                 # as agentgateway: only TLS 1.2 and 1.3
-                raise ConfigError(f"{where}.{key}", f"{version} is not supported (only TLS_V1_2 and TLS_V1_3)")
+                raise ConfigError(vwhere, f"{version} is not supported (only TLS_V1_2 and TLS_V1_3)")
             if version is not None:
                 setattr(ctx, attr, _TLS_VERSIONS[version])
         if alpn:

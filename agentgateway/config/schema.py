@@ -204,8 +204,9 @@ class FrontendHttp(Schema, frozen=True):
 class FrontendTls(Schema, frozen=True):
     handshake_timeout: str | None = None
     alpn: NotSupported = UNSET
-    min_version: NotSupported = UNSET
-    max_version: NotSupported = UNSET
+    # the versions of every TLS listener that does not set its own
+    min_version: TlsVersion | None = None
+    max_version: TlsVersion | None = None
     cipher_suites: NotSupported = UNSET
     key_exchange_groups: NotSupported = UNSET
 

@@ -429,6 +429,8 @@ _BY_NAME: dict[str, Any] = {
     "minTlsVersion": "TLS_V1_2",
     "maxTLSVersion": "TLS_V1_3",
     "maxTlsVersion": "TLS_V1_3",
+    "minVersion": "TLS_V1_2",
+    "maxVersion": "TLS_V1_3",
     "pathOverride": "/v1/chat/completions",
     "tokenType": "urn:ietf:params:oauth:token-type:jwt",
     "authorizationEndpoint": "https://issuer.example/authorize",

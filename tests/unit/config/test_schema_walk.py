@@ -79,6 +79,7 @@ def test_what_agentgateway_accepts_is_never_called_unknown(result: WalkResult) -
         "Webhook.forwardHeaderMatches",
         "Webhook.failureMode",
         "FrontendHTTP.maxConnectionDuration",
+        "TLS.minVersion",
     ):
         assert unit in implemented, unit
 
