@@ -117,7 +117,10 @@ def test_frontend_tls_versions_apply_to_listeners_without_their_own(gateway, ups
             "frontendPolicies": {"tls": {"minVersion": "TLS_V1_3"}},
             "binds": [
                 {"port": strict, "listeners": [{**listener, "tls": {"cert": cert, "key": key}}]},
-                {"port": own, "listeners": [{**listener, "tls": {"cert": cert, "key": key, "minTLSVersion": "TLS_V1_2"}}]},
+                {
+                    "port": own,
+                    "listeners": [{**listener, "tls": {"cert": cert, "key": key, "minTLSVersion": "TLS_V1_2"}}],
+                },
             ],
         }
     )
@@ -127,9 +130,11 @@ def test_frontend_tls_versions_apply_to_listeners_without_their_own(gateway, ups
         ca.configure_trust(ctx)
         ctx.maximum_version = maximum
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-                with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                    return tls.version()
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                return tls.version()
         except ssl.SSLError:
             return None
 
