@@ -804,8 +804,9 @@ class AiVertexProvider(Schema, frozen=True):
 class AiBedrockProvider(Schema, frozen=True):
     region: str
     model: str | None = None
-    guardrail_identifier: NotSupported = UNSET
-    guardrail_version: NotSupported = UNSET
+    # a Bedrock guardrail applied to every Converse call (its guardrailConfig)
+    guardrail_identifier: str | None = None
+    guardrail_version: str | None = None
 
 
 AzureResourceType = Literal["openAI", "foundry", "aiServices"]

@@ -384,6 +384,10 @@ def _ai_provider(
     spec.azure_version = _text(getattr(cfg, "api_version", None))
     spec.azure_project = getattr(cfg, "project_name", None)
     spec.gemini_native = bool(getattr(cfg, "native_api", False))
+    if kind == "bedrock" and (cfg.guardrail_identifier is not None or cfg.guardrail_version is not None):
+        if cfg.guardrail_identifier is None or cfg.guardrail_version is None:
+            raise ConfigError(f"{where}.provider.bedrock", "guardrailIdentifier and guardrailVersion go together")
+        spec.guardrail = (cfg.guardrail_identifier, cfg.guardrail_version)
     if kind == "custom":
         spec.formats = custom_formats([(f.type, f.path) for f in cfg.formats], f"{where}.provider.custom.formats")
         spec.genai_name = cfg.provider_override or "custom"

@@ -82,6 +82,7 @@ class ProviderSpec:
         "preset",
         "genai_name",
         "base_dir",
+        "guardrail",
     )
 
     def __init__(self, name: str, kind: str) -> None:
@@ -108,6 +109,8 @@ class ProviderSpec:
         self.preset: str | None = None
         self.genai_name: str | None = None
         self.base_dir: Path | None = None
+        # bedrock: (guardrailIdentifier, guardrailVersion)
+        self.guardrail: tuple[str, str] | None = None
 
 
 def read_secret(secret: Secret, base_dir: Path | None, where: str) -> str:
@@ -303,7 +306,7 @@ def compile_provider(spec: ProviderSpec, make_http: MakeHttpTarget, where: str) 
             headers = ((b"api-key", value),)
         else:  # OpenAI and OpenAI-compatible APIs, custom providers, Vertex (an OAuth token), Bedrock API keys
             headers = ((b"authorization", b"Bearer " + value),)
-    return Provider(
+    provider = Provider(
         spec.name,
         kind,
         target,
@@ -320,6 +323,10 @@ def compile_provider(spec: ProviderSpec, make_http: MakeHttpTarget, where: str) 
         spec.formats,
         spec.genai_name,
     )
+    if spec.guardrail is not None:
+        ident, version = spec.guardrail
+        provider.guardrail = {"guardrailIdentifier": ident, "guardrailVersion": version}
+    return provider
 
 
 __all__ = [

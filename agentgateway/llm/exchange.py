@@ -621,6 +621,8 @@ class LlmExchange:
             payload = gemini.chat_request_to_gemini(canonical)
         else:
             payload = bedrock.chat_request_to_converse(canonical)
+            if provider.guardrail is not None:
+                payload["guardrailConfig"] = dict(provider.guardrail)
         return plan, provider.path(op, upstream_model, fmt), self._payload(payload, plan, shaping)
 
     def _raw_plan(

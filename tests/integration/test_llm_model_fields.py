@@ -97,7 +97,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                 "promptCaching": caching,
             },
         ]
-        port, route_port = free_port(), free_port()
+        port, route_port, guard_port = free_port(), free_port(), free_port()
         route_ai = {
             "routes": {"/v1/chat/completions": "completions", "/ask": "completions", "*": "passthrough"},
             "transformations": {"metadata": '{"team": request.headers["x-team"]}'},
@@ -110,6 +110,33 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                 "virtualModels": [{"name": "front", "routing": {"weighted": {"targets": [{"model": "hidden"}]}}}],
             },
             "binds": [
+                {
+                    "port": guard_port,
+                    "listeners": [
+                        {
+                            "routes": [
+                                {
+                                    "backends": [
+                                        {
+                                            "ai": {
+                                                "name": "guarded-bedrock",
+                                                "provider": {
+                                                    "bedrock": {
+                                                        "region": "us-east-1",
+                                                        "model": "anthropic.claude-3-haiku-20240307-v1:0",
+                                                        "guardrailIdentifier": "gr-123",
+                                                        "guardrailVersion": "2",
+                                                    }
+                                                },
+                                                "hostOverride": f"127.0.0.1:{fakes['bedrock'].port}",
+                                            }
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    ],
+                },
                 {
                     "port": route_port,
                     "listeners": [
@@ -131,7 +158,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                             ]
                         }
                     ],
-                }
+                },
             ],
         }
         gw_dir = tmp / "gw"
@@ -140,6 +167,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
         procs.append(gw)
         setup = LlmSetup(gw, port, fakes)
         setup.route_port = route_port
+        setup.guard_port = guard_port  # type: ignore[attr-defined]
         yield setup
         setup.close()
     finally:
@@ -333,3 +361,9 @@ def test_model_request_and_response_headers(llm: LlmSetup) -> None:
     # another model is not affected
     r = oa(llm).chat.completions.with_raw_response.create(model="shaped", messages=HI)  # type: ignore[arg-type]
     assert "x-served-by" not in r.headers and "x-tenant" not in llm.fakes["openai"].last()["headers"]
+
+
+def test_bedrock_provider_guardrail_goes_with_every_converse_call(llm: LlmSetup) -> None:
+    r = llm.openai(llm.guard_port).chat.completions.create(model="any", messages=HI)  # type: ignore[attr-defined]
+    assert r.choices[0].message.content
+    assert sent(llm, "bedrock")["guardrailConfig"] == {"guardrailIdentifier": "gr-123", "guardrailVersion": "2"}

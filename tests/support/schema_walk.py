@@ -471,6 +471,9 @@ _SIBLINGS: dict[tuple[str, str], dict[str, Any]] = {
     # explicit endpoints are given all together
     **{("LocalOidcConfig", key): {k: v for k, v in _OIDC_ENDPOINTS.items() if k != key} for key in _OIDC_ENDPOINTS},
     ("LocalOidcConfig", "tokenEndpointAuth"): _OIDC_ENDPOINTS,
+    # a Bedrock guardrail is named by both
+    ("BedrockProvider", "guardrailIdentifier"): {"guardrailVersion": "1"},
+    ("BedrockProvider", "guardrailVersion"): {"guardrailIdentifier": "gr"},
     ("JwtSignAuth", "alg=ES256"): {"signingKey": "@ec256_pem"},
     ("JwtSignAuth", "alg=ES384"): {"signingKey": "@ec384_pem"},
     ("SimpleLocalBackendPolicies", "backendTLS"): {"backendAuth": {"key": "k"}},

@@ -80,6 +80,7 @@ def test_what_agentgateway_accepts_is_never_called_unknown(result: WalkResult) -
         "Webhook.failureMode",
         "FrontendHTTP.maxConnectionDuration",
         "TLS.minVersion",
+        "BedrockProvider.guardrailIdentifier",
     ):
         assert unit in implemented, unit
 
