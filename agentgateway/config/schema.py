@@ -906,9 +906,14 @@ class RegexGuardSpec(Schema, frozen=True):
     rules: list[RegexRule] = []
 
 
+# one byte of agentgateway's Bytes list form
+Byte = Annotated[int, msgspec.Meta(ge=0, le=255)]
+
+
 class GuardRejection(Schema, frozen=True):
     status: int = 403
-    body: Annotated[str | None, RefusedForms("a body", lists=True)] = None
+    # agentgateway's Bytes: a string, or a list of byte values
+    body: str | list[Byte] | None = None
     headers: HeaderModifier | None = None
 
 
@@ -1251,7 +1256,8 @@ class A2aPolicy(Schema, frozen=True):
 
 class DirectResponse(Schema, frozen=True):
     status: int = 200
-    body: Annotated[str | None, RefusedForms("a body", lists=True)] = None
+    # agentgateway's Bytes: a string, or a list of byte values
+    body: str | list[Byte] | None = None
     body_expression: NotSupported = UNSET
     headers: NotSupported = UNSET
     conditional: NotSupported = UNSET

@@ -777,7 +777,10 @@ def _rejection(rule: PromptGuardRule, where: str) -> Rejection:
     status = rejection.status if rejection else 403
     if not 400 <= status <= 599:
         raise ConfigError(f"{where}.rejection.status", "must be a 4xx or 5xx status")
-    message = (rejection.body if rejection and rejection.body else None) or "the request was rejected by a prompt guard"
+    body = rejection.body if rejection else None
+    if isinstance(body, list):  # agentgateway's Bytes as a list of byte values
+        body = bytes(body).decode("utf-8", "replace")
+    message = body or "the request was rejected by a prompt guard"
     edit = None
     if rejection is not None and rejection.headers is not None:
         edit = HeaderEdit(rejection.headers, f"{where}.rejection.headers")

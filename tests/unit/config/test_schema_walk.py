@@ -81,6 +81,7 @@ def test_what_agentgateway_accepts_is_never_called_unknown(result: WalkResult) -
         "FrontendHTTP.maxConnectionDuration",
         "TLS.minVersion",
         "BedrockProvider.guardrailIdentifier",
+        "RequestRejection.body",
     ):
         assert unit in implemented, unit
 

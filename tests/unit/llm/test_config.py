@@ -159,3 +159,13 @@ def test_errors_name_the_path(text: str, path: str) -> None:
     with pytest.raises(ConfigError) as err:
         compile_text(text)
     assert str(err.value).startswith(path), str(err.value)
+
+
+def test_rejection_body_as_bytes() -> None:
+    """agentgateway's Bytes form of ``rejection.body`` (a list of byte values) is the message."""
+    svc = service(
+        "llm: {models: [{name: a, provider: openAI}], policies: {ai: {promptGuard: {request: "
+        "[{regex: {action: reject, rules: [{pattern: x}]}, rejection: {status: 451, body: [110, 111]}}]}}}}"
+    )
+    rejection = svc.policy.request_guards.guards[0].rejection
+    assert (rejection.status, rejection.message) == (451, "no")
