@@ -1015,7 +1015,9 @@ class PromptGuardRule(Schema, frozen=True):
 class PromptGuard(Schema, frozen=True):
     request: list[PromptGuardRule] = []
     response: list[PromptGuardRule] = []
-    streaming: NotSupported = UNSET
+    # ``Disabled``: response guards do not apply to streamed answers; ``Enabled`` (and unset)
+    # they do
+    streaming: Literal["Disabled", "Enabled"] | None = None
 
 
 class PromptMessage(Schema, frozen=True):

@@ -210,6 +210,7 @@ class LlmPolicy:
         "routes",
         "vendor_request",
         "vendor_response",
+        "stream_guards",
     )
 
     def __init__(
@@ -230,6 +231,7 @@ class LlmPolicy:
         routes: tuple[tuple[bytes, str], ...] | None = None,
         vendor_request: tuple[VendorGuard, ...] = (),
         vendor_response: tuple[VendorGuard, ...] = (),
+        stream_guards: bool = True,
     ) -> None:
         self.aliases = aliases
         self.alias_patterns = alias_patterns
@@ -250,6 +252,8 @@ class LlmPolicy:
         # openAIModeration, bedrockGuardrails, googleModelArmor, azureContentSafety
         self.vendor_request = vendor_request
         self.vendor_response = vendor_response
+        # response guards on streamed answers (promptGuard.streaming: Disabled turns them off)
+        self.stream_guards = stream_guards
 
     def resolve_alias(self, model: str) -> str:
         exact = self.aliases.get(model)
@@ -754,6 +758,7 @@ def compile_policy(
         _routes(ai.routes, f"{where}.routes") if ai.routes else None,
         vendor_request,
         vendor_response,
+        not (guard is not None and guard.streaming == "Disabled"),
     )
 
 

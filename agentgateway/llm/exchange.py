@@ -39,7 +39,7 @@ from agentgateway.llm.errors import (
     provider_error_message,
     stream_error,
 )
-from agentgateway.llm.guards import ChunkGuard
+from agentgateway.llm.guards import ChunkGuard, GuardSet
 from agentgateway.llm.providers import (
     F_ANTHROPIC,
     F_BEDROCK,
@@ -71,6 +71,8 @@ if TYPE_CHECKING:
     from agentgateway.routing.route import CompiledRoute
 
 log = logging.getLogger("agentgateway.llm")
+# the response guards of a stream when promptGuard.streaming is Disabled
+NO_GUARDS = GuardSet(())
 
 _JSON = (b"content-type", b"application/json")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
@@ -596,7 +598,7 @@ class LlmExchange:
             return plan, self._path(plan, OP_CHAT), self._payload(req, plan, shaping)
         # A guarded Responses stream is served through Chat Completions: the guard reads canonical
         # chunks (the Responses events repeat each text whole in their done events).
-        guarded = bool(policy.response_guards) or bool(policy.vendor_response)
+        guarded = (bool(policy.response_guards) or bool(policy.vendor_response)) and policy.stream_guards
         if api == RESPONSES and provider.serves_responses(upstream_model) and not (stream and guarded):
             plan = _Plan(provider, upstream_model, api, True, stream, False, body, F_OPENAI)
             req = {**body, "model": upstream_model}
@@ -825,9 +827,11 @@ class LlmExchange:
         assert facts is not None
         kept = [(k, v) for k, v in resp.headers if k in KEPT_HEADERS]
         policy = self.service.policy
-        guards = policy.response_guards
+        stream_guards = policy.stream_guards
+        guards = policy.response_guards if stream_guards else NO_GUARDS
+        vendors = policy.vendor_response if stream_guards else ()
         # Vendor response guards judge the whole answer: a stream is held until it is judged.
-        held: list[bytes] | None = [] if policy.vendor_response else None
+        held: list[bytes] | None = [] if vendors else None
         head = [*_SSE, *kept]
         if held is None:
             self._response_phase(200, head)
@@ -917,7 +921,7 @@ class LlmExchange:
         facts.response_model = decoder.model or plan.model
         if chunks_seen is not None:
             chunks_seen.extend(self._guarded(tail, guard, final=True))
-            for vendor in policy.vendor_response:
+            for vendor in vendors:
                 replaced = await vendor.check(self.client, _stream_texts(chunks_seen))
                 if replaced is not None:
                     chunks_seen = _replace_stream_texts(chunks_seen, replaced)
