@@ -68,9 +68,7 @@ def test_a_route_attached_to_a_whole_gateway_serves_every_listener(gateway, upst
     port = free_port()
     gateway(
         {
-            "gateways": {
-                "edge": {"port": port, "listeners": [{"name": "x", "hostname": "x.test"}, {"name": "any"}]}
-            },
+            "gateways": {"edge": {"port": port, "listeners": [{"name": "x", "hostname": "x.test"}, {"name": "any"}]}},
             "routes": [{"gateways": "edge", "backends": [{"host": a.address}]}],
         }
     )
