@@ -47,7 +47,7 @@ def test_what_agentgateway_accepts_is_never_called_unknown(result: WalkResult) -
         assert case.outcome in (IMPLEMENTED, REFUSED)
     refused = {c.unit for c in result.by_outcome(REFUSED)}
     # A few that must stay refused by name (not unknown) until they are implemented.
-    for unit in ("LocalConfig.policies", "FilterOrPolicy.extProc", "RawConfig.tracing", "AIProvider<copilot>"):
+    for unit in ("LocalConfig.policies", "FilterOrPolicy.extProc", "LocalConfig.routeGroups", "AIProvider<copilot>"):
         assert unit in refused, unit
     # And what this change implemented.
     implemented = {c.unit for c in result.by_outcome(IMPLEMENTED)}
