@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import ssl
@@ -20,12 +21,14 @@ from agentgateway.config.schema import (
     BackendTls,
     FrontendHttp,
     GatewayListener,
+    GatewayPolicies,
     ListenerTls,
     LlmShortcut,
     LocalConfig,
     McpAuthorization,
     McpShortcut,
     NamedBackend,
+    RawConfig,
     Route,
     RouteMatch,
     RoutePolicies,
@@ -73,6 +76,7 @@ from agentgateway.policy.transformations import Transformations
 from agentgateway.policy.url_rewrite import UrlRewrite
 from agentgateway.routing.hostnames import validate_hostname_pattern
 from agentgateway.routing.route import Backend, CompiledRoute
+from agentgateway.routing.services import ServiceTable
 from agentgateway.routing.table import (
     PATH_EXACT,
     PATH_PREFIX,
@@ -89,8 +93,6 @@ from agentgateway.upstream.target import HTTP_1, HTTP_2, HTTP_AUTO, HttpTarget, 
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _TLS_VERSIONS = {
-    "TLS_V1_0": ssl.TLSVersion.TLSv1,
-    "TLS_V1_1": ssl.TLSVersion.TLSv1_1,
     "TLS_V1_2": ssl.TLSVersion.TLSv1_2,
     "TLS_V1_3": ssl.TLSVersion.TLSv1_3,
 }
@@ -147,13 +149,47 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _worker_threads(value: int | str, where: str) -> int:
+    """agentgateway's ``workerThreads`` (or ``WORKER_THREADS``): a count, or a percentage of the
+    cores rounded up (at least 1)."""
+    text = str(value).strip()
+    if text.endswith("%"):
+        try:
+            percent = float(text[:-1])
+        except ValueError:
+            raise ConfigError(where, f"{value!r} is not a number or a percentage") from None
+        if not 0 < percent <= 100:
+            raise ConfigError(where, "a percentage must be above 0 and at most 100")
+        return max(1, math.ceil(default_workers() * percent / 100))
+    try:
+        count = int(text)
+    except ValueError:
+        raise ConfigError(where, f"{value!r} is not a number or a percentage") from None
+    if count < 1:
+        raise ConfigError(where, "must be at least 1")
+    return count
+
+
+def _workers(raw: RawConfig | None) -> int:
+    """Worker processes: ``config.workers`` (ours), else agentgateway's thread count
+    (``WORKER_THREADS``, then ``config.workerThreads``), one process per thread, else one per core."""
+    if raw is not None and raw.workers is not None:
+        if raw.workers < 1:
+            raise ConfigError("config.workers", "must be at least 1")
+        return raw.workers
+    env = os.environ.get("WORKER_THREADS")
+    if env:
+        return _worker_threads(env, "WORKER_THREADS")
+    if raw is not None and raw.worker_threads is not None:
+        return _worker_threads(raw.worker_threads, "config.workerThreads")
+    return default_workers()
+
+
 def compile_static(cfg: LocalConfig) -> StaticSettings:
     raw = cfg.config
     logging = raw.logging if raw else None
     backend = raw.backend if raw else None
-    workers = raw.workers if raw and raw.workers is not None else default_workers()
-    if workers < 1:
-        raise ConfigError("config.workers", "must be at least 1")
+    workers = _workers(raw)
     level = (logging.level if logging and logging.level else "info").lower()
     if level not in ("trace", "debug", "info", "warn", "warning", "error", "off"):
         raise ConfigError("config.logging.level", f"unknown level {level!r} (trace, debug, info, warn, error, off)")
@@ -213,6 +249,10 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
             http.header_read_timeout, limits.header_read_timeout, f"{where}.headerReadTimeout"
         )
         limits.idle_timeout = _duration(http.http1_idle_timeout, limits.idle_timeout, f"{where}.http1IdleTimeout")
+        if http.max_connection_duration is not None:
+            limits.max_connection_duration = _positive(
+                http.max_connection_duration, 0.0, f"{where}.maxConnectionDuration"
+            )
         limits.body_idle_timeout = _positive(
             http.request_body_idle_timeout, limits.body_idle_timeout, f"{where}.requestBodyIdleTimeout"
         )
@@ -228,10 +268,16 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
             limits.trusted_proxies = _networks(http.trusted_proxies, f"{where}.trustedProxies")
         _http2_limits(http, limits, where)
     if tls:
+        for key, version in (("minVersion", tls.min_version), ("maxVersion", tls.max_version)):
+            # checked here even when no listener terminates TLS (applied in server_tls)
+            if version in ("TLS_V1_0", "TLS_V1_1"):
+                raise ConfigError(
+                    f"frontendPolicies.tls.{key}", f"{version} is not supported (only TLS_V1_2 and TLS_V1_3)"
+                )
         limits.tls_handshake_timeout = _duration(
-            tls.tls_handshake_timeout,
+            tls.handshake_timeout,
             limits.tls_handshake_timeout,
-            "frontendPolicies.tls.tlsHandshakeTimeout",
+            "frontendPolicies.tls.handshakeTimeout",
         )
         if tls.alpn is not None:
             limits.alpn = _alpn(tls.alpn, "frontendPolicies.tls.alpn")
@@ -248,6 +294,15 @@ def compile_limits(cfg: LocalConfig) -> ServerLimits:
         limits.tunnel_idle_timeout = _positive(
             tcp.idle_timeout, limits.tunnel_idle_timeout, "frontendPolicies.tcp.idleTimeout"
         )
+    if tcp and tcp.keepalives and tcp.keepalives.enabled:
+        ka = tcp.keepalives
+        where = "frontendPolicies.tcp.keepalives"
+        if not 0 < ka.retries < 128:
+            raise ConfigError(f"{where}.retries", "must be 1-127")
+        idle = _positive(ka.time, 180.0, f"{where}.time")
+        interval = _positive(ka.interval, 180.0, f"{where}.interval")
+        # the kernel counts in whole seconds (at least 1)
+        limits.keepalive = (max(1, round(idle)), max(1, round(interval)), ka.retries)
     return limits
 
 
@@ -323,6 +378,7 @@ class _Compiler:
         self.static = static
         self.base_dir = base_dir
         self.named: dict[str, tuple[NamedBackend, int]] = {}
+        self.services = ServiceTable([], [])
         self._client_tls: dict[tuple[object, ...], UpstreamTls] = {}
         self.previous_health: HealthState = previous_health or {}
         self.limits = ServerLimits()
@@ -404,12 +460,14 @@ class _Compiler:
         )
         route_ai = policies.ai if policies else None
         items: list[tuple[Backend, int]] = []
+        # service references: the endpoints of each and its weight, spread over them below
+        groups: list[tuple[list[HttpTarget], int]] = []
         for j, rb in enumerate(route.backends):
             bwhere = f"{where}.backends[{j}]"
             if rb.weight < 0:
                 raise ConfigError(f"{bwhere}.weight", "must not be negative")
-            if sum(x is not None for x in (rb.host, rb.backend, rb.mcp, rb.ai)) != 1:
-                raise ConfigError(bwhere, "exactly one of host, backend, mcp or ai must be set")
+            if sum(x is not None for x in (rb.host, rb.backend, rb.mcp, rb.ai, rb.service)) != 1:
+                raise ConfigError(bwhere, "exactly one of host, backend, service, mcp or ai must be set")
             inline_tls = _tls_of(rb.policies)
             inline_health = rb.policies.health if rb.policies else None
             inline_auth = (
@@ -427,6 +485,30 @@ class _Compiler:
             http_tls: BackendTls | None = None
             # Precedence as backendTLS: backendRef inline > route > named backend.
             http_policy = _http_of(rb.policies, bwhere) or _http_of(policies, where)
+            if rb.service is not None:
+                health, hwhere = (
+                    (inline_health, f"{bwhere}.policies.health")
+                    if inline_health
+                    else (route_health, f"{where}.policies.health")
+                )
+                group = []
+                for ep in self.services.endpoints(rb.service.name, rb.service.port, f"{bwhere}.service"):
+                    endpoint = self.make_target(ep.address, ep.port, inline_tls or route_tls, ep.name, bwhere)
+                    if health is not None:
+                        endpoint.health = self.endpoint_health(endpoint, HealthPolicy(health, hwhere))
+                    if auth is not None:
+                        endpoint.auth = compile_backend_auth(
+                            auth[0],
+                            auth[1],
+                            endpoint.host,
+                            self.base_dir,
+                            resolve=self.token_endpoint,
+                            compile_expression=compile_value,
+                        )
+                    self.http_version(endpoint, inline_tls or route_tls, http_policy)
+                    group.append(endpoint)
+                groups.append((group, rb.weight))
+                continue
             if rb.host is not None:
                 http_tls = inline_tls or route_tls
                 target = http = self.http_target(rb.host, http_tls, rb.host, bwhere)
@@ -521,9 +603,19 @@ class _Compiler:
                 # The gateway's own clients (MCP targets, LLM providers) speak HTTP/1.1.
                 raise ConfigError(f"{http_policy[1]}.version", "HTTP/2 is for HTTP backends (host) only")
             items.append((target, rb.weight))
-        if len({t.kind for t, _ in items}) > 1:
+        if groups:
+            # A service's weight is shared by its endpoints: every weight is scaled so that each
+            # endpoint of a service with n of them gets weight/n exactly.
+            scale = math.lcm(*(len(group) for group, _ in groups if group))
+            items = [(t, w * scale) for t, w in items]
+            items += [(t, w * scale // len(group)) for group, w in groups for t in group]
+        kinds = {t.kind for t, _ in items} | ({"http"} if groups else set())
+        if len(kinds) > 1:
             raise ConfigError(f"{where}.backends", "a route's backends are all of one kind: MCP, ai or HTTP")
-        if items and items[0][0].kind != "mcp":
+        if kinds and "llm" not in kinds and route_ai is not None:
+            # agentgateway would run its LLM processing on these backends; here only ai backends
+            raise ConfigError(f"{where}.policies.ai", "not supported on routes without ai backends")
+        if kinds and "mcp" not in kinds:
             for policies_of, pwhere in [
                 (policies, where),
                 *((rb.policies, f"{where}.backends[{j}]") for j, rb in enumerate(route.backends)),
@@ -594,8 +686,11 @@ class _Compiler:
     def ext_authz(self, cfg: ExtAuthzConfig, where: str, labels: tuple[str, str, str]) -> ExtAuthz:
         tls = None
         if cfg.policies is not None:
-            if cfg.policies.backend_auth is not None or cfg.policies.health is not None:
-                raise ConfigError(f"{where}.policies", "only backendTLS applies to the authorization service")
+            for attr, name in (("backend_auth", "backendAuth"), ("health", "health")):
+                if getattr(cfg.policies, attr) is not None:
+                    raise ConfigError(
+                        f"{where}.policies.{name}", "not supported on the authorization service (only backendTLS)"
+                    )
             tls = cfg.policies.backend_tls
         target = self.simple_target(cfg.host, cfg.backend, where, tls)
         grpc_tls = None
@@ -631,7 +726,11 @@ class _Compiler:
         pw = f"{where}.policies"
         chain: list[Policy] = self.security_policies(p, pw)
         own = {policy.kind for policy in chain}
-        chain += [policy for policy in inherited if policy.kind == "authorization" or policy.kind not in own]
+        # a route's own cors or transformations replace the gateway's (one answer to a preflight)
+        own |= {kind for kind, cfg in (("cors", p.cors), ("transformations", p.transformations)) if cfg is not None}
+        chain += [
+            policy for policy in inherited if policy.kind in ("authorization", "extAuthz") or policy.kind not in own
+        ]
         if p.mcp_authentication is not None:
             chain.append(McpAuthenticationPolicy(p.mcp_authentication, self.base_dir, f"{pw}.mcpAuthentication"))
         if p.cors is not None:
@@ -677,7 +776,23 @@ class _Compiler:
             mirror = RequestMirror(target, p.request_mirror.percentage, mw)
         return PolicyChain(chain), timeout, retry, mirror
 
-    def security_policies(self, p: RoutePolicies | GatewayListener, where: str) -> list[Policy]:
+    def gateway_policies(
+        self, p: GatewayListener | GatewayPolicies, where: str, labels: tuple[str, str, str]
+    ) -> list[Policy]:
+        """The gateway-level policies of a gateway or listener: its authentication and
+        authorization; ``extAuthz`` (which runs besides a route's own, as agentgateway's gateway
+        phase runs before its route phase); ``cors`` and ``transformations`` (a route's own
+        replaces them)."""
+        out = self.security_policies(p, where)
+        if p.ext_authz is not None:
+            out.append(self.ext_authz(p.ext_authz, f"{where}.extAuthz", labels))
+        if p.cors is not None:
+            out.append(Cors(p.cors, f"{where}.cors"))
+        if p.transformations is not None:
+            out.append(Transformations(p.transformations, f"{where}.transformations"))
+        return out
+
+    def security_policies(self, p: RoutePolicies | GatewayListener | GatewayPolicies, where: str) -> list[Policy]:
         """The authentication and authorization policies a route or a gateway sets."""
         out: list[Policy] = []
         if p.oidc is not None:
@@ -692,38 +807,48 @@ class _Compiler:
             out.append(AuthorizationPolicy(p.authorization, f"{where}.authorization"))
         return out
 
-    def mcp_shortcut_bind(self, shortcut: McpShortcut) -> BindRuntime:
-        """``mcp:``: one listener on its own port whose only route serves /mcp and /sse."""
-        if not 0 < shortcut.port < 65536:
-            raise ConfigError("mcp.port", "must be 1-65535")
+    def mcp_shortcut_route(
+        self, gateway: str, listener: str, inherited: tuple[Policy, ...] = ()
+    ) -> tuple[CompiledRoute, list[bytes]]:
+        """The ``mcp:`` shortcut's route on one listener, and the path prefixes it serves there:
+        ``/mcp`` and ``/sse`` (and the OAuth discovery documents with ``mcpAuthentication``)."""
+        shortcut = self.cfg.mcp
+        assert shortcut is not None
         authz = _mcp_authorization((shortcut.policies, "mcp"))
         service = compile_mcp_backend(shortcut, "mcp", "mcp", self.make_target, self.base_dir, authorization=authz)
         if shortcut.policies is not None and shortcut.policies.a2a is not None:
             raise ConfigError("mcp.policies.a2a", "a2a needs HTTP backends (this is an MCP endpoint)")
-        gateway = f"bind/{shortcut.port}"
         chain, timeout, retry, mirror = self.route_policies(
-            shortcut.policies, [], "mcp", f"{gateway}/mcp/mcp", (gateway, "mcp", "mcp")
+            shortcut.policies, [], "mcp", f"{gateway}/{listener}/mcp", (gateway, listener, "mcp"), inherited
         )
         if shortcut.policies is not None and shortcut.policies.backend_auth is not None:
             self.mcp_auth(service, (shortcut.policies.backend_auth, "mcp.policies.backendAuth"))
-        route = CompiledRoute("mcp", gateway, "mcp", WeightedChoice([(service, 1)]), chain, timeout, retry, mirror)
+        route = CompiledRoute("mcp", gateway, listener, WeightedChoice([(service, 1)]), chain, timeout, retry, mirror)
         prefixes = [b"/mcp", b"/sse"]
         if shortcut.policies is not None and shortcut.policies.mcp_authentication is not None:
             # The OAuth discovery documents mcpAuthentication answers (RFC 9728, RFC 8414).
             prefixes += [b"/.well-known/oauth-protected-resource", b"/.well-known/oauth-authorization-server"]
-        rules = [
-            RouteRule(route, PATH_PREFIX, prefix, None, None, [], [], order) for order, prefix in enumerate(prefixes)
-        ]
+        return route, prefixes
+
+    def mcp_shortcut_bind(self, shortcut: McpShortcut, port: int) -> BindRuntime:
+        """``mcp:`` on a port of its own: one listener whose only route serves every path (as
+        agentgateway's)."""
+        gateway = f"bind/{port}"
+        route, _ = self.mcp_shortcut_route(gateway, "mcp")
+        rules = [RouteRule(route, PATH_PREFIX, b"/", None, None, [], [], 0)]
         listener = ListenerRuntime("mcp", gateway, None, "HTTP", None, RouteTable({b"": rules}))
-        return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
+        return BindRuntime(port, False, ListenerSet({b"": listener}), listener)
 
     def ai_policy(self, ai: AiPolicy | None, where: str) -> LlmPolicy:
         return compile_policy(ai, where, self.make_target, self.base_dir)
 
-    def llm_shortcut_bind(self, shortcut: LlmShortcut) -> BindRuntime:
-        """``llm:``: one listener on its own port serving the OpenAI and Anthropic APIs."""
-        if not 0 < shortcut.port < 65536:
-            raise ConfigError("llm.port", "must be 1-65535")
+    def llm_shortcut_route(
+        self, gateway: str, listener: str, inherited: tuple[Policy, ...] = ()
+    ) -> tuple[CompiledRoute, list[bytes]]:
+        """The ``llm:`` shortcut's route on one listener: every path (the OpenAI and Anthropic
+        APIs; a route of the file with a longer prefix wins)."""
+        shortcut = self.cfg.llm
+        assert shortcut is not None
         service = compile_llm_shortcut(shortcut, self.make_target, self.base_dir)
         policies = shortcut.policies
         if policies is not None:
@@ -731,15 +856,72 @@ class _Compiler:
                 if getattr(policies, attr) is not None:
                     raise ConfigError(f"llm.policies.{key}", "set provider credentials and TLS on llm.models[].params")
             service.policy = self.ai_policy(policies.ai, "llm.policies.ai")
-        gateway = f"bind/{shortcut.port}"
         self.check_llm_policies(policies, "llm")
-        chain, timeout, _, _ = self.route_policies(policies, [], "llm", f"{gateway}/llm/llm", (gateway, "llm", "llm"))
+        chain, timeout, _, _ = self.route_policies(
+            policies, [], "llm", f"{gateway}/{listener}/llm", (gateway, listener, "llm"), inherited
+        )
         backends = WeightedChoice[Backend]([(service, 1)])
         self.llm_hooks(chain, backends)
-        route = CompiledRoute("llm", gateway, "llm", backends, chain, timeout)
+        return CompiledRoute("llm", gateway, listener, backends, chain, timeout), [b"/"]
+
+    def llm_shortcut_bind(self, shortcut: LlmShortcut, port: int) -> BindRuntime:
+        """``llm:`` on a port of its own (HTTPS with ``llm.tls``)."""
+        gateway = f"bind/{port}"
+        route, _ = self.llm_shortcut_route(gateway, "llm")
         rules = [RouteRule(route, PATH_PREFIX, b"/", None, None, [], [], 0)]
-        listener = ListenerRuntime("llm", gateway, None, "HTTP", None, RouteTable({b"": rules}))
-        return BindRuntime(shortcut.port, False, ListenerSet({b"": listener}), listener)
+        ssl_ctx = self.server_tls(shortcut.tls, "llm.tls", ["http/1.1"]) if shortcut.tls is not None else None
+        protocol = "HTTP" if ssl_ctx is None else "HTTPS"
+        listener = ListenerRuntime("llm", gateway, None, protocol, ssl_ctx, RouteTable({b"": rules}))
+        return BindRuntime(port, ssl_ctx is not None, ListenerSet({b"": listener}), listener)
+
+    def server_tls(self, tls: ListenerTls, where: str, alpn: list[str] | None) -> ssl.SSLContext:
+        """The TLS context of a listener (``tls`` of a listener, a gateway or ``llm``); ``alpn``:
+        the protocols it offers (None: a TLS listener passing its bytes on offers none)."""
+        if tls.cert is None or tls.key is None:
+            raise ConfigError(where, "tls.cert and tls.key are required (spiffe is not supported)")
+        if tls.mode == "dynamicCa":
+            raise ConfigError(f"{where}.mode", "dynamicCa is not supported (use static certificates)")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        load_cert_chain(ctx, tls.cert, tls.key, self.base_dir, where)
+        if tls.root is not None:
+            # as agentgateway: a client certificate chaining to these roots is required
+            load_roots(ctx, tls.root, self.base_dir, f"{where}.root")
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        fp = self.cfg.frontend_policies
+        frontend = fp.tls if fp is not None else None
+        for low, lower, key, attr, default, fkey in (
+            (
+                tls.min_tls_version,
+                tls.min_tls_version_lower,
+                "minTLSVersion",
+                "minimum_version",
+                frontend.min_version if frontend else None,
+                "minVersion",
+            ),
+            (
+                tls.max_tls_version,
+                tls.max_tls_version_lower,
+                "maxTLSVersion",
+                "maximum_version",
+                frontend.max_version if frontend else None,
+                "maxVersion",
+            ),
+        ):
+            if low is not None and lower is not None:
+                raise ConfigError(f"{where}.{key}", f"set once ({key} or its other spelling)")
+            version = low or lower
+            vwhere = f"{where}.{key}"
+            if version is None and default is not None:
+                # frontendPolicies.tls.minVersion / maxVersion: every listener without its own
+                version, vwhere = default, f"frontendPolicies.tls.{fkey}"
+            if version in ("TLS_V1_0", "TLS_V1_1"):
+                # as agentgateway: only TLS 1.2 and 1.3
+                raise ConfigError(vwhere, f"{version} is not supported (only TLS_V1_2 and TLS_V1_3)")
+            if version is not None:
+                setattr(ctx, attr, _TLS_VERSIONS[version])
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        return ctx
 
     @staticmethod
     def check_llm_policies(p: RoutePolicies | None, where: str) -> None:
@@ -779,6 +961,8 @@ class _Compiler:
 
     def rule(self, m: RouteMatch, route: CompiledRoute, where: str, order: int) -> RouteRule:
         kind, value, regex = PATH_PREFIX, b"/", None
+        if isinstance(m.path, str):
+            raise ConfigError(f"{where}.path", "'invalid' (a match that never holds) is not supported")
         if m.path is not None:
             set_fields = [
                 (k, v)
@@ -827,23 +1011,37 @@ class _Compiler:
     def compile(self, limits: ServerLimits) -> RuntimeConfig:
         self.limits = limits
         self.index_named_backends()
+        self.services = compile_services(self.cfg)
         sources: dict[int, tuple[str, list[_ListenerSource]]] = {}
         for i, bind in enumerate(self.cfg.binds):
             bwhere = f"binds[{i}]"
+            if bind.port is None:
+                raise ConfigError(f"{bwhere}.port", "is required (a bind without a port is an internal bind)")
             if not 0 < bind.port < 65536:
                 raise ConfigError(f"{bwhere}.port", "must be 1-65535")
             if bind.port in sources:
                 raise ConfigError(f"{bwhere}.port", f"port {bind.port} is bound twice")
+            if bind.mode == "internal":
+                raise ConfigError(f"{bwhere}.mode", "internal binds (routing without a socket) are not supported")
+            if bind.tunnel_protocol not in (None, "direct"):
+                raise ConfigError(f"{bwhere}.tunnelProtocol", f"{bind.tunnel_protocol} is not supported (only direct)")
             listeners = []
             for j, ls in enumerate(bind.listeners):
                 lwhere = f"{bwhere}.listeners[{j}]"
+                name = ls.name or f"listener{j}"
+                policies = (
+                    self.gateway_policies(ls.policies, f"{lwhere}.policies", (f"bind/{bind.port}", name, ""))
+                    if ls.policies
+                    else []
+                )
                 source = _ListenerSource(
-                    ls.name or f"listener{j}",
+                    f"{ls.namespace}/{name}" if ls.namespace else name,
                     ls.hostname,
                     ls.protocol,
                     ls.tls,
                     lwhere,
                     [(route, f"{lwhere}.routes[{k}]") for k, route in enumerate(ls.routes)],
+                    tuple(policies),
                 )
                 if ls.tcp_routes is not None:
                     if ls.protocol not in _STREAM_PROTOCOLS:
@@ -853,21 +1051,75 @@ class _Compiler:
                     raise ConfigError(f"{lwhere}.tcpRoutes", f"protocol {ls.protocol} requires tcpRoutes")
                 listeners.append(source)
             sources[bind.port] = (bwhere, listeners)
-        self.gateway_sources(sources)
+        refs = self.gateway_sources(sources)
+        own_ports = self.attach_shortcuts(refs)
         binds = {port: self.bind(port, listeners, where) for port, (where, listeners) in sources.items()}
-        if self.cfg.mcp is not None:
-            if self.cfg.mcp.port in binds:
-                raise ConfigError("mcp.port", f"port {self.cfg.mcp.port} is also a bind's port")
-            binds[self.cfg.mcp.port] = self.mcp_shortcut_bind(self.cfg.mcp)
-        if self.cfg.llm is not None:
-            if self.cfg.llm.port in binds:
-                raise ConfigError("llm.port", f"port {self.cfg.llm.port} is also used by a bind or the mcp shortcut")
-            binds[self.cfg.llm.port] = self.llm_shortcut_bind(self.cfg.llm)
+        if self.cfg.mcp is not None and "mcp" in own_ports:
+            port = own_ports["mcp"]
+            if port in binds:
+                raise ConfigError("mcp.port", f"port {port} is also a bind's port")
+            binds[port] = self.mcp_shortcut_bind(self.cfg.mcp, port)
+        if self.cfg.llm is not None and "llm" in own_ports:
+            port = own_ports["llm"]
+            if port in binds:
+                raise ConfigError("llm.port", f"port {port} is also used by a bind or the mcp shortcut")
+            binds[port] = self.llm_shortcut_bind(self.cfg.llm, port)
         return RuntimeConfig(self.cfg, binds, limits, self.static, self.health_state, compile_mcp_settings(self.cfg))
 
-    def gateway_sources(self, sources: dict[int, tuple[str, list[_ListenerSource]]]) -> None:
+    def attach_shortcuts(self, refs: dict[str, list[_ListenerSource]]) -> dict[str, int]:
+        """As agentgateway: the ``mcp:`` and ``llm:`` shortcuts serve on the gateways their
+        ``gateways`` name; without it (and without ``port``, or ``tls`` for llm) on the gateway
+        named ``default`` when there is one; else on a port of their own (3000, 4000 by default).
+        Attached, their routes come after the routes of each listener (so a route of the file wins
+        a tie) and run under the listener's gateway-level policies. Returns the own ports."""
+        own: dict[str, int] = {}
+        for key, shortcut, default_port in (("mcp", self.cfg.mcp, 3000), ("llm", self.cfg.llm, 4000)):
+            if shortcut is None:
+                continue
+            tls = shortcut.tls if isinstance(shortcut, LlmShortcut) else None
+            names = [shortcut.gateways] if isinstance(shortcut.gateways, str) else list(shortcut.gateways or [])
+            if names and (shortcut.port is not None or tls is not None):
+                what = "port or tls" if key == "llm" else "port"
+                raise ConfigError(f"{key}.gateways", f"cannot be used with {key}.{what}")
+            if not names and shortcut.port is None and tls is None and "default" in refs:
+                names = ["default"]
+            if not names:
+                port = default_port if shortcut.port is None else shortcut.port
+                if not 0 < port < 65536:
+                    raise ConfigError(f"{key}.port", "must be 1-65535")
+                own[key] = port
+                continue
+            for source in self.resolve_gateways(refs, names, f"{key}.gateways"):
+                if source.protocol in _STREAM_PROTOCOLS:
+                    raise ConfigError(
+                        f"{key}.gateways",
+                        f"{source.name} is a {source.protocol} listener; the {key} shortcut serves HTTP",
+                    )
+                source.shortcuts.append(key)
+        if "mcp" in own and "llm" in own and own["mcp"] == own["llm"]:
+            raise ConfigError(
+                "llm.port", f"port {own['llm']} is also the mcp shortcut's (attach both to one gateway instead)"
+            )
+        return own
+
+    @staticmethod
+    def resolve_gateways(refs: dict[str, list[_ListenerSource]], names: list[str], where: str) -> list[_ListenerSource]:
+        """The listeners ``names`` (``<gateway>`` or ``<gateway>/<listener>``) refer to."""
+        attached: list[_ListenerSource] = []
+        for g, ref in enumerate(names):
+            found = refs.get(ref)
+            if found is None:
+                known = ", ".join(sorted(refs)) or "none"
+                raise ConfigError(f"{where}[{g}]", f"no gateway or listener {ref!r} (known: {known})")
+            attached += [ls for ls in found if ls not in attached]
+        return attached
+
+    def gateway_sources(
+        self, sources: dict[int, tuple[str, list[_ListenerSource]]]
+    ) -> dict[str, list[_ListenerSource]]:
         """The new-style form: ``gateways`` (a port each, one or more listeners) and top-level
-        ``routes`` attached to them by name, compiled into the same IR as ``binds``."""
+        ``routes`` attached to them by name, compiled into the same IR as ``binds``. Returns the
+        listeners by reference (``<gateway>`` and ``<gateway>/<listener>``)."""
         refs: dict[str, list[_ListenerSource]] = {}
         for name, gw in self.cfg.gateways.items():
             where = f"gateways.{name}"
@@ -878,7 +1130,7 @@ class _Compiler:
             if gw.port in sources:
                 raise ConfigError(f"{where}.port", f"port {gw.port} is also used by {sources[gw.port][0]}")
             listeners = []
-            gateway_policies = self.security_policies(gw, where)
+            gateway_policies = self.gateway_policies(gw, where, (name, "", ""))
             if not gw.listeners:
                 listeners.append(
                     _ListenerSource(
@@ -898,7 +1150,7 @@ class _Compiler:
                 for j, ls in enumerate(gw.listeners):
                     lwhere = f"{where}.listeners[{j}]"
                     lname = ls.name or f"listener{j}"
-                    own = self.security_policies(ls, lwhere)
+                    own = self.gateway_policies(ls, lwhere, (name, lname, ""))
                     kinds = {policy.kind for policy in own}
                     merged = own + [p for p in gateway_policies if p.kind == "authorization" or p.kind not in kinds]
                     source = _ListenerSource(
@@ -925,14 +1177,7 @@ class _Compiler:
                 names = ["default"]
             elif isinstance(names, str):
                 names = [names]
-            attached: list[_ListenerSource] = []
-            for g, ref in enumerate(names):
-                found = refs.get(ref)
-                if found is None:
-                    known = ", ".join(sorted(refs)) or "none"
-                    raise ConfigError(f"{rwhere}.gateways[{g}]", f"no gateway or listener {ref!r} (known: {known})")
-                attached += [ls for ls in found if ls not in attached]
-            for source in attached:
+            for source in self.resolve_gateways(refs, names, f"{rwhere}.gateways"):
                 if source.protocol in _STREAM_PROTOCOLS:
                     raise ConfigError(
                         f"{rwhere}.gateways",
@@ -948,20 +1193,14 @@ class _Compiler:
                 names = ["default"]
             elif isinstance(names, str):
                 names = [names]
-            attached = []
-            for g, ref in enumerate(names):
-                found = refs.get(ref)
-                if found is None:
-                    known = ", ".join(sorted(refs)) or "none"
-                    raise ConfigError(f"{rwhere}.gateways[{g}]", f"no gateway or listener {ref!r} (known: {known})")
-                attached += [ls for ls in found if ls not in attached]
-            for source in attached:
+            for source in self.resolve_gateways(refs, names, f"{rwhere}.gateways"):
                 if source.protocol not in _STREAM_PROTOCOLS:
                     raise ConfigError(
                         f"{rwhere}.gateways",
                         f"{source.name} is an {source.protocol} listener: tcpRoutes attach to TCP or TLS listeners",
                     )
                 source.tcp_routes.append((tcp_route, rwhere))
+        return refs
 
     def bind(self, port: int, listeners: list[_ListenerSource], where: str) -> BindRuntime:
         gateway = f"bind/{port}"
@@ -1036,6 +1275,8 @@ class _Compiler:
                         if timeout is not None and (timeout.request is not None or timeout.backend is not None)
                         else self.static.response_header_timeout
                     ),
+                    # backends named (services) but none with an endpoint: 503, not 500
+                    unavailable=bool(route.backends) and not backends.items,
                 )
                 if compiled.mcp_backends and route.policies is not None and route.policies.a2a is not None:
                     raise ConfigError(f"{rwhere}.policies.a2a", "a2a needs HTTP backends (this route's are MCP)")
@@ -1048,6 +1289,16 @@ class _Compiler:
                         if err:
                             raise ConfigError(f"{rwhere}.hostnames[{h}]", err)
                     rules.setdefault(pattern.lower().encode(), []).extend(route_rules)
+            for shortcut in ls.shortcuts:
+                attached, prefixes = (
+                    self.mcp_shortcut_route(gateway, name, ls.policies)
+                    if shortcut == "mcp"
+                    else self.llm_shortcut_route(gateway, name, ls.policies)
+                )
+                rules.setdefault(b"", []).extend(
+                    RouteRule(attached, PATH_PREFIX, prefix, None, None, [], [], order) for prefix in prefixes
+                )
+                order += 1
             runtime = ListenerRuntime(name, gateway, hostname, ls.protocol, ssl_ctx, RouteTable(rules))
             by_host[key] = runtime
             first = first or runtime
@@ -1071,17 +1322,6 @@ class _Compiler:
         default = by_host.get(b"", first)
         tls = protocol == "HTTPS" or bool(terminated)
         return BindRuntime(port, tls, ListenerSet(by_host), default, "HTTP" if protocol == "HTTPS" else protocol)
-
-    def server_tls(self, tls: ListenerTls, where: str, alpn: list[str] | None) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        load_cert_chain(ctx, tls.cert, tls.key, self.base_dir, where)
-        if tls.min_tls_version:
-            ctx.minimum_version = _TLS_VERSIONS[tls.min_tls_version]
-        if tls.max_tls_version:
-            ctx.maximum_version = _TLS_VERSIONS[tls.max_tls_version]
-        if alpn:
-            ctx.set_alpn_protocols(alpn)
-        return ctx
 
     def stream_listener(self, ls: _ListenerSource, gateway: str) -> ListenerRuntime:
         """A TCP or TLS listener: its tcpRoutes by hostname; TLS with ``tls`` set is terminated
@@ -1158,9 +1398,9 @@ _STREAM_PROTOCOLS = ("TCP", "TLS")
 
 class _ListenerSource:
     """A listener as written in either form (``binds`` or ``gateways``), with its routes and the
-    path of each in the file."""
+    path of each in the file, and the shortcuts (``mcp``, ``llm``) attached to it."""
 
-    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes", "policies", "tcp_routes")
+    __slots__ = ("name", "hostname", "protocol", "tls", "where", "routes", "policies", "shortcuts", "tcp_routes")
 
     def __init__(
         self,
@@ -1180,6 +1420,7 @@ class _ListenerSource:
         self.routes = routes
         # gateway-phase policies, applied to every route of the listener
         self.policies = policies
+        self.shortcuts: list[str] = []
         # the routes of a TCP or TLS listener
         self.tcp_routes: list[tuple[TcpRoute, str]] = []
 
@@ -1233,13 +1474,20 @@ def _regex(text: str, where: str) -> re.Pattern[bytes]:
         raise ConfigError(where, f"invalid regex: {exc}") from None
 
 
-def _value_matcher(name: bytes, value: ValueMatch, where: str) -> ValueMatcher:
+def _value_matcher(name: bytes, value: ValueMatch | str, where: str) -> ValueMatcher:
+    if isinstance(value, str):
+        raise ConfigError(where, f"{value!r} (a match that never holds) is not supported")
     if (value.exact is None) == (value.regex is None):
         raise ConfigError(where, "exactly one of exact or regex must be set")
     if value.exact is not None:
         return ValueMatcher(name, value.exact.encode(), None)
     assert value.regex is not None
     return ValueMatcher(name, None, _regex(value.regex, f"{where}.regex"))
+
+
+def compile_services(cfg: LocalConfig) -> ServiceTable:
+    """The static ``services`` and ``workloads``, joined (routing/services.py)."""
+    return ServiceTable(cfg.services, cfg.workloads)
 
 
 def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:

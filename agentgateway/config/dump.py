@@ -14,7 +14,9 @@ from agentgateway.config.schema import Route, RouteBackend, RouteMatch, TcpRoute
 
 def _describe_match(m: RouteMatch) -> str:
     parts = []
-    if m.path is not None:
+    if isinstance(m.path, str):
+        parts.append(f"path {m.path}")
+    elif m.path is not None:
         if m.path.exact is not None:
             parts.append(f"path == {m.path.exact}")
         elif m.path.path_prefix is not None:
@@ -31,6 +33,8 @@ def _describe_match(m: RouteMatch) -> str:
 def _backend_name(b: RouteBackend) -> str:
     if b.host or b.backend:
         return str(b.host or b.backend)
+    if b.service is not None:
+        return f"service {b.service.name}:{b.service.port}"
     if b.ai is not None:
         return f"ai {b.ai.name or ''}".strip()
     return "mcp" if b.mcp is not None else "-"
@@ -71,7 +75,7 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
     def addr(a: tuple[str, int] | None) -> str | None:
         return f"{a[0]}:{a[1]}" if a else None
 
-    binds = []
+    binds: list[dict[str, Any]] = []
     for i, bind in enumerate(runtime.source.binds):
         listeners = [
             {
@@ -137,7 +141,7 @@ def effective(runtime: RuntimeConfig) -> dict[str, Any]:
             "http1IdleTimeout": limits.idle_timeout,
             "maxRequestBodySize": limits.max_request_body_size,
             "maxBufferSize": limits.max_buffer_size,
-            "tlsHandshakeTimeout": limits.tls_handshake_timeout,
+            "handshakeTimeout": limits.tls_handshake_timeout,
             "requestBodyIdleTimeout": limits.body_idle_timeout,
             "requestBodyMinRate": limits.body_min_rate,
             "requestBodyMinRateGrace": limits.body_min_rate_grace,

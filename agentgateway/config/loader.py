@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from importlib import resources
 from pathlib import Path
@@ -10,7 +11,7 @@ import msgspec
 
 from agentgateway.config.envexpand import expand_env
 from agentgateway.config.errors import ConfigError
-from agentgateway.config.schema import LocalConfig, find_unsupported
+from agentgateway.config.schema import LocalConfig, find_refused_form, find_unsupported
 
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?$")
 _AT_PATH = re.compile(r"^(?P<reason>.*) - at `\$(?P<path>[^`]*)`$", re.S)
@@ -38,11 +39,18 @@ def decode_config(text: str) -> LocalConfig:
     if not text.strip():
         return LocalConfig()
     try:
-        cfg = msgspec.yaml.decode(text, type=LocalConfig)
-    except msgspec.ValidationError as exc:
-        raise _validation_error(exc) from None
+        raw = msgspec.yaml.decode(text)
     except msgspec.DecodeError as exc:
         raise ConfigError("", f"invalid YAML: {exc}") from None
+    # Forms of a value agentgateway accepts but this gateway does not implement are refused by
+    # name before they meet the types (which would call them type errors).
+    refused = find_refused_form(raw, LocalConfig)
+    if refused is not None:
+        raise ConfigError(*refused)
+    try:
+        cfg = msgspec.convert(raw, LocalConfig, builtin_types=(datetime.datetime, datetime.date))
+    except msgspec.ValidationError as exc:
+        raise _validation_error(exc) from None
     unsupported = find_unsupported(cfg)
     if unsupported:
         raise ConfigError(unsupported, "not supported")

@@ -9,6 +9,7 @@ Fields marked "addition" are ours; they never change the meaning of a reference 
 from __future__ import annotations
 
 import functools
+import types
 import typing
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,53 @@ from msgspec import UNSET, UnsetType
 
 _NOT_SUPPORTED = "agentgateway:not-supported"
 NotSupported = Annotated[Any | UnsetType, _NOT_SUPPORTED]
+
+
+class RefusedForms:
+    """Field metadata (``Annotated[<type>, RefusedForms(...)]``): value forms agentgateway accepts
+    for the key that this gateway does not implement yet. They are refused by name (``<path>: ...
+    not supported``) before the file is decoded, so the field's type stays what the code uses.
+
+    ``strings``: any string value; ``objects``: any mapping; ``lists``: any list; ``values``: these
+    values (of an enum); ``keys``: a mapping holding one of these keys (``conditional``), refused at
+    ``<path>.<key>``."""
+
+    __slots__ = ("strings", "objects", "lists", "values", "keys", "what")
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        strings: bool = False,
+        objects: bool = False,
+        lists: bool = False,
+        values: tuple[str, ...] = (),
+        keys: tuple[str, ...] = (),
+    ) -> None:
+        self.what = what
+        self.strings = strings
+        self.objects = objects
+        self.lists = lists
+        self.values = values
+        self.keys = keys
+
+    def refusal(self, value: object, path: str) -> tuple[str, str] | None:
+        """(path, reason) when ``value`` is one of the refused forms."""
+        if isinstance(value, str) and (self.strings or value in self.values):
+            return path, f"{self.what} ({value!r}) is not supported"
+        if isinstance(value, dict):
+            for key in self.keys:
+                if key in value:
+                    return f"{path}.{key}", f"the {key} form of {self.what} is not supported"
+            if self.objects:
+                return path, f"{self.what} in this form is not supported"
+        if isinstance(value, list) and self.lists:
+            return path, f"{self.what} as a list is not supported"
+        return None
+
+
+# The conditional form (``{conditional: [{condition, ...}]}``) of agentgateway's policies.
+CONDITIONAL = RefusedForms("the policy", keys=("conditional",))
 
 # What ``/config_dump`` must not show, marked on the field (``Annotated[<type>, MARKER]``) so that
 # config/dump.py redacts by type wherever the struct is used:
@@ -46,11 +94,13 @@ class LoggingFields(Schema, frozen=True):
 
 class LoggingSettings(Schema, frozen=True):
     format: Literal["text", "json"] | None = None
-    level: str | None = None
+    # agentgateway also takes a list of per-module levels, which has no meaning here
+    level: Annotated[str | None, RefusedForms("a list of levels", lists=True)] = None
     # CEL: the requests logged (agentgateway keeps these for compatibility; frontendPolicies.accessLog
     # is the newer place, and wins where both say something)
     filter: str | None = None
     fields: LoggingFields | None = None
+    database: NotSupported = UNSET
 
 
 # A sampling rule: a probability (0.0-1.0), a boolean, or a CEL expression giving either.
@@ -117,7 +167,9 @@ class RawConfig(Schema, frozen=True):
     backend: BackendSettings | None = None
     connection_termination_deadline: str | None = None
     connection_min_termination_deadline: str | None = None
-    worker_threads: NotSupported = UNSET
+    # agentgateway's proxy threads: a count or a percentage of the cores ("50%"); mapped to worker
+    # processes here (``workers`` wins when both are set)
+    worker_threads: int | str | None = None
     tracing: TracingSettings | None = None
     metrics: MetricsSettings | None = None
     histograms: NotSupported = UNSET
@@ -143,6 +195,7 @@ class RawConfig(Schema, frozen=True):
     storage: NotSupported = UNSET
     standard_attributes: NotSupported = UNSET
     sensitive_headers: NotSupported = UNSET
+    spiffe: NotSupported = UNSET
 
 
 # ---------------------------------------------------------------- frontendPolicies:
@@ -182,16 +235,19 @@ class FrontendHttp(Schema, frozen=True):
     http2_max_header_size: int | None = None
     # addition: streams one HTTP/2 client connection may have open at once (default 100)
     http2_max_concurrent_streams: int | None = None
-    max_connection_duration: NotSupported = UNSET
+    http1_header_case: NotSupported = UNSET
+    # a client connection this old is closed once it is idle (between requests)
+    max_connection_duration: str | None = None
 
 
 class FrontendTls(Schema, frozen=True):
-    tls_handshake_timeout: str | None = None
+    handshake_timeout: str | None = None
     # protocols offered to clients, most preferred first (default h2, http/1.1); each as text or
     # as the list of its bytes (the reference's form)
     alpn: list[str | list[int]] | None = None
-    min_version: NotSupported = UNSET
-    max_version: NotSupported = UNSET
+    # the versions of every TLS listener that does not set its own
+    min_version: TlsVersion | None = None
+    max_version: TlsVersion | None = None
     cipher_suites: NotSupported = UNSET
     key_exchange_groups: NotSupported = UNSET
 
@@ -241,8 +297,19 @@ class FrontendTracing(Schema, frozen=True):
     protocol: Literal["grpc", "http"] | None = None
 
 
+class Keepalive(Schema, frozen=True):
+    """TCP keepalive probes (agentgateway's KeepaliveConfig): after ``time`` without traffic, a
+    probe every ``interval``; ``retries`` unanswered probes drop the connection."""
+
+    enabled: bool = True
+    time: str | None = None  # default 3m
+    interval: str | None = None  # default 3m
+    retries: int = 9
+
+
 class FrontendTcp(Schema, frozen=True):
-    keepalives: NotSupported = UNSET
+    # keepalive probes on the connections clients open (set on the listening sockets)
+    keepalives: Keepalive | None = None
     # addition: a connection relayed byte for byte (an accepted upgrade such as a WebSocket, a
     # TCP or TLS-passthrough route) that carries nothing either way for this long is closed
     # (default 1h)
@@ -294,16 +361,17 @@ class ValueMatch(Schema, frozen=True):
 
 class HeaderMatch(Schema, frozen=True):
     name: str
-    value: ValueMatch
+    value: ValueMatch | Literal["invalid"]
 
 
 class QueryMatch(Schema, frozen=True):
     name: str
-    value: ValueMatch
+    value: ValueMatch | Literal["invalid"]
 
 
 class RouteMatch(Schema, frozen=True):
-    path: PathMatch | None = None
+    # ``invalid`` (agentgateway's marker of a match that can never hold) is refused by name
+    path: PathMatch | Literal["invalid"] | None = None
     method: str | None = None
     headers: list[HeaderMatch] = []
     query: list[QueryMatch] = []
@@ -417,6 +485,7 @@ class Descriptor(Schema, frozen=True):
     cost: str | None = None
     # addition, Redis mode only
     limit: RateLimitUnitLimit | None = None
+    limit_override: NotSupported = UNSET
 
 
 class RedisTarget(Schema, frozen=True):
@@ -452,6 +521,7 @@ class TransformSide(Schema, frozen=True):
 class Transformations(Schema, frozen=True):
     request: TransformSide | None = None
     response: TransformSide | None = None
+    conditional: NotSupported = UNSET
 
 
 class Eviction(Schema, frozen=True):
@@ -574,6 +644,7 @@ class AuthorizationLocation(Schema, frozen=True):
     header: HeaderLocation | None = None
     query_parameter: NamedLocation | None = None
     cookie: NamedLocation | None = None
+    expression: NotSupported = UNSET
 
 
 class BackendKey(Schema, frozen=True):
@@ -591,6 +662,7 @@ class Passthrough(Schema, frozen=True):
 class GcpAuth(Schema, frozen=True):
     type: Literal["accessToken", "idToken", "AccessToken", "IdToken"] | None = None
     audience: str | None = None
+    credential: NotSupported = UNSET
 
 
 class AwsAuth(Schema, frozen=True):
@@ -602,6 +674,9 @@ class AwsAuth(Schema, frozen=True):
     region: str | None = None
     service_name: str | None = None
     assume_role: NotSupported = UNSET
+
+
+COPILOT_AUTH = RefusedForms("backendAuth", values=("copilot",))
 
 
 class JwtSign(Schema, frozen=True):
@@ -751,6 +826,7 @@ class BackendAuth(Schema, frozen=True):
     jwt_sign: JwtSign | None = None
     oauth_token_exchange: OAuthTokenExchange | None = None
     cross_app_access: CrossAppAccess | None = None
+    credentials: NotSupported = UNSET
 
 
 class BackendHttp(Schema, frozen=True):
@@ -765,7 +841,7 @@ class BackendPolicies(Schema, frozen=True):
     """Policies that apply to the call to one backend."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
-    backend_auth: BackendAuth | None = None
+    backend_auth: Annotated[BackendAuth | None, COPILOT_AUTH] = None
     health: Health | None = None
     request_header_modifier: NotSupported = UNSET
     response_header_modifier: NotSupported = UNSET
@@ -800,6 +876,7 @@ class AiModelProvider(Schema, frozen=True):
     """``anthropic`` (and ``openAI``/``gemini`` below): ``model`` overrides the request's model when set."""
 
     model: str | None = None
+    moderation: NotSupported = UNSET
 
 
 class AiOpenAiProvider(Schema, frozen=True):
@@ -822,8 +899,9 @@ class AiVertexProvider(Schema, frozen=True):
 class AiBedrockProvider(Schema, frozen=True):
     region: str
     model: str | None = None
-    guardrail_identifier: NotSupported = UNSET
-    guardrail_version: NotSupported = UNSET
+    # a Bedrock guardrail applied to every Converse call (its guardrailConfig)
+    guardrail_identifier: str | None = None
+    guardrail_version: str | None = None
 
 
 AzureResourceType = Literal["openAI", "foundry", "aiServices"]
@@ -923,9 +1001,14 @@ class RegexGuardSpec(Schema, frozen=True):
     rules: list[RegexRule] = []
 
 
+# one byte of agentgateway's Bytes list form
+Byte = Annotated[int, msgspec.Meta(ge=0, le=255)]
+
+
 class GuardRejection(Schema, frozen=True):
     status: int = 403
-    body: str | None = None
+    # agentgateway's Bytes: a string, or a list of byte values
+    body: str | list[Byte] | None = None
     headers: HeaderModifier | None = None
 
 
@@ -937,14 +1020,18 @@ class WebhookTarget(Schema, frozen=True):
 
 class WebhookGuardSpec(Schema, frozen=True):
     target: WebhookTarget
-    forward_header_matches: NotSupported = UNSET
+    # the client's headers that go along to the webhook
+    forward_header_matches: list[HeaderMatch] = []
+    # header name (or ``:path``, ``:method``) -> CEL over the client's request
+    headers: dict[str, str] = {}
+    failure_mode: Literal["failClosed", "failOpen"] = "failClosed"
 
 
 class GuardPolicies(Schema, frozen=True):
     """The backend policies of a vendor guard's calls (agentgateway's SimpleLocalBackendPolicies)."""
 
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
-    backend_auth: BackendAuth | None = None
+    backend_auth: Annotated[BackendAuth | None, COPILOT_AUTH] = None
     request_header_modifier: NotSupported = UNSET
     transformations: NotSupported = UNSET
     http: NotSupported = UNSET
@@ -1023,7 +1110,9 @@ class PromptGuardRule(Schema, frozen=True):
 class PromptGuard(Schema, frozen=True):
     request: list[PromptGuardRule] = []
     response: list[PromptGuardRule] = []
-    streaming: NotSupported = UNSET
+    # ``Disabled``: response guards do not apply to streamed answers; ``Enabled`` (and unset)
+    # they do
+    streaming: Literal["Disabled", "Enabled"] | None = None
 
 
 class PromptMessage(Schema, frozen=True):
@@ -1067,6 +1156,22 @@ RouteType = Literal[
     "geminiCountTokens",
     "rerank",
 ]
+# agentgateway's earlier spelling of the route types (``Models``, ``AnthropicTokenCount``), which
+# its published examples still use: read as the current one
+RouteTypeCapitalized = Literal[
+    "Completions",
+    "Messages",
+    "Models",
+    "Passthrough",
+    "Detect",
+    "Responses",
+    "Embeddings",
+    "Realtime",
+    "AnthropicTokenCount",
+    "GenerateContent",
+    "GeminiCountTokens",
+    "Rerank",
+]
 
 
 class AiPolicy(Schema, frozen=True):
@@ -1083,7 +1188,7 @@ class AiPolicy(Schema, frozen=True):
     model_aliases: dict[str, str] = {}
     prompt_caching: PromptCaching | None = None
     # request path suffix → the API it is
-    routes: dict[str, RouteType] = {}
+    routes: dict[str, RouteType | RouteTypeCapitalized] = {}
     # addition: the reservation of token rate limits (llm/exchange.py)
     token_reservation: TokenReservation | None = None
     models: NotSupported = UNSET
@@ -1248,7 +1353,8 @@ class A2aPolicy(Schema, frozen=True):
 
 class DirectResponse(Schema, frozen=True):
     status: int = 200
-    body: str | None = None
+    # agentgateway's Bytes: a string, or a list of byte values
+    body: str | list[Byte] | None = None
     body_expression: NotSupported = UNSET
     headers: NotSupported = UNSET
     conditional: NotSupported = UNSET
@@ -1265,8 +1371,8 @@ class RoutePolicies(Schema, frozen=True):
     url_rewrite: UrlRewrite | None = None
     request_mirror: RequestMirror | None = None
     direct_response: DirectResponse | None = None
-    local_rate_limit: list[LocalRateLimit] | None = None
-    remote_rate_limit: RemoteRateLimit | None = None
+    local_rate_limit: Annotated[list[LocalRateLimit] | None, CONDITIONAL] = None
+    remote_rate_limit: Annotated[RemoteRateLimit | None, CONDITIONAL] = None
     transformations: Transformations | None = None
     timeout: Timeout | None = None
     retry: Retry | None = None
@@ -1279,7 +1385,7 @@ class RoutePolicies(Schema, frozen=True):
     cors: Cors | None = None
     csrf: Csrf | None = None
     ext_authz: ExtAuthz | None = None
-    backend_auth: BackendAuth | None = None
+    backend_auth: Annotated[BackendAuth | None, COPILOT_AUTH] = None
     mcp_authorization: McpAuthorization | None = None
     mcp_guardrails: NotSupported = UNSET
     ext_mcp: NotSupported = UNSET
@@ -1289,10 +1395,12 @@ class RoutePolicies(Schema, frozen=True):
     oidc: Oidc | None = None
     ext_proc: NotSupported = UNSET
     buffer: NotSupported = UNSET
-    delay: Delay | None = None
+    delay: Annotated[Delay | None, CONDITIONAL] = None
     host_rewrite: NotSupported = UNSET
     http: BackendHttp | None = None
     tcp: NotSupported = UNSET
+    # (``llm.policies`` only: guardrails for every model of the shortcut)
+    guardrails: NotSupported = UNSET
 
 
 class McpHost(Schema, frozen=True):
@@ -1309,7 +1417,8 @@ class McpStdio(Schema, frozen=True):
     cmd: str
     args: list[str] = []
     env: Annotated[dict[str, str], SECRET] = {}
-    clear_env: bool = False
+    # agentgateway spells this one in snake case
+    clear_env: bool = msgspec.field(default=False, name="clear_env")
 
 
 class OpenApiSchemaSource(Schema, frozen=True):
@@ -1323,12 +1432,12 @@ class OpenApiSchemaSource(Schema, frozen=True):
 class McpOpenApi(McpHost, frozen=True):
     """A REST API described by an OpenAPI 3 document, served as MCP tools (``schema`` is required)."""
 
-    schema: OpenApiSchemaSource | None = None
+    schema: Annotated[OpenApiSchemaSource | None, RefusedForms("the OpenAPI document as a string", strings=True)] = None
 
 
 class McpTargetPolicies(Schema, frozen=True):
     backend_tls: BackendTls | None = msgspec.field(default=None, name="backendTLS")
-    backend_auth: BackendAuth | None = None
+    backend_auth: Annotated[BackendAuth | None, COPILOT_AUTH] = None
     mcp_authorization: McpAuthorization | None = None
     ext_mcp: NotSupported = UNSET
     request_header_modifier: NotSupported = UNSET
@@ -1373,7 +1482,8 @@ class McpBackend(Schema, frozen=True):
 
 
 class RouteBackend(Schema, frozen=True):
-    """One entry of ``routes[].backends``: exactly one of ``host`` or ``backend`` (a named backend)."""
+    """One entry of ``routes[].backends``: exactly one of ``host``, ``backend`` (a named backend),
+    ``service`` (a service of ``services``), ``mcp`` or ``ai``."""
 
     weight: int = 1
     policies: BackendPolicies | None = None
@@ -1381,11 +1491,13 @@ class RouteBackend(Schema, frozen=True):
     backend: str | None = None
     mcp: McpBackend | None = None
     ai: AiBackend | None = None
-    service: NotSupported = UNSET
+    # a service of the top-level ``services`` list, load-balanced over its workloads
+    service: ServiceRef | None = None
     aws: NotSupported = UNSET
     dynamic: NotSupported = UNSET
     internal: NotSupported = UNSET
     route_group: NotSupported = UNSET
+    invalid: NotSupported = UNSET
 
 
 class Route(Schema, frozen=True):
@@ -1396,6 +1508,9 @@ class Route(Schema, frozen=True):
     matches: list[RouteMatch] = []
     policies: RoutePolicies | None = None
     backends: list[RouteBackend] = []
+
+
+TlsVersion = Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"]
 
 
 class TcpRoutePolicies(Schema, frozen=True):
@@ -1434,15 +1549,19 @@ class TcpRoute(Schema, frozen=True):
 
 
 class ListenerTls(Schema, frozen=True):
-    cert: str
-    key: Annotated[str, KEY_MATERIAL]
-    min_tls_version: Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"] | None = msgspec.field(
-        default=None, name="minTLSVersion"
-    )
-    max_tls_version: Literal["TLS_V1_0", "TLS_V1_1", "TLS_V1_2", "TLS_V1_3"] | None = msgspec.field(
-        default=None, name="maxTLSVersion"
-    )
-    root: NotSupported = UNSET
+    # required (agentgateway makes them optional only for ``spiffe``, not supported here)
+    cert: str | None = None
+    key: Annotated[str | None, KEY_MATERIAL] = None
+    # ``static`` (the certificate is the listener's) or ``dynamicCa`` (refused by name)
+    mode: Literal["static", "dynamicCa"] | None = None
+    min_tls_version: TlsVersion | None = msgspec.field(default=None, name="minTLSVersion")
+    max_tls_version: TlsVersion | None = msgspec.field(default=None, name="maxTLSVersion")
+    # agentgateway's other spellings of the two (one of each pair at most)
+    min_tls_version_lower: TlsVersion | None = msgspec.field(default=None, name="minTlsVersion")
+    max_tls_version_lower: TlsVersion | None = msgspec.field(default=None, name="maxTlsVersion")
+    # CA certificates that client certificates must chain to: clients must present one (mTLS)
+    root: str | None = None
+    spiffe: NotSupported = UNSET
     cipher_suites: NotSupported = UNSET
     key_exchange_groups: NotSupported = UNSET
 
@@ -1455,15 +1574,19 @@ class Listener(Schema, frozen=True):
     tls: ListenerTls | None = None
     routes: list[Route] = []
     tcp_routes: list[TcpRoute] | None = None
-    policies: NotSupported = UNSET
+    # gateway-phase policies: they apply to every route of the listener
+    policies: GatewayPolicies | None = None
     gateway_name: NotSupported = UNSET
 
 
 class Bind(Schema, frozen=True):
-    port: int
+    # required here: agentgateway omits it only for internal binds (mode: internal, refused)
+    port: int | None = None
     listeners: list[Listener] = []
-    mode: NotSupported = UNSET
-    tunnel_protocol: NotSupported = UNSET
+    # ``standard`` (the default: the port is bound) and ``direct`` (no tunnel) are what this
+    # gateway does; the other values are refused by name
+    mode: Literal["standard", "internal"] | None = None
+    tunnel_protocol: Literal["direct", "hboneWaypoint", "hboneGateway", "proxy", "connect"] | None = None
 
 
 class NamedBackend(Schema, frozen=True):
@@ -1476,6 +1599,21 @@ class NamedBackend(Schema, frozen=True):
     ai: AiBackend | None = None
     aws: NotSupported = UNSET
     internal: NotSupported = UNSET
+
+
+class GatewayPolicies(Schema, frozen=True):
+    """``binds[].listeners[].policies``: the gateway-phase policies of a listener (the same keys
+    a ``gateways`` entry takes beside its port), applied to every route of the listener."""
+
+    jwt_auth: JwtAuth | None = None
+    basic_auth: BasicAuth | None = None
+    api_key: ApiKey | None = None
+    authorization: Authorization | None = None
+    oidc: Oidc | None = None
+    ext_authz: ExtAuthz | None = None
+    ext_proc: NotSupported = UNSET
+    cors: Cors | None = None
+    transformations: Transformations | None = None
 
 
 class GatewayListener(Schema, frozen=True):
@@ -1492,10 +1630,10 @@ class GatewayListener(Schema, frozen=True):
     api_key: ApiKey | None = None
     authorization: Authorization | None = None
     oidc: Oidc | None = None
-    ext_authz: NotSupported = UNSET
+    ext_authz: ExtAuthz | None = None
     ext_proc: NotSupported = UNSET
-    cors: NotSupported = UNSET
-    transformations: NotSupported = UNSET
+    cors: Cors | None = None
+    transformations: Transformations | None = None
 
 
 class Gateway(GatewayListener, frozen=True):
@@ -1521,11 +1659,14 @@ class AttachedTcpRoute(TcpRoute, frozen=True):
 
 
 class McpShortcut(McpBackend, frozen=True):
-    """The ``mcp:`` shortcut: one MCP endpoint (``/mcp`` and ``/sse``) on its own port."""
+    """The ``mcp:`` shortcut: one MCP endpoint, on the gateways it names (``/mcp`` and ``/sse``
+    there), else on ``gateways.default`` when there is one and no ``port`` is set, else on its own
+    port (3000 by default)."""
 
-    port: int = 3000
+    port: int | None = None
     policies: RoutePolicies | None = None
-    gateways: NotSupported = UNSET
+    # ``<gateway>`` or ``<gateway>/<listener>``, one or a list
+    gateways: str | list[str] | None = None
 
 
 class LlmParams(Schema, frozen=True):
@@ -1570,8 +1711,8 @@ class LlmProviderDefaults(Schema, frozen=True):
     tls: BackendTls | None = None
     auth: BackendAuth | None = None
     prompt_caching: PromptCaching | None = None
-    request_headers: NotSupported = UNSET
-    response_headers: NotSupported = UNSET
+    request_headers: HeaderModifier | None = None
+    response_headers: HeaderModifier | None = None
     health: NotSupported = UNSET
     backend_tunnel: NotSupported = UNSET
 
@@ -1604,8 +1745,9 @@ class LlmModel(Schema, frozen=True):
     guardrails: NotSupported = UNSET
     matches: NotSupported = UNSET
     health: NotSupported = UNSET
-    response_headers: NotSupported = UNSET
-    request_headers: NotSupported = UNSET
+    # headers of the requests to the model's provider, and of the answers from it
+    response_headers: HeaderModifier | None = None
+    request_headers: HeaderModifier | None = None
     backend_tunnel: NotSupported = UNSET
 
 
@@ -1639,16 +1781,87 @@ class VirtualModel(Schema, frozen=True):
 
 
 class LlmShortcut(Schema, frozen=True):
-    """The ``llm:`` shortcut: an OpenAI- and Anthropic-compatible endpoint on its own port."""
+    """The ``llm:`` shortcut: an OpenAI- and Anthropic-compatible endpoint, on the gateways it
+    names, else on ``gateways.default`` when there is one and neither ``port`` nor ``tls`` is set,
+    else on its own port (4000 by default; HTTPS with ``tls``)."""
 
-    port: int = 4000
+    port: int | None = None
     models: list[LlmModel] = []
     virtual_models: list[VirtualModel] = []
     policies: RoutePolicies | None = None
     providers: list[LlmProviderDef] = []
-    gateways: NotSupported = UNSET
-    tls: NotSupported = UNSET
+    # ``<gateway>`` or ``<gateway>/<listener>``, one or a list
+    gateways: str | list[str] | None = None
+    tls: ListenerTls | None = None
     guardrails: NotSupported = UNSET
+
+
+# ---------------------------------------------------------------- services and workloads
+#
+# agentgateway's static form of the service/workload model a control plane sends: a service is a
+# hostname with ports, a workload an address that claims membership of services. A route backend
+# ``service: {name: <namespace>/<hostname>, port}`` is load-balanced over the service's workloads.
+
+
+class ServiceRef(Schema, frozen=True):
+    # ``<namespace>/<hostname>`` of a ``services`` entry
+    name: str
+    port: int
+
+
+class ServiceLoadBalancer(Schema, frozen=True):
+    # ``OnlyHealthy`` (the default): workloads whose status is Unhealthy are left out
+    health_policy: Literal["OnlyHealthy", "AllowAll"] | None = None
+    routing_preferences: NotSupported = UNSET
+    mode: NotSupported = UNSET
+
+
+class LocalService(Schema, frozen=True):
+    name: str
+    namespace: str
+    hostname: str
+    # the addresses the service answers on where traffic is captured (a mesh); nothing is
+    # captured here, so they name the service and route nothing
+    vips: list[str]
+    # service port -> workload port (0: the workload's own mapping must give it); a port may be
+    # written as a number or a string, as YAML keys often are
+    ports: dict[int | str, int]
+    # ``Http11`` is what this gateway speaks to upstreams; the others are refused by name
+    app_protocols: dict[int | str, Literal["Http11", "Http2", "Grpc"]] = {}
+    load_balancer: ServiceLoadBalancer | None = None
+    subject_alt_names: NotSupported = UNSET
+    waypoint: NotSupported = UNSET
+    ip_families: NotSupported = UNSET
+
+
+class LocalWorkload(Schema, frozen=True):
+    # the first address is connected to (as agentgateway)
+    workload_ips: list[str]
+    namespace: str
+    # ``<namespace>/<hostname>`` of each service the workload serves -> {service port: its port}
+    services: dict[str, dict[int | str, int]]
+    name: str | None = None
+    uid: str | None = None
+    status: Literal["Healthy", "Unhealthy"] | None = None
+    # ``TCP`` (plain connections) and ``Standard`` are what this gateway does; the others are
+    # refused by name
+    protocol: Literal["TCP", "HBONE", "LegacyIstioMtls"] | None = None
+    network_mode: Literal["Standard", "HostNetwork"] | None = None
+    waypoint: NotSupported = UNSET
+    network_gateway: NotSupported = UNSET
+    trust_domain: NotSupported = UNSET
+    service_account: NotSupported = UNSET
+    network: NotSupported = UNSET
+    workload_name: NotSupported = UNSET
+    workload_type: NotSupported = UNSET
+    canonical_name: NotSupported = UNSET
+    canonical_revision: NotSupported = UNSET
+    hostname: NotSupported = UNSET
+    node: NotSupported = UNSET
+    authorization_policies: NotSupported = UNSET
+    cluster_id: NotSupported = UNSET
+    locality: NotSupported = UNSET
+    capacity: NotSupported = UNSET
 
 
 class LocalConfig(Schema, frozen=True):
@@ -1660,8 +1873,8 @@ class LocalConfig(Schema, frozen=True):
     routes: list[AttachedRoute] = []
     tcp_routes: list[AttachedTcpRoute] = []
     policies: NotSupported = UNSET
-    workloads: NotSupported = UNSET
-    services: NotSupported = UNSET
+    workloads: list[LocalWorkload] = []
+    services: list[LocalService] = []
     route_groups: NotSupported = UNSET
     llm: LlmShortcut | None = None
     mcp: McpShortcut | None = None
@@ -1705,5 +1918,80 @@ def find_unsupported(node: object, path: str = "") -> str | None:
         for i, item in enumerate(node):
             found = find_unsupported(item, f"{path}[{i}]")
             if found:
+                return found
+    return None
+
+
+# ---------------------------------------------------------------- refused value forms
+
+
+@functools.cache
+def _field_table(cls: type[Schema]) -> dict[str, tuple[Any, RefusedForms | None]]:
+    """key in the file -> (type hint without Annotated, its RefusedForms marker)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out: dict[str, tuple[Any, RefusedForms | None]] = {}
+    for f in msgspec.structs.fields(cls):
+        hint = hints[f.name]
+        marker = None
+        if typing.get_origin(hint) is Annotated:
+            marker = next((m for m in hint.__metadata__ if isinstance(m, RefusedForms)), None)
+            hint = typing.get_args(hint)[0]
+        out[f.encode_name] = (hint, marker)
+    return out
+
+
+def _inner(hint: Any, value: object) -> Any:
+    """The part of ``hint`` (a union, list or dict type) that a raw ``value`` decodes into."""
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        return _inner(typing.get_args(hint)[0], value)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            inner = _inner(arg, value)
+            if inner is not None:
+                return inner
+        return None
+    if isinstance(value, dict):
+        if isinstance(hint, type) and issubclass(hint, Schema):
+            return hint
+        return hint if origin is dict else None
+    if isinstance(value, list):
+        return hint if origin is list else None
+    return None
+
+
+def find_refused_form(value: object, hint: Any, path: str = "") -> tuple[str, str] | None:
+    """(path, reason) of the first value of the raw file (before decoding) that is a form
+    agentgateway accepts and this gateway refuses (fields marked with RefusedForms)."""
+    target = _inner(hint, value)
+    if target is None:
+        return None
+    if isinstance(target, type) and issubclass(target, Schema):
+        assert isinstance(value, dict)
+        table = _field_table(target)
+        for key, item in value.items():
+            entry = table.get(key) if isinstance(key, str) else None
+            if entry is None:
+                continue
+            sub, marker = entry
+            where = f"{path}.{key}" if path else key
+            if marker is not None:
+                refused = marker.refusal(item, where)
+                if refused is not None:
+                    return refused
+            found = find_refused_form(item, sub, where)
+            if found is not None:
+                return found
+        return None
+    args = typing.get_args(target)
+    if isinstance(value, list) and args:
+        for i, item in enumerate(value):
+            found = find_refused_form(item, args[0], f"{path}[{i}]")
+            if found is not None:
+                return found
+    elif isinstance(value, dict) and len(args) == 2:
+        for key, item in value.items():
+            found = find_refused_form(item, args[1], f"{path}.{key}")
+            if found is not None:
                 return found
     return None

@@ -48,6 +48,8 @@ class ServerLimits:
         "alpn",
         "tunnel_idle_timeout",
         "proxy_protocol",
+        "keepalive",
+        "max_connection_duration",
     )
 
     def __init__(
@@ -95,6 +97,11 @@ class ServerLimits:
         self.tunnel_idle_timeout = 3600.0
         # PROXY protocol headers read on every listener (server/proxy_protocol.py); None: off.
         self.proxy_protocol: ProxyProtocolSettings | None = None
+        # TCP keepalive of client connections: (idle seconds, seconds between probes, probes),
+        # or None for the system's default (off).
+        self.keepalive: tuple[int, int, int] | None = None
+        # a client connection older than this is closed at its next idle moment (0: never)
+        self.max_connection_duration = 0.0
 
 
 class StaticSettings:

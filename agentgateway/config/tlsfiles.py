@@ -1,5 +1,5 @@
-"""TLS material named in the config: a file path (relative to the working directory, else to the
-config file's directory) or inline PEM text."""
+"""TLS material named in the config: a file path (config/paths.py: relative to the working
+directory, else to the config file's directory) or inline PEM text."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
+from agentgateway.config.paths import resolve_file
 from agentgateway.config.redact import is_inline_pem
 
 # Base64 text, not starting like a path: what a PEM body looks like without its header.
@@ -18,12 +19,7 @@ _BASE64 = re.compile(r"[A-Za-z0-9+=][A-Za-z0-9+/=\s]{39,}")
 
 
 def resolve_path(value: str, base_dir: Path | None, where: str) -> Path:
-    p = Path(value).expanduser()
-    candidate = p if p.is_absolute() or p.exists() or base_dir is None else base_dir / p
-    if not candidate.is_file():
-        referenced.note_missing(candidate)
-        raise ConfigError(where, f"file {_shown(value)} not found")
-    return candidate
+    return resolve_file(value, base_dir, where, _shown(value))
 
 
 def _shown(value: str) -> str:

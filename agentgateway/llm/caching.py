@@ -34,6 +34,21 @@ _CACHEABLE = frozenset(
     )
 )
 _EPHEMERAL = {"type": "ephemeral"}
+
+
+class CachePlan:
+    """Where markers go, read from ``promptCaching`` once at load."""
+
+    __slots__ = ("cache_system", "cache_messages", "cache_tools", "min_tokens", "cache_message_offset")
+
+    def __init__(self, cfg: PromptCaching) -> None:
+        self.cache_system = cfg.cache_system
+        self.cache_messages = cfg.cache_messages
+        self.cache_tools = cfg.cache_tools
+        self.min_tokens = cfg.min_tokens
+        self.cache_message_offset = cfg.cache_message_offset
+
+
 _CACHE_POINT = {"cachePoint": {"type": "default"}}
 
 
@@ -73,7 +88,7 @@ def _mark_last(blocks: list[Any], cacheable_only: bool = True) -> bool:
     return False
 
 
-def mark_messages(req: Json, caching: PromptCaching) -> None:
+def mark_messages(req: Json, caching: CachePlan) -> None:
     """Anthropic Messages (the native API, or Chat translated to it)."""
     value = req.get("messages")
     messages: list[Any] = value if isinstance(value, list) else []
@@ -104,7 +119,7 @@ def _bedrock_caches(model: str) -> bool:
     return "anthropic.claude" in m or "amazon.nova" in m
 
 
-def mark_converse(req: Json, caching: PromptCaching, model: str) -> None:
+def mark_converse(req: Json, caching: CachePlan, model: str) -> None:
     """Bedrock Converse: ``cachePoint`` blocks after the system prompt, in the history message
     and after the tools."""
     if not _bedrock_caches(model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import random
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ from agentgateway.config.schema import (
     LlmProviderDefaults,
     LlmProviderRef,
     LlmShortcut,
-    PromptCaching,
     PromptGuardRule,
+    WebhookGuardSpec,
 )
 from agentgateway.llm.accounting import NO_HOOKS, LlmHooks
+from agentgateway.llm.caching import CachePlan
 from agentgateway.llm.endpoints import (
     BUILTIN_KINDS,
     MakeHttpTarget,
@@ -51,13 +53,15 @@ from agentgateway.llm.errors import (
     RERANK,
     RESPONSES,
 )
-from agentgateway.llm.guards import GuardSet, RegexGuard, Rejection, builtin_rule, custom_rule
+from agentgateway.llm.guards import GuardSet, RegexGuard, Rejection, WebhookGuard, builtin_rule, custom_rule
 from agentgateway.llm.providers import PRESETS, Provider
 from agentgateway.llm.redact import Redactor
 from agentgateway.llm.transforms import BodyTransform
 from agentgateway.llm.vendor_guards import VendorGuard, compile_vendor_guard
 from agentgateway.policy.cel import CelRuleSet
+from agentgateway.policy.expression import ValueExpression, compile_value
 from agentgateway.policy.header_modifier import HeaderEdit
+from agentgateway.routing.table import ValueMatcher
 from agentgateway.upstream.target import HttpTarget, split_host_port
 
 __all__ = [
@@ -103,7 +107,7 @@ class ModelShaping:
         overrides: dict[str, Any],
         transform: BodyTransform | None,
         final_transform: BodyTransform | None,
-        prompt_caching: PromptCaching | None,
+        prompt_caching: CachePlan | None,
     ) -> None:
         self.defaults = defaults
         self.overrides = overrides
@@ -117,12 +121,23 @@ class ModelOptions:
     request, checked once the model is known) and ``passthrough`` (``detect``/``opaque``: the
     request goes as the client sent it)."""
 
-    __slots__ = ("shaping", "authorization", "passthrough")
+    __slots__ = ("shaping", "authorization", "passthrough", "request_headers", "response_headers")
 
-    def __init__(self, shaping: ModelShaping | None, authorization: CelRuleSet | None, passthrough: str | None) -> None:
+    def __init__(
+        self,
+        shaping: ModelShaping | None,
+        authorization: CelRuleSet | None,
+        passthrough: str | None,
+        request_headers: HeaderEdit | None = None,
+        response_headers: HeaderEdit | None = None,
+    ) -> None:
         self.shaping = shaping
         self.authorization = authorization
         self.passthrough = passthrough
+        # ``requestHeaders`` / ``responseHeaders``: edits of the provider call's headers and of
+        # the answer's
+        self.request_headers = request_headers
+        self.response_headers = response_headers
 
 
 class ModelTarget:
@@ -195,6 +210,7 @@ class LlmPolicy:
         "routes",
         "vendor_request",
         "vendor_response",
+        "stream_guards",
     )
 
     def __init__(
@@ -207,14 +223,15 @@ class LlmPolicy:
         append: tuple[dict[str, str], ...],
         request_guards: GuardSet,
         response_guards: GuardSet,
-        webhooks: tuple[tuple[HttpTarget, bool], ...] = (),
+        webhooks: tuple[WebhookGuard, ...] = (),
         default_output_tokens: int = DEFAULT_OUTPUT_RESERVATION,
         transform: BodyTransform | None = None,
         final_transform: BodyTransform | None = None,
-        prompt_caching: PromptCaching | None = None,
+        prompt_caching: CachePlan | None = None,
         routes: tuple[tuple[bytes, str], ...] | None = None,
         vendor_request: tuple[VendorGuard, ...] = (),
         vendor_response: tuple[VendorGuard, ...] = (),
+        stream_guards: bool = True,
     ) -> None:
         self.aliases = aliases
         self.alias_patterns = alias_patterns
@@ -224,7 +241,7 @@ class LlmPolicy:
         self.append = append
         self.request_guards = request_guards
         self.response_guards = response_guards
-        self.webhooks = webhooks  # (target, on_response) of webhook guards
+        self.webhooks = webhooks
         # reserved against token rate limits for the answer of a request without an output limit
         self.default_output_tokens = default_output_tokens
         self.transform = transform
@@ -235,6 +252,8 @@ class LlmPolicy:
         # openAIModeration, bedrockGuardrails, googleModelArmor, azureContentSafety
         self.vendor_request = vendor_request
         self.vendor_response = vendor_response
+        # response guards on streamed answers (promptGuard.streaming: Disabled turns them off)
+        self.stream_guards = stream_guards
 
     def resolve_alias(self, model: str) -> str:
         exact = self.aliases.get(model)
@@ -369,6 +388,10 @@ def _ai_provider(
     spec.azure_version = _text(getattr(cfg, "api_version", None))
     spec.azure_project = getattr(cfg, "project_name", None)
     spec.gemini_native = bool(getattr(cfg, "native_api", False))
+    if kind == "bedrock" and (cfg.guardrail_identifier is not None or cfg.guardrail_version is not None):
+        if cfg.guardrail_identifier is None or cfg.guardrail_version is None:
+            raise ConfigError(f"{where}.provider.bedrock", "guardrailIdentifier and guardrailVersion go together")
+        spec.guardrail = (cfg.guardrail_identifier, cfg.guardrail_version)
     if kind == "custom":
         spec.formats = custom_formats([(f.type, f.path) for f in cfg.formats], f"{where}.provider.custom.formats")
         spec.genai_name = cfg.provider_override or "custom"
@@ -566,12 +589,26 @@ def _model_options(model: LlmModel, defaults: LlmProviderDefaults | None, where:
             BodyTransform(model.final_transformation, f"{where}.finalTransformation")
             if model.final_transformation
             else None,
-            caching,
+            CachePlan(caching) if caching else None,
         )
     authorization = _authorization(model.authorization, f"{where}.authorization")
-    if shaping is None and authorization is None and model.passthrough is None:
+    request_headers = model.request_headers or d.request_headers
+    response_headers = model.response_headers or d.response_headers
+    if (
+        shaping is None
+        and authorization is None
+        and model.passthrough is None
+        and request_headers is None
+        and response_headers is None
+    ):
         return None
-    return ModelOptions(shaping, authorization, model.passthrough)
+    return ModelOptions(
+        shaping,
+        authorization,
+        model.passthrough,
+        HeaderEdit(request_headers, f"{where}.requestHeaders") if request_headers else None,
+        HeaderEdit(response_headers, f"{where}.responseHeaders") if response_headers else None,
+    )
 
 
 def _authorization(cfg: Authorization | None, where: str) -> CelRuleSet | None:
@@ -717,16 +754,18 @@ def compile_policy(
         output_tokens,
         BodyTransform(ai.transformations, f"{where}.transformations") if ai.transformations else None,
         BodyTransform(ai.final_transformations, f"{where}.finalTransformations") if ai.final_transformations else None,
-        ai.prompt_caching,
+        CachePlan(ai.prompt_caching) if ai.prompt_caching else None,
         _routes(ai.routes, f"{where}.routes") if ai.routes else None,
         vendor_request,
         vendor_response,
+        not (guard is not None and guard.streaming == "Disabled"),
     )
 
 
 def _routes(routes: Mapping[str, str], where: str) -> tuple[tuple[bytes, str], ...]:
     table: list[tuple[bytes, str]] = []
-    for suffix, kind in routes.items():
+    for suffix, written in routes.items():
+        kind = written[0].lower() + written[1:]  # ``Models``: agentgateway's earlier spelling
         api = ROUTE_TYPES[kind]
         if api is None:
             raise ConfigError(f"{where}.{suffix}", f"route type {kind!r} is not supported")
@@ -743,18 +782,62 @@ def _rejection(rule: PromptGuardRule, where: str) -> Rejection:
     status = rejection.status if rejection else 403
     if not 400 <= status <= 599:
         raise ConfigError(f"{where}.rejection.status", "must be a 4xx or 5xx status")
-    message = (rejection.body if rejection and rejection.body else None) or "the request was rejected by a prompt guard"
+    body = rejection.body if rejection else None
+    if isinstance(body, list):  # agentgateway's Bytes as a list of byte values
+        body = bytes(body).decode("utf-8", "replace")
+    message = body or "the request was rejected by a prompt guard"
     edit = None
     if rejection is not None and rejection.headers is not None:
         edit = HeaderEdit(rejection.headers, f"{where}.rejection.headers")
     return Rejection(status, message, edit)
 
 
+# an HTTP header name (RFC 9110 token)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _webhook(cfg: WebhookGuardSpec, target: HttpTarget, response: bool, where: str) -> WebhookGuard:
+    headers: list[tuple[bytes, ValueExpression]] = []
+    path = method = None
+    for name, text in cfg.headers.items():
+        hwhere = f"{where}.headers.{name}"
+        expression = compile_value(text, hwhere)
+        if name == ":path":
+            path = expression
+        elif name == ":method":
+            method = expression
+        elif name == ":authority":
+            raise ConfigError(hwhere, "not supported (the call goes to the target's host)")
+        elif not _HEADER_NAME.fullmatch(name) or name.lower() in ("host", "content-length", "transfer-encoding"):
+            raise ConfigError(hwhere, f"{name!r} is not a header the gateway can set")
+        else:
+            headers.append((name.lower().encode(), expression))
+    forward = []
+    for k, match in enumerate(cfg.forward_header_matches):
+        mwhere = f"{where}.forwardHeaderMatches[{k}]"
+        if not _HEADER_NAME.fullmatch(match.name):
+            raise ConfigError(f"{mwhere}.name", f"{match.name!r} is not a header name")
+        value = match.value
+        if isinstance(value, str):
+            raise ConfigError(f"{mwhere}.value", f"{value!r} (a match that never holds) is not supported")
+        if (value.exact is None) == (value.regex is None):
+            raise ConfigError(f"{mwhere}.value", "exactly one of exact or regex must be set")
+        regex = None
+        if value.regex is not None:
+            try:
+                regex = re.compile(value.regex.encode())
+            except re.error as exc:
+                raise ConfigError(f"{mwhere}.value.regex", f"invalid regex: {exc}") from None
+        exact = value.exact.encode() if value.exact is not None else None
+        forward.append(ValueMatcher(match.name.lower().encode(), exact, regex))
+    return WebhookGuard(target, response, tuple(headers), path, method, tuple(forward), cfg.failure_mode == "failOpen")
+
+
 def _guards(
     rules: list[PromptGuardRule], where: str, make_http: MakeHttpTarget, response: bool, base_dir: Path | None
-) -> tuple[GuardSet, tuple[tuple[HttpTarget, bool], ...], tuple[VendorGuard, ...]]:
+) -> tuple[GuardSet, tuple[WebhookGuard, ...], tuple[VendorGuard, ...]]:
     guards: list[RegexGuard] = []
-    webhooks: list[tuple[HttpTarget, bool]] = []
+    webhooks: list[WebhookGuard] = []
     vendors: list[VendorGuard] = []
     for i, rule in enumerate(rules):
         gwhere = f"{where}[{i}]"
@@ -779,7 +862,8 @@ def _guards(
                 h, p = split_host_port(host)
             except ValueError as exc:
                 raise ConfigError(f"{gwhere}.webhook.target.host", str(exc)) from None
-            webhooks.append((make_http(h, p, None, f"webhook:{host}", f"{gwhere}.webhook"), response))
+            target = make_http(h, p, None, f"webhook:{host}", f"{gwhere}.webhook")
+            webhooks.append(_webhook(rule.webhook, target, response, f"{gwhere}.webhook"))
             continue
         if rule.regex is None:
             vendors.append(compile_vendor_guard(rule, rejection, response, gwhere, make_http, base_dir))

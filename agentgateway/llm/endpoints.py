@@ -24,6 +24,7 @@ from botocore.credentials import Credentials
 
 from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
+from agentgateway.config.paths import resolve_file
 from agentgateway.config.schema import BackendAuth, BackendKey, BackendTls, FileRef, GcpAuth, Secret
 from agentgateway.llm.providers import (
     CUSTOM_FORMATS,
@@ -81,6 +82,7 @@ class ProviderSpec:
         "preset",
         "genai_name",
         "base_dir",
+        "guardrail",
     )
 
     def __init__(self, name: str, kind: str) -> None:
@@ -107,13 +109,13 @@ class ProviderSpec:
         self.preset: str | None = None
         self.genai_name: str | None = None
         self.base_dir: Path | None = None
+        # bedrock: (guardrailIdentifier, guardrailVersion)
+        self.guardrail: tuple[str, str] | None = None
 
 
 def read_secret(secret: Secret, base_dir: Path | None, where: str) -> str:
     if isinstance(secret, FileRef):
-        path = Path(os.path.expandvars(os.path.expanduser(secret.file)))
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
+        path = resolve_file(os.path.expandvars(secret.file), base_dir, f"{where}.file")
         try:
             return referenced.read_text(path).strip()
         except OSError as exc:
@@ -304,7 +306,7 @@ def compile_provider(spec: ProviderSpec, make_http: MakeHttpTarget, where: str) 
             headers = ((b"api-key", value),)
         else:  # OpenAI and OpenAI-compatible APIs, custom providers, Vertex (an OAuth token), Bedrock API keys
             headers = ((b"authorization", b"Bearer " + value),)
-    return Provider(
+    provider = Provider(
         spec.name,
         kind,
         target,
@@ -321,6 +323,10 @@ def compile_provider(spec: ProviderSpec, make_http: MakeHttpTarget, where: str) 
         spec.formats,
         spec.genai_name,
     )
+    if spec.guardrail is not None:
+        ident, version = spec.guardrail
+        provider.guardrail = {"guardrailIdentifier": ident, "guardrailVersion": version}
+    return provider
 
 
 __all__ = [

@@ -21,7 +21,7 @@ from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
 from agentgateway.llm.accounting import LlmCall, TokenBudget, admit_all, reserve_all, settle_all
 from agentgateway.llm.caching import mark_converse, mark_messages
 from agentgateway.llm.chat import Json, new_id, now
-from agentgateway.llm.config import LlmService, ModelRoute, ModelShaping, ModelTarget
+from agentgateway.llm.config import LlmService, ModelOptions, ModelRoute, ModelShaping, ModelTarget
 from agentgateway.llm.embeddings import embed_request, embed_response
 from agentgateway.llm.errors import (
     CHAT,
@@ -39,7 +39,7 @@ from agentgateway.llm.errors import (
     provider_error_message,
     stream_error,
 )
-from agentgateway.llm.guards import ChunkGuard
+from agentgateway.llm.guards import ChunkGuard, GuardSet
 from agentgateway.llm.providers import (
     F_ANTHROPIC,
     F_BEDROCK,
@@ -72,6 +72,8 @@ if TYPE_CHECKING:
     from agentgateway.routing.route import CompiledRoute
 
 log = logging.getLogger("agentgateway.llm")
+# the response guards of a stream when promptGuard.streaming is Disabled
+NO_GUARDS = GuardSet(())
 
 _JSON = (b"content-type", b"application/json")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
@@ -256,6 +258,7 @@ class LlmExchange:
         "_writable",
         "_api",
         "_facts",
+        "_options",
         "_taken",
         "_started",
     )
@@ -283,6 +286,8 @@ class LlmExchange:
         self._writable.set()
         self._api = CHAT
         self._facts: LlmFacts | None = None
+        # the options of the model being called (its responseHeaders edit the answer)
+        self._options: ModelOptions | None = None
         self._taken: list[tuple[TokenBudget, object]] = []
         self._started = False  # response head sent
 
@@ -469,7 +474,7 @@ class LlmExchange:
             provider = target.provider
             facts.provider = provider.genai_name
             self.ctx.backend = provider.name
-            options = target.options
+            options = self._options = target.options
             if options is not None and options.authorization is not None:
                 # the model's own authorization (llm.models[].authorization)
                 decision = options.authorization.evaluate(self.ctx, self.ctx.cel_vars)
@@ -484,6 +489,8 @@ class LlmExchange:
                 last_error = exc
                 continue
             headers = provider.headers(path, payload, self._forwarded_headers(plan), plan.fmt)
+            if options is not None and options.request_headers is not None:
+                headers = options.request_headers.apply(headers)
             method = b"POST"
             if plan.raw:
                 method = self.ctx.method
@@ -629,7 +636,7 @@ class LlmExchange:
             return plan, self._path(plan, OP_CHAT), self._payload(req, plan, shaping)
         # A guarded Responses stream is served through Chat Completions: the guard reads canonical
         # chunks (the Responses events repeat each text whole in their done events).
-        guarded = bool(policy.response_guards) or bool(policy.vendor_response)
+        guarded = (bool(policy.response_guards) or bool(policy.vendor_response)) and policy.stream_guards
         if api == RESPONSES and provider.serves_responses(upstream_model) and not (stream and guarded):
             plan = _Plan(provider, upstream_model, api, True, stream, False, body, F_OPENAI)
             req = {**body, "model": upstream_model}
@@ -654,6 +661,8 @@ class LlmExchange:
             payload = gemini.chat_request_to_gemini(canonical)
         else:
             payload = bedrock.chat_request_to_converse(canonical)
+            if provider.guardrail is not None:
+                payload["guardrailConfig"] = dict(provider.guardrail)
         return plan, provider.path(op, upstream_model, fmt), self._payload(payload, plan, shaping)
 
     def _raw_plan(
@@ -710,7 +719,11 @@ class LlmExchange:
         self._answer(status, [_JSON, *headers], body)
 
     def _response_phase(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        """The route's response-phase policies (header modifiers, CORS, rate-limit headers)."""
+        """The model's ``responseHeaders``, then the route's response-phase policies (header
+        modifiers, CORS, rate-limit headers)."""
+        options = self._options
+        if options is not None and options.response_headers is not None:
+            headers[:] = options.response_headers.apply(headers)
         route = self.route
         if route is not None and (route.chain.response or self.ctx.response_headers):
             if self._facts is not None:
@@ -854,9 +867,11 @@ class LlmExchange:
         assert facts is not None
         kept = [(k, v) for k, v in resp.headers if k in KEPT_HEADERS]
         policy = self.service.policy
-        guards = policy.response_guards
+        stream_guards = policy.stream_guards
+        guards = policy.response_guards if stream_guards else NO_GUARDS
+        vendors = policy.vendor_response if stream_guards else ()
         # Vendor response guards judge the whole answer: a stream is held until it is judged.
-        held: list[bytes] | None = [] if policy.vendor_response else None
+        held: list[bytes] | None = [] if vendors else None
         head = [*_SSE, *kept]
         if held is None:
             self._response_phase(200, head)
@@ -946,7 +961,7 @@ class LlmExchange:
         facts.response_model = decoder.model or plan.model
         if chunks_seen is not None:
             chunks_seen.extend(self._guarded(tail, guard, final=True))
-            for vendor in policy.vendor_response:
+            for vendor in vendors:
                 replaced = await vendor.check(self.client, _stream_texts(chunks_seen), self.ctx)
                 if replaced is not None:
                     chunks_seen = _replace_stream_texts(chunks_seen, replaced)
@@ -1016,22 +1031,29 @@ class LlmExchange:
         """Webhook guards: the texts go to the webhook, which answers pass, mask (with the new
         texts) or reject (with a reason)."""
         texts = collect_texts(api, body) if not response else _response_texts(api, body)
-        for target, on_response in self.service.policy.webhooks:
-            if on_response != response:
+        for hook in self.service.policy.webhooks:
+            if hook.on_response != response:
                 continue
             payload = orjson.dumps({"phase": "response" if response else "request", "texts": texts})
             phase = "response" if response else "request"
             span = start_call(self.ctx, f"guardrail webhook {phase}", {"agw.guardrail.phase": phase})
-            headers = [_JSON]
+            method, path, headers = hook.request_head(self.ctx)
             if self.ctx.trace is not None:
+                # (a forwarded client traceparent is replaced by the webhook call's own)
+                headers = [(n, v) for n, v in headers if n != b"traceparent"]
                 headers.append((b"traceparent", self.ctx.trace.traceparent(span)))
             try:
-                resp = await self.client.request(target, b"POST", f"/{phase}".encode(), headers, payload, 10.0)
+                resp = await self.client.request(hook.target, method, path, headers, payload, 10.0)
                 raw = await resp.read(1024 * 1024)
-                verdict = orjson.loads(raw) if resp.status == 200 else {}
+                if resp.status != 200:
+                    raise HttpClientError(502, f"the webhook answered {resp.status}")
+                verdict = orjson.loads(raw)
             except (HttpClientError, orjson.JSONDecodeError) as exc:
                 if span is not None:
                     end_call(span, 0, str(exc))
+                if hook.fail_open:
+                    log.info("prompt guard webhook failed (failOpen, the request goes on): %s", exc)
+                    continue
                 raise LlmError(503, f"prompt guard webhook failed: {exc}") from None
             action = verdict.get("action")
             if span is not None:

@@ -16,9 +16,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from agentgateway.core.context import RequestCtx
 from agentgateway.llm.errors import LlmError
 from agentgateway.llm.textfold import IndexMap, fold, plain
+from agentgateway.policy.expression import ValueExpression
 from agentgateway.policy.header_modifier import HeaderEdit
+from agentgateway.routing.table import ValueMatcher
+from agentgateway.upstream.target import HttpTarget
 
 Json = dict[str, Any]
 
@@ -323,3 +327,47 @@ class ChunkGuard:
         if not out:
             return None
         return {"id": "", "model": "", "choices": out}
+
+
+class WebhookGuard:
+    """A ``webhook`` prompt guard: where its calls go and how they are shaped. ``headers``: CEL
+    values over the client's request (``:path`` and ``:method`` replace the call's own);
+    ``forward``: the client's headers that match go along; ``fail_open``: an unreachable or
+    failing webhook lets the request through (agentgateway's ``failureMode: failOpen``)."""
+
+    __slots__ = ("target", "on_response", "headers", "path", "method", "forward", "fail_open")
+
+    def __init__(
+        self,
+        target: HttpTarget,
+        on_response: bool,
+        headers: tuple[tuple[bytes, ValueExpression], ...],
+        path: ValueExpression | None,
+        method: ValueExpression | None,
+        forward: tuple[ValueMatcher, ...],
+        fail_open: bool,
+    ) -> None:
+        self.target = target
+        self.on_response = on_response
+        self.headers = headers
+        self.path = path
+        self.method = method
+        self.forward = forward
+        self.fail_open = fail_open
+
+    def request_head(self, ctx: RequestCtx) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
+        """(method, path, headers) of one call for the request ``ctx``."""
+        method = (self.method.evaluate(ctx) if self.method is not None else None) or b"POST"
+        path = (self.path.evaluate(ctx) if self.path is not None else None) or (
+            b"/response" if self.on_response else b"/request"
+        )
+        headers = [(b"content-type", b"application/json")]
+        if self.forward:
+            for name, value in ctx.headers:
+                if any(m.name == name and m.test(value) for m in self.forward):
+                    headers.append((name, value))
+        for name, expression in self.headers:
+            computed = expression.evaluate(ctx)
+            if computed is not None:  # a missing value sets nothing
+                headers.append((name, computed))
+        return method, path, headers

@@ -112,6 +112,7 @@ class Provider:
         "tokenize",
         "scheme",
         "secrets",
+        "guardrail",
     )
 
     def __init__(
@@ -162,6 +163,9 @@ class Provider:
             creds = aws.credentials
             secrets += [c for c in (creds.access_key, creds.secret_key, creds.token) if c]
         self.secrets = tuple(secrets)
+        # Bedrock's guardrailConfig of every Converse call (the provider's guardrailIdentifier
+        # and guardrailVersion), or None
+        self.guardrail: dict[str, str] | None = None
 
     # ------------------------------------------------------------------ what it speaks
 

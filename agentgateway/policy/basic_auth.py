@@ -23,6 +23,7 @@ from pathlib import Path
 
 from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
+from agentgateway.config.paths import resolve_file
 from agentgateway.config.schema import BasicAuth
 from agentgateway.core.context import RequestCtx
 from agentgateway.core.reply import DEFER, LocalReply
@@ -41,10 +42,8 @@ class BasicAuthPolicy:
         if isinstance(cfg.htpasswd, str):
             text, hwhere = cfg.htpasswd, f"{where}.htpasswd"
         else:
-            path = Path(cfg.htpasswd.file)
-            if not path.is_absolute() and base_dir is not None:
-                path = base_dir / path
             hwhere = f"{where}.htpasswd.file"
+            path = resolve_file(cfg.htpasswd.file, base_dir, hwhere)
             try:
                 text = referenced.read_text(path)
             except (OSError, UnicodeDecodeError) as exc:

@@ -21,7 +21,7 @@ class DirectResponse:
     def __init__(self, cfg: DirectResponseConfig, where: str) -> None:
         if not 200 <= cfg.status <= 599:
             raise ConfigError(f"{where}.status", "must be a final HTTP status (200-599)")
-        body = (cfg.body or "").encode()
+        body = cfg.body.encode() if isinstance(cfg.body, str) else bytes(cfg.body or ())
         self.reply = LocalReply(cfg.status, (_TEXT,), body, "")
 
     @property

@@ -30,6 +30,7 @@ from jwt.exceptions import InvalidKeyError
 
 from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
+from agentgateway.config.paths import resolve_file
 from agentgateway.config.schema import JwksSource
 from agentgateway.policy import outbound
 from agentgateway.upstream.client import HttpClientError
@@ -251,9 +252,7 @@ def compile_key_set(source: JwksSource | str, base_dir: Path | None, where: str)
     if source.keys is not None:
         return _static({"keys": source.keys}, f"{where}.keys", "inline JWKS")
     assert source.file is not None
-    path = Path(source.file)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
+    path = resolve_file(source.file, base_dir, f"{where}.file")
     try:
         text = referenced.read_bytes(path)
     except OSError as exc:

@@ -55,6 +55,7 @@ import orjson
 from agentgateway import _native
 from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
+from agentgateway.config.paths import resolve_file
 from agentgateway.config.schema import Oidc, OidcSource
 from agentgateway.core.context import RequestCtx
 from agentgateway.core.reply import DEFER, LocalReply
@@ -574,9 +575,7 @@ def _read_document(source: OidcSource | str, base_dir: Path | None, where: str) 
     else:
         if source.file is None:
             raise ConfigError(where, "exactly one of file or url must be set (or the document as a string)")
-        path = Path(source.file)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
+        path = resolve_file(source.file, base_dir, f"{where}.file")
         try:
             text = referenced.read_bytes(path)
         except OSError as exc:

@@ -76,7 +76,7 @@ def compile_path(cfg: PathRewrite | None, where: str, matches: list[RouteMatch])
         raise ConfigError(where, "a path starts with /")
     if cfg.prefix is not None:
         for k, m in enumerate(matches):
-            if m.path is not None and m.path.path_prefix is None:
+            if m.path is not None and (isinstance(m.path, str) or m.path.path_prefix is None):
                 raise ConfigError(
                     f"{where}.prefix", f"a prefix rewrite needs pathPrefix matches (matches[{k}] is not one)"
                 )

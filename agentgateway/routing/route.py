@@ -42,6 +42,7 @@ class CompiledRoute:
         "mcp_backends",
         "llm_backends",
         "head_timeout",
+        "unavailable",
     )
 
     def __init__(
@@ -55,6 +56,7 @@ class CompiledRoute:
         retry: RetryPolicy | None = None,
         mirror: RequestMirror | None = None,
         head_timeout: float | None = None,
+        unavailable: bool = False,
     ) -> None:
         self.name = name
         self.gateway = gateway
@@ -67,6 +69,9 @@ class CompiledRoute:
         # Time an HTTP backend has to start answering once the request is sent to it, when no
         # timeout policy bounds the call (``config.backend.responseHeaderTimeout``).
         self.head_timeout = head_timeout
+        # The route names backends, but none has an endpoint (a service without workloads for
+        # the port): answered 503 (agentgateway's "no healthy endpoints").
+        self.unavailable = unavailable
         # Some backend has a health policy: picks skip evicted backends.
         self.health_checked = any(getattr(t, "health", None) is not None for t in backends.items)
         # Some backend is a virtual MCP server: the worker picks before forwarding.

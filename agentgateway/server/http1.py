@@ -81,6 +81,7 @@ class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "worker",
         "bind",
+        "opened",
         "transport",
         "parser",
         "client_ip",
@@ -191,7 +192,8 @@ class HttpConnection(asyncio.Protocol):
             self.sni = sni.encode() if sni else None
         worker = self.worker
         worker.connections.add(self)
-        self.deadline = worker.loop.time() + worker.runtime.limits.header_read_timeout
+        self.opened = worker.loop.time()
+        self.deadline = self.opened + worker.runtime.limits.header_read_timeout
         self.deadline_kind = DEADLINE_HEADER
 
     def data_received(self, data: bytes) -> None:
@@ -468,6 +470,9 @@ class HttpConnection(asyncio.Protocol):
         self._response_started = False
         self._framing = _BODY_NONE
         self._close_after = not ctx.keep_alive or self.worker.draining
+        max_age = self.worker.runtime.limits.max_connection_duration
+        if max_age and self.worker.loop.time() - self.opened >= max_age:
+            self._close_after = True  # maxConnectionDuration: this answer says connection: close
         exchange = self.worker.dispatch(self, ctx)
         self._exchange = exchange
         self._body_sink = exchange
@@ -498,7 +503,16 @@ class HttpConnection(asyncio.Protocol):
             if not self._queue:
                 self._resume(PAUSE_PIPELINE)
         else:
-            self.deadline = self.worker.loop.time() + self.worker.runtime.limits.idle_timeout
+            now = self.worker.loop.time()
+            limits = self.worker.runtime.limits
+            self.deadline = now + limits.idle_timeout
+            if limits.max_connection_duration:
+                # frontendPolicies.http.maxConnectionDuration: an old connection closes once idle
+                end = self.opened + limits.max_connection_duration
+                if now >= end:
+                    self._close()
+                    return
+                self.deadline = min(self.deadline, end)
             self.deadline_kind = DEADLINE_IDLE
 
     def _continue_after_refused_upgrade(self, held: bytes) -> None:

@@ -27,6 +27,19 @@ def listen_socket(port: int, host: str = "0.0.0.0") -> socket.socket:
     return sock
 
 
+def set_keepalive(sock: socket.socket, keepalive: tuple[int, int, int] | None) -> None:
+    """TCP keepalive on a listening socket: the connections it accepts inherit it (Linux copies
+    the listener's options into each accepted socket). None: off."""
+    if keepalive is None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+        return
+    idle, interval, count = keepalive
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+
+
 def check_port_free(port: int, host: str = "0.0.0.0") -> str | None:
     """Why ``port`` cannot be listened on by the workers, or None. Binds without listening, so
     no connection is ever queued on this probe socket."""

@@ -4,7 +4,7 @@ listener's ``tcpRoutes`` (proxy/tunnel.py).
 - TCP: the listener's one route without hostnames; the backend is connected at once and what the
   client sends meanwhile waits (bounded; reading pauses beyond it).
 - TLS passed through (a TLS listener without ``tls``): the ClientHello is read from the raw bytes
-  (server/tls_hello.py) within ``frontendPolicies.tls.tlsHandshakeTimeout``; its server name picks
+  (server/tls_hello.py) within ``frontendPolicies.tls.handshakeTimeout``; its server name picks
   the listener and the route, and every byte, the hello included, goes to the backend, which
   terminates TLS with its own certificate. An unknown name gets a TLS ``unrecognized_name`` alert
   and the connection is closed; bytes that are not a ClientHello close it at once.

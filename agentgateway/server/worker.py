@@ -59,7 +59,7 @@ from agentgateway.server.forwarded import client_address
 from agentgateway.server.host import ClientConnection, ServedConnection
 from agentgateway.server.http1 import HttpConnection
 from agentgateway.server.http2 import Http2Connection
-from agentgateway.server.listeners import listen_socket, sni_selector
+from agentgateway.server.listeners import listen_socket, set_keepalive, sni_selector
 from agentgateway.server.negotiate import client_protocol
 from agentgateway.server.proxy_protocol import Address, ProxyProtocolListener
 from agentgateway.server.tcp import StreamConnection
@@ -82,7 +82,7 @@ class BindHandle:
     """One listening port in this worker and the IR it currently serves. The relay socket
     (``internal``) serves every bind: the port comes with each relayed request."""
 
-    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied")
+    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied", "sock")
 
     def __init__(self, runtime: BindRuntime, internal: bool = False) -> None:
         self.port = runtime.port
@@ -93,6 +93,8 @@ class BindHandle:
         self.internal = internal
         # Connections start with a PROXY protocol header (frontendPolicies.proxyProtocol).
         self.proxied = False
+        # the listening socket (its options are set again on a reload)
+        self.sock: socket.socket | None = None
 
 
 class Worker:
@@ -196,7 +198,10 @@ class Worker:
     def forward(self, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> Exchange:
         """Call the route's backend (the policy chain has let the request through)."""
         if not route.backends:
-            conn.reply(ctx, 500, f"route {route.name} has no backends")
+            if route.unavailable:
+                conn.reply(ctx, 503, f"route {route.name}: no healthy endpoints")
+            else:
+                conn.reply(ctx, 500, f"route {route.name} has no backends")
             return DISCARD
         if route.mcp_backends:
             target = route.backends.pick()
@@ -373,7 +378,10 @@ class Worker:
             if port in opened:
                 self.binds[port] = opened[port]
             else:
-                self.binds[port].runtime = bind
+                handle = self.binds[port]
+                handle.runtime = bind
+                if handle.sock is not None:
+                    set_keepalive(handle.sock, runtime.limits.keepalive)
         self.runtime = runtime
         self._retire_connections(closed, runtime)
         self.pool.idle_timeout = runtime.static.pool_idle_timeout
@@ -449,7 +457,8 @@ class Worker:
 
     async def _open(self, bind: BindRuntime, runtime: RuntimeConfig) -> BindHandle:
         handle = BindHandle(bind)
-        sock = listen_socket(bind.port)
+        sock = handle.sock = listen_socket(bind.port)
+        set_keepalive(sock, runtime.limits.keepalive)
         ssl_ctx: ssl.SSLContext | None = None
         if bind.tls:
             ssl_ctx = bind.default_listener.ssl_context

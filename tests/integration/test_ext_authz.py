@@ -386,3 +386,41 @@ def test_cache_key_failure_is_not_cached(gateway, upstream, authz):
     for _ in range(2):
         assert httpx.get(f"{base}/echo", headers={"x-authz": "allow"}).status_code == 200
     assert len(checks(svc)) == 2  # no x-user: no key, never cached
+
+
+# ---------------------------------------------------------------- gateway level
+
+
+def test_gateway_level_ext_authz_checks_every_route_and_a_routes_own_too(gateway, upstream, authz):
+    """``extAuthz`` on a gateway (``gateways`` form) and on a listener's ``policies`` (``binds``
+    form): every route of it is checked, one with no policies included; a route's own extAuthz
+    runs besides it (agentgateway's gateway phase, then its route phase)."""
+    up, svc = upstream(), authz("http")
+    forward = {"x-authz": 'request.headers["x-authz"]'}
+    check = {"host": f"127.0.0.1:{svc.port}", "protocol": {"http": {"addRequestHeaders": forward}}}
+    gw_port, bind_port = free_port(), free_port()
+    routes = [
+        {"matches": [{"path": {"pathPrefix": "/open"}}], "backends": [{"host": up.address}]},
+        {
+            "matches": [{"path": {"pathPrefix": "/own"}}],
+            "policies": {
+                "extAuthz": {**check, "protocol": {"http": {"addRequestHeaders": forward, "path": '"/route-check"'}}}
+            },
+            "backends": [{"host": up.address}],
+        },
+    ]
+    gateway(
+        {
+            "gateways": {"default": {"port": gw_port, "extAuthz": check}},
+            "routes": routes,
+            "binds": [{"port": bind_port, "listeners": [{"policies": {"extAuthz": check}, "routes": routes}]}],
+        }
+    )
+    for port in (gw_port, bind_port):
+        before = len(checks(svc))
+        assert httpx.get(f"http://127.0.0.1:{port}/open").status_code == 401  # no x-authz: denied
+        assert httpx.get(f"http://127.0.0.1:{port}/open", headers={"x-authz": "allow"}).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/own", headers={"x-authz": "allow"}).status_code == 200
+        paths = [c["path"] for c in checks(svc)[before:]]
+        assert paths == ["/open", "/open", "/own", "/route-check"], paths
+    assert [q["target"] for q in up.requests()] == ["/open", "/own", "/open", "/own"]

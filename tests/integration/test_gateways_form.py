@@ -68,9 +68,7 @@ def test_a_route_attached_to_a_whole_gateway_serves_every_listener(gateway, upst
     port = free_port()
     gateway(
         {
-            "gateways": {
-                "edge": {"port": port, "listeners": [{"name": "x", "hostname": "x.test"}, {"name": "any"}]}
-            },
+            "gateways": {"edge": {"port": port, "listeners": [{"name": "x", "hostname": "x.test"}, {"name": "any"}]}},
             "routes": [{"gateways": "edge", "backends": [{"host": a.address}]}],
         }
     )
@@ -105,7 +103,7 @@ def test_a_route_attached_to_a_whole_gateway_serves_every_listener(gateway, upst
             "routes[0].policies.retry.attempts",
             "must be 1-255",
         ),
-        ({"gateways": {"g": {"port": 18005, "cors": {}}}}, "gateways.g.cors", "not supported"),
+        ({"gateways": {"g": {"port": 18005, "extProc": {}}}}, "gateways.g.extProc", "not supported"),
         ({"gateways": {"g": {"port": 18006, "jwtAuth": {}}}}, "gateways.g.jwtAuth", "issuer and jwks are required"),
     ],
 )

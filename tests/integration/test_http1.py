@@ -223,6 +223,28 @@ def test_idle_keep_alive_connection_is_closed(proxied):
         assert 1.5 < time.monotonic() - start < 4.5
 
 
+def test_max_connection_duration_closes_an_old_connection_between_requests(gateway, upstream):
+    """``frontendPolicies.http.maxConnectionDuration``: requests on a young connection keep it
+    alive; once it is older, it closes when idle (well before the idle timeout), never mid-answer."""
+    up = upstream()
+    port = free_port()
+    config = binds(port, [{"backends": [{"host": up.address}]}])
+    config["frontendPolicies"] = {"http": {"maxConnectionDuration": "1s", "http1IdleTimeout": "60s"}}
+    gateway(config)
+    with raw_connection(port, timeout=20) as s:
+        for _ in range(2):
+            s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, _ = ResponseReader(s).read()
+            assert status == 200 and headers.get("connection") != "close"
+        assert s.recv(100) == b""  # closed by the gateway, not at the 60s idle timeout
+    # a slow answer that outlives the limit is still delivered whole
+    with raw_connection(port, timeout=20) as s:
+        s.sendall(b"GET /slow?delay=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = ResponseReader(s).read()
+        assert status == 200
+        assert s.recv(100) == b""
+
+
 def test_client_disconnect_mid_response_does_not_hurt(proxied):
     for _ in range(3):
         s = socket.create_connection(("127.0.0.1", proxied.port))

@@ -41,7 +41,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
         fakes = {k: FakeProvider(tmp, k) for k in ("openai", "anthropic")}
         procs += fakes.values()
         o, a = fakes["openai"].base, fakes["anthropic"].base
-        port, route_port = free_port(), free_port()
+        port, route_port, unstreamed_port = free_port(), free_port(), free_port()
 
         def model(name: str, provider: str, upstream: str, base: str) -> dict[str, Any]:
             return {
@@ -107,12 +107,18 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                 }
             ],
         }
+        # the same route with promptGuard.streaming: Disabled (agentgateway's switch for streams)
+        same = json.loads(json.dumps(config["binds"][0]))  # type: ignore[index]
+        same["port"] = unstreamed_port
+        same["listeners"][0]["routes"][0]["policies"]["ai"]["promptGuard"]["streaming"] = "Disabled"
+        config["binds"].append(same)  # type: ignore[attr-defined]
         gw_dir = tmp / "gw"
         gw_dir.mkdir()
         gw = Gateway(gw_dir, config)
         procs.append(gw)
         setup = LlmSetup(gw, port, fakes)
         setup.route_port = route_port
+        setup.unstreamed_port = unstreamed_port  # type: ignore[attr-defined]
         yield setup
         setup.close()
     finally:
@@ -272,3 +278,15 @@ def test_a_reject_guard_stops_the_answer(llm: LlmSetup) -> None:
     )
     assert raw.status_code == 200 and "secret in the answer" in raw.text
     assert "abcd" not in raw.text and "1234" not in raw.text, raw.text
+
+
+def test_streaming_disabled_leaves_streams_unguarded(llm: LlmSetup) -> None:
+    """``promptGuard.streaming: Disabled``: the response guard still judges plain answers, not
+    streamed ones (agentgateway's meaning)."""
+    port = llm.unstreamed_port  # type: ignore[attr-defined]
+    prompt: Any = [{"role": "user", "content": "look up \u0455k-live-abcd1234"}]
+    with pytest.raises(openai.APIStatusError) as err:
+        llm.openai(port).chat.completions.create(model="any", messages=prompt)
+    assert err.value.status_code == 451
+    _, args = _openai_tool_call(llm.openai(port), "any", "look up \u0455k-live-abcd1234", stream=True)
+    assert "abcd1234" in args  # streamed as the provider sent it

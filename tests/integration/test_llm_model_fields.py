@@ -1,7 +1,7 @@
 """``llm.models[]`` fields and ``policies.ai`` keys of agentgateway, through the real daemon with
 the official SDKs against the strict provider fakes: ``visibility``, ``authorization``,
 ``defaults``/``overrides``/``transformation``/``finalTransformation``, ``auth``, ``passthrough``,
-``promptCaching`` (Anthropic ``cache_control`` and Bedrock ``cachePoint`` blocks), and the route
+``requestHeaders``/``responseHeaders``, ``promptCaching`` (Anthropic ``cache_control`` and Bedrock ``cachePoint`` blocks), and the route
 form's ``policies.ai.routes``, ``transformations`` and ``finalTransformations``."""
 
 from __future__ import annotations
@@ -78,6 +78,13 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
             },
             {"name": "raw", "provider": "openAI", "params": oai, "passthrough": "detect", "defaults": {"seed": 1}},
             {
+                "name": "headed",
+                "provider": "openAI",
+                "params": oai,
+                "requestHeaders": {"set": {"x-tenant": "blue"}, "add": {"x-extra": "1"}},
+                "responseHeaders": {"set": {"x-served-by": "headed"}, "remove": ["x-request-id"]},
+            },
+            {
                 "name": "claude-cached",
                 "provider": "anthropic",
                 "params": {"apiKey": API_KEY, "baseUrl": a},
@@ -90,7 +97,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                 "promptCaching": caching,
             },
         ]
-        port, route_port = free_port(), free_port()
+        port, route_port, guard_port = free_port(), free_port(), free_port()
         route_ai = {
             "routes": {"/v1/chat/completions": "completions", "/ask": "completions", "*": "passthrough"},
             "transformations": {"metadata": '{"team": request.headers["x-team"]}'},
@@ -103,6 +110,33 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                 "virtualModels": [{"name": "front", "routing": {"weighted": {"targets": [{"model": "hidden"}]}}}],
             },
             "binds": [
+                {
+                    "port": guard_port,
+                    "listeners": [
+                        {
+                            "routes": [
+                                {
+                                    "backends": [
+                                        {
+                                            "ai": {
+                                                "name": "guarded-bedrock",
+                                                "provider": {
+                                                    "bedrock": {
+                                                        "region": "us-east-1",
+                                                        "model": "anthropic.claude-3-haiku-20240307-v1:0",
+                                                        "guardrailIdentifier": "gr-123",
+                                                        "guardrailVersion": "2",
+                                                    }
+                                                },
+                                                "hostOverride": f"127.0.0.1:{fakes['bedrock'].port}",
+                                            }
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    ],
+                },
                 {
                     "port": route_port,
                     "listeners": [
@@ -124,7 +158,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                             ]
                         }
                     ],
-                }
+                },
             ],
         }
         gw_dir = tmp / "gw"
@@ -133,6 +167,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
         procs.append(gw)
         setup = LlmSetup(gw, port, fakes)
         setup.route_port = route_port
+        setup.guard_port = guard_port  # type: ignore[attr-defined]
         yield setup
         setup.close()
     finally:
@@ -304,3 +339,31 @@ def test_routes_transformations_and_final_transformations(llm: LlmSetup) -> None
     assert r.status_code == 405 and r.json()["error"]["message"] == "method not allowed"
     seen = llm.fakes["openai"].last()
     assert seen["path"] == "/v1/files?limit=2" and seen["headers"]["authorization"] == f"Bearer {API_KEY}"
+
+
+def test_model_request_and_response_headers(llm: LlmSetup) -> None:
+    r = oa(llm).chat.completions.with_raw_response.create(model="headed", messages=HI)  # type: ignore[arg-type]
+    assert r.headers["x-served-by"] == "headed" and "x-request-id" not in r.headers
+    assert r.parse().choices[0].message.content
+    seen = llm.fakes["openai"].last()["headers"]
+    assert seen["x-tenant"] == "blue" and seen["x-extra"] == "1"
+    assert seen["authorization"] == f"Bearer {API_KEY}"  # the gateway's key, untouched
+    # a streamed answer gets them too
+    with httpx.stream(
+        "POST",
+        f"{llm.url}/v1/chat/completions",
+        json={"model": "headed", "messages": HI, "stream": True},
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=10,
+    ) as stream:
+        assert stream.status_code == 200 and stream.headers["x-served-by"] == "headed"
+        stream.read()
+    # another model is not affected
+    r = oa(llm).chat.completions.with_raw_response.create(model="shaped", messages=HI)  # type: ignore[arg-type]
+    assert "x-served-by" not in r.headers and "x-tenant" not in llm.fakes["openai"].last()["headers"]
+
+
+def test_bedrock_provider_guardrail_goes_with_every_converse_call(llm: LlmSetup) -> None:
+    r = llm.openai(llm.guard_port).chat.completions.create(model="any", messages=HI)  # type: ignore[attr-defined]
+    assert r.choices[0].message.content
+    assert sent(llm, "bedrock")["guardrailConfig"] == {"guardrailIdentifier": "gr-123", "guardrailVersion": "2"}

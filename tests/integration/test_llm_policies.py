@@ -31,7 +31,7 @@ class Webhook:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                seen.append({"path": self.path, **body})
+                seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, **body})
                 texts = body["texts"]
                 if any("forbidden" in t for t in texts):
                     verdict: dict = {"action": "reject", "reason": "forbidden topic", "status": 422}
@@ -181,10 +181,28 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSetup]:
                                             "overrides": {"top_p": 0.9},
                                             "promptGuard": {
                                                 "request": [
-                                                    {"webhook": {"target": {"host": f"127.0.0.1:{webhook.port}"}}}
+                                                    {
+                                                        "webhook": {
+                                                            "target": {"host": f"127.0.0.1:{webhook.port}"},
+                                                            "headers": {
+                                                                "x-caller": 'request.headers["x-user"]',
+                                                                ":path": '"/check/request"',
+                                                            },
+                                                            "forwardHeaderMatches": [
+                                                                {"name": "x-team", "value": {"regex": "red|blue"}}
+                                                            ],
+                                                        }
+                                                    }
                                                 ],
                                                 "response": [
-                                                    {"webhook": {"target": {"host": f"127.0.0.1:{webhook.port}"}}}
+                                                    {"webhook": {"target": {"host": f"127.0.0.1:{webhook.port}"}}},
+                                                    # unreachable, failing open: the answer goes on
+                                                    {
+                                                        "webhook": {
+                                                            "target": {"host": f"127.0.0.1:{free_port()}"},
+                                                            "failureMode": "failOpen",
+                                                        }
+                                                    },
                                                 ],
                                             },
                                         }
@@ -376,13 +394,22 @@ def test_client_leaving_mid_stream(llm: LlmSetup) -> None:
 
 def test_overrides_and_webhook_guards(llm: LlmSetup) -> None:
     client = oa(llm, llm.route_port)
-    r = client.chat.completions.create(model="x", top_p=0.2, messages=[{"role": "user", "content": "a banana split"}])
+    r = client.chat.completions.create(
+        model="x",
+        top_p=0.2,
+        messages=[{"role": "user", "content": "a banana split"}],
+        extra_headers={"x-user": "alice", "x-team": "red", "x-other": "kept-back"},
+    )
     sent = json.loads(llm.fakes["openai"].last()["body"])
     assert sent["top_p"] == 0.9  # overridden
     assert sent["messages"][-1]["content"] == "a [fruit] split"  # masked by the request webhook
     assert r.choices[0].message.content == "Hello from openai! You said: a [fruit] split"
     phases = [(c["path"], c["phase"]) for c in llm.webhook.seen[-2:]]  # type: ignore[attr-defined]
-    assert phases == [("/request", "request"), ("/response", "response")]
+    assert phases == [("/check/request", "request"), ("/response", "response")]
+    # webhook headers: CEL over the client's request, and the client's headers that match
+    asked = llm.webhook.seen[-2]["headers"]  # type: ignore[attr-defined]
+    assert asked["x-caller"] == "alice" and asked["x-team"] == "red" and "x-other" not in asked
+    assert "x-caller" not in llm.webhook.seen[-1]["headers"]  # type: ignore[attr-defined]
     assert llm.webhook.seen[-1]["texts"] == ["Hello from openai! You said: a [fruit] split"]  # type: ignore[attr-defined]
     with pytest.raises(openai.UnprocessableEntityError) as err:
         client.chat.completions.create(model="x", messages=[{"role": "user", "content": "something forbidden"}])

@@ -342,7 +342,7 @@ def test_malformed_or_slow_client_hello(gateway, tls_backends):
     ca, up_a, _, _ = tls_backends
     port = free_port()
     config = _passthrough(port, [{"backends": [{"host": up_a.address}]}])
-    config["frontendPolicies"] = {"tls": {"tlsHandshakeTimeout": "1s"}}
+    config["frontendPolicies"] = {"tls": {"handshakeTimeout": "1s"}}
     gw = gateway(config)
     bad = [
         b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n",  # plain HTTP on a TLS port

@@ -102,3 +102,42 @@ def test_https_listener_with_httpx(gateway, upstream, tmp_path):
         s.recv(100)
     with httpx.Client(verify=ctx) as client:
         assert client.get(f"https://localhost:{port}/echo").status_code == 200
+
+
+def test_frontend_tls_versions_apply_to_listeners_without_their_own(gateway, upstream, tmp_path):
+    """``frontendPolicies.tls.minVersion``: every HTTPS listener that sets no version of its own
+    refuses older clients; a listener's own ``minTLSVersion`` wins."""
+    ca = trustme.CA()
+    cert, key = _write_cert(ca, tmp_path, "localhost")
+    up = upstream()
+    strict, own = free_port(), free_port()
+    listener = {"protocol": "HTTPS", "routes": [{"backends": [{"host": up.address}]}]}
+    gateway(
+        {
+            "frontendPolicies": {"tls": {"minVersion": "TLS_V1_3"}},
+            "binds": [
+                {"port": strict, "listeners": [{**listener, "tls": {"cert": cert, "key": key}}]},
+                {
+                    "port": own,
+                    "listeners": [{**listener, "tls": {"cert": cert, "key": key, "minTLSVersion": "TLS_V1_2"}}],
+                },
+            ],
+        }
+    )
+
+    def version(port: int, maximum: ssl.TLSVersion) -> str | None:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        ctx.maximum_version = maximum
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                return tls.version()
+        except ssl.SSLError:
+            return None
+
+    assert version(strict, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    assert version(strict, ssl.TLSVersion.TLSv1_2) is None
+    assert version(own, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"

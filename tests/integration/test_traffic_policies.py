@@ -3,8 +3,12 @@ requestRedirect, directResponse, transformations, and the order they run in."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import pytest
+import yaml
 
 from tests.support.gateway import binds, free_port
 
@@ -189,6 +193,23 @@ def test_direct_response_in_the_chain(gateway):
     r = httpx.get(f"http://127.0.0.1:{port}/")
     assert r.status_code == 418 and r.text == "short and stout\n"
     assert r.headers["x-teapot"] == "yes"
+
+
+def test_direct_response_body_as_bytes(gateway, tmp_path):
+    """agentgateway's Bytes form of ``body``: a list of byte values, served as those bytes; a
+    value outside 0-255 is a config error at its path."""
+    port = free_port()
+    gateway(binds(port, [{"policies": {"directResponse": {"status": 200, "body": [104, 105, 0, 255]}}}]))
+    assert httpx.get(f"http://127.0.0.1:{port}/").content == b"hi\x00\xff"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(binds(port, [{"policies": {"directResponse": {"body": [256]}}}])))
+    r = subprocess.run(
+        [sys.executable, "-m", "agentgateway", "-f", str(bad), "--validate-only"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and "binds[0].listeners[0].routes[0].policies.directResponse.body" in r.stderr, r.stderr
 
 
 def test_transformations_headers_and_bodies(gateway, upstream):

@@ -41,12 +41,14 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
 class Process:
     """A child process whose output goes to a file (read by tests, shown on failure)."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=full_env, start_new_session=True
+            args, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd or REPO, env=full_env, start_new_session=True
         )
 
     @property
@@ -112,9 +114,7 @@ class UpstreamServer(Process):
 class RateLimitService(Process):
     """The test RLS (``tests/support/rls.py``)."""
 
-    def __init__(
-        self, tmp: Path, limit: int = 3, delay: float = 0.0, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, tmp: Path, limit: int = 3, delay: float = 0.0, headers: dict[str, str] | None = None) -> None:
         self.port = free_port()
         args = [sys.executable, "-m", "tests.support.rls", "--port", str(self.port), "--limit", str(limit)]
         args += ["--delay", str(delay)]
@@ -139,9 +139,7 @@ class RedisServer(Process):
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(tmp)]
         super().__init__(args, tmp / f"redis-{self.port}.log")
-        wait_for(
-            lambda: "Ready to accept connections" in self.output() or not self.alive(), 20, "redis-server"
-        )
+        wait_for(lambda: "Ready to accept connections" in self.output() or not self.alive(), 20, "redis-server")
         if not self.alive():
             raise RuntimeError(f"redis-server failed:\n{self.output()}")
 
@@ -157,9 +155,10 @@ class Gateway(Process):
         self,
         tmp: Path,
         config: dict[str, Any] | str,
-        workers: int = 1,
+        workers: int | None = 1,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        cwd: Path | None = None,
     ) -> None:
         self.tmp = tmp
         self.admin_port = free_port()
@@ -168,7 +167,9 @@ class Gateway(Process):
         self.workers = workers
         self.config_path = tmp / "config.yaml"
         self.write_config(config)
-        super().__init__([sys.executable, "-m", "agentgateway", "-f", str(self.config_path)], tmp / "gateway.log", env)
+        super().__init__(
+            [sys.executable, "-m", "agentgateway", "-f", str(self.config_path)], tmp / "gateway.log", env, cwd
+        )
         if wait:
             self.wait_ready()
 
@@ -180,7 +181,8 @@ class Gateway(Process):
         settings.setdefault("adminAddr", f"127.0.0.1:{self.admin_port}")
         settings.setdefault("statsAddr", f"127.0.0.1:{self.stats_port}")
         settings.setdefault("readinessAddr", f"127.0.0.1:{self.ready_port}")
-        settings.setdefault("workers", self.workers)
+        if self.workers is not None:  # None: the config's own workerThreads (or one per core)
+            settings.setdefault("workers", self.workers)
         cfg["config"] = settings
         return yaml.safe_dump(cfg, sort_keys=False)
 

@@ -29,7 +29,7 @@ def test_known_but_unsupported_key_says_so_with_its_path():
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ("binds: [{port: eighty}]", "binds[0].port: Expected `int`, got `str`"),
+        ("binds: [{port: eighty}]", "binds[0].port: Expected `int | null`, got `str`"),
         ("binds: [{port: 70000, listeners: [{}]}]", "binds[0].port: must be 1-65535"),
         ("binds: [{port: 80}]", "binds[0].listeners: a bind needs at least one listener"),
         (
@@ -72,7 +72,30 @@ def test_known_but_unsupported_key_says_so_with_its_path():
             "config: {backend: {connectTimeout: soon}}",
             "config.backend.connectTimeout: invalid duration 'soon'",
         ),
-        ("config: {workerThreads: 4}", "config.workerThreads: not supported"),
+        ("config: {tracing: {}}", "config.tracing: not supported"),
+        ("config: {workerThreads: many}", "config.workerThreads: 'many' is not a number or a percentage"),
+        ("config: {workerThreads: 150%}", "config.workerThreads: a percentage must be above 0 and at most 100"),
+        ("config: {workerThreads: 0}", "config.workerThreads: must be at least 1"),
+        (
+            "binds: [{port: 80, mode: internal, listeners: [{}]}]",
+            "binds[0].mode: internal binds (routing without a socket) are not supported",
+        ),
+        (
+            "routes: [{policies: {backendAuth: copilot}}]",
+            "routes[0].policies.backendAuth: backendAuth ('copilot') is not supported",
+        ),
+        (
+            "routes: [{policies: {localRateLimit: {conditional: []}}}]",
+            "routes[0].policies.localRateLimit.conditional: the conditional form of the policy is not supported",
+        ),
+        (
+            "binds: [{port: 80, listeners: [{routes: [{matches: [{path: invalid}]}]}]}]",
+            "binds[0].listeners[0].routes[0].matches[0].path: 'invalid' (a match that never holds) is not supported",
+        ),
+        (
+            "gateways: {default: {port: 81}}\nroutes: [{backends: [{service: {name: default/nope, port: 80}}]}]",
+            "routes[0].backends[0].service.name: no service 'default/nope' in services (known: none)",
+        ),
         ("mcp: {targets: []}", "mcp.targets: an MCP backend needs at least one target"),
         ("llm: {models: []}", "llm.models: the llm shortcut needs at least one model"),
         ("ui: {}", "ui: not supported"),

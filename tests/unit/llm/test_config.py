@@ -138,9 +138,34 @@ def test_bedrock_sigv4_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
             "binds: [{port: 3000, listeners: [{routes: [{backends: [{host: 'a:1', policies: {ai: {}}}]}]}]}]",
             "binds[0].listeners[0].routes[0].backends[0].policies.ai",
         ),
+        (
+            "llm: {models: [{name: a, provider: openAI}], policies: {ai: {promptGuard: {request: [{webhook: "
+            "{target: {host: 'a:1'}, headers: {':authority': '\"x\"'}}}]}}}}",
+            "llm.policies.ai.promptGuard.request[0].webhook.headers.:authority: not supported",
+        ),
+        (
+            "llm: {models: [{name: a, provider: openAI}], policies: {ai: {promptGuard: {request: [{webhook: "
+            "{target: {host: 'a:1'}, headers: {'bad header': '\"x\"'}}}]}}}}",
+            "llm.policies.ai.promptGuard.request[0].webhook.headers.bad header",
+        ),
+        (
+            "llm: {models: [{name: a, provider: openAI}], policies: {ai: {promptGuard: {request: [{webhook: "
+            "{target: {host: 'a:1'}, forwardHeaderMatches: [{name: x, value: {regex: '('}}]}}]}}}}",
+            "llm.policies.ai.promptGuard.request[0].webhook.forwardHeaderMatches[0].value.regex",
+        ),
     ],
 )
 def test_errors_name_the_path(text: str, path: str) -> None:
     with pytest.raises(ConfigError) as err:
         compile_text(text)
     assert str(err.value).startswith(path), str(err.value)
+
+
+def test_rejection_body_as_bytes() -> None:
+    """agentgateway's Bytes form of ``rejection.body`` (a list of byte values) is the message."""
+    svc = service(
+        "llm: {models: [{name: a, provider: openAI}], policies: {ai: {promptGuard: {request: "
+        "[{regex: {action: reject, rules: [{pattern: x}]}, rejection: {status: 451, body: [110, 111]}}]}}}}"
+    )
+    rejection = svc.policy.request_guards.guards[0].rejection
+    assert (rejection.status, rejection.message) == (451, "no")
