@@ -34,6 +34,11 @@ $(DEPS_STAMP): pyproject.toml | $(BIN)/python
 # runtime and test dependencies into the venv.
 $(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/maturin develop --release --extras test --quiet
+	@# xds-protos ships an old copy of the opentelemetry/proto modules (no scope_spans) into the
+	@# same directory; whichever wheel pip installs last wins. The OTLP test receiver needs
+	@# opentelemetry-proto's own: reinstall that version over it.
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps \
+		"opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $@
 
 # Programs the integration tests drive besides the Python SDKs (installed once, if missing): curl,
