@@ -302,6 +302,20 @@ def _by_key(s: Samples) -> dict[tuple[str, str], Any]:
         ("Moderation", "policies"): {"backendAuth": {"key": "k"}},
         ("AzureContentSafety", "policies"): {"backendAuth": {"key": "k"}},
         ("CrossAppAccessEndpoint", "path"): "/token",
+        # OTLP collectors' request paths; sampling and filters as CEL
+        ("OtlpLoggingConfig", "path"): "/v1/logs",
+        ("TracingConfig", "path"): "/v1/traces",
+        ("RawTracing", "path"): "/v1/traces",
+        ("RawLogging", "filter"): "true",
+        ("TracingConfig", "randomSampling"): "true",
+        ("TracingConfig", "clientSampling"): "true",
+        ("RawTracing", "randomSampling"): "true",
+        ("RawTracing", "clientSampling"): "true",
+        # HTTP/2 settings within their protocol bounds; ALPN as the reference's bytes ("h2")
+        ("FrontendHTTP", "http2ConnectionWindowSize"): 1048576,
+        ("FrontendHTTP", "http2FrameSize"): 16384,
+        ("TLS", "alpn"): [[104, 50]],
+        ("HTTP", "version"): "2",
     }
 
 
@@ -423,6 +437,8 @@ _BY_NAME: dict[str, Any] = {
     "gateways": "default",
     "provider": {"by kind": {"string": "openAI"}},
     "rules": {"by kind": {"string": "true"}},
+    "randomSampling": {"by kind": {"string": "true"}},
+    "clientSampling": {"by kind": {"string": "true"}},
     "htpasswd": {"by kind": {"string": "@htpasswd_line"}},
     "denyWithStatus": 403,
     "minTLSVersion": "TLS_V1_2",
@@ -481,6 +497,11 @@ _SIBLINGS: dict[tuple[str, str], dict[str, Any]] = {
     ("LocalConfig", "tcpRoutes"): {"gateways": {"default": {"port": 18091, "protocol": "TLS"}}},
     # a provider models refer to (one no model names is never compiled, as an unused backend)
     ("LocalLLMConfig", "providers"): {"models": [{"name": "gpt", "provider": {"reference": "n"}}]},
+    # tracing settings need a collector to mean anything
+    **{
+        ("RawTracing", key): {"otlpEndpoint": "http://127.0.0.1:4317"}
+        for key in ("headers", "otlpProtocol", "fields", "randomSampling", "clientSampling", "path")
+    },
 }
 
 # Where a key only makes sense on one kind of backend: (levels up from the key to the backend,

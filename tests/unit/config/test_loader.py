@@ -72,7 +72,7 @@ def test_known_but_unsupported_key_says_so_with_its_path():
             "config: {backend: {connectTimeout: soon}}",
             "config.backend.connectTimeout: invalid duration 'soon'",
         ),
-        ("config: {tracing: {}}", "config.tracing: not supported"),
+        ("config: {hbone: {}}", "config.hbone: not supported"),
         ("config: {workerThreads: many}", "config.workerThreads: 'many' is not a number or a percentage"),
         ("config: {workerThreads: 150%}", "config.workerThreads: a percentage must be above 0 and at most 100"),
         ("config: {workerThreads: 0}", "config.workerThreads: must be at least 1"),
