@@ -185,7 +185,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[str, str] | None]] = {
             "config": {"tracing": {"otlpEndpoint": "http://localhost:4317"}},
             **_bind({"backends": [{"host": "127.0.0.1:8080"}]}),
         },
-        ("config.tracing", "not supported"),
+        None,
     ),
     "ai-models": (
         _bind(
