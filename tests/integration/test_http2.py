@@ -210,8 +210,10 @@ async def test_mcp_over_h2_with_the_sdk(gateway, anyio_backend):
         assert "echo" in names  # one target: its tools are not prefixed
         result = await client.call_tool("echo", {"text": "over h2"})
         assert result.content[0].text == "alpha: over h2"
-    served = [line for line in gw.access_lines() if "http.path=/mcp" in line]
-    assert served and all("http.version=HTTP/2" in line for line in served)
+    # (a request's line is written once its response has ended, which may be after the client
+    # has read the answer it waited for)
+    served = wait_for(lambda: [line for line in gw.access_lines() if "http.path=/mcp" in line], 10, "access lines")
+    assert all("http.version=HTTP/2" in line for line in served)
     # And the plain JSON-RPC of an initialize request over h2 (the response is the upstream's).
     with httpx.Client(http1=False, http2=True, timeout=30) as client:
         r = client.post(
