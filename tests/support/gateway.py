@@ -21,8 +21,36 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _listen_port_range() -> range:
+    """Ports below the kernel's ephemeral range (``ip_local_port_range``, 32768-60999 by
+    default). A port the kernel picked for ``bind(0)`` comes from the ephemeral range, and once
+    released it can be handed to any outgoing connection of the run before the gateway binds it
+    ("Address already in use"); a port below that range never is."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    return range(20000, max(ephemeral_low, 20000))
+
+
+_PORTS = _listen_port_range()
+# each process of the run (pytest, and test servers that pick ports) starts at its own place
+_next_port = int.from_bytes(os.urandom(2), "big")
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port nothing listens on, for a server of the test to bind (on any address)."""
+    global _next_port
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next_port % len(_PORTS)]
+        _next_port += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))  # also fails when 127.0.0.1:port is taken
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no range below the ephemeral one on this machine
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
