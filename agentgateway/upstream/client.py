@@ -76,15 +76,31 @@ class ClientResponse:
         return value.split(b";", 1)[0].strip().lower()
 
     async def read(self, limit: int = _DEFAULT_MAX_BODY) -> bytes:
+        # A plain loop rather than ``async for`` over ``chunks()``: an async generator costs a
+        # registration with the loop per call, and most answers are whole when the head arrives.
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
-            size += len(chunk)
-            if size > limit:
-                self.close()
-                raise HttpClientError(502, f"response body larger than {limit} bytes")
-            parts.append(chunk)
-        return b"".join(parts)
+        while True:
+            while self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                size += len(chunk)
+                if size > limit:
+                    self.close()
+                    raise HttpClientError(502, f"response body larger than {limit} bytes")
+                parts.append(chunk)
+                if self._paused and self._buffered < _BUFFER_HIGH // 2 and self._conn is not None:
+                    self._paused = False
+                    self._conn.resume_reading()
+            if self._failed is not None:
+                raise self._failed
+            if self._done:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while True:
@@ -188,25 +204,31 @@ class HttpClient:
         head = _request_head(target, method, path, headers, body)
         payload = head + body if body else head
         try:
+            if timeout is None:  # no deadline: no timer to arm and cancel per request
+                return await self._exchange(target, method, payload)
             async with asyncio.timeout(timeout):
-                for attempt in range(2):
-                    conn = self.pool.take(target) if attempt == 0 else None
-                    if conn is None:
-                        conn = await self.pool.connect(target)
-                    response = ClientResponse(self.pool, conn)
-                    conn.begin(response, method == b"HEAD")
-                    conn.write(payload)
-                    try:
-                        await _head_arrived(response)
-                    except HttpClientError:
-                        if conn.reused and not conn.received and attempt == 0:
-                            continue
-                        raise
-                    return response
+                return await self._exchange(target, method, payload)
         except TimeoutError:
-            raise HttpClientError(504, f"{target.label} did not answer within {timeout:g}s") from None
+            within = f" within {timeout:g}s" if timeout is not None else ""
+            raise HttpClientError(504, f"{target.label} did not answer{within}") from None
         except UpstreamConnectError as exc:
             raise HttpClientError(503, exc.message) from None
+
+    async def _exchange(self, target: HttpTarget, method: bytes, payload: bytes) -> ClientResponse:
+        for attempt in range(2):
+            conn = self.pool.take(target) if attempt == 0 else None
+            if conn is None:
+                conn = await self.pool.connect(target)
+            response = ClientResponse(self.pool, conn)
+            conn.begin(response, method == b"HEAD")
+            conn.write(payload)
+            try:
+                await _head_arrived(response)
+            except HttpClientError:
+                if conn.reused and not conn.received and attempt == 0:
+                    continue
+                raise
+            return response
         raise AssertionError("unreachable")
 
 
