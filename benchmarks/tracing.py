@@ -6,7 +6,8 @@ exporting over OTLP/HTTP to a sink in the benchmark process. Measured interleave
 ``policies`` (paired.py); the added cost is the difference of the gateways' CPU time per request
 (the exporter thread's encoding included: it runs in the gateway process). An in-process measure
 of the tracing code alone (decide, propagate, record the server span and the upstream call's,
-and encode them as OTLP) is printed beside it, for the HTTP path and for an LLM provider call.
+and encode them as OTLP) is printed beside it, for the HTTP path and for an LLM provider call,
+next to what the OpenTelemetry SDK costs for the same spans (benchmarks/otel_sdk.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 
 from benchmarks import paired
+from benchmarks.otel_sdk import SDK_VERSION, sdk_cost
 from benchmarks.otlp_sink import OtlpSink
 from benchmarks.report import write_section
 from benchmarks.scenario import RunOptions, Scenario, add_run_options, run_options
@@ -113,12 +115,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     options: RunOptions = run_options(args, NAME)
     sections = []
+    # The design choice measured: the same spans with the OpenTelemetry SDK (its own venv).
+    sdk = sdk_cost(RATES)
     for i, rate in enumerate(RATES):
         http_alone = in_process(rate)
         llm_alone = in_process(rate, llm=True)
         print(
             f"{NAME}: sampling {rate:.0%}, tracing code alone, in process: HTTP {http_alone:.2f} µs/request, "
-            f"LLM {llm_alone:.2f} µs/request",
+            f"LLM {llm_alone:.2f} µs/request; the OpenTelemetry SDK for the same spans {sdk[rate]:.2f} µs/request",
             file=sys.stderr,
         )
         sink_port = options.base_port + 50 + i
@@ -133,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
             + f"- In-process, the tracing code alone (spans encoded as OTLP included): HTTP route "
             f"{http_alone:.1f} µs, LLM provider call {llm_alone:.1f} µs per request "
             f"(target: ≤ {BUDGET_US[rate]:g} µs added); {exported} OTLP exports reached the sink ({name}).\n"
+            f"- The same spans with the OpenTelemetry SDK {SDK_VERSION} (server + client span, traceparent "
+            f"injected, ParentBased(TraceIdRatioBased) sampler, BatchSpanProcessor encoding OTLP), in process: "
+            f"{sdk[rate]:.1f} µs per request, {sdk[rate] / max(http_alone, 0.01):.1f}× the gateway's own.\n"
         )
     text = (
         f"## {NAME} — cost of tracing per request (OTLP export on)\n\n"
