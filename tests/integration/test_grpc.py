@@ -91,6 +91,22 @@ def test_the_four_kinds_of_rpc_and_their_statuses(gateway, grpc_server):
         assert failed.value.code() == grpc.StatusCode.ABORTED and failed.value.details() == "stop"
 
 
+def test_concurrent_large_calls_share_the_upstream_windows(gateway, grpc_server):
+    """Eight 2 MiB calls at once over the gateway's HTTP/2 connection to one upstream: the
+    connection's and the streams' flow-control windows run out and reopen while the frames of
+    several streams are batched into one write; every call completes with its own bytes."""
+    server = grpc_server()
+    port = free_port()
+    gateway(binds(port, [_route(server)]))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        echo = Echo(channel)
+        bodies = [bytes([i]) * (2 * 1024 * 1024) for i in range(8)]
+        calls = [echo.unary.future(body, timeout=60) for body in bodies]
+        assert [call.result() for call in calls] == bodies
+        streamed = [echo.client_stream.future(iter([body[:7], body[7:]]), timeout=60) for body in bodies[:4]]
+        assert [call.result() for call in streamed] == [body[:7] + b"," + body[7:] for body in bodies[:4]]
+
+
 def test_deadlines_cancel_the_upstream_call(gateway, grpc_server):
     server = grpc_server()
     port = free_port()
