@@ -219,17 +219,26 @@ class Placement:
         if self.query is not None:
             base, _, query = path.partition(b"?")
             name = quote(self.query, safe="").encode()
-            pairs = [p for p in query.split(b"&") if p and p.partition(b"=")[0] != name]
+            # A client's parameter of the same name goes, in every spelling the upstream's
+            # parser decodes to that name (``api%5Fkey``, ``%61pi_key``, ``api+key``).
+            wanted = self.query
+            pairs = [
+                p
+                for p in query.split(b"&")
+                if p and unquote_plus(p.partition(b"=")[0].decode("latin-1"), errors="replace") != wanted
+            ]
             pairs.append(name + b"=" + quote(value, safe="").encode())
             return base + b"?" + b"&".join(pairs), []
         assert self.cookie is not None
         name = self.cookie.encode()
+        # A client's cookie of the same name goes, however spaced (``session =x``): parsers that
+        # trim names would otherwise read the client's value, and some keep the first.
         crumbs = [
             c.strip()
             for k, v in out.headers
             if k == b"cookie"
             for c in v.split(b";")
-            if c.strip() and c.strip().partition(b"=")[0] != name
+            if c.strip() and c.partition(b"=")[0].strip(b" \t") != name
         ]
         crumbs.append(name + b"=" + value)
         return path, [(b"cookie", b"; ".join(crumbs))]
