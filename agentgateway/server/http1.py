@@ -347,10 +347,15 @@ class HttpConnection(asyncio.Protocol):
         if host is not None and host != self._host_ok:
             host = self._valid_host(host, "invalid Host header")
         if authority is not None:
-            # RFC 9112 §3.2.2: the target's authority wins; Host is replaced by it upstream.
+            # RFC 9112 §3.2.2: the target's authority wins and the Host field is ignored. It is
+            # replaced by the authority in the request's headers too: routing takes the authority,
+            # and a policy reading request.headers["host"] must not see another host.
+            received = host
             host = authority if authority == self._host_ok else self._valid_host(authority, "invalid request target")
             if not host:
                 raise _Rejected(400, "invalid request target: empty authority")
+            if received is not None:
+                headers[:] = [(name, host if name == b"host" else value) for name, value in headers]
         elif not host:
             if version != "1.0":
                 raise _Rejected(400, "missing Host header" if host is None else "empty Host header")
