@@ -249,10 +249,15 @@ class Http2Stream:
         if path == b"*" and method != b"OPTIONS":
             self._refuse(400, "the asterisk target is only for OPTIONS")
             return
-        # RFC 9113 §8.3.1: :authority, else Host (h2 has refused the two disagreeing).
+        # RFC 9113 §8.3.1: :authority, else Host. nghttp2 refuses a second Host, not one that
+        # names another host than :authority: routing would take :authority while CEL and
+        # header-based policies read ``host``, so the two must agree (case aside) or it is 400.
         checked = valid_host(authority if authority is not None else host or b"")
         if not checked:
             self._refuse(400, "invalid :authority" if checked is None else "missing :authority")
+            return
+        if authority is not None and host is not None and host.strip(b" \t").lower() != checked.lower():
+            self._refuse(400, "Host differs from :authority")
             return
         if cookies > 1:
             # RFC 9113 §8.2.3: split cookie fields are joined again, as HTTP/1.1 sends them.
@@ -924,7 +929,14 @@ class Http2Connection(asyncio.Protocol):
         self._batching = True
         try:
             for _ in range(8):  # bounded: each round handles what the previous one caused
-                data = h2.data_to_send()
+                try:
+                    data = h2.data_to_send()
+                except NGH2Error:
+                    # The engine gave up on the connection (a flood, a header list past its cap)
+                    # and has nothing more to send, not even a GOAWAY: cut it.
+                    self._ending = False
+                    self._close(abort=True)
+                    return
                 if data and transport is not None:
                     transport.write(data)
                 if self.closing:
