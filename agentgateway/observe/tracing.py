@@ -36,6 +36,7 @@ from agentgateway.core.trace import (
     format_traceparent,
     new_span_id,
     parse_traceparent,
+    parse_tracestate,
 )
 from agentgateway.observe.otlp import OtlpExporter, OtlpTarget, SpanRecord, hashed_session
 
@@ -131,7 +132,8 @@ class Tracer:
         if parsed is not None:
             trace_id, parent_id, flags = parsed
             sampled = bool(flags & 1) and _decide(self._client, ctx)
-            state = ctx.header(TRACESTATE)
+            states = [v for n, v in headers if n == TRACESTATE]
+            state = parse_tracestate(states) if states else None
             trace = RequestTrace(trace_id, new_span_id(), parent_id, sampled, state)
             trace.sampled_by_client = True
             ctx.trace = trace
@@ -163,7 +165,9 @@ class Tracer:
         except ValueError:
             self.begin(ctx)
             return
-        trace = RequestTrace(trace_id, span_id, parent_id, parts[3] == b"1", ctx.header(TRACESTATE))
+        states = [v for n, v in ctx.headers if n == TRACESTATE]
+        state = parse_tracestate(states) if states else None
+        trace = RequestTrace(trace_id, span_id, parent_id, parts[3] == b"1", state)
         trace.sampled_by_client = bool(parent_id)
         ctx.trace = trace
 
