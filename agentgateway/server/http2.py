@@ -51,7 +51,7 @@ from agentgateway.core.http2 import (
 )
 from agentgateway.core.request import Headers, PathError, split_target
 from agentgateway.server.forwarded import FORWARDED_HEADERS, is_trusted
-from agentgateway.server.head import apply_forwarded, body_stall, valid_host
+from agentgateway.server.head import KNOWN_METHODS, apply_forwarded, body_stall, valid_host
 
 if TYPE_CHECKING:
     from agentgateway.config.settings import ServerLimits
@@ -233,6 +233,9 @@ class Http2Stream:
             return
         if method is None or path is None:
             self._refuse(400, "malformed request: :method and :path are required")
+            return
+        if method not in KNOWN_METHODS:
+            self._refuse(400, "unknown method")
             return
         if size > conn.header_limit:
             self._refuse(431, f"request headers exceed {conn.header_limit} bytes")

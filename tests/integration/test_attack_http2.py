@@ -248,3 +248,26 @@ def test_floods_are_bounded_and_others_still_served(gateway, upstream):
     with httpx.Client(http1=False, http2=True, timeout=10) as c:
         assert c.get(f"http://127.0.0.1:{port}/echo").status_code == 200
     assert json.loads(httpx.get(f"http://127.0.0.1:{port}/echo", timeout=10).text)["target"] == "/echo"
+
+
+def test_methods_are_those_http1_accepts(gateway, upstream):
+    """nghttp2 takes any token as :method, llhttp only the registered methods, in upper case: a
+    rule about ``DELETE`` must not be passed by an h2 ``delete`` that an upstream framework
+    upper-cases (Werkzeug does)."""
+    up = upstream()
+    port = free_port()
+    rule = 'request.method != "DELETE"'
+    gateway(binds(port, [{"backends": [{"host": up.address}], "policies": {"authorization": {"rules": [rule]}}}]))
+    for method in (b"DELETE", b"delete", b"Delete", b"dElEtE", b"FOO", b"get", b"PRI"):
+        with _hostile(port) as client:
+            fields = [(b":method", method), (b":scheme", b"http"), (b":authority", b"localhost"), (b":path", b"/x")]
+            h2 = _send(client, fields)
+        with raw_connection(port) as sock:
+            sock.sendall(method + b" /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            h1 = read_response(sock)[0]
+        assert (h2.status or 400) == h1 and h1 in (400, 403), (method, h2, h1)
+    with _hostile(port) as client:
+        for method in (b"GET", b"PATCH", b"PROPFIND", b"M-SEARCH"):
+            fields = [(b":method", method), (b":scheme", b"http"), (b":authority", b"localhost"), (b":path", b"/x")]
+            assert _send(client, fields).status == 200, method
+    assert [r["method"] for r in up.requests()] == ["GET", "PATCH", "PROPFIND", "M-SEARCH"]
