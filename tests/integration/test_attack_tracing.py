@@ -8,7 +8,7 @@ import json
 
 import httpx
 
-from tests.support.gateway import binds, free_port, raw_connection, read_response
+from tests.support.gateway import ResponseReader, binds, free_port, raw_connection, read_response
 
 SERVER = 2
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -91,3 +91,25 @@ def test_tracing_headers_never_in_config_dump(gateway, upstream, otlp):
     for path in ("/config_dump", "/api/config", "/config", "/ui/"):
         r = httpx.get(f"{gw.admin_url}{path}", timeout=10)
         assert "collector-secret-4711" not in r.text, path
+
+
+def test_large_client_fields_do_not_fail_the_export_batch(gateway, upstream, otlp):
+    """A client's head can be 64 KiB (a long User-Agent, path or query), and every span carries
+    it: 512 such spans would make one export request of 30 MiB, which a collector refuses whole
+    (4 MiB is the gRPC default), and every other request's span with it. Export requests are
+    bounded in bytes instead."""
+    up = upstream()
+    port = free_port()
+    gateway(_config(port, up.address, otlp.grpc_endpoint))
+    agent = b"A" * 60_000
+    count = 120
+    with raw_connection(port, timeout=30) as sock:
+        request = b"GET /big HTTP/1.1\r\nHost: gw.test\r\nUser-Agent: " + agent + b"\r\n\r\n"
+        sock.sendall(request * count)  # pipelined: all within one export interval
+        reader = ResponseReader(sock)
+        for _ in range(count):
+            assert reader.read()[0] == 200
+    assert _raw_get(port, b"/good", b"")[0] == 200
+    spans = otlp.wait_spans(lambda s: sum(x.kind == SERVER for x in s) >= count + 1, timeout=20)
+    paths = [s.attributes["url.path"] for s in spans if s.kind == SERVER]
+    assert paths.count("/big") == count and "/good" in paths
