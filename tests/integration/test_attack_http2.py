@@ -80,6 +80,11 @@ def test_authority_and_host_that_disagree_are_refused(gateway, upstream):
         assert _send(client, [*_get(authority=b"public.example"), (b"host", b"public.example")]).status == 200
         assert _send(client, [*_get(authority=b"public.example"), (b"host", b"Public.Example")]).status == 200
         assert _send(client, [*_get(authority=None), (b"host", b"public.example")]).status == 200
+        # Two Host fields (with or without :authority, equal or not): refused, as over HTTP/1.1.
+        for hosts in ((b"public.example", b"internal.example"), (b"public.example", b"public.example")):
+            for authority in (None, b"public.example"):
+                fields = [*_get(authority=authority), *[(b"host", h) for h in hosts]]
+                assert _refused(_send(client, fields)), (authority, hosts)
         # Without either: refused (no host to route by).
         assert _refused(_send(client, _get(authority=None)))
     assert internal.requests() == []
