@@ -62,6 +62,10 @@ _WRITE_LOW_WATER = 64 * 1024
 # Bytes a stream may queue beyond the client's window before its exchange is told to pause.
 _STREAM_HIGH_WATER = 256 * 1024
 _STREAM_LOW_WATER = 64 * 1024
+# ... and all streams of a connection together: a client that opens its 100 streams and reads
+# none of them would otherwise hold 100 high-water marks (25 MiB) per connection. A stream's mark
+# is its share of this while many are open.
+_CONNECTION_HIGH_WATER = 2 * 1024 * 1024
 
 # Response fields HTTP/2 forbids (RFC 9113 §8.2.2) or that the stream writes itself.
 _NOT_RELAYED = frozenset(
@@ -545,7 +549,7 @@ class Http2Stream:
                 self._ended()
                 return
             queued = h2.queued_body_size(sid)
-            if queued > _STREAM_HIGH_WATER and not self.write_paused:
+            if queued > self._high_water() and not self.write_paused:
                 self.write_paused = True
                 self.exchange.client_write_paused()
         if end and not self._end_sent:
@@ -556,10 +560,17 @@ class Http2Stream:
                 h2.end_stream(sid)
             self._ended()
 
+    def _high_water(self) -> int:
+        """Response bytes this stream may queue beyond the client's window before its upstream
+        is paused: its share of the connection's mark, at most the stream's own."""
+        return min(_STREAM_HIGH_WATER, _CONNECTION_HIGH_WATER // (len(self.conn.streams) or 1))
+
     def window_opened(self) -> None:
         """The client's window grew: nghttp2 sends more; the exchange may produce again."""
         conn = self.conn
-        if self.write_paused and not conn.write_paused and conn.h2.queued_body_size(self.stream_id) < _STREAM_LOW_WATER:
+        if not self.write_paused or conn.write_paused:
+            return
+        if conn.h2.queued_body_size(self.stream_id) < min(_STREAM_LOW_WATER, self._high_water() // 4):
             self.write_paused = False
             self.exchange.client_write_resumed()
 

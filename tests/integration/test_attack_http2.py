@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
+from pathlib import Path
 
 import httpx
 from h2.errors import ErrorCodes
@@ -276,3 +278,36 @@ def test_methods_are_those_http1_accepts(gateway, upstream):
             fields = [(b":method", method), (b":scheme", b"http"), (b":authority", b"localhost"), (b":path", b"/x")]
             assert _send(client, fields).status == 200, method
     assert [r["method"] for r in up.requests()] == ["GET", "PATCH", "PROPFIND", "M-SEARCH"]
+
+
+def _worker_rss(gw) -> int:
+    total = 0
+    for pid in gw.worker_pids():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def test_clients_that_open_every_stream_and_read_none_are_bounded(gateway, upstream):
+    """Data-dribble (CVE-2019-9517): each connection opens its 100 streams of large responses and
+    never opens a window. A stream's upstream pauses at its share of a per-connection mark (2 MiB),
+    not at 256 KiB each (25 MiB a connection); others are served meanwhile."""
+    up = upstream()
+    port = free_port()
+    gw = gateway(binds(port, [{"backends": [{"host": up.address}]}]))
+    baseline = _worker_rss(gw)
+    clients = [RawH2Client(port, auto_ack=False) for _ in range(3)]
+    try:
+        for client in clients:
+            for i in range(100):
+                client.request(f"/bytes?n={64 * 1024 * 1024}&i={i}")
+        for client in clients:  # every stream has its first window of data
+            client.wait(lambda c=client: sum(len(r.body) for r in c.responses.values()) >= 65_535, what="data")
+        time.sleep(3)  # the upstreams would fill the gateway's memory now if nothing paused them
+        assert _worker_rss(gw) - baseline < 60 * 1024 * 1024
+        with httpx.Client(http1=False, http2=True, timeout=10) as c:
+            assert c.get(f"http://127.0.0.1:{port}/echo").status_code == 200
+    finally:
+        for client in clients:
+            client.sock.close()
