@@ -280,12 +280,21 @@ def span_name(ctx: RequestCtx) -> str:
     return verb
 
 
+# Attributes whose text a client writes (path, query, User-Agent) keep at most this many bytes:
+# a head may be 64 KiB, and up to 8192 spans wait for export when the collector is slow.
+CLIENT_TEXT_MAX = 2048
+
+
+def _client_text(value: bytes) -> str:
+    return value[:CLIENT_TEXT_MAX].decode("latin-1")
+
+
 def server_attributes(ctx: RequestCtx) -> dict[str, object]:
     """The server span's attributes: HTTP semantic conventions, the gateway's route identity,
     and what the backend rooms learned (MCP, GenAI, A2A)."""
     attributes: dict[str, object] = {
         "http.request.method": ctx.method.decode("latin-1"),
-        "url.path": ctx.path.decode("latin-1"),
+        "url.path": _client_text(ctx.path),
         "url.scheme": ctx.scheme.decode("latin-1"),
         "server.address": ctx.client_host.decode("latin-1"),
         "client.address": ctx.client_ip,
@@ -299,14 +308,14 @@ def server_attributes(ctx: RequestCtx) -> dict[str, object]:
         "route": ctx.route,
     }
     if ctx.query:
-        attributes["url.query"] = ctx.query.decode("latin-1")
+        attributes["url.query"] = _client_text(ctx.query)
     if ctx.match_prefix is not None:
         attributes["http.route"] = ctx.match_prefix.decode("latin-1")
     if ctx.backend:
         attributes["endpoint"] = ctx.backend
     user_agent = ctx.header(b"user-agent")
     if user_agent is not None:
-        attributes["user_agent.original"] = user_agent.decode("latin-1")
+        attributes["user_agent.original"] = _client_text(user_agent)
     if ctx.status >= 500:
         attributes["error.type"] = str(ctx.status)
     if ctx.reason:
@@ -407,7 +416,7 @@ def start_upstream(ctx: RequestCtx, host: str, port: int, backend: str) -> Span 
             "http.request.method": ctx.method.decode("latin-1"),
             "server.address": host,
             "server.port": port,
-            "url.path": ctx.path.decode("latin-1"),
+            "url.path": _client_text(ctx.path),
             "endpoint": backend,
         },
     )

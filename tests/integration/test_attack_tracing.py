@@ -113,3 +113,8 @@ def test_large_client_fields_do_not_fail_the_export_batch(gateway, upstream, otl
     spans = otlp.wait_spans(lambda s: sum(x.kind == SERVER for x in s) >= count + 1, timeout=20)
     paths = [s.attributes["url.path"] for s in spans if s.kind == SERVER]
     assert paths.count("/big") == count and "/good" in paths
+    # What a span keeps of a client's text is bounded too (the export queue holds 8192 spans).
+    agents = [
+        s.attributes["user_agent.original"] for s in spans if s.kind == SERVER and s.attributes["url.path"] == "/big"
+    ]
+    assert agents and all(len(a) <= 2048 for a in agents)
