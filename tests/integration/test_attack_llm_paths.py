@@ -123,3 +123,86 @@ def test_client_headers_never_replace_the_injected_key(setup, headers: bytes) ->
     seen = fakes["anthropic"].last()
     assert seen["headers"]["x-api-key"] == API_KEY
     assert CLIENT_KEY not in json.dumps(seen["headers"])
+
+
+@pytest.fixture
+def google_routes(gateway, upstream) -> tuple[int, Any]:
+    """Vertex and native Gemini route backends with no ``model``: the client's model goes into
+    the provider's path (``…/publishers/google/models/<model>:generateContent``)."""
+    up = upstream()
+    port = free_port()
+
+    def route(prefix: str, provider: dict) -> dict:
+        return {
+            "name": prefix,
+            "matches": [{"path": {"pathPrefix": f"/{prefix}"}}],
+            "backends": [{"ai": {"name": prefix, "hostOverride": up.address, "provider": provider}}],
+            "policies": {"backendAuth": {"key": "gw-token"}},
+        }
+
+    gateway(
+        {
+            "binds": [
+                {
+                    "port": port,
+                    "listeners": [
+                        {
+                            "routes": [
+                                route("vertex", {"vertex": {"projectId": "proj-1", "region": "us-central1"}}),
+                                route("gemini", {"gemini": {"nativeApi": True}}),
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    return port, up
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "../../../../../projects/victim/locations/x/publishers/google/models/m",
+        "publishers/google/models/../../../../../../projects/victim/x",
+        "a/./b",
+        "m:generateContent?alt=x#",
+        "m?key=other",
+        "m#x",
+        "m%2F..%2Fx",
+        "m/",
+        "/m",
+        "m x",
+        "",
+    ],
+)
+def test_a_client_model_cannot_leave_the_providers_path(google_routes, model: str) -> None:
+    port, up = google_routes
+    for prefix in ("vertex", "gemini"):
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": "x"}]}).encode()
+        with raw_connection(port, timeout=15) as sock:
+            sock.sendall(
+                b"POST /%s/v1/chat/completions HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % (prefix.encode(), len(body)) + body
+            )
+            assert read_response(sock)[0] == 400, (prefix, model)
+    assert up.requests() == []
+
+
+def test_model_names_google_uses_still_reach_it(google_routes) -> None:
+    port, up = google_routes
+    for model in ("gemini-2.0-flash", "publishers/google/models/gemini-2.0-flash", "claude-3-5@20240620"):
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": "x"}]}).encode()
+        with raw_connection(port, timeout=15) as sock:
+            sock.sendall(
+                b"POST /vertex/v1/chat/completions HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+            read_response(sock)  # the echo upstream is no provider: its answer is not one
+    targets = [r["target"] for r in up.requests()]
+    base = "/v1/projects/proj-1/locations/us-central1/publishers/google/models/"
+    assert targets == [
+        base + "gemini-2.0-flash:generateContent",
+        base + "gemini-2.0-flash:generateContent",
+        base + "claude-3-5@20240620:generateContent",
+    ]
