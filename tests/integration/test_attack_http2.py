@@ -225,15 +225,21 @@ def test_floods_are_bounded_and_others_still_served(gateway, upstream):
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(block + cont * 5000)
         assert closed(sock)
-    # SETTINGS flood: the acknowledgements a client never reads are bounded.
-    with raw_connection(port) as sock:
-        sock.sendall(PREFACE)
-        try:
-            for _ in range(50):
-                sock.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" * 1000)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        assert closed(sock)
+    # SETTINGS and PING floods (CVE-2019-9512/9515): the acknowledgements a client never reads
+    # are bounded. Empty DATA frames and WINDOW_UPDATEs on a closed stream: glitches, bounded.
+    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + bytes(8)
+    empty_data = b"\x00\x00\x00\x00\x00\x00\x00\x00\x01"
+    window = b"\x00\x00\x04\x08\x00\x00\x00\x00\x01\x00\x00\x00\x01"
+    fragment = b"\x82\x86\x84\x41\x09localhost"
+    open_stream = len(fragment).to_bytes(3, "big") + b"\x01\x04\x00\x00\x00\x01" + fragment  # END_HEADERS
+    for opening, frame in ((b"", settings), (settings, ping), (settings + open_stream, empty_data), (settings, window)):
+        with raw_connection(port) as sock:
+            sock.sendall(PREFACE + opening)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                for _ in range(50):
+                    sock.sendall(frame * 1000)
+            assert closed(sock), frame
     # Header lists: over maxHeaderSize (64 KiB) 431 and the connection goes on; far over it (past
     # nghttp2's cap, which bounds what it decodes) the connection is cut, without a failure of
     # the gateway's own (an engine that gave up has nothing left to send).
