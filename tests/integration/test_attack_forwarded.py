@@ -177,3 +177,32 @@ def test_malformed_proxy_headers_are_refused_and_others_served(gateway, upstream
         sock.sendall(header[10:] + b"GET /echo HTTP/1.1\r\nHost: gw.test\r\n\r\n")
         status, _, body = ResponseReader(sock).read()
     assert status == 200 and dict(json.loads(body)["headers"])["x-forwarded-for"] == "7.7.7.7"
+
+
+def test_an_ipv4_mapped_proxy_source_is_the_ipv4_client(gateway, upstream):
+    """A dual-stack balancer names an IPv4 client as ``::ffff:a.b.c.d``: the gateway takes it as
+    ``a.b.c.d`` (as it reads X-Forwarded-For), so an IP rule written for the IPv4 client holds;
+    a v1 address with a zone (``fe80::1%eth0``) is not an address."""
+    up = upstream()
+    port = free_port()
+    config = binds(port, _routes(up.address))
+    config["frontendPolicies"] = {"proxyProtocol": {"version": "all"}}
+    gateway(config)
+    mapped_v1 = b"PROXY TCP6 ::ffff:10.9.9.9 ::1 5555 80\r\n"
+    mapped_v2 = (
+        V2_SIGNATURE
+        + b"\x21\x21\x00\x24"
+        + bytes(10)
+        + b"\xff\xff"
+        + bytes([10, 9, 9, 9])
+        + bytes(15)
+        + b"\x01"
+        + struct.pack(">HH", 5555, 80)
+    )
+    for prefix in (mapped_v1, mapped_v2):
+        status, sent = _h1(port, b"/private", [], prefix)
+        assert status == 200 and sent["x-forwarded-for"] == "10.9.9.9"
+    with raw_connection(port) as sock:
+        sock.sendall(b"PROXY TCP6 fe80::1%eth0 ::1 5555 80\r\nGET /echo HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(100) == b""
