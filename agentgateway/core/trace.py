@@ -28,7 +28,39 @@ TRACESTATE = b"tracestate"
 # than 00 may append fields after the flags, which a 00 parser ignores.
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[\x21-\x7e]*)?")
 
+# A tracestate list member (W3C Trace Context §3.3.1): a key (lower case; ``tenant@system`` for
+# multi-tenant vendors) and a value of printable ASCII other than ``,`` and ``=``, not ending
+# in a space.
+_TRACESTATE_MEMBER = re.compile(
+    rb"[a-z0-9][a-z0-9_\-*/]{0,255}(?:@[a-z][a-z0-9_\-*/]{0,13})?=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+).fullmatch
+TRACESTATE_MAX_MEMBERS = 32
+TRACESTATE_MAX_LENGTH = 512
+
 _bits = random.getrandbits
+
+
+def parse_tracestate(values: list[bytes]) -> bytes | None:
+    """The tracestate a request's ``tracestate`` fields make (joined, as W3C §3.3.1 reads
+    several), as the gateway records it on its spans: None when a member breaks the grammar
+    (a client's bytes of any form would reach the collector, where a protobuf string that is
+    not UTF-8 fails the whole batch); at most 32 members and 512 bytes, members dropped from the
+    right (the oldest) beyond them."""
+    members: list[bytes] = []
+    size = -1
+    for value in values:
+        for member in value.split(b","):
+            member = member.strip(b" \t")
+            if not member:
+                continue
+            if _TRACESTATE_MEMBER(member) is None:
+                return None
+            if len(members) < TRACESTATE_MAX_MEMBERS and size + 1 + len(member) <= TRACESTATE_MAX_LENGTH:
+                members.append(member)
+                size += 1 + len(member)
+            else:
+                size = TRACESTATE_MAX_LENGTH  # full: later (older) members are dropped
+    return b",".join(members) or None
 
 
 def parse_traceparent(value: bytes) -> tuple[int, int, int] | None:

@@ -9,12 +9,18 @@ and goes in front of the whole default path of the others (Gemini, Vertex, Azure
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from botocore.credentials import Credentials
 
 from agentgateway.llm.bedrock import sign_sigv4
+from agentgateway.llm.errors import LlmError
 from agentgateway.upstream.target import HttpTarget
+
+# A Gemini or Vertex model as a path: ``gemini-2.0-flash``, ``publishers/google/models/…``,
+# ``claude-3-5@20240620``; each segment starts with a letter or digit (so none is ``.`` or ``..``).
+_GOOGLE_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+\-]*(?:/[A-Za-z0-9][A-Za-z0-9._@+\-]*)*").fullmatch
 
 # Wire formats a provider speaks.
 F_OPENAI, F_ANTHROPIC, F_GEMINI, F_BEDROCK = "openai", "anthropic", "gemini", "bedrock"
@@ -274,6 +280,11 @@ class Provider:
         return f"/openai/deployments/{deployment}/{endpoint}?api-version={quote(azure.version, safe='')}"
 
     def _gemini_path(self, op: str, model: str) -> str:
+        # The model (the client's, when the provider names none) is a resource name in the path:
+        # segments of a name only, so that no '..', '?', '#' or escape takes the gateway's
+        # credential outside the project's models or into the query.
+        if _GOOGLE_MODEL(model) is None:
+            raise LlmError(400, f"invalid model name {model[:100]!r}")
         vertex = self.kind == "vertex"
         if vertex:
             if "/" not in model:

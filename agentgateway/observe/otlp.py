@@ -34,6 +34,10 @@ log = logging.getLogger("agentgateway.otlp")
 
 QUEUE_LIMIT = 8192  # records waiting for export per exporter; more are dropped
 BATCH = 512
+# Bytes of records in one export request: a collector refuses a larger request whole (4 MiB is
+# the gRPC receive limit of the OpenTelemetry Collector and of gRPC servers by default), and with
+# it every span of the batch; clients decide what their spans carry (a 64 KiB head).
+EXPORT_BYTES = 3 * 1024 * 1024
 INTERVAL = 1.0  # seconds between exports when the queue does not fill a batch
 EXPORT_TIMEOUT = 10.0
 
@@ -197,7 +201,11 @@ def _span(record: SpanRecord) -> bytes:
 
 def encode_spans(records: Sequence[SpanRecord], res: bytes) -> bytes:
     """An ExportTraceServiceRequest: one ResourceSpans, one ScopeSpans."""
-    scope_spans = _field(b"\x0a", _SCOPE) + b"".join(_span(r) for r in records)
+    return _spans_request([_span(r) for r in records], res)
+
+
+def _spans_request(spans: list[bytes], res: bytes) -> bytes:
+    scope_spans = _field(b"\x0a", _SCOPE) + b"".join(spans)
     return _field(b"\x0a", _field(b"\x0a", res) + _field(b"\x12", scope_spans))
 
 
@@ -221,7 +229,11 @@ def _log(record: LogRecord) -> bytes:
 
 def encode_logs(records: Sequence[LogRecord], res: bytes) -> bytes:
     """An ExportLogsServiceRequest: one ResourceLogs, one ScopeLogs."""
-    scope_logs = _field(b"\x0a", _SCOPE) + b"".join(_log(r) for r in records)
+    return _logs_request([_log(r) for r in records], res)
+
+
+def _logs_request(logs: list[bytes], res: bytes) -> bytes:
+    scope_logs = _field(b"\x0a", _SCOPE) + b"".join(logs)
     return _field(b"\x0a", _field(b"\x0a", res) + _field(b"\x12", scope_logs))
 
 
@@ -355,24 +367,38 @@ class OtlpExporter:
                 return
 
     def _export_batch(self) -> None:
+        """One export request: up to ``BATCH`` records and ``EXPORT_BYTES`` bytes of them (the
+        record that would pass the budget waits for the next one; a record over it alone is
+        dropped, so one client's huge span never takes other spans down with it)."""
         queue = self.queue
-        batch: list[Any] = []
-        while queue and len(batch) < BATCH:
-            batch.append(queue.popleft())
+        traces = self.signal == "traces"
+        encode = _span if traces else _log
+        encoded: list[bytes] = []
+        size = 0
         try:
-            if self.signal == "traces":
-                request = encode_spans(batch, self.resource)
-            else:
-                request = encode_logs(batch, self.resource)
+            while queue and len(encoded) < BATCH:
+                record = queue.popleft()
+                one = encode(record)
+                if len(one) > EXPORT_BYTES:
+                    self.dropped_failed += 1
+                    continue
+                if size + len(one) > EXPORT_BYTES:
+                    queue.appendleft(record)
+                    break
+                encoded.append(one)
+                size += len(one)
+            if not encoded:
+                return
+            request = _spans_request(encoded, self.resource) if traces else _logs_request(encoded, self.resource)
             self._sender.send(request)
         except Exception as exc:  # the collector's problem (or ours) must never reach requests
-            self.dropped_failed += len(batch)
+            self.dropped_failed += len(encoded)
             if not self._warned:
                 self._warned = True
                 log.warning("OTLP %s export to %s failed: %s", self.signal, self.target.endpoint, _short(exc))
             return
         self._warned = False
-        self.exported += len(batch)
+        self.exported += len(encoded)
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop: what is queued is exported first; waits for that at most ``timeout`` seconds

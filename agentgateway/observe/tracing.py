@@ -36,6 +36,7 @@ from agentgateway.core.trace import (
     format_traceparent,
     new_span_id,
     parse_traceparent,
+    parse_tracestate,
 )
 from agentgateway.observe.otlp import OtlpExporter, OtlpTarget, SpanRecord, hashed_session
 
@@ -131,7 +132,8 @@ class Tracer:
         if parsed is not None:
             trace_id, parent_id, flags = parsed
             sampled = bool(flags & 1) and _decide(self._client, ctx)
-            state = ctx.header(TRACESTATE)
+            states = [v for n, v in headers if n == TRACESTATE]
+            state = parse_tracestate(states) if states else None
             trace = RequestTrace(trace_id, new_span_id(), parent_id, sampled, state)
             trace.sampled_by_client = True
             ctx.trace = trace
@@ -163,7 +165,9 @@ class Tracer:
         except ValueError:
             self.begin(ctx)
             return
-        trace = RequestTrace(trace_id, span_id, parent_id, parts[3] == b"1", ctx.header(TRACESTATE))
+        states = [v for n, v in ctx.headers if n == TRACESTATE]
+        state = parse_tracestate(states) if states else None
+        trace = RequestTrace(trace_id, span_id, parent_id, parts[3] == b"1", state)
         trace.sampled_by_client = bool(parent_id)
         ctx.trace = trace
 
@@ -276,12 +280,21 @@ def span_name(ctx: RequestCtx) -> str:
     return verb
 
 
+# Attributes whose text a client writes (path, query, User-Agent) keep at most this many bytes:
+# a head may be 64 KiB, and up to 8192 spans wait for export when the collector is slow.
+CLIENT_TEXT_MAX = 2048
+
+
+def _client_text(value: bytes) -> str:
+    return value[:CLIENT_TEXT_MAX].decode("latin-1")
+
+
 def server_attributes(ctx: RequestCtx) -> dict[str, object]:
     """The server span's attributes: HTTP semantic conventions, the gateway's route identity,
     and what the backend rooms learned (MCP, GenAI, A2A)."""
     attributes: dict[str, object] = {
         "http.request.method": ctx.method.decode("latin-1"),
-        "url.path": ctx.path.decode("latin-1"),
+        "url.path": _client_text(ctx.path),
         "url.scheme": ctx.scheme.decode("latin-1"),
         "server.address": ctx.client_host.decode("latin-1"),
         "client.address": ctx.client_ip,
@@ -295,14 +308,14 @@ def server_attributes(ctx: RequestCtx) -> dict[str, object]:
         "route": ctx.route,
     }
     if ctx.query:
-        attributes["url.query"] = ctx.query.decode("latin-1")
+        attributes["url.query"] = _client_text(ctx.query)
     if ctx.match_prefix is not None:
         attributes["http.route"] = ctx.match_prefix.decode("latin-1")
     if ctx.backend:
         attributes["endpoint"] = ctx.backend
     user_agent = ctx.header(b"user-agent")
     if user_agent is not None:
-        attributes["user_agent.original"] = user_agent.decode("latin-1")
+        attributes["user_agent.original"] = _client_text(user_agent)
     if ctx.status >= 500:
         attributes["error.type"] = str(ctx.status)
     if ctx.reason:
@@ -403,7 +416,7 @@ def start_upstream(ctx: RequestCtx, host: str, port: int, backend: str) -> Span 
             "http.request.method": ctx.method.decode("latin-1"),
             "server.address": host,
             "server.port": port,
-            "url.path": ctx.path.decode("latin-1"),
+            "url.path": _client_text(ctx.path),
             "endpoint": backend,
         },
     )

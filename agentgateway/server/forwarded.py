@@ -1,12 +1,13 @@
 """Forwarded headers: believed only from the proxies the config trusts.
 
 ``X-Forwarded-For``, ``X-Forwarded-Proto``, ``X-Forwarded-Host``, ``Forwarded`` and ``X-Real-IP``
-say who the client is and how it connected; any client can write them. From a peer listed in
-``frontendPolicies.http.trustedProxies`` they are kept, and the client address is read from
-``X-Forwarded-For`` (Envoy's ``xff_trusted_cidrs`` and nginx's ``real_ip_recursive``: the
-rightmost address that is not itself a trusted proxy). From any other peer they are dropped at
-the edge, so no policy, CEL expression, MCP Origin check or upstream ever sees them; the gateway
-then writes ``X-Forwarded-For`` (the peer), ``-Proto`` and ``-Host`` itself (proxy/forward.py).
+(and their look-alikes with ``_`` for ``-``) say who the client is and how it connected; any
+client can write them. From a peer listed in ``frontendPolicies.http.trustedProxies`` they are
+kept, and the client address is read from ``X-Forwarded-For`` (Envoy's ``xff_trusted_cidrs``
+and nginx's ``real_ip_recursive``: the rightmost address that is not itself a trusted proxy).
+From any other peer they are dropped at the edge, so no policy, CEL expression, MCP Origin
+check or upstream ever sees them; the gateway then writes ``X-Forwarded-For`` (the peer),
+``-Proto`` and ``-Host`` itself (proxy/forward.py).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from agentgateway.core.request import Headers
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-FORWARDED_HEADERS = frozenset(
-    (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip")
-)
+_FORWARDED_NAMES = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip")
+# With their look-alikes spelled with ``_``: CGI, WSGI and PHP servers read ``X_Forwarded_For`` as
+# ``X-Forwarded-For`` (both are ``HTTP_X_FORWARDED_FOR``), so an upstream would believe a spoof
+# the gateway let through under another name.
+FORWARDED_HEADERS = frozenset(_FORWARDED_NAMES + tuple(name.replace(b"-", b"_") for name in _FORWARDED_NAMES))
 
 
 def _address(text: bytes) -> IPAddress | None:

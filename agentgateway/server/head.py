@@ -15,6 +15,16 @@ from agentgateway.server.forwarded import client_address, forwarded_chain, witho
 _VALID_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{0,5})?").fullmatch
 
 
+# The methods the HTTP/1.1 parser (llhttp) accepts; anything else is 400 there, and HTTP/2 (whose
+# nghttp2 takes any token) refuses it the same way: an h2 ``delete`` must not pass a rule about
+# ``DELETE`` to reach an upstream framework that upper-cases methods (Werkzeug, ...).
+KNOWN_METHODS = frozenset(
+    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH UNLOCK "
+    b"BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE PATCH "
+    b"PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
+)
+
+
 def valid_host(host: bytes) -> bytes | None:
     """``host`` without trailing whitespace (which llhttp keeps), or None when it is not a host."""
     host = host.rstrip(b" \t")

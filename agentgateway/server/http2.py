@@ -51,7 +51,7 @@ from agentgateway.core.http2 import (
 )
 from agentgateway.core.request import Headers, PathError, split_target
 from agentgateway.server.forwarded import FORWARDED_HEADERS, is_trusted
-from agentgateway.server.head import apply_forwarded, body_stall, valid_host
+from agentgateway.server.head import KNOWN_METHODS, apply_forwarded, body_stall, valid_host
 
 if TYPE_CHECKING:
     from agentgateway.config.settings import ServerLimits
@@ -62,6 +62,10 @@ _WRITE_LOW_WATER = 64 * 1024
 # Bytes a stream may queue beyond the client's window before its exchange is told to pause.
 _STREAM_HIGH_WATER = 256 * 1024
 _STREAM_LOW_WATER = 64 * 1024
+# ... and all streams of a connection together: a client that opens its 100 streams and reads
+# none of them would otherwise hold 100 high-water marks (25 MiB) per connection. A stream's mark
+# is its share of this while many are open.
+_CONNECTION_HIGH_WATER = 2 * 1024 * 1024
 
 # Response fields HTTP/2 forbids (RFC 9113 §8.2.2) or that the stream writes itself.
 _NOT_RELAYED = frozenset(
@@ -234,6 +238,9 @@ class Http2Stream:
         if method is None or path is None:
             self._refuse(400, "malformed request: :method and :path are required")
             return
+        if method not in KNOWN_METHODS:
+            self._refuse(400, "unknown method")
+            return
         if size > conn.header_limit:
             self._refuse(431, f"request headers exceed {conn.header_limit} bytes")
             return
@@ -249,10 +256,15 @@ class Http2Stream:
         if path == b"*" and method != b"OPTIONS":
             self._refuse(400, "the asterisk target is only for OPTIONS")
             return
-        # RFC 9113 §8.3.1: :authority, else Host (h2 has refused the two disagreeing).
+        # RFC 9113 §8.3.1: :authority, else Host. nghttp2 refuses a second Host, not one that
+        # names another host than :authority: routing would take :authority while CEL and
+        # header-based policies read ``host``, so the two must agree (case aside) or it is 400.
         checked = valid_host(authority if authority is not None else host or b"")
         if not checked:
             self._refuse(400, "invalid :authority" if checked is None else "missing :authority")
+            return
+        if authority is not None and host is not None and host.strip(b" \t").lower() != checked.lower():
+            self._refuse(400, "Host differs from :authority")
             return
         if cookies > 1:
             # RFC 9113 §8.2.3: split cookie fields are joined again, as HTTP/1.1 sends them.
@@ -537,7 +549,7 @@ class Http2Stream:
                 self._ended()
                 return
             queued = h2.queued_body_size(sid)
-            if queued > _STREAM_HIGH_WATER and not self.write_paused:
+            if queued > self._high_water() and not self.write_paused:
                 self.write_paused = True
                 self.exchange.client_write_paused()
         if end and not self._end_sent:
@@ -548,10 +560,17 @@ class Http2Stream:
                 h2.end_stream(sid)
             self._ended()
 
+    def _high_water(self) -> int:
+        """Response bytes this stream may queue beyond the client's window before its upstream
+        is paused: its share of the connection's mark, at most the stream's own."""
+        return min(_STREAM_HIGH_WATER, _CONNECTION_HIGH_WATER // (len(self.conn.streams) or 1))
+
     def window_opened(self) -> None:
         """The client's window grew: nghttp2 sends more; the exchange may produce again."""
         conn = self.conn
-        if self.write_paused and not conn.write_paused and conn.h2.queued_body_size(self.stream_id) < _STREAM_LOW_WATER:
+        if not self.write_paused or conn.write_paused:
+            return
+        if conn.h2.queued_body_size(self.stream_id) < min(_STREAM_LOW_WATER, self._high_water() // 4):
             self.write_paused = False
             self.exchange.client_write_resumed()
 
@@ -924,7 +943,14 @@ class Http2Connection(asyncio.Protocol):
         self._batching = True
         try:
             for _ in range(8):  # bounded: each round handles what the previous one caused
-                data = h2.data_to_send()
+                try:
+                    data = h2.data_to_send()
+                except NGH2Error:
+                    # The engine gave up on the connection (a flood, a header list past its cap)
+                    # and has nothing more to send, not even a GOAWAY: cut it.
+                    self._ending = False
+                    self._close(abort=True)
+                    return
                 if data and transport is not None:
                     transport.write(data)
                 if self.closing:

@@ -93,7 +93,7 @@ def _parse_v2(header: bytes) -> Address | None:
     if family == 2:
         if len(body) < 36:
             raise ProxyHeaderError("truncated PROXY protocol v2 IPv6 addresses")
-        return str(ipaddress.IPv6Address(body[:16])), int.from_bytes(body[32:34], "big")
+        return _address(ipaddress.IPv6Address(body[:16])), int.from_bytes(body[32:34], "big")
     if family in (0, 3):
         return None  # unspecified, or a Unix socket: no IP address to use
     raise ProxyHeaderError(f"unknown PROXY protocol v2 address family {family}")
@@ -117,11 +117,22 @@ def _parse_v1(header: bytes) -> Address | None:
         kind(parts[3])
     except ValueError:
         raise ProxyHeaderError("invalid address in PROXY protocol v1 header") from None
+    if isinstance(source, ipaddress.IPv6Address) and source.scope_id is not None:
+        raise ProxyHeaderError("invalid address in PROXY protocol v1 header")
     ports = parts[4:6]
     for port in ports:
         if not port.isdigit() or len(port) > 5 or (len(port) > 1 and port[0] == "0") or int(port) > 65535:
             raise ProxyHeaderError("invalid port in PROXY protocol v1 header")
-    return str(source), int(ports[0])
+    return _address(source), int(ports[0])
+
+
+def _address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The client address as the gateway writes it: an IPv4-mapped IPv6 address (a dual-stack
+    balancer's IPv4 client) as the IPv4 address, as X-Forwarded-For entries are read, so CEL
+    ``source.address``, rate-limit keys and the access log name one client one way."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 class ProxyProtocolListener:
