@@ -252,8 +252,9 @@ def scaling_verdict(rows: Sequence[Row]) -> str:
         text += (
             f"; the two workers used {two_share.median:.2f} cores (wrk and the upstream "
             f"{two.load_cpu_share.median:.2f} of the same two), one worker {one_share.median:.2f}; CPU per "
-            f"request {two_cpu.median:.1f} µs with two workers, {one_cpu.median:.1f} µs with one "
-            f"({one_cpu.median / two_cpu.median:.2f}× one worker's efficiency per core)"
+            f"request {two_cpu.median:.1f} µs with two workers, {one_cpu.median:.1f} µs with one (not "
+            "higher with two: no contention between workers; the worker next to wrk and the upstream "
+            "skips cross-core wake-ups, so lower is expected)"
         )
     return text
 
