@@ -29,6 +29,7 @@ from benchmarks.http_samples import (
     PINNED,
     SATURATION_CONNECTIONS,
     TARGETS,
+    TWO_WORKERS,
     Sample,
     Target,
 )
@@ -101,6 +102,8 @@ def ports_needed(names: Sequence[str], ports: servers.Ports) -> list[int]:
     needed = [ports.upstream]
     if "gateway" in names:
         needed += [ports.gateway, ports.gateway_stats, ports.gateway_readiness]
+    if TWO_WORKERS in names:
+        needed += [ports.gateway_2w, ports.gateway_2w_stats, ports.gateway_2w_readiness]
     if "nginx" in names:
         needed.append(ports.nginx)
     if "envoy" in names:
@@ -128,6 +131,13 @@ def start_targets(
         elif name == "gateway":
             gateway = servers.start_gateway(processes, ports=ports, body=body, cpu=cpu)
             targets.append(Target(name, ports.gateway, gateway))
+        elif name == TWO_WORKERS:
+            # Two workers get both cores' worth: the tree may run on either CPU, so the second worker
+            # shares the load CPU with wrk and the upstream (the machine has no third core).
+            gateway = servers.start_gateway(
+                processes, ports=ports.two_workers(), body=body, cpu=both_cpus(options), workers=2, name=name
+            )
+            targets.append(Target(name, ports.gateway_2w, gateway))
         elif name == "nginx":
             nginx = servers.start_nginx_proxy(
                 processes, tools_.nginx, port=ports.nginx, upstream_port=ports.upstream, body=body, cpu=cpu
@@ -146,11 +156,17 @@ def start_targets(
     return upstream, targets
 
 
-def check_pinning(process: procs.ManagedProcess, cpu: int) -> None:
-    """Every process of the tree must be on ``cpu``, or the layout the report states would be false."""
+def both_cpus(options: RunOptions) -> str:
+    return f"{options.proxy_cpu},{options.load_cpu}"
+
+
+def check_pinning(process: procs.ManagedProcess, cpu: int | str) -> None:
+    """Every process of the tree must be on ``cpu`` (one CPU, or a comma list), or the layout the report
+    states would be false."""
+    wanted = {cpu} if isinstance(cpu, int) else {int(item) for item in cpu.split(",")}
     for pid in procs.process_tree(process.pid):
         with contextlib.suppress(ProcessLookupError):
-            if procs.affinity(pid) != {cpu}:
+            if procs.affinity(pid) != wanted:
                 raise procs.BenchmarkError(f"{process.name} pid {pid} is not pinned to CPU {cpu}")
 
 
@@ -269,7 +285,7 @@ def measure_rounds(bench: Bench, targets: Sequence[Target], connections: Sequenc
         for target in targets:
             for count in connections:
                 samples.append(measure(bench, target, PINNED, count, round_index))
-            if one_core and target.process is not None:
+            if one_core and target.process is not None and target.name != TWO_WORKERS:
                 with moved_to(target.process, options.load_cpu, home_cpu=options.proxy_cpu):
                     samples.append(measure(bench, target, ONE_CORE, LATENCY_CONNECTIONS, round_index))
     return samples
@@ -293,7 +309,9 @@ def run_facts(tools_: Tools, options: RunOptions, connections: Sequence[int], na
     pinning = (
         f"CPU {options.proxy_cpu}: the proxy under test (gateway supervisor + worker, nginx master + "
         f"worker, Envoy); CPU {options.load_cpu}: wrk (1 thread) and the upstream nginx (1 worker). Direct "
-        f"is wrk → upstream, both on CPU {options.load_cpu}. Affinity checked on every process after start."
+        f"is wrk → upstream, both on CPU {options.load_cpu}. {TWO_WORKERS} (`config.workers: 2`): the "
+        f"gateway's tree on CPUs {both_cpus(options)}, so its second worker shares CPU {options.load_cpu} "
+        "with wrk and the upstream. Affinity checked on every process after start."
     )
     load = (
         f"wrk, 1 thread, keep-alive, c = {', '.join(map(str, connections))}; per target and c a "
@@ -329,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
     procs.require_free_ports(ports_needed(names, ports))
     fresh_work_dir(options.work_dir)
     facts = run_facts(tools_, options, connections, names)
-    runs_per_round = len(names) * len(connections) + (len(set(names) - {"direct"}) if one_core else 0)
+    runs_per_round = len(names) * len(connections) + (len(set(names) - {"direct", TWO_WORKERS}) if one_core else 0)
     minutes = options.rounds * runs_per_round * (options.duration_s + options.warmup_s) / 60
     print(f"{NAME}: {runs_per_round * options.rounds} runs, about {minutes:.1f} min", file=sys.stderr)
 
@@ -338,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
         check_pinning(upstream, options.load_cpu)
         for target in targets:
             if target.process is not None:
-                check_pinning(target.process, options.proxy_cpu)
+                check_pinning(target.process, both_cpus(options) if target.name == TWO_WORKERS else options.proxy_cpu)
         bench = Bench(upstream=upstream, tools=tools_, options=options, script=write_script(options.work_dir))
         samples = measure_rounds(bench, targets, connections, one_core)
         # VmHWM is a peak over each process's life, so reading it once at the end covers every run.

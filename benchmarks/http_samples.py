@@ -9,7 +9,9 @@ from benchmarks.wrk import WrkResult
 
 NAME = "http"
 BODY_SIZE = 1024
-TARGETS = ("direct", "gateway", "floor", "nginx", "envoy")
+TARGETS = ("direct", "gateway", "gateway-2w", "floor", "nginx", "envoy")
+# The worker-scaling target: the gateway with ``config.workers: 2``, its tree allowed on both CPUs.
+TWO_WORKERS = "gateway-2w"
 
 # The layout: the proxy alone on its core, wrk and the upstream on the other.
 PINNED = "pinned"
@@ -21,6 +23,7 @@ LATENCY_CONNECTIONS = 1
 SATURATION_CONNECTIONS = 32
 # The goals for the gateway.
 THROUGHPUT_RATIO_GOAL = 0.9  # req/s at c=32, relative to nginx
+WORKER_SCALING_GOAL = 1.8  # req/s at c=32 of two workers, relative to one
 ADDED_P50_BUDGET_US = 60.0  # p50 at c=1, over direct
 
 

@@ -52,7 +52,7 @@ class ManagedProcess:
         return data[-max_bytes:].decode(errors="replace").strip()
 
 
-def pinned(argv: Sequence[str], cpu: int) -> list[str]:
+def pinned(argv: Sequence[str], cpu: int | str) -> list[str]:
     """Wrap a command in ``taskset``: the affinity is set before exec, so every child inherits it."""
     return ["taskset", "--cpu-list", str(cpu), *argv]
 
@@ -61,7 +61,7 @@ def _launch(
     name: str,
     argv: Sequence[str],
     *,
-    cpu: int,
+    cpu: int | str,
     log_dir: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
@@ -94,11 +94,12 @@ class ProcessSet:
         name: str,
         argv: Sequence[str],
         *,
-        cpu: int,
+        cpu: int | str,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> ManagedProcess:
-        """Start a pinned server; ``env`` replaces the environment when given (None: inherit ours)."""
+        """Start a pinned server (``cpu``: one CPU, or a ``taskset`` CPU list such as ``0,1``);
+        ``env`` replaces the environment when given (None: inherit ours)."""
         process = _launch(name, argv, cpu=cpu, log_dir=self.log_dir, env=env, cwd=cwd)
         self.processes.append(process)
         return process

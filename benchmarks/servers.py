@@ -8,6 +8,7 @@ worker, no access log, keep-alive on both sides.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,10 +31,14 @@ class Ports:
     floor: int
     gateway_stats: int
     gateway_readiness: int
+    # The second gateway of the ``http`` scenario (two workers) and its admin ports.
+    gateway_2w: int
+    gateway_2w_stats: int
+    gateway_2w_readiness: int
 
     @classmethod
     def from_base(cls, base: int) -> Ports:
-        return cls(base, base + 1, base + 2, base + 3, base + 4, base + 11, base + 12)
+        return cls(base, base + 1, base + 2, base + 3, base + 4, base + 11, base + 12, base + 5, base + 13, base + 14)
 
     def all(self) -> tuple[int, ...]:
         return (
@@ -44,6 +49,18 @@ class Ports:
             self.floor,
             self.gateway_stats,
             self.gateway_readiness,
+            self.gateway_2w,
+            self.gateway_2w_stats,
+            self.gateway_2w_readiness,
+        )
+
+    def two_workers(self) -> Ports:
+        """The ports of the two-worker gateway, where ``gateway_config`` looks for the gateway's."""
+        return dataclasses.replace(
+            self,
+            gateway=self.gateway_2w,
+            gateway_stats=self.gateway_2w_stats,
+            gateway_readiness=self.gateway_2w_readiness,
         )
 
 
@@ -91,9 +108,7 @@ http {{
 """
 
 
-def _start_nginx(
-    processes: ProcessSet, name: str, nginx: str, http_block: str, *, cpu: int
-) -> ManagedProcess:
+def _start_nginx(processes: ProcessSet, name: str, nginx: str, http_block: str, *, cpu: int) -> ManagedProcess:
     prefix = _nginx_prefix(processes.log_dir, name)
     conf = prefix / "nginx.conf"
     conf.write_text(_nginx_main(prefix, http_block))
@@ -141,9 +156,7 @@ def start_nginx_proxy(
     return process
 
 
-ENVOY_HCM_TYPE = (
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-)
+ENVOY_HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ENVOY_ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 
 
@@ -203,11 +216,12 @@ def start_envoy_proxy(
     return process
 
 
-def gateway_config(ports: Ports, log_level: str = "warn") -> str:
-    """One worker; at ``warn`` the gateway writes no access log (``info`` writes a line per request)."""
+def gateway_config(ports: Ports, log_level: str = "warn", workers: int = 1) -> str:
+    """One worker unless told; at ``warn`` the gateway writes no access log (``info`` writes a line per
+    request)."""
     return f"""\
 config:
-  workers: 1
+  workers: {workers}
   adminAddr: "off"
   statsAddr: "{HOST}:{ports.gateway_stats}"
   readinessAddr: "{HOST}:{ports.gateway_readiness}"
@@ -221,13 +235,15 @@ binds:
 """
 
 
-def start_gateway(processes: ProcessSet, *, ports: Ports, body: bytes, cpu: int) -> ManagedProcess:
-    """The gateway from this interpreter's environment; its supervisor forks the worker, which inherits
-    the supervisor's CPU affinity, so the whole tree runs on ``cpu``."""
-    config = processes.log_dir / "gateway.yaml"
-    config.write_text(gateway_config(ports))
+def start_gateway(
+    processes: ProcessSet, *, ports: Ports, body: bytes, cpu: int | str, workers: int = 1, name: str = "gateway"
+) -> ManagedProcess:
+    """The gateway from this interpreter's environment; its supervisor forks the workers, which inherit
+    the supervisor's CPU affinity, so the whole tree runs on ``cpu`` (one CPU, or a CPU list)."""
+    config = processes.log_dir / f"{name}.yaml"
+    config.write_text(gateway_config(ports, workers=workers))
     argv = [sys.executable, "-m", "agentgateway", "--file", str(config)]
-    process = processes.start("gateway", argv, cpu=cpu)
+    process = processes.start(name, argv, cpu=cpu)
 
     def ready() -> bool:
         status, _ = http_get(HOST, ports.gateway_readiness, "/healthz/ready")
@@ -238,9 +254,7 @@ def start_gateway(processes: ProcessSet, *, ports: Ports, body: bytes, cpu: int)
     return process
 
 
-def start_floor_proxy(
-    processes: ProcessSet, *, port: int, upstream_port: int, body: bytes, cpu: int
-) -> ManagedProcess:
+def start_floor_proxy(processes: ProcessSet, *, port: int, upstream_port: int, body: bytes, cpu: int) -> ManagedProcess:
     """The bare uvloop + httptools proxy of ``benchmarks.floor_proxy``: the floor under the gateway."""
     argv = [sys.executable, "-m", "benchmarks.floor_proxy", str(port), str(upstream_port)]
     process = processes.start("floor", argv, cpu=cpu)

@@ -10,6 +10,7 @@ trace and span ids of the request."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -75,8 +76,12 @@ class OtlpLogs:
         self.shape = shape
 
 
+# A text value is quoted when empty or when it holds one of these (one regex scan, not five).
+_NEEDS_QUOTES = re.compile(r'[ "=\\\n]')
+
+
 def _quote(value: str) -> str:
-    if not value or any(c in value for c in ' "=\\\n'):
+    if not value or _NEEDS_QUOTES.search(value) is not None:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return value
 
@@ -269,7 +274,15 @@ class AccessLog:
         if self.json:
             line = orjson.dumps({"time": ts, "level": "info", "scope": scope, **fields}) + b"\n"
         else:
-            text = " ".join(f"{k}={_text(v)}" for k, v in fields.items() if v != "")
+            search = _NEEDS_QUOTES.search
+            # Most values are plain strings: quoted here without a call per field when not needed.
+            text = " ".join(
+                [
+                    f"{k}={v}" if v.__class__ is str and search(v) is None else f"{k}={_text(v)}"
+                    for k, v in fields.items()
+                    if v != ""
+                ]
+            )
             line = f"{ts}\tinfo\t{scope}\t{text}\n".encode()
         self._lines.append(line)
         self._size += len(line)

@@ -275,6 +275,7 @@ class HttpForward:
         "_h2",
         "_sent_fields",
         "_end_due",
+        "_awaiting_head",
     )
 
     def __init__(self, worker: ProxyHost, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> None:
@@ -287,17 +288,25 @@ class HttpForward:
         # A body set by a transformation replaces the client's, which is then read and dropped.
         body = ctx.request_body
         self._body = body
-        self._chunked = ctx.chunked and body is None
         self._no_body = ctx.method == b"HEAD"
         self._head = b""
         # What this attempt sends: the head, with the backend's credentials when it has some.
         self._sent_head = b""
-        self._pending: list[bytes] = [body] if body else []
-        self._pending_bytes = len(body) if body else 0
         # Bytes for the upstream produced while handling one client read, written at its end.
         self._out: list[bytes] = []
-        # What a new attempt sends again: the body so far, while it fits the replay bound.
-        self._replay: list[bytes] | None = [body] if body else ([] if ctx.has_body else None)
+        # What a new attempt sends again (``_replay``): the body so far, while it fits the replay
+        # bound. ``_pending``: body bytes that wait for the upstream connection.
+        self._replay: list[bytes] | None
+        if body is None:
+            self._chunked = ctx.chunked
+            self._pending: list[bytes] = []
+            self._pending_bytes = 0
+            self._replay = [] if ctx.chunked or ctx.content_length else None
+        else:
+            self._chunked = False
+            self._pending = [body] if body else []
+            self._pending_bytes = len(body)
+            self._replay = [body] if body else ([] if ctx.has_body else None)
         self._replay_bytes = 0
         self._request_done = False
         self._response_started = False
@@ -323,6 +332,8 @@ class HttpForward:
         self._h2 = False
         self._sent_fields: Headers = []
         self._end_due = False
+        # The connection's sweep watches for this exchange's response head (``_await_head``).
+        self._awaiting_head = False
 
     def start(self) -> None:
         route = self.route
@@ -341,7 +352,7 @@ class HttpForward:
 
     def _pick(self) -> HttpTarget | None:
         # Routes with HTTP backends have only HTTP backends (checked at load).
-        backends = cast("WeightedChoice[HttpTarget]", self.route.backends)
+        backends: WeightedChoice[HttpTarget] = self.route.backends  # type: ignore[assignment]
         avoid = self._avoid
         if not self.route.health_checked and avoid is None:
             return backends.pick()
@@ -357,7 +368,10 @@ class HttpForward:
         return backends.pick_where(lambda t: t is not avoid and usable(t)) or backends.pick_where(usable) or picked
 
     def _attempt(self, flush: bool) -> None:
-        target = self._pick()
+        route = self.route
+        # (routes with HTTP backends have only HTTP backends, checked at load)
+        backends: WeightedChoice[HttpTarget] = route.backends  # type: ignore[assignment]
+        target = self._pick() if route.health_checked or self._avoid is not None else backends.pick()
         ctx = self.ctx
         if target is None:
             self._fail(500, f"route {ctx.route} has no backends")
@@ -383,10 +397,11 @@ class HttpForward:
                 ctx.host = target.authority
             body = self._body
             self._head = build_request_head(ctx, self._chunked, body_length=None if body is None else len(body))
-        if self._tries == 1 and self.route.mirror is not None and ctx.upgrade is None:
+        if self._tries == 1 and route.mirror is not None and ctx.upgrade is None:
             # (an upgrade is not mirrored: the mirror cannot take part in the new protocol)
             self._start_mirror()  # the mirror gets the head without any backend's credentials
-        self._arm_attempt_timer()
+        if route.timeout is not None:
+            self._arm_attempt_timer()
         auth = target.auth
         if auth is None:
             self._sent_head = self._head
@@ -658,7 +673,9 @@ class HttpForward:
             upstream.abort()
 
     def _cancel_attempt_timer(self) -> None:
-        self.conn.response_arrived()
+        if self._awaiting_head:
+            self._awaiting_head = False
+            self.conn.response_arrived()
         if self._attempt_timer is not None:
             self._attempt_timer.cancel()
             self._attempt_timer = None
@@ -668,6 +685,7 @@ class HttpForward:
         ``head_timeout`` to start answering (checked by the connection sweep, not a timer)."""
         limit = self.route.head_timeout
         if limit is not None and not self._response_started and not self._finished:
+            self._awaiting_head = True
             self.conn.expect_response(limit)
 
     def response_timed_out(self) -> None:
@@ -685,7 +703,16 @@ class HttpForward:
         )
 
     def _cancel_timers(self) -> None:
-        self.conn.response_arrived()
+        if self._awaiting_head:
+            self._awaiting_head = False
+            self.conn.response_arrived()
+        if (
+            self._deadline_timer is None
+            and self._attempt_timer is None
+            and self._retry_timer is None
+            and self._fetch_timer is None
+        ):
+            return  # the common case: no timeout policy armed any
         for timer in (self._deadline_timer, self._attempt_timer, self._retry_timer, self._fetch_timer):
             if timer is not None:
                 timer.cancel()
@@ -865,7 +892,7 @@ class HttpForward:
         if upstream is not None:
             if keep_alive and self._request_done:
                 # (an HTTP/2 stream always ends with keep_alive False: its connection is the pool's)
-                self.worker.pool.release(cast("UpstreamConnection", upstream))
+                self.worker.pool.release(upstream)  # type: ignore[arg-type]
             else:
                 upstream.close()
         processor = self._processor

@@ -43,6 +43,7 @@ class CompiledRoute:
         "llm_backends",
         "head_timeout",
         "unavailable",
+        "no_backends",
     )
 
     def __init__(
@@ -72,6 +73,8 @@ class CompiledRoute:
         # The route names backends, but none has an endpoint (a service without workloads for
         # the port): answered 503 (agentgateway's "no healthy endpoints").
         self.unavailable = unavailable
+        # Checked per request (a flag, not the choice's ``__len__``).
+        self.no_backends = not backends.items
         # Some backend has a health policy: picks skip evicted backends.
         self.health_checked = any(getattr(t, "health", None) is not None for t in backends.items)
         # Some backend is a virtual MCP server: the worker picks before forwarding.

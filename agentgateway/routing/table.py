@@ -54,6 +54,7 @@ class RouteRule:
         "headers",
         "query",
         "order",
+        "matches_all",
     )
 
     def __init__(
@@ -81,6 +82,8 @@ class RouteRule:
         self.headers = headers
         self.query = query
         self.order = order
+        # Matches every request (a catch-all prefix and nothing else): ``matches`` is not called.
+        self.matches_all = path_kind == PATH_PREFIX and not self.prefix and method is None and not headers and not query
 
     def sort_key(self) -> tuple[int, int, int, int, int, int]:
         return (
@@ -163,13 +166,13 @@ class RouteTable:
                 rules = self._by_pattern.get(pattern)
                 if rules:
                     for rule in rules:
-                        if rule.matches(method, path, headers, query):
+                        if rule.matches_all or rule.matches(method, path, headers, query):
                             return rule
             return None
         rules = self._by_pattern.get(b"")
         if rules:
             for rule in rules:
-                if rule.matches(method, path, headers, query):
+                if rule.matches_all or rule.matches(method, path, headers, query):
                     return rule
         return None
 

@@ -32,6 +32,8 @@ STATUS_LINES: dict[int, bytes] = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _CRLF = b"\r\n"
+_CLOSE_END = b"connection: close\r\n\r\n"
+_KEEP_ALIVE_END = b"connection: keep-alive\r\n\r\n"
 _TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
 
 # Framing of the response body towards the client.
@@ -474,11 +476,12 @@ class HttpConnection(asyncio.Protocol):
         self._response_done = False
         self._response_started = False
         self._framing = _BODY_NONE
-        self._close_after = not ctx.keep_alive or self.worker.draining
-        max_age = self.worker.runtime.limits.max_connection_duration
-        if max_age and self.worker.loop.time() - self.opened >= max_age:
+        worker = self.worker
+        self._close_after = not ctx.keep_alive or worker.draining
+        max_age = worker.runtime.limits.max_connection_duration
+        if max_age and worker.loop.time() - self.opened >= max_age:
             self._close_after = True  # maxConnectionDuration: this answer says connection: close
-        exchange = self.worker.dispatch(self, ctx)
+        exchange = worker.dispatch(self, ctx)
         self._exchange = exchange
         self._body_sink = exchange
 
@@ -562,30 +565,37 @@ class HttpConnection(asyncio.Protocol):
         ctx.status = status
         self._response_started = True
         line = STATUS_LINES.get(status)
-        parts = [line if line is not None else status_line(status), fields]
+        if line is None:
+            line = status_line(status)
+        framing: bytes
         if not has_body or ctx.method == b"HEAD" or status in (204, 304) or status < 200:
             self._framing = _BODY_NONE
             if content_length is not None and status not in (204, 304):
-                parts.append(b"content-length: %d\r\n" % content_length)
+                framing = b"content-length: %d\r\n" % content_length
+            else:
+                framing = b""
         elif content_length is not None:
             self._framing = _BODY_LENGTH
-            parts.append(b"content-length: %d\r\n" % content_length)
+            framing = b"content-length: %d\r\n" % content_length
         elif ctx.version == "1.1":
             self._framing = _BODY_CHUNKED
-            parts.append(b"transfer-encoding: chunked\r\n")
+            framing = b"transfer-encoding: chunked\r\n"
         else:
             # An HTTP/1.0 client cannot read chunked bodies: the end of the body is the close.
             self._framing = _BODY_CLOSE
+            framing = b""
             self._close_after = True
-        if not self._request_done and ctx.has_body:
+        if not self._request_done and (ctx.chunked or ctx.content_length):
             # The body was not read (an early answer): reuse of this connection is not safe.
             self._close_after = True
         if self._close_after:
-            parts.append(b"connection: close\r\n")
+            end = _CLOSE_END
         elif ctx.version == "1.0":
-            parts.append(b"connection: keep-alive\r\n")
-        parts.append(_CRLF)
-        self._out.append(b"".join(parts))
+            end = _KEEP_ALIVE_END
+        else:
+            end = _CRLF
+        # The head stays in pieces: ``flush`` joins it with the body into one buffer.
+        self._out += (line, fields, framing, end)
 
     def send_body(self, chunk: bytes) -> None:
         """Queue a body chunk; it is written by the next ``flush`` (or ``end_response``)."""

@@ -134,15 +134,17 @@ class Worker:
     def dispatch(self, conn: ClientConnection, ctx: RequestCtx) -> Exchange:
         """Choose what serves this request: its route's backend, or a local reply."""
         tracer = self.tracer
+        # This worker made the connection with one of its BindHandles (the server only knows
+        # the ServedBind part of it).
+        handle: BindHandle = conn.bind  # type: ignore[assignment]
+        internal = handle.internal
         if tracer is not None:
-            if conn.bind.internal:
+            if internal:
                 tracer.continue_relayed(ctx, ctx.header(TRACE_HEADER))
             else:
                 tracer.begin(ctx)
-        # This worker made the connection with one of its BindHandles (the server only knows
-        # the ServedBind part of it).
-        bind = cast(BindHandle, conn.bind).runtime
-        if conn.bind.internal:
+        bind = handle.runtime
+        if internal:
             relayed = self._relayed_bind(ctx)
             if relayed is None:
                 conn.reply(ctx, 404, "relayed request for a port this worker does not serve")
@@ -173,7 +175,7 @@ class Worker:
         policies = chain.request
         # A request relayed by another worker of this gateway (an MCP session it owns) passed the
         # route's request policies there; running them again would count it twice.
-        if policies and not conn.bind.internal:
+        if policies and not internal:
             first_async = chain.first_async
             if first_async < 0:
                 # The common case: synchronous policies only, run in a plain loop.
@@ -197,7 +199,7 @@ class Worker:
 
     def forward(self, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> Exchange:
         """Call the route's backend (the policy chain has let the request through)."""
-        if not route.backends:
+        if route.no_backends:
             if route.unavailable:
                 conn.reply(ctx, 503, f"route {route.name}: no healthy endpoints")
             else:
@@ -300,8 +302,11 @@ class Worker:
         if self._metric_labels:
             key = (*key, *(_label_value(evaluate(ctx, extra)) for _, evaluate in self._metric_labels))
         trace = ctx.trace
-        # A traced request is the exemplar of its latency bucket (its trace id on the histogram).
-        self.metrics.observe(key, duration, f"{trace.trace_id:032x}" if trace is not None and trace.sampled else "")
+        if trace is None:
+            self.metrics.observe(key, duration)
+        else:
+            # A traced request is the exemplar of its latency bucket (its trace id on the histogram).
+            self.metrics.observe(key, duration, f"{trace.trace_id:032x}" if trace.sampled else "")
         method = ctx.mcp_method
         if method:
             tool = ctx.mcp_resource if method == "tools/call" else ""
@@ -309,10 +314,10 @@ class Worker:
                 method = "unknown"
             self.metrics.observe_mcp((ctx.route, method, ctx.mcp_target, tool))
         llm = ctx.llm
-        if isinstance(llm, LlmFacts):
+        if llm is not None and isinstance(llm, LlmFacts):
             self._observe_llm(ctx, llm, duration)
         a2a = ctx.a2a
-        if isinstance(a2a, A2aFacts) and (a2a.method or a2a.error_code):
+        if a2a is not None and isinstance(a2a, A2aFacts) and (a2a.method or a2a.error_code):
             COUNTERS.inc(
                 "agentgateway_a2a_requests",
                 (

@@ -125,3 +125,40 @@ def test_bad_expressions_are_refused_at_load(gateway, upstream, tmp_path):
     gw = gateway(config, wait=False)
     wait_for(lambda: not gw.alive(), 15, "the gateway to refuse the config")
     assert "frontendPolicies.accessLog.add.x" in gw.output()
+
+
+def test_text_line_quotes_values_that_need_it(gateway, upstream):
+    """A text line quotes a value that is empty or holds a space, ``"``, ``=``, ``\\`` or a newline
+    (escaping ``\\``, ``"`` and newlines), and leaves any other value bare; numbers and lists
+    (CEL fields) are written as values, a list as quoted JSON."""
+    up = upstream("a")
+    port = free_port()
+    access_log = {
+        "add": {
+            "spaced": '"a b"',
+            "quoted": '"say \\"hi\\""',
+            "equals": '"k=v"',
+            "backslash": '"a\\\\b"',
+            "newline": '"a\\nb"',
+            "plain": '"plain/value-1.2"',
+            "number": "7",
+            "tags": '["x", "y z"]',
+        }
+    }
+    gw = gateway(_config(port, up.address, frontendPolicies={"accessLog": access_log}))
+    with httpx.Client() as client:
+        client.get(f"http://127.0.0.1:{port}/p?x=1&y=2")
+        client.get(f"http://127.0.0.1:{port}/bare")
+    wait_for(lambda: len(gw.access_lines()) >= 2, 5, "two access lines")
+    first, second = gw.access_lines()[:2]
+    assert 'http.path="/p?x=1&y=2"' in first  # '=' in the query: quoted
+    assert "http.path=/bare " in second  # nothing to quote: bare
+    assert "http.method=GET " in first and "http.status=200 " in first
+    assert 'spaced="a b"' in first
+    assert 'quoted="say \\"hi\\""' in first
+    assert 'equals="k=v"' in first
+    assert 'backslash="a\\\\b"' in first
+    assert 'newline="a\\nb"' in first and "\n" not in first.rstrip("\n")
+    assert "plain=plain/value-1.2" in first
+    assert "number=7" in first
+    assert 'tags="[\\"x\\",\\"y z\\"]"' in first
