@@ -1,0 +1,156 @@
+"""Calls of one MCP session go upstream concurrently, over pooled keep-alive connections shared by
+the sessions of a worker, through the real daemon: 32 connections sending on one session reach an
+upstream (official SDK server, streamable HTTP) that holds every call until 32 are in flight at
+once; the connections they used are then reused by other sessions; the idle pool is bounded by
+``config.backend.poolMaxSize``; the order of what one client sends is kept."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from tests.support.gateway import Process, ServerProcess, free_port, mcp_config
+
+pytestmark = pytest.mark.anyio
+
+CALLS = 32
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def inflight_server(tmp_path: Path, processes: list[Process]) -> Callable[[], ServerProcess]:
+    def start() -> ServerProcess:
+        port = free_port()
+        args = [sys.executable, "-m", "tests.support.inflight_server", "--port", str(port)]
+        server = ServerProcess(args, tmp_path / f"inflight-{port}.log", port, what="inflight MCP server")
+        processes.append(server)
+        return server
+
+    return start
+
+
+class RawSession:
+    """One MCP session over plain HTTP POSTs (JSON answers), on as many connections as calls in flight."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self.http = http
+        self.url = url
+        self.token = ""
+        self._ids = 0
+
+    async def post(self, msg: dict[str, Any]) -> httpx.Response:
+        headers = {"accept": "application/json", "content-type": "application/json"}
+        if self.token:
+            headers["mcp-session-id"] = self.token
+        return await self.http.post(self.url, content=json.dumps(msg), headers=headers)
+
+    async def open(self) -> RawSession:
+        params = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+        answer = await self.post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params})
+        assert answer.status_code == 200, answer.text
+        self.token = answer.headers["mcp-session-id"]
+        done = await self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert done.status_code == 202, done.text
+        return self
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> str:
+        self._ids += 1
+        msg = {
+            "jsonrpc": "2.0",
+            "id": self._ids,
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments},
+        }
+        answer = await self.post(msg)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert "result" in body, body
+        return str(body["result"]["content"][0]["text"])
+
+
+def _client() -> httpx.AsyncClient:
+    # Enough connections for every call in flight, each kept alive.
+    return httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=CALLS * 2))
+
+
+async def _concurrent(session: RawSession, key: str) -> set[str]:
+    """``CALLS`` calls of ``rendezvous`` on ``session`` at once; the ports of the gateway's
+    connections that carried them (each must have met the others upstream)."""
+    answers: list[str] = []
+
+    async def one() -> None:
+        answers.append(await session.call("rendezvous", {"key": key, "group": CALLS}))
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(CALLS):
+            tasks.start_soon(one)
+    met = [answer.partition(" via ")[0] for answer in answers]
+    assert met == [f"met {CALLS}"] * CALLS, answers
+    return {answer.partition(" via ")[2] for answer in answers}
+
+
+async def test_calls_of_one_session_reach_the_upstream_concurrently(gateway, inflight_server):
+    server = inflight_server()
+    port = free_port()
+    gateway(mcp_config(port, [{"name": "inflight", "mcp": {"host": server.endpoint()}}]))
+    async with _client() as http:
+        session = await RawSession(http, f"http://127.0.0.1:{port}/mcp").open()
+        # The upstream answers only once all of them are in flight at once: a gateway that sent
+        # them one at a time (or a few at a time) would see each call give up waiting.
+        first = await _concurrent(session, "one-session")
+        assert len(first) == CALLS  # a connection each
+        # And again on the same session: the connections of the first round carry the second.
+        assert await _concurrent(session, "again") == first
+
+
+async def test_upstream_connections_are_pooled_and_reused_across_sessions(gateway, inflight_server):
+    server = inflight_server()
+    port = free_port()
+    idle_kept = 4
+    config = mcp_config(port, [{"name": "inflight", "mcp": {"host": server.endpoint()}}])
+    config["config"] = {"backend": {"poolMaxSize": idle_kept}}
+    gateway(config)
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with _client() as http:
+        first = await RawSession(http, url).open()
+        opened = await _concurrent(first, "pool")
+        assert len(opened) == CALLS
+        # Sessions opened afterwards (each its own upstream session) use the connections the first
+        # session's calls opened, those the pool kept idle: no new ones.
+        ports: set[str] = set()
+        for _ in range(3):
+            other = await RawSession(http, url).open()
+            for _ in range(5):
+                ports.add(await other.call("peer", {}))
+        assert ports <= opened, (ports, opened)
+        assert len(ports) <= idle_kept
+        # 32 calls in flight on one session again: the connections beyond the pool's bound were
+        # closed when they went idle; as many as the calls need are opened again.
+        again = await _concurrent(first, "pool-again")
+        assert len(again) == CALLS
+        assert len(again & opened) <= idle_kept
+
+
+async def test_the_order_one_client_sends_in_is_kept(gateway, inflight_server):
+    server = inflight_server()
+    port = free_port()
+    gateway(mcp_config(port, [{"name": "inflight", "mcp": {"host": server.endpoint()}}]))
+    async with _client() as http:
+        session = await RawSession(http, f"http://127.0.0.1:{port}/mcp").open()
+        # The first call right after the handshake works: the upstream had its initialize and
+        # notifications/initialized before (the SDK server refuses calls of an uninitialized
+        # session). Calls sent one after the other arrive in that order.
+        for step in range(10):
+            assert await session.call("order", {"key": "k", "step": step}) == "ok"
+        assert await session.call("steps", {"key": "k"}) == ",".join(str(step) for step in range(10))
