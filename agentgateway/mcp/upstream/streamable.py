@@ -42,6 +42,8 @@ _LISTEN_WAIT = 5.0  # how long the handshake waits for the session stream to ope
 
 
 class StreamableHttpSession(UpstreamSession):
+    __slots__ = ("client", "target", "session_id", "_streams", "_get_stream", "_get_ready", "listen_early")
+
     def __init__(
         self,
         spec: McpTargetSpec,
@@ -54,7 +56,7 @@ class StreamableHttpSession(UpstreamSession):
         self.client = client
         self.target = spec.http
         self.session_id = session_id
-        self._streams: set[asyncio.Task[None]] = set()
+        self._streams: set[asyncio.Task[None]] | None = None  # answers being read as event streams
         self._get_stream: asyncio.Task[None] | None = None
         self._get_ready: asyncio.Future[None] | None = None
         # Open the session stream before the handshake ends: a server may ask or announce at
@@ -73,7 +75,7 @@ class StreamableHttpSession(UpstreamSession):
 
     async def _close(self) -> None:
         self._stop_get_stream()
-        for task in list(self._streams):
+        for task in list(self._streams or ()):
             task.cancel()
         if self.session_id is not None:
             with contextlib.suppress(HttpClientError, OSError):
@@ -117,6 +119,8 @@ class StreamableHttpSession(UpstreamSession):
         kind = response.content_type
         if status == 200 and kind == b"text/event-stream":
             task = asyncio.get_running_loop().create_task(self._read_events(response, call))
+            if self._streams is None:
+                self._streams = set()
             self._streams.add(task)
             task.add_done_callback(self._streams.discard)
             return
