@@ -154,3 +154,47 @@ async def test_the_order_one_client_sends_in_is_kept(gateway, inflight_server):
         for step in range(10):
             assert await session.call("order", {"key": "k", "step": step}) == "ok"
         assert await session.call("steps", {"key": "k"}) == ",".join(str(step) for step in range(10))
+
+
+async def test_a_streamed_answer_starts_while_its_call_is_still_running(gateway, inflight_server):
+    """A streamed (SSE) answer's head waits briefly for the answer, to go out in one write with
+    it; a call that takes longer shows its stream started without waiting for the answer."""
+    server = inflight_server()
+    port = free_port()
+    gateway(mcp_config(port, [{"name": "inflight", "mcp": {"host": server.endpoint()}}]))
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with _client() as http:
+        session = await RawSession(http, url).open()
+        call = {
+            "jsonrpc": "2.0",
+            "id": "held",
+            "method": "tools/call",
+            "params": {"name": "rendezvous", "arguments": {"key": "head", "group": 2}},
+        }
+        headers = {
+            "accept": "application/json, text/event-stream",
+            "content-type": "application/json",
+            "mcp-session-id": session.token,
+        }
+        async with http.stream("POST", url, content=json.dumps(call), headers=headers) as held:
+            # The head is here though the upstream holds the call until a second one arrives,
+            # which is sent only now.
+            assert held.status_code == 200
+            assert held.headers["content-type"].startswith("text/event-stream")
+            second = await session.call("rendezvous", {"key": "head", "group": 2})
+            assert second.startswith("met 2 via "), second
+            body = (await held.aread()).decode()
+        events = [line[len("data: ") :] for line in body.splitlines() if line.startswith("data: ")]
+        assert len(events) == 1, body
+        answer = json.loads(events[0])
+        assert answer["id"] == "held"
+        assert answer["result"]["content"][0]["text"].startswith("met 2 via ")
+    # A quick call's streamed answer: one complete event stream, the answer its only event.
+    async with _client() as http:
+        session = await RawSession(http, url).open()
+        call["params"] = {"name": "peer", "arguments": {}}
+        headers["mcp-session-id"] = session.token
+        quick = await http.post(url, content=json.dumps(call), headers=headers)
+        assert quick.status_code == 200 and quick.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: ") :] for line in quick.text.splitlines() if line.startswith("data: ")]
+        assert [json.loads(event)["id"] for event in events] == ["held"]
