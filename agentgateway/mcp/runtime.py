@@ -14,11 +14,13 @@ from agentgateway.mcp.federation import Federation
 from agentgateway.mcp.modern import ModernServer
 from agentgateway.mcp.protocol import Interned, McpError
 from agentgateway.mcp.session import DownstreamSession, SessionCodec, SessionTokenError
+from agentgateway.mcp.upstream.streamable import ConnectionGate
 from agentgateway.proxy.host import ProxyHost
 from agentgateway.upstream.client import HttpClient
 
 if TYPE_CHECKING:
     from agentgateway.config.settings import RuntimeSettings
+    from agentgateway.upstream.target import HttpTarget
 
 log = logging.getLogger("agentgateway.mcp")
 
@@ -101,6 +103,8 @@ class McpRuntime:
         self._ending: set[asyncio.Task[None]] = set()
         # What sessions hold alike (clients' initialize params, targets' handshake answers), once.
         self.interned = Interned()
+        # Requests in flight to each streamable-HTTP target (its pool key), bounded.
+        self._gates: dict[tuple[object, ...], ConnectionGate] = {}
 
     @property
     def codec(self) -> SessionCodec:
@@ -111,6 +115,18 @@ class McpRuntime:
             self._codec_key = key
             self._by_token.clear()  # tokens sealed with the old key no longer open
         return self._codec
+
+    def gate(self, target: HttpTarget | None) -> ConnectionGate:
+        """The bound on requests in flight to ``target`` (``config.mcp.maxUpstreamConnections``),
+        shared by every session of this worker."""
+        assert target is not None
+        limit = self.worker.runtime.mcp_sessions.max_upstream_connections
+        gate = self._gates.get(target.pool_key)
+        if gate is None:
+            gate = self._gates[target.pool_key] = ConnectionGate(limit)
+        else:
+            gate.limit = limit  # (a reload may have changed it)
+        return gate
 
     def new_session(self, service: McpService, identity: str = "", client_ip: str = "") -> DownstreamSession:
         """A session for the client ``identity`` (``client_ip`` when anonymous). Raises

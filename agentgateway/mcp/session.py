@@ -196,7 +196,8 @@ class DownstreamSession:
         if spec.kind == STDIO:
             session = StdioSession(spec, on_message)
         elif spec.kind == STREAMABLE:
-            session = StreamableHttpSession(spec, on_message, self.runtime.http, upstream_sid)
+            gate = self.runtime.gate(spec.http)
+            session = StreamableHttpSession(spec, on_message, self.runtime.http, gate, upstream_sid)
             session.listen_early = self.shared
         elif spec.kind == OPENAPI:
             session = OpenApiSession(spec, on_message, self.runtime.http)

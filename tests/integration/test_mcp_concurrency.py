@@ -142,6 +142,31 @@ async def test_upstream_connections_are_pooled_and_reused_across_sessions(gatewa
         assert len(again & opened) <= idle_kept
 
 
+async def test_requests_in_flight_to_a_target_are_bounded(gateway, inflight_server):
+    """``config.mcp.maxUpstreamConnections``: beyond the bound, calls wait their turn (and are
+    served, in groups as large as the bound), on no more connections than the bound."""
+    server = inflight_server()
+    port = free_port()
+    bound = 4
+    config = mcp_config(port, [{"name": "inflight", "mcp": {"host": server.endpoint()}}])
+    config["config"] = {"mcp": {"maxUpstreamConnections": bound}}
+    gateway(config)
+    async with _client() as http:
+        sessions = [await RawSession(http, f"http://127.0.0.1:{port}/mcp").open() for _ in range(2)]
+        answers: list[str] = []
+
+        async def one(session: RawSession) -> None:
+            answers.append(await session.call("rendezvous", {"key": "bounded", "group": bound}))
+
+        async with anyio.create_task_group() as tasks:
+            for index in range(bound * 4):
+                tasks.start_soon(one, sessions[index % 2])
+        # Every call met `bound` others upstream: they went in groups of the bound, never more.
+        assert [answer.partition(" via ")[0] for answer in answers] == [f"met {bound}"] * (bound * 4), answers
+        assert await sessions[0].call("most", {"key": "bounded"}) == str(bound)
+        assert len({answer.partition(" via ")[2] for answer in answers}) <= bound
+
+
 async def test_the_order_one_client_sends_in_is_kept(gateway, inflight_server):
     server = inflight_server()
     port = free_port()

@@ -8,6 +8,7 @@
   time fails the test instead of hanging it). Either way `` via <port>`` follows: ``peer()``.
 - ``peer()``: the TCP port the call's connection came from (the gateway's end of its upstream
   connection): which connection carried it.
+- ``most(key)``: the most calls of ``key`` that were in flight at once.
 - ``order(key, step)``: records ``step`` under ``key``; ``steps(key)`` lists them as they came.
 """
 
@@ -61,6 +62,11 @@ def build() -> MCPServer:
     @server.tool(description="The client port of the connection this call came on")
     def peer(ctx: Context) -> str:
         return _peer(ctx)
+
+    @server.tool(description="The most calls of `key` in flight at once")
+    def most(key: str) -> str:
+        state = groups.get(key)
+        return str(state.most if state is not None else 0)
 
     @server.tool(description="Record a step under a key")
     def order(key: str, step: int) -> str:
