@@ -15,6 +15,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import Client
+from mcp_types import ElicitResult
 
 from tests.support.gateway import Process, ServerProcess, free_port, mcp_config
 
@@ -165,6 +167,30 @@ async def test_requests_in_flight_to_a_target_are_bounded(gateway, inflight_serv
         assert [answer.partition(" via ")[0] for answer in answers] == [f"met {bound}"] * (bound * 4), answers
         assert await sessions[0].call("most", {"key": "bounded"}) == str(bound)
         assert len({answer.partition(" via ")[2] for answer in answers}) <= bound
+
+
+async def test_a_clients_answers_never_wait_behind_the_calls_that_wait_for_them(gateway, mcp_server):
+    """With one place for requests to the target, a call that asks the client something (an
+    elicitation, on the call's event stream) holds it; the client's answer is no request and
+    goes through, so the call finishes instead of waiting for good."""
+    beta = mcp_server("beta", "http")
+    port = free_port()
+    config = mcp_config(port, [{"name": "beta", "mcp": {"host": beta.url}}])
+    config["config"] = {"mcp": {"maxUpstreamConnections": 1}}
+    gateway(config)
+    asked: list[str] = []
+
+    async def on_elicit(context: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    with anyio.fail_after(60):
+        async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy", elicitation_callback=on_elicit) as client:
+            for _ in range(2):
+                result = await client.call_tool("confirm", {"question": "Ship?"})
+                assert result.content[0].text == "beta: confirmed=True"  # type: ignore[union-attr]
+            assert (await client.call_tool("echo", {"text": "x"})).content[0].text == "beta: x"  # type: ignore[union-attr]
+    assert asked == ["Ship?", "Ship?"]
 
 
 async def test_the_order_one_client_sends_in_is_kept(gateway, inflight_server):

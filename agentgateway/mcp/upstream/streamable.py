@@ -51,8 +51,10 @@ _LISTEN_WAIT = 5.0  # how long the handshake waits for the session stream to ope
 
 class ConnectionGate:
     """At most ``limit`` requests to one target in flight at once in this worker, each on a
-    connection of its own (HTTP/1.1); the others wait their turn, first come first served. The
-    session streams (GET), which last as long as their sessions, do not count."""
+    connection of its own (HTTP/1.1); the others wait their turn, first come first served. What
+    is not a request does not count: the session streams (GET), which last as long as their
+    sessions, and the client's notifications and answers (POSTs answered at once; an answer to
+    a server's question must never wait behind the calls that wait for it)."""
 
     __slots__ = ("limit", "busy", "_waiting")
 
@@ -156,8 +158,9 @@ class StreamableHttpSession(UpstreamSession):
         traceparent = meta_traceparent(msg)
         if traceparent is not None:
             headers.append((b"traceparent", traceparent.encode()))  # the HTTP convention too
-        gate = self.gate
-        await gate.acquire()
+        gate = self.gate if "id" in msg and "method" in msg else None  # (requests only)
+        if gate is not None:
+            await gate.acquire()
         streaming = False  # the gate's place then goes with the event stream's reader
         try:
             try:
@@ -186,9 +189,10 @@ class StreamableHttpSession(UpstreamSession):
             kind = response.content_type
             if status == 200 and kind == b"text/event-stream":
                 task = asyncio.get_running_loop().create_task(self._read_events(response, call))
-                # The gate's place is the stream's until it ends (also when cancelled unstarted).
-                task.add_done_callback(lambda _: gate.release())
-                streaming = True
+                if gate is not None:
+                    # The gate's place is the stream's until it ends (also when cancelled unstarted).
+                    task.add_done_callback(lambda _: gate.release())
+                    streaming = True
                 if self._streams is None:
                     self._streams = set()
                 self._streams.add(task)
@@ -199,7 +203,7 @@ class StreamableHttpSession(UpstreamSession):
             except HttpClientError as exc:
                 raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name}: {exc.message}") from None
         finally:
-            if not streaming:
+            if gate is not None and not streaming:
                 gate.release()
         if kind == b"application/json" and raw:
             try:
