@@ -10,7 +10,7 @@ import signal
 import sys
 from types import FrameType
 
-from benchmarks import authz, cel, grpc_unary, http, http2, llm, mcp, mcp_access, policies, tracing
+from benchmarks import authz, cel, grpc_unary, http, http2, llm, mcp, mcp_access, mcp_sessions, policies, tracing
 from benchmarks.procs import BenchmarkError
 from benchmarks.scenario import Scenario
 
@@ -25,6 +25,7 @@ SCENARIOS: dict[str, Scenario] = {
         authz.SCENARIO,
         mcp.SCENARIO,
         mcp_access.SCENARIO,
+        mcp_sessions.SCENARIO,
         llm.SCENARIO,
         tracing.SCENARIO,
     )

@@ -33,6 +33,7 @@ from benchmarks.mcp_report import (
     DIRECT,
     GATEWAY,
     GATEWAY_JSON,
+    GATEWAY_ONE_SESSION,
     LATENCY_CONNECTIONS,
     LIST_DIRECT,
     LIST_GATEWAY,
@@ -123,13 +124,14 @@ class Target:
     headers: dict[str, str]
     process: procs.ManagedProcess | None  # None: nothing between wrk and the upstream
     sessions: list[str] = dataclasses.field(default_factory=list)
+    one_session: bool = False  # every connection sends on the same session
 
     def request(self, connections: int) -> McpRequest:
         return McpRequest(
             path=self.path,
             method=self.method,
             params=self.params,
-            sessions=self.sessions[:connections],
+            sessions=self.sessions[: 1 if self.one_session else connections],
             headers={"Content-Type": "application/json", "Accept": self.accept, **self.headers},
             expect=self.expect,
         )
@@ -209,7 +211,7 @@ def available_targets(requested: tuple[str, ...] | None) -> tuple[tuple[str, ...
 
 def ports_needed(names: Sequence[str], ports: Ports, fanout: bool) -> list[int]:
     needed = [ports.upstream]
-    if GATEWAY in names or GATEWAY_JSON in names:
+    if GATEWAY in names or GATEWAY_JSON in names or GATEWAY_ONE_SESSION in names:
         needed += [ports.gateway, ports.gateway_stats, ports.gateway_readiness]
     if fanout:
         needed += [ports.fanout, ports.fanout_stats, ports.fanout_readiness]
@@ -231,7 +233,7 @@ def start_targets(
     tool = mcp_servers.CALL_TOOL
     targets: list[Target] = []
     gateway: procs.ManagedProcess | None = None
-    if GATEWAY in names or GATEWAY_JSON in names:
+    if GATEWAY in names or GATEWAY_JSON in names or GATEWAY_ONE_SESSION in names:
         gateway = mcp_servers.start_gateway(
             processes, "gateway", port=ports.gateway, stats=ports.gateway_stats,
             readiness=ports.gateway_readiness, targets=[("up", call_url)], cpu=cpu,
@@ -243,6 +245,8 @@ def start_targets(
             targets.append(_call(name, ports.gateway, "/mcp", tool, gateway))
         elif name == GATEWAY_JSON:
             targets.append(_call(name, ports.gateway, "/mcp", tool, gateway, accept=JSON_ONLY))
+        elif name == GATEWAY_ONE_SESSION:
+            targets.append(dataclasses.replace(_call(name, ports.gateway, "/mcp", tool, gateway), one_session=True))
         elif name in CONTEXTFORGES:
             port = ports.contextforge if name == CONTEXTFORGE else ports.contextforge_stateful
             forge = mcp_servers.start_contextforge(
@@ -529,7 +533,7 @@ def run(args: argparse.Namespace) -> int:
         for target in targets:
             if target.process is not None:
                 check_pinning(target.process, options.proxy_cpu)
-            target.open_sessions(max(connections))
+            target.open_sessions(1 if target.one_session else max(connections))
             if target.name == LIST_GATEWAY:
                 check_fanout(target)
         scripts = {

@@ -16,10 +16,12 @@ NAME = "mcp"
 DIRECT = "direct"
 GATEWAY = "gateway"
 GATEWAY_JSON = "gateway-json"
+# The gateway with every connection on ONE MCP session (the calls of one client, in parallel).
+GATEWAY_ONE_SESSION = "gateway-one-session"
 CONTEXTFORGE = "contextforge"
 CONTEXTFORGE_STATEFUL = "contextforge-stateful"
 MCP_PROXY = "mcp-proxy"
-TARGETS = (DIRECT, GATEWAY, GATEWAY_JSON, CONTEXTFORGE, CONTEXTFORGE_STATEFUL, MCP_PROXY)
+TARGETS = (DIRECT, GATEWAY, GATEWAY_JSON, GATEWAY_ONE_SESSION, CONTEXTFORGE, CONTEXTFORGE_STATEFUL, MCP_PROXY)
 CONTEXTFORGES = (CONTEXTFORGE, CONTEXTFORGE_STATEFUL)
 # tools/list runs of the fan-out (c=1 only): one upstream target straight, and the gateway over ten.
 LIST_DIRECT = "list-direct"
@@ -391,7 +393,8 @@ LEGEND = """\
 Columns: *req/s* wrk's count of answered calls over its measured time; *p50/p99* wrk's latency
 percentiles (µs unless marked ms); *+p50/+p99* the target's percentile minus direct's at the same c
 in the same round (for list-gateway: minus list-direct's); *× ContextForge* req/s over the faster
-ContextForge variant's at the same c in the same round; *proxy CPU µs/req* user+system CPU of the
+ContextForge variant's at the same c in the same round; *gateway-one-session* is the gateway with
+all c connections sending on one MCP session (as *gateway*, answers as SSE); *proxy CPU µs/req* user+system CPU of the
 proxy's whole process tree over the requests it served, *user µs/req* its user-space part; *proxy core
 %* and *load core %* how busy each pinned core was (100 = one core; load = wrk + upstream); *other CPU %
 max* the most CPU anything else on the machine took during any one round (noise gauge); *upstream

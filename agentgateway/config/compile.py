@@ -1492,7 +1492,8 @@ def compile_services(cfg: LocalConfig) -> ServiceTable:
 
 def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
     """``config.session.key`` (or the SESSION_KEY environment variable) and ``config.mcp``:
-    ``sessionTtl``, ``stdioSessionTtl``, ``maxStdioSessions`` and the quotas per identity."""
+    ``sessionTtl``, ``stdioSessionTtl``, ``maxStdioSessions``, the quotas per identity and
+    ``maxUpstreamConnections``."""
     raw = cfg.config
     key_text = raw.session.key if raw and raw.session and raw.session.key else os.environ.get("SESSION_KEY")
     key = None
@@ -1512,7 +1513,8 @@ def compile_mcp_settings(cfg: LocalConfig) -> McpSessionSettings:
     stdio_per_identity = _at_least_one(
         mcp.max_stdio_sessions_per_identity if mcp else None, 16, "maxStdioSessionsPerIdentity"
     )
-    return McpSessionSettings(key, ttl, stdio_ttl, max_stdio, per_identity, stdio_per_identity)
+    upstream_connections = _at_least_one(mcp.max_upstream_connections if mcp else None, 256, "maxUpstreamConnections")
+    return McpSessionSettings(key, ttl, stdio_ttl, max_stdio, per_identity, stdio_per_identity, upstream_connections)
 
 
 def _at_least_one(value: int | None, default: int, key: str) -> int:

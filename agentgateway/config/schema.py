@@ -152,6 +152,9 @@ class McpSettings(Schema, frozen=True):
     # of any kind and holding stdio processes.
     max_sessions_per_identity: int | None = None
     max_stdio_sessions_per_identity: int | None = None
+    # addition: requests in flight to one streamable-HTTP MCP target per worker (each holds an
+    # upstream connection); more wait their turn.
+    max_upstream_connections: int | None = None
 
 
 class RawConfig(Schema, frozen=True):

@@ -163,7 +163,15 @@ class McpSessionSettings:
     many, sessions that hold stdio processes live (per MCP backend and worker); how many sessions
     one client identity may hold (per worker)."""
 
-    __slots__ = ("key", "ttl", "stdio_ttl", "max_stdio", "max_per_identity", "max_stdio_per_identity")
+    __slots__ = (
+        "key",
+        "ttl",
+        "stdio_ttl",
+        "max_stdio",
+        "max_per_identity",
+        "max_stdio_per_identity",
+        "max_upstream_connections",
+    )
 
     def __init__(
         self,
@@ -173,6 +181,7 @@ class McpSessionSettings:
         max_stdio: int = 64,
         max_per_identity: int = 1024,
         max_stdio_per_identity: int = 16,
+        max_upstream_connections: int = 256,
     ) -> None:
         # None: no configured key; the supervisor then makes one per gateway run, shared by its
         # workers (sessions survive a worker change but not a restart, nor reach other replicas).
@@ -182,6 +191,8 @@ class McpSessionSettings:
         self.max_stdio = max_stdio
         self.max_per_identity = max_per_identity
         self.max_stdio_per_identity = max_stdio_per_identity
+        # Requests in flight at once to one streamable-HTTP target, per worker (mcp.upstream.streamable).
+        self.max_upstream_connections = max_upstream_connections
 
 
 class RuntimeSettings(Protocol):

@@ -52,6 +52,7 @@ _SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _KEEPALIVE = 15.0
+_HEAD_WAIT = 0.05  # seconds a streamed answer's head may wait for the answer's first event
 _ROUTING_HEADERS = frozenset((b"mcp-protocol-version", b"mcp-method", b"mcp-name"))
 # What the names of the headers workers add to a relayed request start with (upstream/relay.py:
 # BIND_HEADER, IDENTITY_HEADER, CEL_VARS_HEADER).
@@ -202,7 +203,7 @@ class McpExchange:
         if method == b"POST":
             if self._too_large:
                 raise McpError(protocol.INVALID_REQUEST, f"message larger than {self._limit} bytes")
-            query = parse_qs(ctx.query.decode("latin-1"))
+            query = parse_qs(ctx.query.decode("latin-1")) if ctx.query else {}
             if "sessionId" in query:
                 sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0], ctx.identity))
                 if sse_session is not None:
@@ -401,9 +402,12 @@ class McpExchange:
         self._json(200, answer)
 
     async def _answer_streaming(self, session: DownstreamSession, msg: Message) -> None:
-        """The answer as an SSE stream: what the server sends about the call, then the result."""
+        """The answer as an SSE stream: what the server sends about the call, then the result.
+        The head goes out with the first event, or after ``_HEAD_WAIT`` when the call takes
+        longer (the client then sees its stream start): most calls answer sooner, and their
+        whole response is then one write instead of three."""
         self._head(200, _SSE_HEADERS, None, True)
-        self.conn.flush()
+        head_timer = asyncio.get_running_loop().call_later(_HEAD_WAIT, self.conn.flush)
 
         async def related(item: Message) -> None:
             self._event(protocol.dumps(item))
@@ -413,8 +417,10 @@ class McpExchange:
             answer = protocol.result(msg["id"], result)
         except McpError as exc:
             answer = protocol.error(msg["id"], exc)
+        finally:
+            head_timer.cancel()  # (before the response ends: the connection may serve another next)
         self._note(msg, session)
-        self._event(protocol.dumps(answer))
+        self.conn.send_body(encode_sse_event(protocol.dumps(answer), "message", None))
         self.conn.end_response()
 
     async def _session_stream(self, session: DownstreamSession) -> None:

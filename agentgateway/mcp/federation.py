@@ -65,6 +65,7 @@ class Federation:
         service = session.service
         requested = params.get("protocolVersion")
         version = requested if requested in protocol.LEGACY_VERSIONS else protocol.LATEST_LEGACY
+        params = self.runtime.interned(params)
         session.client_params = params
         for spec in service.targets:
             session.make_upstream(spec)
@@ -82,6 +83,7 @@ class Federation:
                     raise McpError(protocol.INTERNAL_ERROR, f"MCP target {name} failed to initialize: {message}")
                 await session.upstreams.pop(name).close()
             else:
+                outcome = session.upstreams[name].init_result = self.runtime.interned(outcome)
                 answered[name] = outcome
         if not answered:
             await session.close()

@@ -24,6 +24,7 @@ of its own machine).
 
 from __future__ import annotations
 
+import functools
 import re
 
 _LOCALHOST = frozenset(("localhost", "127.0.0.1", "::1"))
@@ -42,6 +43,7 @@ def _host_port(match: re.Match[str]) -> tuple[str, int | None] | None:
     return (match["v6"] or match["name"]).lower(), port
 
 
+@functools.lru_cache(maxsize=256)  # clients send the same few Host values, request after request
 def split_authority(value: bytes | str | None) -> tuple[str, int | None] | None:
     """(lower-cased host, port or None) of a ``Host`` value; None when it is not one."""
     if value is None:

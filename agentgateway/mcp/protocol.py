@@ -182,3 +182,29 @@ def is_response(msg: Message) -> bool:
 def version_key(version: str) -> str:
     """Versions are dates: string order is time order."""
     return version
+
+
+class Interned:
+    """Equal JSON objects kept once: what every session of a kind holds the same (a client's
+    ``initialize`` params, a target's handshake answer) is one shared object, not one copy per
+    session. Holds at most ``limit`` distinct values (the oldest is forgotten first). What it
+    returns is shared: it must never be modified."""
+
+    __slots__ = ("_values", "_limit")
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._values: dict[bytes, dict[str, Any]] = {}
+        self._limit = limit
+
+    def __call__(self, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return value
+        found = self._values.get(key)
+        if found is not None:
+            return found
+        if len(self._values) >= self._limit:
+            del self._values[next(iter(self._values))]
+        self._values[key] = value
+        return value

@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Protocol
 from agentgateway.mcp.config import STDIO, McpService
 from agentgateway.mcp.federation import Federation
 from agentgateway.mcp.modern import ModernServer
-from agentgateway.mcp.protocol import McpError
+from agentgateway.mcp.protocol import Interned, McpError
 from agentgateway.mcp.session import DownstreamSession, SessionCodec, SessionTokenError
+from agentgateway.mcp.upstream.streamable import ConnectionGate
 from agentgateway.proxy.host import ProxyHost
 from agentgateway.upstream.client import HttpClient
 
 if TYPE_CHECKING:
     from agentgateway.config.settings import RuntimeSettings
+    from agentgateway.upstream.target import HttpTarget
 
 log = logging.getLogger("agentgateway.mcp")
 
@@ -90,11 +92,19 @@ class McpRuntime:
         self.sessions: dict[str, DownstreamSession] = {}
         # The sessions started in this worker, by whose quota they count against (client_key).
         self._by_client: dict[str, dict[str, DownstreamSession]] = {}
+        # Session token → its session, for the sessions this worker serves: a request naming a
+        # token this worker issued (or already opened) finds its session without opening the
+        # seal again (AES-GCM, JSON) on every call. Cleared when the session key changes.
+        self._by_token: dict[str, DownstreamSession] = {}
         self.revoked: OrderedDict[str, None] = OrderedDict()
         self.owner_id = f"{os.getpid()}"
         self._codec: SessionCodec | None = None
         self._codec_key: bytes | None = None
         self._ending: set[asyncio.Task[None]] = set()
+        # What sessions hold alike (clients' initialize params, targets' handshake answers), once.
+        self.interned = Interned()
+        # Requests in flight to each streamable-HTTP target (its pool key), bounded.
+        self._gates: dict[tuple[object, ...], ConnectionGate] = {}
 
     @property
     def codec(self) -> SessionCodec:
@@ -103,7 +113,20 @@ class McpRuntime:
         if self._codec is None or key != self._codec_key:
             self._codec = SessionCodec(key)
             self._codec_key = key
+            self._by_token.clear()  # tokens sealed with the old key no longer open
         return self._codec
+
+    def gate(self, target: HttpTarget | None) -> ConnectionGate:
+        """The bound on requests in flight to ``target`` (``config.mcp.maxUpstreamConnections``),
+        shared by every session of this worker."""
+        assert target is not None
+        limit = self.worker.runtime.mcp_sessions.max_upstream_connections
+        gate = self._gates.get(target.pool_key)
+        if gate is None:
+            gate = self._gates[target.pool_key] = ConnectionGate(limit)
+        else:
+            gate.limit = limit  # (a reload may have changed it)
+        return gate
 
     def new_session(self, service: McpService, identity: str = "", client_ip: str = "") -> DownstreamSession:
         """A session for the client ``identity`` (``client_ip`` when anonymous). Raises
@@ -173,31 +196,48 @@ class McpRuntime:
 
     def seal(self, session: DownstreamSession) -> str:
         session.token = self.codec.seal(session.token_state(), session.identity)
+        self._by_token[session.token] = session
         return session.token
 
     def lookup(self, token: str, service: McpService, identity: str = "") -> DownstreamSession | Remote | None:
         """The session a client names; ``Remote`` when another worker of this gateway owns it
         (the request is relayed there); None when it is unknown, ended or expired, or was made by
         another identity (HTTP 404: the client starts a new one)."""
+        codec = self.codec  # (first: a changed key empties the table below)
+        known = self._by_token.get(token)
+        if known is not None:
+            # The token opened before (or was sealed here) and names this session: what opening
+            # it again would check is checked on the session itself.
+            return self._usable(known, service, identity)
         try:
-            state = self.codec.open(token, identity)
+            state = codec.open(token, identity)
         except SessionTokenError:
             return None
         sid = state.get("s")
         if not isinstance(sid, str) or sid in self.revoked or state.get("b") != service.label:
             return None
-        now = time.monotonic()
         session = self.sessions.get(sid)
         if session is not None:
-            if session.closed or self._expired(session, now) or session.identity != identity:
-                return None
-            session.last_seen = now
-            return session
+            return self._usable(session, service, identity)
         owner = state.get("o")
         if owner is not None:
             # Its processes or streams live in the worker that started it.
             return Remote(str(owner)) if owner != self.owner_id else None
         return self._rebuild(state, service, token, identity)
+
+    def _usable(self, session: DownstreamSession, service: McpService, identity: str) -> DownstreamSession | None:
+        """``session`` if ``identity`` may continue it on ``service`` now (marked as used)."""
+        now = time.monotonic()
+        if (
+            session.closed
+            or session.identity != identity
+            or session.service.label != service.label
+            or session.sid in self.revoked
+            or self._expired(session, now)
+        ):
+            return None
+        session.last_seen = now
+        return session
 
     def lookup_sse(self, query_id: str, identity: str = "") -> DownstreamSession | Remote | None:
         """The HTTP+SSE session named in a POST's ``?sessionId=`` (``<owner>.<sid>``), if it was
@@ -224,7 +264,7 @@ class McpRuntime:
         if isinstance(version, str):
             session.protocol_version = version
         params = state.get("p")
-        session.client_params = params if isinstance(params, dict) else {}
+        session.client_params = self.interned(params) if isinstance(params, dict) else {}
         targets = state.get("t")
         if not isinstance(targets, list):
             return None
@@ -234,12 +274,12 @@ class McpRuntime:
             name, upstream_sid, upstream_version, offered = entry
             upstream = session.make_upstream(service.by_name[name], upstream_sid.encode() if upstream_sid else None)
             upstream.init_params = session.client_params
-            upstream.init_result = {
-                "protocolVersion": upstream_version,
-                "capabilities": dict.fromkeys(offered, {}),
-            }
+            upstream.init_result = self.interned(
+                {"protocolVersion": upstream_version, "capabilities": dict.fromkeys(offered, {})}
+            )
             upstream.protocol_version = str(upstream_version)
         self.sessions[session.sid] = session
+        self._by_token[token] = session
         return session
 
     async def end(self, session: DownstreamSession) -> None:
@@ -252,6 +292,8 @@ class McpRuntime:
     def discard(self, sid: str) -> DownstreamSession | None:
         """Take a session out of this worker's tables (ending it is the caller's business)."""
         session = self.sessions.pop(sid, None)
+        if session is not None:
+            self._by_token.pop(session.token, None)
         if session is not None and session.client_key:
             owned = self._by_client.get(session.client_key)
             if owned is not None:
@@ -280,15 +322,24 @@ class McpRuntime:
         await self.modern.close()
         sessions = list(self.sessions.values())
         self.sessions.clear()
+        self._by_token.clear()
         self._by_client.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
 
+_ephemeral: bytes | None = None  # the run's key, read once (the supervisor sets it before the worker starts)
+
+
 def _ephemeral_key() -> bytes:
+    global _ephemeral
+    if _ephemeral is not None:
+        return _ephemeral
     text = os.environ.get(EPHEMERAL_KEY_ENV)
     if text:
-        return bytes.fromhex(text)
-    # A worker started outside a supervisor (tests of the module): one key per process.
-    key = os.urandom(32)
-    os.environ[EPHEMERAL_KEY_ENV] = key.hex()
+        key = bytes.fromhex(text)
+    else:
+        # A worker started outside a supervisor (tests of the module): one key per process.
+        key = os.urandom(32)
+        os.environ[EPHEMERAL_KEY_ENV] = key.hex()
+    _ephemeral = key
     return key

@@ -84,16 +84,21 @@ class SessionStream:
     """Messages for the client not tied to a request: delivered on the GET stream when one is
     open, kept (bounded) otherwise, and replayable by event id."""
 
+    __slots__ = ("sid", "_seq", "buffer", "listener")
+
     def __init__(self, sid: str) -> None:
         self.sid = sid
         self._seq = 0
-        self.buffer: deque[tuple[str, bytes]] = deque(maxlen=_STREAM_BUFFER)
-        self._delivered = 0  # number of buffered events already handed to a listener
+        # Made at the first event: most sessions never have one, and an empty bounded deque
+        # costs more than the rest of an idle session's stream.
+        self.buffer: deque[tuple[str, bytes]] | None = None
         self.listener: asyncio.Queue[tuple[str, bytes] | None] | None = None
 
     def push(self, msg: Message) -> None:
         self._seq += 1
         event = (f"{self.sid[:8]}-{self._seq}", protocol.dumps(msg))
+        if self.buffer is None:
+            self.buffer = deque(maxlen=_STREAM_BUFFER)
         self.buffer.append(event)
         if self.listener is not None:
             self.listener.put_nowait(event)
@@ -103,7 +108,7 @@ class SessionStream:
         if self.listener is not None:
             self.listener.put_nowait(None)
         queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
-        replay = list(self.buffer)
+        replay = list(self.buffer) if self.buffer is not None else []
         if last_event_id:
             ids = [eid for eid, _ in replay]
             replay = replay[ids.index(last_event_id) + 1 :] if last_event_id in ids else replay
@@ -123,7 +128,31 @@ class SessionStream:
 
 
 class DownstreamSession:
-    """A legacy (initialize-based) client session on one MCP service."""
+    """A legacy (initialize-based) client session on one MCP service. Many live idle at once (a
+    client that never ends its session keeps it for ``sessionTtl``): slots, and nothing made
+    before it is needed."""
+
+    __slots__ = (
+        "runtime",
+        "service",
+        "identity",
+        "client_key",
+        "sid",
+        "token",
+        "protocol_version",
+        "client_params",
+        "upstreams",
+        "stream",
+        "inflight",
+        "last_seen",
+        "closed",
+        "names",
+        "init_answer",
+        "tools",
+        "shared",
+        "holds_processes",
+        "local_only",
+    )
 
     def __init__(self, runtime: McpRuntime, service: McpService, sid: str | None = None, identity: str = "") -> None:
         self.runtime = runtime
@@ -151,21 +180,15 @@ class DownstreamSession:
         self.tools = SessionTools()
         # Serves stateless clients (mcp/modern.py): nobody to pass a server's own asks to.
         self.shared = False
-
-    @property
-    def holds_processes(self) -> bool:
-        """Its stdio targets run as processes of their own (bounded: ``config.mcp``)."""
-        return any(t.kind == STDIO for t in self.service.targets)
+        # Its stdio targets run as processes of their own (bounded: ``config.mcp``).
+        self.holds_processes = any(t.kind == STDIO for t in service.targets)
+        # Tied to this worker: a target that is a process or a long-lived stream.
+        self.local_only = self.holds_processes or any(t.kind == SSE for t in service.targets)
 
     @property
     def idle(self) -> bool:
         """Not in use: no call in flight, no client listening on its stream."""
         return not self.inflight and self.stream.listener is None
-
-    @property
-    def local_only(self) -> bool:
-        """Tied to this worker: a target that is a process or a long-lived stream."""
-        return any(t.kind in (STDIO, SSE) for t in self.service.targets)
 
     def make_upstream(self, spec: McpTargetSpec, upstream_sid: bytes | None = None) -> UpstreamSession:
         on_message = self._session_sink(spec.name)
@@ -173,7 +196,8 @@ class DownstreamSession:
         if spec.kind == STDIO:
             session = StdioSession(spec, on_message)
         elif spec.kind == STREAMABLE:
-            session = StreamableHttpSession(spec, on_message, self.runtime.http, upstream_sid)
+            gate = self.runtime.gate(spec.http)
+            session = StreamableHttpSession(spec, on_message, self.runtime.http, gate, upstream_sid)
             session.listen_early = self.shared
         elif spec.kind == OPENAPI:
             session = OpenApiSession(spec, on_message, self.runtime.http)

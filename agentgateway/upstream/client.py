@@ -203,33 +203,49 @@ class HttpClient:
             path, headers = await _authorize(target, auth, method, path, headers, body)
         head = _request_head(target, method, path, headers, body)
         payload = head + body if body else head
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         try:
-            if timeout is None:  # no deadline: no timer to arm and cancel per request
-                return await self._exchange(target, method, payload)
-            async with asyncio.timeout(timeout):
-                return await self._exchange(target, method, payload)
+            for attempt in range(2):
+                conn = self.pool.take(target) if attempt == 0 else None
+                if conn is None:
+                    async with asyncio.timeout_at(deadline):  # (a new connection: rare once warm)
+                        conn = await self.pool.connect(target)
+                response = ClientResponse(self.pool, conn)
+                conn.begin(response, method == b"HEAD")
+                conn.write(payload)
+                # One timer for the wait, not a timeout scope (a task-cancelling context costs
+                # more than the rest of a pooled request).
+                timer = None if deadline is None else loop.call_at(deadline, _expire, response)
+                try:
+                    await _head_arrived(response)
+                except _TimedOut:
+                    response.close()  # the connection is in the middle of a response: not reusable
+                    raise TimeoutError from None
+                except HttpClientError:
+                    if conn.reused and not conn.received and attempt == 0:
+                        continue
+                    raise
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                return response
         except TimeoutError:
             within = f" within {timeout:g}s" if timeout is not None else ""
             raise HttpClientError(504, f"{target.label} did not answer{within}") from None
         except UpstreamConnectError as exc:
             raise HttpClientError(503, exc.message) from None
-
-    async def _exchange(self, target: HttpTarget, method: bytes, payload: bytes) -> ClientResponse:
-        for attempt in range(2):
-            conn = self.pool.take(target) if attempt == 0 else None
-            if conn is None:
-                conn = await self.pool.connect(target)
-            response = ClientResponse(self.pool, conn)
-            conn.begin(response, method == b"HEAD")
-            conn.write(payload)
-            try:
-                await _head_arrived(response)
-            except HttpClientError:
-                if conn.reused and not conn.received and attempt == 0:
-                    continue
-                raise
-            return response
         raise AssertionError("unreachable")
+
+
+class _TimedOut(HttpClientError):
+    """The request's time ran out before the response head arrived (``HttpClient.request``)."""
+
+
+def _expire(response: ClientResponse) -> None:
+    if not response.status and response._failed is None:
+        response._failed = _TimedOut(504, "")
+        response._wake()
 
 
 async def _authorize(

@@ -51,6 +51,19 @@ class UpstreamSession:
     the call as the related context) and ``_close``.
     """
 
+    __slots__ = (
+        "spec",
+        "name",
+        "on_session_message",
+        "protocol_version",
+        "init_result",
+        "init_params",
+        "_ids",
+        "_pending",
+        "_lock",
+        "closed",
+    )
+
     def __init__(self, spec: McpTargetSpec, on_session_message: RelatedSink) -> None:
         self.spec = spec
         self.name = spec.name
@@ -60,7 +73,7 @@ class UpstreamSession:
         self.init_params: dict[str, Any] | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, PendingCall] = {}
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made by the first handshake (idle sessions hold many of these)
         self.closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -69,6 +82,8 @@ class UpstreamSession:
         """The legacy handshake with the client's parameters (version, capabilities, info), so
         the upstream sees what the client declared."""
         self.init_params = params
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             await self._connect()
         result = await self.call("initialize", params, None, timeout=timeout)

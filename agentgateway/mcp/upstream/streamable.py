@@ -5,6 +5,13 @@ for messages not tied to a request, DELETE to end the session.
 An upstream that answers 404 for our session id has expired it: the session is initialized
 again with the client's original parameters and the message sent once more, so the client never
 sees the upstream's restart.
+
+Every session of a worker sends over the worker's keep-alive pool (``upstream/pool.py``): a POST
+takes an idle connection to the target, or opens one, and returns it when its answer is read,
+so the calls of one session run concurrently and the connections serve every session (the
+upstream session is a header, not a connection). ``ConnectionGate`` bounds how many requests
+are in flight to one target at once (``config.mcp.maxUpstreamConnections``), hence how many
+connections the pool opens to it.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 import orjson
@@ -41,20 +49,69 @@ _RESUME_STALL = _CALL_TIMEOUT
 _LISTEN_WAIT = 5.0  # how long the handshake waits for the session stream to open (listen_early)
 
 
+class ConnectionGate:
+    """At most ``limit`` requests to one target in flight at once in this worker, each on a
+    connection of its own (HTTP/1.1); the others wait their turn, first come first served. What
+    is not a request does not count: the session streams (GET), which last as long as their
+    sessions, and the client's notifications and answers (POSTs answered at once; an answer to
+    a server's question must never wait behind the calls that wait for it)."""
+
+    __slots__ = ("limit", "busy", "_waiting")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.busy = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self.busy < self.limit and not self._waiting:
+            self.busy += 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            await turn  # a release hands its place over (``busy`` unchanged)
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed a place it will not use: on to the next
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.busy -= 1
+
+
 class StreamableHttpSession(UpstreamSession):
+    __slots__ = (
+        "client",
+        "gate",
+        "target",
+        "session_id",
+        "_streams",
+        "_get_stream",
+        "_get_ready",
+        "listen_early",
+    )
+
     def __init__(
         self,
         spec: McpTargetSpec,
         on_session_message: RelatedSink,
         client: HttpClient,
+        gate: ConnectionGate,
         session_id: bytes | None = None,
     ) -> None:
         super().__init__(spec, on_session_message)
         assert spec.http is not None
         self.client = client
+        self.gate = gate
         self.target = spec.http
         self.session_id = session_id
-        self._streams: set[asyncio.Task[None]] = set()
+        self._streams: set[asyncio.Task[None]] | None = None  # answers being read as event streams
         self._get_stream: asyncio.Task[None] | None = None
         self._get_ready: asyncio.Future[None] | None = None
         # Open the session stream before the handshake ends: a server may ask or announce at
@@ -73,57 +130,81 @@ class StreamableHttpSession(UpstreamSession):
 
     async def _close(self) -> None:
         self._stop_get_stream()
-        for task in list(self._streams):
+        for task in list(self._streams or ()):
             task.cancel()
         if self.session_id is not None:
-            with contextlib.suppress(HttpClientError, OSError):
-                response = await self.client.request(
-                    self.target, b"DELETE", self.spec.path, self._headers(), None, timeout=5.0
-                )
-                response.close()
+            await self.gate.acquire()
+            try:
+                with contextlib.suppress(HttpClientError, OSError):
+                    response = await self.client.request(
+                        self.target, b"DELETE", self.spec.path, self._headers(), None, timeout=5.0
+                    )
+                    response.close()
+            finally:
+                self.gate.release()
 
     async def _send(self, msg: Message, call: PendingCall | None, retried: bool = False) -> None:
+        if await self._post(msg, call, may_restart=not retried):
+            # The upstream forgot our session (restart, expiry): start a new one and resend.
+            log.info("MCP target %s expired its session; initializing a new one", self.name)
+            await self.reinitialize()
+            await self._send(msg, call, retried=True)
+
+    async def _post(self, msg: Message, call: PendingCall | None, may_restart: bool) -> bool:
+        """POST one message and route the answer (an event stream is read by a task of its own);
+        True, and nothing else done, when the upstream no longer knows our session."""
         body = orjson.dumps(msg)
         headers = [_JSON, _ACCEPT, *self._headers()]
         traceparent = meta_traceparent(msg)
         if traceparent is not None:
             headers.append((b"traceparent", traceparent.encode()))  # the HTTP convention too
+        gate = self.gate if "id" in msg and "method" in msg else None  # (requests only)
+        if gate is not None:
+            await gate.acquire()
+        streaming = False  # the gate's place then goes with the event stream's reader
         try:
-            response = await self.client.request(
-                self.target,
-                b"POST",
-                self.spec.path,
-                headers,
-                body,
-                timeout=_CALL_TIMEOUT,
-            )
-        except HttpClientError as exc:
-            raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name}: {exc.message}") from None
-        status = response.status
-        if msg.get("method") == "initialize" and status == 200:
-            sid = response.header(b"mcp-session-id")
-            if sid:
-                self.session_id = sid
-        if status == 404 and self.session_id is not None and not retried and msg.get("method") != "initialize":
-            # The upstream forgot our session (restart, expiry): start a new one and resend.
-            response.close()
-            log.info("MCP target %s expired its session; initializing a new one", self.name)
-            await self.reinitialize()
-            await self._send(msg, call, retried=True)
-            return
-        if status == 202:
-            response.close()
-            return
-        kind = response.content_type
-        if status == 200 and kind == b"text/event-stream":
-            task = asyncio.get_running_loop().create_task(self._read_events(response, call))
-            self._streams.add(task)
-            task.add_done_callback(self._streams.discard)
-            return
-        try:
-            raw = await response.read()
-        except HttpClientError as exc:
-            raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name}: {exc.message}") from None
+            try:
+                response = await self.client.request(
+                    self.target,
+                    b"POST",
+                    self.spec.path,
+                    headers,
+                    body,
+                    timeout=_CALL_TIMEOUT,
+                )
+            except HttpClientError as exc:
+                raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name}: {exc.message}") from None
+            status = response.status
+            method = msg.get("method")
+            if method == "initialize" and status == 200:
+                sid = response.header(b"mcp-session-id")
+                if sid:
+                    self.session_id = sid
+            if status == 404 and self.session_id is not None and may_restart and method != "initialize":
+                response.close()
+                return True
+            if status == 202:
+                response.close()
+                return False
+            kind = response.content_type
+            if status == 200 and kind == b"text/event-stream":
+                task = asyncio.get_running_loop().create_task(self._read_events(response, call))
+                if gate is not None:
+                    # The gate's place is the stream's until it ends (also when cancelled unstarted).
+                    task.add_done_callback(lambda _: gate.release())
+                    streaming = True
+                if self._streams is None:
+                    self._streams = set()
+                self._streams.add(task)
+                task.add_done_callback(self._streams.discard)
+                return False
+            try:
+                raw = await response.read()
+            except HttpClientError as exc:
+                raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name}: {exc.message}") from None
+        finally:
+            if gate is not None and not streaming:
+                gate.release()
         if kind == b"application/json" and raw:
             try:
                 decoded = orjson.loads(raw)
@@ -136,10 +217,11 @@ class StreamableHttpSession(UpstreamSession):
                     if isinstance(item, dict) and "jsonrpc" in item:
                         await self._incoming(item, call)
             if status == 200 or (call is not None and call.future.done()):
-                return
+                return False
         if call is not None and not call.future.done():
             text = raw[:300].decode("utf-8", "replace")
             self._fail_call(call, f"MCP target {self.name} answered HTTP {status}: {text}")
+        return False
 
     async def _read_events(self, response: ClientResponse, call: PendingCall | None) -> None:
         """A response's event stream, to its end. A call's stream that ends before its answer is

@@ -22,6 +22,8 @@ def test_quota_defaults_and_values():
     text = "config: {mcp: {maxSessionsPerIdentity: 5, maxStdioSessionsPerIdentity: 2}}"
     settings = compile_mcp_settings(load_text(text))
     assert (settings.max_per_identity, settings.max_stdio_per_identity) == (5, 2)
+    assert defaults.max_upstream_connections == 256
+    assert compile_mcp_settings(load_text("config: {mcp: {maxUpstreamConnections: 8}}")).max_upstream_connections == 8
 
 
 @pytest.mark.parametrize(
@@ -30,6 +32,8 @@ def test_quota_defaults_and_values():
         ("config: {mcp: {maxSessionsPerIdentity: 0}}", "config.mcp.maxSessionsPerIdentity: must be at least 1"),
         ("config: {mcp: {maxStdioSessionsPerIdentity: -1}}", "config.mcp.maxStdioSessionsPerIdentity: must be"),
         ("config: {mcp: {maxSessionsPerIdentity: lots}}", "config.mcp.maxSessionsPerIdentity"),
+        ("config: {mcp: {maxUpstreamConnections: 0}}", "config.mcp.maxUpstreamConnections: must be at least 1"),
+        ("config: {mcp: {maxUpstreamConnections: many}}", "config.mcp.maxUpstreamConnections"),
         ("config: {mcp: {maxSessionsPerUser: 3}}", "config.mcp"),  # unknown keys are still errors
     ],
 )
