@@ -1,15 +1,11 @@
 """OTLP export of spans and log records, off the request path.
 
-The request path encodes a finished record as its OTLP protobuf bytes and appends them to a
-bounded queue (``offer``). A daemon thread per exporter takes batches, frames them as one export
-request and sends it over gRPC (``grpcio``) or HTTP/protobuf. When the collector is slow or down,
-the queue fills and new records are dropped and counted; a batch the collector refuses or never
-answers is dropped and counted too: nothing waits on the collector but this thread.
-
-Why the loop thread encodes: encoding is Python work that holds the GIL. Done in the exporter
-thread, it made the two threads of a worker trade the GIL all the time (each trade a futex wake
-and a context switch when the worker has one core), which cost the worker more than the encoding
-itself. The thread now takes the GIL only to frame a batch and to run the sender.
+The request path only appends a finished record to a bounded queue (``offer``: a length check
+and a deque append). A daemon thread per exporter takes batches, encodes them as OTLP protobuf
+messages and sends them over gRPC (``grpcio``) or HTTP/protobuf. When
+the collector is slow or down, the queue fills and new records are dropped and counted; a batch
+the collector refuses or never answers is dropped and counted too: nothing waits on the
+collector but this thread.
 
 Why not the OpenTelemetry SDK: its per-span cost on the request path (span objects, attribute
 validation, the span processor) measured several times what recording a finished span as a
@@ -37,7 +33,6 @@ from agentgateway.core.trace import Span
 log = logging.getLogger("agentgateway.otlp")
 
 QUEUE_LIMIT = 8192  # records waiting for export per exporter; more are dropped
-QUEUE_BYTES = 32 * 1024 * 1024  # and their encoded bytes (clients decide what a record carries)
 BATCH = 512
 # Bytes of records in one export request: a collector refuses a larger request whole (4 MiB is
 # the gRPC receive limit of the OpenTelemetry Collector and of gRPC servers by default), and with
@@ -325,20 +320,14 @@ class _Sender:
 
 
 class OtlpExporter:
-    """A bounded queue of encoded records and the thread that exports them."""
+    """A bounded queue of records and the thread that exports them."""
 
     def __init__(self, target: OtlpTarget, signal: str, resource_attributes: dict[str, object]) -> None:
         self.target = target
         self.signal = signal  # "traces" or "logs"
         self.resource = resource(resource_attributes)
-        self._encode: Any = _span if signal == "traces" else _log
-        self.queue: deque[bytes] = deque()
-        # Bytes offered (counted on the loop thread) and taken (on the exporter thread): each
-        # counter has one writer, so their difference is what waits without a lock.
-        self._offered_bytes = 0
-        self._taken_bytes = 0
+        self.queue: deque[Any] = deque()
         self.dropped_full = 0  # counted on the loop thread
-        self.dropped_oversize = 0  # counted on the loop thread: one record over EXPORT_BYTES
         self.dropped_failed = 0  # counted on the exporter thread
         self.exported = 0
         self._wake = threading.Event()
@@ -350,21 +339,22 @@ class OtlpExporter:
 
     def offer(self, record: object) -> None:
         queue = self.queue
-        if len(queue) >= QUEUE_LIMIT or self._offered_bytes - self._taken_bytes >= QUEUE_BYTES:
+        if len(queue) >= QUEUE_LIMIT:
             self.dropped_full += 1
             return
-        one = self._encode(record)
-        if len(one) > EXPORT_BYTES:
-            self.dropped_oversize += 1  # no export request could carry it
-            return
-        self._offered_bytes += len(one)
-        queue.append(one)
+        queue.append(record)
         if len(queue) == BATCH:
             self._wake.set()
 
     def offer_many(self, records: list[Any]) -> None:
-        for record in records:
-            self.offer(record)
+        queue = self.queue
+        room = QUEUE_LIMIT - len(queue)
+        if room < len(records):
+            self.dropped_full += len(records) - max(room, 0)
+            records = records[: max(room, 0)]
+        queue.extend(records)
+        if len(queue) >= BATCH:
+            self._wake.set()
 
     def _run(self) -> None:
         while True:
@@ -378,22 +368,27 @@ class OtlpExporter:
 
     def _export_batch(self) -> None:
         """One export request: up to ``BATCH`` records and ``EXPORT_BYTES`` bytes of them (the
-        record that would pass the budget waits for the next one)."""
+        record that would pass the budget waits for the next one; a record over it alone is
+        dropped, so one client's huge span never takes other spans down with it)."""
         queue = self.queue
+        traces = self.signal == "traces"
+        encode = _span if traces else _log
         encoded: list[bytes] = []
         size = 0
         try:
             while queue and len(encoded) < BATCH:
-                one = queue.popleft()
+                record = queue.popleft()
+                one = encode(record)
+                if len(one) > EXPORT_BYTES:
+                    self.dropped_failed += 1
+                    continue
                 if size + len(one) > EXPORT_BYTES:
-                    queue.appendleft(one)
+                    queue.appendleft(record)
                     break
                 encoded.append(one)
                 size += len(one)
-            self._taken_bytes += size
             if not encoded:
                 return
-            traces = self.signal == "traces"
             request = _spans_request(encoded, self.resource) if traces else _logs_request(encoded, self.resource)
             self._sender.send(request)
         except Exception as exc:  # the collector's problem (or ours) must never reach requests

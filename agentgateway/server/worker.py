@@ -443,8 +443,7 @@ class Worker:
         for exporter in exporters:
             traces = exporter.signal == "traces"
             family = "agentgateway_trace_spans_dropped" if traces else "agentgateway_log_records_dropped"
-            failed = exporter.dropped_failed + exporter.dropped_oversize
-            for reason, total in (("queue_full", exporter.dropped_full), ("export_failed", failed)):
+            for reason, total in (("queue_full", exporter.dropped_full), ("export_failed", exporter.dropped_failed)):
                 key = (f"{exporter.signal}:{id(exporter)}", reason)
                 delta = total - reported.get(key, 0)
                 if delta > 0:
