@@ -19,7 +19,6 @@ import dataclasses
 import datetime
 import json
 import statistics
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -195,20 +194,8 @@ litellm_settings:
 
 def ensure_litellm() -> Path:
     """LiteLLM's proxy in its own virtualenv (first run: a few minutes of pip)."""
-    exe = LITELLM_VENV / "bin" / "litellm"
-    python = LITELLM_VENV / "bin" / "python"
-    if exe.exists():
-        out = subprocess.run(
-            [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-            capture_output=True,
-            text=True,
-        )
-        if out.stdout.strip() == LITELLM_VERSION:
-            return exe
-    print(f"installing litellm[proxy]=={LITELLM_VERSION} into {LITELLM_VENV} ...", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
-    return exe
+    python = tools.pinned_venv(LITELLM_VENV, "litellm", LITELLM_VERSION, [f"litellm[proxy]=={LITELLM_VERSION}"])
+    return python.parent / "litellm"
 
 
 def start_litellm(processes: procs.ProcessSet, exe: Path, ports: Ports, cpu: int) -> procs.ManagedProcess:

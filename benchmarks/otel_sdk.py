@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
+from benchmarks import tools
 from benchmarks.scenario import WORK_ROOT
 
 SDK_VERSION = "1.45.2"
@@ -95,30 +95,12 @@ print(json.dumps({rate: measure(float(rate), iterations) for rate in sys.argv[2:
 
 def ensure_sdk() -> Path:
     """The SDK's virtualenv (first run: a minute of pip); its python."""
-    python = SDK_VENV / "bin" / "python"
-    if python.exists():
-        out = subprocess.run(
-            [str(python), "-c", "import importlib.metadata as m; print(m.version('opentelemetry-sdk'))"],
-            capture_output=True,
-            text=True,
-        )
-        if out.stdout.strip() == SDK_VERSION:
-            return python
-    print(f"installing opentelemetry-sdk=={SDK_VERSION} into {SDK_VENV} ...", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", str(SDK_VENV)], check=True)
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            f"opentelemetry-sdk=={SDK_VERSION}",
-            f"opentelemetry-exporter-otlp-proto-common=={SDK_VERSION}",
-        ],
-        check=True,
+    return tools.pinned_venv(
+        SDK_VENV,
+        "opentelemetry-sdk",
+        SDK_VERSION,
+        [f"opentelemetry-sdk=={SDK_VERSION}", f"opentelemetry-exporter-otlp-proto-common=={SDK_VERSION}"],
     )
-    return python
 
 
 def sdk_cost(rates: tuple[float, ...], iterations: int = 20000) -> dict[float, float]:

@@ -94,10 +94,7 @@ def memory_gib() -> float:
 
 
 def machine_summary() -> str:
-    return (
-        f"{os.cpu_count()} CPUs ({cpu_model()}), {memory_gib():.0f} GiB, "
-        f"Linux {platform.release()}, {_os_name()}"
-    )
+    return f"{os.cpu_count()} CPUs ({cpu_model()}), {memory_gib():.0f} GiB, Linux {platform.release()}, {_os_name()}"
 
 
 def _os_name() -> str:
@@ -110,3 +107,22 @@ def _os_name() -> str:
 
 def python_version() -> str:
     return platform.python_version()
+
+
+def pinned_venv(venv: Path, distribution: str, version: str, requirements: list[str]) -> Path:
+    """A peer's own virtualenv at ``venv`` holding ``distribution`` at ``version`` (installed from
+    ``requirements`` on first use, or when another version is there), so that its pins never touch
+    the gateway's environment; its python."""
+    python = venv / "bin" / "python"
+    if python.exists():
+        out = subprocess.run(
+            [str(python), "-c", f"import importlib.metadata as m; print(m.version({distribution!r}))"],
+            capture_output=True,
+            text=True,
+        )
+        if out.stdout.strip() == version:
+            return python
+    print(f"installing {' '.join(requirements)} into {venv} ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements], check=True)
+    return python
