@@ -849,7 +849,8 @@ class LlmExchange:
                 if not facts.ttft:
                     facts.ttft = time.perf_counter() - self.ctx.start
                 conn.send_body(data)
-                conn.flush()
+                if not resp.buffered:
+                    conn.flush()
                 if seen is not None and len(seen) < _DETECT_LIMIT:
                     seen += data
                 if not writable.is_set():
@@ -895,7 +896,8 @@ class LlmExchange:
                         if not facts.ttft:
                             facts.ttft = time.perf_counter() - start
                         conn.send_body(out)
-                        conn.flush()
+                        if not resp.buffered:  # what arrived together leaves together
+                            conn.flush()
                     if relay.error is not None:
                         raise relay.error
                     if not writable.is_set():
@@ -943,7 +945,8 @@ class LlmExchange:
                             if not facts.ttft:
                                 facts.ttft = time.perf_counter() - start
                             conn.send_body(out)
-                            conn.flush()
+                            if not resp.buffered:
+                                conn.flush()
                 if decoder.error is not None:
                     raise decoder.error
                 if not writable.is_set():

@@ -102,6 +102,13 @@ class ClientResponse:
             finally:
                 self._waiter = None
 
+    @property
+    def buffered(self) -> bool:
+        """Body chunks have arrived that ``chunks()`` has not yielded yet: a relay that writes
+        what it has can wait for them and write once (one read of an upstream often carries
+        many events of a stream; a write per event cost a system call each)."""
+        return bool(self._chunks)
+
     async def chunks(self) -> AsyncIterator[bytes]:
         while True:
             while self._chunks:
