@@ -23,6 +23,7 @@ __all__ = [
     "SseEvent",
     "SharedBuckets",
     "bucket_key",
+    "encode_span",
     "encode_sse_comment",
     "encode_sse_event",
     "list_item_keys",
@@ -375,3 +376,7 @@ def rewrite_request(
     invalid `new_id`, `param` without `value` (or the reverse), or a path that is absent,
     repeated, or not a string.
     """
+
+def encode_span(record: object) -> bytes:
+    """A queued ``SpanRecord`` (trace id, span, tracestate) as the ``ScopeSpans.spans`` field of
+    an OTLP export request; attributes whose value is None are left out."""

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import grpc
 
 from agentgateway import __version__
+from agentgateway._native import encode_span
 from agentgateway.core.trace import Span
 
 log = logging.getLogger("agentgateway.otlp")
@@ -76,11 +77,13 @@ class LogRecord:
 #
 # OTLP messages are written directly in the protobuf wire format: measured here, building them
 # as ``opentelemetry-proto`` message objects and serializing cost four times as much per span,
-# on the gateway's CPU. Field numbers are those of opentelemetry/proto/{common,resource,trace,
-# logs,collector}/v1; the test receiver decodes what is sent with the real message classes.
+# on the gateway's CPU. Spans, the bulk of it, are written by the native extension
+# (``encode_span``: ~9 µs per traced request in Python, most of the exporter thread's time
+# and GIL); log records, the resource and the request framing here. Field numbers are those of
+# opentelemetry/proto/{common,resource,trace,logs,collector}/v1; the test receiver decodes what
+# is sent with the real message classes.
 
 _fixed64 = struct.Struct("<Q").pack
-_fixed32 = struct.Struct("<I").pack
 _double = struct.Struct("<d").pack
 # Varints below 16384 (lengths, mostly), made once: one or two bytes.
 _SHORT = [bytes([n]) if n < 128 else bytes([(n & 0x7F) | 0x80, n >> 7]) for n in range(16384)]
@@ -171,37 +174,9 @@ def resource(attributes: dict[str, object]) -> bytes:
 _SCOPE = _field(b"\x0a", b"agentgateway") + _field(b"\x12", __version__.encode())  # InstrumentationScope
 
 
-def _span(record: SpanRecord) -> bytes:
-    """ScopeSpans.spans (2): a Span."""
-    span = record.span
-    parts = [b"\x0a\x10", record.trace_id.to_bytes(16, "big"), b"\x12\x08", span.span_id.to_bytes(8, "big")]
-    if record.state:
-        parts.append(_field(b"\x1a", record.state))
-    if span.parent_id:
-        parts += (b"\x22\x08", span.parent_id.to_bytes(8, "big"))
-    # Span.flags: the sampled trace flag, and whether the parent is remote (the client's span).
-    flags = 0x101 | (0x200 if span.parent_id and span.kind == 2 else 0)
-    parts += (
-        _field(b"\x2a", span.name.encode("utf-8", "replace")),
-        b"\x30",
-        _varint(span.kind),
-        b"\x39",
-        _fixed64(span.start_ns),
-        b"\x41",
-        _fixed64(span.end_ns or span.start_ns),
-        _attributes(b"\x4a", span.attributes),
-        b"\x85\x01",
-        _fixed32(flags),
-    )
-    if span.status:
-        message = _field(b"\x12", span.message.encode("utf-8", "replace")) if span.message else b""
-        parts.append(_field(b"\x7a", message + b"\x18" + _varint(span.status)))
-    return _field(b"\x12", b"".join(parts))
-
-
 def encode_spans(records: Sequence[SpanRecord], res: bytes) -> bytes:
     """An ExportTraceServiceRequest: one ResourceSpans, one ScopeSpans."""
-    return _spans_request([_span(r) for r in records], res)
+    return _spans_request([encode_span(r) for r in records], res)
 
 
 def _spans_request(spans: list[bytes], res: bytes) -> bytes:
@@ -357,11 +332,18 @@ class OtlpExporter:
             self._wake.set()
 
     def _run(self) -> None:
+        queue = self.queue
         while True:
-            self._wake.wait(INTERVAL)
+            timed_out = not self._wake.wait(INTERVAL)
             self._wake.clear()
-            while self.queue:
+            # Full batches while there are; what is left waits for a full batch or the interval.
+            # Draining to empty would chase the requests that keep arriving with exports of a
+            # few spans each, and trade the GIL with the event loop for each of them.
+            while len(queue) >= BATCH:
                 self._export_batch()
+            if queue and (timed_out or self._stop):
+                while queue:
+                    self._export_batch()
             if self._stop:
                 self._sender.close()  # only this thread uses the sender
                 return
@@ -372,7 +354,7 @@ class OtlpExporter:
         dropped, so one client's huge span never takes other spans down with it)."""
         queue = self.queue
         traces = self.signal == "traces"
-        encode = _span if traces else _log
+        encode = encode_span if traces else _log
         encoded: list[bytes] = []
         size = 0
         try:

@@ -5,6 +5,7 @@ pub mod cel;
 pub mod jsonrpc;
 pub mod ratelimit;
 pub mod mcp;
+pub mod otlp;
 pub mod sse;
 
 #[cfg(feature = "python")]

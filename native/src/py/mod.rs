@@ -9,6 +9,7 @@ mod cel;
 mod jsonrpc;
 mod ratelimit;
 mod mcp;
+mod otlp;
 mod sse;
 
 #[pymodule]
@@ -20,5 +21,6 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     mcp::register(m)?;
     sse::register(m)?;
     ratelimit::register(m)?;
+    otlp::register(m)?;
     Ok(())
 }

@@ -62,3 +62,43 @@ def test_logs_decode():
     assert record.trace_id.hex() == f"{0xABC:032x}" and record.span_id.hex() == f"{0xDEF:016x}"
     assert record.event_name == "request"
     assert {kv.key: value_of(kv.value) for kv in record.attributes} == {"http.status": 200}
+
+
+def test_span_values_the_native_encoder_converts():
+    """Values of every kind a span may carry reach the collector as the protobuf classes read
+    them: bytes and lone surrogates as valid UTF-8, tuples as arrays, other objects as text."""
+
+    class Code:
+        def __str__(self) -> str:
+            return "code-7"
+
+    attributes: dict[str, object] = {
+        "raw": b"\xffab",
+        "surrogate": "a\udcff",
+        "tuple": ("x", 2),
+        "nested": {"k": [1, {"d": 0.5}]},
+        "object": Code(),
+        "false": False,
+        "zero": 0,
+        "min": -(2**63),
+        "max": 2**63 - 1,
+    }
+    span = Span("n\udcff", CLIENT, 1, 2, attributes)
+    raw = encode_spans([SpanRecord(2**128 - 1, span, b"")], resource({}))
+    decoded = trace_service_pb2.ExportTraceServiceRequest.FromString(raw).resource_spans[0].scope_spans[0].spans[0]
+    got = {kv.key: value_of(kv.value) for kv in decoded.attributes}
+    # A lone surrogate becomes replacement characters (one per byte of its surrogate escape).
+    assert got.pop("surrogate").strip("\ufffd") == "a"
+    assert decoded.name.strip("\ufffd") == "n"
+    assert got == {
+        "raw": "\ufffdab",
+        "tuple": ["x", 2],
+        "nested": {"k": [1, {"d": 0.5}]},
+        "object": "code-7",
+        "false": False,
+        "zero": 0,
+        "min": -(2**63),
+        "max": 2**63 - 1,
+    }
+    assert decoded.trace_id == b"\xff" * 16 and decoded.trace_state == ""
+    assert decoded.end_time_unix_nano == decoded.start_time_unix_nano  # not ended: ends when it started
