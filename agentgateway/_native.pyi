@@ -377,6 +377,7 @@ def rewrite_request(
     repeated, or not a string.
     """
 
-def encode_span(record: object) -> bytes:
-    """A queued ``SpanRecord`` (trace id, span, tracestate) as the ``ScopeSpans.spans`` field of
-    an OTLP export request; attributes whose value is None are left out."""
+def encode_span(trace_id: int, span: object, state: bytes | None) -> bytes:
+    """A finished span (``agentgateway.core.trace.Span``) of the trace ``trace_id`` (the
+    client's ``state``, or None) as the ``ScopeSpans.spans`` field of an OTLP export request;
+    attributes whose value is None are left out."""

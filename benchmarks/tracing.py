@@ -38,7 +38,7 @@ def in_process(rate: float, llm: bool = False, iterations: int = 20000) -> float
     from agentgateway.config.compile import compile_config
     from agentgateway.config.loader import decode_config
     from agentgateway.core.context import RequestCtx
-    from agentgateway.observe.otlp import SpanRecord, encode_spans, resource
+    from agentgateway.observe.otlp import encode_spans, resource
     from agentgateway.observe.tracing import Tracer, end_call, end_provider_call, start_provider_call, start_upstream
 
     class Facts:
@@ -54,13 +54,23 @@ def in_process(rate: float, llm: bool = False, iterations: int = 20000) -> float
                 }
             )
 
+        def span_fields(self, fields: dict[str, object], status: int) -> None:
+            fields.update(
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": "gpt-4o-mini",
+                    "gen_ai.response.model": "gpt-4o-mini-2024",
+                }
+            )
+
     class Collect:
         signal = "traces"
 
         def __init__(self) -> None:
-            self.records: list[SpanRecord] = []
+            self.records: list[bytes] = []
 
-        def offer_many(self, records: list[SpanRecord]) -> None:
+        def offer_many(self, records: list[bytes]) -> None:
             self.records.extend(records)
 
     config = paired.gateway_config(1, 2, 3, 4, "", tracing_settings("http://127.0.0.1:9", rate))

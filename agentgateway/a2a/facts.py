@@ -282,3 +282,7 @@ class A2aFacts:
             fields["a2a.response.error_code"] = code
         if self.events:
             fields["a2a.stream.events"] = self.events
+
+    def span_fields(self, fields: dict[str, object], status: int) -> None:
+        """The server span carries every access-log field (an A2A call has no span of its own)."""
+        self.log_fields(fields, status)

@@ -19,6 +19,11 @@ class RequestFacts(Protocol):
 
     def log_fields(self, fields: dict[str, object], status: int) -> None: ...
 
+    def span_fields(self, fields: dict[str, object], status: int) -> None:
+        """The fields the request's server span carries: ``log_fields`` less what belongs to
+        the span of the call itself (token usage, finish reasons, content)."""
+        ...
+
 
 class RequestCtx:
     """The request head as parsed, then where it went and how it ended (read by logs and metrics).

@@ -122,6 +122,9 @@ class Span:
         """Ended now; ``error`` (a short reason) marks it failed."""
         if not self.end_ns:
             self.end_ns = time.time_ns()
+        # on_end usually closes over this span: a cycle that only the garbage collector would
+        # free, holding what the call referenced (an LLM call's request and answer) till then.
+        self.on_end = None
         if error:
             self.status = STATUS_ERROR
             self.message = error

@@ -171,6 +171,20 @@ class LlmFacts:
             out["totalTokens"] = usage.total_tokens
         return out
 
+    def span_fields(self, fields: dict[str, object], status: int) -> None:
+        """The server span's GenAI fields: which call it was. Usage and finish reasons are the
+        provider call span's (GenAI views would count tokens twice)."""
+        fields["gen_ai.operation.name"] = self.operation
+        fields["gen_ai.provider.name"] = self.provider
+        fields["gen_ai.request.model"] = self.request_model
+        fields["gen_ai.response.model"] = self.response_model
+        if self.stream:
+            fields["gen_ai.request.stream"] = True
+            if self.ttft:
+                fields["gen_ai.response.time_to_first_chunk"] = round(self.ttft, 6)
+        if self.attempts > 1:
+            fields["agw.ai.attempts"] = self.attempts
+
     def log_fields(self, fields: dict[str, object], status: int) -> None:
         """The access-log fields (the OTel GenAI names)."""
         fields["gen_ai.operation.name"] = self.operation

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from agentgateway._native import encode_span
 from agentgateway.core.trace import (
     CLIENT,
     INTERNAL,
@@ -38,7 +39,7 @@ from agentgateway.core.trace import (
     parse_traceparent,
     parse_tracestate,
 )
-from agentgateway.observe.otlp import OtlpExporter, OtlpTarget, SpanRecord, hashed_session
+from agentgateway.observe.otlp import OtlpExporter, OtlpTarget, hashed_session
 
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx, RequestFacts
@@ -180,6 +181,8 @@ class Tracer:
             return
         settings = self.settings
         if settings.filter is not None and settings.filter(ctx, extra) is not True:
+            for span in trace.spans:
+                span.on_end = None  # not recorded: no cycle left for the collector
             return
         failed = ctx.status >= 500 or not ctx.status
         self._record(ctx, trace, span_name(ctx), server_attributes(ctx), extra, failed, ctx.error or ctx.reason)
@@ -239,14 +242,16 @@ class Tracer:
             server.status = STATUS_ERROR
             server.message = message
         state = trace.state
-        records = [SpanRecord(trace.trace_id, server, state)]
+        trace_id = trace.trace_id
+        # Queued in the wire format (otlp.py says why not as objects).
+        records = [encode_span(trace_id, server, state)]
         for span in trace.spans:
             if not span.end_ns:
                 if span.on_end is not None:
                     span.on_end()
                 if not span.end_ns:
                     span.end_ns = end_ns
-            records.append(SpanRecord(trace.trace_id, span, state))
+            records.append(encode_span(trace_id, span, state))
         self.exporter.offer_many(records)
 
     def close(self) -> None:
@@ -335,16 +340,12 @@ def server_attributes(ctx: RequestCtx) -> dict[str, object]:
         attributes["mcp.session.id"] = hashed_session(ctx.mcp_session)
     llm = ctx.llm
     if llm is not None:
-        fields: dict[str, object] = {}
-        llm.log_fields(fields, ctx.status)
-        # Usage and content live on the provider call's span (GenAI conventions); repeating them
-        # here would count the tokens twice in GenAI views.
-        for key, value in fields.items():
-            if not key.startswith(("gen_ai.usage.", "gen_ai.input.", "gen_ai.output.")):
-                attributes[key] = value
+        # Usage, finish reasons and content live on the provider call's span (GenAI
+        # conventions); repeating them here would count the tokens twice in GenAI views.
+        llm.span_fields(attributes, ctx.status)
     a2a = ctx.a2a
     if a2a is not None:
-        a2a.log_fields(attributes, ctx.status)
+        a2a.span_fields(attributes, ctx.status)
     return attributes
 
 
@@ -508,6 +509,8 @@ def adopt_meta_traceparent(ctx: RequestCtx, meta_traceparent: object) -> None:
     # unsampled flag; a sampled one keeps what randomSampling did not rule out).
     if not flags & 1:
         trace.sampled = False
+        for span in trace.spans:
+            span.on_end = None
         trace.spans.clear()
     else:
         trace.sampled = True

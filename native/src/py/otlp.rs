@@ -91,25 +91,19 @@ fn to_static(v: Value<'_>) -> Value<'static> {
     }
 }
 
-/// encode_span(record) -> bytes
+/// encode_span(trace_id, span, state) -> bytes
 /// --
 ///
-/// A queued `SpanRecord` (trace id, span, tracestate) as the `ScopeSpans.spans` field of an
-/// OTLP export request. Attributes whose value is None are left out.
+/// A finished span of the trace `trace_id` (the client's `state`, or None) as the
+/// `ScopeSpans.spans` field of an OTLP export request. Attributes whose value is None are left
+/// out.
 #[pyfunction]
-fn encode_span<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    let trace_id: u128 = record.getattr(intern!(py, "trace_id"))?.extract()?;
-    let state_object = record.getattr(intern!(py, "state"))?;
-    let state = if state_object.is_none() {
-        None
-    } else {
-        Some(
-            state_object
-                .cast::<PyBytes>()
-                .map_err(|_| PyTypeError::new_err("span state must be bytes"))?,
-        )
-    };
-    let span = record.getattr(intern!(py, "span"))?;
+fn encode_span<'py>(
+    py: Python<'py>,
+    trace_id: u128,
+    span: &Bound<'py, PyAny>,
+    state: Option<&Bound<'py, PyBytes>>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let name = span.getattr(intern!(py, "name"))?;
     let name = name
         .cast::<PyString>()
@@ -137,7 +131,7 @@ fn encode_span<'py>(py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<Bou
         trace_id,
         span_id: span.getattr(intern!(py, "span_id"))?.extract()?,
         parent_id: span.getattr(intern!(py, "parent_id"))?.extract()?,
-        state: state.as_ref().map(|s| s.as_bytes()),
+        state: state.map(|s| s.as_bytes()),
         name: text(name),
         kind: span.getattr(intern!(py, "kind"))?.extract()?,
         start_ns: span.getattr(intern!(py, "start_ns"))?.extract()?,

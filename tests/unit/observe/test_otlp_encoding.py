@@ -5,8 +5,9 @@ from __future__ import annotations
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from agentgateway._native import encode_span
 from agentgateway.core.trace import CLIENT, SERVER, STATUS_ERROR, Span
-from agentgateway.observe.otlp import LogRecord, SpanRecord, encode_logs, encode_spans, resource
+from agentgateway.observe.otlp import LogRecord, encode_logs, encode_spans, resource
 from tests.support.otlp import value_of
 
 ATTRIBUTES: dict[str, object] = {
@@ -30,7 +31,7 @@ def test_spans_decode():
     child = Span("GET", CLIENT, 0x99, 0x1122334455667788, {"k": "v"})
     trace_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736
     raw = encode_spans(
-        [SpanRecord(trace_id, server, b"vendor=a"), SpanRecord(trace_id, child, None)],
+        [encode_span(trace_id, server, b"vendor=a"), encode_span(trace_id, child, None)],
         resource({"service.name": "agentgateway"}),
     )
     request = trace_service_pb2.ExportTraceServiceRequest.FromString(raw)
@@ -84,7 +85,7 @@ def test_span_values_the_native_encoder_converts():
         "max": 2**63 - 1,
     }
     span = Span("n\udcff", CLIENT, 1, 2, attributes)
-    raw = encode_spans([SpanRecord(2**128 - 1, span, b"")], resource({}))
+    raw = encode_spans([encode_span(2**128 - 1, span, b"")], resource({}))
     decoded = trace_service_pb2.ExportTraceServiceRequest.FromString(raw).resource_spans[0].scope_spans[0].spans[0]
     got = {kv.key: value_of(kv.value) for kv in decoded.attributes}
     # A lone surrogate becomes replacement characters (one per byte of its surrogate escape).
