@@ -35,10 +35,11 @@ def tracing_settings(endpoint: str, rate: float) -> str:
 
 def in_process(rate: float, llm: bool = False, iterations: int = 20000) -> float:
     """µs per request of the tracing code alone, encoding of the sampled spans included."""
+    from agentgateway._native import encode_span
     from agentgateway.config.compile import compile_config
     from agentgateway.config.loader import decode_config
     from agentgateway.core.context import RequestCtx
-    from agentgateway.observe.otlp import encode_spans, resource
+    from agentgateway.observe.otlp import SpanRecord, encode_spans, resource
     from agentgateway.observe.tracing import Tracer, end_call, end_provider_call, start_provider_call, start_upstream
 
     class Facts:
@@ -68,9 +69,9 @@ def in_process(rate: float, llm: bool = False, iterations: int = 20000) -> float
         signal = "traces"
 
         def __init__(self) -> None:
-            self.records: list[bytes] = []
+            self.records: list[SpanRecord] = []
 
-        def offer_many(self, records: list[bytes]) -> None:
+        def offer_many(self, records: list[SpanRecord]) -> None:
             self.records.extend(records)
 
     config = paired.gateway_config(1, 2, 3, 4, "", tracing_settings("http://127.0.0.1:9", rate))
@@ -105,7 +106,7 @@ def in_process(rate: float, llm: bool = False, iterations: int = 20000) -> float
                 end_call(span, 200)
         tracer.finish(ctx, 0.001, None)
         if len(sink.records) >= 512:
-            encode_spans(sink.records, res)
+            encode_spans([encode_span(*r) for r in sink.records], res)
             sink.records.clear()
 
     results: dict[bool, list[float]] = {True: [], False: []}

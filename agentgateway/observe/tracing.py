@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from agentgateway._native import encode_span
 from agentgateway.core.trace import (
     CLIENT,
     INTERNAL,
@@ -39,7 +38,7 @@ from agentgateway.core.trace import (
     parse_traceparent,
     parse_tracestate,
 )
-from agentgateway.observe.otlp import OtlpExporter, OtlpTarget, hashed_session
+from agentgateway.observe.otlp import OtlpExporter, OtlpTarget, SpanRecord, hashed_session
 
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx, RequestFacts
@@ -243,15 +242,16 @@ class Tracer:
             server.message = message
         state = trace.state
         trace_id = trace.trace_id
-        # Queued in the wire format (otlp.py says why not as objects).
-        records = [encode_span(trace_id, server, state)]
+        # Encoded by the exporter thread, in batches (measured: cheaper than encoding here, on
+        # the event loop, by ~10 µs per request at c=32).
+        records: list[SpanRecord] = [(trace_id, server, state)]
         for span in trace.spans:
             if not span.end_ns:
                 if span.on_end is not None:
                     span.on_end()
                 if not span.end_ns:
                     span.end_ns = end_ns
-            records.append(encode_span(trace_id, span, state))
+            records.append((trace_id, span, state))
         self.exporter.offer_many(records)
 
     def close(self) -> None:
