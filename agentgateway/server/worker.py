@@ -592,6 +592,13 @@ async def _serve(control_fd: int, index: int, ratelimit_fd: int | None) -> int:
     # of the collector's reach, a full collection no longer walks it (~6 ms with the LLM modules,
     # paid by whichever request is in flight).
     gc.freeze()
+    # The youngest generation is collected after 10,000 net allocations of tracked objects
+    # (CPython's default: 700). Requests in flight and spans waiting for export are such objects,
+    # and at the default the collector ran every ~100 traced requests, each time walking them
+    # all: 4 µs of CPU per traced LLM call at c=32 (A/B, benchmarks/RESULTS.md). The older
+    # generations keep their default ratios, so garbage cycles are still freed as often
+    # relative to the young collections.
+    gc.set_threshold(10_000, 10, 10)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # the supervisor decides; Ctrl-C reaches it too
