@@ -35,6 +35,7 @@ DEFAULT_BASE_PORT = 19080
 LITELLM_VERSION = "1.98.0"  # the release agentgateway's own LiteLLM comparison used
 LITELLM_VENV = WORK_ROOT / "litellm-venv"
 TARGETS = ("direct", "gateway", "litellm")
+TRACED = "gateway-traced"  # added beside "gateway" by --tracing
 CASES = ("passthrough", "translated", "passthrough-stream", "translated-stream")
 PROMPT_BYTES = 1024
 API_KEY = "sk-provider-secret"  # what the fake providers accept
@@ -50,10 +51,16 @@ class Ports:
     gateway: int
     gateway_ready: int
     litellm: int
+    gateway_traced: int  # the traced gateway of `--tracing` (its own process and ports)
+    gateway_traced_ready: int
 
     @classmethod
     def from_base(cls, base: int) -> Ports:
-        return cls(base, base + 1, base + 2, base + 3, base + 4)
+        return cls(base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6)
+
+    def traced(self) -> Ports:
+        """The same ports with the traced gateway's in the gateway's place."""
+        return dataclasses.replace(self, gateway=self.gateway_traced, gateway_ready=self.gateway_traced_ready)
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ def request_for(target: str, case: str, ports: Ports) -> tuple[int, str, dict[st
     }
     if stream:
         body["stream"] = True
-    port = ports.gateway if target == "gateway" else ports.litellm
+    port = {"gateway": ports.gateway, TRACED: ports.gateway_traced}.get(target, ports.litellm)
     return port, "/v1/chat/completions", {"authorization": "Bearer sk-client"}, body
 
 
@@ -168,10 +175,12 @@ config:
 """
 
 
-def start_gateway(processes: procs.ProcessSet, ports: Ports, cpu: int, tracing: str = "") -> procs.ManagedProcess:
-    config = processes.log_dir / "gateway.yaml"
+def start_gateway(
+    processes: procs.ProcessSet, ports: Ports, cpu: int, tracing: str = "", name: str = "gateway"
+) -> procs.ManagedProcess:
+    config = processes.log_dir / f"{name}.yaml"
     config.write_text(gateway_config(ports, tracing))
-    process = processes.start("gateway", [sys.executable, "-m", "agentgateway", "--file", str(config)], cpu=cpu)
+    process = processes.start(name, [sys.executable, "-m", "agentgateway", "--file", str(config)], cpu=cpu)
     procs.wait_until(
         lambda: procs.http_get(HOST, ports.gateway_ready, "/healthz/ready")[0] == 200, what="readiness", process=process
     )
@@ -379,7 +388,33 @@ def summarise(
                         str(errors),
                     ]
                 )
+    verdicts += _tracing_verdicts(samples, cases, connections)
     return markdown_table(header, rows, right_align_from=2), verdicts
+
+
+def _tracing_verdicts(samples: list[Sample], cases: Sequence[str], connections: Sequence[int]) -> list[str]:
+    """Traced − untraced gateway CPU per request, paired per round (the two are measured one
+    after the other in every round, so a noisy moment touches both)."""
+    out = []
+    for case in cases:
+        for c in connections:
+            added = []
+            for plain in (s for s in samples if s.case == case and s.connections == c and s.target == "gateway"):
+                traced = [
+                    s
+                    for s in samples
+                    if s.case == case and s.connections == c and s.target == TRACED and s.round == plain.round
+                ]
+                if traced and plain.proxy_cpu_s is not None and traced[0].proxy_cpu_s is not None:
+                    per = [x.proxy_cpu_s / x.wrk.requests * 1e6 for x in (plain, traced[0]) if x.wrk.requests]  # type: ignore[operator]
+                    if len(per) == 2:
+                        added.append(per[1] - per[0])
+            if added:
+                out.append(
+                    f"{case}, c={c}: tracing adds {statistics.median(added):+.1f} µs of gateway CPU per request "
+                    f"[{min(added):+.1f}…{max(added):+.1f}]"
+                )
+    return out
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -405,7 +440,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="RATE",
-        help="trace the gateway's requests at this sampling rate (0.0-1.0), OTLP/HTTP to a sink (off)",
+        help="also run a traced gateway (this sampling rate, 0.0-1.0, OTLP/HTTP to a sink) beside the "
+        "untraced one, measured right after it in every round, and report the added CPU per request (off)",
     )
 
 
@@ -419,6 +455,8 @@ def run(args: argparse.Namespace) -> int:
     needed = [ports.openai, ports.anthropic]
     if "gateway" in targets:
         needed += [ports.gateway, ports.gateway_ready]
+        if args.tracing is not None:
+            needed += [ports.gateway_traced, ports.gateway_traced_ready]
     if "litellm" in targets:
         needed.append(ports.litellm)
     procs.require_free_ports(needed)
@@ -443,7 +481,13 @@ def run(args: argparse.Namespace) -> int:
         ]
         proxies: dict[str, procs.ManagedProcess | None] = {"direct": None}
         if "gateway" in targets:
-            proxies["gateway"] = start_gateway(processes, ports, options.proxy_cpu, tracing)
+            proxies["gateway"] = start_gateway(processes, ports, options.proxy_cpu)
+            if tracing:
+                # The traced gateway runs beside the untraced one and is measured right after it
+                # in every round: the added CPU is paired per round.
+                proxies[TRACED] = start_gateway(processes, ports.traced(), options.proxy_cpu, tracing, TRACED)
+                position = targets.index("gateway") + 1
+                targets = (*targets[:position], TRACED, *targets[position:])
         if litellm_exe is not None:
             proxies["litellm"] = start_litellm(processes, litellm_exe, ports, options.proxy_cpu)
         for round_index in range(options.rounds):
@@ -468,7 +512,8 @@ def run(args: argparse.Namespace) -> int:
             "*direct*: wrk to the fake provider in its own API (Chat, or Messages for the translated cases). "
             "Access logs off (gateway `logging.level: warn`, LiteLLM `LITELLM_LOG=ERROR`)."
             + (
-                f" Gateway tracing on: randomSampling {args.tracing}, OTLP/HTTP to a sink in the benchmark process."
+                f" *{TRACED}*: a second gateway, the same config with tracing on (randomSampling {args.tracing}, "
+                "OTLP/HTTP to a sink in the benchmark process), measured right after *gateway* in every round."
                 if args.tracing is not None
                 else ""
             ),

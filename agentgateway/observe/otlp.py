@@ -4,10 +4,9 @@ The request path appends a finished record to a bounded queue (``offer``: a leng
 deque append). A daemon thread per exporter takes batches, encodes them as OTLP protobuf
 messages (spans by the native extension, ``agentgateway._native.encode_span``) and sends them
 over gRPC (``grpcio``) or HTTP/protobuf, a full batch at a time (or what is left when the
-interval passes). When the collector
-is slow or down, the queue fills and new records are dropped and counted; a batch the collector
-refuses or never answers is dropped and counted too: nothing waits on the collector but this
-thread.
+interval passes). When the collector is slow or down, the queue fills and new records are
+dropped and counted; a batch the collector refuses or never answers is dropped and counted too:
+nothing waits on the collector but this thread.
 
 Why not the OpenTelemetry SDK: its per-span cost on the request path (span objects, attribute
 validation, the span processor) measured several times what recording a finished span as a
