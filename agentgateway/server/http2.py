@@ -551,6 +551,7 @@ class Http2Stream:
             queued = h2.queued_body_size(sid)
             if queued > self._high_water() and not self.write_paused:
                 self.write_paused = True
+                self.conn.paused.add(self)
                 self.exchange.client_write_paused()
         if end and not self._end_sent:
             trailers = self._trailers
@@ -566,12 +567,16 @@ class Http2Stream:
         return min(_STREAM_HIGH_WATER, _CONNECTION_HIGH_WATER // (len(self.conn.streams) or 1))
 
     def window_opened(self) -> None:
-        """The client's window grew: nghttp2 sends more; the exchange may produce again."""
+        """The exchange may produce again if what waits for the client's window is below the
+        low-water mark: checked on a window update and after every write (the pause may have been
+        decided on bytes the next write sent, and a client whose window is now wide sends no
+        further update to wait for)."""
         conn = self.conn
         if not self.write_paused or conn.write_paused:
             return
         if conn.h2.queued_body_size(self.stream_id) < min(_STREAM_LOW_WATER, self._high_water() // 4):
             self.write_paused = False
+            conn.paused.discard(self)
             self.exchange.client_write_resumed()
 
     def _ended(self) -> None:
@@ -592,6 +597,7 @@ class Http2Stream:
         if self.closed:
             return
         self.closed = True
+        self.conn.paused.discard(self)
         self._cancel_timers()
         if self._unacked:
             unacked, self._unacked = self._unacked, 0
@@ -628,6 +634,7 @@ class Http2Stream:
     def pause_writing(self) -> None:
         if not self.write_paused:
             self.write_paused = True
+            self.conn.paused.add(self)
             self.exchange.client_write_paused()
 
     def resume_writing(self) -> None:
@@ -685,6 +692,7 @@ class Http2Connection(asyncio.Protocol):
         "limits",
         "header_limit",
         "streams",
+        "paused",
         "touched",
         "closing",
         "closed",
@@ -716,6 +724,7 @@ class Http2Connection(asyncio.Protocol):
         # larger ones end the connection.
         self.h2 = new_connection(client=False, header_list_cap=2 * self.header_limit)
         self.streams: dict[int, Http2Stream] = {}
+        self.paused: set[Http2Stream] = set()  # streams whose exchange is paused (client window)
         # Streams that received request events in the read being handled (flushed after it).
         self.touched: list[Http2Stream] = []
         # Streams whose response is complete before their request: reset once it is sent.
@@ -824,6 +833,7 @@ class Http2Connection(asyncio.Protocol):
         self.worker.connections.discard(self)
         streams = list(self.streams.values())
         self.streams.clear()
+        self.paused.clear()
         for stream in streams:
             stream.connection_lost()
 
@@ -961,6 +971,9 @@ class Http2Connection(asyncio.Protocol):
                 self._dispatch(events)
         finally:
             self._batching = False
+        if self.paused and not self.write_paused:
+            for stream in list(self.paused):
+                stream.window_opened()
         if self._ending:
             self._close()
 

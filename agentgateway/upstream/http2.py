@@ -125,6 +125,7 @@ class Http2UpstreamStream:
             conn.write()
         if conn.h2.queued_body_size(self.stream_id) > _STREAM_HIGH_WATER and not self._write_paused:
             self._write_paused = True
+            conn.paused.add(self)
             if self.sink is not None:
                 self.sink.upstream_write_paused()
 
@@ -223,6 +224,9 @@ class Http2UpstreamStream:
             sink.upstream_failed(502, message)
 
     def _window_opened(self) -> None:
+        """Resume the client if what waits for the upstream's window is below the low-water mark:
+        on a window update, and after every write (what waited may leave with a write that follows
+        the update, and a peer whose window is now wide sends no further update to wait for)."""
         conn = self.conn
         if (
             self._write_paused
@@ -230,6 +234,7 @@ class Http2UpstreamStream:
             and conn.h2.queued_body_size(self.stream_id) < _STREAM_LOW_WATER
         ):
             self._write_paused = False
+            conn.paused.discard(self)
             if self.sink is not None:
                 self.sink.upstream_write_resumed()
 
@@ -241,6 +246,7 @@ class Http2UpstreamStream:
 
     def _forget(self) -> None:
         self.closed = True
+        self.conn.paused.discard(self)
         if self._unacked:
             unacked, self._unacked = self._unacked, 0
             self.conn.acknowledge(self.stream_id, unacked)  # the connection's window, for others
@@ -257,6 +263,7 @@ class Http2Upstream(asyncio.Protocol):
         "transport",
         "h2",
         "streams",
+        "paused",
         "closed",
         "write_paused",
         "idle_since",
@@ -276,6 +283,7 @@ class Http2Upstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.h2 = new_connection(client=True, header_list_cap=1024 * 1024)
         self.streams: dict[int, Http2UpstreamStream] = {}
+        self.paused: set[Http2UpstreamStream] = set()  # streams whose client is paused
         self.closed = False
         self.write_paused = False
         self.idle_since = 0.0
@@ -361,6 +369,7 @@ class Http2Upstream(asyncio.Protocol):
         for stream in list(self.streams.values()):
             if not stream._write_paused:
                 stream._write_paused = True
+                self.paused.add(stream)
                 if stream.sink is not None:
                     stream.sink.upstream_write_paused()
 
@@ -469,6 +478,9 @@ class Http2Upstream(asyncio.Protocol):
                 self._dispatch(events)
         finally:
             self._batching = False
+        if self.paused and not self.write_paused:
+            for stream in list(self.paused):
+                stream._window_opened()
         if self._ending:
             self.close()
 

@@ -480,6 +480,42 @@ def test_upstream_versions_are_independent_of_the_client(gateway, upstream, h2_u
         assert r.trailers["x-checksum"] == json.loads(r.body)["body_sha256"]
 
 
+def test_a_paused_request_body_resumes_when_its_queue_drains_without_a_window_update(gateway, h2_upstream):
+    """A request body past the stream's high-water mark pauses the client; the upstream then opens
+    its window once, wide, and never again (as a gRPC peer whose window grew does). What waited
+    leaves in the next write, and that write, not a later window update that never comes, must
+    resume the client: over HTTP/1.1 and HTTP/2 clients alike."""
+    h2c = h2_upstream()
+    port = free_port()
+    gateway(binds(port, [{"backends": [{"host": h2c.address, "policies": {"http": {"version": "2"}}}]}]))
+    body = os.urandom(2 * 1024 * 1024)
+    for client in (httpx.Client(timeout=15), httpx.Client(http1=False, http2=True, timeout=15)):
+        with client:
+            for _ in range(2):
+                r = client.post(f"http://127.0.0.1:{port}/lazyack", content=body)
+                assert r.status_code == 200, r.text
+                assert r.json()["body_length"] == len(body)
+                assert r.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_a_paused_response_resumes_when_its_queue_drains_without_a_window_update(gateway, upstream):
+    """The mirror case: a response past the stream's mark pauses the upstream; the client then
+    opens its windows once, wide (16 MiB), and never again. The write that sends what waited must
+    resume the upstream, or the response stops there for good."""
+    up = upstream()
+    port = free_port()
+    gateway(binds(port, [{"backends": [{"host": up.address}]}]))
+    size = 4 * 1024 * 1024
+    with RawH2Client(port, auto_ack=False) as client:
+        stream = client.request(f"/bytes?n={size}")
+        client.wait(lambda: len(client.responses[stream].body) >= 32 * 1024, what="the first window of data")
+        client.conn.increment_flow_control_window(16 * 1024 * 1024)
+        client.conn.increment_flow_control_window(16 * 1024 * 1024, stream)
+        client.flush()
+        response = client.response(stream, timeout=10)
+        assert response.status == 200 and len(response.body) == size
+
+
 def test_upgrades_have_no_http2_form(gateway, upstream, h2_upstream):
     """Neither side turns an upgrade into HTTP/2: a WebSocket upgrade to a backend set to HTTP/2
     is refused (502), and CONNECT over HTTP/2 (extended CONNECT, RFC 8441, included) with 501 or

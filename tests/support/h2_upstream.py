@@ -9,6 +9,9 @@ Endpoints (query parameters in brackets):
   /trailers            the echo, then trailers ``x-checksum`` (the body's sha256) and ``x-done``
   /bytes [n]           n bytes of a repeating pattern, sent as the client's window allows
   /slow [delay]        answers after ``delay`` seconds
+  /lazyack             the echo; the request body is acknowledged once, with one large window
+                       update after its first 32 KiB (as a gRPC peer whose window grew does),
+                       and never again: a sender that waits for another update stalls
   /__log               JSON: the requests so far and the streams the client reset
 """
 
@@ -31,6 +34,7 @@ from h2.events import DataReceived, RequestReceived, StreamEnded, StreamReset, W
 from h2.exceptions import ProtocolError, StreamClosedError
 
 PATTERN = bytes(range(256)) * 256
+LAZY_WINDOW = 16 * 1024 * 1024  # /lazyack's one window update: room for the whole test body
 LOG: dict[str, list[Any]] = {"requests": [], "resets": []}
 
 
@@ -43,6 +47,8 @@ class _Stream:
         self.out = b""
         self.trailers: list[tuple[bytes, bytes]] | None = None
         self.ended = False
+        self.lazy_ack = urlsplit(self.pseudo.get(":path", "/")).path == "/lazyack"
+        self.lazy_acked = False
 
 
 class Http2Server(asyncio.Protocol):
@@ -72,7 +78,12 @@ class Http2Server(asyncio.Protocol):
                 if stream is not None:
                     stream.body.update(event.data)
                     stream.length += len(event.data)
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if stream is None or not stream.lazy_ack:
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif not stream.lazy_acked and stream.length >= 32 * 1024:
+                    stream.lazy_acked = True
+                    self.conn.increment_flow_control_window(LAZY_WINDOW)
+                    self.conn.increment_flow_control_window(LAZY_WINDOW, event.stream_id)
             elif isinstance(event, StreamEnded):
                 if event.stream_id in self.streams:
                     self.respond(event.stream_id)
