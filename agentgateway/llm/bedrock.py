@@ -4,12 +4,9 @@ signing of the final body with botocore's signer."""
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from agentgateway.llm.chat import (
     Json,
@@ -30,6 +27,9 @@ from agentgateway.llm.chat import (
 from agentgateway.llm.errors import LlmError
 from agentgateway.llm.eventstream import EventStreamDecoder, EventStreamError
 from agentgateway.llm.usage import Usage
+
+if TYPE_CHECKING:  # botocore is imported when a Bedrock request is first signed (startup time)
+    from botocore.credentials import Credentials
 
 _FINISH = {
     "end_turn": "stop",
@@ -268,6 +268,9 @@ def sign_sigv4(
     credentials: Credentials, region: str, url: str, headers: list[tuple[str, str]], body: bytes
 ) -> list[tuple[bytes, bytes]]:
     """Headers to add to a request so Bedrock accepts it: SigV4 over the final body."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
     request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
     SigV4Auth(credentials, "bedrock", region).add_auth(request)
     return [

@@ -18,9 +18,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from botocore.credentials import Credentials
 
 from agentgateway.config import referenced
 from agentgateway.config.errors import ConfigError
@@ -35,6 +34,9 @@ from agentgateway.llm.providers import (
 )
 from agentgateway.upstream.backend_auth import compile_backend_auth
 from agentgateway.upstream.target import HttpTarget, split_host_port
+
+if TYPE_CHECKING:  # botocore is imported when a config names Bedrock (startup time)
+    from botocore.credentials import Credentials
 
 # (host, port, tls settings, label, where) → HttpTarget; provided by the config compiler.
 MakeHttpTarget = Callable[[str, int, BackendTls | None, str, str], HttpTarget]
@@ -141,6 +143,8 @@ def parse_url(url: str, where: str) -> tuple[str, int, bool, str]:
 
 
 def _aws_credentials(auth: BackendAuth | None, where: str) -> Credentials:
+    from botocore.credentials import Credentials
+
     aws = auth.aws if auth else None
     key = aws.access_key_id if aws and aws.access_key_id else os.environ.get("AWS_ACCESS_KEY_ID")
     secret = aws.secret_access_key if aws and aws.secret_access_key else os.environ.get("AWS_SECRET_ACCESS_KEY")

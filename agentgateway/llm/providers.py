@@ -10,13 +10,15 @@ and goes in front of the whole default path of the others (Gemini, Vertex, Azure
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-from botocore.credentials import Credentials
 
 from agentgateway.llm.bedrock import sign_sigv4
 from agentgateway.llm.errors import LlmError
 from agentgateway.upstream.target import HttpTarget
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
 
 # A Gemini or Vertex model as a path: ``gemini-2.0-flash``, ``publishers/google/models/…``,
 # ``claude-3-5@20240620``; each segment starts with a letter or digit (so none is ``.`` or ``..``).

@@ -20,17 +20,19 @@ import hashlib
 import http.client
 import logging
 import struct
+import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import grpc
 
 from agentgateway import __version__
 from agentgateway._native import encode_span
 from agentgateway.core.trace import Span
+
+if TYPE_CHECKING:  # grpcio is imported when a gRPC exporter first sends (startup time)
+    import grpc
 
 log = logging.getLogger("agentgateway.otlp")
 
@@ -239,6 +241,8 @@ class _Sender:
     def send(self, request: bytes) -> None:
         if self.target.protocol == "grpc":
             if self._stub is None:
+                import grpc
+
                 address = f"{self.host}:{self.port}"
                 if self.tls:
                     self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials())
@@ -383,7 +387,8 @@ class OtlpExporter:
 
 
 def _short(exc: BaseException) -> str:
-    if isinstance(exc, grpc.RpcError):
+    grpc = sys.modules.get("grpc")  # an RpcError exists only once a gRPC exporter imported grpc
+    if grpc is not None and isinstance(exc, grpc.RpcError):
         code = exc.code() if hasattr(exc, "code") else None
         return f"gRPC {code.name if code else 'error'}"
     return str(exc) or type(exc).__name__
