@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import os
+import ssl
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx._transports.default as httpx_transport
 import pytest
 
 from tests.support.gateway import Gateway, McpServerProcess, Process, RateLimitService, RedisServer, UpstreamServer
 from tests.support.idp import IdentityProvider
 from tests.support.otlp import OtlpReceiver
+
+
+def _share_httpx_default_tls_context() -> None:
+    """httpx builds a new SSL context with certifi's CA bundle (~40 ms of CPU) for every
+    ``httpx.get`` and every Client, TLS or not: hundreds of one-off calls per test file, a
+    third of some files' time. The default context is built once per thread instead (httpcore
+    sets its ALPN list on it before each handshake, which is safe within one thread); a test
+    that passes its own ``verify`` context is untouched."""
+    build = httpx_transport.create_ssl_context
+    built: dict[tuple[object, ...], ssl.SSLContext] = {}
+
+    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> ssl.SSLContext:
+        if verify is not True or cert is not None:
+            return build(verify=verify, cert=cert, trust_env=trust_env)
+        key = (threading.get_ident(), trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        context = built.get(key)
+        if context is None:
+            context = built[key] = build(verify=verify, cert=cert, trust_env=trust_env)
+        return context
+
+    httpx_transport.create_ssl_context = create_ssl_context  # type: ignore[assignment]
+
+
+_share_httpx_default_tls_context()
 
 
 @pytest.fixture
