@@ -8,6 +8,7 @@ import re
 
 from agentgateway.config.settings import IPNetwork, ServerLimits
 from agentgateway.core.context import RequestCtx
+from agentgateway.core.request import Headers
 from agentgateway.server.forwarded import client_address, forwarded_chain, without_forwarded
 
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: host (reg-name or IP literal) and an optional port. No
@@ -23,6 +24,30 @@ KNOWN_METHODS = frozenset(
     b"BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE PATCH "
     b"PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
 )
+
+
+# Connection values that name no other header (the common case, compared without parsing).
+PLAIN_CONNECTION = frozenset((b"keep-alive", b"close", b"Keep-Alive", b"Close", b"upgrade", b"Upgrade"))
+# Fields a Connection option never removes: the framing the gateway read the request by (removing
+# ``Content-Length`` after the body was framed by it would send the body upstream as a second
+# request), the authority it routed by, and the upgrade it relays itself. All are rewritten for the
+# upstream anyway.
+_KEPT_OPTIONS = frozenset((b"close", b"keep-alive", b"host", b"content-length", b"transfer-encoding", b"upgrade"))
+
+
+def without_connection_options(headers: Headers) -> Headers:
+    """``headers`` without the fields the client's ``Connection`` header names (RFC 9110 §7.6.1:
+    they are meant for this hop only). Removed once, when the head is parsed, so every policy
+    reads the headers the upstream will get, and a header a policy adds under such a name still
+    reaches the upstream."""
+    listed: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            listed.update(token.strip().lower() for token in value.split(b","))
+    listed -= _KEPT_OPTIONS
+    if not listed:
+        return headers
+    return [h for h in headers if h[0] not in listed]
 
 
 def valid_host(host: bytes) -> bytes | None:
