@@ -51,10 +51,26 @@ def without_connection_options(headers: Headers) -> Headers:
 
 
 def valid_host(host: bytes) -> bytes | None:
-    """``host`` without trailing whitespace (which llhttp keeps), or None when it is not a host."""
+    """``host`` as the router reads it, or None when it is not a host: without trailing
+    whitespace (which llhttp keeps), lower case, and without the trailing dots of the name
+    (``Admin.Example.:8080`` is ``admin.example:8080``). The request carries this one spelling
+    from here on (CEL ``request.host`` and ``request.headers["host"]``, the upstream's ``Host``),
+    so a rule cannot be passed by a spelling the router and the upstream take for the same host."""
     host = host.rstrip(b" \t")
-    if host and _VALID_HOST(host) is None:
+    if not host:
+        return host
+    if _VALID_HOST(host) is None:
         return None
+    host = host.lower()
+    if host[0] == 0x5B:  # "[": an IPv6 literal has no trailing dot
+        return host
+    colon = host.rfind(b":")
+    name = host if colon < 0 else host[:colon]
+    if name.endswith(b"."):
+        name = name.rstrip(b".")
+        host = name if colon < 0 else name + host[colon:]
+        if not name:
+            return None
     return host
 
 

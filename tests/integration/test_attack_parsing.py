@@ -11,17 +11,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.support.gateway import Gateway, UpstreamServer, free_port, raw_connection, read_response
+from tests.support.gateway import (
+    Gateway,
+    McpServerProcess,
+    UpstreamServer,
+    free_port,
+    mcp_config,
+    raw_connection,
+    read_response,
+)
 
 DENY_ADMIN = '!request.path.startsWith("/admin")'
+API_KEY = "sk-the-one-key"
+NOT_ADMIN_HOST = 'request.host != "admin.example" && request.headers["host"].split(":")[0] != "admin.example"'
 
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, UpstreamServer]]:
     """A gateway in front of the test upstream: ``guarded.test`` refuses ``/admin`` by CEL,
-    ``tenant.test`` needs ``x-tenant: a``, ``stamped.test`` sets ``x-user`` itself."""
+    ``tenant.test`` needs ``x-tenant: a``, ``stamped.test`` sets ``x-user`` itself, ``keyed.test``
+    checks a bearer API key when one is present (``mode: optional``); any other
+    host is served unless it is ``admin.example``."""
     tmp: Path = tmp_path_factory.mktemp("attack-parsing")
     procs: list[Any] = []
     try:
@@ -44,6 +57,12 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Upstre
                 "backends": backends,
                 "policies": {"requestHeaderModifier": {"set": {"x-user": "gateway"}}},
             },
+            {
+                "hostnames": ["keyed.test"],
+                "backends": backends,
+                "policies": {"apiKey": {"mode": "optional", "keys": [{"key": API_KEY}]}},
+            },
+            {"backends": backends, "policies": {"authorization": {"rules": [NOT_ADMIN_HOST]}}},
         ]
         port = free_port()
         gw_dir = tmp / "gw"
@@ -118,3 +137,175 @@ def test_connection_option_cannot_remove_a_header_the_gateway_sets(edge, listed:
     assert status == 200
     sent = [v for k, v in json.loads(body)["headers"] if k == "x-user"]
     assert sent == ["gateway"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        (b"Authorization: Basic Zm9vOmJhcg==\r\nAuthorization: Bearer sk-forged\r\n", 401),
+        (b"Authorization: Basic Zm9vOmJhcg==\r\nauthorization: bearer sk-forged\r\n", 401),
+        (b"Authorization: Bearer sk-forged\r\nAuthorization: Bearer " + API_KEY.encode() + b"\r\n", 401),
+        (b"Authorization: Bearer " + API_KEY.encode() + b"\r\nAuthorization: Bearer sk-forged\r\n", 200),
+        (b"Authorization: Basic Zm9vOmJhcg==\r\nAuthorization: Bearer " + API_KEY.encode() + b"\r\n", 200),
+    ],
+)
+def test_repeated_credential_header_cannot_hide_a_key(edge, headers: bytes, status: int) -> None:
+    """``mode: optional`` checks a key that is present. A first ``Authorization`` without the
+    ``Bearer`` prefix once counted as no key, and the second, a bearer token nothing had checked,
+    reached the upstream. Accepted, every ``Authorization`` header is taken off the request."""
+    port, _ = edge
+    answer = _exchange(port, b"GET /echo HTTP/1.1\r\nHost: keyed.test\r\n" + headers + b"\r\n")
+    assert answer[0] == status
+    if status == 200:
+        assert [k for k, _ in json.loads(answer[2])["headers"] if k == "authorization"] == []
+
+
+# ---------------------------------------------------------------------------------------- CEL inputs
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b"ADMIN.example", b"Admin.Example:80", b"admin.example.", b"admin.example..", b"ADMIN.EXAMPLE.:8080"],
+)
+def test_cel_reads_the_host_routing_reads(edge, host: bytes) -> None:
+    """Routing takes a host case-insensitively and without its trailing dot (so does an
+    upstream's virtual hosting); CEL once read the bytes as sent, so ``ADMIN.example`` passed a
+    rule about ``admin.example``. The host is one spelling from the head on."""
+    port, up = edge
+    since = len(up.requests())
+    assert _exchange(port, b"GET /echo HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")[0] == 403
+    assert _targets(up, since) == []
+
+
+def test_upstream_gets_the_host_cel_read(edge) -> None:
+    port, _ = edge
+    status, _, body = _exchange(port, b"GET /echo HTTP/1.1\r\nHost: Public.Example.:8080\r\n\r\n")
+    assert status == 200
+    assert [v for k, v in json.loads(body)["headers"] if k == "host"] == ["public.example:8080"]
+
+
+@pytest.mark.parametrize("host", [b".", b"..:80"])
+def test_a_host_of_dots_alone_is_refused(edge, host: bytes) -> None:
+    port, up = edge
+    since = len(up.requests())
+    assert _exchange(port, b"GET /echo HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")[0] == 400
+    assert _targets(up, since) == []
+
+
+@pytest.mark.parametrize("path", [b"/;x/admin", b"/;/admin/x", b"/echo/;x/../../admin"])
+def test_empty_segment_with_parameters_is_refused(edge, path: bytes) -> None:
+    """Servlet containers drop a segment's parameters and merge the empty segment left:
+    ``/;x/admin`` is ``/admin`` to them, while CEL and routing read a path that does not start
+    with ``/admin``."""
+    port, up = edge
+    since = len(up.requests())
+    assert _exchange(port, b"GET " + path + b" HTTP/1.1\r\nHost: guarded.test\r\n\r\n")[0] == 400
+    assert _targets(up, since) == []
+
+
+# ---------------------------------------------------------------------------------------- MCP bodies
+
+MCP_RULES: list[Any] = ["true", {"deny": 'has(mcp.tool) && mcp.tool.name == "whoami"'}]
+
+
+@pytest.fixture(scope="module")
+def mcp_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
+    """A gateway whose MCP route denies the tool ``whoami`` of its one target (an official SDK
+    server over streamable HTTP), and a client with an initialized session."""
+    tmp: Path = tmp_path_factory.mktemp("attack-parsing-mcp")
+    procs: list[Any] = []
+    try:
+        alpha = McpServerProcess(tmp, "alpha", "http")
+        procs.append(alpha)
+        port = free_port()
+        cfg = mcp_config(port, [{"name": "alpha", "mcp": {"host": alpha.url}}])
+        cfg["binds"][0]["listeners"][0]["routes"][0]["policies"] = {"mcpAuthorization": {"rules": MCP_RULES}}
+        gw_dir = tmp / "gw"
+        gw_dir.mkdir()
+        procs.append(Gateway(gw_dir, cfg))
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+            accept = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+            init = {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            }
+            answer = http.post("/mcp", json=init, headers=accept)
+            assert answer.status_code == 200, answer.text
+            headers = {**accept, "mcp-session-id": answer.headers["mcp-session-id"]}
+            http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+            yield http, headers
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def _mcp(mcp_edge: tuple[httpx.Client, dict[str, str]], body: bytes) -> dict[str, Any]:
+    http, headers = mcp_edge
+    answer = http.post("/mcp", content=body, headers={**headers, "accept": "application/json"})
+    return dict(answer.json())
+
+
+def _ran(answer: dict[str, Any]) -> str | None:
+    """The text of a tool's answer, or None when the call was refused."""
+    if "error" in answer or answer.get("result", {}).get("isError"):
+        return None
+    return str(answer["result"]["content"][0]["text"])
+
+
+CALL = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":%s}'
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        b'{"name":"echo","name":"whoami","arguments":{"text":"x"}}',
+        b'{"name":"who\\u0061mi","arguments":{}}',
+        b'{"n\\u0061me":"whoami","arguments":{}}',
+        b'{"name":"echo","arguments":{"text":"x"},"n\\u0061me":"whoami"}',
+    ],
+)
+def test_mcp_denied_tool_behind_duplicate_or_escaped_names(mcp_edge, params: bytes) -> None:
+    """The rule reads the name the upstream would run (JSON's last duplicate, escapes decoded),
+    and the upstream gets the message re-serialized from what the rule read."""
+    answer = _mcp(mcp_edge, CALL % params)
+    assert _ran(answer) is None, answer
+    assert answer["error"]["code"] == -32602
+
+
+def test_mcp_duplicate_name_runs_the_one_the_rule_read(mcp_edge) -> None:
+    answer = _mcp(mcp_edge, CALL % b'{"name":"whoami","name":"echo","arguments":{"text":"x"}}')
+    assert _ran(answer) == "alpha: x"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc":"2.0","id":7,"method":"tools/list","method":"tools/call","params":{"name":"whoami"}}',
+        b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"},"params":{"name":"whoami"}}',
+        b'{"jsonrpc":"2.0","id":7,"method":"tools/c\\u0061ll","params":{"name":"whoami"}}',
+        b'{"jsonrpc":"2.0","id":7,"met\\u0068od":"tools/call","params":{"name":"whoami"}}',
+    ],
+)
+def test_mcp_duplicate_or_escaped_envelope_members(mcp_edge, body: bytes) -> None:
+    assert _ran(_mcp(mcp_edge, body)) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (CALL % b'{"name":"whoami\\ud800"}', -32700),  # a lone surrogate
+        (CALL % b'{"name":"whoami\xff"}', -32700),  # not UTF-8
+        (b"\xef\xbb\xbf" + CALL % b'{"name":"whoami"}', -32700),  # a byte order mark
+        (CALL % b'{"name":"echo","arguments":{"text":"x"}}' + CALL % b'{"name":"whoami"}', -32700),
+        (b"[" + CALL % b'{"name":"whoami"}' + b"]", -32600),  # a batch (removed in 2025-06-18)
+    ],
+)
+def test_mcp_malformed_bodies_are_refused(mcp_edge, body: bytes, code: int) -> None:
+    answer = _mcp(mcp_edge, body)
+    assert answer.get("error", {}).get("code") == code, answer
