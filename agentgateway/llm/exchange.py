@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from agentgateway._native import json_duplicate_member
 from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
 from agentgateway.llm.accounting import LlmCall, TokenBudget, admit_all, reserve_all, settle_all
 from agentgateway.llm.caching import mark_converse, mark_messages
@@ -433,6 +434,13 @@ class LlmExchange:
         attempts = route.attempts()
         first = attempts[0]
         raw_model = first.options is not None and first.options.passthrough is not None
+        if isinstance(parsed, dict) and (raw_api or any(t.options and t.options.passthrough for t in attempts)):
+            # The body may go to the provider as it came, while the gateway decided on what it read
+            # (the model for allowedModels and routing, stream, the budget's estimate): a key twice,
+            # which providers read differently (the first, the last, or an error), is refused.
+            repeated = json_duplicate_member(raw)
+            if repeated is not None:
+                raise LlmError(400, f"the request body has the key {repeated!r} more than once")
         if not raw_api and not raw_model:
             _shape(policy.defaults, policy.overrides, policy.transform, body, ctx, facts)
             apply_prompts(policy, api, body)

@@ -23,6 +23,8 @@ from tests.support.gateway import (
     raw_connection,
     read_response,
 )
+from tests.support.llm import FakeProvider
+from tests.support.llm_fakes import API_KEY as PROVIDER_KEY
 
 DENY_ADMIN = '!request.path.startsWith("/admin")'
 API_KEY = "sk-the-one-key"
@@ -309,3 +311,77 @@ def test_mcp_duplicate_or_escaped_envelope_members(mcp_edge, body: bytes) -> Non
 def test_mcp_malformed_bodies_are_refused(mcp_edge, body: bytes, code: int) -> None:
     answer = _mcp(mcp_edge, body)
     assert answer.get("error", {}).get("code") == code, answer
+
+
+# ---------------------------------------------------------------------------------------- LLM bodies
+
+LLM_KEY = "key-cheap-only"
+
+
+@pytest.fixture(scope="module")
+def llm_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, FakeProvider]]:
+    """An LLM gateway: ``cheap`` and ``pricey`` go to the provider as the client sent them
+    (``passthrough``), ``shaped`` is re-serialized; the one key may call ``cheap`` and ``shaped``."""
+    tmp: Path = tmp_path_factory.mktemp("attack-parsing-llm")
+    procs: list[Any] = []
+    try:
+        fake = FakeProvider(tmp, "openai")
+        procs.append(fake)
+        params = {"apiKey": PROVIDER_KEY, "baseUrl": f"{fake.base}/v1"}
+        models = [
+            {"name": "cheap", "provider": "openAI", "params": params, "passthrough": "detect"},
+            {"name": "pricey", "provider": "openAI", "params": params, "passthrough": "opaque"},
+            {"name": "shaped", "provider": "openAI", "params": params},
+        ]
+        keys = [{"key": LLM_KEY, "allowedModels": ["cheap", "shaped"]}]
+        port = free_port()
+        gw_dir = tmp / "gw"
+        gw_dir.mkdir()
+        config = {"llm": {"port": port, "models": models, "policies": {"apiKey": {"mode": "strict", "keys": keys}}}}
+        procs.append(Gateway(gw_dir, config))
+        yield port, fake
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def _chat(port: int, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: llm.test\r\nAuthorization: Bearer " + LLM_KEY.encode()
+    head += b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with raw_connection(port, timeout=15) as sock:
+        sock.sendall(head + body)
+        return read_response(sock)
+
+
+MESSAGES = b'"messages":[{"role":"user","content":"hi"}]'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model":"pricey",' + MESSAGES + b',"model":"cheap"}',
+        b'{"model":"pricey",' + MESSAGES + b',"mod\\u0065l":"cheap"}',
+        b'{"model":"cheap",' + MESSAGES + b',"stream":true,"stream":false}',
+        b'{"model":"cheap","messages":[{"role":"user","content":"a"}],' + MESSAGES + b"}",
+    ],
+)
+def test_llm_body_sent_as_it_came_cannot_repeat_a_key(llm_edge, body: bytes) -> None:
+    """A passthrough model's body goes to the provider byte for byte, while allowedModels,
+    routing, streaming and budgets read the gateway's parse (JSON's last duplicate). A provider
+    that reads the first ``model`` would serve ``pricey`` to a key allowed ``cheap`` only."""
+    port, fake = llm_edge
+    before = fake.count()
+    status, _, answer = _chat(port, body)
+    assert status == 400, answer
+    assert b"more than once" in answer
+    assert fake.count() == before
+
+
+def test_llm_duplicate_keys_in_a_re_serialized_body_are_what_the_policy_read(llm_edge) -> None:
+    """A body the gateway re-serializes goes with the values the policies read."""
+    port, fake = llm_edge
+    status, _, _ = _chat(port, b'{"model":"pricey",' + MESSAGES + b',"model":"shaped"}')
+    assert status == 200
+    assert json.loads(fake.last()["body"])["model"] == "shaped"
+    assert _chat(port, b'{"model":"shaped",' + MESSAGES + b',"model":"pricey"}')[0] == 403
+    assert _chat(port, b'{"model":"cheap",' + MESSAGES + b"}")[0] == 200

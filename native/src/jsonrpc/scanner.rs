@@ -6,6 +6,7 @@
 //! allocates nothing unless a caller asks it to decode a string that contains escapes.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 /// Deepest nesting of arrays and objects accepted. The scanner recurses once per level, so the
@@ -568,6 +569,34 @@ pub fn validate(buf: &[u8]) -> Result<Value, ParseError> {
     Ok(value)
 }
 
+/// The first member name that the top-level object of `buf` repeats, decoded (so `"model"`
+/// and `"mod\u0065l"` are one name); `None` when no name repeats, or `buf` is not a JSON
+/// object. Peers disagree on a repeated name (most keep the last value, some the first, strict
+/// ones refuse the text), so a body forwarded as it came must not have one.
+pub fn first_duplicate_member(buf: &[u8]) -> Option<String> {
+    let mut scanner = Scanner::new(buf);
+    scanner.skip_whitespace();
+    if scanner.peek() != Some(b'{') {
+        return None;
+    }
+    let mut seen: HashSet<Cow<'_, str>> = HashSet::new();
+    let mut duplicate: Option<String> = None;
+    let scanned = scanner.object(|key, _| {
+        if duplicate.is_some() {
+            return;
+        }
+        let Ok(name) = decode_string(key.span.slice(buf)) else {
+            return;
+        };
+        if seen.contains(&name) {
+            duplicate = Some(name.into_owned());
+        } else {
+            seen.insert(name);
+        }
+    });
+    scanned.ok().and(duplicate)
+}
+
 /// Decodes a JSON string token (quotes included), borrowing the bytes when the string has no
 /// escapes. Used for member names and `method`, which are short; payload strings are never
 /// decoded here.
@@ -809,6 +838,21 @@ mod tests {
         );
         assert!(decode_string(b"plain").is_err());
         assert!(decode_string(br#""a" "#).is_err());
+    }
+
+    #[test]
+    fn duplicate_members() {
+        assert_eq!(first_duplicate_member(br#"{"a":1,"b":2}"#), None);
+        assert_eq!(first_duplicate_member(br#" {"a":1,"a":2}"#).as_deref(), Some("a"));
+        assert_eq!(
+            first_duplicate_member(br#"{"model":"x","mod\u0065l":"y"}"#).as_deref(),
+            Some("model")
+        );
+        // Only the top level: a name repeated in a nested object is another object's.
+        assert_eq!(first_duplicate_member(br#"{"a":{"b":1},"c":{"b":2}}"#), None);
+        assert_eq!(first_duplicate_member(br#"{"a":{"b":1,"b":2}}"#), None);
+        assert_eq!(first_duplicate_member(br#"[{"a":1,"a":2}]"#), None);
+        assert_eq!(first_duplicate_member(br#"{"a":1,"a":"#), None);
     }
 
     #[test]
