@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agentgateway._native import json_duplicate_member
+from agentgateway.core.jsonkeys import ambiguous_key, folded_names
 from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
 from agentgateway.llm.accounting import LlmCall, TokenBudget, admit_all, reserve_all, settle_all
 from agentgateway.llm.caching import mark_converse, mark_messages
@@ -258,6 +259,21 @@ class _Plan:
         self.shaping: ModelShaping | None = None
 
 
+# Top-level request keys the gateway reads (routing, allowedModels, guards, budgets, shaping) in
+# every API it parses. Another spelling of one (``Model``, ``MESSAGES``, ``ſtream``) or two keys
+# spelled alike are refused: a provider matching names case-insensitively (Go's encoding/json)
+# would read a value no policy read (core/jsonkeys.py).
+# fmt: off
+_READ_NAMES = folded_names((
+    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+    "max_output_tokens", "input", "instructions", "system", "prompt", "tools", "tool_choice",
+    "metadata", "user", "n", "temperature", "top_p", "stop", "stop_sequences", "response_format",
+    "reasoning", "parallel_tool_calls", "dimensions", "text", "contents", "systemInstruction",
+    "generationConfig", "toolConfig", "inferenceConfig", "query", "documents",
+))
+# fmt: on
+
+
 class LlmExchange:
     __slots__ = (
         "route",
@@ -412,6 +428,10 @@ class LlmExchange:
         if not raw_api and not isinstance(parsed, dict):
             raise LlmError(400, "request body must be a JSON object")
         body: Json = parsed if isinstance(parsed, dict) else {}
+        ambiguous = ambiguous_key(body, _READ_NAMES) if body else None
+        if ambiguous is not None:
+            # A Go provider (encoding/json: Ollama, ...) would read it as the key the gateway read.
+            raise LlmError(400, f"the request body's key {ambiguous!r} is another spelling of a key the gateway reads")
         requested = body.get("model")
         if not isinstance(requested, str) or not requested:
             if not raw_api or service.default is None:

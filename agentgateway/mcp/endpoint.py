@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from agentgateway._native import encode_sse_comment, encode_sse_event
+from agentgateway.core.jsonkeys import ambiguous_key, folded_names
 from agentgateway.mcp import protocol
 from agentgateway.mcp.authorization import CURRENT_CALLER, Caller
 from agentgateway.mcp.config import McpService
@@ -59,6 +60,26 @@ _ROUTING_HEADERS = frozenset((b"mcp-protocol-version", b"mcp-method", b"mcp-name
 _INTERNAL_HEADERS = b"x-agentgateway-"
 # Calls that may stream progress, logging or server requests before their answer.
 _STREAMING_METHODS = frozenset(("tools/call", "prompts/get", "resources/read", "completion/complete"))
+
+
+# Names the gateway reads (and a case-insensitive server could read in another spelling): the
+# envelope's, the params' a call is authorized and routed by, and a completion's ref's.
+_ENVELOPE_NAMES = folded_names(("jsonrpc", "id", "method", "params", "result", "error"))
+_PARAMS_NAMES = folded_names(("name", "uri", "ref", "arguments", "_meta", "cursor", "requestId"))
+_REF_NAMES = folded_names(("type", "name", "uri"))
+
+
+def _ambiguous_member(msg: Message) -> str | None:
+    """A member name of the message (envelope, params, params.ref) that Go's encoding/json would
+    take for another (core/jsonkeys.py): the params go upstream re-serialized with every name."""
+    found = ambiguous_key(msg, _ENVELOPE_NAMES)
+    params = msg.get("params")
+    if found is None and isinstance(params, dict):
+        found = ambiguous_key(params, _PARAMS_NAMES)
+        ref = params.get("ref")
+        if found is None and isinstance(ref, dict):
+            found = ambiguous_key(ref, _REF_NAMES)
+    return found
 
 
 class McpExchange:
@@ -296,6 +317,12 @@ class McpExchange:
             raise McpError(protocol.INVALID_REQUEST, "JSON-RPC batches are not supported (MCP 2025-06-18 removed them)")
         if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0":
             raise McpError(protocol.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+        ambiguous = _ambiguous_member(msg)
+        if ambiguous is not None:
+            raise McpError(
+                protocol.INVALID_REQUEST,
+                f"Invalid Request: member {protocol.shown(ambiguous)!r} is another spelling of one the gateway reads",
+            )
         if "method" in msg:
             if not isinstance(msg["method"], str):
                 raise McpError(protocol.INVALID_REQUEST, "Invalid Request: method must be a string")

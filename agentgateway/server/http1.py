@@ -358,9 +358,9 @@ class HttpConnection(asyncio.Protocol):
         if path == b"*" and method != b"OPTIONS":
             raise _Rejected(400, "the asterisk target is only for OPTIONS")
         if host is not None and host != self._host_ok:
-            received = host
+            sent = host
             host = self._valid_host(host, "invalid Host header")
-            if host != received:  # another spelling (case, trailing dot): the one routing reads
+            if host != sent:  # another spelling (case, trailing dot): the one routing reads
                 headers[:] = [(name, host if name == b"host" else value) for name, value in headers]
         if authority is not None:
             # RFC 9112 §3.2.2: the target's authority wins and the Host field is ignored. It is

@@ -23,11 +23,14 @@ from tests.support.gateway import (
     raw_connection,
     read_response,
 )
+from tests.support.http2 import RawH2Client
 from tests.support.llm import FakeProvider
 from tests.support.llm_fakes import API_KEY as PROVIDER_KEY
 
 DENY_ADMIN = '!request.path.startsWith("/admin")'
 API_KEY = "sk-the-one-key"
+# An agent's tasks of tenant "a" only, and no cancelling.
+A2A_RULE = 'a2a.method != "tasks/cancel" && has(a2a.task) && a2a.task.id.startsWith("a-")'
 NOT_ADMIN_HOST = 'request.host != "admin.example" && request.headers["host"].split(":")[0] != "admin.example"'
 
 
@@ -35,7 +38,8 @@ NOT_ADMIN_HOST = 'request.host != "admin.example" && request.headers["host"].spl
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, UpstreamServer]]:
     """A gateway in front of the test upstream: ``guarded.test`` refuses ``/admin`` by CEL,
     ``tenant.test`` needs ``x-tenant: a``, ``stamped.test`` sets ``x-user`` itself, ``keyed.test``
-    checks a bearer API key when one is present (``mode: optional``); any other
+    checks a bearer API key when one is present (``mode: optional``), ``agent.test`` is an A2A
+    agent whose callers may use their tenant's tasks (``a-…``) but not cancel them; any other
     host is served unless it is ``admin.example``."""
     tmp: Path = tmp_path_factory.mktemp("attack-parsing")
     procs: list[Any] = []
@@ -63,6 +67,11 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Upstre
                 "hostnames": ["keyed.test"],
                 "backends": backends,
                 "policies": {"apiKey": {"mode": "optional", "keys": [{"key": API_KEY}]}},
+            },
+            {
+                "hostnames": ["agent.test"],
+                "backends": backends,
+                "policies": {"a2a": {}, "authorization": {"rules": [A2A_RULE]}},
             },
             {"backends": backends, "policies": {"authorization": {"rules": [NOT_ADMIN_HOST]}}},
         ]
@@ -186,6 +195,21 @@ def test_upstream_gets_the_host_cel_read(edge) -> None:
     assert [v for k, v in json.loads(body)["headers"] if k == "host"] == ["public.example:8080"]
 
 
+def test_cel_reads_the_host_routing_reads_over_http2(edge) -> None:
+    port, up = edge
+    since = len(up.requests())
+    with RawH2Client(port) as client:
+        client.conn.config.validate_outbound_headers = False
+        for authority in ("ADMIN.example", "admin.example.:80"):
+            assert client.response(client.request("/echo", authority=authority)).status == 403
+        # a host field that is the same host spelled otherwise: one spelling reaches the upstream
+        stream = client.request("/echo", authority="Public.Example.", headers=[("host", "PUBLIC.example")])
+        answer = client.response(stream)
+    assert answer.status == 200
+    assert [v for k, v in json.loads(answer.body)["headers"] if k == "host"] == ["public.example"]
+    assert _targets(up, since) == ["/echo"]
+
+
 @pytest.mark.parametrize("host", [b".", b"..:80"])
 def test_a_host_of_dots_alone_is_refused(edge, host: bytes) -> None:
     port, up = edge
@@ -203,6 +227,50 @@ def test_empty_segment_with_parameters_is_refused(edge, path: bytes) -> None:
     since = len(up.requests())
     assert _exchange(port, b"GET " + path + b" HTTP/1.1\r\nHost: guarded.test\r\n\r\n")[0] == 400
     assert _targets(up, since) == []
+
+
+# ---------------------------------------------------------------------------------------- A2A bodies
+
+
+def _a2a(port: int, body: bytes, path: bytes = b"/") -> tuple[int, dict[str, str], bytes]:
+    head = b"POST " + path + b" HTTP/1.1\r\nHost: agent.test\r\nContent-Type: application/json\r\n"
+    return _exchange(port, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+A2A_GET = b'{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":%s}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Go's encoding/json reads Method/METHOD/paramſ as method/params, the last one winning.
+        b'{"jsonrpc":"2.0","id":3,"method":"tasks/get","Method":"tasks/cancel","params":{"id":"a-1"}}',
+        b'{"jsonrpc":"2.0","id":3,"METHOD":"tasks/cancel","method":"tasks/get","params":{"id":"a-1"}}',
+        b'{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"id":"a-1"},"param\\u017f":{"id":"b-1"}}',
+        A2A_GET % b'{"id":"a-1","ID":"b-1"}',
+        A2A_GET % b'{"id":"a-1","taskId":"a-1","TaskId":"b-1"}',
+        b'{"jsonrpc":"2.0","id":3,"method":"message/send","params":{"message":{"taskId":"a-1","tas\\u212aId":"b-1"}}}',
+        b'{"jsonrpc":"2.0","id":3,"method":"message/send","params":{"message":{"taskId":"a-1"},"Message":{"taskId":"b-1"}}}',
+    ],
+)
+def test_a2a_case_variants_of_what_the_policy_read(edge, body: bytes) -> None:
+    """The body goes to the agent as it came; an agent on Go's encoding/json reads ``Method``
+    as ``method`` and ``TaskId`` as ``taskId`` (CVE-2026-27896), so the policy must not have
+    read another member than the one the agent will."""
+    port, up = edge
+    since = len(up.requests())
+    status, _, answer = _a2a(port, body)
+    assert status in (200, 403), answer
+    assert b'"error"' in answer or status == 403, answer
+    assert _targets(up, since) == []
+
+
+def test_a2a_plain_request_reaches_the_agent(edge) -> None:
+    port, up = edge
+    since = len(up.requests())
+    assert _a2a(port, A2A_GET % b'{"id":"a-1"}')[0] == 200
+    assert _a2a(port, A2A_GET % b'{"id":"b-1"}')[0] == 403
+    assert len(_targets(up, since)) == 1
 
 
 # ---------------------------------------------------------------------------------------- MCP bodies
@@ -299,6 +367,34 @@ def test_mcp_duplicate_or_escaped_envelope_members(mcp_edge, body: bytes) -> Non
 
 
 @pytest.mark.parametrize(
+    "params",
+    [
+        b'{"name":"echo","NAME":"whoami","arguments":{}}',
+        b'{"name":"echo","N\\u0061me":"whoami","arguments":{}}',
+        b'{"Name":"whoami","name":"echo","arguments":{}}',
+        b'{"name":"echo","arguments":{"text":"x"},"Arguments":{"text":"y"}}',
+    ],
+)
+def test_mcp_case_variants_of_the_tool_name(mcp_edge, params: bytes) -> None:
+    """The params go upstream re-serialized with every member; a server on Go's encoding/json
+    (older MCP Go SDKs, mcp-go) reads ``NAME`` as ``name`` and the last one wins, so
+    ``{"name":"echo","NAME":"whoami"}`` would run the denied tool (CVE-2026-27896)."""
+    answer = _mcp(mcp_edge, CALL % params)
+    assert answer.get("error", {}).get("code") == -32600, answer
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc":"2.0","id":7,"method":"tools/call","Method":"tools/list","params":{"name":"echo"}}',
+        b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"},"PARAMS":{"name":"whoami"}}',
+    ],
+)
+def test_mcp_case_variants_of_envelope_members(mcp_edge, body: bytes) -> None:
+    assert _mcp(mcp_edge, body).get("error", {}).get("code") == -32600
+
+
+@pytest.mark.parametrize(
     ("body", "code"),
     [
         (CALL % b'{"name":"whoami\\ud800"}', -32700),  # a lone surrogate
@@ -306,6 +402,9 @@ def test_mcp_duplicate_or_escaped_envelope_members(mcp_edge, body: bytes) -> Non
         (b"\xef\xbb\xbf" + CALL % b'{"name":"whoami"}', -32700),  # a byte order mark
         (CALL % b'{"name":"echo","arguments":{"text":"x"}}' + CALL % b'{"name":"whoami"}', -32700),
         (b"[" + CALL % b'{"name":"whoami"}' + b"]", -32600),  # a batch (removed in 2025-06-18)
+        (b'{"jsonrpc":"2.0","id":1e2,"method":"tools/call","params":{"name":"whoami"}}', -32600),
+        (b'{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"tools/call"}', -32600),
+        (b'{"jsonrpc":"2.0","id":true,"method":"tools/call","params":{"name":"whoami"}}', -32600),
     ],
 )
 def test_mcp_malformed_bodies_are_refused(mcp_edge, body: bytes, code: int) -> None:
@@ -374,6 +473,27 @@ def test_llm_body_sent_as_it_came_cannot_repeat_a_key(llm_edge, body: bytes) -> 
     status, _, answer = _chat(port, body)
     assert status == 400, answer
     assert b"more than once" in answer
+    assert fake.count() == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model":"shaped",' + MESSAGES + b',"MODEL":"pricey"}',
+        b'{"model":"shaped",' + MESSAGES + b',"Messages":[{"role":"user","content":"unguarded"}]}',
+        b'{"model":"shaped","Messages":[{"role":"user","content":"unguarded"}]}',
+        b'{"model":"shaped",' + MESSAGES + b',"\\u017ftream":true}',
+        b'{"model":"cheap",' + MESSAGES + b',"Model":"pricey"}',
+    ],
+)
+def test_llm_case_variants_of_keys_the_gateway_reads(llm_edge, body: bytes) -> None:
+    """A provider on Go's encoding/json (Ollama, ...) reads ``MODEL`` or ``Messages`` as
+    ``model``/``messages``: allowedModels, routing and guards would have read other values."""
+    port, fake = llm_edge
+    before = fake.count()
+    status, _, answer = _chat(port, body)
+    assert status == 400, answer
+    assert b"another spelling" in answer
     assert fake.count() == before
 
 
