@@ -124,6 +124,29 @@ def test_connection_option_cannot_unframe_the_body(edge, connection: bytes) -> N
     assert seen[0]["body_length"] == len(smuggled)
 
 
+def test_connection_option_cannot_unframe_a_chunked_body(edge) -> None:
+    port, up = edge
+    since = len(up.requests())
+    smuggled = b"GET /admin/secret HTTP/1.1\r\nHost: guarded.test\r\n\r\n"
+    head = b"POST /echo HTTP/1.1\r\nHost: guarded.test\r\nConnection: transfer-encoding\r\n"
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
+    assert _exchange(port, head + b"Transfer-Encoding: chunked\r\n\r\n" + body)[0] == 200
+    time.sleep(0.2)
+    seen = up.requests()[since:]
+    assert [r["target"] for r in seen] == ["/echo"], seen
+    assert seen[0]["body_length"] == len(smuggled)
+
+
+@pytest.mark.parametrize("name", [b"X-Tenant ", b"X-Tenant\t", b" X-Tenant", b"X-Tenant\x00"])
+def test_header_names_with_whitespace_are_refused(edge, name: bytes) -> None:
+    """``X-Tenant : a`` is not ``x-tenant`` to the gateway; a lenient upstream trims it."""
+    port, up = edge
+    since = len(up.requests())
+    status = _exchange(port, b"GET /echo HTTP/1.1\r\nHost: tenant.test\r\n" + name + b": a\r\n\r\n")[0]
+    assert status == 400
+    assert _targets(up, since) == []
+
+
 def test_connection_option_is_removed_before_the_policies(edge) -> None:
     """A header the client names in ``Connection`` is this hop's: it is gone before any policy
     reads it (the upstream never gets it), so a rule cannot be satisfied by a value the upstream
@@ -210,8 +233,8 @@ def test_cel_reads_the_host_routing_reads_over_http2(edge) -> None:
     assert _targets(up, since) == ["/echo"]
 
 
-@pytest.mark.parametrize("host", [b".", b"..:80"])
-def test_a_host_of_dots_alone_is_refused(edge, host: bytes) -> None:
+@pytest.mark.parametrize("host", [b".", b"..:80", b"%61dmin.example", b"admin%2eexample"])
+def test_a_host_of_dots_alone_or_percent_encoded_is_refused(edge, host: bytes) -> None:
     port, up = edge
     since = len(up.requests())
     assert _exchange(port, b"GET /echo HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")[0] == 400
