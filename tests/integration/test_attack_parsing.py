@@ -241,6 +241,24 @@ def test_a_host_of_dots_alone_or_percent_encoded_is_refused(edge, host: bytes) -
     assert _targets(up, since) == []
 
 
+@pytest.mark.parametrize(
+    "path",
+    [b"//admin", b"/x/../admin", b"/%61dmin", b"/./admin", b"/admin?x=1", b"/admin;x", b"/x/%2e%2e/admin", b"/admin#x"],
+)
+def test_cel_path_is_the_path_routing_and_the_upstream_get(edge, path: bytes) -> None:
+    port, up = edge
+    since = len(up.requests())
+    assert _exchange(port, b"GET " + path + b" HTTP/1.1\r\nHost: guarded.test\r\n\r\n")[0] == 403
+    assert _targets(up, since) == []
+
+
+def test_a_fragment_is_not_the_path(edge) -> None:
+    port, up = edge
+    since = len(up.requests())
+    assert _exchange(port, b"GET /echo#/admin HTTP/1.1\r\nHost: guarded.test\r\n\r\n")[0] == 200
+    assert _targets(up, since) == ["/echo"]
+
+
 @pytest.mark.parametrize("path", [b"/;x/admin", b"/;/admin/x", b"/echo/;x/../../admin"])
 def test_empty_segment_with_parameters_is_refused(edge, path: bytes) -> None:
     """Servlet containers drop a segment's parameters and merge the empty segment left:
@@ -286,6 +304,15 @@ def test_a2a_case_variants_of_what_the_policy_read(edge, body: bytes) -> None:
     assert status in (200, 403), answer
     assert b'"error"' in answer or status == 403, answer
     assert _targets(up, since) == []
+
+
+def test_a2a_http_json_case_variants(edge) -> None:
+    port, up = edge
+    since = len(up.requests())
+    status, _, answer = _a2a(port, b'{"message":{"taskId":"a-1","TaskId":"b-1"}}', b"/message:send")
+    assert status == 400, answer
+    assert _a2a(port, b'{"message":{"taskId":"a-1"}}', b"/message:send")[0] == 200
+    assert len(_targets(up, since)) == 1
 
 
 def test_a2a_plain_request_reaches_the_agent(edge) -> None:
