@@ -26,7 +26,7 @@ from agentgateway.core.jsonkeys import ambiguous_key, folded_names
 from agentgateway.mcp import protocol
 from agentgateway.mcp.authorization import CURRENT_CALLER, Caller
 from agentgateway.mcp.config import McpService
-from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
+from agentgateway.mcp.modern import check_envelope, decode_header_value, finish_result, is_modern
 from agentgateway.mcp.origin import is_loopback_client, origin_problem
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote, SessionQuotaError
@@ -80,6 +80,30 @@ def _ambiguous_member(msg: Message) -> str | None:
         if found is None and isinstance(ref, dict):
             found = ambiguous_key(ref, _REF_NAMES)
     return found
+
+
+def _routing_header_mismatch(headers: list[tuple[bytes, bytes]], msg: Message) -> str | None:
+    """Why the ``Mcp-Method`` / ``Mcp-Name`` headers of a message of the legacy shape disagree
+    with its body, or None. It need not carry them, but one that does was maybe judged by them: a
+    route policy (``request.headers["mcp-name"]``) runs before the body is read."""
+    sent: dict[bytes, str] = {}
+    for name, value in headers:
+        if name == b"mcp-method" or name == b"mcp-name":
+            if name in sent:
+                return f"{name.decode()} header appears more than once"
+            sent[name] = value.decode("latin-1")
+    if not sent:
+        return None
+    method = msg.get("method")
+    if b"mcp-method" in sent and sent[b"mcp-method"] != method:
+        return "Mcp-Method header does not match the request's method"
+    if b"mcp-name" in sent:
+        params = msg.get("params")
+        key = protocol.NAME_PARAM.get(method) if isinstance(method, str) else None
+        value = params.get(key) if key is not None and isinstance(params, dict) else None
+        if decode_header_value(sent[b"mcp-name"]) != value:
+            return "Mcp-Name header does not match the request's params"
+    return None
 
 
 class McpExchange:
@@ -231,6 +255,11 @@ class McpExchange:
                     await self._sse_transport_post(sse_session)
                 return
             msg = self._decode()
+            if token is not None or not is_modern(msg):  # (the modern shape checks them itself)
+                mismatch = _routing_header_mismatch(ctx.headers, msg)
+                if mismatch is not None:
+                    self._jsonrpc_error(msg.get("id"), McpError(protocol.HEADER_MISMATCH, mismatch), 400)
+                    return
             if token is not None:
                 session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service, ctx.identity))
                 if session is not None:
@@ -556,6 +585,10 @@ class McpExchange:
     async def _sse_transport_post(self, session: DownstreamSession) -> None:
         self.ctx.mcp_session = session.sid
         msg = self._decode()
+        mismatch = _routing_header_mismatch(self.ctx.headers, msg)
+        if mismatch is not None:
+            self._jsonrpc_error(msg.get("id"), McpError(protocol.HEADER_MISMATCH, mismatch), 400)
+            return
         self._status(202)  # the answer goes on the event stream
         federation = self.runtime.federation
         if protocol.is_notification(msg):

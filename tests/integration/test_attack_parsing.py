@@ -445,6 +445,31 @@ def test_mcp_case_variants_of_envelope_members(mcp_edge, body: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    "headers",
+    [
+        {"mcp-method": "tools/list"},
+        {"mcp-name": "echo"},
+        {"mcp-method": "tools/call", "mcp-name": "=?base64?ZWNobw==?="},  # "echo"
+    ],
+)
+def test_mcp_routing_headers_of_a_legacy_message_must_match_its_body(mcp_edge, headers: dict[str, str]) -> None:
+    """A route policy reads ``Mcp-Method``/``Mcp-Name`` before the body; a legacy-shape message
+    that carries them with other values than its body's is refused (-32020), as a modern one is."""
+    http, session = mcp_edge
+    body = CALL % b'{"name":"whoami","arguments":{}}'
+    answer = http.post("/mcp", content=body, headers={**session, "accept": "application/json", **headers})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == -32020
+
+
+def test_mcp_routing_headers_that_match_the_body_pass(mcp_edge) -> None:
+    http, session = mcp_edge
+    body = CALL % b'{"name":"echo","arguments":{"text":"x"}}'
+    sent = {**session, "accept": "application/json", "mcp-method": "tools/call", "mcp-name": "echo"}
+    assert _ran(http.post("/mcp", content=body, headers=sent).json()) == "alpha: x"
+
+
+@pytest.mark.parametrize(
     ("body", "code"),
     [
         (CALL % b'{"name":"whoami\\ud800"}', -32700),  # a lone surrogate
