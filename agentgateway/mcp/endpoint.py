@@ -100,8 +100,8 @@ def _routing_header_mismatch(headers: list[tuple[bytes, bytes]], msg: Message) -
     if b"mcp-name" in sent:
         params = msg.get("params")
         key = protocol.NAME_PARAM.get(method) if isinstance(method, str) else None
-        value = params.get(key) if key is not None and isinstance(params, dict) else None
-        if decode_header_value(sent[b"mcp-name"]) != value:
+        named = params.get(key) if key is not None and isinstance(params, dict) else None
+        if decode_header_value(sent[b"mcp-name"]) != named:
             return "Mcp-Name header does not match the request's params"
     return None
 
