@@ -495,7 +495,8 @@ LLM_KEY = "key-cheap-only"
 @pytest.fixture(scope="module")
 def llm_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, FakeProvider]]:
     """An LLM gateway: ``cheap`` and ``pricey`` go to the provider as the client sent them
-    (``passthrough``), ``shaped`` is re-serialized; the one key may call ``cheap`` and ``shaped``."""
+    (``passthrough``), ``shaped`` is re-serialized; the one key may call ``cheap`` and ``shaped``;
+    a prompt guard refuses ``forbidden-word``."""
     tmp: Path = tmp_path_factory.mktemp("attack-parsing-llm")
     procs: list[Any] = []
     try:
@@ -511,7 +512,9 @@ def llm_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Fa
         port = free_port()
         gw_dir = tmp / "gw"
         gw_dir.mkdir()
-        config = {"llm": {"port": port, "models": models, "policies": {"apiKey": {"mode": "strict", "keys": keys}}}}
+        guard = {"request": [{"regex": {"action": "reject", "rules": [{"pattern": "forbidden-word"}]}}]}
+        policies = {"apiKey": {"mode": "strict", "keys": keys}, "ai": {"promptGuard": guard}}
+        config = {"llm": {"port": port, "models": models, "policies": policies}}
         procs.append(Gateway(gw_dir, config))
         yield port, fake
     finally:
@@ -580,3 +583,24 @@ def test_llm_duplicate_keys_in_a_re_serialized_body_are_what_the_policy_read(llm
     assert json.loads(fake.last()["body"])["model"] == "shaped"
     assert _chat(port, b'{"model":"shaped",' + MESSAGES + b',"model":"pricey"}')[0] == 403
     assert _chat(port, b'{"model":"cheap",' + MESSAGES + b"}")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model":"shaped","messages":[{"role":"user","content":"forbidden-word"}],' + MESSAGES + b"}",
+        b'{"model":"shaped",' + MESSAGES + b',"messages":[{"role":"user","content":"forbidden-word"}]}',
+        b'{"model":"shaped",' + MESSAGES + b',"mess\\u0061ges":[{"role":"user","content":"forbidden-word"}]}',
+        b'{"model":"shaped","messages":[{"role":"user","content":"forbidden-word","content":"hi"}]}',
+    ],
+)
+def test_llm_prompt_guard_reads_the_prompt_the_provider_gets(llm_edge, body: bytes) -> None:
+    """A repeated or escaped ``messages`` (or ``content``) key: the guard reads the gateway's
+    parse (the last value), and the provider gets the body re-serialized from that parse, so
+    the word either is refused or never reaches the provider."""
+    port, fake = llm_edge
+    status, _, _ = _chat(port, body)
+    if status == 200:
+        assert b"forbidden-word" not in json.dumps(json.loads(fake.last()["body"])).encode()
+    else:
+        assert status != 500
