@@ -31,7 +31,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from agentgateway._native import JsonRpcError, scan_jsonrpc
+from agentgateway._native import JsonRpcError, json_duplicate_member, scan_jsonrpc
 from agentgateway.a2a.card import CardPaths
 from agentgateway.a2a.facts import (
     EXTENDED_CARD_METHODS,
@@ -94,8 +94,14 @@ def _ambiguous_param(params: object) -> str | None:
     return found
 
 
+def _repeated(raw: bytes) -> str | None:
+    """A name some object of the params repeats: the body goes to the agent as it came, and
+    agents differ on which value counts (most the last, as the facts were read; some the first)."""
+    return json_duplicate_member(raw, nested=True)
+
+
 def _ambiguous_message(name: str) -> str:
-    return f"Invalid params: member {name[:64]!r} is another spelling of one the gateway reads"
+    return f"Invalid params: member {name[:64]!r} is repeated or another spelling of one the gateway reads"
 
 
 def _version(ctx: RequestCtx) -> str:
@@ -160,7 +166,7 @@ class A2aPolicy:
                 except orjson.JSONDecodeError as exc:
                     self._learned(ctx, facts)
                     return _rest_error(f"request body is not JSON: {exc}")
-                ambiguous = _ambiguous_param(params)
+                ambiguous = _ambiguous_param(params) or _repeated(body)
                 if ambiguous is not None:
                     self._learned(ctx, facts)
                     return _rest_error(_ambiguous_message(ambiguous))
@@ -187,7 +193,7 @@ class A2aPolicy:
         facts.method = envelope.method or ""
         if envelope.params is not None:
             params = orjson.loads(envelope.params)
-            ambiguous = _ambiguous_param(params)
+            ambiguous = _ambiguous_param(params) or _repeated(envelope.params)
             if ambiguous is not None:
                 facts.error_code = "-32602"
                 self._learned(ctx, facts)

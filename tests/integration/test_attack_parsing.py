@@ -315,6 +315,27 @@ def test_a2a_http_json_case_variants(edge) -> None:
     assert len(_targets(up, since)) == 1
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        A2A_GET % b'{"id":"b-1","id":"a-1"}',
+        A2A_GET % b'{"id" : "b-1" , "id" : "a-1"}',
+        b'{"jsonrpc":"2.0","id":3,"method":"message/send","params":{"message":{"taskId":"b-1","taskId":"a-1"}}}',
+        b'{"jsonrpc":"2.0","id":3,"method":"message/send","params":{"message":{"taskId":"b-1","t\\u0061skId":"a-1"}}}',
+        b'{"jsonrpc":"2.0","id":3,"method":"message/send","params":{"message":{"taskId":"a-1","parts":[{"kind":"text","kind":"file"}]}}}',
+    ],
+)
+def test_a2a_repeated_names_in_params(edge, body: bytes) -> None:
+    """The facts read the last of a repeated name (``a-1``, which the rule allows); an agent
+    that reads the first would act on ``b-1``. The body goes to the agent as it came, so a
+    name repeated in any object of the params is refused (-32602)."""
+    port, up = edge
+    since = len(up.requests())
+    status, _, answer = _a2a(port, body)
+    assert status == 200 and json.loads(answer)["error"]["code"] == -32602, answer
+    assert _targets(up, since) == []
+
+
 def test_a2a_plain_request_reaches_the_agent(edge) -> None:
     port, up = edge
     since = len(up.requests())

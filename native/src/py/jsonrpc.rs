@@ -253,10 +253,16 @@ pub fn rewrite_jsonrpc_id<'py>(
     concat(py, parts.map_err(|e| rewrite_error(py, data, e))?)
 }
 
-/// The first member name the top-level object of `data` repeats (decoded), or None.
+/// The first member name the top-level object of `data` repeats (decoded), or None; with
+/// `nested`, the first one any object of `data` repeats.
 #[pyfunction]
-fn json_duplicate_member(data: &[u8]) -> Option<String> {
-    jsonrpc::first_duplicate_member(data)
+#[pyo3(signature = (data, nested = false))]
+fn json_duplicate_member(data: &[u8], nested: bool) -> Option<String> {
+    if nested {
+        jsonrpc::first_nested_duplicate_member(data)
+    } else {
+        jsonrpc::first_duplicate_member(data)
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
