@@ -194,6 +194,18 @@ def test_repeated_credential_header_cannot_hide_a_key(edge, headers: bytes, stat
         assert [k for k, _ in json.loads(answer[2])["headers"] if k == "authorization"] == []
 
 
+def test_repeated_credential_header_cannot_hide_a_key_over_http2(edge) -> None:
+    port, _ = edge
+    with RawH2Client(port) as client:
+        basic = ("authorization", "Basic Zm9vOmJhcg==")
+        forged = client.request("/echo", authority="keyed.test", headers=[basic, ("authorization", "Bearer sk-x")])
+        assert client.response(forged).status == 401
+        good = client.request("/echo", authority="keyed.test", headers=[basic, ("authorization", f"Bearer {API_KEY}")])
+        answer = client.response(good)
+    assert answer.status == 200
+    assert [k for k, _ in json.loads(answer.body)["headers"] if k == "authorization"] == []
+
+
 # ---------------------------------------------------------------------------------------- CEL inputs
 
 
