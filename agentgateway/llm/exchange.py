@@ -438,7 +438,12 @@ class LlmExchange:
                 raise LlmError(400, "model is required")
             requested = ""
         model = policy.resolve_alias(requested) if requested else requested
-        stream = api in (CHAT, MESSAGES, RESPONSES, PASSTHROUGH, DETECT) and body.get("stream") is True
+        streaming = body.get("stream")
+        if streaming is not None and not isinstance(streaming, bool):
+            # ``1`` or ``"true"`` is true to a lenient provider (pydantic): it would stream an
+            # answer the gateway reads as one JSON document (and whose usage it cannot count).
+            raise LlmError(400, "stream must be true or false")
+        stream = api in (CHAT, MESSAGES, RESPONSES, PASSTHROUGH, DETECT) and streaming is True
         facts = self._facts = LlmFacts(_OPERATION_NAME[api], requested, stream)
         facts.api = api
         facts.request_body = body

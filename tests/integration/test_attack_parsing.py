@@ -608,6 +608,17 @@ def test_llm_case_variants_of_keys_the_gateway_reads(llm_edge, body: bytes) -> N
     assert fake.count() == before
 
 
+@pytest.mark.parametrize("value", [b"1", b'"true"', b"[true]"])
+def test_llm_stream_is_a_boolean(llm_edge, value: bytes) -> None:
+    """A lenient provider streams for ``"stream": 1``; the gateway, reading ``true`` only, would
+    wait for one JSON answer and could not count the usage its budgets charge."""
+    port, fake = llm_edge
+    before = fake.count()
+    status, _, answer = _chat(port, b'{"model":"shaped",' + MESSAGES + b',"stream":' + value + b"}")
+    assert status == 400 and b"stream must be true or false" in answer
+    assert fake.count() == before
+
+
 def test_llm_duplicate_keys_in_a_re_serialized_body_are_what_the_policy_read(llm_edge) -> None:
     """A body the gateway re-serializes goes with the values the policies read."""
     port, fake = llm_edge
