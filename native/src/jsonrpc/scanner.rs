@@ -911,13 +911,19 @@ mod tests {
     #[test]
     fn duplicate_members() {
         assert_eq!(first_duplicate_member(br#"{"a":1,"b":2}"#), None);
-        assert_eq!(first_duplicate_member(br#" {"a":1,"a":2}"#).as_deref(), Some("a"));
+        assert_eq!(
+            first_duplicate_member(br#" {"a":1,"a":2}"#).as_deref(),
+            Some("a")
+        );
         assert_eq!(
             first_duplicate_member(br#"{"model":"x","mod\u0065l":"y"}"#).as_deref(),
             Some("model")
         );
         // Only the top level: a name repeated in a nested object is another object's.
-        assert_eq!(first_duplicate_member(br#"{"a":{"b":1},"c":{"b":2}}"#), None);
+        assert_eq!(
+            first_duplicate_member(br#"{"a":{"b":1},"c":{"b":2}}"#),
+            None
+        );
         assert_eq!(first_duplicate_member(br#"{"a":{"b":1,"b":2}}"#), None);
         assert_eq!(first_duplicate_member(br#"[{"a":1,"a":2}]"#), None);
         assert_eq!(first_duplicate_member(br#"{"a":1,"a":"#), None);
@@ -926,9 +932,15 @@ mod tests {
     #[test]
     fn nested_duplicate_members() {
         let find = |t: &str| first_nested_duplicate_member(t.as_bytes());
-        assert_eq!(find(r#"{"a":{"b":1,"c":[{"d":1,"e":2}]},"f":{"b":2}}"#), None);
+        assert_eq!(
+            find(r#"{"a":{"b":1,"c":[{"d":1,"e":2}]},"f":{"b":2}}"#),
+            None
+        );
         assert_eq!(find(r#"{"a":1,"a":2}"#).as_deref(), Some("a"));
-        assert_eq!(find(r#"{"p":{"m":{"t":"x","\u0074":"y"}}}"#).as_deref(), Some("t"));
+        assert_eq!(
+            find(r#"{"p":{"m":{"t":"x","\u0074":"y"}}}"#).as_deref(),
+            Some("t")
+        );
         assert_eq!(find(r#"[1,{"x":[{"k":1,"k":2}]}]"#).as_deref(), Some("k"));
         assert_eq!(find(r#" { } "#), None);
         assert_eq!(find(r#"{"a":1,"a":2"#), None);
