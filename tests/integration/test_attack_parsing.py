@@ -648,3 +648,33 @@ def test_llm_prompt_guard_reads_the_prompt_the_provider_gets(llm_edge, body: byt
         assert b"forbidden-word" not in json.dumps(json.loads(fake.last()["body"])).encode()
     else:
         assert status != 500
+
+
+# ---------------------------------------------------------------------------------------- MCP federation
+
+
+def test_mcp_federated_name_cannot_reach_another_target(tmp_path, processes) -> None:
+    """Targets ``a`` and ``b`` (target names hold no ``_``, so a prefixed name splits one way
+    only), ``b`` hidden by the rule: no spelling of a name runs a tool of ``b``, and the rule
+    judges the target that would run it."""
+    a, b = McpServerProcess(tmp_path, "a", "http"), McpServerProcess(tmp_path, "b", "http")
+    processes += [a, b]
+    port = free_port()
+    cfg = mcp_config(port, [{"name": "a", "mcp": {"host": a.url}}, {"name": "b", "mcp": {"host": b.url}}])
+    rules: list[Any] = ["true", {"deny": 'has(mcp.tool) && mcp.tool.target == "b"'}]
+    cfg["binds"][0]["listeners"][0]["routes"][0]["policies"] = {"mcpAuthorization": {"rules": rules}}
+    gw_dir = tmp_path / "gw"
+    gw_dir.mkdir()
+    processes.append(Gateway(gw_dir, cfg))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+        accept = {"accept": "application/json", "content-type": "application/json"}
+        info = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        answer = http.post(
+            "/mcp", json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": info}, headers=accept
+        )
+        session = (http, {**accept, "mcp-session-id": answer.headers["mcp-session-id"]})
+        echo = b',"arguments":{"text":"x"}}'
+        assert _ran(_mcp(session, CALL % (b'{"name":"a_echo"' + echo))) == "a: x"
+        for name in (b"b_echo", b"b\\u005fecho", b"\\u0062_echo", b"B_echo", b"a_b_echo", b"b__echo", b"b_echo "):
+            answer = _mcp(session, CALL % (b'{"name":"' + name + b'"' + echo))
+            assert _ran(answer) is None, (name, answer)
