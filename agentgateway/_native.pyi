@@ -26,6 +26,7 @@ __all__ = [
     "encode_span",
     "encode_sse_comment",
     "encode_sse_event",
+    "json_duplicate_member",
     "list_item_keys",
     "merge_list_results",
     "rewrite_jsonrpc_id",
@@ -97,6 +98,11 @@ class JsonRpcEnvelope:
 
         Raises ValueError for a batch, a message without id, or an invalid `new_id`.
         """
+
+def json_duplicate_member(data: bytes, nested: bool = False) -> str | None:
+    """The first member name the top-level object of `data` repeats (escapes decoded: `"model"`
+    and `"mod\\u0065l"` are one name); None when none repeats or `data` is not a JSON object.
+    With `nested`, the first name any object in `data` repeats (`data` any JSON text)."""
 
 def scan_jsonrpc(data: bytes) -> JsonRpcEnvelope:
     """Scan one message; a top-level array gives kind "batch". Raises JsonRpcError."""

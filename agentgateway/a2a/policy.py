@@ -31,7 +31,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from agentgateway._native import JsonRpcError, scan_jsonrpc
+from agentgateway._native import JsonRpcError, json_duplicate_member, scan_jsonrpc
 from agentgateway.a2a.card import CardPaths
 from agentgateway.a2a.facts import (
     EXTENDED_CARD_METHODS,
@@ -46,6 +46,7 @@ from agentgateway.a2a.response import CardResponse, JsonResponse, StreamResponse
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import A2aPolicy as A2aConfig
+from agentgateway.core.jsonkeys import ambiguous_key, folded_names
 from agentgateway.core.reply import LocalReply
 from agentgateway.policy.timeout import TimeoutPolicy
 
@@ -75,6 +76,32 @@ def _jsonrpc_error(request_id: bytes | None, code: int, message: str) -> LocalRe
 def _rest_error(message: str) -> LocalReply:
     body = orjson.dumps({"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": message}})
     return LocalReply(400, (_JSON,), body, f"a2a: {message}")
+
+
+# The params names the facts (CEL ``a2a.*``) are read from, in params and in params.message.
+_PARAMS_NAMES = folded_names(("message", "taskId", "id", "contextId", "messageId"))
+
+
+def _ambiguous_param(params: object) -> str | None:
+    """A name in params (or params.message) that an agent matching names case-insensitively (Go's
+    encoding/json) would read as one the facts were read from: the body goes to it as it came."""
+    if not isinstance(params, dict):
+        return None
+    found = ambiguous_key(params, _PARAMS_NAMES)
+    message = params.get("message")
+    if found is None and isinstance(message, dict):
+        found = ambiguous_key(message, _PARAMS_NAMES)
+    return found
+
+
+def _repeated(raw: bytes) -> str | None:
+    """A name some object of the params repeats: the body goes to the agent as it came, and
+    agents differ on which value counts (most the last, as the facts were read; some the first)."""
+    return json_duplicate_member(raw, nested=True)
+
+
+def _ambiguous_message(name: str) -> str:
+    return f"Invalid params: member {name[:64]!r} is repeated or another spelling of one the gateway reads"
 
 
 def _version(ctx: RequestCtx) -> str:
@@ -135,10 +162,15 @@ class A2aPolicy:
             body = ctx.request_body
             if body:
                 try:
-                    facts.observe_params(orjson.loads(body))
+                    params = orjson.loads(body)
                 except orjson.JSONDecodeError as exc:
                     self._learned(ctx, facts)
                     return _rest_error(f"request body is not JSON: {exc}")
+                ambiguous = _ambiguous_param(params) or _repeated(body)
+                if ambiguous is not None:
+                    self._learned(ctx, facts)
+                    return _rest_error(_ambiguous_message(ambiguous))
+                facts.observe_params(params)
             self._learned(ctx, facts)
             return None
         if method != b"POST":
@@ -159,9 +191,14 @@ class A2aPolicy:
             self._learned(ctx, facts)
             return _jsonrpc_error(envelope.id, -32600, f"expected a JSON-RPC request, got a {envelope.kind}")
         facts.method = envelope.method or ""
-        params = envelope.params
-        if params is not None:
-            facts.observe_params(orjson.loads(params))
+        if envelope.params is not None:
+            params = orjson.loads(envelope.params)
+            ambiguous = _ambiguous_param(params) or _repeated(envelope.params)
+            if ambiguous is not None:
+                facts.error_code = "-32602"
+                self._learned(ctx, facts)
+                return _jsonrpc_error(envelope.id, -32602, _ambiguous_message(ambiguous))
+            facts.observe_params(params)
         if facts.method.lower() in EXTENDED_CARD_METHODS:
             base = card_base(path, JSONRPC)
             assert base is not None

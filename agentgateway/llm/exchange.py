@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from agentgateway._native import json_duplicate_member
+from agentgateway.core.jsonkeys import ambiguous_key, folded_names
 from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
 from agentgateway.llm.accounting import LlmCall, TokenBudget, admit_all, reserve_all, settle_all
 from agentgateway.llm.caching import mark_converse, mark_messages
@@ -257,6 +259,21 @@ class _Plan:
         self.shaping: ModelShaping | None = None
 
 
+# Top-level request keys the gateway reads (routing, allowedModels, guards, budgets, shaping) in
+# every API it parses. Another spelling of one (``Model``, ``MESSAGES``, ``ſtream``) or two keys
+# spelled alike are refused: a provider matching names case-insensitively (Go's encoding/json)
+# would read a value no policy read (core/jsonkeys.py).
+# fmt: off
+_READ_NAMES = folded_names((
+    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+    "max_output_tokens", "input", "instructions", "system", "prompt", "tools", "tool_choice",
+    "metadata", "user", "n", "temperature", "top_p", "stop", "stop_sequences", "response_format",
+    "reasoning", "parallel_tool_calls", "dimensions", "text", "contents", "systemInstruction",
+    "generationConfig", "toolConfig", "inferenceConfig", "query", "documents",
+))
+# fmt: on
+
+
 class LlmExchange:
     __slots__ = (
         "route",
@@ -411,13 +428,22 @@ class LlmExchange:
         if not raw_api and not isinstance(parsed, dict):
             raise LlmError(400, "request body must be a JSON object")
         body: Json = parsed if isinstance(parsed, dict) else {}
+        ambiguous = ambiguous_key(body, _READ_NAMES) if body else None
+        if ambiguous is not None:
+            # A Go provider (encoding/json: Ollama, ...) would read it as the key the gateway read.
+            raise LlmError(400, f"the request body's key {ambiguous!r} is another spelling of a key the gateway reads")
         requested = body.get("model")
         if not isinstance(requested, str) or not requested:
             if not raw_api or service.default is None:
                 raise LlmError(400, "model is required")
             requested = ""
         model = policy.resolve_alias(requested) if requested else requested
-        stream = api in (CHAT, MESSAGES, RESPONSES, PASSTHROUGH, DETECT) and body.get("stream") is True
+        streaming = body.get("stream")
+        if streaming is not None and not isinstance(streaming, bool):
+            # ``1`` or ``"true"`` is true to a lenient provider (pydantic): it would stream an
+            # answer the gateway reads as one JSON document (and whose usage it cannot count).
+            raise LlmError(400, "stream must be true or false")
+        stream = api in (CHAT, MESSAGES, RESPONSES, PASSTHROUGH, DETECT) and streaming is True
         facts = self._facts = LlmFacts(_OPERATION_NAME[api], requested, stream)
         facts.api = api
         facts.request_body = body
@@ -433,6 +459,13 @@ class LlmExchange:
         attempts = route.attempts()
         first = attempts[0]
         raw_model = first.options is not None and first.options.passthrough is not None
+        if isinstance(parsed, dict) and (raw_api or any(t.options and t.options.passthrough for t in attempts)):
+            # The body may go to the provider as it came, while the gateway decided on what it read
+            # (the model for allowedModels and routing, stream, the budget's estimate): a key twice,
+            # which providers read differently (the first, the last, or an error), is refused.
+            repeated = json_duplicate_member(raw)
+            if repeated is not None:
+                raise LlmError(400, f"the request body has the key {repeated!r} more than once")
         if not raw_api and not raw_model:
             _shape(policy.defaults, policy.overrides, policy.transform, body, ctx, facts)
             apply_prompts(policy, api, body)

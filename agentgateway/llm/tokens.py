@@ -93,6 +93,10 @@ def rough_count(texts: list[str]) -> int:
 
 
 def _limit(value: Any) -> int | None:
+    if isinstance(value, float):
+        # ``"n": 5.0`` is 5 to a provider that validates leniently (pydantic reads an integral
+        # float as an int): reserving for one choice would let five through the budget.
+        return int(value) if value.is_integer() and value >= 0 else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 

@@ -22,10 +22,11 @@ from urllib.parse import parse_qs
 import orjson
 
 from agentgateway._native import encode_sse_comment, encode_sse_event
+from agentgateway.core.jsonkeys import ambiguous_key, folded_names
 from agentgateway.mcp import protocol
 from agentgateway.mcp.authorization import CURRENT_CALLER, Caller
 from agentgateway.mcp.config import McpService
-from agentgateway.mcp.modern import check_envelope, finish_result, is_modern
+from agentgateway.mcp.modern import check_envelope, decode_header_value, finish_result, is_modern
 from agentgateway.mcp.origin import is_loopback_client, origin_problem
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote, SessionQuotaError
@@ -59,6 +60,50 @@ _ROUTING_HEADERS = frozenset((b"mcp-protocol-version", b"mcp-method", b"mcp-name
 _INTERNAL_HEADERS = b"x-agentgateway-"
 # Calls that may stream progress, logging or server requests before their answer.
 _STREAMING_METHODS = frozenset(("tools/call", "prompts/get", "resources/read", "completion/complete"))
+
+
+# Names the gateway reads (and a case-insensitive server could read in another spelling): the
+# envelope's, the params' a call is authorized and routed by, and a completion's ref's.
+_ENVELOPE_NAMES = folded_names(("jsonrpc", "id", "method", "params", "result", "error"))
+_PARAMS_NAMES = folded_names(("name", "uri", "ref", "arguments", "_meta", "cursor", "requestId"))
+_REF_NAMES = folded_names(("type", "name", "uri"))
+
+
+def _ambiguous_member(msg: Message) -> str | None:
+    """A member name of the message (envelope, params, params.ref) that Go's encoding/json would
+    take for another (core/jsonkeys.py): the params go upstream re-serialized with every name."""
+    found = ambiguous_key(msg, _ENVELOPE_NAMES)
+    params = msg.get("params")
+    if found is None and isinstance(params, dict):
+        found = ambiguous_key(params, _PARAMS_NAMES)
+        ref = params.get("ref")
+        if found is None and isinstance(ref, dict):
+            found = ambiguous_key(ref, _REF_NAMES)
+    return found
+
+
+def _routing_header_mismatch(headers: list[tuple[bytes, bytes]], msg: Message) -> str | None:
+    """Why the ``Mcp-Method`` / ``Mcp-Name`` headers of a message of the legacy shape disagree
+    with its body, or None. It need not carry them, but one that does was maybe judged by them: a
+    route policy (``request.headers["mcp-name"]``) runs before the body is read."""
+    sent: dict[bytes, str] = {}
+    for name, value in headers:
+        if name == b"mcp-method" or name == b"mcp-name":
+            if name in sent:
+                return f"{name.decode()} header appears more than once"
+            sent[name] = value.decode("latin-1")
+    if not sent:
+        return None
+    method = msg.get("method")
+    if b"mcp-method" in sent and sent[b"mcp-method"] != method:
+        return "Mcp-Method header does not match the request's method"
+    if b"mcp-name" in sent:
+        params = msg.get("params")
+        key = protocol.NAME_PARAM.get(method) if isinstance(method, str) else None
+        named = params.get(key) if key is not None and isinstance(params, dict) else None
+        if decode_header_value(sent[b"mcp-name"]) != named:
+            return "Mcp-Name header does not match the request's params"
+    return None
 
 
 class McpExchange:
@@ -210,6 +255,11 @@ class McpExchange:
                     await self._sse_transport_post(sse_session)
                 return
             msg = self._decode()
+            if token is not None or not is_modern(msg):  # (the modern shape checks them itself)
+                mismatch = _routing_header_mismatch(ctx.headers, msg)
+                if mismatch is not None:
+                    self._jsonrpc_error(msg.get("id"), McpError(protocol.HEADER_MISMATCH, mismatch), 400)
+                    return
             if token is not None:
                 session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service, ctx.identity))
                 if session is not None:
@@ -296,6 +346,12 @@ class McpExchange:
             raise McpError(protocol.INVALID_REQUEST, "JSON-RPC batches are not supported (MCP 2025-06-18 removed them)")
         if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0":
             raise McpError(protocol.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+        ambiguous = _ambiguous_member(msg)
+        if ambiguous is not None:
+            raise McpError(
+                protocol.INVALID_REQUEST,
+                f"Invalid Request: member {protocol.shown(ambiguous)!r} is another spelling of one the gateway reads",
+            )
         if "method" in msg:
             if not isinstance(msg["method"], str):
                 raise McpError(protocol.INVALID_REQUEST, "Invalid Request: method must be a string")
@@ -529,6 +585,10 @@ class McpExchange:
     async def _sse_transport_post(self, session: DownstreamSession) -> None:
         self.ctx.mcp_session = session.sid
         msg = self._decode()
+        mismatch = _routing_header_mismatch(self.ctx.headers, msg)
+        if mismatch is not None:
+            self._jsonrpc_error(msg.get("id"), McpError(protocol.HEADER_MISMATCH, mismatch), 400)
+            return
         self._status(202)  # the answer goes on the event stream
         federation = self.runtime.federation
         if protocol.is_notification(msg):

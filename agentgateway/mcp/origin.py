@@ -18,8 +18,9 @@
   ``false`` turns it off.
 
 Localhost names: ``localhost``, ``127.0.0.1`` and ``[::1]``, any port, in any letter case; no other
-spelling (``127.1``, ``localhost.``, ``127.0.0.1.nip.io``: a browser sends none of them for a page
-of its own machine).
+spelling (``127.1``, ``127.0.0.1.nip.io``: a browser sends none of them for a page of its own
+machine). ``Host: localhost.`` reaches this check as ``localhost`` (server/head.py reads every host
+without the trailing dots of its name, as routing does).
 """
 
 from __future__ import annotations

@@ -71,16 +71,18 @@ class Location:
 
     def extract(self, ctx: RequestCtx) -> str | None:
         """The credential, or None when the request has none here (a header without the prefix
-        has none)."""
+        has none). Of repeated headers, the first one with the prefix: a first ``Authorization:
+        Basic …`` must not hide a second ``Authorization: Bearer …`` from the check while an
+        upstream that looks for a bearer token reads it."""
         kind = self._kind
         if kind == _HEADER:
             name = self._name
+            prefix = self._prefix
             for k, v in ctx.headers:
                 if k == name:
-                    prefix = self._prefix
                     if prefix:
                         if v[: len(prefix)].lower() != prefix:
-                            return None
+                            continue
                         v = v[len(prefix) :]
                     return v.strip().decode("latin-1") or None
             return None

@@ -76,7 +76,8 @@ _BODY_RELAY, _BODY_DROP, _BODY_PROCESS = 0, 1, 2
 
 
 def _connection_tokens(headers: Headers) -> frozenset[bytes]:
-    """Header names a client lists in ``Connection`` (they are hop-by-hop too)."""
+    """Header names an upstream lists in its response's ``Connection`` (hop-by-hop too). A
+    client's are removed when its request head is parsed (server/head.py), before any policy."""
     tokens: set[bytes] = set()
     for name, value in headers:
         if name == b"connection":
@@ -89,20 +90,17 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
 def build_request_head(
     request: RequestCtx,
     chunked: bool,
-    listed: frozenset[bytes] = frozenset(),
     body_length: int | None = None,
     target: bytes | None = None,
     edits: HeaderEdits = (),  # type: ignore[assignment]
-    _tokens_read: bool = False,
 ) -> bytes:
-    """Request line and headers for the upstream, in one buffer. Headers named in the client's
-    ``Connection`` header are hop-by-hop too; finding one (rare) restarts with them filtered.
+    """Request line and headers for the upstream, in one buffer. The headers a client named in
+    its ``Connection`` header were removed when the head was parsed (server/head.py), so the
+    policies saw what goes upstream, and a header a policy sets under such a name is sent.
     ``body_length`` replaces the client's body framing (a transformed body); ``target`` and
     ``edits`` are a backendAuth's (another request target, headers replaced or removed)."""
     headers = request.headers
-    skip = listed
-    if edits:
-        skip = listed | {name for name, _ in edits}
+    skip = frozenset(name for name, _ in edits) if edits else None
     parts = [request.method, b" ", target or request.target, b" HTTP/1.1\r\nhost: ", request.host, b"\r\n"]
     chain: list[bytes] | None = None
     proto = request.scheme
@@ -118,10 +116,6 @@ def build_request_head(
                 proto = value
             elif name == b"x-forwarded-host":
                 forwarded_host = value
-            elif name == b"connection" and not _tokens_read and value not in _PLAIN_CONNECTION:
-                tokens = _connection_tokens(headers)
-                if tokens:
-                    return build_request_head(request, chunked, tokens, body_length, target, edits, True)
             continue
         if skip and name in skip:
             continue
@@ -158,8 +152,7 @@ def h2_request_fields(
     """``build_request_head`` for an HTTP/2 upstream: the same fields, as a list, with the
     pseudo-headers first. ``te: trailers`` is kept (gRPC servers ask for it)."""
     headers = request.headers
-    listed = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else frozenset()
-    skip = listed | {name for name, _ in edits} if edits else listed
+    skip = frozenset(name for name, _ in edits) if edits else None
     fields = [
         (b":method", request.method),
         (b":scheme", scheme),

@@ -8,11 +8,14 @@ import re
 
 from agentgateway.config.settings import IPNetwork, ServerLimits
 from agentgateway.core.context import RequestCtx
+from agentgateway.core.request import Headers
 from agentgateway.server.forwarded import client_address, forwarded_chain, without_forwarded
 
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: host (reg-name or IP literal) and an optional port. No
-# userinfo, no whitespace.
-_VALID_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{0,5})?").fullmatch
+# userinfo, no whitespace, and no percent-encoding (RFC 3986 allows it in a reg-name, no client
+# sends it, and an upstream that decodes it would read another host than routing and CEL did:
+# ``%61dmin.example``).
+_VALID_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=]+)(?::[0-9]{0,5})?").fullmatch
 
 
 # The methods the HTTP/1.1 parser (llhttp) accepts; anything else is 400 there, and HTTP/2 (whose
@@ -25,11 +28,51 @@ KNOWN_METHODS = frozenset(
 )
 
 
+# Connection values that name no other header (the common case, compared without parsing).
+PLAIN_CONNECTION = frozenset((b"keep-alive", b"close", b"Keep-Alive", b"Close", b"upgrade", b"Upgrade"))
+# Fields a Connection option never removes: the framing the gateway read the request by (removing
+# ``Content-Length`` after the body was framed by it would send the body upstream as a second
+# request), the authority it routed by, and the upgrade it relays itself. All are rewritten for the
+# upstream anyway.
+_KEPT_OPTIONS = frozenset((b"close", b"keep-alive", b"host", b"content-length", b"transfer-encoding", b"upgrade"))
+
+
+def without_connection_options(headers: Headers) -> Headers:
+    """``headers`` without the fields the client's ``Connection`` header names (RFC 9110 §7.6.1:
+    they are meant for this hop only). Removed once, when the head is parsed, so every policy
+    reads the headers the upstream will get, and a header a policy adds under such a name still
+    reaches the upstream."""
+    listed: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            listed.update(token.strip().lower() for token in value.split(b","))
+    listed -= _KEPT_OPTIONS
+    if not listed:
+        return headers
+    return [h for h in headers if h[0] not in listed]
+
+
 def valid_host(host: bytes) -> bytes | None:
-    """``host`` without trailing whitespace (which llhttp keeps), or None when it is not a host."""
+    """``host`` as the router reads it, or None when it is not a host: without trailing
+    whitespace (which llhttp keeps), lower case, and without the trailing dots of the name
+    (``Admin.Example.:8080`` is ``admin.example:8080``). The request carries this one spelling
+    from here on (CEL ``request.host`` and ``request.headers["host"]``, the upstream's ``Host``),
+    so a rule cannot be passed by a spelling the router and the upstream take for the same host."""
     host = host.rstrip(b" \t")
-    if host and _VALID_HOST(host) is None:
+    if not host:
+        return host
+    if _VALID_HOST(host) is None:
         return None
+    host = host.lower()
+    if host[0] == 0x5B:  # "[": an IPv6 literal has no trailing dot
+        return host
+    colon = host.rfind(b":")
+    name = host if colon < 0 else host[:colon]
+    if name.endswith(b"."):
+        name = name.rstrip(b".")
+        host = name if colon < 0 else name + host[colon:]
+        if not name:
+            return None
     return host
 
 

@@ -23,7 +23,13 @@ from agentgateway.core.exchange import DISCARD, PAUSE_PIPELINE, PAUSE_UPSTREAM, 
 from agentgateway.core.request import Headers, PathError, split_target
 from agentgateway.proxy.tunnel import Tunnel
 from agentgateway.server.forwarded import FORWARDED_HEADERS, is_trusted
-from agentgateway.server.head import apply_forwarded, body_stall, valid_host
+from agentgateway.server.head import (
+    PLAIN_CONNECTION,
+    apply_forwarded,
+    body_stall,
+    valid_host,
+    without_connection_options,
+)
 
 if TYPE_CHECKING:
     from agentgateway.server.host import ConnectionHost, ServedBind
@@ -322,8 +328,11 @@ class HttpConnection(asyncio.Protocol):
         chunked = False
         expect_continue = False
         forwarded = False
+        options = False
         for name, value in headers:
-            if name == b"host":
+            if name == b"connection":
+                options = options or value not in PLAIN_CONNECTION
+            elif name == b"host":
                 if host is not None:
                     raise _Rejected(400, "more than one Host header")
                 host = value
@@ -335,6 +344,8 @@ class HttpConnection(asyncio.Protocol):
                 expect_continue = True
             elif name in FORWARDED_HEADERS:
                 forwarded = True
+        if options:
+            headers = self._headers = without_connection_options(headers)
         version = parser.get_http_version()
         try:
             parts = split_target(self._url, limits.decode_escaped_slashes)
@@ -347,7 +358,10 @@ class HttpConnection(asyncio.Protocol):
         if path == b"*" and method != b"OPTIONS":
             raise _Rejected(400, "the asterisk target is only for OPTIONS")
         if host is not None and host != self._host_ok:
+            sent = host
             host = self._valid_host(host, "invalid Host header")
+            if host != sent:  # another spelling (case, trailing dot): the one routing reads
+                headers[:] = [(name, host if name == b"host" else value) for name, value in headers]
         if authority is not None:
             # RFC 9112 §3.2.2: the target's authority wins and the Host field is ignored. It is
             # replaced by the authority in the request's headers too: routing takes the authority,

@@ -263,9 +263,12 @@ class Http2Stream:
         if not checked:
             self._refuse(400, "invalid :authority" if checked is None else "missing :authority")
             return
-        if authority is not None and host is not None and host.strip(b" \t").lower() != checked.lower():
-            self._refuse(400, "Host differs from :authority")
-            return
+        if host is not None:
+            if authority is not None and valid_host(host) != checked:
+                self._refuse(400, "Host differs from :authority")
+                return
+            if host != checked:  # another spelling (case, trailing dot): the one routing reads
+                regular = [(n, checked if n == b"host" else v) for n, v in regular]
         if cookies > 1:
             # RFC 9113 §8.2.3: split cookie fields are joined again, as HTTP/1.1 sends them.
             joined = b"; ".join([v for n, v in regular if n == b"cookie"])

@@ -71,7 +71,6 @@ FOREIGN_HOSTS = [
     "localhost.evil.example",
     "localhost.evil.example:{port}",
     "127.0.0.1.nip.io:{port}",
-    "localhost.:{port}",
     "127.1:{port}",
     "127.0.0.2:{port}",
     "0.0.0.0:{port}",
@@ -91,7 +90,15 @@ def test_foreign_hosts_are_refused_by_default(endpoint):
     for host in INVALID_HOSTS:
         status, _, body = _request(endpoint, [("Host", host.format(port=endpoint))])
         assert status == 400 and "invalid Host header" in body, host
-    for host in ("127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}", "localhost"):
+    # (``localhost.`` is ``localhost``: the edge reads a host without its trailing dot, as routing does)
+    for host in (
+        "127.0.0.1:{port}",
+        "localhost:{port}",
+        "LOCALHOST:{port}",
+        "[::1]:{port}",
+        "localhost",
+        "localhost.:{port}",
+    ):
         assert _passes(_request(endpoint, [("Host", host.format(port=endpoint))])[0]), host
 
 

@@ -49,6 +49,14 @@ class _Object(dict[str, Any]):
     duplicates: frozenset[str]
 
 
+_MEMBERS = frozenset(("jsonrpc", "id", "method", "params", "result", "error", "code", "message", "data"))
+
+
+def _go_folded(name: str) -> str:
+    """``name`` as Go's encoding/json compares names (ASCII case, ``ſ`` as s, ``K`` as k)."""
+    return "".join({"\u017f": "s", "\u212a": "k"}.get(c, c.lower() if c.isascii() else c) for c in name)
+
+
 def _object(pairs: list[tuple[str, Any]]) -> _Object:
     obj = _Object(pairs)  # last value wins, as in `json.loads` of a nested payload
     seen: set[str] = set()
@@ -57,6 +65,9 @@ def _object(pairs: list[tuple[str, Any]]) -> _Object:
         if key in seen:
             repeated.add(key)
         seen.add(key)
+        folded = _go_folded(key)
+        if folded != key and folded in _MEMBERS:
+            repeated.add(folded)  # another spelling of a member, to a case-insensitive peer
     obj.duplicates = frozenset(repeated)
     return obj
 

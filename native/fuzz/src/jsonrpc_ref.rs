@@ -152,9 +152,23 @@ fn pick<'m, const N: usize>(
             } else {
                 first[i] = Some(value.get());
             }
+        } else if let Some(i) = names.iter().position(|n| go_folded(name) == *n) {
+            // Another spelling Go's encoding/json reads as this name: the name repeated.
+            repeated[i] = true;
         }
     }
     (first, repeated)
+}
+
+/// `name` as Go's `encoding/json` compares names: ASCII lower-cased, `ſ` as `s`, `K` as `k`.
+fn go_folded(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '\u{17F}' => 's',
+            '\u{212A}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 fn message(buf: &[u8]) -> Outcome {

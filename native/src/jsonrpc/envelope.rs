@@ -190,6 +190,11 @@ impl<const N: usize> Members<N> {
 
     fn record(&mut self, buf: &[u8], key: Value, value: Value) {
         let Some(index) = self.index_of(buf, key) else {
+            // A spelling a case-insensitive peer takes for a member (Go's encoding/json: `Method`,
+            // `paramſ`) is that member repeated: it would read one the gateway did not.
+            if let Some(index) = self.folded_index_of(buf, key) {
+                self.duplicates |= 1 << index;
+            }
             return;
         };
         if self.values[index].is_some() {
@@ -216,6 +221,14 @@ impl<const N: usize> Members<N> {
         }
     }
 
+    /// The member `key` matches the way Go's `encoding/json` matches names (ASCII case ignored,
+    /// `ſ` U+017F as `s`, the Kelvin sign U+212A as `k`), for a key that is not one exactly.
+    fn folded_index_of(&self, buf: &[u8], key: Value) -> Option<usize> {
+        let token = key.span.slice(buf);
+        let name = decode_string(token).ok()?;
+        self.names.iter().position(|n| folds_to(&name, n))
+    }
+
     fn get(&self, index: usize) -> Option<Value> {
         self.values[index]
     }
@@ -229,6 +242,23 @@ impl<const N: usize> Members<N> {
             .find(|&i| self.is_duplicated(i))
             .map(|i| self.names[i])
     }
+}
+
+/// Whether `key` folds to `name` (lower-case ASCII) as Go's `encoding/json` folds names.
+fn folds_to(key: &str, name: &str) -> bool {
+    let mut chars = key.chars();
+    for expected in name.bytes() {
+        let folded = match chars.next() {
+            Some('\u{17F}') => b's',
+            Some('\u{212A}') => b'k',
+            Some(c) if c.is_ascii() => (c as u8).to_ascii_lowercase(),
+            _ => return false,
+        };
+        if folded != expected {
+            return false;
+        }
+    }
+    chars.next().is_none()
 }
 
 fn envelope(buf: &[u8], members: &Members<6>) -> Result<Envelope, Error> {
@@ -620,8 +650,24 @@ mod tests {
         );
         // Unknown members and nested objects may repeat names: not our envelope.
         one(r#"{"jsonrpc":"2.0","id":1,"method":"a","x":1,"x":2,"params":{"k":1,"k":2}}"#);
-        // Keys that only look alike are different members.
-        one(r#"{"jsonrpc":"2.0","id":1,"method":"a","Method":"b","method ":"c"}"#);
+        // Keys a case-insensitive peer (Go's encoding/json) reads as a member are that member
+        // repeated; other look-alikes are other members.
+        for text in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"a","Method":"b"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"METHOD":"b","method":"a"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"Method":"b"}"#,
+        ] {
+            assert_eq!(invalid(text).0, DuplicateMember("method"), "{text}");
+        }
+        assert_eq!(
+            invalid(r#"{"jsonrpc":"2.0","id":1,"method":"a","paramſ":{}}"#).0,
+            DuplicateMember("params")
+        );
+        assert_eq!(
+            invalid(r#"{"jsonrpc":"2.0","id":1,"method":"a","ID":2}"#),
+            (DuplicateMember("id"), None)
+        );
+        one(r#"{"jsonrpc":"2.0","id":1,"method":"a","method ":"c","metho":1,"methods":2}"#);
     }
 
     #[test]

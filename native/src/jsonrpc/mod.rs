@@ -26,5 +26,6 @@ pub use envelope::{
 };
 pub use error::{Error, ErrorKind, INVALID_REQUEST, Invalid, PARSE_ERROR, RewriteError};
 pub use scanner::{
-    MAX_DEPTH, ParseError, Scanner, Span, Syntax, Value, ValueKind, decode_string, validate,
+    MAX_DEPTH, ParseError, Scanner, Span, Syntax, Value, ValueKind, decode_string,
+    first_duplicate_member, first_nested_duplicate_member, validate,
 };

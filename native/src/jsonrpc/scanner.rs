@@ -6,6 +6,7 @@
 //! allocates nothing unless a caller asks it to decode a string that contains escapes.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 /// Deepest nesting of arrays and objects accepted. The scanner recurses once per level, so the
@@ -568,6 +569,102 @@ pub fn validate(buf: &[u8]) -> Result<Value, ParseError> {
     Ok(value)
 }
 
+/// The first member name that the top-level object of `buf` repeats, decoded (so `"model"`
+/// and `"mod\u0065l"` are one name); `None` when no name repeats, or `buf` is not a JSON
+/// object. Peers disagree on a repeated name (most keep the last value, some the first, strict
+/// ones refuse the text), so a body forwarded as it came must not have one.
+pub fn first_duplicate_member(buf: &[u8]) -> Option<String> {
+    let mut scanner = Scanner::new(buf);
+    scanner.skip_whitespace();
+    if scanner.peek() != Some(b'{') {
+        return None;
+    }
+    let mut seen: HashSet<Cow<'_, str>> = HashSet::new();
+    let mut duplicate: Option<String> = None;
+    let scanned = scanner.object(|key, _| {
+        if duplicate.is_some() {
+            return;
+        }
+        let Ok(name) = decode_string(key.span.slice(buf)) else {
+            return;
+        };
+        if seen.contains(&name) {
+            duplicate = Some(name.into_owned());
+        } else {
+            seen.insert(name);
+        }
+    });
+    scanned.ok().and(duplicate)
+}
+
+/// The first member name that any object in `buf` repeats (decoded), searched in one pass
+/// over the whole text; `None` when no object repeats a name or `buf` is not JSON. For bodies
+/// that are forwarded as they came while the gateway read values nested in them.
+pub fn first_nested_duplicate_member(buf: &[u8]) -> Option<String> {
+    let mut scanner = Scanner::new(buf);
+    let found = scanner.duplicates_in_value(0).ok()?;
+    scanner.end().ok()?;
+    found
+}
+
+impl Scanner<'_> {
+    /// Scans one value like [`Scanner::value`], and returns the first member name an object in
+    /// it repeats. Recursion is bounded by [`MAX_DEPTH`] as the plain scan is.
+    fn duplicates_in_value(&mut self, depth: usize) -> Result<Option<String>, ParseError> {
+        self.skip_whitespace();
+        let object = match self.peek() {
+            Some(b'{') => true,
+            Some(b'[') => false,
+            _ => return self.value().map(|_| None),
+        };
+        if depth == MAX_DEPTH {
+            return Err(self.error_at(self.pos, Syntax::TooDeep));
+        }
+        let close = if object { b'}' } else { b']' };
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(None);
+        }
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut found: Option<String> = None;
+        loop {
+            if object {
+                self.skip_whitespace();
+                if self.peek() != Some(b'"') {
+                    return Err(self.error("a string key"));
+                }
+                let key = self.string()?;
+                self.skip_whitespace();
+                if self.peek() != Some(b':') {
+                    return Err(self.error("':' after the object key"));
+                }
+                self.pos += 1;
+                if found.is_none() {
+                    let name = decode_string(key.span.slice(self.buf))?.into_owned();
+                    if seen.contains(&name) {
+                        found = Some(name);
+                    } else {
+                        seen.insert(name);
+                    }
+                }
+            }
+            let inner = self.duplicates_in_value(depth + 1)?;
+            found = found.or(inner);
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b) if b == close => {
+                    self.pos += 1;
+                    return Ok(found);
+                }
+                _ => return Err(self.error("',' or the end of the container")),
+            }
+        }
+    }
+}
+
 /// Decodes a JSON string token (quotes included), borrowing the bytes when the string has no
 /// escapes. Used for member names and `method`, which are short; payload strings are never
 /// decoded here.
@@ -809,6 +906,49 @@ mod tests {
         );
         assert!(decode_string(b"plain").is_err());
         assert!(decode_string(br#""a" "#).is_err());
+    }
+
+    #[test]
+    fn duplicate_members() {
+        assert_eq!(first_duplicate_member(br#"{"a":1,"b":2}"#), None);
+        assert_eq!(
+            first_duplicate_member(br#" {"a":1,"a":2}"#).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            first_duplicate_member(br#"{"model":"x","mod\u0065l":"y"}"#).as_deref(),
+            Some("model")
+        );
+        // Only the top level: a name repeated in a nested object is another object's.
+        assert_eq!(
+            first_duplicate_member(br#"{"a":{"b":1},"c":{"b":2}}"#),
+            None
+        );
+        assert_eq!(first_duplicate_member(br#"{"a":{"b":1,"b":2}}"#), None);
+        assert_eq!(first_duplicate_member(br#"[{"a":1,"a":2}]"#), None);
+        assert_eq!(first_duplicate_member(br#"{"a":1,"a":"#), None);
+    }
+
+    #[test]
+    fn nested_duplicate_members() {
+        let find = |t: &str| first_nested_duplicate_member(t.as_bytes());
+        assert_eq!(
+            find(r#"{"a":{"b":1,"c":[{"d":1,"e":2}]},"f":{"b":2}}"#),
+            None
+        );
+        assert_eq!(find(r#"{"a":1,"a":2}"#).as_deref(), Some("a"));
+        assert_eq!(
+            find(r#"{"p":{"m":{"t":"x","\u0074":"y"}}}"#).as_deref(),
+            Some("t")
+        );
+        assert_eq!(find(r#"[1,{"x":[{"k":1,"k":2}]}]"#).as_deref(), Some("k"));
+        assert_eq!(find(r#" { } "#), None);
+        assert_eq!(find(r#"{"a":1,"a":2"#), None);
+        assert_eq!(find(r#"{"a":1} x"#), None);
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(first_nested_duplicate_member(deep.as_bytes()), None);
+        let hostile = "[".repeat(1_000_000);
+        assert_eq!(first_nested_duplicate_member(hostile.as_bytes()), None);
     }
 
     #[test]

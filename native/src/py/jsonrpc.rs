@@ -253,6 +253,18 @@ pub fn rewrite_jsonrpc_id<'py>(
     concat(py, parts.map_err(|e| rewrite_error(py, data, e))?)
 }
 
+/// The first member name the top-level object of `data` repeats (decoded), or None; with
+/// `nested`, the first one any object of `data` repeats.
+#[pyfunction]
+#[pyo3(signature = (data, nested = false))]
+fn json_duplicate_member(data: &[u8], nested: bool) -> Option<String> {
+    if nested {
+        jsonrpc::first_nested_duplicate_member(data)
+    } else {
+        jsonrpc::first_duplicate_member(data)
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("JsonRpcError", py.get_type::<JsonRpcError>())?;
@@ -261,6 +273,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scan_jsonrpc_batch, m)?)?;
     m.add_function(wrap_pyfunction!(split_jsonrpc_batch, m)?)?;
     m.add_function(wrap_pyfunction!(rewrite_jsonrpc_id, m)?)?;
+    m.add_function(wrap_pyfunction!(json_duplicate_member, m)?)?;
     m.add("JSONRPC_MAX_DEPTH", jsonrpc::MAX_DEPTH)?;
     Ok(())
 }

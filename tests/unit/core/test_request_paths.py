@@ -86,6 +86,9 @@ def test_normalized(raw, normalized):
         (b"/x/.;/api", "parameters"),
         (b"/x/..%3b/api", "parameters"),
         (b"/x/%2e%2e;x/api", "parameters"),
+        (b"/;x/admin", "empty segment with parameters"),
+        (b"/api/;/x", "empty segment with parameters"),
+        (b"/api/;", "empty segment with parameters"),
     ],
 )
 def test_refused(raw, reason):

@@ -35,6 +35,9 @@ def test_what_a_call_reserves() -> None:
     assert output_limit("chat", {"max_tokens": 10}) == 10
     assert output_limit("chat", {"max_completion_tokens": 5, "max_tokens": 10, "n": 3}) == 15
     assert output_limit("chat", {}) is None and output_limit("chat", {"max_tokens": "9"}) is None
+    # An integral float is the number a lenient provider reads (``n: 3.0`` is three choices).
+    assert output_limit("chat", {"max_tokens": 10.0, "n": 3.0}) == 30
+    assert output_limit("chat", {"max_tokens": 10.5}) is None and output_limit("chat", {"max_tokens": -1.0}) is None
     assert output_limit("messages", {"max_tokens": 7}) == 7
     assert output_limit("responses", {"max_output_tokens": 8}) == 8
     assert output_limit("embeddings", {}) == 0

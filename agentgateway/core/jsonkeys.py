@@ -1,0 +1,41 @@
+"""JSON member names that a peer may read as another name the gateway decided on.
+
+Go's ``encoding/json`` (and the servers built on it: older MCP Go SDKs, mcp-go, Ollama, …) matches
+member names to its fields case-insensitively, also folding ``ſ`` (U+017F) to ``s`` and ``K``
+(U+212A, the Kelvin sign) to ``k``; of two matches, the last one wins (CVE-2026-27896). The gateway
+reads names exactly. So ``{"name": "allowed", "NAME": "hidden"}`` is ``allowed`` to a policy and
+``hidden`` to such a server, and ``{"Messages": [...]}`` is a prompt no guard read. A message the
+gateway forwards must have neither: two names that fold alike, or a name that folds like one the
+gateway reads without being it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+
+def folded_names(names: Iterable[str]) -> dict[str, str]:
+    """``names`` (the ones the gateway reads) by their folded form, for ``ambiguous_key``."""
+    return {name.casefold(): name for name in names}
+
+
+_NONE: dict[str, str] = {}
+
+
+def ambiguous_key(obj: Mapping[str, object], read: Mapping[str, str] = _NONE) -> str | None:
+    """A member name of ``obj`` that a case-insensitive peer could take for another: one that
+    folds like another name of ``obj``, or like a name in ``read`` (``folded_names``) without
+    being spelled as it. None when every name is unambiguous (the common case: a short loop).
+
+    ``str.casefold`` folds what Go folds (case, ``ſ``, ``K``) and a little more (``ß`` is ``ss``):
+    the extra only refuses names no client of these protocols sends."""
+    seen: set[str] = set()
+    for key in obj:
+        folded = key.casefold()
+        if folded in seen:
+            return key
+        exact = read.get(folded)
+        if exact is not None and exact != key:
+            return key
+        seen.add(folded)
+    return None
