@@ -6,7 +6,9 @@ member names to its fields case-insensitively, also folding ``ſ`` (U+017F) to `
 reads names exactly. So ``{"name": "allowed", "NAME": "hidden"}`` is ``allowed`` to a policy and
 ``hidden`` to such a server, and ``{"Messages": [...]}`` is a prompt no guard read. A message the
 gateway forwards must have neither: two names that fold alike, or a name that folds like one the
-gateway reads without being it.
+gateway reads without being it. The Go SDK's first fix (segmentio/encoding before 0.5.4) read a
+name with U+0000 appended as the name itself (GHSA-q382-vc8q-7jhj): a name with a NUL in it is
+refused too (no client of these protocols sends one).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ _NONE: dict[str, str] = {}
 def ambiguous_key(obj: Mapping[str, object], read: Mapping[str, str] = _NONE) -> str | None:
     """A member name of ``obj`` that a case-insensitive peer could take for another: one that
     folds like another name of ``obj``, or like a name in ``read`` (``folded_names``) without
-    being spelled as it. None when every name is unambiguous (the common case: a short loop).
+    being spelled as it, or one with a NUL in it. None when every name is unambiguous (the common
+    case: a short loop).
 
     ``str.casefold`` folds what Go folds (case, ``ſ``, ``K``) and a little more (``ß`` is ``ss``):
     the extra only refuses names no client of these protocols sends."""
     seen: set[str] = set()
     for key in obj:
+        if "\x00" in key:
+            return key
         folded = key.casefold()
         if folded in seen:
             return key

@@ -3,9 +3,9 @@
 
 pub mod cel;
 pub mod jsonrpc;
-pub mod ratelimit;
 pub mod mcp;
 pub mod otlp;
+pub mod ratelimit;
 pub mod sse;
 
 #[cfg(feature = "python")]

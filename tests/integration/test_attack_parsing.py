@@ -456,6 +456,8 @@ def test_mcp_duplicate_or_escaped_envelope_members(mcp_edge, body: bytes) -> Non
         b'{"name":"echo","N\\u0061me":"whoami","arguments":{}}',
         b'{"Name":"whoami","name":"echo","arguments":{}}',
         b'{"name":"echo","arguments":{"text":"x"},"Arguments":{"text":"y"}}',
+        # segmentio/encoding before 0.5.4 (the Go SDK's first fix) read "name\u0000" as "name"
+        b'{"name":"echo","name\\u0000":"whoami","arguments":{}}',
     ],
 )
 def test_mcp_case_variants_of_the_tool_name(mcp_edge, params: bytes) -> None:
@@ -471,6 +473,7 @@ def test_mcp_case_variants_of_the_tool_name(mcp_edge, params: bytes) -> None:
     [
         b'{"jsonrpc":"2.0","id":7,"method":"tools/call","Method":"tools/list","params":{"name":"echo"}}',
         b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"},"PARAMS":{"name":"whoami"}}',
+        b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"},"params\\u0000":{"name":"whoami"}}',
     ],
 )
 def test_mcp_case_variants_of_envelope_members(mcp_edge, body: bytes) -> None:
@@ -595,6 +598,7 @@ def test_llm_body_sent_as_it_came_cannot_repeat_a_key(llm_edge, body: bytes) -> 
         b'{"model":"shaped","Messages":[{"role":"user","content":"unguarded"}]}',
         b'{"model":"shaped",' + MESSAGES + b',"\\u017ftream":true}',
         b'{"model":"cheap",' + MESSAGES + b',"Model":"pricey"}',
+        b'{"model":"cheap",' + MESSAGES + b',"model\\u0000":"pricey"}',
     ],
 )
 def test_llm_case_variants_of_keys_the_gateway_reads(llm_edge, body: bytes) -> None:

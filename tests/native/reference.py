@@ -53,8 +53,9 @@ _MEMBERS = frozenset(("jsonrpc", "id", "method", "params", "result", "error", "c
 
 
 def _go_folded(name: str) -> str:
-    """``name`` as Go's encoding/json compares names (ASCII case, ``ſ`` as s, ``K`` as k)."""
-    return "".join({"\u017f": "s", "\u212a": "k"}.get(c, c.lower() if c.isascii() else c) for c in name)
+    """``name`` as Go's encoding/json compares names (ASCII case, ``ſ`` as s, ``K`` as k), and
+    without trailing NULs, as segmentio/encoding before 0.5.4 (the Go SDK's first fix) read it."""
+    return "".join({"\u017f": "s", "\u212a": "k"}.get(c, c.lower() if c.isascii() else c) for c in name.rstrip("\0"))
 
 
 def _object(pairs: list[tuple[str, Any]]) -> _Object:

@@ -160,9 +160,11 @@ fn pick<'m, const N: usize>(
     (first, repeated)
 }
 
-/// `name` as Go's `encoding/json` compares names: ASCII lower-cased, `ſ` as `s`, `K` as `k`.
+/// `name` as Go's `encoding/json` compares names: ASCII lower-cased, `ſ` as `s`, `K` as `k`;
+/// trailing U+0000 dropped, as segmentio/encoding before 0.5.4 (the Go SDK's first fix) did.
 fn go_folded(name: &str) -> String {
-    name.chars()
+    name.trim_end_matches('\0')
+        .chars()
         .map(|c| match c {
             '\u{17F}' => 's',
             '\u{212A}' => 'k',

@@ -244,9 +244,10 @@ impl<const N: usize> Members<N> {
     }
 }
 
-/// Whether `key` folds to `name` (lower-case ASCII) as Go's `encoding/json` folds names.
+/// Whether `key` folds to `name` (lower-case ASCII) as Go's `encoding/json` folds names, or as
+/// segmentio/encoding before 0.5.4 (the Go SDK's first fix) also did: trailing U+0000 ignored.
 fn folds_to(key: &str, name: &str) -> bool {
-    let mut chars = key.chars();
+    let mut chars = key.trim_end_matches('\0').chars();
     for expected in name.bytes() {
         let folded = match chars.next() {
             Some('\u{17F}') => b's',
@@ -666,6 +667,10 @@ mod tests {
         assert_eq!(
             invalid(r#"{"jsonrpc":"2.0","id":1,"method":"a","ID":2}"#),
             (DuplicateMember("id"), None)
+        );
+        assert_eq!(
+            invalid(r#"{"jsonrpc":"2.0","id":1,"method":"a","method\u0000":"b"}"#).0,
+            DuplicateMember("method")
         );
         one(r#"{"jsonrpc":"2.0","id":1,"method":"a","method ":"c","metho":1,"methods":2}"#);
     }

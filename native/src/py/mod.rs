@@ -7,9 +7,9 @@ use pyo3::prelude::*;
 
 mod cel;
 mod jsonrpc;
-mod ratelimit;
 mod mcp;
 mod otlp;
+mod ratelimit;
 mod sse;
 
 #[pymodule]
