@@ -606,7 +606,7 @@ def _model_options(model: LlmModel, defaults: LlmProviderDefaults | None, where:
         shaping,
         authorization,
         model.passthrough,
-        HeaderEdit(request_headers, f"{where}.requestHeaders") if request_headers else None,
+        HeaderEdit(request_headers, f"{where}.requestHeaders", underscore_spellings=True) if request_headers else None,
         HeaderEdit(response_headers, f"{where}.responseHeaders") if response_headers else None,
     )
 

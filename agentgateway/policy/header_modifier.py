@@ -3,6 +3,12 @@
 As in agentgateway, ``add`` appends a value, ``set`` replaces every value of a name and
 ``remove`` drops a name; a name both added and set ends up set, and one removed is gone whatever
 else was asked. All of that is resolved at load, so a request pays one pass over its headers.
+
+On requests, a name the modifier sets or removes is also removed in its underscore spelling
+(``x_user`` for ``x-user``): CGI-style upstreams (WSGI, PHP, Rails' Rack) read both as
+``HTTP_X_USER``, so a client's ``X_User: admin`` would otherwise stand beside, or in place of, the
+value the gateway set or the header it removed. nginx drops every underscored header by default;
+only the ones that collide with the gateway's own edits go here.
 """
 
 from __future__ import annotations
@@ -42,12 +48,15 @@ class HeaderEdit:
 
     __slots__ = ("drop", "append", "host")
 
-    def __init__(self, cfg: HeaderModifierConfig, where: str) -> None:
+    def __init__(self, cfg: HeaderModifierConfig, where: str, underscore_spellings: bool = False) -> None:
         removed = {header_name(n, f"{where}.remove") for n in cfg.remove}
         sets = [(header_name(k, f"{where}.set"), header_value(v, f"{where}.set.{k}")) for k, v in cfg.set.items()]
         adds = [(header_name(k, f"{where}.add"), header_value(v, f"{where}.add.{k}")) for k, v in cfg.add.items()]
         set_names = {k for k, _ in sets}
-        self.drop = frozenset(removed | set_names)
+        dropped = removed | set_names
+        if underscore_spellings:
+            dropped |= {name.replace(b"-", b"_") for name in dropped if b"-" in name}
+        self.drop = frozenset(dropped)
         self.append = tuple(
             [(k, v) for k, v in adds if k not in self.drop] + [(k, v) for k, v in sets if k not in removed]
         )
@@ -67,7 +76,7 @@ class RequestHeaderModifier:
     __slots__ = ("edit",)
 
     def __init__(self, cfg: HeaderModifierConfig, where: str) -> None:
-        self.edit = HeaderEdit(cfg, where)
+        self.edit = HeaderEdit(cfg, where, underscore_spellings=True)
 
     def on_request(self, ctx: RequestCtx) -> LocalReply | None:
         edit = self.edit

@@ -173,6 +173,17 @@ def test_connection_option_cannot_remove_a_header_the_gateway_sets(edge, listed:
     assert sent == ["gateway"]
 
 
+@pytest.mark.parametrize("name", [b"X_User", b"x_user", b"X_USER"])
+def test_underscore_spelling_of_a_header_the_gateway_sets_is_removed(edge, name: bytes) -> None:
+    """``requestHeaderModifier.set`` makes ``x-user`` the gateway's; a CGI-style upstream (WSGI,
+    PHP, Rack) reads a client's ``X_User`` as the same ``HTTP_X_USER``, so it is removed too."""
+    port, up = edge
+    status, _, body = _exchange(port, b"GET /echo HTTP/1.1\r\nHost: stamped.test\r\n" + name + b": admin\r\n\r\n")
+    assert status == 200
+    sent = [[k, v] for k, v in json.loads(body)["headers"] if k.replace("_", "-") == "x-user"]
+    assert sent == [["x-user", "gateway"]], sent
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
