@@ -22,10 +22,18 @@ fn displayed(object: &Bound<'_, PyAny>) -> PyResult<Cow<'static, str>> {
     Ok(Cow::Owned(object.str()?.to_string_lossy().into_owned()))
 }
 
+/// Levels of lists and maps kept in an attribute value. A deeper container (or one that
+/// contains itself) becomes `TOO_DEEP`: converting and encoding recurse, and an unbounded value
+/// would recurse until the exporter thread's stack ran out, taking the process with it. Each
+/// level is two protobuf messages deep, and decoders limit nesting (upb, C++ and Java protobuf:
+/// 100 messages), so a collector can still read what is kept.
+const MAX_DEPTH: u32 = 16;
+const TOO_DEEP: &str = "[nested too deeply]";
+
 /// A Python attribute value as an `AnyValue`: str, bool, int (beyond int64: its decimal text),
 /// float, bytes (decoded, invalid UTF-8 replaced), list or tuple, dict; anything else as its
-/// `str()`.
-fn value<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<Value<'a>> {
+/// `str()`. `depth`: the containers around it.
+fn value<'a>(object: &'a Bound<'_, PyAny>, depth: u32) -> PyResult<Value<'a>> {
     if let Ok(s) = object.cast_exact::<PyString>() {
         return Ok(Value::Str(text(s)));
     }
@@ -46,24 +54,30 @@ fn value<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<Value<'a>> {
             String::from_utf8_lossy(b.as_bytes()).into_owned(),
         )));
     }
+    let container = object.is_instance_of::<PyList>()
+        || object.is_instance_of::<PyTuple>()
+        || object.is_instance_of::<PyDict>();
+    if container && depth >= MAX_DEPTH {
+        return Ok(Value::Str(Cow::Borrowed(TOO_DEEP)));
+    }
     if let Ok(list) = object.cast::<PyList>() {
         return list
             .iter()
-            .map(|item| owned_value(&item))
+            .map(|item| owned_value(&item, depth + 1))
             .collect::<PyResult<_>>()
             .map(Value::Array);
     }
     if let Ok(tuple) = object.cast::<PyTuple>() {
         return tuple
             .iter()
-            .map(|item| owned_value(&item))
+            .map(|item| owned_value(&item, depth + 1))
             .collect::<PyResult<_>>()
             .map(Value::Array);
     }
     if let Ok(dict) = object.cast::<PyDict>() {
         let mut pairs = Vec::with_capacity(dict.len());
         for (key, item) in dict.iter() {
-            pairs.push((displayed(&key)?, owned_value(&item)?));
+            pairs.push((displayed(&key)?, owned_value(&item, depth + 1)?));
         }
         return Ok(Value::KvList(pairs));
     }
@@ -71,8 +85,8 @@ fn value<'a>(object: &'a Bound<'_, PyAny>) -> PyResult<Value<'a>> {
 }
 
 /// `value` for an item a container yields (it does not outlive this call's borrow).
-fn owned_value(object: &Bound<'_, PyAny>) -> PyResult<Value<'static>> {
-    value(object).map(to_static)
+fn owned_value(object: &Bound<'_, PyAny>, depth: u32) -> PyResult<Value<'static>> {
+    value(object, depth).map(to_static)
 }
 
 fn to_static(v: Value<'_>) -> Value<'static> {
@@ -125,7 +139,7 @@ fn encode_span<'py>(
             Ok(s) => text(s),
             Err(_) => displayed(key)?,
         };
-        encoded_attributes.push((key, value(item)?));
+        encoded_attributes.push((key, value(item, 0)?));
     }
     let fields = Span {
         trace_id,

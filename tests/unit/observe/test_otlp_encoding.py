@@ -103,3 +103,29 @@ def test_span_values_the_native_encoder_converts():
     }
     assert decoded.trace_id == b"\xff" * 16 and decoded.trace_state == ""
     assert decoded.end_time_unix_nano == decoded.start_time_unix_nano  # not ended: ends when it started
+
+
+def test_values_nested_too_deeply_or_cyclic_are_cut():
+    """Converting and encoding a value recurse: a list 10,000 levels deep, or one containing
+    itself, would exhaust the exporter thread's stack (and end the process). Past 16 levels a
+    container becomes a marker text (within what protobuf decoders accept); what is above it is
+    kept."""
+    deep: list[object] = ["leaf"]
+    for _ in range(10_000):
+        deep = [deep]
+    cyclic: list[object] = ["x"]
+    cyclic.append(cyclic)
+    loop: dict[str, object] = {}
+    loop["self"] = loop
+    span = Span("deep", CLIENT, 1, 2, {"deep": deep, "cyclic": cyclic, "map": loop, "ok": [[1]]})
+    raw = encode_spans([encode_span(1, span, None)], resource({}))
+    decoded = trace_service_pb2.ExportTraceServiceRequest.FromString(raw).resource_spans[0].scope_spans[0].spans[0]
+    got = {kv.key: value_of(kv.value) for kv in decoded.attributes}
+    assert got["ok"] == [[1]]
+    level: object = got["deep"]
+    for _ in range(16):
+        assert isinstance(level, list) and len(level) == 1
+        level = level[0]
+    assert level == "[nested too deeply]"
+    assert got["cyclic"][0] == "x" and isinstance(got["cyclic"][1], list)
+    assert isinstance(got["map"]["self"], dict)
