@@ -284,5 +284,6 @@ class A2aFacts:
             fields["a2a.stream.events"] = self.events
 
     def span_fields(self, fields: dict[str, object], status: int) -> None:
-        """The server span carries every access-log field (an A2A call has no span of its own)."""
+        """The server span carries every access-log field: no other span of an A2A call has them
+        (its upstream call is traced as a plain HTTP client span)."""
         self.log_fields(fields, status)
