@@ -102,7 +102,9 @@ class JsonRpcEnvelope:
 def json_duplicate_member(data: bytes, nested: bool = False) -> str | None:
     """The first member name the top-level object of `data` repeats (escapes decoded: `"model"`
     and `"mod\\u0065l"` are one name); None when none repeats or `data` is not a JSON object.
-    With `nested`, the first name any object in `data` repeats (`data` any JSON text)."""
+    With `nested`, the first name any object in `data` repeats (`data` any JSON text). Raises
+    ValueError when the text cannot be scanned to its end (malformed, or nested past the
+    scanner's depth limit): never "none repeats" for text the search did not see."""
 
 def scan_jsonrpc(data: bytes) -> JsonRpcEnvelope:
     """Scan one message; a top-level array gives kind "batch". Raises JsonRpcError."""

@@ -94,13 +94,19 @@ def _ambiguous_param(params: object) -> str | None:
     return found
 
 
-def _repeated(raw: bytes) -> str | None:
-    """A name some object of the params repeats: the body goes to the agent as it came, and
-    agents differ on which value counts (most the last, as the facts were read; some the first)."""
-    return json_duplicate_member(raw, nested=True)
-
-
-def _ambiguous_message(name: str) -> str:
+def _params_problem(params: object, raw: bytes) -> str | None:
+    """Why the params cannot be forwarded as they came, or None: a name another spelling of one
+    the facts were read from, or a name some object repeats (agents differ on which value counts:
+    most the last, as the facts were read; some the first). Params the search cannot see to
+    the end (nested past its depth limit) are refused too, or depth would hide a repeat."""
+    name = _ambiguous_param(params)
+    if name is None:
+        try:
+            name = json_duplicate_member(raw, nested=True)
+        except ValueError as exc:
+            return f"Invalid params: {exc}"
+    if name is None:
+        return None
     return f"Invalid params: member {name[:64]!r} is repeated or another spelling of one the gateway reads"
 
 
@@ -166,10 +172,10 @@ class A2aPolicy:
                 except orjson.JSONDecodeError as exc:
                     self._learned(ctx, facts)
                     return _rest_error(f"request body is not JSON: {exc}")
-                ambiguous = _ambiguous_param(params) or _repeated(body)
-                if ambiguous is not None:
+                problem = _params_problem(params, body)
+                if problem is not None:
                     self._learned(ctx, facts)
-                    return _rest_error(_ambiguous_message(ambiguous))
+                    return _rest_error(problem)
                 facts.observe_params(params)
             self._learned(ctx, facts)
             return None
@@ -193,11 +199,11 @@ class A2aPolicy:
         facts.method = envelope.method or ""
         if envelope.params is not None:
             params = orjson.loads(envelope.params)
-            ambiguous = _ambiguous_param(params) or _repeated(envelope.params)
-            if ambiguous is not None:
+            problem = _params_problem(params, envelope.params)
+            if problem is not None:
                 facts.error_code = "-32602"
                 self._learned(ctx, facts)
-                return _jsonrpc_error(envelope.id, -32602, _ambiguous_message(ambiguous))
+                return _jsonrpc_error(envelope.id, -32602, problem)
             facts.observe_params(params)
         if facts.method.lower() in EXTENDED_CARD_METHODS:
             base = card_base(path, JSONRPC)

@@ -463,7 +463,10 @@ class LlmExchange:
             # The body may go to the provider as it came, while the gateway decided on what it read
             # (the model for allowedModels and routing, stream, the budget's estimate): a key twice,
             # which providers read differently (the first, the last, or an error), is refused.
-            repeated = json_duplicate_member(raw)
+            try:
+                repeated = json_duplicate_member(raw)
+            except ValueError as exc:  # nested past the search's limit: a repeat could hide there
+                raise LlmError(400, f"request body: {exc}") from None
             if repeated is not None:
                 raise LlmError(400, f"the request body has the key {repeated!r} more than once")
         if not raw_api and not raw_model:

@@ -359,6 +359,26 @@ def test_a2a_repeated_names_in_params(edge, body: bytes) -> None:
     assert _targets(up, since) == []
 
 
+DEEP = b"[" * 200 + b"]" * 200  # deeper than the native scanner's 128 levels, within orjson's 1024
+
+
+@pytest.mark.parametrize("path", [b"/", b"/message:send"])
+def test_a2a_repeated_names_cannot_hide_behind_a_deep_value(edge, path: bytes) -> None:
+    """The duplicate search gives up past 128 levels; a body that nests that deep anywhere must
+    be refused, not pass as having no repeated name."""
+    port, up = edge
+    since = len(up.requests())
+    message = b'{"taskId":"b-1","taskId":"a-1","pad":' + DEEP + b"}"
+    if path == b"/":
+        body = b'{"jsonrpc":"2.0","id":3,"method":"message/send","params":{"message":' + message + b"}}"
+    else:
+        body = b'{"message":' + message + b"}"
+    status, _, answer = _a2a(port, body, path)
+    assert status in (200, 400), answer
+    assert status == 400 or json.loads(answer)["error"]["code"] in (-32600, -32602, -32700), answer
+    assert _targets(up, since) == []
+
+
 def test_a2a_plain_request_reaches_the_agent(edge) -> None:
     port, up = edge
     since = len(up.requests())
@@ -598,6 +618,17 @@ def test_llm_body_sent_as_it_came_cannot_repeat_a_key(llm_edge, body: bytes) -> 
     status, _, answer = _chat(port, body)
     assert status == 400, answer
     assert b"more than once" in answer
+    assert fake.count() == before
+
+
+def test_llm_body_nested_past_the_search_cannot_hide_a_repeated_key(llm_edge) -> None:
+    """The duplicate search stops past 128 levels; a body nesting that deep is refused rather
+    than passed as having no repeated key (``pricey`` first, ``cheap`` last, a deep ``pad``)."""
+    port, fake = llm_edge
+    before = fake.count()
+    body = b'{"model":"pricey",' + MESSAGES + b',"model":"cheap","pad":' + DEEP + b"}"
+    status, _, answer = _chat(port, body)
+    assert status == 400, answer
     assert fake.count() == before
 
 

@@ -570,14 +570,16 @@ pub fn validate(buf: &[u8]) -> Result<Value, ParseError> {
 }
 
 /// The first member name that the top-level object of `buf` repeats, decoded (so `"model"`
-/// and `"mod\u0065l"` are one name); `None` when no name repeats, or `buf` is not a JSON
+/// and `"mod\u0065l"` are one name); `Ok(None)` when no name repeats or `buf` is not a JSON
 /// object. Peers disagree on a repeated name (most keep the last value, some the first, strict
-/// ones refuse the text), so a body forwarded as it came must not have one.
-pub fn first_duplicate_member(buf: &[u8]) -> Option<String> {
+/// ones refuse the text), so a body forwarded as it came must not have one. An object the scan
+/// cannot finish (past [`MAX_DEPTH`], malformed) is an error, never "no name repeats": a body
+/// nested deep anywhere would otherwise hide a repeated name at the top.
+pub fn first_duplicate_member(buf: &[u8]) -> Result<Option<String>, ParseError> {
     let mut scanner = Scanner::new(buf);
     scanner.skip_whitespace();
     if scanner.peek() != Some(b'{') {
-        return None;
+        return Ok(None);
     }
     let mut seen: HashSet<Cow<'_, str>> = HashSet::new();
     let mut duplicate: Option<String> = None;
@@ -594,17 +596,18 @@ pub fn first_duplicate_member(buf: &[u8]) -> Option<String> {
             seen.insert(name);
         }
     });
-    scanned.ok().and(duplicate)
+    scanned.map(|_| duplicate)
 }
 
 /// The first member name that any object in `buf` repeats (decoded), searched in one pass
-/// over the whole text; `None` when no object repeats a name or `buf` is not JSON. For bodies
-/// that are forwarded as they came while the gateway read values nested in them.
-pub fn first_nested_duplicate_member(buf: &[u8]) -> Option<String> {
+/// over the whole text; `Ok(None)` when no object repeats a name. For bodies that are
+/// forwarded as they came while the gateway read values nested in them. Text that is not JSON,
+/// or nests past [`MAX_DEPTH`], is an error (the search could not see all of it).
+pub fn first_nested_duplicate_member(buf: &[u8]) -> Result<Option<String>, ParseError> {
     let mut scanner = Scanner::new(buf);
-    let found = scanner.duplicates_in_value(0).ok()?;
-    scanner.end().ok()?;
-    found
+    let found = scanner.duplicates_in_value(0)?;
+    scanner.end()?;
+    Ok(found)
 }
 
 impl Scanner<'_> {
@@ -910,28 +913,30 @@ mod tests {
 
     #[test]
     fn duplicate_members() {
-        assert_eq!(first_duplicate_member(br#"{"a":1,"b":2}"#), None);
+        let find = |t: &[u8]| first_duplicate_member(t).unwrap();
+        assert_eq!(find(br#"{"a":1,"b":2}"#), None);
+        assert_eq!(find(br#" {"a":1,"a":2}"#).as_deref(), Some("a"));
         assert_eq!(
-            first_duplicate_member(br#" {"a":1,"a":2}"#).as_deref(),
-            Some("a")
-        );
-        assert_eq!(
-            first_duplicate_member(br#"{"model":"x","mod\u0065l":"y"}"#).as_deref(),
+            find(br#"{"model":"x","mod\u0065l":"y"}"#).as_deref(),
             Some("model")
         );
         // Only the top level: a name repeated in a nested object is another object's.
-        assert_eq!(
-            first_duplicate_member(br#"{"a":{"b":1},"c":{"b":2}}"#),
-            None
+        assert_eq!(find(br#"{"a":{"b":1},"c":{"b":2}}"#), None);
+        assert_eq!(find(br#"{"a":{"b":1,"b":2}}"#), None);
+        assert_eq!(find(br#"[{"a":1,"a":2}]"#), None);
+        // A scan that cannot finish is an error, not "no name repeats".
+        assert!(first_duplicate_member(br#"{"a":1,"a":"#).is_err());
+        let deep = format!(
+            r#"{{"m":"x","m":"y","pad":{}{}}}"#,
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
         );
-        assert_eq!(first_duplicate_member(br#"{"a":{"b":1,"b":2}}"#), None);
-        assert_eq!(first_duplicate_member(br#"[{"a":1,"a":2}]"#), None);
-        assert_eq!(first_duplicate_member(br#"{"a":1,"a":"#), None);
+        assert!(first_duplicate_member(deep.as_bytes()).is_err());
     }
 
     #[test]
     fn nested_duplicate_members() {
-        let find = |t: &str| first_nested_duplicate_member(t.as_bytes());
+        let find = |t: &str| first_nested_duplicate_member(t.as_bytes()).unwrap();
         assert_eq!(
             find(r#"{"a":{"b":1,"c":[{"d":1,"e":2}]},"f":{"b":2}}"#),
             None
@@ -943,12 +948,12 @@ mod tests {
         );
         assert_eq!(find(r#"[1,{"x":[{"k":1,"k":2}]}]"#).as_deref(), Some("k"));
         assert_eq!(find(r#" { } "#), None);
-        assert_eq!(find(r#"{"a":1,"a":2"#), None);
-        assert_eq!(find(r#"{"a":1} x"#), None);
+        let fails = |t: &str| first_nested_duplicate_member(t.as_bytes()).is_err();
+        assert!(fails(r#"{"a":1,"a":2"#));
+        assert!(fails(r#"{"a":1} x"#));
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
-        assert_eq!(first_nested_duplicate_member(deep.as_bytes()), None);
-        let hostile = "[".repeat(1_000_000);
-        assert_eq!(first_nested_duplicate_member(hostile.as_bytes()), None);
+        assert!(fails(&deep));
+        assert!(fails(&"[".repeat(1_000_000)));
     }
 
     #[test]

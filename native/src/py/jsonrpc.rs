@@ -254,15 +254,17 @@ pub fn rewrite_jsonrpc_id<'py>(
 }
 
 /// The first member name the top-level object of `data` repeats (decoded), or None; with
-/// `nested`, the first one any object of `data` repeats.
+/// `nested`, the first one any object of `data` repeats. ValueError when the text cannot be
+/// scanned to its end (malformed, or nested past the scanner's depth limit).
 #[pyfunction]
 #[pyo3(signature = (data, nested = false))]
-fn json_duplicate_member(data: &[u8], nested: bool) -> Option<String> {
-    if nested {
+fn json_duplicate_member(data: &[u8], nested: bool) -> PyResult<Option<String>> {
+    let found = if nested {
         jsonrpc::first_nested_duplicate_member(data)
     } else {
         jsonrpc::first_duplicate_member(data)
-    }
+    };
+    found.map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
