@@ -63,10 +63,7 @@ from agentgateway.policy.expression import compile_value
 from agentgateway.policy.ext_authz import ExtAuthz
 from agentgateway.policy.header_modifier import RequestHeaderModifier, ResponseHeaderModifier
 from agentgateway.policy.health import EndpointHealth, HealthPolicy
-from agentgateway.policy.jwt_auth import JwtAuthPolicy
 from agentgateway.policy.local_rate_limit import LocalRateLimit
-from agentgateway.policy.mcp_authentication import McpAuthenticationPolicy
-from agentgateway.policy.oidc import OidcPolicy
 from agentgateway.policy.remote_rate_limit import RemoteRateLimit
 from agentgateway.policy.request_mirror import RequestMirror
 from agentgateway.policy.request_redirect import RequestRedirect
@@ -732,6 +729,9 @@ class _Compiler:
             policy for policy in inherited if policy.kind in ("authorization", "extAuthz") or policy.kind not in own
         ]
         if p.mcp_authentication is not None:
+            # imported when used, as the other token policies (see security_policies)
+            from agentgateway.policy.mcp_authentication import McpAuthenticationPolicy
+
             chain.append(McpAuthenticationPolicy(p.mcp_authentication, self.base_dir, f"{pw}.mcpAuthentication"))
         if p.cors is not None:
             chain.append(Cors(p.cors, f"{pw}.cors"))
@@ -795,9 +795,15 @@ class _Compiler:
     def security_policies(self, p: RoutePolicies | GatewayListener | GatewayPolicies, where: str) -> list[Policy]:
         """The authentication and authorization policies a route or a gateway sets."""
         out: list[Policy] = []
+        # The token policies are imported when a config uses one: PyJWT and the cryptography it
+        # loads cost every process ~30 ms at start, and most configs have none.
         if p.oidc is not None:
+            from agentgateway.policy.oidc import OidcPolicy
+
             out.append(OidcPolicy(p.oidc, self.session_key(), where, self.base_dir, f"{where}.oidc"))
         if p.jwt_auth is not None:
+            from agentgateway.policy.jwt_auth import JwtAuthPolicy
+
             out.append(JwtAuthPolicy(p.jwt_auth, self.base_dir, f"{where}.jwtAuth"))
         if p.basic_auth is not None:
             out.append(BasicAuthPolicy(p.basic_auth, self.base_dir, f"{where}.basicAuth"))
