@@ -86,7 +86,15 @@ from agentgateway.routing.table import (
 from agentgateway.routing.tcp import CompiledTcpRoute, TcpRouteTable
 from agentgateway.upstream.backend_auth import SigningBuffer, compile_backend_auth
 from agentgateway.upstream.balance import WeightedChoice
-from agentgateway.upstream.target import HTTP_1, HTTP_2, HTTP_AUTO, HttpTarget, UpstreamTls, split_host_port
+from agentgateway.upstream.target import (
+    HTTP_1,
+    HTTP_2,
+    HTTP_AUTO,
+    HttpTarget,
+    UpstreamTls,
+    split_host_port,
+    system_roots_context,
+)
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _TLS_VERSIONS = {
@@ -377,6 +385,7 @@ class _Compiler:
         self.named: dict[str, tuple[NamedBackend, int]] = {}
         self.services = ServiceTable([], [])
         self._client_tls: dict[tuple[object, ...], UpstreamTls] = {}
+        self._ssl_contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
         self.previous_health: HealthState = previous_health or {}
         self.limits = ServerLimits()
         self.health_state: HealthState = {}
@@ -385,29 +394,43 @@ class _Compiler:
     # ------------------------------------------------------------------ backends
 
     def client_tls(self, tls: BackendTls, host: str, where: str, alpn: str | None = "http/1.1") -> UpstreamTls:
-        """Client TLS context for one upstream host; contexts with equal settings are shared.
-        ``alpn``: the protocol offered (None for a TCP route's backend: the gateway does not know
-        what the relayed bytes speak)."""
+        """Client TLS for one upstream host. ``alpn``: the protocol offered (None for a TCP
+        route's backend: the gateway does not know what the relayed bytes speak).
+
+        The SSL context is shared by every backend with the same settings, whatever its host
+        name (given per connection): making one with the system's roots loads the whole CA store,
+        ~25 ms of CPU, which a config of a hundred TLS backends paid a hundred times in each
+        process at every load and reload. Contexts with the system's roots are made once per
+        process (``system_roots_context``); ones with files (roots, a client certificate) once
+        per load, which reads the files again. The fingerprint, which keys connection pools,
+        still names the host name."""
+        if (tls.cert is None) != (tls.key is None):
+            raise ConfigError(where, "cert and key go together (client certificate for mTLS)")
         server_hostname = tls.hostname or host
         fingerprint = (tls.cert, tls.key, tls.root, server_hostname, tls.insecure, tls.insecure_host, alpn)
         cached = self._client_tls.get(fingerprint)
         if cached is not None:
             return cached
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        if tls.root:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            load_roots(ctx, tls.root, self.base_dir, f"{where}.root")
-        if tls.insecure:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        elif tls.insecure_host:
-            ctx.check_hostname = False
-        if (tls.cert is None) != (tls.key is None):
-            raise ConfigError(where, "cert and key go together (client certificate for mTLS)")
-        if tls.cert and tls.key:
-            load_cert_chain(ctx, tls.cert, tls.key, self.base_dir, where)
-        if alpn is not None:
-            ctx.set_alpn_protocols([alpn])
+        settings = (tls.cert, tls.key, tls.root, tls.insecure, tls.insecure_host, alpn)
+        ctx = self._ssl_contexts.get(settings)
+        if ctx is None and not tls.root and not tls.cert:
+            ctx = system_roots_context(alpn, not tls.insecure, not tls.insecure_host)
+        if ctx is None:
+            if tls.root:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                load_roots(ctx, tls.root, self.base_dir, f"{where}.root")
+            else:
+                ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+            if tls.insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            elif tls.insecure_host:
+                ctx.check_hostname = False
+            if tls.cert and tls.key:
+                load_cert_chain(ctx, tls.cert, tls.key, self.base_dir, where)
+            if alpn is not None:
+                ctx.set_alpn_protocols([alpn])
+            self._ssl_contexts[settings] = ctx
         out = UpstreamTls(ctx, server_hostname, fingerprint)
         self._client_tls[fingerprint] = out
         return out

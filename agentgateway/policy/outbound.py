@@ -7,13 +7,12 @@ The client's pool keeps no idle connection: these fetches are rare, and nothing 
 from __future__ import annotations
 
 import asyncio
-import ssl
 from urllib.parse import urlsplit
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.upstream.client import HttpClient
 from agentgateway.upstream.pool import UpstreamPool
-from agentgateway.upstream.target import HttpTarget, UpstreamTls
+from agentgateway.upstream.target import HttpTarget, UpstreamTls, system_roots_context
 
 CONNECT_TIMEOUT = 5.0
 
@@ -45,7 +44,7 @@ def url_target(url: str, where: str) -> tuple[HttpTarget, bytes]:
         tls = _tls.get(parts.hostname)
         if tls is None:
             tls = _tls[parts.hostname] = UpstreamTls(
-                ssl.create_default_context(), parts.hostname, ("system-roots", parts.hostname)
+                system_roots_context(), parts.hostname, ("system-roots", parts.hostname)
             )
     target = HttpTarget(parts.hostname, port, tls, f"{parts.hostname}:{port}", CONNECT_TIMEOUT)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

@@ -1006,10 +1006,9 @@ class _AzureToken:
 async def _azure_request(source: tuple[str, ...], scope: str) -> oauth.TokenAnswer:
     import os
 
-    from agentgateway.upstream.target import HttpTarget, UpstreamTls
+    from agentgateway.upstream.target import HttpTarget, UpstreamTls, system_roots_context
 
     def target_of(url: str) -> tuple[HttpTarget, bytes]:
-        import ssl
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
@@ -1017,7 +1016,7 @@ async def _azure_request(source: tuple[str, ...], scope: str) -> oauth.TokenAnsw
             raise oauth.TokenError(f"{url!r} is not an http(s) URL")
         tls = None
         if parts.scheme == "https":
-            tls = UpstreamTls(ssl.create_default_context(), parts.hostname, ("system-roots", parts.hostname))
+            tls = UpstreamTls(system_roots_context(), parts.hostname, ("system-roots", parts.hostname))
         port = parts.port or (443 if parts.scheme == "https" else 80)
         target = HttpTarget(parts.hostname, port, tls, f"{parts.hostname}:{port}", 5.0)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
