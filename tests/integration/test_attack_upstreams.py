@@ -1,0 +1,247 @@
+"""Attacks from the upstream side, through the daemon: the attacker runs one of the servers a
+route federates or calls (here a hostile MCP target written on raw sockets) and wants to reach
+the gateway's memory, another client, or another upstream.
+
+A hostile target that floods a call's event stream (or the session stream) with notifications
+while the client reads slowly, or not at all, must not make the gateway buffer without bound:
+the gateway stops reading from the target (TCP back-pressure) until the client catches up, and
+other clients are served meanwhile."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import Gateway, free_port, mcp_config, read_response, wait_for
+
+# What the hostile target is willing to send on one stream: far more than the socket buffers
+# between it and a client that does not read (a few MB on loopback).
+_FLOOD_CAP = 64 * 1024 * 1024
+_EVENT_DATA = "x" * 16_000
+
+
+class HostileMcp:
+    """A streamable-HTTP MCP target on raw sockets. ``tools/call`` of ``flood`` answers with an
+    event stream of logging notifications, as fast as the gateway takes them, up to
+    ``_FLOOD_CAP`` bytes; a GET session stream does the same; ``sent`` counts what went out."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.sock = socket.create_server(("127.0.0.1", self.port))
+        self.sent = 0
+        self.stop = threading.Event()
+        self.flood_get = False
+        self._conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        for conn in list(self._conns):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self._thread.join(5)
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.settimeout(30)
+            self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        try:
+            while not self.stop.is_set():
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method = lines[0].split(" ")[0]
+                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+                length = int(headers.get("content-length", "0"))
+                while len(buf) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                body, buf = buf[:length], buf[length:]
+                if not self._answer(conn, method, body):
+                    return
+        except OSError:
+            return
+
+    def _answer(self, conn: socket.socket, method: str, body: bytes) -> bool:
+        """One request answered; False when the connection is done."""
+        if method == "DELETE":
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            return True
+        if method == "GET":
+            if not self.flood_get:
+                conn.sendall(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+                return True
+            self._flood(conn, None)
+            return False
+        msg = json.loads(body)
+        if "id" not in msg or "method" not in msg:
+            conn.sendall(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+            return True
+        name = msg["method"]
+        if name == "initialize":
+            result: dict[str, Any] = {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {"tools": {}, "logging": {}},
+                "serverInfo": {"name": "hostile", "version": "1"},
+            }
+            self._json(conn, msg["id"], result, b"mcp-session-id: hostile-1\r\n")
+            return True
+        if name == "tools/list":
+            self._json(conn, msg["id"], {"tools": [{"name": "flood", "inputSchema": {"type": "object"}}]})
+            return True
+        if name == "tools/call":
+            self._flood(conn, msg["id"])
+            return False
+        self._json(conn, msg["id"], {})
+        return True
+
+    def _json(self, conn: socket.socket, id_: Any, result: dict[str, Any], extra: bytes = b"") -> None:
+        data = json.dumps({"jsonrpc": "2.0", "id": id_, "result": result}).encode()
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            + extra
+            + f"content-length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+
+    def _flood(self, conn: socket.socket, id_: Any) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+        note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": _EVENT_DATA}}
+        event = b"event: message\ndata: " + json.dumps(note).encode() + b"\n\n"
+        while self.sent < _FLOOD_CAP and not self.stop.is_set():
+            conn.sendall(event)
+            self.sent += len(event)
+        if id_ is not None:
+            answer = {"jsonrpc": "2.0", "id": id_, "result": {"content": [{"type": "text", "text": "done"}]}}
+            conn.sendall(b"event: message\ndata: " + json.dumps(answer).encode() + b"\n\n")
+
+
+@pytest.fixture(scope="module")
+def hostile_mcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, HostileMcp, int]]:
+    hostile = HostileMcp()
+    port = free_port()
+    gw = Gateway(
+        tmp_path_factory.mktemp("hostile_mcp"), mcp_config(port, [{"name": "evil", "mcp": {"host": hostile.url}}])
+    )
+    try:
+        yield gw, hostile, port
+    finally:
+        gw.stop()
+        hostile.close()
+
+
+def _post(port: int, msg: dict[str, Any], sid: str | None = None) -> tuple[int, dict[str, str], Any]:
+    body = json.dumps(msg).encode()
+    head = f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\naccept: application/json, text/event-stream\r\n"
+    head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n"
+    if sid:
+        head += f"mcp-session-id: {sid}\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        status, headers, raw = read_response(sock)
+    return status, headers, raw
+
+
+def _session(port: int) -> str:
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+    }
+    status, headers, raw = _post(port, init)
+    assert status == 200, raw
+    sid = headers["mcp-session-id"]
+    status, _, _ = _post(port, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+    assert status == 202
+    return sid
+
+
+def _stalled(hostile: HostileMcp) -> bool:
+    """The target can send no more (or sent all it would): sampled over a second."""
+    before = hostile.sent
+    time.sleep(1.0)
+    return hostile.sent == before or hostile.sent >= _FLOOD_CAP
+
+
+def _silent_client(port: int, request: bytes) -> socket.socket:
+    """A connection that sends a request and then never reads (small receive buffer)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(request)
+    return sock
+
+
+def _other_client_served(port: int) -> None:
+    sid = _session(port)
+    status, _, raw = _post(port, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid)
+    assert status == 200 and b'"flood"' in raw, raw
+
+
+def test_flooded_call_stream_is_back_pressured(hostile_mcp: tuple[Gateway, HostileMcp, int]) -> None:
+    """A tool call the target answers with an endless flood of notifications, for a client that
+    does not read: the gateway stops reading the target once the client's buffers are full."""
+    _, hostile, port = hostile_mcp
+    hostile.sent = 0
+    sid = _session(port)
+    call = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "flood"}}).encode()
+    head = (
+        f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\naccept: application/json, text/event-stream\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(call)}\r\nmcp-session-id: {sid}\r\n\r\n"
+    )
+    with contextlib.closing(_silent_client(port, head.encode() + call)):
+        wait_for(lambda: hostile.sent > 0, 10, "the flood to start")
+        wait_for(lambda: _stalled(hostile), 30, "the flood to stall or end")
+        assert hostile.sent < _FLOOD_CAP // 2, f"the gateway took {hostile.sent} bytes for a client that reads nothing"
+        _other_client_served(port)
+
+
+def test_flooded_session_stream_is_bounded(hostile_mcp: tuple[Gateway, HostileMcp, int]) -> None:
+    """The same flood on the session stream (GET), for a listening client that does not read."""
+    _, hostile, port = hostile_mcp
+    hostile.sent = 0
+    hostile.flood_get = True
+    try:
+        sid = _session(port)
+        head = (
+            f"GET /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\naccept: text/event-stream\r\nmcp-session-id: {sid}\r\n\r\n"
+        )
+        with contextlib.closing(_silent_client(port, head.encode())):
+            wait_for(lambda: hostile.sent > 0, 10, "the flood to start")
+            wait_for(lambda: _stalled(hostile), 30, "the flood to stall or end")
+            assert hostile.sent < _FLOOD_CAP // 2, (
+                f"the gateway took {hostile.sent} bytes for a client that reads nothing"
+            )
+            _other_client_served(port)
+    finally:
+        hostile.flood_get = False
