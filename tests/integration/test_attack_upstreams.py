@@ -244,3 +244,147 @@ def test_flooded_session_stream_is_bounded(hostile_mcp: tuple[Gateway, HostileMc
             _other_client_served(port)
     finally:
         hostile.flood_get = False
+
+
+# ---------------------------------------------------------------------------------------- LLM
+
+
+class HostileProvider:
+    """An OpenAI-compatible provider on raw sockets that reports whatever usage it is told to
+    (``usage``: the next answers' prompt and completion tokens)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.sock = socket.create_server(("127.0.0.1", self.port))
+        self.usage: tuple[int, int] = (1, 1)
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        self._thread.join(5)
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                with contextlib.suppress(OSError, ValueError):
+                    self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+        prompt, completion = self.usage
+        answer = {
+            "id": "chatcmpl-hostile",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }
+        data = json.dumps(answer).encode()
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            + f"content-length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+
+
+_BUDGET = 50
+
+
+@pytest.fixture(scope="module")
+def hostile_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostileProvider, int]]:
+    provider = HostileProvider()
+    port = free_port()
+    keys = [{"key": f"key-{team}", "metadata": {"team": team}} for team in ("neg", "huge")]
+    config = {
+        "llm": {
+            "port": port,
+            "models": [
+                {"name": "gpt-4o-mini", "provider": "openAI", "params": {"apiKey": "sk-up", "baseUrl": provider.base}}
+            ],
+            "policies": {
+                "apiKey": {"mode": "strict", "keys": keys},
+                "localRateLimit": [
+                    {
+                        "type": "tokens",
+                        "maxTokens": _BUDGET,
+                        "tokensPerFill": 1,
+                        "fillInterval": "1h",
+                        "key": "apiKey.team",
+                    }
+                ],
+            },
+        }
+    }
+    gw = Gateway(tmp_path_factory.mktemp("hostile_llm"), config)
+    try:
+        yield provider, port
+    finally:
+        gw.stop()
+        provider.close()
+
+
+def _chat(port: int, key: str) -> tuple[int, bytes]:
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {key}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode() + body.encode())
+        status, _, raw = read_response(sock)
+    return status, raw
+
+
+def test_negative_usage_gives_no_budget_back(hostile_llm: tuple[HostileProvider, int]) -> None:
+    """A provider that claims negative usage must not refill the budget it is charged to (for
+    this caller, or anyone sharing its key): it is charged nothing, never less."""
+    provider, port = hostile_llm
+    provider.usage = (20, 20)
+    assert _chat(port, "key-neg")[0] == 200  # 40 of 50 spent
+    provider.usage = (-1_000_000, -5)
+    assert _chat(port, "key-neg")[0] == 200
+    provider.usage = (20, 20)
+    assert _chat(port, "key-neg")[0] == 200  # 10 left, admitted, charged 40: none left
+    status, raw = _chat(port, "key-neg")
+    assert status == 429, (status, raw)
+
+
+def test_huge_usage_empties_the_budget(hostile_llm: tuple[HostileProvider, int]) -> None:
+    """Usage beyond any integer the budgets hold (10^30 tokens): the answer still reaches the
+    client, and the budget is emptied (not skipped because the number did not fit)."""
+    provider, port = hostile_llm
+    provider.usage = (10**30, 10**30)
+    status, raw = _chat(port, "key-huge")
+    assert status == 200, raw
+    provider.usage = (1, 1)
+    status, raw = _chat(port, "key-huge")
+    assert status == 429, (status, raw)
