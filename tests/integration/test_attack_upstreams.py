@@ -257,6 +257,9 @@ class HostileProvider:
         self.port = free_port()
         self.sock = socket.create_server(("127.0.0.1", self.port))
         self.usage: tuple[int, int] = (1, 1)
+        # When set: the next answers are this event stream (then the connection closes).
+        self.stream: bytes | None = None
+        self.body: bytes | None = None  # when set: the next answers' JSON body
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -299,6 +302,10 @@ class HostileProvider:
         )
         while len(body) < length:
             body += conn.recv(65536)
+        if self.stream is not None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+            conn.sendall(self.stream)
+            return
         prompt, completion = self.usage
         answer = {
             "id": "chatcmpl-hostile",
@@ -308,7 +315,7 @@ class HostileProvider:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
-        data = json.dumps(answer).encode()
+        data = self.body if self.body is not None else json.dumps(answer).encode()
         conn.sendall(
             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
             + f"content-length: {len(data)}\r\n\r\n".encode()
@@ -323,12 +330,14 @@ _BUDGET = 50
 def hostile_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostileProvider, int]]:
     provider = HostileProvider()
     port = free_port()
-    keys = [{"key": f"key-{team}", "metadata": {"team": team}} for team in ("neg", "huge")]
+    keys = [{"key": f"key-{team}", "metadata": {"team": team}} for team in ("neg", "huge", "streams")]
     config = {
         "llm": {
             "port": port,
             "models": [
-                {"name": "gpt-4o-mini", "provider": "openAI", "params": {"apiKey": "sk-up", "baseUrl": provider.base}}
+                {"name": "gpt-4o-mini", "provider": "openAI", "params": {"apiKey": "sk-up", "baseUrl": provider.base}},
+                {"name": "claude", "provider": "anthropic", "params": {"apiKey": "sk-up", "baseUrl": provider.base}},
+                {"name": "gemini", "provider": "gemini", "params": {"apiKey": "sk-up", "baseUrl": provider.base[:-3]}},
             ],
             "policies": {
                 "apiKey": {"mode": "strict", "keys": keys},
@@ -346,14 +355,17 @@ def hostile_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host
     }
     gw = Gateway(tmp_path_factory.mktemp("hostile_llm"), config)
     try:
-        yield provider, port
+        yield provider, port, gw
     finally:
         gw.stop()
         provider.close()
 
 
-def _chat(port: int, key: str) -> tuple[int, bytes]:
-    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+def _chat(port: int, key: str, model: str = "gpt-4o-mini", stream: bool = False) -> tuple[int, bytes]:
+    chat: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    if stream:
+        chat["stream"] = True
+    body = json.dumps(chat)
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {key}\r\n"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
@@ -364,10 +376,10 @@ def _chat(port: int, key: str) -> tuple[int, bytes]:
     return status, raw
 
 
-def test_negative_usage_gives_no_budget_back(hostile_llm: tuple[HostileProvider, int]) -> None:
+def test_negative_usage_gives_no_budget_back(hostile_llm: tuple[HostileProvider, int, Gateway]) -> None:
     """A provider that claims negative usage must not refill the budget it is charged to (for
     this caller, or anyone sharing its key): it is charged nothing, never less."""
-    provider, port = hostile_llm
+    provider, port, _ = hostile_llm
     provider.usage = (20, 20)
     assert _chat(port, "key-neg")[0] == 200  # 40 of 50 spent
     provider.usage = (-1_000_000, -5)
@@ -378,13 +390,94 @@ def test_negative_usage_gives_no_budget_back(hostile_llm: tuple[HostileProvider,
     assert status == 429, (status, raw)
 
 
-def test_huge_usage_empties_the_budget(hostile_llm: tuple[HostileProvider, int]) -> None:
+def test_huge_usage_empties_the_budget(hostile_llm: tuple[HostileProvider, int, Gateway]) -> None:
     """Usage beyond any integer the budgets hold (10^30 tokens): the answer still reaches the
     client, and the budget is emptied (not skipped because the number did not fit)."""
-    provider, port = hostile_llm
+    provider, port, _ = hostile_llm
     provider.usage = (10**30, 10**30)
     status, raw = _chat(port, "key-huge")
     assert status == 200, raw
     provider.usage = (1, 1)
     status, raw = _chat(port, "key-huge")
     assert status == 429, (status, raw)
+
+
+def _anthropic_events(*events: tuple[str, str]) -> bytes:
+    return b"".join(f"event: {name}\ndata: {data}\n\n".encode() for name, data in events)
+
+
+_MESSAGE_START = (
+    "message_start",
+    '{"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"claude",'
+    '"content":[],"usage":{"input_tokens":5,"output_tokens":0}}}',
+)
+_TEXT_START = (
+    "content_block_start",
+    '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
+)
+
+# Provider streams of the right content type whose events are not what the provider's API
+# defines: JSON of the wrong shape where the translation reads objects, or one event beyond
+# the event size bound (16 MiB).
+_MALFORMED_STREAMS = {
+    "anthropic-start-not-object": ("claude", _anthropic_events(("message_start", "[]"))),
+    "anthropic-delta-string": (
+        "claude",
+        _anthropic_events(
+            _MESSAGE_START, _TEXT_START, ("content_block_delta", '{"type":"content_block_delta","index":0,"delta":"x"}')
+        ),
+    ),
+    "anthropic-block-number": (
+        "claude",
+        _anthropic_events(
+            _MESSAGE_START, ("content_block_start", '{"type":"content_block_start","index":"a","content_block":5}')
+        ),
+    ),
+    "openai-usage-list": ("gpt-4o-mini", b'data: [{"usage":{"prompt_tokens":1}}]\n\n'),
+    "oversized-event": ("gpt-4o-mini", b"data: " + b"x" * (17 * 1024 * 1024) + b"\n\n"),
+}
+
+
+@pytest.mark.parametrize("case", list(_MALFORMED_STREAMS))
+def test_malformed_provider_stream_is_a_provider_error(
+    hostile_llm: tuple[HostileProvider, int, Gateway], case: str
+) -> None:
+    """Each is the provider's fault: the client's stream ends with a provider error (502), not
+    an internal error of the gateway, no traceback is logged, and the next call is served."""
+    provider, port, gw = hostile_llm
+    model, stream = _MALFORMED_STREAMS[case]
+    provider.stream = stream
+    try:
+        status, raw = _chat(port, "key-streams", model, stream=True)
+    finally:
+        provider.stream = None
+    assert status in (200, 502), (status, raw[:300])
+    assert b"internal error" not in raw, raw[:300]
+    assert b"502" in raw or b"provider" in raw, raw[:300]
+    assert "Traceback" not in gw.output(), gw.output()[-3000:]
+    provider.usage = (1, 1)
+    assert _chat(port, "key-streams")[0] == 200
+
+
+_MALFORMED_BODIES = {
+    "openai-list": ("gpt-4o-mini", b"[]"),
+    "anthropic-content-string": ("claude", b'{"id":"m","type":"message","content":"x","usage":{}}'),
+    "anthropic-list": ("claude", b"[1]"),
+}
+
+
+@pytest.mark.parametrize("case", list(_MALFORMED_BODIES))
+def test_malformed_provider_answer_is_a_provider_error(
+    hostile_llm: tuple[HostileProvider, int, Gateway], case: str
+) -> None:
+    """The same for a whole (not streamed) answer: 502 from the provider, no traceback."""
+    provider, port, gw = hostile_llm
+    model, body = _MALFORMED_BODIES[case]
+    provider.body = body
+    try:
+        status, raw = _chat(port, "key-streams", model)
+    finally:
+        provider.body = None
+    assert status == 502, (status, raw[:300])
+    assert b"internal error" not in raw, raw[:300]
+    assert "Traceback" not in gw.output(), gw.output()[-3000:]
