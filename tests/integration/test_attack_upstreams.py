@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import Gateway, free_port, mcp_config, read_response, wait_for
+from tests.support.gateway import Gateway, binds, free_port, mcp_config, raw_connection, read_response, wait_for
 
 # What the hostile target is willing to send on one stream: far more than the socket buffers
 # between it and a client that does not read (a few MB on loopback).
@@ -481,3 +481,90 @@ def test_malformed_provider_answer_is_a_provider_error(
     assert status == 502, (status, raw[:300])
     assert b"internal error" not in raw, raw[:300]
     assert "Traceback" not in gw.output(), gw.output()[-3000:]
+
+
+# ------------------------------------------------------------------------ HTTP response heads
+
+# Set-Cookie lines a backend answers with: the gateway's own cookies (agw_oidc_: the browser
+# login's session and transactions) in every spelling a browser would take as that name, and
+# cookies of the backend's own.
+_PLANTED = [
+    b"agw_oidc_s_route1=attacker-session; Path=/; HttpOnly",
+    b"agw_oidc_t_route1.abc=x; Path=/",
+    b" \tagw_oidc_s_route1=leading-blanks; Path=/",
+    b"AGW_OIDC_s_route1=upper; Path=/",
+    b"agw_oidc_s_route1; Path=/",
+]
+_OWN = [b"theme=dark; Path=/", b"xagw_oidc_s=fine; Path=/"]
+
+
+class CookieBackend:
+    """An HTTP/1.1 backend on raw sockets answering every request with ``_PLANTED`` and
+    ``_OWN`` cookies (with ``Connection: x-extra`` at ``/listed``, the other relay branch)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.sock = socket.create_server(("127.0.0.1", self.port))
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        self._thread.join(5)
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                with contextlib.suppress(OSError):
+                    buf = b""
+                    while b"\r\n\r\n" not in buf:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        buf += chunk
+                    listed = buf.startswith(b"GET /listed ")
+                    head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n"
+                    if listed:
+                        head += b"connection: x-extra\r\nx-extra: 1\r\n"
+                    for cookie in _PLANTED + _OWN:
+                        head += b"set-cookie: " + cookie + b"\r\n"
+                    conn.sendall(head + b"\r\nok")
+
+
+@pytest.fixture(scope="module")
+def cookie_route(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    backend = CookieBackend()
+    port = free_port()
+    config = binds(port, [{"backends": [{"host": f"127.0.0.1:{backend.port}"}]}])
+    gw = Gateway(tmp_path_factory.mktemp("cookie_route"), config)
+    try:
+        yield port
+    finally:
+        gw.stop()
+        backend.close()
+
+
+@pytest.mark.parametrize("path", ["/page", "/listed"])
+def test_backend_cannot_set_the_gateways_cookies(cookie_route: int, path: str) -> None:
+    """A backend's Set-Cookie for the gateway's login cookies is dropped (it could plant its own
+    session for another route's login in a victim's browser, or log the victim out); its own
+    cookies pass."""
+    with raw_connection(cookie_route) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nhost: app.example\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head = data.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 200"), head
+    cookies = [line[len(b"set-cookie:") :].strip() for line in head.split(b"\r\n") if line.startswith(b"set-cookie:")]
+    assert cookies == [c.lower() for c in _OWN], cookies
