@@ -564,10 +564,14 @@ class McpExchange:
         async def related(item: Message) -> None:
             if not streaming:
                 return  # a JSON answer has nowhere to put notifications
+            if self.conn.write_paused:
+                # Behind: dropped, not waited for. The call may run on an upstream session
+                # stateless clients share (one stdio or SSE stream for all their calls), which
+                # one slow client must not hold still for the others.
+                return
             if not self.ctx.status:
                 self._head(200, _SSE_HEADERS, None, True)  # committed at the first notification
             self._event(protocol.dumps(item))
-            await self._drained()
 
         try:
             result = await self.runtime.modern.request(self.service, msg, related)

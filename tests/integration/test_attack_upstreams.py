@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,6 +245,46 @@ def test_flooded_session_stream_is_bounded(hostile_mcp: tuple[Gateway, HostileMc
             _other_client_served(port)
     finally:
         hostile.flood_get = False
+
+
+def _rss(gw: Gateway) -> int:
+    """Resident bytes of the gateway's worker processes."""
+    total = 0
+    for pid in gw.worker_pids():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def test_flooded_stateless_call_is_bounded(hostile_mcp: tuple[Gateway, HostileMcp, int]) -> None:
+    """A modern (stateless) client's call, flooded the same way: its upstream session may be
+    shared with other stateless clients, so the gateway does not hold the target still for it;
+    what the client is too slow for is dropped, and the gateway's memory does not grow with
+    the flood."""
+    gw, hostile, port = hostile_mcp
+    hostile.sent = 0
+    modern = "2026-07-28"
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": modern,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+    }
+    call = json.dumps(
+        {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "flood", "_meta": meta}}
+    ).encode()
+    head = (
+        f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\naccept: application/json, text/event-stream\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(call)}\r\nmcp-protocol-version: {modern}\r\n"
+        "mcp-method: tools/call\r\nmcp-name: flood\r\n\r\n"
+    )
+    before = _rss(gw)
+    with contextlib.closing(_silent_client(port, head.encode() + call)):
+        wait_for(lambda: hostile.sent > 0, 10, "the flood to start")
+        wait_for(lambda: _stalled(hostile), 30, "the flood to stall or end")
+        grown = _rss(gw) - before
+        assert grown < _FLOOD_CAP // 2, f"the gateway grew by {grown} bytes for a client that reads nothing"
+        _other_client_served(port)
 
 
 # ---------------------------------------------------------------------------------------- LLM
