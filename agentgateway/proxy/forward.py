@@ -240,8 +240,10 @@ def response_fields(headers: Headers) -> tuple[bytes, int | None]:
     if listed:
         parts = []
         for name, value in headers:
-            if name not in _RESPONSE_REWRITTEN and name not in listed and not (
-                name == b"set-cookie" and _gateway_cookie(value)
+            if (
+                name not in _RESPONSE_REWRITTEN
+                and name not in listed
+                and not (name == b"set-cookie" and _gateway_cookie(value))
             ):
                 parts += (name, b": ", value, b"\r\n")
     return b"".join(parts), (None if chunked else content_length)
