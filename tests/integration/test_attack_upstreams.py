@@ -39,6 +39,7 @@ class HostileMcp:
         self.sent = 0
         self.stop = threading.Event()
         self.flood_get = False
+        self.session_id = b"hostile-1"  # what initialize answers in Mcp-Session-Id
         self._conns: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -49,6 +50,8 @@ class HostileMcp:
 
     def close(self) -> None:
         self.stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         self.sock.close()
         for conn in list(self._conns):
             with contextlib.suppress(OSError):
@@ -67,6 +70,10 @@ class HostileMcp:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            self._serve_requests(conn)
+
+    def _serve_requests(self, conn: socket.socket) -> None:
         buf = b""
         try:
             while not self.stop.is_set():
@@ -113,7 +120,7 @@ class HostileMcp:
                 "capabilities": {"tools": {}, "logging": {}},
                 "serverInfo": {"name": "hostile", "version": "1"},
             }
-            self._json(conn, msg["id"], result, b"mcp-session-id: hostile-1\r\n")
+            self._json(conn, msg["id"], result, b"mcp-session-id: " + self.session_id + b"\r\n")
             return True
         if name == "tools/list":
             self._json(conn, msg["id"], {"tools": [{"name": "flood", "inputSchema": {"type": "object"}}]})
@@ -287,6 +294,27 @@ def test_flooded_stateless_call_is_bounded(hostile_mcp: tuple[Gateway, HostileMc
         _other_client_served(port)
 
 
+@pytest.mark.parametrize("sid", [b"\xff\xfe", b"a b"])
+def test_target_session_id_outside_visible_ascii_costs_only_that_target(
+    tmp_path: Path, gateway: Any, sid: bytes
+) -> None:
+    """MCP session ids are visible ASCII (0x21-0x7E). A target that answers initialize with any
+    other bytes fails its own initialize (a clear error, or left out with failOpen), never the
+    whole federated session with an internal error."""
+    bad, good = HostileMcp(), HostileMcp()
+    bad.session_id = sid
+    try:
+        port = free_port()
+        targets = [{"name": "bad", "mcp": {"host": bad.url}}, {"name": "good", "mcp": {"host": good.url}}]
+        gateway(mcp_config(port, targets, failureMode="failOpen"))
+        sid_ = _session(port)
+        status, _, raw = _post(port, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid_)
+        assert status == 200 and b"good_flood" in raw and b"bad_flood" not in raw, raw
+    finally:
+        bad.close()
+        good.close()
+
+
 # ---------------------------------------------------------------------------------------- LLM
 
 
@@ -311,6 +339,8 @@ class HostileProvider:
 
     def close(self) -> None:
         self.stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         self.sock.close()
         self._thread.join(5)
 
@@ -552,6 +582,8 @@ class CookieBackend:
 
     def close(self) -> None:
         self.stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         self.sock.close()
         self._thread.join(5)
 
