@@ -40,6 +40,7 @@ class HostileMcp:
         self.stop = threading.Event()
         self.flood_get = False
         self.session_id = b"hostile-1"  # what initialize answers in Mcp-Session-Id
+        self.version: Any = "2025-06-18"  # and as its protocolVersion
         self._conns: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -116,7 +117,7 @@ class HostileMcp:
         name = msg["method"]
         if name == "initialize":
             result: dict[str, Any] = {
-                "protocolVersion": "2025-06-18",
+                "protocolVersion": self.version,
                 "capabilities": {"tools": {}, "logging": {}},
                 "serverInfo": {"name": "hostile", "version": "1"},
             }
@@ -309,6 +310,37 @@ def test_target_session_id_outside_visible_ascii_costs_only_that_target(
         gateway(mcp_config(port, targets, failureMode="failOpen"))
         sid_ = _session(port)
         status, _, raw = _post(port, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid_)
+        assert status == 200 and b"good_flood" in raw and b"bad_flood" not in raw, raw
+    finally:
+        bad.close()
+        good.close()
+
+
+@pytest.mark.parametrize("version", ["1999-01-01", "", "2025-06-18x", 20250618])
+def test_target_unknown_protocol_version_costs_only_that_target(tmp_path: Path, gateway: Any, version: Any) -> None:
+    """The session's version is the lowest its targets answered. A target answering a version
+    MCP does not define (older than any, empty, not a string) must not become the session's
+    version (a client would refuse the whole gateway): that target's handshake fails."""
+    bad, good = HostileMcp(), HostileMcp()
+    bad.version = version
+    try:
+        port = free_port()
+        targets = [{"name": "bad", "mcp": {"host": bad.url}}, {"name": "good", "mcp": {"host": good.url}}]
+        gateway(mcp_config(port, targets, failureMode="failOpen"))
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"},
+            },
+        }
+        status, headers, raw = _post(port, init)
+        assert status == 200 and json.loads(raw)["result"]["protocolVersion"] == "2025-06-18", raw
+        sid = headers["mcp-session-id"]
+        status, _, raw = _post(port, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid)
         assert status == 200 and b"good_flood" in raw and b"bad_flood" not in raw, raw
     finally:
         bad.close()
