@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support.gateway import Gateway, binds, free_port, mcp_config, raw_connection, read_response, wait_for
+from tests.support.http2 import H2UpstreamServer
 
 # What the hostile target is willing to send on one stream: far more than the socket buffers
 # between it and a client that does not read (a few MB on loopback).
@@ -643,6 +644,17 @@ class CookieBackend:
                     conn.sendall(head + b"\r\nok")
 
 
+def _read_head(sock: socket.socket) -> bytes:
+    """A response's head as it arrived (every header line kept), in lower case."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.partition(b"\r\n\r\n")[0].lower()
+
+
 @pytest.fixture(scope="module")
 def cookie_route(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     backend = CookieBackend()
@@ -663,13 +675,22 @@ def test_backend_cannot_set_the_gateways_cookies(cookie_route: int, path: str) -
     cookies pass."""
     with raw_connection(cookie_route) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nhost: app.example\r\n\r\n".encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head = data.partition(b"\r\n\r\n")[0].lower()
+        head = _read_head(sock)
     assert head.startswith(b"http/1.1 200"), head
     cookies = [line[len(b"set-cookie:") :].strip() for line in head.split(b"\r\n") if line.startswith(b"set-cookie:")]
     assert cookies == [c.lower() for c in _OWN], cookies
+
+
+def test_http2_backend_cannot_set_the_gateways_cookies(tmp_path: Path, gateway: Any) -> None:
+    """The same over an HTTP/2 upstream."""
+    h2up = H2UpstreamServer(tmp_path)
+    try:
+        port = free_port()
+        gateway(binds(port, [{"backends": [{"host": h2up.address, "policies": {"http": {"version": "2"}}}]}]))
+        with raw_connection(port) as sock:
+            sock.sendall(b"GET /cookies HTTP/1.1\r\nhost: app.example\r\n\r\n")
+            head = _read_head(sock)
+        assert head.startswith(b"http/1.1 200"), head
+        assert b"set-cookie: theme=dark" in head and b"agw_oidc" not in head, head
+    finally:
+        h2up.stop()
