@@ -18,6 +18,11 @@ from typing import Any
 MAX_TOKENS = 1 << 40
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A details member as an object (a provider may send anything there)."""
+    return value if isinstance(value, dict) else {}
+
+
 def token_count(value: Any) -> int:
     """A token count as a provider reported it, made safe to charge (see ``MAX_TOKENS``)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -67,8 +72,8 @@ class Usage:
         """Chat Completions ``usage`` (``prompt_tokens`` already includes cached tokens)."""
         prompt = u.get("prompt_tokens")
         if prompt is None:  # the Responses API names
-            prompt_details = u.get("input_tokens_details") or {}
-            out_details = u.get("output_tokens_details") or {}
+            prompt_details = _object(u.get("input_tokens_details"))
+            out_details = _object(u.get("output_tokens_details"))
             return cls(
                 token_count(u.get("input_tokens")),
                 token_count(u.get("output_tokens")),
@@ -77,8 +82,8 @@ class Usage:
                 token_count(out_details.get("reasoning_tokens")),
                 True,
             )
-        prompt_details = u.get("prompt_tokens_details") or {}
-        out_details = u.get("completion_tokens_details") or {}
+        prompt_details = _object(u.get("prompt_tokens_details"))
+        out_details = _object(u.get("completion_tokens_details"))
         return cls(
             token_count(prompt),
             token_count(u.get("completion_tokens")),
