@@ -42,6 +42,7 @@ class HostileMcp:
         self.flood_get = False
         self.session_id = b"hostile-1"  # what initialize answers in Mcp-Session-Id
         self.version: Any = "2025-06-18"  # and as its protocolVersion
+        self.init_error: str | None = None  # when set: initialize fails with this message
         self._conns: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -116,6 +117,15 @@ class HostileMcp:
             conn.sendall(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
             return True
         name = msg["method"]
+        if name == "initialize" and self.init_error is not None:
+            error = {"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32603, "message": self.init_error}}
+            data = json.dumps(error).encode()
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(data)}\r\n\r\n".encode()
+                + data
+            )
+            return True
         if name == "initialize":
             result: dict[str, Any] = {
                 "protocolVersion": self.version,
@@ -348,6 +358,28 @@ def test_target_unknown_protocol_version_costs_only_that_target(tmp_path: Path, 
         good.close()
 
 
+def test_target_text_cannot_forge_log_lines(tmp_path: Path, gateway: Any) -> None:
+    """What a target says reaches the gateway's log (why it failed); line breaks, tabs (the text
+    format's field separator) and other control characters in it are escaped, so it cannot
+    start a line of its own that reads like the gateway's."""
+    bad, good = HostileMcp(), HostileMcp()
+    bad.init_error = "no\n2026-01-01T00:00:00.000Z\terror\tworker0\tFORGED\rFORGED2\x1b[2Kx"
+    try:
+        port = free_port()
+        targets = [{"name": "bad", "mcp": {"host": bad.url}}, {"name": "good", "mcp": {"host": good.url}}]
+        gw = gateway(mcp_config(port, targets, failureMode="failOpen"))
+        _session(port)
+        wait_for(lambda: "failed to initialize" in gw.output(), 10, "the failure to be logged")
+        for line in gw.output().splitlines():
+            assert not line.startswith("2026-01-01"), line
+            if "failed to initialize" in line:
+                assert "\t" not in line.split("failed to initialize", 1)[1] and "\x1b" not in line, repr(line)
+                assert "FORGED" in line and "\r" not in line, repr(line)
+    finally:
+        bad.close()
+        good.close()
+
+
 # ---------------------------------------------------------------------------------------- LLM
 
 
@@ -362,6 +394,7 @@ class HostileProvider:
         # When set: the next answers are this event stream (then the connection closes).
         self.stream: bytes | None = None
         self.body: bytes | None = None  # when set: the next answers' JSON body
+        self.error: str | None = None  # when set: the next answers are a 400 with this message
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -406,6 +439,14 @@ class HostileProvider:
         )
         while len(body) < length:
             body += conn.recv(65536)
+        if self.error is not None:
+            data = json.dumps({"error": {"message": self.error, "type": "invalid_request_error"}}).encode()
+            conn.sendall(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                + f"content-length: {len(data)}\r\n\r\n".encode()
+                + data
+            )
+            return
         if self.stream is not None:
             conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
             conn.sendall(self.stream)
@@ -694,3 +735,19 @@ def test_http2_backend_cannot_set_the_gateways_cookies(tmp_path: Path, gateway: 
         assert b"set-cookie: theme=dark" in head and b"agw_oidc" not in head, head
     finally:
         h2up.stop()
+
+
+def test_provider_error_cannot_forge_access_log_lines(hostile_llm: tuple[HostileProvider, int, Gateway]) -> None:
+    """A provider's error message is the access log's ``reason``: its control characters are
+    escaped inside the quoted value (a CR or tab passed raw would let it rewrite the line)."""
+    provider, port, gw = hostile_llm
+    provider.error = "bad\rFORGED-REASON\tx\x1b[2K\ny"
+    try:
+        status, _ = _chat(port, "key-streams")
+    finally:
+        provider.error = None
+    assert status == 400
+    wait_for(lambda: "FORGED-REASON" in gw.output(), 10, "the access log line")
+    lines = [line for line in gw.output().split("\n") if "FORGED-REASON" in line]
+    assert len(lines) == 1 and "\r" not in lines[0] and "\x1b" not in lines[0], [repr(x) for x in lines]
+    assert lines[0].count("\t") == 3, repr(lines[0])  # time, level, scope, then the fields
