@@ -8,6 +8,7 @@ from typing import Any
 
 from agentgateway.llm.errors import LlmError
 from agentgateway.llm.tokens import COUNTER
+from agentgateway.llm.usage import MAX_TOKENS, token_count
 
 Json = dict[str, Any]
 
@@ -63,13 +64,13 @@ def embed_response(kind: str, model: str, data: Json, request: Json) -> Json:
         preds = [p.get("embeddings") or {} for p in data.get("predictions") or []]
         vectors = [p.get("values", []) for p in preds]
         counts = [(p.get("statistics") or {}).get("token_count") for p in preds]
-        numbers = [int(c) for c in counts if isinstance(c, (int, float))]
+        numbers = [token_count(c) for c in counts if isinstance(c, (int, float))]
         if numbers and len(numbers) == len(counts):
-            tokens = sum(numbers)
+            tokens = min(sum(numbers), MAX_TOKENS)
     elif "embedding" in data:  # Titan
         vectors = [data["embedding"]]
         if isinstance(data.get("inputTextTokenCount"), int):
-            tokens = data["inputTextTokenCount"]
+            tokens = token_count(data["inputTextTokenCount"])
     else:  # Cohere: a list of vectors, or {"float": [...]} by embedding type
         raw = data.get("embeddings")
         vectors = raw.get("float", []) if isinstance(raw, dict) else list(raw or [])

@@ -78,6 +78,9 @@ log = logging.getLogger("agentgateway.llm")
 NO_GUARDS = GuardSet(())
 
 _JSON = (b"content-type", b"application/json")
+# What reading a provider's answer of the wrong shape raises (``SseError``, ``EventStreamError``
+# and ``orjson.JSONDecodeError`` are ValueErrors): a malformed answer, not a gateway failure.
+_MALFORMED = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 # Client request headers passed on to an Anthropic provider (the rest stay at the gateway).
 _ANTHROPIC_FORWARD = (b"anthropic-version", b"anthropic-beta")
@@ -583,6 +586,13 @@ class LlmExchange:
                 if stream:
                     return await self._relay_stream(resp, plan)
                 return await self._complete(resp, plan)
+            except _MALFORMED as exc:
+                # The provider's answer is not what its API defines (JSON of another shape where
+                # the translation reads objects, an event beyond the size bound): its fault, told
+                # as such, and no traceback a provider could flood the log with.
+                resp.close()
+                log.info("provider %s sent a malformed answer: %s: %s", provider.name, type(exc).__name__, exc)
+                raise LlmError(502, f"provider {provider.name} sent a malformed answer") from None
             except BaseException:
                 # The client left (cancelled) or the answer failed: an unfinished upstream response
                 # must not hold its connection (closing a finished one does nothing).

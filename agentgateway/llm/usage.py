@@ -9,9 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
+# The most tokens one count of one call may claim. A provider's usage is the upstream's word:
+# a negative count would give budgets back (to everyone sharing the budget's key), and a count
+# beyond 64 bits would not fit the budgets' counters (their true-up would fail and charge
+# nothing), and such a number in JSON reads as a float (``1e30``) that must not count as 0.
+# Negative counts read as 0, larger ones as this bound (far beyond any real call, so a budget
+# they are charged to is emptied).
+MAX_TOKENS = 1 << 40
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+def _object(value: Any) -> dict[str, Any]:
+    """A details member as an object (a provider may send anything there)."""
+    return value if isinstance(value, dict) else {}
+
+
+def token_count(value: Any) -> int:
+    """A token count as a provider reported it, made safe to charge (see ``MAX_TOKENS``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return 0  # (NaN too)
+    return MAX_TOKENS if value >= MAX_TOKENS else int(value)
 
 
 class Usage:
@@ -56,24 +72,24 @@ class Usage:
         """Chat Completions ``usage`` (``prompt_tokens`` already includes cached tokens)."""
         prompt = u.get("prompt_tokens")
         if prompt is None:  # the Responses API names
-            prompt_details = u.get("input_tokens_details") or {}
-            out_details = u.get("output_tokens_details") or {}
+            prompt_details = _object(u.get("input_tokens_details"))
+            out_details = _object(u.get("output_tokens_details"))
             return cls(
-                _int(u.get("input_tokens")),
-                _int(u.get("output_tokens")),
-                _int(prompt_details.get("cached_tokens")),
+                token_count(u.get("input_tokens")),
+                token_count(u.get("output_tokens")),
+                token_count(prompt_details.get("cached_tokens")),
                 0,
-                _int(out_details.get("reasoning_tokens")),
+                token_count(out_details.get("reasoning_tokens")),
                 True,
             )
-        prompt_details = u.get("prompt_tokens_details") or {}
-        out_details = u.get("completion_tokens_details") or {}
+        prompt_details = _object(u.get("prompt_tokens_details"))
+        out_details = _object(u.get("completion_tokens_details"))
         return cls(
-            _int(prompt),
-            _int(u.get("completion_tokens")),
-            _int(prompt_details.get("cached_tokens")),
+            token_count(prompt),
+            token_count(u.get("completion_tokens")),
+            token_count(prompt_details.get("cached_tokens")),
             0,
-            _int(out_details.get("reasoning_tokens")),
+            token_count(out_details.get("reasoning_tokens")),
             True,
         )
 
@@ -81,13 +97,13 @@ class Usage:
         """Merge an Anthropic ``usage`` object: ``input_tokens`` excludes cache reads and writes;
         counts in stream events are cumulative, and a later event may omit the input side."""
         if "input_tokens" in u or "cache_read_input_tokens" in u or "cache_creation_input_tokens" in u:
-            self.cache_read = _int(u.get("cache_read_input_tokens")) or self.cache_read
-            self.cache_creation = _int(u.get("cache_creation_input_tokens")) or self.cache_creation
+            self.cache_read = token_count(u.get("cache_read_input_tokens")) or self.cache_read
+            self.cache_creation = token_count(u.get("cache_creation_input_tokens")) or self.cache_creation
             raw = u.get("input_tokens")
             if raw is not None:
-                self.input_tokens = _int(raw) + self.cache_read + self.cache_creation
+                self.input_tokens = token_count(raw) + self.cache_read + self.cache_creation
         if "output_tokens" in u:
-            self.output_tokens = _int(u.get("output_tokens"))
+            self.output_tokens = token_count(u.get("output_tokens"))
         self.known = True
 
     @classmethod
@@ -99,11 +115,11 @@ class Usage:
     @classmethod
     def from_gemini(cls, u: dict[str, Any]) -> Usage:
         """``usageMetadata``: thoughts are not part of ``candidatesTokenCount``."""
-        thoughts = _int(u.get("thoughtsTokenCount"))
+        thoughts = token_count(u.get("thoughtsTokenCount"))
         return cls(
-            _int(u.get("promptTokenCount")) + _int(u.get("toolUsePromptTokenCount")),
-            _int(u.get("candidatesTokenCount")) + thoughts,
-            _int(u.get("cachedContentTokenCount")),
+            token_count(u.get("promptTokenCount")) + token_count(u.get("toolUsePromptTokenCount")),
+            token_count(u.get("candidatesTokenCount")) + thoughts,
+            token_count(u.get("cachedContentTokenCount")),
             0,
             thoughts,
             True,
@@ -112,9 +128,11 @@ class Usage:
     @classmethod
     def from_bedrock(cls, u: dict[str, Any]) -> Usage:
         """Converse ``usage``: cache reads and writes are reported apart from ``inputTokens``."""
-        read = _int(u.get("cacheReadInputTokens"))
-        write = _int(u.get("cacheWriteInputTokens"))
-        return cls(_int(u.get("inputTokens")) + read + write, _int(u.get("outputTokens")), read, write, 0, True)
+        read = token_count(u.get("cacheReadInputTokens"))
+        write = token_count(u.get("cacheWriteInputTokens"))
+        return cls(
+            token_count(u.get("inputTokens")) + read + write, token_count(u.get("outputTokens")), read, write, 0, True
+        )
 
     # ------------------------------------------------------------------ writers
 

@@ -30,6 +30,7 @@ from agentgateway.mcp.modern import check_envelope, decode_header_value, finish_
 from agentgateway.mcp.origin import is_loopback_client, origin_problem
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.runtime import Remote, SessionQuotaError
+from agentgateway.mcp.session import StreamListener
 from agentgateway.observe.tracing import CURRENT_TRACE, adopt_meta_traceparent, relayed_trace
 from agentgateway.policy.chain import apply_response
 from agentgateway.proxy.forward import HttpForward
@@ -123,6 +124,7 @@ class McpExchange:
         "_relay",
         "_listening",
         "_client_eof",
+        "_resumed",
     )
 
     def __init__(
@@ -140,9 +142,11 @@ class McpExchange:
         self._task: asyncio.Task[None] | None = None
         # Set when the session lives in another worker: that worker answers through this one.
         self._relay: HttpForward | None = None
-        # The queue an event stream (GET) is fed from, while one is served.
-        self._listening: asyncio.Queue[tuple[str, bytes] | None] | None = None
+        # The listener an event stream (GET) is fed from, while one is served.
+        self._listening: StreamListener | None = None
         self._client_eof = False
+        # Resolved when the client's connection takes writes again (see ``_drained``).
+        self._resumed: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         if self.ctx.expect_continue:
@@ -164,11 +168,24 @@ class McpExchange:
     def client_write_paused(self) -> None:
         if self._relay is not None:
             self._relay.client_write_paused()
-        # Otherwise nothing to do: MCP messages are small and SSE writes are flushed per event.
+        # Otherwise the event writers wait in ``_drained`` before their next event.
 
     def client_write_resumed(self) -> None:
         if self._relay is not None:
             self._relay.client_write_resumed()
+        if self._resumed is not None and not self._resumed.done():
+            self._resumed.set_result(None)
+
+    async def _drained(self) -> None:
+        """Wait while the client reads slower than events are written. A target's messages are
+        read from its stream only as fast as the client takes them: a target that floods a
+        call's or the session's stream meets TCP back-pressure, not an ever-growing buffer in
+        the gateway."""
+        conn = self.conn
+        while conn.write_paused and not conn.closed:
+            if self._resumed is None or self._resumed.done():
+                self._resumed = asyncio.get_running_loop().create_future()
+            await self._resumed
 
     def client_lost(self) -> None:
         if self._task is not None:
@@ -185,7 +202,7 @@ class McpExchange:
         gone: the stream ends now, not when a keep-alive finds the connection dead."""
         self._client_eof = True
         if self._listening is not None:
-            self._listening.put_nowait(None)
+            self._listening.end()
         elif self._relay is not None and self.ctx.method == b"GET":
             self._relay.client_lost()
             self.conn.abort()
@@ -448,6 +465,7 @@ class McpExchange:
 
         async def to_session_stream(related: Message) -> None:
             session.stream.push(related)
+            await session.stream.room()
 
         try:
             result = await federation.request(session, msg, to_session_stream)
@@ -467,6 +485,7 @@ class McpExchange:
 
         async def related(item: Message) -> None:
             self._event(protocol.dumps(item))
+            await self._drained()
 
         try:
             result = await self.runtime.federation.request(session, msg, related)
@@ -483,7 +502,7 @@ class McpExchange:
         """GET with a session: messages not tied to a request, until the client goes away."""
         self.ctx.mcp_session = session.sid
         last = self.ctx.header(b"last-event-id")
-        queue = session.stream.attach(last.decode("latin-1") if last else None)
+        listener = session.stream.attach(last.decode("latin-1") if last else None)
         for upstream in session.upstreams.values():
             opener = getattr(upstream, "open_session_stream", None)
             if opener is not None:
@@ -491,17 +510,18 @@ class McpExchange:
         self._head(200, _SSE_HEADERS, None, True)
         self.conn.flush()
         try:
-            await self._pump(queue)
+            await self._pump(listener)
         finally:
-            session.stream.detach(queue)
+            session.stream.detach(listener)
             session.last_seen = time.monotonic()  # idle from now on, if no other request comes
         self.conn.end_response()
 
-    async def _pump(self, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:
-        self._listening = queue
+    async def _pump(self, listener: StreamListener) -> None:
+        self._listening = listener
         while not self.conn.closed and not self._client_eof:
+            await self._drained()
             try:
-                item = await asyncio.wait_for(queue.get(), _KEEPALIVE)
+                item = await asyncio.wait_for(listener.get(), _KEEPALIVE)
             except TimeoutError:
                 self.conn.send_body(encode_sse_comment(b"keep-alive"))
                 self.conn.flush()
@@ -544,6 +564,11 @@ class McpExchange:
         async def related(item: Message) -> None:
             if not streaming:
                 return  # a JSON answer has nowhere to put notifications
+            if self.conn.write_paused:
+                # Behind: dropped, not waited for. The call may run on an upstream session
+                # stateless clients share (one stdio or SSE stream for all their calls), which
+                # one slow client must not hold still for the others.
+                return
             if not self.ctx.status:
                 self._head(200, _SSE_HEADERS, None, True)  # committed at the first notification
             self._event(protocol.dumps(item))
@@ -570,13 +595,13 @@ class McpExchange:
             self._jsonrpc_error(None, exc, exc.status)
             return
         self.ctx.mcp_session = session.sid
-        queue = session.stream.attach(None)
+        listener = session.stream.attach(None)
         endpoint = self.ctx.path + b"?sessionId=" + self.runtime.sse_query_id(session).encode()
         self._head(200, _SSE_HEADERS, None, True)
         self.conn.send_body(encode_sse_event(endpoint, "endpoint"))
         self.conn.flush()
         try:
-            await self._pump(queue)
+            await self._pump(listener)
         finally:
             # The session lives as long as its stream.
             await self.runtime.end(session)
@@ -600,6 +625,7 @@ class McpExchange:
 
         async def to_stream(item: Message) -> None:
             session.stream.push(item)
+            await session.stream.room()
 
         try:
             if msg["method"] == "initialize":

@@ -43,6 +43,10 @@ log = logging.getLogger("agentgateway.mcp.session")
 _TOKEN_VERSION = 1
 _AAD = b"agentgateway-mcp-session"
 _STREAM_BUFFER = 256  # events kept for a client that reconnects with Last-Event-ID
+# Bytes of events the session stream holds, kept for a reconnect or waiting for a listener that
+# reads slower than a target sends: a hostile target's flood is bounded by them, not by the
+# event count (one event may be many MB).
+_STREAM_BYTES = 8 * 1024 * 1024
 
 
 class SessionTokenError(Exception):
@@ -80,50 +84,107 @@ def identity_aad(identity: str) -> bytes:
     return _AAD + b"\0" + hashlib.sha256(identity.encode()).digest()
 
 
+class StreamListener:
+    """A client's event stream being served: the events waiting to be written to it, and their
+    bytes. A target that sends faster than the client reads waits for room (``room``), so the
+    gateway stops reading that target instead of buffering its flood."""
+
+    __slots__ = ("_queue", "pending", "_room")
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self.pending = 0
+        self._room: asyncio.Future[None] | None = None
+
+    def put(self, event: tuple[str, bytes]) -> None:
+        self._queue.put_nowait(event)
+        self.pending += len(event[1])
+
+    def end(self) -> None:
+        """No more events: the stream ends once what is queued is written (room waiters go on)."""
+        self._queue.put_nowait(None)
+        self._wake()
+
+    async def get(self) -> tuple[str, bytes] | None:
+        item = await self._queue.get()
+        if item is not None:
+            self.pending -= len(item[1])
+            if not self.full:
+                self._wake()
+        return item
+
+    @property
+    def full(self) -> bool:
+        return self.pending >= _STREAM_BYTES or self._queue.qsize() >= _STREAM_BUFFER
+
+    async def room(self) -> None:
+        """Until the client has read enough of what waits (or the stream ended)."""
+        if self.full:
+            if self._room is None or self._room.done():
+                self._room = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._room)
+
+    def _wake(self) -> None:
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+
+
 class SessionStream:
     """Messages for the client not tied to a request: delivered on the GET stream when one is
-    open, kept (bounded) otherwise, and replayable by event id."""
+    open, kept (bounded in count and bytes) otherwise, and replayable by event id."""
 
-    __slots__ = ("sid", "_seq", "buffer", "listener")
+    __slots__ = ("sid", "_seq", "buffer", "_buffered", "listener")
 
     def __init__(self, sid: str) -> None:
         self.sid = sid
         self._seq = 0
-        # Made at the first event: most sessions never have one, and an empty bounded deque
-        # costs more than the rest of an idle session's stream.
+        # Made at the first event: most sessions never have one, and an empty deque costs more
+        # than the rest of an idle session's stream.
         self.buffer: deque[tuple[str, bytes]] | None = None
-        self.listener: asyncio.Queue[tuple[str, bytes] | None] | None = None
+        self._buffered = 0  # bytes in ``buffer``
+        self.listener: StreamListener | None = None
 
     def push(self, msg: Message) -> None:
         self._seq += 1
         event = (f"{self.sid[:8]}-{self._seq}", protocol.dumps(msg))
         if self.buffer is None:
-            self.buffer = deque(maxlen=_STREAM_BUFFER)
+            self.buffer = deque()
         self.buffer.append(event)
+        self._buffered += len(event[1])
+        while len(self.buffer) > 1 and (len(self.buffer) > _STREAM_BUFFER or self._buffered > _STREAM_BYTES):
+            self._buffered -= len(self.buffer.popleft()[1])
         if self.listener is not None:
-            self.listener.put_nowait(event)
+            self.listener.put(event)
 
-    def attach(self, last_event_id: str | None) -> asyncio.Queue[tuple[str, bytes] | None]:
+    async def room(self) -> None:
+        """Back-pressure for whoever pushes: wait while the listening client is behind (a
+        session without a listener keeps only its bounded replay buffer, and never waits)."""
+        listener = self.listener
+        while listener is not None and listener.full and listener is self.listener:
+            await listener.room()
+
+    def attach(self, last_event_id: str | None) -> StreamListener:
         """A new GET stream: replaces any previous one; replays what it has not seen."""
         if self.listener is not None:
-            self.listener.put_nowait(None)
-        queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+            self.listener.end()
+        listener = StreamListener()
         replay = list(self.buffer) if self.buffer is not None else []
         if last_event_id:
             ids = [eid for eid, _ in replay]
             replay = replay[ids.index(last_event_id) + 1 :] if last_event_id in ids else replay
         for event in replay:
-            queue.put_nowait(event)
-        self.listener = queue
-        return queue
+            listener.put(event)
+        self.listener = listener
+        return listener
 
-    def detach(self, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:
-        if self.listener is queue:
+    def detach(self, listener: StreamListener) -> None:
+        if self.listener is listener:
             self.listener = None
+            listener.end()  # (wakes whoever waits for its room)
 
     def close(self) -> None:
         if self.listener is not None:
-            self.listener.put_nowait(None)
+            self.listener.end()
             self.listener = None
 
 
@@ -214,6 +275,7 @@ class DownstreamSession:
             rewritten = self.runtime.federation.from_upstream(self, target, msg)
             if rewritten is not None:
                 self.stream.push(rewritten)
+                await self.stream.room()  # the target's stream is not read while the client is behind
 
         return deliver
 

@@ -77,12 +77,17 @@ class OtlpLogs:
 
 
 # A text value is quoted when empty or when it holds one of these (one regex scan, not five).
-_NEEDS_QUOTES = re.compile(r'[ "=\\\n]')
+# Control characters too: a value may quote what a client or upstream sent (a provider's error
+# as ``reason``), and a CR or tab there must not pass raw into the line.
+_NEEDS_QUOTES = re.compile(r'[ "=\\\x00-\x1f\x7f]')
+_QUOTED = {ord("\\"): "\\\\", ord('"'): '\\"', 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"} | {
+    c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c not in (0x0A, 0x0D, 0x09)
+}
 
 
 def _quote(value: str) -> str:
     if not value or _NEEDS_QUOTES.search(value) is not None:
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return '"' + value.translate(_QUOTED) + '"'
     return value
 
 

@@ -19,6 +19,12 @@ _LEVELS = {
 }
 
 
+# Control characters in a message, escaped in the text format: messages quote what upstreams and
+# clients sent (a target's error, a provider's), and a line break or tab (the field separator)
+# there would let them write lines that read as the gateway's own.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
 class _Formatter(logging.Formatter):
     def __init__(self, json: bool, scope: str) -> None:
         super().__init__()
@@ -30,8 +36,10 @@ class _Formatter(logging.Formatter):
         ts = self.ts.format(record.created)
         level = record.levelname.lower().replace("warning", "warn")
         message = record.getMessage()
+        if not self.json:
+            message = message.translate(_ESCAPES)
         if record.exc_info:
-            message += "\n" + self.formatException(record.exc_info)
+            message += "\n" + self.formatException(record.exc_info)  # (the gateway's own lines)
         if self.json:
             return orjson.dumps({"time": ts, "level": level, "scope": self.scope, "message": message}).decode()
         return f"{ts}\t{level}\t{self.scope}\t{message}"

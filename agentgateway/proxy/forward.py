@@ -66,6 +66,9 @@ _RESPONSE_REWRITTEN = _HOP_BY_HOP | {b"content-length"}
 # Connection header values that name no other header (the common case, checked cheaply).
 _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close", b"Keep-Alive", b"Close", b"upgrade", b"Upgrade"))
 
+# The prefix of the cookies the gateway sets itself (policy/oidc.py COOKIE_PREFIX).
+_GATEWAY_COOKIE_PREFIX = b"agw_oidc_"
+
 _LAST_CHUNK = b"0\r\n\r\n"
 # Body bytes kept to replay a request when a pooled connection turns out to be dead, and body
 # bytes buffered while the upstream connection is being made.
@@ -85,6 +88,15 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     tokens.discard(b"close")
     tokens.discard(b"keep-alive")
     return frozenset(tokens)
+
+
+def _gateway_cookie(set_cookie: bytes) -> bool:
+    """A ``Set-Cookie`` of one of the gateway's own cookies (``agw_oidc_…``, the browser login's
+    session and transactions). A backend must not set them: every backend behind the host shares
+    the browser's cookies, so one could plant its own login session in a victim's browser for
+    another route's login (session fixation) or log the victim out. Browsers trim the name's
+    blanks; the prefix is compared without case, so no spelling of it passes."""
+    return set_cookie.lstrip(b" \t")[: len(_GATEWAY_COOKIE_PREFIX)].lower() == _GATEWAY_COOKIE_PREFIX
 
 
 def build_request_head(
@@ -222,11 +234,17 @@ def response_fields(headers: Headers) -> tuple[bytes, int | None]:
             elif name == b"connection" and value not in _PLAIN_CONNECTION:
                 listed = _connection_tokens(headers)
             continue
+        if name == b"set-cookie" and _gateway_cookie(value):
+            continue
         parts += (name, b": ", value, b"\r\n")
     if listed:
         parts = []
         for name, value in headers:
-            if name not in _RESPONSE_REWRITTEN and name not in listed:
+            if (
+                name not in _RESPONSE_REWRITTEN
+                and name not in listed
+                and not (name == b"set-cookie" and _gateway_cookie(value))
+            ):
                 parts += (name, b": ", value, b"\r\n")
     return b"".join(parts), (None if chunked else content_length)
 

@@ -9,6 +9,8 @@ Endpoints (query parameters in brackets):
   /trailers            the echo, then trailers ``x-checksum`` (the body's sha256) and ``x-done``
   /bytes [n]           n bytes of a repeating pattern, sent as the client's window allows
   /slow [delay]        answers after ``delay`` seconds
+  /cookies             an empty answer setting cookies: ``agw_oidc_s_x`` (the gateway's own
+                       name, which it must not relay) and ``theme``
   /lazyack             the echo; the request body is acknowledged once, with one large window
                        update after its first 32 KiB (as a gRPC peer whose window grew does),
                        and never again: a sender that waits for another update stalls
@@ -24,7 +26,7 @@ import hashlib
 import json
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -112,6 +114,9 @@ class Http2Server(asyncio.Protocol):
         elif url.path == "/bytes":
             n = int(query.get("n", "1024"))
             self.send(stream_id, 200, (PATTERN * (n // len(PATTERN) + 1))[:n], "application/octet-stream")
+        elif url.path == "/cookies":
+            cookies = [(b"set-cookie", b"agw_oidc_s_x=planted; Path=/"), (b"set-cookie", b"theme=dark; Path=/")]
+            self.send(stream_id, 200, b"", "text/plain", cookies)
         elif url.path == "/slow":
             loop = asyncio.get_running_loop()
             loop.call_later(float(query.get("delay", "1")), self.send_later(stream_id, 200, b"slow\n", "text/plain"))
@@ -140,12 +145,15 @@ class Http2Server(asyncio.Protocol):
 
         return later
 
-    def send(self, stream_id: int, status: int, body: bytes, content_type: str) -> None:
+    def send(
+        self, stream_id: int, status: int, body: bytes, content_type: str, extra: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         stream = self.streams[stream_id]
         headers = [
             (b":status", str(status).encode()),
             (b"content-type", content_type.encode()),
             (b"x-upstream-version", b"2"),
+            *extra,
         ]
         if stream.trailers is None:
             headers.append((b"content-length", str(len(body)).encode()))

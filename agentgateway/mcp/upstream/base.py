@@ -87,10 +87,19 @@ class UpstreamSession:
         async with self._lock:
             await self._connect()
         result = await self.call("initialize", params, None, timeout=timeout)
-        self.init_result = result
         version = result.get("protocolVersion")
-        if isinstance(version, str):
-            self.protocol_version = version
+        if version not in protocol.LEGACY_VERSIONS:
+            # A version MCP does not define (a client would disconnect, as the spec says), and
+            # in a federation the lowest version answered becomes the session's: one target
+            # could make every client refuse the gateway. Only this target's handshake fails.
+            raise McpError(
+                protocol.INTERNAL_ERROR,
+                f"MCP target {self.name} answered initialize with protocol version "
+                f"{protocol.shown(version)}, which this gateway does not speak",
+            )
+        assert isinstance(version, str)
+        self.init_result = result
+        self.protocol_version = version
         await self._before_initialized()
         await self.notify("notifications/initialized", None)
         return result

@@ -37,6 +37,7 @@ log = logging.getLogger("agentgateway.mcp.http")
 _ACCEPT = (b"accept", b"application/json, text/event-stream")
 _JSON = (b"content-type", b"application/json")
 _MAX_EVENT = 64 * 1024 * 1024
+_VISIBLE_ASCII = bytes(range(0x21, 0x7F))  # what an Mcp-Session-Id may hold
 _CALL_TIMEOUT = 300.0
 # Resuming a call's event stream the server closed (SEP-1699): consecutive failed resumptions
 # allowed, the wait when the server named none (``retry:``), its bound, and how long resumed
@@ -179,6 +180,16 @@ class StreamableHttpSession(UpstreamSession):
             if method == "initialize" and status == 200:
                 sid = response.header(b"mcp-session-id")
                 if sid:
+                    if sid.translate(None, _VISIBLE_ASCII):
+                        # MCP session ids are visible ASCII; other bytes would not survive the
+                        # session token (and a header sent back upstream): this target's
+                        # handshake fails, not the whole federated session.
+                        response.close()
+                        raise McpError(
+                            protocol.INTERNAL_ERROR,
+                            f"MCP target {self.name} answered initialize with an Mcp-Session-Id "
+                            "that is not visible ASCII",
+                        )
                     self.session_id = sid
             if status == 404 and self.session_id is not None and may_restart and method != "initialize":
                 response.close()

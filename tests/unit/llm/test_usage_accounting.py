@@ -94,3 +94,15 @@ def test_token_estimate_fallback() -> None:
     counter._loaded = True  # as if tiktoken were missing
     counter.source = "bytes/4"
     assert counter.count("abcdefgh") == 2
+
+
+def test_provider_usage_is_bounded() -> None:
+    """A provider's counts cannot be negative, beyond 2^40, or break the reader with details
+    of another shape (the daemon-level attacks are in tests/integration/test_attack_upstreams.py)."""
+    assert Usage.from_openai({"prompt_tokens": -5, "completion_tokens": 3}).total_tokens == 3
+    assert Usage.from_openai({"prompt_tokens": 10**30, "completion_tokens": 1e30}).total_tokens == 2 * 2**40
+    assert Usage.from_openai({"prompt_tokens": float("nan"), "completion_tokens": True}).total_tokens == 0
+    odd = {"prompt_tokens": 4, "completion_tokens": 2, "prompt_tokens_details": "x", "completion_tokens_details": [1]}
+    assert Usage.from_openai(odd).total_tokens == 6
+    assert Usage.from_openai({"input_tokens": 1, "input_tokens_details": 5}).total_tokens == 1
+    assert Usage.from_anthropic({"input_tokens": -1, "output_tokens": 2}).total_tokens == 2
