@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
     for scenario in SCENARIOS.values():
-        sub = commands.add_parser(scenario.name, help=scenario.summary, description=scenario.summary)
+        # argparse %-formats help texts: a summary's "100%" would fail --help.
+        text = scenario.summary.replace("%", "%%")
+        sub = commands.add_parser(scenario.name, help=text, description=text)
         scenario.add_arguments(sub)
     return parser
 
