@@ -881,10 +881,12 @@ class HttpConnection(asyncio.Protocol):
         self._reject(408, message)
 
     def close_if_idle(self) -> bool:
-        """Used when draining: close a keep-alive connection that has no request in flight."""
+        """Used when draining: close a keep-alive connection that has no request in flight and
+        none being received (``_url`` and ``_headers`` keep the last request's until the next
+        begins: they cannot tell an idle connection from one in the middle of a head)."""
         if self._tunnel is not None:
             return False  # a tunnel runs until it ends or the termination deadline cuts it
-        if self._exchange is None and not self._queue and not self._url and not self._headers:
+        if self._exchange is None and not self._queue and not self._parsing_head:
             self._close()
             return True
         self._close_after = True

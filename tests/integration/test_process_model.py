@@ -98,6 +98,27 @@ def test_keep_alive_connection_is_closed_cleanly_on_drain(gateway, upstream):
     assert gw.proc.wait(15) == 0
 
 
+def test_idle_keep_alive_connections_do_not_hold_the_drain(gateway, upstream):
+    """Connections that served a request and wait for the next are closed as soon as the drain
+    starts: the gateway stops in well under the termination deadline (10 s), not at it."""
+    up = upstream()
+    port = free_port()
+    gw = gateway(binds(port, [{"backends": [{"host": up.address}]}]), workers=2)
+    sockets = []
+    for _ in range(4):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert ResponseReader(s).read()[0] == 200
+        sockets.append(s)
+    started = time.monotonic()
+    gw.proc.send_signal(signal.SIGTERM)
+    for s in sockets:
+        assert s.recv(10) == b""  # closed by the gateway (the read times out after 5 s otherwise)
+        s.close()
+    assert gw.proc.wait(15) == 0
+    assert time.monotonic() - started < 5
+
+
 def test_port_in_use_is_a_clear_startup_error(gateway):
     port = free_port()
     blocker = socket.socket()
