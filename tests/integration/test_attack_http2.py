@@ -9,7 +9,6 @@ import contextlib
 import json
 import socket
 import time
-from pathlib import Path
 
 import httpx
 from h2.errors import ErrorCodes
@@ -286,15 +285,6 @@ def test_methods_are_those_http1_accepts(gateway, upstream):
     assert [r["method"] for r in up.requests()] == ["GET", "PATCH", "PROPFIND", "M-SEARCH"]
 
 
-def _worker_rss(gw) -> int:
-    total = 0
-    for pid in gw.worker_pids():
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
-
-
 def test_clients_that_open_every_stream_and_read_none_are_bounded(gateway, upstream):
     """Data-dribble (CVE-2019-9517): each connection opens its 100 streams of large responses and
     never opens a window. A stream's upstream pauses at its share of a per-connection mark (2 MiB),
@@ -302,7 +292,7 @@ def test_clients_that_open_every_stream_and_read_none_are_bounded(gateway, upstr
     up = upstream()
     port = free_port()
     gw = gateway(binds(port, [{"backends": [{"host": up.address}]}]))
-    baseline = _worker_rss(gw)
+    baseline = gw.worker_rss()
     clients = [RawH2Client(port, auto_ack=False) for _ in range(3)]
     try:
         for client in clients:
@@ -311,7 +301,7 @@ def test_clients_that_open_every_stream_and_read_none_are_bounded(gateway, upstr
         for client in clients:  # every stream has its first window of data
             client.wait(lambda c=client: sum(len(r.body) for r in c.responses.values()) >= 65_535, what="data")
         time.sleep(3)  # the upstreams would fill the gateway's memory now if nothing paused them
-        assert _worker_rss(gw) - baseline < 60 * 1024 * 1024
+        assert gw.worker_rss() - baseline < 60 * 1024 * 1024
         with httpx.Client(http1=False, http2=True, timeout=10) as c:
             assert c.get(f"http://127.0.0.1:{port}/echo").status_code == 200
     finally:

@@ -29,27 +29,21 @@ _FLOOD_CAP = 64 * 1024 * 1024
 _EVENT_DATA = "x" * 16_000
 
 
-class HostileMcp:
-    """A streamable-HTTP MCP target on raw sockets. ``tools/call`` of ``flood`` answers with an
-    event stream of logging notifications, as fast as the gateway takes them, up to
-    ``_FLOOD_CAP`` bytes; a GET session stream does the same; ``sent`` counts what went out."""
+class RawServer:
+    """A server on raw sockets, in a thread: accepts until ``close`` and hands each connection to
+    ``serve`` (with ``threaded``, each in a thread of its own). Subclasses set their state before
+    calling ``__init__``, which starts accepting."""
+
+    threaded = False
+    timeout = 10.0
 
     def __init__(self) -> None:
         self.port = free_port()
         self.sock = socket.create_server(("127.0.0.1", self.port))
-        self.sent = 0
         self.stop = threading.Event()
-        self.flood_get = False
-        self.session_id = b"hostile-1"  # what initialize answers in Mcp-Session-Id
-        self.version: Any = "2025-06-18"  # and as its protocolVersion
-        self.init_error: str | None = None  # when set: initialize fails with this message
         self._conns: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
 
     def close(self) -> None:
         self.stop.set()
@@ -68,38 +62,64 @@ class HostileMcp:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            conn.settimeout(30)
+            conn.settimeout(self.timeout)
             self._conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            if self.threaded:
+                threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+            else:
+                self._handle(conn)
 
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            self._serve_requests(conn)
+    def _handle(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError, ValueError):
+            self.serve(conn)
+        if conn in self._conns:
+            self._conns.remove(conn)
 
-    def _serve_requests(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class HostileMcp(RawServer):
+    """A streamable-HTTP MCP target on raw sockets. ``tools/call`` of ``flood`` answers with an
+    event stream of logging notifications, as fast as the gateway takes them, up to
+    ``_FLOOD_CAP`` bytes; a GET session stream does the same; ``sent`` counts what went out."""
+
+    threaded = True
+    timeout = 30.0
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.flood_get = False
+        self.session_id = b"hostile-1"  # what initialize answers in Mcp-Session-Id
+        self.version: Any = "2025-06-18"  # and as its protocolVersion
+        self.init_error: str | None = None  # when set: initialize fails with this message
+        super().__init__()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def serve(self, conn: socket.socket) -> None:
         buf = b""
-        try:
-            while not self.stop.is_set():
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method = lines[0].split(" ")[0]
-                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-                length = int(headers.get("content-length", "0"))
-                while len(buf) < length:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                body, buf = buf[:length], buf[length:]
-                if not self._answer(conn, method, body):
+        while not self.stop.is_set():
+            while b"\r\n\r\n" not in buf:
+                chunk = conn.recv(65536)
+                if not chunk:
                     return
-        except OSError:
-            return
+                buf += chunk
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method = lines[0].split(" ")[0]
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+            length = int(headers.get("content-length", "0"))
+            while len(buf) < length:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            body, buf = buf[:length], buf[length:]
+            if not self._answer(conn, method, body):
+                return
 
     def _answer(self, conn: socket.socket, method: str, body: bytes) -> bool:
         """One request answered; False when the connection is done."""
@@ -190,14 +210,16 @@ def _post(port: int, msg: dict[str, Any], sid: str | None = None) -> tuple[int, 
     return status, headers, raw
 
 
+_INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+}
+
+
 def _session(port: int) -> str:
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
-    }
-    status, headers, raw = _post(port, init)
+    status, headers, raw = _post(port, _INIT)
     assert status == 200, raw
     sid = headers["mcp-session-id"]
     status, _, _ = _post(port, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
@@ -266,16 +288,6 @@ def test_flooded_session_stream_is_bounded(hostile_mcp: tuple[Gateway, HostileMc
         hostile.flood_get = False
 
 
-def _rss(gw: Gateway) -> int:
-    """Resident bytes of the gateway's worker processes."""
-    total = 0
-    for pid in gw.worker_pids():
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
-
-
 def test_flooded_stateless_call_is_bounded(hostile_mcp: tuple[Gateway, HostileMcp, int]) -> None:
     """A modern (stateless) client's call, flooded the same way: its upstream session may be
     shared with other stateless clients, so the gateway does not hold the target still for it;
@@ -297,11 +309,11 @@ def test_flooded_stateless_call_is_bounded(hostile_mcp: tuple[Gateway, HostileMc
         f"content-type: application/json\r\ncontent-length: {len(call)}\r\nmcp-protocol-version: {modern}\r\n"
         "mcp-method: tools/call\r\nmcp-name: flood\r\n\r\n"
     )
-    before = _rss(gw)
+    before = gw.worker_rss()
     with contextlib.closing(_silent_client(port, head.encode() + call)):
         wait_for(lambda: hostile.sent > 0, 10, "the flood to start")
         wait_for(lambda: _stalled(hostile), 30, "the flood to stall or end")
-        grown = _rss(gw) - before
+        grown = gw.worker_rss() - before
         assert grown < _FLOOD_CAP // 2, f"the gateway grew by {grown} bytes for a client that reads nothing"
         _other_client_served(port)
 
@@ -338,17 +350,7 @@ def test_target_unknown_protocol_version_costs_only_that_target(tmp_path: Path, 
         port = free_port()
         targets = [{"name": "bad", "mcp": {"host": bad.url}}, {"name": "good", "mcp": {"host": good.url}}]
         gateway(mcp_config(port, targets, failureMode="failOpen"))
-        init = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "raw", "version": "1"},
-            },
-        }
-        status, headers, raw = _post(port, init)
+        status, headers, raw = _post(port, _INIT)
         assert status == 200 and json.loads(raw)["result"]["protocolVersion"] == "2025-06-18", raw
         sid = headers["mcp-session-id"]
         status, _, raw = _post(port, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid)
@@ -383,45 +385,23 @@ def test_target_text_cannot_forge_log_lines(tmp_path: Path, gateway: Any) -> Non
 # ---------------------------------------------------------------------------------------- LLM
 
 
-class HostileProvider:
+class HostileProvider(RawServer):
     """An OpenAI-compatible provider on raw sockets that reports whatever usage it is told to
     (``usage``: the next answers' prompt and completion tokens)."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.sock = socket.create_server(("127.0.0.1", self.port))
         self.usage: tuple[int, int] = (1, 1)
         # When set: the next answers are this event stream (then the connection closes).
         self.stream: bytes | None = None
         self.body: bytes | None = None  # when set: the next answers' JSON body
         self.error: str | None = None  # when set: the next answers are a 400 with this message
-        self.stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__()
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def close(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
-        self.sock.close()
-        self._thread.join(5)
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(10)
-                with contextlib.suppress(OSError, ValueError):
-                    self._serve(conn)
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = conn.recv(65536)
@@ -643,46 +623,23 @@ _PLANTED = [
 _OWN = [b"theme=dark; Path=/", b"xagw_oidc_s=fine; Path=/"]
 
 
-class CookieBackend:
+class CookieBackend(RawServer):
     """An HTTP/1.1 backend on raw sockets answering every request with ``_PLANTED`` and
     ``_OWN`` cookies (with ``Connection: x-extra`` at ``/listed``, the other relay branch)."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.sock = socket.create_server(("127.0.0.1", self.port))
-        self.stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
-        self.sock.close()
-        self._thread.join(5)
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(10)
-                with contextlib.suppress(OSError):
-                    buf = b""
-                    while b"\r\n\r\n" not in buf:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        buf += chunk
-                    listed = buf.startswith(b"GET /listed ")
-                    head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n"
-                    if listed:
-                        head += b"connection: x-extra\r\nx-extra: 1\r\n"
-                    for cookie in _PLANTED + _OWN:
-                        head += b"set-cookie: " + cookie + b"\r\n"
-                    conn.sendall(head + b"\r\nok")
+    def serve(self, conn: socket.socket) -> None:
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n"
+        if buf.startswith(b"GET /listed "):
+            head += b"connection: x-extra\r\nx-extra: 1\r\n"
+        for cookie in _PLANTED + _OWN:
+            head += b"set-cookie: " + cookie + b"\r\n"
+        conn.sendall(head + b"\r\nok")
 
 
 def _read_head(sock: socket.socket) -> bytes:

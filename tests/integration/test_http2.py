@@ -237,15 +237,6 @@ async def test_mcp_over_h2_with_the_sdk(gateway, anyio_backend):
 # ---------------------------------------------------------------- flow control and limits
 
 
-def _worker_rss(gw) -> int:
-    total = 0
-    for pid in gw.worker_pids():
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
-
-
 def test_large_bodies_both_ways_in_bounded_memory(gateway, upstream):
     up = upstream()
     port = free_port()
@@ -260,13 +251,13 @@ def test_large_bodies_both_ways_in_bounded_memory(gateway, upstream):
         assert len(r.content) == 8 * 1024 * 1024
     # A client that stops reading: the gateway holds at most about a window and its high-water
     # mark, pausing the upstream, while the upstream has 64 MiB to send.
-    baseline = _worker_rss(gw)
+    baseline = gw.worker_rss()
     size = 64 * 1024 * 1024
     with RawH2Client(port, auto_ack=False) as client:
         stream = client.request(f"/bytes?n={size}")
         client.wait(lambda: len(client.responses[stream].body) >= 65_535, what="a window of data")
         time.sleep(1.5)  # the upstream would fill the gateway's memory now if nothing paused it
-        assert _worker_rss(gw) - baseline < 24 * 1024 * 1024
+        assert gw.worker_rss() - baseline < 24 * 1024 * 1024
         assert len(client.responses[stream].body) <= 65_535  # the client's window was respected
         # Reading again: the data flows again (then the client gives up on the rest).
         response = client.responses[stream]

@@ -262,6 +262,15 @@ class Gateway(Process):
         except OSError:
             return []
 
+    def worker_rss(self) -> int:
+        """Resident bytes of the worker processes (VmRSS)."""
+        total = 0
+        for pid in self.worker_pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        return total
+
     def access_lines(self) -> list[str]:
         return [line for line in self.output().splitlines() if "\trequest\t" in line or '"scope":"request"' in line]
 
