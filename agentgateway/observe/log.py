@@ -36,7 +36,7 @@ class _Formatter(logging.Formatter):
         ts = self.ts.format(record.created)
         level = record.levelname.lower().replace("warning", "warn")
         message = record.getMessage()
-        if not self.json:
+        if not self.json and not message.isprintable():  # (the common case: one C-level scan)
             message = message.translate(_ESCAPES)
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)  # (the gateway's own lines)
