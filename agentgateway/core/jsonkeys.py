@@ -16,15 +16,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 
-def folded_names(names: Iterable[str]) -> dict[str, str]:
+class FoldedNames(dict[str, str]):
+    """Names the gateway reads, by their folded form, and the set of their exact spellings."""
+
+    __slots__ = ("exact",)
+
+    def __init__(self, names: Iterable[str]) -> None:
+        spelled = frozenset(names)
+        super().__init__((name.casefold(), name) for name in spelled)
+        if len(self) != len(spelled):
+            raise ValueError("two names the gateway reads fold alike")
+        self.exact = spelled
+
+
+def folded_names(names: Iterable[str]) -> FoldedNames:
     """``names`` (the ones the gateway reads) by their folded form, for ``ambiguous_key``."""
-    return {name.casefold(): name for name in names}
+    return FoldedNames(names)
 
 
-_NONE: dict[str, str] = {}
+_NONE = FoldedNames(())
 
 
-def ambiguous_key(obj: Mapping[str, object], read: Mapping[str, str] = _NONE) -> str | None:
+def ambiguous_key(obj: Mapping[str, object], read: FoldedNames = _NONE) -> str | None:
     """A member name of ``obj`` that a case-insensitive peer could take for another: one that
     folds like another name of ``obj``, or like a name in ``read`` (``folded_names``) without
     being spelled as it, or one with a NUL in it. None when every name is unambiguous (the common
@@ -32,6 +45,10 @@ def ambiguous_key(obj: Mapping[str, object], read: Mapping[str, str] = _NONE) ->
 
     ``str.casefold`` folds what Go folds (case, ``ſ``, ``K``) and a little more (``ß`` is ``ss``):
     the extra only refuses names no client of these protocols sends."""
+    if obj.keys() <= read.exact:
+        # Every name is spelled as one the gateway reads (the common case, one set operation):
+        # no NUL, and no two of them fold alike (FoldedNames checked that).
+        return None
     seen: set[str] = set()
     for key in obj:
         if "\x00" in key:

@@ -47,15 +47,20 @@ def item_kind(list_key: str) -> str:
 class Caller:
     """The client request being served, as the MCP layer sees it (set once per MCP request)."""
 
-    __slots__ = ("ctx", "_fingerprints", "_variables")
+    __slots__ = ("ctx", "_fingerprints", "_variables", "target")
 
     def __init__(self, ctx: RequestCtx) -> None:
         self.ctx = ctx
-        self._fingerprints: dict[int, tuple[object, ...]] = {}
-        self._variables: dict[int, dict[str, object]] = {}
+        # (Made on first use: most requests meet no mcpAuthorization rule.)
+        self._fingerprints: dict[int, tuple[object, ...]] | None = None
+        self._variables: dict[int, dict[str, object]] | None = None
+        # The target a routed request was resolved to (for the access log and metrics).
+        self.target: str | None = None
 
     def variables(self, rules: CelRuleSet) -> dict[str, object]:
         """The variables other policies learned that ``rules`` read (``jwt``, ``apiKey``, ...)."""
+        if self._variables is None:
+            self._variables = {}
         found = self._variables.get(id(rules))
         if found is None:
             known = self.ctx.cel_vars or {}
@@ -65,6 +70,8 @@ class Caller:
     def fingerprint(self, rules: CelRuleSet) -> tuple[object, ...]:
         """Everything ``rules`` can read of this caller (all but ``mcp``): two callers with the
         same fingerprint get the same verdicts."""
+        if self._fingerprints is None:
+            self._fingerprints = {}
         found = self._fingerprints.get(id(rules))
         if found is not None:
             return found

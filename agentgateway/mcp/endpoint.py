@@ -125,6 +125,7 @@ class McpExchange:
         "_listening",
         "_client_eof",
         "_resumed",
+        "_first",
     )
 
     def __init__(
@@ -147,6 +148,8 @@ class McpExchange:
         self._client_eof = False
         # Resolved when the client's connection takes writes again (see ``_drained``).
         self._resumed: asyncio.Future[None] | None = None
+        # Each header's first value, by name (one pass in C instead of a scan per header read).
+        self._first: dict[bytes, bytes] = dict(reversed(ctx.headers))
 
     def start(self) -> None:
         if self.ctx.expect_continue:
@@ -248,20 +251,27 @@ class McpExchange:
 
     async def _dispatch(self) -> None:
         ctx = self.ctx
+        first = self._first
+        # A name no header repeats (the common case) was counted by building ``first``.
+        repeated = len(first) != len(ctx.headers)
         if not self.conn.bind.internal:  # (a relayed request was checked by the worker it reached)
-            origins = [value for name, value in ctx.headers if name == b"origin"]
+            if repeated:
+                origins = [value for name, value in ctx.headers if name == b"origin"]
+            else:
+                origin = first.get(b"origin")
+                origins = [] if origin is None else [origin]
             protect = self._rebinding_protected()
             if len(origins) == 1 and self._cors_allows(origins[0], protect):
                 origins = []  # a page of an origin the route's cors policy allows
-            problem = origin_problem(ctx.host, origins, ctx.header(b"x-forwarded-host"), protect)
-            if sum(1 for name, _ in ctx.headers if name == b"host") > 1:
+            problem = origin_problem(ctx.host, origins, first.get(b"x-forwarded-host"), protect)
+            if repeated and sum(1 for name, _ in ctx.headers if name == b"host") > 1:
                 # Malformed (RFC 9112): the check above read one of them, a proxy in front another.
                 problem = "more than one Host header"
             if problem is not None:
                 self._jsonrpc_error(None, McpError(protocol.INVALID_REQUEST, f"Forbidden: {problem}"), 403)
                 return
         method = ctx.method
-        token = ctx.header(b"mcp-session-id")
+        token = first.get(b"mcp-session-id")
         if method == b"POST":
             if self._too_large:
                 raise McpError(protocol.INVALID_REQUEST, f"message larger than {self._limit} bytes")
@@ -272,7 +282,8 @@ class McpExchange:
                     await self._sse_transport_post(sse_session)
                 return
             msg = self._decode()
-            if token is not None or not is_modern(msg):  # (the modern shape checks them itself)
+            if (b"mcp-method" in first or b"mcp-name" in first) and (token is not None or not is_modern(msg)):
+                # (the modern shape checks them itself)
                 mismatch = _routing_header_mismatch(ctx.headers, msg)
                 if mismatch is not None:
                     self._jsonrpc_error(msg.get("id"), McpError(protocol.HEADER_MISMATCH, mismatch), 400)
@@ -294,7 +305,7 @@ class McpExchange:
                 session = self._owned(self.runtime.lookup(token.decode("latin-1"), self.service, ctx.identity))
                 if session is not None:
                     await self._session_stream(session)
-            elif b"text/event-stream" in (ctx.header(b"accept") or b""):
+            elif self._accepts_sse():
                 await self._sse_transport_open()
             else:
                 self._status(405, (b"allow", b"POST, GET, DELETE"))
@@ -643,7 +654,7 @@ class McpExchange:
     # ------------------------------------------------------------------ responses
 
     def _accepts_sse(self) -> bool:
-        return b"text/event-stream" in (self.ctx.header(b"accept") or b"")
+        return b"text/event-stream" in self._first.get(b"accept", b"")
 
     def _event(self, data: bytes, event_id: str | None = None) -> None:
         self.conn.send_body(encode_sse_event(data, "message", event_id))
@@ -690,5 +701,9 @@ class McpExchange:
             name = params.get(protocol.NAME_PARAM[method])
             if isinstance(name, str):
                 ctx.mcp_resource = protocol.shown(name)
-                with contextlib.suppress(McpError):
-                    ctx.mcp_target = self.runtime.federation.resolve(session, method, params)[0]
+                caller = CURRENT_CALLER.get()
+                if caller is not None and caller.target is not None:
+                    ctx.mcp_target = caller.target  # (the routed call resolved it)
+                else:
+                    with contextlib.suppress(McpError):
+                        ctx.mcp_target = self.runtime.federation.resolve(session, method, params)[0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -30,6 +30,7 @@ from agentgateway._native import (
     split_prefixed_uri,
 )
 from agentgateway.mcp import protocol
+from agentgateway.mcp.authorization import CURRENT_CALLER
 from agentgateway.mcp.config import McpService
 from agentgateway.mcp.protocol import McpError, Message, RawJson
 from agentgateway.mcp.upstream.base import UpstreamSession
@@ -43,6 +44,7 @@ log = logging.getLogger("agentgateway.mcp")
 DELIMITER = "_"
 # Ids of server requests relayed to the client: agw/<target>/<upstream id as JSON>.
 _RELAY_PREFIX = "agw/"
+_ITEM_WORD = {"tools": "tool", "prompts": "prompt", "resources": "resource"}
 _LIST_CAPABILITY = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
                     "resources/templates/list": "resources"}  # fmt: skip
 _INSTRUCTIONS_PREAMBLE = (
@@ -102,14 +104,15 @@ class Federation:
     async def request(self, session: DownstreamSession, msg: Message, related: Sink) -> Result:
         """Serve one client request; returns the result object (raises McpError)."""
         method = msg.get("method")
-        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
-        assert isinstance(params, dict)
+        params = msg.get("params")
+        if not isinstance(params, dict):
+            params = {}
+        if method in protocol.NAME_PARAM or method in ("resources/subscribe", "resources/unsubscribe"):
+            return await self.routed(session, msg, method, params, related)  # (first: the common case)
         if method == "ping":
             return {}
         if method in protocol.LIST_METHODS:
             return await self.fan_out_list(session, method, params)
-        if method in protocol.NAME_PARAM or method in ("resources/subscribe", "resources/unsubscribe"):
-            return await self.routed(session, msg, method, params, related)
         if method == "completion/complete":
             return await self.routed(session, msg, method, params, related)
         if method == "logging/setLevel":
@@ -185,7 +188,10 @@ class Federation:
     async def routed(
         self, session: DownstreamSession, msg: Message, method: str, params: dict[str, Any], related: Sink
     ) -> dict[str, Any]:
-        target, upstream_params = await self.route(session, method, params)
+        if session.service.access is None:  # (no coroutine for ``route`` in the common case)
+            target, upstream_params = self._resolve_call(session, method, params)
+        else:
+            target, upstream_params = await self.route(session, method, params)
         upstream = session.upstreams.get(target)
         if upstream is None:
             raise McpError(protocol.INTERNAL_ERROR, f"MCP target {target} is not available")
@@ -211,9 +217,19 @@ class Federation:
     ) -> tuple[str, dict[str, Any]]:
         """``resolve``, for a call the client makes: what the caller may not use (mcpAuthorization,
         a hidden tool) is answered as unknown."""
-        target, upstream_params = self.resolve(session, method, params)
+        target, upstream_params = self._resolve_call(session, method, params)
         if session.service.access is not None:
             await session.service.access.admit(session, method, params, target, upstream_params)
+        return target, upstream_params
+
+    def _resolve_call(
+        self, session: DownstreamSession, method: str, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """``resolve``, the target noted for the access log and metrics of the client's request."""
+        target, upstream_params = self.resolve(session, method, params)
+        caller = CURRENT_CALLER.get()
+        if caller is not None:
+            caller.target = target
         return target, upstream_params
 
     def resolve(self, session: DownstreamSession, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -234,17 +250,22 @@ class Federation:
 
     def _owner(self, session: DownstreamSession, kind: str, name: Any) -> tuple[str, str]:
         service = session.service
-        what = {"tools": "tool", "prompts": "prompt", "resources": "resource"}[kind]
         if not isinstance(name, str) or not name:
+            what = _ITEM_WORD[kind]
             raise McpError(protocol.INVALID_PARAMS, f"missing {what} {'uri' if kind == 'resources' else 'name'}")
-        live = [n for n in service.target_names if n in session.upstreams]
+        names = service.target_names
+        upstreams = session.upstreams
+        if len(names) == 1:  # (the common case: no list to build)
+            live: Sequence[str] = names if names[0] in upstreams else ()
+        else:
+            live = [n for n in names if n in upstreams]
         if service.prefix:
             if kind == "resources":
                 split = split_prefixed_uri(name, live)
             else:
                 split = split_prefixed_name(name, live, DELIMITER)
             if split is None:
-                raise McpError(protocol.INVALID_PARAMS, f"Unknown {what}: {protocol.shown(name)}")
+                raise McpError(protocol.INVALID_PARAMS, f"Unknown {_ITEM_WORD[kind]}: {protocol.shown(name)}")
             return live[split[0]], split[1]
         if len(live) == 1:
             return live[0], name
@@ -253,7 +274,7 @@ class Federation:
             return known[name], name
         if kind == "resources" and live:
             return live[0], name
-        raise McpError(protocol.INVALID_PARAMS, f"Unknown {what}: {protocol.shown(name)}")
+        raise McpError(protocol.INVALID_PARAMS, f"Unknown {_ITEM_WORD[kind]}: {protocol.shown(name)}")
 
     async def _broadcast_call(
         self, session: DownstreamSession, method: str, params: dict[str, Any], capability: str

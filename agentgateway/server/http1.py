@@ -56,6 +56,17 @@ _PAUSE_UPGRADE = 8
 # Upgrade tokens served as plain HTTP: h2c is HTTP/2's own upgrade, not a protocol to relay.
 _NOT_RELAYED = frozenset((b"h2c",))
 
+# The request headers ``on_headers_complete`` reads (every other one costs a lookup and no more).
+_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _FORWARDED = range(1, 7)
+_HEAD_FIELDS = {
+    b"host": _HOST,
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+    b"expect": _EXPECT,
+    **dict.fromkeys(FORWARDED_HEADERS, _FORWARDED),
+}
+
 _WRITE_HIGH_WATER = 256 * 1024
 _WRITE_LOW_WATER = 64 * 1024
 
@@ -311,11 +322,11 @@ class HttpConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
         headers.append((name.lower(), value))
-        self._head_bytes += len(name) + len(value) + 4
+        size = self._head_bytes = self._head_bytes + len(name) + len(value) + 4
         limits = self._limits
-        if self._head_bytes > limits.max_header_size:
-            raise _Rejected(431, f"request headers exceed {limits.max_header_size} bytes")
-        if len(headers) > limits.max_headers:
+        if size > limits.max_header_size or len(headers) > limits.max_headers:
+            if size > limits.max_header_size:
+                raise _Rejected(431, f"request headers exceed {limits.max_header_size} bytes")
             raise _Rejected(431, f"more than {limits.max_headers} request headers")
 
     def on_headers_complete(self) -> None:
@@ -329,20 +340,24 @@ class HttpConnection(asyncio.Protocol):
         expect_continue = False
         forwarded = False
         options = False
+        fields = _HEAD_FIELDS
         for name, value in headers:
-            if name == b"connection":
-                options = options or value not in PLAIN_CONNECTION
-            elif name == b"host":
+            field = fields.get(name)
+            if field is None:
+                continue  # (most headers: one lookup each)
+            if field == _HOST:
                 if host is not None:
                     raise _Rejected(400, "more than one Host header")
                 host = value
-            elif name == b"content-length":
+            elif field == _CONTENT_LENGTH:
                 content_length = int(value)  # llhttp has validated it
-            elif name == b"transfer-encoding":
+            elif field == _TRANSFER_ENCODING:
                 chunked = True
-            elif name == b"expect" and value.lower() == b"100-continue":
-                expect_continue = True
-            elif name in FORWARDED_HEADERS:
+            elif field == _CONNECTION:
+                options = options or value not in PLAIN_CONNECTION
+            elif field == _EXPECT:
+                expect_continue = expect_continue or value.lower() == b"100-continue"
+            else:
                 forwarded = True
         if options:
             headers = self._headers = without_connection_options(headers)

@@ -75,6 +75,19 @@ class ClientResponse:
         value = self.header(b"content-type") or b""
         return value.split(b";", 1)[0].strip().lower()
 
+    def whole_body(self, limit: int = _DEFAULT_MAX_BODY) -> bytes | None:
+        """The body, when all of it has arrived already (most small answers come with their
+        head): no coroutine to run. None: ``read`` it."""
+        if not self._done or self._failed is not None or self._buffered > limit:
+            return None
+        chunks = self._chunks
+        if len(chunks) == 1:
+            self._buffered = 0
+            return chunks.popleft()
+        if not chunks:
+            return b""
+        return None
+
     async def read(self, limit: int = _DEFAULT_MAX_BODY) -> bytes:
         # A plain loop rather than ``async for`` over ``chunks()``: an async generator costs a
         # registration with the loop per call, and most answers are whole when the head arrives.
@@ -198,15 +211,18 @@ class HttpClient:
         target: HttpTarget,
         method: bytes,
         path: bytes,
-        headers: Headers = (),  # type: ignore[assignment]
+        headers: Headers | bytes = (),  # type: ignore[assignment]
         body: bytes | None = None,
         timeout: float | None = None,
     ) -> ClientResponse:
         """Send a request and wait for the response head (the body is read from the response).
-        ``headers`` must not include Host or Content-Length (they are added). The target's
-        ``backendAuth`` is applied here."""
+        ``headers`` must not include Host or Content-Length (they are added); they may come
+        encoded already (``encode_headers``: a caller sending the same ones each time encodes
+        them once). The target's ``backendAuth`` is applied here."""
         auth = target.auth
         if auth is not None:
+            if isinstance(headers, bytes):
+                headers = decode_headers(headers)
             path, headers = await _authorize(target, auth, method, path, headers, body)
         head = _request_head(target, method, path, headers, body)
         payload = head + body if body else head
@@ -225,7 +241,16 @@ class HttpClient:
                 # more than the rest of a pooled request).
                 timer = None if deadline is None else loop.call_at(deadline, _expire, response)
                 try:
-                    await _head_arrived(response)
+                    while not response.status:  # (the head: a loop here, not a coroutine of its own)
+                        if response._failed is not None:
+                            raise response._failed
+                        response._waiter = loop.create_future()
+                        try:
+                            await response._waiter
+                        finally:
+                            response._waiter = None
+                    if response._failed is not None and not response._chunks and not response._done:
+                        raise response._failed
                 except _TimedOut:
                     response.close()  # the connection is in the middle of a response: not reusable
                     raise TimeoutError from None
@@ -270,23 +295,25 @@ async def _authorize(
     return path, edit_headers(list(headers), edits)
 
 
-async def _head_arrived(response: ClientResponse) -> None:
-    while not response.status:
-        if response._failed is not None:
-            raise response._failed
-        response._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await response._waiter
-        finally:
-            response._waiter = None
-    if response._failed is not None and not response._chunks and not response._done:
-        raise response._failed
+def encode_headers(headers: Headers) -> bytes:
+    """Header lines as ``_request_head`` writes them (for ``HttpClient.request``)."""
+    return b"".join(b"%s: %s\r\n" % header for header in headers)
 
 
-def _request_head(target: HttpTarget, method: bytes, path: bytes, headers: Headers, body: bytes | None) -> bytes:
+def decode_headers(lines: bytes) -> Headers:
+    """``encode_headers`` undone (backendAuth edits headers as a list)."""
+    return [(name, value) for name, _, value in (line.partition(b": ") for line in lines.split(b"\r\n") if line)]
+
+
+def _request_head(
+    target: HttpTarget, method: bytes, path: bytes, headers: Headers | bytes, body: bytes | None
+) -> bytes:
     parts = [method, b" ", path, b" HTTP/1.1\r\nhost: ", target.host_header, b"\r\n"]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
+    if isinstance(headers, bytes):
+        parts.append(headers)
+    else:
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
     if body is not None:
         parts.append(b"content-length: %d\r\n" % len(body))
     parts.append(b"\r\n")

@@ -227,14 +227,21 @@ class UpstreamSession:
 
     # ------------------------------------------------------------------ incoming
 
+    def _answered(self, msg: Message, raw: bytes | None) -> bool:
+        """``msg`` is a response (given to the call waiting for it, if any): True; a request or
+        a notification (for ``_incoming``): False."""
+        if not protocol.is_response(msg):
+            return False
+        call = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
+        if call is not None and not call.future.done():
+            call.future.set_result((msg, raw))
+        return True
+
     async def _incoming(self, msg: Message, related: PendingCall | None, raw: bytes | None = None) -> None:
         """Route one message from the server (``raw``: its bytes, if the transport has them).
         ``related`` is the call whose response stream it arrived on, when the transport knows
         (streamable HTTP); otherwise it is inferred."""
-        if protocol.is_response(msg):
-            call = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
-            if call is not None and not call.future.done():
-                call.future.set_result((msg, raw))
+        if self._answered(msg, raw):
             return
         params = msg.get("params")
         if msg.get("method") == "notifications/progress" and isinstance(params, dict):

@@ -30,7 +30,7 @@ from agentgateway.mcp.config import McpTargetSpec
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.upstream.base import PendingCall, RelatedSink, UpstreamSession
 from agentgateway.mcp.upstream.tracing import meta_traceparent
-from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError
+from agentgateway.upstream.client import ClientResponse, HttpClient, HttpClientError, encode_headers
 
 log = logging.getLogger("agentgateway.mcp.http")
 
@@ -64,9 +64,15 @@ class ConnectionGate:
         self.busy = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(self) -> None:
+    def take(self) -> bool:
+        """Take a place if one is free now (no wait, no coroutine); False: ``acquire`` it."""
         if self.busy < self.limit and not self._waiting:
             self.busy += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.take():
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(turn)
@@ -96,6 +102,7 @@ class StreamableHttpSession(UpstreamSession):
         "_get_stream",
         "_get_ready",
         "listen_early",
+        "_post_lines",
     )
 
     def __init__(
@@ -119,6 +126,8 @@ class StreamableHttpSession(UpstreamSession):
         # once, and what it sends while no stream is open is lost (shared sessions, which have
         # no client stream to wait for).
         self.listen_early = False
+        # The header lines of every POST, encoded once, with what they were made from.
+        self._post_lines: tuple[object, bytes] = ((), b"")
 
     # ------------------------------------------------------------------ transport hooks
 
@@ -155,12 +164,16 @@ class StreamableHttpSession(UpstreamSession):
         """POST one message and route the answer (an event stream is read by a task of its own);
         True, and nothing else done, when the upstream no longer knows our session."""
         body = orjson.dumps(msg)
-        headers = [_JSON, _ACCEPT, *self._headers()]
+        made_from = (self.session_id, self.init_result is not None, self.protocol_version)
+        made, headers = self._post_lines
+        if made != made_from:
+            headers = encode_headers([_JSON, _ACCEPT, *self._headers()])
+            self._post_lines = (made_from, headers)
         traceparent = meta_traceparent(msg)
         if traceparent is not None:
-            headers.append((b"traceparent", traceparent.encode()))  # the HTTP convention too
+            headers += b"traceparent: %s\r\n" % traceparent.encode()  # the HTTP convention too
         gate = self.gate if "id" in msg and "method" in msg else None  # (requests only)
-        if gate is not None:
+        if gate is not None and not gate.take():
             await gate.acquire()
         streaming = False  # the gate's place then goes with the event stream's reader
         try:
@@ -210,7 +223,9 @@ class StreamableHttpSession(UpstreamSession):
                 task.add_done_callback(self._streams.discard)
                 return False
             try:
-                raw = await response.read()
+                raw = response.whole_body()
+                if raw is None:
+                    raw = await response.read()
             except HttpClientError as exc:
                 raise McpError(protocol.INTERNAL_ERROR, f"MCP target {self.name}: {exc.message}") from None
         finally:
@@ -222,7 +237,8 @@ class StreamableHttpSession(UpstreamSession):
             except orjson.JSONDecodeError:
                 decoded = None
             if isinstance(decoded, dict) and "jsonrpc" in decoded:
-                await self._incoming(decoded, call, raw)
+                if not self._answered(decoded, raw):
+                    await self._incoming(decoded, call, raw)
             elif isinstance(decoded, list):  # a batch (2025-03-26)
                 for item in decoded:
                     if isinstance(item, dict) and "jsonrpc" in item:

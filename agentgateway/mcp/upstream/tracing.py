@@ -38,6 +38,8 @@ def start_call(
     method: str, params: dict[str, Any] | None, target: str, request_id: int
 ) -> tuple[Span | None, dict[str, Any] | None]:
     """The span of a request to ``target`` (None when untraced) and the params to send."""
+    if CURRENT_TRACE.get() is None:
+        return None, params  # (untraced: the common case, decided before anything is read)
     name = ""
     if params and method in _NAMED:
         value = params.get(_NAMED[method])
