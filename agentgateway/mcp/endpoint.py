@@ -60,6 +60,8 @@ _ROUTING_HEADERS = frozenset((b"mcp-protocol-version", b"mcp-method", b"mcp-name
 # BIND_HEADER, IDENTITY_HEADER, CEL_VARS_HEADER).
 _INTERNAL_HEADERS = b"x-agentgateway-"
 # Calls that may stream progress, logging or server requests before their answer.
+# JSON values a request id cannot be (None is checked apart; a tuple: ``a | b`` builds a union per call).
+_NOT_ID_TYPES = (bool, float, list, dict)
 _STREAMING_METHODS = frozenset(("tools/call", "prompts/get", "resources/read", "completion/complete"))
 
 
@@ -383,7 +385,7 @@ class McpExchange:
         if "method" in msg:
             if not isinstance(msg["method"], str):
                 raise McpError(protocol.INVALID_REQUEST, "Invalid Request: method must be a string")
-            if "id" in msg and (msg["id"] is None or isinstance(msg["id"], bool | float | list | dict)):
+            if "id" in msg and (msg["id"] is None or isinstance(msg["id"], _NOT_ID_TYPES)):
                 raise McpError(protocol.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
             if "params" in msg and not isinstance(msg["params"], dict):
                 raise McpError(protocol.INVALID_REQUEST, "Invalid Request: params must be an object")
@@ -474,12 +476,8 @@ class McpExchange:
             await self._answer_streaming(session, msg)
             return
 
-        async def to_session_stream(related: Message) -> None:
-            session.stream.push(related)
-            await session.stream.room()
-
         try:
-            result = await federation.request(session, msg, to_session_stream)
+            result = await federation.request(session, msg, session.to_stream)
             answer = protocol.result(msg["id"], result)
         except McpError as exc:
             answer = protocol.error(msg["id"], exc)
@@ -634,10 +632,6 @@ class McpExchange:
             await federation.client_response(session, msg)
             return
 
-        async def to_stream(item: Message) -> None:
-            session.stream.push(item)
-            await session.stream.room()
-
         try:
             if msg["method"] == "initialize":
                 params = msg.get("params")
@@ -645,7 +639,7 @@ class McpExchange:
                     raise McpError(protocol.INVALID_PARAMS, "initialize needs params")
                 answer = protocol.result(msg["id"], await federation.initialize(session, params))
             else:
-                answer = protocol.result(msg["id"], await federation.request(session, msg, to_stream))
+                answer = protocol.result(msg["id"], await federation.request(session, msg, session.to_stream))
         except McpError as exc:
             answer = protocol.error(msg["id"], exc)
         self._note(msg, session)
@@ -695,12 +689,13 @@ class McpExchange:
         ctx = self.ctx
         method = msg.get("method")
         # (Client input, in the access log and metrics labels: cut to a bounded length.)
-        ctx.mcp_method = protocol.shown(method) if isinstance(method, str) else ""
+        if isinstance(method, str):
+            ctx.mcp_method = method if len(method) <= protocol.SHOWN_MAX else protocol.shown(method)
         params = msg.get("params")
         if session is not None and isinstance(params, dict) and method in protocol.NAME_PARAM:
             name = params.get(protocol.NAME_PARAM[method])
             if isinstance(name, str):
-                ctx.mcp_resource = protocol.shown(name)
+                ctx.mcp_resource = name if len(name) <= protocol.SHOWN_MAX else protocol.shown(name)
                 caller = CURRENT_CALLER.get()
                 if caller is not None and caller.target is not None:
                     ctx.mcp_target = caller.target  # (the routed call resolved it)

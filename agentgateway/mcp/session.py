@@ -274,10 +274,15 @@ class DownstreamSession:
                 return
             rewritten = self.runtime.federation.from_upstream(self, target, msg)
             if rewritten is not None:
-                self.stream.push(rewritten)
-                await self.stream.room()  # the target's stream is not read while the client is behind
+                await self.to_stream(rewritten)
 
         return deliver
+
+    async def to_stream(self, msg: Message) -> None:
+        """Send ``msg`` on the session's stream; waits while the client is behind (the target's
+        stream is not read meanwhile)."""
+        self.stream.push(msg)
+        await self.stream.room()
 
     def token_state(self) -> dict[str, Any]:
         targets = []

@@ -20,6 +20,11 @@ from agentgateway.upstream.target import HttpTarget
 
 _BUFFER_HIGH = 256 * 1024
 _DEFAULT_MAX_BODY = 16 * 1024 * 1024
+# Waits of at least this long (an MCP call's 300 s) are not each given a timer: setting and
+# cancelling one costs ~2 µs a request; one sweep a period expires them, late by less than a
+# period, nothing against such a wait.
+_SWEPT_TIMEOUT = 60.0
+_SWEEP_PERIOD = 1.0
 
 
 class HttpClientError(Exception):
@@ -205,6 +210,9 @@ class HttpClient:
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
+        # Responses awaited with a far deadline (``_SWEPT_TIMEOUT``), checked by one timer.
+        self._far: dict[ClientResponse, float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def request(
         self,
@@ -238,8 +246,15 @@ class HttpClient:
                 conn.begin(response, method == b"HEAD")
                 conn.write(payload)
                 # One timer for the wait, not a timeout scope (a task-cancelling context costs
-                # more than the rest of a pooled request).
-                timer = None if deadline is None else loop.call_at(deadline, _expire, response)
+                # more than the rest of a pooled request); a far deadline shares the sweep's.
+                timer = None
+                if deadline is not None:
+                    if timeout is not None and timeout >= _SWEPT_TIMEOUT:
+                        self._far[response] = deadline
+                        if self._sweeper is None:
+                            self._sweeper = loop.call_later(_SWEEP_PERIOD, self._sweep, loop)
+                    else:
+                        timer = loop.call_at(deadline, _expire, response)
                 try:
                     while not response.status:  # (the head: a loop here, not a coroutine of its own)
                         if response._failed is not None:
@@ -261,6 +276,8 @@ class HttpClient:
                 finally:
                     if timer is not None:
                         timer.cancel()
+                    elif deadline is not None:
+                        self._far.pop(response, None)
                 return response
         except TimeoutError:
             within = f" within {timeout:g}s" if timeout is not None else ""
@@ -268,6 +285,16 @@ class HttpClient:
         except UpstreamConnectError as exc:
             raise HttpClientError(503, exc.message) from None
         raise AssertionError("unreachable")
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire the far deadlines that have passed; again in a period while any is awaited."""
+        now = loop.time()
+        far = self._far
+        for response, deadline in list(far.items()):
+            if deadline <= now:
+                del far[response]
+                _expire(response)
+        self._sweeper = loop.call_later(_SWEEP_PERIOD, self._sweep, loop) if far else None
 
 
 class _TimedOut(HttpClientError):
