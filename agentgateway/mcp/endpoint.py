@@ -54,7 +54,6 @@ _SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _KEEPALIVE = 15.0
-_HEAD_WAIT = 0.05  # seconds a streamed answer's head may wait for the answer's first event
 _ROUTING_HEADERS = frozenset((b"mcp-protocol-version", b"mcp-method", b"mcp-name"))
 # What the names of the headers workers add to a relayed request start with (upstream/relay.py:
 # BIND_HEADER, IDENTITY_HEADER, CEL_VARS_HEADER).
@@ -486,11 +485,12 @@ class McpExchange:
 
     async def _answer_streaming(self, session: DownstreamSession, msg: Message) -> None:
         """The answer as an SSE stream: what the server sends about the call, then the result.
-        The head goes out with the first event, or after ``_HEAD_WAIT`` when the call takes
+        The head goes out with the first event, or after ``runtime.HEAD_WAIT`` when the call takes
         longer (the client then sees its stream start): most calls answer sooner, and their
         whole response is then one write instead of three."""
         self._head(200, _SSE_HEADERS, None, True)
-        head_timer = asyncio.get_running_loop().call_later(_HEAD_WAIT, self.conn.flush)
+        head_waits = self.runtime.head_waits
+        head_waits.add(self, self.conn.flush)
 
         async def related(item: Message) -> None:
             self._event(protocol.dumps(item))
@@ -502,7 +502,7 @@ class McpExchange:
         except McpError as exc:
             answer = protocol.error(msg["id"], exc)
         finally:
-            head_timer.cancel()  # (before the response ends: the connection may serve another next)
+            head_waits.withdraw(self)  # (before the response ends: the connection may serve another next)
         self._note(msg, session)
         self.conn.send_body(encode_sse_event(protocol.dumps(answer), "message", None))
         self.conn.end_response()

@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Protocol
 
+from agentgateway.core.timers import SharedDelay
 from agentgateway.mcp.config import STDIO, McpService
 from agentgateway.mcp.federation import Federation
 from agentgateway.mcp.modern import ModernServer
@@ -27,6 +28,9 @@ log = logging.getLogger("agentgateway.mcp")
 # The JSON-RPC error code of a session refused by a quota (a code of the range JSON-RPC leaves
 # to servers), answered with HTTP 429 (503 when the backend is full).
 SESSION_QUOTA = -32029
+# Seconds a streamed answer's head may wait for the answer's first event (up to twice as many:
+# the waits share one timer, core/timers.py); most calls answer sooner, in one write.
+HEAD_WAIT = 0.05
 _REVOKED_KEPT = 10_000  # ended session ids remembered, so their tokens are refused afterwards
 
 # When no session key is configured, the supervisor makes one for the run and hands it to its
@@ -105,6 +109,8 @@ class McpRuntime:
         self.interned = Interned()
         # Requests in flight to each streamable-HTTP target (its pool key), bounded.
         self._gates: dict[tuple[object, ...], ConnectionGate] = {}
+        # Streamed answers whose head waits for their first event (mcp/endpoint.py), one timer.
+        self.head_waits = SharedDelay(worker.loop, HEAD_WAIT)
 
     @property
     def codec(self) -> SessionCodec:

@@ -517,3 +517,53 @@ async def test_sessions_holding_stdio_servers_are_bounded(gateway):
             assert await whoami(http, url, listening) == "alpha"
         finally:
             stream.close()
+
+
+async def test_a_slow_streamed_answer_starts_its_stream_before_the_result(gateway, mcp_server):
+    """A call answered as an event stream holds its head back for the answer's first event
+    (one write for a quick call), but not for long: a call that takes a second shows its stream
+    after 0.05-0.1 s (the waits share one timer: core/timers.py; 0.5 allowed for a loaded
+    machine), the result follows."""
+    server = mcp_server("slow", "http")
+    port = free_port()
+    gateway(mcp_config(port, [{"name": "slow", "mcp": {"host": server.url}}]))
+    session = await _raw_session(port)
+    body = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"sleep","arguments":{"seconds":1.0}}}'
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Accept: application/json, text/event-stream\r\nMcp-Session-Id: " + session.encode()
+            + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )  # fmt: skip
+        sent = anyio.current_time()
+        head = sock.recv(65536)
+        head_after = anyio.current_time() - sent
+        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head, head
+        assert b'"result"' not in head  # the head came alone, before the answer
+        assert head_after < 0.5, head_after
+        rest = b""
+        while b'"result"' not in rest:
+            chunk = sock.recv(65536)
+            assert chunk, rest
+            rest += chunk
+        assert b"slow slept 1.0" in rest, rest
+
+
+async def _raw_session(port: int) -> str:
+    """An MCP session opened with plain HTTP (initialize, then initialized): its token."""
+    url = f"http://127.0.0.1:{port}/mcp"
+    params = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+    headers = {"accept": "application/json", "content-type": "application/json"}
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            url, json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        token = answer.headers["mcp-session-id"]
+        done = await http.post(
+            url,
+            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+            headers={**headers, "mcp-session-id": token},
+        )
+        assert done.status_code == 202, done.text
+    return token
