@@ -340,7 +340,8 @@ class LlmExchange:
         self._body.append(chunk)
 
     def request_end(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._serve())
+        # (asyncio.get_running_loop() would cost a getpid system call on 3.11)
+        self._task = self.client.pool.loop.create_task(self._serve())
 
     def client_write_paused(self) -> None:
         self._writable.clear()

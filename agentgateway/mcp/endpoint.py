@@ -167,7 +167,9 @@ class McpExchange:
         self._body.append(chunk)
 
     def request_end(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._serve())
+        # (The worker's loop, not asyncio.get_running_loop(): on 3.11 that makes a getpid system
+        # call each time, to notice a fork.)
+        self._task = self.runtime.worker.loop.create_task(self._serve())
 
     def client_write_paused(self) -> None:
         if self._relay is not None:

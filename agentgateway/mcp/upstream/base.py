@@ -59,6 +59,7 @@ class UpstreamSession:
         "init_result",
         "init_params",
         "_ids",
+        "_loop",
         "_pending",
         "_lock",
         "closed",
@@ -72,6 +73,9 @@ class UpstreamSession:
         self.init_result: dict[str, Any] | None = None
         self.init_params: dict[str, Any] | None = None
         self._ids = itertools.count(1)
+        # The loop its calls run on, learned at the first (asyncio.get_running_loop() makes a
+        # getpid system call on 3.11, to notice a fork: once, not per call).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, PendingCall] = {}
         self._lock: asyncio.Lock | None = None  # made by the first handshake (idle sessions hold many of these)
         self.closed = False
@@ -169,7 +173,10 @@ class UpstreamSession:
     ) -> Response:
         """The response message to a request (an error answer raises McpError)."""
         id_ = self._request_id(track)
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Response] = loop.create_future()
         token = None
         if params:
             meta = params.get("_meta")
