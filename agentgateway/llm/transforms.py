@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 from agentgateway.config.errors import ConfigError
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 
+# ``isinstance`` with a tuple: ``a | b`` would build a union object on every call.
+_SCALAR = (bool, int, float, str)
+
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
 
@@ -51,7 +54,7 @@ class BodyTransform:
 
 
 def _is_json(value: object) -> bool:
-    if value is None or isinstance(value, bool | int | float | str):
+    if value is None or isinstance(value, _SCALAR):
         return True
     if isinstance(value, list):
         return all(_is_json(v) for v in value)

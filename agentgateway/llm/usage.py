@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# ``isinstance`` with a tuple: ``a | b`` would build a union object on every call.
+_NUMBER = (int, float)
+
 # The most tokens one count of one call may claim. A provider's usage is the upstream's word:
 # a negative count would give budgets back (to everyone sharing the budget's key), and a count
 # beyond 64 bits would not fit the budgets' counters (their true-up would fail and charge
@@ -25,7 +28,7 @@ def _object(value: Any) -> dict[str, Any]:
 
 def token_count(value: Any) -> int:
     """A token count as a provider reported it, made safe to charge (see ``MAX_TOKENS``)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not value > 0:
         return 0  # (NaN too)
     return MAX_TOKENS if value >= MAX_TOKENS else int(value)
 

@@ -19,6 +19,9 @@ import orjson
 from agentgateway.core.context import RequestCtx
 from agentgateway.observe.otlp import LogRecord, OtlpExporter, OtlpTarget, hashed_session
 
+# ``isinstance`` with a tuple: ``a | b`` would build a union object on every call.
+_NUMBER = (int, float)
+
 if TYPE_CHECKING:
     from agentgateway.observe.tracing import Evaluate
 
@@ -96,7 +99,7 @@ def _text(value: object) -> str:
         return _quote(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBER):
         return str(value)
     return _quote(orjson.dumps(value, default=str).decode())
 

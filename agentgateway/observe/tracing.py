@@ -40,6 +40,9 @@ from agentgateway.core.trace import (
 )
 from agentgateway.observe.otlp import OtlpExporter, OtlpTarget, SpanRecord, hashed_session
 
+# ``isinstance`` with a tuple: ``a | b`` would build a union object on every call.
+_NUMBER = (int, float)
+
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx, RequestFacts
 
@@ -92,7 +95,7 @@ def _decide(rule: Sampling, ctx: RequestCtx) -> bool:
     value = rule(ctx, ctx.cel_vars)
     if isinstance(value, bool):
         return value
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBER):
         return value >= 1.0 or (value > 0.0 and _random() < value)
     return False
 

@@ -18,6 +18,9 @@ import orjson
 from agentgateway.config.errors import ConfigError
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 
+# ``isinstance`` with a tuple: ``a | b`` would build a union object on every call.
+_NUMBER = (int, float)
+
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
 
@@ -154,7 +157,7 @@ def _to_bytes(value: object) -> bytes | None:
         return value.encode()
     if isinstance(value, bool):
         return b"true" if value else b"false"
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBER):
         return str(value).encode()
     return orjson.dumps(value)
 

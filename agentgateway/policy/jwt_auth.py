@@ -41,6 +41,9 @@ from agentgateway.core.reply import DEFER, LocalReply
 from agentgateway.policy.credentials import Location
 from agentgateway.policy.jwks import KeySet, compile_key_set
 
+# ``isinstance`` with a tuple: ``a | b`` would build a union object on every call.
+_NUMBER = (int, float)
+
 LEEWAY = 60.0  # seconds of clock skew allowed on exp, nbf and iat (agentgateway's default)
 _CACHE_ENTRIES = 4096
 _CACHE_TOKEN_BYTES = 8192
@@ -55,8 +58,8 @@ class Verified:
     def __init__(self, claims: dict[str, Any], key_set: KeySet) -> None:
         self.claims = claims
         exp, nbf = claims.get("exp"), claims.get("nbf")
-        self.exp = float(exp) if isinstance(exp, int | float) else None
-        self.nbf = float(nbf) if isinstance(nbf, int | float) else None
+        self.exp = float(exp) if isinstance(exp, _NUMBER) else None
+        self.nbf = float(nbf) if isinstance(nbf, _NUMBER) else None
         self.key_set = key_set
         self.version = key_set.version
         self.identity = f"jwt:{claims.get('iss', '')} {claims.get('sub', '')}"
@@ -220,7 +223,7 @@ def claim_type_problem(token: str) -> str | None:
 
 
 def _is_numeric_date(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, _NUMBER):
         return False
     try:
         return math.isfinite(value)

@@ -50,6 +50,9 @@ from agentgateway.observe.tracing import end_call, start_call
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 from agentgateway.policy.expression import ValueExpression, compile_value
 
+# ``isinstance`` with a tuple: ``a | b`` would build a union object on every call.
+_NUMBER = (int, float)
+
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
     from agentgateway.upstream.target import HttpTarget
@@ -157,7 +160,7 @@ class _Descriptor:
             value = self.cost.evaluate(ctx, ctx.cel_vars if ctx is not None else None)
         except CelEvaluationError:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        if isinstance(value, bool) or not isinstance(value, _NUMBER) or value != value:
             return None
         return max(int(value), 0)
 
