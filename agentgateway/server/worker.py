@@ -151,8 +151,28 @@ class Worker:
                 return DISCARD
             bind = relayed
         listener: ListenerRuntime | None
-        if conn.sni is not None:
-            listener = bind.listeners.select(conn.sni) or bind.default_listener
+        if bind.tls and not internal:
+            # The TLS handshake chose the listener (its certificate, its client-certificate
+            # check): by SNI, else the default one. The host of the request must be that
+            # listener's, or a client could pass the handshake of a lax listener and name a
+            # strict one's host (no SNI, another SNI, or a second authority on a reused HTTP/2
+            # connection). As agentgateway (Gateway API GEP-1486): 421 when another listener
+            # of the port takes the host (the client retries on a connection of its own),
+            # 404 when none does.
+            sni = conn.sni
+            listener = (bind.listeners.select(sni) if sni is not None else None) or bind.default_listener
+            by_host = bind.listeners.select(ctx.host)
+            if by_host is not listener:
+                if by_host is None:
+                    listener = None
+                else:
+                    conn.reply(
+                        ctx,
+                        421,
+                        f"misdirected request: host {ctx.host.decode('latin-1')!r} is served by listener "
+                        f"{by_host.name}, this connection was made for listener {listener.name}",
+                    )
+                    return DISCARD
         else:
             listener = bind.listeners.select(ctx.host)
         if listener is None:

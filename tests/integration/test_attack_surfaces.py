@@ -1,0 +1,154 @@
+"""Attacks on the seams between listeners, policies and identities, through the real daemon.
+
+Listener seams: several HTTPS listeners on one port, one of them asking for client certificates
+(mTLS). The TLS handshake picks a listener by SNI; a client must not then reach another
+listener's routes by naming its host in ``Host`` (HTTP/1.1) or ``:authority`` (HTTP/2): no SNI,
+an unknown SNI, the lax listener's SNI (domain fronting), or a second authority on a reused
+HTTP/2 connection (coalescing). As agentgateway (Gateway API GEP-1486): 421 Misdirected Request
+when another listener of the port serves that host, 404 when none does.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tests.support.gateway import Gateway, ResponseReader, UpstreamServer, free_port
+from tests.support.http2 import RawH2Client
+
+
+def _pem_pair(ca: trustme.CA, tmp: Path, name: str) -> dict[str, str]:
+    cert = ca.issue_cert(name)
+    cert_path, key_path = tmp / f"{name}.crt", tmp / f"{name}.key"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    return {"cert": str(cert_path), "key": str(key_path)}
+
+
+class Seams:
+    """Port ``named``: listener ``lax`` (lax.test) and ``strict`` (strict.test, client
+    certificates required). Port ``catchall``: ``open`` (no hostname, so it answers clients
+    without SNI) and ``secure`` (secure.test, client certificates required)."""
+
+    def __init__(self, named: int, catchall: int, ca: trustme.CA, client: trustme.LeafCert) -> None:
+        self.named = named
+        self.catchall = catchall
+        self.ca = ca
+        self.client = client
+
+    def context(self, with_cert: bool = False, alpn: str = "http/1.1") -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        # Certificates are checked by name where a test names a server; without SNI there is
+        # no name to check (the point of the attack).
+        ctx.check_hostname = False
+        ctx.set_alpn_protocols([alpn])
+        if with_cert:
+            self.client.configure_cert(ctx)
+        return ctx
+
+    def get(self, port: int, sni: str | None, host: str, with_cert: bool = False) -> tuple[int, str | None]:
+        """The status of ``GET /echo`` with this SNI and ``Host``, and the upstream that answered."""
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        with self.context(with_cert).wrap_socket(raw, server_hostname=sni) as tls:
+            tls.sendall(f"GET /echo HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            status, headers, _ = ResponseReader(tls).read()
+        return status, headers.get("x-upstream")
+
+
+@pytest.fixture(scope="module")
+def seams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seams]:
+    tmp: Path = tmp_path_factory.mktemp("attack-surfaces-seams")
+    procs: list[Any] = []
+    try:
+        server_ca, client_ca = trustme.CA(), trustme.CA()
+        client_ca.cert_pem.write_to_path(str(tmp / "clients.pem"))
+        lax, strict = UpstreamServer(tmp, "lax"), UpstreamServer(tmp, "strict")
+        procs += [lax, strict]
+
+        def listener(name: str, hostname: str | None, up: UpstreamServer, mtls: bool) -> dict[str, Any]:
+            tls = _pem_pair(server_ca, tmp, hostname or "open.test")
+            if mtls:
+                tls["root"] = str(tmp / "clients.pem")
+            out: dict[str, Any] = {
+                "name": name,
+                "protocol": "HTTPS",
+                "tls": tls,
+                "routes": [{"backends": [{"host": up.address}]}],
+            }
+            if hostname:
+                out["hostname"] = hostname
+            return out
+
+        named, catchall = free_port(), free_port()
+        config = {
+            "binds": [
+                {
+                    "port": named,
+                    "listeners": [
+                        listener("lax", "lax.test", lax, False),
+                        listener("strict", "strict.test", strict, True),
+                    ],
+                },
+                {
+                    "port": catchall,
+                    "listeners": [
+                        listener("open", None, lax, False),
+                        listener("secure", "secure.test", strict, True),
+                    ],
+                },
+            ]
+        }
+        gw_dir = tmp / "gw"
+        gw_dir.mkdir()
+        procs.append(Gateway(gw_dir, config))
+        yield Seams(named, catchall, server_ca, client_ca.issue_cert("client.test"))
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def test_each_listener_serves_its_own_name(seams: Seams) -> None:
+    assert seams.get(seams.named, "lax.test", "lax.test") == (200, "lax")
+    assert seams.get(seams.named, "strict.test", "strict.test", with_cert=True) == (200, "strict")
+    assert seams.get(seams.catchall, None, "anything.test") == (200, "lax")
+    assert seams.get(seams.catchall, "secure.test", "secure.test", with_cert=True) == (200, "strict")
+
+
+@pytest.mark.parametrize(
+    "sni",
+    [None, "lax.test", "unknown.test", "LAX.test"],
+    ids=["no-sni", "lax-sni", "unknown-sni", "upper-case-sni"],
+)
+@pytest.mark.parametrize("host", ["strict.test", "STRICT.test.", "strict.test:443"])
+def test_the_strict_listener_is_not_reached_through_the_lax_handshake(seams: Seams, sni: str | None, host: str) -> None:
+    """The handshake was the lax listener's (no client certificate asked for): the strict
+    listener's host is misdirected there, whatever its spelling."""
+    assert seams.get(seams.named, sni, host) == (421, None)
+
+
+@pytest.mark.parametrize("sni", [None, "open.test"], ids=["no-sni", "catch-all-sni"])
+def test_the_catch_all_listener_does_not_front_for_the_strict_one(seams: Seams, sni: str | None) -> None:
+    assert seams.get(seams.catchall, sni, "secure.test") == (421, None)
+
+
+def test_a_host_no_listener_takes_is_404(seams: Seams) -> None:
+    assert seams.get(seams.named, "lax.test", "other.test") == (404, None)
+
+
+def test_http2_does_not_coalesce_another_listener_onto_a_connection(seams: Seams) -> None:
+    """One HTTP/2 connection made for lax.test: a stream for strict.test gets 421 (the client
+    opens a connection of its own for it, RFC 9113 §9.1.2); the connection serves on."""
+    ctx = seams.context(alpn="h2")
+    for sni in ("lax.test", None):
+        with RawH2Client(seams.named, tls=ctx, server_name=sni) as client:  # type: ignore[arg-type]
+            assert client.fetch("/echo", authority="lax.test").status == 200
+            misdirected = client.fetch("/echo", authority="strict.test")
+            assert misdirected.status == 421 and "x-upstream" not in misdirected.headers
+            assert client.fetch("/echo", authority="lax.test").status == 200
