@@ -8,8 +8,9 @@ Two layers:
   every marked value replaced, wherever its struct is used, and returns the values it replaced.
 * By value, on every string of the output (``scrub``): the secrets found by type (a reload error
   may quote one), PEM private key blocks, the user-info of URLs (``redis://user:pw@host`` →
-  ``redis://user:<redacted>@host``; a user name alone, often a token, is redacted whole), JWTs,
-  and provider API keys and AWS access key ids recognizable by their form. These rules are
+  ``redis://user:<redacted>@host``; a user name alone, often a token, is redacted whole), the
+  values of query parameters named as credentials (``?api_key=``, ``&access_token=``, ``?sig=``),
+  JWTs, and provider API keys and AWS access key ids recognizable by their form. These rules are
   narrow on purpose: a harmless value (a route name, a path) is never mistaken for a secret.
 """
 
@@ -54,6 +55,13 @@ _PEM_PRIVATE = re.compile(
 # scheme://userinfo@ — userinfo without '/', '?', '#', '@' or whitespace.
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/?#@\s:]*)(?P<pw>:[^/?#@\s]*)?@")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# A query parameter that carries a credential in a URL (``?api_key=``, ``&access_token=``,
+# ``?sig=`` of a signed URL, ``X-Amz-Signature``, ...): named so, any case, ``-``/``_`` aside.
+_QUERY_SECRET = re.compile(
+    r"(?P<name>[?&;](?:[A-Za-z0-9_.-]*(?:key|token|secret|password|passwd|pwd|signature|credential)"
+    r"[A-Za-z0-9_.-]*|sig|auth|pass|code)=)(?P<value>[^&#\s\"'<>]+)",
+    re.IGNORECASE,
+)
 # OpenAI/Anthropic-style keys (sk-..., sk-proj-..., sk-ant-...) and AWS access key ids.
 _API_KEY = re.compile(r"\bsk-(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{20,}|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
 
@@ -174,6 +182,10 @@ def _userinfo(m: re.Match[str]) -> str:
     return f"{m.group('scheme')}{REDACTED}@"
 
 
+def _query_value(m: re.Match[str]) -> str:
+    return m.group("name") + REDACTED
+
+
 def scrub(text: str, known: Iterable[str] = ()) -> str:
     """``text`` with the ``known`` secrets and anything that looks like a secret replaced."""
     for secret in sorted((k for k in known if len(k) >= _MIN_KNOWN), key=len, reverse=True):
@@ -183,6 +195,8 @@ def scrub(text: str, known: Iterable[str] = ()) -> str:
         text = _PEM_PRIVATE.sub(REDACTED, text)
     if "@" in text:
         text = _URL_USERINFO.sub(_userinfo, text)
+    if "=" in text:
+        text = _QUERY_SECRET.sub(_query_value, text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
     return _API_KEY.sub(REDACTED, text)

@@ -6,6 +6,8 @@ listener's routes by naming its host in ``Host`` (HTTP/1.1) or ``:authority`` (H
 an unknown SNI, the lax listener's SNI (domain fronting), or a second authority on a reused
 HTTP/2 connection (coalescing). As agentgateway (Gateway API GEP-1486): 421 Misdirected Request
 when another listener of the port serves that host, 404 when none does.
+
+Secrets the admin plane shows: credentials in the query strings of the config's URLs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trustme
 
@@ -152,3 +155,62 @@ def test_http2_does_not_coalesce_another_listener_onto_a_connection(seams: Seams
             misdirected = client.fetch("/echo", authority="strict.test")
             assert misdirected.status == 421 and "x-upstream" not in misdirected.headers
             assert client.fetch("/echo", authority="lax.test").status == 200
+
+
+# ---------------------------------------------------------------- secrets the admin plane shows
+
+QUERY_SECRETS = {
+    "mcp": "mcp-query-key-7f3a91c2",
+    "jwks": "jwks-query-token-5b8e04d6",
+    "sas": "sas-signature-c41d77e0",
+}
+
+
+def test_credentials_in_url_query_strings_are_not_shown(gateway: Any) -> None:
+    """A key passed in a URL's query (``?api_key=``, ``&access_token=``, a signed URL's ``sig=``)
+    is a secret like a URL's password: /config_dump, the /ui page and the config editor show
+    ``<redacted>`` for it, other parameters stay readable, and an edit that keeps the redacted
+    URL gets the real one back."""
+    port = free_port()
+    mcp_url = f"http://127.0.0.1:1/mcp?client=visible-param&API_KEY={QUERY_SECRETS['mcp']}"
+    jwks_url = f"http://127.0.0.1:1/jwks.json?access-token={QUERY_SECRETS['jwks']}"
+    sas_url = f"http://127.0.0.1:1/sse?sv=2024&sig={QUERY_SECRETS['sas']}"
+    config = {
+        "binds": [
+            {
+                "port": port,
+                "listeners": [
+                    {
+                        "routes": [
+                            {
+                                "matches": [{"path": {"pathPrefix": "/mcp"}}],
+                                "policies": {"jwtAuth": {"issuer": "https://idp.test", "jwks": {"url": jwks_url}}},
+                                "backends": [
+                                    {
+                                        "mcp": {
+                                            "targets": [
+                                                {"name": "query", "mcp": {"host": mcp_url}},
+                                                {"name": "signed", "sse": {"host": sas_url}},
+                                            ]
+                                        }
+                                    }
+                                ],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    gw = gateway(config)
+    marker = {"x-agentgateway-admin": "1"}
+    dump = httpx.get(gw.admin_url + "/config_dump")
+    editor = httpx.get(gw.admin_url + "/ui/api/config").json()
+    shown = {"config_dump": dump.text, "ui": httpx.get(gw.admin_url + "/ui").text, "editor": editor["text"]}
+    for where, text in shown.items():
+        for name, secret in QUERY_SECRETS.items():
+            assert secret not in text, (where, name)
+    assert "client=visible-param&API_KEY=<redacted>" in dump.text and "sv=2024&sig=<redacted>" in dump.text
+    # The editor's view, sent back as it is, is the running config (the secrets put back).
+    check = httpx.post(gw.admin_url + "/ui/api/config/validate", json={"text": editor["text"]}, headers=marker)
+    assert check.status_code == 200 and check.json()["valid"] is True and check.json()["diff"] == ""
