@@ -84,6 +84,16 @@ class AuthzUnavailable(Exception):
     """The service gave no decision (down, timeout, an answer that makes no sense)."""
 
 
+class _InvalidHeader(Exception):
+    """A header of a gRPC answer that cannot be written on the wire (its name, for the log)."""
+
+
+# RFC 9110 §5.1 token (lower case: names are lowered first) and §5.5 field value (no CR, LF, NUL
+# or other control character but HTAB).
+_HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+")
+_HEADER_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+
+
 class Decision:
     """What one check decided, as changes to the request: replayed from the cache as they were
     first applied. ``reply`` set: denied with that answer."""
@@ -387,14 +397,20 @@ _channels: dict[tuple[object, ...], Any] = {}
 _APPEND_ACTIONS = {0: "append", 1: "add", 2: "overwrite", 3: "overwrite_existing"}
 
 
-def _header_option(option: Any) -> tuple[bytes, bytes, str] | None:
+def _header_option(option: Any) -> tuple[bytes, bytes, str]:
     """(name, value, action) of an Envoy HeaderValueOption; the deprecated ``append`` decides
-    when no ``append_action`` is given (false or unset: overwrite, as ext_authz documents)."""
+    when no ``append_action`` is given (false or unset: overwrite, as ext_authz documents).
+    Raises _InvalidHeader for a name that is no token or a value with CR, LF, NUL or another
+    control character: an authorizer that copies a caller's claim into a header would otherwise
+    let the caller write header lines of its own into the upstream request or the answer."""
     header = option.header
-    name = header.key.lower().encode("latin-1")
-    value = bytes(header.raw_value) or header.value.encode("latin-1")
-    if not name:
-        return None
+    key = header.key
+    if not key.isascii():
+        raise _InvalidHeader(repr(key[:64]))
+    name = key.lower().encode("ascii")
+    value = bytes(header.raw_value) or header.value.encode("utf-8")
+    if _HEADER_NAME.fullmatch(name) is None or _HEADER_VALUE.fullmatch(value) is None:
+        raise _InvalidHeader(repr(name[:64]))
     if option.append_action == 0:
         action = "append" if option.HasField("append") and option.append.value else "overwrite"
     else:
@@ -500,7 +516,10 @@ class _GrpcCheck:
         else:
             decision = Decision()
             if response.HasField("ok_response"):
-                self._allowed(decision, response.ok_response)
+                try:
+                    self._allowed(decision, response.ok_response)
+                except _InvalidHeader as exc:
+                    raise AuthzUnavailable(f"the answer sets header {exc}, which is not a valid header") from None
         if response.HasField("dynamic_metadata") and response.dynamic_metadata.fields:
             decision.metadata = _struct_to_python(response.dynamic_metadata)
         return decision
@@ -515,8 +534,13 @@ class _GrpcCheck:
             status = 403
         headers: list[tuple[bytes, bytes]] = []
         for option in denied.headers:
-            parsed = _header_option(option)
-            if parsed is None or parsed[0] in _NOT_RELAYED:
+            try:
+                parsed = _header_option(option)
+            except _InvalidHeader as exc:
+                # Still a denial: answered without that header.
+                log.warning("extAuthz denial header %s dropped: not a valid header", exc)
+                continue
+            if parsed[0] in _NOT_RELAYED:
                 continue
             name, value, action = parsed
             present = any(k == name for k, _ in headers)
@@ -529,14 +553,12 @@ class _GrpcCheck:
 
     @staticmethod
     def _allowed(decision: Decision, ok: Any) -> None:
-        decision.remove = [name.lower().encode("latin-1") for name in ok.headers_to_remove]
+        decision.remove = [name.lower().encode() for name in ok.headers_to_remove]
         for option in ok.headers:
-            parsed = _header_option(option)
-            if parsed is not None:
-                decision.set.append(parsed)
+            decision.set.append(_header_option(option))
         for option in ok.response_headers_to_add:
             parsed = _header_option(option)
-            if parsed is not None and parsed[0] not in _NOT_RELAYED:
+            if parsed[0] not in _NOT_RELAYED:
                 decision.response_headers.append((parsed[0], parsed[1]))
         decision.query_set = [(q.key, q.value) for q in ok.query_parameters_to_set]
         decision.query_remove = list(ok.query_parameters_to_remove)

@@ -8,12 +8,17 @@ HTTP/2 connection (coalescing). As agentgateway (Gateway API GEP-1486): 421 Misd
 when another listener of the port serves that host, 404 when none does.
 
 Secrets the admin plane shows: credentials in the query strings of the config's URLs.
+
+extAuthz answers: header names and values an authorizer copies from the caller cannot write
+lines of their own into the upstream request or the answer.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ import httpx
 import pytest
 import trustme
 
-from tests.support.gateway import Gateway, ResponseReader, UpstreamServer, free_port
+from tests.support.gateway import Gateway, ResponseReader, ServerProcess, UpstreamServer, binds, free_port
 from tests.support.http2 import RawH2Client
 
 
@@ -214,3 +219,80 @@ def test_credentials_in_url_query_strings_are_not_shown(gateway: Any) -> None:
     # The editor's view, sent back as it is, is the running config (the secrets put back).
     check = httpx.post(gw.admin_url + "/ui/api/config/validate", json={"text": editor["text"]}, headers=marker)
     assert check.status_code == 200 and check.json()["valid"] is True and check.json()["diff"] == ""
+
+
+# ---------------------------------------------------------------- extAuthz answers
+
+
+@pytest.fixture(scope="module")
+def reflecting_authz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gateway whose route asks a gRPC authorizer (tests/support/extauthz.py) that copies a
+    "claim" of the caller into a request header and a response header, as one that puts a token's
+    ``name`` claim in ``x-authz-user`` does; its base URL."""
+    tmp: Path = tmp_path_factory.mktemp("attack-surfaces-authz")
+    procs: list[Any] = []
+    try:
+        up = UpstreamServer(tmp, "up")
+        procs.append(up)
+        authz_port = free_port()
+        procs.append(
+            ServerProcess(
+                [sys.executable, "-m", "tests.support.extauthz", "--port", str(authz_port), "--mode", "grpc"],
+                tmp / "authz.log",
+                authz_port,
+                what="grpc authorizer",
+            )
+        )
+        port = free_port()
+        policies = {"extAuthz": {"host": f"127.0.0.1:{authz_port}", "protocol": {"grpc": {}}}}
+        gw_dir = tmp / "gw"
+        gw_dir.mkdir()
+        procs.append(Gateway(gw_dir, binds(port, [{"policies": policies, "backends": [{"host": up.address}]}])))
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def _authz_get(base: str, decision: str, claim: str, name: str | None = None) -> httpx.Response:
+    headers = {"x-authz": decision, "x-claim": json.dumps(claim)}
+    if name is not None:
+        headers["x-claim-name"] = json.dumps(name)
+    return httpx.get(f"{base}/echo", headers=headers, timeout=10)
+
+
+def test_an_authorizer_answer_sets_headers_as_given(reflecting_authz: str) -> None:
+    r = _authz_get(reflecting_authz, "reflect", "alice smith\t(ops)")
+    assert r.status_code == 200 and r.headers["x-authz-resp"] == "alice smith\t(ops)"
+    assert ["x-authz-user", "alice smith\t(ops)"] in r.json()["headers"]
+
+
+@pytest.mark.parametrize(
+    ("claim", "name"),
+    [
+        ("bob\r\nx-admin: true", None),
+        ("bob\nx-admin: true", None),
+        ("bob\rx-admin: true", None),
+        ("bob\x00x-admin: true", None),
+        ("bob\x0bx-admin: true", None),
+        ("true", "x-user: bob\r\nx-admin"),
+        ("true", "x-admin true"),
+        ("true", "x-admin:"),
+        ("true", "x-\u00e9"),
+        ("true", ""),
+    ],
+    ids=["crlf", "lf", "cr", "nul", "vt", "name-crlf", "name-space", "name-colon", "name-non-ascii", "name-empty"],
+)
+def test_an_authorizer_answer_cannot_inject_header_lines(reflecting_authz: str, claim: str, name: str | None) -> None:
+    """What an authorizer copies from a caller (a claim with CR/LF, a control character, a name
+    that is no token) would write lines of the caller's choice into the upstream request (request
+    smuggling) and into the answer (response splitting): the answer is not used, the check
+    fails (closed by default, 403)."""
+    r = _authz_get(reflecting_authz, "reflect", claim, name)
+    assert r.status_code == 403 and r.text == "external authorization failed\n"
+    assert "x-admin" not in r.headers and "x-authz-resp" not in r.headers
+
+
+def test_an_authorizer_denial_cannot_split_the_answer(reflecting_authz: str) -> None:
+    r = _authz_get(reflecting_authz, "deny-reflect", "no\r\nset-cookie: session=attacker")
+    assert r.status_code == 403 and "set-cookie" not in r.headers and "x-reason" not in r.headers
