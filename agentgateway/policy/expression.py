@@ -27,6 +27,10 @@ _HEADER = re.compile(
     r"""^request\.headers\[\s*(?:"([!#$%&'*+.^_`|~0-9A-Za-z-]+)"|'([!#$%&*+.^_`|~0-9A-Za-z-]+)')\s*\]$"""
 )
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
+# RFC 9110 §5.5: what a header value may hold on the wire (no CR, LF, NUL or other control
+# character but HTAB), and what a request target may (no blank or control character at all).
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+_TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")
 
 
 class ValueExpression:
@@ -41,6 +45,24 @@ class ValueExpression:
 
     def evaluate(self, ctx: RequestCtx) -> bytes | None:
         raise NotImplementedError
+
+    def evaluate_header(self, ctx: RequestCtx) -> bytes | None:
+        """The value for a header: absent (None) also when it holds CR, LF, NUL or another
+        control character. A value computed from a caller's data (a token's claim, an
+        authorizer's metadata) would otherwise write header lines of the caller's choice on the
+        wire (request smuggling upstream, response splitting)."""
+        value = self.evaluate(ctx)
+        if value is None or _FIELD_VALUE.fullmatch(value) is None:
+            return None
+        return value
+
+    def evaluate_target(self, ctx: RequestCtx) -> bytes | None:
+        """The value for a request line's path or method: absent (None) also when it holds a
+        blank or a control character (it would end the request line early)."""
+        value = self.evaluate(ctx)
+        if value is None or _TARGET.fullmatch(value) is None:
+            return None
+        return value
 
     @property
     def constant(self) -> bytes | None:

@@ -610,7 +610,7 @@ class _HttpCheck:
         policy = self.policy
         path = ctx.target
         if self.path is not None:
-            value = self.path.evaluate(ctx)
+            value = self.path.evaluate_target(ctx)
             if not value or not value.startswith(b"/"):
                 raise AuthzUnavailable(f"path expression gave {value!r}, not a path")
             path = value
@@ -627,7 +627,7 @@ class _HttpCheck:
             send_body = body
             headers.append((b"x-envoy-auth-partial-body", b"true" if partial else b"false"))
         for added, expr in self.add_headers:
-            extra = expr.evaluate(ctx)
+            extra = expr.evaluate_header(ctx)
             if extra is not None:
                 headers = [(k, v) for k, v in headers if k != added]
                 headers.append((added, extra))
@@ -656,7 +656,7 @@ class _HttpCheck:
                 decision.metadata = values
             return decision
         if status in (401, 403) and self.redirect is not None:
-            location = self.redirect.evaluate(ctx)
+            location = self.redirect.evaluate_header(ctx)
             if not location:
                 raise AuthzUnavailable("redirect expression gave no value")
             return Decision(

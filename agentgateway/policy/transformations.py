@@ -2,7 +2,8 @@
 the request or response body (agentgateway's CEL transformations).
 
 Values are expressions (``policy.expression``): a value that is absent for a request (a missing
-header) leaves its header untouched. A body replacement sends the computed body with its own
+header), or that is no header value (CR, LF, NUL: a claim copied into a header must not write
+header lines of its own), leaves its header untouched. A body replacement sends the computed body with its own
 ``content-length``; the original body is read and dropped.
 """
 
@@ -41,12 +42,12 @@ class _Side:
         self.body: ValueExpression | None = compile_value(cfg.body, f"{where}.body") if cfg.body is not None else None
 
     def edit(self, ctx: RequestCtx, headers: Headers) -> Headers:
-        values = [(n, e.evaluate(ctx)) for n, e in self.set]
+        values = [(n, e.evaluate_header(ctx)) for n, e in self.set]
         setting = {n for n, v in values if v is not None}
         drop = self.drop | setting
         out = [h for h in headers if h[0] not in drop] if drop else headers
         for n, e in self.add:
-            v = e.evaluate(ctx)
+            v = e.evaluate_header(ctx)
             if v is not None and n not in self.drop:
                 out.append((n, v))
         out.extend((n, v) for n, v in values if v is not None and n not in self.drop)

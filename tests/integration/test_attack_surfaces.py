@@ -296,3 +296,37 @@ def test_an_authorizer_answer_cannot_inject_header_lines(reflecting_authz: str, 
 def test_an_authorizer_denial_cannot_split_the_answer(reflecting_authz: str) -> None:
     r = _authz_get(reflecting_authz, "deny-reflect", "no\r\nset-cookie: session=attacker")
     assert r.status_code == 403 and "set-cookie" not in r.headers and "x-reason" not in r.headers
+
+
+# ---------------------------------------------------------------- values computed from identities
+
+
+def test_a_claim_cannot_inject_header_lines_through_a_transformation(gateway: Any, upstream: Any, idp: Any) -> None:
+    """``transformations`` that copy a token claim into a header (``x-user-name: jwt.name``): a
+    claim the user chose at the identity provider (a display name with CR/LF, a NUL) must not
+    become header lines of its own upstream or in the answer. Such a value is no value: the header
+    is left as it was (as for an expression that fails)."""
+    up = upstream()
+    port = free_port()
+    policies = {
+        "jwtAuth": {"mode": "strict", "issuer": idp.issuer, "jwks": {"url": idp.jwks_url}},
+        "transformations": {
+            "request": {"set": {"x-user-name": "jwt.name"}, "add": {"x-user-tag": "jwt.name"}},
+            "response": {"set": {"x-user-name": "jwt.name"}},
+        },
+    }
+    gateway(binds(port, [{"policies": policies, "backends": [{"host": up.address}]}]))
+
+    def call(name: str) -> httpx.Response:
+        token = idp.mint(name=name)
+        return httpx.get(f"http://127.0.0.1:{port}/echo", headers={"authorization": f"Bearer {token}"}, timeout=10)
+
+    r = call("Alice Smith")
+    assert r.status_code == 200 and r.headers["x-user-name"] == "Alice Smith"
+    assert ["x-user-name", "Alice Smith"] in r.json()["headers"]
+    for name in ("bob\r\nx-admin: true", "bob\nx-admin: true", "bob\rx-admin: true", "bob\x00x-admin: true"):
+        r = call(name)
+        assert r.status_code == 200, name
+        seen = [k for k, _ in r.json()["headers"]]
+        assert "x-admin" not in seen and "x-user-name" not in seen and "x-user-tag" not in seen, name
+        assert "x-admin" not in r.headers and "x-user-name" not in r.headers, name
