@@ -17,6 +17,7 @@ import orjson
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
+from agentgateway.policy.header_modifier import FIELD_VALUE
 
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
@@ -27,9 +28,7 @@ _HEADER = re.compile(
     r"""^request\.headers\[\s*(?:"([!#$%&'*+.^_`|~0-9A-Za-z-]+)"|'([!#$%&*+.^_`|~0-9A-Za-z-]+)')\s*\]$"""
 )
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
-# RFC 9110 §5.5: what a header value may hold on the wire (no CR, LF, NUL or other control
-# character but HTAB), and what a request target may (no blank or control character at all).
-_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+# What a request line's path or method may hold (no blank or control character at all).
 _TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")
 
 
@@ -52,7 +51,7 @@ class ValueExpression:
         authorizer's metadata) would otherwise write header lines of the caller's choice on the
         wire (request smuggling upstream, response splitting)."""
         value = self.evaluate(ctx)
-        if value is None or _FIELD_VALUE.fullmatch(value) is None:
+        if value is None or FIELD_VALUE.fullmatch(value) is None:
             return None
         return value
 

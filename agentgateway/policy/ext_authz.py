@@ -60,6 +60,7 @@ from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.tracing import end_call, start_call
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 from agentgateway.policy.expression import ValueExpression, compile_value
+from agentgateway.policy.header_modifier import service_header
 
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
@@ -86,12 +87,6 @@ class AuthzUnavailable(Exception):
 
 class _InvalidHeader(Exception):
     """A header of a gRPC answer that cannot be written on the wire (its name, for the log)."""
-
-
-# RFC 9110 §5.1 token (lower case: names are lowered first) and §5.5 field value (no CR, LF, NUL
-# or other control character but HTAB).
-_HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+")
-_HEADER_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 
 
 class Decision:
@@ -404,13 +399,10 @@ def _header_option(option: Any) -> tuple[bytes, bytes, str]:
     control character: an authorizer that copies a caller's claim into a header would otherwise
     let the caller write header lines of its own into the upstream request or the answer."""
     header = option.header
-    key = header.key
-    if not key.isascii():
-        raise _InvalidHeader(repr(key[:64]))
-    name = key.lower().encode("ascii")
-    value = bytes(header.raw_value) or header.value.encode("utf-8")
-    if _HEADER_NAME.fullmatch(name) is None or _HEADER_VALUE.fullmatch(value) is None:
-        raise _InvalidHeader(repr(name[:64]))
+    checked = service_header(header.key, bytes(header.raw_value) or header.value)
+    if checked is None:
+        raise _InvalidHeader(repr(header.key[:64]))
+    name, value = checked
     if option.append_action == 0:
         action = "append" if option.HasField("append") and option.append.value else "overwrite"
     else:

@@ -330,3 +330,31 @@ def test_a_claim_cannot_inject_header_lines_through_a_transformation(gateway: An
         seen = [k for k, _ in r.json()["headers"]]
         assert "x-admin" not in seen and "x-user-name" not in seen and "x-user-tag" not in seen, name
         assert "x-admin" not in r.headers and "x-user-name" not in r.headers, name
+
+
+def test_a_rate_limit_service_answer_cannot_inject_or_reframe(gateway: Any, upstream: Any, rls: Any) -> None:
+    """The request headers a rate limit service adds (``request_headers_to_add``) are checked as
+    an authorizer's: one with CR/LF in its value, or a framing header (``transfer-encoding``,
+    ``content-length``: a second framing of the body upstream), is dropped; the others apply."""
+    up = upstream()
+    service = rls(
+        limit=100,
+        headers={
+            "x-rls-user": "seen",
+            "x-rls-note": "bob\r\nx-admin: true",
+            "transfer-encoding": "chunked",
+            "content-length": "0",
+            "x-rls bad": "1",
+        },
+    )
+    port = free_port()
+    descriptors = [{"entries": [{"key": "user", "value": 'request.headers["x-user"]'}]}]
+    policies = {"remoteRateLimit": {"domain": "api", "host": service.address, "descriptors": descriptors}}
+    gateway(binds(port, [{"policies": policies, "backends": [{"host": up.address}]}]))
+    r = httpx.post(f"http://127.0.0.1:{port}/echo", headers={"x-user": "a"}, content=b"hello", timeout=10)
+    assert r.status_code == 200 and r.headers["x-rls"] == "checked"
+    seen = r.json()
+    names = [k for k, _ in seen["headers"]]
+    assert ["x-rls-user", "seen"] in seen["headers"]
+    assert "x-admin" not in names and "x-rls-note" not in names and "transfer-encoding" not in names
+    assert names.count("content-length") == 1 and seen["body_length"] == 5 and not seen["chunked"]
