@@ -396,6 +396,16 @@ class _RlsClient:
         return None
 
 
+def _key_part(text: str) -> str:
+    """An entry's key or value in a Redis key, its separators (``|``, ``=``) and ``%`` escaped:
+    two clients' entries never spell the same key (``a=x|b=y`` from ``a: "x|b=y"`` is not
+    ``a: "x", b: "y"``'s). A value without them (almost all) is kept as it is, so existing
+    counters keep their keys."""
+    if "|" in text or "=" in text or "%" in text:
+        return text.replace("%", "%25").replace("|", "%7C").replace("=", "%3D")
+    return text
+
+
 # Headers a service's answer may not add: the request's framing and routing (a second
 # Content-Length or Transfer-Encoding would frame the body differently upstream), and the
 # answer's framing.
@@ -463,7 +473,7 @@ class _RedisClient:
         for descriptor, entries in checks:
             window = descriptor.window
             index = math.floor(now / window)
-            text = "|".join(f"{k}={v}" for k, v in entries)
+            text = "|".join(f"{_key_part(k)}={_key_part(v)}" for k, v in entries)
             keys.append(f"agw:rl:{domain}:{window}:{index}:{text}")
             windows.append(str(window * 1000 + 1000))
         return keys, windows

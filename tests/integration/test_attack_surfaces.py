@@ -358,3 +358,33 @@ def test_a_rate_limit_service_answer_cannot_inject_or_reframe(gateway: Any, upst
     assert ["x-rls-user", "seen"] in seen["headers"]
     assert "x-admin" not in names and "x-rls-note" not in names and "transfer-encoding" not in names
     assert names.count("content-length") == 1 and seen["body_length"] == 5 and not seen["chunked"]
+
+
+def test_redis_rate_limit_keys_of_two_clients_do_not_collide(gateway: Any, upstream: Any, redis_server: Any) -> None:
+    """A Redis counter is keyed by its descriptor's entries: values with the separators in them
+    (``|``, ``=``, ``%``) must not let one client's entries spell another's key (and spend its
+    limit, or escape their own by landing on an idle one)."""
+    up = upstream()
+    redis = redis_server()
+    limit = {
+        "domain": "api",
+        "redis": {"url": redis.url},
+        "descriptors": [
+            {
+                "entries": [
+                    {"key": "org", "value": 'request.headers["x-org"]'},
+                    {"key": "user", "value": 'request.headers["x-user"]'},
+                ],
+                "limit": {"requestsPerUnit": 2, "unit": "day"},
+            }
+        ],
+    }
+    port = free_port()
+    gateway(binds(port, [{"policies": {"remoteRateLimit": limit}, "backends": [{"host": up.address}]}]))
+    url = f"http://127.0.0.1:{port}/echo"
+    victim = {"x-org": "acme", "x-user": "bob|user=x"}
+    attacker = {"x-org": "acme|user=bob", "x-user": "x"}
+    spelled = {"x-org": "acme%7Cuser%3Dbob", "x-user": "x"}  # the escaped spelling, as a value
+    assert [httpx.get(url, headers=attacker).status_code for _ in range(3)] == [200, 200, 429]
+    assert [httpx.get(url, headers=spelled).status_code for _ in range(3)] == [200, 200, 429]
+    assert httpx.get(url, headers=victim).status_code == 200
