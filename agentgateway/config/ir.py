@@ -75,6 +75,7 @@ class RuntimeConfig:
         "tracing",
         "access_log",
         "metric_settings",
+        "env_secrets",
     )
 
     def __init__(
@@ -96,3 +97,6 @@ class RuntimeConfig:
         self.tracing: TracingSettings | None = None
         self.access_log: AccessLogSettings | None = None
         self.metric_settings = MetricSettings()
+        # The values of secret-named environment variables the config text refers to
+        # (config/envexpand.py ``secret_variable_values``): redacted wherever the config is shown.
+        self.env_secrets: frozenset[str] = frozenset()

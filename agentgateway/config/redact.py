@@ -56,10 +56,10 @@ _PEM_PRIVATE = re.compile(
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/?#@\s:]*)(?P<pw>:[^/?#@\s]*)?@")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 # A query parameter that carries a credential in a URL (``?api_key=``, ``&access_token=``,
-# ``?sig=`` of a signed URL, ``X-Amz-Signature``, ...): named so, any case, ``-``/``_`` aside.
+# ``?sig=`` of a signed URL, ``X-Amz-Signature``, ...): a name ending so, any case.
 _QUERY_SECRET = re.compile(
-    r"(?P<name>[?&;](?:[A-Za-z0-9_.-]*(?:key|token|secret|password|passwd|pwd|signature|credential)"
-    r"[A-Za-z0-9_.-]*|sig|auth|pass|code)=)(?P<value>[^&#\s\"'<>]+)",
+    r"(?P<name>[?&;](?:[A-Za-z0-9_.-]*(?:key|token|secret|password|passwd|pwd|signature|credential|sig|auth|pass)"
+    r"|code)=)(?P<value>[^&#\s\"'<>]+)",
     re.IGNORECASE,
 )
 # OpenAI/Anthropic-style keys (sk-..., sk-proj-..., sk-ant-...) and AWS access key ids.

@@ -146,6 +146,16 @@ def test_the_catch_all_listener_does_not_front_for_the_strict_one(seams: Seams, 
     assert seams.get(seams.catchall, sni, "secure.test") == (421, None)
 
 
+def test_an_absolute_form_target_names_the_host_too(seams: Seams) -> None:
+    """``GET https://strict.test/echo`` with ``Host: lax.test`` on the lax handshake: the target's
+    authority is the request's host (RFC 9112 §3.2.2), so it is misdirected as well."""
+    raw = socket.create_connection(("127.0.0.1", seams.named), timeout=5)
+    with seams.context().wrap_socket(raw, server_hostname="lax.test") as tls:
+        tls.sendall(b"GET https://strict.test/echo HTTP/1.1\r\nHost: lax.test\r\nConnection: close\r\n\r\n")
+        status, headers, _ = ResponseReader(tls).read()
+    assert (status, headers.get("x-upstream")) == (421, None)
+
+
 def test_a_host_no_listener_takes_is_404(seams: Seams) -> None:
     assert seams.get(seams.named, "lax.test", "other.test") == (404, None)
 
@@ -388,3 +398,28 @@ def test_redis_rate_limit_keys_of_two_clients_do_not_collide(gateway: Any, upstr
     assert [httpx.get(url, headers=attacker).status_code for _ in range(3)] == [200, 200, 429]
     assert [httpx.get(url, headers=spelled).status_code for _ in range(3)] == [200, 200, 429]
     assert httpx.get(url, headers=victim).status_code == 200
+
+
+def test_secrets_from_the_environment_are_not_shown(gateway: Any, upstream: Any) -> None:
+    """``${INTERNAL_TOKEN}`` in a field the schema does not mark as secret (a header a route sets
+    under a name of its own): a variable named as a secret (``…TOKEN``, ``…_KEY``, ``…SECRET``,
+    ``…PASSWORD``) is one wherever the config uses it, in /config_dump and the /ui page; other
+    variables are shown expanded."""
+    up = upstream()
+    port = free_port()
+    env = {
+        "INTERNAL_TOKEN": "env-token-5e1d9a7b",
+        "PARTNER_API_KEY": "env-apikey-77c0d3e1",
+        "TEAM_NAME": "platform-team",
+    }
+    headers = {"x-internal": "${INTERNAL_TOKEN}", "x-partner": "k=${PARTNER_API_KEY}", "x-team": "$TEAM_NAME"}
+    route = {"policies": {"requestHeaderModifier": {"set": headers}}, "backends": [{"host": up.address}]}
+    config = binds(port, [route])
+    gw = gateway(config, env=env)
+    seen = httpx.get(f"http://127.0.0.1:{port}/echo", timeout=10).json()["headers"]
+    assert ["x-internal", env["INTERNAL_TOKEN"]] in seen and ["x-partner", "k=" + env["PARTNER_API_KEY"]] in seen
+    dump = httpx.get(gw.admin_url + "/config_dump").text
+    page = httpx.get(gw.admin_url + "/ui").text
+    for where, text in (("config_dump", dump), ("ui", page)):
+        assert env["INTERNAL_TOKEN"] not in text and env["PARTNER_API_KEY"] not in text, where
+    assert "platform-team" in dump and "k=<redacted>" in dump
