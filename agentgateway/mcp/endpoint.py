@@ -267,7 +267,7 @@ class McpExchange:
                 raise McpError(protocol.INVALID_REQUEST, f"message larger than {self._limit} bytes")
             query = parse_qs(ctx.query.decode("latin-1")) if ctx.query else {}
             if "sessionId" in query:
-                sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0], ctx.identity))
+                sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0], self.service, ctx.identity))
                 if sse_session is not None:
                     await self._sse_transport_post(sse_session)
                 return

@@ -161,7 +161,7 @@ class ModernServer:
         ``capabilities``, made once per distinct set. Stateless legacy clients (no capabilities
         per request, no stream a server's ask could reach them on) declare none."""
         capabilities = capabilities or {}
-        key = (service.label, orjson.dumps(capabilities, option=orjson.OPT_SORT_KEYS))
+        key = (service.scope, orjson.dumps(capabilities, option=orjson.OPT_SORT_KEYS))
         session = self._shared.get(key)
         if session is not None and not session.closed and session.service is service:
             self._shared.move_to_end(key)
@@ -186,7 +186,7 @@ class ModernServer:
             if previous is not None:
                 self._retire(previous)
             self._shared[key] = session
-            self._trim(service.label)
+            self._trim(service.scope)
             future.set_result(session)
             return session
         except BaseException as exc:
@@ -196,9 +196,9 @@ class ModernServer:
         finally:
             self._starting.pop(key, None)
 
-    def _trim(self, label: str) -> None:
+    def _trim(self, scope: str) -> None:
         """Close the least recently used idle sessions of a service beyond its bound."""
-        keys = [k for k in self._shared if k[0] == label]
+        keys = [k for k in self._shared if k[0] == scope]
         excess = len(keys) - _SHARED_PER_SERVICE
         for key in keys:
             if excess <= 0:
@@ -207,7 +207,7 @@ class ModernServer:
             if self._busy(session):
                 continue
             del self._shared[key]
-            log.info("closing the least recently used upstream sessions of stateless clients (%s)", label)
+            log.info("closing the least recently used upstream sessions of stateless clients (%s)", scope)
             self._retire(session)
             excess -= 1
 

@@ -27,7 +27,15 @@ import httpx
 import pytest
 import trustme
 
-from tests.support.gateway import Gateway, ResponseReader, ServerProcess, UpstreamServer, binds, free_port
+from tests.support.gateway import (
+    Gateway,
+    ResponseReader,
+    ServerProcess,
+    UpstreamServer,
+    binds,
+    free_port,
+    python_stdio_target,
+)
 from tests.support.http2 import RawH2Client
 
 
@@ -423,3 +431,66 @@ def test_secrets_from_the_environment_are_not_shown(gateway: Any, upstream: Any)
     for where, text in (("config_dump", dump), ("ui", page)):
         assert env["INTERNAL_TOKEN"] not in text and env["PARTNER_API_KEY"] not in text, where
     assert "platform-team" in dump and "k=<redacted>" in dump
+
+
+# ---------------------------------------------------------------- MCP sessions across routes
+
+
+def _sse_session(port: int, path: str, headers: dict[str, str]) -> tuple[socket.socket, str]:
+    """An HTTP+SSE (2024-11-05) session opened on ``path``: its stream and its message endpoint."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    s.sendall(f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\naccept: text/event-stream\r\n{lines}\r\n".encode())
+    data = b""
+    while b"sessionId=" not in data or b"\n\n" not in data.split(b"sessionId=", 1)[1]:
+        chunk = s.recv(4096)
+        assert chunk, data
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200"), data
+    return s, data.split(b"data: ", 1)[1].split(b"\n", 1)[0].decode()
+
+
+def test_an_sse_session_is_used_only_through_its_own_route(gateway: Any) -> None:
+    """The HTTP+SSE message endpoint names the session in its query (``?sessionId=``). A client
+    must not post a session of route ``guarded`` (whose ``authorization`` every request passes)
+    to another MCP route's endpoint: the message would reach guarded's servers past its policies.
+    Another route does not know the session (404), nor a streamable session's id."""
+    port = free_port()
+    target = {"name": "alpha", "stdio": python_stdio_target("alpha", "agentgateway.mcp.demo_server")["stdio"]}
+    routes = [
+        {
+            "name": "guarded",
+            "matches": [{"path": {"pathPrefix": "/guarded"}}],
+            "policies": {"authorization": {"rules": ['request.headers["x-allowed"] == "yes"']}},
+            "backends": [{"mcp": {"targets": [target]}}],
+        },
+        {"name": "open", "matches": [{"path": {"pathPrefix": "/open"}}], "backends": [{"mcp": {"targets": [target]}}]},
+    ]
+    gateway(binds(port, routes))
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    stream, endpoint = _sse_session(port, "/guarded", {"x-allowed": "yes"})
+    with stream:
+        session = endpoint.split("sessionId=", 1)[1]
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.post(f"{base}{endpoint}", json=init, timeout=10).status_code == 403  # its policies hold
+        r = httpx.post(f"{base}/open?sessionId={session}", json=init, timeout=10)
+        assert r.status_code == 404, r.text
+        ok = httpx.post(f"{base}{endpoint}", json=init, headers={"x-allowed": "yes"}, timeout=10)
+        assert ok.status_code == 202
+    # A streamable HTTP session (Mcp-Session-Id): every inline MCP backend is labelled "mcp", and
+    # the session must still not continue on the other route.
+    accept = {"accept": "application/json, text/event-stream"}
+    init["params"]["protocolVersion"] = "2025-06-18"  # type: ignore[index]
+    r = httpx.post(f"{base}/guarded", json=init, headers={**accept, "x-allowed": "yes"}, timeout=20)
+    assert r.status_code == 200, r.text
+    session_headers = {**accept, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    r = httpx.post(f"{base}/open", json=listing, headers=session_headers, timeout=10)
+    assert r.status_code == 404, r.text
+    r = httpx.post(f"{base}/guarded", json=listing, headers={**session_headers, "x-allowed": "yes"}, timeout=10)
+    assert r.status_code == 200 and "echo" in r.text
