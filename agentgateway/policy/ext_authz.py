@@ -619,9 +619,11 @@ class _HttpCheck:
             send_body = body
             headers.append((b"x-envoy-auth-partial-body", b"true" if partial else b"false"))
         for added, expr in self.add_headers:
+            # The gateway's names carry only the gateway's values: the client's header of that
+            # name goes even when the expression has none (an anonymous caller's x-user).
+            headers = [(k, v) for k, v in headers if k != added]
             extra = expr.evaluate_header(ctx)
             if extra is not None:
-                headers = [(k, v) for k, v in headers if k != added]
                 headers.append((added, extra))
         try:
             response = await _client().request(

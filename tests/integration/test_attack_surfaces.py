@@ -494,3 +494,39 @@ def test_an_sse_session_is_used_only_through_its_own_route(gateway: Any) -> None
     assert r.status_code == 404, r.text
     r = httpx.post(f"{base}/guarded", json=listing, headers={**session_headers, "x-allowed": "yes"}, timeout=10)
     assert r.status_code == 200 and "echo" in r.text
+
+
+def test_a_client_cannot_speak_for_the_gateway_to_the_authorizer(
+    gateway: Any, upstream: Any, idp: Any, tmp_path: Path, processes: list[Any]
+) -> None:
+    """``addRequestHeaders: {x-user: jwt.sub}`` tells the authorizer who the gateway proved the
+    caller is. When the expression has no value (an anonymous caller under ``jwtAuth`` optional),
+    the client's own ``x-user`` (passed by ``includeRequestHeaders``) must not reach the
+    authorizer in its place: the gateway's names carry only the gateway's values."""
+    up = upstream()
+    authz_port = free_port()
+    svc = ServerProcess(
+        [sys.executable, "-m", "tests.support.extauthz", "--port", str(authz_port), "--mode", "http"],
+        tmp_path / "authz-http.log",
+        authz_port,
+        what="http authorizer",
+    )
+    processes.append(svc)
+    port = free_port()
+    policies = {
+        "jwtAuth": {"mode": "optional", "issuer": idp.issuer, "jwks": {"url": idp.jwks_url}},
+        "extAuthz": {
+            "host": f"127.0.0.1:{authz_port}",
+            "includeRequestHeaders": ["x-authz", "x-user"],
+            "protocol": {"http": {"addRequestHeaders": {"x-user": "jwt.sub"}}},
+        },
+    }
+    gateway(binds(port, [{"policies": policies, "backends": [{"host": up.address}]}]))
+    url = f"http://127.0.0.1:{port}/echo"
+    anonymous = httpx.get(url, headers={"x-authz": "allow-json", "x-user": "admin"}, timeout=10)
+    bearer = {"authorization": f"Bearer {idp.mint(sub='alice')}"}
+    signed = httpx.get(url, headers={"x-authz": "allow-json", "x-user": "admin", **bearer}, timeout=10)
+    assert anonymous.status_code == 200 and signed.status_code == 200
+    seen = [json.loads(line[6:])["headers"] for line in svc.output().splitlines() if line.startswith("CHECK ")]
+    assert "x-user" not in seen[0], seen[0]
+    assert seen[1]["x-user"] == "alice"
