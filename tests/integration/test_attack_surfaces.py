@@ -530,3 +530,30 @@ def test_a_client_cannot_speak_for_the_gateway_to_the_authorizer(
     seen = [json.loads(line[6:])["headers"] for line in svc.output().splitlines() if line.startswith("CHECK ")]
     assert "x-user" not in seen[0], seen[0]
     assert seen[1]["x-user"] == "alice"
+
+
+def test_a_header_the_gateway_computes_is_never_the_clients(gateway: Any, upstream: Any, idp: Any) -> None:
+    """``transformations`` ``set``/``add: {x-user: jwt.sub}`` under ``jwtAuth`` optional: for an
+    anonymous caller the expression has no value, and the client's own ``x-user: admin`` must not
+    reach the upstream as if the gateway had set it (agentgateway removes the header when the
+    expression fails). A body computed from the token is empty then, not the client's."""
+    up = upstream()
+    port = free_port()
+    policies = {
+        "jwtAuth": {"mode": "optional", "issuer": idp.issuer, "jwks": {"url": idp.jwks_url}},
+        "transformations": {
+            "request": {"set": {"x-user": "jwt.sub"}, "add": {"x-groups": "jwt.groups"}, "body": "jwt.sub"}
+        },
+    }
+    gateway(binds(port, [{"policies": policies, "backends": [{"host": up.address}]}]))
+    url = f"http://127.0.0.1:{port}/echo"
+    forged = {"x-user": "admin", "x-groups": "admins", "X_User": "admin"}
+    seen = httpx.post(url, headers=forged, content=b"forged-body", timeout=10).json()
+    names = [k.lower() for k, _ in seen["headers"]]
+    assert "x-user" not in names and "x-groups" not in names and "x_user" not in names, seen["headers"]
+    assert seen["body_length"] == 0
+    bearer = {"authorization": f"Bearer {idp.mint(sub='alice', groups='ops')}"}
+    seen = httpx.post(url, headers={**forged, **bearer}, content=b"forged-body", timeout=10).json()
+    assert ["x-user", "alice"] in seen["headers"] and ["x-groups", "ops"] in seen["headers"]
+    assert ["x-groups", "admins"] in seen["headers"]  # add appends to what the client sent
+    assert seen["body_length"] == len("alice")
