@@ -44,6 +44,18 @@ CREDENTIAL_HEADER_NAMES = frozenset(
         "x-amz-security-token",
     )
 )
+# Any other header named as a credential: its last part (after ``-`` or ``_``) says so
+# (``x-internal-token``, ``x-partner-api-key``, ``X_Client_Secret``, ``x-hub-signature``).
+_CREDENTIAL_HEADER_PART = re.compile(
+    r"(?:^|[-_])(?:key|apikey|token|secret|password|passwd|credential|credentials|signature|auth)$", re.IGNORECASE
+)
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether a header of this name carries a credential (its value is redacted)."""
+    return name.lower() in CREDENTIAL_HEADER_NAMES or _CREDENTIAL_HEADER_PART.search(name) is not None
+
+
 # Members of a JWK that are private key material (RFC 7518 §6).
 _PRIVATE_JWK_MEMBERS = frozenset(("d", "p", "q", "dp", "dq", "qi", "oth", "k"))
 # Known secrets shorter than this are not searched for in other text (they would match anything).
@@ -133,8 +145,7 @@ class _Redactor:
         if marker == CREDENTIAL_HEADERS:
             assert isinstance(value, dict)
             return {
-                k: self.secret(v) if k.lower() in CREDENTIAL_HEADER_NAMES and isinstance(v, str) else v
-                for k, v in value.items()
+                k: self.secret(v) if is_credential_header(k) and isinstance(v, str) else v for k, v in value.items()
             }
         if marker == JWKS:
             if isinstance(value, list):

@@ -186,6 +186,7 @@ QUERY_SECRETS = {
     "mcp": "mcp-query-key-7f3a91c2",
     "jwks": "jwks-query-token-5b8e04d6",
     "sas": "sas-signature-c41d77e0",
+    "header": "partner-token-0d41b9e6",
 }
 
 
@@ -193,7 +194,8 @@ def test_credentials_in_url_query_strings_are_not_shown(gateway: Any) -> None:
     """A key passed in a URL's query (``?api_key=``, ``&access_token=``, a signed URL's ``sig=``)
     is a secret like a URL's password: /config_dump, the /ui page and the config editor show
     ``<redacted>`` for it, other parameters stay readable, and an edit that keeps the redacted
-    URL gets the real one back."""
+    URL gets the real one back. So is a header a route sets whose name says it is a credential
+    (``X-Partner-Token``), not only the well-known ones (``authorization``, ``x-api-key``)."""
     port = free_port()
     mcp_url = f"http://127.0.0.1:1/mcp?client=visible-param&API_KEY={QUERY_SECRETS['mcp']}"
     jwks_url = f"http://127.0.0.1:1/jwks.json?access-token={QUERY_SECRETS['jwks']}"
@@ -207,7 +209,13 @@ def test_credentials_in_url_query_strings_are_not_shown(gateway: Any) -> None:
                         "routes": [
                             {
                                 "matches": [{"path": {"pathPrefix": "/mcp"}}],
-                                "policies": {"jwtAuth": {"issuer": "https://idp.test", "jwks": {"url": jwks_url}}},
+                                "policies": {
+                                    "jwtAuth": {"issuer": "https://idp.test", "jwks": {"url": jwks_url}},
+                                    # a header named as a credential, though not a well-known one
+                                    "requestHeaderModifier": {
+                                        "set": {"X-Partner-Token": QUERY_SECRETS["header"], "x-team": "visible-team"}
+                                    },
+                                },
                                 "backends": [
                                     {
                                         "mcp": {
@@ -234,6 +242,7 @@ def test_credentials_in_url_query_strings_are_not_shown(gateway: Any) -> None:
         for name, secret in QUERY_SECRETS.items():
             assert secret not in text, (where, name)
     assert "client=visible-param&API_KEY=<redacted>" in dump.text and "sv=2024&sig=<redacted>" in dump.text
+    assert "visible-team" in dump.text
     # The editor's view, sent back as it is, is the running config (the secrets put back).
     check = httpx.post(gw.admin_url + "/ui/api/config/validate", json={"text": editor["text"]}, headers=marker)
     assert check.status_code == 200 and check.json()["valid"] is True and check.json()["diff"] == ""

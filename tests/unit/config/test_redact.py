@@ -354,3 +354,25 @@ def test_secret_named_variables_are_known_by_their_values():
         "e: ${KEYCLOAK_URL}\nf: $PWD\ng: $TEAM\n# h: $UNUSED_TOKEN\ni: ${MISSING_KEY:-default}\n"
     )
     assert secret_variable_values(text, env) == {"v-openai", "v-gh", "v-db", "v-cs"}
+
+
+@pytest.mark.parametrize(
+    "name,credential",
+    [
+        ("Authorization", True),
+        ("x-api-key", True),
+        ("X-Partner-Token", True),
+        ("x_client_secret", True),
+        ("x-hub-signature", True),
+        ("x-partner-apikey", True),
+        ("x-db-password", True),
+        ("x-team", False),
+        ("x-tokens-used", False),
+        ("x-keyword", False),
+        ("x-monkey", False),
+    ],
+)
+def test_headers_named_as_credentials(name, credential):
+    from agentgateway.config.redact import is_credential_header
+
+    assert is_credential_header(name) is credential
