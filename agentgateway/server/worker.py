@@ -161,7 +161,8 @@ class Worker:
             # 404 when none does.
             sni = conn.sni
             listener = (bind.listeners.select(sni) if sni is not None else None) or bind.default_listener
-            by_host = bind.listeners.select(ctx.host)
+            # (An HTTP/1.0 request without Host names no host: the handshake's listener serves it.)
+            by_host = bind.listeners.select(ctx.host) if ctx.host else listener
             if by_host is not listener:
                 if by_host is None:
                     listener = None

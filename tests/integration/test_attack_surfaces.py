@@ -164,6 +164,16 @@ def test_an_absolute_form_target_names_the_host_too(seams: Seams) -> None:
     assert (status, headers.get("x-upstream")) == (421, None)
 
 
+def test_a_request_without_host_is_served_by_the_handshakes_listener(seams: Seams) -> None:
+    """HTTP/1.0 may omit Host: it names no other listener, so the SNI's serves it."""
+    for sni, with_cert, expected in (("lax.test", False, "lax"), ("strict.test", True, "strict")):
+        raw = socket.create_connection(("127.0.0.1", seams.named), timeout=5)
+        with seams.context(with_cert).wrap_socket(raw, server_hostname=sni) as tls:
+            tls.sendall(b"GET /echo HTTP/1.0\r\n\r\n")
+            status, headers, _ = ResponseReader(tls).read()
+        assert (status, headers.get("x-upstream")) == (200, expected)
+
+
 def test_a_host_no_listener_takes_is_404(seams: Seams) -> None:
     assert seams.get(seams.named, "lax.test", "other.test") == (404, None)
 
