@@ -77,6 +77,10 @@ _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI
 _NOT_RELAYED = frozenset(
     (b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"te", b"trailer", b"upgrade")
 )
+# Whether the body a check carries was cut at maxRequestBytes (Envoy's header for it): set by the
+# gateway when it sends a body, never taken from the client.
+_PARTIAL_BODY = "x-envoy-auth-partial-body"
+_PARTIAL_BODY_B = _PARTIAL_BODY.encode()
 # Request headers an authorizer may not touch: the gateway's framing of the request.
 _PROTECTED = frozenset((b"content-length", b"transfer-encoding", b"connection", b"expect"))
 
@@ -357,12 +361,15 @@ class ExtAuthz:
         return reply
 
     def check_headers(self, ctx: RequestCtx, default_all: bool) -> list[tuple[str, bytes]]:
-        """The request headers the service sees (names lower-case)."""
+        """The request headers the service sees (names lower-case). Never the client's
+        ``x-envoy-auth-partial-body``: that one is the gateway's word on the body it sends."""
         out: list[tuple[str, bytes]] = []
         if self.include:
             for name in self.include:
                 if name.startswith(":"):
                     out.append((name, _pseudo_value(ctx, name)))
+                elif name == _PARTIAL_BODY:
+                    continue
                 else:
                     value = _joined(ctx, name.encode())
                     if value is not None:
@@ -373,7 +380,7 @@ class ExtAuthz:
             return [("authorization", value)] if value is not None else []
         for name in _PSEUDO:
             out.append((name, _pseudo_value(ctx, name)))
-        seen: set[bytes] = set()
+        seen: set[bytes] = {_PARTIAL_BODY_B}
         for name_b, _ in ctx.headers:
             if name_b not in seen:
                 seen.add(name_b)
@@ -461,6 +468,8 @@ class _GrpcCheck:
 
         attr = attribute_context_pb2.AttributeContext
         headers = {name: value.decode("latin-1") for name, value in self.policy.check_headers(ctx, True)}
+        if body is not None:
+            headers[_PARTIAL_BODY] = "true" if partial else "false"
         size = ctx.content_length
         if size is None:
             size = len(body) if body is not None and not partial else (0 if not ctx.has_body else -1)
@@ -617,7 +626,7 @@ class _HttpCheck:
                 raise AuthzUnavailable("body expression gave no value")
         elif body is not None:
             send_body = body
-            headers.append((b"x-envoy-auth-partial-body", b"true" if partial else b"false"))
+            headers.append((_PARTIAL_BODY_B, b"true" if partial else b"false"))
         for added, expr in self.add_headers:
             # The gateway's names carry only the gateway's values: the client's header of that
             # name goes even when the expression has none (an anonymous caller's x-user).

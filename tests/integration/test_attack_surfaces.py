@@ -576,3 +576,47 @@ def test_a_header_the_gateway_computes_is_never_the_clients(gateway: Any, upstre
     assert ["x-user", "alice"] in seen["headers"] and ["x-groups", "ops"] in seen["headers"]
     assert ["x-groups", "admins"] in seen["headers"]  # add appends to what the client sent
     assert seen["body_length"] == len("alice")
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http"])
+def test_the_partial_body_flag_is_the_gateways(
+    gateway: Any, upstream: Any, tmp_path: Path, processes: list[Any], mode: str
+) -> None:
+    """``x-envoy-auth-partial-body`` tells the authorizer whether the body it got was cut at
+    ``maxRequestBytes``. A client's header of that name must not pass for it (``false`` on a cut
+    body: the authorizer would judge a truncated document as whole): the gateway's value, or
+    none when no body is sent."""
+    up = upstream()
+    authz_port = free_port()
+    svc = ServerProcess(
+        [sys.executable, "-m", "tests.support.extauthz", "--port", str(authz_port), "--mode", mode],
+        tmp_path / f"authz-{mode}.log",
+        authz_port,
+        what=f"{mode} authorizer",
+    )
+    processes.append(svc)
+    with_body, without_body = free_port(), free_port()
+    base = {"host": f"127.0.0.1:{authz_port}", "protocol": {mode: {}}}
+    if mode == "http":
+        base["includeRequestHeaders"] = ["x-authz", "x-envoy-auth-partial-body"]
+    body_policy = {**base, "includeRequestBody": {"maxRequestBytes": 4, "allowPartialMessage": True}}
+    gateway(
+        {
+            "binds": [
+                binds(with_body, [{"policies": {"extAuthz": body_policy}, "backends": [{"host": up.address}]}])[
+                    "binds"
+                ][0],
+                binds(without_body, [{"policies": {"extAuthz": base}, "backends": [{"host": up.address}]}])["binds"][0],
+            ]
+        }
+    )
+    forged = {"x-authz": "allow", "x-envoy-auth-partial-body": "false"}
+    for port, body in ((with_body, b"longer than four"), (with_body, b"ab"), (without_body, b"longer than four")):
+        assert httpx.post(f"http://127.0.0.1:{port}/echo", headers=forged, content=body, timeout=10).status_code == 200
+
+    def flags(check: dict[str, Any]) -> list[str]:
+        headers = check["attributes"]["request"]["http"]["headers"] if mode == "grpc" else check["headers"]
+        return [v for k, v in headers.items() if k == "x-envoy-auth-partial-body"]
+
+    checks = [json.loads(line[6:]) for line in svc.output().splitlines() if line.startswith("CHECK ")]
+    assert [flags(c) for c in checks] == [["true"], ["false"], []]
