@@ -555,7 +555,7 @@ class McpExchange:
         params = msg.get("params")
         state = params.get("requestState") if isinstance(params, dict) else None
         if state is not None:
-            owner = self.runtime.modern.state_owner(state)
+            owner = self.runtime.modern.state_owner(state, self.ctx.identity)
             if owner is not None and owner != self.runtime.owner_id:
                 self._owned(Remote(owner))  # the parked call lives in that worker
                 return

@@ -35,6 +35,7 @@ from tests.support.gateway import (
     binds,
     free_port,
     python_stdio_target,
+    stdio_target,
 )
 from tests.support.http2 import RawH2Client
 
@@ -620,3 +621,83 @@ def test_the_partial_body_flag_is_the_gateways(
 
     checks = [json.loads(line[6:]) for line in svc.output().splitlines() if line.startswith("CHECK ")]
     assert [flags(c) for c in checks] == [["true"], ["false"], []]
+
+
+MODERN = "2026-07-28"
+
+
+def _modern_call(
+    name: str, arguments: dict[str, Any], state: str | None = None, answers: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A 2026-07-28 (stateless) ``tools/call``, resuming ``state`` with ``answers`` when given;
+    body and headers."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+    }
+    params: dict[str, Any] = {"name": name, "arguments": arguments, "_meta": meta}
+    if state is not None:
+        params["requestState"] = state
+        params["inputResponses"] = answers or {}
+    headers = {
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": "tools/call",
+        "mcp-name": name,
+    }
+    return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}, headers
+
+
+def _result(r: httpx.Response) -> dict[str, Any]:
+    text = r.text
+    if text.startswith("{"):
+        return dict(json.loads(text))
+    data = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+    return dict(json.loads(data[-1]))
+
+
+def test_a_parked_call_resumes_only_for_its_caller_on_its_route(gateway: Any) -> None:
+    """A 2026-07-28 call the server answers with a question is parked, and the client resumes it
+    with the ``requestState`` it got. That state resumes the call only for the caller that made it
+    (another API key: refused) and only on the route it was made on (another MCP route, without
+    the first route's key check: refused)."""
+    port = free_port()
+    keys = {"mode": "strict", "keys": [{"key": "key-alice-0123"}, {"key": "key-bob-4567"}]}
+    routes = [
+        {
+            "name": "guarded",
+            "matches": [{"path": {"pathPrefix": "/guarded"}}],
+            "policies": {"apiKey": keys},
+            "backends": [{"mcp": {"targets": [stdio_target("alpha")]}}],
+        },
+        {
+            "name": "open",
+            "matches": [{"path": {"pathPrefix": "/open"}}],
+            "backends": [{"mcp": {"targets": [stdio_target("alpha")]}}],
+        },
+    ]
+    gateway(binds(port, routes))
+    base = f"http://127.0.0.1:{port}"
+    alice, bob = {"authorization": "Bearer key-alice-0123"}, {"authorization": "Bearer key-bob-4567"}
+    with httpx.Client(timeout=30) as http:
+
+        def park() -> tuple[str, dict[str, Any]]:
+            """Alice's call, waiting for her confirmation: its state, and a "yes" to it."""
+            body, headers = _modern_call("confirm", {"question": "Delete everything?"})
+            answer = _result(http.post(f"{base}/guarded", json=body, headers={**headers, **alice}))
+            assert answer["result"]["resultType"] == "input_required", answer
+            (key,) = answer["result"]["inputRequests"]
+            return str(answer["result"]["requestState"]), {key: {"action": "accept", "content": {"confirm": True}}}
+
+        def resume(path: str, who: dict[str, str], state: str, yes: dict[str, Any]) -> dict[str, Any]:
+            body, headers = _modern_call("confirm", {"question": "Delete everything?"}, state, yes)
+            return _result(http.post(f"{base}{path}", json=body, headers={**headers, **who}))
+
+        state, yes = park()
+        for path, who in (("/open", {}), ("/guarded", bob)):
+            answer = resume(path, who, state, yes)
+            assert answer.get("error", {}).get("message") == "unknown or expired requestState", (path, answer)
+        # Alice's own answer still resumes her call (the attempts did not end it).
+        answer = resume("/guarded", alice, state, yes)
+        assert answer["result"]["content"][0]["text"] == "alpha: confirmed=True", answer
