@@ -174,6 +174,16 @@ class Worker:
                         f"{by_host.name}, this connection was made for listener {listener.name}",
                     )
                     return DISCARD
+            if listener is not None and listener.client_certs and not conn.client_cert:
+                # A resumed session made with another listener of the port (they share OpenSSL's
+                # session cache and ticket key) skipped this listener's certificate request.
+                conn.reply(
+                    ctx,
+                    421,
+                    f"misdirected request: listener {listener.name} requires a client certificate and this "
+                    "connection presented none (a session resumed from another listener)",
+                )
+                return DISCARD
         else:
             listener = bind.listeners.select(ctx.host)
         if listener is None:

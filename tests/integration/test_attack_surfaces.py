@@ -51,11 +51,13 @@ def _pem_pair(ca: trustme.CA, tmp: Path, name: str) -> dict[str, str]:
 class Seams:
     """Port ``named``: listener ``lax`` (lax.test) and ``strict`` (strict.test, client
     certificates required). Port ``catchall``: ``open`` (no hostname, so it answers clients
-    without SNI) and ``secure`` (secure.test, client certificates required)."""
+    without SNI) and ``secure`` (secure.test, client certificates required). Port
+    ``strict_first``: ``strict`` first (the default), then ``lax``."""
 
-    def __init__(self, named: int, catchall: int, ca: trustme.CA, client: trustme.LeafCert) -> None:
+    def __init__(self, named: int, catchall: int, strict_first: int, ca: trustme.CA, client: trustme.LeafCert) -> None:
         self.named = named
         self.catchall = catchall
+        self.strict_first = strict_first
         self.ca = ca
         self.client = client
 
@@ -103,7 +105,7 @@ def seams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seams]:
                 out["hostname"] = hostname
             return out
 
-        named, catchall = free_port(), free_port()
+        named, catchall, strict_first = free_port(), free_port(), free_port()
         config = {
             "binds": [
                 {
@@ -120,12 +122,19 @@ def seams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seams]:
                         listener("secure", "secure.test", strict, True),
                     ],
                 },
+                {
+                    "port": strict_first,
+                    "listeners": [
+                        listener("strict", "strict.test", strict, True),
+                        listener("lax", "lax.test", lax, False),
+                    ],
+                },
             ]
         }
         gw_dir = tmp / "gw"
         gw_dir.mkdir()
         procs.append(Gateway(gw_dir, config))
-        yield Seams(named, catchall, server_ca, client_ca.issue_cert("client.test"))
+        yield Seams(named, catchall, strict_first, server_ca, client_ca.issue_cert("client.test"))
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -173,6 +182,59 @@ def test_a_request_without_host_is_served_by_the_handshakes_listener(seams: Seam
             tls.sendall(b"GET /echo HTTP/1.0\r\n\r\n")
             status, headers, _ = ResponseReader(tls).read()
         assert (status, headers.get("x-upstream")) == (200, expected)
+
+
+@pytest.mark.parametrize("port", ["named", "catchall", "strict_first"])
+def test_a_listener_that_is_not_the_default_still_requires_its_client_certificate(seams: Seams, port: str) -> None:
+    """OpenSSL keeps the first context's certificate request when SNI switches to another
+    listener's: strict.test (not the port's default) asked for no certificate at all. Without one
+    it is not served (421); a certificate from another CA fails the handshake; the lax listener
+    takes clients with and without the mTLS listener's certificate, also when the mTLS listener is
+    the port's default (whose certificate request every handshake started with)."""
+    number = {"named": seams.named, "catchall": seams.catchall, "strict_first": seams.strict_first}[port]
+    strict, lax = ("secure.test", "open.test") if port == "catchall" else ("strict.test", "lax.test")
+    assert seams.get(number, strict, strict) == (421, None)
+    assert seams.get(number, strict, strict, with_cert=True) == (200, "strict")
+    stranger = ssl.create_default_context()
+    seams.ca.configure_trust(stranger)
+    stranger.check_hostname = False
+    trustme.CA().issue_cert("stranger.test").configure_cert(stranger)
+    raw = socket.create_connection(("127.0.0.1", number), timeout=5)
+    with pytest.raises((ssl.SSLError, ConnectionError)), stranger.wrap_socket(raw, server_hostname=strict) as tls:
+        tls.sendall(f"GET /echo HTTP/1.1\r\nHost: {strict}\r\n\r\n".encode())
+        ResponseReader(tls).read()
+    raw.close()
+    assert seams.get(number, lax, lax) == (200, "lax")
+    assert seams.get(number, lax, lax, with_cert=True) == (200, "lax")
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"])
+def test_a_resumed_session_does_not_skip_the_client_certificate(seams: Seams, version: ssl.TLSVersion) -> None:
+    """TLS session resumption: the listeners of a port share one session cache and ticket key
+    (OpenSSL keeps the first context's), so a session made with the lax listener (no client
+    certificate) resumes with the SNI of the strict one, and a resumed handshake asks for no
+    certificate. A request to a listener that requires one is answered only on a connection that
+    carries one (421 otherwise); a session made with a certificate still resumes."""
+
+    def request(ctx: ssl.SSLContext, sni: str, session: ssl.SSLSession | None) -> tuple[int, str | None, Any, bool]:
+        raw = socket.create_connection(("127.0.0.1", seams.named), timeout=5)
+        with ctx.wrap_socket(raw, server_hostname=sni, session=session) as tls:
+            tls.sendall(f"GET /echo HTTP/1.1\r\nHost: {sni}\r\n\r\n".encode())
+            status, headers, _ = ResponseReader(tls).read()
+            return status, headers.get("x-upstream"), tls.session, tls.session_reused
+
+    lax_ctx = seams.context()
+    lax_ctx.maximum_version = version
+    status, _, lax_session, _ = request(lax_ctx, "lax.test", None)
+    assert status == 200
+    status, upstream, _, _ = request(lax_ctx, "strict.test", lax_session)
+    assert (status, upstream) == (421, None)
+    strict_ctx = seams.context(with_cert=True)
+    strict_ctx.maximum_version = version
+    status, _, strict_session, _ = request(strict_ctx, "strict.test", None)
+    assert status == 200
+    status, upstream, _, reused = request(strict_ctx, "strict.test", strict_session)
+    assert (status, upstream) == (200, "strict") and reused
 
 
 def test_a_host_no_listener_takes_is_404(seams: Seams) -> None:
