@@ -1269,6 +1269,8 @@ class _Compiler:
                 runtime = self.stream_listener(ls, gateway)
                 if runtime.ssl_context is not None:
                     terminated.add(ls.name)
+                    if ls.tls is not None and ls.tls.root is not None:
+                        mtls_roots.append((ls.tls.root, f"{lwhere}.tls.root"))
                 protocols.add(ls.protocol)
                 key = (ls.hostname or "").lower().encode()
                 if key in by_host:
@@ -1375,7 +1377,7 @@ class _Compiler:
             )
         default = by_host.get(b"", first)
         tls = protocol == "HTTPS" or bool(terminated)
-        if protocol == "HTTPS":
+        if tls:
             self.share_client_certificate_requests(list(by_host.values()), mtls_roots)
         return BindRuntime(port, tls, ListenerSet(by_host), default, "HTTP" if protocol == "HTTPS" else protocol)
 

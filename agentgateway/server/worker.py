@@ -267,6 +267,8 @@ class Worker:
             listener = bind.listeners.select(server_name or b"")
         if listener is None or listener.tcp_routes is None:
             return None
+        if listener.client_certs and not conn.client_cert:
+            return None  # it requires a certificate; this connection presented none (see dispatch)
         return listener.name, listener.tcp_routes.select(server_name)
 
     def observe_connection(self, ctx: RequestCtx) -> None:

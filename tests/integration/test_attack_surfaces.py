@@ -38,6 +38,7 @@ from tests.support.gateway import (
     stdio_target,
 )
 from tests.support.http2 import RawH2Client
+from tests.support.tcp_echo import TcpEchoServer
 
 
 def _pem_pair(ca: trustme.CA, tmp: Path, name: str) -> dict[str, str]:
@@ -763,3 +764,50 @@ def test_a_parked_call_resumes_only_for_its_caller_on_its_route(gateway: Any) ->
         # Alice's own answer still resumes her call (the attempts did not end it).
         answer = resume("/guarded", alice, state, yes)
         assert answer["result"]["content"][0]["text"] == "alpha: confirmed=True", answer
+
+
+def test_a_tls_listener_that_is_not_the_default_requires_its_client_certificate(gateway: Any, tmp_path: Path) -> None:
+    """The same for TLS listeners that terminate TLS and relay bytes (``tcpRoutes``): the mTLS
+    listener that is not the port's default relays nothing for a client without a certificate."""
+    server_ca, client_ca = trustme.CA(), trustme.CA()
+    client_ca.cert_pem.write_to_path(str(tmp_path / "clients.pem"))
+    echo = TcpEchoServer()
+    try:
+        port = free_port()
+        strict_tls = {**_pem_pair(server_ca, tmp_path, "strict.test"), "root": str(tmp_path / "clients.pem")}
+        listeners = [
+            {
+                "name": "lax",
+                "hostname": "lax.test",
+                "protocol": "TLS",
+                "tls": _pem_pair(server_ca, tmp_path, "lax.test"),
+                "tcpRoutes": [{"backends": [{"host": echo.address}]}],
+            },
+            {
+                "name": "strict",
+                "hostname": "strict.test",
+                "protocol": "TLS",
+                "tls": strict_tls,
+                "tcpRoutes": [{"backends": [{"host": echo.address}]}],
+            },
+        ]
+        gateway({"binds": [{"port": port, "listeners": listeners}]})
+
+        def echoes(sni: str, with_cert: bool) -> bool:
+            ctx = ssl.create_default_context()
+            server_ca.configure_trust(ctx)
+            if with_cert:
+                client_ca.issue_cert("client.test").configure_cert(ctx)
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            with ctx.wrap_socket(raw, server_hostname=sni) as tls:
+                tls.sendall(b"ping")
+                try:
+                    return tls.recv(4) == b"ping"
+                except (ssl.SSLError, ConnectionError):
+                    return False
+
+        assert echoes("lax.test", False) and echoes("strict.test", True)
+        assert not echoes("strict.test", False)
+        assert echoes("lax.test", True)
+    finally:
+        echo.stop()
