@@ -82,7 +82,7 @@ class BindHandle:
     """One listening port in this worker and the IR it currently serves. The relay socket
     (``internal``) serves every bind: the port comes with each relayed request."""
 
-    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied", "sock")
+    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied", "sock", "verify_mode")
 
     def __init__(self, runtime: BindRuntime, internal: bool = False) -> None:
         self.port = runtime.port
@@ -90,6 +90,10 @@ class BindHandle:
         self.gateway = f"bind/{runtime.port}"
         self.server: asyncio.Server | ProxyProtocolListener | None = None
         self.tls = runtime.tls
+        # The certificate request every handshake on this port keeps (the first context's, see
+        # compile.share_client_certificate_requests): a reload that changes it reopens the port.
+        default_ctx = runtime.default_listener.ssl_context
+        self.verify_mode = default_ctx.verify_mode if runtime.tls and default_ctx is not None else None
         self.internal = internal
         # Connections start with a PROXY protocol header (frontendPolicies.proxyProtocol).
         self.proxied = False
@@ -398,7 +402,9 @@ class Worker:
             for port, bind in runtime.binds.items():
                 old = self.binds.get(port)
                 proxied = runtime.limits.proxy_protocol is not None
-                if old is None or old.tls != bind.tls or old.proxied != proxied:
+                default_ctx = bind.default_listener.ssl_context
+                verify_mode = default_ctx.verify_mode if bind.tls and default_ctx is not None else None
+                if old is None or old.tls != bind.tls or old.proxied != proxied or old.verify_mode != verify_mode:
                     opened[port] = await self._open(bind, runtime)
         except OSError as exc:
             for handle in opened.values():

@@ -36,6 +36,7 @@ from tests.support.gateway import (
     free_port,
     python_stdio_target,
     stdio_target,
+    wait_for,
 )
 from tests.support.http2 import RawH2Client
 from tests.support.tcp_echo import TcpEchoServer
@@ -811,3 +812,34 @@ def test_a_tls_listener_that_is_not_the_default_requires_its_client_certificate(
         assert echoes("lax.test", True)
     finally:
         echo.stop()
+
+
+def test_an_mtls_listener_added_by_a_reload_asks_for_certificates(gateway: Any, upstream: Any, tmp_path: Path) -> None:
+    """A reload that adds an mTLS listener to a port that had none changes the certificate request
+    every handshake of the port keeps: the port is reopened, so the new listener is served to
+    clients with a certificate (and still not to those without)."""
+    server_ca, client_ca = trustme.CA(), trustme.CA()
+    client_ca.cert_pem.write_to_path(str(tmp_path / "clients.pem"))
+    up = upstream("strict")
+    port = free_port()
+    lax = {
+        "name": "lax",
+        "hostname": "lax.test",
+        "protocol": "HTTPS",
+        "tls": _pem_pair(server_ca, tmp_path, "lax.test"),
+        "routes": [{"backends": [{"host": up.address}]}],
+    }
+    strict = {
+        "name": "strict",
+        "hostname": "strict.test",
+        "protocol": "HTTPS",
+        "tls": {**_pem_pair(server_ca, tmp_path, "strict.test"), "root": str(tmp_path / "clients.pem")},
+        "routes": [{"backends": [{"host": up.address}]}],
+    }
+    gw = gateway({"binds": [{"port": port, "listeners": [lax]}]})
+    gw.write_config({"binds": [{"port": port, "listeners": [lax, strict]}]})
+    wait_for(lambda: gw.metric("agentgateway_config_reloads_total", result="success") >= 1, 10, "the reload")
+    seams = Seams(port, port, port, server_ca, client_ca.issue_cert("client.test"))
+    wait_for(lambda: seams.get(port, "strict.test", "strict.test", with_cert=True) == (200, "strict"), 5, "mTLS")
+    assert seams.get(port, "strict.test", "strict.test") == (421, None)
+    assert seams.get(port, "lax.test", "lax.test") == (200, "strict")  # (one upstream for both)
