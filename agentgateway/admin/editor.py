@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import yaml
 
 from agentgateway.admin import yamltext
-from agentgateway.config.envexpand import expand_env
+from agentgateway.config.envexpand import expand_env, secret_variable_values
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.loader import decode_config
 from agentgateway.config.redact import REDACTED, redact_config, scrub, secret_values
@@ -133,7 +133,8 @@ class Redactor:
         except ConfigError:
             cfg = running  # a broken file: hide at least what the served config holds (same paths)
         builtins, found = redact_config(cfg)
-        self.known = found | secret_values(running)
+        # (a secret-named variable's value too: an error about the edit may quote it expanded)
+        self.known = found | secret_values(running) | secret_variable_values(text)
         self.marked = _secret_paths(builtins)
         self.text = text
         self.shown: dict[yamltext.Path, _Shown] = {}

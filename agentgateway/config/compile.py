@@ -903,6 +903,28 @@ class _Compiler:
         listener = ListenerRuntime("llm", gateway, None, protocol, ssl_ctx, RouteTable({b"": rules}))
         return BindRuntime(port, ssl_ctx is not None, ListenerSet({b"": listener}), listener)
 
+    def share_client_certificate_requests(self, listeners: list[ListenerRuntime], roots: list[tuple[str, str]]) -> None:
+        """HTTPS listeners of one port, when some ask for client certificates (``tls.root``) and
+        others do not. The handshake starts on one context and SNI switches it to the listener's,
+        but OpenSSL keeps the *first* context's certificate request (``SSL_set_SSL_CTX`` does not
+        carry the verify mode), its session cache and its ticket key: a listener that is not the
+        port's default would never ask for a certificate, and a session resumed from another
+        listener skips the request. So on such a port every listener asks for a certificate
+        without requiring one (``CERT_OPTIONAL``: each verifies it against its roots; those that
+        have none trust the roots of the port's mTLS listeners, so a client that sends its
+        certificate everywhere still connects), and a listener that requires one serves only
+        connections that presented one (``ListenerRuntime.client_certs``, checked per request)."""
+        if not roots or len(listeners) < 2:
+            return
+        for listener in listeners:
+            ctx = listener.ssl_context
+            if ctx is None:
+                continue
+            if not listener.client_certs:
+                for root, where in roots:
+                    load_roots(ctx, root, self.base_dir, where)
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+
     def server_tls(self, tls: ListenerTls, where: str, alpn: list[str] | None) -> ssl.SSLContext:
         """The TLS context of a listener (``tls`` of a listener, a gateway or ``llm``); ``alpn``:
         the protocols it offers (None: a TLS listener passing its bytes on offers none)."""
@@ -1237,6 +1259,7 @@ class _Compiler:
         protocols: set[str] = set()
         terminated: set[str] = set()
         first: ListenerRuntime | None = None
+        mtls_roots: list[tuple[str, str]] = []  # (tls.root, where) of listeners asking for certificates
         order = 0
         for ls in listeners:
             lwhere = ls.where
@@ -1246,6 +1269,8 @@ class _Compiler:
                 runtime = self.stream_listener(ls, gateway)
                 if runtime.ssl_context is not None:
                     terminated.add(ls.name)
+                    if ls.tls is not None and ls.tls.root is not None:
+                        mtls_roots.append((ls.tls.root, f"{lwhere}.tls.root"))
                 protocols.add(ls.protocol)
                 key = (ls.hostname or "").lower().encode()
                 if key in by_host:
@@ -1269,6 +1294,8 @@ class _Compiler:
                 if ls.tls is None:
                     raise ConfigError(f"{lwhere}.tls", "an HTTPS listener needs tls.cert and tls.key")
                 ssl_ctx = self.server_tls(ls.tls, f"{lwhere}.tls", list(self.limits.alpn))
+                if ls.tls.root is not None:
+                    mtls_roots.append((ls.tls.root, f"{lwhere}.tls.root"))
             elif ls.tls is not None:
                 raise ConfigError(f"{lwhere}.tls", "tls is set but protocol is HTTP (use HTTPS)")
             name = ls.name
@@ -1350,6 +1377,8 @@ class _Compiler:
             )
         default = by_host.get(b"", first)
         tls = protocol == "HTTPS" or bool(terminated)
+        if tls:
+            self.share_client_certificate_requests(list(by_host.values()), mtls_roots)
         return BindRuntime(port, tls, ListenerSet(by_host), default, "HTTP" if protocol == "HTTPS" else protocol)
 
     def stream_listener(self, ls: _ListenerSource, gateway: str) -> ListenerRuntime:

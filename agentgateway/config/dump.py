@@ -158,5 +158,5 @@ def config_dump(runtime: RuntimeConfig, status: dict[str, Any], version: str) ->
     (of the supervisor: generation, readiness, the last reload error) and ``version``."""
     config, secrets = redact_config(runtime.source)
     dump = {"config": config, "effective": effective(runtime), "status": status, "version": version}
-    result: dict[str, Any] = scrub_tree(dump, secrets)
+    result: dict[str, Any] = scrub_tree(dump, secrets | runtime.env_secrets)
     return result

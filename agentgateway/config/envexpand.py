@@ -44,3 +44,32 @@ def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
 
         out.append(_VAR.sub(substitute, line))
     return "".join(out)
+
+
+# A variable named as a secret: ...TOKEN..., ...SECRET..., ...PASSWORD..., ...CREDENTIAL...,
+# ...PRIVATE..., or a part KEY, APIKEY, AUTH, PASS, PAT (``OPENAI_API_KEY``, ``DB_PASS``) between
+# underscores. ``KEYCLOAK_URL`` or ``PWD`` are not.
+_SECRET_NAME = re.compile(
+    r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(?:^|_)(?:KEY|APIKEY|AUTH|PASS|PAT)(?:_|$)", re.IGNORECASE
+)
+
+
+def secret_variable_values(text: str, environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The values of the variables ``text`` refers to whose names say they hold a secret (set in
+    the environment; a default written in the file is no secret of the environment). What the
+    gateway shows of its config (/config_dump, the UI, reload errors) redacts them wherever they
+    ended up, a field the schema does not mark as secret included."""
+    env = os.environ if environ is None else environ
+    if "$" not in text:
+        return frozenset()
+    found = set()
+    for line in text.splitlines():
+        if "$" not in line or line.lstrip().startswith("#"):
+            continue
+        for m in _VAR.finditer(line):
+            name = m.group("braced") or m.group("bare")
+            if name and _SECRET_NAME.search(name):
+                value = env.get(name)
+                if value:
+                    found.add(value)
+    return frozenset(found)

@@ -19,7 +19,7 @@ HealthState = dict[tuple[object, ...], EndpointHealth]
 
 
 class ListenerRuntime:
-    __slots__ = ("name", "gateway", "hostname", "protocol", "ssl_context", "routes", "tcp_routes")
+    __slots__ = ("name", "gateway", "hostname", "protocol", "ssl_context", "client_certs", "routes", "tcp_routes")
 
     def __init__(
         self,
@@ -36,6 +36,8 @@ class ListenerRuntime:
         self.hostname = hostname
         self.protocol = protocol
         self.ssl_context = ssl_context
+        # Clients must present a certificate (``tls.root``): served only on connections that did.
+        self.client_certs = ssl_context is not None and ssl_context.verify_mode == ssl.CERT_REQUIRED
         self.routes = routes
         # The routes of a TCP or TLS listener (``tcpRoutes``); None on HTTP and HTTPS listeners.
         self.tcp_routes = tcp_routes
@@ -75,6 +77,7 @@ class RuntimeConfig:
         "tracing",
         "access_log",
         "metric_settings",
+        "env_secrets",
     )
 
     def __init__(
@@ -96,3 +99,6 @@ class RuntimeConfig:
         self.tracing: TracingSettings | None = None
         self.access_log: AccessLogSettings | None = None
         self.metric_settings = MetricSettings()
+        # The values of secret-named environment variables the config text refers to
+        # (config/envexpand.py ``secret_variable_values``): redacted wherever the config is shown.
+        self.env_secrets: frozenset[str] = frozenset()

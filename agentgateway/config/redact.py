@@ -8,8 +8,9 @@ Two layers:
   every marked value replaced, wherever its struct is used, and returns the values it replaced.
 * By value, on every string of the output (``scrub``): the secrets found by type (a reload error
   may quote one), PEM private key blocks, the user-info of URLs (``redis://user:pw@host`` →
-  ``redis://user:<redacted>@host``; a user name alone, often a token, is redacted whole), JWTs,
-  and provider API keys and AWS access key ids recognizable by their form. These rules are
+  ``redis://user:<redacted>@host``; a user name alone, often a token, is redacted whole), the
+  values of query parameters named as credentials (``?api_key=``, ``&access_token=``, ``?sig=``),
+  JWTs, and provider API keys and AWS access key ids recognizable by their form. These rules are
   narrow on purpose: a harmless value (a route name, a path) is never mistaken for a secret.
 """
 
@@ -43,6 +44,18 @@ CREDENTIAL_HEADER_NAMES = frozenset(
         "x-amz-security-token",
     )
 )
+# Any other header named as a credential: its last part (after ``-`` or ``_``) says so
+# (``x-internal-token``, ``x-partner-api-key``, ``X_Client_Secret``, ``x-hub-signature``).
+_CREDENTIAL_HEADER_PART = re.compile(
+    r"(?:^|[-_])(?:key|apikey|token|secret|password|passwd|credential|credentials|signature|auth)$", re.IGNORECASE
+)
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether a header of this name carries a credential (its value is redacted)."""
+    return name.lower() in CREDENTIAL_HEADER_NAMES or _CREDENTIAL_HEADER_PART.search(name) is not None
+
+
 # Members of a JWK that are private key material (RFC 7518 §6).
 _PRIVATE_JWK_MEMBERS = frozenset(("d", "p", "q", "dp", "dq", "qi", "oth", "k"))
 # Known secrets shorter than this are not searched for in other text (they would match anything).
@@ -54,6 +67,13 @@ _PEM_PRIVATE = re.compile(
 # scheme://userinfo@ — userinfo without '/', '?', '#', '@' or whitespace.
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/?#@\s:]*)(?P<pw>:[^/?#@\s]*)?@")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# A query parameter that carries a credential in a URL (``?api_key=``, ``&access_token=``,
+# ``?sig=`` of a signed URL, ``X-Amz-Signature``, ...): a name ending so, any case.
+_QUERY_SECRET = re.compile(
+    r"(?P<name>[?&;](?:[A-Za-z0-9_.-]*(?:key|token|secret|password|passwd|pwd|signature|credential|sig|auth|pass)"
+    r"|code)=)(?P<value>[^&#\s\"'<>]+)",
+    re.IGNORECASE,
+)
 # OpenAI/Anthropic-style keys (sk-..., sk-proj-..., sk-ant-...) and AWS access key ids.
 _API_KEY = re.compile(r"\bsk-(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{20,}|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
 
@@ -125,8 +145,7 @@ class _Redactor:
         if marker == CREDENTIAL_HEADERS:
             assert isinstance(value, dict)
             return {
-                k: self.secret(v) if k.lower() in CREDENTIAL_HEADER_NAMES and isinstance(v, str) else v
-                for k, v in value.items()
+                k: self.secret(v) if is_credential_header(k) and isinstance(v, str) else v for k, v in value.items()
             }
         if marker == JWKS:
             if isinstance(value, list):
@@ -174,6 +193,10 @@ def _userinfo(m: re.Match[str]) -> str:
     return f"{m.group('scheme')}{REDACTED}@"
 
 
+def _query_value(m: re.Match[str]) -> str:
+    return m.group("name") + REDACTED
+
+
 def scrub(text: str, known: Iterable[str] = ()) -> str:
     """``text`` with the ``known`` secrets and anything that looks like a secret replaced."""
     for secret in sorted((k for k in known if len(k) >= _MIN_KNOWN), key=len, reverse=True):
@@ -183,6 +206,8 @@ def scrub(text: str, known: Iterable[str] = ()) -> str:
         text = _PEM_PRIVATE.sub(REDACTED, text)
     if "@" in text:
         text = _URL_USERINFO.sub(_userinfo, text)
+    if "=" in text:
+        text = _QUERY_SECRET.sub(_query_value, text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
     return _API_KEY.sub(REDACTED, text)

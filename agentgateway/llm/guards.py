@@ -357,8 +357,8 @@ class WebhookGuard:
 
     def request_head(self, ctx: RequestCtx) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
         """(method, path, headers) of one call for the request ``ctx``."""
-        method = (self.method.evaluate(ctx) if self.method is not None else None) or b"POST"
-        path = (self.path.evaluate(ctx) if self.path is not None else None) or (
+        method = (self.method.evaluate_target(ctx) if self.method is not None else None) or b"POST"
+        path = (self.path.evaluate_target(ctx) if self.path is not None else None) or (
             b"/response" if self.on_response else b"/request"
         )
         headers = [(b"content-type", b"application/json")]
@@ -367,7 +367,7 @@ class WebhookGuard:
                 if any(m.name == name and m.test(value) for m in self.forward):
                     headers.append((name, value))
         for name, expression in self.headers:
-            computed = expression.evaluate(ctx)
-            if computed is not None:  # a missing value sets nothing
+            computed = expression.evaluate_header(ctx)
+            if computed is not None:  # a missing (or invalid) value sets nothing
                 headers.append((name, computed))
         return method, path, headers

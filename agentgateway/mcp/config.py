@@ -79,6 +79,7 @@ class McpService:
 
     __slots__ = (
         "label",
+        "scope",
         "targets",
         "by_name",
         "stateful",
@@ -100,8 +101,15 @@ class McpService:
         fail_open: bool,
         access: McpAccess | None = None,
         dns_rebinding: bool | None = None,
+        scope: str = "",
     ) -> None:
         self.label = label
+        # Which sessions continue here: the backend's place in the config (a named backend's
+        # ``backends[k].mcp``, an inline one's route path). Labels are not unique (every inline
+        # backend is "mcp"): a session made on one route must not be continued through another
+        # route whose backend is another (it would reach the first route's servers past the
+        # second route's policies). Kept over reloads that keep the backend where it was.
+        self.scope = scope or label
         self.targets = targets
         self.by_name = {t.name: t for t in targets}
         self.target_names = tuple(t.name for t in targets)
@@ -276,6 +284,7 @@ def compile_mcp_backend(
         fail_open=cfg.failure_mode == "failOpen",
         access=McpAccess(rules, pins),
         dns_rebinding=cfg.dns_rebinding_protection,
+        scope=where,
     )
 
 

@@ -280,7 +280,7 @@ class McpExchange:
                 raise McpError(protocol.INVALID_REQUEST, f"message larger than {self._limit} bytes")
             query = parse_qs(ctx.query.decode("latin-1")) if ctx.query else {}
             if "sessionId" in query:
-                sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0], ctx.identity))
+                sse_session = self._owned(self.runtime.lookup_sse(query["sessionId"][0], self.service, ctx.identity))
                 if sse_session is not None:
                     await self._sse_transport_post(sse_session)
                 return
@@ -566,7 +566,7 @@ class McpExchange:
         params = msg.get("params")
         state = params.get("requestState") if isinstance(params, dict) else None
         if state is not None:
-            owner = self.runtime.modern.state_owner(state)
+            owner = self.runtime.modern.state_owner(state, self.ctx.identity)
             if owner is not None and owner != self.runtime.owner_id:
                 self._owned(Remote(owner))  # the parked call lives in that worker
                 return

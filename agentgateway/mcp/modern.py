@@ -28,6 +28,7 @@ import orjson
 
 from agentgateway import __version__
 from agentgateway.mcp import protocol
+from agentgateway.mcp.authorization import CURRENT_CALLER
 from agentgateway.mcp.federation import Result, Sink, merge_capabilities, merge_instructions
 from agentgateway.mcp.protocol import McpError, Message, RawJson
 from agentgateway.mcp.session import SessionTokenError
@@ -133,10 +134,15 @@ def upstream_capabilities(declared: Any) -> dict[str, Any]:
 
 
 class ParkedCall:
-    """An upstream call waiting for the client to answer what the upstream asked."""
+    """An upstream call waiting for the client to answer what the upstream asked. Only the caller
+    that made it (``identity``) may answer it, and only through a route of its backend (``scope``):
+    another caller holding the ``requestState`` must not confirm what the upstream asked this one,
+    nor may a route with looser policies resume a call made on another."""
 
-    def __init__(self, upstream: UpstreamSession) -> None:
+    def __init__(self, upstream: UpstreamSession, identity: str, scope: str) -> None:
         self.upstream = upstream
+        self.identity = identity
+        self.scope = scope
         self.asks: asyncio.Queue[Message] = asyncio.Queue()
         self.waiting: dict[str, Any] = {}  # input request key → the upstream's request id
         self.task: asyncio.Task[dict[str, Any]] | None = None
@@ -161,7 +167,7 @@ class ModernServer:
         ``capabilities``, made once per distinct set. Stateless legacy clients (no capabilities
         per request, no stream a server's ask could reach them on) declare none."""
         capabilities = capabilities or {}
-        key = (service.label, orjson.dumps(capabilities, option=orjson.OPT_SORT_KEYS))
+        key = (service.scope, orjson.dumps(capabilities, option=orjson.OPT_SORT_KEYS))
         session = self._shared.get(key)
         if session is not None and not session.closed and session.service is service:
             self._shared.move_to_end(key)
@@ -186,7 +192,7 @@ class ModernServer:
             if previous is not None:
                 self._retire(previous)
             self._shared[key] = session
-            self._trim(service.label)
+            self._trim(service.scope)
             future.set_result(session)
             return session
         except BaseException as exc:
@@ -196,9 +202,9 @@ class ModernServer:
         finally:
             self._starting.pop(key, None)
 
-    def _trim(self, label: str) -> None:
+    def _trim(self, scope: str) -> None:
         """Close the least recently used idle sessions of a service beyond its bound."""
-        keys = [k for k in self._shared if k[0] == label]
+        keys = [k for k in self._shared if k[0] == scope]
         excess = len(keys) - _SHARED_PER_SERVICE
         for key in keys:
             if excess <= 0:
@@ -207,7 +213,7 @@ class ModernServer:
             if self._busy(session):
                 continue
             del self._shared[key]
-            log.info("closing the least recently used upstream sessions of stateless clients (%s)", label)
+            log.info("closing the least recently used upstream sessions of stateless clients (%s)", scope)
             self._retire(session)
             excess -= 1
 
@@ -300,15 +306,17 @@ class ModernServer:
     ) -> dict[str, Any]:
         """tools/call, prompts/get, resources/read: may need the client's input (MRTR)."""
         state = params.get("requestState")
+        caller = CURRENT_CALLER.get()
+        identity = caller.ctx.identity if caller is not None else ""
         if state is not None:
-            parked = self._resume(state, params.get("inputResponses"))
+            parked = self._resume(state, identity, session.service.scope)
             await self._answer(parked, params.get("inputResponses"))
         else:
             target, upstream_params = await self.runtime.federation.route(session, method, _strip_envelope(params))
             upstream = session.upstreams.get(target)
             if upstream is None:
                 raise McpError(protocol.INTERNAL_ERROR, f"MCP target {target} is not available")
-            parked = ParkedCall(upstream)
+            parked = ParkedCall(upstream, identity, session.service.scope)
 
             async def relay(server_msg: Message) -> None:
                 if protocol.is_request(server_msg):
@@ -347,32 +355,40 @@ class ModernServer:
         self.parked[handle] = parked
         # Ended while the client was away (the upstream gave up waiting): nothing left to resume.
         parked.task.add_done_callback(lambda _: self._drop(handle, parked))
-        state = self.runtime.codec.seal({"k": 1, "r": handle, "o": self.runtime.owner_id})
+        state = self.runtime.codec.seal({"k": 1, "r": handle, "o": self.runtime.owner_id}, parked.identity)
         return {"resultType": "input_required", "inputRequests": requests, "requestState": state}
 
-    def _resume(self, state: Any, responses: Any) -> ParkedCall:
-        handle = self.state_handle(state)
-        parked = self.parked.pop(handle, None) if handle else None
-        if parked is None or parked.task is None or parked.task.done():
+    def _resume(self, state: Any, identity: str, scope: str) -> ParkedCall:
+        handle = self.state_handle(state, identity)
+        parked = self.parked.get(handle) if handle else None
+        if (
+            handle is None
+            or parked is None
+            or parked.identity != identity
+            or parked.scope != scope
+            or parked.task is None
+            or parked.task.done()
+        ):
             raise McpError(protocol.INVALID_PARAMS, "unknown or expired requestState")
+        del self.parked[handle]
         return parked
 
-    def state_handle(self, state: Any) -> str | None:
-        """The parked call a requestState names, if this gateway sealed it."""
+    def state_handle(self, state: Any, identity: str) -> str | None:
+        """The parked call a requestState names, if this gateway sealed it for ``identity``."""
         if not isinstance(state, str):
             return None
         try:
-            opened = self.runtime.codec.open(state)
+            opened = self.runtime.codec.open(state, identity)
         except SessionTokenError:
             return None
         handle = opened.get("r")
         return handle if isinstance(handle, str) else None
 
-    def state_owner(self, state: Any) -> str | None:
+    def state_owner(self, state: Any, identity: str) -> str | None:
         if not isinstance(state, str):
             return None
         with contextlib.suppress(SessionTokenError):
-            owner = self.runtime.codec.open(state).get("o")
+            owner = self.runtime.codec.open(state, identity).get("o")
             return owner if isinstance(owner, str) else None
         return None
 

@@ -175,8 +175,8 @@ class McpRuntime:
             running = [s for s in mine if s.holds_processes]
             held = sum(1 for s in running if s.sid not in ending)
             end_for("maxStdioSessionsPerIdentity", settings.max_stdio_per_identity, held, running)
-            label = service.label
-            on_backend = [s for s in self.sessions.values() if s.service.label == label and s.holds_processes]
+            scope = service.scope
+            on_backend = [s for s in self.sessions.values() if s.service.scope == scope and s.holds_processes]
             held = sum(1 for s in on_backend if s.sid not in ending)
             end_for("maxStdioSessions", settings.max_stdio, held, [s for s in on_backend if s.client_key == client])
         for sid, key in ending.items():
@@ -220,7 +220,7 @@ class McpRuntime:
         except SessionTokenError:
             return None
         sid = state.get("s")
-        if not isinstance(sid, str) or sid in self.revoked or state.get("b") != service.label:
+        if not isinstance(sid, str) or sid in self.revoked or state.get("b") != service.scope:
             return None
         session = self.sessions.get(sid)
         if session is not None:
@@ -237,7 +237,7 @@ class McpRuntime:
         if (
             session.closed
             or session.identity != identity
-            or session.service.label != service.label
+            or session.service.scope != service.scope
             or session.sid in self.revoked
             or self._expired(session, now)
         ):
@@ -245,14 +245,16 @@ class McpRuntime:
         session.last_seen = now
         return session
 
-    def lookup_sse(self, query_id: str, identity: str = "") -> DownstreamSession | Remote | None:
+    def lookup_sse(self, query_id: str, service: McpService, identity: str = "") -> DownstreamSession | Remote | None:
         """The HTTP+SSE session named in a POST's ``?sessionId=`` (``<owner>.<sid>``), if it was
-        opened by ``identity``."""
+        opened by ``identity`` on ``service`` (the backend of the route the POST reached: a
+        session posted to another route's endpoint would reach its servers past its route's
+        policies)."""
         owner, _, sid = query_id.partition(".")
         if owner != self.owner_id:
             return Remote(owner) if owner.isdigit() else None
         session = self.sessions.get(sid)
-        if session is None or session.closed or session.identity != identity:
+        if session is None or session.closed or session.identity != identity or session.service.scope != service.scope:
             return None
         return session
 

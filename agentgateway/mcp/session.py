@@ -296,7 +296,7 @@ class DownstreamSession:
         return {
             "k": _TOKEN_VERSION,
             "s": self.sid,
-            "b": self.service.label,
+            "b": self.service.scope,
             "v": self.protocol_version,
             "t": targets,
             "o": self.runtime.owner_id if self.local_only else None,

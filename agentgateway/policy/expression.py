@@ -17,6 +17,7 @@ import orjson
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
+from agentgateway.policy.header_modifier import FIELD_VALUE
 
 # ``isinstance`` with a tuple: ``a | b`` would build a union object on every call.
 _NUMBER = (int, float)
@@ -30,6 +31,8 @@ _HEADER = re.compile(
     r"""^request\.headers\[\s*(?:"([!#$%&'*+.^_`|~0-9A-Za-z-]+)"|'([!#$%&*+.^_`|~0-9A-Za-z-]+)')\s*\]$"""
 )
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
+# What a request line's path or method may hold (no blank or control character at all).
+_TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")
 
 
 class ValueExpression:
@@ -44,6 +47,24 @@ class ValueExpression:
 
     def evaluate(self, ctx: RequestCtx) -> bytes | None:
         raise NotImplementedError
+
+    def evaluate_header(self, ctx: RequestCtx) -> bytes | None:
+        """The value for a header: absent (None) also when it holds CR, LF, NUL or another
+        control character. A value computed from a caller's data (a token's claim, an
+        authorizer's metadata) would otherwise write header lines of the caller's choice on the
+        wire (request smuggling upstream, response splitting)."""
+        value = self.evaluate(ctx)
+        if value is None or FIELD_VALUE.fullmatch(value) is None:
+            return None
+        return value
+
+    def evaluate_target(self, ctx: RequestCtx) -> bytes | None:
+        """The value for a request line's path or method: absent (None) also when it holds a
+        blank or a control character (it would end the request line early)."""
+        value = self.evaluate(ctx)
+        if value is None or _TARGET.fullmatch(value) is None:
+            return None
+        return value
 
     @property
     def constant(self) -> bytes | None:

@@ -60,6 +60,7 @@ from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.tracing import end_call, start_call
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 from agentgateway.policy.expression import ValueExpression, compile_value
+from agentgateway.policy.header_modifier import service_header
 
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
@@ -76,12 +77,20 @@ _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI
 _NOT_RELAYED = frozenset(
     (b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"te", b"trailer", b"upgrade")
 )
+# Whether the body a check carries was cut at maxRequestBytes (Envoy's header for it): set by the
+# gateway when it sends a body, never taken from the client.
+_PARTIAL_BODY = "x-envoy-auth-partial-body"
+_PARTIAL_BODY_B = _PARTIAL_BODY.encode()
 # Request headers an authorizer may not touch: the gateway's framing of the request.
 _PROTECTED = frozenset((b"content-length", b"transfer-encoding", b"connection", b"expect"))
 
 
 class AuthzUnavailable(Exception):
     """The service gave no decision (down, timeout, an answer that makes no sense)."""
+
+
+class _InvalidHeader(Exception):
+    """A header of a gRPC answer that cannot be written on the wire (its name, for the log)."""
 
 
 class Decision:
@@ -352,12 +361,15 @@ class ExtAuthz:
         return reply
 
     def check_headers(self, ctx: RequestCtx, default_all: bool) -> list[tuple[str, bytes]]:
-        """The request headers the service sees (names lower-case)."""
+        """The request headers the service sees (names lower-case). Never the client's
+        ``x-envoy-auth-partial-body``: that one is the gateway's word on the body it sends."""
         out: list[tuple[str, bytes]] = []
         if self.include:
             for name in self.include:
                 if name.startswith(":"):
                     out.append((name, _pseudo_value(ctx, name)))
+                elif name == _PARTIAL_BODY:
+                    continue
                 else:
                     value = _joined(ctx, name.encode())
                     if value is not None:
@@ -368,7 +380,7 @@ class ExtAuthz:
             return [("authorization", value)] if value is not None else []
         for name in _PSEUDO:
             out.append((name, _pseudo_value(ctx, name)))
-        seen: set[bytes] = set()
+        seen: set[bytes] = {_PARTIAL_BODY_B}
         for name_b, _ in ctx.headers:
             if name_b not in seen:
                 seen.add(name_b)
@@ -387,14 +399,17 @@ _channels: dict[tuple[object, ...], Any] = {}
 _APPEND_ACTIONS = {0: "append", 1: "add", 2: "overwrite", 3: "overwrite_existing"}
 
 
-def _header_option(option: Any) -> tuple[bytes, bytes, str] | None:
+def _header_option(option: Any) -> tuple[bytes, bytes, str]:
     """(name, value, action) of an Envoy HeaderValueOption; the deprecated ``append`` decides
-    when no ``append_action`` is given (false or unset: overwrite, as ext_authz documents)."""
+    when no ``append_action`` is given (false or unset: overwrite, as ext_authz documents).
+    Raises _InvalidHeader for a name that is no token or a value with CR, LF, NUL or another
+    control character: an authorizer that copies a caller's claim into a header would otherwise
+    let the caller write header lines of its own into the upstream request or the answer."""
     header = option.header
-    name = header.key.lower().encode("latin-1")
-    value = bytes(header.raw_value) or header.value.encode("latin-1")
-    if not name:
-        return None
+    checked = service_header(header.key, bytes(header.raw_value) or header.value)
+    if checked is None:
+        raise _InvalidHeader(repr(header.key[:64]))
+    name, value = checked
     if option.append_action == 0:
         action = "append" if option.HasField("append") and option.append.value else "overwrite"
     else:
@@ -453,6 +468,8 @@ class _GrpcCheck:
 
         attr = attribute_context_pb2.AttributeContext
         headers = {name: value.decode("latin-1") for name, value in self.policy.check_headers(ctx, True)}
+        if body is not None:
+            headers[_PARTIAL_BODY] = "true" if partial else "false"
         size = ctx.content_length
         if size is None:
             size = len(body) if body is not None and not partial else (0 if not ctx.has_body else -1)
@@ -500,7 +517,10 @@ class _GrpcCheck:
         else:
             decision = Decision()
             if response.HasField("ok_response"):
-                self._allowed(decision, response.ok_response)
+                try:
+                    self._allowed(decision, response.ok_response)
+                except _InvalidHeader as exc:
+                    raise AuthzUnavailable(f"the answer sets header {exc}, which is not a valid header") from None
         if response.HasField("dynamic_metadata") and response.dynamic_metadata.fields:
             decision.metadata = _struct_to_python(response.dynamic_metadata)
         return decision
@@ -515,8 +535,13 @@ class _GrpcCheck:
             status = 403
         headers: list[tuple[bytes, bytes]] = []
         for option in denied.headers:
-            parsed = _header_option(option)
-            if parsed is None or parsed[0] in _NOT_RELAYED:
+            try:
+                parsed = _header_option(option)
+            except _InvalidHeader as exc:
+                # Still a denial: answered without that header.
+                log.warning("extAuthz denial header %s dropped: not a valid header", exc)
+                continue
+            if parsed[0] in _NOT_RELAYED:
                 continue
             name, value, action = parsed
             present = any(k == name for k, _ in headers)
@@ -529,14 +554,12 @@ class _GrpcCheck:
 
     @staticmethod
     def _allowed(decision: Decision, ok: Any) -> None:
-        decision.remove = [name.lower().encode("latin-1") for name in ok.headers_to_remove]
+        decision.remove = [name.lower().encode() for name in ok.headers_to_remove]
         for option in ok.headers:
-            parsed = _header_option(option)
-            if parsed is not None:
-                decision.set.append(parsed)
+            decision.set.append(_header_option(option))
         for option in ok.response_headers_to_add:
             parsed = _header_option(option)
-            if parsed is not None and parsed[0] not in _NOT_RELAYED:
+            if parsed[0] not in _NOT_RELAYED:
                 decision.response_headers.append((parsed[0], parsed[1]))
         decision.query_set = [(q.key, q.value) for q in ok.query_parameters_to_set]
         decision.query_remove = list(ok.query_parameters_to_remove)
@@ -588,7 +611,7 @@ class _HttpCheck:
         policy = self.policy
         path = ctx.target
         if self.path is not None:
-            value = self.path.evaluate(ctx)
+            value = self.path.evaluate_target(ctx)
             if not value or not value.startswith(b"/"):
                 raise AuthzUnavailable(f"path expression gave {value!r}, not a path")
             path = value
@@ -603,11 +626,13 @@ class _HttpCheck:
                 raise AuthzUnavailable("body expression gave no value")
         elif body is not None:
             send_body = body
-            headers.append((b"x-envoy-auth-partial-body", b"true" if partial else b"false"))
+            headers.append((_PARTIAL_BODY_B, b"true" if partial else b"false"))
         for added, expr in self.add_headers:
-            extra = expr.evaluate(ctx)
+            # The gateway's names carry only the gateway's values: the client's header of that
+            # name goes even when the expression has none (an anonymous caller's x-user).
+            headers = [(k, v) for k, v in headers if k != added]
+            extra = expr.evaluate_header(ctx)
             if extra is not None:
-                headers = [(k, v) for k, v in headers if k != added]
                 headers.append((added, extra))
         try:
             response = await _client().request(
@@ -634,7 +659,7 @@ class _HttpCheck:
                 decision.metadata = values
             return decision
         if status in (401, 403) and self.redirect is not None:
-            location = self.redirect.evaluate(ctx)
+            location = self.redirect.evaluate_header(ctx)
             if not location:
                 raise AuthzUnavailable("redirect expression gave no value")
             return Decision(

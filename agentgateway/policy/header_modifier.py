@@ -34,6 +34,26 @@ def header_name(name: str, where: str) -> bytes:
     return name.lower().encode()
 
 
+# RFC 9110 §5.5: a field value on the wire (no CR, LF, NUL or other control character but HTAB).
+FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+_WIRE_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+")
+
+
+def service_header(key: str, value: str | bytes) -> tuple[bytes, bytes] | None:
+    """A header a service's answer asks the gateway to write (an authorizer's, a rate limit
+    service's): (lower-case name, value), or None when the name is no token or the value holds
+    CR, LF, NUL or another control character. A service that copies a caller's data (a claim, a
+    descriptor value) into a header would otherwise let the caller write header lines of its own
+    (request smuggling upstream, response splitting)."""
+    if not key.isascii():
+        return None
+    name = key.lower().encode("ascii")
+    raw = value if isinstance(value, bytes) else value.encode()
+    if _WIRE_TOKEN.fullmatch(name) is None or FIELD_VALUE.fullmatch(raw) is None:
+        return None
+    return name, raw
+
+
 def header_value(value: str, where: str) -> bytes:
     if "\r" in value or "\n" in value or "\0" in value:
         raise ConfigError(where, "a header value cannot contain CR, LF or NUL")

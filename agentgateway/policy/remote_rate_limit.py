@@ -49,6 +49,7 @@ from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.tracing import end_call, start_call
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 from agentgateway.policy.expression import ValueExpression, compile_value
+from agentgateway.policy.header_modifier import service_header
 
 # ``isinstance`` with a tuple: ``a | b`` would build a union object on every call.
 _NUMBER = (int, float)
@@ -381,10 +382,7 @@ class _RlsClient:
             raise RateLimitUnavailable(f"{exc.code().name} from {self.address}") from None
         code = response.overall_code
         if code == rls_pb2.RateLimitResponse.OVER_LIMIT:
-            headers = [
-                (h.key.lower().encode(), (h.value or h.raw_value.decode("latin-1")).encode("latin-1"))
-                for h in response.response_headers_to_add
-            ]
+            headers = _service_headers(response.response_headers_to_add, _NOT_RELAYED)
             if not any(name == _LIMIT for name, _ in headers):
                 headers += _status_headers(response.statuses)
             body = bytes(response.raw_body)
@@ -395,13 +393,42 @@ class _RlsClient:
             raise RateLimitUnavailable(f"unknown overall code {code} from {self.address}")
         if ctx is None:
             return None
-        for h in response.request_headers_to_add:
-            ctx.headers.append((h.key.lower().encode(), (h.value or h.raw_value.decode("latin-1")).encode("latin-1")))
-        for h in response.response_headers_to_add:
-            ctx.add_response_header(
-                h.key.lower().encode(), (h.value or h.raw_value.decode("latin-1")).encode("latin-1")
-            )
+        ctx.headers.extend(_service_headers(response.request_headers_to_add, _FRAMING))
+        for name, value in _service_headers(response.response_headers_to_add, _NOT_RELAYED):
+            ctx.add_response_header(name, value)
         return None
+
+
+def _key_part(text: str) -> str:
+    """An entry's key or value in a Redis key, its separators (``|``, ``=``) and ``%`` escaped:
+    two clients' entries never spell the same key (``a=x|b=y`` from ``a: "x|b=y"`` is not
+    ``a: "x", b: "y"``'s). A value without them (almost all) is kept as it is, so existing
+    counters keep their keys."""
+    if "|" in text or "=" in text or "%" in text:
+        return text.replace("%", "%25").replace("|", "%7C").replace("=", "%3D")
+    return text
+
+
+# Headers a service's answer may not add: the request's framing and routing (a second
+# Content-Length or Transfer-Encoding would frame the body differently upstream), and the
+# answer's framing.
+_FRAMING = frozenset(
+    (b"content-length", b"transfer-encoding", b"connection", b"host", b"upgrade", b"te", b"trailer", b"expect")
+)
+_NOT_RELAYED = frozenset((b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"te", b"trailer"))
+
+
+def _service_headers(values: Any, refused: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    """The headers of a service's answer that may be written: valid (``service_header``) and not
+    ``refused``; the others are dropped (logged)."""
+    out = []
+    for h in values:
+        checked = service_header(h.key, bytes(h.raw_value) or h.value)
+        if checked is None or checked[0] in refused:
+            log.warning("rate limit service header %r dropped: not a header the gateway may write", h.key[:64])
+            continue
+        out.append(checked)
+    return out
 
 
 def _status_headers(statuses: Any) -> list[tuple[bytes, bytes]]:
@@ -449,7 +476,7 @@ class _RedisClient:
         for descriptor, entries in checks:
             window = descriptor.window
             index = math.floor(now / window)
-            text = "|".join(f"{k}={v}" for k, v in entries)
+            text = "|".join(f"{_key_part(k)}={_key_part(v)}" for k, v in entries)
             keys.append(f"agw:rl:{domain}:{window}:{index}:{text}")
             windows.append(str(window * 1000 + 1000))
         return keys, windows

@@ -1,9 +1,12 @@
 """``transformations``: set, add and remove headers with values computed per request, and replace
 the request or response body (agentgateway's CEL transformations).
 
-Values are expressions (``policy.expression``): a value that is absent for a request (a missing
-header) leaves its header untouched. A body replacement sends the computed body with its own
-``content-length``; the original body is read and dropped.
+Values are expressions (``policy.expression``). As in agentgateway, a header whose value is absent
+for a request (the expression failed: a missing header or claim), or is no header value (CR, LF,
+NUL: a claim copied into a header must not write header lines of its own), is removed: the
+client's own header of that name never passes as the gateway's. A body replacement sends the
+computed body (empty without a value) with its own ``content-length``; the original body is read
+and dropped.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
 
 class _Side:
-    __slots__ = ("drop", "set", "add", "body")
+    __slots__ = ("drop", "set", "add", "body", "set_drop", "underscore")
 
-    def __init__(self, cfg: TransformSide, where: str) -> None:
+    def __init__(self, cfg: TransformSide, where: str, request: bool) -> None:
         def name(key: str, at: str) -> bytes:
             n = header_name(key, at)
             if n in _FRAMING:
@@ -39,18 +42,35 @@ class _Side:
         self.add = tuple((name(k, f"{where}.add"), compile_value(v, f"{where}.add.{k}")) for k, v in cfg.add.items())
         self.drop = frozenset(name(k, f"{where}.remove") for k in cfg.remove)
         self.body: ValueExpression | None = compile_value(cfg.body, f"{where}.body") if cfg.body is not None else None
+        # Dropped whatever the values: what is removed, and what is set (replaced by the value, or
+        # gone when there is none). On requests also in the underscore spelling that CGI-style
+        # upstreams read as the same header (as requestHeaderModifier does).
+        touched = self.drop | {n for n, _ in self.set}
+        self.underscore = request
+        self.set_drop = touched | (_underscored(touched) if request else frozenset())
 
     def edit(self, ctx: RequestCtx, headers: Headers) -> Headers:
-        values = [(n, e.evaluate(ctx)) for n, e in self.set]
-        setting = {n for n, v in values if v is not None}
-        drop = self.drop | setting
+        """``headers`` with the side's edits. As agentgateway: a header whose expression has no
+        value (it failed: an anonymous caller's ``jwt.sub``), or no valid one (CR, LF, NUL), is
+        removed, also for ``add``, so that a failed evaluation never lets the client's own header of
+        that name pass as the gateway's."""
+        added = [(n, e.evaluate_header(ctx)) for n, e in self.add]
+        drop = self.set_drop
+        failed = {n for n, v in added if v is None}
+        if failed:
+            drop = drop | failed | (_underscored(failed) if self.underscore else frozenset())
         out = [h for h in headers if h[0] not in drop] if drop else headers
-        for n, e in self.add:
-            v = e.evaluate(ctx)
-            if v is not None and n not in self.drop:
+        removed = self.drop
+        out.extend((n, v) for n, v in added if v is not None and n not in removed)
+        for n, e in self.set:
+            v = e.evaluate_header(ctx)
+            if v is not None and n not in removed:
                 out.append((n, v))
-        out.extend((n, v) for n, v in values if v is not None and n not in self.drop)
         return out
+
+
+def _underscored(names: frozenset[bytes] | set[bytes]) -> frozenset[bytes]:
+    return frozenset(n.replace(b"-", b"_") for n in names if b"-" in n)
 
 
 class Transformations:
@@ -58,8 +78,8 @@ class Transformations:
     __slots__ = ("request", "response")
 
     def __init__(self, cfg: TransformationsConfig, where: str) -> None:
-        self.request = _Side(cfg.request, f"{where}.request") if cfg.request else None
-        self.response = _Side(cfg.response, f"{where}.response") if cfg.response else None
+        self.request = _Side(cfg.request, f"{where}.request", True) if cfg.request else None
+        self.response = _Side(cfg.response, f"{where}.response", False) if cfg.response else None
 
     def on_request(self, ctx: RequestCtx) -> LocalReply | None:
         side = self.request
@@ -67,9 +87,8 @@ class Transformations:
             return None
         ctx.headers = side.edit(ctx, ctx.headers)
         if side.body is not None:
-            body = side.body.evaluate(ctx)
-            if body is not None:
-                ctx.request_body = body
+            # No value: an empty body, as agentgateway (not the client's body in its place).
+            ctx.request_body = side.body.evaluate(ctx) or b""
         return None
 
     def on_response(self, ctx: RequestCtx, status: int, headers: Headers) -> None:
@@ -78,6 +97,4 @@ class Transformations:
             return
         headers[:] = side.edit(ctx, headers)
         if side.body is not None:
-            body = side.body.evaluate(ctx)
-            if body is not None:
-                ctx.response_body = body
+            ctx.response_body = side.body.evaluate(ctx) or b""

@@ -44,6 +44,10 @@ class ClientConnection(ResponseWriter, Protocol):
     def sni(self) -> bytes | None:
         """The server name a TLS client asked for (it picks the listener)."""
 
+    @property
+    def client_cert(self) -> bool:
+        """The TLS client presented a certificate."""
+
 
 class ServedConnection(Protocol):
     """A client connection as the worker's sweep and drain see it (HTTP/1.1, HTTP/2, or relayed)."""

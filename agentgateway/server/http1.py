@@ -107,6 +107,7 @@ class HttpConnection(asyncio.Protocol):
         "client_port",
         "scheme",
         "sni",
+        "client_cert",
         "_parsing_head",
         "_url",
         "_headers",
@@ -150,6 +151,9 @@ class HttpConnection(asyncio.Protocol):
         self.scheme = b"http"
         # For TLS connections: the server name the client asked for (picks the listener).
         self.sni: bytes | None = None
+        # The TLS client presented a certificate (verified by the listener's handshake, or by the
+        # one that made a session it resumed).
+        self.client_cert = False
         self._parsing_head = False
         self._url = b""
         self._headers: Headers = []
@@ -209,6 +213,7 @@ class HttpConnection(asyncio.Protocol):
             self.scheme = b"https"
             sni = getattr(sslobj, "agw_sni", None)
             self.sni = sni.encode() if sni else None
+            self.client_cert = sslobj.getpeercert(binary_form=True) is not None
         worker = self.worker
         worker.connections.add(self)
         self.opened = worker.loop.time()

@@ -124,6 +124,7 @@ class Http2Stream:
         "stream_id",
         "bind",
         "sni",
+        "client_cert",
         "ctx",
         "exchange",
         "closed",
@@ -157,6 +158,7 @@ class Http2Stream:
         self.stream_id = stream_id
         self.bind = conn.bind
         self.sni = conn.sni
+        self.client_cert = conn.client_cert
         self.ctx: RequestCtx | None = None
         self.exchange: Exchange = DISCARD
         # Request limits of the config this stream started under (a reload applies to the next).
@@ -691,6 +693,7 @@ class Http2Connection(asyncio.Protocol):
         "client_port",
         "scheme",
         "sni",
+        "client_cert",
         "h2",
         "limits",
         "header_limit",
@@ -721,6 +724,7 @@ class Http2Connection(asyncio.Protocol):
         self.client_port = 0
         self.scheme = b"http"
         self.sni: bytes | None = None
+        self.client_cert = False  # the TLS client presented a certificate
         self.limits = worker.runtime.limits  # the settings of this connection's life
         self.header_limit = self.limits.http2_max_header_size or self.limits.max_header_size
         # Header lists up to twice the advertised limit are decoded and answered 431 (per stream);
@@ -761,6 +765,7 @@ class Http2Connection(asyncio.Protocol):
             self.scheme = b"https"
             sni = getattr(sslobj, "agw_sni", None)
             self.sni = sni.encode() if sni else None
+            self.client_cert = sslobj.getpeercert(binary_form=True) is not None
         limits = self.limits
         h2 = self.h2
         h2.initiate_connection(

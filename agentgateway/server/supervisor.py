@@ -35,7 +35,7 @@ from agentgateway.admin.http import Handler, serve_admin
 from agentgateway.admin.planes import admin_handler, readiness_handler, stats_handler
 from agentgateway.config.compile import compile_config
 from agentgateway.config.dump import config_dump
-from agentgateway.config.envexpand import expand_env
+from agentgateway.config.envexpand import expand_env, secret_variable_values
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.ir import RuntimeConfig
 from agentgateway.config.loader import decode_config, default_config_text, read_config_file
@@ -87,13 +87,16 @@ def load(
 ) -> tuple[str, RuntimeConfig]:
     """Expanded text and compiled IR of ``source``; ``files`` collects the files the config refers
     to. Raises ConfigError, its message stripped of the secrets of the config it is about."""
-    text = expand_env(source.read() if raw is None else raw)
+    written = source.read() if raw is None else raw
+    env_secrets = secret_variable_values(written)
+    text = expand_env(written)
     cfg = decode_config(text)
     try:
         with (files or ReferencedFiles()).collecting():
             runtime = compile_config(cfg, source.base_dir)
     except ConfigError as exc:
-        raise ConfigError(exc.path, scrub(exc.reason, secret_values(cfg))) from None
+        raise ConfigError(exc.path, scrub(exc.reason, secret_values(cfg) | env_secrets)) from None
+    runtime.env_secrets = env_secrets
     return text, runtime
 
 
@@ -571,7 +574,7 @@ class Supervisor:
     def _reload_failed(self, message: str) -> None:
         """Logged, counted and kept for the status page, without the secrets of the config that
         serves (a message about a broken edit may quote one)."""
-        message = scrub(message, secret_values(self.runtime.source))
+        message = scrub(message, secret_values(self.runtime.source) | self.runtime.env_secrets)
         self.reloads_failed += 1
         self.last_error = message
         log.error("config reload rejected, still serving the previous config: %s", message)

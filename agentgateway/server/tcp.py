@@ -60,6 +60,7 @@ class StreamConnection(asyncio.Protocol):
         "_tunnel",
         "_client_eof",
         "_observed",
+        "client_cert",
     )
 
     def __init__(self, worker: ConnectionHost, bind: ServedBind, passthrough: bool) -> None:
@@ -78,6 +79,8 @@ class StreamConnection(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._routed = False
+        # The TLS client presented a certificate (a listener with tls.root requires one).
+        self.client_cert = False
         self._connecting: asyncio.Task[None] | None = None
         self._tunnel: Tunnel | None = None
         self._client_eof = False
@@ -95,6 +98,7 @@ class StreamConnection(asyncio.Protocol):
         if sslobj is not None:
             name = getattr(sslobj, "agw_sni", None)
             server_name = name.lower().encode() if name else None
+            self.client_cert = sslobj.getpeercert(binary_form=True) is not None
         self.ctx = RequestCtx(
             b"",
             b"",

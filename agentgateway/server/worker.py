@@ -82,7 +82,7 @@ class BindHandle:
     """One listening port in this worker and the IR it currently serves. The relay socket
     (``internal``) serves every bind: the port comes with each relayed request."""
 
-    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied", "sock")
+    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied", "sock", "verify_mode")
 
     def __init__(self, runtime: BindRuntime, internal: bool = False) -> None:
         self.port = runtime.port
@@ -90,6 +90,10 @@ class BindHandle:
         self.gateway = f"bind/{runtime.port}"
         self.server: asyncio.Server | ProxyProtocolListener | None = None
         self.tls = runtime.tls
+        # The certificate request every handshake on this port keeps (the first context's, see
+        # compile.share_client_certificate_requests): a reload that changes it reopens the port.
+        default_ctx = runtime.default_listener.ssl_context
+        self.verify_mode = default_ctx.verify_mode if runtime.tls and default_ctx is not None else None
         self.internal = internal
         # Connections start with a PROXY protocol header (frontendPolicies.proxyProtocol).
         self.proxied = False
@@ -151,8 +155,39 @@ class Worker:
                 return DISCARD
             bind = relayed
         listener: ListenerRuntime | None
-        if conn.sni is not None:
-            listener = bind.listeners.select(conn.sni) or bind.default_listener
+        if bind.tls and not internal:
+            # The TLS handshake chose the listener (its certificate, its client-certificate
+            # check): by SNI, else the default one. The host of the request must be that
+            # listener's, or a client could pass the handshake of a lax listener and name a
+            # strict one's host (no SNI, another SNI, or a second authority on a reused HTTP/2
+            # connection). As agentgateway (Gateway API GEP-1486): 421 when another listener
+            # of the port takes the host (the client retries on a connection of its own),
+            # 404 when none does.
+            sni = conn.sni
+            listener = (bind.listeners.select(sni) if sni is not None else None) or bind.default_listener
+            # (An HTTP/1.0 request without Host names no host: the handshake's listener serves it.)
+            by_host = bind.listeners.select(ctx.host) if ctx.host else listener
+            if by_host is not listener:
+                if by_host is None:
+                    listener = None
+                else:
+                    conn.reply(
+                        ctx,
+                        421,
+                        f"misdirected request: host {ctx.host.decode('latin-1')!r} is served by listener "
+                        f"{by_host.name}, this connection was made for listener {listener.name}",
+                    )
+                    return DISCARD
+            if listener is not None and listener.client_certs and not conn.client_cert:
+                # A resumed session made with another listener of the port (they share OpenSSL's
+                # session cache and ticket key) skipped this listener's certificate request.
+                conn.reply(
+                    ctx,
+                    421,
+                    f"misdirected request: listener {listener.name} requires a client certificate and this "
+                    "connection presented none (a session resumed from another listener)",
+                )
+                return DISCARD
         else:
             listener = bind.listeners.select(ctx.host)
         if listener is None:
@@ -236,6 +271,8 @@ class Worker:
             listener = bind.listeners.select(server_name or b"")
         if listener is None or listener.tcp_routes is None:
             return None
+        if listener.client_certs and not conn.client_cert:
+            return None  # it requires a certificate; this connection presented none (see dispatch)
         return listener.name, listener.tcp_routes.select(server_name)
 
     def observe_connection(self, ctx: RequestCtx) -> None:
@@ -365,7 +402,9 @@ class Worker:
             for port, bind in runtime.binds.items():
                 old = self.binds.get(port)
                 proxied = runtime.limits.proxy_protocol is not None
-                if old is None or old.tls != bind.tls or old.proxied != proxied:
+                default_ctx = bind.default_listener.ssl_context
+                verify_mode = default_ctx.verify_mode if bind.tls and default_ctx is not None else None
+                if old is None or old.tls != bind.tls or old.proxied != proxied or old.verify_mode != verify_mode:
                     opened[port] = await self._open(bind, runtime)
         except OSError as exc:
             for handle in opened.values():

@@ -16,6 +16,10 @@ The decision comes from the request's ``x-authz`` header:
   allow-json  HTTP: 200 with a JSON body {"user": <x-user or alice>, "tier": "gold",
               "groups": ["a", "b"]} and x-authz-user
   slow        answers ``allow`` after 3 seconds
+  reflect     gRPC: allowed like an authorizer that copies a token claim into headers: the
+              claim is the JSON string in ``x-claim``, set as the request header x-authz-user
+              and the response header x-authz-resp, under the name ``x-claim-name`` gives (JSON too)
+              (default x-authz-user); ``deny-reflect``: denied with it as the header x-reason
   (missing)   denied, as ``deny``
 """
 
@@ -65,6 +69,20 @@ class Authorization(external_auth_pb2_grpc.AuthorizationServicer):
             return external_auth_pb2.CheckResponse(
                 status=status_pb2.Status(code=OK), ok_response=ok, dynamic_metadata=metadata
             )
+        if decision in ("reflect", "deny-reflect"):
+            claim = json.loads(headers.get("x-claim", '""'))
+            name = json.loads(headers.get("x-claim-name", '"x-authz-user"'))
+            if decision == "deny-reflect":
+                denied = external_auth_pb2.DeniedHttpResponse(
+                    status=http_status_pb2.HttpStatus(code=403), headers=[_option("x-reason", claim)]
+                )
+                return external_auth_pb2.CheckResponse(
+                    status=status_pb2.Status(code=PERMISSION_DENIED), denied_response=denied
+                )
+            ok = external_auth_pb2.OkHttpResponse(
+                headers=[_option(name, claim)], response_headers_to_add=[_option("x-authz-resp", claim)]
+            )
+            return external_auth_pb2.CheckResponse(status=status_pb2.Status(code=OK), ok_response=ok)
         if decision == "deny-bare":
             return external_auth_pb2.CheckResponse(status=status_pb2.Status(code=PERMISSION_DENIED))
         denied = external_auth_pb2.DeniedHttpResponse(

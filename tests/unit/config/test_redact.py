@@ -295,6 +295,15 @@ binds:
         ("key sk-proj-Abc123def456ghi789jkl0 end", f"key {REDACTED} end"),
         ("key sk-ant-api03-abcdefghijklmnop1234 end", f"key {REDACTED} end"),
         ("AKIAIOSFODNN7EXAMPLE", REDACTED),
+        # Credentials in a query string, any case and separator; other parameters stay.
+        ("http://h/mcp?api_key=abc123&x=1", f"http://h/mcp?api_key={REDACTED}&x=1"),
+        ("http://h/?x=1&Access-Token=abc#frag", f"http://h/?x=1&Access-Token={REDACTED}#frag"),
+        ("https://b.blob/c?sv=2024&sig=Zm9v%2Bbar", f"https://b.blob/c?sv=2024&sig={REDACTED}"),
+        ("x?X-Amz-Signature=dead&X-Amz-Credential=AK%2F1", f"x?X-Amz-Signature={REDACTED}&X-Amz-Credential={REDACTED}"),
+        ("<a href='/?a=1&amp;token=abc'>", f"<a href='/?a=1&amp;token={REDACTED}'>"),
+        ("http://h/?keyword=cats&tokens_used=3", "http://h/?keyword=cats&tokens_used=3"),
+        ("http://h/?client=web&page=2", "http://h/?client=web&page=2"),
+        ("a == b && c", "a == b && c"),
         # Harmless values that only look a little like secrets stay as written.
         ("route sk-learn-pipeline-route", "route sk-learn-pipeline-route"),
         ("Bearer tokens are required", "Bearer tokens are required"),
@@ -325,3 +334,45 @@ def test_struct_builtins_match_to_builtins_apart_from_secrets():
     plain = msgspec.to_builtins(cfg)
     plain["binds"][0]["listeners"][0]["routes"][0]["policies"]["apiKey"]["keys"][0]["key"] = REDACTED
     assert out == plain
+
+
+def test_secret_named_variables_are_known_by_their_values():
+    from agentgateway.config.envexpand import secret_variable_values
+
+    env = {
+        "OPENAI_API_KEY": "v-openai",
+        "GITHUB_TOKEN": "v-gh",
+        "DB_PASS": "v-db",
+        "CLIENT_SECRET": "v-cs",
+        "KEYCLOAK_URL": "v-url",
+        "PWD": "v-pwd",
+        "TEAM": "v-team",
+        "UNUSED_TOKEN": "v-unused",
+    }
+    text = (
+        "a: ${OPENAI_API_KEY}\nb: $GITHUB_TOKEN\nc: x${DB_PASS}y\nd: ${CLIENT_SECRET:-dflt}\n"
+        "e: ${KEYCLOAK_URL}\nf: $PWD\ng: $TEAM\n# h: $UNUSED_TOKEN\ni: ${MISSING_KEY:-default}\n"
+    )
+    assert secret_variable_values(text, env) == {"v-openai", "v-gh", "v-db", "v-cs"}
+
+
+@pytest.mark.parametrize(
+    "name,credential",
+    [
+        ("Authorization", True),
+        ("x-api-key", True),
+        ("X-Partner-Token", True),
+        ("x_client_secret", True),
+        ("x-hub-signature", True),
+        ("x-partner-apikey", True),
+        ("x-db-password", True),
+        ("x-team", False),
+        ("x-tokens-used", False),
+        ("x-keyword", False),
+        ("x-monkey", False),
+    ],
+)
+def test_headers_named_as_credentials(name, credential):
+    from agentgateway.config.redact import is_credential_header
+
+    assert is_credential_header(name) is credential
