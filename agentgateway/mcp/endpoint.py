@@ -58,9 +58,9 @@ _ROUTING_HEADERS = frozenset((b"mcp-protocol-version", b"mcp-method", b"mcp-name
 # What the names of the headers workers add to a relayed request start with (upstream/relay.py:
 # BIND_HEADER, IDENTITY_HEADER, CEL_VARS_HEADER).
 _INTERNAL_HEADERS = b"x-agentgateway-"
-# Calls that may stream progress, logging or server requests before their answer.
 # JSON values a request id cannot be (None is checked apart; a tuple: ``a | b`` builds a union per call).
 _NOT_ID_TYPES = (bool, float, list, dict)
+# Calls that may stream progress, logging or server requests before their answer.
 _STREAMING_METHODS = frozenset(("tools/call", "prompts/get", "resources/read", "completion/complete"))
 
 
