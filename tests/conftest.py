@@ -12,7 +12,15 @@ from typing import Any
 import httpx._transports.default as httpx_transport
 import pytest
 
-from tests.support.gateway import Gateway, McpServerProcess, Process, RateLimitService, RedisServer, UpstreamServer
+from tests.support.gateway import (
+    AuthzServer,
+    Gateway,
+    McpServerProcess,
+    Process,
+    RateLimitService,
+    RedisServer,
+    UpstreamServer,
+)
 from tests.support.idp import IdentityProvider
 from tests.support.otlp import OtlpReceiver
 
@@ -63,6 +71,18 @@ def upstream(tmp_path: Path, processes: list[Process]) -> Callable[..., Upstream
 def mcp_server(tmp_path: Path, processes: list[Process]) -> Callable[..., McpServerProcess]:
     def start(name: str, transport: str = "http", **kwargs: Any) -> McpServerProcess:
         server = McpServerProcess(tmp_path, name, transport, **kwargs)
+        processes.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def authz(tmp_path: Path, processes: list[Process]) -> Callable[..., AuthzServer]:
+    """Starts the tests' external authorizer: ``authz("grpc")`` or ``authz("http")``."""
+
+    def start(mode: str = "grpc") -> AuthzServer:
+        server = AuthzServer(tmp_path, mode)
         processes.append(server)
         return server
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,9 @@ import pytest
 import trustme
 
 from tests.support.gateway import (
+    AuthzServer,
     Gateway,
     ResponseReader,
-    ServerProcess,
     UpstreamServer,
     binds,
     free_port,
@@ -336,15 +335,9 @@ def reflecting_authz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         up = UpstreamServer(tmp, "up")
         procs.append(up)
-        authz_port = free_port()
-        procs.append(
-            ServerProcess(
-                [sys.executable, "-m", "tests.support.extauthz", "--port", str(authz_port), "--mode", "grpc"],
-                tmp / "authz.log",
-                authz_port,
-                what="grpc authorizer",
-            )
-        )
+        authz = AuthzServer(tmp)
+        procs.append(authz)
+        authz_port = authz.port
         port = free_port()
         policies = {"extAuthz": {"host": f"127.0.0.1:{authz_port}", "protocol": {"grpc": {}}}}
         gw_dir = tmp / "gw"
@@ -581,21 +574,15 @@ def test_an_sse_session_is_used_only_through_its_own_route(gateway: Any) -> None
 
 
 def test_a_client_cannot_speak_for_the_gateway_to_the_authorizer(
-    gateway: Any, upstream: Any, idp: Any, tmp_path: Path, processes: list[Any]
+    gateway: Any, upstream: Any, idp: Any, authz: Any
 ) -> None:
     """``addRequestHeaders: {x-user: jwt.sub}`` tells the authorizer who the gateway proved the
     caller is. When the expression has no value (an anonymous caller under ``jwtAuth`` optional),
     the client's own ``x-user`` (passed by ``includeRequestHeaders``) must not reach the
     authorizer in its place: the gateway's names carry only the gateway's values."""
     up = upstream()
-    authz_port = free_port()
-    svc = ServerProcess(
-        [sys.executable, "-m", "tests.support.extauthz", "--port", str(authz_port), "--mode", "http"],
-        tmp_path / "authz-http.log",
-        authz_port,
-        what="http authorizer",
-    )
-    processes.append(svc)
+    svc = authz("http")
+    authz_port = svc.port
     port = free_port()
     policies = {
         "jwtAuth": {"mode": "optional", "issuer": idp.issuer, "jwks": {"url": idp.jwks_url}},
@@ -644,22 +631,14 @@ def test_a_header_the_gateway_computes_is_never_the_clients(gateway: Any, upstre
 
 
 @pytest.mark.parametrize("mode", ["grpc", "http"])
-def test_the_partial_body_flag_is_the_gateways(
-    gateway: Any, upstream: Any, tmp_path: Path, processes: list[Any], mode: str
-) -> None:
+def test_the_partial_body_flag_is_the_gateways(gateway: Any, upstream: Any, authz: Any, mode: str) -> None:
     """``x-envoy-auth-partial-body`` tells the authorizer whether the body it got was cut at
     ``maxRequestBytes``. A client's header of that name must not pass for it (``false`` on a cut
     body: the authorizer would judge a truncated document as whole): the gateway's value, or
     none when no body is sent."""
     up = upstream()
-    authz_port = free_port()
-    svc = ServerProcess(
-        [sys.executable, "-m", "tests.support.extauthz", "--port", str(authz_port), "--mode", mode],
-        tmp_path / f"authz-{mode}.log",
-        authz_port,
-        what=f"{mode} authorizer",
-    )
-    processes.append(svc)
+    svc = authz(mode)
+    authz_port = svc.port
     with_body, without_body = free_port(), free_port()
     base = {"host": f"127.0.0.1:{authz_port}", "protocol": {mode: {}}}
     if mode == "http":

@@ -16,22 +16,6 @@ import yaml
 from tests.support.gateway import REPO, ResponseReader, ServerProcess, binds, free_port
 
 
-@pytest.fixture
-def authz(tmp_path, processes):
-    def start(mode: str = "grpc") -> ServerProcess:
-        port = free_port()
-        proc = ServerProcess(
-            [sys.executable, "-m", "tests.support.extauthz", "--port", str(port), "--mode", mode],
-            tmp_path / f"authz-{mode}-{port}.log",
-            port,
-            what=f"{mode} authorizer",
-        )
-        processes.append(proc)
-        return proc
-
-    return start
-
-
 def checks(proc: ServerProcess) -> list[dict]:
     return [json.loads(line[6:]) for line in proc.output().splitlines() if line.startswith("CHECK ")]
 

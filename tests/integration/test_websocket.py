@@ -204,21 +204,10 @@ def test_upgrade_refused_by_jwt_auth_and_rate_limit(gateway, ws_server):
     assert all("authorization" not in h for h in ws_server.handshakes)
 
 
-def test_upgrade_behind_an_asynchronous_policy(gateway, ws_server, tmp_path, processes):
+def test_upgrade_behind_an_asynchronous_policy(gateway, ws_server, authz):
     """extAuthz (a gRPC call) holds the upgrade until it answers: allowed, the tunnel opens with
     the service's header mutations; denied, its answer reaches the client."""
-    import sys
-
-    from tests.support.gateway import ServerProcess
-
-    authz_port = free_port()
-    svc = ServerProcess(
-        [sys.executable, "-m", "tests.support.extauthz", "--port", str(authz_port), "--mode", "grpc"],
-        tmp_path / "authz.log",
-        authz_port,
-        what="grpc authorizer",
-    )
-    processes.append(svc)
+    authz_port = authz("grpc").port
     port = free_port()
     gateway(binds(port, [_route(ws_server, extAuthz={"host": f"127.0.0.1:{authz_port}"})]))
 

@@ -380,6 +380,16 @@ class ServerProcess(Process):
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+class AuthzServer(ServerProcess):
+    """The external authorizer of the tests (tests/support/extauthz.py), gRPC or HTTP, on a port
+    of its own; what it was asked is in its output (``CHECK`` lines)."""
+
+    def __init__(self, log_dir: Path, mode: str = "grpc") -> None:
+        port = free_port()
+        args = [sys.executable, "-m", "tests.support.extauthz", "--port", str(port), "--mode", mode]
+        super().__init__(args, log_dir / f"authz-{mode}-{port}.log", port, what=f"{mode} authorizer")
+
+
 class McpServerProcess(Process):
     """``tests.support.mcp_server`` over HTTP (streamable, path /mcp) or legacy SSE (path /sse)."""
 
