@@ -1,0 +1,148 @@
+"""Attacks on authentication and authorization through the daemon: where a credential policy
+reads a request differently from the upstream behind it. Raw sockets, so that repeated and empty
+fields, blanks and separators reach the gateway as written. One gateway serves the routes of the
+credential tests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import Gateway, UpstreamServer, free_port, raw_connection, read_response
+
+API_KEY = "sk-the-one-key"
+USER, PASSWORD = "ann", "ann-pass"
+HTPASSWD = f"{USER}:{{SHA}}{base64.b64encode(hashlib.sha1(PASSWORD.encode()).digest()).decode()}\n"
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, UpstreamServer]]:
+    """Credential policies in ``mode: optional`` (a credential that is present must be valid),
+    one route per location: ``header.test`` reads ``x-api-key`` (no prefix), ``query.test`` the
+    query parameter ``api_key``, ``cookie.test`` the cookie ``tok``, ``bearer.test`` the default
+    ``Authorization: Bearer``, ``basic.test`` basicAuth's ``Authorization: Basic``."""
+    tmp: Path = tmp_path_factory.mktemp("attack-auth")
+    procs: list[Any] = []
+    try:
+        up = UpstreamServer(tmp, "up")
+        procs.append(up)
+        backends = [{"host": up.address}]
+
+        def api_key(location: dict[str, Any] | None) -> dict[str, Any]:
+            policy: dict[str, Any] = {"mode": "optional", "keys": [{"key": API_KEY}]}
+            if location is not None:
+                policy["location"] = location
+            return {"apiKey": policy}
+
+        routes = [
+            {"hostnames": ["header.test"], "policies": api_key({"header": {"name": "x-api-key"}})},
+            {"hostnames": ["query.test"], "policies": api_key({"queryParameter": {"name": "api_key"}})},
+            {"hostnames": ["cookie.test"], "policies": api_key({"cookie": {"name": "tok"}})},
+            {"hostnames": ["bearer.test"], "policies": api_key(None)},
+            {"hostnames": ["basic.test"], "policies": {"basicAuth": {"mode": "optional", "htpasswd": HTPASSWD}}},
+        ]
+        for route in routes:
+            route["backends"] = backends
+        port = free_port()
+        gw_dir = tmp / "gw"
+        gw_dir.mkdir()
+        procs.append(Gateway(gw_dir, {"binds": [{"port": port, "listeners": [{"routes": routes}]}]}))
+        yield port, up
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def _exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    with raw_connection(port, timeout=5) as sock:
+        sock.sendall(raw)
+        return read_response(sock)
+
+
+def _request(host: str, target: str = "/echo", headers: bytes = b"") -> bytes:
+    return f"GET {target} HTTP/1.1\r\nHost: {host}\r\n".encode() + headers + b"\r\n"
+
+
+_BASIC_FORGED = base64.b64encode(b"ann:forged")
+_BASIC_GOOD = base64.b64encode(f"{USER}:{PASSWORD}".encode())
+
+# Requests carrying a credential nothing may let through unchecked: each spelling puts a forged
+# credential where a common upstream reads one, next to (or instead of) what the policy read.
+_HIDDEN = {
+    # An empty first field: PHP, Express and Go's Header.Values()[-1] readers take the last.
+    "empty header, then forged": ("header.test", "/echo", b"x-api-key:\r\nx-api-key: forged\r\n"),
+    "blank header, then forged": ("header.test", "/echo", b"x-api-key:  \r\nx-api-key: forged\r\n"),
+    "empty parameter, then forged": ("query.test", "/echo?api_key=&api_key=forged", b""),
+    # PHP reads the last of a repeated query parameter.
+    "encoded empty parameter, then forged": ("query.test", "/echo?api%5Fkey=&api_key=forged", b""),
+    # Rack 2, Go before 1.17 and Python before 3.9.2 also split a query at ';' (CVE-2021-23336).
+    "semicolon-separated parameter": ("query.test", "/echo?x=1;api_key=forged", b""),
+    "empty cookie, then forged": ("cookie.test", "/echo", b"Cookie: tok=; tok=forged\r\n"),
+    "quoted empty cookie, then forged": ("cookie.test", "/echo", b'Cookie: tok=""\r\nCookie: tok=forged\r\n'),
+    # Rails reads the scheme with /^(Token|Bearer)\s+/: a tab separates it as well as a space.
+    "bearer and a tab": ("bearer.test", "/echo", b"Authorization: Bearer\tforged\r\n"),
+    "bearer, a space and a tab": ("bearer.test", "/echo", b"Authorization: bearer \tforged\r\n"),
+    "basic and a tab": ("basic.test", "/echo", b"Authorization: Basic\t" + _BASIC_FORGED + b"\r\n"),
+}
+
+
+@pytest.mark.parametrize(("host", "target", "headers"), list(_HIDDEN.values()), ids=list(_HIDDEN))
+def test_a_credential_in_an_unusual_spelling_is_checked(edge, host: str, target: str, headers: bytes) -> None:
+    """``mode: optional`` lets a request without a credential through, and checks one that is
+    there. An empty first occurrence, a ``;``-separated query parameter or a tab after the scheme
+    once counted as no credential: the forged one beside it reached the upstream unchecked."""
+    port, up = edge
+    before = len(up.requests())
+    status, _, body = _exchange(port, _request(host, target, headers))
+    assert status == 401, body
+    assert len(up.requests()) == before
+
+
+_GOOD = {
+    "empty header, then the key": ("header.test", "/echo", b"x-api-key:\r\nx-api-key: " + API_KEY.encode() + b"\r\n"),
+    "empty parameter, then the key": ("query.test", f"/echo?api_key=&api_key={API_KEY}&x=1", b""),
+    "semicolon-separated key": ("query.test", f"/echo?x=1;api_key={API_KEY};y=2&z=3", b""),
+    "empty cookie, then the key": ("cookie.test", "/echo", f"Cookie: tok=; tok={API_KEY}; other=1\r\n".encode()),
+    "bearer and a tab": ("bearer.test", "/echo", f"Authorization: Bearer\t{API_KEY}\r\n".encode()),
+    "basic and a tab": ("basic.test", "/echo", b"Authorization: Basic\t" + _BASIC_GOOD + b"\r\n"),
+}
+
+
+@pytest.mark.parametrize(("host", "target", "headers"), list(_GOOD.values()), ids=list(_GOOD))
+def test_a_valid_credential_in_those_spellings_is_accepted_and_removed(
+    edge, host: str, target: str, headers: bytes
+) -> None:
+    port, _ = edge
+    status, _, body = _exchange(port, _request(host, target, headers))
+    assert status == 200, body
+    seen = json.loads(body)
+    sent = json.dumps(seen)
+    assert API_KEY not in sent and _BASIC_GOOD.decode() not in sent, seen
+    assert [k for k, _ in seen["headers"] if k in ("authorization", "x-api-key")] == []
+    if host == "query.test":
+        # The other parameters as sent, each with its separator.
+        assert seen["target"] in ("/echo?x=1", "/echo?x=1;y=2&z=3"), seen["target"]
+    if host == "cookie.test":
+        assert dict(seen["headers"])["cookie"] == "other=1"
+
+
+@pytest.mark.parametrize(
+    ("host", "target", "headers"),
+    [
+        ("header.test", "/echo", b"x-api-key:\r\n"),
+        ("query.test", "/echo?api_key=&x=1", b""),
+        ("cookie.test", "/echo", b"Cookie: tok=\r\n"),
+        ("bearer.test", "/echo", b"Authorization: Bearer\r\n"),
+        ("bearer.test", "/echo", b"Authorization: Token other-scheme\r\n"),
+    ],
+)
+def test_no_credential_is_still_let_through_in_optional_mode(edge, host: str, target: str, headers: bytes) -> None:
+    port, _ = edge
+    status, _, body = _exchange(port, _request(host, target, headers))
+    assert status == 200, body
