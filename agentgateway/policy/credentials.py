@@ -11,7 +11,8 @@ A credential is read as the upstream behind the gateway might read it, so that `
 occurrences the first that is not empty counts (an empty first one would otherwise hide a second
 that PHP or Express reads); a query is split at ``;`` as well as ``&`` (as Rack 2, older Go and
 Python read it); a prefix that ends in a space is the scheme followed by any run of spaces and
-tabs (Rails reads ``Bearer<TAB>token`` as a bearer token).
+tabs (Rails reads ``Bearer<TAB>token`` as a bearer token); a header's underscore spelling
+(``x_api_key``) is the header too.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ _BLANKS = b" \t"
 class Location:
     """One configured location, ready for the request path."""
 
-    __slots__ = ("_kind", "_name", "_name_text", "_prefix", "_scheme", "_expression", "describe")
+    __slots__ = ("_kind", "_name", "_names", "_name_text", "_prefix", "_scheme", "_expression", "describe")
 
     def __init__(self, kind: int, name: str, prefix: str = "", expression: CelExpression | None = None) -> None:
         self._kind = kind
         self._name = name.lower().encode() if kind == _HEADER else name.encode()
+        # A header is also read, and removed, in its underscore spelling: CGI-style upstreams
+        # (WSGI, PHP, Rack) read ``x_api_key`` as ``x-api-key`` (both are ``HTTP_X_API_KEY``).
+        self._names = frozenset((self._name, self._name.replace(b"-", b"_")))
         self._name_text = name
         self._prefix = prefix.lower().encode("latin-1")
         # A prefix ending in a blank (``Bearer ``) is a scheme: then any run of blanks follows it.
@@ -88,9 +92,9 @@ class Location:
         upstream reads it."""
         kind = self._kind
         if kind == _HEADER:
-            name = self._name
+            names = self._names
             for k, v in ctx.headers:
-                if k == name:
+                if k in names:
                     if self._prefix:
                         found = self._after_prefix(v)
                         if found is None:
@@ -130,8 +134,8 @@ class Location:
         """Take the credential out of the request (it must not reach the upstream)."""
         kind = self._kind
         if kind == _HEADER:
-            name = self._name
-            ctx.headers = [(k, v) for k, v in ctx.headers if k != name]
+            names = self._names
+            ctx.headers = [(k, v) for k, v in ctx.headers if k not in names]
         elif kind == _QUERY:
             # Every occurrence, also between ';'; the other parameters are kept byte for byte,
             # each with the separator that came before it.

@@ -78,6 +78,9 @@ _HIDDEN = {
     # An empty first field: PHP, Express and Go's Header.Values()[-1] readers take the last.
     "empty header, then forged": ("header.test", "/echo", b"x-api-key:\r\nx-api-key: forged\r\n"),
     "blank header, then forged": ("header.test", "/echo", b"x-api-key:  \r\nx-api-key: forged\r\n"),
+    # CGI-style upstreams (WSGI, PHP, Rack) read x_api_key as x-api-key (both HTTP_X_API_KEY).
+    "underscore spelling": ("header.test", "/echo", b"X_Api_Key: forged\r\n"),
+    "empty header, then the underscore spelling": ("header.test", "/echo", b"x-api-key:\r\nx_api_key: forged\r\n"),
     "empty parameter, then forged": ("query.test", "/echo?api_key=&api_key=forged", b""),
     # PHP reads the last of a repeated query parameter.
     "encoded empty parameter, then forged": ("query.test", "/echo?api%5Fkey=&api_key=forged", b""),
@@ -106,6 +109,13 @@ def test_a_credential_in_an_unusual_spelling_is_checked(edge, host: str, target:
 
 _GOOD = {
     "empty header, then the key": ("header.test", "/echo", b"x-api-key:\r\nx-api-key: " + API_KEY.encode() + b"\r\n"),
+    # Accepted, the key is removed in both spellings: a CGI-style upstream must not read the
+    # second as the caller's key.
+    "the key, then the underscore spelling": (
+        "header.test",
+        "/echo",
+        b"x-api-key: " + API_KEY.encode() + b"\r\nx_api_key: sk-someone-else\r\n",
+    ),
     "empty parameter, then the key": ("query.test", f"/echo?api_key=&api_key={API_KEY}&x=1", b""),
     "semicolon-separated key": ("query.test", f"/echo?x=1;api_key={API_KEY};y=2&z=3", b""),
     "empty cookie, then the key": ("cookie.test", "/echo", f"Cookie: tok=; tok={API_KEY}; other=1\r\n".encode()),
@@ -124,7 +134,7 @@ def test_a_valid_credential_in_those_spellings_is_accepted_and_removed(
     seen = json.loads(body)
     sent = json.dumps(seen)
     assert API_KEY not in sent and _BASIC_GOOD.decode() not in sent, seen
-    assert [k for k, _ in seen["headers"] if k in ("authorization", "x-api-key")] == []
+    assert [k for k, _ in seen["headers"] if k in ("authorization", "x-api-key", "x_api_key")] == []
     if host == "query.test":
         # The other parameters as sent, each with its separator.
         assert seen["target"] in ("/echo?x=1", "/echo?x=1;y=2&z=3"), seen["target"]
