@@ -156,3 +156,38 @@ def test_no_credential_is_still_let_through_in_optional_mode(edge, host: str, ta
     port, _ = edge
     status, _, body = _exchange(port, _request(host, target, headers))
     assert status == 200, body
+
+
+# ---------------------------------------------------------------------------------------- extAuthz
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http"])
+def test_an_authorizer_header_replaces_the_clients_underscore_spelling(gateway, upstream, authz, mode: str) -> None:
+    """An allowing authorizer names the user in ``x-authz-user`` (and, over gRPC, removes
+    ``x-remove-me``); the client's own ``x_authz_user: mallory`` reached a CGI-style upstream
+    (WSGI, PHP, Rack) as the same ``HTTP_X_AUTHZ_USER``, beside the authorizer's or in its place."""
+    up, svc = upstream(), authz(mode)
+    protocol: dict[str, Any] = (
+        {"grpc": {}} if mode == "grpc" else {"http": {"includeResponseHeaders": ["x-authz-user"]}}
+    )
+    port = free_port()
+    ext_authz = {"host": f"127.0.0.1:{svc.port}", "protocol": protocol, "includeRequestHeaders": ["x-authz"]}
+    gateway(
+        {
+            "binds": [
+                {
+                    "port": port,
+                    "listeners": [
+                        {"routes": [{"policies": {"extAuthz": ext_authz}, "backends": [{"host": up.address}]}]}
+                    ],
+                }
+            ]
+        }
+    )
+    raw = b"GET /echo HTTP/1.1\r\nHost: gw.test\r\nx-authz: allow\r\nX_Authz_User: mallory\r\nx_remove_me: 1\r\n\r\n"
+    status, _, body = _exchange(port, raw)
+    assert status == 200, body
+    sent = [[k, v] for k, v in json.loads(body)["headers"] if k.replace("_", "-") == "x-authz-user"]
+    assert sent == [["x-authz-user", "alice"]], sent
+    if mode == "grpc":  # the service removes x-remove-me: in every spelling
+        assert [k for k, _ in json.loads(body)["headers"] if k.replace("_", "-") == "x-remove-me"] == []
