@@ -8,13 +8,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.support.gateway import Gateway, UpstreamServer, free_port, raw_connection, read_response
+from tests.support.gateway import Gateway, UpstreamServer, free_port, raw_connection, read_response, stdio_target
+from tests.support.idp import new_key, public_jwk
 
 API_KEY = "sk-the-one-key"
 USER, PASSWORD = "ann", "ann-pass"
@@ -191,3 +197,72 @@ def test_an_authorizer_header_replaces_the_clients_underscore_spelling(gateway, 
     assert sent == [["x-authz-user", "alice"]], sent
     if mode == "grpc":  # the service removes x-remove-me: in every spelling
         assert [k for k, _ in json.loads(body)["headers"] if k.replace("_", "-") == "x-remove-me"] == []
+
+
+# ---------------------------------------------------------------------------------------- mcpAuthentication
+
+
+class _CountingIssuer:
+    """An issuer whose metadata fetches are counted and answered ``status`` (after ``delay``)."""
+
+    def __init__(self, status: int, delay: float = 0.0) -> None:
+        self.status = status
+        self.delay = delay
+        self.fetches = 0
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                with lock:
+                    outer.fetches += 1
+                time.sleep(outer.delay)
+                body = b'{"issuer": "x"}' if outer.status == 200 else b"unavailable"
+                self.send_response(outer.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [503, 200])
+def test_authorization_server_metadata_requests_cannot_flood_the_issuer(gateway, status: int) -> None:
+    """``GET /.well-known/oauth-authorization-server`` needs no token and is answered from the
+    issuer's own metadata. Each request once fetched it again while the issuer failed (and every
+    concurrent request at a cold start): anyone could make the gateway send the identity provider
+    one request per request. Fetches are shared and at most one per 2 s, as JWKS fetches are."""
+    issuer = _CountingIssuer(status, delay=0.3)
+    try:
+        port = free_port()
+        policy = {
+            "issuer": issuer.url,
+            "audiences": [f"http://127.0.0.1:{port}/mcp"],
+            "jwks": {"keys": [public_jwk("k1", new_key())]},
+            "resourceMetadata": {},
+        }
+        gateway({"mcp": {"port": port, "targets": [stdio_target("alpha")], "policies": {"mcpAuthentication": policy}}})
+        url = f"http://127.0.0.1:{port}/.well-known/oauth-authorization-server/mcp"
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(32)))
+        assert set(answers) == ({502} if status != 200 else {200}), answers
+        for _ in range(10):
+            assert httpx.get(url, timeout=10).status_code == (502 if status != 200 else 200)
+        assert issuer.fetches == 1, issuer.fetches
+        if status != 200:
+            time.sleep(2.2)  # the next fetch may start now
+            issuer.status = 200
+            assert httpx.get(url, timeout=10).status_code == 200
+            assert issuer.fetches == 2
+    finally:
+        issuer.stop()
