@@ -266,3 +266,33 @@ def test_authorization_server_metadata_requests_cannot_flood_the_issuer(gateway,
             assert issuer.fetches == 2
     finally:
         issuer.stop()
+
+
+def test_oidc_discovery_requests_cannot_flood_the_provider(gateway, upstream) -> None:
+    """Every request without a session needs the provider's discovery document. While the
+    provider failed, each such request (and every concurrent one at a cold start) fetched it
+    again: anyone could make the gateway call the provider once per request. Fetches are shared
+    and at most one per 2 s."""
+    issuer = _CountingIssuer(503, delay=0.3)
+    try:
+        up = upstream()
+        port = free_port()
+        oidc = {
+            "issuer": issuer.url,
+            "clientId": "gw",
+            "clientSecret": "s3cret",
+            "redirectURI": f"http://127.0.0.1:{port}/oauth/callback",
+        }
+        routes = [{"policies": {"oidc": oidc}, "backends": [{"host": up.address}]}]
+        gateway(
+            {"binds": [{"port": port, "listeners": [{"routes": routes}]}]},
+            env={"SESSION_KEY": "ab" * 32},
+        )
+        url = f"http://127.0.0.1:{port}/app"
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(32)))
+        answers += [httpx.get(f"{url}?n={i}", timeout=10).status_code for i in range(10)]
+        assert set(answers) == {503}, answers
+        assert issuer.fetches == 1, issuer.fetches
+    finally:
+        issuer.stop()
