@@ -296,3 +296,71 @@ def test_oidc_discovery_requests_cannot_flood_the_provider(gateway, upstream) ->
         assert issuer.fetches == 1, issuer.fetches
     finally:
         issuer.stop()
+
+
+# ---------------------------------------------------------------------------------------- reload
+
+_MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+def _mcp_post(url: str, body: dict[str, Any], session: str | None = None) -> httpx.Response:
+    headers = dict(_MCP_HEADERS)
+    if session is not None:
+        headers["mcp-session-id"] = session
+        headers["mcp-protocol-version"] = "2025-06-18"
+    return httpx.post(url, json=body, headers=headers, timeout=20)
+
+
+def _mcp_result(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code == 200, r.text
+    text = r.text
+    if r.headers["content-type"].startswith("text/event-stream"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:"))
+    return json.loads(text)
+
+
+def test_a_reload_that_tightens_mcp_authorization_applies_to_open_sessions(gateway, tmp_path) -> None:
+    """An operator revokes a tool by editing ``mcpAuthorization``: a session opened before the
+    reload must not keep calling it under the rules it started with."""
+    port = free_port()
+    target = stdio_target("alpha")
+
+    def config(rules: list[Any]) -> dict[str, Any]:
+        backend = {"mcp": {"targets": [target]}}
+        route = {"name": "mcp", "backends": [backend], "policies": {"mcpAuthorization": {"rules": rules}}}
+        return {"binds": [{"port": port, "listeners": [{"routes": [route]}]}]}
+
+    gw = gateway(config(["true"]))
+    url = f"http://127.0.0.1:{port}/mcp"
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    r = _mcp_post(url, init)
+    _mcp_result(r)
+    session = r.headers["mcp-session-id"]
+    _mcp_post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}}
+    assert "result" in _mcp_result(_mcp_post(url, call, session))
+
+    before = gw.metric("agentgateway_config_reloads_total", result="success")
+    gw.write_config(config(["true", {"deny": 'has(mcp.tool) && mcp.tool.name == "echo"'}]))
+    deadline = time.monotonic() + 10
+    while gw.metric("agentgateway_config_reloads_total", result="success") == before:
+        assert time.monotonic() < deadline, "no reload"
+        time.sleep(0.1)
+    time.sleep(0.3)  # the workers take the new config
+
+    # A new session is refused the tool; so must the one opened before.
+    r = _mcp_post(url, init)
+    fresh = r.headers["mcp-session-id"]
+    _mcp_post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, fresh)
+    assert _mcp_result(_mcp_post(url, call, fresh))["error"]["message"] == "Unknown tool: echo"
+    answer = _mcp_post(url, call, session)
+    if answer.status_code == 404:
+        return  # the old session was ended: its client starts a new one
+    assert _mcp_result(answer)["error"]["message"] == "Unknown tool: echo"
+    listed = _mcp_result(_mcp_post(url, {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, session))
+    assert "echo" not in {t["name"] for t in listed["result"]["tools"]}
