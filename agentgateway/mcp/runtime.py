@@ -243,6 +243,7 @@ class McpRuntime:
         ):
             return None
         session.last_seen = now
+        _adopt(session, service)
         return session
 
     def lookup_sse(self, query_id: str, service: McpService, identity: str = "") -> DownstreamSession | Remote | None:
@@ -256,6 +257,7 @@ class McpRuntime:
         session = self.sessions.get(sid)
         if session is None or session.closed or session.identity != identity or session.service.scope != service.scope:
             return None
+        _adopt(session, service)
         return session
 
     def sse_query_id(self, session: DownstreamSession) -> str:
@@ -351,3 +353,13 @@ def _ephemeral_key() -> bytes:
         os.environ[EPHEMERAL_KEY_ENV] = key.hex()
     _ephemeral = key
     return key
+
+
+def _adopt(session: DownstreamSession, service: McpService) -> None:
+    """A session continued after a reload that kept its backend in place serves on under the
+    backend as it is now configured: its ``mcpAuthorization`` and tool pinning (a tool the
+    operator revoked is revoked for open sessions too), names and Origin checks. Its upstream
+    sessions stay (targets the reload removed are no longer routed to; added ones are not
+    joined)."""
+    if session.service is not service:
+        session.service = service

@@ -5,11 +5,20 @@ agentgateway's ``location`` (``jwtAuth``, ``apiKey``) and ``authorizationLocatio
 ``Authorization: Bearer <token>``), a query parameter, a cookie, or a CEL expression. A
 credential that was accepted is removed from the request before it goes upstream (an expression
 location cannot remove anything).
+
+A credential is read as the upstream behind the gateway might read it, so that ``mode: optional``
+(a credential that is present must be valid) never lets one through unchecked: of repeated
+occurrences the first that is not empty counts (an empty first one would otherwise hide a second
+that PHP or Express reads); a query is split at ``;`` as well as ``&`` (as Rack 2, older Go and
+Python read it); a prefix that ends in a space is the scheme followed by any run of spaces and
+tabs (Rails reads ``Bearer<TAB>token`` as a bearer token); a header's underscore spelling
+(``x_api_key``) is the header too.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, unquote_plus
+import re
+from urllib.parse import unquote_plus
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import CredentialLocation
@@ -17,18 +26,25 @@ from agentgateway.core.context import RequestCtx
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 
 _HEADER, _QUERY, _COOKIE, _EXPRESSION = range(4)
+_QUERY_SEPARATORS = re.compile(rb"([&;])")
+_BLANKS = b" \t"
 
 
 class Location:
     """One configured location, ready for the request path."""
 
-    __slots__ = ("_kind", "_name", "_name_text", "_prefix", "_expression", "describe")
+    __slots__ = ("_kind", "_name", "_names", "_name_text", "_prefix", "_scheme", "_expression", "describe")
 
     def __init__(self, kind: int, name: str, prefix: str = "", expression: CelExpression | None = None) -> None:
         self._kind = kind
         self._name = name.lower().encode() if kind == _HEADER else name.encode()
+        # A header is also read, and removed, in its underscore spelling: CGI-style upstreams
+        # (WSGI, PHP, Rack) read ``x_api_key`` as ``x-api-key`` (both are ``HTTP_X_API_KEY``).
+        self._names = frozenset((self._name, self._name.replace(b"-", b"_")))
         self._name_text = name
         self._prefix = prefix.lower().encode("latin-1")
+        # A prefix ending in a blank (``Bearer ``) is a scheme: then any run of blanks follows it.
+        self._scheme = self._prefix.rstrip(_BLANKS) if self._prefix[-1:] in (b" ", b"\t") else None
         self._expression = expression
         self.describe = {
             _HEADER: f"header {name}",
@@ -70,35 +86,40 @@ class Location:
         return self._kind != _EXPRESSION
 
     def extract(self, ctx: RequestCtx) -> str | None:
-        """The credential, or None when the request has none here (a header without the prefix
-        has none). Of repeated headers, the first one with the prefix: a first ``Authorization:
-        Basic …`` must not hide a second ``Authorization: Bearer …`` from the check while an
-        upstream that looks for a bearer token reads it."""
+        """The credential, or None when the request has none here. Of repeated occurrences, the
+        first that is not empty (a header without the prefix is none): a first ``Authorization:
+        Basic …`` or an empty ``x-api-key:`` must not hide a second one from the check while an
+        upstream reads it."""
         kind = self._kind
         if kind == _HEADER:
-            name = self._name
-            prefix = self._prefix
+            names = self._names
             for k, v in ctx.headers:
-                if k == name:
-                    if prefix:
-                        if v[: len(prefix)].lower() != prefix:
+                if k in names:
+                    if self._prefix:
+                        found = self._after_prefix(v)
+                        if found is None:
                             continue
-                        v = v[len(prefix) :]
-                    return v.strip().decode("latin-1") or None
+                        v = found
+                    v = v.strip()
+                    if v:
+                        return v.decode("latin-1")
             return None
         if kind == _QUERY:
             if not ctx.query:
                 return None
-            for key, text in parse_qsl(ctx.query.decode("latin-1"), keep_blank_values=True):
-                if key == self._name_text:
-                    return text or None
+            for segment in _QUERY_SEPARATORS.split(ctx.query)[::2]:
+                key, _, value = segment.partition(b"=")
+                if unquote_plus(key.decode("latin-1")) == self._name_text:
+                    text = unquote_plus(value.decode("latin-1"))
+                    if text:
+                        return text
             return None
         if kind == _COOKIE:
             for k, v in ctx.headers:
                 if k == b"cookie":
                     for cookie, raw in _cookies(v):
-                        if cookie == self._name:
-                            return raw.decode("latin-1") or None
+                        if cookie == self._name and raw:
+                            return raw.decode("latin-1")
             return None
         assert self._expression is not None
         try:
@@ -113,17 +134,22 @@ class Location:
         """Take the credential out of the request (it must not reach the upstream)."""
         kind = self._kind
         if kind == _HEADER:
-            name = self._name
-            ctx.headers = [(k, v) for k, v in ctx.headers if k != name]
+            names = self._names
+            ctx.headers = [(k, v) for k, v in ctx.headers if k not in names]
         elif kind == _QUERY:
-            # The other parameters are kept byte for byte.
+            # Every occurrence, also between ';'; the other parameters are kept byte for byte,
+            # each with the separator that came before it.
             text_name = self._name_text
-            kept = [
-                segment
-                for segment in ctx.query.split(b"&")
-                if unquote_plus(segment.partition(b"=")[0].decode("latin-1")) != text_name
-            ]
-            ctx.query = b"&".join(kept)
+            parts = _QUERY_SEPARATORS.split(ctx.query)
+            kept: list[bytes] = []
+            for i in range(0, len(parts), 2):
+                segment = parts[i]
+                if unquote_plus(segment.partition(b"=")[0].decode("latin-1")) == text_name:
+                    continue
+                if kept:
+                    kept.append(parts[i - 1])
+                kept.append(segment)
+            ctx.query = b"".join(kept)
             ctx.target = ctx.path + b"?" + ctx.query if ctx.query else ctx.path
         elif kind == _COOKIE:
             headers = []
@@ -135,6 +161,17 @@ class Location:
                     v = b"; ".join(rest)
                 headers.append((k, v))
             ctx.headers = headers
+
+    def _after_prefix(self, value: bytes) -> bytes | None:
+        """What follows the prefix in a header value, or None when the value lacks it."""
+        scheme = self._scheme
+        if scheme is None:
+            prefix = self._prefix
+            return value[len(prefix) :] if value[: len(prefix)].lower() == prefix else None
+        n = len(scheme)
+        if value[:n].lower() != scheme or value[n : n + 1] not in (b" ", b"\t"):
+            return None
+        return value[n:]
 
 
 def _cookies(header: bytes) -> list[tuple[bytes, bytes]]:

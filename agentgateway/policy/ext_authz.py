@@ -113,10 +113,16 @@ class Decision:
             ctx.learn("extauthz", self.metadata)
         if self.reply is not None:
             return self.reply
+        # A header the service sets or removes is its own: the client's underscore spelling of
+        # it goes too (CGI-style upstreams, WSGI, PHP, Rack, read ``x_user`` as ``x-user``).
         for name in self.remove:
             if name != b"host" and not name.startswith(b":") and name not in _PROTECTED:
-                ctx.headers[:] = [(k, v) for k, v in ctx.headers if k != name]
+                names = (name, name.replace(b"-", b"_"))
+                ctx.headers[:] = [(k, v) for k, v in ctx.headers if k not in names]
         for name, value, action in self.set:
+            if b"-" in name and name not in _PROTECTED and not name.startswith(b":"):
+                underscored = name.replace(b"-", b"_")
+                ctx.headers[:] = [(k, v) for k, v in ctx.headers if k != underscored]
             set_request_header(ctx, name, value, action)
         for name, value in self.response_headers:
             ctx.add_response_header(name, value)

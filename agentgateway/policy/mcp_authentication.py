@@ -12,7 +12,9 @@ authorization, 2025-06-18 and later; agentgateway's policy).
   ``authorization_servers: [issuer]`` and the other ``resourceMetadata`` keys (camelCase keys
   written snake_case: ``scopesSupported`` → ``scopes_supported``).
 * ``GET /.well-known/oauth-authorization-server[/<path>]`` answers the issuer's RFC 8414
-  metadata, fetched from it (and kept five minutes).
+  metadata, fetched from it (and kept five minutes). Anyone may ask for it, so fetches are shared
+  by the requests waiting for one and start at most once per ``jwks.MIN_INTERVAL`` (a failing
+  issuer is not asked again for every request); meanwhile the last good copy, if any, is served.
 
 ``provider`` adapts this to identity providers that do not implement the MCP profile as written,
 as agentgateway does (the protected resource metadata then names the gateway itself as the
@@ -40,6 +42,7 @@ sent to MCP upstreams.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -55,7 +58,7 @@ from agentgateway.core.context import RequestCtx
 from agentgateway.core.reply import DEFER, LocalReply
 from agentgateway.policy import outbound
 from agentgateway.policy.credentials import Location
-from agentgateway.policy.jwks import compile_key_set
+from agentgateway.policy.jwks import MIN_INTERVAL, compile_key_set
 from agentgateway.policy.jwt_auth import (
     UNDECIDED,
     JwtValidator,
@@ -107,6 +110,8 @@ class McpAuthenticationPolicy:
         "base_url",
         "_as_target",
         "_as_cache",
+        "_as_inflight",
+        "_as_attempt",
         "provider",
         "audience",
         "client_id",
@@ -165,6 +170,8 @@ class McpAuthenticationPolicy:
         except ConfigError:
             self._as_target = None  # an issuer that is not a URL has no metadata to pass on
         self._as_cache: tuple[float, bytes] | None = None
+        self._as_inflight: asyncio.Task[bytes | None] | None = None
+        self._as_attempt = -MIN_INTERVAL  # when the last fetch started (monotonic)
         self._registration: tuple[HttpTarget, bytes] | None = None
         if self.client_id is None and self.provider != "authentik" and self._as_target is not None:
             self._registration = outbound.url_target(
@@ -249,6 +256,21 @@ class McpAuthenticationPolicy:
             return self._metadata_reply(ctx, cached[1])
         if self._as_target is None:
             return LocalReply.text(404, f"issuer {self.issuer!r} is not a URL: no authorization server metadata")
+        task = self._as_inflight
+        if task is None and time.monotonic() - self._as_attempt >= MIN_INTERVAL:
+            self._as_attempt = time.monotonic()
+            # A task of its own: a client that leaves does not cancel the fetch for the others.
+            task = self._as_inflight = asyncio.get_running_loop().create_task(self._fetch_metadata())
+        body = await asyncio.shield(task) if task is not None else None
+        if body is None:
+            cached = self._as_cache  # the last good copy, while the issuer fails
+            if cached is None:
+                return LocalReply.text(502, "authorization server metadata unavailable")
+            body = cached[1]
+        return self._metadata_reply(ctx, body)
+
+    async def _fetch_metadata(self) -> bytes | None:
+        assert self._as_target is not None
         target, path = self._as_target
         try:
             response = await outbound.client().request(
@@ -261,9 +283,11 @@ class McpAuthenticationPolicy:
                 raise ValueError("not a JSON object")
         except (HttpClientError, ValueError, orjson.JSONDecodeError) as exc:
             log.warning("authorization server metadata of %s not fetched: %s", self.issuer, exc)
-            return LocalReply.text(502, "authorization server metadata unavailable")
+            return None
+        finally:
+            self._as_inflight = None
         self._as_cache = (time.monotonic(), body)
-        return self._metadata_reply(ctx, body)
+        return body
 
     def _metadata_reply(self, ctx: RequestCtx, body: bytes) -> LocalReply:
         provider = self.provider

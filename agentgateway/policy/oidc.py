@@ -35,11 +35,14 @@ are removed from the request before it goes upstream.
 Provider metadata comes from discovery (``discovery``, default
 ``<issuer>/.well-known/openid-configuration``, fetched when first needed; its ``issuer`` must be
 this one) or is given in full: ``authorizationEndpoint``, ``tokenEndpoint`` and ``jwks``
-together (``tokenEndpointAuth`` then defaults to ``clientSecretBasic``).
+together (``tokenEndpointAuth`` then defaults to ``clientSecretBasic``). Any request without a
+session needs the document, so its fetches are shared by the requests waiting for one and start
+at most once per ``jwks.MIN_INTERVAL``: a provider that fails is not asked once per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -61,7 +64,7 @@ from agentgateway.core.context import RequestCtx
 from agentgateway.core.reply import DEFER, LocalReply
 from agentgateway.observe.tracing import end_call, start_call, traceparent_for
 from agentgateway.policy import outbound
-from agentgateway.policy.jwks import KeySet, compile_key_set, remote_key_set
+from agentgateway.policy.jwks import MIN_INTERVAL, KeySet, compile_key_set, remote_key_set
 from agentgateway.policy.jwt_auth import JwtValidator, Provider, Rejected, Verified
 from agentgateway.upstream.client import HttpClientError
 from agentgateway.upstream.target import HttpTarget
@@ -146,6 +149,9 @@ class OidcPolicy:
         "validator",
         "_discovery",
         "_discovery_where",
+        "_discovering",
+        "_discovery_attempt",
+        "_discovery_error",
         "_explicit_auth",
     )
 
@@ -204,6 +210,9 @@ class OidcPolicy:
         self.endpoints: _Endpoints | None = None
         self._discovery: tuple[HttpTarget, bytes] | None = None
         self._discovery_where = f"{where}.discovery"
+        self._discovering: asyncio.Task[None] | None = None
+        self._discovery_attempt = -MIN_INTERVAL  # when the last fetch started (monotonic)
+        self._discovery_error = "not fetched yet"
         self._explicit_auth = cfg.token_endpoint_auth
         if all(explicit):
             if cfg.discovery is not None:
@@ -301,9 +310,23 @@ class OidcPolicy:
         return verdict
 
     async def _discover(self) -> None:
+        """Fetch the discovery document when it is due, joining a fetch already running; raises
+        ConfigError while there is none to use. A fetch starts at most once per MIN_INTERVAL."""
         current = self.endpoints
         if self._discovery is None or (current is not None and time.monotonic() - current.fetched < _DISCOVERY_TTL):
             return
+        task = self._discovering
+        if task is None and time.monotonic() - self._discovery_attempt >= MIN_INTERVAL:
+            self._discovery_attempt = time.monotonic()
+            # A task of its own: a client that leaves does not cancel the fetch for the others.
+            task = self._discovering = asyncio.get_running_loop().create_task(self._fetch_discovery())
+        if task is not None:
+            await asyncio.shield(task)
+        if self.endpoints is None:
+            raise ConfigError(self._discovery_where, f"discovery failed: {self._discovery_error}")
+
+    async def _fetch_discovery(self) -> None:
+        assert self._discovery is not None
         target, path = self._discovery
         try:
             response = await outbound.client().request(
@@ -313,11 +336,13 @@ class OidcPolicy:
             if response.status != 200:
                 raise ValueError(f"HTTP status {response.status}")
             document = orjson.loads(body)
-        except (HttpClientError, ValueError, orjson.JSONDecodeError) as exc:
-            if current is not None:
-                return  # keep what was discovered before
-            raise ConfigError(self._discovery_where, f"discovery failed: {exc}") from None
-        endpoints = self._from_discovery(document, self._discovery_where)
+            endpoints = self._from_discovery(document, self._discovery_where)
+        except (HttpClientError, ValueError, orjson.JSONDecodeError, ConfigError) as exc:
+            self._discovery_error = str(exc)
+            return  # keep what was discovered before, if anything
+        finally:
+            self._discovering = None
+        current = self.endpoints
         if current is None or endpoints.key_set is not current.key_set:
             self.validator = self._validator(endpoints.key_set)
         self.endpoints = endpoints

@@ -215,7 +215,13 @@ class Placement:
     def place(self, out: Outbound, value: bytes, path: bytes | None = None) -> tuple[bytes, HeaderEdits]:
         path = out.path if path is None else path
         if self.header is not None:
-            return path, [(self.header, self.prefix + value)]
+            edits: HeaderEdits = [(self.header, self.prefix + value)]
+            underscored = self.header.replace(b"-", b"_")
+            if underscored != self.header:
+                # CGI-style upstreams (WSGI, PHP, Rack) read the client's ``x_api_key`` as
+                # ``x-api-key``: beside the gateway's, or in its place when read last.
+                edits.append((underscored, None))
+            return path, edits
         if self.query is not None:
             base, _, query = path.partition(b"?")
             name = quote(self.query, safe="").encode()

@@ -60,6 +60,15 @@ def test_a_header_credential_replaces_the_clients_in_any_case(port, headers) -> 
     assert values == [GATEWAY_KEY]
 
 
+@pytest.mark.parametrize("headers", [b"x_api_key: client\r\n", b"X_Api_Key: client\r\nx-api-key: client2\r\n"])
+def test_a_header_credential_replaces_the_clients_underscore_spelling(port, headers) -> None:
+    """CGI-style upstreams (WSGI, PHP, Rack) read ``x_api_key`` as ``x-api-key``: the client's
+    value under that spelling would stand beside the gateway's (or, read last, replace it)."""
+    sent = _sent(port, b"/header", headers)
+    values = [v for k, v in sent["headers"] if k.lower().replace("_", "-") == "x-api-key"]
+    assert values == [GATEWAY_KEY]
+
+
 @pytest.mark.parametrize("query", [b"api_key=client", b"api_key=client&api_key=client2", b"a=1&api_key=client&b=2"])
 def test_a_query_credential_replaces_the_clients(port, query) -> None:
     target = _sent(port, b"/query?" + query)["target"]
