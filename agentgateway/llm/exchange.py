@@ -61,7 +61,7 @@ from agentgateway.llm.shaping import (
     walk_request_texts,
     walk_response_texts,
 )
-from agentgateway.llm.tokens import COUNTER, output_limit, rough_count
+from agentgateway.llm.tokens import COUNTER, invalid_limit, output_limit, rough_count
 from agentgateway.llm.transforms import BodyTransform
 from agentgateway.llm.usage import Usage
 from agentgateway.observe.tracing import end_call, end_provider_call, start_call, start_provider_call
@@ -447,6 +447,9 @@ class LlmExchange:
             # ``1`` or ``"true"`` is true to a lenient provider (pydantic): it would stream an
             # answer the gateway reads as one JSON document (and whose usage it cannot count).
             raise LlmError(400, "stream must be true or false")
+        invalid = invalid_limit(api, body)
+        if invalid is not None:
+            raise LlmError(400, f"{invalid} must be a non-negative integer")
         stream = api in (CHAT, MESSAGES, RESPONSES, PASSTHROUGH, DETECT) and streaming is True
         facts = self._facts = LlmFacts(_OPERATION_NAME[api], requested, stream)
         facts.api = api

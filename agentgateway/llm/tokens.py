@@ -100,17 +100,36 @@ def _limit(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+# The request keys that bound an answer's tokens, per API: a budget reserves what they allow.
+_LIMIT_KEYS: dict[str, tuple[str, ...]] = {
+    "chat": ("max_completion_tokens", "max_tokens", "n"),
+    "messages": ("max_tokens",),
+    "responses": ("max_output_tokens",),
+}
+
+
+def invalid_limit(api: str, body: dict[str, Any]) -> str | None:
+    """The first answer-bounding key whose value is not a count (a string, a negative or
+    fractional number, a boolean), or None. A lenient provider reads ``"max_tokens": "5000"`` as
+    5000 while a budget, reading no limit, would reserve only the policy's default."""
+    for key in _LIMIT_KEYS.get(api, ()):
+        value = body.get(key)
+        if value is not None and _limit(value) is None:
+            return key
+    return None
+
+
 def output_limit(api: str, body: dict[str, Any]) -> int | None:
     """The most output tokens the request lets the model write (every choice of an ``n`` > 1
     Chat request), or None when it sets no limit. Embeddings, token counts and reranks write none."""
     if api in ("embeddings", "count_tokens", "rerank"):
         return 0
     if api == "chat":
-        limit = _limit(body.get("max_completion_tokens"))
-        if limit is None:
-            limit = _limit(body.get("max_tokens"))
+        # Both keys set: OpenAI reads ``max_completion_tokens``, a provider that knows only the
+        # older ``max_tokens`` (Ollama-style) reads that one; the reservation covers either.
+        limits = [x for x in (_limit(body.get("max_completion_tokens")), _limit(body.get("max_tokens"))) if x is not None]
         n = _limit(body.get("n")) or 1
-        return None if limit is None else limit * n
+        return max(limits) * n if limits else None
     if api == "messages":
         return _limit(body.get("max_tokens"))
     if api == "responses":

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -168,6 +169,42 @@ def test_fifty_concurrent_calls_stay_within_the_budget(
             assert spent <= LEFT
         # refused calls never reached a provider
         assert sum(f.count() for f in fakes.values()) - before == answered
+    finally:
+        for f in fakes.values():
+            f.stop()
+
+
+@pytest.mark.parametrize(
+    ("limits", "status"),
+    [
+        ({"max_completion_tokens": 1, "max_tokens": 990}, 429),
+        ({"max_completion_tokens": 990, "max_tokens": 1}, 429),
+        ({"max_tokens": "990"}, 400),
+        ({"max_completion_tokens": -1}, 400),
+        ({"max_tokens": 10, "n": True}, 400),
+        ({"max_completion_tokens": 1, "max_tokens": 10}, 200),
+    ],
+)
+def test_a_call_reserves_what_any_provider_would_read_as_its_limit(
+    limits: dict[str, Any], status: int, tmp_path: Path, gateway: Callable[..., Any]
+) -> None:
+    """A provider that knows only ``max_tokens`` (Ollama-style) reads it beside a small
+    ``max_completion_tokens``, and a lenient one reads ``"990"`` as 990: the budget reserves
+    the larger of the two limits, and a limit that is not a count is refused (it reserved only
+    the policy's default before). One call first leaves the bucket of 1000 below 990 (a
+    reservation larger than the whole bucket would take all of a full one and run)."""
+    fakes = {kind: FakeProvider(tmp_path, kind) for kind in ("openai", "anthropic")}
+    try:
+        bucket = {"type": "tokens", "maxTokens": 1000, "tokensPerFill": 1, "fillInterval": "1h"}
+        port = free_port()
+        gateway(_config(port, fakes, {"localRateLimit": [{**bucket, "key": "apiKey.team"}]}))
+        _spend(port, 1)
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], **limits}
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers={"authorization": "Bearer key-a"}
+        )
+        assert answer.status_code == status, answer.text
+        assert fakes["openai"].count() == (2 if status == 200 else 1)
     finally:
         for f in fakes.values():
             f.stop()

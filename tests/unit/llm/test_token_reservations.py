@@ -8,7 +8,7 @@ from agentgateway.config.schema import LocalRateLimit as LocalRateLimitConfig
 from agentgateway.core.context import RequestCtx
 from agentgateway.llm.accounting import LlmCall, Refusal
 from agentgateway.llm.budgets import LocalTokenBudget
-from agentgateway.llm.tokens import output_limit, rough_count
+from agentgateway.llm.tokens import invalid_limit, output_limit, rough_count
 from agentgateway.llm.usage import Usage
 from agentgateway.policy import buckets
 from agentgateway.policy.local_rate_limit import LocalRateLimit, TokenHold
@@ -33,7 +33,12 @@ def _available(limit: LocalRateLimit, ctx: RequestCtx) -> list[int]:
 def test_what_a_call_reserves() -> None:
     assert rough_count(["x" * 64]) == 16 and rough_count(["é" * 4]) == 2 and rough_count([]) == 0
     assert output_limit("chat", {"max_tokens": 10}) == 10
-    assert output_limit("chat", {"max_completion_tokens": 5, "max_tokens": 10, "n": 3}) == 15
+    # both limits set: the larger (a provider may read either)
+    assert output_limit("chat", {"max_completion_tokens": 5, "max_tokens": 10, "n": 3}) == 30
+    assert output_limit("chat", {"max_completion_tokens": 50, "max_tokens": 10}) == 50
+    assert invalid_limit("chat", {"max_tokens": "9"}) == "max_tokens" and invalid_limit("chat", {"n": True}) == "n"
+    assert invalid_limit("chat", {"max_tokens": 9.0, "max_completion_tokens": None}) is None
+    assert invalid_limit("messages", {"max_tokens": -1}) == "max_tokens" and invalid_limit("embeddings", {"n": "x"}) is None
     assert output_limit("chat", {}) is None and output_limit("chat", {"max_tokens": "9"}) is None
     # An integral float is the number a lenient provider reads (``n: 3.0`` is three choices).
     assert output_limit("chat", {"max_tokens": 10.0, "n": 3.0}) == 30
