@@ -127,7 +127,9 @@ def output_limit(api: str, body: dict[str, Any]) -> int | None:
     if api == "chat":
         # Both keys set: OpenAI reads ``max_completion_tokens``, a provider that knows only the
         # older ``max_tokens`` (Ollama-style) reads that one; the reservation covers either.
-        limits = [x for x in (_limit(body.get("max_completion_tokens")), _limit(body.get("max_tokens"))) if x is not None]
+        limits = [
+            x for x in (_limit(body.get("max_completion_tokens")), _limit(body.get("max_tokens"))) if x is not None
+        ]
         n = _limit(body.get("n")) or 1
         return max(limits) * n if limits else None
     if api == "messages":
