@@ -38,7 +38,10 @@ def test_what_a_call_reserves() -> None:
     assert output_limit("chat", {"max_completion_tokens": 50, "max_tokens": 10}) == 50
     assert invalid_limit("chat", {"max_tokens": "9"}) == "max_tokens" and invalid_limit("chat", {"n": True}) == "n"
     assert invalid_limit("chat", {"max_tokens": 9.0, "max_completion_tokens": None}) is None
-    assert invalid_limit("messages", {"max_tokens": -1}) == "max_tokens" and invalid_limit("embeddings", {"n": "x"}) is None
+    assert (
+        invalid_limit("messages", {"max_tokens": -1}) == "max_tokens"
+        and invalid_limit("embeddings", {"n": "x"}) is None
+    )
     assert output_limit("chat", {}) is None and output_limit("chat", {"max_tokens": "9"}) is None
     # An integral float is the number a lenient provider reads (``n: 3.0`` is three choices).
     assert output_limit("chat", {"max_tokens": 10.0, "n": 3.0}) == 30
