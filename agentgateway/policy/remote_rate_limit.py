@@ -27,7 +27,8 @@ A descriptor's ``cost`` (CEL) is what one request counts on it, as in agentgatew
 when the request is checked for ``type: requests`` (default 1), once the LLM call is over for
 ``type: tokens`` (default ``llm.totalTokens``; ``llm.inputTokens``, ``llm.outputTokens`` and the
 request's variables are there). An expression that fails, or is not a number, skips the
-descriptor (a token reservation made on it is given back).
+descriptor (a token reservation made on it is given back). A cost beyond 2^32-1 (infinity
+included) counts 2^32-1, the most ``hits_addend`` carries.
 
 gRPC and Redis clients are made on first use in the worker and shared by every policy that
 names the same service, across config reloads.
@@ -61,6 +62,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentgateway.policy")
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+# The most one check counts: the rate limit service's ``hits_addend`` is a uint32. A larger cost
+# (a client's number read by ``cost``, a request's ``max_tokens``) counts as this many, so it
+# cannot make the check fail instead: the protocol refused it (an internal error), and Redis
+# refused a count beyond its 64-bit counters, which ``failOpen`` then let through.
+_MAX_HITS = 0xFFFF_FFFF
 _DEFAULT_TIMEOUT = 1.0
 _LIMIT, _REMAINING, _RESET = b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset"
 
@@ -163,6 +169,8 @@ class _Descriptor:
             return None
         if isinstance(value, bool) or not isinstance(value, _NUMBER) or value != value:
             return None
+        if value >= _MAX_HITS:  # infinity included
+            return _MAX_HITS
         return max(int(value), 0)
 
     def evaluate(self, ctx: RequestCtx) -> list[tuple[str, str]] | None:
@@ -256,7 +264,7 @@ class RemoteRateLimit:
         checks = self._checks(ctx, requests=False)
         if not checks:
             return None, None
-        tokens = max(tokens, 1)
+        tokens = min(max(tokens, 1), _MAX_HITS)
         client = self.client
         # The true-up after the call runs once the request is over: only the reservation is a span.
         span = start_call(
@@ -368,7 +376,7 @@ class _RlsClient:
             channel = _channels[self.address] = grpc.aio.insecure_channel(self.address)
         request = rls_pb2.RateLimitRequest(
             domain=domain,
-            hits_addend=hits,
+            hits_addend=min(hits, _MAX_HITS),
             descriptors=[
                 ratelimit_pb2.RateLimitDescriptor(
                     entries=[ratelimit_pb2.RateLimitDescriptor.Entry(key=k, value=v) for k, v in entries]
