@@ -6,7 +6,8 @@ Two ways to reach the shared counters:
   of key and value, the values evaluated per request) are sent to
   ``envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`` over gRPC at ``host`` (or a
   named ``backend``) for ``domain``. ``OVER_LIMIT`` is answered 429 with the service's headers and
-  body; ``OK`` applies its request and response headers.
+  body; ``OK`` applies its request headers (replacing the client's of that name and its
+  underscore spelling) and response headers.
 * **Redis** (an addition, for teams without a rate limit service): ``redis.url`` and a ``limit``
   (``requestsPerUnit`` per ``second|minute|hour|day``) on each descriptor. Counters are fixed
   windows, one Redis key per descriptor value and window, incremented atomically by a Lua script.
@@ -401,7 +402,7 @@ class _RlsClient:
             raise RateLimitUnavailable(f"unknown overall code {code} from {self.address}")
         if ctx is None:
             return None
-        ctx.headers.extend(_service_headers(response.request_headers_to_add, _FRAMING))
+        _set_request_headers(ctx, _service_headers(response.request_headers_to_add, _FRAMING))
         for name, value in _service_headers(response.response_headers_to_add, _NOT_RELAYED):
             ctx.add_response_header(name, value)
         return None
@@ -437,6 +438,16 @@ def _service_headers(values: Any, refused: frozenset[bytes]) -> list[tuple[bytes
             continue
         out.append(checked)
     return out
+
+
+def _set_request_headers(ctx: RequestCtx, headers: list[tuple[bytes, bytes]]) -> None:
+    """The service's request headers replace the client's of the same name (as agentgateway
+    writes them), and its underscore spelling: CGI-style upstreams (WSGI, PHP, Rack) read
+    ``x_user`` as ``x-user``, so a client's ``x_user: admin`` would stand beside the service's."""
+    for name, value in headers:
+        names = (name, name.replace(b"-", b"_"))
+        ctx.headers[:] = [(k, v) for k, v in ctx.headers if k not in names]
+        ctx.headers.append((name, value))
 
 
 def _status_headers(statuses: Any) -> list[tuple[bytes, bytes]]:

@@ -3,13 +3,14 @@ outsider would, through the running daemon."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.gateway import binds, free_port
+from tests.support.gateway import binds, free_port, raw_connection, read_response
 
 # ---------------------------------------------------------------- remoteRateLimit cost
 
@@ -104,3 +105,28 @@ def test_a_huge_answer_limit_is_not_an_internal_error_with_the_rate_limit_servic
         assert fake.count() == 0
     finally:
         fake.stop()
+
+
+# ---------------------------------------------------------------- rate limit service headers
+
+
+def test_a_header_the_rate_limit_service_sets_replaces_the_clients(gateway, upstream, rls):
+    """The service's `request_headers_to_add` are its own, as agentgateway writes them (it
+    replaces a header of that name): the client's `x-rls-user: admin` was kept beside the
+    service's value (an upstream reading the first saw the client's), and so was its underscore
+    spelling `x_rls_user`, which CGI-style upstreams read as the same header."""
+    up = upstream()
+    service = rls(limit=100, headers={"x-rls-user": "seen"})
+    port = free_port()
+    limit = {"domain": "api", "host": service.address, "descriptors": [_descriptor('"all"')]}
+    limit["descriptors"][0].pop("cost")
+    gateway(binds(port, [{"policies": {"remoteRateLimit": limit}, "backends": [{"host": up.address}]}]))
+    with raw_connection(port) as s:
+        s.sendall(
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Rls-User: admin\r\nx_rls_user: admin\r\nX_RLS_USER: root\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        status, _, body = read_response(s)
+    assert status == 200
+    headers = [(k.lower(), v) for k, v in json.loads(body)["headers"]]
+    assert [v for k, v in headers if k.replace("_", "-") == "x-rls-user"] == ["seen"]
