@@ -4,6 +4,7 @@ outsider would, through the running daemon."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,52 @@ def test_a_header_the_rate_limit_service_sets_replaces_the_clients(gateway, upst
     assert status == 200
     headers = [(k.lower(), v) for k, v in json.loads(body)["headers"]]
     assert [v for k, v in headers if k.replace("_", "-") == "x-rls-user"] == ["seen"]
+
+
+# ---------------------------------------------------------------- identities without `sub`
+
+_MCP_ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+_MCP_INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
+
+def _mcp_post(port: int, body: dict, token: str, session: str | None = None) -> httpx.Response:
+    headers = {**_MCP_ACCEPT, "authorization": f"Bearer {token}"}
+    if session:
+        headers["mcp-session-id"] = session
+    return httpx.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=headers, timeout=20)
+
+
+def test_tokens_without_sub_do_not_share_an_mcp_session(gateway, idp):
+    """Client-credentials tokens often carry no `sub` (the client is `client_id` or `azp`). The
+    caller's identity was `jwt:<iss> ` for all of them, so one client could continue, and end,
+    another's MCP session (and share its extAuthz cache entries and session quota). Without `sub`
+    the identity is a digest of the verified claims (less the per-token `exp`, `iat`, `nbf`,
+    `jti`): the same client with a fresh token keeps its session, another client does not."""
+    from tests.support.gateway import stdio_target
+
+    port = free_port()
+    aud = f"http://127.0.0.1:{port}/mcp"
+    policy = {"issuer": idp.issuer, "audiences": [aud], "jwks": {"url": idp.jwks_url}}
+    gateway({"mcp": {"port": port, "targets": [stdio_target("alpha")], "policies": {"mcpAuthentication": policy}}})
+    app_a = idp.mint(aud=aud, sub=None, client_id="app-a", jti="1")
+    app_b = idp.mint(aud=aud, sub=None, client_id="app-b", jti="2")
+    init = _mcp_post(port, _MCP_INIT, app_a)
+    assert init.status_code == 200, init.text
+    sid = init.headers["mcp-session-id"]
+    assert _mcp_post(port, {"jsonrpc": "2.0", "method": "notifications/initialized"}, app_a, sid).status_code == 202
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    assert _mcp_post(port, listing, app_a, sid).status_code == 200
+    stolen = _mcp_post(port, listing, app_b, sid)
+    assert stolen.status_code == 404, stolen.text
+    ended = httpx.delete(aud, headers={"authorization": f"Bearer {app_b}", "mcp-session-id": sid})
+    assert ended.status_code == 404
+    # app-a's next token (another jti, iat and expiry) is still app-a
+    fresh = idp.mint(
+        aud=aud, sub=None, client_id="app-a", jti="3", iat=int(time.time()) - 5, exp=int(time.time()) + 900
+    )
+    assert _mcp_post(port, listing, fresh, sid).status_code == 200
