@@ -4,14 +4,18 @@ outsider would, through the running daemon."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import ssl
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trustme
 
-from tests.support.gateway import binds, free_port, raw_connection, read_response
+from tests.support.gateway import binds, free_port, raw_connection, read_response, wait_for
 
 # ---------------------------------------------------------------- remoteRateLimit cost
 
@@ -180,3 +184,105 @@ def test_tokens_without_sub_do_not_share_an_mcp_session(gateway, idp):
         aud=aud, sub=None, client_id="app-a", jti="3", iat=int(time.time()) - 5, exp=int(time.time()) + 900
     )
     assert _mcp_post(port, listing, fresh, sid).status_code == 200
+
+
+# ---------------------------------------------------------------- reloads under TLS
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".new")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def test_after_a_reload_of_the_client_roots_no_connection_gets_in_with_the_old_ones(gateway, upstream, tmp_path):
+    """A reload that replaces a listener's `tls.root`: once it counts as applied, a certificate
+    from the old CA fails every new handshake, in every worker, and a TLS session made with it
+    before the reload does not resume (it would skip the certificate check)."""
+    up = upstream()
+    server_ca, old_ca, new_ca = trustme.CA(), trustme.CA(), trustme.CA()
+    server = server_ca.issue_cert("localhost")
+    cert, key, roots = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "clients.pem"
+    server.cert_chain_pems[0].write_to_path(str(cert))
+    server.private_key_pem.write_to_path(str(key))
+    old_ca.cert_pem.write_to_path(str(roots))
+    port = free_port()
+    tls = {"cert": str(cert), "key": str(key), "root": str(roots)}
+    listener = {"protocol": "HTTPS", "tls": tls, "routes": [{"backends": [{"host": up.address}]}]}
+    gw = gateway({"binds": [{"port": port, "listeners": [listener]}]}, workers=2)
+
+    def context(ca: trustme.CA) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        server_ca.configure_trust(ctx)
+        ca.issue_cert("client.test").configure_cert(ctx)
+        return ctx
+
+    old_ctx, new_ctx = context(old_ca), context(new_ca)
+
+    def get(ctx: ssl.SSLContext, session: ssl.SSLSession | None = None) -> tuple[int, ssl.SSLSession | None, bool]:
+        """(status or 0 when refused, the TLS session, whether it was resumed)"""
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s,
+            ):
+                s.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                status, _, _ = read_response(s)
+                return status, s.session, s.session_reused
+        except (ssl.SSLError, OSError):
+            return 0, None, False
+
+    sessions = []
+    for _ in range(6):  # sessions from both workers
+        status, session, _ = get(old_ctx)
+        assert status == 200
+        sessions.append(session)
+    assert any(get(old_ctx, s)[2] for s in sessions), "sessions resume before the reload"
+    applied = gw.metric("agentgateway_config_reloads_total", result="success")
+    _replace(roots, new_ca.cert_pem.bytes())
+    wait_for(lambda: gw.metric("agentgateway_config_reloads_total", result="success") > applied, 10, "the reload")
+    for _ in range(10):
+        assert get(old_ctx)[0] == 0
+    for s in sessions:
+        status, _, reused = get(old_ctx, s)
+        assert status == 0, f"resumed={reused}"
+    assert get(new_ctx)[0] == 200
+
+
+def test_an_invalid_roots_file_keeps_the_previous_listener(gateway, upstream, tmp_path):
+    """A broken `tls.root` replacement is a broken config: the previous roots keep serving (the
+    listener is neither dropped nor opened to every client)."""
+    up = upstream()
+    server_ca, client_ca, stranger_ca = trustme.CA(), trustme.CA(), trustme.CA()
+    server = server_ca.issue_cert("localhost")
+    cert, key, roots = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "clients.pem"
+    server.cert_chain_pems[0].write_to_path(str(cert))
+    server.private_key_pem.write_to_path(str(key))
+    client_ca.cert_pem.write_to_path(str(roots))
+    port = free_port()
+    tls = {"cert": str(cert), "key": str(key), "root": str(roots)}
+    listener = {"protocol": "HTTPS", "tls": tls, "routes": [{"backends": [{"host": up.address}]}]}
+    gw = gateway({"binds": [{"port": port, "listeners": [listener]}]})
+    url = f"https://localhost:{port}/"
+
+    def status(ca: trustme.CA | None) -> int:
+        ctx = ssl.create_default_context()
+        server_ca.configure_trust(ctx)
+        if ca is not None:
+            ca.issue_cert("client.test").configure_cert(ctx)
+        try:
+            return httpx.get(url, verify=ctx).status_code
+        except httpx.HTTPError:
+            return 0
+
+    assert (status(client_ca), status(stranger_ca), status(None)) == (200, 0, 0)
+    failed = gw.metric("agentgateway_config_reloads_total", result="failure")
+    for broken in (b"", b"not a certificate\n", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"):
+        _replace(roots, broken)
+        wait_for(
+            lambda seen=failed: gw.metric("agentgateway_config_reloads_total", result="failure") > seen,
+            10,
+            "a failed reload",
+        )
+        failed = gw.metric("agentgateway_config_reloads_total", result="failure")
+        assert (status(client_ca), status(stranger_ca), status(None)) == (200, 0, 0), broken
