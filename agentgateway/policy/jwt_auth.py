@@ -24,6 +24,7 @@ token names a key that must be fetched.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 import math
 import time
@@ -62,7 +63,25 @@ class Verified:
         self.nbf = float(nbf) if isinstance(nbf, _NUMBER) else None
         self.key_set = key_set
         self.version = key_set.version
-        self.identity = f"jwt:{claims.get('iss', '')} {claims.get('sub', '')}"
+        self.identity = token_identity(claims)
+
+
+# Claims that differ between two tokens of one caller (a refreshed token): not its identity.
+_PER_TOKEN = frozenset(("exp", "iat", "nbf", "jti"))
+
+
+def token_identity(claims: dict[str, Any]) -> str:
+    """Who a verified token names (``RequestCtx.identity``: MCP sessions, the extAuthz cache,
+    quotas and budgets are bound to it): ``jwt:<iss> <sub>``. A token without ``sub`` (client
+    credentials often carry only ``client_id`` or ``azp``) is named by a digest of its claims
+    but those that change with every token, under another prefix: were it ``jwt:<iss> `` for
+    all of them, any client of the issuer could continue another's MCP session."""
+    sub = claims.get("sub")
+    if isinstance(sub, str) and sub:
+        return f"jwt:{claims.get('iss', '')} {sub}"
+    rest = {k: v for k, v in claims.items() if k not in _PER_TOKEN}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), default=repr)
+    return f"jwt-claims:{claims.get('iss', '')} {hashlib.sha256(text.encode()).hexdigest()}"
 
 
 class Rejected:

@@ -6,7 +6,8 @@ Two ways to reach the shared counters:
   of key and value, the values evaluated per request) are sent to
   ``envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`` over gRPC at ``host`` (or a
   named ``backend``) for ``domain``. ``OVER_LIMIT`` is answered 429 with the service's headers and
-  body; ``OK`` applies its request and response headers.
+  body; ``OK`` applies its request headers (replacing the client's of that name and its
+  underscore spelling) and response headers.
 * **Redis** (an addition, for teams without a rate limit service): ``redis.url`` and a ``limit``
   (``requestsPerUnit`` per ``second|minute|hour|day``) on each descriptor. Counters are fixed
   windows, one Redis key per descriptor value and window, incremented atomically by a Lua script.
@@ -27,7 +28,8 @@ A descriptor's ``cost`` (CEL) is what one request counts on it, as in agentgatew
 when the request is checked for ``type: requests`` (default 1), once the LLM call is over for
 ``type: tokens`` (default ``llm.totalTokens``; ``llm.inputTokens``, ``llm.outputTokens`` and the
 request's variables are there). An expression that fails, or is not a number, skips the
-descriptor (a token reservation made on it is given back).
+descriptor (a token reservation made on it is given back). A cost beyond 2^32-1 (infinity
+included) counts 2^32-1, the most ``hits_addend`` carries.
 
 gRPC and Redis clients are made on first use in the worker and shared by every policy that
 names the same service, across config reloads.
@@ -61,6 +63,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentgateway.policy")
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+# The most one check counts: the rate limit service's ``hits_addend`` is a uint32. A larger cost
+# (a client's number read by ``cost``, a request's ``max_tokens``) counts as this many, so it
+# cannot make the check fail instead: the protocol refused it (an internal error), and Redis
+# refused a count beyond its 64-bit counters, which ``failOpen`` then let through.
+_MAX_HITS = 0xFFFF_FFFF
 _DEFAULT_TIMEOUT = 1.0
 _LIMIT, _REMAINING, _RESET = b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset"
 
@@ -163,6 +170,8 @@ class _Descriptor:
             return None
         if isinstance(value, bool) or not isinstance(value, _NUMBER) or value != value:
             return None
+        if value >= _MAX_HITS:  # infinity included
+            return _MAX_HITS
         return max(int(value), 0)
 
     def evaluate(self, ctx: RequestCtx) -> list[tuple[str, str]] | None:
@@ -256,7 +265,7 @@ class RemoteRateLimit:
         checks = self._checks(ctx, requests=False)
         if not checks:
             return None, None
-        tokens = max(tokens, 1)
+        tokens = min(max(tokens, 1), _MAX_HITS)
         client = self.client
         # The true-up after the call runs once the request is over: only the reservation is a span.
         span = start_call(
@@ -368,7 +377,7 @@ class _RlsClient:
             channel = _channels[self.address] = grpc.aio.insecure_channel(self.address)
         request = rls_pb2.RateLimitRequest(
             domain=domain,
-            hits_addend=hits,
+            hits_addend=min(hits, _MAX_HITS),
             descriptors=[
                 ratelimit_pb2.RateLimitDescriptor(
                     entries=[ratelimit_pb2.RateLimitDescriptor.Entry(key=k, value=v) for k, v in entries]
@@ -393,7 +402,7 @@ class _RlsClient:
             raise RateLimitUnavailable(f"unknown overall code {code} from {self.address}")
         if ctx is None:
             return None
-        ctx.headers.extend(_service_headers(response.request_headers_to_add, _FRAMING))
+        _set_request_headers(ctx, _service_headers(response.request_headers_to_add, _FRAMING))
         for name, value in _service_headers(response.response_headers_to_add, _NOT_RELAYED):
             ctx.add_response_header(name, value)
         return None
@@ -429,6 +438,16 @@ def _service_headers(values: Any, refused: frozenset[bytes]) -> list[tuple[bytes
             continue
         out.append(checked)
     return out
+
+
+def _set_request_headers(ctx: RequestCtx, headers: list[tuple[bytes, bytes]]) -> None:
+    """The service's request headers replace the client's of the same name (as agentgateway
+    writes them), and its underscore spelling: CGI-style upstreams (WSGI, PHP, Rack) read
+    ``x_user`` as ``x-user``, so a client's ``x_user: admin`` would stand beside the service's."""
+    for name, value in headers:
+        names = (name, name.replace(b"-", b"_"))
+        ctx.headers[:] = [(k, v) for k, v in ctx.headers if k not in names]
+        ctx.headers.append((name, value))
 
 
 def _status_headers(statuses: Any) -> list[tuple[bytes, bytes]]:

@@ -78,11 +78,31 @@ def _label_value(value: object) -> str:
     return value if isinstance(value, str) else "unknown"
 
 
+def client_auth(bind: BindRuntime) -> tuple[object, ...] | None:
+    """How a TLS port checks client certificates: the certificate request of its first context
+    and each listener's roots. Every handshake of the port starts on the context the port was
+    opened with, and the SNI callback only switches the certificate and verification to the
+    listener's current one: OpenSSL keeps the first context's certificate request (see
+    compile.share_client_certificate_requests), session cache and ticket key. A session made
+    before a reload would resume after it without its certificate being checked against the
+    roots now configured (a client of a CA the reload removed kept getting in), so a reload that
+    changes any of this reopens the port: new sessions, and old connections retire."""
+    default_ctx = bind.default_listener.ssl_context
+    if not bind.tls or default_ctx is None:
+        return None
+    roots = []
+    for listener in bind.listeners.values():
+        ctx = listener.ssl_context
+        if ctx is not None and ctx.verify_mode != ssl.CERT_NONE:
+            roots.append((listener.name, ctx.verify_mode, tuple(ctx.get_ca_certs(binary_form=True))))
+    return (default_ctx.verify_mode, tuple(sorted(roots)))
+
+
 class BindHandle:
     """One listening port in this worker and the IR it currently serves. The relay socket
     (``internal``) serves every bind: the port comes with each relayed request."""
 
-    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied", "sock", "verify_mode")
+    __slots__ = ("port", "runtime", "gateway", "server", "tls", "internal", "proxied", "sock", "client_auth")
 
     def __init__(self, runtime: BindRuntime, internal: bool = False) -> None:
         self.port = runtime.port
@@ -90,10 +110,9 @@ class BindHandle:
         self.gateway = f"bind/{runtime.port}"
         self.server: asyncio.Server | ProxyProtocolListener | None = None
         self.tls = runtime.tls
-        # The certificate request every handshake on this port keeps (the first context's, see
-        # compile.share_client_certificate_requests): a reload that changes it reopens the port.
-        default_ctx = runtime.default_listener.ssl_context
-        self.verify_mode = default_ctx.verify_mode if runtime.tls and default_ctx is not None else None
+        # How the port's handshakes check client certificates (a reload that changes it reopens
+        # the port: client_auth below).
+        self.client_auth = client_auth(runtime)
         self.internal = internal
         # Connections start with a PROXY protocol header (frontendPolicies.proxyProtocol).
         self.proxied = False
@@ -402,9 +421,7 @@ class Worker:
             for port, bind in runtime.binds.items():
                 old = self.binds.get(port)
                 proxied = runtime.limits.proxy_protocol is not None
-                default_ctx = bind.default_listener.ssl_context
-                verify_mode = default_ctx.verify_mode if bind.tls and default_ctx is not None else None
-                if old is None or old.tls != bind.tls or old.proxied != proxied or old.verify_mode != verify_mode:
+                if old is None or old.tls != bind.tls or old.proxied != proxied or old.client_auth != client_auth(bind):
                     opened[port] = await self._open(bind, runtime)
         except OSError as exc:
             for handle in opened.values():
