@@ -90,3 +90,42 @@ def test_a_flood_of_chosen_keys_does_not_reset_another_rules_bucket(gateway, ups
         assert [client.get(f"{base}/flood", headers={"x-k": v.decode()}).status_code for v in more] == [200] * 4
         assert client.get(f"{base}/flood", headers={"x-k": values[0].decode()}).status_code == 200
         assert client.post(f"{base}/login").status_code == 429
+
+
+# ---------------------------------------------------------------- A2A facts
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tasks/t-1%3Acancel",  # Starlette (the Python SDK), Express and others decode the path
+        "/tasks/t-1%3acancel",
+        "/v1/tasks/t-1%3Acancel",
+        "/tasks/t-1:cancel;x=1",  # servlet containers drop segment parameters
+        "/TASKS/t-1:CANCEL",  # ASP.NET Core (the .NET SDK) routes in any case
+    ],
+)
+def test_an_http_json_operation_is_read_as_the_agent_routes_it(gateway, upstream, path):
+    """The HTTP+JSON operation (CancelTask, …) was read from the path as it came, while the card
+    paths were read as an agent's router sees them. `POST /tasks/t-1%3Acancel` was no HTTP+JSON
+    operation to the gateway, so it took the body as a JSON-RPC call, whose method the client
+    names (`GetTask`): a rule denying CancelTask let it through, and the agent, decoding the
+    path, cancelled t-1."""
+    up = upstream()
+    port = free_port()
+    route = {
+        "policies": {
+            "a2a": {},
+            "authorization": {"rules": [{"deny": "a2a.method in ['CancelTask', 'tasks/cancel']"}]},
+        },
+        "backends": [{"host": up.address}],
+    }
+    gateway(binds(port, [route]))
+    body = b'{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t-1"}}'
+    headers = {"content-type": "application/json", "a2a-version": "1.0"}
+    r = httpx.post(f"http://127.0.0.1:{port}{path}", content=body, headers=headers)
+    assert r.status_code == 403
+    assert not [q for q in up.requests() if "cancel" in q["path"].lower()]
+    # The plain spelling, and an ordinary JSON-RPC GetTask, as before.
+    assert httpx.post(f"http://127.0.0.1:{port}/tasks/t-1:cancel", headers=headers).status_code == 403
+    assert httpx.post(f"http://127.0.0.1:{port}/", content=body, headers=headers).status_code == 200
