@@ -268,13 +268,17 @@ class CelRules:
 class BucketSpec:
     """How a bucket fills. ValueError when tokens_per_fill > max_tokens or the interval is 0."""
 
-    def __new__(cls, max_tokens: int, tokens_per_fill: int, fill_interval_ns: int) -> BucketSpec: ...
+    def __new__(cls, max_tokens: int, tokens_per_fill: int, fill_interval_ns: int, rule: int = 0) -> BucketSpec:
+        """`rule`: a hash naming the policy whose buckets these are (its keys give up one
+        another's buckets first when the table is crowded)."""
     @property
     def max_tokens(self) -> int: ...
     @property
     def tokens_per_fill(self) -> int: ...
     @property
     def fill_interval_ns(self) -> int: ...
+    @property
+    def rule(self) -> int: ...
 
 @final
 class SharedBuckets:

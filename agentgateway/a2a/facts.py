@@ -30,14 +30,17 @@ _PATH_PARAMS = re.compile(rb";[^/]*")
 _PATH_SAFE = "/!$&'()*+,=:@-._~"
 
 # The HTTP+JSON binding: an optional tenant or mount prefix, then the operation. 0.3 put the
-# operations under /v1 (and named the extended card /v1/card); 1.0 dropped both.
+# operations under /v1 (and named the extended card /v1/card); 1.0 dropped both. Matched, as the
+# card paths are, on the path as an agent's router sees it and in any case: a spelling the gateway
+# did not take for an operation (``tasks/t-1%3Acancel``, ``TASKS/t-1:CANCEL``) was read as a
+# JSON-RPC call whose method the body names, while the agent routed it to CancelTask.
 _REST = re.compile(
     rb"""(?:^|/)(?:
         message:(?P<send>send|stream)
       | tasks(?:/(?P<task>[^/]+?)(?::(?P<verb>cancel|subscribe)|/pushNotificationConfigs(?P<configs>/[^/]+)?)?)?
       | (?P<card>extendedAgentCard|(?<=v1/)card)
     )$""",
-    re.X,
+    re.X | re.I,
 )
 
 
@@ -54,27 +57,29 @@ def normalize_state(state: str) -> str:
 
 
 def rest_operation(method: bytes, path: bytes) -> tuple[str, str] | None:
-    """(canonical method name, task id) of an HTTP+JSON call, or None for other requests."""
-    m = _REST.search(path)
+    """(canonical method name, task id) of an HTTP+JSON call, or None for other requests. The
+    path is read as the agent's router reads it (``routed_path``, any case); the task id is the
+    decoded one the agent acts on."""
+    m = _REST.search(routed_path(path))
     if m is None:
         return None
-    task = (m.group("task") or b"").decode("latin-1")
+    task = (m.group("task") or b"").decode("utf-8", "replace")
     if m.group("send") is not None:
         if method != b"POST":
             return None
-        return ("SendMessage" if m.group("send") == b"send" else "SendStreamingMessage"), ""
+        return ("SendMessage" if m.group("send").lower() == b"send" else "SendStreamingMessage"), ""
     if m.group("card") is not None:
         return ("GetExtendedAgentCard", "") if method == b"GET" else None
     verb = m.group("verb")
     if verb is not None:
-        if verb == b"cancel":
+        if verb.lower() == b"cancel":
             return ("CancelTask", task) if method == b"POST" else None
         return ("SubscribeToTask", task) if method in (b"POST", b"GET") else None
     if m.group("configs") is not None:
         if method == b"GET":
             return "GetTaskPushNotificationConfig", task
         return ("DeleteTaskPushNotificationConfig", task) if method == b"DELETE" else None
-    if task and m.group(0).endswith(b"/pushNotificationConfigs"):
+    if task and m.group(0).lower().endswith(b"/pushnotificationconfigs"):
         if method == b"POST":
             return "CreateTaskPushNotificationConfig", task
         return ("ListTaskPushNotificationConfigs", task) if method == b"GET" else None

@@ -49,7 +49,6 @@ class _Bucket:
             raise ConfigError(where, "maxTokens and tokensPerFill cannot be negative")
         if cfg.tokens_per_fill > cfg.max_tokens:
             raise ConfigError(f"{where}.tokensPerFill", "cannot exceed maxTokens")
-        self.spec = BucketSpec(cfg.max_tokens, cfg.tokens_per_fill, interval_ns)
         # The identity names the route and the bucket's settings: every worker derives the same
         # table key, a reload that keeps them keeps the bucket, a changed limit starts afresh.
         self.identity = b"%s|%d|%d|%d|%s|%s" % (
@@ -62,6 +61,10 @@ class _Bucket:
         )
         self.by: ValueExpression | None = compile_value(cfg.key, f"{where}.key") if cfg.key else None
         self.key = bucket_key(self.identity, b"")
+        # Every bucket of this rule is marked with its key-less table key: when a crowded
+        # window must give up a bucket, a new key takes one of its own rule's, so a flood of
+        # client-chosen keys never resets another rule's bucket (a route's or per-address limit).
+        self.spec = BucketSpec(cfg.max_tokens, cfg.tokens_per_fill, interval_ns, self.key)
         self.requests = cfg.type == "requests"
         self.limit_value = b"%d" % cfg.max_tokens
 

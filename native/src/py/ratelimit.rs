@@ -20,10 +20,20 @@ pub struct PyBucketSpec {
 
 #[pymethods]
 impl PyBucketSpec {
+    /// `rule`: a hash naming the policy whose buckets these are (its keys give up one another's
+    /// buckets first when the table is crowded).
     #[new]
-    fn new(max_tokens: u64, tokens_per_fill: u64, fill_interval_ns: u64) -> PyResult<Self> {
+    #[pyo3(signature = (max_tokens, tokens_per_fill, fill_interval_ns, rule = 0))]
+    fn new(
+        max_tokens: u64,
+        tokens_per_fill: u64,
+        fill_interval_ns: u64,
+        rule: u64,
+    ) -> PyResult<Self> {
         ratelimit::BucketSpec::new(max_tokens, tokens_per_fill, fill_interval_ns)
-            .map(|spec| PyBucketSpec { spec })
+            .map(|spec| PyBucketSpec {
+                spec: spec.with_rule(rule),
+            })
             .map_err(PyValueError::new_err)
     }
 
@@ -40,6 +50,11 @@ impl PyBucketSpec {
     #[getter]
     fn fill_interval_ns(&self) -> u64 {
         self.spec.fill_interval_ns
+    }
+
+    #[getter]
+    fn rule(&self) -> u64 {
+        self.spec.rule
     }
 }
 

@@ -1,12 +1,15 @@
 //! The shared table of token buckets: layout, locking, probing and the bucket arithmetic.
 
+use std::cmp::Reverse;
 use std::fmt;
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-const MAGIC: u64 = 0x6167_7752_4c31_0001; // "agwRL1" + layout version 1
+const MAGIC: u64 = 0x6167_7752_4c31_0002; // "agwRL1" + layout version 2 (slots name their rule)
 /// Slots probed for one key; a key lives in the first free or matching slot of its window.
 const WINDOW: usize = 16;
+/// Times a full window is searched again when the slot chosen to give up changed meanwhile.
+const EVICT_ATTEMPTS: usize = 4;
 /// Spins before the lock waiter starts yielding the CPU (a holder keeps it for nanoseconds).
 const SPINS: u32 = 64;
 /// Yields between two checks of whether the lock holder is still alive.
@@ -19,6 +22,10 @@ pub struct BucketSpec {
     pub max_tokens: u64,
     pub tokens_per_fill: u64,
     pub fill_interval_ns: u64,
+    /// The rule (policy) the bucket belongs to, as a hash; every key of one rule shares it.
+    /// When a window is full, a new key gives up a bucket of its own rule before another's
+    /// (see `SharedBuckets::bucket`). 0 for specs made without one.
+    pub rule: u64,
 }
 
 impl BucketSpec {
@@ -38,7 +45,13 @@ impl BucketSpec {
             max_tokens,
             tokens_per_fill,
             fill_interval_ns,
+            rule: 0,
         })
+    }
+
+    /// The same spec for the buckets of `rule`.
+    pub fn with_rule(self, rule: u64) -> Self {
+        BucketSpec { rule, ..self }
     }
 }
 
@@ -92,6 +105,7 @@ struct Slot {
     max_tokens: AtomicU64,
     tokens_per_fill: AtomicU64,
     fill_interval_ns: AtomicU64,
+    rule: AtomicU64,
 }
 
 struct Guard<'a> {
@@ -310,6 +324,7 @@ impl SharedBuckets {
             .store(spec.tokens_per_fill, Ordering::Relaxed);
         slot.fill_interval_ns
             .store(spec.fill_interval_ns, Ordering::Relaxed);
+        slot.rule.store(spec.rule, Ordering::Relaxed);
     }
 
     fn has_spec(slot: &Slot, spec: &BucketSpec) -> bool {
@@ -369,29 +384,63 @@ impl SharedBuckets {
                 return guard;
             }
         }
-        // Every slot of the window holds another key: reuse one whose bucket is full (it is
-        // then indistinguishable from a new one), else the least recently used.
-        let mut victim = start;
-        let mut oldest = u64::MAX;
-        for i in 0..window {
-            let index = (start + i) % n;
-            let slot = self.slot(index);
+        // Every slot of the window holds another key. A full bucket is indistinguishable from
+        // a new one, so it is reused. Otherwise a bucket is given up, and it comes back full on
+        // its key's next request: that must not be one a flood of keys can pick. Keys a client
+        // may choose (a header) are those of one rule, so the new key gives up the least
+        // recently used bucket of its own rule; only when the window holds none, the least
+        // recently used of the rule holding most slots there. A bucket alone of its rule (a
+        // route's limit, a client's per-address bucket) is then never given up for another
+        // rule's keys, unless every rule in the window has one bucket only.
+        let mut seen = [(0usize, 0u64, 0u64, 0u64); WINDOW];
+        let mut victim = (start, 0u64);
+        for _ in 0..EVICT_ATTEMPTS {
+            for (i, entry) in seen.iter_mut().enumerate().take(window) {
+                let index = (start + i) % n;
+                let slot = self.slot(index);
+                let guard = self.lock(slot);
+                let current = slot.key.load(Ordering::Relaxed);
+                let full = Self::refill(slot, now) >= slot.max_tokens.load(Ordering::Relaxed);
+                if full || current == key || current == 0 {
+                    if current != key || !Self::has_spec(slot, spec) {
+                        Self::reset(slot, key, spec, now);
+                    }
+                    return guard;
+                }
+                *entry = (
+                    index,
+                    current,
+                    slot.rule.load(Ordering::Relaxed),
+                    slot.last_used_ns.load(Ordering::Relaxed),
+                );
+            }
+            let seen = &seen[..window];
+            let count = |rule: u64| seen.iter().filter(|o| o.2 == rule).count();
+            let chosen = if seen.iter().any(|e| e.2 == spec.rule) {
+                seen.iter().filter(|e| e.2 == spec.rule).min_by_key(|e| e.3)
+            } else {
+                seen.iter().min_by_key(|e| (Reverse(count(e.2)), e.3))
+            }
+            .copied()
+            .unwrap_or(seen[0]);
+            victim = (chosen.0, chosen.1);
+            let slot = self.slot(victim.0);
             let guard = self.lock(slot);
-            let full = Self::refill(slot, now) >= slot.max_tokens.load(Ordering::Relaxed);
-            if full || slot.key.load(Ordering::Relaxed) == key {
-                if slot.key.load(Ordering::Relaxed) != key || !Self::has_spec(slot, spec) {
+            let current = slot.key.load(Ordering::Relaxed);
+            if current == key {
+                if !Self::has_spec(slot, spec) {
                     Self::reset(slot, key, spec, now);
                 }
                 return guard;
             }
-            let used = slot.last_used_ns.load(Ordering::Relaxed);
-            if used < oldest {
-                oldest = used;
-                victim = index;
+            if current == victim.1 {
+                self.header().evictions.fetch_add(1, Ordering::Relaxed);
+                Self::reset(slot, key, spec, now);
+                return guard;
             }
-            drop(guard);
+            // Another process changed the chosen slot meanwhile: look again.
         }
-        let slot = self.slot(victim);
+        let slot = self.slot(victim.0);
         let guard = self.lock(slot);
         if slot.key.load(Ordering::Relaxed) != key {
             self.header().evictions.fetch_add(1, Ordering::Relaxed);
@@ -549,6 +598,39 @@ mod tests {
             t.acquire(k, &s, 2, 1 + i as u64);
         }
         assert!(t.evictions() > 0);
+    }
+
+    /// Keys of `rule` (a table of `slots`) whose window starts at `slot`.
+    fn keys_at(rule: &[u8], slots: usize, slot: usize, count: usize) -> Vec<u64> {
+        (0u32..)
+            .map(|i| hash_key(rule, &i.to_le_bytes()))
+            .filter(|k| (k % slots as u64) as usize == slot)
+            .take(count)
+            .collect()
+    }
+
+    #[test]
+    fn a_flood_of_one_rules_keys_gives_up_only_that_rules_buckets() {
+        let slots = 256;
+        let t = SharedBuckets::anonymous(slots).unwrap();
+        let lone = spec(2, 1, 1000 * SECOND).with_rule(1);
+        let flood = spec(100, 1, 1000 * SECOND).with_rule(2);
+        let victim = hash_key(b"login", b"");
+        let at = (victim % slots as u64) as usize;
+        assert!(t.acquire(victim, &lone, 2, 0).allowed); // spent
+        // Twenty keys of another rule land in its window, each newer than it.
+        for (i, k) in keys_at(b"flood", slots, at, 20).into_iter().enumerate() {
+            assert!(t.acquire(k, &flood, 1, 1 + i as u64).allowed);
+        }
+        assert!(t.evictions() > 0);
+        assert!(!t.acquire(victim, &lone, 1, 100).allowed);
+        // Rules without a bucket in the window: the one holding most slots gives one up.
+        let third = spec(5, 1, 1000 * SECOND).with_rule(3);
+        let other = keys_at(b"third", slots, at, 1)[0];
+        assert!(t.acquire(other, &third, 1, 200).allowed);
+        assert!(!t.acquire(victim, &lone, 1, 300).allowed);
+        assert!(t.acquire(other, &third, 1, 400).allowed);
+        assert_eq!(t.available(other, &third, 500), 3);
     }
 
     #[test]
