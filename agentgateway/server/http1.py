@@ -325,10 +325,17 @@ class HttpConnection(asyncio.Protocol):
             raise _Rejected(414 if len(self._url) == self._head_bytes else 431, "request head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self._headers
-        headers.append((name.lower(), value))
         size = self._head_bytes = self._head_bytes + len(name) + len(value) + 4
         limits = self._limits
+        if not self._parsing_head:
+            # A trailer field of a chunked body (llhttp reports them as headers): not a header
+            # of the request, whose head was checked and handed on already (a queued request's
+            # too), so it is dropped, as trailers are not forwarded; bounded like the head.
+            if size > limits.max_header_size:
+                raise _Rejected(431, f"request trailers exceed {limits.max_header_size} bytes")
+            return
+        headers = self._headers
+        headers.append((name.lower(), value))
         if size > limits.max_header_size or len(headers) > limits.max_headers:
             if size > limits.max_header_size:
                 raise _Rejected(431, f"request headers exceed {limits.max_header_size} bytes")

@@ -232,3 +232,90 @@ def test_a_body_on_a_head_answer_is_not_the_next_requests_answer(gateway, raw_up
         assert status == 200 and headers["content-length"] == str(len(inner))
         status, headers, body = reader.read()
         assert (status, body) == (200, b"/second") and "x-smuggled" not in headers
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000001\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nContent-Length: 9\r\n\r\n",
+        b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
+    ],
+    ids=[
+        "cl-and-te",
+        "two-lengths",
+        "two-equal-lengths",
+        "chunk-overflow",
+        "trailer-length",
+        "bare-lf",
+        "obs-fold",
+        "space-before-colon",
+    ],
+)
+def test_ambiguous_upstream_framing_is_502_and_the_connection_is_dropped(gateway, raw_upstream, answer):
+    up = raw_upstream(_by_path({"/bad": answer}))
+    port = free_port()
+    gateway(binds(port, [{"backends": [{"host": up.address}]}]))
+    with raw_connection(port) as s:
+        s.sendall(b"GET /bad HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        try:
+            status = ResponseReader(s).read()[0]
+        except ConnectionError:
+            status = 0  # refused in the body: the head was relayed, the response is cut short
+    assert status in (502, 0)
+    status, _, body = _get(port, "/next")
+    assert (status, body) == (200, b"/next")
+    assert [seen.conn for seen in up.seen] == [1, 2]
+
+
+def test_interim_answers_are_not_relayed_and_the_connection_stays_in_step(gateway, raw_upstream):
+    """100 Continue and 103 Early Hints before the final answer: the client gets the final one,
+    and the connection serves the next request with its own answer."""
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x.css>\r\n\r\n"
+    up = raw_upstream(_by_path({"/hints": [interim, 0.1, b"HTTP/1.1 103 Early Hints\r\n\r\n" + ok(b"final")]}))
+    port = free_port()
+    gateway(binds(port, [{"backends": [{"host": up.address}]}]))
+    with raw_connection(port) as s:
+        s.sendall(b"GET /hints HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        reader = ResponseReader(s)
+        status, headers, body = reader.read()
+        assert (status, body) == (200, b"final") and "link" not in headers
+        s.sendall(b"GET /next HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        assert reader.read()[::2] == (200, b"/next")
+    assert [seen.conn for seen in up.seen] == [1, 1]
+
+
+# ------------------------------------------------------------------ client requests
+
+
+def _xff_route(up: RawUpstream) -> dict[str, object]:
+    return {"backends": [{"host": up.address}]}
+
+
+def test_request_trailers_are_not_headers_of_a_pipelined_request(gateway, raw_upstream):
+    """Trailer fields of a chunked request are not headers: they are not forwarded, and the
+    checks made when the head was parsed (forwarded headers of an untrusted client dropped, one
+    Host) are not passed by sending the fields as trailers."""
+    up = raw_upstream(_by_path({}))
+    port = free_port()
+    gateway(binds(port, [_xff_route(up)]))
+    trailers = b"X-Forwarded-For: 6.6.6.6\r\nHost: admin.example\r\nX-Trailer: 1\r\n"
+    chunked = (
+        b"POST /second HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+        + trailers
+        + b"\r\n"
+    )
+    with raw_connection(port) as s:
+        s.sendall(b"GET /first HTTP/1.1\r\nHost: gw.test\r\n\r\n" + chunked + chunked.replace(b"/second", b"/third"))
+        reader = ResponseReader(s)
+        for path in (b"/first", b"/second", b"/third"):
+            assert reader.read()[::2] == (200, path)
+    for seen in up.seen:
+        assert seen.header("x-forwarded-for") == ["127.0.0.1"], seen.head
+        assert seen.header("host") == ["gw.test"] and not seen.header("x-trailer"), seen.head
+    assert [seen.body for seen in up.seen] == [b"", b"abc", b"abc"]
