@@ -203,17 +203,26 @@ def test_bytes_after_a_complete_answer_are_not_the_next_clients_answer(gateway, 
     assert (status, body) == (200, b"/second") and "x-smuggled" not in headers
 
 
-def test_a_whole_extra_answer_is_not_a_pipelined_requests_answer(gateway, raw_upstream):
-    """A complete second response written with the first is not given to the request the
-    client pipelined behind the first one."""
+@pytest.mark.parametrize(
+    ("first", "answer"),
+    [
+        (ok(b"first"), (200, b"first")),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", (204, b"")),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", (304, b"")),
+    ],
+    ids=["200", "204", "304"],
+)
+def test_a_whole_extra_answer_is_not_a_pipelined_requests_answer(gateway, raw_upstream, first, answer):
+    """A complete second response written with the first (after a 204 or 304, which have no
+    body, it looks like one) is not given to the request the client pipelined behind."""
     extra = ok(b"EVIL", b"X-Smuggled: 1\r\n")
-    up = raw_upstream(_by_path({"/first": ok(b"first") + extra}))
+    up = raw_upstream(_by_path({"/first": first + extra}))
     port = free_port()
     gateway(binds(port, [{"backends": [{"host": up.address}]}]))
     with raw_connection(port) as s:
         s.sendall(b"GET /first HTTP/1.1\r\nHost: gw.test\r\n\r\nGET /second HTTP/1.1\r\nHost: gw.test\r\n\r\n")
         reader = ResponseReader(s)
-        assert reader.read()[::2] == (200, b"first")
+        assert reader.read()[::2] == answer
         status, headers, body = reader.read()
         assert (status, body) == (200, b"/second") and "x-smuggled" not in headers
 
@@ -232,6 +241,19 @@ def test_a_body_on_a_head_answer_is_not_the_next_requests_answer(gateway, raw_up
         assert status == 200 and headers["content-length"] == str(len(inner))
         status, headers, body = reader.read()
         assert (status, body) == (200, b"/second") and "x-smuggled" not in headers
+
+
+def test_an_answer_on_an_idle_connection_is_not_the_next_clients(gateway, raw_upstream):
+    """Bytes an upstream sends on a pooled connection while no request is on it: the connection
+    is closed, and the next client's request goes out on a new one."""
+    up = raw_upstream(_by_path({"/first": [ok(b"first"), 0.1, ok(b"EVIL", b"X-Smuggled: 1\r\n")]}))
+    port = free_port()
+    gateway(binds(port, [{"backends": [{"host": up.address}]}]))
+    assert _get(port, "/first")[::2] == (200, b"first")
+    time.sleep(0.4)
+    status, headers, body = _get(port, "/second")
+    assert (status, body) == (200, b"/second") and "x-smuggled" not in headers
+    assert [seen.conn for seen in up.seen] == [1, 2]
 
 
 @pytest.mark.parametrize(
@@ -319,3 +341,74 @@ def test_request_trailers_are_not_headers_of_a_pipelined_request(gateway, raw_up
         assert seen.header("x-forwarded-for") == ["127.0.0.1"], seen.head
         assert seen.header("host") == ["gw.test"] and not seen.header("x-trailer"), seen.head
     assert [seen.body for seen in up.seen] == [b"", b"abc", b"abc"]
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: %d\r\n\r\n%b", b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%b\r\n0\r\n\r\n"],
+    ids=["length", "chunked"],
+)
+def test_the_body_of_a_refused_request_is_never_read_as_a_request(gateway, raw_upstream, framing):
+    """A policy answers before reading the body (403): the body, here a request for the guarded
+    path, is not parsed as the next request, nor is anything pipelined after it."""
+    up = raw_upstream(_by_path({}))
+    port = free_port()
+    routes = [
+        {
+            "matches": [{"path": {"pathPrefix": "/admin"}}],
+            "backends": [{"host": up.address}],
+            "policies": {"authorization": {"rules": ["false"]}},
+        },
+        {"backends": [{"host": up.address}]},
+    ]
+    gateway(binds(port, routes))
+    smuggled = b"GET /admin/secret HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+    body = framing % (len(smuggled), smuggled)
+    with raw_connection(port) as s:
+        s.sendall(
+            b"POST /admin/x HTTP/1.1\r\nHost: gw.test\r\n" + body + b"GET /admin/y HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+        )
+        reader = ResponseReader(s)
+        assert reader.read()[0] == 403
+        try:
+            answers = [reader.read()[0]]
+        except ConnectionError:
+            answers = []
+    assert all(status == 403 for status in answers), answers
+    assert up.seen == []
+
+
+def _read_all(sock: socket.socket, limit: float) -> tuple[bytes, float]:
+    """Everything the gateway sends until it closes (or ``limit`` seconds pass), and when."""
+    start = time.monotonic()
+    sock.settimeout(limit)
+    out = b""
+    with contextlib.suppress(OSError):
+        while data := sock.recv(65536):
+            out += data
+    return out, time.monotonic() - start
+
+
+@pytest.mark.parametrize("framing", [b"Content-Length: 10", b"Transfer-Encoding: chunked"], ids=["length", "chunked"])
+def test_a_refused_request_whose_body_never_comes_is_one_answer_then_closed(gateway, raw_upstream, framing):
+    """A request answered before its body (a policy's 403): a client that then sends no body,
+    having announced Expect: 100-continue (no 100 came) or not, is closed once the body
+    timeout passes, with the one answer it got: no second response (408) written after it."""
+    up = raw_upstream(_by_path({}))
+    port = free_port()
+    routes = [{"backends": [{"host": up.address}], "policies": {"authorization": {"rules": ["false"]}}}]
+    gateway({**binds(port, routes), "frontendPolicies": {"http": {"requestBodyIdleTimeout": "1s"}}})
+    for expect in (b"Expect: 100-continue\r\n", b""):
+        with raw_connection(port) as s:
+            s.sendall(b"POST /x HTTP/1.1\r\nHost: gw.test\r\n" + expect + framing + b"\r\n\r\n")
+            out, took = _read_all(s, 8)
+        assert took < 5, (expect, out)  # closed, not held open
+        assert out.count(b"HTTP/1.1 ") == 1 and out.startswith(b"HTTP/1.1 403"), out
+    # A body that turns out malformed after the answer is not answered either.
+    with raw_connection(port) as s:
+        s.sendall(b"POST /x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        time.sleep(0.2)
+        s.sendall(b"GET /x HTTP/1.1\r\n\r\n")
+        out, _ = _read_all(s, 5)
+    assert out.count(b"HTTP/1.1 ") == 1 and out.startswith(b"HTTP/1.1 403"), out
+    assert up.seen == []
