@@ -325,10 +325,17 @@ class HttpConnection(asyncio.Protocol):
             raise _Rejected(414 if len(self._url) == self._head_bytes else 431, "request head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self._headers
-        headers.append((name.lower(), value))
         size = self._head_bytes = self._head_bytes + len(name) + len(value) + 4
         limits = self._limits
+        if not self._parsing_head:
+            # A trailer field of a chunked body (llhttp reports them as headers): not a header
+            # of the request, whose head was checked and handed on already (a queued request's
+            # too), so it is dropped, as trailers are not forwarded; bounded like the head.
+            if size > limits.max_header_size:
+                raise _Rejected(431, f"request trailers exceed {limits.max_header_size} bytes")
+            return
+        headers = self._headers
+        headers.append((name.lower(), value))
         if size > limits.max_header_size or len(headers) > limits.max_headers:
             if size > limits.max_header_size:
                 raise _Rejected(431, f"request headers exceed {limits.max_header_size} bytes")
@@ -680,6 +687,12 @@ class HttpConnection(asyncio.Protocol):
             self._body_sink = DISCARD
             self._close_after = True
             self._close()
+        elif ctx is not None and ctx.has_body and self.deadline_kind != DEADLINE_BODY:
+            # Answered while being dispatched, before its body: the body is read (and dropped)
+            # as it comes, then the connection closes. A request that announced Expect:
+            # 100-continue had no clock yet (no 100 was sent): without one, a client that sends
+            # nothing more held the connection for good.
+            self._start_body_clock()
 
     def abort(self) -> None:
         """The response cannot be completed (the upstream failed mid-body): close the connection
@@ -781,6 +794,11 @@ class HttpConnection(asyncio.Protocol):
     def _reject(self, status: int, message: str, rejected: RequestCtx | None = None) -> None:
         """Parsing failed or a limit was hit: answer in order if possible, then close."""
         if self.closed:
+            return
+        if self._response_done and not self._request_done and self._exchange is not None:
+            # The request was answered before its body was read, and its body now fails (a
+            # stall, bad chunks, over the limit): that answer was the one; close, never a second.
+            self._close()
             return
         in_head = self._parsing_head or rejected is not None
         self._parsing_head = False

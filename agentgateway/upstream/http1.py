@@ -76,6 +76,9 @@ class UpstreamConnection(asyncio.Protocol):
         "reading_paused",
         "_upgrade",
         "_switching",
+        "parsing",
+        "release_due",
+        "_stray",
     )
 
     def __init__(self, pool: UpstreamPool, key: tuple[object, ...], label: str) -> None:
@@ -103,6 +106,12 @@ class UpstreamConnection(asyncio.Protocol):
         # (the head was parsed; the parser stops right after it).
         self._upgrade: UpgradeSink | None = None
         self._switching = False
+        # A read is being parsed; a release asked for meanwhile (the response ended inside it)
+        # waits for the end of that read (``release_due``), and happens only if nothing in it
+        # followed the response (``_stray``: the upstream is out of step with the requests).
+        self.parsing = False
+        self.release_due = False
+        self._stray = False
 
     # ------------------------------------------------------------------ used by exchanges
 
@@ -168,9 +177,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         sink = self.sink
+        self.parsing = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
+            self.parsing = False
             # llhttp stops right after a 101 head that names the protocol switched to.
             if self._switching:
                 self._switch(data[exc.args[0] if exc.args else len(data) :])
@@ -178,6 +189,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail_invalid("it switched protocols unasked")
             return
         except httptools.HttpParserError as exc:
+            self.parsing = False
             if self._switching or self.parser.get_status_code() == 101:
                 # A 101 without Upgrade/Connection names no protocol (RFC 9110 §15.2.2).
                 self._fail_invalid("101 Switching Protocols without an Upgrade header")
@@ -190,10 +202,22 @@ class UpstreamConnection(asyncio.Protocol):
             if current is not None:
                 current.upstream_failed(502, f"invalid response from upstream {self.label}: {exc}")
             return
+        self.parsing = False
         sink.upstream_data_done()
         if self._replace_parser:
             self._replace_parser = False
             self.parser = httptools.HttpResponseParser(self)
+        if self.release_due:
+            self.release_due = False
+            if self._stray:
+                # Bytes followed the response in the same read (the start of another response,
+                # one to a request not sent, a body on a HEAD answer): never reused, or they
+                # would be parsed as the answer to the next request, another client's.
+                self.close()
+            else:
+                self.pool.release(self)
+        elif self._stray and self.sink is None:
+            self.close()
 
     def _switch(self, early: bytes) -> None:
         """The upstream switched protocols: the connection leaves the pool for good and goes to
@@ -253,6 +277,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ httptools callbacks
 
+    def on_message_begin(self) -> None:
+        # Each response starts with headers of its own: trailer fields (llhttp reports them
+        # as headers after the body) never become the next response's headers.
+        self._headers = []
+        if self.sink is None:
+            self._stray = True  # a response to no request in flight
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
 
@@ -288,6 +319,8 @@ class UpstreamConnection(asyncio.Protocol):
         sink = self.sink
         if sink is not None:
             sink.upstream_body(body)
+        else:
+            self._stray = True  # a body on an answer that has none (HEAD)
 
     def on_message_complete(self) -> None:
         if self._interim:

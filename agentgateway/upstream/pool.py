@@ -75,6 +75,12 @@ class UpstreamPool:
         """Return a connection whose response is complete and that may be reused."""
         if conn.closed:
             return
+        if conn.parsing:
+            # The response ended inside a read that is still being parsed: the connection
+            # comes back once the rest of that read is known to hold nothing more
+            # (UpstreamConnection.data_received), not to a request started meanwhile.
+            conn.release_due = True
+            return
         idle = self._idle.get(conn.key)
         if idle is None:
             idle = self._idle[conn.key] = []
