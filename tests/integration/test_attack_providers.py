@@ -1,0 +1,88 @@
+"""Audit 9 through the daemon: what one client can do to another's requests where the gateway
+speaks for many (a stateless MCP backend's shared upstream session), and what of a request an
+authorizer's query changes leave for an upstream to read."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.gateway import free_port, mcp_config, stdio_target
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# ---------------------------------------------------------------- MCP: stateless shared sessions
+
+
+def _stateless_keyed(port: int) -> dict[str, Any]:
+    config = mcp_config(port, [stdio_target("alpha")], statefulMode="stateless")
+    config["binds"][0]["listeners"][0]["routes"][0]["policies"] = {
+        "apiKey": {"mode": "strict", "keys": [{"key": "key-a"}, {"key": "key-b"}]}
+    }
+    return config
+
+
+def _headers(key: str) -> dict[str, str]:
+    return {
+        "authorization": f"Bearer {key}",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2025-06-18",
+    }
+
+
+@pytest.mark.anyio
+async def test_a_stateless_client_cannot_cancel_anothers_call(gateway) -> None:
+    """Stateless clients share the worker's upstream session; their request ids are their own
+    (both may use 7). B's notifications/cancelled for id 7 must not cancel A's call 7."""
+    port = free_port()
+    gw = gateway(_stateless_keyed(port), workers=1)
+    url = f"http://127.0.0.1:{port}/mcp"
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "sleep", "arguments": {"seconds": 2}}}
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7, "reason": "x"}}
+    async with httpx.AsyncClient(timeout=20) as a, httpx.AsyncClient(timeout=20) as b:
+        # the shared session exists before the race (its first request starts the stdio server)
+        r = await a.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=_headers("key-a"))
+        assert r.status_code == 200 and "result" in r.json(), r.text
+        a_call = asyncio.create_task(a.post(url, json=call, headers=_headers("key-a")))
+        await asyncio.sleep(0.7)  # A's call is running upstream
+        r = await b.post(url, json=cancel, headers=_headers("key-b"))
+        assert r.status_code == 202
+        r = await asyncio.wait_for(a_call, 15)
+    assert r.status_code == 200
+    assert r.json()["result"]["content"][0]["text"] == "alpha slept 2.0", r.text
+    assert "alpha: sleep cancelled" not in gw.output()
+
+
+@pytest.mark.anyio
+async def test_a_stateless_client_still_cancels_its_own_call(gateway) -> None:
+    port = free_port()
+    gw = gateway(_stateless_keyed(port), workers=1)
+    url = f"http://127.0.0.1:{port}/mcp"
+    call = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": "sleep", "arguments": {"seconds": 30}},
+    }
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7, "reason": "x"}}
+    async with httpx.AsyncClient(timeout=40) as a:
+        r = await a.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=_headers("key-a"))
+        assert r.status_code == 200
+        a_call = asyncio.create_task(a.post(url, json=call, headers=_headers("key-a")))
+        await asyncio.sleep(0.7)
+        async with httpx.AsyncClient(timeout=20) as again:  # another connection, the same caller
+            r = await again.post(url, json=cancel, headers=_headers("key-a"))
+        assert r.status_code == 202
+        for _ in range(100):
+            if "alpha: sleep cancelled" in gw.output():
+                break
+            await asyncio.sleep(0.1)
+        assert "alpha: sleep cancelled" in gw.output()
+        a_call.cancel()
