@@ -135,3 +135,24 @@ def test_ext_authz_query_changes_cover_semicolon_parameters(gateway, upstream, a
     assert params.get("checked") == ["yes"], target
     assert "drop" not in params, target
     assert params.get("keep") == ["2"], target
+
+
+# ---------------------------------------------------------------- backendAuth: a key in the query
+
+
+@pytest.mark.parametrize(
+    "query", [b"x=1;api_key=client", b"api_key=client;x=1", b"a=1&b=2;api_key=client;c=3", b"x=1;api%5Fkey=client"]
+)
+def test_backend_auth_query_key_replaces_the_clients_after_a_semicolon(gateway, upstream, query: bytes) -> None:
+    """The gateway's key at ``location: {queryParameter: api_key}``: a client's ``api_key`` after a
+    ';' must not stand before it for an upstream that splits the query there."""
+    up = upstream()
+    port = free_port()
+    key = {"value": "gw-key-1", "location": {"queryParameter": {"name": "api_key"}}}
+    gateway(binds(port, [{"backends": [{"host": up.address, "policies": {"backendAuth": {"key": key}}}]}]))
+    status, body = _get(port, b"/echo?" + query)
+    assert status == 200, body
+    target = json.loads(body)["target"]
+    params = _old_parser(target.partition("?")[2])
+    assert params["api_key"] == ["gw-key-1"], target
+    assert "client" not in target
