@@ -1,6 +1,7 @@
 """Audit 9 through the daemon: what one client can do to another's requests where the gateway
-speaks for many (a stateless MCP backend's shared upstream session), and what of a request an
-authorizer's query changes leave for an upstream to read."""
+speaks for many (a stateless MCP backend's shared upstream session), and what of a client's
+query is left beside the parameters the gateway owns (an authorizer's query changes, a
+``backendAuth`` key in the query) for an upstream that splits the query at ';' as well."""
 
 from __future__ import annotations
 
