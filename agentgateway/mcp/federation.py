@@ -195,7 +195,7 @@ class Federation:
         upstream = session.upstreams.get(target)
         if upstream is None:
             raise McpError(protocol.INTERNAL_ERROR, f"MCP target {target} is not available")
-        client_id = orjson.dumps(msg.get("id"))
+        client_id = _inflight_key(session, msg.get("id"))
 
         async def relay(server_msg: Message) -> None:
             rewritten = self.from_upstream(session, target, server_msg)
@@ -289,7 +289,7 @@ class Federation:
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
         assert isinstance(params, dict)
         if method == "notifications/cancelled":
-            entry = session.inflight.get(orjson.dumps(params.get("requestId")))
+            entry = session.inflight.get(_inflight_key(session, params.get("requestId")))
             if entry is not None:
                 upstream, upstream_id = entry
                 await upstream.cancel(upstream_id, str(params.get("reason") or "cancelled by the client"))
@@ -342,6 +342,22 @@ class Federation:
             if isinstance(params, dict) and isinstance(params.get("uri"), str) and _has_scheme(params["uri"]):
                 return {**msg, "params": {**params, "uri": f"{target}+{params['uri']}"}}
         return msg
+
+
+def _inflight_key(session: DownstreamSession, request_id: Any) -> bytes:
+    """Where a client's call is noted for its ``notifications/cancelled``: by its request id, and
+    on a session stateless clients share, also by who asks (the identity the route's
+    authentication proved, else the client's address). Request ids are each client's own: on a
+    shared session two callers' ``7`` are two calls, and one caller's cancel must not reach the
+    other's (the upstream stops it and never answers: the other client's request hung)."""
+    key = orjson.dumps(request_id)
+    if session.shared:
+        caller = CURRENT_CALLER.get()
+        if caller is not None:
+            ctx = caller.ctx
+            who = f"identity:{ctx.identity}" if ctx.identity else f"address:{ctx.client_ip}"
+            key = who.encode() + b"\n" + key
+    return key
 
 
 def _offers(upstream: UpstreamSession, capability: str) -> bool:

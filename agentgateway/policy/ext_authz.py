@@ -48,7 +48,7 @@ import time
 import uuid
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_plus
 
 import orjson
 
@@ -72,6 +72,7 @@ log = logging.getLogger("agentgateway.policy")
 _DEFAULT_TIMEOUT = 2.0
 _MAX_DENIAL_BODY = 1024 * 1024
 _PSEUDO = (":method", ":path", ":authority", ":scheme")
+_QUERY_SEPARATORS = re.compile("([&;])")
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # Headers of an answer the gateway writes itself, or that describe only one hop.
 _NOT_RELAYED = frozenset(
@@ -246,11 +247,25 @@ def set_request_header(ctx: RequestCtx, name: bytes, value: bytes, action: str) 
 
 
 def _set_query(ctx: RequestCtx, to_set: list[tuple[str, str]], to_remove: list[str]) -> None:
-    pairs = [p for p in ctx.query.decode("latin-1").split("&") if p] if ctx.query else []
+    """The service's query changes. A parameter it sets or removes goes in every occurrence the
+    upstream might read: also after a ';' (Go before 1.17, Rack 2 and Python before 3.9.2 split
+    there too) and in any escaped spelling of its name; the others are kept byte for byte, each
+    with the separator that came before it."""
     drop = set(to_remove) | {k for k, _ in to_set}
-    kept = [p for p in pairs if unquote(p.partition("=")[0]) not in drop]
-    kept += [f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in to_set]
-    query = "&".join(kept).encode("latin-1")
+    parts = _QUERY_SEPARATORS.split(ctx.query.decode("latin-1")) if ctx.query else []
+    kept: list[str] = []
+    for i in range(0, len(parts), 2):
+        segment = parts[i]
+        if not segment or unquote_plus(segment.partition("=")[0]) in drop:
+            continue
+        if kept:
+            kept.append(parts[i - 1])
+        kept.append(segment)
+    for k, v in to_set:
+        if kept:
+            kept.append("&")
+        kept.append(f"{quote(k, safe='')}={quote(v, safe='')}")
+    query = "".join(kept).encode("latin-1")
     ctx.query = query
     ctx.target = ctx.path + (b"?" + query if query else b"")
 

@@ -61,6 +61,7 @@ import asyncio
 import datetime
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -109,6 +110,7 @@ Headers = list[tuple[bytes, bytes]]
 # Header changes: (name, value) replaces every header of that name; a None value removes them.
 HeaderEdits = list[tuple[bytes, bytes | None]]
 
+_QUERY_SEPARATORS = re.compile(rb"([&;])")
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 _REFRESH_BEFORE = 60.0  # seconds before expiry when a token is fetched anew
@@ -226,15 +228,26 @@ class Placement:
             base, _, query = path.partition(b"?")
             name = quote(self.query, safe="").encode()
             # A client's parameter of the same name goes, in every spelling the upstream's
-            # parser decodes to that name (``api%5Fkey``, ``%61pi_key``, ``api+key``).
+            # parser decodes to that name (``api%5Fkey``, ``%61pi_key``, ``api+key``), and after
+            # a ';' as well as a '&' (Go before 1.17, Rack 2 and Python before 3.9.2 split there,
+            # and read the client's first). The rest is kept as it came, separators included.
             wanted = self.query
-            pairs = [
-                p
-                for p in query.split(b"&")
-                if p and unquote_plus(p.partition(b"=")[0].decode("latin-1"), errors="replace") != wanted
-            ]
-            pairs.append(name + b"=" + quote(value, safe="").encode())
-            return base + b"?" + b"&".join(pairs), []
+            parts = _QUERY_SEPARATORS.split(query)
+            kept: list[bytes] = []
+            for i in range(0, len(parts), 2):
+                segment = parts[i]
+                if (
+                    not segment
+                    or unquote_plus(segment.partition(b"=")[0].decode("latin-1"), errors="replace") == wanted
+                ):
+                    continue
+                if kept:
+                    kept.append(parts[i - 1])
+                kept.append(segment)
+            if kept:
+                kept.append(b"&")
+            kept.append(name + b"=" + quote(value, safe="").encode())
+            return base + b"?" + b"".join(kept), []
         assert self.cookie is not None
         name = self.cookie.encode()
         # A client's cookie of the same name goes, however spaced (``session =x``): parsers that
