@@ -188,3 +188,96 @@ def test_transformation_may_set_its_own_coding(transformed) -> None:
     status, headers, body = _send(port, b"GET /own HTTP/1.1\r\nHost: gw.test\r\nAccept-Encoding: gzip\r\n\r\n")
     assert status == 200 and body == b"replaced"
     assert headers.get("content-encoding") == "identity"
+
+
+# ---------------------------------------------------------------------------------- LLM answers
+
+_USAGE = {"prompt_tokens": 500, "completion_tokens": 500, "total_tokens": 1000}
+_COMPLETION = {
+    "id": "c1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "usage": _USAGE,
+}
+
+
+def _compressing_provider(always: bool) -> Script:
+    """A provider behind a compressing server: gzip when the request names no coding (RFC 9110
+    §12.5.3 lets a server pick any), or always (``always``, a server that ignores the request)."""
+
+    def script(seen: Seen) -> bytes:
+        body = json.dumps(_COMPLETION).encode()
+        extra = b""
+        if always or not seen.header("accept-encoding"):
+            body, extra = gzip.compress(body), b"content-encoding: gzip\r\n"
+        return (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            + extra
+            + b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    return script
+
+
+def _llm(gateway, address: str) -> int:  # noqa: ANN001
+    port = free_port()
+    params = {"apiKey": "sk-provider", "baseUrl": f"http://{address}/v1"}
+    # 2,500 tokens an hour; each call reports 1,000 used, so the third cannot be covered.
+    budget = [{"type": "tokens", "maxTokens": 2500, "tokensPerFill": 1, "fillInterval": "1h"}]
+    routes = {"/v1/chat/completions": "completions", "*": "detect"}
+    config = {
+        "llm": {
+            "port": port,
+            "models": [{"name": "*", "provider": "openAI", "params": params}],
+            "policies": {"ai": {"routes": routes}, "localRateLimit": budget},
+        }
+    }
+    gateway(config)
+    return port
+
+
+_CALL = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+
+
+def _post(port: int, path: bytes) -> tuple[int, dict[str, str], bytes]:
+    return _send(
+        port,
+        b"POST " + path + b" HTTP/1.1\r\nHost: llm.test\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(_CALL), _CALL),
+    )
+
+
+@pytest.mark.parametrize("path", [b"/v1/chat/completions", b"/v1/other"])
+def test_llm_provider_is_asked_for_an_uncompressed_answer(gateway, raw_upstream, path: bytes) -> None:  # noqa: F811
+    """The gateway reads every provider answer (usage for budgets, guards, translation), so it
+    asks for ``Accept-Encoding: identity``. Before, it named no coding: a provider that then
+    compressed got its completion refused as invalid JSON (502), and a ``detect`` answer reached
+    the client as gzip bytes without their ``content-encoding`` while its usage went unread, so
+    the token budget charged nothing (the third call here passed a budget that covers two)."""
+    provider = raw_upstream(_compressing_provider(always=False))
+    port = _llm(gateway, provider.address)
+    statuses = []
+    for _ in range(3):
+        status, _, body = _post(port, path)
+        statuses.append(status)
+        if status == 200:
+            assert json.loads(body)["usage"]["total_tokens"] == 1000
+    assert statuses == [200, 200, 429], statuses
+    assert provider.seen[0].header("accept-encoding") == ["identity"]
+
+
+def test_llm_detect_answer_compressed_all_the_same(gateway, raw_upstream) -> None:  # noqa: F811
+    """A provider that compresses although asked not to: the ``detect`` answer is relayed with
+    its ``content-encoding`` (so the client can read it) and its usage read from a decoded copy."""
+    provider = raw_upstream(_compressing_provider(always=True))
+    port = _llm(gateway, provider.address)
+    statuses = []
+    for _ in range(3):
+        status, headers, body = _post(port, b"/v1/other")
+        statuses.append(status)
+        if status == 200:
+            assert headers.get("content-encoding") == "gzip"
+            assert json.loads(gzip.decompress(body))["usage"]["total_tokens"] == 1000
+    assert statuses == [200, 200, 429], statuses
