@@ -281,3 +281,44 @@ def test_llm_detect_answer_compressed_all_the_same(gateway, raw_upstream) -> Non
             assert headers.get("content-encoding") == "gzip"
             assert json.loads(gzip.decompress(body))["usage"]["total_tokens"] == 1000
     assert statuses == [200, 200, 429], statuses
+
+
+# ---------------------------------------------------------------------------------- held: request codings
+
+_GZIP_CALL = gzip.compress(_STREAM_CALL)
+
+
+def test_a2a_compressed_call_is_not_forwarded_unread(gateway, raw_upstream) -> None:  # noqa: F811
+    """A JSON-RPC call the gateway cannot read (gzip, which an agent with a decompressing
+    middleware would read) is answered as a parse error and never reaches the agent (held)."""
+    agent = raw_upstream(lambda seen: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+    port = free_port()
+    gateway(binds(port, [{"backends": [{"host": agent.address}], "policies": {"a2a": {}}}]))
+    status, _, body = _send(
+        port,
+        b"POST / HTTP/1.1\r\nHost: agent.test\r\nContent-Encoding: gzip\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(_GZIP_CALL), _GZIP_CALL),
+    )
+    assert status == 200 and json.loads(body)["error"]["code"] == -32700
+    assert agent.seen == []
+
+
+def test_llm_compressed_request_is_refused_or_goes_without_its_coding(gateway, raw_upstream) -> None:  # noqa: F811
+    """A gzip LLM request: a completions route cannot read it (400, nothing sent); a ``detect``
+    route sends the bytes on without the client's ``Content-Encoding`` (the gateway builds the
+    provider's headers), so no provider decodes a model or prompt the gateway never saw (held)."""
+    provider = raw_upstream(_compressing_provider(always=False))
+    port = _llm(gateway, provider.address)
+    body = gzip.compress(b'{"model":"pricey","messages":[{"role":"user","content":"hi"}]}')
+
+    def post(path: bytes) -> int:
+        return _send(
+            port,
+            b"POST " + path + b" HTTP/1.1\r\nHost: llm.test\r\nContent-Encoding: gzip\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+        )[0]
+
+    assert post(b"/v1/chat/completions") == 400
+    assert provider.seen == []
+    post(b"/v1/other")
+    assert all(not seen.header("content-encoding") for seen in provider.seen)
