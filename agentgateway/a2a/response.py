@@ -74,7 +74,7 @@ def _etag_matches(header: bytes, etag: bytes) -> bool:
 
 
 def _decode(body: bytes, encoding: bytes, limit: int) -> bytes:
-    """A card the agent compressed although the gateway asked for ``identity``."""
+    """An answer the agent compressed (a card although the gateway asked for ``identity``)."""
     name = encoding.strip().lower()
     if name in (b"", b"identity"):
         return body
@@ -229,14 +229,51 @@ class CardResponse:
         self._chunks = []
 
 
+def _content_coding(headers: Headers) -> bytes:
+    """The answer's ``Content-Encoding`` (every field, joined), lower case; empty for none or
+    ``identity``."""
+    codings = [v.strip().lower() for k, v in headers if k == b"content-encoding"]
+    coding = b", ".join(c for c in codings if c)
+    return b"" if coding == b"identity" else coding
+
+
+def _inflater(coding: bytes) -> zlib._Decompress | None:
+    """A decoder for a copy of a compressed answer the gateway reads (gzip, deflate), or None."""
+    if coding in (b"gzip", b"x-gzip"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if coding == b"deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS)
+    return None
+
+
 class StreamResponse:
-    __slots__ = ("conn", "facts", "jsonrpc", "decoder", "interval", "loop", "timer", "last", "tail", "closed")
+    """An event stream, relayed as it arrives. A stream the agent compressed (the client asked
+    for it) goes as it came: no keep-alive comment is written into it (plain bytes inside a
+    coding the client decodes would corrupt the stream), and its events are read from a
+    decoded copy (gzip and deflate; others are not read)."""
+
+    __slots__ = (
+        "conn",
+        "facts",
+        "jsonrpc",
+        "decoder",
+        "inflater",
+        "interval",
+        "loop",
+        "timer",
+        "last",
+        "tail",
+        "closed",
+    )
 
     def __init__(self, conn: ResponseWriter, facts: A2aFacts, status: int, headers: Headers, interval: float) -> None:
         self.conn = conn
         self.facts = facts
         self.jsonrpc = facts.binding == JSONRPC
-        self.decoder: SseDecoder | None = SseDecoder(conn.max_buffer_size)
+        coding = _content_coding(headers)
+        self.inflater = _inflater(coding) if coding else None
+        readable = not coding or self.inflater is not None
+        self.decoder: SseDecoder | None = SseDecoder(conn.max_buffer_size) if readable else None
         self.interval = interval
         self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
         self.timer: asyncio.TimerHandle | None = None
@@ -245,7 +282,7 @@ class StreamResponse:
         self.closed = False
         fields, content_length = response_fields(headers)
         conn.send_head_fields(status, fields, content_length, True)
-        if interval > 0 and content_length is None:
+        if interval > 0 and content_length is None and not coding:
             self.timer = self.loop.call_later(interval, self._tick)
 
     def body(self, chunk: bytes) -> bool:
@@ -254,10 +291,16 @@ class StreamResponse:
         self.tail = (self.tail + chunk[-4:])[-4:]
         decoder = self.decoder
         if decoder is not None:
+            inflater = self.inflater
             try:
+                if inflater is not None:
+                    chunk = inflater.decompress(chunk, self.conn.max_buffer_size)
+                    if inflater.unconsumed_tail:  # one chunk decoded past the bound
+                        self.decoder = None
+                        return True
                 events = decoder.feed(chunk)
-            except SseError:
-                self.decoder = None  # an event past the bound: still relayed, no longer read
+            except (SseError, zlib.error):
+                self.decoder = None  # an event past the bound, a broken coding: still relayed, no longer read
                 return True
             facts = self.facts
             for event in events:
@@ -299,13 +342,17 @@ class StreamResponse:
 
 
 class JsonResponse:
-    __slots__ = ("facts", "conn", "status", "limit", "_chunks", "_size")
+    """A JSON answer, relayed as it arrives; a bounded copy is read at the end (decoded first
+    when the agent compressed it with gzip or deflate)."""
+
+    __slots__ = ("facts", "conn", "status", "limit", "coding", "_chunks", "_size")
 
     def __init__(self, conn: ResponseWriter, facts: A2aFacts, status: int, headers: Headers, limit: int) -> None:
         self.conn = conn
         self.facts = facts
         self.status = status
         self.limit = limit
+        self.coding = _content_coding(headers)
         self._chunks: list[bytes] | None = []
         self._size = 0
         fields, content_length = response_fields(headers)
@@ -326,6 +373,11 @@ class JsonResponse:
         chunks = self._chunks
         if chunks:
             body = b"".join(chunks)
+            if self.coding:
+                try:
+                    body = _decode(body, self.coding, self.limit)
+                except CardError:
+                    return True  # a coding the gateway does not read: relayed, not read
             facts = self.facts
             if facts.binding == JSONRPC:
                 _observe_jsonrpc(facts, body)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -902,7 +903,8 @@ class LlmExchange:
         conn = self.conn
         facts = self._facts
         assert facts is not None
-        head = [(k, v) for k, v in resp.headers if k == b"content-type" or k in KEPT_HEADERS]
+        # A coding the provider used although asked for none goes with the bytes it describes.
+        head = [(k, v) for k, v in resp.headers if k in _RAW_KEPT or k in KEPT_HEADERS]
         self._response_phase(resp.status, head)
         conn.send_head(resp.status, head, None, True)
         self._started = True
@@ -921,7 +923,10 @@ class LlmExchange:
                     await writable.wait()
         except HttpClientError as exc:
             raise LlmError(502, f"provider stream ended early: {exc.message}") from None
-        usage = _detected_usage(bytes(seen), resp.content_type) if seen is not None else Usage()
+        usage = Usage()
+        if seen is not None:
+            body = _decoded(bytes(seen), resp.header(b"content-encoding"))
+            usage = _detected_usage(body, resp.content_type) if body is not None else usage
         facts.usage = usage  # before the end: the access log is written with it
         conn.end_response()
         return usage
@@ -1211,6 +1216,22 @@ def _shape(
 
 # How much of a detected (passthrough) answer is kept to read its usage.
 _DETECT_LIMIT = 4 * 1024 * 1024
+# The provider's fields a passthrough answer keeps besides KEPT_HEADERS.
+_RAW_KEPT = (b"content-type", b"content-encoding")
+
+
+def _decoded(raw: bytes, coding: bytes | None) -> bytes | None:
+    """A copy of a passthrough answer as its usage is read: decoded when the provider compressed
+    it (gzip, deflate) although asked for no coding; None for a coding the gateway cannot read."""
+    name = coding.strip().lower() if coding is not None else b""
+    if name in (b"", b"identity"):
+        return raw
+    if name not in (b"gzip", b"x-gzip", b"deflate"):
+        return None
+    try:
+        return zlib.decompressobj(zlib.MAX_WBITS | (16 if name != b"deflate" else 0)).decompress(raw, _DETECT_LIMIT)
+    except zlib.error:
+        return None
 
 
 def _usage_of(data: Any) -> Usage | None:

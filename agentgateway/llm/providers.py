@@ -75,6 +75,9 @@ GEMINI_OPENAI_EMBEDDINGS = "/v1beta/openai/embeddings"
 
 ANTHROPIC_VERSION = b"2023-06-01"
 _JSON = (b"content-type", b"application/json")
+# The gateway reads every answer (usage, guards, translation): it asks for no content coding.
+# Naming none would let a server pick any (RFC 9110 §12.5.3), which the gateway cannot read.
+_IDENTITY = (b"accept-encoding", b"identity")
 
 
 class AwsSigning:
@@ -308,7 +311,7 @@ class Provider:
         self, path: str, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = (), fmt: str | None = None
     ) -> list[tuple[bytes, bytes]]:
         """Request headers for the provider: content type, auth (SigV4 over ``body``), extras."""
-        headers = [_JSON, *self.auth_headers, *extra]
+        headers = [_JSON, _IDENTITY, *self.auth_headers, *extra]
         if (fmt or self.format) == F_ANTHROPIC and not any(k == b"anthropic-version" for k, _ in extra):
             headers.append((b"anthropic-version", ANTHROPIC_VERSION))
         aws = self.aws

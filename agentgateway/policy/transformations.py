@@ -5,7 +5,8 @@ Values are expressions (``policy.expression``). As in agentgateway, a header who
 for a request (the expression failed: a missing header or claim), or is no header value (CR, LF,
 NUL: a claim copied into a header must not write header lines of its own), is removed: the
 client's own header of that name never passes as the gateway's. A body replacement sends the
-computed body (empty without a value) with its own ``content-length``; the original body is read
+computed body (empty without a value) with its own ``content-length``, without the original's
+``content-encoding`` and digests (unless the transformation sets them); the original body is read
 and dropped.
 """
 
@@ -26,10 +27,16 @@ if TYPE_CHECKING:
 Headers = list[tuple[bytes, bytes]]
 # Framing is the gateway's business; a transformation cannot set these.
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+# What describes the bytes of a body a ``body`` transformation replaces: its coding and digests.
+# The replacement is the gateway's own plain bytes, so these go with the original (unless the
+# transformation sets them itself). Before, a client's gzip body replaced by plain text reached
+# the upstream labelled gzip, and an upstream's compressed answer replaced by plain text reached
+# a client that had asked for gzip labelled gzip.
+_ORIGINAL_BYTES = frozenset((b"content-encoding", b"content-md5", b"digest", b"content-digest", b"repr-digest"))
 
 
 class _Side:
-    __slots__ = ("drop", "set", "add", "body", "set_drop", "underscore")
+    __slots__ = ("drop", "set", "add", "body", "set_drop", "underscore", "body_drop")
 
     def __init__(self, cfg: TransformSide, where: str, request: bool) -> None:
         def name(key: str, at: str) -> bytes:
@@ -48,6 +55,8 @@ class _Side:
         touched = self.drop | {n for n, _ in self.set}
         self.underscore = request
         self.set_drop = touched | (_underscored(touched) if request else frozenset())
+        own = {n for n, _ in self.set} | {n for n, _ in self.add}
+        self.body_drop = _ORIGINAL_BYTES - own if self.body is not None else frozenset()
 
     def edit(self, ctx: RequestCtx, headers: Headers) -> Headers:
         """``headers`` with the side's edits. As agentgateway: a header whose expression has no
@@ -55,7 +64,7 @@ class _Side:
         removed, also for ``add``, so that a failed evaluation never lets the client's own header of
         that name pass as the gateway's."""
         added = [(n, e.evaluate_header(ctx)) for n, e in self.add]
-        drop = self.set_drop
+        drop = self.set_drop | self.body_drop if self.body_drop else self.set_drop
         failed = {n for n, v in added if v is None}
         if failed:
             drop = drop | failed | (_underscored(failed) if self.underscore else frozenset())
