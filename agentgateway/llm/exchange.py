@@ -295,6 +295,8 @@ class LlmExchange:
         "_facts",
         "_options",
         "_taken",
+        "_reserved",
+        "_answered",
         "_started",
     )
 
@@ -324,6 +326,8 @@ class LlmExchange:
         # the options of the model being called (its responseHeaders edit the answer)
         self._options: ModelOptions | None = None
         self._taken: list[tuple[TokenBudget, object]] = []
+        self._reserved = 0  # the tokens the call reserved on its budgets
+        self._answered = False  # a provider accepted the call (a status below 400)
         self._started = False  # response head sent
 
     def start(self) -> None:
@@ -375,6 +379,12 @@ class LlmExchange:
                 # what the provider charged, for the expressions evaluated from here (rate-limit keys)
                 self.ctx.learn("llm", self._facts.cel())
             if self._taken:
+                if self._answered and (usage is None or not usage.known):
+                    # The provider took the call (and charges for it) but its usage was not
+                    # read: a client that left before the stream's last event, a provider that
+                    # reports none, an answer the gateway cannot read. The call keeps what it
+                    # reserved; given back, it would have run free of the budget.
+                    usage = Usage(self._reserved, 0, known=True)
                 settle_all(self._taken, usage or Usage())
                 self._taken = []
 
@@ -504,7 +514,7 @@ class LlmExchange:
             else:
                 estimate = rough_count(texts)
             output = output_limit(api, body)
-            reserve = estimate + (policy.default_output_tokens if output is None else output)
+            reserve = self._reserved = estimate + (policy.default_output_tokens if output is None else output)
             call = LlmCall(ctx.route, caller, requested, first.provider.genai_name, estimate, ctx, reserve)
             self._taken, refusal = reserve_all(hooks.budgets, call)
             if refusal is None and hooks.admissions:  # services holding shared limits
@@ -586,6 +596,7 @@ class LlmExchange:
                 if status >= 400:
                     await self._provider_error(resp, plan)
                     return None
+                self._answered = True
                 if plan.raw:
                     return await self._relay_raw(resp, plan)
                 if stream:

@@ -208,3 +208,45 @@ def test_a_call_reserves_what_any_provider_would_read_as_its_limit(
     finally:
         for f in fakes.values():
             f.stop()
+
+
+@pytest.mark.parametrize("leave", [True, False], ids=["client-leaves-mid-stream", "stream-read-to-its-end"])
+def test_a_stream_the_client_leaves_keeps_its_reservation(
+    leave: bool, tmp_path: Path, gateway: Callable[..., Any]
+) -> None:
+    """A client that reads a streamed answer and leaves before its last event (which carries
+    the usage): the provider charged for the call, so the budget keeps what the call reserved
+    (before, it was given back: every such call ran free). Read to its end, the call is charged
+    the usage the provider reported."""
+    fakes = {kind: FakeProvider(tmp_path, kind) for kind in ("openai", "anthropic")}
+    try:
+        bucket = {"type": "tokens", "maxTokens": 1000, "tokensPerFill": 1, "fillInterval": "1h"}
+        port = free_port()
+        gateway(_config(port, fakes, {"localRateLimit": [{**bucket, "key": "apiKey.team"}]}))
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        auth = {"authorization": "Bearer key-a"}
+        body = {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": SHORT_PROMPT}],
+            "max_tokens": 300,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        with httpx.Client(timeout=10) as client, client.stream("POST", url, json=body, headers=auth) as answer:
+            assert answer.status_code == 200
+            chunks = answer.iter_bytes()
+            first = next(chunks)
+            assert first.startswith(b"data: ")
+            if not leave:
+                rest = b"".join(chunks)
+                assert b'"usage"' in rest
+        time.sleep(1.0)  # the gateway notices the client left and settles
+        # 303 reserved and kept leave 697: a call reserving 803 is refused; charged its usage
+        # (23) instead, 977 are left and it runs.
+        big = {**body, "max_tokens": 800, "stream": False}
+        del big["stream_options"]
+        status = httpx.post(url, json=big, headers=auth, timeout=10).status_code
+        assert status == (429 if leave else 200)
+    finally:
+        for f in fakes.values():
+            f.stop()
