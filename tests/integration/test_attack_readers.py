@@ -11,6 +11,7 @@ refused; a body that is not JSON to anyone (a multipart upload) still passes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,77 @@ def test_a_passthrough_body_that_is_not_json_passes(raw_llm) -> None:
     assert fake.count() == before + 1
     assert fake.last()["body"].encode() == body
     assert headers.get("x-read-model") == "" or status != 200
+
+
+# ---------------------------------------------------------------------------------------- config reload
+
+RELOAD_KEY = "sk-reload-key"
+
+
+def _guarded_config(port: int, upstream_address: str) -> dict[str, Any]:
+    """One route that needs an API key; ``policies`` is the last thing in the file, so a file
+    cut before it is a valid config that serves the route to anyone."""
+    route = {
+        "name": "guarded",
+        "backends": [{"host": upstream_address}],
+        "policies": {"apiKey": {"mode": "strict", "keys": [{"key": RELOAD_KEY}]}},
+    }
+    return {"config": {}, "binds": [{"port": port, "listeners": [{"routes": [route]}]}]}
+
+
+def _anonymous(port: int) -> int | None:
+    """The status an anonymous GET gets (None: no listener)."""
+    try:
+        with raw_connection(port, timeout=2) as sock:
+            sock.sendall(b"GET /x HTTP/1.1\r\nHost: guarded.test\r\nConnection: close\r\n\r\n")
+            return read_response(sock)[0]
+    except OSError:
+        return None
+
+
+def _probe_for(port: int, seconds: float) -> list[int | None]:
+    seen = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        seen.append(_anonymous(port))
+        time.sleep(0.02)
+    return seen
+
+
+def test_a_config_file_truncated_for_writing_is_not_served(gateway, upstream) -> None:
+    """``generate > config.yaml``: the shell truncates the file before the command writes (a
+    ``kubectl`` or ``helm`` round trip takes a second). An empty file compiled to a config with
+    no binds: every listener closed until the text arrived."""
+    port = free_port()
+    address = upstream("a").address
+    gw = gateway(_guarded_config(port, address))
+    assert _anonymous(port) == 401
+    text = gw.render(_guarded_config(port, address))
+    with open(gw.config_path, "w") as f:  # noqa: PTH123 - written in place on purpose
+        seen = _probe_for(port, 1.0)
+        f.write(text)
+    seen += _probe_for(port, 0.5)
+    assert set(seen) == {401}, seen
+    assert gw.metric("agentgateway_config_reloads_total", result="success") == 0
+
+
+def test_a_config_file_written_in_steps_is_read_once_written(gateway, upstream) -> None:
+    """A writer that stops between two writes (a pipe, a template renderer): the first part is a
+    valid config without the route's ``policies``. Read 50 ms after the change was seen, it was
+    served: the route open to anyone until the rest arrived. The watch now waits until the
+    file has not changed for 250 ms (agentgateway debounces its watch by 250 ms)."""
+    port = free_port()
+    address = upstream("a").address
+    gw = gateway(_guarded_config(port, address))
+    text = gw.render(_guarded_config(port, address))
+    cut = text.rindex("\n", 0, text.index("policies:")) + 1
+    seen: list[int | None] = []
+    for _ in range(4):
+        with open(gw.config_path, "w") as f:  # noqa: PTH123 - written in place on purpose
+            f.write(text[:cut])
+            f.flush()
+            seen += _probe_for(port, 0.15)
+            f.write(text[cut:])
+        seen += _probe_for(port, 0.4)
+    assert set(seen) == {401}, seen
+    assert gw.metric("agentgateway_config_reloads_total", result="success") == 0
