@@ -7,7 +7,10 @@ taken for "not JSON" and read as no model at all, yet the provider may well read
 Python's ``json.loads`` (FastAPI/Starlette, vLLM) decodes UTF-16/32 and a UTF-8 BOM and takes
 ``NaN``, ``1e400`` and lone surrogates; Go's ``encoding/json`` and Node take invalid UTF-8 (as
 U+FFFD), Go's ``json.Decoder`` (gin, Ollama) the first document of several. Such a body is
-refused; a body that is not JSON to anyone (a multipart upload) still passes."""
+refused; a body that is not JSON to anyone (a multipart upload) still passes.
+
+And the config file as the supervisor reads it while someone writes it in place: a read that
+lands mid-write must not serve the part written so far (empty, or without a route's policies)."""
 
 from __future__ import annotations
 
