@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import zlib
 from typing import TYPE_CHECKING, Any
@@ -436,7 +437,9 @@ class LlmExchange:
             try:
                 parsed = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
-                if not raw_api:
+                if not raw_api or _json_to_others(raw):
+                    # A passthrough body goes as it came: one that a lenient reader takes for JSON
+                    # would have the provider read a model (and more) the gateway did not.
                     raise LlmError(400, f"request body is not valid JSON: {exc}") from None
         elif not raw_api:
             raise LlmError(400, "request body must be a JSON object")
@@ -1243,6 +1246,22 @@ def _decoded(raw: bytes, coding: bytes | None) -> bytes | None:
         return zlib.decompressobj(zlib.MAX_WBITS | (16 if name != b"deflate" else 0)).decompress(raw, _DETECT_LIMIT)
     except zlib.error:
         return None
+
+
+# What may come before a JSON document for a lenient reader: JSON's blanks, byte order marks
+# (UTF-8, UTF-16 and UTF-32, the last two with their NULs) and the NULs of UTF-16/32 text.
+_LENIENT_LEAD = re.compile(rb"(?:[ \t\r\n\x00]+|\xef\xbb\xbf|\xff\xfe|\xfe\xff)*")
+
+
+def _json_to_others(raw: bytes) -> bool:
+    """Whether a body the gateway's parser refused is a JSON document to a more lenient one:
+    Python's ``json`` (FastAPI, vLLM: UTF-16/32, a BOM, ``NaN``, ``1e400``, lone surrogates),
+    Go's ``encoding/json`` and Node (invalid UTF-8), Go's ``json.Decoder`` (the first of several
+    documents). Taken as such when it starts like an object or an array after blanks, byte order
+    marks and NULs; a multipart upload or a form does not."""
+    end = _LENIENT_LEAD.match(raw)
+    at = end.end() if end is not None else 0
+    return raw[at : at + 1] in (b"{", b"[")
 
 
 def _usage_of(data: Any) -> Usage | None:

@@ -53,6 +53,11 @@ from agentgateway.upstream.relay import RUNTIME_DIR_ENV
 log = logging.getLogger("agentgateway.supervisor")
 
 _WATCH_PERIOD = 0.2
+# A changed file is read once it has not changed for this long (agentgateway debounces its watch
+# by 250 ms): writers work in steps (an editor, `cat > config.yaml`, a secret rotation), and the
+# first steps of a config file may be a valid config that lacks what follows (a route's policies).
+_SETTLE = 0.25
+_SETTLE_POLL = 0.05
 _READY_TIMEOUT = 60.0
 _SCRAPE_TIMEOUT = 2.0
 
@@ -510,8 +515,7 @@ class Supervisor:
             watched = self.state.watched(self.source)
             if all(signature(path) == sig for path, sig in watched.items()):
                 continue
-            # Editors (and secret rotations) write in steps; let the files settle before reading.
-            await asyncio.sleep(0.05)
+            await _settled(list(watched))
             await self.reload()
 
     async def reload(self) -> None:
@@ -527,6 +531,14 @@ class Supervisor:
         except ConfigError as exc:
             self.state.main_signature = main_signature
             self._reload_failed(str(exc))
+            return
+        if self.source.signature() != main_signature:
+            return  # written to while it was read: the watch reads it again once it settles
+        if self.source.path is not None and not raw.strip():
+            # Truncated for writing (`generate > config.yaml` truncates before the command runs):
+            # compiled, it would close every listener. Read again when it changes.
+            self.state.main_signature = main_signature
+            log.warning("config file %s is empty: still serving the previous config", self.source.path)
             return
         same = self.state.unchanged(raw, main_signature)
         if same is not None:
@@ -578,6 +590,19 @@ class Supervisor:
         self.reloads_failed += 1
         self.last_error = message
         log.error("config reload rejected, still serving the previous config: %s", message)
+
+
+async def _settled(paths: list[Path]) -> None:
+    """Returns once none of ``paths`` has changed (size, time, inode) for ``_SETTLE``."""
+    seen = [signature(p) for p in paths]
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    while loop.time() - quiet_since < _SETTLE:
+        await asyncio.sleep(_SETTLE_POLL)
+        now = [signature(p) for p in paths]
+        if now != seen:
+            seen = now
+            quiet_since = loop.time()
 
 
 class _Families:
