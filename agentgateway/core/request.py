@@ -21,7 +21,14 @@ Case is kept: paths are case-sensitive. The query is not touched.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Iterator
+from urllib.parse import unquote_plus
+
 Headers = list[tuple[bytes, bytes]]
+
+# Where upstreams split a query: '&', and ';' too (Go before 1.17, Rack 2, Python before 3.9.2).
+_QUERY_SEPARATORS = re.compile(rb"([&;])")
 
 
 class PathError(ValueError):
@@ -160,3 +167,29 @@ def split_target(target: bytes, decode_slashes: bool = False) -> tuple[bytes, by
     ):
         path = normalize_path(path, decode_slashes)
     return path, query, authority
+
+
+def query_parameters(query: bytes) -> Iterator[tuple[str, bytes]]:
+    """The parameters of ``query`` as an upstream may split them (at ``&`` and ``;``): each
+    one's name decoded as a form decodes it (``api%5Fkey`` and ``api+key`` are spellings of a
+    name), and its raw value. Empty segments are skipped."""
+    for segment in _QUERY_SEPARATORS.split(query)[::2]:
+        if segment:
+            name, _, value = segment.partition(b"=")
+            yield unquote_plus(name.decode("latin-1")), value
+
+
+def query_without(query: bytes, names: Collection[str]) -> bytes:
+    """``query`` less every parameter whose decoded name is in ``names``, split as an upstream
+    may split it (``query_parameters``); the others are kept byte for byte, each with the
+    separator that came before it."""
+    parts = _QUERY_SEPARATORS.split(query)
+    kept: list[bytes] = []
+    for i in range(0, len(parts), 2):
+        segment = parts[i]
+        if not segment or unquote_plus(segment.partition(b"=")[0].decode("latin-1")) in names:
+            continue
+        if kept:
+            kept.append(parts[i - 1])
+        kept.append(segment)
+    return b"".join(kept)

@@ -17,16 +17,15 @@ tabs (Rails reads ``Bearer<TAB>token`` as a bearer token); a header's underscore
 
 from __future__ import annotations
 
-import re
 from urllib.parse import unquote_plus
 
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import CredentialLocation
 from agentgateway.core.context import RequestCtx
+from agentgateway.core.request import query_parameters, query_without
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
 
 _HEADER, _QUERY, _COOKIE, _EXPRESSION = range(4)
-_QUERY_SEPARATORS = re.compile(rb"([&;])")
 _BLANKS = b" \t"
 
 
@@ -107,10 +106,9 @@ class Location:
         if kind == _QUERY:
             if not ctx.query:
                 return None
-            for segment in _QUERY_SEPARATORS.split(ctx.query)[::2]:
-                key, _, value = segment.partition(b"=")
-                if unquote_plus(key.decode("latin-1")) == self._name_text:
-                    text = unquote_plus(value.decode("latin-1"))
+            for param, raw in query_parameters(ctx.query):
+                if param == self._name_text:
+                    text = unquote_plus(raw.decode("latin-1"))
                     if text:
                         return text
             return None
@@ -137,19 +135,8 @@ class Location:
             names = self._names
             ctx.headers = [(k, v) for k, v in ctx.headers if k not in names]
         elif kind == _QUERY:
-            # Every occurrence, also between ';'; the other parameters are kept byte for byte,
-            # each with the separator that came before it.
-            text_name = self._name_text
-            parts = _QUERY_SEPARATORS.split(ctx.query)
-            kept: list[bytes] = []
-            for i in range(0, len(parts), 2):
-                segment = parts[i]
-                if unquote_plus(segment.partition(b"=")[0].decode("latin-1")) == text_name:
-                    continue
-                if kept:
-                    kept.append(parts[i - 1])
-                kept.append(segment)
-            ctx.query = b"".join(kept)
+            # Every occurrence, also after a ';'; the other parameters are kept as they came.
+            ctx.query = query_without(ctx.query, (self._name_text,))
             ctx.target = ctx.path + b"?" + ctx.query if ctx.query else ctx.path
         elif kind == _COOKIE:
             headers = []

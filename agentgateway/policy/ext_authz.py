@@ -48,7 +48,7 @@ import time
 import uuid
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote
 
 import orjson
 
@@ -56,6 +56,7 @@ from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import ExtAuthz as ExtAuthzConfig
 from agentgateway.core.reply import LocalReply
+from agentgateway.core.request import query_without
 from agentgateway.observe.counters import COUNTERS
 from agentgateway.observe.tracing import end_call, start_call
 from agentgateway.policy.cel import CelEvaluationError, CelExpression
@@ -72,7 +73,6 @@ log = logging.getLogger("agentgateway.policy")
 _DEFAULT_TIMEOUT = 2.0
 _MAX_DENIAL_BODY = 1024 * 1024
 _PSEUDO = (":method", ":path", ":authority", ":scheme")
-_QUERY_SEPARATORS = re.compile("([&;])")
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # Headers of an answer the gateway writes itself, or that describe only one hop.
 _NOT_RELAYED = frozenset(
@@ -252,20 +252,9 @@ def _set_query(ctx: RequestCtx, to_set: list[tuple[str, str]], to_remove: list[s
     there too) and in any escaped spelling of its name; the others are kept byte for byte, each
     with the separator that came before it."""
     drop = set(to_remove) | {k for k, _ in to_set}
-    parts = _QUERY_SEPARATORS.split(ctx.query.decode("latin-1")) if ctx.query else []
-    kept: list[str] = []
-    for i in range(0, len(parts), 2):
-        segment = parts[i]
-        if not segment or unquote_plus(segment.partition("=")[0]) in drop:
-            continue
-        if kept:
-            kept.append(parts[i - 1])
-        kept.append(segment)
-    for k, v in to_set:
-        if kept:
-            kept.append("&")
-        kept.append(f"{quote(k, safe='')}={quote(v, safe='')}")
-    query = "".join(kept).encode("latin-1")
+    kept = [query_without(ctx.query, drop)] if ctx.query else []
+    kept += [f"{quote(k, safe='')}={quote(v, safe='')}".encode("latin-1") for k, v in to_set]
+    query = b"&".join(part for part in kept if part)
     ctx.query = query
     ctx.target = ctx.path + (b"?" + query if query else b"")
 

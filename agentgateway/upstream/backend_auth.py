@@ -61,11 +61,10 @@ import asyncio
 import datetime
 import math
 import os
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, quote, unquote_plus
+from urllib.parse import parse_qsl, quote
 
 from agentgateway.config import referenced
 from agentgateway.config.durations import parse_duration
@@ -86,6 +85,7 @@ from agentgateway.config.schema import OAuthClientAuth as OAuthClientAuthConfig
 from agentgateway.config.schema import OAuthTokenExchange as OAuthTokenExchangeConfig
 from agentgateway.config.tlsfiles import resolve_path
 from agentgateway.core.reply import LocalReply
+from agentgateway.core.request import query_without
 from agentgateway.upstream import oauth
 
 if TYPE_CHECKING:
@@ -110,7 +110,6 @@ Headers = list[tuple[bytes, bytes]]
 # Header changes: (name, value) replaces every header of that name; a None value removes them.
 HeaderEdits = list[tuple[bytes, bytes | None]]
 
-_QUERY_SEPARATORS = re.compile(rb"([&;])")
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 _REFRESH_BEFORE = 60.0  # seconds before expiry when a token is fetched anew
@@ -231,23 +230,9 @@ class Placement:
             # parser decodes to that name (``api%5Fkey``, ``%61pi_key``, ``api+key``), and after
             # a ';' as well as a '&' (Go before 1.17, Rack 2 and Python before 3.9.2 split there,
             # and read the client's first). The rest is kept as it came, separators included.
-            wanted = self.query
-            parts = _QUERY_SEPARATORS.split(query)
-            kept: list[bytes] = []
-            for i in range(0, len(parts), 2):
-                segment = parts[i]
-                if (
-                    not segment
-                    or unquote_plus(segment.partition(b"=")[0].decode("latin-1"), errors="replace") == wanted
-                ):
-                    continue
-                if kept:
-                    kept.append(parts[i - 1])
-                kept.append(segment)
-            if kept:
-                kept.append(b"&")
-            kept.append(name + b"=" + quote(value, safe="").encode())
-            return base + b"?" + b"".join(kept), []
+            kept = query_without(query, (self.query,))
+            param = name + b"=" + quote(value, safe="").encode()
+            return base + b"?" + (kept + b"&" + param if kept else param), []
         assert self.cookie is not None
         name = self.cookie.encode()
         # A client's cookie of the same name goes, however spaced (``session =x``): parsers that
@@ -630,10 +615,8 @@ class TokenSource:
                 edits.append((self.header, None))
         elif self.query is not None:
             base, sep, query = path.partition(b"?")
-            kept = [
-                p for p in query.split(b"&") if p and unquote_plus(p.partition(b"=")[0].decode("latin-1")) != self.query
-            ]
-            path = base + (b"?" + b"&".join(kept) if kept else b"")
+            kept = query_without(query, (self.query,))
+            path = base + (b"?" + kept if kept else b"")
         elif self.cookie is not None:
             crumbs = [
                 c.strip()
