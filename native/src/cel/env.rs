@@ -15,6 +15,8 @@ use super::net;
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     let mut env = Env::stdlib();
+    // Ahead of the extension, whose own `indexOf`/`lastIndexOf` are quadratic (search.rs).
+    super::search::register(&mut env).expect("linear string search");
     env.add_extension(cel::extensions::strings)
         .expect("strings extension");
     env.add_overload(

@@ -17,13 +17,15 @@
 //!   `startsWith`, `endsWith`, `matches`, conversions, `has`, `all`, `exists`, `exists_one`,
 //!   `map`, `filter`, `in`, optional values `a.?b` / `m[?k]` with `orValue`), the strings
 //!   extension (`lowerAscii`, `upperAscii`, `trim`, `split`, `join`, `replace`, `substring`,
-//!   `indexOf`, ...) and the Kubernetes IP/CIDR library ([`net`]).
+//!   `indexOf`, ...; `indexOf`/`lastIndexOf` are our linear ones, [`search`]) and the
+//!   Kubernetes IP/CIDR library ([`net`]).
 
 mod env;
 pub mod net;
 mod program;
 mod record;
 pub mod rules;
+mod search;
 mod vars;
 
 pub use program::{CompileError, EvalError, HeaderNames, Program, References, context};
