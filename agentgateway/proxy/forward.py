@@ -515,7 +515,7 @@ class HttpForward:
     def _start_mirror(self) -> None:
         mirror = self.route.mirror
         assert mirror is not None
-        if mirror.percentage < 1.0 and random.random() >= mirror.percentage:
+        if (mirror.percentage < 1.0 and random.random() >= mirror.percentage) or not MirrorCall.admit():
             return
         call = MirrorCall(self.worker, mirror.target, self._head)
         if self._body:

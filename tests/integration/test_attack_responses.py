@@ -12,7 +12,10 @@ content-length the DATA disagrees with, a request taken and then the connection 
   sent again.
 - Response heads from an HTTP/2 upstream that HTTP/2 forbids (what would split or desynchronize
   the HTTP/1.1 answer to the client) are a 502, never relayed; a DATA length that disagrees with
-  content-length cuts the client's connection rather than leaving it out of step.
+  content-length cuts the client's connection rather than leaving it out of step; 1xx heads
+  (HTTP/1.1 and HTTP/2) are dropped with their headers; an HPACK bomb stops at the header cap.
+- An upstream that takes no request body meets the response deadline (504), not never.
+- A mirror that never answers holds at most 512 copies per worker, not one per request.
 """
 
 from __future__ import annotations
@@ -318,3 +321,197 @@ def test_upstream_that_takes_no_request_body_gets_the_response_deadline(
     line, elapsed = _upload_against(port)
     assert line.startswith(b"HTTP/1.1 504"), line
     assert elapsed < 8, elapsed
+
+
+# ------------------------------------------------------------------ response heads an HTTP/2 upstream sends
+
+# What a hostile HTTP/2 upstream puts in a response head, by path: each is forbidden by RFC 9113
+# §8.2-8.3, and relayed to an HTTP/1.1 client it would split the answer, add framing of its own,
+# or end the connection's keep-alive on the upstream's word.
+_BAD_HEADS: dict[str, list[tuple[bytes, bytes]]] = {
+    "/crlf": [(b":status", b"200"), (b"x-a", b"v\r\nx-injected: 1")],
+    "/lf": [(b":status", b"200"), (b"x-a", b"v\nx-injected: 1")],
+    "/nul": [(b":status", b"200"), (b"x-a", b"v\x00x-injected: 1")],
+    "/blank": [(b":status", b"200"), (b"x-a", b" x-injected")],
+    "/upper": [(b":status", b"200"), (b"X-Injected", b"1")],
+    "/connection": [(b":status", b"200"), (b"connection", b"x-injected")],
+    "/transfer-encoding": [(b":status", b"200"), (b"transfer-encoding", b"chunked"), (b"x-injected", b"1")],
+    "/keep-alive": [(b":status", b"200"), (b"keep-alive", b"timeout=1"), (b"x-injected", b"1")],
+    "/upgrade": [(b":status", b"200"), (b"upgrade", b"websocket"), (b"x-injected", b"1")],
+    "/proxy-connection": [(b":status", b"200"), (b"proxy-connection", b"close"), (b"x-injected", b"1")],
+    "/two-status": [(b":status", b"200"), (b":status", b"204"), (b"x-injected", b"1")],
+    "/late-pseudo": [(b"x-injected", b"1"), (b":status", b"200")],
+    "/request-pseudo": [(b":status", b"200"), (b":path", b"/x"), (b"x-injected", b"1")],
+    "/switching": [(b":status", b"101"), (b"upgrade", b"websocket"), (b"x-injected", b"1")],
+    "/two-lengths": [(b":status", b"200"), (b"content-length", b"2"), (b"content-length", b"3")],
+    "/bad-length": [(b":status", b"200"), (b"content-length", b"+2"), (b"x-injected", b"1")],
+}
+
+
+def _head_answers(h2: H2Connection, stream: int, number: int, path: str) -> bool:
+    if path in _BAD_HEADS:
+        h2.send_headers(stream, _BAD_HEADS[path])
+        h2.send_data(stream, b"ok", end_stream=True)
+    elif path == "/short":  # promises 10 bytes, sends 2 and ends the stream
+        h2.send_headers(stream, [(b":status", b"200"), (b"content-length", b"10")])
+        h2.send_data(stream, b"ok", end_stream=True)
+    elif path == "/long":  # promises 2, sends 10
+        h2.send_headers(stream, [(b":status", b"200"), (b"content-length", b"2")])
+        h2.send_data(stream, b"0123456789", end_stream=True)
+    elif path == "/hpack-bomb":  # one 4000-byte table entry, referenced 400 times: 1.6 MB decoded
+        h2.send_headers(stream, [(b":status", b"200")] + [(b"x-big", b"b" * 4000)] * 400)
+        h2.send_data(stream, b"ok", end_stream=True)
+    elif path == "/early-hints":  # many 103s with headers, then the answer
+        for i in range(200):
+            h2.send_headers(stream, [(b":status", b"103"), (b"link", b"</hint%d>; rel=preload" % i)])
+        h2.send_headers(stream, [(b":status", b"200"), (b"content-length", b"2")])
+        h2.send_data(stream, b"ok", end_stream=True)
+    else:
+        _ok(h2, stream)
+    return True
+
+
+@pytest.fixture(scope="module")
+def h2_heads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    from tests.support.gateway import Gateway
+
+    backend = Http2Backend(_head_answers)
+    port = free_port()
+    gw = Gateway(
+        tmp_path_factory.mktemp("h2_heads"), binds(port, [{"backends": [{"host": backend.address, "policies": _H2}]}])
+    )
+    try:
+        yield port
+    finally:
+        gw.stop()
+        backend.close()
+
+
+def _exchange(port: int, path: str) -> bytes:
+    """Everything the client gets on a keep-alive connection for ``path`` followed by a
+    second request: a desynchronized answer would show as extra or missing bytes."""
+    with raw_connection(port, timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nhost: app.example\r\n\r\n".encode())
+        data = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            data += chunk
+            if b"\r\n\r\n" in data and (data.endswith(b"ok") or data.endswith(b"\n")):
+                break
+        return data
+
+
+@pytest.mark.parametrize("path", sorted(_BAD_HEADS))
+def test_forbidden_http2_response_heads_are_a_502_never_relayed(h2_heads: int, path: str) -> None:
+    """Held: every head HTTP/2 forbids is refused by the upstream's HTTP/2 engine (libnghttp2):
+    the client gets a 502 of the gateway's own, nothing of the upstream's head."""
+    data = _exchange(h2_heads, path)
+    assert data.startswith(b"HTTP/1.1 502"), data
+    assert b"injected" not in data.lower(), data
+
+
+@pytest.mark.parametrize("path", ["/short", "/long"])
+def test_http2_data_that_disagrees_with_content_length_never_desynchronizes(h2_heads: int, path: str) -> None:
+    """Held: a content-length the DATA frames do not match is a stream error. Too many bytes:
+    none past the declared length reaches the client; too few: the client's connection is cut
+    (never kept alive with the answer short, which would make the next answer part of this one)."""
+    with raw_connection(h2_heads, timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nhost: app.example\r\n\r\n".encode())
+        data, closed = b"", False
+        with contextlib.suppress(TimeoutError):
+            while True:
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""
+                if not chunk:
+                    closed = True
+                    break
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"23456789" not in data, data
+    if head.startswith(b"HTTP/1.1 200"):
+        declared = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+        assert len(body) < declared and closed, (data, closed)  # cut short, and the connection ended
+    else:
+        assert head.startswith(b"HTTP/1.1 502"), data
+
+
+def test_http2_early_hints_are_not_relayed(h2_heads: int) -> None:
+    """Held: 1xx heads from an HTTP/2 upstream (here 200 Early Hints with a header each) are
+    dropped; the client gets the final answer alone, none of their headers."""
+    data = _exchange(h2_heads, "/early-hints")
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"ok"), data[:300]
+    assert b"hint" not in data and data.count(b"HTTP/1.1") == 1, data[:300]
+
+
+def test_hpack_bomb_from_an_http2_upstream_is_bounded(h2_heads: int) -> None:
+    """Held: a response head whose few bytes decode to megabytes (one dynamic-table entry
+    referenced over and over) is cut at the upstream header-list cap (1 MiB): 502, and the
+    gateway goes on serving."""
+    data = _exchange(h2_heads, "/hpack-bomb")
+    assert data.startswith(b"HTTP/1.1 502"), data[:300]
+    assert _exchange(h2_heads, "/fine").startswith(b"HTTP/1.1 200")
+
+
+class InterimFlood(_Threads):
+    """HTTP/1.1: 2000 interim answers (100 and 103 with a header each) before the answer."""
+
+    def serve(self, conn: socket.socket, number: int) -> None:
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+        interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </hint>; rel=preload\r\n\r\n"
+        conn.sendall(interim * 1000 + b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+
+
+def test_interim_answers_from_an_http1_upstream_are_not_relayed(gateway: Any, backends: list[_Threads]) -> None:
+    """Held: 1xx answers from an HTTP/1.1 upstream, however many, are dropped with their headers;
+    the client gets the final answer alone."""
+    backend = InterimFlood()
+    backends.append(backend)
+    port = free_port()
+    gateway(binds(port, [{"backends": [{"host": backend.address}]}]))
+    data = _exchange(port, "/")
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"ok"), data[:300]
+    assert b"hint" not in data and data.count(b"HTTP/1.1") == 1, data[:300]
+
+
+# ------------------------------------------------------------------ request mirror
+
+
+class SilentMirror(_Threads):
+    """Accepts and holds each connection, reading nothing and answering nothing."""
+
+    def serve(self, conn: socket.socket, number: int) -> None:
+        self._stop.wait(60)
+
+
+def test_copies_to_a_silent_mirror_are_bounded_per_worker(gateway: Any, backends: list[_Threads]) -> None:
+    """A mirror that accepts and never answers holds each copy for the mirror deadline (30 s).
+    Before, every request opened another connection to it: a client sending requests fast ran
+    the worker out of file descriptors (its own and every other client's). Now a worker keeps at
+    most 512 copies open; past that requests are served without one."""
+    primary, mirror = Http1Backend(), SilentMirror()
+    backends += [primary, mirror]
+    port = free_port()
+    route = {
+        "backends": [{"host": primary.address}],
+        "policies": {"requestMirror": {"backend": {"host": mirror.address}, "percentage": 1.0}},
+    }
+    gateway(binds(port, [route]))
+    with raw_connection(port, timeout=10) as sock:
+        for _ in range(700):
+            sock.sendall(_WARM)
+            assert read_response(sock)[0] == 200
+    time.sleep(0.5)
+    assert 400 <= mirror.connections <= 512, mirror.connections
