@@ -287,6 +287,7 @@ class HttpForward:
         "_sent_fields",
         "_end_due",
         "_awaiting_head",
+        "_stalled",
     )
 
     def __init__(self, worker: ProxyHost, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> None:
@@ -345,6 +346,9 @@ class HttpForward:
         self._end_due = False
         # The connection's sweep watches for this exchange's response head (``_await_head``).
         self._awaiting_head = False
+        # The upstream stopped taking the request body (its window or socket buffer is full):
+        # the same deadline as the response head runs, or it could hold the request forever.
+        self._stalled = False
 
     def start(self) -> None:
         route = self.route
@@ -511,7 +515,7 @@ class HttpForward:
     def _start_mirror(self) -> None:
         mirror = self.route.mirror
         assert mirror is not None
-        if mirror.percentage < 1.0 and random.random() >= mirror.percentage:
+        if (mirror.percentage < 1.0 and random.random() >= mirror.percentage) or not MirrorCall.admit():
             return
         call = MirrorCall(self.worker, mirror.target, self._head)
         if self._body:
@@ -707,11 +711,13 @@ class HttpForward:
         received = upstream.received
         self._drop_upstream()
         assert self.target is not None
-        self._attempt_failed(
-            504,
-            f"upstream response timeout: {self.target.label} sent no response within {self.route.head_timeout:g}s",
-            received,
-        )
+        label, limit = self.target.label, self.route.head_timeout
+        if self._stalled:
+            message = f"upstream timeout: {label} took no request body for {limit:g}s"
+        else:
+            message = f"upstream response timeout: {label} sent no response within {limit:g}s"
+        self._stalled = False
+        self._attempt_failed(504, message, received)
 
     def _cancel_timers(self) -> None:
         if self._awaiting_head:
@@ -937,13 +943,16 @@ class HttpForward:
             return
         if (
             upstream is not None
-            and upstream.reused
             and not upstream.received
             and not self._stale_retried
+            and (upstream.unprocessed or (upstream.reused and self.ctx.method in IDEMPOTENT))
             and (self._replay is not None or not self.ctx.has_body)
         ):
-            # A pooled connection the upstream had closed while idle: nothing was processed and
-            # the backend is not to blame; send again on a fresh connection.
+            # A pooled connection the upstream had closed while idle, or a stream it refused:
+            # the backend is not to blame; send again on a fresh connection. A written request
+            # that is not idempotent is not sent again unless the upstream said it did not act
+            # on it: an upstream that took a POST, acted on it and closed before answering would
+            # get it twice (the retry policy decides about those).
             self._stale_retried = True
             self._reset_body()
             target = self.target
@@ -954,9 +963,20 @@ class HttpForward:
 
     def upstream_write_paused(self) -> None:
         self.conn.pause_request_body(PAUSE_UPSTREAM)
+        # While the upstream takes no body the client's clocks stop (server/http1.py): without
+        # this deadline an upstream that never opens its window would hold the request forever.
+        limit = self.route.head_timeout
+        if limit is not None and not self._awaiting_head and not self._response_started and not self._finished:
+            self._awaiting_head = self._stalled = True
+            self.conn.expect_response(limit)
 
     def upstream_write_resumed(self) -> None:
         self.conn.resume_request_body(PAUSE_UPSTREAM)
+        if self._stalled:
+            self._stalled = False
+            if self._awaiting_head and not self._request_done:
+                self._awaiting_head = False
+                self.conn.response_arrived()
 
     def _fail(self, status: int, message: str) -> None:
         if self._span is not None:

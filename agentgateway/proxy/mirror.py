@@ -3,6 +3,10 @@
 The mirror never slows or changes the primary exchange: it gets the same bytes the primary
 upstream gets, buffered up to a bound while its connection is made; a mirror that cannot keep up
 (its buffer past the bound) is dropped, never waited for. Its response is read and discarded.
+A worker keeps at most ``MAX_IN_FLIGHT`` copies open at once; past that, requests are not
+mirrored until some end (a mirror that accepts and never answers would otherwise hold a
+connection per request for ``MIRROR_DEADLINE``: a client could run the worker out of file
+descriptors at its request rate).
 """
 
 from __future__ import annotations
@@ -20,9 +24,13 @@ if TYPE_CHECKING:
 _BUFFER_LIMIT = 256 * 1024
 # A mirror whose backend does not answer within this time is abandoned (its connection closed).
 MIRROR_DEADLINE = 30.0
+MAX_IN_FLIGHT = 512
 
 
 class MirrorCall:
+    # Copies started and not yet finished, in this worker process (``admit``).
+    in_flight = 0
+
     __slots__ = (
         "worker",
         "target",
@@ -45,8 +53,16 @@ class MirrorCall:
         self._done = False
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        MirrorCall.in_flight += 1  # until ``_finish``
+
+    @classmethod
+    def admit(cls) -> bool:
+        """Room for another copy (``MAX_IN_FLIGHT``); a copy not admitted is not made."""
+        return cls.in_flight < MAX_IN_FLIGHT
 
     def start(self) -> None:
+        if self._done:
+            return  # dropped already (its body was past the bound): no connection
         worker = self.worker
         self._timer = worker.loop.call_later(MIRROR_DEADLINE, self.abort)
         upstream = worker.pool.take(self.target)
@@ -109,6 +125,8 @@ class MirrorCall:
         self._finish()
 
     def _finish(self) -> None:
+        if not self._done:
+            MirrorCall.in_flight -= 1
         self._done = True
         if self._timer is not None:
             self._timer.cancel()

@@ -63,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         "parser",
         "sink",
         "reused",
+        "unprocessed",
         "received",
         "idle_since",
         "closed",
@@ -91,6 +92,9 @@ class UpstreamConnection(asyncio.Protocol):
         # Taken from the pool (not fresh): a failure before any byte arrives may just be the
         # upstream closing an idle keep-alive connection, which is safe to retry.
         self.reused = False
+        # HTTP/1.1 has no way to say a request was not acted on (HTTP/2's REFUSED_STREAM and
+        # GOAWAY do): once written, a request may have been processed whatever happens next.
+        self.unprocessed = False
         self.received = False
         self.idle_since = 0.0
         self.closed = False

@@ -63,6 +63,7 @@ class Http2UpstreamStream:
         "stream_id",
         "sink",
         "reused",
+        "unprocessed",
         "received",
         "closed",
         "reading_paused",
@@ -77,9 +78,13 @@ class Http2UpstreamStream:
         self.conn = conn
         self.stream_id = 0  # given when the head is sent
         self.sink: UpstreamSink | None = None
-        # On a connection that served before: a failure before any response byte (the upstream
-        # went away, or refused the stream) is safe to retry elsewhere.
+        # On a connection that served before (it may have gone stale while idle).
         self.reused = reused
+        # The upstream certainly did not act on the request: it refused the stream, its GOAWAY
+        # named a lower last stream, or the request was never sent. Only then is a request of any
+        # method safe to send again; a stream merely cut (a reset, the connection lost) may
+        # have been processed.
+        self.unprocessed = False
         self.received = False
         self.closed = False
         self.reading_paused = False
@@ -104,7 +109,7 @@ class Http2UpstreamStream:
         try:
             self.stream_id = conn.h2.send_request(headers, end_stream=end_stream)
         except NGH2Error as exc:
-            self.reused = True  # not sent: safe to send elsewhere
+            self.unprocessed = True  # not sent: safe to send elsewhere
             self._fail(f"upstream {conn.label} refused a new stream: {exc}")
             return
         conn.streams[self.stream_id] = self
@@ -206,7 +211,7 @@ class Http2UpstreamStream:
 
     def _reset_by_peer(self, code: int) -> None:
         if code == REFUSED_STREAM and not self.received:
-            self.reused = True  # the upstream did not process it: safe to retry
+            self.unprocessed = True  # the upstream did not process it (RFC 9113 §8.7)
         self._fail(f"upstream {self.conn.label} reset the stream ({error_name(code)})")
 
     def _closed(self, code: int) -> None:
@@ -434,7 +439,7 @@ class Http2Upstream(asyncio.Protocol):
         for stream in list(self.streams.values()):
             if stream.stream_id > last and not stream.received:
                 # Not processed by the upstream (RFC 9113 §6.8): safe to send again elsewhere.
-                stream.reused = True
+                stream.unprocessed = True
                 stream._fail(f"upstream {self.label} is going away (GOAWAY)")
         if event.error_code:
             self._lost(f"upstream {self.label} ended the connection ({error_name(event.error_code)})")
