@@ -44,7 +44,9 @@ class _Threads:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.sock = socket.create_server(("127.0.0.1", self.port))
+        # A deep accept queue: a full one drops connection attempts, which the kernel repeats
+        # only after a second or more, and a count taken meanwhile would be short.
+        self.sock = socket.create_server(("127.0.0.1", self.port), backlog=1024)
         self.connections = 0
         self.log: list[tuple[int, str, str, bytes]] = []  # (connection, method, path, body)
         self._stop = threading.Event()
@@ -513,5 +515,10 @@ def test_copies_to_a_silent_mirror_are_bounded_per_worker(gateway: Any, backends
         for _ in range(700):
             sock.sendall(_WARM)
             assert read_response(sock)[0] == 200
-    time.sleep(0.5)
+    # Every copy the gateway opened is counted once the count stops moving (the accept thread
+    # starts a thread per connection, slowly on a loaded machine).
+    seen, deadline = -1, time.monotonic() + 20
+    while mirror.connections != seen and time.monotonic() < deadline:
+        seen = mirror.connections
+        time.sleep(1.0)
     assert 400 <= mirror.connections <= 512, mirror.connections
