@@ -391,7 +391,8 @@ async function config(token) {
     if (!d) diff.replaceChildren(h("span", { class: "muted" }, "No change."));
   }
   async function validate() {
-    const { data: v } = await postJSON("config/validate", { text: text.value });
+    const { status, data: v } = await postJSON("config/validate", { text: text.value });
+    if (status !== 200) { result.replaceChildren(h("span", { class: "bad" }, `Not validated: ${v.error}`)); return false; }
     showErrors(v.errors || []);
     showDiff(v.diff);
     result.replaceChildren(v.valid ? h("span", { class: "ok" }, "Valid.") : h("span", { class: "bad" }, `${v.errors.length} problem(s).`));
