@@ -72,6 +72,14 @@ def hostile_config(port: int, upstream: int, admin: int) -> dict[str, Any]:
                                 ],
                             },
                             {
+                                # A target named like a member every JavaScript object has.
+                                "name": "proto",
+                                "matches": [{"path": {"pathPrefix": "/proto/mcp"}}],
+                                "backends": [
+                                    {"mcp": {"targets": [{"name": "constructor", "mcp": {"host": f"http://{up}/mcp"}}]}}
+                                ],
+                            },
+                            {
                                 "name": "agent",
                                 "matches": [{"path": {"pathPrefix": "/agent"}}],
                                 "policies": {"a2a": {}},
@@ -150,3 +158,147 @@ def test_a_page_of_an_upstream_on_the_proxied_ui_origin_cannot_apply_a_config(pa
 def open_page(page: Page, env: Env, name: str, query: str = "") -> None:
     page.goto(f"{env.ui}#{name}{query}")
     expect(page.locator("body")).to_have_attribute("data-ready", name)
+
+
+# ------------------------------------------------------------------ hostile data, shown as text
+
+INJECTED = "img, script:not([src='/ui/app.js']), svg[onload], [onerror], [onload], a[href^='javascript']"
+
+
+def watch(page: Page) -> list[str]:
+    """Dialogs the page opened (an alert() from injected script would be one)."""
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    return dialogs
+
+
+def assert_nothing_ran(page: Page, dialogs: list[str]) -> None:
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator(INJECTED).count() == 0, page.locator(INJECTED).first.evaluate("e => e.outerHTML")
+    assert dialogs == []
+
+
+def test_names_of_the_config_show_as_text_on_the_overview_and_status_pages(page: Page, env: Env) -> None:
+    dialogs = watch(page)
+    open_page(page, env, "overview")
+    route = page.locator(".node.route", has_text="web")
+    expect(route.locator(".name")).to_contain_text("web" + MARK)
+    expect(page.locator(".node.listener .name").first).to_have_text("main" + MARK)
+    route.click()
+    expect(page.locator("#detail h3")).to_have_text("Route web" + MARK)
+    page.locator(".node.listener").first.click()
+    expect(page.locator("#detail h3")).to_have_text("Listener main" + MARK)
+    # The page's script-less status section (the server's HTML) and the status page on /.
+    for url in (env.ui, env.gateway.admin_url + "/"):
+        page.goto(url)
+        if url.endswith("/"):
+            expect(page.locator("table")).to_contain_text("web" + MARK)
+        else:
+            expect(page.locator("body")).to_have_attribute("data-ready", "overview")
+        assert_nothing_ran(page, dialogs)
+    open_page(page, env, "overview")
+    assert_nothing_ran(page, dialogs)
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+def test_an_mcp_server_hostile_names_schemas_and_results_show_as_text(page: Page, env: Env, era: str) -> None:
+    dialogs = watch(page)
+    open_page(page, env, "mcp")
+    page.locator("#mcp-route").select_option("binds[0].listeners[0].routes[3]")
+    page.locator("#mcp-era").select_option(era)
+    page.locator("#mcp-connect").click()
+    expect(page.locator("#mcp-state")).to_contain_text("connected")
+    tool = page.locator("#mcp-tools button")
+    expect(tool).to_have_count(1)
+    expect(tool).to_contain_text("evil" + MARK)
+    assert MARK in (tool.get_attribute("title") or "")
+    expect(page.locator("#mcp-lists")).to_contain_text("prompt" + MARK)
+    expect(page.locator("#mcp-lists")).to_contain_text("resource" + MARK)
+    tool.click()
+    form = page.locator("#mcp-form")
+    expect(form).to_contain_text("desc " + MARK)
+    expect(form).to_contain_text("prop " + MARK)
+    expect(form.locator("select option")).to_have_text(["", MARK, "javascript:window.__pwned=4"])
+    field = form.locator("input[type=text]").first
+    expect(field).to_have_value(MARK)  # the schema's default, as a value
+    page.locator("#mcp-call").click()
+    expect(page.locator("#mcp-text")).to_have_text("result " + MARK)
+    expect(page.locator("#mcp-result")).to_contain_text('"structuredContent"')
+    page.locator("#mcp-lists button", has_text="resource").click()
+    expect(page.locator("#mcp-result")).to_contain_text("error " + MARK)
+    page.locator("#mcp-lists button", has_text="prompt").click()
+    page.locator("#mcp-form button.primary").click()
+    expect(page.locator("#mcp-text")).to_have_text("prompt " + MARK)
+    assert_nothing_ran(page, dialogs)
+
+
+def test_an_a2a_agent_hostile_card_and_events_show_as_text(page: Page, env: Env) -> None:
+    dialogs = watch(page)
+    open_page(page, env, "a2a")
+    page.locator("#a2a-card-fetch").click()
+    expect(page.locator("#a2a-card-name")).to_have_text("agent " + MARK)
+    card = page.locator("#a2a-card")
+    expect(card).to_contain_text("about " + MARK)
+    expect(card).to_contain_text("skill " + MARK)
+    assert card.locator("a").count() == 0  # card URLs are text, never links
+    page.locator("#a2a-input").fill("hello")
+    page.locator("#a2a-send").click()
+    expect(page.locator("#a2a-answer")).to_contain_text("HTTP 200")
+    events = page.locator("#a2a-events")
+    expect(events).to_contain_text("failed " + MARK)
+    expect(events).to_contain_text("kind" + MARK)
+    expect(page.locator("#a2a-text")).to_contain_text("answer " + MARK)
+    assert_nothing_ran(page, dialogs)
+
+
+def test_an_llm_provider_hostile_answer_and_error_show_as_text(page: Page, env: Env) -> None:
+    dialogs = watch(page)
+    open_page(page, env, "llm")
+    expect(page.locator("#llm-model")).to_have_value("chat" + MARK)
+    page.locator("#llm-input").fill("hi")
+    page.locator("#llm-send").click()
+    expect(page.locator("#llm-chat .msg.assistant").last).to_have_text("answer " + MARK)
+    page.locator("#llm-model").fill("fail")
+    page.locator("#llm-input").fill("again")
+    page.locator("#llm-send").click()
+    expect(page.locator("#llm-chat .msg.assistant").last.locator(".bad")).to_be_visible()
+    expect(page.locator("#llm-usage")).to_be_visible()
+    assert_nothing_ran(page, dialogs)
+
+
+def test_client_chosen_names_in_the_metrics_show_as_text_on_the_traffic_page(page: Page, env: Env) -> None:
+    """An MCP tool name is the client's (a label of the calls chart); route names the config's."""
+    dialogs = watch(page)
+    accept = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    url = f"http://127.0.0.1:{env.port}/tools/mcp"
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "client" + MARK, "arguments": {}}}
+    with httpx.Client(timeout=10) as client:
+        for _ in range(10):
+            client.post(url, json=call, headers={**accept, "mcp-protocol-version": "2026-07-28"})
+            client.get(f"http://127.0.0.1:{env.port}/web")
+    open_page(page, env, "traffic")
+    expect(page.locator("[data-chart='requests'] .legend")).to_contain_text("web" + MARK, timeout=20_000)
+    assert_nothing_ran(page, dialogs)
+
+
+def test_a_target_named_like_an_object_member_shows_its_own_state(page: Page, env: Env) -> None:
+    """The overview sums each target's sessions by name: a target named ``constructor`` (a name
+    the config allows) must count as itself, not as a member every object inherits."""
+    accept = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    r = httpx.post(
+        f"http://127.0.0.1:{env.port}/proto/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+        headers=accept,
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    open_page(page, env, "overview")
+    expect(page.locator("[data-target='constructor'] .target-state")).to_contain_text("1 connected")
+    expect(page.locator("#workers")).to_contain_text("constructor")
+    assert page.evaluate("[Object.open, Object.prototype.open, ({}).closed]") == [None, None, None]

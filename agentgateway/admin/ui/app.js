@@ -251,7 +251,7 @@ function renderWorkers(el, workers) {
   const rows = workers.map((w) => h("tr", {}, h("td", {}, `#${w.index}`), h("td", {}, w.pid ?? "?"),
     h("td", {}, w.connections ?? "?"), h("td", { class: "sessions" }, w.mcpSessions ?? "?"),
     h("td", {}, Object.values(w.mcp || {}).reduce((n, m) => n + m.stdioProcesses, 0))));
-  const targets = {};
+  const targets = Object.create(null); // keyed by target names: "constructor" is one of them, not Object's
   for (const w of workers) for (const svc of Object.values(w.mcp || {})) for (const [name, t] of Object.entries(svc.targets)) {
     const e = targets[name] || (targets[name] = { open: 0, closed: 0, kind: t.kind });
     e.open += t.open; e.closed += t.closed;
