@@ -276,13 +276,18 @@ def test_client_chosen_names_in_the_metrics_show_as_text_on_the_traffic_page(pag
     dialogs = watch(page)
     accept = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
     url = f"http://127.0.0.1:{env.port}/tools/mcp"
+    init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "client" + MARK, "arguments": {}}}
     with httpx.Client(timeout=10) as client:
+        r = client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}, headers=accept)
+        session = {**accept, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
         for _ in range(10):
-            client.post(url, json=call, headers={**accept, "mcp-protocol-version": "2026-07-28"})
+            client.post(url, json=call, headers=session)
             client.get(f"http://127.0.0.1:{env.port}/web")
     open_page(page, env, "traffic")
     expect(page.locator("[data-chart='requests'] .legend")).to_contain_text("web" + MARK, timeout=20_000)
+    expect(page.locator("[data-chart='mcpCalls'] .legend")).to_contain_text("client" + MARK, timeout=20_000)
     assert_nothing_ran(page, dialogs)
 
 
