@@ -15,6 +15,13 @@ open:
   header, which a browser sends cross-site only after a CORS preflight that this plane never
   approves), and are refused when they carry an ``Origin`` other than the request's own
   ``http://<Host>``, or ``Sec-Fetch-Site`` other than ``same-origin``/``none``.
+* Pages that share the admin's origin: a proxy that serves the admin plane under a path of its
+  own port (the default config's ``/ui`` route on 8080) serves the pages of its other routes (an
+  upstream's web application) from the same origin, and their scripts' requests carry the same
+  ``Origin``, ``Host`` and marker as the UI's. So methods other than GET, HEAD and OPTIONS are
+  refused when a proxy says it relayed them (``X-Forwarded-For``, ``X-Forwarded-Host``,
+  ``Forwarded``, ``X-Real-IP``, whatever address they name): changes are made at the admin
+  address itself; through a proxy the pages are read-only.
 
 The stats and readiness planes (``ReadOnlyDoor``) are scraped by Prometheus and probed by
 kubelets with whatever ``Host`` they use (a pod IP, a service name), so any ``Host`` is answered;
@@ -27,17 +34,24 @@ from __future__ import annotations
 import ipaddress
 from typing import Protocol
 
-from agentgateway.admin.http import AdminResponse, RequestHead
+from agentgateway.admin.http import AdminRequest, AdminResponse, RequestHead
 
 ADMIN_MARKER = "x-agentgateway-admin"
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 _READ_METHODS = frozenset(("GET", "HEAD"))
 _WILDCARDS = frozenset(("0.0.0.0", "::", ""))
+# Headers by which a proxy says it relays a request (the gateway's own proxy writes the first two).
+_RELAY_HEADERS = ("x-forwarded-for", "x-forwarded-host", "forwarded", "x-real-ip")
 
 
 class Door(Protocol):
     def refuse(self, head: RequestHead) -> AdminResponse | None:
         """The answer that turns ``head`` away, or None to let it in."""
+
+
+def relay_header(request: RequestHead | AdminRequest) -> str | None:
+    """The header by which a proxy says it relayed ``request``, or None when it came directly."""
+    return next((name for name in _RELAY_HEADERS if request.values(name)), None)
 
 
 def _forbidden(why: str) -> AdminResponse:
@@ -117,6 +131,12 @@ class AdminDoor:
             return _forbidden(f"cross-site request (Sec-Fetch-Site: {fetch_site[-1][:40]})")
         if not head.values(ADMIN_MARKER):
             return _forbidden(f"{head.method} needs the header {ADMIN_MARKER} (e.g. {ADMIN_MARKER}: 1)")
+        relayed = relay_header(head)
+        if relayed is not None:
+            return _forbidden(
+                f"changes are taken only from this host at the admin address itself, not through a proxy "
+                f"(the request carries {relayed}): open the admin address"
+            )
         return None
 
 

@@ -11,13 +11,12 @@ Endpoints (under ``/ui/api/``):
   config editor (``editor.py``);
 * ``POST call``: a playground's request to a route of the running config (``playground.py``).
 
-Every POST must also come from this host: a request relayed by a proxy (one that says so with
-``X-Forwarded-For``, ``Forwarded`` or ``X-Real-IP``) is refused unless every address it names is
-a loopback one. The default config proxies ``/ui`` on the data plane's port 8080, which listens
-on every interface, and the admin door cannot tell such a request from a local one by its
-``Host``; the gateway itself writes ``X-Forwarded-For`` with the client's address, so a client on
-another machine can read the (redacted) pages but neither edit the config nor use the
-playgrounds.
+Every POST must also reach the admin address directly: a request a proxy says it relayed
+(``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``, ``X-Forwarded-Host``) is refused at the door
+(``admin/door.py``), whatever address it names. The default config proxies ``/ui`` on the data
+plane's port 8080, and every other route of that port serves pages of the same origin as the
+proxied UI (an upstream's web application): their scripts could otherwise apply a config. Through
+such a proxy the pages are read-only.
 
 Pages carry a Content-Security-Policy that allows nothing but this origin (no inline script, no
 call to anything outside the gateway, no framing: no clickjacking of the Apply button).
@@ -27,13 +26,13 @@ from __future__ import annotations
 
 import functools
 import html
-import ipaddress
 from importlib import resources
 from typing import Any, Protocol
 
 import orjson
 
 from agentgateway.admin import playground
+from agentgateway.admin.door import relay_header
 from agentgateway.admin.editor import ConfigEditor, EditorHost
 from agentgateway.admin.http import AdminRequest, AdminResponse
 from agentgateway.admin.topology import topology
@@ -53,7 +52,6 @@ _ASSETS = {
     "/ui/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/ui/app.css": ("app.css", "text/css; charset=utf-8"),
 }
-_FORWARDING_HEADERS = ("x-forwarded-for", "x-real-ip")
 
 
 class UiHost(EditorHost, Protocol):
@@ -74,41 +72,6 @@ def _asset(name: str) -> bytes:
 
 def json_response(data: object, status: int = 200) -> AdminResponse:
     return AdminResponse(status, orjson.dumps(data), "application/json", headers=PAGE_HEADERS)
-
-
-def _loopback_only(value: str) -> bool:
-    """Every address of a forwarding header is a loopback one (``for=`` of ``Forwarded``)."""
-    for item in value.split(","):
-        item = item.strip()
-        if item.lower().startswith("for="):
-            item = item[4:]
-        item = item.split(";")[0].strip().strip('"')
-        if item.startswith("["):
-            item = item[1 : item.find("]")] if "]" in item else item
-        elif item.count(":") == 1:
-            item = item.split(":")[0]
-        try:
-            ip = ipaddress.ip_address(item)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if not ip.is_loopback:
-            return False
-    return True
-
-
-def relayed_from_elsewhere(request: AdminRequest) -> bool:
-    """The request names, through a proxy, a client that is not on this host."""
-    for name in (*_FORWARDING_HEADERS, "forwarded"):
-        for value in request.values(name):
-            if name == "forwarded":
-                fors = [p for part in value.split(",") for p in part.split(";") if p.strip().lower().startswith("for=")]
-                if any(not _loopback_only(p) for p in fors):
-                    return True
-            elif not _loopback_only(value):
-                return True
-    return False
 
 
 class AdminUi:
@@ -133,14 +96,6 @@ class AdminUi:
             return await self._read(endpoint, request)
         if request.method != "POST":
             return AdminResponse(405, "use GET or POST\n", headers=(("allow", "GET, HEAD, POST"),))
-        if relayed_from_elsewhere(request):
-            return json_response(
-                {
-                    "error": "changes and playground calls are taken only from this host (the request was relayed "
-                    "for another address): open the admin address itself"
-                },
-                403,
-            )
         try:
             body = orjson.loads(request.body or b"{}")
         except orjson.JSONDecodeError:
@@ -179,7 +134,16 @@ class AdminUi:
                         return json_response({"error": "window: a number of seconds"}, 400)
             return json_response(self.host.traffic(window))
         if endpoint == "config":
-            return json_response(self.editor.current())
+            current = self.editor.current()
+            relayed = relay_header(request)
+            if relayed is not None and current["editable"]:
+                # The door refuses this page's changes (door.py): say so before the admin edits.
+                current["editable"] = False
+                current["readOnlyReason"] = (
+                    f"this page was opened through a proxy (the request carries {relayed}), which may serve other "
+                    "pages from its origin: make changes at the admin address itself"
+                )
+            return json_response(current)
         return json_response({"error": f"no UI endpoint {endpoint}"}, 404)
 
     async def _write(self, endpoint: str, body: dict[str, Any]) -> AdminResponse:

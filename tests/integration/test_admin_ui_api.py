@@ -1,6 +1,6 @@
 """The admin UI's endpoints through the real daemon, over raw sockets: the admin door's rules hold
-on every one of them (foreign Host, cross-site, missing marker), a request relayed for another
-host cannot change anything, the playground proxy reaches only routes of the running config,
+on every one of them (foreign Host, cross-site, missing marker), a request a proxy relayed
+cannot change anything (whatever address it names), the playground proxy reaches only routes of the running config,
 the config editor never sends a secret and refuses stale or read-only edits."""
 
 from __future__ import annotations
@@ -120,7 +120,9 @@ def test_pages_forbid_framing_and_foreign_scripts(gw):
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text, path
 
 
-def test_a_change_relayed_for_another_host_is_refused(gw):
+def test_a_change_relayed_by_a_proxy_is_refused(gw):
+    """A proxy's other routes serve pages from the proxied UI's origin (tests/e2e/test_attack_ui.py):
+    a change relayed by any proxy that says so is refused, a loopback client's included."""
     port = gw.admin_port
     for relayed in (
         "X-Forwarded-For: 10.1.2.3\r\n",
@@ -131,22 +133,29 @@ def test_a_change_relayed_for_another_host_is_refused(gw):
         "Forwarded: for=198.51.100.7\r\n",
         'Forwarded: for="[2001:db8::1]:4711"\r\n',
         "Forwarded: for=127.0.0.1, for=10.0.0.1\r\n",
-    ):
-        status, _, body = _post(port, "/ui/api/config/validate", {"text": "binds: []"}, MARKER + relayed)
-        assert status == 403 and b"only from this host" in body, (relayed, status, body)
-    for local in (
         "X-Forwarded-For: 127.0.0.1\r\n",
         'Forwarded: for="[::1]:5000"\r\n',
         "X-Real-IP: ::ffff:127.0.0.1\r\n",
+        "X-Forwarded-Host: localhost\r\n",
+        "x-forwarded-for:\r\n",
     ):
-        status, _, body = _post(port, "/ui/api/config/validate", {"text": "binds: []"}, MARKER + local)
-        assert status == 200, (local, status, body)
+        for path in (*POST_ENDPOINTS, "/quitquitquit"):
+            status, _, body = _post(port, path, {"text": "binds: []"}, MARKER + relayed)
+            assert status == 403 and b"only from this host" in body, (relayed, path, status, body)
+    # Reads through a proxy are answered; the editor says it is read-only there.
+    status, _, body = _exchange(
+        port, _request("GET", "/ui/api/config", f"127.0.0.1:{port}", "X-Forwarded-For: 127.0.0.1\r\n")
+    )
+    assert status == 200 and json.loads(body)["editable"] is False and "proxy" in json.loads(body)["readOnlyReason"]
+    status, _, body = _post(port, "/ui/api/config/validate", {"text": "binds: []"})
+    assert status == 200, body
+    assert httpx.get(gw.admin_url + "/ui/api/config").json()["editable"] is True
 
 
-def test_the_ui_proxied_by_the_gateway_itself_is_read_only_for_other_hosts(gateway):
+def test_the_ui_proxied_by_the_gateway_itself_is_read_only(gateway):
     """A route on the data plane forwarding /ui to the admin plane (as the default config does):
-    the gateway writes the client's address in X-Forwarded-For, so a client on another machine
-    (here named by a trusted proxy in front) sees the pages but cannot change anything."""
+    the gateway writes the client's address in X-Forwarded-For, so every client (on this host or
+    another, here named by a trusted proxy in front) sees the pages but cannot change anything."""
     port, admin = free_port(), free_port()
     cfg = binds(
         port,
@@ -163,17 +172,21 @@ def test_the_ui_proxied_by_the_gateway_itself_is_read_only_for_other_hosts(gatew
     gateway(cfg)
     url = f"http://127.0.0.1:{port}/ui/api/config/validate"
     marker = {"x-agentgateway-admin": "1"}
-    # From this host (a browser on the proxied page: its own Origin): the gateway's
-    # X-Forwarded-For names 127.0.0.1.
+    # From this host (a browser on the proxied page: its own Origin): refused, since any other
+    # route of this port could serve a page with the same origin.
     r = httpx.post(url, json={"text": "binds: []"}, headers={**marker, "origin": f"http://127.0.0.1:{port}"})
-    assert r.status_code == 200 and r.json()["valid"] is True
+    assert r.status_code == 403 and "only from this host" in r.text
     # A client elsewhere, as the proxy in front names it: pages yes, changes no.
     elsewhere = {"x-forwarded-for": "10.9.8.7"}
-    assert httpx.get(f"http://127.0.0.1:{port}/ui/api/config", headers=elsewhere).status_code == 200
+    current = httpx.get(f"http://127.0.0.1:{port}/ui/api/config", headers=elsewhere)
+    assert current.status_code == 200 and current.json()["editable"] is False
     r = httpx.post(url, json={"text": "binds: []"}, headers={**marker, **elsewhere})
     assert r.status_code == 403 and "only from this host" in r.text
     r = httpx.post(f"http://127.0.0.1:{port}/ui/api/call", json={"route": "x"}, headers={**marker, **elsewhere})
     assert r.status_code == 403
+    # At the admin address itself: changes are taken.
+    r = httpx.post(f"http://127.0.0.1:{admin}/ui/api/config/validate", json={"text": "binds: []"}, headers=marker)
+    assert r.status_code == 200 and r.json()["valid"] is True
 
 
 def test_the_config_editor_never_sends_a_secret(gw):

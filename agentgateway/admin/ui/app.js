@@ -251,7 +251,7 @@ function renderWorkers(el, workers) {
   const rows = workers.map((w) => h("tr", {}, h("td", {}, `#${w.index}`), h("td", {}, w.pid ?? "?"),
     h("td", {}, w.connections ?? "?"), h("td", { class: "sessions" }, w.mcpSessions ?? "?"),
     h("td", {}, Object.values(w.mcp || {}).reduce((n, m) => n + m.stdioProcesses, 0))));
-  const targets = {};
+  const targets = Object.create(null); // keyed by target names: "constructor" is one of them, not Object's
   for (const w of workers) for (const svc of Object.values(w.mcp || {})) for (const [name, t] of Object.entries(svc.targets)) {
     const e = targets[name] || (targets[name] = { open: 0, closed: 0, kind: t.kind });
     e.open += t.open; e.closed += t.closed;
@@ -391,7 +391,8 @@ async function config(token) {
     if (!d) diff.replaceChildren(h("span", { class: "muted" }, "No change."));
   }
   async function validate() {
-    const { data: v } = await postJSON("config/validate", { text: text.value });
+    const { status, data: v } = await postJSON("config/validate", { text: text.value });
+    if (status !== 200) { result.replaceChildren(h("span", { class: "bad" }, `Not validated: ${v.error}`)); return false; }
     showErrors(v.errors || []);
     showDiff(v.diff);
     result.replaceChildren(v.valid ? h("span", { class: "ok" }, "Valid.") : h("span", { class: "bad" }, `${v.errors.length} problem(s).`));
