@@ -188,3 +188,32 @@ def test_prefix_never_a_name_two_targets_offer_reaches_neither(gateway, session)
     assert "multiple targets" in answer["error"]["message"]
     assert _text(s.call("status")) == "good:status"
     assert _text(s.call("other")) == "evil:other"
+
+
+# ---------------------------------------------------------------------------------------- stdio
+
+
+def test_stdio_servers_do_not_get_the_gateways_own_secrets(gateway, session):
+    """A stdio server inherits the gateway's environment (as in agentgateway: ``clear_env`` to
+    start from nothing), but not the gateway's own secrets: the key that seals MCP session ids,
+    input_required states and oidc cookies (the run's key, or ``SESSION_KEY``) and the directory
+    of the workers' private relay sockets. Before, every server got them: one that logged or
+    sent its environment handed out what forges any client's MCP session. The config's ``env``
+    can still pass one on by name."""
+    port = free_port()
+    key = "ab" * 32
+    env_target = hostile("srv", env=True)
+    gateway(mcp_config(port, [env_target]), env={"SESSION_KEY": key, "AUDIT_ORDINARY": "kept"})
+    s = session(f"http://127.0.0.1:{port}/mcp")
+    child = json.loads(_text(s.call("env")))
+    assert child.get("AUDIT_ORDINARY") == "kept"
+    for name in ("SESSION_KEY", "AGENTGATEWAY_EPHEMERAL_SESSION_KEY", "AGENTGATEWAY_RUNTIME_DIR"):
+        assert name not in child, name
+    assert key not in json.dumps(child)
+    # Named in the config's env: passed on.
+    port = free_port()
+    passed = hostile("srv", env=True)
+    passed["stdio"]["env"]["SESSION_KEY"] = "${SESSION_KEY}"
+    gateway(mcp_config(port, [passed]), env={"SESSION_KEY": key})
+    s = session(f"http://127.0.0.1:{port}/mcp")
+    assert json.loads(_text(s.call("env"))).get("SESSION_KEY") == key
