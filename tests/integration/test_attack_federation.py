@@ -217,3 +217,112 @@ def test_stdio_servers_do_not_get_the_gateways_own_secrets(gateway, session):
     gateway(mcp_config(port, [passed]), env={"SESSION_KEY": key})
     s = session(f"http://127.0.0.1:{port}/mcp")
     assert json.loads(_text(s.call("env"))).get("SESSION_KEY") == key
+
+
+# ----------------------------------------------------------------------- what a target answers
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    """A JSON schema nested ``levels`` deep: within what the gateway reads of a message (1,024
+    levels), beyond what the list merge takes (128) and what orjson writes (254)."""
+    node: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        node = {"type": "object", "properties": {"p": node}}
+    return node
+
+
+DEEP_TOOLS = {"tools": [{"name": "deep", "inputSchema": _deep(300)}, {"name": "flat", "inputSchema": {}}]}
+
+
+def test_a_deeply_nested_list_under_tool_pinning_fails_only_its_target(gateway, session):
+    """A target lists a tool whose schema nests 300 levels. The list merge refuses a result
+    nested beyond 128 levels as that target's fault (failOpen: the target is left out), but tool
+    pinning canonicalized each tool first, and orjson writes at most 254 levels: the error was
+    no target's, so ``tools/list`` failed with an internal error for every client of the backend,
+    failOpen or not. Now the pinning leaves such a result to the merge."""
+    port, closed = free_port(), free_port()
+    targets = [hostile("good", tools=["status"]), hostile("evil", tool_list=DEEP_TOOLS)]
+    gateway(mcp_config(port, targets, toolPinning={"mode": "hide"}, failureMode="failOpen"))
+    gateway(mcp_config(closed, targets, toolPinning={"mode": "flag"}))
+    s = session(f"http://127.0.0.1:{port}/mcp")
+    assert s.names() == ["good_status"]
+    assert _text(s.call("good_status")) == "good:status"
+    assert _unknown(s.call("evil_deep"))
+    answer = session(f"http://127.0.0.1:{closed}/mcp").request("tools/list")
+    assert "MCP target evil failed tools/list" in answer["error"]["message"], answer
+
+
+# -------------------------------------------------------------------------------------- OpenAPI
+
+
+@pytest.fixture
+def document_server() -> Iterator[Any]:
+    """Serves the OpenAPI documents a test sets (``server.documents[path] = bytes``) on 127.0.0.1."""
+    documents: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = documents.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.documents = documents  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _fan_out_document(levels: int, width: int) -> dict[str, Any]:
+    """One operation whose body schema refers ``width`` times to the next schema, ``levels`` deep."""
+    schemas: dict[str, Any] = {
+        f"L{i}": {"type": "object", "properties": {f"p{j}": {"$ref": f"#/components/schemas/L{i + 1}"} for j in range(width)}}
+        for i in range(levels)
+    }
+    schemas[f"L{levels}"] = {"type": "string"}
+    body = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/L0"}}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "fan-out", "version": "1"},
+        "components": {"schemas": schemas},
+        "paths": {"/x": {"post": {"operationId": "bomb", "requestBody": body}}, "/y": {"get": {"operationId": "ok"}}},
+    }
+
+
+def test_an_openapi_document_whose_refs_fan_out_is_refused(gateway, session, document_server):
+    """A fetched OpenAPI document whose schemas each refer several times to the next (a YAML
+    alias does the same): inlined, 8 properties over 6 levels are 300,000 values, 10 levels a
+    billion, built in the worker's event loop while every client of it waits. The document is
+    refused once its tools' schemas pass 250,000 values: the target fails its handshake with
+    the reason (failOpen: the session goes on without it). Before, it was inlined whatever it
+    cost."""
+    host = f"http://127.0.0.1:{document_server.server_port}"
+    document_server.documents["/bomb.json"] = json.dumps(_fan_out_document(6, 8)).encode()
+    document_server.documents["/fine.json"] = json.dumps(_fan_out_document(2, 8)).encode()
+    port = free_port()
+    targets = [
+        {"name": "bomb", "openapi": {"host": host, "schema": {"url": f"{host}/bomb.json"}}},
+        {"name": "fine", "openapi": {"host": host, "schema": {"url": f"{host}/fine.json"}}},
+        hostile("other", tools=["status"]),
+    ]
+    gateway(mcp_config(port, targets, failureMode="failOpen"))
+    s = session(f"http://127.0.0.1:{port}/mcp")
+    assert sorted(s.names()) == ["fine_bomb", "fine_ok", "other_status"]
+    closed = free_port()
+    gw = gateway(mcp_config(closed, targets[:1]))
+    answer = httpx.post(
+        f"http://127.0.0.1:{closed}/mcp",
+        json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        headers={"accept": ACCEPT},
+        timeout=30.0,
+    ).json()
+    assert "more than 250000 values" in answer["error"]["message"], answer
+    assert "bomb" in gw.output()
