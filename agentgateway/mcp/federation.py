@@ -325,7 +325,12 @@ class Federation:
         upstream = session.upstreams.get(target)
         if upstream is None:
             return
-        original_id = orjson.loads(original)
+        try:
+            original_id = orjson.loads(original)
+        except orjson.JSONDecodeError:
+            # Not an id the gateway wrote (the client's own spelling): nobody asked this.
+            log.info("dropping an answer to an unknown request id %r", protocol.shown(relayed))
+            return
         if "error" in msg:
             await upstream.respond(original_id, err=protocol.error_from_message(msg))
         else:

@@ -326,3 +326,23 @@ def test_an_openapi_document_whose_refs_fan_out_is_refused(gateway, session, doc
     ).json()
     assert "more than 250000 values" in answer["error"]["message"], answer
     assert "bomb" in gw.output()
+
+
+# ------------------------------------------------------------------------------- client answers
+
+
+def test_an_answer_to_a_relayed_request_with_a_malformed_id_is_dropped(gateway, session):
+    """Server requests reach the client with ids ``agw/<target>/<upstream id as JSON>``. A client
+    answering an id of that form whose last part is not JSON made the gateway raise: HTTP 500 and
+    a traceback in the log per message (a client could fill the log with them). Now it is dropped
+    like an answer to an id the gateway never sent (202), and the session goes on."""
+    port = free_port()
+    gw = gateway(mcp_config(port, [hostile("srv", tools=["x"])]))
+    s = session(f"http://127.0.0.1:{port}/mcp")
+    for bad in ("agw/srv/{", "agw/srv/", "agw/srv/\"unterminated", "agw/nobody/1", "agw/", "other"):
+        answer = s.post({"jsonrpc": "2.0", "id": bad, "result": {}})
+        assert answer.status_code == 202, (bad, answer.status_code, answer.text)
+        answer = s.post({"jsonrpc": "2.0", "id": bad, "error": {"code": 1, "message": "no"}})
+        assert answer.status_code == 202, (bad, answer.status_code, answer.text)
+    assert _text(s.call("x")) == "srv:x"
+    assert "Traceback" not in gw.output()
