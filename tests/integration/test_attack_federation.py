@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.gateway import REPO, binds, free_port, mcp_config, wait_for
+from tests.support.gateway import REPO, binds, free_port, mcp_config
 
 ACCEPT = "application/json, text/event-stream"
 
@@ -68,7 +68,11 @@ class RawSession:
                 "jsonrpc": "2.0",
                 "id": 0,
                 "method": "initialize",
-                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
             },
         )
         assert answer.status_code == 200, answer.text
@@ -284,7 +288,10 @@ def document_server() -> Iterator[Any]:
 def _fan_out_document(levels: int, width: int) -> dict[str, Any]:
     """One operation whose body schema refers ``width`` times to the next schema, ``levels`` deep."""
     schemas: dict[str, Any] = {
-        f"L{i}": {"type": "object", "properties": {f"p{j}": {"$ref": f"#/components/schemas/L{i + 1}"} for j in range(width)}}
+        f"L{i}": {
+            "type": "object",
+            "properties": {f"p{j}": {"$ref": f"#/components/schemas/L{i + 1}"} for j in range(width)},
+        }
         for i in range(levels)
     }
     schemas[f"L{levels}"] = {"type": "string"}
@@ -320,7 +327,16 @@ def test_an_openapi_document_whose_refs_fan_out_is_refused(gateway, session, doc
     gw = gateway(mcp_config(closed, targets[:1]))
     answer = httpx.post(
         f"http://127.0.0.1:{closed}/mcp",
-        json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        json={
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
         headers={"accept": ACCEPT},
         timeout=30.0,
     ).json()
@@ -339,10 +355,41 @@ def test_an_answer_to_a_relayed_request_with_a_malformed_id_is_dropped(gateway, 
     port = free_port()
     gw = gateway(mcp_config(port, [hostile("srv", tools=["x"])]))
     s = session(f"http://127.0.0.1:{port}/mcp")
-    for bad in ("agw/srv/{", "agw/srv/", "agw/srv/\"unterminated", "agw/nobody/1", "agw/", "other"):
+    for bad in ("agw/srv/{", "agw/srv/", 'agw/srv/"unterminated', "agw/nobody/1", "agw/", "other"):
         answer = s.post({"jsonrpc": "2.0", "id": bad, "result": {}})
         assert answer.status_code == 202, (bad, answer.status_code, answer.text)
         answer = s.post({"jsonrpc": "2.0", "id": bad, "error": {"code": 1, "message": "no"}})
         assert answer.status_code == 202, (bad, answer.status_code, answer.text)
     assert _text(s.call("x")) == "srv:x"
     assert "Traceback" not in gw.output()
+
+
+# ---------------------------------------------------------------------------------------- cursors
+
+
+def test_a_forged_cursor_pages_only_what_the_caller_may_see(gateway, session):
+    """The composite cursor is each target's own cursor by target name, and a client can write
+    one (base64 of JSON). Forged to page target ``b``, whose tools mcpAuthorization hides from
+    this caller, it lists none of them; one naming a target the backend does not have, or not
+    an object of strings, is refused (held)."""
+    import base64
+
+    port = free_port()
+    rules = [{"deny": 'has(mcp.tool) && mcp.tool.target == "b"'}]
+    gateway(
+        mcp_route(
+            port, [hostile("a", tools=["one"]), hostile("b", tools=["secret"])], {"mcpAuthorization": {"rules": rules}}
+        )
+    )
+    s = session(f"http://127.0.0.1:{port}/mcp")
+    assert s.names() == ["a_one"]
+
+    def cursor(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    answer = s.request("tools/list", {"cursor": cursor({"b": "anything"})})
+    assert answer["result"]["tools"] == [], answer
+    for forged in ({"c": "x"}, {"b": 1}, ["b"], {"b": "x", "": "y"}):
+        answer = s.request("tools/list", {"cursor": cursor(forged)})
+        assert answer["error"]["message"] == "invalid cursor", (forged, answer)
+    assert _unknown(s.call("b_secret"))

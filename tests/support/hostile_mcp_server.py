@@ -57,7 +57,9 @@ def main() -> None:
     name = args.name
     if spec.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    tools = [{"name": t, "description": f"{t} of {name}", "inputSchema": {"type": "object"}} for t in spec.get("tools", [])]
+    tools = [
+        {"name": t, "description": f"{t} of {name}", "inputSchema": {"type": "object"}} for t in spec.get("tools", [])
+    ]
     if spec.get("env"):
         tools.append({"name": "env", "description": "environment", "inputSchema": {"type": "object"}})
     prompts = [{"name": p, "description": f"{p} of {name}"} for p in spec.get("prompts", [])]
@@ -83,7 +85,7 @@ def main() -> None:
             if spec.get("stderr"):
                 flood_stderr(int(spec["stderr"]), int(spec.get("stderr_line", 0)))
         elif method == "tools/list":
-            reply(id_, spec["tool_list"] if "tool_list" in spec else {"tools": tools})
+            reply(id_, spec.get("tool_list", {"tools": tools}))
         elif method == "prompts/list":
             reply(id_, {"prompts": prompts})
         elif method == "resources/list":
