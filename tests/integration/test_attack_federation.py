@@ -9,12 +9,10 @@ included, and can misbehave), or a client. What is checked:
   ``mcpAuthorization`` judges the target and name a call is routed by (held); with
   ``prefixMode: never`` a name two targets offer goes to neither (before: to the last lister);
 - cursors: a forged composite cursor pages only through what the caller may see (held);
-- what a target sends back: a list nested deeper than the gateway can write again breaks
-  neither the federated list nor other targets (before: tools/list failed for everyone);
-- stdio servers: the gateway's own secrets are not in their environment, stderr is logged in
-  bounded lines, a server that closes stdout fails its calls at once, one that ignores SIGTERM
-  is killed;
-- OpenAPI documents: ``$ref`` fan-out that would inline to billions of nodes is refused;
+- what a target sends back: a list nested deeper than the gateway writes fails only its
+  target under tool pinning (held);
+- stdio servers: the gateway's own secrets are not in their environment (before: they were);
+- OpenAPI documents: ``$ref`` fan-out that would inline to billions of values is refused;
 - a client's answer to a relayed server request with a malformed id is dropped (202).
 """
 
