@@ -28,6 +28,10 @@ _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 
 STDIO, STREAMABLE, SSE, OPENAPI = "stdio", "mcp", "sse", "openapi"
 
+# When no session key is configured, the supervisor makes one for the run and hands it to its
+# workers in this environment variable (sessions then work across the workers of one gateway).
+EPHEMERAL_KEY_ENV = "AGENTGATEWAY_EPHEMERAL_SESSION_KEY"
+
 # (host, port, tls settings, label, where) → HttpTarget; provided by the config compiler.
 MakeHttpTarget = Callable[[str, int, BackendTls | None, str, str], HttpTarget]
 

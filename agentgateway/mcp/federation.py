@@ -44,6 +44,8 @@ log = logging.getLogger("agentgateway.mcp")
 DELIMITER = "_"
 # Ids of server requests relayed to the client: agw/<target>/<upstream id as JSON>.
 _RELAY_PREFIX = "agw/"
+# prefixMode never: the owner noted for a name that more than one target lists.
+_AMBIGUOUS = ""
 _ITEM_WORD = {"tools": "tool", "prompts": "prompt", "resources": "resource"}
 _LIST_CAPABILITY = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
                     "resources/templates/list": "resources"}  # fmt: skip
@@ -171,9 +173,12 @@ class Federation:
                     next_cursor=composite,
                 )
                 if key in ("tools", "prompts") and not service.prefix and len(session.upstreams) > 1:
-                    # Unprefixed names are routed by what each target listed.
-                    known = session.names.get(key, {}) if cursor is not None else {}
-                    session.names[key] = known | {name: target for target, name in list_item_keys(key, results)}
+                    # Unprefixed names are routed by what each target listed (the pages before
+                    # this one included); a name two targets list is routed to neither.
+                    known = dict(session.names.get(key, {})) if cursor is not None else {}
+                    for target, name in list_item_keys(key, results):
+                        known[name] = target if known.get(name, target) == target else _AMBIGUOUS
+                    session.names[key] = known
                 return RawJson(merged)
             except ListResultError as exc:
                 self._skip_or_fail(service, exc.target, method, exc)
@@ -271,7 +276,16 @@ class Federation:
             return live[0], name
         known = session.names.get(kind, {})
         if name in known:
-            return known[name], name
+            owner = known[name]
+            if owner == _AMBIGUOUS:
+                # agentgateway refuses such a call too: whichever target was picked, the other
+                # (perhaps a hostile one listing the name on purpose) would capture its calls.
+                raise McpError(
+                    protocol.INVALID_PARAMS,
+                    f"{_ITEM_WORD[kind]} {protocol.shown(name)} is served by multiple targets; "
+                    "names must be unique across targets when prefixMode is never",
+                )
+            return owner, name
         if kind == "resources" and live:
             return live[0], name
         raise McpError(protocol.INVALID_PARAMS, f"Unknown {_ITEM_WORD[kind]}: {protocol.shown(name)}")
@@ -311,7 +325,12 @@ class Federation:
         upstream = session.upstreams.get(target)
         if upstream is None:
             return
-        original_id = orjson.loads(original)
+        try:
+            original_id = orjson.loads(original)
+        except orjson.JSONDecodeError:
+            # Not an id the gateway wrote (the client's own spelling): nobody asked this.
+            log.info("dropping an answer to an unknown request id %r", protocol.shown(relayed))
+            return
         if "error" in msg:
             await upstream.respond(original_id, err=protocol.error_from_message(msg))
         else:

@@ -24,6 +24,11 @@ from agentgateway.mcp.protocol import shown
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 _PARTS = ("path", "query", "header")
 _MAX_REF_DEPTH = 32
+# JSON values the inlined schemas of one document's tools may hold in all. Each $ref is copied
+# where it is used, so a schema whose properties name another that does the same (or a YAML
+# alias) doubles per level: ten levels of eight such properties are a billion values, built in
+# the worker's loop (a fetched document hangs the worker). No model reads tool schemas this big.
+_MAX_INLINED = 250_000
 _OCTET_STREAM = "application/octet-stream"
 _GATEWAY_HEADERS = frozenset(
     {"accept", "content-type", "authorization", "host", "content-length", "transfer-encoding", "connection"}
@@ -245,6 +250,7 @@ class OpenApiTools:
         self.version = str(info.get("version") or "0")
         self.prefix = _server_prefix(document)
         self.operations: dict[str, Operation] = {}
+        self._inlined = 0  # values built by ``inline`` so far (bounded by _MAX_INLINED)
         paths = document.get("paths")
         if not isinstance(paths, dict):
             raise OpenApiError("the document has no paths")
@@ -327,6 +333,12 @@ class OpenApiTools:
         off at a depth, where they become a plain object)."""
         if depth > _MAX_REF_DEPTH:
             return {"type": "object"}
+        self._inlined += 1
+        if self._inlined > _MAX_INLINED:
+            raise OpenApiError(
+                f"the tools' schemas hold more than {_MAX_INLINED} values once their $refs are inlined "
+                "(schemas that refer to others several times per level grow exponentially)"
+            )
         if isinstance(schema, dict):
             if isinstance(schema.get("$ref"), str):
                 return self.inline(self._lookup(schema["$ref"]), depth + 1)

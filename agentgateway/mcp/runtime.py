@@ -10,7 +10,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Protocol
 
 from agentgateway.core.timers import SharedDelay
-from agentgateway.mcp.config import STDIO, McpService
+from agentgateway.mcp.config import EPHEMERAL_KEY_ENV, STDIO, McpService
 from agentgateway.mcp.federation import Federation
 from agentgateway.mcp.modern import ModernServer
 from agentgateway.mcp.protocol import Interned, McpError
@@ -32,10 +32,6 @@ SESSION_QUOTA = -32029
 # the waits share one timer, core/timers.py); most calls answer sooner, in one write.
 HEAD_WAIT = 0.05
 _REVOKED_KEPT = 10_000  # ended session ids remembered, so their tokens are refused afterwards
-
-# When no session key is configured, the supervisor makes one for the run and hands it to its
-# workers in this environment variable (sessions then work across the workers of one gateway).
-EPHEMERAL_KEY_ENV = "AGENTGATEWAY_EPHEMERAL_SESSION_KEY"
 
 
 class SessionQuotaError(McpError):

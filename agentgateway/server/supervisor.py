@@ -42,7 +42,7 @@ from agentgateway.config.loader import decode_config, default_config_text, read_
 from agentgateway.config.redact import scrub, secret_values
 from agentgateway.config.referenced import ReferencedFiles, Signature, signature
 from agentgateway.config.schema import LocalConfig
-from agentgateway.mcp.runtime import EPHEMERAL_KEY_ENV
+from agentgateway.mcp.config import EPHEMERAL_KEY_ENV
 from agentgateway.observe.counters import CounterTotals
 from agentgateway.observe.metrics import RequestTotals, Snapshot
 from agentgateway.policy import buckets

@@ -17,14 +17,20 @@ import signal
 import orjson
 
 from agentgateway.mcp import protocol
-from agentgateway.mcp.config import McpTargetSpec
+from agentgateway.mcp.config import EPHEMERAL_KEY_ENV, McpTargetSpec
 from agentgateway.mcp.protocol import McpError, Message
 from agentgateway.mcp.upstream.base import PendingCall, RelatedSink, UpstreamSession
+from agentgateway.upstream.relay import RUNTIME_DIR_ENV
 
 log = logging.getLogger("agentgateway.mcp.stdio")
 
 _LINE_LIMIT = 64 * 1024 * 1024  # one message per line; tool results may carry large content
 _STOP_GRACE = 2.0
+# The gateway's own secrets in its environment, never a server's business: the key that seals
+# MCP session ids, input_required states and oidc cookies (the run's, or SESSION_KEY), and the
+# directory of the workers' private relay sockets. A server that had them could forge any
+# client's session. The config's ``env`` may still hand one over by name.
+_GATEWAY_ONLY = frozenset((EPHEMERAL_KEY_ENV, "SESSION_KEY", RUNTIME_DIR_ENV))
 
 
 class StdioSession(UpstreamSession):
@@ -42,7 +48,7 @@ class StdioSession(UpstreamSession):
     async def _connect(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             return
-        env = {} if self.spec.clear_env else dict(os.environ)
+        env = {} if self.spec.clear_env else {k: v for k, v in os.environ.items() if k not in _GATEWAY_ONLY}
         env.update(self.spec.env)
         try:
             self.proc = await asyncio.create_subprocess_exec(
