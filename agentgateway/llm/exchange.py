@@ -554,6 +554,11 @@ class LlmExchange:
                     raise LlmError(403, "authorization failed")
             try:
                 plan, path, payload = self._build(target, api, body, model, stream, raw)
+            except _MALFORMED as exc:
+                # The translation read a value of another type than the client API defines
+                # (``messages: [1]``, ``n: "2"``): the client's error, not a traceback per request.
+                log.debug("LLM request cannot be translated: %s: %s", type(exc).__name__, exc)
+                raise LlmError(400, f"the request body does not have the shape of the {api} API") from None
             except LlmError as exc:
                 if final:
                     raise
