@@ -40,6 +40,7 @@ from agentgateway.llm.errors import (
     RESPONSES,
     LlmError,
     client_status,
+    error_status,
     provider_error_message,
     stream_error,
 )
@@ -1139,6 +1140,8 @@ class LlmExchange:
                 if resp.status != 200:
                     raise HttpClientError(502, f"the webhook answered {resp.status}")
                 verdict = orjson.loads(raw)
+                if not isinstance(verdict, dict):
+                    raise HttpClientError(502, "the webhook answered no JSON object")
             except (HttpClientError, orjson.JSONDecodeError) as exc:
                 if span is not None:
                     end_call(span, 0, str(exc))
@@ -1152,7 +1155,7 @@ class LlmExchange:
                 end_call(span, resp.status)
             if action == "reject":
                 raise LlmError(
-                    int(verdict.get("status") or 403),
+                    error_status(verdict.get("status"), 403),
                     str(verdict.get("reason") or "rejected by a prompt guard webhook"),
                 )
             if action == "mask":

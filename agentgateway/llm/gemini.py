@@ -25,7 +25,7 @@ from agentgateway.llm.chat import (
     text_of,
     tool_call,
 )
-from agentgateway.llm.errors import LlmError
+from agentgateway.llm.errors import LlmError, error_status
 from agentgateway.llm.usage import Usage
 
 _FINISH = {
@@ -254,7 +254,7 @@ class GeminiStreamDecoder:
                 continue
             if "error" in msg:
                 err = msg["error"] or {}
-                self.error = LlmError(int(err.get("code") or 500), err.get("message") or "provider stream error")
+                self.error = LlmError(error_status(err.get("code")), err.get("message") or "provider stream error")
                 break
             if not self._started:
                 self._started = True
