@@ -234,12 +234,14 @@ class _ChoiceGuard:
     """The streamed texts of one choice: content, refusal, reasoning, each tool call's
     arguments."""
 
-    __slots__ = ("texts", "calls", "open_call")
+    __slots__ = ("texts", "calls", "open_call", "function_args")
 
     def __init__(self, guards: GuardSet) -> None:
         self.texts = {key: StreamGuard(guards) for key in _DELTA_TEXTS}
         self.calls: dict[int, StreamGuard] = {}
         self.open_call = -1
+        # the legacy ``function_call`` (one per choice) that OpenAI still streams for ``functions``
+        self.function_args = StreamGuard(guards)
 
     def held_args(self) -> list[Json]:
         """The held arguments of the open tool call, as a tool-call delta (or nothing)."""
@@ -316,7 +318,30 @@ class ChunkGuard:
             out_calls += state.held_args()
         if out_calls:
             delta["tool_calls"] = out_calls
-        return bool(any(delta.get(key) for key in _DELTA_TEXTS) or out_calls or delta.get("role") or finish)
+        legacy = delta.get("function_call")
+        if isinstance(legacy, dict) or finish:
+            legacy = legacy if isinstance(legacy, dict) else {}
+            name = legacy.get("name")
+            if isinstance(name, str) and name:
+                legacy["name"] = guards.apply(name)
+            args = legacy.get("arguments")
+            released = state.function_args.feed(args) if isinstance(args, str) and args else ""
+            if finish:
+                released += state.function_args.flush()
+            if released or "arguments" in legacy:
+                legacy["arguments"] = released
+            if legacy:
+                delta["function_call"] = legacy
+        held_back = isinstance(legacy, dict) and not (legacy.get("name") or legacy.get("arguments"))
+        if held_back:
+            delta.pop("function_call", None)
+        return bool(
+            any(delta.get(key) for key in _DELTA_TEXTS)
+            or out_calls
+            or delta.get("function_call")
+            or delta.get("role")
+            or finish
+        )
 
     def finish(self) -> Json | None:
         """A chunk with what is still held at the end of the stream (None: nothing is)."""
@@ -330,6 +355,9 @@ class ChunkGuard:
             calls = state.held_args()
             if calls:
                 delta["tool_calls"] = calls
+            rest = state.function_args.flush()
+            if rest:
+                delta["function_call"] = {"arguments": rest}
             if delta:
                 out.append({"index": index, "delta": delta, "finish_reason": None})
         if not out:

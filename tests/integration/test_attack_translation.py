@@ -495,6 +495,34 @@ def test_streamed_reasoning_is_guarded(env: Setup, key: str) -> None:
     assert "ali" not in reasoning.replace("<", "")
 
 
+def test_streamed_legacy_function_call_is_guarded(env: Setup) -> None:
+    """OpenAI still streams the legacy ``function_call`` (for ``functions``): its arguments are
+    held back and masked like a tool call's."""
+    pieces = ['{"to": "ali', "ce@exam", 'ple.com"}']
+    deltas: list[dict[str, Any]] = [
+        {"role": "assistant", "content": None, "function_call": {"name": "send", "arguments": ""}}
+    ]
+    deltas += [{"function_call": {"arguments": p}} for p in pieces]
+    out = b""
+    for delta, finish in [*((d, None) for d in deltas), ({}, "function_call")]:
+        c = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "reasoner"}
+        c["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
+        out += b"data: " + json.dumps(c).encode() + b"\n\n"
+    env.scripted.answer = (200, "text/event-stream", out + b"data: [DONE]\n\n")
+    body = {"model": "reasoner", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    r = env.post("/v1/chat/completions", body)
+    assert r.status_code == 200, r.text
+    name, args = "", ""
+    for line in r.text.splitlines():
+        if line.startswith("data: {"):
+            for choice in json.loads(line[6:]).get("choices") or ():
+                call = choice["delta"].get("function_call") or {}
+                name += call.get("name") or ""
+                args += call.get("arguments") or ""
+    assert name == "send"
+    assert args == '{"to": "%s"}' % MASK, r.text
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_vendor_response_guard_judges_the_reasoning(env: Setup, stream: bool) -> None:
     """A vendor response guard judges the reasoning of an answer too, whole or held streamed."""
