@@ -520,7 +520,7 @@ def test_streamed_legacy_function_call_is_guarded(env: Setup) -> None:
                 name += call.get("name") or ""
                 args += call.get("arguments") or ""
     assert name == "send"
-    assert args == '{"to": "%s"}' % MASK, r.text
+    assert args == '{"to": "' + MASK + '"}', r.text
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -581,7 +581,7 @@ def test_gemini_stream_error_code_is_not_a_status_line(env: Setup, code: str) ->
     the error becomes the answer's status line. A code that is no error status (an interim
     1xx that leaves the client waiting for another answer, a success, no status at all) is the
     provider's fault: 502."""
-    event = '{"error":{"code":%s,"message":"boom","status":"X"}}' % code
+    event = '{"error":{"code":' + code + ',"message":"boom","status":"X"}}'
     env.scripted.answer = (200, "text/event-stream", b"data: " + event.encode() + b"\r\n\r\n")
     body = json.dumps({"model": "gemini-x", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     request = (
