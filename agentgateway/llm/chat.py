@@ -15,6 +15,10 @@ from agentgateway.llm.errors import LlmError
 
 Json = dict[str, Any]
 
+# The model's reasoning in a Chat message or delta, as OpenAI-compatible providers add it
+# (DeepSeek and vLLM: ``reasoning_content``; OpenRouter, Groq, Ollama: ``reasoning``).
+CHAT_REASONING = ("reasoning_content", "reasoning")
+
 _ids = itertools.count(1)
 _PREFIX = os.urandom(6).hex()
 

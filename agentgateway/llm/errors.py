@@ -80,6 +80,16 @@ class LlmError(Exception):
         return orjson.dumps(error_object(api, self.status, self.message))
 
 
+def error_status(value: Any, default: int = 502) -> int:
+    """A status an upstream names in a body (Gemini's stream error ``code``, a guard webhook's
+    ``status``) as the answer's status: an error status (400-599), else ``default``. Anything
+    else would be the status line a client reads: a 1xx that leaves it waiting for another
+    answer (101 switches protocols), a success, or no HTTP status at all."""
+    if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+        return value
+    return default
+
+
 def client_status(api: str, status: int) -> int:
     """529 is Anthropic's own; other clients see 503."""
     if status == 529 and api != MESSAGES:

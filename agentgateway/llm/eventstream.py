@@ -39,6 +39,15 @@ class Frame:
 
 
 def _headers(data: bytes) -> dict[str, HeaderValue]:
+    """A frame's header block. The CRCs only say the frame arrived as the provider wrote it: a
+    value that runs past the block, or a name or string that is not UTF-8, is malformed."""
+    try:
+        return _read_headers(data)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise EventStreamError(f"malformed headers: {exc}") from None
+
+
+def _read_headers(data: bytes) -> dict[str, HeaderValue]:
     out: dict[str, HeaderValue] = {}
     i = 0
     n = len(data)

@@ -24,7 +24,7 @@ from agentgateway.core.jsonkeys import ambiguous_key, folded_names
 from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
 from agentgateway.llm.accounting import LlmCall, TokenBudget, admit_all, reserve_all, settle_all
 from agentgateway.llm.caching import mark_converse, mark_messages
-from agentgateway.llm.chat import Json, new_id, now
+from agentgateway.llm.chat import CHAT_REASONING, Json, new_id, now
 from agentgateway.llm.config import LlmService, ModelOptions, ModelRoute, ModelShaping, ModelTarget
 from agentgateway.llm.embeddings import embed_request, embed_response
 from agentgateway.llm.errors import (
@@ -40,6 +40,7 @@ from agentgateway.llm.errors import (
     RESPONSES,
     LlmError,
     client_status,
+    error_status,
     provider_error_message,
     stream_error,
 )
@@ -554,6 +555,11 @@ class LlmExchange:
                     raise LlmError(403, "authorization failed")
             try:
                 plan, path, payload = self._build(target, api, body, model, stream, raw)
+            except _MALFORMED as exc:
+                # The translation read a value of another type than the client API defines
+                # (``messages: [1]``, ``n: "2"``): the client's error, not a traceback per request.
+                log.debug("LLM request cannot be translated: %s: %s", type(exc).__name__, exc)
+                raise LlmError(400, f"the request body does not have the shape of the {api} API") from None
             except LlmError as exc:
                 if final:
                     raise
@@ -1134,6 +1140,8 @@ class LlmExchange:
                 if resp.status != 200:
                     raise HttpClientError(502, f"the webhook answered {resp.status}")
                 verdict = orjson.loads(raw)
+                if not isinstance(verdict, dict):
+                    raise HttpClientError(502, "the webhook answered no JSON object")
             except (HttpClientError, orjson.JSONDecodeError) as exc:
                 if span is not None:
                     end_call(span, 0, str(exc))
@@ -1147,7 +1155,7 @@ class LlmExchange:
                 end_call(span, resp.status)
             if action == "reject":
                 raise LlmError(
-                    int(verdict.get("status") or 403),
+                    error_status(verdict.get("status"), 403),
                     str(verdict.get("reason") or "rejected by a prompt guard webhook"),
                 )
             if action == "mask":
@@ -1303,56 +1311,48 @@ def _detected_usage(raw: bytes, content_type: bytes) -> Usage:
         return Usage()
 
 
-def _stream_texts(chunks: list[Json]) -> list[str]:
-    """The texts of a held stream, as the whole answer has them: each choice's content, then
-    each tool call's arguments."""
-    content: dict[int, list[str]] = {}
-    args: dict[tuple[int, int], list[str]] = {}
+# The texts of a held stream's deltas a vendor guard judges, per choice: the answer, a
+# refusal, and the reasoning OpenAI-compatible providers stream beside it.
+_HELD_TEXTS = ("content", "refusal", *CHAT_REASONING)
+
+
+def _stream_parts(chunks: list[Json]) -> list[tuple[object, dict[str, Any], str]]:
+    """Each streamed piece of text of a held stream as (which text, the dict holding it, its
+    key), in stream order: a choice's content, refusal and reasoning, and each tool call's
+    arguments."""
+    parts: list[tuple[object, dict[str, Any], str]] = []
     for chunk in chunks:
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             index = choice.get("index", 0)
-            if isinstance(delta.get("content"), str):
-                content.setdefault(index, []).append(delta["content"])
+            for key in _HELD_TEXTS:
+                if isinstance(delta.get(key), str):
+                    parts.append(((key, index), delta, key))
             for call in delta.get("tool_calls") or ():
                 fn = call.get("function") or {}
                 if isinstance(fn.get("arguments"), str):
-                    args.setdefault((index, call.get("index", 0)), []).append(fn["arguments"])
-    return ["".join(v) for v in content.values()] + ["".join(v) for v in args.values()]
+                    parts.append((("arguments", index, call.get("index", 0)), fn, "arguments"))
+    return parts
+
+
+def _stream_texts(chunks: list[Json]) -> list[str]:
+    """The texts of a held stream, as the whole answer has them: each text (a choice's content,
+    refusal, reasoning, a tool call's arguments) joined, in the order each began."""
+    texts: dict[object, list[str]] = {}
+    for which, holder, key in _stream_parts(chunks):
+        texts.setdefault(which, []).append(holder[key])
+    return ["".join(v) for v in texts.values()]
 
 
 def _replace_stream_texts(chunks: list[Json], texts: list[str]) -> list[Json]:
     """A held stream with its texts replaced (a guard's anonymized answer): each text is carried
     whole by the first delta that had part of it, the later parts are emptied."""
-    keys: list[object] = []
-    for chunk in chunks:
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            index = choice.get("index", 0)
-            if isinstance(delta.get("content"), str) and ("c", index) not in keys:
-                keys.append(("c", index))
-    for chunk in chunks:
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            index = choice.get("index", 0)
-            for call in delta.get("tool_calls") or ():
-                key = ("a", index, call.get("index", 0))
-                if isinstance((call.get("function") or {}).get("arguments"), str) and key not in keys:
-                    keys.append(key)
-    new = dict(zip(keys, texts, strict=False))
+    parts = _stream_parts(chunks)
+    order: dict[object, None] = dict.fromkeys(which for which, _, _ in parts)
+    new = dict(zip(order, texts, strict=False))
     done: set[object] = set()
-    for chunk in chunks:
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            index = choice.get("index", 0)
-            text_key: object = ("c", index)
-            if isinstance(delta.get("content"), str) and text_key in new:
-                delta["content"] = "" if text_key in done else new[text_key]
-                done.add(text_key)
-            for call in delta.get("tool_calls") or ():
-                args_key = ("a", index, call.get("index", 0))
-                fn = call.get("function") or {}
-                if isinstance(fn.get("arguments"), str) and args_key in new:
-                    fn["arguments"] = "" if args_key in done else new[args_key]
-                    done.add(args_key)
+    for which, holder, key in parts:
+        if which in new:
+            holder[key] = "" if which in done else new[which]
+            done.add(which)
     return chunks

@@ -25,7 +25,7 @@ from agentgateway.llm.chat import (
     text_of,
     tool_call,
 )
-from agentgateway.llm.errors import LlmError
+from agentgateway.llm.errors import LlmError, error_status
 from agentgateway.llm.usage import Usage
 
 _FINISH = {
@@ -39,6 +39,10 @@ _FINISH = {
     "IMAGE_SAFETY": "content_filter",
 }
 _CHOICE_MODE = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+# The image types Gemini and Vertex take inline (an SVG is text; so is text/plain).
+_IMAGE_TYPES = frozenset(
+    ("image/png", "image/jpeg", "image/jpg", "image/webp", "image/heic", "image/heif", "image/gif")
+)
 
 
 def _parts(content: Any) -> list[Json]:
@@ -54,9 +58,16 @@ def _parts(content: Any) -> list[Json]:
         elif kind == "image_url":
             url = (part.get("image_url") or {}).get("url", "")
             split = split_data_url(url)
+            # Gemini reads inlineData and fileData of any type (a text/plain "image" is text the
+            # guards never saw) and Vertex reads gs:// URIs with the gateway's credential: an
+            # image_url is an image, inline or on the web.
             if split is None:
+                if not url.lower().startswith(("https://", "http://")):
+                    raise LlmError(400, "image_url must be an http(s) URL or a data URL of an image")
                 parts.append({"fileData": {"mimeType": _guess_mime(url), "fileUri": url}})
             else:
+                if split[0].lower() not in _IMAGE_TYPES:
+                    raise LlmError(400, f"image_url data of type {split[0][:100]!r} is not an image Gemini reads")
                 parts.append({"inlineData": {"mimeType": split[0], "data": split[1]}})
         else:
             raise LlmError(400, f"content part type {kind!r} cannot be sent to Gemini")
@@ -243,7 +254,7 @@ class GeminiStreamDecoder:
                 continue
             if "error" in msg:
                 err = msg["error"] or {}
-                self.error = LlmError(int(err.get("code") or 500), err.get("message") or "provider stream error")
+                self.error = LlmError(error_status(err.get("code")), err.get("message") or "provider stream error")
                 break
             if not self._started:
                 self._started = True

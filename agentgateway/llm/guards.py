@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentgateway.core.context import RequestCtx
+from agentgateway.llm.chat import CHAT_REASONING
 from agentgateway.llm.errors import LlmError
 from agentgateway.llm.textfold import IndexMap, fold, plain
 from agentgateway.policy.expression import ValueExpression
@@ -224,16 +225,23 @@ class StreamGuard:
         return self.guards.apply(buf) if buf else ""
 
 
-class _ChoiceGuard:
-    """The streamed texts of one choice: content, refusal, each tool call's arguments."""
+# The texts of a Chat delta held back per choice: the answer, a refusal, and the reasoning that
+# OpenAI-compatible providers stream beside it (``reasoning_content``, ``reasoning``).
+_DELTA_TEXTS = ("content", "refusal", "reasoning_content", "reasoning")
 
-    __slots__ = ("content", "refusal", "calls", "open_call")
+
+class _ChoiceGuard:
+    """The streamed texts of one choice: content, refusal, reasoning, each tool call's
+    arguments."""
+
+    __slots__ = ("texts", "calls", "open_call", "function_args")
 
     def __init__(self, guards: GuardSet) -> None:
-        self.content = StreamGuard(guards)
-        self.refusal = StreamGuard(guards)
+        self.texts = {key: StreamGuard(guards) for key in _DELTA_TEXTS}
         self.calls: dict[int, StreamGuard] = {}
         self.open_call = -1
+        # the legacy ``function_call`` (one per choice) that OpenAI still streams for ``functions``
+        self.function_args = StreamGuard(guards)
 
     def held_args(self) -> list[Json]:
         """The held arguments of the open tool call, as a tool-call delta (or nothing)."""
@@ -243,10 +251,11 @@ class _ChoiceGuard:
 
 
 class ChunkGuard:
-    """Guards a stream of canonical Chat chunks, per choice: the content, the refusal, and each
-    tool call's name (sent whole) and arguments (held back like text, one window per call). Held
-    text is released in the chunk that ends its part (a tool call starting, the finish reason),
-    ahead of what that chunk starts, so the encoders see every part in order."""
+    """Guards a stream of canonical Chat chunks, per choice: the content, the refusal, the
+    reasoning, and each tool call's name (sent whole) and arguments (held back like text, one
+    window per call). Held text is released in the chunk that ends its part (a tool call
+    starting, the finish reason; for the reasoning, the answer starting too), ahead of what that
+    chunk starts, so the encoders see every part in order."""
 
     __slots__ = ("guards", "_choices")
 
@@ -277,10 +286,11 @@ class ChunkGuard:
         calls = delta.get("tool_calls")
         finish = choice.get("finish_reason")
         ends_text = bool(calls) or bool(finish)
-        for key, guard in (("content", state.content), ("refusal", state.refusal)):
+        ends_reasoning = ends_text or bool(delta.get("content"))
+        for key, guard in state.texts.items():
             text = delta.get(key)
             released = guard.feed(text) if isinstance(text, str) and text else ""
-            if ends_text:
+            if ends_text or (ends_reasoning and key in CHAT_REASONING):
                 released += guard.flush()
             if released:
                 delta[key] = released
@@ -308,20 +318,46 @@ class ChunkGuard:
             out_calls += state.held_args()
         if out_calls:
             delta["tool_calls"] = out_calls
-        return bool(delta.get("content") or delta.get("refusal") or out_calls or delta.get("role") or finish)
+        legacy = delta.get("function_call")
+        if isinstance(legacy, dict) or finish:
+            legacy = legacy if isinstance(legacy, dict) else {}
+            name = legacy.get("name")
+            if isinstance(name, str) and name:
+                legacy["name"] = guards.apply(name)
+            args = legacy.get("arguments")
+            released = state.function_args.feed(args) if isinstance(args, str) and args else ""
+            if finish:
+                released += state.function_args.flush()
+            if released or "arguments" in legacy:
+                legacy["arguments"] = released
+            if legacy:
+                delta["function_call"] = legacy
+        held_back = isinstance(legacy, dict) and not (legacy.get("name") or legacy.get("arguments"))
+        if held_back:
+            delta.pop("function_call", None)
+        return bool(
+            any(delta.get(key) for key in _DELTA_TEXTS)
+            or out_calls
+            or delta.get("function_call")
+            or delta.get("role")
+            or finish
+        )
 
     def finish(self) -> Json | None:
         """A chunk with what is still held at the end of the stream (None: nothing is)."""
         out: list[Json] = []
         for index, state in self._choices.items():
             delta: Json = {}
-            for key, guard in (("content", state.content), ("refusal", state.refusal)):
+            for key, guard in state.texts.items():
                 rest = guard.flush()
                 if rest:
                     delta[key] = rest
             calls = state.held_args()
             if calls:
                 delta["tool_calls"] = calls
+            rest = state.function_args.flush()
+            if rest:
+                delta["function_call"] = {"arguments": rest}
             if delta:
                 out.append({"index": index, "delta": delta, "finish_reason": None})
         if not out:

@@ -80,6 +80,14 @@ _JSON = (b"content-type", b"application/json")
 _IDENTITY = (b"accept-encoding", b"identity")
 
 
+def _segment(model: str) -> str:
+    """A model as one path segment (Bedrock's model id, an Azure deployment): escaped, and never
+    a dot segment, which would take the gateway's credential to the path above it."""
+    if model in ("", ".", ".."):
+        raise LlmError(400, f"invalid model name {model!r}")
+    return quote(model, safe="")
+
+
 class AwsSigning:
     __slots__ = ("credentials", "region")
 
@@ -266,7 +274,7 @@ class Provider:
             path = self._gemini_path(op, model)
         else:  # Bedrock: the model id (or ARN) is one path segment
             action = {OP_STREAM: "converse-stream", OP_EMBEDDINGS: "invoke"}.get(op, "converse")
-            path = f"/model/{quote(model, safe='')}/{action}"
+            path = f"/model/{_segment(model)}/{action}"
         return (prefix or "") + path
 
     def _azure_path(self, op: str, model: str, fmt: str | None) -> str:
@@ -281,7 +289,7 @@ class Provider:
             return f"/openai/v1/{endpoint}"
         if azure.version == "preview":
             return f"/openai/v1/{endpoint}?api-version=preview"
-        deployment = quote(self.model or model, safe="")
+        deployment = _segment(self.model or model)
         return f"/openai/deployments/{deployment}/{endpoint}?api-version={quote(azure.version, safe='')}"
 
     def _gemini_path(self, op: str, model: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from agentgateway.llm.chat import CHAT_REASONING
 from agentgateway.llm.config import LlmPolicy
 from agentgateway.llm.errors import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES
 
@@ -105,15 +106,35 @@ def _walk_block(part: dict[str, Any], fn: Callable[[str], str]) -> None:
     for key in ("text", "refusal", "thinking"):
         if isinstance(part.get(key), str):
             part[key] = fn(part[key])
-    if kind in ("tool_use", "server_tool_use"):
+    if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
         if isinstance(part.get("name"), str):
             part["name"] = fn(part["name"])
         if "input" in part:
             part["input"] = _walk_json(part["input"], fn)
-    elif kind == "tool_result":
+    elif kind in ("tool_result", "mcp_tool_result"):
         part["content"] = _walk_content(part.get("content"), fn)
+    elif kind in ("document", "search_result"):
+        _walk_document(part, fn)
     else:
         _walk_item(part, fn)
+
+
+def _walk_document(part: dict[str, Any], fn: Callable[[str], str]) -> None:
+    """An Anthropic ``document`` (a plain-text source, or a source of content blocks; its title
+    and context) or ``search_result`` (source, title, text blocks): all text the model reads."""
+    for key in ("title", "context"):
+        if isinstance(part.get(key), str):
+            part[key] = fn(part[key])
+    source = part.get("source")
+    if isinstance(source, str):  # search_result: where it came from
+        part["source"] = fn(source)
+    elif isinstance(source, dict) and source.get("type") in ("text", "content"):
+        if isinstance(source.get("data"), str):
+            source["data"] = fn(source["data"])
+        if "content" in source:
+            source["content"] = _walk_content(source["content"], fn)
+    if "content" in part:
+        part["content"] = _walk_content(part["content"], fn)
 
 
 def _walk_item(item: dict[str, Any], fn: Callable[[str], str]) -> None:
@@ -141,8 +162,9 @@ def _walk_item(item: dict[str, Any], fn: Callable[[str], str]) -> None:
 def _walk_chat_message(msg: dict[str, Any], fn: Callable[[str], str]) -> None:
     if "content" in msg:
         msg["content"] = _walk_content(msg["content"], fn)
-    if isinstance(msg.get("refusal"), str):
-        msg["refusal"] = fn(msg["refusal"])
+    for key in ("refusal", *CHAT_REASONING):
+        if isinstance(msg.get(key), str):
+            msg[key] = fn(msg[key])
     for call in msg.get("tool_calls") or ():
         _walk_call(call, fn)
     if isinstance(msg.get("function_call"), dict):
@@ -156,6 +178,8 @@ def walk_request_texts(api: str, body: Json, fn: Callable[[str], str]) -> None:
     if api == CHAT:
         for msg in body.get("messages") or []:
             if isinstance(msg, dict):
+                if isinstance(msg.get("name"), str):  # OpenAI shows a participant's name to the model
+                    msg["name"] = fn(msg["name"])
                 _walk_chat_message(msg, fn)
     elif api in (MESSAGES, COUNT_TOKENS):
         if "system" in body:
@@ -164,17 +188,19 @@ def walk_request_texts(api: str, body: Json, fn: Callable[[str], str]) -> None:
             if isinstance(msg, dict):
                 msg["content"] = _walk_content(msg.get("content"), fn)
     elif api == RESPONSES:
-        if isinstance(body.get("instructions"), str):
-            body["instructions"] = fn(body["instructions"])
-        items = body.get("input")
-        if isinstance(items, str):
-            body["input"] = fn(items)
-        elif isinstance(items, list):
-            for item in items:
-                if isinstance(item, dict):
-                    if "content" in item:
-                        item["content"] = _walk_content(item["content"], fn)
-                    _walk_item(item, fn)
+        # instructions: a string, or (as the translation takes them too) parts or input items
+        for key in ("instructions", "input"):
+            items = body.get(key)
+            if isinstance(items, str):
+                body[key] = fn(items)
+            elif isinstance(items, list):
+                for item in items:
+                    if isinstance(item, dict):
+                        if "content" in item:
+                            item["content"] = _walk_content(item["content"], fn)
+                        if isinstance(item.get("text"), str):  # a content part in the list
+                            item["text"] = fn(item["text"])
+                        _walk_item(item, fn)
     elif api == EMBEDDINGS:
         value = body.get("input")
         if isinstance(value, str):

@@ -265,9 +265,27 @@ def _anthropic_blocks(content: Any, role: str, where: str, tool_ids: set[str]) -
     for j, block in enumerate(content):
         kind = block.get("type")
         need(
-            kind in ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"),
+            kind
+            in (
+                "text",
+                "image",
+                "document",
+                "search_result",
+                "tool_use",
+                "tool_result",
+                "thinking",
+                "redacted_thinking",
+            ),
             f"{where}.content[{j}].type invalid: {kind!r}",
         )
+        if kind == "search_result":
+            need(
+                isinstance(block.get("source"), str)
+                and isinstance(block.get("title"), str)
+                and isinstance(block.get("content"), list)
+                and all(isinstance(b, dict) and b.get("type") == "text" for b in block["content"]),
+                f"{where}.content[{j}]: search_result needs source, title and text blocks",
+            )
         if kind == "tool_result":
             need(role == "user", f"{where}: tool_result only in user turns")
             need(not seen_other, f"{where}: tool_result blocks must come first in the user turn")
