@@ -407,21 +407,24 @@ class _Compiler:
         if (tls.cert is None) != (tls.key is None):
             raise ConfigError(where, "cert and key go together (client certificate for mTLS)")
         server_hostname = tls.hostname or host
-        fingerprint = (tls.cert, tls.key, tls.root, server_hostname, tls.insecure, tls.insecure_host, alpn)
+        # As in agentgateway, ``insecureHost`` wins over ``insecure``: with both set the chain
+        # is still verified (only the name is not), never nothing at all.
+        skip_all = tls.insecure and not tls.insecure_host
+        fingerprint = (tls.cert, tls.key, tls.root, server_hostname, skip_all, tls.insecure_host, alpn)
         cached = self._client_tls.get(fingerprint)
         if cached is not None:
             return cached
-        settings = (tls.cert, tls.key, tls.root, tls.insecure, tls.insecure_host, alpn)
+        settings = (tls.cert, tls.key, tls.root, skip_all, tls.insecure_host, alpn)
         ctx = self._ssl_contexts.get(settings)
         if ctx is None and not tls.root and not tls.cert:
-            ctx = system_roots_context(alpn, not tls.insecure, not tls.insecure_host)
+            ctx = system_roots_context(alpn, not skip_all, not tls.insecure_host)
         if ctx is None:
             if tls.root:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 load_roots(ctx, tls.root, self.base_dir, f"{where}.root")
             else:
                 ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-            if tls.insecure:
+            if skip_all:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             elif tls.insecure_host:
