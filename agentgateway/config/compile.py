@@ -9,6 +9,7 @@ import re
 import ssl
 from pathlib import Path
 
+from agentgateway._native import Pattern
 from agentgateway.a2a.policy import A2aPolicy
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
@@ -82,6 +83,7 @@ from agentgateway.routing.table import (
     RouteRule,
     RouteTable,
     ValueMatcher,
+    compile_regex,
 )
 from agentgateway.routing.tcp import CompiledTcpRoute, TcpRouteTable
 from agentgateway.upstream.backend_auth import SigningBuffer, compile_backend_auth
@@ -1528,10 +1530,10 @@ def _http_version(value: str | int | float, where: str) -> int:
     return version
 
 
-def _regex(text: str, where: str) -> re.Pattern[bytes]:
+def _regex(text: str, where: str) -> Pattern:
     try:
-        return re.compile(text.encode())
-    except re.error as exc:
+        return compile_regex(text)
+    except ValueError as exc:
         raise ConfigError(where, f"invalid regex: {exc}") from None
 
 
