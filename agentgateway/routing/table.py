@@ -147,10 +147,12 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
 
 
 def parse_query(raw: bytes) -> dict[bytes, bytes]:
-    """First value of each query parameter, percent-decoded (the reference's form decoding)."""
+    """Last value of each query parameter, percent-decoded (the reference's form decoding): as in
+    agentgateway, which collects the parameters into a map, so ``?debug=no&debug=true`` is
+    ``debug=true`` for a route's query match, as PHP and Rails upstreams read it."""
     out: dict[bytes, bytes] = {}
     for k, v in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-        out.setdefault(k.encode("latin-1"), v.encode("latin-1"))
+        out[k.encode("latin-1")] = v.encode("latin-1")
     return out
 
 

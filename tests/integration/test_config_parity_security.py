@@ -237,3 +237,27 @@ def test_regex_route_ranks_with_prefixes_by_length(gateway):
         assert r.status_code == 200 and r.text == "admin"
         assert client.get(f"{base}/about").text == "short"  # a regex longer than the prefix "/"
         assert client.get(f"{base}/x").text == "other"
+
+
+def test_query_match_reads_the_last_occurrence(gateway):
+    """agentgateway collects the query into a map: a parameter given twice is matched by its
+    last value. Here the first counted, so ``?debug=no&debug=true`` skipped the route (and its
+    ``apiKey``) that ``debug=true`` selects, while an upstream reading the last value (PHP,
+    Rails) saw ``debug=true``."""
+    port = free_port()
+    debug = {
+        "name": "debug",
+        "matches": [{"path": {"pathPrefix": "/"}, "query": [{"name": "debug", "value": {"exact": "true"}}]}],
+        "policies": {
+            "apiKey": {"mode": "strict", "keys": [{"key": "dev-key"}]},
+            "directResponse": {"status": 200, "body": "debug"},
+        },
+    }
+    gateway(binds(port, [_CATCH_ALL, debug]))
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(timeout=10) as client:
+        assert client.get(f"{base}/x?debug=true").status_code == 401
+        assert client.get(f"{base}/x?debug=no&debug=true").status_code == 401
+        assert client.get(f"{base}/x?debug=true&debug=no").text == "other"
+        r = client.get(f"{base}/x?debug=no&debug=true", headers={"authorization": "Bearer dev-key"})
+        assert r.text == "debug"
