@@ -307,6 +307,23 @@ class SharedBuckets:
 def bucket_key(identity: bytes, key: bytes) -> int:
     """Table key of a bucket: its identity and the per-request key value (never 0)."""
 
+# --- Regular expressions of the config (the `regex` crate) ---------------------------------------
+
+@final
+class Pattern:
+    """A regex run by the `regex` crate, as agentgateway runs its config's regexes: its syntax
+    (no look-around, no back-references) and time linear in the input."""
+
+    def __new__(cls, pattern: str) -> Pattern:
+        """ValueError with the crate's reason when `pattern` does not compile."""
+    @property
+    def pattern(self) -> str: ...
+    def whole(self, value: bytes) -> bool:
+        """Whether the leftmost match spans all of `value` (agentgateway's route matches);
+        bytes that are not UTF-8 match nothing."""
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """The non-overlapping matches, leftmost first, as (start, end) string indices."""
+
 # --- MCP federation -----------------------------------------------------------------------------
 
 SESSION_KEY_LEN: Final[int]

@@ -9,6 +9,7 @@ import re
 import ssl
 from pathlib import Path
 
+from agentgateway._native import Pattern
 from agentgateway.a2a.policy import A2aPolicy
 from agentgateway.config.durations import parse_duration
 from agentgateway.config.errors import ConfigError
@@ -82,6 +83,7 @@ from agentgateway.routing.table import (
     RouteRule,
     RouteTable,
     ValueMatcher,
+    compile_regex,
 )
 from agentgateway.routing.tcp import CompiledTcpRoute, TcpRouteTable
 from agentgateway.upstream.backend_auth import SigningBuffer, compile_backend_auth
@@ -407,21 +409,24 @@ class _Compiler:
         if (tls.cert is None) != (tls.key is None):
             raise ConfigError(where, "cert and key go together (client certificate for mTLS)")
         server_hostname = tls.hostname or host
-        fingerprint = (tls.cert, tls.key, tls.root, server_hostname, tls.insecure, tls.insecure_host, alpn)
+        # As in agentgateway, ``insecureHost`` wins over ``insecure``: with both set the chain
+        # is still verified (only the name is not), never nothing at all.
+        skip_all = tls.insecure and not tls.insecure_host
+        fingerprint = (tls.cert, tls.key, tls.root, server_hostname, skip_all, tls.insecure_host, alpn)
         cached = self._client_tls.get(fingerprint)
         if cached is not None:
             return cached
-        settings = (tls.cert, tls.key, tls.root, tls.insecure, tls.insecure_host, alpn)
+        settings = (tls.cert, tls.key, tls.root, skip_all, tls.insecure_host, alpn)
         ctx = self._ssl_contexts.get(settings)
         if ctx is None and not tls.root and not tls.cert:
-            ctx = system_roots_context(alpn, not tls.insecure, not tls.insecure_host)
+            ctx = system_roots_context(alpn, not skip_all, not tls.insecure_host)
         if ctx is None:
             if tls.root:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 load_roots(ctx, tls.root, self.base_dir, f"{where}.root")
             else:
                 ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-            if tls.insecure:
+            if skip_all:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             elif tls.insecure_host:
@@ -1525,10 +1530,10 @@ def _http_version(value: str | int | float, where: str) -> int:
     return version
 
 
-def _regex(text: str, where: str) -> re.Pattern[bytes]:
+def _regex(text: str, where: str) -> Pattern:
     try:
-        return re.compile(text.encode())
-    except re.error as exc:
+        return compile_regex(text)
+    except ValueError as exc:
         raise ConfigError(where, f"invalid regex: {exc}") from None
 
 

@@ -61,7 +61,7 @@ from agentgateway.llm.vendor_guards import VendorGuard, compile_vendor_guard
 from agentgateway.policy.cel import CelRuleSet
 from agentgateway.policy.expression import ValueExpression, compile_value
 from agentgateway.policy.header_modifier import HeaderEdit
-from agentgateway.routing.table import ValueMatcher
+from agentgateway.routing.table import ValueMatcher, compile_regex
 from agentgateway.upstream.target import HttpTarget, split_host_port
 
 __all__ = [
@@ -825,8 +825,8 @@ def _webhook(cfg: WebhookGuardSpec, target: HttpTarget, response: bool, where: s
         regex = None
         if value.regex is not None:
             try:
-                regex = re.compile(value.regex.encode())
-            except re.error as exc:
+                regex = compile_regex(value.regex)
+            except ValueError as exc:
                 raise ConfigError(f"{mwhere}.value.regex", f"invalid regex: {exc}") from None
         exact = value.exact.encode() if value.exact is not None else None
         forward.append(ValueMatcher(match.name.lower().encode(), exact, regex))

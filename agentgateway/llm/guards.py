@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from agentgateway._native import Pattern
 from agentgateway.core.context import RequestCtx
 from agentgateway.llm.chat import CHAT_REASONING
 from agentgateway.llm.errors import LlmError
@@ -36,6 +37,7 @@ BUILTINS: dict[str, str] = {
     "phoneNumber": r"(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}\b",
     "caSin": r"\b\d{3}[ -]?\d{3}[ -]?\d{3}\b",
 }
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _MASK_NAMES = {
     "email": "EMAIL_ADDRESS",
     "creditCard": "CREDIT_CARD",
@@ -60,13 +62,32 @@ def _luhn(digits: str) -> bool:
 
 
 class RegexRule:
+    """``pattern``: the gateway's own builtins run by ``re``; a custom pattern of the config is a
+    native ``Pattern`` (the ``regex`` crate, as agentgateway): a pattern such as ``(\\w+\\s?)+$``
+    run by ``re`` over a prompt the client wrote took minutes of a worker's CPU."""
+
     __slots__ = ("name", "pattern", "label", "check")
 
-    def __init__(self, name: str, pattern: re.Pattern[str], label: str, check: Callable[[str], bool] | None) -> None:
+    def __init__(
+        self, name: str, pattern: re.Pattern[str] | Pattern, label: str, check: Callable[[str], bool] | None
+    ) -> None:
         self.name = name
         self.pattern = pattern
         self.label = label
         self.check = check
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Non-empty matches of ``text`` (that pass ``check``) as (start, end) string indices."""
+        pattern = self.pattern
+        if isinstance(pattern, Pattern):
+            # Lone surrogates (a JSON escape such as "\\ud800") are not UTF-8: each stands in
+            # as U+FFFD, one character for one, so the indices are the text's.
+            safe = text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+            found = pattern.spans(safe)
+        else:
+            found = [m.span() for m in pattern.finditer(text)]
+        check = self.check
+        return [(a, b) for a, b in found if b > a and (check is None or check(text[a:b]))]
 
 
 def builtin_rule(name: str) -> RegexRule:
@@ -81,7 +102,8 @@ def builtin_rule(name: str) -> RegexRule:
 
 
 def custom_rule(pattern: str, name: str | None = None) -> RegexRule:
-    return RegexRule(name or "custom", re.compile(pattern), "<MASKED>", None)
+    """ValueError when ``pattern`` is not a regex of the ``regex`` crate's syntax."""
+    return RegexRule(name or "custom", Pattern(pattern), "<MASKED>", None)
 
 
 class Rejection:
@@ -114,11 +136,9 @@ class RegexGuard:
         self.rejection = rejection
 
     def _find(self, text: str) -> list[tuple[int, int, str]]:
-        spans = []
+        spans: list[tuple[int, int, str]] = []
         for rule in self.rules:
-            for m in rule.pattern.finditer(text):
-                if m.end() > m.start() and (rule.check is None or rule.check(m.group())):
-                    spans.append((m.start(), m.end(), rule.label))
+            spans.extend((start, end, rule.label) for start, end in rule.spans(text))
         return spans
 
     def spans(self, text: str, index: IndexMap | None = None) -> list[tuple[int, int, str]]:

@@ -1,17 +1,18 @@
 """Route selection: listener by host, then the best route by Gateway API precedence.
 
-Precedence (as agentgateway and the Gateway API): most specific hostname, then exact path, then
-longest prefix, then longest regex, then a method match, then most header matches, then most query
-matches, then the order of the config file. Rules are sorted once at compile time, so selection
+Precedence (as agentgateway): most specific hostname, then exact path, then the longest prefix or
+regex (a regex by the length of its pattern; a prefix before a regex of the same length only by the
+rules below), then a method match, then most header matches, then most query matches, then the
+order of the config file. Rules are sorted once at compile time, so selection
 is a first-match scan over the candidates for the request's host.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Generic, TypeVar
 from urllib.parse import parse_qsl
 
+from agentgateway._native import Pattern
 from agentgateway.routing.hostnames import host_candidates, normalize_host
 from agentgateway.routing.route import CompiledRoute
 
@@ -21,12 +22,20 @@ _SEGMENT_END = (0x2F, 0x3B)  # "/", ";"
 Headers = list[tuple[bytes, bytes]]
 
 
+def compile_regex(text: str) -> Pattern:
+    """A regex of a route match, run as agentgateway runs it: the ``regex`` crate's syntax (no
+    look-around or back-references: ValueError) and time linear in the input. Python's ``re``
+    backtracks, so a pattern such as ``/api/(\\w+/?)+`` let one request for a path that almost
+    matched hold a worker's CPU for minutes."""
+    return Pattern(text)
+
+
 class ValueMatcher:
-    """Exact or full-match regex on a header or query value."""
+    """Exact or regex match of a header or query value (see ``Pattern.whole``)."""
 
     __slots__ = ("name", "exact", "regex")
 
-    def __init__(self, name: bytes, exact: bytes | None, regex: re.Pattern[bytes] | None) -> None:
+    def __init__(self, name: bytes, exact: bytes | None, regex: Pattern | None) -> None:
         self.name = name
         self.exact = exact
         self.regex = regex
@@ -37,7 +46,7 @@ class ValueMatcher:
         if self.exact is not None:
             return value == self.exact
         assert self.regex is not None
-        return self.regex.fullmatch(value) is not None
+        return self.regex.whole(value)
 
 
 class RouteRule:
@@ -62,7 +71,7 @@ class RouteRule:
         route: CompiledRoute,
         path_kind: int,
         path: bytes,
-        regex: re.Pattern[bytes] | None,
+        regex: Pattern | None,
         method: bytes | None,
         headers: list[ValueMatcher],
         query: list[ValueMatcher],
@@ -86,8 +95,11 @@ class RouteRule:
         self.matches_all = path_kind == PATH_PREFIX and not self.prefix and method is None and not headers and not query
 
     def sort_key(self) -> tuple[int, int, int, int, int, int]:
+        # agentgateway's order: exact paths first, then prefixes and regexes together by length
+        # (a regex by the length of its pattern), so ``regex: /admin/.*`` is tried before
+        # ``pathPrefix: /``; a catch-all prefix does not take every path a regex route names.
         return (
-            self.path_kind,
+            0 if self.path_kind == PATH_EXACT else 1,
             -len(self.path),
             0 if self.method else 1,
             -len(self.headers),
@@ -110,7 +122,9 @@ class RouteRule:
                 return False
         else:
             assert self.regex is not None
-            if self.regex.fullmatch(path) is None:
+            # agentgateway's semantics: the leftmost match must span the path. Not a full match
+            # by any alternative: ``/pub|/pub/admin`` does not match ``/pub/admin``.
+            if not self.regex.whole(path):
                 return False
         if self.method is not None and method != self.method:
             return False
@@ -133,10 +147,12 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
 
 
 def parse_query(raw: bytes) -> dict[bytes, bytes]:
-    """First value of each query parameter, percent-decoded (the reference's form decoding)."""
+    """Last value of each query parameter, percent-decoded (the reference's form decoding): as in
+    agentgateway, which collects the parameters into a map, so ``?debug=no&debug=true`` is
+    ``debug=true`` for a route's query match, as PHP and Rails upstreams read it."""
     out: dict[bytes, bytes] = {}
     for k, v in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-        out.setdefault(k.encode("latin-1"), v.encode("latin-1"))
+        out[k.encode("latin-1")] = v.encode("latin-1")
     return out
 
 

@@ -58,9 +58,11 @@ def test_match_precedence(gateway, named_upstreams):
         return r.headers["x-upstream"]
 
     assert served_by("/api/v1/items") == "exact"
-    assert served_by("/api/v1/other") == "longprefix"
+    # prefixes and regexes rank together by length, as in agentgateway: the regex (16
+    # characters) before /api/v1/ (8) and /api (4)
+    assert served_by("/api/v1/other") == "regex"
     assert served_by("/api/v1") == "longprefix"  # trailing slash of the prefix is ignored
-    assert served_by("/api/v2/x") == "prefix"  # longer prefix beats regex
+    assert served_by("/api/v2/x") == "regex"
     assert served_by("/apix") == "fallback"  # prefixes match whole segments
     assert served_by("/api/zzz", "DELETE") == "method"
     assert served_by("/api/zzz", headers={"x-tenant": "blue"}) == "header"

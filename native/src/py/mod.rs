@@ -9,6 +9,7 @@ mod cel;
 mod jsonrpc;
 mod mcp;
 mod otlp;
+mod pattern;
 mod ratelimit;
 mod sse;
 
@@ -22,5 +23,6 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sse::register(m)?;
     ratelimit::register(m)?;
     otlp::register(m)?;
+    pattern::register(m)?;
     Ok(())
 }

@@ -16,13 +16,16 @@ def _table(yaml_routes: str):
 
 
 def test_precedence_exact_prefix_regex_method_headers_query():
+    # agentgateway's order: exact paths, then prefixes and regexes together by length (a regex by
+    # its pattern's), then a method, then the most headers, then the file's order.
     routes = _table(
         "[{name: re, matches: [{path: {regex: '/a/.*'}}]},"
         " {name: short, matches: [{path: {pathPrefix: /a}}]},"
-        " {name: long, matches: [{path: {pathPrefix: /a/b}}]},"
+        " {name: long, matches: [{path: {pathPrefix: /a/b/x}}]},"
         " {name: exact, matches: [{path: {exact: /a/b/c}}]},"
-        " {name: method, matches: [{path: {pathPrefix: /a}, method: POST}]},"
-        " {name: hdr, matches: [{path: {pathPrefix: /a}, headers: [{name: X-A, value: {exact: '1'}}]}]}]"
+        " {name: m, matches: [{path: {pathPrefix: /m}}]},"
+        " {name: method, matches: [{path: {pathPrefix: /m}, method: POST}]},"
+        " {name: hdr, matches: [{path: {pathPrefix: /m}, headers: [{name: X-A, value: {exact: '1'}}]}]}]"
     )
 
     def pick(path, method=b"GET", headers=()):
@@ -30,10 +33,12 @@ def test_precedence_exact_prefix_regex_method_headers_query():
         return route.name if route else None
 
     assert pick(b"/a/b/c") == "exact"
-    assert pick(b"/a/b/d") == "long"
-    assert pick(b"/a/z") == "short"
-    assert pick(b"/a/z", b"POST") == "method"
-    assert pick(b"/a/z", headers=[(b"x-a", b"1")]) == "hdr"
+    assert pick(b"/a/b/x/1") == "long"  # a prefix of 6 before a regex of 5
+    assert pick(b"/a/b/d") == "re"  # a regex of 5 before a prefix of 2
+    assert pick(b"/a") == "short"
+    assert pick(b"/m/z") == "m"
+    assert pick(b"/m/z", b"POST") == "method"
+    assert pick(b"/m/z", headers=[(b"x-a", b"1")]) == "hdr"
     assert pick(b"/ab") is None
 
 
