@@ -31,7 +31,9 @@ SESSION_QUOTA = -32029
 # Seconds a streamed answer's head may wait for the answer's first event (up to twice as many:
 # the waits share one timer, core/timers.py); most calls answer sooner, in one write.
 HEAD_WAIT = 0.05
-_REVOKED_KEPT = 10_000  # ended session ids remembered, so their tokens are refused afterwards
+# Ended session ids remembered, so their tokens are refused afterwards. Beyond them a worker
+# refuses to take up any session as old as the ones it forgot (McpRuntime.forget).
+_REVOKED_KEPT = 10_000
 
 
 class SessionQuotaError(McpError):
@@ -96,7 +98,11 @@ class McpRuntime:
         # token this worker issued (or already opened) finds its session without opening the
         # seal again (AES-GCM, JSON) on every call. Cleared when the session key changes.
         self._by_token: dict[str, DownstreamSession] = {}
-        self.revoked: OrderedDict[str, None] = OrderedDict()
+        # Ended sessions (id → when it started, ms), the most recently ended last.
+        self.revoked: OrderedDict[str, int] = OrderedDict()
+        # Sessions that started at or before this (ms) are continued only where they are served
+        # already, never rebuilt from their token: the ended ones among them are forgotten.
+        self.revoked_before = 0
         self.owner_id = f"{os.getpid()}"
         self._codec: SessionCodec | None = None
         self._codec_key: bytes | None = None
@@ -225,7 +231,11 @@ class McpRuntime:
         if owner is not None:
             # Its processes or streams live in the worker that started it.
             return Remote(str(owner)) if owner != self.owner_id else None
-        return self._rebuild(state, service, token, identity)
+        created = state.get("c", 0)  # (0: sealed before tokens said when they started)
+        if not isinstance(created, int) or (self.revoked_before and created <= self.revoked_before):
+            # As old as sessions whose end this worker no longer remembers: it may be one of them.
+            return None
+        return self._rebuild(state, service, token, identity, created)
 
     def _usable(self, session: DownstreamSession, service: McpService, identity: str) -> DownstreamSession | None:
         """``session`` if ``identity`` may continue it on ``service`` now (marked as used)."""
@@ -260,12 +270,13 @@ class McpRuntime:
         return f"{self.owner_id}.{session.sid}"
 
     def _rebuild(
-        self, state: dict[str, object], service: McpService, token: str, identity: str
+        self, state: dict[str, object], service: McpService, token: str, identity: str, created: int
     ) -> DownstreamSession | None:
         """A session started by another worker or replica: its HTTP upstream sessions are named
         in the token, so it continues here without a new handshake."""
         session = DownstreamSession(self, service, sid=str(state["s"]), identity=identity)
         session.token = token
+        session.created = created
         version = state.get("v")
         if isinstance(version, str):
             session.protocol_version = version
@@ -291,8 +302,8 @@ class McpRuntime:
     async def end(self, session: DownstreamSession) -> None:
         """The client ended the session (DELETE, or its event stream closed): every worker must
         refuse its id from now on."""
-        self.forget(session.sid)
-        self.worker.announce({"op": "mcp_revoke", "sid": session.sid})
+        self.forget(session.sid, session.created)
+        self.worker.announce({"op": "mcp_revoke", "sid": session.sid, "created": session.created})
         await session.close()
 
     def discard(self, sid: str) -> DownstreamSession | None:
@@ -308,11 +319,17 @@ class McpRuntime:
                     del self._by_client[session.client_key]
         return session
 
-    def forget(self, sid: str) -> None:
+    def forget(self, sid: str, created: int) -> None:
+        """The session ``sid`` (started at ``created``, ms) ended: its token is refused from now
+        on. Only the last ``_REVOKED_KEPT`` ended ids are remembered; forgetting one raises
+        ``revoked_before`` to its start, so that its token is still refused (a client could
+        otherwise end that many sessions of its own to bring an ended one back)."""
         session = self.discard(sid)
-        self.revoked[sid] = None
+        self.revoked[sid] = created
+        self.revoked.move_to_end(sid)
         while len(self.revoked) > _REVOKED_KEPT:
-            self.revoked.popitem(last=False)
+            _, started = self.revoked.popitem(last=False)
+            self.revoked_before = max(self.revoked_before, started)
         if session is not None:
             asyncio.get_running_loop().create_task(session.close())
 
