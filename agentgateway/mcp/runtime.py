@@ -103,6 +103,9 @@ class McpRuntime:
         # Sessions that started at or before this (ms) are continued only where they are served
         # already, never rebuilt from their token: the ended ones among them are forgotten.
         self.revoked_before = 0
+        # Sessions other workers may hold copies of (not tied to this worker) that were served
+        # here since the last sweep: told to the other workers, whose copies are then not idle.
+        self._served: set[str] = set()
         self.owner_id = f"{os.getpid()}"
         self._codec: SessionCodec | None = None
         self._codec_key: bytes | None = None
@@ -249,6 +252,8 @@ class McpRuntime:
         ):
             return None
         session.last_seen = now
+        if not session.local_only:
+            self._served.add(session.sid)
         _adopt(session, service)
         return session
 
@@ -297,6 +302,7 @@ class McpRuntime:
             upstream.protocol_version = str(upstream_version)
         self.sessions[session.sid] = session
         self._by_token[token] = session
+        self._served.add(session.sid)
         return session
 
     async def end(self, session: DownstreamSession) -> None:
@@ -308,6 +314,7 @@ class McpRuntime:
 
     def discard(self, sid: str) -> DownstreamSession | None:
         """Take a session out of this worker's tables (ending it is the caller's business)."""
+        self._served.discard(sid)
         session = self.sessions.pop(sid, None)
         if session is not None:
             self._by_token.pop(session.token, None)
@@ -333,9 +340,26 @@ class McpRuntime:
         if session is not None:
             asyncio.get_running_loop().create_task(session.close())
 
+    def touched(self, sids: list[str]) -> None:
+        """Another worker served these sessions (or a client listens on one there): this
+        worker's copies of them are not idle."""
+        now = time.monotonic()
+        for sid in sids:
+            session = self.sessions.get(sid)
+            if session is not None:
+                session.last_seen = max(session.last_seen, now)
+
     def sweep(self) -> None:
-        """End the sessions idle for longer than their TTL (``_expired``)."""
+        """End the sessions idle for longer than their TTL (``_expired``). A session continued
+        in several workers has a copy in each: first the others are told which sessions were in
+        use here, so that a copy idle in one worker does not end a session a client uses in
+        another (ending is announced to every worker)."""
         self.modern.sweep()
+        in_use = self._served
+        self._served = set()
+        in_use.update(sid for sid, s in self.sessions.items() if not s.local_only and not s.idle)
+        if in_use:
+            self.worker.announce({"op": "mcp_touch", "sids": list(in_use)})
         now = time.monotonic()
         for session in [s for s in self.sessions.values() if self._expired(s, now)]:
             log.info("MCP session %s idle for %.0fs: ended", session.sid[:8], now - session.last_seen)

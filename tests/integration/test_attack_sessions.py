@@ -9,13 +9,13 @@ import base64
 import contextlib
 import json
 import socket
-import time  # noqa: F401 - (used by the multi-worker test)
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support.gateway import ResponseReader, free_port, mcp_config
+from tests.support.gateway import ResponseReader, free_port, mcp_config, wait_for
 
 _DOCUMENT = {
     "openapi": "3.0.0",
@@ -179,6 +179,34 @@ def test_tampered_session_ids_are_unknown(gateway):
                 status, _, body = other.send("POST", bad, _LIST)
             assert (status, body) == (404, _NOT_FOUND) or (status == 400 and b"session" not in body.lower()), bad
         assert conn.lists(token) == 200
+
+
+def test_an_active_session_outlives_idle_copies_in_other_workers(gateway):
+    """A session continued in another worker lives there as a copy. When the client's
+    connections then went to one worker only, the copy in the other one idled out after
+    sessionTtl and ended the session everywhere: an active session died (404) after sessionTtl
+    on any gateway with more than one worker. Workers now tell each other which sessions they
+    served, so a session ends only once idle in all of them (and then in all of them)."""
+    port = free_port()
+    gw = gateway(_config(port, sessionTtl="10s"), workers=2)
+    with connection(port) as first:
+        token = first.initialize()
+    for _ in range(20):  # fresh connections: both workers serve (and hold) the session
+        with connection(port) as conn:
+            assert conn.lists(token) == 200
+    deadline = time.monotonic() + 22  # over twice sessionTtl, and four of the workers' 5 s sweeps
+    with connection(port) as keep:
+        while time.monotonic() < deadline:
+            assert keep.lists(token) == 200
+            time.sleep(0.5)
+
+    # Idle everywhere: it ends (the workers' notes of use do not keep each other's copies alive),
+    # in every worker.
+    wait_for(lambda: " idle for " in gw.output(), 30, "the idle session to end", interval=0.5)
+    time.sleep(0.5)
+    for _ in range(10):
+        with connection(port) as conn:
+            assert conn.lists(token) == 404
 
 
 @pytest.mark.parametrize("same_key", [True, False])
