@@ -31,7 +31,9 @@ SESSION_QUOTA = -32029
 # Seconds a streamed answer's head may wait for the answer's first event (up to twice as many:
 # the waits share one timer, core/timers.py); most calls answer sooner, in one write.
 HEAD_WAIT = 0.05
-_REVOKED_KEPT = 10_000  # ended session ids remembered, so their tokens are refused afterwards
+# Ended session ids remembered, so their tokens are refused afterwards. Beyond them a worker
+# refuses to take up any session as old as the ones it forgot (McpRuntime.forget).
+_REVOKED_KEPT = 10_000
 
 
 class SessionQuotaError(McpError):
@@ -96,7 +98,14 @@ class McpRuntime:
         # token this worker issued (or already opened) finds its session without opening the
         # seal again (AES-GCM, JSON) on every call. Cleared when the session key changes.
         self._by_token: dict[str, DownstreamSession] = {}
-        self.revoked: OrderedDict[str, None] = OrderedDict()
+        # Ended sessions (id → when it started, ms), the most recently ended last.
+        self.revoked: OrderedDict[str, int] = OrderedDict()
+        # Sessions that started at or before this (ms) are continued only where they are served
+        # already, never rebuilt from their token: the ended ones among them are forgotten.
+        self.revoked_before = 0
+        # Sessions other workers may hold copies of (not tied to this worker) that were served
+        # here since the last sweep: told to the other workers, whose copies are then not idle.
+        self._served: set[str] = set()
         self.owner_id = f"{os.getpid()}"
         self._codec: SessionCodec | None = None
         self._codec_key: bytes | None = None
@@ -225,7 +234,11 @@ class McpRuntime:
         if owner is not None:
             # Its processes or streams live in the worker that started it.
             return Remote(str(owner)) if owner != self.owner_id else None
-        return self._rebuild(state, service, token, identity)
+        created = state.get("c", 0)  # (0: sealed before tokens said when they started)
+        if not isinstance(created, int) or (self.revoked_before and created <= self.revoked_before):
+            # As old as sessions whose end this worker no longer remembers: it may be one of them.
+            return None
+        return self._rebuild(state, service, token, identity, created)
 
     def _usable(self, session: DownstreamSession, service: McpService, identity: str) -> DownstreamSession | None:
         """``session`` if ``identity`` may continue it on ``service`` now (marked as used)."""
@@ -239,6 +252,8 @@ class McpRuntime:
         ):
             return None
         session.last_seen = now
+        if not session.local_only:
+            self._served.add(session.sid)
         _adopt(session, service)
         return session
 
@@ -260,12 +275,13 @@ class McpRuntime:
         return f"{self.owner_id}.{session.sid}"
 
     def _rebuild(
-        self, state: dict[str, object], service: McpService, token: str, identity: str
+        self, state: dict[str, object], service: McpService, token: str, identity: str, created: int
     ) -> DownstreamSession | None:
         """A session started by another worker or replica: its HTTP upstream sessions are named
         in the token, so it continues here without a new handshake."""
         session = DownstreamSession(self, service, sid=str(state["s"]), identity=identity)
         session.token = token
+        session.created = created
         version = state.get("v")
         if isinstance(version, str):
             session.protocol_version = version
@@ -286,17 +302,19 @@ class McpRuntime:
             upstream.protocol_version = str(upstream_version)
         self.sessions[session.sid] = session
         self._by_token[token] = session
+        self._served.add(session.sid)
         return session
 
     async def end(self, session: DownstreamSession) -> None:
         """The client ended the session (DELETE, or its event stream closed): every worker must
         refuse its id from now on."""
-        self.forget(session.sid)
-        self.worker.announce({"op": "mcp_revoke", "sid": session.sid})
+        self.forget(session.sid, session.created)
+        self.worker.announce({"op": "mcp_revoke", "sid": session.sid, "created": session.created})
         await session.close()
 
     def discard(self, sid: str) -> DownstreamSession | None:
         """Take a session out of this worker's tables (ending it is the caller's business)."""
+        self._served.discard(sid)
         session = self.sessions.pop(sid, None)
         if session is not None:
             self._by_token.pop(session.token, None)
@@ -308,17 +326,40 @@ class McpRuntime:
                     del self._by_client[session.client_key]
         return session
 
-    def forget(self, sid: str) -> None:
+    def forget(self, sid: str, created: int) -> None:
+        """The session ``sid`` (started at ``created``, ms) ended: its token is refused from now
+        on. Only the last ``_REVOKED_KEPT`` ended ids are remembered; forgetting one raises
+        ``revoked_before`` to its start, so that its token is still refused (a client could
+        otherwise end that many sessions of its own to bring an ended one back)."""
         session = self.discard(sid)
-        self.revoked[sid] = None
+        self.revoked[sid] = created
+        self.revoked.move_to_end(sid)
         while len(self.revoked) > _REVOKED_KEPT:
-            self.revoked.popitem(last=False)
+            _, started = self.revoked.popitem(last=False)
+            self.revoked_before = max(self.revoked_before, started)
         if session is not None:
             asyncio.get_running_loop().create_task(session.close())
 
+    def touched(self, sids: list[str]) -> None:
+        """Another worker served these sessions (or a client listens on one there): this
+        worker's copies of them are not idle."""
+        now = time.monotonic()
+        for sid in sids:
+            session = self.sessions.get(sid)
+            if session is not None:
+                session.last_seen = max(session.last_seen, now)
+
     def sweep(self) -> None:
-        """End the sessions idle for longer than their TTL (``_expired``)."""
+        """End the sessions idle for longer than their TTL (``_expired``). A session continued
+        in several workers has a copy in each: first the others are told which sessions were in
+        use here, so that a copy idle in one worker does not end a session a client uses in
+        another (ending is announced to every worker)."""
         self.modern.sweep()
+        in_use = self._served
+        self._served = set()
+        in_use.update(sid for sid, s in self.sessions.items() if not s.local_only and not s.idle)
+        if in_use:
+            self.worker.announce({"op": "mcp_touch", "sids": list(in_use)})
         now = time.monotonic()
         for session in [s for s in self.sessions.values() if self._expired(s, now)]:
             log.info("MCP session %s idle for %.0fs: ended", session.sid[:8], now - session.last_seen)

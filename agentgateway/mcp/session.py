@@ -213,6 +213,7 @@ class DownstreamSession:
         "shared",
         "holds_processes",
         "local_only",
+        "created",
     )
 
     def __init__(self, runtime: McpRuntime, service: McpService, sid: str | None = None, identity: str = "") -> None:
@@ -225,6 +226,9 @@ class DownstreamSession:
         self.client_key = ""
         self.sid = sid or secrets.token_hex(16)
         self.token = ""
+        # When it started (wall clock, ms; sealed in its token): a worker that no longer
+        # remembers every ended session refuses to take up one this old (McpRuntime.forget).
+        self.created = time.time_ns() // 1_000_000
         self.protocol_version = protocol.LATEST_LEGACY
         self.client_params: dict[str, Any] = {}
         self.upstreams: dict[str, UpstreamSession] = {}
@@ -301,6 +305,7 @@ class DownstreamSession:
             "t": targets,
             "o": self.runtime.owner_id if self.local_only else None,
             "p": self.client_params,
+            "c": self.created,
         }
 
     async def close(self) -> None:

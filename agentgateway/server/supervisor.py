@@ -225,8 +225,9 @@ class WorkerProcess:
                 key = f"state:{message.get('id')}"
                 if key in self.waiters and not self.waiters[key].done():
                     self.waiters[key].set_result(message)
-            elif op == "mcp_revoke":
-                # A session ended in one worker: no other worker may continue it.
+            elif op == "mcp_revoke" or op == "mcp_touch":
+                # A session ended in one worker: no other worker may continue it. Or sessions
+                # were in use in one worker: the other workers' copies of them are not idle.
                 for other in self.supervisor.workers:
                     if other is not self:
                         other.send(message)

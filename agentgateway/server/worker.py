@@ -688,7 +688,12 @@ async def _serve(control_fd: int, index: int, ratelimit_fd: int | None) -> int:
             elif op == "drain":
                 stop.set()
             elif op == "mcp_revoke" and worker._mcp is not None:
-                worker._mcp.forget(str(message.get("sid")))
+                created = message.get("created")
+                worker._mcp.forget(str(message.get("sid")), created if isinstance(created, int) else 0)
+            elif op == "mcp_touch" and worker._mcp is not None:
+                sids = message.get("sids")
+                if isinstance(sids, list):
+                    worker._mcp.touched([str(sid) for sid in sids])
 
     control_task = loop.create_task(control_loop())
     stop_task = loop.create_task(stop.wait())
