@@ -918,6 +918,15 @@ class HttpConnection(asyncio.Protocol):
         self.deadline_kind = 0
         self._reject(408, message)
 
+    def retire(self, reason: str) -> None:
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.abort(reason)
+        elif self._held is not None:
+            self._close(force=True)  # an upgrade waiting for its 101 would become a tunnel
+        else:
+            self.close_if_idle()
+
     def close_if_idle(self) -> bool:
         """Used when draining: close a keep-alive connection that has no request in flight and
         none being received (``_url`` and ``_headers`` keep the last request's until the next

@@ -274,6 +274,14 @@ class StreamConnection(asyncio.Protocol):
             timeout = self.worker.runtime.limits.tls_handshake_timeout
             self._fail(f"no complete TLS ClientHello within {timeout:g}s")
 
+    def retire(self, reason: str) -> None:
+        """Every connection of a TCP or TLS listener is a relay, or about to become one: cut."""
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.abort(reason)
+        elif not self.closed:
+            self._fail(reason)
+
     def close_if_idle(self) -> bool:
         """Draining: a connection still waiting for its ClientHello is closed; a relay runs on
         until it ends or the termination deadline cuts it."""

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from tests.support.client_hello import hello_body, other_extension, records, sni_extension
-from tests.support.gateway import free_port
+from tests.support.gateway import ResponseReader, free_port, wait_for
 from tests.support.tcp_echo import TcpEchoServer
+from tests.support.websocket_server import WebSocketServer
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -65,3 +66,87 @@ def test_client_hello_dripped_in_tiny_records_costs_linear_time(gateway):
         assert spent < 0.7, (spent, sending)
     finally:
         echo.stop()
+
+
+_WS_HANDSHAKE = (
+    b"GET /echo HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def _ws_text(payload: bytes) -> bytes:
+    """A masked client text frame (RFC 6455 §5.2) with an all-zero mask: the payload as is."""
+    return bytes([0x81, 0x80 | len(payload)]) + b"\x00\x00\x00\x00" + payload
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the peer closes ``sock`` within ``seconds`` (what arrives meanwhile is dropped)."""
+    sock.settimeout(0.25)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            if not sock.recv(65536):
+                return True
+        except TimeoutError:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+def test_tunnels_of_a_bind_a_reload_removes_are_cut(gateway):
+    """A reload that removes a port (or reopens it: other client-certificate roots) closes its
+    HTTP connections once their request is answered; a tunnel has no such moment. A WebSocket
+    session and a TCP relay opened before the reload went on relaying for as long as their client
+    kept them busy, through a port that no longer existed. Now they are cut (agentgateway aborts a
+    removed bind's connections too)."""
+    echo = TcpEchoServer()
+    ws = WebSocketServer()
+    try:
+        tcp_port, ws_port, kept_port = free_port(), free_port(), free_port()
+        kept = {"port": kept_port, "listeners": [{"protocol": "TCP", "tcpRoutes": [{"backends": [{"host": echo.address}]}]}]}
+        first = {
+            "binds": [
+                {"port": tcp_port, "listeners": [{"protocol": "TCP", "tcpRoutes": [{"backends": [{"host": echo.address}]}]}]},
+                {"port": ws_port, "listeners": [{"routes": [{"backends": [{"host": ws.address}]}]}]},
+                kept,
+            ]
+        }
+        gw = gateway(first)
+        with (
+            socket.create_connection(("127.0.0.1", tcp_port), timeout=5) as tcp,
+            socket.create_connection(("127.0.0.1", ws_port), timeout=5) as session,
+            socket.create_connection(("127.0.0.1", kept_port), timeout=5) as other,
+        ):
+            for sock in (tcp, other):
+                sock.sendall(b"before")
+                assert _recv_exactly(sock, 6) == b"before"
+            session.sendall(_WS_HANDSHAKE)
+            reader = ResponseReader(session)
+            assert reader.read(head_only=True)[0] == 101
+            session.sendall(_ws_text(b"before"))
+            while len(reader.buf) < 8:
+                reader._fill()
+            assert reader.buf == b"\x81\x06before"
+            gw.write_config({"binds": [kept]})
+            wait_for(lambda: gw.metric("agentgateway_config_reloads_total", result="success") == 1, 10, "the reload")
+            assert _closed_within(tcp, 5), "the TCP relay of the removed port still runs"
+            assert _closed_within(session, 5), "the WebSocket session of the removed port still runs"
+            # The port that stayed keeps its relay.
+            other.sendall(b"after")
+            assert _recv_exactly(other, 5) == b"after"
+        lines = wait_for(lambda: [x for x in gw.output().splitlines() if "(removed or reopened) by a reload" in x], 10, "the log")
+        assert len(lines) == 2
+    finally:
+        ws.stop()
+        echo.stop()
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(out)} of {n} bytes")
+        out += chunk
+    return out
