@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.support.client_hello import hello_body, other_extension, records, sni_extension
 from tests.support.gateway import ResponseReader, free_port, wait_for
@@ -150,3 +153,105 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
             raise ConnectionError(f"closed after {len(out)} of {n} bytes")
         out += chunk
     return out
+
+
+@contextlib.contextmanager
+def _raw_backend() -> Iterator[tuple[socket.socket, str]]:
+    """A listening socket the test answers by hand: (listener, its host:port)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(10)
+    try:
+        yield listener, f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def _read_head(sock: socket.socket) -> bytes:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+# The accept value RFC 6455 §1.3 gives for the key of _WS_HANDSHAKE.
+_GOOD_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        # Another protocol than the client asked for (RFC 9110 §7.8: a server MUST NOT).
+        (b"Upgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + _GOOD_ACCEPT, "not asked"),
+        (b"Upgrade: websocket, evil\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + _GOOD_ACCEPT, "not asked"),
+        # A WebSocket switch that does not answer the client's key (RFC 6455 §4.1: fail it).
+        (b"Upgrade: websocket\r\nConnection: Upgrade", "Sec-WebSocket-Accept"),
+        (b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=", "Sec-WebSocket-Accept"),
+        (
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+            + _GOOD_ACCEPT
+            + b"\r\nSec-WebSocket-Accept: "
+            + _GOOD_ACCEPT,
+            "Sec-WebSocket-Accept",
+        ),
+    ],
+)
+def test_a_101_that_does_not_answer_the_upgrade_opens_no_tunnel(gateway, answer, why):
+    """A backend tricked into a 101 (a status it reflects from elsewhere, a handler that copies an
+    upstream's headers) has not switched: it still reads HTTP. Relayed as a tunnel, the client's
+    next bytes reached it as requests no route or policy saw (WebSocket smuggling). A 101 must
+    name a protocol the client asked for and, for WebSocket, carry the accept value of the
+    client's key; otherwise 502, and what the client wrote next is read as HTTP again, policed."""
+    with _raw_backend() as (listener, address):
+        port = free_port()
+        routes = [
+            {
+                "matches": [{"path": {"pathPrefix": "/internal"}}],
+                "backends": [{"host": address}],
+                "policies": {"authorization": {"rules": ["false"]}},
+            },
+            {"backends": [{"host": address}]},
+        ]
+        gateway({"binds": [{"port": port, "listeners": [{"routes": routes}]}]})
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            smuggled = b"GET /internal/admin HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+            client.sendall(_WS_HANDSHAKE + smuggled)
+            backend, _ = listener.accept()
+            with backend:
+                backend.settimeout(3)
+                assert b"upgrade: websocket" in _read_head(backend)
+                backend.sendall(b"HTTP/1.1 101 Switching Protocols\r\n" + answer + b"\r\n\r\n")
+                reader = ResponseReader(client)
+                status, _, body = reader.read()
+                assert status == 502 and why.encode() in body, body
+                # The bytes behind the upgrade are a request, refused by its route's policy.
+                status, _, body = reader.read()
+                assert status == 403, body
+                with contextlib.suppress(TimeoutError, OSError):
+                    assert backend.recv(4096) == b""
+
+
+def test_a_101_that_answers_the_upgrade_is_relayed(gateway):
+    """The checks keep what is right: the asked protocol in any case, and the accept value."""
+    with _raw_backend() as (listener, address):
+        port = free_port()
+        gateway({"binds": [{"port": port, "listeners": [{"routes": [{"backends": [{"host": address}]}]}]}]})
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(_WS_HANDSHAKE)
+            backend, _ = listener.accept()
+            with backend:
+                backend.settimeout(5)
+                _read_head(backend)
+                backend.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: upgrade\r\n"
+                    b"Sec-WebSocket-Accept: " + _GOOD_ACCEPT + b"\r\n\r\n"
+                )
+                reader = ResponseReader(client)
+                status, headers, _ = reader.read(head_only=True)
+                assert status == 101 and headers["sec-websocket-accept"] == _GOOD_ACCEPT.decode()
+                client.sendall(b"raw bytes")
+                assert _recv_exactly(backend, 9) == b"raw bytes"
