@@ -107,10 +107,16 @@ def test_tunnels_of_a_bind_a_reload_removes_are_cut(gateway):
     ws = WebSocketServer()
     try:
         tcp_port, ws_port, kept_port = free_port(), free_port(), free_port()
-        kept = {"port": kept_port, "listeners": [{"protocol": "TCP", "tcpRoutes": [{"backends": [{"host": echo.address}]}]}]}
+        kept = {
+            "port": kept_port,
+            "listeners": [{"protocol": "TCP", "tcpRoutes": [{"backends": [{"host": echo.address}]}]}],
+        }
         first = {
             "binds": [
-                {"port": tcp_port, "listeners": [{"protocol": "TCP", "tcpRoutes": [{"backends": [{"host": echo.address}]}]}]},
+                {
+                    "port": tcp_port,
+                    "listeners": [{"protocol": "TCP", "tcpRoutes": [{"backends": [{"host": echo.address}]}]}],
+                },
                 {"port": ws_port, "listeners": [{"routes": [{"backends": [{"host": ws.address}]}]}]},
                 kept,
             ]
@@ -138,7 +144,9 @@ def test_tunnels_of_a_bind_a_reload_removes_are_cut(gateway):
             # The port that stayed keeps its relay.
             other.sendall(b"after")
             assert _recv_exactly(other, 5) == b"after"
-        lines = wait_for(lambda: [x for x in gw.output().splitlines() if "(removed or reopened) by a reload" in x], 10, "the log")
+        lines = wait_for(
+            lambda: [x for x in gw.output().splitlines() if "(removed or reopened) by a reload" in x], 10, "the log"
+        )
         assert len(lines) == 2
     finally:
         ws.stop()
@@ -190,7 +198,10 @@ _GOOD_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         (b"Upgrade: websocket, evil\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + _GOOD_ACCEPT, "not asked"),
         # A WebSocket switch that does not answer the client's key (RFC 6455 §4.1: fail it).
         (b"Upgrade: websocket\r\nConnection: Upgrade", "Sec-WebSocket-Accept"),
-        (b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=", "Sec-WebSocket-Accept"),
+        (
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "Sec-WebSocket-Accept",
+        ),
         (
             b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
             + _GOOD_ACCEPT
@@ -255,3 +266,35 @@ def test_a_101_that_answers_the_upgrade_is_relayed(gateway):
                 assert status == 101 and headers["sec-websocket-accept"] == _GOOD_ACCEPT.decode()
                 client.sendall(b"raw bytes")
                 assert _recv_exactly(backend, 9) == b"raw bytes"
+
+
+@pytest.mark.parametrize(
+    "connect",
+    [
+        # The declared body is a smuggled request: the gateway read it as the next request, while
+        # the CONNECT went upstream on a connection later pooled, declaring 60 bytes never sent.
+        b"CONNECT /x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 60\r\n\r\n"
+        b"GET /next HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+        b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n",
+        b"CONNECT http://127.0.0.1:22/ HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+    ],
+)
+def test_connect_over_http1_opens_nothing(gateway, connect):
+    """CONNECT on HTTP/1.1 is refused as over HTTP/2 (501) and the connection closes: no tunnel
+    to a host the client names, and nothing reaches a backend. Served as a request before, its
+    head went upstream declaring a body llhttp never reads (it stops at a CONNECT head), on a
+    connection pooled after the answer: an upstream that reads a body it answered early took the
+    next request on that connection (another client's, or the smuggled one behind the CONNECT) as
+    that body, and read what followed as a request the gateway never saw."""
+    with _raw_backend() as (listener, address):
+        listener.settimeout(1)
+        port = free_port()
+        gateway({"binds": [{"port": port, "listeners": [{"routes": [{"backends": [{"host": address}]}]}]}]})
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(connect)
+            reader = ResponseReader(client)
+            status, headers, body = reader.read()
+            assert status == 501 and headers.get("connection") == "close", body
+            assert _closed_within(client, 5)
+        with pytest.raises(TimeoutError):
+            listener.accept()
