@@ -1,8 +1,12 @@
-"""Attacks where a connection stops being HTTP request/response (audit 12): WebSocket and other
-upgrades (a backend that does not switch, or switches to something the client did not ask for),
-plain and extended CONNECT, tunnels across reloads, TCP and TLS-passthrough listeners (ClientHellos
-cut into tiny records, odd server names), PROXY protocol headers on listeners that do not read
-them. Raw sockets throughout: client libraries would normalize what is tested."""
+"""Attacks where a connection stops being HTTP request/response (audit 12), raw sockets throughout
+(client libraries would normalize what is tested).
+
+Fixed (each test fails before its fix): a ClientHello dripped in one-byte records
+(``test_client_hello_dripped_in_tiny_records_costs_linear_time``), tunnels of a port a reload
+removes (``test_tunnels_of_a_bind_a_reload_removes_are_cut``), a 101 that does not answer the
+upgrade (``test_a_101_that_does_not_answer_the_upgrade_opens_no_tunnel``), CONNECT over HTTP/1.1
+(``test_connect_over_http1_opens_nothing``). Held: policies on upgrades read the normalized path,
+HTTP/1.0 upgrades, PROXY headers on listeners that do not read them, odd server names."""
 
 from __future__ import annotations
 
@@ -298,3 +302,125 @@ def test_connect_over_http1_opens_nothing(gateway, connect):
             assert _closed_within(client, 5)
         with pytest.raises(TimeoutError):
             listener.accept()
+
+
+# ------------------------------------------------------------------ held: what already stood
+
+
+def test_upgrade_policies_read_the_normalized_path(gateway):
+    """Held: an upgrade is routed and policed on the one normalized path, so a WebSocket handshake
+    spelled around a guarded prefix is refused like any request; none reaches the server."""
+    ws = WebSocketServer()
+    try:
+        port = free_port()
+        routes = [
+            {
+                "matches": [{"path": {"pathPrefix": "/secure"}}],
+                "backends": [{"host": ws.address}],
+                "policies": {"authorization": {"rules": ["false"]}},
+            },
+            {"backends": [{"host": ws.address}]},
+        ]
+        gateway({"binds": [{"port": port, "listeners": [{"routes": routes}]}]})
+        for path in (b"/%73ecure/echo", b"//secure/echo", b"/x/../secure/echo", b"/x/%2e%2e/secure/echo"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+                client.sendall(_WS_HANDSHAKE.replace(b"/echo", path, 1))
+                status, _, _ = ResponseReader(client).read()
+                assert status == 403, path
+        assert ws.connections == 0
+    finally:
+        ws.stop()
+
+
+def test_an_http10_upgrade_is_not_relayed(gateway):
+    """Held: HTTP/1.0 has no upgrades; the request goes without Upgrade, and a 101 to it is 502."""
+    with _raw_backend() as (listener, address):
+        port = free_port()
+        gateway({"binds": [{"port": port, "listeners": [{"routes": [{"backends": [{"host": address}]}]}]}]})
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(_WS_HANDSHAKE.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+            backend, _ = listener.accept()
+            with backend:
+                backend.settimeout(5)
+                head = _read_head(backend).lower()
+                assert b"upgrade" not in head
+                backend.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Accept: " + _GOOD_ACCEPT + b"\r\n\r\n"
+                )
+                status, _, body = ResponseReader(client).read()
+                assert status == 502 and b"unasked" in body
+
+
+def _v2_header(source: str) -> bytes:
+    return (
+        b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"
+        + socket.inet_aton(source)
+        + socket.inet_aton("127.0.0.1")
+        + (4242).to_bytes(2, "big")
+        + (443).to_bytes(2, "big")
+    )
+
+
+def test_proxy_headers_on_listeners_that_do_not_read_them(gateway):
+    """Held: without frontendPolicies.proxyProtocol a PROXY header is the client's bytes, never an
+    address: an HTTP listener answers 400, a TLS-passthrough listener closes (not a ClientHello),
+    a TCP listener relays it to its backend as data while the log names the real peer."""
+    echo = TcpEchoServer()
+    try:
+        http_port, tls_port, tcp_port = free_port(), free_port(), free_port()
+        gw = gateway(
+            {
+                "binds": [
+                    {"port": http_port, "listeners": [{"routes": [{"backends": [{"host": echo.address}]}]}]},
+                    {
+                        "port": tls_port,
+                        "listeners": [{"protocol": "TLS", "tcpRoutes": [{"backends": [{"host": echo.address}]}]}],
+                    },
+                    {
+                        "port": tcp_port,
+                        "listeners": [{"protocol": "TCP", "tcpRoutes": [{"backends": [{"host": echo.address}]}]}],
+                    },
+                ]
+            }
+        )
+        for prefix in (b"PROXY TCP4 6.6.6.6 127.0.0.1 4242 80\r\n", _v2_header("6.6.6.6")):
+            with socket.create_connection(("127.0.0.1", http_port), timeout=10) as s:
+                s.sendall(prefix + b"GET / HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+                assert ResponseReader(s).read()[0] == 400
+            with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as s:
+                s.sendall(prefix)
+                assert _closed_within(s, 5)
+        with socket.create_connection(("127.0.0.1", tcp_port), timeout=10) as s:
+            header = _v2_header("6.6.6.6")
+            s.sendall(header)
+            assert _recv_exactly(s, len(header)) == header
+        lines = wait_for(
+            lambda: [x for x in gw.output().splitlines() if "\tconnection\t" in x and "protocol=tcp" in x], 10, "log"
+        )
+        assert "src.addr=127.0.0.1:" in lines[0] and "6.6.6.6" not in gw.output()
+    finally:
+        echo.stop()
+
+
+def test_odd_server_names_in_a_passed_through_hello(gateway):
+    """Held: a trailing dot, a NUL, an empty name are malformed (closed, nothing relayed); an IP
+    literal or another case is a name like any: the route of its hostname, or none."""
+    echo = TcpEchoServer()
+    try:
+        port = free_port()
+        routes = [{"name": "named", "hostnames": ["a.example.com"], "backends": [{"host": echo.address}]}]
+        gw = gateway({"binds": [{"port": port, "listeners": [{"protocol": "TLS", "tcpRoutes": routes}]}]})
+        for name in (b"a.example.com.", b"a.example.com\x00", b"", b"127.0.0.1", b"a.example.com:443"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(records(hello_body([sni_extension((0, name))])))
+                assert _closed_within(s, 5), name
+        hello = records(hello_body([sni_extension((0, b"A.EXAMPLE.COM"))]))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(hello)
+            assert _recv_exactly(s, len(hello)) == hello  # relayed to the route's backend (echoed)
+        assert echo.connections == 1
+        lines = wait_for(lambda: [x for x in gw.output().splitlines() if "\tconnection\t" in x][5:] or None, 10, "log")
+        assert "route=named" in lines[0] and "tls.sni=a.example.com" in lines[0]
+    finally:
+        echo.stop()
