@@ -19,6 +19,8 @@ its backend) and the request mirror (fed the same bytes as the primary upstream)
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import random
 import time
 from typing import TYPE_CHECKING, cast
@@ -88,6 +90,39 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     tokens.discard(b"close")
     tokens.discard(b"keep-alive")
     return frozenset(tokens)
+
+
+# RFC 6455 §1.3: the value a WebSocket server appends to the client's key for its accept value.
+_WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _tokens(values: list[bytes]) -> list[bytes]:
+    return [token.strip().lower() for value in values for token in value.split(b",") if token.strip()]
+
+
+def switch_problem(asked: bytes, request: Headers, response: Headers) -> str | None:
+    """Why an upstream's ``101`` does not answer the upgrade the client asked for (None when it
+    does). A backend that has not switched (a status it reflects from elsewhere, a handler that
+    copies another server's headers) still reads HTTP, and a tunnel to it would take the client's
+    next bytes as requests no route or policy saw. So the 101 must name only protocols the client
+    named (RFC 9110 §7.8), and a switch to WebSocket must carry the accept value of the client's
+    one key (RFC 6455 §4.1, which tells clients to fail the connection otherwise)."""
+    switched = _tokens([value for name, value in response if name == b"upgrade"])
+    if not switched:
+        return "101 Switching Protocols names no protocol"
+    wanted = set(_tokens([asked]))
+    for token in switched:
+        if token not in wanted:
+            return f"101 Switching Protocols to {token.decode('latin-1')!r}, a protocol not asked by the client"
+    if b"websocket" in switched:
+        keys = [value for name, value in request if name == b"sec-websocket-key"]
+        accepts = [value for name, value in response if name == b"sec-websocket-accept"]
+        expected = (
+            base64.b64encode(hashlib.sha1(keys[0].strip() + _WEBSOCKET_GUID).digest()) if len(keys) == 1 else None
+        )
+        if expected is None or len(accepts) != 1 or accepts[0].strip() != expected:
+            return "101 Switching Protocols to websocket without the Sec-WebSocket-Accept of the client's key"
+    return None
 
 
 def _gateway_cookie(set_cookie: bytes) -> bool:
@@ -856,19 +891,24 @@ class HttpForward:
         a byte tunnel. The upstream connection is the tunnel's now, never the pool's."""
         self.upstream = None
         self._cancel_attempt_timer()
-        target = self.target
-        if target is not None and target.health is not None:
-            target.health.record(True, self.worker.loop.time())
         if self._finished:
             transport.abort()
             return
+        ctx = self.ctx
+        problem = switch_problem(ctx.upgrade or b"", ctx.headers, headers)
+        if problem is not None:
+            transport.abort()
+            self._fail(502, f"invalid response from upstream {ctx.backend}: {problem}")
+            return
+        target = self.target
+        if target is not None and target.health is not None:
+            target.health.record(True, self.worker.loop.time())
         self._finished = True
         self._response_started = True
         self._cancel_timers()
         if self._span is not None:
             # The call was the handshake; the relay after it is the server span's (until it ends).
             end_call(self._span, 101)
-        ctx = self.ctx
         chain = self.route.chain
         if chain.response or ctx.response_headers:
             apply_response(chain, ctx, 101, headers)

@@ -64,6 +64,10 @@ class ServedConnection(Protocol):
     def close_if_idle(self) -> bool:
         """Draining: close now if nothing is in flight (True), else let it finish."""
 
+    def retire(self, reason: str) -> None:
+        """A reload removed (or reopened) the connection's bind: what is in flight finishes and
+        the connection closes, except a relay (a tunnel), which has no end to wait for: cut."""
+
 
 class ConnectionHost(Protocol):
     @property

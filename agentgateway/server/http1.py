@@ -230,8 +230,8 @@ class HttpConnection(asyncio.Protocol):
             if exchange is not None:
                 exchange.client_data_done()
         except httptools.HttpParserUpgrade as exc:
-            # llhttp stops after the head of an upgrade request (and of CONNECT). The parser is
-            # spent: a fresh one reads whatever comes next over HTTP/1.1.
+            # llhttp stops after the head of an upgrade request (CONNECT is refused before). The
+            # parser is spent: a fresh one reads whatever comes next over HTTP/1.1.
             offset = exc.args[0] if exc.args else len(data)
             self.parser = httptools.HttpRequestParser(self)
             if self._body_sink is not None:
@@ -247,7 +247,7 @@ class HttpConnection(asyncio.Protocol):
                 exchange = self._exchange
                 if exchange is not None:
                     exchange.client_data_done()
-            # Otherwise (h2c, CONNECT, or an upgrade already refused) the request is served as
+            # Otherwise (h2c, HTTP/1.0, or an upgrade already refused) the request is served as
             # plain HTTP and parsing goes on (below, outside this handler: an error there must
             # not be chained to this exception).
         except httptools.HttpParserCallbackError as exc:
@@ -374,6 +374,13 @@ class HttpConnection(asyncio.Protocol):
         if options:
             headers = self._headers = without_connection_options(headers)
         version = parser.get_http_version()
+        method = parser.get_method()
+        if method == b"CONNECT":
+            # No tunnel to a host the client names (as over HTTP/2). Served as a request, its
+            # head went upstream declaring a body llhttp never reads (it stops at a CONNECT
+            # head): an upstream that answered early, then read that body from the pooled
+            # connection, took it from the next client's request.
+            raise _Rejected(501, "CONNECT is not supported")
         try:
             parts = split_target(self._url, limits.decode_escaped_slashes)
         except PathError as exc:
@@ -381,7 +388,6 @@ class HttpConnection(asyncio.Protocol):
         if parts is None:
             raise _Rejected(400, "invalid request target")
         path, query, authority = parts
-        method = parser.get_method()
         if path == b"*" and method != b"OPTIONS":
             raise _Rejected(400, "the asterisk target is only for OPTIONS")
         if host is not None and host != self._host_ok:
@@ -433,7 +439,7 @@ class HttpConnection(asyncio.Protocol):
         limit = limits.max_request_body_size
         if limit is not None and content_length is not None and content_length > limit:
             raise _Rejected(413, f"request body of {content_length} bytes exceeds the limit of {limit}", ctx)
-        if parser.should_upgrade() and method != b"CONNECT" and version == "1.1":
+        if parser.should_upgrade() and version == "1.1":
             self._upgrade_request(ctx)
         if (chunked or content_length) and not expect_continue:
             self._start_body_clock()
@@ -917,6 +923,15 @@ class HttpConnection(asyncio.Protocol):
             return
         self.deadline_kind = 0
         self._reject(408, message)
+
+    def retire(self, reason: str) -> None:
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.abort(reason)
+        elif self._held is not None:
+            self._close(force=True)  # an upgrade waiting for its 101 would become a tunnel
+        else:
+            self.close_if_idle()
 
     def close_if_idle(self) -> bool:
         """Used when draining: close a keep-alive connection that has no request in flight and

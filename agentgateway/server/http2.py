@@ -1020,6 +1020,9 @@ class Http2Connection(asyncio.Protocol):
         """Whether a reloaded config advertises other HTTP/2 settings than this connection did."""
         return _settings_of(limits) != _settings_of(self.limits)
 
+    def retire(self, reason: str) -> None:
+        self.close_if_idle()  # (no tunnels over HTTP/2: CONNECT is refused)
+
     def close_if_idle(self) -> bool:
         """Draining (or idle): GOAWAY, so the client opens no more streams; the streams open
         finish, then the connection closes."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, cast
 
 from agentgateway.core.context import RequestCtx
 from agentgateway.proxy.tunnel import Tunnel
-from agentgateway.server.tls_hello import HelloError, parse_client_hello
+from agentgateway.server.tls_hello import HelloError, HelloReader
 from agentgateway.upstream.pool import UpstreamConnectError
 from agentgateway.upstream.tcp import OpeningStream, open_stream
 
@@ -55,6 +55,7 @@ class StreamConnection(asyncio.Protocol):
         "deadline_kind",
         "_pending",
         "_pending_size",
+        "_hello",
         "_routed",
         "_connecting",
         "_tunnel",
@@ -78,6 +79,8 @@ class StreamConnection(asyncio.Protocol):
         self.deadline_kind = 0
         self._pending: list[bytes] = []
         self._pending_size = 0
+        # Passthrough: the ClientHello read so far (its bytes are also kept in ``_pending``).
+        self._hello = HelloReader() if passthrough else None
         self._routed = False
         # The TLS client presented a certificate (a listener with tls.root requires one).
         self.client_cert = False
@@ -134,15 +137,17 @@ class StreamConnection(asyncio.Protocol):
             if self._pending_size > _PENDING_LIMIT and self.transport is not None:
                 self.transport.pause_reading()
             return
-        buffered = b"".join(self._pending) if len(self._pending) > 1 else data
-        self._pending = [buffered]
+        reader = self._hello
+        if reader is None:
+            return
         try:
-            hello = parse_client_hello(buffered)
+            hello = reader.feed(data)
         except HelloError as exc:
             self._fail(f"invalid TLS ClientHello: {exc}")
             return
         if hello is None:
             return
+        self._hello = None
         self.deadline_kind = 0
         # The client now waits for the backend's ServerHello: nothing more to read meanwhile.
         if self.transport is not None:
@@ -268,6 +273,14 @@ class StreamConnection(asyncio.Protocol):
         elif kind == _WAIT_HELLO and now >= self.deadline:
             timeout = self.worker.runtime.limits.tls_handshake_timeout
             self._fail(f"no complete TLS ClientHello within {timeout:g}s")
+
+    def retire(self, reason: str) -> None:
+        """Every connection of a TCP or TLS listener is a relay, or about to become one: cut."""
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.abort(reason)
+        elif not self.closed:
+            self._fail(reason)
 
     def close_if_idle(self) -> bool:
         """Draining: a connection still waiting for its ClientHello is closed; a relay runs on

@@ -6,7 +6,7 @@ byte goes to a backend, so it reads the first handshake message itself (RFC 8446
 
 - the hello may be split over several handshake records (as TLS allows), each at most 2^14
   bytes, and the whole message at most ``MAX_HELLO`` bytes; anything larger is refused without
-  waiting for it;
+  waiting for it; the records are read as they arrive (``HelloReader``), each byte once;
 - every length must fit inside its parent; a record of another type before the hello, a
   handshake message that is not a ClientHello, SSLv2-style hellos, a repeated extension, a name
   list with two host names, an empty or invalid host name: all are malformed;
@@ -51,32 +51,56 @@ class ClientHello:
 
 def parse_client_hello(data: bytes) -> ClientHello | None:
     """The ClientHello at the start of ``data``; None while it is incomplete."""
-    message = bytearray()
-    needed = -1  # the handshake message's length, once its header has been read
-    offset = 0
-    while True:
-        if len(data) - offset < 5:
-            if offset == 0 and data and data[0] != _HANDSHAKE:
-                raise HelloError(_not_tls(data))
-            return None
-        kind, major, length = data[offset], data[offset + 1], int.from_bytes(data[offset + 3 : offset + 5], "big")
-        if kind != _HANDSHAKE:
-            raise HelloError(_not_tls(data) if offset == 0 else "a non-handshake record inside the ClientHello")
-        if major != 3:
-            raise HelloError(f"unknown record version {major}.{data[offset + 2]}")
-        if length == 0 or length > _MAX_RECORD:
-            raise HelloError(f"invalid handshake record length {length}")
-        if offset == 0 and length >= 4 and len(data) >= 9:
-            # Refuse an oversized or foreign message from its header, before waiting for it.
-            _check_header(data[5:9])
-        if len(data) - offset - 5 < length:
-            return None
-        message += data[offset + 5 : offset + 5 + length]
-        offset += 5 + length
-        if needed < 0 and len(message) >= 4:
-            needed = _check_header(bytes(message[:4]))
-        if needed >= 0 and len(message) >= 4 + needed:
-            return ClientHello(_server_name(memoryview(bytes(message))[4 : 4 + needed]), offset)
+    return HelloReader().feed(data)
+
+
+class HelloReader:
+    """Reads the ClientHello at the start of a stream as its bytes arrive. Each ``feed`` looks
+    only at the bytes it brings: records already read are not read again, so a hello cut into
+    thousands of one-byte records (which TLS allows) and sent one record per packet costs time
+    in proportion to its size. (Parsing the whole buffer again on each read cost its size times
+    the number of reads: a client dripping tiny records kept a worker's CPU busy.)"""
+
+    __slots__ = ("_buf", "_consumed", "_message", "_needed")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()  # bytes after the last complete record
+        self._consumed = 0  # stream bytes of the complete records
+        self._message = bytearray()  # the handshake message, from the records' fragments
+        self._needed = -1  # the handshake message's length, once its header has been read
+
+    def feed(self, data: bytes) -> ClientHello | None:
+        """The hello once ``data`` completes it, None while more is needed; HelloError as soon
+        as the bytes read so far cannot be a valid one."""
+        buf = self._buf
+        buf += data
+        while True:
+            first = self._consumed == 0
+            if len(buf) < 5:
+                if first and buf and buf[0] != _HANDSHAKE:
+                    raise HelloError(_not_tls(bytes(buf)))
+                return None
+            kind, major, length = buf[0], buf[1], int.from_bytes(buf[3:5], "big")
+            if kind != _HANDSHAKE:
+                raise HelloError(_not_tls(bytes(buf)) if first else "a non-handshake record inside the ClientHello")
+            if major != 3:
+                raise HelloError(f"unknown record version {major}.{buf[2]}")
+            if length == 0 or length > _MAX_RECORD:
+                raise HelloError(f"invalid handshake record length {length}")
+            if first and length >= 4 and len(buf) >= 9:
+                # Refuse an oversized or foreign message from its header, before waiting for it.
+                _check_header(bytes(buf[5:9]))
+            if len(buf) - 5 < length:
+                return None
+            message = self._message
+            message += buf[5 : 5 + length]
+            del buf[: 5 + length]
+            self._consumed += 5 + length
+            needed = self._needed
+            if needed < 0 and len(message) >= 4:
+                needed = self._needed = _check_header(bytes(message[:4]))
+            if needed >= 0 and len(message) >= 4 + needed:
+                return ClientHello(_server_name(memoryview(bytes(message))[4 : 4 + needed]), self._consumed)
 
 
 def _not_tls(data: bytes) -> str:

@@ -508,12 +508,15 @@ class Worker:
 
     def _retire_connections(self, closed: list[BindHandle], runtime: RuntimeConfig) -> None:
         """After a reload: the connections of a bind that is gone (or reopened) finish what they
-        serve and close; so do HTTP/2 connections whose settings changed (a GOAWAY each: their
-        clients reconnect and get the new ones). Other connections serve the new config."""
+        serve and close, and their tunnels (upgrades, TCP and TLS relays) are cut, as agentgateway
+        aborts a removed bind's connections: a relay has no request to finish, so it would run on
+        through a port (or client-certificate roots) the config no longer has. HTTP/2 connections
+        whose settings changed close too (a GOAWAY each: their clients reconnect and get the new
+        ones). Other connections serve the new config."""
         for conn in list(self.connections):
-            if any(conn.bind is handle for handle in closed) or (
-                isinstance(conn, Http2Connection) and conn.settings_changed(runtime.limits)
-            ):
+            if any(conn.bind is handle for handle in closed):
+                conn.retire(f"port {conn.bind.port} was closed (removed or reopened) by a reload")
+            elif isinstance(conn, Http2Connection) and conn.settings_changed(runtime.limits):
                 conn.close_if_idle()
 
     async def _open(self, bind: BindRuntime, runtime: RuntimeConfig) -> BindHandle:
