@@ -19,11 +19,15 @@ import socket
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_attack_upstreams import HostileMcp, _post, _session
-from tests.support.gateway import Gateway, free_port, mcp_config, read_response, wait_for
+import yaml
+
+from tests.integration.test_attack_upstreams import _INIT, HostileMcp, _post, _session
+from tests.support.gateway import Gateway, binds, free_port, mcp_config, read_response, wait_for
 
 
 class _DroppingMcp(HostileMcp):
@@ -158,3 +162,147 @@ def test_a_stdio_server_cannot_flood_the_gateway_log_from_stderr(tmp_path: Path,
     assert max(len(line) for line in lines) < 4096
     assert any("more bytes dropped" in line for line in lines)
     assert len(gw.output()) < 1 << 20
+
+
+class _DocumentServer:
+    """Serves an OpenAPI document (``body``, after ``delay`` seconds) or, with ``status`` not 200,
+    an error; counts the fetches."""
+
+    def __init__(self, body: bytes = b"", status: int = 200, delay: float = 0.0) -> None:
+        self.body, self.status, self.delay = body, status, delay
+        self.fetches = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                server.fetches += 1
+                time.sleep(server.delay)
+                body = server.body if server.status == 200 else b"no"
+                self.send_response(server.status)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/openapi"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _openapi_document(paths: int) -> dict[str, Any]:
+    def operation(n: int) -> dict[str, Any]:  # (objects of their own: YAML would share them by anchors)
+        parameters = [
+            {"name": f"p{i}", "in": "query", "description": "a parameter " * 4, "schema": {"type": "string"}}
+            for i in range(6)
+        ]
+        return {"operationId": f"op{n}", "parameters": parameters, "responses": {"200": {"description": "ok"}}}
+
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "big", "version": "1"},
+        "paths": {f"/r{n}": {"get": operation(n)} for n in range(paths)},
+    }
+
+
+def _openapi_gateway(gateway: Any, document: _DocumentServer) -> tuple[Gateway, int]:
+    port = free_port()
+    api = f"http://127.0.0.1:{document.port}"
+    target = {"name": "api", "openapi": {"host": api, "schema": {"url": document.url}}}
+    routes = [
+        {
+            "name": "ping",
+            "matches": [{"path": {"exact": "/ping"}}],
+            "policies": {"directResponse": {"status": 200, "body": "pong"}},
+        },
+        {"name": "mcp", "backends": [{"mcp": {"targets": [target]}}]},
+    ]
+    return gateway(binds(port, routes)), port
+
+
+def _initialize(port: int) -> tuple[int, bytes]:
+    body = json.dumps(_INIT).encode()
+    head = (
+        f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\naccept: application/json, text/event-stream\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head.encode() + body)
+        status, _, raw = read_response(sock)
+    return status, raw
+
+
+def test_openapi_document_sessions_share_one_fetch(tmp_path: Path, gateway: Any) -> None:
+    """Eight sessions start while a slow document server answers: one fetch, not eight."""
+    document = _DocumentServer(json.dumps(_openapi_document(3)).encode(), delay=1.0)
+    try:
+        _, port = _openapi_gateway(gateway, document)
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: _initialize(port), range(8)))
+        assert all(status == 200 and b"REST API big" in raw for status, raw in results), results
+        assert document.fetches == 1
+    finally:
+        document.close()
+
+
+def test_a_failing_openapi_document_server_is_not_asked_for_every_session(tmp_path: Path, gateway: Any) -> None:
+    """A document server answering 500: ten sessions in a row cost it one fetch (the next
+    only after a few seconds), each session failing with the same clear error."""
+    document = _DocumentServer(status=500)
+    try:
+        _, port = _openapi_gateway(gateway, document)
+        for _ in range(10):
+            status, raw = _initialize(port)
+            assert b"OpenAPI document of api" in raw and b"answered 500" in raw, (status, raw)
+        assert document.fetches == 1
+    finally:
+        document.close()
+
+
+def test_a_large_yaml_openapi_document_is_parsed_off_the_event_loop(tmp_path: Path, gateway: Any) -> None:
+    """A 2.5 MB YAML document takes seconds to parse. Before, the worker's event loop did it
+    and every other request of the worker waited; now a thread does, and a request to another
+    route is answered meanwhile."""
+    body = yaml.safe_dump(_openapi_document(2600)).encode()
+    assert 2_000_000 < len(body) < 4 << 20
+    document = _DocumentServer(body)
+    try:
+        _, port = _openapi_gateway(gateway, document)
+        with ThreadPoolExecutor(1) as pool:
+            init = pool.submit(_initialize, port)
+            wait_for(lambda: document.fetches == 1, 10, "the document fetch")
+            waits = []  # a request to the other route every 50 ms until initialize is answered
+            deadline = time.monotonic() + 60
+            while not init.done() and time.monotonic() < deadline:
+                started = time.monotonic()
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                    sock.sendall(f"GET /ping HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\r\n".encode())
+                    ping, _, raw = read_response(sock)
+                assert ping == 200 and raw == b"pong"
+                waits.append(time.monotonic() - started)
+                time.sleep(0.05)
+            status, raw = init.result(timeout=60)
+        assert status == 200 and b"REST API big" in raw, raw[:300]
+        assert waits and max(waits) < 0.5, waits
+    finally:
+        document.close()
+
+
+def test_an_openapi_yaml_document_over_the_bound_is_refused(tmp_path: Path, gateway: Any) -> None:
+    """YAML over 4 MiB is not parsed (JSON, parsed far faster, may be up to 16 MiB)."""
+    document = _DocumentServer(b"openapi: 3.0.0\n" + b"# padding\n" * (450 * 1024))
+    try:
+        _, port = _openapi_gateway(gateway, document)
+        status, raw = _initialize(port)
+        assert b"larger than" in raw, (status, raw)
+    finally:
+        document.close()
