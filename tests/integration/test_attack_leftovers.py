@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.integration.test_attack_upstreams import _INIT, HostileMcp, _post, _session
@@ -306,3 +307,57 @@ def test_an_openapi_yaml_document_over_the_bound_is_refused(tmp_path: Path, gate
         assert b"larger than" in raw, (status, raw)
     finally:
         document.close()
+
+
+def _slow_upload(port: int, path: str, pauses: list[float]) -> int:
+    """A POST whose 40-byte body comes in ``len(pauses)`` pieces, each after its pause."""
+    piece = 10
+    total = piece * len(pauses)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {total}\r\n\r\n".encode())
+        for pause in pauses:
+            time.sleep(pause)
+            try:
+                sock.sendall(b"z" * piece)
+            except OSError:
+                break  # the gateway answered (504) and closed
+        status, _, _ = read_response(sock)
+    return status
+
+
+def test_a_slow_client_upload_does_not_get_backends_evicted(gateway: Any, upstream: Any) -> None:
+    """Two healthy backends, evicted for 30 s on one failure, under backendRequestTimeout 1s. A
+    client that sends its body slower than that gets its 504, and then one that completes its
+    body just before the deadline (a backend answering in 0.5 s cannot make it); neither is the
+    backend's failure: both backends still serve. Before, each such request evicted the backend
+    it went to."""
+    a, b = upstream("a"), upstream("b")
+    port = free_port()
+    health = {"eviction": {"duration": "30s"}}
+    route = {
+        "policies": {"timeout": {"backendRequestTimeout": "1s"}},
+        "backends": [
+            {"host": a.address, "policies": {"health": health}},
+            {"host": b.address, "policies": {"health": health}},
+        ],
+    }
+    gateway(binds(port, [route]))
+
+    def both_serve() -> None:
+        seen = set()
+        for _ in range(30):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"GET /echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                status, headers, _ = read_response(sock)
+            assert status == 200
+            seen.add(headers["x-upstream"])
+        assert seen == {"a", "b"}, f"only {seen} served: the other backend was evicted"
+
+    assert _slow_upload(port, "/echo", [0.0, 0.2, 1.5, 0.1]) == 504
+    both_serve()
+    assert _slow_upload(port, "/slow?delay=0.5", [0.0, 0.3, 0.3, 0.2]) == 504
+    both_serve()
+    # A backend that is slow itself (the body came at once) is still evicted.
+    assert _slow_upload(port, "/slow?delay=1.5", [0.0, 0.0, 0.0, 0.0]) == 504
+    with pytest.raises(AssertionError, match="was evicted"):
+        both_serve()
