@@ -40,6 +40,7 @@ _EOF_GRACE = 0.2
 _STDERR_LINE = 2048
 _STDERR_RATE = 50
 _STDERR_READ = 1024 * 1024
+_EXIT_POLL = 0.2  # where there is no pidfd to watch: how often a server's exit is looked for
 # The gateway's own secrets in its environment, never a server's business: the key that seals
 # MCP session ids, input_required states and oidc cookies (the run's, or SESSION_KEY), and the
 # directory of the workers' private relay sockets. A server that had them could forge any
@@ -63,8 +64,13 @@ class _Child:
         self._exit: asyncio.Future[int] = loop.create_future()
         self._transports: list[asyncio.BaseTransport] = []
         self._unowned: list[IO[bytes]] = [p for p in (popen.stdin, popen.stdout, popen.stderr) if p is not None]
-        self._pidfd = os.pidfd_open(popen.pid)
-        loop.add_reader(self._pidfd, self._exited, loop)
+        try:
+            self._pidfd = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):  # (no pidfd: not Linux, or before 5.3) polled instead
+            self._pidfd = -1
+            loop.call_later(_EXIT_POLL, self._poll, loop)
+        else:
+            loop.add_reader(self._pidfd, self._exited, loop)
 
     @classmethod
     async def start(cls, argv: list[str], env: dict[str, str]) -> _Child:
@@ -107,6 +113,13 @@ class _Child:
         os.close(self._pidfd)
         code = self.popen.wait()  # (the pidfd is readable: it has exited, this does not block)
         if not self._exit.done():
+            self._exit.set_result(code)
+
+    def _poll(self, loop: asyncio.AbstractEventLoop) -> None:
+        code = self.popen.poll()
+        if code is None:
+            loop.call_later(_EXIT_POLL, self._poll, loop)
+        elif not self._exit.done():
             self._exit.set_result(code)
 
     async def wait(self) -> int:
