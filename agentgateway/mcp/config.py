@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -39,7 +40,20 @@ MakeHttpTarget = Callable[[str, int, BackendTls | None, str, str], HttpTarget]
 class McpTargetSpec:
     """One upstream MCP server. ``kind`` is stdio, mcp (streamable HTTP) or sse (legacy)."""
 
-    __slots__ = ("name", "kind", "cmd", "args", "env", "clear_env", "http", "path", "openapi", "openapi_url")
+    __slots__ = (
+        "name",
+        "kind",
+        "cmd",
+        "args",
+        "env",
+        "clear_env",
+        "http",
+        "path",
+        "openapi",
+        "openapi_url",
+        "openapi_fetch",
+        "openapi_failed",
+    )
 
     def __init__(
         self,
@@ -66,6 +80,10 @@ class McpTargetSpec:
         # openapi targets: the parsed document, or where to fetch it (at first use).
         self.openapi = openapi
         self.openapi_url = openapi_url
+        # The fetch of that document under way (one for every session waiting on it), and the
+        # last failure: (until when it is not fetched again, the message).
+        self.openapi_fetch: asyncio.Future[OpenApiTools] | None = None
+        self.openapi_failed: tuple[float, str] | None = None
 
     def describe(self) -> str:
         if self.kind == OPENAPI:

@@ -76,6 +76,9 @@ _LAST_CHUNK = b"0\r\n\r\n"
 # bytes buffered while the upstream connection is being made.
 _REPLAY_LIMIT = 64 * 1024
 _PENDING_LIMIT = 256 * 1024
+# An attempt that times out after waiting this share of its ``backendRequestTimeout`` or more
+# for the client's request body is not counted against the backend's health.
+_CLIENT_SHARE = 0.1
 
 _BODY_RELAY, _BODY_DROP, _BODY_PROCESS = 0, 1, 2
 
@@ -284,6 +287,26 @@ def response_fields(headers: Headers) -> tuple[bytes, int | None]:
     return b"".join(parts), (None if chunked else content_length)
 
 
+class _AttemptClock:
+    """Where an attempt's time went, for ``backendRequestTimeout``: when it started, when the
+    client's body was complete, and how long the upstream held the body back (its window or
+    socket buffer full: not the client's doing)."""
+
+    __slots__ = ("started", "body_done", "held", "held_since")
+
+    def __init__(self, started: float, previous: _AttemptClock | None) -> None:
+        self.started = started
+        self.body_done: float = 0.0 if previous is None else previous.body_done  # 0: not timed
+        self.held = 0.0
+        self.held_since = 0.0
+
+    def client_time(self, now: float, request_done: bool) -> float:
+        """The attempt's time spent waiting for the client's body."""
+        end = (self.body_done or self.started) if request_done else now
+        held = self.held + (now - self.held_since if self.held_since else 0.0)
+        return max(0.0, min(end, now) - self.started - held)
+
+
 class HttpForward:
     __slots__ = (
         "worker",
@@ -323,6 +346,7 @@ class HttpForward:
         "_end_due",
         "_awaiting_head",
         "_stalled",
+        "_clock",
     )
 
     def __init__(self, worker: ProxyHost, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> None:
@@ -384,6 +408,8 @@ class HttpForward:
         # The upstream stopped taking the request body (its window or socket buffer is full):
         # the same deadline as the response head runs, or it could hold the request forever.
         self._stalled = False
+        # With ``backendRequestTimeout``: the time of the attempt spent waiting for the client.
+        self._clock: _AttemptClock | None = None
 
     def start(self) -> None:
         route = self.route
@@ -502,7 +528,9 @@ class HttpForward:
     def _arm_attempt_timer(self) -> None:
         timeout = self.route.timeout
         if timeout is not None and timeout.backend is not None:
-            self._attempt_timer = self.worker.loop.call_later(timeout.backend, self._attempt_timed_out)
+            loop = self.worker.loop
+            self._attempt_timer = loop.call_later(timeout.backend, self._attempt_timed_out)
+            self._clock = _AttemptClock(loop.time(), self._clock)
 
     def _sign(self, target: HttpTarget, auth: BackendAuth) -> bool:
         """The head with the backend's credentials; False (and answered) when they failed."""
@@ -629,11 +657,12 @@ class HttpForward:
             return False  # the backend had started answering: it may have acted on the request
         return self._replay is not None or not self.ctx.has_body
 
-    def _attempt_failed(self, status: int, message: str, received: bool) -> None:
-        """The current attempt ended without a usable response."""
+    def _attempt_failed(self, status: int, message: str, received: bool, blame: bool = True) -> None:
+        """The current attempt ended without a usable response (``blame``: the backend's failure,
+        recorded against its health)."""
         self._cancel_attempt_timer()
         target = self.target
-        if target is not None and target.health is not None:
+        if blame and target is not None and target.health is not None:
             target.health.record(False, self.worker.loop.time())
         if self._can_retry(received):
             self._retry()
@@ -706,11 +735,16 @@ class HttpForward:
         self._drop_upstream()
         timeout = self.route.timeout
         assert timeout is not None and timeout.backend is not None and self.target is not None
-        self._attempt_failed(
-            504,
-            f"upstream request timeout: {self.target.label} did not answer within {timeout.backend:g}s",
-            received,
-        )
+        message = f"upstream request timeout: {self.target.label} did not answer within {timeout.backend:g}s"
+        # The client's slow body is not the backend's failure: an attempt that spent more than a
+        # tenth of its time waiting for the client is not charged to the backend's health (a
+        # client could otherwise get healthy backends evicted by uploading slowly).
+        clock = self._clock
+        waited = 0.0 if clock is None else clock.client_time(self.worker.loop.time(), self._request_done)
+        blame = waited <= timeout.backend * _CLIENT_SHARE
+        if not blame:
+            message += f" (the client's request body took {waited:.3g}s of it)"
+        self._attempt_failed(504, message, received, blame)
 
     def _drop_upstream(self) -> None:
         """Abandon the current attempt: its connection cannot be reused (a response is due)."""
@@ -790,6 +824,8 @@ class HttpForward:
 
     def request_end(self) -> None:
         self._request_done = True
+        if self._clock is not None:
+            self._clock.body_done = self.worker.loop.time()
         if self.upstream is not None:
             self._await_head()
         if self._chunked:
@@ -1003,6 +1039,8 @@ class HttpForward:
 
     def upstream_write_paused(self) -> None:
         self.conn.pause_request_body(PAUSE_UPSTREAM)
+        if self._clock is not None:
+            self._clock.held_since = self.worker.loop.time()
         # While the upstream takes no body the client's clocks stop (server/http1.py): without
         # this deadline an upstream that never opens its window would hold the request forever.
         limit = self.route.head_timeout
@@ -1012,6 +1050,10 @@ class HttpForward:
 
     def upstream_write_resumed(self) -> None:
         self.conn.resume_request_body(PAUSE_UPSTREAM)
+        clock = self._clock
+        if clock is not None and clock.held_since:
+            clock.held += self.worker.loop.time() - clock.held_since
+            clock.held_since = 0.0
         if self._stalled:
             self._stalled = False
             if self._awaiting_head and not self._request_done:

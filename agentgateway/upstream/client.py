@@ -204,9 +204,16 @@ class ClientResponse:
             waiter.set_result(None)
 
 
+# Methods a server may receive twice with the effect of once (RFC 9110 §9.2.2): the only ones
+# the stale-connection retry sends again (policy/retry.py has the same set; this layer is below).
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+
+
 class HttpClient:
     """Requests over the worker's pools. One retry on a fresh connection when a pooled one turns
-    out to be closed before any byte of the response arrived (the upstream dropped it idle)."""
+    out to be closed before any byte of the response arrived (the upstream dropped it idle), for
+    idempotent methods only: HTTP/1.1 cannot tell a connection closed idle from one closed after
+    the request was acted on, and a POST (an MCP ``tools/call``, a webhook) must not run twice."""
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -270,7 +277,7 @@ class HttpClient:
                     response.close()  # the connection is in the middle of a response: not reusable
                     raise TimeoutError from None
                 except HttpClientError:
-                    if conn.reused and not conn.received and attempt == 0:
+                    if conn.reused and not conn.received and attempt == 0 and method in _IDEMPOTENT:
                         continue
                     raise
                 finally:

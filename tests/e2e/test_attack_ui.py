@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.support.gateway import Gateway, Process, ServerProcess, free_port
-from tests.support.hostile_ui_upstream import MARK
+from tests.support.hostile_ui_upstream import FLOOD, FLOOD_CHARS, FLOOD_EVENTS, MARK
 
 SERVED = "served by the gateway"
 
@@ -100,6 +100,11 @@ def hostile_config(port: int, upstream: int, admin: int) -> dict[str, Any]:
                 },
                 {
                     "name": "fail",
+                    "provider": "openAI",
+                    "params": {"apiKey": "sk-test-hostile", "baseUrl": f"http://{up}/v1"},
+                },
+                {
+                    "name": FLOOD,
                     "provider": "openAI",
                     "params": {"apiKey": "sk-test-hostile", "baseUrl": f"http://{up}/v1"},
                 },
@@ -307,3 +312,50 @@ def test_a_target_named_like_an_object_member_shows_its_own_state(page: Page, en
     expect(page.locator("[data-target='constructor'] .target-state")).to_contain_text("1 connected")
     expect(page.locator("#workers")).to_contain_text("constructor")
     assert page.evaluate("[Object.open, Object.prototype.open, ({}).closed]") == [None, None, None]
+
+
+# What the playgrounds keep of a stream (app.js): entries per list, characters per entry and of
+# an answer, with room for the note saying how much was cut.
+LOG_LINES, EVENT_CHARS, ANSWER_CHARS, NOTE = 500, 2000, 200_000, 100
+
+
+def _lengths(page: Page, selector: str) -> list[int]:
+    return page.locator(selector).evaluate_all("els => els.map((e) => e.textContent.length)")
+
+
+def test_an_upstream_streaming_without_end_keeps_the_playground_pages_bounded(page: Page, env: Env) -> None:
+    """An MCP server, an A2A agent and an LLM provider each stream 3,000 events of 10,000
+    characters (30 MB: an upstream streaming for minutes). The playgrounds keep the newest 500
+    entries of a list, 2,000 characters of each, and 200,000 of an answer. Before, every event
+    stayed in the page, whole."""
+    assert FLOOD_EVENTS > LOG_LINES and FLOOD_CHARS > EVENT_CHARS and FLOOD_EVENTS * FLOOD_CHARS > ANSWER_CHARS
+    dialogs = watch(page)
+    open_page(page, env, "mcp")
+    page.locator("#mcp-route").select_option("binds[0].listeners[0].routes[3]")
+    page.locator("#mcp-connect").click()
+    expect(page.locator("#mcp-state")).to_contain_text("connected")
+    page.locator("#mcp-tools button").click()
+    page.locator("#mcp-form input[type=text]").first.fill(FLOOD)
+    page.locator("#mcp-call").click()
+    expect(page.locator("#mcp-text")).to_have_text("flooded", timeout=60_000)
+    lines = _lengths(page, "#mcp-log > div")
+    assert LOG_LINES // 2 < len(lines) <= LOG_LINES, len(lines)
+    assert max(lines) <= EVENT_CHARS + NOTE
+
+    open_page(page, env, "a2a")
+    page.locator("#a2a-input").fill(FLOOD)
+    page.locator("#a2a-send").click()
+    expect(page.locator("#a2a-answer")).to_contain_text("HTTP 200", timeout=60_000)
+    events = _lengths(page, "#a2a-events li")
+    assert LOG_LINES // 2 < len(events) <= LOG_LINES, len(events)
+    assert max(events) <= EVENT_CHARS + NOTE
+    assert ANSWER_CHARS // 2 < max(_lengths(page, "#a2a-text")) <= ANSWER_CHARS + NOTE
+
+    open_page(page, env, "llm")
+    page.locator("#llm-model").fill(FLOOD)
+    page.locator("#llm-input").fill("hi")
+    page.locator("#llm-send").click()
+    expect(page.locator("#llm-usage")).to_be_visible(timeout=60_000)
+    reply = max(_lengths(page, "#llm-chat .msg.assistant"))
+    assert ANSWER_CHARS // 2 < reply <= ANSWER_CHARS + NOTE, reply
+    assert_nothing_ran(page, dialogs)

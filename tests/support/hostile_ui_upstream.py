@@ -12,6 +12,9 @@ the page as HTML, so a test can look for the text shown literally and for no inj
   ``javascript:``) and streamed events (an event kind of its own, texts) are hostile;
 - ``POST /v1/chat/completions``: an OpenAI-style provider streaming a hostile answer, or (model
   ``fail``) a hostile HTML error body;
+- ``FLOOD``: asked for (an MCP tool argument, an A2A message text, the model name), the server
+  streams ``FLOOD_EVENTS`` events of ``FLOOD_CHARS`` characters each instead (a runaway or
+  hostile upstream streaming for as long as the admin keeps the page open);
 - ``GET /app/``: an HTML page with a script, as any web application behind the gateway may serve
   (a page that shares its origin with the admin UI when both are routes of one listener): it
   reads ``/ui/api/config`` and applies an edited config through ``/ui/api/config/apply``, and
@@ -32,6 +35,9 @@ from starlette.routing import Route
 
 MARK = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><svg onload="window.__pwned=3">'
 JS_URL = "javascript:window.__pwned=4"
+FLOOD = "flood"
+FLOOD_EVENTS = 3000
+FLOOD_CHARS = 10_000
 
 TOOLS = [
     {
@@ -85,6 +91,14 @@ async def mcp(request: Request) -> Response:
         return _rpc(rpc_id, {"prompts": [{"name": "prompt" + MARK, "description": MARK, "arguments": args}]})
     if method == "resources/list":
         return _rpc(rpc_id, {"resources": [{"uri": "file:///" + MARK, "name": "resource" + MARK}]})
+    if method == "tools/call" and FLOOD in (message["params"].get("arguments") or {}).values():
+        note = {
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": {"level": "info", "data": "n" * FLOOD_CHARS},
+        }
+        result = {"content": [{"type": "text", "text": "flooded"}]}
+        return _sse([note] * FLOOD_EVENTS + [{"jsonrpc": "2.0", "id": rpc_id, "result": result}])
     if method == "tools/call":
         content = [{"type": "text", "text": "result " + MARK}]
         return _rpc(rpc_id, {"content": content, "isError": True, "structuredContent": {MARK: MARK}})
@@ -128,6 +142,9 @@ def _sse(events: list[Any]) -> StreamingResponse:
 async def agent(request: Request) -> Response:
     message = await request.json()
     rpc_id = message.get("id")
+    if message["params"]["message"]["parts"][0].get("text") == FLOOD:
+        event = {"jsonrpc": "2.0", "id": rpc_id, "result": {"message": {"parts": [{"text": "a" * FLOOD_CHARS}]}}}
+        return _sse([event] * FLOOD_EVENTS)
     status = {"state": "TASK_STATE_COMPLETED" + MARK, "message": {"parts": [{"text": "status " + MARK}]}}
     return _sse(
         [
@@ -152,6 +169,9 @@ async def chat(request: Request) -> Response:
     done = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
     usage = {**chunk, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
     events = [chunk, done, usage]
+    if body.get("model") == FLOOD:
+        delta = {**chunk, "choices": [{"index": 0, "delta": {"content": "w" * FLOOD_CHARS}, "finish_reason": None}]}
+        events = [delta] * FLOOD_EVENTS + [done, usage]
 
     async def stream() -> Any:
         for event in events:

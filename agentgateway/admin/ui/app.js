@@ -82,6 +82,8 @@ async function routeCall(route, { method = "POST", path = "", headers = {}, body
   return { status: r.status, type, headers: upstream, response: r, events: () => readEvents(r, type) };
 }
 
+const MAX_EVENT = 4 * 1024 * 1024; // characters of one server-sent event
+
 async function* readEvents(response, type) {
   if (!response.body) return;
   if (!type.startsWith("text/event-stream")) {
@@ -94,23 +96,32 @@ async function* readEvents(response, type) {
   const decoder = new TextDecoder();
   let buffer = "";
   let data = [];
+  let size = 0; // of the event being read: one over MAX_EVENT is dropped, not held
+  let skipping = false;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
     buffer += decoder.decode(value, { stream: true });
+    if (buffer.length > MAX_EVENT && buffer.indexOf("\n") < 0) {
+      buffer = "";
+      skipping = true; // (a line without an end: dropped up to its end)
+    }
     let nl;
     while ((nl = buffer.indexOf("\n")) >= 0) {
       const line = buffer.slice(0, nl).replace(/\r$/, "");
       buffer = buffer.slice(nl + 1);
       if (line === "") {
-        if (data.length) {
+        if (skipping) yield { _text: `(an event over ${MAX_EVENT} characters was dropped)` };
+        else if (data.length) {
           const text = data.join("\n");
-          data = [];
-          if (text === "[DONE]") continue;
+          if (text === "[DONE]") { data = []; size = 0; continue; }
           try { yield JSON.parse(text); } catch (e) { yield { _text: text }; }
         }
-      } else if (line.startsWith("data:")) {
-        data.push(line.slice(5).replace(/^ /, ""));
+        data = []; size = 0; skipping = false;
+      } else if (line.startsWith("data:") && !skipping) {
+        size += line.length;
+        if (size > MAX_EVENT) { data = []; skipping = true; }
+        else data.push(line.slice(5).replace(/^ /, ""));
       }
     }
   }
@@ -465,8 +476,25 @@ function routePicker(routes, id) {
   return sel;
 }
 
+// What a playground keeps of what an upstream streams: a hostile or runaway one can send events
+// for as long as the page is open, so lists keep their newest LOG_LINES entries and each entry
+// shows at most EVENT_CHARS characters (the page's memory stays bounded however long it runs).
+const LOG_LINES = 500;
+const EVENT_CHARS = 2000;
+const ANSWER_CHARS = 200000; // an LLM reply or an A2A answer shown (and kept in the chat)
+
+function clip(text, limit = EVENT_CHARS) {
+  text = String(text);
+  return text.length > limit ? `${text.slice(0, limit)} … (${text.length - limit} more characters not shown)` : text;
+}
+
+function appendCapped(list, el) {
+  list.append(el);
+  while (list.childElementCount > LOG_LINES) list.firstElementChild.remove();
+}
+
 function logLine(log, cls, ...parts) {
-  log.append(h("div", { class: cls }, ...parts));
+  appendCapped(log, h("div", { class: cls }, ...parts.map((p) => (p instanceof Node ? p : clip(p)))));
   log.scrollTop = log.scrollHeight;
 }
 
@@ -715,19 +743,23 @@ async function a2a(token) {
     const headers = { accept: "text/event-stream", ...(v1 ? { "a2a-version": "1.0" } : {}) };
     const r = await routeCall(picker.value, { path: "/", headers, body });
     const texts = [];
+    let answerLength = 0;
     let state = "";
     for await (const m of r.events()) {
-      if (m.error) { events.append(h("li", { class: "bad" }, `error ${m.error.code}: ${m.error.message}`)); continue; }
+      if (m.error) { appendCapped(events, h("li", { class: "bad" }, clip(`error ${m.error.code}: ${m.error.message}`))); continue; }
       const res = m.result || {};
       const [kind, ev] = v1 ? (Object.entries(res)[0] || ["?", {}]) : [res.kind, res];
       const st = ev.status?.state || ev.task?.status?.state;
       if (st) state = st;
       const parts = [...(ev.parts || []), ...(ev.artifact?.parts || []), ...(ev.status?.message?.parts || []), ...((ev.artifacts || []).flatMap((a) => a.parts || []))];
       const found = parts.map((p) => p.text).filter((t) => typeof t === "string");
-      if (kind === "artifactUpdate" || kind === "artifact-update" || kind === "message") texts.push(...found);
-      events.append(h("li", { "data-kind": kind }, `${kind}${st ? " · " + st : ""}${found.length ? " · " + found.join(" ") : ""}`));
+      if ((kind === "artifactUpdate" || kind === "artifact-update" || kind === "message") && answerLength < ANSWER_CHARS) {
+        texts.push(...found);
+        answerLength += found.reduce((n, t) => n + t.length, 0);
+      }
+      appendCapped(events, h("li", { "data-kind": clip(kind, 100) }, clip(`${kind}${st ? " · " + st : ""}${found.length ? " · " + found.join(" ") : ""}`)));
     }
-    answer.replaceChildren(h("div", { class: "muted" }, `HTTP ${r.status}${state ? ", task " + state : ""}`), h("div", { id: "a2a-text" }, texts.join("\n")));
+    answer.replaceChildren(h("div", { class: "muted" }, `HTTP ${r.status}${clip(state ? ", task " + state : "", 100)}`), h("div", { id: "a2a-text" }, clip(texts.join("\n"), ANSWER_CHARS)));
   }
 
   cardBtn.addEventListener("click", fetchCard);
@@ -781,9 +813,11 @@ async function llm(token) {
         const delta = m.choices?.[0]?.delta?.content;
         if (delta) {
           if (first === null) first = performance.now();
-          reply += delta;
-          out.textContent = reply;
-          chat.scrollTop = chat.scrollHeight;
+          if (reply.length < ANSWER_CHARS) {
+            reply = clip(reply + delta, ANSWER_CHARS);
+            out.textContent = reply;
+            chat.scrollTop = chat.scrollHeight;
+          }
         }
         if (m.usage) usage = m.usage;
       }

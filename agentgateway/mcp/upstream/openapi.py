@@ -3,8 +3,9 @@ and ``tools/call`` are answered here; a call becomes one HTTP request to the RES
 answer the tool result (2xx: the body as text, and as ``structuredContent`` when it is a JSON
 object; any other status: a tool error carrying the status and body, so the model sees why).
 
-A document given by URL is fetched at first use, by the first session that needs it, and kept
-for the life of the configuration (a reload fetches it again).
+A document given by URL is fetched at first use, once for all the sessions that need it, parsed
+in a thread, and kept for the life of the configuration (a reload fetches it again); after a
+failure it is not fetched again for a few seconds.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ log = logging.getLogger("agentgateway.mcp.openapi")
 _CALL_TIMEOUT = 300.0
 _FETCH_TIMEOUT = 30.0
 _MAX_DOCUMENT = 16 * 1024 * 1024
+# YAML parses at under 1 MB a second (a thread's worth of the worker's interpreter): bounded lower.
+_MAX_YAML = 4 * 1024 * 1024
+# After a failed fetch of a document, the time before it is fetched again: a dead or hostile
+# document server is asked at most once in this long, not once for every new session.
+_FETCH_BACKOFF = 5.0
 _MAX_ANSWER = 16 * 1024 * 1024
 _ACCEPT = (b"accept", b"application/json, */*;q=0.5")
 
@@ -92,25 +98,46 @@ class OpenApiSession(UpstreamSession):
         }
 
     async def _document(self) -> OpenApiTools:
-        if self.spec.openapi is not None:
-            return self.spec.openapi
-        assert self.spec.openapi_url is not None
-        target, path = self.spec.openapi_url
+        """The target's document. One fetch serves every session waiting for it (of this worker and
+        configuration); after a failure none is made again for ``_FETCH_BACKOFF`` seconds, the
+        sessions meanwhile failing with the same error."""
+        spec = self.spec
+        if spec.openapi is not None:
+            return spec.openapi
+        loop = asyncio.get_running_loop()
+        failed = spec.openapi_failed
+        if failed is not None and loop.time() < failed[0]:
+            raise McpError(protocol.INTERNAL_ERROR, failed[1])
+        fetch = spec.openapi_fetch
+        if fetch is None:
+            fetch = spec.openapi_fetch = loop.create_task(self._fetch_document())
+            fetch.add_done_callback(_fetched)
+        return await asyncio.shield(fetch)  # (one session giving up does not end it for the rest)
+
+    async def _fetch_document(self) -> OpenApiTools:
+        spec = self.spec
+        assert spec.openapi_url is not None
+        target, path = spec.openapi_url
         try:
-            response = await self.client.request(target, b"GET", path, [_ACCEPT], timeout=_FETCH_TIMEOUT)
-            body = await response.read(_MAX_DOCUMENT)
-        except HttpClientError as exc:
-            raise McpError(protocol.INTERNAL_ERROR, f"OpenAPI document of {self.name}: {exc.message}") from None
-        if not 200 <= response.status < 300:
-            raise McpError(
-                protocol.INTERNAL_ERROR, f"OpenAPI document of {self.name}: {target.label} answered {response.status}"
-            )
-        try:
-            tools = OpenApiTools(msgspec.yaml.decode(body))
-        except (msgspec.DecodeError, OpenApiError) as exc:
-            raise McpError(protocol.INTERNAL_ERROR, f"OpenAPI document of {self.name}: {exc}") from None
+            try:
+                response = await self.client.request(target, b"GET", path, [_ACCEPT], timeout=_FETCH_TIMEOUT)
+                body = await response.read(_MAX_DOCUMENT)
+            except HttpClientError as exc:
+                raise OpenApiError(exc.message) from None
+            if not 200 <= response.status < 300:
+                raise OpenApiError(f"{target.label} answered {response.status}")
+            # Parsed in a thread: a large YAML document took seconds of the worker's event loop.
+            tools = await asyncio.to_thread(_parse_document, body)
+        except OpenApiError as exc:
+            message = f"OpenAPI document of {self.name}: {exc}"
+            spec.openapi_failed = (asyncio.get_running_loop().time() + _FETCH_BACKOFF, message)
+            log.warning("%s (not fetched again for %gs)", message, _FETCH_BACKOFF)
+            raise McpError(protocol.INTERNAL_ERROR, message) from None
+        finally:
+            spec.openapi_fetch = None
         # Kept on the compiled target: every session of this configuration shares it.
-        self.spec.openapi = tools
+        spec.openapi = tools
+        spec.openapi_failed = None
         return tools
 
     async def _call(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +202,27 @@ class OpenApiSession(UpstreamSession):
 
     async def _reset(self) -> None:
         pass
+
+
+def _parse_document(body: bytes) -> OpenApiTools:
+    """JSON (most documents served by URL) by orjson; YAML, far slower, only up to ``_MAX_YAML``."""
+    stripped = body.lstrip()
+    try:
+        if stripped[:1] in (b"{", b"["):
+            try:
+                return OpenApiTools(orjson.loads(body))
+            except orjson.JSONDecodeError:
+                pass  # YAML that starts like JSON (a flow mapping)
+        if len(body) > _MAX_YAML:
+            raise OpenApiError(f"a YAML document larger than {_MAX_YAML} bytes is not parsed (JSON may be larger)")
+        return OpenApiTools(msgspec.yaml.decode(body))
+    except msgspec.DecodeError as exc:
+        raise OpenApiError(str(exc)) from None
+
+
+def _fetched(task: asyncio.Future[OpenApiTools]) -> None:
+    if not task.cancelled():
+        task.exception()  # (retrieved: the waiting sessions got it, or none was left waiting)
 
 
 def _tool_error(text: str) -> dict[str, Any]:
