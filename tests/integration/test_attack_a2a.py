@@ -240,3 +240,146 @@ def test_card_members_are_rewritten_in_every_spelling(gateway, fake_agent, kind:
         schemes = r.json()["security_schemes"]
         assert "oidc" not in schemes
         assert schemes["oauth"]["oauth2_security_scheme"] == {"flows": {}}
+
+
+# ------------------------------------------------------------------------------------ policy facts
+
+DENY_VICTIM = {"deny": "has(a2a.task) && a2a.task.id == 'victim'"}
+DENY_CANCEL = {"deny": "a2a.method in ['CancelTask', 'tasks/cancel']"}
+V1 = {"content-type": "application/json", "a2a-version": "1.0"}
+
+
+def _policed(gateway, upstream, *rules: dict[str, str]) -> tuple[str, Any]:
+    up = upstream()
+    port = free_port()
+    route = {"policies": {"a2a": {}, "authorization": {"rules": list(rules)}}, "backends": [{"host": up.address}]}
+    gateway(binds(port, [route]))
+    return f"http://127.0.0.1:{port}", up
+
+
+def _send(task: dict[str, str]) -> bytes:
+    message = {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "go on"}], **task}
+    return json.dumps({"jsonrpc": "2.0", "id": 7, "method": "SendMessage", "params": {"message": message}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (_send({"task_id": "victim"}), "/"),
+        (
+            b'{"jsonrpc":"2.0","id":7,"method":"GetTaskPushNotificationConfig","params":{"task_id":"victim","id":"c"}}',
+            "/",
+        ),
+        (
+            b'{"message":{"messageId":"m","role":"ROLE_USER","parts":[{"text":"x"}],"task_id":"victim"}}',
+            "/message:send",
+        ),
+    ],
+    ids=["jsonrpc-message", "jsonrpc-push-config", "rest-message"],
+)
+def test_ids_by_their_proto_name_are_the_facts(gateway, upstream, body: bytes, path: str) -> None:
+    """A2A 1.0 is ProtoJSON: the SDK's agent parses params with ParseDict, which takes
+    ``task_id`` as it takes ``taskId`` (Go's protojson and the 0.3 SDK's models as well). The
+    facts read only ``taskId``: a call naming the task ``task_id`` had no ``a2a.task.id`` (a
+    push-config call's config ``id`` stood in for it), so a rule on the task let it reach the
+    agent, which acted on that task. The proto names are read now."""
+    base, up = _policed(gateway, upstream, DENY_VICTIM)
+    r = httpx.post(base + path, content=body, headers=V1)
+    assert r.status_code == 403, r.text
+    assert up.requests() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "status"),
+    [
+        (_send({"taskId": "a-1", "task_id": "victim"}), "/", 200),
+        (_send({"task_id": "victim", "taskId": "a-1"}), "/", 200),
+        (
+            b'{"jsonrpc":"2.0","id":7,"method":"tasks/pushNotificationConfig/get","params":{"taskId":"a-1","task_id":"victim"}}',
+            "/",
+            200,
+        ),
+        (
+            b'{"message":{"messageId":"m","role":"ROLE_USER","parts":[],"taskId":"a-1","task_id":"victim"}}',
+            "/message:send",
+            400,
+        ),
+    ],
+    ids=["jsonrpc-proto-last", "jsonrpc-proto-first", "jsonrpc-push-config", "rest-message"],
+)
+def test_an_id_named_twice_by_its_two_names_is_refused(gateway, upstream, body: bytes, path: str, status: int) -> None:
+    """``taskId`` and ``task_id`` in one object: the SDK's 1.0 parser keeps the last, its 0.3
+    models the JSON name; the gateway cannot know which the agent acts on. Refused (-32602, or
+    400 on HTTP+JSON) and not forwarded; before, the facts read ``a-1`` and the agent could act on
+    ``victim``."""
+    base, up = _policed(gateway, upstream, DENY_VICTIM)
+    r = httpx.post(base + path, content=body, headers=V1)
+    assert r.status_code == status, r.text
+    if status == 200:
+        assert r.json()["error"]["code"] == -32602, r.text
+    else:
+        assert r.json()["error"]["status"] == "INVALID_ARGUMENT", r.text
+    assert up.requests() == []
+    # The same call with one name passes.
+    ok = body.replace(b',"task_id":"victim"', b"").replace(b'"task_id": "victim", ', b"")
+    ok = ok.replace(b', "task_id": "victim"', b"")
+    assert httpx.post(base + path, content=ok, headers=V1).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/tasks/victim:cancel", b'{"id":"a-1"}'),
+        ("POST", "/tasks/victim:subscribe", b'{"id":"a-1"}'),
+        ("POST", "/tasks/victim/pushNotificationConfigs", b'{"id":"a-1","url":"https://hook.example/"}'),
+        ("GET", "/tasks/victim/pushNotificationConfigs/a-1", b'{"id":"a-1"}'),
+    ],
+    ids=["cancel", "subscribe", "push-config-create", "push-config-get"],
+)
+def test_the_rest_path_names_the_task(gateway, upstream, method: str, path: str, body: bytes) -> None:
+    """An HTTP+JSON operation on a task takes the task from the path (the SDK's handlers read
+    ``request.path_params['id']`` and never the body). The facts took the path's task, then let
+    the body's ``id`` replace it: ``POST /tasks/victim:cancel`` with ``{"id":"a-1"}`` was a cancel
+    of ``a-1`` to a rule and of ``victim`` to the agent. The path's task stays the fact."""
+    base, up = _policed(gateway, upstream, DENY_VICTIM)
+    r = httpx.request(method, base + path, content=body, headers=V1)
+    assert r.status_code == 403, r.text
+    assert up.requests() == []
+
+
+def test_a_rest_body_naming_another_task_than_its_path_is_refused(gateway, upstream) -> None:
+    """A push config whose body names (``taskId``) another task than its path: an agent that
+    reads the body would act on that one. 400, not forwarded; the same task in both passes."""
+    base, up = _policed(gateway, upstream, DENY_VICTIM)
+    body = b'{"taskId":"victim","url":"https://hook.example/"}'
+    r = httpx.post(f"{base}/tasks/a-1/pushNotificationConfigs", content=body, headers=V1)
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT", r.text
+    assert up.requests() == []
+    body = b'{"taskId":"a-1","url":"https://hook.example/"}'
+    assert httpx.post(f"{base}/tasks/a-1/pushNotificationConfigs", content=body, headers=V1).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tasks/t-1:cancel/",
+        "/v1/tasks/t-1:cancel/",
+        "/tasks/t-1%3Acancel/",
+        "/tasks/t-1:cancel;x/",
+        "/T/TASKS/t-1:CANCEL/",
+    ],
+)
+def test_a_rest_operation_with_a_trailing_slash_is_read(gateway, upstream, path: str) -> None:
+    """Express (the JS SDK's server) and others route ``/tasks/t-1:cancel/`` as
+    ``/tasks/t-1:cancel`` (agentgateway's own classifier splits segments and ignores it too). To
+    the gateway it was no operation, so the body was read as a JSON-RPC call whose method the
+    client chose (``GetTask``): a rule denying CancelTask let the cancel through."""
+    base, up = _policed(gateway, upstream, DENY_CANCEL)
+    body = b'{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t-1"}}'
+    r = httpx.post(base + path, content=body, headers=V1)
+    assert r.status_code == 403, r.text
+    assert up.requests() == []
+    # Other operations with a trailing slash are what they are without it.
+    send = b'{"message":{"messageId":"m","role":"ROLE_USER","parts":[{"text":"x"}]}}'
+    assert httpx.post(f"{base}/message:send/", content=send, headers=V1).status_code == 200
+    assert httpx.get(f"{base}/tasks/t-1/", headers=V1).status_code == 200
