@@ -123,7 +123,7 @@ class CardRequest:
     ones the client used; ``request_id`` is the JSON-RPC call's raw id, for the gateway's own
     error answer."""
 
-    __slots__ = ("client_base", "scheme", "authority", "if_none_match", "request_id")
+    __slots__ = ("client_base", "scheme", "authority", "if_none_match", "request_id", "forwarded")
 
     def __init__(
         self,
@@ -132,12 +132,16 @@ class CardRequest:
         authority: str,
         if_none_match: bytes | None,
         request_id: bytes | None = None,
+        forwarded: bool = False,
     ) -> None:
         self.client_base = client_base
         self.scheme = scheme
         self.authority = authority
         self.if_none_match = if_none_match
         self.request_id = request_id
+        # The request came with X-Forwarded-Proto (kept only from a trusted proxy): the card's
+        # URLs depend on it, which its answer tells caches (Vary).
+        self.forwarded = forwarded
 
 
 def _str(node: dict[str, Any], key: str) -> str:

@@ -237,7 +237,12 @@ class A2aPolicy:
         if forwarded in (b"http", b"https"):
             scheme = forwarded
         card = CardRequest(
-            base, scheme.decode("latin-1"), ctx.host.decode("latin-1"), ctx.header(b"if-none-match"), request_id
+            base,
+            scheme.decode("latin-1"),
+            ctx.host.decode("latin-1"),
+            ctx.header(b"if-none-match"),
+            request_id,
+            forwarded is not None,
         )
         headers = [h for h in ctx.headers if h[0] not in _CARD_REQUEST_DROPPED]
         headers.append((b"accept-encoding", b"identity"))

@@ -41,9 +41,10 @@ class FakeAgent:
     origin) at any ``…/.well-known/agent-card.json`` and answers every JSON-RPC call with a
     message saying ``who`` it is. It records what reached it (method, path, body)."""
 
-    def __init__(self, who: str, card: Any = None) -> None:
+    def __init__(self, who: str, card: Any = None, headers: dict[str, str] | None = None) -> None:
         self.who = who
         self.card = card
+        self.headers = headers or {}
         self.seen: list[tuple[str, str, bytes]] = []
         agent = self
 
@@ -56,6 +57,8 @@ class FakeAgent:
             def _answer(self, body: bytes) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
+                for name, value in agent.headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -63,7 +66,7 @@ class FakeAgent:
             def do_GET(self) -> None:
                 agent.seen.append(("GET", self.path, b""))
                 card = agent.card(agent.origin) if callable(agent.card) else agent.card
-                self._answer(json.dumps(card).encode())
+                self._answer(card if isinstance(card, bytes) else json.dumps(card).encode())
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
@@ -94,8 +97,8 @@ class FakeAgent:
 def fake_agent() -> Iterator[Any]:
     started: list[FakeAgent] = []
 
-    def start(who: str, card: Any = None) -> FakeAgent:
-        agent = FakeAgent(who, card)
+    def start(who: str, card: Any = None, headers: dict[str, str] | None = None) -> FakeAgent:
+        agent = FakeAgent(who, card, headers)
         started.append(agent)
         return agent
 
@@ -383,3 +386,110 @@ def test_a_rest_operation_with_a_trailing_slash_is_read(gateway, upstream, path:
     send = b'{"message":{"messageId":"m","role":"ROLE_USER","parts":[{"text":"x"}]}}'
     assert httpx.post(f"{base}/message:send/", content=send, headers=V1).status_code == 200
     assert httpx.get(f"{base}/tasks/t-1/", headers=V1).status_code == 200
+
+
+# ------------------------------------------------------------------------- card URLs and caches
+
+ODD_INTERFACE_URLS = [
+    "https://gw@evil.example/",
+    "https://gw:pw@evil.example:8443/x",
+    "http://evil.example\\@agent/",
+    "http://agent/\tx",
+    "http://agent\n.evil.example/",
+    "https://xn--80ak6aa92e.com/",
+    "https://exämple.com/",
+    "http://agent:8443/x",
+    "http://agent//evil.example/x",
+    "http://agent/@evil.example/",
+    "//evil.example/x",
+    "///evil.example/x",
+    "/../../admin",
+    "http://agent/a/../../../admin",
+    "HTTP://EVIL.EXAMPLE/",
+    "http:/evil.example/x",
+    "http:evil.example",
+    "http://[::1]:99/",
+    "http://evil.example:99999/",
+    "http://[evil.example/",
+    "https://evil.example?x=@y",
+    "https://evil.example#@y",
+]
+
+
+def test_odd_interface_urls_point_at_the_gateway_or_go(gateway, fake_agent) -> None:
+    """Held: an interface URL with userinfo, a backslash, whitespace inside, an IDN host, a port,
+    a ``//`` or ``..`` path, an upper-case scheme: every interface left in the card has the
+    gateway's scheme, host and port, as a client's URL parser reads it (httpx here); the rest
+    are dropped (the required 0.3 ``url`` falls back to the gateway's address of the agent)."""
+    interfaces = [{"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"} for url in ODD_INTERFACE_URLS]
+    legacy = [{"url": url, "transport": "JSONRPC"} for url in ODD_INTERFACE_URLS]
+    agent = fake_agent("agent", _card(interfaces, url=ODD_INTERFACE_URLS[2], additionalInterfaces=legacy))
+    port = free_port()
+    gateway(binds(port, [{"policies": {"a2a": {}}, "backends": [{"host": agent.address}]}]))
+    r = httpx.get(f"http://127.0.0.1:{port}{CARD}", timeout=10)
+    assert r.status_code == 200, r.text
+    card = r.json()
+    urls = [card["url"]] + [i["url"] for i in card["supportedInterfaces"] + card["additionalInterfaces"]]
+    assert len(urls) > 3
+    for url in urls:
+        parsed = httpx.URL(url)
+        assert (parsed.scheme, parsed.host, parsed.port, parsed.userinfo) == ("http", "127.0.0.1", port, b""), url
+
+
+@pytest.mark.parametrize("kind", ["deep", "huge"])
+def test_a_deep_or_huge_card_is_a_502(gateway, fake_agent, kind: str) -> None:
+    """Held: a card nested past the JSON reader's depth, or larger than maxBufferSize, is answered
+    502 with the reason, quickly; the worker serves the next request."""
+    if kind == "deep":
+        body = b'{"name":"deep","description":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    else:
+        body = json.dumps(_card([], description="x" * 200_000)).encode()
+    agent = fake_agent("agent", body)
+    port = free_port()
+    gateway(
+        {
+            "frontendPolicies": {"http": {"maxBufferSize": 128 * 1024}},
+            **binds(port, [{"policies": {"a2a": {}}, "backends": [{"host": agent.address}]}]),
+        }
+    )
+    for _ in range(2):
+        r = httpx.get(f"http://127.0.0.1:{port}{CARD}", timeout=10)
+        assert r.status_code == 502, r.text
+        assert ("not valid JSON" if kind == "deep" else "maxBufferSize") in r.text
+
+
+def test_a_forwarded_scheme_shapes_the_card_and_its_answer_says_so(gateway, fake_agent) -> None:
+    """The card's URLs take a trusted proxy's ``X-Forwarded-Proto``, and the answer kept the
+    agent's ``Cache-Control: public``: a shared cache in front keyed on the URL (as CDNs do by
+    default) served the card fetched over http, with http interface URLs, to https clients, whose
+    calls then went in the clear. The answer now carries ``Vary: x-forwarded-proto``. Held: an
+    untrusted client's ``X-Forwarded-Proto`` does not shape the card."""
+
+    def card(origin: str) -> dict[str, Any]:
+        return _card([{"url": f"{origin}/", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}])
+
+    agent = fake_agent("agent", card, {"cache-control": "public, max-age=300", "vary": "accept-language"})
+    trusted, untrusted = free_port(), free_port()
+    route = [{"policies": {"a2a": {}}, "backends": [{"host": agent.address}]}]
+    config = {
+        "frontendPolicies": {"http": {"trustedProxies": ["127.0.0.1"]}},
+        "binds": [binds(trusted, route)["binds"][0]],
+    }
+    gateway(config)
+    for proto in ("https", "http"):
+        r = httpx.get(f"http://127.0.0.1:{trusted}{CARD}", headers={"x-forwarded-proto": proto}, timeout=10)
+        assert r.status_code == 200
+        assert r.json()["supportedInterfaces"][0]["url"].startswith(f"{proto}://127.0.0.1:{trusted}/")
+        assert r.headers["cache-control"] == "public, max-age=300"
+        vary = [v.strip().lower() for v in r.headers.get_list("vary") for v in v.split(",")]
+        assert "x-forwarded-proto" in vary and "accept-language" in vary, r.headers
+        etag = r.headers["etag"]
+        again = httpx.get(
+            f"http://127.0.0.1:{trusted}{CARD}",
+            headers={"x-forwarded-proto": proto, "if-none-match": etag},
+            timeout=10,
+        )
+        assert again.status_code == 304 and "x-forwarded-proto" in again.headers.get("vary", "")
+    gateway(binds(untrusted, route))
+    r = httpx.get(f"http://127.0.0.1:{untrusted}{CARD}", headers={"x-forwarded-proto": "https"}, timeout=10)
+    assert r.json()["supportedInterfaces"][0]["url"].startswith(f"http://127.0.0.1:{untrusted}/")
