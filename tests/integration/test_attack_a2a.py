@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +28,9 @@ import pytest
 from a2a.client import ClientConfig, create_client
 from a2a.types import Message, Part, Role, SendMessageRequest
 
-from tests.support.gateway import binds, free_port
+from tests.integration.test_attack_encodings import _chunk
+from tests.integration.test_attack_framing import Seen, raw_upstream  # noqa: F401
+from tests.support.gateway import binds, free_port, wait_for
 
 CARD = "/.well-known/agent-card.json"
 
@@ -493,3 +497,150 @@ def test_a_forwarded_scheme_shapes_the_card_and_its_answer_says_so(gateway, fake
     gateway(binds(untrusted, route))
     r = httpx.get(f"http://127.0.0.1:{untrusted}{CARD}", headers={"x-forwarded-proto": "https"}, timeout=10)
     assert r.json()["supportedInterfaces"][0]["url"].startswith(f"http://127.0.0.1:{untrusted}/")
+
+
+# ------------------------------------------------------------------------ methods the agent runs
+
+
+def test_look_alike_methods_are_not_run_by_the_sdk_agent(gateway, tmp_path) -> None:
+    """Held: ``a2a.method`` is the method as sent; a rule naming both versions' names
+    (``CancelTask``, ``tasks/cancel``) covers what the SDK's agent runs. Its dispatcher matches
+    names exactly: another case, blanks around the name, are ``-32601`` there, never a cancel.
+    An escaped name is read decoded (denied). A method that is no string, a batch: ``-32600``
+    from the gateway, not forwarded."""
+    from tests.integration.test_a2a import A2aAgent
+
+    agent = A2aAgent(tmp_path)
+    try:
+        port = free_port()
+        route = {
+            "policies": {"a2a": {}, "authorization": {"rules": [DENY_CANCEL]}},
+            "backends": [{"host": f"127.0.0.1:{agent.port}"}],
+        }
+        gateway(binds(port, [route]))
+        base = f"http://127.0.0.1:{port}/"
+
+        def call(method: bytes, version: str = "1.0") -> httpx.Response:
+            body = b'{"jsonrpc":"2.0","id":3,"method":%s,"params":{"id":"t-1"}}' % method
+            return httpx.post(base, content=body, headers={**V1, "a2a-version": version}, timeout=10)
+
+        for method, version in [
+            (b'"CancelTask"', "1.0"),
+            (b'"tasks/cancel"', "0.3"),
+            (b'"tasks\\/cancel"', "0.3"),
+            (b'"Cancel\\u0054ask"', "1.0"),
+        ]:
+            assert call(method, version).status_code == 403, method
+        for method in (
+            b'"cancelTask"',
+            b'"CANCELTASK"',
+            b'" CancelTask"',
+            b'"CancelTask\\n"',
+            b'"Tasks/Cancel"',
+            b'"tasks/cancel "',
+        ):
+            for version in ("1.0", "0.3"):
+                r = call(method, version)
+                assert r.status_code == 200 and r.json()["error"]["code"] == -32601, (method, version, r.text)
+        for method in (b"5", b'["CancelTask"]', b"null", b'{"m":"CancelTask"}'):
+            r = call(method)
+            assert r.status_code == 200 and r.json()["error"]["code"] == -32600, (method, r.text)
+        batch = b'[{"jsonrpc":"2.0","id":1,"method":"CancelTask","params":{"id":"t-1"}}]'
+        r = httpx.post(base, content=batch, headers=V1, timeout=10)
+        assert r.json()["error"]["code"] == -32600
+    finally:
+        agent.stop()
+
+
+def test_push_notification_urls_pass_to_the_agent(gateway, upstream) -> None:
+    """Held, and documented: a push-notification config is the agent's to call; the gateway
+    passes its URL as written (agentgateway does too), an address on the gateway's own host or
+    its admin port included, and never fetches it itself. The agent's own network reach is what
+    such a URL can use; an agent that calls what clients name must check it."""
+    up = upstream()
+    port = free_port()
+    gw = gateway(binds(port, [{"policies": {"a2a": {}}, "backends": [{"host": up.address}]}]))
+    hook = f"http://127.0.0.1:{gw.admin_port}/config_dump"
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "CreateTaskPushNotificationConfig",
+            "params": {"taskId": "t-1", "url": hook},
+        }
+    ).encode()
+    r = httpx.post(f"http://127.0.0.1:{port}/", content=body, headers=V1, timeout=10)
+    assert r.status_code == 200
+    seen = up.requests()
+    assert len(seen) == 1 and seen[0]["body_sha256"] == hashlib.sha256(body).hexdigest(), seen
+
+
+# ------------------------------------------------------------------------------------------ streams
+
+
+def test_a_hostile_stream_is_relayed_as_written_with_keepalives_only_between_events(gateway, raw_upstream) -> None:  # noqa: F811
+    """Held: an agent's stream with ``id:`` and ``retry:`` fields, an event larger than
+    maxBufferSize (written in pieces, slowly), an answer carrying another call's id, then never
+    ending. The client gets the agent's bytes unchanged; the gateway's ``: keep-alive`` comments
+    go only between events (never inside the large one while it is paused); when the client
+    leaves, the exchange ends (access log) although the agent never did. The gateway stops
+    reading (not relaying) at the event past maxBufferSize, so the log shows what came before.
+    The answer with another call's id is the agent's to give: the gateway keeps no state of
+    its own per task, so there is nothing of another caller's it could mix in."""
+    big = b"data: " + b"x" * 200_000 + b"\n\n"
+    events = [
+        b'id: 7\nretry: 1\ndata: {"jsonrpc":"2.0","id":1,"result":{"kind":"status-update","taskId":"t1",'
+        b'"contextId":"c","status":{"state":"working"},"final":false}}\n\n',
+        big[:100_000],
+        big[100_000:],
+        b'data: {"jsonrpc":"2.0","id":"someone-else","result":{"kind":"task","id":"t9","contextId":"c",'
+        b'"status":{"state":"completed"}}}\n\n',
+        b"event: end\ndata: {}\n\n",
+    ]
+
+    def script(seen: Seen) -> list[object]:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        steps: list[object] = [head]
+        for event in events:
+            steps += [_chunk(event), 0.5]
+        return [*steps, 30.0]  # and never ends
+
+    agent = raw_upstream(script)
+    port = free_port()
+    gw = gateway(
+        {
+            "config": {"logging": {"format": "json"}},
+            "frontendPolicies": {"http": {"maxBufferSize": 64 * 1024}},
+            **binds(
+                port, [{"policies": {"a2a": {"keepAliveInterval": "100ms"}}, "backends": [{"host": agent.address}]}]
+            ),
+        }
+    )
+    body = b'{"jsonrpc":"2.0","id":1,"method":"message/stream","params":{"message":{"role":"user","parts":[],"messageId":"m"}}}'
+    sent = b"".join(events)
+    keepalive = b": keep-alive\n"  # a comment line
+    got = b""
+    with httpx.stream(
+        "POST", f"http://127.0.0.1:{port}/", content=body, headers={"content-type": "application/json"}, timeout=10
+    ) as r:
+        assert r.status_code == 200
+        deadline = time.monotonic() + 15  # keep-alives keep the read alive: bounded here
+        for chunk in r.iter_raw():
+            got += chunk
+            assert time.monotonic() < deadline, got[-300:]
+            if got.replace(keepalive, b"").endswith(events[-1]) and got.endswith(keepalive):
+                break
+    assert got.replace(keepalive, b"") == sent
+    # Each comment where an event may start: at the start, after a blank line or another comment.
+    pos = got.find(keepalive)
+    assert pos >= 0
+    while pos >= 0:
+        assert pos == 0 or got[:pos].endswith((b"\n\n", keepalive)), got[pos - 40 : pos + 20]
+        pos = got.find(keepalive, pos + 1)
+
+    def logged() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in gw.access_lines()]
+
+    records = wait_for(logged, 10, "the stream's access log line")
+    # Events past the one larger than maxBufferSize are relayed, not read (the reader stops).
+    assert records[0].get("a2a.stream.events") == 1 and records[0].get("a2a.task.id") == "t1", records
