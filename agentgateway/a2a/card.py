@@ -34,6 +34,9 @@ authorization, token or device endpoint goes, an OpenID Connect scheme); optiona
 (``refreshUrl``, ``oauth2MetadataUrl``, ``documentationUrl``, ``iconUrl``) go alone.
 
 A URL with whitespace or control characters, or a backslash, is not taken as any of these.
+Members are found in every spelling a client reads as theirs: the proto field name
+(``supported_interfaces``, ``icon_url``: A2A 1.0 is ProtoJSON, and the SDKs take both) and any
+case (Go's ``encoding/json``).
 Extension ``uri`` values are identifiers, not links, and are left as written. ``signatures`` are
 removed: they cover the card as the agent wrote it and no longer verify.
 """
@@ -142,9 +145,32 @@ _HTTPS = ("https",)
 _WEB = ("http", "https")
 
 
-def _keep_if(container: dict[str, Any], key: str, schemes: tuple[str, ...]) -> None:
-    if key in container and not _absolute(container[key], schemes):
-        del container[key]
+def _fold(name: str) -> str:
+    return name.casefold().replace("_", "").replace("\x00", "")
+
+
+def _spelled(container: dict[str, Any], name: str) -> list[str]:
+    """Every member of ``container`` a client may read as ``name``: the name itself, its proto
+    field name (A2A 1.0 is ProtoJSON, whose parsers take ``supported_interfaces`` as they take
+    ``supportedInterfaces``; the 0.3 SDK's models take both too) and any case of either (Go's
+    encoding/json, which also folds ``ſ`` and ``K``). Of two spellings, clients differ on which
+    counts (ProtoJSON the last, pydantic the JSON name), so each one is rewritten or dropped."""
+    folded = _fold(name)
+    return [key for key in container if key == name or _fold(key) == folded]
+
+
+def _keep_if(container: dict[str, Any], name: str, schemes: tuple[str, ...]) -> None:
+    for key in _spelled(container, name):
+        if not _absolute(container[key], schemes):
+            del container[key]
+
+
+def _any_unsafe(container: dict[str, Any], name: str, schemes: tuple[str, ...]) -> bool:
+    return any(not _absolute(container[key], schemes) for key in _spelled(container, name))
+
+
+def _values(container: dict[str, Any], name: str) -> list[Any]:
+    return [container[key] for key in _spelled(container, name)]
 
 
 def _security_urls(schemes: Any) -> None:
@@ -154,54 +180,65 @@ def _security_urls(schemes: Any) -> None:
         if not isinstance(scheme, dict):
             continue
         # 1.0 wraps each kind (oauth2SecurityScheme, openIdConnectSecurityScheme, ...); 0.3 is flat.
-        bodies = [scheme, *(v for k, v in scheme.items() if k.endswith("SecurityScheme") and isinstance(v, dict))]
+        wrapped = (v for k, v in scheme.items() if _fold(k).endswith("securityscheme") and isinstance(v, dict))
+        bodies = [scheme, *wrapped]
         for body in bodies:
-            if "openIdConnectUrl" in body and not _absolute(body["openIdConnectUrl"], _HTTPS):
+            if _any_unsafe(body, "openIdConnectUrl", _HTTPS):
                 del schemes[name]  # the scheme's one, required, URL: nothing is left of it
                 break
             _keep_if(body, "oauth2MetadataUrl", _HTTPS)
-            flows = body.get("flows")
-            if isinstance(flows, dict):
+            for flows in _values(body, "flows"):
+                if not isinstance(flows, dict):
+                    continue
                 for kind, flow in list(flows.items()):
                     if not isinstance(flow, dict):
                         continue
-                    if any(key in flow and not _absolute(flow[key], _HTTPS) for key in _FLOW_ENDPOINTS):
+                    if any(_any_unsafe(flow, key, _HTTPS) for key in _FLOW_ENDPOINTS):
                         del flows[kind]
                     else:
                         _keep_if(flow, "refreshUrl", _HTTPS)
 
 
+def _gateway_interface(interface: dict[str, Any], paths: CardPaths) -> bool:
+    """Points every spelling of the interface's ``url`` at the gateway; False when it has no url
+    or one the gateway does not serve."""
+    keys = _spelled(interface, "url")
+    for key in keys:
+        url = interface[key]
+        rewritten = gateway_url(url, paths) if isinstance(url, str) else None
+        if rewritten is None:
+            return False
+        interface[key] = rewritten
+    return bool(keys)
+
+
 def rewrite_card(body: bytes, paths: CardPaths) -> bytes:
     """The card with its interface URLs pointing at the gateway, its other URLs safe to follow,
-    and without signatures. Raises CardError when ``body`` is not a JSON object."""
+    and without signatures. Members are found in every spelling a client reads (``_spelled``).
+    Raises CardError when ``body`` is not a JSON object."""
     try:
         card = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise CardError(f"not valid JSON ({exc})") from None
     if not isinstance(card, dict):
         raise CardError(f"a JSON {type(card).__name__} where an object was expected")
-    card.pop("signatures", None)
-    if "url" in card:
-        url = card["url"]
+    for key in _spelled(card, "signatures"):
+        del card[key]
+    for key in _spelled(card, "url"):
+        url = card[key]
         rewritten = gateway_url(url, paths) if isinstance(url, str) else None
-        card["url"] = rewritten or urlunsplit((paths.scheme, paths.authority, paths.client_base + "/", "", ""))
-    for key in ("additionalInterfaces", "supportedInterfaces"):
-        interfaces = card.get(key)
+        card[key] = rewritten or urlunsplit((paths.scheme, paths.authority, paths.client_base + "/", "", ""))
+    for key in (*_spelled(card, "additionalInterfaces"), *_spelled(card, "supportedInterfaces")):
+        interfaces = card[key]
         if isinstance(interfaces, list):
-            kept = []
-            for interface in interfaces:
-                if isinstance(interface, dict):
-                    url = interface.get("url")
-                    rewritten = gateway_url(url, paths) if isinstance(url, str) else None
-                    if rewritten is None:
-                        continue  # not an interface the gateway serves
-                    interface["url"] = rewritten
-                kept.append(interface)
-            card[key] = kept
-    provider = card.get("provider")
-    if isinstance(provider, dict) and "url" in provider and not _absolute(provider["url"], _WEB):
-        del card["provider"]  # its url is required (0.3 and 1.0): the provider goes whole
+            # An entry the gateway does not serve would send clients around it: dropped.
+            card[key] = [i for i in interfaces if not isinstance(i, dict) or _gateway_interface(i, paths)]
+    for key in _spelled(card, "provider"):
+        provider = card[key]
+        if isinstance(provider, dict) and _any_unsafe(provider, "url", _WEB):
+            del card[key]  # its url is required (0.3 and 1.0): the provider goes whole
     _keep_if(card, "documentationUrl", _WEB)
     _keep_if(card, "iconUrl", _WEB)
-    _security_urls(card.get("securitySchemes"))
+    for schemes in _values(card, "securitySchemes"):
+        _security_urls(schemes)
     return orjson.dumps(card)

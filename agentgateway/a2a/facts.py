@@ -32,8 +32,8 @@ _PATH_SAFE = "/!$&'()*+,=:@-._~"
 # The HTTP+JSON binding: an optional tenant or mount prefix, then the operation. 0.3 put the
 # operations under /v1 (and named the extended card /v1/card); 1.0 dropped both. Matched, as the
 # card paths are, on the path as an agent's router sees it and in any case: a spelling the gateway
-# did not take for an operation (``tasks/t-1%3Acancel``, ``TASKS/t-1:CANCEL``) was read as a
-# JSON-RPC call whose method the body names, while the agent routed it to CancelTask.
+# did not take for an operation (``tasks/t-1%3Acancel``, ``TASKS/t-1:CANCEL``, ``tasks/t-1:cancel/``)
+# was read as a JSON-RPC call whose method the body names, while the agent routed it to CancelTask.
 _REST = re.compile(
     rb"""(?:^|/)(?:
         message:(?P<send>send|stream)
@@ -60,7 +60,10 @@ def rest_operation(method: bytes, path: bytes) -> tuple[str, str] | None:
     """(canonical method name, task id) of an HTTP+JSON call, or None for other requests. The
     path is read as the agent's router reads it (``routed_path``, any case); the task id is the
     decoded one the agent acts on."""
-    m = _REST.search(routed_path(path))
+    # A trailing slash is the same route to many routers (Express's default, agentgateway's
+    # segment split); to one that redirects (Starlette), the client's second request is read
+    # again here.
+    m = _REST.search(routed_path(path).removesuffix(b"/"))
     if m is None:
         return None
     task = (m.group("task") or b"").decode("utf-8", "replace")
@@ -120,7 +123,7 @@ class CardRequest:
     ones the client used; ``request_id`` is the JSON-RPC call's raw id, for the gateway's own
     error answer."""
 
-    __slots__ = ("client_base", "scheme", "authority", "if_none_match", "request_id")
+    __slots__ = ("client_base", "scheme", "authority", "if_none_match", "request_id", "forwarded")
 
     def __init__(
         self,
@@ -129,17 +132,33 @@ class CardRequest:
         authority: str,
         if_none_match: bytes | None,
         request_id: bytes | None = None,
+        forwarded: bool = False,
     ) -> None:
         self.client_base = client_base
         self.scheme = scheme
         self.authority = authority
         self.if_none_match = if_none_match
         self.request_id = request_id
+        # The request came with X-Forwarded-Proto (kept only from a trusted proxy): the card's
+        # URLs depend on it, which its answer tells caches (Vary).
+        self.forwarded = forwarded
 
 
 def _str(node: dict[str, Any], key: str) -> str:
     value = node.get(key)
     return value if isinstance(value, str) else ""
+
+
+# The proto field names of the ids the facts read: A2A 1.0 is ProtoJSON, whose parsers take a
+# field by its JSON name or its proto name (the SDK's ParseDict, Go's protojson, …), and the
+# 0.3 SDK's models take both too. So ``message.task_id`` is the task an agent acts on, as
+# ``message.taskId`` is; a request naming both is refused (``ID_SPELLINGS``).
+ID_SPELLINGS = {"taskId": "task_id", "contextId": "context_id", "messageId": "message_id"}
+
+
+def _id(node: dict[str, Any], key: str) -> str:
+    """An id named by its JSON name or its proto field name."""
+    return _str(node, key) or _str(node, ID_SPELLINGS[key])
 
 
 class A2aFacts:
@@ -181,21 +200,31 @@ class A2aFacts:
 
     # ------------------------------------------------------------------ request
 
-    def observe_params(self, params: object) -> None:
+    def observe_params(self, params: object, path_task: str = "") -> str | None:
         """Ids named by a request's params (JSON-RPC ``params`` or a REST body), both versions:
         ``message.{taskId,contextId,messageId}``, a task's ``id`` (get, cancel, subscribe) or
-        ``taskId`` (push-notification configs)."""
+        ``taskId`` (push-notification configs); each id also by its proto name (``task_id``).
+
+        ``path_task`` is the task an HTTP+JSON path names (``/tasks/{id}:cancel``): the one the
+        agent acts on (the SDK takes it from the path, whatever the body says), so the body does
+        not change ``task_id``. A body that names another task (``taskId``) is returned, for the
+        policy to refuse; else None."""
         if not isinstance(params, dict):
-            return
+            return None
         message = params.get("message")
         if isinstance(message, dict):
-            self.task_id = _str(message, "taskId") or self.task_id
-            self.context_id = _str(message, "contextId")
-            self.message_id = _str(message, "messageId")
-            return
-        task = _str(params, "taskId") or _str(params, "id")
-        if task:
-            self.task_id = task
+            named = _id(message, "taskId")
+            self.context_id = _id(message, "contextId")
+            self.message_id = _id(message, "messageId")
+        else:
+            named = _id(params, "taskId")
+            if not path_task:
+                named = named or _str(params, "id")
+        if path_task:
+            return named if named and named != path_task else None
+        if named:
+            self.task_id = named
+        return None
 
     def cel(self) -> dict[str, object]:
         """The ``a2a`` CEL variable: only what is known (``has(a2a.task.id)`` tells)."""

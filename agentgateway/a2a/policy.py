@@ -26,7 +26,7 @@ policies that run after this one). Response phase: ``process_response`` picks th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -35,6 +35,7 @@ from agentgateway._native import JsonRpcError, json_duplicate_member, scan_jsonr
 from agentgateway.a2a.card import CardPaths
 from agentgateway.a2a.facts import (
     EXTENDED_CARD_METHODS,
+    ID_SPELLINGS,
     JSONRPC,
     REST,
     A2aFacts,
@@ -78,19 +79,31 @@ def _rest_error(message: str) -> LocalReply:
     return LocalReply(400, (_JSON,), body, f"a2a: {message}")
 
 
-# The params names the facts (CEL ``a2a.*``) are read from, in params and in params.message.
-_PARAMS_NAMES = folded_names(("message", "taskId", "id", "contextId", "messageId"))
+# The params names the facts (CEL ``a2a.*``) are read from, in params and in params.message: the
+# JSON names and the proto field names of the ids (``ID_SPELLINGS``).
+_PARAMS_NAMES = folded_names(("message", "id", *ID_SPELLINGS, *ID_SPELLINGS.values()))
+
+
+def _two_spellings(obj: dict[str, Any]) -> str | None:
+    """The proto name of an id that ``obj`` also names by its JSON name (``taskId`` and
+    ``task_id``): agents differ on which one counts (ProtoJSON parsers the last, the 0.3 SDK the
+    JSON name)."""
+    for name, proto in ID_SPELLINGS.items():
+        if name in obj and proto in obj:
+            return proto
+    return None
 
 
 def _ambiguous_param(params: object) -> str | None:
     """A name in params (or params.message) that an agent matching names case-insensitively (Go's
-    encoding/json) would read as one the facts were read from: the body goes to it as it came."""
+    encoding/json) would read as one the facts were read from, or an id named twice (by its JSON
+    and its proto name): the body goes to the agent as it came."""
     if not isinstance(params, dict):
         return None
-    found = ambiguous_key(params, _PARAMS_NAMES)
+    found = ambiguous_key(params, _PARAMS_NAMES) or _two_spellings(params)
     message = params.get("message")
     if found is None and isinstance(message, dict):
-        found = ambiguous_key(message, _PARAMS_NAMES)
+        found = ambiguous_key(message, _PARAMS_NAMES) or _two_spellings(message)
     return found
 
 
@@ -176,7 +189,10 @@ class A2aPolicy:
                 if problem is not None:
                     self._learned(ctx, facts)
                     return _rest_error(problem)
-                facts.observe_params(params)
+                other = facts.observe_params(params, facts.task_id)
+                if other is not None:
+                    self._learned(ctx, facts)
+                    return _rest_error(f"the body names task {other[:64]!r}, the path {facts.task_id[:64]!r}")
             self._learned(ctx, facts)
             return None
         if method != b"POST":
@@ -221,7 +237,12 @@ class A2aPolicy:
         if forwarded in (b"http", b"https"):
             scheme = forwarded
         card = CardRequest(
-            base, scheme.decode("latin-1"), ctx.host.decode("latin-1"), ctx.header(b"if-none-match"), request_id
+            base,
+            scheme.decode("latin-1"),
+            ctx.host.decode("latin-1"),
+            ctx.header(b"if-none-match"),
+            request_id,
+            forwarded is not None,
         )
         headers = [h for h in ctx.headers if h[0] not in _CARD_REQUEST_DROPPED]
         headers.append((b"accept-encoding", b"identity"))

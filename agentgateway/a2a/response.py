@@ -203,6 +203,11 @@ class CardResponse:
                 encoding = value
             if name not in _CARD_DROPPED:
                 kept.append((name, value))
+        if self.card.forwarded:
+            # The scheme of every interface URL is the proxy's X-Forwarded-Proto: a cache in front
+            # that keys on the URL alone would hand an http card (and clients' calls in the
+            # clear) to https clients, for the agent's Cache-Control.
+            kept.append((b"vary", b"x-forwarded-proto"))
         try:
             answer = _decode(b"".join(self._chunks), encoding, self.limit)
             out = self._rewrite_result(answer) if self.jsonrpc else rewrite_card(answer, self.paths)
