@@ -14,6 +14,7 @@ __all__ = [
     "JsonRpcEnvelope",
     "JsonRpcError",
     "ListResultError",
+    "Pattern",
     "SESSION_KEY_LEN",
     "SessionCipher",
     "SessionTokenError",
