@@ -27,6 +27,7 @@ import binascii
 import hashlib
 import json
 import math
+import re
 import time
 from base64 import urlsafe_b64decode
 from pathlib import Path
@@ -49,6 +50,7 @@ LEEWAY = 60.0  # seconds of clock skew allowed on exp, nbf and iat (agentgateway
 _CACHE_ENTRIES = 4096
 _CACHE_TOKEN_BYTES = 8192
 _REQUIRABLE = ("exp", "nbf", "aud", "iss", "sub")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 class Verified:
@@ -284,7 +286,9 @@ def bearer_challenge(reason: str | None, extra: str = "") -> bytes:
     token, ``invalid_token`` and the reason when it had one."""
     params = [extra] if extra else []
     if reason is not None:
-        safe = reason.replace("\\", "/").replace('"', "'")
+        # RFC 6750 §3: printable ASCII but '"' and '\\'. Parts of a reason are the token's own
+        # (an unverified header's kid or alg): a CR LF there would add headers to the answer.
+        safe = _UNPRINTABLE.sub("?", reason.replace("\\", "/").replace('"', "'"))
         params += ['error="invalid_token"', f'error_description="{safe}"']
     return ("Bearer " + ", ".join(params) if params else "Bearer").encode("latin-1", "replace")
 

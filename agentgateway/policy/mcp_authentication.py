@@ -183,9 +183,9 @@ class McpAuthenticationPolicy:
     def on_request(self, ctx: RequestCtx) -> LocalReply | None:
         path = ctx.path
         if path.startswith(b"/.well-known/"):
-            if path.startswith(PROTECTED_RESOURCE):
+            if _under(path, PROTECTED_RESOURCE):
                 return self._protected_resource(ctx)
-            if path.startswith(AUTHORIZATION_SERVER):
+            if _under(path, AUTHORIZATION_SERVER):
                 if path.endswith(CLIENT_REGISTRATION):
                     return self._registration_head(ctx)
                 cached = self._as_cache
@@ -203,7 +203,7 @@ class McpAuthenticationPolicy:
         return self._apply(ctx, token, verdict)
 
     async def on_request_async(self, ctx: RequestCtx) -> LocalReply | None:
-        if ctx.path.startswith(AUTHORIZATION_SERVER):
+        if _under(ctx.path, AUTHORIZATION_SERVER):
             if ctx.path.endswith(CLIENT_REGISTRATION):
                 return await self._register(ctx)
             return await self._authorization_server(ctx)
@@ -225,21 +225,27 @@ class McpAuthenticationPolicy:
         return self._challenge(ctx, verdict.reason, f"invalid token: {verdict.reason}")
 
     def _challenge(self, ctx: RequestCtx, reason: str | None, message: str) -> LocalReply:
-        url = f"{self._base(ctx)}{PROTECTED_RESOURCE.decode()}{ctx.path.decode('latin-1')}"
+        url = f"{self._base(ctx)}{PROTECTED_RESOURCE.decode()}{_url_path(ctx.path)}"
         header = bearer_challenge(reason, f'resource_metadata="{url}"')
         return LocalReply.text(401, message, [(b"www-authenticate", header)])
 
     def _base(self, ctx: RequestCtx) -> str:
         if self.base_url is not None:
             return self.base_url
-        scheme = (ctx.header(b"x-forwarded-proto") or ctx.scheme).decode("latin-1").split(",")[0].strip()
-        return f"{scheme}://{ctx.host.decode('latin-1')}"
+        return f"{_scheme(ctx)}://{ctx.host.decode('latin-1')}"
+
+    def _vary(self, ctx: RequestCtx) -> tuple[tuple[bytes, bytes], ...]:
+        """A document whose URLs a trusted proxy's ``X-Forwarded-Proto`` chose says so: a cache in
+        front keyed on the URL alone would give https clients the http document."""
+        if self.base_url is None and ctx.header(b"x-forwarded-proto") is not None:
+            return ((b"vary", b"x-forwarded-proto"),)
+        return ()
 
     # ------------------------------------------------------------------ metadata
 
     def _protected_resource(self, ctx: RequestCtx) -> LocalReply:
         """RFC 9728 §3: the metadata of the resource at the path after the well-known prefix."""
-        rest = ctx.path[len(PROTECTED_RESOURCE) :].decode("latin-1")
+        rest = _url_path(ctx.path[len(PROTECTED_RESOURCE) :])
         resource = f"{self._base(ctx)}{rest}"
         document: dict[str, Any] = {
             "resource": resource,
@@ -247,7 +253,7 @@ class McpAuthenticationPolicy:
             "authorization_servers": [resource if self.provider is not None else self.issuer],
         }
         document.update(self.metadata)
-        return _json_reply(orjson.dumps(document))
+        return _json_reply(orjson.dumps(document), self._vary(ctx))
 
     async def _authorization_server(self, ctx: RequestCtx) -> LocalReply:
         """The issuer's metadata, as the issuer serves it (adapted to the provider)."""
@@ -294,7 +300,7 @@ class McpAuthenticationPolicy:
         if provider is None:
             return _json_reply(body)
         document = orjson.loads(body)
-        registration = f"{self._base(ctx)}{ctx.path.decode('latin-1').rstrip('/')}{CLIENT_REGISTRATION.decode()}"
+        registration = f"{self._base(ctx)}{_url_path(ctx.path).rstrip('/')}{CLIENT_REGISTRATION.decode()}"
         if provider in ("auth0", "okta"):
             # No RFC 8707 resource indicators: the audience goes on the authorization request.
             endpoint = document.get("authorization_endpoint")
@@ -311,7 +317,7 @@ class McpAuthenticationPolicy:
             document["registration_endpoint"] = registration
         elif provider == "authentik":
             document["registration_endpoint"] = registration
-        return _json_reply(orjson.dumps(document))
+        return _json_reply(orjson.dumps(document), self._vary(ctx))
 
     # ------------------------------------------------------------------ client registration
 
@@ -387,5 +393,30 @@ def _rfc8414_url(issuer: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server{path}"
 
 
-def _json_reply(body: bytes) -> LocalReply:
-    return LocalReply(200, (_JSON, *_CORS), body, "")
+def _json_reply(body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> LocalReply:
+    return LocalReply(200, (_JSON, *_CORS, *extra), body, "")
+
+
+def _under(path: bytes, prefix: bytes) -> bool:
+    """``path`` is the well-known ``prefix`` or a path below it (``/.well-known/oauth-protected-
+    resource@evil.example/mcp`` is neither: its document would name the resource
+    ``http://<host>@evil.example/mcp``, a URL of another host)."""
+    return path == prefix or path.startswith(prefix + b"/")
+
+
+def _url_path(path: bytes) -> str:
+    """A request path as it may stand in a URL the gateway writes: what RFC 3986 does not allow
+    there percent-encoded (the edge passes ``"`` in a path, which would end the quoted
+    ``resource_metadata`` of a challenge and let the path add parameters of its own)."""
+    return quote(path, safe="/%:@!$&'()*+,;=-._~")
+
+
+def _scheme(ctx: RequestCtx) -> str:
+    """The scheme clients use: a trusted proxy's ``X-Forwarded-Proto`` when it is http or https,
+    else the listener's."""
+    forwarded = ctx.header(b"x-forwarded-proto")
+    if forwarded is not None:
+        first = forwarded.split(b",")[0].strip().lower()
+        if first in (b"http", b"https"):
+            return first.decode()
+    return ctx.scheme.decode("latin-1")
