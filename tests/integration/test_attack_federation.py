@@ -271,6 +271,10 @@ def document_server() -> Iterator[Any]:
             self.end_headers()
             self.wfile.write(body or b"")
 
+        def do_POST(self) -> None:  # a streamable MCP target answering every POST with the document
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.do_GET()
+
         def log_message(self, *args: Any) -> None:
             pass
 
@@ -340,6 +344,37 @@ def test_an_openapi_document_whose_refs_fan_out_is_refused(gateway, session, doc
     ).json()
     assert "more than 250000 values" in answer["error"]["message"], answer
     assert "bomb" in gw.output()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b'{"ok": true}', b'{"jsonrpc": "2.0", "id": 999, "result": {}}', b"[]"],
+    ids=["not-json-rpc", "another-id", "empty-batch"],
+)
+def test_a_target_answering_json_that_answers_nothing_fails_its_handshake_at_once(
+    gateway, session, document_server, answer
+):
+    """A streamable target that answers a POST with 200 and a JSON body that is not the call's
+    JSON-RPC response (another shape, another id) can never answer it on that POST. The call
+    waited for its 20 s timeout, holding the client's initialize (and every call) that long; now
+    it fails at once with what the target said (failOpen: the session goes on without it)."""
+    host = f"http://127.0.0.1:{document_server.server_port}"
+    document_server.documents["/odd"] = answer
+    port, alone = free_port(), free_port()
+    odd = {"name": "odd", "mcp": {"host": f"{host}/odd"}}
+    gateway(mcp_config(port, [odd, hostile("other", tools=["status"])], failureMode="failOpen"))
+    gw = gateway(mcp_config(alone, [odd]))
+    s = session(f"http://127.0.0.1:{port}/mcp")
+    assert s.names() == ["other_status"]
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    reply = httpx.post(f"http://127.0.0.1:{alone}/mcp", json=initialize, headers={"accept": ACCEPT}, timeout=10.0)
+    assert "answered HTTP 200" in reply.json()["error"]["message"], reply.text
+    assert "odd" in gw.output()
 
 
 # ------------------------------------------------------------------------------- client answers

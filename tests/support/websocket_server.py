@@ -56,6 +56,9 @@ class WebSocketServer:
             await self._stop.wait()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        # Recorded before the 101 is written: ``_handle`` runs after it, so a test that read the
+        # handshake as soon as its client had the 101 could find it missing.
+        self.handshakes.append({k.lower(): v for k, v in request.headers.raw_items()})
         if request.path.startswith("/refuse"):
             return connection.respond(HTTPStatus.FORBIDDEN, "no WebSocket here\n")
         return None
@@ -64,7 +67,6 @@ class WebSocketServer:
         self.connections += 1
         request = ws.request
         assert request is not None
-        self.handshakes.append({k.lower(): v for k, v in request.headers.raw_items()})
         path = request.path
         try:
             if path.startswith("/headers"):

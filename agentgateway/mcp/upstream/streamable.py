@@ -243,8 +243,10 @@ class StreamableHttpSession(UpstreamSession):
                 for item in decoded:
                     if isinstance(item, dict) and "jsonrpc" in item:
                         await self._incoming(item, call)
-            if status == 200 or (call is not None and call.future.done()):
+            if call is None or call.future.done():
                 return False
+            # Otherwise the JSON answered nothing (another shape, another id): the call can never
+            # be answered on this POST, and would wait for its timeout.
         if call is not None and not call.future.done():
             text = raw[:300].decode("utf-8", "replace")
             self._fail_call(call, f"MCP target {self.name} answered HTTP {status}: {text}")
