@@ -71,7 +71,7 @@ from agentgateway.policy.request_redirect import RequestRedirect
 from agentgateway.policy.retry import RetryPolicy
 from agentgateway.policy.timeout import TimeoutPolicy
 from agentgateway.policy.transformations import Transformations
-from agentgateway.policy.url_rewrite import UrlRewrite
+from agentgateway.policy.url_rewrite import HostRewrite, UrlRewrite
 from agentgateway.routing.hostnames import pattern_key, validate_hostname_pattern
 from agentgateway.routing.route import Backend, CompiledRoute
 from agentgateway.routing.services import ServiceTable
@@ -771,6 +771,8 @@ class _Compiler:
             chain.append(RequestHeaderModifier(p.request_header_modifier, f"{pw}.requestHeaderModifier"))
         if p.response_header_modifier is not None:
             chain.append(ResponseHeaderModifier(p.response_header_modifier, f"{pw}.responseHeaderModifier"))
+        if p.host_rewrite == "none":
+            chain.append(HostRewrite())
         if p.url_rewrite is not None:
             chain.append(UrlRewrite(p.url_rewrite, f"{pw}.urlRewrite", matches))
         if p.request_redirect is not None:

@@ -103,6 +103,7 @@ class RequestHeaderModifier:
         ctx.headers = edit.apply(ctx.headers)  # the parsed list belongs to this request
         if edit.host is not None:
             ctx.host = edit.host
+            ctx.keep_host = True  # sent as set, whatever the backend
         return None
 
 

@@ -32,6 +32,64 @@ def _header(echo: dict[str, Any], name: str) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------ Host sent to named upstreams
+
+
+def test_named_backend_gets_its_own_host_not_the_clients(gateway, upstream):
+    """agentgateway rewrites the authority of a request for a backend named by DNS to that name
+    by default (``hostRewrite: auto``); an IP backend keeps the client's. Here every backend got
+    the client's Host, so on a catch-all route a client picked the virtual host of a shared
+    upstream (``Host: admin.internal``) that the config named no route for."""
+    up = upstream()
+    port = free_port()
+    gateway(
+        binds(
+            port,
+            [
+                {
+                    "name": "named",
+                    "matches": [{"path": {"pathPrefix": "/named"}}],
+                    "backends": [{"host": f"localhost:{up.port}"}],
+                },
+                {"name": "ip", "matches": [{"path": {"pathPrefix": "/ip"}}], "backends": [{"host": up.address}]},
+                {
+                    "name": "kept",
+                    "matches": [{"path": {"pathPrefix": "/kept"}}],
+                    "backends": [{"host": f"localhost:{up.port}"}],
+                    "policies": {"urlRewrite": {"authority": "none"}},
+                },
+                {
+                    "name": "none",
+                    "matches": [{"path": {"pathPrefix": "/none"}}],
+                    "backends": [{"host": f"localhost:{up.port}"}],
+                    "policies": {"hostRewrite": "none"},
+                },
+                {
+                    "name": "set",
+                    "matches": [{"path": {"pathPrefix": "/set"}}],
+                    "backends": [{"host": f"localhost:{up.port}"}],
+                    "policies": {"requestHeaderModifier": {"set": {"host": "chosen.example"}}},
+                },
+            ],
+        )
+    )
+    evil = {"host": "admin.internal"}
+    named = _echo(httpx.get(f"http://127.0.0.1:{port}/named", headers=evil, timeout=10))
+    assert _header(named, "host") == f"localhost:{up.port}"
+    # the client's authority still reaches the upstream, as X-Forwarded-Host
+    assert _header(named, "x-forwarded-host") == "admin.internal"
+    assert (
+        _header(_echo(httpx.get(f"http://127.0.0.1:{port}/ip", headers=evil, timeout=10)), "host") == "admin.internal"
+    )
+    # an explicit choice of the config wins: none (either key) keeps the client's, a set Host is sent
+    kept = _echo(httpx.get(f"http://127.0.0.1:{port}/kept", headers=evil, timeout=10))
+    assert _header(kept, "host") == "admin.internal"
+    none = _echo(httpx.get(f"http://127.0.0.1:{port}/none", headers=evil, timeout=10))
+    assert _header(none, "host") == "admin.internal"
+    chosen = _echo(httpx.get(f"http://127.0.0.1:{port}/set", headers=evil, timeout=10))
+    assert _header(chosen, "host") == "chosen.example"
+
+
 # ------------------------------------------------------------------------ hostnames of the config
 
 
@@ -106,3 +164,55 @@ def test_config_hostname_no_request_can_name_is_refused(tmp_path: Path, hostname
     )
     assert out.returncode != 0
     assert "hostnames[0]" in out.stderr + out.stdout
+
+
+# --------------------------------------------------------------------------------- IPv6 backends
+
+
+@pytest.fixture
+def v6_echo() -> Iterator[tuple[int, list[bytes]]]:
+    """A one-shot HTTP/1.1 server on [::1] that records the request heads it reads."""
+    srv = socket.socket(socket.AF_INET6)
+    srv.bind(("::1", 0))
+    srv.listen(4)
+    srv.settimeout(10)
+    heads: list[bytes] = []
+
+    def serve() -> None:
+        for _ in range(4):
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                heads.append(data.split(b"\r\n\r\n")[0])
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], heads
+    srv.close()
+    t.join(5)
+
+
+def test_ipv6_backend_authority_is_bracketed(gateway, v6_echo):
+    """``urlRewrite.authority: auto`` (and an HTTP/1.0 request without Host) send the backend's
+    authority; for an IPv6 backend it was ``::1:8080``, which is no Host at all."""
+    v6_port, heads = v6_echo
+    port = free_port()
+    gateway(
+        binds(port, [{"backends": [{"host": f"[::1]:{v6_port}"}], "policies": {"urlRewrite": {"authority": "auto"}}}])
+    )
+    with raw_connection(port) as s:
+        s.sendall(b"GET /x HTTP/1.1\r\nhost: front.example\r\nconnection: close\r\n\r\n")
+        status, _, body = read_response(s)
+    assert status == 200 and body == b"ok"
+    host = [line for line in heads[0].split(b"\r\n") if line.lower().startswith(b"host:")]
+    assert host == [b"host: [::1]:%d" % v6_port]
