@@ -216,3 +216,81 @@ def test_ipv6_backend_authority_is_bracketed(gateway, v6_echo):
     assert status == 200 and body == b"ok"
     host = [line for line in heads[0].split(b"\r\n") if line.lower().startswith(b"host:")]
     assert host == [b"host: [::1]:%d" % v6_port]
+
+
+# ------------------------------------------------------------------------ header modifiers
+
+
+@pytest.mark.parametrize("side", ["requestHeaderModifier", "responseHeaderModifier"])
+@pytest.mark.parametrize("name", ["content-length", "Transfer-Encoding", "connection"])
+def test_header_modifier_cannot_write_framing(tmp_path: Path, side: str, name: str):
+    """The framing of a message is the gateway's (as for ``transformations``). A modifier that
+    added ``content-length: 0`` to requests sent the upstream the client's body as a request of
+    its own, one no route or policy saw; on the gateway's own answers (a 401, a redirect, a
+    direct response) it wrote a second length for the client. A config error now."""
+    file = tmp_path / "c.yaml"
+    route = {"policies": {side: {"add": {name: "0"}}, "directResponse": {"status": 200, "body": "x"}}}
+    file.write_text(yaml.safe_dump(binds(free_port(), [route])))
+    out = subprocess.run(
+        [sys.executable, "-m", "agentgateway", "-f", str(file), "--validate-only"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert f"{side}.add" in out.stderr + out.stdout
+
+
+# ----------------------------------------------------------------------- rewrites and redirects (held)
+
+
+def test_prefix_rewrite_sees_whole_segments_and_normalized_paths(gateway, upstream):
+    """``/api`` → ``/internal``: ``/apix`` is not under ``/api`` (404, never ``/internalx``), and an
+    upstream gets no dot segment or doubled slash, whatever the spelling."""
+    up = upstream()
+    port = free_port()
+    gateway(
+        binds(
+            port,
+            [
+                {
+                    "matches": [{"path": {"pathPrefix": "/api"}}],
+                    "backends": [{"host": up.address}],
+                    "policies": {"urlRewrite": {"path": {"prefix": "/internal"}}},
+                }
+            ],
+        )
+    )
+    cases = {
+        b"/api/x?q=1": b"/internal/x?q=1",
+        b"/api": b"/internal",
+        b"/api//x": b"/internal/x",
+        b"/api/a/%2e%2e/x": b"/internal/x",
+        b"/%61pi/x": b"/internal/x",
+    }
+    for sent, expected in cases.items():
+        with raw_connection(port) as s:
+            s.sendall(b"GET %s HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n" % sent)
+            status, _, body = read_response(s)
+        assert status == 200, sent
+        assert httpx.Response(200, content=body).json()["target"] == expected.decode(), sent
+    for outside in (b"/apix", b"/api/../x", b"/x/..%2fapi"):
+        with raw_connection(port) as s:
+            s.sendall(b"GET %s HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n" % outside)
+            status, _, _ = read_response(s)
+        assert status in (400, 404), outside
+
+
+def test_redirect_location_keeps_the_configured_host(gateway):
+    """The Location of a redirect with ``authority.host`` names that host whatever the client's,
+    and a path spelled ``//evil.example`` cannot make it protocol-relative or another host."""
+    port = free_port()
+    redirect = {"authority": {"host": "good.example"}, "path": {"prefix": "/new"}, "scheme": "https"}
+    gateway(binds(port, [{"matches": [{"path": {"pathPrefix": "/old"}}], "policies": {"requestRedirect": redirect}}]))
+    for path in (b"/old//evil.example/x", b"/old/x", b"/old/%2e%2e/old//x"):
+        with raw_connection(port) as s:
+            s.sendall(b"GET %s HTTP/1.1\r\nhost: evil.example:8443\r\nconnection: close\r\n\r\n" % path)
+            status, headers, _ = read_response(s)
+        assert status == 302, path
+        location = headers["location"]
+        assert location.startswith("https://good.example/new/") and "//" not in location[8:], location
