@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import AuthorityRewrite, PathRewrite, RouteMatch
 from agentgateway.config.schema import UrlRewrite as UrlRewriteConfig
+from agentgateway.core.request import AUTHORITY
 
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
@@ -55,13 +56,14 @@ def compile_authority(cfg: AuthorityRewrite | str | None, where: str) -> tuple[i
     chosen = [k for k, v in (("full", cfg.full), ("host", cfg.host), ("port", cfg.port)) if v is not None]
     if len(chosen) != 1:
         raise ConfigError(where, "exactly one of full, host or port (or auto / none)")
+    # Written into request heads (Host) and Location: CR or LF would start lines of their own.
     if cfg.full is not None:
-        if not cfg.full or "/" in cfg.full or " " in cfg.full:
+        if not cfg.full.isascii() or AUTHORITY.fullmatch(cfg.full.encode()) is None:
             raise ConfigError(f"{where}.full", f"{cfg.full!r} is not host[:port]")
         return AUTH_FULL, cfg.full.encode(), 0
     if cfg.host is not None:
         h = cfg.host
-        if not h or "/" in h or (":" in h and not h.startswith("[")):
+        if (":" in h and not h.startswith("[")) or not h.isascii() or AUTHORITY.fullmatch(h.encode()) is None:
             raise ConfigError(f"{where}.host", f"{cfg.host!r} is not a host name")
         return AUTH_HOST, cfg.host.encode(), 0
     assert cfg.port is not None

@@ -7,6 +7,8 @@ import ipaddress
 import ssl
 from typing import TYPE_CHECKING, Protocol
 
+from agentgateway.core.request import AUTHORITY
+
 if TYPE_CHECKING:
     from agentgateway.upstream.backend_auth import BackendAuth
 
@@ -126,6 +128,9 @@ def split_host_port(value: str) -> tuple[str, int]:
             raise ValueError(f"{value!r} is not host:port")
     if "/" in host or "://" in value:
         raise ValueError(f"{value!r} is not host:port (no scheme or path here)")
+    if not value.isascii() or AUTHORITY.fullmatch(value.encode()) is None:
+        # it goes into request heads (Host): CR, LF or spaces would start lines of their own
+        raise ValueError(f"{value!r} is not host:port (a DNS name or an IP address, then a port)")
     try:
         port = int(port_text)
     except ValueError:

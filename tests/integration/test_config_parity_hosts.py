@@ -294,3 +294,88 @@ def test_redirect_location_keeps_the_configured_host(gateway):
         assert status == 302, path
         location = headers["location"]
         assert location.startswith("https://good.example/new/") and "//" not in location[8:], location
+
+
+@pytest.mark.parametrize(
+    ("where", "route"),
+    [
+        ("backends[0].host", {"backends": [{"host": "app.internal\r\nx-admin: 1:80"}]}),
+        ("backends[0].host", {"backends": [{"host": "app internal:80"}]}),
+        (
+            "urlRewrite.authority.full",
+            {
+                "backends": [{"host": "127.0.0.1:9"}],
+                "policies": {"urlRewrite": {"authority": {"full": "a\r\nx-admin:1"}}},
+            },
+        ),
+        (
+            "requestRedirect.authority.host",
+            {"policies": {"requestRedirect": {"authority": {"host": "good.example\r\nx"}}}},
+        ),
+    ],
+)
+def test_config_authorities_cannot_write_header_lines(tmp_path: Path, where: str, route: dict[str, Any]):
+    """An authority of the config goes into request heads (a named backend's Host, a rewritten
+    authority) or a Location: CR/LF in it wrote header lines of its own. It must be a
+    ``host[:port]`` as a request's Host must."""
+    file = tmp_path / "c.yaml"
+    file.write_text(yaml.safe_dump(binds(free_port(), [route])))
+    out = subprocess.run(
+        [sys.executable, "-m", "agentgateway", "-f", str(file), "--validate-only"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert where in out.stderr + out.stdout, out.stderr + out.stdout
+
+
+def test_hostname_precedence_and_unknown_hosts(gateway):
+    """Held: as agentgateway, a listener by exact name, then the longest wildcard (any depth below
+    it, never the bare name), then the one without hostname; a host no listener takes is 404. On a
+    listener, routes for the exact host before the most specific wildcard before hostless ones.
+    Case, a port, a trailing dot or an IPv6 literal do not move a request to another listener."""
+    port = free_port()
+
+    def answer(body: str, **extra: Any) -> dict[str, Any]:
+        return {**extra, "policies": {"directResponse": {"status": 200, "body": body}}}
+
+    gateway(
+        {
+            "binds": [
+                {
+                    "port": port,
+                    "listeners": [
+                        {
+                            "name": "wild",
+                            "hostname": "*.example.com",
+                            "routes": [
+                                answer("exact", hostnames=["a.b.example.com"]),
+                                answer("deep", hostnames=["*.b.example.com"]),
+                                answer("wild-any"),
+                            ],
+                        },
+                        {"name": "exact", "hostname": "example.com", "routes": [answer("bare")]},
+                        {"name": "deeper", "hostname": "*.x.example.com", "routes": [answer("deeper")]},
+                    ],
+                }
+            ]
+        }
+    )
+    cases = {
+        "a.b.example.com": "exact",
+        "A.B.Example.COM.": "exact",
+        f"a.b.example.com:{port}": "exact",
+        "c.b.example.com": "deep",
+        "z.c.b.example.com": "deep",
+        "b.example.com": "wild-any",
+        "example.com": "bare",
+        "q.x.example.com": "deeper",
+        "x.example.com": "wild-any",
+    }
+    for host, body in cases.items():
+        r = httpx.get(f"http://127.0.0.1:{port}/", headers={"host": host}, timeout=10)
+        assert (r.status_code, r.text) == (200, body), host
+    for host in ("example.org", "[::1]", f"[::1]:{port}", "127.0.0.1", "notexample.com", "xexample.com"):
+        r = httpx.get(f"http://127.0.0.1:{port}/", headers={"host": host}, timeout=10)
+        assert r.status_code == 404, host
