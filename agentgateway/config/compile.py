@@ -71,8 +71,8 @@ from agentgateway.policy.request_redirect import RequestRedirect
 from agentgateway.policy.retry import RetryPolicy
 from agentgateway.policy.timeout import TimeoutPolicy
 from agentgateway.policy.transformations import Transformations
-from agentgateway.policy.url_rewrite import UrlRewrite
-from agentgateway.routing.hostnames import validate_hostname_pattern
+from agentgateway.policy.url_rewrite import HostRewrite, UrlRewrite
+from agentgateway.routing.hostnames import pattern_key, validate_hostname_pattern
 from agentgateway.routing.route import Backend, CompiledRoute
 from agentgateway.routing.services import ServiceTable
 from agentgateway.routing.table import (
@@ -771,6 +771,8 @@ class _Compiler:
             chain.append(RequestHeaderModifier(p.request_header_modifier, f"{pw}.requestHeaderModifier"))
         if p.response_header_modifier is not None:
             chain.append(ResponseHeaderModifier(p.response_header_modifier, f"{pw}.responseHeaderModifier"))
+        if p.host_rewrite == "none":
+            chain.append(HostRewrite())
         if p.url_rewrite is not None:
             chain.append(UrlRewrite(p.url_rewrite, f"{pw}.urlRewrite", matches))
         if p.request_redirect is not None:
@@ -1277,7 +1279,7 @@ class _Compiler:
                     if ls.tls is not None and ls.tls.root is not None:
                         mtls_roots.append((ls.tls.root, f"{lwhere}.tls.root"))
                 protocols.add(ls.protocol)
-                key = (ls.hostname or "").lower().encode()
+                key = pattern_key(ls.hostname)
                 if key in by_host:
                     raise ConfigError(
                         f"{lwhere}.hostname", f"two listeners on port {port} share hostname {ls.hostname!r}"
@@ -1291,7 +1293,7 @@ class _Compiler:
                 err = validate_hostname_pattern(hostname)
                 if err:
                     raise ConfigError(f"{lwhere}.hostname", err)
-            key = (hostname or "").lower().encode()
+            key = pattern_key(hostname)
             if key in by_host:
                 raise ConfigError(f"{lwhere}.hostname", f"two listeners on port {port} share hostname {hostname!r}")
             ssl_ctx = None
@@ -1349,7 +1351,7 @@ class _Compiler:
                         err = validate_hostname_pattern(pattern)
                         if err:
                             raise ConfigError(f"{rwhere}.hostnames[{h}]", err)
-                    rules.setdefault(pattern.lower().encode(), []).extend(route_rules)
+                    rules.setdefault(pattern_key(pattern), []).extend(route_rules)
             for shortcut in ls.shortcuts:
                 attached, prefixes = (
                     self.mcp_shortcut_route(gateway, name, ls.policies)
@@ -1414,7 +1416,7 @@ class _Compiler:
                     if ls.protocol == "TCP":
                         raise ConfigError(f"{rwhere}.hostnames", "a TCP connection names no host: hostnames need TLS")
                 # The first route in the file keeps a hostname another one also names.
-                by_pattern.setdefault(pattern.lower().encode(), compiled)
+                by_pattern.setdefault(pattern_key(pattern), compiled)
         return ListenerRuntime(
             ls.name, gateway, ls.hostname, ls.protocol, ssl_ctx, RouteTable({}), TcpRouteTable(by_pattern)
         )

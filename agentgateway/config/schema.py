@@ -1399,7 +1399,7 @@ class RoutePolicies(Schema, frozen=True):
     ext_proc: NotSupported = UNSET
     buffer: NotSupported = UNSET
     delay: Annotated[Delay | None, CONDITIONAL] = None
-    host_rewrite: NotSupported = UNSET
+    host_rewrite: Literal["auto", "none"] | None = None
     http: BackendHttp | None = None
     tcp: NotSupported = UNSET
     # (``llm.policies`` only: guardrails for every model of the shortcut)

@@ -64,6 +64,7 @@ class RequestCtx:
         "request_body",
         "response_body",
         "auto_host",
+        "keep_host",
         "mcp_session",
         "mcp_method",
         "mcp_target",
@@ -139,6 +140,9 @@ class RequestCtx:
         self.request_body: bytes | None = None  # replaces the client's body (a transformation)
         self.response_body: bytes | None = None  # replaces the backend's body
         self.auto_host = False  # send the chosen backend's host:port as Host
+        # A policy chose the Host (urlRewrite.authority, a Host set by requestHeaderModifier): a
+        # named backend does not replace it with its own.
+        self.keep_host = False
         # MCP facts, set by the MCP endpoint (empty for other traffic).
         self.mcp_session = ""
         self.mcp_method = ""

@@ -128,6 +128,15 @@ def remove_dot_segments(path: bytes) -> bytes:
     return b"/" + b"/".join(out)
 
 
+# RFC 9110 §7.2 / RFC 3986 §3.2.2: host (reg-name or IP literal) and an optional port. No
+# userinfo, no whitespace, and no percent-encoding (RFC 3986 allows it in a reg-name, no client
+# sends it, and an upstream that decodes it would read another host than routing and CEL did:
+# ``%61dmin.example``). A request's Host is checked by it, and so is every authority of the config
+# the gateway writes into a head (a backend's ``host``, ``urlRewrite``/``requestRedirect``
+# authorities): CR or LF there would start header lines of their own.
+AUTHORITY = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=]+)(?::[0-9]{0,5})?")
+
+
 def split_target(target: bytes, decode_slashes: bool = False) -> tuple[bytes, bytes, bytes | None] | None:
     """(normalized path, query, authority from an absolute-form target); None when the target
     is not a request target; raises PathError when its path is refused."""

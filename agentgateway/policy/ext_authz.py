@@ -235,6 +235,7 @@ def set_request_header(ctx: RequestCtx, name: bytes, value: bytes, action: str) 
     if name == b"host":
         if action != "append" and (action != "add" or not ctx.host):
             ctx.host = value
+            ctx.keep_host = True  # sent as set, whatever the backend
         return
     present = any(k == name for k, _ in ctx.headers)
     if action == "append" or (action == "add" and not present):

@@ -63,15 +63,29 @@ def header_value(value: str, where: str) -> bytes:
         return value.strip().encode()
 
 
+# The framing of a message is the gateway's (as for transformations): a modifier that added
+# ``content-length: 0`` to a request, or removed its ``content-length``, sent the upstream the
+# client's body as a request of its own that no route or policy saw; on the gateway's own answers
+# it wrote a second length for the client.
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+
+
+def _edited_name(name: str, where: str) -> bytes:
+    n = header_name(name, where)
+    if n in _FRAMING:
+        raise ConfigError(where, f"{name} is set by the gateway itself (the message's framing)")
+    return n
+
+
 class HeaderEdit:
     """The resolved edit: names to drop from what is there, then pairs to append."""
 
     __slots__ = ("drop", "append", "host")
 
     def __init__(self, cfg: HeaderModifierConfig, where: str, underscore_spellings: bool = False) -> None:
-        removed = {header_name(n, f"{where}.remove") for n in cfg.remove}
-        sets = [(header_name(k, f"{where}.set"), header_value(v, f"{where}.set.{k}")) for k, v in cfg.set.items()]
-        adds = [(header_name(k, f"{where}.add"), header_value(v, f"{where}.add.{k}")) for k, v in cfg.add.items()]
+        removed = {_edited_name(n, f"{where}.remove") for n in cfg.remove}
+        sets = [(_edited_name(k, f"{where}.set"), header_value(v, f"{where}.set.{k}")) for k, v in cfg.set.items()]
+        adds = [(_edited_name(k, f"{where}.add"), header_value(v, f"{where}.add.{k}")) for k, v in cfg.add.items()]
         set_names = {k for k, _ in sets}
         dropped = removed | set_names
         if underscore_spellings:
@@ -103,6 +117,7 @@ class RequestHeaderModifier:
         ctx.headers = edit.apply(ctx.headers)  # the parsed list belongs to this request
         if edit.host is not None:
             ctx.host = edit.host
+            ctx.keep_host = True  # sent as set, whatever the backend
         return None
 
 

@@ -13,6 +13,7 @@ from agentgateway.policy.url_rewrite import (
     AUTH_FULL,
     AUTH_HOST,
     AUTH_KEEP,
+    AUTH_NONE,
     DEFAULT_PORTS,
     compile_authority,
     compile_path,
@@ -36,7 +37,7 @@ class RequestRedirect:
             raise ConfigError(f"{where}.scheme", "must be http or https")
         self.scheme = scheme.encode() if scheme else None
         self.auth_kind, self.auth_value, self.auth_port = compile_authority(cfg.authority, f"{where}.authority")
-        if self.auth_kind == AUTH_AUTO:
+        if self.auth_kind in (AUTH_AUTO, AUTH_NONE):
             self.auth_kind = AUTH_KEEP  # a redirect has no backend to take the host from
         self.full, self.prefix = compile_path(cfg.path, f"{where}.path", matches)
         self.status = cfg.status or 302

@@ -3,8 +3,10 @@
 ``path.full`` replaces the path, ``path.prefix`` replaces the part the route's ``pathPrefix``
 matched; the query is kept. ``authority.full`` replaces host and port, ``authority.host`` the
 host, ``authority.port`` the port, ``auto`` sends the chosen backend's ``host:port``, ``none``
-keeps the client's. Everything is checked at load: a prefix rewrite on a route whose matches are
-not all path prefixes is a config error (agentgateway refuses it per request).
+keeps the client's. Unset, a backend named by DNS gets its own ``host:port`` and one given by
+address the client's (agentgateway's default, ``hostRewrite: auto``, rewrites only to names).
+Everything is checked at load: a prefix rewrite on a route whose matches are not all path
+prefixes is a config error (agentgateway refuses it per request).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from typing import TYPE_CHECKING
 from agentgateway.config.errors import ConfigError
 from agentgateway.config.schema import AuthorityRewrite, PathRewrite, RouteMatch
 from agentgateway.config.schema import UrlRewrite as UrlRewriteConfig
+from agentgateway.core.request import AUTHORITY
 
 if TYPE_CHECKING:
     from agentgateway.core.context import RequestCtx
     from agentgateway.core.reply import LocalReply
 
-AUTH_KEEP, AUTH_FULL, AUTH_HOST, AUTH_PORT, AUTH_AUTO = 0, 1, 2, 3, 4
+# AUTH_KEEP: nothing said (a named backend's own name goes upstream, as agentgateway's default
+# ``auto``); AUTH_NONE: ``none``, the client's authority goes upstream whatever the backend.
+AUTH_KEEP, AUTH_FULL, AUTH_HOST, AUTH_PORT, AUTH_AUTO, AUTH_NONE = 0, 1, 2, 3, 4, 5
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
 
 
@@ -41,21 +46,24 @@ def split_authority(authority: bytes) -> tuple[bytes, int | None]:
 
 def compile_authority(cfg: AuthorityRewrite | str | None, where: str) -> tuple[int, bytes, int]:
     """(kind, replacement, port) for an ``authority`` field."""
-    if cfg is None or cfg == "none":
+    if cfg is None:
         return AUTH_KEEP, b"", 0
+    if cfg == "none":
+        return AUTH_NONE, b"", 0
     if cfg == "auto":
         return AUTH_AUTO, b"", 0
     assert isinstance(cfg, AuthorityRewrite)
     chosen = [k for k, v in (("full", cfg.full), ("host", cfg.host), ("port", cfg.port)) if v is not None]
     if len(chosen) != 1:
         raise ConfigError(where, "exactly one of full, host or port (or auto / none)")
+    # Written into request heads (Host) and Location: CR or LF would start lines of their own.
     if cfg.full is not None:
-        if not cfg.full or "/" in cfg.full or " " in cfg.full:
+        if not cfg.full.isascii() or AUTHORITY.fullmatch(cfg.full.encode()) is None:
             raise ConfigError(f"{where}.full", f"{cfg.full!r} is not host[:port]")
         return AUTH_FULL, cfg.full.encode(), 0
     if cfg.host is not None:
         h = cfg.host
-        if not h or "/" in h or (":" in h and not h.startswith("[")):
+        if (":" in h and not h.startswith("[")) or not h.isascii() or AUTHORITY.fullmatch(h.encode()) is None:
             raise ConfigError(f"{where}.host", f"{cfg.host!r} is not a host name")
         return AUTH_HOST, cfg.host.encode(), 0
     assert cfg.port is not None
@@ -114,10 +122,26 @@ class UrlRewrite:
         kind = self.auth_kind
         if kind in (AUTH_FULL, AUTH_HOST):
             ctx.host = self.auth_value
+            ctx.keep_host = True
         elif kind == AUTH_PORT:
             host, _ = split_authority(ctx.host)
             port = self.auth_port
             ctx.host = host if DEFAULT_PORTS.get(ctx.scheme) == port else b"%s:%d" % (host, port)
+            ctx.keep_host = True
         elif kind == AUTH_AUTO:
             ctx.auto_host = True
+        elif kind == AUTH_NONE:
+            ctx.keep_host = True
+        return None
+
+
+class HostRewrite:
+    """``hostRewrite: none``: the client's authority goes to every backend, a named one too
+    (``auto``, the default, gives a backend named by DNS its own; see ``HttpForward._set_host``)."""
+
+    kind = "hostRewrite"
+    __slots__ = ()
+
+    def on_request(self, ctx: RequestCtx) -> LocalReply | None:
+        ctx.keep_host = True
         return None

@@ -347,6 +347,7 @@ class HttpForward:
         "_awaiting_head",
         "_stalled",
         "_clock",
+        "_policy_host",
     )
 
     def __init__(self, worker: ProxyHost, conn: ResponseWriter, ctx: RequestCtx, route: CompiledRoute) -> None:
@@ -361,6 +362,8 @@ class HttpForward:
         self._body = body
         self._no_body = ctx.method == b"HEAD"
         self._head = b""
+        # The Host the policies left (a retry to a backend given by address sends it again).
+        self._policy_host: bytes | None = None
         # What this attempt sends: the head, with the backend's credentials when it has some.
         self._sent_head = b""
         # Bytes for the upstream produced while handling one client read, written at its end.
@@ -468,9 +471,7 @@ class HttpForward:
             return
         if self._h2:
             self._switch_protocol(False)  # a retry went from an HTTP/2 backend to an HTTP/1.1 one
-        if not self._head or ctx.auto_host:
-            if ctx.auto_host:
-                ctx.host = target.authority
+        if self._set_host(target) or not self._head:
             body = self._body
             self._head = build_request_head(ctx, self._chunked, body_length=None if body is None else len(body))
         if self._tries == 1 and route.mirror is not None and ctx.upgrade is None:
@@ -492,13 +493,27 @@ class HttpForward:
         else:
             self._connect_task = self.worker.loop.create_task(self._connect_and_attach(target))
 
+    def _set_host(self, target: HttpTarget) -> bool:
+        """Give the request the Host ``target`` gets (True when it changed): the backend's own
+        authority with ``urlRewrite.authority: auto``, and for a backend named by DNS unless a
+        policy chose the Host (agentgateway's default ``hostRewrite: auto``); else the Host the
+        policies left, the client's by default. So a client does not pick the virtual host of a
+        named upstream by the Host it sends."""
+        ctx = self.ctx
+        if self._policy_host is None:
+            self._policy_host = ctx.host
+        host = target.authority if ctx.auto_host or (target.named and not ctx.keep_host) else self._policy_host
+        if host == ctx.host:
+            return False
+        ctx.host = host
+        return True
+
     def _attempt_h2(self, target: HttpTarget, flush: bool) -> None:
         """``_attempt`` to an HTTP/2 upstream (the request mirror, an HTTP/1.1 copy, is not made)."""
         ctx = self.ctx
         if not self._h2:
             self._switch_protocol(True)
-        if ctx.auto_host:
-            ctx.host = target.authority
+        self._set_host(target)
         body = self._body
         self._sent_fields = h2_request_fields(
             ctx, b"https" if target.tls is not None else b"http", None if body is None else len(body)

@@ -4,18 +4,12 @@ forwarded headers of a peer that may or may not be a trusted proxy."""
 
 from __future__ import annotations
 
-import re
-
 from agentgateway.config.settings import IPNetwork, ServerLimits
 from agentgateway.core.context import RequestCtx
-from agentgateway.core.request import Headers
+from agentgateway.core.request import AUTHORITY, Headers
 from agentgateway.server.forwarded import client_address, forwarded_chain, without_forwarded
 
-# RFC 9110 §7.2 / RFC 3986 §3.2.2: host (reg-name or IP literal) and an optional port. No
-# userinfo, no whitespace, and no percent-encoding (RFC 3986 allows it in a reg-name, no client
-# sends it, and an upstream that decodes it would read another host than routing and CEL did:
-# ``%61dmin.example``).
-_VALID_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=]+)(?::[0-9]{0,5})?").fullmatch
+_VALID_HOST = AUTHORITY.fullmatch
 
 
 # The methods the HTTP/1.1 parser (llhttp) accepts; anything else is 400 there, and HTTP/2 (whose

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import ssl
 from typing import TYPE_CHECKING, Protocol
+
+from agentgateway.core.request import AUTHORITY
 
 if TYPE_CHECKING:
     from agentgateway.upstream.backend_auth import BackendAuth
@@ -63,6 +66,7 @@ class HttpTarget:
         "tls",
         "label",
         "authority",
+        "named",
         "host_header",
         "pool_key",
         "connect_timeout",
@@ -79,9 +83,15 @@ class HttpTarget:
         self.port = port
         self.tls = tls
         self.label = label
-        self.authority = f"{host}:{port}".encode()
-        # The Host header the gateway sends on requests it makes itself to this upstream.
         name = f"[{host}]" if ":" in host else host
+        # The backend's authority (``urlRewrite.authority: auto``, and by default for a named
+        # backend): an IPv6 address in brackets, or it is no Host at all.
+        self.authority = f"{name}:{port}".encode()
+        # A backend named by DNS (not an IP address, nor a worker's relay socket): as agentgateway
+        # (its default ``hostRewrite: auto``), requests for it carry its name as Host, not the
+        # client's, unless a policy chose the authority.
+        self.named = not host.startswith("unix:") and not _is_ip(host)
+        # The Host header the gateway sends on requests it makes itself to this upstream.
         self.host_header = (name if port == (443 if tls else 80) else f"{name}:{port}").encode()
         self.connect_timeout = connect_timeout
         self.pool_key: tuple[object, ...] = (host, port, tls.fingerprint if tls else None)
@@ -97,6 +107,14 @@ class HttpTarget:
         self.h2_pool_key: tuple[object, ...] = (*self.pool_key, "h2")
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def split_host_port(value: str) -> tuple[str, int]:
     """``host:port`` (or ``[v6]:port``) → (host, port); raises ValueError with the reason."""
     if value.startswith("["):
@@ -110,6 +128,9 @@ def split_host_port(value: str) -> tuple[str, int]:
             raise ValueError(f"{value!r} is not host:port")
     if "/" in host or "://" in value:
         raise ValueError(f"{value!r} is not host:port (no scheme or path here)")
+    if not value.isascii() or AUTHORITY.fullmatch(value.encode()) is None:
+        # it goes into request heads (Host): CR, LF or spaces would start lines of their own
+        raise ValueError(f"{value!r} is not host:port (a DNS name or an IP address, then a port)")
     try:
         port = int(port_text)
     except ValueError:
