@@ -418,6 +418,11 @@ class MessagesStreamDecoder:
     def finish(self) -> list[Json]:
         return []
 
+    @property
+    def complete(self) -> bool:
+        """``message_stop`` arrived: else the stream was cut."""
+        return self.done
+
 
 class MessagesStreamEncoder:
     """Chat chunks → Anthropic's named SSE events, for Messages clients of other providers."""

@@ -263,6 +263,11 @@ class ConverseStreamDecoder:
         self.done = True
         return [chunk(self._id, self.model, self._created, {}, self._finish)]
 
+    @property
+    def complete(self) -> bool:
+        """``messageStop`` arrived (whole: a frame cut short never decodes): else it was cut."""
+        return self._finish is not None
+
 
 def sign_sigv4(
     credentials: Credentials, region: str, url: str, headers: list[tuple[str, str]], body: bytes

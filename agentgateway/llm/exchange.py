@@ -25,7 +25,7 @@ from agentgateway.llm import anthropic, bedrock, gemini, openai, responses
 from agentgateway.llm.accounting import LlmCall, TokenBudget, admit_all, reserve_all, settle_all
 from agentgateway.llm.caching import mark_converse, mark_messages
 from agentgateway.llm.chat import CHAT_REASONING, Json, new_id, now
-from agentgateway.llm.config import LlmService, ModelOptions, ModelRoute, ModelShaping, ModelTarget
+from agentgateway.llm.config import LlmPolicy, LlmService, ModelOptions, ModelRoute, ModelShaping, ModelTarget
 from agentgateway.llm.embeddings import embed_request, embed_response
 from agentgateway.llm.errors import (
     CHAT,
@@ -494,6 +494,10 @@ class LlmExchange:
         if not raw_api and not raw_model:
             _shape(policy.defaults, policy.overrides, policy.transform, body, ctx, facts)
             apply_prompts(policy, api, body)
+            if api == EMBEDDINGS and _token_input(body) and _guards_requests(policy):
+                # Token ids are text no pattern can read (webhooks and vendor guards are sent texts
+                # only): with a request guard configured they are refused, not passed unguarded.
+                raise LlmError(400, "embeddings input as token ids cannot be read by this route's prompt guards")
             if policy.request_guards:
                 walk_request_texts(api, body, policy.request_guards.apply)
             if policy.webhooks:
@@ -1041,6 +1045,10 @@ class LlmExchange:
                 if not writable.is_set():
                     await writable.wait()
             tail = decoder.finish()
+            if not decoder.complete:
+                # A provider (or a connection) that stops before the stream's last event: the
+                # client gets an error event, not an ending that reads as a complete answer.
+                raise LlmError(502, f"provider stream ended early: no final event from {plan.provider.name}")
         except HttpClientError as exc:
             facts.usage = decoder.usage
             raise LlmError(502, f"provider stream ended early: {exc.message}") from None
@@ -1167,6 +1175,18 @@ class LlmExchange:
                 texts = list(verdict.get("texts") or [])
             elif action != "pass":
                 raise LlmError(503, "prompt guard webhook gave no action (pass, mask or reject)")
+
+
+def _token_input(body: Json) -> bool:
+    """An embeddings ``input`` with anything but text (token ids, or lists of them)."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return False
+    return not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+
+
+def _guards_requests(policy: LlmPolicy) -> bool:
+    return bool(policy.request_guards or policy.vendor_request or any(not h.on_response for h in policy.webhooks))
 
 
 class _Replacer:

@@ -278,7 +278,12 @@ class GeminiStreamDecoder:
         return out
 
     def finish(self) -> list[Json]:
-        self.done = self._started
-        if self._finish is None and not self._started:
+        self.done = self._finish is not None
+        if self._finish is None:
             return []
-        return [chunk(self._id, self.model, self._created, {}, self._finish or "stop")]
+        return [chunk(self._id, self.model, self._created, {}, self._finish)]
+
+    @property
+    def complete(self) -> bool:
+        """A candidate gave its ``finishReason``: else the stream was cut."""
+        return self._finish is not None

@@ -233,24 +233,55 @@ class GuardSet:
 class StreamGuard:
     """Guards one streamed text (the completion, or one tool call's arguments): ``feed``
     returns what can be released now (masked), ``flush`` the rest at the end. A reject raises as
-    soon as a match is seen."""
+    soon as a match is seen.
 
-    __slots__ = ("guards", "_pending")
+    A text released whole (flushed when another part starts) can go on: a provider that
+    interleaves tool calls returns to one it left. What it then sends is read after the end of
+    what was released (``_tail``), so a match split across the flush is still seen: a reject
+    raises, a mask covers the part not yet sent."""
+
+    __slots__ = ("guards", "_pending", "_tail")
 
     def __init__(self, guards: GuardSet) -> None:
         self.guards = guards
         self._pending = ""
+        self._tail = ""
+
+    def _released(self, out: str) -> str:
+        self._tail = (self._tail + out)[-_TAIL:]
+        return out
+
+    def _after_release(self, buf: str) -> str:
+        """``buf`` with a match that starts in the released text masked where it goes on."""
+        tail = self._tail
+        n = len(tail)
+        for guard in self.guards.guards:
+            text = tail + buf
+            crossing = [(start, end, label) for start, end, label in guard.spans(text) if start < n < end]
+            if not crossing:
+                continue
+            if guard.reject:
+                raise guard.rejection.error()
+            end = max(e for _, e, _ in crossing)
+            buf = crossing[0][2] + text[end:]
+        return buf
 
     def feed(self, text: str) -> str:
+        if not self._pending and self._tail:
+            text = self._after_release(text)
         buf = self._pending + text
         cut = self.guards.safe_cut(buf, STREAM_HOLD)
         self._pending = buf[cut:]
-        return self.guards.apply(buf[:cut]) if cut else ""
+        return self._released(self.guards.apply(buf[:cut])) if cut else ""
 
     def flush(self) -> str:
         buf = self._pending
         self._pending = ""
-        return self.guards.apply(buf) if buf else ""
+        return self._released(self.guards.apply(buf)) if buf else ""
+
+
+# How much released text a resumed stream is read after (folding can stretch a match).
+_TAIL = 4 * STREAM_HOLD
 
 
 # The texts of a Chat delta held back per choice: the answer, a refusal, and the reasoning that

@@ -27,7 +27,7 @@ class ChatStreamDecoder:
     """``data: {chunk}`` events → chunk dicts. Usage-only chunks update ``usage`` and are not
     passed on (the encoder writes its own)."""
 
-    __slots__ = ("_sse", "usage", "model", "error", "done")
+    __slots__ = ("_sse", "usage", "model", "error", "done", "finished")
 
     def __init__(self) -> None:
         self._sse = SseDecoder()
@@ -35,6 +35,7 @@ class ChatStreamDecoder:
         self.model = ""
         self.error: LlmError | None = None
         self.done = False
+        self.finished = False  # a choice gave its finish reason
 
     def feed(self, data: bytes) -> list[Json]:
         out: list[Json] = []
@@ -55,12 +56,21 @@ class ChatStreamDecoder:
                 self.usage = Usage.from_openai(usage)
             if not self.model:
                 self.model = msg.get("model", "")
-            if msg.get("choices"):
+            choices = msg.get("choices")
+            if choices:
+                if isinstance(choices, list) and any(isinstance(c, dict) and c.get("finish_reason") for c in choices):
+                    self.finished = True
                 out.append(msg)
         return out
 
     def finish(self) -> list[Json]:
         return []
+
+    @property
+    def complete(self) -> bool:
+        """The stream said it ended (``[DONE]``, or a finish reason from compatible providers
+        that send no ``[DONE]``): else it was cut."""
+        return self.done or self.finished
 
 
 class ChatStreamEncoder:

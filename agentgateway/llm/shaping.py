@@ -9,7 +9,7 @@ from typing import Any
 
 from agentgateway.llm.chat import CHAT_REASONING
 from agentgateway.llm.config import LlmPolicy
-from agentgateway.llm.errors import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES
+from agentgateway.llm.errors import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES, LlmError
 
 Json = dict[str, Any]
 
@@ -101,7 +101,7 @@ def _walk_content(content: Any, fn: Callable[[str], str]) -> Any:
     return content
 
 
-def _walk_block(part: dict[str, Any], fn: Callable[[str], str]) -> None:
+def _walk_block(part: dict[str, Any], fn: Callable[[str], str], depth: int = 0) -> None:
     kind = part.get("type")
     for key in ("text", "refusal", "thinking"):
         if isinstance(part.get(key), str):
@@ -111,12 +111,14 @@ def _walk_block(part: dict[str, Any], fn: Callable[[str], str]) -> None:
             part["name"] = fn(part["name"])
         if "input" in part:
             part["input"] = _walk_json(part["input"], fn)
+        _walk_rest(part, fn, ("text", "refusal", "thinking", "name", "input"), depth)
     elif kind in ("tool_result", "mcp_tool_result"):
         part["content"] = _walk_content(part.get("content"), fn)
+        _walk_rest(part, fn, ("text", "refusal", "thinking", "content"), depth)
     elif kind in ("document", "search_result"):
         _walk_document(part, fn)
     else:
-        _walk_item(part, fn)
+        _walk_rest(part, fn, ("text", "refusal", "thinking"), depth)
 
 
 def _walk_document(part: dict[str, Any], fn: Callable[[str], str]) -> None:
@@ -135,28 +137,72 @@ def _walk_document(part: dict[str, Any], fn: Callable[[str], str]) -> None:
             source["content"] = _walk_content(source["content"], fn)
     if "content" in part:
         part["content"] = _walk_content(part["content"], fn)
+    _walk_rest(part, fn, ("text", "refusal", "thinking", "title", "context", "source", "content"), 0)
 
 
-def _walk_item(item: dict[str, Any], fn: Callable[[str], str]) -> None:
-    """A Responses item other than a message: function and custom tool calls and their outputs,
-    reasoning summaries."""
-    kind = item.get("type")
-    if kind in ("function_call", "custom_tool_call", "mcp_call"):
-        if isinstance(item.get("name"), str):
-            item["name"] = fn(item["name"])
-        for key in ("arguments", "input", "output"):
-            if isinstance(item.get(key), str):
-                item[key] = fn(item[key])
-    elif kind in ("function_call_output", "custom_tool_call_output"):
-        output = item.get("output")
-        if isinstance(output, str):
-            item["output"] = fn(output)
-        elif isinstance(output, list):
-            _walk_content(output, fn)
-    elif kind == "reasoning":
-        for key in ("summary", "content"):
-            if isinstance(item.get(key), list):
-                _walk_content(item[key], fn)
+# Members that carry no text a model reads as such: kinds, ids, states, and opaque or binary
+# data (base64 images, files and audio, encrypted reasoning, signatures). Every other string of
+# a part or item is text the provider reads (an MCP call's output, a shell call's output, a
+# file search's results, a citation's quote, a prompt variable, ...), so the guards read it.
+_NOT_TEXT = frozenset(
+    (
+        "type",
+        "id",
+        "call_id",
+        "tool_call_id",
+        "tool_use_id",
+        "approval_request_id",
+        "status",
+        "role",
+        "signature",
+        "encrypted_content",
+        "data",
+        "file_data",
+        "file_id",
+        "file_url",
+        "image_url",
+        "url",
+        "result",
+        "media_type",
+        "mime_type",
+        "detail",
+        "cache_control",
+        "container_id",
+    )
+)
+# Parts inside parts: deeper than this, a request is refused rather than read in part.
+_MAX_DEPTH = 64
+
+
+def _walk_rest(part: dict[str, Any], fn: Callable[[str], str], done: tuple[str, ...], depth: int) -> None:
+    """The strings of ``part`` the walk above did not read (``done``), nested ones too."""
+    for key, value in part.items():
+        if key not in _NOT_TEXT and key not in done:
+            part[key] = _walk_value(value, fn, depth + 1)
+
+
+def _walk_value(value: Any, fn: Callable[[str], str], depth: int) -> Any:
+    if isinstance(value, str):
+        return fn(value)
+    if depth > _MAX_DEPTH:
+        if isinstance(value, (dict, list)):
+            raise LlmError(400, "request content nests too deep")
+        return value
+    if isinstance(value, list):
+        return [_walk_value(item, fn, depth + 1) for item in value]
+    if isinstance(value, dict):
+        if isinstance(value.get("type"), str):  # a part or block of its own
+            _walk_block(value, fn, depth)
+        else:
+            _walk_rest(value, fn, (), depth)
+    return value
+
+
+def _walk_item(item: dict[str, Any], fn: Callable[[str], str], done: tuple[str, ...] = ()) -> None:
+    """A Responses item: every string a model reads (function, custom, MCP, shell, patch,
+    computer, code interpreter, search calls and their outputs, reasoning summaries, ...);
+    ``done``: members the caller already read."""
+    _walk_rest(item, fn, done, 0)
 
 
 def _walk_chat_message(msg: dict[str, Any], fn: Callable[[str], str]) -> None:
@@ -181,6 +227,9 @@ def walk_request_texts(api: str, body: Json, fn: Callable[[str], str]) -> None:
                 if isinstance(msg.get("name"), str):  # OpenAI shows a participant's name to the model
                     msg["name"] = fn(msg["name"])
                 _walk_chat_message(msg, fn)
+        prediction = body.get("prediction")  # predicted output: text the model is given
+        if isinstance(prediction, dict) and "content" in prediction:
+            prediction["content"] = _walk_content(prediction["content"], fn)
     elif api in (MESSAGES, COUNT_TOKENS):
         if "system" in body:
             body["system"] = _walk_content(body["system"], fn)
@@ -197,10 +246,16 @@ def walk_request_texts(api: str, body: Json, fn: Callable[[str], str]) -> None:
                 for item in items:
                     if isinstance(item, dict):
                         if "content" in item:
-                            item["content"] = _walk_content(item["content"], fn)
+                            item["content"] = _walk_value(item["content"], fn, 0)
                         if isinstance(item.get("text"), str):  # a content part in the list
                             item["text"] = fn(item["text"])
-                        _walk_item(item, fn)
+                        _walk_item(item, fn, ("content", "text"))
+        # a stored prompt's variables: strings, or input parts, put into the prompt by the provider
+        prompt = body.get("prompt")
+        variables = prompt.get("variables") if isinstance(prompt, dict) else None
+        if isinstance(variables, dict):
+            for name, value in variables.items():
+                variables[name] = _walk_value(value, fn, 0)
     elif api == EMBEDDINGS:
         value = body.get("input")
         if isinstance(value, str):
@@ -225,7 +280,7 @@ def walk_response_texts(api: str, body: Json, fn: Callable[[str], str]) -> None:
             if isinstance(item, dict):
                 if isinstance(item.get("content"), list):
                     _walk_content(item["content"], fn)
-                _walk_item(item, fn)
+                _walk_item(item, fn, ("content",))
 
 
 def collect_texts(api: str, body: Json) -> list[str]:

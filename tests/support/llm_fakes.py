@@ -133,6 +133,7 @@ RESPONSES_KEYS = frozenset(
         "safety_identifier",
         "service_tier",
         "prompt_cache_key",
+        "prompt",
     ]
 )
 ANTHROPIC_KEYS = frozenset(
