@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.gateway import Gateway, free_port
+from tests.support.gateway import Gateway, UpstreamServer, binds, free_port
 from tests.support.llm import AWS_ENV, FakeProvider, model_entries
 
 # Values of every JSON kind, and a few shapes readers expect one level down.
@@ -226,3 +226,71 @@ def test_llm_mutated_bodies_never_500(llm: LlmSurface, path: str) -> None:
         assert answer.status_code < 500, (body, answer.text)
     assert llm.post(path, {**_LLM_BODIES[path], "model": "gpt-4o-mini"}).status_code < 500
     assert_clean_log(llm.gw, since)
+
+
+# --------------------------------------------------------------------------------------- admin
+
+ADMIN_HEADERS = {"x-agentgateway-admin": "1", "content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp: Path = tmp_path_factory.mktemp("shapes-admin")
+    up = UpstreamServer(tmp, "up")
+    gw: Gateway | None = None
+    try:
+        port = free_port()
+        routes = [
+            {"name": "a", "matches": [{"path": {"pathPrefix": "/a2a"}}], "policies": {"a2a": {}}},
+            {"name": "h"},
+        ]
+        for route in routes:
+            route["backends"] = [{"host": up.address}]
+        (tmp / "gw").mkdir()
+        gw = Gateway(tmp / "gw", binds(port, routes))
+        yield gw
+    finally:
+        if gw is not None:
+            gw.stop()
+        up.stop()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: " + "[" * 5000,  # the editor's YAML composer recursed once per level: RecursionError, 500
+        "a: " + "[" * 990 + '"<redacted>"' + "]" * 990,  # as deep as libyaml goes, with a secret's mark
+        "a: " + "{b: " * 990 + "1" + "}" * 990,
+    ],
+)
+def test_admin_editor_takes_deeply_nested_yaml(admin: Gateway, text: str) -> None:
+    since = len(admin.output())
+    for endpoint in ("config/validate", "config/apply"):
+        answer = httpx.post(
+            f"{admin.admin_url}/ui/api/{endpoint}", json={"text": text, "base": "x"}, headers=ADMIN_HEADERS, timeout=10
+        )
+        assert answer.status_code < 500, answer.text
+    assert httpx.post(
+        f"{admin.admin_url}/ui/api/config/validate", json={"text": "a: " + "[" * 5000}, headers=ADMIN_HEADERS
+    ).json()["errors"][0]["message"].startswith("invalid YAML")
+    assert_clean_log(admin, since)
+
+
+def test_admin_mutated_bodies_never_500(admin: Gateway) -> None:
+    since = len(admin.output())
+    current = httpx.get(f"{admin.admin_url}/ui/api/config", timeout=10).json()
+    route = "binds[0].listeners[0].routes[0]"
+    bodies = {
+        "call": {"route": route, "method": "POST", "path": "/x", "headers": {"accept": "application/json"}, "body": {}},
+        "config/validate": {"text": current["text"]},
+        "config/rollback": {"base": "x"},
+    }
+    for endpoint, body in bodies.items():
+        for variant in mutations(body, 60, seed=22):
+            answer = httpx.post(
+                f"{admin.admin_url}/ui/api/{endpoint}", content=json.dumps(variant), headers=ADMIN_HEADERS, timeout=10
+            )
+            assert answer.status_code < 500 or answer.status_code == 502, (variant, answer.text)
+    for window in ("nan", "inf", "-inf", "1e999", "x", "", "-5"):
+        assert httpx.get(f"{admin.admin_url}/ui/api/traffic?window={window}", timeout=10).status_code in (200, 400)
+    assert_clean_log(admin, since)
