@@ -10,6 +10,7 @@ import copy
 import json
 import random
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.gateway import Gateway, UpstreamServer, binds, free_port
+from tests.support.gateway import (
+    Gateway,
+    McpServerProcess,
+    UpstreamServer,
+    binds,
+    free_port,
+    mcp_config,
+    stdio_target,
+)
 from tests.support.llm import AWS_ENV, FakeProvider, model_entries
 
 # Values of every JSON kind, and a few shapes readers expect one level down.
@@ -156,9 +165,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmSurface]:
         }
         gw_dir = tmp / "gw"
         gw_dir.mkdir()
-        gw = Gateway(
-            gw_dir, {"llm": {"port": port, "models": model_entries(fakes), "policies": policies}}, env=AWS_ENV
-        )
+        gw = Gateway(gw_dir, {"llm": {"port": port, "models": model_entries(fakes), "policies": policies}}, env=AWS_ENV)
         yield LlmSurface(gw, port)
     finally:
         if gw is not None:
@@ -270,9 +277,13 @@ def test_admin_editor_takes_deeply_nested_yaml(admin: Gateway, text: str) -> Non
             f"{admin.admin_url}/ui/api/{endpoint}", json={"text": text, "base": "x"}, headers=ADMIN_HEADERS, timeout=10
         )
         assert answer.status_code < 500, answer.text
-    assert httpx.post(
-        f"{admin.admin_url}/ui/api/config/validate", json={"text": "a: " + "[" * 5000}, headers=ADMIN_HEADERS
-    ).json()["errors"][0]["message"].startswith("invalid YAML")
+    assert (
+        httpx.post(
+            f"{admin.admin_url}/ui/api/config/validate", json={"text": "a: " + "[" * 5000}, headers=ADMIN_HEADERS
+        )
+        .json()["errors"][0]["message"]
+        .startswith("invalid YAML")
+    )
     assert_clean_log(admin, since)
 
 
@@ -294,3 +305,389 @@ def test_admin_mutated_bodies_never_500(admin: Gateway) -> None:
     for window in ("nan", "inf", "-inf", "1e999", "x", "", "-5"):
         assert httpx.get(f"{admin.admin_url}/ui/api/traffic?window={window}", timeout=10).status_code in (200, 400)
     assert_clean_log(admin, since)
+
+
+# ----------------------------------------------------------------------------------------- MCP
+
+MCP_ACCEPT = "application/json, text/event-stream"
+MODERN = "2026-07-28"
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+    "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+}
+_MCP_REQUESTS: list[dict[str, Any]] = [
+    {"method": "tools/list", "params": {"cursor": "abc", "_meta": {"progressToken": 1}}},
+    {
+        "method": "tools/call",
+        "params": {"name": "alpha_echo", "arguments": {"text": "x"}, "_meta": {"progressToken": "p"}},
+    },
+    {"method": "resources/read", "params": {"uri": "alpha+memo://alpha/info"}},
+    {"method": "prompts/get", "params": {"name": "beta_greet", "arguments": {"person": "Lin"}}},
+    {
+        "method": "completion/complete",
+        "params": {"ref": {"type": "ref/prompt", "name": "beta_greet"}, "argument": {"name": "person", "value": "L"}},
+    },
+    {"method": "logging/setLevel", "params": {"level": "info"}},
+    {"method": "notifications/cancelled", "params": {"requestId": 1, "reason": "x"}},
+    {"id": 99, "result": {"action": "accept", "content": {"confirm": True}}},
+]
+
+
+class McpSurface:
+    def __init__(self, gw: Gateway, url: str) -> None:
+        self.gw = gw
+        self.url = url
+        self.client = httpx.Client(timeout=10)
+        self.session = ""
+
+    def start(self) -> None:
+        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}
+        answer = self.client.post(
+            self.url,
+            json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init},
+            headers={"accept": MCP_ACCEPT},
+        )
+        self.session = answer.headers["mcp-session-id"]
+        self.legacy({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def legacy(self, message: Any) -> httpx.Response:
+        headers = {"accept": MCP_ACCEPT, "mcp-session-id": self.session, "mcp-protocol-version": "2025-06-18"}
+        return self.client.post(self.url, content=json.dumps(message), headers=headers)
+
+    def modern(self, message: Any) -> httpx.Response:
+        headers = {"accept": MCP_ACCEPT, "mcp-protocol-version": MODERN, "content-type": "application/json"}
+        if isinstance(message, dict) and isinstance(message.get("method"), str) and message["method"].isprintable():
+            headers["mcp-method"] = message["method"]
+            params = message.get("params")
+            name = params.get("name", params.get("uri")) if isinstance(params, dict) else None
+            if isinstance(name, str) and name.isascii() and name.isprintable():
+                headers["mcp-name"] = name
+        return self.client.post(self.url, content=json.dumps(message), headers=headers)
+
+
+@pytest.fixture(scope="module")
+def mcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpSurface]:
+    tmp: Path = tmp_path_factory.mktemp("shapes-mcp")
+    beta = McpServerProcess(tmp, "beta", "http")
+    gw: Gateway | None = None
+    try:
+        port = free_port()
+        (tmp / "gw").mkdir()
+        gw = Gateway(tmp / "gw", mcp_config(port, [stdio_target("alpha"), {"name": "beta", "mcp": {"host": beta.url}}]))
+        surface = McpSurface(gw, f"http://127.0.0.1:{port}/mcp")
+        surface.start()
+        yield surface
+        surface.client.close()
+    finally:
+        if gw is not None:
+            gw.stop()
+        beta.stop()
+
+
+def _answered(answer: httpx.Response) -> None:
+    assert answer.status_code < 500, answer.text
+    if answer.headers.get("content-type", "").startswith("application/json") and answer.content:
+        error = answer.json().get("error") if isinstance(answer.json(), dict) else None
+        assert error is None or error["code"] != -32603, answer.text  # internal error
+
+
+@pytest.mark.parametrize("index", range(len(_MCP_REQUESTS)))
+def test_mcp_mutated_messages_get_protocol_errors(mcp: McpSurface, index: int) -> None:
+    """Each value of a request (params of every kind, ids, _meta, cursors, progress tokens,
+    URIs, completion arguments, answers to the server) replaced, in the legacy shape and in
+    the modern one (whose envelope is mutated too)."""
+    since = len(mcp.gw.output())
+    base = {"jsonrpc": "2.0", "id": 1, **_MCP_REQUESTS[index]}
+    if "result" in base:
+        base.pop("method", None)
+    rnd = random.Random(index)
+    for variant in mutations(base, 40, seed=22):
+        answer = mcp.legacy(variant)
+        if answer.status_code == 404:  # the session ended meanwhile: start another
+            mcp.start()
+        _answered(answer)
+        modern = copy.deepcopy(variant)
+        if isinstance(modern, dict) and "method" in modern:
+            params = modern.get("params")
+            if not isinstance(params, dict):
+                params = modern["params"] = {}
+            envelope = copy.deepcopy(ENVELOPE)
+            if rnd.random() < 0.5:
+                envelope[rnd.choice(list(envelope))] = rnd.choice(WRONG)
+            params["_meta"] = envelope
+        _answered(mcp.modern(modern))
+    assert mcp.legacy({"jsonrpc": "2.0", "id": 5, "method": "ping"}).status_code == 200
+    assert_clean_log(mcp.gw, since)
+
+
+@pytest.mark.parametrize("request_id", [None, True, 1.5, 10**30, [], {}, "", "x" * 5000, {"a": [1]}])
+def test_mcp_odd_ids(mcp: McpSurface, request_id: Any) -> None:
+    since = len(mcp.gw.output())
+    _answered(mcp.legacy({"jsonrpc": "2.0", "id": request_id, "method": "tools/list"}))
+    modern = {"jsonrpc": "2.0", "id": request_id, "method": "tools/list", "params": {"_meta": ENVELOPE}}
+    _answered(mcp.modern(modern))
+    assert_clean_log(mcp.gw, since)
+
+
+# ----------------------------------------------------------------------------------------- A2A
+
+_MESSAGE_10 = {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "hello"}], "contextId": "c", "taskId": "t"}
+_MESSAGE_03 = {"kind": "message", "messageId": "m1", "role": "user", "parts": [{"kind": "text", "text": "hello"}]}
+_A2A_CALLS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+    (
+        "/",
+        {"a2a-version": "1.0"},
+        {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": _MESSAGE_10}},
+    ),
+    (
+        "/",
+        {"a2a-version": "1.0"},
+        {"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": "t", "historyLength": 2}},
+    ),
+    (
+        "/",
+        {"a2a-version": "1.0"},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "ListTasks",
+            "params": {"contextId": "c", "pageSize": 2, "pageToken": "x"},
+        },
+    ),
+    ("/", {}, {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": _MESSAGE_03}}),
+    ("/", {}, {"jsonrpc": "2.0", "id": 1, "method": "tasks/cancel", "params": {"id": "t"}}),
+    ("/message:send", {"a2a-version": "1.0"}, {"message": _MESSAGE_10, "configuration": {"historyLength": 1}}),
+    ("/tasks/t:cancel", {"a2a-version": "1.0"}, {"id": "t"}),
+    ("/v1/message:send", {}, {"message": _MESSAGE_03}),
+]
+
+
+@pytest.fixture(scope="module")
+def a2a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
+    """An A2A route whose later policies read a2a.* (authorization, a rate-limit key)."""
+    from tests.integration.test_a2a import A2aAgent
+
+    tmp: Path = tmp_path_factory.mktemp("shapes-a2a")
+    agent = A2aAgent(tmp)
+    gw: Gateway | None = None
+    try:
+        port = free_port()
+        limit = {"maxTokens": 10**6, "tokensPerFill": 1, "fillInterval": "1h", "key": "a2a.method"}
+        policies = {
+            "a2a": {},
+            "authorization": {"rules": [{"deny": "a2a.method == 'CancelTask'"}]},
+            "localRateLimit": [limit],
+        }
+        (tmp / "gw").mkdir()
+        gw = Gateway(
+            tmp / "gw", binds(port, [{"policies": policies, "backends": [{"host": f"127.0.0.1:{agent.port}"}]}])
+        )
+        yield gw, f"http://127.0.0.1:{port}"
+    finally:
+        if gw is not None:
+            gw.stop()
+        agent.stop()
+
+
+@pytest.mark.parametrize("index", range(len(_A2A_CALLS)))
+def test_a2a_mutated_calls_never_500(a2a: tuple[Gateway, str], index: int) -> None:
+    gw, base = a2a
+    since = len(gw.output())
+    path, headers, body = _A2A_CALLS[index]
+    with httpx.Client(timeout=10) as client:
+        for variant in mutations(body, 40, seed=22):
+            answer = client.post(
+                base + path, content=json.dumps(variant), headers={"content-type": "application/json", **headers}
+            )
+            assert answer.status_code < 500, (variant, answer.text)
+    assert_clean_log(gw, since)
+
+
+# ------------------------------------------------------------------------- CEL and HTTP/2 heads
+
+_X = 'request.headers["x-s"]'
+_CEL_READERS = [
+    f"int({_X}) > 3",
+    f"double({_X}) > 1.0",
+    f'ip({_X}).family() == 4 || cidr({_X}).containsIP("1.2.3.4")',
+    f'{_X}.substring(1, 3) == "ab" || {_X}.charAt(5) == "x"',
+    f'{_X}.matches(request.headers["x-re"])',
+    f'{_X}.split(",")[3] == "x"',
+    f'string(bytes({_X})) == "x" && {_X}.lowerAscii().reverse() != ""',
+    f'{_X}.indexOf(request.headers["x-re"], 3) > 0',
+    f'{_X}.replace(request.headers["x-re"], {_X}) != ""',
+    f'"%s-%d".format([{_X}, size({_X})]) != ""',
+    f'{_X} + request.headers["x-missing"] == "x"',
+]
+_ODD_VALUES = [
+    b"",
+    b"1",
+    b"99999999999999999999999",
+    b"1e999",
+    b"nan",
+    b"1.2.3.4/33",
+    b"fe80::1%eth0",
+    b"\x80\xff\xfe",
+    b"\xe2\x82",
+    b"\xed\xa0\x80",
+    b"a,b",
+    b"%s",
+    b"(",
+    b"a{1000}{1000}",
+    b"\t x \t",
+    b"a" * 8000,
+]
+
+
+def _raw_get(port: int, path: bytes, fields: list[tuple[bytes, bytes]]) -> bytes:
+    head = b"GET " + path + b" HTTP/1.1\r\nHost: h.test\r\nConnection: close\r\n"
+    head += b"".join(name + b": " + value + b"\r\n" for name, value in fields) + b"\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_cel_over_header_bytes_of_any_kind(gateway: Any, upstream: Any) -> None:
+    """Rules, transformations and rate-limit keys that convert, index, split and match header
+    values: whatever bytes a client sends, the request is answered (a rule that fails is no
+    match), never a 500."""
+    up = upstream()
+    port = free_port()
+    routes = [
+        {
+            "name": "authz",
+            "matches": [{"path": {"pathPrefix": "/authz"}}],
+            "policies": {"authorization": {"rules": [{"deny": rule} for rule in _CEL_READERS]}},
+        },
+        {
+            "name": "transformed",
+            "matches": [{"path": {"pathPrefix": "/set"}}],
+            "policies": {
+                "transformations": {
+                    "request": {"set": {f"x-e{i}": rule for i, rule in enumerate(_CEL_READERS)}},
+                    "response": {"set": {"x-back": f'{_X}.split(",")[1]'}},
+                },
+                "localRateLimit": [
+                    {"maxTokens": 10**6, "tokensPerFill": 1, "fillInterval": "1h", "key": f"string(int({_X}))"}
+                ],
+            },
+        },
+    ]
+    for route in routes:
+        route["backends"] = [{"host": up.address}]
+    gw = gateway(binds(port, routes))
+    rnd = random.Random(22)
+    since = len(gw.output())
+    for _ in range(60):
+        fields = [(b"x-s", rnd.choice(_ODD_VALUES)), (b"x-re", rnd.choice(_ODD_VALUES))]
+        if rnd.random() < 0.3:
+            fields.append((b"x-s", rnd.choice(_ODD_VALUES)))
+        for path in (b"/authz", b"/set"):
+            answer = _raw_get(port, path, fields)
+            assert re.match(rb"HTTP/1\.1 [234]\d\d ", answer), (fields, answer[:300])
+    assert_clean_log(gw, since)
+
+
+_H2_FIELDS = [
+    (b"te", b"trailers"),
+    (b"te", b"gzip"),
+    (b"connection", b"close"),
+    (b"transfer-encoding", b"chunked"),
+    (b"content-length", b"x"),
+    (b"content-length", b"99999999999999999999"),
+    (b"host", b"other"),
+    (b"x-s", b"\x80\xff"),
+    (b"x-s", b"a\r\nb: c"),
+    (b"x-s", b"\x00"),
+    (b":protocol", b"websocket"),
+    (b":status", b"200"),
+    (b":foo", b"x"),
+    (b"content-type", b"\xff"),
+    (b"mcp-session-id", b"\xff\xfe"),
+    (b"mcp-protocol-version", b"\x80"),
+    (b"a2a-version", b"\xff"),
+    (b"origin", b"\xff"),
+    (b"authorization", b"Bearer \xff"),
+    (b"forwarded", b"for=\xff"),
+    (b"", b"x"),
+    (b"A", b"x"),
+    (b"x" * 300, b"y" * 9000),
+]
+
+
+def test_http2_heads_of_odd_fields(gateway: Any, upstream: Any, tmp_path: Path) -> None:
+    """HTTP/2 requests to every kind of route (plain, LLM, MCP, A2A, CORS) with odd fields:
+    each stream is answered (a 4xx or a stream reset), never a 500, and nothing is logged
+    as an internal error."""
+    from tests.support.http2 import RawH2Client, Response
+
+    up = upstream()
+    fake = FakeProvider(tmp_path, "openai")
+    try:
+        port = free_port()
+        llm_backend = {
+            "ai": {
+                "name": "o",
+                "provider": {"openAI": {"model": "gpt-4o-mini"}},
+                "hostOverride": f"127.0.0.1:{fake.port}",
+            }
+        }
+        routes = [
+            {"name": "llm", "matches": [{"path": {"pathPrefix": "/v1"}}], "backends": [llm_backend]},
+            {
+                "name": "mcp",
+                "matches": [{"path": {"pathPrefix": "/mcp"}}],
+                "backends": [{"mcp": {"targets": [stdio_target("s")]}}],
+            },
+            {"name": "a2a", "matches": [{"path": {"pathPrefix": "/a2a"}}], "policies": {"a2a": {}}},
+            {"name": "h", "policies": {"cors": {"allowOrigins": ["*"], "allowHeaders": ["*"]}}},
+        ]
+        for route in routes[2:]:
+            route["backends"] = [{"host": up.address}]
+        gw = gateway(binds(port, routes))
+        since = len(gw.output())
+        rnd = random.Random(22)
+        paths = [
+            b"/echo",
+            b"/v1/chat/completions",
+            b"/v1/models",
+            b"/mcp",
+            b"/a2a/",
+            b"/a2a/.well-known/agent-card.json",
+        ]
+        bodies = [None, b"{}", b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}', b"\xff" * 10]
+        client: RawH2Client | None = None
+        for _ in range(150):
+            if client is None or client.closed or client.goaway is not None:
+                if client is not None:
+                    client.sock.close()
+                client = RawH2Client(port)
+                client.conn.config.validate_outbound_headers = False
+                client.conn.config.normalize_outbound_headers = False
+                client.conn.config.validate_inbound_headers = False
+            method = rnd.choice([b"GET", b"POST", b"OPTIONS", b"DELETE"])
+            fields = [(b":method", method), (b":scheme", b"http"), (b":authority", b"localhost")]
+            fields.append((b":path", rnd.choice(paths)))
+            fields += [rnd.choice(_H2_FIELDS) for _ in range(rnd.randrange(1, 3))]
+            body = rnd.choice(bodies) if method == b"POST" else None
+            stream_id = client.conn.get_next_available_stream_id()
+            try:
+                client.conn.send_headers(stream_id, fields, end_stream=body is None)
+                client.responses[stream_id] = Response()
+                if body is not None:
+                    client.send(stream_id, body, end=True)
+                client.flush()
+                answer = client.response(stream_id)
+            except ConnectionError:  # the gateway ended the connection (GOAWAY): a refusal
+                client.closed = True
+                continue
+            assert answer.status is None or answer.status < 500 or answer.status == 502, (fields, answer.body[:300])
+        if client is not None:
+            client.sock.close()
+        assert_clean_log(gw, since)
+    finally:
+        fake.stop()
