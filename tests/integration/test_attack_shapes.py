@@ -25,6 +25,7 @@ from tests.support.gateway import (
     binds,
     free_port,
     mcp_config,
+    python_stdio_target,
     stdio_target,
 )
 from tests.support.llm import AWS_ENV, FakeProvider, model_entries
@@ -691,3 +692,48 @@ def test_http2_heads_of_odd_fields(gateway: Any, upstream: Any, tmp_path: Path) 
         assert_clean_log(gw, since)
     finally:
         fake.stop()
+
+
+# ------------------------------------------------------------------------------- MCP upstreams
+
+_ODD_SERVER_MESSAGES: list[Any] = [
+    # progress tokens the gateway did not issue: `isdigit` takes "²" and 5,000 digits, `int` not
+    {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "agw-\u00b2", "progress": 1}},
+    {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "agw-" + "9" * 5000}},
+    {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "@call", "progress": "x"}},
+    {"jsonrpc": "2.0", "method": "notifications/progress", "params": "@call"},
+    # answers whose ids cannot be looked up (a list, an object) or equal the gateway's (true)
+    {"jsonrpc": "2.0", "id": [], "result": {}},
+    {"jsonrpc": "2.0", "id": {"a": 1}, "error": {"code": "x", "message": 5}},
+    {"jsonrpc": "2.0", "id": True, "result": {}},
+    {"jsonrpc": "2.0", "id": 1.0, "result": {}},
+    {"jsonrpc": "2.0", "method": "notifications/message", "params": 5},
+    {"jsonrpc": "2.0", "id": [], "method": "roots/list"},
+]
+
+
+@pytest.mark.parametrize("index", range(len(_ODD_SERVER_MESSAGES)))
+def test_mcp_server_messages_of_odd_shapes_cost_only_themselves(
+    gateway: Any, index: int, request: pytest.FixtureRequest
+) -> None:
+    """A stdio server that writes, before each answer, a message whose progress token or id the
+    gateway's reader tripped on (ValueError from `int("²")`, TypeError from looking up a list):
+    the reader stopped, the server was taken for one that closed its stdout and was stopped,
+    and the call failed. The message is dropped now and the call answered."""
+    spec = {"tools": ["t"], "before_answer": [_ODD_SERVER_MESSAGES[index]]}
+    target = python_stdio_target("h", "tests.support.hostile_mcp_server", "--name", "h", "--spec", json.dumps(spec))
+    port = free_port()
+    gw = gateway(mcp_config(port, [target]))
+    surface = McpSurface(gw, f"http://127.0.0.1:{port}/mcp")
+    request.addfinalizer(surface.client.close)
+    surface.start()
+    since = len(gw.output())
+    for i in range(2):
+        call = {"name": "t", "arguments": {}, "_meta": {"progressToken": f"p{i}"}}
+        answer = surface.legacy({"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call", "params": call})
+        assert '"text":"h:t"' in answer.text, answer.text
+    modern = {"name": "t", "arguments": {}, "_meta": {**ENVELOPE, "progressToken": 5}}
+    answer = surface.modern({"jsonrpc": "2.0", "id": 20, "method": "tools/call", "params": modern})
+    assert '"text":"h:t"' in answer.text, answer.text
+    assert "closed its stdout" not in gw.output()[since:]
+    assert_clean_log(gw, since)
