@@ -737,3 +737,23 @@ def test_mcp_server_messages_of_odd_shapes_cost_only_themselves(
     assert '"text":"h:t"' in answer.text, answer.text
     assert "closed its stdout" not in gw.output()[since:]
     assert_clean_log(gw, since)
+
+
+@pytest.mark.parametrize("owner", ["1" * 5000, "\u00b2", "99999999999"])
+def test_mcp_legacy_session_of_an_odd_owner_is_not_found(gateway: Any, owner: str) -> None:
+    """A legacy SSE ``?sessionId=<owner>.<id>`` names the worker that holds the session; with
+    several workers an owner of 5,000 digits became a socket file name too long to stat: a 500
+    and a traceback per request, before any session was checked."""
+    port = free_port()
+    gw = gateway(mcp_config(port, [stdio_target("alpha")]), workers=2)
+    since = len(gw.output())
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/mcp",
+        params={"sessionId": f"{owner}.x"},
+        content=b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+        headers={"accept": MCP_ACCEPT, "content-type": "application/json"},
+        timeout=10,
+    )
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["error"]["code"] == -32600
+    assert_clean_log(gw, since)
