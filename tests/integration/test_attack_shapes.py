@@ -757,3 +757,24 @@ def test_mcp_legacy_session_of_an_odd_owner_is_not_found(gateway: Any, owner: st
     assert answer.status_code == 404, answer.text
     assert answer.json()["error"]["code"] == -32600
     assert_clean_log(gw, since)
+
+
+def test_cors_origin_with_a_port_of_thousands_of_digits(gateway: Any, upstream: Any) -> None:
+    """A cors policy that lists origins parsed the client's ``Origin`` port with ``int``, which
+    refuses more than 4,300 digits: a preflight got a 500, a simple request a dropped
+    connection, each with a traceback. Such an origin is one not allowed."""
+    up = upstream()
+    port = free_port()
+    cors = {"allowOrigins": ["https://app.example", "http://*.example.com"], "allowMethods": ["GET"]}
+    gw = gateway(binds(port, [{"policies": {"cors": cors}, "backends": [{"host": up.address}]}]))
+    since = len(gw.output())
+    origin = "http://a.example.com:" + "1" * 5000
+    headers = {"origin": origin, "access-control-request-method": "GET"}
+    with httpx.Client(timeout=10) as client:
+        preflight = client.options(f"http://127.0.0.1:{port}/x", headers=headers)
+        assert preflight.status_code < 500, preflight.text
+        assert "access-control-allow-origin" not in preflight.headers
+        simple = client.get(f"http://127.0.0.1:{port}/x", headers={"origin": origin})
+        assert simple.status_code == 200
+        assert "access-control-allow-origin" not in simple.headers
+    assert_clean_log(gw, since)
