@@ -778,3 +778,36 @@ def test_cors_origin_with_a_port_of_thousands_of_digits(gateway: Any, upstream: 
         assert simple.status_code == 200
         assert "access-control-allow-origin" not in simple.headers
     assert_clean_log(gw, since)
+
+
+@pytest.mark.parametrize("error", [{"code": "x", "message": 5}, [], "boom", {"code": True}, {"code": 1.5}])
+def test_mcp_error_objects_of_odd_shapes(mcp: McpSurface, error: Any) -> None:
+    """A client's answer to a server request (routed by the ``agw/<target>/<id>`` the gateway
+    gave it) whose error has a code that is not an integer, or is not an object: `int("x")`
+    raised while the gateway read it, a 500 and a traceback per message."""
+    since = len(mcp.gw.output())
+    for target in ("alpha", "beta"):
+        answer = mcp.legacy({"jsonrpc": "2.0", "id": f"agw/{target}/12345", "error": error})
+        assert answer.status_code == 202, answer.text
+    assert mcp.legacy({"jsonrpc": "2.0", "id": 5, "method": "ping"}).status_code == 200
+    assert_clean_log(mcp.gw, since)
+
+
+@pytest.mark.parametrize("error", [{"code": "x", "message": 5}, [], "boom", {"code": True}, {"code": 1.5}])
+def test_mcp_server_errors_of_odd_shapes(gateway: Any, error: Any, request: pytest.FixtureRequest) -> None:
+    """A server's error answer of the same shapes: the call failed with a traceback, and a
+    streamed (legacy) call's connection was dropped without an answer. It is -32603 now."""
+    spec = {"tools": ["t"], "before_answer": [{"jsonrpc": "2.0", "id": "@id", "error": error}]}
+    target = python_stdio_target("h", "tests.support.hostile_mcp_server", "--name", "h", "--spec", json.dumps(spec))
+    port = free_port()
+    gw = gateway(mcp_config(port, [target]))
+    surface = McpSurface(gw, f"http://127.0.0.1:{port}/mcp")
+    request.addfinalizer(surface.client.close)
+    surface.start()
+    since = len(gw.output())
+    answer = surface.legacy({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "t"}})
+    assert '"code":-32603' in answer.text, answer.text
+    modern = {"name": "t", "arguments": {}, "_meta": ENVELOPE}
+    answer = surface.modern({"jsonrpc": "2.0", "id": 20, "method": "tools/call", "params": modern})
+    assert answer.json()["error"]["code"] == -32603, answer.text
+    assert_clean_log(gw, since)

@@ -11,7 +11,8 @@ targets' names included), says who served a call, and can misbehave on purpose.
 - ``close_stdout``: a ``tools/call`` of ``hang`` closes stdout and the process stays alive;
 - ``ignore_sigterm``: SIGTERM does nothing (the gateway must escalate);
 - ``before_answer``: messages (any JSON) written before each ``tools/call`` answer, each with
-  ``"@call"`` strings replaced by the call's progress token (odd notifications and requests).
+  ``"@call"`` strings replaced by the call's progress token and ``"@id"`` by its id (odd
+  notifications, requests, and answers that come before the server's own).
 A call answers ``<name>:<tool or prompt or uri>``.
 """
 
@@ -107,7 +108,7 @@ def main() -> None:
                 text = f"{name}:{tool}"
             token = json.dumps((params.get("_meta") or {}).get("progressToken"))
             for extra in spec.get("before_answer", []):
-                sys.stdout.write(json.dumps(extra).replace('"@call"', token) + "\n")
+                sys.stdout.write(json.dumps(extra).replace('"@call"', token).replace('"@id"', json.dumps(id_)) + "\n")
             sys.stdout.flush()
             reply(id_, {"content": [{"type": "text", "text": text}]})
         elif method == "prompts/get":
