@@ -734,7 +734,8 @@ def test_mcp_server_messages_of_odd_shapes_cost_only_themselves(
         assert '"text":"h:t"' in answer.text, answer.text
     modern = {"name": "t", "arguments": {}, "_meta": {**ENVELOPE, "progressToken": 5}}
     answer = surface.modern({"jsonrpc": "2.0", "id": 20, "method": "tools/call", "params": modern})
-    assert '"text":"h:t"' in answer.text, answer.text
+    # (a server request first, roots/list, is an input_required round for a modern client)
+    assert '"text":"h:t"' in answer.text or answer.json()["result"]["resultType"] == "input_required", answer.text
     assert "closed its stdout" not in gw.output()[since:]
     assert_clean_log(gw, since)
 
