@@ -10,6 +10,9 @@ import yaml
 
 Path = tuple[str | int, ...]
 
+# libyaml's composer (as the config loader, msgspec, uses) bounds nesting and does not recurse
+# in Python; the pure-Python one is the fallback.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TOKEN = re.compile(r"""\[(\d+)\]|\[["']([^"']*)["']\]|\.?([^.\[\]]+)""")
 
 
@@ -25,7 +28,9 @@ class YamlTextError(Exception):
 def compose(text: str) -> yaml.Node | None:
     """The node tree of ``text`` (None when empty). Raises YamlTextError with the line."""
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=_LOADER)
+    except RecursionError:  # the pure-Python composer recurses once per level of nesting
+        raise YamlTextError(0, "invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
@@ -70,22 +75,20 @@ def scalars(root: yaml.Node | None, path: Path = ()) -> Iterator[tuple[Path, yam
     """Every scalar value (not keys) of the tree with its path; a node reached twice through an
     alias is given once."""
     seen: set[int] = set()
-
-    def walk(node: yaml.Node | None, at: Path) -> Iterator[tuple[Path, yaml.ScalarNode]]:
+    # A stack, not recursion: an edit may nest as deep as libyaml allows (1000 levels).
+    stack: list[tuple[yaml.Node | None, Path]] = [(root, path)]
+    while stack:
+        node, at = stack.pop()
         if node is None or id(node) in seen:
-            return
+            continue
         seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             yield at, node
         elif isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode):
-                    yield from walk(value, (*at, key.value))
+            entries = [(value, (*at, key.value)) for key, value in node.value if isinstance(key, yaml.ScalarNode)]
+            stack.extend(reversed(entries))
         elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                yield from walk(item, (*at, i))
-
-    yield from walk(root, path)
+            stack.extend(reversed([(item, (*at, i)) for i, item in enumerate(node.value)]))
 
 
 def replace_spans(text: str, spans: list[tuple[int, int, str]]) -> str:

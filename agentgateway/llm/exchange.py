@@ -61,6 +61,7 @@ from agentgateway.llm.providers import (
 from agentgateway.llm.shaping import (
     apply_prompts,
     collect_texts,
+    invalid_container,
     walk_request_texts,
     walk_response_texts,
 )
@@ -465,6 +466,9 @@ class LlmExchange:
         invalid = invalid_limit(api, body)
         if invalid is not None:
             raise LlmError(400, f"{invalid} must be a non-negative integer")
+        malformed = invalid_container(api, body)
+        if malformed is not None:
+            raise LlmError(400, malformed)
         stream = api in (CHAT, MESSAGES, RESPONSES, PASSTHROUGH, DETECT) and streaming is True
         facts = self._facts = LlmFacts(_OPERATION_NAME[api], requested, stream)
         facts.api = api

@@ -26,8 +26,31 @@ def _system_text(system: Any) -> str:
     if isinstance(system, str):
         return system
     if isinstance(system, list):
-        return "".join(b.get("text", "") for b in system if isinstance(b, dict))
+        return "".join(b["text"] for b in system if isinstance(b, dict) and isinstance(b.get("text"), str))
     return ""
+
+
+# What each API's conversation is, by key: the kinds of JSON value it may be. The gateway
+# iterates these (prompts, guards, token counts), so another kind is the client's error (400),
+# never one the gateway trips on.
+_CONTAINERS: dict[str, tuple[tuple[str, tuple[type, ...], str], ...]] = {
+    CHAT: (("messages", (list,), "a list of messages"),),
+    MESSAGES: (("messages", (list,), "a list of messages"), ("system", (str, list), "a string or a list of blocks")),
+    COUNT_TOKENS: (
+        ("messages", (list,), "a list of messages"),
+        ("system", (str, list), "a string or a list of blocks"),
+    ),
+    RESPONSES: (("input", (str, list), "a string or a list of items"),),
+}
+
+
+def invalid_container(api: str, body: Json) -> str | None:
+    """Why the request's conversation is not of a shape its API defines, or None."""
+    for key, kinds, what in _CONTAINERS.get(api, ()):
+        value = body.get(key)
+        if value is not None and not isinstance(value, kinds):
+            return f"{key} must be {what}"
+    return None
 
 
 def apply_prompts(policy: LlmPolicy, api: str, body: Json) -> None:
@@ -211,7 +234,8 @@ def _walk_chat_message(msg: dict[str, Any], fn: Callable[[str], str]) -> None:
     for key in ("refusal", *CHAT_REASONING):
         if isinstance(msg.get(key), str):
             msg[key] = fn(msg[key])
-    for call in msg.get("tool_calls") or ():
+    calls = msg.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         _walk_call(call, fn)
     if isinstance(msg.get("function_call"), dict):
         _walk_call(msg["function_call"], fn)
@@ -269,14 +293,16 @@ def walk_response_texts(api: str, body: Json, fn: Callable[[str], str]) -> None:
     message, its refusal, tool calls' names and arguments, Anthropic ``tool_use`` input and
     ``thinking``, Responses output items."""
     if api == CHAT:
-        for choice in body.get("choices") or []:
+        choices = body.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
             message = choice.get("message") if isinstance(choice, dict) else None
             if isinstance(message, dict):
                 _walk_chat_message(message, fn)
     elif api == MESSAGES:
         _walk_content(body.get("content"), fn)
     elif api == RESPONSES:
-        for item in body.get("output") or []:
+        output = body.get("output")
+        for item in output if isinstance(output, list) else ():
             if isinstance(item, dict):
                 if isinstance(item.get("content"), list):
                     _walk_content(item["content"], fn)

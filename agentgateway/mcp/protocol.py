@@ -159,8 +159,19 @@ def error(id_: Any, err: McpError) -> Message:
 
 
 def error_from_message(msg: Message) -> McpError:
-    err = msg.get("error") or {}
-    return McpError(int(err.get("code", INTERNAL_ERROR)), str(err.get("message", "error")), err.get("data"))
+    """The error a server answered. JSON-RPC's is an object with an integer code and a string
+    message; what a server sends in their place (a string code, ``1e400``, a list) is told as an
+    internal error, not raised while reading it."""
+    err = msg.get("error")
+    if not isinstance(err, dict):
+        return McpError(INTERNAL_ERROR, "error")
+    code = err.get("code", INTERNAL_ERROR)
+    message = err.get("message", "error")
+    return McpError(
+        code if type(code) is int else INTERNAL_ERROR,
+        message if isinstance(message, str) else "error",
+        err.get("data"),
+    )
 
 
 def dumps(msg: Message) -> bytes:

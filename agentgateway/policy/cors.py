@@ -46,8 +46,10 @@ def parse_origin(value: str, wildcard_host: bool = False) -> tuple[str, str, int
     if not colon:
         host, port = rest, _DEFAULT_PORTS[scheme]
     else:
-        if not host or ":" in host or not port_text.isdigit():
-            return None  # (IPv6 literals are not origins a browser sends in this form)
+        if not host or ":" in host or not port_text.isdigit() or len(port_text) > 5:
+            # (IPv6 literals are not origins a browser sends in this form; a port of thousands of
+            # digits is more than ``int`` converts: a 500 and a traceback a request)
+            return None
         port = int(port_text)
         if not 0 < port < 65536:
             return None

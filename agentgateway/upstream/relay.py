@@ -35,7 +35,9 @@ def runtime_dir() -> Path | None:
 def worker_socket(owner: str) -> Path | None:
     """Where the worker ``owner`` (its pid) listens for relayed requests."""
     base = runtime_dir()
-    if base is None or not owner.isdigit():
+    # A pid: ASCII digits, as many as a pid has. The owner comes from a client (a legacy SSE
+    # ``?sessionId=``): 5,000 digits made a file name the stat below refused (a 500 a request).
+    if base is None or not (0 < len(owner) <= 10 and owner.isascii() and owner.isdigit()):
         return None
     return base / f"worker-{owner}.sock"
 

@@ -9,7 +9,10 @@ targets' names included), says who served a call, and can misbehave on purpose.
 - ``stderr``: bytes written to stderr (in lines of ``stderr_line`` bytes, 0: one line without a
   newline) right after ``initialize``;
 - ``close_stdout``: a ``tools/call`` of ``hang`` closes stdout and the process stays alive;
-- ``ignore_sigterm``: SIGTERM does nothing (the gateway must escalate).
+- ``ignore_sigterm``: SIGTERM does nothing (the gateway must escalate);
+- ``before_answer``: messages (any JSON) written before each ``tools/call`` answer, each with
+  ``"@call"`` strings replaced by the call's progress token and ``"@id"`` by its id (odd
+  notifications, requests, and answers that come before the server's own).
 A call answers ``<name>:<tool or prompt or uri>``.
 """
 
@@ -103,6 +106,10 @@ def main() -> None:
                 return
             else:
                 text = f"{name}:{tool}"
+            token = json.dumps((params.get("_meta") or {}).get("progressToken"))
+            for extra in spec.get("before_answer", []):
+                sys.stdout.write(json.dumps(extra).replace('"@call"', token).replace('"@id"', json.dumps(id_)) + "\n")
+            sys.stdout.flush()
             reply(id_, {"content": [{"type": "text", "text": text}]})
         elif method == "prompts/get":
             text = f"{name}:{params.get('name')}"

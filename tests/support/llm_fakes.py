@@ -773,6 +773,10 @@ class Fake:
             status, resp_headers, payload = self.error(exc.status, exc.message)
             extra = {k for k, _ in exc.headers}
             return status, [*(h for h in resp_headers if h[0] not in extra), *exc.headers], payload
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            # A body of a shape the checks above did not foresee: a provider refuses it (400)
+            # rather than leaving the connection without an answer.
+            return self.error(400, f"malformed request: {type(exc).__name__}")
 
     async def misbehave(self, model: str) -> tuple[int, str] | None:
         if "fail429" in model:

@@ -239,7 +239,10 @@ class UpstreamSession:
         a notification (for ``_incoming``): False."""
         if not protocol.is_response(msg):
             return False
-        call = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
+        # The gateway's ids are ints: an id of another kind (a list or an object, which cannot be
+        # looked up; true or 1.0, which equal 1) answers no call of its.
+        answer_id = msg.get("id")
+        call = self._pending.get(answer_id) if type(answer_id) is int else None
         if call is not None and not call.future.done():
             call.future.set_result((msg, raw))
         return True
@@ -313,7 +316,11 @@ class UpstreamSession:
 
 
 def _progress_call(token: object) -> int | None:
-    """The request id behind a progress token the gateway issued (``agw-<id>``)."""
-    if isinstance(token, str) and token.startswith("agw-") and token[4:].isdigit():
-        return int(token[4:])
+    """The request id behind a progress token the gateway issued (``agw-<id>``). The server
+    writes the token back: ``str.isdigit`` also takes ``²`` (which ``int`` refuses) and any
+    number of digits (``int`` refuses over 4,300), so only ASCII digits of an id's length are."""
+    if isinstance(token, str) and token.startswith("agw-"):
+        digits = token[4:]
+        if 0 < len(digits) <= 20 and digits.isascii() and digits.isdigit():
+            return int(digits)
     return None

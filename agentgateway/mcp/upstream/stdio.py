@@ -209,7 +209,17 @@ class StdioSession(UpstreamSession):
                     log.warning("MCP server %s wrote a non-JSON line on stdout: %r", self.name, line[:200])
                     continue
                 if isinstance(msg, dict):
-                    await self._incoming(msg, None, line)
+                    try:
+                        await self._incoming(msg, None, line)
+                    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+                        # A message of a shape the gateway did not expect costs that message, not
+                        # the server (this loop ending reads as a closed stdout and stops it).
+                        log.warning(
+                            "MCP server %s sent a message the gateway cannot read (%s: %s); dropped",
+                            self.name,
+                            type(exc).__name__,
+                            str(exc)[:200],
+                        )
         finally:
             try:
                 code: int | None = await asyncio.wait_for(proc.wait(), _EOF_GRACE)
