@@ -8,12 +8,7 @@ calls to split a match across the stream guard's flush."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import struct
-import threading
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,73 +20,13 @@ import pytest
 
 from tests.support.gateway import Gateway, free_port, wait_for
 from tests.support.llm import FakeProvider
-from tests.support.llm_fakes import API_KEY
+from tests.support.llm_fakes import API_KEY, frame
+from tests.support.raw_server import ScriptedProvider
 
 EMAIL = "alice@example.com"
 MASK = "<EMAIL_ADDRESS>"
 # a cut answer's text, longer than the stream guard holds back
 PARTIAL = "The answer is " + "long " * 30
-
-
-class ScriptedProvider:
-    """A provider on raw sockets that answers every request with ``answer`` (status, content
-    type, body) and closes the connection after it."""
-
-    def __init__(self) -> None:
-        self.answer: tuple[int, str, bytes] = (200, "application/json", b"{}")
-        self.port = free_port()
-        self.sock = socket.create_server(("127.0.0.1", self.port))
-        self.stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self._thread.join(5)
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.settimeout(10)
-            with conn, contextlib.suppress(OSError, ValueError):
-                self._serve(conn)
-
-    def _serve(self, conn: socket.socket) -> None:
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            buf += chunk
-        head, _, body = buf.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        length = next((int(x.split(b":", 1)[1]) for x in lines if x.lower().startswith(b"content-length:")), 0)
-        while len(body) < length:
-            more = conn.recv(65536)
-            if not more:
-                return
-            body += more
-        status, content_type, data = self.answer
-        head_out = f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\nconnection: close\r\n\r\n"
-        conn.sendall(head_out.encode() + data)
-
-
-def _frame(kind: str, payload: dict[str, Any]) -> bytes:
-    """One AWS event-stream event frame with correct CRCs."""
-    headers = b""
-    for name, value in ((":event-type", kind), (":message-type", "event"), (":content-type", "application/json")):
-        headers += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
-    data = json.dumps(payload).encode()
-    total = 12 + len(headers) + len(data) + 4
-    prelude = struct.pack(">II", total, len(headers))
-    start = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers + data
-    return start + struct.pack(">I", zlib.crc32(start))
 
 
 class Setup:
@@ -472,9 +407,9 @@ def _gemini_cut() -> bytes:
 
 
 def _bedrock_cut() -> bytes:
-    frames = _frame("messageStart", {"role": "assistant"})
-    frames += _frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": PARTIAL}})
-    stop = _frame("messageStop", {"stopReason": "end_turn"})
+    frames = frame("messageStart", {"role": "assistant"})
+    frames += frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": PARTIAL}})
+    stop = frame("messageStop", {"stopReason": "end_turn"})
     return frames + stop[: len(stop) // 2]  # the final frame cut short
 
 

@@ -11,13 +11,9 @@ is a dot segment of a provider path; client bodies of the wrong shape for the tr
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import socket
-import struct
 import sys
-import threading
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,83 +24,11 @@ import pytest
 from tests.support.gateway import Gateway, Process, free_port, wait_listening
 from tests.support.guard_fakes import GUARD_KEY
 from tests.support.llm import FakeProvider
-from tests.support.llm_fakes import API_KEY
+from tests.support.llm_fakes import API_KEY, frame, raw_frame, string_header
+from tests.support.raw_server import ScriptedProvider
 
 EMAIL = "alice@example.com"
 MASK = "<EMAIL_ADDRESS>"
-
-
-class ScriptedProvider:
-    """A provider on raw sockets that answers every request with what it is told to
-    (``answer``: status, content type, body), closing the connection after it; the last
-    request's path and body are kept."""
-
-    def __init__(self) -> None:
-        self.answer: tuple[int, str, bytes] = (200, "application/json", b"{}")
-        self.last_path = ""
-        self.last_body = b""
-        self.port = free_port()
-        self.sock = socket.create_server(("127.0.0.1", self.port))
-        self.stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self._thread.join(5)
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.settimeout(10)
-            with conn, contextlib.suppress(OSError, ValueError):
-                self._serve(conn)
-
-    def _serve(self, conn: socket.socket) -> None:
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            buf += chunk
-        head, _, body = buf.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        length = next((int(x.split(b":", 1)[1]) for x in lines if x.lower().startswith(b"content-length:")), 0)
-        while len(body) < length:
-            body += conn.recv(65536)
-        self.last_path = lines[0].split(b" ")[1].decode()
-        self.last_body = body
-        status, content_type, data = self.answer
-        conn.sendall(
-            f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\nconnection: close\r\n\r\n".encode() + data
-        )
-
-
-def _frame(headers: bytes, payload: bytes) -> bytes:
-    """One AWS event-stream frame around raw header bytes, with correct CRCs."""
-    total = 12 + len(headers) + len(payload) + 4
-    prelude = struct.pack(">II", total, len(headers))
-    start = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers + payload
-    return start + struct.pack(">I", zlib.crc32(start))
-
-
-def _string_header(name: str, value: str) -> bytes:
-    return bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
-
-
-def _event(kind: str, payload: dict[str, Any]) -> bytes:
-    headers = (
-        _string_header(":event-type", kind)
-        + _string_header(":message-type", "event")
-        + _string_header(":content-type", "application/json")
-    )
-    return _frame(headers, json.dumps(payload).encode())
 
 
 class ContentSafety(Process):
@@ -545,7 +469,7 @@ def _stream_from_bedrock(env: Setup, frames: bytes) -> httpx.Response:
     return env.post("/v1/chat/completions", body)
 
 
-_START = _event("messageStart", {"role": "assistant"})
+_START = frame("messageStart", {"role": "assistant"})
 _BAD_HEADERS = {
     "int32-cut-short": b"\x05:abcd\x04\x00",
     "int16-at-the-end": b"\x05:abcd\x03",
@@ -559,7 +483,7 @@ _BAD_HEADERS = {
 def test_bedrock_frame_with_lying_headers_is_a_provider_error(env: Setup, case: str) -> None:
     """A frame whose CRCs are right but whose headers run past their length: the provider's
     fault (502 in the stream), not the gateway's (500, a traceback in the log)."""
-    r = _stream_from_bedrock(env, _START + _frame(_BAD_HEADERS[case], b"{}"))
+    r = _stream_from_bedrock(env, _START + raw_frame(_BAD_HEADERS[case], b"{}"))
     assert r.status_code == 200
     assert "internal error" not in r.text, r.text
     assert "malformed" in r.text, r.text
@@ -567,8 +491,8 @@ def test_bedrock_frame_with_lying_headers_is_a_provider_error(env: Setup, case: 
 
 
 def test_bedrock_exception_frame_is_the_providers_error(env: Setup) -> None:
-    headers = _string_header(":message-type", "exception") + _string_header(":exception-type", "throttlingException")
-    r = _stream_from_bedrock(env, _START + _frame(headers, b'{"message":"slow down"}'))
+    headers = string_header(":message-type", "exception") + string_header(":exception-type", "throttlingException")
+    r = _stream_from_bedrock(env, _START + raw_frame(headers, b'{"message":"slow down"}'))
     assert r.status_code == 200
     errors = [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: {") and '"error"' in x]
     assert errors and errors[-1]["error"]["message"] == "slow down", r.text

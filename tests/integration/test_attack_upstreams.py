@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,61 +21,12 @@ import pytest
 
 from tests.support.gateway import Gateway, binds, free_port, mcp_config, raw_connection, read_response, wait_for
 from tests.support.http2 import H2UpstreamServer
+from tests.support.raw_server import RawServer
 
 # What the hostile target is willing to send on one stream: far more than the socket buffers
 # between it and a client that does not read (a few MB on loopback).
 _FLOOD_CAP = 64 * 1024 * 1024
 _EVENT_DATA = "x" * 16_000
-
-
-class RawServer:
-    """A server on raw sockets, in a thread: accepts until ``close`` and hands each connection to
-    ``serve`` (with ``threaded``, each in a thread of its own). Subclasses set their state before
-    calling ``__init__``, which starts accepting."""
-
-    threaded = False
-    timeout = 10.0
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.sock = socket.create_server(("127.0.0.1", self.port))
-        self.stop = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
-        self.sock.close()
-        for conn in list(self._conns):
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        self._thread.join(5)
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.settimeout(self.timeout)
-            self._conns.append(conn)
-            if self.threaded:
-                threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-            else:
-                self._handle(conn)
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError, ValueError):
-            self.serve(conn)
-        if conn in self._conns:
-            self._conns.remove(conn)
-
-    def serve(self, conn: socket.socket) -> None:
-        raise NotImplementedError
 
 
 class HostileMcp(RawServer):

@@ -625,11 +625,18 @@ def frame(event_type: str, payload: Json, message_type: str = "event") -> bytes:
         ":content-type": "application/json",
         ":message-type": message_type,
     }
-    head = b""
-    for k, v in headers.items():
-        kb, vb = k.encode(), v.encode()
-        head += struct.pack("B", len(kb)) + kb + b"\x07" + struct.pack(">H", len(vb)) + vb
-    body = orjson.dumps(payload)
+    head = b"".join(string_header(k, v) for k, v in headers.items())
+    return raw_frame(head, orjson.dumps(payload))
+
+
+def string_header(name: str, value: str) -> bytes:
+    """One event-stream header of type string (7)."""
+    kb, vb = name.encode(), value.encode()
+    return struct.pack("B", len(kb)) + kb + b"\x07" + struct.pack(">H", len(vb)) + vb
+
+
+def raw_frame(head: bytes, body: bytes) -> bytes:
+    """An event-stream frame around header bytes as given (right or not), with correct CRCs."""
     total = 16 + len(head) + len(body)
     prelude = struct.pack(">II", total, len(head))
     msg = prelude + struct.pack(">I", zlib.crc32(prelude)) + head + body
